@@ -1,0 +1,155 @@
+/* frontend.h - reading models: the GGUF container (mmap reader and writer), the
+ * BitNet architectures lowered to the graph IR, and the synthetic model generator. */
+#ifndef BITNETC_FRONTEND_H
+#define BITNETC_FRONTEND_H
+
+#include "ir.h"
+
+/* ---- GGUF (gguf.c) ----------------------------------------------------- */
+
+typedef enum {
+	GGUF_T_U8 = 0,
+	GGUF_T_I8 = 1,
+	GGUF_T_U16 = 2,
+	GGUF_T_I16 = 3,
+	GGUF_T_U32 = 4,
+	GGUF_T_I32 = 5,
+	GGUF_T_F32 = 6,
+	GGUF_T_BOOL = 7,
+	GGUF_T_STRING = 8,
+	GGUF_T_ARRAY = 9,
+	GGUF_T_U64 = 10,
+	GGUF_T_I64 = 11,
+	GGUF_T_F64 = 12,
+	GGUF_T_COUNT
+} GgufType;
+
+#define GGUF_DEFAULT_ALIGNMENT 32
+#define GGUF_MAX_DIMS 4
+
+/* A string inside the file: not NUL-terminated. */
+typedef struct {
+	const char *ptr;
+	uint64_t len;
+} GgufStr;
+
+/* A metadata value or an array element: a view into the mapping. */
+typedef struct {
+	GgufType type;
+	GgufType arr_type;       /* GGUF_T_ARRAY: element type */
+	uint64_t arr_n;          /* GGUF_T_ARRAY: element count */
+	const uint8_t *data;     /* scalar: its bytes; string: the length prefix; array: first element */
+	uint64_t size;           /* bytes from data to the end of the value */
+	const uint64_t *elem_off; /* arrays of strings/arrays: offset of element i from data */
+} GgufValue;
+
+typedef struct {
+	char *key; /* NUL-terminated copy */
+	GgufValue val;
+} GgufKV;
+
+typedef struct {
+	char *name; /* NUL-terminated copy */
+	int n_dims;
+	int64_t ne[GGUF_MAX_DIMS]; /* unused dims are 1 */
+	uint32_t ggml_type;
+	IrDtype dtype;
+	uint64_t offset;  /* relative to the data section */
+	uint64_t nbytes;
+	const void *data; /* inside the mapping */
+} GgufTensor;
+
+typedef struct {
+	char *path; /* as given; used in every error */
+	uint32_t version;
+	uint64_t alignment;
+	const uint8_t *base; /* the mapped file (or caller's buffer) */
+	uint64_t size;
+	bool mapped;
+	uint64_t n_kv;
+	GgufKV *kv;
+	uint64_t n_tensors;
+	GgufTensor *tensors;
+	uint64_t data_offset; /* file offset of the data section */
+} GgufFile;
+
+/* Maps and parses path. Every count, offset, size and length is checked against the
+ * file; errors read "PATH: FIELD: problem". */
+GgufFile *gguf_open(const char *path, BnErr *e);
+/* Parses a buffer the caller keeps alive for the file's lifetime (no copy). */
+GgufFile *gguf_open_mem(const void *buf, uint64_t size, const char *name, BnErr *e);
+void gguf_close(GgufFile *f);
+
+const GgufKV *gguf_find(const GgufFile *f, const char *key);
+const GgufTensor *gguf_find_tensor(const GgufFile *f, const char *name);
+const char *gguf_type_name(GgufType t);
+
+/* Typed reads with conversion; return false if the value has another kind
+ * (or, for ints, does not fit). Integers: any integer type or bool. Floats: f32, f64
+ * or any integer. */
+bool gguf_value_int(const GgufValue *v, int64_t *out);
+bool gguf_value_float(const GgufValue *v, double *out);
+bool gguf_value_str(const GgufValue *v, GgufStr *out);
+/* Element i of an array value as a value of its own (nested arrays included). */
+bool gguf_value_elem(const GgufValue *v, uint64_t i, GgufValue *out);
+
+/* Shortcuts on a key; false if missing or of another kind. */
+bool gguf_get_int(const GgufFile *f, const char *key, int64_t *out);
+bool gguf_get_float(const GgufFile *f, const char *key, double *out);
+bool gguf_get_str(const GgufFile *f, const char *key, GgufStr *out);
+/* A printable rendering of a value (strings quoted, long arrays abbreviated). */
+void gguf_value_print(const GgufValue *v, FILE *out, int max_elems);
+
+/* Writer: collects metadata and tensors, then writes a GGUF v3 file that the reader
+ * and the reference tools accept. Tensor data is not copied: it must stay valid until
+ * gguf_writer_write. general.alignment (if set, u32) is honoured. */
+typedef struct GgufWriter GgufWriter;
+GgufWriter *gguf_writer_new(void);
+void gguf_writer_free(GgufWriter *w);
+void gguf_writer_u32(GgufWriter *w, const char *key, uint32_t v);
+void gguf_writer_i32(GgufWriter *w, const char *key, int32_t v);
+void gguf_writer_u64(GgufWriter *w, const char *key, uint64_t v);
+void gguf_writer_f32(GgufWriter *w, const char *key, float v);
+void gguf_writer_bool(GgufWriter *w, const char *key, bool v);
+void gguf_writer_str(GgufWriter *w, const char *key, const char *v);
+/* Arrays of scalars: elem_type is a scalar GgufType; data holds n packed elements. */
+void gguf_writer_arr(GgufWriter *w, const char *key, GgufType elem_type, const void *data,
+		     uint64_t n);
+void gguf_writer_arr_str(GgufWriter *w, const char *key, const char *const *strs, uint64_t n);
+/* Any value, including nested arrays, from raw GGUF-encoded bytes (type + payload as
+ * they appear after the key). For tests of exotic files. */
+void gguf_writer_raw(GgufWriter *w, const char *key, GgufType type, const void *payload,
+		     uint64_t payload_size);
+int gguf_writer_tensor(GgufWriter *w, const char *name, uint32_t ggml_type, int n_dims,
+		       const int64_t *ne, const void *data, uint64_t nbytes, BnErr *e);
+int gguf_writer_write(GgufWriter *w, const char *path, BnErr *e);
+
+/* ---- BitNet architectures -> IR (bitnet.c) ------------------------------ */
+
+/* Builds the graph of a bitnet-b1.58, bitnet-25 or bitnet model. Unknown arch,
+ * missing tensor, wrong shape or unsupported type: NULL and a clear error. */
+IrGraph *bnm_load(const GgufFile *f, BnErr *e);
+/* Reads the hyperparameters only (also used by inspect). */
+int bnm_hparams(const GgufFile *f, IrHparams *hp, BnErr *e);
+/* Names of the supported architectures, NULL-terminated. */
+const char *const *bnm_archs(void);
+
+/* ---- synthetic models (synth.c) ---------------------------------------- */
+
+typedef struct {
+	const char *arch; /* "bitnet-b1.58" (default), "bitnet-25" or "bitnet" */
+	int64_t n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
+	float eps, rope_base;
+	IrDtype wtype;      /* ternary format: I2_S, TQ1_0, TQ2_0, or F16 (unquantized ternary values) */
+	IrDtype embd_type;  /* F16 (default), F32, BF16, Q8_0, Q6_K */
+	uint64_t seed;
+	const char *vocab_dir; /* NULL: synthetic byte-level vocab; else a folder with tokens.txt,
+				* merges.txt and special.tsv (the Llama 3 vocabulary, uncompressed) */
+	bool proj_scales;      /* arch "bitnet": write blk.N.*.scale tensors */
+} BnmSynthSpec;
+
+/* Fills spec for a named shape: "tiny" (the golden shape) or "2b4t". */
+int bnm_synth_shape(BnmSynthSpec *s, const char *shape, BnErr *e);
+int bnm_synth_write(const BnmSynthSpec *s, const char *path, BnErr *e);
+
+#endif

@@ -1,0 +1,253 @@
+/* ir.h - bitnetc core: errors, arena, element types and weight codecs, the graph IR,
+ * its verifier and printer, and the reference interpreter. Everything else builds on it. */
+#ifndef BITNETC_IR_H
+#define BITNETC_IR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define BITNETC_VERSION "0.1.0"
+
+/* ---- errors and small utilities (ir_util.c) ---------------------------- */
+
+typedef enum {
+	BN_OK = 0,
+	BN_EIO,          /* cannot open/read/write/map a file */
+	BN_EFORMAT,      /* malformed input (bad magic, truncated, out of range) */
+	BN_EUNSUPPORTED, /* well-formed but not something bitnetc handles (arch, type, shape) */
+	BN_EINVAL,       /* bad argument or option */
+	BN_ENOMEM,       /* allocation failed */
+	BN_EVERIFY,      /* the IR verifier rejected a graph */
+} BnCode;
+
+/* The one error type. Everything fallible takes a BnErr * (may be NULL) and
+ * returns a non-zero BnCode (or NULL) on failure; msg names the file, tensor or
+ * pass and what was expected. */
+typedef struct {
+	int code;
+	char msg[512];
+} BnErr;
+
+#if defined(__GNUC__)
+#define BN_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define BN_PRINTF(a, b)
+#endif
+
+/* Sets e (if non-NULL) and returns code. */
+int bn_err(BnErr *e, int code, const char *fmt, ...) BN_PRINTF(3, 4);
+/* Prepends "prefix: " to an error message already set. Returns e->code. */
+int bn_err_prefix(BnErr *e, const char *fmt, ...) BN_PRINTF(2, 3);
+
+/* Internal invariants only; bad input never reaches an assert. */
+void bn_assert_fail(const char *file, int line, const char *what);
+#define BN_ASSERT(c) ((c) ? (void)0 : bn_assert_fail(__FILE__, __LINE__, #c))
+
+/* Overflow-checked size arithmetic: return false on overflow. */
+bool bn_mul_ok(uint64_t a, uint64_t b, uint64_t *out);
+bool bn_add_ok(uint64_t a, uint64_t b, uint64_t *out);
+
+/* IEEE half and bfloat16; both conversions from f32 round to nearest even (as ggml). */
+float bn_f16_to_f32(uint16_t h);
+uint16_t bn_f32_to_f16(float f);
+float bn_bf16_to_f32(uint16_t h);
+uint16_t bn_f32_to_bf16(float f);
+/* f32 -> f16 -> f32, the rounding the reference applies to some operands. */
+float bn_round_f16(float f);
+
+/* Per-graph bump allocator: memory is zeroed, 16-byte aligned, freed as a whole. */
+typedef struct BnArena BnArena;
+BnArena *bn_arena_new(void);
+void bn_arena_free(BnArena *a);
+void *bn_arena_alloc(BnArena *a, size_t n); /* NULL only if out of memory */
+char *bn_arena_strdup(BnArena *a, const char *s);
+char *bn_arena_printf(BnArena *a, const char *fmt, ...) BN_PRINTF(2, 3);
+
+/* ---- element types and weight formats (ir_quant.c) --------------------- */
+
+typedef enum {
+#define X(id, name, ggml, blk, bytes, tern) IR_DT_##id,
+#include "ir_types.def"
+#undef X
+	IR_DT_COUNT
+} IrDtype;
+
+typedef struct {
+	const char *name;
+	int ggml_id;     /* GGUF tensor type id, -1 if none */
+	int block;       /* elements per block; rows must be a multiple */
+	int block_bytes; /* bytes per block */
+	bool ternary;
+} IrDtypeInfo;
+
+const IrDtypeInfo *ir_dtype_info(IrDtype dt);
+const char *ir_dtype_name(IrDtype dt);
+/* GGUF type id -> dtype; false if bitnetc does not know it. */
+bool ir_dtype_from_ggml(uint32_t ggml_id, IrDtype *out);
+/* What a GGUF type id is called (also ids bitnetc cannot read, e.g. "TL2 (bitnet.cpp fork)
+ * or MXFP4 (upstream ggml)" for 39); never NULL. */
+const char *ir_ggml_type_desc(uint32_t ggml_id);
+/* Bytes of a tensor with n elements whose rows hold row_elems elements.
+ * Fails (returns false) if row_elems is not a multiple of the block or on overflow.
+ * I2_S: n/4 + 32. */
+bool ir_dtype_nbytes(IrDtype dt, uint64_t n, uint64_t row_elems, uint64_t *out);
+
+/* Dequantize n consecutive elements (n a multiple of the block) of a non-ternary
+ * format (F32, F16, BF16, Q8_0, Q6_K, I8, I32) starting at src (a block boundary). */
+void ir_dequant(IrDtype dt, const void *src, float *dst, int64_t n);
+/* Quantize n floats into dt (F32, F16, BF16, Q8_0, Q6_K, TQ1_0, TQ2_0, I2_S) as the
+ * reference quantizers do. For I2_S, n is the whole tensor and dst gets n/4 + 32 bytes
+ * (scale = max|x| over the tensor, zero padding). */
+void ir_quant(IrDtype dt, const float *src, void *dst, int64_t n);
+
+/* Ternary weights, one row of a [k x rows] tensor (ggml ne = {k, rows}):
+ * w[i] in {-1, 0, +1} for i < k, and the scales that multiply it: for I2_S one
+ * per-tensor scale (scales[0]); for TQ1_0/TQ2_0 one f16-decoded d per 256 elements
+ * (scales[0..k/256)). Returns the number of scales written. */
+int ir_ternary_row(IrDtype dt, const void *data, int64_t k, int64_t rows, int64_t row,
+		   int8_t *w, float *scales);
+/* The per-tensor scale of an I2_S tensor of n elements. */
+float ir_i2s_scale(const void *data, int64_t n);
+
+/* ---- the graph IR (ir_graph.c) ----------------------------------------- */
+
+typedef enum {
+#define X(id, name, nin_min, nin_max, nout, meaning) IR_OP_##id,
+#include "ir_ops.def"
+#undef X
+	IR_OP_COUNT
+} IrOp;
+
+const char *ir_op_name(IrOp op);
+const char *ir_op_meaning(IrOp op);
+bool ir_op_from_name(const char *name, IrOp *out);
+
+typedef int32_t IrId; /* index of a value or node; IR_NONE for none */
+#define IR_NONE (-1)
+#define IR_MAX_DIMS 4
+#define IR_MAX_IN 4
+#define IR_MAX_OUT 2
+#define IR_DIM_T (-1) /* the symbolic token dimension; only ever the outermost dim */
+
+typedef enum {
+	IR_VAL_CONST, /* weights: data points into the mapped GGUF or the arena */
+	IR_VAL_INPUT, /* graph inputs (token ids) */
+	IR_VAL_ACT,   /* produced by a node */
+} IrValKind;
+
+typedef struct {
+	const char *name;
+	IrValKind kind;
+	IrDtype dtype;
+	int n_dims;
+	int64_t ne[IR_MAX_DIMS]; /* ggml order: ne[0] fastest; ne[n_dims-1] may be IR_DIM_T */
+	const char *layout;      /* "gguf" for weights as stored, "rows" for activations */
+	const void *data;        /* IR_VAL_CONST only */
+	uint64_t nbytes;         /* size of data */
+	IrId producer;           /* node id for IR_VAL_ACT, else IR_NONE */
+} IrValue;
+
+typedef enum { IR_ATTR_INT, IR_ATTR_FLOAT, IR_ATTR_STR, IR_ATTR_INTS } IrAttrType;
+
+typedef struct {
+	const char *key;
+	IrAttrType type;
+	int64_t i;
+	double f;
+	const char *s;
+	const int64_t *ints;
+	int n_ints;
+} IrAttr;
+
+typedef struct {
+	IrOp op;
+	const char *name; /* e.g. "blk.0.attn_q" */
+	int n_in, n_out;
+	IrId in[IR_MAX_IN];
+	IrId out[IR_MAX_OUT];
+	IrAttr *attrs; /* arena; sorted by insertion */
+	int n_attrs;
+} IrNode;
+
+/* Model hyperparameters the graph was built from (for printing, sizing the KV cache). */
+typedef struct {
+	int64_t n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_vocab;
+	float eps, rope_base;
+} IrHparams;
+
+typedef struct IrGraph {
+	BnArena *arena;
+	const char *name; /* model name (general.name or the file's base name) */
+	const char *arch;
+	IrHparams hp;
+	IrValue *values;
+	int n_values, cap_values;
+	IrNode *nodes; /* in execution order */
+	int n_nodes, cap_nodes;
+	IrId tokens; /* input: i32 [T] */
+	IrId logits; /* output: f32 [n_vocab, T] */
+} IrGraph;
+
+IrGraph *ir_graph_new(const char *name, const char *arch);
+void ir_graph_free(IrGraph *g);
+
+/* Values. Names are copied into the arena; data is not copied. */
+IrId ir_value_const(IrGraph *g, const char *name, IrDtype dt, int n_dims, const int64_t *ne,
+		    const void *data, uint64_t nbytes);
+IrId ir_value_input(IrGraph *g, const char *name, IrDtype dt, int n_dims, const int64_t *ne);
+
+/* Nodes: add the node, then its outputs (in order). */
+IrId ir_node_add(IrGraph *g, IrOp op, const char *name, const IrId *in, int n_in);
+IrId ir_node_output(IrGraph *g, IrId node, const char *name, IrDtype dt, int n_dims,
+		    const int64_t *ne);
+/* Convenience: a node with one output; returns the output value id. */
+IrId ir_node1(IrGraph *g, IrOp op, const char *name, const IrId *in, int n_in, IrDtype dt,
+	      int n_dims, const int64_t *ne);
+
+/* Attributes: set replaces an existing key. */
+void ir_attr_set_int(IrGraph *g, IrId node, const char *key, int64_t v);
+void ir_attr_set_float(IrGraph *g, IrId node, const char *key, double v);
+void ir_attr_set_str(IrGraph *g, IrId node, const char *key, const char *v);
+void ir_attr_set_ints(IrGraph *g, IrId node, const char *key, const int64_t *v, int n);
+const IrAttr *ir_attr_find(const IrNode *n, const char *key);
+int64_t ir_attr_int(const IrNode *n, const char *key, int64_t dflt);
+double ir_attr_float(const IrNode *n, const char *key, double dflt);
+const char *ir_attr_str(const IrNode *n, const char *key, const char *dflt);
+
+/* Elements of a value with the token dim bound to T. */
+int64_t ir_value_nelems(const IrValue *v, int64_t T);
+/* Elements per token row (product of all dims but the token dim; all dims if none). */
+int64_t ir_value_row(const IrValue *v);
+bool ir_value_has_t(const IrValue *v);
+
+/* ---- verifier and printer (ir_verify.c, ir_print.c) --------------------- */
+
+/* Checks ids, definition before use, per-op arity, dtypes, shapes and constant sizes.
+ * On failure: BN_EVERIFY with a message naming the node and the problem. */
+int ir_verify(const IrGraph *g, BnErr *e);
+/* Stable text form: same graph, same bytes (tests diff it). */
+void ir_print(const IrGraph *g, FILE *out);
+
+/* ---- reference interpreter (ir_interp.c) -------------------------------- */
+
+typedef struct IrInterp IrInterp;
+
+/* A KV cache of n_ctx positions (0: the model's training context). */
+IrInterp *ir_interp_new(const IrGraph *g, int64_t n_ctx, BnErr *e);
+void ir_interp_free(IrInterp *it);
+/* Evaluates n tokens at positions pos..pos+n-1 (pos = tokens already in the cache)
+ * as one call: n == 1 is the reference's step mode (f16 roundings of the softmax
+ * weights and the head input), n > 1 its batch mode. logits (may be NULL) receives
+ * n rows of n_vocab floats. */
+int ir_interp_eval(IrInterp *it, const int32_t *tokens, int n, float *logits, BnErr *e);
+int64_t ir_interp_pos(const IrInterp *it);
+void ir_interp_reset(IrInterp *it);
+/* Optional: called after every node with its first f32 output (T rows); for
+ * comparing intermediates against the reference. */
+typedef void (*IrInterpTrace)(void *ud, const IrGraph *g, const IrNode *n, const float *data,
+			      int64_t T);
+void ir_interp_set_trace(IrInterp *it, IrInterpTrace fn, void *ud);
+
+#endif

@@ -1,0 +1,29 @@
+/* testutil.h - helpers shared by the cmocka tests: data paths, files, running the driver. */
+#ifndef BITNETC_TESTUTIL_H
+#define BITNETC_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ir.h"
+
+/* $BN_TEST_DATA/rel (tests/data in the source tree); static buffer per call slot. */
+const char *tu_data(const char *rel);
+/* A fresh path under $BN_TMP (the build's tests/tmp) for name. */
+const char *tu_tmp(const char *name);
+/* The driver binary ($BITNETC). */
+const char *tu_bitnetc(void);
+/* Whole file into a malloc'd buffer (NULL if unreadable); *n gets the size. */
+void *tu_read_file(const char *path, size_t *n);
+int tu_write_file(const char *path, const void *data, size_t n);
+/* Runs a shell command; returns its exit status (-1 if it did not exit normally) and,
+ * if out is non-NULL, a malloc'd NUL-terminated copy of stdout+stderr. */
+int tu_run(char **out, const char *fmt, ...) BN_PRINTF(2, 3);
+/* Deterministic random numbers for tests. */
+uint64_t tu_rand(uint64_t *state);
+float tu_randf(uint64_t *state); /* uniform in [-1, 1) */
+
+#endif

@@ -1,0 +1,48 @@
+/* cg_cpu_targets.c - the CPU --target names and whether this host can run their code. */
+#include "cg_cpu.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void put(CgTargetInfo *t, const char *name, const char *desc, bool usable,
+		const char *note)
+{
+	memset(t, 0, sizeof *t);
+	t->name = name;
+	t->backend = "cpu";
+	t->desc = desc;
+	t->usable = usable;
+	snprintf(t->note, sizeof t->note, "%s", note);
+}
+
+int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max)
+{
+	CgTargetInfo t[5];
+	bool avx2 = f->avx2 && f->fma && f->f16c;
+	bool avx512 = f->avx512f && f->avx512bw && f->avx512vl;
+	const char *not_x86 = "needs an x86-64 host";
+
+	put(&t[0], "cpu-generic", "portable C, any CPU the C compiler targets", true,
+	    "no special instructions");
+	put(&t[1], "cpu-avx2", "x86-64 AVX2 kernels", avx2,
+	    !f->x86 ? not_x86 : avx2 ? "avx2 fma f16c present" : "host lacks avx2/fma/f16c");
+	put(&t[2], "cpu-avx512", "x86-64 AVX-512 kernels (VNNI when present)", avx512,
+	    !f->x86 ? not_x86
+	    : avx512 ? (f->avx512_vnni ? "avx512f/bw/vl + avx512_vnni present"
+				       : "avx512f/bw/vl present, no VNNI")
+		     : "host lacks avx512f/bw/vl (or the OS does not enable them)");
+	put(&t[3], "cpu-neon", "AArch64 NEON kernels", f->neon,
+	    f->neon ? "neon present" : "needs an aarch64 host");
+	/* native resolves to the best variant this host runs. */
+	const char *best = avx512 ? "cpu-avx512"
+			   : avx2  ? "cpu-avx2"
+			   : f->neon ? "cpu-neon"
+				     : "cpu-generic";
+	put(&t[4], "native", "the best CPU variant for this host", true, "");
+	snprintf(t[4].note, sizeof t[4].note, "here: %s", best);
+
+	int n = 0;
+	for (; n < 5 && n < max; n++)
+		out[n] = t[n];
+	return n;
+}

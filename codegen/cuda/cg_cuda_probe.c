@@ -1,0 +1,90 @@
+/* cg_cuda_probe.c - finding LLVM's NVPTX backend and the CUDA toolkit's ptxas. */
+#include "cg_cuda.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <llvm-c/Core.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+
+static bool try_ptxas(CgCudaInfo *ci, const char *dir, size_t dir_len)
+{
+	if (dir_len == 0 || dir_len > sizeof ci->ptxas - 8)
+		return false;
+	char path[sizeof ci->ptxas];
+	snprintf(path, sizeof path, "%.*s/ptxas", (int)dir_len, dir);
+	if (access(path, X_OK) != 0)
+		return false;
+	snprintf(ci->ptxas, sizeof ci->ptxas, "%s", path);
+	return true;
+}
+
+static void find_ptxas(CgCudaInfo *ci)
+{
+	char buf[1024];
+	const char *cuda = getenv("CUDA_PATH");
+	if (cuda && *cuda) {
+		snprintf(buf, sizeof buf, "%s/bin", cuda);
+		if (try_ptxas(ci, buf, strlen(buf)))
+			return;
+	}
+	/* The toolkit's default install location is often not on PATH. */
+	if (try_ptxas(ci, "/usr/local/cuda/bin", strlen("/usr/local/cuda/bin")))
+		return;
+	const char *path = getenv("PATH");
+	for (const char *p = path; p && *p;) {
+		const char *end = strchr(p, ':');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (try_ptxas(ci, p, len))
+			return;
+		p = end ? end + 1 : p + len;
+	}
+}
+
+void cg_cuda_probe(CgCudaInfo *ci)
+{
+	memset(ci, 0, sizeof *ci);
+	LLVMGetVersion(&ci->llvm_major, &ci->llvm_minor, &ci->llvm_patch);
+
+	/* Only the NVPTX pieces: initializing every target would cost start-up time for
+	 * nothing. These return void and are idempotent. */
+	LLVMInitializeNVPTXTargetInfo();
+	LLVMInitializeNVPTXTarget();
+	LLVMInitializeNVPTXTargetMC();
+	LLVMTargetRef t = NULL;
+	char *msg = NULL;
+	if (LLVMGetTargetFromTriple(CG_CUDA_TRIPLE, &t, &msg) == 0 && t) {
+		ci->nvptx = LLVMTargetHasTargetMachine(t);
+		if (!ci->nvptx)
+			snprintf(ci->nvptx_note, sizeof ci->nvptx_note,
+				 "LLVM's NVPTX target has no code generator");
+	} else {
+		snprintf(ci->nvptx_note, sizeof ci->nvptx_note, "LLVM has no NVPTX backend: %s",
+			 msg ? msg : "unknown target");
+	}
+	if (msg)
+		LLVMDisposeMessage(msg);
+	find_ptxas(ci);
+}
+
+int cg_cuda_targets(const CgCudaInfo *ci, CgTargetInfo *out, int max)
+{
+	if (max < 1)
+		return 0;
+	CgTargetInfo *t = out;
+	memset(t, 0, sizeof *t);
+	t->name = "cuda-sm<NN>";
+	t->backend = "cuda";
+	t->desc = "NVIDIA GPUs of compute capability NN (e.g. cuda-sm80, cuda-sm90): PTX "
+		  "from LLVM NVPTX";
+	t->usable = ci->nvptx;
+	if (ci->nvptx)
+		snprintf(t->note, sizeof t->note, "LLVM %u.%u.%u NVPTX; ptxas %s", ci->llvm_major,
+			 ci->llvm_minor, ci->llvm_patch, ci->ptxas[0] ? "found" : "not found");
+	else
+		snprintf(t->note, sizeof t->note, "%.150s", ci->nvptx_note);
+	return 1;
+}

@@ -1,0 +1,13 @@
+/* cg_metal.h - the Metal backend (Apple GPUs): its target and whether this host can use it.
+ * The MSL emitter arrives with the code generator. */
+#ifndef BITNETC_CG_METAL_H
+#define BITNETC_CG_METAL_H
+
+#include "../cg.h"
+
+/* ---- cg_metal.c ---- */
+
+/* The Metal target and its availability here. Returns how many were written. */
+int cg_metal_targets(CgTargetInfo *out, int max);
+
+#endif

@@ -1,0 +1,31 @@
+/* frontend_int.h - what bitnet.c shares with the rest of frontend/: the architecture table. */
+#ifndef BITNETC_FRONTEND_INT_H
+#define BITNETC_FRONTEND_INT_H
+
+#include "frontend.h"
+
+/* Where the logits come from. */
+typedef enum {
+	BNM_HEAD_TIED,   /* always token_embd; an output.weight in the file is ignored */
+	BNM_HEAD_OUTPUT, /* output.weight when present, else token_embd */
+} BnmHead;
+
+/* One supported architecture: everything in which the archs' graphs differ. A new
+ * ternary family that fits this mould (e.g. llama-arch 1.58-bit models: SiLU GLU, no
+ * sub-norms, normal RoPE, untied head) is one more row in bitnet.c, not new code. */
+typedef struct {
+	const char *name;      /* general.architecture and the hparam key prefix */
+	IrOp ffn_glu;          /* IR_OP_RELU2_GLU or IR_OP_SILU_GLU */
+	const char *rope_mode; /* ROPE "mode" attr: "neox" or "normal" */
+	bool sub_norms;        /* attn_sub_norm / ffn_sub_norm before attn_output / ffn_down */
+	bool rope_freqs;       /* rope_freqs.weight may be present */
+	bool proj_scales;      /* blk.N.<proj>.scale (F32 [1]) may multiply a projection */
+	bool proj_bias;        /* blk.N.<proj>.bias (F32 [n_out]) may be added */
+	bool output_weight;    /* output.weight may be present */
+	BnmHead head;
+} BnmArch;
+
+/* The table row for an architecture name (len bytes, not NUL-terminated), or NULL. */
+const BnmArch *bnm_arch_find(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,607 @@
+/* ir_interp.c - the reference interpreter: runs any graph in plain scalar C with an
+ * f16 KV cache, following ../shared/FORMATS.md's numerics (the oracle for every kernel).
+ *
+ * Rules that keep it the oracle: one loop per op, no clever reordering of float
+ * arithmetic except where the reference's own order is written down (FORMATS.md
+ * section 6 for TQ*), and every rounding the reference applies made explicit. */
+#include "ir.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+	uint16_t *k, *v; /* [n_ctx][kv_width] f16 */
+	int64_t width;
+} KvLayer;
+
+struct IrInterp {
+	const IrGraph *g;
+	int64_t n_ctx, pos;
+	KvLayer *kv;      /* indexed by the ATTENTION node's layer attr */
+	int n_kv;
+	void **buf;       /* per value: activation buffer for the current call */
+	int *last_use;    /* per value: index of the last node reading it (-1: none) */
+	IrInterpTrace trace;
+	void *trace_ud;
+};
+
+/* Everything one op needs while it runs. */
+typedef struct {
+	IrInterp *it;
+	const IrNode *n;
+	int64_t T;   /* tokens in this call */
+	int64_t pos; /* position of the first token */
+	BnErr *e;
+} Ctx;
+
+static const IrValue *val(const Ctx *c, int i)
+{
+	return &c->it->g->values[c->n->in[i]];
+}
+
+static const void *in_ptr(const Ctx *c, int i)
+{
+	const IrValue *v = val(c, i);
+	return v->kind == IR_VAL_CONST ? v->data : c->it->buf[c->n->in[i]];
+}
+
+static void *out_ptr(const Ctx *c, int i)
+{
+	return c->it->buf[c->n->out[i]];
+}
+
+static const IrValue *out_val(const Ctx *c, int i)
+{
+	return &c->it->g->values[c->n->out[i]];
+}
+
+/* Bytes of one row of a (non-I2_S) weight of ne[0] elements. */
+static uint64_t row_bytes(IrDtype dt, int64_t k)
+{
+	const IrDtypeInfo *d = ir_dtype_info(dt);
+	return (uint64_t)(k / d->block) * (uint64_t)d->block_bytes;
+}
+
+/* ---- ops ---------------------------------------------------------------- */
+
+static int op_embed(Ctx *c)
+{
+	const IrValue *tab = val(c, 1);
+	const int32_t *tok = in_ptr(c, 0);
+	float *y = out_ptr(c, 0);
+	int64_t k = tab->ne[0], vocab = tab->ne[1];
+	for (int64_t t = 0; t < c->T; t++) {
+		if (tok[t] < 0 || tok[t] >= vocab)
+			return bn_err(c->e, BN_EINVAL, "token id %d is out of range (vocabulary has %lld tokens)",
+				      tok[t], (long long)vocab);
+		const uint8_t *row = (const uint8_t *)tab->data + (uint64_t)tok[t] * row_bytes(tab->dtype, k);
+		ir_dequant(tab->dtype, row, y + t * k, k);
+	}
+	return 0;
+}
+
+/* sum of squares in double (each square in float), mean rounded to float. */
+static int op_rmsnorm(Ctx *c)
+{
+	const float *x = in_ptr(c, 0);
+	const float *w = c->n->n_in > 1 ? in_ptr(c, 1) : NULL;
+	float *y = out_ptr(c, 0);
+	int64_t n = ir_value_row(val(c, 0));
+	float eps = (float)ir_attr_float(c->n, "eps", 1e-5);
+	for (int64_t t = 0; t < c->T; t++) {
+		const float *xr = x + t * n;
+		float *yr = y + t * n;
+		double sum = 0.0;
+		for (int64_t i = 0; i < n; i++)
+			sum += (double)(xr[i] * xr[i]);
+		float mean = (float)(sum / (double)n);
+		float scale = 1.0f / sqrtf(mean + eps);
+		for (int64_t i = 0; i < n; i++)
+			yr[i] = xr[i] * scale;
+		if (w)
+			for (int64_t i = 0; i < n; i++)
+				yr[i] = yr[i] * w[i];
+	}
+	return 0;
+}
+
+/* Per token (I2_S): s = (float)(127/amax) in double, q = rint(x*s) clamped. */
+static void quant_token(const float *x, int64_t n, int8_t *q, float *s_out)
+{
+	double amax = 0.0;
+	for (int64_t i = 0; i < n; i++)
+		amax = fmax(amax, fabs((double)x[i]));
+	amax = fmax(amax, 1e-5);
+	float s = (float)(127.0 / amax);
+	for (int64_t i = 0; i < n; i++) {
+		float v = rintf(x[i] * s);
+		q[i] = (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
+	}
+	*s_out = s;
+}
+
+/* Per 256 inputs (Q8_K, for TQ1_0/TQ2_0): signed value of the largest |x| (first on
+ * ties) sets iscale = -127/xm; q = min(127, rint(iscale*x)); d = 1/iscale. */
+static void quant_block256(const float *x, int8_t *q, float *d_out)
+{
+	float amax = 0.0f, xm = 0.0f;
+	for (int i = 0; i < 256; i++) {
+		if (fabsf(x[i]) > amax) {
+			amax = fabsf(x[i]);
+			xm = x[i];
+		}
+	}
+	if (amax == 0.0f) {
+		memset(q, 0, 256);
+		*d_out = 0.0f;
+		return;
+	}
+	float iscale = -127.0f / xm;
+	for (int i = 0; i < 256; i++) {
+		float v = rintf(iscale * x[i]);
+		q[i] = (int8_t)(v > 127.0f ? 127.0f : v);
+	}
+	*d_out = 1.0f / iscale;
+}
+
+static int op_quant_act(Ctx *c)
+{
+	const float *x = in_ptr(c, 0);
+	int8_t *q = out_ptr(c, 0);
+	float *s = out_ptr(c, 1);
+	int64_t k = ir_value_row(val(c, 0));
+	bool block = strcmp(ir_attr_str(c->n, "mode", "token"), "block256") == 0;
+	for (int64_t t = 0; t < c->T; t++) {
+		if (!block) {
+			quant_token(x + t * k, k, q + t * k, s + t);
+			continue;
+		}
+		for (int64_t b = 0; b < k / 256; b++)
+			quant_block256(x + t * k + b * 256, q + t * k + b * 256, s + t * (k / 256) + b);
+	}
+	return 0;
+}
+
+/* I2_S: D = dot(w, q) exactly (int32), y = fl(fl(D / s) * wscale). */
+static float dot_i2s(const int8_t *w, const int8_t *q, int64_t k, float s, float wscale)
+{
+	int32_t d = 0;
+	for (int64_t i = 0; i < k; i++)
+		d += (int32_t)w[i] * q[i];
+	return ((float)d / s) * wscale;
+}
+
+/* TQ1_0/TQ2_0 with Q8_K activations, in the reference's float order: per block, 8
+ * int32 lanes (lane L: codes*q over elements 32g+4L..4L+3 for g < 8, minus the sum of
+ * q[32L..32L+31]), each scaled by d_a*d_w and accumulated per lane across blocks,
+ * then reduced as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). */
+static float dot_tq(const int8_t *w, const float *wd, const int8_t *q, const float *qd, int64_t k)
+{
+	float acc[8] = {0};
+	for (int64_t b = 0; b < k / 256; b++) {
+		const int8_t *wb = w + b * 256, *qb = q + b * 256;
+		float d = qd[b] * wd[b];
+		for (int L = 0; L < 8; L++) {
+			int32_t lane = 0;
+			for (int g = 0; g < 8; g++)
+				for (int e = 4 * L; e < 4 * L + 4; e++)
+					lane += (int32_t)(wb[32 * g + e] + 1) * qb[32 * g + e];
+			for (int i = 32 * L; i < 32 * L + 32; i++)
+				lane -= qb[i];
+			float p = (float)lane * d;
+			acc[L] = acc[L] + p;
+		}
+	}
+	return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+static int op_ternary_matmul(Ctx *c)
+{
+	const int8_t *q = in_ptr(c, 0);
+	const float *s = in_ptr(c, 1);
+	const IrValue *w = val(c, 2);
+	float *y = out_ptr(c, 0);
+	int64_t k = w->ne[0], n = w->ne[1];
+	int64_t nsc = w->dtype == IR_DT_I2_S ? 1 : k / 256;
+	int8_t *wr = malloc((size_t)k);
+	float *wsc = malloc((size_t)nsc * sizeof(float));
+	if (!wr || !wsc) {
+		free(wr);
+		free(wsc);
+		return bn_err(c->e, BN_ENOMEM, "out of memory");
+	}
+	for (int64_t o = 0; o < n; o++) {
+		ir_ternary_row(w->dtype, w->data, k, n, o, wr, wsc);
+		for (int64_t t = 0; t < c->T; t++) {
+			const int8_t *qt = q + t * k;
+			y[t * n + o] = w->dtype == IR_DT_I2_S ? dot_i2s(wr, qt, k, s[t], wsc[0])
+							      : dot_tq(wr, wsc, qt, s + t * nsc, k);
+		}
+	}
+	free(wr);
+	free(wsc);
+	return 0;
+}
+
+/* The float head: x is first brought to what the reference multiplies with — rounded
+ * to f16/bf16 in single-token steps for f16/bf16 weights, quantized (and dequantized,
+ * exactly) to Q8_0 / Q8_K for quantized weights — then a dot in double. */
+static void head_prepare(IrDtype wt, bool step, const float *x, float *xr, int64_t k)
+{
+	switch (wt) {
+	case IR_DT_F16:
+		for (int64_t i = 0; i < k; i++)
+			xr[i] = step ? bn_round_f16(x[i]) : x[i];
+		break;
+	case IR_DT_BF16:
+		for (int64_t i = 0; i < k; i++)
+			xr[i] = step ? bn_bf16_to_f32(bn_f32_to_bf16(x[i])) : x[i];
+		break;
+	case IR_DT_Q8_0:
+		for (int64_t b = 0; b < k; b += 32) {
+			float amax = 0.0f;
+			for (int i = 0; i < 32; i++)
+				amax = fmaxf(amax, fabsf(x[b + i]));
+			float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+			float dh = bn_round_f16(d);
+			for (int i = 0; i < 32; i++)
+				xr[b + i] = dh * roundf(x[b + i] * id);
+		}
+		break;
+	case IR_DT_Q6_K:
+		for (int64_t b = 0; b < k; b += 256) {
+			int8_t q[256];
+			float d;
+			quant_block256(x + b, q, &d);
+			for (int i = 0; i < 256; i++)
+				xr[b + i] = d * (float)q[i];
+		}
+		break;
+	default:
+		memcpy(xr, x, (size_t)k * sizeof(float));
+		break;
+	}
+}
+
+static int op_matmul(Ctx *c)
+{
+	const float *x = in_ptr(c, 0);
+	const IrValue *w = val(c, 1);
+	float *y = out_ptr(c, 0);
+	int64_t k = w->ne[0], n = w->ne[1];
+	float *xr = malloc((size_t)(k * c->T) * sizeof(float));
+	float *wr = malloc((size_t)k * sizeof(float));
+	if (!xr || !wr) {
+		free(xr);
+		free(wr);
+		return bn_err(c->e, BN_ENOMEM, "out of memory");
+	}
+	for (int64_t t = 0; t < c->T; t++)
+		head_prepare(w->dtype, c->T == 1, x + t * k, xr + t * k, k);
+	uint64_t rb = row_bytes(w->dtype, k);
+	for (int64_t o = 0; o < n; o++) {
+		ir_dequant(w->dtype, (const uint8_t *)w->data + (uint64_t)o * rb, wr, k);
+		for (int64_t t = 0; t < c->T; t++) {
+			double acc = 0.0;
+			for (int64_t i = 0; i < k; i++)
+				acc += (double)wr[i] * (double)xr[t * k + i];
+			y[t * n + o] = (float)acc;
+		}
+	}
+	free(xr);
+	free(wr);
+	return 0;
+}
+
+/* theta_0 = p, theta_{i+1} = theta_i * freq_base^(-2/n_rot) iterated in float;
+ * divided by the optional frequency factor of pair i. */
+static int op_rope(Ctx *c)
+{
+	const float *x = in_ptr(c, 0);
+	const float *ff = c->n->n_in > 1 ? in_ptr(c, 1) : NULL;
+	float *y = out_ptr(c, 0);
+	int64_t row = ir_value_row(val(c, 0));
+	int64_t hd = ir_attr_int(c->n, "head_dim", row);
+	int64_t n_rot = ir_attr_int(c->n, "n_rot", hd);
+	float base = (float)ir_attr_float(c->n, "freq_base", 10000.0);
+	bool neox = strcmp(ir_attr_str(c->n, "mode", "neox"), "neox") == 0;
+	float theta_scale = powf(base, -2.0f / (float)n_rot);
+	int64_t half = n_rot / 2;
+	float *cs = malloc((size_t)half * 2 * sizeof(float));
+	if (!cs)
+		return bn_err(c->e, BN_ENOMEM, "out of memory");
+	memcpy(y, x, (size_t)(row * c->T) * sizeof(float));
+	for (int64_t t = 0; t < c->T; t++) {
+		float theta = (float)(c->pos + t);
+		for (int64_t i = 0; i < half; i++) {
+			float th = ff ? theta / ff[i] : theta;
+			cs[2 * i] = cosf(th);
+			cs[2 * i + 1] = sinf(th);
+			theta *= theta_scale;
+		}
+		for (int64_t h = 0; h < row / hd; h++) {
+			const float *xh = x + t * row + h * hd;
+			float *yh = y + t * row + h * hd;
+			for (int64_t i = 0; i < half; i++) {
+				int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+				float x0 = xh[a], x1 = xh[b], cv = cs[2 * i], sv = cs[2 * i + 1];
+				yh[a] = x0 * cv - x1 * sv;
+				yh[b] = x0 * sv + x1 * cv;
+			}
+		}
+	}
+	free(cs);
+	return 0;
+}
+
+/* K, V of every token of the call go into the cache first; token t then attends to
+ * positions 0..pos+t. q is rounded to f16; q.K in double over f16 values; softmax of
+ * kq*scale with the max subtracted, exp in float, sum in double, times (float)(1/sum);
+ * the weights are rounded to f16 before .V only in single-token steps. */
+static int op_attention(Ctx *c)
+{
+	IrInterp *it = c->it;
+	const float *q = in_ptr(c, 0), *k = in_ptr(c, 1), *v = in_ptr(c, 2);
+	float *y = out_ptr(c, 0);
+	int64_t nh = ir_attr_int(c->n, "n_head", 1), nkv = ir_attr_int(c->n, "n_head_kv", nh);
+	int64_t hd = ir_attr_int(c->n, "head_dim", 1), layer = ir_attr_int(c->n, "layer", 0);
+	float scale = (float)ir_attr_float(c->n, "scale", 1.0 / sqrt((double)hd));
+	KvLayer *kv = &it->kv[layer];
+	int64_t kw = nkv * hd, qw = nh * hd, group = nh / nkv;
+	bool step = c->T == 1;
+
+	for (int64_t t = 0; t < c->T; t++)
+		for (int64_t i = 0; i < kw; i++) {
+			kv->k[(c->pos + t) * kw + i] = bn_f32_to_f16(k[t * kw + i]);
+			kv->v[(c->pos + t) * kw + i] = bn_f32_to_f16(v[t * kw + i]);
+		}
+	int64_t n_ctx_used = c->pos + c->T;
+	float *w = malloc((size_t)n_ctx_used * sizeof(float));
+	float *qh = malloc((size_t)hd * sizeof(float));
+	if (!w || !qh) {
+		free(w);
+		free(qh);
+		return bn_err(c->e, BN_ENOMEM, "out of memory");
+	}
+	for (int64_t t = 0; t < c->T; t++) {
+		int64_t n_keys = c->pos + t + 1;
+		for (int64_t h = 0; h < nh; h++) {
+			int64_t g = h / group;
+			for (int64_t i = 0; i < hd; i++)
+				qh[i] = bn_round_f16(q[t * qw + h * hd + i]);
+			float mx = -INFINITY;
+			for (int64_t j = 0; j < n_keys; j++) {
+				const uint16_t *kj = kv->k + j * kw + g * hd;
+				double acc = 0.0;
+				for (int64_t i = 0; i < hd; i++)
+					acc += (double)bn_f16_to_f32(kj[i]) * (double)qh[i];
+				w[j] = (float)acc * scale;
+				mx = fmaxf(mx, w[j]);
+			}
+			double sum = 0.0;
+			for (int64_t j = 0; j < n_keys; j++) {
+				w[j] = expf(w[j] - mx);
+				sum += (double)w[j];
+			}
+			float inv = (float)(1.0 / sum);
+			for (int64_t j = 0; j < n_keys; j++) {
+				w[j] = w[j] * inv;
+				if (step)
+					w[j] = bn_round_f16(w[j]);
+			}
+			float *o = y + t * qw + h * hd;
+			for (int64_t i = 0; i < hd; i++) {
+				double acc = 0.0;
+				for (int64_t j = 0; j < n_keys; j++)
+					acc += (double)bn_f16_to_f32(kv->v[j * kw + g * hd + i]) * (double)w[j];
+				o[i] = (float)acc;
+			}
+		}
+	}
+	free(w);
+	free(qh);
+	return 0;
+}
+
+static int op_glu(Ctx *c, bool silu)
+{
+	const float *g = in_ptr(c, 0), *u = in_ptr(c, 1);
+	float *y = out_ptr(c, 0);
+	int64_t n = ir_value_nelems(val(c, 0), c->T);
+	for (int64_t i = 0; i < n; i++) {
+		float a;
+		if (silu) {
+			a = g[i] / (1.0f + expf(-g[i]));
+		} else {
+			a = g[i] > 0.0f ? g[i] : 0.0f; /* relu, then square in f32 (f16 would overflow) */
+			a = a * a;
+		}
+		y[i] = a * u[i];
+	}
+	return 0;
+}
+
+static int op_relu2_glu(Ctx *c) { return op_glu(c, false); }
+static int op_silu_glu(Ctx *c) { return op_glu(c, true); }
+
+/* b broadcasts over tokens when it has no token dim, and over everything when it
+ * holds one element. */
+static int op_binary(Ctx *c, bool mul)
+{
+	const float *a = in_ptr(c, 0), *b = in_ptr(c, 1);
+	float *y = out_ptr(c, 0);
+	int64_t row = ir_value_row(val(c, 0));
+	int64_t bn = ir_value_nelems(val(c, 1), c->T);
+	for (int64_t t = 0; t < c->T; t++)
+		for (int64_t i = 0; i < row; i++) {
+			int64_t j = t * row + i;
+			float bv = bn == 1 ? b[0] : b[bn == row ? i : j];
+			y[j] = mul ? a[j] * bv : a[j] + bv;
+		}
+	return 0;
+}
+
+static int op_add(Ctx *c) { return op_binary(c, false); }
+static int op_mul(Ctx *c) { return op_binary(c, true); }
+
+/* ORDER IR_OP */
+static int (*const op_fn[])(Ctx *) = {
+	op_embed, op_rmsnorm, op_quant_act, op_ternary_matmul, op_matmul, op_rope,
+	op_attention, op_relu2_glu, op_silu_glu, op_add, op_mul,
+};
+_Static_assert(sizeof op_fn / sizeof op_fn[0] == IR_OP_COUNT, "op_fn must cover every op");
+
+/* ---- driver ------------------------------------------------------------- */
+
+static size_t elem_size(IrDtype dt)
+{
+	return dt == IR_DT_I8 ? 1 : 4;
+}
+
+IrInterp *ir_interp_new(const IrGraph *g, int64_t n_ctx, BnErr *e)
+{
+	if (ir_verify(g, e)) {
+		bn_err_prefix(e, "interpreter");
+		return NULL;
+	}
+	if (n_ctx <= 0)
+		n_ctx = g->hp.n_ctx_train > 0 ? g->hp.n_ctx_train : 4096;
+	IrInterp *it = calloc(1, sizeof *it);
+	if (!it)
+		goto oom;
+	it->g = g;
+	it->n_ctx = n_ctx;
+	it->buf = calloc((size_t)g->n_values, sizeof(void *));
+	it->last_use = malloc((size_t)g->n_values * sizeof(int));
+	if (!it->buf || !it->last_use)
+		goto oom;
+	for (int i = 0; i < g->n_values; i++)
+		it->last_use[i] = -1;
+	for (int ni = 0; ni < g->n_nodes; ni++) {
+		const IrNode *n = &g->nodes[ni];
+		for (int i = 0; i < n->n_in; i++)
+			it->last_use[n->in[i]] = ni;
+		if (n->op == IR_OP_ATTENTION) {
+			int64_t layer = ir_attr_int(n, "layer", 0);
+			if (layer >= it->n_kv)
+				it->n_kv = (int)layer + 1;
+		}
+	}
+	it->last_use[g->logits] = g->n_nodes; /* kept until copied out */
+	it->kv = calloc((size_t)it->n_kv, sizeof(KvLayer));
+	if (it->n_kv && !it->kv)
+		goto oom;
+	for (int ni = 0; ni < g->n_nodes; ni++) {
+		const IrNode *n = &g->nodes[ni];
+		if (n->op != IR_OP_ATTENTION)
+			continue;
+		KvLayer *kv = &it->kv[ir_attr_int(n, "layer", 0)];
+		kv->width = ir_attr_int(n, "n_head_kv", 1) * ir_attr_int(n, "head_dim", 1);
+		uint64_t cells;
+		if (!bn_mul_ok((uint64_t)n_ctx, (uint64_t)kv->width, &cells) || cells > (1ull << 40)) {
+			bn_err(e, BN_EINVAL, "interpreter: KV cache of %lld positions is too large",
+			       (long long)n_ctx);
+			ir_interp_free(it);
+			return NULL;
+		}
+		kv->k = malloc(cells * sizeof(uint16_t));
+		kv->v = malloc(cells * sizeof(uint16_t));
+		if (!kv->k || !kv->v)
+			goto oom;
+	}
+	return it;
+oom:
+	ir_interp_free(it);
+	bn_err(e, BN_ENOMEM, "interpreter: out of memory (KV cache of %lld positions)", (long long)n_ctx);
+	return NULL;
+}
+
+static void free_bufs(IrInterp *it)
+{
+	for (int i = 0; i < it->g->n_values; i++) {
+		free(it->buf[i]);
+		it->buf[i] = NULL;
+	}
+}
+
+void ir_interp_free(IrInterp *it)
+{
+	if (!it)
+		return;
+	if (it->buf)
+		free_bufs(it);
+	for (int i = 0; i < it->n_kv && it->kv; i++) {
+		free(it->kv[i].k);
+		free(it->kv[i].v);
+	}
+	free(it->kv);
+	free(it->buf);
+	free(it->last_use);
+	free(it);
+}
+
+int64_t ir_interp_pos(const IrInterp *it)
+{
+	return it->pos;
+}
+
+void ir_interp_reset(IrInterp *it)
+{
+	it->pos = 0;
+}
+
+void ir_interp_set_trace(IrInterp *it, IrInterpTrace fn, void *ud)
+{
+	it->trace = fn;
+	it->trace_ud = ud;
+}
+
+int ir_interp_eval(IrInterp *it, const int32_t *tokens, int n, float *logits, BnErr *e)
+{
+	const IrGraph *g = it->g;
+	if (n <= 0)
+		return bn_err(e, BN_EINVAL, "interpreter: no tokens to evaluate");
+	if (it->pos + n > it->n_ctx)
+		return bn_err(e, BN_EINVAL,
+			      "interpreter: context is full: %lld positions used + %d new > n_ctx %lld",
+			      (long long)it->pos, n, (long long)it->n_ctx);
+	Ctx c = {.it = it, .T = n, .pos = it->pos, .e = e};
+	int rc = 0;
+	it->buf[g->tokens] = malloc((size_t)n * sizeof(int32_t));
+	if (!it->buf[g->tokens])
+		return bn_err(e, BN_ENOMEM, "interpreter: out of memory");
+	memcpy(it->buf[g->tokens], tokens, (size_t)n * sizeof(int32_t));
+	for (int ni = 0; ni < g->n_nodes && !rc; ni++) {
+		const IrNode *nd = &g->nodes[ni];
+		c.n = nd;
+		for (int o = 0; o < nd->n_out && !rc; o++) {
+			const IrValue *ov = out_val(&c, o);
+			it->buf[nd->out[o]] = malloc((size_t)ir_value_nelems(ov, n) * elem_size(ov->dtype));
+			if (!it->buf[nd->out[o]])
+				rc = bn_err(e, BN_ENOMEM, "interpreter: out of memory at node '%s'", nd->name);
+		}
+		if (!rc)
+			rc = op_fn[nd->op](&c);
+		if (rc) {
+			bn_err_prefix(e, "interpreter: node %d '%s' (%s)", ni, nd->name, ir_op_name(nd->op));
+			break;
+		}
+		if (it->trace && out_val(&c, 0)->dtype == IR_DT_F32)
+			it->trace(it->trace_ud, g, nd, it->buf[nd->out[0]], n);
+		for (int i = 0; i < nd->n_in; i++)
+			if (it->last_use[nd->in[i]] == ni && g->values[nd->in[i]].kind != IR_VAL_CONST) {
+				free(it->buf[nd->in[i]]);
+				it->buf[nd->in[i]] = NULL;
+			}
+	}
+	if (!rc) {
+		if (logits)
+			memcpy(logits, it->buf[g->logits],
+			       (size_t)ir_value_nelems(&g->values[g->logits], n) * sizeof(float));
+		it->pos += n;
+	}
+	free_bufs(it);
+	return rc;
+}

@@ -1,0 +1,557 @@
+/* ir_quant.c - element types, half/bfloat16 conversion and the weight codecs (FORMATS.md 1, 6). */
+#include "ir.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- the dtype table --------------------------------------------------- */
+
+static const IrDtypeInfo dtypes[] = { /* ORDER IR_DT */
+#define X(id, name, ggml, blk, bytes, tern) [IR_DT_##id] = { name, ggml, blk, bytes, tern },
+#include "ir_types.def"
+#undef X
+};
+_Static_assert(sizeof dtypes / sizeof dtypes[0] == IR_DT_COUNT, "dtypes[] vs ir_types.def");
+
+static bool dt_valid(IrDtype dt)
+{
+	return (unsigned)dt < IR_DT_COUNT;
+}
+
+const IrDtypeInfo *ir_dtype_info(IrDtype dt)
+{
+	return dt_valid(dt) ? &dtypes[dt] : NULL;
+}
+
+const char *ir_dtype_name(IrDtype dt)
+{
+	return dt_valid(dt) ? dtypes[dt].name : "invalid";
+}
+
+bool ir_dtype_from_ggml(uint32_t ggml_id, IrDtype *out)
+{
+	for (int i = 0; i < IR_DT_COUNT; i++) {
+		if (dtypes[i].ggml_id >= 0 && (uint32_t)dtypes[i].ggml_id == ggml_id) {
+			*out = (IrDtype)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Names of ggml_type ids, for error messages about types bitnetc cannot read. Ids 36..39
+ * mean different things in upstream ggml and in the bitnet.cpp fork (FORMATS.md 1). */
+static const char *const ggml_names[] = {
+	[0] = "F32",
+	[1] = "F16",
+	[2] = "Q4_0",
+	[3] = "Q4_1",
+	[4] = "Q4_2 (removed from ggml)",
+	[5] = "Q4_3 (removed from ggml)",
+	[6] = "Q5_0",
+	[7] = "Q5_1",
+	[8] = "Q8_0",
+	[9] = "Q8_1",
+	[10] = "Q2_K",
+	[11] = "Q3_K",
+	[12] = "Q4_K",
+	[13] = "Q5_K",
+	[14] = "Q6_K",
+	[15] = "Q8_K",
+	[16] = "IQ2_XXS",
+	[17] = "IQ2_XS",
+	[18] = "IQ3_XXS",
+	[19] = "IQ1_S",
+	[20] = "IQ4_NL",
+	[21] = "IQ3_S",
+	[22] = "IQ2_S",
+	[23] = "IQ4_XS",
+	[24] = "I8",
+	[25] = "I16",
+	[26] = "I32",
+	[27] = "I64",
+	[28] = "F64",
+	[29] = "IQ1_M",
+	[30] = "BF16",
+	[31] = "Q4_0_4_4 (removed from ggml)",
+	[32] = "Q4_0_4_8 (removed from ggml)",
+	[33] = "Q4_0_8_8 (removed from ggml)",
+	[34] = "TQ1_0",
+	[35] = "TQ2_0",
+	[36] = "I2_S (bitnet.cpp fork)",
+	[37] = "I8_S (bitnet.cpp fork)",
+	[38] = "TL1 (bitnet.cpp fork)",
+	[39] = "TL2 (bitnet.cpp fork) or MXFP4 (upstream ggml)",
+};
+
+const char *ir_ggml_type_desc(uint32_t ggml_id)
+{
+	if (ggml_id < sizeof ggml_names / sizeof ggml_names[0] && ggml_names[ggml_id])
+		return ggml_names[ggml_id];
+	return "unknown type";
+}
+
+bool ir_dtype_nbytes(IrDtype dt, uint64_t n, uint64_t row_elems, uint64_t *out)
+{
+	if (!dt_valid(dt) || row_elems == 0)
+		return false;
+	const IrDtypeInfo *ti = &dtypes[dt];
+	if (row_elems % (uint64_t)ti->block || n % row_elems)
+		return false;
+	if (dt == IR_DT_I2_S) /* 2 bits per element, then one f32 scale padded to 32 bytes */
+		return bn_add_ok(n / 4, 32, out);
+	return bn_mul_ok(n / (uint64_t)ti->block, (uint64_t)ti->block_bytes, out);
+}
+
+/* ---- half and bfloat16 --------------------------------------------------- */
+
+static uint32_t f32_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	return u;
+}
+
+static float bits_f32(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+float bn_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
+	if (e == 0x1f) /* inf, or NaN with its payload kept */
+		return bits_f32(sign | 0x7f800000u | (m << 13));
+	if (e == 0) { /* zero or subnormal: m * 2^-24, exact in f32 */
+		float v = (float)m * 0x1p-24f;
+		return sign ? -v : v;
+	}
+	return bits_f32(sign | ((e + 112) << 23) | (m << 13));
+}
+
+/* Round to nearest even everywhere, as x86 F16C with rounding mode 0: overflow gives
+ * inf, NaN stays NaN with the quiet bit set and the top payload bits kept. */
+uint16_t bn_f32_to_f16(float f)
+{
+	uint32_t x = f32_bits(f);
+	uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+	uint32_t ax = x & 0x7fffffffu;
+
+	if (ax > 0x7f800000u)
+		return (uint16_t)(sign | 0x7e00 | ((ax >> 13) & 0x3ff));
+	if (ax >= 0x477ff000u) /* >= 65520, halfway between 65504 and 2^16: rounds to inf */
+		return (uint16_t)(sign | 0x7c00);
+	if (ax >= 0x38800000u) { /* normal in f16 (>= 2^-14) */
+		uint32_t r = ax - ((uint32_t)(127 - 15) << 23);
+		/* adding 0xfff (+1 if the kept lsb is odd) rounds to nearest even; a carry
+		 * out of the mantissa correctly bumps the exponent */
+		return (uint16_t)(sign | ((r + 0xfffu + ((r >> 13) & 1)) >> 13));
+	}
+	if (ax <= 0x33000000u) /* <= 2^-25: exactly half the smallest subnormal ties to 0 */
+		return sign;
+	/* subnormal result: value in units of 2^-24 is the 24-bit significand >> (126 - e) */
+	uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
+	uint32_t shift = 126 - e; /* 14..24 */
+	uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+	if (rem > half || (rem == half && (q & 1)))
+		q++; /* may reach 0x400, the smallest normal: still the right encoding */
+	return (uint16_t)(sign | q);
+}
+
+float bn_bf16_to_f32(uint16_t h)
+{
+	return bits_f32((uint32_t)h << 16);
+}
+
+uint16_t bn_f32_to_bf16(float f)
+{
+	uint32_t x = f32_bits(f);
+	/* NaN: truncate and force quiet, else a payload only in the low half would become inf */
+	if ((x & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((x >> 16) | 64);
+	return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+}
+
+float bn_round_f16(float f)
+{
+	return bn_f16_to_f32(bn_f32_to_f16(f));
+}
+
+/* ---- little-endian helpers (every format is little-endian on disk) ------- */
+
+static uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static void wr16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static float rdf32(const uint8_t *p)
+{
+	return bits_f32((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+			(uint32_t)p[3] << 24);
+}
+
+static void wrf32(uint8_t *p, float f)
+{
+	uint32_t u = f32_bits(f);
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(u >> (8 * i));
+}
+
+/* ---- Q8_0: fp16 d; int8 qs[32] ------------------------------------------ */
+
+enum { Q8_0_BYTES = 34, Q6_K_BYTES = 210, TQ1_0_BYTES = 54, TQ2_0_BYTES = 66 };
+
+static void dequant_q8_0(const uint8_t *src, float *dst, int64_t nb)
+{
+	for (int64_t b = 0; b < nb; b++, src += Q8_0_BYTES, dst += 32) {
+		float d = bn_f16_to_f32(rd16(src));
+		for (int i = 0; i < 32; i++)
+			dst[i] = d * (float)(int8_t)src[2 + i];
+	}
+}
+
+static void quant_q8_0(const float *src, uint8_t *dst, int64_t nb)
+{
+	for (int64_t b = 0; b < nb; b++, src += 32, dst += Q8_0_BYTES) {
+		float amax = 0;
+		for (int i = 0; i < 32; i++)
+			amax = fmaxf(amax, fabsf(src[i]));
+		/* codes use the unrounded d; only the stored d is f16 (the reference's order) */
+		float d = amax / 127, id = d != 0 ? 1 / d : 0;
+		wr16(dst, bn_f32_to_f16(d));
+		for (int i = 0; i < 32; i++)
+			dst[2 + i] = (uint8_t)(int8_t)roundf(src[i] * id);
+	}
+}
+
+/* ---- Q6_K: uint8 ql[128]; uint8 qh[64]; int8 scales[16]; fp16 d ---------
+ * Element 128h + 32s + l (half h, slot s 0..3, l 0..31) has the 6-bit code
+ * low nibble: ql[64h + l + 32(s&1)], the high nibble of it when s >= 2;
+ * high 2 bits: qh[32h + l] bits 2s..2s+1;
+ * scale: scales[8h + 2s + l/16]; value = d * scale * (code - 32). */
+
+static void q6k_pos(int e, int *ql, int *qlshift, int *qh, int *sc)
+{
+	int h = e / 128, s = (e % 128) / 32, l = e % 32;
+	*ql = 64 * h + l + 32 * (s & 1);
+	*qlshift = s >= 2 ? 4 : 0;
+	*qh = 32 * h + l;
+	*sc = 8 * h + 2 * s + l / 16;
+}
+
+static void dequant_q6_k(const uint8_t *src, float *dst, int64_t nb)
+{
+	for (int64_t b = 0; b < nb; b++, src += Q6_K_BYTES, dst += 256) {
+		const uint8_t *ql = src, *qh = src + 128;
+		const int8_t *sc = (const int8_t *)(src + 192);
+		float d = bn_f16_to_f32(rd16(src + 208));
+		for (int e = 0; e < 256; e++) {
+			int iql, sh, iqh, isc;
+			q6k_pos(e, &iql, &sh, &iqh, &isc);
+			int s = (e % 128) / 32;
+			int code = ((ql[iql] >> sh) & 0xf) | (((qh[iqh] >> (2 * s)) & 3) << 4);
+			dst[e] = d * (float)sc[isc] * (float)(code - 32);
+		}
+	}
+}
+
+/* Codes for 16 values at step scale (codes -32..31), and the squared error. */
+static float q6k_group_codes(const float *x, float scale, int *q)
+{
+	float err = 0;
+	for (int i = 0; i < 16; i++) {
+		int c = 0;
+		if (scale != 0) {
+			c = (int)lrintf(x[i] / scale);
+			c = c < -32 ? -32 : c > 31 ? 31 : c;
+		}
+		q[i] = c;
+		float r = x[i] - scale * (float)c;
+		err += r * r;
+	}
+	return err;
+}
+
+/* A group's step: map the extreme value to -32 (the code range is asymmetric), try a few
+ * stretches around that, refit each by least squares and keep the best. */
+static float q6k_group_scale(const float *x)
+{
+	float xm = 0;
+	for (int i = 0; i < 16; i++)
+		if (fabsf(x[i]) > fabsf(xm))
+			xm = x[i];
+	if (xm == 0)
+		return 0;
+	float best = -xm / 32, best_err = INFINITY;
+	for (int t = -8; t <= 8; t++) {
+		int q[16];
+		float s = -xm / (32.0f + 0.25f * (float)t);
+		q6k_group_codes(x, s, q);
+		double sxq = 0, sqq = 0;
+		for (int i = 0; i < 16; i++) {
+			sxq += (double)x[i] * q[i];
+			sqq += (double)q[i] * q[i];
+		}
+		if (sqq > 0)
+			s = (float)(sxq / sqq);
+		float err = q6k_group_codes(x, s, q);
+		if (err < best_err) {
+			best_err = err;
+			best = s;
+		}
+	}
+	return best;
+}
+
+static void quant_q6_k(const float *src, uint8_t *dst, int64_t nb)
+{
+	for (int64_t b = 0; b < nb; b++, src += 256, dst += Q6_K_BYTES) {
+		float gs[16], smax = 0;
+		for (int g = 0; g < 16; g++) {
+			gs[g] = q6k_group_scale(src + 16 * g);
+			smax = fmaxf(smax, fabsf(gs[g]));
+		}
+		uint16_t dh = bn_f32_to_f16(smax / 127);
+		float d = bn_f16_to_f32(dh);
+		memset(dst, 0, Q6_K_BYTES);
+		wr16(dst + 208, dh);
+		int8_t sc[16];
+		for (int g = 0; g < 16; g++) {
+			long v = d != 0 ? lrintf(gs[g] / d) : 0;
+			sc[g] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+		}
+		memcpy(dst + 192, sc, 16);
+		/* codes against the scale the decoder will actually use */
+		for (int g = 0; g < 16; g++) {
+			int q[16];
+			q6k_group_codes(src + 16 * g, d * (float)sc[g], q);
+			for (int i = 0; i < 16; i++) {
+				int e = 16 * g + i, iql, sh, iqh, isc;
+				q6k_pos(e, &iql, &sh, &iqh, &isc);
+				int s = (e % 128) / 32, code = q[i] + 32;
+				dst[iql] |= (uint8_t)((code & 0xf) << sh);
+				dst[128 + iqh] |= (uint8_t)((code >> 4) << (2 * s));
+			}
+		}
+	}
+}
+
+/* ---- ternary formats (FORMATS.md 6) -------------------------------------- */
+
+static float absmax(const float *x, int64_t n)
+{
+	float m = 0;
+	for (int64_t i = 0; i < n; i++)
+		m = fmaxf(m, fabsf(x[i]));
+	return m;
+}
+
+/* The reference's trit: lroundf(x * (1/amax)) + 1, clamped so no input escapes 0..2. */
+static int tq_code(float x, float id)
+{
+	long c = lroundf(x * id) + 1;
+	return c < 0 ? 0 : c > 2 ? 2 : (int)c;
+}
+
+/* TQ2_0: uint8 qs[64]; fp16 d. Element 128j + 32n + m in qs[32j + m] bits 2n..2n+1. */
+static void quant_tq2_0(const float *src, uint8_t *dst, int64_t nb)
+{
+	for (int64_t b = 0; b < nb; b++, src += 256, dst += TQ2_0_BYTES) {
+		float d = absmax(src, 256), id = d != 0 ? 1 / d : 0;
+		memset(dst, 0, 64);
+		for (int e = 0; e < 256; e++) {
+			int shift = 2 * ((e % 128) / 32);
+			dst[32 * (e / 128) + e % 32] |= (uint8_t)(tq_code(src[e], id) << shift);
+		}
+		wr16(dst + 64, bn_f32_to_f16(d));
+	}
+}
+
+static void ternary_tq2_0(const uint8_t *blk, int8_t *w)
+{
+	for (int e = 0; e < 256; e++)
+		w[e] = (int8_t)(((blk[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3) - 1);
+}
+
+/* TQ1_0: uint8 qs[48]; uint8 qh[4]; fp16 d. Five trits per byte, first trit most
+ * significant: v = sum t_n 3^(4-n), stored as ceil(v * 256 / 243) so that trit n is
+ * the top base-3 digit of the byte times 3^n taken mod 256 ((B*3^n mod 256) * 3 >> 8).
+ * The byte holding element e and its trit index: */
+static void tq1_pos(int e, int *byte, int *n)
+{
+	if (e < 160) { /* qs[0..31]: elements m + 32n */
+		*byte = e % 32;
+		*n = e / 32;
+	} else if (e < 240) { /* qs[32..47]: elements 160 + m + 16n */
+		*byte = 32 + (e - 160) % 16;
+		*n = (e - 160) / 16;
+	} else { /* qh[0..3]: elements 240 + j + 4n, fifth trit 0 */
+		*byte = 48 + (e - 240) % 4;
+		*n = (e - 240) / 4;
+	}
+}
+
+static const uint8_t pow3[5] = { 1, 3, 9, 27, 81 };
+
+static void quant_tq1_0(const float *src, uint8_t *dst, int64_t nb)
+{
+	for (int64_t b = 0; b < nb; b++, src += 256, dst += TQ1_0_BYTES) {
+		float d = absmax(src, 256), id = d != 0 ? 1 / d : 0;
+		unsigned v[52] = { 0 };
+		for (int e = 0; e < 256; e++) {
+			int byte, n;
+			tq1_pos(e, &byte, &n);
+			v[byte] += (unsigned)tq_code(src[e], id) * pow3[4 - n];
+		}
+		for (int i = 0; i < 52; i++)
+			dst[i] = (uint8_t)((v[i] * 256 + 242) / 243);
+		wr16(dst + 52, bn_f32_to_f16(d));
+	}
+}
+
+static void ternary_tq1_0(const uint8_t *blk, int8_t *w)
+{
+	for (int e = 0; e < 256; e++) {
+		int byte, n;
+		tq1_pos(e, &byte, &n);
+		uint8_t t = (uint8_t)(blk[byte] * pow3[n]);
+		w[e] = (int8_t)(((t * 3) >> 8) - 1);
+	}
+}
+
+/* I2_S: 128-element blocks of 32 bytes; element 128b + 32g + p in byte 32b + p at bits
+ * (7-2g):(6-2g); codes 0,1,2 = -1,0,+1. Then the tensor's f32 scale and 28 pad bytes. */
+static void quant_i2_s(const float *src, uint8_t *dst, int64_t n)
+{
+	BN_ASSERT(n % 128 == 0);
+	float wscale = absmax(src, n);
+	memset(dst, 0, (size_t)(n / 4 + 32));
+	for (int64_t i = 0; i < n; i++) {
+		/* the threshold is the double 1e-6, not 1e-6f (which is just below it) */
+		int c = fabs((double)src[i]) < 1e-6 ? 1 : src[i] > 0 ? 2 : 0;
+		int64_t b = i / 128;
+		int g = (int)(i % 128) / 32, p = (int)(i % 32);
+		dst[32 * b + p] |= (uint8_t)(c << (6 - 2 * g));
+	}
+	wrf32(dst + n / 4, wscale);
+}
+
+float ir_i2s_scale(const void *data, int64_t n)
+{
+	return rdf32((const uint8_t *)data + n / 4);
+}
+
+int ir_ternary_row(IrDtype dt, const void *data, int64_t k, int64_t rows, int64_t row,
+		   int8_t *w, float *scales)
+{
+	const uint8_t *p = data;
+	BN_ASSERT(row >= 0 && row < rows);
+	if (dt == IR_DT_I2_S) {
+		BN_ASSERT(k % 128 == 0);
+		p += row * (k / 4);
+		for (int64_t i = 0; i < k; i++) {
+			int g = (int)(i % 128) / 32;
+			int c = (p[32 * (i / 128) + i % 32] >> (6 - 2 * g)) & 3;
+			w[i] = (int8_t)(c - 1); /* code 3 never occurs; it would read as +2 */
+		}
+		scales[0] = ir_i2s_scale(data, k * rows);
+		return 1;
+	}
+	BN_ASSERT((dt == IR_DT_TQ1_0 || dt == IR_DT_TQ2_0) && k % 256 == 0);
+	int64_t nb = k / 256;
+	int bytes = dtypes[dt].block_bytes;
+	p += row * nb * bytes;
+	for (int64_t b = 0; b < nb; b++, p += bytes, w += 256) {
+		if (dt == IR_DT_TQ1_0)
+			ternary_tq1_0(p, w);
+		else
+			ternary_tq2_0(p, w);
+		scales[b] = bn_f16_to_f32(rd16(p + bytes - 2));
+	}
+	return (int)nb;
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+void ir_dequant(IrDtype dt, const void *src, float *dst, int64_t n)
+{
+	BN_ASSERT(dt_valid(dt) && n >= 0 && n % dtypes[dt].block == 0);
+	const uint8_t *s = src;
+	switch (dt) {
+	case IR_DT_F32:
+		memcpy(dst, src, (size_t)n * sizeof(float));
+		break;
+	case IR_DT_F16:
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = bn_f16_to_f32(rd16(s + 2 * i));
+		break;
+	case IR_DT_BF16:
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = bn_bf16_to_f32(rd16(s + 2 * i));
+		break;
+	case IR_DT_Q8_0:
+		dequant_q8_0(s, dst, n / 32);
+		break;
+	case IR_DT_Q6_K:
+		dequant_q6_k(s, dst, n / 256);
+		break;
+	case IR_DT_I8:
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = (float)(int8_t)s[i];
+		break;
+	case IR_DT_I32:
+		for (int64_t i = 0; i < n; i++) {
+			uint32_t u = (uint32_t)s[4 * i] | (uint32_t)s[4 * i + 1] << 8 |
+				     (uint32_t)s[4 * i + 2] << 16 | (uint32_t)s[4 * i + 3] << 24;
+			dst[i] = (float)(int32_t)u;
+		}
+		break;
+	default: /* ternary formats go through ir_ternary_row */
+		BN_ASSERT(!"ir_dequant: not a dense format");
+	}
+}
+
+void ir_quant(IrDtype dt, const float *src, void *dst, int64_t n)
+{
+	BN_ASSERT(dt_valid(dt) && n >= 0 && n % dtypes[dt].block == 0);
+	uint8_t *d = dst;
+	switch (dt) {
+	case IR_DT_F32:
+		memcpy(dst, src, (size_t)n * sizeof(float));
+		break;
+	case IR_DT_F16:
+		for (int64_t i = 0; i < n; i++)
+			wr16(d + 2 * i, bn_f32_to_f16(src[i]));
+		break;
+	case IR_DT_BF16:
+		for (int64_t i = 0; i < n; i++)
+			wr16(d + 2 * i, bn_f32_to_bf16(src[i]));
+		break;
+	case IR_DT_Q8_0:
+		quant_q8_0(src, d, n / 32);
+		break;
+	case IR_DT_Q6_K:
+		quant_q6_k(src, d, n / 256);
+		break;
+	case IR_DT_TQ1_0:
+		quant_tq1_0(src, d, n / 256);
+		break;
+	case IR_DT_TQ2_0:
+		quant_tq2_0(src, d, n / 256);
+		break;
+	case IR_DT_I2_S:
+		quant_i2_s(src, d, n);
+		break;
+	default:
+		BN_ASSERT(!"ir_quant: no quantizer for this format");
+	}
+}

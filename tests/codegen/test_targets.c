@@ -1,0 +1,241 @@
+/* test_targets.c - backend descriptors: CPU feature detection against /proc/cpuinfo, the
+ * CPU target table, LLVM's NVPTX backend, the Metal descriptor. */
+#include "testutil.h"
+#include "cg_cpu.h"
+#include "cg_cuda.h"
+#include "cg_metal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The "flags" line of the first processor in /proc/cpuinfo, space-padded for word search;
+ * NULL where there is none (not Linux, not x86). */
+static char *cpuinfo_flags(void)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	if (!f)
+		return NULL;
+	char *line = NULL, *out = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, f) > 0) {
+		if (strncmp(line, "flags", 5) != 0)
+			continue;
+		const char *c = strchr(line, ':');
+		if (!c)
+			break;
+		size_t n = strlen(c + 1);
+		out = malloc(n + 3);
+		snprintf(out, n + 3, " %s", c + 1);
+		char *nl = strchr(out, '\n');
+		if (nl)
+			*nl = 0;
+		strcat(out, " ");
+		break;
+	}
+	free(line);
+	fclose(f);
+	return out;
+}
+
+static bool has_flag(const char *flags, const char *name)
+{
+	char w[64];
+	snprintf(w, sizeof w, " %s ", name);
+	return strstr(flags, w) != NULL;
+}
+
+static void test_cpu_detect(void **state)
+{
+	(void)state;
+	CgCpuFeatures f;
+	cg_cpu_detect(&f);
+	char s[256];
+	cg_cpu_features_str(&f, s, sizeof s);
+	print_message("host %s: %s\n", cg_cpu_arch(), s);
+#if !defined(__x86_64__)
+	assert_false(f.avx2 || f.avx512f || f.sse4_2);
+	skip();
+#else
+	assert_true(f.x86);
+	char *flags = cpuinfo_flags();
+	if (!flags)
+		skip();
+	/* The kernel lists a flag only when the CPU has it and the OS supports its state,
+	 * the same rule the detector applies; these must agree exactly. */
+	const struct {
+		bool have;
+		const char *flag;
+	} exact[] = {
+		{f.avx2, "avx2"},
+		{f.avx512f, "avx512f"},
+		{f.avx512_vnni, "avx512_vnni"},
+		{f.sse4_2, "sse4_2"},
+		{f.fma, "fma"},
+	};
+	for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+		if (exact[i].have != has_flag(flags, exact[i].flag))
+			fail_msg("%s: detector says %d, /proc/cpuinfo says %d", exact[i].flag,
+				 exact[i].have, has_flag(flags, exact[i].flag));
+	/* Whatever /proc/cpuinfo lists is usable, so the detector must find it too. */
+	const struct {
+		bool have;
+		const char *flag;
+	} listed[] = {
+		{f.f16c, "f16c"},	  {f.avx512bw, "avx512bw"},   {f.avx512vl, "avx512vl"},
+		{f.avx512_vbmi, "avx512vbmi"}, {f.avx_vnni, "avx_vnni"}, {f.amx_tile, "amx_tile"},
+		{f.amx_int8, "amx_int8"},
+	};
+	for (size_t i = 0; i < sizeof listed / sizeof listed[0]; i++)
+		if (has_flag(flags, listed[i].flag) && !listed[i].have)
+			fail_msg("/proc/cpuinfo lists %s but the detector missed it", listed[i].flag);
+	free(flags);
+	/* Implications that hold on every real CPU. */
+	if (f.avx512f)
+		assert_true(f.avx2);
+	if (f.avx512_vnni || f.avx512bw || f.avx512vl)
+		assert_true(f.avx512f);
+	if (f.amx_int8)
+		assert_true(f.amx_tile);
+#endif
+}
+
+static void test_features_str(void **state)
+{
+	(void)state;
+	CgCpuFeatures f;
+	memset(&f, 0, sizeof f);
+	char s[64];
+	cg_cpu_features_str(&f, s, sizeof s);
+	assert_string_equal(s, "none");
+	f.sse4_2 = f.avx2 = f.avx512_vnni = true;
+	cg_cpu_features_str(&f, s, sizeof s);
+	assert_string_equal(s, "sse4.2 avx2 avx512_vnni");
+	char tiny[8];
+	cg_cpu_features_str(&f, tiny, sizeof tiny);
+	assert_true(strlen(tiny) < sizeof tiny); /* truncated, still terminated */
+}
+
+static const CgTargetInfo *find(const CgTargetInfo *t, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return &t[i];
+	return NULL;
+}
+
+static void test_cpu_targets(void **state)
+{
+	(void)state;
+	CgTargetInfo t[8];
+	CgCpuFeatures f;
+	memset(&f, 0, sizeof f);
+	f.x86 = f.sse4_2 = f.avx2 = f.fma = f.f16c = true;
+	int n = cg_cpu_targets(&f, t, 8);
+	assert_int_equal(n, 5);
+	assert_true(find(t, n, "cpu-generic")->usable);
+	assert_true(find(t, n, "cpu-avx2")->usable);
+	assert_false(find(t, n, "cpu-avx512")->usable);
+	assert_false(find(t, n, "cpu-neon")->usable);
+	assert_true(find(t, n, "native")->usable);
+	assert_non_null(strstr(find(t, n, "native")->note, "cpu-avx2"));
+	for (int i = 0; i < n; i++)
+		assert_string_equal(t[i].backend, "cpu");
+
+	f.avx512f = f.avx512bw = f.avx512vl = true;
+	n = cg_cpu_targets(&f, t, 8);
+	assert_true(find(t, n, "cpu-avx512")->usable);
+	assert_non_null(strstr(find(t, n, "native")->note, "cpu-avx512"));
+
+	/* AVX2 without FMA is not enough for the AVX2 kernels. */
+	f.fma = false;
+	f.avx512f = false;
+	n = cg_cpu_targets(&f, t, 8);
+	assert_false(find(t, n, "cpu-avx2")->usable);
+	assert_non_null(strstr(find(t, n, "native")->note, "cpu-generic"));
+
+	memset(&f, 0, sizeof f);
+	f.neon = true;
+	n = cg_cpu_targets(&f, t, 8);
+	assert_true(find(t, n, "cpu-neon")->usable);
+	assert_false(find(t, n, "cpu-avx2")->usable);
+	assert_non_null(strstr(find(t, n, "cpu-avx2")->note, "x86-64"));
+
+	assert_int_equal(cg_cpu_targets(&f, t, 2), 2); /* honours max */
+}
+
+static void test_cuda_probe(void **state)
+{
+	(void)state;
+	CgCudaInfo ci;
+	cg_cuda_probe(&ci);
+	print_message("LLVM %u.%u.%u nvptx=%d ptxas=%s\n", ci.llvm_major, ci.llvm_minor,
+		      ci.llvm_patch, ci.nvptx, ci.ptxas[0] ? ci.ptxas : "(none)");
+	assert_int_equal(ci.llvm_major, 19); /* the build links LLVM 19 */
+	if (!ci.nvptx)
+		fail_msg("NVPTX not found through LLVM: %s", ci.nvptx_note);
+	if (ci.ptxas[0])
+		assert_int_equal(access(ci.ptxas, X_OK), 0);
+	/* Probing twice is harmless (LLVM's initializers are idempotent). */
+	CgCudaInfo again;
+	cg_cuda_probe(&again);
+	assert_int_equal(again.nvptx, ci.nvptx);
+
+	CgTargetInfo t[2];
+	assert_int_equal(cg_cuda_targets(&ci, t, 2), 1);
+	assert_string_equal(t[0].backend, "cuda");
+	assert_true(t[0].usable);
+	assert_non_null(strstr(t[0].note, "NVPTX"));
+	assert_int_equal(cg_cuda_targets(&ci, t, 0), 0);
+}
+
+/* ptxas is found through $CUDA_PATH and $PATH, not only its default place. */
+static void test_ptxas_search(void **state)
+{
+	(void)state;
+	const char *dir = tu_tmp("fake-cuda/bin");
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "mkdir -p '%s' && printf '#!/bin/sh\\n' > '%s/ptxas' && "
+				  "chmod +x '%s/ptxas'",
+		 dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	const char *old = getenv("CUDA_PATH");
+	char *saved = old ? strdup(old) : NULL;
+	setenv("CUDA_PATH", tu_tmp("fake-cuda"), 1);
+	CgCudaInfo ci;
+	cg_cuda_probe(&ci);
+	if (saved) {
+		setenv("CUDA_PATH", saved, 1);
+		free(saved);
+	} else {
+		unsetenv("CUDA_PATH");
+	}
+	char want[1100];
+	snprintf(want, sizeof want, "%s/ptxas", dir);
+	assert_string_equal(ci.ptxas, want);
+}
+
+static void test_metal(void **state)
+{
+	(void)state;
+	CgTargetInfo t[1];
+	assert_int_equal(cg_metal_targets(t, 1), 1);
+	assert_string_equal(t[0].name, "metal");
+#if defined(__APPLE__)
+	assert_true(t[0].usable);
+#else
+	assert_false(t[0].usable);
+	assert_non_null(strstr(t[0].note, "needs macOS"));
+#endif
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cpu_detect),   cmocka_unit_test(test_features_str),
+		cmocka_unit_test(test_cpu_targets),  cmocka_unit_test(test_cuda_probe),
+		cmocka_unit_test(test_ptxas_search), cmocka_unit_test(test_metal),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,965 @@
+/* bitnetc.c - the driver: inspect, ir, run (reference interpreter), mkmodel, version, targets.
+ * Exit codes: 0 ok, 1 usage error, 2 runtime or input error; errors go to stderr as
+ * "bitnetc: <message>". */
+#include "frontend.h"
+#include "ir.h"
+#include "pass.h"
+#include "rt.h"
+#include "cg_cpu.h"
+#include "cg_cuda.h"
+#include "cg_metal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#ifndef BITNETC_DATA_DIR
+#define BITNETC_DATA_DIR "data"
+#endif
+
+enum { EXIT_USAGE = 1, EXIT_RUNTIME = 2 };
+
+/* ---- messages -------------------------------------------------------------- */
+
+static int fail(int code, const char *fmt, ...) BN_PRINTF(2, 3);
+static int fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("bitnetc: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return code;
+}
+
+/* A usage error: the message, then where to read the usage. */
+static int usage_err(const char *cmd, const char *fmt, ...) BN_PRINTF(2, 3);
+static int usage_err(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "bitnetc: %s%s", cmd ? cmd : "", cmd ? ": " : "");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	fprintf(stderr, "bitnetc: try 'bitnetc %s%s'\n", cmd ? cmd : "help", cmd ? " --help" : "");
+	return EXIT_USAGE;
+}
+
+/* A library error. Messages from the frontend name the file already; the rest get it. */
+static int fail_err(const char *path, const BnErr *e)
+{
+	if (path && !strstr(e->msg, path))
+		return fail(EXIT_RUNTIME, "%s: %s", path, e->msg);
+	return fail(EXIT_RUNTIME, "%s", e->msg);
+}
+
+/* stdout may be a closed pipe or a full disk: say so instead of exiting 0. */
+static int finish(int rc)
+{
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return rc ? rc : fail(EXIT_RUNTIME, "cannot write to standard output: %s",
+				      strerror(errno));
+	return rc;
+}
+
+/* `bitnetc CMD --help`: the usage on stdout, exit 0. */
+static int show_usage(const char *usage)
+{
+	fputs(usage, stdout);
+	return finish(0);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- usage text -------------------------------------------------------------- */
+
+typedef struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+	const char *usage;
+} Command;
+
+static const char usage_inspect[] =
+	"usage: bitnetc inspect MODEL.gguf\n"
+	"\n"
+	"Prints the GGUF header (version, alignment, data offset), every metadata key with\n"
+	"its type and value (long arrays abbreviated), the tensor table (index, name, type,\n"
+	"shape, offset in the data section, bytes), and for a supported architecture the\n"
+	"hyperparameters and whether bitnetc can build the model's graph. Works on any GGUF\n"
+	"file the reader accepts; an unsupported architecture is noted, not an error.\n";
+
+static const char usage_ir[] =
+	"usage: bitnetc ir MODEL.gguf [--pass NAME]...\n"
+	"\n"
+	"Builds the model's graph, verifies it and prints its stable text form.\n"
+	"  --pass NAME    run a pass (the graph is verified afterwards) before printing;\n"
+	"                 repeatable, applied in order\n"
+	"  --list-passes  print the registered passes and exit\n";
+
+static const char usage_run[] =
+	"usage: bitnetc run MODEL.gguf --tokens ID,ID,... [options]\n"
+	"\n"
+	"Runs the model in the reference interpreter: evaluates the prompt, then generates\n"
+	"greedily (argmax, ties to the lowest id), one token per call. Prints the generated\n"
+	"ids on one line; a timing line goes to stderr.\n"
+	"  --tokens LIST      prompt token ids, comma separated (required)\n"
+	"  -n, --n-predict N  tokens to generate (default 16; 0: only evaluate the prompt)\n"
+	"  -c, --ctx-size N   context (KV cache) size (default: min(training context, 4096))\n"
+	"  --logits-out FILE  write little-endian float32 logits, one row of n_vocab per\n"
+	"                     position: the prompt's rows, then one row per generated token\n"
+	"                     (the logits after feeding it)\n"
+	"  --step             feed the prompt one token per call (the reference's step mode)\n"
+	"                     instead of one batch\n"
+	"  --ignore-eos       keep generating after the end-of-text token\n";
+
+static const char usage_mkmodel[] =
+	"usage: bitnetc mkmodel -o FILE [options]\n"
+	"\n"
+	"Writes a synthetic BitNet model (seeded random ternary weights) as GGUF.\n"
+	"  --shape tiny|2b4t     base shape (default tiny: the golden test shape; 2b4t: the\n"
+	"                        full BitNet b1.58 2B-4T shape)\n"
+	"  --arch A              bitnet-b1.58 (default), bitnet-25 or bitnet\n"
+	"  --layers N --hidden N --ffn N --heads N --kv-heads N --vocab N --ctx N\n"
+	"                        override the shape\n"
+	"  --type T              ternary weight format: i2_s (default), tq1_0, tq2_0, f16\n"
+	"  --embd-type T         token embedding type: f16 (default), f32, bf16, q8_0, q6_k\n"
+	"  --scales              arch bitnet: write per-projection .scale tensors\n"
+	"  --seed N              random seed (default 1)\n"
+	"  --vocab-dir DIR       vocabulary from DIR (tokens.txt, merges.txt, special.tsv)\n"
+	"  --llama3-vocab        the Llama 3 vocabulary shipped with bitnetc\n"
+	"                        ($BITNETC_DATA_DIR/llama3 overrides the built-in path)\n"
+	"  -o, --output FILE     where to write (required)\n";
+
+static const char usage_version[] =
+	"usage: bitnetc version\n"
+	"\n"
+	"Prints the bitnetc version, the LLVM it uses (and whether LLVM has the NVPTX\n"
+	"backend), ptxas if found, and the host CPU's features.\n";
+
+static const char usage_targets[] =
+	"usage: bitnetc targets\n"
+	"\n"
+	"Lists the code generation targets and whether each is usable on this host.\n";
+
+static const char usage_help[] = "usage: bitnetc help [COMMAND]\n";
+
+static int cmd_inspect(int argc, char **argv);
+static int cmd_ir(int argc, char **argv);
+static int cmd_run(int argc, char **argv);
+static int cmd_mkmodel(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+static int cmd_targets(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const Command commands[] = {
+	{"inspect", cmd_inspect, "print a GGUF file's header, metadata, tensors, hyperparameters",
+	 usage_inspect},
+	{"ir", cmd_ir, "print the model's graph IR", usage_ir},
+	{"run", cmd_run, "run a model on token ids in the reference interpreter", usage_run},
+	{"mkmodel", cmd_mkmodel, "write a synthetic BitNet model", usage_mkmodel},
+	{"version", cmd_version, "version, LLVM, host CPU features", usage_version},
+	{"targets", cmd_targets, "code generation targets and their availability here",
+	 usage_targets},
+	{"help", cmd_help, "this text, or a command's usage", usage_help},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static const Command *find_command(const char *name)
+{
+	for (int i = 0; i < N_COMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void print_help(FILE *out)
+{
+	fprintf(out, "bitnetc %s - ahead-of-time compiler for ternary (BitNet b1.58) models\n\n"
+		     "usage: bitnetc COMMAND [ARGS]\n\ncommands:\n",
+		BITNETC_VERSION);
+	for (int i = 0; i < N_COMMANDS; i++)
+		fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\n'bitnetc COMMAND --help' shows a command's options.\n"
+		     "exit codes: 0 ok, 1 usage error, 2 runtime or input error\n");
+}
+
+/* ---- argument parsing ----------------------------------------------------------- */
+
+typedef struct {
+	const char *cmd; /* for messages */
+	int argc;
+	char **argv;
+	int i;           /* index of the argument being looked at */
+	const char *opt; /* the spelling of the option opt() last matched, for messages */
+	const char *pos[4];
+	int n_pos;
+} Args;
+
+static bool is_help(const char *a)
+{
+	return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
+}
+
+/* Matches the current argument against a flag without a value. */
+static bool flag(const Args *a, const char *s, const char *l)
+{
+	const char *x = a->argv[a->i];
+	return (s && strcmp(x, s) == 0) || (l && strcmp(x, l) == 0);
+}
+
+/* Matches the current argument against a flag with a value, as "-f V", "--flag V" or
+ * "--flag=V". Returns 1 (matched, *val set), 0 (no match), -1 (value missing: the
+ * usage error is printed). */
+static int opt(Args *a, const char *s, const char *l, const char **val)
+{
+	const char *x = a->argv[a->i];
+	if (l) {
+		size_t n = strlen(l);
+		if (strncmp(x, l, n) == 0 && x[n] == '=') {
+			a->opt = l;
+			*val = x + n + 1;
+			return 1;
+		}
+	}
+	if (!flag(a, s, l))
+		return 0;
+	a->opt = x;
+	if (a->i + 1 >= a->argc) {
+		usage_err(a->cmd, "option %s needs a value", x);
+		return -1;
+	}
+	*val = a->argv[++a->i];
+	return 1;
+}
+
+/* A positional argument or an unknown option (usage error, returns false). */
+static bool positional(Args *a, int max)
+{
+	const char *x = a->argv[a->i];
+	if (x[0] == '-' && x[1] != 0) {
+		usage_err(a->cmd, "unknown option '%s'", x);
+		return false;
+	}
+	if (a->n_pos < 0 || a->n_pos >= max || a->n_pos >= 4) {
+		usage_err(a->cmd, "unexpected argument '%s'", x);
+		return false;
+	}
+	a->pos[a->n_pos++] = x;
+	return true;
+}
+
+/* A decimal integer in [lo, hi] for option name; usage error otherwise. */
+static bool parse_int(const char *cmd, const char *name, const char *s, int64_t lo, int64_t hi,
+		      int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (!*s || *end || end == s) {
+		usage_err(cmd, "%s: '%s' is not a number", name, s);
+		return false;
+	}
+	if (errno == ERANGE || v < lo || v > hi) {
+		usage_err(cmd, "%s: %s is out of range (%" PRId64 "..%" PRId64 ")", name, s, lo, hi);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* The one model path of inspect/ir/run. */
+static bool need_model(const Args *a)
+{
+	if (a->n_pos == 0) {
+		usage_err(a->cmd, "missing MODEL.gguf");
+		return false;
+	}
+	return true;
+}
+
+/* ---- model loading -------------------------------------------------------------- */
+
+static bool arch_supported(const char *arch)
+{
+	for (const char *const *p = bnm_archs(); *p; p++)
+		if (strcmp(*p, arch) == 0)
+			return true;
+	return false;
+}
+
+static void archs_list(char *buf, size_t n)
+{
+	size_t len = 0;
+	buf[0] = 0;
+	for (const char *const *p = bnm_archs(); *p && len < n; p++) {
+		int k = snprintf(buf + len, n - len, "%s%s", len ? ", " : "", *p);
+		if (k < 0)
+			break;
+		len += (size_t)k;
+	}
+}
+
+/* Opens and lowers a model, verifying the graph. On failure prints the error. */
+static int load_model(const char *path, GgufFile **fp, IrGraph **gp)
+{
+	BnErr e = {0};
+	*fp = NULL;
+	*gp = NULL;
+	GgufFile *f = gguf_open(path, &e);
+	if (!f)
+		return fail_err(path, &e);
+	IrGraph *g = bnm_load(f, &e);
+	if (!g) {
+		gguf_close(f);
+		return fail_err(path, &e);
+	}
+	if (ir_verify(g, &e) != BN_OK) {
+		ir_graph_free(g);
+		gguf_close(f);
+		return fail(EXIT_RUNTIME, "%s: the graph built from this model does not verify: %s",
+			    path, e.msg);
+	}
+	*fp = f;
+	*gp = g;
+	return 0;
+}
+
+/* ---- inspect -------------------------------------------------------------------- */
+
+static void print_kv_type(const GgufValue *v, char *buf, size_t n)
+{
+	if (v->type == GGUF_T_ARRAY)
+		snprintf(buf, n, "%s[%" PRIu64 "]", gguf_type_name(v->arr_type), v->arr_n);
+	else
+		snprintf(buf, n, "%s", gguf_type_name(v->type));
+}
+
+static const char *tensor_type(const GgufTensor *t)
+{
+	IrDtype dt;
+	return ir_dtype_from_ggml(t->ggml_type, &dt) ? ir_dtype_name(dt)
+						     : ir_ggml_type_desc(t->ggml_type);
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+	Args a = {.cmd = "inspect", .argc = argc, .argv = argv};
+	for (a.i = 0; a.i < argc; a.i++) {
+		if (is_help(argv[a.i]))
+			return show_usage(usage_inspect);
+		if (!positional(&a, 1))
+			return EXIT_USAGE;
+	}
+	if (!need_model(&a))
+		return EXIT_USAGE;
+	const char *path = a.pos[0];
+
+	BnErr e = {0};
+	GgufFile *f = gguf_open(path, &e);
+	if (!f)
+		return fail_err(path, &e);
+
+	printf("file:         %s\n", path);
+	printf("size:         %" PRIu64 " bytes\n", f->size);
+	printf("gguf version: %u\n", f->version);
+	printf("alignment:    %" PRIu64 "\n", f->alignment);
+	printf("data offset:  %" PRIu64 " (0x%" PRIx64 ")\n", f->data_offset, f->data_offset);
+
+	printf("\nmetadata: %" PRIu64 " keys\n", f->n_kv);
+	int kw = 8;
+	for (uint64_t i = 0; i < f->n_kv; i++) {
+		int l = (int)strlen(f->kv[i].key);
+		kw = l > kw ? (l > 48 ? 48 : l) : kw;
+	}
+	for (uint64_t i = 0; i < f->n_kv; i++) {
+		char ty[48];
+		print_kv_type(&f->kv[i].val, ty, sizeof ty);
+		printf("  %-*s %-14s ", kw, f->kv[i].key, ty);
+		gguf_value_print(&f->kv[i].val, stdout, 8);
+		putchar('\n');
+	}
+
+	printf("\ntensors: %" PRIu64 "\n", f->n_tensors);
+	int nw = 4;
+	for (uint64_t i = 0; i < f->n_tensors; i++) {
+		int l = (int)strlen(f->tensors[i].name);
+		nw = l > nw ? (l > 48 ? 48 : l) : nw;
+	}
+	printf("  %5s  %-*s %-6s %-22s %12s %12s\n", "index", nw, "name", "type", "shape", "offset",
+	       "bytes");
+	uint64_t total = 0;
+	for (uint64_t i = 0; i < f->n_tensors; i++) {
+		const GgufTensor *t = &f->tensors[i];
+		char shape[96];
+		size_t len = 0;
+		shape[len++] = '[';
+		for (int d = 0; d < t->n_dims && len < sizeof shape - 24; d++)
+			len += (size_t)snprintf(shape + len, sizeof shape - len, "%s%" PRId64,
+						d ? ", " : "", t->ne[d]);
+		snprintf(shape + len, sizeof shape - len, "]");
+		printf("  %5" PRIu64 "  %-*s %-6s %-22s %12" PRIu64 " %12" PRIu64 "\n", i, nw, t->name,
+		       tensor_type(t), shape, t->offset, t->nbytes);
+		total += t->nbytes; /* each fits in the file, so the sum cannot overflow */
+	}
+	printf("total tensor bytes: %" PRIu64 " (%.2f MiB)\n", total, (double)total / 1048576.0);
+
+	/* What bitnetc makes of it: only for the architectures the frontend knows. */
+	int rc = 0;
+	GgufStr as;
+	char arch[128] = "";
+	if (gguf_get_str(f, "general.architecture", &as))
+		snprintf(arch, sizeof arch, "%.*s", (int)(as.len > 100 ? 100 : as.len), as.ptr);
+	char archs[256];
+	archs_list(archs, sizeof archs);
+	putchar('\n');
+	if (!arch[0]) {
+		printf("architecture: none (general.architecture is missing); bitnetc supports %s\n",
+		       archs);
+	} else if (!arch_supported(arch)) {
+		printf("architecture: %s is not supported by bitnetc (supported: %s)\n", arch, archs);
+	} else {
+		IrHparams hp;
+		printf("architecture: %s (supported)\n", arch);
+		if (bnm_hparams(f, &hp, &e) != BN_OK) {
+			printf("hyperparameters: error: %s\n", e.msg);
+			rc = fail_err(path, &e);
+		} else {
+			printf("hyperparameters:\n");
+			printf("  n_ctx_train  %" PRId64 "\n", hp.n_ctx_train);
+			printf("  n_embd       %" PRId64 "\n", hp.n_embd);
+			printf("  n_layer      %" PRId64 "\n", hp.n_layer);
+			printf("  n_head       %" PRId64 "\n", hp.n_head);
+			printf("  n_head_kv    %" PRId64 "\n", hp.n_head_kv);
+			printf("  head_dim     %" PRId64 "\n", hp.head_dim);
+			printf("  n_ff         %" PRId64 "\n", hp.n_ff);
+			printf("  n_vocab      %" PRId64 "\n", hp.n_vocab);
+			printf("  rms_eps      %g\n", (double)hp.eps);
+			printf("  rope_base    %g\n", (double)hp.rope_base);
+			/* Building the graph checks every tensor's presence, shape and type. */
+			IrGraph *g = bnm_load(f, &e);
+			if (!g) {
+				printf("graph: error: %s\n", e.msg);
+				rc = fail_err(path, &e);
+			} else {
+				printf("graph: ok (%d nodes, %d values)\n", g->n_nodes, g->n_values);
+				ir_graph_free(g);
+			}
+		}
+	}
+	gguf_close(f);
+	return finish(rc);
+}
+
+/* ---- ir ---------------------------------------------------------------------------- */
+
+static int cmd_ir(int argc, char **argv)
+{
+	Args a = {.cmd = "ir", .argc = argc, .argv = argv};
+	const char *passes[32];
+	int n_passes = 0;
+	for (a.i = 0; a.i < argc; a.i++) {
+		const char *v;
+		int r;
+		if (is_help(argv[a.i]))
+			return show_usage(usage_ir);
+		if (flag(&a, NULL, "--list-passes")) {
+			int n;
+			const PassInfo *p = pass_list(&n);
+			for (int i = 0; i < n; i++)
+				printf("%-8s %s\n         %s\n", p[i].name, p[i].summary, p[i].contract);
+			return finish(0);
+		}
+		if ((r = opt(&a, NULL, "--pass", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			if (!pass_find(v))
+				return usage_err(a.cmd, "--pass: no pass named '%s' (see --list-passes)",
+						 v);
+			if (n_passes == (int)(sizeof passes / sizeof passes[0]))
+				return usage_err(a.cmd, "--pass: too many passes");
+			passes[n_passes++] = v;
+		} else if (!positional(&a, 1)) {
+			return EXIT_USAGE;
+		}
+	}
+	if (!need_model(&a))
+		return EXIT_USAGE;
+	const char *path = a.pos[0];
+	GgufFile *f;
+	IrGraph *g;
+	int rc = load_model(path, &f, &g);
+	if (rc)
+		return rc;
+	for (int i = 0; i < n_passes && !rc; i++) {
+		BnErr e = {0};
+		if (pass_run(g, passes[i], NULL, &e) != BN_OK)
+			rc = fail_err(path, &e);
+	}
+	if (!rc)
+		ir_print(g, stdout);
+	ir_graph_free(g);
+	gguf_close(f);
+	return finish(rc);
+}
+
+/* ---- run --------------------------------------------------------------------------- */
+
+typedef struct {
+	const char *path, *tokens, *logits_out;
+	int64_t n_predict, n_ctx; /* n_ctx 0: default */
+	bool step, ignore_eos;
+} RunOpts;
+
+/* Evaluates n tokens (one call, or one call per token in step mode) into rows. */
+static int run_eval(IrInterp *it, const int32_t *toks, int n, bool step, int64_t n_vocab,
+		    float *rows, BnErr *e)
+{
+	if (!step)
+		return ir_interp_eval(it, toks, n, rows, e);
+	for (int i = 0; i < n; i++) {
+		int rc = ir_interp_eval(it, toks + i, 1, rows + (int64_t)i * n_vocab, e);
+		if (rc)
+			return rc;
+	}
+	return BN_OK;
+}
+
+static int run_model(const RunOpts *o, const int32_t *prompt, int n_prompt)
+{
+	GgufFile *f;
+	IrGraph *g;
+	int rc = load_model(o->path, &f, &g);
+	if (rc)
+		return rc;
+	const int64_t n_vocab = g->hp.n_vocab;
+	IrInterp *it = NULL;
+	float *rows = NULL;
+	FILE *lf = NULL;
+	BnErr e = {0};
+	RtErr re = {0};
+
+	for (int i = 0; i < n_prompt; i++) {
+		if (prompt[i] >= n_vocab) {
+			rc = usage_err("run", "--tokens: item %d is token id %d, but %s has %" PRId64
+					      " tokens (ids 0..%" PRId64 ")",
+				       i + 1, prompt[i], o->path, n_vocab, n_vocab - 1);
+			goto out;
+		}
+	}
+	int64_t n_ctx = o->n_ctx;
+	if (n_ctx == 0)
+		n_ctx = g->hp.n_ctx_train > 0 && g->hp.n_ctx_train < 4096 ? g->hp.n_ctx_train : 4096;
+	/* Every generated token is fed back (the last one only for its logits row), so the
+	 * cache must hold prompt + n positions. */
+	if ((int64_t)n_prompt + o->n_predict > n_ctx) {
+		rc = usage_err("run", "the prompt (%d token%s) plus -n %" PRId64
+				      " needs %" PRId64 " positions, but the context is %" PRId64
+				      "%s",
+			       n_prompt, n_prompt == 1 ? "" : "s", o->n_predict,
+			       (int64_t)n_prompt + o->n_predict, n_ctx,
+			       o->n_ctx ? " (-c)" : " (raise it with -c)");
+		goto out;
+	}
+	if (g->hp.n_ctx_train > 0 && n_ctx > g->hp.n_ctx_train)
+		fprintf(stderr, "bitnetc: warning: context %" PRId64 " exceeds the model's training "
+				"context %" PRId64 "\n", n_ctx, g->hp.n_ctx_train);
+
+	int64_t eos = -1;
+	if (!gguf_get_int(f, "tokenizer.ggml.eos_token_id", &eos))
+		eos = -1;
+
+	uint64_t nrow_bytes;
+	if (!bn_mul_ok((uint64_t)n_prompt, (uint64_t)n_vocab * sizeof(float), &nrow_bytes) ||
+	    nrow_bytes > SIZE_MAX) {
+		rc = fail(EXIT_RUNTIME, "%s: logits for %d tokens do not fit in memory", o->path,
+			  n_prompt);
+		goto out;
+	}
+	rows = malloc((size_t)nrow_bytes);
+	if (!rows) {
+		rc = fail(EXIT_RUNTIME, "out of memory for the logits of %d tokens x %" PRId64,
+			  n_prompt, n_vocab);
+		goto out;
+	}
+	it = ir_interp_new(g, n_ctx, &e);
+	if (!it) {
+		rc = fail_err(o->path, &e);
+		goto out;
+	}
+	if (o->logits_out && !(lf = rt_f32_open(o->logits_out, &re))) {
+		rc = fail(EXIT_RUNTIME, "%s", re.msg);
+		goto out;
+	}
+
+	double t0 = now_s();
+	if (run_eval(it, prompt, n_prompt, o->step, n_vocab, rows, &e) != BN_OK) {
+		rc = fail_err(o->path, &e);
+		goto out;
+	}
+	double t_prompt = now_s() - t0;
+	if (lf && rt_write_f32(lf, o->logits_out, rows, (size_t)n_prompt * (size_t)n_vocab, &re)) {
+		rc = fail(EXIT_RUNTIME, "%s", re.msg);
+		goto out;
+	}
+
+	/* Greedy decoding, printing each id as it is chosen (a big model is slow in the
+	 * interpreter). rows' first row is reused for each step's logits. */
+	const float *last = rows + (int64_t)(n_prompt - 1) * n_vocab;
+	int n_gen = 0, n_fed = 0;
+	double t1 = now_s();
+	for (int64_t i = 0; i < o->n_predict; i++) {
+		int32_t tok = (int32_t)rt_argmax(last, n_vocab);
+		printf("%s%d", n_gen++ ? " " : "", tok);
+		fflush(stdout);
+		bool stop = !o->ignore_eos && tok == eos;
+		/* Feed it when another token follows, or for its logits row. */
+		if ((i + 1 < o->n_predict && !stop) || lf) {
+			if (ir_interp_eval(it, &tok, 1, rows, &e) != BN_OK) {
+				rc = fail_err(o->path, &e);
+				goto out;
+			}
+			n_fed++;
+			last = rows;
+			if (lf && rt_write_f32(lf, o->logits_out, rows, (size_t)n_vocab, &re)) {
+				rc = fail(EXIT_RUNTIME, "%s", re.msg);
+				goto out;
+			}
+		}
+		if (stop)
+			break;
+	}
+	double t_gen = now_s() - t1;
+	if (lf) {
+		FILE *tmp = lf;
+		lf = NULL;
+		if (rt_f32_close(tmp, o->logits_out, &re)) {
+			rc = fail(EXIT_RUNTIME, "%s", re.msg);
+			goto out;
+		}
+	}
+
+	if (n_gen)
+		putchar('\n');
+	fflush(stdout); /* ids before the timing line when both go to one terminal or file */
+	fprintf(stderr, "bitnetc: prompt: %d tokens in %.3f s (%.1f tok/s, %s); decode: %d calls "
+			"in %.3f s (%.1f tok/s)%s\n",
+		n_prompt, t_prompt, t_prompt > 0 ? n_prompt / t_prompt : 0.0,
+		o->step ? "step" : "batch", n_fed, t_gen, t_gen > 0 ? n_fed / t_gen : 0.0,
+		n_gen < o->n_predict ? "; stopped at end-of-text" : "");
+out:
+	if (lf)
+		fclose(lf);
+	ir_interp_free(it);
+	free(rows);
+	ir_graph_free(g);
+	gguf_close(f);
+	return finish(rc);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	Args a = {.cmd = "run", .argc = argc, .argv = argv};
+	RunOpts o = {.n_predict = 16};
+	for (a.i = 0; a.i < argc; a.i++) {
+		const char *v;
+		int r;
+		if (is_help(argv[a.i]))
+			return show_usage(usage_run);
+		if (flag(&a, NULL, "--step")) {
+			o.step = true;
+		} else if (flag(&a, NULL, "--ignore-eos")) {
+			o.ignore_eos = true;
+		} else if ((r = opt(&a, NULL, "--tokens", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.tokens = v;
+		} else if ((r = opt(&a, "-n", "--n-predict", &v)) != 0) {
+			if (r < 0 || !parse_int(a.cmd, a.opt, v, 0, INT32_MAX - 1,
+						&o.n_predict))
+				return EXIT_USAGE;
+		} else if ((r = opt(&a, "-c", "--ctx-size", &v)) != 0) {
+			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, INT32_MAX, &o.n_ctx))
+				return EXIT_USAGE;
+		} else if ((r = opt(&a, NULL, "--logits-out", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.logits_out = v;
+		} else if (!positional(&a, 1)) {
+			return EXIT_USAGE;
+		}
+	}
+	if (!need_model(&a))
+		return EXIT_USAGE;
+	o.path = a.pos[0];
+	if (!o.tokens)
+		return usage_err(a.cmd, "missing --tokens (the prompt as token ids, e.g. "
+					"--tokens 496,84,104)");
+	int32_t *prompt;
+	int n_prompt;
+	RtErr re = {0};
+	if (rt_parse_tokens(o.tokens, &prompt, &n_prompt, &re) != RT_OK)
+		return usage_err(a.cmd, "--tokens: %s", re.msg);
+	int rc = run_model(&o, prompt, n_prompt);
+	free(prompt);
+	return rc;
+}
+
+/* ---- mkmodel ----------------------------------------------------------------------- */
+
+/* A dtype by name from a list of allowed ones ("i2_s" or "I2_S"). */
+static bool parse_dtype(const char *s, const IrDtype *allowed, int n, IrDtype *out)
+{
+	for (int i = 0; i < n; i++) {
+		if (strcasecmp(s, ir_dtype_name(allowed[i])) == 0) {
+			*out = allowed[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool is_dir(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int cmd_mkmodel(int argc, char **argv)
+{
+	Args a = {.cmd = "mkmodel", .argc = argc, .argv = argv};
+	const char *shape = "tiny", *arch = NULL, *type = NULL, *embd = NULL, *vocab_dir = NULL;
+	const char *out = NULL;
+	bool llama3 = false, scales = false;
+	int64_t seed = 1;
+	/* Shape overrides: -1 = keep the shape's value. ORDER ov_names */
+	static const char *const ov_names[] = {"--layers", "--hidden", "--ffn", "--heads",
+					       "--kv-heads", "--vocab", "--ctx"};
+	enum { N_OV = sizeof ov_names / sizeof ov_names[0] };
+	int64_t ov[N_OV];
+	for (int k = 0; k < N_OV; k++)
+		ov[k] = -1;
+
+	for (a.i = 0; a.i < argc; a.i++) {
+		const char *v;
+		int r = 0;
+		if (is_help(argv[a.i]))
+			return show_usage(usage_mkmodel);
+		if (flag(&a, NULL, "--llama3-vocab")) {
+			llama3 = true;
+			continue;
+		}
+		if (flag(&a, NULL, "--scales")) {
+			scales = true;
+			continue;
+		}
+		const char **dst = NULL;
+		if ((r = opt(&a, NULL, "--shape", &v)) != 0)
+			dst = &shape;
+		else if ((r = opt(&a, NULL, "--arch", &v)) != 0)
+			dst = &arch;
+		else if ((r = opt(&a, NULL, "--type", &v)) != 0)
+			dst = &type;
+		else if ((r = opt(&a, NULL, "--embd-type", &v)) != 0)
+			dst = &embd;
+		else if ((r = opt(&a, NULL, "--vocab-dir", &v)) != 0)
+			dst = &vocab_dir;
+		else if ((r = opt(&a, "-o", "--output", &v)) != 0)
+			dst = &out;
+		if (r < 0)
+			return EXIT_USAGE;
+		if (dst) {
+			*dst = v;
+			continue;
+		}
+		if ((r = opt(&a, NULL, "--seed", &v)) != 0) {
+			if (r < 0 || !parse_int(a.cmd, "--seed", v, 0, INT64_MAX, &seed))
+				return EXIT_USAGE;
+			continue;
+		}
+		int k = 0;
+		for (; k < N_OV; k++)
+			if ((r = opt(&a, NULL, ov_names[k], &v)) != 0)
+				break;
+		if (r < 0)
+			return EXIT_USAGE;
+		if (k < N_OV) {
+			if (!parse_int(a.cmd, ov_names[k], v, 1, INT32_MAX, &ov[k]))
+				return EXIT_USAGE;
+			continue;
+		}
+		if (!positional(&a, 0))
+			return EXIT_USAGE;
+	}
+	if (!out)
+		return usage_err(a.cmd, "missing -o FILE");
+	if (llama3 && vocab_dir)
+		return usage_err(a.cmd, "--vocab-dir and --llama3-vocab exclude each other");
+
+	BnmSynthSpec s;
+	BnErr e = {0};
+	memset(&s, 0, sizeof s);
+	if (strcmp(shape, "tiny") != 0 && strcmp(shape, "2b4t") != 0)
+		return usage_err(a.cmd, "--shape: unknown shape '%s' (tiny or 2b4t)", shape);
+	if (bnm_synth_shape(&s, shape, &e) != BN_OK)
+		return usage_err(a.cmd, "--shape: %s", e.msg);
+	if (arch) {
+		if (!arch_supported(arch)) {
+			char archs[256];
+			archs_list(archs, sizeof archs);
+			return usage_err(a.cmd, "--arch: unknown architecture '%s' (%s)", arch, archs);
+		}
+		s.arch = arch;
+	}
+	if (type) {
+		static const IrDtype ok[] = {IR_DT_I2_S, IR_DT_TQ1_0, IR_DT_TQ2_0, IR_DT_F16};
+		if (!parse_dtype(type, ok, 4, &s.wtype))
+			return usage_err(a.cmd, "--type: unknown ternary format '%s' "
+						"(i2_s, tq1_0, tq2_0, f16)", type);
+	}
+	if (embd) {
+		static const IrDtype ok[] = {IR_DT_F16, IR_DT_F32, IR_DT_BF16, IR_DT_Q8_0,
+					     IR_DT_Q6_K};
+		if (!parse_dtype(embd, ok, 5, &s.embd_type))
+			return usage_err(a.cmd, "--embd-type: unknown type '%s' "
+						"(f16, f32, bf16, q8_0, q6_k)", embd);
+	}
+	int64_t *fields[N_OV] = {&s.n_layer, &s.n_embd, &s.n_ff, &s.n_head, &s.n_head_kv,
+				 &s.n_vocab, &s.n_ctx};
+	for (int k = 0; k < N_OV; k++)
+		if (ov[k] > 0)
+			*fields[k] = ov[k];
+	s.seed = (uint64_t)seed;
+	s.proj_scales = scales;
+
+	char vdir[4096];
+	if (llama3) {
+		const char *base = getenv("BITNETC_DATA_DIR");
+		snprintf(vdir, sizeof vdir, "%s/llama3", base && *base ? base : BITNETC_DATA_DIR);
+		if (!is_dir(vdir))
+			return fail(EXIT_RUNTIME, "the Llama 3 vocabulary is not at %s (build the "
+						  "bn_data target, or set BITNETC_DATA_DIR)", vdir);
+		vocab_dir = vdir;
+	}
+	if (vocab_dir && !is_dir(vocab_dir))
+		return fail(EXIT_RUNTIME, "%s: not a directory (--vocab-dir)", vocab_dir);
+	s.vocab_dir = vocab_dir;
+
+	if (bnm_synth_write(&s, out, &e) != BN_OK)
+		return fail_err(out, &e);
+	struct stat st;
+	long long size = stat(out, &st) == 0 ? (long long)st.st_size : -1;
+	printf("wrote %s: %s, %" PRId64 " layers, n_embd %" PRId64 ", n_ff %" PRId64
+	       ", heads %" PRId64 "/%" PRId64 ", vocab %" PRId64 ", %s weights, seed %" PRId64
+	       ", %.1f MiB\n",
+	       out, s.arch ? s.arch : "bitnet-b1.58", s.n_layer, s.n_embd, s.n_ff, s.n_head,
+	       s.n_head_kv, s.n_vocab, ir_dtype_name(s.wtype), seed, (double)size / 1048576.0);
+	return finish(0);
+}
+
+/* ---- version, targets, help ------------------------------------------------------ */
+
+static bool no_args(const char *cmd, const char *usage, int argc, char **argv, int *rc)
+{
+	for (int i = 0; i < argc; i++) {
+		if (is_help(argv[i])) {
+			*rc = show_usage(usage);
+			return false;
+		}
+		*rc = usage_err(cmd, "%s '%s'", argv[i][0] == '-' ? "unknown option" :
+				"unexpected argument", argv[i]);
+		return false;
+	}
+	return true;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	int rc;
+	if (!no_args("version", usage_version, argc, argv, &rc))
+		return rc;
+	CgCudaInfo ci;
+	CgCpuFeatures cf;
+	char feats[256];
+	cg_cuda_probe(&ci);
+	cg_cpu_detect(&cf);
+	cg_cpu_features_str(&cf, feats, sizeof feats);
+	printf("bitnetc %s\n", BITNETC_VERSION);
+	printf("LLVM %u.%u.%u, NVPTX backend: %s\n", ci.llvm_major, ci.llvm_minor, ci.llvm_patch,
+	       ci.nvptx ? "yes" : ci.nvptx_note);
+	printf("ptxas: %s\n", ci.ptxas[0] ? ci.ptxas : "not found");
+	printf("host: %s, CPU features: %s\n", cg_cpu_arch(), feats);
+	char archs[256];
+	archs_list(archs, sizeof archs);
+	printf("model architectures: %s\n", archs);
+	return finish(0);
+}
+
+static int cmd_targets(int argc, char **argv)
+{
+	int rc;
+	if (!no_args("targets", usage_targets, argc, argv, &rc))
+		return rc;
+	CgTargetInfo t[16];
+	int n = 0;
+	CgCpuFeatures cf;
+	CgCudaInfo ci;
+	cg_cpu_detect(&cf);
+	cg_cuda_probe(&ci);
+	n += cg_cpu_targets(&cf, t + n, 16 - n);
+	n += cg_cuda_targets(&ci, t + n, 16 - n);
+	n += cg_metal_targets(t + n, 16 - n);
+	printf("%-12s %-6s %s\n", "target", "usable", "description / on this host");
+	for (int i = 0; i < n; i++)
+		printf("%-12s %-6s %s\n%-19s %s\n", t[i].name, t[i].usable ? "yes" : "no",
+		       t[i].desc, "", t[i].note);
+	printf("\n'usable' is about this machine. Code generation (bitnetc build/emit) is not\n"
+	       "implemented yet; 'bitnetc run' uses the reference interpreter.\n");
+	return finish(0);
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	if (argc == 0) {
+		print_help(stdout);
+		return finish(0);
+	}
+	if (argc > 1)
+		return usage_err("help", "unexpected argument '%s'", argv[1]);
+	const Command *c = find_command(argv[0]);
+	if (!c)
+		return usage_err("help", "unknown command '%s'", argv[0]);
+	return show_usage(c->usage);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_help(stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (is_help(cmd))
+		return cmd_help(0, NULL);
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0)
+		return cmd_version(0, NULL);
+	const Command *c = find_command(cmd);
+	if (!c) {
+		if (cmd[0] == '-')
+			return usage_err(NULL, "unknown option '%s' (a command comes first)", cmd);
+		return usage_err(NULL, "unknown command '%s'", cmd);
+	}
+	return c->fn(argc - 2, argv + 2);
+}

@@ -1,0 +1,59 @@
+#!/bin/sh
+# setup.sh - installs the Debian packages bitnetc needs (as root), or prints the apt line.
+# Usage: tools/setup.sh [--check]   (--check: never install, only report)
+set -eu
+
+# The compiler toolchain, LLVM 19's C API (NVPTX backend), Lua 5.4, cmocka for the tests,
+# and clang with its runtime libraries for the libFuzzer build (libclang-rt-dev follows the
+# distribution's default clang, which is what `clang` runs).
+PKGS="cmake make gcc libc6-dev pkg-config gzip llvm-19-dev liblua5.4-dev libcmocka-dev clang libclang-rt-dev"
+
+check_only=0
+case "${1:-}" in
+--check) check_only=1 ;;
+"") ;;
+-h|--help) sed -n '2,3s/^# //p' "$0"; exit 0 ;;
+*) echo "setup.sh: unknown option '$1'" >&2; exit 1 ;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+	echo "setup.sh: this is not a Debian-based system (no dpkg-query)." >&2
+	echo "setup.sh: install the equivalents of: $PKGS" >&2
+	exit 1
+fi
+
+missing() {
+	out=""
+	for p in $PKGS; do
+		st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+		[ "$st" = installed ] || out="$out${out:+ }$p"
+	done
+	printf '%s' "$out"
+}
+
+miss=$(missing)
+if [ -z "$miss" ]; then
+	echo "setup.sh: all dependencies are installed"
+	exit 0
+fi
+echo "setup.sh: missing packages: $miss"
+
+if [ "$check_only" = 1 ] || [ "$(id -u)" != 0 ]; then
+	echo "setup.sh: install them with:" >&2
+	echo "  sudo apt-get install -y --no-install-recommends $miss" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# The package lists may be stale or absent (fresh containers): update only when needed.
+# shellcheck disable=SC2086
+if ! apt-get install -y --no-install-recommends $miss; then
+	apt-get update
+	apt-get install -y --no-install-recommends $miss
+fi
+miss=$(missing)
+if [ -n "$miss" ]; then
+	echo "setup.sh: still missing after apt-get: $miss" >&2
+	exit 1
+fi
+echo "setup.sh: dependencies installed"

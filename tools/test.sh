@@ -1,0 +1,70 @@
+#!/bin/sh
+# test.sh - builds and runs every test: warnings as errors + ctest; again under ASan+UBSan;
+# then the libFuzzer build of the GGUF reader for 60 s. --quick: the first build + ctest only.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+quick=0
+case "${1:-}" in
+--quick) quick=1 ;;
+"") ;;
+-h|--help) sed -n '2,3s/^# //p' "$0"; exit 0 ;;
+*) echo "test.sh: unknown option '$1' (--quick)" >&2; exit 1 ;;
+esac
+
+jobs=$(nproc 2>/dev/null || echo 2)
+summary=""
+failed=0
+
+# step NAME COMMAND...: runs it, records pass/fail and the time it took.
+step() {
+	name=$1
+	shift
+	echo
+	echo "== $name"
+	t0=$(date +%s)
+	if "$@"; then r=ok; else r=FAILED; failed=1; fi
+	t=$(($(date +%s) - t0))
+	summary="$summary$(printf '%-28s %-7s %4ss' "$name" "$r" "$t")
+"
+	[ "$r" = ok ]
+}
+
+finish() {
+	echo
+	echo "== summary"
+	printf '%s' "$summary"
+	if [ "$failed" = 0 ]; then echo "all passed"; else echo "FAILED"; fi
+	exit "$failed"
+}
+
+step "setup" tools/setup.sh || finish
+
+step "build (-Werror)" sh -c "cmake -S . -B build-test -DBITNETC_WERROR=ON >/dev/null &&
+	cmake --build build-test -j$jobs" &&
+	step "ctest" sh -c "cd build-test && ctest --output-on-failure -j2"
+[ "$quick" = 1 ] && finish
+
+step "build (ASan+UBSan)" sh -c "cmake -S . -B build-asan -DBITNETC_SANITIZE=ON \
+	-DCMAKE_BUILD_TYPE=Debug >/dev/null && cmake --build build-asan -j$jobs" &&
+	step "ctest (ASan+UBSan)" sh -c "cd build-asan && ctest --output-on-failure -j2"
+
+# libFuzzer: the whole tree with coverage instrumentation, linked by the harness target.
+# shellcheck disable=SC2317 # called through step
+fuzz() {
+	cmake -S . -B build-fuzz -DBITNETC_FUZZ=ON -DCMAKE_C_COMPILER=clang \
+		-DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" >/dev/null &&
+		cmake --build build-fuzz -j"$jobs" --target fuzz_gguf || return 1
+	# A scratch copy: the fuzzer adds what it finds to its corpus directory.
+	work=build-fuzz/corpus-run
+	rm -rf "$work" && mkdir -p "$work"
+	if [ -d tests/fuzz/corpus ]; then cp -R tests/fuzz/corpus/. "$work"/; fi
+	build-fuzz/tests/fuzz_gguf -max_total_time=60 -rss_limit_mb=2048 \
+		-artifact_prefix=build-fuzz/ "$work" 2>build-fuzz/fuzz.log
+	rc=$?
+	tail -n 3 build-fuzz/fuzz.log
+	[ "$rc" = 0 ] || { echo "fuzz_gguf failed (log: build-fuzz/fuzz.log)"; grep -m 20 -E 'ERROR|SUMMARY|artifact' build-fuzz/fuzz.log; }
+	return "$rc"
+}
+step "fuzz_gguf (60 s)" fuzz
+finish

@@ -243,6 +243,9 @@ void ir_interp_free(IrInterp *it);
  * n rows of n_vocab floats. */
 int ir_interp_eval(IrInterp *it, const int32_t *tokens, int n, float *logits, BnErr *e);
 int64_t ir_interp_pos(const IrInterp *it);
+/* Threads that split the matmuls' output rows (default 1); results are identical
+ * for any count. */
+void ir_interp_set_threads(IrInterp *it, int n);
 void ir_interp_reset(IrInterp *it);
 /* Optional: called after every node with its first f32 output (T rows); for
  * comparing intermediates against the reference. */

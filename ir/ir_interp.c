@@ -8,6 +8,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@ struct IrInterp {
 	int n_kv;
 	void **buf;       /* per value: activation buffer for the current call */
 	int *last_use;    /* per value: index of the last node reading it (-1: none) */
+	int n_threads;    /* for splitting matmul rows; results do not depend on it */
 	IrInterpTrace trace;
 	void *trace_ud;
 };
@@ -34,6 +36,7 @@ typedef struct {
 	int64_t T;   /* tokens in this call */
 	int64_t pos; /* position of the first token */
 	BnErr *e;
+	const void *scratch; /* per-op data shared by the threads of par_rows */
 } Ctx;
 
 static const IrValue *val(const Ctx *c, int i)
@@ -197,7 +200,8 @@ static float dot_tq(const int8_t *w, const float *wd, const int8_t *q, const flo
 	return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
-static int op_ternary_matmul(Ctx *c)
+/* Output rows [lo, hi) of a ternary matmul: each row is decoded once per call. */
+static int ternary_rows(const Ctx *c, int64_t lo, int64_t hi)
 {
 	const int8_t *q = in_ptr(c, 0);
 	const float *s = in_ptr(c, 1);
@@ -210,9 +214,9 @@ static int op_ternary_matmul(Ctx *c)
 	if (!wr || !wsc) {
 		free(wr);
 		free(wsc);
-		return bn_err(c->e, BN_ENOMEM, "out of memory");
+		return BN_ENOMEM;
 	}
-	for (int64_t o = 0; o < n; o++) {
+	for (int64_t o = lo; o < hi; o++) {
 		ir_ternary_row(w->dtype, w->data, k, n, o, wr, wsc);
 		for (int64_t t = 0; t < c->T; t++) {
 			const int8_t *qt = q + t * k;
@@ -223,6 +227,56 @@ static int op_ternary_matmul(Ctx *c)
 	free(wr);
 	free(wsc);
 	return 0;
+}
+
+/* Splits rows [0, n) over the interpreter's threads. Rows are independent, so the
+ * result does not depend on the thread count. */
+typedef struct {
+	const Ctx *c;
+	int (*fn)(const Ctx *, int64_t, int64_t);
+	int64_t lo, hi;
+	int rc;
+} Slice;
+
+static void *slice_main(void *p)
+{
+	Slice *s = p;
+	s->rc = s->fn(s->c, s->lo, s->hi);
+	return NULL;
+}
+
+static int par_rows(const Ctx *c, int64_t n, int (*fn)(const Ctx *, int64_t, int64_t))
+{
+	enum { MAX_THREADS = 64 };
+	int nt = c->it->n_threads;
+	if (nt > MAX_THREADS)
+		nt = MAX_THREADS;
+	if (nt > n)
+		nt = (int)n;
+	if (nt <= 1)
+		return fn(c, 0, n) ? bn_err(c->e, BN_ENOMEM, "out of memory") : 0;
+	Slice sl[MAX_THREADS];
+	pthread_t th[MAX_THREADS];
+	bool started[MAX_THREADS] = {0};
+	for (int i = 0; i < nt; i++) {
+		sl[i] = (Slice){c, fn, n * i / nt, n * (i + 1) / nt, 0};
+		started[i] = i > 0 && pthread_create(&th[i], NULL, slice_main, &sl[i]) == 0;
+	}
+	for (int i = 0; i < nt; i++)
+		if (!started[i])
+			slice_main(&sl[i]); /* the calling thread, or a thread that did not start */
+	int rc = 0;
+	for (int i = 0; i < nt; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		rc |= sl[i].rc;
+	}
+	return rc ? bn_err(c->e, BN_ENOMEM, "out of memory") : 0;
+}
+
+static int op_ternary_matmul(Ctx *c)
+{
+	return par_rows(c, val(c, 2)->ne[1], ternary_rows);
 }
 
 /* The float head: x is first brought to what the reference multiplies with — rounded
@@ -265,23 +319,18 @@ static void head_prepare(IrDtype wt, bool step, const float *x, float *xr, int64
 	}
 }
 
-static int op_matmul(Ctx *c)
+/* Output rows [lo, hi) of the float head; x was prepared into the node's scratch. */
+static int matmul_rows(const Ctx *c, int64_t lo, int64_t hi)
 {
-	const float *x = in_ptr(c, 0);
+	const float *xr = c->scratch;
 	const IrValue *w = val(c, 1);
 	float *y = out_ptr(c, 0);
 	int64_t k = w->ne[0], n = w->ne[1];
-	float *xr = malloc((size_t)(k * c->T) * sizeof(float));
 	float *wr = malloc((size_t)k * sizeof(float));
-	if (!xr || !wr) {
-		free(xr);
-		free(wr);
-		return bn_err(c->e, BN_ENOMEM, "out of memory");
-	}
-	for (int64_t t = 0; t < c->T; t++)
-		head_prepare(w->dtype, c->T == 1, x + t * k, xr + t * k, k);
+	if (!wr)
+		return BN_ENOMEM;
 	uint64_t rb = row_bytes(w->dtype, k);
-	for (int64_t o = 0; o < n; o++) {
+	for (int64_t o = lo; o < hi; o++) {
 		ir_dequant(w->dtype, (const uint8_t *)w->data + (uint64_t)o * rb, wr, k);
 		for (int64_t t = 0; t < c->T; t++) {
 			double acc = 0.0;
@@ -290,9 +339,25 @@ static int op_matmul(Ctx *c)
 			y[t * n + o] = (float)acc;
 		}
 	}
-	free(xr);
 	free(wr);
 	return 0;
+}
+
+static int op_matmul(Ctx *c)
+{
+	const float *x = in_ptr(c, 0);
+	const IrValue *w = val(c, 1);
+	int64_t k = w->ne[0];
+	float *xr = malloc((size_t)(k * c->T) * sizeof(float));
+	if (!xr)
+		return bn_err(c->e, BN_ENOMEM, "out of memory");
+	for (int64_t t = 0; t < c->T; t++)
+		head_prepare(w->dtype, c->T == 1, x + t * k, xr + t * k, k);
+	c->scratch = xr;
+	int rc = par_rows(c, w->ne[1], matmul_rows);
+	c->scratch = NULL;
+	free(xr);
+	return rc;
 }
 
 /* theta_0 = p, theta_{i+1} = theta_i * freq_base^(-2/n_rot) iterated in float;
@@ -473,6 +538,7 @@ IrInterp *ir_interp_new(const IrGraph *g, int64_t n_ctx, BnErr *e)
 		goto oom;
 	it->g = g;
 	it->n_ctx = n_ctx;
+	it->n_threads = 1;
 	it->buf = calloc((size_t)g->n_values, sizeof(void *));
 	it->last_use = malloc((size_t)g->n_values * sizeof(int));
 	if (!it->buf || !it->last_use)
@@ -550,6 +616,11 @@ int64_t ir_interp_pos(const IrInterp *it)
 void ir_interp_reset(IrInterp *it)
 {
 	it->pos = 0;
+}
+
+void ir_interp_set_threads(IrInterp *it, int n)
+{
+	it->n_threads = n < 1 ? 1 : n;
 }
 
 void ir_interp_set_trace(IrInterp *it, IrInterpTrace fn, void *ud)

@@ -458,11 +458,12 @@ int ir_ternary_row(IrDtype dt, const void *data, int64_t k, int64_t rows, int64_
 	if (dt == IR_DT_I2_S) {
 		BN_ASSERT(k % 128 == 0);
 		p += row * (k / 4);
-		for (int64_t i = 0; i < k; i++) {
-			int g = (int)(i % 128) / 32;
-			int c = (p[32 * (i / 128) + i % 32] >> (6 - 2 * g)) & 3;
-			w[i] = (int8_t)(c - 1); /* code 3 never occurs; it would read as +2 */
-		}
+		/* byte 32b+j holds elements 128b + 32g + j at bits (7-2g):(6-2g); code 3 never
+		 * occurs in a valid file and would read as +2 */
+		for (int64_t b = 0; b < k / 128; b++, p += 32, w += 128)
+			for (int j = 0; j < 32; j++)
+				for (int g = 0; g < 4; g++)
+					w[32 * g + j] = (int8_t)(((p[j] >> (6 - 2 * g)) & 3) - 1);
 		scales[0] = ir_i2s_scale(data, k * rows);
 		return 1;
 	}

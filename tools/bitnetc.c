@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -118,6 +119,8 @@ static const char usage_run[] =
 	"  --tokens LIST      prompt token ids, comma separated (required)\n"
 	"  -n, --n-predict N  tokens to generate (default 16; 0: only evaluate the prompt)\n"
 	"  -c, --ctx-size N   context (KV cache) size (default: min(training context, 4096))\n"
+	"  -t, --threads N    threads splitting the matmuls (default: one per CPU; results\n"
+	"                     do not depend on it)\n"
 	"  --logits-out FILE  write little-endian float32 logits, one row of n_vocab per\n"
 	"                     position: the prompt's rows, then one row per generated token\n"
 	"                     (the logits after feeding it)\n"
@@ -520,6 +523,7 @@ static int cmd_ir(int argc, char **argv)
 typedef struct {
 	const char *path, *tokens, *logits_out;
 	int64_t n_predict, n_ctx; /* n_ctx 0: default */
+	int64_t n_threads;        /* 0: one per online CPU */
 	bool step, ignore_eos;
 } RunOpts;
 
@@ -599,6 +603,8 @@ static int run_model(const RunOpts *o, const int32_t *prompt, int n_prompt)
 		rc = fail_err(o->path, &e);
 		goto out;
 	}
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	ir_interp_set_threads(it, o->n_threads ? (int)o->n_threads : ncpu > 0 ? (int)ncpu : 1);
 	if (o->logits_out && !(lf = rt_f32_open(o->logits_out, &re))) {
 		rc = fail(EXIT_RUNTIME, "%s", re.msg);
 		goto out;
@@ -692,6 +698,9 @@ static int cmd_run(int argc, char **argv)
 				return EXIT_USAGE;
 		} else if ((r = opt(&a, "-c", "--ctx-size", &v)) != 0) {
 			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, INT32_MAX, &o.n_ctx))
+				return EXIT_USAGE;
+		} else if ((r = opt(&a, "-t", "--threads", &v)) != 0) {
+			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, 256, &o.n_threads))
 				return EXIT_USAGE;
 		} else if ((r = opt(&a, NULL, "--logits-out", &v)) != 0) {
 			if (r < 0)

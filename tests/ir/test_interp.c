@@ -1,0 +1,308 @@
+/* test_interp.c - the reference interpreter op by op: hand-computed cases on tiny graphs,
+ * and every intermediate tensor of the reference for the first 8 step tokens. */
+#include "testutil.h"
+
+#include "frontend.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- hand-built graphs ---------------------------------------------------- */
+
+/* tokens -> embed(F32 table of n rows x k) -> rmsnorm (no weight, eps) -> ... the
+ * caller adds the rest and sets g->logits. */
+typedef struct {
+	IrGraph *g;
+	IrId x; /* the embedding output */
+	float *table;
+} Mini;
+
+static void mini_new(Mini *m, int64_t k, int64_t rows, const float *table)
+{
+	m->g = ir_graph_new("mini", "test");
+	m->g->hp.n_vocab = 0;
+	int64_t tne[1] = {IR_DIM_T};
+	m->g->tokens = ir_value_input(m->g, "tokens", IR_DT_I32, 1, tne);
+	m->table = malloc((size_t)(k * rows) * sizeof(float));
+	memcpy(m->table, table, (size_t)(k * rows) * sizeof(float));
+	int64_t ne[2] = {k, rows};
+	IrId tab = ir_value_const(m->g, "table", IR_DT_F32, 2, ne, m->table,
+				  (uint64_t)(k * rows) * sizeof(float));
+	IrId in[2] = {m->g->tokens, tab};
+	int64_t one[2] = {k, IR_DIM_T};
+	m->x = ir_node1(m->g, IR_OP_EMBED, "embed", in, 2, IR_DT_F32, 2, one);
+}
+
+static void mini_free(Mini *m)
+{
+	ir_graph_free(m->g);
+	free(m->table);
+}
+
+/* Runs the graph on tokens in one call; returns malloc'd output rows. */
+static float *mini_run(Mini *m, const int32_t *tok, int n, int64_t out_row)
+{
+	BnErr e = {0};
+	IrInterp *it = ir_interp_new(m->g, 16, &e);
+	if (!it)
+		fail_msg("%s", e.msg);
+	float *y = malloc((size_t)(out_row * n) * sizeof(float));
+	if (ir_interp_eval(it, tok, n, y, &e))
+		fail_msg("%s", e.msg);
+	ir_interp_free(it);
+	return y;
+}
+
+/* quant_act (per token) + I2_S ternary matmul: q = rint(x * 127/amax), y = D / s * wscale. */
+static void test_i2s_matmul_by_hand(void **state)
+{
+	(void)state;
+	enum { K = 128, N = 2 };
+	float x[K] = {0};
+	x[0] = 2.0f;   /* amax: s = 63.5, q = 127 */
+	x[1] = -1.0f;  /* -63.5 -> rint (half to even) -> -64 */
+	x[2] = 0.5f;   /* 31.75 -> 32 */
+	x[3] = 0.01f;  /* 0.635 -> 1 */
+	x[4] = -0.03f; /* -1.905 -> -2 */
+	float w[N * K] = {0};
+	/* row 0: +1 -1 +1 +1 -1 ; row 1: all zero but element 1 = -1 */
+	w[0] = 1, w[1] = -1, w[2] = 1, w[3] = 1, w[4] = -1;
+	w[K + 1] = -1;
+	for (int i = 0; i < N * K; i++)
+		w[i] *= 0.75f;
+	uint8_t wq[N * K / 4 + 32];
+	ir_quant(IR_DT_I2_S, w, wq, N * K);
+
+	Mini m;
+	mini_new(&m, K, 1, x);
+	IrId qin[1] = {m.x};
+	IrId qa = ir_node_add(m.g, IR_OP_QUANT_ACT, "q8", qin, 1);
+	int64_t qne[2] = {K, IR_DIM_T}, sne[2] = {1, IR_DIM_T}, wne[2] = {K, N}, yne[2] = {N, IR_DIM_T};
+	IrId q = ir_node_output(m.g, qa, "q", IR_DT_I8, 2, qne);
+	IrId s = ir_node_output(m.g, qa, "s", IR_DT_F32, 2, sne);
+	ir_attr_set_str(m.g, qa, "mode", "token");
+	IrId wv = ir_value_const(m.g, "w", IR_DT_I2_S, 2, wne, wq, sizeof wq);
+	IrId mm[3] = {q, s, wv};
+	m.g->logits = ir_node1(m.g, IR_OP_TERNARY_MATMUL, "mm", mm, 3, IR_DT_F32, 2, yne);
+	int32_t tok = 0;
+	float *y = mini_run(&m, &tok, 1, N);
+	/* D0 = 127 + 64 + 32 + 1 + 2 = 226 ; D1 = 64 */
+	float sc = (float)(127.0 / 2.0);
+	assert_true(y[0] == ((float)226 / sc) * 0.75f);
+	assert_true(y[1] == ((float)64 / sc) * 0.75f);
+	free(y);
+	mini_free(&m);
+}
+
+/* One token attends to itself only: the output is its v, through the f16 cache. With
+ * two tokens in one call, the second one's softmax is over both keys. */
+static void test_attention_by_hand(void **state)
+{
+	(void)state;
+	enum { HD = 4 };
+	float tab[2 * HD] = {1.0f, 0.1f, -0.3f, 0.7f, 0.5f, 0.2f, 0.9f, -0.4f};
+	Mini m;
+	mini_new(&m, HD, 2, tab);
+	IrId in[3] = {m.x, m.x, m.x};
+	int64_t ne[2] = {HD, IR_DIM_T};
+	IrId at = ir_node_add(m.g, IR_OP_ATTENTION, "attn", in, 3);
+	m.g->logits = ir_node_output(m.g, at, "o", IR_DT_F32, 2, ne);
+	ir_attr_set_int(m.g, at, "n_head", 1);
+	ir_attr_set_int(m.g, at, "n_head_kv", 1);
+	ir_attr_set_int(m.g, at, "head_dim", HD);
+	ir_attr_set_int(m.g, at, "layer", 0);
+	ir_attr_set_float(m.g, at, "scale", 0.5);
+	int32_t tok[2] = {0, 1};
+	float *y = mini_run(&m, tok, 2, HD);
+	for (int i = 0; i < HD; i++)
+		assert_true(y[i] == bn_round_f16(tab[i]));
+	/* token 1: scores q1.k0, q1.k1 with q, k rounded to f16 */
+	double s0 = 0, s1 = 0;
+	for (int i = 0; i < HD; i++) {
+		s0 += (double)bn_round_f16(tab[HD + i]) * bn_round_f16(tab[i]);
+		s1 += (double)bn_round_f16(tab[HD + i]) * bn_round_f16(tab[HD + i]);
+	}
+	double a0 = exp(0.5 * s0), a1 = exp(0.5 * s1);
+	for (int i = 0; i < HD; i++) {
+		double want = (a0 * bn_round_f16(tab[i]) + a1 * bn_round_f16(tab[HD + i])) / (a0 + a1);
+		assert_float_equal(y[HD + i], want, 1e-6);
+	}
+	free(y);
+	mini_free(&m);
+}
+
+/* RoPE (NeoX) at position 0 is the identity; at position p pair i turns by
+ * p * base^(-2i/n_rot). */
+static void test_rope_by_hand(void **state)
+{
+	(void)state;
+	enum { HD = 4 };
+	float tab[HD] = {1.0f, 2.0f, 3.0f, 4.0f};
+	Mini m;
+	mini_new(&m, HD, 1, tab);
+	IrId in[1] = {m.x};
+	int64_t ne[2] = {HD, IR_DIM_T};
+	IrId r = ir_node_add(m.g, IR_OP_ROPE, "rope", in, 1);
+	m.g->logits = ir_node_output(m.g, r, "y", IR_DT_F32, 2, ne);
+	ir_attr_set_int(m.g, r, "head_dim", HD);
+	ir_attr_set_int(m.g, r, "n_rot", HD);
+	ir_attr_set_float(m.g, r, "freq_base", 100.0);
+	ir_attr_set_str(m.g, r, "mode", "neox");
+	int32_t tok[3] = {0, 0, 0};
+	float *y = mini_run(&m, tok, 3, HD);
+	for (int i = 0; i < HD; i++)
+		assert_true(y[i] == tab[i]);
+	for (int p = 1; p < 3; p++)
+		for (int i = 0; i < 2; i++) {
+			double th = p * pow(100.0, -2.0 * i / HD);
+			double x0 = tab[i], x1 = tab[i + 2];
+			assert_float_equal(y[p * HD + i], x0 * cos(th) - x1 * sin(th), 1e-5);
+			assert_float_equal(y[p * HD + i + 2], x0 * sin(th) + x1 * cos(th), 1e-5);
+		}
+	free(y);
+	mini_free(&m);
+}
+
+/* ---- the reference's intermediates ------------------------------------------ */
+
+/* Our node name for a tensor of the reference's graph ("Qcur-0" after ROPE ->
+ * "blk.0.attn_q.rope"); NULL for tensors the IR does not name (norm-L, kq, relu...). */
+static const char *our_name(const char *ref, const char *op, char *buf, size_t n)
+{
+	static const struct {
+		const char *ref, *op, *ours;
+	} map[] = {
+		{"attn_norm", "MUL", "attn_norm"},   {"Qcur", "MUL_MAT", "attn_q"},
+		{"Qcur", "ROPE", "attn_q.rope"},     {"Kcur", "MUL_MAT", "attn_k"},
+		{"Kcur", "ROPE", "attn_k.rope"},     {"Vcur", "MUL_MAT", "attn_v"},
+		{"kqv_out", "CONT", "kqv_out"},      {"attn_sub_norm", "MUL", "attn_sub_norm"},
+		{"attn_o_out", "MUL_MAT", "attn_output"}, {"ffn_inp", "ADD", "ffn_inp"},
+		{"ffn_norm", "MUL", "ffn_norm"},     {"ffn_gate", "MUL_MAT", "ffn_gate"},
+		{"ffn_up", "MUL_MAT", "ffn_up"},     {"ffn_out", "MUL", "ffn_out"},
+		{"ffn_sub_norm", "MUL", "ffn_sub_norm"}, {"ffn_down", "MUL_MAT", "ffn_down"},
+		{"l_out", "ADD", "l_out"},
+	};
+	if (!strcmp(ref, "inp_embd") || !strcmp(ref, "result_norm") || !strcmp(ref, "result_output"))
+		return ref;
+	const char *dash = strrchr(ref, '-');
+	if (!dash)
+		return NULL;
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (strlen(map[i].ref) == (size_t)(dash - ref) && !strncmp(ref, map[i].ref, (size_t)(dash - ref)) &&
+		    !strcmp(op, map[i].op)) {
+			snprintf(buf, n, "blk.%s.%s", dash + 1, map[i].ours);
+			return buf;
+		}
+	return NULL;
+}
+
+typedef struct {
+	int pos;
+	char name[64];
+	long off, count;
+} RefRow;
+
+typedef struct {
+	RefRow *rows;
+	int n_rows, pos, checked;
+	const float *data;
+	double worst;
+	char worst_name[64];
+} Trace;
+
+static void on_node(void *ud, const IrGraph *g, const IrNode *n, const float *y, int64_t T)
+{
+	(void)g;
+	Trace *t = ud;
+	assert_int_equal(T, 1);
+	for (int i = 0; i < t->n_rows; i++) {
+		RefRow *r = &t->rows[i];
+		if (r->pos != t->pos || strcmp(r->name, n->name))
+			continue;
+		const float *ref = t->data + r->off;
+		double amax = 1.0, md = 0;
+		for (long j = 0; j < r->count; j++) {
+			amax = fmax(amax, fabs(ref[j]));
+			md = fmax(md, fabs((double)y[j] - ref[j]));
+		}
+		/* relative to the tensor's scale; an int8 code flip would show as ~1e-2 */
+		if (md / amax > t->worst) {
+			t->worst = md / amax;
+			snprintf(t->worst_name, sizeof t->worst_name, "%s@%d", n->name, t->pos);
+		}
+		assert_true(md / amax < 1e-4);
+		t->checked++;
+	}
+}
+
+static void test_intermediates(void **state)
+{
+	(void)state;
+	const char *base = "golden/intermediates/tiny-b158-i2_s.p1first8.step";
+	char path[512];
+	snprintf(path, sizeof path, "%s.tsv", base);
+	size_t n;
+	char *tsv = tu_read_file(tu_data(path), &n);
+	assert_non_null(tsv);
+	tsv = realloc(tsv, n + 1);
+	tsv[n] = 0;
+	snprintf(path, sizeof path, "%s.f32", base);
+	Trace t = {0};
+	t.data = tu_read_file(tu_data(path), NULL);
+	assert_non_null(t.data);
+	t.rows = calloc(4096, sizeof(RefRow));
+	char *save, *line = strtok_r(tsv, "\n", &save); /* header */
+	while ((line = strtok_r(NULL, "\n", &save)) != NULL && t.n_rows < 4096) {
+		int pos;
+		char name[64], op[32], shape[64], buf[64];
+		long off, count;
+		if (sscanf(line, "%d\t%63[^\t]\t%31[^\t]\t%63[^\t]\t%ld\t%ld", &pos, name, op, shape, &off,
+			   &count) != 6)
+			continue;
+		const char *ours = our_name(name, op, buf, sizeof buf);
+		if (!ours)
+			continue;
+		RefRow *r = &t.rows[t.n_rows++];
+		r->pos = pos;
+		snprintf(r->name, sizeof r->name, "%s", ours);
+		r->off = off;
+		r->count = count;
+	}
+	free(tsv);
+
+	BnErr e = {0};
+	GgufFile *f = gguf_open(tu_data("golden/models/tiny-b158-i2_s.gguf"), &e);
+	assert_non_null(f);
+	IrGraph *g = bnm_load(f, &e);
+	assert_non_null(g);
+	IrInterp *it = ir_interp_new(g, 64, &e);
+	assert_non_null(it);
+	ir_interp_set_trace(it, on_node, &t);
+	const int32_t p1[8] = {496, 84, 104, 101, 32, 113, 117, 105};
+	for (t.pos = 0; t.pos < 8; t.pos++)
+		assert_int_equal(ir_interp_eval(it, &p1[t.pos], 1, NULL, &e), 0);
+	printf("intermediates: %d tensors compared, worst relative max|d| %.2g at %s\n", t.checked,
+	       t.worst, t.worst_name);
+	/* every mapped reference tensor was seen: 8 positions x (inp_embd + 4 layers x 17 +
+	 * result_norm + result_output) */
+	assert_int_equal(t.checked, t.n_rows);
+	assert_int_equal(t.checked, 8 * (1 + 4 * 17 + 2));
+	ir_interp_free(it);
+	ir_graph_free(g);
+	gguf_close(f);
+	free(t.rows);
+	free((void *)t.data);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_i2s_matmul_by_hand),
+		cmocka_unit_test(test_attention_by_hand),
+		cmocka_unit_test(test_rope_by_hand),
+		cmocka_unit_test(test_intermediates),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,73 @@
+/* rt_model.h - the contract between a generated model (model.c from codegen) and the runtime
+ * it links with: what the model describes about itself, the state a forward call runs in,
+ * and the thread pool its kernels split work over. libc + pthreads only. */
+#ifndef BITNETC_RT_MODEL_H
+#define BITNETC_RT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- thread pool (rt_pool.c) ------------------------------------------- */
+
+typedef struct RtPool RtPool;
+
+/* n threads in all, the caller's included (n >= 1); NULL if threads cannot start. */
+RtPool *rt_pool_new(int n);
+void rt_pool_free(RtPool *p);
+int rt_pool_threads(const RtPool *p);
+/* Runs fn(arg, ith, nth) on every thread (ith = 0..nth-1; the caller is ith 0) and returns
+ * when all have finished. Cheap enough to call once per kernel. */
+void rt_pool_run(RtPool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
+
+/* ---- the state of one running model ------------------------------------ */
+
+typedef struct {
+	const uint8_t *w; /* the weights payload, mapped read-only (rt_weights.c) */
+	uint16_t *kv;     /* f16 KV cache: model.kv_bytes(n_ctx) bytes, laid out by the model */
+	void *scratch;    /* activations: model.scratch_bytes bytes, 64-byte aligned */
+	int64_t n_ctx;    /* positions the KV cache holds */
+	RtPool *pool;
+} RtState;
+
+/* ---- what a generated model defines ------------------------------------ */
+
+#define RT_MODEL_ABI 1
+
+typedef struct {
+	int abi; /* RT_MODEL_ABI */
+	/* what it was compiled from (printed by --info) */
+	const char *name, *arch, *target, *pipeline, *version;
+	const char *info; /* multi-line description: shapes, kernels, batch sizes */
+	int64_t n_vocab, n_ctx_train, n_layer, n_embd;
+	int64_t bos, eos; /* -1 if the model has none */
+	/* the weights payload this code expects */
+	uint64_t weights_bytes;
+	uint64_t weights_hash; /* rt_weights_hash of the payload */
+	/* a forward call takes 1..max_batch tokens */
+	int64_t max_batch;
+	uint64_t scratch_bytes;
+	uint64_t (*kv_bytes)(int64_t n_ctx);
+	/* Evaluates tokens[0..n) at positions pos..pos+n-1 (pos + n <= st->n_ctx) in one call;
+	 * n == 1 is the reference's step mode. logits (may be NULL) gets n rows of n_vocab. */
+	void (*forward)(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits);
+} RtModel;
+
+/* Defined by the generated model.c. */
+extern const RtModel rt_model;
+
+/* ---- the weights payload (rt_weights.c) -------------------------------- */
+
+/* The payload travels appended to the executable (or in a --weights-file), page-aligned,
+ * followed by this trailer as the file's last bytes. */
+#define RT_WEIGHTS_MAGIC "BNWEIGHT"
+typedef struct {
+	char magic[8];   /* RT_WEIGHTS_MAGIC */
+	uint64_t offset; /* file offset of the payload (a multiple of 4096) */
+	uint64_t size;   /* payload bytes */
+	uint64_t hash;   /* rt_weights_hash(payload) */
+} RtWeightsTrailer;  /* little-endian on disk, 32 bytes */
+
+/* 64-bit FNV-1a over the payload, as the compiler computes it when it writes it. */
+uint64_t rt_weights_hash(const void *data, uint64_t n);
+
+#endif

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "rt_model.h"
+
 typedef enum {
 	RT_OK = 0,
 	RT_EIO,    /* cannot open or write a file */
@@ -41,6 +43,67 @@ int rt_parse_tokens(const char *s, int32_t **ids, int *n, RtErr *e);
 /* Index of the largest of x[0..n); ties go to the lowest index (as the reference's greedy
  * sampler). NaNs never win; all-NaN or n <= 0 gives 0. */
 int64_t rt_argmax(const float *x, int64_t n);
+
+/* A sampler with llama.cpp's defaults and semantics. Each step applies, in this order
+ * (llama.cpp's common sampler chain):
+ *   repeat penalty (tokens among the last repeat_last_n accepted: l > 0 ? l/pen : l*pen)
+ *   -> top-k -> top-p (over the softmax of what is left) -> min-p (p >= min_p * p_max)
+ *   -> temperature -> draw from the softmax.
+ * temp <= 0 is greedy: the argmax of the penalized logits, ties to the lowest id. */
+typedef struct {
+	float temp;            /* 0.8; <= 0: greedy */
+	int32_t top_k;         /* 40; <= 0: off */
+	float top_p;           /* 0.95; >= 1: off */
+	float min_p;           /* 0.05; <= 0: off */
+	float repeat_penalty;  /* 1.0 (off) */
+	int32_t repeat_last_n; /* 64; 0: off (the caller turns llama.cpp's -1 into n_ctx) */
+	uint64_t seed;         /* the PRNG stream; same seed, same draws */
+} RtSamplerParams;
+
+typedef struct RtSampler RtSampler;
+
+/* llama.cpp's defaults, with seed 0 (the caller picks a real one: rt_seed_random). */
+RtSamplerParams rt_sampler_defaults(void);
+/* A seed from the clock, the pid and an address, for runs without --seed. */
+uint64_t rt_seed_random(void);
+/* NULL on allocation failure or n_vocab < 1. */
+RtSampler *rt_sampler_new(const RtSamplerParams *p, int64_t n_vocab);
+void rt_sampler_free(RtSampler *s);
+/* Picks a token from logits[0..n_vocab) (not modified; NaN counts as -inf). */
+int32_t rt_sampler_sample(RtSampler *s, const float *logits);
+/* Records a token (prompt or generated) in the repeat-penalty window. */
+void rt_sampler_accept(RtSampler *s, int32_t token);
+/* Empties the repeat-penalty window (the PRNG stream goes on). */
+void rt_sampler_reset(RtSampler *s);
+
+/* ---- the weights payload (rt_weights.c; hash and trailer in rt_model.h) ------ */
+
+typedef struct {
+	const uint8_t *data; /* the payload: a read-only mapping, never a heap copy */
+	uint64_t size;
+	int embedded;        /* 1: appended to the executable, 0: a --weights-file */
+	char path[4096];     /* the file as named in messages */
+	void *map;           /* what rt_weights_unmap releases */
+	size_t map_len;
+} RtWeights;
+
+/* Maps the payload described by the trailer (RtWeightsTrailer) at the end of path, or of
+ * the running executable when path is NULL (argv0 finds it where /proc/self/exe is
+ * missing). The payload must have want_bytes bytes and the trailer's hash must equal
+ * want_hash (compared, not recomputed). Errors name the file: no trailer (stripped?),
+ * truncated, misaligned, another model's weights. */
+int rt_weights_map(RtWeights *w, const char *path, const char *argv0, uint64_t want_bytes,
+		   uint64_t want_hash, RtErr *e);
+void rt_weights_unmap(RtWeights *w);
+/* The 32 on-disk trailer bytes (little-endian) for a payload at offset (4096-aligned). */
+void rt_weights_trailer_pack(unsigned char out[32], uint64_t offset, uint64_t size,
+			     uint64_t hash);
+/* A path that opens the running executable: /proc/self/exe on Linux, else argv0 resolved
+ * through $PATH. */
+int rt_exe_path(const char *argv0, char *out, size_t n, RtErr *e);
+/* argv0 resolved the way the shell did: as a path if it has a slash, else the first
+ * executable file of that name in path_env (":"-separated). 0 if found, -1 if not. */
+int rt_exe_search_path(const char *argv0, const char *path_env, char *out, size_t n);
 
 /* ---- float output (rt_io.c) -------------------------------------------- */
 

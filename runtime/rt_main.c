@@ -1,0 +1,886 @@
+/* rt_main.c - main() of every generated program: CLI, weights, KV cache, prompt, generation, bench, stats.
+ *
+ * Compiled into each built model (never into bitnetc itself). Exit codes: 0 ok, 1 usage
+ * error, 2 runtime error; every error is one line "PROG: message" on stderr. */
+/* POSIX (pread, mmap, sysconf, clock_gettime) under a strict -std=c11 as well. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "rt.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RT_EXIT_USAGE 1
+#define RT_EXIT_RUNTIME 2
+
+static const char *rt_prog = "model";
+
+typedef struct {
+	const char *prompt;      /* -p: token ids until the tokenizer lands */
+	const char *prompt_file; /* -f */
+	const char *tokens;      /* --tokens */
+	int64_t n_predict;       /* -n: tokens to generate (stops early at end of text) */
+	int n_given;             /* -n was given (the default 128 shrinks to fit instead) */
+	int threads;             /* -t */
+	int64_t n_ctx;           /* -c; 0 = the model's, capped by memory */
+	RtSamplerParams sp;
+	int seed_given;
+	int64_t repeat_last_n; /* -1 = n_ctx */
+	int ignore_eos;
+	const char *logits_out;
+	const char *weights_file;
+	int bench, json;
+	int64_t pp, tg, reps;
+	int info, help, version;
+} RtOpts;
+
+/* Everything a run holds; rt_run_free releases what was set. */
+typedef struct {
+	RtWeights w;
+	RtState st;
+	float *logits; /* max_batch rows of n_vocab */
+	FILE *lf;
+	RtSampler *smp;
+	int32_t *prompt;
+	int64_t n_prompt;
+	double t_start, t_load_ms;
+} RtRun;
+
+static int rt_complain(int rc, const char *fmt, ...) RT_PRINTF(2, 3);
+
+static int rt_complain(int rc, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", rt_prog, msg);
+	return rc;
+}
+
+#define rt_usage(...) rt_complain(RT_EXIT_USAGE, __VA_ARGS__)
+#define rt_fail(...) rt_complain(RT_EXIT_RUNTIME, __VA_ARGS__)
+
+static double rt_now(void)
+{
+	struct timespec ts;
+#if defined(CLOCK_MONOTONIC)
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+		return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
+	timespec_get(&ts, TIME_UTC);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double rt_mib(uint64_t b)
+{
+	return (double)b / (1024.0 * 1024.0);
+}
+
+/* ---- command line ------------------------------------------------------ */
+
+static void rt_help(void)
+{
+	printf("usage: %s [options]\n"
+	       "\n"
+	       "Runs %s (%s, built by bitnetc %s for %s). The weights travel inside this file.\n"
+	       "\n"
+	       "prompt (this program has no tokenizer yet: prompts are token ids, given as\n"
+	       "\"1,2,3\" or whitespace-separated \"1 2 3\"; they are used as given, no BOS added;\n"
+	       "without a prompt the model's BOS token starts the text):\n"
+	       "  -p, --prompt IDS        the prompt\n"
+	       "  -f, --file FILE         read the prompt (ids) from FILE\n"
+	       "      --tokens 1,2,3      the prompt as token ids (explicit form)\n"
+	       "\n"
+	       "generation:\n"
+	       "  -n, --n-predict N       tokens to generate (default 128, or fewer if the context\n"
+	       "                          fills up; stops early at end of text; 0 = only\n"
+	       "                          evaluate the prompt)\n"
+	       "  -c, --ctx-size N        context (KV cache) size in tokens (default: the model's\n"
+	       "                          training context, capped so the KV cache stays under\n"
+	       "                          25%% of RAM)\n"
+	       "  -t, --threads N         threads (default: online CPUs)\n"
+	       "      --ignore-eos        keep going past the end-of-text token\n"
+	       "\n"
+	       "sampling (llama.cpp's chain and defaults; order: repeat penalty -> top-k ->\n"
+	       "top-p -> min-p -> temperature -> draw):\n"
+	       "      --temp T            temperature (default 0.8; <= 0 = greedy)\n"
+	       "      --top-k K           keep the K most likely (default 40; 0 = off)\n"
+	       "      --top-p P           keep the smallest set with probability >= P\n"
+	       "                          (default 0.95; 1 = off)\n"
+	       "      --min-p P           drop tokens below P x the best one's probability\n"
+	       "                          (default 0.05; 0 = off)\n"
+	       "      --repeat-penalty R  penalize tokens seen in the window (default 1.0 = off)\n"
+	       "      --repeat-last-n N   the penalty's window (default 64; 0 = off, -1 = context)\n"
+	       "      --seed S            random seed (default -1 = pick one, printed to stderr)\n"
+	       "\n"
+	       "output:\n"
+	       "  (stdout gets the generated token ids, space-separated, as they come)\n"
+	       "      --logits-out FILE   write float32 little-endian logits rows of n_vocab: one\n"
+	       "                          per prompt token, then one per generated token (the\n"
+	       "                          logits after feeding it)\n"
+	       "\n"
+	       "other modes:\n"
+	       "      --bench             time prefill and decode; --pp N (default 128),\n"
+	       "                          --tg M (default 128), --reps R (default 5), --json\n"
+	       "      --info              what this program was compiled from\n"
+	       "      --weights-file FILE take the weights from FILE instead of this executable\n"
+	       "  -h, --help              this text\n"
+	       "      --version           versions\n"
+	       "\n"
+	       "exit codes: 0 ok, 1 usage error, 2 runtime error\n",
+	       rt_prog, rt_model.name, rt_model.arch, rt_model.version, rt_model.target);
+}
+
+static int rt_parse_i64(const char *flag, const char *s, int64_t lo, int64_t hi, const char *what,
+			int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (end == s || *end || *s == ' ')
+		return rt_usage("%s: \"%s\" is not an integer (expected %s)", flag, s, what);
+	if (errno == ERANGE || v < lo || v > hi)
+		return rt_usage("%s: %s is out of range (expected %s)", flag, s, what);
+	*out = v;
+	return 0;
+}
+
+static int rt_parse_int(const char *flag, const char *s, int64_t lo, int64_t hi, const char *what,
+			int *out)
+{
+	int64_t v;
+	int rc = rt_parse_i64(flag, s, lo, hi, what, &v);
+	if (!rc)
+		*out = (int)v;
+	return rc;
+}
+
+static int rt_parse_f32(const char *flag, const char *s, double lo, double hi, const char *what,
+			float *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || *end || *s == ' ' || v != v)
+		return rt_usage("%s: \"%s\" is not a number (expected %s)", flag, s, what);
+	if (errno == ERANGE || v < lo || v > hi)
+		return rt_usage("%s: %s is out of range (expected %s)", flag, s, what);
+	*out = (float)v;
+	return 0;
+}
+
+static int rt_parse_seed(const char *s, RtOpts *o)
+{
+	if (strcmp(s, "-1") == 0) {
+		o->seed_given = 0;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || *end || *s < '0' || *s > '9' || errno == ERANGE)
+		return rt_usage("--seed: \"%s\" is not a seed (expected -1 = random, or 0 to %llu)",
+				s, (unsigned long long)UINT64_MAX);
+	o->sp.seed = v;
+	o->seed_given = 1;
+	return 0;
+}
+
+static int rt_default_threads(void)
+{
+#if defined(_SC_NPROCESSORS_ONLN)
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n > 0)
+		return n > 512 ? 512 : (int)n;
+#endif
+	return 1;
+}
+
+/* The flags that take a value, one handler each; returns 0 or an exit code. */
+static int rt_parse_value(const char *a, const char *v, RtOpts *o)
+{
+	if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+		o->prompt = v;
+	else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
+		o->prompt_file = v;
+	else if (!strcmp(a, "--tokens"))
+		o->tokens = v;
+	else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+		o->n_given = 1;
+		return rt_parse_i64(a, v, 0, INT32_MAX, "a count >= 0", &o->n_predict);
+	}
+	else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+		return rt_parse_int(a, v, 1, 512, "1 to 512 threads", &o->threads);
+	else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
+		return rt_parse_i64(a, v, 1, INT32_MAX, "a context size >= 1", &o->n_ctx);
+	else if (!strcmp(a, "--temp"))
+		return rt_parse_f32(a, v, -1e30, 1e30, "a temperature; <= 0 = greedy", &o->sp.temp);
+	else if (!strcmp(a, "--top-k"))
+		return rt_parse_int(a, v, 0, INT32_MAX, "a count >= 0; 0 = off", &o->sp.top_k);
+	else if (!strcmp(a, "--top-p"))
+		return rt_parse_f32(a, v, 0, 1, "0 to 1; 1 = off", &o->sp.top_p);
+	else if (!strcmp(a, "--min-p"))
+		return rt_parse_f32(a, v, 0, 1, "0 to 1; 0 = off", &o->sp.min_p);
+	else if (!strcmp(a, "--repeat-penalty"))
+		return rt_parse_f32(a, v, 1e-6, 1e30, "a penalty > 0; 1 = off",
+				    &o->sp.repeat_penalty);
+	else if (!strcmp(a, "--repeat-last-n"))
+		return rt_parse_i64(a, v, -1, INT32_MAX, "-1 (the context), 0 (off) or a count",
+				    &o->repeat_last_n);
+	else if (!strcmp(a, "--seed"))
+		return rt_parse_seed(v, o);
+	else if (!strcmp(a, "--logits-out"))
+		o->logits_out = v;
+	else if (!strcmp(a, "--weights-file"))
+		o->weights_file = v;
+	else if (!strcmp(a, "--pp"))
+		return rt_parse_i64(a, v, 0, INT32_MAX, "a prompt length >= 0", &o->pp);
+	else if (!strcmp(a, "--tg"))
+		return rt_parse_i64(a, v, 0, INT32_MAX, "a token count >= 0", &o->tg);
+	else if (!strcmp(a, "--reps"))
+		return rt_parse_i64(a, v, 1, 100000, "1 or more repetitions", &o->reps);
+	else
+		return -1; /* not a flag with a value */
+	return 0;
+}
+
+static int rt_parse_switch(const char *a, RtOpts *o)
+{
+	if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+		o->help = 1;
+	else if (!strcmp(a, "--version"))
+		o->version = 1;
+	else if (!strcmp(a, "--info"))
+		o->info = 1;
+	else if (!strcmp(a, "--bench"))
+		o->bench = 1;
+	else if (!strcmp(a, "--json"))
+		o->json = 1;
+	else if (!strcmp(a, "--ignore-eos"))
+		o->ignore_eos = 1;
+	else
+		return -1;
+	return 0;
+}
+
+static const char *const rt_value_flags[] = {
+	"-p", "--prompt", "-f", "--file", "--tokens", "-n", "--n-predict", "-t", "--threads",
+	"-c", "--ctx-size", "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
+	"--repeat-last-n", "--seed", "--logits-out", "--weights-file", "--pp", "--tg", "--reps",
+};
+
+static int rt_takes_value(const char *a)
+{
+	for (size_t i = 0; i < sizeof rt_value_flags / sizeof *rt_value_flags; i++)
+		if (!strcmp(a, rt_value_flags[i]))
+			return 1;
+	return 0;
+}
+
+static int rt_parse_args(int argc, char **argv, RtOpts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->n_predict = 128;
+	o->threads = rt_default_threads();
+	o->sp = rt_sampler_defaults();
+	o->repeat_last_n = o->sp.repeat_last_n;
+	o->pp = 128;
+	o->tg = 128;
+	o->reps = 5;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (rt_takes_value(a)) {
+			if (i + 1 >= argc)
+				return rt_usage("%s needs a value (see --help)", a);
+			int rc = rt_parse_value(a, argv[++i], o);
+			if (rc)
+				return rc;
+		} else if (rt_parse_switch(a, o) != 0) {
+			if (a[0] == '-')
+				return rt_usage("unknown flag %s (see --help)", a);
+			return rt_usage("unexpected argument \"%s\" (prompts go after -p; see --help)",
+					a);
+		}
+	}
+	int sources = !!o->prompt + !!o->prompt_file + !!o->tokens;
+	if (sources > 1)
+		return rt_usage("give only one of -p, -f and --tokens");
+	if (o->bench && o->pp + o->tg == 0)
+		return rt_usage("--bench: --pp and --tg are both 0: nothing to time");
+	return 0;
+}
+
+/* ---- the prompt -------------------------------------------------------- */
+
+/* Token ids from prompt text: "1,2,3" or whitespace-separated ids. */
+static int rt_prompt_ids(const char *src, const char *text, int32_t **ids, int64_t *n)
+{
+	int commas = 0;
+	for (const char *c = text; *c; c++) {
+		if (*c == ',')
+			commas = 1;
+		else if (!(*c >= '0' && *c <= '9') && !strchr(" \t\r\n", *c))
+			return rt_usage("%s: this program has no tokenizer yet: give the prompt as "
+					"token ids (\"1,2,3\" or \"1 2 3\"), not text",
+					src);
+	}
+	/* Whitespace-separated: join the items with commas for the shared list parser. */
+	char *buf = malloc(strlen(text) + 1);
+	if (!buf)
+		return rt_fail("out of memory");
+	if (commas) {
+		strcpy(buf, text);
+	} else {
+		size_t len = 0;
+		for (const char *c = text; *c;) {
+			while (*c && strchr(" \t\r\n", *c))
+				c++;
+			if (!*c)
+				break;
+			if (len)
+				buf[len++] = ',';
+			while (*c && !strchr(" \t\r\n", *c))
+				buf[len++] = *c++;
+		}
+		buf[len] = 0;
+	}
+	int32_t *out;
+	int cnt;
+	RtErr e = {0};
+	int rc = rt_parse_tokens(buf, &out, &cnt, &e);
+	free(buf);
+	if (rc)
+		return rt_usage("%s: %s", src, e.msg);
+	*ids = out;
+	*n = cnt;
+	return 0;
+}
+
+static int rt_read_text(const char *path, char **out)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return rt_usage("-f %s: cannot read: %s", path, strerror(errno));
+	size_t cap = 4096, len = 0, got;
+	char *buf = malloc(cap);
+	while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += got;
+		if (len + 1 == cap) {
+			char *nb = realloc(buf, cap *= 2);
+			if (!nb)
+				free(buf);
+			buf = nb;
+		}
+	}
+	int bad = ferror(f);
+	fclose(f);
+	if (!buf)
+		return rt_fail("-f %s: out of memory", path);
+	if (bad) {
+		free(buf);
+		return rt_usage("-f %s: cannot read: read error", path);
+	}
+	buf[len] = 0;
+	if (strlen(buf) != len) {
+		free(buf);
+		return rt_usage("-f %s: this program has no tokenizer yet: the file must hold "
+				"token ids (\"1,2,3\" or \"1 2 3\"), not binary data",
+				path);
+	}
+	*out = buf;
+	return 0;
+}
+
+/* Fills run->prompt from -p / -f / --tokens, or BOS when none is given. */
+static int rt_prompt_load(const RtOpts *o, RtRun *run)
+{
+	int rc = 0;
+	if (o->tokens) {
+		rc = rt_prompt_ids("--tokens", o->tokens, &run->prompt, &run->n_prompt);
+	} else if (o->prompt) {
+		rc = rt_prompt_ids("-p", o->prompt, &run->prompt, &run->n_prompt);
+	} else if (o->prompt_file) {
+		char *text = NULL, src[600];
+		if ((rc = rt_read_text(o->prompt_file, &text)))
+			return rc;
+		snprintf(src, sizeof src, "-f %s", o->prompt_file);
+		rc = rt_prompt_ids(src, text, &run->prompt, &run->n_prompt);
+		free(text);
+	} else if (rt_model.bos >= 0) {
+		run->prompt = malloc(sizeof *run->prompt);
+		if (!run->prompt)
+			return rt_fail("out of memory");
+		run->prompt[0] = (int32_t)rt_model.bos;
+		run->n_prompt = 1;
+	} else {
+		return rt_usage("no prompt: give token ids with -p or --tokens (this model has no "
+				"BOS token to start from)");
+	}
+	if (rc)
+		return rc;
+	for (int64_t i = 0; i < run->n_prompt; i++)
+		if (run->prompt[i] >= rt_model.n_vocab)
+			return rt_usage("prompt token %lld (position %lld) is out of range: the "
+					"vocabulary has %lld tokens",
+					(long long)run->prompt[i], (long long)i,
+					(long long)rt_model.n_vocab);
+	return 0;
+}
+
+/* ---- context size ------------------------------------------------------ */
+
+static uint64_t rt_phys_ram(void)
+{
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	if (pages > 0 && psz > 0)
+		return (uint64_t)pages * (uint64_t)psz;
+#endif
+	return 0;
+}
+
+/* The model's training context, capped so that the KV cache stays under a quarter of RAM
+ * (a long-context model would otherwise ask for more cache than the machine has). */
+static int64_t rt_default_ctx(void)
+{
+	int64_t want = rt_model.n_ctx_train > 0 ? rt_model.n_ctx_train : 4096;
+	uint64_t ram = rt_phys_ram(), budget = ram / 4;
+	if (!ram || rt_model.kv_bytes(want) <= budget)
+		return want;
+	int64_t lo = 1, hi = want; /* kv_bytes grows with n_ctx: largest lo that fits */
+	while (lo < hi) {
+		int64_t mid = lo + (hi - lo + 1) / 2;
+		if (rt_model.kv_bytes(mid) <= budget)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	fprintf(stderr,
+		"%s: context capped at %lld tokens (the model was trained on %lld) so that the "
+		"KV cache (%.1f MiB) stays under 25%% of RAM (%.0f MiB); -c sets it\n",
+		rt_prog, (long long)lo, (long long)want, rt_mib(rt_model.kv_bytes(lo)), rt_mib(ram));
+	return lo;
+}
+
+/* ---- setting up and tearing down --------------------------------------- */
+
+static int rt_run_setup(const RtOpts *o, const char *argv0, int64_t n_ctx, RtRun *run)
+{
+	RtErr e = {0};
+	if (rt_weights_map(&run->w, o->weights_file, argv0, rt_model.weights_bytes,
+			   rt_model.weights_hash, &e))
+		return rt_fail("%s", e.msg);
+	run->st.w = run->w.data;
+	run->st.n_ctx = n_ctx;
+	uint64_t kvb = rt_model.kv_bytes(n_ctx);
+	/* calloc of a large block is fresh zero pages from the OS: nothing is touched yet. */
+	run->st.kv = kvb > SIZE_MAX ? NULL : calloc(1, kvb ? (size_t)kvb : 1);
+	if (!run->st.kv)
+		return rt_fail("cannot allocate the KV cache: %.1f MiB for %lld tokens (try a "
+			       "smaller -c)",
+			       rt_mib(kvb), (long long)n_ctx);
+	uint64_t sb = (rt_model.scratch_bytes + 63) / 64 * 64;
+	run->st.scratch = sb > SIZE_MAX ? NULL : aligned_alloc(64, sb ? (size_t)sb : 64);
+	if (!run->st.scratch)
+		return rt_fail("cannot allocate %.1f MiB of activation scratch", rt_mib(sb));
+	size_t rows = (size_t)rt_model.max_batch * (size_t)rt_model.n_vocab;
+	run->logits = malloc(rows * sizeof *run->logits);
+	if (!run->logits)
+		return rt_fail("cannot allocate logits (%.1f MiB)", rt_mib(rows * sizeof(float)));
+	run->st.pool = rt_pool_new(o->threads);
+	if (!run->st.pool)
+		return rt_fail("cannot start %d threads", o->threads);
+	return 0;
+}
+
+static void rt_run_free(RtRun *run)
+{
+	rt_pool_free(run->st.pool);
+	free(run->logits);
+	free(run->st.scratch);
+	free(run->st.kv);
+	rt_weights_unmap(&run->w);
+	rt_sampler_free(run->smp);
+	free(run->prompt);
+	if (run->lf)
+		fclose(run->lf);
+}
+
+/* ---- evaluation -------------------------------------------------------- */
+
+/* The size of the next forward call for rem tokens: as many as the model takes, but never
+ * leaving a last call of exactly one token (one token is the reference's step mode, which
+ * rounds differently), e.g. max_batch 32 and 33 tokens: 31 + 2. */
+static int rt_chunk(int64_t rem, int64_t max_batch)
+{
+	int64_t m = rem < max_batch ? rem : max_batch;
+	if (rem - m == 1 && m > 1)
+		m--;
+	return (int)m;
+}
+
+/* Evaluates toks[0..n) at positions 0.. in chunks; rows go to lf when it is open, the
+ * last row stays in run->logits at *last. Returns seconds spent in forward calls. */
+static int rt_eval_prompt(RtRun *run, const char *lpath, const int32_t *toks, int64_t n,
+			  float **last, double *secs)
+{
+	int64_t nv = rt_model.n_vocab;
+	double t = rt_now();
+	for (int64_t off = 0; off < n;) {
+		int m = rt_chunk(n - off, rt_model.max_batch);
+		int final = off + m == n;
+		float *out = run->lf || final ? run->logits : NULL;
+		rt_model.forward(&run->st, toks + off, m, off, out);
+		RtErr e = {0};
+		if (run->lf && rt_write_f32(run->lf, lpath, run->logits, (size_t)m * (size_t)nv, &e))
+			return rt_fail("%s", e.msg);
+		if (final)
+			*last = run->logits + (size_t)(m - 1) * (size_t)nv;
+		off += m;
+	}
+	*secs = rt_now() - t;
+	return 0;
+}
+
+static void rt_print_stats(const RtRun *run, double pp_s, int64_t pp_n, double tg_s, int64_t tg_n)
+{
+	fprintf(stderr, "\n%s: load time        = %10.2f ms\n", rt_prog, run->t_load_ms);
+	fprintf(stderr,
+		"%s: prompt eval time = %10.2f ms / %5lld tokens (%8.2f ms per token, %8.2f tokens "
+		"per second)\n",
+		rt_prog, pp_s * 1e3, (long long)pp_n, pp_n ? pp_s * 1e3 / (double)pp_n : 0.0,
+		pp_s > 0 ? (double)pp_n / pp_s : 0.0);
+	fprintf(stderr,
+		"%s: eval time        = %10.2f ms / %5lld runs   (%8.2f ms per token, %8.2f tokens "
+		"per second)\n",
+		rt_prog, tg_s * 1e3, (long long)tg_n, tg_n ? tg_s * 1e3 / (double)tg_n : 0.0,
+		tg_s > 0 ? (double)tg_n / tg_s : 0.0);
+	fprintf(stderr, "%s: total time       = %10.2f ms\n", rt_prog,
+		(rt_now() - run->t_start) * 1e3);
+}
+
+static int rt_generate(const RtOpts *o, RtRun *run)
+{
+	RtErr e = {0};
+	int64_t nv = rt_model.n_vocab, n_ctx = run->st.n_ctx;
+	RtSamplerParams sp = o->sp;
+	sp.repeat_last_n = (int32_t)(o->repeat_last_n < 0 || o->repeat_last_n > n_ctx
+					     ? n_ctx : o->repeat_last_n);
+	if (!o->seed_given)
+		sp.seed = rt_seed_random();
+	if (sp.temp > 0)
+		fprintf(stderr,
+			"%s: sampling: seed %llu, temp %.2f, top_k %d, top_p %.2f, min_p %.2f, "
+			"repeat_penalty %.2f (last %d)\n",
+			rt_prog, (unsigned long long)sp.seed, sp.temp, sp.top_k, sp.top_p, sp.min_p,
+			sp.repeat_penalty, sp.repeat_last_n);
+	else
+		fprintf(stderr, "%s: sampling: greedy (temp <= 0), repeat_penalty %.2f (last %d)\n",
+			rt_prog, sp.repeat_penalty, sp.repeat_last_n);
+	if (!(run->smp = rt_sampler_new(&sp, nv)))
+		return rt_fail("out of memory for the sampler");
+	for (int64_t i = 0; i < run->n_prompt; i++)
+		rt_sampler_accept(run->smp, run->prompt[i]);
+
+	float *last = NULL;
+	double pp_s = 0, tg_s = 0;
+	int rc = rt_eval_prompt(run, o->logits_out, run->prompt, run->n_prompt, &last, &pp_s);
+	if (rc)
+		return rc;
+	int64_t pos = run->n_prompt, runs = 0;
+	for (int64_t gen = 0; gen < o->n_predict; gen++) {
+		if (pos >= n_ctx)
+			break; /* the context is full */
+		int32_t tok = rt_sampler_sample(run->smp, last);
+		if (tok == rt_model.eos && !o->ignore_eos)
+			break;
+		printf("%s%d", gen ? " " : "", (int)tok);
+		fflush(stdout);
+		rt_sampler_accept(run->smp, tok);
+		/* The last token needs feeding only for its logits row. */
+		if (!run->lf && gen + 1 == o->n_predict)
+			break;
+		double t = rt_now();
+		rt_model.forward(&run->st, &tok, 1, pos, run->logits);
+		tg_s += rt_now() - t;
+		runs++;
+		pos++;
+		last = run->logits;
+		if (run->lf && rt_write_f32(run->lf, o->logits_out, last, (size_t)nv, &e))
+			return rt_fail("%s", e.msg);
+	}
+	printf("\n");
+	fflush(stdout);
+	if (run->lf) {
+		FILE *f = run->lf;
+		run->lf = NULL;
+		if (rt_f32_close(f, o->logits_out, &e))
+			return rt_fail("%s", e.msg);
+	}
+	rt_print_stats(run, pp_s, run->n_prompt, tg_s, runs);
+	return 0;
+}
+
+/* ---- --bench ----------------------------------------------------------- */
+
+static int rt_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void rt_stats(const double *v, int64_t n, double *median, double *sd)
+{
+	double *s = malloc((size_t)n * sizeof *s), mean = 0, var = 0;
+	if (!s) {
+		*median = v[0];
+		*sd = 0;
+		return;
+	}
+	memcpy(s, v, (size_t)n * sizeof *s);
+	qsort(s, (size_t)n, sizeof *s, rt_cmp_double);
+	*median = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+	for (int64_t i = 0; i < n; i++)
+		mean += v[i] / (double)n;
+	for (int64_t i = 0; i < n; i++)
+		var += (v[i] - mean) * (v[i] - mean);
+	*sd = n > 1 ? sqrt(var / (double)(n - 1)) : 0.0;
+	free(s);
+}
+
+static void rt_json_str(const char *s)
+{
+	putchar('"');
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void rt_json_samples(const char *key, const double *v, int64_t n)
+{
+	printf(", \"%s\": [", key);
+	for (int64_t i = 0; i < n; i++)
+		printf("%s%.3f", i ? ", " : "", v[i]);
+	printf("]");
+}
+
+static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp, const double *tg)
+{
+	double ppm = 0, pps = 0, tgm = 0, tgs = 0;
+	if (o->pp)
+		rt_stats(pp, o->reps, &ppm, &pps);
+	if (o->tg)
+		rt_stats(tg, o->reps, &tgm, &tgs);
+	int th = rt_pool_threads(run->st.pool);
+	if (o->json) {
+		printf("{\"model\": ");
+		rt_json_str(rt_model.name);
+		printf(", \"arch\": ");
+		rt_json_str(rt_model.arch);
+		printf(", \"target\": ");
+		rt_json_str(rt_model.target);
+		printf(", \"pipeline\": ");
+		rt_json_str(rt_model.pipeline);
+		printf(", \"version\": ");
+		rt_json_str(rt_model.version);
+		printf(", \"weights_bytes\": %llu, \"threads\": %d, \"n_ctx\": %lld, "
+		       "\"n_prompt\": %lld, \"n_gen\": %lld, \"reps\": %lld, "
+		       "\"pp_tok_s\": %.3f, \"pp_tok_s_sd\": %.3f, \"tg_tok_s\": %.3f, "
+		       "\"tg_tok_s_sd\": %.3f",
+		       (unsigned long long)rt_model.weights_bytes, th, (long long)run->st.n_ctx,
+		       (long long)o->pp, (long long)o->tg, (long long)o->reps, ppm, pps, tgm, tgs);
+		rt_json_samples("pp_samples", pp, o->pp ? o->reps : 0);
+		rt_json_samples("tg_samples", tg, o->tg ? o->reps : 0);
+		printf("}\n");
+		return;
+	}
+	printf("| %-24s | %10s | %7s | %8s | %20s |\n", "model", "size", "threads", "test",
+	       "t/s (median ± sd)");
+	printf("| %.24s | %.10s | %.7s | %.8s | %.20s |\n", "------------------------",
+	       "---------:", "------:", "-------:", "-------------------:");
+	char size[32], test[32];
+	snprintf(size, sizeof size, "%.2f MiB", rt_mib(rt_model.weights_bytes));
+	if (o->pp) {
+		snprintf(test, sizeof test, "pp%lld", (long long)o->pp);
+		printf("| %-24.24s | %10s | %7d | %8s | %11.2f ± %6.2f |\n", rt_model.name, size, th,
+		       test, ppm, pps);
+	}
+	if (o->tg) {
+		snprintf(test, sizeof test, "tg%lld", (long long)o->tg);
+		printf("| %-24.24s | %10s | %7d | %8s | %11.2f ± %6.2f |\n", rt_model.name, size, th,
+		       test, tgm, tgs);
+	}
+	printf("(%lld reps; weights %s)\n", (long long)o->reps,
+	       run->w.embedded ? "embedded" : run->w.path);
+}
+
+/* One prefill of pp tokens (logits only for the last chunk) and tg decode steps per rep,
+ * each rep from position 0; reports tokens/s per rep. */
+static int rt_bench(const RtOpts *o, RtRun *run)
+{
+	int64_t nv = rt_model.n_vocab, total = o->pp + o->tg;
+	int32_t *toks = malloc((size_t)(total ? total : 1) * sizeof *toks);
+	double *pp = calloc((size_t)o->reps, sizeof *pp), *tg = calloc((size_t)o->reps, sizeof *tg);
+	if (!toks || !pp || !tg) {
+		free(toks);
+		free(pp);
+		free(tg);
+		return rt_fail("out of memory for --bench");
+	}
+	uint64_t s = 12345;
+	for (int64_t i = 0; i < total; i++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		toks[i] = (int32_t)((s >> 33) % (uint64_t)nv);
+	}
+	/* One untimed warm-up: pages the weights in and wakes the threads. */
+	for (int r = -1; r < o->reps; r++) {
+		float *last = NULL;
+		double secs = 0;
+		if (o->pp)
+			rt_eval_prompt(run, NULL, toks, o->pp, &last, &secs);
+		if (r >= 0 && o->pp)
+			pp[r] = (double)o->pp / (secs > 0 ? secs : 1e-9);
+		int64_t steps = r < 0 ? (o->tg ? 1 : 0) : o->tg;
+		double t = rt_now();
+		for (int64_t j = 0; j < steps; j++)
+			rt_model.forward(&run->st, &toks[o->pp + j], 1, o->pp + j, run->logits);
+		secs = rt_now() - t;
+		if (r >= 0 && o->tg)
+			tg[r] = (double)o->tg / (secs > 0 ? secs : 1e-9);
+	}
+	rt_bench_report(o, run, pp, tg);
+	free(toks);
+	free(pp);
+	free(tg);
+	return 0;
+}
+
+/* ---- --info / --version ------------------------------------------------ */
+
+static int rt_info(const RtOpts *o, const char *argv0)
+{
+	const RtModel *m = &rt_model;
+	printf("model:       %s\n", m->name);
+	printf("arch:        %s\n", m->arch);
+	printf("target:      %s\n", m->target);
+	printf("pipeline:    %s\n", m->pipeline);
+	printf("bitnetc:     %s\n", m->version);
+	printf("n_vocab:     %lld\n", (long long)m->n_vocab);
+	printf("n_ctx_train: %lld\n", (long long)m->n_ctx_train);
+	printf("n_layer:     %lld\n", (long long)m->n_layer);
+	printf("n_embd:      %lld\n", (long long)m->n_embd);
+	printf("bos, eos:    %lld, %lld\n", (long long)m->bos, (long long)m->eos);
+	printf("max_batch:   %lld\n", (long long)m->max_batch);
+	printf("scratch:     %llu bytes\n", (unsigned long long)m->scratch_bytes);
+	printf("weights:     %llu bytes (%.2f MiB), hash %016llx\n",
+	       (unsigned long long)m->weights_bytes, rt_mib(m->weights_bytes),
+	       (unsigned long long)m->weights_hash);
+	RtWeights w;
+	RtErr e = {0};
+	int rc = rt_weights_map(&w, o->weights_file, argv0, m->weights_bytes, m->weights_hash, &e);
+	if (rc == RT_OK) {
+		printf("weights in:  %s (%s), ok\n", w.path, w.embedded ? "embedded" : "file");
+		rt_weights_unmap(&w);
+	} else {
+		printf("weights in:  %s, NOT USABLE: %s\n", o->weights_file ? "file" : "embedded",
+		       e.msg);
+	}
+	if (m->info && *m->info)
+		printf("\n%s%s", m->info, m->info[strlen(m->info) - 1] == '\n' ? "" : "\n");
+	return rc == RT_OK ? 0 : RT_EXIT_RUNTIME;
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static int rt_main(int argc, char **argv, RtRun *run)
+{
+	RtOpts o;
+	int rc = rt_parse_args(argc, argv, &o);
+	if (rc)
+		return rc;
+	if (o.help) {
+		rt_help();
+		return 0;
+	}
+	if (o.version) {
+		printf("%s: %s (%s) built by bitnetc %s for %s\n", rt_prog, rt_model.name,
+		       rt_model.arch, rt_model.version, rt_model.target);
+		return 0;
+	}
+	if (rt_model.abi != RT_MODEL_ABI)
+		return rt_fail("model code has ABI %d but the runtime expects %d: rebuild with a "
+			       "matching bitnetc",
+			       rt_model.abi, RT_MODEL_ABI);
+	if (rt_model.n_vocab < 1 || rt_model.max_batch < 1 || !rt_model.forward ||
+	    !rt_model.kv_bytes)
+		return rt_fail("model description is broken (n_vocab %lld, max_batch %lld)",
+			       (long long)rt_model.n_vocab, (long long)rt_model.max_batch);
+	if (o.info)
+		return rt_info(&o, argv[0]);
+
+	int64_t n_ctx = o.n_ctx;
+	if (o.bench) {
+		if (!n_ctx)
+			n_ctx = o.pp + o.tg;
+		else if (o.pp + o.tg > n_ctx)
+			return rt_usage("--bench: --pp %lld + --tg %lld tokens do not fit -c %lld",
+					(long long)o.pp, (long long)o.tg, (long long)n_ctx);
+	} else {
+		if ((rc = rt_prompt_load(&o, run)))
+			return rc;
+		if (!n_ctx)
+			n_ctx = rt_default_ctx();
+		if (run->n_prompt > n_ctx)
+			return rt_usage("the prompt has %lld tokens but the context holds %lld (-c)",
+					(long long)run->n_prompt, (long long)n_ctx);
+		if (!o.n_given && run->n_prompt + o.n_predict > n_ctx)
+			o.n_predict = n_ctx - run->n_prompt; /* the default: stop when full */
+		if (run->n_prompt + o.n_predict > n_ctx)
+			return rt_usage("context overflow: %lld prompt tokens + -n %lld exceed the "
+					"context of %lld tokens (raise -c or lower -n)",
+					(long long)run->n_prompt, (long long)o.n_predict,
+					(long long)n_ctx);
+		if (o.logits_out) {
+			RtErr e = {0};
+			if (!(run->lf = rt_f32_open(o.logits_out, &e)))
+				return rt_usage("--logits-out %s", e.msg);
+		}
+	}
+	if (o.n_ctx > rt_model.n_ctx_train && rt_model.n_ctx_train > 0)
+		fprintf(stderr, "%s: warning: -c %lld is beyond the model's training context %lld\n",
+			rt_prog, (long long)o.n_ctx, (long long)rt_model.n_ctx_train);
+	if ((rc = rt_run_setup(&o, argv[0], n_ctx, run)))
+		return rc;
+	run->t_load_ms = (rt_now() - run->t_start) * 1e3;
+	return o.bench ? rt_bench(&o, run) : rt_generate(&o, run);
+}
+
+int main(int argc, char **argv)
+{
+	RtRun run;
+	memset(&run, 0, sizeof run);
+	run.t_start = rt_now();
+	if (argc > 0 && argv[0] && *argv[0]) {
+		const char *slash = strrchr(argv[0], '/');
+		rt_prog = slash ? slash + 1 : argv[0];
+	}
+	int rc = rt_main(argc, argv, &run);
+	rt_run_free(&run);
+	return rc;
+}

@@ -1,0 +1,193 @@
+/* test_weights.c - the weights payload: hash, trailer, mapping, and every way a payload file can be wrong. */
+#include "testutil.h"
+#include "rt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* How to spoil the file that put_payload writes. */
+typedef struct {
+	size_t lead;         /* bytes before the payload (padded to 4096) */
+	int bad_magic;
+	int64_t offset_adj;  /* added to the trailer's offset */
+	int64_t size_adj;    /* added to the trailer's size */
+	uint64_t hash_xor;   /* flips bits of the trailer's hash */
+	size_t cut;          /* bytes cut from the payload's end (the trailer stays) */
+} Spoil;
+
+/* Writes lead bytes of "program", zero padding to 4096, the payload and the trailer, all
+ * with the test's own little-endian encoding (not rt_weights_trailer_pack). */
+static void put_payload(const char *path, const uint8_t *pay, size_t n, const Spoil *sp)
+{
+	size_t lead = sp->lead, off = (lead + 4095) / 4096 * 4096;
+	size_t total = off + n - sp->cut + 32;
+	uint8_t *b = calloc(1, total);
+	for (size_t i = 0; i < lead; i++)
+		b[i] = (uint8_t)(0x7f ^ i);
+	memcpy(b + off, pay, n - sp->cut);
+	uint8_t *t = b + total - 32;
+	memcpy(t, sp->bad_magic ? "BNWEIGHX" : "BNWEIGHT", 8);
+	uint64_t f[3] = {(uint64_t)((int64_t)off + sp->offset_adj),
+			 (uint64_t)((int64_t)n + sp->size_adj),
+			 rt_weights_hash(pay, n) ^ sp->hash_xor};
+	for (int k = 0; k < 3; k++)
+		for (int i = 0; i < 8; i++)
+			t[8 + 8 * k + i] = (uint8_t)(f[k] >> (8 * i));
+	assert_int_equal(tu_write_file(path, b, total), 0);
+	free(b);
+}
+
+static uint8_t *pattern(size_t n)
+{
+	uint8_t *p = malloc(n ? n : 1);
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(i * 131 + (i >> 8));
+	return p;
+}
+
+static void test_hash(void **state)
+{
+	(void)state;
+	/* FNV-1a 64 reference values */
+	assert_true(rt_weights_hash("", 0) == 0xcbf29ce484222325ull);
+	assert_true(rt_weights_hash("a", 1) == 0xaf63dc4c8601ec8cull);
+	assert_true(rt_weights_hash("foobar", 6) == 0x85944171f73967e8ull);
+
+	unsigned char t[32];
+	rt_weights_trailer_pack(t, 0x1000, 0x0102030405060708ull, 0xa1b2c3d4e5f60718ull);
+	assert_memory_equal(t, "BNWEIGHT", 8);
+	const unsigned char want[24] = {0x00, 0x10, 0, 0, 0, 0, 0, 0,
+					0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+					0x18, 0x07, 0xf6, 0xe5, 0xd4, 0xc3, 0xb2, 0xa1};
+	assert_memory_equal(t + 8, want, 24);
+	assert_int_equal(sizeof(RtWeightsTrailer), 32);
+}
+
+static void map_ok(const char *path, const uint8_t *pay, size_t n, size_t lead)
+{
+	Spoil sp = {.lead = lead};
+	put_payload(path, pay, n, &sp);
+	RtWeights w;
+	RtErr e = {0};
+	int rc = rt_weights_map(&w, path, NULL, n, rt_weights_hash(pay, n), &e);
+	if (rc)
+		fail_msg("%s", e.msg);
+	assert_int_equal(w.size, n);
+	assert_int_equal(w.embedded, 0);
+	assert_string_equal(w.path, path);
+	assert_non_null(w.data);
+	if (n)
+		assert_memory_equal(w.data, pay, n);
+	rt_weights_unmap(&w);
+	assert_null(w.data);
+}
+
+static void test_map(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp("test_weights_ok.bin");
+	uint8_t *pay = pattern(70000);
+	map_ok(path, pay, 70000, 12345); /* a program of 12345 bytes before it */
+	map_ok(path, pay, 70000, 0);     /* a bare payload file */
+	map_ok(path, pay, 1, 4096);
+	map_ok(path, pay, 0, 100); /* empty payload: nothing to map, still valid */
+	free(pay);
+}
+
+/* Maps a spoiled file and expects failure with both fragments in the message. */
+static void map_bad(const Spoil *sp, uint64_t want_adj, const char *frag1, const char *frag2)
+{
+	const char *path = tu_tmp("test_weights_bad.bin");
+	enum { N = 9000 };
+	uint8_t *pay = pattern(N);
+	put_payload(path, pay, N, sp);
+	RtWeights w;
+	RtErr e = {0};
+	int rc = rt_weights_map(&w, path, NULL, N + want_adj, rt_weights_hash(pay, N), &e);
+	free(pay);
+	assert_int_not_equal(rc, RT_OK);
+	assert_null(w.data);
+	if (!strstr(e.msg, path) || !strstr(e.msg, frag1) || (frag2 && !strstr(e.msg, frag2)))
+		fail_msg("message \"%s\" lacks the path or \"%s\"/\"%s\"", e.msg, frag1,
+			 frag2 ? frag2 : "");
+}
+
+static void test_map_errors(void **state)
+{
+	(void)state;
+	map_bad(&(Spoil){.lead = 5000, .bad_magic = 1}, 0, "not found (no trailer)", NULL);
+	map_bad(&(Spoil){.lead = 5000, .offset_adj = 8}, 0, "not a multiple of 4096", NULL);
+	map_bad(&(Spoil){.lead = 5000, .offset_adj = 4096}, 0, "truncated", NULL);
+	map_bad(&(Spoil){.lead = 5000, .cut = 100}, 0, "truncated", "9000 bytes");
+	map_bad(&(Spoil){.lead = 5000, .size_adj = 1 << 20}, 0, "truncated", NULL);
+	map_bad(&(Spoil){.lead = 5000, .size_adj = -10}, 0, "8990 bytes", "expects 9000");
+	map_bad(&(Spoil){.lead = 5000}, 1, "another model", "expects 9001");
+	map_bad(&(Spoil){.lead = 5000, .hash_xor = 1}, 0, "another model", "hash");
+	/* a huge offset must not wrap around the bounds check */
+	map_bad(&(Spoil){.lead = 5000, .offset_adj = -(int64_t)8192 - 4096 * 1000}, 0,
+		"truncated", NULL);
+
+	/* Shorter than a trailer, and missing. */
+	const char *path = tu_tmp("test_weights_short.bin");
+	assert_int_equal(tu_write_file(path, "BNWEIGHT", 8), 0);
+	RtWeights w;
+	RtErr e = {0};
+	assert_int_not_equal(rt_weights_map(&w, path, NULL, 0, 0, &e), RT_OK);
+	assert_non_null(strstr(e.msg, "no trailer"));
+	remove(path);
+	assert_int_not_equal(rt_weights_map(&w, path, NULL, 0, 0, &e), RT_OK);
+	assert_non_null(strstr(e.msg, "cannot open"));
+	assert_non_null(strstr(e.msg, path));
+}
+
+/* This test program has no payload: mapping "itself" says so, in the words a user of a
+ * stripped binary would see. */
+static void test_map_self(void **state)
+{
+	(void)state;
+	RtWeights w;
+	RtErr e = {0};
+	assert_int_not_equal(rt_weights_map(&w, NULL, "test_weights", 10, 1, &e), RT_OK);
+	assert_non_null(strstr(e.msg, "weights payload not found (no trailer)"));
+	assert_non_null(strstr(e.msg, "stripped"));
+	char buf[4096];
+	assert_int_equal(rt_exe_path("test_weights", buf, sizeof buf, &e), RT_OK);
+}
+
+static void test_exe_search_path(void **state)
+{
+	(void)state;
+	const char *dir = tu_tmp("test_weights_bin");
+	mkdir(dir, 0755);
+	char exe[1200], out[1200], path_env[2600];
+	snprintf(exe, sizeof exe, "%s/myprog", dir);
+	assert_int_equal(tu_write_file(exe, "#!/bin/sh\n", 10), 0);
+	chmod(exe, 0755);
+	snprintf(path_env, sizeof path_env, "/nonexistent-dir::%s:/usr/bin", dir);
+	assert_int_equal(rt_exe_search_path("myprog", path_env, out, sizeof out), 0);
+	assert_string_equal(out, exe);
+	/* with a slash: taken as a path */
+	assert_int_equal(rt_exe_search_path(exe, NULL, out, sizeof out), 0);
+	assert_string_equal(out, exe);
+	assert_int_equal(rt_exe_search_path("myprog", "/nonexistent-dir", out, sizeof out), -1);
+	assert_int_equal(rt_exe_search_path("./no/such/prog", NULL, out, sizeof out), -1);
+	assert_int_equal(rt_exe_search_path("", "/usr/bin", out, sizeof out), -1);
+	assert_int_equal(rt_exe_search_path("myprog", path_env, out, 5), -1); /* too long */
+	/* not executable: skipped */
+	chmod(exe, 0644);
+	assert_int_equal(rt_exe_search_path("myprog", path_env, out, sizeof out), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hash),
+		cmocka_unit_test(test_map),
+		cmocka_unit_test(test_map_errors),
+		cmocka_unit_test(test_map_self),
+		cmocka_unit_test(test_exe_search_path),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

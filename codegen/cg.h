@@ -3,8 +3,11 @@
 #ifndef BITNETC_CG_H
 #define BITNETC_CG_H
 
+#include "ir.h"
+
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* One --target name. "usable" is about this host (instruction set present, LLVM backend
  * built in, OS); note says what it needs or why it is not usable, in a few words. */
@@ -15,5 +18,59 @@ typedef struct {
 	bool usable;
 	char note[160];
 } CgTargetInfo;
+
+/* ---- the text buffer every source emitter writes through (cpu/cg_buf.c) ---- */
+
+typedef struct {
+	char *data; /* NUL-terminated while len > 0 */
+	size_t len, cap;
+	bool oom;   /* an append failed; the text is incomplete */
+} CgBuf;
+
+/* Appends printf-style text; on allocation failure sets b->oom and returns -1. */
+int cg_printf(CgBuf *b, const char *fmt, ...) BN_PRINTF(2, 3);
+void cg_buf_free(CgBuf *b);
+
+/* ---- options and results of one build ---------------------------------- */
+
+typedef struct {
+	const char *target;   /* --target name */
+	const char *cc;       /* C compiler (default "cc") */
+	const char *opt;      /* "-O0".."-O3" (default "-O2") */
+	int max_batch;        /* tokens per multi-token forward call (default 32) */
+	const char *pipeline; /* the passes that ran, for --info */
+	int64_t bos, eos;     /* special token ids from the model file, -1 if none */
+	int verbose;
+} CgOpts;
+
+/* Where each constant of the graph lives in the weights payload: back to back, each at a
+ * 64-byte aligned offset, in its GGUF byte layout. */
+typedef struct {
+	int n;
+	IrId *ids;        /* constant values, in payload order */
+	uint64_t *off;    /* their offsets */
+	uint64_t size;    /* payload bytes */
+	uint64_t hash;    /* rt_weights_hash of the payload (64-bit FNV-1a) */
+} CgPayload;
+
+/* What emit produces: the generated sources and the payload they expect. */
+typedef struct {
+	CgBuf model_c;
+	CgPayload payload;
+	uint64_t scratch_bytes;
+	int n_kernels;
+} CgOutput;
+
+void cg_output_free(CgOutput *o);
+
+/* One code generation target: emit renders the graph, build compiles the sources in dir
+ * (written by cg_write_sources) and links the program at out_path. */
+typedef struct CgTarget {
+	const char *name;
+	const char *desc;
+	int (*emit)(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e);
+	/* extra compiler flags of the target, NULL-terminated */
+	const char *const *cflags;
+} CgTarget;
 
 #endif

@@ -30,6 +30,7 @@ typedef struct {
 	int n_given;             /* -n was given (the default 128 shrinks to fit instead) */
 	int threads;             /* -t */
 	int64_t n_ctx;           /* -c; 0 = the model's, capped by memory */
+	int64_t ubatch;          /* -ub: tokens per forward call; 0 = the model's max_batch */
 	RtSamplerParams sp;
 	int seed_given;
 	int64_t repeat_last_n; /* -1 = n_ctx */
@@ -46,6 +47,7 @@ typedef struct {
 	RtWeights w;
 	RtState st;
 	float *logits; /* max_batch rows of n_vocab */
+	int64_t ubatch; /* tokens per forward call, 1..max_batch */
 	FILE *lf;
 	RtSampler *smp;
 	int32_t *prompt;
@@ -108,6 +110,10 @@ static void rt_help(void)
 	       "                          training context, capped so the KV cache stays under\n"
 	       "                          25%% of RAM)\n"
 	       "  -t, --threads N         threads (default: online CPUs)\n"
+	       "  -ub, --ubatch-size N    at most N prompt tokens per forward call (default and\n"
+	       "                          maximum: the batch size the program was built for; 1\n"
+	       "                          feeds the prompt token by token, the reference's step\n"
+	       "                          mode)\n"
 	       "      --ignore-eos        keep going past the end-of-text token\n"
 	       "\n"
 	       "sampling (llama.cpp's chain and defaults; order: repeat penalty -> top-k ->\n"
@@ -220,6 +226,8 @@ static int rt_parse_value(const char *a, const char *v, RtOpts *o)
 	}
 	else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
 		return rt_parse_int(a, v, 1, 512, "1 to 512 threads", &o->threads);
+	else if (!strcmp(a, "-ub") || !strcmp(a, "--ubatch-size"))
+		return rt_parse_i64(a, v, 1, INT32_MAX, "a count >= 1", &o->ubatch);
 	else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
 		return rt_parse_i64(a, v, 1, INT32_MAX, "a context size >= 1", &o->n_ctx);
 	else if (!strcmp(a, "--temp"))
@@ -274,7 +282,7 @@ static int rt_parse_switch(const char *a, RtOpts *o)
 
 static const char *const rt_value_flags[] = {
 	"-p", "--prompt", "-f", "--file", "--tokens", "-n", "--n-predict", "-t", "--threads",
-	"-c", "--ctx-size", "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
+	"-c", "--ctx-size", "-ub", "--ubatch-size", "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
 	"--repeat-last-n", "--seed", "--logits-out", "--weights-file", "--pp", "--tg", "--reps",
 };
 
@@ -481,6 +489,7 @@ static int rt_run_setup(const RtOpts *o, const char *argv0, int64_t n_ctx, RtRun
 		return rt_fail("%s", e.msg);
 	run->st.w = run->w.data;
 	run->st.n_ctx = n_ctx;
+	run->ubatch = o->ubatch && o->ubatch < rt_model.max_batch ? o->ubatch : rt_model.max_batch;
 	uint64_t kvb = rt_model.kv_bytes(n_ctx);
 	/* calloc of a large block is fresh zero pages from the OS: nothing is touched yet. */
 	run->st.kv = kvb > SIZE_MAX ? NULL : calloc(1, kvb ? (size_t)kvb : 1);
@@ -536,7 +545,7 @@ static int rt_eval_prompt(RtRun *run, const char *lpath, const int32_t *toks, in
 	int64_t nv = rt_model.n_vocab;
 	double t = rt_now();
 	for (int64_t off = 0; off < n;) {
-		int m = rt_chunk(n - off, rt_model.max_batch);
+		int m = rt_chunk(n - off, run->ubatch);
 		int final = off + m == n;
 		float *out = run->lf || final ? run->logits : NULL;
 		rt_model.forward(&run->st, toks + off, m, off, out);

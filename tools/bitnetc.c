@@ -1,4 +1,5 @@
-/* bitnetc.c - the driver: inspect, ir, run (reference interpreter), mkmodel, version, targets.
+/* bitnetc.c - the driver: build (model -> executable), inspect, ir, run (reference
+ * interpreter), mkmodel, version, targets.
  * Exit codes: 0 ok, 1 usage error, 2 runtime or input error; errors go to stderr as
  * "bitnetc: <message>". */
 #include "frontend.h"
@@ -10,12 +11,14 @@
 #include "cg_metal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <strings.h>
+#include <libgen.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -93,6 +96,23 @@ typedef struct {
 	const char *usage;
 } Command;
 
+static const char usage_build[] =
+	"usage: bitnetc build MODEL.gguf -o OUT [options]\n"
+	"\n"
+	"Compiles a model into one standalone executable: frontend, passes (dce), code\n"
+	"generation (one C file, every shape a constant), the C compiler (model + the\n"
+	"runtime), then the weights payload appended to the executable (mapped read-only at\n"
+	"run time). One progress line per stage.\n"
+	"  -o, --output OUT      the program to write (required)\n"
+	"  --target T            cpu-generic (default) or native (-march=native)\n"
+	"  --cc CC               the C compiler (default: $CC, else cc)\n"
+	"  -O0 | -O1 | -O2 | -O3 optimization level of the generated code (default -O2)\n"
+	"  --max-batch N         tokens per multi-token forward call (default 32, 2..4096)\n"
+	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR\n"
+	"  --weights-file FILE   write the weights to FILE instead of appending them; the\n"
+	"                        program then needs --weights-file FILE at run time\n"
+	"  -v, --verbose         per-pass detail, the full compiler command line\n";
+
 static const char usage_inspect[] =
 	"usage: bitnetc inspect MODEL.gguf\n"
 	"\n"
@@ -159,6 +179,7 @@ static const char usage_targets[] =
 
 static const char usage_help[] = "usage: bitnetc help [COMMAND]\n";
 
+static int cmd_build(int argc, char **argv);
 static int cmd_inspect(int argc, char **argv);
 static int cmd_ir(int argc, char **argv);
 static int cmd_run(int argc, char **argv);
@@ -168,6 +189,7 @@ static int cmd_targets(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
 static const Command commands[] = {
+	{"build", cmd_build, "compile a model into a standalone executable", usage_build},
 	{"inspect", cmd_inspect, "print a GGUF file's header, metadata, tensors, hyperparameters",
 	 usage_inspect},
 	{"ir", cmd_ir, "print the model's graph IR", usage_ir},
@@ -338,6 +360,238 @@ static int load_model(const char *path, GgufFile **fp, IrGraph **gp)
 	*fp = f;
 	*gp = g;
 	return 0;
+}
+
+/* ---- build ---------------------------------------------------------------------- */
+
+typedef struct {
+	const char *path, *out, *target, *cc, *opt, *emit_dir, *weights_file;
+	int64_t max_batch;
+	int verbose;
+} BuildOpts;
+
+enum { N_STAGES = 5 };
+
+static void stage(int i, const char *name, double secs, const char *fmt, ...) BN_PRINTF(4, 5);
+static void stage(int i, const char *name, double secs, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	printf("[%d/%d] %-9s %6.2f s  ", i, N_STAGES, name, secs);
+	vprintf(fmt, ap);
+	putchar('\n');
+	fflush(stdout);
+	va_end(ap);
+}
+
+/* The absolute directory of path's parent and path's base name. */
+static bool split_out(const char *path, char *dir, size_t dn, char *base, size_t bn)
+{
+	char a[4096], b[4096];
+	snprintf(a, sizeof a, "%s", path);
+	snprintf(b, sizeof b, "%s", path);
+	char *d = dirname(a), *name = basename(b);
+	char *abs = realpath(d, NULL);
+	if (!abs)
+		return false;
+	snprintf(dir, dn, "%s", abs);
+	snprintf(base, bn, "%s", name);
+	free(abs);
+	return true;
+}
+
+static int build_model(const BuildOpts *o, const CgTarget *t)
+{
+	GgufFile *f = NULL;
+	IrGraph *g = NULL;
+	CgOutput out = {0};
+	BnErr e = {0};
+	char srcdir[4096] = "", tmp_out[6144] = "", odir[4096], obase[1024], cmd[8192];
+	bool made_srcdir = false, wrote_wfile = false;
+	int rc = 0;
+
+	/* [1] frontend */
+	double t0 = now_s();
+	if ((rc = load_model(o->path, &f, &g)))
+		return rc;
+	int64_t bos = -1, eos = -1;
+	if (!gguf_get_int(f, "tokenizer.ggml.bos_token_id", &bos))
+		bos = -1;
+	if (!gguf_get_int(f, "tokenizer.ggml.eos_token_id", &eos))
+		eos = -1;
+	stage(1, "frontend", now_s() - t0, "%s: %s, %" PRId64 " layers, n_embd %" PRId64
+	      ", n_vocab %" PRId64 ", %d nodes", o->path, g->arch, g->hp.n_layer, g->hp.n_embd,
+	      g->hp.n_vocab, g->n_nodes);
+
+	/* [2] passes */
+	t0 = now_s();
+	PassOpts po = {.verbose = o->verbose};
+	int nodes0 = g->n_nodes, values0 = g->n_values;
+	if (pass_run(g, "dce", &po, &e) != BN_OK) {
+		rc = fail_err(o->path, &e);
+		goto out;
+	}
+	stage(2, "passes", now_s() - t0, "dce: %d -> %d nodes, %d -> %d values", nodes0,
+	      g->n_nodes, values0, g->n_values);
+
+	/* [3] codegen */
+	t0 = now_s();
+	CgOpts co = {.target = t->name, .cc = o->cc, .opt = o->opt, .max_batch = (int)o->max_batch,
+		     .pipeline = "dce", .bos = bos, .eos = eos, .verbose = o->verbose};
+	if (t->emit(g, &co, &out, &e) != BN_OK) {
+		rc = fail_err(o->path, &e);
+		goto out;
+	}
+	if (o->emit_dir) {
+		snprintf(srcdir, sizeof srcdir, "%s", o->emit_dir);
+		if (mkdir(srcdir, 0777) != 0 && errno != EEXIST) {
+			rc = fail(EXIT_RUNTIME, "%s: cannot create the directory: %s", srcdir,
+				  strerror(errno));
+			goto out;
+		}
+	} else {
+		const char *td = getenv("TMPDIR");
+		snprintf(srcdir, sizeof srcdir, "%s/bitnetc-XXXXXX", td && *td ? td : "/tmp");
+		if (!mkdtemp(srcdir)) {
+			rc = fail(EXIT_RUNTIME, "cannot create a temporary directory %s: %s", srcdir,
+				  strerror(errno));
+			srcdir[0] = 0;
+			goto out;
+		}
+		made_srcdir = true;
+	}
+	if (cg_write_sources(srcdir, &out, &e) != BN_OK) {
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
+		goto out;
+	}
+	stage(3, "codegen", now_s() - t0, "model.c %.0f KiB, %d kernels, scratch %.1f KiB, "
+	      "max batch %d%s%s", (double)out.model_c.len / 1024.0, out.n_kernels,
+	      (double)out.scratch_bytes / 1024.0, co.max_batch, o->emit_dir ? ", sources in " : "",
+	      o->emit_dir ? o->emit_dir : "");
+
+	/* [4] cc: link next to OUT under a temporary name, renamed once complete */
+	t0 = now_s();
+	if (!split_out(o->out, odir, sizeof odir, obase, sizeof obase)) {
+		rc = fail(EXIT_RUNTIME, "%s: cannot write there: %s", o->out, strerror(errno));
+		goto out;
+	}
+	snprintf(tmp_out, sizeof tmp_out, "%s/.%s.XXXXXX", odir, obase);
+	int fd = mkstemp(tmp_out);
+	if (fd < 0) {
+		rc = fail(EXIT_RUNTIME, "%s: cannot create a file in %s: %s", o->out, odir,
+			  strerror(errno));
+		tmp_out[0] = 0;
+		goto out;
+	}
+	close(fd);
+	if (cg_cc(&co, t, srcdir, tmp_out, cmd, sizeof cmd, &e) != BN_OK) {
+		if (o->verbose)
+			fprintf(stderr, "bitnetc: build: %s\n", cmd);
+		rc = fail(EXIT_RUNTIME, "build: %s", e.msg);
+		goto out;
+	}
+	if (o->verbose)
+		stage(4, "cc", now_s() - t0, "%s", cmd);
+	else
+		stage(4, "cc", now_s() - t0, "%s %s (%s)", co.cc, co.opt, t->name);
+
+	/* [5] payload */
+	t0 = now_s();
+	const char *wpath = o->weights_file ? o->weights_file : tmp_out;
+	wrote_wfile = o->weights_file != NULL;
+	if (cg_payload_write(g, &out.payload, wpath, !o->weights_file, &e) != BN_OK) {
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
+		goto out;
+	}
+	mode_t um = umask(0);
+	umask(um);
+	if (chmod(tmp_out, 0777 & ~um) != 0 || rename(tmp_out, o->out) != 0) {
+		rc = fail(EXIT_RUNTIME, "%s: cannot write: %s", o->out, strerror(errno));
+		goto out;
+	}
+	tmp_out[0] = 0;
+	stage(5, "payload", now_s() - t0, "%.1f MiB of weights %s %s (hash %016" PRIx64 ")",
+	      (double)out.payload.size / 1048576.0, o->weights_file ? "written to" : "appended to",
+	      o->weights_file ? o->weights_file : o->out, out.payload.hash);
+	struct stat st;
+	printf("wrote %s (%.1f MiB)\n", o->out,
+	       stat(o->out, &st) == 0 ? (double)st.st_size / 1048576.0 : 0.0);
+out:
+	if (tmp_out[0])
+		unlink(tmp_out);
+	if (rc && wrote_wfile)
+		unlink(o->weights_file);
+	if (made_srcdir)
+		cg_remove_sources(srcdir);
+	cg_output_free(&out);
+	ir_graph_free(g);
+	gguf_close(f);
+	return finish(rc);
+}
+
+static int cmd_build(int argc, char **argv)
+{
+	Args a = {.cmd = "build", .argc = argc, .argv = argv};
+	const char *cc_env = getenv("CC");
+	BuildOpts o = {.target = "cpu-generic", .cc = cc_env && *cc_env ? cc_env : "cc",
+		       .opt = "-O2", .max_batch = 32};
+	static const char *const levels[] = {"-O0", "-O1", "-O2", "-O3"};
+	for (a.i = 0; a.i < argc; a.i++) {
+		const char *v;
+		int r;
+		if (is_help(argv[a.i]))
+			return show_usage(usage_build);
+		bool level = false;
+		for (int k = 0; k < 4; k++)
+			if (strcmp(argv[a.i], levels[k]) == 0) {
+				o.opt = levels[k];
+				level = true;
+			}
+		if (level)
+			continue;
+		if (flag(&a, "-v", "--verbose")) {
+			o.verbose++;
+		} else if ((r = opt(&a, "-o", "--output", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.out = v;
+		} else if ((r = opt(&a, NULL, "--target", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.target = v;
+		} else if ((r = opt(&a, NULL, "--cc", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			if (!*v)
+				return usage_err(a.cmd, "--cc: empty compiler name");
+			o.cc = v;
+		} else if ((r = opt(&a, NULL, "--max-batch", &v)) != 0) {
+			if (r < 0 || !parse_int(a.cmd, a.opt, v, 2, 4096, &o.max_batch))
+				return EXIT_USAGE;
+		} else if ((r = opt(&a, NULL, "--emit-c", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.emit_dir = v;
+		} else if ((r = opt(&a, NULL, "--weights-file", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.weights_file = v;
+		} else if (!positional(&a, 1)) {
+			return EXIT_USAGE;
+		}
+	}
+	if (!need_model(&a))
+		return EXIT_USAGE;
+	o.path = a.pos[0];
+	if (!o.out)
+		return usage_err(a.cmd, "missing -o OUT (the program to write)");
+	const CgTarget *t = cg_cpu_target(o.target);
+	if (!t)
+		return usage_err(a.cmd, "--target: unknown or not yet buildable target '%s' (%s; "
+					"see 'bitnetc targets')", o.target, cg_cpu_target_names());
+	if (o.weights_file && strcmp(o.weights_file, o.out) == 0)
+		return usage_err(a.cmd, "--weights-file must differ from -o");
+	return build_model(&o, t);
 }
 
 /* ---- inspect -------------------------------------------------------------------- */
@@ -934,8 +1188,8 @@ static int cmd_targets(int argc, char **argv)
 	for (int i = 0; i < n; i++)
 		printf("%-12s %-6s %s\n%-19s %s\n", t[i].name, t[i].usable ? "yes" : "no",
 		       t[i].desc, "", t[i].note);
-	printf("\n'usable' is about this machine. Code generation (bitnetc build/emit) is not\n"
-	       "implemented yet; 'bitnetc run' uses the reference interpreter.\n");
+	printf("\n'usable' is about this machine. 'bitnetc build --target T' builds for %s\n"
+	       "today; 'bitnetc run' uses the reference interpreter.\n", cg_cpu_target_names());
 	return finish(0);
 }
 

@@ -1,5 +1,5 @@
-/* cg_cpu.h - the CPU backend: host feature detection and its targets (the C emitter
- * for the portable, AVX2 and AVX-512 variants arrives with the code generator). */
+/* cg_cpu.h - the CPU backend: host feature detection, its targets, the C emitter and the
+ * build step (runtime sources, the C compiler, the weights payload). */
 #ifndef BITNETC_CG_CPU_H
 #define BITNETC_CG_CPU_H
 
@@ -30,5 +30,43 @@ const char *cg_cpu_arch(void);
 /* The CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-neon, native) with their
  * availability on a host with features f. Returns how many were written (at most max). */
 int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max);
+
+/* ---- cg_cpu_emit.c ---- */
+
+/* Renders a (post-dce) graph into out->model_c (one C file defining rt_model) and plans
+ * the weights payload. A node it cannot handle: BN_EUNSUPPORTED naming the node. */
+int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e);
+
+/* ---- cg_cpu_build.c ---- */
+
+/* The buildable CPU targets ("cpu-generic", "native"); NULL if name is none of them.
+ * names gets a comma-separated list for messages. */
+const CgTarget *cg_cpu_target(const char *name);
+const char *cg_cpu_target_names(void);
+
+/* The runtime sources, embedded in bitnetc at its build (cg_runtime_src.c, generated). */
+typedef struct {
+	const char *name;
+	const unsigned char *data;
+	size_t size;
+} CgSource;
+extern const CgSource cg_runtime_sources[];
+extern const int cg_n_runtime_sources;
+
+/* Writes model.c and the runtime sources into dir. */
+int cg_write_sources(const char *dir, const CgOutput *out, BnErr *e);
+/* Removes what cg_write_sources wrote, then dir itself. */
+void cg_remove_sources(const char *dir);
+/* Compiles and links the sources in dir into out_path (absolute) with the target's flags,
+ * running the compiler inside dir with relative source paths (reproducible). cmd gets the
+ * command line. A missing compiler or a failed compile: an error with the first lines
+ * of its output. */
+int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_path, char *cmd,
+	  size_t cmd_n, BnErr *e);
+/* Writes the payload (the graph's constants at p's offsets) and the 32-byte trailer:
+ * appended to path after padding it to a multiple of 4096, or (append false) as the
+ * whole file. */
+int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, bool append,
+		     BnErr *e);
 
 #endif

@@ -1,0 +1,55 @@
+/* cg_buf.c - the growable text buffer all source emitters append to through cg_printf. */
+#include "../cg.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int cg_printf(CgBuf *b, const char *fmt, ...)
+{
+	if (b->oom)
+		return -1;
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		size_t room = b->cap - b->len;
+		int k = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? room : 0, fmt, ap);
+		va_end(ap);
+		if (k < 0) {
+			b->oom = true;
+			return -1;
+		}
+		if (b->data && (size_t)k < room) {
+			b->len += (size_t)k;
+			return k;
+		}
+		/* grow geometrically so that emitting a large model stays linear */
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap - b->len <= (size_t)k)
+			cap *= 2;
+		char *p = realloc(b->data, cap);
+		if (!p) {
+			b->oom = true;
+			return -1;
+		}
+		b->data = p;
+		b->cap = cap;
+	}
+}
+
+void cg_buf_free(CgBuf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->oom = false;
+}
+
+void cg_output_free(CgOutput *o)
+{
+	cg_buf_free(&o->model_c);
+	free(o->payload.ids);
+	free(o->payload.off);
+	o->payload.ids = NULL;
+	o->payload.off = NULL;
+}

@@ -1,0 +1,282 @@
+/* cg_cpu_build.c - the CPU build step: target table, runtime sources on disk, the C
+ * compiler run without a shell, and the weights payload appended to the program. */
+#include "cg_cpu.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- targets ------------------------------------------------------------------ */
+
+static const char *const native_flags[] = {"-march=native", NULL};
+
+/* The same portable C; native only lets the compiler use the host's instructions. */
+static const CgTarget cpu_targets[] = {
+	{"cpu-generic", "portable C11, any CPU the C compiler targets", cg_cpu_emit, NULL},
+	{"native", "portable C11 compiled with -march=native", cg_cpu_emit, native_flags},
+};
+
+const CgTarget *cg_cpu_target(const char *name)
+{
+	for (size_t i = 0; i < sizeof cpu_targets / sizeof cpu_targets[0]; i++)
+		if (strcmp(cpu_targets[i].name, name) == 0)
+			return &cpu_targets[i];
+	return NULL;
+}
+
+const char *cg_cpu_target_names(void)
+{
+	return "cpu-generic, native";
+}
+
+/* ---- sources on disk ---------------------------------------------------------- */
+
+static int write_file(const char *dir, const char *name, const void *data, size_t n, BnErr *e)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return bn_err(e, BN_EIO, "%s: cannot create: %s", path, strerror(errno));
+	size_t w = n ? fwrite(data, 1, n, f) : 0;
+	if (fclose(f) != 0 || w != n)
+		return bn_err(e, BN_EIO, "%s: cannot write: %s", path, strerror(errno));
+	return 0;
+}
+
+int cg_write_sources(const char *dir, const CgOutput *out, BnErr *e)
+{
+	if (write_file(dir, "model.c", out->model_c.data, out->model_c.len, e))
+		return e ? e->code : BN_EIO;
+	for (int i = 0; i < cg_n_runtime_sources; i++) {
+		const CgSource *s = &cg_runtime_sources[i];
+		if (write_file(dir, s->name, s->data, s->size, e))
+			return e ? e->code : BN_EIO;
+	}
+	return 0;
+}
+
+void cg_remove_sources(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/model.c", dir);
+	unlink(path);
+	for (int i = 0; i < cg_n_runtime_sources; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, cg_runtime_sources[i].name);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+/* ---- the compiler ------------------------------------------------------------- */
+
+/* Whether prog runs: a path is checked as is, a bare name against $PATH. */
+static bool cc_exists(const char *prog)
+{
+	if (strchr(prog, '/'))
+		return access(prog, X_OK) == 0;
+	const char *path = getenv("PATH");
+	if (!path || !*path)
+		path = "/usr/bin:/bin";
+	while (*path) {
+		const char *end = strchr(path, ':');
+		size_t len = end ? (size_t)(end - path) : strlen(path);
+		char full[4096];
+		snprintf(full, sizeof full, "%.*s/%s", (int)len, len ? path : ".", prog);
+		if (access(full, X_OK) == 0)
+			return true;
+		path += len + (end ? 1 : 0);
+	}
+	return false;
+}
+
+/* The first lines of the compiler's output, for the error message. */
+static void first_lines(const char *log, char *out, size_t n, int max_lines)
+{
+	size_t len = 0;
+	int lines = 0;
+	out[0] = 0;
+	for (const char *p = log; *p && lines < max_lines && len + 1 < n; p++) {
+		out[len++] = *p;
+		if (*p == '\n')
+			lines++;
+	}
+	while (len && out[len - 1] == '\n')
+		len--;
+	out[len] = 0;
+}
+
+int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_path, char *cmd,
+	  size_t cmd_n, BnErr *e)
+{
+	enum { MAX_ARGS = 64 };
+	const char *argv[MAX_ARGS];
+	int n = 0;
+	const char *cc = o->cc ? o->cc : "cc";
+	argv[n++] = cc;
+	argv[n++] = "-std=c11";
+	argv[n++] = o->opt ? o->opt : "-O2";
+	/* the generated kernels reproduce the interpreter's float order: no fused a*b+c */
+	argv[n++] = "-ffp-contract=off";
+	argv[n++] = "-D_GNU_SOURCE";
+	for (int i = 0; t->cflags && t->cflags[i] && n < MAX_ARGS - 16; i++)
+		argv[n++] = t->cflags[i];
+	argv[n++] = "-o";
+	argv[n++] = out_path;
+	argv[n++] = "model.c";
+	for (int i = 0; i < cg_n_runtime_sources && n < MAX_ARGS - 3; i++) {
+		const char *s = cg_runtime_sources[i].name;
+		size_t l = strlen(s);
+		if (l > 2 && strcmp(s + l - 2, ".c") == 0)
+			argv[n++] = s;
+	}
+	argv[n++] = "-lm";
+	argv[n++] = "-lpthread";
+	argv[n] = NULL;
+
+	size_t len = 0;
+	cmd[0] = 0;
+	for (int i = 0; i < n && len < cmd_n; i++) {
+		int k = snprintf(cmd + len, cmd_n - len, "%s%s", i ? " " : "", argv[i]);
+		if (k < 0)
+			break;
+		len += (size_t)k;
+	}
+	if (!cc_exists(cc))
+		return bn_err(e, BN_EIO, "C compiler '%s' not found (install one, or name it with --cc)",
+			      cc);
+
+	int fds[2];
+	if (pipe(fds) != 0)
+		return bn_err(e, BN_EIO, "cannot create a pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return bn_err(e, BN_EIO, "cannot start %s: %s", cc, strerror(errno));
+	}
+	if (pid == 0) {
+		/* the child: run inside dir so that every source path is relative */
+		dup2(fds[1], 1);
+		dup2(fds[1], 2);
+		close(fds[0]);
+		close(fds[1]);
+		if (chdir(dir) != 0) {
+			fprintf(stderr, "cannot enter %s: %s\n", dir, strerror(errno));
+			_exit(127);
+		}
+		execvp(cc, (char *const *)argv);
+		fprintf(stderr, "cannot run %s: %s\n", cc, strerror(errno));
+		_exit(127);
+	}
+	close(fds[1]);
+	char *log = NULL;
+	size_t log_n = 0, log_cap = 0;
+	for (;;) {
+		char buf[4096];
+		ssize_t r = read(fds[0], buf, sizeof buf);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (log_n + (size_t)r + 1 > log_cap) {
+			size_t cap = log_cap ? 2 * log_cap : 8192;
+			while (cap < log_n + (size_t)r + 1)
+				cap *= 2;
+			char *p = realloc(log, cap);
+			if (!p)
+				continue; /* keep draining; the message just gets shorter */
+			log = p;
+			log_cap = cap;
+		}
+		memcpy(log + log_n, buf, (size_t)r);
+		log_n += (size_t)r;
+	}
+	close(fds[0]);
+	if (log)
+		log[log_n] = 0;
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	int rc = 0;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		char head[400];
+		first_lines(log ? log : "", head, sizeof head, 6);
+		if (WIFEXITED(st))
+			rc = bn_err(e, BN_EIO, "the C compiler failed (exit %d): %s%s", WEXITSTATUS(st),
+				    head[0] ? "\n" : "", head);
+		else
+			rc = bn_err(e, BN_EIO, "the C compiler was killed by signal %d%s%s",
+				    WIFSIGNALED(st) ? WTERMSIG(st) : 0, head[0] ? ": " : "", head);
+	} else if (o->verbose && log && log_n) {
+		fputs(log, stderr); /* warnings, shown on request */
+	}
+	free(log);
+	return rc;
+}
+
+/* ---- the payload ---------------------------------------------------------------- */
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static int put_zeros(FILE *f, uint64_t n)
+{
+	static const uint8_t zero[4096];
+	while (n) {
+		size_t k = n > sizeof zero ? sizeof zero : (size_t)n;
+		if (fwrite(zero, 1, k, f) != k)
+			return -1;
+		n -= k;
+	}
+	return 0;
+}
+
+int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, bool append,
+		     BnErr *e)
+{
+	FILE *f = fopen(path, append ? "r+b" : "wb");
+	if (!f)
+		return bn_err(e, BN_EIO, "%s: cannot open: %s", path, strerror(errno));
+	uint64_t start = 0;
+	int bad = 0;
+	if (append) {
+		/* the program, zero-padded to a page so that the payload can be mapped */
+		if (fseeko(f, 0, SEEK_END) != 0) {
+			fclose(f);
+			return bn_err(e, BN_EIO, "%s: cannot seek: %s", path, strerror(errno));
+		}
+		off_t end = ftello(f);
+		start = ((uint64_t)end + 4095) / 4096 * 4096;
+		bad |= put_zeros(f, start - (uint64_t)end);
+	}
+	uint64_t at = 0;
+	for (int i = 0; i < p->n && !bad; i++) {
+		const IrValue *v = &g->values[p->ids[i]];
+		bad |= put_zeros(f, p->off[i] - at);
+		if (v->nbytes && fwrite(v->data, 1, (size_t)v->nbytes, f) != v->nbytes)
+			bad = 1;
+		at = p->off[i] + v->nbytes;
+	}
+	uint8_t tr[32];
+	memcpy(tr, "BNWEIGHT", 8);
+	put_le64(tr + 8, start);
+	put_le64(tr + 16, p->size);
+	put_le64(tr + 24, p->hash);
+	if (!bad && fwrite(tr, 1, sizeof tr, f) != sizeof tr)
+		bad = 1;
+	if (fclose(f) != 0)
+		bad = 1;
+	if (bad)
+		return bn_err(e, BN_EIO, "%s: cannot write the weights payload: %s", path,
+			      strerror(errno));
+	return 0;
+}

@@ -1,0 +1,1367 @@
+/* cg_cpu_emit.c - the portable C emitter: renders a graph into one model.c whose kernels
+ * carry every shape, stride and offset as a constant, and which computes exactly what the
+ * reference interpreter (ir/ir_interp.c) computes, in the same float order. */
+#include "cg_cpu.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { CG_ALIGN = 64 };
+#define NO_OFF UINT64_MAX
+
+/* One specialized kernel: emitted once, with the tensors that use it listed above it. */
+typedef struct {
+	char name[96];
+	CgBuf users;
+	CgBuf body;
+} Kern;
+
+/* The emitter's state for one graph. */
+typedef struct {
+	const IrGraph *g;
+	const CgOpts *o;
+	BnErr *e;
+	CgBuf *fwd;       /* body of the forward function being emitted */
+	bool t1;          /* emitting forward_t1 (T = 1), else forward_tb */
+	bool record;      /* record kernel users (first forward only) */
+	Kern *kern;
+	int n_kern, cap_kern;
+	uint64_t *soff;   /* per value: scratch offset (NO_OFF: none) */
+	uint64_t *woff;   /* per value: payload offset of a constant (NO_OFF: none) */
+	uint64_t *tmp;    /* per node: scratch offset of its temporary (NO_OFF: none) */
+	int64_t n_layer;  /* KV layers (1 + the largest layer attr) */
+	int64_t *kv_off;  /* per layer: element offset of its K cache, in units of n_ctx */
+	int64_t *kv_w;    /* per layer: K/V row width (0: layer unused) */
+	int64_t kv_elems; /* f16 elements per position over all layers, K and V */
+	int64_t max_heads;
+	bool logits_direct; /* the head writes the caller's logits */
+} Em;
+
+static const IrValue *V(const Em *m, IrId id)
+{
+	return &m->g->values[id];
+}
+
+/* ---- kernels -------------------------------------------------------------- */
+
+/* The kernel called name; *fresh is true when its body still has to be written. NULL on
+ * out of memory. */
+static Kern *kern_get(Em *m, const char *name, bool *fresh)
+{
+	for (int i = 0; i < m->n_kern; i++)
+		if (strcmp(m->kern[i].name, name) == 0) {
+			*fresh = false;
+			return &m->kern[i];
+		}
+	if (m->n_kern == m->cap_kern) {
+		int cap = m->cap_kern ? 2 * m->cap_kern : 32;
+		Kern *k = realloc(m->kern, (size_t)cap * sizeof *k);
+		if (!k)
+			return NULL;
+		m->kern = k;
+		m->cap_kern = cap;
+	}
+	Kern *k = &m->kern[m->n_kern++];
+	memset(k, 0, sizeof *k);
+	snprintf(k->name, sizeof k->name, "%s", name);
+	*fresh = true;
+	return k;
+}
+
+/* Text from the model file goes into comments: keep it from closing them. */
+static void put_comment_text(CgBuf *b, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '*' && s[1] == '/')
+			cg_printf(b, "*_");
+		else
+			cg_printf(b, "%c", c >= 0x20 && c < 0x7f ? c : '?');
+	}
+}
+
+static void put_shape(CgBuf *b, const IrValue *v)
+{
+	cg_printf(b, "[");
+	for (int i = 0; i < v->n_dims; i++) {
+		if (v->ne[i] == IR_DIM_T)
+			cg_printf(b, "%sT", i ? ", " : "");
+		else
+			cg_printf(b, "%s%" PRId64, i ? ", " : "", v->ne[i]);
+	}
+	cg_printf(b, "]");
+}
+
+/* Records that node n uses kernel k: its name and the constant (weight) it reads, if any. */
+static void kern_user(Em *m, Kern *k, const IrNode *n)
+{
+	if (!m->record)
+		return;
+	cg_printf(&k->users, " *   ");
+	put_comment_text(&k->users, n->name);
+	cg_printf(&k->users, " (%s)", ir_op_name(n->op));
+	for (int i = 0; i < n->n_in; i++) {
+		const IrValue *v = V(m, n->in[i]);
+		if (v->kind != IR_VAL_CONST)
+			continue;
+		cg_printf(&k->users, ": ");
+		put_comment_text(&k->users, v->name);
+		cg_printf(&k->users, " %s ", ir_dtype_name(v->dtype));
+		put_shape(&k->users, v);
+		cg_printf(&k->users, " layout=");
+		put_comment_text(&k->users, v->layout ? v->layout : "gguf");
+	}
+	cg_printf(&k->users, "\n");
+}
+
+/* ---- operands --------------------------------------------------------------- */
+
+/* The C expression of value id as a pointer of type ty: scratch, payload or the tokens. */
+static const char *ref(const Em *m, IrId id, const char *ty, char *buf, size_t n)
+{
+	const IrValue *v = V(m, id);
+	if (id == m->g->tokens)
+		snprintf(buf, n, "tok");
+	else if (v->kind == IR_VAL_CONST)
+		snprintf(buf, n, "(const %s *)(W + %" PRIu64 ")", ty, m->woff[id]);
+	else
+		snprintf(buf, n, "(%s *)(S + %" PRIu64 ")", ty, m->soff[id]);
+	return buf;
+}
+
+/* Floats as exact hexadecimal literals: the binary must use the very float the
+ * interpreter computes from the same attribute. */
+static const char *flit(float f, char *buf, size_t n)
+{
+	if (isinf(f))
+		snprintf(buf, n, "%sINFINITY", f < 0 ? "-" : "");
+	else
+		snprintf(buf, n, "%af", (double)f);
+	return buf;
+}
+
+/* ---- dense rows: dequantization shared by embed and the head ---------------- */
+
+/* Emits (once) deq_<type>_k<K>(src, dst): one row of K elements, exactly as ir_dequant. */
+static int emit_deq(Em *m, IrDtype dt, int64_t k, char *name, size_t nn)
+{
+	snprintf(name, nn, "deq_%s_k%" PRId64, ir_dtype_name(dt), k);
+	bool fresh;
+	Kern *kn = kern_get(m, name, &fresh);
+	if (!kn)
+		return bn_err(m->e, BN_ENOMEM, "codegen: out of memory");
+	if (!fresh)
+		return 0;
+	CgBuf *b = &kn->body;
+	cg_printf(b, "static void %s(const uint8_t *src, float *dst)\n{\n", name);
+	switch (dt) {
+	case IR_DT_F32:
+		cg_printf(b, "\tmemcpy(dst, src, %" PRId64 " * sizeof(float));\n", k);
+		break;
+	case IR_DT_F16:
+	case IR_DT_BF16:
+		cg_printf(b, "\tfor (int i = 0; i < %" PRId64 "; i++)\n"
+			     "\t\tdst[i] = %s(rd16(src + 2 * i));\n",
+			  k, dt == IR_DT_F16 ? "f16_to_f32" : "bf16_to_f32");
+		break;
+	case IR_DT_Q8_0:
+		cg_printf(b, "\tfor (int b = 0; b < %" PRId64 "; b++, src += 34, dst += 32) {\n"
+			     "\t\tfloat d = f16_to_f32(rd16(src));\n"
+			     "\t\tfor (int i = 0; i < 32; i++)\n"
+			     "\t\t\tdst[i] = d * (float)(int8_t)src[2 + i];\n"
+			     "\t}\n",
+			  k / 32);
+		break;
+	case IR_DT_Q6_K:
+		/* element 128h + 32s + l: low nibble ql[64h + l + 32(s&1)] (>> 4 when s >= 2),
+		 * high bits qh[32h + l] >> 2s, scale scales[8h + 2s + l/16] */
+		cg_printf(b, "\tfor (int b = 0; b < %" PRId64 "; b++, src += 210, dst += 256) {\n"
+			     "\t\tconst uint8_t *ql = src, *qh = src + 128;\n"
+			     "\t\tconst int8_t *sc = (const int8_t *)(src + 192);\n"
+			     "\t\tfloat d = f16_to_f32(rd16(src + 208));\n"
+			     "\t\tfor (int h = 0; h < 2; h++)\n"
+			     "\t\t\tfor (int s = 0; s < 4; s++)\n"
+			     "\t\t\t\tfor (int l = 0; l < 32; l++) {\n"
+			     "\t\t\t\t\tint lo = (ql[64 * h + l + 32 * (s & 1)] >> (s >= 2 ? 4 : 0)) & 0xf;\n"
+			     "\t\t\t\t\tint code = lo | (((qh[32 * h + l] >> (2 * s)) & 3) << 4);\n"
+			     "\t\t\t\t\tdst[128 * h + 32 * s + l] = d * (float)sc[8 * h + 2 * s + l / 16] * (float)(code - 32);\n"
+			     "\t\t\t\t}\n"
+			     "\t}\n",
+			  k / 256);
+		break;
+	default:
+		return bn_err(m->e, BN_EUNSUPPORTED, "codegen: no dense kernel for type %s",
+			      ir_dtype_name(dt));
+	}
+	cg_printf(b, "}\n");
+	return 0;
+}
+
+static bool dense_ok(IrDtype dt, int64_t k)
+{
+	switch (dt) {
+	case IR_DT_F32:
+	case IR_DT_F16:
+	case IR_DT_BF16:
+		return true;
+	case IR_DT_Q8_0:
+		return k % 32 == 0;
+	case IR_DT_Q6_K:
+		return k % 256 == 0;
+	default:
+		return false;
+	}
+}
+
+static uint64_t dense_row_bytes(IrDtype dt, int64_t k)
+{
+	const IrDtypeInfo *d = ir_dtype_info(dt);
+	return (uint64_t)(k / d->block) * (uint64_t)d->block_bytes;
+}
+
+/* ---- per-op emitters ---------------------------------------------------------- */
+
+typedef int (*EmitFn)(Em *m, const IrNode *n);
+
+static int unsupported(Em *m, const IrNode *n, const char *why)
+{
+	return bn_err(m->e, BN_EUNSUPPORTED, "codegen (cpu): node '%s' (%s): %s", n->name,
+		      ir_op_name(n->op), why);
+}
+
+/* Looks up (or starts) the kernel called name for node n; *body is NULL if it exists. */
+static int kern_for(Em *m, const IrNode *n, const char *name, CgBuf **body)
+{
+	bool fresh;
+	*body = NULL;
+	Kern *k = kern_get(m, name, &fresh);
+	if (!k)
+		return bn_err(m->e, BN_ENOMEM, "codegen: out of memory");
+	kern_user(m, k, n);
+	*body = fresh ? &k->body : NULL;
+	return 0;
+}
+
+static int emit_embed(Em *m, const IrNode *n)
+{
+	const IrValue *tab = V(m, n->in[1]);
+	int64_t k = tab->ne[0], vocab = tab->ne[1];
+	if (tab->kind != IR_VAL_CONST || !dense_ok(tab->dtype, k))
+		return unsupported(m, n, "the table must be a constant f32/f16/bf16/q8_0/q6_k");
+	char deq[64], name[96], y[64];
+	if (emit_deq(m, tab->dtype, k, deq, sizeof deq))
+		return m->e->code;
+	snprintf(name, sizeof name, "embed_%s_k%" PRId64 "_v%" PRId64, ir_dtype_name(tab->dtype), k,
+		 vocab);
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (b)
+		/* the runtime checks token ids; a bad one reads as a zero row, never out of bounds */
+		cg_printf(b, "static void %s(const uint8_t *w, const int32_t *tok, int n, float *y)\n{\n"
+			     "\tfor (int t = 0; t < n; t++) {\n"
+			     "\t\tif (tok[t] < 0 || tok[t] >= %" PRId64 ") {\n"
+			     "\t\t\tmemset(y + (int64_t)t * %" PRId64 ", 0, %" PRId64 " * sizeof(float));\n"
+			     "\t\t\tcontinue;\n"
+			     "\t\t}\n"
+			     "\t\t%s(w + (uint64_t)tok[t] * %" PRIu64 ", y + (int64_t)t * %" PRId64 ");\n"
+			     "\t}\n}\n",
+			  name, vocab, k, k, deq, dense_row_bytes(tab->dtype, k), k);
+	cg_printf(m->fwd, "\t%s(W + %" PRIu64 ", tok, n, %s);\n", name, m->woff[n->in[1]],
+		  ref(m, n->out[0], "float", y, sizeof y));
+	return 0;
+}
+
+static int emit_rmsnorm(Em *m, const IrNode *n)
+{
+	int64_t k = ir_value_row(V(m, n->in[0]));
+	char name[96], x[64], w[64], y[64], eps[48];
+	snprintf(name, sizeof name, "rmsnorm_n%" PRId64, k);
+	if (n->n_in > 1 && (V(m, n->in[1])->dtype != IR_DT_F32 || ir_value_has_t(V(m, n->in[1]))))
+		return unsupported(m, n, "the weight must be f32 without a token dim");
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	/* sum of float squares in double, mean to float, then x*scale and a separate *w */
+	if (b)
+		cg_printf(b, "static void %s(const float *x, const float *w, float *y, int n, float eps)\n{\n"
+			     "\tenum { K = %" PRId64 " };\n"
+			     "\tfor (int t = 0; t < n; t++) {\n"
+			     "\t\tconst float *xr = x + (int64_t)t * K;\n"
+			     "\t\tfloat *yr = y + (int64_t)t * K;\n"
+			     "\t\tdouble sum = 0.0;\n"
+			     "\t\tfor (int i = 0; i < K; i++)\n"
+			     "\t\t\tsum += (double)(xr[i] * xr[i]);\n"
+			     "\t\tfloat mean = (float)(sum / (double)K);\n"
+			     "\t\tfloat scale = 1.0f / sqrtf(mean + eps);\n"
+			     "\t\tfor (int i = 0; i < K; i++)\n"
+			     "\t\t\tyr[i] = xr[i] * scale;\n"
+			     "\t\tif (w)\n"
+			     "\t\t\tfor (int i = 0; i < K; i++)\n"
+			     "\t\t\t\tyr[i] = yr[i] * w[i];\n"
+			     "\t}\n}\n",
+			  name, k);
+	cg_printf(m->fwd, "\t%s(%s, %s, %s, n, %s);\n", name, ref(m, n->in[0], "float", x, sizeof x),
+		  n->n_in > 1 ? ref(m, n->in[1], "float", w, sizeof w) : "NULL",
+		  ref(m, n->out[0], "float", y, sizeof y),
+		  flit((float)ir_attr_float(n, "eps", 1e-5), eps, sizeof eps));
+	return 0;
+}
+
+/* Q8_K per 256 inputs (for TQ1_0/TQ2_0 and Q6_K heads): the signed value of the first
+ * largest |x| sets iscale = -127/xm; q = min(127, rint(iscale*x)); d = 1/iscale. */
+static void q8k_body(CgBuf *b, const char *name, int64_t k)
+{
+	cg_printf(b, "static void %s(const float *x, int8_t *q, float *d, int n)\n{\n"
+		     "\tenum { K = %" PRId64 " };\n"
+		     "\tfor (int64_t bi = 0; bi < (int64_t)n * (K / 256); bi++) {\n"
+		     "\t\tconst float *xb = x + bi * 256;\n"
+		     "\t\tint8_t *qb = q + bi * 256;\n"
+		     "\t\tfloat amax = 0.0f, xm = 0.0f;\n"
+		     "\t\tfor (int i = 0; i < 256; i++)\n"
+		     "\t\t\tif (fabsf(xb[i]) > amax) {\n"
+		     "\t\t\t\tamax = fabsf(xb[i]);\n"
+		     "\t\t\t\txm = xb[i];\n"
+		     "\t\t\t}\n"
+		     "\t\tif (amax == 0.0f) {\n"
+		     "\t\t\tmemset(qb, 0, 256);\n"
+		     "\t\t\td[bi] = 0.0f;\n"
+		     "\t\t\tcontinue;\n"
+		     "\t\t}\n"
+		     "\t\tfloat iscale = -127.0f / xm;\n"
+		     "\t\tfor (int i = 0; i < 256; i++) {\n"
+		     "\t\t\tfloat v = rintf(iscale * xb[i]);\n"
+		     "\t\t\tqb[i] = (int8_t)(v > 127.0f ? 127.0f : v);\n"
+		     "\t\t}\n"
+		     "\t\td[bi] = 1.0f / iscale;\n"
+		     "\t}\n}\n",
+			  name, k);
+}
+
+static int emit_quant_act(Em *m, const IrNode *n)
+{
+	int64_t k = ir_value_row(V(m, n->in[0]));
+	bool block = strcmp(ir_attr_str(n, "mode", "token"), "block256") == 0;
+	if (!block && strcmp(ir_attr_str(n, "mode", "token"), "token") != 0)
+		return unsupported(m, n, "unknown mode (token or block256)");
+	if (block && k % 256)
+		return unsupported(m, n, "block256 needs a row that is a multiple of 256");
+	char name[96], x[64], q[64], s[64];
+	snprintf(name, sizeof name, "%s_k%" PRId64, block ? "quant_q8k" : "quant_tok", k);
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (b && !block)
+		/* per token: amax in double, s = (float)(127/amax), q = rint(x*s) clamped */
+		cg_printf(b, "static void %s(const float *x, int8_t *q, float *s, int n)\n{\n"
+			     "\tenum { K = %" PRId64 " };\n"
+			     "\tfor (int t = 0; t < n; t++) {\n"
+			     "\t\tconst float *xr = x + (int64_t)t * K;\n"
+			     "\t\tint8_t *qr = q + (int64_t)t * K;\n"
+			     "\t\tdouble amax = 0.0;\n"
+			     "\t\tfor (int i = 0; i < K; i++)\n"
+			     "\t\t\tamax = fmax(amax, fabs((double)xr[i]));\n"
+			     "\t\tamax = fmax(amax, 1e-5);\n"
+			     "\t\tfloat st = (float)(127.0 / amax);\n"
+			     "\t\tfor (int i = 0; i < K; i++) {\n"
+			     "\t\t\tfloat v = rintf(xr[i] * st);\n"
+			     "\t\t\tqr[i] = (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);\n"
+			     "\t\t}\n"
+			     "\t\ts[t] = st;\n"
+			     "\t}\n}\n",
+			  name, k);
+	if (b && block)
+		q8k_body(b, name, k);
+	cg_printf(m->fwd, "\t%s(%s, %s, %s, n);\n", name, ref(m, n->in[0], "float", x, sizeof x),
+		  ref(m, n->out[0], "int8_t", q, sizeof q), ref(m, n->out[1], "float", s, sizeof s));
+	return 0;
+}
+
+/* I2_S: D = sum(code*q) - sum(q) exactly in int32 (code = w + 1), y = ((float)D / s) * wscale.
+ * Byte 32b + j of a row holds elements 128b + j, +32, +64, +96 in bits 7:6, 5:4, 3:2, 1:0. */
+static void tmm_i2s_body(CgBuf *b, const char *name, int64_t k, int64_t nr)
+{
+	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+		     "\tconst TmmArg *a = arg;\n"
+		     "\tenum { K = %" PRId64 ", N = %" PRId64 " };\n"
+		     "\tfloat wscale;\n"
+		     "\tmemcpy(&wscale, a->w + (uint64_t)K * N / 4, sizeof wscale);\n"
+		     "\tint32_t qsum[MAX_BATCH];\n"
+		     "\tfor (int t = 0; t < a->n; t++) {\n"
+		     "\t\tint32_t s = 0;\n"
+		     "\t\tfor (int i = 0; i < K; i++)\n"
+		     "\t\t\ts += a->q[(int64_t)t * K + i];\n"
+		     "\t\tqsum[t] = s;\n"
+		     "\t}\n"
+		     "\tint64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;\n"
+		     "\tfor (int64_t o = lo; o < hi; o++) {\n"
+		     "\t\tconst uint8_t *wr = a->w + o * (K / 4);\n"
+		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
+		     "\t\t\tconst int8_t *q = a->q + (int64_t)t * K;\n"
+		     "\t\t\tint32_t acc[32] = {0};\n"
+		     "\t\t\tfor (int bl = 0; bl < K / 128; bl++) {\n"
+		     "\t\t\t\tconst uint8_t *p = wr + 32 * bl;\n"
+		     "\t\t\t\tconst int8_t *qb = q + 128 * bl;\n"
+		     "\t\t\t\tfor (int j = 0; j < 32; j++) {\n"
+		     "\t\t\t\t\tint v = p[j];\n"
+		     "\t\t\t\t\tacc[j] += (v >> 6) * qb[j] + ((v >> 4) & 3) * qb[32 + j] +\n"
+		     "\t\t\t\t\t\t  ((v >> 2) & 3) * qb[64 + j] + (v & 3) * qb[96 + j];\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t}\n"
+		     "\t\t\tint32_t d = -qsum[t];\n"
+		     "\t\t\tfor (int j = 0; j < 32; j++)\n"
+		     "\t\t\t\td += acc[j];\n"
+		     "\t\t\ta->y[(int64_t)t * N + o] = ((float)d / a->s[t]) * wscale;\n"
+		     "\t\t}\n"
+		     "\t}\n}\n",
+		  name, k, nr);
+}
+
+/* TQ1_0/TQ2_0 with Q8_K activations in the reference's float order: per block 8 int32
+ * lanes (lane L: codes*q over elements with e%32 in 4L..4L+3, minus q[32L..32L+31]),
+ * each times d_a*d_w, summed per lane over blocks, then ((0+4)+(2+6)) + ((1+5)+(3+7)).
+ * A row is decoded to codes 0..2 once and reused for every token. */
+static void tmm_tq_body(CgBuf *b, const char *name, IrDtype dt, int64_t k, int64_t nr)
+{
+	bool tq1 = dt == IR_DT_TQ1_0;
+	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+		     "\tconst TmmArg *a = arg;\n"
+		     "\tenum { K = %" PRId64 ", N = %" PRId64 ", NB = K / 256, BB = %d };\n"
+		     "\tstatic const uint8_t pow3[5] = {1, 3, 9, 27, 81};\n"
+		     "\t(void)pow3;\n"
+		     "\tint32_t qls[MAX_BATCH][NB][8];\n"
+		     "\tfor (int t = 0; t < a->n; t++)\n"
+		     "\t\tfor (int bl = 0; bl < NB; bl++)\n"
+		     "\t\t\tfor (int L = 0; L < 8; L++) {\n"
+		     "\t\t\t\tint32_t s = 0;\n"
+		     "\t\t\t\tfor (int i = 0; i < 32; i++)\n"
+		     "\t\t\t\t\ts += a->q[(int64_t)t * K + 256 * bl + 32 * L + i];\n"
+		     "\t\t\t\tqls[t][bl][L] = s;\n"
+		     "\t\t\t}\n"
+		     "\tint64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;\n"
+		     "\tuint8_t codes[K];\n"
+		     "\tfloat wd[NB];\n"
+		     "\tfor (int64_t o = lo; o < hi; o++) {\n"
+		     "\t\tconst uint8_t *wr = a->w + o * (NB * BB);\n"
+		     "\t\tfor (int bl = 0; bl < NB; bl++) {\n"
+		     "\t\t\tconst uint8_t *p = wr + bl * BB;\n"
+		     "\t\t\tuint8_t *c = codes + 256 * bl;\n",
+		  name, k, nr, tq1 ? 54 : 66);
+	if (tq1)
+		/* five trits per byte, first most significant: trit n = ((uint8)(B*3^n) * 3) >> 8 */
+		cg_printf(b, "\t\t\tfor (int e = 0; e < 5; e++)\n"
+			     "\t\t\t\tfor (int i = 0; i < 32; i++)\n"
+			     "\t\t\t\t\tc[32 * e + i] = (uint8_t)(((uint8_t)(p[i] * pow3[e]) * 3) >> 8);\n"
+			     "\t\t\tfor (int e = 0; e < 5; e++)\n"
+			     "\t\t\t\tfor (int i = 0; i < 16; i++)\n"
+			     "\t\t\t\t\tc[160 + 16 * e + i] = (uint8_t)(((uint8_t)(p[32 + i] * pow3[e]) * 3) >> 8);\n"
+			     "\t\t\tfor (int e = 0; e < 4; e++)\n"
+			     "\t\t\t\tfor (int i = 0; i < 4; i++)\n"
+			     "\t\t\t\t\tc[240 + 4 * e + i] = (uint8_t)(((uint8_t)(p[48 + i] * pow3[e]) * 3) >> 8);\n"
+			     "\t\t\twd[bl] = f16_to_f32(rd16(p + 52));\n");
+	else
+		/* element 128j + 32s + m in qs[32j + m] bits 2s..2s+1 */
+		cg_printf(b, "\t\t\tfor (int j = 0; j < 2; j++)\n"
+			     "\t\t\t\tfor (int s = 0; s < 4; s++)\n"
+			     "\t\t\t\t\tfor (int i = 0; i < 32; i++)\n"
+			     "\t\t\t\t\t\tc[128 * j + 32 * s + i] = (uint8_t)((p[32 * j + i] >> (2 * s)) & 3);\n"
+			     "\t\t\twd[bl] = f16_to_f32(rd16(p + 64));\n");
+	cg_printf(b, "\t\t}\n"
+		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
+		     "\t\t\tconst int8_t *q = a->q + (int64_t)t * K;\n"
+		     "\t\t\tfloat acc[8] = {0};\n"
+		     "\t\t\tfor (int bl = 0; bl < NB; bl++) {\n"
+		     "\t\t\t\tconst uint8_t *c = codes + 256 * bl;\n"
+		     "\t\t\t\tconst int8_t *qb = q + 256 * bl;\n"
+		     "\t\t\t\tint32_t lm[32] = {0};\n"
+		     "\t\t\t\tfor (int g = 0; g < 8; g++)\n"
+		     "\t\t\t\t\tfor (int i = 0; i < 32; i++)\n"
+		     "\t\t\t\t\t\tlm[i] += c[32 * g + i] * qb[32 * g + i];\n"
+		     "\t\t\t\tfloat d = a->s[(int64_t)t * NB + bl] * wd[bl];\n"
+		     "\t\t\t\tfor (int L = 0; L < 8; L++) {\n"
+		     "\t\t\t\t\tint32_t lane = lm[4 * L] + lm[4 * L + 1] + lm[4 * L + 2] + lm[4 * L + 3] - qls[t][bl][L];\n"
+		     "\t\t\t\t\tfloat p = (float)lane * d;\n"
+		     "\t\t\t\t\tacc[L] = acc[L] + p;\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t}\n"
+		     "\t\t\ta->y[(int64_t)t * N + o] = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));\n"
+		     "\t\t}\n"
+		     "\t}\n}\n");
+}
+
+static int emit_ternary_matmul(Em *m, const IrNode *n)
+{
+	const IrValue *w = V(m, n->in[2]), *sc = V(m, n->in[1]);
+	int64_t k = w->ne[0], nr = w->ne[1];
+	if (w->kind != IR_VAL_CONST)
+		return unsupported(m, n, "the ternary weight must be a constant");
+	const char *tag;
+	switch (w->dtype) {
+	case IR_DT_I2_S:
+		tag = "i2s";
+		if (k % 128 || ir_value_row(sc) != 1)
+			return unsupported(m, n, "i2_s needs K % 128 == 0 and per-token scales");
+		break;
+	case IR_DT_TQ1_0:
+	case IR_DT_TQ2_0:
+		tag = w->dtype == IR_DT_TQ1_0 ? "tq1" : "tq2";
+		if (k % 256 || ir_value_row(sc) != k / 256)
+			return unsupported(m, n, "tq1_0/tq2_0 need K % 256 == 0 and Q8_K (block256) scales");
+		break;
+	default:
+		return unsupported(m, n, "the weight must be i2_s, tq1_0 or tq2_0");
+	}
+	char name[96], q[64], s[64], y[64];
+	snprintf(name, sizeof name, "tmm_%s_k%" PRId64 "_n%" PRId64, tag, k, nr);
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (b && w->dtype == IR_DT_I2_S)
+		tmm_i2s_body(b, name, k, nr);
+	else if (b)
+		tmm_tq_body(b, name, w->dtype, k, nr);
+	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
+			  "\t\trt_pool_run(st->pool, %s, &a);\n\t}\n",
+		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
+		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y), name);
+	return 0;
+}
+
+/* The head's x preparation, exactly as the interpreter's head_prepare. */
+static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
+{
+	cg_printf(b, "static void %s(const float *x, float *xr, int n)\n{\n"
+		     "\tenum { K = %" PRId64 " };\n"
+		     "\tfor (int t = 0; t < n; t++) {\n"
+		     "\t\tconst float *xt = x + (int64_t)t * K;\n"
+		     "\t\tfloat *xo = xr + (int64_t)t * K;\n",
+		  name, k);
+	switch (dt) {
+	case IR_DT_F16:
+	case IR_DT_BF16:
+		/* single-token steps round x to the weight's half type first */
+		cg_printf(b, "\t\tfor (int i = 0; i < K; i++)\n"
+			     "\t\t\txo[i] = n == 1 ? %s : xt[i];\n",
+			  dt == IR_DT_F16 ? "round_f16(xt[i])" : "bf16_to_f32(f32_to_bf16(xt[i]))");
+		break;
+	case IR_DT_Q8_0:
+		cg_printf(b, "\t\tfor (int b = 0; b < K; b += 32) {\n"
+			     "\t\t\tfloat amax = 0.0f;\n"
+			     "\t\t\tfor (int i = 0; i < 32; i++)\n"
+			     "\t\t\t\tamax = fmaxf(amax, fabsf(xt[b + i]));\n"
+			     "\t\t\tfloat d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;\n"
+			     "\t\t\tfloat dh = round_f16(d);\n"
+			     "\t\t\tfor (int i = 0; i < 32; i++)\n"
+			     "\t\t\t\txo[b + i] = dh * roundf(xt[b + i] * id);\n"
+			     "\t\t}\n");
+		break;
+	case IR_DT_Q6_K:
+		cg_printf(b, "\t\tfor (int b = 0; b < K; b += 256) {\n"
+			     "\t\t\tint8_t q[256];\n"
+			     "\t\t\tfloat d;\n"
+			     "\t\t\tquant_q8k_k256(xt + b, q, &d, 1);\n"
+			     "\t\t\tfor (int i = 0; i < 256; i++)\n"
+			     "\t\t\t\txo[b + i] = d * (float)q[i];\n"
+			     "\t\t}\n");
+		break;
+	default:
+		cg_printf(b, "\t\tmemcpy(xo, xt, K * sizeof(float));\n");
+		break;
+	}
+	cg_printf(b, "\t}\n}\n");
+}
+
+/* The float head: nothing is quantized after it, so it may sum in float with 16 partial
+ * sums (~1e-7 relative from the interpreter's double dot). */
+static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, int64_t k,
+		      int64_t nr)
+{
+	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+		     "\tconst HeadArg *a = arg;\n"
+		     "\tenum { K = %" PRId64 ", K16 = K / 16 * 16 };\n"
+		     "\tconst int64_t N = %" PRId64 ";\n"
+		     "\tfloat wr[K];\n"
+		     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;\n"
+		     "\tfor (int64_t o = lo; o < hi; o++) {\n"
+		     "\t\t%s(a->w + (uint64_t)o * %" PRIu64 ", wr);\n"
+		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
+		     "\t\t\tconst float *x = a->x + (int64_t)t * K;\n"
+		     "\t\t\tfloat p[16] = {0};\n"
+		     "\t\t\tfor (int i = 0; i < K16; i += 16)\n"
+		     "\t\t\t\tfor (int l = 0; l < 16; l++)\n"
+		     "\t\t\t\t\tp[l] += wr[i + l] * x[i + l];\n"
+		     "\t\t\tfloat s = 0.0f;\n"
+		     "\t\t\tfor (int i = K16; i < K; i++)\n"
+		     "\t\t\t\ts += wr[i] * x[i];\n"
+		     "\t\t\tfor (int l = 0; l < 16; l++)\n"
+		     "\t\t\t\ts += p[l];\n"
+		     "\t\t\ta->y[(int64_t)t * N + o] = s;\n"
+		     "\t\t}\n"
+		     "\t}\n}\n",
+		  name, k, nr, deq, dense_row_bytes(dt, k));
+}
+
+static int emit_matmul(Em *m, const IrNode *n)
+{
+	const IrValue *w = V(m, n->in[1]);
+	int64_t k = w->ne[0], nr = w->ne[1];
+	if (w->kind != IR_VAL_CONST || !dense_ok(w->dtype, k))
+		return unsupported(m, n, "the weight must be a constant f32/f16/bf16/q8_0/q6_k");
+	if (n->out[0] != m->g->logits)
+		return unsupported(m, n, "a float matmul is only supported as the output head");
+	char deq[64], prep[96], name[96], x[64];
+	if (emit_deq(m, w->dtype, k, deq, sizeof deq))
+		return m->e->code;
+	if (w->dtype == IR_DT_Q6_K) { /* its x preparation is the Q8_K quantizer */
+		CgBuf *qb;
+		if (kern_for(m, n, "quant_q8k_k256", &qb))
+			return m->e->code;
+		if (qb)
+			q8k_body(qb, "quant_q8k_k256", 256);
+	}
+	snprintf(prep, sizeof prep, "head_prep_%s_k%" PRId64, ir_dtype_name(w->dtype), k);
+	CgBuf *b;
+	if (kern_for(m, n, prep, &b))
+		return m->e->code;
+	if (b)
+		head_prep_body(b, prep, w->dtype, k);
+	snprintf(name, sizeof name, "head_%s_k%" PRId64 "_n%" PRId64, ir_dtype_name(w->dtype), k, nr);
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (b)
+		head_body(b, name, deq, w->dtype, k, nr);
+	/* without a logits buffer nothing reads the head: skip the largest matmul */
+	cg_printf(m->fwd, "\tif (logits) {\n"
+			  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
+			  "\t\t%s(%s, xr, n);\n"
+			  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, n};\n"
+			  "\t\trt_pool_run(st->pool, %s, &a);\n"
+			  "\t}\n",
+		  m->tmp[n - m->g->nodes], prep, ref(m, n->in[0], "float", x, sizeof x),
+		  m->woff[n->in[1]], name);
+	return 0;
+}
+
+static int emit_rope(Em *m, const IrNode *n)
+{
+	int64_t row = ir_value_row(V(m, n->in[0]));
+	int64_t hd = ir_attr_int(n, "head_dim", row), n_rot = ir_attr_int(n, "n_rot", hd);
+	const char *mode = ir_attr_str(n, "mode", "neox");
+	bool neox = strcmp(mode, "neox") == 0;
+	if (!neox && strcmp(mode, "normal") != 0)
+		return unsupported(m, n, "unknown rope mode (neox or normal)");
+	if (hd <= 0 || row % hd || n_rot <= 0 || n_rot > hd || n_rot % 2)
+		return unsupported(m, n, "head_dim must divide the row and n_rot be even, <= head_dim");
+	if (n->n_in > 1 && (V(m, n->in[1])->dtype != IR_DT_F32 ||
+			    ir_value_nelems(V(m, n->in[1]), 1) < n_rot / 2))
+		return unsupported(m, n, "frequency factors must be f32 with n_rot/2 elements");
+	float base = (float)ir_attr_float(n, "freq_base", 10000.0);
+	float theta_scale = powf(base, -2.0f / (float)n_rot);
+	char name[96], x[64], ff[64], y[64], ts[48];
+	snprintf(name, sizeof name, "rope_%s_hd%" PRId64 "_nrot%" PRId64 "_nh%" PRId64, mode, hd,
+		 n_rot, row / hd);
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	/* theta_0 = pos, theta_{i+1} = theta_i * theta_scale iterated in float */
+	if (b)
+		cg_printf(b, "static void %s(const float *x, const float *ff, float *y, int n, int64_t pos, float theta_scale)\n{\n"
+			     "\tenum { ROW = %" PRId64 ", HD = %" PRId64 ", HALF = %" PRId64 " };\n"
+			     "\tfloat cs[2 * HALF];\n"
+			     "\tmemcpy(y, x, (size_t)n * ROW * sizeof(float));\n"
+			     "\tfor (int t = 0; t < n; t++) {\n"
+			     "\t\tfloat theta = (float)(pos + t);\n"
+			     "\t\tfor (int i = 0; i < HALF; i++) {\n"
+			     "\t\t\tfloat th = ff ? theta / ff[i] : theta;\n"
+			     "\t\t\tcs[2 * i] = cosf(th);\n"
+			     "\t\t\tcs[2 * i + 1] = sinf(th);\n"
+			     "\t\t\ttheta *= theta_scale;\n"
+			     "\t\t}\n"
+			     "\t\tfor (int h = 0; h < ROW / HD; h++) {\n"
+			     "\t\t\tconst float *xh = x + (int64_t)t * ROW + h * HD;\n"
+			     "\t\t\tfloat *yh = y + (int64_t)t * ROW + h * HD;\n"
+			     "\t\t\tfor (int i = 0; i < HALF; i++) {\n"
+			     "\t\t\t\tint ia = %s, ib = %s;\n"
+			     "\t\t\t\tfloat x0 = xh[ia], x1 = xh[ib], cv = cs[2 * i], sv = cs[2 * i + 1];\n"
+			     "\t\t\t\tyh[ia] = x0 * cv - x1 * sv;\n"
+			     "\t\t\t\tyh[ib] = x0 * sv + x1 * cv;\n"
+			     "\t\t\t}\n"
+			     "\t\t}\n"
+			     "\t}\n}\n",
+			  name, row, hd, n_rot / 2, neox ? "i" : "2 * i", neox ? "i + HALF" : "2 * i + 1");
+	cg_printf(m->fwd, "\t%s(%s, %s, %s, n, pos, %s);\n", name,
+		  ref(m, n->in[0], "float", x, sizeof x),
+		  n->n_in > 1 ? ref(m, n->in[1], "float", ff, sizeof ff) : "NULL",
+		  ref(m, n->out[0], "float", y, sizeof y), flit(theta_scale, ts, sizeof ts));
+	return 0;
+}
+
+/* Attention per (token, q head), threaded over q heads; each head has its own row of
+ * n_ctx scores after the KV cache. Float order as the interpreter: q rounded to f16, q.K
+ * in double, softmax with exp in float and the sum in double, weights rounded to f16 in
+ * single-token steps, .V in double (per output element, keys in order). */
+static int emit_attention(Em *m, const IrNode *n)
+{
+	int64_t nh = ir_attr_int(n, "n_head", 1), nkv = ir_attr_int(n, "n_head_kv", nh);
+	int64_t hd = ir_attr_int(n, "head_dim", 1), layer = ir_attr_int(n, "layer", 0);
+	if (nh <= 0 || nkv <= 0 || nh % nkv || hd <= 0 || layer < 0 || layer >= m->n_layer ||
+	    ir_value_row(V(m, n->in[0])) != nh * hd || ir_value_row(V(m, n->in[1])) != nkv * hd ||
+	    ir_value_row(V(m, n->in[2])) != nkv * hd)
+		return unsupported(m, n, "inconsistent heads, head_dim or layer");
+	float scale = (float)ir_attr_float(n, "scale", 1.0 / sqrt((double)hd));
+	char name[96], store[96], q[64], k[64], v[64], y[64], sc[48];
+	int64_t kw = nkv * hd;
+	snprintf(store, sizeof store, "kv_store_w%" PRId64, kw);
+	CgBuf *b;
+	if (kern_for(m, n, store, &b))
+		return m->e->code;
+	if (b)
+		cg_printf(b, "static void %s(const float *k, const float *v, uint16_t *K, uint16_t *V, int n, int64_t pos)\n{\n"
+			     "\tenum { KW = %" PRId64 " };\n"
+			     "\tfor (int64_t i = 0; i < (int64_t)n * KW; i++) {\n"
+			     "\t\tK[pos * KW + i] = f32_to_f16(k[i]);\n"
+			     "\t\tV[pos * KW + i] = f32_to_f16(v[i]);\n"
+			     "\t}\n}\n",
+			  store, kw);
+	snprintf(name, sizeof name, "attn_h%" PRId64 "_kv%" PRId64 "_hd%" PRId64, nh, nkv, hd);
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (b)
+		cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+			     "\tconst AttnArg *a = arg;\n"
+			     "\tenum { NH = %" PRId64 ", HD = %" PRId64 ", KW = %" PRId64 ", QW = NH * HD, GROUP = NH / %" PRId64 " };\n"
+			     "\tfloat qh[HD];\n"
+			     "\tdouble acc[HD];\n"
+			     "\tfor (int h = NH * ith / nth; h < NH * (ith + 1) / nth; h++) {\n"
+			     "\t\tfloat *w = a->scores + (int64_t)h * a->n_ctx;\n"
+			     "\t\tconst uint16_t *Kg = a->K + (h / GROUP) * HD, *Vg = a->V + (h / GROUP) * HD;\n"
+			     "\t\tfor (int t = 0; t < a->n; t++) {\n"
+			     "\t\t\tint64_t n_keys = a->pos + t + 1;\n"
+			     "\t\t\tfor (int i = 0; i < HD; i++)\n"
+			     "\t\t\t\tqh[i] = round_f16(a->q[(int64_t)t * QW + h * HD + i]);\n"
+			     "\t\t\tfloat mx = -INFINITY;\n"
+			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+			     "\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
+			     "\t\t\t\tdouble s = 0.0;\n"
+			     "\t\t\t\tfor (int i = 0; i < HD; i++)\n"
+			     "\t\t\t\t\ts += (double)f16_to_f32(kj[i]) * (double)qh[i];\n"
+			     "\t\t\t\tw[j] = (float)s * a->scale;\n"
+			     "\t\t\t\tmx = fmaxf(mx, w[j]);\n"
+			     "\t\t\t}\n"
+			     "\t\t\tdouble sum = 0.0;\n"
+			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+			     "\t\t\t\tw[j] = expf(w[j] - mx);\n"
+			     "\t\t\t\tsum += (double)w[j];\n"
+			     "\t\t\t}\n"
+			     "\t\t\tfloat inv = (float)(1.0 / sum);\n"
+			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+			     "\t\t\t\tw[j] = w[j] * inv;\n"
+			     "\t\t\t\tif (a->n == 1)\n"
+			     "\t\t\t\t\tw[j] = round_f16(w[j]);\n"
+			     "\t\t\t}\n"
+			     "\t\t\tfor (int i = 0; i < HD; i++)\n"
+			     "\t\t\t\tacc[i] = 0.0;\n"
+			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW;\n"
+			     "\t\t\t\tdouble wj = (double)w[j];\n"
+			     "\t\t\t\tfor (int i = 0; i < HD; i++)\n"
+			     "\t\t\t\t\tacc[i] += (double)f16_to_f32(vj[i]) * wj;\n"
+			     "\t\t\t}\n"
+			     "\t\t\tfloat *o = a->y + (int64_t)t * QW + h * HD;\n"
+			     "\t\t\tfor (int i = 0; i < HD; i++)\n"
+			     "\t\t\t\to[i] = (float)acc[i];\n"
+			     "\t\t}\n"
+			     "\t}\n}\n",
+			  name, nh, hd, kw, nkv);
+	cg_printf(m->fwd, "\t{\n"
+			  "\t\tuint16_t *K = st->kv + st->n_ctx * %" PRId64 ", *V = K + st->n_ctx * %" PRId64 ";\n"
+			  "\t\t%s(%s, %s, K, V, n, pos);\n"
+			  "\t\tAttnArg a = {%s, K, V, (float *)(st->kv + st->n_ctx * KV_ELEMS), %s, n, pos, st->n_ctx, %s};\n"
+			  "\t\trt_pool_run(st->pool, %s, &a);\n"
+			  "\t}\n",
+		  m->kv_off[layer], kw, store, ref(m, n->in[1], "float", k, sizeof k),
+		  ref(m, n->in[2], "float", v, sizeof v), ref(m, n->in[0], "float", q, sizeof q),
+		  ref(m, n->out[0], "float", y, sizeof y), flit(scale, sc, sizeof sc), name);
+	return 0;
+}
+
+static int emit_glu(Em *m, const IrNode *n, bool silu)
+{
+	int64_t k = ir_value_row(V(m, n->in[0]));
+	if (ir_value_row(V(m, n->in[1])) != k || !ir_value_has_t(V(m, n->in[1])))
+		return unsupported(m, n, "gate and up must be activations of one shape");
+	char name[96], g[64], u[64], y[64];
+	snprintf(name, sizeof name, "%s_glu_n%" PRId64, silu ? "silu" : "relu2", k);
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (b)
+		cg_printf(b, "static void %s(const float *g, const float *u, float *y, int n)\n{\n"
+			     "\tfor (int64_t i = 0; i < (int64_t)n * %" PRId64 "; i++) {\n"
+			     "%s"
+			     "\t\ty[i] = a * u[i];\n"
+			     "\t}\n}\n",
+			  name, k,
+			  silu ? "\t\tfloat a = g[i] / (1.0f + expf(-g[i]));\n"
+			       : "\t\tfloat a = g[i] > 0.0f ? g[i] : 0.0f;\n"
+				 "\t\ta = a * a; /* in f32: relu(gate)^2 overflows f16 */\n");
+	cg_printf(m->fwd, "\t%s(%s, %s, %s, n);\n", name, ref(m, n->in[0], "float", g, sizeof g),
+		  ref(m, n->in[1], "float", u, sizeof u), ref(m, n->out[0], "float", y, sizeof y));
+	return 0;
+}
+
+static int emit_relu2_glu(Em *m, const IrNode *n)
+{
+	return emit_glu(m, n, false);
+}
+
+static int emit_silu_glu(Em *m, const IrNode *n)
+{
+	return emit_glu(m, n, true);
+}
+
+/* a (+|*) b: b per element, per row position (no token dim) or one scalar. */
+static int emit_binary(Em *m, const IrNode *n, bool mul)
+{
+	const IrValue *a = V(m, n->in[0]), *bv = V(m, n->in[1]);
+	int64_t row = ir_value_row(a);
+	if (!ir_value_has_t(a))
+		return unsupported(m, n, "the first operand must be an activation");
+	const char *form, *idx;
+	if (ir_value_has_t(bv) && ir_value_row(bv) == row) {
+		form = "";
+		idx = "t * ROW + i";
+	} else if (!ir_value_has_t(bv) && ir_value_nelems(bv, 1) == 1) {
+		form = "_b1";
+		idx = "0";
+	} else if (!ir_value_has_t(bv) && ir_value_nelems(bv, 1) == row) {
+		form = "_row";
+		idx = "i";
+	} else {
+		return unsupported(m, n, "b must match a, be one row or one element");
+	}
+	char name[96], x[64], y[64], o[64];
+	snprintf(name, sizeof name, "%s_n%" PRId64 "%s", mul ? "mul" : "add", row, form);
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (b)
+		cg_printf(b, "static void %s(const float *a, const float *b, float *y, int n)\n{\n"
+			     "\tenum { ROW = %" PRId64 " };\n"
+			     "\tfor (int64_t t = 0; t < n; t++)\n"
+			     "\t\tfor (int64_t i = 0; i < ROW; i++)\n"
+			     "\t\t\ty[t * ROW + i] = a[t * ROW + i] %c b[%s];\n"
+			     "}\n",
+			  name, row, mul ? '*' : '+', idx);
+	cg_printf(m->fwd, "\t%s(%s, %s, %s, n);\n", name, ref(m, n->in[0], "float", x, sizeof x),
+		  ref(m, n->in[1], "float", y, sizeof y), ref(m, n->out[0], "float", o, sizeof o));
+	return 0;
+}
+
+static int emit_add(Em *m, const IrNode *n)
+{
+	return emit_binary(m, n, false);
+}
+
+static int emit_mul(Em *m, const IrNode *n)
+{
+	return emit_binary(m, n, true);
+}
+
+/* ORDER IR_OP */
+static const EmitFn emit_fn[] = {
+	emit_embed, emit_rmsnorm, emit_quant_act, emit_ternary_matmul, emit_matmul, emit_rope,
+	emit_attention, emit_relu2_glu, emit_silu_glu, emit_add, emit_mul,
+};
+_Static_assert(sizeof emit_fn / sizeof emit_fn[0] == IR_OP_COUNT, "emit_fn must cover every op");
+
+/* ---- planning: payload, KV cache, scratch ----------------------------------- */
+
+static uint64_t align_up(uint64_t x)
+{
+	return (x + CG_ALIGN - 1) / CG_ALIGN * CG_ALIGN;
+}
+
+/* Constants that some node reads, back to back at 64-byte aligned offsets, in value order
+ * (deterministic); the FNV-1a hash covers the zero padding too. */
+static int plan_payload(Em *m, CgPayload *p)
+{
+	const IrGraph *g = m->g;
+	bool *used = calloc((size_t)g->n_values + 1, sizeof *used);
+	p->ids = malloc(((size_t)g->n_values + 1) * sizeof *p->ids);
+	p->off = malloc(((size_t)g->n_values + 1) * sizeof *p->off);
+	if (!used || !p->ids || !p->off) {
+		free(used);
+		return bn_err(m->e, BN_ENOMEM, "codegen: out of memory");
+	}
+	for (int ni = 0; ni < g->n_nodes; ni++)
+		for (int i = 0; i < g->nodes[ni].n_in; i++)
+			used[g->nodes[ni].in[i]] = true;
+	uint64_t off = 0, h = 0xcbf29ce484222325ull;
+	p->n = 0;
+	for (IrId id = 0; id < g->n_values; id++) {
+		const IrValue *v = &g->values[id];
+		if (v->kind != IR_VAL_CONST || !used[id])
+			continue;
+		uint64_t at = align_up(off);
+		for (; off < at; off++) /* padding bytes are zero */
+			h = (h ^ 0) * 0x100000001b3ull;
+		const uint8_t *d = v->data;
+		for (uint64_t i = 0; i < v->nbytes; i++)
+			h = (h ^ d[i]) * 0x100000001b3ull;
+		off += v->nbytes;
+		m->woff[id] = at;
+		p->ids[p->n] = id;
+		p->off[p->n++] = at;
+	}
+	free(used);
+	p->size = off;
+	p->hash = h;
+	return 0;
+}
+
+/* Per layer K then V, each [n_ctx][kv_width] f16; then a row of n_ctx float scores per
+ * q head for the attention kernels. */
+static int plan_kv(Em *m)
+{
+	const IrGraph *g = m->g;
+	m->n_layer = 0;
+	for (int ni = 0; ni < g->n_nodes; ni++) {
+		const IrNode *n = &g->nodes[ni];
+		if (n->op != IR_OP_ATTENTION)
+			continue;
+		int64_t L = ir_attr_int(n, "layer", 0);
+		if (L < 0 || L >= 65536)
+			return unsupported(m, n, "layer attribute out of range");
+		if (L + 1 > m->n_layer)
+			m->n_layer = L + 1;
+	}
+	m->kv_off = calloc((size_t)m->n_layer + 1, sizeof *m->kv_off);
+	m->kv_w = calloc((size_t)m->n_layer + 1, sizeof *m->kv_w);
+	if (!m->kv_off || !m->kv_w)
+		return bn_err(m->e, BN_ENOMEM, "codegen: out of memory");
+	for (int ni = 0; ni < g->n_nodes; ni++) {
+		const IrNode *n = &g->nodes[ni];
+		if (n->op != IR_OP_ATTENTION)
+			continue;
+		int64_t L = ir_attr_int(n, "layer", 0);
+		int64_t w = ir_attr_int(n, "n_head_kv", 1) * ir_attr_int(n, "head_dim", 1);
+		int64_t nh = ir_attr_int(n, "n_head", 1);
+		if (m->kv_w[L] && m->kv_w[L] != w)
+			return unsupported(m, n, "two attention nodes share a layer with other widths");
+		m->kv_w[L] = w;
+		if (nh > m->max_heads)
+			m->max_heads = nh;
+	}
+	m->kv_elems = 0;
+	for (int64_t L = 0; L < m->n_layer; L++) {
+		m->kv_off[L] = m->kv_elems;
+		m->kv_elems += 2 * m->kv_w[L];
+	}
+	/* scores start on a float boundary: kv_elems f16 per position, rounded up to even */
+	m->kv_elems += m->kv_elems % 2;
+	return 0;
+}
+
+typedef struct {
+	uint64_t off, size;
+	int last; /* index of the last node that reads it */
+} Block;
+
+/* First fit among the live blocks (kept sorted by offset). */
+static uint64_t scratch_alloc(Block *live, int *n_live, uint64_t size, int last, uint64_t *top)
+{
+	uint64_t at = 0;
+	int i = 0;
+	for (; i < *n_live; i++) {
+		if (live[i].off >= at + size)
+			break;
+		uint64_t end = align_up(live[i].off + live[i].size);
+		if (end > at)
+			at = end;
+	}
+	memmove(&live[i + 1], &live[i], (size_t)(*n_live - i) * sizeof *live);
+	live[i] = (Block){at, size, last};
+	(*n_live)++;
+	if (at + size > *top)
+		*top = at + size;
+	return at;
+}
+
+/* Static scratch offsets for every activation, sized for max_batch tokens, reusing the
+ * space of values whose last reader has run. */
+static int plan_scratch(Em *m, uint64_t *bytes)
+{
+	const IrGraph *g = m->g;
+	int nv = g->n_values, nn = g->n_nodes;
+	int *last = malloc(((size_t)nv + 1) * sizeof *last);
+	Block *live = malloc(((size_t)nv + (size_t)nn + 1) * sizeof *live);
+	if (!last || !live) {
+		free(last);
+		free(live);
+		return bn_err(m->e, BN_ENOMEM, "codegen: out of memory");
+	}
+	for (int i = 0; i < nv; i++)
+		last[i] = -1;
+	for (int ni = 0; ni < nn; ni++)
+		for (int i = 0; i < g->nodes[ni].n_in; i++)
+			last[g->nodes[ni].in[i]] = ni;
+	int n_live = 0;
+	uint64_t top = 0, mb = (uint64_t)m->o->max_batch;
+	for (int ni = 0; ni < nn; ni++) {
+		const IrNode *n = &g->nodes[ni];
+		int k = 0;
+		for (int i = 0; i < n_live; i++)
+			if (live[i].last >= ni)
+				live[k++] = live[i];
+		n_live = k;
+		for (int o = 0; o < n->n_out; o++) {
+			IrId id = n->out[o];
+			const IrValue *v = &g->values[id];
+			if (id == g->logits && m->logits_direct)
+				continue;
+			uint64_t es = v->dtype == IR_DT_I8 ? 1 : 4;
+			uint64_t size = (uint64_t)ir_value_row(v) * es * (ir_value_has_t(v) ? mb : 1);
+			m->soff[id] = scratch_alloc(live, &n_live, size, last[id] > ni ? last[id] : ni,
+						    &top);
+		}
+		if (n->op == IR_OP_MATMUL) /* the head's prepared x */
+			m->tmp[ni] = scratch_alloc(live, &n_live,
+						   (uint64_t)g->values[n->in[1]].ne[0] * 4 * mb, ni,
+						   &top);
+	}
+	free(last);
+	free(live);
+	*bytes = align_up(top);
+	return 0;
+}
+
+/* ---- the file ------------------------------------------------------------------- */
+
+/* f16/bf16 conversions as ir_quant.c's (round to nearest even), little-endian loads, and
+ * the argument blocks of the threaded kernels. */
+static const char prelude[] =
+	"#include \"rt_model.h\"\n"
+	"\n"
+	"#include <math.h>\n"
+	"#include <stdint.h>\n"
+	"#include <string.h>\n"
+	"\n"
+	"#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__\n"
+	"#error \"the weights payload is little-endian; this target is not\"\n"
+	"#endif\n"
+	"\n"
+	"/* helpers a given model may not need */\n"
+	"#if defined(__GNUC__)\n"
+	"#define MAYBE_UNUSED __attribute__((unused))\n"
+	"#else\n"
+	"#define MAYBE_UNUSED\n"
+	"#endif\n"
+	"\n"
+	"MAYBE_UNUSED static inline uint16_t rd16(const uint8_t *p)\n"
+	"{\n"
+	"\treturn (uint16_t)(p[0] | (p[1] << 8));\n"
+	"}\n"
+	"\n"
+	"MAYBE_UNUSED static inline uint32_t f32_bits(float f)\n"
+	"{\n"
+	"\tuint32_t u;\n"
+	"\tmemcpy(&u, &f, sizeof u);\n"
+	"\treturn u;\n"
+	"}\n"
+	"\n"
+	"MAYBE_UNUSED static inline float bits_f32(uint32_t u)\n"
+	"{\n"
+	"\tfloat f;\n"
+	"\tmemcpy(&f, &u, sizeof f);\n"
+	"\treturn f;\n"
+	"}\n"
+	"\n"
+	"/* exact; written with selects so that loops over it vectorize */\n"
+	"MAYBE_UNUSED static inline float f16_to_f32(uint16_t h)\n"
+	"{\n"
+	"\tuint32_t em = h & 0x7fffu;\n"
+	"\tuint32_t bits = em >= 0x7c00u ? 0x7f800000u | ((em & 0x3ffu) << 13) : (em << 13) + (112u << 23);\n"
+	"\tfloat f = em < 0x400u ? (float)em * 0x1p-24f : bits_f32(bits);\n"
+	"\treturn bits_f32(f32_bits(f) | ((uint32_t)(h & 0x8000u) << 16));\n"
+	"}\n"
+	"\n"
+	"MAYBE_UNUSED static inline uint16_t f32_to_f16(float f)\n"
+	"{\n"
+	"\tuint32_t x = f32_bits(f);\n"
+	"\tuint16_t sign = (uint16_t)((x >> 16) & 0x8000);\n"
+	"\tuint32_t ax = x & 0x7fffffffu;\n"
+	"\tif (ax > 0x7f800000u)\n"
+	"\t\treturn (uint16_t)(sign | 0x7e00 | ((ax >> 13) & 0x3ff));\n"
+	"\tif (ax >= 0x477ff000u)\n"
+	"\t\treturn (uint16_t)(sign | 0x7c00);\n"
+	"\tif (ax >= 0x38800000u) {\n"
+	"\t\tuint32_t r = ax - ((uint32_t)(127 - 15) << 23);\n"
+	"\t\treturn (uint16_t)(sign | ((r + 0xfffu + ((r >> 13) & 1)) >> 13));\n"
+	"\t}\n"
+	"\tif (ax <= 0x33000000u)\n"
+	"\t\treturn sign;\n"
+	"\tuint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;\n"
+	"\tuint32_t shift = 126 - e;\n"
+	"\tuint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);\n"
+	"\tif (rem > half || (rem == half && (q & 1)))\n"
+	"\t\tq++;\n"
+	"\treturn (uint16_t)(sign | q);\n"
+	"}\n"
+	"\n"
+	"MAYBE_UNUSED static inline float round_f16(float f)\n"
+	"{\n"
+	"\treturn f16_to_f32(f32_to_f16(f));\n"
+	"}\n"
+	"\n"
+	"MAYBE_UNUSED static inline float bf16_to_f32(uint16_t h)\n"
+	"{\n"
+	"\treturn bits_f32((uint32_t)h << 16);\n"
+	"}\n"
+	"\n"
+	"MAYBE_UNUSED static inline uint16_t f32_to_bf16(float f)\n"
+	"{\n"
+	"\tuint32_t x = f32_bits(f);\n"
+	"\tif ((x & 0x7fffffffu) > 0x7f800000u)\n"
+	"\t\treturn (uint16_t)((x >> 16) | 64);\n"
+	"\treturn (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);\n"
+	"}\n"
+	"\n"
+	"/* ternary matmul: int8 codes q [n][K], scales s, weight w -> y [n][N] */\n"
+	"typedef struct {\n"
+	"\tconst uint8_t *w;\n"
+	"\tconst int8_t *q;\n"
+	"\tconst float *s;\n"
+	"\tfloat *y;\n"
+	"\tint n;\n"
+	"} TmmArg;\n"
+	"\n"
+	"/* float head: prepared x [n][K], weight w -> y [n][N] */\n"
+	"typedef struct {\n"
+	"\tconst uint8_t *w;\n"
+	"\tconst float *x;\n"
+	"\tfloat *y;\n"
+	"\tint n;\n"
+	"} HeadArg;\n"
+	"\n"
+	"/* attention of n tokens at positions pos.. over the layer's K and V cache */\n"
+	"typedef struct {\n"
+	"\tconst float *q;\n"
+	"\tconst uint16_t *K, *V;\n"
+	"\tfloat *scores;\n"
+	"\tfloat *y;\n"
+	"\tint n;\n"
+	"\tint64_t pos, n_ctx;\n"
+	"\tfloat scale;\n"
+	"} AttnArg;\n";
+
+/* A C string literal, escaped. */
+static void put_cstr(CgBuf *b, const char *s)
+{
+	cg_printf(b, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			cg_printf(b, "\\%c", c);
+		else if (c == '\n')
+			cg_printf(b, "\\n\"\n\t\"");
+		else if (c < 0x20 || c >= 0x7f || c == '?') /* '?': no trigraphs */
+			cg_printf(b, "\\%03o", c);
+		else
+			cg_printf(b, "%c", c);
+	}
+	cg_printf(b, "\"");
+}
+
+static int emit_forward(Em *m, CgBuf *b, bool t1)
+{
+	m->fwd = b;
+	m->t1 = t1;
+	if (t1)
+		cg_printf(b, "/* one token: the reference's step mode (f16 roundings of the softmax\n"
+			     " * weights and of the head input) */\n"
+			     "static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)\n"
+			     "{\n"
+			     "\tconst int n = 1;\n");
+	else
+		cg_printf(b, "/* 2..MAX_BATCH tokens in one call */\n"
+			     "static void forward_tb(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits)\n"
+			     "{\n");
+	cg_printf(b, "\tuint8_t *S = st->scratch;\n"
+		     "\tconst uint8_t *W = st->w;\n"
+		     "\t(void)pos;\n");
+	for (int ni = 0; ni < m->g->n_nodes; ni++) {
+		const IrNode *n = &m->g->nodes[ni];
+		if ((unsigned)n->op >= IR_OP_COUNT)
+			return bn_err(m->e, BN_EUNSUPPORTED, "codegen (cpu): node '%s': unknown op %d",
+				      n->name, (int)n->op);
+		cg_printf(b, "\t/* %d: ", ni);
+		put_comment_text(b, n->name);
+		cg_printf(b, " (%s) */\n", ir_op_name(n->op));
+		if (emit_fn[n->op](m, n))
+			return m->e->code;
+	}
+	cg_printf(b, "}\n\n");
+	return 0;
+}
+
+static void emit_info(Em *m, CgBuf *b, uint64_t scratch)
+{
+	const IrGraph *g = m->g;
+	const IrHparams *hp = &g->hp;
+	CgBuf s = {0};
+	cg_printf(&s, "model %s, arch %s\n", g->name ? g->name : "?", g->arch ? g->arch : "?");
+	cg_printf(&s, "n_layer %" PRId64 ", n_embd %" PRId64 ", n_ff %" PRId64 ", heads %" PRId64
+		      "/%" PRId64 ", head_dim %" PRId64 ", n_vocab %" PRId64 ", n_ctx_train %" PRId64
+		      "\n",
+		  hp->n_layer, hp->n_embd, hp->n_ff, hp->n_head, hp->n_head_kv, hp->head_dim,
+		  hp->n_vocab, hp->n_ctx_train);
+	cg_printf(&s, "target %s, forward for 1 token (step) and 2..%d tokens (batch)\n",
+		  m->o->target ? m->o->target : "cpu-generic", m->o->max_batch);
+	cg_printf(&s, "scratch %" PRIu64 " bytes, KV %" PRId64 " bytes per position\n", scratch,
+		  m->kv_elems * 2 + m->max_heads * 4);
+	cg_printf(&s, "kernels (%d):", m->n_kern);
+	for (int i = 0; i < m->n_kern; i++)
+		cg_printf(&s, " %s", m->kern[i].name);
+	cg_printf(&s, "\n");
+	cg_printf(b, "static const char model_info[] =\n\t");
+	put_cstr(b, s.data ? s.data : "");
+	cg_printf(b, ";\n\n");
+	if (s.oom)
+		b->oom = true;
+	cg_buf_free(&s);
+}
+
+int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
+{
+	memset(out, 0, sizeof *out);
+	if (o->max_batch < 2 || o->max_batch > 4096)
+		return bn_err(e, BN_EINVAL, "codegen: max_batch %d out of range (2..4096)",
+			      o->max_batch);
+	Em m = {.g = g, .o = o, .e = e};
+	CgBuf fwd = {0};
+	int rc = BN_ENOMEM;
+	size_t nv = (size_t)g->n_values + 1, nn = (size_t)g->n_nodes + 1;
+	m.soff = malloc(nv * sizeof *m.soff);
+	m.woff = malloc(nv * sizeof *m.woff);
+	m.tmp = malloc(nn * sizeof *m.tmp);
+	if (!m.soff || !m.woff || !m.tmp) {
+		bn_err(e, BN_ENOMEM, "codegen: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nv; i++)
+		m.soff[i] = m.woff[i] = NO_OFF;
+	for (size_t i = 0; i < nn; i++)
+		m.tmp[i] = NO_OFF;
+	if (g->tokens < 0 || g->logits < 0 || g->n_nodes == 0) {
+		rc = bn_err(e, BN_EUNSUPPORTED, "codegen (cpu): the graph has no tokens input, "
+						"logits output or nodes");
+		goto out;
+	}
+	/* the head writes straight into the caller's logits: only when nothing else reads them */
+	const IrNode *last = &g->nodes[g->n_nodes - 1];
+	m.logits_direct = last->op == IR_OP_MATMUL && last->out[0] == g->logits;
+	if (!m.logits_direct) {
+		rc = bn_err(e, BN_EUNSUPPORTED, "codegen (cpu): node '%s' (%s): the logits must come "
+						"from a float matmul (the head) as the last node",
+			    last->name, ir_op_name(last->op));
+		goto out;
+	}
+	if ((rc = plan_payload(&m, &out->payload)) || (rc = plan_kv(&m)) ||
+	    (rc = plan_scratch(&m, &out->scratch_bytes)))
+		goto out;
+
+	m.record = true;
+	if ((rc = emit_forward(&m, &fwd, true)))
+		goto out;
+	m.record = false;
+	if ((rc = emit_forward(&m, &fwd, false)))
+		goto out;
+
+	CgBuf *b = &out->model_c;
+	cg_printf(b, "/* model.c - generated by bitnetc %s from ", BITNETC_VERSION);
+	put_comment_text(b, g->name ? g->name : "?");
+	cg_printf(b, " (");
+	put_comment_text(b, g->arch ? g->arch : "?");
+	cg_printf(b, "), target %s. Do not edit.\n"
+		     " * Every shape, stride and offset is a constant; the kernels compute what the\n"
+		     " * reference interpreter computes, in its float order (build with\n"
+		     " * -ffp-contract=off, without -ffast-math). */\n",
+		  o->target ? o->target : "cpu-generic");
+	cg_printf(b, "%s\n", prelude);
+	cg_printf(b, "#define MAX_BATCH %d\n", o->max_batch);
+	cg_printf(b, "#define KV_ELEMS %" PRId64 " /* f16 K and V elements per position, all layers */\n",
+		  m.kv_elems);
+	cg_printf(b, "#define N_SCORE_ROWS %" PRId64 " /* float score rows (one per q head) after the cache */\n\n",
+		  m.max_heads);
+	for (int i = 0; i < m.n_kern; i++) {
+		Kern *k = &m.kern[i];
+		cg_printf(b, "/* %s, used by:\n%s */\n%s\n", k->name, k->users.data ? k->users.data : "",
+			  k->body.data ? k->body.data : "");
+	}
+	cg_printf(b, "%s", fwd.data);
+	cg_printf(b, "static void forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits)\n"
+		     "{\n"
+		     "\tif (n == 1)\n"
+		     "\t\tforward_t1(st, tokens, pos, logits);\n"
+		     "\telse\n"
+		     "\t\tforward_tb(st, tokens, n, pos, logits);\n"
+		     "}\n\n"
+		     "static uint64_t kv_bytes(int64_t n_ctx)\n"
+		     "{\n"
+		     "\treturn (uint64_t)n_ctx * (KV_ELEMS * 2 + N_SCORE_ROWS * 4);\n"
+		     "}\n\n");
+	emit_info(&m, b, out->scratch_bytes);
+	int64_t bos = o->bos, eos = o->eos;
+	cg_printf(b, "const RtModel rt_model = {\n"
+		     "\t.abi = RT_MODEL_ABI,\n"
+		     "\t.name = ");
+	put_cstr(b, g->name ? g->name : "");
+	cg_printf(b, ",\n\t.arch = ");
+	put_cstr(b, g->arch ? g->arch : "");
+	cg_printf(b, ",\n\t.target = ");
+	put_cstr(b, o->target ? o->target : "cpu-generic");
+	cg_printf(b, ",\n\t.pipeline = ");
+	put_cstr(b, o->pipeline ? o->pipeline : "dce");
+	cg_printf(b, ",\n\t.version = \"%s\",\n"
+		     "\t.info = model_info,\n"
+		     "\t.n_vocab = %" PRId64 ",\n"
+		     "\t.n_ctx_train = %" PRId64 ",\n"
+		     "\t.n_layer = %" PRId64 ",\n"
+		     "\t.n_embd = %" PRId64 ",\n"
+		     "\t.bos = %" PRId64 ",\n"
+		     "\t.eos = %" PRId64 ",\n"
+		     "\t.weights_bytes = %" PRIu64 "u,\n"
+		     "\t.weights_hash = 0x%016" PRIx64 "u,\n"
+		     "\t.max_batch = MAX_BATCH,\n"
+		     "\t.scratch_bytes = %" PRIu64 "u,\n"
+		     "\t.kv_bytes = kv_bytes,\n"
+		     "\t.forward = forward,\n"
+		     "};\n",
+		  BITNETC_VERSION, g->hp.n_vocab, g->hp.n_ctx_train, g->hp.n_layer, g->hp.n_embd, bos,
+		  eos, out->payload.size, out->payload.hash, out->scratch_bytes);
+	out->n_kernels = m.n_kern;
+	rc = 0;
+	if (b->oom || fwd.oom)
+		rc = bn_err(e, BN_ENOMEM, "codegen: out of memory");
+	for (int i = 0; i < m.n_kern && !rc; i++)
+		if (m.kern[i].users.oom || m.kern[i].body.oom)
+			rc = bn_err(e, BN_ENOMEM, "codegen: out of memory");
+out:
+	for (int i = 0; i < m.n_kern; i++) {
+		cg_buf_free(&m.kern[i].users);
+		cg_buf_free(&m.kern[i].body);
+	}
+	free(m.kern);
+	free(m.soff);
+	free(m.woff);
+	free(m.tmp);
+	free(m.kv_off);
+	free(m.kv_w);
+	cg_buf_free(&fwd);
+	if (rc)
+		cg_output_free(out);
+	return rc;
+}

@@ -1,0 +1,258 @@
+/* test_emit.c - the C emitter: golden text of model.c for a small synthetic model (set
+ * BN_REGEN=1 to rewrite tests/codegen/golden/ on purpose), warning-free generated code,
+ * deterministic output, and clear rejections of graphs it cannot handle. */
+#include "testutil.h"
+
+#include "cg_cpu.h"
+#include "frontend.h"
+#include "pass.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+	GgufFile *f;
+	IrGraph *g;
+} Model;
+
+/* A 1-layer model: n_embd 128 (256 for the 256-element block formats), n_ff 256, 2 query
+ * heads sharing 1 KV head. */
+static void small_model(Model *m, const char *name, IrDtype wtype, IrDtype embd)
+{
+	BnmSynthSpec s;
+	BnErr e = {0};
+	assert_int_equal(bnm_synth_shape(&s, "tiny", &e), 0);
+	s.n_layer = 1;
+	s.n_embd = wtype == IR_DT_I2_S && embd != IR_DT_Q6_K ? 128 : 256;
+	s.n_ff = 256;
+	s.n_head = 2;
+	s.n_head_kv = 1;
+	s.n_vocab = 320;
+	s.wtype = wtype;
+	s.embd_type = embd;
+	s.seed = 5;
+	char path[1024];
+	snprintf(path, sizeof path, "%s", tu_tmp(name));
+	if (bnm_synth_write(&s, path, &e))
+		fail_msg("%s", e.msg);
+	m->f = gguf_open(path, &e);
+	if (!m->f)
+		fail_msg("%s", e.msg);
+	m->g = bnm_load(m->f, &e);
+	if (!m->g)
+		fail_msg("%s", e.msg);
+	if (pass_run(m->g, "dce", NULL, &e))
+		fail_msg("%s", e.msg);
+}
+
+static void model_close(Model *m)
+{
+	ir_graph_free(m->g);
+	gguf_close(m->f);
+}
+
+static const CgOpts opts = {.target = "cpu-generic", .max_batch = 8, .pipeline = "dce",
+			    .bos = 1, .eos = 2};
+
+static void emit(const Model *m, CgOutput *out)
+{
+	BnErr e = {0};
+	if (cg_cpu_emit(m->g, &opts, out, &e))
+		fail_msg("%s", e.msg);
+}
+
+/* The source tree's runtime/ (for rt_model.h) from BN_TEST_DATA = tests/data. */
+static const char *runtime_dir(void)
+{
+	static char buf[1024];
+	snprintf(buf, sizeof buf, "%s/../../runtime", tu_data("."));
+	return buf;
+}
+
+/* The generated file compiles without a warning under -Wall -Wextra with gcc (cc) and,
+ * when installed, clang. */
+static void compile_clean(const CgOutput *out, const char *name)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s.c", tu_tmp(name));
+	assert_int_equal(tu_write_file(path, out->model_c.data, out->model_c.len), 0);
+	static const char *const ccs[] = {"cc", "clang"};
+	for (int i = 0; i < 2; i++) {
+		if (i == 1 && tu_run(NULL, "command -v clang >/dev/null 2>&1") != 0)
+			continue;
+		char *log = NULL;
+		int rc = tu_run(&log, "%s -std=c11 -O1 -Wall -Wextra -Werror -ffp-contract=off -I '%s' -c '%s' -o /dev/null",
+				ccs[i], runtime_dir(), path);
+		if (rc != 0)
+			fail_msg("%s: %s warns or fails:\n%s", path, ccs[i], log ? log : "");
+		free(log);
+	}
+}
+
+static void test_golden_text(void **state)
+{
+	(void)state;
+	Model m;
+	small_model(&m, "emit-small.gguf", IR_DT_I2_S, IR_DT_F16);
+	CgOutput out;
+	emit(&m, &out);
+	char golden[1024];
+	snprintf(golden, sizeof golden, "%s/../codegen/golden/small_i2s.model.c", tu_data("."));
+	const char *regen = getenv("BN_REGEN");
+	if (regen && *regen && strcmp(regen, "0") != 0) {
+		assert_int_equal(tu_write_file(golden, out.model_c.data, out.model_c.len), 0);
+		printf("regenerated %s\n", golden);
+	}
+	size_t n;
+	char *want = tu_read_file(golden, &n);
+	if (!want)
+		fail_msg("%s is missing (BN_REGEN=1 writes it)", golden);
+	if (n != out.model_c.len || memcmp(want, out.model_c.data, n) != 0) {
+		char got[1024];
+		snprintf(got, sizeof got, "%s", tu_tmp("small_i2s.model.c.got"));
+		tu_write_file(got, out.model_c.data, out.model_c.len);
+		fail_msg("emitted model.c differs from %s (diff it against %s; BN_REGEN=1 accepts it)",
+			 golden, got);
+	}
+	free(want);
+	/* what the golden text promises about the shape of the output */
+	assert_non_null(strstr(out.model_c.data, "static void tmm_i2s_k128_n128(void *arg, int ith, int nth)"));
+	assert_non_null(strstr(out.model_c.data, "static void attn_h2_kv1_hd64("));
+	assert_non_null(strstr(out.model_c.data, "static void forward_t1("));
+	assert_non_null(strstr(out.model_c.data, "static void forward_tb("));
+	assert_non_null(strstr(out.model_c.data, "const RtModel rt_model = {"));
+	compile_clean(&out, "emit-small-i2s");
+	cg_output_free(&out);
+	model_close(&m);
+}
+
+/* Other weight and embedding formats: other kernels, still warning-free; the same graph
+ * twice gives the same bytes. */
+static void test_variants_compile(void **state)
+{
+	(void)state;
+	static const struct {
+		IrDtype w, embd;
+		const char *kernel;
+	} v[] = {
+		{IR_DT_TQ1_0, IR_DT_Q6_K, "tmm_tq1_k256_n256"},
+		{IR_DT_TQ2_0, IR_DT_Q8_0, "head_q8_0_k256_n320"},
+		{IR_DT_I2_S, IR_DT_BF16, "deq_bf16_k128"},
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		Model m;
+		char name[64];
+		snprintf(name, sizeof name, "emit-var%zu.gguf", i);
+		small_model(&m, name, v[i].w, v[i].embd);
+		CgOutput a, b;
+		emit(&m, &a);
+		emit(&m, &b);
+		assert_int_equal(a.model_c.len, b.model_c.len);
+		assert_memory_equal(a.model_c.data, b.model_c.data, a.model_c.len);
+		assert_int_equal(a.payload.hash, b.payload.hash);
+		if (!strstr(a.model_c.data, v[i].kernel))
+			fail_msg("variant %zu: no kernel %s", i, v[i].kernel);
+		snprintf(name, sizeof name, "emit-var%zu", i);
+		compile_clean(&a, name);
+		cg_output_free(&a);
+		cg_output_free(&b);
+		model_close(&m);
+	}
+}
+
+/* Payload offsets are 64-byte aligned and in value order; every kernel appears once. */
+static void test_layout(void **state)
+{
+	(void)state;
+	Model m;
+	small_model(&m, "emit-layout.gguf", IR_DT_I2_S, IR_DT_F16);
+	CgOutput out;
+	emit(&m, &out);
+	assert_true(out.payload.n > 0);
+	for (int i = 0; i < out.payload.n; i++) {
+		assert_int_equal(out.payload.off[i] % 64, 0);
+		if (i)
+			assert_true(out.payload.off[i] > out.payload.off[i - 1]);
+	}
+	assert_true(out.scratch_bytes > 0 && out.scratch_bytes % 64 == 0);
+	const char *once[] = {"static void rmsnorm_n128(", "static void tmm_i2s_k128_n256(",
+			      "static void head_f16_k128_n320("};
+	for (size_t i = 0; i < sizeof once / sizeof once[0]; i++) {
+		const char *p = strstr(out.model_c.data, once[i]);
+		assert_non_null(p);
+		assert_null(strstr(p + 1, once[i]));
+	}
+	cg_output_free(&out);
+	model_close(&m);
+}
+
+/* A graph the emitter cannot handle gets an error naming the node, not bad code. */
+static void test_rejects(void **state)
+{
+	(void)state;
+	Model m;
+	small_model(&m, "emit-reject.gguf", IR_DT_I2_S, IR_DT_F16);
+	IrId rope = IR_NONE;
+	for (int i = 0; i < m.g->n_nodes; i++)
+		if (m.g->nodes[i].op == IR_OP_ROPE) {
+			rope = i;
+			break;
+		}
+	assert_true(rope != IR_NONE);
+	ir_attr_set_str(m.g, rope, "mode", "spiral");
+	CgOutput out;
+	BnErr e = {0};
+	assert_int_equal(cg_cpu_emit(m.g, &opts, &out, &e), BN_EUNSUPPORTED);
+	assert_non_null(strstr(e.msg, m.g->nodes[rope].name));
+	assert_non_null(strstr(e.msg, "rope"));
+	assert_null(out.model_c.data);
+
+	CgOpts bad = opts;
+	bad.max_batch = 1;
+	assert_int_equal(cg_cpu_emit(m.g, &bad, &out, &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "max_batch"));
+	model_close(&m);
+}
+
+/* cg_printf grows its buffer across many appends and keeps the text intact. */
+static void test_buf(void **state)
+{
+	(void)state;
+	CgBuf b = {0};
+	for (int i = 0; i < 10000; i++)
+		assert_true(cg_printf(&b, "%05d,", i) == 6);
+	assert_int_equal(b.len, 60000);
+	assert_int_equal(strlen(b.data), 60000);
+	assert_memory_equal(b.data + 6 * 9999, "09999,", 6);
+	assert_false(b.oom);
+	cg_buf_free(&b);
+	assert_null(b.data);
+}
+
+/* The targets the build step knows. */
+static void test_targets(void **state)
+{
+	(void)state;
+	assert_non_null(cg_cpu_target("cpu-generic"));
+	const CgTarget *n = cg_cpu_target("native");
+	assert_non_null(n);
+	assert_string_equal(n->cflags[0], "-march=native");
+	assert_null(cg_cpu_target("cpu-avx9"));
+	bool have_main = false, have_model_h = false;
+	for (int i = 0; i < cg_n_runtime_sources; i++) {
+		have_main |= strcmp(cg_runtime_sources[i].name, "rt_main.c") == 0;
+		have_model_h |= strcmp(cg_runtime_sources[i].name, "rt_model.h") == 0;
+	}
+	assert_true(have_main && have_model_h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_golden_text),   cmocka_unit_test(test_variants_compile),
+		cmocka_unit_test(test_layout),        cmocka_unit_test(test_rejects),
+		cmocka_unit_test(test_buf),           cmocka_unit_test(test_targets),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

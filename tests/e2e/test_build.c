@@ -1,0 +1,490 @@
+/* test_build.c - `bitnetc build` end to end: the generated program against the golden
+ * reference logits and against the interpreter (same numerics, <= 1e-4 relative per row),
+ * synthetic variants, prompt splits, reproducibility, relocation and bad builds. */
+#include "testutil.h"
+
+#include "frontend.h"
+#include "pass.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const goldens[] = {
+	"tiny-b158-i2_s", "tiny-b158-tq2_0", "tiny-b158-tq1_0", "tinyold-bitnet-i2_s",
+};
+static const char *const prompts[] = {"p1", "p2", "p3"};
+
+static bool exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0;
+}
+
+/* bitnetc build MODEL -o OUT EXTRA; asserts success. */
+static void build(const char *model, const char *out, const char *extra)
+{
+	char *log = NULL;
+	int rc = tu_run(&log, "'%s' build '%s' -o '%s' %s", tu_bitnetc(), model, out, extra);
+	if (rc != 0)
+		fail_msg("build of %s failed (%d): %s", model, rc, log ? log : "");
+	free(log);
+	assert_true(exists(out));
+}
+
+static char *join_ids(const int32_t *t, int n)
+{
+	char *s = malloc((size_t)n * 12 + 1);
+	size_t len = 0;
+	s[0] = 0;
+	for (int i = 0; i < n; i++)
+		len += (size_t)sprintf(s + len, "%s%d", i ? "," : "", t[i]);
+	return s;
+}
+
+/* Runs prog on the tokens (teacher-forced, -n gen greedy); returns the logits rows
+ * (*rows of them). */
+static float *run_prog(const char *prog, const int32_t *tok, int n, int gen, int *rows,
+		       const char *extra)
+{
+	const char *lf = tu_tmp("build_logits.f32");
+	unlink(lf);
+	char *ids = join_ids(tok, n);
+	char *log = NULL;
+	int rc = tu_run(&log, "'%s' --tokens %s -n %d --temp 0 --ignore-eos -t 2 --logits-out '%s' %s",
+			prog, ids, gen, lf, extra ? extra : "");
+	free(ids);
+	if (rc != 0)
+		fail_msg("%s failed (%d): %s", prog, rc, log ? log : "");
+	free(log);
+	size_t sz;
+	float *x = tu_read_file(lf, &sz);
+	assert_non_null(x);
+	*rows = (int)(sz / sizeof(float));
+	return x;
+}
+
+typedef struct {
+	GgufFile *f;
+	IrGraph *g;
+	int nv;
+} Model;
+
+static void model_open(Model *m, const char *path)
+{
+	BnErr e = {0};
+	m->f = gguf_open(path, &e);
+	if (!m->f)
+		fail_msg("%s", e.msg);
+	m->g = bnm_load(m->f, &e);
+	if (!m->g)
+		fail_msg("%s", e.msg);
+	if (pass_run(m->g, "dce", NULL, &e))
+		fail_msg("%s", e.msg);
+	m->nv = (int)m->g->hp.n_vocab;
+}
+
+static void model_close(Model *m)
+{
+	ir_graph_free(m->g);
+	gguf_close(m->f);
+}
+
+/* The program's call split (runtime/rt_main.c): chunks of <= max_batch, never a last
+ * chunk of one token. */
+static int chunk(int rem, int max_batch)
+{
+	int m = rem < max_batch ? rem : max_batch;
+	if (rem - m == 1 && m > 1)
+		m--;
+	return m;
+}
+
+static int argmax(const float *x, int n)
+{
+	int b = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[b])
+			b = i;
+	return b;
+}
+
+/* max |d| / max(1, max |ref|) over one row */
+static double rel_diff(const float *got, const float *ref, int nv)
+{
+	double md = 0, mx = 1;
+	for (int i = 0; i < nv; i++) {
+		md = fmax(md, fabs((double)got[i] - (double)ref[i]));
+		mx = fmax(mx, fabs((double)ref[i]));
+	}
+	return md / mx;
+}
+
+/* The binary's rows (n prompt rows, then generated rows) against the interpreter run the
+ * same way: the prompt in the program's chunks, then one token per call, each the
+ * token the program chose. Returns the worst relative difference. */
+static double vs_interp(Model *m, const float *got, int rows, const int32_t *tok, int n,
+			int max_batch)
+{
+	BnErr e = {0};
+	IrInterp *it = ir_interp_new(m->g, 256, &e);
+	if (!it)
+		fail_msg("%s", e.msg);
+	ir_interp_set_threads(it, 2);
+	float *ref = malloc((size_t)max_batch * (size_t)m->nv * sizeof(float));
+	double worst = 0;
+	for (int off = 0; off < n;) {
+		int c = chunk(n - off, max_batch);
+		if (ir_interp_eval(it, tok + off, c, ref, &e))
+			fail_msg("%s", e.msg);
+		for (int r = 0; r < c; r++) {
+			double d = rel_diff(got + (size_t)(off + r) * (size_t)m->nv,
+					    ref + (size_t)r * (size_t)m->nv, m->nv);
+			if (d > 1e-4)
+				fail_msg("row %d: binary vs interpreter %.3g relative (> 1e-4)", off + r, d);
+			worst = fmax(worst, d);
+		}
+		off += c;
+	}
+	for (int r = n; r < rows; r++) { /* generated: single-token (step) calls */
+		int32_t t = argmax(got + (size_t)(r - 1) * (size_t)m->nv, m->nv);
+		if (ir_interp_eval(it, &t, 1, ref, &e))
+			fail_msg("%s", e.msg);
+		double d = rel_diff(got + (size_t)r * (size_t)m->nv, ref, m->nv);
+		if (d > 1e-4)
+			fail_msg("generated row %d: binary vs interpreter %.3g relative (> 1e-4)", r, d);
+		worst = fmax(worst, d);
+	}
+	free(ref);
+	ir_interp_free(it);
+	return worst;
+}
+
+/* Reads the int list after "key": [ in a golden json file. */
+static int json_ints(const char *json, const char *key, int32_t *out, int max)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\": [", key);
+	const char *p = strstr(json, pat);
+	if (!p)
+		return -1;
+	p += strlen(pat);
+	int n = 0;
+	while (*p && *p != ']' && n < max) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		out[n++] = (int32_t)v;
+		p = end;
+		while (*p == ',' || *p == ' ' || *p == '\n')
+			p++;
+	}
+	return n;
+}
+
+/* Tokens (prompt then continuation) and the step reference rows of one golden prompt. */
+static int load_ref(const char *m, const char *p, const char *mode, int32_t *tok, int *n_prompt_out,
+		    float **ref, int nv)
+{
+	char rel[256];
+	snprintf(rel, sizeof rel, "golden/logits/%s.%s.%s.json", m, p, mode);
+	size_t jn;
+	char *raw = tu_read_file(tu_data(rel), &jn);
+	assert_non_null(raw);
+	char *json = calloc(1, jn + 1);
+	memcpy(json, raw, jn);
+	free(raw);
+	int n_prompt = json_ints(json, "prompt_tokens", tok, 64);
+	int n_gen = json_ints(json, "generated_tokens", tok + n_prompt, 64);
+	free(json);
+	assert_true(n_prompt > 0 && n_gen > 0);
+	*n_prompt_out = n_prompt;
+	int n = n_prompt + n_gen;
+	*ref = malloc((size_t)n * (size_t)nv * sizeof(float));
+	size_t sz;
+	snprintf(rel, sizeof rel, "golden/logits/%s.%s.%s.prompt.f32", m, p, mode);
+	float *a = tu_read_file(tu_data(rel), &sz);
+	assert_int_equal(sz, (size_t)n_prompt * (size_t)nv * sizeof(float));
+	snprintf(rel, sizeof rel, "golden/logits/%s.%s.%s.gen.f32", m, p, mode);
+	float *b = tu_read_file(tu_data(rel), &sz);
+	assert_int_equal(sz, (size_t)n_gen * (size_t)nv * sizeof(float));
+	memcpy(*ref, a, (size_t)n_prompt * (size_t)nv * sizeof(float));
+	memcpy(*ref + (size_t)n_prompt * (size_t)nv, b, (size_t)n_gen * (size_t)nv * sizeof(float));
+	free(a);
+	free(b);
+	return n;
+}
+
+typedef struct {
+	int rows, agree;
+	double max_d;
+} Stats;
+
+/* test_golden.c's per-row bounds: max |d| <= 0.15, exact argmax where the reference's
+ * top-2 margin > 0.2; agreement counted for the >= 97% gate. */
+static void compare_row(Stats *s, const float *g, const float *f, int nv)
+{
+	double md = 0;
+	for (int i = 0; i < nv; i++)
+		md = fmax(md, fabs((double)g[i] - (double)f[i]));
+	assert_true(md <= 0.15);
+	s->max_d = fmax(s->max_d, md);
+	int ra = argmax(f, nv), ga = argmax(g, nv);
+	float second = -INFINITY;
+	for (int i = 0; i < nv; i++)
+		if (i != ra && f[i] > second)
+			second = f[i];
+	if (f[ra] - second > 0.2f)
+		assert_int_equal(ra, ga);
+	s->agree += ra == ga;
+	s->rows++;
+}
+
+static float margin(const float *f, int nv)
+{
+	int ra = argmax(f, nv);
+	float second = -INFINITY;
+	for (int i = 0; i < nv; i++)
+		if (i != ra && f[i] > second)
+			second = f[i];
+	return f[ra] - second;
+}
+
+/* Every golden model, built once:
+ * - teacher-forced over prompt + reference continuation one token per call (-ub 1, the
+ *   reference's step mode): the per-row bounds and >= 97% argmax agreement against the
+ *   step reference, as the interpreter's golden test;
+ * - the same in multi-token calls: the per-row bounds; and for both, the interpreter run
+ *   with the same calls agrees to <= 1e-4 relative on every row;
+ * - the prompt, then 32 greedy tokens one per call (the step-mode forward), as the
+ *   reference's batch files were made: the per-row bounds and >= 97% argmax agreement
+ *   while the continuation follows the reference's (it may part only at a margin < 0.05).
+ * Teacher-forcing the continuation in batch calls is held to the row bounds only: batch
+ * and step rounding differ enough to move a few near-tie argmaxes (the interpreter too). */
+static void test_golden_models(void **state)
+{
+	(void)state;
+	for (size_t mi = 0; mi < sizeof goldens / sizeof goldens[0]; mi++) {
+		char rel[256];
+		snprintf(rel, sizeof rel, "golden/models/%s.gguf", goldens[mi]);
+		char gguf[4096], prog[4096];
+		snprintf(gguf, sizeof gguf, "%s", tu_data(rel));
+		snprintf(prog, sizeof prog, "%s", tu_tmp(goldens[mi]));
+		build(gguf, prog, "");
+		Model m;
+		model_open(&m, gguf);
+		Stats forced = {0}, forced_step = {0}, free_run = {0};
+		double worst_rel = 0;
+		for (size_t pi = 0; pi < sizeof prompts / sizeof prompts[0]; pi++) {
+			int32_t tok[128];
+			float *ref;
+			int n_prompt;
+			int n = load_ref(goldens[mi], prompts[pi], "step", tok, &n_prompt, &ref, m.nv);
+			int rows;
+			float *got = run_prog(prog, tok, n, 0, &rows, NULL);
+			assert_int_equal(rows, n * m.nv);
+			for (int r = 0; r < n; r++)
+				compare_row(&forced, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
+			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n, 32));
+			free(got);
+
+			/* the same, one token per call (-ub 1): the reference's step mode */
+			got = run_prog(prog, tok, n, 0, &rows, "-ub 1");
+			assert_int_equal(rows, n * m.nv);
+			for (int r = 0; r < n; r++)
+				compare_row(&forced_step, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
+			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n, 1));
+			free(got);
+			free(ref);
+
+			n = load_ref(goldens[mi], prompts[pi], "batch", tok, &n_prompt, &ref, m.nv);
+			got = run_prog(prog, tok, n_prompt, n - n_prompt, &rows, NULL);
+			assert_int_equal(rows, n * m.nv);
+			for (int r = 0; r < n; r++) {
+				if (r >= n_prompt) { /* row r: after feeding the token chosen from row r - 1 */
+					int chosen = argmax(got + (size_t)(r - 1) * (size_t)m.nv, m.nv);
+					if (chosen != tok[r]) {
+						assert_true(margin(ref + (size_t)(r - 1) * (size_t)m.nv, m.nv) < 0.05f);
+						break;
+					}
+				}
+				compare_row(&free_run, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
+			}
+			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n_prompt, 32));
+			free(got);
+			free(ref);
+		}
+		printf("build %-20s forced batch: rows %3d max|d| %.3g argmax %d  forced step: max|d| %.3g argmax %d  free: rows %3d max|d| %.3g argmax %d  vs interpreter %.2g rel\n",
+		       goldens[mi], forced.rows, forced.max_d, forced.agree, forced_step.max_d,
+		       forced_step.agree, free_run.rows, free_run.max_d, free_run.agree, worst_rel);
+		assert_true(forced_step.agree * 100 >= forced_step.rows * 97);
+		assert_true(free_run.agree * 100 >= free_run.rows * 97);
+		model_close(&m);
+	}
+}
+
+static const int32_t prompt13[] = {496, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114};
+
+/* Synthetic variants the golden files do not cover: binary against interpreter, prompt
+ * then a few generated tokens (single-token calls: the step-mode forward). */
+static void test_variants(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name, *args;
+	} v[] = {
+		{"v-bitnet-scales", "--arch bitnet --scales --layers 2"},
+		{"v-q8_0", "--embd-type q8_0 --layers 2"},
+		{"v-q6_k", "--embd-type q6_k --layers 2"},
+		{"v-bf16", "--embd-type bf16 --layers 1"},
+		{"v-tq1_0", "--type tq1_0 --layers 2"},
+		{"v-tq2_0", "--type tq2_0 --layers 2"},
+		{"v-ff512-h8", "--ffn 512 --heads 8 --kv-heads 2 --layers 2"},
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		char gguf[4096], prog[4096];
+		snprintf(gguf, sizeof gguf, "%s.gguf", tu_tmp(v[i].name));
+		snprintf(prog, sizeof prog, "%s", tu_tmp(v[i].name));
+		char *log = NULL;
+		if (tu_run(&log, "'%s' mkmodel --seed 7 %s -o '%s'", tu_bitnetc(), v[i].args, gguf))
+			fail_msg("mkmodel %s: %s", v[i].args, log ? log : "");
+		free(log);
+		build(gguf, prog, "");
+		Model m;
+		model_open(&m, gguf);
+		int rows;
+		float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
+		assert_int_equal(rows, 17 * m.nv);
+		double d = vs_interp(&m, got, 17, prompt13, 13, 32);
+		printf("build %-16s (%s): vs interpreter %.2g rel\n", v[i].name, v[i].args, d);
+		free(got);
+		model_close(&m);
+	}
+}
+
+/* A prompt split across calls: --max-batch 4 gives chunks 4+4+3+2, which must match the
+ * interpreter run with those calls, and the whole-prompt build. */
+static void test_split(void **state)
+{
+	(void)state;
+	char gguf[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	char p4[4096], p32[4096];
+	snprintf(p4, sizeof p4, "%s", tu_tmp("split-mb4"));
+	snprintf(p32, sizeof p32, "%s", tu_tmp("split-mb32"));
+	build(gguf, p4, "--max-batch 4");
+	build(gguf, p32, "");
+	Model m;
+	model_open(&m, gguf);
+	int r4, r32;
+	float *a = run_prog(p4, prompt13, 13, 2, &r4, NULL);
+	float *b = run_prog(p32, prompt13, 13, 0, &r32, NULL);
+	assert_int_equal(r4, 15 * m.nv);
+	vs_interp(&m, a, 15, prompt13, 13, 4);
+	for (int r = 0; r < 13; r++)
+		assert_true(rel_diff(a + (size_t)r * (size_t)m.nv, b + (size_t)r * (size_t)m.nv, m.nv) <= 1e-4);
+	free(a);
+	free(b);
+	model_close(&m);
+}
+
+/* Same input, byte-identical program; the program runs from another directory; the
+ * weights can live in a file of their own. */
+static void test_reproducible_and_relocatable(void **state)
+{
+	(void)state;
+	char gguf[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tinyold-bitnet-i2_s.gguf"));
+	char a[4096], b[4096], dir[4096], wf[4096], sep[4096];
+	snprintf(a, sizeof a, "%s", tu_tmp("repro-a"));
+	snprintf(b, sizeof b, "%s", tu_tmp("repro-b"));
+	build(gguf, a, "");
+	build(gguf, b, "");
+	assert_int_equal(tu_run(NULL, "cmp -s '%s' '%s'", a, b), 0);
+
+	snprintf(dir, sizeof dir, "%s", tu_tmp("moved"));
+	assert_int_equal(tu_run(NULL, "rm -rf '%s' && mkdir -p '%s/x' && cp '%s' '%s/x/prog'", dir, dir,
+				a, dir),
+			 0);
+	char *out = NULL;
+	assert_int_equal(tu_run(&out, "cd / && '%s/x/prog' --tokens 1,2,3 -n 2 --temp 0 -t 1", dir), 0);
+	free(out);
+	int ra, rb;
+	float *la = run_prog(a, prompt13, 13, 0, &ra, NULL);
+
+	snprintf(wf, sizeof wf, "%s", tu_tmp("sep.weights"));
+	snprintf(sep, sizeof sep, "%s", tu_tmp("sep-prog"));
+	char extra[4200];
+	snprintf(extra, sizeof extra, "--weights-file '%s'", wf);
+	build(gguf, sep, extra);
+	assert_true(exists(wf));
+	float *lb = run_prog(sep, prompt13, 13, 0, &rb, extra);
+	assert_int_equal(ra, rb);
+	assert_memory_equal(la, lb, (size_t)ra * sizeof(float));
+	/* without its weights file the program says so and fails */
+	assert_int_not_equal(tu_run(NULL, "'%s' --tokens 1,2 -n 0 2>/dev/null", sep), 0);
+	free(la);
+	free(lb);
+}
+
+/* Bad builds: a clear message, a non-zero exit, and no output file left behind. */
+static void test_bad_builds(void **state)
+{
+	(void)state;
+	char gguf[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	char out[4096];
+	snprintf(out, sizeof out, "%s", tu_tmp("bad-out"));
+	unlink(out);
+	char *log = NULL;
+	int rc = tu_run(&log, "'%s' build /nonexistent/model.gguf -o '%s'", tu_bitnetc(), out);
+	assert_int_equal(rc, 2);
+	assert_non_null(strstr(log, "/nonexistent/model.gguf"));
+	free(log);
+	assert_false(exists(out));
+
+	rc = tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-quantum", tu_bitnetc(), gguf, out);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(log, "cpu-quantum"));
+	free(log);
+	assert_false(exists(out));
+
+	rc = tu_run(&log, "'%s' build '%s' -o '%s' --cc /nonexistent/cc", tu_bitnetc(), gguf, out);
+	assert_int_equal(rc, 2);
+	assert_non_null(strstr(log, "/nonexistent/cc"));
+	assert_non_null(strstr(log, "not found"));
+	free(log);
+	assert_false(exists(out));
+
+	/* a compiler that runs and fails: its message is shown */
+	rc = tu_run(&log, "'%s' build '%s' -o '%s' --cc false", tu_bitnetc(), gguf, out);
+	assert_int_equal(rc, 2);
+	assert_non_null(strstr(log, "compiler failed"));
+	free(log);
+	assert_false(exists(out));
+	/* no temporary files left beside the output */
+	rc = tu_run(&log, "ls -a \"$(dirname '%s')\" | grep -c '^\\.bad-out\\.' || true", out);
+	assert_int_equal(atoi(log), 0);
+	free(log);
+
+	rc = tu_run(&log, "'%s' build '%s'", tu_bitnetc(), gguf);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(log, "-o"));
+	free(log);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_golden_models),
+		cmocka_unit_test(test_variants),
+		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_reproducible_and_relocatable),
+		cmocka_unit_test(test_bad_builds),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

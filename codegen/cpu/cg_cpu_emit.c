@@ -161,10 +161,21 @@ static int emit_deq(Em *m, IrDtype dt, int64_t k, char *name, size_t nn)
 		cg_printf(b, "\tmemcpy(dst, src, %" PRId64 " * sizeof(float));\n", k);
 		break;
 	case IR_DT_F16:
+		/* the head reads every row of the table each token: convert with F16C where the
+		 * target has it, else through the 64K-entry table (both exact) */
+		cg_printf(b, "\tint i = 0;\n"
+			     "#if defined(__F16C__) && defined(__AVX__)\n"
+			     "\tfor (; i + 8 <= %" PRId64 "; i += 8)\n"
+			     "\t\t_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * i))));\n"
+			     "#endif\n"
+			     "\tfor (; i < %" PRId64 "; i++)\n"
+			     "\t\tdst[i] = f16_table[rd16(src + 2 * i)];\n",
+			  k, k);
+		break;
 	case IR_DT_BF16:
 		cg_printf(b, "\tfor (int i = 0; i < %" PRId64 "; i++)\n"
-			     "\t\tdst[i] = %s(rd16(src + 2 * i));\n",
-			  k, dt == IR_DT_F16 ? "f16_to_f32" : "bf16_to_f32");
+			     "\t\tdst[i] = bf16_to_f32(rd16(src + 2 * i));\n",
+			  k);
 		break;
 	case IR_DT_Q8_0:
 		cg_printf(b, "\tfor (int b = 0; b < %" PRId64 "; b++, src += 34, dst += 32) {\n"
@@ -396,23 +407,39 @@ static void tmm_i2s_body(CgBuf *b, const char *name, int64_t k, int64_t nr)
 		     "\t\tqsum[t] = s;\n"
 		     "\t}\n"
 		     "\tint64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;\n"
+		     "\tint8_t c[K]; /* a row's codes 0..2, decoded once for a multi-token call */\n"
 		     "\tfor (int64_t o = lo; o < hi; o++) {\n"
 		     "\t\tconst uint8_t *wr = a->w + o * (K / 4);\n"
-		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
-		     "\t\t\tconst int8_t *q = a->q + (int64_t)t * K;\n"
+		     "\t\tif (a->n == 1) {\n"
 		     "\t\t\tint32_t acc[32] = {0};\n"
 		     "\t\t\tfor (int bl = 0; bl < K / 128; bl++) {\n"
 		     "\t\t\t\tconst uint8_t *p = wr + 32 * bl;\n"
-		     "\t\t\t\tconst int8_t *qb = q + 128 * bl;\n"
+		     "\t\t\t\tconst int8_t *qb = a->q + 128 * bl;\n"
 		     "\t\t\t\tfor (int j = 0; j < 32; j++) {\n"
 		     "\t\t\t\t\tint v = p[j];\n"
 		     "\t\t\t\t\tacc[j] += (v >> 6) * qb[j] + ((v >> 4) & 3) * qb[32 + j] +\n"
 		     "\t\t\t\t\t\t  ((v >> 2) & 3) * qb[64 + j] + (v & 3) * qb[96 + j];\n"
 		     "\t\t\t\t}\n"
 		     "\t\t\t}\n"
-		     "\t\t\tint32_t d = -qsum[t];\n"
+		     "\t\t\tint32_t d = -qsum[0];\n"
 		     "\t\t\tfor (int j = 0; j < 32; j++)\n"
 		     "\t\t\t\td += acc[j];\n"
+		     "\t\t\ta->y[o] = ((float)d / a->s[0]) * wscale;\n"
+		     "\t\t\tcontinue;\n"
+		     "\t\t}\n"
+		     "\t\tfor (int bl = 0; bl < K / 128; bl++)\n"
+		     "\t\t\tfor (int j = 0; j < 32; j++) {\n"
+		     "\t\t\t\tint v = wr[32 * bl + j];\n"
+		     "\t\t\t\tc[128 * bl + j] = (int8_t)(v >> 6);\n"
+		     "\t\t\t\tc[128 * bl + 32 + j] = (int8_t)((v >> 4) & 3);\n"
+		     "\t\t\t\tc[128 * bl + 64 + j] = (int8_t)((v >> 2) & 3);\n"
+		     "\t\t\t\tc[128 * bl + 96 + j] = (int8_t)(v & 3);\n"
+		     "\t\t\t}\n"
+		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
+		     "\t\t\tconst int8_t *q = a->q + (int64_t)t * K;\n"
+		     "\t\t\tint32_t d = -qsum[t];\n"
+		     "\t\t\tfor (int i = 0; i < K; i++)\n"
+		     "\t\t\t\td += c[i] * q[i];\n"
 		     "\t\t\ta->y[(int64_t)t * N + o] = ((float)d / a->s[t]) * wscale;\n"
 		     "\t\t}\n"
 		     "\t}\n}\n",
@@ -1048,6 +1075,9 @@ static const char prelude[] =
 	"#include <math.h>\n"
 	"#include <stdint.h>\n"
 	"#include <string.h>\n"
+	"#if defined(__F16C__) && defined(__AVX__)\n"
+	"#include <immintrin.h>\n"
+	"#endif\n"
 	"\n"
 	"#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__\n"
 	"#error \"the weights payload is little-endian; this target is not\"\n"
@@ -1086,6 +1116,19 @@ static const char prelude[] =
 	"\tuint32_t bits = em >= 0x7c00u ? 0x7f800000u | ((em & 0x3ffu) << 13) : (em << 13) + (112u << 23);\n"
 	"\tfloat f = em < 0x400u ? (float)em * 0x1p-24f : bits_f32(bits);\n"
 	"\treturn bits_f32(f32_bits(f) | ((uint32_t)(h & 0x8000u) << 16));\n"
+	"}\n"
+	"\n"
+	"/* f16 -> f32 for whole rows; filled by forward() before any kernel runs */\n"
+	"static float f16_table[65536];\n"
+	"static int f16_table_ready;\n"
+	"\n"
+	"static void f16_table_init(void)\n"
+	"{\n"
+	"\tif (f16_table_ready)\n"
+	"\t\treturn;\n"
+	"\tfor (uint32_t h = 0; h < 65536; h++)\n"
+	"\t\tf16_table[h] = f16_to_f32((uint16_t)h);\n"
+	"\tf16_table_ready = 1;\n"
 	"}\n"
 	"\n"
 	"MAYBE_UNUSED static inline uint16_t f32_to_f16(float f)\n"
@@ -1304,6 +1347,7 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	cg_printf(b, "%s", fwd.data);
 	cg_printf(b, "static void forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits)\n"
 		     "{\n"
+		     "\tf16_table_init(); /* forward() is called from one thread */\n"
 		     "\tif (n == 1)\n"
 		     "\t\tforward_t1(st, tokens, pos, logits);\n"
 		     "\telse\n"

@@ -7,6 +7,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__F16C__) && defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the weights payload is little-endian; this target is not"
@@ -45,6 +48,19 @@ MAYBE_UNUSED static inline float f16_to_f32(uint16_t h)
 	uint32_t bits = em >= 0x7c00u ? 0x7f800000u | ((em & 0x3ffu) << 13) : (em << 13) + (112u << 23);
 	float f = em < 0x400u ? (float)em * 0x1p-24f : bits_f32(bits);
 	return bits_f32(f32_bits(f) | ((uint32_t)(h & 0x8000u) << 16));
+}
+
+/* f16 -> f32 for whole rows; filled by forward() before any kernel runs */
+static float f16_table[65536];
+static int f16_table_ready;
+
+static void f16_table_init(void)
+{
+	if (f16_table_ready)
+		return;
+	for (uint32_t h = 0; h < 65536; h++)
+		f16_table[h] = f16_to_f32((uint16_t)h);
+	f16_table_ready = 1;
 }
 
 MAYBE_UNUSED static inline uint16_t f32_to_f16(float f)
@@ -124,8 +140,13 @@ typedef struct {
  */
 static void deq_f16_k128(const uint8_t *src, float *dst)
 {
-	for (int i = 0; i < 128; i++)
-		dst[i] = f16_to_f32(rd16(src + 2 * i));
+	int i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+	for (; i + 8 <= 128; i += 8)
+		_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * i))));
+#endif
+	for (; i < 128; i++)
+		dst[i] = f16_table[rd16(src + 2 * i)];
 }
 
 /* embed_f16_k128_v320, used by:
@@ -209,23 +230,39 @@ static void tmm_i2s_k128_n128(void *arg, int ith, int nth)
 		qsum[t] = s;
 	}
 	int64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;
+	int8_t c[K]; /* a row's codes 0..2, decoded once for a multi-token call */
 	for (int64_t o = lo; o < hi; o++) {
 		const uint8_t *wr = a->w + o * (K / 4);
-		for (int t = 0; t < a->n; t++) {
-			const int8_t *q = a->q + (int64_t)t * K;
+		if (a->n == 1) {
 			int32_t acc[32] = {0};
 			for (int bl = 0; bl < K / 128; bl++) {
 				const uint8_t *p = wr + 32 * bl;
-				const int8_t *qb = q + 128 * bl;
+				const int8_t *qb = a->q + 128 * bl;
 				for (int j = 0; j < 32; j++) {
 					int v = p[j];
 					acc[j] += (v >> 6) * qb[j] + ((v >> 4) & 3) * qb[32 + j] +
 						  ((v >> 2) & 3) * qb[64 + j] + (v & 3) * qb[96 + j];
 				}
 			}
-			int32_t d = -qsum[t];
+			int32_t d = -qsum[0];
 			for (int j = 0; j < 32; j++)
 				d += acc[j];
+			a->y[o] = ((float)d / a->s[0]) * wscale;
+			continue;
+		}
+		for (int bl = 0; bl < K / 128; bl++)
+			for (int j = 0; j < 32; j++) {
+				int v = wr[32 * bl + j];
+				c[128 * bl + j] = (int8_t)(v >> 6);
+				c[128 * bl + 32 + j] = (int8_t)((v >> 4) & 3);
+				c[128 * bl + 64 + j] = (int8_t)((v >> 2) & 3);
+				c[128 * bl + 96 + j] = (int8_t)(v & 3);
+			}
+		for (int t = 0; t < a->n; t++) {
+			const int8_t *q = a->q + (int64_t)t * K;
+			int32_t d = -qsum[t];
+			for (int i = 0; i < K; i++)
+				d += c[i] * q[i];
 			a->y[(int64_t)t * N + o] = ((float)d / a->s[t]) * wscale;
 		}
 	}
@@ -249,23 +286,39 @@ static void tmm_i2s_k128_n64(void *arg, int ith, int nth)
 		qsum[t] = s;
 	}
 	int64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;
+	int8_t c[K]; /* a row's codes 0..2, decoded once for a multi-token call */
 	for (int64_t o = lo; o < hi; o++) {
 		const uint8_t *wr = a->w + o * (K / 4);
-		for (int t = 0; t < a->n; t++) {
-			const int8_t *q = a->q + (int64_t)t * K;
+		if (a->n == 1) {
 			int32_t acc[32] = {0};
 			for (int bl = 0; bl < K / 128; bl++) {
 				const uint8_t *p = wr + 32 * bl;
-				const int8_t *qb = q + 128 * bl;
+				const int8_t *qb = a->q + 128 * bl;
 				for (int j = 0; j < 32; j++) {
 					int v = p[j];
 					acc[j] += (v >> 6) * qb[j] + ((v >> 4) & 3) * qb[32 + j] +
 						  ((v >> 2) & 3) * qb[64 + j] + (v & 3) * qb[96 + j];
 				}
 			}
-			int32_t d = -qsum[t];
+			int32_t d = -qsum[0];
 			for (int j = 0; j < 32; j++)
 				d += acc[j];
+			a->y[o] = ((float)d / a->s[0]) * wscale;
+			continue;
+		}
+		for (int bl = 0; bl < K / 128; bl++)
+			for (int j = 0; j < 32; j++) {
+				int v = wr[32 * bl + j];
+				c[128 * bl + j] = (int8_t)(v >> 6);
+				c[128 * bl + 32 + j] = (int8_t)((v >> 4) & 3);
+				c[128 * bl + 64 + j] = (int8_t)((v >> 2) & 3);
+				c[128 * bl + 96 + j] = (int8_t)(v & 3);
+			}
+		for (int t = 0; t < a->n; t++) {
+			const int8_t *q = a->q + (int64_t)t * K;
+			int32_t d = -qsum[t];
+			for (int i = 0; i < K; i++)
+				d += c[i] * q[i];
 			a->y[(int64_t)t * N + o] = ((float)d / a->s[t]) * wscale;
 		}
 	}
@@ -422,23 +475,39 @@ static void tmm_i2s_k128_n256(void *arg, int ith, int nth)
 		qsum[t] = s;
 	}
 	int64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;
+	int8_t c[K]; /* a row's codes 0..2, decoded once for a multi-token call */
 	for (int64_t o = lo; o < hi; o++) {
 		const uint8_t *wr = a->w + o * (K / 4);
-		for (int t = 0; t < a->n; t++) {
-			const int8_t *q = a->q + (int64_t)t * K;
+		if (a->n == 1) {
 			int32_t acc[32] = {0};
 			for (int bl = 0; bl < K / 128; bl++) {
 				const uint8_t *p = wr + 32 * bl;
-				const int8_t *qb = q + 128 * bl;
+				const int8_t *qb = a->q + 128 * bl;
 				for (int j = 0; j < 32; j++) {
 					int v = p[j];
 					acc[j] += (v >> 6) * qb[j] + ((v >> 4) & 3) * qb[32 + j] +
 						  ((v >> 2) & 3) * qb[64 + j] + (v & 3) * qb[96 + j];
 				}
 			}
-			int32_t d = -qsum[t];
+			int32_t d = -qsum[0];
 			for (int j = 0; j < 32; j++)
 				d += acc[j];
+			a->y[o] = ((float)d / a->s[0]) * wscale;
+			continue;
+		}
+		for (int bl = 0; bl < K / 128; bl++)
+			for (int j = 0; j < 32; j++) {
+				int v = wr[32 * bl + j];
+				c[128 * bl + j] = (int8_t)(v >> 6);
+				c[128 * bl + 32 + j] = (int8_t)((v >> 4) & 3);
+				c[128 * bl + 64 + j] = (int8_t)((v >> 2) & 3);
+				c[128 * bl + 96 + j] = (int8_t)(v & 3);
+			}
+		for (int t = 0; t < a->n; t++) {
+			const int8_t *q = a->q + (int64_t)t * K;
+			int32_t d = -qsum[t];
+			for (int i = 0; i < K; i++)
+				d += c[i] * q[i];
 			a->y[(int64_t)t * N + o] = ((float)d / a->s[t]) * wscale;
 		}
 	}
@@ -517,23 +586,39 @@ static void tmm_i2s_k256_n128(void *arg, int ith, int nth)
 		qsum[t] = s;
 	}
 	int64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;
+	int8_t c[K]; /* a row's codes 0..2, decoded once for a multi-token call */
 	for (int64_t o = lo; o < hi; o++) {
 		const uint8_t *wr = a->w + o * (K / 4);
-		for (int t = 0; t < a->n; t++) {
-			const int8_t *q = a->q + (int64_t)t * K;
+		if (a->n == 1) {
 			int32_t acc[32] = {0};
 			for (int bl = 0; bl < K / 128; bl++) {
 				const uint8_t *p = wr + 32 * bl;
-				const int8_t *qb = q + 128 * bl;
+				const int8_t *qb = a->q + 128 * bl;
 				for (int j = 0; j < 32; j++) {
 					int v = p[j];
 					acc[j] += (v >> 6) * qb[j] + ((v >> 4) & 3) * qb[32 + j] +
 						  ((v >> 2) & 3) * qb[64 + j] + (v & 3) * qb[96 + j];
 				}
 			}
-			int32_t d = -qsum[t];
+			int32_t d = -qsum[0];
 			for (int j = 0; j < 32; j++)
 				d += acc[j];
+			a->y[o] = ((float)d / a->s[0]) * wscale;
+			continue;
+		}
+		for (int bl = 0; bl < K / 128; bl++)
+			for (int j = 0; j < 32; j++) {
+				int v = wr[32 * bl + j];
+				c[128 * bl + j] = (int8_t)(v >> 6);
+				c[128 * bl + 32 + j] = (int8_t)((v >> 4) & 3);
+				c[128 * bl + 64 + j] = (int8_t)((v >> 2) & 3);
+				c[128 * bl + 96 + j] = (int8_t)(v & 3);
+			}
+		for (int t = 0; t < a->n; t++) {
+			const int8_t *q = a->q + (int64_t)t * K;
+			int32_t d = -qsum[t];
+			for (int i = 0; i < K; i++)
+				d += c[i] * q[i];
 			a->y[(int64_t)t * N + o] = ((float)d / a->s[t]) * wscale;
 		}
 	}
@@ -759,6 +844,7 @@ static void forward_tb(RtState *st, const int32_t *tok, int n, int64_t pos, floa
 
 static void forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits)
 {
+	f16_table_init(); /* forward() is called from one thread */
 	if (n == 1)
 		forward_t1(st, tokens, pos, logits);
 	else

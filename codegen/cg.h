@@ -40,6 +40,11 @@ typedef struct {
 	int max_batch;        /* tokens per multi-token forward call (default 32) */
 	const char *pipeline; /* the passes that ran, for --info */
 	int64_t bos, eos;     /* special token ids from the model file, -1 if none */
+	/* the tokenizer blob (rt_tok_build), placed after the constants in the payload;
+	 * NULL: the program takes token ids only */
+	const void *tok_blob;
+	uint64_t tok_bytes;
+	int chat_template;    /* RtChatTemplate to bake in; 0: none */
 	int verbose;
 } CgOpts;
 
@@ -49,6 +54,8 @@ typedef struct {
 	int n;
 	IrId *ids;        /* constant values, in payload order */
 	uint64_t *off;    /* their offsets */
+	const void *tok;  /* the tokenizer blob after the constants (CgOpts.tok_blob), or NULL */
+	uint64_t tok_off, tok_bytes;
 	uint64_t size;    /* payload bytes */
 	uint64_t hash;    /* rt_weights_hash of the payload (64-bit FNV-1a) */
 } CgPayload;

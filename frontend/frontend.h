@@ -134,6 +134,29 @@ int bnm_hparams(const GgufFile *f, IrHparams *hp, BnErr *e);
 /* Names of the supported architectures, NULL-terminated. */
 const char *const *bnm_archs(void);
 
+/* ---- tokenizer metadata (tokmeta.c) ------------------------------------- */
+
+/* A GGUF's tokenizer, built into the runtime's blob (rt_tok.h), and its chat template. */
+typedef struct {
+	void *blob;          /* rt_tok_build's blob (malloc'd); NULL: no tokenizer */
+	size_t size;
+	char none_why[128];  /* why there is none (no tokenizer.ggml.model, unknown kind) */
+	const char *kind;    /* "gpt2" or "llama" */
+	int32_t n_tokens, bos, eos;
+	bool add_bos;
+	int32_t eog[8];      /* end-of-generation ids besides eos */
+	int n_eog;
+	int chat_template;   /* RtChatTemplate recognized in tokenizer.chat_template; 0: none */
+	bool has_chat_jinja; /* the file has a tokenizer.chat_template */
+} BnmTok;
+
+/* Reads tokenizer.ggml.* ("gpt2": tokens, token_type, merges; "llama": tokens, scores,
+ * token_type), bos/eos/add_bos, the end-of-generation ids, and tokenizer.chat_template.
+ * No tokenizer.ggml.model (or another kind): BN_OK, blob NULL and none_why says so.
+ * Malformed metadata: an error naming the file and key. */
+int bnm_tok_load(const GgufFile *f, BnmTok *t, BnErr *e);
+void bnm_tok_free(BnmTok *t);
+
 /* ---- synthetic models (synth.c) ---------------------------------------- */
 
 typedef struct {

@@ -1,12 +1,29 @@
-/* pass.c - the pass registry and pass_run (run one pass, then the verifier). */
+/* pass.c - the pass registry (every pass, its contract and options, in one table) and
+ * pass_run (run one pass with its options, then the verifier). */
 #include "pass.h"
 
 #include <string.h>
 
+static const PassOptInfo batch_templates_opts[] = {
+	{"sizes", PASS_OPT_INTS, "1,8,32,128",
+	 "token counts to instantiate the forward function for; must include 1"},
+	{NULL, PASS_OPT_INT, NULL, NULL},
+};
+
+/* The Lua binding and `bitnetc passes` walk this table; the default pipeline
+ * (default.lua) names passes from it. */
 static const PassInfo passes[] = {
+	{"verify", pass_verify, "requires: nothing; produces: nothing; invalidates: nothing",
+	 "check the graph with the IR verifier (ids, arity, dtypes, shapes, attributes)", NULL},
 	{"dce", pass_dce, "requires: a verified graph; produces: no unused values or nodes; "
 			  "invalidates: value and node ids (compacted)",
-	 "remove constants nothing reads and nodes whose outputs nothing reads"},
+	 "remove constants nothing reads and nodes whose outputs nothing reads", NULL},
+	{"batch_templates", pass_batch_templates,
+	 "requires: a verified graph; produces: graph attributes batch_sizes (int list, "
+	 "ascending) and batch_split (\"greedy\"); invalidates: nothing",
+	 "record the token counts codegen instantiates the forward function for; the runtime "
+	 "splits a prompt into them, largest first",
+	 batch_templates_opts},
 };
 
 const PassInfo *pass_list(int *n)
@@ -25,15 +42,29 @@ const PassInfo *pass_find(const char *name)
 	return NULL;
 }
 
+const PassOptInfo *pass_opt_info(const PassInfo *p, const char *key)
+{
+	for (const PassOptInfo *oi = p ? p->opts : NULL; key && oi && oi->name; oi++)
+		if (strcmp(oi->name, key) == 0)
+			return oi;
+	return NULL;
+}
+
 int pass_run(IrGraph *g, const char *name, const PassOpts *opts, BnErr *e)
 {
 	const PassInfo *p = pass_find(name);
 	if (!p)
 		return bn_err(e, BN_EINVAL, "no pass named '%s'", name ? name : "(null)");
-	static const PassOpts dflt;
 	BnErr local = {0};
 	BnErr *er = e ? e : &local;
-	int rc = p->fn(g, opts ? opts : &dflt, er);
+	PassOpts view = {0};
+	int rc = pass_opts_view(&view, p, &opts, 1, er);
+	if (rc) {
+		bn_err_prefix(er, "pass %s", p->name);
+		return rc;
+	}
+	rc = p->fn(g, &view, er);
+	pass_opts_free(&view);
 	if (rc) {
 		bn_err_prefix(er, "pass %s", p->name);
 		return rc;
@@ -45,4 +76,16 @@ int pass_run(IrGraph *g, const char *name, const PassOpts *opts, BnErr *e)
 		return rc;
 	}
 	return BN_OK;
+}
+
+void pass_pipeline_describe(FILE *out)
+{
+	int n;
+	const PassInfo *p = pass_list(&n);
+	for (int i = 0; i < n; i++) {
+		fprintf(out, "%s\n    %s\n    %s\n", p[i].name, p[i].summary, p[i].contract);
+		for (const PassOptInfo *oi = p[i].opts; oi && oi->name; oi++)
+			fprintf(out, "    option %s.%s (%s, default %s): %s\n", p[i].name, oi->name,
+				pass_opt_type_name(oi->type), oi->dflt, oi->help);
+	}
 }

@@ -1,13 +1,45 @@
-/* pass.h - graph passes: one file per pass, one registry the driver and (later) the Lua
- * pipeline walk, and pass_run, which verifies the graph after every pass. */
+/* pass.h - graph passes: one file per pass, one registry (pass.c) that the driver and the
+ * Lua pipeline walk, typed pass options, graph-level attributes, and the Lua pipeline
+ * runner (passes/default.lua when no script is given). */
 #ifndef BITNETC_PASS_H
 #define BITNETC_PASS_H
 
 #include "ir.h"
 
-/* Options every pass receives; a pass ignores what it does not use. */
+#include <stdbool.h>
+#include <stdio.h>
+
+/* ---- options --------------------------------------------------------------------- */
+
+typedef enum { PASS_OPT_INT, PASS_OPT_FLOAT, PASS_OPT_STR, PASS_OPT_INTS } PassOptType;
+
+/* One option a pass declares in the registry. */
+typedef struct {
+	const char *name;
+	PassOptType type;
+	const char *dflt; /* the default, written as on the command line ("1,8,32,128") */
+	const char *help; /* one line */
+} PassOptInfo;
+
+/* One option value. pass and key point into the registry; s and ints are malloc'd. */
+typedef struct {
+	const char *pass;
+	const char *key;
+	PassOptType type;
+	int64_t i;
+	double f;
+	char *s;
+	int64_t *ints;
+	int n_ints;
+} PassOptVal;
+
+/* A typed key/value list. As a pass's argument it holds that pass's options only, defaults
+ * filled in (pass_run and the pipeline build that view), so accessors look up by key. As a
+ * command-line list (--pass-opt) it holds "pass.key" entries for any pass. */
 typedef struct PassOpts {
 	int verbose; /* > 0: a pass reports what it changed on stderr */
+	PassOptVal *v;
+	int n, cap;
 } PassOpts;
 
 typedef int (*PassFn)(IrGraph *g, const PassOpts *opts, BnErr *e);
@@ -17,22 +49,125 @@ typedef struct {
 	PassFn fn;
 	const char *contract; /* requires / produces / invalidates, one line */
 	const char *summary;
+	const PassOptInfo *opts; /* ends with {NULL}; NULL if none */
 } PassInfo;
 
-/* ---- pass.c ---- */
+/* ---- pass.c: the registry and running one pass ------------------------------------- */
 
 /* The registry, in pipeline order; *n gets the count. */
 const PassInfo *pass_list(int *n);
 /* NULL if there is no pass of that name. */
 const PassInfo *pass_find(const char *name);
-/* Runs the named pass, then ir_verify. A failure names the pass: "pass NAME: ..." for the
- * pass's own error, "after pass NAME the graph does not verify: ..." for the verifier's.
- * opts may be NULL. */
+/* NULL if p has no option of that name. */
+const PassOptInfo *pass_opt_info(const PassInfo *p, const char *key);
+/* Runs the named pass with its defaults overridden by opts' entries (any opts entry with a
+ * NULL pass or this pass's name; may be NULL), then ir_verify. A failure names the pass:
+ * "pass NAME: ..." for the pass's own error, "after pass NAME the graph does not verify: ..."
+ * for the verifier's. */
 int pass_run(IrGraph *g, const char *name, const PassOpts *opts, BnErr *e);
+/* Prints every pass with its contract, summary and options (for `bitnetc passes`). */
+void pass_pipeline_describe(FILE *out);
 
-/* ---- the passes, one per file ---- */
+/* ---- pass_opts.c: option lists ------------------------------------------------------ */
+
+void pass_opts_free(PassOpts *o);
+/* Parses "pass.key=value" (e.g. "batch_templates.sizes=1,16") against the registry and
+ * adds it to o, replacing an earlier value of the same option. Errors name the unknown
+ * pass, the unknown option (listing the pass's options) or the expected type. */
+int pass_opts_parse(PassOpts *o, const char *spec, BnErr *e);
+/* Sets pass.key from text written as on the command line. */
+int pass_opts_set(PassOpts *o, const char *pass, const char *key, const char *value, BnErr *e);
+/* Adds a typed value (v->pass and v->key are looked up in the registry; its s/ints are
+ * copied). A type that does not match the declaration: BN_EINVAL naming both. */
+int pass_opts_put(PassOpts *o, const PassOptVal *v, BnErr *e);
+/* Builds p's view: its declared defaults, then the entries of each list in srcs (later
+ * lists win) for p. dst is reset first; on failure it is left empty. */
+int pass_opts_view(PassOpts *dst, const PassInfo *p, const PassOpts *const *srcs, int n_srcs,
+		   BnErr *e);
+/* Accessors for a pass's view: the value of key, or dflt if absent or of another type. */
+int64_t pass_opt_int(const PassOpts *o, const char *key, int64_t dflt);
+double pass_opt_float(const PassOpts *o, const char *key, double dflt);
+const char *pass_opt_str(const PassOpts *o, const char *key, const char *dflt);
+/* NULL (and *n = 0) if absent. */
+const int64_t *pass_opt_ints(const PassOpts *o, const char *key, int *n);
+/* "int", "float", "string", "int list" */
+const char *pass_opt_type_name(PassOptType t);
+
+/* ---- pass_gattr.c: graph-level attributes -------------------------------------------- */
+
+/* Attributes of a whole graph (batch sizes, the weight layout chosen) that passes record and
+ * codegen reads. The IR has no home for them, so they live in a side table keyed by the
+ * graph's address: pass_pipeline_run clears a graph's entry when it starts, and the owner
+ * calls pass_gattr_clear before ir_graph_free (a later graph at the same address must not
+ * inherit them). Not thread-safe: one compile at a time per process. Keys and values are
+ * copied. Setting fails only when out of memory. */
+int pass_gattr_set_int(const IrGraph *g, const char *key, int64_t v, BnErr *e);
+int pass_gattr_set_float(const IrGraph *g, const char *key, double v, BnErr *e);
+int pass_gattr_set_str(const IrGraph *g, const char *key, const char *v, BnErr *e);
+int pass_gattr_set_ints(const IrGraph *g, const char *key, const int64_t *v, int n, BnErr *e);
+/* NULL if the graph has no such attribute. */
+const IrAttr *pass_gattr_find(const IrGraph *g, const char *key);
+/* All of a graph's attributes, in the order first set; *n gets the count. */
+const IrAttr *pass_gattr_list(const IrGraph *g, int *n);
+void pass_gattr_clear(const IrGraph *g);
+
+/* ---- pass_target.c: what a pipeline script may branch on ----------------------------- */
+
+typedef struct {
+	const char *name;     /* e.g. "host", "cpu-avx2" */
+	const char *arch;     /* "x86_64", "aarch64" */
+	const char *features; /* space-separated, as cg_cpu_features_str: "avx2 fma avx512_vnni" */
+	int64_t l1d, l2, l3;  /* data cache sizes in bytes; 0 if unknown */
+	int ncpu;             /* online CPUs; 0 if unknown */
+} PassTarget;
+
+/* The machine bitnetc runs on (cg_cpu_detect, sysconf/sysfs). The strings are static. */
+const PassTarget *pass_target_host(void);
+
+/* ---- pass_lua.c: pipelines ---------------------------------------------------------- */
+
+/* Per-pass wall times of one pipeline run, in run order. */
+typedef struct {
+	char name[192]; /* "dce", "lua pass at mine.lua:12" */
+	double seconds;
+} PassTime;
+
+typedef struct {
+	PassTime *t;
+	int n, cap;
+} PassStats;
+
+void pass_stats_free(PassStats *s);
+/* "  NAME  12.345 ms" lines and a total, for -v. */
+void pass_stats_print(const PassStats *s, FILE *out);
+
+typedef struct {
+	bool verify_each;          /* verify after every pass (always when NDEBUG is undefined;
+				    * Lua passes are always verified; the end of a pipeline too) */
+	const char *dump_after;    /* pass name ("lua": every Lua pass): ir_print after it */
+	FILE *dump_file;           /* where dump_after prints; NULL: stderr */
+	int verbose;               /* handed to the passes */
+	const PassOpts *cli_opts;  /* --pass-opt values: override the script's; may be NULL */
+	const PassTarget *target;  /* bitnetc.target; NULL: pass_target_host() */
+	PassStats *stats;          /* NULL or where per-pass times are appended */
+} PassRunOpts;
+
+/* Runs a Lua pipeline script (NULL: the embedded passes/default.lua) on g: one lua_State,
+ * set up inside lua_pcall; the script returns bitnetc.pipeline() with its steps, which then
+ * run in order. Errors: Lua's "file:line: message" plus a traceback, or the failing pass by
+ * name ("pass dce: ...", "after lua pass at mine.lua:12 the graph does not verify: ...").
+ * opts may be NULL. On failure g may be partly transformed: emit nothing from it. */
+int pass_pipeline_run(IrGraph *g, const char *script, const PassRunOpts *opts, BnErr *e);
+/* The embedded default pipeline's source (passes/default.lua), NUL-terminated. */
+const char *pass_default_pipeline(size_t *len);
+
+/* ---- the passes, one per file ---------------------------------------------------- */
 
 /* dce.c */
 int pass_dce(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* verify.c */
+int pass_verify(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* batch_templates.c */
+int pass_batch_templates(IrGraph *g, const PassOpts *opts, BnErr *e);
 
 #endif

@@ -1,4 +1,4 @@
-/* rt_main.c - main() of every generated program: CLI, weights, KV cache, prompt, generation, bench, stats.
+/* rt_main.c - main() of every generated program: CLI, weights, KV cache, prompt, generation, chat, bench, stats.
  *
  * Compiled into each built model (never into bitnetc itself). Exit codes: 0 ok, 1 usage
  * error, 2 runtime error; every error is one line "PROG: message" on stderr. */
@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "rt.h"
+#include "rt_tok.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -23,7 +24,7 @@
 static const char *rt_prog = "model";
 
 typedef struct {
-	const char *prompt;      /* -p: token ids until the tokenizer lands */
+	const char *prompt;      /* -p: text (token ids when the program has no tokenizer) */
 	const char *prompt_file; /* -f */
 	const char *tokens;      /* --tokens */
 	int64_t n_predict;       /* -n: tokens to generate (stops early at end of text) */
@@ -40,6 +41,13 @@ typedef struct {
 	int bench, json;
 	int64_t pp, tg, reps;
 	int info, help, version;
+	int no_special;            /* --no-parse-special: <|eot_id|> in a prompt is plain text */
+	int show_ids;              /* --show-ids: print ids even with a tokenizer */
+	int special;               /* -sp: print the text of control tokens */
+	int cnv;                   /* -cnv: interactive chat */
+	const char *system;        /* -sys */
+	const char *chat_template; /* --chat-template: overrides the built-in one */
+	int verbose;               /* -v */
 } RtOpts;
 
 /* Everything a run holds; rt_run_free releases what was set. */
@@ -52,6 +60,10 @@ typedef struct {
 	RtSampler *smp;
 	int32_t *prompt;
 	int64_t n_prompt;
+	RtTok *tok;     /* the tokenizer in the payload, or NULL */
+	int text_out;   /* print tokens as text (else ids) */
+	RtDetok detok;  /* holds a UTF-8 character split across tokens */
+	int64_t n_out;  /* tokens printed so far (for the ids' separators) */
 	double t_start, t_load_ms;
 } RtRun;
 
@@ -95,12 +107,24 @@ static void rt_help(void)
 	       "\n"
 	       "Runs %s (%s, built by bitnetc %s for %s). The weights travel inside this file.\n"
 	       "\n"
-	       "prompt (this program has no tokenizer yet: prompts are token ids, given as\n"
-	       "\"1,2,3\" or whitespace-separated \"1 2 3\"; they are used as given, no BOS added;\n"
-	       "without a prompt the model's BOS token starts the text):\n"
-	       "  -p, --prompt IDS        the prompt\n"
-	       "  -f, --file FILE         read the prompt (ids) from FILE\n"
-	       "      --tokens 1,2,3      the prompt as token ids (explicit form)\n"
+	       "prompt (with a tokenizer, text: encoded as the model's own tokenizer does,\n"
+	       "special-token text such as <|eot_id|> included, BOS added when the model says\n"
+	       "so; an empty prompt or none is BOS alone. A program built without a tokenizer\n"
+	       "takes token ids, \"1,2,3\" or \"1 2 3\", used as given):\n"
+	       "  -p, --prompt TEXT       the prompt\n"
+	       "  -f, --file FILE         read the prompt from FILE (any bytes)\n"
+	       "      --tokens 1,2,3      the prompt as token ids, used as given (no BOS); the\n"
+	       "                          output is then ids too\n"
+	       "      --no-parse-special  special-token text in the prompt stays plain text\n"
+	       "\n"
+	       "chat:\n"
+	       "  -cnv, --conversation    interactive chat: one user turn per line on stdin\n"
+	       "                          (/reset starts over, /exit or end of input quits); the\n"
+	       "                          KV cache keeps the conversation, so a turn costs only\n"
+	       "                          its own tokens; -n caps each reply (default: until\n"
+	       "                          the end of the turn)\n"
+	       "  -sys, --system-prompt T the system message of the conversation\n"
+	       "      --chat-template N   bitnet or llama3 (default: the one built in)\n"
 	       "\n"
 	       "generation:\n"
 	       "  -n, --n-predict N       tokens to generate (default 128, or fewer if the context\n"
@@ -114,7 +138,7 @@ static void rt_help(void)
 	       "                          maximum: the batch size the program was built for; 1\n"
 	       "                          feeds the prompt token by token, the reference's step\n"
 	       "                          mode)\n"
-	       "      --ignore-eos        keep going past the end-of-text token\n"
+	       "      --ignore-eos        keep going past the end-of-generation tokens\n"
 	       "\n"
 	       "sampling (llama.cpp's chain and defaults; order: repeat penalty -> top-k ->\n"
 	       "top-p -> min-p -> temperature -> draw):\n"
@@ -129,7 +153,11 @@ static void rt_help(void)
 	       "      --seed S            random seed (default -1 = pick one, printed to stderr)\n"
 	       "\n"
 	       "output:\n"
-	       "  (stdout gets the generated token ids, space-separated, as they come)\n"
+	       "  (stdout gets the generated text as it comes; ids, space-separated, without a\n"
+	       "  tokenizer, for --tokens prompts and with --show-ids)\n"
+	       "      --show-ids          print token ids instead of text\n"
+	       "  -sp, --special          print the text of control tokens\n"
+	       "  -v, --verbose           the prompt's ids and per-turn token counts on stderr\n"
 	       "      --logits-out FILE   write float32 little-endian logits rows of n_vocab: one\n"
 	       "                          per prompt token, then one per generated token (the\n"
 	       "                          logits after feeding it)\n"
@@ -137,7 +165,8 @@ static void rt_help(void)
 	       "other modes:\n"
 	       "      --bench             time prefill and decode; --pp N (default 128),\n"
 	       "                          --tg M (default 128), --reps R (default 5), --json\n"
-	       "      --info              what this program was compiled from\n"
+	       "      --info              what this program was compiled from, its tokenizer and\n"
+	       "                          chat template\n"
 	       "      --weights-file FILE take the weights from FILE instead of this executable\n"
 	       "  -h, --help              this text\n"
 	       "      --version           versions\n"
@@ -256,7 +285,14 @@ static int rt_parse_value(const char *a, const char *v, RtOpts *o)
 		return rt_parse_i64(a, v, 0, INT32_MAX, "a token count >= 0", &o->tg);
 	else if (!strcmp(a, "--reps"))
 		return rt_parse_i64(a, v, 1, 100000, "1 or more repetitions", &o->reps);
-	else
+	else if (!strcmp(a, "-sys") || !strcmp(a, "--system-prompt"))
+		o->system = v;
+	else if (!strcmp(a, "--chat-template")) {
+		if (rt_chat_from_name(v) == RT_CHAT_NONE)
+			return rt_usage("--chat-template: unknown template \"%s\" (bitnet or llama3)",
+					v);
+		o->chat_template = v;
+	} else
 		return -1; /* not a flag with a value */
 	return 0;
 }
@@ -275,6 +311,16 @@ static int rt_parse_switch(const char *a, RtOpts *o)
 		o->json = 1;
 	else if (!strcmp(a, "--ignore-eos"))
 		o->ignore_eos = 1;
+	else if (!strcmp(a, "--no-parse-special") || !strcmp(a, "--no-special"))
+		o->no_special = 1;
+	else if (!strcmp(a, "--show-ids"))
+		o->show_ids = 1;
+	else if (!strcmp(a, "-sp") || !strcmp(a, "--special"))
+		o->special = 1;
+	else if (!strcmp(a, "-cnv") || !strcmp(a, "--conversation") || !strcmp(a, "--chat"))
+		o->cnv = 1;
+	else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
+		o->verbose = 1;
 	else
 		return -1;
 	return 0;
@@ -284,6 +330,7 @@ static const char *const rt_value_flags[] = {
 	"-p", "--prompt", "-f", "--file", "--tokens", "-n", "--n-predict", "-t", "--threads",
 	"-c", "--ctx-size", "-ub", "--ubatch-size", "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
 	"--repeat-last-n", "--seed", "--logits-out", "--weights-file", "--pp", "--tg", "--reps",
+	"-sys", "--system-prompt", "--chat-template",
 };
 
 static int rt_takes_value(const char *a)
@@ -322,6 +369,11 @@ static int rt_parse_args(int argc, char **argv, RtOpts *o)
 	int sources = !!o->prompt + !!o->prompt_file + !!o->tokens;
 	if (sources > 1)
 		return rt_usage("give only one of -p, -f and --tokens");
+	if (o->cnv && sources)
+		return rt_usage("-cnv reads the conversation from stdin: give a system prompt with "
+				"-sys, not -p, -f or --tokens");
+	if (o->cnv && (o->logits_out || o->bench))
+		return rt_usage("-cnv does not go with %s", o->bench ? "--bench" : "--logits-out");
 	if (o->bench && o->pp + o->tg == 0)
 		return rt_usage("--bench: --pp and --tg are both 0: nothing to time");
 	return 0;
@@ -337,8 +389,8 @@ static int rt_prompt_ids(const char *src, const char *text, int32_t **ids, int64
 		if (*c == ',')
 			commas = 1;
 		else if (!(*c >= '0' && *c <= '9') && !strchr(" \t\r\n", *c))
-			return rt_usage("%s: this program has no tokenizer yet: give the prompt as "
-					"token ids (\"1,2,3\" or \"1 2 3\"), not text",
+			return rt_usage("%s: this program was built without a tokenizer: give the "
+					"prompt as token ids (\"1,2,3\" or \"1 2 3\"), not text",
 					src);
 	}
 	/* Whitespace-separated: join the items with commas for the shared list parser. */
@@ -373,7 +425,8 @@ static int rt_prompt_ids(const char *src, const char *text, int32_t **ids, int64
 	return 0;
 }
 
-static int rt_read_text(const char *path, char **out)
+/* The whole file (any bytes; *len excludes the NUL added after them). */
+static int rt_read_text(const char *path, char **out, size_t *out_len)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
@@ -398,14 +451,53 @@ static int rt_read_text(const char *path, char **out)
 		return rt_usage("-f %s: cannot read: read error", path);
 	}
 	buf[len] = 0;
-	if (strlen(buf) != len) {
-		free(buf);
-		return rt_usage("-f %s: this program has no tokenizer yet: the file must hold "
-				"token ids (\"1,2,3\" or \"1 2 3\"), not binary data",
-				path);
-	}
 	*out = buf;
+	*out_len = len;
 	return 0;
+}
+
+/* Text through the tokenizer: special-token text parsed unless --no-parse-special, BOS
+ * when the model adds one (so an empty text is BOS alone). */
+static int rt_prompt_encode(const RtOpts *o, RtRun *run, const char *src, const char *text,
+			    size_t len)
+{
+	int flags = o->no_special ? 0 : RT_TOK_PARSE_SPECIAL;
+	if (rt_tok_add_bos(run->tok))
+		flags |= RT_TOK_ADD_BOS;
+	int32_t *ids = NULL;
+	int n = 0;
+	RtErr e = {0};
+	if (rt_tok_encode(run->tok, text, len, flags, &ids, &n, &e))
+		return rt_fail("%s: %s", src, e.msg);
+	if (n == 0) {
+		free(ids);
+		return rt_usage("%s: the prompt is empty and this model adds no BOS token: give "
+				"some text",
+				src);
+	}
+	run->prompt = ids;
+	run->n_prompt = n;
+	return 0;
+}
+
+static int rt_prompt_file(const RtOpts *o, RtRun *run)
+{
+	char *text = NULL, src[600];
+	size_t len = 0;
+	int rc = rt_read_text(o->prompt_file, &text, &len);
+	if (rc)
+		return rc;
+	snprintf(src, sizeof src, "-f %s", o->prompt_file);
+	if (run->tok)
+		rc = rt_prompt_encode(o, run, src, text, len);
+	else if (strlen(text) != len)
+		rc = rt_usage("%s: this program has no tokenizer: the file must hold token ids "
+			      "(\"1,2,3\" or \"1 2 3\"), not binary data",
+			      src);
+	else
+		rc = rt_prompt_ids(src, text, &run->prompt, &run->n_prompt);
+	free(text);
+	return rc;
 }
 
 /* Fills run->prompt from -p / -f / --tokens, or BOS when none is given. */
@@ -414,15 +506,12 @@ static int rt_prompt_load(const RtOpts *o, RtRun *run)
 	int rc = 0;
 	if (o->tokens) {
 		rc = rt_prompt_ids("--tokens", o->tokens, &run->prompt, &run->n_prompt);
+	} else if (o->prompt && run->tok) {
+		rc = rt_prompt_encode(o, run, "-p", o->prompt, strlen(o->prompt));
 	} else if (o->prompt) {
 		rc = rt_prompt_ids("-p", o->prompt, &run->prompt, &run->n_prompt);
 	} else if (o->prompt_file) {
-		char *text = NULL, src[600];
-		if ((rc = rt_read_text(o->prompt_file, &text)))
-			return rc;
-		snprintf(src, sizeof src, "-f %s", o->prompt_file);
-		rc = rt_prompt_ids(src, text, &run->prompt, &run->n_prompt);
-		free(text);
+		rc = rt_prompt_file(o, run);
 	} else if (rt_model.bos >= 0) {
 		run->prompt = malloc(sizeof *run->prompt);
 		if (!run->prompt)
@@ -430,8 +519,8 @@ static int rt_prompt_load(const RtOpts *o, RtRun *run)
 		run->prompt[0] = (int32_t)rt_model.bos;
 		run->n_prompt = 1;
 	} else {
-		return rt_usage("no prompt: give token ids with -p or --tokens (this model has no "
-				"BOS token to start from)");
+		return rt_usage("no prompt: give one with -p or --tokens (this model has no BOS "
+				"token to start from)");
 	}
 	if (rc)
 		return rc;
@@ -441,6 +530,14 @@ static int rt_prompt_load(const RtOpts *o, RtRun *run)
 					"vocabulary has %lld tokens",
 					(long long)run->prompt[i], (long long)i,
 					(long long)rt_model.n_vocab);
+	/* Text in, text out; ids in (or no tokenizer), ids out. */
+	run->text_out = run->tok && !o->tokens && !o->show_ids;
+	if (o->verbose) {
+		fprintf(stderr, "%s: prompt: %lld tokens:", rt_prog, (long long)run->n_prompt);
+		for (int64_t i = 0; i < run->n_prompt; i++)
+			fprintf(stderr, "%s%d", i ? "," : " ", (int)run->prompt[i]);
+		fprintf(stderr, "\n");
+	}
 	return 0;
 }
 
@@ -481,13 +578,41 @@ static int64_t rt_default_ctx(void)
 
 /* ---- setting up and tearing down --------------------------------------- */
 
-static int rt_run_setup(const RtOpts *o, const char *argv0, int64_t n_ctx, RtRun *run)
+/* The tokenizer blob inside the mapped payload; NULL (and no error) when there is none. */
+static RtTok *rt_tok_from_payload(const uint8_t *w, RtErr *e)
+{
+	uint64_t off = rt_model.tok_offset, n = rt_model.tok_bytes;
+	if (!n)
+		return NULL;
+	if (off > rt_model.weights_bytes || n > rt_model.weights_bytes - off || (off & 7)) {
+		rt_err(e, RT_EINVAL, "the tokenizer (%llu bytes at %llu) lies outside the %llu-byte "
+		       "weights payload", (unsigned long long)n, (unsigned long long)off,
+		       (unsigned long long)rt_model.weights_bytes);
+		return NULL;
+	}
+	return rt_tok_open(w + off, (size_t)n, e);
+}
+
+/* Maps the weights and opens the tokenizer in them (once). */
+static int rt_run_map(const RtOpts *o, const char *argv0, RtRun *run)
 {
 	RtErr e = {0};
+	if (run->w.data)
+		return 0;
 	if (rt_weights_map(&run->w, o->weights_file, argv0, rt_model.weights_bytes,
 			   rt_model.weights_hash, &e))
 		return rt_fail("%s", e.msg);
 	run->st.w = run->w.data;
+	if (!(run->tok = rt_tok_from_payload(run->w.data, &e)) && rt_model.tok_bytes)
+		return rt_fail("the tokenizer in %s is unusable: %s", run->w.path, e.msg);
+	return 0;
+}
+
+static int rt_run_setup(const RtOpts *o, const char *argv0, int64_t n_ctx, RtRun *run)
+{
+	int rc = rt_run_map(o, argv0, run);
+	if (rc)
+		return rc;
 	run->st.n_ctx = n_ctx;
 	run->ubatch = o->ubatch && o->ubatch < rt_model.max_batch ? o->ubatch : rt_model.max_batch;
 	uint64_t kvb = rt_model.kv_bytes(n_ctx);
@@ -519,6 +644,7 @@ static void rt_run_free(RtRun *run)
 	free(run->st.kv);
 	rt_weights_unmap(&run->w);
 	rt_sampler_free(run->smp);
+	rt_tok_free(run->tok);
 	free(run->prompt);
 	if (run->lf)
 		fclose(run->lf);
@@ -537,10 +663,10 @@ static int rt_chunk(int64_t rem, int64_t max_batch)
 	return (int)m;
 }
 
-/* Evaluates toks[0..n) at positions 0.. in chunks; rows go to lf when it is open, the
+/* Evaluates toks[0..n) at positions pos0.. in chunks; rows go to lf when it is open, the
  * last row stays in run->logits at *last. Returns seconds spent in forward calls. */
-static int rt_eval_prompt(RtRun *run, const char *lpath, const int32_t *toks, int64_t n,
-			  float **last, double *secs)
+static int rt_eval_at(RtRun *run, const char *lpath, const int32_t *toks, int64_t n, int64_t pos0,
+		      float **last, double *secs)
 {
 	int64_t nv = rt_model.n_vocab;
 	double t = rt_now();
@@ -548,7 +674,7 @@ static int rt_eval_prompt(RtRun *run, const char *lpath, const int32_t *toks, in
 		int m = rt_chunk(n - off, run->ubatch);
 		int final = off + m == n;
 		float *out = run->lf || final ? run->logits : NULL;
-		rt_model.forward(&run->st, toks + off, m, off, out);
+		rt_model.forward(&run->st, toks + off, m, pos0 + off, out);
 		RtErr e = {0};
 		if (run->lf && rt_write_f32(run->lf, lpath, run->logits, (size_t)m * (size_t)nv, &e))
 			return rt_fail("%s", e.msg);
@@ -558,6 +684,60 @@ static int rt_eval_prompt(RtRun *run, const char *lpath, const int32_t *toks, in
 	}
 	*secs = rt_now() - t;
 	return 0;
+}
+
+static int rt_eval_prompt(RtRun *run, const char *lpath, const int32_t *toks, int64_t n,
+			  float **last, double *secs)
+{
+	return rt_eval_at(run, lpath, toks, n, 0, last, secs);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* Prints a generated token: its text (a UTF-8 character split across tokens waits for
+ * its end) or its id. */
+static void rt_put_token(const RtOpts *o, RtRun *run, int32_t tok)
+{
+	if (!run->text_out) {
+		printf("%s%d", run->n_out++ ? " " : "", (int)tok);
+		fflush(stdout);
+		return;
+	}
+	char small[256], *piece = small;
+	int n = rt_tok_piece(run->tok, tok, o->special != 0, small, (int)sizeof small);
+	if (n > (int)sizeof small && (piece = malloc((size_t)n)) != NULL)
+		n = rt_tok_piece(run->tok, tok, o->special != 0, piece, n);
+	if (n > 0 && piece) {
+		char *out = malloc((size_t)n + 8);
+		if (out) {
+			size_t k = rt_detok_push(&run->detok, piece, (size_t)n, out);
+			fwrite(out, 1, k, stdout);
+			free(out);
+		}
+	}
+	if (piece != small)
+		free(piece);
+	run->n_out++;
+	fflush(stdout);
+}
+
+/* Ends the output: what the detokenizer held back, then a newline. */
+static void rt_put_end(RtRun *run)
+{
+	char out[8];
+	size_t k = rt_detok_flush(&run->detok, out);
+	fwrite(out, 1, k, stdout);
+	printf("\n");
+	fflush(stdout);
+	run->n_out = 0;
+}
+
+/* Whether generation stops at tok: any end-of-generation id of the tokenizer, else EOS. */
+static int rt_is_stop(const RtRun *run, int32_t tok)
+{
+	if (run->tok)
+		return rt_tok_is_eog(run->tok, tok);
+	return tok == rt_model.eos;
 }
 
 static void rt_print_stats(const RtRun *run, double pp_s, int64_t pp_n, double tg_s, int64_t tg_n)
@@ -577,9 +757,9 @@ static void rt_print_stats(const RtRun *run, double pp_s, int64_t pp_n, double t
 		(rt_now() - run->t_start) * 1e3);
 }
 
-static int rt_generate(const RtOpts *o, RtRun *run)
+/* The sampler of a run, its settings reported on stderr. */
+static int rt_sampler_setup(const RtOpts *o, RtRun *run)
 {
-	RtErr e = {0};
 	int64_t nv = rt_model.n_vocab, n_ctx = run->st.n_ctx;
 	RtSamplerParams sp = o->sp;
 	sp.repeat_last_n = (int32_t)(o->repeat_last_n < 0 || o->repeat_last_n > n_ctx
@@ -597,12 +777,22 @@ static int rt_generate(const RtOpts *o, RtRun *run)
 			rt_prog, sp.repeat_penalty, sp.repeat_last_n);
 	if (!(run->smp = rt_sampler_new(&sp, nv)))
 		return rt_fail("out of memory for the sampler");
+	return 0;
+}
+
+static int rt_generate(const RtOpts *o, RtRun *run)
+{
+	RtErr e = {0};
+	int64_t nv = rt_model.n_vocab, n_ctx = run->st.n_ctx;
+	int rc = rt_sampler_setup(o, run);
+	if (rc)
+		return rc;
 	for (int64_t i = 0; i < run->n_prompt; i++)
 		rt_sampler_accept(run->smp, run->prompt[i]);
 
 	float *last = NULL;
 	double pp_s = 0, tg_s = 0;
-	int rc = rt_eval_prompt(run, o->logits_out, run->prompt, run->n_prompt, &last, &pp_s);
+	rc = rt_eval_prompt(run, o->logits_out, run->prompt, run->n_prompt, &last, &pp_s);
 	if (rc)
 		return rc;
 	int64_t pos = run->n_prompt, runs = 0;
@@ -610,10 +800,9 @@ static int rt_generate(const RtOpts *o, RtRun *run)
 		if (pos >= n_ctx)
 			break; /* the context is full */
 		int32_t tok = rt_sampler_sample(run->smp, last);
-		if (tok == rt_model.eos && !o->ignore_eos)
+		if (!o->ignore_eos && rt_is_stop(run, tok))
 			break;
-		printf("%s%d", gen ? " " : "", (int)tok);
-		fflush(stdout);
+		rt_put_token(o, run, tok);
 		rt_sampler_accept(run->smp, tok);
 		/* The last token needs feeding only for its logits row. */
 		if (!run->lf && gen + 1 == o->n_predict)
@@ -627,8 +816,7 @@ static int rt_generate(const RtOpts *o, RtRun *run)
 		if (run->lf && rt_write_f32(run->lf, o->logits_out, last, (size_t)nv, &e))
 			return rt_fail("%s", e.msg);
 	}
-	printf("\n");
-	fflush(stdout);
+	rt_put_end(run);
 	if (run->lf) {
 		FILE *f = run->lf;
 		run->lf = NULL;
@@ -637,6 +825,214 @@ static int rt_generate(const RtOpts *o, RtRun *run)
 	}
 	rt_print_stats(run, pp_s, run->n_prompt, tg_s, runs);
 	return 0;
+}
+
+/* ---- -cnv: interactive chat -------------------------------------------- */
+
+/* One conversation. The KV cache holds positions [0, pos); a turn evaluates only its own
+ * tokens there. A reply ends at an end-of-generation token that is not fed back, or at
+ * -n: either way the template's end of message goes in front of the next turn. */
+typedef struct {
+	RtChatTemplate tmpl;
+	int64_t pos;
+	int started;    /* BOS and the system message are in the cache */
+	int reply_open; /* a reply is in the cache without its end of message */
+	int turn;
+	double pp_s, tg_s;
+	int64_t pp_n, tg_n;
+} RtChat;
+
+/* The text that closes an assistant message ("<|eot_id|>" in both known formats), found
+ * by rendering one around a marker so that it follows the template; malloc'd. */
+static char *rt_chat_closing(RtChatTemplate t)
+{
+	static const char mark[] = "\x01reply\x01";
+	RtChatMsg m = {"assistant", mark};
+	char *r = rt_chat_render(t, &m, 1, false), *c = NULL;
+	char *at = r ? strstr(r, mark) : NULL;
+	if (at) {
+		at += strlen(mark);
+		if ((c = malloc(strlen(at) + 1)) != NULL)
+			strcpy(c, at);
+	}
+	free(r);
+	return c;
+}
+
+/* A user turn as tokens: the open reply's end of message, at the start BOS and the system
+ * message, the user message, the assistant prefix. */
+static int rt_chat_tokens(const RtOpts *o, RtRun *run, const RtChat *c, const char *user,
+			  int32_t **ids, int *n)
+{
+	RtChatMsg msgs[2];
+	int k = 0;
+	if (!c->started && o->system && *o->system)
+		msgs[k++] = (RtChatMsg){"system", o->system};
+	msgs[k++] = (RtChatMsg){"user", user};
+	char *text = rt_chat_render(c->tmpl, msgs, k, true);
+	char *close = c->reply_open ? rt_chat_closing(c->tmpl) : NULL;
+	char *all = text ? malloc(strlen(text) + (close ? strlen(close) : 0) + 1) : NULL;
+	int rc = 0;
+	if (!all || (c->reply_open && !close)) {
+		rc = rt_fail("out of memory for the chat turn");
+	} else {
+		strcpy(all, close ? close : "");
+		strcat(all, text);
+		int flags = RT_TOK_PARSE_SPECIAL;
+		if (!c->started && rt_tok_add_bos(run->tok))
+			flags |= RT_TOK_ADD_BOS;
+		RtErr e = {0};
+		if (rt_tok_encode(run->tok, all, strlen(all), flags, ids, n, &e))
+			rc = rt_fail("%s", e.msg);
+	}
+	free(all);
+	free(close);
+	free(text);
+	return rc;
+}
+
+static void rt_chat_reset(RtRun *run, RtChat *c)
+{
+	c->pos = 0;
+	c->started = c->reply_open = 0;
+	rt_sampler_reset(run->smp);
+}
+
+/* Evaluates the turn at the end of the cache (starting over when it does not fit). */
+static int rt_chat_feed(const RtOpts *o, RtRun *run, RtChat *c, const char *user, float **last)
+{
+	int32_t *ids = NULL;
+	int n = 0, rc = rt_chat_tokens(o, run, c, user, &ids, &n);
+	int64_t n_ctx = run->st.n_ctx;
+	if (!rc && c->pos + n + 1 > n_ctx && c->started) {
+		fprintf(stderr, "%s: the context (%lld tokens) is full: starting a new conversation\n",
+			rt_prog, (long long)n_ctx);
+		rt_chat_reset(run, c);
+		free(ids);
+		ids = NULL;
+		rc = rt_chat_tokens(o, run, c, user, &ids, &n);
+	}
+	if (!rc && n + 1 > n_ctx) {
+		fprintf(stderr, "%s: this message (%d tokens) does not fit the context of %lld "
+			"tokens (-c): skipped\n", rt_prog, n, (long long)n_ctx);
+		rc = -1;
+	}
+	if (rc) {
+		free(ids);
+		return rc;
+	}
+	for (int i = 0; i < n; i++)
+		rt_sampler_accept(run->smp, ids[i]);
+	double secs = 0;
+	rc = rt_eval_at(run, NULL, ids, n, c->pos, last, &secs);
+	free(ids);
+	if (o->verbose)
+		fprintf(stderr, "%s: turn %d: evaluated %d tokens at positions %lld..%lld\n", rt_prog,
+			c->turn + 1, n, (long long)c->pos, (long long)(c->pos + n - 1));
+	c->pos += n;
+	c->pp_s += secs;
+	c->pp_n += n;
+	c->started = c->reply_open = 1;
+	c->turn++;
+	return rc;
+}
+
+/* One user turn and the reply, printed as it comes. */
+static int rt_chat_turn(const RtOpts *o, RtRun *run, RtChat *c, const char *user)
+{
+	float *last = NULL;
+	int rc = rt_chat_feed(o, run, c, user, &last);
+	if (rc)
+		return rc < 0 ? 0 : rc; /* -1: the turn was skipped */
+	int64_t gen = 0, n_ctx = run->st.n_ctx;
+	int full = 0;
+	for (; !o->n_given || gen < o->n_predict; gen++) {
+		int32_t tok = rt_sampler_sample(run->smp, last);
+		if (!o->ignore_eos && rt_is_stop(run, tok))
+			break;
+		rt_put_token(o, run, tok);
+		rt_sampler_accept(run->smp, tok);
+		if (c->pos >= n_ctx) {
+			full = 1;
+			break;
+		}
+		double t = rt_now();
+		rt_model.forward(&run->st, &tok, 1, c->pos, run->logits);
+		c->tg_s += rt_now() - t;
+		c->tg_n++;
+		c->pos++;
+		last = run->logits;
+	}
+	rt_put_end(run);
+	if (o->verbose)
+		fprintf(stderr, "%s: turn %d: generated %lld tokens, %lld of %lld positions used\n",
+			rt_prog, c->turn, (long long)gen, (long long)c->pos, (long long)n_ctx);
+	if (full) {
+		fprintf(stderr, "%s: the context (%lld tokens) is full: starting a new conversation\n",
+			rt_prog, (long long)n_ctx);
+		rt_chat_reset(run, c);
+	}
+	return 0;
+}
+
+/* The template -cnv uses: --chat-template, else the one built in. */
+static RtChatTemplate rt_chat_pick(const RtOpts *o)
+{
+	if (o->chat_template)
+		return rt_chat_from_name(o->chat_template);
+	return (RtChatTemplate)rt_model.chat_template;
+}
+
+static int rt_chat_check(const RtOpts *o)
+{
+	if (!rt_model.tok_bytes)
+		return rt_usage("-cnv needs a tokenizer, and this program was built without one");
+	if (rt_chat_pick(o) == RT_CHAT_NONE)
+		return rt_usage("-cnv: this model has no chat template that bitnetc knows: name one "
+				"with --chat-template bitnet|llama3");
+	return 0;
+}
+
+/* Reads user turns, one per line, until /exit or the end of input. */
+static int rt_chat(const RtOpts *o, RtRun *run)
+{
+	RtChat c = {.tmpl = rt_chat_pick(o)};
+	int rc = rt_sampler_setup(o, run);
+	if (rc)
+		return rc;
+	run->text_out = !o->show_ids;
+	int tty = isatty(0);
+	if (tty)
+		fprintf(stderr, "%s: chat (%s template); /reset starts over, /exit quits\n", rt_prog,
+			rt_chat_name(c.tmpl));
+	char *line = NULL;
+	size_t cap = 0;
+	for (;;) {
+		if (tty) {
+			fprintf(stderr, "> ");
+			fflush(stderr);
+		}
+		ssize_t len = getline(&line, &cap, stdin);
+		if (len < 0)
+			break;
+		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = 0;
+		if (!strcmp(line, "/exit"))
+			break;
+		if (!strcmp(line, "/reset")) {
+			rt_chat_reset(run, &c);
+			fprintf(stderr, "%s: conversation reset\n", rt_prog);
+			continue;
+		}
+		if (!len)
+			continue;
+		if ((rc = rt_chat_turn(o, run, &c, line)))
+			break;
+	}
+	free(line);
+	if (!rc)
+		rt_print_stats(run, c.pp_s, c.pp_n, c.tg_s, c.tg_n);
+	return rc;
 }
 
 /* ---- --bench ----------------------------------------------------------- */
@@ -782,6 +1178,38 @@ static int rt_bench(const RtOpts *o, RtRun *run)
 
 /* ---- --info / --version ------------------------------------------------ */
 
+/* The tokenizer and chat template lines of --info. */
+static int rt_info_tok(const RtOpts *o, const uint8_t *w)
+{
+	RtErr e = {0};
+	RtTok *t = rt_tok_from_payload(w, &e);
+	const char *tmpl = rt_chat_name(rt_chat_pick(o));
+	if (!t && rt_model.tok_bytes) {
+		printf("tokenizer:   NOT USABLE: %s\n", e.msg);
+		return RT_EXIT_RUNTIME;
+	}
+	if (!t) {
+		printf("tokenizer:   none (prompts are token ids)\n");
+		printf("chat:        %s\n", tmpl);
+		return 0;
+	}
+	printf("tokenizer:   %d tokens, %llu bytes in the payload\n", (int)rt_tok_n_vocab(t),
+	       (unsigned long long)rt_model.tok_bytes);
+	printf("bos:         %d%s\n", (int)rt_tok_bos(t),
+	       rt_tok_add_bos(t) ? " (added to prompts)" : " (not added)");
+	printf("eog:        ");
+	for (int32_t id = 0; id < rt_tok_n_vocab(t); id++)
+		if (rt_tok_is_eog(t, id)) {
+			char buf[64];
+			int n = rt_tok_piece(t, id, true, buf, (int)sizeof buf);
+			printf(" %d %.*s", (int)id, n < 0 ? 0 : n > 64 ? 64 : n, buf);
+		}
+	printf("\n");
+	printf("chat:        %s%s\n", tmpl, o->chat_template ? " (--chat-template)" : "");
+	rt_tok_free(t);
+	return 0;
+}
+
 static int rt_info(const RtOpts *o, const char *argv0)
 {
 	const RtModel *m = &rt_model;
@@ -805,6 +1233,7 @@ static int rt_info(const RtOpts *o, const char *argv0)
 	int rc = rt_weights_map(&w, o->weights_file, argv0, m->weights_bytes, m->weights_hash, &e);
 	if (rc == RT_OK) {
 		printf("weights in:  %s (%s), ok\n", w.path, w.embedded ? "embedded" : "file");
+		rc = rt_info_tok(o, w.data);
 		rt_weights_unmap(&w);
 	} else {
 		printf("weights in:  %s, NOT USABLE: %s\n", o->weights_file ? "file" : "embedded",
@@ -850,7 +1279,15 @@ static int rt_main(int argc, char **argv, RtRun *run)
 		else if (o.pp + o.tg > n_ctx)
 			return rt_usage("--bench: --pp %lld + --tg %lld tokens do not fit -c %lld",
 					(long long)o.pp, (long long)o.tg, (long long)n_ctx);
+	} else if (o.cnv) {
+		if ((rc = rt_chat_check(&o)) || (rc = rt_run_map(&o, argv[0], run)))
+			return rc;
+		if (!n_ctx)
+			n_ctx = rt_default_ctx();
 	} else {
+		/* a text prompt needs the tokenizer, which travels in the weights */
+		if (rt_model.tok_bytes && !o.tokens && (rc = rt_run_map(&o, argv[0], run)))
+			return rc;
 		if ((rc = rt_prompt_load(&o, run)))
 			return rc;
 		if (!n_ctx)
@@ -877,7 +1314,9 @@ static int rt_main(int argc, char **argv, RtRun *run)
 	if ((rc = rt_run_setup(&o, argv[0], n_ctx, run)))
 		return rc;
 	run->t_load_ms = (rt_now() - run->t_start) * 1e3;
-	return o.bench ? rt_bench(&o, run) : rt_generate(&o, run);
+	if (o.bench)
+		return rt_bench(&o, run);
+	return o.cnv ? rt_chat(&o, run) : rt_generate(&o, run);
 }
 
 int main(int argc, char **argv)

@@ -31,7 +31,7 @@ typedef struct {
 
 /* ---- what a generated model defines ------------------------------------ */
 
-#define RT_MODEL_ABI 1
+#define RT_MODEL_ABI 2 /* 2: tokenizer blob and chat template */
 
 typedef struct {
 	int abi; /* RT_MODEL_ABI */
@@ -40,6 +40,11 @@ typedef struct {
 	const char *info; /* multi-line description: shapes, kernels, batch sizes */
 	int64_t n_vocab, n_ctx_train, n_layer, n_embd;
 	int64_t bos, eos; /* -1 if the model has none */
+	/* The tokenizer (rt_tok.h) as one blob inside the weights payload, covered by its
+	 * hash: w + tok_offset, tok_bytes long (8-byte aligned); tok_bytes 0: no tokenizer,
+	 * prompts are token ids. */
+	uint64_t tok_offset, tok_bytes;
+	int chat_template; /* RtChatTemplate baked in at build time; 0: none */
 	/* the weights payload this code expects */
 	uint64_t weights_bytes;
 	uint64_t weights_hash; /* rt_weights_hash of the payload */

@@ -1,11 +1,12 @@
 /* bitnetc.c - the driver: build (model -> executable), inspect, ir, run (reference
- * interpreter), mkmodel, version, targets.
+ * interpreter), tokenize, mkmodel, version, targets.
  * Exit codes: 0 ok, 1 usage error, 2 runtime or input error; errors go to stderr as
  * "bitnetc: <message>". */
 #include "frontend.h"
 #include "ir.h"
 #include "pass.h"
 #include "rt.h"
+#include "rt_tok.h"
 #include "cg_cpu.h"
 #include "cg_cuda.h"
 #include "cg_metal.h"
@@ -111,6 +112,9 @@ static const char usage_build[] =
 	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR\n"
 	"  --weights-file FILE   write the weights to FILE instead of appending them; the\n"
 	"                        program then needs --weights-file FILE at run time\n"
+	"  --chat-template NAME  the chat format baked into the program: bitnet, llama3 or\n"
+	"                        none (default: recognized from tokenizer.chat_template)\n"
+	"  --no-tokenizer        leave the tokenizer out: the program takes token ids only\n"
 	"  -v, --verbose         per-pass detail, the full compiler command line\n";
 
 static const char usage_inspect[] =
@@ -148,6 +152,16 @@ static const char usage_run[] =
 	"                     instead of one batch\n"
 	"  --ignore-eos       keep generating after the end-of-text token\n";
 
+static const char usage_tokenize[] =
+	"usage: bitnetc tokenize MODEL.gguf TEXT [options]\n"
+	"\n"
+	"Encodes TEXT with the model's tokenizer, as the built program does, and prints the\n"
+	"ids comma-separated (ready for --tokens).\n"
+	"\n"
+	"  --no-special   text such as <|eot_id|> stays text (default: the special token)\n"
+	"  --no-bos       no BOS (default: added when the model says so)\n"
+	"  --pieces       one line per token: id, then its bytes as a C string\n";
+
 static const char usage_mkmodel[] =
 	"usage: bitnetc mkmodel -o FILE [options]\n"
 	"\n"
@@ -183,6 +197,7 @@ static int cmd_build(int argc, char **argv);
 static int cmd_inspect(int argc, char **argv);
 static int cmd_ir(int argc, char **argv);
 static int cmd_run(int argc, char **argv);
+static int cmd_tokenize(int argc, char **argv);
 static int cmd_mkmodel(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_targets(int argc, char **argv);
@@ -194,6 +209,8 @@ static const Command commands[] = {
 	 usage_inspect},
 	{"ir", cmd_ir, "print the model's graph IR", usage_ir},
 	{"run", cmd_run, "run a model on token ids in the reference interpreter", usage_run},
+	{"tokenize", cmd_tokenize, "encode text with the model's tokenizer, print the ids",
+	 usage_tokenize},
 	{"mkmodel", cmd_mkmodel, "write a synthetic BitNet model", usage_mkmodel},
 	{"version", cmd_version, "version, LLVM, host CPU features", usage_version},
 	{"targets", cmd_targets, "code generation targets and their availability here",
@@ -366,6 +383,8 @@ static int load_model(const char *path, GgufFile **fp, IrGraph **gp)
 
 typedef struct {
 	const char *path, *out, *target, *cc, *opt, *emit_dir, *weights_file;
+	const char *chat_template; /* --chat-template, or NULL: the file's */
+	bool no_tokenizer;
 	int64_t max_batch;
 	int verbose;
 } BuildOpts;
@@ -400,10 +419,52 @@ static bool split_out(const char *path, char *dir, size_t dn, char *base, size_t
 	return true;
 }
 
+/* The --chat-template name as an RtChatTemplate; -1 if unknown. */
+static int chat_template_id(const char *name)
+{
+	if (!strcmp(name, "none"))
+		return RT_CHAT_NONE;
+	RtChatTemplate t = rt_chat_from_name(name);
+	return t == RT_CHAT_NONE ? -1 : (int)t;
+}
+
+/* The tokenizer and chat template the program gets; prints a line about them. */
+static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph *g, BnmTok *tok)
+{
+	BnErr e = {0};
+	if (o->no_tokenizer) {
+		memset(tok, 0, sizeof *tok);
+		snprintf(tok->none_why, sizeof tok->none_why, "--no-tokenizer");
+	} else if (bnm_tok_load(f, tok, &e) != BN_OK) {
+		return fail_err(o->path, &e);
+	}
+	if (tok->blob && tok->n_tokens > g->hp.n_vocab)
+		return fail(EXIT_RUNTIME, "%s: the tokenizer has %" PRId32 " tokens but the model's "
+			    "vocabulary only %" PRId64 " (use --no-tokenizer to build without it)",
+			    o->path, tok->n_tokens, g->hp.n_vocab);
+	if (o->chat_template)
+		tok->chat_template = chat_template_id(o->chat_template);
+	if (!tok->blob) {
+		printf("          no tokenizer (%s): the program takes token ids\n", tok->none_why);
+		return 0;
+	}
+	printf("          tokenizer %s: %" PRId32 " tokens, bos %" PRId32 "%s, eos %" PRId32
+	       ", end of generation", tok->kind, tok->n_tokens, tok->bos,
+	       tok->add_bos ? " (added)" : "", tok->eos);
+	for (int i = 0; i < tok->n_eog; i++)
+		printf(" %" PRId32, tok->eog[i]);
+	printf("; chat template %s%s\n", rt_chat_name((RtChatTemplate)tok->chat_template),
+	       o->chat_template ? " (--chat-template)"
+	       : tok->has_chat_jinja ? (tok->chat_template ? " (recognized)" : " (not recognized)")
+	       : " (the file has none)");
+	return 0;
+}
+
 static int build_model(const BuildOpts *o, const CgTarget *t)
 {
 	GgufFile *f = NULL;
 	IrGraph *g = NULL;
+	BnmTok tok = {0};
 	CgOutput out = {0};
 	BnErr e = {0};
 	char srcdir[4096] = "", tmp_out[6144] = "", odir[4096], obase[1024], cmd[8192];
@@ -422,6 +483,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	stage(1, "frontend", now_s() - t0, "%s: %s, %" PRId64 " layers, n_embd %" PRId64
 	      ", n_vocab %" PRId64 ", %d nodes", o->path, g->arch, g->hp.n_layer, g->hp.n_embd,
 	      g->hp.n_vocab, g->n_nodes);
+	if ((rc = build_tokenizer(o, f, g, &tok)))
+		goto out;
 
 	/* [2] passes */
 	t0 = now_s();
@@ -437,7 +500,9 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	/* [3] codegen */
 	t0 = now_s();
 	CgOpts co = {.target = t->name, .cc = o->cc, .opt = o->opt, .max_batch = (int)o->max_batch,
-		     .pipeline = "dce", .bos = bos, .eos = eos, .verbose = o->verbose};
+		     .pipeline = "dce", .bos = bos, .eos = eos, .tok_blob = tok.blob,
+		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
+		     .verbose = o->verbose};
 	if (t->emit(g, &co, &out, &e) != BN_OK) {
 		rc = fail_err(o->path, &e);
 		goto out;
@@ -524,6 +589,7 @@ out:
 	if (made_srcdir)
 		cg_remove_sources(srcdir);
 	cg_output_free(&out);
+	bnm_tok_free(&tok);
 	ir_graph_free(g);
 	gguf_close(f);
 	return finish(rc);
@@ -576,6 +642,15 @@ static int cmd_build(int argc, char **argv)
 			if (r < 0)
 				return EXIT_USAGE;
 			o.weights_file = v;
+		} else if ((r = opt(&a, NULL, "--chat-template", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			if (chat_template_id(v) < 0)
+				return usage_err(a.cmd, "--chat-template: unknown template '%s' "
+							"(bitnet, llama3 or none)", v);
+			o.chat_template = v;
+		} else if (flag(&a, NULL, "--no-tokenizer")) {
+			o.no_tokenizer = true;
 		} else if (!positional(&a, 1)) {
 			return EXIT_USAGE;
 		}
@@ -978,6 +1053,90 @@ static int cmd_run(int argc, char **argv)
 	int rc = run_model(&o, prompt, n_prompt);
 	free(prompt);
 	return rc;
+}
+
+/* ---- tokenize ------------------------------------------------------------------ */
+
+/* A token's bytes as a C string literal body. */
+static void print_piece(const char *p, int n)
+{
+	for (int i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if (c == '\\' || c == '"')
+			printf("\\%c", c);
+		else if (c == '\n')
+			printf("\\n");
+		else if (c < 0x20 || c == 0x7f)
+			printf("\\x%02x", c);
+		else
+			putchar(c);
+	}
+}
+
+static int tokenize_text(const char *path, const char *text, int flags, bool pieces)
+{
+	BnErr e = {0};
+	RtErr re = {0};
+	BnmTok tok = {0};
+	RtTok *t = NULL;
+	int32_t *ids = NULL;
+	int n = 0, rc = 0;
+	GgufFile *f = gguf_open(path, &e);
+	if (!f)
+		return fail_err(path, &e);
+	if (bnm_tok_load(f, &tok, &e) != BN_OK) {
+		rc = fail_err(path, &e);
+	} else if (!tok.blob) {
+		rc = fail(EXIT_RUNTIME, "%s: no tokenizer (%s)", path, tok.none_why);
+	} else if (!(t = rt_tok_open(tok.blob, tok.size, &re)) ||
+		   rt_tok_encode(t, text, strlen(text), rt_tok_add_bos(t) ? flags
+				 : flags & ~RT_TOK_ADD_BOS, &ids, &n, &re) != RT_OK) {
+		rc = fail(EXIT_RUNTIME, "%s: tokenizer: %s", path, re.msg);
+	} else {
+		for (int i = 0; i < n; i++) {
+			if (!pieces) {
+				printf("%s%" PRId32, i ? "," : "", ids[i]);
+				continue;
+			}
+			char buf[256];
+			int len = rt_tok_piece(t, ids[i], true, buf, (int)sizeof buf);
+			printf("%" PRId32 "\t\"", ids[i]);
+			print_piece(buf, len < 0 ? 0 : len > (int)sizeof buf ? (int)sizeof buf : len);
+			printf("\"\n");
+		}
+		if (!pieces)
+			putchar('\n');
+	}
+	free(ids);
+	rt_tok_free(t);
+	bnm_tok_free(&tok);
+	gguf_close(f);
+	return finish(rc);
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+	Args a = {.cmd = "tokenize", .argc = argc, .argv = argv};
+	int flags = RT_TOK_PARSE_SPECIAL | RT_TOK_ADD_BOS;
+	bool pieces = false;
+	for (a.i = 0; a.i < argc; a.i++) {
+		if (is_help(argv[a.i]))
+			return show_usage(usage_tokenize);
+		if (flag(&a, NULL, "--no-special"))
+			flags &= ~RT_TOK_PARSE_SPECIAL;
+		else if (flag(&a, NULL, "--no-bos"))
+			flags &= ~RT_TOK_ADD_BOS;
+		else if (flag(&a, NULL, "--pieces"))
+			pieces = true;
+		else if (!positional(&a, 2))
+			return EXIT_USAGE;
+	}
+	if (!need_model(&a))
+		return EXIT_USAGE;
+	if (a.n_pos < 2)
+		return usage_err(a.cmd, "missing TEXT (quote it: bitnetc tokenize MODEL.gguf "
+					"\"Hello, world\")");
+	return tokenize_text(a.pos[0], a.pos[1], flags, pieces);
 }
 
 /* ---- mkmodel ----------------------------------------------------------------------- */

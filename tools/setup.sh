@@ -6,6 +6,8 @@ set -eu
 # The compiler toolchain, LLVM 19's C API (NVPTX backend), Lua 5.4, cmocka for the tests,
 # and clang with its runtime libraries for the libFuzzer build (libclang-rt-dev follows the
 # distribution's default clang, which is what `clang` runs).
+# unicode-data (not needed to build): only tools/gen_unicode.py reads it, to regenerate
+# runtime/rt_unicode_tab.h, which is committed.
 PKGS="cmake make gcc libc6-dev pkg-config gzip llvm-19-dev liblua5.4-dev libcmocka-dev clang libclang-rt-dev"
 
 check_only=0

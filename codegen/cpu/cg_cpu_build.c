@@ -266,6 +266,12 @@ int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, boo
 			bad = 1;
 		at = p->off[i] + v->nbytes;
 	}
+	if (p->tok && !bad) {
+		bad |= put_zeros(f, p->tok_off - at);
+		if (fwrite(p->tok, 1, (size_t)p->tok_bytes, f) != p->tok_bytes)
+			bad = 1;
+		at = p->tok_off + p->tok_bytes;
+	}
 	uint8_t tr[32];
 	memcpy(tr, "BNWEIGHT", 8);
 	put_le64(tr + 8, start);

@@ -944,6 +944,19 @@ static int plan_payload(Em *m, CgPayload *p)
 		p->off[p->n++] = at;
 	}
 	free(used);
+	/* the tokenizer blob last: the constants keep their offsets with or without it */
+	if (m->o->tok_blob && m->o->tok_bytes) {
+		uint64_t at = align_up(off);
+		for (; off < at; off++)
+			h = (h ^ 0) * 0x100000001b3ull;
+		const uint8_t *d = m->o->tok_blob;
+		for (uint64_t i = 0; i < m->o->tok_bytes; i++)
+			h = (h ^ d[i]) * 0x100000001b3ull;
+		off += m->o->tok_bytes;
+		p->tok = d;
+		p->tok_off = at;
+		p->tok_bytes = m->o->tok_bytes;
+	}
 	p->size = off;
 	p->hash = h;
 	return 0;
@@ -1377,6 +1390,9 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		     "\t.n_embd = %" PRId64 ",\n"
 		     "\t.bos = %" PRId64 ",\n"
 		     "\t.eos = %" PRId64 ",\n"
+		     "\t.tok_offset = %" PRIu64 "u,\n"
+		     "\t.tok_bytes = %" PRIu64 "u,\n"
+		     "\t.chat_template = %d,\n"
 		     "\t.weights_bytes = %" PRIu64 "u,\n"
 		     "\t.weights_hash = 0x%016" PRIx64 "u,\n"
 		     "\t.max_batch = MAX_BATCH,\n"
@@ -1385,7 +1401,8 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		     "\t.forward = forward,\n"
 		     "};\n",
 		  BITNETC_VERSION, g->hp.n_vocab, g->hp.n_ctx_train, g->hp.n_layer, g->hp.n_embd, bos,
-		  eos, out->payload.size, out->payload.hash, out->scratch_bytes);
+		  eos, out->payload.tok_off, out->payload.tok_bytes, o->chat_template,
+		  out->payload.size, out->payload.hash, out->scratch_bytes);
 	out->n_kernels = m.n_kern;
 	rc = 0;
 	if (b->oom || fwd.oom)

@@ -115,14 +115,15 @@ static void test_info(void **state)
 	char *out = NULL;
 	assert_int_equal(run_prog(&out, 1, "--info"), 0);
 	const char *frags[] = {"fake-16", "cpu-generic", "n_vocab:     16", "max_batch:   4",
-			       "5000 bytes", "embedded", "ok", "a hand-written test model"};
+			       "5000 bytes", "embedded", "ok", "a hand-written test model",
+			       "tokenizer:   none", "chat:        none"};
 	for (size_t i = 0; i < sizeof frags / sizeof *frags; i++)
 		if (!strstr(out, frags[i]))
 			fail_msg("--info lacks \"%s\":\n%s", frags[i], out);
 	free(out);
 	assert_int_equal(run_prog(&out, 1, "--help"), 0);
 	assert_non_null(strstr(out, "--tokens"));
-	assert_non_null(strstr(out, "no tokenizer yet"));
+	assert_non_null(strstr(out, "built without a tokenizer"));
 	assert_non_null(strstr(out, "exit codes"));
 	free(out);
 	assert_int_equal(run_prog(&out, 1, "--version"), 0);
@@ -461,7 +462,11 @@ static void test_bad_cli(void **state)
 	usage_error("--tokens 1 -n 64", "context of 64"); /* default context: n_ctx_train 64 */
 	usage_error("--tokens 1,2,3 -c 2", "the prompt has 3 tokens");
 	usage_error("-f /nonexistent/prompt.txt", "-f /nonexistent/prompt.txt: cannot read");
-	usage_error("-p 'hello world'", "no tokenizer yet: give the prompt as token ids");
+	usage_error("-p 'hello world'", "built without a tokenizer: give the prompt as token ids");
+	/* chat needs a tokenizer and a template; it reads the conversation from stdin */
+	usage_error("-cnv", "-cnv needs a tokenizer");
+	usage_error("-cnv -p 1", "-sys");
+	usage_error("--chat-template chatml", "unknown template \"chatml\"");
 	usage_error("--tokens 1,,2", "item 2");
 	usage_error("--tokens 3,16", "prompt token 16 (position 1) is out of range");
 	usage_error("-p 1 --tokens 2", "only one of");

@@ -1,0 +1,22 @@
+-- default.lua - the pipeline bitnetc runs when no --pipeline is given. It is embedded in
+-- bitnetc and installed beside it: copy it to start your own (see examples/pipelines/).
+--
+-- A pipeline script builds a list of steps and returns it; bitnetc then runs the steps in
+-- order on the model's graph. p:add("name", {option = value}) adds a pass from the registry
+-- (`bitnetc passes` lists them with their options); p:add(function(g) ... end) adds a pass
+-- written in Lua. --pass-opt pass.key=value on the command line overrides the options here.
+local bitnetc = require("bitnetc")
+
+local p = bitnetc.pipeline()
+
+-- Check what the frontend built before anything relies on it.
+p:add("verify")
+
+-- Drop weights and nodes nothing reads (the BitNet head ignores output.weight).
+p:add("dce")
+
+-- Token counts to instantiate the forward function for: 1 for decoding, the larger ones for
+-- prefill; the runtime splits a prompt into them largest first.
+p:add("batch_templates", {sizes = {1, 8, 32, 128}})
+
+return p

@@ -1,0 +1,107 @@
+/* rt_tok.h - tokenizers of the generated program: byte-level BPE (Llama 3, "gpt2" in GGUF)
+ * and SentencePiece-style ("llama" in GGUF), built at compile time into one flat blob
+ * that the program maps and uses without parsing; chat templates. libc only. */
+#ifndef BITNETC_RT_TOK_H
+#define BITNETC_RT_TOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rt.h"
+
+/* ---- building the blob (rt_tok_build.c; run by bitnetc at compile time) ---- */
+
+typedef enum { RT_TOK_BPE = 1, RT_TOK_SPM = 2 } RtTokKind;
+
+/* GGUF tokenizer.ggml.token_type values */
+enum { RT_TT_NORMAL = 1, RT_TT_UNKNOWN = 2, RT_TT_CONTROL = 3, RT_TT_USER = 4, RT_TT_UNUSED = 5,
+       RT_TT_BYTE = 6 };
+
+/* What the GGUF says (strings are not NUL-terminated: lengths given). */
+typedef struct {
+	RtTokKind kind;
+	int32_t n_tokens;
+	const char *const *tokens; /* as stored: GPT-2 byte-to-unicode form (BPE), U+2581 for
+				    * spaces and <0xNN> byte tokens (SPM) */
+	const uint32_t *token_len;
+	const int32_t *types;      /* RT_TT_*; NULL: all normal */
+	const float *scores;       /* SPM merge scores; NULL for BPE */
+	int32_t n_merges;          /* BPE: "LEFT RIGHT", rank = index */
+	const char *const *merges;
+	const uint32_t *merge_len;
+	int32_t bos, eos, unk;     /* -1: none */
+	const int32_t *eog;        /* extra end-of-generation ids (e.g. <|eot_id|>) */
+	int n_eog;
+	bool add_bos;
+	const char *pre;           /* tokenizer.ggml.pre, or NULL */
+} RtTokSpec;
+
+/* Validates spec and lays out the blob (malloc'd, *size bytes; position independent,
+ * little-endian, 8-byte aligned internally). Errors name the token or merge. */
+int rt_tok_build(const RtTokSpec *spec, void **blob, size_t *size, RtErr *e);
+
+/* ---- using it (rt_tok.c, rt_tok_bpe.c, rt_tok_spm.c) ---------------------- */
+
+typedef struct RtTok RtTok;
+
+/* Checks the blob's header and bounds (it may come from a corrupt file) and points into
+ * it: no per-token work, so start-up cost does not grow with the vocabulary. */
+RtTok *rt_tok_open(const void *blob, size_t size, RtErr *e);
+void rt_tok_free(RtTok *t);
+
+int32_t rt_tok_n_vocab(const RtTok *t);
+int32_t rt_tok_bos(const RtTok *t);
+bool rt_tok_add_bos(const RtTok *t);
+/* eos or any other end-of-generation id */
+bool rt_tok_is_eog(const RtTok *t, int32_t id);
+
+enum {
+	RT_TOK_ADD_BOS = 1,       /* prepend BOS (when the tokenizer has one) */
+	RT_TOK_PARSE_SPECIAL = 2, /* text such as <|eot_id|> becomes the control token */
+};
+
+/* Encodes len bytes of text (any bytes: invalid UTF-8 falls back to byte tokens, never
+ * fails on content); *ids is malloc'd. An empty text gives no ids (BOS only with
+ * RT_TOK_ADD_BOS). */
+int rt_tok_encode(const RtTok *t, const char *text, size_t len, int flags, int32_t **ids, int *n,
+		  RtErr *e);
+
+/* The bytes token id stands for (GPT-2 characters mapped back to bytes, U+2581 to a
+ * space, <0xNN> to the byte). Control tokens give their text only when special is true.
+ * Returns the length (may exceed cap: then only cap bytes were written); -1 for an id
+ * out of range. */
+int rt_tok_piece(const RtTok *t, int32_t id, bool special, char *buf, int cap);
+
+/* Streaming-safe output: holds back an incomplete UTF-8 sequence split across tokens. */
+typedef struct {
+	unsigned char pend[4];
+	int n;
+} RtDetok;
+/* Appends bytes; writes what can be printed now to out (cap >= n + 4) and returns its
+ * length. rt_detok_flush emits what is held (e.g. at the end, invalid bytes as they are). */
+size_t rt_detok_push(RtDetok *d, const char *bytes, size_t n, char *out);
+size_t rt_detok_flush(RtDetok *d, char *out);
+
+/* ---- chat templates (rt_chat.c) ------------------------------------------- */
+
+typedef enum {
+	RT_CHAT_NONE = 0,
+	RT_CHAT_BITNET, /* "Role: content<|eot_id|>" per message, "Assistant: " to reply */
+	RT_CHAT_LLAMA3, /* <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|> */
+} RtChatTemplate;
+
+typedef struct {
+	const char *role; /* "system", "user", "assistant" */
+	const char *content;
+} RtChatMsg;
+
+const char *rt_chat_name(RtChatTemplate t);           /* "bitnet", "llama3", "none" */
+RtChatTemplate rt_chat_from_name(const char *name);    /* RT_CHAT_NONE if unknown */
+/* Recognizes a GGUF tokenizer.chat_template (Jinja text) as one of the known ones. */
+RtChatTemplate rt_chat_detect(const char *jinja, size_t len);
+/* Renders messages (and the assistant prefix when add_assistant) as text holding the
+ * special-token text, to be encoded with RT_TOK_PARSE_SPECIAL; malloc'd. */
+char *rt_chat_render(RtChatTemplate t, const RtChatMsg *msgs, int n, bool add_assistant);
+
+#endif

@@ -169,6 +169,8 @@ typedef struct {
 	const char *vocab_dir; /* NULL: synthetic byte-level vocab; else a folder with tokens.txt,
 				* merges.txt and special.tsv (the Llama 3 vocabulary, uncompressed) */
 	bool proj_scales;      /* arch "bitnet": write blk.N.*.scale tensors */
+	bool spm_vocab;        /* a small SentencePiece ("llama") vocabulary instead, as the
+				* 1bitLLM models carry */
 } BnmSynthSpec;
 
 /* Fills spec for a named shape: "tiny" (the golden shape) or "2b4t". */

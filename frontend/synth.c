@@ -324,6 +324,8 @@ typedef struct {
 	uint64_t n_merges;
 	uint32_t bos, eos;
 	bool llama3;
+	bool spm;      /* SentencePiece ("llama"): scores, byte tokens, U+2581 for spaces */
+	float *scores; /* spm only */
 	char *pool[3]; /* backing store of the strings */
 } Vocab;
 
@@ -332,6 +334,7 @@ static void vocab_free(Vocab *v)
 	free(v->tokens);
 	free(v->types);
 	free(v->merges);
+	free(v->scores);
 	for (int i = 0; i < 3; i++)
 		free(v->pool[i]);
 }
@@ -572,9 +575,71 @@ out:
 	return rc;
 }
 
+/* A SentencePiece vocabulary of the 1bitLLM kind ("llama" in GGUF), small and fixed:
+ * <unk> <s> </s>, the 256 byte tokens <0xNN>, U+2581, letters with and without a leading
+ * U+2581, a few English pieces that merge into words (each reachable by pairwise merges,
+ * scored so longer pieces win), then unused pieces up to n_vocab. */
+static int spm_vocab(Vocab *v, const BnmSynthSpec *s, BnErr *e)
+{
+	static const char *const words[] = {
+		"he", "el", "ll", "lo", "or", "rl", "ld", "th", "in", "at", "er", "an", "on",
+		"hel", "llo", "hello", "wor", "world", "the", "cat",
+		"\xe2\x96\x81h", "\xe2\x96\x81he", "\xe2\x96\x81hel", "\xe2\x96\x81hello",
+		"\xe2\x96\x81w", "\xe2\x96\x81wor", "\xe2\x96\x81world", "\xe2\x96\x81the",
+		"\xe2\x96\x81" "cat",
+	};
+	enum { N_WORDS = sizeof words / sizeof words[0] };
+	int64_t n = s->n_vocab, fixed = 3 + 256 + 1 + 26 + 26 + N_WORDS;
+	if (n < fixed)
+		return bn_err(e, BN_EINVAL, "SentencePiece vocabulary: n_vocab %" PRId64
+			      " is too small (at least %" PRId64 ")", n, fixed);
+	v->spm = true;
+	v->tokens = calloc((size_t)n, sizeof *v->tokens);
+	v->types = calloc((size_t)n, sizeof *v->types);
+	v->scores = calloc((size_t)n, sizeof *v->scores);
+	v->pool[0] = calloc((size_t)n, TOK_MAX);
+	if (!v->tokens || !v->types || !v->scores || !v->pool[0])
+		return bn_err(e, BN_ENOMEM, "SentencePiece vocabulary: out of memory");
+	int64_t i = 0;
+	for (int64_t k = 0; k < n; k++)
+		v->tokens[k] = v->pool[0] + k * TOK_MAX;
+	snprintf(v->tokens[i], TOK_MAX, "<unk>");
+	v->types[i++] = 2;
+	snprintf(v->tokens[i], TOK_MAX, "<s>");
+	v->types[i++] = 3;
+	snprintf(v->tokens[i], TOK_MAX, "</s>");
+	v->types[i++] = 3;
+	for (int b = 0; b < 256; b++) {
+		snprintf(v->tokens[i], TOK_MAX, "<0x%02X>", b);
+		v->types[i++] = 6;
+	}
+	int64_t first_piece = i;
+	snprintf(v->tokens[i++], TOK_MAX, "\xe2\x96\x81");
+	for (int c = 0; c < 26; c++)
+		snprintf(v->tokens[i++], TOK_MAX, "%c", 'a' + c);
+	for (int c = 0; c < 26; c++)
+		snprintf(v->tokens[i++], TOK_MAX, "\xe2\x96\x81%c", 'a' + c);
+	for (int w = 0; w < N_WORDS; w++)
+		snprintf(v->tokens[i++], TOK_MAX, "%s", words[w]);
+	for (int64_t k = first_piece; k < i; k++) {
+		v->types[k] = 1;
+		v->scores[k] = (float)strlen(v->tokens[k]) - 0.001f * (float)(k - first_piece);
+	}
+	for (; i < n; i++) {
+		snprintf(v->tokens[i], TOK_MAX, "<unused%" PRId64 ">", i);
+		v->types[i] = 5;
+		v->scores[i] = -1e9f;
+	}
+	v->bos = 1;
+	v->eos = 2;
+	return 0;
+}
+
 static int vocab_load(Vocab *v, const BnmSynthSpec *s, BnErr *e)
 {
 	memset(v, 0, sizeof *v);
+	if (s->spm_vocab)
+		return spm_vocab(v, s, e);
 	return s->vocab_dir ? llama3_vocab(v, s, e) : synth_vocab(v, s, e);
 }
 
@@ -635,6 +700,20 @@ static void put_meta(GgufWriter *w, const BnmSynthSpec *s, const char *arch)
 
 static void put_vocab(GgufWriter *w, const Vocab *v, int64_t n_vocab)
 {
+	if (v->spm) {
+		gguf_writer_str(w, "tokenizer.ggml.model", "llama");
+		gguf_writer_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens,
+				    (uint64_t)n_vocab);
+		gguf_writer_arr(w, "tokenizer.ggml.scores", GGUF_T_F32, v->scores, (uint64_t)n_vocab);
+		gguf_writer_arr(w, "tokenizer.ggml.token_type", GGUF_T_I32, v->types,
+				(uint64_t)n_vocab);
+		gguf_writer_u32(w, "tokenizer.ggml.bos_token_id", v->bos);
+		gguf_writer_u32(w, "tokenizer.ggml.eos_token_id", v->eos);
+		gguf_writer_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+		gguf_writer_bool(w, "tokenizer.ggml.add_bos_token", true);
+		gguf_writer_u32(w, "general.quantization_version", 2);
+		return;
+	}
 	gguf_writer_str(w, "tokenizer.ggml.model", "gpt2");
 	/* the official 2B-4T file has no pre key: readers take Llama 3's pre-tokenizer */
 	if (!v->llama3)

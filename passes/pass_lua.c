@@ -6,6 +6,9 @@
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* "an int", "an int list", "a float", "a string" */
+#define ARTICLE(t) ((t) == PASS_OPT_INT || (t) == PASS_OPT_INTS ? "an" : "a")
 #include <time.h>
 
 #include <lauxlib.h>
@@ -767,7 +770,7 @@ static int read_opts(lua_State *L, int idx, const PassInfo *pi, PassOpts *o, BnE
 			}
 		} else {
 			rc = bn_err(e, BN_EINVAL, "%s.%s expects %s %s, got %s", pi->name, key,
-				    oi->type == PASS_OPT_INT ? "an" : "a", pass_opt_type_name(oi->type),
+				    ARTICLE(oi->type), pass_opt_type_name(oi->type),
 				    t == LUA_TNUMBER ? "a float" : luaL_typename(L, -1));
 		}
 		lua_pop(L, 1);

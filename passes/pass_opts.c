@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* "an int", "an int list", "a float", "a string" */
+#define ARTICLE(t) ((t) == PASS_OPT_INT || (t) == PASS_OPT_INTS ? "an" : "a")
+
 static const char *const type_names[] = {"int", "float", "string", "int list"};
 _Static_assert(sizeof type_names / sizeof type_names[0] == PASS_OPT_INTS + 1,
 	       "type_names out of sync with PassOptType");
@@ -209,8 +212,8 @@ int pass_opts_put(PassOpts *o, const PassOptVal *in, BnErr *e)
 		return rc;
 	if (in->type != oi->type)
 		return bn_err(e, BN_EINVAL, "%s.%s expects %s %s, got %s %s", p->name, oi->name,
-			      oi->type == PASS_OPT_INT ? "an" : "a", pass_opt_type_name(oi->type),
-			      in->type == PASS_OPT_INT ? "an" : "a", pass_opt_type_name(in->type));
+			      ARTICLE(oi->type), pass_opt_type_name(oi->type),
+			      ARTICLE(in->type), pass_opt_type_name(in->type));
 	PassOptVal v = *in;
 	v.pass = p->name;
 	v.key = oi->name;

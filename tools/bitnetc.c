@@ -174,6 +174,8 @@ static const char usage_mkmodel[] =
 	"  --type T              ternary weight format: i2_s (default), tq1_0, tq2_0, f16\n"
 	"  --embd-type T         token embedding type: f16 (default), f32, bf16, q8_0, q6_k\n"
 	"  --scales              arch bitnet: write per-projection .scale tensors\n"
+	"  --spm-vocab           a small SentencePiece (\"llama\") vocabulary, as 1bitLLM models\n"
+	"                        carry, instead of the byte-level BPE one\n"
 	"  --seed N              random seed (default 1)\n"
 	"  --vocab-dir DIR       vocabulary from DIR (tokens.txt, merges.txt, special.tsv)\n"
 	"  --llama3-vocab        the Llama 3 vocabulary shipped with bitnetc\n"
@@ -1164,7 +1166,7 @@ static int cmd_mkmodel(int argc, char **argv)
 	Args a = {.cmd = "mkmodel", .argc = argc, .argv = argv};
 	const char *shape = "tiny", *arch = NULL, *type = NULL, *embd = NULL, *vocab_dir = NULL;
 	const char *out = NULL;
-	bool llama3 = false, scales = false;
+	bool llama3 = false, scales = false, spm = false;
 	int64_t seed = 1;
 	/* Shape overrides: -1 = keep the shape's value. ORDER ov_names */
 	static const char *const ov_names[] = {"--layers", "--hidden", "--ffn", "--heads",
@@ -1185,6 +1187,10 @@ static int cmd_mkmodel(int argc, char **argv)
 		}
 		if (flag(&a, NULL, "--scales")) {
 			scales = true;
+			continue;
+		}
+		if (flag(&a, NULL, "--spm-vocab")) {
+			spm = true;
 			continue;
 		}
 		const char **dst = NULL;
@@ -1229,6 +1235,8 @@ static int cmd_mkmodel(int argc, char **argv)
 		return usage_err(a.cmd, "missing -o FILE");
 	if (llama3 && vocab_dir)
 		return usage_err(a.cmd, "--vocab-dir and --llama3-vocab exclude each other");
+	if (spm && (llama3 || vocab_dir))
+		return usage_err(a.cmd, "--spm-vocab excludes --llama3-vocab and --vocab-dir");
 
 	BnmSynthSpec s;
 	BnErr e = {0};
@@ -1265,6 +1273,7 @@ static int cmd_mkmodel(int argc, char **argv)
 			*fields[k] = ov[k];
 	s.seed = (uint64_t)seed;
 	s.proj_scales = scales;
+	s.spm_vocab = spm;
 
 	char vdir[4096];
 	if (llama3) {

@@ -271,9 +271,36 @@ static void test_tiny_vocab(void **state)
 	free(run_ok(0, "'%s' -p 'hello there' -n 4 2>/dev/null", p));
 }
 
+/* A 1bitLLM-style model (arch bitnet) with the generator's SentencePiece vocabulary:
+ * "hello world, the cat" is BOS, then " hello" and " world" (each reached by pairwise
+ * merges of higher score), "," by byte fallback (<0x2C> = 3 + 0x2C), " the", " cat". */
+static void test_spm_vocab(void **state)
+{
+	(void)state;
+	const char *g = tu_tmp("text_spm.gguf"), *p = tu_tmp("text_spm");
+	free(run_ok(0, "'%s' mkmodel --arch bitnet --spm-vocab --seed 2 -o '%s' && '%s' build '%s' -o '%s'",
+		    tu_bitnetc(), g, tu_bitnetc(), g, p));
+	char *ids = run_ok(0, "'%s' tokenize '%s' 'hello world, the cat' 2>/dev/null", tu_bitnetc(), g);
+	assert_string_equal(ids, "1,335,338,47,339,340\n");
+	free(ids);
+	char *pieces = run_ok(0, "'%s' tokenize '%s' 'hello world, the cat' --pieces 2>/dev/null",
+			      tu_bitnetc(), g);
+	assert_non_null(strstr(pieces, "\" hello\""));
+	assert_non_null(strstr(pieces, "\" cat\""));
+	free(pieces);
+	/* the program takes text and prints text */
+	free(run_ok(0, "'%s' -p 'hello world' -n 4 --seed 1 2>/dev/null", p));
+	char *same = run_ok(0, "'%s' --tokens 1,335,338 -n 4 --temp 0 --show-ids 2>/dev/null", p);
+	char *text = run_ok(0, "'%s' -p 'hello world' -n 4 --temp 0 --show-ids 2>/dev/null", p);
+	assert_string_equal(same, text);
+	free(same);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_spm_vocab),
 		cmocka_unit_test(test_tokenize),   cmocka_unit_test(test_prompt),
 		cmocka_unit_test(test_info),       cmocka_unit_test(test_chat),
 		cmocka_unit_test(test_reset),      cmocka_unit_test(test_context_full),

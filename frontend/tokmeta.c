@@ -288,7 +288,7 @@ int bnm_tok_load(const GgufFile *f, BnmTok *t, BnErr *e)
 		RtErr re = {0};
 		if (rt_tok_build(&m.spec, &t->blob, &t->size, &re) != RT_OK)
 			rc = bn_err(e, re.code == RT_ENOMEM ? BN_ENOMEM : BN_EFORMAT,
-				    "%s: tokenizer: %s", f->path, re.msg);
+				    "%s: %s", f->path, re.msg);
 		t->kind = m.spec.kind == RT_TOK_BPE ? "gpt2" : "llama";
 		t->n_tokens = m.spec.n_tokens;
 		t->bos = m.spec.bos;

@@ -6,14 +6,14 @@
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* "an int", "an int list", "a float", "a string" */
-#define ARTICLE(t) ((t) == PASS_OPT_INT || (t) == PASS_OPT_INTS ? "an" : "a")
 #include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+
+/* "an int", "an int list", "a float", "a string" */
+#define ARTICLE(t) ((t) == PASS_OPT_INT || (t) == PASS_OPT_INTS ? "an" : "a")
 
 #define MT_PIPELINE "bitnetc.Pipeline"
 #define MT_GRAPH "bitnetc.Graph"

@@ -1,5 +1,6 @@
-/* batch_templates.c - choose the token counts codegen instantiates the forward function for
- * (GEMV for 1, tiled GEMM for the rest) and record them on the graph.
+/* batch_templates.c - choose the token counts to build forward functions for and record them
+ * on the graph. Today the CPU backend builds the one-token (GEMV, step-mode) forward and one
+ * batch forward for 2 up to the largest size; per-size GEMM tiles come with the SIMD kernels.
  * requires: a verified graph; produces: graph attributes batch_sizes (int list, ascending,
  * distinct, starting at 1) and batch_split ("greedy": the runtime splits a prompt of n tokens
  * into the largest sizes first, as bitnet.cpp does); invalidates: nothing. */

@@ -15,8 +15,9 @@ p:add("verify")
 -- Drop weights and nodes nothing reads (the BitNet head ignores output.weight).
 p:add("dce")
 
--- Token counts to instantiate the forward function for: 1 for decoding, the larger ones for
--- prefill; the runtime splits a prompt into them largest first.
+-- Token counts to build forward functions for: 1 for decoding, the larger ones for prefill.
+-- Today the CPU backend builds the one-token forward and a batch forward for up to the
+-- largest size (its --max-batch), and the program feeds prompts in calls of up to that size.
 p:add("batch_templates", {sizes = {1, 8, 32, 128}})
 
 return p

@@ -21,8 +21,9 @@ static const PassInfo passes[] = {
 	{"batch_templates", pass_batch_templates,
 	 "requires: a verified graph; produces: graph attributes batch_sizes (int list, "
 	 "ascending) and batch_split (\"greedy\"); invalidates: nothing",
-	 "record the token counts codegen instantiates the forward function for; the runtime "
-	 "splits a prompt into them, largest first",
+	 "record the token counts to build forward functions for; today the CPU backend "
+	 "builds a one-token forward and one batch forward for up to the largest size, and the "
+	 "runtime feeds prompts in calls of up to that size",
 	 batch_templates_opts},
 };
 

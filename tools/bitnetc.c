@@ -100,7 +100,8 @@ typedef struct {
 static const char usage_build[] =
 	"usage: bitnetc build MODEL.gguf -o OUT [options]\n"
 	"\n"
-	"Compiles a model into one standalone executable: frontend, passes (dce), code\n"
+	"Compiles a model into one standalone executable: frontend, the pass pipeline (a Lua\n"
+	"script; default: the embedded passes/default.lua, see 'bitnetc passes'), code\n"
 	"generation (one C file, every shape a constant), the C compiler (model + the\n"
 	"runtime), then the weights payload appended to the executable (mapped read-only at\n"
 	"run time). One progress line per stage.\n"
@@ -108,13 +109,19 @@ static const char usage_build[] =
 	"  --target T            cpu-generic (default) or native (-march=native)\n"
 	"  --cc CC               the C compiler (default: $CC, else cc)\n"
 	"  -O0 | -O1 | -O2 | -O3 optimization level of the generated code (default -O2)\n"
-	"  --max-batch N         tokens per multi-token forward call (default 32, 2..4096)\n"
+	"  --max-batch N         most tokens per forward call (default: the largest size of\n"
+	"                        the pipeline's batch_templates, else 32; 1..4096)\n"
 	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR\n"
 	"  --weights-file FILE   write the weights to FILE instead of appending them; the\n"
 	"                        program then needs --weights-file FILE at run time\n"
 	"  --chat-template NAME  the chat format baked into the program: bitnet, llama3 or\n"
 	"                        none (default: recognized from tokenizer.chat_template)\n"
 	"  --no-tokenizer        leave the tokenizer out: the program takes token ids only\n"
+	"  --pipeline FILE.lua   run this pass pipeline instead of the default one\n"
+	"  --pass-opt P.K=V      set option K of pass P (e.g. batch_templates.sizes=1,16);\n"
+	"                        overrides the script's value\n"
+	"  --dump-after PASS     print the IR after PASS ('lua': after every Lua pass)\n"
+	"  --verify-each         run the IR verifier after every pass\n"
 	"  -v, --verbose         per-pass detail, the full compiler command line\n";
 
 static const char usage_inspect[] =
@@ -193,6 +200,13 @@ static const char usage_targets[] =
 	"\n"
 	"Lists the code generation targets and whether each is usable on this host.\n";
 
+static const char usage_passes[] =
+	"usage: bitnetc passes [--default]\n"
+	"\n"
+	"Lists every registered pass with its contract (requires / produces / invalidates)\n"
+	"and its options; --default prints the default pipeline script (passes/default.lua),\n"
+	"the one 'bitnetc build' runs without --pipeline, to copy and edit.\n";
+
 static const char usage_help[] = "usage: bitnetc help [COMMAND]\n";
 
 static int cmd_build(int argc, char **argv);
@@ -203,6 +217,7 @@ static int cmd_tokenize(int argc, char **argv);
 static int cmd_mkmodel(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_targets(int argc, char **argv);
+static int cmd_passes(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
 static const Command commands[] = {
@@ -217,6 +232,8 @@ static const Command commands[] = {
 	{"version", cmd_version, "version, LLVM, host CPU features", usage_version},
 	{"targets", cmd_targets, "code generation targets and their availability here",
 	 usage_targets},
+	{"passes", cmd_passes, "the passes, their contracts and options; the default pipeline",
+	 usage_passes},
 	{"help", cmd_help, "this text, or a command's usage", usage_help},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
@@ -389,6 +406,10 @@ typedef struct {
 	bool no_tokenizer;
 	int64_t max_batch;
 	int verbose;
+	const char *pipeline;   /* --pipeline FILE; NULL: the embedded passes/default.lua */
+	PassOpts pass_opts;     /* --pass-opt PASS.KEY=VALUE */
+	const char *dump_after; /* --dump-after PASS */
+	bool verify_each;       /* --verify-each */
 } BuildOpts;
 
 enum { N_STAGES = 5 };
@@ -490,19 +511,35 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 
 	/* [2] passes */
 	t0 = now_s();
-	PassOpts po = {.verbose = o->verbose};
 	int nodes0 = g->n_nodes, values0 = g->n_values;
-	if (pass_run(g, "dce", &po, &e) != BN_OK) {
-		rc = fail_err(o->path, &e);
+	PassStats stats = {0};
+	PassRunOpts ro = {.verify_each = o->verify_each, .dump_after = o->dump_after,
+			  .dump_file = stdout, .verbose = o->verbose, .cli_opts = &o->pass_opts,
+			  .stats = &stats};
+	if (pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {
+		pass_stats_free(&stats);
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
-	stage(2, "passes", now_s() - t0, "dce: %d -> %d nodes, %d -> %d values", nodes0,
-	      g->n_nodes, values0, g->n_values);
+	stage(2, "passes", now_s() - t0, "%s: %d -> %d nodes, %d -> %d values",
+	      o->pipeline ? o->pipeline : "default.lua", nodes0, g->n_nodes, values0, g->n_values);
+	if (o->verbose)
+		pass_stats_print(&stats, stdout);
+	pass_stats_free(&stats);
 
-	/* [3] codegen */
+	/* [3] codegen: the largest batch template the pipeline chose (batch_templates), unless
+	 * --max-batch says otherwise */
 	t0 = now_s();
-	CgOpts co = {.target = t->name, .cc = o->cc, .opt = o->opt, .max_batch = (int)o->max_batch,
-		     .pipeline = "dce", .bos = bos, .eos = eos, .tok_blob = tok.blob,
+	int64_t max_batch = o->max_batch;
+	const IrAttr *sizes = pass_gattr_find(g, "batch_sizes");
+	if (!max_batch && sizes && sizes->type == IR_ATTR_INTS)
+		for (int i = 0; i < sizes->n_ints; i++)
+			if (sizes->ints[i] > max_batch)
+				max_batch = sizes->ints[i];
+	if (!max_batch)
+		max_batch = 32;
+	CgOpts co = {.target = t->name, .cc = o->cc, .opt = o->opt, .max_batch = (int)max_batch,
+		     .pipeline = o->pipeline ? o->pipeline : "default.lua", .bos = bos, .eos = eos, .tok_blob = tok.blob,
 		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
 		     .verbose = o->verbose};
 	if (t->emit(g, &co, &out, &e) != BN_OK) {
@@ -592,6 +629,8 @@ out:
 		cg_remove_sources(srcdir);
 	cg_output_free(&out);
 	bnm_tok_free(&tok);
+	if (g)
+		pass_gattr_clear(g);
 	ir_graph_free(g);
 	gguf_close(f);
 	return finish(rc);
@@ -602,7 +641,7 @@ static int cmd_build(int argc, char **argv)
 	Args a = {.cmd = "build", .argc = argc, .argv = argv};
 	const char *cc_env = getenv("CC");
 	BuildOpts o = {.target = "cpu-generic", .cc = cc_env && *cc_env ? cc_env : "cc",
-		       .opt = "-O2", .max_batch = 32};
+		       .opt = "-O2", .max_batch = 0 /* from the pipeline */};
 	static const char *const levels[] = {"-O0", "-O1", "-O2", "-O3"};
 	for (a.i = 0; a.i < argc; a.i++) {
 		const char *v;
@@ -634,7 +673,7 @@ static int cmd_build(int argc, char **argv)
 				return usage_err(a.cmd, "--cc: empty compiler name");
 			o.cc = v;
 		} else if ((r = opt(&a, NULL, "--max-batch", &v)) != 0) {
-			if (r < 0 || !parse_int(a.cmd, a.opt, v, 2, 4096, &o.max_batch))
+			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, 4096, &o.max_batch))
 				return EXIT_USAGE;
 		} else if ((r = opt(&a, NULL, "--emit-c", &v)) != 0) {
 			if (r < 0)
@@ -653,22 +692,45 @@ static int cmd_build(int argc, char **argv)
 			o.chat_template = v;
 		} else if (flag(&a, NULL, "--no-tokenizer")) {
 			o.no_tokenizer = true;
+		} else if (flag(&a, NULL, "--verify-each")) {
+			o.verify_each = true;
+		} else if ((r = opt(&a, NULL, "--pipeline", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.pipeline = v;
+		} else if ((r = opt(&a, NULL, "--dump-after", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.dump_after = v;
+		} else if ((r = opt(&a, NULL, "--pass-opt", &v)) != 0) {
+			BnErr pe = {0};
+			if (r < 0)
+				return EXIT_USAGE;
+			if (pass_opts_parse(&o.pass_opts, v, &pe) != BN_OK) {
+				pass_opts_free(&o.pass_opts);
+				return usage_err(a.cmd, "--pass-opt: %s", pe.msg);
+			}
 		} else if (!positional(&a, 1)) {
+			pass_opts_free(&o.pass_opts);
 			return EXIT_USAGE;
 		}
 	}
-	if (!need_model(&a))
-		return EXIT_USAGE;
+	int urc = !need_model(&a) ? EXIT_USAGE
+		  : !o.out ? usage_err(a.cmd, "missing -o OUT (the program to write)") : 0;
+	if (urc) {
+		pass_opts_free(&o.pass_opts);
+		return urc;
+	}
 	o.path = a.pos[0];
-	if (!o.out)
-		return usage_err(a.cmd, "missing -o OUT (the program to write)");
 	const CgTarget *t = cg_cpu_target(o.target);
 	if (!t)
 		return usage_err(a.cmd, "--target: unknown or not yet buildable target '%s' (%s; "
 					"see 'bitnetc targets')", o.target, cg_cpu_target_names());
 	if (o.weights_file && strcmp(o.weights_file, o.out) == 0)
 		return usage_err(a.cmd, "--weights-file must differ from -o");
-	return build_model(&o, t);
+	int rc = build_model(&o, t);
+	pass_opts_free(&o.pass_opts);
+	return rc;
 }
 
 /* ---- inspect -------------------------------------------------------------------- */
@@ -1335,6 +1397,21 @@ static int cmd_version(int argc, char **argv)
 	char archs[256];
 	archs_list(archs, sizeof archs);
 	printf("model architectures: %s\n", archs);
+	return finish(0);
+}
+
+static int cmd_passes(int argc, char **argv)
+{
+	if (argc == 1 && strcmp(argv[0], "--default") == 0) {
+		size_t n;
+		const char *text = pass_default_pipeline(&n);
+		fwrite(text, 1, n, stdout);
+		return finish(0);
+	}
+	int rc;
+	if (!no_args("passes", usage_passes, argc, argv, &rc))
+		return rc;
+	pass_pipeline_describe(stdout);
 	return finish(0);
 }
 

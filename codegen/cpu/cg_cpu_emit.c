@@ -1293,8 +1293,8 @@ static void emit_info(Em *m, CgBuf *b, uint64_t scratch)
 int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 {
 	memset(out, 0, sizeof *out);
-	if (o->max_batch < 2 || o->max_batch > 4096)
-		return bn_err(e, BN_EINVAL, "codegen: max_batch %d out of range (2..4096)",
+	if (o->max_batch < 1 || o->max_batch > 4096)
+		return bn_err(e, BN_EINVAL, "codegen: max_batch %d out of range (1..4096)",
 			      o->max_batch);
 	Em m = {.g = g, .o = o, .e = e};
 	CgBuf fwd = {0};
@@ -1333,7 +1333,8 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	if ((rc = emit_forward(&m, &fwd, true)))
 		goto out;
 	m.record = false;
-	if ((rc = emit_forward(&m, &fwd, false)))
+	/* max_batch 1 (a decode-only build): every call is one token, no batch forward */
+	if (o->max_batch > 1 && (rc = emit_forward(&m, &fwd, false)))
 		goto out;
 
 	CgBuf *b = &out->model_c;
@@ -1360,12 +1361,16 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	cg_printf(b, "%s", fwd.data);
 	cg_printf(b, "static void forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits)\n"
 		     "{\n"
-		     "\tf16_table_init(); /* forward() is called from one thread */\n"
-		     "\tif (n == 1)\n"
-		     "\t\tforward_t1(st, tokens, pos, logits);\n"
-		     "\telse\n"
-		     "\t\tforward_tb(st, tokens, n, pos, logits);\n"
-		     "}\n\n"
+		     "\tf16_table_init(); /* forward() is called from one thread */\n");
+	if (o->max_batch > 1)
+		cg_printf(b, "\tif (n == 1)\n"
+			     "\t\tforward_t1(st, tokens, pos, logits);\n"
+			     "\telse\n"
+			     "\t\tforward_tb(st, tokens, n, pos, logits);\n");
+	else
+		cg_printf(b, "\t(void)n; /* max_batch 1: the runtime calls with one token */\n"
+			     "\tforward_t1(st, tokens, pos, logits);\n");
+	cg_printf(b, "}\n\n"
 		     "static uint64_t kv_bytes(int64_t n_ctx)\n"
 		     "{\n"
 		     "\treturn (uint64_t)n_ctx * (KV_ELEMS * 2 + N_SCORE_ROWS * 4);\n"

@@ -209,9 +209,19 @@ static void test_rejects(void **state)
 	assert_null(out.model_c.data);
 
 	CgOpts bad = opts;
-	bad.max_batch = 1;
+	bad.max_batch = 0;
 	assert_int_equal(cg_cpu_emit(m.g, &bad, &out, &e), BN_EINVAL);
 	assert_non_null(strstr(e.msg, "max_batch"));
+	model_close(&m);
+
+	/* max_batch 1 (decode only): the one-token forward alone */
+	small_model(&m, "emit-decode.gguf", IR_DT_I2_S, IR_DT_F16);
+	CgOpts one = opts;
+	one.max_batch = 1;
+	assert_int_equal(cg_cpu_emit(m.g, &one, &out, &e), 0);
+	assert_non_null(strstr(out.model_c.data, "forward_t1("));
+	assert_null(strstr(out.model_c.data, "forward_tb("));
+	cg_output_free(&out);
 	model_close(&m);
 }
 

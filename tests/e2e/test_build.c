@@ -392,6 +392,53 @@ static void test_split(void **state)
 	model_close(&m);
 }
 
+/* Every example pipeline builds a golden model into a program whose logits match the
+ * interpreter run with the same calls (decode_only: one token per call); a broken pipeline
+ * is an error naming the script line, and leaves no program behind. */
+static void test_pipelines(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *script;
+		int max_batch; /* the calls the program then makes */
+	} ex[] = {
+		{"decode_only.lua", 1}, {"per_layer.lua", 128}, {"sparsity_report.lua", 128},
+	};
+	char gguf[4096], src[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	snprintf(src, sizeof src, "%s/../../examples/pipelines", tu_data(""));
+	Model m;
+	model_open(&m, gguf);
+	for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
+		char prog[4096], extra[8192];
+		snprintf(prog, sizeof prog, "%s", tu_tmp(ex[i].script));
+		snprintf(extra, sizeof extra, "--pipeline '%s/%s' 2>/dev/null", src, ex[i].script);
+		build(gguf, prog, extra);
+		int rows;
+		float *got = run_prog(prog, prompt13, 13, 2, &rows, NULL);
+		assert_int_equal(rows, 15 * m.nv);
+		vs_interp(&m, got, 15, prompt13, 13, ex[i].max_batch);
+		free(got);
+	}
+	model_close(&m);
+
+	const char *bad = tu_tmp("bad_pipeline.lua"), *out = tu_tmp("bad_pipeline_prog");
+	const char *text = "local p = require('bitnetc').pipeline()\np:add('dce')\np:add(\n";
+	assert_int_equal(tu_write_file(bad, text, strlen(text)), 0);
+	unlink(out);
+	char *log = NULL;
+	int rc = tu_run(&log, "'%s' build '%s' -o '%s' --pipeline '%s'", tu_bitnetc(), gguf, out, bad);
+	assert_int_equal(rc, 2);
+	assert_non_null(strstr(log, "bad_pipeline.lua:"));
+	assert_false(exists(out));
+	free(log);
+	rc = tu_run(&log, "'%s' build '%s' -o '%s' --pass-opt nosuch.x=1", tu_bitnetc(), gguf, out);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(log, "nosuch"));
+	assert_false(exists(out));
+	free(log);
+}
+
 /* Same input, byte-identical program; the program runs from another directory; the
  * weights can live in a file of their own. */
 static void test_reproducible_and_relocatable(void **state)
@@ -483,6 +530,7 @@ int main(void)
 		cmocka_unit_test(test_golden_models),
 		cmocka_unit_test(test_variants),
 		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_pipelines),
 		cmocka_unit_test(test_reproducible_and_relocatable),
 		cmocka_unit_test(test_bad_builds),
 	};

@@ -134,9 +134,11 @@ static const char usage_inspect[] =
 	"file the reader accepts; an unsupported architecture is noted, not an error.\n";
 
 static const char usage_ir[] =
-	"usage: bitnetc ir MODEL.gguf [--pass NAME]...\n"
+	"usage: bitnetc ir MODEL.gguf [--pipeline FILE.lua|default] [--pass NAME]...\n"
 	"\n"
 	"Builds the model's graph, verifies it and prints its stable text form.\n"
+	"  --pipeline F   run a pass pipeline first (\"default\": passes/default.lua), with\n"
+	"                 the verifier after every pass\n"
 	"  --pass NAME    run a pass (the graph is verified afterwards) before printing;\n"
 	"                 repeatable, applied in order\n"
 	"  --list-passes  print the registered passes and exit\n";
@@ -864,13 +866,19 @@ static int cmd_inspect(int argc, char **argv)
 static int cmd_ir(int argc, char **argv)
 {
 	Args a = {.cmd = "ir", .argc = argc, .argv = argv};
-	const char *passes[32];
+	const char *passes[32], *pipeline = NULL;
 	int n_passes = 0;
 	for (a.i = 0; a.i < argc; a.i++) {
 		const char *v;
 		int r;
 		if (is_help(argv[a.i]))
 			return show_usage(usage_ir);
+		if ((r = opt(&a, NULL, "--pipeline", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			pipeline = v;
+			continue;
+		}
 		if (flag(&a, NULL, "--list-passes")) {
 			int n;
 			const PassInfo *p = pass_list(&n);
@@ -899,6 +907,12 @@ static int cmd_ir(int argc, char **argv)
 	int rc = load_model(path, &f, &g);
 	if (rc)
 		return rc;
+	if (pipeline) {
+		BnErr e = {0};
+		PassRunOpts ro = {.verify_each = true};
+		if (pass_pipeline_run(g, strcmp(pipeline, "default") ? pipeline : NULL, &ro, &e))
+			rc = fail(EXIT_RUNTIME, "%s", e.msg);
+	}
 	for (int i = 0; i < n_passes && !rc; i++) {
 		BnErr e = {0};
 		if (pass_run(g, passes[i], NULL, &e) != BN_OK)
@@ -906,6 +920,7 @@ static int cmd_ir(int argc, char **argv)
 	}
 	if (!rc)
 		ir_print(g, stdout);
+	pass_gattr_clear(g);
 	ir_graph_free(g);
 	gguf_close(f);
 	return finish(rc);

@@ -163,28 +163,6 @@ static double vs_interp(Model *m, const float *got, int rows, const int32_t *tok
 	return worst;
 }
 
-/* Reads the int list after "key": [ in a golden json file. */
-static int json_ints(const char *json, const char *key, int32_t *out, int max)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": [", key);
-	const char *p = strstr(json, pat);
-	if (!p)
-		return -1;
-	p += strlen(pat);
-	int n = 0;
-	while (*p && *p != ']' && n < max) {
-		char *end;
-		long v = strtol(p, &end, 10);
-		if (end == p)
-			break;
-		out[n++] = (int32_t)v;
-		p = end;
-		while (*p == ',' || *p == ' ' || *p == '\n')
-			p++;
-	}
-	return n;
-}
 
 /* Tokens (prompt then continuation) and the step reference rows of one golden prompt. */
 static int load_ref(const char *m, const char *p, const char *mode, int32_t *tok, int *n_prompt_out,
@@ -198,8 +176,8 @@ static int load_ref(const char *m, const char *p, const char *mode, int32_t *tok
 	char *json = calloc(1, jn + 1);
 	memcpy(json, raw, jn);
 	free(raw);
-	int n_prompt = json_ints(json, "prompt_tokens", tok, 64);
-	int n_gen = json_ints(json, "generated_tokens", tok + n_prompt, 64);
+	int n_prompt = tu_json_ints(json, "prompt_tokens", tok, 64);
+	int n_gen = tu_json_ints(json, "generated_tokens", tok + n_prompt, 64);
 	free(json);
 	assert_true(n_prompt > 0 && n_gen > 0);
 	*n_prompt_out = n_prompt;

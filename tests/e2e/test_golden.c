@@ -18,28 +18,6 @@ static const char *const models[] = {
 };
 static const char *const prompts[] = {"p1", "p2", "p3"};
 
-/* Reads the int list after "key": [ in a golden json file. */
-static int json_ints(const char *json, const char *key, int32_t *out, int max)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": [", key);
-	const char *p = strstr(json, pat);
-	if (!p)
-		return -1;
-	p += strlen(pat);
-	int n = 0;
-	while (*p && *p != ']' && n < max) {
-		char *end;
-		long v = strtol(p, &end, 10);
-		if (end == p)
-			break;
-		out[n++] = (int32_t)v;
-		p = end;
-		while (*p == ',' || *p == ' ' || *p == '\n')
-			p++;
-	}
-	return n;
-}
 
 typedef struct {
 	int rows, agree, margin_rows, margin_ok;
@@ -123,8 +101,8 @@ static int load_ref(const char *m, const char *p, const char *mode, int32_t *tok
 	char *json = calloc(1, jn + 1); /* tu_read_file does not terminate */
 	memcpy(json, raw, jn);
 	free(raw);
-	*n_prompt = json_ints(json, "prompt_tokens", tok, 64);
-	int n_gen = json_ints(json, "generated_tokens", tok + *n_prompt, 64);
+	*n_prompt = tu_json_ints(json, "prompt_tokens", tok, 64);
+	int n_gen = tu_json_ints(json, "generated_tokens", tok + *n_prompt, 64);
 	free(json);
 	assert_true(*n_prompt > 0 && n_gen == 32);
 	int n = *n_prompt + n_gen;
@@ -251,8 +229,8 @@ static void test_greedy(void **state)
 			memcpy(json, raw, jn);
 			free(raw);
 			int32_t prompt[64], gen[64];
-			int np = json_ints(json, "prompt_tokens", prompt, 64);
-			int ng = json_ints(json, "generated_tokens", gen, 64);
+			int np = tu_json_ints(json, "prompt_tokens", prompt, 64);
+			int ng = tu_json_ints(json, "generated_tokens", gen, 64);
 			/* the margins are floats; read them with strtod */
 			double margin[64];
 			const char *p = strstr(json, "\"top2_margin_at_choice\": [");

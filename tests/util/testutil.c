@@ -98,6 +98,28 @@ int tu_run(char **out, const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+int tu_json_ints(const char *json, const char *key, int32_t *out, int max)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\": [", key);
+	const char *p = strstr(json, pat);
+	if (!p)
+		return -1;
+	p += strlen(pat);
+	int n = 0;
+	while (*p && *p != ']' && n < max) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		out[n++] = (int32_t)v;
+		p = end;
+		while (*p == ',' || *p == ' ' || *p == '\n')
+			p++;
+	}
+	return n;
+}
+
 uint64_t tu_rand(uint64_t *s)
 {
 	/* splitmix64 */

@@ -22,6 +22,9 @@ int tu_write_file(const char *path, const void *data, size_t n);
 /* Runs a shell command; returns its exit status (-1 if it did not exit normally) and,
  * if out is non-NULL, a malloc'd NUL-terminated copy of stdout+stderr. */
 int tu_run(char **out, const char *fmt, ...) BN_PRINTF(2, 3);
+/* The integers of the list after "key": [ in a JSON text (the golden files' layout);
+ * at most max; -1 if the key is missing. */
+int tu_json_ints(const char *json, const char *key, int32_t *out, int max);
 /* Deterministic random numbers for tests. */
 uint64_t tu_rand(uint64_t *state);
 float tu_randf(uint64_t *state); /* uniform in [-1, 1) */

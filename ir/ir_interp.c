@@ -85,15 +85,10 @@ static int op_embed(Ctx *c)
 	return 0;
 }
 
-/* sum of squares in double (each square in float), mean rounded to float. */
-static int op_rmsnorm(Ctx *c)
+/* sum of squares in double (each square in float), mean rounded to float; T rows of n. */
+static void rmsnorm_rows(const float *x, const float *w, float *y, int64_t n, int64_t T, float eps)
 {
-	const float *x = in_ptr(c, 0);
-	const float *w = c->n->n_in > 1 ? in_ptr(c, 1) : NULL;
-	float *y = out_ptr(c, 0);
-	int64_t n = ir_value_row(val(c, 0));
-	float eps = (float)ir_attr_float(c->n, "eps", 1e-5);
-	for (int64_t t = 0; t < c->T; t++) {
+	for (int64_t t = 0; t < T; t++) {
 		const float *xr = x + t * n;
 		float *yr = y + t * n;
 		double sum = 0.0;
@@ -107,6 +102,13 @@ static int op_rmsnorm(Ctx *c)
 			for (int64_t i = 0; i < n; i++)
 				yr[i] = yr[i] * w[i];
 	}
+}
+
+static int op_rmsnorm(Ctx *c)
+{
+	const float *w = c->n->n_in > 1 ? in_ptr(c, 1) : NULL;
+	rmsnorm_rows(in_ptr(c, 0), w, out_ptr(c, 0), ir_value_row(val(c, 0)), c->T,
+		     (float)ir_attr_float(c->n, "eps", 1e-5));
 	return 0;
 }
 
@@ -149,14 +151,10 @@ static void quant_block256(const float *x, int8_t *q, float *d_out)
 	*d_out = 1.0f / iscale;
 }
 
-static int op_quant_act(Ctx *c)
+/* T rows of k: per token, or per 256 inputs when block (k a multiple of 256). */
+static void quant_rows(const float *x, int8_t *q, float *s, int64_t k, int64_t T, bool block)
 {
-	const float *x = in_ptr(c, 0);
-	int8_t *q = out_ptr(c, 0);
-	float *s = out_ptr(c, 1);
-	int64_t k = ir_value_row(val(c, 0));
-	bool block = strcmp(ir_attr_str(c->n, "mode", "token"), "block256") == 0;
-	for (int64_t t = 0; t < c->T; t++) {
+	for (int64_t t = 0; t < T; t++) {
 		if (!block) {
 			quant_token(x + t * k, k, q + t * k, s + t);
 			continue;
@@ -164,6 +162,40 @@ static int op_quant_act(Ctx *c)
 		for (int64_t b = 0; b < k / 256; b++)
 			quant_block256(x + t * k + b * 256, q + t * k + b * 256, s + t * (k / 256) + b);
 	}
+}
+
+static bool mode_block(const IrNode *n)
+{
+	return strcmp(ir_attr_str(n, "mode", "token"), "block256") == 0;
+}
+
+static int op_quant_act(Ctx *c)
+{
+	quant_rows(in_ptr(c, 0), out_ptr(c, 0), out_ptr(c, 1), ir_value_row(val(c, 0)), c->T,
+		   mode_block(c->n));
+	return 0;
+}
+
+/* The unfused pair token by token through one temporary row: the same functions on
+ * the same floats, so bit-identical to rmsnorm then quant_act. */
+static int op_rmsnorm_quant(Ctx *c)
+{
+	const float *x = in_ptr(c, 0);
+	const float *w = c->n->n_in > 1 ? in_ptr(c, 1) : NULL;
+	int8_t *q = out_ptr(c, 0);
+	float *s = out_ptr(c, 1);
+	int64_t k = ir_value_row(val(c, 0));
+	int64_t ns = ir_value_row(out_val(c, 1));
+	float eps = (float)ir_attr_float(c->n, "eps", 1e-5);
+	bool block = mode_block(c->n);
+	float *row = malloc((size_t)k * sizeof(float));
+	if (!row)
+		return bn_err(c->e, BN_ENOMEM, "out of memory");
+	for (int64_t t = 0; t < c->T; t++) {
+		rmsnorm_rows(x + t * k, w, row, k, 1, eps);
+		quant_rows(row, q + t * k, s + t * ns, k, 1, block);
+	}
+	free(row);
 	return 0;
 }
 
@@ -514,7 +546,7 @@ static int op_mul(Ctx *c) { return op_binary(c, true); }
 /* ORDER IR_OP */
 static int (*const op_fn[])(Ctx *) = {
 	op_embed, op_rmsnorm, op_quant_act, op_ternary_matmul, op_matmul, op_rope,
-	op_attention, op_relu2_glu, op_silu_glu, op_add, op_mul,
+	op_attention, op_relu2_glu, op_silu_glu, op_add, op_mul, op_rmsnorm_quant,
 };
 _Static_assert(sizeof op_fn / sizeof op_fn[0] == IR_OP_COUNT, "op_fn must cover every op");
 

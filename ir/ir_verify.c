@@ -299,24 +299,23 @@ static int check_embed(Ver *v)
 	return 0;
 }
 
-static int check_rmsnorm(Ver *v)
+/* Input 0 [n, T] f32 and the optional weight [n] f32 of a norm, and its eps; *n gets n. */
+static int check_norm_in(Ver *v, int64_t *n)
 {
 	TRY(need_f32_rows(v, 0, -1));
-	int64_t n = val(v, 0)->ne[0];
+	*n = val(v, 0)->ne[0];
 	if (v->n->n_in > 1) {
 		TRY(need_const(v, 1));
 		TRY(need_dt(v, 1, IR_DT_F32));
-		TRY(need_vec(v, 1, n));
+		TRY(need_vec(v, 1, *n));
 	}
-	TRY(need_f32_rows(v, OUT(0), n));
 	double eps;
 	return attr_pos_float(v, "eps", &eps);
 }
 
-static int check_quant_act(Ver *v)
+/* The mode and the outputs (codes [k, T] i8, scales [1 or k/256, T] f32) of a quantizer. */
+static int check_quant_out(Ver *v, int64_t k)
 {
-	TRY(need_f32_rows(v, 0, -1));
-	int64_t k = val(v, 0)->ne[0];
 	const char *mode = NULL;
 	TRY(attr_enum2(v, "mode", "token", "block256", &mode));
 	TRY(need_dt(v, OUT(0), IR_DT_I8));
@@ -330,6 +329,26 @@ static int check_quant_act(Ver *v)
 	return need_rows(v, OUT(1), k / 256);
 }
 
+static int check_rmsnorm(Ver *v)
+{
+	int64_t n;
+	TRY(check_norm_in(v, &n));
+	return need_f32_rows(v, OUT(0), n);
+}
+
+static int check_quant_act(Ver *v)
+{
+	TRY(need_f32_rows(v, 0, -1));
+	return check_quant_out(v, val(v, 0)->ne[0]);
+}
+
+static int check_rmsnorm_quant(Ver *v)
+{
+	int64_t n;
+	TRY(check_norm_in(v, &n));
+	return check_quant_out(v, n);
+}
+
 static int check_ternary_matmul(Ver *v)
 {
 	const IrGraph *g = v->g;
@@ -340,9 +359,11 @@ static int check_ternary_matmul(Ver *v)
 	/* Codes and scales only make sense as the pair one quantization produced. */
 	const IrValue *q = val(v, 0), *s = val(v, 1);
 	const IrNode *qa = q->kind == IR_VAL_ACT ? &g->nodes[q->producer] : NULL;
-	if (!qa || qa->op != IR_OP_QUANT_ACT || s->kind != IR_VAL_ACT || s->producer != q->producer ||
+	if (!qa || (qa->op != IR_OP_QUANT_ACT && qa->op != IR_OP_RMSNORM_QUANT) ||
+	    s->kind != IR_VAL_ACT || s->producer != q->producer ||
 	    qa->out[0] != v->n->in[0] || qa->out[1] != v->n->in[1])
-		return fail(v, "inputs 0 '%s' and 1 '%s' must be outputs 0 and 1 of one quant_act node",
+		return fail(v, "inputs 0 '%s' and 1 '%s' must be outputs 0 and 1 of one quant_act node "
+			       "(or rmsnorm_quant node)",
 			    str_or(q->name, "?"), str_or(s->name, "?"));
 	int64_t k = q->ne[0];
 	TRY(need_dts(v, 2, &DT_TERNARY));
@@ -353,9 +374,9 @@ static int check_ternary_matmul(Ver *v)
 	const char *mode = ir_attr_str(qa, "mode", "?");
 	if (strcmp(mode, want) != 0)
 		return fail(v, "input 2 '%s' is %s, which needs activations quantized with mode=%s, "
-			       "but node %d '%s' (quant_act) has mode=%s",
+			       "but node %d '%s' (%s) has mode=%s",
 			    str_or(w->name, "?"), dt_name(w->dtype), want, q->producer,
-			    str_or(qa->name, "?"), mode);
+			    str_or(qa->name, "?"), ir_op_name(qa->op), mode);
 	return need_f32_rows(v, OUT(0), w->ne[1]);
 }
 
@@ -477,6 +498,7 @@ static const OpCheck op_check[] = { /* ORDER IR_OP */
 	check_glu,	     /* SILU_GLU */
 	check_add,	     /* ADD */
 	check_mul,	     /* MUL */
+	check_rmsnorm_quant, /* RMSNORM_QUANT */
 };
 _Static_assert(sizeof op_check / sizeof op_check[0] == IR_OP_COUNT,
 	       "op_check out of sync with ir_ops.def");

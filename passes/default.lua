@@ -15,6 +15,11 @@ p:add("verify")
 -- Drop weights and nodes nothing reads (the BitNet head ignores output.weight).
 p:add("dce")
 
+-- Fuse each rmsnorm that only feeds a quantizer into one rmsnorm_quant node (the normed rows
+-- stay in a per-call temporary), then drop the norms the fusion left unread.
+p:add("fuse")
+p:add("dce")
+
 -- Token counts to build forward functions for: 1 for decoding, the larger ones for prefill.
 -- Today the CPU backend builds the one-token forward and a batch forward for up to the
 -- largest size (its --max-batch), and the program feeds prompts in calls of up to that size.

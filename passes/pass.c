@@ -18,6 +18,11 @@ static const PassInfo passes[] = {
 	{"dce", pass_dce, "requires: a verified graph; produces: no unused values or nodes; "
 			  "invalidates: value and node ids (compacted)",
 	 "remove constants nothing reads and nodes whose outputs nothing reads", NULL},
+	{"fuse", pass_fuse,
+	 "requires: a verified graph; produces: rmsnorm_quant nodes in place of rmsnorm + "
+	 "quant_act pairs (the quant_act's id, name and outputs kept), the fused rmsnorm left "
+	 "unread for dce; invalidates: nothing",
+	 "fuse each rmsnorm whose only reader is a quant_act into one rmsnorm_quant node", NULL},
 	{"batch_templates", pass_batch_templates,
 	 "requires: a verified graph; produces: graph attributes batch_sizes (int list, "
 	 "ascending) and batch_split (\"greedy\"); invalidates: nothing",

@@ -167,6 +167,8 @@ const char *pass_default_pipeline(size_t *len);
 int pass_dce(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* verify.c */
 int pass_verify(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* fuse.c */
+int pass_fuse(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* batch_templates.c */
 int pass_batch_templates(IrGraph *g, const PassOpts *opts, BnErr *e);
 

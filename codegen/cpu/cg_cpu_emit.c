@@ -285,11 +285,10 @@ static int emit_embed(Em *m, const IrNode *n)
 	return 0;
 }
 
-static int emit_rmsnorm(Em *m, const IrNode *n)
+/* The rmsnorm kernel for rows of k (written once); name gets its name. */
+static int rmsnorm_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
 {
-	int64_t k = ir_value_row(V(m, n->in[0]));
-	char name[96], x[64], w[64], y[64], eps[48];
-	snprintf(name, sizeof name, "rmsnorm_n%" PRId64, k);
+	snprintf(name, nn, "rmsnorm_n%" PRId64, k);
 	if (n->n_in > 1 && (V(m, n->in[1])->dtype != IR_DT_F32 || ir_value_has_t(V(m, n->in[1]))))
 		return unsupported(m, n, "the weight must be f32 without a token dim");
 	CgBuf *b;
@@ -314,6 +313,15 @@ static int emit_rmsnorm(Em *m, const IrNode *n)
 			     "\t\t\t\tyr[i] = yr[i] * w[i];\n"
 			     "\t}\n}\n",
 			  name, k);
+	return 0;
+}
+
+static int emit_rmsnorm(Em *m, const IrNode *n)
+{
+	int64_t k = ir_value_row(V(m, n->in[0]));
+	char name[96], x[64], w[64], y[64], eps[48];
+	if (rmsnorm_kern(m, n, k, name, sizeof name))
+		return m->e->code;
 	cg_printf(m->fwd, "\t%s(%s, %s, %s, n, %s);\n", name, ref(m, n->in[0], "float", x, sizeof x),
 		  n->n_in > 1 ? ref(m, n->in[1], "float", w, sizeof w) : "NULL",
 		  ref(m, n->out[0], "float", y, sizeof y),
@@ -351,16 +359,16 @@ static void q8k_body(CgBuf *b, const char *name, int64_t k)
 			  name, k);
 }
 
-static int emit_quant_act(Em *m, const IrNode *n)
+/* The quantizer kernel of node n (quant_act or rmsnorm_quant) for rows of k (written
+ * once); name gets its name. */
+static int quant_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
 {
-	int64_t k = ir_value_row(V(m, n->in[0]));
 	bool block = strcmp(ir_attr_str(n, "mode", "token"), "block256") == 0;
 	if (!block && strcmp(ir_attr_str(n, "mode", "token"), "token") != 0)
 		return unsupported(m, n, "unknown mode (token or block256)");
 	if (block && k % 256)
 		return unsupported(m, n, "block256 needs a row that is a multiple of 256");
-	char name[96], x[64], q[64], s[64];
-	snprintf(name, sizeof name, "%s_k%" PRId64, block ? "quant_q8k" : "quant_tok", k);
+	snprintf(name, nn, "%s_k%" PRId64, block ? "quant_q8k" : "quant_tok", k);
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
 		return m->e->code;
@@ -385,7 +393,36 @@ static int emit_quant_act(Em *m, const IrNode *n)
 			  name, k);
 	if (b && block)
 		q8k_body(b, name, k);
+	return 0;
+}
+
+static int emit_quant_act(Em *m, const IrNode *n)
+{
+	int64_t k = ir_value_row(V(m, n->in[0]));
+	char name[96], x[64], q[64], s[64];
+	if (quant_kern(m, n, k, name, sizeof name))
+		return m->e->code;
 	cg_printf(m->fwd, "\t%s(%s, %s, %s, n);\n", name, ref(m, n->in[0], "float", x, sizeof x),
+		  ref(m, n->out[0], "int8_t", q, sizeof q), ref(m, n->out[1], "float", s, sizeof s));
+	return 0;
+}
+
+/* The unfused pair's kernels, through the node's scratch temporary (max_batch normed
+ * rows): the same code on the same floats, so bit-identical to rmsnorm then quant_act. */
+static int emit_rmsnorm_quant(Em *m, const IrNode *n)
+{
+	int64_t k = ir_value_row(V(m, n->in[0]));
+	char norm[96], quant[96], x[64], w[64], q[64], s[64], eps[48];
+	if (rmsnorm_kern(m, n, k, norm, sizeof norm) || quant_kern(m, n, k, quant, sizeof quant))
+		return m->e->code;
+	cg_printf(m->fwd, "\t{\n"
+			  "\t\tfloat *xn = (float *)(S + %" PRIu64 ");\n"
+			  "\t\t%s(%s, %s, xn, n, %s);\n"
+			  "\t\t%s(xn, %s, %s, n);\n"
+			  "\t}\n",
+		  m->tmp[n - m->g->nodes], norm, ref(m, n->in[0], "float", x, sizeof x),
+		  n->n_in > 1 ? ref(m, n->in[1], "float", w, sizeof w) : "NULL",
+		  flit((float)ir_attr_float(n, "eps", 1e-5), eps, sizeof eps), quant,
 		  ref(m, n->out[0], "int8_t", q, sizeof q), ref(m, n->out[1], "float", s, sizeof s));
 	return 0;
 }
@@ -900,7 +937,7 @@ static int emit_mul(Em *m, const IrNode *n)
 /* ORDER IR_OP */
 static const EmitFn emit_fn[] = {
 	emit_embed, emit_rmsnorm, emit_quant_act, emit_ternary_matmul, emit_matmul, emit_rope,
-	emit_attention, emit_relu2_glu, emit_silu_glu, emit_add, emit_mul,
+	emit_attention, emit_relu2_glu, emit_silu_glu, emit_add, emit_mul, emit_rmsnorm_quant,
 };
 _Static_assert(sizeof emit_fn / sizeof emit_fn[0] == IR_OP_COUNT, "emit_fn must cover every op");
 
@@ -1071,6 +1108,10 @@ static int plan_scratch(Em *m, uint64_t *bytes)
 			m->tmp[ni] = scratch_alloc(live, &n_live,
 						   (uint64_t)g->values[n->in[1]].ne[0] * 4 * mb, ni,
 						   &top);
+		if (n->op == IR_OP_RMSNORM_QUANT) /* the normed rows, read by the quantizer */
+			m->tmp[ni] = scratch_alloc(live, &n_live,
+						   (uint64_t)ir_value_row(&g->values[n->in[0]]) * 4 * mb,
+						   ni, &top);
 	}
 	free(last);
 	free(live);

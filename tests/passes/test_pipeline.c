@@ -58,7 +58,8 @@ static void expect_ints(const IrAttr *a, const int64_t *want, int n)
 }
 
 /* The default pipeline (embedded default.lua) runs, leaves a verified graph identical to
- * the built-in description (verify, dce, batch_templates) and records the batch sizes. */
+ * the built-in description (verify, dce, fuse, dce, batch_templates) and records the batch
+ * sizes. */
 static void test_default(void **state)
 {
 	(void)state;
@@ -77,6 +78,8 @@ static void test_default(void **state)
 
 	assert_int_equal(pass_run(b, "verify", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "dce", NULL, &e), BN_OK);
+	assert_int_equal(pass_run(b, "fuse", NULL, &e), BN_OK);
+	assert_int_equal(pass_run(b, "dce", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "batch_templates", NULL, &e), BN_OK);
 	char *pa = print_graph(a), *pb = print_graph(b);
 	assert_string_equal(pa, pb);
@@ -84,10 +87,12 @@ static void test_default(void **state)
 	free(pb);
 
 	/* one timing per step, printed with a total */
-	assert_int_equal(st.n, 3);
+	assert_int_equal(st.n, 5);
 	assert_string_equal(st.t[0].name, "verify");
 	assert_string_equal(st.t[1].name, "dce");
-	assert_string_equal(st.t[2].name, "batch_templates");
+	assert_string_equal(st.t[2].name, "fuse");
+	assert_string_equal(st.t[3].name, "dce");
+	assert_string_equal(st.t[4].name, "batch_templates");
 	char *buf = NULL;
 	size_t n = 0;
 	FILE *mf = open_memstream(&buf, &n);

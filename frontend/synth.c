@@ -586,7 +586,7 @@ static int spm_vocab(Vocab *v, const BnmSynthSpec *s, BnErr *e)
 		"hel", "llo", "hello", "wor", "world", "the", "cat",
 		"\xe2\x96\x81h", "\xe2\x96\x81he", "\xe2\x96\x81hel", "\xe2\x96\x81hello",
 		"\xe2\x96\x81w", "\xe2\x96\x81wor", "\xe2\x96\x81world", "\xe2\x96\x81the",
-		"\xe2\x96\x81" "cat",
+		"\342\226\201cat", /* octal: a hex escape would swallow the "ca" */
 	};
 	enum { N_WORDS = sizeof words / sizeof words[0] };
 	int64_t n = s->n_vocab, fixed = 3 + 256 + 1 + 26 + 26 + N_WORDS;

@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include "frontend.h"
+#include "rt.h"
 #include "pass.h"
 
 #include <math.h>
@@ -103,14 +104,6 @@ static int chunk(int rem, int max_batch)
 	return m;
 }
 
-static int argmax(const float *x, int n)
-{
-	int b = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[b])
-			b = i;
-	return b;
-}
 
 /* max |d| / max(1, max |ref|) over one row */
 static double rel_diff(const float *got, const float *ref, int nv)
@@ -150,7 +143,7 @@ static double vs_interp(Model *m, const float *got, int rows, const int32_t *tok
 		off += c;
 	}
 	for (int r = n; r < rows; r++) { /* generated: single-token (step) calls */
-		int32_t t = argmax(got + (size_t)(r - 1) * (size_t)m->nv, m->nv);
+		int32_t t = (int)rt_argmax(got + (size_t)(r - 1) * (size_t)m->nv, m->nv);
 		if (ir_interp_eval(it, &t, 1, ref, &e))
 			fail_msg("%s", e.msg);
 		double d = rel_diff(got + (size_t)r * (size_t)m->nv, ref, m->nv);
@@ -197,41 +190,6 @@ static int load_ref(const char *m, const char *p, const char *mode, int32_t *tok
 	return n;
 }
 
-typedef struct {
-	int rows, agree;
-	double max_d;
-} Stats;
-
-/* test_golden.c's per-row bounds: max |d| <= 0.15, exact argmax where the reference's
- * top-2 margin > 0.2; agreement counted for the >= 97% gate. */
-static void compare_row(Stats *s, const float *g, const float *f, int nv)
-{
-	double md = 0;
-	for (int i = 0; i < nv; i++)
-		md = fmax(md, fabs((double)g[i] - (double)f[i]));
-	assert_true(md <= 0.15);
-	s->max_d = fmax(s->max_d, md);
-	int ra = argmax(f, nv), ga = argmax(g, nv);
-	float second = -INFINITY;
-	for (int i = 0; i < nv; i++)
-		if (i != ra && f[i] > second)
-			second = f[i];
-	if (f[ra] - second > 0.2f)
-		assert_int_equal(ra, ga);
-	s->agree += ra == ga;
-	s->rows++;
-}
-
-static float margin(const float *f, int nv)
-{
-	int ra = argmax(f, nv);
-	float second = -INFINITY;
-	for (int i = 0; i < nv; i++)
-		if (i != ra && f[i] > second)
-			second = f[i];
-	return f[ra] - second;
-}
-
 /* Every golden model, built once:
  * - teacher-forced over prompt + reference continuation one token per call (-ub 1, the
  *   reference's step mode): the per-row bounds and >= 97% argmax agreement against the
@@ -255,7 +213,7 @@ static void test_golden_models(void **state)
 		build(gguf, prog, "");
 		Model m;
 		model_open(&m, gguf);
-		Stats forced = {0}, forced_step = {0}, free_run = {0};
+		TuGolden forced = {0}, forced_step = {0}, free_run = {0};
 		double worst_rel = 0;
 		for (size_t pi = 0; pi < sizeof prompts / sizeof prompts[0]; pi++) {
 			int32_t tok[128];
@@ -266,7 +224,7 @@ static void test_golden_models(void **state)
 			float *got = run_prog(prog, tok, n, 0, &rows, NULL);
 			assert_int_equal(rows, n * m.nv);
 			for (int r = 0; r < n; r++)
-				compare_row(&forced, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
+				tu_golden_row(&forced, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
 			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n, 32));
 			free(got);
 
@@ -274,7 +232,7 @@ static void test_golden_models(void **state)
 			got = run_prog(prog, tok, n, 0, &rows, "-ub 1");
 			assert_int_equal(rows, n * m.nv);
 			for (int r = 0; r < n; r++)
-				compare_row(&forced_step, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
+				tu_golden_row(&forced_step, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
 			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n, 1));
 			free(got);
 			free(ref);
@@ -284,13 +242,13 @@ static void test_golden_models(void **state)
 			assert_int_equal(rows, n * m.nv);
 			for (int r = 0; r < n; r++) {
 				if (r >= n_prompt) { /* row r: after feeding the token chosen from row r - 1 */
-					int chosen = argmax(got + (size_t)(r - 1) * (size_t)m.nv, m.nv);
+					int chosen = (int)rt_argmax(got + (size_t)(r - 1) * (size_t)m.nv, m.nv);
 					if (chosen != tok[r]) {
-						assert_true(margin(ref + (size_t)(r - 1) * (size_t)m.nv, m.nv) < 0.05f);
+						assert_true(tu_margin(ref + (size_t)(r - 1) * (size_t)m.nv, m.nv) < 0.05f);
 						break;
 					}
 				}
-				compare_row(&free_run, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
+				tu_golden_row(&free_run, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
 			}
 			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n_prompt, 32));
 			free(got);

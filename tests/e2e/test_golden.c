@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include "frontend.h"
+#include "rt.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -18,50 +19,6 @@ static const char *const models[] = {
 };
 static const char *const prompts[] = {"p1", "p2", "p3"};
 
-
-typedef struct {
-	int rows, agree, margin_rows, margin_ok;
-	double max_d;
-	double row_d[512]; /* per-row max |d|, for the median */
-} Stats;
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static int argmax(const float *x, int n)
-{
-	int b = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[b])
-			b = i;
-	return b;
-}
-
-static void compare_row(Stats *s, const float *got, const float *ref, int nv)
-{
-	double md = 0;
-	for (int i = 0; i < nv; i++)
-		md = fmax(md, fabs((double)got[i] - (double)ref[i]));
-	int ra = argmax(ref, nv), ga = argmax(got, nv);
-	float second = -INFINITY;
-	for (int i = 0; i < nv; i++)
-		if (i != ra && ref[i] > second)
-			second = ref[i];
-	if (s->rows < 512)
-		s->row_d[s->rows] = md;
-	s->rows++;
-	s->agree += ra == ga;
-	s->max_d = fmax(s->max_d, md);
-	assert_true(md <= 0.15);
-	if (ref[ra] - second > 0.2f) {
-		s->margin_rows++;
-		s->margin_ok += ra == ga;
-		assert_int_equal(ra, ga);
-	}
-}
 
 typedef struct {
 	GgufFile *f;
@@ -125,7 +82,7 @@ static void run_model(const char *name, bool batch_prompt)
 {
 	Model m;
 	model_open(&m, name);
-	Stats all = {0};
+	TuGolden all = {0};
 	for (size_t pi = 0; pi < sizeof prompts / sizeof prompts[0]; pi++) {
 		int32_t tok[128];
 		int n_prompt;
@@ -147,15 +104,13 @@ static void run_model(const char *name, bool batch_prompt)
 			if (ir_interp_eval(it, tok + i, 1, got + (size_t)i * (size_t)m.nv, &e))
 				fail_msg("%s", e.msg);
 		for (i = 0; i < n; i++)
-			compare_row(&all, got + (size_t)i * (size_t)m.nv, ref + (size_t)i * (size_t)m.nv, m.nv);
+			tu_golden_row(&all, got + (size_t)i * (size_t)m.nv, ref + (size_t)i * (size_t)m.nv, m.nv);
 		ir_interp_free(it);
 		free(got);
 		free(ref);
 	}
-	int nr = all.rows < 512 ? all.rows : 512;
-	qsort(all.row_d, (size_t)nr, sizeof(double), cmp_double);
 	printf("golden %-20s %-5s rows %3d  max|d| %.3g  median row max|d| %.2g  argmax %d/%d (%.1f%%)  margin>0.2 rows %d/%d\n",
-	       name, batch_prompt ? "batch" : "step", all.rows, all.max_d, all.row_d[nr / 2], all.agree, all.rows,
+	       name, batch_prompt ? "batch" : "step", all.rows, all.max_d, tu_golden_median(&all), all.agree, all.rows,
 	       100.0 * all.agree / all.rows, all.margin_ok, all.margin_rows);
 	assert_true(all.agree * 100 >= all.rows * 97);
 	model_close(&m);
@@ -251,7 +206,7 @@ static void test_greedy(void **state)
 				assert_int_equal(ir_interp_eval(it, prompt + i, 1, lg, &e), 0);
 			int matched = 0;
 			for (int i = 0; i < ng; i++) {
-				t = argmax(lg, m.nv);
+				t = (int32_t)rt_argmax(lg, m.nv);
 				if (t != gen[i]) {
 					/* a divergence is only allowed where the reference itself was unsure */
 					assert_true(margin[i] < 0.05);

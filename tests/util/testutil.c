@@ -1,6 +1,9 @@
 /* testutil.c - helpers shared by the cmocka tests. */
 #include "testutil.h"
 
+#include "rt.h"
+
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +121,54 @@ int tu_json_ints(const char *json, const char *key, int32_t *out, int max)
 			p++;
 	}
 	return n;
+}
+
+float tu_margin(const float *row, int nv)
+{
+	int64_t best = rt_argmax(row, nv);
+	float second = -INFINITY;
+	for (int i = 0; i < nv; i++)
+		if (i != best && row[i] > second)
+			second = row[i];
+	return row[best] - second;
+}
+
+void tu_golden_row(TuGolden *s, const float *got, const float *ref, int nv)
+{
+	double md = 0;
+	for (int i = 0; i < nv; i++)
+		md = fmax(md, fabs((double)got[i] - (double)ref[i]));
+	bool same = rt_argmax(ref, nv) == rt_argmax(got, nv);
+	if (s->rows < 1024)
+		s->row_d[s->rows] = md;
+	s->rows++;
+	s->agree += same;
+	s->max_d = fmax(s->max_d, md);
+	assert_true(md <= 0.15);
+	if (tu_margin(ref, nv) > 0.2f) {
+		s->margin_rows++;
+		s->margin_ok += same;
+		assert_true(same);
+	}
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+double tu_golden_median(TuGolden *s)
+{
+	int n = s->rows < 1024 ? s->rows : 1024;
+	if (n == 0)
+		return 0;
+	double *d = malloc((size_t)n * sizeof *d);
+	memcpy(d, s->row_d, (size_t)n * sizeof *d);
+	qsort(d, (size_t)n, sizeof *d, cmp_double);
+	double m = d[n / 2];
+	free(d);
+	return m;
 }
 
 uint64_t tu_rand(uint64_t *s)

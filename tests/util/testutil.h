@@ -25,6 +25,19 @@ int tu_run(char **out, const char *fmt, ...) BN_PRINTF(2, 3);
 /* The integers of the list after "key": [ in a JSON text (the golden files' layout);
  * at most max; -1 if the key is missing. */
 int tu_json_ints(const char *json, const char *key, int32_t *out, int max);
+/* The golden acceptance rule (../shared/golden/README.md), in one place: per row max |d|
+ * <= 0.15 and exact argmax where the reference's top-2 margin > 0.2 (asserted by
+ * tu_golden_row); argmax agreement counted for the >= 97% gate the callers apply. */
+typedef struct {
+	int rows, agree, margin_rows, margin_ok;
+	double max_d;
+	double row_d[1024]; /* per-row max |d| of the first 1024 rows, for the median */
+} TuGolden;
+void tu_golden_row(TuGolden *s, const float *got, const float *ref, int nv);
+/* Median of the per-row max |d| seen so far. */
+double tu_golden_median(TuGolden *s);
+/* Gap between the best and the second-best logit of a row. */
+float tu_margin(const float *row, int nv);
 /* Deterministic random numbers for tests. */
 uint64_t tu_rand(uint64_t *state);
 float tu_randf(uint64_t *state); /* uniform in [-1, 1) */

@@ -1,45 +1,14 @@
 /* cg_cpu_emit.c - the portable C emitter: renders a graph into one model.c whose kernels
  * carry every shape, stride and offset as a constant, and which computes exactly what the
  * reference interpreter (ir/ir_interp.c) computes, in the same float order. */
-#include "cg_cpu.h"
+#include "cg_cpu_em.h"
 
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { CG_ALIGN = 64 };
-#define NO_OFF UINT64_MAX
-
-/* One specialized kernel: emitted once, with the tensors that use it listed above it. */
-typedef struct {
-	char name[96];
-	CgBuf users;
-	CgBuf body;
-} Kern;
-
-/* The emitter's state for one graph. */
-typedef struct {
-	const IrGraph *g;
-	const CgOpts *o;
-	BnErr *e;
-	CgBuf *fwd;       /* body of the forward function being emitted */
-	bool t1;          /* emitting forward_t1 (T = 1), else forward_tb */
-	bool record;      /* record kernel users (first forward only) */
-	Kern *kern;
-	int n_kern, cap_kern;
-	uint64_t *soff;   /* per value: scratch offset (NO_OFF: none) */
-	uint64_t *woff;   /* per value: payload offset of a constant (NO_OFF: none) */
-	uint64_t *tmp;    /* per node: scratch offset of its temporary (NO_OFF: none) */
-	int64_t n_layer;  /* KV layers (1 + the largest layer attr) */
-	int64_t *kv_off;  /* per layer: element offset of its K cache, in units of n_ctx */
-	int64_t *kv_w;    /* per layer: K/V row width (0: layer unused) */
-	int64_t kv_elems; /* f16 elements per position over all layers, K and V */
-	int64_t max_heads;
-	bool logits_direct; /* the head writes the caller's logits */
-} Em;
-
-static const IrValue *V(const Em *m, IrId id)
+const IrValue *V(const Em *m, IrId id)
 {
 	return &m->g->values[id];
 }
@@ -119,7 +88,7 @@ static void kern_user(Em *m, Kern *k, const IrNode *n)
 /* ---- operands --------------------------------------------------------------- */
 
 /* The C expression of value id as a pointer of type ty: scratch, payload or the tokens. */
-static const char *ref(const Em *m, IrId id, const char *ty, char *buf, size_t n)
+const char *ref(const Em *m, IrId id, const char *ty, char *buf, size_t n)
 {
 	const IrValue *v = V(m, id);
 	if (id == m->g->tokens)
@@ -133,7 +102,7 @@ static const char *ref(const Em *m, IrId id, const char *ty, char *buf, size_t n
 
 /* Floats as exact hexadecimal literals: the binary must use the very float the
  * interpreter computes from the same attribute. */
-static const char *flit(float f, char *buf, size_t n)
+const char *flit(float f, char *buf, size_t n)
 {
 	if (isinf(f))
 		snprintf(buf, n, "%sINFINITY", f < 0 ? "-" : "");
@@ -145,7 +114,7 @@ static const char *flit(float f, char *buf, size_t n)
 /* ---- dense rows: dequantization shared by embed and the head ---------------- */
 
 /* Emits (once) deq_<type>_k<K>(src, dst): one row of K elements, exactly as ir_dequant. */
-static int emit_deq(Em *m, IrDtype dt, int64_t k, char *name, size_t nn)
+int emit_deq(Em *m, IrDtype dt, int64_t k, char *name, size_t nn)
 {
 	snprintf(name, nn, "deq_%s_k%" PRId64, ir_dtype_name(dt), k);
 	bool fresh;
@@ -210,7 +179,7 @@ static int emit_deq(Em *m, IrDtype dt, int64_t k, char *name, size_t nn)
 	return 0;
 }
 
-static bool dense_ok(IrDtype dt, int64_t k)
+bool dense_ok(IrDtype dt, int64_t k)
 {
 	switch (dt) {
 	case IR_DT_F32:
@@ -226,7 +195,7 @@ static bool dense_ok(IrDtype dt, int64_t k)
 	}
 }
 
-static uint64_t dense_row_bytes(IrDtype dt, int64_t k)
+uint64_t dense_row_bytes(IrDtype dt, int64_t k)
 {
 	const IrDtypeInfo *d = ir_dtype_info(dt);
 	return (uint64_t)(k / d->block) * (uint64_t)d->block_bytes;
@@ -236,14 +205,14 @@ static uint64_t dense_row_bytes(IrDtype dt, int64_t k)
 
 typedef int (*EmitFn)(Em *m, const IrNode *n);
 
-static int unsupported(Em *m, const IrNode *n, const char *why)
+int unsupported(Em *m, const IrNode *n, const char *why)
 {
 	return bn_err(m->e, BN_EUNSUPPORTED, "codegen (cpu): node '%s' (%s): %s", n->name,
 		      ir_op_name(n->op), why);
 }
 
 /* Looks up (or starts) the kernel called name for node n; *body is NULL if it exists. */
-static int kern_for(Em *m, const IrNode *n, const char *name, CgBuf **body)
+int kern_for(Em *m, const IrNode *n, const char *name, CgBuf **body)
 {
 	bool fresh;
 	*body = NULL;
@@ -331,7 +300,7 @@ static int emit_rmsnorm(Em *m, const IrNode *n)
 
 /* Q8_K per 256 inputs (for TQ1_0/TQ2_0 and Q6_K heads): the signed value of the first
  * largest |x| sets iscale = -127/xm; q = min(127, rint(iscale*x)); d = 1/iscale. */
-static void q8k_body(CgBuf *b, const char *name, int64_t k)
+void q8k_body(CgBuf *b, const char *name, int64_t k)
 {
 	cg_printf(b, "static void %s(const float *x, int8_t *q, float *d, int n)\n{\n"
 		     "\tenum { K = %" PRId64 " };\n"
@@ -424,287 +393,6 @@ static int emit_rmsnorm_quant(Em *m, const IrNode *n)
 		  n->n_in > 1 ? ref(m, n->in[1], "float", w, sizeof w) : "NULL",
 		  flit((float)ir_attr_float(n, "eps", 1e-5), eps, sizeof eps), quant,
 		  ref(m, n->out[0], "int8_t", q, sizeof q), ref(m, n->out[1], "float", s, sizeof s));
-	return 0;
-}
-
-/* I2_S: D = sum(code*q) - sum(q) exactly in int32 (code = w + 1), y = ((float)D / s) * wscale.
- * Byte 32b + j of a row holds elements 128b + j, +32, +64, +96 in bits 7:6, 5:4, 3:2, 1:0. */
-static void tmm_i2s_body(CgBuf *b, const char *name, int64_t k, int64_t nr)
-{
-	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
-		     "\tconst TmmArg *a = arg;\n"
-		     "\tenum { K = %" PRId64 ", N = %" PRId64 " };\n"
-		     "\tfloat wscale;\n"
-		     "\tmemcpy(&wscale, a->w + (uint64_t)K * N / 4, sizeof wscale);\n"
-		     "\tint32_t qsum[MAX_BATCH];\n"
-		     "\tfor (int t = 0; t < a->n; t++) {\n"
-		     "\t\tint32_t s = 0;\n"
-		     "\t\tfor (int i = 0; i < K; i++)\n"
-		     "\t\t\ts += a->q[(int64_t)t * K + i];\n"
-		     "\t\tqsum[t] = s;\n"
-		     "\t}\n"
-		     "\tint64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;\n"
-		     "\tint8_t c[K]; /* a row's codes 0..2, decoded once for a multi-token call */\n"
-		     "\tfor (int64_t o = lo; o < hi; o++) {\n"
-		     "\t\tconst uint8_t *wr = a->w + o * (K / 4);\n"
-		     "\t\tif (a->n == 1) {\n"
-		     "\t\t\tint32_t acc[32] = {0};\n"
-		     "\t\t\tfor (int bl = 0; bl < K / 128; bl++) {\n"
-		     "\t\t\t\tconst uint8_t *p = wr + 32 * bl;\n"
-		     "\t\t\t\tconst int8_t *qb = a->q + 128 * bl;\n"
-		     "\t\t\t\tfor (int j = 0; j < 32; j++) {\n"
-		     "\t\t\t\t\tint v = p[j];\n"
-		     "\t\t\t\t\tacc[j] += (v >> 6) * qb[j] + ((v >> 4) & 3) * qb[32 + j] +\n"
-		     "\t\t\t\t\t\t  ((v >> 2) & 3) * qb[64 + j] + (v & 3) * qb[96 + j];\n"
-		     "\t\t\t\t}\n"
-		     "\t\t\t}\n"
-		     "\t\t\tint32_t d = -qsum[0];\n"
-		     "\t\t\tfor (int j = 0; j < 32; j++)\n"
-		     "\t\t\t\td += acc[j];\n"
-		     "\t\t\ta->y[o] = ((float)d / a->s[0]) * wscale;\n"
-		     "\t\t\tcontinue;\n"
-		     "\t\t}\n"
-		     "\t\tfor (int bl = 0; bl < K / 128; bl++)\n"
-		     "\t\t\tfor (int j = 0; j < 32; j++) {\n"
-		     "\t\t\t\tint v = wr[32 * bl + j];\n"
-		     "\t\t\t\tc[128 * bl + j] = (int8_t)(v >> 6);\n"
-		     "\t\t\t\tc[128 * bl + 32 + j] = (int8_t)((v >> 4) & 3);\n"
-		     "\t\t\t\tc[128 * bl + 64 + j] = (int8_t)((v >> 2) & 3);\n"
-		     "\t\t\t\tc[128 * bl + 96 + j] = (int8_t)(v & 3);\n"
-		     "\t\t\t}\n"
-		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
-		     "\t\t\tconst int8_t *q = a->q + (int64_t)t * K;\n"
-		     "\t\t\tint32_t d = -qsum[t];\n"
-		     "\t\t\tfor (int i = 0; i < K; i++)\n"
-		     "\t\t\t\td += c[i] * q[i];\n"
-		     "\t\t\ta->y[(int64_t)t * N + o] = ((float)d / a->s[t]) * wscale;\n"
-		     "\t\t}\n"
-		     "\t}\n}\n",
-		  name, k, nr);
-}
-
-/* TQ1_0/TQ2_0 with Q8_K activations in the reference's float order: per block 8 int32
- * lanes (lane L: codes*q over elements with e%32 in 4L..4L+3, minus q[32L..32L+31]),
- * each times d_a*d_w, summed per lane over blocks, then ((0+4)+(2+6)) + ((1+5)+(3+7)).
- * A row is decoded to codes 0..2 once and reused for every token. */
-static void tmm_tq_body(CgBuf *b, const char *name, IrDtype dt, int64_t k, int64_t nr)
-{
-	bool tq1 = dt == IR_DT_TQ1_0;
-	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
-		     "\tconst TmmArg *a = arg;\n"
-		     "\tenum { K = %" PRId64 ", N = %" PRId64 ", NB = K / 256, BB = %d };\n"
-		     "\tstatic const uint8_t pow3[5] = {1, 3, 9, 27, 81};\n"
-		     "\t(void)pow3;\n"
-		     "\tint32_t qls[MAX_BATCH][NB][8];\n"
-		     "\tfor (int t = 0; t < a->n; t++)\n"
-		     "\t\tfor (int bl = 0; bl < NB; bl++)\n"
-		     "\t\t\tfor (int L = 0; L < 8; L++) {\n"
-		     "\t\t\t\tint32_t s = 0;\n"
-		     "\t\t\t\tfor (int i = 0; i < 32; i++)\n"
-		     "\t\t\t\t\ts += a->q[(int64_t)t * K + 256 * bl + 32 * L + i];\n"
-		     "\t\t\t\tqls[t][bl][L] = s;\n"
-		     "\t\t\t}\n"
-		     "\tint64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;\n"
-		     "\tuint8_t codes[K];\n"
-		     "\tfloat wd[NB];\n"
-		     "\tfor (int64_t o = lo; o < hi; o++) {\n"
-		     "\t\tconst uint8_t *wr = a->w + o * (NB * BB);\n"
-		     "\t\tfor (int bl = 0; bl < NB; bl++) {\n"
-		     "\t\t\tconst uint8_t *p = wr + bl * BB;\n"
-		     "\t\t\tuint8_t *c = codes + 256 * bl;\n",
-		  name, k, nr, tq1 ? 54 : 66);
-	if (tq1)
-		/* five trits per byte, first most significant: trit n = ((uint8)(B*3^n) * 3) >> 8 */
-		cg_printf(b, "\t\t\tfor (int e = 0; e < 5; e++)\n"
-			     "\t\t\t\tfor (int i = 0; i < 32; i++)\n"
-			     "\t\t\t\t\tc[32 * e + i] = (uint8_t)(((uint8_t)(p[i] * pow3[e]) * 3) >> 8);\n"
-			     "\t\t\tfor (int e = 0; e < 5; e++)\n"
-			     "\t\t\t\tfor (int i = 0; i < 16; i++)\n"
-			     "\t\t\t\t\tc[160 + 16 * e + i] = (uint8_t)(((uint8_t)(p[32 + i] * pow3[e]) * 3) >> 8);\n"
-			     "\t\t\tfor (int e = 0; e < 4; e++)\n"
-			     "\t\t\t\tfor (int i = 0; i < 4; i++)\n"
-			     "\t\t\t\t\tc[240 + 4 * e + i] = (uint8_t)(((uint8_t)(p[48 + i] * pow3[e]) * 3) >> 8);\n"
-			     "\t\t\twd[bl] = f16_to_f32(rd16(p + 52));\n");
-	else
-		/* element 128j + 32s + m in qs[32j + m] bits 2s..2s+1 */
-		cg_printf(b, "\t\t\tfor (int j = 0; j < 2; j++)\n"
-			     "\t\t\t\tfor (int s = 0; s < 4; s++)\n"
-			     "\t\t\t\t\tfor (int i = 0; i < 32; i++)\n"
-			     "\t\t\t\t\t\tc[128 * j + 32 * s + i] = (uint8_t)((p[32 * j + i] >> (2 * s)) & 3);\n"
-			     "\t\t\twd[bl] = f16_to_f32(rd16(p + 64));\n");
-	cg_printf(b, "\t\t}\n"
-		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
-		     "\t\t\tconst int8_t *q = a->q + (int64_t)t * K;\n"
-		     "\t\t\tfloat acc[8] = {0};\n"
-		     "\t\t\tfor (int bl = 0; bl < NB; bl++) {\n"
-		     "\t\t\t\tconst uint8_t *c = codes + 256 * bl;\n"
-		     "\t\t\t\tconst int8_t *qb = q + 256 * bl;\n"
-		     "\t\t\t\tint32_t lm[32] = {0};\n"
-		     "\t\t\t\tfor (int g = 0; g < 8; g++)\n"
-		     "\t\t\t\t\tfor (int i = 0; i < 32; i++)\n"
-		     "\t\t\t\t\t\tlm[i] += c[32 * g + i] * qb[32 * g + i];\n"
-		     "\t\t\t\tfloat d = a->s[(int64_t)t * NB + bl] * wd[bl];\n"
-		     "\t\t\t\tfor (int L = 0; L < 8; L++) {\n"
-		     "\t\t\t\t\tint32_t lane = lm[4 * L] + lm[4 * L + 1] + lm[4 * L + 2] + lm[4 * L + 3] - qls[t][bl][L];\n"
-		     "\t\t\t\t\tfloat p = (float)lane * d;\n"
-		     "\t\t\t\t\tacc[L] = acc[L] + p;\n"
-		     "\t\t\t\t}\n"
-		     "\t\t\t}\n"
-		     "\t\t\ta->y[(int64_t)t * N + o] = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));\n"
-		     "\t\t}\n"
-		     "\t}\n}\n");
-}
-
-static int emit_ternary_matmul(Em *m, const IrNode *n)
-{
-	const IrValue *w = V(m, n->in[2]), *sc = V(m, n->in[1]);
-	int64_t k = w->ne[0], nr = w->ne[1];
-	if (w->kind != IR_VAL_CONST)
-		return unsupported(m, n, "the ternary weight must be a constant");
-	const char *tag;
-	switch (w->dtype) {
-	case IR_DT_I2_S:
-		tag = "i2s";
-		if (k % 128 || ir_value_row(sc) != 1)
-			return unsupported(m, n, "i2_s needs K % 128 == 0 and per-token scales");
-		break;
-	case IR_DT_TQ1_0:
-	case IR_DT_TQ2_0:
-		tag = w->dtype == IR_DT_TQ1_0 ? "tq1" : "tq2";
-		if (k % 256 || ir_value_row(sc) != k / 256)
-			return unsupported(m, n, "tq1_0/tq2_0 need K % 256 == 0 and Q8_K (block256) scales");
-		break;
-	default:
-		return unsupported(m, n, "the weight must be i2_s, tq1_0 or tq2_0");
-	}
-	char name[96], q[64], s[64], y[64];
-	snprintf(name, sizeof name, "tmm_%s_k%" PRId64 "_n%" PRId64, tag, k, nr);
-	CgBuf *b;
-	if (kern_for(m, n, name, &b))
-		return m->e->code;
-	if (b && w->dtype == IR_DT_I2_S)
-		tmm_i2s_body(b, name, k, nr);
-	else if (b)
-		tmm_tq_body(b, name, w->dtype, k, nr);
-	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
-			  "\t\trt_pool_run(st->pool, %s, &a);\n\t}\n",
-		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
-		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y), name);
-	return 0;
-}
-
-/* The head's x preparation, exactly as the interpreter's head_prepare. */
-static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
-{
-	cg_printf(b, "static void %s(const float *x, float *xr, int n)\n{\n"
-		     "\tenum { K = %" PRId64 " };\n"
-		     "\tfor (int t = 0; t < n; t++) {\n"
-		     "\t\tconst float *xt = x + (int64_t)t * K;\n"
-		     "\t\tfloat *xo = xr + (int64_t)t * K;\n",
-		  name, k);
-	switch (dt) {
-	case IR_DT_F16:
-	case IR_DT_BF16:
-		/* single-token steps round x to the weight's half type first */
-		cg_printf(b, "\t\tfor (int i = 0; i < K; i++)\n"
-			     "\t\t\txo[i] = n == 1 ? %s : xt[i];\n",
-			  dt == IR_DT_F16 ? "round_f16(xt[i])" : "bf16_to_f32(f32_to_bf16(xt[i]))");
-		break;
-	case IR_DT_Q8_0:
-		cg_printf(b, "\t\tfor (int b = 0; b < K; b += 32) {\n"
-			     "\t\t\tfloat amax = 0.0f;\n"
-			     "\t\t\tfor (int i = 0; i < 32; i++)\n"
-			     "\t\t\t\tamax = fmaxf(amax, fabsf(xt[b + i]));\n"
-			     "\t\t\tfloat d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;\n"
-			     "\t\t\tfloat dh = round_f16(d);\n"
-			     "\t\t\tfor (int i = 0; i < 32; i++)\n"
-			     "\t\t\t\txo[b + i] = dh * roundf(xt[b + i] * id);\n"
-			     "\t\t}\n");
-		break;
-	case IR_DT_Q6_K:
-		cg_printf(b, "\t\tfor (int b = 0; b < K; b += 256) {\n"
-			     "\t\t\tint8_t q[256];\n"
-			     "\t\t\tfloat d;\n"
-			     "\t\t\tquant_q8k_k256(xt + b, q, &d, 1);\n"
-			     "\t\t\tfor (int i = 0; i < 256; i++)\n"
-			     "\t\t\t\txo[b + i] = d * (float)q[i];\n"
-			     "\t\t}\n");
-		break;
-	default:
-		cg_printf(b, "\t\tmemcpy(xo, xt, K * sizeof(float));\n");
-		break;
-	}
-	cg_printf(b, "\t}\n}\n");
-}
-
-/* The float head: nothing is quantized after it, so it may sum in float with 16 partial
- * sums (~1e-7 relative from the interpreter's double dot). */
-static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, int64_t k,
-		      int64_t nr)
-{
-	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
-		     "\tconst HeadArg *a = arg;\n"
-		     "\tenum { K = %" PRId64 ", K16 = K / 16 * 16 };\n"
-		     "\tconst int64_t N = %" PRId64 ";\n"
-		     "\tfloat wr[K];\n"
-		     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;\n"
-		     "\tfor (int64_t o = lo; o < hi; o++) {\n"
-		     "\t\t%s(a->w + (uint64_t)o * %" PRIu64 ", wr);\n"
-		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
-		     "\t\t\tconst float *x = a->x + (int64_t)t * K;\n"
-		     "\t\t\tfloat p[16] = {0};\n"
-		     "\t\t\tfor (int i = 0; i < K16; i += 16)\n"
-		     "\t\t\t\tfor (int l = 0; l < 16; l++)\n"
-		     "\t\t\t\t\tp[l] += wr[i + l] * x[i + l];\n"
-		     "\t\t\tfloat s = 0.0f;\n"
-		     "\t\t\tfor (int i = K16; i < K; i++)\n"
-		     "\t\t\t\ts += wr[i] * x[i];\n"
-		     "\t\t\tfor (int l = 0; l < 16; l++)\n"
-		     "\t\t\t\ts += p[l];\n"
-		     "\t\t\ta->y[(int64_t)t * N + o] = s;\n"
-		     "\t\t}\n"
-		     "\t}\n}\n",
-		  name, k, nr, deq, dense_row_bytes(dt, k));
-}
-
-static int emit_matmul(Em *m, const IrNode *n)
-{
-	const IrValue *w = V(m, n->in[1]);
-	int64_t k = w->ne[0], nr = w->ne[1];
-	if (w->kind != IR_VAL_CONST || !dense_ok(w->dtype, k))
-		return unsupported(m, n, "the weight must be a constant f32/f16/bf16/q8_0/q6_k");
-	if (n->out[0] != m->g->logits)
-		return unsupported(m, n, "a float matmul is only supported as the output head");
-	char deq[64], prep[96], name[96], x[64];
-	if (emit_deq(m, w->dtype, k, deq, sizeof deq))
-		return m->e->code;
-	if (w->dtype == IR_DT_Q6_K) { /* its x preparation is the Q8_K quantizer */
-		CgBuf *qb;
-		if (kern_for(m, n, "quant_q8k_k256", &qb))
-			return m->e->code;
-		if (qb)
-			q8k_body(qb, "quant_q8k_k256", 256);
-	}
-	snprintf(prep, sizeof prep, "head_prep_%s_k%" PRId64, ir_dtype_name(w->dtype), k);
-	CgBuf *b;
-	if (kern_for(m, n, prep, &b))
-		return m->e->code;
-	if (b)
-		head_prep_body(b, prep, w->dtype, k);
-	snprintf(name, sizeof name, "head_%s_k%" PRId64 "_n%" PRId64, ir_dtype_name(w->dtype), k, nr);
-	if (kern_for(m, n, name, &b))
-		return m->e->code;
-	if (b)
-		head_body(b, name, deq, w->dtype, k, nr);
-	/* without a logits buffer nothing reads the head: skip the largest matmul */
-	cg_printf(m->fwd, "\tif (logits) {\n"
-			  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
-			  "\t\t%s(%s, xr, n);\n"
-			  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, n};\n"
-			  "\t\trt_pool_run(st->pool, %s, &a);\n"
-			  "\t}\n",
-		  m->tmp[n - m->g->nodes], prep, ref(m, n->in[0], "float", x, sizeof x),
-		  m->woff[n->in[1]], name);
 	return 0;
 }
 
@@ -1276,6 +964,7 @@ static int emit_forward(Em *m, CgBuf *b, bool t1)
 {
 	m->fwd = b;
 	m->t1 = t1;
+	m->nt = t1 ? 1 : m->o->max_batch;
 	if (t1)
 		cg_printf(b, "/* one token: the reference's step mode (f16 roundings of the softmax\n"
 			     " * weights and of the head input) */\n"

@@ -1,0 +1,67 @@
+/* cg_cpu_em.h - the CPU emitter's internal state and helpers, shared by cg_cpu_emit.c (the
+ * graph walk, planning, the file) and the kernel-family files (cg_cpu_tmm.c: ternary
+ * matmuls; cg_cpu_head.c: the float output head). Not part of the backend's interface. */
+#ifndef BITNETC_CG_CPU_EM_H
+#define BITNETC_CG_CPU_EM_H
+
+#include "cg_cpu.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { CG_ALIGN = 64 };
+#define NO_OFF UINT64_MAX
+
+/* One specialized kernel: emitted once, with the tensors that use it listed above it. */
+typedef struct {
+	char name[96];
+	CgBuf users;
+	CgBuf body;
+} Kern;
+
+/* The emitter's state for one graph. */
+typedef struct {
+	const IrGraph *g;
+	const CgOpts *o;
+	BnErr *e;
+	CgBuf *fwd;       /* body of the forward function being emitted */
+	bool t1;          /* emitting forward_t1 (T = 1), else forward_tb */
+	bool record;      /* record kernel users (first forward only) */
+	Kern *kern;
+	int n_kern, cap_kern;
+	uint64_t *soff;   /* per value: scratch offset (NO_OFF: none) */
+	uint64_t *woff;   /* per value: payload offset of a constant (NO_OFF: none) */
+	uint64_t *tmp;    /* per node: scratch offset of its temporary (NO_OFF: none) */
+	int64_t n_layer;  /* KV layers (1 + the largest layer attr) */
+	int64_t *kv_off;  /* per layer: element offset of its K cache, in units of n_ctx */
+	int64_t *kv_w;    /* per layer: K/V row width (0: layer unused) */
+	int64_t kv_elems; /* f16 elements per position over all layers, K and V */
+	int64_t max_heads;
+	bool logits_direct; /* the head writes the caller's logits */
+	int nt;             /* token count of the forward being emitted: 1, or its template size */
+} Em;
+
+const IrValue *V(const Em *m, IrId id);
+/* The C expression of value id as a pointer of type ty: scratch, payload or the tokens. */
+const char *ref(const Em *m, IrId id, const char *ty, char *buf, size_t n);
+/* A float as an exact C literal. */
+const char *flit(float f, char *buf, size_t n);
+/* Emits (once) deq_<type>_k<K>(src, dst) for one dense row; name gets its name. */
+int emit_deq(Em *m, IrDtype dt, int64_t k, char *name, size_t nn);
+bool dense_ok(IrDtype dt, int64_t k);
+uint64_t dense_row_bytes(IrDtype dt, int64_t k);
+/* BN_EUNSUPPORTED naming node n and why. */
+int unsupported(Em *m, const IrNode *n, const char *why);
+/* Looks up (or starts) the kernel called name for node n; *body is NULL if it exists. */
+int kern_for(Em *m, const IrNode *n, const char *name, CgBuf **body);
+/* The Q8_K quantizer kernel body (256-element blocks). */
+void q8k_body(CgBuf *b, const char *name, int64_t k);
+
+/* cg_cpu_tmm.c */
+int emit_ternary_matmul(Em *m, const IrNode *n);
+/* cg_cpu_head.c */
+int emit_matmul(Em *m, const IrNode *n);
+
+#endif

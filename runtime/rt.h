@@ -44,6 +44,11 @@ int rt_parse_tokens(const char *s, int32_t **ids, int *n, RtErr *e);
  * sampler). NaNs never win; all-NaN or n <= 0 gives 0. */
 int64_t rt_argmax(const float *x, int64_t n);
 
+/* rt_cpu.c: 0 if this CPU has every feature in the space-separated list (names as
+ * cg_cpu_features_str writes them: "avx2 fma f16c avx512f ..."); else -1 with the missing
+ * (or unknown) ones in missing. */
+int rt_cpu_require(const char *features, char *missing, size_t n);
+
 /* A sampler with llama.cpp's defaults and semantics. Each step applies, in this order
  * (llama.cpp's common sampler chain):
  *   repeat penalty (tokens among the last repeat_last_n accepted: l > 0 ? l/pen : l*pen)

@@ -1223,6 +1223,7 @@ static int rt_info(const RtOpts *o, const char *argv0)
 	printf("n_layer:     %lld\n", (long long)m->n_layer);
 	printf("n_embd:      %lld\n", (long long)m->n_embd);
 	printf("bos, eos:    %lld, %lld\n", (long long)m->bos, (long long)m->eos);
+	printf("cpu:         %s\n", rt_model.cpu_features[0] ? rt_model.cpu_features : "baseline");
 	printf("max_batch:   %lld\n", (long long)m->max_batch);
 	printf("scratch:     %llu bytes\n", (unsigned long long)m->scratch_bytes);
 	printf("weights:     %llu bytes (%.2f MiB), hash %016llx\n",
@@ -1269,6 +1270,12 @@ static int rt_main(int argc, char **argv, RtRun *run)
 	    !rt_model.kv_bytes)
 		return rt_fail("model description is broken (n_vocab %lld, max_batch %lld)",
 			       (long long)rt_model.n_vocab, (long long)rt_model.max_batch);
+	char missing[256];
+	if (rt_cpu_require(rt_model.cpu_features, missing, sizeof missing))
+		return rt_fail("this program was built for CPU features this machine lacks: %s "
+			       "(rebuild it with bitnetc build --target cpu-generic, or a target "
+			       "`bitnetc targets` marks usable here)",
+			       missing);
 	if (o.info)
 		return rt_info(&o, argv[0]);
 

@@ -31,13 +31,16 @@ typedef struct {
 
 /* ---- what a generated model defines ------------------------------------ */
 
-#define RT_MODEL_ABI 2 /* 2: tokenizer blob and chat template */
+#define RT_MODEL_ABI 3 /* 2: tokenizer blob and chat template; 3: cpu_features */
 
 typedef struct {
 	int abi; /* RT_MODEL_ABI */
 	/* what it was compiled from (printed by --info) */
 	const char *name, *arch, *target, *pipeline, *version;
 	const char *info; /* multi-line description: shapes, kernels, batch sizes */
+	/* instruction set extensions the code was compiled for, space-separated ("avx2 fma
+	 * f16c ..."; "" for none): checked before the first forward call (rt_cpu.c) */
+	const char *cpu_features;
 	int64_t n_vocab, n_ctx_train, n_layer, n_embd;
 	int64_t bos, eos; /* -1 if the model has none */
 	/* The tokenizer (rt_tok.h) as one blob inside the weights payload, covered by its

@@ -1115,6 +1115,8 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	put_cstr(b, g->arch ? g->arch : "");
 	cg_printf(b, ",\n\t.target = ");
 	put_cstr(b, o->target ? o->target : "cpu-generic");
+	cg_printf(b, ",\n\t.cpu_features = ");
+	put_cstr(b, o->cpu_features ? o->cpu_features : "");
 	cg_printf(b, ",\n\t.pipeline = ");
 	put_cstr(b, o->pipeline ? o->pipeline : "dce");
 	cg_printf(b, ",\n\t.version = \"%s\",\n"

@@ -65,6 +65,7 @@ static void fake_forward(RtState *st, const int32_t *tokens, int n, int64_t pos,
 
 const RtModel rt_model = {
 	.abi = RT_MODEL_ABI,
+	.cpu_features = "",
 	.name = "fake-16",
 	.arch = "fake",
 	.target = "cpu-generic",

@@ -869,6 +869,7 @@ const RtModel rt_model = {
 	.name = "synthetic-l1-e128-v320-i2_s-seed5",
 	.arch = "bitnet-b1.58",
 	.target = "cpu-generic",
+	.cpu_features = "",
 	.pipeline = "dce",
 	.version = "0.1.0",
 	.info = model_info,

@@ -39,7 +39,6 @@ typedef struct {
 	const char *opt;      /* "-O0".."-O3" (default "-O2") */
 	int max_batch;        /* tokens per multi-token forward call (default 32) */
 	const char *pipeline; /* the passes that ran, for --info */
-	const char *cpu_features; /* what the target's code needs, space-separated ("" none) */
 	int64_t bos, eos;     /* special token ids from the model file, -1 if none */
 	/* the tokenizer blob (rt_tok_build), placed after the constants in the payload;
 	 * NULL: the program takes token ids only */

@@ -111,6 +111,26 @@ int ir_ternary_row(IrDtype dt, const void *data, int64_t k, int64_t rows, int64_
 /* The per-tensor scale of an I2_S tensor of n elements. */
 float ir_i2s_scale(const void *data, int64_t n);
 
+/* ---- weight layouts (ir_layout.c) ---------------------------------------------------
+ * A constant's bytes are in its GGUF layout ("gguf") unless a pass repacked them for a
+ * kernel (permute_weights, or v:set_layout in Lua). Known layouts:
+ *   i2s_x16  I2_S [K, N], N % 16 == 0: rows in groups of 16; group g is K/16 chunks of 64
+ *            bytes; byte 4r + j of chunk c holds the codes (w + 1) of row 16g + r at
+ *            k = 16c + 4s + j in bits 2s+1:2s (s = 0..3). Unpacking one chunk with the
+ *            shifts 0, 2, 4, 6 gives four [16 rows][4 k] byte tiles: the operand order of
+ *            vpdpbusd (and of an AMX B tile). Then the f32 scale and 28 zero bytes, as I2_S.
+ * ir_layout_check: NULL if the layout is known and fits value v's dtype and shape, else
+ * why not. */
+const char *ir_layout_check(const char *layout, IrDtype dt, int n_dims, const int64_t *ne);
+/* Repacks a GGUF-layout weight (dtype dt, [k, rows]) into layout `to` (same byte count,
+ * another buffer); 0, -1 if that conversion does not exist (ir_layout_check first and
+ * skip "gguf"), -2 out of memory. */
+int ir_layout_pack(const char *to, IrDtype dt, const void *src, void *dst, int64_t k,
+		   int64_t rows);
+/* ir_ternary_row for a constant in any known layout. */
+int ir_ternary_row_at(const char *layout, IrDtype dt, const void *data, int64_t k,
+		      int64_t rows, int64_t row, int8_t *w, float *scales);
+
 /* ---- the graph IR (ir_graph.c) ----------------------------------------- */
 
 typedef enum {

@@ -249,7 +249,7 @@ static int ternary_rows(const Ctx *c, int64_t lo, int64_t hi)
 		return BN_ENOMEM;
 	}
 	for (int64_t o = lo; o < hi; o++) {
-		ir_ternary_row(w->dtype, w->data, k, n, o, wr, wsc);
+		ir_ternary_row_at(w->layout, w->dtype, w->data, k, n, o, wr, wsc);
 		for (int64_t t = 0; t < c->T; t++) {
 			const int8_t *qt = q + t * k;
 			y[t * n + o] = w->dtype == IR_DT_I2_S ? dot_i2s(wr, qt, k, s[t], wsc[0])

@@ -552,6 +552,10 @@ static int check_value(const IrGraph *g, IrId id, BnErr *e)
 					  shape);
 		if (!x->data)
 			return fail_value(g, id, e, "constant has no data");
+		const char *why = ir_layout_check(x->layout, x->dtype, x->n_dims, x->ne);
+		if (why)
+			return fail_value(g, id, e, "%s%s layout=%s: %s", dt_name(x->dtype), shape,
+					  x->layout, why);
 		int64_t n = ir_value_nelems(x, 0);
 		uint64_t want;
 		if (n < 0 || !ir_dtype_nbytes(x->dtype, (uint64_t)n, (uint64_t)x->ne[0], &want))

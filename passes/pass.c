@@ -10,6 +10,14 @@ static const PassOptInfo batch_templates_opts[] = {
 	{NULL, PASS_OPT_INT, NULL, NULL},
 };
 
+static const PassOptInfo permute_weights_opts[] = {
+	{"layout", PASS_OPT_STR, "auto",
+	 "auto (i2s_x16 where the weight fits it; a node's \"layout\" attribute overrides), "
+	 "gguf or i2s_x16"},
+	{"match", PASS_OPT_STR, "*", "only weights whose names match this glob"},
+	{NULL, PASS_OPT_INT, NULL, NULL},
+};
+
 /* The Lua binding and `bitnetc passes` walk this table; the default pipeline
  * (default.lua) names passes from it. */
 static const PassInfo passes[] = {
@@ -30,6 +38,12 @@ static const PassInfo passes[] = {
 	 "builds a one-token forward and one batch forward for up to the largest size, and the "
 	 "runtime feeds prompts in calls of up to that size",
 	 batch_templates_opts},
+	{"permute_weights", pass_permute_weights,
+	 "requires: a verified graph; produces: ternary_matmul weights repacked into the CPU "
+	 "kernels' layout (i2s_x16 for i2_s weights with a multiple of 16 rows), the layout "
+	 "recorded in the value; invalidates: the weights' data pointers",
+	 "repack ternary weights once at compile time into the layout the kernel reads",
+	 permute_weights_opts},
 };
 
 const PassInfo *pass_list(int *n)

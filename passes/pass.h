@@ -171,5 +171,10 @@ int pass_verify(IrGraph *g, const PassOpts *opts, BnErr *e);
 int pass_fuse(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* batch_templates.c */
 int pass_batch_templates(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* permute_weights.c */
+int pass_permute_weights(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* Repacks constant id from its GGUF layout into layout (ir.h "weight layouts"), the data
+ * in g's arena; a no-op if it is in that layout already. Errors name the value. */
+int pass_relayout(IrGraph *g, IrId id, const char *layout, BnErr *e);
 
 #endif

@@ -568,8 +568,9 @@ static const char *kind_name(IrValKind k)
 	return k == IR_VAL_CONST ? "const" : k == IR_VAL_INPUT ? "input" : "act";
 }
 
-/* v:set_layout("i2s_x86"): the tag codegen reads to know how a weight is packed. Stored in
- * the graph's arena. A word of [A-Za-z0-9_.-] so the printed IR stays parseable. */
+/* v:set_layout("i2s_x16"): for a weight, repacks its bytes into that layout (ir.h "weight
+ * layouts"; pass_relayout) so codegen and the interpreter read it so; for an activation,
+ * sets the tag. A word of [A-Za-z0-9_.-] so the printed IR stays parseable. */
 static int value_set_layout(lua_State *L)
 {
 	IrGraph *g;
@@ -583,6 +584,12 @@ static int value_set_layout(lua_State *L)
 		return luaL_error(L, "layout '%s' of value '%s': expected a word of letters, digits, "
 				     "'_', '.' or '-'",
 				  s, v->name ? v->name : "?");
+	if (v->kind == IR_VAL_CONST) { /* a weight: repack its bytes, not just the tag */
+		BnErr e = {0};
+		if (pass_relayout(g, (IrId)(v - g->values), s, &e))
+			return luaL_error(L, "%s", e.msg);
+		return 0;
+	}
 	char *copy = bn_arena_strdup(g->arena, s);
 	if (!copy)
 		return luaL_error(L, "out of memory");
@@ -611,7 +618,7 @@ static int value_ternary_stats(lua_State *L)
 	}
 	int64_t cnt[3] = {0, 0, 0};
 	for (int64_t r = 0; r < rows; r++) {
-		ir_ternary_row(v->dtype, v->data, k, rows, r, w, sc);
+		ir_ternary_row_at(v->layout, v->dtype, v->data, k, rows, r, w, sc);
 		for (int64_t i = 0; i < k; i++)
 			cnt[w[i] + 1]++;
 	}

@@ -3,6 +3,7 @@
 #ifndef BITNETC_RT_H
 #define BITNETC_RT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,7 +45,18 @@ int rt_parse_tokens(const char *s, int32_t **ids, int *n, RtErr *e);
  * sampler). NaNs never win; all-NaN or n <= 0 gives 0. */
 int64_t rt_argmax(const float *x, int64_t n);
 
-/* rt_cpu.c: 0 if this CPU has every feature in the space-separated list (names as
+/* rt_cpu.c: the instruction set features code may use: present in the CPU and their
+ * register state saved by the OS (XCR0). */
+typedef struct {
+	bool x86;
+	bool sse4_2, avx2, fma, f16c;
+	bool avx512f, avx512bw, avx512vl, avx512_vnni, avx512_vbmi;
+	bool avx_vnni;
+	bool amx_tile, amx_int8;
+	bool neon; /* aarch64 */
+} RtCpuFeatures;
+void rt_cpu_detect(RtCpuFeatures *f);
+/* 0 if this CPU has every feature in the space-separated list (names as
  * cg_cpu_features_str writes them: "avx2 fma f16c avx512f ..."); else -1 with the missing
  * (or unknown) ones in missing. */
 int rt_cpu_require(const char *features, char *missing, size_t n);

@@ -7,43 +7,100 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Whether the CPU (and the OS, for register state) supports feature name. -1: a name
- * this runtime does not know. */
-static int rt_cpu_has(const char *name)
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+/* XCR0 via the raw instruction: the _xgetbv intrinsic would need -mxsave for this file. */
+static unsigned long long xgetbv0(void)
 {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-	__builtin_cpu_init();
-	if (!strcmp(name, "sse4.2"))
-		return __builtin_cpu_supports("sse4.2") != 0;
-	if (!strcmp(name, "avx2"))
-		return __builtin_cpu_supports("avx2") != 0;
-	if (!strcmp(name, "fma"))
-		return __builtin_cpu_supports("fma") != 0;
-	if (!strcmp(name, "f16c")) /* not in older compilers' list: AVX + F16C imply each other here */
-		return __builtin_cpu_supports("avx") != 0;
-	if (!strcmp(name, "avx512f"))
-		return __builtin_cpu_supports("avx512f") != 0;
-	if (!strcmp(name, "avx512bw"))
-		return __builtin_cpu_supports("avx512bw") != 0;
-	if (!strcmp(name, "avx512vl"))
-		return __builtin_cpu_supports("avx512vl") != 0;
-	if (!strcmp(name, "avx512_vnni"))
-		return __builtin_cpu_supports("avx512vnni") != 0;
-	if (!strcmp(name, "avx512_vbmi"))
-		return __builtin_cpu_supports("avx512vbmi") != 0;
-	return -1;
-#elif defined(__aarch64__)
-	if (!strcmp(name, "neon"))
-		return 1; /* part of the AArch64 baseline */
-	return -1;
-#else
-	(void)name;
-	return -1;
+	unsigned lo, hi;
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return ((unsigned long long)hi << 32) | lo;
+}
+
+static void detect_x86(RtCpuFeatures *f)
+{
+	unsigned a, b, c, d;
+	f->x86 = true;
+	unsigned max = __get_cpuid_max(0, NULL);
+	if (max < 1 || !__get_cpuid(1, &a, &b, &c, &d))
+		return;
+	bool sse42 = c & (1u << 20), fma = c & (1u << 12), f16c = c & (1u << 29);
+	bool osxsave = c & (1u << 27), avx = c & (1u << 28);
+	f->sse4_2 = sse42;
+
+	/* The CPU flags alone are not enough: the OS must enable saving of the YMM, ZMM and
+	 * tile state in XCR0, or the first such instruction faults. */
+	unsigned long long xcr0 = osxsave ? xgetbv0() : 0;
+	bool os_avx = (xcr0 & 0x6) == 0x6;          /* SSE + AVX state */
+	bool os_avx512 = (xcr0 & 0xe6) == 0xe6;     /* + opmask, ZMM_Hi256, Hi16_ZMM */
+	bool os_amx = (xcr0 & 0x60000) == 0x60000;  /* XTILECFG + XTILEDATA */
+	if (!(avx && os_avx))
+		return;
+	f->fma = fma;
+	f->f16c = f16c;
+	if (max < 7)
+		return;
+	unsigned max7;
+	__cpuid_count(7, 0, max7, b, c, d);
+	f->avx2 = b & (1u << 5);
+	if (os_avx512) {
+		f->avx512f = b & (1u << 16);
+		f->avx512bw = b & (1u << 30);
+		f->avx512vl = b & (1u << 31);
+		f->avx512_vbmi = c & (1u << 1);
+		f->avx512_vnni = c & (1u << 11);
+	}
+	/* Linux also wants arch_prctl(ARCH_REQ_XCOMP_PERM) per process before tiles are used;
+	 * that is the generated binary's business, not detection's. */
+	if (os_amx) {
+		f->amx_tile = d & (1u << 24);
+		f->amx_int8 = d & (1u << 25);
+	}
+	if (max7 >= 1) {
+		unsigned a1, b1, c1, d1;
+		__cpuid_count(7, 1, a1, b1, c1, d1);
+		f->avx_vnni = a1 & (1u << 4);
+	}
+}
 #endif
+
+void rt_cpu_detect(RtCpuFeatures *f)
+{
+	memset(f, 0, sizeof *f);
+#if defined(__x86_64__) || defined(__i386__)
+	detect_x86(f);
+#elif defined(__aarch64__)
+	f->neon = true; /* Advanced SIMD is mandatory in AArch64 */
+#endif
+}
+
+/* Whether the CPU (and the OS, for register state) has feature name; -1: a name this
+ * runtime does not know. */
+static int rt_cpu_has(const RtCpuFeatures *f, const char *name)
+{
+	const struct {
+		const char *name;
+		bool on;
+	} t[] = {
+		{"sse4.2", f->sse4_2},	     {"avx2", f->avx2},
+		{"fma", f->fma},	     {"f16c", f->f16c},
+		{"avx512f", f->avx512f},     {"avx512bw", f->avx512bw},
+		{"avx512vl", f->avx512vl},   {"avx512_vnni", f->avx512_vnni},
+		{"avx512_vbmi", f->avx512_vbmi}, {"avx_vnni", f->avx_vnni},
+		{"amx_tile", f->amx_tile},   {"amx_int8", f->amx_int8},
+		{"neon", f->neon},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (!strcmp(t[i].name, name))
+			return t[i].on;
+	return -1;
 }
 
 int rt_cpu_require(const char *features, char *missing, size_t n)
 {
+	RtCpuFeatures f;
+	rt_cpu_detect(&f);
 	size_t len = 0;
 	missing[0] = 0;
 	for (const char *p = features ? features : ""; *p;) {
@@ -54,7 +111,7 @@ int rt_cpu_require(const char *features, char *missing, size_t n)
 			break;
 		char name[32];
 		snprintf(name, sizeof name, "%.*s", (int)(k < sizeof name ? k : sizeof name - 1), p);
-		if (rt_cpu_has(name) != 1) {
+		if (rt_cpu_has(&f, name) != 1) {
 			int w = snprintf(missing + len, n > len ? n - len : 0, "%s%s", len ? " " : "",
 					 name);
 			if (w > 0)

@@ -4,17 +4,11 @@
 #define BITNETC_CG_CPU_H
 
 #include "../cg.h"
+#include "rt.h"
 
-/* Instruction set features the CPU kernels may use. A feature counts only when the CPU
- * has it and the OS saves its register state (XCR0), i.e. when code using it can run. */
-typedef struct {
-	bool x86;
-	bool sse4_2, avx2, fma, f16c;
-	bool avx512f, avx512bw, avx512vl, avx512_vnni, avx512_vbmi;
-	bool avx_vnni;
-	bool amx_tile, amx_int8;
-	bool neon; /* aarch64 */
-} CgCpuFeatures;
+/* Instruction set features the CPU kernels may use (runtime/rt.h: the program checks
+ * them with the same detection). */
+typedef RtCpuFeatures CgCpuFeatures;
 
 /* ---- cg_cpu_detect.c ---- */
 
@@ -39,7 +33,18 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e);
 
 /* ---- cg_cpu_build.c ---- */
 
-/* The buildable CPU targets ("cpu-generic", "native"); NULL if name is none of them.
+/* The instruction set a target's kernels are written for. */
+enum { CG_ISA_GENERIC, CG_ISA_AVX2, CG_ISA_AVX512 };
+typedef struct {
+	int level; /* CG_ISA_* */
+	bool vnni; /* AVX2: AVX-VNNI (vpdpbusd on ymm); AVX512: AVX512_VNNI */
+} CgIsa;
+/* The ISA of target name (native: the best this host has) and the CPU features the
+ * program checks at start (rt_cpu_require: space-separated, "" for none). */
+void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n);
+
+/* The buildable CPU targets (cpu-generic, cpu-avx2, cpu-avx512, native); NULL if name is
+ * none of them.
  * names gets a comma-separated list for messages. */
 const CgTarget *cg_cpu_target(const char *name);
 const char *cg_cpu_target_names(void);

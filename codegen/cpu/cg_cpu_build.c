@@ -13,12 +13,20 @@
 
 /* ---- targets ------------------------------------------------------------------ */
 
+static const char *const avx2_flags[] = {"-mavx2", "-mfma", "-mf16c", NULL};
+static const char *const avx512_flags[] = {"-mavx2", "-mfma", "-mf16c", "-mavx512f",
+					   "-mavx512bw", "-mavx512vl", "-mavx512vnni", NULL};
 static const char *const native_flags[] = {"-march=native", NULL};
 
-/* The same portable C; native only lets the compiler use the host's instructions. */
+/* One emitter; the target decides the kernels' instruction set (cg_cpu_target_isa) and
+ * the flags model.c is compiled with. The runtime is always compiled for the baseline,
+ * so the program can check the CPU before it runs any model code. */
 static const CgTarget cpu_targets[] = {
 	{"cpu-generic", "portable C11, any CPU the C compiler targets", cg_cpu_emit, NULL},
-	{"native", "portable C11 compiled with -march=native", cg_cpu_emit, native_flags},
+	{"cpu-avx2", "x86-64 AVX2 + FMA + F16C kernels", cg_cpu_emit, avx2_flags},
+	{"cpu-avx512", "x86-64 AVX-512 (F, BW, VL) + VNNI kernels", cg_cpu_emit, avx512_flags},
+	{"native", "the best kernels for this host, compiled with -march=native", cg_cpu_emit,
+	 native_flags},
 };
 
 const CgTarget *cg_cpu_target(const char *name)
@@ -31,7 +39,42 @@ const CgTarget *cg_cpu_target(const char *name)
 
 const char *cg_cpu_target_names(void)
 {
-	return "cpu-generic, native";
+	return "cpu-generic, cpu-avx2, cpu-avx512, native";
+}
+
+void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
+{
+	static const char f_avx2[] = "avx2 fma f16c";
+	static const char f_avx512[] = "avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni";
+	isa->level = CG_ISA_GENERIC;
+	isa->vnni = false;
+	snprintf(features, n, "%s", "");
+	if (!name)
+		return;
+	if (strcmp(name, "cpu-avx2") == 0) {
+		isa->level = CG_ISA_AVX2;
+		snprintf(features, n, "%s", f_avx2);
+	} else if (strcmp(name, "cpu-avx512") == 0) {
+		isa->level = CG_ISA_AVX512;
+		isa->vnni = true;
+		snprintf(features, n, "%s", f_avx512);
+	} else if (strcmp(name, "native") == 0) {
+		CgCpuFeatures f;
+		cg_cpu_detect(&f);
+		if (f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl &&
+		    f.avx512_vnni) {
+			isa->level = CG_ISA_AVX512;
+			isa->vnni = true;
+		} else if (f.avx2 && f.fma && f.f16c) {
+			isa->level = CG_ISA_AVX2;
+			isa->vnni = f.avx_vnni;
+		}
+		/* -march=native lets the compiler use anything the host has: the program asks
+		 * for every feature it can check */
+		cg_cpu_features_str(&f, features, n);
+		if (strcmp(features, "none") == 0)
+			features[0] = 0;
+	}
 }
 
 /* ---- sources on disk ---------------------------------------------------------- */
@@ -65,6 +108,8 @@ void cg_remove_sources(const char *dir)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/model.c", dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/model.o", dir);
 	unlink(path);
 	for (int i = 0; i < cg_n_runtime_sources; i++) {
 		snprintf(path, sizeof path, "%s/%s", dir, cg_runtime_sources[i].name);
@@ -111,42 +156,10 @@ static void first_lines(const char *log, char *out, size_t n, int max_lines)
 	out[len] = 0;
 }
 
-int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_path, char *cmd,
-	  size_t cmd_n, BnErr *e)
+/* Runs argv[0] with argv inside dir (no shell); its output becomes the error message. */
+static int run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e)
 {
-	enum { MAX_ARGS = 64 };
-	const char *argv[MAX_ARGS];
-	int n = 0;
-	const char *cc = o->cc ? o->cc : "cc";
-	argv[n++] = cc;
-	argv[n++] = "-std=c11";
-	argv[n++] = o->opt ? o->opt : "-O2";
-	/* the generated kernels reproduce the interpreter's float order: no fused a*b+c */
-	argv[n++] = "-ffp-contract=off";
-	argv[n++] = "-D_GNU_SOURCE";
-	for (int i = 0; t->cflags && t->cflags[i] && n < MAX_ARGS - 16; i++)
-		argv[n++] = t->cflags[i];
-	argv[n++] = "-o";
-	argv[n++] = out_path;
-	argv[n++] = "model.c";
-	for (int i = 0; i < cg_n_runtime_sources && n < MAX_ARGS - 3; i++) {
-		const char *s = cg_runtime_sources[i].name;
-		size_t l = strlen(s);
-		if (l > 2 && strcmp(s + l - 2, ".c") == 0)
-			argv[n++] = s;
-	}
-	argv[n++] = "-lm";
-	argv[n++] = "-lpthread";
-	argv[n] = NULL;
-
-	size_t len = 0;
-	cmd[0] = 0;
-	for (int i = 0; i < n && len < cmd_n; i++) {
-		int k = snprintf(cmd + len, cmd_n - len, "%s%s", i ? " " : "", argv[i]);
-		if (k < 0)
-			break;
-		len += (size_t)k;
-	}
+	const char *cc = argv[0];
 	if (!cc_exists(cc))
 		return bn_err(e, BN_EIO, "C compiler '%s' not found (install one, or name it with --cc)",
 			      cc);
@@ -218,6 +231,66 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
 	}
 	free(log);
 	return rc;
+}
+
+
+/* Appends argv[0..n) to cmd as one shell-like line (for -v and error messages). */
+static void put_cmd(char *cmd, size_t cmd_n, const char *const *argv)
+{
+	size_t len = strlen(cmd);
+	for (int i = 0; argv[i] && len < cmd_n; i++) {
+		int k = snprintf(cmd + len, cmd_n - len, "%s%s", len ? " " : "", argv[i]);
+		if (k < 0)
+			break;
+		len += (size_t)k;
+	}
+}
+
+int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_path, char *cmd,
+	  size_t cmd_n, BnErr *e)
+{
+	enum { MAX_ARGS = 64 };
+	const char *argv[MAX_ARGS];
+	int n = 0;
+	const char *cc = o->cc ? o->cc : "cc";
+	cmd[0] = 0;
+	/* model.c with the target's flags... */
+	argv[n++] = cc;
+	argv[n++] = "-std=c11";
+	argv[n++] = o->opt ? o->opt : "-O2";
+	/* the generated kernels reproduce the interpreter's float order: no fused a*b+c */
+	argv[n++] = "-ffp-contract=off";
+	argv[n++] = "-D_GNU_SOURCE";
+	for (int i = 0; t->cflags && t->cflags[i] && n < MAX_ARGS - 16; i++)
+		argv[n++] = t->cflags[i];
+	argv[n++] = "-c";
+	argv[n++] = "-o";
+	argv[n++] = "model.o";
+	argv[n++] = "model.c";
+	argv[n] = NULL;
+	put_cmd(cmd, cmd_n, argv);
+	int rc = run_cc(o, argv, dir, e);
+	if (rc)
+		return rc;
+	/* ...and the runtime for the architecture's baseline: main() checks the CPU has what
+	 * model.o needs before calling into it, and must not use those instructions itself */
+	n = 5;
+	argv[n++] = "-o";
+	argv[n++] = out_path;
+	argv[n++] = "model.o";
+	for (int i = 0; i < cg_n_runtime_sources && n < MAX_ARGS - 3; i++) {
+		const char *s = cg_runtime_sources[i].name;
+		size_t l = strlen(s);
+		if (l > 2 && strcmp(s + l - 2, ".c") == 0)
+			argv[n++] = s;
+	}
+	argv[n++] = "-lm";
+	argv[n++] = "-lpthread";
+	argv[n] = NULL;
+	if (strlen(cmd) + 4 < cmd_n)
+		strcat(cmd, " && ");
+	put_cmd(cmd, cmd_n, argv);
+	return run_cc(o, argv, dir, e);
 }
 
 /* ---- the payload ---------------------------------------------------------------- */

@@ -41,6 +41,7 @@ typedef struct {
 	int64_t max_heads;
 	bool logits_direct; /* the head writes the caller's logits */
 	int nt;             /* token count of the forward being emitted: 1, or its template size */
+	CgIsa isa;          /* the instruction set the kernels are written for */
 } Em;
 
 const IrValue *V(const Em *m, IrId id);

@@ -1027,6 +1027,8 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		return bn_err(e, BN_EINVAL, "codegen: max_batch %d out of range (1..4096)",
 			      o->max_batch);
 	Em m = {.g = g, .o = o, .e = e};
+	char isa_features[256];
+	cg_cpu_target_isa(o->target, &m.isa, isa_features, sizeof isa_features);
 	CgBuf fwd = {0};
 	int rc = BN_ENOMEM;
 	size_t nv = (size_t)g->n_values + 1, nn = (size_t)g->n_nodes + 1;
@@ -1116,7 +1118,7 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	cg_printf(b, ",\n\t.target = ");
 	put_cstr(b, o->target ? o->target : "cpu-generic");
 	cg_printf(b, ",\n\t.cpu_features = ");
-	put_cstr(b, o->cpu_features ? o->cpu_features : "");
+	put_cstr(b, isa_features);
 	cg_printf(b, ",\n\t.pipeline = ");
 	put_cstr(b, o->pipeline ? o->pipeline : "dce");
 	cg_printf(b, ",\n\t.version = \"%s\",\n"

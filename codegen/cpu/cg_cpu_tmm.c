@@ -2,6 +2,8 @@
  * generated per weight shape and layout. */
 #include "cg_cpu_em.h"
 
+static int emit_tmm_x16(Em *m, const IrNode *n, int64_t k, int64_t nr);
+
 /* I2_S: D = sum(code*q) - sum(q) exactly in int32 (code = w + 1), y = ((float)D / s) * wscale.
  * Byte 32b + j of a row holds elements 128b + j, +32, +64, +96 in bits 7:6, 5:4, 3:2, 1:0. */
 static void tmm_i2s_body(CgBuf *b, const char *name, int64_t k, int64_t nr)
@@ -137,11 +139,15 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 	if (w->kind != IR_VAL_CONST)
 		return unsupported(m, n, "the ternary weight must be a constant");
 	const char *tag;
+	if (w->layout && strcmp(w->layout, "gguf") != 0 && strcmp(w->layout, "i2s_x16") != 0)
+		return unsupported(m, n, "no kernel reads this weight layout");
 	switch (w->dtype) {
 	case IR_DT_I2_S:
 		tag = "i2s";
 		if (k % 128 || ir_value_row(sc) != 1)
 			return unsupported(m, n, "i2_s needs K % 128 == 0 and per-token scales");
+		if (w->layout && strcmp(w->layout, "i2s_x16") == 0)
+			return emit_tmm_x16(m, n, k, nr);
 		break;
 	case IR_DT_TQ1_0:
 	case IR_DT_TQ2_0:
@@ -168,3 +174,303 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 	return 0;
 }
 
+
+/* ---- I2_S in the i2s_x16 layout (permute_weights) ---------------------------------
+ * Groups of 16 rows; a 64-byte chunk holds 16 k of each row, and the shifts 0, 2, 4, 6
+ * unpack it into four [16 rows][4 k] byte tiles, so one vpdpbusd with 4 bytes of one
+ * token broadcast adds 4 products to each of 16 rows. A micro kernel computes RG groups
+ * (16 RG rows) for TT tokens over all of K, with RG x TT accumulators in registers
+ * (for one token, four per group so the adds do not wait on each other). The integer
+ * sum is exact, so y = ((float)(D - qsum) / s) * wscale is the interpreter's float. */
+
+typedef struct {
+	int rg, tt; /* row groups of 16, tokens */
+} Tile;
+
+/* Family prefix per ISA: z (AVX-512 VNNI), y (AVX2; VNNI or maddubs), c (portable). */
+static char isa_tag(const CgIsa *isa)
+{
+	return isa->level == CG_ISA_AVX512 ? 'z' : isa->level == CG_ISA_AVX2 ? 'y' : 'c';
+}
+
+/* The helpers every micro kernel of the family uses: emitted once. */
+static int x16_common(Em *m, const IrNode *n)
+{
+	CgBuf *b;
+	if (kern_for(m, n, "x16_common", &b))
+		return m->e->code;
+	if (!b)
+		return 0;
+	if (m->isa.level != CG_ISA_GENERIC)
+		cg_printf(b, "#include <immintrin.h>\n");
+	cg_printf(b, "/* 4 int8 activations as one int32 lane (for the broadcast) */\n"
+		     "MAYBE_UNUSED static inline int32_t ld_i32(const int8_t *p)\n"
+		     "{\n"
+		     "\tint32_t v;\n"
+		     "\tmemcpy(&v, p, sizeof v);\n"
+		     "\treturn v;\n"
+		     "}\n");
+	return 0;
+}
+
+static const char mk_params[] =
+	"(const uint8_t *w, int64_t gs, int64_t kc, const int8_t *q, int64_t K,\n"
+	"\t\t const int32_t *qs, const float *sc, float wscale, float *y, int64_t N)";
+
+/* AVX-512 VNNI micro kernel: rg groups x tt tokens. */
+static void mk_avx512(CgBuf *b, const char *name, int rg, int tt)
+{
+	int na = tt == 1 ? 4 : tt; /* accumulators per group */
+	cg_printf(b, "static inline void %s%s\n{\n", name, mk_params);
+	for (int r = 0; r < rg; r++)
+		for (int i = 0; i < na; i++)
+			cg_printf(b, "\t__m512i a%d_%d = _mm512_setzero_si512();\n", r, i);
+	cg_printf(b, "\tconst __m512i m3 = _mm512_set1_epi8(3);\n"
+		     "\tfor (int64_t c = 0; c < kc; c++) {\n"
+		     "\t\tconst int8_t *qc = q + 16 * c;\n");
+	for (int r = 0; r < rg; r++)
+		cg_printf(b, "\t\tconst __m512i v%d = _mm512_loadu_si512((const void *)(w + %d * gs + 64 * c));\n",
+			  r, r);
+	for (int s = 0; s < 4; s++) {
+		cg_printf(b, "\t\t{\n");
+		for (int r = 0; r < rg; r++)
+			if (s == 0)
+				cg_printf(b, "\t\t\tconst __m512i c%d = _mm512_and_si512(v%d, m3);\n", r, r);
+			else
+				cg_printf(b, "\t\t\tconst __m512i c%d = _mm512_and_si512(_mm512_srli_epi16(v%d, %d), m3);\n",
+					  r, r, 2 * s);
+		for (int t = 0; t < tt; t++) {
+			cg_printf(b, "\t\t\tconst __m512i b%d = _mm512_set1_epi32(ld_i32(qc + %d * K + %d));\n",
+				  t, t, 4 * s);
+			for (int r = 0; r < rg; r++) {
+				int ai = tt == 1 ? s : t;
+				cg_printf(b, "\t\t\ta%d_%d = _mm512_dpbusd_epi32(a%d_%d, c%d, b%d);\n", r, ai,
+					  r, ai, r, t);
+			}
+		}
+		cg_printf(b, "\t\t}\n");
+	}
+	cg_printf(b, "\t}\n");
+	if (tt == 1)
+		for (int r = 0; r < rg; r++)
+			cg_printf(b, "\ta%d_0 = _mm512_add_epi32(_mm512_add_epi32(a%d_0, a%d_1), _mm512_add_epi32(a%d_2, a%d_3));\n",
+				  r, r, r, r, r);
+	for (int t = 0; t < tt; t++)
+		for (int r = 0; r < rg; r++)
+			cg_printf(b, "\t{\n"
+				     "\t\t__m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(a%d_%d, _mm512_set1_epi32(qs[%d])));\n"
+				     "\t\tf = _mm512_mul_ps(_mm512_div_ps(f, _mm512_set1_ps(sc[%d])), _mm512_set1_ps(wscale));\n"
+				     "\t\t_mm512_storeu_ps(y + %d * N + %d, f);\n"
+				     "\t}\n",
+				  r, tt == 1 ? 0 : t, t, t, t, 16 * r);
+	cg_printf(b, "}\n");
+}
+
+/* AVX2 micro kernel: each group is two ymm halves of 8 rows (bytes 0..31 and 32..63 of
+ * a chunk); vpdpbusd with AVX-VNNI, else maddubs (codes <= 2, |q| <= 127: no int16
+ * saturation) + madd by ones. */
+static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
+{
+	int na = tt == 1 ? 2 : tt;
+	int nv = 2 * rg; /* half-groups */
+	cg_printf(b, "static inline void %s%s\n{\n", name, mk_params);
+	for (int v = 0; v < nv; v++)
+		for (int i = 0; i < na; i++)
+			cg_printf(b, "\t__m256i a%d_%d = _mm256_setzero_si256();\n", v, i);
+	cg_printf(b, "\tconst __m256i m3 = _mm256_set1_epi8(3);\n");
+	if (!vnni)
+		cg_printf(b, "\tconst __m256i ones = _mm256_set1_epi16(1);\n");
+	cg_printf(b, "\tfor (int64_t c = 0; c < kc; c++) {\n"
+		     "\t\tconst int8_t *qc = q + 16 * c;\n");
+	for (int v = 0; v < nv; v++)
+		cg_printf(b, "\t\tconst __m256i v%d = _mm256_loadu_si256((const __m256i *)(w + %d * gs + 64 * c + %d));\n",
+			  v, v / 2, 32 * (v % 2));
+	for (int s = 0; s < 4; s++) {
+		cg_printf(b, "\t\t{\n");
+		for (int v = 0; v < nv; v++)
+			if (s == 0)
+				cg_printf(b, "\t\t\tconst __m256i c%d = _mm256_and_si256(v%d, m3);\n", v, v);
+			else
+				cg_printf(b, "\t\t\tconst __m256i c%d = _mm256_and_si256(_mm256_srli_epi16(v%d, %d), m3);\n",
+					  v, v, 2 * s);
+		for (int t = 0; t < tt; t++) {
+			cg_printf(b, "\t\t\tconst __m256i b%d = _mm256_set1_epi32(ld_i32(qc + %d * K + %d));\n",
+				  t, t, 4 * s);
+			for (int v = 0; v < nv; v++) {
+				int ai = tt == 1 ? s % 2 : t;
+				if (vnni)
+					cg_printf(b, "\t\t\ta%d_%d = _mm256_dpbusd_avx_epi32(a%d_%d, c%d, b%d);\n",
+						  v, ai, v, ai, v, t);
+				else
+					cg_printf(b, "\t\t\ta%d_%d = _mm256_add_epi32(a%d_%d, _mm256_madd_epi16(_mm256_maddubs_epi16(c%d, b%d), ones));\n",
+						  v, ai, v, ai, v, t);
+			}
+		}
+		cg_printf(b, "\t\t}\n");
+	}
+	cg_printf(b, "\t}\n");
+	if (tt == 1)
+		for (int v = 0; v < nv; v++)
+			cg_printf(b, "\ta%d_0 = _mm256_add_epi32(a%d_0, a%d_1);\n", v, v, v);
+	for (int t = 0; t < tt; t++)
+		for (int v = 0; v < nv; v++)
+			cg_printf(b, "\t{\n"
+				     "\t\t__m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(a%d_%d, _mm256_set1_epi32(qs[%d])));\n"
+				     "\t\tf = _mm256_mul_ps(_mm256_div_ps(f, _mm256_set1_ps(sc[%d])), _mm256_set1_ps(wscale));\n"
+				     "\t\t_mm256_storeu_ps(y + %d * N + %d, f);\n"
+				     "\t}\n",
+				  v, tt == 1 ? 0 : t, t, t, t, 8 * v);
+	cg_printf(b, "}\n");
+}
+
+/* Portable micro kernel: one group, one token. */
+static void mk_generic(CgBuf *b, const char *name)
+{
+	cg_printf(b, "static inline void %s%s\n{\n"
+		     "\t(void)gs;\n"
+		     "\t(void)K;\n"
+		     "\t(void)N;\n"
+		     "\tint32_t acc[16] = {0};\n"
+		     "\tfor (int64_t c = 0; c < kc; c++) {\n"
+		     "\t\tconst uint8_t *wc = w + 64 * c;\n"
+		     "\t\tconst int8_t *qc = q + 16 * c;\n"
+		     "\t\tfor (int r = 0; r < 16; r++)\n"
+		     "\t\t\tfor (int s = 0; s < 4; s++)\n"
+		     "\t\t\t\tfor (int j = 0; j < 4; j++)\n"
+		     "\t\t\t\t\tacc[r] += ((wc[4 * r + j] >> (2 * s)) & 3) * qc[4 * s + j];\n"
+		     "\t}\n"
+		     "\tfor (int r = 0; r < 16; r++)\n"
+		     "\t\ty[r] = ((float)(acc[r] - qs[0]) / sc[0]) * wscale;\n"
+		     "}\n",
+		  name, mk_params);
+}
+
+/* Emits (once) the micro kernel for rg groups x tt tokens; name gets its name. */
+static int x16_micro(Em *m, const IrNode *n, int rg, int tt, char *name, size_t nn)
+{
+	char t = isa_tag(&m->isa);
+	if (t == 'y' && m->isa.vnni)
+		t = 'v';
+	snprintf(name, nn, "x16%c_r%d_t%d", t, rg, tt);
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (!b)
+		return 0;
+	if (m->isa.level == CG_ISA_AVX512)
+		mk_avx512(b, name, rg, tt);
+	else if (m->isa.level == CG_ISA_AVX2)
+		mk_avx2(b, name, rg, tt, m->isa.vnni);
+	else
+		mk_generic(b, name);
+	return 0;
+}
+
+/* The tile for node n in a forward of m->nt tokens: the node's "tile" attribute {rows,
+ * tokens} (set from Lua), else the ISA's default. Rows are whole groups of 16. */
+static int x16_tile(Em *m, const IrNode *n, Tile *t)
+{
+	int acc_max = m->isa.level == CG_ISA_AVX512 ? 24 : m->isa.level == CG_ISA_AVX2 ? 12 : 1;
+	if (m->isa.level == CG_ISA_GENERIC) {
+		*t = (Tile){1, 1};
+		return 0;
+	}
+	if (m->isa.level == CG_ISA_AVX512)
+		*t = (Tile){2, 8};
+	else
+		*t = (Tile){1, 4};
+	const IrAttr *a = ir_attr_find(n, "tile");
+	if (a) {
+		if (a->type != IR_ATTR_INTS || a->n_ints != 2 || a->ints[0] < 16 || a->ints[0] % 16 ||
+		    a->ints[1] < 1)
+			return unsupported(m, n, "attribute tile must be {rows, tokens} with rows a "
+						 "multiple of 16 and tokens >= 1");
+		t->rg = (int)(a->ints[0] / 16);
+		t->tt = (int)a->ints[1];
+		int per = m->isa.level == CG_ISA_AVX2 ? 2 : 1; /* ymm halves per group */
+		if (t->rg * per * t->tt > acc_max || t->rg > 8)
+			return unsupported(m, n, "attribute tile: rows/16 x tokens must fit the "
+						 "registers (AVX-512: <= 24, AVX2: rows/8 x tokens <= 12)");
+	}
+	if (t->tt > m->nt)
+		t->tt = m->nt;
+	return 0;
+}
+
+static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr);
+
+/* The node's "kernel" attribute (from Lua): "simd" (the default: the target's family) or
+ * "portable" (the plain C micro kernel, e.g. to compare against). */
+static int emit_tmm_x16(Em *m, const IrNode *n, int64_t k, int64_t nr)
+{
+	const char *kn = ir_attr_str(n, "kernel", "simd");
+	if (strcmp(kn, "simd") != 0 && strcmp(kn, "portable") != 0)
+		return unsupported(m, n, "attribute kernel must be \"simd\" or \"portable\"");
+	CgIsa keep = m->isa;
+	if (strcmp(kn, "portable") == 0)
+		m->isa = (CgIsa){CG_ISA_GENERIC, false};
+	int rc = emit_tmm_x16_isa(m, n, k, nr);
+	m->isa = keep;
+	return rc;
+}
+
+static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
+{
+	Tile tl;
+	if (x16_tile(m, n, &tl) || x16_common(m, n))
+		return m->e->code;
+	char name[128], mk[64], q[64], s[64], y[64];
+	snprintf(name, sizeof name, "tmm_x16%c_k%" PRId64 "_n%" PRId64 "_r%d_t%d",
+		 isa_tag(&m->isa), k, nr, tl.rg, tl.tt);
+	/* every micro kernel the driver may call: rg 1..RG (the last unit may be short),
+	 * tt 1..TT (the last token tile may be short) */
+	for (int rg = 1; rg <= tl.rg; rg++)
+		for (int tt = 1; tt <= tl.tt; tt++)
+			if (x16_micro(m, n, rg, tt, mk, sizeof mk))
+				return m->e->code;
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (b) {
+		cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+			     "\tconst TmmArg *a = arg;\n"
+			     "\tenum { K = %" PRId64 ", N = %" PRId64 ", NG = N / 16, RG = %d, TT = %d };\n"
+			     "\tfloat wscale;\n"
+			     "\tmemcpy(&wscale, a->w + (uint64_t)K * N / 4, sizeof wscale);\n"
+			     "\tint32_t qsum[MAX_BATCH];\n"
+			     "\tfor (int t = 0; t < a->n; t++) {\n"
+			     "\t\tint32_t s = 0;\n"
+			     "\t\tfor (int i = 0; i < K; i++)\n"
+			     "\t\t\ts += a->q[(int64_t)t * K + i];\n"
+			     "\t\tqsum[t] = s;\n"
+			     "\t}\n"
+			     "\tconst int64_t gs = (int64_t)K * 4; /* bytes per group of 16 rows */\n"
+			     "\tint64_t nu = (NG + RG - 1) / RG;\n"
+			     "\tint64_t lo = nu * ith / nth, hi = nu * (ith + 1) / nth;\n"
+			     "\tfor (int64_t u = lo; u < hi; u++) {\n"
+			     "\t\tint64_t g = u * RG;\n"
+			     "\t\tint rg = NG - g < RG ? (int)(NG - g) : RG;\n"
+			     "\t\tconst uint8_t *w = a->w + g * gs;\n"
+			     "\t\tfor (int t0 = 0; t0 < a->n; t0 += TT) {\n"
+			     "\t\t\tint tt = a->n - t0 < TT ? a->n - t0 : TT;\n"
+			     "\t\t\tconst int8_t *q = a->q + (int64_t)t0 * K;\n"
+			     "\t\t\tfloat *y = a->y + (int64_t)t0 * N + 16 * g;\n"
+			     "\t\t\tswitch (rg * 1000 + tt) {\n",
+			  name, k, nr, tl.rg, tl.tt);
+		for (int rg = 1; rg <= tl.rg; rg++)
+			for (int tt = 1; tt <= tl.tt; tt++) {
+				x16_micro(m, n, rg, tt, mk, sizeof mk);
+				cg_printf(b, "\t\t\tcase %d: %s(w, gs, K / 16, q, K, qsum + t0, a->s + t0, wscale, y, N); break;\n",
+					  rg * 1000 + tt, mk);
+			}
+		cg_printf(b, "\t\t\t}\n"
+			     "\t\t}\n"
+			     "\t}\n"
+			     "}\n");
+	}
+	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
+			  "\t\trt_pool_run(st->pool, %s, &a);\n\t}\n",
+		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
+		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y), name);
+	return 0;
+}

@@ -184,17 +184,26 @@ static void test_edits(void **state)
 	(void)state;
 	IrGraph *g = graph();
 	ok(g, "la_edits.lua",
-	   "for _, v in ipairs(g:match('blk.*.attn_q.weight')) do v:set_layout('i2s_x86') end\n"
-	   "assert(g:value('blk.2.attn_q.weight').layout == 'i2s_x86')\n"
+	   "for _, v in ipairs(g:match('blk.*.attn_q.weight')) do v:set_layout('i2s_x16') end\n"
+	   "assert(g:value('blk.2.attn_q.weight').layout == 'i2s_x16')\n"
 	   "local ok, err = pcall(function() g:value('blk.0.attn_k.weight'):set_layout('a b') end)\n"
 	   "assert(not ok and err:find('la_edits.lua:6:') and err:find('layout'), err)\n"
 	   "local n = g:node('blk.0.ffn_out')\n"
 	   "assert(n.op == 'relu2_glu'); n:set_op('silu_glu'); assert(n.op == 'silu_glu')\n"
 	   "ok, err = pcall(n.set_op, n, 'frobnicate')\n"
-	   "assert(not ok and err:find(\"no IR op named 'frobnicate'\"), err)\n");
+	   "assert(not ok and err:find(\"no IR op named 'frobnicate'\"), err)\n"
+	   "local st0 = g:value('blk.0.attn_k.weight'):ternary_stats()\n"
+	   "ok, err = pcall(function() g:value('blk.0.attn_k.weight'):set_layout('x99') end)\n"
+	   "assert(not ok and err:find('unknown layout'), err)\n"
+	   "ok, err = pcall(function() g:value('token_embd.weight'):set_layout('i2s_x16') end)\n"
+	   "assert(not ok and err:find('layout of i2_s weights'), err)\n"
+	   "g:value('blk.0.attn_k.weight'):set_layout('i2s_x16')\n"
+	   "local st1 = g:value('blk.0.attn_k.weight'):ternary_stats()\n"
+	   "assert(st0.neg == st1.neg and st0.zero == st1.zero and st0.pos == st1.pos)\n");
 	int tagged = 0;
 	for (int i = 0; i < g->n_values; i++)
-		if (strcmp(g->values[i].layout, "i2s_x86") == 0) {
+		if (strcmp(g->values[i].layout, "i2s_x16") == 0 &&
+		    !strstr(g->values[i].name, "blk.0.attn_k.")) {
 			assert_non_null(strstr(g->values[i].name, ".attn_q.weight"));
 			tagged++;
 		}

@@ -1,0 +1,90 @@
+/* ir_layout.c - weight layouts other than the GGUF one: the repacking a pass does once at
+ * compile time so that a kernel reads its weights in the order it consumes them, and the
+ * row decoding the interpreter uses to check such kernels (see ir.h for the layouts). */
+#include "ir.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *ir_layout_check(const char *layout, IrDtype dt, int n_dims, const int64_t *ne)
+{
+	if (!layout)
+		return "no layout";
+	if (strcmp(layout, "gguf") == 0)
+		return NULL;
+	if (strcmp(layout, "i2s_x16") == 0) {
+		if (dt != IR_DT_I2_S)
+			return "i2s_x16 is a layout of i2_s weights";
+		if (n_dims != 2 || ne[0] <= 0 || ne[1] <= 0)
+			return "i2s_x16 needs a 2-d weight";
+		if (ne[0] % 128)
+			return "i2s_x16 needs rows of a multiple of 128 elements";
+		if (ne[1] % 16)
+			return "i2s_x16 needs a multiple of 16 rows";
+		return NULL;
+	}
+	return "unknown layout (known: gguf, i2s_x16)";
+}
+
+/* Byte offset and bit shift of (row, k) in the i2s_x16 layout. */
+static void x16_pos(int64_t k, int64_t row, int64_t i, uint64_t *byte, int *shift)
+{
+	int64_t g = row / 16, r = row % 16, c = i / 16, s = (i % 16) / 4, j = i % 4;
+	*byte = (uint64_t)((g * (k / 16) + c) * 64 + 4 * r + j);
+	*shift = (int)(2 * s);
+}
+
+int ir_layout_pack(const char *to, IrDtype dt, const void *src, void *dst, int64_t k,
+		   int64_t rows)
+{
+	int64_t ne[2] = {k, rows};
+	if (ir_layout_check(to, dt, 2, ne) || strcmp(to, "gguf") == 0)
+		return -1;
+	uint64_t codes = (uint64_t)k * (uint64_t)rows / 4;
+	/* i2s_x16, one group of 16 rows at a time: decode the rows to codes (the GGUF row's
+	 * 32-byte blocks hold elements 128b + 32g + p in byte 32b + p at bits (7-2g):(6-2g)),
+	 * then pack them chunk by chunk. */
+	const uint8_t *s = src;
+	uint8_t *d = dst;
+	uint8_t *c16 = malloc((size_t)k * 16);
+	if (!c16)
+		return -2;
+	for (int64_t g = 0; g < rows / 16; g++) {
+		for (int r = 0; r < 16; r++) {
+			const uint8_t *p = s + (16 * g + r) * (k / 4);
+			uint8_t *cr = c16 + (size_t)r * (size_t)k;
+			for (int64_t b = 0; b < k / 128; b++)
+				for (int q = 0; q < 4; q++)
+					for (int i = 0; i < 32; i++)
+						cr[128 * b + 32 * q + i] = (p[32 * b + i] >> (6 - 2 * q)) & 3;
+		}
+		uint8_t *dg = d + (uint64_t)g * (uint64_t)(k / 16) * 64;
+		for (int64_t c = 0; c < k / 16; c++)
+			for (int r = 0; r < 16; r++)
+				for (int j = 0; j < 4; j++) {
+					const uint8_t *cr = c16 + (size_t)r * (size_t)k + 16 * c + j;
+					dg[64 * c + 4 * r + j] = (uint8_t)(cr[0] | cr[4] << 2 | cr[8] << 4 |
+									   cr[12] << 6);
+				}
+	}
+	free(c16);
+	memcpy(d + codes, s + codes, 32); /* the scale and its padding */
+	return 0;
+}
+
+int ir_ternary_row_at(const char *layout, IrDtype dt, const void *data, int64_t k,
+		      int64_t rows, int64_t row, int8_t *w, float *scales)
+{
+	if (!layout || strcmp(layout, "gguf") == 0)
+		return ir_ternary_row(dt, data, k, rows, row, w, scales);
+	BN_ASSERT(strcmp(layout, "i2s_x16") == 0 && dt == IR_DT_I2_S && row >= 0 && row < rows);
+	const uint8_t *d = data;
+	for (int64_t i = 0; i < k; i++) {
+		uint64_t byte;
+		int shift;
+		x16_pos(k, row, i, &byte, &shift);
+		w[i] = (int8_t)(((d[byte] >> shift) & 3) - 1);
+	}
+	scales[0] = ir_i2s_scale(data, k * rows);
+	return 1;
+}

@@ -1,0 +1,197 @@
+/* test_kernels.c - every CPU kernel family this host can run (portable C, AVX2, AVX-512
+ * VNNI) x every weight layout (gguf, i2s_x16) x batch templates and tiles with ragged
+ * edges, each compiled into a program and checked against the interpreter run with the
+ * same forward calls (<= 1e-4 relative per row; the ternary sums themselves are exact).
+ * Families the host lacks are skipped with a message. */
+#include "testutil.h"
+
+#include "frontend.h"
+#include "pass.h"
+#include "rt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* 13 prompt tokens of the golden models' vocabulary, then 2 generated. */
+static const int32_t prompt[] = {496, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114};
+enum { N_PROMPT = 13, N_GEN = 2 };
+
+typedef struct {
+	IrGraph *g;
+	GgufFile *f;
+	int nv;
+} Model;
+
+static void model_open(Model *m, const char *path)
+{
+	BnErr e = {0};
+	if (!(m->f = gguf_open(path, &e)) || !(m->g = bnm_load(m->f, &e)) ||
+	    pass_run(m->g, "dce", NULL, &e))
+		fail_msg("%s", e.msg);
+	m->nv = (int)m->g->hp.n_vocab;
+}
+
+static void model_close(Model *m)
+{
+	ir_graph_free(m->g);
+	gguf_close(m->f);
+}
+
+/* Runs prog (-ub ub) on the prompt, greedy for N_GEN more; returns all logits rows. */
+static float *run(const char *prog, int ub, int nv)
+{
+	const char *lf = tu_tmp("kern_logits.f32");
+	unlink(lf);
+	char ids[256];
+	size_t len = 0;
+	for (int i = 0; i < N_PROMPT; i++)
+		len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%d", i ? "," : "", prompt[i]);
+	char *log = NULL;
+	if (tu_run(&log, "'%s' --tokens %s -n %d --temp 0 --ignore-eos -t 2 -ub %d --logits-out '%s'",
+		   prog, ids, N_GEN, ub, lf))
+		fail_msg("%s: %s", prog, log ? log : "");
+	free(log);
+	size_t sz;
+	float *x = tu_read_file(lf, &sz);
+	assert_non_null(x);
+	assert_int_equal(sz, (size_t)(N_PROMPT + N_GEN) * (size_t)nv * sizeof(float));
+	return x;
+}
+
+/* The interpreter with the prompt in one call (ub > 1; the templates below make the
+ * program do the same) or token by token, then the generated tokens one per call. */
+static double vs_interp(Model *m, const float *got, int ub)
+{
+	BnErr e = {0};
+	IrInterp *it = ir_interp_new(m->g, 64, &e);
+	if (!it)
+		fail_msg("%s", e.msg);
+	ir_interp_set_threads(it, 2);
+	float *ref = malloc((size_t)N_PROMPT * (size_t)m->nv * sizeof(float));
+	double worst = 0;
+	int row = 0;
+	int32_t toks[N_PROMPT + N_GEN];
+	memcpy(toks, prompt, sizeof prompt);
+	for (int off = 0; off < N_PROMPT + N_GEN;) {
+		int c = off >= N_PROMPT ? 1 : ub > 1 ? N_PROMPT : 1;
+		if (off >= N_PROMPT)
+			toks[off] = (int32_t)rt_argmax(got + (size_t)(off - 1) * (size_t)m->nv, m->nv);
+		if (ir_interp_eval(it, toks + off, c, ref, &e))
+			fail_msg("%s", e.msg);
+		for (int r = 0; r < c; r++, row++) {
+			const float *a = got + (size_t)row * (size_t)m->nv, *b = ref + (size_t)r * (size_t)m->nv;
+			double md = 0, mx = 1;
+			for (int i = 0; i < m->nv; i++) {
+				md = fmax(md, fabs((double)a[i] - (double)b[i]));
+				mx = fmax(mx, fabs((double)b[i]));
+			}
+			if (md / mx > 1e-4)
+				fail_msg("row %d: program vs interpreter %.3g relative (> 1e-4)", row, md / mx);
+			worst = fmax(worst, md / mx);
+		}
+		off += c;
+	}
+	free(ref);
+	ir_interp_free(it);
+	return worst;
+}
+
+/* A pipeline: the default passes, weights in layout (or left alone), templates {1, 16}
+ * (the 13-token prompt is one partial call of the 16 template), and a tile on every
+ * ternary matmul when tile is not NULL. */
+static void write_pipeline(const char *path, const char *layout, const char *tile)
+{
+	char text[2048];
+	snprintf(text, sizeof text,
+		 "local bitnetc = require('bitnetc')\n"
+		 "local p = bitnetc.pipeline()\n"
+		 "p:add('verify')\n"
+		 "p:add('dce')\n"
+		 "p:add('fuse')\n"
+		 "p:add('dce')\n"
+		 "p:add('permute_weights', {layout = '%s'})\n"
+		 "p:add('batch_templates', {sizes = {1, 16}})\n"
+		 "p:add(function(g)\n"
+		 "  for n in g:nodes() do\n"
+		 "    if n.op == 'ternary_matmul' and %s then n:set_attr('tile', %s) end\n"
+		 "  end\n"
+		 "end, 'tiles')\n"
+		 "return p\n",
+		 layout, tile ? "true" : "false", tile ? tile : "nil");
+	assert_int_equal(tu_write_file(path, text, strlen(text)), 0);
+}
+
+static void test_families(void **state)
+{
+	(void)state;
+	RtCpuFeatures f;
+	rt_cpu_detect(&f);
+	bool avx2 = f.avx2 && f.fma && f.f16c;
+	bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
+	static const struct {
+		const char *target, *layout, *tile; /* tile: rows, tokens with ragged edges */
+		int need;                            /* 0 any, 1 avx2, 2 avx512 */
+	} v[] = {
+		{"cpu-generic", "gguf", NULL, 0},
+		{"cpu-generic", "i2s_x16", NULL, 0},
+		{"cpu-avx2", "i2s_x16", NULL, 1},
+		{"cpu-avx2", "i2s_x16", "{32, 3}", 1},
+		{"cpu-avx512", "i2s_x16", NULL, 2},
+		{"cpu-avx512", "i2s_x16", "{48, 5}", 2},
+		{"native", "i2s_x16", NULL, 0},
+	};
+	char gguf[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	Model m = {0};
+	model_open(&m, gguf);
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		if ((v[i].need == 1 && !avx2) || (v[i].need == 2 && !avx512)) {
+			printf("skip %s %s: this CPU lacks its instructions\n", v[i].target, v[i].layout);
+			continue;
+		}
+		char lua[4096], prog[4096];
+		snprintf(lua, sizeof lua, "%s", tu_tmp("kern_pipeline.lua"));
+		snprintf(prog, sizeof prog, "%s", tu_tmp("kern_prog"));
+		write_pipeline(lua, v[i].layout, v[i].tile);
+		char *log = NULL;
+		if (tu_run(&log, "'%s' build '%s' -o '%s' --target %s --pipeline '%s'", tu_bitnetc(),
+			   gguf, prog, v[i].target, lua))
+			fail_msg("build %s %s: %s", v[i].target, v[i].layout, log ? log : "");
+		free(log);
+		for (int ub = 1; ub <= 16; ub += 15) {
+			float *got = run(prog, ub, m.nv);
+			double d = vs_interp(&m, got, ub);
+			printf("%-11s %-8s tile %-8s calls of %2d: vs interpreter %.2g rel\n",
+			       v[i].target, v[i].layout, v[i].tile ? v[i].tile : "default",
+			       ub > 1 ? N_PROMPT : 1, d);
+			free(got);
+		}
+	}
+	model_close(&m);
+}
+
+/* A program built for instructions this CPU lacks says so and exits non-zero. The
+ * check runs before any model code, so only a host without AVX-512 can show it. */
+static void test_cpu_check(void **state)
+{
+	(void)state;
+	char missing[256];
+	assert_int_equal(rt_cpu_require("", missing, sizeof missing), 0);
+	assert_int_equal(rt_cpu_require("no_such_feature", missing, sizeof missing), -1);
+	assert_string_equal(missing, "no_such_feature");
+	RtCpuFeatures f;
+	rt_cpu_detect(&f);
+	assert_int_equal(rt_cpu_require("avx2", missing, sizeof missing), f.avx2 ? 0 : -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_families),
+		cmocka_unit_test(test_cpu_check),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

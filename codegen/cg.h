@@ -38,6 +38,10 @@ typedef struct {
 	const char *cc;       /* C compiler (default "cc") */
 	const char *opt;      /* "-O0".."-O3" (default "-O2") */
 	int max_batch;        /* tokens per multi-token forward call (default 32) */
+	/* the forward functions to emit, by token count (batch_templates' batch_sizes):
+	 * ascending, distinct, starting at 1, the last == max_batch; NULL: {1, max_batch} */
+	const int *batch_sizes;
+	int n_batch_sizes;
 	const char *pipeline; /* the passes that ran, for --info */
 	int64_t bos, eos;     /* special token ids from the model file, -1 if none */
 	/* the tokenizer blob (rt_tok_build), placed after the constants in the payload;

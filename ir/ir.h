@@ -150,6 +150,7 @@ typedef int32_t IrId; /* index of a value or node; IR_NONE for none */
 #define IR_MAX_IN 4
 #define IR_MAX_OUT 2
 #define IR_DIM_T (-1) /* the symbolic token dimension; only ever the outermost dim */
+#define IR_NO_OFF UINT64_MAX /* no place in the scratch arena (IrValue.mem_off, IrNode.tmp_off) */
 
 typedef enum {
 	IR_VAL_CONST, /* weights: data points into the mapped GGUF or the arena */
@@ -162,11 +163,14 @@ typedef struct {
 	IrValKind kind;
 	IrDtype dtype;
 	int n_dims;
-	int64_t ne[IR_MAX_DIMS]; /* ggml order: ne[0] fastest; ne[n_dims-1] may be IR_DIM_T */
+	int64_t ne[IR_MAX_DIMS]; /* ggml order: ne[0] fastest; ne[n_dims-1] may be IR_DIM_T;
+				  * n_dims 0: an output whose type (dtype and shape) is not set
+				  * yet, which ir_infer_shapes fills and ir_verify rejects */
 	const char *layout;      /* "gguf" for weights as stored, "rows" for activations */
 	const void *data;        /* IR_VAL_CONST only */
 	uint64_t nbytes;         /* size of data */
 	IrId producer;           /* node id for IR_VAL_ACT, else IR_NONE */
+	uint64_t mem_off;        /* byte offset in the scratch arena (IrMemPlan); IR_NO_OFF: none */
 } IrValue;
 
 typedef enum { IR_ATTR_INT, IR_ATTR_FLOAT, IR_ATTR_STR, IR_ATTR_INTS } IrAttrType;
@@ -189,6 +193,7 @@ typedef struct {
 	IrId out[IR_MAX_OUT];
 	IrAttr *attrs; /* arena; sorted by insertion */
 	int n_attrs;
+	uint64_t tmp_off; /* its temporary's offset in the scratch arena; IR_NO_OFF: none */
 } IrNode;
 
 /* Model hyperparameters the graph was built from (for printing, sizing the KV cache). */
@@ -196,6 +201,14 @@ typedef struct {
 	int64_t n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_vocab;
 	float eps, rope_base;
 } IrHparams;
+
+/* Where activations live while a forward call runs (ir_mem.c; the plan_memory pass makes it):
+ * one scratch arena of bytes, sized for up to tokens tokens, each value at its mem_off and each
+ * node's temporary at its tmp_off. tokens 0: the graph has no plan (codegen makes one). */
+typedef struct {
+	int64_t tokens;
+	uint64_t bytes;
+} IrMemPlan;
 
 typedef struct IrGraph {
 	BnArena *arena;
@@ -208,6 +221,7 @@ typedef struct IrGraph {
 	int n_nodes, cap_nodes;
 	IrId tokens; /* input: i32 [T] */
 	IrId logits; /* output: f32 [n_vocab, T] */
+	IrMemPlan mem;
 } IrGraph;
 
 IrGraph *ir_graph_new(const char *name, const char *arch);
@@ -244,9 +258,51 @@ bool ir_value_has_t(const IrValue *v);
 
 /* ---- verifier and printer (ir_verify.c, ir_print.c) --------------------- */
 
-/* Checks ids, definition before use, per-op arity, dtypes, shapes and constant sizes.
+/* Checks ids, definition before use, per-op arity, dtypes, shapes and constant sizes, and the
+ * memory plan when there is one (ir_mem_check).
  * On failure: BN_EVERIFY with a message naming the node and the problem. */
 int ir_verify(const IrGraph *g, BnErr *e);
+
+/* The type an output must have, by its op's rule. */
+typedef struct {
+	IrDtype dtype;
+	int n_dims;
+	int64_t ne[IR_MAX_DIMS];
+} IrType;
+
+/* The types of node id's outputs from its inputs (which must be typed) and attributes: the
+ * verifier's per-op rules, so the two never disagree. BN_EVERIFY naming the node when its
+ * inputs or attributes break the rules. */
+int ir_node_infer(const IrGraph *g, IrId id, IrType out[IR_MAX_OUT], BnErr *e);
+/* ir_verify that also fills every output whose type is unset (n_dims 0) from its node's rule,
+ * in execution order; *n_filled (may be NULL) gets how many. A set type that disagrees with
+ * the rule fails, naming the node, as in ir_verify. On failure some outputs may be filled. */
+int ir_infer_shapes(IrGraph *g, int *n_filled, BnErr *e);
+
+/* ---- activation memory planning (ir_mem.c) ------------------------------- */
+
+enum { IR_MEM_ALIGN = 64 }; /* every offset in the arena is a multiple of this */
+
+/* Whether the arena holds value id: activations other than the logits. The graph's ends are
+ * the caller's buffers (the token ids in, the logits out); constants live in the weights. */
+bool ir_mem_holds(const IrGraph *g, IrId id);
+/* Bytes of value v for T tokens (its dtype's size per element); false on overflow. */
+bool ir_mem_value_bytes(const IrValue *v, int64_t T, uint64_t *out);
+/* Bytes of scratch node n needs while it runs besides its outputs, for T tokens; 0 if none.
+ * The head's matmul: its prepared input, K floats per token; rmsnorm_quant: the normed rows,
+ * row floats per token. */
+uint64_t ir_mem_tmp_bytes(const IrGraph *g, const IrNode *n, int64_t T);
+/* Plans the arena for up to T tokens: voff[value id] and toff[node id] get offsets (IR_NO_OFF
+ * for values it does not hold and nodes without a temporary), *bytes its size. First fit in
+ * execution order: a node's outputs, then its temporary, go in the lowest gap among the
+ * values still to be read (its inputs among them), so outputs never alias inputs; a value
+ * frees its space after its last reader (an unread one after its producer). Deterministic. */
+int ir_mem_plan(const IrGraph *g, int64_t T, uint64_t *voff, uint64_t *toff, uint64_t *bytes,
+		BnErr *e);
+/* Checks g->mem and the offsets against it: every value the arena holds and every
+ * temporary has an aligned place that fits in bytes for tokens tokens, and no two that are
+ * live at the same node overlap. OK when the graph has no plan (tokens 0). */
+int ir_mem_check(const IrGraph *g, BnErr *e);
 /* Stable text form: same graph, same bytes (tests diff it). */
 void ir_print(const IrGraph *g, FILE *out);
 

@@ -123,6 +123,7 @@ static IrId value_new(IrGraph *g, IrValKind kind, const char *name, IrDtype dt, 
 		v->ne[i] = ne[i];
 	v->layout = layout; /* a string literal: lives as long as the program */
 	v->producer = IR_NONE;
+	v->mem_off = IR_NO_OFF;
 	return g->n_values++;
 }
 
@@ -165,6 +166,7 @@ IrId ir_node_add(IrGraph *g, IrOp op, const char *name, const IrId *in, int n_in
 		n->in[i] = i < n_in ? in[i] : IR_NONE;
 	for (int i = 0; i < IR_MAX_OUT; i++)
 		n->out[i] = IR_NONE;
+	n->tmp_off = IR_NO_OFF;
 	return g->n_nodes++;
 }
 

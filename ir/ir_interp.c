@@ -434,9 +434,9 @@ static int op_rope(Ctx *c)
 }
 
 /* K, V of every token of the call go into the cache first; token t then attends to
- * positions 0..pos+t. q is rounded to f16; q.K in double over f16 values; softmax of
- * kq*scale with the max subtracted, exp in float, sum in double, times (float)(1/sum);
- * the weights are rounded to f16 before .V only in single-token steps. */
+ * positions 0..pos+t. q is rounded to f16; q.K in double over f16 values (8 lanes, see
+ * below); softmax of kq*scale with the max subtracted, exp in float, sum in double, times
+ * (float)(1/sum); the weights are rounded to f16 before .V only in single-token steps. */
 static int op_attention(Ctx *c)
 {
 	IrInterp *it = c->it;
@@ -471,9 +471,13 @@ static int op_attention(Ctx *c)
 			float mx = -INFINITY;
 			for (int64_t j = 0; j < n_keys; j++) {
 				const uint16_t *kj = kv->k + j * kw + g * hd;
-				double acc = 0.0;
+				/* 8 partial sums (lane i % 8), then a fixed tree: the order a vector
+				 * unit of 8 doubles (or 2 x 4) computes; each product of two f16
+				 * values is exact in double, so only the adds round */
+				double l[8] = {0};
 				for (int64_t i = 0; i < hd; i++)
-					acc += (double)bn_f16_to_f32(kj[i]) * (double)qh[i];
+					l[i % 8] += (double)bn_f16_to_f32(kj[i]) * (double)qh[i];
+				double acc = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 				w[j] = (float)acc * scale;
 				mx = fmaxf(mx, w[j]);
 			}

@@ -1,4 +1,5 @@
-/* ir_verify.c - the IR checker: ids, definition before use, arity, dtypes, shapes, sizes. */
+/* ir_verify.c - the IR checker: ids, definition before use, arity, dtypes, shapes, sizes; and
+ * shape inference, which is the same walk filling in what the per-op rules say. */
 #include "ir.h"
 
 #include <inttypes.h>
@@ -9,13 +10,18 @@
 /* The verifier stops at the first problem. It walks the nodes' structure (arity, ids,
  * output links), then each value on its own, then the nodes in execution order, so
  * when a node's op rules run every node before it is known to be sound: per-op
- * checks may rely on their producers' attributes. */
+ * checks may rely on their producers' attributes.
+ *
+ * A per-op rule checks the node's inputs and attributes and says what type each output
+ * must have (want); the walk then compares the outputs with that, or, when inferring
+ * shapes, fills in the outputs whose type is unset. One rule per op serves both. */
 
 typedef struct {
 	const IrGraph *g;
 	BnErr *e;
 	IrId id; /* the node being checked */
 	const IrNode *n;
+	IrType *want; /* per output: what the rule says it must be */
 } Ver;
 
 #define TRY(x) \
@@ -41,20 +47,25 @@ static const char *dt_name(IrDtype dt)
 }
 
 /* "[256, T]"; a short buffer truncates the text, never overruns. */
-static void fmt_shape(const IrValue *x, char *buf, size_t n)
+static void fmt_dims(int n_dims, const int64_t *ne, char *buf, size_t n)
 {
 	size_t k = 0;
 	buf[0] = 0;
 	k += (size_t)snprintf(buf + k, n - k, "[");
-	for (int i = 0; i < x->n_dims && i < IR_MAX_DIMS && k < n; i++) {
+	for (int i = 0; i < n_dims && i < IR_MAX_DIMS && k < n; i++) {
 		const char *sep = i ? ", " : "";
-		if (x->ne[i] == IR_DIM_T)
+		if (ne[i] == IR_DIM_T)
 			k += (size_t)snprintf(buf + k, n - k, "%sT", sep);
 		else
-			k += (size_t)snprintf(buf + k, n - k, "%s%" PRId64, sep, x->ne[i]);
+			k += (size_t)snprintf(buf + k, n - k, "%s%" PRId64, sep, ne[i]);
 	}
 	if (k < n)
 		snprintf(buf + k, n - k, "]");
+}
+
+static void fmt_shape(const IrValue *x, char *buf, size_t n)
+{
+	fmt_dims(x->n_dims, x->ne, buf, n);
 }
 
 static int vfail_at(BnErr *e, const char *prefix, const char *fmt, va_list ap)
@@ -201,6 +212,13 @@ static int need_f32_rows(Ver *v, int slot, int64_t n)
 	return need_rows(v, slot, n);
 }
 
+/* The rule's verdict: output j is dt[n, T]. Returns 0 so rules can end with it. */
+static int out_rows(Ver *v, int j, IrDtype dt, int64_t n)
+{
+	v->want[j] = (IrType){ .dtype = dt, .n_dims = 2, .ne = { n, IR_DIM_T } };
+	return 0;
+}
+
 static int need_vec(Ver *v, int slot, int64_t n)
 {
 	if (is_vec(val(v, slot), n))
@@ -295,8 +313,7 @@ static int check_embed(Ver *v)
 	TRY(need_dts(v, 1, &DT_FLOATW));
 	if (val(v, 1)->n_dims != 2)
 		TRY(shape_fail(v, 1, "[n_embd, n_vocab]"));
-	TRY(need_f32_rows(v, OUT(0), val(v, 1)->ne[0]));
-	return 0;
+	return out_rows(v, 0, IR_DT_F32, val(v, 1)->ne[0]);
 }
 
 /* Input 0 [n, T] f32 and the optional weight [n] f32 of a norm, and its eps; *n gets n. */
@@ -318,22 +335,20 @@ static int check_quant_out(Ver *v, int64_t k)
 {
 	const char *mode = NULL;
 	TRY(attr_enum2(v, "mode", "token", "block256", &mode));
-	TRY(need_dt(v, OUT(0), IR_DT_I8));
-	TRY(need_rows(v, OUT(0), k));
-	TRY(need_dt(v, OUT(1), IR_DT_F32));
+	out_rows(v, 0, IR_DT_I8, k);
 	if (strcmp(mode, "token") == 0)
-		return need_rows(v, OUT(1), 1);
+		return out_rows(v, 1, IR_DT_F32, 1);
 	if (k % 256 != 0)
 		return fail(v, "mode=block256 needs rows that are a multiple of 256, input 0 has %" PRId64,
 			    k);
-	return need_rows(v, OUT(1), k / 256);
+	return out_rows(v, 1, IR_DT_F32, k / 256);
 }
 
 static int check_rmsnorm(Ver *v)
 {
 	int64_t n;
 	TRY(check_norm_in(v, &n));
-	return need_f32_rows(v, OUT(0), n);
+	return out_rows(v, 0, IR_DT_F32, n);
 }
 
 static int check_quant_act(Ver *v)
@@ -377,7 +392,7 @@ static int check_ternary_matmul(Ver *v)
 			       "but node %d '%s' (%s) has mode=%s",
 			    str_or(w->name, "?"), dt_name(w->dtype), want, q->producer,
 			    str_or(qa->name, "?"), ir_op_name(qa->op), mode);
-	return need_f32_rows(v, OUT(0), w->ne[1]);
+	return out_rows(v, 0, IR_DT_F32, w->ne[1]);
 }
 
 static int check_matmul(Ver *v)
@@ -385,7 +400,7 @@ static int check_matmul(Ver *v)
 	TRY(need_f32_rows(v, 0, -1));
 	TRY(need_dts(v, 1, &DT_FLOATW));
 	TRY(need_weight(v, 1, val(v, 0)->ne[0]));
-	return need_f32_rows(v, OUT(0), val(v, 1)->ne[1]);
+	return out_rows(v, 0, IR_DT_F32, val(v, 1)->ne[1]);
 }
 
 static int check_rope(Ver *v)
@@ -410,7 +425,7 @@ static int check_rope(Ver *v)
 		TRY(need_dt(v, 1, IR_DT_F32));
 		TRY(need_vec(v, 1, n_rot / 2));
 	}
-	return need_f32_rows(v, OUT(0), m);
+	return out_rows(v, 0, IR_DT_F32, m);
 }
 
 static int check_attention(Ver *v)
@@ -434,7 +449,7 @@ static int check_attention(Ver *v)
 	TRY(need_f32_rows(v, 0, (int64_t)qw));
 	TRY(need_f32_rows(v, 1, (int64_t)kvw));
 	TRY(need_f32_rows(v, 2, (int64_t)kvw));
-	TRY(need_f32_rows(v, OUT(0), (int64_t)qw));
+	out_rows(v, 0, IR_DT_F32, (int64_t)qw);
 	/* The layer picks the KV cache slot: two attentions on one slot would overwrite
 	 * each other's keys, and the cache has hp.n_layer slots. */
 	if (g->hp.n_layer > 0 && layer >= g->hp.n_layer)
@@ -456,7 +471,7 @@ static int check_glu(Ver *v)
 	TRY(need_f32_rows(v, 0, -1));
 	int64_t n = val(v, 0)->ne[0];
 	TRY(need_f32_rows(v, 1, n));
-	return need_f32_rows(v, OUT(0), n);
+	return out_rows(v, 0, IR_DT_F32, n);
 }
 
 /* ADD and MUL: b is a full [n, T], or broadcast over tokens ([n]); MUL also takes a
@@ -473,7 +488,7 @@ static int check_binary(Ver *v, bool scalar_ok)
 			 scalar_ok ? " or [1]" : "");
 		return shape_fail(v, 1, exp);
 	}
-	return need_f32_rows(v, OUT(0), n);
+	return out_rows(v, 0, IR_DT_F32, n);
 }
 
 static int check_add(Ver *v)
@@ -516,16 +531,21 @@ _Static_assert(sizeof op_arity / sizeof op_arity[0] == IR_OP_COUNT,
 
 /* ---- values on their own ------------------------------------------------------------ */
 
-static int check_value(const IrGraph *g, IrId id, BnErr *e)
+/* unset_ok: an activation whose type is unset (n_dims 0) passes; its node fills it. */
+static int check_value(const IrGraph *g, IrId id, bool unset_ok, BnErr *e)
 {
 	const IrValue *x = &g->values[id];
+	bool unset = x->n_dims == 0 && x->kind == IR_VAL_ACT;
 	if (!x->name)
 		return bn_err(e, BN_EVERIFY, "value %d has no name", id);
 	if ((unsigned)x->kind > IR_VAL_ACT)
 		return fail_value(g, id, e, "unknown kind %d", (int)x->kind);
-	if ((unsigned)x->dtype >= IR_DT_COUNT)
+	if (unset && !unset_ok)
+		return fail_value(g, id, e, "has no type yet (n_dims 0): run infer_shapes after the "
+					    "pass that made it");
+	if ((unsigned)x->dtype >= IR_DT_COUNT && !unset)
 		return fail_value(g, id, e, "unknown dtype %d", (int)x->dtype);
-	if (x->n_dims < 1 || x->n_dims > IR_MAX_DIMS)
+	if (!unset && (x->n_dims < 1 || x->n_dims > IR_MAX_DIMS))
 		return fail_value(g, id, e, "has %d dims, expected 1 to %d", x->n_dims, IR_MAX_DIMS);
 	char shape[96];
 	fmt_shape(x, shape, sizeof shape);
@@ -637,9 +657,36 @@ static int check_node_shape(Ver *v)
 	return 0;
 }
 
-/* Definition before use, then the op's own rules. Every value and every earlier
- * node has passed by now. */
-static int check_node(Ver *v)
+static bool same_type(const IrValue *x, const IrType *t)
+{
+	if (x->dtype != t->dtype || x->n_dims != t->n_dims)
+		return false;
+	for (int i = 0; i < t->n_dims; i++)
+		if (x->ne[i] != t->ne[i])
+			return false;
+	return true;
+}
+
+/* Output j against the rule's type: dtype, then shape. */
+static int check_out(Ver *v, int j)
+{
+	const IrValue *x = val(v, OUT(j));
+	const IrType *t = &v->want[j];
+	if (same_type(x, t))
+		return 0;
+	char what[160], shape[96], exp[96];
+	slot_desc(v, OUT(j), what, sizeof what);
+	if (x->dtype != t->dtype)
+		return fail(v, "%s has dtype %s, expected %s", what, dt_name(x->dtype),
+			    dt_name(t->dtype));
+	fmt_shape(x, shape, sizeof shape);
+	fmt_dims(t->n_dims, t->ne, exp, sizeof exp);
+	return fail(v, "%s has shape %s, expected %s", what, shape, exp);
+}
+
+/* Definition before use (and typed inputs), then the op's rule; want gets the output
+ * types. Every value and every earlier node has passed by now. */
+static int check_rule(Ver *v, IrType want[IR_MAX_OUT])
 {
 	const IrGraph *g = v->g;
 	const IrNode *n = v->n;
@@ -648,8 +695,34 @@ static int check_node(Ver *v)
 		if (x->kind == IR_VAL_ACT && x->producer >= v->id)
 			return fail(v, "input %d '%s' is used before it is defined (by node %d '%s')", i,
 				    x->name, x->producer, str_or(g->nodes[x->producer].name, "?"));
+		if (x->n_dims == 0)
+			return fail(v, "input %d '%s' has no type yet", i, str_or(x->name, "?"));
 	}
+	memset(want, 0, IR_MAX_OUT * sizeof *want);
+	v->want = want;
 	return op_check[n->op](v);
+}
+
+/* The rule, then each output against it; with fill (the graph being checked, writable), an
+ * output whose type is unset takes the rule's instead, and is then checked as a value. */
+static int check_node(Ver *v, IrGraph *fill, int *n_filled)
+{
+	IrType want[IR_MAX_OUT];
+	TRY(check_rule(v, want));
+	for (int j = 0; j < v->n->n_out; j++) {
+		IrId id = v->n->out[j];
+		if (fill && fill->values[id].n_dims == 0) {
+			IrValue *x = &fill->values[id];
+			x->dtype = want[j].dtype;
+			x->n_dims = want[j].n_dims;
+			memcpy(x->ne, want[j].ne, sizeof x->ne);
+			(*n_filled)++;
+			TRY(check_value(v->g, id, false, v->e));
+			continue;
+		}
+		TRY(check_out(v, j));
+	}
+	return 0;
 }
 
 /* ---- the graph's ends ------------------------------------------------------------- */
@@ -688,7 +761,7 @@ static int check_ends(const IrGraph *g, BnErr *e)
 	return 0;
 }
 
-int ir_verify(const IrGraph *g, BnErr *e)
+static int graph_ok(const IrGraph *g, BnErr *e)
 {
 	if (!g)
 		return bn_err(e, BN_EVERIFY, "graph: NULL");
@@ -696,15 +769,50 @@ int ir_verify(const IrGraph *g, BnErr *e)
 	    (g->n_nodes && !g->nodes))
 		return bn_err(e, BN_EVERIFY, "graph: bad value or node vectors (%d values, %d nodes)",
 			      g->n_values, g->n_nodes);
+	return 0;
+}
+
+/* ir_verify, and with fill (== g) ir_infer_shapes. */
+static int walk(const IrGraph *g, IrGraph *fill, int *n_filled, BnErr *e)
+{
+	TRY(graph_ok(g, e));
 	for (IrId i = 0; i < g->n_nodes; i++) {
-		Ver v = { g, e, i, &g->nodes[i] };
+		Ver v = { g, e, i, &g->nodes[i], NULL };
 		TRY(check_node_shape(&v));
 	}
 	for (IrId i = 0; i < g->n_values; i++)
-		TRY(check_value(g, i, e));
+		TRY(check_value(g, i, fill != NULL, e));
 	for (IrId i = 0; i < g->n_nodes; i++) {
-		Ver v = { g, e, i, &g->nodes[i] };
-		TRY(check_node(&v));
+		Ver v = { g, e, i, &g->nodes[i], NULL };
+		TRY(check_node(&v, fill, n_filled));
 	}
-	return check_ends(g, e);
+	TRY(check_ends(g, e));
+	return ir_mem_check(g, e);
+}
+
+int ir_verify(const IrGraph *g, BnErr *e)
+{
+	return walk(g, NULL, NULL, e);
+}
+
+int ir_infer_shapes(IrGraph *g, int *n_filled, BnErr *e)
+{
+	int n = 0;
+	int rc = walk(g, g, &n, e);
+	if (n_filled)
+		*n_filled = n;
+	return rc;
+}
+
+int ir_node_infer(const IrGraph *g, IrId id, IrType out[IR_MAX_OUT], BnErr *e)
+{
+	TRY(graph_ok(g, e));
+	if (id < 0 || id >= g->n_nodes)
+		return bn_err(e, BN_EVERIFY, "node %d does not exist (the graph has %d nodes)", id,
+			      g->n_nodes);
+	Ver v = { g, e, id, &g->nodes[id], NULL };
+	TRY(check_node_shape(&v));
+	for (int i = 0; i < v.n->n_in; i++) /* an untyped one: check_rule names the node */
+		TRY(check_value(g, v.n->in[i], true, e));
+	return check_rule(&v, out);
 }

@@ -9,8 +9,10 @@ local bitnetc = require("bitnetc")
 
 local p = bitnetc.pipeline()
 
--- Check what the frontend built before anything relies on it.
-p:add("verify")
+-- Check what the frontend built before anything relies on it: every node's output types from
+-- its inputs and attributes by the verifier's per-op rules, filling in any a pass left unset
+-- (so a pass that adds a node need not compute them). Run it again after such a pass.
+p:add("infer_shapes")
 
 -- Drop weights and nodes nothing reads (the BitNet head ignores output.weight).
 p:add("dce")
@@ -20,9 +22,18 @@ p:add("dce")
 p:add("fuse")
 p:add("dce")
 
--- Token counts to build forward functions for: 1 for decoding, the larger ones for prefill.
--- Today the CPU backend builds the one-token forward and a batch forward for up to the
--- largest size (its --max-batch), and the program feeds prompts in calls of up to that size.
+-- Repack the ternary weights once into the layout the CPU kernels read (i2s_x16: 16 rows
+-- interleaved so one 64-byte load feeds vpdpbusd for 16 rows); a weight that does not fit
+-- it keeps its GGUF layout and the portable kernel. layout = "gguf" turns it off.
+p:add("permute_weights")
+
+-- Token counts to build forward functions for: 1 for decoding (GEMV), the larger ones for
+-- prefill (tiled GEMM). The program splits a prompt over them largest first.
 p:add("batch_templates", {sizes = {1, 8, 32, 128}})
+
+-- Give every activation a fixed offset in one scratch arena sized for the largest batch size,
+-- reusing the space of values nothing reads any more. Last: a pass that adds values after it
+-- would leave them without a place (the verifier says so).
+p:add("plan_memory")
 
 return p

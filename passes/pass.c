@@ -18,11 +18,23 @@ static const PassOptInfo permute_weights_opts[] = {
 	{NULL, PASS_OPT_INT, NULL, NULL},
 };
 
+static const PassOptInfo quantize_head_opts[] = {
+	{"type", PASS_OPT_STR, "q8_0", "q8_0 or q6_k"},
+	{NULL, PASS_OPT_INT, NULL, NULL},
+};
+
 /* The Lua binding and `bitnetc passes` walk this table; the default pipeline
  * (default.lua) names passes from it. */
 static const PassInfo passes[] = {
 	{"verify", pass_verify, "requires: nothing; produces: nothing; invalidates: nothing",
 	 "check the graph with the IR verifier (ids, arity, dtypes, shapes, attributes)", NULL},
+	{"infer_shapes", pass_infer_shapes,
+	 "requires: sound structure (ids, arity, definition before use); produces: every output's "
+	 "dtype and shape from its op's rule (unset ones filled in), a verified graph; "
+	 "invalidates: nothing",
+	 "compute each node's output types from its inputs and attributes with the verifier's "
+	 "per-op rules; fails naming the node where a set type disagrees",
+	 NULL},
 	{"dce", pass_dce, "requires: a verified graph; produces: no unused values or nodes; "
 			  "invalidates: value and node ids (compacted)",
 	 "remove constants nothing reads and nodes whose outputs nothing reads", NULL},
@@ -44,6 +56,22 @@ static const PassInfo passes[] = {
 	 "recorded in the value; invalidates: the weights' data pointers",
 	 "repack ternary weights once at compile time into the layout the kernel reads",
 	 permute_weights_opts},
+	{"plan_memory", pass_plan_memory,
+	 "requires: a verified graph, graph attribute batch_sizes (batch_templates); produces: a "
+	 "scratch arena offset for every activation but the logits and for each node's temporary "
+	 "(IrValue.mem_off, IrNode.tmp_off, IrGraph.mem), graph attributes scratch_bytes and "
+	 "scratch_tokens; invalidates: nothing (a later pass that adds values or nodes must run "
+	 "it again)",
+	 "place activations in one scratch arena sized for the largest batch size, reusing the "
+	 "space of values whose last reader has run (what the CPU backend builds with)",
+	 NULL},
+	{"quantize_head", pass_quantize_head,
+	 "requires: a verified graph whose logits come from a matmul with a constant f32/f16/"
+	 "bf16 weight; produces: that weight in q8_0 or q6_k (the tied embedding table with it); "
+	 "invalidates: the weight's data pointer and dtype",
+	 "quantize the output head (off by default; changes the logits, as bitnet.cpp's "
+	 "--quant-embd does)",
+	 quantize_head_opts},
 };
 
 const PassInfo *pass_list(int *n)

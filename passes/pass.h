@@ -123,6 +123,10 @@ typedef struct {
 
 /* The machine bitnetc runs on (cg_cpu_detect, sysconf/sysfs). The strings are static. */
 const PassTarget *pass_target_host(void);
+/* What a build for --target name may use: its name, the features its code is compiled for
+ * (cg_cpu_target_isa: none for cpu-generic, the host's for native) and the host's caches
+ * (the program is expected to run on a machine like this one). NULL name: the host. */
+const PassTarget *pass_target_for(const char *name);
 
 /* ---- pass_lua.c: pipelines ---------------------------------------------------------- */
 
@@ -171,6 +175,12 @@ int pass_verify(IrGraph *g, const PassOpts *opts, BnErr *e);
 int pass_fuse(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* batch_templates.c */
 int pass_batch_templates(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* quantize_head.c */
+int pass_quantize_head(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* infer_shapes.c */
+int pass_infer_shapes(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* plan_memory.c */
+int pass_plan_memory(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* permute_weights.c */
 int pass_permute_weights(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* Repacks constant id from its GGUF layout into layout (ir.h "weight layouts"), the data

@@ -64,3 +64,19 @@ const PassTarget *pass_target_host(void)
 	t.name = "host";
 	return &t;
 }
+
+const PassTarget *pass_target_for(const char *name)
+{
+	static PassTarget t;
+	static char name_buf[64], features[256];
+	const PassTarget *h = pass_target_host();
+	if (!name)
+		return h;
+	t = *h;
+	snprintf(name_buf, sizeof name_buf, "%s", name);
+	CgIsa isa;
+	cg_cpu_target_isa(name, &isa, features, sizeof features);
+	t.name = name_buf;
+	t.features = features;
+	return &t;
+}

@@ -53,7 +53,8 @@ typedef struct {
 	bool avx512f, avx512bw, avx512vl, avx512_vnni, avx512_vbmi;
 	bool avx_vnni;
 	bool amx_tile, amx_int8;
-	bool neon; /* aarch64 */
+	bool neon;    /* aarch64: Advanced SIMD, part of the baseline */
+	bool dotprod; /* aarch64: SDOT/UDOT (FEAT_DotProd; "asimddp" in /proc/cpuinfo) */
 } RtCpuFeatures;
 void rt_cpu_detect(RtCpuFeatures *f);
 /* 0 if this CPU has every feature in the space-separated list (names as

@@ -7,6 +7,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+/* The kernel sets it only when the CPU has SDOT/UDOT and lets user space run them (glibc's
+ * <bits/hwcap.h> defines it; older headers may not). */
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 
@@ -72,6 +83,14 @@ void rt_cpu_detect(RtCpuFeatures *f)
 	detect_x86(f);
 #elif defined(__aarch64__)
 	f->neon = true; /* Advanced SIMD is mandatory in AArch64 */
+	/* The ID registers are privileged: ask the OS, which also knows whether it lets us. */
+#if defined(__linux__)
+	f->dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+	int v = 0;
+	size_t len = sizeof v;
+	f->dotprod = sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) == 0 && v;
+#endif
 #endif
 }
 
@@ -89,7 +108,7 @@ static int rt_cpu_has(const RtCpuFeatures *f, const char *name)
 		{"avx512vl", f->avx512vl},   {"avx512_vnni", f->avx512_vnni},
 		{"avx512_vbmi", f->avx512_vbmi}, {"avx_vnni", f->avx_vnni},
 		{"amx_tile", f->amx_tile},   {"amx_int8", f->amx_int8},
-		{"neon", f->neon},
+		{"neon", f->neon},	     {"dotprod", f->dotprod},
 	};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
 		if (!strcmp(t[i].name, name))

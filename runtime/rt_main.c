@@ -56,6 +56,10 @@ typedef struct {
 	RtState st;
 	float *logits; /* max_batch rows of n_vocab */
 	int64_t ubatch; /* tokens per forward call, 1..max_batch */
+	/* the sizes a prompt is split into (ascending): the model's batch templates below
+	 * ubatch, then ubatch */
+	int64_t *calls;
+	int n_calls;
 	FILE *lf;
 	RtSampler *smp;
 	int32_t *prompt;
@@ -135,9 +139,9 @@ static void rt_help(void)
 	       "                          25%% of RAM)\n"
 	       "  -t, --threads N         threads (default: online CPUs)\n"
 	       "  -ub, --ubatch-size N    at most N prompt tokens per forward call (default and\n"
-	       "                          maximum: the batch size the program was built for; 1\n"
-	       "                          feeds the prompt token by token, the reference's step\n"
-	       "                          mode)\n"
+	       "                          maximum: the largest batch template the program was\n"
+	       "                          built for, see --info; 1 feeds the prompt token by\n"
+	       "                          token, the reference's step mode)\n"
 	       "      --ignore-eos        keep going past the end-of-generation tokens\n"
 	       "\n"
 	       "sampling (llama.cpp's chain and defaults; order: repeat penalty -> top-k ->\n"
@@ -615,6 +619,14 @@ static int rt_run_setup(const RtOpts *o, const char *argv0, int64_t n_ctx, RtRun
 		return rc;
 	run->st.n_ctx = n_ctx;
 	run->ubatch = o->ubatch && o->ubatch < rt_model.max_batch ? o->ubatch : rt_model.max_batch;
+	run->calls = malloc(((size_t)rt_model.n_batch_sizes + 1) * sizeof *run->calls);
+	if (!run->calls)
+		return rt_fail("out of memory");
+	run->n_calls = 0;
+	for (int i = 0; i < rt_model.n_batch_sizes; i++)
+		if (rt_model.batch_sizes[i] < run->ubatch)
+			run->calls[run->n_calls++] = rt_model.batch_sizes[i];
+	run->calls[run->n_calls++] = run->ubatch;
 	uint64_t kvb = rt_model.kv_bytes(n_ctx);
 	/* calloc of a large block is fresh zero pages from the OS: nothing is touched yet. */
 	run->st.kv = kvb > SIZE_MAX ? NULL : calloc(1, kvb ? (size_t)kvb : 1);
@@ -639,6 +651,7 @@ static int rt_run_setup(const RtOpts *o, const char *argv0, int64_t n_ctx, RtRun
 static void rt_run_free(RtRun *run)
 {
 	rt_pool_free(run->st.pool);
+	free(run->calls);
 	free(run->logits);
 	free(run->st.scratch);
 	free(run->st.kv);
@@ -652,34 +665,46 @@ static void rt_run_free(RtRun *run)
 
 /* ---- evaluation -------------------------------------------------------- */
 
-/* The size of the next forward call for rem tokens: as many as the model takes, but never
- * leaving a last call of exactly one token (one token is the reference's step mode, which
- * rounds differently), e.g. max_batch 32 and 33 tokens: 31 + 2. */
-static int rt_chunk(int64_t rem, int64_t max_batch)
+/* The size of the next forward call for rem tokens, given the call sizes (ascending, the
+ * largest is the cap): greedily the largest size that fits, as bitnet.cpp splits a batch
+ * over its kernel templates, so most calls run a template at its full size. A rest below
+ * every multi-token size goes in one call (a partial call of the smallest template), never
+ * as a trail of one-token calls, and no call leaves exactly one token for the last: one
+ * token is the reference's step mode, which rounds differently (sizes up to 32 and 33
+ * tokens: 31 + 2; 9 tokens over 8 and 32: 7 + 2). */
+static int rt_chunk(int64_t rem, const int64_t *calls, int n_calls)
 {
-	int64_t m = rem < max_batch ? rem : max_batch;
+	int64_t cap = calls[n_calls - 1], m = 1;
+	for (int i = 0; i < n_calls; i++)
+		if (calls[i] <= rem)
+			m = calls[i];
+	if (m == 1)
+		m = rem < cap ? rem : cap;
+	/* two tokens left after a call of two: one call of three if the cap allows it */
 	if (rem - m == 1 && m > 1)
-		m--;
+		m = m > 2 ? m - 1 : m + 1 <= cap ? m + 1 : 1;
 	return (int)m;
 }
 
 /* Evaluates toks[0..n) at positions pos0.. in chunks; rows go to lf when it is open, the
- * last row stays in run->logits at *last. Returns seconds spent in forward calls. */
+ * last row stays in run->logits at *last. Without lf only the final call computes logits,
+ * and only its last row (last_only: the head runs for one row). Returns seconds spent in
+ * forward calls. */
 static int rt_eval_at(RtRun *run, const char *lpath, const int32_t *toks, int64_t n, int64_t pos0,
 		      float **last, double *secs)
 {
 	int64_t nv = rt_model.n_vocab;
 	double t = rt_now();
 	for (int64_t off = 0; off < n;) {
-		int m = rt_chunk(n - off, run->ubatch);
-		int final = off + m == n;
-		float *out = run->lf || final ? run->logits : NULL;
-		rt_model.forward(&run->st, toks + off, m, pos0 + off, out);
+		int m = rt_chunk(n - off, run->calls, run->n_calls);
+		int final = off + m == n, all_rows = run->lf != NULL;
+		float *out = all_rows || final ? run->logits : NULL;
+		rt_model.forward(&run->st, toks + off, m, pos0 + off, out, !all_rows);
 		RtErr e = {0};
-		if (run->lf && rt_write_f32(run->lf, lpath, run->logits, (size_t)m * (size_t)nv, &e))
+		if (all_rows && rt_write_f32(run->lf, lpath, run->logits, (size_t)m * (size_t)nv, &e))
 			return rt_fail("%s", e.msg);
 		if (final)
-			*last = run->logits + (size_t)(m - 1) * (size_t)nv;
+			*last = run->logits + (all_rows ? (size_t)(m - 1) * (size_t)nv : 0);
 		off += m;
 	}
 	*secs = rt_now() - t;
@@ -808,7 +833,7 @@ static int rt_generate(const RtOpts *o, RtRun *run)
 		if (!run->lf && gen + 1 == o->n_predict)
 			break;
 		double t = rt_now();
-		rt_model.forward(&run->st, &tok, 1, pos, run->logits);
+		rt_model.forward(&run->st, &tok, 1, pos, run->logits, 1);
 		tg_s += rt_now() - t;
 		runs++;
 		pos++;
@@ -957,7 +982,7 @@ static int rt_chat_turn(const RtOpts *o, RtRun *run, RtChat *c, const char *user
 			break;
 		}
 		double t = rt_now();
-		rt_model.forward(&run->st, &tok, 1, c->pos, run->logits);
+		rt_model.forward(&run->st, &tok, 1, c->pos, run->logits, 1);
 		c->tg_s += rt_now() - t;
 		c->tg_n++;
 		c->pos++;
@@ -1164,7 +1189,7 @@ static int rt_bench(const RtOpts *o, RtRun *run)
 		int64_t steps = r < 0 ? (o->tg ? 1 : 0) : o->tg;
 		double t = rt_now();
 		for (int64_t j = 0; j < steps; j++)
-			rt_model.forward(&run->st, &toks[o->pp + j], 1, o->pp + j, run->logits);
+			rt_model.forward(&run->st, &toks[o->pp + j], 1, o->pp + j, run->logits, 1);
 		secs = rt_now() - t;
 		if (r >= 0 && o->tg)
 			tg[r] = (double)o->tg / (secs > 0 ? secs : 1e-9);
@@ -1225,6 +1250,10 @@ static int rt_info(const RtOpts *o, const char *argv0)
 	printf("bos, eos:    %lld, %lld\n", (long long)m->bos, (long long)m->eos);
 	printf("cpu:         %s\n", rt_model.cpu_features[0] ? rt_model.cpu_features : "baseline");
 	printf("max_batch:   %lld\n", (long long)m->max_batch);
+	printf("templates:  ");
+	for (int i = 0; i < m->n_batch_sizes; i++)
+		printf(" %d", (int)m->batch_sizes[i]);
+	printf(" (tokens per forward function; 1 is the step mode)\n");
 	printf("scratch:     %llu bytes\n", (unsigned long long)m->scratch_bytes);
 	printf("weights:     %llu bytes (%.2f MiB), hash %016llx\n",
 	       (unsigned long long)m->weights_bytes, rt_mib(m->weights_bytes),
@@ -1246,6 +1275,21 @@ static int rt_info(const RtOpts *o, const char *argv0)
 }
 
 /* ---- main -------------------------------------------------------------- */
+
+/* The batch templates: 1 first, ascending, the largest max_batch (rt_chunk relies on it). */
+static int rt_check_sizes(void)
+{
+	const RtModel *m = &rt_model;
+	int ok = m->batch_sizes && m->n_batch_sizes >= 1 && m->batch_sizes[0] == 1 &&
+		 m->batch_sizes[m->n_batch_sizes - 1] == m->max_batch;
+	for (int i = 1; ok && i < m->n_batch_sizes; i++)
+		ok = m->batch_sizes[i] > m->batch_sizes[i - 1];
+	if (!ok)
+		return rt_fail("model description is broken: batch_sizes must start at 1, ascend and "
+			       "end at max_batch %lld (%d sizes)",
+			       (long long)m->max_batch, m->n_batch_sizes);
+	return 0;
+}
 
 static int rt_main(int argc, char **argv, RtRun *run)
 {
@@ -1270,6 +1314,8 @@ static int rt_main(int argc, char **argv, RtRun *run)
 	    !rt_model.kv_bytes)
 		return rt_fail("model description is broken (n_vocab %lld, max_batch %lld)",
 			       (long long)rt_model.n_vocab, (long long)rt_model.max_batch);
+	if ((rc = rt_check_sizes()))
+		return rc;
 	char missing[256];
 	if (rt_cpu_require(rt_model.cpu_features, missing, sizeof missing))
 		return rt_fail("this program was built for CPU features this machine lacks: %s "

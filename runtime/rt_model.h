@@ -31,7 +31,8 @@ typedef struct {
 
 /* ---- what a generated model defines ------------------------------------ */
 
-#define RT_MODEL_ABI 3 /* 2: tokenizer blob and chat template; 3: cpu_features */
+#define RT_MODEL_ABI 3 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
+                        * forward(last_only) */
 
 typedef struct {
 	int abi; /* RT_MODEL_ABI */
@@ -53,11 +54,19 @@ typedef struct {
 	uint64_t weights_hash; /* rt_weights_hash of the payload */
 	/* a forward call takes 1..max_batch tokens */
 	int64_t max_batch;
+	/* The token counts the model has a forward function for (ascending, batch_sizes[0] ==
+	 * 1, the last == max_batch): a call of n tokens runs the smallest one >= n, so the
+	 * runtime splits a prompt into calls of these sizes, largest first. */
+	const int32_t *batch_sizes;
+	int n_batch_sizes;
 	uint64_t scratch_bytes;
 	uint64_t (*kv_bytes)(int64_t n_ctx);
 	/* Evaluates tokens[0..n) at positions pos..pos+n-1 (pos + n <= st->n_ctx) in one call;
-	 * n == 1 is the reference's step mode. logits (may be NULL) gets n rows of n_vocab. */
-	void (*forward)(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits);
+	 * n == 1 is the reference's step mode. logits (may be NULL) gets n rows of n_vocab, or
+	 * with last_only one row, that of the last token: the output head, the largest matmul,
+	 * then runs for that row alone (its numerics stay those of an n-token call). */
+	void (*forward)(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits,
+			int last_only);
 } RtModel;
 
 /* Defined by the generated model.c. */

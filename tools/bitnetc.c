@@ -106,12 +106,17 @@ static const char usage_build[] =
 	"runtime), then the weights payload appended to the executable (mapped read-only at\n"
 	"run time). One progress line per stage.\n"
 	"  -o, --output OUT      the program to write (required)\n"
-	"  --target T            cpu-generic (default), cpu-avx2, cpu-avx512 or native (the\n"
-	"                        best kernels for this host; see bitnetc targets)\n"
-	"  --cc CC               the C compiler (default: $CC, else cc)\n"
+	"  --target T            cpu-generic (default), cpu-avx2, cpu-avx512, cpu-neon,\n"
+	"                        cpu-neon-dot or native (the best kernels for this host; see\n"
+	"                        bitnetc targets). Any target builds on any host: the program\n"
+	"                        checks its CPU when it starts\n"
+	"  --cc CC               the C compiler (default: $CC, else cc); a cross compiler\n"
+	"                        builds for another machine, e.g. --target cpu-neon-dot\n"
+	"                        --cc aarch64-linux-gnu-gcc on x86-64\n"
 	"  -O0 | -O1 | -O2 | -O3 optimization level of the generated code (default -O2)\n"
 	"  --max-batch N         most tokens per forward call (default: the largest size of\n"
-	"                        the pipeline's batch_templates, else 32; 1..4096)\n"
+	"                        the pipeline's batch_templates, else 32; 1..4096): the\n"
+	"                        largest forward template, the pipeline's smaller ones kept\n"
 	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR\n"
 	"  --weights-file FILE   write the weights to FILE instead of appending them; the\n"
 	"                        program then needs --weights-file FILE at run time\n"
@@ -518,7 +523,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	PassStats stats = {0};
 	PassRunOpts ro = {.verify_each = o->verify_each, .dump_after = o->dump_after,
 			  .dump_file = stdout, .verbose = o->verbose, .cli_opts = &o->pass_opts,
-			  .stats = &stats};
+			  .stats = &stats, .target = pass_target_for(o->target)};
 	if (pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {
 		pass_stats_free(&stats);
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
@@ -530,18 +535,26 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		pass_stats_print(&stats, stdout);
 	pass_stats_free(&stats);
 
-	/* [3] codegen: the largest batch template the pipeline chose (batch_templates), unless
-	 * --max-batch says otherwise */
+	/* [3] codegen: one forward function per batch template the pipeline chose
+	 * (batch_templates; without it 1 and 32); --max-batch N makes N the largest, keeping
+	 * the pipeline's smaller ones */
 	t0 = now_s();
 	int64_t max_batch = o->max_batch;
 	const IrAttr *sizes = pass_gattr_find(g, "batch_sizes");
-	if (!max_batch && sizes && sizes->type == IR_ATTR_INTS)
-		for (int i = 0; i < sizes->n_ints; i++)
-			if (sizes->ints[i] > max_batch)
-				max_batch = sizes->ints[i];
+	bool have_sizes = sizes && sizes->type == IR_ATTR_INTS && sizes->n_ints > 0;
+	int bsz[66], n_bsz = 1;
+	bsz[0] = 1;
+	for (int i = 0; have_sizes && i < sizes->n_ints && n_bsz < 64; i++) {
+		int64_t s = sizes->ints[i]; /* ascending and distinct from the pass; kept so */
+		if (s > bsz[n_bsz - 1] && s <= 4096 && (!max_batch || s < max_batch))
+			bsz[n_bsz++] = (int)s;
+	}
 	if (!max_batch)
-		max_batch = 32;
+		max_batch = have_sizes ? bsz[n_bsz - 1] : 32;
+	if (max_batch > bsz[n_bsz - 1])
+		bsz[n_bsz++] = (int)max_batch;
 	CgOpts co = {.target = t->name, .cc = o->cc, .opt = o->opt, .max_batch = (int)max_batch,
+		     .batch_sizes = bsz, .n_batch_sizes = n_bsz,
 		     .pipeline = o->pipeline ? o->pipeline : "default.lua", .bos = bos, .eos = eos, .tok_blob = tok.blob,
 		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
 		     .verbose = o->verbose};
@@ -571,10 +584,13 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
+	char tmpl[64 * 6] = "";
+	for (int i = 0, l = 0; i < n_bsz && l < (int)sizeof tmpl; i++)
+		l += snprintf(tmpl + l, sizeof tmpl - (size_t)l, "%s%d", i ? "," : "", bsz[i]);
 	stage(3, "codegen", now_s() - t0, "model.c %.0f KiB, %d kernels, scratch %.1f KiB, "
-	      "max batch %d%s%s", (double)out.model_c.len / 1024.0, out.n_kernels,
-	      (double)out.scratch_bytes / 1024.0, co.max_batch, o->emit_dir ? ", sources in " : "",
-	      o->emit_dir ? o->emit_dir : "");
+	      "max batch %d (templates %s)%s%s", (double)out.model_c.len / 1024.0, out.n_kernels,
+	      (double)out.scratch_bytes / 1024.0, co.max_batch, tmpl,
+	      o->emit_dir ? ", sources in " : "", o->emit_dir ? o->emit_dir : "");
 
 	/* [4] cc: link next to OUT under a temporary name, renamed once complete */
 	t0 = now_s();
@@ -1449,8 +1465,10 @@ static int cmd_targets(int argc, char **argv)
 	for (int i = 0; i < n; i++)
 		printf("%-12s %-6s %s\n%-19s %s\n", t[i].name, t[i].usable ? "yes" : "no",
 		       t[i].desc, "", t[i].note);
-	printf("\n'usable' is about this machine. 'bitnetc build --target T' builds for %s\n"
-	       "today; 'bitnetc run' uses the reference interpreter.\n", cg_cpu_target_names());
+	printf("\n'usable' is about this machine. 'bitnetc build --target T' builds for\n"
+	       "%s today, usable here or not\n"
+	       "(another machine's with a cross compiler: --cc); 'bitnetc run' uses the reference\n"
+	       "interpreter.\n", cg_cpu_target_names());
 	return finish(0);
 }
 

@@ -9,6 +9,12 @@ set -eu
 # unicode-data (not needed to build): only tools/gen_unicode.py reads it, to regenerate
 # runtime/rt_unicode_tab.h, which is committed.
 PKGS="cmake make gcc libc6-dev pkg-config gzip llvm-19-dev liblua5.4-dev libcmocka-dev clang libclang-rt-dev"
+# On x86-64 also an aarch64 cross compiler with its libc (a recommends, which
+# --no-install-recommends would skip) and qemu-user: the NEON kernels' tests build for
+# aarch64 and run there under emulation (tests/e2e/test_kernels.c skips them without).
+if [ "$(dpkg --print-architecture 2>/dev/null || true)" = amd64 ]; then
+	PKGS="$PKGS gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+fi
 
 check_only=0
 case "${1:-}" in

@@ -21,8 +21,8 @@ const char *cg_cpu_arch(void);
 
 /* ---- cg_cpu_targets.c ---- */
 
-/* The CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-neon, native) with their
- * availability on a host with features f. Returns how many were written (at most max). */
+/* The CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-neon, cpu-neon-dot, native) with
+ * their availability on a host with features f. Returns how many were written (at most max). */
 int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max);
 
 /* ---- cg_cpu_emit.c ---- */
@@ -34,17 +34,19 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e);
 /* ---- cg_cpu_build.c ---- */
 
 /* The instruction set a target's kernels are written for. */
-enum { CG_ISA_GENERIC, CG_ISA_AVX2, CG_ISA_AVX512 };
+enum { CG_ISA_GENERIC, CG_ISA_AVX2, CG_ISA_AVX512, CG_ISA_NEON };
 typedef struct {
 	int level; /* CG_ISA_* */
-	bool vnni; /* AVX2: AVX-VNNI (vpdpbusd on ymm); AVX512: AVX512_VNNI */
+	bool vnni; /* AVX2: AVX-VNNI (vpdpbusd on ymm); AVX512: AVX512_VNNI; NEON: dotprod
+		    * (sdot), the same 4-byte dot product into int32 lanes */
 } CgIsa;
 /* The ISA of target name (native: the best this host has) and the CPU features the
  * program checks at start (rt_cpu_require: space-separated, "" for none). */
 void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n);
 
-/* The buildable CPU targets (cpu-generic, cpu-avx2, cpu-avx512, native); NULL if name is
- * none of them.
+/* The buildable CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-neon, cpu-neon-dot,
+ * native); NULL if name is none of them. Any of them builds on any host: the C compiler
+ * (--cc, e.g. a cross compiler) decides what the program runs on.
  * names gets a comma-separated list for messages. */
 const CgTarget *cg_cpu_target(const char *name);
 const char *cg_cpu_target_names(void);

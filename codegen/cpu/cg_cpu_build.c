@@ -16,6 +16,10 @@
 static const char *const avx2_flags[] = {"-mavx2", "-mfma", "-mf16c", NULL};
 static const char *const avx512_flags[] = {"-mavx2", "-mfma", "-mf16c", "-mavx512f",
 					   "-mavx512bw", "-mavx512vl", "-mavx512vnni", NULL};
+/* AArch64: the v8.0 baseline pinned (a compiler defaulting to a newer -march must not put
+ * v8.2+ instructions into cpu-neon), and v8.2 with the dot product for cpu-neon-dot. */
+static const char *const neon_flags[] = {"-march=armv8-a", NULL};
+static const char *const neon_dot_flags[] = {"-march=armv8.2-a+dotprod", NULL};
 static const char *const native_flags[] = {"-march=native", NULL};
 
 /* One emitter; the target decides the kernels' instruction set (cg_cpu_target_isa) and
@@ -25,6 +29,9 @@ static const CgTarget cpu_targets[] = {
 	{"cpu-generic", "portable C11, any CPU the C compiler targets", cg_cpu_emit, NULL},
 	{"cpu-avx2", "x86-64 AVX2 + FMA + F16C kernels", cg_cpu_emit, avx2_flags},
 	{"cpu-avx512", "x86-64 AVX-512 (F, BW, VL) + VNNI kernels", cg_cpu_emit, avx512_flags},
+	{"cpu-neon", "AArch64 NEON kernels (armv8-a)", cg_cpu_emit, neon_flags},
+	{"cpu-neon-dot", "AArch64 NEON + dot product (sdot) kernels (armv8.2-a+dotprod)",
+	 cg_cpu_emit, neon_dot_flags},
 	{"native", "the best kernels for this host, compiled with -march=native", cg_cpu_emit,
 	 native_flags},
 };
@@ -39,7 +46,7 @@ const CgTarget *cg_cpu_target(const char *name)
 
 const char *cg_cpu_target_names(void)
 {
-	return "cpu-generic, cpu-avx2, cpu-avx512, native";
+	return "cpu-generic, cpu-avx2, cpu-avx512, cpu-neon, cpu-neon-dot, native";
 }
 
 void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
@@ -58,6 +65,13 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 		isa->level = CG_ISA_AVX512;
 		isa->vnni = true;
 		snprintf(features, n, "%s", f_avx512);
+	} else if (strcmp(name, "cpu-neon") == 0) {
+		isa->level = CG_ISA_NEON;
+		snprintf(features, n, "%s", "neon");
+	} else if (strcmp(name, "cpu-neon-dot") == 0) {
+		isa->level = CG_ISA_NEON;
+		isa->vnni = true;
+		snprintf(features, n, "%s", "neon dotprod");
 	} else if (strcmp(name, "native") == 0) {
 		CgCpuFeatures f;
 		cg_cpu_detect(&f);
@@ -68,6 +82,9 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 		} else if (f.avx2 && f.fma && f.f16c) {
 			isa->level = CG_ISA_AVX2;
 			isa->vnni = f.avx_vnni;
+		} else if (f.neon) {
+			isa->level = CG_ISA_NEON;
+			isa->vnni = f.dotprod;
 		}
 		/* -march=native lets the compiler use anything the host has: the program asks
 		 * for every feature it can check */
@@ -270,8 +287,23 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
 	argv[n] = NULL;
 	put_cmd(cmd, cmd_n, argv);
 	int rc = run_cc(o, argv, dir, e);
-	if (rc)
+	if (rc) {
+		/* the likeliest cause: the host's own compiler given AArch64 flags (a name
+		 * that says aarch64 or arm64 is taken to be a cross compiler) */
+		CgIsa isa;
+		char feat[64];
+		cg_cpu_target_isa(t->name, &isa, feat, sizeof feat);
+		if (isa.level == CG_ISA_NEON && strcmp(cg_cpu_arch(), "aarch64") != 0 &&
+		    !strstr(cc, "aarch64") && !strstr(cc, "arm64") && e) {
+			/* first, so that the compiler's output cannot crowd it out */
+			char log[sizeof e->msg];
+			snprintf(log, sizeof log, "%s", e->msg);
+			bn_err(e, rc, "%s is AArch64 code and this host is %s: is '%s' a cross "
+				      "compiler? (e.g. --cc aarch64-linux-gnu-gcc)\n%s",
+			       t->name, cg_cpu_arch(), cc, log);
+		}
 		return rc;
+	}
 	/* ...and the runtime for the architecture's baseline: main() checks the CPU has what
 	 * model.o needs before calling into it, and must not use those instructions itself */
 	n = 5;

@@ -19,6 +19,7 @@ typedef struct {
 	char name[96];
 	CgBuf users;
 	CgBuf body;
+	int nt; /* the template of the forward that first used it: its users come from that one */
 } Kern;
 
 /* The emitter's state for one graph. */
@@ -28,7 +29,7 @@ typedef struct {
 	BnErr *e;
 	CgBuf *fwd;       /* body of the forward function being emitted */
 	bool t1;          /* emitting forward_t1 (T = 1), else forward_tb */
-	bool record;      /* record kernel users (first forward only) */
+	bool record;      /* record kernel users (first forward only; see Kern.nt) */
 	Kern *kern;
 	int n_kern, cap_kern;
 	uint64_t *soff;   /* per value: scratch offset (NO_OFF: none) */

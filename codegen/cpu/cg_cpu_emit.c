@@ -35,6 +35,7 @@ static Kern *kern_get(Em *m, const char *name, bool *fresh)
 	Kern *k = &m->kern[m->n_kern++];
 	memset(k, 0, sizeof *k);
 	snprintf(k->name, sizeof k->name, "%s", name);
+	k->nt = m->nt;
 	*fresh = true;
 	return k;
 }
@@ -63,10 +64,12 @@ static void put_shape(CgBuf *b, const IrValue *v)
 	cg_printf(b, "]");
 }
 
-/* Records that node n uses kernel k: its name and the constant (weight) it reads, if any. */
+/* Records that node n uses kernel k: its name and the constant (weight) it reads, if any.
+ * Every forward template walks the same nodes: the users are listed from the first forward
+ * that used the kernel (a kernel may be specialized for one template's token count). */
 static void kern_user(Em *m, Kern *k, const IrNode *n)
 {
-	if (!m->record)
+	if (k->nt != m->nt)
 		return;
 	cg_printf(&k->users, " *   ");
 	put_comment_text(&k->users, n->name);
@@ -349,8 +352,13 @@ static int quant_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
 			     "\t\tconst float *xr = x + (int64_t)t * K;\n"
 			     "\t\tint8_t *qr = q + (int64_t)t * K;\n"
 			     "\t\tdouble amax = 0.0;\n"
-			     "\t\tfor (int i = 0; i < K; i++)\n"
-			     "\t\t\tamax = fmax(amax, fabs((double)xr[i]));\n"
+			     "\t\tfor (int i = 0; i < K; i++) {\n"
+			     /* fmax's value (amax is never NaN, a NaN x never wins) without fmax:
+			      * GCC 12.2 for aarch64 (Debian 12) dies vectorizing an fmax reduction
+			      * over widened floats (ICE in vect_transform_reduction) */
+			     "\t\t\tdouble a = fabs((double)xr[i]);\n"
+			     "\t\t\tamax = a > amax ? a : amax;\n"
+			     "\t\t}\n"
 			     "\t\tamax = fmax(amax, 1e-5);\n"
 			     "\t\tfloat st = (float)(127.0 / amax);\n"
 			     "\t\tfor (int i = 0; i < K; i++) {\n"
@@ -454,6 +462,94 @@ static int emit_rope(Em *m, const IrNode *n)
  * n_ctx scores after the KV cache. Float order as the interpreter: q rounded to f16, q.K
  * in double, softmax with exp in float and the sum in double, weights rounded to f16 in
  * single-token steps, .V in double (per output element, keys in order). */
+/* Attention for n tokens at positions pos.., heads split over threads, exactly as the
+ * interpreter's op_attention: q.K in 8 double lanes (i % 8) reduced by a fixed tree, the
+ * softmax in the same order, .V per dimension in key order. With AVX-512 the 8 lanes are
+ * one zmm of doubles and .V runs 8 dimensions per vector: the same operations, so the same
+ * bits (the products of f16 values, and of an f16 value by a float, are exact in double). */
+static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd, bool z)
+{
+	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+		     "\tconst AttnArg *a = arg;\n"
+		     "\tenum { NH = %" PRId64 ", HD = %" PRId64 ", KW = %" PRId64 ", QW = NH * HD, GROUP = NH / %" PRId64 " };\n"
+		     "\tfloat qh[HD];\n",
+		  name, nh, hd, nkv * hd, nkv);
+	if (z)
+		cg_printf(b, "\t__m512d qv[HD / 8], acc[HD / 8];\n");
+	else
+		cg_printf(b, "\tdouble acc[HD];\n");
+	cg_printf(b, "\tfor (int h = NH * ith / nth; h < NH * (ith + 1) / nth; h++) {\n"
+		     "\t\tfloat *w = a->scores + (int64_t)h * a->n_ctx;\n"
+		     "\t\tconst uint16_t *Kg = a->K + (h / GROUP) * HD, *Vg = a->V + (h / GROUP) * HD;\n"
+		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
+		     "\t\t\tint64_t n_keys = a->pos + t + 1;\n"
+		     "\t\t\tfor (int i = 0; i < HD; i++)\n"
+		     "\t\t\t\tqh[i] = round_f16(a->q[(int64_t)t * QW + h * HD + i]);\n"
+		     "\t\t\tfloat mx = -INFINITY;\n");
+	if (z)
+		cg_printf(b, "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
+			     "\t\t\t\tqv[i / 8] = _mm512_cvtps_pd(_mm256_loadu_ps(qh + i));\n"
+			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+			     "\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
+			     "\t\t\t\t__m512d s = _mm512_setzero_pd();\n"
+			     "\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"
+			     "\t\t\t\t\t__m512d kd = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i))));\n"
+			     "\t\t\t\t\ts = _mm512_add_pd(s, _mm512_mul_pd(kd, qv[i / 8]));\n"
+			     "\t\t\t\t}\n"
+			     "\t\t\t\t__m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));\n"
+			     "\t\t\t\t__m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));\n"
+			     "\t\t\t\tdouble d = _mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2));\n"
+			     "\t\t\t\tw[j] = (float)d * a->scale;\n"
+			     "\t\t\t\tmx = fmaxf(mx, w[j]);\n"
+			     "\t\t\t}\n");
+	else
+		cg_printf(b, "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+			     "\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
+			     "\t\t\t\tdouble l[8] = {0};\n"
+			     "\t\t\t\tfor (int i = 0; i < HD; i++)\n"
+			     "\t\t\t\t\tl[i %% 8] += (double)f16_to_f32(kj[i]) * (double)qh[i];\n"
+			     "\t\t\t\tdouble d = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));\n"
+			     "\t\t\t\tw[j] = (float)d * a->scale;\n"
+			     "\t\t\t\tmx = fmaxf(mx, w[j]);\n"
+			     "\t\t\t}\n");
+	cg_printf(b, "\t\t\tdouble sum = 0.0;\n"
+		     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+		     "\t\t\t\tw[j] = expf(w[j] - mx);\n"
+		     "\t\t\t\tsum += (double)w[j];\n"
+		     "\t\t\t}\n"
+		     "\t\t\tfloat inv = (float)(1.0 / sum);\n"
+		     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+		     "\t\t\t\tw[j] = w[j] * inv;\n"
+		     "\t\t\t\tif (a->n == 1)\n"
+		     "\t\t\t\t\tw[j] = round_f16(w[j]);\n"
+		     "\t\t\t}\n"
+		     "\t\t\tfloat *o = a->y + (int64_t)t * QW + h * HD;\n");
+	if (z)
+		cg_printf(b, "\t\t\tfor (int i = 0; i < HD / 8; i++)\n"
+			     "\t\t\t\tacc[i] = _mm512_setzero_pd();\n"
+			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW;\n"
+			     "\t\t\t\t__m512d wj = _mm512_set1_pd((double)w[j]);\n"
+			     "\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
+			     "\t\t\t\t\tacc[i / 8] = _mm512_add_pd(acc[i / 8], _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + i)))), wj));\n"
+			     "\t\t\t}\n"
+			     "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
+			     "\t\t\t\t_mm256_storeu_ps(o + i, _mm512_cvtpd_ps(acc[i / 8]));\n");
+	else
+		cg_printf(b, "\t\t\tfor (int i = 0; i < HD; i++)\n"
+			     "\t\t\t\tacc[i] = 0.0;\n"
+			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW;\n"
+			     "\t\t\t\tdouble wj = (double)w[j];\n"
+			     "\t\t\t\tfor (int i = 0; i < HD; i++)\n"
+			     "\t\t\t\t\tacc[i] += (double)f16_to_f32(vj[i]) * wj;\n"
+			     "\t\t\t}\n"
+			     "\t\t\tfor (int i = 0; i < HD; i++)\n"
+			     "\t\t\t\to[i] = (float)acc[i];\n");
+	cg_printf(b, "\t\t}\n"
+		     "\t}\n}\n");
+}
+
 static int emit_attention(Em *m, const IrNode *n)
 {
 	int64_t nh = ir_attr_int(n, "n_head", 1), nkv = ir_attr_int(n, "n_head_kv", nh);
@@ -477,56 +573,12 @@ static int emit_attention(Em *m, const IrNode *n)
 			     "\t\tV[pos * KW + i] = f32_to_f16(v[i]);\n"
 			     "\t}\n}\n",
 			  store, kw);
-	snprintf(name, sizeof name, "attn_h%" PRId64 "_kv%" PRId64 "_hd%" PRId64, nh, nkv, hd);
+	snprintf(name, sizeof name, "attn%s_h%" PRId64 "_kv%" PRId64 "_hd%" PRId64,
+		 m->isa.level == CG_ISA_AVX512 && hd % 8 == 0 ? "z" : "", nh, nkv, hd);
 	if (kern_for(m, n, name, &b))
 		return m->e->code;
 	if (b)
-		cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
-			     "\tconst AttnArg *a = arg;\n"
-			     "\tenum { NH = %" PRId64 ", HD = %" PRId64 ", KW = %" PRId64 ", QW = NH * HD, GROUP = NH / %" PRId64 " };\n"
-			     "\tfloat qh[HD];\n"
-			     "\tdouble acc[HD];\n"
-			     "\tfor (int h = NH * ith / nth; h < NH * (ith + 1) / nth; h++) {\n"
-			     "\t\tfloat *w = a->scores + (int64_t)h * a->n_ctx;\n"
-			     "\t\tconst uint16_t *Kg = a->K + (h / GROUP) * HD, *Vg = a->V + (h / GROUP) * HD;\n"
-			     "\t\tfor (int t = 0; t < a->n; t++) {\n"
-			     "\t\t\tint64_t n_keys = a->pos + t + 1;\n"
-			     "\t\t\tfor (int i = 0; i < HD; i++)\n"
-			     "\t\t\t\tqh[i] = round_f16(a->q[(int64_t)t * QW + h * HD + i]);\n"
-			     "\t\t\tfloat mx = -INFINITY;\n"
-			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-			     "\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
-			     "\t\t\t\tdouble s = 0.0;\n"
-			     "\t\t\t\tfor (int i = 0; i < HD; i++)\n"
-			     "\t\t\t\t\ts += (double)f16_to_f32(kj[i]) * (double)qh[i];\n"
-			     "\t\t\t\tw[j] = (float)s * a->scale;\n"
-			     "\t\t\t\tmx = fmaxf(mx, w[j]);\n"
-			     "\t\t\t}\n"
-			     "\t\t\tdouble sum = 0.0;\n"
-			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-			     "\t\t\t\tw[j] = expf(w[j] - mx);\n"
-			     "\t\t\t\tsum += (double)w[j];\n"
-			     "\t\t\t}\n"
-			     "\t\t\tfloat inv = (float)(1.0 / sum);\n"
-			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-			     "\t\t\t\tw[j] = w[j] * inv;\n"
-			     "\t\t\t\tif (a->n == 1)\n"
-			     "\t\t\t\t\tw[j] = round_f16(w[j]);\n"
-			     "\t\t\t}\n"
-			     "\t\t\tfor (int i = 0; i < HD; i++)\n"
-			     "\t\t\t\tacc[i] = 0.0;\n"
-			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW;\n"
-			     "\t\t\t\tdouble wj = (double)w[j];\n"
-			     "\t\t\t\tfor (int i = 0; i < HD; i++)\n"
-			     "\t\t\t\t\tacc[i] += (double)f16_to_f32(vj[i]) * wj;\n"
-			     "\t\t\t}\n"
-			     "\t\t\tfloat *o = a->y + (int64_t)t * QW + h * HD;\n"
-			     "\t\t\tfor (int i = 0; i < HD; i++)\n"
-			     "\t\t\t\to[i] = (float)acc[i];\n"
-			     "\t\t}\n"
-			     "\t}\n}\n",
-			  name, nh, hd, kw, nkv);
+		attn_body(b, name, nh, nkv, hd, m->isa.level == CG_ISA_AVX512 && hd % 8 == 0);
 	cg_printf(m->fwd, "\t{\n"
 			  "\t\tuint16_t *K = st->kv + st->n_ctx * %" PRId64 ", *V = K + st->n_ctx * %" PRId64 ";\n"
 			  "\t\t%s(%s, %s, K, V, n, pos);\n"
@@ -730,80 +782,27 @@ static int plan_kv(Em *m)
 	return 0;
 }
 
-typedef struct {
-	uint64_t off, size;
-	int last; /* index of the last node that reads it */
-} Block;
-
-/* First fit among the live blocks (kept sorted by offset). */
-static uint64_t scratch_alloc(Block *live, int *n_live, uint64_t size, int last, uint64_t *top)
-{
-	uint64_t at = 0;
-	int i = 0;
-	for (; i < *n_live; i++) {
-		if (live[i].off >= at + size)
-			break;
-		uint64_t end = align_up(live[i].off + live[i].size);
-		if (end > at)
-			at = end;
-	}
-	memmove(&live[i + 1], &live[i], (size_t)(*n_live - i) * sizeof *live);
-	live[i] = (Block){at, size, last};
-	(*n_live)++;
-	if (at + size > *top)
-		*top = at + size;
-	return at;
-}
-
-/* Static scratch offsets for every activation, sized for max_batch tokens, reusing the
- * space of values whose last reader has run. */
+/* Static scratch offsets for every activation (but the logits, which the head writes into
+ * the caller's buffer) and each node's temporary, sized for max_batch tokens: the pipeline's
+ * plan (plan_memory) when it was made for max_batch tokens, else the same planner run here
+ * (a graph without the pass, or --max-batch other than its batch sizes' largest: a plan for
+ * fewer tokens would overflow, one for more would waste memory), so the program is the same
+ * either way. */
 static int plan_scratch(Em *m, uint64_t *bytes)
 {
 	const IrGraph *g = m->g;
-	int nv = g->n_values, nn = g->n_nodes;
-	int *last = malloc(((size_t)nv + 1) * sizeof *last);
-	Block *live = malloc(((size_t)nv + (size_t)nn + 1) * sizeof *live);
-	if (!last || !live) {
-		free(last);
-		free(live);
-		return bn_err(m->e, BN_ENOMEM, "codegen: out of memory");
-	}
-	for (int i = 0; i < nv; i++)
-		last[i] = -1;
-	for (int ni = 0; ni < nn; ni++)
-		for (int i = 0; i < g->nodes[ni].n_in; i++)
-			last[g->nodes[ni].in[i]] = ni;
-	int n_live = 0;
-	uint64_t top = 0, mb = (uint64_t)m->o->max_batch;
-	for (int ni = 0; ni < nn; ni++) {
-		const IrNode *n = &g->nodes[ni];
-		int k = 0;
-		for (int i = 0; i < n_live; i++)
-			if (live[i].last >= ni)
-				live[k++] = live[i];
-		n_live = k;
-		for (int o = 0; o < n->n_out; o++) {
-			IrId id = n->out[o];
-			const IrValue *v = &g->values[id];
-			if (id == g->logits && m->logits_direct)
-				continue;
-			uint64_t es = v->dtype == IR_DT_I8 ? 1 : 4;
-			uint64_t size = (uint64_t)ir_value_row(v) * es * (ir_value_has_t(v) ? mb : 1);
-			m->soff[id] = scratch_alloc(live, &n_live, size, last[id] > ni ? last[id] : ni,
-						    &top);
-		}
-		if (n->op == IR_OP_MATMUL) /* the head's prepared x */
-			m->tmp[ni] = scratch_alloc(live, &n_live,
-						   (uint64_t)g->values[n->in[1]].ne[0] * 4 * mb, ni,
-						   &top);
-		if (n->op == IR_OP_RMSNORM_QUANT) /* the normed rows, read by the quantizer */
-			m->tmp[ni] = scratch_alloc(live, &n_live,
-						   (uint64_t)ir_value_row(&g->values[n->in[0]]) * 4 * mb,
-						   ni, &top);
-	}
-	free(last);
-	free(live);
-	*bytes = align_up(top);
+	int64_t mb = m->o->max_batch;
+	if (g->mem.tokens != mb)
+		return ir_mem_plan(g, mb, m->soff, m->tmp, bytes, m->e);
+	/* a plan edited after the pass must not reach the program unchecked */
+	int rc = ir_mem_check(g, m->e);
+	if (rc)
+		return bn_err_prefix(m->e, "codegen");
+	for (IrId id = 0; id < g->n_values; id++)
+		m->soff[id] = g->values[id].mem_off;
+	for (IrId ni = 0; ni < g->n_nodes; ni++)
+		m->tmp[ni] = g->nodes[ni].tmp_off;
+	*bytes = g->mem.bytes;
 	return 0;
 }
 
@@ -960,21 +959,25 @@ static void put_cstr(CgBuf *b, const char *s)
 	cg_printf(b, "\"");
 }
 
-static int emit_forward(Em *m, CgBuf *b, bool t1)
+/* The forward function of template size nt: forward_t1 (one token, step mode) or
+ * forward_t<nt> for lo..nt tokens, in which the kernels may rely on n <= nt. */
+static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 {
 	m->fwd = b;
-	m->t1 = t1;
-	m->nt = t1 ? 1 : m->o->max_batch;
-	if (t1)
+	m->t1 = nt == 1;
+	m->nt = nt;
+	if (m->t1)
 		cg_printf(b, "/* one token: the reference's step mode (f16 roundings of the softmax\n"
 			     " * weights and of the head input) */\n"
 			     "static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)\n"
 			     "{\n"
 			     "\tconst int n = 1;\n");
 	else
-		cg_printf(b, "/* 2..MAX_BATCH tokens in one call */\n"
-			     "static void forward_tb(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits)\n"
-			     "{\n");
+		cg_printf(b, "/* %d..%d tokens in one call (batch mode); last_only: the head computes the\n"
+			     " * last token's logits row alone */\n"
+			     "static void forward_t%d(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)\n"
+			     "{\n",
+			  lo, nt, nt);
 	cg_printf(b, "\tuint8_t *S = st->scratch;\n"
 		     "\tconst uint8_t *W = st->w;\n"
 		     "\t(void)pos;\n");
@@ -993,7 +996,7 @@ static int emit_forward(Em *m, CgBuf *b, bool t1)
 	return 0;
 }
 
-static void emit_info(Em *m, CgBuf *b, uint64_t scratch)
+static void emit_info(Em *m, CgBuf *b, uint64_t scratch, const int *bs, int n_bs)
 {
 	const IrGraph *g = m->g;
 	const IrHparams *hp = &g->hp;
@@ -1004,8 +1007,11 @@ static void emit_info(Em *m, CgBuf *b, uint64_t scratch)
 		      "\n",
 		  hp->n_layer, hp->n_embd, hp->n_ff, hp->n_head, hp->n_head_kv, hp->head_dim,
 		  hp->n_vocab, hp->n_ctx_train);
-	cg_printf(&s, "target %s, forward for 1 token (step) and 2..%d tokens (batch)\n",
-		  m->o->target ? m->o->target : "cpu-generic", m->o->max_batch);
+	cg_printf(&s, "target %s, forward templates: 1 token (step)",
+		  m->o->target ? m->o->target : "cpu-generic");
+	for (int i = 1; i < n_bs; i++)
+		cg_printf(&s, ", %d", bs[i]);
+	cg_printf(&s, "%s\n", n_bs > 1 ? " tokens (batch)" : "");
 	cg_printf(&s, "scratch %" PRIu64 " bytes, KV %" PRId64 " bytes per position\n", scratch,
 		  m->kv_elems * 2 + m->max_heads * 4);
 	cg_printf(&s, "kernels (%d):", m->n_kern);
@@ -1026,6 +1032,17 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	if (o->max_batch < 1 || o->max_batch > 4096)
 		return bn_err(e, BN_EINVAL, "codegen: max_batch %d out of range (1..4096)",
 			      o->max_batch);
+	/* the forward templates: the pipeline's batch sizes, or 1 and max_batch */
+	const int two[2] = {1, o->max_batch};
+	const int *bs = o->batch_sizes ? o->batch_sizes : two;
+	int n_bs = o->batch_sizes ? o->n_batch_sizes : o->max_batch > 1 ? 2 : 1;
+	bool bs_ok = n_bs >= 1 && bs[0] == 1 && bs[n_bs - 1] == o->max_batch;
+	for (int i = 1; bs_ok && i < n_bs; i++)
+		bs_ok = bs[i] > bs[i - 1];
+	if (!bs_ok)
+		return bn_err(e, BN_EINVAL, "codegen: batch sizes must start at 1, ascend and end at "
+					    "max_batch %d (%d sizes given)",
+			      o->max_batch, n_bs);
 	Em m = {.g = g, .o = o, .e = e};
 	char isa_features[256];
 	cg_cpu_target_isa(o->target, &m.isa, isa_features, sizeof isa_features);
@@ -1061,13 +1078,13 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	    (rc = plan_scratch(&m, &out->scratch_bytes)))
 		goto out;
 
+	/* one forward per template; sizes {1} (a decode-only build): forward_t1 alone */
 	m.record = true;
-	if ((rc = emit_forward(&m, &fwd, true)))
-		goto out;
-	m.record = false;
-	/* max_batch 1 (a decode-only build): every call is one token, no batch forward */
-	if (o->max_batch > 1 && (rc = emit_forward(&m, &fwd, false)))
-		goto out;
+	for (int i = 0; i < n_bs; i++) {
+		if ((rc = emit_forward(&m, &fwd, bs[i], i ? bs[i - 1] + 1 : 1)))
+			goto out;
+		m.record = false;
+	}
 
 	CgBuf *b = &out->model_c;
 	cg_printf(b, "/* model.c - generated by bitnetc %s from ", BITNETC_VERSION);
@@ -1091,23 +1108,35 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 			  k->body.data ? k->body.data : "");
 	}
 	cg_printf(b, "%s", fwd.data);
-	cg_printf(b, "static void forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits)\n"
+	cg_printf(b, "/* A call of n tokens runs the smallest template that holds them. */\n"
+		     "static void forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)\n"
 		     "{\n"
 		     "\tf16_table_init(); /* forward() is called from one thread */\n");
-	if (o->max_batch > 1)
+	if (n_bs > 1) {
 		cg_printf(b, "\tif (n == 1)\n"
-			     "\t\tforward_t1(st, tokens, pos, logits);\n"
-			     "\telse\n"
-			     "\t\tforward_tb(st, tokens, n, pos, logits);\n");
-	else
+			     "\t\tforward_t1(st, tokens, pos, logits);\n");
+		for (int i = 1; i < n_bs; i++) {
+			if (i < n_bs - 1)
+				cg_printf(b, "\telse if (n <= %d)\n", bs[i]);
+			else
+				cg_printf(b, "\telse\n");
+			cg_printf(b, "\t\tforward_t%d(st, tokens, n, pos, logits, last_only);\n", bs[i]);
+		}
+	} else {
 		cg_printf(b, "\t(void)n; /* max_batch 1: the runtime calls with one token */\n"
+			     "\t(void)last_only;\n"
 			     "\tforward_t1(st, tokens, pos, logits);\n");
+	}
 	cg_printf(b, "}\n\n"
+		     "static const int32_t batch_sizes[] = {");
+	for (int i = 0; i < n_bs; i++)
+		cg_printf(b, "%s%d", i ? ", " : "", bs[i]);
+	cg_printf(b, "};\n\n"
 		     "static uint64_t kv_bytes(int64_t n_ctx)\n"
 		     "{\n"
 		     "\treturn (uint64_t)n_ctx * (KV_ELEMS * 2 + N_SCORE_ROWS * 4);\n"
 		     "}\n\n");
-	emit_info(&m, b, out->scratch_bytes);
+	emit_info(&m, b, out->scratch_bytes, bs, n_bs);
 	int64_t bos = o->bos, eos = o->eos;
 	cg_printf(b, "const RtModel rt_model = {\n"
 		     "\t.abi = RT_MODEL_ABI,\n"
@@ -1135,13 +1164,15 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		     "\t.weights_bytes = %" PRIu64 "u,\n"
 		     "\t.weights_hash = 0x%016" PRIx64 "u,\n"
 		     "\t.max_batch = MAX_BATCH,\n"
+		     "\t.batch_sizes = batch_sizes,\n"
+		     "\t.n_batch_sizes = %d,\n"
 		     "\t.scratch_bytes = %" PRIu64 "u,\n"
 		     "\t.kv_bytes = kv_bytes,\n"
 		     "\t.forward = forward,\n"
 		     "};\n",
 		  BITNETC_VERSION, g->hp.n_vocab, g->hp.n_ctx_train, g->hp.n_layer, g->hp.n_embd, bos,
 		  eos, out->payload.tok_off, out->payload.tok_bytes, o->chat_template,
-		  out->payload.size, out->payload.hash, out->scratch_bytes);
+		  out->payload.size, out->payload.hash, n_bs, out->scratch_bytes);
 	out->n_kernels = m.n_kern;
 	rc = 0;
 	if (b->oom || fwd.oom)

@@ -2,21 +2,25 @@
  * preparation and the matmul that writes the logits. */
 #include "cg_cpu_em.h"
 
-/* The head's x preparation, exactly as the interpreter's head_prepare. */
+/* The head's x preparation, exactly as the interpreter's head_prepare. step: the call is
+ * the reference's step mode (one token), which rounds x to the weight's half type first;
+ * it is a parameter, not n == 1, because a batch call that wants the last row alone
+ * prepares one row in batch mode. */
 static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
 {
-	cg_printf(b, "static void %s(const float *x, float *xr, int n)\n{\n"
-		     "\tenum { K = %" PRId64 " };\n"
-		     "\tfor (int t = 0; t < n; t++) {\n"
-		     "\t\tconst float *xt = x + (int64_t)t * K;\n"
-		     "\t\tfloat *xo = xr + (int64_t)t * K;\n",
+	cg_printf(b, "static void %s(const float *x, float *xr, int n, int step)\n{\n"
+		     "\tenum { K = %" PRId64 " };\n",
 		  name, k);
+	if (dt != IR_DT_F16 && dt != IR_DT_BF16)
+		cg_printf(b, "\t(void)step;\n");
+	cg_printf(b, "\tfor (int t = 0; t < n; t++) {\n"
+		     "\t\tconst float *xt = x + (int64_t)t * K;\n"
+		     "\t\tfloat *xo = xr + (int64_t)t * K;\n");
 	switch (dt) {
 	case IR_DT_F16:
 	case IR_DT_BF16:
-		/* single-token steps round x to the weight's half type first */
 		cg_printf(b, "\t\tfor (int i = 0; i < K; i++)\n"
-			     "\t\t\txo[i] = n == 1 ? %s : xt[i];\n",
+			     "\t\t\txo[i] = step ? %s : xt[i];\n",
 			  dt == IR_DT_F16 ? "round_f16(xt[i])" : "bf16_to_f32(f32_to_bf16(xt[i]))");
 		break;
 	case IR_DT_Q8_0:
@@ -46,16 +50,167 @@ static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
 	cg_printf(b, "\t}\n}\n");
 }
 
-/* The float head: nothing is quantized after it, so it may sum in float with 16 partial
- * sums (~1e-7 relative from the interpreter's double dot). */
+/* ---- SIMD heads: f16, bf16 and f32 weights ------------------------------------------ */
+
+/* One vector instruction set for the head. The weight rows are converted to float in
+ * registers as they stream by (no row buffer): one token (GEMV) is bound by memory
+ * bandwidth, 657 MB of f16 per token for the 2B model; several tokens share each
+ * converted weight vector across a register tile of rows x tokens. */
+typedef struct {
+	const char *guard; /* the #if condition */
+	int vw;            /* floats per vector */
+	int tt;            /* tokens per multi-token tile (4 rows); R*T + T + 1 registers */
+	int gemv_rows;     /* rows per one-token tile */
+	const char *vec, *zero, *loadx, *fma;
+	/* a weight vector at a byte pointer, as floats: the text before and after it */
+	const char *f16[2], *bf16[2], *f32[2];
+	const char *sum;   /* horizontal sum of a vector: the function; NULL: emit NAME_hsum */
+} HeadIsa;
+
+static const HeadIsa head_isas[] = {
+	{"defined(__AVX512F__)", 16, 6, 8, "__m512", "_mm512_setzero_ps()", "_mm512_loadu_ps",
+	 "_mm512_fmadd_ps",
+	 {"_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(", ")))"},
+	 {"_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(",
+	  "))), 16))"},
+	 {"_mm512_loadu_ps((const float *)(", "))"}, "_mm512_reduce_add_ps"},
+	{"defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 8, 3, 8, "__m256",
+	 "_mm256_setzero_ps()", "_mm256_loadu_ps", "_mm256_fmadd_ps",
+	 {"_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(", ")))"},
+	 {"_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(",
+	  "))), 16))"},
+	 {"_mm256_loadu_ps((const float *)(", "))"}, NULL},
+};
+
+static bool head_simd_type(IrDtype dt)
+{
+	return dt == IR_DT_F16 || dt == IR_DT_BF16 || dt == IR_DT_F32;
+}
+
+/* name_RxT(w, x, y): rows w.. (R of them, rb bytes apart) times tokens x.. (T rows of k
+ * floats) into y[t * nr + r]. Float order: per lane FMA over i, then the lanes summed. */
+static void head_tile(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, int64_t k,
+		      int64_t nr, uint64_t rb, int R, int T)
+{
+	const char *const *wl = dt == IR_DT_F16 ? s->f16 : dt == IR_DT_BF16 ? s->bf16 : s->f32;
+	int es = dt == IR_DT_F32 ? 4 : 2;
+	cg_printf(b, "static inline void %s_%dx%d(const uint8_t *w, const float *x, float *y)\n{\n",
+		  name, R, T);
+	for (int r = 0; r < R; r++) {
+		cg_printf(b, "\t%s", s->vec);
+		for (int t = 0; t < T; t++)
+			cg_printf(b, "%s s%d_%d = %s", t ? "," : "", r, t, s->zero);
+		cg_printf(b, ";\n");
+	}
+	cg_printf(b, "\tfor (int i = 0; i < %" PRId64 "; i += %d) {\n", k, s->vw);
+	for (int t = 0; t < T; t++)
+		cg_printf(b, "\t\t%s x%d = %s(x + %" PRId64 " + i);\n", s->vec, t, s->loadx,
+			  (int64_t)t * k);
+	for (int r = 0; r < R; r++) {
+		cg_printf(b, "\t\t%s w%d = %sw + %" PRIu64 " + %d * i%s;\n", s->vec, r, wl[0],
+			  (uint64_t)r * rb, es, wl[1]);
+		for (int t = 0; t < T; t++)
+			cg_printf(b, "\t\ts%d_%d = %s(w%d, x%d, s%d_%d);\n", r, t, s->fma, r, t, r, t);
+	}
+	cg_printf(b, "\t}\n");
+	for (int r = 0; r < R; r++)
+		for (int t = 0; t < T; t++) {
+			cg_printf(b, "\ty[%" PRId64 "] = %s%s(s%d_%d);\n", (int64_t)t * nr + r,
+				  s->sum ? s->sum : name, s->sum ? "" : "_hsum", r, t);
+		}
+	cg_printf(b, "}\n\n");
+}
+
+/* The tiles of one instruction set, before the kernel. */
+static void head_simd_tiles(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt,
+			    int64_t k, int64_t nr, uint64_t rb)
+{
+	if (!s->sum)
+		cg_printf(b, "static inline float %s_hsum(%s v)\n{\n"
+			     "\t__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));\n"
+			     "\th = _mm_add_ps(h, _mm_movehl_ps(h, h));\n"
+			     "\th = _mm_add_ss(h, _mm_movehdup_ps(h));\n"
+			     "\treturn _mm_cvtss_f32(h);\n"
+			     "}\n\n",
+			  name, s->vec);
+	head_tile(b, s, name, dt, k, nr, rb, s->gemv_rows, 1);
+	head_tile(b, s, name, dt, k, nr, rb, 1, 1);
+	for (int t = 1; t <= s->tt; t++)
+		if (s->gemv_rows != 4 || t != 1)
+			head_tile(b, s, name, dt, k, nr, rb, 4, t);
+}
+
+/* The kernel's body for one instruction set: one token in groups of gemv_rows rows, several
+ * in 4 x tt tiles; the row groups split evenly over the threads (the rest of N to the last). */
+static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const char *deq,
+			   uint64_t rb)
+{
+	cg_printf(b, "\t(void)%s; /* the portable path's row converter */\n"
+		     "\tif (a->n == 1) {\n"
+		     "\t\tint64_t ng = N / %d, o = %d * (ng * ith / nth);\n"
+		     "\t\tint64_t hi = ith == nth - 1 ? N : %d * (ng * (ith + 1) / nth);\n"
+		     "\t\tfor (; o + %d <= hi; o += %d)\n"
+		     "\t\t\t%s_%dx1(a->w + (uint64_t)o * %" PRIu64 ", a->x, a->y + o);\n"
+		     "\t\tfor (; o < hi; o++)\n"
+		     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x, a->y + o);\n"
+		     "\t\treturn;\n"
+		     "\t}\n"
+		     "\tint64_t ng = N / 4, o = 4 * (ng * ith / nth);\n"
+		     "\tint64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);\n"
+		     "\tfor (; o + 4 <= hi; o += 4) {\n"
+		     "\t\tconst uint8_t *w = a->w + (uint64_t)o * %" PRIu64 ";\n"
+		     "\t\tint t = 0;\n"
+		     "\t\tfor (; t + %d <= a->n; t += %d)\n"
+		     "\t\t\t%s_4x%d(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
+		     "\t\tswitch (a->n - t) {\n",
+		  deq, s->gemv_rows, s->gemv_rows, s->gemv_rows, s->gemv_rows, s->gemv_rows, name,
+		  s->gemv_rows, rb, name, rb, rb, s->tt, s->tt, name, s->tt);
+	for (int t = s->tt - 1; t >= 1; t--)
+		cg_printf(b, "\t\tcase %d:\n"
+			     "\t\t\t%s_4x%d(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
+			     "\t\t\tbreak;\n",
+			  t, name, t);
+	cg_printf(b, "\t\tdefault:\n"
+		     "\t\t\tbreak;\n"
+		     "\t\t}\n"
+		     "\t}\n"
+		     "\tfor (; o < hi; o++)\n"
+		     "\t\tfor (int t = 0; t < a->n; t++)\n"
+		     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n",
+		  name, rb);
+}
+
+/* The float head: nothing is quantized after it, so it may sum in float in any order
+ * (~1e-6 relative from the interpreter's double dot). f16/bf16/f32 weights get SIMD paths
+ * where the target has AVX-512 or AVX2+F16C+FMA and K fills whole vectors; the portable
+ * path converts a row to floats, then dots it with each token's x in 16 partial sums. */
 static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, int64_t k,
 		      int64_t nr)
 {
+	uint64_t rb = dense_row_bytes(dt, k);
+	int n_simd = 0;
+	const HeadIsa *simd[2];
+	for (size_t i = 0; i < sizeof head_isas / sizeof head_isas[0]; i++)
+		if (head_simd_type(dt) && k % head_isas[i].vw == 0)
+			simd[n_simd++] = &head_isas[i];
+	for (int i = 0; i < n_simd; i++) {
+		cg_printf(b, "#%s %s\n#include <immintrin.h>\n\n", i ? "elif" : "if", simd[i]->guard);
+		head_simd_tiles(b, simd[i], name, dt, k, nr, rb);
+	}
+	if (n_simd)
+		cg_printf(b, "#endif\n");
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
 		     "\tconst HeadArg *a = arg;\n"
 		     "\tenum { K = %" PRId64 ", K16 = K / 16 * 16 };\n"
-		     "\tconst int64_t N = %" PRId64 ";\n"
-		     "\tfloat wr[K];\n"
+		     "\tconst int64_t N = %" PRId64 ";\n",
+		  name, k, nr);
+	for (int i = 0; i < n_simd; i++) {
+		cg_printf(b, "#%s %s\n", i ? "elif" : "if", simd[i]->guard);
+		head_simd_call(b, simd[i], name, deq, rb);
+	}
+	if (n_simd)
+		cg_printf(b, "#else\n");
+	cg_printf(b, "\tfloat wr[K];\n"
 		     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;\n"
 		     "\tfor (int64_t o = lo; o < hi; o++) {\n"
 		     "\t\t%s(a->w + (uint64_t)o * %" PRIu64 ", wr);\n"
@@ -72,8 +227,11 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 		     "\t\t\t\ts += p[l];\n"
 		     "\t\t\ta->y[(int64_t)t * N + o] = s;\n"
 		     "\t\t}\n"
-		     "\t}\n}\n",
-		  name, k, nr, deq, dense_row_bytes(dt, k));
+		     "\t}\n",
+		  deq, rb);
+	if (n_simd)
+		cg_printf(b, "#endif\n");
+	cg_printf(b, "}\n");
 }
 
 int emit_matmul(Em *m, const IrNode *n)
@@ -106,14 +264,24 @@ int emit_matmul(Em *m, const IrNode *n)
 	if (b)
 		head_body(b, name, deq, w->dtype, k, nr);
 	/* without a logits buffer nothing reads the head: skip the largest matmul */
-	cg_printf(m->fwd, "\tif (logits) {\n"
-			  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
-			  "\t\t%s(%s, xr, n);\n"
-			  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, n};\n"
-			  "\t\trt_pool_run(st->pool, %s, &a);\n"
-			  "\t}\n",
-		  m->tmp[n - m->g->nodes], prep, ref(m, n->in[0], "float", x, sizeof x),
-		  m->woff[n->in[1]], name);
+	if (m->t1)
+		cg_printf(m->fwd, "\tif (logits) {\n"
+				  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
+				  "\t\t%s(%s, xr, 1, 1);\n"
+				  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, 1};\n"
+				  "\t\trt_pool_run(st->pool, %s, &a);\n"
+				  "\t}\n",
+			  m->tmp[n - m->g->nodes], prep, ref(m, n->in[0], "float", x, sizeof x),
+			  m->woff[n->in[1]], name);
+	else /* last_only: the last row alone, still prepared as a batch row (no rounding) */
+		cg_printf(m->fwd, "\tif (logits) {\n"
+				  "\t\tint h0 = last_only ? n - 1 : 0;\n"
+				  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
+				  "\t\t%s(%s + (int64_t)h0 * %" PRId64 ", xr, n - h0, 0);\n"
+				  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, n - h0};\n"
+				  "\t\trt_pool_run(st->pool, %s, &a);\n"
+				  "\t}\n",
+			  m->tmp[n - m->g->nodes], prep, ref(m, n->in[0], "float", x, sizeof x), k,
+			  m->woff[n->in[1]], name);
 	return 0;
 }
-

@@ -17,10 +17,14 @@ static void put(CgTargetInfo *t, const char *name, const char *desc, bool usable
 
 int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max)
 {
-	CgTargetInfo t[5];
+	enum { NT = 6 };
+	CgTargetInfo t[NT];
 	bool avx2 = f->avx2 && f->fma && f->f16c;
 	bool avx512 = f->avx512f && f->avx512bw && f->avx512vl;
 	const char *not_x86 = "needs an x86-64 host";
+	/* usable means runnable here; every target builds anywhere with a C compiler for it */
+	const char *not_arm = "needs an aarch64 host (build it here with a cross compiler: "
+			      "--cc aarch64-linux-gnu-gcc)";
 
 	put(&t[0], "cpu-generic", "portable C, any CPU the C compiler targets", true,
 	    "no special instructions");
@@ -31,18 +35,22 @@ int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max)
 	    : avx512 ? (f->avx512_vnni ? "avx512f/bw/vl + avx512_vnni present"
 				       : "avx512f/bw/vl present, no VNNI")
 		     : "host lacks avx512f/bw/vl (or the OS does not enable them)");
-	put(&t[3], "cpu-neon", "AArch64 NEON kernels", f->neon,
-	    f->neon ? "neon present" : "needs an aarch64 host");
+	put(&t[3], "cpu-neon", "AArch64 NEON kernels (armv8-a, any aarch64 CPU)", f->neon,
+	    f->neon ? "neon present" : not_arm);
+	put(&t[4], "cpu-neon-dot", "AArch64 NEON + dot product (sdot) kernels (armv8.2-a)",
+	    f->neon && f->dotprod,
+	    !f->neon ? not_arm : f->dotprod ? "neon dotprod present" : "host lacks dotprod");
 	/* native resolves to the best variant this host runs. */
-	const char *best = avx512 ? "cpu-avx512"
-			   : avx2  ? "cpu-avx2"
-			   : f->neon ? "cpu-neon"
-				     : "cpu-generic";
-	put(&t[4], "native", "the best CPU variant for this host", true, "");
-	snprintf(t[4].note, sizeof t[4].note, "here: %s", best);
+	const char *best = avx512		   ? "cpu-avx512"
+			   : avx2		   ? "cpu-avx2"
+			   : f->neon && f->dotprod ? "cpu-neon-dot"
+			   : f->neon		   ? "cpu-neon"
+						   : "cpu-generic";
+	put(&t[5], "native", "the best CPU variant for this host", true, "");
+	snprintf(t[5].note, sizeof t[5].note, "here: %s", best);
 
 	int n = 0;
-	for (; n < 5 && n < max; n++)
+	for (; n < NT && n < max; n++)
 		out[n] = t[n];
 	return n;
 }

@@ -187,10 +187,14 @@ typedef struct {
 	int rg, tt; /* row groups of 16, tokens */
 } Tile;
 
-/* Family prefix per ISA: z (AVX-512 VNNI), y (AVX2; VNNI or maddubs), c (portable). */
+/* Family prefix per ISA: z (AVX-512 VNNI), y (AVX2; VNNI or maddubs), n (NEON; sdot or
+ * widening multiplies), c (portable). */
 static char isa_tag(const CgIsa *isa)
 {
-	return isa->level == CG_ISA_AVX512 ? 'z' : isa->level == CG_ISA_AVX2 ? 'y' : 'c';
+	return isa->level == CG_ISA_AVX512 ? 'z'
+	       : isa->level == CG_ISA_AVX2 ? 'y'
+	       : isa->level == CG_ISA_NEON ? 'n'
+					   : 'c';
 }
 
 /* The helpers every micro kernel of the family uses: emitted once. */
@@ -201,7 +205,20 @@ static int x16_common(Em *m, const IrNode *n)
 		return m->e->code;
 	if (!b)
 		return 0;
-	if (m->isa.level != CG_ISA_GENERIC)
+	if (m->isa.level == CG_ISA_NEON)
+		/* say what is wrong before arm_neon.h does, less clearly */
+		cg_printf(b, "#if !defined(__aarch64__)\n"
+			     "#error \"the NEON kernels are AArch64 code: compile with an AArch64 C "
+			     "compiler (bitnetc build --cc aarch64-linux-gnu-gcc)\"\n"
+			     "#endif\n"
+			     "%s"
+			     "#include <arm_neon.h>\n",
+			  m->isa.vnni ? "#if !defined(__ARM_FEATURE_DOTPROD)\n"
+					"#error \"the sdot kernels need -march=armv8.2-a+dotprod "
+					"(or a CPU with it)\"\n"
+					"#endif\n"
+				      : "");
+	else if (m->isa.level != CG_ISA_GENERIC)
 		cg_printf(b, "#include <immintrin.h>\n");
 	cg_printf(b, "/* 4 int8 activations as one int32 lane (for the broadcast) */\n"
 		     "MAYBE_UNUSED static inline int32_t ld_i32(const int8_t *p)\n"
@@ -323,6 +340,81 @@ static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
 	cg_printf(b, "}\n");
 }
 
+/* NEON micro kernel: each group is four q registers of 4 rows (bytes 16v..16v+15 of a
+ * chunk: [4 rows][4 k]), so four accumulators per group and token, lane i = row 4v + i.
+ * With dotprod, sdot by lane: the chunk's 16 activations of a token are one register and
+ * its 32-bit lane s holds the 4 that the codes of shift 2s multiply (codes 0..2 fit int8,
+ * so the signed dot product is exact). Without, widening multiplies (smull/smlal) summed
+ * over the four shifts in int16, folded into int32 by addp + sadalp. That int16 sum is
+ * exact: every product is code * q with 0 <= code <= 2 and -128 <= q <= 127, so
+ * |product| <= 256; a lane of lo/hi sums 4 products (s = 0..3), |.| <= 1024; addp adds
+ * two such lanes, |.| <= 2048 < 32767; sadalp widens to int32 before it adds. */
+static void mk_neon(CgBuf *b, const char *name, int rg, int tt, bool dot)
+{
+	int na = dot && tt == 1 ? 2 : tt; /* accumulator sets: one token gets two chains */
+	int nv = 4 * rg;                    /* 4-row vectors */
+	cg_printf(b, "static inline void %s%s\n{\n", name, mk_params);
+	for (int v = 0; v < nv; v++)
+		for (int i = 0; i < na; i++)
+			cg_printf(b, "\tint32x4_t a%d_%d = vdupq_n_s32(0);\n", v, i);
+	cg_printf(b, "\tconst uint8x16_t m3 = vdupq_n_u8(3);\n"
+		     "\tfor (int64_t c = 0; c < kc; c++) {\n"
+		     "\t\tconst int8_t *qc = q + 16 * c;\n");
+	for (int t = 0; t < tt; t++)
+		if (dot)
+			cg_printf(b, "\t\tconst int8x16_t b%d = vld1q_s8(qc + %d * K);\n", t, t);
+		else
+			for (int s = 0; s < 4; s++)
+				cg_printf(b, "\t\tconst int8x16_t b%d_%d = vreinterpretq_s8_s32(vdupq_n_s32(ld_i32(qc + %d * K + %d)));\n",
+					  t, s, t, 4 * s);
+	for (int v = 0; v < nv; v++) {
+		cg_printf(b, "\t\t{\n"
+			     "\t\t\tconst uint8x16_t v = vld1q_u8(w + %d * gs + 64 * c + %d);\n"
+			     "\t\t\tconst int8x16_t c0 = vreinterpretq_s8_u8(vandq_u8(v, m3));\n"
+			     "\t\t\tconst int8x16_t c1 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 2), m3));\n"
+			     "\t\t\tconst int8x16_t c2 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 4), m3));\n"
+			     "\t\t\tconst int8x16_t c3 = vreinterpretq_s8_u8(vshrq_n_u8(v, 6));\n",
+			  v / 4, 16 * (v % 4));
+		for (int t = 0; t < tt; t++) {
+			if (dot) {
+				for (int s = 0; s < 4; s++) {
+					int ai = tt == 1 ? s % 2 : t;
+					cg_printf(b, "\t\t\ta%d_%d = vdotq_laneq_s32(a%d_%d, c%d, b%d, %d);\n",
+						  v, ai, v, ai, s, t, s);
+				}
+				continue;
+			}
+			cg_printf(b, "\t\t\t{\n"
+				     "\t\t\t\tint16x8_t lo = vmull_s8(vget_low_s8(c0), vget_low_s8(b%d_0));\n"
+				     "\t\t\t\tint16x8_t hi = vmull_high_s8(c0, b%d_0);\n",
+				  t, t);
+			for (int s = 1; s < 4; s++)
+				cg_printf(b, "\t\t\t\tlo = vmlal_s8(lo, vget_low_s8(c%d), vget_low_s8(b%d_%d));\n"
+					     "\t\t\t\thi = vmlal_high_s8(hi, c%d, b%d_%d);\n",
+					  s, t, s, s, t, s);
+			cg_printf(b, "\t\t\t\ta%d_%d = vpadalq_s16(a%d_%d, vpaddq_s16(lo, hi));\n"
+				     "\t\t\t}\n",
+				  v, t, v, t);
+		}
+		cg_printf(b, "\t\t}\n");
+	}
+	cg_printf(b, "\t}\n");
+	if (na > tt)
+		for (int v = 0; v < nv; v++)
+			cg_printf(b, "\ta%d_0 = vaddq_s32(a%d_0, a%d_1);\n", v, v, v);
+	/* the scalar epilogue's operations, lane by lane: int32 -> float rounds to nearest as
+	 * (float) does, and vdivq/vmulq are IEEE single division and multiplication */
+	for (int t = 0; t < tt; t++)
+		for (int v = 0; v < nv; v++)
+			cg_printf(b, "\t{\n"
+				     "\t\tfloat32x4_t f = vcvtq_f32_s32(vsubq_s32(a%d_%d, vdupq_n_s32(qs[%d])));\n"
+				     "\t\tf = vmulq_f32(vdivq_f32(f, vdupq_n_f32(sc[%d])), vdupq_n_f32(wscale));\n"
+				     "\t\tvst1q_f32(y + %d * N + %d, f);\n"
+				     "\t}\n",
+				  v, tt == 1 ? 0 : t, t, t, t, 4 * v);
+	cg_printf(b, "}\n");
+}
+
 /* Portable micro kernel: one group, one token. */
 static void mk_generic(CgBuf *b, const char *name)
 {
@@ -351,6 +443,8 @@ static int x16_micro(Em *m, const IrNode *n, int rg, int tt, char *name, size_t 
 	char t = isa_tag(&m->isa);
 	if (t == 'y' && m->isa.vnni)
 		t = 'v';
+	else if (t == 'n' && m->isa.vnni)
+		t = 'd';
 	snprintf(name, nn, "x16%c_r%d_t%d", t, rg, tt);
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
@@ -361,6 +455,8 @@ static int x16_micro(Em *m, const IrNode *n, int rg, int tt, char *name, size_t 
 		mk_avx512(b, name, rg, tt);
 	else if (m->isa.level == CG_ISA_AVX2)
 		mk_avx2(b, name, rg, tt, m->isa.vnni);
+	else if (m->isa.level == CG_ISA_NEON)
+		mk_neon(b, name, rg, tt, m->isa.vnni);
 	else
 		mk_generic(b, name);
 	return 0;
@@ -370,14 +466,21 @@ static int x16_micro(Em *m, const IrNode *n, int rg, int tt, char *name, size_t 
  * tokens} (set from Lua), else the ISA's default. Rows are whole groups of 16. */
 static int x16_tile(Em *m, const IrNode *n, Tile *t)
 {
-	int acc_max = m->isa.level == CG_ISA_AVX512 ? 24 : m->isa.level == CG_ISA_AVX2 ? 12 : 1;
+	int acc_max = m->isa.level == CG_ISA_AVX512 ? 24
+		      : m->isa.level == CG_ISA_AVX2 ? 12
+		      : m->isa.level == CG_ISA_NEON ? 24
+						    : 1;
 	if (m->isa.level == CG_ISA_GENERIC) {
 		*t = (Tile){1, 1};
 		return 0;
 	}
 	if (m->isa.level == CG_ISA_AVX512)
 		*t = (Tile){2, 8};
+	else if (m->isa.level == CG_ISA_NEON && !m->isa.vnni)
+		/* 32 q registers: 8 accumulators + 8 broadcast activations + codes, lo/hi */
+		*t = (Tile){1, 2};
 	else
+		/* AVX2: 8 of 16 ymm accumulate; NEON sdot: 16 accumulators + 4 activations */
 		*t = (Tile){1, 4};
 	const IrAttr *a = ir_attr_find(n, "tile");
 	if (a) {
@@ -387,10 +490,12 @@ static int x16_tile(Em *m, const IrNode *n, Tile *t)
 						 "multiple of 16 and tokens >= 1");
 		t->rg = (int)(a->ints[0] / 16);
 		t->tt = (int)a->ints[1];
-		int per = m->isa.level == CG_ISA_AVX2 ? 2 : 1; /* ymm halves per group */
+		/* registers per group: ymm halves (AVX2), 4-row q registers (NEON) */
+		int per = m->isa.level == CG_ISA_AVX2 ? 2 : m->isa.level == CG_ISA_NEON ? 4 : 1;
 		if (t->rg * per * t->tt > acc_max || t->rg > 8)
 			return unsupported(m, n, "attribute tile: rows/16 x tokens must fit the "
-						 "registers (AVX-512: <= 24, AVX2: rows/8 x tokens <= 12)");
+						 "registers (AVX-512: <= 24, AVX2: rows/8 x tokens <= 12, "
+						 "NEON: rows/4 x tokens <= 24)");
 	}
 	if (t->tt > m->nt)
 		t->tt = m->nt;
@@ -406,6 +511,9 @@ static int emit_tmm_x16(Em *m, const IrNode *n, int64_t k, int64_t nr)
 	const char *kn = ir_attr_str(n, "kernel", "simd");
 	if (strcmp(kn, "simd") != 0 && strcmp(kn, "portable") != 0)
 		return unsupported(m, n, "attribute kernel must be \"simd\" or \"portable\"");
+	/* the target's header, whichever kernel the first x16 node asks for */
+	if (x16_common(m, n))
+		return m->e->code;
 	CgIsa keep = m->isa;
 	if (strcmp(kn, "portable") == 0)
 		m->isa = (CgIsa){CG_ISA_GENERIC, false};
@@ -417,7 +525,7 @@ static int emit_tmm_x16(Em *m, const IrNode *n, int64_t k, int64_t nr)
 static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 {
 	Tile tl;
-	if (x16_tile(m, n, &tl) || x16_common(m, n))
+	if (x16_tile(m, n, &tl))
 		return m->e->code;
 	char name[128], mk[64], q[64], s[64], y[64];
 	snprintf(name, sizeof name, "tmm_x16%c_k%" PRId64 "_n%" PRId64 "_r%d_t%d",

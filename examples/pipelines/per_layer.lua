@@ -1,54 +1,50 @@
--- per_layer.lua - the default pipeline plus a per-layer override: the ffn_down matmuls
--- (the largest ternary matrices, k = n_ff) get their own kernel choice and tile, picked
--- from the target's features and cache size. Every other matmul keeps codegen's default.
+-- per_layer.lua - the default pipeline plus a per-layer override: the ffn_down matmuls (the
+-- widest ternary matrices, k = n_ff) get their own GEMM tile, picked from the target's
+-- features; one layer's ffn_down is forced onto the portable C kernel (to compare against,
+-- or to work around a suspect SIMD path). Every other matmul keeps codegen's default.
 --
---   bitnetc build model.gguf --pipeline examples/pipelines/per_layer.lua
+--   bitnetc build model.gguf --pipeline examples/pipelines/per_layer.lua --target native
 --
--- Attributes set here are hints codegen reads ("kernel", "tile"); the verifier checks the
--- graph after every Lua pass, so a typo in an attribute the IR itself needs (e.g. a float
--- eps set to an int) is caught with this file's line.
+-- Attributes codegen reads on a ternary_matmul whose weight is in the i2s_x16 layout:
+--   tile   = {rows, tokens}: rows a multiple of 16, computed together for `tokens` tokens,
+--            with rows/16 x tokens accumulators held in registers (AVX-512: <= 24;
+--            AVX2: rows/8 x tokens <= 12). More tokens reuse each unpacked weight more.
+--   kernel = "simd" (the target's family, the default) or "portable".
+-- A value codegen cannot take is an error naming the node; the verifier checks the graph
+-- after every Lua pass, with this file's line.
 local bitnetc = require("bitnetc")
-local target = bitnetc.target
+local features = bitnetc.target.features
 
--- The kernel family for the host: branch on features, not on CPU names.
-local kernel
-if target.features.avx512_vnni then
-	kernel = "i2s_vnni"
-elseif target.features.avx2 then
-	kernel = "i2s_avx2"
-elseif target.features.neon then
-	kernel = "i2s_neon"
-else
-	kernel = "i2s_generic"
-end
-
--- Rows per tile: keep one tile of int8 activations plus its packed weights (k/4 bytes a
--- row) within half of L1 so the next tile's loads do not evict it. Unknown cache: 32 KiB.
-local function tile_rows(k)
-	local l1 = target.cache.l1d > 0 and target.cache.l1d or 32768
-	local rows = (l1 // 2 - k) // (k // 4)
-	local t = 8
-	while t * 2 <= rows and t < 256 do
-		t = t * 2
-	end
-	return t
+-- ffn_down reads 4*n_ff bytes of weights per 16 rows (27 KiB for n_ff 6912): one tile of
+-- it no longer sits in L1 next to its activations, so reuse each loaded weight over more
+-- tokens than the default tile does.
+local tile
+if features.avx512_vnni then
+	tile = {32, 12}
+elseif features.avx2 then
+	tile = {16, 6}
 end
 
 local p = bitnetc.pipeline()
-p:add("verify")
+p:add("infer_shapes")
 p:add("dce")
+p:add("fuse")
+p:add("dce")
+p:add("permute_weights")
 p:add("batch_templates", {sizes = {1, 8, 32, 128}})
 
 p:add(function(g)
 	-- Node names follow the GGUF tensor names without ".weight".
 	for _, n in ipairs(g:match_nodes("blk.*.ffn_down")) do
-		if n.op == "ternary_matmul" then
-			local w = n.inputs[3]            -- the weight: codes, scales, weight
-			local k = w.shape[1]             -- ggml order: shape[1] is the row length
-			n:set_attr("kernel", kernel)
-			n:set_attr("tile", {tile_rows(k), 1})
+		if n.op == "ternary_matmul" and tile then
+			n:set_attr("tile", tile)
 		end
 	end
-end, "ffn_down_kernels")
+	local first = g:node("blk.0.ffn_down")
+	if first then
+		first:set_attr("kernel", "portable")
+	end
+end, "ffn_down_tiles")
 
+p:add("plan_memory")
 return p

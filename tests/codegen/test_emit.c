@@ -71,22 +71,29 @@ static const char *runtime_dir(void)
 }
 
 /* The generated file compiles without a warning under -Wall -Wextra with gcc (cc) and,
- * when installed, clang. */
+ * when installed, clang; on x86-64 also with the flags of the SIMD paths (the head's
+ * #if branches), which compiling needs no such CPU for. */
 static void compile_clean(const CgOutput *out, const char *name)
 {
 	char path[1024];
 	snprintf(path, sizeof path, "%s.c", tu_tmp(name));
 	assert_int_equal(tu_write_file(path, out->model_c.data, out->model_c.len), 0);
 	static const char *const ccs[] = {"cc", "clang"};
+	static const char *const isa[] = {"", "-mavx2 -mfma -mf16c",
+					  "-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl"};
+	bool x86 = tu_run(NULL, "[ \"$(uname -m)\" = x86_64 ]") == 0;
 	for (int i = 0; i < 2; i++) {
 		if (i == 1 && tu_run(NULL, "command -v clang >/dev/null 2>&1") != 0)
 			continue;
-		char *log = NULL;
-		int rc = tu_run(&log, "%s -std=c11 -O1 -Wall -Wextra -Werror -ffp-contract=off -I '%s' -c '%s' -o /dev/null",
-				ccs[i], runtime_dir(), path);
-		if (rc != 0)
-			fail_msg("%s: %s warns or fails:\n%s", path, ccs[i], log ? log : "");
-		free(log);
+		for (int j = 0; j < (x86 ? 3 : 1); j++) {
+			char *log = NULL;
+			int rc = tu_run(&log, "%s -std=c11 -O1 -Wall -Wextra -Werror -ffp-contract=off %s -I '%s' -c '%s' -o /dev/null",
+					ccs[i], isa[j], runtime_dir(), path);
+			if (rc != 0)
+				fail_msg("%s: %s %s warns or fails:\n%s", path, ccs[i], isa[j],
+					 log ? log : "");
+			free(log);
+		}
 	}
 }
 
@@ -120,7 +127,8 @@ static void test_golden_text(void **state)
 	assert_non_null(strstr(out.model_c.data, "static void tmm_i2s_k128_n128(void *arg, int ith, int nth)"));
 	assert_non_null(strstr(out.model_c.data, "static void attn_h2_kv1_hd64("));
 	assert_non_null(strstr(out.model_c.data, "static void forward_t1("));
-	assert_non_null(strstr(out.model_c.data, "static void forward_tb("));
+	assert_non_null(strstr(out.model_c.data, "static void forward_t8("));
+	assert_non_null(strstr(out.model_c.data, "static const int32_t batch_sizes[] = {1, 8};"));
 	assert_non_null(strstr(out.model_c.data, "const RtModel rt_model = {"));
 	compile_clean(&out, "emit-small-i2s");
 	cg_output_free(&out);
@@ -220,7 +228,66 @@ static void test_rejects(void **state)
 	one.max_batch = 1;
 	assert_int_equal(cg_cpu_emit(m.g, &one, &out, &e), 0);
 	assert_non_null(strstr(out.model_c.data, "forward_t1("));
-	assert_null(strstr(out.model_c.data, "forward_tb("));
+	assert_null(strstr(out.model_c.data, "forward_t8("));
+	assert_non_null(strstr(out.model_c.data, "batch_sizes[] = {1};"));
+	cg_output_free(&out);
+
+	/* batch sizes that are not 1 first, ascending, ending at max_batch */
+	static const int bad_sizes[][3] = {{2, 4, 8}, {1, 8, 4}, {1, 4, 16}, {1, 4, 4}};
+	for (size_t i = 0; i < sizeof bad_sizes / sizeof bad_sizes[0]; i++) {
+		CgOpts bs = opts;
+		bs.batch_sizes = bad_sizes[i];
+		bs.n_batch_sizes = 3;
+		assert_int_equal(cg_cpu_emit(m.g, &bs, &out, &e), BN_EINVAL);
+		assert_non_null(strstr(e.msg, "batch sizes"));
+		assert_null(out.model_c.data);
+	}
+	model_close(&m);
+}
+
+/* One forward function per batch template: forward_t1 (step mode) and forward_tS for each
+ * S > 1, the call of n tokens dispatched to the smallest S >= n; the templates and their
+ * users are in the model's description. */
+static void test_templates(void **state)
+{
+	(void)state;
+	Model m;
+	small_model(&m, "emit-tmpl.gguf", IR_DT_I2_S, IR_DT_F16);
+	static const int sizes[] = {1, 3, 8};
+	CgOpts o = opts;
+	o.batch_sizes = sizes;
+	o.n_batch_sizes = 3;
+	CgOutput out;
+	BnErr e = {0};
+	if (cg_cpu_emit(m.g, &o, &out, &e))
+		fail_msg("%s", e.msg);
+	const char *c = out.model_c.data;
+	assert_non_null(strstr(c, "static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)"));
+	assert_non_null(strstr(c, "/* 2..3 tokens in one call"));
+	assert_non_null(strstr(c, "static void forward_t3(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)"));
+	assert_non_null(strstr(c, "/* 4..8 tokens in one call"));
+	assert_non_null(strstr(c, "static void forward_t8("));
+	assert_non_null(strstr(c, "\tif (n == 1)\n\t\tforward_t1(st, tokens, pos, logits);\n"
+				  "\telse if (n <= 3)\n\t\tforward_t3(st, tokens, n, pos, logits, last_only);\n"
+				  "\telse\n\t\tforward_t8(st, tokens, n, pos, logits, last_only);\n"));
+	assert_non_null(strstr(c, "static const int32_t batch_sizes[] = {1, 3, 8};"));
+	assert_non_null(strstr(c, ".n_batch_sizes = 3,"));
+	assert_non_null(strstr(c, "forward templates: 1 token (step), 3, 8 tokens (batch)"));
+	/* the step forward prepares the head's x in step mode, the others in batch mode and
+	 * for the last row alone when asked */
+	assert_non_null(strstr(c, "head_prep_f16_k128((float *)"));
+	assert_non_null(strstr(c, ", xr, 1, 1);"));
+	assert_non_null(strstr(c, "int h0 = last_only ? n - 1 : 0;"));
+	assert_non_null(strstr(c, ", xr, n - h0, 0);"));
+	/* each kernel's users are listed once, not once per template */
+	const char *u = strstr(c, "/* rmsnorm_n128, used by:\n");
+	assert_non_null(u);
+	const char *end = strstr(u, "*/");
+	int users = 0;
+	for (const char *p = strstr(u, "(rmsnorm"); p && p < end; p = strstr(p + 1, "(rmsnorm"))
+		users++;
+	assert_int_equal(users, 4); /* attn_norm, attn_sub_norm, ffn_norm, result_norm */
+	compile_clean(&out, "emit-tmpl");
 	cg_output_free(&out);
 	model_close(&m);
 }
@@ -263,6 +330,7 @@ int main(void)
 		cmocka_unit_test(test_golden_text),   cmocka_unit_test(test_variants_compile),
 		cmocka_unit_test(test_layout),        cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_buf),           cmocka_unit_test(test_targets),
+		cmocka_unit_test(test_templates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

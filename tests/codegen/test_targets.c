@@ -134,11 +134,14 @@ static void test_cpu_targets(void **state)
 	memset(&f, 0, sizeof f);
 	f.x86 = f.sse4_2 = f.avx2 = f.fma = f.f16c = true;
 	int n = cg_cpu_targets(&f, t, 8);
-	assert_int_equal(n, 5);
+	assert_int_equal(n, 6);
 	assert_true(find(t, n, "cpu-generic")->usable);
 	assert_true(find(t, n, "cpu-avx2")->usable);
 	assert_false(find(t, n, "cpu-avx512")->usable);
 	assert_false(find(t, n, "cpu-neon")->usable);
+	assert_false(find(t, n, "cpu-neon-dot")->usable);
+	/* not runnable here, but buildable with a cross compiler: the note says how */
+	assert_non_null(strstr(find(t, n, "cpu-neon")->note, "--cc aarch64-linux-gnu-gcc"));
 	assert_true(find(t, n, "native")->usable);
 	assert_non_null(strstr(find(t, n, "native")->note, "cpu-avx2"));
 	for (int i = 0; i < n; i++)
@@ -160,10 +163,50 @@ static void test_cpu_targets(void **state)
 	f.neon = true;
 	n = cg_cpu_targets(&f, t, 8);
 	assert_true(find(t, n, "cpu-neon")->usable);
+	assert_false(find(t, n, "cpu-neon-dot")->usable);
+	assert_non_null(strstr(find(t, n, "cpu-neon-dot")->note, "lacks dotprod"));
+	assert_non_null(strstr(find(t, n, "native")->note, "cpu-neon"));
 	assert_false(find(t, n, "cpu-avx2")->usable);
 	assert_non_null(strstr(find(t, n, "cpu-avx2")->note, "x86-64"));
+	f.dotprod = true;
+	n = cg_cpu_targets(&f, t, 8);
+	assert_true(find(t, n, "cpu-neon-dot")->usable);
+	assert_non_null(strstr(find(t, n, "native")->note, "cpu-neon-dot"));
 
 	assert_int_equal(cg_cpu_targets(&f, t, 2), 2); /* honours max */
+}
+
+/* The NEON targets: their ISA (vnni meaning the dot product), the features the program
+ * checks at start, and the -march the model is compiled with. */
+static void test_neon_targets(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name, *features, *march;
+		bool dot;
+	} v[] = {
+		{"cpu-neon", "neon", "-march=armv8-a", false},
+		{"cpu-neon-dot", "neon dotprod", "-march=armv8.2-a+dotprod", true},
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		CgIsa isa;
+		char feat[128];
+		cg_cpu_target_isa(v[i].name, &isa, feat, sizeof feat);
+		assert_int_equal(isa.level, CG_ISA_NEON);
+		assert_int_equal(isa.vnni, v[i].dot);
+		assert_string_equal(feat, v[i].features);
+		const CgTarget *t = cg_cpu_target(v[i].name);
+		assert_non_null(t);
+		assert_non_null(t->cflags);
+		assert_string_equal(t->cflags[0], v[i].march);
+		assert_null(t->cflags[1]);
+		assert_non_null(strstr(cg_cpu_target_names(), v[i].name));
+	}
+	/* native follows the host: NEON exactly on aarch64 */
+	CgIsa isa;
+	char feat[256];
+	cg_cpu_target_isa("native", &isa, feat, sizeof feat);
+	assert_int_equal(isa.level == CG_ISA_NEON, strcmp(cg_cpu_arch(), "aarch64") == 0);
 }
 
 static void test_cuda_probe(void **state)
@@ -235,7 +278,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cpu_detect),   cmocka_unit_test(test_features_str),
-		cmocka_unit_test(test_cpu_targets),  cmocka_unit_test(test_cuda_probe),
+		cmocka_unit_test(test_cpu_targets),  cmocka_unit_test(test_neon_targets),
+		cmocka_unit_test(test_cuda_probe),
 		cmocka_unit_test(test_ptxas_search), cmocka_unit_test(test_metal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

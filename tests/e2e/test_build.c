@@ -94,13 +94,28 @@ static void model_close(Model *m)
 	gguf_close(m->f);
 }
 
-/* The program's call split (runtime/rt_main.c): chunks of <= max_batch, never a last
- * chunk of one token. */
-static int chunk(int rem, int max_batch)
+/* The sizes a program splits a prompt into (ascending): its batch templates below -ub,
+ * then -ub (the largest template without it). */
+typedef struct {
+	int n;
+	int s[8];
+} Calls;
+
+static const Calls calls_default = {4, {1, 8, 32, 128}}; /* passes/default.lua */
+static const Calls calls_step = {1, {1}};                /* -ub 1, decode-only builds */
+
+/* The program's call split (runtime/rt_main.c, rt_chunk): the largest size that fits; a
+ * rest below every multi-token size in one call; never a last call of one token. */
+static int chunk(int rem, const Calls *c)
 {
-	int m = rem < max_batch ? rem : max_batch;
+	int cap = c->s[c->n - 1], m = 1;
+	for (int i = 0; i < c->n; i++)
+		if (c->s[i] <= rem)
+			m = c->s[i];
+	if (m == 1)
+		m = rem < cap ? rem : cap;
 	if (rem - m == 1 && m > 1)
-		m--;
+		m = m > 2 ? m - 1 : m + 1 <= cap ? m + 1 : 1;
 	return m;
 }
 
@@ -120,17 +135,17 @@ static double rel_diff(const float *got, const float *ref, int nv)
  * same way: the prompt in the program's chunks, then one token per call, each the
  * token the program chose. Returns the worst relative difference. */
 static double vs_interp(Model *m, const float *got, int rows, const int32_t *tok, int n,
-			int max_batch)
+			const Calls *calls)
 {
 	BnErr e = {0};
 	IrInterp *it = ir_interp_new(m->g, 256, &e);
 	if (!it)
 		fail_msg("%s", e.msg);
 	ir_interp_set_threads(it, 2);
-	float *ref = malloc((size_t)max_batch * (size_t)m->nv * sizeof(float));
+	float *ref = malloc((size_t)calls->s[calls->n - 1] * (size_t)m->nv * sizeof(float));
 	double worst = 0;
 	for (int off = 0; off < n;) {
-		int c = chunk(n - off, max_batch);
+		int c = chunk(n - off, calls);
 		if (ir_interp_eval(it, tok + off, c, ref, &e))
 			fail_msg("%s", e.msg);
 		for (int r = 0; r < c; r++) {
@@ -225,7 +240,7 @@ static void test_golden_models(void **state)
 			assert_int_equal(rows, n * m.nv);
 			for (int r = 0; r < n; r++)
 				tu_golden_row(&forced, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
-			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n, 32));
+			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n, &calls_default));
 			free(got);
 
 			/* the same, one token per call (-ub 1): the reference's step mode */
@@ -233,7 +248,7 @@ static void test_golden_models(void **state)
 			assert_int_equal(rows, n * m.nv);
 			for (int r = 0; r < n; r++)
 				tu_golden_row(&forced_step, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
-			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n, 1));
+			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n, &calls_step));
 			free(got);
 			free(ref);
 
@@ -250,7 +265,7 @@ static void test_golden_models(void **state)
 				}
 				tu_golden_row(&free_run, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
 			}
-			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n_prompt, 32));
+			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n_prompt, &calls_default));
 			free(got);
 			free(ref);
 		}
@@ -295,15 +310,15 @@ static void test_variants(void **state)
 		int rows;
 		float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
 		assert_int_equal(rows, 17 * m.nv);
-		double d = vs_interp(&m, got, 17, prompt13, 13, 32);
+		double d = vs_interp(&m, got, 17, prompt13, 13, &calls_default);
 		printf("build %-16s (%s): vs interpreter %.2g rel\n", v[i].name, v[i].args, d);
 		free(got);
 		model_close(&m);
 	}
 }
 
-/* A prompt split across calls: --max-batch 4 gives chunks 4+4+3+2, which must match the
- * interpreter run with those calls, and the whole-prompt build. */
+/* A prompt split across calls: --max-batch 4 gives templates 1 and 4 and chunks 4+4+3+2,
+ * which must match the interpreter run with those calls, and the default build (8+5). */
 static void test_split(void **state)
 {
 	(void)state;
@@ -320,7 +335,7 @@ static void test_split(void **state)
 	float *a = run_prog(p4, prompt13, 13, 2, &r4, NULL);
 	float *b = run_prog(p32, prompt13, 13, 0, &r32, NULL);
 	assert_int_equal(r4, 15 * m.nv);
-	vs_interp(&m, a, 15, prompt13, 13, 4);
+	vs_interp(&m, a, 15, prompt13, 13, &(Calls){2, {1, 4}});
 	for (int r = 0; r < 13; r++)
 		assert_true(rel_diff(a + (size_t)r * (size_t)m.nv, b + (size_t)r * (size_t)m.nv, m.nv) <= 1e-4);
 	free(a);
@@ -336,9 +351,11 @@ static void test_pipelines(void **state)
 	(void)state;
 	static const struct {
 		const char *script;
-		int max_batch; /* the calls the program then makes */
+		const Calls *calls; /* the calls the program then makes */
 	} ex[] = {
-		{"decode_only.lua", 1}, {"per_layer.lua", 128}, {"sparsity_report.lua", 128},
+		{"decode_only.lua", &calls_step},
+		{"per_layer.lua", &calls_default},
+		{"sparsity_report.lua", &calls_default},
 	};
 	char gguf[4096], src[4096];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
@@ -353,7 +370,7 @@ static void test_pipelines(void **state)
 		int rows;
 		float *got = run_prog(prog, prompt13, 13, 2, &rows, NULL);
 		assert_int_equal(rows, 15 * m.nv);
-		vs_interp(&m, got, 15, prompt13, 13, ex[i].max_batch);
+		vs_interp(&m, got, 15, prompt13, 13, ex[i].calls);
 		free(got);
 	}
 	model_close(&m);
@@ -373,6 +390,128 @@ static void test_pipelines(void **state)
 	assert_non_null(strstr(log, "nosuch"));
 	assert_false(exists(out));
 	free(log);
+}
+
+/* A main() that calls the model's forward directly (model.o and the runtime of a build
+ * with --emit-c and --weights-file): for every n up to 40 (full and partial templates,
+ * and n == 1), forward(last_only) writes one row, bit for bit the last row of the same
+ * call with all rows, and nothing after it. */
+static const char last_only_main[] =
+	"#include \"rt.h\"\n"
+	"#include \"rt_model.h\"\n"
+	"#include <stdio.h>\n"
+	"#include <stdlib.h>\n"
+	"#include <string.h>\n"
+	"int main(int argc, char **argv)\n"
+	"{\n"
+	"\tRtWeights w;\n"
+	"\tRtErr e = {0};\n"
+	"\tif (argc < 2 || rt_weights_map(&w, argv[1], argv[0], rt_model.weights_bytes, rt_model.weights_hash, &e)) {\n"
+	"\t\tfprintf(stderr, \"weights: %s\\n\", e.msg);\n"
+	"\t\treturn 2;\n"
+	"\t}\n"
+	"\tsize_t nv = (size_t)rt_model.n_vocab;\n"
+	"\tint64_t n_ctx = 64;\n"
+	"\tRtState st = {.w = w.data, .kv = calloc(1, (size_t)rt_model.kv_bytes(n_ctx)),\n"
+	"\t\t      .scratch = aligned_alloc(64, (size_t)(rt_model.scratch_bytes + 63) / 64 * 64),\n"
+	"\t\t      .n_ctx = n_ctx, .pool = rt_pool_new(2)};\n"
+	"\tfloat *all = malloc((size_t)rt_model.max_batch * nv * sizeof(float));\n"
+	"\tfloat *one = malloc(2 * nv * sizeof(float));\n"
+	"\tint32_t tok[64];\n"
+	"\tfor (int i = 0; i < 64; i++)\n"
+	"\t\ttok[i] = (int32_t)((i * 37 + 11) % (int)nv);\n"
+	"\tint fails = 0, checked = 0;\n"
+	"\tfor (int n = 1; n <= 40 && n <= rt_model.max_batch; n++, checked++) {\n"
+	"\t\trt_model.forward(&st, tok, n, 0, all, 0);\n"
+	"\t\tfor (size_t i = 0; i < 2 * nv; i++)\n"
+	"\t\t\tone[i] = -12345.0f;\n"
+	"\t\trt_model.forward(&st, tok, n, 0, one, 1);\n"
+	"\t\tif (memcmp(one, all + (size_t)(n - 1) * nv, nv * sizeof(float)) != 0) {\n"
+	"\t\t\tfprintf(stderr, \"n %d: the last_only row differs from row %d of all rows\\n\", n, n - 1);\n"
+	"\t\t\tfails++;\n"
+	"\t\t}\n"
+	"\t\tfor (size_t i = nv; i < 2 * nv; i++)\n"
+	"\t\t\tif (one[i] != -12345.0f) {\n"
+	"\t\t\t\tfprintf(stderr, \"n %d: last_only wrote past one row\\n\", n);\n"
+	"\t\t\t\tfails++;\n"
+	"\t\t\t\tbreak;\n"
+	"\t\t\t}\n"
+	"\t}\n"
+	"\tprintf(\"checked %d call sizes, %d failed\\n\", checked, fails);\n"
+	"\treturn fails != 0;\n"
+	"}\n";
+
+static void test_last_only(void **state)
+{
+	(void)state;
+	char gguf[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	static const char *const targets[] = {"cpu-generic", "native"};
+	for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+		char dir[4096], prog[4096], wf[4096], extra[8400], hb[4096];
+		snprintf(dir, sizeof dir, "%s-%s", tu_tmp("lastonly-src"), targets[i]);
+		snprintf(prog, sizeof prog, "%s-%s", tu_tmp("lastonly-prog"), targets[i]);
+		snprintf(wf, sizeof wf, "%s-%s", tu_tmp("lastonly.weights"), targets[i]);
+		snprintf(hb, sizeof hb, "%s-%s", tu_tmp("lastonly-main"), targets[i]);
+		assert_int_equal(tu_run(NULL, "rm -rf '%s'", dir), 0);
+		snprintf(extra, sizeof extra, "--target %s --emit-c '%s' --weights-file '%s'", targets[i],
+			 dir, wf);
+		build(gguf, prog, extra);
+		char src[4200];
+		snprintf(src, sizeof src, "%s/last_only_main.c", dir);
+		assert_int_equal(tu_write_file(src, last_only_main, strlen(last_only_main)), 0);
+		char *log = NULL;
+		int rc = tu_run(&log, "cd '%s' && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -o '%s' "
+				      "model.o last_only_main.c $(ls rt_*.c | grep -v '^rt_main.c$') -lm -lpthread",
+				dir, hb);
+		if (rc != 0)
+			fail_msg("compiling the forward() harness failed: %s", log ? log : "");
+		free(log);
+		rc = tu_run(&log, "'%s' '%s'", hb, wf);
+		if (rc != 0 || !strstr(log, "checked 40 call sizes, 0 failed"))
+			fail_msg("%s (%s): %s", hb, targets[i], log ? log : "");
+		printf("last_only (%s): %s", targets[i], log);
+		free(log);
+	}
+}
+
+/* The head's SIMD paths (AVX-512, AVX2+F16C+FMA where the host has them; any host runs
+ * the portable one) for f16, bf16 and f32 weights, against the interpreter: prompt rows
+ * in multi-token calls (the rows x tokens tiles and their token tails), generated rows
+ * one token at a time (the GEMV), a vocabulary that leaves rows over (517 = 8 * 64 + 5). */
+static void test_simd_heads(void **state)
+{
+	(void)state;
+	static const char *const embd[] = {"f16", "bf16", "f32"};
+	static const char *const targets[] = {"native", "cpu-avx2"};
+	bool avx2 = tu_run(NULL, "grep -q '^flags.* avx2 .*fma' /proc/cpuinfo && grep -q '^flags.* f16c' /proc/cpuinfo") == 0;
+	for (size_t i = 0; i < sizeof embd / sizeof embd[0]; i++) {
+		char gguf[4096], name[64];
+		snprintf(name, sizeof name, "simd-%s", embd[i]);
+		snprintf(gguf, sizeof gguf, "%s.gguf", tu_tmp(name));
+		char *log = NULL;
+		if (tu_run(&log, "'%s' mkmodel --seed 3 --layers 1 --vocab 517 --embd-type %s -o '%s'",
+			   tu_bitnetc(), embd[i], gguf))
+			fail_msg("mkmodel --embd-type %s: %s", embd[i], log ? log : "");
+		free(log);
+		Model m;
+		model_open(&m, gguf);
+		for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
+			if (t == 1 && !avx2)
+				continue;
+			char prog[4096], extra[64];
+			snprintf(prog, sizeof prog, "%s-%s", tu_tmp(name), targets[t]);
+			snprintf(extra, sizeof extra, "--target %s", targets[t]);
+			build(gguf, prog, extra);
+			int rows;
+			float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
+			assert_int_equal(rows, 17 * m.nv);
+			double d = vs_interp(&m, got, 17, prompt13, 13, &calls_default);
+			printf("head %-4s %-8s: vs interpreter %.2g rel\n", embd[i], targets[t], d);
+			free(got);
+		}
+		model_close(&m);
+	}
 }
 
 /* Same input, byte-identical program; the program runs from another directory; the
@@ -468,6 +607,8 @@ int main(void)
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_pipelines),
 		cmocka_unit_test(test_reproducible_and_relocatable),
+		cmocka_unit_test(test_last_only),
+		cmocka_unit_test(test_simd_heads),
 		cmocka_unit_test(test_bad_builds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 /* test_kernels.c - every CPU kernel family this host can run (portable C, AVX2, AVX-512
- * VNNI) x every weight layout (gguf, i2s_x16) x batch templates and tiles with ragged
+ * VNNI; NEON under qemu-user when the aarch64 cross tools are here) x every weight layout (gguf, i2s_x16) x batch templates and tiles with ragged
  * edges, each compiled into a program and checked against the interpreter run with the
  * same forward calls (<= 1e-4 relative per row; the ternary sums themselves are exact).
  * Families the host lacks are skipped with a message. */
@@ -40,8 +40,9 @@ static void model_close(Model *m)
 	gguf_close(m->f);
 }
 
-/* Runs prog (-ub ub) on the prompt, greedy for N_GEN more; returns all logits rows. */
-static float *run(const char *prog, int ub, int nv)
+/* Runs prog (-ub ub) on the prompt, greedy for N_GEN more; returns all logits rows.
+ * wrap goes before the program (an emulator and its options, or ""). */
+static float *run_with(const char *wrap, const char *prog, int ub, int nv)
 {
 	const char *lf = tu_tmp("kern_logits.f32");
 	unlink(lf);
@@ -50,8 +51,8 @@ static float *run(const char *prog, int ub, int nv)
 	for (int i = 0; i < N_PROMPT; i++)
 		len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%d", i ? "," : "", prompt[i]);
 	char *log = NULL;
-	if (tu_run(&log, "'%s' --tokens %s -n %d --temp 0 --ignore-eos -t 2 -ub %d --logits-out '%s'",
-		   prog, ids, N_GEN, ub, lf))
+	if (tu_run(&log, "%s '%s' --tokens %s -n %d --temp 0 --ignore-eos -t 2 -ub %d --logits-out '%s'",
+		   wrap, prog, ids, N_GEN, ub, lf))
 		fail_msg("%s: %s", prog, log ? log : "");
 	free(log);
 	size_t sz;
@@ -59,6 +60,11 @@ static float *run(const char *prog, int ub, int nv)
 	assert_non_null(x);
 	assert_int_equal(sz, (size_t)(N_PROMPT + N_GEN) * (size_t)nv * sizeof(float));
 	return x;
+}
+
+static float *run(const char *prog, int ub, int nv)
+{
+	return run_with("", prog, ub, nv);
 }
 
 /* The interpreter with the prompt in one call (ub > 1; the templates below make the
@@ -173,6 +179,85 @@ static void test_families(void **state)
 	model_close(&m);
 }
 
+/* The NEON kernels on any host: each variant cross-compiled for aarch64 (Debian's
+ * aarch64-linux-gnu-gcc) and run under qemu-user, checked as test_families checks (calls
+ * of 1 and of 13 tokens). qemu's default CPU has the dot product; on an emulated
+ * Cortex-A53 (armv8.0, no dotprod) the cpu-neon program must give the same logits (it
+ * has no sdot, which would be SIGILL there) and cpu-neon-dot must refuse to start.
+ * Skipped, passing, without the cross tools (tools/setup.sh installs them). */
+static void test_neon_qemu(void **state)
+{
+	(void)state;
+	static const char sysroot[] = "/usr/aarch64-linux-gnu"; /* Debian's cross libc */
+	char *log = NULL;
+	char gguf[4096], wrap[256], wrap_a53[300];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	/* x86-64's own compiler cannot build it: the error says to name a cross compiler */
+	if (tu_run(NULL, "[ \"$(uname -m)\" = x86_64 ] && command -v cc >/dev/null") == 0) {
+		int rc = tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-neon --cc cc",
+				tu_bitnetc(), gguf, tu_tmp("neon_host_prog"));
+		if (rc == 0 || !log || !strstr(log, "--cc aarch64-linux-gnu-gcc"))
+			fail_msg("cpu-neon with the host's cc: want a failure that names a cross "
+				 "compiler, got exit %d: %s", rc, log ? log : "");
+		free(log);
+	}
+	if (tu_run(&log, "command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64 && "
+			 "test -e %s/lib/ld-linux-aarch64.so.1", sysroot) != 0) {
+		printf("skip: NEON under qemu needs aarch64-linux-gnu-gcc, qemu-aarch64 and %s "
+		       "(apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)\n",
+		       sysroot);
+		free(log);
+		return;
+	}
+	free(log);
+	static const struct {
+		const char *target, *layout, *tile; /* tile: rows, tokens with ragged edges */
+	} v[] = {
+		{"cpu-generic", "gguf", NULL}, /* the portable code, for aarch64 */
+		{"cpu-neon", "i2s_x16", NULL},
+		{"cpu-neon", "i2s_x16", "{48, 2}"},
+		{"cpu-neon-dot", "i2s_x16", NULL},
+		{"cpu-neon-dot", "i2s_x16", "{48, 2}"}, /* 16 and 8 groups by 3; 13 by 2 */
+	};
+	snprintf(wrap, sizeof wrap, "qemu-aarch64 -L %s", sysroot);
+	snprintf(wrap_a53, sizeof wrap_a53, "qemu-aarch64 -cpu cortex-a53 -L %s", sysroot);
+	Model m = {0};
+	model_open(&m, gguf);
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		char lua[4096], prog[4096];
+		snprintf(lua, sizeof lua, "%s", tu_tmp("neon_pipeline.lua"));
+		snprintf(prog, sizeof prog, "%s", tu_tmp("neon_prog"));
+		write_pipeline(lua, v[i].layout, v[i].tile);
+		if (tu_run(&log, "'%s' build '%s' -o '%s' --target %s --cc aarch64-linux-gnu-gcc "
+				 "--pipeline '%s'",
+			   tu_bitnetc(), gguf, prog, v[i].target, lua))
+			fail_msg("build %s %s: %s", v[i].target, v[i].layout, log ? log : "");
+		free(log);
+		for (int ub = 1; ub <= 16; ub += 15) {
+			float *got = run_with(wrap, prog, ub, m.nv);
+			double d = vs_interp(&m, got, ub);
+			printf("qemu %-12s %-8s tile %-8s calls of %2d: vs interpreter %.2g rel\n",
+			       v[i].target, v[i].layout, v[i].tile ? v[i].tile : "default",
+			       ub > 1 ? N_PROMPT : 1, d);
+			free(got);
+		}
+		if (strcmp(v[i].target, "cpu-neon") == 0 && !v[i].tile) {
+			float *got = run_with(wrap_a53, prog, 16, m.nv);
+			printf("qemu %-12s on cortex-a53 (no dotprod): vs interpreter %.2g rel\n",
+			       v[i].target, vs_interp(&m, got, 16));
+			free(got);
+		} else if (strcmp(v[i].target, "cpu-neon-dot") == 0 && !v[i].tile) {
+			int rc = tu_run(&log, "%s '%s' --tokens 496 -n 1", wrap_a53, prog);
+			if (rc == 0 || !log || !strstr(log, "dotprod"))
+				fail_msg("cpu-neon-dot on cortex-a53: want a refusal naming dotprod, "
+					 "got exit %d: %s", rc, log ? log : "");
+			printf("qemu %-12s on cortex-a53: refused, exit %d\n", v[i].target, rc);
+			free(log);
+		}
+	}
+	model_close(&m);
+}
+
 /* A program built for instructions this CPU lacks says so and exits non-zero. The
  * check runs before any model code, so only a host without AVX-512 can show it. */
 static void test_cpu_check(void **state)
@@ -185,12 +270,18 @@ static void test_cpu_check(void **state)
 	RtCpuFeatures f;
 	rt_cpu_detect(&f);
 	assert_int_equal(rt_cpu_require("avx2", missing, sizeof missing), f.avx2 ? 0 : -1);
+	/* aarch64's names are known everywhere (not "unknown"), present only there */
+	assert_int_equal(rt_cpu_require("neon dotprod", missing, sizeof missing),
+			 f.neon && f.dotprod ? 0 : -1);
+	if (!f.neon)
+		assert_string_equal(missing, "neon dotprod");
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_families),
+		cmocka_unit_test(test_neon_qemu),
 		cmocka_unit_test(test_cpu_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,8 +58,8 @@ static void expect_ints(const IrAttr *a, const int64_t *want, int n)
 }
 
 /* The default pipeline (embedded default.lua) runs, leaves a verified graph identical to
- * the built-in description (verify, dce, fuse, dce, batch_templates) and records the batch
- * sizes. */
+ * the built-in description (infer_shapes, dce, fuse, dce, batch_templates, plan_memory) and
+ * records the batch sizes and the memory plan. */
 static void test_default(void **state)
 {
 	(void)state;
@@ -76,23 +76,32 @@ static void test_default(void **state)
 	assert_non_null(split);
 	assert_string_equal(split->s, "greedy");
 
-	assert_int_equal(pass_run(b, "verify", NULL, &e), BN_OK);
+	assert_int_equal(pass_run(b, "infer_shapes", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "dce", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "fuse", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "dce", NULL, &e), BN_OK);
+	assert_int_equal(pass_run(b, "permute_weights", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "batch_templates", NULL, &e), BN_OK);
+	assert_int_equal(pass_run(b, "plan_memory", NULL, &e), BN_OK);
 	char *pa = print_graph(a), *pb = print_graph(b);
 	assert_string_equal(pa, pb);
 	free(pa);
 	free(pb);
+	/* the plan is for the largest batch size, the same both ways */
+	assert_int_equal(a->mem.tokens, 128);
+	assert_true(a->mem.bytes > 0 && a->mem.bytes == b->mem.bytes);
+	for (int i = 0; i < a->n_values; i++)
+		assert_true(a->values[i].mem_off == b->values[i].mem_off);
 
 	/* one timing per step, printed with a total */
-	assert_int_equal(st.n, 5);
-	assert_string_equal(st.t[0].name, "verify");
+	assert_int_equal(st.n, 7);
+	assert_string_equal(st.t[0].name, "infer_shapes");
 	assert_string_equal(st.t[1].name, "dce");
 	assert_string_equal(st.t[2].name, "fuse");
 	assert_string_equal(st.t[3].name, "dce");
-	assert_string_equal(st.t[4].name, "batch_templates");
+	assert_string_equal(st.t[4].name, "permute_weights");
+	assert_string_equal(st.t[5].name, "batch_templates");
+	assert_string_equal(st.t[6].name, "plan_memory");
 	char *buf = NULL;
 	size_t n = 0;
 	FILE *mf = open_memstream(&buf, &n);
@@ -136,21 +145,34 @@ static void test_examples(void **state)
 		if (pass_pipeline_run(g, tu_data("../../examples/pipelines/per_layer.lua"),
 				      &(PassRunOpts){.verify_each = true}, &e))
 			fail_msg("per_layer on %s: %s", models[m], e.msg);
+		/* every ffn_down gets the tile of the host's SIMD family (none without one),
+		 * blk.0's the portable kernel; the i2_s weights are repacked */
+		const PassTarget *host = pass_target_host();
+		bool simd = strstr(host->features, "avx2") || strstr(host->features, "avx512_vnni");
 		int tagged = 0;
 		for (int i = 0; i < g->n_nodes; i++) {
-			const IrAttr *k = ir_attr_find(&g->nodes[i], "kernel");
-			const IrAttr *t = ir_attr_find(&g->nodes[i], "tile");
-			if (!k) {
+			const IrNode *n = &g->nodes[i];
+			const IrAttr *k = ir_attr_find(n, "kernel");
+			const IrAttr *t = ir_attr_find(n, "tile");
+			bool down = strstr(n->name, ".ffn_down") != NULL;
+			if (k) {
+				assert_string_equal(n->name, "blk.0.ffn_down");
+				assert_string_equal(k->s, "portable");
+			}
+			if (!down) {
 				assert_null(t);
 				continue;
 			}
-			assert_non_null(strstr(g->nodes[i].name, ".ffn_down"));
-			assert_int_equal(k->type, IR_ATTR_STR);
-			assert_non_null(t);
-			assert_int_equal(t->n_ints, 2);
-			assert_true(t->ints[0] >= 8);
-			tagged++;
+			if (n->op == IR_OP_TERNARY_MATMUL && strcmp(models[m], "tiny-b158-i2_s") == 0)
+				assert_string_equal(g->values[n->in[2]].layout, "i2s_x16");
+			if (simd && n->op == IR_OP_TERNARY_MATMUL) {
+				assert_non_null(t);
+				assert_int_equal(t->n_ints, 2);
+				assert_true(t->ints[0] % 16 == 0);
+				tagged++;
+			}
 		}
+		if (simd)
 		assert_int_equal(tagged, (int)g->hp.n_layer);
 		unload(g, f);
 

@@ -1,6 +1,6 @@
 /* fake_model.c - a tiny hand-written stand-in for a generated model.c, for testing the runtime's main().
  *
- * n_vocab 16, max_batch 4, kv 16 bytes per position, a 5000-byte weights payload with
+ * n_vocab 16, batch templates 1, 2 and 4, kv 16 bytes per position, a 5000-byte weights payload with
  * byte i = (i * 31 + 7) & 255 (tests/runtime/test_main.c writes the same). For token t at
  * position p in a call of n tokens, logits row v is
  *   10                       if v == (t + 1) % 16   (so greedy continues t+1, t+2, ...)
@@ -8,7 +8,8 @@
  *   0.01 * (previous + 1)    if v == (t + 3) % 16   (the token at p - 1, read from the KV
  *                                                    cache; 0 at p = 0)
  *   w[(t * 16 + v) % 5000] / 10000   otherwise      (proves the payload is mapped)
- * Rows are filled by the thread pool, one slice of v per thread. */
+ * Rows are filled by the thread pool, one slice of v per thread; with last_only only the
+ * last token's row is written, as row 0. */
 #include "rt_model.h"
 
 #include <stdlib.h>
@@ -47,7 +48,8 @@ static void fake_row(void *arg, int ith, int nth)
 	}
 }
 
-static void fake_forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits)
+static void fake_forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits,
+			 int last_only)
 {
 	if (n < 1 || n > 4 || pos < 0 || pos + n > st->n_ctx || ((uintptr_t)st->scratch & 63))
 		abort(); /* the runtime broke the contract */
@@ -55,13 +57,15 @@ static void fake_forward(RtState *st, const int32_t *tokens, int n, int64_t pos,
 		int64_t p = pos + i;
 		/* The KV "cache": token + 1 at the position's first slot (0 = never written). */
 		st->kv[p * 8] = (uint16_t)(tokens[i] + 1);
-		if (!logits)
+		if (!logits || (last_only && i < n - 1))
 			continue;
 		FakeRow r = {st, tokens[i], p ? (int32_t)st->kv[(p - 1) * 8] - 1 : -1, n,
-			     logits + (size_t)i * FAKE_VOCAB};
+			     logits + (last_only ? 0 : (size_t)i * FAKE_VOCAB)};
 		rt_pool_run(st->pool, fake_row, &r);
 	}
 }
+
+static const int32_t fake_sizes[] = {1, 2, 4};
 
 const RtModel rt_model = {
 	.abi = RT_MODEL_ABI,
@@ -81,6 +85,8 @@ const RtModel rt_model = {
 	.weights_bytes = FAKE_WBYTES,
 	.weights_hash = FAKE_HASH,
 	.max_batch = 4,
+	.batch_sizes = fake_sizes,
+	.n_batch_sizes = 3,
 	.scratch_bytes = 100,
 	.kv_bytes = fake_kv_bytes,
 	.forward = fake_forward,

@@ -115,6 +115,7 @@ static void test_info(void **state)
 	char *out = NULL;
 	assert_int_equal(run_prog(&out, 1, "--info"), 0);
 	const char *frags[] = {"fake-16", "cpu-generic", "n_vocab:     16", "max_batch:   4",
+			       "templates:   1 2 4 (tokens per forward function",
 			       "5000 bytes", "embedded", "ok", "a hand-written test model",
 			       "tokenizer:   none", "chat:        none"};
 	for (size_t i = 0; i < sizeof frags / sizeof *frags; i++)
@@ -248,16 +249,17 @@ static void test_logits_out(void **state)
 	free(pay);
 }
 
-/* The prompt is split into calls of at most max_batch (4), never leaving a last call of
- * exactly one token; the fake writes each row's call size into its logits. */
-static void check_chunks(int n_prompt, const int *want_calls, int n_calls)
+/* The prompt is split greedily over the batch templates (1, 2, 4; -ub caps them), never
+ * leaving a last call of exactly one token; the fake writes each row's call size into its
+ * logits. */
+static void check_chunks_ub(const char *ub, int n_prompt, const int *want_calls, int n_calls)
 {
 	const char *lf = tu_tmp("test_main_chunks.f32");
 	char ids[512];
 	size_t len = 0;
 	for (int i = 0; i < n_prompt; i++)
 		len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%d", i ? "," : "", i % 15);
-	assert_int_equal(run_prog(NULL, 0, "--tokens %s -n 0 --logits-out '%s'", ids, lf), 0);
+	assert_int_equal(run_prog(NULL, 0, "--tokens %s -n 0 --logits-out '%s' %s", ids, lf, ub), 0);
 	int rows;
 	float *x = read_rows(lf, &rows);
 	assert_int_equal(rows, n_prompt);
@@ -266,17 +268,30 @@ static void check_chunks(int n_prompt, const int *want_calls, int n_calls)
 		for (int k = 0; k < want_calls[c]; k++, r++) {
 			int t = r % 15;
 			if (x[r * NV + (t + 2) % NV] != (float)want_calls[c])
-				fail_msg("%d tokens: row %d came from a call of %g, want %d", n_prompt, r,
-					 x[r * NV + (t + 2) % NV], want_calls[c]);
+				fail_msg("%d tokens %s: row %d came from a call of %g, want %d", n_prompt,
+					 ub, r, x[r * NV + (t + 2) % NV], want_calls[c]);
 		}
 	assert_int_equal(r, n_prompt);
 	free(x);
+}
+
+static void check_chunks(int n_prompt, const int *want_calls, int n_calls)
+{
+	check_chunks_ub("", n_prompt, want_calls, n_calls);
 }
 
 static void test_chunking(void **state)
 {
 	(void)state;
 	check_chunks(33, (const int[]){4, 4, 4, 4, 4, 4, 4, 3, 2}, 9);
+	/* 3: one partial call of 4 rather than 2 + 1 (a trailing step-mode call) */
+	check_chunks(3, (const int[]){3}, 1);
+	check_chunks(7, (const int[]){4, 3}, 2);
+	/* -ub 3 caps the calls: sizes 1, 2, 3 */
+	check_chunks_ub("-ub 3", 7, (const int[]){3, 2, 2}, 3);
+	check_chunks_ub("-ub 3", 8, (const int[]){3, 3, 2}, 3);
+	/* -ub 1: token by token, the reference's step mode */
+	check_chunks_ub("-ub 1", 3, (const int[]){1, 1, 1}, 3);
 	check_chunks(1, (const int[]){1}, 1);
 	check_chunks(2, (const int[]){2}, 1);
 	check_chunks(4, (const int[]){4}, 1);

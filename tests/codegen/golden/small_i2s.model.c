@@ -200,8 +200,10 @@ static void quant_tok_k128(const float *x, int8_t *q, float *s, int n)
 		const float *xr = x + (int64_t)t * K;
 		int8_t *qr = q + (int64_t)t * K;
 		double amax = 0.0;
-		for (int i = 0; i < K; i++)
-			amax = fmax(amax, fabs((double)xr[i]));
+		for (int i = 0; i < K; i++) {
+			double a = fabs((double)xr[i]);
+			amax = a > amax ? a : amax;
+		}
 		amax = fmax(amax, 1e-5);
 		float st = (float)(127.0 / amax);
 		for (int i = 0; i < K; i++) {
@@ -413,10 +415,11 @@ static void attn_h2_kv1_hd64(void *arg, int ith, int nth)
 			float mx = -INFINITY;
 			for (int64_t j = 0; j < n_keys; j++) {
 				const uint16_t *kj = Kg + j * KW;
-				double s = 0.0;
+				double l[8] = {0};
 				for (int i = 0; i < HD; i++)
-					s += (double)f16_to_f32(kj[i]) * (double)qh[i];
-				w[j] = (float)s * a->scale;
+					l[i % 8] += (double)f16_to_f32(kj[i]) * (double)qh[i];
+				double d = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+				w[j] = (float)d * a->scale;
 				mx = fmaxf(mx, w[j]);
 			}
 			double sum = 0.0;
@@ -430,6 +433,7 @@ static void attn_h2_kv1_hd64(void *arg, int ith, int nth)
 				if (a->n == 1)
 					w[j] = round_f16(w[j]);
 			}
+			float *o = a->y + (int64_t)t * QW + h * HD;
 			for (int i = 0; i < HD; i++)
 				acc[i] = 0.0;
 			for (int64_t j = 0; j < n_keys; j++) {
@@ -438,7 +442,6 @@ static void attn_h2_kv1_hd64(void *arg, int ith, int nth)
 				for (int i = 0; i < HD; i++)
 					acc[i] += (double)f16_to_f32(vj[i]) * wj;
 			}
-			float *o = a->y + (int64_t)t * QW + h * HD;
 			for (int i = 0; i < HD; i++)
 				o[i] = (float)acc[i];
 		}
@@ -557,8 +560,10 @@ static void quant_tok_k256(const float *x, int8_t *q, float *s, int n)
 		const float *xr = x + (int64_t)t * K;
 		int8_t *qr = q + (int64_t)t * K;
 		double amax = 0.0;
-		for (int i = 0; i < K; i++)
-			amax = fmax(amax, fabs((double)xr[i]));
+		for (int i = 0; i < K; i++) {
+			double a = fabs((double)xr[i]);
+			amax = a > amax ? a : amax;
+		}
 		amax = fmax(amax, 1e-5);
 		float st = (float)(127.0 / amax);
 		for (int i = 0; i < K; i++) {
@@ -627,25 +632,583 @@ static void tmm_i2s_k256_n128(void *arg, int ith, int nth)
 /* head_prep_f16_k128, used by:
  *   result_output (matmul): token_embd.weight f16 [128, 320] layout=gguf
  */
-static void head_prep_f16_k128(const float *x, float *xr, int n)
+static void head_prep_f16_k128(const float *x, float *xr, int n, int step)
 {
 	enum { K = 128 };
 	for (int t = 0; t < n; t++) {
 		const float *xt = x + (int64_t)t * K;
 		float *xo = xr + (int64_t)t * K;
 		for (int i = 0; i < K; i++)
-			xo[i] = n == 1 ? round_f16(xt[i]) : xt[i];
+			xo[i] = step ? round_f16(xt[i]) : xt[i];
 	}
 }
 
 /* head_f16_k128_n320, used by:
  *   result_output (matmul): token_embd.weight f16 [128, 320] layout=gguf
  */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+static inline void head_f16_k128_n320_8x1(const uint8_t *w, const float *x, float *y)
+{
+	__m512 s0_0 = _mm512_setzero_ps();
+	__m512 s1_0 = _mm512_setzero_ps();
+	__m512 s2_0 = _mm512_setzero_ps();
+	__m512 s3_0 = _mm512_setzero_ps();
+	__m512 s4_0 = _mm512_setzero_ps();
+	__m512 s5_0 = _mm512_setzero_ps();
+	__m512 s6_0 = _mm512_setzero_ps();
+	__m512 s7_0 = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 16) {
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+		__m512 w4 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 1024 + 2 * i)));
+		s4_0 = _mm512_fmadd_ps(w4, x0, s4_0);
+		__m512 w5 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 1280 + 2 * i)));
+		s5_0 = _mm512_fmadd_ps(w5, x0, s5_0);
+		__m512 w6 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 1536 + 2 * i)));
+		s6_0 = _mm512_fmadd_ps(w6, x0, s6_0);
+		__m512 w7 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 1792 + 2 * i)));
+		s7_0 = _mm512_fmadd_ps(w7, x0, s7_0);
+	}
+	y[0] = _mm512_reduce_add_ps(s0_0);
+	y[1] = _mm512_reduce_add_ps(s1_0);
+	y[2] = _mm512_reduce_add_ps(s2_0);
+	y[3] = _mm512_reduce_add_ps(s3_0);
+	y[4] = _mm512_reduce_add_ps(s4_0);
+	y[5] = _mm512_reduce_add_ps(s5_0);
+	y[6] = _mm512_reduce_add_ps(s6_0);
+	y[7] = _mm512_reduce_add_ps(s7_0);
+}
+
+static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, float *y)
+{
+	__m512 s0_0 = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 16) {
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+	}
+	y[0] = _mm512_reduce_add_ps(s0_0);
+}
+
+static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
+{
+	__m512 s0_0 = _mm512_setzero_ps();
+	__m512 s1_0 = _mm512_setzero_ps();
+	__m512 s2_0 = _mm512_setzero_ps();
+	__m512 s3_0 = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 16) {
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+	}
+	y[0] = _mm512_reduce_add_ps(s0_0);
+	y[1] = _mm512_reduce_add_ps(s1_0);
+	y[2] = _mm512_reduce_add_ps(s2_0);
+	y[3] = _mm512_reduce_add_ps(s3_0);
+}
+
+static inline void head_f16_k128_n320_4x2(const uint8_t *w, const float *x, float *y)
+{
+	__m512 s0_0 = _mm512_setzero_ps(), s0_1 = _mm512_setzero_ps();
+	__m512 s1_0 = _mm512_setzero_ps(), s1_1 = _mm512_setzero_ps();
+	__m512 s2_0 = _mm512_setzero_ps(), s2_1 = _mm512_setzero_ps();
+	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 16) {
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		s1_1 = _mm512_fmadd_ps(w1, x1, s1_1);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		s2_1 = _mm512_fmadd_ps(w2, x1, s2_1);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+		s3_1 = _mm512_fmadd_ps(w3, x1, s3_1);
+	}
+	y[0] = _mm512_reduce_add_ps(s0_0);
+	y[320] = _mm512_reduce_add_ps(s0_1);
+	y[1] = _mm512_reduce_add_ps(s1_0);
+	y[321] = _mm512_reduce_add_ps(s1_1);
+	y[2] = _mm512_reduce_add_ps(s2_0);
+	y[322] = _mm512_reduce_add_ps(s2_1);
+	y[3] = _mm512_reduce_add_ps(s3_0);
+	y[323] = _mm512_reduce_add_ps(s3_1);
+}
+
+static inline void head_f16_k128_n320_4x3(const uint8_t *w, const float *x, float *y)
+{
+	__m512 s0_0 = _mm512_setzero_ps(), s0_1 = _mm512_setzero_ps(), s0_2 = _mm512_setzero_ps();
+	__m512 s1_0 = _mm512_setzero_ps(), s1_1 = _mm512_setzero_ps(), s1_2 = _mm512_setzero_ps();
+	__m512 s2_0 = _mm512_setzero_ps(), s2_1 = _mm512_setzero_ps(), s2_2 = _mm512_setzero_ps();
+	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 16) {
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
+		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
+		s0_2 = _mm512_fmadd_ps(w0, x2, s0_2);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		s1_1 = _mm512_fmadd_ps(w1, x1, s1_1);
+		s1_2 = _mm512_fmadd_ps(w1, x2, s1_2);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		s2_1 = _mm512_fmadd_ps(w2, x1, s2_1);
+		s2_2 = _mm512_fmadd_ps(w2, x2, s2_2);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+		s3_1 = _mm512_fmadd_ps(w3, x1, s3_1);
+		s3_2 = _mm512_fmadd_ps(w3, x2, s3_2);
+	}
+	y[0] = _mm512_reduce_add_ps(s0_0);
+	y[320] = _mm512_reduce_add_ps(s0_1);
+	y[640] = _mm512_reduce_add_ps(s0_2);
+	y[1] = _mm512_reduce_add_ps(s1_0);
+	y[321] = _mm512_reduce_add_ps(s1_1);
+	y[641] = _mm512_reduce_add_ps(s1_2);
+	y[2] = _mm512_reduce_add_ps(s2_0);
+	y[322] = _mm512_reduce_add_ps(s2_1);
+	y[642] = _mm512_reduce_add_ps(s2_2);
+	y[3] = _mm512_reduce_add_ps(s3_0);
+	y[323] = _mm512_reduce_add_ps(s3_1);
+	y[643] = _mm512_reduce_add_ps(s3_2);
+}
+
+static inline void head_f16_k128_n320_4x4(const uint8_t *w, const float *x, float *y)
+{
+	__m512 s0_0 = _mm512_setzero_ps(), s0_1 = _mm512_setzero_ps(), s0_2 = _mm512_setzero_ps(), s0_3 = _mm512_setzero_ps();
+	__m512 s1_0 = _mm512_setzero_ps(), s1_1 = _mm512_setzero_ps(), s1_2 = _mm512_setzero_ps(), s1_3 = _mm512_setzero_ps();
+	__m512 s2_0 = _mm512_setzero_ps(), s2_1 = _mm512_setzero_ps(), s2_2 = _mm512_setzero_ps(), s2_3 = _mm512_setzero_ps();
+	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps(), s3_3 = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 16) {
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
+		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
+		__m512 x3 = _mm512_loadu_ps(x + 384 + i);
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
+		s0_2 = _mm512_fmadd_ps(w0, x2, s0_2);
+		s0_3 = _mm512_fmadd_ps(w0, x3, s0_3);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		s1_1 = _mm512_fmadd_ps(w1, x1, s1_1);
+		s1_2 = _mm512_fmadd_ps(w1, x2, s1_2);
+		s1_3 = _mm512_fmadd_ps(w1, x3, s1_3);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		s2_1 = _mm512_fmadd_ps(w2, x1, s2_1);
+		s2_2 = _mm512_fmadd_ps(w2, x2, s2_2);
+		s2_3 = _mm512_fmadd_ps(w2, x3, s2_3);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+		s3_1 = _mm512_fmadd_ps(w3, x1, s3_1);
+		s3_2 = _mm512_fmadd_ps(w3, x2, s3_2);
+		s3_3 = _mm512_fmadd_ps(w3, x3, s3_3);
+	}
+	y[0] = _mm512_reduce_add_ps(s0_0);
+	y[320] = _mm512_reduce_add_ps(s0_1);
+	y[640] = _mm512_reduce_add_ps(s0_2);
+	y[960] = _mm512_reduce_add_ps(s0_3);
+	y[1] = _mm512_reduce_add_ps(s1_0);
+	y[321] = _mm512_reduce_add_ps(s1_1);
+	y[641] = _mm512_reduce_add_ps(s1_2);
+	y[961] = _mm512_reduce_add_ps(s1_3);
+	y[2] = _mm512_reduce_add_ps(s2_0);
+	y[322] = _mm512_reduce_add_ps(s2_1);
+	y[642] = _mm512_reduce_add_ps(s2_2);
+	y[962] = _mm512_reduce_add_ps(s2_3);
+	y[3] = _mm512_reduce_add_ps(s3_0);
+	y[323] = _mm512_reduce_add_ps(s3_1);
+	y[643] = _mm512_reduce_add_ps(s3_2);
+	y[963] = _mm512_reduce_add_ps(s3_3);
+}
+
+static inline void head_f16_k128_n320_4x5(const uint8_t *w, const float *x, float *y)
+{
+	__m512 s0_0 = _mm512_setzero_ps(), s0_1 = _mm512_setzero_ps(), s0_2 = _mm512_setzero_ps(), s0_3 = _mm512_setzero_ps(), s0_4 = _mm512_setzero_ps();
+	__m512 s1_0 = _mm512_setzero_ps(), s1_1 = _mm512_setzero_ps(), s1_2 = _mm512_setzero_ps(), s1_3 = _mm512_setzero_ps(), s1_4 = _mm512_setzero_ps();
+	__m512 s2_0 = _mm512_setzero_ps(), s2_1 = _mm512_setzero_ps(), s2_2 = _mm512_setzero_ps(), s2_3 = _mm512_setzero_ps(), s2_4 = _mm512_setzero_ps();
+	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps(), s3_3 = _mm512_setzero_ps(), s3_4 = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 16) {
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
+		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
+		__m512 x3 = _mm512_loadu_ps(x + 384 + i);
+		__m512 x4 = _mm512_loadu_ps(x + 512 + i);
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
+		s0_2 = _mm512_fmadd_ps(w0, x2, s0_2);
+		s0_3 = _mm512_fmadd_ps(w0, x3, s0_3);
+		s0_4 = _mm512_fmadd_ps(w0, x4, s0_4);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		s1_1 = _mm512_fmadd_ps(w1, x1, s1_1);
+		s1_2 = _mm512_fmadd_ps(w1, x2, s1_2);
+		s1_3 = _mm512_fmadd_ps(w1, x3, s1_3);
+		s1_4 = _mm512_fmadd_ps(w1, x4, s1_4);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		s2_1 = _mm512_fmadd_ps(w2, x1, s2_1);
+		s2_2 = _mm512_fmadd_ps(w2, x2, s2_2);
+		s2_3 = _mm512_fmadd_ps(w2, x3, s2_3);
+		s2_4 = _mm512_fmadd_ps(w2, x4, s2_4);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+		s3_1 = _mm512_fmadd_ps(w3, x1, s3_1);
+		s3_2 = _mm512_fmadd_ps(w3, x2, s3_2);
+		s3_3 = _mm512_fmadd_ps(w3, x3, s3_3);
+		s3_4 = _mm512_fmadd_ps(w3, x4, s3_4);
+	}
+	y[0] = _mm512_reduce_add_ps(s0_0);
+	y[320] = _mm512_reduce_add_ps(s0_1);
+	y[640] = _mm512_reduce_add_ps(s0_2);
+	y[960] = _mm512_reduce_add_ps(s0_3);
+	y[1280] = _mm512_reduce_add_ps(s0_4);
+	y[1] = _mm512_reduce_add_ps(s1_0);
+	y[321] = _mm512_reduce_add_ps(s1_1);
+	y[641] = _mm512_reduce_add_ps(s1_2);
+	y[961] = _mm512_reduce_add_ps(s1_3);
+	y[1281] = _mm512_reduce_add_ps(s1_4);
+	y[2] = _mm512_reduce_add_ps(s2_0);
+	y[322] = _mm512_reduce_add_ps(s2_1);
+	y[642] = _mm512_reduce_add_ps(s2_2);
+	y[962] = _mm512_reduce_add_ps(s2_3);
+	y[1282] = _mm512_reduce_add_ps(s2_4);
+	y[3] = _mm512_reduce_add_ps(s3_0);
+	y[323] = _mm512_reduce_add_ps(s3_1);
+	y[643] = _mm512_reduce_add_ps(s3_2);
+	y[963] = _mm512_reduce_add_ps(s3_3);
+	y[1283] = _mm512_reduce_add_ps(s3_4);
+}
+
+static inline void head_f16_k128_n320_4x6(const uint8_t *w, const float *x, float *y)
+{
+	__m512 s0_0 = _mm512_setzero_ps(), s0_1 = _mm512_setzero_ps(), s0_2 = _mm512_setzero_ps(), s0_3 = _mm512_setzero_ps(), s0_4 = _mm512_setzero_ps(), s0_5 = _mm512_setzero_ps();
+	__m512 s1_0 = _mm512_setzero_ps(), s1_1 = _mm512_setzero_ps(), s1_2 = _mm512_setzero_ps(), s1_3 = _mm512_setzero_ps(), s1_4 = _mm512_setzero_ps(), s1_5 = _mm512_setzero_ps();
+	__m512 s2_0 = _mm512_setzero_ps(), s2_1 = _mm512_setzero_ps(), s2_2 = _mm512_setzero_ps(), s2_3 = _mm512_setzero_ps(), s2_4 = _mm512_setzero_ps(), s2_5 = _mm512_setzero_ps();
+	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps(), s3_3 = _mm512_setzero_ps(), s3_4 = _mm512_setzero_ps(), s3_5 = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 16) {
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
+		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
+		__m512 x3 = _mm512_loadu_ps(x + 384 + i);
+		__m512 x4 = _mm512_loadu_ps(x + 512 + i);
+		__m512 x5 = _mm512_loadu_ps(x + 640 + i);
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
+		s0_2 = _mm512_fmadd_ps(w0, x2, s0_2);
+		s0_3 = _mm512_fmadd_ps(w0, x3, s0_3);
+		s0_4 = _mm512_fmadd_ps(w0, x4, s0_4);
+		s0_5 = _mm512_fmadd_ps(w0, x5, s0_5);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		s1_1 = _mm512_fmadd_ps(w1, x1, s1_1);
+		s1_2 = _mm512_fmadd_ps(w1, x2, s1_2);
+		s1_3 = _mm512_fmadd_ps(w1, x3, s1_3);
+		s1_4 = _mm512_fmadd_ps(w1, x4, s1_4);
+		s1_5 = _mm512_fmadd_ps(w1, x5, s1_5);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		s2_1 = _mm512_fmadd_ps(w2, x1, s2_1);
+		s2_2 = _mm512_fmadd_ps(w2, x2, s2_2);
+		s2_3 = _mm512_fmadd_ps(w2, x3, s2_3);
+		s2_4 = _mm512_fmadd_ps(w2, x4, s2_4);
+		s2_5 = _mm512_fmadd_ps(w2, x5, s2_5);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+		s3_1 = _mm512_fmadd_ps(w3, x1, s3_1);
+		s3_2 = _mm512_fmadd_ps(w3, x2, s3_2);
+		s3_3 = _mm512_fmadd_ps(w3, x3, s3_3);
+		s3_4 = _mm512_fmadd_ps(w3, x4, s3_4);
+		s3_5 = _mm512_fmadd_ps(w3, x5, s3_5);
+	}
+	y[0] = _mm512_reduce_add_ps(s0_0);
+	y[320] = _mm512_reduce_add_ps(s0_1);
+	y[640] = _mm512_reduce_add_ps(s0_2);
+	y[960] = _mm512_reduce_add_ps(s0_3);
+	y[1280] = _mm512_reduce_add_ps(s0_4);
+	y[1600] = _mm512_reduce_add_ps(s0_5);
+	y[1] = _mm512_reduce_add_ps(s1_0);
+	y[321] = _mm512_reduce_add_ps(s1_1);
+	y[641] = _mm512_reduce_add_ps(s1_2);
+	y[961] = _mm512_reduce_add_ps(s1_3);
+	y[1281] = _mm512_reduce_add_ps(s1_4);
+	y[1601] = _mm512_reduce_add_ps(s1_5);
+	y[2] = _mm512_reduce_add_ps(s2_0);
+	y[322] = _mm512_reduce_add_ps(s2_1);
+	y[642] = _mm512_reduce_add_ps(s2_2);
+	y[962] = _mm512_reduce_add_ps(s2_3);
+	y[1282] = _mm512_reduce_add_ps(s2_4);
+	y[1602] = _mm512_reduce_add_ps(s2_5);
+	y[3] = _mm512_reduce_add_ps(s3_0);
+	y[323] = _mm512_reduce_add_ps(s3_1);
+	y[643] = _mm512_reduce_add_ps(s3_2);
+	y[963] = _mm512_reduce_add_ps(s3_3);
+	y[1283] = _mm512_reduce_add_ps(s3_4);
+	y[1603] = _mm512_reduce_add_ps(s3_5);
+}
+
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+#include <immintrin.h>
+
+static inline float head_f16_k128_n320_hsum(__m256 v)
+{
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	return _mm_cvtss_f32(h);
+}
+
+static inline void head_f16_k128_n320_8x1(const uint8_t *w, const float *x, float *y)
+{
+	__m256 s0_0 = _mm256_setzero_ps();
+	__m256 s1_0 = _mm256_setzero_ps();
+	__m256 s2_0 = _mm256_setzero_ps();
+	__m256 s3_0 = _mm256_setzero_ps();
+	__m256 s4_0 = _mm256_setzero_ps();
+	__m256 s5_0 = _mm256_setzero_ps();
+	__m256 s6_0 = _mm256_setzero_ps();
+	__m256 s7_0 = _mm256_setzero_ps();
+	for (int i = 0; i < 128; i += 8) {
+		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
+		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 + 2 * i)));
+		s0_0 = _mm256_fmadd_ps(w0, x0, s0_0);
+		__m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256 + 2 * i)));
+		s1_0 = _mm256_fmadd_ps(w1, x0, s1_0);
+		__m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 512 + 2 * i)));
+		s2_0 = _mm256_fmadd_ps(w2, x0, s2_0);
+		__m256 w3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 768 + 2 * i)));
+		s3_0 = _mm256_fmadd_ps(w3, x0, s3_0);
+		__m256 w4 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1024 + 2 * i)));
+		s4_0 = _mm256_fmadd_ps(w4, x0, s4_0);
+		__m256 w5 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1280 + 2 * i)));
+		s5_0 = _mm256_fmadd_ps(w5, x0, s5_0);
+		__m256 w6 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1536 + 2 * i)));
+		s6_0 = _mm256_fmadd_ps(w6, x0, s6_0);
+		__m256 w7 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1792 + 2 * i)));
+		s7_0 = _mm256_fmadd_ps(w7, x0, s7_0);
+	}
+	y[0] = head_f16_k128_n320_hsum(s0_0);
+	y[1] = head_f16_k128_n320_hsum(s1_0);
+	y[2] = head_f16_k128_n320_hsum(s2_0);
+	y[3] = head_f16_k128_n320_hsum(s3_0);
+	y[4] = head_f16_k128_n320_hsum(s4_0);
+	y[5] = head_f16_k128_n320_hsum(s5_0);
+	y[6] = head_f16_k128_n320_hsum(s6_0);
+	y[7] = head_f16_k128_n320_hsum(s7_0);
+}
+
+static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, float *y)
+{
+	__m256 s0_0 = _mm256_setzero_ps();
+	for (int i = 0; i < 128; i += 8) {
+		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
+		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 + 2 * i)));
+		s0_0 = _mm256_fmadd_ps(w0, x0, s0_0);
+	}
+	y[0] = head_f16_k128_n320_hsum(s0_0);
+}
+
+static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
+{
+	__m256 s0_0 = _mm256_setzero_ps();
+	__m256 s1_0 = _mm256_setzero_ps();
+	__m256 s2_0 = _mm256_setzero_ps();
+	__m256 s3_0 = _mm256_setzero_ps();
+	for (int i = 0; i < 128; i += 8) {
+		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
+		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 + 2 * i)));
+		s0_0 = _mm256_fmadd_ps(w0, x0, s0_0);
+		__m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256 + 2 * i)));
+		s1_0 = _mm256_fmadd_ps(w1, x0, s1_0);
+		__m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 512 + 2 * i)));
+		s2_0 = _mm256_fmadd_ps(w2, x0, s2_0);
+		__m256 w3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 768 + 2 * i)));
+		s3_0 = _mm256_fmadd_ps(w3, x0, s3_0);
+	}
+	y[0] = head_f16_k128_n320_hsum(s0_0);
+	y[1] = head_f16_k128_n320_hsum(s1_0);
+	y[2] = head_f16_k128_n320_hsum(s2_0);
+	y[3] = head_f16_k128_n320_hsum(s3_0);
+}
+
+static inline void head_f16_k128_n320_4x2(const uint8_t *w, const float *x, float *y)
+{
+	__m256 s0_0 = _mm256_setzero_ps(), s0_1 = _mm256_setzero_ps();
+	__m256 s1_0 = _mm256_setzero_ps(), s1_1 = _mm256_setzero_ps();
+	__m256 s2_0 = _mm256_setzero_ps(), s2_1 = _mm256_setzero_ps();
+	__m256 s3_0 = _mm256_setzero_ps(), s3_1 = _mm256_setzero_ps();
+	for (int i = 0; i < 128; i += 8) {
+		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
+		__m256 x1 = _mm256_loadu_ps(x + 128 + i);
+		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 + 2 * i)));
+		s0_0 = _mm256_fmadd_ps(w0, x0, s0_0);
+		s0_1 = _mm256_fmadd_ps(w0, x1, s0_1);
+		__m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256 + 2 * i)));
+		s1_0 = _mm256_fmadd_ps(w1, x0, s1_0);
+		s1_1 = _mm256_fmadd_ps(w1, x1, s1_1);
+		__m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 512 + 2 * i)));
+		s2_0 = _mm256_fmadd_ps(w2, x0, s2_0);
+		s2_1 = _mm256_fmadd_ps(w2, x1, s2_1);
+		__m256 w3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 768 + 2 * i)));
+		s3_0 = _mm256_fmadd_ps(w3, x0, s3_0);
+		s3_1 = _mm256_fmadd_ps(w3, x1, s3_1);
+	}
+	y[0] = head_f16_k128_n320_hsum(s0_0);
+	y[320] = head_f16_k128_n320_hsum(s0_1);
+	y[1] = head_f16_k128_n320_hsum(s1_0);
+	y[321] = head_f16_k128_n320_hsum(s1_1);
+	y[2] = head_f16_k128_n320_hsum(s2_0);
+	y[322] = head_f16_k128_n320_hsum(s2_1);
+	y[3] = head_f16_k128_n320_hsum(s3_0);
+	y[323] = head_f16_k128_n320_hsum(s3_1);
+}
+
+static inline void head_f16_k128_n320_4x3(const uint8_t *w, const float *x, float *y)
+{
+	__m256 s0_0 = _mm256_setzero_ps(), s0_1 = _mm256_setzero_ps(), s0_2 = _mm256_setzero_ps();
+	__m256 s1_0 = _mm256_setzero_ps(), s1_1 = _mm256_setzero_ps(), s1_2 = _mm256_setzero_ps();
+	__m256 s2_0 = _mm256_setzero_ps(), s2_1 = _mm256_setzero_ps(), s2_2 = _mm256_setzero_ps();
+	__m256 s3_0 = _mm256_setzero_ps(), s3_1 = _mm256_setzero_ps(), s3_2 = _mm256_setzero_ps();
+	for (int i = 0; i < 128; i += 8) {
+		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
+		__m256 x1 = _mm256_loadu_ps(x + 128 + i);
+		__m256 x2 = _mm256_loadu_ps(x + 256 + i);
+		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 + 2 * i)));
+		s0_0 = _mm256_fmadd_ps(w0, x0, s0_0);
+		s0_1 = _mm256_fmadd_ps(w0, x1, s0_1);
+		s0_2 = _mm256_fmadd_ps(w0, x2, s0_2);
+		__m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256 + 2 * i)));
+		s1_0 = _mm256_fmadd_ps(w1, x0, s1_0);
+		s1_1 = _mm256_fmadd_ps(w1, x1, s1_1);
+		s1_2 = _mm256_fmadd_ps(w1, x2, s1_2);
+		__m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 512 + 2 * i)));
+		s2_0 = _mm256_fmadd_ps(w2, x0, s2_0);
+		s2_1 = _mm256_fmadd_ps(w2, x1, s2_1);
+		s2_2 = _mm256_fmadd_ps(w2, x2, s2_2);
+		__m256 w3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 768 + 2 * i)));
+		s3_0 = _mm256_fmadd_ps(w3, x0, s3_0);
+		s3_1 = _mm256_fmadd_ps(w3, x1, s3_1);
+		s3_2 = _mm256_fmadd_ps(w3, x2, s3_2);
+	}
+	y[0] = head_f16_k128_n320_hsum(s0_0);
+	y[320] = head_f16_k128_n320_hsum(s0_1);
+	y[640] = head_f16_k128_n320_hsum(s0_2);
+	y[1] = head_f16_k128_n320_hsum(s1_0);
+	y[321] = head_f16_k128_n320_hsum(s1_1);
+	y[641] = head_f16_k128_n320_hsum(s1_2);
+	y[2] = head_f16_k128_n320_hsum(s2_0);
+	y[322] = head_f16_k128_n320_hsum(s2_1);
+	y[642] = head_f16_k128_n320_hsum(s2_2);
+	y[3] = head_f16_k128_n320_hsum(s3_0);
+	y[323] = head_f16_k128_n320_hsum(s3_1);
+	y[643] = head_f16_k128_n320_hsum(s3_2);
+}
+
+#endif
 static void head_f16_k128_n320(void *arg, int ith, int nth)
 {
 	const HeadArg *a = arg;
 	enum { K = 128, K16 = K / 16 * 16 };
 	const int64_t N = 320;
+#if defined(__AVX512F__)
+	(void)deq_f16_k128; /* the portable path's row converter */
+	if (a->n == 1) {
+		int64_t ng = N / 8, o = 8 * (ng * ith / nth);
+		int64_t hi = ith == nth - 1 ? N : 8 * (ng * (ith + 1) / nth);
+		for (; o + 8 <= hi; o += 8)
+			head_f16_k128_n320_8x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+		for (; o < hi; o++)
+			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+		return;
+	}
+	int64_t ng = N / 4, o = 4 * (ng * ith / nth);
+	int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
+	for (; o + 4 <= hi; o += 4) {
+		const uint8_t *w = a->w + (uint64_t)o * 256;
+		int t = 0;
+		for (; t + 6 <= a->n; t += 6)
+			head_f16_k128_n320_4x6(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+		switch (a->n - t) {
+		case 5:
+			head_f16_k128_n320_4x5(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			break;
+		case 4:
+			head_f16_k128_n320_4x4(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			break;
+		case 3:
+			head_f16_k128_n320_4x3(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			break;
+		case 2:
+			head_f16_k128_n320_4x2(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			break;
+		case 1:
+			head_f16_k128_n320_4x1(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			break;
+		default:
+			break;
+		}
+	}
+	for (; o < hi; o++)
+		for (int t = 0; t < a->n; t++)
+			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+	(void)deq_f16_k128; /* the portable path's row converter */
+	if (a->n == 1) {
+		int64_t ng = N / 8, o = 8 * (ng * ith / nth);
+		int64_t hi = ith == nth - 1 ? N : 8 * (ng * (ith + 1) / nth);
+		for (; o + 8 <= hi; o += 8)
+			head_f16_k128_n320_8x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+		for (; o < hi; o++)
+			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+		return;
+	}
+	int64_t ng = N / 4, o = 4 * (ng * ith / nth);
+	int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
+	for (; o + 4 <= hi; o += 4) {
+		const uint8_t *w = a->w + (uint64_t)o * 256;
+		int t = 0;
+		for (; t + 3 <= a->n; t += 3)
+			head_f16_k128_n320_4x3(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+		switch (a->n - t) {
+		case 2:
+			head_f16_k128_n320_4x2(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			break;
+		case 1:
+			head_f16_k128_n320_4x1(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			break;
+		default:
+			break;
+		}
+	}
+	for (; o < hi; o++)
+		for (int t = 0; t < a->n; t++)
+			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+#else
 	float wr[K];
 	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;
 	for (int64_t o = lo; o < hi; o++) {
@@ -664,6 +1227,7 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 			a->y[(int64_t)t * N + o] = s;
 		}
 	}
+#endif
 }
 
 /* one token: the reference's step mode (f16 roundings of the softmax
@@ -749,14 +1313,15 @@ static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logi
 	/* 23: result_output (matmul) */
 	if (logits) {
 		float *xr = (float *)(S + 4096);
-		head_prep_f16_k128((float *)(S + 0), xr, n);
-		HeadArg a = {W + 0, xr, logits, n};
+		head_prep_f16_k128((float *)(S + 0), xr, 1, 1);
+		HeadArg a = {W + 0, xr, logits, 1};
 		rt_pool_run(st->pool, head_f16_k128_n320, &a);
 	}
 }
 
-/* 2..MAX_BATCH tokens in one call */
-static void forward_tb(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits)
+/* 2..8 tokens in one call (batch mode); last_only: the head computes the
+ * last token's logits row alone */
+static void forward_t8(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)
 {
 	uint8_t *S = st->scratch;
 	const uint8_t *W = st->w;
@@ -835,21 +1400,25 @@ static void forward_tb(RtState *st, const int32_t *tok, int n, int64_t pos, floa
 	rmsnorm_n128((float *)(S + 13376), (const float *)(W + 121792), (float *)(S + 0), n, 0x1.4f8b58p-17f);
 	/* 23: result_output (matmul) */
 	if (logits) {
+		int h0 = last_only ? n - 1 : 0;
 		float *xr = (float *)(S + 4096);
-		head_prep_f16_k128((float *)(S + 0), xr, n);
-		HeadArg a = {W + 0, xr, logits, n};
+		head_prep_f16_k128((float *)(S + 0) + (int64_t)h0 * 128, xr, n - h0, 0);
+		HeadArg a = {W + 0, xr, logits, n - h0};
 		rt_pool_run(st->pool, head_f16_k128_n320, &a);
 	}
 }
 
-static void forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits)
+/* A call of n tokens runs the smallest template that holds them. */
+static void forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)
 {
 	f16_table_init(); /* forward() is called from one thread */
 	if (n == 1)
 		forward_t1(st, tokens, pos, logits);
 	else
-		forward_tb(st, tokens, n, pos, logits);
+		forward_t8(st, tokens, n, pos, logits, last_only);
 }
+
+static const int32_t batch_sizes[] = {1, 8};
 
 static uint64_t kv_bytes(int64_t n_ctx)
 {
@@ -859,7 +1428,7 @@ static uint64_t kv_bytes(int64_t n_ctx)
 static const char model_info[] =
 	"model synthetic-l1-e128-v320-i2_s-seed5, arch bitnet-b1.58\n"
 	"n_layer 1, n_embd 128, n_ff 256, heads 2/1, head_dim 64, n_vocab 320, n_ctx_train 512\n"
-	"target cpu-generic, forward for 1 token (step) and 2..8 tokens (batch)\n"
+	"target cpu-generic, forward templates: 1 token (step), 8 tokens (batch)\n"
 	"scratch 29760 bytes, KV 264 bytes per position\n"
 	"kernels (18): deq_f16_k128 embed_f16_k128_v320 rmsnorm_n128 quant_tok_k128 tmm_i2s_k128_n128 tmm_i2s_k128_n64 rope_neox_hd64_nrot64_nh2 rope_neox_hd64_nrot64_nh1 kv_store_w64 attn_h2_kv1_hd64 add_n128 tmm_i2s_k128_n256 relu2_glu_n256 rmsnorm_n256 quant_tok_k256 tmm_i2s_k256_n128 head_prep_f16_k128 head_f16_k128_n320\n"
 	"";
@@ -885,6 +1454,8 @@ const RtModel rt_model = {
 	.weights_bytes = 122304u,
 	.weights_hash = 0x22f02f2768415b2bu,
 	.max_batch = MAX_BATCH,
+	.batch_sizes = batch_sizes,
+	.n_batch_sizes = 2,
 	.scratch_bytes = 29760u,
 	.kv_bytes = kv_bytes,
 	.forward = forward,

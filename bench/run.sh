@@ -1,0 +1,94 @@
+#!/bin/sh
+# bench/run.sh - prefill (pp) and decode (tg) tokens/s of bitnetc's CPU kernels on the 2B4T
+# shape, against the portable C kernels as the in-run baseline, with 1 and 2 threads;
+# optionally against llama.cpp-family builds (bitnet.cpp, ik_llama.cpp) made outside this
+# repository. Prints a markdown table of medians.
+#
+#   bench/run.sh                        # bitnetc native vs portable C
+#   BITNET_CPP=/path/llama-bench BITNET_CPP_MODEL=/path/model-i2_s.gguf bench/run.sh
+#   IK_LLAMA=/path/llama-bench IK_LLAMA_MODEL=/path/model-iq2_bn.gguf bench/run.sh
+#
+# Knobs (environment): PP (128), TG (128), REPS (5), THREADS ("1 2"), TARGET (native),
+# BASE_TG (32: the portable baseline decodes fewer tokens, it is ~3x slower), BASE_REPS (3),
+# MODEL (a GGUF; default: the synthetic 2B4T shape, generated once into $OUT),
+# OUT (bench/out), BUILD (build).
+set -eu
+cd "$(dirname "$0")/.."
+
+PP=${PP:-128}
+TG=${TG:-128}
+REPS=${REPS:-5}
+THREADS=${THREADS:-"1 2"}
+TARGET=${TARGET:-native}
+BASE_TG=${BASE_TG:-32}
+BASE_REPS=${BASE_REPS:-3}
+OUT=${OUT:-bench/out}
+BUILD=${BUILD:-build}
+mkdir -p "$OUT"
+
+if [ ! -x "$BUILD/bitnetc" ]; then
+	cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build "$BUILD" -j"$(nproc)" >/dev/null
+fi
+BITNETC=$BUILD/bitnetc
+
+MODEL=${MODEL:-$OUT/2b4t-i2_s.gguf}
+if [ ! -f "$MODEL" ]; then
+	echo "generating the 2B4T-shape model (random ternary weights, ~1.1 GiB): $MODEL" >&2
+	"$BITNETC" mkmodel --shape 2b4t --type i2_s --seed 1 -o "$MODEL" >&2
+fi
+
+echo "building the programs" >&2
+"$BITNETC" build "$MODEL" -o "$OUT/fast" --target "$TARGET" >&2
+# the portable C kernels on the GGUF layout: what bitnetc had before the SIMD families
+"$BITNETC" build "$MODEL" -o "$OUT/base" --target cpu-generic \
+	--pass-opt permute_weights.layout=gguf >&2
+
+# json FILE KEY: a number from the program's --bench --json line
+json() {
+	sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" "$1"
+}
+
+# ratio A B: A / B with two decimals (awk: no bc on a bare Debian)
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'
+}
+
+# llama-bench's median-free output: it prints mean ± sd; we report its mean
+llama() { # BIN MODEL THREADS -> "pp tg"
+	"$1" -m "$2" -p "$PP" -n "$TG" -t "$3" -r "$REPS" -o csv 2>/dev/null |
+		awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { gsub(/"/, "", $i); c[$i] = i } next }
+			 { gsub(/"/, ""); np = $c["n_prompt"]; ng = $c["n_gen"]; ts = $c["avg_ts"]
+			   if (np > 0) pp = ts; else tg = ts }
+			 END { printf "%s %s\n", pp, tg }'
+}
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+wbytes=$(stat -c %s "$MODEL")
+echo
+echo "model: $(basename "$MODEL") ($((wbytes / 1048576)) MiB), CPU: $cpu, $(date -u +%Y-%m-%d)"
+echo "pp$PP / tg$TG, medians of $REPS runs (baseline: tg$BASE_TG, $BASE_REPS runs)"
+echo
+echo "| system | threads | pp$PP tok/s | tg tok/s | pp vs portable | tg vs portable | decode GB/s |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for t in $THREADS; do
+	"$OUT/base" --bench --pp "$PP" --tg "$BASE_TG" --reps "$BASE_REPS" -t "$t" --json >"$OUT/base-$t.json"
+	"$OUT/fast" --bench --pp "$PP" --tg "$TG" --reps "$REPS" -t "$t" --json >"$OUT/fast-$t.json"
+	bpp=$(json "$OUT/base-$t.json" pp_tok_s)
+	btg=$(json "$OUT/base-$t.json" tg_tok_s)
+	fpp=$(json "$OUT/fast-$t.json" pp_tok_s)
+	ftg=$(json "$OUT/fast-$t.json" tg_tok_s)
+	wb=$(json "$OUT/fast-$t.json" weights_bytes)
+	# every decode step reads all the weights once (the payload less the tokenizer)
+	gbs=$(awk -v w="$wb" -v r="$ftg" 'BEGIN { printf "%.1f", w * r / 1e9 }')
+	echo "| bitnetc $TARGET | $t | $fpp | $ftg | $(ratio "$fpp" "$bpp")x | $(ratio "$ftg" "$btg")x | $gbs |"
+	echo "| bitnetc portable C (baseline) | $t | $bpp | $btg | 1.00x | 1.00x | |"
+	if [ -n "${BITNET_CPP:-}" ]; then
+		set -- $(llama "$BITNET_CPP" "${BITNET_CPP_MODEL:?set BITNET_CPP_MODEL}" "$t")
+		echo "| bitnet.cpp | $t | $1 | $2 | $(ratio "$1" "$bpp")x | $(ratio "$2" "$btg")x | |"
+	fi
+	if [ -n "${IK_LLAMA:-}" ]; then
+		set -- $(llama "$IK_LLAMA" "${IK_LLAMA_MODEL:?set IK_LLAMA_MODEL}" "$t")
+		echo "| ik_llama.cpp | $t | $1 | $2 | $(ratio "$1" "$bpp")x | $(ratio "$2" "$btg")x | |"
+	fi
+done

@@ -31,6 +31,10 @@ p:add("permute_weights")
 -- prefill (tiled GEMM). The program splits a prompt over them largest first.
 p:add("batch_templates", {sizes = {1, 8, 32, 128}})
 
+-- Each ternary matmul's GEMM tile: measured on this machine with `bitnetc build --tune`
+-- (recorded in ~/.cache/bitnetc/tune.tsv), else read from that file, else codegen's default.
+p:add("tune_kernels")
+
 -- Give every activation a fixed offset in one scratch arena sized for the largest batch size,
 -- reusing the space of values nothing reads any more. Last: a pass that adds values after it
 -- would leave them without a place (the verifier says so).

@@ -18,6 +18,15 @@ static const PassOptInfo permute_weights_opts[] = {
 	{NULL, PASS_OPT_INT, NULL, NULL},
 };
 
+static const PassOptInfo tune_kernels_opts[] = {
+	{"tune", PASS_OPT_INT, "0",
+	 "1: time the candidate tiles on this machine now (bitnetc build --tune) and record "
+	 "them; 0: use recorded choices only"},
+	{"file", PASS_OPT_STR, "",
+	 "the tuning file (default $BITNETC_TUNE_FILE, else ~/.cache/bitnetc/tune.tsv)"},
+	{NULL, PASS_OPT_INT, NULL, NULL},
+};
+
 static const PassOptInfo quantize_head_opts[] = {
 	{"type", PASS_OPT_STR, "q8_0", "q8_0 or q6_k"},
 	{NULL, PASS_OPT_INT, NULL, NULL},
@@ -65,6 +74,13 @@ static const PassInfo passes[] = {
 	 "place activations in one scratch arena sized for the largest batch size, reusing the "
 	 "space of values whose last reader has run (what the CPU backend builds with)",
 	 NULL},
+	{"tune_kernels", pass_tune_kernels,
+	 "requires: batch_sizes and i2s_x16 weights (permute_weights), graph attribute target; "
+	 "produces: node attribute tile on ternary matmuls with a measured or recorded choice, "
+	 "graph attribute tuned_tiles; invalidates: nothing",
+	 "choose each ternary matmul's GEMM tile from timings on this machine (--tune) or the "
+	 "tuning file earlier builds wrote",
+	 tune_kernels_opts},
 	{"quantize_head", pass_quantize_head,
 	 "requires: a verified graph whose logits come from a matmul with a constant f32/f16/"
 	 "bf16 weight; produces: that weight in q8_0 or q6_k (the tied embedding table with it); "

@@ -175,6 +175,8 @@ int pass_verify(IrGraph *g, const PassOpts *opts, BnErr *e);
 int pass_fuse(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* batch_templates.c */
 int pass_batch_templates(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* tune_kernels.c */
+int pass_tune_kernels(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* quantize_head.c */
 int pass_quantize_head(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* infer_shapes.c */

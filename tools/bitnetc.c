@@ -128,6 +128,10 @@ static const char usage_build[] =
 	"                        overrides the script's value\n"
 	"  --dump-after PASS     print the IR after PASS ('lua': after every Lua pass)\n"
 	"  --verify-each         run the IR verifier after every pass\n"
+	"  --tune                time the candidate GEMM tiles on this machine (seconds) and\n"
+	"                        record the winners in the tuning file, which later builds\n"
+	"                        read (pass tune_kernels)\n"
+	"  --tune-file F         the tuning file (default ~/.cache/bitnetc/tune.tsv)\n"
 	"  -v, --verbose         per-pass detail, the full compiler command line\n";
 
 static const char usage_inspect[] =
@@ -524,7 +528,10 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	PassRunOpts ro = {.verify_each = o->verify_each, .dump_after = o->dump_after,
 			  .dump_file = stdout, .verbose = o->verbose, .cli_opts = &o->pass_opts,
 			  .stats = &stats, .target = pass_target_for(o->target)};
-	if (pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {
+	/* what passes that measure kernels (tune_kernels) compile for */
+	if (pass_gattr_set_str(g, "target", o->target, &e) != BN_OK ||
+	    pass_gattr_set_str(g, "cc", o->cc, &e) != BN_OK ||
+	    pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {
 		pass_stats_free(&stats);
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
@@ -713,6 +720,18 @@ static int cmd_build(int argc, char **argv)
 			o.no_tokenizer = true;
 		} else if (flag(&a, NULL, "--verify-each")) {
 			o.verify_each = true;
+		} else if (flag(&a, NULL, "--tune")) {
+			BnErr pe = {0};
+			if (pass_opts_parse(&o.pass_opts, "tune_kernels.tune=1", &pe) != BN_OK) {
+				pass_opts_free(&o.pass_opts);
+				return usage_err(a.cmd, "--tune: %s", pe.msg);
+			}
+		} else if ((r = opt(&a, NULL, "--tune-file", &v)) != 0) {
+			BnErr pe = {0};
+			if (r < 0 || pass_opts_set(&o.pass_opts, "tune_kernels", "file", v, &pe) != BN_OK) {
+				pass_opts_free(&o.pass_opts);
+				return r < 0 ? EXIT_USAGE : usage_err(a.cmd, "--tune-file: %s", pe.msg);
+			}
 		} else if ((r = opt(&a, NULL, "--pipeline", &v)) != 0) {
 			if (r < 0)
 				return EXIT_USAGE;

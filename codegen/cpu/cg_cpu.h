@@ -70,6 +70,25 @@ void cg_remove_sources(const char *dir);
  * of its output. */
 int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_path, char *cmd,
 	  size_t cmd_n, BnErr *e);
+/* Runs the compiler command argv (argv[0] the compiler) inside dir without a shell; a
+ * failure is an error with the first lines of its output. */
+int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e);
+
+/* ---- cg_cpu_tune.c ---- */
+
+/* One ternary matmul shape to tune ([k, n] i2s_x16 weight) and what was measured. */
+typedef struct {
+	int64_t k, n;
+	int rows, tokens; /* the fastest tile */
+	double ns;        /* its time for nt tokens, one thread */
+	double ns_default; /* the ISA's default tile, for the report */
+} CgTuneShape;
+/* Times every candidate tile of the i2s_x16 GEMM for each shape at nt tokens on this
+ * machine (one generated program compiled for target with cc, run once) and fills in the
+ * fastest. Only targets with SIMD kernels have tiles to tune (others: nothing to do). */
+int cg_cpu_tune_tiles(const char *target, const char *cc, CgTuneShape *shapes, int n_shapes,
+		      int nt, int verbose, BnErr *e);
+
 /* Writes the payload (the graph's constants at p's offsets) and the 32-byte trailer:
  * appended to path after padding it to a multiple of 4096, or (append false) as the
  * whole file. */

@@ -174,7 +174,7 @@ static void first_lines(const char *log, char *out, size_t n, int max_lines)
 }
 
 /* Runs argv[0] with argv inside dir (no shell); its output becomes the error message. */
-static int run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e)
+int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e)
 {
 	const char *cc = argv[0];
 	if (!cc_exists(cc))
@@ -286,7 +286,7 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
 	argv[n++] = "model.c";
 	argv[n] = NULL;
 	put_cmd(cmd, cmd_n, argv);
-	int rc = run_cc(o, argv, dir, e);
+	int rc = cg_run_cc(o, argv, dir, e);
 	if (rc) {
 		/* the likeliest cause: the host's own compiler given AArch64 flags (a name
 		 * that says aarch64 or arm64 is taken to be a cross compiler) */
@@ -322,7 +322,7 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
 	if (strlen(cmd) + 4 < cmd_n)
 		strcat(cmd, " && ");
 	put_cmd(cmd, cmd_n, argv);
-	return run_cc(o, argv, dir, e);
+	return cg_run_cc(o, argv, dir, e);
 }
 
 /* ---- the payload ---------------------------------------------------------------- */

@@ -61,8 +61,14 @@ int kern_for(Em *m, const IrNode *n, const char *name, CgBuf **body);
 /* The Q8_K quantizer kernel body (256-element blocks). */
 void q8k_body(CgBuf *b, const char *name, int64_t k);
 
+/* The text every generated file starts with: includes, f16 helpers, kernel arguments. */
+extern const char cg_cpu_prelude[];
+
 /* cg_cpu_tmm.c */
 int emit_ternary_matmul(Em *m, const IrNode *n);
+/* The i2s_x16 kernel of node n (a ternary_matmul over a [k, nr] weight in that layout)
+ * with its micro kernels; *driver gets the kernel's name (the threaded entry point). */
+int emit_tmm_x16_named(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
 /* cg_cpu_head.c */
 int emit_matmul(Em *m, const IrNode *n);
 

@@ -810,7 +810,7 @@ static int plan_scratch(Em *m, uint64_t *bytes)
 
 /* f16/bf16 conversions as ir_quant.c's (round to nearest even), little-endian loads, and
  * the argument blocks of the threaded kernels. */
-static const char prelude[] =
+const char cg_cpu_prelude[] =
 	"#include \"rt_model.h\"\n"
 	"\n"
 	"#include <math.h>\n"
@@ -1096,7 +1096,7 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		     " * reference interpreter computes, in its float order (build with\n"
 		     " * -ffp-contract=off, without -ffast-math). */\n",
 		  o->target ? o->target : "cpu-generic");
-	cg_printf(b, "%s\n", prelude);
+	cg_printf(b, "%s\n", cg_cpu_prelude);
 	cg_printf(b, "#define MAX_BATCH %d\n", o->max_batch);
 	cg_printf(b, "#define KV_ELEMS %" PRId64 " /* f16 K and V elements per position, all layers */\n",
 		  m.kv_elems);

@@ -53,29 +53,31 @@ static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
 /* ---- SIMD heads: f16, bf16 and f32 weights ------------------------------------------ */
 
 /* One vector instruction set for the head. The weight rows are converted to float in
- * registers as they stream by (no row buffer): one token (GEMV) is bound by memory
- * bandwidth, 657 MB of f16 per token for the 2B model; several tokens share each
- * converted weight vector across a register tile of rows x tokens. */
+ * registers as they stream by (no row buffer). One token (GEMV) is bound by memory
+ * bandwidth (657 MB of f16 per token for the 2B model): each thread streams its rows in
+ * order, one row at a time with 4 accumulators, which the hardware prefetcher follows
+ * best (row groups read side by side, 5 KB apart, ran at 2/3 of the speed). Several
+ * tokens share each converted weight vector across a register tile of 4 rows x tt
+ * tokens, which prefetches the next 4 rows itself. */
 typedef struct {
 	const char *guard; /* the #if condition */
 	int vw;            /* floats per vector */
-	int tt;            /* tokens per multi-token tile (4 rows); R*T + T + 1 registers */
-	int gemv_rows;     /* rows per one-token tile */
-	const char *vec, *zero, *loadx, *fma;
+	int tt;            /* tokens per multi-token tile (4 rows): 4*tt + tt + 1 registers */
+	const char *vec, *zero, *loadx, *fma, *add;
 	/* a weight vector at a byte pointer, as floats: the text before and after it */
 	const char *f16[2], *bf16[2], *f32[2];
 	const char *sum;   /* horizontal sum of a vector: the function; NULL: emit NAME_hsum */
 } HeadIsa;
 
 static const HeadIsa head_isas[] = {
-	{"defined(__AVX512F__)", 16, 6, 8, "__m512", "_mm512_setzero_ps()", "_mm512_loadu_ps",
-	 "_mm512_fmadd_ps",
+	{"defined(__AVX512F__)", 16, 6, "__m512", "_mm512_setzero_ps()", "_mm512_loadu_ps",
+	 "_mm512_fmadd_ps", "_mm512_add_ps",
 	 {"_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(", ")))"},
 	 {"_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(",
 	  "))), 16))"},
 	 {"_mm512_loadu_ps((const float *)(", "))"}, "_mm512_reduce_add_ps"},
-	{"defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 8, 3, 8, "__m256",
-	 "_mm256_setzero_ps()", "_mm256_loadu_ps", "_mm256_fmadd_ps",
+	{"defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 8, 3, "__m256",
+	 "_mm256_setzero_ps()", "_mm256_loadu_ps", "_mm256_fmadd_ps", "_mm256_add_ps",
 	 {"_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(", ")))"},
 	 {"_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(",
 	  "))), 16))"},
@@ -87,13 +89,48 @@ static bool head_simd_type(IrDtype dt)
 	return dt == IR_DT_F16 || dt == IR_DT_BF16 || dt == IR_DT_F32;
 }
 
-/* name_RxT(w, x, y): rows w.. (R of them, rb bytes apart) times tokens x.. (T rows of k
- * floats) into y[t * nr + r]. Float order: per lane FMA over i, then the lanes summed. */
-static void head_tile(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, int64_t k,
-		      int64_t nr, uint64_t rb, int R, int T)
+static const char *const *head_wload(const HeadIsa *s, IrDtype dt)
 {
-	const char *const *wl = dt == IR_DT_F16 ? s->f16 : dt == IR_DT_BF16 ? s->bf16 : s->f32;
-	int es = dt == IR_DT_F32 ? 4 : 2;
+	return dt == IR_DT_F16 ? s->f16 : dt == IR_DT_BF16 ? s->bf16 : s->f32;
+}
+
+static int head_es(IrDtype dt)
+{
+	return dt == IR_DT_F32 ? 4 : 2;
+}
+
+/* name_1x1(w, x, y): one row times one token, 4 accumulators over consecutive vectors
+ * (the GEMV, and rows left over after the 4-row tiles). */
+static void head_row(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, int64_t k)
+{
+	const char *const *wl = head_wload(s, dt);
+	int es = head_es(dt), vw = s->vw;
+	int64_t k4 = k / (4 * vw) * (4 * vw);
+	cg_printf(b, "static inline void %s_1x1(const uint8_t *w, const float *x, float *y)\n{\n"
+		     "\t%s s0 = %s, s1 = %s, s2 = %s, s3 = %s;\n"
+		     "\tfor (int i = 0; i < %" PRId64 "; i += %d) {\n",
+		  name, s->vec, s->zero, s->zero, s->zero, s->zero, k4, 4 * vw);
+	for (int j = 0; j < 4; j++)
+		cg_printf(b, "\t\ts%d = %s(%sw + %d * (i + %d)%s, %s(x + i + %d), s%d);\n", j, s->fma,
+			  wl[0], es, j * vw, wl[1], s->loadx, j * vw, j);
+	cg_printf(b, "\t}\n");
+	for (int64_t i = k4, j = 0; i < k; i += vw, j++) /* K is whole vectors, not always 4 */
+		cg_printf(b, "\ts%d = %s(%sw + %" PRId64 "%s, %s(x + %" PRId64 "), s%d);\n", (int)j,
+			  s->fma, wl[0], es * i, wl[1], s->loadx, i, (int)j);
+	cg_printf(b, "\ty[0] = %s%s(%s(%s(s0, s1), %s(s2, s3)));\n}\n\n", s->sum ? s->sum : name,
+		  s->sum ? "" : "_hsum", s->add, s->add, s->add);
+}
+
+/* name_4xT(w, x, y): rows w.. (4 of them, rb bytes apart) times tokens x.. (T rows of k
+ * floats) into y[t * nr + r]: per lane FMA over i, then the lanes summed. Each 64-byte
+ * line of the next 4 rows is prefetched once per pass (the first token tile reads them
+ * from memory; later passes find them in cache). */
+static void head_tile(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, int64_t k,
+		      int64_t nr, uint64_t rb, int T)
+{
+	enum { R = 4 };
+	const char *const *wl = head_wload(s, dt);
+	int es = head_es(dt), line = 64 / es; /* elements per cache line */
 	cg_printf(b, "static inline void %s_%dx%d(const uint8_t *w, const float *x, float *y)\n{\n",
 		  name, R, T);
 	for (int r = 0; r < R; r++) {
@@ -103,6 +140,16 @@ static void head_tile(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, 
 		cg_printf(b, ";\n");
 	}
 	cg_printf(b, "\tfor (int i = 0; i < %" PRId64 "; i += %d) {\n", k, s->vw);
+	const char *ind = "\t\t";
+	if (line > s->vw) {
+		cg_printf(b, "\t\tif ((i & %d) == 0) {\n", line - 1);
+		ind = "\t\t\t";
+	}
+	for (int r = 0; r < R; r++)
+		cg_printf(b, "%s_mm_prefetch((const char *)(w + %" PRIu64 " + %d * i), _MM_HINT_T0);\n",
+			  ind, (uint64_t)(R + r) * rb, es);
+	if (line > s->vw)
+		cg_printf(b, "\t\t}\n");
 	for (int t = 0; t < T; t++)
 		cg_printf(b, "\t\t%s x%d = %s(x + %" PRId64 " + i);\n", s->vec, t, s->loadx,
 			  (int64_t)t * k);
@@ -114,10 +161,9 @@ static void head_tile(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, 
 	}
 	cg_printf(b, "\t}\n");
 	for (int r = 0; r < R; r++)
-		for (int t = 0; t < T; t++) {
+		for (int t = 0; t < T; t++)
 			cg_printf(b, "\ty[%" PRId64 "] = %s%s(s%d_%d);\n", (int64_t)t * nr + r,
 				  s->sum ? s->sum : name, s->sum ? "" : "_hsum", r, t);
-		}
 	cg_printf(b, "}\n\n");
 }
 
@@ -133,25 +179,20 @@ static void head_simd_tiles(CgBuf *b, const HeadIsa *s, const char *name, IrDtyp
 			     "\treturn _mm_cvtss_f32(h);\n"
 			     "}\n\n",
 			  name, s->vec);
-	head_tile(b, s, name, dt, k, nr, rb, s->gemv_rows, 1);
-	head_tile(b, s, name, dt, k, nr, rb, 1, 1);
+	head_row(b, s, name, dt, k);
 	for (int t = 1; t <= s->tt; t++)
-		if (s->gemv_rows != 4 || t != 1)
-			head_tile(b, s, name, dt, k, nr, rb, 4, t);
+		head_tile(b, s, name, dt, k, nr, rb, t);
 }
 
-/* The kernel's body for one instruction set: one token in groups of gemv_rows rows, several
- * in 4 x tt tiles; the row groups split evenly over the threads (the rest of N to the last). */
+/* The kernel's body for one instruction set. One token: each thread streams an equal
+ * share of the rows. Several: 4 x tt tiles over groups of 4 rows, the groups split evenly
+ * over the threads (the rows left over, fewer than 4, to the last). */
 static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const char *deq,
 			   uint64_t rb)
 {
 	cg_printf(b, "\t(void)%s; /* the portable path's row converter */\n"
 		     "\tif (a->n == 1) {\n"
-		     "\t\tint64_t ng = N / %d, o = %d * (ng * ith / nth);\n"
-		     "\t\tint64_t hi = ith == nth - 1 ? N : %d * (ng * (ith + 1) / nth);\n"
-		     "\t\tfor (; o + %d <= hi; o += %d)\n"
-		     "\t\t\t%s_%dx1(a->w + (uint64_t)o * %" PRIu64 ", a->x, a->y + o);\n"
-		     "\t\tfor (; o < hi; o++)\n"
+		     "\t\tfor (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)\n"
 		     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x, a->y + o);\n"
 		     "\t\treturn;\n"
 		     "\t}\n"
@@ -163,8 +204,7 @@ static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const c
 		     "\t\tfor (; t + %d <= a->n; t += %d)\n"
 		     "\t\t\t%s_4x%d(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
 		     "\t\tswitch (a->n - t) {\n",
-		  deq, s->gemv_rows, s->gemv_rows, s->gemv_rows, s->gemv_rows, s->gemv_rows, name,
-		  s->gemv_rows, rb, name, rb, rb, s->tt, s->tt, name, s->tt);
+		  deq, name, rb, rb, s->tt, s->tt, name, s->tt);
 	for (int t = s->tt - 1; t >= 1; t--)
 		cg_printf(b, "\t\tcase %d:\n"
 			     "\t\t\t%s_4x%d(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"

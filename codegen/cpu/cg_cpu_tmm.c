@@ -344,11 +344,12 @@ static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
  * chunk: [4 rows][4 k]), so four accumulators per group and token, lane i = row 4v + i.
  * With dotprod, sdot by lane: the chunk's 16 activations of a token are one register and
  * its 32-bit lane s holds the 4 that the codes of shift 2s multiply (codes 0..2 fit int8,
- * so the signed dot product is exact). Without, widening multiplies (smull/smlal) summed
- * over the four shifts in int16, folded into int32 by addp + sadalp. That int16 sum is
- * exact: every product is code * q with 0 <= code <= 2 and -128 <= q <= 127, so
- * |product| <= 256; a lane of lo/hi sums 4 products (s = 0..3), |.| <= 1024; addp adds
- * two such lanes, |.| <= 2048 < 32767; sadalp widens to int32 before it adds. */
+ * so the signed dot product is exact; shift 6 needs no mask). Without, widening
+ * multiplies (smull/smlal) summed over the four shifts in int16, folded into int32 by
+ * addp + sadalp. That int16 sum is exact: every product is code * q with 0 <= code <= 2
+ * and -128 <= q <= 127, so |product| <= 256; a lane of lo/hi sums 4 products (s = 0..3),
+ * |.| <= 1024; addp adds two such lanes, |.| <= 2048 < 32767; sadalp widens to int32
+ * before it adds. */
 static void mk_neon(CgBuf *b, const char *name, int rg, int tt, bool dot)
 {
 	int na = dot && tt == 1 ? 2 : tt; /* accumulator sets: one token gets two chains */
@@ -519,6 +520,16 @@ static int emit_tmm_x16(Em *m, const IrNode *n, int64_t k, int64_t nr)
 		m->isa = (CgIsa){CG_ISA_GENERIC, false};
 	int rc = emit_tmm_x16_isa(m, n, k, nr);
 	m->isa = keep;
+	return rc;
+}
+
+int emit_tmm_x16_named(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn)
+{
+	int rc = emit_tmm_x16(m, n, k, nr);
+	Tile tl;
+	if (!rc && !x16_tile(m, n, &tl))
+		snprintf(driver, dn, "tmm_x16%c_k%" PRId64 "_n%" PRId64 "_r%d_t%d", isa_tag(&m->isa),
+			 k, nr, tl.rg, tl.tt);
 	return rc;
 }
 

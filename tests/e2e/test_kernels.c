@@ -1,8 +1,9 @@
 /* test_kernels.c - every CPU kernel family this host can run (portable C, AVX2, AVX-512
- * VNNI; NEON under qemu-user when the aarch64 cross tools are here) x every weight layout (gguf, i2s_x16) x batch templates and tiles with ragged
- * edges, each compiled into a program and checked against the interpreter run with the
- * same forward calls (<= 1e-4 relative per row; the ternary sums themselves are exact).
- * Families the host lacks are skipped with a message. */
+ * VNNI; NEON under qemu-user when the aarch64 cross tools are here) x every weight
+ * layout (gguf, i2s_x16) x batch templates and tiles with ragged edges, each compiled
+ * into a program and checked against the interpreter run with the same forward calls
+ * (<= 1e-4 relative per row; the ternary sums themselves are exact). Families the
+ * host lacks are skipped with a message. */
 #include "testutil.h"
 
 #include "frontend.h"

@@ -82,6 +82,7 @@ static void test_default(void **state)
 	assert_int_equal(pass_run(b, "dce", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "permute_weights", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "batch_templates", NULL, &e), BN_OK);
+	assert_int_equal(pass_run(b, "tune_kernels", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "plan_memory", NULL, &e), BN_OK);
 	char *pa = print_graph(a), *pb = print_graph(b);
 	assert_string_equal(pa, pb);
@@ -94,14 +95,15 @@ static void test_default(void **state)
 		assert_true(a->values[i].mem_off == b->values[i].mem_off);
 
 	/* one timing per step, printed with a total */
-	assert_int_equal(st.n, 7);
+	assert_int_equal(st.n, 8);
 	assert_string_equal(st.t[0].name, "infer_shapes");
 	assert_string_equal(st.t[1].name, "dce");
 	assert_string_equal(st.t[2].name, "fuse");
 	assert_string_equal(st.t[3].name, "dce");
 	assert_string_equal(st.t[4].name, "permute_weights");
 	assert_string_equal(st.t[5].name, "batch_templates");
-	assert_string_equal(st.t[6].name, "plan_memory");
+	assert_string_equal(st.t[6].name, "tune_kernels");
+	assert_string_equal(st.t[7].name, "plan_memory");
 	char *buf = NULL;
 	size_t n = 0;
 	FILE *mf = open_memstream(&buf, &n);

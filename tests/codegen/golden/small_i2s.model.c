@@ -649,54 +649,16 @@ static void head_prep_f16_k128(const float *x, float *xr, int n, int step)
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-static inline void head_f16_k128_n320_8x1(const uint8_t *w, const float *x, float *y)
-{
-	__m512 s0_0 = _mm512_setzero_ps();
-	__m512 s1_0 = _mm512_setzero_ps();
-	__m512 s2_0 = _mm512_setzero_ps();
-	__m512 s3_0 = _mm512_setzero_ps();
-	__m512 s4_0 = _mm512_setzero_ps();
-	__m512 s5_0 = _mm512_setzero_ps();
-	__m512 s6_0 = _mm512_setzero_ps();
-	__m512 s7_0 = _mm512_setzero_ps();
-	for (int i = 0; i < 128; i += 16) {
-		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
-		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
-		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
-		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
-		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
-		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
-		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
-		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
-		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
-		__m512 w4 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 1024 + 2 * i)));
-		s4_0 = _mm512_fmadd_ps(w4, x0, s4_0);
-		__m512 w5 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 1280 + 2 * i)));
-		s5_0 = _mm512_fmadd_ps(w5, x0, s5_0);
-		__m512 w6 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 1536 + 2 * i)));
-		s6_0 = _mm512_fmadd_ps(w6, x0, s6_0);
-		__m512 w7 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 1792 + 2 * i)));
-		s7_0 = _mm512_fmadd_ps(w7, x0, s7_0);
-	}
-	y[0] = _mm512_reduce_add_ps(s0_0);
-	y[1] = _mm512_reduce_add_ps(s1_0);
-	y[2] = _mm512_reduce_add_ps(s2_0);
-	y[3] = _mm512_reduce_add_ps(s3_0);
-	y[4] = _mm512_reduce_add_ps(s4_0);
-	y[5] = _mm512_reduce_add_ps(s5_0);
-	y[6] = _mm512_reduce_add_ps(s6_0);
-	y[7] = _mm512_reduce_add_ps(s7_0);
-}
-
 static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, float *y)
 {
-	__m512 s0_0 = _mm512_setzero_ps();
-	for (int i = 0; i < 128; i += 16) {
-		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
-		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
-		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+	__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 64) {
+		s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * (i + 0)))), _mm512_loadu_ps(x + i + 0), s0);
+		s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * (i + 16)))), _mm512_loadu_ps(x + i + 16), s1);
+		s2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * (i + 32)))), _mm512_loadu_ps(x + i + 32), s2);
+		s3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * (i + 48)))), _mm512_loadu_ps(x + i + 48), s3);
 	}
-	y[0] = _mm512_reduce_add_ps(s0_0);
+	y[0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
 static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
@@ -706,6 +668,12 @@ static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, floa
 	__m512 s2_0 = _mm512_setzero_ps();
 	__m512 s3_0 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
+		if ((i & 31) == 0) {
+			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
 		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
@@ -729,6 +697,12 @@ static inline void head_f16_k128_n320_4x2(const uint8_t *w, const float *x, floa
 	__m512 s2_0 = _mm512_setzero_ps(), s2_1 = _mm512_setzero_ps();
 	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
+		if ((i & 31) == 0) {
+			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
@@ -761,6 +735,12 @@ static inline void head_f16_k128_n320_4x3(const uint8_t *w, const float *x, floa
 	__m512 s2_0 = _mm512_setzero_ps(), s2_1 = _mm512_setzero_ps(), s2_2 = _mm512_setzero_ps();
 	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
+		if ((i & 31) == 0) {
+			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
 		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
@@ -802,6 +782,12 @@ static inline void head_f16_k128_n320_4x4(const uint8_t *w, const float *x, floa
 	__m512 s2_0 = _mm512_setzero_ps(), s2_1 = _mm512_setzero_ps(), s2_2 = _mm512_setzero_ps(), s2_3 = _mm512_setzero_ps();
 	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps(), s3_3 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
+		if ((i & 31) == 0) {
+			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
 		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
@@ -852,6 +838,12 @@ static inline void head_f16_k128_n320_4x5(const uint8_t *w, const float *x, floa
 	__m512 s2_0 = _mm512_setzero_ps(), s2_1 = _mm512_setzero_ps(), s2_2 = _mm512_setzero_ps(), s2_3 = _mm512_setzero_ps(), s2_4 = _mm512_setzero_ps();
 	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps(), s3_3 = _mm512_setzero_ps(), s3_4 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
+		if ((i & 31) == 0) {
+			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
 		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
@@ -911,6 +903,12 @@ static inline void head_f16_k128_n320_4x6(const uint8_t *w, const float *x, floa
 	__m512 s2_0 = _mm512_setzero_ps(), s2_1 = _mm512_setzero_ps(), s2_2 = _mm512_setzero_ps(), s2_3 = _mm512_setzero_ps(), s2_4 = _mm512_setzero_ps(), s2_5 = _mm512_setzero_ps();
 	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps(), s3_3 = _mm512_setzero_ps(), s3_4 = _mm512_setzero_ps(), s3_5 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
+		if ((i & 31) == 0) {
+			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
 		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
@@ -983,54 +981,16 @@ static inline float head_f16_k128_n320_hsum(__m256 v)
 	return _mm_cvtss_f32(h);
 }
 
-static inline void head_f16_k128_n320_8x1(const uint8_t *w, const float *x, float *y)
-{
-	__m256 s0_0 = _mm256_setzero_ps();
-	__m256 s1_0 = _mm256_setzero_ps();
-	__m256 s2_0 = _mm256_setzero_ps();
-	__m256 s3_0 = _mm256_setzero_ps();
-	__m256 s4_0 = _mm256_setzero_ps();
-	__m256 s5_0 = _mm256_setzero_ps();
-	__m256 s6_0 = _mm256_setzero_ps();
-	__m256 s7_0 = _mm256_setzero_ps();
-	for (int i = 0; i < 128; i += 8) {
-		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
-		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 + 2 * i)));
-		s0_0 = _mm256_fmadd_ps(w0, x0, s0_0);
-		__m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256 + 2 * i)));
-		s1_0 = _mm256_fmadd_ps(w1, x0, s1_0);
-		__m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 512 + 2 * i)));
-		s2_0 = _mm256_fmadd_ps(w2, x0, s2_0);
-		__m256 w3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 768 + 2 * i)));
-		s3_0 = _mm256_fmadd_ps(w3, x0, s3_0);
-		__m256 w4 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1024 + 2 * i)));
-		s4_0 = _mm256_fmadd_ps(w4, x0, s4_0);
-		__m256 w5 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1280 + 2 * i)));
-		s5_0 = _mm256_fmadd_ps(w5, x0, s5_0);
-		__m256 w6 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1536 + 2 * i)));
-		s6_0 = _mm256_fmadd_ps(w6, x0, s6_0);
-		__m256 w7 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1792 + 2 * i)));
-		s7_0 = _mm256_fmadd_ps(w7, x0, s7_0);
-	}
-	y[0] = head_f16_k128_n320_hsum(s0_0);
-	y[1] = head_f16_k128_n320_hsum(s1_0);
-	y[2] = head_f16_k128_n320_hsum(s2_0);
-	y[3] = head_f16_k128_n320_hsum(s3_0);
-	y[4] = head_f16_k128_n320_hsum(s4_0);
-	y[5] = head_f16_k128_n320_hsum(s5_0);
-	y[6] = head_f16_k128_n320_hsum(s6_0);
-	y[7] = head_f16_k128_n320_hsum(s7_0);
-}
-
 static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, float *y)
 {
-	__m256 s0_0 = _mm256_setzero_ps();
-	for (int i = 0; i < 128; i += 8) {
-		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
-		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 + 2 * i)));
-		s0_0 = _mm256_fmadd_ps(w0, x0, s0_0);
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+	for (int i = 0; i < 128; i += 32) {
+		s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * (i + 0)))), _mm256_loadu_ps(x + i + 0), s0);
+		s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * (i + 8)))), _mm256_loadu_ps(x + i + 8), s1);
+		s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * (i + 16)))), _mm256_loadu_ps(x + i + 16), s2);
+		s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * (i + 24)))), _mm256_loadu_ps(x + i + 24), s3);
 	}
-	y[0] = head_f16_k128_n320_hsum(s0_0);
+	y[0] = head_f16_k128_n320_hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
 }
 
 static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
@@ -1040,6 +1000,12 @@ static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, floa
 	__m256 s2_0 = _mm256_setzero_ps();
 	__m256 s3_0 = _mm256_setzero_ps();
 	for (int i = 0; i < 128; i += 8) {
+		if ((i & 31) == 0) {
+			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+		}
 		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
 		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 + 2 * i)));
 		s0_0 = _mm256_fmadd_ps(w0, x0, s0_0);
@@ -1063,6 +1029,12 @@ static inline void head_f16_k128_n320_4x2(const uint8_t *w, const float *x, floa
 	__m256 s2_0 = _mm256_setzero_ps(), s2_1 = _mm256_setzero_ps();
 	__m256 s3_0 = _mm256_setzero_ps(), s3_1 = _mm256_setzero_ps();
 	for (int i = 0; i < 128; i += 8) {
+		if ((i & 31) == 0) {
+			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+		}
 		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
 		__m256 x1 = _mm256_loadu_ps(x + 128 + i);
 		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 + 2 * i)));
@@ -1095,6 +1067,12 @@ static inline void head_f16_k128_n320_4x3(const uint8_t *w, const float *x, floa
 	__m256 s2_0 = _mm256_setzero_ps(), s2_1 = _mm256_setzero_ps(), s2_2 = _mm256_setzero_ps();
 	__m256 s3_0 = _mm256_setzero_ps(), s3_1 = _mm256_setzero_ps(), s3_2 = _mm256_setzero_ps();
 	for (int i = 0; i < 128; i += 8) {
+		if ((i & 31) == 0) {
+			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+		}
 		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
 		__m256 x1 = _mm256_loadu_ps(x + 128 + i);
 		__m256 x2 = _mm256_loadu_ps(x + 256 + i);
@@ -1138,11 +1116,7 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 #if defined(__AVX512F__)
 	(void)deq_f16_k128; /* the portable path's row converter */
 	if (a->n == 1) {
-		int64_t ng = N / 8, o = 8 * (ng * ith / nth);
-		int64_t hi = ith == nth - 1 ? N : 8 * (ng * (ith + 1) / nth);
-		for (; o + 8 <= hi; o += 8)
-			head_f16_k128_n320_8x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
-		for (; o < hi; o++)
+		for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
 			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
 		return;
 	}
@@ -1179,11 +1153,7 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 	(void)deq_f16_k128; /* the portable path's row converter */
 	if (a->n == 1) {
-		int64_t ng = N / 8, o = 8 * (ng * ith / nth);
-		int64_t hi = ith == nth - 1 ? N : 8 * (ng * (ith + 1) / nth);
-		for (; o + 8 <= hi; o += 8)
-			head_f16_k128_n320_8x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
-		for (; o < hi; o++)
+		for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
 			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
 		return;
 	}

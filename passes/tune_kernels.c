@@ -1,0 +1,206 @@
+/* tune_kernels.c - choose the GEMM tile of each ternary matmul (kernel attribute "tile",
+ * read by codegen) from measurements on this machine: with tune = 1 the candidates are
+ * compiled and timed (codegen/cpu/cg_cpu_tune.c), and the winners are appended to a tuning
+ * file that later builds reuse without measuring; with tune = 0 only the file is read.
+ * Shapes without a recorded choice keep codegen's default tile (its cost model: the
+ * largest register tile of the ISA), as do nodes whose tile a script set.
+ * requires: a verified graph with batch_sizes (batch_templates), weights repacked into
+ * i2s_x16 (permute_weights), graph attribute "target" (set by bitnetc build; else native);
+ * produces: node attributes tile = {rows, tokens}, graph attribute tuned_tiles (count);
+ * invalidates: nothing. */
+#include "pass.h"
+#include "cg_cpu.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* The machine a measurement belongs to: the CPU's model name. */
+static void cpu_model(char *out, size_t n)
+{
+	snprintf(out, n, "unknown");
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	if (!f)
+		return;
+	char line[512];
+	while (fgets(line, sizeof line, f)) {
+		char *colon = strchr(line, ':');
+		if (strncmp(line, "model name", 10) == 0 && colon) {
+			char *s = colon + 1;
+			while (*s == ' ' || *s == '\t')
+				s++;
+			s[strcspn(s, "\n")] = 0;
+			for (char *p = s; *p; p++)
+				if (*p == '\t')
+					*p = ' ';
+			snprintf(out, n, "%s", s);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/* The tuning file: the option, else $BITNETC_TUNE_FILE, else the user's cache directory. */
+static void tune_path(const char *opt, char *out, size_t n)
+{
+	const char *env = getenv("BITNETC_TUNE_FILE"), *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+	if (opt && *opt)
+		snprintf(out, n, "%s", opt);
+	else if (env && *env)
+		snprintf(out, n, "%s", env);
+	else if (xdg && *xdg)
+		snprintf(out, n, "%s/bitnetc/tune.tsv", xdg);
+	else
+		snprintf(out, n, "%s/.cache/bitnetc/tune.tsv", home && *home ? home : "/tmp");
+}
+
+/* mkdir -p of path's directory. */
+static void make_parent(const char *path)
+{
+	char d[4096];
+	snprintf(d, sizeof d, "%s", path);
+	for (char *p = d + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			mkdir(d, 0755);
+			*p = '/';
+		}
+}
+
+typedef struct {
+	int64_t k, n;
+	int rows, tokens; /* 0: no choice yet */
+} Shape;
+
+/* Fills in the shapes the file has a choice for (the last line for a key wins). Lines:
+ * cpu TAB target TAB k TAB n TAB tokens-in-flight TAB rows TAB tokens TAB ns */
+static void read_file(const char *path, const char *cpu, const char *target, int nt, Shape *sh,
+		      int n_sh)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	char line[1024];
+	while (fgets(line, sizeof line, f)) {
+		char *tab1 = strchr(line, '\t');
+		if (!tab1 || line[0] == '#')
+			continue;
+		*tab1 = 0;
+		char *tab2 = strchr(tab1 + 1, '\t');
+		if (!tab2 || strcmp(line, cpu) != 0)
+			continue;
+		*tab2 = 0;
+		if (strcmp(tab1 + 1, target) != 0)
+			continue;
+		int64_t k, n;
+		int t, rows, tokens;
+		if (sscanf(tab2 + 1, "%" SCNd64 "\t%" SCNd64 "\t%d\t%d\t%d", &k, &n, &t, &rows, &tokens) != 5 ||
+		    t != nt || rows < 16 || rows % 16 || rows > 128 || tokens < 1 || tokens > 64)
+			continue;
+		for (int i = 0; i < n_sh; i++)
+			if (sh[i].k == k && sh[i].n == n) {
+				sh[i].rows = rows;
+				sh[i].tokens = tokens;
+			}
+	}
+	fclose(f);
+}
+
+int pass_tune_kernels(IrGraph *g, const PassOpts *opts, BnErr *e)
+{
+	int64_t tune = pass_opt_int(opts, "tune", 0);
+	const IrAttr *bs = pass_gattr_find(g, "batch_sizes");
+	const IrAttr *ta = pass_gattr_find(g, "target"), *ca = pass_gattr_find(g, "cc");
+	const char *target = ta && ta->type == IR_ATTR_STR ? ta->s : "native";
+	const char *cc = ca && ca->type == IR_ATTR_STR ? ca->s : "cc";
+	int nt = 1;
+	for (int i = 0; bs && bs->type == IR_ATTR_INTS && i < bs->n_ints; i++)
+		if (bs->ints[i] > nt)
+			nt = (int)bs->ints[i];
+	if (nt < 2)
+		return 0; /* decode only: GEMV has no token tile */
+	/* the distinct shapes still to choose for */
+	Shape *sh = calloc((size_t)g->n_nodes + 1, sizeof *sh);
+	if (!sh)
+		return bn_err(e, BN_ENOMEM, "out of memory");
+	int n_sh = 0;
+	for (int ni = 0; ni < g->n_nodes; ni++) {
+		const IrNode *n = &g->nodes[ni];
+		if (n->op != IR_OP_TERNARY_MATMUL || n->n_in < 3 || ir_attr_find(n, "tile"))
+			continue;
+		const IrValue *w = &g->values[n->in[2]];
+		if (!w->layout || strcmp(w->layout, "i2s_x16") != 0)
+			continue;
+		int i = 0;
+		while (i < n_sh && !(sh[i].k == w->ne[0] && sh[i].n == w->ne[1]))
+			i++;
+		if (i == n_sh)
+			sh[n_sh++] = (Shape){w->ne[0], w->ne[1], 0, 0};
+	}
+	char cpu[256], path[4096];
+	cpu_model(cpu, sizeof cpu);
+	tune_path(pass_opt_str(opts, "file", ""), path, sizeof path);
+	read_file(path, cpu, target, nt, sh, n_sh);
+	int rc = 0, measured = 0;
+	if (tune) {
+		CgTuneShape *ts = calloc((size_t)n_sh + 1, sizeof *ts);
+		int n_ts = 0;
+		for (int i = 0; ts && i < n_sh; i++)
+			if (!sh[i].rows)
+				ts[n_ts++] = (CgTuneShape){.k = sh[i].k, .n = sh[i].n};
+		if (!ts)
+			rc = bn_err(e, BN_ENOMEM, "out of memory");
+		else if (n_ts)
+			rc = cg_cpu_tune_tiles(target, cc, ts, n_ts, nt, opts->verbose, e);
+		FILE *f = NULL;
+		if (!rc && n_ts && ts[0].rows) {
+			make_parent(path);
+			f = fopen(path, "a");
+			if (!f)
+				rc = bn_err(e, BN_EIO, "tuning file %s: %s", path, strerror(errno));
+		}
+		for (int j = 0; !rc && f && j < n_ts; j++) {
+			fprintf(f, "%s\t%s\t%" PRId64 "\t%" PRId64 "\t%d\t%d\t%d\t%.0f\n", cpu, target,
+				ts[j].k, ts[j].n, nt, ts[j].rows, ts[j].tokens, ts[j].ns);
+			for (int i = 0; i < n_sh; i++)
+				if (sh[i].k == ts[j].k && sh[i].n == ts[j].n) {
+					sh[i].rows = ts[j].rows;
+					sh[i].tokens = ts[j].tokens;
+				}
+			measured++;
+			if (opts->verbose > 0)
+				fprintf(stderr, "tune_kernels: k %" PRId64 " n %" PRId64 ": tile %dx%d, "
+						"%.2f ms for %d tokens (default tile %.2f ms)\n",
+					ts[j].k, ts[j].n, ts[j].rows, ts[j].tokens, ts[j].ns / 1e6, nt,
+					ts[j].ns_default / 1e6);
+		}
+		if (f && fclose(f) && !rc)
+			rc = bn_err(e, BN_EIO, "tuning file %s: write failed", path);
+		free(ts);
+	}
+	int applied = 0;
+	for (int ni = 0; !rc && ni < g->n_nodes; ni++) {
+		const IrNode *n = &g->nodes[ni];
+		if (n->op != IR_OP_TERNARY_MATMUL || n->n_in < 3 || ir_attr_find(n, "tile"))
+			continue;
+		const IrValue *w = &g->values[n->in[2]];
+		for (int i = 0; i < n_sh; i++)
+			if (sh[i].rows && sh[i].k == w->ne[0] && sh[i].n == w->ne[1] && w->layout &&
+			    strcmp(w->layout, "i2s_x16") == 0) {
+				int64_t tile[2] = {sh[i].rows, sh[i].tokens};
+				ir_attr_set_ints(g, ni, "tile", tile, 2);
+				applied++;
+			}
+	}
+	if (!rc)
+		rc = pass_gattr_set_int(g, "tuned_tiles", applied, e);
+	if (!rc && opts->verbose > 0)
+		fprintf(stderr, "tune_kernels: %d shapes, %d measured now, tiles set on %d matmuls "
+				"(file %s)\n",
+			n_sh, measured, applied, path);
+	free(sh);
+	return rc;
+}

@@ -78,5 +78,7 @@ const PassTarget *pass_target_for(const char *name)
 	cg_cpu_target_isa(name, &isa, features, sizeof features);
 	t.name = name_buf;
 	t.features = features;
+	if (isa.level == CG_ISA_NEON) /* a cross build: the program's machine, not this one */
+		t.arch = "aarch64";
 	return &t;
 }

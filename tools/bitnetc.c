@@ -106,10 +106,11 @@ static const char usage_build[] =
 	"runtime), then the weights payload appended to the executable (mapped read-only at\n"
 	"run time). One progress line per stage.\n"
 	"  -o, --output OUT      the program to write (required)\n"
-	"  --target T            cpu-generic (default), cpu-avx2, cpu-avx512, cpu-neon,\n"
-	"                        cpu-neon-dot or native (the best kernels for this host; see\n"
-	"                        bitnetc targets). Any target builds on any host: the program\n"
-	"                        checks its CPU when it starts\n"
+	"  --target T            native (default: the best kernels for this host, compiled with\n"
+	"                        -march=native), cpu-generic (portable C, runs anywhere),\n"
+	"                        cpu-avx2, cpu-avx512, cpu-neon or cpu-neon-dot (see bitnetc\n"
+	"                        targets). Any target builds on any host: the program checks\n"
+	"                        its CPU when it starts\n"
 	"  --cc CC               the C compiler (default: $CC, else cc); a cross compiler\n"
 	"                        builds for another machine, e.g. --target cpu-neon-dot\n"
 	"                        --cc aarch64-linux-gnu-gcc on x86-64\n"
@@ -666,7 +667,7 @@ static int cmd_build(int argc, char **argv)
 {
 	Args a = {.cmd = "build", .argc = argc, .argv = argv};
 	const char *cc_env = getenv("CC");
-	BuildOpts o = {.target = "cpu-generic", .cc = cc_env && *cc_env ? cc_env : "cc",
+	BuildOpts o = {.target = "native", .cc = cc_env && *cc_env ? cc_env : "cc",
 		       .opt = "-O2", .max_batch = 0 /* from the pipeline */};
 	static const char *const levels[] = {"-O0", "-O1", "-O2", "-O3"};
 	for (a.i = 0; a.i < argc; a.i++) {

@@ -28,7 +28,7 @@ typedef struct {
 	const CgOpts *o;
 	BnErr *e;
 	CgBuf *fwd;       /* body of the forward function being emitted */
-	bool t1;          /* emitting forward_t1 (T = 1), else forward_tb */
+	bool t1;          /* emitting forward_t1 (T = 1), else a forward_t<nt> */
 	bool record;      /* record kernel users (first forward only; see Kern.nt) */
 	Kern *kern;
 	int n_kern, cap_kern;

@@ -184,18 +184,15 @@ static void head_simd_tiles(CgBuf *b, const HeadIsa *s, const char *name, IrDtyp
 		head_tile(b, s, name, dt, k, nr, rb, t);
 }
 
-/* The kernel's body for one instruction set. One token: each thread streams an equal
- * share of the rows. Several: 4 x tt tiles over groups of 4 rows, the groups split evenly
- * over the threads (the rows left over, fewer than 4, to the last). */
+/* The kernel's body for one instruction set: 4 x tt tiles (and their token tails) over
+ * groups of 4 rows, the groups split evenly over the threads (the rows left over, fewer
+ * than 4, to the last). A row's float order depends on neither the token count nor the
+ * token's place in the call, so a last_only call (one row) gives bit for bit the last
+ * row of the call with all rows. */
 static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const char *deq,
 			   uint64_t rb)
 {
 	cg_printf(b, "\t(void)%s; /* the portable path's row converter */\n"
-		     "\tif (a->n == 1) {\n"
-		     "\t\tfor (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)\n"
-		     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x, a->y + o);\n"
-		     "\t\treturn;\n"
-		     "\t}\n"
 		     "\tint64_t ng = N / 4, o = 4 * (ng * ith / nth);\n"
 		     "\tint64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);\n"
 		     "\tfor (; o + 4 <= hi; o += 4) {\n"
@@ -204,7 +201,7 @@ static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const c
 		     "\t\tfor (; t + %d <= a->n; t += %d)\n"
 		     "\t\t\t%s_4x%d(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
 		     "\t\tswitch (a->n - t) {\n",
-		  deq, name, rb, rb, s->tt, s->tt, name, s->tt);
+		  deq, rb, s->tt, s->tt, name, s->tt);
 	for (int t = s->tt - 1; t >= 1; t--)
 		cg_printf(b, "\t\tcase %d:\n"
 			     "\t\t\t%s_4x%d(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
@@ -272,6 +269,34 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 	if (n_simd)
 		cg_printf(b, "#endif\n");
 	cg_printf(b, "}\n");
+	if (!n_simd)
+		return;
+	/* The step forward's one token: rows streamed in order, one at a time (see HeadIsa);
+	 * its float order differs from the tiles', which the step mode's rounding already
+	 * sets apart. */
+	cg_printf(b, "\n/* one token (the step forward) */\n"
+		     "static void %s_gemv(void *arg, int ith, int nth)\n{\n", name);
+	for (int i = 0; i < n_simd; i++)
+		cg_printf(b, "#%s %s\n"
+			     "\tconst HeadArg *a = arg;\n"
+			     "\tconst int64_t N = %" PRId64 ";\n"
+			     "\tfor (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)\n"
+			     "\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x, a->y + o);\n",
+			  i ? "elif" : "if", simd[i]->guard, nr, name, rb);
+	cg_printf(b, "#else\n"
+		     "\t%s(arg, ith, nth);\n"
+		     "#endif\n"
+		     "}\n",
+		  name);
+}
+
+/* Whether head_body emits SIMD paths, and with them name_gemv. */
+static bool head_has_gemv(IrDtype dt, int64_t k)
+{
+	for (size_t i = 0; i < sizeof head_isas / sizeof head_isas[0]; i++)
+		if (head_simd_type(dt) && k % head_isas[i].vw == 0)
+			return true;
+	return false;
 }
 
 int emit_matmul(Em *m, const IrNode *n)
@@ -309,10 +334,10 @@ int emit_matmul(Em *m, const IrNode *n)
 				  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
 				  "\t\t%s(%s, xr, 1, 1);\n"
 				  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, 1};\n"
-				  "\t\trt_pool_run(st->pool, %s, &a);\n"
+				  "\t\trt_pool_run(st->pool, %s%s, &a);\n"
 				  "\t}\n",
 			  m->tmp[n - m->g->nodes], prep, ref(m, n->in[0], "float", x, sizeof x),
-			  m->woff[n->in[1]], name);
+			  m->woff[n->in[1]], name, head_has_gemv(w->dtype, k) ? "_gemv" : "");
 	else /* last_only: the last row alone, still prepared as a batch row (no rounding) */
 		cg_printf(m->fwd, "\tif (logits) {\n"
 				  "\t\tint h0 = last_only ? n - 1 : 0;\n"

@@ -1115,11 +1115,6 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 	const int64_t N = 320;
 #if defined(__AVX512F__)
 	(void)deq_f16_k128; /* the portable path's row converter */
-	if (a->n == 1) {
-		for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
-			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
-		return;
-	}
 	int64_t ng = N / 4, o = 4 * (ng * ith / nth);
 	int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
 	for (; o + 4 <= hi; o += 4) {
@@ -1152,11 +1147,6 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 	(void)deq_f16_k128; /* the portable path's row converter */
-	if (a->n == 1) {
-		for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
-			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
-		return;
-	}
 	int64_t ng = N / 4, o = 4 * (ng * ith / nth);
 	int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
 	for (; o + 4 <= hi; o += 4) {
@@ -1197,6 +1187,24 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 			a->y[(int64_t)t * N + o] = s;
 		}
 	}
+#endif
+}
+
+/* one token (the step forward) */
+static void head_f16_k128_n320_gemv(void *arg, int ith, int nth)
+{
+#if defined(__AVX512F__)
+	const HeadArg *a = arg;
+	const int64_t N = 320;
+	for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
+		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+	const HeadArg *a = arg;
+	const int64_t N = 320;
+	for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
+		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+#else
+	head_f16_k128_n320(arg, ith, nth);
 #endif
 }
 
@@ -1285,7 +1293,7 @@ static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logi
 		float *xr = (float *)(S + 4096);
 		head_prep_f16_k128((float *)(S + 0), xr, 1, 1);
 		HeadArg a = {W + 0, xr, logits, 1};
-		rt_pool_run(st->pool, head_f16_k128_n320, &a);
+		rt_pool_run(st->pool, head_f16_k128_n320_gemv, &a);
 	}
 }
 

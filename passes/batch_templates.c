@@ -1,6 +1,7 @@
 /* batch_templates.c - choose the token counts to build forward functions for and record them
- * on the graph. Today the CPU backend builds the one-token (GEMV, step-mode) forward and one
- * batch forward for 2 up to the largest size; per-size GEMM tiles come with the SIMD kernels.
+ * on the graph. The CPU backend builds one forward per size: forward_t1 (one token: GEMV,
+ * the reference's step mode) and forward_tS for calls of up to S tokens, whose ternary
+ * kernels tile tokens for S (tiled GEMM).
  * requires: a verified graph; produces: graph attributes batch_sizes (int list, ascending,
  * distinct, starting at 1) and batch_split ("greedy": the runtime splits a prompt of n tokens
  * into the largest sizes first, as bitnet.cpp does); invalidates: nothing. */
@@ -40,10 +41,9 @@ int pass_batch_templates(IrGraph *g, const PassOpts *opts, BnErr *e)
 	for (int i = 0; i < n; i++)
 		if (k == 0 || s[i] != s[k - 1])
 			s[k++] = s[i];
-	/* The greedy split ends with single tokens, and decoding is one token per step. */
+	/* Decoding is one token per step. */
 	if (s[0] != 1)
-		return bn_err(e, BN_EINVAL, "option sizes must include 1 (decode, and the rest of a "
-					    "prompt after the larger templates)");
+		return bn_err(e, BN_EINVAL, "option sizes must include 1 (the decode step)");
 	int rc = pass_gattr_set_ints(g, "batch_sizes", s, k, e);
 	if (!rc)
 		rc = pass_gattr_set_str(g, "batch_split", "greedy", e);

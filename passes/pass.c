@@ -55,9 +55,9 @@ static const PassInfo passes[] = {
 	{"batch_templates", pass_batch_templates,
 	 "requires: a verified graph; produces: graph attributes batch_sizes (int list, "
 	 "ascending) and batch_split (\"greedy\"); invalidates: nothing",
-	 "record the token counts to build forward functions for; today the CPU backend "
-	 "builds a one-token forward and one batch forward for up to the largest size, and the "
-	 "runtime feeds prompts in calls of up to that size",
+	 "record the token counts to build forward functions for: forward_t1 (decode, GEMV) "
+	 "and one tiled forward per larger size; the program splits prompts over them largest "
+	 "first",
 	 batch_templates_opts},
 	{"permute_weights", pass_permute_weights,
 	 "requires: a verified graph; produces: ternary_matmul weights repacked into the CPU "

@@ -234,6 +234,9 @@ IrId ir_value_input(IrGraph *g, const char *name, IrDtype dt, int n_dims, const 
 
 /* Nodes: add the node, then its outputs (in order). */
 IrId ir_node_add(IrGraph *g, IrOp op, const char *name, const IrId *in, int n_in);
+/* A node inserted at index at (execution order): nodes at and after it move up by one and
+ * their outputs' producer ids with them. Returns at. */
+IrId ir_node_insert(IrGraph *g, IrId at, IrOp op, const char *name, const IrId *in, int n_in);
 IrId ir_node_output(IrGraph *g, IrId node, const char *name, IrDtype dt, int n_dims,
 		    const int64_t *ne);
 /* Convenience: a node with one output; returns the output value id. */

@@ -170,6 +170,21 @@ IrId ir_node_add(IrGraph *g, IrOp op, const char *name, const IrId *in, int n_in
 	return g->n_nodes++;
 }
 
+IrId ir_node_insert(IrGraph *g, IrId at, IrOp op, const char *name, const IrId *in, int n_in)
+{
+	BN_ASSERT(at >= 0 && at <= g->n_nodes);
+	IrId id = ir_node_add(g, op, name, in, n_in);
+	if (id == IR_NONE)
+		return IR_NONE;
+	IrNode n = g->nodes[id];
+	memmove(&g->nodes[at + 1], &g->nodes[at], (size_t)(id - at) * sizeof n);
+	g->nodes[at] = n;
+	for (IrId v = 0; v < g->n_values; v++)
+		if (g->values[v].producer >= at)
+			g->values[v].producer++;
+	return at;
+}
+
 IrId ir_node_output(IrGraph *g, IrId node, const char *name, IrDtype dt, int n_dims,
 		    const int64_t *ne)
 {

@@ -10,6 +10,11 @@ static const PassOptInfo batch_templates_opts[] = {
 	{NULL, PASS_OPT_INT, NULL, NULL},
 };
 
+static const PassOptInfo fuse_opts[] = {
+	{"match", PASS_OPT_STR, "*", "only quant_act nodes whose names match this glob"},
+	{NULL, PASS_OPT_INT, NULL, NULL},
+};
+
 static const PassOptInfo permute_weights_opts[] = {
 	{"layout", PASS_OPT_STR, "auto",
 	 "auto (i2s_x16 where the weight fits it; a node's \"layout\" attribute overrides), "
@@ -51,7 +56,8 @@ static const PassInfo passes[] = {
 	 "requires: a verified graph; produces: rmsnorm_quant nodes in place of rmsnorm + "
 	 "quant_act pairs (the quant_act's id, name and outputs kept), the fused rmsnorm left "
 	 "unread for dce; invalidates: nothing",
-	 "fuse each rmsnorm whose only reader is a quant_act into one rmsnorm_quant node", NULL},
+	 "fuse each rmsnorm whose only reader is a quant_act into one rmsnorm_quant node",
+	 fuse_opts},
 	{"batch_templates", pass_batch_templates,
 	 "requires: a verified graph; produces: graph attributes batch_sizes (int list, "
 	 "ascending) and batch_split (\"greedy\"); invalidates: nothing",

@@ -173,6 +173,10 @@ int pass_dce(IrGraph *g, const PassOpts *opts, BnErr *e);
 int pass_verify(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* fuse.c */
 int pass_fuse(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* One fusion: quant_act node j with the rmsnorm it alone reads (ids kept); and back:
+ * rmsnorm_quant node j split into an rmsnorm inserted at j and the quant_act at j + 1. */
+int pass_fuse_node(IrGraph *g, IrId j, BnErr *e);
+int pass_unfuse_node(IrGraph *g, IrId j, BnErr *e);
 /* batch_templates.c */
 int pass_batch_templates(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* tune_kernels.c */

@@ -351,6 +351,38 @@ static int graph_dce(lua_State *L)
 	return 1;
 }
 
+/* g:fuse(n): fuse quant_act node n with the rmsnorm it reads (its only reader) into one
+ * rmsnorm_quant, in place (ids kept; the norm is left for dce). g:unfuse(n): split
+ * rmsnorm_quant node n into an rmsnorm (inserted before it) and a quant_act; node ids
+ * after it move, so earlier node handles are stale afterwards. Both go through the
+ * verifier when the Lua pass returns. */
+static int graph_fuse_common(lua_State *L, bool fuse)
+{
+	IrGraph *g = check_graph(L, 1);
+	IrGraph *g2;
+	IrId id;
+	check_node(L, 2, &g2, &id);
+	BnErr e = {0};
+	int rc = fuse ? pass_fuse_node(g, id, &e) : pass_unfuse_node(g, id, &e);
+	if (!fuse && !rc) {
+		GraphUd *u = lua_touserdata(L, 1);
+		u->ctx->ids++;
+	}
+	if (rc)
+		return luaL_error(L, "%s", e.msg);
+	return 0;
+}
+
+static int graph_fuse(lua_State *L)
+{
+	return graph_fuse_common(L, true);
+}
+
+static int graph_unfuse(lua_State *L)
+{
+	return graph_fuse_common(L, false);
+}
+
 /* g:verify() -> true, or false and the verifier's message. */
 static int graph_verify(lua_State *L)
 {
@@ -385,7 +417,8 @@ static const luaL_Reg graph_methods[] = {
 	{"nodes", graph_nodes},	       {"values", graph_values}, {"match", graph_match},
 	{"match_nodes", graph_match_nodes}, {"node", graph_node},	 {"value", graph_value},
 	{"attr", graph_attr},	       {"set_attr", graph_set_attr}, {"dce", graph_dce},
-	{"verify", graph_verify},      {"print", graph_print},	 {NULL, NULL},
+	{"verify", graph_verify},      {"print", graph_print},	 {"fuse", graph_fuse},
+	{"unfuse", graph_unfuse},      {NULL, NULL},
 };
 
 static int graph_index(lua_State *L)

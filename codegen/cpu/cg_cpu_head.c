@@ -2,6 +2,8 @@
  * preparation and the matmul that writes the logits. */
 #include "cg_cpu_em.h"
 
+static void head_prep_q8_0(CgBuf *b, int64_t k);
+
 /* The head's x preparation, exactly as the interpreter's head_prepare. step: the call is
  * the reference's step mode (one token), which rounds x to the weight's half type first;
  * it is a parameter, not n == 1, because a batch call that wants the last row alone
@@ -24,15 +26,7 @@ static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
 			  dt == IR_DT_F16 ? "round_f16(xt[i])" : "bf16_to_f32(f32_to_bf16(xt[i]))");
 		break;
 	case IR_DT_Q8_0:
-		cg_printf(b, "\t\tfor (int b = 0; b < K; b += 32) {\n"
-			     "\t\t\tfloat amax = 0.0f;\n"
-			     "\t\t\tfor (int i = 0; i < 32; i++)\n"
-			     "\t\t\t\tamax = fmaxf(amax, fabsf(xt[b + i]));\n"
-			     "\t\t\tfloat d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;\n"
-			     "\t\t\tfloat dh = round_f16(d);\n"
-			     "\t\t\tfor (int i = 0; i < 32; i++)\n"
-			     "\t\t\t\txo[b + i] = dh * roundf(xt[b + i] * id);\n"
-			     "\t\t}\n");
+		head_prep_q8_0(b, k);
 		break;
 	case IR_DT_Q6_K:
 		cg_printf(b, "\t\tfor (int b = 0; b < K; b += 256) {\n"
@@ -217,6 +211,232 @@ static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const c
 		  name, rb);
 }
 
+/* ---- SIMD q8_0 head: exact integer dots per block ------------------------------------ */
+
+/* The interpreter multiplies the Q8_0 weight by x quantized to Q8_0 (blocks of 32, an
+ * f16-rounded scale; head_prepare): per 32-block the int32 dot of the codes is exact, and
+ * d_w * d_x is exact in float (two 11-bit significands), so the one rounding per lane is
+ * the FMA that adds lanes * d_w * d_x to a float accumulator (~1e-7 relative from the
+ * interpreter's double dot, as the f16 head). Every path (the one-token row stream, the
+ * R x T tiles, the rows left over) computes a (row, token) dot with the same instruction
+ * sequence into an accumulator of its own, so a row's logits are bit for bit the same
+ * whatever the token count, the tile or the thread split.
+ * x is prepared per token into the K floats (4K bytes) of the head's temporary:
+ *   AVX-512 VNNI: int32 c[K/4] at byte 0, -128 times the sum of each 4 codes; int8 codes
+ *     at K; floats e[K/4] at 2K, per pair of blocks d_x of the first 8 times, then of the
+ *     second 8 times (one zmm per pair: 64 codes, 16 lanes). vpdpbusd multiplies unsigned
+ *     by signed bytes: the weight codes go in as w ^ 0x80 = w + 128, and c, the
+ *     accumulator it starts from, takes the 128 * sum(x) back out (exact).
+ *   AVX2: int8 codes at K; floats d_x[K/32] at 2K. maddubs with the sign trick: |w| as
+ *     unsigned (<= 128), x with w's sign (|x| <= 127): pair sums <= 32512, no saturation.
+ * The one-token call streams each thread's rows in order, one at a time, as the f16 GEMV
+ * (349 MB of q8_0 per token for the 2B model, against 657 MB of f16). */
+typedef struct {
+	const char *guard; /* the #if condition */
+	int kmul;          /* K must be a multiple of it (64: two blocks per vector) */
+	int R, T;          /* multi-token tile: R rows x up to T tokens */
+} Q8Isa;
+
+static const Q8Isa q8_isas[] = {
+	{"defined(__AVX512F__) && defined(__AVX512VNNI__)", 64, 4, 4},
+	{"defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 32, 2, 3},
+};
+enum { N_Q8_ISA = sizeof q8_isas / sizeof q8_isas[0] };
+
+/* The instruction sets with a SIMD path for a head of type dt over rows of k, in #if order. */
+static int q8_simd(IrDtype dt, int64_t k, const Q8Isa **simd)
+{
+	int n = 0;
+	if (dt == IR_DT_Q8_0)
+		for (int i = 0; i < N_Q8_ISA; i++)
+			if (k % q8_isas[i].kmul == 0)
+				simd[n++] = &q8_isas[i];
+	return n;
+}
+
+static bool q8_zmm(const Q8Isa *s)
+{
+	return s->kmul == 64;
+}
+
+/* The q8_0 head's x preparation (the loop over tokens t, xt, xo around it): codes and
+ * scales in the layout of each SIMD path, dequantized floats in the portable one. */
+static void head_prep_q8_0(CgBuf *b, int64_t k)
+{
+	const Q8Isa *simd[N_Q8_ISA];
+	int ns = q8_simd(IR_DT_Q8_0, k, simd);
+	cg_printf(b, "\t\tfor (int b = 0; b < K; b += 32) {\n"
+		     "\t\t\tfloat amax = 0.0f;\n"
+		     "\t\t\tfor (int i = 0; i < 32; i++)\n"
+		     "\t\t\t\tamax = fmaxf(amax, fabsf(xt[b + i]));\n"
+		     "\t\t\tfloat d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;\n"
+		     "\t\t\tfloat dh = round_f16(d);\n");
+	for (int i = 0; i < ns; i++) {
+		cg_printf(b, "#%s %s\n"
+			     "\t\t\tuint8_t *B = (uint8_t *)xo;\n"
+			     "\t\t\tint8_t *q = (int8_t *)(B + K) + b;\n"
+			     "\t\t\tfor (int i = 0; i < 32; i++)\n"
+			     "\t\t\t\tq[i] = (int8_t)roundf(xt[b + i] * id);\n",
+			  i ? "elif" : "if", simd[i]->guard);
+		if (q8_zmm(simd[i]))
+			cg_printf(b, "\t\t\tint32_t *c = (int32_t *)B + b / 4;\n"
+				     "\t\t\tfloat *e = (float *)(B + 2 * K) + b / 4;\n"
+				     "\t\t\tfor (int l = 0; l < 8; l++) {\n"
+				     "\t\t\t\tc[l] = -128 * (q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3]);\n"
+				     "\t\t\t\te[l] = dh;\n"
+				     "\t\t\t}\n");
+		else
+			cg_printf(b, "\t\t\t((float *)(B + 2 * K))[b / 32] = dh;\n");
+	}
+	if (ns)
+		cg_printf(b, "#else\n");
+	cg_printf(b, "\t\t\tfor (int i = 0; i < 32; i++)\n"
+		     "\t\t\t\txo[b + i] = dh * roundf(xt[b + i] * id);\n");
+	if (ns)
+		cg_printf(b, "#endif\n");
+	cg_printf(b, "\t\t}\n");
+}
+
+/* name_RxT(w, x, y): rows w.. (R of them, rb bytes apart) times prepared tokens x.. (T of
+ * them, 4K bytes apart) into y[t * nr + r]. An R-row tile prefetches the next R rows. */
+static void q8_tile(CgBuf *b, const Q8Isa *s, const char *name, int64_t k, int64_t nr,
+		    uint64_t rb, int R, int T)
+{
+	bool z = q8_zmm(s);
+	cg_printf(b, "static inline void %s_%dx%d(const uint8_t *w, const uint8_t *x, float *y)\n{\n"
+		     "\t%s;\n",
+		  name, R, T,
+		  z ? "const __m512i x80 = _mm512_set1_epi8((char)0x80)"
+		    : "const __m256i ones = _mm256_set1_epi16(1)");
+	for (int r = 0; r < R; r++) {
+		cg_printf(b, "\t%s", z ? "__m512" : "__m256");
+		for (int t = 0; t < T; t++)
+			cg_printf(b, "%s s%d_%d = %s", t ? "," : "", r, t,
+				  z ? "_mm512_setzero_ps()" : "_mm256_setzero_ps()");
+		cg_printf(b, ";\n");
+	}
+	if (z) {
+		cg_printf(b, "\tfor (int p = 0; p < %" PRId64 "; p++) {\n"
+			     "\t\tconst uint8_t *pb = w + 68 * p;\n",
+			  k / 64);
+		for (int r = 0; r < R && R > 1; r++)
+			cg_printf(b, "\t\t_mm_prefetch((const char *)(pb + %" PRIu64 "), _MM_HINT_T0);\n",
+				  (uint64_t)(R + r) * rb);
+		for (int r = 0; r < R; r++)
+			cg_printf(b, "\t\t__m512i w%d = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512("
+				     "_mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 "))), "
+				     "_mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 ")), 1), x80);\n"
+				     "\t\t__m512 d%d = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256("
+				     "_mm_set1_epi16((short)rd16(pb + %" PRIu64 "))), "
+				     "_mm_set1_epi16((short)rd16(pb + %" PRIu64 ")), 1));\n",
+				  r, (uint64_t)r * rb + 2, (uint64_t)r * rb + 36, r, (uint64_t)r * rb,
+				  (uint64_t)r * rb + 34);
+		for (int t = 0; t < T; t++) {
+			cg_printf(b, "\t\t{\n"
+				     "\t\t\tconst uint8_t *xt = x + %" PRId64 " + 64 * p;\n"
+				     "\t\t\t__m512i c = _mm512_loadu_si512(xt), q = _mm512_loadu_si512(xt + %" PRId64 ");\n"
+				     "\t\t\t__m512 e = _mm512_loadu_ps((const float *)(xt + %" PRId64 "));\n",
+				  (int64_t)t * 4 * k, k, 2 * k);
+			for (int r = 0; r < R; r++)
+				cg_printf(b, "\t\t\ts%d_%d = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, w%d, q)), "
+					     "_mm512_mul_ps(d%d, e), s%d_%d);\n",
+					  r, t, r, r, r, t);
+			cg_printf(b, "\t\t}\n");
+		}
+	} else {
+		cg_printf(b, "\tfor (int b = 0; b < %" PRId64 "; b++) {\n"
+			     "\t\tconst uint8_t *pb = w + 34 * b;\n",
+			  k / 32);
+		if (R > 1) {
+			cg_printf(b, "\t\tif ((b & 1) == 0) {\n");
+			for (int r = 0; r < R; r++)
+				cg_printf(b, "\t\t\t_mm_prefetch((const char *)(pb + %" PRIu64 "), _MM_HINT_T0);\n",
+					  (uint64_t)(R + r) * rb);
+			cg_printf(b, "\t\t}\n");
+		}
+		for (int r = 0; r < R; r++)
+			cg_printf(b, "\t\t__m256i w%d = _mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 "));\n"
+				     "\t\t__m256i a%d = _mm256_abs_epi8(w%d);\n"
+				     "\t\t__m256 d%d = _mm256_cvtph_ps(_mm_set1_epi16((short)rd16(pb + %" PRIu64 ")));\n",
+				  r, (uint64_t)r * rb + 2, r, r, r, (uint64_t)r * rb);
+		for (int t = 0; t < T; t++) {
+			cg_printf(b, "\t\t{\n"
+				     "\t\t\tconst uint8_t *xt = x + %" PRId64 ";\n"
+				     "\t\t\t__m256i q = _mm256_loadu_si256((const __m256i *)(xt + %" PRId64 " + 32 * b));\n"
+				     "\t\t\t__m256 e = _mm256_broadcast_ss((const float *)(xt + %" PRId64 ") + b);\n",
+				  (int64_t)t * 4 * k, k, 2 * k);
+			for (int r = 0; r < R; r++)
+				cg_printf(b, "\t\t\ts%d_%d = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16("
+					     "_mm256_maddubs_epi16(a%d, _mm256_sign_epi8(q, w%d)), ones)), "
+					     "_mm256_mul_ps(d%d, e), s%d_%d);\n",
+					  r, t, r, r, r, r, t);
+			cg_printf(b, "\t\t}\n");
+		}
+	}
+	cg_printf(b, "\t}\n");
+	for (int r = 0; r < R; r++)
+		for (int t = 0; t < T; t++)
+			cg_printf(b, "\ty[%" PRId64 "] = %s%s(s%d_%d);\n", (int64_t)t * nr + r,
+				  z ? "_mm512_reduce_add_ps" : name, z ? "" : "_hsum", r, t);
+	cg_printf(b, "}\n\n");
+}
+
+/* The tiles of one instruction set, before the kernel: 1x1 and R x 1..T. */
+static void q8_tiles(CgBuf *b, const Q8Isa *s, const char *name, int64_t k, int64_t nr,
+		     uint64_t rb)
+{
+	if (!q8_zmm(s))
+		cg_printf(b, "static inline float %s_hsum(__m256 v)\n{\n"
+			     "\t__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));\n"
+			     "\th = _mm_add_ps(h, _mm_movehl_ps(h, h));\n"
+			     "\th = _mm_add_ss(h, _mm_movehdup_ps(h));\n"
+			     "\treturn _mm_cvtss_f32(h);\n"
+			     "}\n\n",
+			  name);
+	q8_tile(b, s, name, k, nr, rb, 1, 1);
+	for (int t = 1; t <= s->T; t++)
+		q8_tile(b, s, name, k, nr, rb, s->R, t);
+}
+
+/* The kernel's body for one instruction set: one token streams each thread's share of the
+ * rows (split evenly) one at a time; several go through R x T tiles (and their token
+ * tails) over groups of R rows split evenly over the threads (the rows left over, fewer
+ * than R, to the last). */
+static void q8_call(CgBuf *b, const Q8Isa *s, const char *name, const char *deq, int64_t k,
+		    uint64_t rb)
+{
+	int R = s->R, T = s->T;
+	cg_printf(b, "\t(void)%s; /* the portable path's row converter */\n"
+		     "\tconst uint8_t *x = (const uint8_t *)a->x;\n"
+		     "\tif (a->n == 1) {\n"
+		     "\t\tfor (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)\n"
+		     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", x, a->y + o);\n"
+		     "\t\treturn;\n"
+		     "\t}\n"
+		     "\tint64_t ng = N / %d, o = %d * (ng * ith / nth);\n"
+		     "\tint64_t hi = ith == nth - 1 ? N : %d * (ng * (ith + 1) / nth);\n"
+		     "\tfor (; o + %d <= hi; o += %d) {\n"
+		     "\t\tconst uint8_t *w = a->w + (uint64_t)o * %" PRIu64 ";\n"
+		     "\t\tint t = 0;\n"
+		     "\t\tfor (; t + %d <= a->n; t += %d)\n"
+		     "\t\t\t%s_%dx%d(w, x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n"
+		     "\t\tswitch (a->n - t) {\n",
+		  deq, name, rb, R, R, R, R, R, rb, T, T, name, R, T, 4 * k);
+	for (int t = T - 1; t >= 1; t--)
+		cg_printf(b, "\t\tcase %d:\n"
+			     "\t\t\t%s_%dx%d(w, x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n"
+			     "\t\t\tbreak;\n",
+			  t, name, R, t, 4 * k);
+	cg_printf(b, "\t\tdefault:\n"
+		     "\t\t\tbreak;\n"
+		     "\t\t}\n"
+		     "\t}\n"
+		     "\tfor (; o < hi; o++)\n"
+		     "\t\tfor (int t = 0; t < a->n; t++)\n"
+		     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n",
+		  name, rb, 4 * k);
+}
+
 /* The float head: nothing is quantized after it, so it may sum in float in any order
  * (~1e-6 relative from the interpreter's double dot). f16/bf16/f32 weights get SIMD paths
  * where the target has AVX-512 or AVX2+F16C+FMA and K fills whole vectors; the portable
@@ -230,11 +450,17 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 	for (size_t i = 0; i < sizeof head_isas / sizeof head_isas[0]; i++)
 		if (head_simd_type(dt) && k % head_isas[i].vw == 0)
 			simd[n_simd++] = &head_isas[i];
+	const Q8Isa *q8[N_Q8_ISA];
+	int n_q8 = q8_simd(dt, k, q8);
 	for (int i = 0; i < n_simd; i++) {
 		cg_printf(b, "#%s %s\n#include <immintrin.h>\n\n", i ? "elif" : "if", simd[i]->guard);
 		head_simd_tiles(b, simd[i], name, dt, k, nr, rb);
 	}
-	if (n_simd)
+	for (int i = 0; i < n_q8; i++) {
+		cg_printf(b, "#%s %s\n#include <immintrin.h>\n\n", i ? "elif" : "if", q8[i]->guard);
+		q8_tiles(b, q8[i], name, k, nr, rb);
+	}
+	if (n_simd || n_q8)
 		cg_printf(b, "#endif\n");
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
 		     "\tconst HeadArg *a = arg;\n"
@@ -245,7 +471,11 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 		cg_printf(b, "#%s %s\n", i ? "elif" : "if", simd[i]->guard);
 		head_simd_call(b, simd[i], name, deq, rb);
 	}
-	if (n_simd)
+	for (int i = 0; i < n_q8; i++) {
+		cg_printf(b, "#%s %s\n", i ? "elif" : "if", q8[i]->guard);
+		q8_call(b, q8[i], name, deq, k, rb);
+	}
+	if (n_simd || n_q8)
 		cg_printf(b, "#else\n");
 	cg_printf(b, "\tfloat wr[K];\n"
 		     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;\n"
@@ -266,7 +496,7 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 		     "\t\t}\n"
 		     "\t}\n",
 		  deq, rb);
-	if (n_simd)
+	if (n_simd || n_q8)
 		cg_printf(b, "#endif\n");
 	cg_printf(b, "}\n");
 	if (!n_simd)

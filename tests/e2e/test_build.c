@@ -441,38 +441,42 @@ static const char last_only_main[] =
 	"\treturn fails != 0;\n"
 	"}\n";
 
+/* Builds gguf for target with --emit-c, compiles last_only_main against it and runs it. */
+static void last_only_check(const char *gguf, const char *tag, const char *target)
+{
+	char dir[4096], prog[4096], wf[4096], extra[8400], hb[4096];
+	snprintf(dir, sizeof dir, "%s-%s-%s", tu_tmp("lastonly-src"), tag, target);
+	snprintf(prog, sizeof prog, "%s-%s-%s", tu_tmp("lastonly-prog"), tag, target);
+	snprintf(wf, sizeof wf, "%s-%s-%s", tu_tmp("lastonly.weights"), tag, target);
+	snprintf(hb, sizeof hb, "%s-%s-%s", tu_tmp("lastonly-main"), tag, target);
+	assert_int_equal(tu_run(NULL, "rm -rf '%s'", dir), 0);
+	snprintf(extra, sizeof extra, "--target %s --emit-c '%s' --weights-file '%s'", target, dir, wf);
+	build(gguf, prog, extra);
+	char src[4200];
+	snprintf(src, sizeof src, "%s/last_only_main.c", dir);
+	assert_int_equal(tu_write_file(src, last_only_main, strlen(last_only_main)), 0);
+	char *log = NULL;
+	int rc = tu_run(&log, "cd '%s' && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -o '%s' "
+			      "model.o last_only_main.c $(ls rt_*.c | grep -v '^rt_main.c$') -lm -lpthread",
+			dir, hb);
+	if (rc != 0)
+		fail_msg("compiling the forward() harness failed: %s", log ? log : "");
+	free(log);
+	rc = tu_run(&log, "'%s' '%s'", hb, wf);
+	if (rc != 0 || !strstr(log, "checked 40 call sizes, 0 failed"))
+		fail_msg("%s (%s %s): %s", hb, tag, target, log ? log : "");
+	printf("last_only (%s %s): %s", tag, target, log);
+	free(log);
+}
+
 static void test_last_only(void **state)
 {
 	(void)state;
 	char gguf[4096];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
 	static const char *const targets[] = {"cpu-generic", "native"};
-	for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
-		char dir[4096], prog[4096], wf[4096], extra[8400], hb[4096];
-		snprintf(dir, sizeof dir, "%s-%s", tu_tmp("lastonly-src"), targets[i]);
-		snprintf(prog, sizeof prog, "%s-%s", tu_tmp("lastonly-prog"), targets[i]);
-		snprintf(wf, sizeof wf, "%s-%s", tu_tmp("lastonly.weights"), targets[i]);
-		snprintf(hb, sizeof hb, "%s-%s", tu_tmp("lastonly-main"), targets[i]);
-		assert_int_equal(tu_run(NULL, "rm -rf '%s'", dir), 0);
-		snprintf(extra, sizeof extra, "--target %s --emit-c '%s' --weights-file '%s'", targets[i],
-			 dir, wf);
-		build(gguf, prog, extra);
-		char src[4200];
-		snprintf(src, sizeof src, "%s/last_only_main.c", dir);
-		assert_int_equal(tu_write_file(src, last_only_main, strlen(last_only_main)), 0);
-		char *log = NULL;
-		int rc = tu_run(&log, "cd '%s' && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -o '%s' "
-				      "model.o last_only_main.c $(ls rt_*.c | grep -v '^rt_main.c$') -lm -lpthread",
-				dir, hb);
-		if (rc != 0)
-			fail_msg("compiling the forward() harness failed: %s", log ? log : "");
-		free(log);
-		rc = tu_run(&log, "'%s' '%s'", hb, wf);
-		if (rc != 0 || !strstr(log, "checked 40 call sizes, 0 failed"))
-			fail_msg("%s (%s): %s", hb, targets[i], log ? log : "");
-		printf("last_only (%s): %s", targets[i], log);
-		free(log);
-	}
+	for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+		last_only_check(gguf, "f16", targets[i]);
 }
 
 /* The head's SIMD paths (AVX-512, AVX2+F16C+FMA where the host has them; any host runs
@@ -512,6 +516,78 @@ static void test_simd_heads(void **state)
 		}
 		model_close(&m);
 	}
+}
+
+/* The q8_0 head's SIMD paths (integer dots per 32-block: AVX-512 VNNI, AVX2 maddubs; the
+ * portable one on cpu-generic) against the interpreter: prompt rows in multi-token calls of
+ * the default split (8 + 5) and of --max-batch 4 (4 + 4 + 3 + 2: every token tail of the
+ * tiles), generated rows one token per call (the row stream), a vocabulary that leaves rows
+ * over (517: 129 * 4 + 1, 258 * 2 + 1); the same head made by the quantize_head pass from an
+ * f16 model; and last_only (one row through the row stream) bit for bit the last row of
+ * the call with all rows (the tiles). */
+static void test_q8_heads(void **state)
+{
+	(void)state;
+	static const char *const targets[] = {"native", "cpu-avx2", "cpu-generic"};
+	bool avx2 = tu_run(NULL, "grep -q '^flags.* avx2 .*fma' /proc/cpuinfo && grep -q '^flags.* f16c' /proc/cpuinfo") == 0;
+	char gguf[4096], f16[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_tmp("q8head.gguf"));
+	snprintf(f16, sizeof f16, "%s", tu_tmp("q8head-f16.gguf"));
+	char *log = NULL;
+	if (tu_run(&log, "'%s' mkmodel --seed 3 --layers 1 --vocab 517 --embd-type q8_0 -o '%s' && "
+			 "'%s' mkmodel --seed 3 --layers 1 --vocab 517 -o '%s'",
+		   tu_bitnetc(), gguf, tu_bitnetc(), f16))
+		fail_msg("mkmodel: %s", log ? log : "");
+	free(log);
+	Model m;
+	model_open(&m, gguf);
+	for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
+		if (t == 1 && !avx2)
+			continue;
+		static const struct {
+			const char *tag, *extra;
+			Calls calls;
+		} builds[] = {{"", "", {4, {1, 8, 32, 128}}}, {"-mb4", " --max-batch 4", {2, {1, 4}}}};
+		for (size_t bi = 0; bi < sizeof builds / sizeof builds[0]; bi++) {
+			char prog[4096], extra[128];
+			snprintf(prog, sizeof prog, "%s-%s%s", tu_tmp("q8head"), targets[t], builds[bi].tag);
+			snprintf(extra, sizeof extra, "--target %s%s", targets[t], builds[bi].extra);
+			build(gguf, prog, extra);
+			int rows;
+			float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
+			assert_int_equal(rows, 17 * m.nv);
+			double d = vs_interp(&m, got, 17, prompt13, 13, &builds[bi].calls);
+			printf("head q8_0 %-11s%-4s: vs interpreter %.2g rel\n", targets[t], builds[bi].tag, d);
+			free(got);
+		}
+		if (t < 2)
+			last_only_check(gguf, "q8_0", targets[t]);
+	}
+	model_close(&m);
+
+	/* the pass: an f16 model's head quantized at build time, the interpreter's graph too */
+	const char *pl = tu_tmp("q8head.lua");
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd,
+		 "sed 's/^p:add(\"plan_memory\")/p:add(\"quantize_head\")\\np:add(\"plan_memory\")/' "
+		 "'%s/../../passes/default.lua' > '%s' && grep -q quantize_head '%s'",
+		 tu_data(""), pl, pl);
+	assert_int_equal(tu_run(NULL, "%s", cmd), 0);
+	model_open(&m, f16);
+	BnErr e = {0};
+	if (pass_run(m.g, "quantize_head", NULL, &e))
+		fail_msg("%s", e.msg);
+	char prog[4096], extra[4200];
+	snprintf(prog, sizeof prog, "%s", tu_tmp("q8head-pass"));
+	snprintf(extra, sizeof extra, "--pipeline '%s'", pl);
+	build(f16, prog, extra);
+	int rows;
+	float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
+	assert_int_equal(rows, 17 * m.nv);
+	double d = vs_interp(&m, got, 17, prompt13, 13, &calls_default);
+	printf("head q8_0 by quantize_head (native): vs interpreter %.2g rel\n", d);
+	free(got);
+	model_close(&m);
 }
 
 /* Same input, byte-identical program; the program runs from another directory; the
@@ -609,6 +685,7 @@ int main(void)
 		cmocka_unit_test(test_reproducible_and_relocatable),
 		cmocka_unit_test(test_last_only),
 		cmocka_unit_test(test_simd_heads),
+		cmocka_unit_test(test_q8_heads),
 		cmocka_unit_test(test_bad_builds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

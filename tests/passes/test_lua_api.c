@@ -217,6 +217,48 @@ static void test_edits(void **state)
 }
 
 /* v:ternary_stats() agrees with counting ir_ternary_row's output in C. */
+/* g:fuse(n) and g:unfuse(n): one fusion put in and taken out again; the graph verifies
+ * after each (the pipeline checks it when the Lua pass returns) and computes the same. */
+static void test_fuse_unfuse(void **state)
+{
+	(void)state;
+	IrGraph *g = graph();
+	ok(g, "la_fuse.lua",
+	   "local name\n"
+	   "for n in g:nodes() do if not name and n.op == 'quant_act' then name = n.name end end\n"
+	   "g:fuse(g:node(name))\n"
+	   "assert(g:node(name).op == 'rmsnorm_quant')\n"
+	   "assert(g:verify())\n"
+	   "local ok, err = pcall(g.fuse, g, g:node(name))\n"
+	   "assert(not ok and err:find('not a quant_act'), err)\n"
+	   "g:unfuse(g:node(name))\n"
+	   "assert(g:node(name).op == 'quant_act')\n"
+	   "assert(g:node(name .. '.norm').op == 'rmsnorm')\n"
+	   "local ok2, msg = g:verify()\n"
+	   "assert(ok2, msg)\n"
+	   "ok, err = pcall(g.unfuse, g, g:node(name))\n"
+	   "assert(not ok and err:find('not an rmsnorm_quant'), err)\n");
+	BnErr e = {0};
+	assert_int_equal(ir_verify(g, &e), BN_OK);
+	/* the same logits as the untouched graph, in one 4-token call */
+	IrGraph *h = graph();
+	const int32_t toks[] = {496, 84, 104, 101};
+	IrInterp *a = ir_interp_new(g, 8, &e), *b = ir_interp_new(h, 8, &e);
+	assert_non_null(a);
+	assert_non_null(b);
+	int nv = (int)g->hp.n_vocab;
+	float *la = malloc(4 * (size_t)nv * sizeof *la), *lb = malloc(4 * (size_t)nv * sizeof *lb);
+	assert_int_equal(ir_interp_eval(a, toks, 4, la, &e), BN_OK);
+	assert_int_equal(ir_interp_eval(b, toks, 4, lb, &e), BN_OK);
+	assert_memory_equal(la, lb, 4 * (size_t)nv * sizeof *la);
+	free(la);
+	free(lb);
+	ir_interp_free(a);
+	ir_interp_free(b);
+	drop(g);
+	drop(h);
+}
+
 static void test_ternary_stats(void **state)
 {
 	(void)state;
@@ -312,6 +354,7 @@ int main(void)
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_attrs),
 		cmocka_unit_test(test_edits),
+		cmocka_unit_test(test_fuse_unfuse),
 		cmocka_unit_test(test_ternary_stats),
 		cmocka_unit_test(test_handles),
 		cmocka_unit_test(test_target),

@@ -392,15 +392,45 @@ static int emit_rmsnorm_quant(Em *m, const IrNode *n)
 	char norm[96], quant[96], x[64], w[64], q[64], s[64], eps[48];
 	if (rmsnorm_kern(m, n, k, norm, sizeof norm) || quant_kern(m, n, k, quant, sizeof quant))
 		return m->e->code;
+	flit((float)ir_attr_float(n, "eps", 1e-5), eps, sizeof eps);
+	ref(m, n->in[0], "float", x, sizeof x);
+	if (n->n_in > 1)
+		ref(m, n->in[1], "float", w, sizeof w);
+	ref(m, n->out[0], "int8_t", q, sizeof q);
+	ref(m, n->out[1], "float", s, sizeof s);
+	if (m->nt == 1) {
+		cg_printf(m->fwd, "\t{\n"
+				  "\t\tfloat *xn = (float *)(S + %" PRIu64 ");\n"
+				  "\t\t%s(%s, %s, xn, n, %s);\n"
+				  "\t\t%s(xn, %s, %s, n);\n"
+				  "\t}\n",
+			  m->tmp[n - m->g->nodes], norm, x, n->n_in > 1 ? w : "NULL", eps, quant, q, s);
+		return 0;
+	}
+	/* several tokens: each thread norms and quantizes its own tokens (per-token work, so
+	 * the same bits as one thread doing all) */
+	char par[224];
+	snprintf(par, sizeof par, "%s_%s_par", norm, quant);
+	CgBuf *b;
+	if (kern_for(m, n, par, &b))
+		return m->e->code;
+	bool block = strcmp(ir_attr_str(n, "mode", "token"), "block256") == 0;
+	if (b)
+		cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+			     "\tconst RnqArg *a = arg;\n"
+			     "\tenum { K = %" PRId64 ", NS = %" PRId64 " };\n"
+			     "\tint lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;\n"
+			     "\tif (lo == hi)\n"
+			     "\t\treturn;\n"
+			     "\t%s(a->x + (int64_t)lo * K, a->w, a->xn + (int64_t)lo * K, hi - lo, a->eps);\n"
+			     "\t%s(a->xn + (int64_t)lo * K, a->q + (int64_t)lo * K, a->s + (int64_t)lo * NS, hi - lo);\n"
+			     "}\n",
+			  par, k, block ? k / 256 : (int64_t)1, norm, quant);
 	cg_printf(m->fwd, "\t{\n"
-			  "\t\tfloat *xn = (float *)(S + %" PRIu64 ");\n"
-			  "\t\t%s(%s, %s, xn, n, %s);\n"
-			  "\t\t%s(xn, %s, %s, n);\n"
+			  "\t\tRnqArg a = {%s, %s, (float *)(S + %" PRIu64 "), %s, %s, n, %s};\n"
+			  "\t\trt_pool_run(st->pool, %s, &a);\n"
 			  "\t}\n",
-		  m->tmp[n - m->g->nodes], norm, ref(m, n->in[0], "float", x, sizeof x),
-		  n->n_in > 1 ? ref(m, n->in[1], "float", w, sizeof w) : "NULL",
-		  flit((float)ir_attr_float(n, "eps", 1e-5), eps, sizeof eps), quant,
-		  ref(m, n->out[0], "int8_t", q, sizeof q), ref(m, n->out[1], "float", s, sizeof s));
+		  x, n->n_in > 1 ? w : "NULL", m->tmp[n - m->g->nodes], q, s, eps, par);
 	return 0;
 }
 
@@ -929,6 +959,16 @@ const char cg_cpu_prelude[] =
 	"\tfloat *y;\n"
 	"\tint n;\n"
 	"} HeadArg;\n"
+	"\n"
+	"/* rmsnorm then quantization of n tokens (xn: the normed rows) */\n"
+	"typedef struct {\n"
+	"\tconst float *x, *w;\n"
+	"\tfloat *xn;\n"
+	"\tint8_t *q;\n"
+	"\tfloat *s;\n"
+	"\tint n;\n"
+	"\tfloat eps;\n"
+	"} RnqArg;\n"
 	"\n"
 	"/* attention of n tokens at positions pos.. over the layer's K and V cache */\n"
 	"typedef struct {\n"

@@ -121,6 +121,16 @@ typedef struct {
 	int n;
 } HeadArg;
 
+/* rmsnorm then quantization of n tokens (xn: the normed rows) */
+typedef struct {
+	const float *x, *w;
+	float *xn;
+	int8_t *q;
+	float *s;
+	int n;
+	float eps;
+} RnqArg;
+
 /* attention of n tokens at positions pos.. over the layer's K and V cache */
 typedef struct {
 	const float *q;

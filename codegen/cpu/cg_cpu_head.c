@@ -2,7 +2,7 @@
  * preparation and the matmul that writes the logits. */
 #include "cg_cpu_em.h"
 
-static void head_prep_q8_0(CgBuf *b, int64_t k);
+static void head_prep_q(CgBuf *b, IrDtype dt, int64_t k);
 
 /* The head's x preparation, exactly as the interpreter's head_prepare. step: the call is
  * the reference's step mode (one token), which rounds x to the weight's half type first;
@@ -26,16 +26,8 @@ static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
 			  dt == IR_DT_F16 ? "round_f16(xt[i])" : "bf16_to_f32(f32_to_bf16(xt[i]))");
 		break;
 	case IR_DT_Q8_0:
-		head_prep_q8_0(b, k);
-		break;
 	case IR_DT_Q6_K:
-		cg_printf(b, "\t\tfor (int b = 0; b < K; b += 256) {\n"
-			     "\t\t\tint8_t q[256];\n"
-			     "\t\t\tfloat d;\n"
-			     "\t\t\tquant_q8k_k256(xt + b, q, &d, 1);\n"
-			     "\t\t\tfor (int i = 0; i < 256; i++)\n"
-			     "\t\t\t\txo[b + i] = d * (float)q[i];\n"
-			     "\t\t}\n");
+		head_prep_q(b, dt, k);
 		break;
 	default:
 		cg_printf(b, "\t\tmemcpy(xo, xt, K * sizeof(float));\n");
@@ -211,103 +203,324 @@ static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const c
 		  name, rb);
 }
 
-/* ---- SIMD q8_0 head: exact integer dots per block ------------------------------------ */
+/* ---- SIMD q8_0 and q6_k heads: exact integer dots per block ---------------------------- */
 
-/* The interpreter multiplies the Q8_0 weight by x quantized to Q8_0 (blocks of 32, an
- * f16-rounded scale; head_prepare): per 32-block the int32 dot of the codes is exact, and
- * d_w * d_x is exact in float (two 11-bit significands), so the one rounding per lane is
- * the FMA that adds lanes * d_w * d_x to a float accumulator (~1e-7 relative from the
- * interpreter's double dot, as the f16 head). Every path (the one-token row stream, the
- * R x T tiles, the rows left over) computes a (row, token) dot with the same instruction
- * sequence into an accumulator of its own, so a row's logits are bit for bit the same
- * whatever the token count, the tile or the thread split.
+/* The interpreter multiplies a Q8_0 weight by x quantized to Q8_0 (blocks of 32, an
+ * f16-rounded scale) and a Q6_K weight by x quantized to Q8_K (blocks of 256, a float
+ * scale; head_prepare). Here the codes meet as integers: per block the dot of the codes is
+ * exact in int32 (q6_k: with the 16 sub-block scales), and the float work is one FMA per
+ * lane of lanes * d_w * d_x into a float accumulator (q8_0: d_w * d_x is exact in float,
+ * two 11-bit significands), ~1e-7 relative from the interpreter's double dot, as the f16
+ * head. Every path (the one-token row stream, the R x T tiles, the rows left over)
+ * computes a (row, token) dot with the same instruction sequence into accumulators of its
+ * own, so a row's logits are bit for bit the same whatever the token count, the tile or
+ * the thread split.
  * x is prepared per token into the K floats (4K bytes) of the head's temporary:
- *   AVX-512 VNNI: int32 c[K/4] at byte 0, -128 times the sum of each 4 codes; int8 codes
- *     at K; floats e[K/4] at 2K, per pair of blocks d_x of the first 8 times, then of the
- *     second 8 times (one zmm per pair: 64 codes, 16 lanes). vpdpbusd multiplies unsigned
- *     by signed bytes: the weight codes go in as w ^ 0x80 = w + 128, and c, the
+ *   q8_0, AVX-512 VNNI: int32 c[K/4] at byte 0, -128 times the sum of each 4 codes; int8
+ *     codes at K; floats e[K/4] at 2K, per pair of blocks d_x of the first 8 times, then
+ *     of the second 8 times (one zmm per pair: 64 codes, 16 lanes). vpdpbusd multiplies
+ *     unsigned by signed bytes: the weight codes go in as w ^ 0x80 = w + 128, and c, the
  *     accumulator it starts from, takes the 128 * sum(x) back out (exact).
- *   AVX2: int8 codes at K; floats d_x[K/32] at 2K. maddubs with the sign trick: |w| as
- *     unsigned (<= 128), x with w's sign (|x| <= 127): pair sums <= 32512, no saturation.
+ *   q8_0, AVX2: int8 codes at K; floats d_x[K/32] at 2K. maddubs with the sign trick: |w|
+ *     as unsigned (<= 128), x with w's sign (|x| <= 127): pair sums <= 32512, exact.
+ *   q6_k, AVX-512 VNNI: int32 c[K/4] at 0, -32 times the sum of each 4 codes (the weight
+ *     codes are 0..63 with an offset of 32: unsigned as they are); int8 codes at K; floats
+ *     d_x[K/256] at 2K. Lanes times the sub-block scales (vpmulld) stay below 2^24 over a
+ *     block, so their float conversion is exact too.
+ *   q6_k, AVX2: int8 codes at K; floats d_x[K/256] at 2K; int16 sums of each 16 codes at
+ *     3K (the offset of 32 comes off per block as 32 * the scales . those sums). maddubs
+ *     pair sums <= 2 * 63 * 127, exact.
  * The one-token call streams each thread's rows in order, one at a time, as the f16 GEMV
- * (349 MB of q8_0 per token for the 2B model, against 657 MB of f16). */
+ * (349 MB of q8_0 or 269 MB of q6_k per token for the 2B model, against 657 MB of f16). */
 typedef struct {
+	IrDtype dt;
 	const char *guard; /* the #if condition */
-	int kmul;          /* K must be a multiple of it (64: two blocks per vector) */
+	int kmul;          /* K must be a multiple of it */
 	int R, T;          /* multi-token tile: R rows x up to T tokens */
-} Q8Isa;
+	bool zmm;          /* AVX-512 (else AVX2) */
+} QIsa;
 
-static const Q8Isa q8_isas[] = {
-	{"defined(__AVX512F__) && defined(__AVX512VNNI__)", 64, 4, 4},
-	{"defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 32, 2, 3},
+static const QIsa q_isas[] = {
+	{IR_DT_Q8_0, "defined(__AVX512F__) && defined(__AVX512VNNI__)", 64, 4, 4, true},
+	{IR_DT_Q8_0, "defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 32, 2, 3, false},
+	{IR_DT_Q6_K, "defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)", 256,
+	 1, 4, true},
+	{IR_DT_Q6_K, "defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 256, 1, 3, false},
 };
-enum { N_Q8_ISA = sizeof q8_isas / sizeof q8_isas[0] };
+enum { N_Q_ISA = sizeof q_isas / sizeof q_isas[0] };
 
 /* The instruction sets with a SIMD path for a head of type dt over rows of k, in #if order. */
-static int q8_simd(IrDtype dt, int64_t k, const Q8Isa **simd)
+static int q_simd(IrDtype dt, int64_t k, const QIsa **simd)
 {
 	int n = 0;
-	if (dt == IR_DT_Q8_0)
-		for (int i = 0; i < N_Q8_ISA; i++)
-			if (k % q8_isas[i].kmul == 0)
-				simd[n++] = &q8_isas[i];
+	for (int i = 0; i < N_Q_ISA; i++)
+		if (q_isas[i].dt == dt && k % q_isas[i].kmul == 0)
+			simd[n++] = &q_isas[i];
 	return n;
 }
 
-static bool q8_zmm(const Q8Isa *s)
+/* The q8_0 / q6_k head's x preparation (the loop over tokens t, xt, xo around it): codes
+ * and scales in the layout of each SIMD path, dequantized floats in the portable one. */
+static void head_prep_q(CgBuf *b, IrDtype dt, int64_t k)
 {
-	return s->kmul == 64;
-}
-
-/* The q8_0 head's x preparation (the loop over tokens t, xt, xo around it): codes and
- * scales in the layout of each SIMD path, dequantized floats in the portable one. */
-static void head_prep_q8_0(CgBuf *b, int64_t k)
-{
-	const Q8Isa *simd[N_Q8_ISA];
-	int ns = q8_simd(IR_DT_Q8_0, k, simd);
-	cg_printf(b, "\t\tfor (int b = 0; b < K; b += 32) {\n"
-		     "\t\t\tfloat amax = 0.0f;\n"
-		     "\t\t\tfor (int i = 0; i < 32; i++)\n"
-		     "\t\t\t\tamax = fmaxf(amax, fabsf(xt[b + i]));\n"
-		     "\t\t\tfloat d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;\n"
-		     "\t\t\tfloat dh = round_f16(d);\n");
+	const QIsa *simd[N_Q_ISA];
+	int ns = q_simd(dt, k, simd);
+	bool q8 = dt == IR_DT_Q8_0;
+	if (q8)
+		cg_printf(b, "\t\tfor (int b = 0; b < K; b += 32) {\n"
+			     "\t\t\tfloat amax = 0.0f;\n"
+			     "\t\t\tfor (int i = 0; i < 32; i++)\n"
+			     "\t\t\t\tamax = fmaxf(amax, fabsf(xt[b + i]));\n"
+			     "\t\t\tfloat d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;\n"
+			     "\t\t\tfloat dh = round_f16(d);\n");
+	else
+		cg_printf(b, "\t\tfor (int b = 0; b < K; b += 256) {\n");
 	for (int i = 0; i < ns; i++) {
 		cg_printf(b, "#%s %s\n"
 			     "\t\t\tuint8_t *B = (uint8_t *)xo;\n"
-			     "\t\t\tint8_t *q = (int8_t *)(B + K) + b;\n"
-			     "\t\t\tfor (int i = 0; i < 32; i++)\n"
-			     "\t\t\t\tq[i] = (int8_t)roundf(xt[b + i] * id);\n",
+			     "\t\t\tint8_t *q = (int8_t *)(B + K) + b;\n",
 			  i ? "elif" : "if", simd[i]->guard);
-		if (q8_zmm(simd[i]))
+		if (q8)
+			cg_printf(b, "\t\t\tfor (int i = 0; i < 32; i++)\n"
+				     "\t\t\t\tq[i] = (int8_t)roundf(xt[b + i] * id);\n");
+		else
+			cg_printf(b, "\t\t\tquant_q8k_k256(xt + b, q, (float *)(B + 2 * K) + b / 256, 1);\n");
+		if (q8 && simd[i]->zmm)
 			cg_printf(b, "\t\t\tint32_t *c = (int32_t *)B + b / 4;\n"
 				     "\t\t\tfloat *e = (float *)(B + 2 * K) + b / 4;\n"
 				     "\t\t\tfor (int l = 0; l < 8; l++) {\n"
 				     "\t\t\t\tc[l] = -128 * (q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3]);\n"
 				     "\t\t\t\te[l] = dh;\n"
 				     "\t\t\t}\n");
-		else
+		else if (q8)
 			cg_printf(b, "\t\t\t((float *)(B + 2 * K))[b / 32] = dh;\n");
+		else if (simd[i]->zmm)
+			cg_printf(b, "\t\t\tint32_t *c = (int32_t *)B + b / 4;\n"
+				     "\t\t\tfor (int l = 0; l < 64; l++)\n"
+				     "\t\t\t\tc[l] = -32 * (q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3]);\n");
+		else
+			cg_printf(b, "\t\t\tint16_t *bs = (int16_t *)(B + 3 * K) + b / 16;\n"
+				     "\t\t\tfor (int j = 0; j < 16; j++) {\n"
+				     "\t\t\t\tint s = 0;\n"
+				     "\t\t\t\tfor (int i = 0; i < 16; i++)\n"
+				     "\t\t\t\t\ts += q[16 * j + i];\n"
+				     "\t\t\t\tbs[j] = (int16_t)s;\n"
+				     "\t\t\t}\n");
 	}
 	if (ns)
 		cg_printf(b, "#else\n");
-	cg_printf(b, "\t\t\tfor (int i = 0; i < 32; i++)\n"
-		     "\t\t\t\txo[b + i] = dh * roundf(xt[b + i] * id);\n");
+	if (q8)
+		cg_printf(b, "\t\t\tfor (int i = 0; i < 32; i++)\n"
+			     "\t\t\t\txo[b + i] = dh * roundf(xt[b + i] * id);\n");
+	else
+		cg_printf(b, "\t\t\tint8_t q[256];\n"
+			     "\t\t\tfloat d;\n"
+			     "\t\t\tquant_q8k_k256(xt + b, q, &d, 1);\n"
+			     "\t\t\tfor (int i = 0; i < 256; i++)\n"
+			     "\t\t\t\txo[b + i] = d * (float)q[i];\n");
 	if (ns)
 		cg_printf(b, "#endif\n");
 	cg_printf(b, "\t\t}\n");
 }
 
-/* name_RxT(w, x, y): rows w.. (R of them, rb bytes apart) times prepared tokens x.. (T of
- * them, 4K bytes apart) into y[t * nr + r]. An R-row tile prefetches the next R rows. */
-static void q8_tile(CgBuf *b, const Q8Isa *s, const char *name, int64_t k, int64_t nr,
-		    uint64_t rb, int R, int T)
+/* A tile's loop over the weight: q8_0 AVX-512, two blocks per step (p). */
+static void q8z_loop(CgBuf *b, int64_t k, uint64_t rb, int R, int T)
 {
-	bool z = q8_zmm(s);
-	cg_printf(b, "static inline void %s_%dx%d(const uint8_t *w, const uint8_t *x, float *y)\n{\n"
-		     "\t%s;\n",
-		  name, R, T,
-		  z ? "const __m512i x80 = _mm512_set1_epi8((char)0x80)"
-		    : "const __m256i ones = _mm256_set1_epi16(1)");
+	for (int r = 0; r < R; r++)
+		cg_printf(b, "\t\t__m512i w%d = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512("
+			     "_mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 "))), "
+			     "_mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 ")), 1), x80);\n"
+			     "\t\t__m512 d%d = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256("
+			     "_mm_set1_epi16((short)rd16(pb + %" PRIu64 "))), "
+			     "_mm_set1_epi16((short)rd16(pb + %" PRIu64 ")), 1));\n",
+			  r, (uint64_t)r * rb + 2, (uint64_t)r * rb + 36, r, (uint64_t)r * rb,
+			  (uint64_t)r * rb + 34);
+	for (int t = 0; t < T; t++) {
+		cg_printf(b, "\t\t{\n"
+			     "\t\t\tconst uint8_t *xt = x + %" PRId64 " + 64 * p;\n"
+			     "\t\t\t__m512i c = _mm512_loadu_si512(xt), q = _mm512_loadu_si512(xt + %" PRId64 ");\n"
+			     "\t\t\t__m512 e = _mm512_loadu_ps((const float *)(xt + %" PRId64 "));\n",
+			  (int64_t)t * 4 * k, k, 2 * k);
+		for (int r = 0; r < R; r++)
+			cg_printf(b, "\t\t\ts%d_%d = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, w%d, q)), "
+				     "_mm512_mul_ps(d%d, e), s%d_%d);\n",
+				  r, t, r, r, r, t);
+		cg_printf(b, "\t\t}\n");
+	}
+}
+
+/* q8_0 AVX2: one block per step (b). */
+static void q8y_loop(CgBuf *b, int64_t k, uint64_t rb, int R, int T)
+{
+	for (int r = 0; r < R; r++)
+		cg_printf(b, "\t\t__m256i w%d = _mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 "));\n"
+			     "\t\t__m256i a%d = _mm256_abs_epi8(w%d);\n"
+			     "\t\t__m256 d%d = _mm256_cvtph_ps(_mm_set1_epi16((short)rd16(pb + %" PRIu64 ")));\n",
+			  r, (uint64_t)r * rb + 2, r, r, r, (uint64_t)r * rb);
+	for (int t = 0; t < T; t++) {
+		cg_printf(b, "\t\t{\n"
+			     "\t\t\tconst uint8_t *xt = x + %" PRId64 ";\n"
+			     "\t\t\t__m256i q = _mm256_loadu_si256((const __m256i *)(xt + %" PRId64 " + 32 * b));\n"
+			     "\t\t\t__m256 e = _mm256_broadcast_ss((const float *)(xt + %" PRId64 ") + b);\n",
+			  (int64_t)t * 4 * k, k, 2 * k);
+		for (int r = 0; r < R; r++)
+			cg_printf(b, "\t\t\ts%d_%d = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16("
+				     "_mm256_maddubs_epi16(a%d, _mm256_sign_epi8(q, w%d)), ones)), "
+				     "_mm256_mul_ps(d%d, e), s%d_%d);\n",
+				  r, t, r, r, r, r, t);
+		cg_printf(b, "\t\t}\n");
+	}
+}
+
+/* q6_k AVX-512: one block (b) per step, as 4 zmm of 64 codes in element order: half h
+ * (128 elements) from ql[64h..] (low nibbles, then high) and qh[32h..] (bit pairs 0-1 and
+ * 2-3, then 4-5 and 6-7, one pair per 256-bit half); the 16 lanes of zmm u hold
+ * sub-blocks 4u..4u+3, 4 lanes each. */
+static void q6z_loop(CgBuf *b, int64_t k, uint64_t rb, int R, int T)
+{
+	for (int r = 0; r < R; r++)
+		cg_printf(b, "\t\tconst __m512i S%d = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(pb + %" PRIu64 ")));\n"
+			     "\t\tconst __m512 d%d = _mm512_cvtph_ps(_mm256_set1_epi16((short)rd16(pb + %" PRIu64 ")));\n",
+			  r, (uint64_t)r * rb + 192, r, (uint64_t)r * rb + 208);
+	for (int r = 0; r < R; r++)
+		for (int t = 0; t < T; t++)
+			cg_printf(b, "\t\t__m512i i%d_%d = _mm512_setzero_si512();\n", r, t);
+	for (int h = 0; h < 2; h++) {
+		for (int r = 0; r < R; r++)
+			cg_printf(b, "\t\tconst __m512i A%d_%d = _mm512_loadu_si512(pb + %" PRIu64 ");\n"
+				     "\t\tconst __m512i H%d_%d = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 ")));\n",
+				  r, h, (uint64_t)r * rb + 64 * (uint64_t)h, r, h,
+				  (uint64_t)r * rb + 128 + 32 * (uint64_t)h);
+		for (int u = 0; u < 2; u++) {
+			int z = 2 * h + u;
+			cg_printf(b, "\t\t{\n");
+			for (int r = 0; r < R; r++) {
+				char a[64], hx[64];
+				snprintf(a, sizeof a, u ? "_mm512_srli_epi16(A%d_%d, 4)" : "A%d_%d", r, h);
+				snprintf(hx, sizeof hx, u ? "_mm512_srlv_epi64(H%d_%d, shr)" : "_mm512_sllv_epi64(H%d_%d, shl)",
+					 r, h);
+				cg_printf(b, "\t\t\tconst __m512i v%d = _mm512_or_si512(_mm512_and_si512(%s, m4), "
+					     "_mm512_and_si512(%s, m30));\n"
+					     "\t\t\tconst __m512i sc%d = _mm512_permutexvar_epi32(ix%d, S%d);\n",
+					  r, a, hx, r, z, r);
+			}
+			for (int t = 0; t < T; t++) {
+				cg_printf(b, "\t\t\t{\n"
+					     "\t\t\t\tconst uint8_t *xt = x + %" PRId64 " + 256 * b + %d;\n"
+					     "\t\t\t\t__m512i c = _mm512_loadu_si512(xt), q = _mm512_loadu_si512(xt + %" PRId64 ");\n",
+					  (int64_t)t * 4 * k, 64 * z, k);
+				for (int r = 0; r < R; r++)
+					cg_printf(b, "\t\t\t\ti%d_%d = _mm512_add_epi32(i%d_%d, _mm512_mullo_epi32("
+						     "_mm512_dpbusd_epi32(c, v%d, q), sc%d));\n",
+						  r, t, r, t, r, r);
+				cg_printf(b, "\t\t\t}\n");
+			}
+			cg_printf(b, "\t\t}\n");
+		}
+	}
+	for (int t = 0; t < T; t++) {
+		cg_printf(b, "\t\t{\n"
+			     "\t\t\tconst __m512 e = _mm512_set1_ps(((const float *)(x + %" PRId64 "))[b]);\n",
+			  (int64_t)t * 4 * k + 2 * k);
+		for (int r = 0; r < R; r++)
+			cg_printf(b, "\t\t\ts%d_%d = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i%d_%d), _mm512_mul_ps(d%d, e), s%d_%d);\n",
+				  r, t, r, t, r, r, t);
+		cg_printf(b, "\t\t}\n");
+	}
+}
+
+/* q6_k AVX2: one block (b) per step, as 8 ymm of 32 codes in element order (half h, slot
+ * s: elements 128h + 32s..; low nibbles of ql[64h..] for s = 0, 2 or of ql[64h + 32..] for
+ * 1, 3, the high nibbles for s >= 2; bit pair s of qh[32h..] moved to bits 4-5), each two
+ * sub-blocks (16 int16 lanes of pair sums each, times their scales by vpmaddwd). */
+static void q6y_loop(CgBuf *b, int64_t k, uint64_t rb, int R, int T)
+{
+	for (int r = 0; r < R; r++)
+		cg_printf(b, "\t\tconst __m128i S%d = _mm_loadu_si128((const __m128i *)(pb + %" PRIu64 "));\n"
+			     "\t\tconst __m256 d%d = _mm256_cvtph_ps(_mm_set1_epi16((short)rd16(pb + %" PRIu64 ")));\n",
+			  r, (uint64_t)r * rb + 192, r, (uint64_t)r * rb + 208);
+	for (int r = 0; r < R; r++)
+		for (int t = 0; t < T; t++)
+			cg_printf(b, "\t\t__m256i i%d_%d = _mm256_setzero_si256();\n", r, t);
+	for (int h = 0; h < 2; h++) {
+		for (int s = 0; s < 4; s++) {
+			cg_printf(b, "\t\t{\n");
+			for (int r = 0; r < R; r++) {
+				uint64_t o = (uint64_t)r * rb;
+				char lo[64], hi[64];
+				snprintf(lo, sizeof lo, s >= 2 ? "_mm256_srli_epi16(L%d, 4)" : "L%d", r);
+				if (s == 2)
+					snprintf(hi, sizeof hi, "H%d", r);
+				else
+					snprintf(hi, sizeof hi, "_mm256_s%sli_epi16(H%d, %d)", s == 3 ? "r" : "l", r,
+						 s == 0 ? 4 : 2);
+				cg_printf(b, "\t\t\tconst __m256i L%d = _mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 "));\n"
+					     "\t\t\tconst __m256i H%d = _mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 "));\n"
+					     "\t\t\tconst __m256i v%d = _mm256_or_si256(_mm256_and_si256(%s, m4), "
+					     "_mm256_and_si256(%s, m30));\n"
+					     "\t\t\tconst __m256i sc%d = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(S%d, sh%d));\n",
+					  r, o + 64 * (uint64_t)h + 32 * (uint64_t)(s & 1), r, o + 128 + 32 * (uint64_t)h,
+					  r, lo, hi, r, r, 4 * h + s);
+			}
+			for (int t = 0; t < T; t++) {
+				cg_printf(b, "\t\t\t{\n"
+					     "\t\t\t\tconst __m256i q = _mm256_loadu_si256((const __m256i *)(x + %" PRId64 " + 256 * b));\n",
+					  (int64_t)t * 4 * k + k + 128 * h + 32 * s);
+				for (int r = 0; r < R; r++)
+					cg_printf(b, "\t\t\t\ti%d_%d = _mm256_add_epi32(i%d_%d, _mm256_madd_epi16("
+						     "_mm256_maddubs_epi16(v%d, q), sc%d));\n",
+						  r, t, r, t, r, r);
+				cg_printf(b, "\t\t\t}\n");
+			}
+			cg_printf(b, "\t\t}\n");
+		}
+	}
+	for (int t = 0; t < T; t++) {
+		cg_printf(b, "\t\t{\n"
+			     "\t\t\tconst __m256i bs = _mm256_loadu_si256((const __m256i *)(x + %" PRId64 ") + b);\n"
+			     "\t\t\tconst __m256 e = _mm256_broadcast_ss((const float *)(x + %" PRId64 ") + b);\n",
+			  (int64_t)t * 4 * k + 3 * k, (int64_t)t * 4 * k + 2 * k);
+		for (int r = 0; r < R; r++)
+			cg_printf(b, "\t\t\ti%d_%d = _mm256_sub_epi32(i%d_%d, _mm256_slli_epi32(_mm256_madd_epi16("
+				     "_mm256_cvtepi8_epi16(S%d), bs), 5));\n"
+				     "\t\t\ts%d_%d = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i%d_%d), _mm256_mul_ps(d%d, e), s%d_%d);\n",
+				  r, t, r, t, r, r, t, r, t, r, r, t);
+		cg_printf(b, "\t\t}\n");
+	}
+}
+
+/* name_RxT(w, x, y): rows w.. (R of them, rb bytes apart) times prepared tokens x.. (T of
+ * them, 4K bytes apart) into y[t * nr + r]. An R-row tile prefetches the next R rows; the
+ * one-row stream prefetches Q_AHEAD bytes ahead (rows are contiguous: into the rows after
+ * it), which read the 2B q8_0 head ~10% faster than the hardware prefetcher alone. */
+enum { Q_AHEAD = 4096 };
+static void q_tile(CgBuf *b, const QIsa *s, const char *name, int64_t k, int64_t nr,
+		   uint64_t rb, int R, int T)
+{
+	bool z = s->zmm, q8 = s->dt == IR_DT_Q8_0;
+	int step = q8 ? (z ? 68 : 34) : 210; /* weight bytes per loop step */
+	cg_printf(b, "static inline void %s_%dx%d(const uint8_t *w, const uint8_t *x, float *y)\n{\n",
+		  name, R, T);
+	if (q8 && z)
+		cg_printf(b, "\tconst __m512i x80 = _mm512_set1_epi8((char)0x80);\n");
+	else if (q8)
+		cg_printf(b, "\tconst __m256i ones = _mm256_set1_epi16(1);\n");
+	else if (z)
+		cg_printf(b, "\tconst __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);\n"
+			     "\tconst __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2);\n"
+			     "\tconst __m512i shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);\n"
+			     "\tconst __m512i ix0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);\n"
+			     "\tconst __m512i ix1 = _mm512_add_epi32(ix0, _mm512_set1_epi32(4));\n"
+			     "\tconst __m512i ix2 = _mm512_add_epi32(ix0, _mm512_set1_epi32(8));\n"
+			     "\tconst __m512i ix3 = _mm512_add_epi32(ix0, _mm512_set1_epi32(12));\n");
+	else {
+		cg_printf(b, "\tconst __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);\n");
+		for (int m = 0; m < 8; m++)
+			cg_printf(b, "\tconst __m128i sh%d = _mm_setr_epi8(%d, %d, %d, %d, %d, %d, %d, %d, "
+				     "%d, %d, %d, %d, %d, %d, %d, %d);\n",
+				  m, 2 * m, 2 * m, 2 * m, 2 * m, 2 * m, 2 * m, 2 * m, 2 * m, 2 * m + 1,
+				  2 * m + 1, 2 * m + 1, 2 * m + 1, 2 * m + 1, 2 * m + 1, 2 * m + 1, 2 * m + 1);
+	}
 	for (int r = 0; r < R; r++) {
 		cg_printf(b, "\t%s", z ? "__m512" : "__m256");
 		for (int t = 0; t < T; t++)
@@ -315,64 +528,31 @@ static void q8_tile(CgBuf *b, const Q8Isa *s, const char *name, int64_t k, int64
 				  z ? "_mm512_setzero_ps()" : "_mm256_setzero_ps()");
 		cg_printf(b, ";\n");
 	}
-	if (z) {
-		cg_printf(b, "\tfor (int p = 0; p < %" PRId64 "; p++) {\n"
-			     "\t\tconst uint8_t *pb = w + 68 * p;\n",
-			  k / 64);
-		for (int r = 0; r < R && R > 1; r++)
-			cg_printf(b, "\t\t_mm_prefetch((const char *)(pb + %" PRIu64 "), _MM_HINT_T0);\n",
-				  (uint64_t)(R + r) * rb);
+	const char *iv = q8 && z ? "p" : "b";
+	cg_printf(b, "\tfor (int %s = 0; %s < %" PRId64 "; %s++) {\n"
+		     "\t\tconst uint8_t *pb = w + %d * %s;\n",
+		  iv, iv, k / (q8 ? (z ? 64 : 32) : 256), iv, step, iv);
+	if (R > 1) {
+		/* the next R rows, one prefetch per 64 bytes of the step */
+		if (step < 64)
+			cg_printf(b, "\t\tif ((%s & 1) == 0) {\n", iv);
 		for (int r = 0; r < R; r++)
-			cg_printf(b, "\t\t__m512i w%d = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512("
-				     "_mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 "))), "
-				     "_mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 ")), 1), x80);\n"
-				     "\t\t__m512 d%d = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256("
-				     "_mm_set1_epi16((short)rd16(pb + %" PRIu64 "))), "
-				     "_mm_set1_epi16((short)rd16(pb + %" PRIu64 ")), 1));\n",
-				  r, (uint64_t)r * rb + 2, (uint64_t)r * rb + 36, r, (uint64_t)r * rb,
-				  (uint64_t)r * rb + 34);
-		for (int t = 0; t < T; t++) {
-			cg_printf(b, "\t\t{\n"
-				     "\t\t\tconst uint8_t *xt = x + %" PRId64 " + 64 * p;\n"
-				     "\t\t\t__m512i c = _mm512_loadu_si512(xt), q = _mm512_loadu_si512(xt + %" PRId64 ");\n"
-				     "\t\t\t__m512 e = _mm512_loadu_ps((const float *)(xt + %" PRId64 "));\n",
-				  (int64_t)t * 4 * k, k, 2 * k);
-			for (int r = 0; r < R; r++)
-				cg_printf(b, "\t\t\ts%d_%d = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, w%d, q)), "
-					     "_mm512_mul_ps(d%d, e), s%d_%d);\n",
-					  r, t, r, r, r, t);
+			cg_printf(b, "%s\t\t_mm_prefetch((const char *)(pb + %" PRIu64 "), _MM_HINT_T0);\n",
+				  step < 64 ? "\t" : "", (uint64_t)(R + r) * rb);
+		if (step < 64)
 			cg_printf(b, "\t\t}\n");
-		}
 	} else {
-		cg_printf(b, "\tfor (int b = 0; b < %" PRId64 "; b++) {\n"
-			     "\t\tconst uint8_t *pb = w + 34 * b;\n",
-			  k / 32);
-		if (R > 1) {
-			cg_printf(b, "\t\tif ((b & 1) == 0) {\n");
-			for (int r = 0; r < R; r++)
-				cg_printf(b, "\t\t\t_mm_prefetch((const char *)(pb + %" PRIu64 "), _MM_HINT_T0);\n",
-					  (uint64_t)(R + r) * rb);
-			cg_printf(b, "\t\t}\n");
-		}
-		for (int r = 0; r < R; r++)
-			cg_printf(b, "\t\t__m256i w%d = _mm256_loadu_si256((const __m256i *)(pb + %" PRIu64 "));\n"
-				     "\t\t__m256i a%d = _mm256_abs_epi8(w%d);\n"
-				     "\t\t__m256 d%d = _mm256_cvtph_ps(_mm_set1_epi16((short)rd16(pb + %" PRIu64 ")));\n",
-				  r, (uint64_t)r * rb + 2, r, r, r, (uint64_t)r * rb);
-		for (int t = 0; t < T; t++) {
-			cg_printf(b, "\t\t{\n"
-				     "\t\t\tconst uint8_t *xt = x + %" PRId64 ";\n"
-				     "\t\t\t__m256i q = _mm256_loadu_si256((const __m256i *)(xt + %" PRId64 " + 32 * b));\n"
-				     "\t\t\t__m256 e = _mm256_broadcast_ss((const float *)(xt + %" PRId64 ") + b);\n",
-				  (int64_t)t * 4 * k, k, 2 * k);
-			for (int r = 0; r < R; r++)
-				cg_printf(b, "\t\t\ts%d_%d = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16("
-					     "_mm256_maddubs_epi16(a%d, _mm256_sign_epi8(q, w%d)), ones)), "
-					     "_mm256_mul_ps(d%d, e), s%d_%d);\n",
-					  r, t, r, r, r, r, t);
-			cg_printf(b, "\t\t}\n");
-		}
+		for (int o = 0; o == 0 || o + 64 <= step; o += 64) /* about one per 64 bytes */
+			cg_printf(b, "\t\t_mm_prefetch((const char *)(pb + %d), _MM_HINT_T0);\n", Q_AHEAD + o);
 	}
+	if (q8 && z)
+		q8z_loop(b, k, rb, R, T);
+	else if (q8)
+		q8y_loop(b, k, rb, R, T);
+	else if (z)
+		q6z_loop(b, k, rb, R, T);
+	else
+		q6y_loop(b, k, rb, R, T);
 	cg_printf(b, "\t}\n");
 	for (int r = 0; r < R; r++)
 		for (int t = 0; t < T; t++)
@@ -382,10 +562,10 @@ static void q8_tile(CgBuf *b, const Q8Isa *s, const char *name, int64_t k, int64
 }
 
 /* The tiles of one instruction set, before the kernel: 1x1 and R x 1..T. */
-static void q8_tiles(CgBuf *b, const Q8Isa *s, const char *name, int64_t k, int64_t nr,
-		     uint64_t rb)
+static void q_tiles(CgBuf *b, const QIsa *s, const char *name, int64_t k, int64_t nr,
+		    uint64_t rb)
 {
-	if (!q8_zmm(s))
+	if (!s->zmm)
 		cg_printf(b, "static inline float %s_hsum(__m256 v)\n{\n"
 			     "\t__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));\n"
 			     "\th = _mm_add_ps(h, _mm_movehl_ps(h, h));\n"
@@ -393,17 +573,18 @@ static void q8_tiles(CgBuf *b, const Q8Isa *s, const char *name, int64_t k, int6
 			     "\treturn _mm_cvtss_f32(h);\n"
 			     "}\n\n",
 			  name);
-	q8_tile(b, s, name, k, nr, rb, 1, 1);
+	if (s->R > 1)
+		q_tile(b, s, name, k, nr, rb, 1, 1);
 	for (int t = 1; t <= s->T; t++)
-		q8_tile(b, s, name, k, nr, rb, s->R, t);
+		q_tile(b, s, name, k, nr, rb, s->R, t);
 }
 
 /* The kernel's body for one instruction set: one token streams each thread's share of the
  * rows (split evenly) one at a time; several go through R x T tiles (and their token
  * tails) over groups of R rows split evenly over the threads (the rows left over, fewer
  * than R, to the last). */
-static void q8_call(CgBuf *b, const Q8Isa *s, const char *name, const char *deq, int64_t k,
-		    uint64_t rb)
+static void q_call(CgBuf *b, const QIsa *s, const char *name, const char *deq, int64_t k,
+		   uint64_t rb)
 {
 	int R = s->R, T = s->T;
 	cg_printf(b, "\t(void)%s; /* the portable path's row converter */\n"
@@ -430,17 +611,19 @@ static void q8_call(CgBuf *b, const Q8Isa *s, const char *name, const char *deq,
 	cg_printf(b, "\t\tdefault:\n"
 		     "\t\t\tbreak;\n"
 		     "\t\t}\n"
-		     "\t}\n"
-		     "\tfor (; o < hi; o++)\n"
-		     "\t\tfor (int t = 0; t < a->n; t++)\n"
-		     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n",
-		  name, rb, 4 * k);
+		     "\t}\n");
+	if (R > 1)
+		cg_printf(b, "\tfor (; o < hi; o++)\n"
+			     "\t\tfor (int t = 0; t < a->n; t++)\n"
+			     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n",
+			  name, rb, 4 * k);
 }
 
 /* The float head: nothing is quantized after it, so it may sum in float in any order
  * (~1e-6 relative from the interpreter's double dot). f16/bf16/f32 weights get SIMD paths
- * where the target has AVX-512 or AVX2+F16C+FMA and K fills whole vectors; the portable
- * path converts a row to floats, then dots it with each token's x in 16 partial sums. */
+ * where the target has AVX-512 or AVX2+F16C+FMA and K fills whole vectors, q8_0 and q6_k
+ * weights integer ones (AVX-512 VNNI, AVX2+F16C+FMA; see QIsa); the portable path converts a row
+ * to floats, then dots it with each token's x in 16 partial sums. */
 static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, int64_t k,
 		      int64_t nr)
 {
@@ -450,15 +633,15 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 	for (size_t i = 0; i < sizeof head_isas / sizeof head_isas[0]; i++)
 		if (head_simd_type(dt) && k % head_isas[i].vw == 0)
 			simd[n_simd++] = &head_isas[i];
-	const Q8Isa *q8[N_Q8_ISA];
-	int n_q8 = q8_simd(dt, k, q8);
+	const QIsa *q8[N_Q_ISA];
+	int n_q8 = q_simd(dt, k, q8);
 	for (int i = 0; i < n_simd; i++) {
 		cg_printf(b, "#%s %s\n#include <immintrin.h>\n\n", i ? "elif" : "if", simd[i]->guard);
 		head_simd_tiles(b, simd[i], name, dt, k, nr, rb);
 	}
 	for (int i = 0; i < n_q8; i++) {
 		cg_printf(b, "#%s %s\n#include <immintrin.h>\n\n", i ? "elif" : "if", q8[i]->guard);
-		q8_tiles(b, q8[i], name, k, nr, rb);
+		q_tiles(b, q8[i], name, k, nr, rb);
 	}
 	if (n_simd || n_q8)
 		cg_printf(b, "#endif\n");
@@ -473,7 +656,7 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 	}
 	for (int i = 0; i < n_q8; i++) {
 		cg_printf(b, "#%s %s\n", i ? "elif" : "if", q8[i]->guard);
-		q8_call(b, q8[i], name, deq, k, rb);
+		q_call(b, q8[i], name, deq, k, rb);
 	}
 	if (n_simd || n_q8)
 		cg_printf(b, "#else\n");

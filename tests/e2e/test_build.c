@@ -518,76 +518,87 @@ static void test_simd_heads(void **state)
 	}
 }
 
-/* The q8_0 head's SIMD paths (integer dots per 32-block: AVX-512 VNNI, AVX2 maddubs; the
- * portable one on cpu-generic) against the interpreter: prompt rows in multi-token calls of
- * the default split (8 + 5) and of --max-batch 4 (4 + 4 + 3 + 2: every token tail of the
- * tiles), generated rows one token per call (the row stream), a vocabulary that leaves rows
- * over (517: 129 * 4 + 1, 258 * 2 + 1); the same head made by the quantize_head pass from an
- * f16 model; and last_only (one row through the row stream) bit for bit the last row of
- * the call with all rows (the tiles). */
-static void test_q8_heads(void **state)
+/* The q8_0 and q6_k heads' SIMD paths (integer dots per block: AVX-512 VNNI, AVX2 maddubs;
+ * the portable one on cpu-generic) against the interpreter, rows of 512 (several blocks
+ * per row): prompt rows in multi-token calls of the default split (8 + 5) and of
+ * --max-batch 4 (4 + 4 + 3 + 2: every token tail of the tiles), generated rows one token
+ * per call (the row stream), a vocabulary that leaves rows over (517: 129 * 4 + 1,
+ * 258 * 2 + 1); last_only (one row through the row stream) bit for bit the last row of the
+ * call with all rows (the tiles); and the same heads made by the quantize_head pass from
+ * an f16 model (its graph quantized the same way for the interpreter). */
+static void test_quant_heads(void **state)
 {
 	(void)state;
+	static const char *const types[] = {"q8_0", "q6_k"};
 	static const char *const targets[] = {"native", "cpu-avx2", "cpu-generic"};
 	bool avx2 = tu_run(NULL, "grep -q '^flags.* avx2 .*fma' /proc/cpuinfo && grep -q '^flags.* f16c' /proc/cpuinfo") == 0;
-	char gguf[4096], f16[4096];
-	snprintf(gguf, sizeof gguf, "%s", tu_tmp("q8head.gguf"));
-	snprintf(f16, sizeof f16, "%s", tu_tmp("q8head-f16.gguf"));
+	static const struct {
+		const char *tag, *extra;
+		Calls calls;
+	} builds[] = {{"", "", {4, {1, 8, 32, 128}}}, {"-mb4", " --max-batch 4", {2, {1, 4}}}};
+	char f16[4096];
+	snprintf(f16, sizeof f16, "%s", tu_tmp("qhead-f16.gguf"));
 	char *log = NULL;
-	if (tu_run(&log, "'%s' mkmodel --seed 3 --layers 1 --vocab 517 --embd-type q8_0 -o '%s' && "
-			 "'%s' mkmodel --seed 3 --layers 1 --vocab 517 -o '%s'",
-		   tu_bitnetc(), gguf, tu_bitnetc(), f16))
+	if (tu_run(&log, "'%s' mkmodel --seed 3 --layers 1 --hidden 512 --vocab 517 -o '%s'", tu_bitnetc(),
+		   f16))
 		fail_msg("mkmodel: %s", log ? log : "");
 	free(log);
-	Model m;
-	model_open(&m, gguf);
-	for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
-		if (t == 1 && !avx2)
-			continue;
-		static const struct {
-			const char *tag, *extra;
-			Calls calls;
-		} builds[] = {{"", "", {4, {1, 8, 32, 128}}}, {"-mb4", " --max-batch 4", {2, {1, 4}}}};
-		for (size_t bi = 0; bi < sizeof builds / sizeof builds[0]; bi++) {
-			char prog[4096], extra[128];
-			snprintf(prog, sizeof prog, "%s-%s%s", tu_tmp("q8head"), targets[t], builds[bi].tag);
-			snprintf(extra, sizeof extra, "--target %s%s", targets[t], builds[bi].extra);
-			build(gguf, prog, extra);
-			int rows;
-			float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
-			assert_int_equal(rows, 17 * m.nv);
-			double d = vs_interp(&m, got, 17, prompt13, 13, &builds[bi].calls);
-			printf("head q8_0 %-11s%-4s: vs interpreter %.2g rel\n", targets[t], builds[bi].tag, d);
-			free(got);
+	for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+		char gguf[4096], name[64];
+		snprintf(name, sizeof name, "qhead-%s", types[ti]);
+		snprintf(gguf, sizeof gguf, "%s.gguf", tu_tmp(name));
+		if (tu_run(&log, "'%s' mkmodel --seed 3 --layers 1 --hidden 512 --vocab 517 --embd-type %s -o '%s'",
+			   tu_bitnetc(), types[ti], gguf))
+			fail_msg("mkmodel --embd-type %s: %s", types[ti], log ? log : "");
+		free(log);
+		Model m;
+		model_open(&m, gguf);
+		for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
+			if (t == 1 && !avx2)
+				continue;
+			for (size_t bi = 0; bi < sizeof builds / sizeof builds[0]; bi++) {
+				char prog[4096], extra[128];
+				snprintf(prog, sizeof prog, "%s-%s%s", tu_tmp(name), targets[t], builds[bi].tag);
+				snprintf(extra, sizeof extra, "--target %s%s", targets[t], builds[bi].extra);
+				build(gguf, prog, extra);
+				int rows;
+				float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
+				assert_int_equal(rows, 17 * m.nv);
+				double d = vs_interp(&m, got, 17, prompt13, 13, &builds[bi].calls);
+				printf("head %s %-11s%-4s: vs interpreter %.2g rel\n", types[ti], targets[t],
+				       builds[bi].tag, d);
+				free(got);
+			}
+			if (t < 2)
+				last_only_check(gguf, types[ti], targets[t]);
 		}
-		if (t < 2)
-			last_only_check(gguf, "q8_0", targets[t]);
-	}
-	model_close(&m);
+		model_close(&m);
 
-	/* the pass: an f16 model's head quantized at build time, the interpreter's graph too */
-	const char *pl = tu_tmp("q8head.lua");
-	char cmd[8192];
-	snprintf(cmd, sizeof cmd,
-		 "sed 's/^p:add(\"plan_memory\")/p:add(\"quantize_head\")\\np:add(\"plan_memory\")/' "
-		 "'%s/../../passes/default.lua' > '%s' && grep -q quantize_head '%s'",
-		 tu_data(""), pl, pl);
-	assert_int_equal(tu_run(NULL, "%s", cmd), 0);
-	model_open(&m, f16);
-	BnErr e = {0};
-	if (pass_run(m.g, "quantize_head", NULL, &e))
-		fail_msg("%s", e.msg);
-	char prog[4096], extra[4200];
-	snprintf(prog, sizeof prog, "%s", tu_tmp("q8head-pass"));
-	snprintf(extra, sizeof extra, "--pipeline '%s'", pl);
-	build(f16, prog, extra);
-	int rows;
-	float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
-	assert_int_equal(rows, 17 * m.nv);
-	double d = vs_interp(&m, got, 17, prompt13, 13, &calls_default);
-	printf("head q8_0 by quantize_head (native): vs interpreter %.2g rel\n", d);
-	free(got);
-	model_close(&m);
+		/* the pass, on the f16 model (the default pipeline plus quantize_head) */
+		model_open(&m, f16);
+		BnErr e = {0};
+		PassOpts o = {0};
+		if (pass_opts_set(&o, "quantize_head", "type", types[ti], &e) ||
+		    pass_run(m.g, "quantize_head", &o, &e))
+			fail_msg("%s", e.msg);
+		pass_opts_free(&o);
+		char pl[4096], prog[4096], extra[8400];
+		snprintf(pl, sizeof pl, "%s.lua", tu_tmp(name));
+		assert_int_equal(tu_run(NULL, "sed 's/^p:add(\"plan_memory\")/p:add(\"quantize_head\")\\np:add(\"plan_memory\")/' "
+					      "'%s/../../passes/default.lua' > '%s' && grep -q quantize_head '%s'",
+					tu_data(""), pl, pl),
+				 0);
+		snprintf(prog, sizeof prog, "%s-pass", tu_tmp(name));
+		snprintf(extra, sizeof extra, "--pipeline '%s' --pass-opt quantize_head.type=%s", pl, types[ti]);
+		build(f16, prog, extra);
+		int rows;
+		float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
+		assert_int_equal(rows, 17 * m.nv);
+		double d = vs_interp(&m, got, 17, prompt13, 13, &calls_default);
+		printf("head %s by quantize_head (native): vs interpreter %.2g rel\n", types[ti], d);
+		free(got);
+		model_close(&m);
+	}
 }
 
 /* Same input, byte-identical program; the program runs from another directory; the
@@ -685,7 +696,7 @@ int main(void)
 		cmocka_unit_test(test_reproducible_and_relocatable),
 		cmocka_unit_test(test_last_only),
 		cmocka_unit_test(test_simd_heads),
-		cmocka_unit_test(test_q8_heads),
+		cmocka_unit_test(test_quant_heads),
 		cmocka_unit_test(test_bad_builds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,37 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static IrGraph *load(const char *model, GgufFile **f)
-{
-	char rel[256];
-	snprintf(rel, sizeof rel, "golden/models/%s.gguf", model);
-	BnErr e = {0};
-	*f = gguf_open(tu_data(rel), &e);
-	if (!*f)
-		fail_msg("%s", e.msg);
-	IrGraph *g = bnm_load(*f, &e);
-	if (!g)
-		fail_msg("%s", e.msg);
-	return g;
-}
-
-static void unload(IrGraph *g, GgufFile *f)
-{
-	pass_gattr_clear(g);
-	ir_graph_free(g);
-	gguf_close(f);
-}
-
-static char *print_graph(const IrGraph *g)
-{
-	char *buf = NULL;
-	size_t n = 0;
-	FILE *f = open_memstream(&buf, &n);
-	assert_non_null(f);
-	ir_print(g, f);
-	fclose(f);
-	return buf;
-}
 
 static IrId node_named(const IrGraph *g, const char *name)
 {
@@ -64,10 +33,10 @@ static void test_fill_whole_graph(void **state)
 					     "tinyold-bitnet-i2_s"};
 	for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
 		GgufFile *f;
-		IrGraph *g = load(models[m], &f);
+		IrGraph *g = tu_golden_graph(models[m], &f);
 		BnErr e = {0};
 		assert_int_equal(pass_run(g, "fuse", NULL, &e), BN_OK); /* rmsnorm_quant too */
-		char *want = print_graph(g);
+		char *want = tu_print_graph(g);
 		int n_act = 0;
 		for (IrId i = 0; i < g->n_values; i++)
 			if (g->values[i].kind == IR_VAL_ACT) {
@@ -82,7 +51,7 @@ static void test_fill_whole_graph(void **state)
 		if (ir_infer_shapes(g, &filled, &e))
 			fail_msg("%s: %s", models[m], e.msg);
 		assert_int_equal(filled, n_act);
-		char *got = print_graph(g);
+		char *got = tu_print_graph(g);
 		assert_string_equal(got, want);
 		/* and again: nothing left to fill, everything agrees */
 		assert_int_equal(pass_run(g, "infer_shapes", NULL, &e), BN_OK);
@@ -90,7 +59,7 @@ static void test_fill_whole_graph(void **state)
 		assert_int_equal(filled, 0);
 		free(want);
 		free(got);
-		unload(g, f);
+		tu_golden_graph_free(g, f);
 	}
 }
 
@@ -100,7 +69,7 @@ static void test_fill_new_nodes(void **state)
 {
 	(void)state;
 	GgufFile *f;
-	IrGraph *g = load("tiny-b158-tq2_0", &f);
+	IrGraph *g = tu_golden_graph("tiny-b158-tq2_0", &f);
 	BnErr e = {0};
 	IrId k = g->nodes[node_named(g, "blk.0.attn_k")].out[0]; /* f32[128, T] */
 	IrId norm_w = g->nodes[node_named(g, "blk.0.attn_norm")].in[1];
@@ -140,7 +109,7 @@ static void test_fill_new_nodes(void **state)
 	assert_int_equal(vs->ne[0], 1); /* one Q8_K scale per 256 inputs */
 	assert_int_equal(vs->ne[1], IR_DIM_T);
 	assert_int_equal(ir_verify(g, &e), BN_OK);
-	unload(g, f);
+	tu_golden_graph_free(g, f);
 }
 
 /* A set type that disagrees with the rule: the pass fails and names the node, the output
@@ -149,7 +118,7 @@ static void test_reject(void **state)
 {
 	(void)state;
 	GgufFile *f;
-	IrGraph *g = load("tiny-b158-i2_s", &f);
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
 	BnErr e = {0};
 	IrId nk = node_named(g, "blk.0.attn_k");
 	g->values[g->nodes[nk].out[0]].ne[0] = 100;
@@ -177,7 +146,7 @@ static void test_reject(void **state)
 	ir_attr_set_int(g, nr, "head_dim", 48);
 	assert_int_equal(pass_run(g, "infer_shapes", NULL, &e), BN_EVERIFY);
 	assert_non_null(strstr(e.msg, "'blk.0.attn_q.rope' (rope): attribute n_rot = 64"));
-	unload(g, f);
+	tu_golden_graph_free(g, f);
 }
 
 int main(void)

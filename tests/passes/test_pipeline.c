@@ -8,37 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static IrGraph *load(const char *model, GgufFile **f)
-{
-	char rel[256];
-	snprintf(rel, sizeof rel, "golden/models/%s.gguf", model);
-	BnErr e = {0};
-	*f = gguf_open(tu_data(rel), &e);
-	if (!*f)
-		fail_msg("%s", e.msg);
-	IrGraph *g = bnm_load(*f, &e);
-	if (!g)
-		fail_msg("%s", e.msg);
-	return g;
-}
-
-static void unload(IrGraph *g, GgufFile *f)
-{
-	pass_gattr_clear(g);
-	ir_graph_free(g);
-	gguf_close(f);
-}
-
-static char *print_graph(const IrGraph *g)
-{
-	char *buf = NULL;
-	size_t n = 0;
-	FILE *f = open_memstream(&buf, &n);
-	assert_non_null(f);
-	ir_print(g, f);
-	fclose(f);
-	return buf;
-}
 
 /* Writes a script into the test tmp dir; returns its path (a tu_tmp slot). */
 static const char *script(const char *name, const char *text)
@@ -64,7 +33,7 @@ static void test_default(void **state)
 {
 	(void)state;
 	GgufFile *f1, *f2;
-	IrGraph *a = load("tiny-b158-i2_s", &f1), *b = load("tiny-b158-i2_s", &f2);
+	IrGraph *a = tu_golden_graph("tiny-b158-i2_s", &f1), *b = tu_golden_graph("tiny-b158-i2_s", &f2);
 	BnErr e = {0};
 	PassStats st = {0};
 	PassRunOpts ro = {.verify_each = true, .stats = &st};
@@ -84,7 +53,7 @@ static void test_default(void **state)
 	assert_int_equal(pass_run(b, "batch_templates", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "tune_kernels", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "plan_memory", NULL, &e), BN_OK);
-	char *pa = print_graph(a), *pb = print_graph(b);
+	char *pa = tu_print_graph(a), *pb = tu_print_graph(b);
 	assert_string_equal(pa, pb);
 	free(pa);
 	free(pb);
@@ -124,8 +93,8 @@ static void test_default(void **state)
 	assert_int_equal(len, flen);
 	assert_memory_equal(src, file, len);
 	free(file);
-	unload(a, f1);
-	unload(b, f2);
+	tu_golden_graph_free(a, f1);
+	tu_golden_graph_free(b, f2);
 }
 
 /* Every example script runs on golden models, and what it records is there. */
@@ -136,14 +105,14 @@ static void test_examples(void **state)
 	for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
 		BnErr e = {0};
 		GgufFile *f;
-		IrGraph *g = load(models[m], &f);
+		IrGraph *g = tu_golden_graph(models[m], &f);
 		if (pass_pipeline_run(g, tu_data("../../examples/pipelines/decode_only.lua"),
 				      &(PassRunOpts){.verify_each = true}, &e))
 			fail_msg("decode_only on %s: %s", models[m], e.msg);
 		expect_ints(pass_gattr_find(g, "batch_sizes"), (const int64_t[]){1}, 1);
-		unload(g, f);
+		tu_golden_graph_free(g, f);
 
-		g = load(models[m], &f);
+		g = tu_golden_graph(models[m], &f);
 		if (pass_pipeline_run(g, tu_data("../../examples/pipelines/per_layer.lua"),
 				      &(PassRunOpts){.verify_each = true}, &e))
 			fail_msg("per_layer on %s: %s", models[m], e.msg);
@@ -176,9 +145,9 @@ static void test_examples(void **state)
 		}
 		if (simd)
 		assert_int_equal(tagged, (int)g->hp.n_layer);
-		unload(g, f);
+		tu_golden_graph_free(g, f);
 
-		g = load(models[m], &f);
+		g = tu_golden_graph(models[m], &f);
 		if (pass_pipeline_run(g, tu_data("../../examples/pipelines/sparsity_report.lua"),
 				      &(PassRunOpts){.verify_each = true}, &e))
 			fail_msg("sparsity_report on %s: %s", models[m], e.msg);
@@ -187,7 +156,7 @@ static void test_examples(void **state)
 		assert_int_equal(ppm->type, IR_ATTR_INT);
 		/* ternary weights of a trained-like model: some, but far from all, zeros */
 		assert_true(ppm->i > 50000 && ppm->i < 900000);
-		unload(g, f);
+		tu_golden_graph_free(g, f);
 	}
 }
 
@@ -196,7 +165,7 @@ static void test_examples_keep_logits(void **state)
 {
 	(void)state;
 	GgufFile *f1, *f2;
-	IrGraph *a = load("tiny-b158-i2_s", &f1), *b = load("tiny-b158-i2_s", &f2);
+	IrGraph *a = tu_golden_graph("tiny-b158-i2_s", &f1), *b = tu_golden_graph("tiny-b158-i2_s", &f2);
 	BnErr e = {0};
 	if (pass_pipeline_run(b, tu_data("../../examples/pipelines/per_layer.lua"), NULL, &e))
 		fail_msg("%s", e.msg);
@@ -213,18 +182,18 @@ static void test_examples_keep_logits(void **state)
 	ir_interp_free(ib);
 	free(la);
 	free(lb);
-	unload(a, f1);
-	unload(b, f2);
+	tu_golden_graph_free(a, f1);
+	tu_golden_graph_free(b, f2);
 }
 
 /* Runs text as a pipeline on a fresh golden graph; returns the code, message in e. */
 static int run_text(const char *name, const char *text, const PassRunOpts *ro, BnErr *e)
 {
 	GgufFile *f;
-	IrGraph *g = load("tiny-b158-i2_s", &f);
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
 	memset(e, 0, sizeof *e);
 	int rc = pass_pipeline_run(g, script(name, text), ro, e);
-	unload(g, f);
+	tu_golden_graph_free(g, f);
 	return rc;
 }
 
@@ -300,14 +269,14 @@ static void test_errors(void **state)
 	/* a missing script */
 	BnErr e = {0};
 	GgufFile *f;
-	IrGraph *g = load("tiny-b158-i2_s", &f);
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
 	assert_int_equal(pass_pipeline_run(g, tu_tmp("pl_no_such_file.lua"), NULL, &e), BN_EIO);
 	assert_non_null(strstr(e.msg, "pl_no_such_file.lua"));
 	/* a dump after a pass that does not exist */
 	assert_int_equal(pass_pipeline_run(g, NULL, &(PassRunOpts){.dump_after = "nope"}, &e),
 			 BN_EINVAL);
 	assert_non_null(strstr(e.msg, "'nope'"));
-	unload(g, f);
+	tu_golden_graph_free(g, f);
 }
 
 /* "pass.key=value" strings: types, unknown names, overrides of the script's values. */
@@ -345,7 +314,7 @@ static void test_options(void **state)
 
 	/* the command line overrides the script */
 	GgufFile *f;
-	IrGraph *g = load("tiny-b158-i2_s", &f);
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
 	if (pass_pipeline_run(g, NULL, &(PassRunOpts){.cli_opts = &o}, &e))
 		fail_msg("%s", e.msg);
 	expect_ints(pass_gattr_find(g, "batch_sizes"), (const int64_t[]){1, 16}, 2);
@@ -357,7 +326,7 @@ static void test_options(void **state)
 		fail_msg("%s", e.msg);
 	expect_ints(pass_gattr_find(g, "batch_sizes"), (const int64_t[]){1, 8, 32}, 3);
 	pass_opts_free(&o);
-	unload(g, f);
+	tu_golden_graph_free(g, f);
 }
 
 /* dump_after prints the IR after each run of the pass; describe lists every pass. */
@@ -365,7 +334,7 @@ static void test_dump_and_describe(void **state)
 {
 	(void)state;
 	GgufFile *f;
-	IrGraph *g = load("tiny-b158-i2_s", &f);
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
 	char *buf = NULL;
 	size_t n = 0;
 	FILE *mf = open_memstream(&buf, &n);
@@ -377,7 +346,7 @@ static void test_dump_and_describe(void **state)
 	assert_non_null(strstr(buf, "ternary_matmul"));
 	assert_null(strstr(buf, "# after verify"));
 	free(buf);
-	unload(g, f);
+	tu_golden_graph_free(g, f);
 
 	buf = NULL;
 	mf = open_memstream(&buf, &n);

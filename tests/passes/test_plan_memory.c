@@ -14,31 +14,11 @@
 static const char *const models[] = {"tiny-b158-i2_s", "tiny-b158-tq1_0", "tiny-b158-tq2_0",
 				     "tinyold-bitnet-i2_s"};
 
-static IrGraph *load(const char *model, GgufFile **f)
-{
-	char rel[256];
-	snprintf(rel, sizeof rel, "golden/models/%s.gguf", model);
-	BnErr e = {0};
-	*f = gguf_open(tu_data(rel), &e);
-	if (!*f)
-		fail_msg("%s", e.msg);
-	IrGraph *g = bnm_load(*f, &e);
-	if (!g)
-		fail_msg("%s", e.msg);
-	return g;
-}
-
-static void unload(IrGraph *g, GgufFile *f)
-{
-	pass_gattr_clear(g);
-	ir_graph_free(g);
-	gguf_close(f);
-}
 
 /* The default pipeline, checking the graph after every pass. */
 static IrGraph *load_planned(const char *model, GgufFile **f)
 {
-	IrGraph *g = load(model, f);
+	IrGraph *g = tu_golden_graph(model, f);
 	BnErr e = {0};
 	if (pass_pipeline_run(g, NULL, &(PassRunOpts){.verify_each = true}, &e))
 		fail_msg("%s: %s", model, e.msg);
@@ -134,7 +114,7 @@ static void test_no_overlap(void **state)
 			sum += s[i].end - s[i].off;
 		assert_true(g->mem.bytes * 4 < sum);
 		free(s);
-		unload(g, f);
+		tu_golden_graph_free(g, f);
 	}
 }
 
@@ -195,7 +175,7 @@ static void test_codegen_agrees(void **state)
 
 	cg_output_free(&with);
 	cg_output_free(&without);
-	unload(g, f);
+	tu_golden_graph_free(g, f);
 }
 
 /* plan_memory needs batch_templates' sizes first, and says so. */
@@ -203,7 +183,7 @@ static void test_needs_batch_sizes(void **state)
 {
 	(void)state;
 	GgufFile *f;
-	IrGraph *g = load("tiny-b158-i2_s", &f);
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
 	BnErr e = {0};
 	assert_int_equal(pass_run(g, "plan_memory", NULL, &e), BN_EINVAL);
 	assert_non_null(strstr(e.msg, "pass plan_memory: the graph has no batch_sizes attribute: "
@@ -231,7 +211,7 @@ static void test_needs_batch_sizes(void **state)
 	assert_int_equal(pass_run(g, "plan_memory", NULL, &e), BN_OK);
 	assert_int_equal(g->mem.tokens, 16);
 	pass_opts_free(&o);
-	unload(g, f);
+	tu_golden_graph_free(g, f);
 }
 
 /* The verifier checks a plan: overlap of values live together, places outside the arena,
@@ -283,7 +263,7 @@ static void test_verify_plan(void **state)
 	/* planning again places them */
 	assert_int_equal(pass_run(g, "plan_memory", NULL, &e), BN_OK);
 	assert_true(g->nodes[nn].tmp_off != IR_NO_OFF);
-	unload(g, f);
+	tu_golden_graph_free(g, f);
 }
 
 int main(void)

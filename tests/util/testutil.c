@@ -1,6 +1,7 @@
 /* testutil.c - helpers shared by the cmocka tests. */
 #include "testutil.h"
 
+#include "pass.h"
 #include "rt.h"
 
 #include <math.h>
@@ -183,4 +184,36 @@ uint64_t tu_rand(uint64_t *s)
 float tu_randf(uint64_t *s)
 {
 	return (float)((double)(tu_rand(s) >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
+}
+
+IrGraph *tu_golden_graph(const char *model, GgufFile **f)
+{
+	char rel[256];
+	snprintf(rel, sizeof rel, "golden/models/%s.gguf", model);
+	BnErr e = {0};
+	*f = gguf_open(tu_data(rel), &e);
+	if (!*f)
+		fail_msg("%s", e.msg);
+	IrGraph *g = bnm_load(*f, &e);
+	if (!g)
+		fail_msg("%s", e.msg);
+	return g;
+}
+
+void tu_golden_graph_free(IrGraph *g, GgufFile *f)
+{
+	pass_gattr_clear(g);
+	ir_graph_free(g);
+	gguf_close(f);
+}
+
+char *tu_print_graph(const IrGraph *g)
+{
+	char *buf = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&buf, &n);
+	assert_non_null(f);
+	ir_print(g, f);
+	fclose(f);
+	return buf;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "frontend.h"
 #include "ir.h"
 
 /* $BN_TEST_DATA/rel (tests/data in the source tree); static buffer per call slot. */
@@ -38,6 +39,12 @@ void tu_golden_row(TuGolden *s, const float *got, const float *ref, int nv);
 double tu_golden_median(TuGolden *s);
 /* Gap between the best and the second-best logit of a row. */
 float tu_margin(const float *row, int nv);
+/* tests/data/golden/models/MODEL.gguf opened and lowered (fails the test on error); free
+ * with tu_golden_graph_free, which also drops the graph's pass attributes. */
+IrGraph *tu_golden_graph(const char *model, GgufFile **f);
+void tu_golden_graph_free(IrGraph *g, GgufFile *f);
+/* The graph as ir_print writes it, malloc'd. */
+char *tu_print_graph(const IrGraph *g);
 /* Deterministic random numbers for tests. */
 uint64_t tu_rand(uint64_t *state);
 float tu_randf(uint64_t *state); /* uniform in [-1, 1) */

@@ -61,6 +61,9 @@ int kern_for(Em *m, const IrNode *n, const char *name, CgBuf **body);
 /* The Q8_K quantizer kernel body (256-element blocks). */
 void q8k_body(CgBuf *b, const char *name, int64_t k);
 
+/* Frees the kernels' texts and the emitter's per-value/node tables. */
+void em_free(Em *m);
+
 /* The text every generated file starts with: includes, f16 helpers, kernel arguments. */
 extern const char cg_cpu_prelude[];
 

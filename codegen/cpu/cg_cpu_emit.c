@@ -1066,6 +1066,20 @@ static void emit_info(Em *m, CgBuf *b, uint64_t scratch, const int *bs, int n_bs
 	cg_buf_free(&s);
 }
 
+void em_free(Em *m)
+{
+	for (int i = 0; i < m->n_kern; i++) {
+		cg_buf_free(&m->kern[i].users);
+		cg_buf_free(&m->kern[i].body);
+	}
+	free(m->kern);
+	free(m->soff);
+	free(m->woff);
+	free(m->tmp);
+	free(m->kv_off);
+	free(m->kv_w);
+}
+
 int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 {
 	memset(out, 0, sizeof *out);
@@ -1221,16 +1235,7 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		if (m.kern[i].users.oom || m.kern[i].body.oom)
 			rc = bn_err(e, BN_ENOMEM, "codegen: out of memory");
 out:
-	for (int i = 0; i < m.n_kern; i++) {
-		cg_buf_free(&m.kern[i].users);
-		cg_buf_free(&m.kern[i].body);
-	}
-	free(m.kern);
-	free(m.soff);
-	free(m.woff);
-	free(m.tmp);
-	free(m.kv_off);
-	free(m.kv_w);
+	em_free(&m);
 	cg_buf_free(&fwd);
 	if (rc)
 		cg_output_free(out);

@@ -502,8 +502,8 @@ static int x16_tile(Em *m, const IrNode *n, Tile *t)
 		t->tt = m->nt;
 	/* One token (GEMV) is bound by memory: one group at a time keeps each thread's reads a
 	 * single sequential stream, which the prefetchers follow at full speed (two streams a
-	 * group apart read markedly slower here) */
-	if (m->nt == 1 && !a)
+	 * group apart read markedly slower here). A tile, set or tuned, is for the GEMM. */
+	if (m->nt == 1)
 		t->rg = 1;
 	return 0;
 }

@@ -133,13 +133,7 @@ static int tune_source(const CgIsa *isa, const CgTuneShape *sh, int n_sh, const 
 	if (out->oom || table.oom || fwd.oom)
 		rc = bn_err(e, BN_ENOMEM, "out of memory");
 out:
-	for (int i = 0; i < m.n_kern; i++) {
-		cg_buf_free(&m.kern[i].users);
-		cg_buf_free(&m.kern[i].body);
-	}
-	free(m.kern);
-	free(m.soff);
-	free(m.woff);
+	em_free(&m);
 	free(nodes);
 	cg_buf_free(&fwd);
 	cg_buf_free(&table);

@@ -148,7 +148,7 @@ typedef int32_t IrId; /* index of a value or node; IR_NONE for none */
 #define IR_NONE (-1)
 #define IR_MAX_DIMS 4
 #define IR_MAX_IN 4
-#define IR_MAX_OUT 2
+#define IR_MAX_OUT 3
 #define IR_DIM_T (-1) /* the symbolic token dimension; only ever the outermost dim */
 #define IR_NO_OFF UINT64_MAX /* no place in the scratch arena (IrValue.mem_off, IrNode.tmp_off) */
 
@@ -237,6 +237,10 @@ IrId ir_node_add(IrGraph *g, IrOp op, const char *name, const IrId *in, int n_in
 /* A node inserted at index at (execution order): nodes at and after it move up by one and
  * their outputs' producer ids with them. Returns at. */
 IrId ir_node_insert(IrGraph *g, IrId at, IrOp op, const char *name, const IrId *in, int n_in);
+/* Removes node at from the execution order: nodes after it move down by one and their
+ * outputs' producer ids with them. Its outputs must belong to another node by then (the
+ * caller hands them over first); value ids do not change. */
+void ir_node_remove(IrGraph *g, IrId at);
 IrId ir_node_output(IrGraph *g, IrId node, const char *name, IrDtype dt, int n_dims,
 		    const int64_t *ne);
 /* Convenience: a node with one output; returns the output value id. */
@@ -292,8 +296,8 @@ bool ir_mem_holds(const IrGraph *g, IrId id);
 /* Bytes of value v for T tokens (its dtype's size per element); false on overflow. */
 bool ir_mem_value_bytes(const IrValue *v, int64_t T, uint64_t *out);
 /* Bytes of scratch node n needs while it runs besides its outputs, for T tokens; 0 if none.
- * The head's matmul: its prepared input, K floats per token; rmsnorm_quant: the normed rows,
- * row floats per token. */
+ * The head's matmul: its prepared input, K floats per token; rmsnorm_quant and
+ * add_rmsnorm_quant: the normed rows, row floats per token. */
 uint64_t ir_mem_tmp_bytes(const IrGraph *g, const IrNode *n, int64_t T);
 /* Plans the arena for up to T tokens: voff[value id] and toff[node id] get offsets (IR_NO_OFF
  * for values it does not hold and nodes without a temporary), *bytes its size. First fit in

@@ -185,6 +185,18 @@ IrId ir_node_insert(IrGraph *g, IrId at, IrOp op, const char *name, const IrId *
 	return at;
 }
 
+void ir_node_remove(IrGraph *g, IrId at)
+{
+	BN_ASSERT(at >= 0 && at < g->n_nodes);
+	memmove(&g->nodes[at], &g->nodes[at + 1], (size_t)(g->n_nodes - at - 1) * sizeof *g->nodes);
+	g->n_nodes--;
+	for (IrId v = 0; v < g->n_values; v++) {
+		BN_ASSERT(g->values[v].producer != at);
+		if (g->values[v].producer > at)
+			g->values[v].producer--;
+	}
+}
+
 IrId ir_node_output(IrGraph *g, IrId node, const char *name, IrDtype dt, int n_dims,
 		    const int64_t *ne)
 {

@@ -177,15 +177,15 @@ static int op_quant_act(Ctx *c)
 }
 
 /* The unfused pair token by token through one temporary row: the same functions on
- * the same floats, so bit-identical to rmsnorm then quant_act. */
-static int op_rmsnorm_quant(Ctx *c)
+ * the same floats, so bit-identical to rmsnorm then quant_act. x: the rows to norm,
+ * weight in input w (when given), codes and scales in outputs j and j + 1. */
+static int norm_quant(Ctx *c, const float *x, int w_in, int j)
 {
-	const float *x = in_ptr(c, 0);
-	const float *w = c->n->n_in > 1 ? in_ptr(c, 1) : NULL;
-	int8_t *q = out_ptr(c, 0);
-	float *s = out_ptr(c, 1);
+	const float *w = c->n->n_in > w_in ? in_ptr(c, w_in) : NULL;
+	int8_t *q = out_ptr(c, j);
+	float *s = out_ptr(c, j + 1);
 	int64_t k = ir_value_row(val(c, 0));
-	int64_t ns = ir_value_row(out_val(c, 1));
+	int64_t ns = ir_value_row(out_val(c, j + 1));
 	float eps = (float)ir_attr_float(c->n, "eps", 1e-5);
 	bool block = mode_block(c->n);
 	float *row = malloc((size_t)k * sizeof(float));
@@ -197,6 +197,23 @@ static int op_rmsnorm_quant(Ctx *c)
 	}
 	free(row);
 	return 0;
+}
+
+static int op_rmsnorm_quant(Ctx *c)
+{
+	return norm_quant(c, in_ptr(c, 0), 1, 0);
+}
+
+/* The sum as add computes it (out0), then rmsnorm_quant of it: bit-identical to the
+ * unfused add and rmsnorm_quant. */
+static int op_add_rmsnorm_quant(Ctx *c)
+{
+	const float *a = in_ptr(c, 0), *b = in_ptr(c, 1);
+	float *y = out_ptr(c, 0);
+	int64_t n = ir_value_nelems(val(c, 0), c->T);
+	for (int64_t i = 0; i < n; i++)
+		y[i] = a[i] + b[i];
+	return norm_quant(c, y, 2, 1);
 }
 
 /* I2_S: D = dot(w, q) exactly (int32), y = fl(fl(D / s) * wscale). */
@@ -551,6 +568,7 @@ static int op_mul(Ctx *c) { return op_binary(c, true); }
 static int (*const op_fn[])(Ctx *) = {
 	op_embed, op_rmsnorm, op_quant_act, op_ternary_matmul, op_matmul, op_rope,
 	op_attention, op_relu2_glu, op_silu_glu, op_add, op_mul, op_rmsnorm_quant,
+	op_add_rmsnorm_quant,
 };
 _Static_assert(sizeof op_fn / sizeof op_fn[0] == IR_OP_COUNT, "op_fn must cover every op");
 

@@ -36,15 +36,16 @@ bool ir_mem_value_bytes(const IrValue *v, int64_t T, uint64_t *out)
 }
 
 /* UINT64_MAX if the size overflows (then it never fits). Today's kernels need two: the float
- * head reads its input converted once per token (K floats), and a fused rmsnorm_quant keeps
- * the normed rows its quantizer reads (fuse removed them from the graph). */
+ * head reads its input converted once per token (K floats), and a fused rmsnorm_quant (or
+ * add_rmsnorm_quant) keeps the normed rows its quantizer reads (fuse removed them from the
+ * graph). */
 uint64_t ir_mem_tmp_bytes(const IrGraph *g, const IrNode *n, int64_t T)
 {
 	int64_t row = 0;
 	if (n->op == IR_OP_MATMUL && n->n_in > 1 && n->in[1] >= 0 && n->in[1] < g->n_values)
 		row = g->values[n->in[1]].ne[0];
-	else if (n->op == IR_OP_RMSNORM_QUANT && n->n_in > 0 && n->in[0] >= 0 &&
-		 n->in[0] < g->n_values)
+	else if ((n->op == IR_OP_RMSNORM_QUANT || n->op == IR_OP_ADD_RMSNORM_QUANT) &&
+		 n->n_in > 0 && n->in[0] >= 0 && n->in[0] < g->n_values)
 		row = ir_value_row(&g->values[n->in[0]]);
 	else
 		return 0;

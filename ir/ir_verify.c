@@ -316,52 +316,79 @@ static int check_embed(Ver *v)
 	return out_rows(v, 0, IR_DT_F32, val(v, 1)->ne[0]);
 }
 
-/* Input 0 [n, T] f32 and the optional weight [n] f32 of a norm, and its eps; *n gets n. */
-static int check_norm_in(Ver *v, int64_t *n)
+/* Input 0 [n, T] f32 and the optional weight [n] f32 in slot w of a norm, and its eps; *n
+ * gets n. */
+static int check_norm_in(Ver *v, int w, int64_t *n)
 {
 	TRY(need_f32_rows(v, 0, -1));
 	*n = val(v, 0)->ne[0];
-	if (v->n->n_in > 1) {
-		TRY(need_const(v, 1));
-		TRY(need_dt(v, 1, IR_DT_F32));
-		TRY(need_vec(v, 1, *n));
+	if (v->n->n_in > w) {
+		TRY(need_const(v, w));
+		TRY(need_dt(v, w, IR_DT_F32));
+		TRY(need_vec(v, w, *n));
 	}
 	double eps;
 	return attr_pos_float(v, "eps", &eps);
 }
 
-/* The mode and the outputs (codes [k, T] i8, scales [1 or k/256, T] f32) of a quantizer. */
-static int check_quant_out(Ver *v, int64_t k)
+/* The mode and the outputs j, j + 1 (codes [k, T] i8, scales [1 or k/256, T] f32) of a
+ * quantizer. */
+static int check_quant_out(Ver *v, int j, int64_t k)
 {
 	const char *mode = NULL;
 	TRY(attr_enum2(v, "mode", "token", "block256", &mode));
-	out_rows(v, 0, IR_DT_I8, k);
+	out_rows(v, j, IR_DT_I8, k);
 	if (strcmp(mode, "token") == 0)
-		return out_rows(v, 1, IR_DT_F32, 1);
+		return out_rows(v, j + 1, IR_DT_F32, 1);
 	if (k % 256 != 0)
 		return fail(v, "mode=block256 needs rows that are a multiple of 256, input 0 has %" PRId64,
 			    k);
-	return out_rows(v, 1, IR_DT_F32, k / 256);
+	return out_rows(v, j + 1, IR_DT_F32, k / 256);
 }
 
 static int check_rmsnorm(Ver *v)
 {
 	int64_t n;
-	TRY(check_norm_in(v, &n));
+	TRY(check_norm_in(v, 1, &n));
 	return out_rows(v, 0, IR_DT_F32, n);
 }
 
 static int check_quant_act(Ver *v)
 {
 	TRY(need_f32_rows(v, 0, -1));
-	return check_quant_out(v, val(v, 0)->ne[0]);
+	return check_quant_out(v, 0, val(v, 0)->ne[0]);
 }
 
 static int check_rmsnorm_quant(Ver *v)
 {
 	int64_t n;
-	TRY(check_norm_in(v, &n));
-	return check_quant_out(v, n);
+	TRY(check_norm_in(v, 1, &n));
+	return check_quant_out(v, 0, n);
+}
+
+/* a + b of one shape (no broadcast: the sum is a residual stream), then as rmsnorm_quant. */
+static int check_add_rmsnorm_quant(Ver *v)
+{
+	int64_t n;
+	TRY(check_norm_in(v, 2, &n));
+	TRY(need_f32_rows(v, 1, n));
+	out_rows(v, 0, IR_DT_F32, n);
+	return check_quant_out(v, 1, n);
+}
+
+/* Where a quantizer's codes and scales are among its outputs: 0 and 1, after the sum for
+ * add_rmsnorm_quant; -1 for a node that is no quantizer. */
+static int quant_out0(const IrNode *n)
+{
+	switch (n->op) {
+	case IR_OP_QUANT_ACT:
+	case IR_OP_RMSNORM_QUANT:
+		return 0;
+	case IR_OP_ADD_RMSNORM_QUANT:
+		return 1;
+	default:
+		return -1;
+	}
 }
 
 static int check_ternary_matmul(Ver *v)
@@ -374,11 +401,11 @@ static int check_ternary_matmul(Ver *v)
 	/* Codes and scales only make sense as the pair one quantization produced. */
 	const IrValue *q = val(v, 0), *s = val(v, 1);
 	const IrNode *qa = q->kind == IR_VAL_ACT ? &g->nodes[q->producer] : NULL;
-	if (!qa || (qa->op != IR_OP_QUANT_ACT && qa->op != IR_OP_RMSNORM_QUANT) ||
-	    s->kind != IR_VAL_ACT || s->producer != q->producer ||
-	    qa->out[0] != v->n->in[0] || qa->out[1] != v->n->in[1])
+	int j = qa ? quant_out0(qa) : -1;
+	if (j < 0 || s->kind != IR_VAL_ACT || s->producer != q->producer ||
+	    qa->out[j] != v->n->in[0] || qa->out[j + 1] != v->n->in[1])
 		return fail(v, "inputs 0 '%s' and 1 '%s' must be outputs 0 and 1 of one quant_act node "
-			       "(or rmsnorm_quant node)",
+			       "(or rmsnorm_quant node; outputs 1 and 2 of an add_rmsnorm_quant node)",
 			    str_or(q->name, "?"), str_or(s->name, "?"));
 	int64_t k = q->ne[0];
 	TRY(need_dts(v, 2, &DT_TERNARY));
@@ -514,6 +541,7 @@ static const OpCheck op_check[] = { /* ORDER IR_OP */
 	check_add,	     /* ADD */
 	check_mul,	     /* MUL */
 	check_rmsnorm_quant, /* RMSNORM_QUANT */
+	check_add_rmsnorm_quant, /* ADD_RMSNORM_QUANT */
 };
 _Static_assert(sizeof op_check / sizeof op_check[0] == IR_OP_COUNT,
 	       "op_check out of sync with ir_ops.def");

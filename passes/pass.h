@@ -173,8 +173,12 @@ int pass_dce(IrGraph *g, const PassOpts *opts, BnErr *e);
 int pass_verify(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* fuse.c */
 int pass_fuse(IrGraph *g, const PassOpts *opts, BnErr *e);
-/* One fusion: quant_act node j with the rmsnorm it alone reads (ids kept); and back:
- * rmsnorm_quant node j split into an rmsnorm inserted at j and the quant_act at j + 1. */
+/* One fusion: quant_act node j with the rmsnorm it alone reads (ids kept), or rmsnorm_quant
+ * node j into the add whose sum it reads (the add's node becomes the add_rmsnorm_quant, node
+ * j is removed and the nodes after it move down). And back: rmsnorm_quant node j split into
+ * an rmsnorm inserted at j and the quant_act at j + 1; add_rmsnorm_quant node j into the add
+ * at j and an rmsnorm_quant inserted at j + 1. Both refuse a graph with a memory plan where
+ * the change needs a new one. */
 int pass_fuse_node(IrGraph *g, IrId j, BnErr *e);
 int pass_unfuse_node(IrGraph *g, IrId j, BnErr *e);
 /* batch_templates.c */

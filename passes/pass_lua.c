@@ -106,7 +106,9 @@ static ItemUd *check_item(lua_State *L, int idx, const char *mt, IrGraph **g)
 	if (!u->ctx->g || u->serial != u->ctx->serial)
 		luaL_error(L, "%s used after the Lua pass it was given to returned", what);
 	if (u->ids != u->ctx->ids)
-		luaL_error(L, "%s handle from before ids changed (g:dce()); look it up again", what);
+		luaL_error(L, "%s handle from before ids changed (g:dce(), g:fuse() of an add, "
+			      "g:unfuse()); look it up again",
+			   what);
 	int n = what[0] == 'n' ? u->ctx->g->n_nodes : u->ctx->g->n_values;
 	if (u->id < 0 || u->id >= n)
 		luaL_error(L, "%s %d no longer exists", what, (int)u->id);
@@ -352,10 +354,12 @@ static int graph_dce(lua_State *L)
 }
 
 /* g:fuse(n): fuse quant_act node n with the rmsnorm it reads (its only reader) into one
- * rmsnorm_quant, in place (ids kept; the norm is left for dce). g:unfuse(n): split
- * rmsnorm_quant node n into an rmsnorm (inserted before it) and a quant_act; node ids
- * after it move, so earlier node handles are stale afterwards. Both go through the
- * verifier when the Lua pass returns. */
+ * rmsnorm_quant, in place (ids kept; the norm is left for dce); or rmsnorm_quant node n
+ * into the add whose sum it reads: the add becomes an add_rmsnorm_quant and n is removed.
+ * g:unfuse(n): split rmsnorm_quant node n into an rmsnorm (inserted before it) and a
+ * quant_act, or add_rmsnorm_quant node n into the add and an rmsnorm_quant after it. Where
+ * a node comes or goes, node ids after it move, so earlier node handles are stale
+ * afterwards. Both go through the verifier when the Lua pass returns. */
 static int graph_fuse_common(lua_State *L, bool fuse)
 {
 	IrGraph *g = check_graph(L, 1);
@@ -363,8 +367,9 @@ static int graph_fuse_common(lua_State *L, bool fuse)
 	IrId id;
 	check_node(L, 2, &g2, &id);
 	BnErr e = {0};
+	int before = g->n_nodes;
 	int rc = fuse ? pass_fuse_node(g, id, &e) : pass_unfuse_node(g, id, &e);
-	if (!fuse && !rc) {
+	if (!rc && g->n_nodes != before) {
 		GraphUd *u = lua_touserdata(L, 1);
 		u->ctx->ids++;
 	}

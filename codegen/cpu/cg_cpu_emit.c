@@ -257,17 +257,39 @@ static int emit_embed(Em *m, const IrNode *n)
 	return 0;
 }
 
-/* The rmsnorm kernel for rows of k (written once); name gets its name. */
-static int rmsnorm_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
+/* The rmsnorm kernel for rows of k (written once); name gets its name. With add (node n is
+ * an add_rmsnorm_quant), add_rmsnorm_n<k>(x, r, xs, w, y, n, eps) first sums x + r into xs,
+ * in the loop that sums the squares, then norms xs: the floats the add kernel would store
+ * and the plain kernel would read, so the same bits. */
+static int rmsnorm_kern(Em *m, const IrNode *n, int64_t k, bool add, char *name, size_t nn)
 {
-	snprintf(name, nn, "rmsnorm_n%" PRId64, k);
-	if (n->n_in > 1 && (V(m, n->in[1])->dtype != IR_DT_F32 || ir_value_has_t(V(m, n->in[1]))))
+	snprintf(name, nn, "%srmsnorm_n%" PRId64, add ? "add_" : "", k);
+	int wi = add ? 2 : 1;
+	if (n->n_in > wi && (V(m, n->in[wi])->dtype != IR_DT_F32 || ir_value_has_t(V(m, n->in[wi]))))
 		return unsupported(m, n, "the weight must be f32 without a token dim");
+	if (add && (!ir_value_has_t(V(m, n->in[1])) || ir_value_row(V(m, n->in[1])) != k))
+		return unsupported(m, n, "b must be an activation of a's shape");
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
 		return m->e->code;
+	if (!b)
+		return 0;
 	/* sum of float squares in double, mean to float, then x*scale and a separate *w */
-	if (b)
+	if (add)
+		cg_printf(b, "static void %s(const float *x, const float *r, float *xs, const float *w, float *y, int n, float eps)\n{\n"
+			     "\tenum { K = %" PRId64 " };\n"
+			     "\tfor (int t = 0; t < n; t++) {\n"
+			     "\t\tconst float *ar = x + (int64_t)t * K, *rr = r + (int64_t)t * K;\n"
+			     "\t\tfloat *xr = xs + (int64_t)t * K;\n"
+			     "\t\tfloat *yr = y + (int64_t)t * K;\n"
+			     "\t\tdouble sum = 0.0;\n"
+			     "\t\tfor (int i = 0; i < K; i++) {\n"
+			     "\t\t\tfloat v = ar[i] + rr[i];\n"
+			     "\t\t\txr[i] = v;\n"
+			     "\t\t\tsum += (double)(v * v);\n"
+			     "\t\t}\n",
+			  name, k);
+	else
 		cg_printf(b, "static void %s(const float *x, const float *w, float *y, int n, float eps)\n{\n"
 			     "\tenum { K = %" PRId64 " };\n"
 			     "\tfor (int t = 0; t < n; t++) {\n"
@@ -275,16 +297,16 @@ static int rmsnorm_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn
 			     "\t\tfloat *yr = y + (int64_t)t * K;\n"
 			     "\t\tdouble sum = 0.0;\n"
 			     "\t\tfor (int i = 0; i < K; i++)\n"
-			     "\t\t\tsum += (double)(xr[i] * xr[i]);\n"
-			     "\t\tfloat mean = (float)(sum / (double)K);\n"
-			     "\t\tfloat scale = 1.0f / sqrtf(mean + eps);\n"
-			     "\t\tfor (int i = 0; i < K; i++)\n"
-			     "\t\t\tyr[i] = xr[i] * scale;\n"
-			     "\t\tif (w)\n"
-			     "\t\t\tfor (int i = 0; i < K; i++)\n"
-			     "\t\t\t\tyr[i] = yr[i] * w[i];\n"
-			     "\t}\n}\n",
+			     "\t\t\tsum += (double)(xr[i] * xr[i]);\n",
 			  name, k);
+	cg_printf(b, "\t\tfloat mean = (float)(sum / (double)K);\n"
+		     "\t\tfloat scale = 1.0f / sqrtf(mean + eps);\n"
+		     "\t\tfor (int i = 0; i < K; i++)\n"
+		     "\t\t\tyr[i] = xr[i] * scale;\n"
+		     "\t\tif (w)\n"
+		     "\t\t\tfor (int i = 0; i < K; i++)\n"
+		     "\t\t\t\tyr[i] = yr[i] * w[i];\n"
+		     "\t}\n}\n");
 	return 0;
 }
 
@@ -292,7 +314,7 @@ static int emit_rmsnorm(Em *m, const IrNode *n)
 {
 	int64_t k = ir_value_row(V(m, n->in[0]));
 	char name[96], x[64], w[64], y[64], eps[48];
-	if (rmsnorm_kern(m, n, k, name, sizeof name))
+	if (rmsnorm_kern(m, n, k, false, name, sizeof name))
 		return m->e->code;
 	cg_printf(m->fwd, "\t%s(%s, %s, %s, n, %s);\n", name, ref(m, n->in[0], "float", x, sizeof x),
 		  n->n_in > 1 ? ref(m, n->in[1], "float", w, sizeof w) : "NULL",
@@ -385,26 +407,40 @@ static int emit_quant_act(Em *m, const IrNode *n)
 }
 
 /* The unfused pair's kernels, through the node's scratch temporary (max_batch normed
- * rows): the same code on the same floats, so bit-identical to rmsnorm then quant_act. */
+ * rows): the same code on the same floats, so bit-identical to rmsnorm then quant_act. For
+ * add_rmsnorm_quant the norm kernel also adds (rmsnorm_kern), storing the sum as it goes,
+ * so each row is read once while it is in cache: bit-identical to add then rmsnorm_quant. */
 static int emit_rmsnorm_quant(Em *m, const IrNode *n)
 {
+	bool add = n->op == IR_OP_ADD_RMSNORM_QUANT;
+	int wi = add ? 2 : 1, qo = add ? 1 : 0; /* the weight's input, the codes' output */
 	int64_t k = ir_value_row(V(m, n->in[0]));
-	char norm[96], quant[96], x[64], w[64], q[64], s[64], eps[48];
-	if (rmsnorm_kern(m, n, k, norm, sizeof norm) || quant_kern(m, n, k, quant, sizeof quant))
+	char norm[96], quant[96], x[64], r[64] = "NULL", xs[64] = "NULL", w[64] = "NULL", q[64],
+		s[64], eps[48];
+	if (rmsnorm_kern(m, n, k, add, norm, sizeof norm) ||
+	    quant_kern(m, n, k, quant, sizeof quant))
 		return m->e->code;
 	flit((float)ir_attr_float(n, "eps", 1e-5), eps, sizeof eps);
 	ref(m, n->in[0], "float", x, sizeof x);
-	if (n->n_in > 1)
-		ref(m, n->in[1], "float", w, sizeof w);
-	ref(m, n->out[0], "int8_t", q, sizeof q);
-	ref(m, n->out[1], "float", s, sizeof s);
+	if (add) {
+		ref(m, n->in[1], "float", r, sizeof r);
+		ref(m, n->out[0], "float", xs, sizeof xs);
+	}
+	if (n->n_in > wi)
+		ref(m, n->in[wi], "float", w, sizeof w);
+	ref(m, n->out[qo], "int8_t", q, sizeof q);
+	ref(m, n->out[qo + 1], "float", s, sizeof s);
 	if (m->nt == 1) {
 		cg_printf(m->fwd, "\t{\n"
 				  "\t\tfloat *xn = (float *)(S + %" PRIu64 ");\n"
-				  "\t\t%s(%s, %s, xn, n, %s);\n"
+				  "\t\t%s(%s, ",
+			  m->tmp[n - m->g->nodes], norm, x);
+		if (add)
+			cg_printf(m->fwd, "%s, %s, ", r, xs);
+		cg_printf(m->fwd, "%s, xn, n, %s);\n"
 				  "\t\t%s(xn, %s, %s, n);\n"
 				  "\t}\n",
-			  m->tmp[n - m->g->nodes], norm, x, n->n_in > 1 ? w : "NULL", eps, quant, q, s);
+			  w, eps, quant, q, s);
 		return 0;
 	}
 	/* several tokens: each thread norms and quantizes its own tokens (per-token work, so
@@ -422,15 +458,16 @@ static int emit_rmsnorm_quant(Em *m, const IrNode *n)
 			     "\tint lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;\n"
 			     "\tif (lo == hi)\n"
 			     "\t\treturn;\n"
-			     "\t%s(a->x + (int64_t)lo * K, a->w, a->xn + (int64_t)lo * K, hi - lo, a->eps);\n"
+			     "\t%s(a->x + (int64_t)lo * K, %sa->w, a->xn + (int64_t)lo * K, hi - lo, a->eps);\n"
 			     "\t%s(a->xn + (int64_t)lo * K, a->q + (int64_t)lo * K, a->s + (int64_t)lo * NS, hi - lo);\n"
 			     "}\n",
-			  par, k, block ? k / 256 : (int64_t)1, norm, quant);
+			  par, k, block ? k / 256 : (int64_t)1, norm,
+			  add ? "a->r + (int64_t)lo * K, a->xs + (int64_t)lo * K, " : "", quant);
 	cg_printf(m->fwd, "\t{\n"
-			  "\t\tRnqArg a = {%s, %s, (float *)(S + %" PRIu64 "), %s, %s, n, %s};\n"
+			  "\t\tRnqArg a = {%s, %s, %s, %s, (float *)(S + %" PRIu64 "), %s, %s, n, %s};\n"
 			  "\t\trt_pool_run(st->pool, %s, &a);\n"
 			  "\t}\n",
-		  x, n->n_in > 1 ? w : "NULL", m->tmp[n - m->g->nodes], q, s, eps, par);
+		  x, r, w, xs, m->tmp[n - m->g->nodes], q, s, eps, par);
 	return 0;
 }
 
@@ -708,6 +745,7 @@ static int emit_mul(Em *m, const IrNode *n)
 static const EmitFn emit_fn[] = {
 	emit_embed, emit_rmsnorm, emit_quant_act, emit_ternary_matmul, emit_matmul, emit_rope,
 	emit_attention, emit_relu2_glu, emit_silu_glu, emit_add, emit_mul, emit_rmsnorm_quant,
+	emit_rmsnorm_quant,
 };
 _Static_assert(sizeof emit_fn / sizeof emit_fn[0] == IR_OP_COUNT, "emit_fn must cover every op");
 
@@ -960,10 +998,11 @@ const char cg_cpu_prelude[] =
 	"\tint n;\n"
 	"} HeadArg;\n"
 	"\n"
-	"/* rmsnorm then quantization of n tokens (xn: the normed rows) */\n"
+	"/* rmsnorm then quantization of n tokens (xn: the normed rows); with r (add_rmsnorm_quant),\n"
+	" * of x + r, which goes to xs */\n"
 	"typedef struct {\n"
-	"\tconst float *x, *w;\n"
-	"\tfloat *xn;\n"
+	"\tconst float *x, *r, *w;\n"
+	"\tfloat *xs, *xn;\n"
 	"\tint8_t *q;\n"
 	"\tfloat *s;\n"
 	"\tint n;\n"

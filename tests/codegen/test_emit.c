@@ -7,6 +7,7 @@
 #include "frontend.h"
 #include "pass.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,54 @@ static void test_templates(void **state)
 	model_close(&m);
 }
 
+/* The fused norms: rmsnorm_quant and the residual add's add_rmsnorm_quant (per token and
+ * per 256 inputs) get the shared norm kernel, its adding variant and their threaded forms,
+ * each once; the code is warning-free. The one layer's l_out feeds the head's norm and stays
+ * an add. */
+static void test_fused(void **state)
+{
+	(void)state;
+	static const struct {
+		IrDtype w;
+		int64_t k;
+		const char *quant;
+	} v[] = {
+		{IR_DT_I2_S, 128, "quant_tok_k128"},
+		{IR_DT_TQ2_0, 256, "quant_q8k_k256"},
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		Model m;
+		char name[64], want[160];
+		snprintf(name, sizeof name, "emit-fused%zu.gguf", i);
+		small_model(&m, name, v[i].w, IR_DT_F16);
+		BnErr e = {0};
+		if (pass_run(m.g, "fuse", NULL, &e) || pass_run(m.g, "dce", NULL, &e))
+			fail_msg("%s", e.msg);
+		CgOutput out;
+		emit(&m, &out);
+		const char *c = out.model_c.data;
+		snprintf(want, sizeof want, "static void add_rmsnorm_n%" PRId64 "(const float *x, const float *r, float *xs, const float *w, float *y, int n, float eps)\n",
+			 v[i].k);
+		const char *p = strstr(c, want);
+		assert_non_null(p);
+		assert_null(strstr(p + 1, want));
+		snprintf(want, sizeof want, "static void add_rmsnorm_n%" PRId64 "_%s_par(void *arg, int ith, int nth)",
+			 v[i].k, v[i].quant);
+		assert_non_null(strstr(c, want));
+		snprintf(want, sizeof want, "static void rmsnorm_n%" PRId64 "_%s_par(", v[i].k, v[i].quant);
+		assert_non_null(strstr(c, want)); /* attn_norm reads the embedding: no add */
+		assert_non_null(strstr(c, "blk.0.ffn_inp (add_rmsnorm_quant) */\n"));
+		assert_non_null(strstr(c, "blk.0.l_out (add) */\n"));
+		/* the step forward calls the adding norm, then the quantizer, through the temporary */
+		snprintf(want, sizeof want, "\t\tadd_rmsnorm_n%" PRId64 "((float *)(S + ", v[i].k);
+		assert_non_null(strstr(c, want));
+		snprintf(name, sizeof name, "emit-fused%zu", i);
+		compile_clean(&out, name);
+		cg_output_free(&out);
+		model_close(&m);
+	}
+}
+
 /* cg_printf grows its buffer across many appends and keeps the text intact. */
 static void test_buf(void **state)
 {
@@ -330,7 +379,7 @@ int main(void)
 		cmocka_unit_test(test_golden_text),   cmocka_unit_test(test_variants_compile),
 		cmocka_unit_test(test_layout),        cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_buf),           cmocka_unit_test(test_targets),
-		cmocka_unit_test(test_templates),
+		cmocka_unit_test(test_templates),     cmocka_unit_test(test_fused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

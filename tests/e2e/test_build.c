@@ -343,6 +343,38 @@ static void test_split(void **state)
 	model_close(&m);
 }
 
+/* The residual adds fused into the next norm (the default pipeline) against the same
+ * model with norms fused alone (fuse.match="*.q8*" names no add): the same logits, bit for
+ * bit, in multi-token calls and in single-token steps, on two threads; per token and per
+ * 256 inputs. */
+static void test_fused_adds(void **state)
+{
+	(void)state;
+	static const char *const models[] = {"tinyold-bitnet-i2_s", "tiny-b158-tq1_0"};
+	for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
+		char rel[256], gguf[4096], a[4096], b[4096], ca[4096], cb[4096], extra[4200];
+		snprintf(rel, sizeof rel, "golden/models/%s.gguf", models[mi]);
+		snprintf(gguf, sizeof gguf, "%s", tu_data(rel));
+		snprintf(a, sizeof a, "%s", tu_tmp("fused-adds"));
+		snprintf(b, sizeof b, "%s", tu_tmp("fused-norms"));
+		snprintf(ca, sizeof ca, "%s", tu_tmp("fused-adds-c"));
+		snprintf(cb, sizeof cb, "%s", tu_tmp("fused-norms-c"));
+		snprintf(extra, sizeof extra, "--emit-c '%s'", ca);
+		build(gguf, a, extra);
+		snprintf(extra, sizeof extra, "--emit-c '%s' --pass-opt 'fuse.match=*.q8*'", cb);
+		build(gguf, b, extra);
+		assert_int_equal(tu_run(NULL, "grep -q 'static void add_rmsnorm_n' '%s/model.c'", ca), 0);
+		assert_int_not_equal(tu_run(NULL, "grep -q 'add_rmsnorm_n' '%s/model.c'", cb), 0);
+		int ra, rb;
+		float *la = run_prog(a, prompt13, 13, 4, &ra, NULL);
+		float *lb = run_prog(b, prompt13, 13, 4, &rb, NULL);
+		assert_int_equal(ra, rb);
+		assert_memory_equal(la, lb, (size_t)ra * sizeof(float));
+		free(la);
+		free(lb);
+	}
+}
+
 /* Every example pipeline builds a golden model into a program whose logits match the
  * interpreter run with the same calls (decode_only: one token per call); a broken pipeline
  * is an error naming the script line, and leaves no program behind. */
@@ -692,6 +724,7 @@ int main(void)
 		cmocka_unit_test(test_golden_models),
 		cmocka_unit_test(test_variants),
 		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_fused_adds),
 		cmocka_unit_test(test_pipelines),
 		cmocka_unit_test(test_reproducible_and_relocatable),
 		cmocka_unit_test(test_last_only),

@@ -165,6 +165,99 @@ static void test_rope_by_hand(void **state)
 	mini_free(&m);
 }
 
+/* The sums a trace saw: the f32 output of the node named "sum", T rows of k. */
+typedef struct {
+	float sum[2 * 256];
+	int seen;
+} SumTrace;
+
+static void on_sum(void *ud, const IrGraph *g, const IrNode *n, const float *y, int64_t T)
+{
+	(void)g;
+	SumTrace *st = ud;
+	if (strcmp(n->name, "sum") != 0)
+		return;
+	memcpy(st->sum, y, (size_t)T * 256 * sizeof(float));
+	st->seen++;
+}
+
+/* add_rmsnorm_quant(a, b) without a norm weight is add then rmsnorm_quant, bit for bit:
+ * a 256-wide embedding a and its norm b, both modes (per token into an I2_S matmul, per 256
+ * inputs into TQ2_0), two tokens in one call; its output 0 is a + b. */
+static void test_add_rmsnorm_quant(void **state)
+{
+	(void)state;
+	enum { K = 256, N = 16 };
+	uint64_t rs = 7;
+	float tab[2 * K], wf[N * K];
+	for (int i = 0; i < 2 * K; i++)
+		tab[i] = 3.0f * tu_randf(&rs);
+	for (int i = 0; i < N * K; i++)
+		wf[i] = 0.5f * (float)((int)(tu_rand(&rs) % 3) - 1);
+	static const IrDtype wt[2] = {IR_DT_I2_S, IR_DT_TQ2_0};
+	for (int mode = 0; mode < 2; mode++) {
+		uint64_t nb;
+		assert_true(ir_dtype_nbytes(wt[mode], N * K, K, &nb));
+		uint8_t *wq = malloc(nb);
+		ir_quant(wt[mode], wf, wq, N * K);
+		float *y[2];
+		SumTrace st = {0};
+		for (int fused = 0; fused < 2; fused++) {
+			Mini m;
+			mini_new(&m, K, 2, tab);
+			int64_t rne[2] = {K, IR_DIM_T}, sne[2] = {mode ? K / 256 : 1, IR_DIM_T};
+			int64_t wne[2] = {K, N}, yne[2] = {N, IR_DIM_T};
+			IrId b = ir_node1(m.g, IR_OP_RMSNORM, "b", &m.x, 1, IR_DT_F32, 2, rne);
+			ir_attr_set_float(m.g, m.g->values[b].producer, "eps", 1e-5);
+			IrId ab[2] = {m.x, b};
+			IrId nq;
+			if (fused) {
+				nq = ir_node_add(m.g, IR_OP_ADD_RMSNORM_QUANT, "sum", ab, 2);
+				ir_node_output(m.g, nq, "sum", IR_DT_F32, 2, rne);
+			} else {
+				IrId sum = ir_node1(m.g, IR_OP_ADD, "sum", ab, 2, IR_DT_F32, 2, rne);
+				nq = ir_node_add(m.g, IR_OP_RMSNORM_QUANT, "q8", &sum, 1);
+			}
+			IrId q = ir_node_output(m.g, nq, "q", IR_DT_I8, 2, rne);
+			IrId s = ir_node_output(m.g, nq, "s", IR_DT_F32, 2, sne);
+			ir_attr_set_float(m.g, nq, "eps", 1e-6);
+			ir_attr_set_str(m.g, nq, "mode", mode ? "block256" : "token");
+			IrId wv = ir_value_const(m.g, "w", wt[mode], 2, wne, wq, nb);
+			IrId mm[3] = {q, s, wv};
+			m.g->logits = ir_node1(m.g, IR_OP_TERNARY_MATMUL, "mm", mm, 3, IR_DT_F32, 2, yne);
+			BnErr e = {0};
+			if (ir_verify(m.g, &e))
+				fail_msg("%s", e.msg);
+			IrInterp *it = ir_interp_new(m.g, 16, &e);
+			assert_non_null(it);
+			ir_interp_set_trace(it, on_sum, &st);
+			const int32_t tok[2] = {1, 0};
+			y[fused] = malloc(2 * N * sizeof(float));
+			assert_int_equal(ir_interp_eval(it, tok, 2, y[fused], &e), 0);
+			ir_interp_free(it);
+			mini_free(&m);
+		}
+		assert_memory_equal(y[0], y[1], 2 * N * sizeof(float));
+		/* both graphs traced a node "sum": the add, then the fused node's output 0 */
+		assert_int_equal(st.seen, 2);
+		float b[K];
+		for (int t = 0; t < 2; t++) {
+			const float *a = tab + (1 - t) * K; /* tokens 1, 0 */
+			double ss = 0;
+			for (int i = 0; i < K; i++)
+				ss += (double)(a[i] * a[i]);
+			float sc = 1.0f / sqrtf((float)(ss / K) + 1e-5f);
+			for (int i = 0; i < K; i++) {
+				b[i] = a[i] * sc;
+				assert_true(st.sum[t * K + i] == a[i] + b[i]);
+			}
+		}
+		free(y[0]);
+		free(y[1]);
+		free(wq);
+	}
+}
+
 /* ---- the reference's intermediates ------------------------------------------ */
 
 /* Our node name for a tensor of the reference's graph ("Qcur-0" after ROPE ->
@@ -302,6 +395,7 @@ int main(void)
 		cmocka_unit_test(test_i2s_matmul_by_hand),
 		cmocka_unit_test(test_attention_by_hand),
 		cmocka_unit_test(test_rope_by_hand),
+		cmocka_unit_test(test_add_rmsnorm_quant),
 		cmocka_unit_test(test_intermediates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

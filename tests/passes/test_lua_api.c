@@ -230,14 +230,31 @@ static void test_fuse_unfuse(void **state)
 	   "assert(g:node(name).op == 'rmsnorm_quant')\n"
 	   "assert(g:verify())\n"
 	   "local ok, err = pcall(g.fuse, g, g:node(name))\n"
-	   "assert(not ok and err:find('not a quant_act'), err)\n"
+	   "assert(not ok and err:find('does not read an add'), err)\n"
 	   "g:unfuse(g:node(name))\n"
 	   "assert(g:node(name).op == 'quant_act')\n"
 	   "assert(g:node(name .. '.norm').op == 'rmsnorm')\n"
 	   "local ok2, msg = g:verify()\n"
 	   "assert(ok2, msg)\n"
 	   "ok, err = pcall(g.unfuse, g, g:node(name))\n"
-	   "assert(not ok and err:find('not an rmsnorm_quant'), err)\n");
+	   "assert(not ok and err:find('not an rmsnorm_quant'), err)\n"
+	   /* the residual add before a fused norm: the rmsnorm_quant goes, the add stays */
+	   "g:fuse(g:node('blk.0.ffn_norm.q8'))\n"
+	   "local rq = g:node('blk.0.ffn_norm.q8')\n"
+	   "local n = g.n_nodes\n"
+	   "g:fuse(rq)\n"
+	   "assert(g.n_nodes == n - 1)\n"
+	   "assert(not g:node('blk.0.ffn_norm.q8'))\n"
+	   "ok, err = pcall(function() return rq.op end)\n"
+	   "assert(not ok, 'a removed node leaves its handles stale')\n"
+	   "local f = g:node('blk.0.ffn_inp')\n"
+	   "assert(f.op == 'add_rmsnorm_quant' and #f.inputs == 3 and #f.outputs == 3)\n"
+	   "assert(f:attr('mode') == 'token')\n"
+	   "ok2, msg = g:verify()\n"
+	   "assert(ok2, msg)\n"
+	   "g:unfuse(f)\n"
+	   "assert(g:node('blk.0.ffn_inp').op == 'add')\n"
+	   "assert(g:node('blk.0.ffn_inp.norm').op == 'rmsnorm_quant')\n");
 	BnErr e = {0};
 	assert_int_equal(ir_verify(g, &e), BN_OK);
 	/* the same logits as the untouched graph, in one 4-token call */

@@ -56,9 +56,10 @@ static int spans(const IrGraph *g, Span *s)
 	}
 	for (int ni = 0; ni < g->n_nodes; ni++) {
 		const IrNode *nd = &g->nodes[ni];
-		uint64_t row = nd->op == IR_OP_MATMUL		? (uint64_t)g->values[nd->in[1]].ne[0]
-			       : nd->op == IR_OP_RMSNORM_QUANT ? (uint64_t)g->values[nd->in[0]].ne[0]
-							       : 0;
+		bool norm = nd->op == IR_OP_RMSNORM_QUANT || nd->op == IR_OP_ADD_RMSNORM_QUANT;
+		uint64_t row = nd->op == IR_OP_MATMUL ? (uint64_t)g->values[nd->in[1]].ne[0]
+			       : norm		      ? (uint64_t)g->values[nd->in[0]].ne[0]
+						      : 0;
 		if (!row) {
 			assert_true(nd->tmp_off == IR_NO_OFF);
 			continue;
@@ -102,10 +103,11 @@ static void test_no_overlap(void **state)
 		}
 		/* fits, with the end rounded up to the alignment */
 		assert_int_equal(g->mem.bytes, (top + 63) / 64 * 64);
-		/* one for the head, one per fused norm */
+		/* one for the head, one per fused norm (with or without its add) */
 		int want_tmp = 0;
 		for (int i = 0; i < g->n_nodes; i++)
-			want_tmp += g->nodes[i].op == IR_OP_MATMUL || g->nodes[i].op == IR_OP_RMSNORM_QUANT;
+			want_tmp += g->nodes[i].op == IR_OP_MATMUL || g->nodes[i].op == IR_OP_RMSNORM_QUANT ||
+				    g->nodes[i].op == IR_OP_ADD_RMSNORM_QUANT;
 		assert_true(want_tmp >= 1 + 2 * (int)g->hp.n_layer);
 		assert_int_equal(n_tmp, want_tmp);
 		/* the space is reused: far less than every value side by side */

@@ -121,10 +121,11 @@ typedef struct {
 	int n;
 } HeadArg;
 
-/* rmsnorm then quantization of n tokens (xn: the normed rows) */
+/* rmsnorm then quantization of n tokens (xn: the normed rows); with r (add_rmsnorm_quant),
+ * of x + r, which goes to xs */
 typedef struct {
-	const float *x, *w;
-	float *xn;
+	const float *x, *r, *w;
+	float *xs, *xn;
 	int8_t *q;
 	float *s;
 	int n;

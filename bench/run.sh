@@ -116,3 +116,20 @@ if [ -n "$vs" ]; then
 	echo
 	echo "${vs#; }" | tr ';' '\n' | sed 's/^ //'
 fi
+
+# peak resident memory while decoding (GNU time, where installed: Debian package "time")
+if [ -x /usr/bin/time ]; then
+	rss() { # CMD... -> GiB
+		/usr/bin/time -f "%M" -o "$OUT/rss.txt" "$@" >/dev/null 2>&1 &&
+			awk '{ printf "%.2f", $1 / 1048576 }' "$OUT/rss.txt"
+	}
+	echo
+	line="peak RSS decoding tg$TG, 2 threads: bitnetc $TARGET $(rss "$OUT/fast" --bench --pp 16 --tg "$TG" --reps 1 -t 2) GiB"
+	if [ -n "${BITNET_CPP:-}" ]; then
+		line="$line, bitnet.cpp $(rss "$BITNET_CPP" -m "$BITNET_CPP_MODEL" -p 16 -n "$TG" -t 2 -r 1) GiB"
+	fi
+	if [ -n "${IK_LLAMA:-}" ]; then
+		line="$line, ik_llama.cpp $(rss "$IK_LLAMA" -m "$IK_LLAMA_MODEL" -p 16 -n "$TG" -t 2 -r 1) GiB"
+	fi
+	echo "$line"
+fi

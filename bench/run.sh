@@ -7,6 +7,8 @@
 #   bench/run.sh                        # bitnetc native vs portable C
 #   BITNET_CPP=/path/llama-bench BITNET_CPP_MODEL=/path/model-i2_s.gguf bench/run.sh
 #   IK_LLAMA=/path/llama-bench IK_LLAMA_MODEL=/path/model-iq2_bn.gguf bench/run.sh
+#   PORTABLE_ROWS=1 bench/run.sh        # + portable C on i2s_x16: LUT (the default there)
+#                                       #   and multiply-add kernels
 #
 # Knobs (environment): PP (128), TG (128), REPS (5), THREADS ("1 2"), TARGET (native),
 # BASE_TG (32: the portable baseline decodes fewer tokens, it is ~3x slower), BASE_REPS (3),
@@ -43,6 +45,12 @@ echo "building the programs" >&2
 # the portable C kernels on the GGUF layout: what bitnetc had before the SIMD families
 "$BITNETC" build "$MODEL" -o "$OUT/base" --target cpu-generic \
 	--pass-opt permute_weights.layout=gguf >&2
+if [ -n "${PORTABLE_ROWS:-}" ]; then
+	"$BITNETC" build "$MODEL" -o "$OUT/gen-lut" --target cpu-generic \
+		--pass-opt lut_specialize.mode=lut >&2
+	"$BITNETC" build "$MODEL" -o "$OUT/gen-mad" --target cpu-generic \
+		--pass-opt lut_specialize.mode=mad >&2
+fi
 
 # json FILE KEY: a number from the program's --bench --json line
 json() {
@@ -71,6 +79,7 @@ echo "pp$PP / tg$TG, medians of $REPS runs (baseline: tg$BASE_TG, $BASE_REPS run
 echo
 echo "| system | threads | pp$PP tok/s | tg tok/s | pp vs portable | tg vs portable | decode GB/s |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
+vs=""
 for t in $THREADS; do
 	"$OUT/base" --bench --pp "$PP" --tg "$BASE_TG" --reps "$BASE_REPS" -t "$t" --json >"$OUT/base-$t.json"
 	"$OUT/fast" --bench --pp "$PP" --tg "$TG" --reps "$REPS" -t "$t" --json >"$OUT/fast-$t.json"
@@ -83,12 +92,44 @@ for t in $THREADS; do
 	gbs=$(awk -v w="$wb" -v r="$ftg" 'BEGIN { printf "%.1f", w * r / 1e9 }')
 	echo "| bitnetc $TARGET | $t | $fpp | $ftg | $(ratio "$fpp" "$bpp")x | $(ratio "$ftg" "$btg")x | $gbs |"
 	echo "| bitnetc portable C (baseline) | $t | $bpp | $btg | 1.00x | 1.00x | |"
+	if [ -n "${PORTABLE_ROWS:-}" ]; then
+		for v in lut mad; do
+			"$OUT/gen-$v" --bench --pp "$PP" --tg "$BASE_TG" --reps "$BASE_REPS" -t "$t" \
+				--json >"$OUT/gen-$v-$t.json"
+			gpp=$(json "$OUT/gen-$v-$t.json" pp_tok_s)
+			gtg=$(json "$OUT/gen-$v-$t.json" tg_tok_s)
+			echo "| bitnetc portable C, i2s_x16, $v | $t | $gpp | $gtg | $(ratio "$gpp" "$bpp")x | $(ratio "$gtg" "$btg")x | |"
+		done
+	fi
 	if [ -n "${BITNET_CPP:-}" ]; then
 		set -- $(llama "$BITNET_CPP" "${BITNET_CPP_MODEL:?set BITNET_CPP_MODEL}" "$t")
 		echo "| bitnet.cpp | $t | $1 | $2 | $(ratio "$1" "$bpp")x | $(ratio "$2" "$btg")x | |"
+		vs="$vs; $t threads: bitnetc/bitnet.cpp pp $(ratio "$fpp" "$1")x tg $(ratio "$ftg" "$2")x"
 	fi
 	if [ -n "${IK_LLAMA:-}" ]; then
 		set -- $(llama "$IK_LLAMA" "${IK_LLAMA_MODEL:?set IK_LLAMA_MODEL}" "$t")
 		echo "| ik_llama.cpp | $t | $1 | $2 | $(ratio "$1" "$bpp")x | $(ratio "$2" "$btg")x | |"
+		vs="$vs; $t threads: bitnetc/ik_llama.cpp pp $(ratio "$fpp" "$1")x tg $(ratio "$ftg" "$2")x"
 	fi
 done
+if [ -n "$vs" ]; then
+	echo
+	echo "${vs#; }" | tr ';' '\n' | sed 's/^ //'
+fi
+
+# peak resident memory while decoding (GNU time, where installed: Debian package "time")
+if [ -x /usr/bin/time ]; then
+	rss() { # CMD... -> GiB
+		/usr/bin/time -f "%M" -o "$OUT/rss.txt" "$@" >/dev/null 2>&1 &&
+			awk '{ printf "%.2f", $1 / 1048576 }' "$OUT/rss.txt"
+	}
+	echo
+	line="peak RSS decoding tg$TG, 2 threads: bitnetc $TARGET $(rss "$OUT/fast" --bench --pp 16 --tg "$TG" --reps 1 -t 2) GiB"
+	if [ -n "${BITNET_CPP:-}" ]; then
+		line="$line, bitnet.cpp $(rss "$BITNET_CPP" -m "$BITNET_CPP_MODEL" -p 16 -n "$TG" -t 2 -r 1) GiB"
+	fi
+	if [ -n "${IK_LLAMA:-}" ]; then
+		line="$line, ik_llama.cpp $(rss "$IK_LLAMA" -m "$IK_LLAMA_MODEL" -p 16 -n "$TG" -t 2 -r 1) GiB"
+	fi
+	echo "$line"
+fi

@@ -26,7 +26,10 @@
  *   same float when the value is a float, else (strtod) to the same double, so
  *   1e-5f prints as 1e-05 and values round-trip exactly; exponent form only
  *   below 1e-4 or from 1e16 up (500000, not 5e+05).
- * - The last line names the graph output (the logits value: id and name).
+ * - Then a line naming the graph output (the logits value: id and name).
+ * - A graph with a memory plan (plan_memory) ends with "memory B bytes for T tokens" and
+ *   per node that has one the arena offsets of its outputs and its temporary:
+ *   "  node 3: %8 @0, temp @40960".
  * The printer never fails on a broken graph (it is how one looks at a graph the
  * verifier rejected): bad ids print as %<id>? and unknown types as ?. */
 #include "ir.h"
@@ -293,4 +296,26 @@ void ir_print(const IrGraph *g, FILE *out)
 		fprintf(out, "output %%%d %s\n", g->logits, name_or(g->values[g->logits].name));
 	else
 		fprintf(out, "output %%%d?\n", g->logits);
+	if (g->mem.tokens <= 0)
+		return;
+	fprintf(out, "memory %" PRIu64 " bytes for %" PRId64 " tokens\n", g->mem.bytes, g->mem.tokens);
+	for (IrId i = 0; i < g->n_nodes; i++) {
+		const IrNode *n = &g->nodes[i];
+		int n_out = n->n_out < 0 ? 0 : n->n_out > IR_MAX_OUT ? IR_MAX_OUT : n->n_out;
+		bool any = n->tmp_off != IR_NO_OFF;
+		for (int j = 0; j < n_out; j++)
+			any |= id_ok(g, n->out[j]) && g->values[n->out[j]].mem_off != IR_NO_OFF;
+		if (!any)
+			continue;
+		fprintf(out, "  node %d:", i);
+		const char *sep = " ";
+		for (int j = 0; j < n_out; j++)
+			if (id_ok(g, n->out[j]) && g->values[n->out[j]].mem_off != IR_NO_OFF) {
+				fprintf(out, "%s%%%d @%" PRIu64, sep, n->out[j], g->values[n->out[j]].mem_off);
+				sep = ", ";
+			}
+		if (n->tmp_off != IR_NO_OFF)
+			fprintf(out, "%stemp @%" PRIu64, sep, n->tmp_off);
+		fprintf(out, "\n");
+	}
 }

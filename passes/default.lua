@@ -31,6 +31,11 @@ p:add("permute_weights")
 -- prefill (tiled GEMM). The program splits a prompt over them largest first.
 p:add("batch_templates", {sizes = {1, 8, 32, 128}})
 
+-- Table lookup (LUT) or multiply-add kernels, per matmul and batch size: measured on this
+-- machine with `bitnetc build --tune`, else read from the tuning file, else a cost model
+-- (multiply-add where the target has int8 dot products, LUT for portable C).
+p:add("lut_specialize")
+
 -- Each ternary matmul's GEMM tile: measured on this machine with `bitnetc build --tune`
 -- (recorded in ~/.cache/bitnetc/tune.tsv), else read from that file, else codegen's default.
 p:add("tune_kernels")

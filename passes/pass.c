@@ -32,6 +32,17 @@ static const PassOptInfo tune_kernels_opts[] = {
 	{NULL, PASS_OPT_INT, NULL, NULL},
 };
 
+static const PassOptInfo lut_specialize_opts[] = {
+	{"mode", PASS_OPT_STR, "auto",
+	 "auto (the tuning file's measurement, else the cost model), lut or mad (everywhere)"},
+	{"tune", PASS_OPT_INT, "0",
+	 "1: time both kernels for each shape and batch size on this machine now (bitnetc build "
+	 "--tune) and record them"},
+	{"file", PASS_OPT_STR, "",
+	 "the tuning file (default $BITNETC_TUNE_FILE, else ~/.cache/bitnetc/tune.tsv)"},
+	{NULL, PASS_OPT_INT, NULL, NULL},
+};
+
 static const PassOptInfo quantize_head_opts[] = {
 	{"type", PASS_OPT_STR, "q8_0", "q8_0 or q6_k"},
 	{NULL, PASS_OPT_INT, NULL, NULL},
@@ -80,6 +91,13 @@ static const PassInfo passes[] = {
 	 "place activations in one scratch arena sized for the largest batch size, reusing the "
 	 "space of values whose last reader has run (what the CPU backend builds with)",
 	 NULL},
+	{"lut_specialize", pass_lut_specialize,
+	 "requires: batch_sizes (batch_templates) and i2s_x16 weights (permute_weights), graph "
+	 "attribute target; produces: node attributes kernel_t<S> (\"lut\" or \"simd\") on "
+	 "ternary matmuls, graph attribute lut_forwards; invalidates: nothing",
+	 "choose per ternary matmul and batch size between table-lookup (LUT) and multiply-add "
+	 "kernels: from timings on this machine (--tune, or the tuning file), else a cost model",
+	 lut_specialize_opts},
 	{"tune_kernels", pass_tune_kernels,
 	 "requires: batch_sizes and i2s_x16 weights (permute_weights), graph attribute target; "
 	 "produces: node attribute tile on ternary matmuls with a measured or recorded choice, "

@@ -185,6 +185,15 @@ int pass_unfuse_node(IrGraph *g, IrId j, BnErr *e);
 int pass_batch_templates(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* tune_kernels.c */
 int pass_tune_kernels(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* The tuning file shared by the passes that measure: lines "cpu TAB target TAB ..." keyed
+ * by the CPU's model name (pass_tune_cpu_model) and the build target. pass_tune_path: the
+ * option opt, else $BITNETC_TUNE_FILE, else $XDG_CACHE_HOME/bitnetc/tune.tsv, else
+ * ~/.cache/bitnetc/tune.tsv; pass_tune_make_parent: mkdir -p of its directory. */
+void pass_tune_cpu_model(char *out, size_t n);
+void pass_tune_path(const char *opt, char *out, size_t n);
+void pass_tune_make_parent(const char *path);
+/* lut_specialize.c */
+int pass_lut_specialize(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* quantize_head.c */
 int pass_quantize_head(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* infer_shapes.c */

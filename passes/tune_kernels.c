@@ -17,8 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The machine a measurement belongs to: the CPU's model name. */
-static void cpu_model(char *out, size_t n)
+void pass_tune_cpu_model(char *out, size_t n)
 {
 	snprintf(out, n, "unknown");
 	FILE *f = fopen("/proc/cpuinfo", "r");
@@ -42,8 +41,7 @@ static void cpu_model(char *out, size_t n)
 	fclose(f);
 }
 
-/* The tuning file: the option, else $BITNETC_TUNE_FILE, else the user's cache directory. */
-static void tune_path(const char *opt, char *out, size_t n)
+void pass_tune_path(const char *opt, char *out, size_t n)
 {
 	const char *env = getenv("BITNETC_TUNE_FILE"), *xdg = getenv("XDG_CACHE_HOME");
 	const char *home = getenv("HOME");
@@ -57,8 +55,7 @@ static void tune_path(const char *opt, char *out, size_t n)
 		snprintf(out, n, "%s/.cache/bitnetc/tune.tsv", home && *home ? home : "/tmp");
 }
 
-/* mkdir -p of path's directory. */
-static void make_parent(const char *path)
+void pass_tune_make_parent(const char *path)
 {
 	char d[4096];
 	snprintf(d, sizeof d, "%s", path);
@@ -141,8 +138,8 @@ int pass_tune_kernels(IrGraph *g, const PassOpts *opts, BnErr *e)
 			sh[n_sh++] = (Shape){w->ne[0], w->ne[1], 0, 0};
 	}
 	char cpu[256], path[4096];
-	cpu_model(cpu, sizeof cpu);
-	tune_path(pass_opt_str(opts, "file", ""), path, sizeof path);
+	pass_tune_cpu_model(cpu, sizeof cpu);
+	pass_tune_path(pass_opt_str(opts, "file", ""), path, sizeof path);
 	read_file(path, cpu, target, nt, sh, n_sh);
 	int rc = 0, measured = 0;
 	if (tune) {
@@ -157,7 +154,7 @@ int pass_tune_kernels(IrGraph *g, const PassOpts *opts, BnErr *e)
 			rc = cg_cpu_tune_tiles(target, cc, ts, n_ts, nt, opts->verbose, e);
 		FILE *f = NULL;
 		if (!rc && n_ts && ts[0].rows) {
-			make_parent(path);
+			pass_tune_make_parent(path);
 			f = fopen(path, "a");
 			if (!f)
 				rc = bn_err(e, BN_EIO, "tuning file %s: %s", path, strerror(errno));

@@ -129,9 +129,10 @@ static const char usage_build[] =
 	"                        overrides the script's value\n"
 	"  --dump-after PASS     print the IR after PASS ('lua': after every Lua pass)\n"
 	"  --verify-each         run the IR verifier after every pass\n"
-	"  --tune                time the candidate GEMM tiles on this machine (seconds) and\n"
+	"  --tune                time the candidate kernels on this machine (seconds): LUT vs\n"
+	"                        multiply-add per shape and batch size, and the GEMM tiles;\n"
 	"                        record the winners in the tuning file, which later builds\n"
-	"                        read (pass tune_kernels)\n"
+	"                        read (passes lut_specialize, tune_kernels)\n"
 	"  --tune-file F         the tuning file (default ~/.cache/bitnetc/tune.tsv)\n"
 	"  -v, --verbose         per-pass detail, the full compiler command line\n";
 
@@ -723,13 +724,15 @@ static int cmd_build(int argc, char **argv)
 			o.verify_each = true;
 		} else if (flag(&a, NULL, "--tune")) {
 			BnErr pe = {0};
-			if (pass_opts_parse(&o.pass_opts, "tune_kernels.tune=1", &pe) != BN_OK) {
+			if (pass_opts_parse(&o.pass_opts, "tune_kernels.tune=1", &pe) != BN_OK ||
+			    pass_opts_parse(&o.pass_opts, "lut_specialize.tune=1", &pe) != BN_OK) {
 				pass_opts_free(&o.pass_opts);
 				return usage_err(a.cmd, "--tune: %s", pe.msg);
 			}
 		} else if ((r = opt(&a, NULL, "--tune-file", &v)) != 0) {
 			BnErr pe = {0};
-			if (r < 0 || pass_opts_set(&o.pass_opts, "tune_kernels", "file", v, &pe) != BN_OK) {
+			if (r < 0 || pass_opts_set(&o.pass_opts, "tune_kernels", "file", v, &pe) != BN_OK ||
+			    pass_opts_set(&o.pass_opts, "lut_specialize", "file", v, &pe) != BN_OK) {
 				pass_opts_free(&o.pass_opts);
 				return r < 0 ? EXIT_USAGE : usage_err(a.cmd, "--tune-file: %s", pe.msg);
 			}

@@ -39,6 +39,7 @@ typedef struct {
 	int level; /* CG_ISA_* */
 	bool vnni; /* AVX2: AVX-VNNI (vpdpbusd on ymm); AVX512: AVX512_VNNI; NEON: dotprod
 		    * (sdot), the same 4-byte dot product into int32 lanes */
+	bool vbmi; /* AVX512: AVX512_VBMI (vpermb, the 64-entry byte lookup of the LUT kernels) */
 } CgIsa;
 /* The ISA of target name (native: the best this host has) and the CPU features the
  * program checks at start (rt_cpu_require: space-separated, "" for none). */
@@ -74,6 +75,13 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
  * failure is an error with the first lines of its output. */
 int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e);
 
+/* ---- cg_cpu_lut.c ---- */
+
+/* Whether target ISA isa has a table-lookup family for i2s_x16 weights (AVX-512 with
+ * VBMI, NEON, portable C; not AVX2), and its largest micro tile (groups of 16, tokens). */
+bool cg_lut_available(const CgIsa *isa);
+void cg_lut_max_tile(const CgIsa *isa, int *rg, int *tt);
+
 /* ---- cg_cpu_tune.c ---- */
 
 /* One ternary matmul shape to tune ([k, n] i2s_x16 weight) and what was measured. */
@@ -83,6 +91,19 @@ typedef struct {
 	double ns;        /* its time for nt tokens, one thread */
 	double ns_default; /* the ISA's default tile, for the report */
 } CgTuneShape;
+/* One kernel to time: a ternary matmul of an i2s_x16 weight [k, n] over nt tokens with
+ * kernel kind (cg_tmm_kernel's names) and tile {rows, tokens} (0: the kind's default);
+ * ns gets its best time on one thread. */
+typedef struct {
+	int64_t k, n;
+	int nt;
+	const char *kernel;
+	int rows, tokens;
+	double ns;
+} CgTuneCase;
+/* Times every case in one generated program compiled for target with cc. */
+int cg_cpu_tune_run(const char *target, const char *cc, CgTuneCase *cases, int n_cases,
+		    int verbose, BnErr *e);
 /* Times every candidate tile of the i2s_x16 GEMM for each shape at nt tokens on this
  * machine (one generated program compiled for target with cc, run once) and fills in the
  * fastest. Only targets with SIMD kernels have tiles to tune (others: nothing to do). */

@@ -55,6 +55,7 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 	static const char f_avx512[] = "avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni";
 	isa->level = CG_ISA_GENERIC;
 	isa->vnni = false;
+	isa->vbmi = false;
 	snprintf(features, n, "%s", "");
 	if (!name)
 		return;
@@ -79,6 +80,7 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 		    f.avx512_vnni) {
 			isa->level = CG_ISA_AVX512;
 			isa->vnni = true;
+			isa->vbmi = f.avx512_vbmi;
 		} else if (f.avx2 && f.fma && f.f16c) {
 			isa->level = CG_ISA_AVX2;
 			isa->vnni = f.avx_vnni;

@@ -43,7 +43,12 @@ typedef struct {
 	bool logits_direct; /* the head writes the caller's logits */
 	int nt;             /* token count of the forward being emitted: 1, or its template size */
 	CgIsa isa;          /* the instruction set the kernels are written for */
+	int kcount[4];      /* ternary matmuls of the forward being emitted, per kernel kind
+			     * (CG_KERN_KINDS: simd, portable, lut, lut_portable) */
+	CgBuf kinfo;        /* per forward: its kernel counts (for --info) */
 } Em;
+
+enum { CG_KERN_KINDS = 4 };
 
 const IrValue *V(const Em *m, IrId id);
 /* The C expression of value id as a pointer of type ty: scratch, payload or the tokens. */
@@ -72,6 +77,11 @@ int emit_ternary_matmul(Em *m, const IrNode *n);
 /* The i2s_x16 kernel of node n (a ternary_matmul over a [k, nr] weight in that layout)
  * with its micro kernels; *driver gets the kernel's name (the threaded entry point). */
 int emit_tmm_x16_named(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
+/* The kernel node n runs in a forward of nt tokens (attributes kernel_t<nt>, kernel). */
+const char *cg_tmm_kernel(const IrNode *n, int nt);
+/* cg_cpu_lut.c: the table-lookup kernel of node n (i2s_x16 weight [k, nr]) for the
+ * forward of m->nt tokens; driver gets its name. */
+int emit_tmm_lut(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
 /* cg_cpu_head.c */
 int emit_matmul(Em *m, const IrNode *n);
 

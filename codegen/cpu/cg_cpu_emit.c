@@ -1093,6 +1093,8 @@ static void emit_info(Em *m, CgBuf *b, uint64_t scratch, const int *bs, int n_bs
 	cg_printf(&s, "%s\n", n_bs > 1 ? " tokens (batch)" : "");
 	cg_printf(&s, "scratch %" PRIu64 " bytes, KV %" PRId64 " bytes per position\n", scratch,
 		  m->kv_elems * 2 + m->max_heads * 4);
+	if (m->kinfo.data)
+		cg_printf(&s, "%s\n", m->kinfo.data);
 	cg_printf(&s, "kernels (%d):", m->n_kern);
 	for (int i = 0; i < m->n_kern; i++)
 		cg_printf(&s, " %s", m->kern[i].name);
@@ -1112,6 +1114,7 @@ void em_free(Em *m)
 		cg_buf_free(&m->kern[i].body);
 	}
 	free(m->kern);
+	cg_buf_free(&m->kinfo);
 	free(m->soff);
 	free(m->woff);
 	free(m->tmp);
@@ -1174,8 +1177,12 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	/* one forward per template; sizes {1} (a decode-only build): forward_t1 alone */
 	m.record = true;
 	for (int i = 0; i < n_bs; i++) {
+		memset(m.kcount, 0, sizeof m.kcount);
 		if ((rc = emit_forward(&m, &fwd, bs[i], i ? bs[i - 1] + 1 : 1)))
 			goto out;
+		cg_printf(&m.kinfo, "%s%d: %d simd, %d lut, %d portable, %d lut_portable",
+			  i ? "; t" : "ternary matmul kernels per forward: t", bs[i], m.kcount[0],
+			  m.kcount[2], m.kcount[1], m.kcount[3]);
 		m.record = false;
 	}
 

@@ -49,26 +49,43 @@ typedef struct {
 	const char *guard; /* the #if condition */
 	int vw;            /* floats per vector */
 	int tt;            /* tokens per multi-token tile (4 rows): 4*tt + tt + 1 registers */
-	const char *vec, *zero, *loadx, *fma, *add;
+	const char *vec, *zero, *loadx, *add;
+	const char *fma; /* fma(a, b, c) = a * b + c; NULL: emit NAME_fma (vfmaq_f32 is c + a * b) */
 	/* a weight vector at a byte pointer, as floats: the text before and after it */
 	const char *f16[2], *bf16[2], *f32[2];
 	const char *sum;   /* horizontal sum of a vector: the function; NULL: emit NAME_hsum */
+	const char *header; /* its intrinsics */
 } HeadIsa;
 
 static const HeadIsa head_isas[] = {
 	{"defined(__AVX512F__)", 16, 6, "__m512", "_mm512_setzero_ps()", "_mm512_loadu_ps",
-	 "_mm512_fmadd_ps", "_mm512_add_ps",
+	 "_mm512_add_ps", "_mm512_fmadd_ps",
 	 {"_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(", ")))"},
 	 {"_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(",
 	  "))), 16))"},
-	 {"_mm512_loadu_ps((const float *)(", "))"}, "_mm512_reduce_add_ps"},
+	 {"_mm512_loadu_ps((const float *)(", "))"}, "_mm512_reduce_add_ps", "immintrin.h"},
 	{"defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 8, 3, "__m256",
-	 "_mm256_setzero_ps()", "_mm256_loadu_ps", "_mm256_fmadd_ps", "_mm256_add_ps",
+	 "_mm256_setzero_ps()", "_mm256_loadu_ps", "_mm256_add_ps", "_mm256_fmadd_ps",
 	 {"_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(", ")))"},
 	 {"_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(",
 	  "))), 16))"},
-	 {"_mm256_loadu_ps((const float *)(", "))"}, NULL},
+	 {"_mm256_loadu_ps((const float *)(", "))"}, NULL, "immintrin.h"},
+	/* AArch64 (NEON is part of the base architecture, fcvtl converts f16) */
+	{"defined(__aarch64__)", 4, 4, "float32x4_t", "vdupq_n_f32(0.0f)", "vld1q_f32", "vaddq_f32",
+	 NULL,
+	 {"vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(", "))))"},
+	 {"vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(", ")), 16))"},
+	 {"vld1q_f32((const float *)(", "))"}, "vaddvq_f32", "arm_neon.h"},
 };
+
+/* The FMA of s as called in the tiles of head name. */
+static const char *head_fma(const HeadIsa *s, const char *name, char *buf, size_t n)
+{
+	if (s->fma)
+		return s->fma;
+	snprintf(buf, n, "%s_fma", name);
+	return buf;
+}
 
 static bool head_simd_type(IrDtype dt)
 {
@@ -92,17 +109,19 @@ static void head_row(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, i
 	const char *const *wl = head_wload(s, dt);
 	int es = head_es(dt), vw = s->vw;
 	int64_t k4 = k / (4 * vw) * (4 * vw);
+	char fb[128];
+	const char *fma = head_fma(s, name, fb, sizeof fb);
 	cg_printf(b, "static inline void %s_1x1(const uint8_t *w, const float *x, float *y)\n{\n"
 		     "\t%s s0 = %s, s1 = %s, s2 = %s, s3 = %s;\n"
 		     "\tfor (int i = 0; i < %" PRId64 "; i += %d) {\n",
 		  name, s->vec, s->zero, s->zero, s->zero, s->zero, k4, 4 * vw);
 	for (int j = 0; j < 4; j++)
-		cg_printf(b, "\t\ts%d = %s(%sw + %d * (i + %d)%s, %s(x + i + %d), s%d);\n", j, s->fma,
+		cg_printf(b, "\t\ts%d = %s(%sw + %d * (i + %d)%s, %s(x + i + %d), s%d);\n", j, fma,
 			  wl[0], es, j * vw, wl[1], s->loadx, j * vw, j);
 	cg_printf(b, "\t}\n");
 	for (int64_t i = k4, j = 0; i < k; i += vw, j++) /* K is whole vectors, not always 4 */
 		cg_printf(b, "\ts%d = %s(%sw + %" PRId64 "%s, %s(x + %" PRId64 "), s%d);\n", (int)j,
-			  s->fma, wl[0], es * i, wl[1], s->loadx, i, (int)j);
+			  fma, wl[0], es * i, wl[1], s->loadx, i, (int)j);
 	cg_printf(b, "\ty[0] = %s%s(%s(%s(s0, s1), %s(s2, s3)));\n}\n\n", s->sum ? s->sum : name,
 		  s->sum ? "" : "_hsum", s->add, s->add, s->add);
 }
@@ -117,6 +136,8 @@ static void head_tile(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, 
 	enum { R = 4 };
 	const char *const *wl = head_wload(s, dt);
 	int es = head_es(dt), line = 64 / es; /* elements per cache line */
+	char fb[128];
+	const char *fma = head_fma(s, name, fb, sizeof fb);
 	cg_printf(b, "static inline void %s_%dx%d(const uint8_t *w, const float *x, float *y)\n{\n",
 		  name, R, T);
 	for (int r = 0; r < R; r++) {
@@ -132,7 +153,7 @@ static void head_tile(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, 
 		ind = "\t\t\t";
 	}
 	for (int r = 0; r < R; r++)
-		cg_printf(b, "%s_mm_prefetch((const char *)(w + %" PRIu64 " + %d * i), _MM_HINT_T0);\n",
+		cg_printf(b, "%s__builtin_prefetch((const char *)(w + %" PRIu64 " + %d * i), 0, 3);\n",
 			  ind, (uint64_t)(R + r) * rb, es);
 	if (line > s->vw)
 		cg_printf(b, "\t\t}\n");
@@ -143,7 +164,7 @@ static void head_tile(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, 
 		cg_printf(b, "\t\t%s w%d = %sw + %" PRIu64 " + %d * i%s;\n", s->vec, r, wl[0],
 			  (uint64_t)r * rb, es, wl[1]);
 		for (int t = 0; t < T; t++)
-			cg_printf(b, "\t\ts%d_%d = %s(w%d, x%d, s%d_%d);\n", r, t, s->fma, r, t, r, t);
+			cg_printf(b, "\t\ts%d_%d = %s(w%d, x%d, s%d_%d);\n", r, t, fma, r, t, r, t);
 	}
 	cg_printf(b, "\t}\n");
 	for (int r = 0; r < R; r++)
@@ -165,6 +186,11 @@ static void head_simd_tiles(CgBuf *b, const HeadIsa *s, const char *name, IrDtyp
 			     "\treturn _mm_cvtss_f32(h);\n"
 			     "}\n\n",
 			  name, s->vec);
+	if (!s->fma)
+		cg_printf(b, "static inline %s %s_fma(%s a, %s b, %s c)\n{\n"
+			     "\treturn vfmaq_f32(c, a, b);\n"
+			     "}\n\n",
+			  s->vec, name, s->vec, s->vec, s->vec);
 	head_row(b, s, name, dt, k);
 	for (int t = 1; t <= s->tt; t++)
 		head_tile(b, s, name, dt, k, nr, rb, t);
@@ -629,14 +655,15 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 {
 	uint64_t rb = dense_row_bytes(dt, k);
 	int n_simd = 0;
-	const HeadIsa *simd[2];
+	const HeadIsa *simd[sizeof head_isas / sizeof head_isas[0]];
 	for (size_t i = 0; i < sizeof head_isas / sizeof head_isas[0]; i++)
 		if (head_simd_type(dt) && k % head_isas[i].vw == 0)
 			simd[n_simd++] = &head_isas[i];
 	const QIsa *q8[N_Q_ISA];
 	int n_q8 = q_simd(dt, k, q8);
 	for (int i = 0; i < n_simd; i++) {
-		cg_printf(b, "#%s %s\n#include <immintrin.h>\n\n", i ? "elif" : "if", simd[i]->guard);
+		cg_printf(b, "#%s %s\n#include <%s>\n\n", i ? "elif" : "if", simd[i]->guard,
+			  simd[i]->header);
 		head_simd_tiles(b, simd[i], name, dt, k, nr, rb);
 	}
 	for (int i = 0; i < n_q8; i++) {

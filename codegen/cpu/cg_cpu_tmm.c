@@ -158,6 +158,7 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 	default:
 		return unsupported(m, n, "the weight must be i2_s, tq1_0 or tq2_0");
 	}
+	m->kcount[1]++; /* portable C on the GGUF layouts */
 	char name[96], q[64], s[64], y[64];
 	snprintf(name, sizeof name, "tmm_%s_k%" PRId64 "_n%" PRId64, tag, k, nr);
 	CgBuf *b;
@@ -510,32 +511,63 @@ static int x16_tile(Em *m, const IrNode *n, Tile *t)
 
 static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr);
 
-/* The node's "kernel" attribute (from Lua): "simd" (the default: the target's family) or
- * "portable" (the plain C micro kernel, e.g. to compare against). */
+/* The kernel of node n in the forward of m->nt tokens: attribute kernel_t<nt>, else
+ * kernel (both set from Lua or by lut_specialize / tune_kernels), else "simd":
+ *   simd          the target's multiply-add family
+ *   portable      the plain C multiply-add micro kernel (e.g. to compare against)
+ *   lut           the target's table-lookup family (cg_cpu_lut.c)
+ *   lut_portable  the plain C table-lookup kernel */
+const char *cg_tmm_kernel(const IrNode *n, int nt)
+{
+	char key[32];
+	snprintf(key, sizeof key, "kernel_t%d", nt);
+	const char *k = ir_attr_str(n, key, NULL);
+	return k ? k : ir_attr_str(n, "kernel", "simd");
+}
+
 static int emit_tmm_x16(Em *m, const IrNode *n, int64_t k, int64_t nr)
 {
-	const char *kn = ir_attr_str(n, "kernel", "simd");
-	if (strcmp(kn, "simd") != 0 && strcmp(kn, "portable") != 0)
-		return unsupported(m, n, "attribute kernel must be \"simd\" or \"portable\"");
-	/* the target's header, whichever kernel the first x16 node asks for */
-	if (x16_common(m, n))
-		return m->e->code;
-	CgIsa keep = m->isa;
-	if (strcmp(kn, "portable") == 0)
-		m->isa = (CgIsa){CG_ISA_GENERIC, false};
-	int rc = emit_tmm_x16_isa(m, n, k, nr);
-	m->isa = keep;
-	return rc;
+	char drv[160];
+	return emit_tmm_x16_named(m, n, k, nr, drv, sizeof drv);
 }
 
 int emit_tmm_x16_named(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn)
 {
-	int rc = emit_tmm_x16(m, n, k, nr);
-	Tile tl;
-	if (!rc && !x16_tile(m, n, &tl))
-		snprintf(driver, dn, "tmm_x16%c_k%" PRId64 "_n%" PRId64 "_r%d_t%d", isa_tag(&m->isa),
-			 k, nr, tl.rg, tl.tt);
-	return rc;
+	static const char *const kinds[CG_KERN_KINDS] = {"simd", "portable", "lut", "lut_portable"};
+	const char *kn = cg_tmm_kernel(n, m->nt);
+	int kind = 0;
+	while (kind < CG_KERN_KINDS && strcmp(kn, kinds[kind]) != 0)
+		kind++;
+	if (kind == CG_KERN_KINDS)
+		return unsupported(m, n, "attribute kernel must be \"simd\", \"portable\", \"lut\" "
+					 "or \"lut_portable\"");
+	/* the target's header, whichever kernel the first x16 node asks for */
+	if (x16_common(m, n))
+		return m->e->code;
+	CgIsa keep = m->isa;
+	if (kind == 1 || kind == 3)
+		m->isa = (CgIsa){CG_ISA_GENERIC, false, false};
+	int rc;
+	if (kind >= 2) {
+		rc = emit_tmm_lut(m, n, k, nr, driver, dn);
+	} else {
+		rc = emit_tmm_x16_isa(m, n, k, nr);
+		Tile tl;
+		if (!rc && !x16_tile(m, n, &tl))
+			snprintf(driver, dn, "tmm_x16%c_k%" PRId64 "_n%" PRId64 "_r%d_t%d",
+				 isa_tag(&m->isa), k, nr, tl.rg, tl.tt);
+	}
+	m->isa = keep;
+	if (rc)
+		return rc;
+	m->kcount[kind]++;
+	char q[64], s[64], y[64];
+	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
+			  "\t\trt_pool_run(st->pool, %s, &a);\n\t}\n",
+		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
+		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y),
+		  driver);
+	return 0;
 }
 
 static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
@@ -543,7 +575,7 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 	Tile tl;
 	if (x16_tile(m, n, &tl))
 		return m->e->code;
-	char name[128], mk[64], q[64], s[64], y[64];
+	char name[128], mk[64];
 	snprintf(name, sizeof name, "tmm_x16%c_k%" PRId64 "_n%" PRId64 "_r%d_t%d",
 		 isa_tag(&m->isa), k, nr, tl.rg, tl.tt);
 	/* every micro kernel the driver may call: rg 1..RG (the last unit may be short),
@@ -592,9 +624,5 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 			     "\t}\n"
 			     "}\n");
 	}
-	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
-			  "\t\trt_pool_run(st->pool, %s, &a);\n\t}\n",
-		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
-		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y), name);
 	return 0;
 }

@@ -8,6 +8,8 @@
 #include "frontend.h"
 #include "pass.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +117,16 @@ static void test_no_overlap(void **state)
 		for (int i = 0; i < n; i++)
 			sum += s[i].end - s[i].off;
 		assert_true(g->mem.bytes * 4 < sum);
+		/* the printed IR (--dump-after plan_memory) shows the plan: size, then each
+		 * node's output offsets and temporary */
+		char *txt = tu_print_graph(g), want[128];
+		snprintf(want, sizeof want, "memory %" PRIu64 " bytes for 128 tokens\n", g->mem.bytes);
+		assert_non_null(strstr(txt, want));
+		const IrNode *n1 = &g->nodes[1];
+		snprintf(want, sizeof want, "  node 1: %%%d @%" PRIu64, n1->out[0],
+			 g->values[n1->out[0]].mem_off);
+		assert_non_null(strstr(txt, want));
+		free(txt);
 		free(s);
 		tu_golden_graph_free(g, f);
 	}

@@ -680,10 +680,10 @@ static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, floa
 	__m512 s3_0 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
 		if ((i & 31) == 0) {
-			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
 		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
@@ -709,10 +709,10 @@ static inline void head_f16_k128_n320_4x2(const uint8_t *w, const float *x, floa
 	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
 		if ((i & 31) == 0) {
-			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
 		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
@@ -747,10 +747,10 @@ static inline void head_f16_k128_n320_4x3(const uint8_t *w, const float *x, floa
 	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
 		if ((i & 31) == 0) {
-			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
 		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
@@ -794,10 +794,10 @@ static inline void head_f16_k128_n320_4x4(const uint8_t *w, const float *x, floa
 	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps(), s3_3 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
 		if ((i & 31) == 0) {
-			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
 		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
@@ -850,10 +850,10 @@ static inline void head_f16_k128_n320_4x5(const uint8_t *w, const float *x, floa
 	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps(), s3_3 = _mm512_setzero_ps(), s3_4 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
 		if ((i & 31) == 0) {
-			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
 		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
@@ -915,10 +915,10 @@ static inline void head_f16_k128_n320_4x6(const uint8_t *w, const float *x, floa
 	__m512 s3_0 = _mm512_setzero_ps(), s3_1 = _mm512_setzero_ps(), s3_2 = _mm512_setzero_ps(), s3_3 = _mm512_setzero_ps(), s3_4 = _mm512_setzero_ps(), s3_5 = _mm512_setzero_ps();
 	for (int i = 0; i < 128; i += 16) {
 		if ((i & 31) == 0) {
-			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
 		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
@@ -1012,10 +1012,10 @@ static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, floa
 	__m256 s3_0 = _mm256_setzero_ps();
 	for (int i = 0; i < 128; i += 8) {
 		if ((i & 31) == 0) {
-			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
 		}
 		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
 		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 + 2 * i)));
@@ -1041,10 +1041,10 @@ static inline void head_f16_k128_n320_4x2(const uint8_t *w, const float *x, floa
 	__m256 s3_0 = _mm256_setzero_ps(), s3_1 = _mm256_setzero_ps();
 	for (int i = 0; i < 128; i += 8) {
 		if ((i & 31) == 0) {
-			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
 		}
 		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
 		__m256 x1 = _mm256_loadu_ps(x + 128 + i);
@@ -1079,10 +1079,10 @@ static inline void head_f16_k128_n320_4x3(const uint8_t *w, const float *x, floa
 	__m256 s3_0 = _mm256_setzero_ps(), s3_1 = _mm256_setzero_ps(), s3_2 = _mm256_setzero_ps();
 	for (int i = 0; i < 128; i += 8) {
 		if ((i & 31) == 0) {
-			_mm_prefetch((const char *)(w + 1024 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1280 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1536 + 2 * i), _MM_HINT_T0);
-			_mm_prefetch((const char *)(w + 1792 + 2 * i), _MM_HINT_T0);
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
 		}
 		__m256 x0 = _mm256_loadu_ps(x + 0 + i);
 		__m256 x1 = _mm256_loadu_ps(x + 128 + i);
@@ -1116,6 +1116,196 @@ static inline void head_f16_k128_n320_4x3(const uint8_t *w, const float *x, floa
 	y[3] = head_f16_k128_n320_hsum(s3_0);
 	y[323] = head_f16_k128_n320_hsum(s3_1);
 	y[643] = head_f16_k128_n320_hsum(s3_2);
+}
+
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+
+static inline float32x4_t head_f16_k128_n320_fma(float32x4_t a, float32x4_t b, float32x4_t c)
+{
+	return vfmaq_f32(c, a, b);
+}
+
+static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, float *y)
+{
+	float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f), s2 = vdupq_n_f32(0.0f), s3 = vdupq_n_f32(0.0f);
+	for (int i = 0; i < 128; i += 16) {
+		s0 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * (i + 0))))), vld1q_f32(x + i + 0), s0);
+		s1 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * (i + 4))))), vld1q_f32(x + i + 4), s1);
+		s2 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * (i + 8))))), vld1q_f32(x + i + 8), s2);
+		s3 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * (i + 12))))), vld1q_f32(x + i + 12), s3);
+	}
+	y[0] = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+}
+
+static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
+{
+	float32x4_t s0_0 = vdupq_n_f32(0.0f);
+	float32x4_t s1_0 = vdupq_n_f32(0.0f);
+	float32x4_t s2_0 = vdupq_n_f32(0.0f);
+	float32x4_t s3_0 = vdupq_n_f32(0.0f);
+	for (int i = 0; i < 128; i += 4) {
+		if ((i & 31) == 0) {
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
+		}
+		float32x4_t x0 = vld1q_f32(x + 0 + i);
+		float32x4_t w0 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 0 + 2 * i))));
+		s0_0 = head_f16_k128_n320_fma(w0, x0, s0_0);
+		float32x4_t w1 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 256 + 2 * i))));
+		s1_0 = head_f16_k128_n320_fma(w1, x0, s1_0);
+		float32x4_t w2 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 512 + 2 * i))));
+		s2_0 = head_f16_k128_n320_fma(w2, x0, s2_0);
+		float32x4_t w3 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 768 + 2 * i))));
+		s3_0 = head_f16_k128_n320_fma(w3, x0, s3_0);
+	}
+	y[0] = vaddvq_f32(s0_0);
+	y[1] = vaddvq_f32(s1_0);
+	y[2] = vaddvq_f32(s2_0);
+	y[3] = vaddvq_f32(s3_0);
+}
+
+static inline void head_f16_k128_n320_4x2(const uint8_t *w, const float *x, float *y)
+{
+	float32x4_t s0_0 = vdupq_n_f32(0.0f), s0_1 = vdupq_n_f32(0.0f);
+	float32x4_t s1_0 = vdupq_n_f32(0.0f), s1_1 = vdupq_n_f32(0.0f);
+	float32x4_t s2_0 = vdupq_n_f32(0.0f), s2_1 = vdupq_n_f32(0.0f);
+	float32x4_t s3_0 = vdupq_n_f32(0.0f), s3_1 = vdupq_n_f32(0.0f);
+	for (int i = 0; i < 128; i += 4) {
+		if ((i & 31) == 0) {
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
+		}
+		float32x4_t x0 = vld1q_f32(x + 0 + i);
+		float32x4_t x1 = vld1q_f32(x + 128 + i);
+		float32x4_t w0 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 0 + 2 * i))));
+		s0_0 = head_f16_k128_n320_fma(w0, x0, s0_0);
+		s0_1 = head_f16_k128_n320_fma(w0, x1, s0_1);
+		float32x4_t w1 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 256 + 2 * i))));
+		s1_0 = head_f16_k128_n320_fma(w1, x0, s1_0);
+		s1_1 = head_f16_k128_n320_fma(w1, x1, s1_1);
+		float32x4_t w2 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 512 + 2 * i))));
+		s2_0 = head_f16_k128_n320_fma(w2, x0, s2_0);
+		s2_1 = head_f16_k128_n320_fma(w2, x1, s2_1);
+		float32x4_t w3 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 768 + 2 * i))));
+		s3_0 = head_f16_k128_n320_fma(w3, x0, s3_0);
+		s3_1 = head_f16_k128_n320_fma(w3, x1, s3_1);
+	}
+	y[0] = vaddvq_f32(s0_0);
+	y[320] = vaddvq_f32(s0_1);
+	y[1] = vaddvq_f32(s1_0);
+	y[321] = vaddvq_f32(s1_1);
+	y[2] = vaddvq_f32(s2_0);
+	y[322] = vaddvq_f32(s2_1);
+	y[3] = vaddvq_f32(s3_0);
+	y[323] = vaddvq_f32(s3_1);
+}
+
+static inline void head_f16_k128_n320_4x3(const uint8_t *w, const float *x, float *y)
+{
+	float32x4_t s0_0 = vdupq_n_f32(0.0f), s0_1 = vdupq_n_f32(0.0f), s0_2 = vdupq_n_f32(0.0f);
+	float32x4_t s1_0 = vdupq_n_f32(0.0f), s1_1 = vdupq_n_f32(0.0f), s1_2 = vdupq_n_f32(0.0f);
+	float32x4_t s2_0 = vdupq_n_f32(0.0f), s2_1 = vdupq_n_f32(0.0f), s2_2 = vdupq_n_f32(0.0f);
+	float32x4_t s3_0 = vdupq_n_f32(0.0f), s3_1 = vdupq_n_f32(0.0f), s3_2 = vdupq_n_f32(0.0f);
+	for (int i = 0; i < 128; i += 4) {
+		if ((i & 31) == 0) {
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
+		}
+		float32x4_t x0 = vld1q_f32(x + 0 + i);
+		float32x4_t x1 = vld1q_f32(x + 128 + i);
+		float32x4_t x2 = vld1q_f32(x + 256 + i);
+		float32x4_t w0 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 0 + 2 * i))));
+		s0_0 = head_f16_k128_n320_fma(w0, x0, s0_0);
+		s0_1 = head_f16_k128_n320_fma(w0, x1, s0_1);
+		s0_2 = head_f16_k128_n320_fma(w0, x2, s0_2);
+		float32x4_t w1 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 256 + 2 * i))));
+		s1_0 = head_f16_k128_n320_fma(w1, x0, s1_0);
+		s1_1 = head_f16_k128_n320_fma(w1, x1, s1_1);
+		s1_2 = head_f16_k128_n320_fma(w1, x2, s1_2);
+		float32x4_t w2 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 512 + 2 * i))));
+		s2_0 = head_f16_k128_n320_fma(w2, x0, s2_0);
+		s2_1 = head_f16_k128_n320_fma(w2, x1, s2_1);
+		s2_2 = head_f16_k128_n320_fma(w2, x2, s2_2);
+		float32x4_t w3 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 768 + 2 * i))));
+		s3_0 = head_f16_k128_n320_fma(w3, x0, s3_0);
+		s3_1 = head_f16_k128_n320_fma(w3, x1, s3_1);
+		s3_2 = head_f16_k128_n320_fma(w3, x2, s3_2);
+	}
+	y[0] = vaddvq_f32(s0_0);
+	y[320] = vaddvq_f32(s0_1);
+	y[640] = vaddvq_f32(s0_2);
+	y[1] = vaddvq_f32(s1_0);
+	y[321] = vaddvq_f32(s1_1);
+	y[641] = vaddvq_f32(s1_2);
+	y[2] = vaddvq_f32(s2_0);
+	y[322] = vaddvq_f32(s2_1);
+	y[642] = vaddvq_f32(s2_2);
+	y[3] = vaddvq_f32(s3_0);
+	y[323] = vaddvq_f32(s3_1);
+	y[643] = vaddvq_f32(s3_2);
+}
+
+static inline void head_f16_k128_n320_4x4(const uint8_t *w, const float *x, float *y)
+{
+	float32x4_t s0_0 = vdupq_n_f32(0.0f), s0_1 = vdupq_n_f32(0.0f), s0_2 = vdupq_n_f32(0.0f), s0_3 = vdupq_n_f32(0.0f);
+	float32x4_t s1_0 = vdupq_n_f32(0.0f), s1_1 = vdupq_n_f32(0.0f), s1_2 = vdupq_n_f32(0.0f), s1_3 = vdupq_n_f32(0.0f);
+	float32x4_t s2_0 = vdupq_n_f32(0.0f), s2_1 = vdupq_n_f32(0.0f), s2_2 = vdupq_n_f32(0.0f), s2_3 = vdupq_n_f32(0.0f);
+	float32x4_t s3_0 = vdupq_n_f32(0.0f), s3_1 = vdupq_n_f32(0.0f), s3_2 = vdupq_n_f32(0.0f), s3_3 = vdupq_n_f32(0.0f);
+	for (int i = 0; i < 128; i += 4) {
+		if ((i & 31) == 0) {
+			__builtin_prefetch((const char *)(w + 1024 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1280 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1536 + 2 * i), 0, 3);
+			__builtin_prefetch((const char *)(w + 1792 + 2 * i), 0, 3);
+		}
+		float32x4_t x0 = vld1q_f32(x + 0 + i);
+		float32x4_t x1 = vld1q_f32(x + 128 + i);
+		float32x4_t x2 = vld1q_f32(x + 256 + i);
+		float32x4_t x3 = vld1q_f32(x + 384 + i);
+		float32x4_t w0 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 0 + 2 * i))));
+		s0_0 = head_f16_k128_n320_fma(w0, x0, s0_0);
+		s0_1 = head_f16_k128_n320_fma(w0, x1, s0_1);
+		s0_2 = head_f16_k128_n320_fma(w0, x2, s0_2);
+		s0_3 = head_f16_k128_n320_fma(w0, x3, s0_3);
+		float32x4_t w1 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 256 + 2 * i))));
+		s1_0 = head_f16_k128_n320_fma(w1, x0, s1_0);
+		s1_1 = head_f16_k128_n320_fma(w1, x1, s1_1);
+		s1_2 = head_f16_k128_n320_fma(w1, x2, s1_2);
+		s1_3 = head_f16_k128_n320_fma(w1, x3, s1_3);
+		float32x4_t w2 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 512 + 2 * i))));
+		s2_0 = head_f16_k128_n320_fma(w2, x0, s2_0);
+		s2_1 = head_f16_k128_n320_fma(w2, x1, s2_1);
+		s2_2 = head_f16_k128_n320_fma(w2, x2, s2_2);
+		s2_3 = head_f16_k128_n320_fma(w2, x3, s2_3);
+		float32x4_t w3 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 768 + 2 * i))));
+		s3_0 = head_f16_k128_n320_fma(w3, x0, s3_0);
+		s3_1 = head_f16_k128_n320_fma(w3, x1, s3_1);
+		s3_2 = head_f16_k128_n320_fma(w3, x2, s3_2);
+		s3_3 = head_f16_k128_n320_fma(w3, x3, s3_3);
+	}
+	y[0] = vaddvq_f32(s0_0);
+	y[320] = vaddvq_f32(s0_1);
+	y[640] = vaddvq_f32(s0_2);
+	y[960] = vaddvq_f32(s0_3);
+	y[1] = vaddvq_f32(s1_0);
+	y[321] = vaddvq_f32(s1_1);
+	y[641] = vaddvq_f32(s1_2);
+	y[961] = vaddvq_f32(s1_3);
+	y[2] = vaddvq_f32(s2_0);
+	y[322] = vaddvq_f32(s2_1);
+	y[642] = vaddvq_f32(s2_2);
+	y[962] = vaddvq_f32(s2_3);
+	y[3] = vaddvq_f32(s3_0);
+	y[323] = vaddvq_f32(s3_1);
+	y[643] = vaddvq_f32(s3_2);
+	y[963] = vaddvq_f32(s3_3);
 }
 
 #endif
@@ -1179,6 +1369,32 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 	for (; o < hi; o++)
 		for (int t = 0; t < a->n; t++)
 			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+#elif defined(__aarch64__)
+	(void)deq_f16_k128; /* the portable path's row converter */
+	int64_t ng = N / 4, o = 4 * (ng * ith / nth);
+	int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
+	for (; o + 4 <= hi; o += 4) {
+		const uint8_t *w = a->w + (uint64_t)o * 256;
+		int t = 0;
+		for (; t + 4 <= a->n; t += 4)
+			head_f16_k128_n320_4x4(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+		switch (a->n - t) {
+		case 3:
+			head_f16_k128_n320_4x3(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			break;
+		case 2:
+			head_f16_k128_n320_4x2(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			break;
+		case 1:
+			head_f16_k128_n320_4x1(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			break;
+		default:
+			break;
+		}
+	}
+	for (; o < hi; o++)
+		for (int t = 0; t < a->n; t++)
+			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 #else
 	float wr[K];
 	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;
@@ -1210,6 +1426,11 @@ static void head_f16_k128_n320_gemv(void *arg, int ith, int nth)
 	for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
 		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+	const HeadArg *a = arg;
+	const int64_t N = 320;
+	for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
+		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+#elif defined(__aarch64__)
 	const HeadArg *a = arg;
 	const int64_t N = 320;
 	for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
@@ -1419,6 +1640,7 @@ static const char model_info[] =
 	"n_layer 1, n_embd 128, n_ff 256, heads 2/1, head_dim 64, n_vocab 320, n_ctx_train 512\n"
 	"target cpu-generic, forward templates: 1 token (step), 8 tokens (batch)\n"
 	"scratch 29760 bytes, KV 264 bytes per position\n"
+	"ternary matmul kernels per forward: t1: 0 simd, 0 lut, 7 portable, 0 lut_portable; t8: 0 simd, 0 lut, 7 portable, 0 lut_portable\n"
 	"kernels (18): deq_f16_k128 embed_f16_k128_v320 rmsnorm_n128 quant_tok_k128 tmm_i2s_k128_n128 tmm_i2s_k128_n64 rope_neox_hd64_nrot64_nh2 rope_neox_hd64_nrot64_nh1 kv_store_w64 attn_h2_kv1_hd64 add_n128 tmm_i2s_k128_n256 relu2_glu_n256 rmsnorm_n256 quant_tok_k256 tmm_i2s_k256_n128 head_prep_f16_k128 head_f16_k128_n320\n"
 	"";
 

@@ -18,7 +18,8 @@ p:add("infer_shapes")
 p:add("dce")
 
 -- Fuse each rmsnorm that only feeds a quantizer into one rmsnorm_quant node (the normed rows
--- stay in a per-call temporary), then drop the norms the fusion left unread.
+-- stay in a per-call temporary), and each residual add before one into add_rmsnorm_quant
+-- (the sum is normed while it is in cache), then drop the norms the fusion left unread.
 p:add("fuse")
 p:add("dce")
 

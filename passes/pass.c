@@ -11,7 +11,9 @@ static const PassOptInfo batch_templates_opts[] = {
 };
 
 static const PassOptInfo fuse_opts[] = {
-	{"match", PASS_OPT_STR, "*", "only quant_act nodes whose names match this glob"},
+	{"match", PASS_OPT_STR, "*",
+	 "only fusions into nodes whose names match this glob (the quantizer; the add for the "
+	 "residual fusion)"},
 	{NULL, PASS_OPT_INT, NULL, NULL},
 };
 
@@ -64,10 +66,13 @@ static const PassInfo passes[] = {
 			  "invalidates: value and node ids (compacted)",
 	 "remove constants nothing reads and nodes whose outputs nothing reads", NULL},
 	{"fuse", pass_fuse,
-	 "requires: a verified graph; produces: rmsnorm_quant nodes in place of rmsnorm + "
-	 "quant_act pairs (the quant_act's id, name and outputs kept), the fused rmsnorm left "
-	 "unread for dce; invalidates: nothing",
-	 "fuse each rmsnorm whose only reader is a quant_act into one rmsnorm_quant node",
+	 "requires: a verified graph (without a memory plan where an add is fused); produces: "
+	 "rmsnorm_quant nodes in place of rmsnorm + quant_act pairs (the quant_act's id, name and "
+	 "outputs kept, the fused rmsnorm left unread for dce), then add_rmsnorm_quant nodes in "
+	 "place of add + rmsnorm_quant pairs (the add's id, name and sum kept, the rmsnorm_quant "
+	 "removed); invalidates: the ids of nodes after a fused add (value ids kept)",
+	 "fuse each rmsnorm whose only reader is a quant_act into one rmsnorm_quant node, and "
+	 "each residual add whose sum an rmsnorm_quant reads into one add_rmsnorm_quant node",
 	 fuse_opts},
 	{"batch_templates", pass_batch_templates,
 	 "requires: a verified graph; produces: graph attributes batch_sizes (int list, "

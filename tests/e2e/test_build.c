@@ -68,109 +68,8 @@ static float *run_prog(const char *prog, const int32_t *tok, int n, int gen, int
 	return x;
 }
 
-typedef struct {
-	GgufFile *f;
-	IrGraph *g;
-	int nv;
-} Model;
-
-static void model_open(Model *m, const char *path)
-{
-	BnErr e = {0};
-	m->f = gguf_open(path, &e);
-	if (!m->f)
-		fail_msg("%s", e.msg);
-	m->g = bnm_load(m->f, &e);
-	if (!m->g)
-		fail_msg("%s", e.msg);
-	if (pass_run(m->g, "dce", NULL, &e))
-		fail_msg("%s", e.msg);
-	m->nv = (int)m->g->hp.n_vocab;
-}
-
-static void model_close(Model *m)
-{
-	ir_graph_free(m->g);
-	gguf_close(m->f);
-}
-
-/* The sizes a program splits a prompt into (ascending): its batch templates below -ub,
- * then -ub (the largest template without it). */
-typedef struct {
-	int n;
-	int s[8];
-} Calls;
-
-static const Calls calls_default = {4, {1, 8, 32, 128}}; /* passes/default.lua */
-static const Calls calls_step = {1, {1}};                /* -ub 1, decode-only builds */
-
-/* The program's call split (runtime/rt_main.c, rt_chunk): the largest size that fits; a
- * rest below every multi-token size in one call; never a last call of one token. */
-static int chunk(int rem, const Calls *c)
-{
-	int cap = c->s[c->n - 1], m = 1;
-	for (int i = 0; i < c->n; i++)
-		if (c->s[i] <= rem)
-			m = c->s[i];
-	if (m == 1)
-		m = rem < cap ? rem : cap;
-	if (rem - m == 1 && m > 1)
-		m = m > 2 ? m - 1 : m + 1 <= cap ? m + 1 : 1;
-	return m;
-}
-
-
-/* max |d| / max(1, max |ref|) over one row */
-static double rel_diff(const float *got, const float *ref, int nv)
-{
-	double md = 0, mx = 1;
-	for (int i = 0; i < nv; i++) {
-		md = fmax(md, fabs((double)got[i] - (double)ref[i]));
-		mx = fmax(mx, fabs((double)ref[i]));
-	}
-	return md / mx;
-}
-
-/* The binary's rows (n prompt rows, then generated rows) against the interpreter run the
- * same way: the prompt in the program's chunks, then one token per call, each the
- * token the program chose. Returns the worst relative difference. */
-static double vs_interp(Model *m, const float *got, int rows, const int32_t *tok, int n,
-			const Calls *calls)
-{
-	BnErr e = {0};
-	IrInterp *it = ir_interp_new(m->g, 256, &e);
-	if (!it)
-		fail_msg("%s", e.msg);
-	ir_interp_set_threads(it, 2);
-	float *ref = malloc((size_t)calls->s[calls->n - 1] * (size_t)m->nv * sizeof(float));
-	double worst = 0;
-	for (int off = 0; off < n;) {
-		int c = chunk(n - off, calls);
-		if (ir_interp_eval(it, tok + off, c, ref, &e))
-			fail_msg("%s", e.msg);
-		for (int r = 0; r < c; r++) {
-			double d = rel_diff(got + (size_t)(off + r) * (size_t)m->nv,
-					    ref + (size_t)r * (size_t)m->nv, m->nv);
-			if (d > 1e-4)
-				fail_msg("row %d: binary vs interpreter %.3g relative (> 1e-4)", off + r, d);
-			worst = fmax(worst, d);
-		}
-		off += c;
-	}
-	for (int r = n; r < rows; r++) { /* generated: single-token (step) calls */
-		int32_t t = (int)rt_argmax(got + (size_t)(r - 1) * (size_t)m->nv, m->nv);
-		if (ir_interp_eval(it, &t, 1, ref, &e))
-			fail_msg("%s", e.msg);
-		double d = rel_diff(got + (size_t)r * (size_t)m->nv, ref, m->nv);
-		if (d > 1e-4)
-			fail_msg("generated row %d: binary vs interpreter %.3g relative (> 1e-4)", r, d);
-		worst = fmax(worst, d);
-	}
-	free(ref);
-	ir_interp_free(it);
-	return worst;
-}
-
+static const TuCalls calls_default = {4, {1, 8, 32, 128}}; /* passes/default.lua */
+static const TuCalls calls_step = {1, {1}};                /* -ub 1, decode-only builds */
 
 /* Tokens (prompt then continuation) and the step reference rows of one golden prompt. */
 static int load_ref(const char *m, const char *p, const char *mode, int32_t *tok, int *n_prompt_out,
@@ -226,8 +125,8 @@ static void test_golden_models(void **state)
 		snprintf(gguf, sizeof gguf, "%s", tu_data(rel));
 		snprintf(prog, sizeof prog, "%s", tu_tmp(goldens[mi]));
 		build(gguf, prog, "");
-		Model m;
-		model_open(&m, gguf);
+		TuModel m;
+		tu_model_open(&m, gguf);
 		TuGolden forced = {0}, forced_step = {0}, free_run = {0};
 		double worst_rel = 0;
 		for (size_t pi = 0; pi < sizeof prompts / sizeof prompts[0]; pi++) {
@@ -240,7 +139,7 @@ static void test_golden_models(void **state)
 			assert_int_equal(rows, n * m.nv);
 			for (int r = 0; r < n; r++)
 				tu_golden_row(&forced, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
-			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n, &calls_default));
+			worst_rel = fmax(worst_rel, tu_vs_interp(&m, got, n, tok, n, &calls_default));
 			free(got);
 
 			/* the same, one token per call (-ub 1): the reference's step mode */
@@ -248,7 +147,7 @@ static void test_golden_models(void **state)
 			assert_int_equal(rows, n * m.nv);
 			for (int r = 0; r < n; r++)
 				tu_golden_row(&forced_step, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
-			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n, &calls_step));
+			worst_rel = fmax(worst_rel, tu_vs_interp(&m, got, n, tok, n, &calls_step));
 			free(got);
 			free(ref);
 
@@ -265,7 +164,7 @@ static void test_golden_models(void **state)
 				}
 				tu_golden_row(&free_run, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
 			}
-			worst_rel = fmax(worst_rel, vs_interp(&m, got, n, tok, n_prompt, &calls_default));
+			worst_rel = fmax(worst_rel, tu_vs_interp(&m, got, n, tok, n_prompt, &calls_default));
 			free(got);
 			free(ref);
 		}
@@ -274,7 +173,7 @@ static void test_golden_models(void **state)
 		       forced_step.agree, free_run.rows, free_run.max_d, free_run.agree, worst_rel);
 		assert_true(forced_step.agree * 100 >= forced_step.rows * 97);
 		assert_true(free_run.agree * 100 >= free_run.rows * 97);
-		model_close(&m);
+		tu_model_close(&m);
 	}
 }
 
@@ -305,15 +204,15 @@ static void test_variants(void **state)
 			fail_msg("mkmodel %s: %s", v[i].args, log ? log : "");
 		free(log);
 		build(gguf, prog, "");
-		Model m;
-		model_open(&m, gguf);
+		TuModel m;
+		tu_model_open(&m, gguf);
 		int rows;
 		float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
 		assert_int_equal(rows, 17 * m.nv);
-		double d = vs_interp(&m, got, 17, prompt13, 13, &calls_default);
+		double d = tu_vs_interp(&m, got, 17, prompt13, 13, &calls_default);
 		printf("build %-16s (%s): vs interpreter %.2g rel\n", v[i].name, v[i].args, d);
 		free(got);
-		model_close(&m);
+		tu_model_close(&m);
 	}
 }
 
@@ -329,18 +228,18 @@ static void test_split(void **state)
 	snprintf(p32, sizeof p32, "%s", tu_tmp("split-mb32"));
 	build(gguf, p4, "--max-batch 4");
 	build(gguf, p32, "");
-	Model m;
-	model_open(&m, gguf);
+	TuModel m;
+	tu_model_open(&m, gguf);
 	int r4, r32;
 	float *a = run_prog(p4, prompt13, 13, 2, &r4, NULL);
 	float *b = run_prog(p32, prompt13, 13, 0, &r32, NULL);
 	assert_int_equal(r4, 15 * m.nv);
-	vs_interp(&m, a, 15, prompt13, 13, &(Calls){2, {1, 4}});
+	tu_vs_interp(&m, a, 15, prompt13, 13, &(TuCalls){2, {1, 4}});
 	for (int r = 0; r < 13; r++)
-		assert_true(rel_diff(a + (size_t)r * (size_t)m.nv, b + (size_t)r * (size_t)m.nv, m.nv) <= 1e-4);
+		assert_true(tu_rel_diff(a + (size_t)r * (size_t)m.nv, b + (size_t)r * (size_t)m.nv, m.nv) <= 1e-4);
 	free(a);
 	free(b);
-	model_close(&m);
+	tu_model_close(&m);
 }
 
 /* The residual adds fused into the next norm (the default pipeline) against the same
@@ -383,7 +282,7 @@ static void test_pipelines(void **state)
 	(void)state;
 	static const struct {
 		const char *script;
-		const Calls *calls; /* the calls the program then makes */
+		const TuCalls *calls; /* the calls the program then makes */
 	} ex[] = {
 		{"decode_only.lua", &calls_step},
 		{"per_layer.lua", &calls_default},
@@ -392,8 +291,8 @@ static void test_pipelines(void **state)
 	char gguf[4096], src[4096];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
 	snprintf(src, sizeof src, "%s/../../examples/pipelines", tu_data(""));
-	Model m;
-	model_open(&m, gguf);
+	TuModel m;
+	tu_model_open(&m, gguf);
 	for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
 		char prog[4096], extra[8192];
 		snprintf(prog, sizeof prog, "%s", tu_tmp(ex[i].script));
@@ -402,10 +301,10 @@ static void test_pipelines(void **state)
 		int rows;
 		float *got = run_prog(prog, prompt13, 13, 2, &rows, NULL);
 		assert_int_equal(rows, 15 * m.nv);
-		vs_interp(&m, got, 15, prompt13, 13, ex[i].calls);
+		tu_vs_interp(&m, got, 15, prompt13, 13, ex[i].calls);
 		free(got);
 	}
-	model_close(&m);
+	tu_model_close(&m);
 
 	const char *bad = tu_tmp("bad_pipeline.lua"), *out = tu_tmp("bad_pipeline_prog");
 	const char *text = "local p = require('bitnetc').pipeline()\np:add('dce')\np:add(\n";
@@ -530,8 +429,8 @@ static void test_simd_heads(void **state)
 			   tu_bitnetc(), embd[i], gguf))
 			fail_msg("mkmodel --embd-type %s: %s", embd[i], log ? log : "");
 		free(log);
-		Model m;
-		model_open(&m, gguf);
+		TuModel m;
+		tu_model_open(&m, gguf);
 		for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
 			if (t == 1 && !avx2)
 				continue;
@@ -542,11 +441,11 @@ static void test_simd_heads(void **state)
 			int rows;
 			float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
 			assert_int_equal(rows, 17 * m.nv);
-			double d = vs_interp(&m, got, 17, prompt13, 13, &calls_default);
+			double d = tu_vs_interp(&m, got, 17, prompt13, 13, &calls_default);
 			printf("head %-4s %-8s: vs interpreter %.2g rel\n", embd[i], targets[t], d);
 			free(got);
 		}
-		model_close(&m);
+		tu_model_close(&m);
 	}
 }
 
@@ -566,7 +465,7 @@ static void test_quant_heads(void **state)
 	bool avx2 = tu_run(NULL, "grep -q '^flags.* avx2 .*fma' /proc/cpuinfo && grep -q '^flags.* f16c' /proc/cpuinfo") == 0;
 	static const struct {
 		const char *tag, *extra;
-		Calls calls;
+		TuCalls calls;
 	} builds[] = {{"", "", {4, {1, 8, 32, 128}}}, {"-mb4", " --max-batch 4", {2, {1, 4}}}};
 	char f16[4096];
 	snprintf(f16, sizeof f16, "%s", tu_tmp("qhead-f16.gguf"));
@@ -583,8 +482,8 @@ static void test_quant_heads(void **state)
 			   tu_bitnetc(), types[ti], gguf))
 			fail_msg("mkmodel --embd-type %s: %s", types[ti], log ? log : "");
 		free(log);
-		Model m;
-		model_open(&m, gguf);
+		TuModel m;
+		tu_model_open(&m, gguf);
 		for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
 			if (t == 1 && !avx2)
 				continue;
@@ -596,7 +495,7 @@ static void test_quant_heads(void **state)
 				int rows;
 				float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
 				assert_int_equal(rows, 17 * m.nv);
-				double d = vs_interp(&m, got, 17, prompt13, 13, &builds[bi].calls);
+				double d = tu_vs_interp(&m, got, 17, prompt13, 13, &builds[bi].calls);
 				printf("head %s %-11s%-4s: vs interpreter %.2g rel\n", types[ti], targets[t],
 				       builds[bi].tag, d);
 				free(got);
@@ -604,10 +503,10 @@ static void test_quant_heads(void **state)
 			if (t < 2)
 				last_only_check(gguf, types[ti], targets[t]);
 		}
-		model_close(&m);
+		tu_model_close(&m);
 
 		/* the pass, on the f16 model (the default pipeline plus quantize_head) */
-		model_open(&m, f16);
+		tu_model_open(&m, f16);
 		BnErr e = {0};
 		PassOpts o = {0};
 		if (pass_opts_set(&o, "quantize_head", "type", types[ti], &e) ||
@@ -626,10 +525,10 @@ static void test_quant_heads(void **state)
 		int rows;
 		float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
 		assert_int_equal(rows, 17 * m.nv);
-		double d = vs_interp(&m, got, 17, prompt13, 13, &calls_default);
+		double d = tu_vs_interp(&m, got, 17, prompt13, 13, &calls_default);
 		printf("head %s by quantize_head (native): vs interpreter %.2g rel\n", types[ti], d);
 		free(got);
-		model_close(&m);
+		tu_model_close(&m);
 	}
 }
 

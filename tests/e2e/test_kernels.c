@@ -20,27 +20,6 @@
 static const int32_t prompt[] = {496, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114};
 enum { N_PROMPT = 13, N_GEN = 2 };
 
-typedef struct {
-	IrGraph *g;
-	GgufFile *f;
-	int nv;
-} Model;
-
-static void model_open(Model *m, const char *path)
-{
-	BnErr e = {0};
-	if (!(m->f = gguf_open(path, &e)) || !(m->g = bnm_load(m->f, &e)) ||
-	    pass_run(m->g, "dce", NULL, &e))
-		fail_msg("%s", e.msg);
-	m->nv = (int)m->g->hp.n_vocab;
-}
-
-static void model_close(Model *m)
-{
-	ir_graph_free(m->g);
-	gguf_close(m->f);
-}
-
 /* Runs prog (-ub ub) on the prompt, greedy for N_GEN more; returns all logits rows.
  * wrap goes before the program (an emulator and its options, or ""). */
 static float *run_with(const char *wrap, const char *prog, int ub, int nv)
@@ -89,7 +68,7 @@ static const char *kind_of(const char *layout, const char *kernel)
 
 /* The program's --info says every ternary matmul of both forwards (t1, t16) runs the
  * kernel kind asked for. */
-static void check_kinds(const Model *m, const char *wrap, const char *prog, const char *kernel)
+static void check_kinds(const TuModel *m, const char *wrap, const char *prog, const char *kernel)
 {
 	int n = 0;
 	for (int i = 0; i < m->g->n_nodes; i++)
@@ -105,42 +84,13 @@ static void check_kinds(const Model *m, const char *wrap, const char *prog, cons
 	free(log);
 }
 
-/* The interpreter with the prompt in one call (ub > 1; the templates below make the
- * program do the same) or token by token, then the generated tokens one per call. */
-static double vs_interp(Model *m, const float *got, int ub)
+/* The program's rows against the interpreter: the prompt in one call of 13 (ub 16; the
+ * templates {1, 16} make the program do the same) or token by token, then the generated
+ * tokens one per call. */
+static double vs_interp(TuModel *m, const float *got, int ub)
 {
-	BnErr e = {0};
-	IrInterp *it = ir_interp_new(m->g, 64, &e);
-	if (!it)
-		fail_msg("%s", e.msg);
-	ir_interp_set_threads(it, 2);
-	float *ref = malloc((size_t)N_PROMPT * (size_t)m->nv * sizeof(float));
-	double worst = 0;
-	int row = 0;
-	int32_t toks[N_PROMPT + N_GEN];
-	memcpy(toks, prompt, sizeof prompt);
-	for (int off = 0; off < N_PROMPT + N_GEN;) {
-		int c = off >= N_PROMPT ? 1 : ub > 1 ? N_PROMPT : 1;
-		if (off >= N_PROMPT)
-			toks[off] = (int32_t)rt_argmax(got + (size_t)(off - 1) * (size_t)m->nv, m->nv);
-		if (ir_interp_eval(it, toks + off, c, ref, &e))
-			fail_msg("%s", e.msg);
-		for (int r = 0; r < c; r++, row++) {
-			const float *a = got + (size_t)row * (size_t)m->nv, *b = ref + (size_t)r * (size_t)m->nv;
-			double md = 0, mx = 1;
-			for (int i = 0; i < m->nv; i++) {
-				md = fmax(md, fabs((double)a[i] - (double)b[i]));
-				mx = fmax(mx, fabs((double)b[i]));
-			}
-			if (md / mx > 1e-4)
-				fail_msg("row %d: program vs interpreter %.3g relative (> 1e-4)", row, md / mx);
-			worst = fmax(worst, md / mx);
-		}
-		off += c;
-	}
-	free(ref);
-	ir_interp_free(it);
-	return worst;
+	static const TuCalls one = {1, {1}}, templates = {2, {1, 16}};
+	return tu_vs_interp(m, got, N_PROMPT + N_GEN, prompt, N_PROMPT, ub > 1 ? &templates : &one);
 }
 
 /* A pipeline: the default passes, weights in layout (or left alone), templates {1, 16}
@@ -201,8 +151,8 @@ static void test_families(void **state)
 	};
 	char gguf[4096];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
-	Model m = {0};
-	model_open(&m, gguf);
+	TuModel m = {0};
+	tu_model_open(&m, gguf);
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
 		if ((v[i].need == 1 && !avx2) || (v[i].need == 2 && !avx512) ||
 		    (v[i].need == 3 && !vbmi)) {
@@ -229,7 +179,7 @@ static void test_families(void **state)
 			free(got);
 		}
 	}
-	model_close(&m);
+	tu_model_close(&m);
 }
 
 /* The NEON kernels on any host: each variant cross-compiled for aarch64 (Debian's
@@ -277,8 +227,8 @@ static void test_neon_qemu(void **state)
 	};
 	snprintf(wrap, sizeof wrap, "qemu-aarch64 -L %s", sysroot);
 	snprintf(wrap_a53, sizeof wrap_a53, "qemu-aarch64 -cpu cortex-a53 -L %s", sysroot);
-	Model m = {0};
-	model_open(&m, gguf);
+	TuModel m = {0};
+	tu_model_open(&m, gguf);
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
 		char lua[4096], prog[4096];
 		snprintf(lua, sizeof lua, "%s", tu_tmp("neon_pipeline.lua"));
@@ -312,7 +262,7 @@ static void test_neon_qemu(void **state)
 			free(log);
 		}
 	}
-	model_close(&m);
+	tu_model_close(&m);
 }
 
 /* A program built for instructions this CPU lacks says so and exits non-zero. The

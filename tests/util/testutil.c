@@ -217,3 +217,91 @@ char *tu_print_graph(const IrGraph *g)
 	fclose(f);
 	return buf;
 }
+
+void tu_model_open(TuModel *m, const char *path)
+{
+	BnErr e = {0};
+	m->f = gguf_open(path, &e);
+	if (!m->f)
+		fail_msg("%s", e.msg);
+	m->g = bnm_load(m->f, &e);
+	if (!m->g)
+		fail_msg("%s", e.msg);
+	if (pass_run(m->g, "dce", NULL, &e))
+		fail_msg("%s", e.msg);
+	m->nv = (int)m->g->hp.n_vocab;
+}
+
+void tu_model_close(TuModel *m)
+{
+	ir_graph_free(m->g);
+	gguf_close(m->f);
+}
+
+
+/* The program's call split (runtime/rt_main.c, rt_chunk): the largest size that fits; a
+ * rest below every multi-token size in one call; never a last call of one token. */
+int tu_chunk(int rem, const TuCalls *c)
+{
+	int cap = c->s[c->n - 1], m = 1;
+	for (int i = 0; i < c->n; i++)
+		if (c->s[i] <= rem)
+			m = c->s[i];
+	if (m == 1)
+		m = rem < cap ? rem : cap;
+	if (rem - m == 1 && m > 1)
+		m = m > 2 ? m - 1 : m + 1 <= cap ? m + 1 : 1;
+	return m;
+}
+
+
+/* max |d| / max(1, max |ref|) over one row */
+double tu_rel_diff(const float *got, const float *ref, int nv)
+{
+	double md = 0, mx = 1;
+	for (int i = 0; i < nv; i++) {
+		md = fmax(md, fabs((double)got[i] - (double)ref[i]));
+		mx = fmax(mx, fabs((double)ref[i]));
+	}
+	return md / mx;
+}
+
+/* The binary's rows (n prompt rows, then generated rows) against the interpreter run the
+ * same way: the prompt in the program's chunks, then one token per call, each the
+ * token the program chose. Returns the worst relative difference. */
+double tu_vs_interp(TuModel *m, const float *got, int rows, const int32_t *tok, int n,
+			const TuCalls *calls)
+{
+	BnErr e = {0};
+	IrInterp *it = ir_interp_new(m->g, 256, &e);
+	if (!it)
+		fail_msg("%s", e.msg);
+	ir_interp_set_threads(it, 2);
+	float *ref = malloc((size_t)calls->s[calls->n - 1] * (size_t)m->nv * sizeof(float));
+	double worst = 0;
+	for (int off = 0; off < n;) {
+		int c = tu_chunk(n - off, calls);
+		if (ir_interp_eval(it, tok + off, c, ref, &e))
+			fail_msg("%s", e.msg);
+		for (int r = 0; r < c; r++) {
+			double d = tu_rel_diff(got + (size_t)(off + r) * (size_t)m->nv,
+					    ref + (size_t)r * (size_t)m->nv, m->nv);
+			if (d > 1e-4)
+				fail_msg("row %d: binary vs interpreter %.3g relative (> 1e-4)", off + r, d);
+			worst = fmax(worst, d);
+		}
+		off += c;
+	}
+	for (int r = n; r < rows; r++) { /* generated: single-token (step) calls */
+		int32_t t = (int)rt_argmax(got + (size_t)(r - 1) * (size_t)m->nv, m->nv);
+		if (ir_interp_eval(it, &t, 1, ref, &e))
+			fail_msg("%s", e.msg);
+		double d = tu_rel_diff(got + (size_t)r * (size_t)m->nv, ref, m->nv);
+		if (d > 1e-4)
+			fail_msg("generated row %d: binary vs interpreter %.3g relative (> 1e-4)", r, d);
+		worst = fmax(worst, d);
+	}
+	free(ref);
+	ir_interp_free(it);
+	return worst;
+}

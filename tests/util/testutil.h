@@ -43,6 +43,30 @@ float tu_margin(const float *row, int nv);
  * with tu_golden_graph_free, which also drops the graph's pass attributes. */
 IrGraph *tu_golden_graph(const char *model, GgufFile **f);
 void tu_golden_graph_free(IrGraph *g, GgufFile *f);
+/* A model file opened and lowered, dce run (what a program is built from); nv its vocab. */
+typedef struct {
+	GgufFile *f;
+	IrGraph *g;
+	int nv;
+} TuModel;
+void tu_model_open(TuModel *m, const char *path);
+void tu_model_close(TuModel *m);
+/* The sizes a program splits a prompt into (ascending): its batch templates below -ub,
+ * then -ub (the largest template without it). */
+typedef struct {
+	int n;
+	int s[8];
+} TuCalls;
+/* The program's call split (runtime/rt_main.c, rt_chunk) of rem prompt tokens. */
+int tu_chunk(int rem, const TuCalls *c);
+/* max |d| / max(1, max |ref|) over one row of nv logits. */
+double tu_rel_diff(const float *got, const float *ref, int nv);
+/* A program's logits rows (n prompt rows, then rows - n generated, each from the token the
+ * program chose) against the interpreter run the same way: the prompt in the program's
+ * calls, then one token per call. Fails the test past 1e-4 relative per row; returns the
+ * worst. */
+double tu_vs_interp(TuModel *m, const float *got, int rows, const int32_t *tok, int n,
+		    const TuCalls *calls);
 /* The graph as ir_print writes it, malloc'd. */
 char *tu_print_graph(const IrGraph *g);
 /* Deterministic random numbers for tests. */

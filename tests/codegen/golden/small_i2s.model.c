@@ -1418,6 +1418,7 @@ static const char model_info[] =
 	"n_layer 1, n_embd 128, n_ff 256, heads 2/1, head_dim 64, n_vocab 320, n_ctx_train 512\n"
 	"target cpu-generic, forward templates: 1 token (step), 8 tokens (batch)\n"
 	"scratch 29760 bytes, KV 264 bytes per position\n"
+	"ternary matmul kernels per forward: t1: 0 simd, 0 lut, 7 portable, 0 lut_portable; t8: 0 simd, 0 lut, 7 portable, 0 lut_portable\n"
 	"kernels (18): deq_f16_k128 embed_f16_k128_v320 rmsnorm_n128 quant_tok_k128 tmm_i2s_k128_n128 tmm_i2s_k128_n64 rope_neox_hd64_nrot64_nh2 rope_neox_hd64_nrot64_nh1 kv_store_w64 attn_h2_kv1_hd64 add_n128 tmm_i2s_k128_n256 relu2_glu_n256 rmsnorm_n256 quant_tok_k256 tmm_i2s_k256_n128 head_prep_f16_k128 head_f16_k128_n320\n"
 	"";
 

@@ -265,12 +265,30 @@ static void put_cmd(char *cmd, size_t cmd_n, const char *const *argv)
 	}
 }
 
+/* Splits o->cflags at spaces into words (in buf, pointers in w); returns how many. */
+static int split_cflags(const CgOpts *o, char *buf, size_t bn, const char **w, int max)
+{
+	int n = 0;
+	snprintf(buf, bn, "%s", o->cflags ? o->cflags : "");
+	for (char *p = buf; *p && n < max;) {
+		while (*p == ' ' || *p == '\t')
+			*p++ = 0;
+		if (!*p)
+			break;
+		w[n++] = p;
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+	}
+	return n;
+}
+
 int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_path, char *cmd,
 	  size_t cmd_n, BnErr *e)
 {
-	enum { MAX_ARGS = 64 };
-	const char *argv[MAX_ARGS];
-	int n = 0;
+	enum { MAX_ARGS = 96, MAX_EXTRA = 16 };
+	const char *argv[MAX_ARGS], *extra[MAX_EXTRA];
+	char extra_buf[1024];
+	int n = 0, n_extra = split_cflags(o, extra_buf, sizeof extra_buf, extra, MAX_EXTRA);
 	const char *cc = o->cc ? o->cc : "cc";
 	cmd[0] = 0;
 	/* model.c with the target's flags... */
@@ -280,8 +298,10 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
 	/* the generated kernels reproduce the interpreter's float order: no fused a*b+c */
 	argv[n++] = "-ffp-contract=off";
 	argv[n++] = "-D_GNU_SOURCE";
-	for (int i = 0; t->cflags && t->cflags[i] && n < MAX_ARGS - 16; i++)
+	for (int i = 0; t->cflags && t->cflags[i] && n < MAX_ARGS - 16 - MAX_EXTRA; i++)
 		argv[n++] = t->cflags[i];
+	for (int i = 0; i < n_extra; i++)
+		argv[n++] = extra[i];
 	argv[n++] = "-c";
 	argv[n++] = "-o";
 	argv[n++] = "model.o";
@@ -309,6 +329,8 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
 	/* ...and the runtime for the architecture's baseline: main() checks the CPU has what
 	 * model.o needs before calling into it, and must not use those instructions itself */
 	n = 5;
+	for (int i = 0; i < n_extra; i++)
+		argv[n++] = extra[i];
 	argv[n++] = "-o";
 	argv[n++] = out_path;
 	argv[n++] = "model.o";

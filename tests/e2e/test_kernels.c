@@ -332,6 +332,16 @@ static void test_cpu_check(void **state)
 			 f.neon && f.dotprod ? 0 : -1);
 	if (!f.neon)
 		assert_string_equal(missing, "neon dotprod");
+	/* the OS's part: only amx_tile asks for anything (the tile state, granted exactly
+	 * where the CPU has AMX and Linux enables it) */
+	char why[256];
+	assert_int_equal(rt_cpu_enable("avx2 fma avx512_vnni", why, sizeof why), 0);
+	int amx = rt_cpu_enable("avx512f amx_tile amx_int8", why, sizeof why);
+	printf("AMX tile state from the OS: %s\n", amx ? why : "granted");
+	if (f.amx_tile && f.amx_int8)
+		assert_int_equal(amx, 0);
+	else
+		assert_int_equal(amx, -1);
 }
 
 int main(void)

@@ -16,6 +16,9 @@
 static const char *const avx2_flags[] = {"-mavx2", "-mfma", "-mf16c", NULL};
 static const char *const avx512_flags[] = {"-mavx2", "-mfma", "-mf16c", "-mavx512f",
 					   "-mavx512bw", "-mavx512vl", "-mavx512vnni", NULL};
+static const char *const amx_flags[] = {"-mavx2", "-mfma", "-mf16c", "-mavx512f",
+					"-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mamx-tile",
+					"-mamx-int8", NULL};
 /* AArch64: the v8.0 baseline pinned (a compiler defaulting to a newer -march must not put
  * v8.2+ instructions into cpu-neon), and v8.2 with the dot product for cpu-neon-dot. */
 static const char *const neon_flags[] = {"-march=armv8-a", NULL};
@@ -29,6 +32,8 @@ static const CgTarget cpu_targets[] = {
 	{"cpu-generic", "portable C11, any CPU the C compiler targets", cg_cpu_emit, NULL},
 	{"cpu-avx2", "x86-64 AVX2 + FMA + F16C kernels", cg_cpu_emit, avx2_flags},
 	{"cpu-avx512", "x86-64 AVX-512 (F, BW, VL) + VNNI kernels", cg_cpu_emit, avx512_flags},
+	{"cpu-amx", "x86-64 AVX-512 VNNI kernels, AMX-INT8 tiles for multi-token forwards",
+	 cg_cpu_emit, amx_flags},
 	{"cpu-neon", "AArch64 NEON kernels (armv8-a)", cg_cpu_emit, neon_flags},
 	{"cpu-neon-dot", "AArch64 NEON + dot product (sdot) kernels (armv8.2-a+dotprod)",
 	 cg_cpu_emit, neon_dot_flags},
@@ -46,7 +51,7 @@ const CgTarget *cg_cpu_target(const char *name)
 
 const char *cg_cpu_target_names(void)
 {
-	return "cpu-generic, cpu-avx2, cpu-avx512, cpu-neon, cpu-neon-dot, native";
+	return "cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon, cpu-neon-dot, native";
 }
 
 void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
@@ -56,6 +61,7 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 	isa->level = CG_ISA_GENERIC;
 	isa->vnni = false;
 	isa->vbmi = false;
+	isa->amx = false;
 	snprintf(features, n, "%s", "");
 	if (!name)
 		return;
@@ -66,6 +72,12 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 		isa->level = CG_ISA_AVX512;
 		isa->vnni = true;
 		snprintf(features, n, "%s", f_avx512);
+	} else if (strcmp(name, "cpu-amx") == 0) {
+		isa->level = CG_ISA_AVX512;
+		isa->vnni = true;
+		isa->amx = true;
+		/* a build with -DBN_AMX_EMULATE drops the amx names again (cg_cpu_emit) */
+		snprintf(features, n, "%s amx_tile amx_int8", f_avx512);
 	} else if (strcmp(name, "cpu-neon") == 0) {
 		isa->level = CG_ISA_NEON;
 		snprintf(features, n, "%s", "neon");
@@ -81,6 +93,7 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 			isa->level = CG_ISA_AVX512;
 			isa->vnni = true;
 			isa->vbmi = f.avx512_vbmi;
+			isa->amx = f.amx_tile && f.amx_int8;
 		} else if (f.avx2 && f.fma && f.f16c) {
 			isa->level = CG_ISA_AVX2;
 			isa->vnni = f.avx_vnni;

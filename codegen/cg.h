@@ -36,6 +36,9 @@ void cg_buf_free(CgBuf *b);
 typedef struct {
 	const char *target;   /* --target name */
 	const char *cc;       /* C compiler (default "cc") */
+	/* extra flags for every compiler command (model.c, and the runtime with the link),
+	 * split at spaces (--cflags, e.g. "-DBN_AMX_EMULATE"); NULL: none */
+	const char *cflags;
 	const char *opt;      /* "-O0".."-O3" (default "-O2") */
 	int max_batch;        /* tokens per multi-token forward call (default 32) */
 	/* the forward functions to emit, by token count (batch_templates' batch_sizes):

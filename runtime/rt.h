@@ -61,6 +61,10 @@ void rt_cpu_detect(RtCpuFeatures *f);
  * cg_cpu_features_str writes them: "avx2 fma f16c avx512f ..."); else -1 with the missing
  * (or unknown) ones in missing. */
 int rt_cpu_require(const char *features, char *missing, size_t n);
+/* Asks the OS for what listed features need before their first use: the AMX tile state
+ * (amx_tile) on Linux. 0 if nothing is needed or it was granted; else -1 with the reason
+ * in why. */
+int rt_cpu_enable(const char *features, char *why, size_t n);
 
 /* A sampler with llama.cpp's defaults and semantics. Each step applies, in this order
  * (llama.cpp's common sampler chain):

@@ -4,8 +4,13 @@
  * for the baseline of the architecture, never with the model's flags. */
 #include "rt.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
@@ -62,8 +67,9 @@ static void detect_x86(RtCpuFeatures *f)
 		f->avx512_vbmi = c & (1u << 1);
 		f->avx512_vnni = c & (1u << 11);
 	}
-	/* Linux also wants arch_prctl(ARCH_REQ_XCOMP_PERM) per process before tiles are used;
-	 * that is the generated binary's business, not detection's. */
+	/* AMX-TILE and AMX-INT8 are cpuid(7,0).EDX bits 24 and 25. Linux also wants
+	 * arch_prctl(ARCH_REQ_XCOMP_PERM) once per process before tiles are used: that is
+	 * rt_cpu_enable's business, not detection's. */
 	if (os_amx) {
 		f->amx_tile = d & (1u << 24);
 		f->amx_int8 = d & (1u << 25);
@@ -141,4 +147,40 @@ int rt_cpu_require(const char *features, char *missing, size_t n)
 		p += k;
 	}
 	return missing[0] ? -1 : 0;
+}
+
+/* Whether the space-separated list has the word name. */
+static bool listed(const char *features, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = features ? features : ""; *p;) {
+		while (*p == ' ')
+			p++;
+		size_t k = strcspn(p, " ");
+		if (k == n && !strncmp(p, name, n))
+			return true;
+		p += k;
+	}
+	return false;
+}
+
+int rt_cpu_enable(const char *features, char *why, size_t n)
+{
+	if (n)
+		why[0] = 0;
+	if (!listed(features, "amx_tile"))
+		return 0;
+#if defined(__linux__) && defined(__x86_64__)
+	/* Linux (5.16+) leaves the 8 KiB tile data state off until the process asks: without
+	 * this the first tile instruction faults. Process-wide: it covers every thread. */
+	enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+	if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0)
+		return 0;
+	snprintf(why, n, "arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA) failed: %s (it needs a CPU "
+			 "with AMX and Linux 5.16 or newer)",
+		 strerror(errno));
+#else
+	snprintf(why, n, "this runtime knows how to enable the AMX tile state on Linux x86-64 only");
+#endif
+	return -1;
 }

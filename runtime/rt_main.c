@@ -1324,6 +1324,9 @@ static int rt_main(int argc, char **argv, RtRun *run)
 			       missing);
 	if (o.info)
 		return rt_info(&o, argv[0]);
+	char why[256];
+	if (rt_cpu_enable(rt_model.cpu_features, why, sizeof why))
+		return rt_fail("the OS refused this program the CPU state it was built for: %s", why);
 
 	int64_t n_ctx = o.n_ctx;
 	if (o.bench) {

@@ -108,12 +108,16 @@ static const char usage_build[] =
 	"  -o, --output OUT      the program to write (required)\n"
 	"  --target T            native (default: the best kernels for this host, compiled with\n"
 	"                        -march=native), cpu-generic (portable C, runs anywhere),\n"
-	"                        cpu-avx2, cpu-avx512, cpu-neon or cpu-neon-dot (see bitnetc\n"
-	"                        targets). Any target builds on any host: the program checks\n"
-	"                        its CPU when it starts\n"
+	"                        cpu-avx2, cpu-avx512, cpu-amx, cpu-neon or cpu-neon-dot (see\n"
+	"                        bitnetc targets). Any target builds on any host: the program\n"
+	"                        checks its CPU when it starts\n"
 	"  --cc CC               the C compiler (default: $CC, else cc); a cross compiler\n"
 	"                        builds for another machine, e.g. --target cpu-neon-dot\n"
 	"                        --cc aarch64-linux-gnu-gcc on x86-64\n"
+	"  --cflags \"FLAGS\"      extra flags for every compiler command (model.c, and the\n"
+	"                        runtime with the link), split at spaces; e.g. --target\n"
+	"                        cpu-amx --cflags -DBN_AMX_EMULATE runs the AMX tiles in\n"
+	"                        software (hosts without AMX: for tests, not for speed)\n"
 	"  -O0 | -O1 | -O2 | -O3 optimization level of the generated code (default -O2)\n"
 	"  --max-batch N         most tokens per forward call (default: the largest size of\n"
 	"                        the pipeline's batch_templates, else 32; 1..4096): the\n"
@@ -415,7 +419,7 @@ static int load_model(const char *path, GgufFile **fp, IrGraph **gp)
 /* ---- build ---------------------------------------------------------------------- */
 
 typedef struct {
-	const char *path, *out, *target, *cc, *opt, *emit_dir, *weights_file;
+	const char *path, *out, *target, *cc, *cflags, *opt, *emit_dir, *weights_file;
 	const char *chat_template; /* --chat-template, or NULL: the file's */
 	bool no_tokenizer;
 	int64_t max_batch;
@@ -562,7 +566,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		max_batch = have_sizes ? bsz[n_bsz - 1] : 32;
 	if (max_batch > bsz[n_bsz - 1])
 		bsz[n_bsz++] = (int)max_batch;
-	CgOpts co = {.target = t->name, .cc = o->cc, .opt = o->opt, .max_batch = (int)max_batch,
+	CgOpts co = {.target = t->name, .cc = o->cc, .cflags = o->cflags, .opt = o->opt, .max_batch = (int)max_batch,
 		     .batch_sizes = bsz, .n_batch_sizes = n_bsz,
 		     .pipeline = o->pipeline ? o->pipeline : "default.lua", .bos = bos, .eos = eos, .tok_blob = tok.blob,
 		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
@@ -625,7 +629,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	if (o->verbose)
 		stage(4, "cc", now_s() - t0, "%s", cmd);
 	else
-		stage(4, "cc", now_s() - t0, "%s %s (%s)", co.cc, co.opt, t->name);
+		stage(4, "cc", now_s() - t0, "%s %s%s%s (%s)", co.cc, co.opt, co.cflags ? " " : "",
+		      co.cflags ? co.cflags : "", t->name);
 
 	/* [5] payload */
 	t0 = now_s();
@@ -700,6 +705,10 @@ static int cmd_build(int argc, char **argv)
 			if (!*v)
 				return usage_err(a.cmd, "--cc: empty compiler name");
 			o.cc = v;
+		} else if ((r = opt(&a, NULL, "--cflags", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.cflags = v;
 		} else if ((r = opt(&a, NULL, "--max-batch", &v)) != 0) {
 			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, 4096, &o.max_batch))
 				return EXIT_USAGE;

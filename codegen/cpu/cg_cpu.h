@@ -21,8 +21,9 @@ const char *cg_cpu_arch(void);
 
 /* ---- cg_cpu_targets.c ---- */
 
-/* The CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-neon, cpu-neon-dot, native) with
- * their availability on a host with features f. Returns how many were written (at most max). */
+/* The CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon, cpu-neon-dot,
+ * native) with their availability on a host with features f. Returns how many were
+ * written (at most max). */
 int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max);
 
 /* ---- cg_cpu_emit.c ---- */
@@ -40,13 +41,14 @@ typedef struct {
 	bool vnni; /* AVX2: AVX-VNNI (vpdpbusd on ymm); AVX512: AVX512_VNNI; NEON: dotprod
 		    * (sdot), the same 4-byte dot product into int32 lanes */
 	bool vbmi; /* AVX512: AVX512_VBMI (vpermb, the 64-entry byte lookup of the LUT kernels) */
+	bool amx;  /* AVX512: AMX-TILE + AMX-INT8 (TDPBSSD), the GEMM of multi-token forwards */
 } CgIsa;
 /* The ISA of target name (native: the best this host has) and the CPU features the
  * program checks at start (rt_cpu_require: space-separated, "" for none). */
 void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n);
 
-/* The buildable CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-neon, cpu-neon-dot,
- * native); NULL if name is none of them. Any of them builds on any host: the C compiler
+/* The buildable CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon,
+ * cpu-neon-dot, native); NULL if name is none of them. Any of them builds on any host: the C compiler
  * (--cc, e.g. a cross compiler) decides what the program runs on.
  * names gets a comma-separated list for messages. */
 const CgTarget *cg_cpu_target(const char *name);
@@ -81,6 +83,14 @@ int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *
  * VBMI, NEON, portable C; not AVX2), and its largest micro tile (groups of 16, tokens). */
 bool cg_lut_available(const CgIsa *isa);
 void cg_lut_max_tile(const CgIsa *isa, int *rg, int *tt);
+
+/* ---- cg_cpu_amx.c ---- */
+
+/* C text of the AMX tile layer every AMX kernel uses: BnTileCfg (the 64-byte palette-1
+ * configuration) and the BN_TILE_* macros (LOADCONFIG, RELEASE, ZERO, LOADD, STORED,
+ * DPBSSD), which are the intrinsics, or with -DBN_AMX_EMULATE a per-thread software tile
+ * file. Needs <stdint.h>, <string.h> and (real tiles) <immintrin.h> before it. */
+extern const char cg_amx_tiles_src[];
 
 /* ---- cg_cpu_tune.c ---- */
 

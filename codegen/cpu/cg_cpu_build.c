@@ -16,6 +16,9 @@
 static const char *const avx2_flags[] = {"-mavx2", "-mfma", "-mf16c", NULL};
 static const char *const avx512_flags[] = {"-mavx2", "-mfma", "-mf16c", "-mavx512f",
 					   "-mavx512bw", "-mavx512vl", "-mavx512vnni", NULL};
+static const char *const amx_flags[] = {"-mavx2", "-mfma", "-mf16c", "-mavx512f",
+					"-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mamx-tile",
+					"-mamx-int8", NULL};
 /* AArch64: the v8.0 baseline pinned (a compiler defaulting to a newer -march must not put
  * v8.2+ instructions into cpu-neon), and v8.2 with the dot product for cpu-neon-dot. */
 static const char *const neon_flags[] = {"-march=armv8-a", NULL};
@@ -29,6 +32,8 @@ static const CgTarget cpu_targets[] = {
 	{"cpu-generic", "portable C11, any CPU the C compiler targets", cg_cpu_emit, NULL},
 	{"cpu-avx2", "x86-64 AVX2 + FMA + F16C kernels", cg_cpu_emit, avx2_flags},
 	{"cpu-avx512", "x86-64 AVX-512 (F, BW, VL) + VNNI kernels", cg_cpu_emit, avx512_flags},
+	{"cpu-amx", "x86-64 AVX-512 VNNI kernels, AMX-INT8 tiles for multi-token forwards",
+	 cg_cpu_emit, amx_flags},
 	{"cpu-neon", "AArch64 NEON kernels (armv8-a)", cg_cpu_emit, neon_flags},
 	{"cpu-neon-dot", "AArch64 NEON + dot product (sdot) kernels (armv8.2-a+dotprod)",
 	 cg_cpu_emit, neon_dot_flags},
@@ -46,7 +51,7 @@ const CgTarget *cg_cpu_target(const char *name)
 
 const char *cg_cpu_target_names(void)
 {
-	return "cpu-generic, cpu-avx2, cpu-avx512, cpu-neon, cpu-neon-dot, native";
+	return "cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon, cpu-neon-dot, native";
 }
 
 void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
@@ -56,6 +61,7 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 	isa->level = CG_ISA_GENERIC;
 	isa->vnni = false;
 	isa->vbmi = false;
+	isa->amx = false;
 	snprintf(features, n, "%s", "");
 	if (!name)
 		return;
@@ -66,6 +72,12 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 		isa->level = CG_ISA_AVX512;
 		isa->vnni = true;
 		snprintf(features, n, "%s", f_avx512);
+	} else if (strcmp(name, "cpu-amx") == 0) {
+		isa->level = CG_ISA_AVX512;
+		isa->vnni = true;
+		isa->amx = true;
+		/* a build with -DBN_AMX_EMULATE drops the amx names again (cg_cpu_emit) */
+		snprintf(features, n, "%s amx_tile amx_int8", f_avx512);
 	} else if (strcmp(name, "cpu-neon") == 0) {
 		isa->level = CG_ISA_NEON;
 		snprintf(features, n, "%s", "neon");
@@ -81,6 +93,7 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 			isa->level = CG_ISA_AVX512;
 			isa->vnni = true;
 			isa->vbmi = f.avx512_vbmi;
+			isa->amx = f.amx_tile && f.amx_int8;
 		} else if (f.avx2 && f.fma && f.f16c) {
 			isa->level = CG_ISA_AVX2;
 			isa->vnni = f.avx_vnni;
@@ -265,12 +278,30 @@ static void put_cmd(char *cmd, size_t cmd_n, const char *const *argv)
 	}
 }
 
+/* Splits o->cflags at spaces into words (in buf, pointers in w); returns how many. */
+static int split_cflags(const CgOpts *o, char *buf, size_t bn, const char **w, int max)
+{
+	int n = 0;
+	snprintf(buf, bn, "%s", o->cflags ? o->cflags : "");
+	for (char *p = buf; *p && n < max;) {
+		while (*p == ' ' || *p == '\t')
+			*p++ = 0;
+		if (!*p)
+			break;
+		w[n++] = p;
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+	}
+	return n;
+}
+
 int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_path, char *cmd,
 	  size_t cmd_n, BnErr *e)
 {
-	enum { MAX_ARGS = 64 };
-	const char *argv[MAX_ARGS];
-	int n = 0;
+	enum { MAX_ARGS = 96, MAX_EXTRA = 16 };
+	const char *argv[MAX_ARGS], *extra[MAX_EXTRA];
+	char extra_buf[1024];
+	int n = 0, n_extra = split_cflags(o, extra_buf, sizeof extra_buf, extra, MAX_EXTRA);
 	const char *cc = o->cc ? o->cc : "cc";
 	cmd[0] = 0;
 	/* model.c with the target's flags... */
@@ -280,8 +311,10 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
 	/* the generated kernels reproduce the interpreter's float order: no fused a*b+c */
 	argv[n++] = "-ffp-contract=off";
 	argv[n++] = "-D_GNU_SOURCE";
-	for (int i = 0; t->cflags && t->cflags[i] && n < MAX_ARGS - 16; i++)
+	for (int i = 0; t->cflags && t->cflags[i] && n < MAX_ARGS - 16 - MAX_EXTRA; i++)
 		argv[n++] = t->cflags[i];
+	for (int i = 0; i < n_extra; i++)
+		argv[n++] = extra[i];
 	argv[n++] = "-c";
 	argv[n++] = "-o";
 	argv[n++] = "model.o";
@@ -309,6 +342,8 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
 	/* ...and the runtime for the architecture's baseline: main() checks the CPU has what
 	 * model.o needs before calling into it, and must not use those instructions itself */
 	n = 5;
+	for (int i = 0; i < n_extra; i++)
+		argv[n++] = extra[i];
 	argv[n++] = "-o";
 	argv[n++] = out_path;
 	argv[n++] = "model.o";

@@ -22,6 +22,13 @@ typedef struct {
 	int nt; /* the template of the forward that first used it: its users come from that one */
 } Kern;
 
+/* The kernel kinds counted per forward (--info); the first CG_KERN_ATTR_KINDS are the
+ * values of the attributes kernel / kernel_t<N>, amx is what "simd" runs in a multi-token
+ * forward of a target with AMX. ORDER CG_KERN */
+enum { CG_KERN_SIMD, CG_KERN_PORTABLE, CG_KERN_LUT, CG_KERN_LUT_PORTABLE, CG_KERN_AMX,
+       CG_KERN_KINDS };
+enum { CG_KERN_ATTR_KINDS = CG_KERN_AMX };
+
 /* The emitter's state for one graph. */
 typedef struct {
 	const IrGraph *g;
@@ -43,12 +50,10 @@ typedef struct {
 	bool logits_direct; /* the head writes the caller's logits */
 	int nt;             /* token count of the forward being emitted: 1, or its template size */
 	CgIsa isa;          /* the instruction set the kernels are written for */
-	int kcount[4];      /* ternary matmuls of the forward being emitted, per kernel kind
-			     * (CG_KERN_KINDS: simd, portable, lut, lut_portable) */
+	int kcount[CG_KERN_KINDS]; /* ternary matmuls of the forward being emitted, per kernel kind
+				    * (CG_KERN_*) */
 	CgBuf kinfo;        /* per forward: its kernel counts (for --info) */
 } Em;
-
-enum { CG_KERN_KINDS = 4 };
 
 const IrValue *V(const Em *m, IrId id);
 /* The C expression of value id as a pointer of type ty: scratch, payload or the tokens. */
@@ -82,6 +87,9 @@ const char *cg_tmm_kernel(const IrNode *n, int nt);
 /* cg_cpu_lut.c: the table-lookup kernel of node n (i2s_x16 weight [k, nr]) for the
  * forward of m->nt tokens; driver gets its name. */
 int emit_tmm_lut(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
+/* cg_cpu_amx.c: the AMX-INT8 GEMM of node n (i2s_x16 weight [k, nr]) for the forward of
+ * m->nt > 1 tokens on a target with amx; driver gets its name. */
+int emit_tmm_amx(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
 /* cg_cpu_head.c */
 int emit_matmul(Em *m, const IrNode *n);
 

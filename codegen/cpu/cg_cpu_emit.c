@@ -1075,6 +1075,24 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 	return 0;
 }
 
+/* Removes the space-separated word w from the list s (and one space beside it). */
+static void strip_word(char *s, const char *w)
+{
+	size_t wl = strlen(w);
+	for (char *p = s; (p = strstr(p, w)) != NULL; p++) {
+		bool start = p == s || p[-1] == ' ', end = p[wl] == 0 || p[wl] == ' ';
+		if (!start || !end)
+			continue;
+		char *from = p + wl;
+		if (*from == ' ')
+			from++;
+		else if (p > s)
+			p--; /* the last word: drop the space before it */
+		memmove(p, from, strlen(from) + 1);
+		return;
+	}
+}
+
 static void emit_info(Em *m, CgBuf *b, uint64_t scratch, const int *bs, int n_bs)
 {
 	const IrGraph *g = m->g;
@@ -1101,6 +1119,8 @@ static void emit_info(Em *m, CgBuf *b, uint64_t scratch, const int *bs, int n_bs
 	cg_printf(&s, "\n");
 	cg_printf(b, "static const char model_info[] =\n\t");
 	put_cstr(b, s.data ? s.data : "");
+	if (m->isa.amx)
+		cg_printf(b, " BN_AMX_INFO");
 	cg_printf(b, ";\n\n");
 	if (s.oom)
 		b->oom = true;
@@ -1181,8 +1201,11 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		if ((rc = emit_forward(&m, &fwd, bs[i], i ? bs[i - 1] + 1 : 1)))
 			goto out;
 		cg_printf(&m.kinfo, "%s%d: %d simd, %d lut, %d portable, %d lut_portable",
-			  i ? "; t" : "ternary matmul kernels per forward: t", bs[i], m.kcount[0],
-			  m.kcount[2], m.kcount[1], m.kcount[3]);
+			  i ? "; t" : "ternary matmul kernels per forward: t", bs[i],
+			  m.kcount[CG_KERN_SIMD], m.kcount[CG_KERN_LUT], m.kcount[CG_KERN_PORTABLE],
+			  m.kcount[CG_KERN_LUT_PORTABLE]);
+		if (m.isa.amx)
+			cg_printf(&m.kinfo, ", %d amx", m.kcount[CG_KERN_AMX]);
 		m.record = false;
 	}
 
@@ -1236,6 +1259,19 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		     "{\n"
 		     "\treturn (uint64_t)n_ctx * (KV_ELEMS * 2 + N_SCORE_ROWS * 4);\n"
 		     "}\n\n");
+	if (m.isa.amx) {
+		/* the tiles may run in software (-DBN_AMX_EMULATE, for hosts without AMX): then
+		 * the program must not ask the CPU for them, nor the OS for their state */
+		strip_word(isa_features, "amx_tile");
+		strip_word(isa_features, "amx_int8");
+		cg_printf(b, "#if defined(BN_AMX_EMULATE)\n"
+			     "#define BN_AMX_FEATURES \"\"\n"
+			     "#define BN_AMX_INFO \"AMX tiles: emulated in software (BN_AMX_EMULATE)\\n\"\n"
+			     "#else\n"
+			     "#define BN_AMX_FEATURES \" amx_tile amx_int8\"\n"
+			     "#define BN_AMX_INFO \"AMX tiles: the instructions\\n\"\n"
+			     "#endif\n\n");
+	}
 	emit_info(&m, b, out->scratch_bytes, bs, n_bs);
 	int64_t bos = o->bos, eos = o->eos;
 	cg_printf(b, "const RtModel rt_model = {\n"
@@ -1248,6 +1284,8 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	put_cstr(b, o->target ? o->target : "cpu-generic");
 	cg_printf(b, ",\n\t.cpu_features = ");
 	put_cstr(b, isa_features);
+	if (m.isa.amx)
+		cg_printf(b, " BN_AMX_FEATURES");
 	cg_printf(b, ",\n\t.pipeline = ");
 	put_cstr(b, o->pipeline ? o->pipeline : "dce");
 	cg_printf(b, ",\n\t.version = \"%s\",\n"

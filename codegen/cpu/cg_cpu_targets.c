@@ -17,10 +17,11 @@ static void put(CgTargetInfo *t, const char *name, const char *desc, bool usable
 
 int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max)
 {
-	enum { NT = 6 };
+	enum { NT = 7 };
 	CgTargetInfo t[NT];
 	bool avx2 = f->avx2 && f->fma && f->f16c;
 	bool avx512 = f->avx512f && f->avx512bw && f->avx512vl;
+	bool amx = avx2 && avx512 && f->avx512_vnni && f->amx_tile && f->amx_int8;
 	const char *not_x86 = "needs an x86-64 host";
 	/* usable means runnable here; every target builds anywhere with a C compiler for it */
 	const char *not_arm = "needs an aarch64 host (build it here with a cross compiler: "
@@ -35,19 +36,29 @@ int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max)
 	    : avx512 ? (f->avx512_vnni ? "avx512f/bw/vl + avx512_vnni present"
 				       : "avx512f/bw/vl present, no VNNI")
 		     : "host lacks avx512f/bw/vl (or the OS does not enable them)");
-	put(&t[3], "cpu-neon", "AArch64 NEON kernels (armv8-a, any aarch64 CPU)", f->neon,
+	/* without AMX the target still builds, to run its tiles in software (the tests do) */
+	const char *amx_note = !f->x86 ? not_x86
+			       : amx   ? "avx512 vnni + amx_tile amx_int8 present"
+			       : !(avx2 && avx512 && f->avx512_vnni)
+				       ? "host lacks avx512f/bw/vl + avx512_vnni (and amx_tile/amx_int8)"
+				       : "host lacks amx_tile/amx_int8 (--cflags -DBN_AMX_EMULATE runs "
+					 "the tiles in software, for tests)";
+	put(&t[3], "cpu-amx", "x86-64 AVX-512 VNNI kernels + AMX-INT8 tiles for multi-token forwards",
+	    amx, amx_note);
+	put(&t[4], "cpu-neon", "AArch64 NEON kernels (armv8-a, any aarch64 CPU)", f->neon,
 	    f->neon ? "neon present" : not_arm);
-	put(&t[4], "cpu-neon-dot", "AArch64 NEON + dot product (sdot) kernels (armv8.2-a)",
+	put(&t[5], "cpu-neon-dot", "AArch64 NEON + dot product (sdot) kernels (armv8.2-a)",
 	    f->neon && f->dotprod,
 	    !f->neon ? not_arm : f->dotprod ? "neon dotprod present" : "host lacks dotprod");
 	/* native resolves to the best variant this host runs. */
-	const char *best = avx512		   ? "cpu-avx512"
+	const char *best = amx			   ? "cpu-amx"
+			   : avx512		   ? "cpu-avx512"
 			   : avx2		   ? "cpu-avx2"
 			   : f->neon && f->dotprod ? "cpu-neon-dot"
 			   : f->neon		   ? "cpu-neon"
 						   : "cpu-generic";
-	put(&t[5], "native", "the best CPU variant for this host", true, "");
-	snprintf(t[5].note, sizeof t[5].note, "here: %s", best);
+	put(&t[6], "native", "the best CPU variant for this host", true, "");
+	snprintf(t[6].note, sizeof t[6].note, "here: %s", best);
 
 	int n = 0;
 	for (; n < NT && n < max; n++)

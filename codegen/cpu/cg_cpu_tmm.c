@@ -158,7 +158,7 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 	default:
 		return unsupported(m, n, "the weight must be i2_s, tq1_0 or tq2_0");
 	}
-	m->kcount[1]++; /* portable C on the GGUF layouts */
+	m->kcount[CG_KERN_PORTABLE]++; /* portable C on the GGUF layouts */
 	char name[96], q[64], s[64], y[64];
 	snprintf(name, sizeof name, "tmm_%s_k%" PRId64 "_n%" PRId64, tag, k, nr);
 	CgBuf *b;
@@ -533,22 +533,29 @@ static int emit_tmm_x16(Em *m, const IrNode *n, int64_t k, int64_t nr)
 
 int emit_tmm_x16_named(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn)
 {
-	static const char *const kinds[CG_KERN_KINDS] = {"simd", "portable", "lut", "lut_portable"};
+	/* ORDER CG_KERN */
+	static const char *const kinds[CG_KERN_ATTR_KINDS] = {"simd", "portable", "lut",
+							      "lut_portable"};
 	const char *kn = cg_tmm_kernel(n, m->nt);
 	int kind = 0;
-	while (kind < CG_KERN_KINDS && strcmp(kn, kinds[kind]) != 0)
+	while (kind < CG_KERN_ATTR_KINDS && strcmp(kn, kinds[kind]) != 0)
 		kind++;
-	if (kind == CG_KERN_KINDS)
+	if (kind == CG_KERN_ATTR_KINDS)
 		return unsupported(m, n, "attribute kernel must be \"simd\", \"portable\", \"lut\" "
 					 "or \"lut_portable\"");
+	/* a target with AMX runs its multiply-add GEMM on tiles; the GEMV stays AVX-512 */
+	if (kind == CG_KERN_SIMD && m->isa.amx && m->nt > 1)
+		kind = CG_KERN_AMX;
 	/* the target's header, whichever kernel the first x16 node asks for */
 	if (x16_common(m, n))
 		return m->e->code;
 	CgIsa keep = m->isa;
-	if (kind == 1 || kind == 3)
-		m->isa = (CgIsa){CG_ISA_GENERIC, false, false};
+	if (kind == CG_KERN_PORTABLE || kind == CG_KERN_LUT_PORTABLE)
+		m->isa = (CgIsa){CG_ISA_GENERIC, false, false, false};
 	int rc;
-	if (kind >= 2) {
+	if (kind == CG_KERN_AMX) {
+		rc = emit_tmm_amx(m, n, k, nr, driver, dn);
+	} else if (kind == CG_KERN_LUT || kind == CG_KERN_LUT_PORTABLE) {
 		rc = emit_tmm_lut(m, n, k, nr, driver, dn);
 	} else {
 		rc = emit_tmm_x16_isa(m, n, k, nr);

@@ -85,9 +85,21 @@ static int tune_source(const CgIsa *isa, const CgTuneCase *cs, int n_cs, CgBuf *
 		  cg_cpu_prelude, max_nt);
 	for (int i = 0; i < m.n_kern; i++)
 		cg_printf(out, "%s\n", m.kern[i].body.data ? m.kern[i].body.data : "");
+	/* AMX kernels on Linux: the tile state is granted per process (rt_cpu_enable) */
+	const char *amx_perm = isa->amx ? "#if defined(__linux__) && !defined(BN_AMX_EMULATE)\n"
+					  "\tif (syscall(SYS_arch_prctl, 0x1023, 18) != 0) {\n"
+					  "\t\tfprintf(stderr, \"the OS refused the AMX tile state\\n\");\n"
+					  "\t\treturn 1;\n"
+					  "\t}\n"
+					  "#endif\n"
+					: "";
 	cg_printf(out, "#include <stdio.h>\n"
 		       "#include <stdlib.h>\n"
-		       "#include <time.h>\n\n"
+		       "#include <time.h>\n"
+		       "#if defined(__linux__)\n"
+		       "#include <sys/syscall.h>\n"
+		       "#include <unistd.h>\n"
+		       "#endif\n\n"
 		       "typedef struct {\n"
 		       "\tvoid (*fn)(void *, int, int);\n"
 		       "\tint64_t k, n;\n"
@@ -102,6 +114,7 @@ static int tune_source(const CgIsa *isa, const CgTuneCase *cs, int n_cs, CgBuf *
 		       "}\n\n"
 		       "int main(void)\n"
 		       "{\n"
+		       "%s"
 		       "\tfor (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {\n"
 		       "\t\tint64_t k = cases[c].k, n = cases[c].n;\n"
 		       "\t\tuint8_t *w = malloc((size_t)(k * n / 4 + 32));\n"
@@ -137,7 +150,7 @@ static int tune_source(const CgIsa *isa, const CgTuneCase *cs, int n_cs, CgBuf *
 		       "\t}\n"
 		       "\treturn 0;\n"
 		       "}\n",
-		  table.data ? table.data : "");
+		  table.data ? table.data : "", amx_perm);
 	if (out->oom || table.oom || fwd.oom)
 		rc = bn_err(e, BN_ENOMEM, "out of memory");
 out:
@@ -240,8 +253,10 @@ int cg_cpu_tune_tiles(const char *target, const char *cc, CgTuneShape *shapes, i
 	int n_cand = isa.level == CG_ISA_AVX512 ? (int)(sizeof cand_avx512 / sizeof cand_avx512[0])
 		     : isa.level == CG_ISA_AVX2 ? (int)(sizeof cand_avx2 / sizeof cand_avx2[0])
 						: 0;
-	if (!cand || !cg_cpu_target(target) || n_shapes == 0 || nt < 2)
-		return 0; /* portable kernels have one tile; GEMV has no token tile */
+	/* portable kernels have one tile; GEMV has no token tile; with AMX the multi-token
+	 * forwards run the tile kernel, which does not read this tile */
+	if (!cand || !cg_cpu_target(target) || n_shapes == 0 || nt < 2 || isa.amx)
+		return 0;
 	CgTuneCase *cs = calloc((size_t)(n_shapes * n_cand), sizeof *cs);
 	if (!cs)
 		return bn_err(e, BN_ENOMEM, "out of memory");

@@ -341,6 +341,55 @@ static void test_fused(void **state)
 	}
 }
 
+/* cpu-amx: the multi-token forward's ternary matmuls are AMX tile kernels (the one-token
+ * forward keeps the AVX-512 GEMV) written through the BN_TILE_* macros; the program asks
+ * for amx_tile amx_int8 only when the tiles are the instructions. Warning-free with gcc
+ * and clang, with the instructions and emulated. */
+static void test_amx(void **state)
+{
+	(void)state;
+	Model m;
+	BnErr e = {0};
+	small_model(&m, "emit-amx.gguf", IR_DT_I2_S, IR_DT_F16);
+	if (pass_run(m.g, "permute_weights", NULL, &e))
+		fail_msg("%s", e.msg);
+	CgOpts o = opts;
+	o.target = "cpu-amx";
+	CgOutput out;
+	if (cg_cpu_emit(m.g, &o, &out, &e))
+		fail_msg("%s", e.msg);
+	const char *c = out.model_c.data;
+	assert_non_null(strstr(c, "static void tmm_amx_k128_n256_r2_t16("));
+	assert_non_null(strstr(c, "BN_TILE_DPBSSD(0, 2, 3);"));
+	assert_non_null(strstr(c, "static void tmm_x16z_k128_n256_r1_t1("));
+	assert_non_null(strstr(c, "t1: 7 simd, 0 lut, 0 portable, 0 lut_portable, 0 amx; "
+				  "t8: 0 simd, 0 lut, 0 portable, 0 lut_portable, 7 amx"));
+	assert_non_null(strstr(c, ".cpu_features = \"avx2 fma f16c avx512f avx512bw avx512vl "
+				  "avx512_vnni\" BN_AMX_FEATURES,"));
+	assert_non_null(strstr(c, "#define BN_AMX_FEATURES \" amx_tile amx_int8\""));
+	char path[1024];
+	snprintf(path, sizeof path, "%s", tu_tmp("emit-amx.c"));
+	assert_int_equal(tu_write_file(path, out.model_c.data, out.model_c.len), 0);
+	bool x86 = tu_run(NULL, "[ \"$(uname -m)\" = x86_64 ]") == 0;
+	static const char *const ccs[] = {"cc", "clang"};
+	for (int i = 0; x86 && i < 2; i++) {
+		if (i == 1 && tu_run(NULL, "command -v clang >/dev/null 2>&1") != 0)
+			continue;
+		for (int emu = 0; emu < 2; emu++) {
+			char *log = NULL;
+			if (tu_run(&log, "%s -std=c11 -O1 -Wall -Wextra -Werror -ffp-contract=off "
+					 "-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni "
+					 "-mamx-tile -mamx-int8 %s -I '%s' -c '%s' -o /dev/null",
+				   ccs[i], emu ? "-DBN_AMX_EMULATE" : "", runtime_dir(), path))
+				fail_msg("%s: %s%s warns or fails:\n%s", path, ccs[i],
+					 emu ? " -DBN_AMX_EMULATE" : "", log ? log : "");
+			free(log);
+		}
+	}
+	cg_output_free(&out);
+	model_close(&m);
+}
+
 /* cg_printf grows its buffer across many appends and keeps the text intact. */
 static void test_buf(void **state)
 {
@@ -380,6 +429,7 @@ int main(void)
 		cmocka_unit_test(test_layout),        cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_buf),           cmocka_unit_test(test_targets),
 		cmocka_unit_test(test_templates),     cmocka_unit_test(test_fused),
+		cmocka_unit_test(test_amx),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

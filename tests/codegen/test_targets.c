@@ -134,7 +134,7 @@ static void test_cpu_targets(void **state)
 	memset(&f, 0, sizeof f);
 	f.x86 = f.sse4_2 = f.avx2 = f.fma = f.f16c = true;
 	int n = cg_cpu_targets(&f, t, 8);
-	assert_int_equal(n, 6);
+	assert_int_equal(n, 7);
 	assert_true(find(t, n, "cpu-generic")->usable);
 	assert_true(find(t, n, "cpu-avx2")->usable);
 	assert_false(find(t, n, "cpu-avx512")->usable);
@@ -151,6 +151,19 @@ static void test_cpu_targets(void **state)
 	n = cg_cpu_targets(&f, t, 8);
 	assert_true(find(t, n, "cpu-avx512")->usable);
 	assert_non_null(strstr(find(t, n, "native")->note, "cpu-avx512"));
+
+	/* AMX needs the tiles on top of AVX-512 VNNI; without them the note says what is
+	 * missing and how to build it anyway (emulated tiles) */
+	f.avx512_vnni = true;
+	n = cg_cpu_targets(&f, t, 8);
+	assert_false(find(t, n, "cpu-amx")->usable);
+	assert_non_null(strstr(find(t, n, "cpu-amx")->note, "lacks amx_tile/amx_int8"));
+	assert_non_null(strstr(find(t, n, "cpu-amx")->note, "-DBN_AMX_EMULATE"));
+	f.amx_tile = f.amx_int8 = true;
+	n = cg_cpu_targets(&f, t, 8);
+	assert_true(find(t, n, "cpu-amx")->usable);
+	assert_non_null(strstr(find(t, n, "native")->note, "cpu-amx"));
+	f.amx_tile = f.amx_int8 = f.avx512_vnni = false;
 
 	/* AVX2 without FMA is not enough for the AVX2 kernels. */
 	f.fma = false;
@@ -174,6 +187,36 @@ static void test_cpu_targets(void **state)
 	assert_non_null(strstr(find(t, n, "native")->note, "cpu-neon-dot"));
 
 	assert_int_equal(cg_cpu_targets(&f, t, 2), 2); /* honours max */
+}
+
+/* cpu-amx: the AVX-512 VNNI kernels plus AMX; the program checks the tile features (a
+ * -DBN_AMX_EMULATE build drops them: test_kernels), model.c gets the tile flags. */
+static void test_amx_target(void **state)
+{
+	(void)state;
+	CgIsa isa;
+	char feat[256];
+	cg_cpu_target_isa("cpu-amx", &isa, feat, sizeof feat);
+	assert_int_equal(isa.level, CG_ISA_AVX512);
+	assert_true(isa.vnni && isa.amx);
+	assert_string_equal(feat, "avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni amx_tile "
+				  "amx_int8");
+	const CgTarget *t = cg_cpu_target("cpu-amx");
+	assert_non_null(t);
+	bool tile = false, int8 = false;
+	for (int i = 0; t->cflags[i]; i++) {
+		tile |= strcmp(t->cflags[i], "-mamx-tile") == 0;
+		int8 |= strcmp(t->cflags[i], "-mamx-int8") == 0;
+	}
+	assert_true(tile && int8);
+	assert_non_null(strstr(cg_cpu_target_names(), "cpu-amx"));
+	cg_cpu_target_isa("cpu-avx512", &isa, feat, sizeof feat);
+	assert_false(isa.amx);
+	/* native uses AMX exactly when the host has it */
+	CgCpuFeatures f;
+	cg_cpu_detect(&f);
+	cg_cpu_target_isa("native", &isa, feat, sizeof feat);
+	assert_int_equal(isa.amx, isa.level == CG_ISA_AVX512 && f.amx_tile && f.amx_int8);
 }
 
 /* The NEON targets: their ISA (vnni meaning the dot product), the features the program
@@ -278,7 +321,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cpu_detect),   cmocka_unit_test(test_features_str),
-		cmocka_unit_test(test_cpu_targets),  cmocka_unit_test(test_neon_targets),
+		cmocka_unit_test(test_cpu_targets),  cmocka_unit_test(test_amx_target),
+		cmocka_unit_test(test_neon_targets),
 		cmocka_unit_test(test_cuda_probe),
 		cmocka_unit_test(test_ptxas_search), cmocka_unit_test(test_metal),
 	};

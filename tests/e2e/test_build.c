@@ -600,6 +600,15 @@ static void test_bad_builds(void **state)
 	free(log);
 	assert_false(exists(out));
 
+	/* --cflags reach the compiler (split at spaces): an unknown flag makes it fail, and
+	 * its message names the flag */
+	rc = tu_run(&log, "'%s' build '%s' -o '%s' --cflags ' -DBN_UNUSED=1  -fno-such-flag-bitnetc'",
+		    tu_bitnetc(), gguf, out);
+	assert_int_equal(rc, 2);
+	assert_non_null(strstr(log, "no-such-flag-bitnetc"));
+	free(log);
+	assert_false(exists(out));
+
 	/* a compiler that runs and fails: its message is shown */
 	rc = tu_run(&log, "'%s' build '%s' -o '%s' --cc false", tu_bitnetc(), gguf, out);
 	assert_int_equal(rc, 2);

@@ -1,35 +1,45 @@
 /* test_kernels.c - every CPU kernel family this host can run (portable C, AVX2, AVX-512
- * VNNI; NEON under qemu-user when the aarch64 cross tools are here) x every weight
- * layout (gguf, i2s_x16) x batch templates and tiles with ragged edges, each compiled
- * into a program and checked against the interpreter run with the same forward calls
- * (<= 1e-4 relative per row; the ternary sums themselves are exact). Families the
- * host lacks are skipped with a message. */
+ * VNNI; AMX, in software where the CPU lacks it; NEON under qemu-user when the aarch64
+ * cross tools are here) x every weight layout (gguf, i2s_x16) x batch templates and tiles
+ * with ragged edges, each compiled into a program and checked against the interpreter run
+ * with the same forward calls (<= 1e-4 relative per row; the ternary sums themselves are
+ * exact). Families the host lacks are skipped with a message. */
 #include "testutil.h"
 
+#include "cg_cpu.h"
 #include "frontend.h"
 #include "pass.h"
 #include "rt.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* 13 prompt tokens of the golden models' vocabulary, then 2 generated. */
-static const int32_t prompt[] = {496, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114};
-enum { N_PROMPT = 13, N_GEN = 2 };
+/* 13 prompt tokens of the golden models' vocabulary, then 2 generated; a longer prompt of
+ * 37 for forwards that tile tokens by 16 (the AMX kernels). */
+typedef struct {
+	const int32_t *ids;
+	int n;
+} Prompt;
+static const int32_t ids13[] = {496, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114};
+static const int32_t ids37[] = {496, 84,  104, 101, 32,	 113, 117, 105, 99,  107,
+				32,  98,  114, 111, 119, 110, 32,  102, 111, 120,
+				32,  106, 117, 109, 112, 115, 32,  111, 118, 101,
+				114, 32,  116, 104, 101, 32,  108};
+static const Prompt prompt = {ids13, 13}, prompt37 = {ids37, 37};
+enum { N_GEN = 2 };
 
-/* Runs prog (-ub ub) on the prompt, greedy for N_GEN more; returns all logits rows.
+/* Runs prog (-ub ub) on prompt p, greedy for N_GEN more; returns all logits rows.
  * wrap goes before the program (an emulator and its options, or ""). */
-static float *run_with(const char *wrap, const char *prog, int ub, int nv)
+static float *run_with(const char *wrap, const char *prog, const Prompt *p, int ub, int nv)
 {
 	const char *lf = tu_tmp("kern_logits.f32");
 	unlink(lf);
-	char ids[256];
+	char ids[512];
 	size_t len = 0;
-	for (int i = 0; i < N_PROMPT; i++)
-		len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%d", i ? "," : "", prompt[i]);
+	for (int i = 0; i < p->n; i++)
+		len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%d", i ? "," : "", p->ids[i]);
 	char *log = NULL;
 	/* under qemu-user a run is bounded: a program stuck in the emulator (seen once, in
 	 * qemu 7.2's futex emulation under load) is retried once instead of hanging the suite */
@@ -51,13 +61,13 @@ static float *run_with(const char *wrap, const char *prog, int ub, int nv)
 	size_t sz;
 	float *x = tu_read_file(lf, &sz);
 	assert_non_null(x);
-	assert_int_equal(sz, (size_t)(N_PROMPT + N_GEN) * (size_t)nv * sizeof(float));
+	assert_int_equal(sz, (size_t)(p->n + N_GEN) * (size_t)nv * sizeof(float));
 	return x;
 }
 
 static float *run(const char *prog, int ub, int nv)
 {
-	return run_with("", prog, ub, nv);
+	return run_with("", prog, &prompt, ub, nv);
 }
 
 /* The kernel kind a variant asks for: its kernel, else simd (portable on the GGUF layout). */
@@ -66,9 +76,10 @@ static const char *kind_of(const char *layout, const char *kernel)
 	return kernel ? kernel : strcmp(layout, "gguf") == 0 ? "portable" : "simd";
 }
 
-/* The program's --info says every ternary matmul of both forwards (t1, t16) runs the
- * kernel kind asked for. */
-static void check_kinds(const TuModel *m, const char *wrap, const char *prog, const char *kernel)
+/* The program's --info says every ternary matmul of each forward runs the kernel kind
+ * asked for: k1 in the one-token forward, kn in the others. */
+static void check_kinds2(const TuModel *m, const char *wrap, const char *prog, const char *k1,
+			 const char *kn)
 {
 	int n = 0;
 	for (int i = 0; i < m->g->n_nodes; i++)
@@ -76,31 +87,56 @@ static void check_kinds(const TuModel *m, const char *wrap, const char *prog, co
 	char *log = NULL;
 	if (tu_run(&log, "%s '%s' --info", wrap, prog))
 		fail_msg("%s --info: %s", prog, log ? log : "");
-	char want[64];
-	snprintf(want, sizeof want, "%d %s%s", n, kernel, strcmp(kernel, "lut_portable") ? "," : "");
-	const char *p = strstr(log, want);
-	if (!p || !strstr(p + 1, want))
-		fail_msg("%s --info: want \"%s\" for both forwards in: %s", prog, want, log);
+	const char *line = strstr(log, "ternary matmul kernels per forward: ");
+	if (!line)
+		fail_msg("%s --info: no kernel counts in: %s", prog, log);
+	line += strlen("ternary matmul kernels per forward: ");
+	int forwards = 0;
+	/* "t1: 28 simd, 0 lut, ...; t16: ..." up to the end of the line */
+	for (const char *p = line; *p == 't' && forwards < 8; forwards++) {
+		int size = atoi(p + 1);
+		size_t len = strcspn(p, ";\n");
+		char items[512], want[64];
+		snprintf(items, sizeof items, " %.*s,", (int)len, p);
+		snprintf(want, sizeof want, " %d %s,", n, size == 1 ? k1 : kn);
+		if (!strstr(items, want))
+			fail_msg("%s --info: want \"%d %s\" in forward t%d: %s", prog, n,
+				 size == 1 ? k1 : kn, size, log);
+		p += len;
+		if (*p == ';')
+			p += 2;
+	}
+	if (forwards != 2)
+		fail_msg("%s --info: want two forwards, got %d: %s", prog, forwards, log);
 	free(log);
 }
 
-/* The program's rows against the interpreter: the prompt in one call of 13 (ub 16; the
- * templates {1, 16} make the program do the same) or token by token, then the generated
- * tokens one per call. */
-static double vs_interp(TuModel *m, const float *got, int ub)
+static void check_kinds(const TuModel *m, const char *wrap, const char *prog, const char *kernel)
 {
-	static const TuCalls one = {1, {1}}, templates = {2, {1, 16}};
-	return tu_vs_interp(m, got, N_PROMPT + N_GEN, prompt, N_PROMPT, ub > 1 ? &templates : &one);
+	check_kinds2(m, wrap, prog, kernel, kernel);
 }
 
-/* A pipeline: the default passes, weights in layout (or left alone), templates {1, 16}
- * (the 13-token prompt is one partial call of the 16 template), and on every ternary
- * matmul a tile when tile is not NULL ("lut_tile" for the LUT kernels) and the kernel
- * when kernel is not NULL. */
-static void write_pipeline(const char *path, const char *layout, const char *tile,
-			   const char *kernel)
+/* The program's rows against the interpreter: the prompt in the calls the program makes
+ * with -ub ub (one call when the template holds it) or token by token, then the generated
+ * tokens one per call. */
+static double vs_interp_p(TuModel *m, const Prompt *p, const float *got, int ub)
 {
-	bool lut = kernel && strncmp(kernel, "lut", 3) == 0;
+	TuCalls one = {1, {1}}, calls = {2, {1, ub}};
+	return tu_vs_interp(m, got, p->n + N_GEN, p->ids, p->n, ub > 1 ? &calls : &one);
+}
+
+static double vs_interp(TuModel *m, const float *got, int ub)
+{
+	return vs_interp_p(m, &prompt, got, ub);
+}
+
+/* A pipeline: the default passes, weights in layout (or left alone), templates sizes
+ * ("1, 16": the 13-token prompt is one partial call of the 16 template), and on every
+ * ternary matmul attribute tile_attr = tile when tile is not NULL and the kernel when
+ * kernel is not NULL. */
+static void write_pipeline_as(const char *path, const char *layout, const char *sizes,
+			      const char *tile_attr, const char *tile, const char *kernel)
+{
 	char text[2048];
 	snprintf(text, sizeof text,
 		 "local bitnetc = require('bitnetc')\n"
@@ -110,7 +146,7 @@ static void write_pipeline(const char *path, const char *layout, const char *til
 		 "p:add('fuse')\n"
 		 "p:add('dce')\n"
 		 "p:add('permute_weights', {layout = '%s'})\n"
-		 "p:add('batch_templates', {sizes = {1, 16}})\n"
+		 "p:add('batch_templates', {sizes = {%s}})\n"
 		 "p:add(function(g)\n"
 		 "  for n in g:nodes() do\n"
 		 "    if n.op == 'ternary_matmul' and %s then n:set_attr('%s', %s) end\n"
@@ -118,9 +154,17 @@ static void write_pipeline(const char *path, const char *layout, const char *til
 		 "  end\n"
 		 "end, 'tiles')\n"
 		 "return p\n",
-		 layout, tile ? "true" : "false", lut ? "lut_tile" : "tile", tile ? tile : "nil",
+		 layout, sizes, tile ? "true" : "false", tile_attr, tile ? tile : "nil",
 		 kernel ? "true" : "false", kernel ? kernel : "");
 	assert_int_equal(tu_write_file(path, text, strlen(text)), 0);
+}
+
+/* Templates {1, 16}; the tile as "lut_tile" for the LUT kernels, else "tile". */
+static void write_pipeline(const char *path, const char *layout, const char *tile,
+			   const char *kernel)
+{
+	bool lut = kernel && strncmp(kernel, "lut", 3) == 0;
+	write_pipeline_as(path, layout, "1, 16", lut ? "lut_tile" : "tile", tile, kernel);
 }
 
 static void test_families(void **state)
@@ -175,7 +219,7 @@ static void test_families(void **state)
 			double d = vs_interp(&m, got, ub);
 			printf("%-11s %-8s %-12s tile %-8s calls of %2d: vs interpreter %.2g rel\n",
 			       v[i].target, v[i].layout, kind_of(v[i].layout, v[i].kernel),
-			       v[i].tile ? v[i].tile : "default", ub > 1 ? N_PROMPT : 1, d);
+			       v[i].tile ? v[i].tile : "default", ub > 1 ? prompt.n : 1, d);
 			free(got);
 		}
 	}
@@ -241,15 +285,15 @@ static void test_neon_qemu(void **state)
 		free(log);
 		check_kinds(&m, wrap, prog, kind_of(v[i].layout, v[i].kernel));
 		for (int ub = 1; ub <= 16; ub += 15) {
-			float *got = run_with(wrap, prog, ub, m.nv);
+			float *got = run_with(wrap, prog, &prompt, ub, m.nv);
 			double d = vs_interp(&m, got, ub);
 			printf("qemu %-12s %-8s %-4s tile %-8s calls of %2d: vs interpreter %.2g rel\n",
 			       v[i].target, v[i].layout, kind_of(v[i].layout, v[i].kernel),
-			       v[i].tile ? v[i].tile : "default", ub > 1 ? N_PROMPT : 1, d);
+			       v[i].tile ? v[i].tile : "default", ub > 1 ? prompt.n : 1, d);
 			free(got);
 		}
 		if (strcmp(v[i].target, "cpu-neon") == 0 && !v[i].tile && !v[i].kernel) {
-			float *got = run_with(wrap_a53, prog, 16, m.nv);
+			float *got = run_with(wrap_a53, prog, &prompt, 16, m.nv);
 			printf("qemu %-12s on cortex-a53 (no dotprod): vs interpreter %.2g rel\n",
 			       v[i].target, vs_interp(&m, got, 16));
 			free(got);
@@ -262,6 +306,199 @@ static void test_neon_qemu(void **state)
 			free(log);
 		}
 	}
+	tu_model_close(&m);
+}
+
+/* The tile layer of the AMX kernels (cg_amx_tiles_src) on its own: TDPBSSD on random
+ * shapes (rows, bytes per row of A and of C, B's rows following) and data, loads and stores
+ * with a stride, checked against the instruction's definition written out here. Built
+ * with -DBN_AMX_EMULATE (any x86-64 host) and, on a host with AMX, with the instructions. */
+static const char amx_tiles_main[] =
+	"#include <stdio.h>\n"
+	"#include <stdlib.h>\n"
+	"#include <sys/syscall.h>\n"
+	"#include <unistd.h>\n"
+	"int main(void)\n"
+	"{\n"
+	"#if !defined(BN_AMX_EMULATE)\n"
+	"\tif (syscall(SYS_arch_prctl, 0x1023, 18) != 0)\n"
+	"\t\treturn 3;\n"
+	"#endif\n"
+	"\tuint32_t x = 12345;\n"
+	"\tint bad = 0;\n"
+	"\tfor (int it = 0; it < 2000; it++) {\n"
+	"\t\tint m = 1 + it % 16, ka = 4 * (1 + (it / 16) % 16), nc = 4 * (1 + (it * 7 + 3) % 16);\n"
+	"\t\tstatic int8_t a[16][80], b[16][72];\n"
+	"\t\tstatic int32_t c[16][20], want[16][20], got[16][20];\n"
+	"\t\tfor (int i = 0; i < 16; i++) {\n"
+	"\t\t\tfor (int j = 0; j < 80; j++)\n"
+	"\t\t\t\ta[i][j] = (int8_t)((x = x * 1103515245u + 12345u) >> 23);\n"
+	"\t\t\tfor (int j = 0; j < 72; j++)\n"
+	"\t\t\t\tb[i][j] = (int8_t)((x = x * 1103515245u + 12345u) >> 23);\n"
+	"\t\t\tfor (int j = 0; j < 20; j++)\n"
+	"\t\t\t\tc[i][j] = want[i][j] = got[i][j] = (int32_t)((x = x * 1103515245u + 12345u) >> 8) - (1 << 23);\n"
+	"\t\t}\n"
+	"\t\tfor (int i = 0; i < m; i++)\n"
+	"\t\t\tfor (int n = 0; n < nc / 4; n++)\n"
+	"\t\t\t\tfor (int k = 0; k < ka / 4; k++)\n"
+	"\t\t\t\t\tfor (int j = 0; j < 4; j++)\n"
+	"\t\t\t\t\t\twant[i][n] += a[i][4 * k + j] * b[k][4 * n + j];\n"
+	"\t\t_Alignas(64) BnTileCfg cfg;\n"
+	"\t\tmemset(&cfg, 0, sizeof cfg);\n"
+	"\t\tcfg.palette = 1;\n"
+	"\t\tcfg.rows[0] = (uint8_t)m, cfg.colsb[0] = (uint16_t)nc;       /* C */\n"
+	"\t\tcfg.rows[3] = (uint8_t)m, cfg.colsb[3] = (uint16_t)ka;       /* A */\n"
+	"\t\tcfg.rows[5] = (uint8_t)(ka / 4), cfg.colsb[5] = (uint16_t)nc; /* B */\n"
+	"\t\tcfg.rows[7] = 16, cfg.colsb[7] = 64;\n"
+	"\t\tBN_TILE_LOADCONFIG(&cfg);\n"
+	"\t\tBN_TILE_ZERO(7);\n"
+	"\t\tBN_TILE_LOADD(0, c, sizeof c[0]);\n"
+	"\t\tBN_TILE_LOADD(3, a, sizeof a[0]);\n"
+	"\t\tBN_TILE_LOADD(5, b, sizeof b[0]);\n"
+	"\t\tBN_TILE_DPBSSD(0, 3, 5);\n"
+	"\t\tBN_TILE_STORED(0, got, sizeof got[0]);\n"
+	"\t\tBN_TILE_RELEASE();\n"
+	"\t\tbad += memcmp(got, want, sizeof got) != 0;\n"
+	"\t}\n"
+	"\tprintf(\"%d bad\\n\", bad);\n"
+	"\treturn bad != 0;\n"
+	"}\n";
+
+static void test_amx_tiles(void **state)
+{
+	(void)state;
+	RtCpuFeatures f;
+	rt_cpu_detect(&f);
+	if (!f.x86) {
+		printf("skip: the AMX tile layer is x86-64 code\n");
+		return;
+	}
+	const char *src = tu_tmp("amx_tiles.c");
+	FILE *fp = fopen(src, "w");
+	assert_non_null(fp);
+	fprintf(fp, "#include <stdint.h>\n#include <string.h>\n#include <immintrin.h>\n%s%s",
+		cg_amx_tiles_src, amx_tiles_main);
+	assert_int_equal(fclose(fp), 0);
+	for (int emu = 1; emu >= 0; emu--) {
+		if (!emu && !(f.amx_tile && f.amx_int8)) {
+			printf("skip AMX tile layer (the instructions): this CPU lacks AMX\n");
+			continue;
+		}
+		char *log = NULL;
+		if (tu_run(&log, "cc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -mamx-tile "
+				 "-mamx-int8 %s -o '%s' '%s' && '%s'",
+			   emu ? "-DBN_AMX_EMULATE" : "", tu_tmp("amx_tiles"), src, tu_tmp("amx_tiles")))
+			fail_msg("AMX tile layer (%s): %s", emu ? "emulated" : "the instructions",
+				 log ? log : "");
+		printf("AMX tile layer (%s), 2000 random TDPBSSD shapes: %s", emu ? "emulated" :
+		       "the instructions", log ? log : "\n");
+		free(log);
+	}
+}
+
+/* The AMX-INT8 GEMM (target cpu-amx) of the multi-token forwards; the one-token forward
+ * keeps the AVX-512 VNNI GEMV. Built with -DBN_AMX_EMULATE the tiles run in software (any
+ * host with AVX-512 VNNI, for the other kernels); on a host with AMX also the
+ * instructions themselves. Calls of 13 tokens (one A tile of 13 rows) and of 37 (two full
+ * token tiles, then one of 5 rows: the tile configuration changes), with tiles whose
+ * units leave ragged edges. Checked as test_families checks, and the 37-token logits bit
+ * for bit against cpu-avx512's. */
+static void test_amx(void **state)
+{
+	(void)state;
+	RtCpuFeatures f;
+	rt_cpu_detect(&f);
+	bool avx512 = f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl &&
+		      f.avx512_vnni;
+	bool amx = avx512 && f.amx_tile && f.amx_int8;
+	static const struct {
+		const char *sizes, *tile; /* templates; amx_tile {rows, tokens} or the default */
+		const Prompt *p;
+		int ub;
+	} v[] = {
+		{"1, 16", NULL, &prompt, 16},	  /* groups by 2, one token tile of 13 */
+		{"1, 64", NULL, &prompt37, 64},	  /* 2 x 2 tiles: 16 + 16 tokens, then 5 */
+		{"1, 64", "{48, 16}", &prompt37, 64}, /* groups by 3: 8 groups end in a unit of 2 */
+		{"1, 64", "{16, 48}", &prompt37, 64}, /* three token tiles: 16, 16, 5 */
+	};
+	char gguf[4096], lua[4096], prog[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	snprintf(lua, sizeof lua, "%s", tu_tmp("amx_pipeline.lua"));
+	snprintf(prog, sizeof prog, "%s", tu_tmp("amx_prog"));
+	TuModel m = {0};
+	tu_model_open(&m, gguf);
+	/* the AVX-512 GEMM's logits of the 37-token call: the AMX ones must be the same bits
+	 * (both sum exactly and share the float epilogue); every pass below needs AVX-512 */
+	float *avx512_logits = NULL;
+	if (avx512) {
+		write_pipeline_as(lua, "i2s_x16", "1, 64", "tile", NULL, NULL);
+		char *log = NULL;
+		if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-avx512 --pipeline '%s'",
+			   tu_bitnetc(), gguf, prog, lua))
+			fail_msg("build cpu-avx512: %s", log ? log : "");
+		free(log);
+		avx512_logits = run_with("", prog, &prompt37, 64, m.nv);
+	}
+	for (int emu = 1; emu >= 0; emu--) {
+		if (!(emu ? avx512 : amx)) {
+			printf("skip cpu-amx (%s): this CPU lacks %s\n",
+			       emu ? "emulated tiles" : "the instructions",
+			       emu ? "AVX-512 VNNI (the other kernels)" : "AMX");
+			continue;
+		}
+		for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+			write_pipeline_as(lua, "i2s_x16", v[i].sizes, "amx_tile", v[i].tile, NULL);
+			char *log = NULL;
+			if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-amx %s --pipeline '%s'",
+				   tu_bitnetc(), gguf, prog, emu ? "--cflags -DBN_AMX_EMULATE" : "",
+				   lua))
+				fail_msg("build cpu-amx %s: %s", v[i].tile ? v[i].tile : "", log ? log : "");
+			free(log);
+			check_kinds2(&m, "", prog, "simd", "amx");
+			/* an emulated program asks neither the CPU nor the OS for AMX */
+			if (tu_run(&log, "'%s' --info", prog))
+				fail_msg("%s --info: %s", prog, log ? log : "");
+			const char *cpu = strstr(log, "cpu: ");
+			char line[512] = "";
+			if (cpu)
+				snprintf(line, sizeof line, "%.*s", (int)strcspn(cpu, "\n"), cpu);
+			if (!cpu || (strstr(line, "amx_tile") != NULL) == emu ||
+			    !strstr(log, emu ? "AMX tiles: emulated" : "AMX tiles: the instructions"))
+				fail_msg("%s --info: want %s: %s", prog,
+					 emu ? "no amx in cpu:, tiles emulated" : "amx_tile in cpu:", log);
+			free(log);
+			for (int ub = 1; ub <= v[i].ub; ub += v[i].ub - 1) {
+				float *got = run_with("", prog, v[i].p, ub, m.nv);
+				double d = vs_interp_p(&m, v[i].p, got, ub);
+				if (ub > 1 && v[i].p == &prompt37 &&
+				    memcmp(got, avx512_logits,
+					   (size_t)(prompt37.n + N_GEN) * (size_t)m.nv * sizeof(float)))
+					fail_msg("cpu-amx %s amx_tile %s: logits differ from cpu-avx512's",
+						 emu ? "emulated" : "hardware", v[i].tile ? v[i].tile : "");
+				printf("cpu-amx %-9s amx_tile %-8s templates %-5s calls of %2d: vs "
+				       "interpreter %.2g rel\n",
+				       emu ? "emulated" : "hardware", v[i].tile ? v[i].tile : "default",
+				       v[i].sizes, ub > 1 ? v[i].p->n : 1, d);
+				free(got);
+			}
+		}
+	}
+	/* without -DBN_AMX_EMULATE on a host without AMX: refused before any model code */
+	if (!amx && f.x86) {
+		write_pipeline_as(lua, "i2s_x16", "1, 16", "amx_tile", NULL, NULL);
+		char *log = NULL;
+		if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-amx --pipeline '%s'",
+			   tu_bitnetc(), gguf, prog, lua))
+			fail_msg("build cpu-amx: %s", log ? log : "");
+		free(log);
+		int rc = tu_run(&log, "'%s' --tokens 496 -n 1", prog);
+		if (rc == 0 || !log || !strstr(log, "amx_tile amx_int8"))
+			fail_msg("cpu-amx without AMX: want a refusal naming amx_tile amx_int8, got "
+				 "exit %d: %s", rc, log ? log : "");
+		printf("cpu-amx (the instructions) on this CPU: refused, exit %d\n", rc);
+		free(log);
+	}
+	free(avx512_logits);
 	tu_model_close(&m);
 }
 
@@ -282,12 +519,24 @@ static void test_cpu_check(void **state)
 			 f.neon && f.dotprod ? 0 : -1);
 	if (!f.neon)
 		assert_string_equal(missing, "neon dotprod");
+	/* the OS's part: only amx_tile asks for anything (the tile state, granted exactly
+	 * where the CPU has AMX and Linux enables it) */
+	char why[256];
+	assert_int_equal(rt_cpu_enable("avx2 fma avx512_vnni", why, sizeof why), 0);
+	int amx = rt_cpu_enable("avx512f amx_tile amx_int8", why, sizeof why);
+	printf("AMX tile state from the OS: %s\n", amx ? why : "granted");
+	if (f.amx_tile && f.amx_int8)
+		assert_int_equal(amx, 0);
+	else
+		assert_int_equal(amx, -1);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_families),
+		cmocka_unit_test(test_amx_tiles),
+		cmocka_unit_test(test_amx),
 		cmocka_unit_test(test_neon_qemu),
 		cmocka_unit_test(test_cpu_check),
 	};

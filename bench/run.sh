@@ -47,9 +47,9 @@ echo "building the programs" >&2
 	--pass-opt permute_weights.layout=gguf >&2
 if [ -n "${PORTABLE_ROWS:-}" ]; then
 	"$BITNETC" build "$MODEL" -o "$OUT/gen-lut" --target cpu-generic \
-		--pass-opt lut_specialize.mode=lut >&2
+		--pass-opt permute_weights.layout=i2s_x16 --pass-opt lut_specialize.mode=lut >&2
 	"$BITNETC" build "$MODEL" -o "$OUT/gen-mad" --target cpu-generic \
-		--pass-opt lut_specialize.mode=mad >&2
+		--pass-opt permute_weights.layout=i2s_x16 --pass-opt lut_specialize.mode=mad >&2
 fi
 
 # json FILE KEY: a number from the program's --bench --json line
@@ -62,13 +62,13 @@ ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'
 }
 
-# llama-bench's median-free output: it prints mean ± sd; we report its mean
+# llama-bench's markdown table (its CSV quotes fields with commas in them): the test
+# (ppN / tgN) and t/s, mean +- sd, columns; we report the mean
 llama() { # BIN MODEL THREADS -> "pp tg"
-	"$1" -m "$2" -p "$PP" -n "$TG" -t "$3" -r "$REPS" -o csv 2>/dev/null |
-		awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { gsub(/"/, "", $i); c[$i] = i } next }
-			 { gsub(/"/, ""); np = $c["n_prompt"]; ng = $c["n_gen"]; ts = $c["avg_ts"]
-			   if (np > 0) pp = ts; else tg = ts }
-			 END { printf "%s %s\n", pp, tg }'
+	"$1" -m "$2" -p "$PP" -n "$TG" -t "$3" -r "$REPS" -o md 2>/dev/null |
+		awk -F'|' '/\| *(pp|tg)[0-9]+ *\|/ { n = NF - 1; t = $(n - 1); v = $n; gsub(/ /, "", t)
+			split(v, a, "±"); gsub(/ /, "", a[1]); if (t ~ /^pp/) pp = a[1]; else tg = a[1] }
+			END { printf "%s %s\n", pp == "" ? "-" : pp, tg == "" ? "-" : tg }'
 }
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)

@@ -34,7 +34,7 @@ p:add("batch_templates", {sizes = {1, 8, 32, 128}})
 
 -- Table lookup (LUT) or multiply-add kernels, per matmul and batch size: measured on this
 -- machine with `bitnetc build --tune`, else read from the tuning file, else a cost model
--- (multiply-add where the target has int8 dot products, LUT for portable C).
+-- (multiply-add where the target has int8 dot products, LUT for portable C on i2s_x16).
 p:add("lut_specialize")
 
 -- Each ternary matmul's GEMM tile: measured on this machine with `bitnetc build --tune`

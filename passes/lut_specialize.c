@@ -13,9 +13,10 @@
  * (unpacking codes, LUT indices) and per_token the dot products or the lookups with their
  * widening adds. Both kinds read the same weight bytes, so memory does not decide. The
  * counts are the generated kernels' instruction counts; they pick MAD wherever the
- * target has int8 dot products (vpdpbusd, sdot) or maddubs, and LUT for portable C, where
- * two table loads replace four multiplies and the code unpacking. Measured here
- * (tune = 1) the choice follows the timings instead.
+ * target has int8 dot products (vpdpbusd, sdot) or maddubs, and LUT for portable C on
+ * i2s_x16, where two table loads replace four multiplies and the code unpacking (measured
+ * 2.3-2.7x faster; the portable target keeps the GGUF layout by default, whose kernel is
+ * faster than both). Measured here (tune = 1) the choice follows the timings instead.
  *
  * requires: batch_sizes (batch_templates), i2s_x16 weights (permute_weights), graph
  * attribute target (bitnetc build sets it; else native); produces: node attributes

@@ -91,20 +91,13 @@ static void read_file(const char *path, const char *cpu, const char *target, Cho
 		return;
 	char line[1024];
 	while (fgets(line, sizeof line, f)) {
-		char *tab1 = strchr(line, '\t');
-		if (!tab1 || line[0] == '#')
-			continue;
-		*tab1 = 0;
-		char *tab2 = strchr(tab1 + 1, '\t');
-		if (!tab2 || strcmp(line, cpu) != 0)
-			continue;
-		*tab2 = 0;
-		if (strcmp(tab1 + 1, target) != 0)
+		const char *rest = pass_tune_line(line, cpu, target);
+		if (!rest)
 			continue;
 		int64_t k, n;
 		int s;
 		char kind[16];
-		if (sscanf(tab2 + 1, "%" SCNd64 "\t%" SCNd64 "\t%d\t%15s", &k, &n, &s, kind) != 4 ||
+		if (sscanf(rest, "%" SCNd64 "\t%" SCNd64 "\t%d\t%15s", &k, &n, &s, kind) != 4 ||
 		    (strcmp(kind, "lut") != 0 && strcmp(kind, "simd") != 0))
 			continue; /* another pass's line (tune_kernels: a tile) */
 		for (int i = 0; i < n_ch; i++)

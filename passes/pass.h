@@ -192,6 +192,9 @@ int pass_tune_kernels(IrGraph *g, const PassOpts *opts, BnErr *e);
 void pass_tune_cpu_model(char *out, size_t n);
 void pass_tune_path(const char *opt, char *out, size_t n);
 void pass_tune_make_parent(const char *path);
+/* The rest of a tuning file line after "cpu TAB target TAB" when both match (line is cut
+ * up); NULL for another machine or target, or a comment. */
+const char *pass_tune_line(char *line, const char *cpu, const char *target);
 /* lut_specialize.c */
 int pass_lut_specialize(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* quantize_head.c */

@@ -55,6 +55,19 @@ void pass_tune_path(const char *opt, char *out, size_t n)
 		snprintf(out, n, "%s/.cache/bitnetc/tune.tsv", home && *home ? home : "/tmp");
 }
 
+const char *pass_tune_line(char *line, const char *cpu, const char *target)
+{
+	char *tab1 = strchr(line, '\t');
+	if (!tab1 || line[0] == '#')
+		return NULL;
+	*tab1 = 0;
+	char *tab2 = strchr(tab1 + 1, '\t');
+	if (!tab2 || strcmp(line, cpu) != 0)
+		return NULL;
+	*tab2 = 0;
+	return strcmp(tab1 + 1, target) == 0 ? tab2 + 1 : NULL;
+}
+
 void pass_tune_make_parent(const char *path)
 {
 	char d[4096];
@@ -82,19 +95,12 @@ static void read_file(const char *path, const char *cpu, const char *target, int
 		return;
 	char line[1024];
 	while (fgets(line, sizeof line, f)) {
-		char *tab1 = strchr(line, '\t');
-		if (!tab1 || line[0] == '#')
-			continue;
-		*tab1 = 0;
-		char *tab2 = strchr(tab1 + 1, '\t');
-		if (!tab2 || strcmp(line, cpu) != 0)
-			continue;
-		*tab2 = 0;
-		if (strcmp(tab1 + 1, target) != 0)
+		const char *rest = pass_tune_line(line, cpu, target);
+		if (!rest)
 			continue;
 		int64_t k, n;
 		int t, rows, tokens;
-		if (sscanf(tab2 + 1, "%" SCNd64 "\t%" SCNd64 "\t%d\t%d\t%d", &k, &n, &t, &rows, &tokens) != 5 ||
+		if (sscanf(rest, "%" SCNd64 "\t%" SCNd64 "\t%d\t%d\t%d", &k, &n, &t, &rows, &tokens) != 5 ||
 		    t != nt || rows < 16 || rows % 16 || rows > 128 || tokens < 1 || tokens > 64)
 			continue;
 		for (int i = 0; i < n_sh; i++)

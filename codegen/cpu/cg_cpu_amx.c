@@ -309,15 +309,7 @@ int emit_tmm_amx(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
 		     "\tconst TmmArg *a = arg;\n"
 		     "\tenum { K = %" PRId64 ", N = %" PRId64 ", NG = N / 16, RG = %d, TB = %d };\n"
-		     "\tfloat wscale;\n"
-		     "\tmemcpy(&wscale, a->w + (uint64_t)K * N / 4, sizeof wscale);\n"
-		     "\tint32_t qsum[MAX_BATCH];\n"
-		     "\tfor (int t = 0; t < a->n; t++) {\n"
-		     "\t\tint32_t s = 0;\n"
-		     "\t\tfor (int i = 0; i < K; i++)\n"
-		     "\t\t\ts += a->q[(int64_t)t * K + i];\n"
-		     "\t\tqsum[t] = s;\n"
-		     "\t}\n"
+		     "%s"
 		     "\tconst int64_t gs = (int64_t)K * 4; /* bytes per group of 16 rows */\n"
 		     "\tint64_t nu = (NG + RG - 1) / RG;\n"
 		     "\tint64_t lo = nu * ith / nth, hi = nu * (ith + 1) / nth;\n"
@@ -342,7 +334,7 @@ int emit_tmm_amx(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 		     "\t\t\t}\n"
 		     "\t\t\tconst int8_t *q = a->q + (int64_t)t0 * K;\n"
 		     "\t\t\tswitch (rg * 1000 + tb) {\n",
-		  name, k, nr, rgx, tbx, cfg);
+		  name, k, nr, rgx, tbx, tmm_prologue, cfg);
 	for (int r = 1; r <= rgx; r++)
 		for (int t = 1; t <= tbx; t++) {
 			amx_micro_name(rgx, tbx, r, t, mk, sizeof mk);

@@ -78,6 +78,9 @@ void em_free(Em *m);
 extern const char cg_cpu_prelude[];
 
 /* cg_cpu_tmm.c */
+/* The start of every I2_S matmul driver (after its enum with K and N): wscale, the float
+ * after the codes, and qsum[t], each token's sum of activations (D = sum(code * q) - qsum). */
+extern const char tmm_prologue[];
 int emit_ternary_matmul(Em *m, const IrNode *n);
 /* The i2s_x16 kernel of node n (a ternary_matmul over a [k, nr] weight in that layout)
  * with its micro kernels; *driver gets the kernel's name (the threaded entry point). */

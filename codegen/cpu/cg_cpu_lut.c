@@ -363,15 +363,7 @@ int emit_tmm_lut(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
 		     "\tconst TmmArg *a = arg;\n"
 		     "\tenum { K = %" PRId64 ", N = %" PRId64 ", NG = N / 16, KC = K / 16, RG = %d, TT = %d };\n"
-		     "\tfloat wscale;\n"
-		     "\tmemcpy(&wscale, a->w + (uint64_t)K * N / 4, sizeof wscale);\n"
-		     "\tint32_t qsum[MAX_BATCH];\n"
-		     "\tfor (int t = 0; t < a->n; t++) {\n"
-		     "\t\tint32_t s = 0;\n"
-		     "\t\tfor (int i = 0; i < K; i++)\n"
-		     "\t\t\ts += a->q[(int64_t)t * K + i];\n"
-		     "\t\tqsum[t] = s;\n"
-		     "\t}\n"
+		     "%s"
 		     "\t_Alignas(64) int16_t tab16[TT * KC * 128]; /* the tables of a token tile */\n"
 		     "\tuint8_t *tab = (uint8_t *)tab16;\n"
 		     "\tconst int64_t gs = (int64_t)K * 4, ts = (int64_t)KC * 256;\n"
@@ -389,7 +381,7 @@ int emit_tmm_lut(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 		     "\t\t\tconst uint8_t *w = a->w + g * gs;\n"
 		     "\t\t\tfloat *y = a->y + (int64_t)t0 * N + 16 * g;\n"
 		     "\t\t\tswitch (rg * 1000 + tt) {\n",
-		  name, k, nr, rg, tt, tb);
+		  name, k, nr, rg, tt, tmm_prologue, tb);
 	for (int r = 1; r <= rg; r++)
 		for (int u = 1; u <= tt; u++) {
 			lut_micro(m, n, r, u, mk, sizeof mk);

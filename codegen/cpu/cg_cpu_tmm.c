@@ -4,6 +4,17 @@
 
 static int emit_tmm_x16(Em *m, const IrNode *n, int64_t k, int64_t nr);
 
+const char tmm_prologue[] =
+	"\tfloat wscale;\n"
+	"\tmemcpy(&wscale, a->w + (uint64_t)K * N / 4, sizeof wscale);\n"
+	"\tint32_t qsum[MAX_BATCH];\n"
+	"\tfor (int t = 0; t < a->n; t++) {\n"
+	"\t\tint32_t s = 0;\n"
+	"\t\tfor (int i = 0; i < K; i++)\n"
+	"\t\t\ts += a->q[(int64_t)t * K + i];\n"
+	"\t\tqsum[t] = s;\n"
+	"\t}\n";
+
 /* I2_S: D = sum(code*q) - sum(q) exactly in int32 (code = w + 1), y = ((float)D / s) * wscale.
  * Byte 32b + j of a row holds elements 128b + j, +32, +64, +96 in bits 7:6, 5:4, 3:2, 1:0. */
 static void tmm_i2s_body(CgBuf *b, const char *name, int64_t k, int64_t nr)
@@ -11,15 +22,7 @@ static void tmm_i2s_body(CgBuf *b, const char *name, int64_t k, int64_t nr)
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
 		     "\tconst TmmArg *a = arg;\n"
 		     "\tenum { K = %" PRId64 ", N = %" PRId64 " };\n"
-		     "\tfloat wscale;\n"
-		     "\tmemcpy(&wscale, a->w + (uint64_t)K * N / 4, sizeof wscale);\n"
-		     "\tint32_t qsum[MAX_BATCH];\n"
-		     "\tfor (int t = 0; t < a->n; t++) {\n"
-		     "\t\tint32_t s = 0;\n"
-		     "\t\tfor (int i = 0; i < K; i++)\n"
-		     "\t\t\ts += a->q[(int64_t)t * K + i];\n"
-		     "\t\tqsum[t] = s;\n"
-		     "\t}\n"
+		     "%s"
 		     "\tint64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;\n"
 		     "\tint8_t c[K]; /* a row's codes 0..2, decoded once for a multi-token call */\n"
 		     "\tfor (int64_t o = lo; o < hi; o++) {\n"
@@ -57,7 +60,7 @@ static void tmm_i2s_body(CgBuf *b, const char *name, int64_t k, int64_t nr)
 		     "\t\t\ta->y[(int64_t)t * N + o] = ((float)d / a->s[t]) * wscale;\n"
 		     "\t\t}\n"
 		     "\t}\n}\n",
-		  name, k, nr);
+		  name, k, nr, tmm_prologue);
 }
 
 /* TQ1_0/TQ2_0 with Q8_K activations in the reference's float order: per block 8 int32
@@ -598,15 +601,7 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 		cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
 			     "\tconst TmmArg *a = arg;\n"
 			     "\tenum { K = %" PRId64 ", N = %" PRId64 ", NG = N / 16, RG = %d, TT = %d };\n"
-			     "\tfloat wscale;\n"
-			     "\tmemcpy(&wscale, a->w + (uint64_t)K * N / 4, sizeof wscale);\n"
-			     "\tint32_t qsum[MAX_BATCH];\n"
-			     "\tfor (int t = 0; t < a->n; t++) {\n"
-			     "\t\tint32_t s = 0;\n"
-			     "\t\tfor (int i = 0; i < K; i++)\n"
-			     "\t\t\ts += a->q[(int64_t)t * K + i];\n"
-			     "\t\tqsum[t] = s;\n"
-			     "\t}\n"
+			     "%s"
 			     "\tconst int64_t gs = (int64_t)K * 4; /* bytes per group of 16 rows */\n"
 			     "\tint64_t nu = (NG + RG - 1) / RG;\n"
 			     "\tint64_t lo = nu * ith / nth, hi = nu * (ith + 1) / nth;\n"
@@ -619,7 +614,7 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 			     "\t\t\tconst int8_t *q = a->q + (int64_t)t0 * K;\n"
 			     "\t\t\tfloat *y = a->y + (int64_t)t0 * N + 16 * g;\n"
 			     "\t\t\tswitch (rg * 1000 + tt) {\n",
-			  name, k, nr, tl.rg, tl.tt);
+			  name, k, nr, tl.rg, tl.tt, tmm_prologue);
 		for (int rg = 1; rg <= tl.rg; rg++)
 			for (int tt = 1; tt <= tl.tt; tt++) {
 				x16_micro(m, n, rg, tt, mk, sizeof mk);

@@ -283,16 +283,25 @@ static void test_pipelines(void **state)
 	static const struct {
 		const char *script;
 		const TuCalls *calls; /* the calls the program then makes */
+		const char *head;     /* the head type the script quantizes to, else NULL */
 	} ex[] = {
-		{"decode_only.lua", &calls_step},
-		{"per_layer.lua", &calls_default},
-		{"sparsity_report.lua", &calls_default},
+		{"decode_only.lua", &calls_step, NULL},
+		{"per_layer.lua", &calls_default, NULL},
+		{"sparsity_report.lua", &calls_default, NULL},
+		{"quantized_head.lua", &calls_default, "q6_k"},
 	};
 	char gguf[4096], src[4096];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
 	snprintf(src, sizeof src, "%s/../../examples/pipelines", tu_data(""));
-	TuModel m;
+	TuModel m, mq;
 	tu_model_open(&m, gguf);
+	tu_model_open(&mq, gguf); /* the interpreter's graph for a quantized head */
+	BnErr e = {0};
+	PassOpts qo = {0};
+	if (pass_opts_set(&qo, "quantize_head", "type", "q6_k", &e) ||
+	    pass_run(mq.g, "quantize_head", &qo, &e))
+		fail_msg("%s", e.msg);
+	pass_opts_free(&qo);
 	for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
 		char prog[4096], extra[8192];
 		snprintf(prog, sizeof prog, "%s", tu_tmp(ex[i].script));
@@ -301,10 +310,11 @@ static void test_pipelines(void **state)
 		int rows;
 		float *got = run_prog(prog, prompt13, 13, 2, &rows, NULL);
 		assert_int_equal(rows, 15 * m.nv);
-		tu_vs_interp(&m, got, 15, prompt13, 13, ex[i].calls);
+		tu_vs_interp(ex[i].head ? &mq : &m, got, 15, prompt13, 13, ex[i].calls);
 		free(got);
 	}
 	tu_model_close(&m);
+	tu_model_close(&mq);
 
 	const char *bad = tu_tmp("bad_pipeline.lua"), *out = tu_tmp("bad_pipeline_prog");
 	const char *text = "local p = require('bitnetc').pipeline()\np:add('dce')\np:add(\n";

@@ -143,9 +143,10 @@ static int measure(Choice *ch, int n_ch, const char *target, const char *cc, con
 		fprintf(f, "%s\t%s\t%" PRId64 "\t%" PRId64 "\t%d\t%s\t%.0f\t%.0f\n", cpu, target, c->k,
 			c->n, c->s, c->lut ? "lut" : "simd", c->ns[0], c->ns[1]);
 		if (verbose > 0)
-			fprintf(stderr, "lut_specialize: k %" PRId64 " n %" PRId64 " %d tokens: "
-					"multiply-add %.3f ms, LUT %.3f ms -> %s\n",
-				c->k, c->n, c->s, c->ns[0] / 1e6, c->ns[1] / 1e6, c->lut ? "lut" : "simd");
+			fprintf(stderr, "lut_specialize: k %" PRId64 " n %" PRId64 " %d tokens (timed at "
+					"%d): multiply-add %.3f ms, LUT %.3f ms -> %s\n",
+				c->k, c->n, c->s, cs[2 * j].nt, c->ns[0] / 1e6, c->ns[1] / 1e6,
+				c->lut ? "lut" : "simd");
 	}
 	if (f && fclose(f) && !rc)
 		rc = bn_err(e, BN_EIO, "tuning file %s: write failed", path);

@@ -152,7 +152,9 @@ typedef struct {
 	FILE *dump_file;           /* where dump_after prints; NULL: stderr */
 	int verbose;               /* handed to the passes */
 	const PassOpts *cli_opts;  /* --pass-opt values: override the script's; may be NULL */
-	const PassTarget *target;  /* bitnetc.target; NULL: pass_target_host() */
+	const PassTarget *target;  /* bitnetc.target, and graph attribute "target" unless it is
+				    * the host's; NULL: pass_target_host() */
+	const char *cc;            /* graph attribute "cc": the C compiler of the build; may be NULL */
 	PassStats *stats;          /* NULL or where per-pass times are appended */
 } PassRunOpts;
 

@@ -1221,19 +1221,13 @@ int pass_pipeline_run(IrGraph *g, const char *script, const PassRunOpts *opts, B
 				      strerror(errno));
 		fclose(f);
 	}
-	/* a fresh run: no attribute of an earlier pipeline survives, but the build's own
-	 * (target, cc: what the passes that measure kernels compile for) are kept */
-	char keep[2][512] = {{0}, {0}};
-	static const char *const kept[2] = {"target", "cc"};
-	for (int i = 0; i < 2; i++) {
-		const IrAttr *a = pass_gattr_find(g, kept[i]);
-		if (a && a->type == IR_ATTR_STR)
-			snprintf(keep[i], sizeof keep[i], "%s", a->s);
-	}
+	/* a fresh run: no attribute of an earlier pipeline survives; the build's own (what
+	 * the passes that measure kernels compile for) come from the run options */
 	pass_gattr_clear(g);
-	for (int i = 0; i < 2; i++)
-		if (keep[i][0] && pass_gattr_set_str(g, kept[i], keep[i], er) != BN_OK)
-			return er->code;
+	if ((ro->target && strcmp(ro->target->name, "host") != 0 &&
+	     pass_gattr_set_str(g, "target", ro->target->name, er) != BN_OK) ||
+	    (ro->cc && pass_gattr_set_str(g, "cc", ro->cc, er) != BN_OK))
+		return er->code;
 	Ctx c = {.target = ro->target ? ro->target : pass_target_host(), .script = script};
 	lua_State *L = luaL_newstate();
 	if (!L)

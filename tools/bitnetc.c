@@ -533,11 +533,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	PassStats stats = {0};
 	PassRunOpts ro = {.verify_each = o->verify_each, .dump_after = o->dump_after,
 			  .dump_file = stdout, .verbose = o->verbose, .cli_opts = &o->pass_opts,
-			  .stats = &stats, .target = pass_target_for(o->target)};
-	/* what passes that measure kernels (tune_kernels) compile for */
-	if (pass_gattr_set_str(g, "target", o->target, &e) != BN_OK ||
-	    pass_gattr_set_str(g, "cc", o->cc, &e) != BN_OK ||
-	    pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {
+			  .stats = &stats, .target = pass_target_for(o->target), .cc = o->cc};
+	if (pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {
 		pass_stats_free(&stats);
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;

@@ -12,14 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-	GgufFile *f;
-	IrGraph *g;
-} Model;
-
 /* A 1-layer model: n_embd 128 (256 for the 256-element block formats), n_ff 256, 2 query
  * heads sharing 1 KV head. */
-static void small_model(Model *m, const char *name, IrDtype wtype, IrDtype embd)
+static void small_model(TuModel *m, const char *name, IrDtype wtype, IrDtype embd)
 {
 	BnmSynthSpec s;
 	BnErr e = {0};
@@ -37,26 +32,13 @@ static void small_model(Model *m, const char *name, IrDtype wtype, IrDtype embd)
 	snprintf(path, sizeof path, "%s", tu_tmp(name));
 	if (bnm_synth_write(&s, path, &e))
 		fail_msg("%s", e.msg);
-	m->f = gguf_open(path, &e);
-	if (!m->f)
-		fail_msg("%s", e.msg);
-	m->g = bnm_load(m->f, &e);
-	if (!m->g)
-		fail_msg("%s", e.msg);
-	if (pass_run(m->g, "dce", NULL, &e))
-		fail_msg("%s", e.msg);
-}
-
-static void model_close(Model *m)
-{
-	ir_graph_free(m->g);
-	gguf_close(m->f);
+	tu_model_open(m, path);
 }
 
 static const CgOpts opts = {.target = "cpu-generic", .max_batch = 8, .pipeline = "dce",
 			    .bos = 1, .eos = 2};
 
-static void emit(const Model *m, CgOutput *out)
+static void emit(const TuModel *m, CgOutput *out)
 {
 	BnErr e = {0};
 	if (cg_cpu_emit(m->g, &opts, out, &e))
@@ -101,7 +83,7 @@ static void compile_clean(const CgOutput *out, const char *name)
 static void test_golden_text(void **state)
 {
 	(void)state;
-	Model m;
+	TuModel m;
 	small_model(&m, "emit-small.gguf", IR_DT_I2_S, IR_DT_F16);
 	CgOutput out;
 	emit(&m, &out);
@@ -133,7 +115,7 @@ static void test_golden_text(void **state)
 	assert_non_null(strstr(out.model_c.data, "const RtModel rt_model = {"));
 	compile_clean(&out, "emit-small-i2s");
 	cg_output_free(&out);
-	model_close(&m);
+	tu_model_close(&m);
 }
 
 /* Other weight and embedding formats: other kernels, still warning-free; the same graph
@@ -150,7 +132,7 @@ static void test_variants_compile(void **state)
 		{IR_DT_I2_S, IR_DT_BF16, "deq_bf16_k128"},
 	};
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-		Model m;
+		TuModel m;
 		char name[64];
 		snprintf(name, sizeof name, "emit-var%zu.gguf", i);
 		small_model(&m, name, v[i].w, v[i].embd);
@@ -166,7 +148,7 @@ static void test_variants_compile(void **state)
 		compile_clean(&a, name);
 		cg_output_free(&a);
 		cg_output_free(&b);
-		model_close(&m);
+		tu_model_close(&m);
 	}
 }
 
@@ -174,7 +156,7 @@ static void test_variants_compile(void **state)
 static void test_layout(void **state)
 {
 	(void)state;
-	Model m;
+	TuModel m;
 	small_model(&m, "emit-layout.gguf", IR_DT_I2_S, IR_DT_F16);
 	CgOutput out;
 	emit(&m, &out);
@@ -193,14 +175,14 @@ static void test_layout(void **state)
 		assert_null(strstr(p + 1, once[i]));
 	}
 	cg_output_free(&out);
-	model_close(&m);
+	tu_model_close(&m);
 }
 
 /* A graph the emitter cannot handle gets an error naming the node, not bad code. */
 static void test_rejects(void **state)
 {
 	(void)state;
-	Model m;
+	TuModel m;
 	small_model(&m, "emit-reject.gguf", IR_DT_I2_S, IR_DT_F16);
 	IrId rope = IR_NONE;
 	for (int i = 0; i < m.g->n_nodes; i++)
@@ -221,7 +203,7 @@ static void test_rejects(void **state)
 	bad.max_batch = 0;
 	assert_int_equal(cg_cpu_emit(m.g, &bad, &out, &e), BN_EINVAL);
 	assert_non_null(strstr(e.msg, "max_batch"));
-	model_close(&m);
+	tu_model_close(&m);
 
 	/* max_batch 1 (decode only): the one-token forward alone */
 	small_model(&m, "emit-decode.gguf", IR_DT_I2_S, IR_DT_F16);
@@ -243,7 +225,7 @@ static void test_rejects(void **state)
 		assert_non_null(strstr(e.msg, "batch sizes"));
 		assert_null(out.model_c.data);
 	}
-	model_close(&m);
+	tu_model_close(&m);
 }
 
 /* One forward function per batch template: forward_t1 (step mode) and forward_tS for each
@@ -252,7 +234,7 @@ static void test_rejects(void **state)
 static void test_templates(void **state)
 {
 	(void)state;
-	Model m;
+	TuModel m;
 	small_model(&m, "emit-tmpl.gguf", IR_DT_I2_S, IR_DT_F16);
 	static const int sizes[] = {1, 3, 8};
 	CgOpts o = opts;
@@ -290,7 +272,7 @@ static void test_templates(void **state)
 	assert_int_equal(users, 4); /* attn_norm, attn_sub_norm, ffn_norm, result_norm */
 	compile_clean(&out, "emit-tmpl");
 	cg_output_free(&out);
-	model_close(&m);
+	tu_model_close(&m);
 }
 
 /* The fused norms: rmsnorm_quant and the residual add's add_rmsnorm_quant (per token and
@@ -309,7 +291,7 @@ static void test_fused(void **state)
 		{IR_DT_TQ2_0, 256, "quant_q8k_k256"},
 	};
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-		Model m;
+		TuModel m;
 		char name[64], want[160];
 		snprintf(name, sizeof name, "emit-fused%zu.gguf", i);
 		small_model(&m, name, v[i].w, IR_DT_F16);
@@ -337,7 +319,7 @@ static void test_fused(void **state)
 		snprintf(name, sizeof name, "emit-fused%zu", i);
 		compile_clean(&out, name);
 		cg_output_free(&out);
-		model_close(&m);
+		tu_model_close(&m);
 	}
 }
 
@@ -348,7 +330,7 @@ static void test_fused(void **state)
 static void test_amx(void **state)
 {
 	(void)state;
-	Model m;
+	TuModel m;
 	BnErr e = {0};
 	small_model(&m, "emit-amx.gguf", IR_DT_I2_S, IR_DT_F16);
 	if (pass_run(m.g, "permute_weights", NULL, &e))
@@ -387,7 +369,7 @@ static void test_amx(void **state)
 		}
 	}
 	cg_output_free(&out);
-	model_close(&m);
+	tu_model_close(&m);
 }
 
 /* cg_printf grows its buffer across many appends and keeps the text intact. */

@@ -365,6 +365,35 @@ static void test_dump_and_describe(void **state)
 	free(buf);
 }
 
+/* The build's target and compiler reach the passes that measure kernels as graph
+ * attributes (they once were cleared with the earlier run's attributes, so every target
+ * measured the host's kernels); without a target none is set and they use native. */
+static void test_build_attrs(void **state)
+{
+	(void)state;
+	GgufFile *f;
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
+	BnErr e = {0};
+	PassRunOpts ro = {.target = pass_target_for("cpu-avx2"), .cc = "gcc-12"};
+	if (pass_pipeline_run(g, NULL, &ro, &e))
+		fail_msg("%s", e.msg);
+	const IrAttr *t = pass_gattr_find(g, "target"), *cc = pass_gattr_find(g, "cc");
+	assert_non_null(t);
+	assert_non_null(cc);
+	assert_string_equal(t->s, "cpu-avx2");
+	assert_string_equal(cc->s, "gcc-12");
+	/* cpu-avx2 has no LUT kernels: lut_specialize saw the target and set nothing */
+	const IrAttr *lf = pass_gattr_find(g, "lut_forwards");
+	assert_non_null(lf);
+	assert_int_equal(lf->i, 0);
+	ro = (PassRunOpts){0};
+	if (pass_pipeline_run(g, NULL, &ro, &e))
+		fail_msg("%s", e.msg);
+	assert_null(pass_gattr_find(g, "target"));
+	assert_null(pass_gattr_find(g, "cc"));
+	tu_golden_graph_free(g, f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -374,6 +403,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_options),
 		cmocka_unit_test(test_dump_and_describe),
+		cmocka_unit_test(test_build_attrs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

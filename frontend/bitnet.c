@@ -447,6 +447,16 @@ static int check_shape(Ctx *c, const GgufTensor *t, TensorKind kind, int n_dims,
 	return 0;
 }
 
+/* A NaN or an infinity in a weight would run through the graph into the logits (and into
+ * int8 conversions, where it is undefined): refused at load, naming the element. */
+static int check_values(Ctx *c, const GgufTensor *t)
+{
+	int rc = bnm_check_finite(c->f, t, c->e);
+	if (rc)
+		c->rc = rc;
+	return rc;
+}
+
 /* The const value of a checked tensor; IR_NONE if it is optional and absent, or on
  * error (c->rc set). ne0/ne1: the expected shape (ne1 < 0: one dimension). */
 static IrId weight(Ctx *c, const char *name, TensorKind kind, bool optional, int64_t ne0,
@@ -466,7 +476,7 @@ static IrId weight(Ctx *c, const char *name, TensorKind kind, bool optional, int
 		return c->cval[idx];
 	int64_t ne[2] = { ne0, ne1 };
 	int n_dims = ne1 < 0 ? 1 : 2;
-	if (check_type(c, t, kind) || check_shape(c, t, kind, n_dims, ne))
+	if (check_type(c, t, kind) || check_shape(c, t, kind, n_dims, ne) || check_values(c, t))
 		return IR_NONE;
 	/* n_dims as expected: equal to the file's but for trailing dims of 1 */
 	IrId v = ir_value_const(c->g, t->name, t->dtype, n_dims, ne, t->data, t->nbytes);

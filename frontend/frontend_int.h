@@ -28,4 +28,11 @@ typedef struct {
 /* The table row for an architecture name (len bytes, not NUL-terminated), or NULL. */
 const BnmArch *bnm_arch_find(const char *name, size_t len);
 
+/* ---- checks.c ---- */
+
+/* Fails (BN_EFORMAT, naming the tensor and its first bad element or block) if a float the
+ * graph reads from t is NaN or infinite: f32/f16/bf16 elements, the f16 block scales of
+ * q8_0, q6_k, tq1_0 and tq2_0. Other types pass. One pass over the data, vectorizable. */
+int bnm_check_finite(const GgufFile *f, const GgufTensor *t, BnErr *e);
+
 #endif

@@ -224,6 +224,9 @@ static int rd_u64(GgufRd *r, const char *field, uint64_t *out)
 	return 0;
 }
 
+/* Counts that no real file could hold (2^48 bytes and more) are corrupt, not cut short. */
+#define GGUF_HUGE_BYTES ((uint64_t)1 << 48)
+
 /* A u64 length and that many bytes; field names what the string is ("key", "name"). */
 static int rd_str(GgufRd *r, const char *field, GgufStr *out)
 {
@@ -231,6 +234,11 @@ static int rd_str(GgufRd *r, const char *field, GgufStr *out)
 	int rc = rd_u64(r, field, &len);
 	if (rc)
 		return rc;
+	if (len >= GGUF_HUGE_BYTES)
+		return rd_fail(r, BN_EFORMAT, field,
+			       "huge %s length %" PRIu64 " at byte %" PRIu64
+			       " cannot fit in any file (this one has %" PRIu64 " bytes)",
+			       field, len, r->pos - 8, r->size);
 	if (len > r->size - r->pos)
 		return rd_fail(r, BN_EFORMAT, field,
 			       "file is truncated: %s length %" PRIu64 " at byte %" PRIu64
@@ -243,23 +251,25 @@ static int rd_str(GgufRd *r, const char *field, GgufStr *out)
 }
 
 /* Checks that n items of at least min bytes each can fit in what is left, before any
- * per-item work or allocation. A count beyond the whole file is called huge (corrupt or
- * hostile); a smaller one means the file was cut short. */
-static int rd_count(GgufRd *r, const char *field, const char *kind, const char *what, uint64_t n,
-		    uint64_t min)
+ * per-item work or allocation. A count whose items would need more than any real file
+ * has is called huge (corrupt or hostile); a smaller one that does not fit means the
+ * file was cut short. what names the count ("tensor count"), who and items say it
+ * ("the header" says N "tensors"). */
+static int rd_count(GgufRd *r, const char *field, const char *what, const char *who,
+		    const char *items, uint64_t n, uint64_t min)
 {
-	uint64_t left = r->size - r->pos;
+	uint64_t left = r->size - r->pos, need;
 	if (n <= left / min)
 		return 0;
-	if (n > r->size)
+	if (!bn_mul_ok(n, min, &need) || need >= GGUF_HUGE_BYTES)
 		return rd_fail(r, BN_EFORMAT, field,
-			       "huge %s%s %" PRIu64 " cannot fit in the %" PRIu64
+			       "huge %s %" PRIu64 " cannot fit in the %" PRIu64
 			       " bytes left (each takes at least %" PRIu64 ")",
-			       kind, what, n, left, min);
+			       what, n, left, min);
 	return rd_fail(r, BN_EFORMAT, field,
-		       "file is truncated: %s%s %" PRIu64 " needs at least %" PRIu64 " bytes at byte %" PRIu64
-		       " but the file ends at byte %" PRIu64,
-		       kind, what, n, n * min, r->pos, r->size);
+		       "file is truncated: %s says %" PRIu64 " %s (at least %" PRIu64
+		       " bytes from byte %" PRIu64 "), but the file ends at byte %" PRIu64,
+		       who, n, items, need, r->pos, r->size);
 }
 
 /* A key or tensor name as a C string: a NUL inside would silently cut it short. */
@@ -306,7 +316,10 @@ static int val_scan(GgufRd *r, uint32_t t, uint64_t *words)
 			       "unknown element value type %" PRIu32 " (known: 0 to %d)", at,
 			       GGUF_T_COUNT - 1);
 	uint64_t min = at == GGUF_T_STRING ? 8 : at == GGUF_T_ARRAY ? 12 : type_size(at);
-	if ((rc = rd_count(r, "array count", gguf_type_name((GgufType)at), " array count", n, min)))
+	char what[32], items[32];
+	snprintf(what, sizeof what, "%s array count", gguf_type_name((GgufType)at));
+	snprintf(items, sizeof items, "%s elements", gguf_type_name((GgufType)at));
+	if ((rc = rd_count(r, "array count", what, "the array", items, n, min)))
 		return rc;
 	if (!type_indexed(at)) {
 		r->pos += n * min;
@@ -422,9 +435,11 @@ static int parse_header(GgufRd *r, GgufFile *f, uint64_t *n_tensors, uint64_t *n
 	}
 	if ((rc = rd_u64(r, "n_tensors", n_tensors)) || (rc = rd_u64(r, "n_kv", n_kv)))
 		return rc;
-	if ((rc = rd_count(r, "n_tensors", "", "tensor count", *n_tensors, GGUF_MIN_TENSOR_BYTES)))
+	if ((rc = rd_count(r, "n_tensors", "tensor count", "the header", "tensors", *n_tensors,
+			   GGUF_MIN_TENSOR_BYTES)))
 		return rc;
-	return rd_count(r, "n_kv", "", "key-value count", *n_kv, GGUF_MIN_KV_BYTES);
+	return rd_count(r, "n_kv", "key-value count", "the header", "key-value pairs", *n_kv,
+			GGUF_MIN_KV_BYTES);
 }
 
 static int parse_kvs(GgufRd *r, GgufImpl *im, uint64_t n_kv)
@@ -552,27 +567,108 @@ static int parse_tensors(GgufRd *r, GgufImpl *im, uint64_t n_tensors)
 	return 0;
 }
 
-/* Places the data section and checks every tensor lies inside the file. */
+/* The bytes of data the tensor table describes when laid out without gaps (as every
+ * writer does): each tensor's size rounded up to the alignment. Saturates at UINT64_MAX. */
+static uint64_t data_extent(const GgufFile *f)
+{
+	uint64_t total = 0;
+	for (uint64_t i = 0; i < f->n_tensors; i++) {
+		uint64_t sz = f->tensors[i].nbytes, pad = (f->alignment - sz % f->alignment) % f->alignment;
+		if (!bn_add_ok(sz, pad, &sz) || !bn_add_ok(total, sz, &total))
+			return UINT64_MAX;
+	}
+	return total;
+}
+
+/* Tensor i's data must lie inside the file. Past the end, either the file was cut short
+ * (the tensor lies within the data the table describes) or its offset is corrupt. */
+static int check_in_file(GgufRd *r, GgufFile *f, uint64_t i, uint64_t extent)
+{
+	GgufTensor *t = &f->tensors[i];
+	uint64_t start, end, rel_end;
+	bool wraps = !bn_add_ok(f->data_offset, t->offset, &start) ||
+		     !bn_add_ok(start, t->nbytes, &end) || !bn_add_ok(t->offset, t->nbytes, &rel_end);
+	if (!wraps && end <= f->size) {
+		t->data = f->base + start;
+		return 0;
+	}
+	if (wraps || rel_end > extent)
+		return rd_fail(r, BN_EFORMAT, "offset",
+			       "data at offset %" PRIu64 " + %" PRIu64 " bytes (data section at byte %" PRIu64
+			       ") runs past the end of the file (%" PRIu64 " bytes) and past the %" PRIu64
+			       " bytes of data the tensor table describes: the offset is corrupt",
+			       t->offset, t->nbytes, f->data_offset, f->size, extent);
+	return rd_fail(r, BN_EFORMAT, "offset",
+		       "file is truncated: the tensor needs bytes %" PRIu64 "..%" PRIu64
+		       " (offset %" PRIu64 " in the data section at byte %" PRIu64
+		       "), but the data runs past the end of the file at byte %" PRIu64,
+		       start, end, t->offset, f->data_offset, f->size);
+}
+
+typedef struct {
+	uint64_t start, end, i;
+} GgufSpan;
+
+static int span_cmp(const void *a, const void *b)
+{
+	const GgufSpan *x = a, *y = b;
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* No two tensors share bytes: one would be read as the other's data. Sorted by offset,
+ * each must end where the next starts or before. */
+static int check_overlap(GgufRd *r, const GgufFile *f)
+{
+	if (f->n_tensors < 2)
+		return 0;
+	GgufSpan *s = malloc((size_t)f->n_tensors * sizeof *s);
+	if (!s)
+		return rd_fail(r, BN_ENOMEM, NULL, "out of memory");
+	for (uint64_t i = 0; i < f->n_tensors; i++) /* in the file: the sums cannot wrap */
+		s[i] = (GgufSpan){ f->tensors[i].offset, f->tensors[i].offset + f->tensors[i].nbytes, i };
+	qsort(s, (size_t)f->n_tensors, sizeof *s, span_cmp);
+	for (uint64_t k = 0; k + 1 < f->n_tensors; k++) {
+		if (s[k].end <= s[k + 1].start)
+			continue;
+		const GgufTensor *a = &f->tensors[s[k].i], *b = &f->tensors[s[k + 1].i];
+		char an[96], bn[96];
+		escape(an, sizeof an, (const uint8_t *)a->name, strlen(a->name));
+		escape(bn, sizeof bn, (const uint8_t *)b->name, strlen(b->name));
+		snprintf(r->where, sizeof r->where, "tensor %" PRIu64 " '%s'", s[k + 1].i, bn);
+		uint64_t b_start = s[k + 1].start, b_end = s[k + 1].end;
+		uint64_t a_start = s[k].start, a_end = s[k].end;
+		free(s);
+		return rd_fail(r, BN_EFORMAT, "offset",
+			       "data at offsets %" PRIu64 "..%" PRIu64 " overlaps tensor %" PRIu64
+			       " '%s' at %" PRIu64 "..%" PRIu64 " (each tensor needs bytes of its own)",
+			       b_start, b_end, (uint64_t)(a - f->tensors), an, a_start, a_end);
+	}
+	free(s);
+	return 0;
+}
+
+/* Places the data section and checks every tensor lies inside the file, apart from the
+ * others. */
 static int parse_data(GgufRd *r, GgufImpl *im)
 {
 	GgufFile *f = &im->f;
 	uint64_t pad = (f->alignment - r->pos % f->alignment) % f->alignment;
 	if (!bn_add_ok(r->pos, pad, &f->data_offset))
 		return rd_fail(r, BN_EFORMAT, NULL, "data section offset overflows");
+	uint64_t extent = data_extent(f);
+	int rc;
 	for (uint64_t i = 0; i < f->n_tensors; i++) {
-		GgufTensor *t = &f->tensors[i];
-		uint64_t start, end;
 		char what[96];
-		escape(what, sizeof what, (const uint8_t *)t->name, strlen(t->name));
+		escape(what, sizeof what, (const uint8_t *)f->tensors[i].name,
+		       strlen(f->tensors[i].name));
 		snprintf(r->where, sizeof r->where, "tensor %" PRIu64 " '%s'", i, what);
-		if (!bn_add_ok(f->data_offset, t->offset, &start) || !bn_add_ok(start, t->nbytes, &end) ||
-		    end > f->size)
-			return rd_fail(r, BN_EFORMAT, "offset",
-				       "data at offset %" PRIu64 " + %" PRIu64 " bytes (data section at byte %" PRIu64
-				       ") runs past the end of the file (%" PRIu64 " bytes)",
-				       t->offset, t->nbytes, f->data_offset, f->size);
-		t->data = f->base + start;
+		if ((rc = check_in_file(r, f, i, extent)))
+			return rc;
 	}
+	if ((rc = check_overlap(r, f)))
+		return rc;
 	if (!index_init(&im->tensor_ix, f->n_tensors))
 		return rd_fail(r, BN_ENOMEM, NULL, "out of memory");
 	for (uint64_t i = 0; i < f->n_tensors; i++) {

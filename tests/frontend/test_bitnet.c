@@ -806,6 +806,166 @@ static void test_i2s_scale(void **st)
 		    "blk.1.attn_output.weight: the i2_s scale is nan");
 }
 
+/* Non-finite values: the bytes pz.bytes written at byte pz.off of tensor pz.name. */
+static struct {
+	const char *name;
+	uint64_t off;
+	uint8_t bytes[4];
+	int n;
+} pz;
+
+static bool poison(const Edit *ed, const GgufTensor *t, uint32_t *type, int *n_dims, int64_t *ne,
+		   const void **data, uint64_t *nbytes)
+{
+	if (strcmp(t->name, pz.name) == 0) {
+		Edit *m = (Edit *)ed;
+		assert_true(pz.off + (uint64_t)pz.n <= *nbytes);
+		m->buf = malloc(*nbytes);
+		memcpy(m->buf, *data, *nbytes);
+		memcpy((uint8_t *)m->buf + pz.off, pz.bytes, (size_t)pz.n);
+		*data = m->buf;
+	}
+	return true;
+}
+
+/* src with n bytes at byte off of tensor name replaced; must fail naming what. */
+static void expect_poisoned(const char *src, const char *name, uint64_t off, const char *bytes,
+			    int n, const char *what)
+{
+	pz.name = name;
+	pz.off = off;
+	pz.n = n;
+	memcpy(pz.bytes, bytes, (size_t)n);
+	Edit ed = { .tensor = poison };
+	expect_fail(edited(src, "nf.gguf", &ed), BN_EFORMAT, what);
+}
+
+static const char F32_NAN[] = "\x00\x00\xc0\x7f", F32_INF[] = "\x00\x00\x80\x7f",
+		  F32_NINF[] = "\x00\x00\x80\xff", F16_NAN[] = "\x00\x7e", F16_INF[] = "\x00\x7c",
+		  BF16_NAN[] = "\xc0\x7f", BF16_NINF[] = "\x80\xff";
+
+static void embd_f32(BnmSynthSpec *s)
+{
+	s->embd_type = IR_DT_F32;
+}
+
+static void embd_bf16(BnmSynthSpec *s)
+{
+	s->embd_type = IR_DT_BF16;
+}
+
+static void embd_q8_0(BnmSynthSpec *s)
+{
+	s->embd_type = IR_DT_Q8_0;
+}
+
+static void embd_q6_k(BnmSynthSpec *s)
+{
+	s->embd_type = IR_DT_Q6_K;
+}
+
+static void wtype_tq1(BnmSynthSpec *s)
+{
+	s->wtype = IR_DT_TQ1_0;
+}
+
+static void wtype_tq2(BnmSynthSpec *s)
+{
+	s->wtype = IR_DT_TQ2_0;
+}
+
+static void arch_bitnet_scales(BnmSynthSpec *s)
+{
+	s->arch = "bitnet";
+	s->proj_scales = true;
+}
+
+static void test_nonfinite_norms(void **st)
+{
+	const char *src = synth("nf.src.gguf", NULL);
+	expect_poisoned(src, "blk.1.ffn_norm.weight", 4 * 5, F32_NAN, 4,
+			"blk.1.ffn_norm.weight: f32 element 5 is NaN");
+	expect_poisoned(src, "output_norm.weight", 4 * 255, F32_INF, 4,
+			"output_norm.weight: f32 element 255 is infinite");
+	expect_poisoned(src, "blk.0.attn_sub_norm.weight", 0, F32_NINF, 4,
+			"blk.0.attn_sub_norm.weight: f32 element 0 is infinite");
+	/* the I2_S scale, Inf as well as NaN */
+	expect_poisoned(src, "blk.0.ffn_up.weight", 256 * 768 / 4, F32_INF, 4,
+			"blk.0.ffn_up.weight: the i2_s scale is inf");
+	/* the bitnet arch's per-projection scales */
+	const char *sc = synth("nf.sc.gguf", arch_bitnet_scales);
+	expect_poisoned(sc, "blk.1.ffn_down.scale", 0, F32_NAN, 4,
+			"blk.1.ffn_down.scale: f32 element 0 is NaN");
+}
+
+static void test_nonfinite_embd(void **st)
+{
+	/* f16 (the default): element 3 * 256 + 7 */
+	const char *src = synth("nf.src.gguf", NULL);
+	expect_poisoned(src, "token_embd.weight", 2 * (3 * 256 + 7), F16_NAN, 2,
+			"token_embd.weight: f16 element 775 (row 3, column 7) is NaN");
+	expect_poisoned(src, "token_embd.weight", 2 * (511 * 256 + 255), F16_INF, 2,
+			"token_embd.weight: f16 element 131071 (row 511, column 255) is infinite");
+	expect_poisoned(synth("nf.f32.gguf", embd_f32), "token_embd.weight", 4 * 4100, F32_NAN, 4,
+			"token_embd.weight: f32 element 4100 (row 16, column 4) is NaN");
+	const char *bf = synth("nf.bf16.gguf", embd_bf16);
+	expect_poisoned(bf, "token_embd.weight", 2 * 9, BF16_NAN, 2,
+			"token_embd.weight: bf16 element 9 (row 0, column 9) is NaN");
+	expect_poisoned(bf, "token_embd.weight", 2 * 4096, BF16_NINF, 2,
+			"token_embd.weight: bf16 element 4096 (row 16, column 0) is infinite");
+	/* block types: the f16 scale d, first in a Q8_0 block of 34 bytes, last in Q6_K's 210 */
+	expect_poisoned(synth("nf.q8.gguf", embd_q8_0), "token_embd.weight", 34 * 9, F16_NAN, 2,
+			"token_embd.weight: the f16 scale of q8_0 block 9 (from element 288 (row 1, "
+			"column 32)) is NaN");
+	expect_poisoned(synth("nf.q6.gguf", embd_q6_k), "token_embd.weight", 210 * 2 + 208,
+			F16_INF, 2, "the f16 scale of q6_k block 2 (from element 512 (row 2, column 0))"
+			" is infinite");
+	/* a value with the exponent bits of a NaN in the quants of a block is just a quant */
+	const char *q8 = synth("nf.q8b.gguf", embd_q8_0);
+	pz.name = "token_embd.weight";
+	pz.off = 34 * 9 + 2;
+	pz.n = 2;
+	memcpy(pz.bytes, F16_NAN, 2);
+	Edit ed = { .tensor = poison };
+	BnErr e = { 0 };
+	Model m = load(edited(q8, "nf.ok.gguf", &ed), &e);
+	if (!m.g)
+		fail_msg("%s", e.msg);
+	model_free(&m);
+}
+
+static void test_nonfinite_ternary_scales(void **st)
+{
+	/* TQ1_0 blocks: 54 bytes, d last; TQ2_0: 66 bytes */
+	expect_poisoned(synth("nf.tq1.gguf", wtype_tq1), "blk.0.attn_k.weight", 54 * 3 + 52,
+			F16_NAN, 2, "blk.0.attn_k.weight: the f16 scale of tq1_0 block 3 (from "
+			"element 768 (row 3, column 0)) is NaN");
+	expect_poisoned(synth("nf.tq2.gguf", wtype_tq2), "blk.1.ffn_down.weight", 66 + 64,
+			F16_INF, 2, "blk.1.ffn_down.weight: the f16 scale of tq2_0 block 1");
+}
+
+/* A tensor the graph never reads (the tied arch's output.weight) is not scanned. */
+static void add_nan_output(const Edit *ed, GgufWriter *w)
+{
+	int64_t ne[2] = { 256, 512 };
+	static uint16_t nan_embd[256 * 512];
+	for (size_t i = 0; i < sizeof nan_embd / sizeof nan_embd[0]; i++)
+		nan_embd[i] = 0x7e00;
+	assert_int_equal(gguf_writer_tensor(w, "output.weight", 1, 2, ne, nan_embd,
+					    sizeof nan_embd, NULL),
+			 0);
+}
+
+static void test_nonfinite_unread(void **st)
+{
+	Edit ed = { .extra = add_nan_output };
+	BnErr e = { 0 };
+	Model m = load(edited(synth("nf.out.src.gguf", NULL), "nf.out.gguf", &ed), &e);
+	if (!m.g)
+		fail_msg("%s", e.msg);
+	model_free(&m);
+}
+
 static void test_embd_types(void **st)
 {
 	/* the head reads token_embd in whatever type it has */
@@ -861,6 +1021,10 @@ int main(void)
 		cmocka_unit_test(test_optional_tensors),
 		cmocka_unit_test(test_bitnet_arch_output),
 		cmocka_unit_test(test_i2s_scale),
+		cmocka_unit_test(test_nonfinite_norms),
+		cmocka_unit_test(test_nonfinite_embd),
+		cmocka_unit_test(test_nonfinite_ternary_scales),
+		cmocka_unit_test(test_nonfinite_unread),
 		cmocka_unit_test(test_embd_types),
 		cmocka_unit_test(test_graph_name),
 	};

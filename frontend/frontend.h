@@ -148,6 +148,8 @@ typedef struct {
 	int n_eog;
 	int chat_template;   /* RtChatTemplate recognized in tokenizer.chat_template; 0: none */
 	bool has_chat_jinja; /* the file has a tokenizer.chat_template */
+	char split[160];     /* BPE: how text is split into words and why ("the Llama 3 split
+			      * (tokenizer.ggml.pre 'llama-bpe')"); "" for SentencePiece */
 } BnmTok;
 
 /* Reads tokenizer.ggml.* ("gpt2": tokens, token_type, merges; "llama": tokens, scores,
@@ -155,6 +157,18 @@ typedef struct {
  * No tokenizer.ggml.model (or another kind): BN_OK, blob NULL and none_why says so.
  * Malformed metadata: an error naming the file and key. */
 int bnm_tok_load(const GgufFile *f, BnmTok *t, BnErr *e);
+/* The same; a BPE vocabulary's tokenizer.ggml.pre must be one bnm_tok_pre_supported names
+ * (others split text differently: BN_EUNSUPPORTED, listing them) unless force_pre (such a
+ * name, or NULL) overrides it. */
+int bnm_tok_load_pre(const GgufFile *f, const char *force_pre, BnmTok *t, BnErr *e);
+/* The tokenizer.ggml.pre values whose split the runtime implements (Llama 3's),
+ * NULL-terminated; the first is the one to suggest. */
+const char *const *bnm_tok_pres(void);
+bool bnm_tok_pre_supported(const char *pre);
+/* Whether the vocabulary has, as special tokens, what chat_template's text holds (e.g.
+ * <|start_header_id|> for llama3); else nonzero and why says which are missing. No
+ * tokenizer or no template: 0. */
+int bnm_tok_chat_check(const BnmTok *t, int chat_template, char *why, size_t n);
 void bnm_tok_free(BnmTok *t);
 
 /* ---- synthetic models (synth.c) ---------------------------------------- */

@@ -30,6 +30,40 @@ static void tokmeta_free(TokMeta *m)
 	free(m->merge_len);
 }
 
+/* The tokenizer.ggml.pre values that split text as Llama 3 does (llama.cpp's LLAMA3 group:
+ * the same regex, whole words looked up before merging, BOS added): the only byte-level BPE
+ * split the runtime has. ORDER: the first is the name --tokenizer-pre suggests. */
+static const char *const llama3_pres[] = {
+	"llama3", "llama-bpe", "llama-v3", "falcon3", "falcon-h1", "falcon_e", "pixtral",
+	"midm-2.0", "lfm2", NULL,
+};
+
+const char *const *bnm_tok_pres(void)
+{
+	return llama3_pres;
+}
+
+bool bnm_tok_pre_supported(const char *pre)
+{
+	for (const char *const *p = llama3_pres; pre && *p; p++)
+		if (!strcmp(*p, pre))
+			return true;
+	return false;
+}
+
+/* "a, b, c" of the supported pre values. */
+static void pres_list(char *buf, size_t n)
+{
+	size_t len = 0;
+	buf[0] = 0;
+	for (const char *const *p = llama3_pres; *p && len < n; p++) {
+		int k = snprintf(buf + len, n - len, "%s%s", len ? ", " : "", *p);
+		if (k < 0)
+			break;
+		len += (size_t)k;
+	}
+}
+
 /* The array at key with its element count; errors name the file and key. */
 static int meta_array(const GgufFile *f, const char *key, GgufType want, bool any_int,
 		      const GgufValue **v, BnErr *e)
@@ -176,7 +210,7 @@ static int meta_add_bos(const GgufFile *f, TokMeta *m, BnErr *e)
 	const GgufKV *kv = gguf_find(f, key);
 	if (!kv) {
 		m->spec.add_bos = m->spec.kind == RT_TOK_SPM || !m->spec.pre ||
-				  !strcmp(m->spec.pre, "llama-bpe") || !strcmp(m->spec.pre, "llama3");
+				  bnm_tok_pre_supported(m->spec.pre);
 		return 0;
 	}
 	int64_t v;
@@ -212,6 +246,41 @@ static int meta_kind(const GgufFile *f, TokMeta *m, const char **why, BnErr *e)
 		m->spec.pre = m->pre;
 	}
 	return 0;
+}
+
+/* A byte-level BPE vocabulary is split into words before merging, and how is named by
+ * tokenizer.ggml.pre; the runtime splits as Llama 3 does. Another split would give other
+ * ids without a word of warning, so an unknown pre is refused unless force_pre (a
+ * supported name) says to split as Llama 3 anyway. A missing pre keeps the Llama 3 split
+ * (what the 2B-4T conversions need). SentencePiece has no split: pre is not read. */
+static int meta_pre(const GgufFile *f, TokMeta *m, const char *force_pre, char *note, size_t n,
+		    BnErr *e)
+{
+	if (m->spec.kind != RT_TOK_BPE)
+		return 0;
+	const char *file_pre = m->spec.pre;
+	if (force_pre) {
+		snprintf(note, n, "the Llama 3 split (--tokenizer-pre %s; the file says %s%s%s)",
+			 force_pre, file_pre ? "'" : "", file_pre ? file_pre : "nothing",
+			 file_pre ? "'" : "");
+		m->spec.pre = force_pre;
+		return 0;
+	}
+	if (!file_pre) {
+		snprintf(note, n, "the Llama 3 split (the file has no tokenizer.ggml.pre)");
+		return 0;
+	}
+	if (bnm_tok_pre_supported(file_pre)) {
+		snprintf(note, n, "the Llama 3 split (tokenizer.ggml.pre '%s')", file_pre);
+		return 0;
+	}
+	char list[256];
+	pres_list(list, sizeof list);
+	return bn_err(e, BN_EUNSUPPORTED,
+		      "%s: tokenizer.ggml.pre: unknown pre-tokenizer '%s': bitnetc splits text as "
+		      "Llama 3 does, which is right only for %s (--tokenizer-pre %s forces that "
+		      "split; --no-tokenizer builds without a tokenizer)",
+		      f->path, file_pre, list, llama3_pres[0]);
 }
 
 /* The vocabulary, types, scores and merges. */
@@ -256,11 +325,14 @@ static int meta_vocab(const GgufFile *f, TokMeta *m, BnErr *e)
 	return 0;
 }
 
-static int tokmeta_read(const GgufFile *f, TokMeta *m, const char **why, BnErr *e)
+static int tokmeta_read(const GgufFile *f, TokMeta *m, const char *force_pre, BnmTok *t,
+			const char **why, BnErr *e)
 {
 	int rc;
 	m->spec.bos = m->spec.eos = m->spec.unk = -1;
 	if ((rc = meta_kind(f, m, why, e)) || *why)
+		return rc;
+	if ((rc = meta_pre(f, m, force_pre, t->split, sizeof t->split, e)))
 		return rc;
 	if ((rc = meta_vocab(f, m, e)))
 		return rc;
@@ -276,12 +348,23 @@ static int tokmeta_read(const GgufFile *f, TokMeta *m, const char **why, BnErr *
 
 int bnm_tok_load(const GgufFile *f, BnmTok *t, BnErr *e)
 {
+	return bnm_tok_load_pre(f, NULL, t, e);
+}
+
+int bnm_tok_load_pre(const GgufFile *f, const char *force_pre, BnmTok *t, BnErr *e)
+{
 	memset(t, 0, sizeof *t);
 	t->bos = t->eos = -1;
+	if (force_pre && !bnm_tok_pre_supported(force_pre)) {
+		char list[256];
+		pres_list(list, sizeof list);
+		return bn_err(e, BN_EINVAL, "unknown pre-tokenizer '%s' (supported: %s)", force_pre,
+			      list);
+	}
 	TokMeta m;
 	memset(&m, 0, sizeof m);
 	const char *why = NULL;
-	int rc = tokmeta_read(f, &m, &why, e);
+	int rc = tokmeta_read(f, &m, force_pre, t, &why, e);
 	if (!rc && why) {
 		snprintf(t->none_why, sizeof t->none_why, "%s", why);
 	} else if (!rc) {
@@ -312,6 +395,58 @@ int bnm_tok_load(const GgufFile *f, BnmTok *t, BnErr *e)
 	if (rc)
 		bnm_tok_free(t);
 	return rc;
+}
+
+/* The special tokens each chat template's text holds. ORDER RtChatTemplate */
+static const char *const chat_needs[][4] = {
+	[RT_CHAT_NONE] = { NULL },
+	[RT_CHAT_BITNET] = { "<|eot_id|>", NULL },
+	[RT_CHAT_LLAMA3] = { "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", NULL },
+};
+
+/* Whether text is one token when special-token text is parsed: the way the program
+ * encodes a rendered conversation. */
+static bool one_special(const RtTok *rt, const char *text)
+{
+	int32_t *ids = NULL;
+	int n = 0;
+	RtErr re = { 0 };
+	bool ok = rt_tok_encode(rt, text, strlen(text), RT_TOK_PARSE_SPECIAL, &ids, &n, &re) ==
+			  RT_OK && n == 1;
+	free(ids);
+	return ok;
+}
+
+int bnm_tok_chat_check(const BnmTok *t, int chat_template, char *why, size_t n)
+{
+	why[0] = 0;
+	if (!t->blob || chat_template <= RT_CHAT_NONE ||
+	    chat_template >= (int)(sizeof chat_needs / sizeof chat_needs[0]))
+		return 0;
+	RtErr re = { 0 };
+	RtTok *rt = rt_tok_open(t->blob, t->size, &re);
+	if (!rt) {
+		snprintf(why, n, "the tokenizer does not open: %s", re.msg);
+		return BN_EFORMAT;
+	}
+	const char *missing[4];
+	int k = 0;
+	for (const char *const *p = chat_needs[chat_template]; *p; p++)
+		if (!one_special(rt, *p))
+			missing[k++] = *p;
+	rt_tok_free(rt);
+	if (!k)
+		return 0;
+	size_t len = (size_t)snprintf(why, n, "the %s chat template needs ",
+				      rt_chat_name((RtChatTemplate)chat_template));
+	for (int i = 0; i < k && len < n; i++)
+		len += (size_t)snprintf(why + len, n - len, "%s%s", i == 0 ? "" : i + 1 < k ? ", " : " and ",
+					missing[i]);
+	if (len < n)
+		snprintf(why + len, n - len, ", which %s not %s of this vocabulary (its text would be "
+			 "encoded as plain text)", k > 1 ? "are" : "is",
+			 k > 1 ? "special tokens" : "a special token");
+	return BN_EUNSUPPORTED;
 }
 
 void bnm_tok_free(BnmTok *t)

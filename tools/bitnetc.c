@@ -128,6 +128,9 @@ static const char usage_build[] =
 	"  --chat-template NAME  the chat format baked into the program: bitnet, llama3 or\n"
 	"                        none (default: recognized from tokenizer.chat_template)\n"
 	"  --no-tokenizer        leave the tokenizer out: the program takes token ids only\n"
+	"  --tokenizer-pre NAME  split text as NAME (llama3: the one split bitnetc has) whatever\n"
+	"                        the file's tokenizer.ggml.pre says; without it an unknown\n"
+	"                        pre-tokenizer is refused (-v says which split is used)\n"
 	"  --pipeline FILE.lua   run this pass pipeline instead of the default one\n"
 	"  --pass-opt P.K=V      set option K of pass P (e.g. batch_templates.sizes=1,16);\n"
 	"                        overrides the script's value\n"
@@ -185,7 +188,10 @@ static const char usage_tokenize[] =
 	"\n"
 	"  --no-special   text such as <|eot_id|> stays text (default: the special token)\n"
 	"  --no-bos       no BOS (default: added when the model says so)\n"
-	"  --pieces       one line per token: id, then its bytes as a C string\n";
+	"  --pieces       one line per token: id, then its bytes as a C string\n"
+	"  --tokenizer-pre NAME\n"
+	"                 split text as NAME (llama3) whatever the file's tokenizer.ggml.pre\n"
+	"                 says (default: an unknown pre-tokenizer is refused)\n";
 
 static const char usage_mkmodel[] =
 	"usage: bitnetc mkmodel -o FILE [options]\n"
@@ -422,6 +428,7 @@ typedef struct {
 	const char *path, *out, *target, *cc, *cflags, *opt, *emit_dir, *weights_file;
 	const char *chat_template; /* --chat-template, or NULL: the file's */
 	bool no_tokenizer;
+	const char *tokenizer_pre; /* --tokenizer-pre, or NULL: the file's */
 	int64_t max_batch;
 	int verbose;
 	const char *pipeline;   /* --pipeline FILE; NULL: the embedded passes/default.lua */
@@ -469,6 +476,20 @@ static int chat_template_id(const char *name)
 	return t == RT_CHAT_NONE ? -1 : (int)t;
 }
 
+/* --tokenizer-pre NAME: a pre-tokenizer bitnetc implements, else a usage error listing them. */
+static bool tokenizer_pre_ok(const char *cmd, const char *name)
+{
+	char list[256] = "";
+	size_t len = 0;
+	if (bnm_tok_pre_supported(name))
+		return true;
+	for (const char *const *p = bnm_tok_pres(); *p && len < sizeof list; p++)
+		len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "", *p);
+	usage_err(cmd, "--tokenizer-pre: unknown pre-tokenizer '%s' (bitnetc has the Llama 3 "
+		  "split, named %s)", name, list);
+	return false;
+}
+
 /* The tokenizer and chat template the program gets; prints a line about them. */
 static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph *g, BnmTok *tok)
 {
@@ -476,7 +497,7 @@ static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph 
 	if (o->no_tokenizer) {
 		memset(tok, 0, sizeof *tok);
 		snprintf(tok->none_why, sizeof tok->none_why, "--no-tokenizer");
-	} else if (bnm_tok_load(f, tok, &e) != BN_OK) {
+	} else if (bnm_tok_load_pre(f, o->tokenizer_pre, tok, &e) != BN_OK) {
 		return fail_err(o->path, &e);
 	}
 	if (tok->blob && tok->n_tokens > g->hp.n_vocab)
@@ -485,6 +506,16 @@ static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph 
 			    o->path, tok->n_tokens, g->hp.n_vocab);
 	if (o->chat_template)
 		tok->chat_template = chat_template_id(o->chat_template);
+	/* A template whose special tokens the vocabulary lacks would be encoded as plain
+	 * text: refused when asked for, dropped (with a note) when the file's metadata chose it. */
+	char why[256], note[300] = "";
+	if (bnm_tok_chat_check(tok, tok->chat_template, why, sizeof why)) {
+		if (o->chat_template)
+			return fail(EXIT_RUNTIME, "%s: --chat-template %s: %s", o->path,
+				    o->chat_template, why);
+		snprintf(note, sizeof note, "; the file's template is not used: %s", why);
+		tok->chat_template = RT_CHAT_NONE;
+	}
 	if (!tok->blob) {
 		printf("          no tokenizer (%s): the program takes token ids\n", tok->none_why);
 		return 0;
@@ -494,10 +525,13 @@ static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph 
 	       tok->add_bos ? " (added)" : "", tok->eos);
 	for (int i = 0; i < tok->n_eog; i++)
 		printf(" %" PRId32, tok->eog[i]);
-	printf("; chat template %s%s\n", rt_chat_name((RtChatTemplate)tok->chat_template),
-	       o->chat_template ? " (--chat-template)"
-	       : tok->has_chat_jinja ? (tok->chat_template ? " (recognized)" : " (not recognized)")
-	       : " (the file has none)");
+	const char *from = o->chat_template ? " (--chat-template)" : note[0] ? ""
+			   : !tok->has_chat_jinja ? " (the file has none)"
+			   : tok->chat_template ? " (recognized)" : " (not recognized)";
+	printf("; chat template %s%s%s\n", rt_chat_name((RtChatTemplate)tok->chat_template), from,
+	       note);
+	if (o->verbose && tok->split[0])
+		printf("          text is split into words by %s\n", tok->split);
 	return 0;
 }
 
@@ -726,6 +760,10 @@ static int cmd_build(int argc, char **argv)
 			o.chat_template = v;
 		} else if (flag(&a, NULL, "--no-tokenizer")) {
 			o.no_tokenizer = true;
+		} else if ((r = opt(&a, NULL, "--tokenizer-pre", &v)) != 0) {
+			if (r < 0 || !tokenizer_pre_ok(a.cmd, v))
+				return EXIT_USAGE;
+			o.tokenizer_pre = v;
 		} else if (flag(&a, NULL, "--verify-each")) {
 			o.verify_each = true;
 		} else if (flag(&a, NULL, "--tune")) {
@@ -1198,7 +1236,8 @@ static void print_piece(const char *p, int n)
 	}
 }
 
-static int tokenize_text(const char *path, const char *text, int flags, bool pieces)
+static int tokenize_text(const char *path, const char *text, int flags, bool pieces,
+			 const char *pre)
 {
 	BnErr e = {0};
 	RtErr re = {0};
@@ -1209,7 +1248,7 @@ static int tokenize_text(const char *path, const char *text, int flags, bool pie
 	GgufFile *f = gguf_open(path, &e);
 	if (!f)
 		return fail_err(path, &e);
-	if (bnm_tok_load(f, &tok, &e) != BN_OK) {
+	if (bnm_tok_load_pre(f, pre, &tok, &e) != BN_OK) {
 		rc = fail_err(path, &e);
 	} else if (!tok.blob) {
 		rc = fail(EXIT_RUNTIME, "%s: no tokenizer (%s)", path, tok.none_why);
@@ -1244,10 +1283,17 @@ static int cmd_tokenize(int argc, char **argv)
 	Args a = {.cmd = "tokenize", .argc = argc, .argv = argv};
 	int flags = RT_TOK_PARSE_SPECIAL | RT_TOK_ADD_BOS;
 	bool pieces = false;
+	const char *pre = NULL;
 	for (a.i = 0; a.i < argc; a.i++) {
+		const char *v;
+		int r;
 		if (is_help(argv[a.i]))
 			return show_usage(usage_tokenize);
-		if (flag(&a, NULL, "--no-special"))
+		if ((r = opt(&a, NULL, "--tokenizer-pre", &v)) != 0) {
+			if (r < 0 || !tokenizer_pre_ok(a.cmd, v))
+				return EXIT_USAGE;
+			pre = v;
+		} else if (flag(&a, NULL, "--no-special"))
 			flags &= ~RT_TOK_PARSE_SPECIAL;
 		else if (flag(&a, NULL, "--no-bos"))
 			flags &= ~RT_TOK_ADD_BOS;
@@ -1261,7 +1307,7 @@ static int cmd_tokenize(int argc, char **argv)
 	if (a.n_pos < 2)
 		return usage_err(a.cmd, "missing TEXT (quote it: bitnetc tokenize MODEL.gguf "
 					"\"Hello, world\")");
-	return tokenize_text(a.pos[0], a.pos[1], flags, pieces);
+	return tokenize_text(a.pos[0], a.pos[1], flags, pieces, pre);
 }
 
 /* ---- mkmodel ----------------------------------------------------------------------- */

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include "frontend.h"
+#include "rt_tok.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -167,6 +168,197 @@ static void test_golden(void **state)
 	gguf_close(f);
 }
 
+/* ---- tokenizer.ggml.pre --------------------------------------------------------- */
+
+static const char *pre_value;
+
+static void set_pre(GgufWriter *w)
+{
+	gguf_writer_str(w, "tokenizer.ggml.pre", pre_value);
+}
+
+/* Loads the test vocabulary with tokenizer.ggml.pre = pre (NULL: none) and force_pre;
+ * returns the load's status, the tokenizer in *t. */
+static int load_pre(const char *pre, const char *force_pre, BnmTok *t, BnErr *e)
+{
+	pre_value = pre;
+	GgufFile *f = write_and_open("tm-pre.gguf", pre ? set_pre : NULL, e);
+	memset(t, 0, sizeof *t);
+	int rc = bnm_tok_load_pre(f, force_pre, t, e);
+	gguf_close(f);
+	return rc;
+}
+
+static void test_pre(void **state)
+{
+	(void)state;
+	BnErr e = {0};
+	BnmTok t;
+	/* the Llama 3 group, and no pre at all: the Llama 3 split, said so */
+	const char *good[] = {"llama-bpe", "llama3", "llama-v3", "falcon3", "falcon_e"};
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+		if (load_pre(good[i], NULL, &t, &e))
+			fail_msg("%s: %s", good[i], e.msg);
+		assert_non_null(t.blob);
+		assert_non_null(strstr(t.split, "Llama 3 split"));
+		assert_non_null(strstr(t.split, good[i]));
+		bnm_tok_free(&t);
+	}
+	assert_int_equal(load_pre(NULL, NULL, &t, &e), 0);
+	assert_string_equal(t.split, "the Llama 3 split (the file has no tokenizer.ggml.pre)");
+	bnm_tok_free(&t);
+	/* another split: refused, naming the value, what is supported and the way out;
+	 * "default" too, which llama.cpp splits with another regex */
+	const char *bad[] = {"qwen2", "default", "gpt-2", "LLAMA-BPE"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		memset(&e, 0, sizeof e);
+		if (!load_pre(bad[i], NULL, &t, &e))
+			fail_msg("pre '%s' was accepted", bad[i]);
+		assert_int_equal(e.code, BN_EUNSUPPORTED);
+		char want[96];
+		snprintf(want, sizeof want, "tm-pre.gguf: tokenizer.ggml.pre: unknown pre-tokenizer "
+			 "'%s'", bad[i]);
+		if (!strstr(e.msg, want) || !strstr(e.msg, "llama3, llama-bpe, llama-v3") ||
+		    !strstr(e.msg, "--tokenizer-pre llama3"))
+			fail_msg("%s", e.msg);
+		assert_null(t.blob);
+		bnm_tok_free(&t);
+	}
+	/* forced: the Llama 3 split whatever the file says */
+	if (load_pre("qwen2", "llama3", &t, &e))
+		fail_msg("%s", e.msg);
+	assert_non_null(t.blob);
+	assert_string_equal(t.split, "the Llama 3 split (--tokenizer-pre llama3; the file says "
+		"'qwen2')");
+	bnm_tok_free(&t);
+	memset(&e, 0, sizeof e);
+	assert_int_equal(load_pre("llama-bpe", "qwen2", &t, &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "unknown pre-tokenizer 'qwen2' (supported: llama3,"));
+	bnm_tok_free(&t);
+	const char *const *pres = bnm_tok_pres();
+	assert_string_equal(pres[0], "llama3");
+	assert_true(bnm_tok_pre_supported("lfm2"));
+	assert_false(bnm_tok_pre_supported("default"));
+	assert_false(bnm_tok_pre_supported(NULL));
+}
+
+/* Without tokenizer.ggml.add_bos_token (the test vocabulary has none), BOS is added for
+ * every pre of the Llama 3 group, as llama.cpp does. */
+static void test_pre_add_bos(void **state)
+{
+	(void)state;
+	BnErr e = {0};
+	const char *pres[] = {"llama-v3", "falcon3", "pixtral"};
+	for (size_t i = 0; i < sizeof pres / sizeof *pres; i++) {
+		BnmTok t;
+		if (load_pre(pres[i], NULL, &t, &e))
+			fail_msg("%s", e.msg);
+		assert_true(t.add_bos);
+		bnm_tok_free(&t);
+	}
+}
+
+/* SentencePiece has no split: its pre ("default" in 1bitLLM conversions) is not read. */
+static void spm_vocab(GgufWriter *w)
+{
+	static const char *const spm_toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a",
+					       "\xe2\x96\x81" "a"};
+	static const float scores[] = {0, 0, 0, -1, -2, -3};
+	static const int32_t spm_types[] = {2, 3, 3, 1, 1, 1};
+	gguf_writer_str(w, "tokenizer.ggml.model", "llama");
+	gguf_writer_str(w, "tokenizer.ggml.pre", pre_value);
+	gguf_writer_arr_str(w, "tokenizer.ggml.tokens", spm_toks, 6);
+	gguf_writer_arr(w, "tokenizer.ggml.scores", GGUF_T_F32, scores, 6);
+	gguf_writer_arr(w, "tokenizer.ggml.token_type", GGUF_T_I32, spm_types, 6);
+	gguf_writer_u32(w, "tokenizer.ggml.bos_token_id", 1);
+	gguf_writer_u32(w, "tokenizer.ggml.eos_token_id", 2);
+}
+
+static void test_pre_spm(void **state)
+{
+	(void)state;
+	const char *pres[] = {"default", "qwen2"};
+	for (size_t i = 0; i < 2; i++) {
+		BnErr e = {0};
+		pre_value = pres[i];
+		GgufFile *f = write_and_open("tm-spm.gguf", spm_vocab, &e);
+		BnmTok t;
+		if (bnm_tok_load(f, &t, &e))
+			fail_msg("%s: %s", pres[i], e.msg);
+		assert_non_null(t.blob);
+		assert_string_equal(t.kind, "llama");
+		assert_string_equal(t.split, "");
+		bnm_tok_free(&t);
+		gguf_close(f);
+	}
+}
+
+/* ---- chat templates and the vocabulary's special tokens ---------------------------- */
+
+/* The test vocabulary plus the Llama 3 chat tokens: all control, or <|eot_id|> only as a
+ * normal token (text that the pre-tokenizer splits like any other). */
+static int chat_tokens_type;
+
+static void add_chat_tokens(GgufWriter *w)
+{
+	static const char *more[N_TOK + 3];
+	static int32_t more_types[N_TOK + 3];
+	for (int i = 0; i < N_TOK; i++) {
+		more[i] = toks[i];
+		more_types[i] = types[i];
+	}
+	more[N_TOK] = "<|start_header_id|>";
+	more[N_TOK + 1] = "<|end_header_id|>";
+	more[N_TOK + 2] = "<|eot_id|>";
+	more_types[N_TOK] = more_types[N_TOK + 1] = 3;
+	more_types[N_TOK + 2] = chat_tokens_type;
+	gguf_writer_arr_str(w, "tokenizer.ggml.tokens", more, N_TOK + 3);
+	gguf_writer_arr(w, "tokenizer.ggml.token_type", GGUF_T_I32, more_types, N_TOK + 3);
+}
+
+static void chat_check(void (*mutate)(GgufWriter *), int tmpl, const char *want)
+{
+	BnErr e = {0};
+	GgufFile *f = write_and_open("tm-chat.gguf", mutate, &e);
+	BnmTok t;
+	if (bnm_tok_load(f, &t, &e))
+		fail_msg("%s", e.msg);
+	char why[256];
+	int rc = bnm_tok_chat_check(&t, tmpl, why, sizeof why);
+	if (!want && rc)
+		fail_msg("template %d: %s", tmpl, why);
+	if (want && (!rc || strcmp(why, want)))
+		fail_msg("template %d: rc %d, \"%s\"; expected \"%s\"", tmpl, rc, why, want);
+	bnm_tok_free(&t);
+	gguf_close(f);
+}
+
+static void test_chat_tokens(void **state)
+{
+	(void)state;
+	chat_tokens_type = 3;
+	chat_check(add_chat_tokens, RT_CHAT_LLAMA3, NULL);
+	chat_check(add_chat_tokens, RT_CHAT_BITNET, NULL);
+	chat_check(NULL, RT_CHAT_NONE, NULL);
+	chat_check(NULL, RT_CHAT_LLAMA3,
+		   "the llama3 chat template needs <|start_header_id|>, <|end_header_id|> and "
+		   "<|eot_id|>, which are not special tokens of this vocabulary (its text would be "
+		   "encoded as plain text)");
+	chat_check(NULL, RT_CHAT_BITNET,
+		   "the bitnet chat template needs <|eot_id|>, which is not a special token of "
+		   "this vocabulary (its text would be encoded as plain text)");
+	/* in the vocabulary, but as ordinary text: not enough */
+	chat_tokens_type = 1;
+	chat_check(add_chat_tokens, RT_CHAT_LLAMA3,
+		   "the llama3 chat template needs <|eot_id|>, which is not a special token of "
+		   "this vocabulary (its text would be encoded as plain text)");
+	/* no tokenizer: nothing to check */
+	BnmTok none;
+	memset(&none, 0, sizeof none);
+	char why[64];
+	assert_int_equal(bnm_tok_chat_check(&none, RT_CHAT_LLAMA3, why, sizeof why), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -174,6 +366,10 @@ int main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_none),
 		cmocka_unit_test(test_golden),
+		cmocka_unit_test(test_pre),
+		cmocka_unit_test(test_pre_add_bos),
+		cmocka_unit_test(test_pre_spm),
+		cmocka_unit_test(test_chat_tokens),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,18 +74,18 @@ static int read_arch(const GgufFile *f, const BnmArch **out, BnErr *e)
 	const char *key = "general.architecture";
 	const GgufKV *kv = gguf_find(f, key);
 	GgufStr s;
+	char list[128] = "";
+	for (int i = 0; i < N_ARCH; i++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+			 arch_table[i].name);
 	if (!kv)
-		return bn_err(e, BN_EFORMAT, "%s: %s: missing", fpath(f), key);
+		return bn_err(e, BN_EFORMAT, "%s: %s: missing (supported: %s)", fpath(f), key, list);
 	if (!gguf_value_str(&kv->val, &s))
 		return bn_err(e, BN_EFORMAT, "%s: %s: expected a string, found %s", fpath(f), key,
 			      gguf_type_name(kv->val.type));
 	*out = bnm_arch_find(s.ptr, (size_t)s.len);
 	if (*out)
 		return 0;
-	char list[128] = "";
-	for (int i = 0; i < N_ARCH; i++)
-		snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
-			 arch_table[i].name);
 	/* GGUF type 36 is I2_S only in the BitNet fork; elsewhere it means something else */
 	bool t36 = false;
 	for (uint64_t i = 0; i < f->n_tensors; i++)
@@ -414,6 +414,27 @@ static int check_type(Ctx *c, const GgufTensor *t, TensorKind kind)
 		    t->name, type_str(t), kind_expects(kind));
 }
 
+/* The hyperparameters the shapes of tensor name follow from (its layer's, for blk.L.*),
+ * for a message about a shape that does not match them. */
+static const char *shape_why(const Ctx *c, const char *name, char *buf, size_t n)
+{
+	const Hparams *h = &c->h;
+	char *end = NULL;
+	long L = strncmp(name, "blk.", 4) ? -1 : strtol(name + 4, &end, 10);
+	if (L < 0 || L >= h->hp.n_layer || !end || *end != '.')
+		L = -1;
+	long l = L < 0 ? 0 : L;
+	char layer[32] = "";
+	if (L >= 0)
+		snprintf(layer, sizeof layer, "layer %ld: ", L);
+	snprintf(buf, n,
+		 "%sn_embd %" PRId64 ", n_ff %" PRId64 ", n_head %" PRId64 " and n_head_kv %" PRId64
+		 " of head_dim %" PRId64 ", n_vocab %" PRId64,
+		 layer, h->hp.n_embd, h->n_ff[l], h->n_head[l], h->n_head_kv[l], h->hp.head_dim,
+		 h->hp.n_vocab);
+	return buf;
+}
+
 /* Exact shape (trailing dims of 1 aside), then what the kernels need of it. */
 static int check_shape(Ctx *c, const GgufTensor *t, TensorKind kind, int n_dims, const int64_t *ne)
 {
@@ -421,10 +442,12 @@ static int check_shape(Ctx *c, const GgufTensor *t, TensorKind kind, int n_dims,
 	bool same = true;
 	for (int i = 0; i < GGUF_MAX_DIMS; i++)
 		same &= t->ne[i] == (i < n_dims ? ne[i] : 1);
-	if (!same)
-		return fail(c, BN_EFORMAT, "%s: %s: shape %s, expected %s", fpath(c->f), t->name,
+	if (!same) {
+		char why[192];
+		return fail(c, BN_EFORMAT, "%s: %s: shape %s, expected %s (%s)", fpath(c->f), t->name,
 			    shape_str(got, sizeof got, t->n_dims, t->ne),
-			    shape_str(want, sizeof want, n_dims, ne));
+			    shape_str(want, sizeof want, n_dims, ne), shape_why(c, t->name, why, sizeof why));
+	}
 	const IrDtypeInfo *ti = ir_dtype_info(t->dtype);
 	if (kind != TK_F32 && ne[0] % ti->block)
 		return fail(c, BN_EUNSUPPORTED,

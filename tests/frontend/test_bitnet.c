@@ -377,10 +377,11 @@ static void test_wrong_shape(void **st)
 {
 	Edit ed = { .tensor = halve_output_norm };
 	expect_fail(edited(synth("ws.src.gguf", NULL), "ws.gguf", &ed), BN_EFORMAT,
-		    "output_norm.weight: shape [128], expected [256]");
+		    "output_norm.weight: shape [128], expected [256] (n_embd 256, n_ff 768, "
+		    "n_head 4 and n_head_kv 2 of head_dim 64, n_vocab 512)");
 	Edit ed2 = { .tensor = transpose_k };
 	expect_fail(edited(synth("ws2.src.gguf", NULL), "ws2.gguf", &ed2), BN_EFORMAT,
-		    "blk.0.attn_k.weight: shape [128, 256], expected [256, 128]");
+		    "blk.0.attn_k.weight: shape [128, 256], expected [256, 128] (layer 0: n_embd");
 }
 
 static void wtype_f16(BnmSynthSpec *s)
@@ -568,6 +569,9 @@ static void test_missing_key(void **st)
 	Edit ed2 = { .drop_key = "bitnet-b1.58.attention.layer_norm_rms_epsilon" };
 	expect_fail(edited(synth("mk2.src.gguf", NULL), "mk2.gguf", &ed2), BN_EFORMAT,
 		    "layer_norm_rms_epsilon: missing");
+	Edit ed3 = { .drop_key = "general.architecture" };
+	expect_fail(edited(synth("mk3.src.gguf", NULL), "mk3.gguf", &ed3), BN_EFORMAT,
+		    "general.architecture: missing (supported: bitnet-b1.58, bitnet-25, bitnet)");
 }
 
 static void set_absurd(const Edit *ed, GgufWriter *w)

@@ -498,6 +498,10 @@ static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph 
 	       o->chat_template ? " (--chat-template)"
 	       : tok->has_chat_jinja ? (tok->chat_template ? " (recognized)" : " (not recognized)")
 	       : " (the file has none)");
+	/* a vocabulary padded past the tokenizer (common): the program masks those ids */
+	if (tok->n_tokens < g->hp.n_vocab)
+		printf("          note: %" PRId64 " embedding rows have no token; they are never "
+		       "sampled\n", g->hp.n_vocab - tok->n_tokens);
 	return 0;
 }
 

@@ -393,7 +393,7 @@ static int rt_parse_args(int argc, char **argv, RtOpts *o)
 
 /* ---- the prompt -------------------------------------------------------- */
 
-/* Token ids from prompt text: "1,2,3" or whitespace-separated ids. text says whether the
+/* Token ids from prompt text: "1,2,3" or whitespace-separated ids. text_src says whether the
  * source could have been text (-p, -f): then a letter means a program without a tokenizer
  * was given text; otherwise (--tokens, or digits and signs) the list parser names the
  * item that is wrong. */

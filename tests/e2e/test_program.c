@@ -308,7 +308,10 @@ static void test_nul(void **state)
 	assert_int_equal(tu_write_file(f, "abcd", 4), 0);
 	free(run_ok(0, "'%s' -f '%s' -n 1 --temp 0 2>/dev/null", prog, f));
 	free(run_ok(0, "printf 'hello\\n' | '%s' -cnv --chat-template llama3 -n 2 --temp 0 "
-		       "2>/dev/null", prog));
+		       "2>/dev/null", prog));	/* stdin that cannot be read is an error, not the end of the conversation */
+	out = run_ok(2, "'%s' -cnv --chat-template llama3 < /", prog);
+	expect_has(out, "cannot read the conversation from standard input: Is a directory");
+	free(out);
 }
 
 /* Output to a full disk is an error in text mode and with a tokenizer, too. */

@@ -64,7 +64,7 @@ typedef struct {
 	const void *tok;  /* the tokenizer blob after the constants (CgOpts.tok_blob), or NULL */
 	uint64_t tok_off, tok_bytes;
 	uint64_t size;    /* payload bytes */
-	uint64_t hash;    /* rt_weights_hash of the payload (64-bit FNV-1a) */
+	uint64_t hash;    /* rt_weights_hash of the payload */
 } CgPayload;
 
 /* What emit produces: the generated sources and the payload they expect. */

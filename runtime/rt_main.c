@@ -10,6 +10,7 @@
 #include "rt_tok.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -41,6 +42,7 @@ typedef struct {
 	int bench, json;
 	int64_t pp, tg, reps;
 	int info, help, version;
+	int verify;                /* --verify: hash the whole payload */
 	int no_special;            /* --no-parse-special: <|eot_id|> in a prompt is plain text */
 	int show_ids;              /* --show-ids: print ids even with a tokenizer */
 	int special;               /* -sp: print the text of control tokens */
@@ -116,7 +118,8 @@ static void rt_help(void)
 	       "so; an empty prompt or none is BOS alone. A program built without a tokenizer\n"
 	       "takes token ids, \"1,2,3\" or \"1 2 3\", used as given):\n"
 	       "  -p, --prompt TEXT       the prompt\n"
-	       "  -f, --file FILE         read the prompt from FILE (any bytes)\n"
+	       "  -f, --file FILE         read the prompt from FILE (any bytes but NUL, which\n"
+	       "                          text cannot hold: refused, as in -cnv)\n"
 	       "      --tokens 1,2,3      the prompt as token ids, used as given (no BOS); the\n"
 	       "                          output is then ids too\n"
 	       "      --no-parse-special  special-token text in the prompt stays plain text\n"
@@ -172,6 +175,9 @@ static void rt_help(void)
 	       "      --info              what this program was compiled from, its tokenizer and\n"
 	       "                          chat template\n"
 	       "      --weights-file FILE take the weights from FILE instead of this executable\n"
+	       "      --verify            read the whole weights payload and check its hash (a\n"
+	       "                          normal start only checks the trailer): exit 0 and\n"
+	       "                          \"weights OK\", or 2 if a byte changed\n"
 	       "  -h, --help              this text\n"
 	       "      --version           versions\n"
 	       "\n"
@@ -309,6 +315,8 @@ static int rt_parse_switch(const char *a, RtOpts *o)
 		o->version = 1;
 	else if (!strcmp(a, "--info"))
 		o->info = 1;
+	else if (!strcmp(a, "--verify"))
+		o->verify = 1;
 	else if (!strcmp(a, "--bench"))
 		o->bench = 1;
 	else if (!strcmp(a, "--json"))
@@ -385,18 +393,24 @@ static int rt_parse_args(int argc, char **argv, RtOpts *o)
 
 /* ---- the prompt -------------------------------------------------------- */
 
-/* Token ids from prompt text: "1,2,3" or whitespace-separated ids. */
-static int rt_prompt_ids(const char *src, const char *text, int32_t **ids, int64_t *n)
+/* Token ids from prompt text: "1,2,3" or whitespace-separated ids. text_src says whether the
+ * source could have been text (-p, -f): then a letter means a program without a tokenizer
+ * was given text; otherwise (--tokens, or digits and signs) the list parser names the
+ * item that is wrong. */
+static int rt_prompt_ids(const char *src, int text_src, const char *text, int32_t **ids,
+			 int64_t *n)
 {
-	int commas = 0;
+	int commas = 0, numeric = 1;
 	for (const char *c = text; *c; c++) {
 		if (*c == ',')
 			commas = 1;
-		else if (!(*c >= '0' && *c <= '9') && !strchr(" \t\r\n", *c))
-			return rt_usage("%s: this program was built without a tokenizer: give the "
-					"prompt as token ids (\"1,2,3\" or \"1 2 3\"), not text",
-					src);
+		else if (!(*c >= '0' && *c <= '9') && !strchr(" \t\r\n+-", *c))
+			numeric = 0;
 	}
+	if (text_src && !numeric)
+		return rt_usage("%s: this program was built without a tokenizer: give the prompt "
+				"as token ids (\"1,2,3\" or \"1 2 3\"), not text",
+				src);
 	/* Whitespace-separated: join the items with commas for the shared list parser. */
 	char *buf = malloc(strlen(text) + 1);
 	if (!buf)
@@ -423,7 +437,9 @@ static int rt_prompt_ids(const char *src, const char *text, int32_t **ids, int64
 	int rc = rt_parse_tokens(buf, &out, &cnt, &e);
 	free(buf);
 	if (rc)
-		return rt_usage("%s: %s", src, e.msg);
+		return rt_usage("%s: %s (expected token ids: \"1,2,3\" or \"1 2 3\", each 0 to "
+				"%lld)",
+				src, e.msg, (long long)rt_model.n_vocab - 1);
 	*ids = out;
 	*n = cnt;
 	return 0;
@@ -492,14 +508,19 @@ static int rt_prompt_file(const RtOpts *o, RtRun *run)
 	if (rc)
 		return rc;
 	snprintf(src, sizeof src, "-f %s", o->prompt_file);
-	if (run->tok)
+	const char *nul = memchr(text, 0, len);
+	if (run->tok && nul)
+		rc = rt_usage("%s: byte %lld is a NUL: a text prompt cannot hold NUL bytes (-cnv "
+			      "refuses them too)",
+			      src, (long long)(nul - text));
+	else if (run->tok)
 		rc = rt_prompt_encode(o, run, src, text, len);
 	else if (strlen(text) != len)
 		rc = rt_usage("%s: this program has no tokenizer: the file must hold token ids "
 			      "(\"1,2,3\" or \"1 2 3\"), not binary data",
 			      src);
 	else
-		rc = rt_prompt_ids(src, text, &run->prompt, &run->n_prompt);
+		rc = rt_prompt_ids(src, 1, text, &run->prompt, &run->n_prompt);
 	free(text);
 	return rc;
 }
@@ -509,11 +530,11 @@ static int rt_prompt_load(const RtOpts *o, RtRun *run)
 {
 	int rc = 0;
 	if (o->tokens) {
-		rc = rt_prompt_ids("--tokens", o->tokens, &run->prompt, &run->n_prompt);
+		rc = rt_prompt_ids("--tokens", 0, o->tokens, &run->prompt, &run->n_prompt);
 	} else if (o->prompt && run->tok) {
 		rc = rt_prompt_encode(o, run, "-p", o->prompt, strlen(o->prompt));
 	} else if (o->prompt) {
-		rc = rt_prompt_ids("-p", o->prompt, &run->prompt, &run->n_prompt);
+		rc = rt_prompt_ids("-p", 1, o->prompt, &run->prompt, &run->n_prompt);
 	} else if (o->prompt_file) {
 		rc = rt_prompt_file(o, run);
 	} else if (rt_model.bos >= 0) {
@@ -665,6 +686,62 @@ static void rt_run_free(RtRun *run)
 
 /* ---- evaluation -------------------------------------------------------- */
 
+/* The first logits row of rows (n_vocab floats each) holding a NaN or an infinity; -1 if
+ * none. */
+static int64_t rt_nonfinite_row(const float *x, int64_t rows)
+{
+	int64_t nv = rt_model.n_vocab;
+	for (int64_t r = 0; r < rows; r++) {
+		int bad = 0;
+		for (int64_t i = 0; i < nv; i++) {
+			float v = x[r * nv + i];
+			bad |= v - v != 0.0f; /* NaN for NaN and both infinities */
+		}
+		if (bad)
+			return r;
+	}
+	return -1;
+}
+
+/* One forward call. An activation (the model checks the residual stream after the
+ * embedding and each layer) or a logit that is NaN or infinite stops the run: the weights
+ * are broken or overflow float, and every token after it would be noise. */
+static int rt_forward(RtRun *run, const int32_t *toks, int n, int64_t pos, float *logits,
+		      int last_only)
+{
+	RtState *st = &run->st;
+	st->bad_token = 0;
+	st->bad_layer = INT_MIN; /* the model did not say */
+	int s = rt_model.forward(st, toks, n, pos, logits, last_only);
+	if (s == RT_FORWARD_NONFINITE) {
+		int t = st->bad_token >= 0 && st->bad_token < n ? st->bad_token : 0;
+		if (st->bad_layer == INT_MIN)
+			return rt_fail("activations went NaN or Inf at position %lld (token %d): the "
+				       "weights overflow float; stopping",
+				       (long long)(pos + t), (int)toks[t]);
+		if (st->bad_layer < 0)
+			return rt_fail("the embedding row of token %d (position %lld) is not finite "
+				       "(NaN or Inf): the model's weights are broken; stopping",
+				       (int)toks[t], (long long)(pos + t));
+		return rt_fail("activations went NaN or Inf in layer %d at position %lld (token "
+			       "%d): the weights overflow float there; stopping",
+			       st->bad_layer, (long long)(pos + t), (int)toks[t]);
+	}
+	if (s != 0)
+		return rt_fail("the model's forward call failed (status %d) at positions "
+			       "%lld..%lld",
+			       s, (long long)pos, (long long)(pos + n - 1));
+	int64_t rows = !logits ? 0 : last_only ? 1 : n;
+	int64_t r = rt_nonfinite_row(logits, rows);
+	if (r >= 0) {
+		int t = last_only ? n - 1 : (int)r;
+		return rt_fail("the logits of position %lld (token %d) are NaN or Inf: the "
+			       "model's weights overflow float; stopping",
+			       (long long)(pos + t), (int)toks[t]);
+	}
+	return 0;
+}
+
 /* The size of the next forward call for rem tokens, given the call sizes (ascending, the
  * largest is the cap): greedily the largest size that fits, as bitnet.cpp splits a batch
  * over its kernel templates, so most calls run a template at its full size. A rest below
@@ -699,7 +776,8 @@ static int rt_eval_at(RtRun *run, const char *lpath, const int32_t *toks, int64_
 		int m = rt_chunk(n - off, run->calls, run->n_calls);
 		int final = off + m == n, all_rows = run->lf != NULL;
 		float *out = all_rows || final ? run->logits : NULL;
-		rt_model.forward(&run->st, toks + off, m, pos0 + off, out, !all_rows);
+		if (rt_forward(run, toks + off, m, pos0 + off, out, !all_rows))
+			return RT_EXIT_RUNTIME;
 		RtErr e = {0};
 		if (all_rows && rt_write_f32(run->lf, lpath, run->logits, (size_t)m * (size_t)nv, &e))
 			return rt_fail("%s", e.msg);
@@ -719,42 +797,50 @@ static int rt_eval_prompt(RtRun *run, const char *lpath, const int32_t *toks, in
 
 /* ---- output ------------------------------------------------------------ */
 
+/* stdout after a write: 0, or an error (a full disk, a closed pipe) that stops the run,
+ * since what follows would be lost too. */
+static int rt_stdout_ok(void)
+{
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return rt_fail("cannot write to standard output: %s", strerror(errno));
+	return 0;
+}
+
 /* Prints a generated token: its text (a UTF-8 character split across tokens waits for
- * its end) or its id. */
-static void rt_put_token(const RtOpts *o, RtRun *run, int32_t tok)
+ * its end) or its id. 0, or an exit code when the output cannot be written. */
+static int rt_put_token(const RtOpts *o, RtRun *run, int32_t tok)
 {
 	if (!run->text_out) {
 		printf("%s%d", run->n_out++ ? " " : "", (int)tok);
-		fflush(stdout);
-		return;
+		return rt_stdout_ok();
 	}
-	char small[256], *piece = small;
+	char small[256], *piece = small, *out = NULL;
 	int n = rt_tok_piece(run->tok, tok, o->special != 0, small, (int)sizeof small);
 	if (n > (int)sizeof small && (piece = malloc((size_t)n)) != NULL)
 		n = rt_tok_piece(run->tok, tok, o->special != 0, piece, n);
-	if (n > 0 && piece) {
-		char *out = malloc((size_t)n + 8);
-		if (out) {
-			size_t k = rt_detok_push(&run->detok, piece, (size_t)n, out);
-			fwrite(out, 1, k, stdout);
-			free(out);
-		}
+	if (n > 0 && piece && (out = malloc((size_t)n + 8)) != NULL) {
+		size_t k = rt_detok_push(&run->detok, piece, (size_t)n, out);
+		fwrite(out, 1, k, stdout);
 	}
+	int oom = n > 0 && (!piece || !out);
+	free(out);
 	if (piece != small)
 		free(piece);
 	run->n_out++;
-	fflush(stdout);
+	if (oom)
+		return rt_fail("out of memory for the text of token %d", (int)tok);
+	return rt_stdout_ok();
 }
 
 /* Ends the output: what the detokenizer held back, then a newline. */
-static void rt_put_end(RtRun *run)
+static int rt_put_end(RtRun *run)
 {
 	char out[8];
 	size_t k = rt_detok_flush(&run->detok, out);
 	fwrite(out, 1, k, stdout);
 	printf("\n");
-	fflush(stdout);
 	run->n_out = 0;
+	return rt_stdout_ok();
 }
 
 /* Whether generation stops at tok: any end-of-generation id of the tokenizer, else EOS. */
@@ -800,6 +886,10 @@ static int rt_sampler_setup(const RtOpts *o, RtRun *run)
 	else
 		fprintf(stderr, "%s: sampling: greedy (temp <= 0), repeat_penalty %.2f (last %d)\n",
 			rt_prog, sp.repeat_penalty, sp.repeat_last_n);
+	/* Embedding rows past the tokenizer's last token (a padded vocabulary) have no text:
+	 * the sampler sees only the rows that do, so they are never picked. */
+	if (run->tok && rt_tok_n_vocab(run->tok) > 0 && rt_tok_n_vocab(run->tok) < nv)
+		nv = rt_tok_n_vocab(run->tok);
 	if (!(run->smp = rt_sampler_new(&sp, nv)))
 		return rt_fail("out of memory for the sampler");
 	return 0;
@@ -827,13 +917,17 @@ static int rt_generate(const RtOpts *o, RtRun *run)
 		int32_t tok = rt_sampler_sample(run->smp, last);
 		if (!o->ignore_eos && rt_is_stop(run, tok))
 			break;
-		rt_put_token(o, run, tok);
+		if ((rc = rt_put_token(o, run, tok)))
+			return rc;
 		rt_sampler_accept(run->smp, tok);
 		/* The last token needs feeding only for its logits row. */
 		if (!run->lf && gen + 1 == o->n_predict)
 			break;
 		double t = rt_now();
-		rt_model.forward(&run->st, &tok, 1, pos, run->logits, 1);
+		if ((rc = rt_forward(run, &tok, 1, pos, run->logits, 1))) {
+			rt_put_end(run); /* what was printed keeps its line */
+			return rc;
+		}
 		tg_s += rt_now() - t;
 		runs++;
 		pos++;
@@ -841,7 +935,8 @@ static int rt_generate(const RtOpts *o, RtRun *run)
 		if (run->lf && rt_write_f32(run->lf, o->logits_out, last, (size_t)nv, &e))
 			return rt_fail("%s", e.msg);
 	}
-	rt_put_end(run);
+	if ((rc = rt_put_end(run)))
+		return rc;
 	if (run->lf) {
 		FILE *f = run->lf;
 		run->lf = NULL;
@@ -975,20 +1070,25 @@ static int rt_chat_turn(const RtOpts *o, RtRun *run, RtChat *c, const char *user
 		int32_t tok = rt_sampler_sample(run->smp, last);
 		if (!o->ignore_eos && rt_is_stop(run, tok))
 			break;
-		rt_put_token(o, run, tok);
+		if ((rc = rt_put_token(o, run, tok)))
+			return rc;
 		rt_sampler_accept(run->smp, tok);
 		if (c->pos >= n_ctx) {
 			full = 1;
 			break;
 		}
 		double t = rt_now();
-		rt_model.forward(&run->st, &tok, 1, c->pos, run->logits, 1);
+		if ((rc = rt_forward(run, &tok, 1, c->pos, run->logits, 1))) {
+			rt_put_end(run);
+			return rc;
+		}
 		c->tg_s += rt_now() - t;
 		c->tg_n++;
 		c->pos++;
 		last = run->logits;
 	}
-	rt_put_end(run);
+	if ((rc = rt_put_end(run)))
+		return rc;
 	if (o->verbose)
 		fprintf(stderr, "%s: turn %d: generated %lld tokens, %lld of %lld positions used\n",
 			rt_prog, c->turn, (long long)gen, (long long)c->pos, (long long)n_ctx);
@@ -1032,16 +1132,29 @@ static int rt_chat(const RtOpts *o, RtRun *run)
 			rt_chat_name(c.tmpl));
 	char *line = NULL;
 	size_t cap = 0;
-	for (;;) {
+	for (long long lineno = 1;; lineno++) {
 		if (tty) {
 			fprintf(stderr, "> ");
 			fflush(stderr);
 		}
+		errno = 0;
 		ssize_t len = getline(&line, &cap, stdin);
-		if (len < 0)
+		if (len < 0) {
+			if (ferror(stdin))
+				rc = rt_fail("cannot read the conversation from standard input: %s",
+					     errno ? strerror(errno) : "read error");
 			break;
+		}
 		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = 0;
+		/* the chat template renders C strings: a NUL would silently cut the message */
+		const char *nul = memchr(line, 0, (size_t)len);
+		if (nul) {
+			rc = rt_usage("-cnv: input line %lld has a NUL at byte %lld: a message cannot "
+				      "hold NUL bytes (-f refuses them too)",
+				      lineno, (long long)(nul - line));
+			break;
+		}
 		if (!strcmp(line, "/exit"))
 			break;
 		if (!strcmp(line, "/reset")) {
@@ -1179,26 +1292,28 @@ static int rt_bench(const RtOpts *o, RtRun *run)
 		toks[i] = (int32_t)((s >> 33) % (uint64_t)nv);
 	}
 	/* One untimed warm-up: pages the weights in and wakes the threads. */
-	for (int r = -1; r < o->reps; r++) {
+	int rc = 0;
+	for (int r = -1; r < o->reps && !rc; r++) {
 		float *last = NULL;
 		double secs = 0;
-		if (o->pp)
-			rt_eval_prompt(run, NULL, toks, o->pp, &last, &secs);
+		if (o->pp && (rc = rt_eval_prompt(run, NULL, toks, o->pp, &last, &secs)))
+			break;
 		if (r >= 0 && o->pp)
 			pp[r] = (double)o->pp / (secs > 0 ? secs : 1e-9);
 		int64_t steps = r < 0 ? (o->tg ? 1 : 0) : o->tg;
 		double t = rt_now();
-		for (int64_t j = 0; j < steps; j++)
-			rt_model.forward(&run->st, &toks[o->pp + j], 1, o->pp + j, run->logits, 1);
+		for (int64_t j = 0; j < steps && !rc; j++)
+			rc = rt_forward(run, &toks[o->pp + j], 1, o->pp + j, run->logits, 1);
 		secs = rt_now() - t;
 		if (r >= 0 && o->tg)
 			tg[r] = (double)o->tg / (secs > 0 ? secs : 1e-9);
 	}
-	rt_bench_report(o, run, pp, tg);
+	if (!rc)
+		rt_bench_report(o, run, pp, tg);
 	free(toks);
 	free(pp);
 	free(tg);
-	return 0;
+	return rc;
 }
 
 /* ---- --info / --version ------------------------------------------------ */
@@ -1274,6 +1389,35 @@ static int rt_info(const RtOpts *o, const char *argv0)
 	return rc == RT_OK ? 0 : RT_EXIT_RUNTIME;
 }
 
+/* ---- --verify ---------------------------------------------------------- */
+
+/* Hashes every byte of the payload (a normal start compares only the trailer's hash, so
+ * that it stays lazy: pages are read as the forward first touches them) and compares it
+ * with the hash the program was built with. */
+static int rt_verify(const RtOpts *o, const char *argv0)
+{
+	RtWeights w;
+	RtErr e = {0};
+	uint64_t want = rt_model.weights_hash;
+	if (rt_weights_map(&w, o->weights_file, argv0, rt_model.weights_bytes, want, &e))
+		return rt_fail("%s", e.msg);
+	double t = rt_now();
+	uint64_t got = rt_weights_hash(w.data, w.size);
+	t = rt_now() - t;
+	int rc = 0;
+	if (got != want)
+		rc = rt_fail("%s: the weights payload is damaged: its %llu bytes hash to %016llx, "
+			     "but the program and the trailer say %016llx (rebuild it, or copy it "
+			     "again)",
+			     w.path, (unsigned long long)w.size, (unsigned long long)got,
+			     (unsigned long long)want);
+	else
+		printf("weights OK (%.1f MiB, %.2f GB/s)\n", rt_mib(w.size),
+		       (double)w.size / (t > 0 ? t : 1e-9) / 1e9);
+	rt_weights_unmap(&w);
+	return rc;
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 /* The batch templates: 1 first, ascending, the largest max_batch (rt_chunk relies on it). */
@@ -1324,17 +1468,24 @@ static int rt_main(int argc, char **argv, RtRun *run)
 			       missing);
 	if (o.info)
 		return rt_info(&o, argv[0]);
+	if (o.verify)
+		return rt_verify(&o, argv[0]);
 	char why[256];
 	if (rt_cpu_enable(rt_model.cpu_features, why, sizeof why))
 		return rt_fail("the OS refused this program the CPU state it was built for: %s", why);
 
 	int64_t n_ctx = o.n_ctx;
 	if (o.bench) {
+		/* as generation: without -c the context is the model's (capped by RAM); the
+		 * cache then holds just the tokens timed */
+		int64_t limit = n_ctx ? n_ctx : rt_default_ctx();
+		if (o.pp + o.tg > limit)
+			return rt_usage("--bench: --pp %lld + --tg %lld tokens do not fit the context "
+					"of %lld tokens (%s)",
+					(long long)o.pp, (long long)o.tg, (long long)limit,
+					n_ctx ? "-c" : "the model's; -c raises it");
 		if (!n_ctx)
 			n_ctx = o.pp + o.tg;
-		else if (o.pp + o.tg > n_ctx)
-			return rt_usage("--bench: --pp %lld + --tg %lld tokens do not fit -c %lld",
-					(long long)o.pp, (long long)o.tg, (long long)n_ctx);
 	} else if (o.cnv) {
 		if ((rc = rt_chat_check(&o)) || (rc = rt_run_map(&o, argv[0], run)))
 			return rc;
@@ -1384,7 +1535,14 @@ int main(int argc, char **argv)
 		const char *slash = strrchr(argv[0], '/');
 		rt_prog = slash ? slash + 1 : argv[0];
 	}
+	/* A closed stdout would be the first file the run opens (the weights, --logits-out),
+	 * which would then get the output: refuse before opening anything. */
+	if (fcntl(1, F_GETFD) == -1 && errno == EBADF)
+		return rt_fail("standard output is closed: nothing could be printed");
 	int rc = rt_main(argc, argv, &run);
 	rt_run_free(&run);
+	/* stdout may be a full disk or a closed pipe: say so instead of exiting 0 */
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return rc ? rc : rt_fail("cannot write to standard output: %s", strerror(errno));
 	return rc;
 }

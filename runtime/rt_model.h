@@ -27,12 +27,22 @@ typedef struct {
 	void *scratch;    /* activations: model.scratch_bytes bytes, 64-byte aligned */
 	int64_t n_ctx;    /* positions the KV cache holds */
 	RtPool *pool;
+	/* Where a forward call that returned RT_FORWARD_NONFINITE found its first NaN or
+	 * infinity: the token's index in the call (0..n-1) and the layer whose output (the
+	 * residual stream) held it; -1: the token's embedding row. */
+	int bad_token, bad_layer;
 } RtState;
+
+/* What forward returns: 0, or RT_FORWARD_NONFINITE when an activation of the residual
+ * stream went NaN or infinite (st->bad_token, st->bad_layer say where); the call stops
+ * there and its logits are not written. */
+#define RT_FORWARD_NONFINITE 1
 
 /* ---- what a generated model defines ------------------------------------ */
 
-#define RT_MODEL_ABI 3 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
-                        * forward(last_only) */
+#define RT_MODEL_ABI 4 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
+                        * forward(last_only); 4: forward returns a status (non-finite
+                        * activations), the payload hash of rt_hash_* */
 
 typedef struct {
 	int abi; /* RT_MODEL_ABI */
@@ -64,9 +74,10 @@ typedef struct {
 	/* Evaluates tokens[0..n) at positions pos..pos+n-1 (pos + n <= st->n_ctx) in one call;
 	 * n == 1 is the reference's step mode. logits (may be NULL) gets n rows of n_vocab, or
 	 * with last_only one row, that of the last token: the output head, the largest matmul,
-	 * then runs for that row alone (its numerics stay those of an n-token call). */
-	void (*forward)(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits,
-			int last_only);
+	 * then runs for that row alone (its numerics stay those of an n-token call). Returns 0
+	 * or RT_FORWARD_NONFINITE (see RtState.bad_token). */
+	int (*forward)(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits,
+		       int last_only);
 } RtModel;
 
 /* Defined by the generated model.c. */
@@ -84,7 +95,20 @@ typedef struct {
 	uint64_t hash;   /* rt_weights_hash(payload) */
 } RtWeightsTrailer;  /* little-endian on disk, 32 bytes */
 
-/* 64-bit FNV-1a over the payload, as the compiler computes it when it writes it. */
+/* The payload's 64-bit hash, as the compiler computes it when it writes it and as --verify
+ * recomputes it: four independent lanes of multiply-xorshift over little-endian 8-byte
+ * words (32-byte stripes), then the tail and a finalizer. Portable C: the same value on
+ * every host. Fed in pieces (rt_hash_update) or in one call (rt_weights_hash), the same. */
+typedef struct {
+	uint64_t lane[4];
+	uint64_t total;         /* bytes fed so far */
+	unsigned char buf[32];  /* a stripe not yet complete */
+	unsigned nbuf;
+} RtHash;
+
+void rt_hash_init(RtHash *h);
+void rt_hash_update(RtHash *h, const void *data, uint64_t n);
+uint64_t rt_hash_final(const RtHash *h);
 uint64_t rt_weights_hash(const void *data, uint64_t n);
 
 #endif

@@ -17,15 +17,109 @@
 #define RT_TRAILER_BYTES 32
 #define RT_PAYLOAD_ALIGN 4096
 
+/* ---- the payload hash (rt_model.h) --------------------------------------- */
+
+#define RT_HASH_MUL 0x9fb21c651e98df25ull  /* odd: the multiply is a bijection */
+#define RT_HASH_SEED 0x6a09e667f3bcc909ull
+
+static uint64_t rt_load_le64(const unsigned char *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+#else
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+#endif
+}
+
+/* One word into a lane: each step is a bijection of the lane for a fixed word and of the
+ * word for a fixed lane, so changing any one word always changes the lane. */
+static inline uint64_t rt_hash_round(uint64_t a, uint64_t w)
+{
+	a = (a ^ w) * RT_HASH_MUL;
+	return a ^ (a >> 29);
+}
+
+static uint64_t rt_hash_mix(uint64_t x)
+{
+	x ^= x >> 32;
+	x *= 0xd6e8feb86659fd93ull;
+	x ^= x >> 32;
+	x *= 0xd6e8feb86659fd93ull;
+	return x ^ (x >> 32);
+}
+
+static void rt_hash_stripe(uint64_t lane[4], const unsigned char *p)
+{
+	for (int i = 0; i < 4; i++)
+		lane[i] = rt_hash_round(lane[i], rt_load_le64(p + 8 * i));
+}
+
+void rt_hash_init(RtHash *h)
+{
+	memset(h, 0, sizeof *h);
+	for (int i = 0; i < 4; i++)
+		h->lane[i] = RT_HASH_SEED + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull;
+}
+
+void rt_hash_update(RtHash *h, const void *data, uint64_t n)
+{
+	const unsigned char *p = data;
+	if (!n)
+		return;
+	h->total += n;
+	if (h->nbuf) {
+		uint64_t k = 32 - h->nbuf < n ? 32 - h->nbuf : n;
+		memcpy(h->buf + h->nbuf, p, (size_t)k);
+		h->nbuf += (unsigned)k;
+		p += k;
+		n -= k;
+		if (h->nbuf < 32)
+			return;
+		rt_hash_stripe(h->lane, h->buf);
+		h->nbuf = 0;
+	}
+	/* the lanes in locals: four independent chains the CPU overlaps */
+	uint64_t a = h->lane[0], b = h->lane[1], c = h->lane[2], d = h->lane[3];
+	for (; n >= 32; p += 32, n -= 32) {
+		a = rt_hash_round(a, rt_load_le64(p));
+		b = rt_hash_round(b, rt_load_le64(p + 8));
+		c = rt_hash_round(c, rt_load_le64(p + 16));
+		d = rt_hash_round(d, rt_load_le64(p + 24));
+	}
+	h->lane[0] = a, h->lane[1] = b, h->lane[2] = c, h->lane[3] = d;
+	memcpy(h->buf, p, (size_t)n);
+	h->nbuf = (unsigned)n;
+}
+
+uint64_t rt_hash_final(const RtHash *h)
+{
+	uint64_t x = h->total * RT_HASH_MUL;
+	for (int i = 0; i < 4; i++)
+		x = rt_hash_round(x, rt_hash_mix(h->lane[i]));
+	/* the tail: whole words, then the last bytes as one zero-padded word and their count
+	 * (the total above already separates "ab" from "ab\0") */
+	unsigned i = 0;
+	for (; i + 8 <= h->nbuf; i += 8)
+		x = rt_hash_round(x, rt_load_le64(h->buf + i));
+	if (i < h->nbuf) {
+		unsigned char w[8] = {0};
+		memcpy(w, h->buf + i, h->nbuf - i);
+		x = rt_hash_round(x, rt_load_le64(w) ^ (uint64_t)(h->nbuf - i) << 59);
+	}
+	return rt_hash_mix(x);
+}
+
 uint64_t rt_weights_hash(const void *data, uint64_t n)
 {
-	const uint8_t *b = data;
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (uint64_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
+	RtHash h;
+	rt_hash_init(&h);
+	rt_hash_update(&h, data, n);
+	return rt_hash_final(&h);
 }
 
 static void rt_put_le64(unsigned char *p, uint64_t v)

@@ -532,6 +532,10 @@ static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph 
 	       note);
 	if (o->verbose && tok->split[0])
 		printf("          text is split into words by %s\n", tok->split);
+	/* a vocabulary padded past the tokenizer (common): the program masks those ids */
+	if (tok->n_tokens < g->hp.n_vocab)
+		printf("          note: %" PRId64 " embedding rows have no token; they are never "
+		       "sampled\n", g->hp.n_vocab - tok->n_tokens);
 	return 0;
 }
 

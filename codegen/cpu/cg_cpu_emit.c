@@ -757,7 +757,7 @@ static uint64_t align_up(uint64_t x)
 }
 
 /* Constants that some node reads, back to back at 64-byte aligned offsets, in value order
- * (deterministic); the FNV-1a hash covers the zero padding too. */
+ * (deterministic); the hash (rt_weights_hash, fed in pieces) covers the zero padding too. */
 static int plan_payload(Em *m, CgPayload *p)
 {
 	const IrGraph *g = m->g;
@@ -771,19 +771,19 @@ static int plan_payload(Em *m, CgPayload *p)
 	for (int ni = 0; ni < g->n_nodes; ni++)
 		for (int i = 0; i < g->nodes[ni].n_in; i++)
 			used[g->nodes[ni].in[i]] = true;
-	uint64_t off = 0, h = 0xcbf29ce484222325ull;
+	static const uint8_t zeros[CG_ALIGN];
+	uint64_t off = 0;
+	RtHash h;
+	rt_hash_init(&h);
 	p->n = 0;
 	for (IrId id = 0; id < g->n_values; id++) {
 		const IrValue *v = &g->values[id];
 		if (v->kind != IR_VAL_CONST || !used[id])
 			continue;
 		uint64_t at = align_up(off);
-		for (; off < at; off++) /* padding bytes are zero */
-			h = (h ^ 0) * 0x100000001b3ull;
-		const uint8_t *d = v->data;
-		for (uint64_t i = 0; i < v->nbytes; i++)
-			h = (h ^ d[i]) * 0x100000001b3ull;
-		off += v->nbytes;
+		rt_hash_update(&h, zeros, at - off); /* padding bytes are zero */
+		rt_hash_update(&h, v->data, v->nbytes);
+		off = at + v->nbytes;
 		m->woff[id] = at;
 		p->ids[p->n] = id;
 		p->off[p->n++] = at;
@@ -792,18 +792,16 @@ static int plan_payload(Em *m, CgPayload *p)
 	/* the tokenizer blob last: the constants keep their offsets with or without it */
 	if (m->o->tok_blob && m->o->tok_bytes) {
 		uint64_t at = align_up(off);
-		for (; off < at; off++)
-			h = (h ^ 0) * 0x100000001b3ull;
 		const uint8_t *d = m->o->tok_blob;
-		for (uint64_t i = 0; i < m->o->tok_bytes; i++)
-			h = (h ^ d[i]) * 0x100000001b3ull;
-		off += m->o->tok_bytes;
+		rt_hash_update(&h, zeros, at - off);
+		rt_hash_update(&h, d, m->o->tok_bytes);
+		off = at + m->o->tok_bytes;
 		p->tok = d;
 		p->tok_off = at;
 		p->tok_bytes = m->o->tok_bytes;
 	}
 	p->size = off;
-	p->hash = h;
+	p->hash = rt_hash_final(&h);
 	return 0;
 }
 
@@ -981,6 +979,24 @@ const char cg_cpu_prelude[] =
 	"\treturn (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);\n"
 	"}\n"
 	"\n"
+	"/* 1 if one of n rows of k floats holds a NaN or an infinity (the exponent bits all\n"
+	" * set), with the first such row and the layer recorded in st: the forward stops there.\n"
+	" * An integer OR over the bits, so the loop vectorizes and costs k floats per token. */\n"
+	"MAYBE_UNUSED static int nonfinite_rows(RtState *st, const float *x, int64_t k, int n, int layer)\n"
+	"{\n"
+	"\tfor (int t = 0; t < n; t++) {\n"
+	"\t\tuint32_t bad = 0;\n"
+	"\t\tfor (int64_t i = 0; i < k; i++)\n"
+	"\t\t\tbad |= (f32_bits(x[(int64_t)t * k + i]) & 0x7f800000u) == 0x7f800000u;\n"
+	"\t\tif (bad) {\n"
+	"\t\t\tst->bad_token = t;\n"
+	"\t\t\tst->bad_layer = layer;\n"
+	"\t\t\treturn 1;\n"
+	"\t\t}\n"
+	"\t}\n"
+	"\treturn 0;\n"
+	"}\n"
+	"\n"
 	"/* ternary matmul: int8 codes q [n][K], scales s, weight w -> y [n][N] */\n"
 	"typedef struct {\n"
 	"\tconst uint8_t *w;\n"
@@ -1038,6 +1054,26 @@ static void put_cstr(CgBuf *b, const char *s)
 	cg_printf(b, "\"");
 }
 
+/* The residual stream is what every layer adds to: the embedding rows, then each add of
+ * two activations of n_embd (plain or fused with the next norm). After each, the forward
+ * checks its n_embd floats per token for NaN or infinity and returns
+ * RT_FORWARD_NONFINITE at the first, so the runtime can name the token and the layer. */
+static void emit_finite_check(Em *m, const IrNode *n, int64_t layer)
+{
+	const IrValue *y = V(m, n->out[0]);
+	int64_t k = m->g->hp.n_embd;
+	bool residual = n->op == IR_OP_EMBED || n->op == IR_OP_ADD_RMSNORM_QUANT ||
+			(n->op == IR_OP_ADD && ir_value_has_t(V(m, n->in[1])));
+	if (!residual || k <= 0 || !ir_value_has_t(y) || ir_value_row(y) != k ||
+	    m->soff[n->out[0]] == NO_OFF)
+		return;
+	char x[64];
+	cg_printf(m->fwd, "\tif (nonfinite_rows(st, %s, %" PRId64 ", n, %d))\n"
+			  "\t\treturn RT_FORWARD_NONFINITE;\n",
+		  ref(m, n->out[0], "float", x, sizeof x), k,
+		  n->op == IR_OP_EMBED ? -1 : (int)layer);
+}
+
 /* The forward function of template size nt: forward_t1 (one token, step mode) or
  * forward_t<nt> for lo..nt tokens, in which the kernels may rely on n <= nt. */
 static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
@@ -1048,18 +1084,19 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 	if (m->t1)
 		cg_printf(b, "/* one token: the reference's step mode (f16 roundings of the softmax\n"
 			     " * weights and of the head input) */\n"
-			     "static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)\n"
+			     "static int forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)\n"
 			     "{\n"
 			     "\tconst int n = 1;\n");
 	else
 		cg_printf(b, "/* %d..%d tokens in one call (batch mode); last_only: the head computes the\n"
 			     " * last token's logits row alone */\n"
-			     "static void forward_t%d(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)\n"
+			     "static int forward_t%d(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)\n"
 			     "{\n",
 			  lo, nt, nt);
 	cg_printf(b, "\tuint8_t *S = st->scratch;\n"
 		     "\tconst uint8_t *W = st->w;\n"
 		     "\t(void)pos;\n");
+	int64_t layer = -1; /* that of the last attention node: the layer being computed */
 	for (int ni = 0; ni < m->g->n_nodes; ni++) {
 		const IrNode *n = &m->g->nodes[ni];
 		if ((unsigned)n->op >= IR_OP_COUNT)
@@ -1068,10 +1105,14 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 		cg_printf(b, "\t/* %d: ", ni);
 		put_comment_text(b, n->name);
 		cg_printf(b, " (%s) */\n", ir_op_name(n->op));
+		if (n->op == IR_OP_ATTENTION)
+			layer = ir_attr_int(n, "layer", layer);
 		if (emit_fn[n->op](m, n))
 			return m->e->code;
+		emit_finite_check(m, n, layer);
 	}
-	cg_printf(b, "}\n\n");
+	cg_printf(b, "\treturn 0;\n"
+		     "}\n\n");
 	return 0;
 }
 
@@ -1232,23 +1273,23 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	}
 	cg_printf(b, "%s", fwd.data);
 	cg_printf(b, "/* A call of n tokens runs the smallest template that holds them. */\n"
-		     "static void forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)\n"
+		     "static int forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)\n"
 		     "{\n"
 		     "\tf16_table_init(); /* forward() is called from one thread */\n");
 	if (n_bs > 1) {
 		cg_printf(b, "\tif (n == 1)\n"
-			     "\t\tforward_t1(st, tokens, pos, logits);\n");
+			     "\t\treturn forward_t1(st, tokens, pos, logits);\n");
 		for (int i = 1; i < n_bs; i++) {
 			if (i < n_bs - 1)
 				cg_printf(b, "\telse if (n <= %d)\n", bs[i]);
 			else
 				cg_printf(b, "\telse\n");
-			cg_printf(b, "\t\tforward_t%d(st, tokens, n, pos, logits, last_only);\n", bs[i]);
+			cg_printf(b, "\t\treturn forward_t%d(st, tokens, n, pos, logits, last_only);\n", bs[i]);
 		}
 	} else {
 		cg_printf(b, "\t(void)n; /* max_batch 1: the runtime calls with one token */\n"
 			     "\t(void)last_only;\n"
-			     "\tforward_t1(st, tokens, pos, logits);\n");
+			     "\treturn forward_t1(st, tokens, pos, logits);\n");
 	}
 	cg_printf(b, "}\n\n"
 		     "static const int32_t batch_sizes[] = {");

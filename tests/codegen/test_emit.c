@@ -109,8 +109,8 @@ static void test_golden_text(void **state)
 	/* what the golden text promises about the shape of the output */
 	assert_non_null(strstr(out.model_c.data, "static void tmm_i2s_k128_n128(void *arg, int ith, int nth)"));
 	assert_non_null(strstr(out.model_c.data, "static void attn_h2_kv1_hd64("));
-	assert_non_null(strstr(out.model_c.data, "static void forward_t1("));
-	assert_non_null(strstr(out.model_c.data, "static void forward_t8("));
+	assert_non_null(strstr(out.model_c.data, "static int forward_t1("));
+	assert_non_null(strstr(out.model_c.data, "static int forward_t8("));
 	assert_non_null(strstr(out.model_c.data, "static const int32_t batch_sizes[] = {1, 8};"));
 	assert_non_null(strstr(out.model_c.data, "const RtModel rt_model = {"));
 	compile_clean(&out, "emit-small-i2s");
@@ -245,14 +245,14 @@ static void test_templates(void **state)
 	if (cg_cpu_emit(m.g, &o, &out, &e))
 		fail_msg("%s", e.msg);
 	const char *c = out.model_c.data;
-	assert_non_null(strstr(c, "static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)"));
+	assert_non_null(strstr(c, "static int forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)"));
 	assert_non_null(strstr(c, "/* 2..3 tokens in one call"));
-	assert_non_null(strstr(c, "static void forward_t3(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)"));
+	assert_non_null(strstr(c, "static int forward_t3(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)"));
 	assert_non_null(strstr(c, "/* 4..8 tokens in one call"));
-	assert_non_null(strstr(c, "static void forward_t8("));
-	assert_non_null(strstr(c, "\tif (n == 1)\n\t\tforward_t1(st, tokens, pos, logits);\n"
-				  "\telse if (n <= 3)\n\t\tforward_t3(st, tokens, n, pos, logits, last_only);\n"
-				  "\telse\n\t\tforward_t8(st, tokens, n, pos, logits, last_only);\n"));
+	assert_non_null(strstr(c, "static int forward_t8("));
+	assert_non_null(strstr(c, "\tif (n == 1)\n\t\treturn forward_t1(st, tokens, pos, logits);\n"
+				  "\telse if (n <= 3)\n\t\treturn forward_t3(st, tokens, n, pos, logits, last_only);\n"
+				  "\telse\n\t\treturn forward_t8(st, tokens, n, pos, logits, last_only);\n"));
 	assert_non_null(strstr(c, "static const int32_t batch_sizes[] = {1, 3, 8};"));
 	assert_non_null(strstr(c, ".n_batch_sizes = 3,"));
 	assert_non_null(strstr(c, "forward templates: 1 token (step), 3, 8 tokens (batch)"));

@@ -9,9 +9,14 @@
  *                                                    cache; 0 at p = 0)
  *   w[(t * 16 + v) % 5000] / 10000   otherwise      (proves the payload is mapped)
  * Rows are filled by the thread pool, one slice of v per thread; with last_only only the
- * last token's row is written, as row 0. */
+ * last token's row is written, as row 0.
+ * Built with -DFAKE_FAULTS (a second program of test_main.c), some tokens break the run as a
+ * model with broken weights would: token 12 has a NaN embedding row, token 13 overflows in
+ * layer 1 (forward returns RT_FORWARD_NONFINITE for both), token 14 gets a NaN in its
+ * logits row while forward reports success. */
 #include "rt_model.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #define FAKE_VOCAB 16
@@ -48,11 +53,19 @@ static void fake_row(void *arg, int ith, int nth)
 	}
 }
 
-static void fake_forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits,
-			 int last_only)
+static int fake_forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits,
+			int last_only)
 {
 	if (n < 1 || n > 4 || pos < 0 || pos + n > st->n_ctx || ((uintptr_t)st->scratch & 63))
 		abort(); /* the runtime broke the contract */
+#if defined(FAKE_FAULTS)
+	for (int i = 0; i < n; i++)
+		if (tokens[i] == 12 || tokens[i] == 13) {
+			st->bad_token = i;
+			st->bad_layer = tokens[i] == 12 ? -1 : 1;
+			return RT_FORWARD_NONFINITE;
+		}
+#endif
 	for (int i = 0; i < n; i++) {
 		int64_t p = pos + i;
 		/* The KV "cache": token + 1 at the position's first slot (0 = never written). */
@@ -62,7 +75,12 @@ static void fake_forward(RtState *st, const int32_t *tokens, int n, int64_t pos,
 		FakeRow r = {st, tokens[i], p ? (int32_t)st->kv[(p - 1) * 8] - 1 : -1, n,
 			     logits + (last_only ? 0 : (size_t)i * FAKE_VOCAB)};
 		rt_pool_run(st->pool, fake_row, &r);
+#if defined(FAKE_FAULTS)
+		if (tokens[i] == 14)
+			r.row[5] = NAN;
+#endif
 	}
+	return 0;
 }
 
 static const int32_t fake_sizes[] = {1, 2, 4};

@@ -15,6 +15,7 @@ static char src_dir[1024]; /* the source tree */
 static char prog[1200];    /* the program with its payload appended */
 static char bare[1200];    /* the same program without a payload */
 static char wfile[1200];   /* the payload alone, as a --weights-file */
+static char faulty[1200];  /* fake_model.c with -DFAKE_FAULTS, payload appended */
 
 static uint8_t *fake_payload(void)
 {
@@ -47,32 +48,40 @@ static int append_payload(const char *path, const uint8_t *pay, size_t n)
 	return rc ? rc : chmod(path, 0755);
 }
 
+/* fake_model.c + runtime/ into path, with the flags bitnetc build uses for generated
+ * programs and the extra defines defs. */
+static int compile_fake(const char *path, const char *defs, const uint8_t *pay)
+{
+	const char *cc = getenv("CC");
+	char *out = NULL;
+	int rc = tu_run(&out,
+			"%s -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -DFAKE_HASH=0x%llxull %s "
+			"-I'%s/runtime' '%s/tests/runtime/fake_model.c' '%s'/runtime/*.c -o '%s' "
+			"-lm -lpthread",
+			cc && *cc ? cc : "cc", (unsigned long long)rt_weights_hash(pay, WBYTES), defs,
+			src_dir, src_dir, src_dir, path);
+	if (rc != 0)
+		fprintf(stderr, "building the fake program failed:\n%s\n", out);
+	free(out);
+	return rc;
+}
+
 static int build_fake(void **state)
 {
 	(void)state;
 	const char *data = getenv("BN_TEST_DATA");
 	snprintf(src_dir, sizeof src_dir, "%s/../..", data && *data ? data : "tests/data");
-	const char *cc = getenv("CC");
 	snprintf(bare, sizeof bare, "%s", tu_tmp("fake_prog_bare"));
 	snprintf(prog, sizeof prog, "%s", tu_tmp("fake_prog"));
 	snprintf(wfile, sizeof wfile, "%s", tu_tmp("fake_weights.bin"));
+	snprintf(faulty, sizeof faulty, "%s", tu_tmp("fake_prog_faults"));
 	uint8_t *pay = fake_payload();
-	char *out = NULL;
-	/* The flags bitnetc build uses for generated programs. */
-	int rc = tu_run(&out,
-			"%s -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -DFAKE_HASH=0x%llxull "
-			"-I'%s/runtime' '%s/tests/runtime/fake_model.c' '%s'/runtime/*.c -o '%s' "
-			"-lm -lpthread",
-			cc && *cc ? cc : "cc", (unsigned long long)rt_weights_hash(pay, WBYTES),
-			src_dir, src_dir, src_dir, bare);
-	if (rc != 0) {
-		fprintf(stderr, "building the fake program failed:\n%s\n", out);
-		free(out);
+	if (compile_fake(bare, "", pay) || compile_fake(faulty, "-DFAKE_FAULTS", pay) ||
+	    append_payload(faulty, pay, WBYTES)) {
 		free(pay);
 		return -1;
 	}
-	free(out);
-	rc = tu_run(NULL, "cp '%s' '%s'", bare, prog);
+	int rc = tu_run(NULL, "cp '%s' '%s'", bare, prog);
 	if (!rc)
 		rc = append_payload(prog, pay, WBYTES);
 	/* The weights file: the payload at offset 0 and its trailer. */
@@ -359,6 +368,20 @@ static void test_bench(void **state)
 	/* a bench that does not fit -c is a usage error */
 	assert_int_equal(run_prog(&out, 1, "--bench --pp 8 --tg 8 -c 10"), 1);
 	free(out);
+	/* without -c, the model's context (64) is the limit, as for generation: a long
+	 * --pp or --tg, or the two together, would run far past what the model knows */
+	const char *over[] = {"--bench --pp 65 --tg 0", "--bench --pp 0 --tg 65",
+			      "--bench --pp 40 --tg 40"};
+	for (size_t i = 0; i < sizeof over / sizeof *over; i++) {
+		assert_int_equal(run_prog(&out, 1, "%s", over[i]), 1);
+		if (!strstr(out, "do not fit the context of 64 tokens") || !strstr(out, "-c"))
+			fail_msg("%s: %s", over[i], out);
+		free(out);
+	}
+	/* -c raises it (with a warning past the training context) */
+	assert_int_equal(run_prog(&out, 1, "--bench --pp 40 --tg 40 -c 80 --reps 1"), 0);
+	assert_non_null(strstr(out, "beyond the model's training context"));
+	free(out);
 }
 
 static void test_moved_and_weights_file(void **state)
@@ -483,6 +506,25 @@ static void test_bad_cli(void **state)
 	usage_error("-cnv -p 1", "-sys");
 	usage_error("--chat-template chatml", "unknown template \"chatml\"");
 	usage_error("--tokens 1,,2", "item 2");
+	/* a bad id list says what is wrong with it, never that the program lacks a tokenizer */
+	const char *bad_ids[][2] = {
+		{"--tokens 128000,-5", "--tokens: token list item 2 \"-5\" is not a non-negative integer"},
+		{"--tokens -1", "item 1 \"-1\" is not a non-negative integer"},
+		{"--tokens 'a b'", "item 1 \"a\" is not a non-negative integer"},
+		{"--tokens '1 2 x'", "item 3 \"x\""},
+		{"--tokens 99999999999", "item 1 \"99999999999\" is out of range"},
+		{"--tokens ''", "token list is empty"},
+		{"--tokens 128000", "prompt token 128000 (position 0) is out of range"},
+		{"-p 3,-5", "-p: token list item 2 \"-5\""},
+	};
+	for (size_t i = 0; i < sizeof bad_ids / sizeof *bad_ids; i++) {
+		usage_error(bad_ids[i][0], bad_ids[i][1]);
+		char *msg = NULL;
+		run_prog(&msg, 1, "%s", bad_ids[i][0]);
+		if (strstr(msg, "tokenizer"))
+			fail_msg("%s: %s", bad_ids[i][0], msg);
+		free(msg);
+	}
 	usage_error("--tokens 3,16", "prompt token 16 (position 1) is out of range");
 	usage_error("-p 1 --tokens 2", "only one of");
 	usage_error("--tokens 1 --logits-out /nonexistent/dir/x.f32", "/nonexistent/dir/x.f32");
@@ -491,6 +533,130 @@ static void test_bad_cli(void **state)
 	expect_out("--tokens 1 -n 0", "\n");
 	/* without -n, the default 128 stops when the 64-token context is full */
 	expect_out("--tokens 1 --temp 0 --ignore-eos -c 6", "2 3 4 5 6\n");
+}
+
+/* A non-finite activation or logit stops the run: exit 2, the token and (from the model)
+ * the layer named; what was generated before it stays printed. */
+static void test_nonfinite(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *args, *out, *msg;
+	} cases[] = {
+		/* token 12: a NaN embedding row (layer -1), in the prompt or generated */
+		{"--tokens 3,12 -n 2", "", "the embedding row of token 12 (position 1) is not finite"},
+		{"--tokens 10 -n 5", "11 12\n", "the embedding row of token 12 (position 2)"},
+		/* token 13: layer 1 overflows; in a batch of 4, at its index */
+		{"--tokens 1,2,13,4 -n 1", "", "in layer 1 at position 2 (token 13)"},
+		{"--tokens 1,2,13,4 -n 1 -ub 1", "", "in layer 1 at position 2 (token 13)"},
+		/* token 14: the model reports success, the runtime's check of the logits */
+		{"--tokens 14 -n 1", "", "the logits of position 0 (token 14) are NaN or Inf"},
+		{"--tokens 14,1 -n 1 --logits-out /dev/null", "",
+		 "the logits of position 0 (token 14)"},
+		{"--tokens 9,8 -n 9", "9 10 11 12\n", "the embedding row of token 12 (position 5)"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char *out = NULL, *err = NULL;
+		int rc = tu_run(&out, "{ '%s' %s --temp 0 2>/dev/null; }", faulty, cases[i].args);
+		int rc2 = tu_run(&err, "{ '%s' %s --temp 0 2>&1 >/dev/null; }", faulty, cases[i].args);
+		if (rc != 2 || rc2 != 2 || strcmp(out, cases[i].out) != 0 || !strstr(err, cases[i].msg))
+			fail_msg("%s: exit %d, stdout \"%s\", stderr \"%s\"; want 2, \"%s\", \"%s\"",
+				 cases[i].args, rc, out, err, cases[i].out, cases[i].msg);
+		free(out);
+		free(err);
+	}
+	/* --bench's random tokens include them: it fails instead of timing garbage */
+	char *out = NULL;
+	assert_int_equal(tu_run(&out, "'%s' --bench --pp 16 --tg 16 --reps 1", faulty), 2);
+	assert_non_null(strstr(out, "NaN or Inf"));
+	assert_null(strstr(out, "t/s"));
+	free(out);
+	/* the others run as with the plain model */
+	assert_int_equal(tu_run(&out, "{ '%s' --tokens 3 -n 3 --temp 0 2>/dev/null; }", faulty), 0);
+	assert_string_equal(out, "4 5 6\n");
+	free(out);
+}
+
+/* Output that cannot be written (a full disk, a closed stdout) is an error, exit 2, in
+ * every mode that prints. */
+static void test_output_errors(void **state)
+{
+	(void)state;
+	if (tu_run(NULL, "test -c /dev/full && ! echo x > /dev/full") != 0)
+		skip(); /* no /dev/full on this host: the full-disk cases cannot run */
+	const char *modes[] = {"--tokens 1,2 -n 3 --temp 0", "--tokens 1 -n 0", "--info",
+			       "--help", "--version", "--bench --pp 4 --tg 4 --reps 1 --json",
+			       "--bench --pp 4 --tg 4 --reps 1", "--verify"};
+	for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+		char *out = NULL;
+		int rc = tu_run(&out, "{ '%s' %s 2>&1 >/dev/full; }", prog, modes[i]);
+		if (rc != 2 || !strstr(out, "cannot write to standard output: No space left"))
+			fail_msg("%s > /dev/full: exit %d, stderr \"%s\"", modes[i], rc, out);
+		free(out);
+		rc = tu_run(&out, "{ '%s' %s 2>&1 >&-; }", prog, modes[i]);
+		if (rc != 2 || !strstr(out, "standard output is closed"))
+			fail_msg("%s >&-: exit %d, stderr \"%s\"", modes[i], rc, out);
+		free(out);
+	}
+	/* a closed stdout must not become the --logits-out file (the first one opened) */
+	const char *lpath = tu_tmp("test_main_closed.f32");
+	char *out = NULL;
+	remove(lpath);
+	assert_int_equal(tu_run(&out, "{ '%s' --tokens 1 -n 2 --temp 0 --logits-out '%s' 2>&1 >&-; }",
+				prog, lpath), 2);
+	free(out);
+	size_t n = 0;
+	void *b = tu_read_file(lpath, &n);
+	assert_true(!b || n % (NV * 4) == 0);
+	free(b);
+	/* --logits-out to a full disk */
+	assert_int_equal(tu_run(&out, "{ '%s' --tokens 1,2,3 -n 2 --temp 0 --logits-out /dev/full "
+				      "2>&1 >/dev/null; }", prog), 2);
+	assert_non_null(strstr(out, "/dev/full"));
+	free(out);
+}
+
+/* --verify reads every payload byte; a normal start checks only the trailer (lazy). */
+static void test_verify(void **state)
+{
+	(void)state;
+	char *out = NULL;
+	assert_int_equal(tu_run(&out, "'%s' --verify", prog), 0);
+	if (strncmp(out, "weights OK (0.0 MiB, ", 21) != 0 || !strstr(out, " GB/s)\n"))
+		fail_msg("--verify: %s", out);
+	free(out);
+	assert_int_equal(tu_run(&out, "'%s' --weights-file '%s' --verify", bare, wfile), 0);
+	assert_non_null(strstr(out, "weights OK"));
+	free(out);
+	/* one flipped bit in the appended payload, and in a weights file */
+	size_t n;
+	const char *bad = tu_tmp("fake_prog_flipped"), *badw = tu_tmp("fake_weights_flipped.bin");
+	for (int k = 0; k < 2; k++) {
+		uint8_t *b = tu_read_file(k ? wfile : prog, &n);
+		assert_non_null(b);
+		b[n - 32 - WBYTES + 4321] ^= 0x10;
+		assert_int_equal(tu_write_file(k ? badw : bad, b, n), 0);
+		free(b);
+	}
+	assert_int_equal(chmod(bad, 0755), 0);
+	/* the start stays lazy: the damage goes unnoticed without --verify */
+	assert_int_equal(tu_run(&out, "{ '%s' --tokens 3 -n 1 --temp 0 2>/dev/null; }", bad), 0);
+	free(out);
+	assert_int_equal(tu_run(&out, "'%s' --verify", bad), 2);
+	if (!strstr(out, "fake_prog_flipped: the weights payload is damaged") ||
+	    strstr(out, "weights OK"))
+		fail_msg("--verify of a flipped byte: %s", out);
+	free(out);
+	assert_int_equal(tu_run(&out, "'%s' --weights-file '%s' --verify", bare, badw), 2);
+	if (!strstr(out, "fake_weights_flipped.bin: the weights payload is damaged"))
+		fail_msg("--verify of a flipped weights file: %s", out);
+	free(out);
+	/* the trailer of another model: refused before hashing */
+	assert_int_equal(tu_run(&out, "'%s' --verify", bare), 2);
+	assert_non_null(strstr(out, "no trailer"));
+	free(out);
+	assert_non_null(strstr((run_prog(&out, 1, "--help"), out), "--verify"));
+	free(out);
 }
 
 int main(void)
@@ -504,6 +670,9 @@ int main(void)
 		cmocka_unit_test(test_moved_and_weights_file),
 		cmocka_unit_test(test_stripped),
 		cmocka_unit_test(test_bad_cli),
+		cmocka_unit_test(test_nonfinite),
+		cmocka_unit_test(test_output_errors),
+		cmocka_unit_test(test_verify),
 	};
 	return cmocka_run_group_tests(tests, build_fake, NULL);
 }

@@ -50,10 +50,40 @@ static uint8_t *pattern(size_t n)
 static void test_hash(void **state)
 {
 	(void)state;
-	/* FNV-1a 64 reference values */
-	assert_true(rt_weights_hash("", 0) == 0xcbf29ce484222325ull);
-	assert_true(rt_weights_hash("a", 1) == 0xaf63dc4c8601ec8cull);
-	assert_true(rt_weights_hash("foobar", 6) == 0x85944171f73967e8ull);
+	/* Fixed vectors: a change to the function (which would make every built program
+	 * reject its own weights under --verify) fails here. Lengths cover the empty input, a
+	 * tail alone, exactly one stripe, stripes plus a tail. */
+	assert_true(rt_weights_hash("", 0) == 0xbd3b1772daa3cc95ull);
+	assert_true(rt_weights_hash("a", 1) == 0x5aefaaced749110aull);
+	assert_true(rt_weights_hash("abc", 3) == 0x2ac8337dd6747134ull);
+	assert_true(rt_weights_hash("foobar", 6) == 0x38c9c1ea04af272aull);
+	assert_true(rt_weights_hash("0123456789abcdef0123456789abcdef", 32) ==
+		    0xe71617ff1c54e574ull);
+	assert_true(rt_weights_hash("0123456789abcdef0123456789abcdef0123456789", 42) ==
+		    0x92061b40c0ca222aull);
+	unsigned char b[1000];
+	for (int i = 0; i < 1000; i++)
+		b[i] = (unsigned char)(i * 7 + 3);
+	uint64_t whole = rt_weights_hash(b, sizeof b);
+	assert_true(whole == 0x100682703c22073dull);
+	/* fed in pieces of every size from 1 to 40 (as the compiler feeds constants and
+	 * padding), the same value */
+	for (int piece = 1; piece <= 40; piece++) {
+		RtHash h;
+		rt_hash_init(&h);
+		for (int i = 0; i < 1000; i += piece)
+			rt_hash_update(&h, b + i, (uint64_t)(i + piece > 1000 ? 1000 - i : piece));
+		rt_hash_update(&h, NULL, 0);
+		assert_true(rt_hash_final(&h) == whole);
+	}
+	/* any one flipped bit, and a trailing zero byte, change it */
+	for (int i = 0; i < 1000; i += 37)
+		for (int bit = 0; bit < 8; bit++) {
+			b[i] ^= (unsigned char)(1u << bit);
+			assert_true(rt_weights_hash(b, sizeof b) != whole);
+			b[i] ^= (unsigned char)(1u << bit);
+		}
+	assert_true(rt_weights_hash("ab", 3) != rt_weights_hash("ab", 2));
 
 	unsigned char t[32];
 	rt_weights_trailer_pack(t, 0x1000, 0x0102030405060708ull, 0xa1b2c3d4e5f60718ull);

@@ -104,6 +104,24 @@ MAYBE_UNUSED static inline uint16_t f32_to_bf16(float f)
 	return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
+/* 1 if one of n rows of k floats holds a NaN or an infinity (the exponent bits all
+ * set), with the first such row and the layer recorded in st: the forward stops there.
+ * An integer OR over the bits, so the loop vectorizes and costs k floats per token. */
+MAYBE_UNUSED static int nonfinite_rows(RtState *st, const float *x, int64_t k, int n, int layer)
+{
+	for (int t = 0; t < n; t++) {
+		uint32_t bad = 0;
+		for (int64_t i = 0; i < k; i++)
+			bad |= (f32_bits(x[(int64_t)t * k + i]) & 0x7f800000u) == 0x7f800000u;
+		if (bad) {
+			st->bad_token = t;
+			st->bad_layer = layer;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* ternary matmul: int8 codes q [n][K], scales s, weight w -> y [n][N] */
 typedef struct {
 	const uint8_t *w;
@@ -1442,7 +1460,7 @@ static void head_f16_k128_n320_gemv(void *arg, int ith, int nth)
 
 /* one token: the reference's step mode (f16 roundings of the softmax
  * weights and of the head input) */
-static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)
+static int forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)
 {
 	const int n = 1;
 	uint8_t *S = st->scratch;
@@ -1450,6 +1468,8 @@ static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logi
 	(void)pos;
 	/* 0: inp_embd (embed) */
 	embed_f16_k128_v320(W + 0, tok, n, (float *)(S + 0));
+	if (nonfinite_rows(st, (float *)(S + 0), 128, n, -1))
+		return RT_FORWARD_NONFINITE;
 	/* 1: blk.0.attn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 0), (const float *)(W + 81920), (float *)(S + 4096), n, 0x1.4f8b58p-17f);
 	/* 2: blk.0.attn_norm.q8 (quant_act) */
@@ -1491,6 +1511,8 @@ static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logi
 	}
 	/* 12: blk.0.ffn_inp (add) */
 	add_n128((float *)(S + 0), (float *)(S + 5184), (float *)(S + 9280), n);
+	if (nonfinite_rows(st, (float *)(S + 9280), 128, n, 0))
+		return RT_FORWARD_NONFINITE;
 	/* 13: blk.0.ffn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 9280), (const float *)(W + 95488), (float *)(S + 0), n, 0x1.4f8b58p-17f);
 	/* 14: blk.0.ffn_norm.q8 (quant_act) */
@@ -1518,6 +1540,8 @@ static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logi
 	}
 	/* 21: blk.0.l_out (add) */
 	add_n128((float *)(S + 9280), (float *)(S + 2112), (float *)(S + 13376), n);
+	if (nonfinite_rows(st, (float *)(S + 13376), 128, n, 0))
+		return RT_FORWARD_NONFINITE;
 	/* 22: result_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 13376), (const float *)(W + 121792), (float *)(S + 0), n, 0x1.4f8b58p-17f);
 	/* 23: result_output (matmul) */
@@ -1527,17 +1551,20 @@ static void forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logi
 		HeadArg a = {W + 0, xr, logits, 1};
 		rt_pool_run(st->pool, head_f16_k128_n320_gemv, &a);
 	}
+	return 0;
 }
 
 /* 2..8 tokens in one call (batch mode); last_only: the head computes the
  * last token's logits row alone */
-static void forward_t8(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)
+static int forward_t8(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)
 {
 	uint8_t *S = st->scratch;
 	const uint8_t *W = st->w;
 	(void)pos;
 	/* 0: inp_embd (embed) */
 	embed_f16_k128_v320(W + 0, tok, n, (float *)(S + 0));
+	if (nonfinite_rows(st, (float *)(S + 0), 128, n, -1))
+		return RT_FORWARD_NONFINITE;
 	/* 1: blk.0.attn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 0), (const float *)(W + 81920), (float *)(S + 4096), n, 0x1.4f8b58p-17f);
 	/* 2: blk.0.attn_norm.q8 (quant_act) */
@@ -1579,6 +1606,8 @@ static void forward_t8(RtState *st, const int32_t *tok, int n, int64_t pos, floa
 	}
 	/* 12: blk.0.ffn_inp (add) */
 	add_n128((float *)(S + 0), (float *)(S + 5184), (float *)(S + 9280), n);
+	if (nonfinite_rows(st, (float *)(S + 9280), 128, n, 0))
+		return RT_FORWARD_NONFINITE;
 	/* 13: blk.0.ffn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 9280), (const float *)(W + 95488), (float *)(S + 0), n, 0x1.4f8b58p-17f);
 	/* 14: blk.0.ffn_norm.q8 (quant_act) */
@@ -1606,6 +1635,8 @@ static void forward_t8(RtState *st, const int32_t *tok, int n, int64_t pos, floa
 	}
 	/* 21: blk.0.l_out (add) */
 	add_n128((float *)(S + 9280), (float *)(S + 2112), (float *)(S + 13376), n);
+	if (nonfinite_rows(st, (float *)(S + 13376), 128, n, 0))
+		return RT_FORWARD_NONFINITE;
 	/* 22: result_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 13376), (const float *)(W + 121792), (float *)(S + 0), n, 0x1.4f8b58p-17f);
 	/* 23: result_output (matmul) */
@@ -1616,16 +1647,17 @@ static void forward_t8(RtState *st, const int32_t *tok, int n, int64_t pos, floa
 		HeadArg a = {W + 0, xr, logits, n - h0};
 		rt_pool_run(st->pool, head_f16_k128_n320, &a);
 	}
+	return 0;
 }
 
 /* A call of n tokens runs the smallest template that holds them. */
-static void forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)
+static int forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)
 {
 	f16_table_init(); /* forward() is called from one thread */
 	if (n == 1)
-		forward_t1(st, tokens, pos, logits);
+		return forward_t1(st, tokens, pos, logits);
 	else
-		forward_t8(st, tokens, n, pos, logits, last_only);
+		return forward_t8(st, tokens, n, pos, logits, last_only);
 }
 
 static const int32_t batch_sizes[] = {1, 8};
@@ -1663,7 +1695,7 @@ const RtModel rt_model = {
 	.tok_bytes = 0u,
 	.chat_template = 0,
 	.weights_bytes = 122304u,
-	.weights_hash = 0x22f02f2768415b2bu,
+	.weights_hash = 0x0dab77026ea9a03bu,
 	.max_batch = MAX_BATCH,
 	.batch_sizes = batch_sizes,
 	.n_batch_sizes = 2,

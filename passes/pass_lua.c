@@ -1273,11 +1273,27 @@ static int guarded_pcall(lua_State *L)
 	return pcall_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, pcall_k), 0);
 }
 
+/* xpcall's handler, wrapped: a limit goes past it. Raised from the hook, the limit's error
+ * reaches the handler while hooks are off: a handler that loops would run unbounded.
+ * Upvalue 1: the script's handler. */
+static int guarded_handler(lua_State *L)
+{
+	if (get_ctx(L)->limit[0])
+		return 1;
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
 /* xpcall(f, handler, ...): true below f and the handler, f's results above. */
 static int guarded_xpcall(lua_State *L)
 {
 	int n = lua_gettop(L);
 	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushvalue(L, 2);
+	lua_pushcclosure(L, guarded_handler, 1);
+	lua_replace(L, 2);
 	lua_pushboolean(L, 1);
 	lua_pushvalue(L, 1);
 	lua_rotate(L, 3, 2);
@@ -1332,8 +1348,8 @@ static int sandbox_require(lua_State *L)
 	if (lua_getfield(L, -1, name) != LUA_TNIL)
 		return 1;
 	return luaL_error(L, "module '%s' is not available to a sandboxed pipeline: it may "
-			     "require bitnetc, string, table, math and utf8 (--lua-unsafe opens "
-			     "package)",
+			     "require bitnetc, string, table, math, utf8 and io (output only; "
+			     "--lua-unsafe opens package)",
 			  name);
 }
 

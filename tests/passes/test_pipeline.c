@@ -102,7 +102,8 @@ static void test_default(void **state)
 	tu_golden_graph_free(b, f2);
 }
 
-/* Every example script runs on golden models, and what it records is there. */
+/* Every example script runs on golden models, in the sandbox, and what it records is
+ * there. */
 static void test_examples(void **state)
 {
 	(void)state;
@@ -161,6 +162,15 @@ static void test_examples(void **state)
 		assert_int_equal(ppm->type, IR_ATTR_INT);
 		/* ternary weights of a trained-like model: some, but far from all, zeros */
 		assert_true(ppm->i > 50000 && ppm->i < 900000);
+		tu_golden_graph_free(g, f);
+
+		g = tu_golden_graph(models[m], &f);
+		if (pass_pipeline_run(g, tu_data("../../examples/pipelines/quantized_head.lua"),
+				      &(PassRunOpts){.verify_each = true}, &e))
+			fail_msg("quantized_head on %s: %s", models[m], e.msg);
+		char *text = tu_print_graph(g);
+		assert_non_null(strstr(text, "token_embd.weight : q6_k["));
+		free(text);
 		tu_golden_graph_free(g, f);
 	}
 }

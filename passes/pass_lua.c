@@ -1361,7 +1361,8 @@ static int left_out(lua_State *L)
 	if (lua_type(L, 2) != LUA_TSTRING)
 		return 0;
 	const char *k = lua_tostring(L, 2);
-	if (!lua_isnil(L, lua_upvalueindex(2)) && lua_getfield(L, lua_upvalueindex(2), k) == LUA_TNIL)
+	int names = lua_upvalueindex(2);
+	if (!lua_isnil(L, names) && lua_getfield(L, names, k) == LUA_TNIL)
 		return 1;
 	return luaL_error(L, "%s%s is not available to a sandboxed pipeline (--lua-unsafe opens "
 			     "Lua's full standard libraries)",

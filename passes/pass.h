@@ -145,6 +145,23 @@ void pass_stats_free(PassStats *s);
 /* "  NAME  12.345 ms" lines and a total, for -v. */
 void pass_stats_print(const PassStats *s, FILE *out);
 
+/* How a pipeline's Lua runs. Sandboxed unless unsafe: the base library without dofile and
+ * loadfile, load of text chunks only, setmetatable without __gc, require of bitnetc and
+ * the libraries present; string (no dump), table, math, utf8; io.write, io.stdout:write
+ * and io.stderr:write only. No os, package, debug or coroutine. unsafe: Lua's standard
+ * libraries, all of them, except that os.exit raises an error. Either way under two
+ * limits, each an error naming the script's line: the seconds the script and its Lua
+ * passes run (a count hook looks at the clock; C passes do not count) and the bytes the
+ * Lua state holds (its allocator refuses more). pcall cannot catch either. */
+enum { PASS_LUA_TIMEOUT = 60 };               /* seconds */
+#define PASS_LUA_MEMORY ((int64_t)1 << 30)    /* bytes */
+
+typedef struct {
+	bool unsafe;    /* the full standard libraries: the script is trusted */
+	double timeout; /* seconds; 0: PASS_LUA_TIMEOUT; < 0: no limit */
+	int64_t memory; /* bytes; 0: PASS_LUA_MEMORY; < 0: no limit */
+} PassLuaOpts;
+
 typedef struct {
 	bool verify_each;          /* verify after every pass (always when NDEBUG is undefined;
 				    * Lua passes are always verified; the end of a pipeline too) */
@@ -156,12 +173,14 @@ typedef struct {
 				    * the host's; NULL: pass_target_host() */
 	const char *cc;            /* graph attribute "cc": the C compiler of the build; may be NULL */
 	PassStats *stats;          /* NULL or where per-pass times are appended */
+	PassLuaOpts lua;           /* the sandbox and its limits */
 } PassRunOpts;
 
 /* Runs a Lua pipeline script (NULL: the embedded passes/default.lua) on g: one lua_State,
  * set up inside lua_pcall; the script returns bitnetc.pipeline() with its steps, which then
  * run in order. Errors: Lua's "file:line: message" plus a traceback, or the failing pass by
- * name ("pass dce: ...", "after lua pass at mine.lua:12 the graph does not verify: ...").
+ * name ("pass dce: ...", "after lua pass at mine.lua:12 the graph does not verify: ..."), or
+ * a limit in one line ("mine.lua:7: time limit: ..."; BN_ENOMEM for memory).
  * opts may be NULL. On failure g may be partly transformed: emit nothing from it. */
 int pass_pipeline_run(IrGraph *g, const char *script, const PassRunOpts *opts, BnErr *e);
 /* The embedded default pipeline's source (passes/default.lua), NUL-terminated. */

@@ -132,6 +132,10 @@ static const char usage_build[] =
 	"                        the file's tokenizer.ggml.pre says; without it an unknown\n"
 	"                        pre-tokenizer is refused (-v says which split is used)\n"
 	"  --pipeline FILE.lua   run this pass pipeline instead of the default one\n"
+	"  --lua-timeout S       seconds the pipeline's Lua may run (default 60; 0: no limit)\n"
+	"  --lua-memory MIB      MiB the pipeline's Lua may hold (default 1024; 0: no limit)\n"
+	"  --lua-unsafe          give the pipeline Lua's full standard libraries (io, os,\n"
+	"                        package, debug): only for scripts you trust\n"
 	"  --pass-opt P.K=V      set option K of pass P (e.g. batch_templates.sizes=1,16);\n"
 	"                        overrides the script's value\n"
 	"  --dump-after PASS     print the IR after PASS ('lua': after every Lua pass)\n"
@@ -158,6 +162,7 @@ static const char usage_ir[] =
 	"Builds the model's graph, verifies it and prints its stable text form.\n"
 	"  --pipeline F   run a pass pipeline first (\"default\": passes/default.lua), with\n"
 	"                 the verifier after every pass\n"
+	"  --lua-timeout S, --lua-memory MIB, --lua-unsafe   as for build\n"
 	"  --pass NAME    run a pass (the graph is verified afterwards) before printing;\n"
 	"                 repeatable, applied in order\n"
 	"  --list-passes  print the registered passes and exit\n";
@@ -365,6 +370,32 @@ static bool parse_int(const char *cmd, const char *name, const char *s, int64_t 
 	return true;
 }
 
+/* --lua-timeout S, --lua-memory MIB, --lua-unsafe (build, ir): 1 matched, 0 not, -1 usage
+ * error (printed). */
+static int lua_opt(Args *a, PassLuaOpts *lo)
+{
+	const char *v;
+	int64_t n;
+	int r;
+	if (flag(a, NULL, "--lua-unsafe")) {
+		lo->unsafe = true;
+		return 1;
+	}
+	if ((r = opt(a, NULL, "--lua-timeout", &v)) != 0) {
+		if (r < 0 || !parse_int(a->cmd, a->opt, v, 0, 1000000, &n))
+			return -1;
+		lo->timeout = n ? (double)n : -1;
+		return 1;
+	}
+	if ((r = opt(a, NULL, "--lua-memory", &v)) != 0) {
+		if (r < 0 || !parse_int(a->cmd, a->opt, v, 0, (int64_t)1 << 24, &n))
+			return -1;
+		lo->memory = n ? n << 20 : -1;
+		return 1;
+	}
+	return 0;
+}
+
 /* The one model path of inspect/ir/run. */
 static bool need_model(const Args *a)
 {
@@ -435,6 +466,7 @@ typedef struct {
 	PassOpts pass_opts;     /* --pass-opt PASS.KEY=VALUE */
 	const char *dump_after; /* --dump-after PASS */
 	bool verify_each;       /* --verify-each */
+	PassLuaOpts lua;        /* --lua-timeout, --lua-memory, --lua-unsafe */
 } BuildOpts;
 
 enum { N_STAGES = 5 };
@@ -571,7 +603,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	PassStats stats = {0};
 	PassRunOpts ro = {.verify_each = o->verify_each, .dump_after = o->dump_after,
 			  .dump_file = stdout, .verbose = o->verbose, .cli_opts = &o->pass_opts,
-			  .stats = &stats, .target = pass_target_for(o->target), .cc = o->cc};
+			  .stats = &stats, .target = pass_target_for(o->target), .cc = o->cc,
+			  .lua = o->lua};
 	if (pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {
 		pass_stats_free(&stats);
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
@@ -788,6 +821,11 @@ static int cmd_build(int argc, char **argv)
 			if (r < 0)
 				return EXIT_USAGE;
 			o.pipeline = v;
+		} else if ((r = lua_opt(&a, &o.lua)) != 0) {
+			if (r < 0) {
+				pass_opts_free(&o.pass_opts);
+				return EXIT_USAGE;
+			}
 		} else if ((r = opt(&a, NULL, "--dump-after", &v)) != 0) {
 			if (r < 0)
 				return EXIT_USAGE;
@@ -956,6 +994,7 @@ static int cmd_ir(int argc, char **argv)
 	Args a = {.cmd = "ir", .argc = argc, .argv = argv};
 	const char *passes[32], *pipeline = NULL;
 	int n_passes = 0;
+	PassLuaOpts lua = {0};
 	for (a.i = 0; a.i < argc; a.i++) {
 		const char *v;
 		int r;
@@ -965,6 +1004,11 @@ static int cmd_ir(int argc, char **argv)
 			if (r < 0)
 				return EXIT_USAGE;
 			pipeline = v;
+			continue;
+		}
+		if ((r = lua_opt(&a, &lua)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
 			continue;
 		}
 		if (flag(&a, NULL, "--list-passes")) {
@@ -997,7 +1041,7 @@ static int cmd_ir(int argc, char **argv)
 		return rc;
 	if (pipeline) {
 		BnErr e = {0};
-		PassRunOpts ro = {.verify_each = true};
+		PassRunOpts ro = {.verify_each = true, .lua = lua};
 		if (pass_pipeline_run(g, strcmp(pipeline, "default") ? pipeline : NULL, &ro, &e))
 			rc = fail(EXIT_RUNTIME, "%s", e.msg);
 	}

@@ -1,6 +1,6 @@
 /* test_lua_api.c - the Lua graph API, driven by small Lua passes on a golden model: counts,
  * name matching, attributes both ways, layouts, ternary statistics, handle lifetimes,
- * the target table and the pass list. */
+ * the target table and the pass list; the libraries of the sandbox and of --lua-unsafe. */
 #include "testutil.h"
 #include "frontend.h"
 #include "pass.h"
@@ -364,6 +364,100 @@ static void test_target(void **state)
 	drop(g);
 }
 
+/* What a sandboxed pipeline may not reach: each is absent or an error saying so. */
+static const char sandbox_closed[] =
+	"local function denied(f, what)\n"
+	"  local ok, err = pcall(f)\n"
+	"  assert(not ok, what .. ' is reachable')\n"
+	"  assert(tostring(err):find('not available to a sandboxed pipeline', 1, true), err)\n"
+	"end\n"
+	"denied(function() return os.execute end, 'os')\n"
+	"denied(function() return os.exit end, 'os.exit')\n"
+	"denied(function() return io.open end, 'io.open')\n"
+	"denied(function() return io.popen end, 'io.popen')\n"
+	"denied(function() return io.lines end, 'io.lines')\n"
+	"denied(function() return package.loadlib end, 'package')\n"
+	"denied(function() return debug.getinfo end, 'debug')\n"
+	"denied(function() return dofile end, 'dofile')\n"
+	"denied(function() return loadfile end, 'loadfile')\n"
+	"denied(function() return string.dump end, 'string.dump')\n"
+	"denied(function() return ('x').dump end, 'string.dump through a string')\n"
+	"denied(function() return coroutine.wrap end, 'coroutine')\n"
+	"denied(function() return require('io').open end, 'io.open through require')\n"
+	"denied(function() return require('os') end, 'require os')\n"
+	"assert(rawget(_G, 'os') == nil and rawget(_G, 'package') == nil)\n"
+	"assert(rawget(_G, 'debug') == nil and rawget(_G, 'dofile') == nil)\n"
+	/* binary chunks: refused whatever mode is asked for */
+	"local f, err = load('\\27Lua\\84\\0', 'bin', 'b')\n"
+	"assert(f == nil and err:find('binary'), err)\n"
+	"f, err = load('\\27Lua\\84\\0')\n"
+	"assert(f == nil and err:find('binary'), err)\n"
+	/* finalizers run with hooks off: outside the time limit */
+	"local ok, e2 = pcall(setmetatable, {}, {__gc = function() end})\n"
+	"assert(not ok and e2:find('__gc'), e2)\n"
+	/* our metatables are closed: __gc of a running pipeline is out of reach */
+	"assert(getmetatable(g) == 'bitnetc.Graph')\n";
+
+/* What a sandboxed pipeline has: the libraries the examples use. */
+static const char sandbox_open[] =
+	"assert(require('bitnetc') == bitnetc and require('string') == string)\n"
+	"assert(string.format('%d', 3) == '3' and table.concat({1, 2}, ',') == '1,2')\n"
+	"assert(math.floor(2.5) == 2 and utf8.char(72) == 'H')\n"
+	"assert(load('return 1 + 1')() == 2)\n"
+	"assert(load('return x', 'chunk', 't', {x = 5})() == 5)\n"
+	"assert(io.write == io.stdout.write and io.stderr:write('') == io.stderr)\n"
+	"assert(select('#', pcall(error, 'e')) == 2 and xpcall(function() return 1 end, print))\n"
+	"assert(setmetatable({}, {__index = {a = 1}}).a == 1)\n"
+	"assert(type(collectgarbage('count')) == 'number')\n";
+
+/* What --lua-unsafe gives: Lua's standard libraries, os.exit turned into an error. */
+static const char unsafe_open[] =
+	"assert(type(io.open) == 'function' and type(io.popen) == 'function')\n"
+	"assert(type(os.execute) == 'function' and type(os.getenv) == 'function')\n"
+	"assert(type(package.loadlib) == 'function' and type(debug.getinfo) == 'function')\n"
+	"assert(type(dofile) == 'function' and type(loadfile) == 'function')\n"
+	"assert(type(coroutine.wrap) == 'function')\n"
+	"local f = assert(io.open('/dev/null')); f:close()\n"
+	"local bin = string.dump(function() return 7 end)\n"
+	"assert(load(bin, 'bin', 'b')() == 7)\n"
+	"local ok, err = pcall(os.exit, 3)\n"
+	"assert(not ok and err:find('a pipeline cannot end bitnetc'), err)\n";
+
+static void test_sandbox(void **state)
+{
+	(void)state;
+	IrGraph *g = graph();
+	BnErr e;
+	ok(g, "la_closed.lua", sandbox_closed);
+	ok(g, "la_open.lua", sandbox_open);
+	/* the sandbox's checks fail when everything is open: they can fail */
+	PassRunOpts unsafe = {.lua = {.unsafe = true}};
+	assert_int_equal(snippet(g, "la_closed_unsafe.lua", sandbox_closed, &unsafe, &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "is reachable"));
+	if (snippet(g, "la_unsafe.lua", unsafe_open, &unsafe, &e))
+		fail_msg("%s", e.msg);
+	assert_int_equal(snippet(g, "la_unsafe_closed.lua", unsafe_open, NULL, &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "la_unsafe_closed.lua:4:"));
+	assert_non_null(strstr(e.msg, "not available to a sandboxed pipeline"));
+	/* os.exit, uncaught, ends the build with an error, not the process */
+	assert_int_equal(snippet(g, "la_exit.lua", "os.exit(3)", &unsafe, &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "la_exit.lua:4: os.exit: a pipeline cannot end bitnetc"));
+	assert_int_equal(snippet(g, "la_exit_sandbox.lua", "os.exit(3)", NULL, &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "la_exit_sandbox.lua:4: os is not available"));
+	/* a running pipeline cannot be changed from a Lua pass */
+	const char *text = "local bitnetc = require('bitnetc')\n"
+			   "local p = bitnetc.pipeline()\n"
+			   "local q\n"
+			   "p:add(function(g) q:add('dce') end)\n"
+			   "q = p\n"
+			   "return p\n";
+	const char *path = tu_tmp("la_grow.lua");
+	assert_int_equal(tu_write_file(path, text, strlen(text)), 0);
+	assert_int_equal(pass_pipeline_run(g, path, NULL, &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "la_grow.lua:4: p:add while the pipeline runs"));
+	drop(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -375,6 +469,7 @@ int main(void)
 		cmocka_unit_test(test_ternary_stats),
 		cmocka_unit_test(test_handles),
 		cmocka_unit_test(test_target),
+		cmocka_unit_test(test_sandbox),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,12 +1,14 @@
 /* test_pipeline.c - Lua pipelines end to end: the default pipeline, the example scripts on
  * golden models, error reports (syntax, runtime, unknown pass, bad option, broken graph),
- * pass options, dumps and timings. */
+ * pass options, dumps and timings; the time and memory limits, in the library and through
+ * the driver (one line, exit 2, no program). */
 #include "testutil.h"
 #include "frontend.h"
 #include "pass.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 /* Writes a script into the test tmp dir; returns its path (a tu_tmp slot). */
@@ -100,7 +102,8 @@ static void test_default(void **state)
 	tu_golden_graph_free(b, f2);
 }
 
-/* Every example script runs on golden models, and what it records is there. */
+/* Every example script runs on golden models, in the sandbox, and what it records is
+ * there. */
 static void test_examples(void **state)
 {
 	(void)state;
@@ -159,6 +162,15 @@ static void test_examples(void **state)
 		assert_int_equal(ppm->type, IR_ATTR_INT);
 		/* ternary weights of a trained-like model: some, but far from all, zeros */
 		assert_true(ppm->i > 50000 && ppm->i < 900000);
+		tu_golden_graph_free(g, f);
+
+		g = tu_golden_graph(models[m], &f);
+		if (pass_pipeline_run(g, tu_data("../../examples/pipelines/quantized_head.lua"),
+				      &(PassRunOpts){.verify_each = true}, &e))
+			fail_msg("quantized_head on %s: %s", models[m], e.msg);
+		char *text = tu_print_graph(g);
+		assert_non_null(strstr(text, "token_embd.weight : q6_k["));
+		free(text);
 		tu_golden_graph_free(g, f);
 	}
 }
@@ -394,6 +406,147 @@ static void test_build_attrs(void **state)
 	tu_golden_graph_free(g, f);
 }
 
+/* Runs text with ro; the code, the message parts, and one line (no traceback). */
+static void expect_limit(const char *name, const char *text, const PassRunOpts *ro, int code,
+			 const char *const *parts)
+{
+	BnErr e;
+	int rc = run_text(name, text, ro, &e);
+	if (rc != code)
+		fail_msg("%s: rc %d, expected %d: %s", name, rc, code, e.msg);
+	for (int i = 0; parts[i]; i++)
+		if (!strstr(e.msg, parts[i]))
+			fail_msg("%s: '%s' not in: %s", name, parts[i], e.msg);
+	if (strchr(e.msg, '\n'))
+		fail_msg("%s: more than one line: %s", name, e.msg);
+}
+
+#define PARTS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* A script that runs too long stops at the line it was on, in the script or in a Lua pass,
+ * and pcall, xpcall or an error handler cannot catch the stop and run on. */
+static void test_time_limit(void **state)
+{
+	(void)state;
+	PassRunOpts ro = {.lua = {.timeout = 1}};
+	expect_limit("pl_spin.lua", HEAD "while true do end\nreturn p\n", &ro, BN_EINVAL,
+		     PARTS("pl_spin.lua:3: time limit", "may run for 1 s", "--lua-timeout S"));
+	expect_limit("pl_spin_pass.lua",
+		     HEAD "p:add('dce')\np:add(function(g)\n\tlocal n = 0\n"
+			  "\twhile true do n = n + g.n_nodes end\nend, 'spin')\nreturn p\n",
+		     &ro, BN_EINVAL, PARTS("pl_spin_pass.lua:6: time limit"));
+	expect_limit("pl_spin_pcall.lua",
+		     HEAD "while true do pcall(function() while true do end end) end\n"
+			  "return p\n",
+		     &ro, BN_EINVAL, PARTS("pl_spin_pcall.lua:3: time limit"));
+	expect_limit("pl_spin_xpcall.lua",
+		     HEAD "xpcall(function() while true do end end,\n"
+			  "\tfunction(m) while true do end end)\nerror('caught')\nreturn p\n",
+		     &ro, BN_EINVAL, PARTS("pl_spin_xpcall.lua:3: time limit"));
+	/* the error's __tostring loops: the handler's call to it is bounded too */
+	expect_limit("pl_spin_tostring.lua",
+		     HEAD "error(setmetatable({}, {__tostring = function() while true do end end}))\n"
+			  "return p\n",
+		     &ro, BN_EINVAL, PARTS("pl_spin_tostring.lua:3: time limit"));
+}
+
+/* A script that holds too much stops with the line that asked for it; pcall cannot catch
+ * it; the pipeline's own steps count. */
+static void test_memory_limit(void **state)
+{
+	(void)state;
+	PassRunOpts ro = {.lua = {.memory = 8 << 20}};
+	expect_limit("pl_hog.lua", HEAD "local t = {}\nfor i = 1, 1e9 do t[i] = {i} end\nreturn p\n",
+		     &ro, BN_ENOMEM,
+		     PARTS("pl_hog.lua:4: not enough memory", "may hold 8 MiB", "--lua-memory MIB"));
+	expect_limit("pl_big.lua",
+		     HEAD "local x = 1\nfor i = 1, 3000 do x = x + i end\n"
+			  "local s = string.rep('x', 64 << 20)\nreturn p\n",
+		     &ro, BN_ENOMEM, PARTS("pl_big.lua:5: not enough memory"));
+	expect_limit("pl_hog_pcall.lua",
+		     HEAD "local ok = pcall(function()\n\tlocal t = {}\n"
+			  "\tfor i = 1, 1e9 do t[i] = {i} end\nend)\nerror('caught')\nreturn p\n",
+		     &ro, BN_ENOMEM, PARTS("pl_hog_pcall.lua:5: not enough memory"));
+	expect_limit("pl_hog_pass.lua",
+		     HEAD "p:add(function(g)\n\tlocal s = {}\n"
+			  "\twhile true do s[#s + 1] = g:node(0) end\nend)\nreturn p\n",
+		     &ro, BN_ENOMEM, PARTS("pl_hog_pass.lua:5: not enough memory"));
+	/* 16 MiB of integers: over 8 MiB, under the default */
+	const char *mid = HEAD "local t = {}\nfor i = 1, 1 << 20 do t[i] = i end\nreturn p\n";
+	expect_limit("pl_mid.lua", mid, &ro, BN_ENOMEM, PARTS("pl_mid.lua:4: not enough memory"));
+	BnErr e;
+	if (run_text("pl_mid.lua", mid, NULL, &e))
+		fail_msg("%s", e.msg);
+	/* a pipeline has a bounded number of steps (C passes run outside the time limit) */
+	expect_fail("pl_steps.lua", HEAD "for i = 1, 2000 do p:add('dce') end\nreturn p\n",
+		    BN_EINVAL, PARTS("pl_steps.lua:3:", "at most 1024 steps"));
+}
+
+/* Runs `bitnetc build` with text as the pipeline; expects exit 2, stderr "bitnetc: ..."
+ * with every part (one line for a limit or a syntax error; a runtime error adds a
+ * traceback), and no program. */
+static void expect_driver(const char *name, const char *text, const char *flags, bool one_line,
+			  const char *const *parts)
+{
+	const char *path = script(name, text);
+	char out[1100];
+	snprintf(out, sizeof out, "%s.prog", path);
+	unlink(out);
+	char *log = NULL;
+	int rc = tu_run(&log, "{ '%s' build '%s' -o '%s' --pipeline '%s' %s 2>&1 >/dev/null; }",
+			tu_bitnetc(), tu_data("golden/models/tiny-b158-i2_s.gguf"), out, path, flags);
+	if (rc != 2)
+		fail_msg("%s %s: exit %d, expected 2: %s", name, flags, rc, log);
+	for (int i = 0; parts[i]; i++)
+		if (!strstr(log, parts[i]))
+			fail_msg("%s %s: '%s' not in: %s", name, flags, parts[i], log);
+	char *nl = strchr(log, '\n');
+	if (strncmp(log, "bitnetc: ", 9) != 0 || !nl || (one_line && nl[1]))
+		fail_msg("%s %s: not one line 'bitnetc: ...': %s", name, flags, log);
+	if (access(out, F_OK) == 0)
+		fail_msg("%s %s: %s was written", name, flags, out);
+	free(log);
+}
+
+static void test_driver_limits(void **state)
+{
+	(void)state;
+	expect_driver("pl_d_spin.lua", HEAD "p:add('dce')\nwhile true do end\nreturn p\n",
+		      "--lua-timeout 1", true,
+		      PARTS("pl_d_spin.lua:4: time limit", "may run for 1 s",
+			    "(--lua-timeout S raises the limit, 0 removes it)"));
+	expect_driver("pl_d_hog.lua", HEAD "local t = {}\nwhile true do t[#t + 1] = {} end\nreturn p\n",
+		      "--lua-memory 4", true,
+		      PARTS("pl_d_hog.lua:4: not enough memory", "may hold 4 MiB",
+			    "(--lua-memory MIB raises the limit, 0 removes it)"));
+	/* os.exit(0) would end the build with 0 and no program */
+	expect_driver("pl_d_exit.lua", HEAD "os.exit(0)\nreturn p\n", "--lua-unsafe", false,
+		      PARTS("pl_d_exit.lua:3: os.exit: a pipeline cannot end bitnetc"));
+	expect_driver("pl_d_exit.lua", HEAD "os.exit(0)\nreturn p\n", "", false,
+		      PARTS("pl_d_exit.lua:3: os is not available to a sandboxed pipeline",
+			    "--lua-unsafe"));
+	expect_driver("pl_d_syntax.lua", HEAD "p:add('dce'\nreturn p\n", "", true,
+		      PARTS("pl_d_syntax.lua:4:", "expected"));
+	/* the sandbox and --lua-unsafe through `bitnetc ir` */
+	const char *model = tu_data("golden/models/tiny-b158-i2_s.gguf");
+	const char *rd = script("pl_d_read.lua", HEAD "assert(io.open('/dev/null')):close()\n"
+						 "p:add('dce')\nreturn p\n");
+	char *log = NULL;
+	assert_int_equal(tu_run(&log, "'%s' ir '%s' --pipeline '%s'", tu_bitnetc(), model, rd), 2);
+	assert_non_null(strstr(log, "pl_d_read.lua:3: io.open is not available"));
+	free(log);
+	assert_int_equal(tu_run(&log, "'%s' ir '%s' --pipeline '%s' --lua-unsafe --lua-timeout 0 "
+				      "--lua-memory 0",
+				tu_bitnetc(), model, rd),
+			 0);
+	assert_non_null(strstr(log, "ternary_matmul"));
+	free(log);
+	/* bad values are usage errors */
+	assert_int_equal(tu_run(NULL, "'%s' ir '%s' --lua-timeout x", tu_bitnetc(), model), 1);
+	assert_int_equal(tu_run(NULL, "'%s' ir '%s' --lua-memory -1", tu_bitnetc(), model), 1);
+	assert_int_equal(tu_run(NULL, "'%s' build '%s' -o x --lua-timeout", tu_bitnetc(), model), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -404,6 +557,9 @@ int main(void)
 		cmocka_unit_test(test_options),
 		cmocka_unit_test(test_dump_and_describe),
 		cmocka_unit_test(test_build_attrs),
+		cmocka_unit_test(test_time_limit),
+		cmocka_unit_test(test_memory_limit),
+		cmocka_unit_test(test_driver_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

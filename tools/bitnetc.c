@@ -122,9 +122,12 @@ static const char usage_build[] =
 	"  --max-batch N         most tokens per forward call (default: the largest size of\n"
 	"                        the pipeline's batch_templates, else 32; 1..4096): the\n"
 	"                        largest forward template, the pipeline's smaller ones kept\n"
-	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR\n"
+	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR (new,\n"
+	"                        or without files of those names but an earlier --emit-c's)\n"
 	"  --weights-file FILE   write the weights to FILE instead of appending them; the\n"
 	"                        program then needs --weights-file FILE at run time\n"
+	"OUT and FILE are replaced whole once complete (never in place); neither may be the\n"
+	"model, the other one or anything but a regular file.\n"
 	"  --chat-template NAME  the chat format baked into the program: bitnet, llama3 or\n"
 	"                        none (default: recognized from tokenizer.chat_template)\n"
 	"  --no-tokenizer        leave the tokenizer out: the program takes token ids only\n"
@@ -614,31 +617,36 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 
 	/* [5] payload */
 	t0 = now_s();
-	mode_t um = umask(0);
+	mode_t um = umask(0), wmode = 0666 & ~um;
 	umask(um);
 	if (o->weights_file) {
 		/* FILE too is written beside itself and renamed: the old one stays whole until
 		 * the new one is */
 		struct stat wst;
 		cg_out_resolve(o->weights_file, w_path, sizeof w_path);
-		mode_t wmode = stat(w_path, &wst) == 0 ? wst.st_mode & 07777 : 0666 & ~um;
+		if (stat(w_path, &wst) == 0)
+			wmode = wst.st_mode & 07777;
 		if (cg_out_temp(w_path, tmp_w, sizeof tmp_w, &slot_w, &e) != BN_OK ||
-		    cg_payload_write(g, &out.payload, tmp_w, false, o->weights_file, &e) != BN_OK ||
-		    cg_out_commit(slot_w, tmp_w, w_path, o->weights_file, "--weights-file", wmode,
-				  &e) != BN_OK) {
+		    cg_payload_write(g, &out.payload, tmp_w, false, o->weights_file, &e) != BN_OK) {
 			rc = fail(EXIT_RUNTIME, "%s", e.msg);
 			goto out;
 		}
-		slot_w = -1;
 	} else if (cg_payload_write(g, &out.payload, tmp_out, true, o->out, &e) != BN_OK) {
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
-	if (cg_out_commit(slot_out, tmp_out, out_path, o->out, "-o", 0777 & ~um, &e) != BN_OK) {
+	/* both renames or neither (a signal waits until they are done) */
+	cg_cleanup_hold();
+	if (cg_out_check(out_path, "-o", &e) != BN_OK ||
+	    (o->weights_file && cg_out_commit(slot_w, tmp_w, w_path, o->weights_file,
+					      "--weights-file", wmode, &e) != BN_OK) ||
+	    cg_out_commit(slot_out, tmp_out, out_path, o->out, "-o", 0777 & ~um, &e) != BN_OK) {
+		cg_cleanup_release();
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
-	slot_out = -1;
+	slot_w = slot_out = -1;
+	cg_cleanup_release();
 	stage(5, "payload", now_s() - t0, "%.1f MiB of weights %s %s (hash %016" PRIx64 ")",
 	      (double)out.payload.size / 1048576.0, o->weights_file ? "written to" : "appended to",
 	      o->weights_file ? o->weights_file : o->out, out.payload.hash);

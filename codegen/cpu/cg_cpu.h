@@ -88,7 +88,7 @@ typedef struct {
 	const char *emit_dir;                   /* --emit-c: model.c and the runtime sources */
 } CgBuildFiles;
 /* Refuses a build that would destroy data: an output that is not a regular file (or a new
- * one in an existing directory), one that is an input or another output (compared as
+ * one in an existing directory; emit_dir is made first, as the build would), one that is an input or another output (compared as
  * files: device and inode, or directory and name for one not there yet), and an --emit-c
  * directory holding files of the names it writes that an earlier --emit-c did not write.
  * The message names the file and the problem. */
@@ -114,6 +114,10 @@ int cg_cleanup_add(const char *path, bool dir);
 /* Forgets a slot (renamed into place); cg_cleanup_remove removes what it names now. */
 void cg_cleanup_drop(int slot);
 void cg_cleanup_remove(int slot);
+/* Holds the signals back (cg_cleanup_release delivers them): around steps that must
+ * happen together, such as the renames of the program and its weights file. */
+void cg_cleanup_hold(void);
+void cg_cleanup_release(void);
 /* Forks argv (execvp) inside dir, stdout and stderr to out_fd, close_fd closed; with the
  * handler installed in its own process group, stopped by it. cg_cleanup_reaped once
  * waited for. Returns the pid, -1 on failure (errno). */

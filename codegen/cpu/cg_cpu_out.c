@@ -189,6 +189,18 @@ void cg_cleanup_remove(int slot)
 	sigs_restore(&old);
 }
 
+static sigset_t hold_old;
+
+void cg_cleanup_hold(void)
+{
+	sigs_block(&hold_old);
+}
+
+void cg_cleanup_release(void)
+{
+	sigs_restore(&hold_old);
+}
+
 pid_t cg_cleanup_spawn(const char *const *argv, const char *dir, int out_fd, int close_fd)
 {
 	sigset_t old;
@@ -435,6 +447,12 @@ static int emit_dir_check(const char *dir, BnErr *e)
 int cg_build_files_check(const CgBuildFiles *f, BnErr *e)
 {
 	int rc;
+	/* made first, as the build would: -o may name a file inside it */
+	struct stat st;
+	if (f->emit_dir && stat(f->emit_dir, &st) != 0 && errno == ENOENT &&
+	    mkdir(f->emit_dir, 0777) != 0)
+		return bn_err(e, BN_EIO, "%s: cannot create the directory: %s", f->emit_dir,
+			      strerror(errno));
 	if ((rc = cg_out_check(f->out, "-o", e)))
 		return rc;
 	if (f->weights && (rc = cg_out_check(f->weights, "--weights-file", e)))

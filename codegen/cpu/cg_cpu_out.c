@@ -576,6 +576,9 @@ int cg_check_output(const char *path, const char *shown, const char *cc, const c
 		kind = type == 1 ? "a Mach-O object file" : type == 2 ? "a Mach-O executable"
 							     : "a Mach-O file";
 		ok_kind = object ? type == 1 : type == 2;
+	} else if (object && r >= 4 && (!memcmp(h, "BC\xc0\xde", 4) ||
+					 rd(h, 4, false) == 0x0b17c0deu)) {
+		return 0; /* LLVM bitcode (clang -flto): the link checks it */
 	} else {
 		return bn_err(e, BN_EIO, "%s: the C compiler '%s' exited 0 but wrote something that "
 					 "is not %s (neither ELF nor Mach-O)", shown, cc, what);

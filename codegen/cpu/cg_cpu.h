@@ -105,7 +105,7 @@ int cg_out_temp(const char *dest, char *tmp, size_t n, int *slot, BnErr *e);
  * again. Errors name shown. */
 int cg_out_commit(int slot, const char *tmp, const char *dest, const char *shown,
 		  const char *role, mode_t mode, BnErr *e);
-/* Installs the handler of SIGINT, SIGTERM and SIGHUP (those not ignored): it stops the
+/* Installs the handler of SIGINT, SIGTERM, SIGHUP and SIGPIPE (those not ignored): it stops the
  * running compiler, removes every registered path and lets the signal kill the process. */
 void cg_cleanup_install(void);
 /* Registers a temporary file (or with dir, a private source directory: its sources, then

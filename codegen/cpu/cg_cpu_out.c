@@ -1,7 +1,7 @@
 /* cg_cpu_out.c - what a build may write and what it leaves behind: the checks that no
  * output is an input, another output or anything but a regular file; temporary files
  * replaced into place by rename; removal of them (and a stop of the compiler) on failure
- * and on SIGINT, SIGTERM or SIGHUP; and the check that the compiler made what it was
+ * and on SIGINT, SIGTERM, SIGHUP or SIGPIPE; and the check that the compiler made what it was
  * asked for. */
 #include "cg_cpu.h"
 
@@ -32,7 +32,8 @@ typedef struct {
 static CleanEntry clean[CLEAN_MAX];
 static volatile pid_t clean_child; /* the running compiler (its own process group) */
 static pid_t clean_owner;          /* the process that registered (not a forked child) */
-static const int clean_sigs[] = {SIGINT, SIGTERM, SIGHUP};
+/* SIGPIPE: `bitnetc build ... | head` ends the build at its next progress line */
+static const int clean_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
 enum { N_CLEAN_SIGS = sizeof clean_sigs / sizeof clean_sigs[0] };
 
 static void sigs_block(sigset_t *old)
@@ -207,7 +208,9 @@ pid_t cg_cleanup_spawn(const char *const *argv, const char *dir, int out_fd, int
 	sigs_block(&old);
 	/* with the handler in place the compiler gets its own process group, which the
 	 * handler stops as a whole; without it, it stays in ours (a terminal's ^C reaches it) */
-	bool own_group = handled(SIGINT) || handled(SIGTERM) || handled(SIGHUP);
+	bool own_group = false;
+	for (int i = 0; i < N_CLEAN_SIGS; i++)
+		own_group |= handled(clean_sigs[i]);
 	pid_t pid = fork();
 	if (pid == 0) {
 		for (int i = 0; i < N_CLEAN_SIGS; i++)

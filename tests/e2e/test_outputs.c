@@ -541,6 +541,69 @@ static void killed_in_cc(int sig, bool at_link, const char *extra)
 	free(after);
 }
 
+/* stdout a pipe that its reader closes while the build is in the compiler: the next
+ * progress line raises SIGPIPE, which must clean up as the other signals do. */
+static void test_closed_stdout(void **state)
+{
+	(void)state;
+	fresh("outputs-pipe");
+	copy_model("in.gguf");
+	put("p", "an old program\n");
+	char ready[1200], go[1200], ccp[1200], s[4096];
+	snprintf(ready, sizeof ready, "%s/ready", root);
+	snprintf(go, sizeof go, "%s/go", root);
+	snprintf(ccp, sizeof ccp, "%s/cc-gate", root);
+	const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+	assert_true(snprintf(s, sizeof s,
+			     "#!/bin/sh\n"
+			     "touch '%s'\n"
+			     "while [ ! -e '%s' ]; do sleep 0.05; done\n"
+			     "exec %s \"$@\"\n",
+			     ready, go, cc) < (int)sizeof s);
+	assert_int_equal(tu_write_file(ccp, s, strlen(s)), 0);
+	assert_int_equal(chmod(ccp, 0755), 0);
+	char *before = listing(W);
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL);
+		if (chdir(W) != 0)
+			_exit(125);
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 2);
+		setenv("TMPDIR", T, 1);
+		execl(tu_bitnetc(), tu_bitnetc(), "build", "in.gguf", "-o", "p", "--cc", ccp,
+		      (char *)NULL);
+		_exit(126);
+	}
+	close(fds[1]);
+	int st;
+	struct stat sst;
+	while (stat(ready, &sst) != 0) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			fail_msg("the build ended before its compiler ran (status %d)", st);
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	close(fds[0]);
+	assert_int_equal(tu_write_file(go, "", 0), 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGPIPE)
+		fail_msg("the build %s %d, not SIGPIPE", WIFSIGNALED(st) ? "died of signal"
+			 : "exited", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+	char *after = listing(W);
+	if (strcmp(before, after) != 0)
+		fail_msg("the directory changed:\nbefore:\n%safter:\n%s", before, after);
+	assert_true(empty_dir(T));
+	free(before);
+	free(after);
+}
+
 static void test_killed_build(void **state)
 {
 	(void)state;
@@ -605,7 +668,7 @@ int main(void)
 		cmocka_unit_test(test_outputs_same_file), cmocka_unit_test(test_special_outputs),
 		cmocka_unit_test(test_device_outputs),   cmocka_unit_test(test_cc_makes_nothing),
 		cmocka_unit_test(test_disk_full),        cmocka_unit_test(test_killed_build),
-		cmocka_unit_test(test_emit_dir),
+		cmocka_unit_test(test_closed_stdout),    cmocka_unit_test(test_emit_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -355,8 +355,9 @@ static bool file_id(const char *path, FileId *id)
 		return false;
 	id->dev = st.st_dev;
 	id->ino = st.st_ino;
-	snprintf(id->name, sizeof id->name, "%s", slash ? slash + 1 : a);
-	return true;
+	/* a longer name cannot be created there */
+	return snprintf(id->name, sizeof id->name, "%s", slash ? slash + 1 : a) <
+	       (int)sizeof id->name;
 }
 
 static bool file_same(const FileId *a, const FileId *b)

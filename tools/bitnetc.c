@@ -122,9 +122,12 @@ static const char usage_build[] =
 	"  --max-batch N         most tokens per forward call (default: the largest size of\n"
 	"                        the pipeline's batch_templates, else 32; 1..4096): the\n"
 	"                        largest forward template, the pipeline's smaller ones kept\n"
-	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR\n"
+	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR (new,\n"
+	"                        or without files of those names but an earlier --emit-c's)\n"
 	"  --weights-file FILE   write the weights to FILE instead of appending them; the\n"
-	"                        program then needs --weights-file FILE at run time\n"
+	"                        program then needs --weights-file FILE at run time. OUT\n"
+	"                        and FILE are replaced whole once complete, never in place;\n"
+	"                        neither may be the model, the other or a special file\n"
 	"  --chat-template NAME  the chat format baked into the program: bitnet, llama3 or\n"
 	"                        none (default: recognized from tokenizer.chat_template)\n"
 	"  --no-tokenizer        leave the tokenizer out: the program takes token ids only\n"
@@ -457,6 +460,7 @@ static int load_model(const char *path, GgufFile **fp, IrGraph **gp)
 
 typedef struct {
 	const char *path, *out, *target, *cc, *cflags, *opt, *emit_dir, *weights_file;
+	const char *tune_file;     /* --tune-file (appended to by --tune) */
 	const char *chat_template; /* --chat-template, or NULL: the file's */
 	bool no_tokenizer;
 	const char *tokenizer_pre; /* --tokenizer-pre, or NULL: the file's */
@@ -481,22 +485,6 @@ static void stage(int i, const char *name, double secs, const char *fmt, ...)
 	putchar('\n');
 	fflush(stdout);
 	va_end(ap);
-}
-
-/* The absolute directory of path's parent and path's base name. */
-static bool split_out(const char *path, char *dir, size_t dn, char *base, size_t bn)
-{
-	char a[4096], b[4096];
-	snprintf(a, sizeof a, "%s", path);
-	snprintf(b, sizeof b, "%s", path);
-	char *d = dirname(a), *name = basename(b);
-	char *abs = realpath(d, NULL);
-	if (!abs)
-		return false;
-	snprintf(dir, dn, "%s", abs);
-	snprintf(base, bn, "%s", name);
-	free(abs);
-	return true;
 }
 
 /* The --chat-template name as an RtChatTemplate; -1 if unknown. */
@@ -578,8 +566,9 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	BnmTok tok = {0};
 	CgOutput out = {0};
 	BnErr e = {0};
-	char srcdir[4096] = "", tmp_out[6144] = "", odir[4096], obase[1024], cmd[8192];
-	bool made_srcdir = false, wrote_wfile = false;
+	char srcdir[4096] = "", tmp_out[6144] = "", tmp_w[6144] = "", cmd[8192];
+	char out_path[4096], w_path[4096];
+	int slot_src = -1, slot_out = -1, slot_w = -1; /* temporaries, removed unless renamed */
 	int rc = 0;
 
 	/* [1] frontend */
@@ -659,7 +648,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 			srcdir[0] = 0;
 			goto out;
 		}
-		made_srcdir = true;
+		slot_src = cg_cleanup_add(srcdir, true);
 	}
 	if (cg_write_sources(srcdir, &out, &e) != BN_OK) {
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
@@ -673,25 +662,22 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	      (double)out.scratch_bytes / 1024.0, co.max_batch, tmpl,
 	      o->emit_dir ? ", sources in " : "", o->emit_dir ? o->emit_dir : "");
 
-	/* [4] cc: link next to OUT under a temporary name, renamed once complete */
+	/* [4] cc: link next to OUT (a symbolic link: the file it names) under a temporary
+	 * name, renamed once complete */
 	t0 = now_s();
-	if (!split_out(o->out, odir, sizeof odir, obase, sizeof obase)) {
-		rc = fail(EXIT_RUNTIME, "%s: cannot write there: %s", o->out, strerror(errno));
+	cg_out_resolve(o->out, out_path, sizeof out_path);
+	if (cg_out_temp(out_path, tmp_out, sizeof tmp_out, &slot_out, &e) != BN_OK) {
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
-	snprintf(tmp_out, sizeof tmp_out, "%s/.%s.XXXXXX", odir, obase);
-	int fd = mkstemp(tmp_out);
-	if (fd < 0) {
-		rc = fail(EXIT_RUNTIME, "%s: cannot create a file in %s: %s", o->out, odir,
-			  strerror(errno));
-		tmp_out[0] = 0;
-		goto out;
-	}
-	close(fd);
 	if (cg_cc(&co, t, srcdir, tmp_out, cmd, sizeof cmd, &e) != BN_OK) {
 		if (o->verbose)
 			fprintf(stderr, "bitnetc: build: %s\n", cmd);
 		rc = fail(EXIT_RUNTIME, "build: %s", e.msg);
+		goto out;
+	}
+	if (cg_check_output(tmp_out, o->out, co.cc, t->name, false, &e) != BN_OK) {
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
 	if (o->verbose)
@@ -702,19 +688,36 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 
 	/* [5] payload */
 	t0 = now_s();
-	const char *wpath = o->weights_file ? o->weights_file : tmp_out;
-	wrote_wfile = o->weights_file != NULL;
-	if (cg_payload_write(g, &out.payload, wpath, !o->weights_file, &e) != BN_OK) {
+	mode_t um = umask(0), wmode = 0666 & ~um;
+	umask(um);
+	if (o->weights_file) {
+		/* FILE too is written beside itself and renamed: the old one stays whole until
+		 * the new one is */
+		struct stat wst;
+		cg_out_resolve(o->weights_file, w_path, sizeof w_path);
+		if (stat(w_path, &wst) == 0)
+			wmode = wst.st_mode & 07777;
+		if (cg_out_temp(w_path, tmp_w, sizeof tmp_w, &slot_w, &e) != BN_OK ||
+		    cg_payload_write(g, &out.payload, tmp_w, false, o->weights_file, &e) != BN_OK) {
+			rc = fail(EXIT_RUNTIME, "%s", e.msg);
+			goto out;
+		}
+	} else if (cg_payload_write(g, &out.payload, tmp_out, true, o->out, &e) != BN_OK) {
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
-	mode_t um = umask(0);
-	umask(um);
-	if (chmod(tmp_out, 0777 & ~um) != 0 || rename(tmp_out, o->out) != 0) {
-		rc = fail(EXIT_RUNTIME, "%s: cannot write: %s", o->out, strerror(errno));
+	/* both renames or neither (a signal waits until they are done) */
+	cg_cleanup_hold();
+	if (cg_out_check(out_path, "-o", &e) != BN_OK ||
+	    (o->weights_file && cg_out_commit(slot_w, tmp_w, w_path, o->weights_file,
+					      "--weights-file", wmode, &e) != BN_OK) ||
+	    cg_out_commit(slot_out, tmp_out, out_path, o->out, "-o", 0777 & ~um, &e) != BN_OK) {
+		cg_cleanup_release();
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
-	tmp_out[0] = 0;
+	slot_w = slot_out = -1;
+	cg_cleanup_release();
 	stage(5, "payload", now_s() - t0, "%.1f MiB of weights %s %s (hash %016" PRIx64 ")",
 	      (double)out.payload.size / 1048576.0, o->weights_file ? "written to" : "appended to",
 	      o->weights_file ? o->weights_file : o->out, out.payload.hash);
@@ -722,12 +725,10 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	printf("wrote %s (%.1f MiB)\n", o->out,
 	       stat(o->out, &st) == 0 ? (double)st.st_size / 1048576.0 : 0.0);
 out:
-	if (tmp_out[0])
-		unlink(tmp_out);
-	if (rc && wrote_wfile)
-		unlink(o->weights_file);
-	if (made_srcdir)
-		cg_remove_sources(srcdir);
+	/* only what this run created */
+	cg_cleanup_remove(slot_w);
+	cg_cleanup_remove(slot_out);
+	cg_cleanup_remove(slot_src);
 	cg_output_free(&out);
 	bnm_tok_free(&tok);
 	if (g)
@@ -812,6 +813,8 @@ static int cmd_build(int argc, char **argv)
 			}
 		} else if ((r = opt(&a, NULL, "--tune-file", &v)) != 0) {
 			BnErr pe = {0};
+			if (r > 0)
+				o.tune_file = v;
 			if (r < 0 || pass_opts_set(&o.pass_opts, "tune_kernels", "file", v, &pe) != BN_OK ||
 			    pass_opts_set(&o.pass_opts, "lut_specialize", "file", v, &pe) != BN_OK) {
 				pass_opts_free(&o.pass_opts);
@@ -854,8 +857,16 @@ static int cmd_build(int argc, char **argv)
 	if (!t)
 		return usage_err(a.cmd, "--target: unknown or not yet buildable target '%s' (%s; "
 					"see 'bitnetc targets')", o.target, cg_cpu_target_names());
-	if (o.weights_file && strcmp(o.weights_file, o.out) == 0)
-		return usage_err(a.cmd, "--weights-file must differ from -o");
+	/* before any work: no output may be an input, another output or a special file */
+	BnErr fe = {0};
+	CgBuildFiles files = {.model = o.path, .pipeline = o.pipeline, .out = o.out,
+			      .weights = o.weights_file, .tune_file = o.tune_file,
+			      .emit_dir = o.emit_dir};
+	if (cg_build_files_check(&files, &fe) != BN_OK) {
+		pass_opts_free(&o.pass_opts);
+		return fail(EXIT_RUNTIME, "%s", fe.msg);
+	}
+	cg_cleanup_install();
 	int rc = build_model(&o, t);
 	pass_opts_free(&o.pass_opts);
 	return rc;

@@ -2,6 +2,7 @@
  * compiler run without a shell, and the weights payload appended to the program. */
 #include "cg_cpu.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -115,12 +116,21 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
-	FILE *f = fopen(path, "wb");
-	if (!f)
-		return bn_err(e, BN_EIO, "%s: cannot create: %s", path, strerror(errno));
+	/* never through a symbolic link: it would write wherever that points */
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0666);
+	FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+	if (!f) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return bn_err(e, BN_EIO, "%s: cannot create: %s", path, strerror(err));
+	}
 	size_t w = n ? fwrite(data, 1, n, f) : 0;
-	if (fclose(f) != 0 || w != n)
-		return bn_err(e, BN_EIO, "%s: cannot write: %s", path, strerror(errno));
+	int err = w != n ? errno : 0;
+	if (fclose(f) != 0 && !err)
+		err = errno;
+	if (w != n || err)
+		return bn_err(e, BN_EIO, "%s: cannot write: %s", path, strerror(err ? err : EIO));
 	return 0;
 }
 
@@ -138,15 +148,18 @@ int cg_write_sources(const char *dir, const CgOutput *out, BnErr *e)
 
 void cg_remove_sources(const char *dir)
 {
-	char path[4096];
-	snprintf(path, sizeof path, "%s/model.c", dir);
-	unlink(path);
-	snprintf(path, sizeof path, "%s/model.o", dir);
-	unlink(path);
-	for (int i = 0; i < cg_n_runtime_sources; i++) {
-		snprintf(path, sizeof path, "%s/%s", dir, cg_runtime_sources[i].name);
+	/* a private directory: whatever the compiler left there too (-save-temps) */
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char path[4400];
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
 		unlink(path);
 	}
+	if (d)
+		closedir(d);
 	rmdir(dir);
 }
 
@@ -196,28 +209,27 @@ int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *
 		return bn_err(e, BN_EIO, "C compiler '%s' not found (install one, or name it with --cc)",
 			      cc);
 
+	/* the child runs inside dir so that every source path is relative: a relative
+	 * compiler path (./mycc) is made absolute first */
+	enum { MAX_ARGV = 128 };
+	const char *av[MAX_ARGV];
+	char abs_cc[4096], cwd[4096];
+	int n = 0;
+	for (; argv[n] && n < MAX_ARGV - 1; n++)
+		av[n] = argv[n];
+	av[n] = NULL;
+	if (strchr(cc, '/') && cc[0] != '/' && getcwd(cwd, sizeof cwd) &&
+	    (size_t)snprintf(abs_cc, sizeof abs_cc, "%s/%s", cwd, cc) < sizeof abs_cc)
+		av[0] = abs_cc;
 	int fds[2];
 	if (pipe(fds) != 0)
 		return bn_err(e, BN_EIO, "cannot create a pipe: %s", strerror(errno));
-	pid_t pid = fork();
+	pid_t pid = cg_cleanup_spawn(av, dir, fds[1], fds[0]);
 	if (pid < 0) {
+		int err = errno;
 		close(fds[0]);
 		close(fds[1]);
-		return bn_err(e, BN_EIO, "cannot start %s: %s", cc, strerror(errno));
-	}
-	if (pid == 0) {
-		/* the child: run inside dir so that every source path is relative */
-		dup2(fds[1], 1);
-		dup2(fds[1], 2);
-		close(fds[0]);
-		close(fds[1]);
-		if (chdir(dir) != 0) {
-			fprintf(stderr, "cannot enter %s: %s\n", dir, strerror(errno));
-			_exit(127);
-		}
-		execvp(cc, (char *const *)argv);
-		fprintf(stderr, "cannot run %s: %s\n", cc, strerror(errno));
-		_exit(127);
+		return bn_err(e, BN_EIO, "cannot start %s: %s", cc, strerror(err));
 	}
 	close(fds[1]);
 	char *log = NULL;
@@ -248,6 +260,7 @@ int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *
 	int st = 0;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
+	cg_cleanup_reaped(pid);
 	int rc = 0;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		char head[400];
@@ -321,7 +334,12 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
 	argv[n++] = "model.c";
 	argv[n] = NULL;
 	put_cmd(cmd, cmd_n, argv);
+	char obj[4200];
+	snprintf(obj, sizeof obj, "%s/model.o", dir);
+	unlink(obj); /* an earlier --emit-c's must not pass for this one */
 	int rc = cg_run_cc(o, argv, dir, e);
+	if (!rc)
+		rc = cg_check_output(obj, "model.o", cc, t->name, true, e);
 	if (rc) {
 		/* the likeliest cause: the host's own compiler given AArch64 flags (a name
 		 * that says aarch64 or arm64 is taken to be a cross compiler) */
@@ -383,18 +401,21 @@ static int put_zeros(FILE *f, uint64_t n)
 }
 
 int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, bool append,
-		     BnErr *e)
+		     const char *shown, BnErr *e)
 {
+	if (!shown)
+		shown = path;
 	FILE *f = fopen(path, append ? "r+b" : "wb");
 	if (!f)
-		return bn_err(e, BN_EIO, "%s: cannot open: %s", path, strerror(errno));
+		return bn_err(e, BN_EIO, "%s: cannot open: %s", shown, strerror(errno));
 	uint64_t start = 0;
-	int bad = 0;
+	int bad = 0, err = 0;
 	if (append) {
 		/* the program, zero-padded to a page so that the payload can be mapped */
 		if (fseeko(f, 0, SEEK_END) != 0) {
+			err = errno;
 			fclose(f);
-			return bn_err(e, BN_EIO, "%s: cannot seek: %s", path, strerror(errno));
+			return bn_err(e, BN_EIO, "%s: cannot seek: %s", shown, strerror(err));
 		}
 		off_t end = ftello(f);
 		start = ((uint64_t)end + 4095) / 4096 * 4096;
@@ -404,13 +425,13 @@ int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, boo
 	for (int i = 0; i < p->n && !bad; i++) {
 		const IrValue *v = &g->values[p->ids[i]];
 		bad |= put_zeros(f, p->off[i] - at);
-		if (v->nbytes && fwrite(v->data, 1, (size_t)v->nbytes, f) != v->nbytes)
+		if (!bad && v->nbytes && fwrite(v->data, 1, (size_t)v->nbytes, f) != v->nbytes)
 			bad = 1;
 		at = p->off[i] + v->nbytes;
 	}
 	if (p->tok && !bad) {
 		bad |= put_zeros(f, p->tok_off - at);
-		if (fwrite(p->tok, 1, (size_t)p->tok_bytes, f) != p->tok_bytes)
+		if (!bad && fwrite(p->tok, 1, (size_t)p->tok_bytes, f) != p->tok_bytes)
 			bad = 1;
 		at = p->tok_off + p->tok_bytes;
 	}
@@ -421,10 +442,18 @@ int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, boo
 	put_le64(tr + 24, p->hash);
 	if (!bad && fwrite(tr, 1, sizeof tr, f) != sizeof tr)
 		bad = 1;
-	if (fclose(f) != 0)
+	/* on disk before the caller renames it into place: after a crash the old file or
+	 * the complete new one, never a part */
+	if (!bad && (fflush(f) != 0 || fsync(fileno(f)) != 0))
 		bad = 1;
 	if (bad)
-		return bn_err(e, BN_EIO, "%s: cannot write the weights payload: %s", path,
-			      strerror(errno));
+		err = errno;
+	if (fclose(f) != 0 && !bad) {
+		bad = 1;
+		err = errno;
+	}
+	if (bad)
+		return bn_err(e, BN_EIO, "%s: cannot write the weights payload: %s", shown,
+			      strerror(err ? err : EIO));
 	return 0;
 }

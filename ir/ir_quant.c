@@ -481,6 +481,60 @@ int ir_ternary_row(IrDtype dt, const void *data, int64_t k, int64_t rows, int64_
 	return (int)nb;
 }
 
+/* ---- float weights to ternary (the reference's converter + I2_S quantizer) ---- */
+
+static float round_to(IrDtype dt, float f)
+{
+	if (dt == IR_DT_F16)
+		return bn_round_f16(f);
+	if (dt == IR_DT_BF16)
+		return bn_bf16_to_f32(bn_f32_to_bf16(f));
+	return f;
+}
+
+/* The one nonzero magnitude of w, or -1 if there are several. */
+static float single_magnitude(const float *w, int64_t n)
+{
+	float m = 0;
+	for (int64_t i = 0; i < n; i++) {
+		float a = fabsf(w[i]);
+		if (a != 0 && a != m) {
+			if (m != 0)
+				return -1;
+			m = a;
+		}
+	}
+	return m;
+}
+
+IrTernRule ir_ternarize(float *w, int64_t n, IrDtype src, float *scale, int64_t *bad)
+{
+	BN_ASSERT(n > 0);
+	for (int64_t i = 0; i < n; i++)
+		if (!isfinite(w[i])) {
+			*bad = i;
+			return IR_TERN_NONFINITE;
+		}
+	float m = single_magnitude(w, n);
+	if (m >= 0) {
+		*scale = m;
+		return IR_TERN_KEPT;
+	}
+	/* The mean in double: the reference's float32 sum can differ in the last bit, which
+	 * moves an element only if it sits within an ulp of a rounding boundary. */
+	double sum = 0;
+	for (int64_t i = 0; i < n; i++)
+		sum += fabs((double)w[i]);
+	float s = 1.0f / fmaxf((float)(sum / (double)n), 1e-5f);
+	float v = round_to(src, 1.0f / s);
+	for (int64_t i = 0; i < n; i++) {
+		float q = rintf(w[i] * s); /* half to even, as torch.round */
+		w[i] = q >= 1 ? v : q <= -1 ? -v : 0;
+	}
+	*scale = v;
+	return IR_TERN_ABSMEAN;
+}
+
 /* ---- dispatch ----------------------------------------------------------- */
 
 void ir_dequant(IrDtype dt, const void *src, float *dst, int64_t n)

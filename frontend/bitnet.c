@@ -325,7 +325,7 @@ int bnm_hparams(const GgufFile *f, IrHparams *hp, BnErr *e)
 
 typedef enum {
 	TK_F32, /* norms, biases, scales, rope_freqs */
-	TK_TERNARY, /* the projections: int8 x ternary kernels */
+	TK_TERNARY, /* the projections: int8 x ternary kernels (float ones ternarized at load) */
 	TK_EMBD, /* token_embd (and an untied output.weight) */
 } TensorKind;
 
@@ -344,6 +344,8 @@ typedef struct {
 		bool block;
 	} q[8];
 	int n_q;
+	float *fbuf; /* a float projection's values while it is ternarized */
+	size_t fbuf_n;
 } Ctx;
 
 static int fail(Ctx *c, int code, const char *fmt, ...) BN_PRINTF(3, 4);
@@ -377,13 +379,49 @@ static const char *type_str(const GgufTensor *t)
 						     : ir_ggml_type_desc(t->ggml_type);
 }
 
+/* Float types a projection may come in, to be ternarized. */
+static bool float_dtype(IrDtype dt)
+{
+	return dt == IR_DT_F32 || dt == IR_DT_F16 || dt == IR_DT_BF16;
+}
+
+/* The projections bitlinear() is called with (attn_block, ffn_block). */
+static const char *const proj_names[] = { "attn_q",   "attn_k", "attn_v",   "attn_output",
+					  "ffn_gate", "ffn_up", "ffn_down" };
+
+bool bnm_is_projection(const char *name)
+{
+	const char *p = name;
+	if (strncmp(p, "blk.", 4) != 0)
+		return false;
+	p += 4;
+	if (*p < '0' || *p > '9')
+		return false;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (*p++ != '.')
+		return false;
+	for (size_t i = 0; i < sizeof proj_names / sizeof proj_names[0]; i++) {
+		size_t n = strlen(proj_names[i]);
+		if (strncmp(p, proj_names[i], n) == 0 && strcmp(p + n, ".weight") == 0)
+			return true;
+	}
+	return false;
+}
+
+bool bnm_float_projection(const GgufTensor *t)
+{
+	return bnm_is_projection(t->name) && float_dtype(t->dtype);
+}
+
 static bool kind_accepts(TensorKind k, IrDtype dt)
 {
 	switch (k) {
 	case TK_F32:
 		return dt == IR_DT_F32;
 	case TK_TERNARY:
-		return dt == IR_DT_I2_S || dt == IR_DT_TQ1_0 || dt == IR_DT_TQ2_0;
+		return dt == IR_DT_I2_S || dt == IR_DT_TQ1_0 || dt == IR_DT_TQ2_0 ||
+			float_dtype(dt);
 	case TK_EMBD:
 		return dt == IR_DT_F32 || dt == IR_DT_F16 || dt == IR_DT_BF16 || dt == IR_DT_Q8_0 ||
 			dt == IR_DT_Q6_K;
@@ -397,7 +435,8 @@ static const char *kind_expects(TensorKind k)
 	case TK_F32:
 		return "f32";
 	case TK_TERNARY:
-		return "i2_s, tq1_0 or tq2_0: the projection kernels are int8 x ternary";
+		return "i2_s, tq1_0 or tq2_0, or f32, f16 or bf16 to be ternarized: the projection "
+		       "kernels are int8 x ternary";
 	case TK_EMBD:
 		return "f32, f16, bf16, q8_0 or q6_k";
 	}
@@ -449,12 +488,15 @@ static int check_shape(Ctx *c, const GgufTensor *t, TensorKind kind, int n_dims,
 			    shape_str(want, sizeof want, n_dims, ne), shape_why(c, t->name, why, sizeof why));
 	}
 	const IrDtypeInfo *ti = ir_dtype_info(t->dtype);
-	if (kind != TK_F32 && ne[0] % ti->block)
+	/* float projections become I2_S: its rows are what the kernels see */
+	bool tern = kind == TK_TERNARY && float_dtype(t->dtype);
+	const IrDtypeInfo *ki = tern ? ir_dtype_info(IR_DT_I2_S) : ti;
+	if (kind != TK_F32 && ne[0] % ki->block)
 		return fail(c, BN_EUNSUPPORTED,
 			    "%s: %s: unsupported shape %s: %s rows must be a multiple "
-			    "of %d elements",
-			    fpath(c->f), t->name, shape_str(got, sizeof got, n_dims, ne), ti->name,
-			    ti->block);
+			    "of %d elements%s",
+			    fpath(c->f), t->name, shape_str(got, sizeof got, n_dims, ne), ki->name,
+			    ki->block, tern ? " (float projections are ternarized to i2_s)" : "");
 	uint64_t n = 1, nbytes = 0;
 	for (int i = 0; i < n_dims; i++)
 		n *= (uint64_t)ne[i]; /* the reader checked the tensor fits the file */
@@ -480,6 +522,41 @@ static int check_values(Ctx *c, const GgufTensor *t)
 	return rc;
 }
 
+/* A float projection (shape and size checked) as an I2_S constant in the graph's arena,
+ * ternarized as the reference's converter and quantizer do (ir_ternarize). */
+static IrId ternarized(Ctx *c, const GgufTensor *t, int n_dims, const int64_t *ne)
+{
+	int64_t n = ne[0] * ne[1];
+	uint64_t nbytes = 0;
+	if ((size_t)n > c->fbuf_n) {
+		free(c->fbuf);
+		c->fbuf = malloc((size_t)n * sizeof(float));
+		c->fbuf_n = c->fbuf ? (size_t)n : 0;
+	}
+	void *dst = NULL;
+	if (c->fbuf && ir_dtype_nbytes(IR_DT_I2_S, (uint64_t)n, (uint64_t)ne[0], &nbytes))
+		dst = bn_arena_alloc(c->g->arena, (size_t)nbytes);
+	if (!dst) {
+		fail(c, BN_ENOMEM, "%s: %s: out of memory ternarizing it", fpath(c->f), t->name);
+		return IR_NONE;
+	}
+	ir_dequant(t->dtype, t->data, c->fbuf, n);
+	float scale;
+	int64_t bad = 0;
+	if (ir_ternarize(c->fbuf, n, t->dtype, &scale, &bad) == IR_TERN_NONFINITE) {
+		fail(c, BN_EFORMAT,
+		     "%s: %s: element %" PRId64 " (row %" PRId64 ", column %" PRId64
+		     ") is %g; float projection weights must be finite to be ternarized",
+		     fpath(c->f), t->name, bad, bad / ne[0], bad % ne[0], (double)c->fbuf[bad]);
+		return IR_NONE;
+	}
+	ir_quant(IR_DT_I2_S, c->fbuf, dst, n);
+	IrId v = ir_value_const(c->g, t->name, IR_DT_I2_S, n_dims, ne, dst, nbytes);
+	if (v == IR_NONE)
+		fail(c, BN_ENOMEM, "%s: out of memory", fpath(c->f));
+	return v;
+}
+
 /* The const value of a checked tensor; IR_NONE if it is optional and absent, or on
  * error (c->rc set). ne0/ne1: the expected shape (ne1 < 0: one dimension). */
 static IrId weight(Ctx *c, const char *name, TensorKind kind, bool optional, int64_t ne0,
@@ -501,6 +578,8 @@ static IrId weight(Ctx *c, const char *name, TensorKind kind, bool optional, int
 	int n_dims = ne1 < 0 ? 1 : 2;
 	if (check_type(c, t, kind) || check_shape(c, t, kind, n_dims, ne) || check_values(c, t))
 		return IR_NONE;
+	if (kind == TK_TERNARY && float_dtype(t->dtype))
+		return c->cval[idx] = ternarized(c, t, n_dims, ne);
 	/* n_dims as expected: equal to the file's but for trailing dims of 1 */
 	IrId v = ir_value_const(c->g, t->name, t->dtype, n_dims, ne, t->data, t->nbytes);
 	if (v == IR_NONE)
@@ -786,6 +865,7 @@ IrGraph *bnm_load(const GgufFile *f, BnErr *e)
 		}
 	}
 	free(c.cval);
+	free(c.fbuf);
 	hp_free(&c.h);
 	if (c.rc) {
 		ir_graph_free(c.g);

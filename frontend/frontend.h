@@ -133,6 +133,30 @@ IrGraph *bnm_load(const GgufFile *f, BnErr *e);
 int bnm_hparams(const GgufFile *f, IrHparams *hp, BnErr *e);
 /* Names of the supported architectures, NULL-terminated. */
 const char *const *bnm_archs(void);
+/* Whether name is a projection weight (blk.N.attn_q.weight, ... ffn_down.weight): a tensor
+ * the int8 x ternary kernels read. Such tensors in f32, f16 or bf16 (bnm_float_projection)
+ * are ternarized when the graph is built, as the reference's converter and I2_S quantizer
+ * make them (ir_ternarize), and become I2_S constants in the graph's arena. */
+bool bnm_is_projection(const char *name);
+bool bnm_float_projection(const GgufTensor *t);
+
+/* ---- ternary re-quantization (quantize.c) ------------------------------- */
+
+typedef struct {
+	int n_proj;    /* projection weights written in the target format */
+	int n_float;   /* of those, how many were f32, f16 or bf16 */
+	int n_absmean; /* of those, how many took the absmean rule (not already ternary) */
+	int n_copied;  /* other tensors, copied as they are */
+} BnmQuantStats;
+
+/* Writes f as a GGUF at out with every projection weight (bnm_is_projection, as the graph
+ * reads it) ternarized by ir_ternarize and packed in `to` (I2_S, TQ1_0 or TQ2_0); all
+ * metadata (general.file_type updated) and every other tensor are copied as they are.
+ * The model must load (bnm_load): nothing is written otherwise. out must not be f's file;
+ * it is written beside itself and renamed into place, so a failure leaves no half file. */
+int bnm_quantize(const GgufFile *f, const char *out, IrDtype to, BnmQuantStats *st, BnErr *e);
+/* Whether both paths exist and are the same file (device and inode). */
+bool bnm_same_file(const char *a, const char *b);
 
 /* ---- tokenizer metadata (tokmeta.c) ------------------------------------- */
 
@@ -177,7 +201,8 @@ typedef struct {
 	const char *arch; /* "bitnet-b1.58" (default), "bitnet-25" or "bitnet" */
 	int64_t n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
 	float eps, rope_base;
-	IrDtype wtype;      /* ternary format: I2_S, TQ1_0, TQ2_0, or F16 (unquantized ternary values) */
+	IrDtype wtype;      /* ternary format: I2_S, TQ1_0, TQ2_0, or F16, BF16, F32 (the ternary
+			     * values unquantized) */
 	IrDtype embd_type;  /* F16 (default), F32, BF16, Q8_0, Q6_K */
 	uint64_t seed;
 	const char *vocab_dir; /* NULL: synthetic byte-level vocab; else a folder with tokens.txt,

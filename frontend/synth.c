@@ -206,7 +206,9 @@ static void gen_f32(Synth *sy, const char *name, int64_t n, float lo, float hi)
 
 /* Ternary weights W = t * scale, t uniform in {-1, 0, +1}, scale in [0.5, 1.5] / sqrt(k)
  * so that a projection of a unit-RMS input stays near unit RMS. The values depend only
- * on (seed, name): the same model in I2_S, TQ1_0 and TQ2_0 has the same ternary weights. */
+ * on (seed, name): the same model in I2_S, TQ1_0 and TQ2_0 has the same ternary weights.
+ * The scale has 8 significant bits, so F32, F16 and BF16 hold it exactly: those files
+ * ternarize (bnm_load) to the I2_S file's bytes. */
 static void gen_ternary(Synth *sy, const char *name, int64_t k, int64_t rows)
 {
 	IrDtype dt = sy->s->wtype;
@@ -222,6 +224,7 @@ static void gen_ternary(Synth *sy, const char *name, int64_t k, int64_t rows)
 	}
 	Rng r = rng_for(sy->s->seed, name);
 	float scale = (float)((0.5 + rng_unit(&r)) / sqrt((double)k));
+	scale = bn_bf16_to_f32(bn_f32_to_bf16(scale)); /* >= 2^-10 for any k allowed: normal in f16 */
 	const float vals[3] = { -scale, 0.0f, scale };
 	for (uint64_t i = 0; i < n; i += 2) {
 		/* two trits per draw: 32 bits each, reduced by multiply-high */
@@ -654,6 +657,10 @@ static uint32_t file_type(IrDtype wt)
 		return 36; /* llama.cpp's MOSTLY_TQ1_0 */
 	case IR_DT_TQ2_0:
 		return 37;
+	case IR_DT_F32:
+		return 0; /* ALL_F32 */
+	case IR_DT_BF16:
+		return 32; /* MOSTLY_BF16 */
 	default:
 		return 1; /* MOSTLY_F16 */
 	}
@@ -733,9 +740,11 @@ static void put_vocab(GgufWriter *w, const Vocab *v, int64_t n_vocab)
 
 /* ---- the spec ------------------------------------------------------------------------- */
 
-static bool is_ternary_or_f16(IrDtype dt)
+/* A ternary format, or a float type holding the ternary values unquantized. */
+static bool is_weight_type(IrDtype dt)
 {
-	return dt == IR_DT_I2_S || dt == IR_DT_TQ1_0 || dt == IR_DT_TQ2_0 || dt == IR_DT_F16;
+	return dt == IR_DT_I2_S || dt == IR_DT_TQ1_0 || dt == IR_DT_TQ2_0 || dt == IR_DT_F16 ||
+		dt == IR_DT_BF16 || dt == IR_DT_F32;
 }
 
 static bool is_embd_type(IrDtype dt)
@@ -772,10 +781,10 @@ static int check_spec(const BnmSynthSpec *s, const BnmArch **arch, BnErr *e)
 			      ", n_head_kv %" PRId64
 			      ": need n_embd %% n_head == 0 and n_head %% n_head_kv == 0",
 			      s->n_embd, s->n_head, s->n_head_kv);
-	if (!is_ternary_or_f16(s->wtype) || !is_embd_type(s->embd_type))
+	if (!is_weight_type(s->wtype) || !is_embd_type(s->embd_type))
 		return bn_err(e, BN_EINVAL,
 			      "synthetic model: wtype %s / embd_type %s: expected i2_s, tq1_0, "
-			      "tq2_0 or f16 / f32, f16, bf16, q8_0 or q6_k",
+			      "tq2_0, f16, bf16 or f32 / f32, f16, bf16, q8_0 or q6_k",
 			      ir_dtype_name(s->wtype), ir_dtype_name(s->embd_type));
 	if (s->proj_scales && !(*arch)->proj_scales)
 		return bn_err(e, BN_EINVAL,

@@ -111,6 +111,16 @@ int ir_ternary_row(IrDtype dt, const void *data, int64_t k, int64_t rows, int64_
 /* The per-tensor scale of an I2_S tensor of n elements. */
 float ir_i2s_scale(const void *data, int64_t n);
 
+/* Float weights made ternary as the reference's tools make them (FORMATS.md 6): a tensor
+ * whose values are all 0 or +-m keeps them (IR_TERN_KEPT, scale m); any other gets BitNet
+ * b1.58's absmean rule (IR_TERN_ABSMEAN): s = 1 / max(mean |w|, 1e-5), w = clamp(round(w *
+ * s), -1, 1) / s, the magnitude 1/s rounded to src (F32, F16 or BF16: the type the weights
+ * came in, as the converter casts its result back). w is rewritten in place to values in
+ * {-scale, 0, +scale}, ready for ir_quant into a ternary format. A NaN or infinity leaves
+ * w as it was: IR_TERN_NONFINITE and *bad = its index. */
+typedef enum { IR_TERN_KEPT, IR_TERN_ABSMEAN, IR_TERN_NONFINITE } IrTernRule;
+IrTernRule ir_ternarize(float *w, int64_t n, IrDtype src, float *scale, int64_t *bad);
+
 /* ---- weight layouts (ir_layout.c) ---------------------------------------------------
  * A constant's bytes are in its GGUF layout ("gguf") unless a pass repacked them for a
  * kernel (permute_weights, or v:set_layout in Lua). Known layouts:

@@ -1,6 +1,7 @@
 /* ir_quant.c - element types, half/bfloat16 conversion and the weight codecs (FORMATS.md 1, 6). */
 #include "ir.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -347,11 +348,14 @@ static void quant_q6_k(const float *src, uint8_t *dst, int64_t nb)
 
 /* ---- ternary formats (FORMATS.md 6) -------------------------------------- */
 
+/* NaN is skipped, as fmaxf would (the comparison is false); inlined, unlike fmaxf. */
 static float absmax(const float *x, int64_t n)
 {
 	float m = 0;
-	for (int64_t i = 0; i < n; i++)
-		m = fmaxf(m, fabsf(x[i]));
+	for (int64_t i = 0; i < n; i++) {
+		float a = fabsf(x[i]);
+		m = a > m ? a : m;
+	}
 	return m;
 }
 
@@ -435,14 +439,15 @@ static void quant_i2_s(const float *src, uint8_t *dst, int64_t n)
 	BN_ASSERT(n % 128 == 0);
 	float wscale = absmax(src, n);
 	memset(dst, 0, (size_t)(n / 4 + 32));
-	for (int64_t i = 0; i < n; i++) {
-		/* the threshold is the double 1e-6, not 1e-6f (which is just below it) */
-		int c = fabs((double)src[i]) < 1e-6 ? 1 : src[i] > 0 ? 2 : 0;
-		int64_t b = i / 128;
-		int g = (int)(i % 128) / 32, p = (int)(i % 32);
-		dst[32 * b + p] |= (uint8_t)(c << (6 - 2 * g));
-	}
 	wrf32(dst + n / 4, wscale);
+	for (int64_t b = 0; b < n / 128; b++, src += 128, dst += 32)
+		for (int g = 0; g < 4; g++)
+			for (int p = 0; p < 32; p++) {
+				/* the threshold is the double 1e-6, not 1e-6f (just below it) */
+				float x = src[32 * g + p];
+				int c = fabs((double)x) < 1e-6 ? 1 : x > 0 ? 2 : 0;
+				dst[p] |= (uint8_t)(c << (6 - 2 * g));
+			}
 }
 
 float ir_i2s_scale(const void *data, int64_t n)
@@ -479,6 +484,62 @@ int ir_ternary_row(IrDtype dt, const void *data, int64_t k, int64_t rows, int64_
 		scales[b] = bn_f16_to_f32(rd16(p + bytes - 2));
 	}
 	return (int)nb;
+}
+
+/* ---- float weights to ternary (the reference's converter + I2_S quantizer) ---- */
+
+static float round_to(IrDtype dt, float f)
+{
+	if (dt == IR_DT_F16)
+		return bn_round_f16(f);
+	if (dt == IR_DT_BF16)
+		return bn_bf16_to_f32(bn_f32_to_bf16(f));
+	return f;
+}
+
+/* The one nonzero magnitude of w (0 if none), -1 if there are several, or -2 with *bad
+ * the index of the first NaN or infinity. */
+static float single_magnitude(const float *w, int64_t n, int64_t *bad)
+{
+	float m = 0;
+	bool one = true;
+	for (int64_t i = 0; i < n; i++) {
+		float a = fabsf(w[i]);
+		if (!(a <= FLT_MAX)) {
+			*bad = i;
+			return -2;
+		}
+		if (a != 0 && a != m) {
+			one &= m == 0;
+			m = a;
+		}
+	}
+	return one ? m : -1;
+}
+
+IrTernRule ir_ternarize(float *w, int64_t n, IrDtype src, float *scale, int64_t *bad)
+{
+	BN_ASSERT(n > 0);
+	float m = single_magnitude(w, n, bad);
+	if (m == -2)
+		return IR_TERN_NONFINITE;
+	if (m >= 0) {
+		*scale = m;
+		return IR_TERN_KEPT;
+	}
+	/* The mean in double: the reference's float32 sum can differ in the last bit, which
+	 * moves an element only if it sits within an ulp of a rounding boundary. */
+	double sum = 0;
+	for (int64_t i = 0; i < n; i++)
+		sum += fabs((double)w[i]);
+	float s = 1.0f / fmaxf((float)(sum / (double)n), 1e-5f);
+	float v = round_to(src, 1.0f / s);
+	for (int64_t i = 0; i < n; i++) {
+		float q = rintf(w[i] * s); /* half to even, as torch.round */
+		w[i] = q >= 1 ? v : q <= -1 ? -v : 0;
+	}
+	*scale = v;
+	return IR_TERN_ABSMEAN;
 }
 
 /* ---- dispatch ----------------------------------------------------------- */

@@ -210,7 +210,9 @@ static const char usage_mkmodel[] =
 	"  --arch A              bitnet-b1.58 (default), bitnet-25 or bitnet\n"
 	"  --layers N --hidden N --ffn N --heads N --kv-heads N --vocab N --ctx N\n"
 	"                        override the shape\n"
-	"  --type T              ternary weight format: i2_s (default), tq1_0, tq2_0, f16\n"
+	"  --type T              ternary weight format: i2_s (default), tq1_0, tq2_0; or f16,\n"
+	"                        bf16, f32: the same ternary values unquantized (bitnetc\n"
+	"                        ternarizes them back when it loads the model)\n"
 	"  --embd-type T         token embedding type: f16 (default), f32, bf16, q8_0, q6_k\n"
 	"  --scales              arch bitnet: write per-projection .scale tensors\n"
 	"  --spm-vocab           a small SentencePiece (\"llama\") vocabulary, as 1bitLLM models\n"
@@ -220,6 +222,18 @@ static const char usage_mkmodel[] =
 	"  --llama3-vocab        the Llama 3 vocabulary shipped with bitnetc\n"
 	"                        ($BITNETC_DATA_DIR/llama3 overrides the built-in path)\n"
 	"  -o, --output FILE     where to write (required)\n";
+
+static const char usage_quantize[] =
+	"usage: bitnetc quantize IN.gguf OUT.gguf [--type i2_s|tq1_0|tq2_0]\n"
+	"\n"
+	"Writes IN again with its projection weights ternarized and packed in one ternary\n"
+	"format: f32, f16 or bf16 ones as run and build ternarize them (a tensor of 0 and\n"
+	"+-m keeps its values, any other gets BitNet b1.58's absmean rule), ternary ones\n"
+	"repacked (i2_s has one scale per tensor: tq blocks of several scales take the\n"
+	"absmean rule). All metadata (general.file_type updated) and every other tensor\n"
+	"are kept as they are. OUT is written beside itself and renamed into place, so a\n"
+	"failure leaves no half file; it may not be IN.\n"
+	"  --type T   i2_s (default: the reference's format), tq1_0 or tq2_0\n";
 
 static const char usage_version[] =
 	"usage: bitnetc version\n"
@@ -247,6 +261,7 @@ static int cmd_ir(int argc, char **argv);
 static int cmd_run(int argc, char **argv);
 static int cmd_tokenize(int argc, char **argv);
 static int cmd_mkmodel(int argc, char **argv);
+static int cmd_quantize(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_targets(int argc, char **argv);
 static int cmd_passes(int argc, char **argv);
@@ -261,6 +276,8 @@ static const Command commands[] = {
 	{"tokenize", cmd_tokenize, "encode text with the model's tokenizer, print the ids",
 	 usage_tokenize},
 	{"mkmodel", cmd_mkmodel, "write a synthetic BitNet model", usage_mkmodel},
+	{"quantize", cmd_quantize, "ternarize a model's projection weights into i2_s, tq1_0 or tq2_0",
+	 usage_quantize},
 	{"version", cmd_version, "version, LLVM, host CPU features", usage_version},
 	{"targets", cmd_targets, "code generation targets and their availability here",
 	 usage_targets},
@@ -889,6 +906,25 @@ static const char *tensor_type(const GgufTensor *t)
 						     : ir_ggml_type_desc(t->ggml_type);
 }
 
+/* Projection weights stored as floats: say that loading ternarizes them. */
+static void inspect_float_projections(const GgufFile *f)
+{
+	int n[IR_DT_COUNT] = {0}, total = 0;
+	for (uint64_t i = 0; i < f->n_tensors; i++)
+		if (bnm_float_projection(&f->tensors[i])) {
+			n[f->tensors[i].dtype]++;
+			total++;
+		}
+	if (!total)
+		return;
+	printf("ternarized: %d projection weights are float (", total);
+	for (int dt = 0, k = 0; dt < IR_DT_COUNT; dt++)
+		if (n[dt])
+			printf("%s%d %s", k++ ? ", " : "", n[dt], ir_dtype_name((IrDtype)dt));
+	printf("), made i2_s when the model is loaded\n"
+	       "  (a tensor of 0 and +-m keeps its values, any other gets BitNet b1.58's absmean rule)\n");
+}
+
 static int cmd_inspect(int argc, char **argv)
 {
 	Args a = {.cmd = "inspect", .argc = argc, .argv = argv};
@@ -991,6 +1027,7 @@ static int cmd_inspect(int argc, char **argv)
 			} else {
 				printf("graph: ok (%d nodes, %d values)\n", g->n_nodes, g->n_values);
 				ir_graph_free(g);
+				inspect_float_projections(f);
 			}
 		}
 	}
@@ -1482,10 +1519,11 @@ static int cmd_mkmodel(int argc, char **argv)
 		s.arch = arch;
 	}
 	if (type) {
-		static const IrDtype ok[] = {IR_DT_I2_S, IR_DT_TQ1_0, IR_DT_TQ2_0, IR_DT_F16};
-		if (!parse_dtype(type, ok, 4, &s.wtype))
+		static const IrDtype ok[] = {IR_DT_I2_S, IR_DT_TQ1_0, IR_DT_TQ2_0, IR_DT_F16,
+					     IR_DT_BF16, IR_DT_F32};
+		if (!parse_dtype(type, ok, 6, &s.wtype))
 			return usage_err(a.cmd, "--type: unknown ternary format '%s' "
-						"(i2_s, tq1_0, tq2_0, f16)", type);
+						"(i2_s, tq1_0, tq2_0, f16, bf16, f32)", type);
 	}
 	if (embd) {
 		static const IrDtype ok[] = {IR_DT_F16, IR_DT_F32, IR_DT_BF16, IR_DT_Q8_0,
@@ -1525,6 +1563,52 @@ static int cmd_mkmodel(int argc, char **argv)
 	       ", %.1f MiB\n",
 	       out, s.arch ? s.arch : "bitnet-b1.58", s.n_layer, s.n_embd, s.n_ff, s.n_head,
 	       s.n_head_kv, s.n_vocab, ir_dtype_name(s.wtype), seed, (double)size / 1048576.0);
+	return finish(0);
+}
+
+/* ---- quantize ---------------------------------------------------------------------- */
+
+static int cmd_quantize(int argc, char **argv)
+{
+	Args a = {.cmd = "quantize", .argc = argc, .argv = argv};
+	const char *type = "i2_s";
+	for (a.i = 0; a.i < argc; a.i++) {
+		const char *v;
+		int r;
+		if (is_help(argv[a.i]))
+			return show_usage(usage_quantize);
+		if ((r = opt(&a, NULL, "--type", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			type = v;
+			continue;
+		}
+		if (!positional(&a, 2))
+			return EXIT_USAGE;
+	}
+	if (a.n_pos < 2)
+		return usage_err(a.cmd, "missing %s", a.n_pos ? "OUT.gguf" : "IN.gguf and OUT.gguf");
+	static const IrDtype ok[] = {IR_DT_I2_S, IR_DT_TQ1_0, IR_DT_TQ2_0};
+	IrDtype to;
+	if (!parse_dtype(type, ok, 3, &to))
+		return usage_err(a.cmd, "--type: unknown ternary format '%s' (i2_s, tq1_0, tq2_0)",
+				 type);
+	const char *in = a.pos[0], *out = a.pos[1];
+	if (bnm_same_file(in, out))
+		return usage_err(a.cmd, "%s is the same file as %s: write to another file", out, in);
+
+	BnErr e = {0};
+	GgufFile *f = gguf_open(in, &e);
+	if (!f)
+		return fail_err(in, &e);
+	BnmQuantStats st;
+	int rc = bnm_quantize(f, out, to, &st, &e);
+	gguf_close(f);
+	if (rc)
+		return fail_err(in, &e);
+	printf("wrote %s: %d projection weights as %s (%d were float, %d took the absmean rule), "
+	       "%d tensors copied\n",
+	       out, st.n_proj, ir_dtype_name(to), st.n_float, st.n_absmean, st.n_copied);
 	return finish(0);
 }
 

@@ -2,7 +2,13 @@
  * `bitnetc build` does with it before the passes: the BitNet lowering (bnm_hparams,
  * bnm_load), the verifier, shape inference and the printer on the graph, and the tokenizer
  * metadata (bnm_tok_load: tokenizer.ggml.* into the runtime's blob), which the program's
- * loader (rt_tok_open) must then accept and use on a fixed text. */
+ * loader (rt_tok_open) must then accept and use on a fixed text.
+ *
+ * An input that starts with the blob's magic ("BNTK") is a tokenizer blob instead, as a
+ * program would find it in a corrupt payload: rt_tok_open either refuses it with a message or
+ * gives a tokenizer that encodes and decodes without a bad access and with ids in range.
+ * BN_FUZZ_BLOB_DIR=DIR writes the blob of each GGUF input there (how corpus-model got its
+ * blob seeds). */
 #include "frontend.h"
 #include "rt_tok.h"
 
@@ -54,12 +60,12 @@ static void check_graph(const GgufFile *f)
 }
 
 /* The program's tokenizer on a fixed text: ids in range, pieces readable. */
-static void use_tokenizer(const RtTok *t, const BnmTok *bt)
+static void use_tokenizer(const RtTok *t)
 {
 	static const char text[] = "Hello, world! 123 h\xc3\xa9llo \xff\xfe <|eot_id|><s></s> "
 				   "\xe2\x96\x81x\n\n  end";
 	int32_t n_vocab = rt_tok_n_vocab(t);
-	if (n_vocab != bt->n_tokens || rt_tok_bos(t) != bt->bos)
+	if (n_vocab < 1 || rt_tok_bos(t) < -1 || rt_tok_bos(t) >= n_vocab)
 		abort();
 	for (int flags = 0; flags < 4; flags++) {
 		int32_t *ids;
@@ -77,11 +83,40 @@ static void use_tokenizer(const RtTok *t, const BnmTok *bt)
 		if (rt_tok_piece(t, id, true, buf, (int)sizeof buf) < 0 ||
 		    rt_tok_piece(t, id, false, buf, 1) < 0)
 			abort();
-	if (rt_tok_piece(t, n_vocab, true, buf, (int)sizeof buf) != -1)
+	if (rt_tok_piece(t, n_vocab, true, buf, (int)sizeof buf) != -1 ||
+	    rt_tok_piece(t, -1, true, buf, (int)sizeof buf) != -1)
 		abort();
-	for (int i = 0; i < bt->n_eog; i++)
-		if (!rt_tok_is_eog(t, bt->eog[i]))
+	(void)rt_tok_is_eog(t, -1);
+	(void)rt_tok_is_eog(t, n_vocab);
+	(void)rt_tok_add_bos(t);
+}
+
+/* Keeps the blob for the corpus when BN_FUZZ_BLOB_DIR asks for it. */
+static void dump_blob(const BnmTok *bt)
+{
+	const char *dir = getenv("BN_FUZZ_BLOB_DIR");
+	if (!dir || !*dir)
+		return;
+	char path[1024];
+	snprintf(path, sizeof path, "%s/blob-%s-%zu", dir, bt->kind, bt->size);
+	FILE *f = fopen(path, "wb");
+	if (f) {
+		fwrite(bt->blob, 1, bt->size, f);
+		fclose(f);
+	}
+}
+
+static void check_blob(const uint8_t *data, size_t size)
+{
+	RtErr e = {0};
+	RtTok *t = rt_tok_open(data, size, &e);
+	if (!t) {
+		if (!e.code || !e.msg[0])
 			abort();
+		return;
+	}
+	use_tokenizer(t);
+	rt_tok_free(t);
 }
 
 static void check_tokenizer(const GgufFile *f)
@@ -103,7 +138,16 @@ static void check_tokenizer(const GgufFile *f)
 	RtTok *t = rt_tok_open(bt.blob, bt.size, &re);
 	if (!t)
 		abort(); /* a blob the builder made opens */
-	use_tokenizer(t, &bt);
+	if (rt_tok_n_vocab(t) != bt.n_tokens || rt_tok_bos(t) != bt.bos ||
+	    rt_tok_add_bos(t) != bt.add_bos)
+		abort();
+	for (int i = 0; i < bt.n_eog; i++)
+		if (!rt_tok_is_eog(t, bt.eog[i]))
+			abort();
+	if (bt.eos >= 0 && !rt_tok_is_eog(t, bt.eos))
+		abort();
+	use_tokenizer(t);
+	dump_blob(&bt);
 	if (bt.chat_template) {
 		RtChatMsg m[2] = {{"system", "Be brief."}, {"user", "Hi <|eot_id|>"}};
 		char *s = rt_chat_render((RtChatTemplate)bt.chat_template, m, 2, true);
@@ -123,6 +167,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!devnull && !(devnull = fopen("/dev/null", "w")))
 		abort();
+	if (size >= 4 && !memcmp(data, "BNTK", 4)) {
+		check_blob(data, size);
+		return 0;
+	}
 	BnErr e = {0};
 	GgufFile *f = gguf_open_mem(data, size, "fuzz.gguf", &e);
 	if (!f)

@@ -49,22 +49,34 @@ step "build (ASan+UBSan)" sh -c "cmake -S . -B build-asan -DBITNETC_SANITIZE=ON 
 	-DCMAKE_BUILD_TYPE=Debug >/dev/null && cmake --build build-asan -j$jobs" &&
 	step "ctest (ASan+UBSan)" sh -c "cd build-asan && ctest --output-on-failure -j2"
 
-# libFuzzer: the whole tree with coverage instrumentation, linked by the harness target.
+# libFuzzer: the whole tree with coverage instrumentation, linked by the harness targets;
+# each harness fuzzes for its share of 60 s from its corpus, tests/fuzz/corpus-NAME.
 # shellcheck disable=SC2317 # called through step
 fuzz() {
+	harnesses="gguf model tok cli"
 	cmake -S . -B build-fuzz -DBITNETC_FUZZ=ON -DCMAKE_C_COMPILER=clang \
 		-DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" >/dev/null &&
-		cmake --build build-fuzz -j"$jobs" --target fuzz_gguf || return 1
-	# A scratch copy: the fuzzer adds what it finds to its corpus directory.
-	work=build-fuzz/corpus-run
-	rm -rf "$work" && mkdir -p "$work"
-	if [ -d tests/fuzz/corpus ]; then cp -R tests/fuzz/corpus/. "$work"/; fi
-	build-fuzz/tests/fuzz_gguf -max_total_time=60 -rss_limit_mb=2048 \
-		-artifact_prefix=build-fuzz/ "$work" 2>build-fuzz/fuzz.log
-	rc=$?
-	tail -n 3 build-fuzz/fuzz.log
-	[ "$rc" = 0 ] || { echo "fuzz_gguf failed (log: build-fuzz/fuzz.log)"; grep -m 20 -E 'ERROR|SUMMARY|artifact' build-fuzz/fuzz.log; }
-	return "$rc"
+		cmake --build build-fuzz -j"$jobs" --target bn_fuzz_all || return 1
+	frc=0
+	for h in $harnesses; do
+		# A scratch copy: the fuzzer adds what it finds to its corpus directory.
+		work=build-fuzz/corpus-run/$h
+		log=build-fuzz/fuzz_$h.log
+		rm -rf "$work" build-fuzz/fuzz_"$h"-* && mkdir -p "$work"
+		if [ -d tests/fuzz/corpus-"$h" ]; then cp -R tests/fuzz/corpus-"$h"/. "$work"/; fi
+		build-fuzz/tests/fuzz_"$h" -max_total_time=15 -timeout=10 -rss_limit_mb=2048 \
+			-artifact_prefix=build-fuzz/fuzz_"$h"- "$work" 2>"$log"
+		rc=$?
+		echo "fuzz_$h: $(grep -m 1 '^Done' "$log" || tail -n 1 "$log")"
+		[ "$rc" = 0 ] && continue
+		frc=1
+		echo "fuzz_$h failed (log: $log)"
+		grep -m 20 -E 'ERROR|SUMMARY|^fuzz_[a-z]*: |Test unit written|Base64' "$log"
+		for a in build-fuzz/fuzz_"$h"-*; do
+			[ -f "$a" ] && { echo "$a:"; od -A d -c "$a" | head -n 20; }
+		done
+	done
+	return "$frc"
 }
 step "fuzz_gguf (60 s)" fuzz
 finish

@@ -1,0 +1,110 @@
+/* fuzz_cli.c - libFuzzer harness: the generated program's command line. The input, split at
+ * NUL bytes, is argv[1..] of a program (rt_main.c, compiled in here with its main renamed,
+ * and the hand-written fake model of tests/runtime) that has no tokenizer. It goes through
+ * rt_parse_args and every value parser; when parsing succeeds, through the prompt's token-id
+ * parser (-p, --tokens) and the chat check (-cnv). Nothing runs a model or opens a file:
+ * -f's file is never read.
+ *
+ * It checks what the parser promises: exit code 0 or 1 (usage), a usage error printed as
+ * one "model: ..." message and nothing printed on success; the options it accepts are in
+ * their documented ranges, and only one prompt source is set. */
+int bn_fuzz_program_main(int argc, char **argv);
+#define main bn_fuzz_program_main
+#include "rt_main.c"
+#undef main
+
+#include <stdio.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+const char *__ubsan_default_options(void);
+
+/* UndefinedBehaviorSanitizer findings are crashes too (libFuzzer then keeps the input). */
+const char *__ubsan_default_options(void)
+{
+	return "halt_on_error=1:print_stacktrace=1";
+}
+
+enum { MAX_ARGS = 256, ERR_CAP = 1 << 16 };
+
+static char err_buf[ERR_CAP];
+static FILE *err_f; /* what the program prints on stderr, into err_buf */
+
+/* The options accepted: every value within the range its flag documents. */
+static void check_opts(const RtOpts *o)
+{
+	if (!!o->prompt + !!o->prompt_file + !!o->tokens > 1)
+		abort();
+	if (o->n_predict < 0 || o->n_predict > INT32_MAX || o->threads < 1 || o->threads > 512 ||
+	    o->ubatch < 0 || o->ubatch > INT32_MAX || o->n_ctx < 0 || o->n_ctx > INT32_MAX)
+		abort();
+	if (!(o->sp.top_p >= 0 && o->sp.top_p <= 1) || !(o->sp.min_p >= 0 && o->sp.min_p <= 1) ||
+	    !(o->sp.repeat_penalty > 0) || o->sp.top_k < 0 || o->sp.temp != o->sp.temp)
+		abort();
+	if (o->repeat_last_n < -1 || o->pp < 0 || o->tg < 0 || o->reps < 1 || o->reps > 100000)
+		abort();
+	if (o->chat_template && rt_chat_from_name(o->chat_template) == RT_CHAT_NONE)
+		abort();
+	if (o->cnv && (o->prompt || o->prompt_file || o->tokens || o->bench || o->logits_out))
+		abort();
+}
+
+/* What the program would do next without opening anything: the prompt's ids, the chat check. */
+static int after_parse(const RtOpts *o)
+{
+	RtRun run;
+	memset(&run, 0, sizeof run);
+	int rc = 0;
+	if (o->cnv)
+		rc = rt_chat_check(o);
+	else if (!o->prompt_file && !o->bench)
+		rc = rt_prompt_load(o, &run);
+	if (!rc && run.n_prompt && !run.prompt)
+		abort();
+	for (int64_t i = 0; !rc && i < run.n_prompt; i++)
+		if (run.prompt[i] < 0 || run.prompt[i] >= rt_model.n_vocab)
+			abort();
+	free(run.prompt);
+	return rc;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (!err_f && !(err_f = fmemopen(err_buf, sizeof err_buf, "w")))
+		abort();
+	char *buf = malloc(size + 1);
+	char *argv[MAX_ARGS + 1];
+	int argc = 0;
+	if (!buf)
+		return 0;
+	memcpy(buf, data, size);
+	buf[size] = 0;
+	static char prog[] = "model";
+	argv[argc++] = prog;
+	for (size_t i = 0; i <= size && argc < MAX_ARGS; i++) {
+		argv[argc++] = buf + i;
+		i += strlen(buf + i);
+	}
+	argv[argc] = NULL;
+
+	FILE *saved = stderr;
+	rewind(err_f);
+	stderr = err_f;
+	RtOpts o;
+	int rc = rt_parse_args(argc, argv, &o);
+	if (!rc) {
+		check_opts(&o);
+		rc = after_parse(&o);
+	}
+	fflush(err_f);
+	long n = ftell(err_f);
+	stderr = saved;
+
+	if (rc != 0 && rc != RT_EXIT_USAGE)
+		abort(); /* only usage errors: nothing here needs memory to speak of */
+	if (rc && (n < 9 || strncmp(err_buf, "model: ", 7) != 0 || err_buf[n - 1] != '\n'))
+		abort(); /* an error says so, as "model: message" */
+	if (!rc && n && !o.verbose)
+		abort(); /* success is silent (-v prints the prompt's ids) */
+	free(buf);
+	return 0;
+}

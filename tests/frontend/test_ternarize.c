@@ -413,16 +413,16 @@ static void test_nonfinite_tensor(void **st)
 	float *v = normalish(n, 0.03f, 9);
 	v[256 * 5 + 7] = NAN;
 	expect_load_fail(with_tensor(src, "nf_nan.gguf", "blk.1.attn_v.weight", IR_DT_F16, v),
-			 BN_EFORMAT, "blk.1.attn_v.weight: element 1287 (row 5, column 7) is nan",
+			 BN_EFORMAT, "blk.1.attn_v.weight: f16 element 1287 (row 5, column 7) is NaN",
 			 "must be finite");
 	v[256 * 5 + 7] = 0;
 	v[3] = -INFINITY;
 	expect_load_fail(with_tensor(src, "nf_inf.gguf", "blk.0.attn_k.weight", IR_DT_F32, v),
-			 BN_EFORMAT, "blk.0.attn_k.weight: element 3 (row 0, column 3) is -inf",
+			 BN_EFORMAT, "blk.0.attn_k.weight: f32 element 3 (row 0, column 3) is infinite",
 			 "must be finite");
 	v[3] = 1e30f; /* finite as a float, infinite once stored as f16 */
 	expect_load_fail(with_tensor(src, "nf_f16inf.gguf", "blk.0.attn_k.weight", IR_DT_F16, v),
-			 BN_EFORMAT, "blk.0.attn_k.weight: element 3", "is inf");
+			 BN_EFORMAT, "blk.0.attn_k.weight: f16 element 3", "is infinite");
 	free(v);
 }
 
@@ -745,7 +745,7 @@ static void test_quantize_refusals(void **st)
 	f = gguf_open(bad, &e);
 	assert_non_null(f);
 	assert_int_equal(bnm_quantize(f, out, IR_DT_I2_S, &qs, &e), BN_EFORMAT);
-	assert_has(e.msg, "blk.0.attn_q.weight: element 100");
+	assert_has(e.msg, "blk.0.attn_q.weight: f32 element 100");
 	gguf_close(f);
 	size_t nk;
 	char *keep = tu_read_file(out, &nk);

@@ -92,8 +92,9 @@ static void remove_entry(CleanEntry *c)
 		unlink(c->path);
 	} else if (c->kind == CLEAN_DIR) {
 		char p[4200];
-		static const char *const extra[] = {"model.c", "model.o"};
-		for (int i = 0; i < 2; i++) {
+		/* the build's sources and objects, and the tuning program's */
+		static const char *const extra[] = {"model.c", "model.o", "tune.c", "tune"};
+		for (int i = 0; i < 4; i++) {
 			path_cat(p, sizeof p, c->path, extra[i]);
 			unlink(p);
 		}

@@ -178,11 +178,16 @@ int cg_cpu_tune_run(const char *target, const char *cc, CgTuneCase *cases, int n
 		cg_buf_free(&src);
 		return rc;
 	}
-	char dir[] = "/tmp/bitnetc-tune-XXXXXX";
+	/* $TMPDIR as the build's own sources; removed by the build's signal handler too */
+	const char *td = getenv("TMPDIR");
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s/bitnetc-tune-XXXXXX", td && *td ? td : "/tmp");
 	if (!mkdtemp(dir)) {
 		cg_buf_free(&src);
-		return bn_err(e, BN_EIO, "cannot create a temporary directory: %s", strerror(errno));
+		return bn_err(e, BN_EIO, "cannot create a temporary directory in %s: %s",
+			      td && *td ? td : "/tmp", strerror(errno));
 	}
+	int slot = cg_cleanup_add(dir, true);
 	const CgSource *hdr = NULL;
 	for (int i = 0; i < cg_n_runtime_sources; i++)
 		if (strcmp(cg_runtime_sources[i].name, "rt_model.h") == 0)
@@ -230,14 +235,10 @@ int cg_cpu_tune_run(const char *target, const char *cc, CgTuneCase *cases, int n
 			rc = bn_err(e, BN_EIO, "the tuning program failed (%d of %d timings)", got,
 				    n_cases);
 	}
-	char path[4200];
-	snprintf(path, sizeof path, "%s/tune.c", dir);
-	unlink(path);
-	snprintf(path, sizeof path, "%s/rt_model.h", dir);
-	unlink(path);
-	snprintf(path, sizeof path, "%s/tune", dir);
-	unlink(path);
-	rmdir(dir);
+	if (slot >= 0)
+		cg_cleanup_remove(slot);
+	else
+		cg_remove_sources(dir);
 	return rc;
 }
 

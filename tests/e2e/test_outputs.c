@@ -457,9 +457,10 @@ static bool pid_alive(pid_t pid)
 }
 
 /* Starts a build whose compiler (a script) records its pid and waits; sends sig once the
- * build is inside it (compile: the first call; else the link), and checks that the build
- * died of sig, the compiler is gone and W and T hold nothing new. */
-static void killed_in_cc(int sig, bool at_link, const char *extra)
+ * build is inside it (compile: the first call, which is the tuning program's with tune;
+ * else the link), and checks that the build died of sig, the compiler is gone and W and T
+ * hold nothing new. */
+static void killed_in_cc(int sig, bool at_link, const char *extra, bool tune)
 {
 	char pidf[1200], ccp[1200], s[4096];
 	snprintf(pidf, sizeof pidf, "%s/cc.pid", root);
@@ -496,6 +497,8 @@ static void killed_in_cc(int sig, bool at_link, const char *extra)
 			argv[n++] = "--weights-file";
 			argv[n++] = extra;
 		}
+		if (tune)
+			argv[n++] = "--tune";
 		argv[n] = NULL;
 		execv(argv[0], (char *const *)argv);
 		_exit(126);
@@ -611,10 +614,11 @@ static void test_killed_build(void **state)
 	copy_model("in.gguf");
 	put("p", "an old program\n");
 	put("w", "old weights\n");
-	killed_in_cc(SIGINT, false, NULL);
-	killed_in_cc(SIGTERM, false, "w");
-	killed_in_cc(SIGTERM, true, NULL);
-	killed_in_cc(SIGHUP, true, "w");
+	killed_in_cc(SIGINT, false, NULL, false);
+	killed_in_cc(SIGTERM, false, "w", false);
+	killed_in_cc(SIGTERM, true, NULL, false);
+	killed_in_cc(SIGHUP, true, "w", false);
+	killed_in_cc(SIGTERM, false, NULL, true); /* in the tuning program's compiler */
 }
 
 /* ---- --emit-c ------------------------------------------------------------------------ */

@@ -56,14 +56,28 @@ typedef struct {
 	bool neon;    /* aarch64: Advanced SIMD, part of the baseline */
 	bool dotprod; /* aarch64: SDOT/UDOT (FEAT_DotProd; "asimddp" in /proc/cpuinfo) */
 } RtCpuFeatures;
+/* What this CPU has, less what BITNETC_CPU_MASK hides (the compiler's native and targets
+ * and the program's check all use it). */
 void rt_cpu_detect(RtCpuFeatures *f);
+/* What this CPU has, whatever BITNETC_CPU_MASK says. */
+void rt_cpu_detect_unmasked(RtCpuFeatures *f);
+/* BITNETC_CPU_MASK=FAMILY, a host-feature override for tests: rt_cpu_detect keeps only the
+ * features of FAMILY and hides the rest: generic (none), avx2 (sse4.2 avx2 fma f16c
+ * avx_vnni), avx512 (those and avx512f avx512bw avx512vl avx512_vnni avx512_vbmi), amx
+ * (those and amx_tile amx_int8), neon, neon-dot (neon dotprod). It only hides: a feature
+ * the CPU lacks stays absent. Unset or empty: nothing hidden. rt_cpu_mask returns 0 with
+ * *family the family (NULL when unset), or -1 for a value that names no family (then
+ * rt_cpu_detect hides everything), with the reason in why. */
+#define RT_CPU_MASK_ENV "BITNETC_CPU_MASK"
+int rt_cpu_mask(const char **family, char *why, size_t n);
 /* 0 if this CPU has every feature in the space-separated list (names as
  * cg_cpu_features_str writes them: "avx2 fma f16c avx512f ..."); else -1 with the missing
  * (or unknown) ones in missing. */
 int rt_cpu_require(const char *features, char *missing, size_t n);
 /* Asks the OS for what listed features need before their first use: the AMX tile state
  * (amx_tile) on Linux. 0 if nothing is needed or it was granted; else -1 with the reason
- * in why. */
+ * in why (also when rt_cpu_detect does not report amx_tile). The generated AMX kernels ask
+ * by themselves too (cg_cpu_amx.c), so a program with its own main() runs them. */
 int rt_cpu_enable(const char *features, char *why, size_t n);
 
 /* A sampler with llama.cpp's defaults and semantics. Each step applies, in this order

@@ -1,11 +1,13 @@
 /* rt_cpu.c - does this CPU have the instruction set extensions the model code was compiled
  * for? Checked by the program before it calls any generated code, so that a binary built
  * for AVX-512 says so on an AVX2 machine instead of dying on SIGILL. This file is compiled
- * for the baseline of the architecture, never with the model's flags. */
+ * for the baseline of the architecture, never with the model's flags. BITNETC_CPU_MASK
+ * hides features from the detection, so that tests run a lesser host's paths. */
 #include "rt.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__linux__) && defined(__x86_64__)
 #include <sys/syscall.h>
@@ -82,7 +84,82 @@ static void detect_x86(RtCpuFeatures *f)
 }
 #endif
 
+/* BITNETC_CPU_MASK=FAMILY: the features each family keeps; everything else is hidden.
+ * ORDER RtCpuFeatures */
+enum { KEEP_AVX2 = 1, KEEP_AVX512 = 2, KEEP_AMX = 4, KEEP_NEON = 8, KEEP_DOT = 16 };
+static const struct {
+	const char *name;
+	unsigned keep;
+} rt_cpu_families[] = {
+	{"generic", 0},
+	{"avx2", KEEP_AVX2},
+	{"avx512", KEEP_AVX2 | KEEP_AVX512},
+	{"amx", KEEP_AVX2 | KEEP_AVX512 | KEEP_AMX},
+	{"neon", KEEP_NEON},
+	{"neon-dot", KEEP_NEON | KEEP_DOT},
+};
+enum { N_FAMILIES = sizeof rt_cpu_families / sizeof rt_cpu_families[0] };
+
+/* The family index BITNETC_CPU_MASK names; -1 unset (or empty), -2 invalid. */
+static int mask_family(const char **value)
+{
+	const char *v = getenv(RT_CPU_MASK_ENV);
+	*value = v;
+	if (!v || !*v)
+		return -1;
+	for (int i = 0; i < N_FAMILIES; i++)
+		if (!strcmp(v, rt_cpu_families[i].name))
+			return i;
+	return -2;
+}
+
+int rt_cpu_mask(const char **family, char *why, size_t n)
+{
+	const char *v;
+	int i = mask_family(&v);
+	*family = i >= 0 ? rt_cpu_families[i].name : NULL;
+	if (n)
+		why[0] = 0;
+	if (i != -2)
+		return 0;
+	snprintf(why, n, "%s: '%.40s' is not a feature family (generic, avx2, avx512, amx, neon, "
+			 "neon-dot)", RT_CPU_MASK_ENV, v);
+	return -1;
+}
+
+/* Hides what the family does not keep; an invalid value hides everything (the callers
+ * that can report it refuse to go on: rt_cpu_mask). */
+static void mask_apply(RtCpuFeatures *f)
+{
+	const char *v;
+	int i = mask_family(&v);
+	if (i == -1)
+		return;
+	unsigned k = i >= 0 ? rt_cpu_families[i].keep : 0;
+	bool avx2 = k & KEEP_AVX2, avx512 = k & KEEP_AVX512, amx = k & KEEP_AMX;
+	f->sse4_2 &= avx2;
+	f->avx2 &= avx2;
+	f->fma &= avx2;
+	f->f16c &= avx2;
+	f->avx_vnni &= avx2;
+	f->avx512f &= avx512;
+	f->avx512bw &= avx512;
+	f->avx512vl &= avx512;
+	f->avx512_vnni &= avx512;
+	f->avx512_vbmi &= avx512;
+	f->amx_tile &= amx;
+	f->amx_int8 &= amx;
+	f->neon &= (k & KEEP_NEON) != 0;
+	f->dotprod &= (k & KEEP_DOT) != 0;
+}
+
 void rt_cpu_detect(RtCpuFeatures *f)
+{
+	rt_cpu_detect_unmasked(f);
+	mask_apply(f);
+}
+
+void rt_cpu_detect_unmasked(RtCpuFeatures *f)
 {
 	memset(f, 0, sizeof *f);
 #if defined(__x86_64__) || defined(__i386__)
@@ -170,6 +247,18 @@ int rt_cpu_enable(const char *features, char *why, size_t n)
 		why[0] = 0;
 	if (!listed(features, "amx_tile"))
 		return 0;
+	/* a feature the detection does not report (absent, or hidden by the mask) is not
+	 * asked for: the OS would grant what the mask hides */
+	RtCpuFeatures f;
+	rt_cpu_detect(&f);
+	if (!f.amx_tile) {
+		const char *v;
+		if (mask_family(&v) == -1)
+			snprintf(why, n, "this CPU has no amx_tile");
+		else
+			snprintf(why, n, "amx_tile is hidden by %s=%.40s", RT_CPU_MASK_ENV, v);
+		return -1;
+	}
 #if defined(__linux__) && defined(__x86_64__)
 	/* Linux (5.16+) leaves the 8 KiB tile data state off until the process asks: without
 	 * this the first tile instruction faults. Process-wide: it covers every thread. */

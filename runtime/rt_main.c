@@ -1461,11 +1461,15 @@ static int rt_main(int argc, char **argv, RtRun *run)
 	if ((rc = rt_check_sizes()))
 		return rc;
 	char missing[256];
+	const char *mask;
+	if (rt_cpu_mask(&mask, missing, sizeof missing))
+		return rt_usage("%s", missing);
 	if (rt_cpu_require(rt_model.cpu_features, missing, sizeof missing))
 		return rt_fail("this program was built for CPU features this machine lacks: %s "
 			       "(rebuild it with bitnetc build --target cpu-generic, or a target "
-			       "`bitnetc targets` marks usable here)",
-			       missing);
+			       "`bitnetc targets` marks usable here)%s%s",
+			       missing, mask ? "; host features masked by " RT_CPU_MASK_ENV "=" : "",
+			       mask ? mask : "");
 	if (o.info)
 		return rt_info(&o, argv[0]);
 	if (o.verify)

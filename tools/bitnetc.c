@@ -239,7 +239,8 @@ static const char usage_version[] =
 	"usage: bitnetc version\n"
 	"\n"
 	"Prints the bitnetc version, the LLVM it uses (and whether LLVM has the NVPTX\n"
-	"backend), ptxas if found, and the host CPU's features.\n";
+	"backend), ptxas if found, and the host CPU's features (less those the environment\n"
+	"variable BITNETC_CPU_MASK=generic|avx2|avx512|amx|neon|neon-dot hides, for tests).\n";
 
 static const char usage_targets[] =
 	"usage: bitnetc targets\n"
@@ -1644,6 +1645,9 @@ static int cmd_version(int argc, char **argv)
 	       ci.nvptx ? "yes" : ci.nvptx_note);
 	printf("ptxas: %s\n", ci.ptxas[0] ? ci.ptxas : "not found");
 	printf("host: %s, CPU features: %s\n", cg_cpu_arch(), feats);
+	const char *mask;
+	if (!rt_cpu_mask(&mask, feats, sizeof feats) && mask)
+		printf("host features masked by %s=%s\n", RT_CPU_MASK_ENV, mask);
 	char archs[256];
 	archs_list(archs, sizeof archs);
 	printf("model architectures: %s\n", archs);
@@ -1679,6 +1683,10 @@ static int cmd_targets(int argc, char **argv)
 	n += cg_cpu_targets(&cf, t + n, 16 - n);
 	n += cg_cuda_targets(&ci, t + n, 16 - n);
 	n += cg_metal_targets(t + n, 16 - n);
+	const char *mask;
+	char why[160];
+	if (!rt_cpu_mask(&mask, why, sizeof why) && mask)
+		printf("host features masked by %s=%s\n", RT_CPU_MASK_ENV, mask);
 	printf("%-12s %-6s %s\n", "target", "usable", "description / on this host");
 	for (int i = 0; i < n; i++)
 		printf("%-12s %-6s %s\n%-19s %s\n", t[i].name, t[i].usable ? "yes" : "no",
@@ -1713,6 +1721,10 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (is_help(cmd))
 		return cmd_help(0, NULL);
+	const char *mask;
+	char why[160];
+	if (rt_cpu_mask(&mask, why, sizeof why))
+		return usage_err(NULL, "%s", why); /* the host's features would be wrong */
 	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0)
 		return cmd_version(0, NULL);
 	const Command *c = find_command(cmd);

@@ -1,6 +1,7 @@
 #!/bin/sh
-# test.sh - builds and runs every test: warnings as errors + ctest; again under ASan+UBSan;
-# then the libFuzzer build of the GGUF reader for 60 s. --quick: the first build + ctest only.
+# test.sh - builds and runs every test: warnings as errors + ctest, and the host-dependent
+# tests with the host masked to lesser CPUs; again under ASan+UBSan; then the libFuzzer
+# build of the GGUF reader for 60 s. --quick: the first build + ctest only.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
@@ -8,7 +9,7 @@ quick=0
 case "${1:-}" in
 --quick) quick=1 ;;
 "") ;;
--h|--help) sed -n '2,3s/^# //p' "$0"; exit 0 ;;
+-h|--help) sed -n '2,4s/^# //p' "$0"; exit 0 ;;
 *) echo "test.sh: unknown option '$1' (--quick)" >&2; exit 1 ;;
 esac
 
@@ -25,7 +26,7 @@ step() {
 	t0=$(date +%s)
 	if "$@"; then r=ok; else r=FAILED; failed=1; fi
 	t=$(($(date +%s) - t0))
-	summary="$summary$(printf '%-28s %-7s %4ss' "$name" "$r" "$t")
+	summary="$summary$(printf '%-34s %-7s %4ss' "$name" "$r" "$t")
 "
 	[ "$r" = ok ]
 }
@@ -44,6 +45,26 @@ step "build (-Werror)" sh -c "cmake -S . -B build-test -DBITNETC_WERROR=ON >/dev
 	cmake --build build-test -j$jobs" &&
 	step "ctest" sh -c "cd build-test && ctest --output-on-failure -j2"
 [ "$quick" = 1 ] && finish
+
+# The tests whose paths depend on the host's CPU, again with the host shown as a lesser one
+# (BITNETC_CPU_MASK hides features from the detection that native, targets and the
+# programs use): an AMX machine also runs its AVX-512-only and AVX2-only paths, an AVX-512
+# one its AVX2 paths, an AVX2 one the portable paths.
+host_masks() {
+	feats=$(build-test/bitnetc version 2>/dev/null | sed -n 's/^host: .*CPU features: //p')
+	case " $feats " in
+	*" amx_int8 "*) echo "avx512 avx2" ;;
+	*" avx512_vnni "*) echo "avx2" ;;
+	*" avx2 "*) echo "generic" ;;
+	esac
+}
+host_tests='e2e/test_kernels|e2e/test_build|codegen/test_targets|passes/test_pipeline|passes/test_lut_specialize'
+if [ -x build-test/bitnetc ]; then
+	for mask in $(host_masks); do
+		step "ctest (BITNETC_CPU_MASK=$mask)" sh -c "cd build-test &&
+			BITNETC_CPU_MASK=$mask ctest --output-on-failure -j2 -R '$host_tests'"
+	done
+fi
 
 step "build (ASan+UBSan)" sh -c "cmake -S . -B build-asan -DBITNETC_SANITIZE=ON \
 	-DCMAKE_BUILD_TYPE=Debug >/dev/null && cmake --build build-asan -j$jobs" &&

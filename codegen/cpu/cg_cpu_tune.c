@@ -85,21 +85,10 @@ static int tune_source(const CgIsa *isa, const CgTuneCase *cs, int n_cs, CgBuf *
 		  cg_cpu_prelude, max_nt);
 	for (int i = 0; i < m.n_kern; i++)
 		cg_printf(out, "%s\n", m.kern[i].body.data ? m.kern[i].body.data : "");
-	/* AMX kernels on Linux: the tile state is granted per process (rt_cpu_enable) */
-	const char *amx_perm = isa->amx ? "#if defined(__linux__) && !defined(BN_AMX_EMULATE)\n"
-					  "\tif (syscall(SYS_arch_prctl, 0x1023, 18) != 0) {\n"
-					  "\t\tfprintf(stderr, \"the OS refused the AMX tile state\\n\");\n"
-					  "\t\treturn 1;\n"
-					  "\t}\n"
-					  "#endif\n"
-					: "";
+	/* AMX kernels ask the OS for the tile state by themselves (cg_cpu_amx.c) */
 	cg_printf(out, "#include <stdio.h>\n"
 		       "#include <stdlib.h>\n"
-		       "#include <time.h>\n"
-		       "#if defined(__linux__)\n"
-		       "#include <sys/syscall.h>\n"
-		       "#include <unistd.h>\n"
-		       "#endif\n\n"
+		       "#include <time.h>\n\n"
 		       "typedef struct {\n"
 		       "\tvoid (*fn)(void *, int, int);\n"
 		       "\tint64_t k, n;\n"
@@ -114,7 +103,6 @@ static int tune_source(const CgIsa *isa, const CgTuneCase *cs, int n_cs, CgBuf *
 		       "}\n\n"
 		       "int main(void)\n"
 		       "{\n"
-		       "%s"
 		       "\tfor (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {\n"
 		       "\t\tint64_t k = cases[c].k, n = cases[c].n;\n"
 		       "\t\tuint8_t *w = malloc((size_t)(k * n / 4 + 32));\n"
@@ -150,7 +138,7 @@ static int tune_source(const CgIsa *isa, const CgTuneCase *cs, int n_cs, CgBuf *
 		       "\t}\n"
 		       "\treturn 0;\n"
 		       "}\n",
-		  table.data ? table.data : "", amx_perm);
+		  table.data ? table.data : "");
 	if (out->oom || table.oom || fwd.oom)
 		rc = bn_err(e, BN_ENOMEM, "out of memory");
 out:

@@ -1,6 +1,8 @@
 /* test_build.c - `bitnetc build` end to end: the generated program against the golden
  * reference logits and against the interpreter (same numerics, <= 1e-4 relative per row),
- * synthetic variants, prompt splits, reproducibility, relocation and bad builds. */
+ * synthetic variants, prompt splits, reproducibility, relocation and bad builds. A test
+ * for a target the host cannot run (or BITNETC_CPU_MASK hides) is skipped with skip() and
+ * a message. */
 #include "testutil.h"
 
 #include "frontend.h"
@@ -31,7 +33,7 @@ static void build(const char *model, const char *out, const char *extra)
 	char *log = NULL;
 	int rc = tu_run(&log, "'%s' build '%s' -o '%s' %s", tu_bitnetc(), model, out, extra);
 	if (rc != 0)
-		fail_msg("build of %s failed (%d): %s", model, rc, log ? log : "");
+		tu_fail_log(log, "build of %s failed (%d)", model, rc);
 	free(log);
 	assert_true(exists(out));
 }
@@ -59,10 +61,10 @@ static float *run_prog(const char *prog, const int32_t *tok, int n, int gen, int
 			prog, ids, gen, lf, extra ? extra : "");
 	free(ids);
 	if (rc != 0)
-		fail_msg("%s failed (%d): %s", prog, rc, log ? log : "");
+		tu_fail_log(log, "%s failed (%d)", prog, rc);
 	free(log);
 	size_t sz;
-	float *x = tu_read_file(lf, &sz);
+	float *x = tu_hold(tu_read_file(lf, &sz));
 	assert_non_null(x);
 	*rows = (int)(sz / sizeof(float));
 	return x;
@@ -84,23 +86,23 @@ static int load_ref(const char *m, const char *p, const char *mode, int32_t *tok
 	memcpy(json, raw, jn);
 	free(raw);
 	int n_prompt = tu_json_ints(json, "prompt_tokens", tok, 64);
-	int n_gen = tu_json_ints(json, "generated_tokens", tok + n_prompt, 64);
+	int n_gen = n_prompt >= 0 ? tu_json_ints(json, "generated_tokens", tok + n_prompt, 64) : -1;
 	free(json);
 	assert_true(n_prompt > 0 && n_gen > 0);
 	*n_prompt_out = n_prompt;
 	int n = n_prompt + n_gen;
-	*ref = malloc((size_t)n * (size_t)nv * sizeof(float));
+	*ref = tu_hold(malloc((size_t)n * (size_t)nv * sizeof(float)));
 	size_t sz;
 	snprintf(rel, sizeof rel, "golden/logits/%s.%s.%s.prompt.f32", m, p, mode);
-	float *a = tu_read_file(tu_data(rel), &sz);
+	float *a = tu_hold(tu_read_file(tu_data(rel), &sz));
 	assert_int_equal(sz, (size_t)n_prompt * (size_t)nv * sizeof(float));
 	snprintf(rel, sizeof rel, "golden/logits/%s.%s.%s.gen.f32", m, p, mode);
-	float *b = tu_read_file(tu_data(rel), &sz);
+	float *b = tu_hold(tu_read_file(tu_data(rel), &sz));
 	assert_int_equal(sz, (size_t)n_gen * (size_t)nv * sizeof(float));
 	memcpy(*ref, a, (size_t)n_prompt * (size_t)nv * sizeof(float));
 	memcpy(*ref + (size_t)n_prompt * (size_t)nv, b, (size_t)n_gen * (size_t)nv * sizeof(float));
-	free(a);
-	free(b);
+	tu_free(a);
+	tu_free(b);
 	return n;
 }
 
@@ -140,7 +142,7 @@ static void test_golden_models(void **state)
 			for (int r = 0; r < n; r++)
 				tu_golden_row(&forced, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
 			worst_rel = fmax(worst_rel, tu_vs_interp(&m, got, n, tok, n, &calls_default));
-			free(got);
+			tu_free(got);
 
 			/* the same, one token per call (-ub 1): the reference's step mode */
 			got = run_prog(prog, tok, n, 0, &rows, "-ub 1");
@@ -148,8 +150,8 @@ static void test_golden_models(void **state)
 			for (int r = 0; r < n; r++)
 				tu_golden_row(&forced_step, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
 			worst_rel = fmax(worst_rel, tu_vs_interp(&m, got, n, tok, n, &calls_step));
-			free(got);
-			free(ref);
+			tu_free(got);
+			tu_free(ref);
 
 			n = load_ref(goldens[mi], prompts[pi], "batch", tok, &n_prompt, &ref, m.nv);
 			got = run_prog(prog, tok, n_prompt, n - n_prompt, &rows, NULL);
@@ -165,8 +167,8 @@ static void test_golden_models(void **state)
 				tu_golden_row(&free_run, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
 			}
 			worst_rel = fmax(worst_rel, tu_vs_interp(&m, got, n, tok, n_prompt, &calls_default));
-			free(got);
-			free(ref);
+			tu_free(got);
+			tu_free(ref);
 		}
 		printf("build %-20s forced batch: rows %3d max|d| %.3g argmax %d  forced step: max|d| %.3g argmax %d  free: rows %3d max|d| %.3g argmax %d  vs interpreter %.2g rel\n",
 		       goldens[mi], forced.rows, forced.max_d, forced.agree, forced_step.max_d,
@@ -201,7 +203,7 @@ static void test_variants(void **state)
 		snprintf(prog, sizeof prog, "%s", tu_tmp(v[i].name));
 		char *log = NULL;
 		if (tu_run(&log, "'%s' mkmodel --seed 7 %s -o '%s'", tu_bitnetc(), v[i].args, gguf))
-			fail_msg("mkmodel %s: %s", v[i].args, log ? log : "");
+			tu_fail_log(log, "mkmodel %s", v[i].args);
 		free(log);
 		build(gguf, prog, "");
 		TuModel m;
@@ -211,7 +213,7 @@ static void test_variants(void **state)
 		assert_int_equal(rows, 17 * m.nv);
 		double d = tu_vs_interp(&m, got, 17, prompt13, 13, &calls_default);
 		printf("build %-16s (%s): vs interpreter %.2g rel\n", v[i].name, v[i].args, d);
-		free(got);
+		tu_free(got);
 		tu_model_close(&m);
 	}
 }
@@ -237,8 +239,8 @@ static void test_split(void **state)
 	tu_vs_interp(&m, a, 15, prompt13, 13, &(TuCalls){2, {1, 4}});
 	for (int r = 0; r < 13; r++)
 		assert_true(tu_rel_diff(a + (size_t)r * (size_t)m.nv, b + (size_t)r * (size_t)m.nv, m.nv) <= 1e-4);
-	free(a);
-	free(b);
+	tu_free(a);
+	tu_free(b);
 	tu_model_close(&m);
 }
 
@@ -269,8 +271,8 @@ static void test_fused_adds(void **state)
 		float *lb = run_prog(b, prompt13, 13, 4, &rb, NULL);
 		assert_int_equal(ra, rb);
 		assert_memory_equal(la, lb, (size_t)ra * sizeof(float));
-		free(la);
-		free(lb);
+		tu_free(la);
+		tu_free(lb);
 	}
 }
 
@@ -298,10 +300,11 @@ static void test_pipelines(void **state)
 	tu_model_open(&mq, gguf); /* the interpreter's graph for a quantized head */
 	BnErr e = {0};
 	PassOpts qo = {0};
-	if (pass_opts_set(&qo, "quantize_head", "type", "q6_k", &e) ||
-	    pass_run(mq.g, "quantize_head", &qo, &e))
-		fail_msg("%s", e.msg);
+	int prc = pass_opts_set(&qo, "quantize_head", "type", "q6_k", &e) ||
+		  pass_run(mq.g, "quantize_head", &qo, &e);
 	pass_opts_free(&qo);
+	if (prc)
+		fail_msg("%s", e.msg);
 	for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
 		char prog[4096], extra[8192];
 		snprintf(prog, sizeof prog, "%s", tu_tmp(ex[i].script));
@@ -311,7 +314,7 @@ static void test_pipelines(void **state)
 		float *got = run_prog(prog, prompt13, 13, 2, &rows, NULL);
 		assert_int_equal(rows, 15 * m.nv);
 		tu_vs_interp(ex[i].head ? &mq : &m, got, 15, prompt13, 13, ex[i].calls);
-		free(got);
+		tu_free(got);
 	}
 	tu_model_close(&m);
 	tu_model_close(&mq);
@@ -382,16 +385,60 @@ static const char last_only_main[] =
 	"\treturn fails != 0;\n"
 	"}\n";
 
-/* Builds gguf for target with --emit-c, compiles last_only_main against it and runs it. */
-static void last_only_check(const char *gguf, const char *tag, const char *target)
+/* What the host runs, as native and the programs see it (rt_cpu_detect: BITNETC_CPU_MASK
+ * may hide some). */
+typedef enum { NEED_ANY, NEED_AVX2, NEED_AVX512, NEED_AMX } Need;
+
+static bool host_has(Need n)
+{
+	RtCpuFeatures f;
+	rt_cpu_detect(&f);
+	bool avx2 = f.avx2 && f.fma && f.f16c;
+	bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
+	return n == NEED_ANY || (n == NEED_AVX2 && avx2) || (n == NEED_AVX512 && avx512) ||
+	       (n == NEED_AMX && avx512 && f.amx_tile && f.amx_int8);
+}
+
+/* Skips the calling test, saying what and why, unless the host has n. */
+static void need(Need n, const char *what)
+{
+	static const char *const names[] = {"", "AVX2 + FMA + F16C", "AVX-512 (F, BW, VL) + VNNI",
+					    "AVX-512 VNNI + AMX-INT8"};
+	if (host_has(n))
+		return;
+	const char *fam;
+	char why[160];
+	bool masked = !rt_cpu_mask(&fam, why, sizeof why) && fam;
+	print_message("skipped: %s: no %s here%s%s%s\n", what, names[n],
+		      masked ? " (" RT_CPU_MASK_ENV "=" : "", masked ? fam : "", masked ? ")" : "");
+	skip();
+}
+
+/* The targets the build tests run: a name for the messages, the build's options, what the
+ * host needs for it. cpu-amx with -DBN_AMX_EMULATE runs the tiles in software. */
+typedef struct {
+	const char *name, *opts;
+	Need need;
+} Target;
+static const Target t_generic = {"cpu-generic", "--target cpu-generic", NEED_ANY};
+static const Target t_native = {"native", "--target native", NEED_ANY};
+static const Target t_avx2 = {"cpu-avx2", "--target cpu-avx2", NEED_AVX2};
+static const Target t_amx_emu = {"cpu-amx-emulated", "--target cpu-amx --cflags -DBN_AMX_EMULATE",
+				 NEED_AVX512};
+static const Target t_amx = {"cpu-amx", "--target cpu-amx", NEED_AMX};
+
+/* Builds gguf for target with --emit-c, compiles last_only_main against it and runs it.
+ * The harness never asks the OS for anything: with cpu-amx the generated kernels must ask
+ * for the tile state themselves (the emulation faults like the hardware without it). */
+static void last_only_check(const char *gguf, const char *tag, const Target *t)
 {
 	char dir[4096], prog[4096], wf[4096], extra[8400], hb[4096];
-	snprintf(dir, sizeof dir, "%s-%s-%s", tu_tmp("lastonly-src"), tag, target);
-	snprintf(prog, sizeof prog, "%s-%s-%s", tu_tmp("lastonly-prog"), tag, target);
-	snprintf(wf, sizeof wf, "%s-%s-%s", tu_tmp("lastonly.weights"), tag, target);
-	snprintf(hb, sizeof hb, "%s-%s-%s", tu_tmp("lastonly-main"), tag, target);
+	snprintf(dir, sizeof dir, "%s-%s-%s", tu_tmp("lastonly-src"), tag, t->name);
+	snprintf(prog, sizeof prog, "%s-%s-%s", tu_tmp("lastonly-prog"), tag, t->name);
+	snprintf(wf, sizeof wf, "%s-%s-%s", tu_tmp("lastonly.weights"), tag, t->name);
+	snprintf(hb, sizeof hb, "%s-%s-%s", tu_tmp("lastonly-main"), tag, t->name);
 	assert_int_equal(tu_run(NULL, "rm -rf '%s'", dir), 0);
-	snprintf(extra, sizeof extra, "--target %s --emit-c '%s' --weights-file '%s'", target, dir, wf);
+	snprintf(extra, sizeof extra, "%s --emit-c '%s' --weights-file '%s'", t->opts, dir, wf);
 	build(gguf, prog, extra);
 	char src[4200];
 	snprintf(src, sizeof src, "%s/last_only_main.c", dir);
@@ -401,35 +448,39 @@ static void last_only_check(const char *gguf, const char *tag, const char *targe
 			      "model.o last_only_main.c $(ls rt_*.c | grep -v '^rt_main.c$') -lm -lpthread",
 			dir, hb);
 	if (rc != 0)
-		fail_msg("compiling the forward() harness failed: %s", log ? log : "");
+		tu_fail_log(log, "compiling the forward() harness failed");
 	free(log);
 	rc = tu_run(&log, "'%s' '%s'", hb, wf);
 	if (rc != 0 || !strstr(log, "checked 40 call sizes, 0 failed"))
-		fail_msg("%s (%s %s): %s", hb, tag, target, log ? log : "");
-	printf("last_only (%s %s): %s", tag, target, log);
+		tu_fail_log(log, "%s (%s %s): exit %d", hb, tag, t->name, rc);
+	printf("last_only (%s %s): %s", tag, t->name, log);
 	free(log);
 }
 
+/* forward(last_only) under a main() of its own, per target (state). */
 static void test_last_only(void **state)
 {
-	(void)state;
+	const Target *t = *state;
+	char what[128];
+	snprintf(what, sizeof what, "last_only under its own main(), %s", t->name);
+	need(t->need, what);
 	char gguf[4096];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
-	static const char *const targets[] = {"cpu-generic", "native"};
-	for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
-		last_only_check(gguf, "f16", targets[i]);
+	last_only_check(gguf, "f16", t);
 }
 
 /* The head's SIMD paths (AVX-512, AVX2+F16C+FMA where the host has them; any host runs
  * the portable one) for f16, bf16 and f32 weights, against the interpreter: prompt rows
  * in multi-token calls (the rows x tokens tiles and their token tails), generated rows
- * one token at a time (the GEMV), a vocabulary that leaves rows over (517 = 8 * 64 + 5). */
+ * one token at a time (the GEMV), a vocabulary that leaves rows over (517 = 8 * 64 + 5).
+ * One test per target (state). */
 static void test_simd_heads(void **state)
 {
-	(void)state;
+	const Target *t = *state;
+	char what[128];
+	snprintf(what, sizeof what, "SIMD heads, %s", t->name);
+	need(t->need, what);
 	static const char *const embd[] = {"f16", "bf16", "f32"};
-	static const char *const targets[] = {"native", "cpu-avx2"};
-	bool avx2 = tu_run(NULL, "grep -q '^flags.* avx2 .*fma' /proc/cpuinfo && grep -q '^flags.* f16c' /proc/cpuinfo") == 0;
 	for (size_t i = 0; i < sizeof embd / sizeof embd[0]; i++) {
 		char gguf[4096], name[64];
 		snprintf(name, sizeof name, "simd-%s", embd[i]);
@@ -437,24 +488,19 @@ static void test_simd_heads(void **state)
 		char *log = NULL;
 		if (tu_run(&log, "'%s' mkmodel --seed 3 --layers 1 --vocab 517 --embd-type %s -o '%s'",
 			   tu_bitnetc(), embd[i], gguf))
-			fail_msg("mkmodel --embd-type %s: %s", embd[i], log ? log : "");
+			tu_fail_log(log, "mkmodel --embd-type %s", embd[i]);
 		free(log);
 		TuModel m;
 		tu_model_open(&m, gguf);
-		for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
-			if (t == 1 && !avx2)
-				continue;
-			char prog[4096], extra[64];
-			snprintf(prog, sizeof prog, "%s-%s", tu_tmp(name), targets[t]);
-			snprintf(extra, sizeof extra, "--target %s", targets[t]);
-			build(gguf, prog, extra);
-			int rows;
-			float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
-			assert_int_equal(rows, 17 * m.nv);
-			double d = tu_vs_interp(&m, got, 17, prompt13, 13, &calls_default);
-			printf("head %-4s %-8s: vs interpreter %.2g rel\n", embd[i], targets[t], d);
-			free(got);
-		}
+		char prog[4096];
+		snprintf(prog, sizeof prog, "%s-%s", tu_tmp(name), t->name);
+		build(gguf, prog, t->opts);
+		int rows;
+		float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
+		assert_int_equal(rows, 17 * m.nv);
+		double d = tu_vs_interp(&m, got, 17, prompt13, 13, &calls_default);
+		printf("head %-4s %-8s: vs interpreter %.2g rel\n", embd[i], t->name, d);
+		tu_free(got);
 		tu_model_close(&m);
 	}
 }
@@ -465,64 +511,73 @@ static void test_simd_heads(void **state)
  * --max-batch 4 (4 + 4 + 3 + 2: every token tail of the tiles), generated rows one token
  * per call (the row stream), a vocabulary that leaves rows over (517: 129 * 4 + 1,
  * 258 * 2 + 1); last_only (one row through the row stream) bit for bit the last row of the
- * call with all rows (the tiles); and the same heads made by the quantize_head pass from
- * an f16 model (its graph quantized the same way for the interpreter). */
+ * call with all rows (the tiles), except on cpu-generic. One test per target (state). */
 static void test_quant_heads(void **state)
 {
-	(void)state;
+	const Target *t = *state;
+	char what[128];
+	snprintf(what, sizeof what, "quantized heads, %s", t->name);
+	need(t->need, what);
 	static const char *const types[] = {"q8_0", "q6_k"};
-	static const char *const targets[] = {"native", "cpu-avx2", "cpu-generic"};
-	bool avx2 = tu_run(NULL, "grep -q '^flags.* avx2 .*fma' /proc/cpuinfo && grep -q '^flags.* f16c' /proc/cpuinfo") == 0;
 	static const struct {
 		const char *tag, *extra;
 		TuCalls calls;
 	} builds[] = {{"", "", {4, {1, 8, 32, 128}}}, {"-mb4", " --max-batch 4", {2, {1, 4}}}};
+	for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+		char gguf[4096], name[64];
+		snprintf(name, sizeof name, "qhead-%s", types[ti]);
+		snprintf(gguf, sizeof gguf, "%s-%s.gguf", tu_tmp(name), t->name);
+		char *log = NULL;
+		if (tu_run(&log, "'%s' mkmodel --seed 3 --layers 1 --hidden 512 --vocab 517 --embd-type %s -o '%s'",
+			   tu_bitnetc(), types[ti], gguf))
+			tu_fail_log(log, "mkmodel --embd-type %s", types[ti]);
+		free(log);
+		TuModel m;
+		tu_model_open(&m, gguf);
+		for (size_t bi = 0; bi < sizeof builds / sizeof builds[0]; bi++) {
+			char prog[4096], extra[128];
+			snprintf(prog, sizeof prog, "%s-%s%s", tu_tmp(name), t->name, builds[bi].tag);
+			snprintf(extra, sizeof extra, "%s%s", t->opts, builds[bi].extra);
+			build(gguf, prog, extra);
+			int rows;
+			float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
+			assert_int_equal(rows, 17 * m.nv);
+			double d = tu_vs_interp(&m, got, 17, prompt13, 13, &builds[bi].calls);
+			printf("head %s %-11s%-4s: vs interpreter %.2g rel\n", types[ti], t->name,
+			       builds[bi].tag, d);
+			tu_free(got);
+		}
+		if (t != &t_generic)
+			last_only_check(gguf, types[ti], t);
+		tu_model_close(&m);
+	}
+}
+
+/* The same heads made by the quantize_head pass from an f16 model (the default pipeline
+ * plus quantize_head; its graph quantized the same way for the interpreter), native. */
+static void test_quant_heads_pass(void **state)
+{
+	(void)state;
+	static const char *const types[] = {"q8_0", "q6_k"};
 	char f16[4096];
 	snprintf(f16, sizeof f16, "%s", tu_tmp("qhead-f16.gguf"));
 	char *log = NULL;
 	if (tu_run(&log, "'%s' mkmodel --seed 3 --layers 1 --hidden 512 --vocab 517 -o '%s'", tu_bitnetc(),
 		   f16))
-		fail_msg("mkmodel: %s", log ? log : "");
+		tu_fail_log(log, "mkmodel");
 	free(log);
 	for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-		char gguf[4096], name[64];
+		char name[64];
 		snprintf(name, sizeof name, "qhead-%s", types[ti]);
-		snprintf(gguf, sizeof gguf, "%s.gguf", tu_tmp(name));
-		if (tu_run(&log, "'%s' mkmodel --seed 3 --layers 1 --hidden 512 --vocab 517 --embd-type %s -o '%s'",
-			   tu_bitnetc(), types[ti], gguf))
-			fail_msg("mkmodel --embd-type %s: %s", types[ti], log ? log : "");
-		free(log);
 		TuModel m;
-		tu_model_open(&m, gguf);
-		for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
-			if (t == 1 && !avx2)
-				continue;
-			for (size_t bi = 0; bi < sizeof builds / sizeof builds[0]; bi++) {
-				char prog[4096], extra[128];
-				snprintf(prog, sizeof prog, "%s-%s%s", tu_tmp(name), targets[t], builds[bi].tag);
-				snprintf(extra, sizeof extra, "--target %s%s", targets[t], builds[bi].extra);
-				build(gguf, prog, extra);
-				int rows;
-				float *got = run_prog(prog, prompt13, 13, 4, &rows, NULL);
-				assert_int_equal(rows, 17 * m.nv);
-				double d = tu_vs_interp(&m, got, 17, prompt13, 13, &builds[bi].calls);
-				printf("head %s %-11s%-4s: vs interpreter %.2g rel\n", types[ti], targets[t],
-				       builds[bi].tag, d);
-				free(got);
-			}
-			if (t < 2)
-				last_only_check(gguf, types[ti], targets[t]);
-		}
-		tu_model_close(&m);
-
-		/* the pass, on the f16 model (the default pipeline plus quantize_head) */
 		tu_model_open(&m, f16);
 		BnErr e = {0};
 		PassOpts o = {0};
-		if (pass_opts_set(&o, "quantize_head", "type", types[ti], &e) ||
-		    pass_run(m.g, "quantize_head", &o, &e))
-			fail_msg("%s", e.msg);
+		int prc = pass_opts_set(&o, "quantize_head", "type", types[ti], &e) ||
+			  pass_run(m.g, "quantize_head", &o, &e);
 		pass_opts_free(&o);
+		if (prc)
+			fail_msg("%s", e.msg);
 		char pl[4096], prog[4096], extra[8400];
 		snprintf(pl, sizeof pl, "%s.lua", tu_tmp(name));
 		assert_int_equal(tu_run(NULL, "sed 's/^p:add(\"plan_memory\")/p:add(\"quantize_head\")\\np:add(\"plan_memory\")/' "
@@ -537,7 +592,7 @@ static void test_quant_heads(void **state)
 		assert_int_equal(rows, 17 * m.nv);
 		double d = tu_vs_interp(&m, got, 17, prompt13, 13, &calls_default);
 		printf("head %s by quantize_head (native): vs interpreter %.2g rel\n", types[ti], d);
-		free(got);
+		tu_free(got);
 		tu_model_close(&m);
 	}
 }
@@ -577,8 +632,8 @@ static void test_reproducible_and_relocatable(void **state)
 	assert_memory_equal(la, lb, (size_t)ra * sizeof(float));
 	/* without its weights file the program says so and fails */
 	assert_int_not_equal(tu_run(NULL, "'%s' --tokens 1,2 -n 0 2>/dev/null", sep), 0);
-	free(la);
-	free(lb);
+	tu_free(la);
+	tu_free(lb);
 }
 
 /* Bad builds: a clear message, a non-zero exit, and no output file left behind. */
@@ -636,19 +691,29 @@ static void test_bad_builds(void **state)
 	free(log);
 }
 
+/* cmocka test NAME of fn with state target t, freed by tu_teardown on failure */
+#define TARGET_TEST(name, fn, t) {name, fn, NULL, tu_teardown, (void *)(uintptr_t)(t)}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_golden_models),
-		cmocka_unit_test(test_variants),
-		cmocka_unit_test(test_split),
-		cmocka_unit_test(test_fused_adds),
-		cmocka_unit_test(test_pipelines),
-		cmocka_unit_test(test_reproducible_and_relocatable),
-		cmocka_unit_test(test_last_only),
-		cmocka_unit_test(test_simd_heads),
-		cmocka_unit_test(test_quant_heads),
-		cmocka_unit_test(test_bad_builds),
+		cmocka_unit_test_teardown(test_golden_models, tu_teardown),
+		cmocka_unit_test_teardown(test_variants, tu_teardown),
+		cmocka_unit_test_teardown(test_split, tu_teardown),
+		cmocka_unit_test_teardown(test_fused_adds, tu_teardown),
+		cmocka_unit_test_teardown(test_pipelines, tu_teardown),
+		cmocka_unit_test_teardown(test_reproducible_and_relocatable, tu_teardown),
+		TARGET_TEST("test_last_only cpu-generic", test_last_only, &t_generic),
+		TARGET_TEST("test_last_only native", test_last_only, &t_native),
+		TARGET_TEST("test_last_only cpu-amx emulated", test_last_only, &t_amx_emu),
+		TARGET_TEST("test_last_only cpu-amx", test_last_only, &t_amx),
+		TARGET_TEST("test_simd_heads native", test_simd_heads, &t_native),
+		TARGET_TEST("test_simd_heads cpu-avx2", test_simd_heads, &t_avx2),
+		TARGET_TEST("test_quant_heads native", test_quant_heads, &t_native),
+		TARGET_TEST("test_quant_heads cpu-avx2", test_quant_heads, &t_avx2),
+		TARGET_TEST("test_quant_heads cpu-generic", test_quant_heads, &t_generic),
+		cmocka_unit_test_teardown(test_quant_heads_pass, tu_teardown),
+		cmocka_unit_test_teardown(test_bad_builds, tu_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * cross tools are here) x every weight layout (gguf, i2s_x16) x batch templates and tiles
  * with ragged edges, each compiled into a program and checked against the interpreter run
  * with the same forward calls (<= 1e-4 relative per row; the ternary sums themselves are
- * exact). Families the host lacks are skipped with a message. */
+ * exact). A variant whose instructions the host lacks (or BITNETC_CPU_MASK hides) is
+ * skipped with cmocka's skip() and a message; the others run. */
 #include "testutil.h"
 
 #include "cg_cpu.h"
@@ -56,10 +57,10 @@ static float *run_with(const char *wrap, const char *prog, const Prompt *p, int 
 			    bound, wrap, prog, ids, N_GEN, ub, lf);
 	}
 	if (rc)
-		fail_msg("%s: exit %d: %s", prog, rc, log ? log : "");
+		tu_fail_log(log, "%s: exit %d", prog, rc);
 	free(log);
 	size_t sz;
-	float *x = tu_read_file(lf, &sz);
+	float *x = tu_hold(tu_read_file(lf, &sz));
 	assert_non_null(x);
 	assert_int_equal(sz, (size_t)(p->n + N_GEN) * (size_t)nv * sizeof(float));
 	return x;
@@ -86,10 +87,10 @@ static void check_kinds2(const TuModel *m, const char *wrap, const char *prog, c
 		n += m->g->nodes[i].op == IR_OP_TERNARY_MATMUL;
 	char *log = NULL;
 	if (tu_run(&log, "%s '%s' --info", wrap, prog))
-		fail_msg("%s --info: %s", prog, log ? log : "");
+		tu_fail_log(log, "%s --info", prog);
 	const char *line = strstr(log, "ternary matmul kernels per forward: ");
 	if (!line)
-		fail_msg("%s --info: no kernel counts in: %s", prog, log);
+		tu_fail_log(log, "%s --info: no kernel counts in", prog);
 	line += strlen("ternary matmul kernels per forward: ");
 	int forwards = 0;
 	/* "t1: 28 simd, 0 lut, ...; t16: ..." up to the end of the line */
@@ -100,14 +101,14 @@ static void check_kinds2(const TuModel *m, const char *wrap, const char *prog, c
 		snprintf(items, sizeof items, " %.*s,", (int)len, p);
 		snprintf(want, sizeof want, " %d %s,", n, size == 1 ? k1 : kn);
 		if (!strstr(items, want))
-			fail_msg("%s --info: want \"%d %s\" in forward t%d: %s", prog, n,
-				 size == 1 ? k1 : kn, size, log);
+			tu_fail_log(log, "%s --info: want \"%d %s\" in forward t%d", prog, n,
+				    size == 1 ? k1 : kn, size);
 		p += len;
 		if (*p == ';')
 			p += 2;
 	}
 	if (forwards != 2)
-		fail_msg("%s --info: want two forwards, got %d: %s", prog, forwards, log);
+		tu_fail_log(log, "%s --info: want two forwards, got %d", prog, forwards);
 	free(log);
 }
 
@@ -167,61 +168,110 @@ static void write_pipeline(const char *path, const char *layout, const char *til
 	write_pipeline_as(path, layout, "1, 16", lut ? "lut_tile" : "tile", tile, kernel);
 }
 
-static void test_families(void **state)
+/* What the host has, as the compiler's native and the programs see it (rt_cpu_detect:
+ * BITNETC_CPU_MASK may hide some). */
+typedef enum { NEED_ANY, NEED_AVX2, NEED_AVX512, NEED_VBMI, NEED_AMX, NEED_X86 } Need;
+
+static bool host_has(Need n)
 {
-	(void)state;
 	RtCpuFeatures f;
 	rt_cpu_detect(&f);
 	bool avx2 = f.avx2 && f.fma && f.f16c;
 	bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
-	bool vbmi = avx512 && f.avx512_vbmi;
-	static const struct {
-		const char *target, *layout, *tile; /* tile: rows, tokens with ragged edges */
-		const char *kernel;                  /* NULL: the default */
-		int need;                            /* 0 any, 1 avx2, 2 avx512, 3 avx512 vbmi */
-	} v[] = {
-		{"cpu-generic", "gguf", NULL, NULL, 0},
-		{"cpu-generic", "i2s_x16", NULL, NULL, 0},
-		{"cpu-generic", "i2s_x16", NULL, "lut", 0},
-		{"cpu-avx2", "i2s_x16", NULL, NULL, 1},
-		{"cpu-avx2", "i2s_x16", "{32, 3}", NULL, 1},
-		{"cpu-avx2", "i2s_x16", NULL, "lut_portable", 1},
-		{"cpu-avx512", "i2s_x16", NULL, NULL, 2},
-		{"cpu-avx512", "i2s_x16", "{48, 5}", NULL, 2},
-		{"native", "i2s_x16", NULL, NULL, 0},
-		{"native", "i2s_x16", NULL, "lut", 3},
-		{"native", "i2s_x16", "{32, 2}", "lut", 3},
-		{"native", "i2s_x16", "{16, 3}", "lut", 3},
-	};
+	switch (n) {
+	case NEED_ANY: return true;
+	case NEED_AVX2: return avx2;
+	case NEED_AVX512: return avx512;
+	case NEED_VBMI: return avx512 && f.avx512_vbmi;
+	case NEED_AMX: return avx512 && f.amx_tile && f.amx_int8;
+	case NEED_X86: return f.x86;
+	}
+	return false;
+}
+
+/* " (BITNETC_CPU_MASK=F hides the rest)" while the mask is on, else "". */
+static const char *mask_note(void)
+{
+	static char note[96];
+	const char *fam;
+	char why[160];
+	note[0] = 0;
+	if (!rt_cpu_mask(&fam, why, sizeof why) && fam)
+		snprintf(note, sizeof note, " (%s=%s hides the rest)", RT_CPU_MASK_ENV, fam);
+	return note;
+}
+
+/* Skips the calling test, saying what and why, unless the host has n. */
+static void need(Need n, const char *what)
+{
+	static const char *const names[] = {"", "AVX2 + FMA + F16C", "AVX-512 (F, BW, VL) + VNNI",
+					    "AVX-512 VBMI", "AVX-512 VNNI + AMX-INT8", "x86-64"};
+	if (host_has(n))
+		return;
+	print_message("skipped: %s: no %s here%s\n", what, names[n], mask_note());
+	skip();
+}
+
+/* The kernel families: each variant one cmocka test, skipped where the host lacks it. */
+typedef struct {
+	const char *target, *layout, *tile; /* tile: rows, tokens with ragged edges */
+	const char *kernel;                  /* NULL: the default */
+	Need need;
+} Family;
+static const Family families[] = {
+	{"cpu-generic", "gguf", NULL, NULL, NEED_ANY},
+	{"cpu-generic", "i2s_x16", NULL, NULL, NEED_ANY},
+	{"cpu-generic", "i2s_x16", NULL, "lut", NEED_ANY},
+	{"cpu-avx2", "i2s_x16", NULL, NULL, NEED_AVX2},
+	{"cpu-avx2", "i2s_x16", "{32, 3}", NULL, NEED_AVX2},
+	{"cpu-avx2", "i2s_x16", NULL, "lut_portable", NEED_AVX2},
+	{"cpu-avx512", "i2s_x16", NULL, NULL, NEED_AVX512},
+	{"cpu-avx512", "i2s_x16", "{48, 5}", NULL, NEED_AVX512},
+	{"native", "i2s_x16", NULL, NULL, NEED_ANY},
+	{"native", "i2s_x16", NULL, "lut", NEED_VBMI},
+	{"native", "i2s_x16", "{32, 2}", "lut", NEED_VBMI},
+	{"native", "i2s_x16", "{16, 3}", "lut", NEED_VBMI},
+};
+enum { N_FAMILIES = sizeof families / sizeof families[0] };
+
+static void family_name(const Family *v, char *buf, size_t n)
+{
+	snprintf(buf, n, "family %s %s %s tile %s", v->target, v->layout,
+		 kind_of(v->layout, v->kernel), v->tile ? v->tile : "default");
+}
+
+static void test_family(void **state)
+{
+	const Family *v = *state;
+	char what[128];
+	family_name(v, what, sizeof what);
+	need(v->need, what);
 	char gguf[4096];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
 	TuModel m = {0};
 	tu_model_open(&m, gguf);
-	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-		if ((v[i].need == 1 && !avx2) || (v[i].need == 2 && !avx512) ||
-		    (v[i].need == 3 && !vbmi)) {
-			printf("skip %s %s %s: this CPU lacks its instructions\n", v[i].target,
-			       v[i].layout, v[i].kernel ? v[i].kernel : "");
-			continue;
-		}
-		char lua[4096], prog[4096];
-		snprintf(lua, sizeof lua, "%s", tu_tmp("kern_pipeline.lua"));
-		snprintf(prog, sizeof prog, "%s", tu_tmp("kern_prog"));
-		write_pipeline(lua, v[i].layout, v[i].tile, v[i].kernel);
-		char *log = NULL;
-		if (tu_run(&log, "'%s' build '%s' -o '%s' --target %s --pipeline '%s'", tu_bitnetc(),
-			   gguf, prog, v[i].target, lua))
-			fail_msg("build %s %s: %s", v[i].target, v[i].layout, log ? log : "");
-		free(log);
-		check_kinds(&m, "", prog, kind_of(v[i].layout, v[i].kernel));
-		for (int ub = 1; ub <= 16; ub += 15) {
-			float *got = run(prog, ub, m.nv);
-			double d = vs_interp(&m, got, ub);
-			printf("%-11s %-8s %-12s tile %-8s calls of %2d: vs interpreter %.2g rel\n",
-			       v[i].target, v[i].layout, kind_of(v[i].layout, v[i].kernel),
-			       v[i].tile ? v[i].tile : "default", ub > 1 ? prompt.n : 1, d);
-			free(got);
-		}
+	char lua[4096], prog[4096];
+	snprintf(lua, sizeof lua, "%s", tu_tmp("kern_pipeline.lua"));
+	snprintf(prog, sizeof prog, "%s", tu_tmp("kern_prog"));
+	write_pipeline(lua, v->layout, v->tile, v->kernel);
+	char *log = NULL;
+	if (tu_run(&log, "'%s' build '%s' -o '%s' --target %s --pipeline '%s'", tu_bitnetc(),
+		   gguf, prog, v->target, lua))
+		tu_fail_log(log, "build %s", what);
+	free(log);
+	/* native picks AMX tiles for the multi-token forwards where the host has them (the
+	 * multiply-add kind only; a LUT kernel stays LUT) */
+	const char *k1 = kind_of(v->layout, v->kernel), *kn = k1;
+	if (strcmp(v->target, "native") == 0 && strcmp(k1, "simd") == 0 && host_has(NEED_AMX))
+		kn = "amx";
+	check_kinds2(&m, "", prog, k1, kn);
+	for (int ub = 1; ub <= 16; ub += 15) {
+		float *got = run(prog, ub, m.nv);
+		double d = vs_interp(&m, got, ub);
+		printf("%-11s %-8s %-12s tile %-8s calls of %2d: vs interpreter %.2g rel\n",
+		       v->target, v->layout, ub > 1 ? kn : k1, v->tile ? v->tile : "default",
+		       ub > 1 ? prompt.n : 1, d);
+		tu_free(got);
 	}
 	tu_model_close(&m);
 }
@@ -231,12 +281,19 @@ static void test_families(void **state)
  * of 1 and of 13 tokens). qemu's default CPU has the dot product; on an emulated
  * Cortex-A53 (armv8.0, no dotprod) the cpu-neon program must give the same logits (it
  * has no sdot, which would be SIGILL there) and cpu-neon-dot must refuse to start.
- * Skipped, passing, without the cross tools (tools/setup.sh installs them). */
+ * Skipped without the cross tools (tools/setup.sh installs them), and while
+ * BITNETC_CPU_MASK is on: it masks this host, not the emulated aarch64 CPU, so the
+ * unmasked run has checked all of it. */
 static void test_neon_qemu(void **state)
 {
 	(void)state;
 	static const char sysroot[] = "/usr/aarch64-linux-gnu"; /* Debian's cross libc */
 	char *log = NULL;
+	if (mask_note()[0]) {
+		print_message("skipped: NEON under qemu: nothing here depends on this host's "
+			      "features%s\n", mask_note());
+		skip();
+	}
 	char gguf[4096], wrap[256], wrap_a53[300];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
 	/* x86-64's own compiler cannot build it: the error says to name a cross compiler */
@@ -244,17 +301,17 @@ static void test_neon_qemu(void **state)
 		int rc = tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-neon --cc cc",
 				tu_bitnetc(), gguf, tu_tmp("neon_host_prog"));
 		if (rc == 0 || !log || !strstr(log, "--cc aarch64-linux-gnu-gcc"))
-			fail_msg("cpu-neon with the host's cc: want a failure that names a cross "
-				 "compiler, got exit %d: %s", rc, log ? log : "");
+			tu_fail_log(log, "cpu-neon with the host's cc: want a failure that names a "
+					 "cross compiler, got exit %d", rc);
 		free(log);
 	}
 	if (tu_run(&log, "command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64 && "
 			 "test -e %s/lib/ld-linux-aarch64.so.1", sysroot) != 0) {
-		printf("skip: NEON under qemu needs aarch64-linux-gnu-gcc, qemu-aarch64 and %s "
-		       "(apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)\n",
-		       sysroot);
 		free(log);
-		return;
+		print_message("skipped: NEON under qemu: needs aarch64-linux-gnu-gcc, qemu-aarch64 "
+			      "and %s (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross "
+			      "qemu-user)\n", sysroot);
+		skip();
 	}
 	free(log);
 	static const struct {
@@ -281,7 +338,7 @@ static void test_neon_qemu(void **state)
 		if (tu_run(&log, "'%s' build '%s' -o '%s' --target %s --cc aarch64-linux-gnu-gcc "
 				 "--pipeline '%s'",
 			   tu_bitnetc(), gguf, prog, v[i].target, lua))
-			fail_msg("build %s %s: %s", v[i].target, v[i].layout, log ? log : "");
+			tu_fail_log(log, "build %s %s", v[i].target, v[i].layout);
 		free(log);
 		check_kinds(&m, wrap, prog, kind_of(v[i].layout, v[i].kernel));
 		for (int ub = 1; ub <= 16; ub += 15) {
@@ -290,18 +347,18 @@ static void test_neon_qemu(void **state)
 			printf("qemu %-12s %-8s %-4s tile %-8s calls of %2d: vs interpreter %.2g rel\n",
 			       v[i].target, v[i].layout, kind_of(v[i].layout, v[i].kernel),
 			       v[i].tile ? v[i].tile : "default", ub > 1 ? prompt.n : 1, d);
-			free(got);
+			tu_free(got);
 		}
 		if (strcmp(v[i].target, "cpu-neon") == 0 && !v[i].tile && !v[i].kernel) {
 			float *got = run_with(wrap_a53, prog, &prompt, 16, m.nv);
 			printf("qemu %-12s on cortex-a53 (no dotprod): vs interpreter %.2g rel\n",
 			       v[i].target, vs_interp(&m, got, 16));
-			free(got);
+			tu_free(got);
 		} else if (strcmp(v[i].target, "cpu-neon-dot") == 0 && !v[i].tile && !v[i].kernel) {
 			int rc = tu_run(&log, "%s '%s' --tokens 496 -n 1", wrap_a53, prog);
 			if (rc == 0 || !log || !strstr(log, "dotprod"))
-				fail_msg("cpu-neon-dot on cortex-a53: want a refusal naming dotprod, "
-					 "got exit %d: %s", rc, log ? log : "");
+				tu_fail_log(log, "cpu-neon-dot on cortex-a53: want a refusal naming "
+						 "dotprod, got exit %d", rc);
 			printf("qemu %-12s on cortex-a53: refused, exit %d\n", v[i].target, rc);
 			free(log);
 		}
@@ -312,17 +369,17 @@ static void test_neon_qemu(void **state)
 /* The tile layer of the AMX kernels (cg_amx_tiles_src) on its own: TDPBSSD on random
  * shapes (rows, bytes per row of A and of C, B's rows following) and data, loads and stores
  * with a stride, checked against the instruction's definition written out here. Built
- * with -DBN_AMX_EMULATE (any x86-64 host) and, on a host with AMX, with the instructions. */
+ * with -DBN_AMX_EMULATE (any x86-64 host) and, on a host with AMX, with the instructions.
+ * It asks for the tile state as the kernels do (bn_amx_ensure); built with
+ * -DBN_NO_REQUEST it does not, and the first tile instruction must fail (SIGILL on the
+ * hardware, a fault naming the request in the emulation). */
 static const char amx_tiles_main[] =
-	"#include <stdio.h>\n"
-	"#include <stdlib.h>\n"
-	"#include <sys/syscall.h>\n"
-	"#include <unistd.h>\n"
 	"int main(void)\n"
 	"{\n"
-	"#if !defined(BN_AMX_EMULATE)\n"
-	"\tif (syscall(SYS_arch_prctl, 0x1023, 18) != 0)\n"
-	"\t\treturn 3;\n"
+	"#if !defined(BN_NO_REQUEST)\n"
+	"\tbn_amx_ensure();\n"
+	"#else\n"
+	"\t(void)bn_amx_ensure;\n"
 	"#endif\n"
 	"\tuint32_t x = 12345;\n"
 	"\tint bad = 0;\n"
@@ -364,36 +421,48 @@ static const char amx_tiles_main[] =
 	"\treturn bad != 0;\n"
 	"}\n";
 
-static void test_amx_tiles(void **state)
+static void amx_tiles(bool emu)
 {
-	(void)state;
-	RtCpuFeatures f;
-	rt_cpu_detect(&f);
-	if (!f.x86) {
-		printf("skip: the AMX tile layer is x86-64 code\n");
-		return;
-	}
 	const char *src = tu_tmp("amx_tiles.c");
 	FILE *fp = fopen(src, "w");
 	assert_non_null(fp);
 	fprintf(fp, "#include <stdint.h>\n#include <string.h>\n#include <immintrin.h>\n%s%s",
 		cg_amx_tiles_src, amx_tiles_main);
 	assert_int_equal(fclose(fp), 0);
-	for (int emu = 1; emu >= 0; emu--) {
-		if (!emu && !(f.amx_tile && f.amx_int8)) {
-			printf("skip AMX tile layer (the instructions): this CPU lacks AMX\n");
-			continue;
-		}
-		char *log = NULL;
-		if (tu_run(&log, "cc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -mamx-tile "
-				 "-mamx-int8 %s -o '%s' '%s' && '%s'",
-			   emu ? "-DBN_AMX_EMULATE" : "", tu_tmp("amx_tiles"), src, tu_tmp("amx_tiles")))
-			fail_msg("AMX tile layer (%s): %s", emu ? "emulated" : "the instructions",
-				 log ? log : "");
-		printf("AMX tile layer (%s), 2000 random TDPBSSD shapes: %s", emu ? "emulated" :
-		       "the instructions", log ? log : "\n");
+	const char *how = emu ? "emulated" : "the instructions";
+	char *log = NULL;
+	for (int ask = 1; ask >= 0; ask--) {
+		int rc = tu_run(&log, "cc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -mamx-tile "
+				      "-mamx-int8 %s %s -o '%s' '%s' && '%s'",
+				emu ? "-DBN_AMX_EMULATE" : "", ask ? "" : "-DBN_NO_REQUEST",
+				tu_tmp("amx_tiles"), src, tu_tmp("amx_tiles"));
+		if (ask && rc)
+			tu_fail_log(log, "AMX tile layer (%s)", how);
+		if (ask)
+			printf("AMX tile layer (%s), 2000 random TDPBSSD shapes: %s", how, log);
+		else if (rc == 0 || (emu && !strstr(log, "before the process asked for the tile state")))
+			tu_fail_log(log, "AMX tile layer (%s) without asking for the tile state: want "
+					 "it to fail%s, got exit %d", how,
+				    emu ? " naming the request" : "", rc);
+		else
+			printf("AMX tile layer (%s) without asking for the tile state: fails (%d)\n",
+			       how, rc);
 		free(log);
 	}
+}
+
+static void test_amx_tiles_emulated(void **state)
+{
+	(void)state;
+	need(NEED_X86, "AMX tile layer, emulated (x86-64 code)");
+	amx_tiles(true);
+}
+
+static void test_amx_tiles_hardware(void **state)
+{
+	(void)state;
+	need(NEED_AMX, "AMX tile layer, the instructions");
+	amx_tiles(false);
 }
 
 /* The AMX-INT8 GEMM (target cpu-amx) of the multi-token forwards; the one-token forward
@@ -401,16 +470,10 @@ static void test_amx_tiles(void **state)
  * host with AVX-512 VNNI, for the other kernels); on a host with AMX also the
  * instructions themselves. Calls of 13 tokens (one A tile of 13 rows) and of 37 (two full
  * token tiles, then one of 5 rows: the tile configuration changes), with tiles whose
- * units leave ragged edges. Checked as test_families checks, and the 37-token logits bit
+ * units leave ragged edges. Checked as test_family checks, and the 37-token logits bit
  * for bit against cpu-avx512's. */
-static void test_amx(void **state)
+static void amx_programs(bool emu)
 {
-	(void)state;
-	RtCpuFeatures f;
-	rt_cpu_detect(&f);
-	bool avx512 = f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl &&
-		      f.avx512_vnni;
-	bool amx = avx512 && f.amx_tile && f.amx_int8;
 	static const struct {
 		const char *sizes, *tile; /* templates; amx_tile {rows, tokens} or the default */
 		const Prompt *p;
@@ -421,6 +484,7 @@ static void test_amx(void **state)
 		{"1, 64", "{48, 16}", &prompt37, 64}, /* groups by 3: 8 groups end in a unit of 2 */
 		{"1, 64", "{16, 48}", &prompt37, 64}, /* three token tiles: 16, 16, 5 */
 	};
+	const char *how = emu ? "emulated" : "hardware";
 	char gguf[4096], lua[4096], prog[4096];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
 	snprintf(lua, sizeof lua, "%s", tu_tmp("amx_pipeline.lua"));
@@ -428,78 +492,94 @@ static void test_amx(void **state)
 	TuModel m = {0};
 	tu_model_open(&m, gguf);
 	/* the AVX-512 GEMM's logits of the 37-token call: the AMX ones must be the same bits
-	 * (both sum exactly and share the float epilogue); every pass below needs AVX-512 */
-	float *avx512_logits = NULL;
-	if (avx512) {
-		write_pipeline_as(lua, "i2s_x16", "1, 64", "tile", NULL, NULL);
-		char *log = NULL;
-		if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-avx512 --pipeline '%s'",
-			   tu_bitnetc(), gguf, prog, lua))
-			fail_msg("build cpu-avx512: %s", log ? log : "");
+	 * (both sum exactly and share the float epilogue) */
+	write_pipeline_as(lua, "i2s_x16", "1, 64", "tile", NULL, NULL);
+	char *log = NULL;
+	if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-avx512 --pipeline '%s'",
+		   tu_bitnetc(), gguf, prog, lua))
+		tu_fail_log(log, "build cpu-avx512");
+	free(log);
+	float *avx512_logits = run_with("", prog, &prompt37, 64, m.nv);
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		write_pipeline_as(lua, "i2s_x16", v[i].sizes, "amx_tile", v[i].tile, NULL);
+		if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-amx %s --pipeline '%s'",
+			   tu_bitnetc(), gguf, prog, emu ? "--cflags -DBN_AMX_EMULATE" : "", lua))
+			tu_fail_log(log, "build cpu-amx %s", v[i].tile ? v[i].tile : "");
 		free(log);
-		avx512_logits = run_with("", prog, &prompt37, 64, m.nv);
-	}
-	for (int emu = 1; emu >= 0; emu--) {
-		if (!(emu ? avx512 : amx)) {
-			printf("skip cpu-amx (%s): this CPU lacks %s\n",
-			       emu ? "emulated tiles" : "the instructions",
-			       emu ? "AVX-512 VNNI (the other kernels)" : "AMX");
-			continue;
-		}
-		for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-			write_pipeline_as(lua, "i2s_x16", v[i].sizes, "amx_tile", v[i].tile, NULL);
-			char *log = NULL;
-			if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-amx %s --pipeline '%s'",
-				   tu_bitnetc(), gguf, prog, emu ? "--cflags -DBN_AMX_EMULATE" : "",
-				   lua))
-				fail_msg("build cpu-amx %s: %s", v[i].tile ? v[i].tile : "", log ? log : "");
-			free(log);
-			check_kinds2(&m, "", prog, "simd", "amx");
-			/* an emulated program asks neither the CPU nor the OS for AMX */
-			if (tu_run(&log, "'%s' --info", prog))
-				fail_msg("%s --info: %s", prog, log ? log : "");
-			const char *cpu = strstr(log, "cpu: ");
-			char line[512] = "";
-			if (cpu)
-				snprintf(line, sizeof line, "%.*s", (int)strcspn(cpu, "\n"), cpu);
-			if (!cpu || (strstr(line, "amx_tile") != NULL) == emu ||
-			    !strstr(log, emu ? "AMX tiles: emulated" : "AMX tiles: the instructions"))
-				fail_msg("%s --info: want %s: %s", prog,
-					 emu ? "no amx in cpu:, tiles emulated" : "amx_tile in cpu:", log);
-			free(log);
-			for (int ub = 1; ub <= v[i].ub; ub += v[i].ub - 1) {
-				float *got = run_with("", prog, v[i].p, ub, m.nv);
-				double d = vs_interp_p(&m, v[i].p, got, ub);
-				if (ub > 1 && v[i].p == &prompt37 &&
-				    memcmp(got, avx512_logits,
-					   (size_t)(prompt37.n + N_GEN) * (size_t)m.nv * sizeof(float)))
-					fail_msg("cpu-amx %s amx_tile %s: logits differ from cpu-avx512's",
-						 emu ? "emulated" : "hardware", v[i].tile ? v[i].tile : "");
-				printf("cpu-amx %-9s amx_tile %-8s templates %-5s calls of %2d: vs "
-				       "interpreter %.2g rel\n",
-				       emu ? "emulated" : "hardware", v[i].tile ? v[i].tile : "default",
-				       v[i].sizes, ub > 1 ? v[i].p->n : 1, d);
-				free(got);
-			}
+		check_kinds2(&m, "", prog, "simd", "amx");
+		/* an emulated program asks neither the CPU nor the OS for AMX */
+		if (tu_run(&log, "'%s' --info", prog))
+			tu_fail_log(log, "%s --info", prog);
+		const char *cpu = strstr(log, "cpu: ");
+		char line[512] = "";
+		if (cpu)
+			snprintf(line, sizeof line, "%.*s", (int)strcspn(cpu, "\n"), cpu);
+		if (!cpu || (strstr(line, "amx_tile") != NULL) == emu ||
+		    !strstr(log, emu ? "AMX tiles: emulated" : "AMX tiles: the instructions"))
+			tu_fail_log(log, "%s --info: want %s", prog,
+				    emu ? "no amx in cpu:, tiles emulated" : "amx_tile in cpu:");
+		free(log);
+		for (int ub = 1; ub <= v[i].ub; ub += v[i].ub - 1) {
+			float *got = run_with("", prog, v[i].p, ub, m.nv);
+			double d = vs_interp_p(&m, v[i].p, got, ub);
+			if (ub > 1 && v[i].p == &prompt37 &&
+			    memcmp(got, avx512_logits,
+				   (size_t)(prompt37.n + N_GEN) * (size_t)m.nv * sizeof(float)))
+				fail_msg("cpu-amx %s amx_tile %s: logits differ from cpu-avx512's", how,
+					 v[i].tile ? v[i].tile : "");
+			printf("cpu-amx %-9s amx_tile %-8s templates %-5s calls of %2d: vs "
+			       "interpreter %.2g rel\n",
+			       how, v[i].tile ? v[i].tile : "default", v[i].sizes,
+			       ub > 1 ? v[i].p->n : 1, d);
+			tu_free(got);
 		}
 	}
-	/* without -DBN_AMX_EMULATE on a host without AMX: refused before any model code */
-	if (!amx && f.x86) {
-		write_pipeline_as(lua, "i2s_x16", "1, 16", "amx_tile", NULL, NULL);
-		char *log = NULL;
-		if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-amx --pipeline '%s'",
-			   tu_bitnetc(), gguf, prog, lua))
-			fail_msg("build cpu-amx: %s", log ? log : "");
-		free(log);
-		int rc = tu_run(&log, "'%s' --tokens 496 -n 1", prog);
-		if (rc == 0 || !log || !strstr(log, "amx_tile amx_int8"))
-			fail_msg("cpu-amx without AMX: want a refusal naming amx_tile amx_int8, got "
-				 "exit %d: %s", rc, log ? log : "");
-		printf("cpu-amx (the instructions) on this CPU: refused, exit %d\n", rc);
-		free(log);
-	}
-	free(avx512_logits);
+	tu_free(avx512_logits);
 	tu_model_close(&m);
+}
+
+static void test_amx_emulated(void **state)
+{
+	(void)state;
+	need(NEED_AVX512, "cpu-amx with emulated tiles (the other kernels are AVX-512 VNNI)");
+	amx_programs(true);
+}
+
+static void test_amx_hardware(void **state)
+{
+	(void)state;
+	need(NEED_AMX, "cpu-amx, the instructions");
+	amx_programs(false);
+}
+
+/* Without -DBN_AMX_EMULATE on a host without AMX (or with it hidden by BITNETC_CPU_MASK):
+ * refused before any model code, naming what is missing. */
+static void test_amx_refused(void **state)
+{
+	(void)state;
+	need(NEED_X86, "cpu-amx refused without AMX");
+	if (host_has(NEED_AMX)) {
+		print_message("skipped: cpu-amx refused without AMX: this host has AMX-INT8, so "
+			      "it runs (BITNETC_CPU_MASK=avx512 hides it)\n");
+		skip();
+	}
+	char gguf[4096], lua[4096], prog[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	snprintf(lua, sizeof lua, "%s", tu_tmp("amx_pipeline.lua"));
+	snprintf(prog, sizeof prog, "%s", tu_tmp("amx_prog"));
+	write_pipeline_as(lua, "i2s_x16", "1, 16", "amx_tile", NULL, NULL);
+	char *log = NULL;
+	if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-amx --pipeline '%s'", tu_bitnetc(),
+		   gguf, prog, lua))
+		tu_fail_log(log, "build cpu-amx");
+	free(log);
+	int rc = tu_run(&log, "'%s' --tokens 496 -n 1", prog);
+	if (rc == 0 || !log || !strstr(log, "amx_tile amx_int8") ||
+	    (mask_note()[0] && !strstr(log, "masked by " RT_CPU_MASK_ENV)))
+		tu_fail_log(log, "cpu-amx without AMX: want a refusal naming amx_tile amx_int8%s, "
+				 "got exit %d", mask_note(), rc);
+	printf("cpu-amx (the instructions) on this CPU: refused, exit %d\n", rc);
+	free(log);
 }
 
 /* A program built for instructions this CPU lacks says so and exits non-zero. The
@@ -520,7 +600,7 @@ static void test_cpu_check(void **state)
 	if (!f.neon)
 		assert_string_equal(missing, "neon dotprod");
 	/* the OS's part: only amx_tile asks for anything (the tile state, granted exactly
-	 * where the CPU has AMX and Linux enables it) */
+	 * where the CPU has AMX, BITNETC_CPU_MASK does not hide it, and Linux enables it) */
 	char why[256];
 	assert_int_equal(rt_cpu_enable("avx2 fma avx512_vnni", why, sizeof why), 0);
 	int amx = rt_cpu_enable("avx512f amx_tile amx_int8", why, sizeof why);
@@ -531,14 +611,169 @@ static void test_cpu_check(void **state)
 		assert_int_equal(amx, -1);
 }
 
+/* BITNETC_CPU_MASK as the test found it, put back by mask_teardown. */
+static char mask_saved[64];
+static bool mask_was_set;
+
+static void set_mask(const char *v)
+{
+	if (v)
+		setenv(RT_CPU_MASK_ENV, v, 1);
+	else
+		unsetenv(RT_CPU_MASK_ENV);
+}
+
+static int mask_setup(void **state)
+{
+	(void)state;
+	const char *v = getenv(RT_CPU_MASK_ENV);
+	mask_was_set = v != NULL;
+	snprintf(mask_saved, sizeof mask_saved, "%s", v ? v : "");
+	return 0;
+}
+
+static int mask_teardown(void **state)
+{
+	set_mask(mask_was_set ? mask_saved : NULL);
+	return tu_teardown(state);
+}
+
+/* BITNETC_CPU_MASK: each family keeps only its features and never adds one; an invalid
+ * value is an error in rt_cpu_mask, in bitnetc and in a program; bitnetc version and
+ * targets say the mask is on; a program the mask makes unrunnable is refused and the
+ * refusal names the mask. */
+static void test_cpu_mask(void **state)
+{
+	(void)state;
+	char why[256];
+	set_mask(NULL);
+	RtCpuFeatures raw, det, f;
+	rt_cpu_detect_unmasked(&raw);
+	rt_cpu_detect(&det);
+	assert_memory_equal(&raw, &det, sizeof raw); /* unset: nothing hidden */
+	const char *fam = "x";
+	assert_int_equal(rt_cpu_mask(&fam, why, sizeof why), 0);
+	assert_null(fam);
+	set_mask("");
+	rt_cpu_detect(&det);
+	assert_memory_equal(&raw, &det, sizeof raw); /* empty: the same */
+
+	static const char *const fams[] = {"generic", "avx2", "avx512", "amx", "neon", "neon-dot"};
+	for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
+		set_mask(fams[i]);
+		assert_int_equal(rt_cpu_mask(&fam, why, sizeof why), 0);
+		assert_string_equal(fam, fams[i]);
+		rt_cpu_detect(&f);
+		/* what the family keeps, as far as the CPU has it; nothing else */
+		bool avx2 = i >= 1 && i <= 3, avx512 = i == 2 || i == 3, amx = i == 3;
+		const struct {
+			bool got, want;
+		} t[] = {
+			{f.x86, raw.x86},
+			{f.sse4_2, raw.sse4_2 && avx2},
+			{f.avx2, raw.avx2 && avx2},
+			{f.fma, raw.fma && avx2},
+			{f.f16c, raw.f16c && avx2},
+			{f.avx_vnni, raw.avx_vnni && avx2},
+			{f.avx512f, raw.avx512f && avx512},
+			{f.avx512bw, raw.avx512bw && avx512},
+			{f.avx512vl, raw.avx512vl && avx512},
+			{f.avx512_vnni, raw.avx512_vnni && avx512},
+			{f.avx512_vbmi, raw.avx512_vbmi && avx512},
+			{f.amx_tile, raw.amx_tile && amx},
+			{f.amx_int8, raw.amx_int8 && amx},
+			{f.neon, raw.neon && i >= 4},
+			{f.dotprod, raw.dotprod && i == 5},
+		};
+		for (size_t j = 0; j < sizeof t / sizeof t[0]; j++)
+			if (t[j].got != t[j].want)
+				fail_msg("BITNETC_CPU_MASK=%s: feature %zu of the table is %d, want %d",
+					 fams[i], j, t[j].got, t[j].want);
+	}
+	set_mask("generic");
+	assert_int_equal(rt_cpu_require("sse4.2", why, sizeof why), -1);
+	char en[256];
+	assert_int_equal(rt_cpu_enable("amx_tile", en, sizeof en), -1); /* hidden: not asked */
+	assert_non_null(strstr(en, RT_CPU_MASK_ENV));
+
+	/* invalid: an error, and the detection hides everything meanwhile */
+	set_mask("avx-512");
+	assert_int_equal(rt_cpu_mask(&fam, why, sizeof why), -1);
+	assert_null(fam);
+	assert_non_null(strstr(why, RT_CPU_MASK_ENV));
+	assert_non_null(strstr(why, "'avx-512'"));
+	rt_cpu_detect(&f);
+	assert_false(f.avx2 || f.sse4_2 || f.avx512f || f.amx_tile || f.neon);
+	char *log = NULL;
+	int rc = tu_run(&log, "'%s' version", tu_bitnetc());
+	if (rc != 1 || !strstr(log, "'avx-512' is not a feature family"))
+		tu_fail_log(log, "bitnetc version with BITNETC_CPU_MASK=avx-512: want exit 1 and "
+				 "the value named, got %d", rc);
+	free(log);
+	rc = tu_run(&log, "'%s' build '%s' -o '%s'", tu_bitnetc(),
+		    tu_data("golden/models/tiny-b158-i2_s.gguf"), tu_tmp("mask_prog"));
+	if (rc != 1 || !strstr(log, "'avx-512'"))
+		tu_fail_log(log, "bitnetc build with BITNETC_CPU_MASK=avx-512: want exit 1, got %d",
+			    rc);
+	free(log);
+
+	/* bitnetc says the mask is on, and native follows it */
+	set_mask("generic");
+	rc = tu_run(&log, "'%s' version", tu_bitnetc());
+	if (rc || !strstr(log, "host features masked by BITNETC_CPU_MASK=generic") ||
+	    !strstr(log, "CPU features: none"))
+		tu_fail_log(log, "bitnetc version with BITNETC_CPU_MASK=generic");
+	free(log);
+	rc = tu_run(&log, "'%s' targets", tu_bitnetc());
+	if (rc || !strstr(log, "host features masked by BITNETC_CPU_MASK=generic") ||
+	    !strstr(log, "here: cpu-generic"))
+		tu_fail_log(log, "bitnetc targets with BITNETC_CPU_MASK=generic");
+	free(log);
+
+	/* a program: built for avx2 (on any host), refused under the generic mask, naming
+	 * the mask; an invalid mask is a usage error there too */
+	char prog[4096];
+	snprintf(prog, sizeof prog, "%s", tu_tmp("mask_prog"));
+	set_mask(NULL);
+	if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-avx2 --max-batch 1", tu_bitnetc(),
+		   tu_data("golden/models/tiny-b158-i2_s.gguf"), prog))
+		tu_fail_log(log, "build cpu-avx2");
+	free(log);
+	set_mask("generic");
+	rc = tu_run(&log, "'%s' --tokens 496 -n 1", prog);
+	if (rc != 2 || !strstr(log, "avx2 fma f16c") ||
+	    !strstr(log, "host features masked by BITNETC_CPU_MASK=generic"))
+		tu_fail_log(log, "cpu-avx2 program under BITNETC_CPU_MASK=generic: want exit 2 "
+				 "naming the features and the mask, got %d", rc);
+	free(log);
+	set_mask("amx,avx2");
+	rc = tu_run(&log, "'%s' --tokens 496 -n 1", prog);
+	if (rc != 1 || !strstr(log, "'amx,avx2' is not a feature family"))
+		tu_fail_log(log, "a program under BITNETC_CPU_MASK=amx,avx2: want exit 1, got %d", rc);
+	free(log);
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_families),
-		cmocka_unit_test(test_amx_tiles),
-		cmocka_unit_test(test_amx),
-		cmocka_unit_test(test_neon_qemu),
+	static char names[N_FAMILIES][128];
+	struct CMUnitTest tests[N_FAMILIES + 16];
+	size_t n = 0;
+	for (size_t i = 0; i < N_FAMILIES; i++) {
+		family_name(&families[i], names[i], sizeof names[i]);
+		tests[n++] = (struct CMUnitTest){names[i], test_family, NULL, tu_teardown,
+						 (void *)(uintptr_t)&families[i]};
+	}
+	const struct CMUnitTest rest[] = {
+		cmocka_unit_test_teardown(test_amx_tiles_emulated, tu_teardown),
+		cmocka_unit_test_teardown(test_amx_tiles_hardware, tu_teardown),
+		cmocka_unit_test_teardown(test_amx_emulated, tu_teardown),
+		cmocka_unit_test_teardown(test_amx_hardware, tu_teardown),
+		cmocka_unit_test_teardown(test_amx_refused, tu_teardown),
+		cmocka_unit_test_teardown(test_neon_qemu, tu_teardown),
 		cmocka_unit_test(test_cpu_check),
+		cmocka_unit_test_setup_teardown(test_cpu_mask, mask_setup, mask_teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
+		tests[n++] = rest[i];
+	return _cmocka_run_group_tests("test_kernels", tests, n, NULL, NULL);
 }

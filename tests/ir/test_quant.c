@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rt.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_F16C_CHECK 1
 #endif
@@ -231,27 +232,25 @@ __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f)
 	return (uint16_t)_cvtss_sh(f, 0);
 }
 
-/* F16C is VEX-encoded: the CPU must have it and the OS must save the AVX state. */
-static bool have_f16c(void)
-{
-	unsigned a, b, c, d;
-	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_F16C) || !(c & bit_OSXSAVE))
-		return false;
-	unsigned lo, hi;
-	__asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-	return (lo & 6) == 6;
-}
 #endif
 
 /* Bit-exact with x86 F16C (rounding mode 0) over a spread of f32 bit patterns, when the
- * CPU has it. */
+ * CPU has it (as the runtime detects it: the CPU flag, the OS saving the AVX state, and
+ * BITNETC_CPU_MASK not hiding it). */
 static void test_f16_vs_f16c(void **state)
 {
 	(void)state;
 #ifdef HAVE_F16C_CHECK
-	if (!have_f16c()) {
-		print_message("no F16C on this CPU, skipped\n");
-		return;
+	RtCpuFeatures cpu;
+	rt_cpu_detect(&cpu);
+	if (!cpu.f16c) {
+		const char *fam;
+		char why[160];
+		bool masked = !rt_cpu_mask(&fam, why, sizeof why) && fam;
+		print_message("skipped: f16 conversion against F16C: no F16C here%s%s%s\n",
+			      masked ? " (" RT_CPU_MASK_ENV "=" : "", masked ? fam : "",
+			      masked ? ")" : "");
+		skip();
 	}
 	uint64_t n = 0;
 	for (uint64_t u = 0; u <= 0xFFFFFFFFu; u += 0x3F1) {
@@ -267,7 +266,8 @@ static void test_f16_vs_f16c(void **state)
 	}
 	assert_true(n > 4000000);
 #else
-	print_message("not x86-64, skipped\n");
+	print_message("skipped: f16 conversion against F16C: not x86-64\n");
+	skip();
 #endif
 }
 

@@ -19,12 +19,16 @@ static IrGraph *prepared(const char *target, GgufFile **f)
 {
 	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", f);
 	BnErr e = {0};
-	PassOpts o = {0};
-	if (pass_run(g, "dce", NULL, &e) || pass_run(g, "permute_weights", NULL, &e) ||
+	PassOpts o = {0}, l = {0};
+	/* the weights in i2s_x16 whatever the host (cpu-generic's own choice is gguf) */
+	if (pass_run(g, "dce", NULL, &e) ||
+	    pass_opts_set(&l, "permute_weights", "layout", "i2s_x16", &e) ||
+	    pass_run(g, "permute_weights", &l, &e) ||
 	    pass_opts_set(&o, "batch_templates", "sizes", "1,16", &e) ||
 	    pass_run(g, "batch_templates", &o, &e) || pass_gattr_set_str(g, "target", target, &e))
 		fail_msg("%s", e.msg);
 	pass_opts_free(&o);
+	pass_opts_free(&l);
 	return g;
 }
 

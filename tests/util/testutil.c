@@ -39,6 +39,84 @@ const char *tu_bitnetc(void)
 	return env_or("BITNETC", "bitnetc");
 }
 
+/* ---- what a test holds, freed by tu_teardown after a failed assertion ---- */
+
+typedef struct {
+	void *p;       /* a malloc'd block, or NULL */
+	GgufFile *f;   /* or an open model */
+	IrGraph *g;
+} TuHeld;
+static TuHeld *held;
+static size_t n_held, cap_held;
+
+static void hold(TuHeld h)
+{
+	if (n_held == cap_held) {
+		size_t cap = cap_held ? 2 * cap_held : 16;
+		TuHeld *nh = realloc(held, cap * sizeof *nh);
+		if (!nh)
+			fail_msg("testutil: out of memory");
+		held = nh;
+		cap_held = cap;
+	}
+	held[n_held++] = h;
+}
+
+/* Drops the entry of p (or of model g) from the held list; false if it is not there. */
+static bool unhold(const void *p, const IrGraph *g)
+{
+	for (size_t i = n_held; i-- > 0;)
+		if ((p && held[i].p == p) || (g && held[i].g == g)) {
+			held[i] = held[--n_held];
+			return true;
+		}
+	return false;
+}
+
+void *tu_hold(void *p)
+{
+	if (p)
+		hold((TuHeld){.p = p});
+	return p;
+}
+
+void tu_free(void *p)
+{
+	if (p)
+		unhold(p, NULL);
+	free(p);
+}
+
+int tu_teardown(void **state)
+{
+	(void)state;
+	while (n_held) {
+		TuHeld h = held[--n_held];
+		free(h.p);
+		if (h.g || h.f) {
+			ir_graph_free(h.g);
+			gguf_close(h.f);
+		}
+	}
+	free(held);
+	held = NULL;
+	cap_held = 0;
+	return 0;
+}
+
+void tu_fail_log(char *log, const char *fmt, ...)
+{
+	static char msg[16384];
+	va_list ap;
+	va_start(ap, fmt);
+	int k = vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (k >= 0 && (size_t)k < sizeof msg)
+		snprintf(msg + k, sizeof msg - (size_t)k, ": %s", log ? log : "");
+	free(log);
+	fail_msg("%s", msg);
+}
+
 void *tu_read_file(const char *path, size_t *n)
 {
 	FILE *f = fopen(path, "rb");
@@ -195,8 +273,11 @@ IrGraph *tu_golden_graph(const char *model, GgufFile **f)
 	if (!*f)
 		fail_msg("%s", e.msg);
 	IrGraph *g = bnm_load(*f, &e);
-	if (!g)
+	if (!g) {
+		gguf_close(*f);
+		*f = NULL;
 		fail_msg("%s", e.msg);
+	}
 	return g;
 }
 
@@ -225,17 +306,26 @@ void tu_model_open(TuModel *m, const char *path)
 	if (!m->f)
 		fail_msg("%s", e.msg);
 	m->g = bnm_load(m->f, &e);
-	if (!m->g)
+	if (!m->g) {
+		gguf_close(m->f);
 		fail_msg("%s", e.msg);
-	if (pass_run(m->g, "dce", NULL, &e))
+	}
+	if (pass_run(m->g, "dce", NULL, &e)) {
+		ir_graph_free(m->g);
+		gguf_close(m->f);
 		fail_msg("%s", e.msg);
+	}
 	m->nv = (int)m->g->hp.n_vocab;
+	hold((TuHeld){.f = m->f, .g = m->g});
 }
 
 void tu_model_close(TuModel *m)
 {
+	unhold(NULL, m->g);
 	ir_graph_free(m->g);
 	gguf_close(m->f);
+	m->g = NULL;
+	m->f = NULL;
 }
 
 
@@ -279,29 +369,40 @@ double tu_vs_interp(TuModel *m, const float *got, int rows, const int32_t *tok, 
 	ir_interp_set_threads(it, 2);
 	float *ref = malloc((size_t)calls->s[calls->n - 1] * (size_t)m->nv * sizeof(float));
 	double worst = 0;
-	for (int off = 0; off < n;) {
+	char msg[512] = "";
+	if (!ref)
+		snprintf(msg, sizeof msg, "out of memory");
+	for (int off = 0; off < n && !msg[0];) {
 		int c = tu_chunk(n - off, calls);
-		if (ir_interp_eval(it, tok + off, c, ref, &e))
-			fail_msg("%s", e.msg);
-		for (int r = 0; r < c; r++) {
+		if (ir_interp_eval(it, tok + off, c, ref, &e)) {
+			snprintf(msg, sizeof msg, "%s", e.msg);
+			break;
+		}
+		for (int r = 0; r < c && !msg[0]; r++) {
 			double d = tu_rel_diff(got + (size_t)(off + r) * (size_t)m->nv,
 					    ref + (size_t)r * (size_t)m->nv, m->nv);
 			if (d > 1e-4)
-				fail_msg("row %d: binary vs interpreter %.3g relative (> 1e-4)", off + r, d);
+				snprintf(msg, sizeof msg, "row %d: binary vs interpreter %.3g relative (> 1e-4)",
+					 off + r, d);
 			worst = fmax(worst, d);
 		}
 		off += c;
 	}
-	for (int r = n; r < rows; r++) { /* generated: single-token (step) calls */
+	for (int r = n; r < rows && !msg[0]; r++) { /* generated: single-token (step) calls */
 		int32_t t = (int)rt_argmax(got + (size_t)(r - 1) * (size_t)m->nv, m->nv);
-		if (ir_interp_eval(it, &t, 1, ref, &e))
-			fail_msg("%s", e.msg);
+		if (ir_interp_eval(it, &t, 1, ref, &e)) {
+			snprintf(msg, sizeof msg, "%s", e.msg);
+			break;
+		}
 		double d = tu_rel_diff(got + (size_t)r * (size_t)m->nv, ref, m->nv);
 		if (d > 1e-4)
-			fail_msg("generated row %d: binary vs interpreter %.3g relative (> 1e-4)", r, d);
+			snprintf(msg, sizeof msg, "generated row %d: binary vs interpreter %.3g relative (> 1e-4)",
+				 r, d);
 		worst = fmax(worst, d);
 	}
 	free(ref);
 	ir_interp_free(it);
+	if (msg[0])
+		fail_msg("%s", msg);
 	return worst;
 }

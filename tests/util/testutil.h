@@ -17,6 +17,15 @@ const char *tu_data(const char *rel);
 const char *tu_tmp(const char *name);
 /* The driver binary ($BITNETC). */
 const char *tu_bitnetc(void);
+/* What a test holds when an assertion fails (cmocka longjmps out of it) is freed by
+ * tu_teardown, the teardown of the tests that use these: register the test with
+ * cmocka_unit_test_teardown(fn, tu_teardown). tu_hold(p) keeps the malloc'd p (returned)
+ * for it; tu_free(p) frees p now (held or not, NULL is fine). Open TuModels are held too. */
+void *tu_hold(void *p);
+void tu_free(void *p);
+int tu_teardown(void **state);
+/* fail_msg("MESSAGE: LOG") with MESSAGE from fmt, after freeing log (tu_run's output). */
+void tu_fail_log(char *log, const char *fmt, ...) BN_PRINTF(2, 3);
 /* Whole file into a malloc'd buffer (NULL if unreadable); *n gets the size. */
 void *tu_read_file(const char *path, size_t *n);
 int tu_write_file(const char *path, const void *data, size_t n);
@@ -43,7 +52,8 @@ float tu_margin(const float *row, int nv);
  * with tu_golden_graph_free, which also drops the graph's pass attributes. */
 IrGraph *tu_golden_graph(const char *model, GgufFile **f);
 void tu_golden_graph_free(IrGraph *g, GgufFile *f);
-/* A model file opened and lowered, dce run (what a program is built from); nv its vocab. */
+/* A model file opened and lowered, dce run (what a program is built from); nv its vocab.
+ * Held (tu_hold) until tu_model_close. */
 typedef struct {
 	GgufFile *f;
 	IrGraph *g;

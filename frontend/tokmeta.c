@@ -397,31 +397,10 @@ int bnm_tok_load_pre(const GgufFile *f, const char *force_pre, BnmTok *t, BnErr 
 	return rc;
 }
 
-/* The special tokens each chat template's text holds. ORDER RtChatTemplate */
-static const char *const chat_needs[][4] = {
-	[RT_CHAT_NONE] = { NULL },
-	[RT_CHAT_BITNET] = { "<|eot_id|>", NULL },
-	[RT_CHAT_LLAMA3] = { "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", NULL },
-};
-
-/* Whether text is one token when special-token text is parsed: the way the program
- * encodes a rendered conversation. */
-static bool one_special(const RtTok *rt, const char *text)
-{
-	int32_t *ids = NULL;
-	int n = 0;
-	RtErr re = { 0 };
-	bool ok = rt_tok_encode(rt, text, strlen(text), RT_TOK_PARSE_SPECIAL, &ids, &n, &re) ==
-			  RT_OK && n == 1;
-	free(ids);
-	return ok;
-}
-
 int bnm_tok_chat_check(const BnmTok *t, int chat_template, char *why, size_t n)
 {
 	why[0] = 0;
-	if (!t->blob || chat_template <= RT_CHAT_NONE ||
-	    chat_template >= (int)(sizeof chat_needs / sizeof chat_needs[0]))
+	if (!t->blob || chat_template <= RT_CHAT_NONE)
 		return 0;
 	RtErr re = { 0 };
 	RtTok *rt = rt_tok_open(t->blob, t->size, &re);
@@ -429,24 +408,9 @@ int bnm_tok_chat_check(const BnmTok *t, int chat_template, char *why, size_t n)
 		snprintf(why, n, "the tokenizer does not open: %s", re.msg);
 		return BN_EFORMAT;
 	}
-	const char *missing[4];
-	int k = 0;
-	for (const char *const *p = chat_needs[chat_template]; *p; p++)
-		if (!one_special(rt, *p))
-			missing[k++] = *p;
+	int ok = rt_chat_tokens_ok((RtChatTemplate)chat_template, rt, why, n);
 	rt_tok_free(rt);
-	if (!k)
-		return 0;
-	size_t len = (size_t)snprintf(why, n, "the %s chat template needs ",
-				      rt_chat_name((RtChatTemplate)chat_template));
-	for (int i = 0; i < k && len < n; i++)
-		len += (size_t)snprintf(why + len, n - len, "%s%s", i == 0 ? "" : i + 1 < k ? ", " : " and ",
-					missing[i]);
-	if (len < n)
-		snprintf(why + len, n - len, ", which %s not %s of this vocabulary (its text would be "
-			 "encoded as plain text)", k > 1 ? "are" : "is",
-			 k > 1 ? "special tokens" : "a special token");
-	return BN_EUNSUPPORTED;
+	return ok ? 0 : BN_EUNSUPPORTED;
 }
 
 void bnm_tok_free(BnmTok *t)

@@ -2,6 +2,7 @@
  * template, rendering a conversation as text holding special-token text. libc only. */
 #include "rt_tok.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,4 +195,50 @@ char *rt_chat_render(RtChatTemplate t, const RtChatMsg *msgs, int n, bool add_as
 		return NULL;
 	}
 	return b.s;
+}
+
+/* The special tokens each template's text holds. ORDER RtChatTemplate */
+static const char *const chat_needs[][4] = {
+	[RT_CHAT_NONE] = {NULL},
+	[RT_CHAT_BITNET] = {"<|eot_id|>", NULL},
+	[RT_CHAT_LLAMA3] = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", NULL},
+};
+
+/* Whether text is one token when special-token text is parsed: the way a rendered
+ * conversation is encoded. */
+static bool one_special(const RtTok *tok, const char *text)
+{
+	int32_t *ids = NULL;
+	int n = 0;
+	RtErr e = {0};
+	bool ok = rt_tok_encode(tok, text, strlen(text), RT_TOK_PARSE_SPECIAL, &ids, &n, &e) ==
+			  RT_OK &&
+		  n == 1;
+	free(ids);
+	return ok;
+}
+
+int rt_chat_tokens_ok(RtChatTemplate t, const RtTok *tok, char *why, size_t n)
+{
+	if (n)
+		why[0] = 0;
+	if ((int)t <= RT_CHAT_NONE || (int)t >= (int)(sizeof chat_needs / sizeof chat_needs[0]))
+		return 1;
+	const char *missing[4];
+	int k = 0;
+	for (const char *const *p = chat_needs[t]; *p; p++)
+		if (!one_special(tok, *p))
+			missing[k++] = *p;
+	if (!k)
+		return 1;
+	size_t len = (size_t)snprintf(why, n, "the %s chat template needs ", rt_chat_name(t));
+	for (int i = 0; i < k && len < n; i++)
+		len += (size_t)snprintf(why + len, n - len, "%s%s",
+					i == 0 ? "" : i + 1 < k ? ", " : " and ", missing[i]);
+	if (len < n)
+		snprintf(why + len, n - len,
+			 ", which %s not %s of this vocabulary (its text would be encoded as plain "
+			 "text)",
+			 k > 1 ? "are" : "is", k > 1 ? "special tokens" : "a special token");
+	return 0;
 }

@@ -727,6 +727,9 @@ static int rt_forward(RtRun *run, const int32_t *toks, int n, int64_t pos, float
 			       "%d): the weights overflow float there; stopping",
 			       st->bad_layer, (long long)(pos + t), (int)toks[t]);
 	}
+	if (s == RT_FORWARD_CPU)
+		return rt_fail("the OS refused the AMX tile state the model's kernels need "
+			       "(arch_prctl ARCH_REQ_XCOMP_PERM; Linux 5.16 or newer)");
 	if (s != 0)
 		return rt_fail("the model's forward call failed (status %d) at positions "
 			       "%lld..%lld",
@@ -1122,6 +1125,10 @@ static int rt_chat_check(const RtOpts *o)
 static int rt_chat(const RtOpts *o, RtRun *run)
 {
 	RtChat c = {.tmpl = rt_chat_pick(o)};
+	char why[256];
+	if (!rt_chat_tokens_ok(c.tmpl, run->tok, why, sizeof why))
+		return rt_fail("-cnv: %s; pick the template the model was trained with "
+			       "(--chat-template)", why);
 	int rc = rt_sampler_setup(o, run);
 	if (rc)
 		return rc;

@@ -37,6 +37,9 @@ typedef struct {
  * stream went NaN or infinite (st->bad_token, st->bad_layer say where); the call stops
  * there and its logits are not written. */
 #define RT_FORWARD_NONFINITE 1
+/* ... or RT_FORWARD_CPU when the CPU or the OS will not run the model's code (the OS
+ * refused the AMX tile state); nothing was computed. */
+#define RT_FORWARD_CPU 2
 
 /* ---- what a generated model defines ------------------------------------ */
 

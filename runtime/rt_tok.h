@@ -103,5 +103,9 @@ RtChatTemplate rt_chat_detect(const char *jinja, size_t len);
 /* Renders messages (and the assistant prefix when add_assistant) as text holding the
  * special-token text, to be encoded with RT_TOK_PARSE_SPECIAL; malloc'd. */
 char *rt_chat_render(RtChatTemplate t, const RtChatMsg *msgs, int n, bool add_assistant);
+/* Whether every special token template t's text holds is one token of tok when
+ * special-token text is parsed (else its text would be encoded as plain text): 1, or 0
+ * with why naming the missing ones. */
+int rt_chat_tokens_ok(RtChatTemplate t, const RtTok *tok, char *why, size_t n);
 
 #endif

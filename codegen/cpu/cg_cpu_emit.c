@@ -1237,6 +1237,7 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 
 	/* one forward per template; sizes {1} (a decode-only build): forward_t1 alone */
 	m.record = true;
+	int n_amx = 0; /* AMX kernels in all forwards: then forward() asks for the tile state */
 	for (int i = 0; i < n_bs; i++) {
 		memset(m.kcount, 0, sizeof m.kcount);
 		if ((rc = emit_forward(&m, &fwd, bs[i], i ? bs[i - 1] + 1 : 1)))
@@ -1247,6 +1248,7 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 			  m.kcount[CG_KERN_LUT_PORTABLE]);
 		if (m.isa.amx)
 			cg_printf(&m.kinfo, ", %d amx", m.kcount[CG_KERN_AMX]);
+		n_amx += m.kcount[CG_KERN_AMX];
 		m.record = false;
 	}
 
@@ -1276,6 +1278,9 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		     "static int forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)\n"
 		     "{\n"
 		     "\tf16_table_init(); /* forward() is called from one thread */\n");
+	if (n_amx)
+		cg_printf(b, "\tif (n > 1 && bn_amx_state() != 1)\n"
+			     "\t\treturn RT_FORWARD_CPU; /* the OS refused the AMX tile state */\n");
 	if (n_bs > 1) {
 		cg_printf(b, "\tif (n == 1)\n"
 			     "\t\treturn forward_t1(st, tokens, pos, logits);\n");

@@ -582,6 +582,35 @@ static void test_amx_refused(void **state)
 	free(log);
 }
 
+/* An OS that refuses the tile state (played by the emulation): forward() returns
+ * RT_FORWARD_CPU before any tile instruction, and the program says why (exit 2) instead of
+ * dying of SIGILL; a one-token call (the VNNI GEMV) needs no tiles and still runs. */
+static void test_amx_denied(void **state)
+{
+	(void)state;
+	need(NEED_AVX512, "cpu-amx with the tile state refused (emulated; the other kernels "
+			  "are AVX-512 VNNI)");
+	char gguf[4096], lua[4096], prog[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	snprintf(lua, sizeof lua, "%s", tu_tmp("amx_deny_pipeline.lua"));
+	snprintf(prog, sizeof prog, "%s", tu_tmp("amx_deny_prog"));
+	write_pipeline_as(lua, "i2s_x16", "1, 16", "amx_tile", NULL, NULL);
+	char *log = NULL;
+	if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-amx --pipeline '%s' --cflags "
+			 "'-DBN_AMX_EMULATE -DBN_AMX_EMULATE_DENY'",
+		   tu_bitnetc(), gguf, prog, lua))
+		tu_fail_log(log, "build cpu-amx (emulated, tile state refused)");
+	free(log);
+	int rc = tu_run(&log, "'%s' --tokens 496,84,104 -n 1", prog);
+	if (rc != 2 || !log || !strstr(log, "refused the AMX tile state"))
+		tu_fail_log(log, "tile state refused: want exit 2 naming it, got exit %d", rc);
+	free(log);
+	rc = tu_run(&log, "'%s' --tokens 496 -n 1", prog);
+	if (rc != 0)
+		tu_fail_log(log, "one token needs no tiles: want exit 0, got exit %d", rc);
+	free(log);
+}
+
 /* A program built for instructions this CPU lacks says so and exits non-zero. The
  * check runs before any model code, so only a host without AVX-512 can show it. */
 static void test_cpu_check(void **state)
@@ -769,6 +798,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_amx_emulated, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_hardware, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_refused, tu_teardown),
+		cmocka_unit_test_teardown(test_amx_denied, tu_teardown),
 		cmocka_unit_test_teardown(test_neon_qemu, tu_teardown),
 		cmocka_unit_test(test_cpu_check),
 		cmocka_unit_test_setup_teardown(test_cpu_mask, mask_setup, mask_teardown),

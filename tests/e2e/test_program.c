@@ -13,9 +13,17 @@
 static char gguf[1200], prog[1200], src[1200];
 static char pgguf[1200], pprog[1200]; /* the padded vocabulary */
 
+/* The Llama 3 chat tokens where Llama 3 has them, counted from BOS (the synthetic
+ * vocabulary's control tokens after BOS and EOS are reserved ones until renamed). */
+static const struct {
+	int at;
+	const char *name;
+} chat_tokens[] = {{6, "<|start_header_id|>"}, {7, "<|end_header_id|>"}, {9, "<|eot_id|>"}};
+
 /* A copy of in whose tokenizer keeps its first n tokens (the reserved control tokens at
- * the end go), every other key and tensor as they are. */
-static int write_padded(const char *in, const char *out, uint64_t n)
+ * the end go; with chat, the Llama 3 chat tokens renamed in at their places after bos),
+ * every other key and tensor as they are. */
+static int write_vocab(const char *in, const char *out, uint64_t n, int64_t chat_bos)
 {
 	BnErr e = {0};
 	GgufFile *f = gguf_open(in, &e);
@@ -35,6 +43,12 @@ static int write_padded(const char *in, const char *out, uint64_t n)
 					return -1;
 				strs[j] = strndup(s.ptr, (size_t)s.len);
 			}
+			for (size_t c = 0; chat_bos >= 0 && c < sizeof chat_tokens / sizeof chat_tokens[0];
+			     c++)
+				if ((uint64_t)(chat_bos + chat_tokens[c].at) < n) {
+					free(strs[chat_bos + chat_tokens[c].at]);
+					strs[chat_bos + chat_tokens[c].at] = strdup(chat_tokens[c].name);
+				}
 			gguf_writer_arr_str(w, kv->key, (const char *const *)strs, n);
 		} else if (!strcmp(kv->key, "tokenizer.ggml.token_type") ||
 			   !strcmp(kv->key, "tokenizer.ggml.scores")) {
@@ -62,8 +76,8 @@ static int write_padded(const char *in, const char *out, uint64_t n)
 	return rc;
 }
 
-/* 2 layers and a 600-token vocabulary (model.c kept in src); the same with a 590-token
- * tokenizer, built for the portable target (any host runs it). */
+/* 2 layers and a 600-token vocabulary with the Llama 3 chat tokens (model.c kept in src);
+ * the same with a 590-token tokenizer. */
 static int setup(void **state)
 {
 	(void)state;
@@ -73,16 +87,26 @@ static int setup(void **state)
 	snprintf(pgguf, sizeof pgguf, "%s", tu_tmp("prog_v600_t590.gguf"));
 	snprintf(pprog, sizeof pprog, "%s", tu_tmp("prog_v600_t590"));
 	char *log = NULL;
-	int rc = tu_run(&log, "rm -rf '%s' && '%s' mkmodel --layers 2 --vocab %d --seed 5 -o '%s' && "
-			"'%s' build '%s' -o '%s' --emit-c '%s'",
-			src, tu_bitnetc(), N_VOCAB, gguf, tu_bitnetc(), gguf, prog, src);
+	char raw[1200];
+	snprintf(raw, sizeof raw, "%s", tu_tmp("prog_v600_raw.gguf"));
+	int rc = tu_run(&log, "rm -rf '%s' && '%s' mkmodel --layers 2 --vocab %d --seed 5 -o '%s'",
+			src, tu_bitnetc(), N_VOCAB, raw);
+	/* BOS is the first control token: 600 - 16 reserved at the end of the vocabulary */
+	if (!rc)
+		rc = write_vocab(raw, gguf, N_VOCAB, N_VOCAB - 16);
+	if (!rc) {
+		free(log);
+		log = NULL;
+		rc = tu_run(&log, "'%s' build '%s' -o '%s' --emit-c '%s'", tu_bitnetc(), gguf, prog,
+			    src);
+	}
 	if (rc) {
-		fprintf(stderr, "making the model failed:\n%s\n", log);
+		fprintf(stderr, "making the model failed:\n%s\n", log ? log : "");
 		free(log);
 		return -1;
 	}
 	free(log);
-	return write_padded(gguf, pgguf, N_TOK) ? -1 : 0;
+	return write_vocab(gguf, pgguf, N_TOK, -1) ? -1 : 0;
 }
 
 /* Runs a shell command; fails the test unless it exits with want. Returns its output
@@ -314,6 +338,22 @@ static void test_nul(void **state)
 	free(out);
 }
 
+/* -cnv with a template whose special tokens the vocabulary lacks (the padded model's
+ * tokenizer ends before them) is refused, naming them; the full vocabulary chats. */
+static void test_chat_tokens(void **state)
+{
+	(void)state;
+	char *out = run_ok(2, "printf 'hello\\n' | '%s' -cnv --chat-template llama3 -n 2", pprog);
+	expect_has(out, "-cnv: the llama3 chat template needs <|start_header_id|>, "
+			"<|end_header_id|> and <|eot_id|>, which are not special tokens");
+	free(out);
+	out = run_ok(2, "printf 'hello\\n' | '%s' -cnv --chat-template bitnet -n 2", pprog);
+	expect_has(out, "the bitnet chat template needs <|eot_id|>");
+	free(out);
+	free(run_ok(0, "printf 'hello\\n' | '%s' -cnv --chat-template bitnet -n 2 --temp 0 "
+		       "2>/dev/null", prog));
+}
+
 /* Output to a full disk is an error in text mode and with a tokenizer, too. */
 static void test_output_full(void **state)
 {
@@ -336,6 +376,7 @@ int main(void)
 		cmocka_unit_test(test_nonfinite),
 		cmocka_unit_test(test_padded_vocab),
 		cmocka_unit_test(test_nul),
+		cmocka_unit_test(test_chat_tokens),
 		cmocka_unit_test(test_output_full),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test.sh - builds and runs every test: warnings as errors + ctest, and the host-dependent
 # tests with the host masked to lesser CPUs; again under ASan+UBSan; then the libFuzzer
-# build of the GGUF reader for 60 s. --quick: the first build + ctest only.
+# harnesses, 60 s in all. --quick: the first build + ctest only.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
@@ -99,5 +99,5 @@ fuzz() {
 	done
 	return "$frc"
 }
-step "fuzz_gguf (60 s)" fuzz
+step "fuzz (4 harnesses x 15 s)" fuzz
 finish

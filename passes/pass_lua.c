@@ -5,6 +5,9 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -57,6 +60,10 @@ typedef struct {
 	int line;                 /* 0: not yet in this segment */
 	int limit_code;           /* BN_EINVAL (time) or BN_ENOMEM once a limit was hit */
 	char limit[320];          /* then its whole message: a script cannot catch it */
+	/* The watchdog's view of the time limit (a thread: the hook cannot fire while one
+	 * call into C runs, e.g. a string pattern that backtracks for ever): nanoseconds of
+	 * earlier segments, and when this one began (0: outside the Lua code). */
+	atomic_llong wd_used, wd_t0;
 } Ctx;
 
 typedef struct {
@@ -179,8 +186,16 @@ static void limit_hook(lua_State *L, lua_Debug *ar)
 
 /* A segment of Lua running time (the script, then each Lua pass) begins or ends. The hook
  * first fires on the segment's first instruction, so a place is known from there on. */
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void limit_enter(Ctx *c)
 {
+	atomic_store(&c->wd_t0, now_ns());
 	c->t0 = now_s();
 	c->line = 0;
 	if (c->hooked)
@@ -190,6 +205,82 @@ static void limit_enter(Ctx *c)
 static void limit_leave(Ctx *c)
 {
 	c->used += now_s() - c->t0;
+	long long t0 = atomic_exchange(&c->wd_t0, 0);
+	if (t0)
+		atomic_fetch_add(&c->wd_used, now_ns() - t0);
+}
+
+/* The watchdog: the hook stops Lua code that runs past its time between instructions;
+ * one call into a C function of Lua's that runs on (a pattern that backtracks without
+ * end) is stopped here, a grace period later, by ending bitnetc (exit 2, with the
+ * message): nothing of the build is written while the pipeline runs. */
+typedef struct {
+	Ctx *c;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	pthread_t th;
+	bool running;
+} Watchdog;
+
+static void *watchdog_main(void *arg)
+{
+	Watchdog *w = arg;
+	Ctx *c = w->c;
+	double grace = c->budget / 4 > 2 ? c->budget / 4 : 2;
+	long long limit = (long long)((c->budget + grace) * 1e9);
+	pthread_mutex_lock(&w->mu);
+	while (!w->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+		long long t0 = atomic_load(&c->wd_t0);
+		if (w->stop || !t0 || atomic_load(&c->wd_used) + (now_ns() - t0) <= limit)
+			continue;
+		fprintf(stderr,
+			"bitnetc: %s: time limit: a pipeline's Lua may run for %g s, and it ran %g s "
+			"more inside one call into a library function (a string pattern that "
+			"backtracks?) that cannot be interrupted; stopping (--lua-timeout S raises the "
+			"limit, 0 removes it)\n",
+			c->script ? c->script : "default.lua", c->budget, grace);
+		_Exit(2);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void watchdog_start(Watchdog *w, Ctx *c)
+{
+	memset(w, 0, sizeof *w);
+	w->c = c;
+	if (c->budget <= 0)
+		return;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->running = pthread_create(&w->th, NULL, watchdog_main, w) == 0;
+	if (!w->running) {
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+	}
+}
+
+static void watchdog_stop(Watchdog *w)
+{
+	if (!w->running)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	w->running = false;
 }
 
 /* The state's allocator: refuses to grow past mem_limit (Lua then collects garbage and
@@ -1695,6 +1786,8 @@ int pass_pipeline_run(IrGraph *g, const char *script, const PassRunOpts *opts, B
 	lua_setallocf(L, limit_alloc, &c);
 	*(Ctx **)lua_getextraspace(L) = &c;
 	c.L = L;
+	Watchdog wd;
+	watchdog_start(&wd, &c);
 	lua_pushcfunction(L, msgh);
 	lua_pushcfunction(L, setup);
 	lua_pushlightuserdata(L, &c);
@@ -1708,6 +1801,7 @@ int pass_pipeline_run(IrGraph *g, const char *script, const PassRunOpts *opts, B
 		rc = run_steps(L, &c, g, p, ro, er);
 		p->running = false;
 	}
+	watchdog_stop(&wd);
 	lua_close(L);
 	return rc;
 }

@@ -530,6 +530,13 @@ static void test_driver_limits(void **state)
 		      "--lua-timeout 1", true,
 		      PARTS("pl_d_spin.lua:4: time limit", "may run for 1 s",
 			    "(--lua-timeout S raises the limit, 0 removes it)"));
+	/* one call into C that backtracks for ever: the hook cannot fire, the watchdog ends it */
+	expect_driver("pl_d_pattern.lua",
+		      HEAD "p:add('dce')\nlocal s = ('a'):rep(40)\n"
+			   "if s:find(('a*'):rep(40) .. 'b') then p:add('dce') end\nreturn p\n",
+		      "--lua-timeout 1", true,
+		      PARTS("pl_d_pattern.lua: time limit", "may run for 1 s",
+			    "cannot be interrupted", "(--lua-timeout S raises the limit"));
 	expect_driver("pl_d_hog.lua", HEAD "local t = {}\nwhile true do t[#t + 1] = {} end\nreturn p\n",
 		      "--lua-memory 4", true,
 		      PARTS("pl_d_hog.lua:4: not enough memory", "may hold 4 MiB",

@@ -69,17 +69,25 @@ static void hp_free(Hparams *h)
 	h->n_ff = h->n_head = h->n_head_kv = NULL;
 }
 
+/* "a, b, c" of the supported architectures, for a message. */
+static const char *arch_list(char *buf, size_t n)
+{
+	buf[0] = 0;
+	for (int i = 0; i < N_ARCH; i++)
+		snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", i ? ", " : "",
+			 arch_table[i].name);
+	return buf;
+}
+
 static int read_arch(const GgufFile *f, const BnmArch **out, BnErr *e)
 {
 	const char *key = "general.architecture";
 	const GgufKV *kv = gguf_find(f, key);
 	GgufStr s;
-	char list[128] = "";
-	for (int i = 0; i < N_ARCH; i++)
-		snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
-			 arch_table[i].name);
+	char list[128];
 	if (!kv)
-		return bn_err(e, BN_EFORMAT, "%s: %s: missing (supported: %s)", fpath(f), key, list);
+		return bn_err(e, BN_EFORMAT, "%s: %s: missing (supported: %s)", fpath(f), key,
+			      arch_list(list, sizeof list));
 	if (!gguf_value_str(&kv->val, &s))
 		return bn_err(e, BN_EFORMAT, "%s: %s: expected a string, found %s", fpath(f), key,
 			      gguf_type_name(kv->val.type));
@@ -91,7 +99,7 @@ static int read_arch(const GgufFile *f, const BnmArch **out, BnErr *e)
 	for (uint64_t i = 0; i < f->n_tensors; i++)
 		t36 |= f->tensors[i].ggml_type == 36;
 	return bn_err(e, BN_EUNSUPPORTED, "%s: %s: unknown architecture '%.*s' (supported: %s)%s",
-		      fpath(f), key, s.len > 64 ? 64 : (int)s.len, s.ptr, list,
+		      fpath(f), key, s.len > 64 ? 64 : (int)s.len, s.ptr, arch_list(list, sizeof list),
 		      t36 ? "; tensor type 36 is read as I2_S only for these" : "");
 }
 
@@ -543,13 +551,9 @@ static IrId ternarized(Ctx *c, const GgufTensor *t, int n_dims, const int64_t *n
 	ir_dequant(t->dtype, t->data, c->fbuf, n);
 	float scale;
 	int64_t bad = 0;
-	if (ir_ternarize(c->fbuf, n, t->dtype, &scale, &bad) == IR_TERN_NONFINITE) {
-		fail(c, BN_EFORMAT,
-		     "%s: %s: element %" PRId64 " (row %" PRId64 ", column %" PRId64
-		     ") is %g; float projection weights must be finite to be ternarized",
-		     fpath(c->f), t->name, bad, bad / ne[0], bad % ne[0], (double)c->fbuf[bad]);
-		return IR_NONE;
-	}
+	IrTernRule rule = ir_ternarize(c->fbuf, n, t->dtype, &scale, &bad);
+	BN_ASSERT(rule != IR_TERN_NONFINITE); /* check_values refused those first */
+	(void)rule;
 	ir_quant(IR_DT_I2_S, c->fbuf, dst, n);
 	IrId v = ir_value_const(c->g, t->name, IR_DT_I2_S, n_dims, ne, dst, nbytes);
 	if (v == IR_NONE)

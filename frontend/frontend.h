@@ -188,6 +188,8 @@ int bnm_tok_load_pre(const GgufFile *f, const char *force_pre, BnmTok *t, BnErr 
 /* The tokenizer.ggml.pre values whose split the runtime implements (Llama 3's),
  * NULL-terminated; the first is the one to suggest. */
 const char *const *bnm_tok_pres(void);
+/* "a, b, c" of bnm_tok_pres, for a message. */
+void bnm_tok_pres_list(char *buf, size_t n);
 bool bnm_tok_pre_supported(const char *pre);
 /* Whether the vocabulary has, as special tokens, what chat_template's text holds (e.g.
  * <|start_header_id|> for llama3); else nonzero and why says which are missing. No

@@ -51,8 +51,7 @@ bool bnm_tok_pre_supported(const char *pre)
 	return false;
 }
 
-/* "a, b, c" of the supported pre values. */
-static void pres_list(char *buf, size_t n)
+void bnm_tok_pres_list(char *buf, size_t n)
 {
 	size_t len = 0;
 	buf[0] = 0;
@@ -275,7 +274,7 @@ static int meta_pre(const GgufFile *f, TokMeta *m, const char *force_pre, char *
 		return 0;
 	}
 	char list[256];
-	pres_list(list, sizeof list);
+	bnm_tok_pres_list(list, sizeof list);
 	return bn_err(e, BN_EUNSUPPORTED,
 		      "%s: tokenizer.ggml.pre: unknown pre-tokenizer '%s': bitnetc splits text as "
 		      "Llama 3 does, which is right only for %s (--tokenizer-pre %s forces that "
@@ -357,7 +356,7 @@ int bnm_tok_load_pre(const GgufFile *f, const char *force_pre, BnmTok *t, BnErr 
 	t->bos = t->eos = -1;
 	if (force_pre && !bnm_tok_pre_supported(force_pre)) {
 		char list[256];
-		pres_list(list, sizeof list);
+		bnm_tok_pres_list(list, sizeof list);
 		return bn_err(e, BN_EINVAL, "unknown pre-tokenizer '%s' (supported: %s)", force_pre,
 			      list);
 	}

@@ -51,7 +51,6 @@ typedef struct {
 	int hook_mask;            /* count, and calls under a memory limit */
 	int hook_every;           /* the count's current period in instructions */
 	double budget;            /* seconds the Lua code may run, all segments together; 0: none */
-	double used, t0;          /* seconds of earlier segments; when this one began */
 	size_t mem_limit;         /* bytes the Lua state may hold; 0: none */
 	size_t mem_used;          /* bytes it holds */
 	bool mem_refused;         /* the limit refused an allocation */
@@ -60,9 +59,10 @@ typedef struct {
 	int line;                 /* 0: not yet in this segment */
 	int limit_code;           /* BN_EINVAL (time) or BN_ENOMEM once a limit was hit */
 	char limit[320];          /* then its whole message: a script cannot catch it */
-	/* The watchdog's view of the time limit (a thread: the hook cannot fire while one
-	 * call into C runs, e.g. a string pattern that backtracks for ever): nanoseconds of
-	 * earlier segments, and when this one began (0: outside the Lua code). */
+	/* The Lua code's running time, read by the hook and by the watchdog (a thread: the
+	 * hook cannot fire while one call into C runs, e.g. a string pattern that backtracks
+	 * for ever): nanoseconds of earlier segments, and when this one began (0: outside the
+	 * Lua code). */
 	atomic_llong wd_used, wd_t0;
 } Ctx;
 
@@ -101,11 +101,23 @@ static Ctx *get_ctx(lua_State *L)
 
 /* ---- limits ------------------------------------------------------------------------- */
 
-static double now_s(void)
+static long long now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static double now_s(void)
+{
+	return 1e-9 * (double)now_ns();
+}
+
+/* Nanoseconds the Lua code has run, all segments together (this one so far). */
+static long long lua_ran_ns(Ctx *c)
+{
+	long long t0 = atomic_load(&c->wd_t0);
+	return atomic_load(&c->wd_used) + (t0 ? now_ns() - t0 : 0);
 }
 
 /* "mine.lua:12": where the script was when the hook last ran, else the script. */
@@ -169,7 +181,7 @@ static void limit_hook(lua_State *L, lua_Debug *ar)
 	int every = c->mem_near ? 1 : HOOK_EVERY;
 	if (every != c->hook_every)
 		lua_sethook(L, limit_hook, c->hook_mask, c->hook_every = every);
-	if (!c->limit[0] && c->budget > 0 && c->used + (now_s() - c->t0) > c->budget) {
+	if (!c->limit[0] && c->budget > 0 && 1e-9 * (double)lua_ran_ns(c) > c->budget) {
 		char w[LUA_IDSIZE + 16];
 		limit_where(c, w, sizeof w);
 		c->limit_code = BN_EINVAL;
@@ -186,17 +198,9 @@ static void limit_hook(lua_State *L, lua_Debug *ar)
 
 /* A segment of Lua running time (the script, then each Lua pass) begins or ends. The hook
  * first fires on the segment's first instruction, so a place is known from there on. */
-static long long now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static void limit_enter(Ctx *c)
 {
 	atomic_store(&c->wd_t0, now_ns());
-	c->t0 = now_s();
 	c->line = 0;
 	if (c->hooked)
 		lua_sethook(c->L, limit_hook, c->hook_mask, c->hook_every = 1);
@@ -204,7 +208,6 @@ static void limit_enter(Ctx *c)
 
 static void limit_leave(Ctx *c)
 {
-	c->used += now_s() - c->t0;
 	long long t0 = atomic_exchange(&c->wd_t0, 0);
 	if (t0)
 		atomic_fetch_add(&c->wd_used, now_ns() - t0);
@@ -239,8 +242,7 @@ static void *watchdog_main(void *arg)
 			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_cond_timedwait(&w->cv, &w->mu, &ts);
-		long long t0 = atomic_load(&c->wd_t0);
-		if (w->stop || !t0 || atomic_load(&c->wd_used) + (now_ns() - t0) <= limit)
+		if (w->stop || !atomic_load(&c->wd_t0) || lua_ran_ns(c) <= limit)
 			continue;
 		fprintf(stderr,
 			"bitnetc: %s: time limit: a pipeline's Lua may run for %g s, and it ran %g s "

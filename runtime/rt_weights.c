@@ -22,7 +22,7 @@
 #define RT_HASH_MUL 0x9fb21c651e98df25ull  /* odd: the multiply is a bijection */
 #define RT_HASH_SEED 0x6a09e667f3bcc909ull
 
-static uint64_t rt_load_le64(const unsigned char *p)
+static uint64_t rt_get_le64(const unsigned char *p)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	uint64_t v;
@@ -56,7 +56,7 @@ static uint64_t rt_hash_mix(uint64_t x)
 static void rt_hash_stripe(uint64_t lane[4], const unsigned char *p)
 {
 	for (int i = 0; i < 4; i++)
-		lane[i] = rt_hash_round(lane[i], rt_load_le64(p + 8 * i));
+		lane[i] = rt_hash_round(lane[i], rt_get_le64(p + 8 * i));
 }
 
 void rt_hash_init(RtHash *h)
@@ -86,10 +86,10 @@ void rt_hash_update(RtHash *h, const void *data, uint64_t n)
 	/* the lanes in locals: four independent chains the CPU overlaps */
 	uint64_t a = h->lane[0], b = h->lane[1], c = h->lane[2], d = h->lane[3];
 	for (; n >= 32; p += 32, n -= 32) {
-		a = rt_hash_round(a, rt_load_le64(p));
-		b = rt_hash_round(b, rt_load_le64(p + 8));
-		c = rt_hash_round(c, rt_load_le64(p + 16));
-		d = rt_hash_round(d, rt_load_le64(p + 24));
+		a = rt_hash_round(a, rt_get_le64(p));
+		b = rt_hash_round(b, rt_get_le64(p + 8));
+		c = rt_hash_round(c, rt_get_le64(p + 16));
+		d = rt_hash_round(d, rt_get_le64(p + 24));
 	}
 	h->lane[0] = a, h->lane[1] = b, h->lane[2] = c, h->lane[3] = d;
 	memcpy(h->buf, p, (size_t)n);
@@ -105,11 +105,11 @@ uint64_t rt_hash_final(const RtHash *h)
 	 * (the total above already separates "ab" from "ab\0") */
 	unsigned i = 0;
 	for (; i + 8 <= h->nbuf; i += 8)
-		x = rt_hash_round(x, rt_load_le64(h->buf + i));
+		x = rt_hash_round(x, rt_get_le64(h->buf + i));
 	if (i < h->nbuf) {
 		unsigned char w[8] = {0};
 		memcpy(w, h->buf + i, h->nbuf - i);
-		x = rt_hash_round(x, rt_load_le64(w) ^ (uint64_t)(h->nbuf - i) << 59);
+		x = rt_hash_round(x, rt_get_le64(w) ^ (uint64_t)(h->nbuf - i) << 59);
 	}
 	return rt_hash_mix(x);
 }
@@ -126,14 +126,6 @@ static void rt_put_le64(unsigned char *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
 		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t rt_get_le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
 }
 
 void rt_weights_trailer_pack(unsigned char out[32], uint64_t offset, uint64_t size, uint64_t hash)

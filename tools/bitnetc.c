@@ -517,12 +517,10 @@ static int chat_template_id(const char *name)
 /* --tokenizer-pre NAME: a pre-tokenizer bitnetc implements, else a usage error listing them. */
 static bool tokenizer_pre_ok(const char *cmd, const char *name)
 {
-	char list[256] = "";
-	size_t len = 0;
+	char list[256];
 	if (bnm_tok_pre_supported(name))
 		return true;
-	for (const char *const *p = bnm_tok_pres(); *p && len < sizeof list; p++)
-		len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "", *p);
+	bnm_tok_pres_list(list, sizeof list);
 	usage_err(cmd, "--tokenizer-pre: unknown pre-tokenizer '%s' (bitnetc has the Llama 3 "
 		  "split, named %s)", name, list);
 	return false;

@@ -251,20 +251,25 @@ void cg_cleanup_reaped(pid_t pid)
 
 /* ---- outputs replaced by rename -------------------------------------------------- */
 
+/* path's directory into dir: "." for a bare name, "/" for a name at the root. Returns its
+ * last component (a pointer into path). */
+static const char *path_dir(const char *path, char *dir, size_t n)
+{
+	snprintf(dir, n, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash) {
+		snprintf(dir, n, ".");
+		return path;
+	}
+	const char *base = path + (slash - dir) + 1;
+	slash[slash == dir] = 0;
+	return base;
+}
+
 int cg_out_temp(const char *dest, char *tmp, size_t n, int *slot, BnErr *e)
 {
-	char a[4096], b[4096];
-	snprintf(a, sizeof a, "%s", dest);
-	snprintf(b, sizeof b, "%s", dest);
-	const char *slash = strrchr(a, '/');
-	const char *base = slash ? slash + 1 : a;
-	if (slash) {
-		b[slash - a] = 0;
-		if (!b[0])
-			snprintf(b, sizeof b, "/");
-	} else {
-		snprintf(b, sizeof b, ".");
-	}
+	char b[4096];
+	const char *base = path_dir(dest, b, sizeof b);
 	/* absolute: the compiler runs in another directory */
 	char *abs = realpath(b, NULL);
 	if (!abs)
@@ -338,27 +343,16 @@ static bool file_id(const char *path, FileId *id)
 	}
 	char a[4096], b[4096];
 	snprintf(a, sizeof a, "%s", path);
-	snprintf(b, sizeof b, "%s", path);
 	size_t l = strlen(a);
-	while (l > 1 && a[l - 1] == '/') {
-		l--;
-		a[l] = b[l] = 0;
-	}
-	const char *slash = strrchr(a, '/');
-	if (slash) {
-		b[slash - a] = 0;
-		if (!b[0])
-			snprintf(b, sizeof b, "/");
-	} else {
-		snprintf(b, sizeof b, ".");
-	}
+	while (l > 1 && a[l - 1] == '/')
+		a[--l] = 0;
+	const char *base = path_dir(a, b, sizeof b);
 	if (stat(b, &st) != 0 || !S_ISDIR(st.st_mode))
 		return false;
 	id->dev = st.st_dev;
 	id->ino = st.st_ino;
 	/* a longer name cannot be created there */
-	return snprintf(id->name, sizeof id->name, "%s", slash ? slash + 1 : a) <
-	       (int)sizeof id->name;
+	return snprintf(id->name, sizeof id->name, "%s", base) < (int)sizeof id->name;
 }
 
 static bool file_same(const FileId *a, const FileId *b)

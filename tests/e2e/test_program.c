@@ -111,44 +111,14 @@ static int setup(void **state)
 
 /* Runs a shell command; fails the test unless it exits with want. Returns its output
  * (stdout and stderr). */
-static char *run_ok(int want, const char *fmt, ...) BN_PRINTF(2, 3);
-
-static char *run_ok(int want, const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	char *out = NULL;
-	int rc = tu_run(&out, "{ %s; }", cmd);
-	if (rc != want)
-		fail_msg("%s: exit %d (want %d):\n%s", cmd, rc, want, out ? out : "");
-	return out;
-}
-
-static void expect_has(const char *out, const char *frag)
-{
-	if (!strstr(out, frag))
-		fail_msg("output lacks \"%s\":\n%s", frag, out);
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* The program's bytes; *pay gets the payload's file offset (from the trailer). */
 static uint8_t *read_prog(const char *path, size_t *n, uint64_t *pay, uint64_t *size)
 {
 	uint8_t *b = tu_read_file(path, n);
 	assert_non_null(b);
 	assert_true(*n > 32 && memcmp(b + *n - 32, "BNWEIGHT", 8) == 0);
-	*pay = le64(b + *n - 24);
-	*size = le64(b + *n - 16);
+	*pay = tu_le64(b + *n - 24);
+	*size = tu_le64(b + *n - 16);
 	return b;
 }
 
@@ -189,7 +159,7 @@ static uint64_t weight_after(const char *node, const char *call)
 static void test_verify(void **state)
 {
 	(void)state;
-	char *out = run_ok(0, "'%s' --verify", prog);
+	char *out = tu_run_ok(0, "'%s' --verify", prog);
 	if (strncmp(out, "weights OK (", 12) != 0 || !strstr(out, " MiB, ") || !strstr(out, "GB/s)"))
 		fail_msg("--verify: %s", out);
 	free(out);
@@ -203,13 +173,13 @@ static void test_verify(void **state)
 	memcpy(w + size, b + n - 32, 32);
 	memset(w + size + 8, 0, 8); /* offset 0 */
 	assert_int_equal(tu_write_file(wf, w, size + 32), 0);
-	out = run_ok(0, "'%s' --weights-file '%s' --verify", prog, wf);
-	expect_has(out, "weights OK");
+	out = tu_run_ok(0, "'%s' --weights-file '%s' --verify", prog, wf);
+	tu_expect_has(out, "weights OK");
 	free(out);
 	w[size / 2] ^= 0x01;
 	assert_int_equal(tu_write_file(wbad, w, size + 32), 0);
-	out = run_ok(2, "'%s' --weights-file '%s' --verify", prog, wbad);
-	expect_has(out, "prog_v600_weights_bad.bin: the weights payload is damaged");
+	out = tu_run_ok(2, "'%s' --weights-file '%s' --verify", prog, wbad);
+	tu_expect_has(out, "prog_v600_weights_bad.bin: the weights payload is damaged");
 	free(out);
 	free(w);
 	/* a flipped byte in the middle of the appended payload */
@@ -217,10 +187,10 @@ static void test_verify(void **state)
 	b[pay + size / 3] ^= 0x80;
 	write_prog(bad, b, n);
 	free(b);
-	out = run_ok(0, "'%s' --tokens 1,2 -n 2 --temp 0 2>/dev/null", bad);
+	out = tu_run_ok(0, "'%s' --tokens 1,2 -n 2 --temp 0 2>/dev/null", bad);
 	free(out);
-	out = run_ok(2, "'%s' --verify", bad);
-	expect_has(out, "the weights payload is damaged");
+	out = tu_run_ok(2, "'%s' --verify", bad);
+	tu_expect_has(out, "the weights payload is damaged");
 	if (strstr(out, "weights OK"))
 		fail_msg("--verify passed a flipped byte: %s", out);
 	free(out);
@@ -240,16 +210,16 @@ static void test_nonfinite(void **state)
 	b[pay + emb + 7 * 256 * 2 + 21] = 0x7e;
 	const char *nan = tu_tmp("prog_v600_nan");
 	write_prog(nan, b, n);
-	char *out = run_ok(2, "'%s' --tokens 3,7,5 -n 4 --temp 0", nan);
-	expect_has(out, "the embedding row of token 7 (position 1) is not finite");
+	char *out = tu_run_ok(2, "'%s' --tokens 3,7,5 -n 4 --temp 0", nan);
+	tu_expect_has(out, "the embedding row of token 7 (position 1) is not finite");
 	free(out);
-	out = run_ok(2, "'%s' --tokens 3,7,5 -n 4 --temp 0 -ub 1", nan);
-	expect_has(out, "token 7 (position 1)");
+	out = tu_run_ok(2, "'%s' --tokens 3,7,5 -n 4 --temp 0 -ub 1", nan);
+	tu_expect_has(out, "token 7 (position 1)");
 	free(out);
 	/* the head shares the embedding table (no output.weight): row 7 makes logit 7 NaN
 	 * for every token, which the runtime's check of the logits rows catches */
-	out = run_ok(2, "'%s' --tokens 3,5 -n 2 --temp 0", nan);
-	expect_has(out, "the logits of position 1 (token 5) are NaN or Inf");
+	out = tu_run_ok(2, "'%s' --tokens 3,5 -n 2 --temp 0", nan);
+	tu_expect_has(out, "the logits of position 1 (token 5) are NaN or Inf");
 	free(out);
 	free(b);
 
@@ -263,20 +233,20 @@ static void test_nonfinite(void **state)
 	const char *ovf = tu_tmp("prog_v600_overflow");
 	write_prog(ovf, b, n);
 	free(b);
-	out = run_ok(2, "'%s' --tokens 3 -n 2 --temp 0", ovf);
-	expect_has(out, "activations went NaN or Inf in layer 1 at position 0 (token 3)");
+	out = tu_run_ok(2, "'%s' --tokens 3 -n 2 --temp 0", ovf);
+	tu_expect_has(out, "activations went NaN or Inf in layer 1 at position 0 (token 3)");
 	free(out);
-	out = run_ok(2, "'%s' --tokens 3,4,5,6 -n 2 --temp 0 --logits-out /dev/null", ovf);
-	expect_has(out, "in layer 1 at position 0 (token 3)");
+	out = tu_run_ok(2, "'%s' --tokens 3,4,5,6 -n 2 --temp 0 --logits-out /dev/null", ovf);
+	tu_expect_has(out, "in layer 1 at position 0 (token 3)");
 	free(out);
-	out = run_ok(2, "'%s' -p hello -n 2 --temp 0", ovf);
-	expect_has(out, "in layer 1 at position 0");
+	out = tu_run_ok(2, "'%s' -p hello -n 2 --temp 0", ovf);
+	tu_expect_has(out, "in layer 1 at position 0");
 	free(out);
-	out = run_ok(2, "'%s' --bench --pp 8 --tg 8 --reps 1", ovf);
-	expect_has(out, "in layer 1");
+	out = tu_run_ok(2, "'%s' --bench --pp 8 --tg 8 --reps 1", ovf);
+	tu_expect_has(out, "in layer 1");
 	free(out);
-	out = run_ok(2, "echo hello | '%s' -cnv --chat-template llama3", ovf);
-	expect_has(out, "in layer 1");
+	out = tu_run_ok(2, "echo hello | '%s' -cnv --chat-template llama3", ovf);
+	tu_expect_has(out, "in layer 1");
 	free(out);
 }
 
@@ -285,18 +255,18 @@ static void test_nonfinite(void **state)
 static void test_padded_vocab(void **state)
 {
 	(void)state;
-	char *out = run_ok(0, "'%s' build '%s' -o '%s' --target cpu-generic -O1", tu_bitnetc(),
+	char *out = tu_run_ok(0, "'%s' build '%s' -o '%s' --target cpu-generic -O1", tu_bitnetc(),
 			   pgguf, pprog);
-	expect_has(out, "tokenizer gpt2: 590 tokens");
-	expect_has(out, "note: 10 embedding rows have no token; they are never sampled");
+	tu_expect_has(out, "tokenizer gpt2: 590 tokens");
+	tu_expect_has(out, "note: 10 embedding rows have no token; they are never sampled");
 	free(out);
-	out = run_ok(0, "'%s' --info", pprog);
-	expect_has(out, "n_vocab:     600");
-	expect_has(out, "tokenizer:   590 tokens");
+	out = tu_run_ok(0, "'%s' --info", pprog);
+	tu_expect_has(out, "n_vocab:     600");
+	tu_expect_has(out, "tokenizer:   590 tokens");
 	free(out);
 	/* near-uniform draws (temperature 1000, no truncation): 1500 of them would hit one of
 	 * the 10 padded ids with probability 1 - (590/600)^1500 (> 0.9999999) */
-	out = run_ok(0, "'%s' -p hi --show-ids -n 1500 -c 1600 --ignore-eos --temp 1000 "
+	out = tu_run_ok(0, "'%s' -p hi --show-ids -n 1500 -c 1600 --ignore-eos --temp 1000 "
 			"--top-k 0 --top-p 1 --min-p 0 --seed 11 -t 2 2>/dev/null",
 		     pprog);
 	int count = 0, max = -1;
@@ -321,20 +291,20 @@ static void test_nul(void **state)
 	(void)state;
 	const char *f = tu_tmp("prog_nul.txt");
 	assert_int_equal(tu_write_file(f, "ab\0cd", 5), 0);
-	char *out = run_ok(1, "'%s' -f '%s' -n 1", prog, f);
-	expect_has(out, "prog_nul.txt: byte 2 is a NUL");
+	char *out = tu_run_ok(1, "'%s' -f '%s' -n 1", prog, f);
+	tu_expect_has(out, "prog_nul.txt: byte 2 is a NUL");
 	free(out);
-	out = run_ok(1, "printf 'hello\\nab\\000cd\\n' | '%s' -cnv --chat-template llama3 -n 2 "
+	out = tu_run_ok(1, "printf 'hello\\nab\\000cd\\n' | '%s' -cnv --chat-template llama3 -n 2 "
 			"--temp 0", prog);
-	expect_has(out, "-cnv: input line 2 has a NUL at byte 2");
+	tu_expect_has(out, "-cnv: input line 2 has a NUL at byte 2");
 	free(out);
 	/* without NUL, both run */
 	assert_int_equal(tu_write_file(f, "abcd", 4), 0);
-	free(run_ok(0, "'%s' -f '%s' -n 1 --temp 0 2>/dev/null", prog, f));
-	free(run_ok(0, "printf 'hello\\n' | '%s' -cnv --chat-template llama3 -n 2 --temp 0 "
+	free(tu_run_ok(0, "'%s' -f '%s' -n 1 --temp 0 2>/dev/null", prog, f));
+	free(tu_run_ok(0, "printf 'hello\\n' | '%s' -cnv --chat-template llama3 -n 2 --temp 0 "
 		       "2>/dev/null", prog));	/* stdin that cannot be read is an error, not the end of the conversation */
-	out = run_ok(2, "'%s' -cnv --chat-template llama3 < /", prog);
-	expect_has(out, "cannot read the conversation from standard input: Is a directory");
+	out = tu_run_ok(2, "'%s' -cnv --chat-template llama3 < /", prog);
+	tu_expect_has(out, "cannot read the conversation from standard input: Is a directory");
 	free(out);
 }
 
@@ -343,14 +313,14 @@ static void test_nul(void **state)
 static void test_chat_tokens(void **state)
 {
 	(void)state;
-	char *out = run_ok(2, "printf 'hello\\n' | '%s' -cnv --chat-template llama3 -n 2", pprog);
-	expect_has(out, "-cnv: the llama3 chat template needs <|start_header_id|>, "
+	char *out = tu_run_ok(2, "printf 'hello\\n' | '%s' -cnv --chat-template llama3 -n 2", pprog);
+	tu_expect_has(out, "-cnv: the llama3 chat template needs <|start_header_id|>, "
 			"<|end_header_id|> and <|eot_id|>, which are not special tokens");
 	free(out);
-	out = run_ok(2, "printf 'hello\\n' | '%s' -cnv --chat-template bitnet -n 2", pprog);
-	expect_has(out, "the bitnet chat template needs <|eot_id|>");
+	out = tu_run_ok(2, "printf 'hello\\n' | '%s' -cnv --chat-template bitnet -n 2", pprog);
+	tu_expect_has(out, "the bitnet chat template needs <|eot_id|>");
 	free(out);
-	free(run_ok(0, "printf 'hello\\n' | '%s' -cnv --chat-template bitnet -n 2 --temp 0 "
+	free(tu_run_ok(0, "printf 'hello\\n' | '%s' -cnv --chat-template bitnet -n 2 --temp 0 "
 		       "2>/dev/null", prog));
 }
 
@@ -360,12 +330,12 @@ static void test_output_full(void **state)
 	(void)state;
 	if (tu_run(NULL, "test -c /dev/full && ! echo x > /dev/full") != 0)
 		skip(); /* no /dev/full on this host */
-	char *out = run_ok(2, "'%s' -p hello -n 4 --temp 0 2>&1 >/dev/full", prog);
-	expect_has(out, "cannot write to standard output");
+	char *out = tu_run_ok(2, "'%s' -p hello -n 4 --temp 0 2>&1 >/dev/full", prog);
+	tu_expect_has(out, "cannot write to standard output");
 	free(out);
-	out = run_ok(2, "echo hello | '%s' -cnv --chat-template llama3 -n 4 --temp 0 2>&1 "
+	out = tu_run_ok(2, "echo hello | '%s' -cnv --chat-template llama3 -n 4 --temp 0 2>&1 "
 			">/dev/full", prog);
-	expect_has(out, "cannot write to standard output");
+	tu_expect_has(out, "cannot write to standard output");
 	free(out);
 }
 

@@ -25,28 +25,6 @@ static int setup(void **state)
 }
 
 /* Runs a shell command; fails the test unless it exits with want. Returns its output. */
-static char *run_ok(int want, const char *fmt, ...) BN_PRINTF(2, 3);
-
-static char *run_ok(int want, const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	char *out = NULL;
-	int rc = tu_run(&out, "{ %s; }", cmd); /* so that the command's own 2>... win */
-	if (rc != want)
-		fail_msg("%s: exit %d (want %d):\n%s", cmd, rc, want, out ? out : "");
-	return out;
-}
-
-static void expect_has(const char *out, const char *frag)
-{
-	if (!strstr(out, frag))
-		fail_msg("output lacks \"%s\":\n%s", frag, out);
-}
-
 static int count_lines(const char *s)
 {
 	int n = 0;
@@ -81,7 +59,7 @@ static void test_tokenize(void **state)
 			if (*c != ' ')
 				*w++ = *c;
 		*w = 0;
-		char *out = run_ok(0, "'%s' tokenize '%s' '%s' --no-bos", tu_bitnetc(), gguf, t);
+		char *out = tu_run_ok(0, "'%s' tokenize '%s' '%s' --no-bos", tu_bitnetc(), gguf, t);
 		out[strcspn(out, "\n")] = 0;
 		if (strcmp(out, want))
 			fail_msg("tokenize \"%s\": %s, want %s", t, out, want);
@@ -91,13 +69,13 @@ static void test_tokenize(void **state)
 	free(buf);
 	assert_int_equal(checked, 12);
 	/* BOS by default; special-token text parsed unless --no-special */
-	char *out = run_ok(0, "'%s' tokenize '%s' 'Hello, world'", tu_bitnetc(), gguf);
+	char *out = tu_run_ok(0, "'%s' tokenize '%s' 'Hello, world'", tu_bitnetc(), gguf);
 	assert_string_equal(out, "128000,9906,11,1917\n");
 	free(out);
-	out = run_ok(0, "'%s' tokenize '%s' 'Hello<|eot_id|>' --no-bos", tu_bitnetc(), gguf);
+	out = tu_run_ok(0, "'%s' tokenize '%s' 'Hello<|eot_id|>' --no-bos", tu_bitnetc(), gguf);
 	assert_string_equal(out, "9906,128009\n");
 	free(out);
-	out = run_ok(0, "'%s' tokenize '%s' 'Hello<|eot_id|>' --no-bos --no-special", tu_bitnetc(),
+	out = tu_run_ok(0, "'%s' tokenize '%s' 'Hello<|eot_id|>' --no-bos --no-special", tu_bitnetc(),
 		     gguf);
 	assert_string_equal(out, "9906,27,91,68,354,851,91,29\n");
 	free(out);
@@ -107,18 +85,18 @@ static void test_tokenize(void **state)
 static void test_prompt(void **state)
 {
 	(void)state;
-	char *out = run_ok(0, "'%s' -p 'Hello, world' -n 8 --seed 1 2>/dev/null", prog);
+	char *out = tu_run_ok(0, "'%s' -p 'Hello, world' -n 8 --seed 1 2>/dev/null", prog);
 	if (strlen(out) < 2 || out[strlen(out) - 1] != '\n')
 		fail_msg("-p: no text: \"%s\"", out);
 	free(out);
-	out = run_ok(0, "'%s' -p 'Hello, world' -n 3 --temp 0 --ignore-eos --show-ids -v 2>&1", prog);
-	expect_has(out, "prompt: 4 tokens: 128000,9906,11,1917\n");
+	out = tu_run_ok(0, "'%s' -p 'Hello, world' -n 3 --temp 0 --ignore-eos --show-ids -v 2>&1", prog);
+	tu_expect_has(out, "prompt: 4 tokens: 128000,9906,11,1917\n");
 	free(out);
 	/* the text prompt and the same ids give the same logits and the same greedy ids */
 	const char *la = tu_tmp("text_a.f32"), *lb = tu_tmp("text_b.f32");
-	char *a = run_ok(0, "'%s' -p 'Hello, world' -n 3 --temp 0 --ignore-eos --show-ids "
+	char *a = tu_run_ok(0, "'%s' -p 'Hello, world' -n 3 --temp 0 --ignore-eos --show-ids "
 			 "--logits-out '%s' 2>/dev/null", prog, la);
-	char *b = run_ok(0, "'%s' --tokens 128000,9906,11,1917 -n 3 --temp 0 --ignore-eos "
+	char *b = tu_run_ok(0, "'%s' --tokens 128000,9906,11,1917 -n 3 --temp 0 --ignore-eos "
 			 "--logits-out '%s' 2>/dev/null", prog, lb);
 	assert_string_equal(a, b);
 	free(a);
@@ -133,38 +111,38 @@ static void test_prompt(void **state)
 	free(xa);
 	free(xb);
 	/* special-token text: parsed, or kept as text */
-	out = run_ok(0, "'%s' -p 'Hi<|eot_id|>' -n 0 -v 2>&1", prog);
-	expect_has(out, "prompt: 3 tokens: 128000,13347,128009\n");
+	out = tu_run_ok(0, "'%s' -p 'Hi<|eot_id|>' -n 0 -v 2>&1", prog);
+	tu_expect_has(out, "prompt: 3 tokens: 128000,13347,128009\n");
 	free(out);
-	out = run_ok(0, "'%s' -p 'Hi<|eot_id|>' --no-parse-special -n 0 -v 2>&1", prog);
-	expect_has(out, "prompt: 9 tokens: 128000,13347,27,91,68,354,851,91,29\n");
+	out = tu_run_ok(0, "'%s' -p 'Hi<|eot_id|>' --no-parse-special -n 0 -v 2>&1", prog);
+	tu_expect_has(out, "prompt: 9 tokens: 128000,13347,27,91,68,354,851,91,29\n");
 	free(out);
 	/* an empty prompt is BOS alone; invalid UTF-8 falls back to byte tokens */
-	out = run_ok(0, "'%s' -p '' -n 2 -v 2>&1", prog);
-	expect_has(out, "prompt: 1 tokens: 128000\n");
+	out = tu_run_ok(0, "'%s' -p '' -n 2 -v 2>&1", prog);
+	tu_expect_has(out, "prompt: 1 tokens: 128000\n");
 	free(out);
-	out = run_ok(0, "'%s' -p \"$(printf 'a\\377\\376b\\303')\" -n 4 -v 2>&1", prog);
-	expect_has(out, "prompt: ");
+	out = tu_run_ok(0, "'%s' -p \"$(printf 'a\\377\\376b\\303')\" -n 4 -v 2>&1", prog);
+	tu_expect_has(out, "prompt: ");
 	free(out);
 	/* a prompt file is text too */
 	const char *pf = tu_tmp("text_prompt.txt");
 	tu_write_file(pf, "Hello, world", 12);
-	out = run_ok(0, "'%s' -f '%s' -n 0 -v 2>&1", prog, pf);
-	expect_has(out, "prompt: 4 tokens: 128000,9906,11,1917\n");
+	out = tu_run_ok(0, "'%s' -f '%s' -n 0 -v 2>&1", prog, pf);
+	tu_expect_has(out, "prompt: 4 tokens: 128000,9906,11,1917\n");
 	free(out);
 }
 
 static void test_info(void **state)
 {
 	(void)state;
-	char *out = run_ok(0, "'%s' --info", prog);
-	expect_has(out, "tokenizer:   128256 tokens");
-	expect_has(out, "bos:         128000 (added to prompts)");
-	expect_has(out, "eog:         128001 <|end_of_text|> 128009 <|eot_id|>");
-	expect_has(out, "chat:        bitnet");
+	char *out = tu_run_ok(0, "'%s' --info", prog);
+	tu_expect_has(out, "tokenizer:   128256 tokens");
+	tu_expect_has(out, "bos:         128000 (added to prompts)");
+	tu_expect_has(out, "eog:         128001 <|end_of_text|> 128009 <|eot_id|>");
+	tu_expect_has(out, "chat:        bitnet");
 	free(out);
-	out = run_ok(0, "'%s' --info --chat-template llama3", prog);
-	expect_has(out, "chat:        llama3 (--chat-template)");
+	out = tu_run_ok(0, "'%s' --info --chat-template llama3", prog);
+	tu_expect_has(out, "chat:        llama3 (--chat-template)");
 	free(out);
 }
 
@@ -173,21 +151,21 @@ static void test_info(void **state)
 static void test_chat(void **state)
 {
 	(void)state;
-	char *out = run_ok(0, "printf 'Hi there\\nHow are you?\\n/exit\\nnot read\\n' | '%s' -cnv "
+	char *out = tu_run_ok(0, "printf 'Hi there\\nHow are you?\\n/exit\\nnot read\\n' | '%s' -cnv "
 			   "-sys 'Be brief.' -n 4 --temp 0 --ignore-eos --show-ids -v 2>&1 >/dev/null",
 			   prog);
-	expect_has(out, "turn 1: evaluated 15 tokens at positions 0..14\n");
+	tu_expect_has(out, "turn 1: evaluated 15 tokens at positions 0..14\n");
 	/* <|eot_id|> closing the reply, "User: How are you?<|eot_id|>Assistant: " */
-	expect_has(out, "turn 2: evaluated 11 tokens at positions 19..29\n");
+	tu_expect_has(out, "turn 2: evaluated 11 tokens at positions 19..29\n");
 	if (strstr(out, "turn 3"))
 		fail_msg("a line after /exit was read:\n%s", out);
 	free(out);
-	out = run_ok(0, "printf 'Hi there\\nHow are you?\\n' | '%s' -cnv -n 4 --temp 0 "
+	out = tu_run_ok(0, "printf 'Hi there\\nHow are you?\\n' | '%s' -cnv -n 4 --temp 0 "
 		     "--ignore-eos --show-ids 2>/dev/null", prog);
 	assert_int_equal(count_lines(out), 2);
 	free(out);
 	/* as text, to the end of input */
-	out = run_ok(0, "printf 'Hi there\\nHow are you?' | '%s' -cnv -n 6 --seed 2 2>/dev/null",
+	out = tu_run_ok(0, "printf 'Hi there\\nHow are you?' | '%s' -cnv -n 6 --seed 2 2>/dev/null",
 		     prog);
 	assert_true(strlen(out) > 2);
 	free(out);
@@ -197,15 +175,15 @@ static void test_chat(void **state)
 static void test_reset(void **state)
 {
 	(void)state;
-	char *out = run_ok(0, "printf 'Hi\\n/reset\\nHi\\nHi\\n' | '%s' -cnv -n 5 --temp 0 "
+	char *out = tu_run_ok(0, "printf 'Hi\\n/reset\\nHi\\nHi\\n' | '%s' -cnv -n 5 --temp 0 "
 			   "--ignore-eos --show-ids 2>/dev/null", prog);
 	char *l1 = out, *l2 = strchr(l1, '\n') + 1, *l3 = strchr(l2, '\n') + 1;
 	assert_int_equal(count_lines(out), 3);
 	assert_memory_equal(l1, l2, (size_t)(l2 - l1));
 	free(out);
-	out = run_ok(0, "printf 'Hi\\n/reset\\nHi\\n' | '%s' -cnv -n 5 --temp 0 --ignore-eos -v "
+	out = tu_run_ok(0, "printf 'Hi\\n/reset\\nHi\\n' | '%s' -cnv -n 5 --temp 0 --ignore-eos -v "
 		     "2>&1 >/dev/null", prog);
-	expect_has(out, "conversation reset");
+	tu_expect_has(out, "conversation reset");
 	const char *t2 = strstr(out, "turn 2: evaluated");
 	assert_non_null(t2);
 	assert_non_null(strstr(t2, "at positions 0.."));
@@ -217,9 +195,9 @@ static void test_reset(void **state)
 static void test_context_full(void **state)
 {
 	(void)state;
-	char *out = run_ok(0, "printf 'Hi\\nHi\\nHi\\n' | '%s' -cnv -c 24 -n 8 --temp 0 "
+	char *out = tu_run_ok(0, "printf 'Hi\\nHi\\nHi\\n' | '%s' -cnv -c 24 -n 8 --temp 0 "
 			   "--ignore-eos -v 2>&1 >/dev/null", prog);
-	expect_has(out, "is full: starting a new conversation");
+	tu_expect_has(out, "is full: starting a new conversation");
 	free(out);
 }
 
@@ -227,30 +205,30 @@ static void test_context_full(void **state)
 static void test_templates(void **state)
 {
 	(void)state;
-	char *out = run_ok(0, "printf 'Hi\\n' | '%s' -cnv --chat-template llama3 -n 2 --temp 0 "
+	char *out = tu_run_ok(0, "printf 'Hi\\n' | '%s' -cnv --chat-template llama3 -n 2 --temp 0 "
 			   "--ignore-eos -v 2>&1 >/dev/null", prog);
 	/* BOS; <|start_header_id|> user <|end_header_id|> "\n\n" Hi <|eot_id|>; the assistant's
 	 * header: 3 + "\n\n" */
-	expect_has(out, "turn 1: evaluated 11 tokens at positions 0..10\n");
+	tu_expect_has(out, "turn 1: evaluated 11 tokens at positions 0..10\n");
 	free(out);
 	const char *p2 = tu_tmp("text_l3_notmpl"), *p3 = tu_tmp("text_l3_notok");
-	free(run_ok(0, "'%s' build '%s' -o '%s' --chat-template none", tu_bitnetc(), gguf, p2));
-	out = run_ok(1, "printf 'Hi\\n' | '%s' -cnv 2>&1", p2);
-	expect_has(out, "--chat-template");
+	free(tu_run_ok(0, "'%s' build '%s' -o '%s' --chat-template none", tu_bitnetc(), gguf, p2));
+	out = tu_run_ok(1, "printf 'Hi\\n' | '%s' -cnv 2>&1", p2);
+	tu_expect_has(out, "--chat-template");
 	free(out);
-	free(run_ok(0, "printf 'Hi\\n' | '%s' -cnv --chat-template bitnet -n 2 2>&1", p2));
-	out = run_ok(0, "'%s' build '%s' -o '%s' --no-tokenizer", tu_bitnetc(), gguf, p3);
-	expect_has(out, "no tokenizer (--no-tokenizer)");
+	free(tu_run_ok(0, "printf 'Hi\\n' | '%s' -cnv --chat-template bitnet -n 2 2>&1", p2));
+	out = tu_run_ok(0, "'%s' build '%s' -o '%s' --no-tokenizer", tu_bitnetc(), gguf, p3);
+	tu_expect_has(out, "no tokenizer (--no-tokenizer)");
 	free(out);
-	out = run_ok(1, "'%s' -p 'Hello' 2>&1", p3);
-	expect_has(out, "without a tokenizer");
+	out = tu_run_ok(1, "'%s' -p 'Hello' 2>&1", p3);
+	tu_expect_has(out, "without a tokenizer");
 	free(out);
-	out = run_ok(0, "'%s' -p '128000 9906' -n 2 --temp 0 --ignore-eos 2>/dev/null", p3);
+	out = tu_run_ok(0, "'%s' -p '128000 9906' -n 2 --temp 0 --ignore-eos 2>/dev/null", p3);
 	assert_int_equal(count_lines(out), 1);
 	free(out);
-	out = run_ok(1, "'%s' build '%s' -o '%s' --chat-template chatml 2>&1", tu_bitnetc(), gguf,
+	out = tu_run_ok(1, "'%s' build '%s' -o '%s' --chat-template chatml 2>&1", tu_bitnetc(), gguf,
 		     p2);
-	expect_has(out, "unknown template 'chatml'");
+	tu_expect_has(out, "unknown template 'chatml'");
 	free(out);
 }
 
@@ -260,15 +238,15 @@ static void test_tiny_vocab(void **state)
 {
 	(void)state;
 	const char *g = tu_tmp("text_tiny.gguf"), *p = tu_tmp("text_tiny");
-	free(run_ok(0, "'%s' mkmodel --shape tiny --seed 1 -o '%s' && '%s' build '%s' -o '%s'",
+	free(tu_run_ok(0, "'%s' mkmodel --shape tiny --seed 1 -o '%s' && '%s' build '%s' -o '%s'",
 		    tu_bitnetc(), g, tu_bitnetc(), g, p));
-	char *a = run_ok(0, "'%s' --tokens 1,2,3 -n 4 --temp 0 --ignore-eos 2>/dev/null", p);
-	char *b = run_ok(0, "'%s' run '%s' --tokens 1,2,3 -n 4 --ignore-eos 2>/dev/null",
+	char *a = tu_run_ok(0, "'%s' --tokens 1,2,3 -n 4 --temp 0 --ignore-eos 2>/dev/null", p);
+	char *b = tu_run_ok(0, "'%s' run '%s' --tokens 1,2,3 -n 4 --ignore-eos 2>/dev/null",
 			 tu_bitnetc(), g);
 	assert_string_equal(a, b);
 	free(a);
 	free(b);
-	free(run_ok(0, "'%s' -p 'hello there' -n 4 2>/dev/null", p));
+	free(tu_run_ok(0, "'%s' -p 'hello there' -n 4 2>/dev/null", p));
 }
 
 /* A 1bitLLM-style model (arch bitnet) with the generator's SentencePiece vocabulary:
@@ -278,20 +256,20 @@ static void test_spm_vocab(void **state)
 {
 	(void)state;
 	const char *g = tu_tmp("text_spm.gguf"), *p = tu_tmp("text_spm");
-	free(run_ok(0, "'%s' mkmodel --arch bitnet --spm-vocab --seed 2 -o '%s' && '%s' build '%s' -o '%s'",
+	free(tu_run_ok(0, "'%s' mkmodel --arch bitnet --spm-vocab --seed 2 -o '%s' && '%s' build '%s' -o '%s'",
 		    tu_bitnetc(), g, tu_bitnetc(), g, p));
-	char *ids = run_ok(0, "'%s' tokenize '%s' 'hello world, the cat' 2>/dev/null", tu_bitnetc(), g);
+	char *ids = tu_run_ok(0, "'%s' tokenize '%s' 'hello world, the cat' 2>/dev/null", tu_bitnetc(), g);
 	assert_string_equal(ids, "1,335,338,47,339,340\n");
 	free(ids);
-	char *pieces = run_ok(0, "'%s' tokenize '%s' 'hello world, the cat' --pieces 2>/dev/null",
+	char *pieces = tu_run_ok(0, "'%s' tokenize '%s' 'hello world, the cat' --pieces 2>/dev/null",
 			      tu_bitnetc(), g);
 	assert_non_null(strstr(pieces, "\" hello\""));
 	assert_non_null(strstr(pieces, "\" cat\""));
 	free(pieces);
 	/* the program takes text and prints text */
-	free(run_ok(0, "'%s' -p 'hello world' -n 4 --seed 1 2>/dev/null", p));
-	char *same = run_ok(0, "'%s' --tokens 1,335,338 -n 4 --temp 0 --show-ids 2>/dev/null", p);
-	char *text = run_ok(0, "'%s' -p 'hello world' -n 4 --temp 0 --show-ids 2>/dev/null", p);
+	free(tu_run_ok(0, "'%s' -p 'hello world' -n 4 --seed 1 2>/dev/null", p));
+	char *same = tu_run_ok(0, "'%s' --tokens 1,335,338 -n 4 --temp 0 --show-ids 2>/dev/null", p);
+	char *text = tu_run_ok(0, "'%s' -p 'hello world' -n 4 --temp 0 --show-ids 2>/dev/null", p);
 	assert_string_equal(same, text);
 	free(same);
 	free(text);

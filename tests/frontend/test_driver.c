@@ -93,10 +93,7 @@ static size_t offset_field(const uint8_t *b, size_t n, const char *name)
 {
 	size_t l = strlen(name);
 	for (size_t i = 0; i + 8 + l + 4 <= n; i++) {
-		uint64_t len = 0;
-		for (int k = 0; k < 8; k++)
-			len |= (uint64_t)b[i + k] << 8 * k;
-		if (len != l || memcmp(b + i + 8, name, l))
+		if (tu_le64(b + i) != l || memcmp(b + i + 8, name, l))
 			continue;
 		size_t p = i + 8 + l;
 		uint32_t nd = b[p] | (uint32_t)b[p + 1] << 8;

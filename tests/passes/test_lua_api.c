@@ -53,8 +53,7 @@ static int snippet(IrGraph *g, const char *name, const char *body, const PassRun
 		 "p:add(function(g)\n%s\nend)\n"
 		 "return p\n",
 		 body);
-	const char *path = tu_tmp(name);
-	assert_int_equal(tu_write_file(path, text, strlen(text)), 0);
+	const char *path = tu_tmp_text(name, text);
 	memset(e, 0, sizeof *e);
 	return pass_pipeline_run(g, path, ro, e);
 }
@@ -326,8 +325,7 @@ static void test_handles(void **state)
 			   "p:add(function(g) saved = g end)\n"
 			   "p:add(function(g) return saved.n_nodes end)\n"
 			   "return p\n";
-	const char *path = tu_tmp("la_escape.lua");
-	assert_int_equal(tu_write_file(path, text, strlen(text)), 0);
+	const char *path = tu_tmp_text("la_escape.lua", text);
 	assert_int_equal(pass_pipeline_run(g, path, NULL, &e), BN_EINVAL);
 	assert_non_null(strstr(e.msg, "la_escape.lua:4"));
 	assert_non_null(strstr(e.msg, "graph used after the Lua pass it was given to returned"));
@@ -451,8 +449,7 @@ static void test_sandbox(void **state)
 			   "p:add(function(g) q:add('dce') end)\n"
 			   "q = p\n"
 			   "return p\n";
-	const char *path = tu_tmp("la_grow.lua");
-	assert_int_equal(tu_write_file(path, text, strlen(text)), 0);
+	const char *path = tu_tmp_text("la_grow.lua", text);
 	assert_int_equal(pass_pipeline_run(g, path, NULL, &e), BN_EINVAL);
 	assert_non_null(strstr(e.msg, "la_grow.lua:4: p:add while the pipeline runs"));
 	drop(g);

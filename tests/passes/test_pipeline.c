@@ -12,14 +12,6 @@
 #include <unistd.h>
 
 
-/* Writes a script into the test tmp dir; returns its path (a tu_tmp slot). */
-static const char *script(const char *name, const char *text)
-{
-	const char *path = tu_tmp(name);
-	assert_int_equal(tu_write_file(path, text, strlen(text)), 0);
-	return path;
-}
-
 static void expect_ints(const IrAttr *a, const int64_t *want, int n)
 {
 	assert_non_null(a);
@@ -219,7 +211,7 @@ static int run_text(const char *name, const char *text, const PassRunOpts *ro, B
 	GgufFile *f;
 	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
 	memset(e, 0, sizeof *e);
-	int rc = pass_pipeline_run(g, script(name, text), ro, e);
+	int rc = pass_pipeline_run(g, tu_tmp_text(name, text), ro, e);
 	tu_golden_graph_free(g, f);
 	return rc;
 }
@@ -346,7 +338,7 @@ static void test_options(void **state)
 		fail_msg("%s", e.msg);
 	expect_ints(pass_gattr_find(g, "batch_sizes"), (const int64_t[]){1, 16}, 2);
 	/* unordered, with duplicates: sorted and deduplicated */
-	if (pass_pipeline_run(g, script("pl_sizes.lua",
+	if (pass_pipeline_run(g, tu_tmp_text("pl_sizes.lua",
 					HEAD "p:add('batch_templates', {sizes = '32, 1,8,8'})\n"
 					     "return p\n"),
 			      NULL, &e))
@@ -503,7 +495,7 @@ static void test_memory_limit(void **state)
 static void expect_driver(const char *name, const char *text, const char *flags, bool one_line,
 			  const char *const *parts)
 {
-	const char *path = script(name, text);
+	const char *path = tu_tmp_text(name, text);
 	char out[1100];
 	snprintf(out, sizeof out, "%s.prog", path);
 	unlink(out);
@@ -551,7 +543,7 @@ static void test_driver_limits(void **state)
 		      PARTS("pl_d_syntax.lua:4:", "expected"));
 	/* the sandbox and --lua-unsafe through `bitnetc ir` */
 	const char *model = tu_data("golden/models/tiny-b158-i2_s.gguf");
-	const char *rd = script("pl_d_read.lua", HEAD "assert(io.open('/dev/null')):close()\n"
+	const char *rd = tu_tmp_text("pl_d_read.lua", HEAD "assert(io.open('/dev/null')):close()\n"
 						 "p:add('dce')\nreturn p\n");
 	char *log = NULL;
 	assert_int_equal(tu_run(&log, "'%s' ir '%s' --pipeline '%s'", tu_bitnetc(), model, rd), 2);

@@ -39,6 +39,26 @@ const char *tu_bitnetc(void)
 	return env_or("BITNETC", "bitnetc");
 }
 
+char *tu_run_ok(int want, const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	char *out = NULL;
+	int rc = tu_run(&out, "{ %s; }", cmd); /* so that the command's own 2>... win */
+	if (rc != want)
+		fail_msg("%s: exit %d (want %d):\n%s", cmd, rc, want, out ? out : "");
+	return out;
+}
+
+void tu_expect_has(const char *out, const char *frag)
+{
+	if (!strstr(out, frag))
+		fail_msg("output lacks \"%s\":\n%s", frag, out);
+}
+
 /* ---- what a test holds, freed by tu_teardown after a failed assertion ---- */
 
 typedef struct {
@@ -149,6 +169,21 @@ int tu_write_file(const char *path, const void *data, size_t n)
 		return -1;
 	size_t w = fwrite(data, 1, n, f);
 	return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
+
+uint64_t tu_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+const char *tu_tmp_text(const char *name, const char *text)
+{
+	const char *path = tu_tmp(name);
+	assert_int_equal(tu_write_file(path, text, strlen(text)), 0);
+	return path;
 }
 
 int tu_run(char **out, const char *fmt, ...)

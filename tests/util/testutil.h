@@ -29,9 +29,17 @@ void tu_fail_log(char *log, const char *fmt, ...) BN_PRINTF(2, 3);
 /* Whole file into a malloc'd buffer (NULL if unreadable); *n gets the size. */
 void *tu_read_file(const char *path, size_t *n);
 int tu_write_file(const char *path, const void *data, size_t n);
+/* Writes text to tu_tmp(name), failing the test if it cannot; returns that path (a tu_tmp
+ * slot). */
+const char *tu_tmp_text(const char *name, const char *text);
 /* Runs a shell command; returns its exit status (-1 if it did not exit normally) and,
  * if out is non-NULL, a malloc'd NUL-terminated copy of stdout+stderr. */
 int tu_run(char **out, const char *fmt, ...) BN_PRINTF(2, 3);
+/* Runs the command (in { ...; }, so that its own redirections win); fails the test unless
+ * it exits with want. Returns its output (tu_run's; the caller frees it). */
+char *tu_run_ok(int want, const char *fmt, ...) BN_PRINTF(2, 3);
+/* Fails the test unless out contains frag. */
+void tu_expect_has(const char *out, const char *frag);
 /* The integers of the list after "key": [ in a JSON text (the golden files' layout);
  * at most max; -1 if the key is missing. */
 int tu_json_ints(const char *json, const char *key, int32_t *out, int max);
@@ -79,6 +87,8 @@ double tu_vs_interp(TuModel *m, const float *got, int rows, const int32_t *tok, 
 		    const TuCalls *calls);
 /* The graph as ir_print writes it, malloc'd. */
 char *tu_print_graph(const IrGraph *g);
+/* The little-endian u64 at p. */
+uint64_t tu_le64(const uint8_t *p);
 /* Deterministic random numbers for tests. */
 uint64_t tu_rand(uint64_t *state);
 float tu_randf(uint64_t *state); /* uniform in [-1, 1) */

@@ -1,0 +1,466 @@
+/* cmd_build.c - bitnetc build: a model compiled into one standalone executable
+ * (frontend, passes, codegen, the C compiler, the weights payload). */
+#include "bitnetc_int.h"
+#include "cg_cpu.h"
+#include "rt_tok.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char usage_build[] =
+	"usage: bitnetc build MODEL.gguf -o OUT [options]\n"
+	"\n"
+	"Compiles a model into one standalone executable: frontend, the pass pipeline (a Lua\n"
+	"script; default: the embedded passes/default.lua, see 'bitnetc passes'), code\n"
+	"generation (one C file, every shape a constant), the C compiler (model + the\n"
+	"runtime), then the weights payload appended to the executable (mapped read-only at\n"
+	"run time). One progress line per stage.\n"
+	"  -o, --output OUT      the program to write (required)\n"
+	"  --target T            native (default: the best kernels for this host, compiled with\n"
+	"                        -march=native), cpu-generic (portable C, runs anywhere),\n"
+	"                        cpu-avx2, cpu-avx512, cpu-amx, cpu-neon or cpu-neon-dot (see\n"
+	"                        bitnetc targets). Any target builds on any host: the program\n"
+	"                        checks its CPU when it starts\n"
+	"  --cc CC               the C compiler (default: $CC, else cc); a cross compiler\n"
+	"                        builds for another machine, e.g. --target cpu-neon-dot\n"
+	"                        --cc aarch64-linux-gnu-gcc on x86-64\n"
+	"  --cflags \"FLAGS\"      extra flags for every compiler command (model.c, and the\n"
+	"                        runtime with the link), split at spaces; e.g. --target\n"
+	"                        cpu-amx --cflags -DBN_AMX_EMULATE runs the AMX tiles in\n"
+	"                        software (hosts without AMX: for tests, not for speed)\n"
+	"  -O0 | -O1 | -O2 | -O3 optimization level of the generated code (default -O2)\n"
+	"  --max-batch N         most tokens per forward call (default: the largest size of\n"
+	"                        the pipeline's batch_templates, else 32; 1..4096): the\n"
+	"                        largest forward template, the pipeline's smaller ones kept\n"
+	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR (new,\n"
+	"                        or without files of those names but an earlier --emit-c's)\n"
+	"  --weights-file FILE   write the weights to FILE instead of appending them; the\n"
+	"                        program then needs --weights-file FILE at run time. OUT\n"
+	"                        and FILE are replaced whole once complete, never in place;\n"
+	"                        neither may be the model, the other or a special file\n"
+	"  --chat-template NAME  the chat format baked into the program: bitnet, llama3 or\n"
+	"                        none (default: recognized from tokenizer.chat_template)\n"
+	"  --no-tokenizer        leave the tokenizer out: the program takes token ids only\n"
+	"  --tokenizer-pre NAME  split text as NAME (llama3: the one split bitnetc has) whatever\n"
+	"                        the file's tokenizer.ggml.pre says; without it an unknown\n"
+	"                        pre-tokenizer is refused (-v says which split is used)\n"
+	"  --pipeline FILE.lua   run this pass pipeline instead of the default one\n"
+	"  --lua-timeout S       seconds the pipeline's Lua may run (default 60; 0: no limit)\n"
+	"  --lua-memory MIB      MiB the pipeline's Lua may hold (default 1024; 0: no limit)\n"
+	"  --lua-unsafe          give the pipeline Lua's full standard libraries (io, os,\n"
+	"                        package, debug): only for scripts you trust\n"
+	"  --pass-opt P.K=V      set option K of pass P (e.g. batch_templates.sizes=1,16);\n"
+	"                        overrides the script's value\n"
+	"  --dump-after PASS     print the IR after PASS ('lua': after every Lua pass)\n"
+	"  --verify-each         run the IR verifier after every pass\n"
+	"  --tune                time the candidate kernels on this machine (seconds): LUT vs\n"
+	"                        multiply-add per shape and batch size, and the GEMM tiles;\n"
+	"                        record the winners in the tuning file, which later builds\n"
+	"                        read (passes lut_specialize, tune_kernels)\n"
+	"  --tune-file F         the tuning file (default ~/.cache/bitnetc/tune.tsv)\n"
+	"  -v, --verbose         per-pass detail, the full compiler command line\n";
+
+typedef struct {
+	const char *path, *out, *target, *cc, *cflags, *opt, *emit_dir, *weights_file;
+	const char *tune_file;     /* --tune-file (appended to by --tune) */
+	const char *chat_template; /* --chat-template, or NULL: the file's */
+	bool no_tokenizer;
+	const char *tokenizer_pre; /* --tokenizer-pre, or NULL: the file's */
+	int64_t max_batch;
+	int verbose;
+	const char *pipeline;   /* --pipeline FILE; NULL: the embedded passes/default.lua */
+	PassOpts pass_opts;     /* --pass-opt PASS.KEY=VALUE */
+	const char *dump_after; /* --dump-after PASS */
+	bool verify_each;       /* --verify-each */
+	PassLuaOpts lua;        /* --lua-timeout, --lua-memory, --lua-unsafe */
+} BuildOpts;
+
+enum { N_STAGES = 5 };
+
+static void stage(int i, const char *name, double secs, const char *fmt, ...) BN_PRINTF(4, 5);
+static void stage(int i, const char *name, double secs, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	printf("[%d/%d] %-9s %6.2f s  ", i, N_STAGES, name, secs);
+	vprintf(fmt, ap);
+	putchar('\n');
+	fflush(stdout);
+	va_end(ap);
+}
+
+/* The --chat-template name as an RtChatTemplate; -1 if unknown. */
+static int chat_template_id(const char *name)
+{
+	if (!strcmp(name, "none"))
+		return RT_CHAT_NONE;
+	RtChatTemplate t = rt_chat_from_name(name);
+	return t == RT_CHAT_NONE ? -1 : (int)t;
+}
+
+
+/* The tokenizer and chat template the program gets; prints a line about them. */
+static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph *g, BnmTok *tok)
+{
+	BnErr e = {0};
+	if (o->no_tokenizer) {
+		memset(tok, 0, sizeof *tok);
+		snprintf(tok->none_why, sizeof tok->none_why, "--no-tokenizer");
+	} else if (bnm_tok_load_pre(f, o->tokenizer_pre, tok, &e) != BN_OK) {
+		return fail_err(o->path, &e);
+	}
+	if (tok->blob && tok->n_tokens > g->hp.n_vocab)
+		return fail(EXIT_RUNTIME, "%s: the tokenizer has %" PRId32 " tokens but the model's "
+			    "vocabulary only %" PRId64 " (use --no-tokenizer to build without it)",
+			    o->path, tok->n_tokens, g->hp.n_vocab);
+	if (o->chat_template)
+		tok->chat_template = chat_template_id(o->chat_template);
+	/* A template whose special tokens the vocabulary lacks would be encoded as plain
+	 * text: refused when asked for, dropped (with a note) when the file's metadata chose it. */
+	char why[256], note[300] = "";
+	if (bnm_tok_chat_check(tok, tok->chat_template, why, sizeof why)) {
+		if (o->chat_template)
+			return fail(EXIT_RUNTIME, "%s: --chat-template %s: %s", o->path,
+				    o->chat_template, why);
+		snprintf(note, sizeof note, "; the file's template is not used: %s", why);
+		tok->chat_template = RT_CHAT_NONE;
+	}
+	if (!tok->blob) {
+		printf("          no tokenizer (%s): the program takes token ids\n", tok->none_why);
+		return 0;
+	}
+	printf("          tokenizer %s: %" PRId32 " tokens, bos %" PRId32 "%s, eos %" PRId32
+	       ", end of generation", tok->kind, tok->n_tokens, tok->bos,
+	       tok->add_bos ? " (added)" : "", tok->eos);
+	for (int i = 0; i < tok->n_eog; i++)
+		printf(" %" PRId32, tok->eog[i]);
+	const char *from = o->chat_template ? " (--chat-template)" : note[0] ? ""
+			   : !tok->has_chat_jinja ? " (the file has none)"
+			   : tok->chat_template ? " (recognized)" : " (not recognized)";
+	printf("; chat template %s%s%s\n", rt_chat_name((RtChatTemplate)tok->chat_template), from,
+	       note);
+	if (o->verbose && tok->split[0])
+		printf("          text is split into words by %s\n", tok->split);
+	/* a vocabulary padded past the tokenizer (common): the program masks those ids */
+	if (tok->n_tokens < g->hp.n_vocab)
+		printf("          note: %" PRId64 " embedding rows have no token; they are never "
+		       "sampled\n", g->hp.n_vocab - tok->n_tokens);
+	return 0;
+}
+
+static int build_model(const BuildOpts *o, const CgTarget *t)
+{
+	GgufFile *f = NULL;
+	IrGraph *g = NULL;
+	BnmTok tok = {0};
+	CgOutput out = {0};
+	BnErr e = {0};
+	char srcdir[4096] = "", tmp_out[6144] = "", tmp_w[6144] = "", cmd[8192];
+	char out_path[4096], w_path[4096];
+	int slot_src = -1, slot_out = -1, slot_w = -1; /* temporaries, removed unless renamed */
+	int rc = 0;
+
+	/* [1] frontend */
+	double t0 = now_s();
+	if ((rc = load_model(o->path, &f, &g)))
+		return rc;
+	int64_t bos = -1, eos = -1;
+	if (!gguf_get_int(f, "tokenizer.ggml.bos_token_id", &bos))
+		bos = -1;
+	if (!gguf_get_int(f, "tokenizer.ggml.eos_token_id", &eos))
+		eos = -1;
+	stage(1, "frontend", now_s() - t0, "%s: %s, %" PRId64 " layers, n_embd %" PRId64
+	      ", n_vocab %" PRId64 ", %d nodes", o->path, g->arch, g->hp.n_layer, g->hp.n_embd,
+	      g->hp.n_vocab, g->n_nodes);
+	if ((rc = build_tokenizer(o, f, g, &tok)))
+		goto out;
+
+	/* [2] passes */
+	t0 = now_s();
+	int nodes0 = g->n_nodes, values0 = g->n_values;
+	PassStats stats = {0};
+	PassRunOpts ro = {.verify_each = o->verify_each, .dump_after = o->dump_after,
+			  .dump_file = stdout, .verbose = o->verbose, .cli_opts = &o->pass_opts,
+			  .stats = &stats, .target = pass_target_for(o->target), .cc = o->cc,
+			  .lua = o->lua};
+	if (pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {
+		pass_stats_free(&stats);
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
+		goto out;
+	}
+	stage(2, "passes", now_s() - t0, "%s: %d -> %d nodes, %d -> %d values",
+	      o->pipeline ? o->pipeline : "default.lua", nodes0, g->n_nodes, values0, g->n_values);
+	if (o->verbose)
+		pass_stats_print(&stats, stdout);
+	pass_stats_free(&stats);
+
+	/* [3] codegen: one forward function per batch template the pipeline chose
+	 * (batch_templates; without it 1 and 32); --max-batch N makes N the largest, keeping
+	 * the pipeline's smaller ones */
+	t0 = now_s();
+	int64_t max_batch = o->max_batch;
+	const IrAttr *sizes = pass_gattr_find(g, "batch_sizes");
+	bool have_sizes = sizes && sizes->type == IR_ATTR_INTS && sizes->n_ints > 0;
+	int bsz[66], n_bsz = 1;
+	bsz[0] = 1;
+	for (int i = 0; have_sizes && i < sizes->n_ints && n_bsz < 64; i++) {
+		int64_t s = sizes->ints[i]; /* ascending and distinct from the pass; kept so */
+		if (s > bsz[n_bsz - 1] && s <= 4096 && (!max_batch || s < max_batch))
+			bsz[n_bsz++] = (int)s;
+	}
+	if (!max_batch)
+		max_batch = have_sizes ? bsz[n_bsz - 1] : 32;
+	if (max_batch > bsz[n_bsz - 1])
+		bsz[n_bsz++] = (int)max_batch;
+	CgOpts co = {.target = t->name, .cc = o->cc, .cflags = o->cflags, .opt = o->opt, .max_batch = (int)max_batch,
+		     .batch_sizes = bsz, .n_batch_sizes = n_bsz,
+		     .pipeline = o->pipeline ? o->pipeline : "default.lua", .bos = bos, .eos = eos, .tok_blob = tok.blob,
+		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
+		     .verbose = o->verbose};
+	if (t->emit(g, &co, &out, &e) != BN_OK) {
+		rc = fail_err(o->path, &e);
+		goto out;
+	}
+	if (o->emit_dir) {
+		snprintf(srcdir, sizeof srcdir, "%s", o->emit_dir);
+		if (mkdir(srcdir, 0777) != 0 && errno != EEXIST) {
+			rc = fail(EXIT_RUNTIME, "%s: cannot create the directory: %s", srcdir,
+				  strerror(errno));
+			goto out;
+		}
+	} else {
+		const char *td = getenv("TMPDIR");
+		snprintf(srcdir, sizeof srcdir, "%s/bitnetc-XXXXXX", td && *td ? td : "/tmp");
+		if (!mkdtemp(srcdir)) {
+			rc = fail(EXIT_RUNTIME, "cannot create a temporary directory %s: %s", srcdir,
+				  strerror(errno));
+			srcdir[0] = 0;
+			goto out;
+		}
+		slot_src = cg_cleanup_add(srcdir, true);
+	}
+	if (cg_write_sources(srcdir, &out, &e) != BN_OK) {
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
+		goto out;
+	}
+	char tmpl[64 * 6] = "";
+	for (int i = 0, l = 0; i < n_bsz && l < (int)sizeof tmpl; i++)
+		l += snprintf(tmpl + l, sizeof tmpl - (size_t)l, "%s%d", i ? "," : "", bsz[i]);
+	stage(3, "codegen", now_s() - t0, "model.c %.0f KiB, %d kernels, scratch %.1f KiB, "
+	      "max batch %d (templates %s)%s%s", (double)out.model_c.len / 1024.0, out.n_kernels,
+	      (double)out.scratch_bytes / 1024.0, co.max_batch, tmpl,
+	      o->emit_dir ? ", sources in " : "", o->emit_dir ? o->emit_dir : "");
+
+	/* [4] cc: link next to OUT (a symbolic link: the file it names) under a temporary
+	 * name, renamed once complete */
+	t0 = now_s();
+	cg_out_resolve(o->out, out_path, sizeof out_path);
+	if (cg_out_temp(out_path, tmp_out, sizeof tmp_out, &slot_out, &e) != BN_OK) {
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
+		goto out;
+	}
+	if (cg_cc(&co, t, srcdir, tmp_out, cmd, sizeof cmd, &e) != BN_OK) {
+		if (o->verbose)
+			fprintf(stderr, "bitnetc: build: %s\n", cmd);
+		rc = fail(EXIT_RUNTIME, "build: %s", e.msg);
+		goto out;
+	}
+	if (cg_check_output(tmp_out, o->out, co.cc, t->name, false, &e) != BN_OK) {
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
+		goto out;
+	}
+	if (o->verbose)
+		stage(4, "cc", now_s() - t0, "%s", cmd);
+	else
+		stage(4, "cc", now_s() - t0, "%s %s%s%s (%s)", co.cc, co.opt, co.cflags ? " " : "",
+		      co.cflags ? co.cflags : "", t->name);
+
+	/* [5] payload */
+	t0 = now_s();
+	mode_t um = umask(0), wmode = 0666 & ~um;
+	umask(um);
+	if (o->weights_file) {
+		/* FILE too is written beside itself and renamed: the old one stays whole until
+		 * the new one is */
+		struct stat wst;
+		cg_out_resolve(o->weights_file, w_path, sizeof w_path);
+		if (stat(w_path, &wst) == 0)
+			wmode = wst.st_mode & 07777;
+		if (cg_out_temp(w_path, tmp_w, sizeof tmp_w, &slot_w, &e) != BN_OK ||
+		    cg_payload_write(g, &out.payload, tmp_w, false, o->weights_file, &e) != BN_OK) {
+			rc = fail(EXIT_RUNTIME, "%s", e.msg);
+			goto out;
+		}
+	} else if (cg_payload_write(g, &out.payload, tmp_out, true, o->out, &e) != BN_OK) {
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
+		goto out;
+	}
+	/* both renames or neither (a signal waits until they are done) */
+	cg_cleanup_hold();
+	if (cg_out_check(out_path, "-o", &e) != BN_OK ||
+	    (o->weights_file && cg_out_commit(slot_w, tmp_w, w_path, o->weights_file,
+					      "--weights-file", wmode, &e) != BN_OK) ||
+	    cg_out_commit(slot_out, tmp_out, out_path, o->out, "-o", 0777 & ~um, &e) != BN_OK) {
+		cg_cleanup_release();
+		rc = fail(EXIT_RUNTIME, "%s", e.msg);
+		goto out;
+	}
+	slot_w = slot_out = -1;
+	cg_cleanup_release();
+	stage(5, "payload", now_s() - t0, "%.1f MiB of weights %s %s (hash %016" PRIx64 ")",
+	      (double)out.payload.size / 1048576.0, o->weights_file ? "written to" : "appended to",
+	      o->weights_file ? o->weights_file : o->out, out.payload.hash);
+	struct stat st;
+	printf("wrote %s (%.1f MiB)\n", o->out,
+	       stat(o->out, &st) == 0 ? (double)st.st_size / 1048576.0 : 0.0);
+out:
+	/* only what this run created */
+	cg_cleanup_remove(slot_w);
+	cg_cleanup_remove(slot_out);
+	cg_cleanup_remove(slot_src);
+	cg_output_free(&out);
+	bnm_tok_free(&tok);
+	if (g)
+		pass_gattr_clear(g);
+	ir_graph_free(g);
+	gguf_close(f);
+	return finish(rc);
+}
+
+int cmd_build(int argc, char **argv)
+{
+	Args a = {.cmd = "build", .argc = argc, .argv = argv};
+	const char *cc_env = getenv("CC");
+	BuildOpts o = {.target = "native", .cc = cc_env && *cc_env ? cc_env : "cc",
+		       .opt = "-O2", .max_batch = 0 /* from the pipeline */};
+	static const char *const levels[] = {"-O0", "-O1", "-O2", "-O3"};
+	for (a.i = 0; a.i < argc; a.i++) {
+		const char *v;
+		int r;
+		if (is_help(argv[a.i]))
+			return show_usage(usage_build);
+		bool level = false;
+		for (int k = 0; k < 4; k++)
+			if (strcmp(argv[a.i], levels[k]) == 0) {
+				o.opt = levels[k];
+				level = true;
+			}
+		if (level)
+			continue;
+		if (flag(&a, "-v", "--verbose")) {
+			o.verbose++;
+		} else if ((r = opt(&a, "-o", "--output", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.out = v;
+		} else if ((r = opt(&a, NULL, "--target", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.target = v;
+		} else if ((r = opt(&a, NULL, "--cc", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			if (!*v)
+				return usage_err(a.cmd, "--cc: empty compiler name");
+			o.cc = v;
+		} else if ((r = opt(&a, NULL, "--cflags", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.cflags = v;
+		} else if ((r = opt(&a, NULL, "--max-batch", &v)) != 0) {
+			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, 4096, &o.max_batch))
+				return EXIT_USAGE;
+		} else if ((r = opt(&a, NULL, "--emit-c", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.emit_dir = v;
+		} else if ((r = opt(&a, NULL, "--weights-file", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.weights_file = v;
+		} else if ((r = opt(&a, NULL, "--chat-template", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			if (chat_template_id(v) < 0)
+				return usage_err(a.cmd, "--chat-template: unknown template '%s' "
+							"(bitnet, llama3 or none)", v);
+			o.chat_template = v;
+		} else if (flag(&a, NULL, "--no-tokenizer")) {
+			o.no_tokenizer = true;
+		} else if ((r = opt(&a, NULL, "--tokenizer-pre", &v)) != 0) {
+			if (r < 0 || !tokenizer_pre_ok(a.cmd, v))
+				return EXIT_USAGE;
+			o.tokenizer_pre = v;
+		} else if (flag(&a, NULL, "--verify-each")) {
+			o.verify_each = true;
+		} else if (flag(&a, NULL, "--tune")) {
+			BnErr pe = {0};
+			if (pass_opts_parse(&o.pass_opts, "tune_kernels.tune=1", &pe) != BN_OK ||
+			    pass_opts_parse(&o.pass_opts, "lut_specialize.tune=1", &pe) != BN_OK) {
+				pass_opts_free(&o.pass_opts);
+				return usage_err(a.cmd, "--tune: %s", pe.msg);
+			}
+		} else if ((r = opt(&a, NULL, "--tune-file", &v)) != 0) {
+			BnErr pe = {0};
+			if (r > 0)
+				o.tune_file = v;
+			if (r < 0 || pass_opts_set(&o.pass_opts, "tune_kernels", "file", v, &pe) != BN_OK ||
+			    pass_opts_set(&o.pass_opts, "lut_specialize", "file", v, &pe) != BN_OK) {
+				pass_opts_free(&o.pass_opts);
+				return r < 0 ? EXIT_USAGE : usage_err(a.cmd, "--tune-file: %s", pe.msg);
+			}
+		} else if ((r = opt(&a, NULL, "--pipeline", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.pipeline = v;
+		} else if ((r = lua_opt(&a, &o.lua)) != 0) {
+			if (r < 0) {
+				pass_opts_free(&o.pass_opts);
+				return EXIT_USAGE;
+			}
+		} else if ((r = opt(&a, NULL, "--dump-after", &v)) != 0) {
+			if (r < 0)
+				return EXIT_USAGE;
+			o.dump_after = v;
+		} else if ((r = opt(&a, NULL, "--pass-opt", &v)) != 0) {
+			BnErr pe = {0};
+			if (r < 0)
+				return EXIT_USAGE;
+			if (pass_opts_parse(&o.pass_opts, v, &pe) != BN_OK) {
+				pass_opts_free(&o.pass_opts);
+				return usage_err(a.cmd, "--pass-opt: %s", pe.msg);
+			}
+		} else if (!positional(&a, 1)) {
+			pass_opts_free(&o.pass_opts);
+			return EXIT_USAGE;
+		}
+	}
+	int urc = !need_model(&a) ? EXIT_USAGE
+		  : !o.out ? usage_err(a.cmd, "missing -o OUT (the program to write)") : 0;
+	if (urc) {
+		pass_opts_free(&o.pass_opts);
+		return urc;
+	}
+	o.path = a.pos[0];
+	const CgTarget *t = cg_cpu_target(o.target);
+	if (!t)
+		return usage_err(a.cmd, "--target: unknown or not yet buildable target '%s' (%s; "
+					"see 'bitnetc targets')", o.target, cg_cpu_target_names());
+	/* before any work: no output may be an input, another output or a special file */
+	BnErr fe = {0};
+	CgBuildFiles files = {.model = o.path, .pipeline = o.pipeline, .out = o.out,
+			      .weights = o.weights_file, .tune_file = o.tune_file,
+			      .emit_dir = o.emit_dir};
+	if (cg_build_files_check(&files, &fe) != BN_OK) {
+		pass_opts_free(&o.pass_opts);
+		return fail(EXIT_RUNTIME, "%s", fe.msg);
+	}
+	cg_cleanup_install();
+	int rc = build_model(&o, t);
+	pass_opts_free(&o.pass_opts);
+	return rc;
+}

@@ -413,11 +413,10 @@ int emit_tmm_amx(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 		     "\t\t\t\tfor (int r = 0; r < rg; r++)\n"
 		     "\t\t\t\t\tfor (int j = 0; j < (i == tb - 1 ? last : 16); j++) {\n"
 		     "\t\t\t\t\t\tint t = t0 + 16 * i + j;\n"
-		     "\t\t\t\t\t\tconst __m512i d = _mm512_load_si512((const void *)(cb + 256 * (i * RG + r) + 16 * j));\n"
-		     "\t\t\t\t\t\t__m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(d, _mm512_set1_epi32(qsum[t])));\n"
-		     "\t\t\t\t\t\tf = _mm512_mul_ps(_mm512_div_ps(f, _mm512_set1_ps(a->s[t])), _mm512_set1_ps(wscale));\n"
-		     "\t\t\t\t\t\t_mm512_storeu_ps(a->y + (int64_t)t * N + 16 * (g + r), f);\n"
-		     "\t\t\t\t\t}\n"
+		     "\t\t\t\t\t\tconst __m512i d = _mm512_load_si512((const void *)(cb + 256 * (i * RG + r) + 16 * j));\n");
+	tmm_epilogue_vec(b, CG_ISA_AVX512, "\t\t\t\t\t\t", "d", "qsum[t]", "a->s[t]",
+			 "a->y + (int64_t)t * N + 16 * (g + r)");
+	cg_printf(b, "\t\t\t\t\t}\n"
 		     "\t\t}\n"
 		     "\t}\n"
 		     "\tBN_TILE_RELEASE();\n"

@@ -81,6 +81,17 @@ extern const char cg_cpu_prelude[];
 /* The start of every I2_S matmul driver (after its enum with K and N): wscale, the float
  * after the codes, and qsum[t], each token's sum of activations (D = sum(code * q) - qsum). */
 extern const char tmm_prologue[];
+/* The float epilogue every ternary kernel family emits through these (the only copies):
+ * y = ((float)(D - qsum) / s) * wscale, which carries the interpreter's bits.
+ * tmm_epilogue, scalar: "<ind><y> = ((float)(<d> - <qs>) / <s>) * wscale;", or with qs NULL
+ * "((float)<d> / <s>)" where d already has qsum subtracted. tmm_epilogue_vec, one vector of
+ * CG_ISA_AVX512, CG_ISA_AVX2 or CG_ISA_NEON int32 lanes acc: f, its float, stored at y.
+ * tmm_epilogue_args: a micro kernel's (mk_params) qs, s and y for token t at row offset row. */
+void tmm_epilogue(CgBuf *b, const char *ind, const char *y, const char *d, const char *qs,
+		  const char *s);
+void tmm_epilogue_vec(CgBuf *b, int level, const char *ind, const char *acc, const char *qs,
+		      const char *s, const char *y);
+void tmm_epilogue_args(int t, int row, char qs[16], char sc[16], char y[48]);
 int emit_ternary_matmul(Em *m, const IrNode *n);
 /* The i2s_x16 kernel of node n (a ternary_matmul over a [k, nr] weight in that layout)
  * with its micro kernels; *driver gets the kernel's name (the threaded entry point). */

@@ -169,16 +169,17 @@ static void mk_lut_avx512(CgBuf *b, const char *name, int rg, int tt)
 	cg_printf(b, "\t}\n");
 	/* lane L of d0: rows 4L, 4L, 4L+1, 4L+1 (j pairs); of d1: 4L+2, 4L+2, 4L+3, 4L+3 */
 	for (int r = 0; r < rg; r++)
-		for (int t = 0; t < tt; t++)
+		for (int t = 0; t < tt; t++) {
+			char qs[16], sc[16], y[48];
+			tmm_epilogue_args(t, 16 * r, qs, sc, y);
 			cg_printf(b, "\t{\n"
 				     "\t\tconst __m512i s0 = _mm512_add_epi32(d0_%d_%d, _mm512_srli_epi64(d0_%d_%d, 32));\n"
 				     "\t\tconst __m512i s1 = _mm512_add_epi32(d1_%d_%d, _mm512_srli_epi64(d1_%d_%d, 32));\n"
-				     "\t\tconst __m512i d = _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(s0), _mm512_castsi512_ps(s1), _MM_SHUFFLE(2, 0, 2, 0)));\n"
-				     "\t\t__m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(d, _mm512_set1_epi32(qs[%d])));\n"
-				     "\t\tf = _mm512_mul_ps(_mm512_div_ps(f, _mm512_set1_ps(sc[%d])), _mm512_set1_ps(wscale));\n"
-				     "\t\t_mm512_storeu_ps(y + %d * N + %d, f);\n"
-				     "\t}\n",
-				  r, t, r, t, r, t, r, t, t, t, t, 16 * r);
+				     "\t\tconst __m512i d = _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(s0), _mm512_castsi512_ps(s1), _MM_SHUFFLE(2, 0, 2, 0)));\n",
+				  r, t, r, t, r, t, r, t);
+			tmm_epilogue_vec(b, CG_ISA_AVX512, "\t\t", "d", qs, sc, y);
+			cg_printf(b, "\t}\n");
+		}
 	cg_printf(b, "}\n");
 }
 
@@ -239,13 +240,14 @@ static void mk_lut_neon(CgBuf *b, const char *name, int tt)
 				  v, t, v, t, v, t, v, t, v, t, v, t);
 	cg_printf(b, "\t}\n");
 	for (int t = 0; t < tt; t++)
-		for (int v = 0; v < 4; v++)
-			cg_printf(b, "\t{\n"
-				     "\t\tfloat32x4_t f = vcvtq_f32_s32(vsubq_s32(vpaddq_s32(d0_%d_%d, d1_%d_%d), vdupq_n_s32(qs[%d])));\n"
-				     "\t\tf = vmulq_f32(vdivq_f32(f, vdupq_n_f32(sc[%d])), vdupq_n_f32(wscale));\n"
-				     "\t\tvst1q_f32(y + %d * N + %d, f);\n"
-				     "\t}\n",
-				  v, t, v, t, t, t, t, 4 * v);
+		for (int v = 0; v < 4; v++) {
+			char acc[64], qs[16], sc[16], y[48];
+			snprintf(acc, sizeof acc, "vpaddq_s32(d0_%d_%d, d1_%d_%d)", v, t, v, t);
+			tmm_epilogue_args(t, 4 * v, qs, sc, y);
+			cg_printf(b, "\t{\n");
+			tmm_epilogue_vec(b, CG_ISA_NEON, "\t\t", acc, qs, sc, y);
+			cg_printf(b, "\t}\n");
+		}
 	cg_printf(b, "}\n");
 }
 
@@ -266,10 +268,10 @@ static void mk_lut_generic(CgBuf *b, const char *name)
 		     "\t\t\t\tacc[r] += t[16 * j + (x & 15)] + t[64 + 16 * j + (x >> 4)];\n"
 		     "\t\t\t}\n"
 		     "\t}\n"
-		     "\tfor (int r = 0; r < 16; r++)\n"
-		     "\t\ty[r] = ((float)(acc[r] - qs[0]) / sc[0]) * wscale;\n"
-		     "}\n",
+		     "\tfor (int r = 0; r < 16; r++)\n",
 		  name, lut_params);
+	tmm_epilogue(b, "\t\t", "y[r]", "acc[r]", "qs[0]", "sc[0]");
+	cg_printf(b, "}\n");
 }
 
 /* The table builder of the family (once). */

@@ -15,6 +15,50 @@ const char tmm_prologue[] =
 	"\t\tqsum[t] = s;\n"
 	"\t}\n";
 
+/* The float epilogue of every ternary kernel, y = ((float)(D - qsum) / s) * wscale: the int32
+ * dot product converted to float (round to nearest), one IEEE single division by the token's
+ * activation scale, one multiplication by the weight's scale, in that order, as the
+ * interpreter computes it. Its scalar and vector forms are written here only, so that every
+ * kernel family gives the same bits. */
+void tmm_epilogue(CgBuf *b, const char *ind, const char *y, const char *d, const char *qs,
+		  const char *s)
+{
+	if (qs)
+		cg_printf(b, "%s%s = ((float)(%s - %s) / %s) * wscale;\n", ind, y, d, qs, s);
+	else
+		cg_printf(b, "%s%s = ((float)%s / %s) * wscale;\n", ind, y, d, s);
+}
+
+void tmm_epilogue_vec(CgBuf *b, int level, const char *ind, const char *acc, const char *qs,
+		      const char *s, const char *y)
+{
+	/* the vector type; int32 -> float, int32 subtraction, int32 broadcast; float division,
+	 * multiplication, broadcast; the unaligned store */
+	static const char *const avx512[] = {"__m512", "_mm512_cvtepi32_ps", "_mm512_sub_epi32",
+					     "_mm512_set1_epi32", "_mm512_div_ps", "_mm512_mul_ps",
+					     "_mm512_set1_ps", "_mm512_storeu_ps"};
+	static const char *const avx2[] = {"__m256", "_mm256_cvtepi32_ps", "_mm256_sub_epi32",
+					   "_mm256_set1_epi32", "_mm256_div_ps", "_mm256_mul_ps",
+					   "_mm256_set1_ps", "_mm256_storeu_ps"};
+	static const char *const neon[] = {"float32x4_t", "vcvtq_f32_s32", "vsubq_s32",
+					   "vdupq_n_s32", "vdivq_f32", "vmulq_f32", "vdupq_n_f32",
+					   "vst1q_f32"};
+	const char *const *v = level == CG_ISA_AVX512 ? avx512 : level == CG_ISA_AVX2 ? avx2 : neon;
+	cg_printf(b, "%s%s f = %s(%s(%s, %s(%s)));\n"
+		     "%sf = %s(%s(f, %s(%s)), %s(wscale));\n"
+		     "%s%s(%s, f);\n",
+		  ind, v[0], v[1], v[2], acc, v[3], qs,
+		  ind, v[5], v[4], v[6], s, v[6],
+		  ind, v[7], y);
+}
+
+void tmm_epilogue_args(int t, int row, char qs[16], char sc[16], char y[48])
+{
+	snprintf(qs, 16, "qs[%d]", t);
+	snprintf(sc, 16, "sc[%d]", t);
+	snprintf(y, 48, "y + %d * N + %d", t, row);
+}
+
 /* I2_S: D = sum(code*q) - sum(q) exactly in int32 (code = w + 1), y = ((float)D / s) * wscale.
  * Byte 32b + j of a row holds elements 128b + j, +32, +64, +96 in bits 7:6, 5:4, 3:2, 1:0. */
 static void tmm_i2s_body(CgBuf *b, const char *name, int64_t k, int64_t nr)
@@ -40,9 +84,10 @@ static void tmm_i2s_body(CgBuf *b, const char *name, int64_t k, int64_t nr)
 		     "\t\t\t}\n"
 		     "\t\t\tint32_t d = -qsum[0];\n"
 		     "\t\t\tfor (int j = 0; j < 32; j++)\n"
-		     "\t\t\t\td += acc[j];\n"
-		     "\t\t\ta->y[o] = ((float)d / a->s[0]) * wscale;\n"
-		     "\t\t\tcontinue;\n"
+		     "\t\t\t\td += acc[j];\n",
+		  name, k, nr, tmm_prologue);
+	tmm_epilogue(b, "\t\t\t", "a->y[o]", "d", NULL, "a->s[0]");
+	cg_printf(b, "\t\t\tcontinue;\n"
 		     "\t\t}\n"
 		     "\t\tfor (int bl = 0; bl < K / 128; bl++)\n"
 		     "\t\t\tfor (int j = 0; j < 32; j++) {\n"
@@ -56,11 +101,10 @@ static void tmm_i2s_body(CgBuf *b, const char *name, int64_t k, int64_t nr)
 		     "\t\t\tconst int8_t *q = a->q + (int64_t)t * K;\n"
 		     "\t\t\tint32_t d = -qsum[t];\n"
 		     "\t\t\tfor (int i = 0; i < K; i++)\n"
-		     "\t\t\t\td += c[i] * q[i];\n"
-		     "\t\t\ta->y[(int64_t)t * N + o] = ((float)d / a->s[t]) * wscale;\n"
-		     "\t\t}\n"
-		     "\t}\n}\n",
-		  name, k, nr, tmm_prologue);
+		     "\t\t\t\td += c[i] * q[i];\n");
+	tmm_epilogue(b, "\t\t\t", "a->y[(int64_t)t * N + o]", "d", NULL, "a->s[t]");
+	cg_printf(b, "\t\t}\n"
+		     "\t}\n}\n");
 }
 
 /* TQ1_0/TQ2_0 with Q8_K activations in the reference's float order: per block 8 int32
@@ -277,13 +321,14 @@ static void mk_avx512(CgBuf *b, const char *name, int rg, int tt)
 			cg_printf(b, "\ta%d_0 = _mm512_add_epi32(_mm512_add_epi32(a%d_0, a%d_1), _mm512_add_epi32(a%d_2, a%d_3));\n",
 				  r, r, r, r, r);
 	for (int t = 0; t < tt; t++)
-		for (int r = 0; r < rg; r++)
-			cg_printf(b, "\t{\n"
-				     "\t\t__m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(a%d_%d, _mm512_set1_epi32(qs[%d])));\n"
-				     "\t\tf = _mm512_mul_ps(_mm512_div_ps(f, _mm512_set1_ps(sc[%d])), _mm512_set1_ps(wscale));\n"
-				     "\t\t_mm512_storeu_ps(y + %d * N + %d, f);\n"
-				     "\t}\n",
-				  r, tt == 1 ? 0 : t, t, t, t, 16 * r);
+		for (int r = 0; r < rg; r++) {
+			char acc[32], qs[16], sc[16], y[48];
+			snprintf(acc, sizeof acc, "a%d_%d", r, tt == 1 ? 0 : t);
+			tmm_epilogue_args(t, 16 * r, qs, sc, y);
+			cg_printf(b, "\t{\n");
+			tmm_epilogue_vec(b, CG_ISA_AVX512, "\t\t", acc, qs, sc, y);
+			cg_printf(b, "\t}\n");
+		}
 	cg_printf(b, "}\n");
 }
 
@@ -334,13 +379,14 @@ static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
 		for (int v = 0; v < nv; v++)
 			cg_printf(b, "\ta%d_0 = _mm256_add_epi32(a%d_0, a%d_1);\n", v, v, v);
 	for (int t = 0; t < tt; t++)
-		for (int v = 0; v < nv; v++)
-			cg_printf(b, "\t{\n"
-				     "\t\t__m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(a%d_%d, _mm256_set1_epi32(qs[%d])));\n"
-				     "\t\tf = _mm256_mul_ps(_mm256_div_ps(f, _mm256_set1_ps(sc[%d])), _mm256_set1_ps(wscale));\n"
-				     "\t\t_mm256_storeu_ps(y + %d * N + %d, f);\n"
-				     "\t}\n",
-				  v, tt == 1 ? 0 : t, t, t, t, 8 * v);
+		for (int v = 0; v < nv; v++) {
+			char acc[32], qs[16], sc[16], y[48];
+			snprintf(acc, sizeof acc, "a%d_%d", v, tt == 1 ? 0 : t);
+			tmm_epilogue_args(t, 8 * v, qs, sc, y);
+			cg_printf(b, "\t{\n");
+			tmm_epilogue_vec(b, CG_ISA_AVX2, "\t\t", acc, qs, sc, y);
+			cg_printf(b, "\t}\n");
+		}
 	cg_printf(b, "}\n");
 }
 
@@ -410,13 +456,14 @@ static void mk_neon(CgBuf *b, const char *name, int rg, int tt, bool dot)
 	/* the scalar epilogue's operations, lane by lane: int32 -> float rounds to nearest as
 	 * (float) does, and vdivq/vmulq are IEEE single division and multiplication */
 	for (int t = 0; t < tt; t++)
-		for (int v = 0; v < nv; v++)
-			cg_printf(b, "\t{\n"
-				     "\t\tfloat32x4_t f = vcvtq_f32_s32(vsubq_s32(a%d_%d, vdupq_n_s32(qs[%d])));\n"
-				     "\t\tf = vmulq_f32(vdivq_f32(f, vdupq_n_f32(sc[%d])), vdupq_n_f32(wscale));\n"
-				     "\t\tvst1q_f32(y + %d * N + %d, f);\n"
-				     "\t}\n",
-				  v, tt == 1 ? 0 : t, t, t, t, 4 * v);
+		for (int v = 0; v < nv; v++) {
+			char acc[32], qs[16], sc[16], y[48];
+			snprintf(acc, sizeof acc, "a%d_%d", v, tt == 1 ? 0 : t);
+			tmm_epilogue_args(t, 4 * v, qs, sc, y);
+			cg_printf(b, "\t{\n");
+			tmm_epilogue_vec(b, CG_ISA_NEON, "\t\t", acc, qs, sc, y);
+			cg_printf(b, "\t}\n");
+		}
 	cg_printf(b, "}\n");
 }
 
@@ -436,10 +483,10 @@ static void mk_generic(CgBuf *b, const char *name)
 		     "\t\t\t\tfor (int j = 0; j < 4; j++)\n"
 		     "\t\t\t\t\tacc[r] += ((wc[4 * r + j] >> (2 * s)) & 3) * qc[4 * s + j];\n"
 		     "\t}\n"
-		     "\tfor (int r = 0; r < 16; r++)\n"
-		     "\t\ty[r] = ((float)(acc[r] - qs[0]) / sc[0]) * wscale;\n"
-		     "}\n",
+		     "\tfor (int r = 0; r < 16; r++)\n",
 		  name, mk_params);
+	tmm_epilogue(b, "\t\t", "y[r]", "acc[r]", "qs[0]", "sc[0]");
+	cg_printf(b, "}\n");
 }
 
 /* Emits (once) the micro kernel for rg groups x tt tokens; name gets its name. */

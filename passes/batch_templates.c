@@ -6,12 +6,10 @@
  * distinct, starting at 1) and batch_split ("greedy": the runtime splits a prompt of n tokens
  * into the largest sizes first, as bitnet.cpp does); invalidates: nothing. */
 #include "pass.h"
+#include "rt_batch.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
-
-/* Larger templates only grow the binary: no kernel tiles beyond this. */
-#define BATCH_MAX 4096
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -30,9 +28,9 @@ int pass_batch_templates(IrGraph *g, const PassOpts *opts, BnErr *e)
 		return bn_err(e, BN_EINVAL, "option sizes has %d entries, at most %d", n,
 			      (int)(sizeof s / sizeof s[0]));
 	for (int i = 0; i < n; i++) {
-		if (in[i] < 1 || in[i] > BATCH_MAX)
+		if (!rt_max_batch_ok(in[i]))
 			return bn_err(e, BN_EINVAL, "option sizes: %" PRId64 " is out of range 1..%d",
-				      in[i], BATCH_MAX);
+				      in[i], RT_MAX_BATCH);
 		s[i] = in[i];
 	}
 	/* Order does not matter to the user; duplicates would be the same template twice. */

@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "rt.h"
+#include "rt_batch.h"
 #include "rt_tok.h"
 
 #include <errno.h>
@@ -1430,15 +1431,12 @@ static int rt_verify(const RtOpts *o, const char *argv0)
 
 /* ---- main -------------------------------------------------------------- */
 
-/* The batch templates: 1 first, ascending, the largest max_batch (rt_chunk relies on it). */
+/* The batch templates obey rt_batch.h's rule: 1 first, ascending, the largest max_batch
+ * (rt_chunk relies on it). */
 static int rt_check_sizes(void)
 {
 	const RtModel *m = &rt_model;
-	int ok = m->batch_sizes && m->n_batch_sizes >= 1 && m->batch_sizes[0] == 1 &&
-		 m->batch_sizes[m->n_batch_sizes - 1] == m->max_batch;
-	for (int i = 1; ok && i < m->n_batch_sizes; i++)
-		ok = m->batch_sizes[i] > m->batch_sizes[i - 1];
-	if (!ok)
+	if (!rt_batch_sizes_ok(m->batch_sizes, m->n_batch_sizes, m->max_batch))
 		return rt_fail("model description is broken: batch_sizes must start at 1, ascend and "
 			       "end at max_batch %lld (%d sizes)",
 			       (long long)m->max_batch, m->n_batch_sizes);

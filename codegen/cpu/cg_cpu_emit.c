@@ -2,6 +2,7 @@
  * carry every shape, stride and offset as a constant, and which computes exactly what the
  * reference interpreter (ir/ir_interp.c) computes, in the same float order. */
 #include "cg_cpu_em.h"
+#include "rt_batch.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -1186,17 +1187,14 @@ void em_free(Em *m)
 int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 {
 	memset(out, 0, sizeof *out);
-	if (o->max_batch < 1 || o->max_batch > 4096)
-		return bn_err(e, BN_EINVAL, "codegen: max_batch %d out of range (1..4096)",
-			      o->max_batch);
+	if (!rt_max_batch_ok(o->max_batch))
+		return bn_err(e, BN_EINVAL, "codegen: max_batch %d out of range (1..%d)",
+			      o->max_batch, RT_MAX_BATCH);
 	/* the forward templates: the pipeline's batch sizes, or 1 and max_batch */
 	const int two[2] = {1, o->max_batch};
 	const int *bs = o->batch_sizes ? o->batch_sizes : two;
 	int n_bs = o->batch_sizes ? o->n_batch_sizes : o->max_batch > 1 ? 2 : 1;
-	bool bs_ok = n_bs >= 1 && bs[0] == 1 && bs[n_bs - 1] == o->max_batch;
-	for (int i = 1; bs_ok && i < n_bs; i++)
-		bs_ok = bs[i] > bs[i - 1];
-	if (!bs_ok)
+	if (!rt_batch_sizes_ok(bs, n_bs, o->max_batch))
 		return bn_err(e, BN_EINVAL, "codegen: batch sizes must start at 1, ascend and end at "
 					    "max_batch %d (%d sizes given)",
 			      o->max_batch, n_bs);

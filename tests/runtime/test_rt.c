@@ -1,6 +1,8 @@
-/* test_rt.c - the runtime's token list parser, greedy argmax and float row output. */
+/* test_rt.c - the runtime's token list parser, greedy argmax, float row output and the
+ * batch template rule. */
 #include "testutil.h"
 #include "rt.h"
+#include "rt_batch.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -160,6 +162,33 @@ static void test_write_full(void **state)
 	assert_non_null(strstr(e.msg, "/dev/full"));
 }
 
+/* The one rule of batch templates (rt_batch.h) that batch_templates, codegen and the
+ * program's start-up check: 1 first, ascending and distinct, the last max_batch, max_batch
+ * in 1..RT_MAX_BATCH. */
+static void test_batch_rule(void **state)
+{
+	(void)state;
+	static const int32_t one[] = {1}, dflt[] = {1, 8, 32, 128}, top[] = {1, RT_MAX_BATCH},
+			     over[] = {1, RT_MAX_BATCH + 1}, no1[] = {2, 4}, desc[] = {1, 8, 4},
+			     dup[] = {1, 4, 4}, zero[] = {0, 1};
+	assert_true(rt_max_batch_ok(1));
+	assert_true(rt_max_batch_ok(RT_MAX_BATCH));
+	assert_false(rt_max_batch_ok(0));
+	assert_false(rt_max_batch_ok(RT_MAX_BATCH + 1));
+	assert_true(rt_batch_sizes_ok(one, 1, 1));
+	assert_true(rt_batch_sizes_ok(dflt, 4, 128));
+	assert_true(rt_batch_sizes_ok(top, 2, RT_MAX_BATCH));
+	assert_false(rt_batch_sizes_ok(over, 2, RT_MAX_BATCH + 1)); /* max_batch too large */
+	assert_false(rt_batch_sizes_ok(dflt, 4, 32));               /* the last is not max_batch */
+	assert_false(rt_batch_sizes_ok(dflt, 3, 128));
+	assert_false(rt_batch_sizes_ok(no1, 2, 4));
+	assert_false(rt_batch_sizes_ok(desc, 3, 4));
+	assert_false(rt_batch_sizes_ok(dup, 3, 4));
+	assert_false(rt_batch_sizes_ok(zero, 2, 1));
+	assert_false(rt_batch_sizes_ok(one, 0, 1));
+	assert_false(rt_batch_sizes_ok(NULL, 1, 1));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -168,6 +197,7 @@ int main(void)
 		cmocka_unit_test(test_argmax),
 		cmocka_unit_test(test_write_f32),
 		cmocka_unit_test(test_write_full),
+		cmocka_unit_test(test_batch_rule),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
  * (frontend, passes, codegen, the C compiler, the weights payload). */
 #include "bitnetc_int.h"
 #include "cg_cpu.h"
+#include "rt_batch.h"
 #include "rt_tok.h"
 
 #include <errno.h>
@@ -209,7 +210,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	bsz[0] = 1;
 	for (int i = 0; have_sizes && i < sizes->n_ints && n_bsz < 64; i++) {
 		int64_t s = sizes->ints[i]; /* ascending and distinct from the pass; kept so */
-		if (s > bsz[n_bsz - 1] && s <= 4096 && (!max_batch || s < max_batch))
+		if (s > bsz[n_bsz - 1] && s <= RT_MAX_BATCH && (!max_batch || s < max_batch))
 			bsz[n_bsz++] = (int)s;
 	}
 	if (!max_batch)
@@ -372,7 +373,7 @@ int cmd_build(int argc, char **argv)
 				return EXIT_USAGE;
 			o.cflags = v;
 		} else if ((r = opt(&a, NULL, "--max-batch", &v)) != 0) {
-			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, 4096, &o.max_batch))
+			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, RT_MAX_BATCH, &o.max_batch))
 				return EXIT_USAGE;
 		} else if ((r = opt(&a, NULL, "--emit-c", &v)) != 0) {
 			if (r < 0)

@@ -1,4 +1,5 @@
-/* frontend_int.h - what bitnet.c shares with the rest of frontend/: the architecture table. */
+/* frontend_int.h - what the files of frontend/ share: the architecture table (bitnet.c), the
+ * finiteness checks (checks.c) and the string hash. */
 #ifndef BITNETC_FRONTEND_INT_H
 #define BITNETC_FRONTEND_INT_H
 
@@ -34,5 +35,17 @@ const BnmArch *bnm_arch_find(const char *name, size_t len);
  * graph reads from t is NaN or infinite: f32/f16/bf16 elements, the f16 block scales of
  * q8_0, q6_k, tq1_0 and tq2_0. Other types pass. One pass over the data, vectorizable. */
 int bnm_check_finite(const GgufFile *f, const GgufTensor *t, BnErr *e);
+
+/* ---- the string hash ---- */
+
+/* FNV-1a (64-bit) of the string s, starting from h: BNM_FNV_BASIS for the plain hash (synth.c:
+ * each tensor's random stream, its string set), a per-index seed in gguf.c's name index. */
+#define BNM_FNV_BASIS 0xcbf29ce484222325ull
+static inline uint64_t bnm_fnv1a(uint64_t h, const char *s)
+{
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	return h;
+}
 
 #endif

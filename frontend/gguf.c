@@ -1,5 +1,5 @@
 /* gguf.c - the GGUF container: a bounds-checked, zero-copy mmap reader and a streaming writer. */
-#include "frontend.h"
+#include "frontend_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,9 +109,7 @@ typedef const char *(*GgufNameFn)(const GgufFile *f, uint64_t i);
  * know the seed. */
 static uint64_t hash_str(const GgufIndex *ix, const char *s)
 {
-	uint64_t h = ix->seed;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3u;
+	uint64_t h = bnm_fnv1a(ix->seed, s);
 	h ^= h >> 32;
 	h *= 0xd6e8feb86659fd93u;
 	return h ^ h >> 32;
@@ -125,7 +123,7 @@ static bool index_init(GgufIndex *ix, uint64_t n)
 	ix->slot = calloc((size_t)cap, sizeof *ix->slot);
 	ix->mask = cap - 1;
 	/* the heap address varies from run to run (ASLR); order never leaks into results */
-	ix->seed = 0xcbf29ce484222325u ^ (uint64_t)(uintptr_t)ix->slot;
+	ix->seed = BNM_FNV_BASIS ^ (uint64_t)(uintptr_t)ix->slot;
 	return ix->slot != NULL;
 }
 

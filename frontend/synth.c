@@ -1,5 +1,6 @@
 /* synth.c - seeded synthetic BitNet GGUFs: random ternary weights, synthetic or Llama 3 vocab. */
 #include "frontend_int.h"
+#include "rt.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -62,30 +63,14 @@ typedef struct {
 	uint64_t s[4];
 } Rng;
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-	return h;
-}
-
 /* One stream per (seed, tensor name): a tensor's values do not depend on the order
  * tensors are made in, nor on the formats of the others. */
 static Rng rng_for(uint64_t seed, const char *name)
 {
 	Rng r;
-	uint64_t x = seed ^ fnv1a(name);
+	uint64_t x = seed ^ bnm_fnv1a(BNM_FNV_BASIS, name);
 	for (int i = 0; i < 4; i++)
-		r.s[i] = splitmix64(&x);
+		r.s[i] = rt_splitmix64(&x);
 	return r;
 }
 
@@ -373,7 +358,7 @@ typedef struct {
 
 static bool strset_add(StrSet *st, char **tokens, const char *s, int32_t id)
 {
-	uint64_t i = fnv1a(s) & st->mask;
+	uint64_t i = bnm_fnv1a(BNM_FNV_BASIS, s) & st->mask;
 	for (; st->slot[i] >= 0; i = (i + 1) & st->mask)
 		if (strcmp(tokens[st->slot[i]], s) == 0)
 			return false;

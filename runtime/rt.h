@@ -102,6 +102,9 @@ typedef struct RtSampler RtSampler;
 RtSamplerParams rt_sampler_defaults(void);
 /* A seed from the clock, the pid and an address, for runs without --seed. */
 uint64_t rt_seed_random(void);
+/* splitmix64: advances *s and returns the next 64-bit value, a bijection of *s (seeds the
+ * sampler's stream, and mkmodel's per-tensor streams). */
+uint64_t rt_splitmix64(uint64_t *s);
 /* NULL on allocation failure or n_vocab < 1. */
 RtSampler *rt_sampler_new(const RtSamplerParams *p, int64_t n_vocab);
 void rt_sampler_free(RtSampler *s);

@@ -287,11 +287,7 @@ double tu_golden_median(TuGolden *s)
 
 uint64_t tu_rand(uint64_t *s)
 {
-	/* splitmix64 */
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
+	return rt_splitmix64(s);
 }
 
 float tu_randf(uint64_t *s)

@@ -1,6 +1,7 @@
-/* test_emit.c - the C emitter: golden text of model.c for a small synthetic model (set
- * BN_REGEN=1 to rewrite tests/codegen/golden/ on purpose), warning-free generated code,
- * deterministic output, and clear rejections of graphs it cannot handle. */
+/* test_emit.c - the C emitter: golden text of model.c for a small synthetic model (a change
+ * detector made by this emitter: set BN_REGEN=1 to rewrite tests/codegen/golden/ on
+ * purpose), warning-free generated code, deterministic output, and clear rejections of
+ * graphs it cannot handle. */
 #include "testutil.h"
 
 #include "cg_cpu.h"
@@ -80,6 +81,11 @@ static void compile_clean(const CgOutput *out, const char *name)
 	}
 }
 
+/* The emitted text against tests/codegen/golden/small_i2s.model.c, which this emitter made:
+ * a change detector (every change of the generated code shows in that file's diff), not
+ * an oracle. An intended change regenerates it (cd build && BN_REGEN=1 ctest -R
+ * codegen/test_emit; see golden/README.md); that the code is right is checked by
+ * test_build and test_kernels, which run it against the interpreter. */
 static void test_golden_text(void **state)
 {
 	(void)state;

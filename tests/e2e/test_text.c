@@ -24,7 +24,7 @@ static int setup(void **state)
 	return rc ? -1 : 0;
 }
 
-/* Runs a shell command; fails the test unless it exits with want. Returns its output. */
+/* The number of lines (newlines) in s. */
 static int count_lines(const char *s)
 {
 	int n = 0;
@@ -171,7 +171,8 @@ static void test_chat(void **state)
 	free(out);
 }
 
-/* /reset: the same turn from an empty cache gives the same greedy reply. */
+/* /reset: the same turn from an empty cache gives the same greedy reply, and the
+ * conversation goes on as a new one: its next reply is a new conversation's second. */
 static void test_reset(void **state)
 {
 	(void)state;
@@ -180,6 +181,11 @@ static void test_reset(void **state)
 	char *l1 = out, *l2 = strchr(l1, '\n') + 1, *l3 = strchr(l2, '\n') + 1;
 	assert_int_equal(count_lines(out), 3);
 	assert_memory_equal(l1, l2, (size_t)(l2 - l1));
+	char *fresh = tu_run_ok(0, "printf 'Hi\\nHi\\n' | '%s' -cnv -n 5 --temp 0 --ignore-eos "
+			     "--show-ids 2>/dev/null", prog);
+	assert_int_equal(count_lines(fresh), 2);
+	assert_string_equal(l3, strchr(fresh, '\n') + 1);
+	free(fresh);
 	free(out);
 	out = tu_run_ok(0, "printf 'Hi\\n/reset\\nHi\\n' | '%s' -cnv -n 5 --temp 0 --ignore-eos -v "
 		     "2>&1 >/dev/null", prog);
@@ -188,7 +194,6 @@ static void test_reset(void **state)
 	assert_non_null(t2);
 	assert_non_null(strstr(t2, "at positions 0.."));
 	free(out);
-	(void)l3;
 }
 
 /* The context fills up: the program says so and starts over. */

@@ -126,7 +126,7 @@ static void test_prompt(void **state)
 	free(out);
 	/* a prompt file is text too */
 	const char *pf = tu_tmp("text_prompt.txt");
-	tu_write_file(pf, "Hello, world", 12);
+	assert_int_equal(tu_write_file(pf, "Hello, world", 12), 0);
 	out = tu_run_ok(0, "'%s' -f '%s' -n 0 -v 2>&1", prog, pf);
 	tu_expect_has(out, "prompt: 4 tokens: 128000,9906,11,1917\n");
 	free(out);

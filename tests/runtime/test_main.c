@@ -156,7 +156,7 @@ static void test_generate(void **state)
 	expect_out("-n 3 --temp 0", "1 2 3\n");
 	/* a prompt file, whitespace-separated */
 	const char *pf = tu_tmp("test_main_prompt.txt");
-	tu_write_file(pf, "3\n 5\n", 5);
+	assert_int_equal(tu_write_file(pf, "3\n 5\n", 5), 0);
 	char args[1400];
 	snprintf(args, sizeof args, "-f '%s' -n 2 --temp 0", pf);
 	expect_out(args, "6 7\n");
@@ -414,7 +414,7 @@ static void test_moved_and_weights_file(void **state)
 	uint8_t *pay = fake_payload();
 	pay[100] ^= 1;
 	remove(other);
-	tu_write_file(other, "", 0);
+	assert_int_equal(tu_write_file(other, "", 0), 0);
 	assert_int_equal(append_payload(other, pay, WBYTES), 0);
 	free(pay);
 	assert_int_equal(tu_run(&out, "'%s' --weights-file '%s' --tokens 3", bare, other), 2);
@@ -454,7 +454,7 @@ static void test_stripped(void **state)
 	size_t n;
 	uint8_t *b = tu_read_file(prog, &n);
 	memmove(b + n - 32 - 1000, b + n - 32, 32);
-	tu_write_file(cut, b, n - 1000);
+	assert_int_equal(tu_write_file(cut, b, n - 1000), 0);
 	free(b);
 	assert_int_equal(tu_run(&out, "'%s' --tokens 3", cut), 2);
 	assert_non_null(strstr(out, "truncated"));

@@ -9,7 +9,6 @@
 #include "rt_tok.h"
 #include "cg_cpu.h"
 #include "cg_cuda.h"
-#include "cg_metal.h"
 
 #include <errno.h>
 #include <fcntl.h>

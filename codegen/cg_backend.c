@@ -9,11 +9,11 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { MAX_BACKENDS = 16, MAX_TARGETS = 64 };
+enum { MAX_BACKENDS = 16, MAX_TARGETS = 64, N_BUILTIN = 3 };
 
 static const CgBackend *backends[MAX_BACKENDS] = {&cg_backend_cpu, &cg_backend_cuda,
 						  &cg_backend_metal};
-static int n_backends = 3;
+static int n_backends = N_BUILTIN;
 
 const CgBackend *const *cg_backends(int *n)
 {
@@ -31,7 +31,7 @@ int cg_backend_register(const CgBackend *b)
 
 void cg_backend_unregister(const CgBackend *b)
 {
-	for (int i = 3; i < n_backends; i++)
+	for (int i = N_BUILTIN; i < n_backends; i++) /* the built-in ones stay */
 		if (backends[i] == b) {
 			memmove(&backends[i], &backends[i + 1],
 				(size_t)(n_backends - i - 1) * sizeof backends[0]);

@@ -93,10 +93,12 @@ static int measure(const CgBackend *be, Choice *ch, int n_ch, const char *target
 			cs[n++] = (CgTuneCase){ch[i].k, ch[i].n, nt, "simd", 0, 0, 0};
 			cs[n++] = (CgTuneCase){ch[i].k, ch[i].n, nt, "lut", 0, 0, 0};
 		}
-	int rc = !n ? 0
-		 : be->tune_run ? be->tune_run(target, cc, cs, n, verbose, e)
-				: bn_err(e, BN_EUNSUPPORTED, "target %s: its backend (%s) cannot time kernels",
-					 target, be->name);
+	int rc = 0;
+	if (n && be->tune_run)
+		rc = be->tune_run(target, cc, cs, n, verbose, e);
+	else if (n)
+		rc = bn_err(e, BN_EUNSUPPORTED, "target %s: its backend (%s) cannot time kernels",
+			    target, be->name);
 	FILE *f = NULL;
 	if (!rc && n) {
 		pass_tune_make_parent(path);

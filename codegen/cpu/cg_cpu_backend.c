@@ -114,9 +114,10 @@ static const CgSource *cpu_runtime(int *n)
 static int cpu_build(const CgOpts *o, const char *dir, const char *out_path, const char *shown,
 		     char *cmd, size_t cmd_n, BnErr *e)
 {
-	const CgCpuTarget *t = cg_cpu_target(o->target ? o->target : "");
+	const char *name = o->target ? o->target : "";
+	const CgCpuTarget *t = cg_cpu_target(name);
 	if (!t)
-		return bn_err(e, BN_EINVAL, "build: '%s' is not a CPU target", o->target ? o->target : "");
+		return bn_err(e, BN_EINVAL, "build: '%s' is not a CPU target", name);
 	if (cg_cc(o, t, dir, out_path, cmd, cmd_n, e))
 		return bn_err_prefix(e, "build");
 	return cg_check_output(out_path, shown, o->cc ? o->cc : "cc", t->name, false, e);

@@ -1,5 +1,9 @@
-/* cg.h - what every code generation backend describes about itself: its targets and
- * whether this host can use them. Included by cpu/cg_cpu.h, cuda/cg_cuda.h, metal/cg_metal.h. */
+/* cg.h - the code generation backend interface, in the spirit of QBE's struct Target: each
+ * backend (cpu/, cuda/, metal/) describes itself in one CgBackend (its targets, what the
+ * passes may ask of them, emit, build), and one registry (cg_backend.c) answers `bitnetc
+ * targets`, `bitnetc build` and the passes alike. Also the backend-neutral pieces every
+ * backend shares: the text buffer, the emitted artifacts, the weights payload plan and its
+ * writer, the scratch plan (cg_plan.c). */
 #ifndef BITNETC_CG_H
 #define BITNETC_CG_H
 
@@ -9,17 +13,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* One --target name. "usable" is about this host (instruction set present, LLVM backend
- * built in, OS); note says what it needs or why it is not usable, in a few words. */
+/* One --target name as `bitnetc targets` lists it. "usable" is about this host
+ * (instruction set present, LLVM backend built in, OS); "buildable" says whether `bitnetc
+ * build` makes a program for it today; note says what it needs or why not, in a few
+ * words. */
 typedef struct {
-	const char *name;    /* e.g. "cpu-avx2" */
+	const char *name;    /* e.g. "cpu-avx2"; a family as "cuda-sm<NN>" */
 	const char *backend; /* "cpu", "cuda", "metal" */
 	const char *desc;
 	bool usable;
+	bool buildable;
 	char note[160];
 } CgTargetInfo;
 
-/* ---- the text buffer every source emitter writes through (cpu/cg_buf.c) ---- */
+/* ---- the text buffer every source emitter writes through (cg_buf.c) ---- */
 
 typedef struct {
 	char *data; /* NUL-terminated while len > 0 */
@@ -67,24 +74,178 @@ typedef struct {
 	uint64_t hash;    /* rt_weights_hash of the payload */
 } CgPayload;
 
-/* What emit produces: the generated sources and the payload they expect. */
+/* ---- what emit produces (cg_output.c) ------------------------------------- */
+
+/* One file a backend emits: a source the build compiles (model.c), a header beside it, or
+ * a binary (PTX, a metallib) that the build or the program loads. */
+typedef enum { CG_ART_SOURCE, CG_ART_HEADER, CG_ART_BINARY } CgArtifactKind;
+
 typedef struct {
-	CgBuf model_c;
+	char name[64]; /* a plain file name, written into the build's source directory */
+	CgArtifactKind kind;
+	CgBuf bytes;
+} CgArtifact;
+
+/* What emit produces: any number of named artifacts and the payload they expect. */
+typedef struct {
+	CgArtifact *art;
+	int n_art, cap_art;
 	CgPayload payload;
 	uint64_t scratch_bytes;
 	int n_kernels;
 } CgOutput;
 
+/* Adds an empty artifact called name (a plain file name: no '/', not "." or "..", unique in
+ * o) and returns its buffer to append to; NULL when out of memory or name is not allowed. */
+CgBuf *cg_output_add(CgOutput *o, const char *name, CgArtifactKind kind);
+/* NULL if o has no artifact of that name. */
+const CgArtifact *cg_output_find(const CgOutput *o, const char *name);
 void cg_output_free(CgOutput *o);
 
-/* One code generation target: emit renders the graph, build compiles the sources in dir
- * (written by cg_write_sources) and links the program at out_path. */
-typedef struct CgTarget {
+/* One file embedded in bitnetc at its build (the runtime sources: cg_runtime_src.c,
+ * generated). */
+typedef struct {
 	const char *name;
+	const unsigned char *data;
+	size_t size;
+} CgSource;
+
+/* Creates dir/name (never through a symbolic link) holding data. Errors name the path. */
+int cg_write_file(const char *dir, const char *name, const void *data, size_t n, BnErr *e);
+
+/* ---- the plans every backend shares (cg_plan.c) ------------------------------- */
+
+enum { CG_PAYLOAD_ALIGN = 64 };
+
+/* Plans the weights payload of g: the constants some node reads, back to back at 64-byte
+ * aligned offsets in value order, then the tokenizer blob (tok, tok_bytes; NULL: none);
+ * woff (per value, may be NULL) gets each constant's offset. The hash covers the padding. */
+int cg_plan_payload(const IrGraph *g, const void *tok, uint64_t tok_bytes, CgPayload *p,
+		    uint64_t *woff, BnErr *e);
+/* Static scratch offsets for every activation (but the logits) and each node's temporary,
+ * sized for max_batch tokens: the pipeline's plan (plan_memory) when it was made for
+ * max_batch tokens (checked first), else the same planner run here. soff per value, tmp per
+ * node; bytes gets the arena's size. */
+int cg_plan_scratch(const IrGraph *g, int64_t max_batch, uint64_t *soff, uint64_t *tmp,
+		    uint64_t *bytes, BnErr *e);
+/* Writes the payload (the graph's constants at p's offsets) and the 32-byte trailer:
+ * appended to path after padding it to a multiple of 4096, or (append false) as the
+ * whole file; then flushes it to disk. Errors name shown (NULL: path). */
+int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, bool append,
+		     const char *shown, BnErr *e);
+
+/* ---- what the passes may ask of a target -------------------------------------- */
+
+/* A target as the passes see it (bitnetc.target in a pipeline script). */
+typedef struct {
+	const char *arch;          /* the program's machine: "x86_64", "aarch64", "nvptx64" */
+	char features[256];        /* space-separated names the backend defines ("avx2 fma"),
+				    * "" or "none" for none */
+	int vector_bits;           /* the widest vector its kernels use; 0: scalar */
+	const char *weight_layout; /* the ternary weight layout its kernels read best:
+				    * "i2s_x16" or "gguf" (permute_weights' auto) */
+} CgTargetDesc;
+
+/* The cost model of one kernel family for the i2s_x16 layout: vector operations per
+ * 64-byte chunk (16 rows x 16 k) and token, as decode / min(tokens, tile_tokens) +
+ * per_token (decode: the work a tile's tokens share). */
+typedef struct {
+	double decode, per_token;
+	int tile_tokens;
+} CgKernelCost;
+
+/* One ternary matmul shape to tune ([k, n] i2s_x16 weight) and what was measured. */
+typedef struct {
+	int64_t k, n;
+	int rows, tokens;  /* the fastest tile */
+	double ns;         /* its time for nt tokens, one thread */
+	double ns_default; /* the default tile's, for the report */
+} CgTuneShape;
+/* One kernel to time: a ternary matmul of an i2s_x16 weight [k, n] over nt tokens with
+ * kernel kind ("simd", "lut", ...) and tile {rows, tokens} (0: the kind's default); ns gets
+ * its best time on one thread. */
+typedef struct {
+	int64_t k, n;
+	int nt;
+	const char *kernel;
+	int rows, tokens;
+	double ns;
+} CgTuneCase;
+
+/* ---- the backend interface -------------------------------------------------- */
+
+/* What a build makes: a program (the weights payload appended to it) today; a library
+ * (the payload in a file of its own) later. */
+typedef enum { CG_PRODUCT_EXECUTABLE, CG_PRODUCT_LIBRARY } CgProduct;
+
+typedef struct CgBackend {
+	const char *name; /* "cpu", "cuda", "metal" */
 	const char *desc;
+
+	/* -- targets -- */
+	/* Writes its targets with their availability on this host; returns how many (at
+	 * most max). */
+	int (*targets)(CgTargetInfo *out, int max);
+	/* Whether target name (a --target value) is one of its targets. */
+	bool (*claims)(const char *name);
+	/* Whether it builds target name today (false: listed, "not yet buildable"). */
+	bool (*buildable)(const char *name);
+
+	/* -- for the passes; any may be NULL (nothing to choose, nothing to measure) -- */
+	/* Fills d for target name, or for this host when name is NULL. */
+	void (*describe)(const char *name, CgTargetDesc *d);
+	/* The cost of kernel family kind ("simd": multiply-add, "lut": table lookup) on target
+	 * name; false when the target has no such family (why gets the reason). */
+	bool (*kernel_cost)(const char *name, const char *kind, CgKernelCost *c, char *why,
+			    size_t why_n);
+	/* Times every case in one program built for target name with the compiler cc. */
+	int (*tune_run)(const char *name, const char *cc, CgTuneCase *cases, int n_cases,
+			int verbose, BnErr *e);
+	/* Times every candidate GEMM tile of each shape at nt tokens and fills in the fastest;
+	 * a target without tiles to choose does nothing. */
+	int (*tune_tiles)(const char *name, const char *cc, CgTuneShape *shapes, int n_shapes,
+			  int nt, int verbose, BnErr *e);
+
+	/* -- emit and build (NULL: the backend cannot build yet) -- */
+	/* Renders a (post-dce) graph into out's artifacts and plans the payload. */
 	int (*emit)(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e);
-	/* extra compiler flags of the target, NULL-terminated */
-	const char *const *cflags;
+	/* The runtime sources written beside the artifacts (and into --emit-c DIR); *n gets
+	 * how many. */
+	const CgSource *(*runtime)(int *n);
+	/* Compiles and links what is in dir (the artifacts and the runtime) into out_path
+	 * (absolute; its product), with the compiler and flags of o and the target, and checks
+	 * what the compiler wrote (errors name shown). cmd gets the command lines. */
+	int (*build)(const CgOpts *o, const char *dir, const char *out_path,
+		     const char *shown, char *cmd, size_t cmd_n, BnErr *e);
+	CgProduct product;
+} CgBackend;
+
+/* A --target resolved through the registry. */
+typedef struct {
+	const CgBackend *backend;
+	const char *name;
+	bool buildable;
 } CgTarget;
+
+/* ---- the registry (cg_backend.c) -------------------------------------------- */
+
+/* Every backend: the built-in ones (cpu, cuda, metal, in that order), then any registered;
+ * *n gets the count. */
+const CgBackend *const *cg_backends(int *n);
+/* Adds a backend after the built-in ones (tests); -1 when the table is full. */
+int cg_backend_register(const CgBackend *b);
+/* Removes a registered backend again. */
+void cg_backend_unregister(const CgBackend *b);
+/* Resolves a --target name: 0 and t filled, or -1 when no backend claims it. */
+int cg_target_find(const char *name, CgTarget *t);
+/* The backend of target name for the passes: its owner, else the first (the CPU backend,
+ * whose hooks treat a name it does not know as its portable target). */
+const CgBackend *cg_backend_of(const char *name);
+/* Every backend's targets, in registry order; returns how many (at most max). */
+int cg_targets_list(CgTargetInfo *out, int max);
+/* The buildable targets, comma-separated ("cpu-generic, cpu-avx2, ..."), for messages. */
+const char *cg_target_names(void);
+/* Writes every artifact of out and the backend's runtime sources into dir. */
+int cg_sources_write(const CgBackend *b, const char *dir, const CgOutput *out, BnErr *e);
 
 #endif

@@ -8,15 +8,15 @@
  * kernels timed on one thread by codegen's tuning program, and appends them); else the cost
  * model below. mode = lut or mad forces one everywhere the target has it.
  *
- * Cost model: vector operations per 64-byte chunk (16 rows x 16 k) and token, as
- * decode / tile_tokens + per_token, where decode is the work shared by a tile's tokens
- * (unpacking codes, LUT indices) and per_token the dot products or the lookups with their
- * widening adds. Both kinds read the same weight bytes, so memory does not decide. The
- * counts are the generated kernels' instruction counts; they pick MAD wherever the
- * target has int8 dot products (vpdpbusd, sdot) or maddubs, and LUT for portable C on
- * i2s_x16, where two table loads replace four multiplies and the code unpacking (measured
- * 2.3-2.7x faster; the portable target keeps the GGUF layout by default, whose kernel is
- * faster than both). Measured here (tune = 1) the choice follows the timings instead.
+ * Cost model: the target's backend gives each family's cost (cg.h's kernel_cost hook):
+ * vector operations per 64-byte chunk (16 rows x 16 k) and token, as decode / tile_tokens
+ * + per_token, where decode is the work shared by a tile's tokens (unpacking codes, LUT
+ * indices) and per_token the dot products or the lookups with their widening adds. Both
+ * kinds read the same weight bytes, so memory does not decide. The CPU backend's counts
+ * are its generated kernels' instruction counts; they pick MAD wherever the target has
+ * int8 dot products (vpdpbusd, sdot) or maddubs, and LUT for portable C on i2s_x16 (the
+ * portable target keeps the GGUF layout by default, whose kernel is faster than both).
+ * Measured here (tune = 1) the choice follows the timings instead.
  *
  * requires: batch_sizes (batch_templates), i2s_x16 weights (permute_weights), graph
  * attribute target (bitnetc build sets it; else native); produces: node attributes
@@ -25,7 +25,7 @@
  * set are left as they are; on a target without LUT kernels (AVX2, AVX-512 without VBMI)
  * nothing is set. */
 #include "pass.h"
-#include "cg_cpu.h"
+#include "cg.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -34,42 +34,7 @@
 
 enum { MEASURE_TOKENS = 16 };
 
-typedef struct {
-	double decode, per_token;
-	int tile_tokens; /* the kernel's default token tile (GEMM) */
-} Cost;
-
-/* The multiply-add kernel of isa (cg_cpu_tmm.c). */
-static Cost mad_cost(const CgIsa *isa)
-{
-	switch (isa->level) {
-	case CG_ISA_AVX512: /* load, 3 shifts, 4 ands; 4 broadcasts + 4 vpdpbusd */
-		return (Cost){8, 8, 8};
-	case CG_ISA_AVX2: /* two ymm halves; vpdpbusd, or maddubs + madd + add */
-		return (Cost){16, isa->vnni ? 12 : 28, 4};
-	case CG_ISA_NEON: /* four q registers; sdot, or smull/smlal + addp + sadalp */
-		return isa->vnni ? (Cost){20, 17, 4} : (Cost){20, 44, 2};
-	default: /* scalar: per byte 4 x (shift, and, multiply, add) plus the loop */
-		return (Cost){0, 1280, 1};
-	}
-}
-
-/* The LUT kernel of isa (cg_cpu_lut.c); per_token < 0: none. */
-static Cost lut_cost(const CgIsa *isa)
-{
-	if (!cg_lut_available(isa))
-		return (Cost){0, -1, 1};
-	switch (isa->level) {
-	case CG_ISA_AVX512: /* load, and, shift, 2 ors; 4 table loads, 4 vpermb, 4 unpacks, 4 adds */
-		return (Cost){5, 16, 4};
-	case CG_ISA_NEON: /* per q register: and/shift + orr; 2 tbl (4 registers each), 2 zips, 2 adds */
-		return (Cost){12, 104, 2};
-	default: /* scalar: per byte two indices, two table loads, two adds */
-		return (Cost){0, 448, 1};
-	}
-}
-
-static double cost_at(Cost c, int s)
+static double cost_at(CgKernelCost c, int s)
 {
 	int tt = s < c.tile_tokens ? s : c.tile_tokens;
 	return c.decode / tt + c.per_token;
@@ -108,8 +73,8 @@ static void read_file(const char *path, const char *cpu, const char *target, Cho
 }
 
 /* Measures the choices still open and appends them to the tuning file. */
-static int measure(Choice *ch, int n_ch, const char *target, const char *cc, const char *cpu,
-		   const char *path, int verbose, BnErr *e)
+static int measure(const CgBackend *be, Choice *ch, int n_ch, const char *target,
+		   const char *cc, const char *cpu, const char *path, int verbose, BnErr *e)
 {
 	CgTuneCase *cs = calloc((size_t)n_ch * 2 + 1, sizeof *cs);
 	int *who = calloc((size_t)n_ch + 1, sizeof *who);
@@ -128,7 +93,12 @@ static int measure(Choice *ch, int n_ch, const char *target, const char *cc, con
 			cs[n++] = (CgTuneCase){ch[i].k, ch[i].n, nt, "simd", 0, 0, 0};
 			cs[n++] = (CgTuneCase){ch[i].k, ch[i].n, nt, "lut", 0, 0, 0};
 		}
-	int rc = n ? cg_cpu_tune_run(target, cc, cs, n, verbose, e) : 0;
+	int rc = 0;
+	if (n && be->tune_run)
+		rc = be->tune_run(target, cc, cs, n, verbose, e);
+	else if (n)
+		rc = bn_err(e, BN_EUNSUPPORTED, "target %s: its backend (%s) cannot time kernels",
+			    target, be->name);
 	FILE *f = NULL;
 	if (!rc && n) {
 		pass_tune_make_parent(path);
@@ -175,14 +145,14 @@ int pass_lut_specialize(IrGraph *g, const PassOpts *opts, BnErr *e)
 	const char *cc = ca && ca->type == IR_ATTR_STR ? ca->s : "cc";
 	if (!bs || bs->type != IR_ATTR_INTS || bs->n_ints < 1)
 		return bn_err(e, BN_EINVAL, "no graph attribute batch_sizes: run batch_templates first");
-	CgIsa isa;
-	char feats[256];
-	cg_cpu_target_isa(target, &isa, feats, sizeof feats);
-	bool has_lut = cg_lut_available(&isa);
+	const CgBackend *be = cg_backend_of(target);
+	CgKernelCost mc = {0, 0, 1}, lc = {0, -1, 1};
+	char why[160] = "";
+	bool has_mad = be->kernel_cost && be->kernel_cost(target, "simd", &mc, why, sizeof why);
+	bool has_lut = be->kernel_cost && be->kernel_cost(target, "lut", &lc, why, sizeof why);
 	if (!has_lut && strcmp(mode, "lut") == 0)
-		return bn_err(e, BN_EUNSUPPORTED, "mode lut: target %s has no LUT kernels (AVX-512 "
-						  "needs avx512_vbmi; AVX2 has none)",
-			      target);
+		return bn_err(e, BN_EUNSUPPORTED, "mode lut: target %s has no LUT kernels (%s)",
+			      target, why[0] ? why : "its backend has none");
 	/* the distinct (shape, template) pairs to decide */
 	int nbs = bs->n_ints;
 	Choice *ch = calloc((size_t)g->n_nodes * (size_t)nbs + 1, sizeof *ch);
@@ -209,11 +179,10 @@ int pass_lut_specialize(IrGraph *g, const PassOpts *opts, BnErr *e)
 		pass_tune_path(pass_opt_str(opts, "file", ""), path, sizeof path);
 		read_file(path, cpu, target, ch, n_ch);
 		if (tune)
-			rc = measure(ch, n_ch, target, cc, cpu, path, opts->verbose, e);
-		Cost mc = mad_cost(&isa), lc = lut_cost(&isa);
+			rc = measure(be, ch, n_ch, target, cc, cpu, path, opts->verbose, e);
 		for (int i = 0; i < n_ch; i++)
 			if (ch[i].lut < 0)
-				ch[i].lut = cost_at(lc, ch[i].s) < cost_at(mc, ch[i].s);
+				ch[i].lut = !has_mad || cost_at(lc, ch[i].s) < cost_at(mc, ch[i].s);
 	} else {
 		for (int i = 0; i < n_ch; i++)
 			ch[i].lut = strcmp(mode, "lut") == 0;

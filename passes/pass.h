@@ -115,17 +115,22 @@ void pass_gattr_clear(const IrGraph *g);
 
 typedef struct {
 	const char *name;     /* e.g. "host", "cpu-avx2" */
-	const char *arch;     /* "x86_64", "aarch64" */
-	const char *features; /* space-separated, as cg_cpu_features_str: "avx2 fma avx512_vnni" */
+	const char *backend;  /* the backend that builds it: "cpu", "cuda", "metal" */
+	const char *arch;     /* the program's machine: "x86_64", "aarch64" */
+	const char *features; /* space-separated names its backend defines (the CPU's:
+			       * cg_cpu_features_str, "avx2 fma avx512_vnni") */
+	int vector_bits;      /* the widest vector its kernels use; 0: scalar */
 	int64_t l1d, l2, l3;  /* data cache sizes in bytes; 0 if unknown */
 	int ncpu;             /* online CPUs; 0 if unknown */
 } PassTarget;
 
-/* The machine bitnetc runs on (cg_cpu_detect, sysconf/sysfs). The strings are static. */
+/* The machine bitnetc runs on (as the first backend, the CPU's, describes the host;
+ * sysconf/sysfs). The strings are static. */
 const PassTarget *pass_target_host(void);
-/* What a build for --target name may use: its name, the features its code is compiled for
- * (cg_cpu_target_isa: none for cpu-generic, the host's for native) and the host's caches
- * (the program is expected to run on a machine like this one). NULL name: the host. */
+/* What a build for --target name may use: its name, what its backend says of it (the CPU:
+ * the features its code is compiled for, none for cpu-generic, the host's for native) and
+ * the host's caches (the program is expected to run on a machine like this one). NULL
+ * name: the host. */
 const PassTarget *pass_target_for(const char *name);
 
 /* ---- pass_lua.c: pipelines ---------------------------------------------------------- */

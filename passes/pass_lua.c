@@ -1240,9 +1240,13 @@ static int list_passes(lua_State *L)
 
 static void push_target(lua_State *L, const PassTarget *t)
 {
-	lua_createtable(L, 0, 6);
+	lua_createtable(L, 0, 8);
 	lua_pushstring(L, t->name ? t->name : "?");
 	lua_setfield(L, -2, "name");
+	lua_pushstring(L, t->backend ? t->backend : "?");
+	lua_setfield(L, -2, "backend");
+	lua_pushinteger(L, t->vector_bits);
+	lua_setfield(L, -2, "vector_bits");
 	lua_pushstring(L, t->arch ? t->arch : "?");
 	lua_setfield(L, -2, "arch");
 	lua_pushinteger(L, t->ncpu);

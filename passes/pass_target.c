@@ -1,9 +1,11 @@
-/* pass_target.c - the host as a pipeline script sees it (bitnetc.target): CPU features from
- * the CPU backend's detection, cache sizes from sysconf or sysfs. */
+/* pass_target.c - the target as a pipeline script sees it (bitnetc.target): what the
+ * target's backend says of it (through the registry, cg.h), cache sizes from sysconf or
+ * sysfs. */
 #include "pass.h"
-#include "cg_cpu.h"
+#include "cg.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* sysfs gives "48K" or "2048K" where glibc's sysconf reports 0 (e.g. on aarch64). */
@@ -41,14 +43,16 @@ static int64_t cache_size(int sc, int sysfs_index)
 const PassTarget *pass_target_host(void)
 {
 	static PassTarget t;
-	static char features[256];
+	static CgTargetDesc d;
 	if (t.name)
 		return &t;
-	CgCpuFeatures f;
-	cg_cpu_detect(&f);
-	cg_cpu_features_str(&f, features, sizeof features);
-	t.arch = cg_cpu_arch();
-	t.features = features;
+	int nb;
+	const CgBackend *b = cg_backends(&nb)[0];
+	b->describe(NULL, &d);
+	t.backend = b->name;
+	t.arch = d.arch;
+	t.features = d.features;
+	t.vector_bits = d.vector_bits;
 #ifdef _SC_LEVEL1_DCACHE_SIZE
 	/* sysfs index 0 is usually L1d, 2 L2, 3 L3 (1 is L1i) */
 	t.l1d = cache_size(_SC_LEVEL1_DCACHE_SIZE, 0);
@@ -68,17 +72,21 @@ const PassTarget *pass_target_host(void)
 const PassTarget *pass_target_for(const char *name)
 {
 	static PassTarget t;
-	static char name_buf[64], features[256];
+	static char name_buf[64];
+	static CgTargetDesc d;
 	const PassTarget *h = pass_target_host();
 	if (!name)
 		return h;
 	t = *h;
 	snprintf(name_buf, sizeof name_buf, "%s", name);
-	CgIsa isa;
-	cg_cpu_target_isa(name, &isa, features, sizeof features);
+	const CgBackend *b = cg_backend_of(name);
+	memset(&d, 0, sizeof d);
+	if (b->describe)
+		b->describe(name, &d);
 	t.name = name_buf;
-	t.features = features;
-	if (isa.level == CG_ISA_NEON) /* a cross build: the program's machine, not this one */
-		t.arch = "aarch64";
+	t.backend = b->name;
+	t.arch = d.arch ? d.arch : h->arch;
+	t.features = d.features;
+	t.vector_bits = d.vector_bits;
 	return &t;
 }

@@ -7,7 +7,7 @@
  * portable target, keep "gguf"), their data in the graph's arena; invalidates: the constants' data pointers (the GGUF mapping is no longer
  * what they point at). */
 #include "pass.h"
-#include "cg_cpu.h"
+#include "cg.h"
 
 #include <fnmatch.h>
 #include <inttypes.h>
@@ -52,17 +52,16 @@ int pass_permute_weights(IrGraph *g, const PassOpts *opts, BnErr *e)
 	if (!auto_ && strcmp(want, "gguf") != 0 && strcmp(want, "i2s_x16") != 0)
 		return bn_err(e, BN_EINVAL, "option layout is '%s'; expected auto, gguf or i2s_x16",
 			      want);
-	/* auto on a target without SIMD kernels (cpu-generic) keeps the GGUF layout: its
-	 * portable kernel (a row decoded once, then K-long dot products the C compiler
-	 * vectorizes) runs 1.75x faster on prefill than the i2s_x16 LUT kernel and 3.9x faster
-	 * than the i2s_x16 multiply-add one (2B shape, bench/run.sh PORTABLE_ROWS=1) */
+	/* auto where the target's kernels read the GGUF layout best (the backend says so:
+	 * cpu-generic, whose portable kernel beats both i2s_x16 kernels) keeps it */
 	if (auto_) {
 		const IrAttr *ta = pass_gattr_find(g, "target");
-		CgIsa isa;
-		char feats[256];
-		cg_cpu_target_isa(ta && ta->type == IR_ATTR_STR ? ta->s : "native", &isa, feats,
-				  sizeof feats);
-		if (isa.level == CG_ISA_GENERIC)
+		const char *target = ta && ta->type == IR_ATTR_STR ? ta->s : "native";
+		const CgBackend *be = cg_backend_of(target);
+		CgTargetDesc d = {0};
+		if (be->describe)
+			be->describe(target, &d);
+		if (!d.weight_layout || strcmp(d.weight_layout, "gguf") == 0)
 			want = "gguf";
 	}
 	int n_done = 0, n_kept = 0;

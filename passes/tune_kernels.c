@@ -1,6 +1,7 @@
 /* tune_kernels.c - choose the GEMM tile of each ternary matmul (kernel attribute "tile",
  * read by codegen) from measurements on this machine: with tune = 1 the candidates are
- * compiled and timed (codegen/cpu/cg_cpu_tune.c), and the winners are appended to a tuning
+ * compiled and timed by the target's backend (its tune_tiles hook; the CPU's:
+ * codegen/cpu/cg_cpu_tune.c), and the winners are appended to a tuning
  * file that later builds reuse without measuring; with tune = 0 only the file is read.
  * Shapes without a recorded choice keep codegen's default tile (its cost model: the
  * largest register tile of the ISA), as do nodes whose tile a script set.
@@ -9,7 +10,7 @@
  * produces: node attributes tile = {rows, tokens}, graph attribute tuned_tiles (count);
  * invalidates: nothing. */
 #include "pass.h"
-#include "cg_cpu.h"
+#include "cg.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -125,6 +126,7 @@ int pass_tune_kernels(IrGraph *g, const PassOpts *opts, BnErr *e)
 			nt = (int)bs->ints[i];
 	if (nt < 2)
 		return 0; /* decode only: GEMV has no token tile */
+	const CgBackend *be = cg_backend_of(target);
 	/* the distinct shapes still to choose for */
 	Shape *sh = calloc((size_t)g->n_nodes + 1, sizeof *sh);
 	if (!sh)
@@ -156,8 +158,8 @@ int pass_tune_kernels(IrGraph *g, const PassOpts *opts, BnErr *e)
 				ts[n_ts++] = (CgTuneShape){.k = sh[i].k, .n = sh[i].n};
 		if (!ts)
 			rc = bn_err(e, BN_ENOMEM, "out of memory");
-		else if (n_ts)
-			rc = cg_cpu_tune_tiles(target, cc, ts, n_ts, nt, opts->verbose, e);
+		else if (n_ts && be->tune_tiles)
+			rc = be->tune_tiles(target, cc, ts, n_ts, nt, opts->verbose, e);
 		FILE *f = NULL;
 		if (!rc && n_ts && ts[0].rows) {
 			pass_tune_make_parent(path);

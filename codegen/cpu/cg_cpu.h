@@ -1,5 +1,6 @@
 /* cg_cpu.h - the CPU backend: host feature detection, its targets, the C emitter and the
- * build step (runtime sources, the C compiler, the weights payload). */
+ * build step (runtime sources, the C compiler). Outside codegen/cpu/ it is reached through
+ * cg_backend_cpu (cg.h's interface); this header is for the backend's own files and tests. */
 #ifndef BITNETC_CG_CPU_H
 #define BITNETC_CG_CPU_H
 
@@ -21,6 +22,11 @@ void cg_cpu_features_str(const CgCpuFeatures *f, char *buf, size_t n);
 /* "x86_64", "aarch64", ... as compiled. */
 const char *cg_cpu_arch(void);
 
+/* ---- cg_cpu_backend.c ---- */
+
+/* The CPU backend as the registry holds it. */
+extern const CgBackend cg_backend_cpu;
+
 /* ---- cg_cpu_targets.c ---- */
 
 /* The CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon, cpu-neon-dot,
@@ -30,7 +36,7 @@ int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max);
 
 /* ---- cg_cpu_emit.c ---- */
 
-/* Renders a (post-dce) graph into out->model_c (one C file defining rt_model) and plans
+/* Renders a (post-dce) graph into the artifact "model.c" (one C file defining rt_model) and plans
  * the weights payload. A node it cannot handle: BN_EUNSUPPORTED naming the node. */
 int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e);
 
@@ -49,31 +55,30 @@ typedef struct {
  * program checks at start (rt_cpu_require: space-separated, "" for none). */
 void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n);
 
-/* The buildable CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon,
- * cpu-neon-dot, native); NULL if name is none of them. Any of them builds on any host: the C compiler
- * (--cc, e.g. a cross compiler) decides what the program runs on.
- * names gets a comma-separated list for messages. */
-const CgTarget *cg_cpu_target(const char *name);
-const char *cg_cpu_target_names(void);
-
-/* The runtime sources, embedded in bitnetc at its build (cg_runtime_src.c, generated). */
+/* One CPU target: one emitter for all of them; the target decides the kernels' instruction
+ * set (cg_cpu_target_isa) and the extra flags model.c is compiled with (NULL-terminated). */
 typedef struct {
 	const char *name;
-	const unsigned char *data;
-	size_t size;
-} CgSource;
+	const char *desc;
+	const char *const *cflags;
+} CgCpuTarget;
+
+/* The buildable CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon,
+ * cpu-neon-dot, native); NULL if name is none of them. Any of them builds on any host: the C compiler
+ * (--cc, e.g. a cross compiler) decides what the program runs on. */
+const CgCpuTarget *cg_cpu_target(const char *name);
+
+/* The runtime sources, embedded in bitnetc at its build (cg_runtime_src.c, generated). */
 extern const CgSource cg_runtime_sources[];
 extern const int cg_n_runtime_sources;
 
-/* Writes model.c and the runtime sources into dir. */
-int cg_write_sources(const char *dir, const CgOutput *out, BnErr *e);
-/* Removes what cg_write_sources wrote, then dir itself. */
+/* Removes what the build wrote into a private source directory, then dir itself. */
 void cg_remove_sources(const char *dir);
 /* Compiles and links the sources in dir into out_path (absolute) with the target's flags,
  * running the compiler inside dir with relative source paths (reproducible). cmd gets the
  * command line. A missing compiler or a failed compile: an error with the first lines
  * of its output. */
-int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_path, char *cmd,
+int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *out_path, char *cmd,
 	  size_t cmd_n, BnErr *e);
 /* Runs the compiler command argv (argv[0] the compiler) inside dir without a shell; a
  * failure is an error with the first lines of its output. */
@@ -146,23 +151,6 @@ extern const char cg_amx_tiles_src[];
 
 /* ---- cg_cpu_tune.c ---- */
 
-/* One ternary matmul shape to tune ([k, n] i2s_x16 weight) and what was measured. */
-typedef struct {
-	int64_t k, n;
-	int rows, tokens; /* the fastest tile */
-	double ns;        /* its time for nt tokens, one thread */
-	double ns_default; /* the ISA's default tile, for the report */
-} CgTuneShape;
-/* One kernel to time: a ternary matmul of an i2s_x16 weight [k, n] over nt tokens with
- * kernel kind (cg_tmm_kernel's names) and tile {rows, tokens} (0: the kind's default);
- * ns gets its best time on one thread. */
-typedef struct {
-	int64_t k, n;
-	int nt;
-	const char *kernel;
-	int rows, tokens;
-	double ns;
-} CgTuneCase;
 /* Times every case in one generated program compiled for target with cc. */
 int cg_cpu_tune_run(const char *target, const char *cc, CgTuneCase *cases, int n_cases,
 		    int verbose, BnErr *e);
@@ -171,11 +159,5 @@ int cg_cpu_tune_run(const char *target, const char *cc, CgTuneCase *cases, int n
  * fastest. Only targets with SIMD kernels have tiles to tune (others: nothing to do). */
 int cg_cpu_tune_tiles(const char *target, const char *cc, CgTuneShape *shapes, int n_shapes,
 		      int nt, int verbose, BnErr *e);
-
-/* Writes the payload (the graph's constants at p's offsets) and the 32-byte trailer:
- * appended to path after padding it to a multiple of 4096, or (append false) as the
- * whole file; then flushes it to disk. Errors name shown (NULL: path). */
-int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, bool append,
-		     const char *shown, BnErr *e);
 
 #endif

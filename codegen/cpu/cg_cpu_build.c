@@ -1,5 +1,5 @@
-/* cg_cpu_build.c - the CPU build step: target table, runtime sources on disk, the C
- * compiler run without a shell, and the weights payload appended to the program. */
+/* cg_cpu_build.c - the CPU build step: target table, the C compiler run without a shell
+ * (model.c with the target's flags, then the runtime and the link). */
 #include "cg_cpu.h"
 
 #include <dirent.h>
@@ -29,30 +29,24 @@ static const char *const native_flags[] = {"-march=native", NULL};
 /* One emitter; the target decides the kernels' instruction set (cg_cpu_target_isa) and
  * the flags model.c is compiled with. The runtime is always compiled for the baseline,
  * so the program can check the CPU before it runs any model code. */
-static const CgTarget cpu_targets[] = {
-	{"cpu-generic", "portable C11, any CPU the C compiler targets", cg_cpu_emit, NULL},
-	{"cpu-avx2", "x86-64 AVX2 + FMA + F16C kernels", cg_cpu_emit, avx2_flags},
-	{"cpu-avx512", "x86-64 AVX-512 (F, BW, VL) + VNNI kernels", cg_cpu_emit, avx512_flags},
+static const CgCpuTarget cpu_targets[] = {
+	{"cpu-generic", "portable C11, any CPU the C compiler targets", NULL},
+	{"cpu-avx2", "x86-64 AVX2 + FMA + F16C kernels", avx2_flags},
+	{"cpu-avx512", "x86-64 AVX-512 (F, BW, VL) + VNNI kernels", avx512_flags},
 	{"cpu-amx", "x86-64 AVX-512 VNNI kernels, AMX-INT8 tiles for multi-token forwards",
-	 cg_cpu_emit, amx_flags},
-	{"cpu-neon", "AArch64 NEON kernels (armv8-a)", cg_cpu_emit, neon_flags},
+	 amx_flags},
+	{"cpu-neon", "AArch64 NEON kernels (armv8-a)", neon_flags},
 	{"cpu-neon-dot", "AArch64 NEON + dot product (sdot) kernels (armv8.2-a+dotprod)",
-	 cg_cpu_emit, neon_dot_flags},
-	{"native", "the best kernels for this host, compiled with -march=native", cg_cpu_emit,
-	 native_flags},
+	 neon_dot_flags},
+	{"native", "the best kernels for this host, compiled with -march=native", native_flags},
 };
 
-const CgTarget *cg_cpu_target(const char *name)
+const CgCpuTarget *cg_cpu_target(const char *name)
 {
 	for (size_t i = 0; i < sizeof cpu_targets / sizeof cpu_targets[0]; i++)
 		if (strcmp(cpu_targets[i].name, name) == 0)
 			return &cpu_targets[i];
 	return NULL;
-}
-
-const char *cg_cpu_target_names(void)
-{
-	return "cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon, cpu-neon-dot, native";
 }
 
 void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
@@ -111,40 +105,6 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 }
 
 /* ---- sources on disk ---------------------------------------------------------- */
-
-static int write_file(const char *dir, const char *name, const void *data, size_t n, BnErr *e)
-{
-	char path[4096];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	/* never through a symbolic link: it would write wherever that points */
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0666);
-	FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-	if (!f) {
-		int err = errno;
-		if (fd >= 0)
-			close(fd);
-		return bn_err(e, BN_EIO, "%s: cannot create: %s", path, strerror(err));
-	}
-	size_t w = n ? fwrite(data, 1, n, f) : 0;
-	int err = w != n ? errno : 0;
-	if (fclose(f) != 0 && !err)
-		err = errno;
-	if (w != n || err)
-		return bn_err(e, BN_EIO, "%s: cannot write: %s", path, strerror(err ? err : EIO));
-	return 0;
-}
-
-int cg_write_sources(const char *dir, const CgOutput *out, BnErr *e)
-{
-	if (write_file(dir, "model.c", out->model_c.data, out->model_c.len, e))
-		return e ? e->code : BN_EIO;
-	for (int i = 0; i < cg_n_runtime_sources; i++) {
-		const CgSource *s = &cg_runtime_sources[i];
-		if (write_file(dir, s->name, s->data, s->size, e))
-			return e ? e->code : BN_EIO;
-	}
-	return 0;
-}
 
 void cg_remove_sources(const char *dir)
 {
@@ -308,7 +268,7 @@ static int split_cflags(const CgOpts *o, char *buf, size_t bn, const char **w, i
 	return n;
 }
 
-int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_path, char *cmd,
+int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *out_path, char *cmd,
 	  size_t cmd_n, BnErr *e)
 {
 	enum { MAX_ARGS = 96, MAX_EXTRA = 16 };
@@ -378,82 +338,4 @@ int cg_cc(const CgOpts *o, const CgTarget *t, const char *dir, const char *out_p
 		strcat(cmd, " && ");
 	put_cmd(cmd, cmd_n, argv);
 	return cg_run_cc(o, argv, dir, e);
-}
-
-/* ---- the payload ---------------------------------------------------------------- */
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static int put_zeros(FILE *f, uint64_t n)
-{
-	static const uint8_t zero[4096];
-	while (n) {
-		size_t k = n > sizeof zero ? sizeof zero : (size_t)n;
-		if (fwrite(zero, 1, k, f) != k)
-			return -1;
-		n -= k;
-	}
-	return 0;
-}
-
-int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, bool append,
-		     const char *shown, BnErr *e)
-{
-	if (!shown)
-		shown = path;
-	FILE *f = fopen(path, append ? "r+b" : "wb");
-	if (!f)
-		return bn_err(e, BN_EIO, "%s: cannot open: %s", shown, strerror(errno));
-	uint64_t start = 0;
-	int bad = 0, err = 0;
-	if (append) {
-		/* the program, zero-padded to a page so that the payload can be mapped */
-		if (fseeko(f, 0, SEEK_END) != 0) {
-			err = errno;
-			fclose(f);
-			return bn_err(e, BN_EIO, "%s: cannot seek: %s", shown, strerror(err));
-		}
-		off_t end = ftello(f);
-		start = ((uint64_t)end + 4095) / 4096 * 4096;
-		bad |= put_zeros(f, start - (uint64_t)end);
-	}
-	uint64_t at = 0;
-	for (int i = 0; i < p->n && !bad; i++) {
-		const IrValue *v = &g->values[p->ids[i]];
-		bad |= put_zeros(f, p->off[i] - at);
-		if (!bad && v->nbytes && fwrite(v->data, 1, (size_t)v->nbytes, f) != v->nbytes)
-			bad = 1;
-		at = p->off[i] + v->nbytes;
-	}
-	if (p->tok && !bad) {
-		bad |= put_zeros(f, p->tok_off - at);
-		if (!bad && fwrite(p->tok, 1, (size_t)p->tok_bytes, f) != p->tok_bytes)
-			bad = 1;
-		at = p->tok_off + p->tok_bytes;
-	}
-	uint8_t tr[32];
-	memcpy(tr, "BNWEIGHT", 8);
-	put_le64(tr + 8, start);
-	put_le64(tr + 16, p->size);
-	put_le64(tr + 24, p->hash);
-	if (!bad && fwrite(tr, 1, sizeof tr, f) != sizeof tr)
-		bad = 1;
-	/* on disk before the caller renames it into place: after a crash the old file or
-	 * the complete new one, never a part */
-	if (!bad && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-		bad = 1;
-	if (bad)
-		err = errno;
-	if (fclose(f) != 0 && !bad) {
-		bad = 1;
-		err = errno;
-	}
-	if (bad)
-		return bn_err(e, BN_EIO, "%s: cannot write the weights payload: %s", shown,
-			      strerror(err ? err : EIO));
-	return 0;
 }

@@ -12,6 +12,7 @@ static void put(CgTargetInfo *t, const char *name, const char *desc, bool usable
 	t->backend = "cpu";
 	t->desc = desc;
 	t->usable = usable;
+	t->buildable = true; /* every CPU target builds anywhere with a C compiler for it */
 	snprintf(t->note, sizeof t->note, "%s", note);
 }
 

@@ -155,7 +155,7 @@ int cg_cpu_tune_run(const char *target, const char *cc, CgTuneCase *cases, int n
 	CgIsa isa;
 	char feats[256];
 	cg_cpu_target_isa(target, &isa, feats, sizeof feats);
-	const CgTarget *t = cg_cpu_target(target);
+	const CgCpuTarget *t = cg_cpu_target(target);
 	if (!t)
 		return bn_err(e, BN_EINVAL, "tuning: unknown target '%s'", target);
 	if (n_cases == 0)

@@ -14,12 +14,18 @@ typedef struct {
 	char ptxas[1024];      /* path of ptxas (validates PTX in tests), "" if not found */
 } CgCudaInfo;
 
+/* ---- cg_cuda_backend.c ---- */
+
+/* The CUDA backend as the registry holds it: its targets list, none builds yet. */
+extern const CgBackend cg_backend_cuda;
+
 /* ---- cg_cuda_probe.c ---- */
 
 /* Initializes LLVM's NVPTX target, looks it up by triple and searches for ptxas
  * ($CUDA_PATH/bin, /usr/local/cuda/bin, then $PATH). Cannot fail: absence is reported. */
 void cg_cuda_probe(CgCudaInfo *ci);
-/* The CUDA targets and whether this host can emit them. Returns how many were written. */
+/* The CUDA targets and whether this host can emit them (usable: LLVM has NVPTX); none is
+ * buildable yet. Returns how many were written. */
 int cg_cuda_targets(const CgCudaInfo *ci, CgTargetInfo *out, int max);
 
 #endif

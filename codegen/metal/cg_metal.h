@@ -7,6 +7,9 @@
 
 /* ---- cg_metal.c ---- */
 
+/* The Metal backend as the registry holds it: its target lists, it does not build yet. */
+extern const CgBackend cg_backend_metal;
+
 /* The Metal target and its availability here. Returns how many were written. */
 int cg_metal_targets(CgTargetInfo *out, int max);
 

@@ -39,6 +39,14 @@ static void small_model(TuModel *m, const char *name, IrDtype wtype, IrDtype emb
 static const CgOpts opts = {.target = "cpu-generic", .max_batch = 8, .pipeline = "dce",
 			    .bos = 1, .eos = 2};
 
+/* The artifact "model.c" of an emit's output (an empty buffer when there is none). */
+static const CgBuf *model_c(const CgOutput *out)
+{
+	static const CgBuf none;
+	const CgArtifact *a = cg_output_find(out, "model.c");
+	return a ? &a->bytes : &none;
+}
+
 static void emit(const TuModel *m, CgOutput *out)
 {
 	BnErr e = {0};
@@ -61,7 +69,7 @@ static void compile_clean(const CgOutput *out, const char *name)
 {
 	char path[1024];
 	snprintf(path, sizeof path, "%s.c", tu_tmp(name));
-	assert_int_equal(tu_write_file(path, out->model_c.data, out->model_c.len), 0);
+	assert_int_equal(tu_write_file(path, model_c(out)->data, model_c(out)->len), 0);
 	static const char *const ccs[] = {"cc", "clang"};
 	static const char *const isa[] = {"", "-mavx2 -mfma -mf16c",
 					  "-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl"};
@@ -93,32 +101,36 @@ static void test_golden_text(void **state)
 	small_model(&m, "emit-small.gguf", IR_DT_I2_S, IR_DT_F16);
 	CgOutput out;
 	emit(&m, &out);
+	/* the CPU backend emits one artifact, the C source model.c */
+	assert_int_equal(out.n_art, 1);
+	assert_string_equal(out.art[0].name, "model.c");
+	assert_int_equal(out.art[0].kind, CG_ART_SOURCE);
 	char golden[1024];
 	snprintf(golden, sizeof golden, "%s/../codegen/golden/small_i2s.model.c", tu_data("."));
 	const char *regen = getenv("BN_REGEN");
 	if (regen && *regen && strcmp(regen, "0") != 0) {
-		assert_int_equal(tu_write_file(golden, out.model_c.data, out.model_c.len), 0);
+		assert_int_equal(tu_write_file(golden, model_c(&out)->data, model_c(&out)->len), 0);
 		printf("regenerated %s\n", golden);
 	}
 	size_t n;
 	char *want = tu_read_file(golden, &n);
 	if (!want)
 		fail_msg("%s is missing (BN_REGEN=1 writes it)", golden);
-	if (n != out.model_c.len || memcmp(want, out.model_c.data, n) != 0) {
+	if (n != model_c(&out)->len || memcmp(want, model_c(&out)->data, n) != 0) {
 		char got[1024];
 		snprintf(got, sizeof got, "%s", tu_tmp("small_i2s.model.c.got"));
-		tu_write_file(got, out.model_c.data, out.model_c.len);
+		tu_write_file(got, model_c(&out)->data, model_c(&out)->len);
 		fail_msg("emitted model.c differs from %s (diff it against %s; BN_REGEN=1 accepts it)",
 			 golden, got);
 	}
 	free(want);
 	/* what the golden text promises about the shape of the output */
-	assert_non_null(strstr(out.model_c.data, "static void tmm_i2s_k128_n128(void *arg, int ith, int nth)"));
-	assert_non_null(strstr(out.model_c.data, "static void attn_h2_kv1_hd64("));
-	assert_non_null(strstr(out.model_c.data, "static int forward_t1("));
-	assert_non_null(strstr(out.model_c.data, "static int forward_t8("));
-	assert_non_null(strstr(out.model_c.data, "static const int32_t batch_sizes[] = {1, 8};"));
-	assert_non_null(strstr(out.model_c.data, "const RtModel rt_model = {"));
+	assert_non_null(strstr(model_c(&out)->data, "static void tmm_i2s_k128_n128(void *arg, int ith, int nth)"));
+	assert_non_null(strstr(model_c(&out)->data, "static void attn_h2_kv1_hd64("));
+	assert_non_null(strstr(model_c(&out)->data, "static int forward_t1("));
+	assert_non_null(strstr(model_c(&out)->data, "static int forward_t8("));
+	assert_non_null(strstr(model_c(&out)->data, "static const int32_t batch_sizes[] = {1, 8};"));
+	assert_non_null(strstr(model_c(&out)->data, "const RtModel rt_model = {"));
 	compile_clean(&out, "emit-small-i2s");
 	cg_output_free(&out);
 	tu_model_close(&m);
@@ -145,10 +157,10 @@ static void test_variants_compile(void **state)
 		CgOutput a, b;
 		emit(&m, &a);
 		emit(&m, &b);
-		assert_int_equal(a.model_c.len, b.model_c.len);
-		assert_memory_equal(a.model_c.data, b.model_c.data, a.model_c.len);
+		assert_int_equal(model_c(&a)->len, model_c(&b)->len);
+		assert_memory_equal(model_c(&a)->data, model_c(&b)->data, model_c(&a)->len);
 		assert_int_equal(a.payload.hash, b.payload.hash);
-		if (!strstr(a.model_c.data, v[i].kernel))
+		if (!strstr(model_c(&a)->data, v[i].kernel))
 			fail_msg("variant %zu: no kernel %s", i, v[i].kernel);
 		snprintf(name, sizeof name, "emit-var%zu", i);
 		compile_clean(&a, name);
@@ -176,7 +188,7 @@ static void test_layout(void **state)
 	const char *once[] = {"static void rmsnorm_n128(", "static void tmm_i2s_k128_n256(",
 			      "static void head_f16_k128_n320("};
 	for (size_t i = 0; i < sizeof once / sizeof once[0]; i++) {
-		const char *p = strstr(out.model_c.data, once[i]);
+		const char *p = strstr(model_c(&out)->data, once[i]);
 		assert_non_null(p);
 		assert_null(strstr(p + 1, once[i]));
 	}
@@ -203,7 +215,7 @@ static void test_rejects(void **state)
 	assert_int_equal(cg_cpu_emit(m.g, &opts, &out, &e), BN_EUNSUPPORTED);
 	assert_non_null(strstr(e.msg, m.g->nodes[rope].name));
 	assert_non_null(strstr(e.msg, "rope"));
-	assert_null(out.model_c.data);
+	assert_null(model_c(&out)->data);
 
 	CgOpts bad = opts;
 	bad.max_batch = 0;
@@ -216,9 +228,9 @@ static void test_rejects(void **state)
 	CgOpts one = opts;
 	one.max_batch = 1;
 	assert_int_equal(cg_cpu_emit(m.g, &one, &out, &e), 0);
-	assert_non_null(strstr(out.model_c.data, "forward_t1("));
-	assert_null(strstr(out.model_c.data, "forward_t8("));
-	assert_non_null(strstr(out.model_c.data, "batch_sizes[] = {1};"));
+	assert_non_null(strstr(model_c(&out)->data, "forward_t1("));
+	assert_null(strstr(model_c(&out)->data, "forward_t8("));
+	assert_non_null(strstr(model_c(&out)->data, "batch_sizes[] = {1};"));
 	cg_output_free(&out);
 
 	/* batch sizes that are not 1 first, ascending, ending at max_batch */
@@ -229,7 +241,7 @@ static void test_rejects(void **state)
 		bs.n_batch_sizes = 3;
 		assert_int_equal(cg_cpu_emit(m.g, &bs, &out, &e), BN_EINVAL);
 		assert_non_null(strstr(e.msg, "batch sizes"));
-		assert_null(out.model_c.data);
+		assert_null(model_c(&out)->data);
 	}
 	tu_model_close(&m);
 }
@@ -250,7 +262,7 @@ static void test_templates(void **state)
 	BnErr e = {0};
 	if (cg_cpu_emit(m.g, &o, &out, &e))
 		fail_msg("%s", e.msg);
-	const char *c = out.model_c.data;
+	const char *c = model_c(&out)->data;
 	assert_non_null(strstr(c, "static int forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)"));
 	assert_non_null(strstr(c, "/* 2..3 tokens in one call"));
 	assert_non_null(strstr(c, "static int forward_t3(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)"));
@@ -306,7 +318,7 @@ static void test_fused(void **state)
 			fail_msg("%s", e.msg);
 		CgOutput out;
 		emit(&m, &out);
-		const char *c = out.model_c.data;
+		const char *c = model_c(&out)->data;
 		snprintf(want, sizeof want, "static void add_rmsnorm_n%" PRId64 "(const float *x, const float *r, float *xs, const float *w, float *y, int n, float eps)\n",
 			 v[i].k);
 		const char *p = strstr(c, want);
@@ -346,7 +358,7 @@ static void test_amx(void **state)
 	CgOutput out;
 	if (cg_cpu_emit(m.g, &o, &out, &e))
 		fail_msg("%s", e.msg);
-	const char *c = out.model_c.data;
+	const char *c = model_c(&out)->data;
 	assert_non_null(strstr(c, "static void tmm_amx_k128_n256_r2_t16("));
 	assert_non_null(strstr(c, "BN_TILE_DPBSSD(0, 2, 3);"));
 	assert_non_null(strstr(c, "static void tmm_x16z_k128_n256_r1_t1("));
@@ -357,7 +369,7 @@ static void test_amx(void **state)
 	assert_non_null(strstr(c, "#define BN_AMX_FEATURES \" amx_tile amx_int8\""));
 	char path[1024];
 	snprintf(path, sizeof path, "%s", tu_tmp("emit-amx.c"));
-	assert_int_equal(tu_write_file(path, out.model_c.data, out.model_c.len), 0);
+	assert_int_equal(tu_write_file(path, model_c(&out)->data, model_c(&out)->len), 0);
 	bool x86 = tu_run(NULL, "[ \"$(uname -m)\" = x86_64 ]") == 0;
 	static const char *const ccs[] = {"cc", "clang"};
 	for (int i = 0; x86 && i < 2; i++) {
@@ -398,7 +410,7 @@ static void test_targets(void **state)
 {
 	(void)state;
 	assert_non_null(cg_cpu_target("cpu-generic"));
-	const CgTarget *n = cg_cpu_target("native");
+	const CgCpuTarget *n = cg_cpu_target("native");
 	assert_non_null(n);
 	assert_string_equal(n->cflags[0], "-march=native");
 	assert_null(cg_cpu_target("cpu-avx9"));

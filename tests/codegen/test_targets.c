@@ -1,5 +1,6 @@
 /* test_targets.c - backend descriptors: CPU feature detection against /proc/cpuinfo, the
- * CPU target table, LLVM's NVPTX backend, the Metal descriptor. */
+ * CPU target table, LLVM's NVPTX backend, the Metal descriptor (the registry over them:
+ * test_backend.c). */
 #include "testutil.h"
 #include "cg_cpu.h"
 #include "cg_cuda.h"
@@ -151,8 +152,10 @@ static void test_cpu_targets(void **state)
 	assert_non_null(strstr(find(t, n, "cpu-neon")->note, "--cc aarch64-linux-gnu-gcc"));
 	assert_true(find(t, n, "native")->usable);
 	assert_non_null(strstr(find(t, n, "native")->note, "cpu-avx2"));
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		assert_string_equal(t[i].backend, "cpu");
+		assert_true(t[i].buildable); /* usable here or not: a C compiler for it builds it */
+	}
 
 	f.avx512f = f.avx512bw = f.avx512vl = true;
 	n = cg_cpu_targets(&f, t, 8);
@@ -208,7 +211,7 @@ static void test_amx_target(void **state)
 	assert_true(isa.vnni && isa.amx);
 	assert_string_equal(feat, "avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni amx_tile "
 				  "amx_int8");
-	const CgTarget *t = cg_cpu_target("cpu-amx");
+	const CgCpuTarget *t = cg_cpu_target("cpu-amx");
 	assert_non_null(t);
 	bool tile = false, int8 = false;
 	for (int i = 0; t->cflags[i]; i++) {
@@ -216,7 +219,7 @@ static void test_amx_target(void **state)
 		int8 |= strcmp(t->cflags[i], "-mamx-int8") == 0;
 	}
 	assert_true(tile && int8);
-	assert_non_null(strstr(cg_cpu_target_names(), "cpu-amx"));
+	assert_non_null(strstr(cg_target_names(), "cpu-amx"));
 	cg_cpu_target_isa("cpu-avx512", &isa, feat, sizeof feat);
 	assert_false(isa.amx);
 	/* native uses AMX exactly when the host has it */
@@ -245,12 +248,12 @@ static void test_neon_targets(void **state)
 		assert_int_equal(isa.level, CG_ISA_NEON);
 		assert_int_equal(isa.vnni, v[i].dot);
 		assert_string_equal(feat, v[i].features);
-		const CgTarget *t = cg_cpu_target(v[i].name);
+		const CgCpuTarget *t = cg_cpu_target(v[i].name);
 		assert_non_null(t);
 		assert_non_null(t->cflags);
 		assert_string_equal(t->cflags[0], v[i].march);
 		assert_null(t->cflags[1]);
-		assert_non_null(strstr(cg_cpu_target_names(), v[i].name));
+		assert_non_null(strstr(cg_target_names(), v[i].name));
 	}
 	/* native follows the host: NEON exactly on aarch64 */
 	CgIsa isa;
@@ -279,7 +282,8 @@ static void test_cuda_probe(void **state)
 	CgTargetInfo t[2];
 	assert_int_equal(cg_cuda_targets(&ci, t, 2), 1);
 	assert_string_equal(t[0].backend, "cuda");
-	assert_true(t[0].usable);
+	assert_true(t[0].usable);     /* this host's LLVM emits PTX... */
+	assert_false(t[0].buildable); /* ...but no program is built from it yet */
 	assert_non_null(strstr(t[0].note, "NVPTX"));
 	assert_int_equal(cg_cuda_targets(&ci, t, 0), 0);
 }
@@ -316,6 +320,7 @@ static void test_metal(void **state)
 	CgTargetInfo t[1];
 	assert_int_equal(cg_metal_targets(t, 1), 1);
 	assert_string_equal(t[0].name, "metal");
+	assert_false(t[0].buildable);
 #if defined(__APPLE__)
 	assert_true(t[0].usable);
 #else

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define P1 "496,84,104,101,32,113,117,105,99,107,32,98,114,111,119,110"
 enum { P1_LEN = 16, VOCAB = 512 };
@@ -209,6 +210,9 @@ static void test_info_commands(void **state)
 	EXPECT(0, FRAGS("bitnetc 0.1.0"), "--version");
 	EXPECT(0, FRAGS("cpu-generic", "cpu-avx2", "cpu-avx512", "native", "cuda-sm", "metal",
 	       "needs macOS"), "targets");
+	/* the GPU targets are listed, but as not usable: nothing builds them yet */
+	EXPECT(0, FRAGS("cuda-sm<NN>  no ", "not yet buildable; LLVM", "metal        no ",
+	       "not yet buildable; not available"), "targets");
 	EXPECT(0, FRAGS("usage: bitnetc COMMAND", "inspect", "mkmodel"), "help");
 	EXPECT(0, FRAGS("usage: bitnetc COMMAND"), "--help");
 	EXPECT(0, FRAGS("usage: bitnetc run", "--logits-out", "--step"), "help run");
@@ -253,6 +257,18 @@ static void test_usage_errors(void **state)
 	       "run '%s' --tokens 1,2 -n 10 -c 8", m);
 	EXPECT(1, FRAGS("version: unexpected argument 'x'"), "version x");
 	EXPECT(1, FRAGS("targets: unknown option '--all'"), "targets --all");
+	/* a target that is listed but does not build yet, and one nobody knows: usage errors
+	 * that say which, before any work */
+	const char *prog = tu_tmp("cli-gpu-prog");
+	unlink(prog);
+	EXPECT(1, FRAGS("build: --target cuda-sm80: the cuda backend cannot build programs yet",
+	       "not yet buildable", "buildable: cpu-generic,"),
+	       "build '%s' -o '%s' --target cuda-sm80", m, prog);
+	EXPECT(1, FRAGS("--target metal: the metal backend", "not yet buildable"),
+	       "build '%s' -o '%s' --target metal", m, prog);
+	EXPECT(1, FRAGS("--target: unknown target 'cuda-smx'", "see 'bitnetc targets'"),
+	       "build '%s' -o '%s' --target cuda-smx", m, prog);
+	assert_int_equal(access(prog, F_OK), -1);
 	EXPECT(1, FRAGS("help: unknown command 'nope'"), "help nope");
 	EXPECT(1, FRAGS("--pass: no pass named 'nope'"), "ir '%s' --pass nope", m);
 	EXPECT(1, FRAGS("mkmodel: missing -o FILE"), "mkmodel --shape tiny");

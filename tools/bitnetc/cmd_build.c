@@ -155,6 +155,7 @@ static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph 
 
 static int build_model(const BuildOpts *o, const CgTarget *t)
 {
+	const CgBackend *be = t->backend;
 	GgufFile *f = NULL;
 	IrGraph *g = NULL;
 	BnmTok tok = {0};
@@ -222,7 +223,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		     .pipeline = o->pipeline ? o->pipeline : "default.lua", .bos = bos, .eos = eos, .tok_blob = tok.blob,
 		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
 		     .verbose = o->verbose};
-	if (t->emit(g, &co, &out, &e) != BN_OK) {
+	if (be->emit(g, &co, &out, &e) != BN_OK) {
 		rc = fail_err(o->path, &e);
 		goto out;
 	}
@@ -244,15 +245,17 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		}
 		slot_src = cg_cleanup_add(srcdir, true);
 	}
-	if (cg_write_sources(srcdir, &out, &e) != BN_OK) {
+	if (cg_sources_write(be, srcdir, &out, &e) != BN_OK) {
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
 	char tmpl[64 * 6] = "";
 	for (int i = 0, l = 0; i < n_bsz && l < (int)sizeof tmpl; i++)
 		l += snprintf(tmpl + l, sizeof tmpl - (size_t)l, "%s%d", i ? "," : "", bsz[i]);
-	stage(3, "codegen", now_s() - t0, "model.c %.0f KiB, %d kernels, scratch %.1f KiB, "
-	      "max batch %d (templates %s)%s%s", (double)out.model_c.len / 1024.0, out.n_kernels,
+	const CgArtifact *art = out.n_art ? &out.art[0] : NULL; /* the main one: model.c */
+	stage(3, "codegen", now_s() - t0, "%s %.0f KiB, %d kernels, scratch %.1f KiB, "
+	      "max batch %d (templates %s)%s%s", art ? art->name : "nothing",
+	      art ? (double)art->bytes.len / 1024.0 : 0.0, out.n_kernels,
 	      (double)out.scratch_bytes / 1024.0, co.max_batch, tmpl,
 	      o->emit_dir ? ", sources in " : "", o->emit_dir ? o->emit_dir : "");
 
@@ -264,13 +267,10 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
-	if (cg_cc(&co, t, srcdir, tmp_out, cmd, sizeof cmd, &e) != BN_OK) {
-		if (o->verbose)
+	cmd[0] = 0;
+	if (be->build(&co, srcdir, tmp_out, o->out, cmd, sizeof cmd, &e) != BN_OK) {
+		if (o->verbose && cmd[0])
 			fprintf(stderr, "bitnetc: build: %s\n", cmd);
-		rc = fail(EXIT_RUNTIME, "build: %s", e.msg);
-		goto out;
-	}
-	if (cg_check_output(tmp_out, o->out, co.cc, t->name, false, &e) != BN_OK) {
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
@@ -447,10 +447,18 @@ int cmd_build(int argc, char **argv)
 		return urc;
 	}
 	o.path = a.pos[0];
-	const CgTarget *t = cg_cpu_target(o.target);
-	if (!t)
-		return usage_err(a.cmd, "--target: unknown or not yet buildable target '%s' (%s; "
-					"see 'bitnetc targets')", o.target, cg_cpu_target_names());
+	CgTarget t;
+	if (cg_target_find(o.target, &t) != 0) {
+		pass_opts_free(&o.pass_opts);
+		return usage_err(a.cmd, "--target: unknown target '%s' (buildable: %s; see "
+					"'bitnetc targets')", o.target, cg_target_names());
+	}
+	if (!t.buildable) {
+		pass_opts_free(&o.pass_opts);
+		return usage_err(a.cmd, "--target %s: the %s backend cannot build programs yet "
+					"(not yet buildable; buildable: %s; see 'bitnetc targets')",
+				 o.target, t.backend->name, cg_target_names());
+	}
 	/* before any work: no output may be an input, another output or a special file */
 	BnErr fe = {0};
 	CgBuildFiles files = {.model = o.path, .pipeline = o.pipeline, .out = o.out,
@@ -461,7 +469,7 @@ int cmd_build(int argc, char **argv)
 		return fail(EXIT_RUNTIME, "%s", fe.msg);
 	}
 	cg_cleanup_install();
-	int rc = build_model(&o, t);
+	int rc = build_model(&o, &t);
 	pass_opts_free(&o.pass_opts);
 	return rc;
 }

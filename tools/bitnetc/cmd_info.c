@@ -3,7 +3,6 @@
 #include "bitnetc_int.h"
 #include "cg_cpu.h"
 #include "cg_cuda.h"
-#include "cg_metal.h"
 
 #include <string.h>
 
@@ -87,27 +86,22 @@ int cmd_targets(int argc, char **argv)
 	int rc;
 	if (!no_args("targets", usage_targets, argc, argv, &rc))
 		return rc;
-	CgTargetInfo t[16];
-	int n = 0;
-	CgCpuFeatures cf;
-	CgCudaInfo ci;
-	cg_cpu_detect(&cf);
-	cg_cuda_probe(&ci);
-	n += cg_cpu_targets(&cf, t + n, 16 - n);
-	n += cg_cuda_targets(&ci, t + n, 16 - n);
-	n += cg_metal_targets(t + n, 16 - n);
+	CgTargetInfo t[64];
+	int n = cg_targets_list(t, 64);
 	const char *mask;
 	char why[160];
 	if (!rt_cpu_mask(&mask, why, sizeof why) && mask)
 		printf("host features masked by %s=%s\n", RT_CPU_MASK_ENV, mask);
 	printf("%-12s %-6s %s\n", "target", "usable", "description / on this host");
+	/* a target bitnetc cannot build yet is not usable, whatever this host has */
 	for (int i = 0; i < n; i++)
-		printf("%-12s %-6s %s\n%-19s %s\n", t[i].name, t[i].usable ? "yes" : "no",
-		       t[i].desc, "", t[i].note);
+		printf("%-12s %-6s %s\n%-19s %s%s\n", t[i].name,
+		       t[i].usable && t[i].buildable ? "yes" : "no", t[i].desc, "",
+		       t[i].buildable ? "" : "not yet buildable; ", t[i].note);
 	printf("\n'usable' is about this machine. 'bitnetc build --target T' builds for\n"
 	       "%s today, usable here or not\n"
 	       "(another machine's with a cross compiler: --cc); 'bitnetc run' uses the reference\n"
-	       "interpreter.\n", cg_cpu_target_names());
+	       "interpreter.\n", cg_target_names());
 	return finish(0);
 }
 

@@ -1,5 +1,5 @@
 /* cg_buf.c - the growable text buffer all source emitters append to through cg_printf. */
-#include "../cg.h"
+#include "cg.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,13 +43,4 @@ void cg_buf_free(CgBuf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 	b->oom = false;
-}
-
-void cg_output_free(CgOutput *o)
-{
-	cg_buf_free(&o->model_c);
-	free(o->payload.ids);
-	free(o->payload.off);
-	o->payload.ids = NULL;
-	o->payload.off = NULL;
 }

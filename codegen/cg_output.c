@@ -1,0 +1,89 @@
+/* cg_output.c - what a backend's emit produces: named artifacts (sources, headers,
+ * binaries) and the payload plan, and writing them into the build's source directory. */
+#include "cg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+CgBuf *cg_output_add(CgOutput *o, const char *name, CgArtifactKind kind)
+{
+	size_t len = strlen(name);
+	if (!len || len >= sizeof o->art[0].name || strchr(name, '/') || !strcmp(name, ".") ||
+	    !strcmp(name, "..") || cg_output_find(o, name))
+		return NULL;
+	if (o->n_art == o->cap_art) {
+		int cap = o->cap_art ? 2 * o->cap_art : 4;
+		CgArtifact *a = realloc(o->art, (size_t)cap * sizeof *a);
+		if (!a)
+			return NULL;
+		o->art = a;
+		o->cap_art = cap;
+	}
+	CgArtifact *a = &o->art[o->n_art++];
+	memset(a, 0, sizeof *a);
+	memcpy(a->name, name, len + 1);
+	a->kind = kind;
+	return &a->bytes;
+}
+
+const CgArtifact *cg_output_find(const CgOutput *o, const char *name)
+{
+	for (int i = 0; i < o->n_art; i++)
+		if (strcmp(o->art[i].name, name) == 0)
+			return &o->art[i];
+	return NULL;
+}
+
+void cg_output_free(CgOutput *o)
+{
+	for (int i = 0; i < o->n_art; i++)
+		cg_buf_free(&o->art[i].bytes);
+	free(o->art);
+	o->art = NULL;
+	o->n_art = o->cap_art = 0;
+	free(o->payload.ids);
+	free(o->payload.off);
+	o->payload.ids = NULL;
+	o->payload.off = NULL;
+}
+
+int cg_write_file(const char *dir, const char *name, const void *data, size_t n, BnErr *e)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	/* never through a symbolic link: it would write wherever that points */
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0666);
+	FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+	if (!f) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return bn_err(e, BN_EIO, "%s: cannot create: %s", path, strerror(err));
+	}
+	size_t w = n ? fwrite(data, 1, n, f) : 0;
+	int err = w != n ? errno : 0;
+	if (fclose(f) != 0 && !err)
+		err = errno;
+	if (w != n || err)
+		return bn_err(e, BN_EIO, "%s: cannot write: %s", path, strerror(err ? err : EIO));
+	return 0;
+}
+
+int cg_sources_write(const CgBackend *b, const char *dir, const CgOutput *out, BnErr *e)
+{
+	for (int i = 0; i < out->n_art; i++) {
+		const CgArtifact *a = &out->art[i];
+		if (cg_write_file(dir, a->name, a->bytes.data, a->bytes.len, e))
+			return e ? e->code : BN_EIO;
+	}
+	int n = 0;
+	const CgSource *rt = b->runtime ? b->runtime(&n) : NULL;
+	for (int i = 0; rt && i < n; i++)
+		if (cg_write_file(dir, rt[i].name, rt[i].data, rt[i].size, e))
+			return e ? e->code : BN_EIO;
+	return 0;
+}

@@ -356,7 +356,7 @@ static const char last_only_main[] =
 	"\t}\n"
 	"\tsize_t nv = (size_t)rt_model.n_vocab;\n"
 	"\tint64_t n_ctx = 64;\n"
-	"\tRtState st = {.w = w.data, .kv = calloc(1, (size_t)rt_model.kv_bytes(n_ctx)),\n"
+	"\tRtState st = {.w = w.data, .kv = calloc(1, (size_t)rt_model.kv_bytes(n_ctx, 1)),\n"
 	"\t\t      .scratch = aligned_alloc(64, (size_t)(rt_model.scratch_bytes + 63) / 64 * 64),\n"
 	"\t\t      .n_ctx = n_ctx, .pool = rt_pool_new(2)};\n"
 	"\tfloat *all = malloc((size_t)rt_model.max_batch * nv * sizeof(float));\n"

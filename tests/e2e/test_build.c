@@ -447,7 +447,7 @@ static const char decode_main[] =
 	"\tb.n_out = 2;\n"
 	"\ty[16 * nv] = -12345.0f;\n"
 	"\trc |= rt_model.decode(&s2, &b, y + 14 * nv);\n"
-	"\tsame(y + 14 * nv, ya + 6 * nv, nv, \"out\", 0);\n"
+	"\tsame(y + 14 * nv, ya + 5 * nv, nv, \"out\", 0);\n"
 	"\tsame(y + 15 * nv, yb + 5 * nv, nv, \"out\", 1);\n"
 	"\tif (y[16 * nv] != -12345.0f) {\n"
 	"\t\tfprintf(stderr, \"out rows: written past n_out rows\\n\");\n"

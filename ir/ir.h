@@ -229,7 +229,11 @@ typedef struct IrGraph {
 	int n_values, cap_values;
 	IrNode *nodes; /* in execution order */
 	int n_nodes, cap_nodes;
-	IrId tokens; /* input: i32 [T] */
+	/* input: i32 [T]. A forward call binds T rows: each row's token id here, and with it
+	 * the row's position and sequence (IrBatch, RtBatch): ROPE rotates a row by its
+	 * position, ATTENTION stores its K and V at (sequence, position) and attends over its
+	 * own sequence, and the head (the logits' matmul) runs for the rows the call wants. */
+	IrId tokens;
 	IrId logits; /* output: f32 [n_vocab, T] */
 	IrMemPlan mem;
 } IrGraph;
@@ -276,7 +280,7 @@ bool ir_value_has_t(const IrValue *v);
 /* ---- verifier and printer (ir_verify.c, ir_print.c) --------------------- */
 
 /* Checks ids, definition before use, per-op arity, dtypes, shapes and constant sizes, and the
- * memory plan when there is one (ir_mem_check).
+ * memory plan when there is one (ir_mem_check), and the KV plan when there is one (ir_kv_read).
  * On failure: BN_EVERIFY with a message naming the node and the problem. */
 int ir_verify(const IrGraph *g, BnErr *e);
 
@@ -320,6 +324,30 @@ int ir_mem_plan(const IrGraph *g, int64_t T, uint64_t *voff, uint64_t *toff, uin
  * temporary has an aligned place that fits in bytes for tokens tokens, and no two that are
  * live at the same node overlap. OK when the graph has no plan (tokens 0). */
 int ir_mem_check(const IrGraph *g, BnErr *e);
+/* ---- the KV cache layout (ir_kv.c; the plan_kv pass records it) --------------------
+ * Per attention layer L, K then V, each [n_seq][n_ctx][width[L]] f16 (row (s, p) at
+ * (s * n_ctx + p) * width[L]); the layers back to back, then one row of n_ctx float scores
+ * per q head (max_heads of them) that the attention kernels work in. Offsets and elems are
+ * in f16 elements per (sequence, position): layer L's K starts at n_ctx * n_seq * off[L]
+ * elements, its V width[L] * n_ctx * n_seq elements later. */
+typedef struct {
+	int64_t n_layer;   /* 1 + the largest layer attribute of an attention node (0: none) */
+	int64_t *off;      /* [n_layer] */
+	int64_t *width;    /* [n_layer] K/V row width, n_head_kv * head_dim (0: unused layer) */
+	int64_t elems;     /* K and V of every layer, rounded up to even (the scores are floats) */
+	int64_t max_heads; /* the most q heads of one attention: score rows */
+} IrKvPlan;
+
+/* The layout: layers in order, each at the end of the last. BN_EVERIFY naming the node for
+ * a layer attribute out of 0..65535 or two attentions of one layer with other widths. */
+int ir_kv_plan(const IrGraph *g, IrKvPlan *p, BnErr *e);
+/* The layout recorded in the attention nodes' attributes kv_off and kv_width (plan_kv):
+ * *found false (and p untouched) when no node carries them; BN_EVERIFY naming the node when
+ * some do and others do not, a width is not n_head_kv * head_dim, an offset is negative or
+ * two layers overlap. */
+int ir_kv_read(const IrGraph *g, IrKvPlan *p, bool *found, BnErr *e);
+void ir_kv_plan_free(IrKvPlan *p);
+
 /* Stable text form: same graph, same bytes (tests diff it). */
 void ir_print(const IrGraph *g, FILE *out);
 
@@ -327,13 +355,32 @@ void ir_print(const IrGraph *g, FILE *out);
 
 typedef struct IrInterp IrInterp;
 
-/* A KV cache of n_ctx positions (0: the model's training context). */
+/* A KV cache of n_ctx positions (0: the model's training context) for one sequence. */
 IrInterp *ir_interp_new(const IrGraph *g, int64_t n_ctx, BnErr *e);
+/* ... for n_seq >= 1 sequences of n_ctx positions each. */
+IrInterp *ir_interp_new_seq(const IrGraph *g, int64_t n_ctx, int n_seq, BnErr *e);
 void ir_interp_free(IrInterp *it);
-/* Evaluates n tokens at positions pos..pos+n-1 (pos = tokens already in the cache)
- * as one call: n == 1 is the reference's step mode (f16 roundings of the softmax
- * weights and the head input), n > 1 its batch mode. logits (may be NULL) receives
- * n rows of n_vocab floats. */
+/* The rows of one call (llama.cpp's llama_batch): row t is token[t] at position pos[t] of
+ * sequence seq[t] (seq NULL: all 0); the logits of the rows out[0..n_out) (ascending,
+ * distinct; out NULL: all n rows) are wanted, in that order. */
+typedef struct {
+	int n;
+	const int32_t *token, *pos, *seq;
+	const int32_t *out;
+	int n_out;
+} IrBatch;
+/* Evaluates the rows as one call: every row's K and V go into its sequence's cache at its
+ * position first, then each row attends to positions 0..pos[t] of its own sequence (which
+ * must all be in the cache by then); ROPE rotates each row by its position; the head runs
+ * for the out rows only. n == 1 is the step mode, n > 1 the batch mode, whatever n_out.
+ * logits (may be NULL) receives n_out rows (n without out) of n_vocab floats. Leaves
+ * ir_interp_pos alone. BN_EINVAL for a position outside 0..n_ctx-1, a sequence outside
+ * 0..n_seq-1 or out rows that are not ascending rows of the call. */
+int ir_interp_decode(IrInterp *it, const IrBatch *b, float *logits, BnErr *e);
+/* Evaluates n tokens at positions pos..pos+n-1 (pos = tokens already in the cache) of
+ * sequence 0 as one call (ir_interp_decode of those rows, all wanted): n == 1 is the
+ * reference's step mode (f16 roundings of the softmax weights and the head input), n > 1
+ * its batch mode. logits (may be NULL) receives n rows of n_vocab floats. */
 int ir_interp_eval(IrInterp *it, const int32_t *tokens, int n, float *logits, BnErr *e);
 int64_t ir_interp_pos(const IrInterp *it);
 /* Threads that split the matmuls' output rows (default 1); results are identical

@@ -13,13 +13,14 @@
 #include <string.h>
 
 typedef struct {
-	uint16_t *k, *v; /* [n_ctx][kv_width] f16 */
+	uint16_t *k, *v; /* [n_seq][n_ctx][kv_width] f16 */
 	int64_t width;
 } KvLayer;
 
 struct IrInterp {
 	const IrGraph *g;
-	int64_t n_ctx, pos;
+	int64_t n_ctx, pos; /* pos: positions of sequence 0 used by ir_interp_eval */
+	int n_seq;
 	KvLayer *kv;      /* indexed by the ATTENTION node's layer attr */
 	int n_kv;
 	void **buf;       /* per value: activation buffer for the current call */
@@ -33,8 +34,8 @@ struct IrInterp {
 typedef struct {
 	IrInterp *it;
 	const IrNode *n;
-	int64_t T;   /* tokens in this call */
-	int64_t pos; /* position of the first token */
+	int64_t T;          /* rows in this call */
+	const IrBatch *b;   /* their positions, sequences and the rows the head computes */
 	BnErr *e;
 	const void *scratch; /* per-op data shared by the threads of par_rows */
 } Ctx;
@@ -392,19 +393,26 @@ static int matmul_rows(const Ctx *c, int64_t lo, int64_t hi)
 	return 0;
 }
 
+/* The logits' matmul computes the call's out rows only, into the first rows of its output
+ * (prepared with the call's mode: the step mode's roundings when it has one row). */
 static int op_matmul(Ctx *c)
 {
 	const float *x = in_ptr(c, 0);
 	const IrValue *w = val(c, 1);
 	int64_t k = w->ne[0];
-	float *xr = malloc((size_t)(k * c->T) * sizeof(float));
+	bool pick = c->n->out[0] == c->it->g->logits && c->b->out;
+	int64_t rows = pick ? c->b->n_out : c->T;
+	float *xr = malloc((size_t)(k * (rows ? rows : 1)) * sizeof(float));
 	if (!xr)
 		return bn_err(c->e, BN_ENOMEM, "out of memory");
-	for (int64_t t = 0; t < c->T; t++)
-		head_prepare(w->dtype, c->T == 1, x + t * k, xr + t * k, k);
+	for (int64_t r = 0; r < rows; r++)
+		head_prepare(w->dtype, c->T == 1, x + (pick ? c->b->out[r] : r) * k, xr + r * k, k);
+	int64_t T = c->T;
+	c->T = rows;
 	c->scratch = xr;
-	int rc = par_rows(c, w->ne[1], matmul_rows);
+	int rc = rows ? par_rows(c, w->ne[1], matmul_rows) : 0;
 	c->scratch = NULL;
+	c->T = T;
 	free(xr);
 	return rc;
 }
@@ -428,7 +436,7 @@ static int op_rope(Ctx *c)
 		return bn_err(c->e, BN_ENOMEM, "out of memory");
 	memcpy(y, x, (size_t)(row * c->T) * sizeof(float));
 	for (int64_t t = 0; t < c->T; t++) {
-		float theta = (float)(c->pos + t);
+		float theta = (float)c->b->pos[t];
 		for (int64_t i = 0; i < half; i++) {
 			float th = ff ? theta / ff[i] : theta;
 			cs[2 * i] = cosf(th);
@@ -450,8 +458,8 @@ static int op_rope(Ctx *c)
 	return 0;
 }
 
-/* K, V of every token of the call go into the cache first; token t then attends to
- * positions 0..pos+t. q is rounded to f16; q.K in double over f16 values (8 lanes, see
+/* K, V of every row of the call go into its sequence's cache at its position first; row t
+ * then attends to positions 0..pos[t] of its sequence. q is rounded to f16; q.K in double over f16 values (8 lanes, see
  * below); softmax of kq*scale with the max subtracted, exp in float, sum in double, times
  * (float)(1/sum); the weights are rounded to f16 before .V only in single-token steps. */
 static int op_attention(Ctx *c)
@@ -465,14 +473,16 @@ static int op_attention(Ctx *c)
 	KvLayer *kv = &it->kv[layer];
 	int64_t kw = nkv * hd, qw = nh * hd, group = nh / nkv;
 	bool step = c->T == 1;
+	const int32_t *seq = c->b->seq, *pos = c->b->pos;
 
-	for (int64_t t = 0; t < c->T; t++)
+	for (int64_t t = 0; t < c->T; t++) {
+		int64_t at = ((seq ? seq[t] : 0) * it->n_ctx + pos[t]) * kw;
 		for (int64_t i = 0; i < kw; i++) {
-			kv->k[(c->pos + t) * kw + i] = bn_f32_to_f16(k[t * kw + i]);
-			kv->v[(c->pos + t) * kw + i] = bn_f32_to_f16(v[t * kw + i]);
+			kv->k[at + i] = bn_f32_to_f16(k[t * kw + i]);
+			kv->v[at + i] = bn_f32_to_f16(v[t * kw + i]);
 		}
-	int64_t n_ctx_used = c->pos + c->T;
-	float *w = malloc((size_t)n_ctx_used * sizeof(float));
+	}
+	float *w = malloc((size_t)it->n_ctx * sizeof(float));
 	float *qh = malloc((size_t)hd * sizeof(float));
 	if (!w || !qh) {
 		free(w);
@@ -480,14 +490,15 @@ static int op_attention(Ctx *c)
 		return bn_err(c->e, BN_ENOMEM, "out of memory");
 	}
 	for (int64_t t = 0; t < c->T; t++) {
-		int64_t n_keys = c->pos + t + 1;
+		int64_t n_keys = pos[t] + 1, base = (seq ? seq[t] : 0) * it->n_ctx * kw;
+		const uint16_t *ks = kv->k + base, *vs = kv->v + base;
 		for (int64_t h = 0; h < nh; h++) {
 			int64_t g = h / group;
 			for (int64_t i = 0; i < hd; i++)
 				qh[i] = bn_round_f16(q[t * qw + h * hd + i]);
 			float mx = -INFINITY;
 			for (int64_t j = 0; j < n_keys; j++) {
-				const uint16_t *kj = kv->k + j * kw + g * hd;
+				const uint16_t *kj = ks + j * kw + g * hd;
 				/* 8 partial sums (lane i % 8), then a fixed tree: the order a vector
 				 * unit of 8 doubles (or 2 x 4) computes; each product of two f16
 				 * values is exact in double, so only the adds round */
@@ -513,7 +524,7 @@ static int op_attention(Ctx *c)
 			for (int64_t i = 0; i < hd; i++) {
 				double acc = 0.0;
 				for (int64_t j = 0; j < n_keys; j++)
-					acc += (double)bn_f16_to_f32(kv->v[j * kw + g * hd + i]) * (double)w[j];
+					acc += (double)bn_f16_to_f32(vs[j * kw + g * hd + i]) * (double)w[j];
 				o[i] = (float)acc;
 			}
 		}
@@ -581,6 +592,15 @@ static size_t elem_size(IrDtype dt)
 
 IrInterp *ir_interp_new(const IrGraph *g, int64_t n_ctx, BnErr *e)
 {
+	return ir_interp_new_seq(g, n_ctx, 1, e);
+}
+
+IrInterp *ir_interp_new_seq(const IrGraph *g, int64_t n_ctx, int n_seq, BnErr *e)
+{
+	if (n_seq < 1) {
+		bn_err(e, BN_EINVAL, "interpreter: %d sequences (1 at least)", n_seq);
+		return NULL;
+	}
 	if (ir_verify(g, e)) {
 		bn_err_prefix(e, "interpreter");
 		return NULL;
@@ -592,6 +612,7 @@ IrInterp *ir_interp_new(const IrGraph *g, int64_t n_ctx, BnErr *e)
 		goto oom;
 	it->g = g;
 	it->n_ctx = n_ctx;
+	it->n_seq = n_seq;
 	it->n_threads = 1;
 	it->buf = calloc((size_t)g->n_values, sizeof(void *));
 	it->last_use = malloc((size_t)g->n_values * sizeof(int));
@@ -620,9 +641,10 @@ IrInterp *ir_interp_new(const IrGraph *g, int64_t n_ctx, BnErr *e)
 		KvLayer *kv = &it->kv[ir_attr_int(n, "layer", 0)];
 		kv->width = ir_attr_int(n, "n_head_kv", 1) * ir_attr_int(n, "head_dim", 1);
 		uint64_t cells;
-		if (!bn_mul_ok((uint64_t)n_ctx, (uint64_t)kv->width, &cells) || cells > (1ull << 40)) {
-			bn_err(e, BN_EINVAL, "interpreter: KV cache of %lld positions is too large",
-			       (long long)n_ctx);
+		if (!bn_mul_ok((uint64_t)n_ctx * (uint64_t)n_seq, (uint64_t)kv->width, &cells) ||
+		    n_ctx > (1ll << 31) || cells > (1ull << 40)) {
+			bn_err(e, BN_EINVAL, "interpreter: KV cache of %lld positions x %d sequences is "
+			       "too large", (long long)n_ctx, n_seq);
 			ir_interp_free(it);
 			return NULL;
 		}
@@ -683,21 +705,41 @@ void ir_interp_set_trace(IrInterp *it, IrInterpTrace fn, void *ud)
 	it->trace_ud = ud;
 }
 
-int ir_interp_eval(IrInterp *it, const int32_t *tokens, int n, float *logits, BnErr *e)
+/* BN_EINVAL unless every row's position and sequence fit the cache and out lists
+ * ascending rows of the call. */
+static int batch_check(const IrInterp *it, const IrBatch *b, BnErr *e)
+{
+	if (b->n <= 0)
+		return bn_err(e, BN_EINVAL, "interpreter: no tokens to evaluate");
+	for (int t = 0; t < b->n; t++) {
+		if (b->pos[t] < 0 || b->pos[t] >= it->n_ctx)
+			return bn_err(e, BN_EINVAL, "interpreter: row %d: position %d is outside the "
+				      "context (0..%lld)", t, (int)b->pos[t], (long long)it->n_ctx - 1);
+		if (b->seq && (b->seq[t] < 0 || b->seq[t] >= it->n_seq))
+			return bn_err(e, BN_EINVAL, "interpreter: row %d: sequence %d is outside "
+				      "0..%d", t, (int)b->seq[t], it->n_seq - 1);
+	}
+	if (b->out && (b->n_out < 0 || b->n_out > b->n))
+		return bn_err(e, BN_EINVAL, "interpreter: %d out rows for a call of %d", b->n_out, b->n);
+	for (int r = 0; b->out && r < b->n_out; r++)
+		if (b->out[r] < (r ? b->out[r - 1] + 1 : 0) || b->out[r] >= b->n)
+			return bn_err(e, BN_EINVAL, "interpreter: out row %d (%d) is not an ascending "
+				      "row of the call (0..%d)", r, (int)b->out[r], b->n - 1);
+	return 0;
+}
+
+int ir_interp_decode(IrInterp *it, const IrBatch *b, float *logits, BnErr *e)
 {
 	const IrGraph *g = it->g;
-	if (n <= 0)
-		return bn_err(e, BN_EINVAL, "interpreter: no tokens to evaluate");
-	if (it->pos + n > it->n_ctx)
-		return bn_err(e, BN_EINVAL,
-			      "interpreter: context is full: %lld positions used + %d new > n_ctx %lld",
-			      (long long)it->pos, n, (long long)it->n_ctx);
-	Ctx c = {.it = it, .T = n, .pos = it->pos, .e = e};
-	int rc = 0;
+	int rc = batch_check(it, b, e);
+	if (rc)
+		return rc;
+	int n = b->n;
+	Ctx c = {.it = it, .T = n, .b = b, .e = e};
 	it->buf[g->tokens] = malloc((size_t)n * sizeof(int32_t));
 	if (!it->buf[g->tokens])
 		return bn_err(e, BN_ENOMEM, "interpreter: out of memory");
-	memcpy(it->buf[g->tokens], tokens, (size_t)n * sizeof(int32_t));
+	memcpy(it->buf[g->tokens], b->token, (size_t)n * sizeof(int32_t));
 	for (int ni = 0; ni < g->n_nodes && !rc; ni++) {
 		const IrNode *nd = &g->nodes[ni];
 		c.n = nd;
@@ -721,12 +763,32 @@ int ir_interp_eval(IrInterp *it, const int32_t *tokens, int n, float *logits, Bn
 				it->buf[nd->in[i]] = NULL;
 			}
 	}
-	if (!rc) {
-		if (logits)
-			memcpy(logits, it->buf[g->logits],
-			       (size_t)ir_value_nelems(&g->values[g->logits], n) * sizeof(float));
-		it->pos += n;
+	if (!rc && logits) {
+		int64_t rows = b->out ? b->n_out : n;
+		memcpy(logits, it->buf[g->logits],
+		       (size_t)(ir_value_nelems(&g->values[g->logits], 1) * rows) * sizeof(float));
 	}
 	free_bufs(it);
+	return rc;
+}
+
+int ir_interp_eval(IrInterp *it, const int32_t *tokens, int n, float *logits, BnErr *e)
+{
+	if (n <= 0)
+		return bn_err(e, BN_EINVAL, "interpreter: no tokens to evaluate");
+	if (it->pos + n > it->n_ctx)
+		return bn_err(e, BN_EINVAL,
+			      "interpreter: context is full: %lld positions used + %d new > n_ctx %lld",
+			      (long long)it->pos, n, (long long)it->n_ctx);
+	int32_t *pos = malloc((size_t)n * sizeof *pos);
+	if (!pos)
+		return bn_err(e, BN_ENOMEM, "interpreter: out of memory");
+	for (int t = 0; t < n; t++)
+		pos[t] = (int32_t)(it->pos + t);
+	IrBatch b = {.n = n, .token = tokens, .pos = pos};
+	int rc = ir_interp_decode(it, &b, logits, e);
+	free(pos);
+	if (!rc)
+		it->pos += n;
 	return rc;
 }

@@ -815,7 +815,14 @@ static int walk(const IrGraph *g, IrGraph *fill, int *n_filled, BnErr *e)
 		TRY(check_node(&v, fill, n_filled));
 	}
 	TRY(check_ends(g, e));
-	return ir_mem_check(g, e);
+	TRY(ir_mem_check(g, e));
+	/* the KV plan, when plan_kv recorded one */
+	IrKvPlan kv;
+	bool found;
+	TRY(ir_kv_read(g, &kv, &found, e));
+	if (found)
+		ir_kv_plan_free(&kv);
+	return 0;
 }
 
 int ir_verify(const IrGraph *g, BnErr *e)

@@ -41,6 +41,10 @@ p:add("lut_specialize")
 -- (recorded in ~/.cache/bitnetc/tune.tsv), else read from that file, else codegen's default.
 p:add("tune_kernels")
 
+-- Place each attention layer's K and V in the KV cache (per layer K then V, each
+-- [sequences][positions][n_head_kv * head_dim] f16), recorded on the attention nodes.
+p:add("plan_kv")
+
 -- Give every activation a fixed offset in one scratch arena sized for the largest batch size,
 -- reusing the space of values nothing reads any more. Last: a pass that adds values after it
 -- would leave them without a place (the verifier says so).

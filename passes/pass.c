@@ -96,6 +96,13 @@ static const PassInfo passes[] = {
 	 "place activations in one scratch arena sized for the largest batch size, reusing the "
 	 "space of values whose last reader has run (what the CPU backend builds with)",
 	 NULL},
+	{"plan_kv", pass_plan_kv,
+	 "requires: a verified graph; produces: node attributes kv_off and kv_width on attention "
+	 "nodes (the KV cache layout), graph attribute kv_elems; invalidates: nothing",
+	 "place each attention layer's K and V in the KV cache: per layer K then V, each "
+	 "[n_seq][n_ctx][n_head_kv * head_dim] f16, layers in order (what the CPU backend builds "
+	 "with)",
+	 NULL},
 	{"lut_specialize", pass_lut_specialize,
 	 "requires: batch_sizes (batch_templates) and i2s_x16 weights (permute_weights), graph "
 	 "attribute target; produces: node attributes kernel_t<S> (\"lut\" or \"simd\") on "

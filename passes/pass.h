@@ -229,6 +229,8 @@ int pass_quantize_head(IrGraph *g, const PassOpts *opts, BnErr *e);
 int pass_infer_shapes(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* plan_memory.c */
 int pass_plan_memory(IrGraph *g, const PassOpts *opts, BnErr *e);
+/* plan_kv.c */
+int pass_plan_kv(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* permute_weights.c */
 int pass_permute_weights(IrGraph *g, const PassOpts *opts, BnErr *e);
 /* Repacks constant id from its GGUF layout into layout (ir.h "weight layouts"), the data

@@ -585,12 +585,12 @@ static int64_t rt_default_ctx(void)
 {
 	int64_t want = rt_model.n_ctx_train > 0 ? rt_model.n_ctx_train : 4096;
 	uint64_t ram = rt_phys_ram(), budget = ram / 4;
-	if (!ram || rt_model.kv_bytes(want) <= budget)
+	if (!ram || rt_model.kv_bytes(want, 1) <= budget)
 		return want;
 	int64_t lo = 1, hi = want; /* kv_bytes grows with n_ctx: largest lo that fits */
 	while (lo < hi) {
 		int64_t mid = lo + (hi - lo + 1) / 2;
-		if (rt_model.kv_bytes(mid) <= budget)
+		if (rt_model.kv_bytes(mid, 1) <= budget)
 			lo = mid;
 		else
 			hi = mid - 1;
@@ -598,7 +598,7 @@ static int64_t rt_default_ctx(void)
 	fprintf(stderr,
 		"%s: context capped at %lld tokens (the model was trained on %lld) so that the "
 		"KV cache (%.1f MiB) stays under 25%% of RAM (%.0f MiB); -c sets it\n",
-		rt_prog, (long long)lo, (long long)want, rt_mib(rt_model.kv_bytes(lo)), rt_mib(ram));
+		rt_prog, (long long)lo, (long long)want, rt_mib(rt_model.kv_bytes(lo, 1)), rt_mib(ram));
 	return lo;
 }
 
@@ -649,7 +649,7 @@ static int rt_run_setup(const RtOpts *o, const char *argv0, int64_t n_ctx, RtRun
 		if (rt_model.batch_sizes[i] < run->ubatch)
 			run->calls[run->n_calls++] = rt_model.batch_sizes[i];
 	run->calls[run->n_calls++] = run->ubatch;
-	uint64_t kvb = rt_model.kv_bytes(n_ctx);
+	uint64_t kvb = rt_model.kv_bytes(n_ctx, 1);
 	/* calloc of a large block is fresh zero pages from the OS: nothing is touched yet. */
 	run->st.kv = kvb > SIZE_MAX ? NULL : calloc(1, kvb ? (size_t)kvb : 1);
 	if (!run->st.kv)

@@ -23,7 +23,7 @@ void rt_pool_run(RtPool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
 
 typedef struct {
 	const uint8_t *w; /* the weights payload, mapped read-only (rt_weights.c) */
-	uint16_t *kv;     /* f16 KV cache: model.kv_bytes(n_ctx) bytes, laid out by the model */
+	uint16_t *kv;     /* f16 KV cache: model.kv_bytes(n_ctx, n_seq) bytes, laid out by the model */
 	void *scratch;    /* activations: model.scratch_bytes bytes, 64-byte aligned */
 	int64_t n_ctx;    /* positions the KV cache holds */
 	RtPool *pool;
@@ -31,7 +31,20 @@ typedef struct {
 	 * infinity: the token's index in the call (0..n-1) and the layer whose output (the
 	 * residual stream) held it; -1: the token's embedding row. */
 	int bad_token, bad_layer;
+	/* sequences the KV cache holds (>= 1; 0 reads as 1, for states made before it existed) */
+	int32_t n_seq;
 } RtState;
+
+/* The rows of one decode call (llama.cpp's llama_batch). */
+typedef struct {
+	int32_t n;            /* rows, 1..max_batch */
+	const int32_t *token; /* [n] */
+	const int32_t *pos;   /* [n] each row's position in its sequence, 0..n_ctx-1 */
+	const int32_t *seq;   /* [n] each row's sequence, 0..n_seq-1; NULL: all 0 */
+	const int32_t *out;   /* the rows whose logits are written (ascending, distinct),
+	                       * n_out of them; NULL: all n rows */
+	int32_t n_out;
+} RtBatch;
 
 /* What forward returns: 0, or RT_FORWARD_NONFINITE when an activation of the residual
  * stream went NaN or infinite (st->bad_token, st->bad_layer say where); the call stops
@@ -40,6 +53,10 @@ typedef struct {
 /* ... or RT_FORWARD_CPU when the CPU or the OS will not run the model's code (the OS
  * refused the AMX tile state); nothing was computed. */
 #define RT_FORWARD_CPU 2
+/* ... or RT_FORWARD_BATCH (decode) when the batch is malformed: n outside 1..max_batch, a
+ * position outside 0..n_ctx-1, a sequence outside 0..n_seq-1, or out rows that are not
+ * ascending rows of the call; nothing was computed. */
+#define RT_FORWARD_BATCH 3
 
 /* ---- what a generated model defines ------------------------------------ */
 
@@ -73,7 +90,8 @@ typedef struct {
 	const int32_t *batch_sizes;
 	int n_batch_sizes;
 	uint64_t scratch_bytes;
-	uint64_t (*kv_bytes)(int64_t n_ctx);
+	/* the KV cache for n_seq sequences of n_ctx positions each */
+	uint64_t (*kv_bytes)(int64_t n_ctx, int32_t n_seq);
 	/* Evaluates tokens[0..n) at positions pos..pos+n-1 (pos + n <= st->n_ctx) in one call;
 	 * n == 1 is the reference's step mode. logits (may be NULL) gets n rows of n_vocab, or
 	 * with last_only one row, that of the last token: the output head, the largest matmul,
@@ -81,6 +99,15 @@ typedef struct {
 	 * or RT_FORWARD_NONFINITE (see RtState.bad_token). */
 	int (*forward)(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits,
 		       int last_only);
+	/* Evaluates the rows in one call: each row's K and V are stored at (its seq, its pos)
+	 * before any attention runs; each row attends to positions 0..pos of its own sequence,
+	 * which must all be in the cache after the stores. logits (may be NULL) gets n_out rows
+	 * (n when out is NULL) of n_vocab, in out's order. The template is chosen by n as
+	 * forward chooses it (1 row: step mode). Returns 0, RT_FORWARD_NONFINITE (bad_token is
+	 * the row), RT_FORWARD_CPU or RT_FORWARD_BATCH. forward(st, tokens, n, pos, logits,
+	 * last_only) is decode of rows at positions pos..pos+n-1 of sequence 0, out = {n-1}
+	 * with last_only. */
+	int (*decode)(RtState *st, const RtBatch *b, float *logits);
 } RtModel;
 
 /* Defined by the generated model.c. */

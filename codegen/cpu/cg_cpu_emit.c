@@ -493,14 +493,14 @@ static int emit_rope(Em *m, const IrNode *n)
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
 		return m->e->code;
-	/* theta_0 = pos, theta_{i+1} = theta_i * theta_scale iterated in float */
+	/* theta_0 = the row's position, theta_{i+1} = theta_i * theta_scale iterated in float */
 	if (b)
-		cg_printf(b, "static void %s(const float *x, const float *ff, float *y, int n, int64_t pos, float theta_scale)\n{\n"
+		cg_printf(b, "static void %s(const float *x, const float *ff, float *y, int n, const int32_t *pos, float theta_scale)\n{\n"
 			     "\tenum { ROW = %" PRId64 ", HD = %" PRId64 ", HALF = %" PRId64 " };\n"
 			     "\tfloat cs[2 * HALF];\n"
 			     "\tmemcpy(y, x, (size_t)n * ROW * sizeof(float));\n"
 			     "\tfor (int t = 0; t < n; t++) {\n"
-			     "\t\tfloat theta = (float)(pos + t);\n"
+			     "\t\tfloat theta = (float)pos[t];\n"
 			     "\t\tfor (int i = 0; i < HALF; i++) {\n"
 			     "\t\t\tfloat th = ff ? theta / ff[i] : theta;\n"
 			     "\t\t\tcs[2 * i] = cosf(th);\n"
@@ -526,11 +526,13 @@ static int emit_rope(Em *m, const IrNode *n)
 	return 0;
 }
 
-/* Attention per (token, q head), threaded over q heads; each head has its own row of
- * n_ctx scores after the KV cache. Float order as the interpreter: q rounded to f16, q.K
- * in double, softmax with exp in float and the sum in double, weights rounded to f16 in
- * single-token steps, .V in double (per output element, keys in order). */
-/* Attention for n tokens at positions pos.., heads split over threads, exactly as the
+/* Attention per (row, q head), threaded over q heads; each head has its own row of n_ctx
+ * scores after the KV cache. Float order as the interpreter: q rounded to f16, q.K in
+ * double, softmax with exp in float and the sum in double, weights rounded to f16 in
+ * single-token steps, .V in double (per output element, keys in order). Row t attends to
+ * positions 0..pos[t] of its sequence seq[t] (seq NULL: 0), whose K and V rows start
+ * seq[t] * n_ctx rows into the layer's cache. */
+/* Attention for n rows, heads split over threads, exactly as the
  * interpreter's op_attention: q.K in 8 double lanes (i % 8) reduced by a fixed tree, the
  * softmax in the same order, .V per dimension in key order. With AVX-512 the 8 lanes are
  * one zmm of doubles and .V runs 8 dimensions per vector: the same operations, so the same
@@ -548,9 +550,11 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		cg_printf(b, "\tdouble acc[HD];\n");
 	cg_printf(b, "\tfor (int h = NH * ith / nth; h < NH * (ith + 1) / nth; h++) {\n"
 		     "\t\tfloat *w = a->scores + (int64_t)h * a->n_ctx;\n"
-		     "\t\tconst uint16_t *Kg = a->K + (h / GROUP) * HD, *Vg = a->V + (h / GROUP) * HD;\n"
+		     "\t\tconst uint16_t *Kh = a->K + (h / GROUP) * HD, *Vh = a->V + (h / GROUP) * HD;\n"
 		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
-		     "\t\t\tint64_t n_keys = a->pos + t + 1;\n"
+		     "\t\t\tint64_t n_keys = (int64_t)a->pos[t] + 1;\n"
+		     "\t\t\tint64_t sb = a->seq ? (int64_t)a->seq[t] * a->n_ctx * KW : 0;\n"
+		     "\t\t\tconst uint16_t *Kg = Kh + sb, *Vg = Vh + sb;\n"
 		     "\t\t\tfor (int i = 0; i < HD; i++)\n"
 		     "\t\t\t\tqh[i] = round_f16(a->q[(int64_t)t * QW + h * HD + i]);\n"
 		     "\t\t\tfloat mx = -INFINITY;\n");
@@ -634,11 +638,15 @@ static int emit_attention(Em *m, const IrNode *n)
 	if (kern_for(m, n, store, &b))
 		return m->e->code;
 	if (b)
-		cg_printf(b, "static void %s(const float *k, const float *v, uint16_t *K, uint16_t *V, int n, int64_t pos)\n{\n"
+		/* row t goes to row seq[t] * n_ctx + pos[t] of the layer's K and V */
+		cg_printf(b, "static void %s(const float *k, const float *v, uint16_t *K, uint16_t *V, int n, const int32_t *pos, const int32_t *seq, int64_t n_ctx)\n{\n"
 			     "\tenum { KW = %" PRId64 " };\n"
-			     "\tfor (int64_t i = 0; i < (int64_t)n * KW; i++) {\n"
-			     "\t\tK[pos * KW + i] = f32_to_f16(k[i]);\n"
-			     "\t\tV[pos * KW + i] = f32_to_f16(v[i]);\n"
+			     "\tfor (int t = 0; t < n; t++) {\n"
+			     "\t\tint64_t at = ((seq ? (int64_t)seq[t] * n_ctx : 0) + pos[t]) * KW;\n"
+			     "\t\tfor (int64_t i = 0; i < KW; i++) {\n"
+			     "\t\t\tK[at + i] = f32_to_f16(k[(int64_t)t * KW + i]);\n"
+			     "\t\t\tV[at + i] = f32_to_f16(v[(int64_t)t * KW + i]);\n"
+			     "\t\t}\n"
 			     "\t}\n}\n",
 			  store, kw);
 	snprintf(name, sizeof name, "attn%s_h%" PRId64 "_kv%" PRId64 "_hd%" PRId64,
@@ -647,10 +655,11 @@ static int emit_attention(Em *m, const IrNode *n)
 		return m->e->code;
 	if (b)
 		attn_body(b, name, nh, nkv, hd, m->isa.level == CG_ISA_AVX512 && hd % 8 == 0);
+	/* kvs: n_ctx * n_seq, the rows of one layer's K (or V) */
 	cg_printf(m->fwd, "\t{\n"
-			  "\t\tuint16_t *K = st->kv + st->n_ctx * %" PRId64 ", *V = K + st->n_ctx * %" PRId64 ";\n"
-			  "\t\t%s(%s, %s, K, V, n, pos);\n"
-			  "\t\tAttnArg a = {%s, K, V, (float *)(st->kv + st->n_ctx * KV_ELEMS), %s, n, pos, st->n_ctx, %s};\n"
+			  "\t\tuint16_t *K = st->kv + kvs * %" PRId64 ", *V = K + kvs * %" PRId64 ";\n"
+			  "\t\t%s(%s, %s, K, V, n, pos, seq, st->n_ctx);\n"
+			  "\t\tAttnArg a = {%s, K, V, (float *)(st->kv + kvs * KV_ELEMS), %s, n, pos, seq, st->n_ctx, %s};\n"
 			  "\t\trt_pool_run(st->pool, %s, &a);\n"
 			  "\t}\n",
 		  m->kv_off[layer], kw, store, ref(m, n->in[1], "float", k, sizeof k),
@@ -752,46 +761,24 @@ _Static_assert(sizeof emit_fn / sizeof emit_fn[0] == IR_OP_COUNT, "emit_fn must 
 
 /* ---- planning: the KV cache (payload and scratch: cg_plan.c) ------------------- */
 
-/* Per layer K then V, each [n_ctx][kv_width] f16; then a row of n_ctx float scores per
- * q head for the attention kernels. */
+/* The KV cache layout (ir_kv.c): the plan_kv pass's, checked, when it ran; else the same
+ * planner run here, so the program is the same either way. Per layer K then V, each
+ * [n_seq][n_ctx][kv_width] f16; then a row of n_ctx float scores per q head for the
+ * attention kernels. */
 static int plan_kv(Em *m)
 {
-	const IrGraph *g = m->g;
-	m->n_layer = 0;
-	for (int ni = 0; ni < g->n_nodes; ni++) {
-		const IrNode *n = &g->nodes[ni];
-		if (n->op != IR_OP_ATTENTION)
-			continue;
-		int64_t L = ir_attr_int(n, "layer", 0);
-		if (L < 0 || L >= 65536)
-			return unsupported(m, n, "layer attribute out of range");
-		if (L + 1 > m->n_layer)
-			m->n_layer = L + 1;
-	}
-	m->kv_off = calloc((size_t)m->n_layer + 1, sizeof *m->kv_off);
-	m->kv_w = calloc((size_t)m->n_layer + 1, sizeof *m->kv_w);
-	if (!m->kv_off || !m->kv_w)
-		return bn_err(m->e, BN_ENOMEM, "codegen: out of memory");
-	for (int ni = 0; ni < g->n_nodes; ni++) {
-		const IrNode *n = &g->nodes[ni];
-		if (n->op != IR_OP_ATTENTION)
-			continue;
-		int64_t L = ir_attr_int(n, "layer", 0);
-		int64_t w = ir_attr_int(n, "n_head_kv", 1) * ir_attr_int(n, "head_dim", 1);
-		int64_t nh = ir_attr_int(n, "n_head", 1);
-		if (m->kv_w[L] && m->kv_w[L] != w)
-			return unsupported(m, n, "two attention nodes share a layer with other widths");
-		m->kv_w[L] = w;
-		if (nh > m->max_heads)
-			m->max_heads = nh;
-	}
-	m->kv_elems = 0;
-	for (int64_t L = 0; L < m->n_layer; L++) {
-		m->kv_off[L] = m->kv_elems;
-		m->kv_elems += 2 * m->kv_w[L];
-	}
-	/* scores start on a float boundary: kv_elems f16 per position, rounded up to even */
-	m->kv_elems += m->kv_elems % 2;
+	IrKvPlan p;
+	bool found;
+	int rc = ir_kv_read(m->g, &p, &found, m->e);
+	if (!rc && !found)
+		rc = ir_kv_plan(m->g, &p, m->e);
+	if (rc)
+		return bn_err_prefix(m->e, "codegen (cpu)");
+	m->n_layer = p.n_layer;
+	m->kv_off = p.off;
+	m->kv_w = p.width;
+	m->kv_elems = p.elems;
+	m->max_heads = p.max_heads;
 	return 0;
 }
 
@@ -948,14 +935,16 @@ const char cg_cpu_prelude[] =
 	"\tfloat eps;\n"
 	"} RnqArg;\n"
 	"\n"
-	"/* attention of n tokens at positions pos.. over the layer's K and V cache */\n"
+	"/* attention of n rows, row t at position pos[t] of sequence seq[t] (seq NULL: 0), over\n"
+	" * the layer's K and V cache ([n_seq][n_ctx] rows each) */\n"
 	"typedef struct {\n"
 	"\tconst float *q;\n"
 	"\tconst uint16_t *K, *V;\n"
 	"\tfloat *scores;\n"
 	"\tfloat *y;\n"
 	"\tint n;\n"
-	"\tint64_t pos, n_ctx;\n"
+	"\tconst int32_t *pos, *seq;\n"
+	"\tint64_t n_ctx;\n"
 	"\tfloat scale;\n"
 	"} AttnArg;\n";
 
@@ -1007,18 +996,24 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 	if (m->t1)
 		cg_printf(b, "/* one token: the reference's step mode (f16 roundings of the softmax\n"
 			     " * weights and of the head input) */\n"
-			     "static int forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)\n"
+			     "static int forward_t1(RtState *st, const RtBatch *b, float *logits)\n"
 			     "{\n"
 			     "\tconst int n = 1;\n");
 	else
-		cg_printf(b, "/* %d..%d tokens in one call (batch mode); last_only: the head computes the\n"
-			     " * last token's logits row alone */\n"
-			     "static int forward_t%d(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)\n"
-			     "{\n",
+		cg_printf(b, "/* %d..%d rows in one call (batch mode); the head computes the rows b->out\n"
+			     " * asks for alone */\n"
+			     "static int forward_t%d(RtState *st, const RtBatch *b, float *logits)\n"
+			     "{\n"
+			     "\tconst int n = b->n;\n",
 			  lo, nt, nt);
-	cg_printf(b, "\tuint8_t *S = st->scratch;\n"
+	/* kvs: positions of all sequences, the rows of one layer's K */
+	cg_printf(b, "\tconst int32_t *tok = b->token, *pos = b->pos, *seq = b->seq;\n"
+		     "\tconst int64_t kvs = st->n_ctx * (st->n_seq > 0 ? st->n_seq : 1);\n"
+		     "\tuint8_t *S = st->scratch;\n"
 		     "\tconst uint8_t *W = st->w;\n"
-		     "\t(void)pos;\n");
+		     "\t(void)pos;\n"
+		     "\t(void)seq;\n"
+		     "\t(void)kvs;\n");
 	int64_t layer = -1; /* that of the last attention node: the layer being computed */
 	for (int ni = 0; ni < m->g->n_nodes; ni++) {
 		const IrNode *n = &m->g->nodes[ni];
@@ -1189,7 +1184,7 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		  o->target ? o->target : "cpu-generic");
 	cg_printf(b, "%s\n", cg_cpu_prelude);
 	cg_printf(b, "#define MAX_BATCH %d\n", o->max_batch);
-	cg_printf(b, "#define KV_ELEMS %" PRId64 " /* f16 K and V elements per position, all layers */\n",
+	cg_printf(b, "#define KV_ELEMS %" PRId64 " /* f16 K and V elements per position of a sequence, all layers */\n",
 		  m.kv_elems);
 	cg_printf(b, "#define N_SCORE_ROWS %" PRId64 " /* float score rows (one per q head) after the cache */\n\n",
 		  m.max_heads);
@@ -1199,36 +1194,61 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 			  k->body.data ? k->body.data : "");
 	}
 	cg_printf(b, "%s", fwd.data);
-	cg_printf(b, "/* A call of n tokens runs the smallest template that holds them. */\n"
-		     "static int forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)\n"
+	/* decode checks the batch, then runs the smallest template that holds its rows */
+	cg_printf(b, "/* The rows of one call run in the smallest template that holds them. A malformed\n"
+		     " * batch (RT_FORWARD_BATCH) is refused before anything is computed. */\n"
+		     "static int decode(RtState *st, const RtBatch *b, float *logits)\n"
 		     "{\n"
-		     "\tf16_table_init(); /* forward() is called from one thread */\n");
+		     "\tf16_table_init(); /* decode() is called from one thread */\n"
+		     "\tif (!b || b->n < 1 || b->n > MAX_BATCH || !b->token || !b->pos)\n"
+		     "\t\treturn RT_FORWARD_BATCH;\n"
+		     "\tconst int n = b->n;\n"
+		     "\tconst int64_t n_seq = st->n_seq > 0 ? st->n_seq : 1;\n"
+		     "\tfor (int t = 0; t < n; t++)\n"
+		     "\t\tif (b->pos[t] < 0 || b->pos[t] >= st->n_ctx || (b->seq && (b->seq[t] < 0 || b->seq[t] >= n_seq)))\n"
+		     "\t\t\treturn RT_FORWARD_BATCH;\n"
+		     "\tif (b->out && (b->n_out < 0 || b->n_out > n))\n"
+		     "\t\treturn RT_FORWARD_BATCH;\n"
+		     "\tfor (int r = 0; b->out && r < b->n_out; r++)\n"
+		     "\t\tif (b->out[r] < (r ? b->out[r - 1] + 1 : 0) || b->out[r] >= n)\n"
+		     "\t\t\treturn RT_FORWARD_BATCH;\n");
 	if (n_amx)
 		cg_printf(b, "\tif (n > 1 && bn_amx_state() != 1)\n"
 			     "\t\treturn RT_FORWARD_CPU; /* the OS refused the AMX tile state */\n");
 	if (n_bs > 1) {
 		cg_printf(b, "\tif (n == 1)\n"
-			     "\t\treturn forward_t1(st, tokens, pos, logits);\n");
+			     "\t\treturn forward_t1(st, b, logits);\n");
 		for (int i = 1; i < n_bs; i++) {
 			if (i < n_bs - 1)
 				cg_printf(b, "\telse if (n <= %d)\n", bs[i]);
 			else
 				cg_printf(b, "\telse\n");
-			cg_printf(b, "\t\treturn forward_t%d(st, tokens, n, pos, logits, last_only);\n", bs[i]);
+			cg_printf(b, "\t\treturn forward_t%d(st, b, logits);\n", bs[i]);
 		}
 	} else {
-		cg_printf(b, "\t(void)n; /* max_batch 1: the runtime calls with one token */\n"
-			     "\t(void)last_only;\n"
-			     "\treturn forward_t1(st, tokens, pos, logits);\n");
+		cg_printf(b, "\treturn forward_t1(st, b, logits); /* max_batch 1: n is 1 */\n");
 	}
+	cg_printf(b, "}\n\n"
+		     "/* n tokens at positions pos..pos+n-1 of sequence 0; last_only: the last row's\n"
+		     " * logits alone */\n"
+		     "static int forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)\n"
+		     "{\n"
+		     "\tint32_t p[MAX_BATCH], last = n - 1;\n"
+		     "\tif (n < 1 || n > MAX_BATCH || pos < 0 || pos > INT32_MAX - n)\n"
+		     "\t\treturn RT_FORWARD_BATCH;\n"
+		     "\tfor (int t = 0; t < n; t++)\n"
+		     "\t\tp[t] = (int32_t)pos + t;\n"
+		     "\tRtBatch b = {n, tokens, p, NULL, last_only ? &last : NULL, 1};\n"
+		     "\treturn decode(st, &b, logits);\n");
 	cg_printf(b, "}\n\n"
 		     "static const int32_t batch_sizes[] = {");
 	for (int i = 0; i < n_bs; i++)
 		cg_printf(b, "%s%d", i ? ", " : "", bs[i]);
 	cg_printf(b, "};\n\n"
-		     "static uint64_t kv_bytes(int64_t n_ctx)\n"
+		     "static uint64_t kv_bytes(int64_t n_ctx, int32_t n_seq)\n"
 		     "{\n"
-		     "\treturn (uint64_t)n_ctx * (KV_ELEMS * 2 + N_SCORE_ROWS * 4);\n"
+		     "\tuint64_t ns = n_seq > 0 ? (uint64_t)n_seq : 1;\n"
+		     "\treturn (uint64_t)n_ctx * (ns * KV_ELEMS * 2 + N_SCORE_ROWS * 4);\n"
 		     "}\n\n");
 	if (m.isa.amx) {
 		/* the tiles may run in software (-DBN_AMX_EMULATE, for hosts without AMX): then
@@ -1278,6 +1298,7 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		     "\t.scratch_bytes = %" PRIu64 "u,\n"
 		     "\t.kv_bytes = kv_bytes,\n"
 		     "\t.forward = forward,\n"
+		     "\t.decode = decode,\n"
 		     "};\n",
 		  BITNETC_VERSION, g->hp.n_vocab, g->hp.n_ctx_train, g->hp.n_layer, g->hp.n_embd, bos,
 		  eos, out->payload.tok_off, out->payload.tok_bytes, o->chat_template,

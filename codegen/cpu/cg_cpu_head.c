@@ -770,7 +770,7 @@ int emit_matmul(Em *m, const IrNode *n)
 		head_body(b, name, deq, w->dtype, k, nr);
 	/* without a logits buffer nothing reads the head: skip the largest matmul */
 	if (m->t1)
-		cg_printf(m->fwd, "\tif (logits) {\n"
+		cg_printf(m->fwd, "\tif (logits && (!b->out || b->n_out > 0)) {\n"
 				  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
 				  "\t\t%s(%s, xr, 1, 1);\n"
 				  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, 1};\n"
@@ -778,15 +778,21 @@ int emit_matmul(Em *m, const IrNode *n)
 				  "\t}\n",
 			  m->tmp[n - m->g->nodes], prep, ref(m, n->in[0], "float", x, sizeof x),
 			  m->woff[n->in[1]], name, head_has_gemv(w->dtype, k) ? "_gemv" : "");
-	else /* last_only: the last row alone, still prepared as a batch row (no rounding) */
+	else /* the rows b->out asks for alone, still prepared as batch rows (no rounding) */
 		cg_printf(m->fwd, "\tif (logits) {\n"
-				  "\t\tint h0 = last_only ? n - 1 : 0;\n"
+				  "\t\tconst float *x = %s;\n"
 				  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
-				  "\t\t%s(%s + (int64_t)h0 * %" PRId64 ", xr, n - h0, 0);\n"
-				  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, n - h0};\n"
-				  "\t\trt_pool_run(st->pool, %s, &a);\n"
+				  "\t\tint rows = n;\n"
+				  "\t\tif (!b->out)\n"
+				  "\t\t\t%s(x, xr, n, 0);\n"
+				  "\t\telse\n"
+				  "\t\t\tfor (rows = 0; rows < b->n_out; rows++)\n"
+				  "\t\t\t\t%s(x + (int64_t)b->out[rows] * %" PRId64 ", xr + (int64_t)rows * %" PRId64 ", 1, 0);\n"
+				  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, rows};\n"
+				  "\t\tif (rows > 0)\n"
+				  "\t\t\trt_pool_run(st->pool, %s, &a);\n"
 				  "\t}\n",
-			  m->tmp[n - m->g->nodes], prep, ref(m, n->in[0], "float", x, sizeof x), k,
-			  m->woff[n->in[1]], name);
+			  ref(m, n->in[0], "float", x, sizeof x), m->tmp[n - m->g->nodes], prep, prep,
+			  k, k, m->woff[n->in[1]], name);
 	return 0;
 }

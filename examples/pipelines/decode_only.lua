@@ -13,5 +13,6 @@ p:add("dce")
 p:add("permute_weights") -- the GEMV kernels read the i2s_x16 layout
 -- One template: GEMV kernels only, no tiled GEMM code for prefill.
 p:add("batch_templates", {sizes = {1}})
+p:add("plan_kv")
 p:add("plan_memory")     -- activations for one token: the smallest scratch
 return p

@@ -46,5 +46,6 @@ p:add(function(g)
 	end
 end, "ffn_down_tiles")
 
+p:add("plan_kv")
 p:add("plan_memory")
 return p

@@ -18,5 +18,6 @@ p:add("lut_specialize")
 p:add("tune_kernels")
 -- The head's weight is a constant: quantized once here, before the memory plan.
 p:add("quantize_head", {type = "q6_k"})
+p:add("plan_kv")
 p:add("plan_memory")
 return p

@@ -263,23 +263,27 @@ static void test_templates(void **state)
 	if (cg_cpu_emit(m.g, &o, &out, &e))
 		fail_msg("%s", e.msg);
 	const char *c = model_c(&out)->data;
-	assert_non_null(strstr(c, "static int forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)"));
-	assert_non_null(strstr(c, "/* 2..3 tokens in one call"));
-	assert_non_null(strstr(c, "static int forward_t3(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)"));
-	assert_non_null(strstr(c, "/* 4..8 tokens in one call"));
+	assert_non_null(strstr(c, "static int forward_t1(RtState *st, const RtBatch *b, float *logits)"));
+	assert_non_null(strstr(c, "/* 2..3 rows in one call"));
+	assert_non_null(strstr(c, "static int forward_t3(RtState *st, const RtBatch *b, float *logits)"));
+	assert_non_null(strstr(c, "/* 4..8 rows in one call"));
 	assert_non_null(strstr(c, "static int forward_t8("));
-	assert_non_null(strstr(c, "\tif (n == 1)\n\t\treturn forward_t1(st, tokens, pos, logits);\n"
-				  "\telse if (n <= 3)\n\t\treturn forward_t3(st, tokens, n, pos, logits, last_only);\n"
-				  "\telse\n\t\treturn forward_t8(st, tokens, n, pos, logits, last_only);\n"));
+	assert_non_null(strstr(c, "\tif (n == 1)\n\t\treturn forward_t1(st, b, logits);\n"
+				  "\telse if (n <= 3)\n\t\treturn forward_t3(st, b, logits);\n"
+				  "\telse\n\t\treturn forward_t8(st, b, logits);\n"));
+	/* forward() is decode of contiguous rows of sequence 0 */
+	assert_non_null(strstr(c, "\tRtBatch b = {n, tokens, p, NULL, last_only ? &last : NULL, 1};\n"
+				  "\treturn decode(st, &b, logits);\n"));
+	assert_non_null(strstr(c, "\t.decode = decode,\n"));
 	assert_non_null(strstr(c, "static const int32_t batch_sizes[] = {1, 3, 8};"));
 	assert_non_null(strstr(c, ".n_batch_sizes = 3,"));
 	assert_non_null(strstr(c, "forward templates: 1 token (step), 3, 8 tokens (batch)"));
 	/* the step forward prepares the head's x in step mode, the others in batch mode and
-	 * for the last row alone when asked */
+	 * for the out rows alone when asked */
 	assert_non_null(strstr(c, "head_prep_f16_k128((float *)"));
 	assert_non_null(strstr(c, ", xr, 1, 1);"));
-	assert_non_null(strstr(c, "int h0 = last_only ? n - 1 : 0;"));
-	assert_non_null(strstr(c, ", xr, n - h0, 0);"));
+	assert_non_null(strstr(c, "head_prep_f16_k128(x, xr, n, 0);"));
+	assert_non_null(strstr(c, "head_prep_f16_k128(x + (int64_t)b->out[rows] * 128, xr + (int64_t)rows * 128, 1, 0);"));
 	/* each kernel's users are listed once, not once per template */
 	const char *u = strstr(c, "/* rmsnorm_n128, used by:\n");
 	assert_non_null(u);

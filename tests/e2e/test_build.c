@@ -359,7 +359,7 @@ static const char last_only_main[] =
 	"\t}\n"
 	"\tsize_t nv = (size_t)rt_model.n_vocab;\n"
 	"\tint64_t n_ctx = 64;\n"
-	"\tRtState st = {.w = w.data, .kv = calloc(1, (size_t)rt_model.kv_bytes(n_ctx)),\n"
+	"\tRtState st = {.w = w.data, .kv = calloc(1, (size_t)rt_model.kv_bytes(n_ctx, 1)),\n"
 	"\t\t      .scratch = aligned_alloc(64, (size_t)(rt_model.scratch_bytes + 63) / 64 * 64),\n"
 	"\t\t      .n_ctx = n_ctx, .pool = rt_pool_new(2)};\n"
 	"\tfloat *all = malloc((size_t)rt_model.max_batch * nv * sizeof(float));\n"
@@ -387,6 +387,119 @@ static const char last_only_main[] =
 	"\tprintf(\"checked %d call sizes, %d failed\\n\", checked, fails);\n"
 	"\treturn fails != 0;\n"
 	"}\n";
+
+/* A main() that calls the model's decode directly (as last_only_main): two sequences, A
+ * (8 tokens) and B (6), fed each alone through forward() (a prompt call and a continuation
+ * call each, on a state of one sequence), and together through decode() on a state of two:
+ * the prompts' rows interleaved in one call, then the continuations' rows in another order,
+ * that call again with out rows {1, 3}, then one row (step mode) of B. Each decode row must
+ * be bit for bit its sequence's own row; the decode rows (17) go to the file argv[2] for
+ * the test to hold against the interpreter. Malformed batches must be refused. */
+static const char decode_main[] =
+	"#include \"rt.h\"\n"
+	"#include \"rt_model.h\"\n"
+	"#include <stdio.h>\n"
+	"#include <stdlib.h>\n"
+	"#include <string.h>\n"
+	"static RtState state(const RtWeights *w, int32_t n_seq)\n"
+	"{\n"
+	"\tRtState st = {.w = w->data, .kv = calloc(1, (size_t)rt_model.kv_bytes(32, n_seq)),\n"
+	"\t\t      .scratch = aligned_alloc(64, (size_t)(rt_model.scratch_bytes + 63) / 64 * 64),\n"
+	"\t\t      .n_ctx = 32, .pool = rt_pool_new(2), .n_seq = n_seq};\n"
+	"\treturn st;\n"
+	"}\n"
+	"static int fails;\n"
+	"static void same(const float *got, const float *want, size_t nv, const char *what, int r)\n"
+	"{\n"
+	"\tif (memcmp(got, want, nv * sizeof(float)) != 0) {\n"
+	"\t\tfprintf(stderr, \"%s row %d differs from its sequence alone\\n\", what, r);\n"
+	"\t\tfails++;\n"
+	"\t}\n"
+	"}\n"
+	"int main(int argc, char **argv)\n"
+	"{\n"
+	"\tRtWeights w;\n"
+	"\tRtErr e = {0};\n"
+	"\tif (argc < 3 || rt_weights_map(&w, argv[1], argv[0], rt_model.weights_bytes, rt_model.weights_hash, &e)) {\n"
+	"\t\tfprintf(stderr, \"weights: %s\\n\", e.msg);\n"
+	"\t\treturn 2;\n"
+	"\t}\n"
+	"\tsize_t nv = (size_t)rt_model.n_vocab;\n"
+	"\tconst int32_t A[8] = {496, 84, 104, 101, 32, 113, 117, 105}, B[7] = {12, 250, 7, 99, 31, 200, 77};\n"
+	"\tRtState s1 = state(&w, 1), s2 = state(&w, 2);\n"
+	"\tfloat *ya = malloc(8 * nv * sizeof(float)), *yb = malloc(7 * nv * sizeof(float));\n"
+	"\tfloat *y = malloc(18 * nv * sizeof(float));\n"
+	"\tint rc = rt_model.forward(&s1, A, 5, 0, ya, 0) | rt_model.forward(&s1, A + 5, 3, 5, ya + 5 * nv, 0) |\n"
+	"\t\t rt_model.forward(&s1, B, 4, 0, yb, 0) | rt_model.forward(&s1, B + 4, 2, 4, yb + 4 * nv, 0) |\n"
+	"\t\t rt_model.forward(&s1, B + 6, 1, 6, yb + 6 * nv, 0);\n"
+	"\t/* the prompts: A0 B0 A1 B1 A2 B2 A3 B3 A4 */\n"
+	"\tconst int32_t t1[9] = {A[0], B[0], A[1], B[1], A[2], B[2], A[3], B[3], A[4]};\n"
+	"\tconst int32_t p1[9] = {0, 0, 1, 1, 2, 2, 3, 3, 4}, q1[9] = {0, 1, 0, 1, 0, 1, 0, 1, 0};\n"
+	"\tRtBatch b = {9, t1, p1, q1, NULL, 0};\n"
+	"\trc |= rt_model.decode(&s2, &b, y);\n"
+	"\tfor (int r = 0; r < 9; r++)\n"
+	"\t\tsame(y + r * nv, (q1[r] ? yb : ya) + p1[r] * nv, nv, \"prompt\", r);\n"
+	"\t/* the continuations: B4 A5 A6 B5 A7 */\n"
+	"\tconst int32_t t2[5] = {B[4], A[5], A[6], B[5], A[7]};\n"
+	"\tconst int32_t p2[5] = {4, 5, 6, 5, 7}, q2[5] = {1, 0, 0, 1, 0}, out[2] = {1, 3};\n"
+	"\tb = (RtBatch){5, t2, p2, q2, NULL, 0};\n"
+	"\trc |= rt_model.decode(&s2, &b, y + 9 * nv);\n"
+	"\tfor (int r = 0; r < 5; r++)\n"
+	"\t\tsame(y + (9 + r) * nv, (q2[r] ? yb : ya) + p2[r] * nv, nv, \"continuation\", r);\n"
+	"\tb.out = out;\n"
+	"\tb.n_out = 2;\n"
+	"\ty[16 * nv] = -12345.0f;\n"
+	"\trc |= rt_model.decode(&s2, &b, y + 14 * nv);\n"
+	"\tsame(y + 14 * nv, ya + 5 * nv, nv, \"out\", 0);\n"
+	"\tsame(y + 15 * nv, yb + 5 * nv, nv, \"out\", 1);\n"
+	"\tif (y[16 * nv] != -12345.0f) {\n"
+	"\t\tfprintf(stderr, \"out rows: written past n_out rows\\n\");\n"
+	"\t\tfails++;\n"
+	"\t}\n"
+	"\tconst int32_t p3 = 6, q3 = 1;\n"
+	"\tb = (RtBatch){1, B + 6, &p3, &q3, NULL, 0};\n"
+	"\trc |= rt_model.decode(&s2, &b, y + 16 * nv);\n"
+	"\tsame(y + 16 * nv, yb + 6 * nv, nv, \"step\", 0);\n"
+	"\t/* malformed: a position past the context, a sequence past n_seq, out rows not ascending */\n"
+	"\tconst int32_t bad_p = 32, bad_q = 2, bad_out[2] = {3, 1};\n"
+	"\tRtBatch bad[3] = {{1, A, &bad_p, NULL, NULL, 0}, {1, A, &p3, &bad_q, NULL, 0}, {5, t2, p2, q2, bad_out, 2}};\n"
+	"\tfor (int i = 0; i < 3; i++)\n"
+	"\t\tif (rt_model.decode(&s2, &bad[i], y + 17 * nv) != RT_FORWARD_BATCH) {\n"
+	"\t\t\tfprintf(stderr, \"malformed batch %d was not refused\\n\", i);\n"
+	"\t\t\tfails++;\n"
+	"\t\t}\n"
+	"\tFILE *f = fopen(argv[2], \"wb\");\n"
+	"\tif (rc || !f || fwrite(y, sizeof(float), 17 * nv, f) != 17 * nv || fclose(f)) {\n"
+	"\t\tfprintf(stderr, \"decode failed (%d) or the logits could not be written\\n\", rc);\n"
+	"\t\treturn 2;\n"
+	"\t}\n"
+	"\tprintf(\"decode: 17 rows checked, %d failed\\n\", fails);\n"
+	"\treturn fails != 0;\n"
+	"}\n";
+
+/* The interpreter on decode_main's calls (a cache of two sequences): 17 rows. */
+static float *decode_want(TuModel *m)
+{
+	BnErr e = {0};
+	IrInterp *it = ir_interp_new_seq(m->g, 32, 2, &e);
+	if (!it)
+		fail_msg("%s", e.msg);
+	const int32_t A[8] = {496, 84, 104, 101, 32, 113, 117, 105}, B[7] = {12, 250, 7, 99, 31, 200, 77};
+	const int32_t t1[9] = {A[0], B[0], A[1], B[1], A[2], B[2], A[3], B[3], A[4]};
+	const int32_t p1[9] = {0, 0, 1, 1, 2, 2, 3, 3, 4}, q1[9] = {0, 1, 0, 1, 0, 1, 0, 1, 0};
+	const int32_t t2[5] = {B[4], A[5], A[6], B[5], A[7]};
+	const int32_t p2[5] = {4, 5, 6, 5, 7}, q2[5] = {1, 0, 0, 1, 0}, out[2] = {1, 3};
+	const int32_t p3 = 6, q3 = 1;
+	size_t nv = (size_t)m->nv;
+	float *y = tu_hold(malloc(17 * nv * sizeof(float)));
+	IrBatch b1 = {9, t1, p1, q1, NULL, 0}, b2 = {5, t2, p2, q2, NULL, 0};
+	IrBatch b2o = {5, t2, p2, q2, out, 2}, b3 = {1, B + 6, &p3, &q3, NULL, 0};
+	if (ir_interp_decode(it, &b1, y, &e) || ir_interp_decode(it, &b2, y + 9 * nv, &e) ||
+	    ir_interp_decode(it, &b2o, y + 14 * nv, &e) || ir_interp_decode(it, &b3, y + 16 * nv, &e))
+		fail_msg("%s", e.msg);
+	ir_interp_free(it);
+	return y;
+}
 
 /* What the host runs, as native and the programs see it (rt_cpu_detect: BITNETC_CPU_MASK
  * may hide some). */
@@ -470,6 +583,60 @@ static void test_last_only(void **state)
 	char gguf[4096];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
 	last_only_check(gguf, "f16", t);
+}
+
+/* Builds gguf for target with --emit-c, compiles decode_main against it and runs it: its
+ * rows must equal each sequence alone bit for bit (checked inside) and the interpreter's
+ * decode to 1e-4 relative per row. */
+static void test_decode(void **state)
+{
+	const Target *t = *state;
+	char what[128];
+	snprintf(what, sizeof what, "decode under its own main(), %s", t->name);
+	need(t->need, what);
+	const char *gguf = tu_data("golden/models/tiny-b158-i2_s.gguf");
+	char dir[4096], prog[4096], wf[4096], extra[8400], hb[4096], lf[4096];
+	snprintf(dir, sizeof dir, "%s-%s", tu_tmp("decode-src"), t->name);
+	snprintf(prog, sizeof prog, "%s-%s", tu_tmp("decode-prog"), t->name);
+	snprintf(wf, sizeof wf, "%s-%s", tu_tmp("decode.weights"), t->name);
+	snprintf(hb, sizeof hb, "%s-%s", tu_tmp("decode-main"), t->name);
+	snprintf(lf, sizeof lf, "%s-%s", tu_tmp("decode.logits"), t->name);
+	assert_int_equal(tu_run(NULL, "rm -rf '%s'", dir), 0);
+	snprintf(extra, sizeof extra, "%s --emit-c '%s' --weights-file '%s'", t->opts, dir, wf);
+	build(gguf, prog, extra);
+	char src[4200];
+	snprintf(src, sizeof src, "%s/decode_main.c", dir);
+	assert_int_equal(tu_write_file(src, decode_main, strlen(decode_main)), 0);
+	char *log = NULL;
+	int rc = tu_run(&log, "cd '%s' && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -o '%s' "
+			      "model.o decode_main.c $(ls rt_*.c | grep -v '^rt_main.c$') -lm -lpthread",
+			dir, hb);
+	if (rc != 0)
+		tu_fail_log(log, "compiling the decode() harness failed");
+	free(log);
+	rc = tu_run(&log, "'%s' '%s' '%s'", hb, wf, lf);
+	if (rc != 0 || !strstr(log, "decode: 17 rows checked, 0 failed"))
+		tu_fail_log(log, "%s (%s): exit %d", hb, t->name, rc);
+	printf("decode (%s): %s", t->name, log);
+	free(log);
+	TuModel m;
+	tu_model_open(&m, gguf);
+	float *want = decode_want(&m);
+	size_t n = 0;
+	float *got = tu_hold(tu_read_file(lf, &n));
+	assert_non_null(got);
+	assert_int_equal(n, 17 * (size_t)m.nv * sizeof(float));
+	double worst = 0;
+	for (int r = 0; r < 17; r++) {
+		double d = tu_rel_diff(got + (size_t)r * m.nv, want + (size_t)r * m.nv, m.nv);
+		if (d > 1e-4)
+			fail_msg("decode row %d (%s): %.3g relative to the interpreter", r, t->name, d);
+		worst = d > worst ? d : worst;
+	}
+	printf("decode (%s): 17 rows within %.2g of the interpreter\n", t->name, worst);
+	tu_free(got);
+	tu_free(want);
+	tu_model_close(&m);
 }
 
 /* The head's SIMD paths (AVX-512, AVX2+F16C+FMA where the host has them; any host runs
@@ -710,6 +877,8 @@ int main(void)
 		TARGET_TEST("test_last_only native", test_last_only, &t_native),
 		TARGET_TEST("test_last_only cpu-amx emulated", test_last_only, &t_amx_emu),
 		TARGET_TEST("test_last_only cpu-amx", test_last_only, &t_amx),
+		TARGET_TEST("test_decode cpu-generic", test_decode, &t_generic),
+		TARGET_TEST("test_decode native", test_decode, &t_native),
 		TARGET_TEST("test_simd_heads native", test_simd_heads, &t_native),
 		TARGET_TEST("test_simd_heads cpu-avx2", test_simd_heads, &t_avx2),
 		TARGET_TEST("test_quant_heads native", test_quant_heads, &t_native),

@@ -389,6 +389,138 @@ static void test_intermediates(void **state)
 	free((void *)t.data);
 }
 
+/* ---- batches: per-row positions, sequences and out rows --------------------- */
+
+/* Two sequences, A and B, each a prompt and a continuation. */
+enum { NA = 5, NB = 4, NA2 = 3, NB2 = 2, CTX = 32 };
+static const int32_t seq_a[NA + NA2] = {496, 84, 104, 101, 32, 113, 117, 105};
+static const int32_t seq_b[NB + NB2] = {12, 250, 7, 99, 31, 200};
+
+/* One sequence's rows through ir_interp_eval: the prompt, then the continuation. */
+static float *separate(const IrGraph *g, const int32_t *tok, int n, int n2)
+{
+	BnErr e = {0};
+	int64_t nv = g->hp.n_vocab;
+	IrInterp *it = ir_interp_new(g, CTX, &e);
+	assert_non_null(it);
+	float *y = malloc((size_t)((n + n2) * nv) * sizeof(float));
+	if (ir_interp_eval(it, tok, n, y, &e) || ir_interp_eval(it, tok + n, n2, y + n * nv, &e))
+		fail_msg("%s", e.msg);
+	ir_interp_free(it);
+	return y;
+}
+
+/* Rows of A (sequence 0) and B (sequence 1) interleaved in one call, then their
+ * continuations in a second, give bit for bit what each sequence gives alone (batch mode
+ * both ways: every call has several rows); a call's out rows are those rows of the call
+ * with all rows; a one-row call (step mode) for one sequence is that sequence's next step
+ * alone; a position, sequence or out row out of range is refused. */
+static void test_batch_sequences(void **state)
+{
+	(void)state;
+	BnErr e = {0};
+	GgufFile *f = gguf_open(tu_data("golden/models/tiny-b158-i2_s.gguf"), &e);
+	assert_non_null(f);
+	IrGraph *g = bnm_load(f, &e);
+	assert_non_null(g);
+	int64_t nv = g->hp.n_vocab;
+	size_t row = (size_t)nv * sizeof(float);
+	float *ya = separate(g, seq_a, NA, NA2), *yb = separate(g, seq_b, NB, NB2);
+
+	IrInterp *it = ir_interp_new_seq(g, CTX, 2, &e);
+	assert_non_null(it);
+	/* prompts: A0 B0 A1 B1 A2 B2 A3 B3 A4 */
+	int32_t tok[NA + NB], pos[NA + NB], sq[NA + NB];
+	int src[NA + NB]; /* the row of ya (>= 0) or of yb (-1 - row) */
+	int n = 0;
+	for (int i = 0; i < NA || i < NB; i++) {
+		if (i < NA) {
+			tok[n] = seq_a[i], pos[n] = i, sq[n] = 0, src[n] = i;
+			n++;
+		}
+		if (i < NB) {
+			tok[n] = seq_b[i], pos[n] = i, sq[n] = 1, src[n] = -1 - i;
+			n++;
+		}
+	}
+	float *y = malloc((size_t)n * row);
+	IrBatch b = {.n = n, .token = tok, .pos = pos, .seq = sq};
+	if (ir_interp_decode(it, &b, y, &e))
+		fail_msg("%s", e.msg);
+	for (int r = 0; r < n; r++) {
+		const float *want = src[r] >= 0 ? ya + src[r] * nv : yb + (-1 - src[r]) * nv;
+		if (memcmp(y + r * nv, want, row) != 0)
+			fail_msg("prompt row %d (sequence %d, position %d) differs from its sequence "
+				 "alone", r, sq[r], pos[r]);
+	}
+	/* continuations, in another order: B4 A5 A6 B5 A7 */
+	const int32_t t2[5] = {seq_b[4], seq_a[5], seq_a[6], seq_b[5], seq_a[7]};
+	const int32_t p2[5] = {4, 5, 6, 5, 7}, s2[5] = {1, 0, 0, 1, 0};
+	const float *w2[5] = {yb + 4 * nv, ya + 5 * nv, ya + 6 * nv, yb + 5 * nv, ya + 7 * nv};
+	b = (IrBatch){.n = 5, .token = t2, .pos = p2, .seq = s2};
+	if (ir_interp_decode(it, &b, y, &e))
+		fail_msg("%s", e.msg);
+	for (int r = 0; r < 5; r++)
+		if (memcmp(y + r * nv, w2[r], row) != 0)
+			fail_msg("continuation row %d (sequence %d, position %d) differs from its "
+				 "sequence alone", r, s2[r], p2[r]);
+	/* the same call again (the same K and V stored again) with two out rows */
+	const int32_t out[2] = {1, 3};
+	float *y2 = malloc(3 * row);
+	y2[2 * nv] = -12345.0f;
+	b.out = out;
+	b.n_out = 2;
+	if (ir_interp_decode(it, &b, y2, &e))
+		fail_msg("%s", e.msg);
+	assert_memory_equal(y2, w2[1], row);
+	assert_memory_equal(y2 + nv, w2[3], row);
+	assert_true(y2[2 * nv] == -12345.0f); /* nothing past n_out rows */
+	/* no out rows: nothing written */
+	b.n_out = 0;
+	y2[0] = -12345.0f;
+	assert_int_equal(ir_interp_decode(it, &b, y2, &e), 0);
+	assert_true(y2[0] == -12345.0f);
+
+	/* one row (step mode) in sequence 1 at position 6 = B's next step alone */
+	const int32_t t3 = 77, p3 = 6, s3 = 1;
+	b = (IrBatch){.n = 1, .token = &t3, .pos = &p3, .seq = &s3};
+	if (ir_interp_decode(it, &b, y, &e))
+		fail_msg("%s", e.msg);
+	IrInterp *ib = ir_interp_new(g, CTX, &e);
+	assert_non_null(ib);
+	int32_t bb[NB + NB2 + 1];
+	memcpy(bb, seq_b, sizeof seq_b);
+	bb[NB + NB2] = t3;
+	float *yb1 = malloc(row);
+	if (ir_interp_eval(ib, bb, NB, NULL, &e) || ir_interp_eval(ib, bb + NB, NB2, NULL, &e) ||
+	    ir_interp_eval(ib, bb + NB + NB2, 1, yb1, &e))
+		fail_msg("%s", e.msg);
+	assert_memory_equal(y, yb1, row);
+	ir_interp_free(ib);
+
+	/* refusals */
+	const int32_t bad_pos = CTX, bad_seq = 2, bad_out[2] = {1, 1};
+	b = (IrBatch){.n = 1, .token = &t3, .pos = &bad_pos};
+	assert_int_equal(ir_interp_decode(it, &b, y, &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "position 32 is outside the context"));
+	b = (IrBatch){.n = 1, .token = &t3, .pos = &p3, .seq = &bad_seq};
+	assert_int_equal(ir_interp_decode(it, &b, y, &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "sequence 2 is outside 0..1"));
+	b = (IrBatch){.n = 5, .token = t2, .pos = p2, .seq = s2, .out = bad_out, .n_out = 2};
+	assert_int_equal(ir_interp_decode(it, &b, y, &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "not an ascending row"));
+	assert_null(ir_interp_new_seq(g, CTX, 0, &e));
+
+	free(y);
+	free(y2);
+	free(yb1);
+	free(ya);
+	free(yb);
+	ir_interp_free(it);
+	ir_graph_free(g);
+	gguf_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -397,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_rope_by_hand),
 		cmocka_unit_test(test_add_rmsnorm_quant),
 		cmocka_unit_test(test_intermediates),
+		cmocka_unit_test(test_batch_sequences),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

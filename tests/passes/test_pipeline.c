@@ -23,7 +23,7 @@ static void expect_ints(const IrAttr *a, const int64_t *want, int n)
 
 /* The default pipeline (embedded default.lua) runs, leaves a verified graph identical to
  * the built-in description (infer_shapes, dce, fuse, dce, permute_weights, batch_templates,
- * lut_specialize, tune_kernels, plan_memory) and
+ * lut_specialize, tune_kernels, plan_kv, plan_memory) and
  * records the batch sizes and the memory plan. */
 static void test_default(void **state)
 {
@@ -49,6 +49,7 @@ static void test_default(void **state)
 	assert_int_equal(pass_run(b, "batch_templates", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "lut_specialize", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "tune_kernels", NULL, &e), BN_OK);
+	assert_int_equal(pass_run(b, "plan_kv", NULL, &e), BN_OK);
 	assert_int_equal(pass_run(b, "plan_memory", NULL, &e), BN_OK);
 	char *pa = tu_print_graph(a), *pb = tu_print_graph(b);
 	assert_string_equal(pa, pb);
@@ -61,7 +62,7 @@ static void test_default(void **state)
 		assert_true(a->values[i].mem_off == b->values[i].mem_off);
 
 	/* one timing per step, printed with a total */
-	assert_int_equal(st.n, 9);
+	assert_int_equal(st.n, 10);
 	assert_string_equal(st.t[0].name, "infer_shapes");
 	assert_string_equal(st.t[1].name, "dce");
 	assert_string_equal(st.t[2].name, "fuse");
@@ -70,7 +71,8 @@ static void test_default(void **state)
 	assert_string_equal(st.t[5].name, "batch_templates");
 	assert_string_equal(st.t[6].name, "lut_specialize");
 	assert_string_equal(st.t[7].name, "tune_kernels");
-	assert_string_equal(st.t[8].name, "plan_memory");
+	assert_string_equal(st.t[8].name, "plan_kv");
+	assert_string_equal(st.t[9].name, "plan_memory");
 	char *buf = NULL;
 	size_t n = 0;
 	FILE *mf = open_memstream(&buf, &n);

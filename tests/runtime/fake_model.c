@@ -25,9 +25,9 @@
 #define FAKE_HASH 0 /* the test passes rt_weights_hash of the payload */
 #endif
 
-static uint64_t fake_kv_bytes(int64_t n_ctx)
+static uint64_t fake_kv_bytes(int64_t n_ctx, int32_t n_seq)
 {
-	return (uint64_t)n_ctx * 16;
+	return (uint64_t)n_ctx * (uint64_t)(n_seq > 0 ? n_seq : 1) * 16;
 }
 
 typedef struct {

@@ -150,19 +150,21 @@ typedef struct {
 	float eps;
 } RnqArg;
 
-/* attention of n tokens at positions pos.. over the layer's K and V cache */
+/* attention of n rows, row t at position pos[t] of sequence seq[t] (seq NULL: 0), over
+ * the layer's K and V cache ([n_seq][n_ctx] rows each) */
 typedef struct {
 	const float *q;
 	const uint16_t *K, *V;
 	float *scores;
 	float *y;
 	int n;
-	int64_t pos, n_ctx;
+	const int32_t *pos, *seq;
+	int64_t n_ctx;
 	float scale;
 } AttnArg;
 
 #define MAX_BATCH 8
-#define KV_ELEMS 128 /* f16 K and V elements per position, all layers */
+#define KV_ELEMS 128 /* f16 K and V elements per position of a sequence, all layers */
 #define N_SCORE_ROWS 2 /* float score rows (one per q head) after the cache */
 
 /* deq_f16_k128, used by:
@@ -358,13 +360,13 @@ static void tmm_i2s_k128_n64(void *arg, int ith, int nth)
 /* rope_neox_hd64_nrot64_nh2, used by:
  *   blk.0.attn_q.rope (rope)
  */
-static void rope_neox_hd64_nrot64_nh2(const float *x, const float *ff, float *y, int n, int64_t pos, float theta_scale)
+static void rope_neox_hd64_nrot64_nh2(const float *x, const float *ff, float *y, int n, const int32_t *pos, float theta_scale)
 {
 	enum { ROW = 128, HD = 64, HALF = 32 };
 	float cs[2 * HALF];
 	memcpy(y, x, (size_t)n * ROW * sizeof(float));
 	for (int t = 0; t < n; t++) {
-		float theta = (float)(pos + t);
+		float theta = (float)pos[t];
 		for (int i = 0; i < HALF; i++) {
 			float th = ff ? theta / ff[i] : theta;
 			cs[2 * i] = cosf(th);
@@ -387,13 +389,13 @@ static void rope_neox_hd64_nrot64_nh2(const float *x, const float *ff, float *y,
 /* rope_neox_hd64_nrot64_nh1, used by:
  *   blk.0.attn_k.rope (rope)
  */
-static void rope_neox_hd64_nrot64_nh1(const float *x, const float *ff, float *y, int n, int64_t pos, float theta_scale)
+static void rope_neox_hd64_nrot64_nh1(const float *x, const float *ff, float *y, int n, const int32_t *pos, float theta_scale)
 {
 	enum { ROW = 64, HD = 64, HALF = 32 };
 	float cs[2 * HALF];
 	memcpy(y, x, (size_t)n * ROW * sizeof(float));
 	for (int t = 0; t < n; t++) {
-		float theta = (float)(pos + t);
+		float theta = (float)pos[t];
 		for (int i = 0; i < HALF; i++) {
 			float th = ff ? theta / ff[i] : theta;
 			cs[2 * i] = cosf(th);
@@ -416,12 +418,15 @@ static void rope_neox_hd64_nrot64_nh1(const float *x, const float *ff, float *y,
 /* kv_store_w64, used by:
  *   blk.0.kqv_out (attention)
  */
-static void kv_store_w64(const float *k, const float *v, uint16_t *K, uint16_t *V, int n, int64_t pos)
+static void kv_store_w64(const float *k, const float *v, uint16_t *K, uint16_t *V, int n, const int32_t *pos, const int32_t *seq, int64_t n_ctx)
 {
 	enum { KW = 64 };
-	for (int64_t i = 0; i < (int64_t)n * KW; i++) {
-		K[pos * KW + i] = f32_to_f16(k[i]);
-		V[pos * KW + i] = f32_to_f16(v[i]);
+	for (int t = 0; t < n; t++) {
+		int64_t at = ((seq ? (int64_t)seq[t] * n_ctx : 0) + pos[t]) * KW;
+		for (int64_t i = 0; i < KW; i++) {
+			K[at + i] = f32_to_f16(k[(int64_t)t * KW + i]);
+			V[at + i] = f32_to_f16(v[(int64_t)t * KW + i]);
+		}
 	}
 }
 
@@ -436,9 +441,11 @@ static void attn_h2_kv1_hd64(void *arg, int ith, int nth)
 	double acc[HD];
 	for (int h = NH * ith / nth; h < NH * (ith + 1) / nth; h++) {
 		float *w = a->scores + (int64_t)h * a->n_ctx;
-		const uint16_t *Kg = a->K + (h / GROUP) * HD, *Vg = a->V + (h / GROUP) * HD;
+		const uint16_t *Kh = a->K + (h / GROUP) * HD, *Vh = a->V + (h / GROUP) * HD;
 		for (int t = 0; t < a->n; t++) {
-			int64_t n_keys = a->pos + t + 1;
+			int64_t n_keys = (int64_t)a->pos[t] + 1;
+			int64_t sb = a->seq ? (int64_t)a->seq[t] * a->n_ctx * KW : 0;
+			const uint16_t *Kg = Kh + sb, *Vg = Vh + sb;
 			for (int i = 0; i < HD; i++)
 				qh[i] = round_f16(a->q[(int64_t)t * QW + h * HD + i]);
 			float mx = -INFINITY;
@@ -1460,12 +1467,16 @@ static void head_f16_k128_n320_gemv(void *arg, int ith, int nth)
 
 /* one token: the reference's step mode (f16 roundings of the softmax
  * weights and of the head input) */
-static int forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logits)
+static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 {
 	const int n = 1;
+	const int32_t *tok = b->token, *pos = b->pos, *seq = b->seq;
+	const int64_t kvs = st->n_ctx * (st->n_seq > 0 ? st->n_seq : 1);
 	uint8_t *S = st->scratch;
 	const uint8_t *W = st->w;
 	(void)pos;
+	(void)seq;
+	(void)kvs;
 	/* 0: inp_embd (embed) */
 	embed_f16_k128_v320(W + 0, tok, n, (float *)(S + 0));
 	if (nonfinite_rows(st, (float *)(S + 0), 128, n, -1))
@@ -1495,9 +1506,9 @@ static int forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logit
 	rope_neox_hd64_nrot64_nh1((float *)(S + 9280), NULL, (float *)(S + 4096), n, pos, 0x1.53c38ap-1f);
 	/* 8: blk.0.kqv_out (attention) */
 	{
-		uint16_t *K = st->kv + st->n_ctx * 0, *V = K + st->n_ctx * 64;
-		kv_store_w64((float *)(S + 4096), (float *)(S + 11328), K, V, n, pos);
-		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + st->n_ctx * KV_ELEMS), (float *)(S + 6144), n, pos, st->n_ctx, 0x1p-3f};
+		uint16_t *K = st->kv + kvs * 0, *V = K + kvs * 64;
+		kv_store_w64((float *)(S + 4096), (float *)(S + 11328), K, V, n, pos, seq, st->n_ctx);
+		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + kvs * KV_ELEMS), (float *)(S + 6144), n, pos, seq, st->n_ctx, 0x1p-3f};
 		rt_pool_run(st->pool, attn_h2_kv1_hd64, &a);
 	}
 	/* 9: blk.0.attn_sub_norm (rmsnorm) */
@@ -1545,7 +1556,7 @@ static int forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logit
 	/* 22: result_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 13376), (const float *)(W + 121792), (float *)(S + 0), n, 0x1.4f8b58p-17f);
 	/* 23: result_output (matmul) */
-	if (logits) {
+	if (logits && (!b->out || b->n_out > 0)) {
 		float *xr = (float *)(S + 4096);
 		head_prep_f16_k128((float *)(S + 0), xr, 1, 1);
 		HeadArg a = {W + 0, xr, logits, 1};
@@ -1554,13 +1565,18 @@ static int forward_t1(RtState *st, const int32_t *tok, int64_t pos, float *logit
 	return 0;
 }
 
-/* 2..8 tokens in one call (batch mode); last_only: the head computes the
- * last token's logits row alone */
-static int forward_t8(RtState *st, const int32_t *tok, int n, int64_t pos, float *logits, int last_only)
+/* 2..8 rows in one call (batch mode); the head computes the rows b->out
+ * asks for alone */
+static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 {
+	const int n = b->n;
+	const int32_t *tok = b->token, *pos = b->pos, *seq = b->seq;
+	const int64_t kvs = st->n_ctx * (st->n_seq > 0 ? st->n_seq : 1);
 	uint8_t *S = st->scratch;
 	const uint8_t *W = st->w;
 	(void)pos;
+	(void)seq;
+	(void)kvs;
 	/* 0: inp_embd (embed) */
 	embed_f16_k128_v320(W + 0, tok, n, (float *)(S + 0));
 	if (nonfinite_rows(st, (float *)(S + 0), 128, n, -1))
@@ -1590,9 +1606,9 @@ static int forward_t8(RtState *st, const int32_t *tok, int n, int64_t pos, float
 	rope_neox_hd64_nrot64_nh1((float *)(S + 9280), NULL, (float *)(S + 4096), n, pos, 0x1.53c38ap-1f);
 	/* 8: blk.0.kqv_out (attention) */
 	{
-		uint16_t *K = st->kv + st->n_ctx * 0, *V = K + st->n_ctx * 64;
-		kv_store_w64((float *)(S + 4096), (float *)(S + 11328), K, V, n, pos);
-		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + st->n_ctx * KV_ELEMS), (float *)(S + 6144), n, pos, st->n_ctx, 0x1p-3f};
+		uint16_t *K = st->kv + kvs * 0, *V = K + kvs * 64;
+		kv_store_w64((float *)(S + 4096), (float *)(S + 11328), K, V, n, pos, seq, st->n_ctx);
+		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + kvs * KV_ELEMS), (float *)(S + 6144), n, pos, seq, st->n_ctx, 0x1p-3f};
 		rt_pool_run(st->pool, attn_h2_kv1_hd64, &a);
 	}
 	/* 9: blk.0.attn_sub_norm (rmsnorm) */
@@ -1641,30 +1657,63 @@ static int forward_t8(RtState *st, const int32_t *tok, int n, int64_t pos, float
 	rmsnorm_n128((float *)(S + 13376), (const float *)(W + 121792), (float *)(S + 0), n, 0x1.4f8b58p-17f);
 	/* 23: result_output (matmul) */
 	if (logits) {
-		int h0 = last_only ? n - 1 : 0;
+		const float *x = (float *)(S + 0);
 		float *xr = (float *)(S + 4096);
-		head_prep_f16_k128((float *)(S + 0) + (int64_t)h0 * 128, xr, n - h0, 0);
-		HeadArg a = {W + 0, xr, logits, n - h0};
-		rt_pool_run(st->pool, head_f16_k128_n320, &a);
+		int rows = n;
+		if (!b->out)
+			head_prep_f16_k128(x, xr, n, 0);
+		else
+			for (rows = 0; rows < b->n_out; rows++)
+				head_prep_f16_k128(x + (int64_t)b->out[rows] * 128, xr + (int64_t)rows * 128, 1, 0);
+		HeadArg a = {W + 0, xr, logits, rows};
+		if (rows > 0)
+			rt_pool_run(st->pool, head_f16_k128_n320, &a);
 	}
 	return 0;
 }
 
-/* A call of n tokens runs the smallest template that holds them. */
+/* The rows of one call run in the smallest template that holds them. A malformed
+ * batch (RT_FORWARD_BATCH) is refused before anything is computed. */
+static int decode(RtState *st, const RtBatch *b, float *logits)
+{
+	f16_table_init(); /* decode() is called from one thread */
+	if (!b || b->n < 1 || b->n > MAX_BATCH || !b->token || !b->pos)
+		return RT_FORWARD_BATCH;
+	const int n = b->n;
+	const int64_t n_seq = st->n_seq > 0 ? st->n_seq : 1;
+	for (int t = 0; t < n; t++)
+		if (b->pos[t] < 0 || b->pos[t] >= st->n_ctx || (b->seq && (b->seq[t] < 0 || b->seq[t] >= n_seq)))
+			return RT_FORWARD_BATCH;
+	if (b->out && (b->n_out < 0 || b->n_out > n))
+		return RT_FORWARD_BATCH;
+	for (int r = 0; b->out && r < b->n_out; r++)
+		if (b->out[r] < (r ? b->out[r - 1] + 1 : 0) || b->out[r] >= n)
+			return RT_FORWARD_BATCH;
+	if (n == 1)
+		return forward_t1(st, b, logits);
+	else
+		return forward_t8(st, b, logits);
+}
+
+/* n tokens at positions pos..pos+n-1 of sequence 0; last_only: the last row's
+ * logits alone */
 static int forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)
 {
-	f16_table_init(); /* forward() is called from one thread */
-	if (n == 1)
-		return forward_t1(st, tokens, pos, logits);
-	else
-		return forward_t8(st, tokens, n, pos, logits, last_only);
+	int32_t p[MAX_BATCH], last = n - 1;
+	if (n < 1 || n > MAX_BATCH || pos < 0 || pos > INT32_MAX - n)
+		return RT_FORWARD_BATCH;
+	for (int t = 0; t < n; t++)
+		p[t] = (int32_t)pos + t;
+	RtBatch b = {n, tokens, p, NULL, last_only ? &last : NULL, 1};
+	return decode(st, &b, logits);
 }
 
 static const int32_t batch_sizes[] = {1, 8};
 
-static uint64_t kv_bytes(int64_t n_ctx)
+static uint64_t kv_bytes(int64_t n_ctx, int32_t n_seq)
 {
-	return (uint64_t)n_ctx * (KV_ELEMS * 2 + N_SCORE_ROWS * 4);
+	uint64_t ns = n_seq > 0 ? (uint64_t)n_seq : 1;
+	return (uint64_t)n_ctx * (ns * KV_ELEMS * 2 + N_SCORE_ROWS * 4);
 }
 
 static const char model_info[] =
@@ -1702,4 +1751,5 @@ const RtModel rt_model = {
 	.scratch_bytes = 29760u,
 	.kv_bytes = kv_bytes,
 	.forward = forward,
+	.decode = decode,
 };

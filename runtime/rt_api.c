@@ -31,7 +31,8 @@ struct bn_model {
 struct bn_ctx {
 	bn_model *m;
 	RtState st;
-	int own_mem; /* kv and scratch allocated here (no state_init) */
+	int own_mem;  /* kv and scratch allocated here (no state_init) */
+	int dev_init; /* the model's state_init succeeded: state_fini releases it */
 	int32_t ubatch;
 	int32_t calls[64]; /* the call sizes (ascending): batch sizes below ubatch, then ubatch */
 	int n_calls;
@@ -376,7 +377,9 @@ static int rt_ctx_alloc(bn_ctx *c, char *err, size_t err_len)
 	if (rm->state_init) {
 		char e[256] = "";
 		if (rm->state_init(&c->st, e, sizeof e))
-			return rt_say(err, err_len, BN_E_CTX, "%s", e[0] ? e : "the model's state_init failed");
+			return rt_say(err, err_len, BN_E_CTX, "%s",
+				      e[0] ? e : "the model's state_init failed");
+		c->dev_init = 1;
 		return BN_OK;
 	}
 	c->own_mem = 1;
@@ -443,7 +446,7 @@ void bn_ctx_free(bn_ctx *c)
 	if (c->own_mem) {
 		free(c->st.scratch);
 		free(c->st.kv);
-	} else if (c->m->rm->state_fini) {
+	} else if (c->dev_init && c->m->rm->state_fini) {
 		c->m->rm->state_fini(&c->st);
 	}
 	free(c);

@@ -31,10 +31,10 @@ static int setup(void **state)
 	if (rc)
 		return -1;
 	/* model.c as bitnetc compiles it for native; the rest (less main.c) for the baseline */
-	rc = tu_run(&log, "cd '%s' && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -march=native "
+	rc = tu_run(&log, "{ cd '%s' && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -march=native "
 			"-c model.c -o api_model.o && cc -std=c11 -O2 -Wall -Wextra -Werror "
 			"-ffp-contract=off -D_GNU_SOURCE -I. -o '%s' '%s' api_model.o "
-			"$(ls *.c | grep -v -e '^main.c$' -e '^model.c$') -lm -lpthread",
+			"$(ls *.c | grep -v -e '^main.c$' -e '^model.c$') -lm -lpthread; }",
 			dir, client, tu_data("../e2e/api_client.c"));
 	if (rc)
 		fprintf(stderr, "building api_client failed:\n%s\n", log);

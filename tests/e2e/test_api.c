@@ -112,12 +112,29 @@ static void test_emitted(void **state)
 	free(out);
 }
 
+/* The header from C++: extern "C", nothing C-only. */
+static void test_cplusplus(void **state)
+{
+	(void)state;
+	if (tu_run(NULL, "command -v c++ >/dev/null 2>&1") != 0) {
+		print_message("skipped: bitnetc.h from C++: no c++ compiler here\n");
+		skip();
+	}
+	const char *src = tu_tmp_text("api_cxx.cpp",
+				      "#include \"bitnetc.h\"\n"
+				      "int main() { return bn_model_n_vocab(nullptr) > 0 ? 0 : 1; }\n");
+	char *out = tu_run_ok(0, "c++ -std=c++11 -Wall -Wextra -pedantic -Werror -I '%s' -fsyntax-only "
+				 "'%s'", dir, src);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_client),
 		cmocka_unit_test(test_ctx_too_large),
 		cmocka_unit_test(test_emitted),
+		cmocka_unit_test(test_cplusplus),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

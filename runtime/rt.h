@@ -144,6 +144,11 @@ int rt_exe_path(const char *argv0, char *out, size_t n, RtErr *e);
  * executable file of that name in path_env (":"-separated). 0 if found, -1 if not. */
 int rt_exe_search_path(const char *argv0, const char *path_env, char *out, size_t n);
 
+/* ---- the machine (rt_api.c) --------------------------------------------- */
+
+/* Bytes of physical memory; 0 if unknown. */
+uint64_t rt_phys_ram(void);
+
 /* ---- float output (rt_io.c) -------------------------------------------- */
 
 /* Opens path for writing raw float rows; errors name the path. */

@@ -27,6 +27,8 @@ typedef struct {
 	void *scratch;    /* activations: model.scratch_bytes bytes, 64-byte aligned */
 	int64_t n_ctx;    /* positions the KV cache holds */
 	RtPool *pool;
+	void *inst; /* what the model's init returned (its per-model data; NULL allowed) */
+	void *dev;  /* a backend's per-context device data (state_init); NULL on the CPU */
 	/* Where a forward call that returned RT_FORWARD_NONFINITE found its first NaN or
 	 * infinity: the token's index in the call (0..n-1) and the layer whose output (the
 	 * residual stream) held it; -1: the token's embedding row. */
@@ -60,9 +62,11 @@ typedef struct {
 
 /* ---- what a generated model defines ------------------------------------ */
 
-#define RT_MODEL_ABI 4 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
+#define RT_MODEL_ABI 5 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
                         * forward(last_only); 4: forward returns a status (non-finite
-                        * activations), the payload hash of rt_hash_* */
+                        * activations), the payload hash of rt_hash_*; 5: init, fini,
+                        * state_init, state_fini, sync; RtState.inst, dev and n_seq;
+                        * decode (RtBatch); kv_bytes(n_ctx, n_seq) */
 
 typedef struct {
 	int abi; /* RT_MODEL_ABI */
@@ -108,10 +112,29 @@ typedef struct {
 	 * last_only) is decode of rows at positions pos..pos+n-1 of sequence 0, out = {n-1}
 	 * with last_only. */
 	int (*decode)(RtState *st, const RtBatch *b, float *logits);
+	/* Once per model, after the weights are mapped and the CPU checked: 0, or -1 with a
+	 * message in err. *inst gets the backend's per-model data (NULL allowed), which every
+	 * RtState of the model carries. The CPU backend fills its f16 -> f32 table here (under
+	 * pthread_once: two models or threads opening at once are safe); nothing in the model
+	 * is initialized lazily by forward. NULL: nothing to do. */
+	int (*init)(const uint8_t *w, uint64_t w_bytes, void **inst, char *err, size_t err_len);
+	void (*fini)(void *inst); /* NULL: nothing to release */
+	/* Per context (RtState): NULL means host memory the runtime allocates itself (kv_bytes
+	 * and scratch_bytes), as on the CPU; a device backend allocates its KV cache and
+	 * activations here and releases them in state_fini. 0, or -1 with a message in err. */
+	int (*state_init)(RtState *st, char *err, size_t err_len);
+	void (*state_fini)(RtState *st);
+	/* Waits for queued device work so that the logits are readable; NULL: forward is
+	 * synchronous. 0 or a forward status. */
+	int (*sync)(RtState *st);
 } RtModel;
 
-/* Defined by the generated model.c. */
-extern const RtModel rt_model;
+/* The generated model.c defines the model under this name (default rt_model), and nothing
+ * else with external linkage; the runtime refers to it through the same macro. */
+#ifndef BN_MODEL_SYMBOL
+#define BN_MODEL_SYMBOL rt_model
+#endif
+extern const RtModel BN_MODEL_SYMBOL;
 
 /* ---- the weights payload (rt_weights.c) -------------------------------- */
 

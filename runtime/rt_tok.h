@@ -108,4 +108,14 @@ char *rt_chat_render(RtChatTemplate t, const RtChatMsg *msgs, int n, bool add_as
  * with why naming the missing ones. */
 int rt_chat_tokens_ok(RtChatTemplate t, const RtTok *tok, char *why, size_t n);
 
+/* ---- the API's model (rt_api.c), for rt_api_text.c ---------------------- */
+
+struct bn_model;
+/* The model code (the linked one for m NULL) and m's tokenizer (NULL: none or unusable). */
+const RtModel *rt_api_model(const struct bn_model *m);
+const RtTok *rt_api_tok(const struct bn_model *m);
+/* Why m has no usable tokenizer: its status (BN_E_NO_TOKENIZER, BN_E_TOKENIZER) and the
+ * tokenizer's own message. */
+int rt_api_tok_error(const struct bn_model *m, char *why, size_t n);
+
 #endif

@@ -130,7 +130,7 @@ static void test_golden_text(void **state)
 	assert_non_null(strstr(model_c(&out)->data, "static int forward_t1("));
 	assert_non_null(strstr(model_c(&out)->data, "static int forward_t8("));
 	assert_non_null(strstr(model_c(&out)->data, "static const int32_t batch_sizes[] = {1, 8};"));
-	assert_non_null(strstr(model_c(&out)->data, "const RtModel rt_model = {"));
+	assert_non_null(strstr(model_c(&out)->data, "const RtModel BN_MODEL_SYMBOL = {"));
 	compile_clean(&out, "emit-small-i2s");
 	cg_output_free(&out);
 	tu_model_close(&m);
@@ -418,12 +418,13 @@ static void test_targets(void **state)
 	assert_non_null(n);
 	assert_string_equal(n->cflags[0], "-march=native");
 	assert_null(cg_cpu_target("cpu-avx9"));
-	bool have_main = false, have_model_h = false;
+	bool have_main = false, have_model_h = false, have_api_h = false;
 	for (int i = 0; i < cg_n_runtime_sources; i++) {
-		have_main |= strcmp(cg_runtime_sources[i].name, "rt_main.c") == 0;
+		have_main |= strcmp(cg_runtime_sources[i].name, "main.c") == 0;
 		have_model_h |= strcmp(cg_runtime_sources[i].name, "rt_model.h") == 0;
+		have_api_h |= strcmp(cg_runtime_sources[i].name, "bitnetc.h") == 0;
 	}
-	assert_true(have_main && have_model_h);
+	assert_true(have_main && have_model_h && have_api_h);
 }
 
 int main(void)

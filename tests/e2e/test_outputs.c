@@ -241,8 +241,8 @@ static void test_outputs_same_file(void **state)
 	refused("slink: --weights-file", same, "in.gguf -o s --weights-file slink");
 	/* an output that --emit-c would write */
 	refused("e/model.c: --emit-c", "-o e/model.c", "in.gguf -o e/model.c --emit-c e");
-	refused("e/rt_main.c: --emit-c", "--weights-file e/rt_main.c",
-		"in.gguf -o p --weights-file e/rt_main.c --emit-c e");
+	refused("e/main.c: --emit-c", "--weights-file e/main.c",
+		"in.gguf -o p --weights-file e/main.c --emit-c e");
 }
 
 /* ---- outputs that are not regular files ---------------------------------------------- */
@@ -634,8 +634,8 @@ static void test_emit_dir(void **state)
 	refused("mine/model.c: --emit-c", "bitnetc did not write", "in.gguf -o p --emit-c mine");
 	assert_int_equal(mkdir(in_w("ln"), 0777), 0);
 	put("secret", "not to be overwritten\n");
-	assert_int_equal(symlink("../secret", in_w("ln/rt_main.c")), 0);
-	refused("ln/rt_main.c: --emit-c", "symbolic link", "in.gguf -o p --emit-c ln");
+	assert_int_equal(symlink("../secret", in_w("ln/main.c")), 0);
+	refused("ln/main.c: --emit-c", "symbolic link", "in.gguf -o p --emit-c ln");
 
 	/* unrelated files stay; an earlier --emit-c output is written again; a symbolic
 	 * link as -o: the file it names gets the program, the link stays */

@@ -1,6 +1,7 @@
 /* fuzz_cli.c - libFuzzer harness: the generated program's command line. The input, split at
- * NUL bytes, is argv[1..] of a program (rt_main.c, compiled in here with its main renamed,
- * and the hand-written fake model of tests/runtime) that has no tokenizer. It goes through
+ * NUL bytes, is argv[1..] of a program (main.c, compiled in here with its main renamed, its
+ * session rt_session.c and the hand-written fake model of tests/runtime) that has no
+ * tokenizer. It goes through
  * rt_parse_args and every value parser; when parsing succeeds, through the prompt's token-id
  * parser (-p, --tokens) and the chat check (-cnv). Nothing runs a model or opens a file:
  * -f's file is never read.
@@ -10,7 +11,7 @@
  * their documented ranges, and only one prompt source is set. */
 int bn_fuzz_program_main(int argc, char **argv);
 #define main bn_fuzz_program_main
-#include "rt_main.c"
+#include "main.c"
 #undef main
 
 #include <stdio.h>
@@ -42,7 +43,7 @@ static void check_opts(const RtOpts *o)
 		abort();
 	if (o->repeat_last_n < -1 || o->pp < 0 || o->tg < 0 || o->reps < 1 || o->reps > 100000)
 		abort();
-	if (o->chat_template && rt_chat_from_name(o->chat_template) == RT_CHAT_NONE)
+	if (o->chat_template && !bn_chat_template_name(NULL, o->chat_template))
 		abort();
 	if (o->cnv && (o->prompt || o->prompt_file || o->tokens || o->bench || o->logits_out))
 		abort();
@@ -61,7 +62,7 @@ static int after_parse(const RtOpts *o)
 	if (!rc && run.n_prompt && !run.prompt)
 		abort();
 	for (int64_t i = 0; !rc && i < run.n_prompt; i++)
-		if (run.prompt[i] < 0 || run.prompt[i] >= rt_model.n_vocab)
+		if (run.prompt[i] < 0 || run.prompt[i] >= bn_model_n_vocab(NULL))
 			abort();
 	free(run.prompt);
 	return rc;

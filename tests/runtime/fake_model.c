@@ -85,7 +85,7 @@ static int fake_forward(RtState *st, const int32_t *tokens, int n, int64_t pos, 
 
 static const int32_t fake_sizes[] = {1, 2, 4};
 
-const RtModel rt_model = {
+const RtModel BN_MODEL_SYMBOL = {
 	.abi = RT_MODEL_ABI,
 	.cpu_features = "",
 	.name = "fake-16",

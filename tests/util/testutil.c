@@ -360,7 +360,7 @@ void tu_model_close(TuModel *m)
 }
 
 
-/* The program's call split (runtime/rt_main.c, rt_chunk): the largest size that fits; a
+/* The program's call split (runtime/rt_api.c, bn_decode_split): the largest size that fits; a
  * rest below every multi-token size in one call; never a last call of one token. */
 int tu_chunk(int rem, const TuCalls *c)
 {

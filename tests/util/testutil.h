@@ -75,7 +75,7 @@ typedef struct {
 	int n;
 	int s[8];
 } TuCalls;
-/* The program's call split (runtime/rt_main.c, rt_chunk) of rem prompt tokens. */
+/* The program's call split (runtime/rt_api.c, bn_decode_split) of rem prompt tokens. */
 int tu_chunk(int rem, const TuCalls *c);
 /* max |d| / max(1, max |ref|) over one row of nv logits. */
 double tu_rel_diff(const float *got, const float *ref, int nv);

@@ -5,6 +5,7 @@
 #include "rt_model.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__F16C__) && defined(__AVX__)
@@ -50,17 +51,15 @@ MAYBE_UNUSED static inline float f16_to_f32(uint16_t h)
 	return bits_f32(f32_bits(f) | ((uint32_t)(h & 0x8000u) << 16));
 }
 
-/* f16 -> f32 for whole rows; filled by forward() before any kernel runs */
+/* f16 -> f32 for whole rows; filled once per process by the model's init (pthread_once:
+ * models or threads opening at once are safe), before any forward runs */
 static float f16_table[65536];
-static int f16_table_ready;
+MAYBE_UNUSED static pthread_once_t f16_table_once = PTHREAD_ONCE_INIT;
 
-static void f16_table_init(void)
+MAYBE_UNUSED static void f16_table_fill(void)
 {
-	if (f16_table_ready)
-		return;
 	for (uint32_t h = 0; h < 65536; h++)
 		f16_table[h] = f16_to_f32((uint16_t)h);
-	f16_table_ready = 1;
 }
 
 MAYBE_UNUSED static inline uint16_t f32_to_f16(float f)
@@ -1676,7 +1675,6 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
  * batch (RT_FORWARD_BATCH) is refused before anything is computed. */
 static int decode(RtState *st, const RtBatch *b, float *logits)
 {
-	f16_table_init(); /* decode() is called from one thread */
 	if (!b || b->n < 1 || b->n > MAX_BATCH || !b->token || !b->pos)
 		return RT_FORWARD_BATCH;
 	const int n = b->n;
@@ -1716,6 +1714,17 @@ static uint64_t kv_bytes(int64_t n_ctx, int32_t n_seq)
 	return (uint64_t)n_ctx * (ns * KV_ELEMS * 2 + N_SCORE_ROWS * 4);
 }
 
+/* Once per model: the f16 table (once per process); no per-model data. */
+static int init(const uint8_t *w, uint64_t w_bytes, void **inst, char *err, size_t err_len)
+{
+	(void)w;
+	(void)w_bytes;
+	(void)err;
+	(void)err_len;
+	*inst = NULL;
+	return pthread_once(&f16_table_once, f16_table_fill) == 0 ? 0 : -1;
+}
+
 static const char model_info[] =
 	"model synthetic-l1-e128-v320-i2_s-seed5, arch bitnet-b1.58\n"
 	"n_layer 1, n_embd 128, n_ff 256, heads 2/1, head_dim 64, n_vocab 320, n_ctx_train 512\n"
@@ -1725,7 +1734,10 @@ static const char model_info[] =
 	"kernels (18): deq_f16_k128 embed_f16_k128_v320 rmsnorm_n128 quant_tok_k128 tmm_i2s_k128_n128 tmm_i2s_k128_n64 rope_neox_hd64_nrot64_nh2 rope_neox_hd64_nrot64_nh1 kv_store_w64 attn_h2_kv1_hd64 add_n128 tmm_i2s_k128_n256 relu2_glu_n256 rmsnorm_n256 quant_tok_k256 tmm_i2s_k256_n128 head_prep_f16_k128 head_f16_k128_n320\n"
 	"";
 
-const RtModel rt_model = {
+#ifndef BN_MODEL_SYMBOL
+#define BN_MODEL_SYMBOL rt_model
+#endif
+const RtModel BN_MODEL_SYMBOL = {
 	.abi = RT_MODEL_ABI,
 	.name = "synthetic-l1-e128-v320-i2_s-seed5",
 	.arch = "bitnet-b1.58",
@@ -1752,4 +1764,5 @@ const RtModel rt_model = {
 	.kv_bytes = kv_bytes,
 	.forward = forward,
 	.decode = decode,
+	.init = init, /* kv, scratch: host memory (no state_init); synchronous */
 };

@@ -1,0 +1,164 @@
+/* cg_cpu_prelude.h - the start of every generated model.c (and of the tuning program):
+ * f16/bf16 conversions as ir_quant.c's (round to nearest even), little-endian loads, the
+ * f16 table the model's init fills, the non-finite check and the argument blocks of the
+ * threaded kernels. Not included anywhere: the build embeds it into bitnetc
+ * (codegen/cpu/embed_sources.cmake), without this comment, as cg_cpu_prelude. */
+#include "rt_model.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__F16C__) && defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the weights payload is little-endian; this target is not"
+#endif
+
+/* helpers a given model may not need */
+#if defined(__GNUC__)
+#define MAYBE_UNUSED __attribute__((unused))
+#else
+#define MAYBE_UNUSED
+#endif
+
+MAYBE_UNUSED static inline uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+MAYBE_UNUSED static inline uint32_t f32_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	return u;
+}
+
+MAYBE_UNUSED static inline float bits_f32(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+/* exact; written with selects so that loops over it vectorize */
+MAYBE_UNUSED static inline float f16_to_f32(uint16_t h)
+{
+	uint32_t em = h & 0x7fffu;
+	uint32_t bits = em >= 0x7c00u ? 0x7f800000u | ((em & 0x3ffu) << 13) : (em << 13) + (112u << 23);
+	float f = em < 0x400u ? (float)em * 0x1p-24f : bits_f32(bits);
+	return bits_f32(f32_bits(f) | ((uint32_t)(h & 0x8000u) << 16));
+}
+
+/* f16 -> f32 for whole rows; filled once per process by the model's init (pthread_once:
+ * models or threads opening at once are safe), before any forward runs */
+static float f16_table[65536];
+MAYBE_UNUSED static pthread_once_t f16_table_once = PTHREAD_ONCE_INIT;
+
+MAYBE_UNUSED static void f16_table_fill(void)
+{
+	for (uint32_t h = 0; h < 65536; h++)
+		f16_table[h] = f16_to_f32((uint16_t)h);
+}
+
+MAYBE_UNUSED static inline uint16_t f32_to_f16(float f)
+{
+	uint32_t x = f32_bits(f);
+	uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+	uint32_t ax = x & 0x7fffffffu;
+	if (ax > 0x7f800000u)
+		return (uint16_t)(sign | 0x7e00 | ((ax >> 13) & 0x3ff));
+	if (ax >= 0x477ff000u)
+		return (uint16_t)(sign | 0x7c00);
+	if (ax >= 0x38800000u) {
+		uint32_t r = ax - ((uint32_t)(127 - 15) << 23);
+		return (uint16_t)(sign | ((r + 0xfffu + ((r >> 13) & 1)) >> 13));
+	}
+	if (ax <= 0x33000000u)
+		return sign;
+	uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
+	uint32_t shift = 126 - e;
+	uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+	if (rem > half || (rem == half && (q & 1)))
+		q++;
+	return (uint16_t)(sign | q);
+}
+
+MAYBE_UNUSED static inline float round_f16(float f)
+{
+	return f16_to_f32(f32_to_f16(f));
+}
+
+MAYBE_UNUSED static inline float bf16_to_f32(uint16_t h)
+{
+	return bits_f32((uint32_t)h << 16);
+}
+
+MAYBE_UNUSED static inline uint16_t f32_to_bf16(float f)
+{
+	uint32_t x = f32_bits(f);
+	if ((x & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((x >> 16) | 64);
+	return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+}
+
+/* 1 if one of n rows of k floats holds a NaN or an infinity (the exponent bits all
+ * set), with the first such row and the layer recorded in st: the forward stops there.
+ * An integer OR over the bits, so the loop vectorizes and costs k floats per token. */
+MAYBE_UNUSED static int nonfinite_rows(RtState *st, const float *x, int64_t k, int n, int layer)
+{
+	for (int t = 0; t < n; t++) {
+		uint32_t bad = 0;
+		for (int64_t i = 0; i < k; i++)
+			bad |= (f32_bits(x[(int64_t)t * k + i]) & 0x7f800000u) == 0x7f800000u;
+		if (bad) {
+			st->bad_token = t;
+			st->bad_layer = layer;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* ternary matmul: int8 codes q [n][K], scales s, weight w -> y [n][N] */
+typedef struct {
+	const uint8_t *w;
+	const int8_t *q;
+	const float *s;
+	float *y;
+	int n;
+} TmmArg;
+
+/* float head: prepared x [n][K], weight w -> y [n][N] */
+typedef struct {
+	const uint8_t *w;
+	const float *x;
+	float *y;
+	int n;
+} HeadArg;
+
+/* rmsnorm then quantization of n tokens (xn: the normed rows); with r (add_rmsnorm_quant),
+ * of x + r, which goes to xs */
+typedef struct {
+	const float *x, *r, *w;
+	float *xs, *xn;
+	int8_t *q;
+	float *s;
+	int n;
+	float eps;
+} RnqArg;
+
+/* attention of n rows, row t at position pos[t] of sequence seq[t] (seq NULL: 0), over
+ * the layer's K and V cache ([n_seq][n_ctx] rows each) */
+typedef struct {
+	const float *q;
+	const uint16_t *K, *V;
+	float *scores;
+	float *y;
+	int n;
+	const int32_t *pos, *seq;
+	int64_t n_ctx;
+	float scale;
+} AttnArg;

@@ -1,0 +1,263 @@
+/* bitnetc.h - the runtime API of a program built by bitnetc: one model (the weights, mapped
+ * read-only and shared) and any number of contexts (a KV cache, activations and a thread
+ * pool each) that run in different threads at once. The same header for every model;
+ * C11, usable from C++. Nothing here prints or exits: every call returns a status (BN_OK
+ * or a negative BN_E_* code) with a message in the caller's err buffer, or for a context
+ * in bn_ctx_last_error.
+ *
+ * A program that uses it compiles every .c file `bitnetc build --emit-c DIR` writes except
+ * DIR/main.c (the command-line program, itself a client of this API) with its own main. */
+#ifndef BITNETC_API_H
+#define BITNETC_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BN_API_VERSION 1
+
+/* ---- status codes --------------------------------------------------------------- */
+
+enum {
+	BN_OK = 0,
+	BN_E_ARG = -1,          /* a bad argument (NULL, a count or flag out of range) */
+	BN_E_NOMEM = -2,        /* out of memory */
+	BN_E_WEIGHTS = -3,      /* the weights cannot be opened, or are missing, truncated,
+	                         * damaged or another model's */
+	BN_E_CPU = -4,          /* this CPU (or the OS) will not run the model's code */
+	BN_E_CPU_MASK = -5,     /* BITNETC_CPU_MASK names no CPU family */
+	BN_E_MODEL = -6,        /* the linked model code is broken or of another ABI */
+	BN_E_CTX = -7,          /* the context is full, or its KV cache cannot be allocated */
+	BN_E_TOKEN = -8,        /* a token id outside the vocabulary */
+	BN_E_NONFINITE = -9,    /* activations or logits went NaN or infinite */
+	BN_E_NO_TOKENIZER = -10, /* the model was built without a tokenizer */
+	BN_E_TOKENIZER = -11,   /* the tokenizer in the weights is unusable */
+	BN_E_THREADS = -12,     /* threads cannot be started */
+	BN_E_TEMPLATE = -13,    /* no such chat template, or its tokens are not in the vocabulary */
+};
+
+/* A short description of a code ("out of memory"); never NULL. */
+const char *bn_strerror(int code);
+/* The version of bitnetc that built the runtime ("0.1.0"). */
+const char *bn_version(void);
+
+/* ---- the model ------------------------------------------------------------------ */
+
+typedef struct bn_model bn_model;
+typedef struct bn_ctx bn_ctx;
+
+enum {
+	/* Only maps and checks the weights (the trailer; bn_model_verify reads them all):
+	 * no CPU check, no model init, no contexts. A broken tokenizer does not fail the
+	 * open (bn_model_tokenizer_status says why). For --info and --verify. */
+	BN_OPEN_INSPECT = 1,
+};
+
+/* Checks that the model code is sound and that this CPU has what it was compiled for
+ * (less what BITNETC_CPU_MASK hides), without opening anything: BN_OK, BN_E_MODEL,
+ * BN_E_CPU_MASK or BN_E_CPU, with the reason in err. bn_model_open does it too. */
+int bn_model_check(char *err, size_t err_len);
+/* Opens the model linked into this program: checks it (bn_model_check), asks the OS for
+ * the CPU state it needs (the AMX tiles), maps the weights (weights_path, or NULL: the
+ * payload appended to the running executable, found through /proc/self/exe), compares
+ * their hash, opens the tokenizer in them and runs the model's init. NULL on failure,
+ * with the reason in err (err_len 0: no message). */
+bn_model *bn_model_open(const char *weights_path, char *err, size_t err_len);
+/* The same with argv0 (how messages name the executable, and where /proc/self/exe is
+ * missing how it is found through $PATH; NULL: /proc/self/exe), flags BN_OPEN_*, and the
+ * status in *code (may be NULL). */
+bn_model *bn_model_open_ex(const char *weights_path, const char *argv0, int flags, int *code,
+			   char *err, size_t err_len);
+void bn_model_close(bn_model *m);
+/* Reads every byte of the weights and compares their hash with the one the program was
+ * built with (bn_model_open compares only the trailer's, so that the start stays lazy):
+ * BN_OK, or BN_E_WEIGHTS with the damage in err. */
+int bn_model_verify(const bn_model *m, char *err, size_t err_len);
+
+/* What the model says about itself. m may be NULL for the model linked into this program
+ * (what it was compiled with; nothing opened) except where said. */
+int32_t bn_model_n_vocab(const bn_model *m);     /* rows of logits */
+int32_t bn_model_n_ctx_train(const bn_model *m); /* the training context; 0: unknown */
+/* Text: "name", "arch", "target" (the code generation target), "pipeline", "version" (of
+ * bitnetc), "cpu_features" (those required, space-separated; "" for none), "info"
+ * (multi-line: shapes, kernels, batch sizes), "chat_template" (the built-in one's name,
+ * "none" without), "weights_path" (how messages name the weights; needs m). NULL for an
+ * unknown key. */
+const char *bn_model_meta(const bn_model *m, const char *key);
+/* Numbers: "n_layer", "n_embd", "bos", "eos" (-1: none), "max_batch" (tokens per forward
+ * call), "scratch_bytes", "weights_bytes", "weights_hash" (its 64 bits), "tok_bytes" (the
+ * tokenizer's bytes in the weights; 0: none), "weights_embedded" (1 if in the executable;
+ * needs m), and n_vocab, n_ctx_train. -1 for an unknown key. */
+int64_t bn_model_meta_int(const bn_model *m, const char *key);
+/* The token counts the model has a forward function for (ascending, the first 1, the last
+ * max_batch): up to cap of them into sizes; returns how many there are. */
+int32_t bn_model_batch_sizes(const bn_model *m, int32_t *sizes, int32_t cap);
+/* Bytes of the KV cache a context of n_ctx positions holds. */
+uint64_t bn_model_kv_bytes(const bn_model *m, int32_t n_ctx);
+/* The context bn_ctx_new gives for n_ctx 0: the training context (4096 when unknown),
+ * capped so that the KV cache stays under a quarter of the physical memory. */
+int32_t bn_model_default_ctx(const bn_model *m);
+
+/* ---- contexts ------------------------------------------------------------------- */
+
+/* A context of n_ctx positions (0: bn_model_default_ctx) running its forward calls on
+ * n_threads threads (0: one per online CPU, at most 512). Contexts of one model share its
+ * weights; each may run in a thread of its own, at the same time as the others. NULL on
+ * failure with the reason in err: BN_E_ARG, BN_E_CTX (the KV cache cannot be allocated),
+ * BN_E_NOMEM, BN_E_THREADS, or the model's own. The context must be freed before its
+ * model is closed. */
+bn_ctx *bn_ctx_new(bn_model *m, int32_t n_ctx, int32_t n_threads, char *err, size_t err_len);
+/* The same with the status in *code (may be NULL). */
+bn_ctx *bn_ctx_new_ex(bn_model *m, int32_t n_ctx, int32_t n_threads, int *code, char *err,
+		      size_t err_len);
+void bn_ctx_free(bn_ctx *c);
+const bn_model *bn_ctx_model(const bn_ctx *c);
+int32_t bn_ctx_n_ctx(const bn_ctx *c);
+int32_t bn_ctx_n_threads(const bn_ctx *c);
+/* Caps the tokens of one forward call at n (1..max_batch; 0: max_batch, the default). A
+ * long decode is split greedily over the model's batch sizes up to the cap, largest first
+ * (bn_decode_split); n 1 feeds token by token, the reference's step mode. */
+int bn_ctx_set_ubatch(bn_ctx *c, int32_t n);
+int32_t bn_ctx_ubatch(const bn_ctx *c);
+/* The positions the KV cache holds: where the next bn_decode appends. */
+int32_t bn_ctx_pos(const bn_ctx *c);
+/* Starts over at position 0 (the cache is overwritten as decoding goes). */
+void bn_ctx_reset(bn_ctx *c);
+/* The message of the context's last failed call ("" if none). */
+const char *bn_ctx_last_error(const bn_ctx *c);
+/* After BN_E_NONFINITE: the position and token where the first NaN or infinity showed,
+ * and the layer whose output (the residual stream) held it: -1 the token's embedding
+ * row, BN_LAYER_LOGITS its logits row, BN_LAYER_UNKNOWN when the model did not say.
+ * BN_OK, or BN_E_ARG when the last call did not fail that way. */
+#define BN_LAYER_LOGITS (-2)
+#define BN_LAYER_UNKNOWN (-3)
+int bn_ctx_nonfinite(const bn_ctx *c, int32_t *pos, int32_t *token, int32_t *layer);
+
+/* ---- decoding ------------------------------------------------------------------- */
+
+enum {
+	/* logits gets one row, that of the last token; calls before the last compute none
+	 * and the last runs the output head for its last row alone */
+	BN_DECODE_LAST = 1,
+	/* the n tokens in one forward call (n <= bn_ctx_ubatch), as bn_decode_split gives
+	 * them, so that a caller can take the rows call by call */
+	BN_DECODE_ONE_CALL = 2,
+};
+
+/* Evaluates tokens[0..n) at positions bn_ctx_pos(c).. and appends them to the context,
+ * in forward calls split as bn_decode_split says. logits is NULL or gets n rows of
+ * n_vocab. Returns BN_OK; BN_E_ARG (n < 1), BN_E_TOKEN (an id outside the vocabulary),
+ * BN_E_CTX (the context is full) before anything runs; BN_E_NONFINITE (see
+ * bn_ctx_nonfinite) or BN_E_CPU when a call failed: the calls before it stay in the
+ * cache and bn_ctx_pos is after them. The message is in bn_ctx_last_error. */
+int bn_decode(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits);
+/* The same with flags BN_DECODE_*. */
+int bn_decode_ex(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits, int flags);
+/* The size of the first forward call bn_decode makes for n tokens: the largest batch size
+ * (up to the ubatch cap) that fits, as bitnet.cpp splits a batch over its kernel
+ * templates; a rest below every multi-token size goes in one call, and no call leaves a
+ * last call of one token (sizes up to 32, 33 tokens: 31 + 2). The same split gives the
+ * same logits, bit for bit. */
+int32_t bn_decode_split(const bn_ctx *c, int32_t n);
+
+/* ---- tokens and text (a model built with a tokenizer; needs m) ------------------ */
+
+enum {
+	BN_TOKENIZE_ADD_BOS = 1,       /* BOS first (when the model has one) */
+	BN_TOKENIZE_PARSE_SPECIAL = 2, /* special-token text such as <|eot_id|> is the token */
+};
+
+/* BN_OK if m has a usable tokenizer; BN_E_NO_TOKENIZER; or BN_E_TOKENIZER with why in err
+ * (only after BN_OPEN_INSPECT). m NULL: BN_OK if the linked model was built with one. */
+int bn_model_tokenizer_status(const bn_model *m, char *err, size_t err_len);
+/* Encodes the text as the model's tokenizer does, special-token text parsed, with BOS
+ * first when add_bos is set and the model has one. Writes up to cap ids; returns how many
+ * the text has (more than cap: call again with a larger buffer), or a negative code. */
+int32_t bn_tokenize(const bn_model *m, const char *text, int32_t *ids, int32_t cap,
+		    int add_bos);
+/* The same for len bytes (any bytes: invalid UTF-8 becomes byte tokens) with flags
+ * BN_TOKENIZE_*. */
+int32_t bn_tokenize_ex(const bn_model *m, const char *text, size_t len, int32_t *ids,
+		       int32_t cap, int flags);
+/* The bytes of token id (a multi-byte character may be split across tokens); control
+ * tokens give their text (bn_token_to_piece_ex: only with special set). Returns the
+ * length, which may exceed cap (then cap bytes were written; no NUL is added), or a
+ * negative code. */
+int32_t bn_token_to_piece(const bn_model *m, int32_t id, char *buf, int32_t cap);
+int32_t bn_token_to_piece_ex(const bn_model *m, int32_t id, int special, char *buf,
+			     int32_t cap);
+/* Ids the tokenizer has text for (an embedding may have more rows); 0 without one. */
+int32_t bn_model_n_tokens(const bn_model *m);
+/* BOS and EOS: the tokenizer's, else the model's (-1: none). */
+int32_t bn_token_bos(const bn_model *m);
+int32_t bn_token_eos(const bn_model *m);
+/* Whether prompts get BOS (the tokenizer's add_bos_token). */
+int bn_model_add_bos(const bn_model *m);
+/* Whether id ends generation: EOS or another end-of-generation token (<|eot_id|>). */
+int bn_token_is_eog(const bn_model *m, int32_t id);
+
+/* ---- chat ----------------------------------------------------------------------- */
+
+typedef struct {
+	const char *role; /* "system", "user", "assistant" */
+	const char *content;
+} bn_chat_msg;
+
+enum {
+	BN_CHAT_ADD_ASSISTANT = 1, /* end with the assistant's prefix, to generate the reply */
+	BN_CHAT_CLOSE_REPLY = 2,   /* start with the end of an assistant message (the reply
+	                            * before, left open when its end was not decoded) */
+};
+
+/* The canonical name ("bitnet", "llama3") of the chat template tmpl names (other tools'
+ * names for the same formats included), or with tmpl NULL of the model's built-in one
+ * ("none" without); NULL for an unknown name. m may be NULL. */
+const char *bn_chat_template_name(const bn_model *m, const char *tmpl);
+/* BN_OK if every special token of template tmpl (NULL: the built-in one) is one token of
+ * the model's vocabulary; else BN_E_TEMPLATE (or BN_E_NO_TOKENIZER) with why in err. */
+int bn_chat_check(const bn_model *m, const char *tmpl, char *err, size_t err_len);
+/* The messages as template tmpl (NULL: the built-in one) lays them out, special-token
+ * text included (for bn_tokenize_ex with BN_TOKENIZE_PARSE_SPECIAL), flags BN_CHAT_*.
+ * Writes up to cap bytes and a NUL when it fits; returns the length, which may be cap or
+ * more (call again with a larger buffer), or a negative code. */
+int32_t bn_chat_format(const bn_model *m, const char *tmpl, const bn_chat_msg *msgs, int32_t n,
+		       int flags, char *buf, int32_t cap);
+
+/* ---- sampling ------------------------------------------------------------------- */
+
+/* llama.cpp's chain and defaults, in this order: repeat penalty (tokens among the last
+ * repeat_last_n accepted) -> top-k -> top-p -> min-p -> temperature -> a draw from the
+ * softmax. temp <= 0 is greedy: the argmax, ties to the lowest id. */
+typedef struct {
+	float temp;            /* 0.8; <= 0: greedy */
+	int32_t top_k;         /* 40; <= 0: off */
+	float top_p;           /* 0.95; >= 1: off */
+	float min_p;           /* 0.05; <= 0: off */
+	float repeat_penalty;  /* 1.0 (off) */
+	int32_t repeat_last_n; /* 64; 0: off */
+	uint64_t seed;         /* the random stream; same seed, same draws */
+} bn_sampler_params;
+
+typedef struct bn_sampler bn_sampler;
+
+bn_sampler_params bn_sampler_defaults(void); /* seed 0: pick one with bn_seed_random */
+uint64_t bn_seed_random(void);
+/* A sampler over the ids m has text for (rows of a padded vocabulary are never picked);
+ * NULL when out of memory. m may be NULL: every row. */
+bn_sampler *bn_sampler_new(const bn_model *m, const bn_sampler_params *p);
+void bn_sampler_free(bn_sampler *s);
+/* Picks a token from a row of n_vocab logits (not modified; NaN counts as -inf). */
+int32_t bn_sampler_sample(bn_sampler *s, const float *logits);
+/* Records a token (prompt or generated) in the repeat-penalty window. */
+void bn_sampler_accept(bn_sampler *s, int32_t token);
+/* Empties the window (the random stream goes on). */
+void bn_sampler_reset(bn_sampler *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

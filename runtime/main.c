@@ -1,0 +1,331 @@
+/* main.c - main() of every generated program: its command line (the flags, --help,
+ * --version) and the exit code of what rt_session.c then runs through bitnetc.h.
+ *
+ * Compiled into each built model (never into bitnetc itself), the only runtime file that
+ * defines main(). Exit codes: 0 ok, 1 usage error, 2 runtime error; every error is one
+ * line "PROG: message" on stderr. */
+/* POSIX (sysconf) under a strict -std=c11 as well. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "rt_session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- command line ------------------------------------------------------ */
+
+static void rt_help(void)
+{
+	printf("usage: %s [options]\n"
+	       "\n"
+	       "Runs %s (%s, built by bitnetc %s for %s). The weights travel inside this file.\n"
+	       "\n"
+	       "prompt (with a tokenizer, text: encoded as the model's own tokenizer does,\n"
+	       "special-token text such as <|eot_id|> included, BOS added when the model says\n"
+	       "so; an empty prompt or none is BOS alone. A program built without a tokenizer\n"
+	       "takes token ids, \"1,2,3\" or \"1 2 3\", used as given):\n"
+	       "  -p, --prompt TEXT       the prompt\n"
+	       "  -f, --file FILE         read the prompt from FILE (any bytes but NUL, which\n"
+	       "                          text cannot hold: refused, as in -cnv)\n"
+	       "      --tokens 1,2,3      the prompt as token ids, used as given (no BOS); the\n"
+	       "                          output is then ids too\n"
+	       "      --no-parse-special  special-token text in the prompt stays plain text\n"
+	       "\n"
+	       "chat:\n"
+	       "  -cnv, --conversation    interactive chat: one user turn per line on stdin\n"
+	       "                          (/reset starts over, /exit or end of input quits); the\n"
+	       "                          KV cache keeps the conversation, so a turn costs only\n"
+	       "                          its own tokens; -n caps each reply (default: until\n"
+	       "                          the end of the turn)\n"
+	       "  -sys, --system-prompt T the system message of the conversation\n"
+	       "      --chat-template N   bitnet or llama3 (default: the one built in)\n"
+	       "\n"
+	       "generation:\n"
+	       "  -n, --n-predict N       tokens to generate (default 128, or fewer if the context\n"
+	       "                          fills up; stops early at end of text; 0 = only\n"
+	       "                          evaluate the prompt)\n"
+	       "  -c, --ctx-size N        context (KV cache) size in tokens (default: the model's\n"
+	       "                          training context, capped so the KV cache stays under\n"
+	       "                          25%% of RAM)\n"
+	       "  -t, --threads N         threads (default: online CPUs)\n"
+	       "  -ub, --ubatch-size N    at most N prompt tokens per forward call (default and\n"
+	       "                          maximum: the largest batch template the program was\n"
+	       "                          built for, see --info; 1 feeds the prompt token by\n"
+	       "                          token, the reference's step mode)\n"
+	       "      --ignore-eos        keep going past the end-of-generation tokens\n"
+	       "\n"
+	       "sampling (llama.cpp's chain and defaults; order: repeat penalty -> top-k ->\n"
+	       "top-p -> min-p -> temperature -> draw):\n"
+	       "      --temp T            temperature (default 0.8; <= 0 = greedy)\n"
+	       "      --top-k K           keep the K most likely (default 40; 0 = off)\n"
+	       "      --top-p P           keep the smallest set with probability >= P\n"
+	       "                          (default 0.95; 1 = off)\n"
+	       "      --min-p P           drop tokens below P x the best one's probability\n"
+	       "                          (default 0.05; 0 = off)\n"
+	       "      --repeat-penalty R  penalize tokens seen in the window (default 1.0 = off)\n"
+	       "      --repeat-last-n N   the penalty's window (default 64; 0 = off, -1 = context)\n"
+	       "      --seed S            random seed (default -1 = pick one, printed to stderr)\n"
+	       "\n"
+	       "output:\n"
+	       "  (stdout gets the generated text as it comes; ids, space-separated, without a\n"
+	       "  tokenizer, for --tokens prompts and with --show-ids)\n"
+	       "      --show-ids          print token ids instead of text\n"
+	       "  -sp, --special          print the text of control tokens\n"
+	       "  -v, --verbose           the prompt's ids and per-turn token counts on stderr\n"
+	       "      --logits-out FILE   write float32 little-endian logits rows of n_vocab: one\n"
+	       "                          per prompt token, then one per generated token (the\n"
+	       "                          logits after feeding it)\n"
+	       "\n"
+	       "other modes:\n"
+	       "      --bench             time prefill and decode; --pp N (default 128),\n"
+	       "                          --tg M (default 128), --reps R (default 5), --json\n"
+	       "      --info              what this program was compiled from, its tokenizer and\n"
+	       "                          chat template\n"
+	       "      --weights-file FILE take the weights from FILE instead of this executable\n"
+	       "      --verify            read the whole weights payload and check its hash (a\n"
+	       "                          normal start only checks the trailer): exit 0 and\n"
+	       "                          \"weights OK\", or 2 if a byte changed\n"
+	       "  -h, --help              this text\n"
+	       "      --version           versions\n"
+	       "\n"
+	       "exit codes: 0 ok, 1 usage error, 2 runtime error\n",
+	       rt_prog, bn_model_meta(NULL, "name"), bn_model_meta(NULL, "arch"),
+	       bn_model_meta(NULL, "version"), bn_model_meta(NULL, "target"));
+}
+
+static int rt_parse_i64(const char *flag, const char *s, int64_t lo, int64_t hi, const char *what,
+			int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (end == s || *end || *s == ' ')
+		return rt_usage("%s: \"%s\" is not an integer (expected %s)", flag, s, what);
+	if (errno == ERANGE || v < lo || v > hi)
+		return rt_usage("%s: %s is out of range (expected %s)", flag, s, what);
+	*out = v;
+	return 0;
+}
+
+static int rt_parse_int(const char *flag, const char *s, int64_t lo, int64_t hi, const char *what,
+			int *out)
+{
+	int64_t v;
+	int rc = rt_parse_i64(flag, s, lo, hi, what, &v);
+	if (!rc)
+		*out = (int)v;
+	return rc;
+}
+
+static int rt_parse_f32(const char *flag, const char *s, double lo, double hi, const char *what,
+			float *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || *end || *s == ' ' || v != v)
+		return rt_usage("%s: \"%s\" is not a number (expected %s)", flag, s, what);
+	if (errno == ERANGE || v < lo || v > hi)
+		return rt_usage("%s: %s is out of range (expected %s)", flag, s, what);
+	*out = (float)v;
+	return 0;
+}
+
+static int rt_parse_seed(const char *s, RtOpts *o)
+{
+	if (strcmp(s, "-1") == 0) {
+		o->seed_given = 0;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || *end || *s < '0' || *s > '9' || errno == ERANGE)
+		return rt_usage("--seed: \"%s\" is not a seed (expected -1 = random, or 0 to %llu)",
+				s, (unsigned long long)UINT64_MAX);
+	o->sp.seed = v;
+	o->seed_given = 1;
+	return 0;
+}
+
+static int rt_default_threads(void)
+{
+#if defined(_SC_NPROCESSORS_ONLN)
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n > 0)
+		return n > 512 ? 512 : (int)n;
+#endif
+	return 1;
+}
+
+/* The flags that take a value, one handler each; returns 0 or an exit code. */
+static int rt_parse_value(const char *a, const char *v, RtOpts *o)
+{
+	if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+		o->prompt = v;
+	else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
+		o->prompt_file = v;
+	else if (!strcmp(a, "--tokens"))
+		o->tokens = v;
+	else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+		o->n_given = 1;
+		return rt_parse_i64(a, v, 0, INT32_MAX, "a count >= 0", &o->n_predict);
+	}
+	else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+		return rt_parse_int(a, v, 1, 512, "1 to 512 threads", &o->threads);
+	else if (!strcmp(a, "-ub") || !strcmp(a, "--ubatch-size"))
+		return rt_parse_i64(a, v, 1, INT32_MAX, "a count >= 1", &o->ubatch);
+	else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
+		return rt_parse_i64(a, v, 1, INT32_MAX, "a context size >= 1", &o->n_ctx);
+	else if (!strcmp(a, "--temp"))
+		return rt_parse_f32(a, v, -1e30, 1e30, "a temperature; <= 0 = greedy", &o->sp.temp);
+	else if (!strcmp(a, "--top-k"))
+		return rt_parse_int(a, v, 0, INT32_MAX, "a count >= 0; 0 = off", &o->sp.top_k);
+	else if (!strcmp(a, "--top-p"))
+		return rt_parse_f32(a, v, 0, 1, "0 to 1; 1 = off", &o->sp.top_p);
+	else if (!strcmp(a, "--min-p"))
+		return rt_parse_f32(a, v, 0, 1, "0 to 1; 0 = off", &o->sp.min_p);
+	else if (!strcmp(a, "--repeat-penalty"))
+		return rt_parse_f32(a, v, 1e-6, 1e30, "a penalty > 0; 1 = off",
+				    &o->sp.repeat_penalty);
+	else if (!strcmp(a, "--repeat-last-n"))
+		return rt_parse_i64(a, v, -1, INT32_MAX, "-1 (the context), 0 (off) or a count",
+				    &o->repeat_last_n);
+	else if (!strcmp(a, "--seed"))
+		return rt_parse_seed(v, o);
+	else if (!strcmp(a, "--logits-out"))
+		o->logits_out = v;
+	else if (!strcmp(a, "--weights-file"))
+		o->weights_file = v;
+	else if (!strcmp(a, "--pp"))
+		return rt_parse_i64(a, v, 0, INT32_MAX, "a prompt length >= 0", &o->pp);
+	else if (!strcmp(a, "--tg"))
+		return rt_parse_i64(a, v, 0, INT32_MAX, "a token count >= 0", &o->tg);
+	else if (!strcmp(a, "--reps"))
+		return rt_parse_i64(a, v, 1, 100000, "1 or more repetitions", &o->reps);
+	else if (!strcmp(a, "-sys") || !strcmp(a, "--system-prompt"))
+		o->system = v;
+	else if (!strcmp(a, "--chat-template")) {
+		if (!bn_chat_template_name(NULL, v))
+			return rt_usage("--chat-template: unknown template \"%s\" (bitnet or llama3)",
+					v);
+		o->chat_template = v;
+	} else
+		return -1; /* not a flag with a value */
+	return 0;
+}
+
+static int rt_parse_switch(const char *a, RtOpts *o)
+{
+	if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+		o->help = 1;
+	else if (!strcmp(a, "--version"))
+		o->version = 1;
+	else if (!strcmp(a, "--info"))
+		o->info = 1;
+	else if (!strcmp(a, "--verify"))
+		o->verify = 1;
+	else if (!strcmp(a, "--bench"))
+		o->bench = 1;
+	else if (!strcmp(a, "--json"))
+		o->json = 1;
+	else if (!strcmp(a, "--ignore-eos"))
+		o->ignore_eos = 1;
+	else if (!strcmp(a, "--no-parse-special") || !strcmp(a, "--no-special"))
+		o->no_special = 1;
+	else if (!strcmp(a, "--show-ids"))
+		o->show_ids = 1;
+	else if (!strcmp(a, "-sp") || !strcmp(a, "--special"))
+		o->special = 1;
+	else if (!strcmp(a, "-cnv") || !strcmp(a, "--conversation") || !strcmp(a, "--chat"))
+		o->cnv = 1;
+	else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
+		o->verbose = 1;
+	else
+		return -1;
+	return 0;
+}
+
+static const char *const rt_value_flags[] = {
+	"-p", "--prompt", "-f", "--file", "--tokens", "-n", "--n-predict", "-t", "--threads",
+	"-c", "--ctx-size", "-ub", "--ubatch-size", "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
+	"--repeat-last-n", "--seed", "--logits-out", "--weights-file", "--pp", "--tg", "--reps",
+	"-sys", "--system-prompt", "--chat-template",
+};
+
+static int rt_takes_value(const char *a)
+{
+	for (size_t i = 0; i < sizeof rt_value_flags / sizeof *rt_value_flags; i++)
+		if (!strcmp(a, rt_value_flags[i]))
+			return 1;
+	return 0;
+}
+
+int rt_parse_args(int argc, char **argv, RtOpts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->n_predict = 128;
+	o->threads = rt_default_threads();
+	o->sp = bn_sampler_defaults();
+	o->repeat_last_n = o->sp.repeat_last_n;
+	o->pp = 128;
+	o->tg = 128;
+	o->reps = 5;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (rt_takes_value(a)) {
+			if (i + 1 >= argc)
+				return rt_usage("%s needs a value (see --help)", a);
+			int rc = rt_parse_value(a, argv[++i], o);
+			if (rc)
+				return rc;
+		} else if (rt_parse_switch(a, o) != 0) {
+			if (a[0] == '-')
+				return rt_usage("unknown flag %s (see --help)", a);
+			return rt_usage("unexpected argument \"%s\" (prompts go after -p; see --help)",
+					a);
+		}
+	}
+	int sources = !!o->prompt + !!o->prompt_file + !!o->tokens;
+	if (sources > 1)
+		return rt_usage("give only one of -p, -f and --tokens");
+	if (o->cnv && sources)
+		return rt_usage("-cnv reads the conversation from stdin: give a system prompt with "
+				"-sys, not -p, -f or --tokens");
+	if (o->cnv && (o->logits_out || o->bench))
+		return rt_usage("-cnv does not go with %s", o->bench ? "--bench" : "--logits-out");
+	if (o->bench && o->pp + o->tg == 0)
+		return rt_usage("--bench: --pp and --tg are both 0: nothing to time");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	double t_start = rt_now();
+	if (argc > 0 && argv[0] && *argv[0]) {
+		const char *slash = strrchr(argv[0], '/');
+		rt_prog = slash ? slash + 1 : argv[0];
+	}
+	/* A closed stdout would be the first file the run opens (the weights, --logits-out),
+	 * which would then get the output: refuse before opening anything. */
+	if (fcntl(1, F_GETFD) == -1 && errno == EBADF)
+		return rt_fail("standard output is closed: nothing could be printed");
+	RtOpts o;
+	int rc = rt_parse_args(argc, argv, &o);
+	if (!rc && o.help)
+		rt_help();
+	else if (!rc && o.version)
+		printf("%s: %s (%s) built by bitnetc %s for %s\n", rt_prog, bn_model_meta(NULL, "name"),
+		       bn_model_meta(NULL, "arch"), bn_model_meta(NULL, "version"),
+		       bn_model_meta(NULL, "target"));
+	else if (!rc)
+		rc = rt_session_run(&o, argv[0], t_start);
+	/* stdout may be a full disk or a closed pipe: say so instead of exiting 0 */
+	return rc ? rc : rt_stdout_ok();
+}

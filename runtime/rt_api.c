@@ -1,0 +1,665 @@
+/* rt_api.c - bitnetc.h: the model (weights, tokenizer, the model code's init) and its
+ * contexts (KV cache, scratch, thread pool each), and decoding with the program's call
+ * split and checks. Prints nothing; every failure is a status and a message. */
+/* POSIX (sysconf) under a strict -std=c11 as well. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "bitnetc.h"
+#include "rt.h"
+#include "rt_batch.h"
+#include "rt_tok.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RT_MODEL (&BN_MODEL_SYMBOL)
+
+struct bn_model {
+	const RtModel *rm;
+	RtWeights w;
+	RtTok *tok;        /* NULL: none, or unusable (tok_status) */
+	int tok_status;    /* BN_OK, BN_E_NO_TOKENIZER, BN_E_TOKENIZER */
+	char tok_err[512]; /* why the tokenizer is unusable */
+	void *inst;        /* what init returned */
+	int inited, inspect;
+};
+
+struct bn_ctx {
+	bn_model *m;
+	RtState st;
+	int own_mem;  /* kv and scratch allocated here (no state_init) */
+	int dev_init; /* the model's state_init succeeded: state_fini releases it */
+	int32_t ubatch;
+	int32_t calls[64]; /* the call sizes (ascending): batch sizes below ubatch, then ubatch */
+	int n_calls;
+	int32_t pos;
+	/* the last BN_E_NONFINITE: position, token, layer */
+	int bad_set;
+	int32_t bad_pos, bad_tok, bad_layer;
+	char err[512];
+};
+
+static int rt_say(char *err, size_t n, int code, const char *fmt, ...) RT_PRINTF(4, 5);
+
+static int rt_say(char *err, size_t n, int code, const char *fmt, ...)
+{
+	if (err && n) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, n, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+static const RtModel *rt_rm(const bn_model *m)
+{
+	return m ? m->rm : RT_MODEL;
+}
+
+const char *bn_strerror(int code)
+{
+	switch (code) {
+	case BN_OK: return "ok";
+	case BN_E_ARG: return "bad argument";
+	case BN_E_NOMEM: return "out of memory";
+	case BN_E_WEIGHTS: return "weights missing, damaged or another model's";
+	case BN_E_CPU: return "this CPU or OS will not run the model's code";
+	case BN_E_CPU_MASK: return "BITNETC_CPU_MASK names no CPU family";
+	case BN_E_MODEL: return "the model code is broken or of another ABI";
+	case BN_E_CTX: return "the context is full or too large";
+	case BN_E_TOKEN: return "token id outside the vocabulary";
+	case BN_E_NONFINITE: return "activations or logits went NaN or Inf";
+	case BN_E_NO_TOKENIZER: return "the model has no tokenizer";
+	case BN_E_TOKENIZER: return "the tokenizer is unusable";
+	case BN_E_THREADS: return "cannot start threads";
+	case BN_E_TEMPLATE: return "unknown or unusable chat template";
+	default: return "unknown error";
+	}
+}
+
+const char *bn_version(void)
+{
+	return RT_MODEL->version;
+}
+
+/* ---- opening ---------------------------------------------------------------------- */
+
+/* The batch sizes obey rt_batch.h's rule: 1 first, ascending, the largest max_batch (the
+ * call split relies on it); at most 63 of them (the call split's table). */
+static int rt_sizes_ok(const RtModel *m)
+{
+	return m->n_batch_sizes < 64 &&
+	       rt_batch_sizes_ok(m->batch_sizes, m->n_batch_sizes, m->max_batch);
+}
+
+int bn_model_check(char *err, size_t err_len)
+{
+	const RtModel *m = RT_MODEL;
+	if (m->abi != RT_MODEL_ABI)
+		return rt_say(err, err_len, BN_E_MODEL,
+			      "model code has ABI %d but the runtime expects %d: rebuild with a "
+			      "matching bitnetc",
+			      m->abi, RT_MODEL_ABI);
+	if (m->n_vocab < 1 || m->n_vocab > INT32_MAX || m->max_batch < 1 || !m->forward ||
+	    !m->kv_bytes)
+		return rt_say(err, err_len, BN_E_MODEL,
+			      "model description is broken (n_vocab %lld, max_batch %lld)",
+			      (long long)m->n_vocab, (long long)m->max_batch);
+	if (!rt_sizes_ok(m))
+		return rt_say(err, err_len, BN_E_MODEL,
+			      "model description is broken: batch_sizes must start at 1, ascend and "
+			      "end at max_batch %lld (%d sizes)",
+			      (long long)m->max_batch, m->n_batch_sizes);
+	char missing[256];
+	const char *mask;
+	if (rt_cpu_mask(&mask, missing, sizeof missing))
+		return rt_say(err, err_len, BN_E_CPU_MASK, "%s", missing);
+	if (rt_cpu_require(m->cpu_features, missing, sizeof missing))
+		return rt_say(err, err_len, BN_E_CPU,
+			      "this program was built for CPU features this machine lacks: %s "
+			      "(rebuild it with bitnetc build --target cpu-generic, or a target "
+			      "`bitnetc targets` marks usable here)%s%s",
+			      missing, mask ? "; host features masked by " RT_CPU_MASK_ENV "=" : "",
+			      mask ? mask : "");
+	return BN_OK;
+}
+
+/* The tokenizer blob inside the mapped payload; none (BN_E_NO_TOKENIZER) or unusable
+ * (BN_E_TOKENIZER, why in m->tok_err). */
+static int rt_open_tok(bn_model *m)
+{
+	const RtModel *rm = m->rm;
+	uint64_t off = rm->tok_offset, n = rm->tok_bytes;
+	RtErr e = {0};
+	if (!n)
+		return m->tok_status = BN_E_NO_TOKENIZER;
+	if (off > rm->weights_bytes || n > rm->weights_bytes - off || (off & 7))
+		rt_err(&e, RT_EINVAL, "the tokenizer (%llu bytes at %llu) lies outside the %llu-byte "
+		       "weights payload", (unsigned long long)n, (unsigned long long)off,
+		       (unsigned long long)rm->weights_bytes);
+	else
+		m->tok = rt_tok_open(m->w.data + off, (size_t)n, &e);
+	if (m->tok)
+		return m->tok_status = BN_OK;
+	snprintf(m->tok_err, sizeof m->tok_err, "%s", e.msg);
+	return m->tok_status = BN_E_TOKENIZER;
+}
+
+static int rt_open(bn_model *m, const char *path, const char *argv0, int flags, char *err,
+		   size_t err_len)
+{
+	const RtModel *rm = m->rm;
+	int rc = bn_model_check(err, err_len);
+	if (rc)
+		return rc;
+	m->inspect = (flags & BN_OPEN_INSPECT) != 0;
+	char why[256];
+	if (!m->inspect && rt_cpu_enable(rm->cpu_features, why, sizeof why))
+		return rt_say(err, err_len, BN_E_CPU,
+			      "the OS refused this program the CPU state it was built for: %s", why);
+	RtErr e = {0};
+	if (rt_weights_map(&m->w, path, argv0, rm->weights_bytes, rm->weights_hash, &e)) {
+		m->w.data = NULL;
+		return rt_say(err, err_len, e.code == RT_ENOMEM ? BN_E_NOMEM : BN_E_WEIGHTS, "%s",
+			      e.msg);
+	}
+	if (rt_open_tok(m) == BN_E_TOKENIZER && !m->inspect)
+		return rt_say(err, err_len, BN_E_TOKENIZER, "the tokenizer in %s is unusable: %s",
+			      m->w.path, m->tok_err);
+	if (m->inspect || !rm->init)
+		return BN_OK;
+	char ierr[256] = "";
+	if (rm->init(m->w.data, m->w.size, &m->inst, ierr, sizeof ierr))
+		return rt_say(err, err_len, BN_E_MODEL, "the model's init failed%s%s",
+			      ierr[0] ? ": " : "", ierr);
+	m->inited = 1;
+	return BN_OK;
+}
+
+bn_model *bn_model_open_ex(const char *weights_path, const char *argv0, int flags, int *code,
+			   char *err, size_t err_len)
+{
+	if (err && err_len)
+		err[0] = 0;
+	bn_model *m = calloc(1, sizeof *m);
+	if (m)
+		m->rm = RT_MODEL;
+	int rc = m ? rt_open(m, weights_path, argv0, flags, err, err_len)
+		   : rt_say(err, err_len, BN_E_NOMEM, "out of memory");
+	if (code)
+		*code = rc;
+	if (rc && m) {
+		bn_model_close(m);
+		m = NULL;
+	}
+	return m;
+}
+
+bn_model *bn_model_open(const char *weights_path, char *err, size_t err_len)
+{
+	return bn_model_open_ex(weights_path, NULL, 0, NULL, err, err_len);
+}
+
+void bn_model_close(bn_model *m)
+{
+	if (!m)
+		return;
+	if (m->inited && m->rm->fini)
+		m->rm->fini(m->inst);
+	rt_tok_free(m->tok);
+	if (m->w.data)
+		rt_weights_unmap(&m->w);
+	free(m);
+}
+
+int bn_model_verify(const bn_model *m, char *err, size_t err_len)
+{
+	if (!m)
+		return rt_say(err, err_len, BN_E_ARG, "no model");
+	uint64_t want = m->rm->weights_hash, got = rt_weights_hash(m->w.data, m->w.size);
+	if (got != want)
+		return rt_say(err, err_len, BN_E_WEIGHTS,
+			      "%s: the weights payload is damaged: its %llu bytes hash to %016llx, "
+			      "but the program and the trailer say %016llx (rebuild it, or copy it "
+			      "again)",
+			      m->w.path, (unsigned long long)m->w.size, (unsigned long long)got,
+			      (unsigned long long)want);
+	return BN_OK;
+}
+
+const RtModel *rt_api_model(const bn_model *m)
+{
+	return rt_rm(m);
+}
+
+const RtTok *rt_api_tok(const bn_model *m)
+{
+	return m ? m->tok : NULL;
+}
+
+int rt_api_tok_error(const bn_model *m, char *why, size_t n)
+{
+	snprintf(why, n, "%s", m->tok_err);
+	return m->tok_status;
+}
+
+/* ---- what the model says ---------------------------------------------------------- */
+
+int32_t bn_model_n_vocab(const bn_model *m)
+{
+	return (int32_t)rt_rm(m)->n_vocab;
+}
+
+int32_t bn_model_n_ctx_train(const bn_model *m)
+{
+	int64_t n = rt_rm(m)->n_ctx_train;
+	return n > INT32_MAX ? INT32_MAX : n < 0 ? 0 : (int32_t)n;
+}
+
+const char *bn_model_meta(const bn_model *m, const char *key)
+{
+	const RtModel *rm = rt_rm(m);
+	if (!key)
+		return NULL;
+	if (!strcmp(key, "name"))
+		return rm->name;
+	if (!strcmp(key, "arch"))
+		return rm->arch;
+	if (!strcmp(key, "target"))
+		return rm->target;
+	if (!strcmp(key, "pipeline"))
+		return rm->pipeline;
+	if (!strcmp(key, "version"))
+		return rm->version;
+	if (!strcmp(key, "cpu_features"))
+		return rm->cpu_features;
+	if (!strcmp(key, "info"))
+		return rm->info ? rm->info : "";
+	if (!strcmp(key, "chat_template"))
+		return rt_chat_name((RtChatTemplate)rm->chat_template);
+	if (!strcmp(key, "weights_path"))
+		return m ? m->w.path : NULL;
+	return NULL;
+}
+
+int64_t bn_model_meta_int(const bn_model *m, const char *key)
+{
+	const RtModel *rm = rt_rm(m);
+	static const struct {
+		const char *key;
+		size_t off;
+	} fields[] = {
+		{"n_vocab", offsetof(RtModel, n_vocab)},
+		{"n_ctx_train", offsetof(RtModel, n_ctx_train)},
+		{"n_layer", offsetof(RtModel, n_layer)},
+		{"n_embd", offsetof(RtModel, n_embd)},
+		{"bos", offsetof(RtModel, bos)},
+		{"eos", offsetof(RtModel, eos)},
+		{"max_batch", offsetof(RtModel, max_batch)},
+	};
+	if (!key)
+		return -1;
+	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+		if (!strcmp(key, fields[i].key)) {
+			int64_t v;
+			memcpy(&v, (const char *)rm + fields[i].off, sizeof v);
+			return v;
+		}
+	if (!strcmp(key, "scratch_bytes"))
+		return (int64_t)rm->scratch_bytes;
+	if (!strcmp(key, "weights_bytes"))
+		return (int64_t)rm->weights_bytes;
+	if (!strcmp(key, "weights_hash"))
+		return (int64_t)rm->weights_hash;
+	if (!strcmp(key, "tok_bytes"))
+		return (int64_t)rm->tok_bytes;
+	if (!strcmp(key, "weights_embedded"))
+		return m ? m->w.embedded : -1;
+	return -1;
+}
+
+int32_t bn_model_batch_sizes(const bn_model *m, int32_t *sizes, int32_t cap)
+{
+	const RtModel *rm = rt_rm(m);
+	for (int i = 0; i < rm->n_batch_sizes && i < cap; i++)
+		sizes[i] = rm->batch_sizes[i];
+	return rm->n_batch_sizes;
+}
+
+uint64_t bn_model_kv_bytes(const bn_model *m, int32_t n_ctx)
+{
+	return rt_rm(m)->kv_bytes(n_ctx, 1);
+}
+
+int32_t bn_model_default_ctx(const bn_model *m)
+{
+	const RtModel *rm = rt_rm(m);
+	int64_t want = rm->n_ctx_train > 0 ? rm->n_ctx_train : 4096;
+	if (want > INT32_MAX)
+		want = INT32_MAX;
+	uint64_t ram = rt_phys_ram(), budget = ram / 4;
+	if (!ram || rm->kv_bytes(want, 1) <= budget)
+		return (int32_t)want;
+	int64_t lo = 1, hi = want; /* kv_bytes grows with n_ctx: the largest lo that fits */
+	while (lo < hi) {
+		int64_t mid = lo + (hi - lo + 1) / 2;
+		if (rm->kv_bytes(mid, 1) <= budget)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return (int32_t)lo;
+}
+
+/* ---- contexts --------------------------------------------------------------------- */
+
+static int rt_default_threads(void)
+{
+#if defined(_SC_NPROCESSORS_ONLN)
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n > 0)
+		return n > 512 ? 512 : (int)n;
+#endif
+	return 1;
+}
+
+static int rt_ctx_alloc(bn_ctx *c, char *err, size_t err_len)
+{
+	const RtModel *rm = c->m->rm;
+	if (rm->state_init) {
+		char e[256] = "";
+		if (rm->state_init(&c->st, e, sizeof e))
+			return rt_say(err, err_len, BN_E_CTX, "%s",
+				      e[0] ? e : "the model's state_init failed");
+		c->dev_init = 1;
+		return BN_OK;
+	}
+	c->own_mem = 1;
+	uint64_t kvb = rm->kv_bytes(c->st.n_ctx, 1);
+	/* calloc of a large block is fresh zero pages from the OS: nothing is touched yet. */
+	c->st.kv = kvb > SIZE_MAX ? NULL : calloc(1, kvb ? (size_t)kvb : 1);
+	if (!c->st.kv)
+		return rt_say(err, err_len, BN_E_CTX,
+			      "cannot allocate the KV cache: %.1f MiB for %lld tokens",
+			      (double)kvb / (1024.0 * 1024.0), (long long)c->st.n_ctx);
+	uint64_t sb = (rm->scratch_bytes + 63) / 64 * 64;
+	c->st.scratch = sb > SIZE_MAX ? NULL : aligned_alloc(64, sb ? (size_t)sb : 64);
+	if (!c->st.scratch)
+		return rt_say(err, err_len, BN_E_NOMEM, "cannot allocate %.1f MiB of activation scratch",
+			      (double)sb / (1024.0 * 1024.0));
+	return BN_OK;
+}
+
+bn_ctx *bn_ctx_new_ex(bn_model *m, int32_t n_ctx, int32_t n_threads, int *code, char *err,
+		      size_t err_len)
+{
+	int rc = BN_OK;
+	bn_ctx *c = NULL;
+	if (err && err_len)
+		err[0] = 0;
+	if (!m || m->inspect)
+		rc = rt_say(err, err_len, BN_E_ARG, "%s", m ? "the model was opened for inspection only"
+							    : "no model");
+	else if (n_ctx < 0 || n_threads < 0 || n_threads > 512)
+		rc = rt_say(err, err_len, BN_E_ARG, "bad context size %d or thread count %d",
+			    (int)n_ctx, (int)n_threads);
+	else if (!(c = calloc(1, sizeof *c)))
+		rc = rt_say(err, err_len, BN_E_NOMEM, "out of memory");
+	if (c) {
+		c->m = m;
+		c->st.w = m->w.data;
+		c->st.inst = m->inst;
+		c->st.n_ctx = n_ctx ? n_ctx : bn_model_default_ctx(m);
+		c->st.n_seq = 1;
+		bn_ctx_set_ubatch(c, 0);
+		int th = n_threads ? n_threads : rt_default_threads();
+		rc = rt_ctx_alloc(c, err, err_len);
+		if (!rc && !(c->st.pool = rt_pool_new(th)))
+			rc = rt_say(err, err_len, BN_E_THREADS, "cannot start %d threads", th);
+	}
+	if (code)
+		*code = rc;
+	if (rc) {
+		bn_ctx_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+bn_ctx *bn_ctx_new(bn_model *m, int32_t n_ctx, int32_t n_threads, char *err, size_t err_len)
+{
+	return bn_ctx_new_ex(m, n_ctx, n_threads, NULL, err, err_len);
+}
+
+void bn_ctx_free(bn_ctx *c)
+{
+	if (!c)
+		return;
+	rt_pool_free(c->st.pool);
+	if (c->own_mem) {
+		free(c->st.scratch);
+		free(c->st.kv);
+	} else if (c->dev_init && c->m->rm->state_fini) {
+		c->m->rm->state_fini(&c->st);
+	}
+	free(c);
+}
+
+const bn_model *bn_ctx_model(const bn_ctx *c)
+{
+	return c->m;
+}
+
+int32_t bn_ctx_n_ctx(const bn_ctx *c)
+{
+	return (int32_t)c->st.n_ctx;
+}
+
+int32_t bn_ctx_n_threads(const bn_ctx *c)
+{
+	return rt_pool_threads(c->st.pool);
+}
+
+int bn_ctx_set_ubatch(bn_ctx *c, int32_t n)
+{
+	const RtModel *rm = c->m->rm;
+	if (n < 0)
+		return BN_E_ARG;
+	c->ubatch = n && n < rm->max_batch ? n : (int32_t)rm->max_batch;
+	c->n_calls = 0;
+	for (int i = 0; i < rm->n_batch_sizes; i++)
+		if (rm->batch_sizes[i] < c->ubatch)
+			c->calls[c->n_calls++] = rm->batch_sizes[i];
+	c->calls[c->n_calls++] = c->ubatch;
+	return BN_OK;
+}
+
+int32_t bn_ctx_ubatch(const bn_ctx *c)
+{
+	return c->ubatch;
+}
+
+int32_t bn_ctx_pos(const bn_ctx *c)
+{
+	return c->pos;
+}
+
+void bn_ctx_reset(bn_ctx *c)
+{
+	c->pos = 0;
+}
+
+const char *bn_ctx_last_error(const bn_ctx *c)
+{
+	return c->err;
+}
+
+int bn_ctx_nonfinite(const bn_ctx *c, int32_t *pos, int32_t *token, int32_t *layer)
+{
+	if (!c->bad_set)
+		return BN_E_ARG;
+	if (pos)
+		*pos = c->bad_pos;
+	if (token)
+		*token = c->bad_tok;
+	if (layer)
+		*layer = c->bad_layer;
+	return BN_OK;
+}
+
+/* ---- decoding --------------------------------------------------------------------- */
+
+int32_t bn_decode_split(const bn_ctx *c, int32_t rem)
+{
+	const int32_t *calls = c->calls;
+	int32_t cap = calls[c->n_calls - 1], m = 1;
+	for (int i = 0; i < c->n_calls; i++)
+		if (calls[i] <= rem)
+			m = calls[i];
+	if (m == 1)
+		m = rem < cap ? rem : cap;
+	/* two tokens left after a call of two: one call of three if the cap allows it */
+	if (rem - m == 1 && m > 1)
+		m = m > 2 ? m - 1 : m + 1 <= cap ? m + 1 : 1;
+	return m;
+}
+
+/* The first logits row of rows (n_vocab floats each) holding a NaN or an infinity; -1 if
+ * none. */
+static int64_t rt_nonfinite_row(const float *x, int64_t rows, int64_t nv)
+{
+	for (int64_t r = 0; r < rows; r++) {
+		/* the exponent bits all set (NaN, both infinities), as the model's check: an
+		 * integer test that vectorizes and that no float option (-ffast-math) folds away */
+		uint32_t bad = 0;
+		for (int64_t i = 0; i < nv; i++) {
+			uint32_t u;
+			memcpy(&u, &x[r * nv + i], sizeof u);
+			bad |= (u & 0x7f800000u) == 0x7f800000u;
+		}
+		if (bad)
+			return r;
+	}
+	return -1;
+}
+
+static int rt_bad(bn_ctx *c, int64_t pos, int32_t tok, int32_t layer)
+{
+	c->bad_set = 1;
+	c->bad_pos = (int32_t)pos;
+	c->bad_tok = tok;
+	c->bad_layer = layer;
+	return BN_E_NONFINITE;
+}
+
+/* One forward call at c->pos. An activation (the model checks the residual stream after
+ * the embedding and each layer) or a logit that is NaN or infinite fails it: the weights
+ * are broken or overflow float, and every token after it would be noise. */
+static int rt_call(bn_ctx *c, const int32_t *toks, int n, float *logits, int last_only)
+{
+	const RtModel *rm = c->m->rm;
+	RtState *st = &c->st;
+	int64_t pos = c->pos;
+	size_t msz = sizeof c->err;
+	st->bad_token = 0;
+	st->bad_layer = INT_MIN; /* the model did not say */
+	int s = rm->forward(st, toks, n, pos, logits, last_only);
+	if (!s && rm->sync)
+		s = rm->sync(st);
+	if (s == RT_FORWARD_NONFINITE) {
+		int t = st->bad_token >= 0 && st->bad_token < n ? st->bad_token : 0;
+		if (st->bad_layer == INT_MIN) {
+			rt_bad(c, pos + t, toks[t], BN_LAYER_UNKNOWN);
+			return rt_say(c->err, msz, BN_E_NONFINITE,
+				      "activations went NaN or Inf at position %lld (token %d): the "
+				      "weights overflow float; stopping",
+				      (long long)(pos + t), (int)toks[t]);
+		}
+		rt_bad(c, pos + t, toks[t], st->bad_layer < 0 ? -1 : st->bad_layer);
+		if (st->bad_layer < 0)
+			return rt_say(c->err, msz, BN_E_NONFINITE,
+				      "the embedding row of token %d (position %lld) is not finite "
+				      "(NaN or Inf): the model's weights are broken; stopping",
+				      (int)toks[t], (long long)(pos + t));
+		return rt_say(c->err, msz, BN_E_NONFINITE,
+			      "activations went NaN or Inf in layer %d at position %lld (token "
+			      "%d): the weights overflow float there; stopping",
+			      st->bad_layer, (long long)(pos + t), (int)toks[t]);
+	}
+	if (s == RT_FORWARD_CPU)
+		return rt_say(c->err, msz, BN_E_CPU,
+			      "the OS refused the AMX tile state the model's kernels need "
+			      "(arch_prctl ARCH_REQ_XCOMP_PERM; Linux 5.16 or newer)");
+	if (s != 0)
+		return rt_say(c->err, msz, BN_E_MODEL,
+			      "the model's forward call failed (status %d) at positions "
+			      "%lld..%lld",
+			      s, (long long)pos, (long long)(pos + n - 1));
+	int64_t rows = !logits ? 0 : last_only ? 1 : n;
+	int64_t r = rt_nonfinite_row(logits, rows, rm->n_vocab);
+	if (r >= 0) {
+		int t = last_only ? n - 1 : (int)r;
+		rt_bad(c, pos + t, toks[t], BN_LAYER_LOGITS);
+		return rt_say(c->err, msz, BN_E_NONFINITE,
+			      "the logits of position %lld (token %d) are NaN or Inf: the "
+			      "model's weights overflow float; stopping",
+			      (long long)(pos + t), (int)toks[t]);
+	}
+	c->pos += n;
+	return BN_OK;
+}
+
+int bn_decode_ex(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits, int flags)
+{
+	const RtModel *rm = c->m->rm;
+	size_t msz = sizeof c->err;
+	c->err[0] = 0;
+	c->bad_set = 0;
+	if (n < 1 || !tokens || (flags & ~(BN_DECODE_LAST | BN_DECODE_ONE_CALL)) ||
+	    ((flags & BN_DECODE_ONE_CALL) && n > c->ubatch))
+		return rt_say(c->err, msz, BN_E_ARG, "bn_decode: %d tokens (one call holds 1 to %d)",
+			      (int)n, (int)c->ubatch);
+	if ((int64_t)c->pos + n > c->st.n_ctx)
+		return rt_say(c->err, msz, BN_E_CTX,
+			      "the context is full: %d tokens at position %d do not fit its %lld",
+			      (int)n, (int)c->pos, (long long)c->st.n_ctx);
+	for (int32_t i = 0; i < n; i++)
+		if (tokens[i] < 0 || tokens[i] >= rm->n_vocab)
+			return rt_say(c->err, msz, BN_E_TOKEN,
+				      "token %d (index %d) is out of range: the vocabulary has %lld "
+				      "tokens",
+				      (int)tokens[i], (int)i, (long long)rm->n_vocab);
+	int last = (flags & BN_DECODE_LAST) != 0;
+	size_t nv = (size_t)rm->n_vocab;
+	for (int32_t off = 0; off < n;) {
+		int32_t m = flags & BN_DECODE_ONE_CALL ? n : bn_decode_split(c, n - off);
+		int final = off + m == n;
+		float *out = !logits ? NULL : !last ? logits + (size_t)off * nv : final ? logits : NULL;
+		int rc = rt_call(c, tokens + off, m, out, last);
+		if (rc)
+			return rc;
+		off += m;
+	}
+	return BN_OK;
+}
+
+int bn_decode(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits)
+{
+	return bn_decode_ex(c, tokens, n, logits, 0);
+}
+
+uint64_t rt_phys_ram(void)
+{
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	if (pages > 0 && psz > 0)
+		return (uint64_t)pages * (uint64_t)psz;
+#endif
+	return 0;
+}

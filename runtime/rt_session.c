@@ -1,0 +1,1038 @@
+/* rt_session.c - what the generated program runs once main.c has parsed its flags: the
+ * prompt, generation, chat, bench, --info and --verify, all through bitnetc.h (and the
+ * runtime's helpers that no model owns: token lists, float output, UTF-8 holdback). The
+ * weights are opened only when needed, so usage errors come first. */
+/* POSIX (getline, isatty, clock_gettime) under a strict -std=c11 as well. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "rt_session.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *rt_prog = "model";
+
+int rt_complain(int rc, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", rt_prog, msg);
+	return rc;
+}
+
+#define rt_usage(...) rt_complain(RT_EXIT_USAGE, __VA_ARGS__)
+#define rt_fail(...) rt_complain(RT_EXIT_RUNTIME, __VA_ARGS__)
+
+double rt_now(void)
+{
+	struct timespec ts;
+#if defined(CLOCK_MONOTONIC)
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+		return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
+	timespec_get(&ts, TIME_UTC);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double rt_mib(uint64_t b)
+{
+	return (double)b / (1024.0 * 1024.0);
+}
+
+/* ---- the prompt -------------------------------------------------------- */
+
+/* Token ids from prompt text: "1,2,3" or whitespace-separated ids. text_src says whether the
+ * source could have been text (-p, -f): then a letter means a program without a tokenizer
+ * was given text; otherwise (--tokens, or digits and signs) the list parser names the
+ * item that is wrong. */
+static int rt_prompt_ids(const char *src, int text_src, const char *text, int32_t **ids,
+			 int64_t *n)
+{
+	int commas = 0, numeric = 1;
+	for (const char *c = text; *c; c++) {
+		if (*c == ',')
+			commas = 1;
+		else if (!(*c >= '0' && *c <= '9') && !strchr(" \t\r\n+-", *c))
+			numeric = 0;
+	}
+	if (text_src && !numeric)
+		return rt_usage("%s: this program was built without a tokenizer: give the prompt "
+				"as token ids (\"1,2,3\" or \"1 2 3\"), not text",
+				src);
+	/* Whitespace-separated: join the items with commas for the shared list parser. */
+	char *buf = malloc(strlen(text) + 1);
+	if (!buf)
+		return rt_fail("out of memory");
+	if (commas) {
+		strcpy(buf, text);
+	} else {
+		size_t len = 0;
+		for (const char *c = text; *c;) {
+			while (*c && strchr(" \t\r\n", *c))
+				c++;
+			if (!*c)
+				break;
+			if (len)
+				buf[len++] = ',';
+			while (*c && !strchr(" \t\r\n", *c))
+				buf[len++] = *c++;
+		}
+		buf[len] = 0;
+	}
+	int32_t *out;
+	int cnt;
+	RtErr e = {0};
+	int rc = rt_parse_tokens(buf, &out, &cnt, &e);
+	free(buf);
+	if (rc)
+		return rt_usage("%s: %s (expected token ids: \"1,2,3\" or \"1 2 3\", each 0 to "
+				"%lld)",
+				src, e.msg, (long long)bn_model_n_vocab(NULL) - 1);
+	*ids = out;
+	*n = cnt;
+	return 0;
+}
+
+/* The whole file (any bytes; *len excludes the NUL added after them). */
+static int rt_read_text(const char *path, char **out, size_t *out_len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return rt_usage("-f %s: cannot read: %s", path, strerror(errno));
+	size_t cap = 4096, len = 0, got;
+	char *buf = malloc(cap);
+	while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += got;
+		if (len + 1 == cap) {
+			char *nb = realloc(buf, cap *= 2);
+			if (!nb)
+				free(buf);
+			buf = nb;
+		}
+	}
+	int bad = ferror(f);
+	fclose(f);
+	if (!buf)
+		return rt_fail("-f %s: out of memory", path);
+	if (bad) {
+		free(buf);
+		return rt_usage("-f %s: cannot read: read error", path);
+	}
+	buf[len] = 0;
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
+
+/* Whether the run has the model's tokenizer (opened with the model). */
+static int rt_has_tok(const RtRun *run)
+{
+	return run->m && bn_model_tokenizer_status(run->m, NULL, 0) == BN_OK;
+}
+
+/* len bytes of text as token ids (malloc'd in *ids, *n of them) with flags BN_TOKENIZE_*;
+ * 0 or a code. */
+static int rt_encode(const bn_model *m, const char *text, size_t len, int flags, int32_t **ids,
+		     int *n)
+{
+	int32_t cap = len + 2 < (size_t)INT32_MAX ? (int32_t)len + 2 : INT32_MAX, got;
+	for (int pass = 0; pass < 2; pass++) {
+		int32_t *buf = malloc((size_t)cap * sizeof *buf);
+		if (!buf)
+			return BN_E_NOMEM;
+		got = bn_tokenize_ex(m, text, len, buf, cap, flags);
+		if (got >= 0 && got <= cap) {
+			*ids = buf;
+			*n = got;
+			return 0;
+		}
+		free(buf);
+		if (got < 0)
+			return got;
+		cap = got;
+	}
+	return BN_E_NOMEM;
+}
+
+/* Text through the tokenizer: special-token text parsed unless --no-parse-special, BOS
+ * when the model adds one (so an empty text is BOS alone). */
+static int rt_prompt_encode(const RtOpts *o, RtRun *run, const char *src, const char *text,
+			    size_t len)
+{
+	int flags = o->no_special ? 0 : BN_TOKENIZE_PARSE_SPECIAL;
+	if (bn_model_add_bos(run->m))
+		flags |= BN_TOKENIZE_ADD_BOS;
+	int32_t *ids = NULL;
+	int n = 0, rc = rt_encode(run->m, text, len, flags, &ids, &n);
+	if (rc)
+		return rt_fail("%s: tokenizer: %s", src, bn_strerror(rc));
+	if (n == 0) {
+		free(ids);
+		return rt_usage("%s: the prompt is empty and this model adds no BOS token: give "
+				"some text",
+				src);
+	}
+	run->prompt = ids;
+	run->n_prompt = n;
+	return 0;
+}
+
+static int rt_prompt_file(const RtOpts *o, RtRun *run)
+{
+	char *text = NULL, src[600];
+	size_t len = 0;
+	int rc = rt_read_text(o->prompt_file, &text, &len);
+	if (rc)
+		return rc;
+	snprintf(src, sizeof src, "-f %s", o->prompt_file);
+	const char *nul = memchr(text, 0, len);
+	if (rt_has_tok(run) && nul)
+		rc = rt_usage("%s: byte %lld is a NUL: a text prompt cannot hold NUL bytes (-cnv "
+			      "refuses them too)",
+			      src, (long long)(nul - text));
+	else if (rt_has_tok(run))
+		rc = rt_prompt_encode(o, run, src, text, len);
+	else if (strlen(text) != len)
+		rc = rt_usage("%s: this program has no tokenizer: the file must hold token ids "
+			      "(\"1,2,3\" or \"1 2 3\"), not binary data",
+			      src);
+	else
+		rc = rt_prompt_ids(src, 1, text, &run->prompt, &run->n_prompt);
+	free(text);
+	return rc;
+}
+
+/* Fills run->prompt from -p / -f / --tokens, or BOS when none is given. */
+int rt_prompt_load(const RtOpts *o, RtRun *run)
+{
+	int rc = 0;
+	if (o->tokens) {
+		rc = rt_prompt_ids("--tokens", 0, o->tokens, &run->prompt, &run->n_prompt);
+	} else if (o->prompt && rt_has_tok(run)) {
+		rc = rt_prompt_encode(o, run, "-p", o->prompt, strlen(o->prompt));
+	} else if (o->prompt) {
+		rc = rt_prompt_ids("-p", 1, o->prompt, &run->prompt, &run->n_prompt);
+	} else if (o->prompt_file) {
+		rc = rt_prompt_file(o, run);
+	} else if (bn_model_meta_int(NULL, "bos") >= 0) {
+		run->prompt = malloc(sizeof *run->prompt);
+		if (!run->prompt)
+			return rt_fail("out of memory");
+		run->prompt[0] = (int32_t)bn_model_meta_int(NULL, "bos");
+		run->n_prompt = 1;
+	} else {
+		return rt_usage("no prompt: give one with -p or --tokens (this model has no BOS "
+				"token to start from)");
+	}
+	if (rc)
+		return rc;
+	for (int64_t i = 0; i < run->n_prompt; i++)
+		if (run->prompt[i] >= bn_model_n_vocab(NULL))
+			return rt_usage("prompt token %lld (position %lld) is out of range: the "
+					"vocabulary has %lld tokens",
+					(long long)run->prompt[i], (long long)i,
+					(long long)bn_model_n_vocab(NULL));
+	/* Text in, text out; ids in (or no tokenizer), ids out. */
+	run->text_out = rt_has_tok(run) && !o->tokens && !o->show_ids;
+	if (o->verbose) {
+		fprintf(stderr, "%s: prompt: %lld tokens:", rt_prog, (long long)run->n_prompt);
+		for (int64_t i = 0; i < run->n_prompt; i++)
+			fprintf(stderr, "%s%d", i ? "," : " ", (int)run->prompt[i]);
+		fprintf(stderr, "\n");
+	}
+	return 0;
+}
+
+/* ---- context size ------------------------------------------------------ */
+
+/* The model's training context, capped so that the KV cache stays under a quarter of RAM
+ * (a long-context model would otherwise ask for more cache than the machine has). */
+static int64_t rt_default_ctx(void)
+{
+	int64_t want = bn_model_n_ctx_train(NULL) > 0 ? bn_model_n_ctx_train(NULL) : 4096;
+	int64_t lo = bn_model_default_ctx(NULL);
+	if (lo < want)
+		fprintf(stderr,
+			"%s: context capped at %lld tokens (the model was trained on %lld) so that "
+			"the KV cache (%.1f MiB) stays under 25%% of RAM (%.0f MiB); -c sets it\n",
+			rt_prog, (long long)lo, (long long)want,
+			rt_mib(bn_model_kv_bytes(NULL, (int32_t)lo)), rt_mib(rt_phys_ram()));
+	return lo;
+}
+
+/* ---- setting up and tearing down --------------------------------------- */
+
+/* Opens the model: the CPU state, the weights and the tokenizer in them (once). */
+static int rt_run_map(const RtOpts *o, const char *argv0, RtRun *run)
+{
+	char err[1024];
+	int code = 0;
+	if (run->m)
+		return 0;
+	if (!(run->m = bn_model_open_ex(o->weights_file, argv0, 0, &code, err, sizeof err)))
+		return code == BN_E_CPU_MASK ? rt_usage("%s", err) : rt_fail("%s", err);
+	return 0;
+}
+
+static int rt_run_setup(const RtOpts *o, const char *argv0, int64_t n_ctx, RtRun *run)
+{
+	int rc = rt_run_map(o, argv0, run);
+	if (rc)
+		return rc;
+	char err[1024];
+	int code = 0;
+	run->ctx = bn_ctx_new_ex(run->m, (int32_t)n_ctx, o->threads, &code, err, sizeof err);
+	if (!run->ctx)
+		return code == BN_E_CTX ? rt_fail("%s (try a smaller -c)", err) : rt_fail("%s", err);
+	bn_ctx_set_ubatch(run->ctx, (int32_t)o->ubatch);
+	size_t rows = (size_t)bn_ctx_ubatch(run->ctx) * (size_t)bn_model_n_vocab(run->m);
+	run->logits = malloc(rows * sizeof *run->logits);
+	if (!run->logits)
+		return rt_fail("cannot allocate logits (%.1f MiB)", rt_mib(rows * sizeof(float)));
+	return 0;
+}
+
+static void rt_run_free(RtRun *run)
+{
+	bn_ctx_free(run->ctx);
+	free(run->logits);
+	bn_sampler_free(run->smp);
+	bn_model_close(run->m);
+	free(run->prompt);
+	if (run->lf)
+		fclose(run->lf);
+}
+
+/* ---- evaluation -------------------------------------------------------- */
+
+/* One decode (bn_decode_ex with flags). A failure stops the run: an activation or a logit
+ * that is NaN or infinite (the weights are broken or overflow float, and every token after
+ * it would be noise), the OS refusing the model's CPU state. */
+static int rt_decode(RtRun *run, const int32_t *toks, int64_t n, float *logits, int flags)
+{
+	if (bn_decode_ex(run->ctx, toks, (int32_t)n, logits, flags))
+		return rt_fail("%s", bn_ctx_last_error(run->ctx));
+	return 0;
+}
+
+/* Evaluates toks[0..n) at the end of the context in calls of bn_decode_split's sizes; rows
+ * go to lf when it is open, the last row stays in run->logits at *last. Without lf only the
+ * final call computes logits, and only its last row (the head runs for one row). Returns
+ * seconds spent in forward calls. */
+static int rt_eval(RtRun *run, const char *lpath, const int32_t *toks, int64_t n, float **last,
+		   double *secs)
+{
+	size_t nv = (size_t)bn_model_n_vocab(run->m);
+	double t = rt_now();
+	if (!run->lf) {
+		if (rt_decode(run, toks, n, run->logits, BN_DECODE_LAST))
+			return RT_EXIT_RUNTIME;
+		*last = run->logits;
+	}
+	for (int64_t off = 0; run->lf && off < n;) {
+		int32_t m = bn_decode_split(run->ctx, (int32_t)(n - off));
+		if (rt_decode(run, toks + off, m, run->logits, BN_DECODE_ONE_CALL))
+			return RT_EXIT_RUNTIME;
+		RtErr e = {0};
+		if (rt_write_f32(run->lf, lpath, run->logits, (size_t)m * nv, &e))
+			return rt_fail("%s", e.msg);
+		*last = run->logits + (size_t)(m - 1) * nv;
+		off += m;
+	}
+	*secs = rt_now() - t;
+	return 0;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* stdout after a write: 0, or an error (a full disk, a closed pipe) that stops the run,
+ * since what follows would be lost too. */
+int rt_stdout_ok(void)
+{
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return rt_fail("cannot write to standard output: %s", strerror(errno));
+	return 0;
+}
+
+/* Prints a generated token: its text (a UTF-8 character split across tokens waits for
+ * its end) or its id. 0, or an exit code when the output cannot be written. */
+static int rt_put_token(const RtOpts *o, RtRun *run, int32_t tok)
+{
+	if (!run->text_out) {
+		printf("%s%d", run->n_out++ ? " " : "", (int)tok);
+		return rt_stdout_ok();
+	}
+	char small[256], *piece = small, *out = NULL;
+	int n = bn_token_to_piece_ex(run->m, tok, o->special, small, (int32_t)sizeof small);
+	if (n > (int)sizeof small && (piece = malloc((size_t)n)) != NULL)
+		n = bn_token_to_piece_ex(run->m, tok, o->special, piece, n);
+	if (n > 0 && piece && (out = malloc((size_t)n + 8)) != NULL) {
+		size_t k = rt_detok_push(&run->detok, piece, (size_t)n, out);
+		fwrite(out, 1, k, stdout);
+	}
+	int oom = n > 0 && (!piece || !out);
+	free(out);
+	if (piece != small)
+		free(piece);
+	run->n_out++;
+	if (oom)
+		return rt_fail("out of memory for the text of token %d", (int)tok);
+	return rt_stdout_ok();
+}
+
+/* Ends the output: what the detokenizer held back, then a newline. */
+static int rt_put_end(RtRun *run)
+{
+	char out[8];
+	size_t k = rt_detok_flush(&run->detok, out);
+	fwrite(out, 1, k, stdout);
+	printf("\n");
+	run->n_out = 0;
+	return rt_stdout_ok();
+}
+
+/* Whether generation stops at tok: any end-of-generation id of the tokenizer, else EOS. */
+static int rt_is_stop(const RtRun *run, int32_t tok)
+{
+	return bn_token_is_eog(run->m, tok);
+}
+
+static void rt_print_stats(const RtRun *run, double pp_s, int64_t pp_n, double tg_s, int64_t tg_n)
+{
+	fprintf(stderr, "\n%s: load time        = %10.2f ms\n", rt_prog, run->t_load_ms);
+	fprintf(stderr,
+		"%s: prompt eval time = %10.2f ms / %5lld tokens (%8.2f ms per token, %8.2f tokens "
+		"per second)\n",
+		rt_prog, pp_s * 1e3, (long long)pp_n, pp_n ? pp_s * 1e3 / (double)pp_n : 0.0,
+		pp_s > 0 ? (double)pp_n / pp_s : 0.0);
+	fprintf(stderr,
+		"%s: eval time        = %10.2f ms / %5lld runs   (%8.2f ms per token, %8.2f tokens "
+		"per second)\n",
+		rt_prog, tg_s * 1e3, (long long)tg_n, tg_n ? tg_s * 1e3 / (double)tg_n : 0.0,
+		tg_s > 0 ? (double)tg_n / tg_s : 0.0);
+	fprintf(stderr, "%s: total time       = %10.2f ms\n", rt_prog,
+		(rt_now() - run->t_start) * 1e3);
+}
+
+/* The sampler of a run, its settings reported on stderr. */
+static int rt_sampler_setup(const RtOpts *o, RtRun *run)
+{
+	int64_t n_ctx = bn_ctx_n_ctx(run->ctx);
+	bn_sampler_params sp = o->sp;
+	sp.repeat_last_n = (int32_t)(o->repeat_last_n < 0 || o->repeat_last_n > n_ctx
+					     ? n_ctx : o->repeat_last_n);
+	if (!o->seed_given)
+		sp.seed = bn_seed_random();
+	if (sp.temp > 0)
+		fprintf(stderr,
+			"%s: sampling: seed %llu, temp %.2f, top_k %d, top_p %.2f, min_p %.2f, "
+			"repeat_penalty %.2f (last %d)\n",
+			rt_prog, (unsigned long long)sp.seed, sp.temp, sp.top_k, sp.top_p, sp.min_p,
+			sp.repeat_penalty, sp.repeat_last_n);
+	else
+		fprintf(stderr, "%s: sampling: greedy (temp <= 0), repeat_penalty %.2f (last %d)\n",
+			rt_prog, sp.repeat_penalty, sp.repeat_last_n);
+	/* the sampler never picks the rows of a padded vocabulary, which have no text */
+	if (!(run->smp = bn_sampler_new(run->m, &sp)))
+		return rt_fail("out of memory for the sampler");
+	return 0;
+}
+
+static int rt_generate(const RtOpts *o, RtRun *run)
+{
+	RtErr e = {0};
+	int64_t nv = bn_model_n_vocab(run->m), n_ctx = bn_ctx_n_ctx(run->ctx);
+	int rc = rt_sampler_setup(o, run);
+	if (rc)
+		return rc;
+	for (int64_t i = 0; i < run->n_prompt; i++)
+		bn_sampler_accept(run->smp, run->prompt[i]);
+
+	float *last = NULL;
+	double pp_s = 0, tg_s = 0;
+	rc = rt_eval(run, o->logits_out, run->prompt, run->n_prompt, &last, &pp_s);
+	if (rc)
+		return rc;
+	int64_t pos = run->n_prompt, runs = 0;
+	for (int64_t gen = 0; gen < o->n_predict; gen++) {
+		if (pos >= n_ctx)
+			break; /* the context is full */
+		int32_t tok = bn_sampler_sample(run->smp, last);
+		if (!o->ignore_eos && rt_is_stop(run, tok))
+			break;
+		if ((rc = rt_put_token(o, run, tok)))
+			return rc;
+		bn_sampler_accept(run->smp, tok);
+		/* The last token needs feeding only for its logits row. */
+		if (!run->lf && gen + 1 == o->n_predict)
+			break;
+		double t = rt_now();
+		if ((rc = rt_decode(run, &tok, 1, run->logits, BN_DECODE_LAST))) {
+			rt_put_end(run); /* what was printed keeps its line */
+			return rc;
+		}
+		tg_s += rt_now() - t;
+		runs++;
+		pos++;
+		last = run->logits;
+		if (run->lf && rt_write_f32(run->lf, o->logits_out, last, (size_t)nv, &e))
+			return rt_fail("%s", e.msg);
+	}
+	if ((rc = rt_put_end(run)))
+		return rc;
+	if (run->lf) {
+		FILE *f = run->lf;
+		run->lf = NULL;
+		if (rt_f32_close(f, o->logits_out, &e))
+			return rt_fail("%s", e.msg);
+	}
+	rt_print_stats(run, pp_s, run->n_prompt, tg_s, runs);
+	return 0;
+}
+
+/* ---- -cnv: interactive chat -------------------------------------------- */
+
+/* One conversation. The KV cache holds positions [0, pos); a turn evaluates only its own
+ * tokens there. A reply ends at an end-of-generation token that is not fed back, or at
+ * -n: either way the template's end of message goes in front of the next turn. */
+typedef struct {
+	const char *tmpl; /* --chat-template, or NULL: the one built in */
+	int64_t pos;      /* bn_ctx_pos of the run's context */
+	int started;    /* BOS and the system message are in the cache */
+	int reply_open; /* a reply is in the cache without its end of message */
+	int turn;
+	double pp_s, tg_s;
+	int64_t pp_n, tg_n;
+} RtChat;
+
+/* A user turn as tokens: the open reply's end of message, at the start BOS and the system
+ * message, the user message, the assistant prefix. */
+static int rt_chat_tokens(const RtOpts *o, RtRun *run, const RtChat *c, const char *user,
+			  int32_t **ids, int *n)
+{
+	bn_chat_msg msgs[2];
+	int k = 0;
+	if (!c->started && o->system && *o->system)
+		msgs[k++] = (bn_chat_msg){"system", o->system};
+	msgs[k++] = (bn_chat_msg){"user", user};
+	int flags = BN_CHAT_ADD_ASSISTANT | (c->reply_open ? BN_CHAT_CLOSE_REPLY : 0);
+	int32_t len = bn_chat_format(run->m, c->tmpl, msgs, k, flags, NULL, 0);
+	char *all = len >= 0 && len < INT32_MAX ? malloc((size_t)len + 1) : NULL;
+	if (!all || bn_chat_format(run->m, c->tmpl, msgs, k, flags, all, len + 1) != len) {
+		free(all);
+		return rt_fail("out of memory for the chat turn");
+	}
+	int tf = BN_TOKENIZE_PARSE_SPECIAL;
+	if (!c->started && bn_model_add_bos(run->m))
+		tf |= BN_TOKENIZE_ADD_BOS;
+	int rc = rt_encode(run->m, all, (size_t)len, tf, ids, n);
+	free(all);
+	if (rc)
+		return rt_fail("tokenizer: %s", bn_strerror(rc));
+	return 0;
+}
+
+static void rt_chat_reset(RtRun *run, RtChat *c)
+{
+	c->pos = 0;
+	bn_ctx_reset(run->ctx);
+	c->started = c->reply_open = 0;
+	bn_sampler_reset(run->smp);
+}
+
+/* Evaluates the turn at the end of the cache (starting over when it does not fit). */
+static int rt_chat_feed(const RtOpts *o, RtRun *run, RtChat *c, const char *user, float **last)
+{
+	int32_t *ids = NULL;
+	int n = 0, rc = rt_chat_tokens(o, run, c, user, &ids, &n);
+	int64_t n_ctx = bn_ctx_n_ctx(run->ctx);
+	if (!rc && c->pos + n + 1 > n_ctx && c->started) {
+		fprintf(stderr, "%s: the context (%lld tokens) is full: starting a new conversation\n",
+			rt_prog, (long long)n_ctx);
+		rt_chat_reset(run, c);
+		free(ids);
+		ids = NULL;
+		rc = rt_chat_tokens(o, run, c, user, &ids, &n);
+	}
+	if (!rc && n + 1 > n_ctx) {
+		fprintf(stderr, "%s: this message (%d tokens) does not fit the context of %lld "
+			"tokens (-c): skipped\n", rt_prog, n, (long long)n_ctx);
+		rc = -1;
+	}
+	if (rc) {
+		free(ids);
+		return rc;
+	}
+	for (int i = 0; i < n; i++)
+		bn_sampler_accept(run->smp, ids[i]);
+	double secs = 0;
+	rc = rt_eval(run, NULL, ids, n, last, &secs);
+	free(ids);
+	if (o->verbose)
+		fprintf(stderr, "%s: turn %d: evaluated %d tokens at positions %lld..%lld\n", rt_prog,
+			c->turn + 1, n, (long long)c->pos, (long long)(c->pos + n - 1));
+	c->pos += n;
+	c->pp_s += secs;
+	c->pp_n += n;
+	c->started = c->reply_open = 1;
+	c->turn++;
+	return rc;
+}
+
+/* One user turn and the reply, printed as it comes. */
+static int rt_chat_turn(const RtOpts *o, RtRun *run, RtChat *c, const char *user)
+{
+	float *last = NULL;
+	int rc = rt_chat_feed(o, run, c, user, &last);
+	if (rc)
+		return rc < 0 ? 0 : rc; /* -1: the turn was skipped */
+	int64_t gen = 0, n_ctx = bn_ctx_n_ctx(run->ctx);
+	int full = 0;
+	for (; !o->n_given || gen < o->n_predict; gen++) {
+		int32_t tok = bn_sampler_sample(run->smp, last);
+		if (!o->ignore_eos && rt_is_stop(run, tok))
+			break;
+		if ((rc = rt_put_token(o, run, tok)))
+			return rc;
+		bn_sampler_accept(run->smp, tok);
+		if (c->pos >= n_ctx) {
+			full = 1;
+			break;
+		}
+		double t = rt_now();
+		if ((rc = rt_decode(run, &tok, 1, run->logits, BN_DECODE_LAST))) {
+			rt_put_end(run);
+			return rc;
+		}
+		c->tg_s += rt_now() - t;
+		c->tg_n++;
+		c->pos++;
+		last = run->logits;
+	}
+	if ((rc = rt_put_end(run)))
+		return rc;
+	if (o->verbose)
+		fprintf(stderr, "%s: turn %d: generated %lld tokens, %lld of %lld positions used\n",
+			rt_prog, c->turn, (long long)gen, (long long)c->pos, (long long)n_ctx);
+	if (full) {
+		fprintf(stderr, "%s: the context (%lld tokens) is full: starting a new conversation\n",
+			rt_prog, (long long)n_ctx);
+		rt_chat_reset(run, c);
+	}
+	return 0;
+}
+
+/* The name of the template -cnv uses: --chat-template, else the one built in ("none"). */
+static const char *rt_chat_pick(const RtOpts *o)
+{
+	const char *name = bn_chat_template_name(NULL, o->chat_template);
+	return name ? name : "none";
+}
+
+int rt_chat_check(const RtOpts *o)
+{
+	if (bn_model_tokenizer_status(NULL, NULL, 0) != BN_OK)
+		return rt_usage("-cnv needs a tokenizer, and this program was built without one");
+	if (!strcmp(rt_chat_pick(o), "none"))
+		return rt_usage("-cnv: this model has no chat template that bitnetc knows: name one "
+				"with --chat-template bitnet|llama3");
+	return 0;
+}
+
+/* Reads user turns, one per line, until /exit or the end of input. */
+static int rt_chat(const RtOpts *o, RtRun *run)
+{
+	RtChat c = {.tmpl = o->chat_template};
+	char why[256];
+	if (bn_chat_check(run->m, c.tmpl, why, sizeof why) != BN_OK)
+		return rt_fail("-cnv: %s; pick the template the model was trained with "
+			       "(--chat-template)", why);
+	int rc = rt_sampler_setup(o, run);
+	if (rc)
+		return rc;
+	run->text_out = !o->show_ids;
+	int tty = isatty(0);
+	if (tty)
+		fprintf(stderr, "%s: chat (%s template); /reset starts over, /exit quits\n", rt_prog,
+			rt_chat_pick(o));
+	char *line = NULL;
+	size_t cap = 0;
+	for (long long lineno = 1;; lineno++) {
+		if (tty) {
+			fprintf(stderr, "> ");
+			fflush(stderr);
+		}
+		errno = 0;
+		ssize_t len = getline(&line, &cap, stdin);
+		if (len < 0) {
+			if (ferror(stdin))
+				rc = rt_fail("cannot read the conversation from standard input: %s",
+					     errno ? strerror(errno) : "read error");
+			break;
+		}
+		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = 0;
+		/* the chat template renders C strings: a NUL would silently cut the message */
+		const char *nul = memchr(line, 0, (size_t)len);
+		if (nul) {
+			rc = rt_usage("-cnv: input line %lld has a NUL at byte %lld: a message cannot "
+				      "hold NUL bytes (-f refuses them too)",
+				      lineno, (long long)(nul - line));
+			break;
+		}
+		if (!strcmp(line, "/exit"))
+			break;
+		if (!strcmp(line, "/reset")) {
+			rt_chat_reset(run, &c);
+			fprintf(stderr, "%s: conversation reset\n", rt_prog);
+			continue;
+		}
+		if (!len)
+			continue;
+		if ((rc = rt_chat_turn(o, run, &c, line)))
+			break;
+	}
+	free(line);
+	if (!rc)
+		rt_print_stats(run, c.pp_s, c.pp_n, c.tg_s, c.tg_n);
+	return rc;
+}
+
+/* ---- --bench ----------------------------------------------------------- */
+
+static int rt_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void rt_stats(const double *v, int64_t n, double *median, double *sd)
+{
+	double *s = malloc((size_t)n * sizeof *s), mean = 0, var = 0;
+	if (!s) {
+		*median = v[0];
+		*sd = 0;
+		return;
+	}
+	memcpy(s, v, (size_t)n * sizeof *s);
+	qsort(s, (size_t)n, sizeof *s, rt_cmp_double);
+	*median = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+	for (int64_t i = 0; i < n; i++)
+		mean += v[i] / (double)n;
+	for (int64_t i = 0; i < n; i++)
+		var += (v[i] - mean) * (v[i] - mean);
+	*sd = n > 1 ? sqrt(var / (double)(n - 1)) : 0.0;
+	free(s);
+}
+
+static void rt_json_str(const char *s)
+{
+	putchar('"');
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void rt_json_samples(const char *key, const double *v, int64_t n)
+{
+	printf(", \"%s\": [", key);
+	for (int64_t i = 0; i < n; i++)
+		printf("%s%.3f", i ? ", " : "", v[i]);
+	printf("]");
+}
+
+static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp, const double *tg)
+{
+	double ppm = 0, pps = 0, tgm = 0, tgs = 0;
+	if (o->pp)
+		rt_stats(pp, o->reps, &ppm, &pps);
+	if (o->tg)
+		rt_stats(tg, o->reps, &tgm, &tgs);
+	int th = bn_ctx_n_threads(run->ctx);
+	const char *name = bn_model_meta(run->m, "name");
+	uint64_t wbytes = (uint64_t)bn_model_meta_int(run->m, "weights_bytes");
+	if (o->json) {
+		printf("{\"model\": ");
+		rt_json_str(name);
+		printf(", \"arch\": ");
+		rt_json_str(bn_model_meta(run->m, "arch"));
+		printf(", \"target\": ");
+		rt_json_str(bn_model_meta(run->m, "target"));
+		printf(", \"pipeline\": ");
+		rt_json_str(bn_model_meta(run->m, "pipeline"));
+		printf(", \"version\": ");
+		rt_json_str(bn_model_meta(run->m, "version"));
+		printf(", \"weights_bytes\": %llu, \"threads\": %d, \"n_ctx\": %lld, "
+		       "\"n_prompt\": %lld, \"n_gen\": %lld, \"reps\": %lld, "
+		       "\"pp_tok_s\": %.3f, \"pp_tok_s_sd\": %.3f, \"tg_tok_s\": %.3f, "
+		       "\"tg_tok_s_sd\": %.3f",
+		       (unsigned long long)wbytes, th, (long long)bn_ctx_n_ctx(run->ctx),
+		       (long long)o->pp, (long long)o->tg, (long long)o->reps, ppm, pps, tgm, tgs);
+		rt_json_samples("pp_samples", pp, o->pp ? o->reps : 0);
+		rt_json_samples("tg_samples", tg, o->tg ? o->reps : 0);
+		printf("}\n");
+		return;
+	}
+	printf("| %-24s | %10s | %7s | %8s | %20s |\n", "model", "size", "threads", "test",
+	       "t/s (median ± sd)");
+	printf("| %.24s | %.10s | %.7s | %.8s | %.20s |\n", "------------------------",
+	       "---------:", "------:", "-------:", "-------------------:");
+	char size[32], test[32];
+	snprintf(size, sizeof size, "%.2f MiB", rt_mib(wbytes));
+	if (o->pp) {
+		snprintf(test, sizeof test, "pp%lld", (long long)o->pp);
+		printf("| %-24.24s | %10s | %7d | %8s | %11.2f ± %6.2f |\n", name, size, th,
+		       test, ppm, pps);
+	}
+	if (o->tg) {
+		snprintf(test, sizeof test, "tg%lld", (long long)o->tg);
+		printf("| %-24.24s | %10s | %7d | %8s | %11.2f ± %6.2f |\n", name, size, th,
+		       test, tgm, tgs);
+	}
+	printf("(%lld reps; weights %s)\n", (long long)o->reps,
+	       bn_model_meta_int(run->m, "weights_embedded") == 1
+		       ? "embedded" : bn_model_meta(run->m, "weights_path"));
+}
+
+/* One prefill of pp tokens (logits only for the last chunk) and tg decode steps per rep,
+ * each rep from position 0; reports tokens/s per rep. */
+static int rt_bench(const RtOpts *o, RtRun *run)
+{
+	int64_t nv = bn_model_n_vocab(run->m), total = o->pp + o->tg;
+	int32_t *toks = malloc((size_t)(total ? total : 1) * sizeof *toks);
+	double *pp = calloc((size_t)o->reps, sizeof *pp), *tg = calloc((size_t)o->reps, sizeof *tg);
+	if (!toks || !pp || !tg) {
+		free(toks);
+		free(pp);
+		free(tg);
+		return rt_fail("out of memory for --bench");
+	}
+	uint64_t s = 12345;
+	for (int64_t i = 0; i < total; i++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		toks[i] = (int32_t)((s >> 33) % (uint64_t)nv);
+	}
+	/* One untimed warm-up: pages the weights in and wakes the threads. */
+	int rc = 0;
+	for (int r = -1; r < o->reps && !rc; r++) {
+		float *last = NULL;
+		double secs = 0;
+		bn_ctx_reset(run->ctx);
+		if (o->pp && (rc = rt_eval(run, NULL, toks, o->pp, &last, &secs)))
+			break;
+		if (r >= 0 && o->pp)
+			pp[r] = (double)o->pp / (secs > 0 ? secs : 1e-9);
+		int64_t steps = r < 0 ? (o->tg ? 1 : 0) : o->tg;
+		double t = rt_now();
+		for (int64_t j = 0; j < steps && !rc; j++)
+			rc = rt_decode(run, &toks[o->pp + j], 1, run->logits, BN_DECODE_LAST);
+		secs = rt_now() - t;
+		if (r >= 0 && o->tg)
+			tg[r] = (double)o->tg / (secs > 0 ? secs : 1e-9);
+	}
+	if (!rc)
+		rt_bench_report(o, run, pp, tg);
+	free(toks);
+	free(pp);
+	free(tg);
+	return rc;
+}
+
+/* ---- --info ------------------------------------------------------------ */
+
+/* The tokenizer and chat template lines of --info. */
+static int rt_info_tok(const RtOpts *o, const bn_model *m)
+{
+	char why[512];
+	int st = bn_model_tokenizer_status(m, why, sizeof why);
+	const char *tmpl = rt_chat_pick(o);
+	if (st == BN_E_TOKENIZER) {
+		printf("tokenizer:   NOT USABLE: %s\n", why);
+		return RT_EXIT_RUNTIME;
+	}
+	if (st != BN_OK) {
+		printf("tokenizer:   none (prompts are token ids)\n");
+		printf("chat:        %s\n", tmpl);
+		return 0;
+	}
+	int32_t n = bn_model_n_tokens(m);
+	printf("tokenizer:   %d tokens, %llu bytes in the payload\n", (int)n,
+	       (unsigned long long)bn_model_meta_int(m, "tok_bytes"));
+	printf("bos:         %d%s\n", (int)bn_token_bos(m),
+	       bn_model_add_bos(m) ? " (added to prompts)" : " (not added)");
+	printf("eog:        ");
+	for (int32_t id = 0; id < n; id++)
+		if (bn_token_is_eog(m, id)) {
+			char buf[64];
+			int k = bn_token_to_piece_ex(m, id, 1, buf, (int32_t)sizeof buf);
+			printf(" %d %.*s", (int)id, k < 0 ? 0 : k > 64 ? 64 : k, buf);
+		}
+	printf("\n");
+	printf("chat:        %s%s\n", tmpl, o->chat_template ? " (--chat-template)" : "");
+	return 0;
+}
+
+static int rt_info(const RtOpts *o, const char *argv0)
+{
+	printf("model:       %s\n", bn_model_meta(NULL, "name"));
+	printf("arch:        %s\n", bn_model_meta(NULL, "arch"));
+	printf("target:      %s\n", bn_model_meta(NULL, "target"));
+	printf("pipeline:    %s\n", bn_model_meta(NULL, "pipeline"));
+	printf("bitnetc:     %s\n", bn_model_meta(NULL, "version"));
+	printf("n_vocab:     %lld\n", (long long)bn_model_meta_int(NULL, "n_vocab"));
+	printf("n_ctx_train: %lld\n", (long long)bn_model_meta_int(NULL, "n_ctx_train"));
+	printf("n_layer:     %lld\n", (long long)bn_model_meta_int(NULL, "n_layer"));
+	printf("n_embd:      %lld\n", (long long)bn_model_meta_int(NULL, "n_embd"));
+	printf("bos, eos:    %lld, %lld\n", (long long)bn_model_meta_int(NULL, "bos"),
+	       (long long)bn_model_meta_int(NULL, "eos"));
+	const char *cpu = bn_model_meta(NULL, "cpu_features");
+	printf("cpu:         %s\n", cpu[0] ? cpu : "baseline");
+	printf("max_batch:   %lld\n", (long long)bn_model_meta_int(NULL, "max_batch"));
+	printf("templates:  ");
+	int32_t sizes[64];
+	int32_t ns = bn_model_batch_sizes(NULL, sizes, 64);
+	for (int32_t i = 0; i < ns && i < 64; i++)
+		printf(" %d", (int)sizes[i]);
+	printf(" (tokens per forward function; 1 is the step mode)\n");
+	printf("scratch:     %llu bytes\n",
+	       (unsigned long long)bn_model_meta_int(NULL, "scratch_bytes"));
+	uint64_t wb = (uint64_t)bn_model_meta_int(NULL, "weights_bytes");
+	printf("weights:     %llu bytes (%.2f MiB), hash %016llx\n", (unsigned long long)wb,
+	       rt_mib(wb), (unsigned long long)bn_model_meta_int(NULL, "weights_hash"));
+	char err[1024];
+	int rc = RT_EXIT_RUNTIME;
+	bn_model *m = bn_model_open_ex(o->weights_file, argv0, BN_OPEN_INSPECT, NULL, err,
+				       sizeof err);
+	if (m) {
+		printf("weights in:  %s (%s), ok\n", bn_model_meta(m, "weights_path"),
+		       bn_model_meta_int(m, "weights_embedded") == 1 ? "embedded" : "file");
+		rc = rt_info_tok(o, m);
+		bn_model_close(m);
+	} else {
+		printf("weights in:  %s, NOT USABLE: %s\n", o->weights_file ? "file" : "embedded",
+		       err);
+	}
+	const char *info = bn_model_meta(NULL, "info");
+	if (*info)
+		printf("\n%s%s", info, info[strlen(info) - 1] == '\n' ? "" : "\n");
+	return rc;
+}
+
+/* ---- --verify ---------------------------------------------------------- */
+
+/* Hashes every byte of the payload (a normal start compares only the trailer's hash, so
+ * that it stays lazy: pages are read as the forward first touches them) and compares it
+ * with the hash the program was built with. */
+static int rt_verify(const RtOpts *o, const char *argv0)
+{
+	char err[1024];
+	bn_model *m = bn_model_open_ex(o->weights_file, argv0, BN_OPEN_INSPECT, NULL, err,
+				       sizeof err);
+	if (!m)
+		return rt_fail("%s", err);
+	uint64_t size = (uint64_t)bn_model_meta_int(m, "weights_bytes");
+	double t = rt_now();
+	int rc = bn_model_verify(m, err, sizeof err);
+	t = rt_now() - t;
+	if (rc)
+		rc = rt_fail("%s", err);
+	else
+		printf("weights OK (%.1f MiB, %.2f GB/s)\n", rt_mib(size),
+		       (double)size / (t > 0 ? t : 1e-9) / 1e9);
+	bn_model_close(m);
+	return rc;
+}
+
+/* ---- the session ------------------------------------------------------- */
+
+static int rt_session(RtOpts o, const char *argv0, RtRun *run)
+{
+	char err[1024];
+	int rc = bn_model_check(err, sizeof err);
+	if (rc)
+		return rc == BN_E_CPU_MASK ? rt_usage("%s", err) : rt_fail("%s", err);
+	if (o.info)
+		return rt_info(&o, argv0);
+	if (o.verify)
+		return rt_verify(&o, argv0);
+
+	int64_t n_ctx = o.n_ctx;
+	if (o.bench) {
+		/* as generation: without -c the context is the model's (capped by RAM); the
+		 * cache then holds just the tokens timed */
+		int64_t limit = n_ctx ? n_ctx : rt_default_ctx();
+		if (o.pp + o.tg > limit)
+			return rt_usage("--bench: --pp %lld + --tg %lld tokens do not fit the context "
+					"of %lld tokens (%s)",
+					(long long)o.pp, (long long)o.tg, (long long)limit,
+					n_ctx ? "-c" : "the model's; -c raises it");
+		if (!n_ctx)
+			n_ctx = o.pp + o.tg;
+	} else if (o.cnv) {
+		if ((rc = rt_chat_check(&o)) || (rc = rt_run_map(&o, argv0, run)))
+			return rc;
+		if (!n_ctx)
+			n_ctx = rt_default_ctx();
+	} else {
+		/* a text prompt needs the tokenizer, which travels in the weights */
+		if (bn_model_tokenizer_status(NULL, NULL, 0) == BN_OK && !o.tokens &&
+		    (rc = rt_run_map(&o, argv0, run)))
+			return rc;
+		if ((rc = rt_prompt_load(&o, run)))
+			return rc;
+		if (!n_ctx)
+			n_ctx = rt_default_ctx();
+		if (run->n_prompt > n_ctx)
+			return rt_usage("the prompt has %lld tokens but the context holds %lld (-c)",
+					(long long)run->n_prompt, (long long)n_ctx);
+		if (!o.n_given && run->n_prompt + o.n_predict > n_ctx)
+			o.n_predict = n_ctx - run->n_prompt; /* the default: stop when full */
+		if (run->n_prompt + o.n_predict > n_ctx)
+			return rt_usage("context overflow: %lld prompt tokens + -n %lld exceed the "
+					"context of %lld tokens (raise -c or lower -n)",
+					(long long)run->n_prompt, (long long)o.n_predict,
+					(long long)n_ctx);
+		if (o.logits_out) {
+			RtErr e = {0};
+			if (!(run->lf = rt_f32_open(o.logits_out, &e)))
+				return rt_usage("--logits-out %s", e.msg);
+		}
+	}
+	int64_t train = bn_model_n_ctx_train(NULL);
+	if (o.n_ctx > train && train > 0)
+		fprintf(stderr, "%s: warning: -c %lld is beyond the model's training context %lld\n",
+			rt_prog, (long long)o.n_ctx, (long long)train);
+	if ((rc = rt_run_setup(&o, argv0, n_ctx, run)))
+		return rc;
+	run->t_load_ms = (rt_now() - run->t_start) * 1e3;
+	if (o.bench)
+		return rt_bench(&o, run);
+	return o.cnv ? rt_chat(&o, run) : rt_generate(&o, run);
+}
+
+int rt_session_run(const RtOpts *o, const char *argv0, double t_start)
+{
+	RtRun run;
+	memset(&run, 0, sizeof run);
+	run.t_start = t_start;
+	int rc = rt_session(*o, argv0, &run);
+	rt_run_free(&run);
+	return rc;
+}

@@ -81,3 +81,19 @@ const char *cg_target_names(void)
 						len ? ", " : "", t[i].name);
 	return names;
 }
+
+void cg_host_info(char *buf, size_t n)
+{
+	size_t len = 0;
+	if (n)
+		buf[0] = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < n_backends && len + 1 < n; i++) {
+			void (*info)(char *, size_t) = pass ? backends[i]->host_info
+							    : backends[i]->tools_info;
+			if (!info)
+				continue;
+			info(buf + len, n - len);
+			len += strlen(buf + len);
+		}
+}

@@ -106,7 +106,7 @@ int bn_model_check(char *err, size_t err_len)
 			      "model code has ABI %d but the runtime expects %d: rebuild with a "
 			      "matching bitnetc",
 			      m->abi, RT_MODEL_ABI);
-	if (m->n_vocab < 1 || m->n_vocab > INT32_MAX || m->max_batch < 1 || !m->forward ||
+	if (m->n_vocab < 1 || m->n_vocab > INT32_MAX || m->max_batch < 1 || !m->decode ||
 	    !m->kv_bytes)
 		return rt_say(err, err_len, BN_E_MODEL,
 			      "model description is broken (n_vocab %lld, max_batch %lld)",
@@ -558,6 +558,20 @@ static int rt_bad(bn_ctx *c, int64_t pos, int32_t tok, int32_t layer)
 	return BN_E_NONFINITE;
 }
 
+/* The model's decode of n tokens at positions pos..pos+n-1 of sequence 0 (n <= max_batch,
+ * checked by bn_model_check against RT_MAX_BATCH); last_only: the last row's logits alone. */
+static int rt_decode_seq0(const RtModel *rm, RtState *st, const int32_t *toks, int n,
+			  int64_t pos, float *logits, int last_only)
+{
+	int32_t p[RT_MAX_BATCH], last = n - 1;
+	if (n < 1 || n > rm->max_batch || n > RT_MAX_BATCH || pos < 0 || pos > INT32_MAX - n)
+		return RT_FORWARD_BATCH;
+	for (int t = 0; t < n; t++)
+		p[t] = (int32_t)pos + t;
+	RtBatch b = {n, toks, p, NULL, last_only ? &last : NULL, 1};
+	return rm->decode(st, &b, logits);
+}
+
 /* One forward call at c->pos. An activation (the model checks the residual stream after
  * the embedding and each layer) or a logit that is NaN or infinite fails it: the weights
  * are broken or overflow float, and every token after it would be noise. */
@@ -569,7 +583,7 @@ static int rt_call(bn_ctx *c, const int32_t *toks, int n, float *logits, int las
 	size_t msz = sizeof c->err;
 	st->bad_token = 0;
 	st->bad_layer = INT_MIN; /* the model did not say */
-	int s = rm->forward(st, toks, n, pos, logits, last_only);
+	int s = rt_decode_seq0(rm, st, toks, n, pos, logits, last_only);
 	if (!s && rm->sync)
 		s = rm->sync(st);
 	if (s == RT_FORWARD_NONFINITE) {

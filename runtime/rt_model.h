@@ -1,5 +1,5 @@
 /* rt_model.h - the contract between a generated model (model.c from codegen) and the runtime
- * it links with: what the model describes about itself, the state a forward call runs in,
+ * it links with: what the model describes about itself, the state a decode call runs in,
  * and the thread pool its kernels split work over. libc + pthreads only. */
 #ifndef BITNETC_RT_MODEL_H
 #define BITNETC_RT_MODEL_H
@@ -29,9 +29,9 @@ typedef struct {
 	RtPool *pool;
 	void *inst; /* what the model's init returned (its per-model data; NULL allowed) */
 	void *dev;  /* a backend's per-context device data (state_init); NULL on the CPU */
-	/* Where a forward call that returned RT_FORWARD_NONFINITE found its first NaN or
-	 * infinity: the token's index in the call (0..n-1) and the layer whose output (the
-	 * residual stream) held it; -1: the token's embedding row. */
+	/* Where a decode call that returned RT_FORWARD_NONFINITE found its first NaN or
+	 * infinity: the row's index in the call (0..n-1) and the layer whose output (the
+	 * residual stream) held it; -1: its token's embedding row. */
 	int bad_token, bad_layer;
 	/* sequences the KV cache holds (>= 1; 0 reads as 1, for states made before it existed) */
 	int32_t n_seq;
@@ -48,7 +48,7 @@ typedef struct {
 	int32_t n_out;
 } RtBatch;
 
-/* What forward returns: 0, or RT_FORWARD_NONFINITE when an activation of the residual
+/* What decode returns: 0, or RT_FORWARD_NONFINITE when an activation of the residual
  * stream went NaN or infinite (st->bad_token, st->bad_layer say where); the call stops
  * there and its logits are not written. */
 #define RT_FORWARD_NONFINITE 1
@@ -66,7 +66,8 @@ typedef struct {
                         * forward(last_only); 4: forward returns a status (non-finite
                         * activations), the payload hash of rt_hash_*; 5: init, fini,
                         * state_init, state_fini, sync; RtState.inst, dev and n_seq;
-                        * decode (RtBatch); kv_bytes(n_ctx, n_seq) */
+                        * decode (RtBatch), the one entry point (forward removed);
+                        * kv_bytes(n_ctx, n_seq) */
 
 typedef struct {
 	int abi; /* RT_MODEL_ABI */
@@ -74,7 +75,7 @@ typedef struct {
 	const char *name, *arch, *target, *pipeline, *version;
 	const char *info; /* multi-line description: shapes, kernels, batch sizes */
 	/* instruction set extensions the code was compiled for, space-separated ("avx2 fma
-	 * f16c ..."; "" for none): checked before the first forward call (rt_cpu.c) */
+	 * f16c ..."; "" for none): checked before the first decode call (rt_cpu.c) */
 	const char *cpu_features;
 	int64_t n_vocab, n_ctx_train, n_layer, n_embd;
 	int64_t bos, eos; /* -1 if the model has none */
@@ -86,7 +87,7 @@ typedef struct {
 	/* the weights payload this code expects */
 	uint64_t weights_bytes;
 	uint64_t weights_hash; /* rt_weights_hash of the payload */
-	/* a forward call takes 1..max_batch tokens */
+	/* a decode call takes 1..max_batch rows */
 	int64_t max_batch;
 	/* The token counts the model has a forward function for (ascending, batch_sizes[0] ==
 	 * 1, the last == max_batch): a call of n tokens runs the smallest one >= n, so the
@@ -96,27 +97,22 @@ typedef struct {
 	uint64_t scratch_bytes;
 	/* the KV cache for n_seq sequences of n_ctx positions each */
 	uint64_t (*kv_bytes)(int64_t n_ctx, int32_t n_seq);
-	/* Evaluates tokens[0..n) at positions pos..pos+n-1 (pos + n <= st->n_ctx) in one call;
-	 * n == 1 is the reference's step mode. logits (may be NULL) gets n rows of n_vocab, or
-	 * with last_only one row, that of the last token: the output head, the largest matmul,
-	 * then runs for that row alone (its numerics stay those of an n-token call). Returns 0
-	 * or RT_FORWARD_NONFINITE (see RtState.bad_token). */
-	int (*forward)(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits,
-		       int last_only);
-	/* Evaluates the rows in one call: each row's K and V are stored at (its seq, its pos)
-	 * before any attention runs; each row attends to positions 0..pos of its own sequence,
-	 * which must all be in the cache after the stores. logits (may be NULL) gets n_out rows
-	 * (n when out is NULL) of n_vocab, in out's order. The template is chosen by n as
-	 * forward chooses it (1 row: step mode). Returns 0, RT_FORWARD_NONFINITE (bad_token is
-	 * the row), RT_FORWARD_CPU or RT_FORWARD_BATCH. forward(st, tokens, n, pos, logits,
-	 * last_only) is decode of rows at positions pos..pos+n-1 of sequence 0, out = {n-1}
-	 * with last_only. */
+	/* The one forward entry point: evaluates the rows of b in one call, in the smallest
+	 * batch template that holds its n rows (n == 1 is the reference's step mode). Each
+	 * row's K and V are stored at (its seq, its pos) before any attention runs; each row
+	 * attends to positions 0..pos of its own sequence, which must all be in the cache
+	 * after the stores. logits (may be NULL) gets n_out rows (n when out is NULL) of
+	 * n_vocab, in out's order: the output head, the largest matmul, runs for those rows
+	 * alone (their numerics stay those of an n-row call). A prompt's call is n contiguous
+	 * positions of sequence 0, out = {n-1} when only the last row's logits are wanted.
+	 * Returns 0, RT_FORWARD_NONFINITE (bad_token is the row), RT_FORWARD_CPU or
+	 * RT_FORWARD_BATCH. */
 	int (*decode)(RtState *st, const RtBatch *b, float *logits);
 	/* Once per model, after the weights are mapped and the CPU checked: 0, or -1 with a
 	 * message in err. *inst gets the backend's per-model data (NULL allowed), which every
 	 * RtState of the model carries. The CPU backend fills its f16 -> f32 table here (under
 	 * pthread_once: two models or threads opening at once are safe); nothing in the model
-	 * is initialized lazily by forward. NULL: nothing to do. */
+	 * is initialized lazily by decode. NULL: nothing to do. */
 	int (*init)(const uint8_t *w, uint64_t w_bytes, void **inst, char *err, size_t err_len);
 	void (*fini)(void *inst); /* NULL: nothing to release */
 	/* Per context (RtState): NULL means host memory the runtime allocates itself (kv_bytes
@@ -124,8 +120,8 @@ typedef struct {
 	 * activations here and releases them in state_fini. 0, or -1 with a message in err. */
 	int (*state_init)(RtState *st, char *err, size_t err_len);
 	void (*state_fini)(RtState *st);
-	/* Waits for queued device work so that the logits are readable; NULL: forward is
-	 * synchronous. 0 or a forward status. */
+	/* Waits for queued device work so that the logits are readable; NULL: decode is
+	 * synchronous. 0 or a decode status. */
 	int (*sync)(RtState *st);
 } RtModel;
 

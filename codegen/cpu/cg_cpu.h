@@ -1,10 +1,11 @@
 /* cg_cpu.h - the CPU backend: host feature detection, its targets, the C emitter and the
- * build step (runtime sources, the C compiler). Outside codegen/cpu/ it is reached through
+ * build step (runtime sources, the C compiler, a look at what it wrote). Outside codegen/cpu/ it is reached through
  * cg_backend_cpu (cg.h's interface); this header is for the backend's own files and tests. */
 #ifndef BITNETC_CG_CPU_H
 #define BITNETC_CG_CPU_H
 
 #include "../cg.h"
+#include "../cg_out.h"
 #include "rt.h"
 
 #include <sys/types.h>
@@ -72,8 +73,6 @@ const CgCpuTarget *cg_cpu_target(const char *name);
 extern const CgSource cg_runtime_sources[];
 extern const int cg_n_runtime_sources;
 
-/* Removes what the build wrote into a private source directory, then dir itself. */
-void cg_remove_sources(const char *dir);
 /* Compiles and links the sources in dir into out_path (absolute) with the target's flags,
  * running the compiler inside dir with relative source paths (reproducible). cmd gets the
  * command line. A missing compiler or a failed compile: an error with the first lines
@@ -86,48 +85,6 @@ int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *
 
 /* ---- cg_cpu_out.c ---- */
 
-/* The files one build reads and writes (NULL: not used). */
-typedef struct {
-	const char *model, *pipeline;           /* read */
-	const char *out, *weights, *tune_file; /* written (replaced, or appended to) */
-	const char *emit_dir;                   /* --emit-c: model.c and the runtime sources */
-} CgBuildFiles;
-/* Refuses a build that would destroy data: an output that is not a regular file (or a new
- * one in an existing directory; emit_dir is made first, as the build would), one that is an input or another output (compared as
- * files: device and inode, or directory and name for one not there yet), and an --emit-c
- * directory holding files of the names it writes that an earlier --emit-c did not write.
- * The message names the file and the problem. */
-int cg_build_files_check(const CgBuildFiles *f, BnErr *e);
-/* The -o / --weights-file check alone: path (shown with role) is a regular file or a
- * new name in an existing directory. */
-int cg_out_check(const char *path, const char *role, BnErr *e);
-/* A symbolic link's target (the file a build replaces); anything else as is. */
-void cg_out_resolve(const char *path, char *buf, size_t n);
-/* Creates an empty temporary file beside dest (tmp gets its name) and registers it for
- * removal (*slot, for cg_cleanup_remove or cg_out_commit). */
-int cg_out_temp(const char *dest, char *tmp, size_t n, int *slot, BnErr *e);
-/* Replaces dest with the complete temporary file tmp (mode set first); dest is checked
- * again. Errors name shown. */
-int cg_out_commit(int slot, const char *tmp, const char *dest, const char *shown,
-		  const char *role, mode_t mode, BnErr *e);
-/* Installs the handler of SIGINT, SIGTERM, SIGHUP and SIGPIPE (those not ignored): it stops the
- * running compiler, removes every registered path and lets the signal kill the process. */
-void cg_cleanup_install(void);
-/* Registers a temporary file (or with dir, a private source directory: its sources, then
- * itself) for removal; returns its slot, -1 when the table is full. */
-int cg_cleanup_add(const char *path, bool dir);
-/* Forgets a slot (renamed into place); cg_cleanup_remove removes what it names now. */
-void cg_cleanup_drop(int slot);
-void cg_cleanup_remove(int slot);
-/* Holds the signals back (cg_cleanup_release delivers them): around steps that must
- * happen together, such as the renames of the program and its weights file. */
-void cg_cleanup_hold(void);
-void cg_cleanup_release(void);
-/* Forks argv (execvp) inside dir, stdout and stderr to out_fd, close_fd closed; with the
- * handler installed in its own process group, stopped by it. cg_cleanup_reaped once
- * waited for. Returns the pid, -1 on failure (errno). */
-pid_t cg_cleanup_spawn(const char *const *argv, const char *dir, int out_fd, int close_fd);
-void cg_cleanup_reaped(pid_t pid);
 /* Checks what the compiler cc wrote to path (named shown in messages): present,
  * non-empty, an object file (object) or an executable, ELF or Mach-O, for the
  * architecture of target (cpu-generic: any). */

@@ -68,7 +68,7 @@ const char cg_amx_tiles_src[] =
 	"#endif\n"
 	"}\n"
 	"#endif\n"
-	"/* 1: the tile state is granted; < 0: refused (-errno). forward() asks first and\n"
+	"/* 1: the tile state is granted; < 0: refused (-errno). decode() asks first and\n"
 	" * returns RT_FORWARD_CPU when refused; the kernels ask again as a last guard. */\n"
 	"static int bn_amx_state(void)\n"
 	"{\n"

@@ -110,6 +110,30 @@ static const CgSource *cpu_runtime(int *n)
 	return cg_runtime_sources;
 }
 
+/* What a build writes into its source directory: model.c (the main source), its object,
+ * the runtime sources. */
+static int cpu_emit_files(const char **names, int max)
+{
+	int n = 0;
+	if (n < max)
+		names[n++] = "model.c";
+	if (n < max)
+		names[n++] = "model.o";
+	for (int i = 0; i < cg_n_runtime_sources && n < max; i++)
+		names[n++] = cg_runtime_sources[i].name;
+	return n;
+}
+
+/* `bitnetc version`: the host's architecture and CPU features (less those masked). */
+static void cpu_host_info(char *buf, size_t n)
+{
+	CgCpuFeatures f;
+	char feats[256];
+	cg_cpu_detect(&f);
+	cg_cpu_features_str(&f, feats, sizeof feats);
+	snprintf(buf, n, "host: %s, CPU features: %s\n", cg_cpu_arch(), feats);
+}
+
 /* model.c and the runtime into one executable, then a look at what the compiler wrote. */
 static int cpu_build(const CgOpts *o, const char *dir, const char *out_path, const char *shown,
 		     char *cmd, size_t cmd_n, BnErr *e)
@@ -136,5 +160,7 @@ const CgBackend cg_backend_cpu = {
 	.emit = cg_cpu_emit,
 	.runtime = cpu_runtime,
 	.build = cpu_build,
+	.emit_files = cpu_emit_files,
 	.product = CG_PRODUCT_EXECUTABLE,
+	.host_info = cpu_host_info,
 };

@@ -2,7 +2,6 @@
  * (model.c with the target's flags, then the runtime and the link). */
 #include "cg_cpu.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -102,25 +101,6 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 		if (strcmp(features, "none") == 0)
 			features[0] = 0;
 	}
-}
-
-/* ---- sources on disk ---------------------------------------------------------- */
-
-void cg_remove_sources(const char *dir)
-{
-	/* a private directory: whatever the compiler left there too (-save-temps) */
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		char path[4400];
-		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-		unlink(path);
-	}
-	if (d)
-		closedir(d);
-	rmdir(dir);
 }
 
 /* ---- the compiler ------------------------------------------------------------- */

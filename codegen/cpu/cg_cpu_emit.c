@@ -991,7 +991,7 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 
 	/* one forward per template; sizes {1} (a decode-only build): forward_t1 alone */
 	m.record = true;
-	int n_amx = 0; /* AMX kernels in all forwards: then forward() asks for the tile state */
+	int n_amx = 0; /* AMX kernels in all forwards: then decode() asks for the tile state */
 	for (int i = 0; i < n_bs; i++) {
 		memset(m.kcount, 0, sizeof m.kcount);
 		if ((rc = emit_forward(&m, &fwd, bs[i], i ? bs[i - 1] + 1 : 1)))
@@ -1066,18 +1066,6 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		cg_printf(b, "\treturn forward_t1(st, b, logits); /* max_batch 1: n is 1 */\n");
 	}
 	cg_printf(b, "}\n\n"
-		     "/* n tokens at positions pos..pos+n-1 of sequence 0; last_only: the last row's\n"
-		     " * logits alone */\n"
-		     "static int forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)\n"
-		     "{\n"
-		     "\tint32_t p[MAX_BATCH], last = n - 1;\n"
-		     "\tif (n < 1 || n > MAX_BATCH || pos < 0 || pos > INT32_MAX - n)\n"
-		     "\t\treturn RT_FORWARD_BATCH;\n"
-		     "\tfor (int t = 0; t < n; t++)\n"
-		     "\t\tp[t] = (int32_t)pos + t;\n"
-		     "\tRtBatch b = {n, tokens, p, NULL, last_only ? &last : NULL, 1};\n"
-		     "\treturn decode(st, &b, logits);\n");
-	cg_printf(b, "}\n\n"
 		     "static const int32_t batch_sizes[] = {");
 	for (int i = 0; i < n_bs; i++)
 		cg_printf(b, "%s%d", i ? ", " : "", bs[i]);
@@ -1147,7 +1135,6 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		     "\t.n_batch_sizes = %d,\n"
 		     "\t.scratch_bytes = %" PRIu64 "u,\n"
 		     "\t.kv_bytes = kv_bytes,\n"
-		     "\t.forward = forward,\n"
 		     "\t.decode = decode,\n"
 		     "\t.init = init, /* kv, scratch: host memory (no state_init); synchronous */\n"
 		     "};\n",

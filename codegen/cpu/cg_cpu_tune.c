@@ -175,6 +175,8 @@ int cg_cpu_tune_run(const char *target, const char *cc, CgTuneCase *cases, int n
 		return bn_err(e, BN_EIO, "cannot create a temporary directory in %s: %s",
 			      td && *td ? td : "/tmp", strerror(errno));
 	}
+	static const char *const tune_files[] = {"tune.c", "tune"};
+	cg_cleanup_names(tune_files, 2);
 	int slot = cg_cleanup_add(dir, true);
 	const CgSource *hdr = NULL;
 	for (int i = 0; i < cg_n_runtime_sources; i++)

@@ -43,6 +43,16 @@ static void cuda_describe(const char *name, CgTargetDesc *d)
 	d->weight_layout = "gguf";
 }
 
+/* `bitnetc version`: the LLVM linked in, whether it has NVPTX, and ptxas. */
+static void cuda_tools_info(char *buf, size_t n)
+{
+	CgCudaInfo ci;
+	cg_cuda_probe(&ci);
+	snprintf(buf, n, "LLVM %u.%u.%u, NVPTX backend: %s\nptxas: %s\n", ci.llvm_major,
+		 ci.llvm_minor, ci.llvm_patch, ci.nvptx ? "yes" : ci.nvptx_note,
+		 ci.ptxas[0] ? ci.ptxas : "not found");
+}
+
 const CgBackend cg_backend_cuda = {
 	.name = "cuda",
 	.desc = "NVIDIA GPUs: PTX from LLVM's NVPTX backend (not yet buildable)",
@@ -51,4 +61,5 @@ const CgBackend cg_backend_cuda = {
 	.buildable = cuda_buildable,
 	.describe = cuda_describe,
 	.product = CG_PRODUCT_EXECUTABLE,
+	.tools_info = cuda_tools_info,
 };

@@ -271,10 +271,11 @@ static void test_templates(void **state)
 	assert_non_null(strstr(c, "\tif (n == 1)\n\t\treturn forward_t1(st, b, logits);\n"
 				  "\telse if (n <= 3)\n\t\treturn forward_t3(st, b, logits);\n"
 				  "\telse\n\t\treturn forward_t8(st, b, logits);\n"));
-	/* forward() is decode of contiguous rows of sequence 0 */
-	assert_non_null(strstr(c, "\tRtBatch b = {n, tokens, p, NULL, last_only ? &last : NULL, 1};\n"
-				  "\treturn decode(st, &b, logits);\n"));
+	/* decode is the one entry point: no forward() wrapper */
+	assert_non_null(strstr(c, "static int decode(RtState *st, const RtBatch *b, float *logits)\n"));
 	assert_non_null(strstr(c, "\t.decode = decode,\n"));
+	assert_null(strstr(c, "static int forward("));
+	assert_null(strstr(c, ".forward"));
 	assert_non_null(strstr(c, "static const int32_t batch_sizes[] = {1, 3, 8};"));
 	assert_non_null(strstr(c, ".n_batch_sizes = 3,"));
 	assert_non_null(strstr(c, "forward templates: 1 token (step), 3, 8 tokens (batch)"));

@@ -339,16 +339,30 @@ static void test_pipelines(void **state)
 	free(log);
 }
 
-/* A main() that calls the model's init and forward directly (model.o and the runtime of a
+/* n tokens at positions pos..pos+n-1 of sequence 0 (n <= 64), as the runtime calls decode;
+ * last_only: out = {n-1}, the last row alone. */
+#define FWD_SRC \
+	"static int fwd(RtState *st, const int32_t *tok, int n, int32_t pos, float *y, int last_only)\n" \
+	"{\n" \
+	"\tint32_t p[64], last = n - 1;\n" \
+	"\tfor (int t = 0; t < n; t++)\n" \
+	"\t\tp[t] = pos + t;\n" \
+	"\tRtBatch b = {n, tok, p, NULL, last_only ? &last : NULL, 1};\n" \
+	"\treturn rt_model.decode(st, &b, y);\n" \
+	"}\n"
+
+/* A main() that calls the model's init and decode directly (model.o and the runtime of a
  * build with --emit-c and --weights-file, without main.c): for every n up to 40 (full and partial templates,
- * and n == 1), forward(last_only) writes one row, bit for bit the last row of the same
- * call with all rows, and nothing after it. */
+ * and n == 1), a call of n contiguous rows with out = {n-1} (the runtime's last-only call)
+ * writes one row, bit for bit the last row of the same call with all rows, and nothing
+ * after it. */
 static const char last_only_main[] =
 	"#include \"rt.h\"\n"
 	"#include \"rt_model.h\"\n"
 	"#include <stdio.h>\n"
 	"#include <stdlib.h>\n"
 	"#include <string.h>\n"
+	FWD_SRC
 	"int main(int argc, char **argv)\n"
 	"{\n"
 	"\tRtWeights w;\n"
@@ -375,10 +389,10 @@ static const char last_only_main[] =
 	"\t\ttok[i] = (int32_t)((i * 37 + 11) % (int)nv);\n"
 	"\tint fails = 0, checked = 0;\n"
 	"\tfor (int n = 1; n <= 40 && n <= rt_model.max_batch; n++, checked++) {\n"
-	"\t\trt_model.forward(&st, tok, n, 0, all, 0);\n"
+	"\t\tfwd(&st, tok, n, 0, all, 0);\n"
 	"\t\tfor (size_t i = 0; i < 2 * nv; i++)\n"
 	"\t\t\tone[i] = -12345.0f;\n"
-	"\t\trt_model.forward(&st, tok, n, 0, one, 1);\n"
+	"\t\tfwd(&st, tok, n, 0, one, 1);\n"
 	"\t\tif (memcmp(one, all + (size_t)(n - 1) * nv, nv * sizeof(float)) != 0) {\n"
 	"\t\t\tfprintf(stderr, \"n %d: the last_only row differs from row %d of all rows\\n\", n, n - 1);\n"
 	"\t\t\tfails++;\n"
@@ -395,8 +409,9 @@ static const char last_only_main[] =
 	"}\n";
 
 /* A main() that calls the model's decode directly (as last_only_main): two sequences, A
- * (8 tokens) and B (6), fed each alone through forward() (a prompt call and a continuation
- * call each, on a state of one sequence), and together through decode() on a state of two:
+ * (8 tokens) and B (6), fed each alone as the runtime feeds a prompt (contiguous rows of
+ * sequence 0: a prompt call and a continuation call each, on a state of one sequence), and
+ * together on a state of two:
  * the prompts' rows interleaved in one call, then the continuations' rows in another order,
  * that call again with out rows {1, 3}, then one row (step mode) of B. Each decode row must
  * be bit for bit its sequence's own row; the decode rows (17) go to the file argv[2] for
@@ -407,6 +422,7 @@ static const char decode_main[] =
 	"#include <stdio.h>\n"
 	"#include <stdlib.h>\n"
 	"#include <string.h>\n"
+	FWD_SRC
 	"static RtState state(const RtWeights *w, int32_t n_seq)\n"
 	"{\n"
 	"\tRtState st = {.w = w->data, .kv = calloc(1, (size_t)rt_model.kv_bytes(32, n_seq)),\n"
@@ -441,9 +457,9 @@ static const char decode_main[] =
 	"\tRtState s1 = state(&w, 1), s2 = state(&w, 2);\n"
 	"\tfloat *ya = malloc(8 * nv * sizeof(float)), *yb = malloc(7 * nv * sizeof(float));\n"
 	"\tfloat *y = malloc(18 * nv * sizeof(float));\n"
-	"\tint rc = rt_model.forward(&s1, A, 5, 0, ya, 0) | rt_model.forward(&s1, A + 5, 3, 5, ya + 5 * nv, 0) |\n"
-	"\t\t rt_model.forward(&s1, B, 4, 0, yb, 0) | rt_model.forward(&s1, B + 4, 2, 4, yb + 4 * nv, 0) |\n"
-	"\t\t rt_model.forward(&s1, B + 6, 1, 6, yb + 6 * nv, 0);\n"
+	"\tint rc = fwd(&s1, A, 5, 0, ya, 0) | fwd(&s1, A + 5, 3, 5, ya + 5 * nv, 0) |\n"
+	"\t\t fwd(&s1, B, 4, 0, yb, 0) | fwd(&s1, B + 4, 2, 4, yb + 4 * nv, 0) |\n"
+	"\t\t fwd(&s1, B + 6, 1, 6, yb + 6 * nv, 0);\n"
 	"\t/* the prompts: A0 B0 A1 B1 A2 B2 A3 B3 A4 */\n"
 	"\tconst int32_t t1[9] = {A[0], B[0], A[1], B[1], A[2], B[2], A[3], B[3], A[4]};\n"
 	"\tconst int32_t p1[9] = {0, 0, 1, 1, 2, 2, 3, 3, 4}, q1[9] = {0, 1, 0, 1, 0, 1, 0, 1, 0};\n"
@@ -576,7 +592,7 @@ static void last_only_check(const char *gguf, const char *tag, const Target *t)
 			      "model.o last_only_main.c rt_*.c -lm -lpthread",
 			dir, hb);
 	if (rc != 0)
-		tu_fail_log(log, "compiling the forward() harness failed");
+		tu_fail_log(log, "compiling the last_only harness failed");
 	free(log);
 	rc = tu_run(&log, "'%s' '%s'", hb, wf);
 	if (rc != 0 || !strstr(log, "checked 40 call sizes, 0 failed"))
@@ -585,7 +601,7 @@ static void last_only_check(const char *gguf, const char *tag, const Target *t)
 	free(log);
 }
 
-/* forward(last_only) under a main() of its own, per target (state). */
+/* decode with out = {n-1} (last only) under a main() of its own, per target (state). */
 static void test_last_only(void **state)
 {
 	const Target *t = *state;

@@ -582,7 +582,7 @@ static void test_amx_refused(void **state)
 	free(log);
 }
 
-/* An OS that refuses the tile state (played by the emulation): forward() returns
+/* An OS that refuses the tile state (played by the emulation): decode() returns
  * RT_FORWARD_CPU before any tile instruction, and the program says why (exit 2) instead of
  * dying of SIGILL; a one-token call (the VNNI GEMV) needs no tiles and still runs. */
 static void test_amx_denied(void **state)

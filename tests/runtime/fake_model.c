@@ -8,12 +8,13 @@
  *   0.01 * (previous + 1)    if v == (t + 3) % 16   (the token at p - 1, read from the KV
  *                                                    cache; 0 at p = 0)
  *   w[(t * 16 + v) % 5000] / 10000   otherwise      (proves the payload is mapped)
- * Rows are filled by the thread pool, one slice of v per thread; with last_only only the
- * last token's row is written, as row 0.
+ * (previous: of the row's own sequence). Rows are filled by the thread pool, one slice of v
+ * per thread; decode writes the batch's out rows only (the runtime's last-only call: out =
+ * {n-1}, the last token's row as row 0), in out's order. A malformed batch aborts.
  * Built with -DFAKE_FAULTS (a second program of test_main.c), some tokens break the run as a
  * model with broken weights would: token 12 has a NaN embedding row, token 13 overflows in
- * layer 1 (forward returns RT_FORWARD_NONFINITE for both), token 14 gets a NaN in its
- * logits row while forward reports success. */
+ * layer 1 (decode returns RT_FORWARD_NONFINITE for both), token 14 gets a NaN in its
+ * logits row while decode reports success. */
 #include "rt_model.h"
 
 #include <math.h>
@@ -53,31 +54,57 @@ static void fake_row(void *arg, int ith, int nth)
 	}
 }
 
-static int fake_forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits,
-			int last_only)
+/* The runtime's calls: 1..4 rows, each row's position and sequence inside the state, out
+ * rows ascending rows of the call, the scratch 64-byte aligned; anything else aborts. */
+static void fake_check(const RtState *st, const RtBatch *b)
 {
-	if (n < 1 || n > 4 || pos < 0 || pos + n > st->n_ctx || ((uintptr_t)st->scratch & 63))
+	int32_t n_seq = st->n_seq > 0 ? st->n_seq : 1;
+	if (!b || b->n < 1 || b->n > 4 || !b->token || !b->pos || ((uintptr_t)st->scratch & 63))
 		abort(); /* the runtime broke the contract */
+	for (int i = 0; i < b->n; i++)
+		if (b->pos[i] < 0 || b->pos[i] >= st->n_ctx ||
+		    (b->seq && (b->seq[i] < 0 || b->seq[i] >= n_seq)))
+			abort();
+	if (b->out && (b->n_out < 0 || b->n_out > b->n))
+		abort();
+	for (int r = 0; b->out && r < b->n_out; r++)
+		if (b->out[r] < (r ? b->out[r - 1] + 1 : 0) || b->out[r] >= b->n)
+			abort();
+}
+
+/* The KV "cache" slot of row i: token + 1 at the first of the position's 8 (0 = never
+ * written), in its sequence's region. */
+static uint16_t *fake_slot(const RtState *st, const RtBatch *b, int i, int32_t pos)
+{
+	int64_t seq = b->seq ? b->seq[i] : 0;
+	return &st->kv[(seq * st->n_ctx + pos) * 8];
+}
+
+static int fake_decode(RtState *st, const RtBatch *b, float *logits)
+{
+	fake_check(st, b);
+	const int n = b->n;
 #if defined(FAKE_FAULTS)
 	for (int i = 0; i < n; i++)
-		if (tokens[i] == 12 || tokens[i] == 13) {
+		if (b->token[i] == 12 || b->token[i] == 13) {
 			st->bad_token = i;
-			st->bad_layer = tokens[i] == 12 ? -1 : 1;
+			st->bad_layer = b->token[i] == 12 ? -1 : 1;
 			return RT_FORWARD_NONFINITE;
 		}
 #endif
-	for (int i = 0; i < n; i++) {
-		int64_t p = pos + i;
-		/* The KV "cache": token + 1 at the position's first slot (0 = never written). */
-		st->kv[p * 8] = (uint16_t)(tokens[i] + 1);
-		if (!logits || (last_only && i < n - 1))
-			continue;
-		FakeRow r = {st, tokens[i], p ? (int32_t)st->kv[(p - 1) * 8] - 1 : -1, n,
-			     logits + (last_only ? 0 : (size_t)i * FAKE_VOCAB)};
-		rt_pool_run(st->pool, fake_row, &r);
+	/* every row's K and V first, then the rows */
+	for (int i = 0; i < n; i++)
+		*fake_slot(st, b, i, b->pos[i]) = (uint16_t)(b->token[i] + 1);
+	int n_out = b->out ? b->n_out : n;
+	for (int r = 0; logits && r < n_out; r++) {
+		int i = b->out ? b->out[r] : r;
+		int32_t p = b->pos[i];
+		FakeRow row = {st, b->token[i], p ? (int32_t)*fake_slot(st, b, i, p - 1) - 1 : -1, n,
+			       logits + (size_t)r * FAKE_VOCAB};
+		rt_pool_run(st->pool, fake_row, &row);
 #if defined(FAKE_FAULTS)
-		if (tokens[i] == 14)
-			r.row[5] = NAN;
+		if (b->token[i] == 14)
+			row.row[5] = NAN;
 #endif
 	}
 	return 0;
@@ -107,5 +134,5 @@ const RtModel BN_MODEL_SYMBOL = {
 	.n_batch_sizes = 3,
 	.scratch_bytes = 100,
 	.kv_bytes = fake_kv_bytes,
-	.forward = fake_forward,
+	.decode = fake_decode,
 };

@@ -1,7 +1,7 @@
 /* cmd_build.c - bitnetc build: a model compiled into one standalone executable
  * (frontend, passes, codegen, the C compiler, the weights payload). */
 #include "bitnetc_int.h"
-#include "cg_cpu.h"
+#include "cg_out.h"
 #include "rt_batch.h"
 #include "rt_tok.h"
 
@@ -463,12 +463,12 @@ int cmd_build(int argc, char **argv)
 	BnErr fe = {0};
 	CgBuildFiles files = {.model = o.path, .pipeline = o.pipeline, .out = o.out,
 			      .weights = o.weights_file, .tune_file = o.tune_file,
-			      .emit_dir = o.emit_dir};
+			      .emit_dir = o.emit_dir, .backend = t.backend};
 	if (cg_build_files_check(&files, &fe) != BN_OK) {
 		pass_opts_free(&o.pass_opts);
 		return fail(EXIT_RUNTIME, "%s", fe.msg);
 	}
-	cg_cleanup_install();
+	cg_cleanup_install(t.backend);
 	int rc = build_model(&o, &t);
 	pass_opts_free(&o.pass_opts);
 	return rc;

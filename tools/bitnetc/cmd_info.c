@@ -1,8 +1,7 @@
 /* cmd_info.c - bitnetc version, targets, passes and help: what bitnetc and this host
  * offer. */
 #include "bitnetc_int.h"
-#include "cg_cpu.h"
-#include "cg_cuda.h"
+#include "cg.h"
 
 #include <string.h>
 
@@ -46,17 +45,10 @@ int cmd_version(int argc, char **argv)
 	int rc;
 	if (!no_args("version", usage_version, argc, argv, &rc))
 		return rc;
-	CgCudaInfo ci;
-	CgCpuFeatures cf;
-	char feats[256];
-	cg_cuda_probe(&ci);
-	cg_cpu_detect(&cf);
-	cg_cpu_features_str(&cf, feats, sizeof feats);
+	char host[4096], feats[256];
+	cg_host_info(host, sizeof host);
 	printf("bitnetc %s\n", BITNETC_VERSION);
-	printf("LLVM %u.%u.%u, NVPTX backend: %s\n", ci.llvm_major, ci.llvm_minor, ci.llvm_patch,
-	       ci.nvptx ? "yes" : ci.nvptx_note);
-	printf("ptxas: %s\n", ci.ptxas[0] ? ci.ptxas : "not found");
-	printf("host: %s, CPU features: %s\n", cg_cpu_arch(), feats);
+	fputs(host, stdout);
 	const char *mask;
 	if (!rt_cpu_mask(&mask, feats, sizeof feats) && mask)
 		printf("host features masked by %s=%s\n", RT_CPU_MASK_ENV, mask);

@@ -1693,19 +1693,6 @@ static int decode(RtState *st, const RtBatch *b, float *logits)
 		return forward_t8(st, b, logits);
 }
 
-/* n tokens at positions pos..pos+n-1 of sequence 0; last_only: the last row's
- * logits alone */
-static int forward(RtState *st, const int32_t *tokens, int n, int64_t pos, float *logits, int last_only)
-{
-	int32_t p[MAX_BATCH], last = n - 1;
-	if (n < 1 || n > MAX_BATCH || pos < 0 || pos > INT32_MAX - n)
-		return RT_FORWARD_BATCH;
-	for (int t = 0; t < n; t++)
-		p[t] = (int32_t)pos + t;
-	RtBatch b = {n, tokens, p, NULL, last_only ? &last : NULL, 1};
-	return decode(st, &b, logits);
-}
-
 static const int32_t batch_sizes[] = {1, 8};
 
 static uint64_t kv_bytes(int64_t n_ctx, int32_t n_seq)
@@ -1762,7 +1749,6 @@ const RtModel BN_MODEL_SYMBOL = {
 	.n_batch_sizes = 2,
 	.scratch_bytes = 29760u,
 	.kv_bytes = kv_bytes,
-	.forward = forward,
 	.decode = decode,
 	.init = init, /* kv, scratch: host memory (no state_init); synchronous */
 };

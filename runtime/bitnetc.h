@@ -103,6 +103,8 @@ int32_t bn_model_default_ctx(const bn_model *m);
 
 /* ---- contexts ------------------------------------------------------------------- */
 
+/* The threads a context gets for n_threads 0: one per online CPU, at most 512. */
+int32_t bn_default_threads(void);
 /* A context of n_ctx positions (0: bn_model_default_ctx) running its forward calls on
  * n_threads threads (0: one per online CPU, at most 512). Contexts of one model share its
  * weights; each may run in a thread of its own, at the same time as the others. NULL on

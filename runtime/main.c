@@ -154,16 +154,6 @@ static int rt_parse_seed(const char *s, RtOpts *o)
 	return 0;
 }
 
-static int rt_default_threads(void)
-{
-#if defined(_SC_NPROCESSORS_ONLN)
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n > 0)
-		return n > 512 ? 512 : (int)n;
-#endif
-	return 1;
-}
-
 /* The flags that take a value, one handler each; returns 0 or an exit code. */
 static int rt_parse_value(const char *a, const char *v, RtOpts *o)
 {
@@ -271,7 +261,7 @@ int rt_parse_args(int argc, char **argv, RtOpts *o)
 {
 	memset(o, 0, sizeof *o);
 	o->n_predict = 128;
-	o->threads = rt_default_threads();
+	o->threads = bn_default_threads();
 	o->sp = bn_sampler_defaults();
 	o->repeat_last_n = o->sp.repeat_last_n;
 	o->pp = 128;

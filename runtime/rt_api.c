@@ -359,7 +359,7 @@ int32_t bn_model_default_ctx(const bn_model *m)
 
 /* ---- contexts --------------------------------------------------------------------- */
 
-static int rt_default_threads(void)
+int32_t bn_default_threads(void)
 {
 #if defined(_SC_NPROCESSORS_ONLN)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -418,7 +418,7 @@ bn_ctx *bn_ctx_new_ex(bn_model *m, int32_t n_ctx, int32_t n_threads, int *code, 
 		c->st.n_ctx = n_ctx ? n_ctx : bn_model_default_ctx(m);
 		c->st.n_seq = 1;
 		bn_ctx_set_ubatch(c, 0);
-		int th = n_threads ? n_threads : rt_default_threads();
+		int th = n_threads ? n_threads : bn_default_threads();
 		rc = rt_ctx_alloc(c, err, err_len);
 		if (!rc && !(c->st.pool = rt_pool_new(th)))
 			rc = rt_say(err, err_len, BN_E_THREADS, "cannot start %d threads", th);

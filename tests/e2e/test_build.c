@@ -571,30 +571,41 @@ static const Target t_amx_emu = {"cpu-amx-emulated", "--target cpu-amx --cflags 
 				 NEED_AVX512};
 static const Target t_amx = {"cpu-amx", "--target cpu-amx", NEED_AMX};
 
-/* Builds gguf for target with --emit-c, compiles last_only_main against it and runs it.
- * The harness never asks the OS for anything: with cpu-amx the generated kernels must ask
- * for the tile state themselves (the emulation faults like the hardware without it). */
-static void last_only_check(const char *gguf, const char *tag, const Target *t)
+/* Builds gguf for target t with --emit-c and --weights-file, writes the harness main()
+ * text as DIR/NAME.c and compiles it with model.o and the runtime (no main.c) into hb; wf
+ * gets the weights file. tag names the case in the temporary paths. */
+static void harness_build(const char *gguf, const char *tag, const Target *t, const char *name,
+			  const char *text, char *hb, char *wf)
 {
-	char dir[4096], prog[4096], wf[4096], extra[8400], hb[4096];
-	snprintf(dir, sizeof dir, "%s-%s-%s", tu_tmp("lastonly-src"), tag, t->name);
-	snprintf(prog, sizeof prog, "%s-%s-%s", tu_tmp("lastonly-prog"), tag, t->name);
-	snprintf(wf, sizeof wf, "%s-%s-%s", tu_tmp("lastonly.weights"), tag, t->name);
-	snprintf(hb, sizeof hb, "%s-%s-%s", tu_tmp("lastonly-main"), tag, t->name);
+	char dir[4096], prog[4096], extra[8400];
+	snprintf(dir, sizeof dir, "%s-%s-%s-src", tu_tmp(name), tag, t->name);
+	snprintf(prog, sizeof prog, "%s-%s-%s-prog", tu_tmp(name), tag, t->name);
+	snprintf(wf, 4096, "%s-%s-%s.weights", tu_tmp(name), tag, t->name);
+	snprintf(hb, 4096, "%s-%s-%s-main", tu_tmp(name), tag, t->name);
 	assert_int_equal(tu_run(NULL, "rm -rf '%s'", dir), 0);
 	snprintf(extra, sizeof extra, "%s --emit-c '%s' --weights-file '%s'", t->opts, dir, wf);
 	build(gguf, prog, extra);
 	char src[4200];
-	snprintf(src, sizeof src, "%s/last_only_main.c", dir);
-	assert_int_equal(tu_write_file(src, last_only_main, strlen(last_only_main)), 0);
+	snprintf(src, sizeof src, "%s/%s.c", dir, name);
+	assert_int_equal(tu_write_file(src, text, strlen(text)), 0);
 	char *log = NULL;
 	int rc = tu_run(&log, "cd '%s' && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -o '%s' "
-			      "model.o last_only_main.c rt_*.c -lm -lpthread",
-			dir, hb);
+			      "model.o %s.c rt_*.c -lm -lpthread",
+			dir, hb, name);
 	if (rc != 0)
-		tu_fail_log(log, "compiling the last_only harness failed");
+		tu_fail_log(log, "compiling the %s harness failed", name);
 	free(log);
-	rc = tu_run(&log, "'%s' '%s'", hb, wf);
+}
+
+/* Builds last_only_main for target t and runs it. The harness never asks the OS for
+ * anything: with cpu-amx the generated kernels must ask for the tile state themselves
+ * (the emulation faults like the hardware without it). */
+static void last_only_check(const char *gguf, const char *tag, const Target *t)
+{
+	char hb[4096], wf[4096];
+	harness_build(gguf, tag, t, "last_only_main", last_only_main, hb, wf);
+	char *log = NULL;
+	int rc = tu_run(&log, "'%s' '%s'", hb, wf);
 	if (rc != 0 || !strstr(log, "checked 40 call sizes, 0 failed"))
 		tu_fail_log(log, "%s (%s %s): exit %d", hb, tag, t->name, rc);
 	printf("last_only (%s %s): %s", tag, t->name, log);
@@ -623,25 +634,11 @@ static void test_decode(void **state)
 	snprintf(what, sizeof what, "decode under its own main(), %s", t->name);
 	need(t->need, what);
 	const char *gguf = tu_data("golden/models/tiny-b158-i2_s.gguf");
-	char dir[4096], prog[4096], wf[4096], extra[8400], hb[4096], lf[4096];
-	snprintf(dir, sizeof dir, "%s-%s", tu_tmp("decode-src"), t->name);
-	snprintf(prog, sizeof prog, "%s-%s", tu_tmp("decode-prog"), t->name);
-	snprintf(wf, sizeof wf, "%s-%s", tu_tmp("decode.weights"), t->name);
-	snprintf(hb, sizeof hb, "%s-%s", tu_tmp("decode-main"), t->name);
+	char wf[4096], hb[4096], lf[4096];
+	harness_build(gguf, "f16", t, "decode_main", decode_main, hb, wf);
 	snprintf(lf, sizeof lf, "%s-%s", tu_tmp("decode.logits"), t->name);
-	assert_int_equal(tu_run(NULL, "rm -rf '%s'", dir), 0);
-	snprintf(extra, sizeof extra, "%s --emit-c '%s' --weights-file '%s'", t->opts, dir, wf);
-	build(gguf, prog, extra);
-	char src[4200];
-	snprintf(src, sizeof src, "%s/decode_main.c", dir);
-	assert_int_equal(tu_write_file(src, decode_main, strlen(decode_main)), 0);
 	char *log = NULL;
-	int rc = tu_run(&log, "cd '%s' && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -o '%s' "
-			      "model.o decode_main.c rt_*.c -lm -lpthread",
-			dir, hb);
-	if (rc != 0)
-		tu_fail_log(log, "compiling the decode() harness failed");
-	free(log);
+	int rc;
 	rc = tu_run(&log, "'%s' '%s' '%s'", hb, wf, lf);
 	if (rc != 0 || !strstr(log, "decode: 17 rows checked, 0 failed"))
 		tu_fail_log(log, "%s (%s): exit %d", hb, t->name, rc);

@@ -4,6 +4,7 @@
 #define BITNETC_CG_CUDA_H
 
 #include "../cg.h"
+#include "../simt/simt.h"
 
 #define CG_CUDA_TRIPLE "nvptx64-nvidia-cuda"
 
@@ -27,5 +28,73 @@ void cg_cuda_probe(CgCudaInfo *ci);
 /* The CUDA targets and whether this host can emit them (usable: LLVM has NVPTX); none is
  * buildable yet. Returns how many were written. */
 int cg_cuda_targets(const CgCudaInfo *ci, CgTargetInfo *out, int max);
+
+/* ---- kernels (cg_cuda_k_*.c) -------------------------------------------------------
+ * One function per op: it builds the kernels the node needs into c->S (once per name:
+ * simt_has) and describes their launches, which the host code (cg_cuda_emit.c) writes into
+ * model.c. Kernel names say what they do and for which shape (tmm_i2s_k2560_n640_gemv).
+ *
+ * The launch's C expressions may use these names of the generated host code:
+ *   n      int: rows of this call (1 in the step template)
+ *   n_out  int: rows whose logits are computed (the head), 0..n
+ *   W, S   RtDevPtr: the weights payload and the scratch arena on the device
+ *   KV     RtDevPtr: the KV cache (ir_kv.h's layout, f16: byte offset = 2 * element offset)
+ *   kvs    int64_t: n_ctx * n_seq (a layer's K holds kvs rows of its width)
+ *   n_ctx  int64_t: positions per sequence
+ *   TOK, POS, SEQ  RtDevPtr: int32 [n] token ids, positions, sequence ids of the rows
+ *   OUTR   RtDevPtr: int32 [n_out] the rows whose logits are computed (ascending)
+ *   LOG    RtDevPtr: float [n_out][n_vocab], the logits
+ *   FLAG   RtDevPtr: int32, the first non-finite activation (cu_op_check)
+ *   ROPE   RtDevPtr: the rope tables; c->rope_table gives a node's byte offset in it
+ * c->addr(value) gives a value's device address as such an expression ("S + 4096",
+ * "W + 81920"). */
+
+typedef struct {
+	char kernel[128];
+	unsigned block;                       /* threads per block (1-D) */
+	char grid[3][96];                     /* C expressions */
+	char smem[96];                        /* C expression: dynamic shared memory bytes */
+	int n_args;
+	SimtParam type[SIMT_MAX_PARAMS];
+	char arg[SIMT_MAX_PARAMS][96];        /* C expressions of the parameter types */
+} CuLaunch;
+
+typedef struct CuCtx {
+	Simt *S;
+	const IrGraph *g;
+	int cc;            /* the target's compute capability (80, 86, 89, 90) */
+	int64_t max_batch; /* rows of the largest template */
+	int tmpl;          /* rows of the template being written: 1 = the step mode */
+	const char *(*addr)(struct CuCtx *c, IrId value);
+	/* byte offset of rope node nd's cos/sin table in ROPE: [n_ctx][n_rot/2] float pairs
+	 * (cos, sin) of the interpreter's angles */
+	uint64_t (*rope_table)(struct CuCtx *c, const IrNode *nd);
+	void *ud;
+} CuCtx;
+
+/* Adds a launch to L (at most max): its kernel name, block, grid x (y, z "1"), no shared
+ * memory, no arguments yet. NULL when L is full. */
+CuLaunch *cu_launch(CuLaunch *L, int *nl, int max, const char *kernel, unsigned block,
+		    const char *grid_x);
+/* Appends an argument: its type and C expression (printf-style). */
+void cu_arg(CuLaunch *l, SimtParam t, const char *fmt, ...) BN_PRINTF(3, 4);
+
+/* The op functions: 0 and launches appended to L (*nl of max), or an error naming the node
+ * (BN_EUNSUPPORTED for what the CUDA kernels do not cover). */
+typedef int (*CuOpFn)(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_embed(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_rmsnorm(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_quant_act(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_rmsnorm_quant(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_add_rmsnorm_quant(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_binary(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_glu(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_rope(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_ternary_matmul(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_matmul(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+int cu_op_attention(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+/* A check of value v ([row, T] f32) for NaN/inf: the first bad (check, row) goes into FLAG
+ * as atomicMin(check << 16 | row). */
+int cu_op_check(CuCtx *c, IrId v, int check, CuLaunch *L, int *nl, int max, BnErr *e);
 
 #endif

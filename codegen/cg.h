@@ -36,6 +36,8 @@ typedef struct {
 
 /* Appends printf-style text; on allocation failure sets b->oom and returns -1. */
 int cg_printf(CgBuf *b, const char *fmt, ...) BN_PRINTF(2, 3);
+/* Appends n bytes (binary artifacts); -1 and b->oom on allocation failure. */
+int cg_put(CgBuf *b, const void *data, size_t n);
 void cg_buf_free(CgBuf *b);
 
 /* ---- options and results of one build ---------------------------------- */
@@ -60,6 +62,10 @@ typedef struct {
 	uint64_t tok_bytes;
 	int chat_template;    /* RtChatTemplate to bake in; 0: none */
 	int verbose;
+	/* device backends: also compile the kernels for this host (model_host.o, run by the
+	 * tests' SIMT emulator), and embed SASS from ptxas when it is found (cubin) */
+	bool host_kernels;
+	bool cubin;
 } CgOpts;
 
 /* Where each constant of the graph lives in the weights payload: back to back, each at a

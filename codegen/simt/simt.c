@@ -656,7 +656,7 @@ int simt_emit_ptx(Simt *S, const char *sm, CgBuf *ptx, CgBuf *ll, BnErr *e)
 	return rc;
 }
 
-int simt_emit_host_object(Simt *S, const char *path, BnErr *e)
+int simt_emit_host_object(Simt *S, CgBuf *obj, BnErr *e)
 {
 	BN_ASSERT(S->flavor == SIMT_HOST);
 	if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter())
@@ -666,12 +666,16 @@ int simt_emit_host_object(Simt *S, const char *path, BnErr *e)
 	char *feat = LLVMGetHostCPUFeatures();
 	LLVMTargetMachineRef tm = machine(S, triple, cpu, feat, LLVMRelocPIC, e);
 	int rc = tm ? optimize(S, tm, e) : (e ? e->code : BN_EUNSUPPORTED);
+	LLVMMemoryBufferRef mb = NULL;
 	char *msg = NULL;
-	if (!rc && LLVMTargetMachineEmitToFile(tm, S->mod, path, LLVMObjectFile, &msg)) {
-		rc = bn_err(e, BN_EIO, "%s: LLVM could not write the host object: %.300s", path,
-			    msg ? msg : "?");
+	if (!rc && LLVMTargetMachineEmitToMemoryBuffer(tm, S->mod, LLVMObjectFile, &msg, &mb)) {
+		rc = bn_err(e, BN_EINVAL, "LLVM could not write the host object: %.300s", msg ? msg : "?");
 		LLVMDisposeMessage(msg);
 	}
+	if (!rc && cg_put(obj, LLVMGetBufferStart(mb), LLVMGetBufferSize(mb)))
+		rc = bn_err(e, BN_ENOMEM, "out of memory");
+	if (mb)
+		LLVMDisposeMemoryBuffer(mb);
 	if (tm)
 		LLVMDisposeTargetMachine(tm);
 	LLVMDisposeMessage(triple);

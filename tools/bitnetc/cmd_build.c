@@ -63,6 +63,9 @@ const char usage_build[] =
 	"                        record the winners in the tuning file, which later builds\n"
 	"                        read (passes lut_specialize, tune_kernels)\n"
 	"  --tune-file F         the tuning file (default ~/.cache/bitnetc/tune.tsv)\n"
+	"  --host-kernels        cuda targets: also compile the kernels for this host\n"
+	"                        (model_host.o in --emit-c DIR), which the tests run under a\n"
+	"                        SIMT emulator in place of a GPU\n"
 	"  -v, --verbose         per-pass detail, the full compiler command line\n";
 
 typedef struct {
@@ -77,6 +80,7 @@ typedef struct {
 	PassOpts pass_opts;     /* --pass-opt PASS.KEY=VALUE */
 	const char *dump_after; /* --dump-after PASS */
 	bool verify_each;       /* --verify-each */
+	bool host_kernels;      /* --host-kernels */
 	PassLuaOpts lua;        /* --lua-timeout, --lua-memory, --lua-unsafe */
 } BuildOpts;
 
@@ -222,7 +226,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		     .batch_sizes = bsz, .n_batch_sizes = n_bsz,
 		     .pipeline = o->pipeline ? o->pipeline : "default.lua", .bos = bos, .eos = eos, .tok_blob = tok.blob,
 		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
-		     .verbose = o->verbose};
+		     .verbose = o->verbose, .host_kernels = o->host_kernels};
 	if (be->emit(g, &co, &out, &e) != BN_OK) {
 		rc = fail_err(o->path, &e);
 		goto out;
@@ -398,6 +402,8 @@ int cmd_build(int argc, char **argv)
 			o.tokenizer_pre = v;
 		} else if (flag(&a, NULL, "--verify-each")) {
 			o.verify_each = true;
+		} else if (flag(&a, NULL, "--host-kernels")) {
+			o.host_kernels = true;
 		} else if (flag(&a, NULL, "--tune")) {
 			BnErr pe = {0};
 			if (pass_opts_parse(&o.pass_opts, "tune_kernels.tune=1", &pe) != BN_OK ||

@@ -243,7 +243,8 @@ static void put_head(CuEm *m, CgBuf *b)
 		     "#include <stdint.h>\n"
 		     "#include <stdlib.h>\n"
 		     "#include <string.h>\n\n"
-		     "#include \"model_ptx.h\"\n\n",
+		     "#include \"model_ptx.h\"\n"
+		     "#include \"model_cubin.h\" /* written by the build: SASS from ptxas, or none */\n\n",
 		  BITNETC_VERSION, g->name ? g->name : "?", g->arch ? g->arch : "?", m->o->target);
 	cg_printf(b, "#define MAX_BATCH %d\n"
 		     "#define N_VOCAB %" PRId64 "\n"
@@ -345,7 +346,7 @@ static void put_rest(CuEm *m, CgBuf *b, const int *bs, int n_bs, const CgOutput 
 		  "\t\tfree(in);\n"
 		  "\t\treturn rc == RT_CUDA_ENODEV ? RT_INIT_DEVICE : -1;\n"
 		  "\t}\n"
-		  "\tif (rt_cuda_module(in->cu, model_ptx, NULL, 0, 0, err, err_len))\n"
+		  "\tif (rt_cuda_module(in->cu, model_ptx, MODEL_CUBIN_N ? model_cubin : NULL, MODEL_CUBIN_N, MODEL_CUBIN_CC, err, err_len))\n"
 		  "\t\tgoto fail;\n"
 		  "\tfor (int i = 0; i < N_KERNELS; i++)\n"
 		  "\t\tif (rt_cuda_func(in->cu, kernel_names[i], &in->fn[i], err, err_len))\n"

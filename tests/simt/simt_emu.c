@@ -420,7 +420,7 @@ fail:
 
 static int emu_reserve_smem(EmuState *s, size_t n)
 {
-	n = n < 16 ? 16 : (n + 63) / 64 * 64;
+	n = n ? (n + 63) / 64 * 64 : 64;
 	if (n <= s->smem_cap)
 		return 0;
 	free(s->smem);

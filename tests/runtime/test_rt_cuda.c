@@ -1,8 +1,9 @@
 /* test_rt_cuda.c - the program's CUDA runtime (runtime/rt_cuda.c) without a GPU: the driver
  * library missing or not a driver, then (when the build has the fake driver of tests/simt,
  * BN_FAKE_CUDA_PATH) opening and describing the device, every reason for "no usable
- * device" through the fake's knobs, memory, copies with progress, streams, graphs and the
- * errors of each, and two RtCuda open at once. */
+ * device" through the fake's knobs, memory, copies with progress, streams, graphs, kernels
+ * (rt_cuda_kernels.c) launched directly and from a graph, a failing kernel's sticky error,
+ * and two RtCuda open at once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -317,9 +318,9 @@ static void test_graph(void **state)
 	}
 	rt_cuda_graph_free(c, exec);
 	rt_cuda_graph_free(c, NULL);
+	rt_cuda_free(c, p);
 	/* a capture left open is ended by close */
 	assert_int_equal(rt_cuda_capture_begin(c), 0);
-	rt_cuda_free(c, p);
 	rt_cuda_close(c);
 }
 
@@ -345,6 +346,78 @@ static void test_module_errors(void **state)
 			 RT_CUDA_ENODEV);
 	expect_has(err, "no PTX and its machine code is for sm_80, not this device's sm_90");
 	rt_cuda_close(c);
+}
+
+/* Kernels of rt_cuda_kernels.c launched directly and from a graph, then one that fails:
+ * the error is sticky until the context is let go. */
+static void test_launch(void **state)
+{
+	(void)state;
+	NEED_FAKE();
+#ifndef BN_RT_CUDA_KERNELS
+	skip_msg("skipped: no kernels library for the fake driver in this build");
+#else
+	setenv("BN_FAKE_CUDA_KERNELS", BN_RT_CUDA_KERNELS, 1);
+	RtCuda *c = open_fake(80, 0);
+	char err[512];
+	const char *ptx = "// the fake driver loads $BN_FAKE_CUDA_KERNELS instead\n";
+	assert_int_equal(rt_cuda_module(c, ptx, NULL, 0, 0, err, sizeof err), 0);
+	assert_int_equal(rt_cuda_module(c, ptx, NULL, 0, 0, err, sizeof err), RT_CUDA_EDRIVER);
+	expect_has(err, "a module is loaded already");
+	void *fill = NULL, *bad = NULL, *none = &err;
+	assert_int_equal(rt_cuda_func(c, "rt_cuda_test_fill", &fill, err, sizeof err), 0);
+	assert_int_equal(rt_cuda_func(c, "rt_cuda_test_bad", &bad, err, sizeof err), 0);
+	assert_int_equal(rt_cuda_func(c, "no_such_kernel", &none, err, sizeof err), RT_CUDA_EDRIVER);
+	assert_null(none);
+	expect_has(err, "cuModuleGetFunction no_such_kernel: CUDA_ERROR_NOT_FOUND");
+	assert_int_equal(rt_cuda_func_smem(c, fill, 64 << 10, err, sizeof err), 0);
+
+	enum { N = 1000 };
+	int32_t out[N];
+	RtDevPtr p;
+	assert_int_equal(rt_cuda_alloc(c, sizeof out, &p, err, sizeof err), 0);
+	uint64_t ptr = p;
+	int32_t base = 100, n = N;
+	void *params[] = {&ptr, &base, &n};
+	assert_int_equal(rt_cuda_launch(c, fill, 4, 1, 1, 256, 0, params), 0);
+	assert_int_equal(rt_cuda_sync(c, err, sizeof err), 0);
+	assert_int_equal(rt_cuda_download(c, out, p, sizeof out, err, sizeof err), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(out[i], 100 + i);
+	/* recorded: the parameters are those at the launch, not at the replay */
+	void *exec = NULL;
+	assert_int_equal(rt_cuda_capture_begin(c), 0);
+	base = 7;
+	assert_int_equal(rt_cuda_launch(c, fill, 4, 1, 1, 256, 32 << 10, params), 0);
+	base = 9999;
+	assert_int_equal(rt_cuda_capture_end(c, &exec), 0);
+	assert_int_equal(rt_cuda_memset_async(c, p, 0, sizeof out), 0);
+	assert_int_equal(rt_cuda_graph_launch(c, exec), 0);
+	assert_int_equal(rt_cuda_download(c, out, p, sizeof out, err, sizeof err), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(out[i], 7 + i);
+	rt_cuda_graph_free(c, exec);
+
+	/* a kernel that fails (the emulator's deadlock, a fault on a GPU): every later call
+	 * says so, nothing crashes */
+	assert_int_equal(rt_cuda_launch(c, bad, 1, 1, 1, 32, 0, NULL), RT_CUDA_EDRIVER);
+	expect_has(rt_cuda_error(c), "cuLaunchKernel (grid 1x1x1, block 32, 0 bytes shared): "
+				     "CUDA_ERROR_LAUNCH_FAILED");
+	assert_int_equal(rt_cuda_sync(c, err, sizeof err), RT_CUDA_EDRIVER);
+	expect_has(err, "cuStreamSynchronize: CUDA_ERROR_LAUNCH_FAILED");
+	assert_int_equal(rt_cuda_launch(c, fill, 4, 1, 1, 256, 0, params), RT_CUDA_EDRIVER);
+	RtDevPtr q = 1;
+	assert_int_equal(rt_cuda_alloc(c, 64, &q, err, sizeof err), RT_CUDA_EDRIVER);
+	assert_true(q == 0);
+	assert_int_equal(rt_cuda_download(c, out, p, sizeof out, err, sizeof err), RT_CUDA_EDRIVER);
+	rt_cuda_free(c, p);
+	rt_cuda_close(c);
+	/* once the context is let go, the device works again */
+	c = open_fake(80, 0);
+	assert_int_equal(rt_cuda_alloc(c, 64, &q, err, sizeof err), 0);
+	rt_cuda_free(c, q);
+	rt_cuda_close(c);
+#endif
 }
 
 /* Two RtCuda at once in one process: both hold the primary context, each its own stream
@@ -388,6 +461,7 @@ int main(void)
 		cmocka_unit_test_setup(test_async, setup),
 		cmocka_unit_test_setup(test_graph, setup),
 		cmocka_unit_test_setup(test_module_errors, setup),
+		cmocka_unit_test_setup(test_launch, setup),
 		cmocka_unit_test_setup(test_two_open, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "rt_cuda.h"
+#include "rt_model.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 
 _Static_assert(sizeof(size_t) == 8 && sizeof(void *) == 8, "CUDA programs are 64-bit");
+_Static_assert(RT_CUDA_ENODEV == RT_INIT_DEVICE, "a model's init returns rt_cuda_open's code");
 
 /* ---- the driver's types and constants (cuda.h's values) ---------------------- */
 

@@ -18,6 +18,12 @@ static char bare[1200];    /* the same program without a payload */
 static char wfile[1200];   /* the payload alone, as a --weights-file */
 static char faulty[1200];  /* fake_model.c with -DFAKE_FAULTS, payload appended */
 static char device[1200];  /* fake_model.c with -DFAKE_DEVICE and rt_cuda.c, payload appended */
+/* The fake driver of a sanitized build is sanitized, and a program that loads it must be too. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FAKE_DEVICE_SAN "-fsanitize=address,undefined -fno-omit-frame-pointer"
+#else
+#define FAKE_DEVICE_SAN ""
+#endif
 
 static uint8_t *fake_payload(void)
 {
@@ -105,7 +111,8 @@ static int build_fake(void **state)
 	snprintf(device, sizeof device, "%s", tu_tmp("fake_prog_device"));
 	uint8_t *pay = fake_payload();
 	char cuda[1200];
-	snprintf(cuda, sizeof cuda, "-DFAKE_DEVICE '%s/runtime/rt_cuda.c'", src_dir);
+	snprintf(cuda, sizeof cuda, "-DFAKE_DEVICE '%s/runtime/rt_cuda.c' %s", src_dir,
+		 FAKE_DEVICE_SAN);
 	if (compile_fake(bare, "", "", pay) || compile_fake(faulty, "-DFAKE_FAULTS", "", pay) ||
 	    append_payload(faulty, pay, WBYTES) || compile_fake(device, cuda, "-ldl", pay) ||
 	    append_payload(device, pay, WBYTES)) {

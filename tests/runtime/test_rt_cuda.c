@@ -3,7 +3,7 @@
  * BN_FAKE_CUDA_PATH) opening and describing the device, every reason for "no usable
  * device" through the fake's knobs, memory, copies with progress, streams, graphs, kernels
  * (rt_cuda_kernels.c) launched directly and from a graph, a failing kernel's sticky error,
- * and two RtCuda open at once. */
+ * and two RtCuda open at once, in one thread and in two. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +12,7 @@
 
 #include "rt_cuda.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -446,6 +447,58 @@ static void test_two_open(void **state)
 	rt_cuda_close(b);
 }
 
+/* One thread's work for test_two_threads: its own RtCuda, opened and closed again and
+ * again, with copies of its own bytes. NULL, or what went wrong. */
+static void *thread_job(void *arg)
+{
+	static char why[2][640];
+	int id = *(int *)arg;
+	enum { N = 1 << 16 };
+	unsigned char *x = malloc(N), *y = malloc(N);
+	const char *bad = x && y ? NULL : "out of memory";
+	for (int rep = 0; rep < 20 && !bad; rep++) {
+		RtCuda *c = NULL;
+		RtDevPtr p = 0;
+		char err[512] = "";
+		for (int i = 0; i < N; i++)
+			x[i] = (unsigned char)(i * (id + 3) + rep);
+		if (rt_cuda_open(80, 0, &c, err, sizeof err) || rt_cuda_alloc(c, N, &p, err, sizeof err) ||
+		    rt_cuda_upload(c, p, x, N, NULL, NULL, err, sizeof err) ||
+		    rt_cuda_memset_async(c, p, (unsigned char)id, 100) ||
+		    rt_cuda_download(c, y, p, N, err, sizeof err))
+			bad = err[0] ? err : rt_cuda_error(c);
+		memset(x, id, 100);
+		if (!bad && memcmp(x, y, N))
+			bad = "the bytes came back different";
+		if (bad) {
+			snprintf(why[id], sizeof why[id], "thread %d: %.600s", id, bad);
+			bad = why[id];
+		}
+		rt_cuda_free(c, p);
+		rt_cuda_close(c);
+	}
+	free(x);
+	free(y);
+	return (void *)bad;
+}
+
+/* Two threads, each with its RtCuda, at the same time. */
+static void test_two_threads(void **state)
+{
+	(void)state;
+	NEED_FAKE();
+	pthread_t t[2];
+	int ids[2] = {0, 1};
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, thread_job, &ids[i]), 0);
+	void *why[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(t[i], &why[i]), 0);
+	for (int i = 0; i < 2; i++)
+		if (why[i])
+			fail_msg("%s", (const char *)why[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -463,6 +516,7 @@ int main(void)
 		cmocka_unit_test_setup(test_module_errors, setup),
 		cmocka_unit_test_setup(test_launch, setup),
 		cmocka_unit_test_setup(test_two_open, setup),
+		cmocka_unit_test_setup(test_two_threads, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -116,6 +116,15 @@ typedef struct {
 	size_t size;
 } CgSource;
 
+/* The runtime sources every program compiles (runtime/ less rt_cuda.c and rt_cuda.h;
+ * cg_runtime_src.c, generated). */
+extern const CgSource cg_runtime_sources[];
+extern const int cg_n_runtime_sources;
+/* What a CUDA program compiles besides them: rt_cuda.c (the driver through dlopen; link
+ * with -ldl) and rt_cuda.h (cg_runtime_cuda_src.c, generated). */
+extern const CgSource cg_runtime_cuda_sources[];
+extern const int cg_n_runtime_cuda_sources;
+
 /* Creates dir/name (never through a symbolic link) holding data. Errors name the path. */
 int cg_write_file(const char *dir, const char *name, const void *data, size_t n, BnErr *e);
 
@@ -129,10 +138,6 @@ int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *
  * architecture of CPU target (cpu-generic: any). */
 int cg_check_output(const char *path, const char *shown, const char *cc, const char *target,
 		    bool object, BnErr *e);
-/* The runtime sources (runtime/, embedded at bitnetc's build) and how many. */
-extern const CgSource cg_runtime_sources[];
-extern const int cg_n_runtime_sources;
-
 /* ---- the plans every backend shares (cg_plan.c) ------------------------------- */
 
 enum { CG_PAYLOAD_ALIGN = 64 };

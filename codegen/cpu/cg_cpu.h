@@ -69,8 +69,6 @@ typedef struct {
  * (--cc, e.g. a cross compiler) decides what the program runs on. */
 const CgCpuTarget *cg_cpu_target(const char *name);
 
-/* The runtime sources: cg.h (cg_runtime_sources, embedded at bitnetc's build). */
-
 /* Compiles and links the sources in dir into out_path (absolute) with the target's flags,
  * running the compiler inside dir with relative source paths (reproducible). cmd gets the
  * command line. A missing compiler or a failed compile: an error with the first lines

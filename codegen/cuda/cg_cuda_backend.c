@@ -87,10 +87,20 @@ static void cuda_tools_info(char *buf, size_t n)
 		 ci.ptxas[0] ? ci.ptxas : "not found");
 }
 
+/* The runtime every program has, then rt_cuda.c and rt_cuda.h. */
 static const CgSource *cuda_runtime(int *n)
 {
-	*n = cg_n_runtime_sources;
-	return cg_runtime_sources;
+	static CgSource all[256];
+	static int n_all;
+	if (!n_all) {
+		BN_ASSERT(cg_n_runtime_sources + cg_n_runtime_cuda_sources <= 256);
+		for (int i = 0; i < cg_n_runtime_sources; i++)
+			all[n_all++] = cg_runtime_sources[i];
+		for (int i = 0; i < cg_n_runtime_cuda_sources; i++)
+			all[n_all++] = cg_runtime_cuda_sources[i];
+	}
+	*n = n_all;
+	return all;
 }
 
 static int cuda_emit_files(const char **names, int max)
@@ -100,8 +110,10 @@ static int cuda_emit_files(const char **names, int max)
 	int n = 0;
 	for (size_t i = 0; i < sizeof own / sizeof own[0] && n < max; i++)
 		names[n++] = own[i];
-	for (int i = 0; i < cg_n_runtime_sources && n < max; i++)
-		names[n++] = cg_runtime_sources[i].name;
+	int nr;
+	const CgSource *rt = cuda_runtime(&nr);
+	for (int i = 0; i < nr && n < max; i++)
+		names[n++] = rt[i].name;
 	return n;
 }
 
@@ -188,8 +200,10 @@ static int cuda_build(const CgOpts *o, const char *dir, const char *out_path, co
 	argv[n++] = "-o";
 	argv[n++] = out_path;
 	argv[n++] = "model.c";
-	for (int i = 0; i < cg_n_runtime_sources && n < MAX_ARGS - 4; i++) {
-		const char *s = cg_runtime_sources[i].name;
+	int nr;
+	const CgSource *rt = cuda_runtime(&nr);
+	for (int i = 0; i < nr && n < MAX_ARGS - 4; i++) {
+		const char *s = rt[i].name;
 		size_t l = strlen(s);
 		if (l > 2 && strcmp(s + l - 2, ".c") == 0)
 			argv[n++] = s;

@@ -13,6 +13,7 @@
 #define BITNETC_SIMT_H
 
 #include "../cg.h"
+#include "simt_abi.h" /* SIMT_SHFL_* */
 
 #include <llvm-c/Core.h>
 

@@ -213,6 +213,34 @@ static void test_ptxas_2b4t(void **state)
 	free(log);
 }
 
+/* Shapes the kernels do not cover are refused, naming the node. */
+static void test_unsupported(void **state)
+{
+	(void)state;
+	AGraph a;
+	ag_new(&a, 2, 2, 48, 4, false);
+	Simt *S = simt_new(SIMT_PTX, "attn");
+	assert_non_null(S);
+	CuLaunch L[MAX_L];
+	int nl = 0;
+	CuCtx c = {.S = S, .g = a.g, .cc = 80, .max_batch = 8, .tmpl = 1, .addr = addr_of, .ud = &a};
+	BnErr e = {0};
+	assert_int_equal(cu_op_attention(&c, &a.g->nodes[a.att], L, &nl, MAX_L, &e), BN_EUNSUPPORTED);
+	tu_expect_has(e.msg, "'attn'");
+	tu_expect_has(e.msg, "head_dim");
+	assert_int_equal(nl, 0);
+	/* no room for the launches */
+	ag_free(&a);
+	ag_new(&a, 2, 2, 64, 4, false);
+	c.g = a.g;
+	c.ud = &a;
+	e = (BnErr){0};
+	assert_int_equal(cu_op_attention(&c, &a.g->nodes[a.att], L, &nl, 3, &e), BN_EINVAL);
+	tu_expect_has(e.msg, "too many launches");
+	simt_free(S);
+	ag_free(&a);
+}
+
 /* ---- numerics under the emulator ---------------------------------------------------- */
 
 #ifdef BN_HAVE_SIMT_EMU
@@ -579,6 +607,22 @@ static void test_tiles(void **state)
 	ag_free(&a);
 }
 
+/* The 2B-4T shape (20 heads on 5 KV heads, head_dim 128) in a long context: the step's
+ * grids cover 4100 positions, of which the first few hold keys. */
+static void test_long_context_2b4t(void **state)
+{
+	(void)state;
+	AGraph a;
+	ag_new(&a, 20, 5, 128, 16, true);
+	Run r;
+	run_new(&r, &a, 4100, 1, "long");
+	run_span(&r, 0, 0, 11, 11);
+	run_span(&r, 0, 11, 14, 1);
+	print_message("2B-4T shape, n_ctx 4100: worst relative error %.3g\n", r.worst);
+	run_free(&r);
+	ag_free(&a);
+}
+
 #else
 
 static void test_emulator_absent(void **state)
@@ -595,12 +639,14 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_ptx, tu_teardown),
 		cmocka_unit_test_teardown(test_ptxas_2b4t, tu_teardown),
+		cmocka_unit_test_teardown(test_unsupported, tu_teardown),
 #ifdef BN_HAVE_SIMT_EMU
 		cmocka_unit_test_teardown(test_prompt_steps_hd64, tu_teardown),
 		cmocka_unit_test_teardown(test_grouped_hd128, tu_teardown),
 		cmocka_unit_test_teardown(test_two_sequences, tu_teardown),
 		cmocka_unit_test_teardown(test_context_end, tu_teardown),
 		cmocka_unit_test_teardown(test_tiles, tu_teardown),
+		cmocka_unit_test_teardown(test_long_context_2b4t, tu_teardown),
 #else
 		cmocka_unit_test(test_emulator_absent),
 #endif

@@ -408,6 +408,25 @@ static void run_launches(Kern *k, int t, const Env *env)
 	}
 }
 
+/* Buffers with a guard after their n bytes: kernels that write past them are caught. */
+enum { GUARD = 256 };
+
+static void *guarded(size_t n)
+{
+	size_t r = (n + 255) / 256 * 256;
+	uint8_t *p = tu_hold(aligned_alloc(256, r + GUARD));
+	memset(p + n, 0x5a, r + GUARD - n);
+	return p;
+}
+
+static void guard_check(const void *p, size_t n, const char *what)
+{
+	size_t r = (n + 255) / 256 * 256;
+	for (size_t i = n; i < r + GUARD; i++)
+		if (((const uint8_t *)p)[i] != 0x5a)
+			fail_msg("a kernel wrote %zu bytes past the %zu of %s", i - n + 1, n, what);
+}
+
 /* One model state on both sides: the interpreter, and the device buffers of the kernels. */
 typedef struct {
 	AGraph *a;
@@ -417,6 +436,7 @@ typedef struct {
 	int n_seq, next_row, tile;
 	uint16_t *kv;
 	void *scores;
+	size_t kv_n, scores_n; /* bytes */
 	double worst; /* the largest max|d| / max|ref| seen */
 } Run;
 
@@ -437,12 +457,13 @@ static void run_new(Run *r, AGraph *a, int64_t n_ctx, int n_seq, const char *tag
 		fail_msg("%s", e.msg);
 	size_t n = (size_t)(p.elems * n_ctx * n_seq);
 	ir_kv_plan_free(&p);
-	r->kv = tu_hold(aligned_alloc(256, (n * 2 + 255) / 256 * 256));
+	r->kv_n = n * 2;
+	r->kv = guarded(r->kv_n);
 	for (size_t i = 0; i < n; i++)
 		r->kv[i] = 0x7e00; /* NaN: a key or value read before it is stored poisons the row */
-	size_t sb = cu_attention_scores_bytes(a->g, n_ctx);
-	r->scores = tu_hold(aligned_alloc(256, (sb + 255) / 256 * 256));
-	memset(r->scores, 0xff, sb);
+	r->scores_n = cu_attention_scores_bytes(a->g, n_ctx);
+	r->scores = guarded(r->scores_n);
+	memset(r->scores, 0xff, r->scores_n);
 }
 
 static void run_free(Run *r)
@@ -462,7 +483,7 @@ static void run_call(Run *r, int n, const int32_t *pos, const int32_t *seq)
 	assert_true(r->next_row + n <= a->rows);
 	int32_t *tok = tu_hold(malloc((size_t)n * sizeof *tok));
 	float *ref = tu_hold(malloc((size_t)(n * qw) * sizeof *ref));
-	float *y = tu_hold(malloc((size_t)(n * qw) * sizeof *y));
+	float *y = guarded((size_t)(n * qw) * sizeof *y);
 	float *qkv[3];
 	for (int w = 0; w < 3; w++)
 		qkv[w] = tu_hold(malloc((size_t)(n * (w ? kw : qw)) * sizeof(float)));
@@ -482,6 +503,9 @@ static void run_call(Run *r, int n, const int32_t *pos, const int32_t *seq)
 	Env env = {.n = n, .n_ctx = r->n_ctx, .kvs = r->n_ctx * r->n_seq, .tile = r->tile,
 		   .ptr = {r->kv, pos, seq, r->scores, qkv[0], qkv[1], qkv[2], y}};
 	run_launches(&r->k, n == 1 ? 0 : 1, &env);
+	guard_check(y, (size_t)(n * qw) * sizeof *y, "the output");
+	guard_check(r->kv, r->kv_n, "the KV cache");
+	guard_check(r->scores, r->scores_n, "SCORES");
 	double mref = 0, md = 0;
 	for (int64_t i = 0; i < n * qw; i++) {
 		mref = fmax(mref, fabs(ref[i]));

@@ -1,12 +1,13 @@
 /* cg_cuda_k_attn.c - attention for the CUDA backend: the KV store (each row's k and v as f16
  * into the layer's cache at (SEQ[t], POS[t])) and the attention of every (row, q head) over
- * keys 0..POS[t] of the row's own sequence, with the interpreter's numerics (ir/ir_interp.c,
- * op_attention): q rounded to f16; q.K over f16 values summed in double (products of f16
- * values are exact in double, so only the order of the adds differs from the interpreter);
- * score (float)dot * scale; softmax with the row max subtracted, exp by simt_expf, the sum
- * in double, times (float)(1 / sum); the weights rounded to f16 before .V in the step
- * template only; .V summed in double, stored as float. Positions are read on the device, so
- * one launch serves every position (a captured graph replays it).
+ * keys 0..POS[t] of the row's own sequence SEQ[t] (the host always uploads both arrays: SEQ
+ * is never 0), with the interpreter's numerics (ir/ir_interp.c, op_attention): q rounded to
+ * f16; q.K over f16 values summed in double (products of f16 values are exact in double, so
+ * only the order of the adds differs from the interpreter); score (float)dot * scale;
+ * softmax with the row max subtracted, exp by simt_expf, the sum in double, times
+ * (float)(1 / sum); the weights rounded to f16 before .V in the step template only; .V
+ * summed in double, stored as float. Positions are read on the device, so one launch serves
+ * every position (a captured graph replays it).
  *
  * Step template (c->tmpl == 1, one row): split over the context (flash decoding), five
  * launches: store; scores (a block per (chunk of CH = head_dim keys, head): the scores into
@@ -16,7 +17,8 @@
  * The grids cover n_ctx; blocks past POS return at once, so the work follows POS.
  *
  * Batch templates (c->tmpl > 1): store; then one block per (row, head) that keeps a tile of
- * up to ATT_TILE scores in shared memory. Rows with more keys than a tile take three passes
+ * up to ATT_TILE scores in shared memory (17.7 KiB for head_dim <= 128: under the 48 KiB a
+ * launch gets without opting in). Rows with more keys than a tile take three passes
  * over K (max, sum, weights.V), recomputing the scores of each tile: bounded memory at any
  * context length, the same numbers either way.
  *

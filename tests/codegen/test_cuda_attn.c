@@ -44,9 +44,11 @@ static float frand(void)
 	return (float)(rng_state >> 8) / 16777216.0f * 2.0f - 1.0f;
 }
 
-/* layer 1 of a graph planned with kv_off when planned (layer 0 absent) */
-static void ag_new(AGraph *a, int64_t nh, int64_t nkv, int64_t hd, int64_t rows, bool planned)
+/* Layer 0 of an unplanned graph (kv_off < 0), or layer 1 planned at kv_off (layer 0
+ * absent: the kernels must honour the offset). */
+static void ag_new(AGraph *a, int64_t nh, int64_t nkv, int64_t hd, int64_t rows, int64_t kv_off)
 {
+	bool planned = kv_off >= 0;
 	memset(a, 0, sizeof *a);
 	a->nh = nh, a->nkv = nkv, a->hd = hd, a->rows = rows;
 	a->g = ir_graph_new("attn", "test");
@@ -74,8 +76,7 @@ static void ag_new(AGraph *a, int64_t nh, int64_t nkv, int64_t hd, int64_t rows,
 	ir_attr_set_int(a->g, a->att, "layer", planned ? 1 : 0);
 	ir_attr_set_float(a->g, a->att, "scale", 1.0 / sqrt((double)hd));
 	if (planned) {
-		/* room for another layer before it: the kernels must honour the offset */
-		ir_attr_set_int(a->g, a->att, "kv_off", 3 * nkv * hd);
+		ir_attr_set_int(a->g, a->att, "kv_off", kv_off);
 		ir_attr_set_int(a->g, a->att, "kv_width", nkv * hd);
 	}
 	BnErr e = {0};
@@ -164,10 +165,10 @@ static char *ptx_check(AGraph *a, const char *sm, bool verbose)
 	return out;
 }
 
-static void ptx_shape(int64_t nh, int64_t nkv, int64_t hd, bool planned)
+static void ptx_shape(int64_t nh, int64_t nkv, int64_t hd, int64_t kv_off)
 {
 	AGraph a;
-	ag_new(&a, nh, nkv, hd, 4, planned);
+	ag_new(&a, nh, nkv, hd, 4, kv_off);
 	free(ptx_check(&a, "sm_80", false));
 	free(ptx_check(&a, "sm_90", false));
 	ag_free(&a);
@@ -176,11 +177,11 @@ static void ptx_shape(int64_t nh, int64_t nkv, int64_t hd, bool planned)
 static void test_ptx(void **state)
 {
 	(void)state;
-	ptx_shape(4, 4, 64, false);
-	ptx_shape(20, 5, 128, true);
-	ptx_shape(8, 2, 32, false);
-	ptx_shape(2, 1, 256, true);
-	ptx_shape(2, 2, 8, false);
+	ptx_shape(4, 4, 64, -1);
+	ptx_shape(20, 5, 128, 3 * 640);
+	ptx_shape(8, 2, 32, -1);
+	ptx_shape(2, 1, 256, 3 * 256 + 4); /* keys only 2-aligned */
+	ptx_shape(2, 2, 8, -1);
 	if (!ptxas_path()[0])
 		skip_msg("ptxas not found ($CUDA_PATH/bin, /usr/local/cuda/bin, $PATH): the attention "
 			 "PTX was built and its entries checked, not assembled");
@@ -196,7 +197,7 @@ static void test_ptxas_2b4t(void **state)
 		return;
 	}
 	AGraph a;
-	ag_new(&a, 20, 5, 128, 4, true);
+	ag_new(&a, 20, 5, 128, 4, 3 * 640);
 	char *log = ptx_check(&a, "sm_90", true);
 	ag_free(&a);
 	assert_non_null(log);
@@ -218,7 +219,7 @@ static void test_unsupported(void **state)
 {
 	(void)state;
 	AGraph a;
-	ag_new(&a, 2, 2, 48, 4, false);
+	ag_new(&a, 2, 2, 48, 4, -1);
 	Simt *S = simt_new(SIMT_PTX, "attn");
 	assert_non_null(S);
 	CuLaunch L[MAX_L];
@@ -231,7 +232,7 @@ static void test_unsupported(void **state)
 	assert_int_equal(nl, 0);
 	/* no room for the launches */
 	ag_free(&a);
-	ag_new(&a, 2, 2, 64, 4, false);
+	ag_new(&a, 2, 2, 64, 4, -1);
 	c.g = a.g;
 	c.ud = &a;
 	e = (BnErr){0};
@@ -544,7 +545,7 @@ static void test_prompt_steps_hd64(void **state)
 {
 	(void)state;
 	AGraph a;
-	ag_new(&a, 4, 4, 64, 40, false);
+	ag_new(&a, 4, 4, 64, 40, -1);
 	Run r;
 	run_new(&r, &a, 32, 1, "hd64");
 	run_span(&r, 0, 0, 9, 9);
@@ -561,7 +562,7 @@ static void test_grouped_hd128(void **state)
 {
 	(void)state;
 	AGraph a;
-	ag_new(&a, 4, 2, 128, 40, true);
+	ag_new(&a, 4, 2, 128, 40, 3 * 256);
 	Run r;
 	run_new(&r, &a, 48, 1, "gqa128");
 	run_span(&r, 0, 0, 17, 17);
@@ -578,7 +579,7 @@ static void test_two_sequences(void **state)
 {
 	(void)state;
 	AGraph a;
-	ag_new(&a, 4, 2, 64, 60, false);
+	ag_new(&a, 4, 2, 64, 60, -1);
 	Run r;
 	run_new(&r, &a, 24, 2, "seq2");
 	int32_t pos[12], seq[12];
@@ -603,7 +604,7 @@ static void test_context_end(void **state)
 {
 	(void)state;
 	AGraph a;
-	ag_new(&a, 4, 1, 32, 160, false);
+	ag_new(&a, 4, 1, 32, 160, -1);
 	Run r;
 	run_new(&r, &a, 150, 1, "end");
 	run_span(&r, 0, 0, 146, 73);
@@ -614,12 +615,12 @@ static void test_context_end(void **state)
 }
 
 /* Rows with more keys than a tile of scores: the batch kernel's three passes over K
- * (the tile shrunk to 6 scores), then steps. */
+ * (the tile shrunk to 6 scores), then steps; a layer offset that leaves the keys 2-aligned. */
 static void test_tiles(void **state)
 {
 	(void)state;
 	AGraph a;
-	ag_new(&a, 2, 1, 64, 40, true);
+	ag_new(&a, 2, 1, 64, 40, 2 * 64 + 4);
 	Run r;
 	run_new(&r, &a, 40, 1, "tiles");
 	r.tile = 6;
@@ -637,7 +638,7 @@ static void test_long_context_2b4t(void **state)
 {
 	(void)state;
 	AGraph a;
-	ag_new(&a, 20, 5, 128, 16, true);
+	ag_new(&a, 20, 5, 128, 16, 2 * 640);
 	Run r;
 	run_new(&r, &a, 4100, 1, "long");
 	run_span(&r, 0, 0, 11, 11);

@@ -557,18 +557,19 @@ static void test_prompt_steps_hd64(void **state)
 	ag_free(&a);
 }
 
-/* Grouped heads (4 q heads on 2 KV heads), head_dim 128, a planned layer offset. */
+/* Grouped heads (4 q heads on 2 KV heads), head_dim 128, a planned layer offset; steps
+ * across the first chunk boundary of the step's split (128 keys). */
 static void test_grouped_hd128(void **state)
 {
 	(void)state;
 	AGraph a;
-	ag_new(&a, 4, 2, 128, 40, 3 * 256);
+	ag_new(&a, 4, 2, 128, 140, 3 * 256);
 	Run r;
-	run_new(&r, &a, 48, 1, "gqa128");
+	run_new(&r, &a, 160, 1, "gqa128");
 	run_span(&r, 0, 0, 17, 17);
 	run_span(&r, 0, 17, 21, 1);
-	run_span(&r, 0, 21, 30, 5);
-	run_span(&r, 0, 30, 33, 1);
+	run_span(&r, 0, 21, 126, 35);
+	run_span(&r, 0, 126, 131, 1);
 	print_message("gqa hd128: worst relative error %.3g\n", r.worst);
 	run_free(&r);
 	ag_free(&a);

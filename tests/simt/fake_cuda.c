@@ -546,7 +546,7 @@ CUresult cuMemGetInfo_v2(size_t *free_, size_t *total)
 	if (!free_ || !total)
 		return fc_leave(CUDA_ERROR_INVALID_VALUE);
 	*total = (size_t)fc.mem;
-	*free_ = (size_t)(fc.mem - c->used);
+	*free_ = c->used < fc.mem ? (size_t)(fc.mem - c->used) : 0; /* the knob may have shrunk */
 	return fc_leave(CUDA_SUCCESS);
 }
 
@@ -563,7 +563,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 		return fc_leave(r);
 	if (!dptr || bytesize == 0)
 		return fc_leave(CUDA_ERROR_INVALID_VALUE);
-	if (bytesize > fc.mem - c->used)
+	if (c->used >= fc.mem || bytesize > fc.mem - c->used)
 		return fc_leave(CUDA_ERROR_OUT_OF_MEMORY);
 	size_t n = (bytesize + FC_ALIGN - 1) / FC_ALIGN * FC_ALIGN;
 	FcAlloc *a = calloc(1, sizeof *a);

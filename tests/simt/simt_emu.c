@@ -23,6 +23,9 @@
 #else
 #define EMU_SWITCH_UC 1
 #include <ucontext.h>
+#if defined(__APPLE__)
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* macOS keeps them, deprecated */
+#endif
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -1,7 +1,7 @@
 /* test_simt_emu.c - the SIMT emulator on hand-written kernels that follow simt_abi.h:
  * barrier ordering through shared memory, every shuffle mode and its edges, a block
  * reduction, grid indices, many blocks, threads that return early, deadlocks and bad
- * launches reported as errors. */
+ * launches reported as errors; and the aarch64 switch under qemu-user. */
 #include "testutil.h"
 #include "simt_emu.h"
 
@@ -499,6 +499,33 @@ static void test_sizes_and_stats(void **state)
 	check_still_works();
 }
 
+/* The hand-written aarch64 switch: simt_emu_check.c cross-compiled and run under qemu-user. */
+static void test_aarch64_switch_qemu(void **state)
+{
+	(void)state;
+	static const char sysroot[] = "/usr/aarch64-linux-gnu"; /* Debian's cross libc */
+	char *log = NULL;
+	if (tu_run(&log, "command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64 && "
+			 "test -e %s/lib/ld-linux-aarch64.so.1", sysroot) != 0) {
+		free(log);
+		print_message("skipped: the aarch64 switch under qemu: needs aarch64-linux-gnu-gcc, "
+			      "qemu-aarch64 and %s (apt-get install gcc-aarch64-linux-gnu "
+			      "libc6-dev-arm64-cross qemu-user)\n", sysroot);
+		skip();
+	}
+	free(log);
+#ifdef SIMT_EMU_UCONTEXT
+	const char *prog = tu_tmp("simt_emu_check_aarch64_uc"); /* test_simt_emu_ucontext's own */
+#else
+	const char *prog = tu_tmp("simt_emu_check_aarch64");
+#endif
+	log = tu_run_ok(0, "aarch64-linux-gnu-gcc -std=c11 -O2 -D_GNU_SOURCE -I'%s' -I'%s' "
+			   "'%s/simt_emu_check.c' '%s/simt_emu.c' -o '%s' && qemu-aarch64 -L %s '%s'",
+			BN_SIMT_DIR, BN_SIMT_ABI_DIR, BN_SIMT_DIR, BN_SIMT_DIR, prog, sysroot, prog);
+	tu_expect_has(log, "simt_emu_check: ok (aarch64 asm)");
+	free(log);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -515,6 +542,7 @@ int main(void)
 		cmocka_unit_test(test_bad_launches),
 		cmocka_unit_test(test_nested_launch_refused),
 		cmocka_unit_test(test_sizes_and_stats),
+		cmocka_unit_test(test_aarch64_switch_qemu),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	simt_emu_release();

@@ -35,8 +35,9 @@ extern const CgBackend cg_backend_cuda;
 /* Initializes LLVM's NVPTX target, looks it up by triple and searches for ptxas
  * ($CUDA_PATH/bin, /usr/local/cuda/bin, then $PATH). Cannot fail: absence is reported. */
 void cg_cuda_probe(CgCudaInfo *ci);
-/* The CUDA targets and whether this host can emit them (usable and buildable: LLVM has
- * NVPTX). Returns how many were written. */
+/* The CUDA targets: cuda-sm80, -sm86, -sm89, -sm90 and cuda; buildable when LLVM has
+ * NVPTX, usable when this host also has a GPU that runs them. Returns how many were
+ * written (at most max). */
 int cg_cuda_targets(const CgCudaInfo *ci, CgTargetInfo *out, int max);
 /* The compute capability of this host's first GPU (e.g. 90), 0 when there is none. */
 int cg_cuda_host_cc(void);

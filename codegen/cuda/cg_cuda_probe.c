@@ -95,27 +95,38 @@ int cg_cuda_host_cc(void)
 
 int cg_cuda_targets(const CgCudaInfo *ci, CgTargetInfo *out, int max)
 {
-	int n = 0;
-	for (int k = 0; k < 2 && n < max; k++) {
+	static const struct {
+		const char *name, *desc;
+		int cc;
+	} tab[] = {
+		{"cuda-sm80", "NVIDIA compute capability 8.0+ (A100; runs on every later GPU)", 80},
+		{"cuda-sm86", "NVIDIA compute capability 8.6+ (RTX 30, A10, A40)", 86},
+		{"cuda-sm89", "NVIDIA compute capability 8.9 (RTX 40, L4, L40)", 89},
+		{"cuda-sm90", "NVIDIA compute capability 9.0 (H100, H200)", 90},
+		{"cuda", "the GPU found at build time, else sm80", 0},
+	};
+	int host = cg_cuda_host_cc(), n = 0;
+	for (size_t i = 0; i < sizeof tab / sizeof tab[0] && n < max; i++) {
 		CgTargetInfo *t = &out[n++];
 		memset(t, 0, sizeof *t);
+		t->name = tab[i].name;
 		t->backend = "cuda";
-		t->usable = ci->nvptx;
+		t->desc = tab[i].desc;
+		int cc = tab[i].cc ? tab[i].cc : host >= 90 ? 90 : host >= 80 ? host : 80;
+		/* sm_90 PTX runs on sm_90 only; the others on their capability and later */
+		bool runs = host && (cc == 90 ? host == 90 : host >= cc);
 		t->buildable = ci->nvptx;
-		if (k == 0) {
-			t->name = "cuda-sm<NN>";
-			t->desc = "NVIDIA GPUs of compute capability NN (cuda-sm80, -sm86, -sm89, "
-				  "-sm90): PTX from LLVM NVPTX";
-		} else {
-			t->name = "cuda";
-			t->desc = "the GPU found at build time (else sm80)";
-		}
-		if (ci->nvptx)
-			snprintf(t->note, sizeof t->note, "LLVM %u.%u.%u NVPTX; ptxas %s; runs "
-				 "where libcuda.so.1 and a GPU are", ci->llvm_major, ci->llvm_minor,
-				 ci->llvm_patch, ci->ptxas[0] ? "found" : "not found");
-		else
+		t->usable = ci->nvptx && runs;
+		if (!ci->nvptx)
 			snprintf(t->note, sizeof t->note, "%.150s", ci->nvptx_note);
+		else if (host)
+			snprintf(t->note, sizeof t->note, "GPU of compute capability %d.%d here; "
+				 "LLVM %u.%u NVPTX, ptxas %s", host / 10, host % 10, ci->llvm_major,
+				 ci->llvm_minor, ci->ptxas[0] ? "found" : "not found");
+		else
+			snprintf(t->note, sizeof t->note, "builds here (LLVM %u.%u NVPTX, ptxas %s); "
+				 "runs where libcuda.so.1 and such a GPU are (none here)",
+				 ci->llvm_major, ci->llvm_minor, ci->ptxas[0] ? "found" : "not found");
 	}
 	return n;
 }

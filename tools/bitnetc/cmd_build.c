@@ -468,9 +468,14 @@ int cmd_build(int argc, char **argv)
 	}
 	if (!t.buildable) {
 		pass_opts_free(&o.pass_opts);
-		return usage_err(a.cmd, "--target %s: the %s backend cannot build programs yet "
-					"(not yet buildable; buildable: %s; see 'bitnetc targets')",
-				 o.target, t.backend->name, cg_target_names());
+		return usage_err(a.cmd, "--target %s: the %s backend cannot build programs for it "
+					"yet%s (not yet buildable; buildable: %s; see 'bitnetc targets')",
+				 o.target, t.backend->name,
+				 strcmp(t.backend->name, "cuda") == 0
+					 ? ": LLVM 19's PTX goes up to sm_90, and cuda-sm80's runs on "
+					   "every later GPU"
+					 : "",
+				 cg_target_names());
 	}
 	if ((o.cubin || o.host_kernels) && strcmp(t.backend->name, "cuda") != 0) {
 		pass_opts_free(&o.pass_opts);

@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include "rt.h"
+#include "cuda/cg_cuda.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -235,8 +236,58 @@ static void test_no_gpu(void **state)
 	free(out);
 }
 
+/* On a machine with a GPU and its driver (ctest -L gpu): the golden models built for it
+ * (--target cuda: its own compute capability) on the real driver, against the interpreter
+ * in multi-token calls and in steps (the CUDA graph replay). */
+static void test_real_gpu(void **state)
+{
+	(void)state;
+	int cc = cg_cuda_host_cc();
+	if (!cc) {
+		printf("skipped: no GPU here (libcuda.so.1 with a device): the real-GPU run needs one\n");
+		skip();
+		return;
+	}
+	static const char *const goldens[] = {"tiny-b158-i2_s", "tinyold-bitnet-i2_s",
+					      "tiny-b158-tq2_0", "tiny-b158-tq1_0"};
+	for (size_t mi = 0; mi < sizeof goldens / sizeof goldens[0]; mi++) {
+		char rel[256], gguf[4096], prog[4096], name[128];
+		snprintf(rel, sizeof rel, "golden/models/%s.gguf", goldens[mi]);
+		snprintf(gguf, sizeof gguf, "%s", tu_data(rel));
+		snprintf(name, sizeof name, "gpu-%s", goldens[mi]);
+		snprintf(prog, sizeof prog, "%s", tu_tmp(name));
+		char *log = NULL;
+		if (tu_run(&log, "'%s' build '%s' --target cuda -o '%s'", tu_bitnetc(), gguf, prog))
+			tu_fail_log(log, "cuda build of %s failed", gguf);
+		free(log);
+		TuModel m;
+		tu_model_open(&m, gguf);
+		static const int32_t prompt[] = {496, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114};
+		int rows;
+		float *got = run_prog("", prog, prompt, 13, 16, &rows, NULL);
+		assert_int_equal(rows, 29 * m.nv);
+		static const TuCalls calls = {4, {1, 8, 32, 128}}; /* passes/default.lua */
+		double d = tu_vs_interp(&m, got, 29, prompt, 13, &calls);
+		tu_free(got);
+		got = run_prog("", prog, prompt, 13, 4, &rows, "-ub 1");
+		double d1 = tu_vs_interp(&m, got, 17, prompt, 13, &(TuCalls){1, {1}});
+		tu_free(got);
+		printf("cuda (GPU, sm_%d) %-20s vs interpreter: batch %.2g, step %.2g relative\n", cc,
+		       goldens[mi], d, d1);
+		tu_model_close(&m);
+	}
+}
+
 int main(void)
 {
+	/* BN_GPU_ONLY=1 (ctest -L gpu): the real-GPU test alone */
+	const char *only = getenv("BN_GPU_ONLY");
+	if (only && *only == '1') {
+		const struct CMUnitTest gpu[] = {
+			cmocka_unit_test_teardown(test_real_gpu, tu_teardown),
+		};
+		return cmocka_run_group_tests(gpu, NULL, NULL);
+	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_ptxas, tu_teardown),
 		cmocka_unit_test_teardown(test_no_gpu, tu_teardown),

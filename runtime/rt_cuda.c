@@ -491,6 +491,9 @@ int rt_cuda_func(RtCuda *c, const char *name, void **fn, char *err, size_t n)
 	*fn = NULL;
 	if (!c->mod)
 		return rt_cu_say(c, err, n, RT_CUDA_EDRIVER, "rt_cuda_func %s: no module loaded", name);
+	int rc = rt_cu_bind(c, err, n);
+	if (rc)
+		return rc;
 	CUfunction f = NULL;
 	CUresult r = c->api.cuModuleGetFunction(&f, c->mod, name);
 	if (r != CUDA_SUCCESS) {

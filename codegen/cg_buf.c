@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cg_printf(CgBuf *b, const char *fmt, ...)
 {
@@ -43,4 +44,26 @@ void cg_buf_free(CgBuf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 	b->oom = false;
+}
+
+int cg_put(CgBuf *b, const void *data, size_t n)
+{
+	if (b->oom)
+		return -1;
+	if (b->cap - b->len <= n) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap - b->len <= n)
+			cap *= 2;
+		char *p = realloc(b->data, cap);
+		if (!p) {
+			b->oom = true;
+			return -1;
+		}
+		b->data = p;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, n);
+	b->len += n;
+	b->data[b->len] = 0;
+	return 0;
 }

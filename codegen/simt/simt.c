@@ -94,6 +94,17 @@ void simt_begin(Simt *S, const char *name, const SimtParam *p, int n)
 		}
 		S->th = NULL;
 	} else {
+		/* NAME__psize: each parameter's bytes, then 0 (simt_abi.h), for a driver that
+		 * keeps a launch's parameters (graph capture) */
+		LLVMValueRef sz[SIMT_MAX_PARAMS + 1];
+		for (int i = 0; i < n; i++)
+			sz[i] = LLVMConstInt(S->t_i8, p[i] == SIMT_P_PTR || p[i] == SIMT_P_I64 ? 8 : 4, 0);
+		sz[n] = LLVMConstInt(S->t_i8, 0, 0);
+		char gname[300];
+		snprintf(gname, sizeof gname, "%s%s", name, SIMT_PSIZE_SUFFIX);
+		LLVMValueRef g = LLVMAddGlobal(S->mod, LLVMArrayType2(S->t_i8, (uint64_t)n + 1), gname);
+		LLVMSetInitializer(g, LLVMConstArray2(S->t_i8, sz, (uint64_t)n + 1));
+		LLVMSetGlobalConstant(g, 1);
 		S->th = LLVMGetParam(S->fn, 0);
 		LLVMValueRef pp = LLVMGetParam(S->fn, 1);
 		for (int i = 0; i < n; i++) {
@@ -656,7 +667,7 @@ int simt_emit_ptx(Simt *S, const char *sm, CgBuf *ptx, CgBuf *ll, BnErr *e)
 	return rc;
 }
 
-int simt_emit_host_object(Simt *S, const char *path, BnErr *e)
+int simt_emit_host_object(Simt *S, CgBuf *obj, BnErr *e)
 {
 	BN_ASSERT(S->flavor == SIMT_HOST);
 	if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter())
@@ -666,12 +677,16 @@ int simt_emit_host_object(Simt *S, const char *path, BnErr *e)
 	char *feat = LLVMGetHostCPUFeatures();
 	LLVMTargetMachineRef tm = machine(S, triple, cpu, feat, LLVMRelocPIC, e);
 	int rc = tm ? optimize(S, tm, e) : (e ? e->code : BN_EUNSUPPORTED);
+	LLVMMemoryBufferRef mb = NULL;
 	char *msg = NULL;
-	if (!rc && LLVMTargetMachineEmitToFile(tm, S->mod, path, LLVMObjectFile, &msg)) {
-		rc = bn_err(e, BN_EIO, "%s: LLVM could not write the host object: %.300s", path,
-			    msg ? msg : "?");
+	if (!rc && LLVMTargetMachineEmitToMemoryBuffer(tm, S->mod, LLVMObjectFile, &msg, &mb)) {
+		rc = bn_err(e, BN_EINVAL, "LLVM could not write the host object: %.300s", msg ? msg : "?");
 		LLVMDisposeMessage(msg);
 	}
+	if (!rc && cg_put(obj, LLVMGetBufferStart(mb), LLVMGetBufferSize(mb)))
+		rc = bn_err(e, BN_ENOMEM, "out of memory");
+	if (mb)
+		LLVMDisposeMemoryBuffer(mb);
 	if (tm)
 		LLVMDisposeTargetMachine(tm);
 	LLVMDisposeMessage(triple);

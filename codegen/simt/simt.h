@@ -13,6 +13,7 @@
 #define BITNETC_SIMT_H
 
 #include "../cg.h"
+#include "simt_abi.h"
 
 #include <llvm-c/Core.h>
 
@@ -140,9 +141,9 @@ LLVMValueRef simt_round_f16(Simt *S, LLVMValueRef f);
 /* Verifies and optimizes the module (O3), then writes the PTX for sm ("sm_80") into ptx and
  * the optimized IR into ll (may be NULL). SIMT_PTX modules only. */
 int simt_emit_ptx(Simt *S, const char *sm, CgBuf *ptx, CgBuf *ll, BnErr *e);
-/* Verifies, optimizes and writes a position-independent object file for this host (a test
- * links it into a shared object for the emulator). SIMT_HOST modules only. */
-int simt_emit_host_object(Simt *S, const char *path, BnErr *e);
+/* Verifies, optimizes and appends a position-independent object file for this host to obj
+ * (a test links it into a shared object for the emulator). SIMT_HOST modules only. */
+int simt_emit_host_object(Simt *S, CgBuf *obj, BnErr *e);
 /* The PTX ISA version a compute capability gets ("+ptx70" for sm_80/86, "+ptx78" for
  * sm_89/90): the oldest that has it, for the widest range of drivers. */
 const char *simt_ptx_features(int cc);

@@ -398,9 +398,12 @@ static void host_kernel(const Case *c, int tmpl, HostKernel *hk, CuLaunch *l)
 	snprintf(obj + strlen(obj), 64, "_%d_%d.o", (int)getpid(), seq);
 	snprintf(hk->path, sizeof hk->path, "%.*s.so", (int)strlen(obj) - 2, obj);
 	seq++;
-	if (simt_emit_host_object(S, obj, &e))
+	CgBuf ob = {0};
+	if (simt_emit_host_object(S, &ob, &e))
 		fail_msg("%s", e.msg);
 	simt_free(S);
+	assert_int_equal(tu_write_file(obj, ob.data, ob.len), 0);
+	cg_buf_free(&ob);
 	char *log = NULL;
 	if (tu_run(&log, "%s -shared -o '%s' '%s'", BN_CC, hk->path, obj) != 0)
 		tu_fail_log(log, "linking %s failed", obj);

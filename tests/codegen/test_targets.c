@@ -279,12 +279,21 @@ static void test_cuda_probe(void **state)
 	cg_cuda_probe(&again);
 	assert_int_equal(again.nvptx, ci.nvptx);
 
-	CgTargetInfo t[2];
-	assert_int_equal(cg_cuda_targets(&ci, t, 2), 1);
-	assert_string_equal(t[0].backend, "cuda");
-	assert_true(t[0].usable);     /* this host's LLVM emits PTX... */
-	assert_false(t[0].buildable); /* ...but no program is built from it yet */
-	assert_non_null(strstr(t[0].note, "NVPTX"));
+	CgTargetInfo t[8];
+	assert_int_equal(cg_cuda_targets(&ci, t, 8), 5);
+	static const char *const names[] = {"cuda-sm80", "cuda-sm86", "cuda-sm89", "cuda-sm90", "cuda"};
+	bool gpu = cg_cuda_host_cc() > 0;
+	for (int i = 0; i < 5; i++) {
+		assert_string_equal(t[i].name, names[i]);
+		assert_string_equal(t[i].backend, "cuda");
+		assert_true(t[i].buildable); /* this host's LLVM emits PTX */
+		assert_non_null(strstr(t[i].note, "NVPTX"));
+		if (!gpu) /* usable: only where the GPU is */
+			assert_false(t[i].usable);
+	}
+	if (!gpu)
+		print_message("no GPU here: every cuda target builds, none is usable\n");
+	assert_int_equal(cg_cuda_targets(&ci, t, 2), 2); /* honours max */
 	assert_int_equal(cg_cuda_targets(&ci, t, 0), 0);
 }
 

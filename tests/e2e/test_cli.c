@@ -210,8 +210,8 @@ static void test_info_commands(void **state)
 	EXPECT(0, FRAGS("bitnetc 0.1.0"), "--version");
 	EXPECT(0, FRAGS("cpu-generic", "cpu-avx2", "cpu-avx512", "native", "cuda-sm", "metal",
 	       "needs macOS"), "targets");
-	/* the GPU targets are listed, but as not usable: nothing builds them yet */
-	EXPECT(0, FRAGS("cuda-sm<NN>  no ", "not yet buildable; LLVM", "metal        no ",
+	/* the CUDA targets build here (usable only where their GPU is); Metal does not build yet */
+	EXPECT(0, FRAGS("cuda-sm80 ", "cuda-sm90 ", "cuda ", "NVPTX", "metal        no ",
 	       "not yet buildable; not available"), "targets");
 	EXPECT(0, FRAGS("usage: bitnetc COMMAND", "inspect", "mkmodel"), "help");
 	EXPECT(0, FRAGS("usage: bitnetc COMMAND"), "--help");
@@ -261,10 +261,13 @@ static void test_usage_errors(void **state)
 	 * that say which, before any work */
 	const char *prog = tu_tmp("cli-gpu-prog");
 	unlink(prog);
-	EXPECT(1, FRAGS("build: --target cuda-sm80: the cuda backend cannot build programs yet",
-	       "not yet buildable", "buildable: cpu-generic,"),
-	       "build '%s' -o '%s' --target cuda-sm80", m, prog);
-	EXPECT(1, FRAGS("--target metal: the metal backend", "not yet buildable"),
+	EXPECT(1, FRAGS("build: --target cuda-sm100: the cuda backend cannot build programs for it yet",
+	       "not yet buildable", "buildable: cpu-generic,", "cuda-sm90"),
+	       "build '%s' -o '%s' --target cuda-sm100", m, prog);
+	EXPECT(1, FRAGS("--cubin: only for cuda targets"), "build '%s' -o '%s' --cubin", m, prog);
+	EXPECT(1, FRAGS("--host-kernels: only for cuda targets"),
+	       "build '%s' -o '%s' --target cpu-generic --host-kernels", m, prog);
+	EXPECT(1, FRAGS("--target metal: the metal backend cannot build programs for it yet", "not yet buildable"),
 	       "build '%s' -o '%s' --target metal", m, prog);
 	EXPECT(1, FRAGS("--target: unknown target 'cuda-smx'", "see 'bitnetc targets'"),
 	       "build '%s' -o '%s' --target cuda-smx", m, prog);

@@ -85,7 +85,8 @@ int cmd_targets(int argc, char **argv)
 	if (!rt_cpu_mask(&mask, why, sizeof why) && mask)
 		printf("host features masked by %s=%s\n", RT_CPU_MASK_ENV, mask);
 	printf("%-12s %-6s %s\n", "target", "usable", "description / on this host");
-	/* a target bitnetc cannot build yet is not usable, whatever this host has */
+	/* a target bitnetc cannot build yet is not usable, whatever this host has; a GPU
+	 * target is usable where its GPU is */
 	for (int i = 0; i < n; i++)
 		printf("%-12s %-6s %s\n%-19s %s%s\n", t[i].name,
 		       t[i].usable && t[i].buildable ? "yes" : "no", t[i].desc, "",

@@ -2,7 +2,10 @@
  * as GGUF stores them (a dp4a GEMV for the step template, a tiled dp4a GEMM for batches), with
  * TQ1_0 / TQ2_0 weights (the reference's float order, one warp per output), and the float head
  * matmul with F16, BF16 or F32 weights (a GEMV and a tiled GEMM, f32 accumulation).
- * Numerics: ir/ir_interp.c (dot_i2s, dot_tq, head_prepare) and FORMATS.md sections 5-6. */
+ * Numerics: ir/ir_interp.c (dot_i2s, dot_tq, head_prepare) and FORMATS.md sections 5-6.
+ * The I2_S and head kernels load 16 bytes at a time: their weights, codes and x must start at
+ * 16-byte aligned device addresses (the scratch arena's are; so must the weights' offsets).
+ * The grids' n is at least 1: a call has rows. */
 #include "cg_cuda.h"
 #include "../simt/simt_abi.h"
 

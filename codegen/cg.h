@@ -116,9 +116,28 @@ typedef struct {
 	size_t size;
 } CgSource;
 
+/* The runtime sources every program compiles (runtime/ less rt_cuda.c and rt_cuda.h;
+ * cg_runtime_src.c, generated). */
+extern const CgSource cg_runtime_sources[];
+extern const int cg_n_runtime_sources;
+/* What a CUDA program compiles besides them: rt_cuda.c (the driver through dlopen; link
+ * with -ldl) and rt_cuda.h (cg_runtime_cuda_src.c, generated). */
+extern const CgSource cg_runtime_cuda_sources[];
+extern const int cg_n_runtime_cuda_sources;
+
 /* Creates dir/name (never through a symbolic link) holding data. Errors name the path. */
 int cg_write_file(const char *dir, const char *name, const void *data, size_t n, BnErr *e);
 
+/* ---- the C compiler, for every backend whose program has C in it (codegen/cpu/) ---- */
+
+/* Runs the compiler command argv (argv[0] the compiler) inside dir without a shell; a
+ * failure is an error with the first lines of its output. */
+int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e);
+/* Checks what the compiler cc wrote to path (named shown in messages): present,
+ * non-empty, an object file (object) or an executable, ELF or Mach-O, for the
+ * architecture of CPU target (cpu-generic: any). */
+int cg_check_output(const char *path, const char *shown, const char *cc, const char *target,
+		    bool object, BnErr *e);
 /* ---- the plans every backend shares (cg_plan.c) ------------------------------- */
 
 enum { CG_PAYLOAD_ALIGN = 64 };

@@ -37,6 +37,9 @@ enum {
 	BN_E_TOKENIZER = -11,   /* the tokenizer in the weights is unusable */
 	BN_E_THREADS = -12,     /* threads cannot be started */
 	BN_E_TEMPLATE = -13,    /* no such chat template, or its tokens are not in the vocabulary */
+	BN_E_DEVICE = -14,      /* no usable GPU for a model built for one: no driver, no
+	                         * device, one older than the program was built for, or too
+	                         * little device memory */
 };
 
 /* A short description of a code ("out of memory"); never NULL. */
@@ -63,8 +66,9 @@ int bn_model_check(char *err, size_t err_len);
 /* Opens the model linked into this program: checks it (bn_model_check), asks the OS for
  * the CPU state it needs (the AMX tiles), maps the weights (weights_path, or NULL: the
  * payload appended to the running executable, found through /proc/self/exe), compares
- * their hash, opens the tokenizer in them and runs the model's init. NULL on failure,
- * with the reason in err (err_len 0: no message). */
+ * their hash, opens the tokenizer in them and runs the model's init (for a model built
+ * for a GPU: BN_E_DEVICE when there is no usable one). NULL on failure, with the reason in
+ * err (err_len 0: no message). */
 bn_model *bn_model_open(const char *weights_path, char *err, size_t err_len);
 /* The same with argv0 (how messages name the executable, and where /proc/self/exe is
  * missing how it is found through $PATH; NULL: /proc/self/exe), flags BN_OPEN_*, and the
@@ -72,6 +76,10 @@ bn_model *bn_model_open(const char *weights_path, char *err, size_t err_len);
 bn_model *bn_model_open_ex(const char *weights_path, const char *argv0, int flags, int *code,
 			   char *err, size_t err_len);
 void bn_model_close(bn_model *m);
+/* For a model built for a GPU: one line about the device it would run on, or why there is
+ * none, into buf (this probes the driver and keeps nothing open); returns 1. A model that
+ * runs on the CPU: 0 (buf gets ""). buf NULL: only says which, without probing. */
+int bn_model_device_info(char *buf, size_t n);
 /* Reads every byte of the weights and compares their hash with the one the program was
  * built with (bn_model_open compares only the trailer's, so that the start stays lazy):
  * BN_OK, or BN_E_WEIGHTS with the damage in err. */

@@ -2,8 +2,8 @@
  * --version) and the exit code of what rt_session.c then runs through bitnetc.h.
  *
  * Compiled into each built model (never into bitnetc itself), the only runtime file that
- * defines main(). Exit codes: 0 ok, 1 usage error, 2 runtime error; every error is one
- * line "PROG: message" on stderr. */
+ * defines main(). Exit codes: 0 ok, 1 usage error, 2 runtime error, 3 no usable GPU (a
+ * program built for one); every error is one line "PROG: message" on stderr. */
 /* POSIX (sysconf) under a strict -std=c11 as well. */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -86,7 +86,8 @@ static void rt_help(void)
 	       "      --bench             time prefill and decode; --pp N (default 128),\n"
 	       "                          --tg M (default 128), --reps R (default 5), --json\n"
 	       "      --info              what this program was compiled from, its tokenizer and\n"
-	       "                          chat template\n"
+	       "                          chat template (and the GPU it would run on, for a\n"
+	       "                          program built for one)\n"
 	       "      --weights-file FILE take the weights from FILE instead of this executable\n"
 	       "      --verify            read the whole weights payload and check its hash (a\n"
 	       "                          normal start only checks the trailer): exit 0 and\n"
@@ -94,9 +95,13 @@ static void rt_help(void)
 	       "  -h, --help              this text\n"
 	       "      --version           versions\n"
 	       "\n"
-	       "exit codes: 0 ok, 1 usage error, 2 runtime error\n",
+	       "exit codes: 0 ok, 1 usage error, 2 runtime error%s\n",
 	       rt_prog, bn_model_meta(NULL, "name"), bn_model_meta(NULL, "arch"),
-	       bn_model_meta(NULL, "version"), bn_model_meta(NULL, "target"));
+	       bn_model_meta(NULL, "version"), bn_model_meta(NULL, "target"),
+	       bn_model_device_info(NULL, 0)
+		       ? ", 3 no usable GPU (no driver, no device, one older than\n"
+			 "the program was built for, too little device memory)"
+		       : "");
 }
 
 static int rt_parse_i64(const char *flag, const char *s, int64_t lo, int64_t hi, const char *what,

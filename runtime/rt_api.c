@@ -79,6 +79,7 @@ const char *bn_strerror(int code)
 	case BN_E_TOKENIZER: return "the tokenizer is unusable";
 	case BN_E_THREADS: return "cannot start threads";
 	case BN_E_TEMPLATE: return "unknown or unusable chat template";
+	case BN_E_DEVICE: return "no usable GPU";
 	default: return "unknown error";
 	}
 }
@@ -174,8 +175,11 @@ static int rt_open(bn_model *m, const char *path, const char *argv0, int flags, 
 			      m->w.path, m->tok_err);
 	if (m->inspect || !rm->init)
 		return BN_OK;
-	char ierr[256] = "";
-	if (rm->init(m->w.data, m->w.size, &m->inst, ierr, sizeof ierr))
+	char ierr[512] = "";
+	rc = rm->init(m->w.data, m->w.size, &m->inst, ierr, sizeof ierr);
+	if (rc == RT_INIT_DEVICE) /* the model's message says which device and why */
+		return rt_say(err, err_len, BN_E_DEVICE, "%s", ierr[0] ? ierr : "no usable GPU");
+	if (rc)
 		return rt_say(err, err_len, BN_E_MODEL, "the model's init failed%s%s",
 			      ierr[0] ? ": " : "", ierr);
 	m->inited = 1;
@@ -231,6 +235,18 @@ int bn_model_verify(const bn_model *m, char *err, size_t err_len)
 			      m->w.path, (unsigned long long)m->w.size, (unsigned long long)got,
 			      (unsigned long long)want);
 	return BN_OK;
+}
+
+int bn_model_device_info(char *buf, size_t n)
+{
+	const RtModel *rm = RT_MODEL;
+	if (buf && n)
+		buf[0] = 0;
+	if (!rm->device_info)
+		return 0;
+	if (buf && n)
+		rm->device_info(buf, n);
+	return 1;
 }
 
 const RtModel *rt_api_model(const bn_model *m)
@@ -606,6 +622,11 @@ static int rt_call(bn_ctx *c, const int32_t *toks, int n, float *logits, int las
 			      "%d): the weights overflow float there; stopping",
 			      st->bad_layer, (long long)(pos + t), (int)toks[t]);
 	}
+	if (s == RT_FORWARD_DEVICE)
+		return rt_say(c->err, msz, BN_E_DEVICE,
+			      "the GPU failed the forward call at positions %lld..%lld (a launch, a "
+			      "copy or a kernel fault reported by the driver)",
+			      (long long)pos, (long long)(pos + n - 1));
 	if (s == RT_FORWARD_CPU)
 		return rt_say(c->err, msz, BN_E_CPU,
 			      "the OS refused the AMX tile state the model's kernels need "

@@ -59,15 +59,24 @@ typedef struct {
  * position outside 0..n_ctx-1, a sequence outside 0..n_seq-1, or out rows that are not
  * ascending rows of the call; nothing was computed. */
 #define RT_FORWARD_BATCH 3
+/* ... or RT_FORWARD_DEVICE when the device failed the call (a launch, a copy or a kernel
+ * the driver reports as failed); the KV cache of the call's rows is undefined. */
+#define RT_FORWARD_DEVICE 4
 
 /* ---- what a generated model defines ------------------------------------ */
 
-#define RT_MODEL_ABI 5 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
+#define RT_MODEL_ABI 6 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
                         * forward(last_only); 4: forward returns a status (non-finite
                         * activations), the payload hash of rt_hash_*; 5: init, fini,
                         * state_init, state_fini, sync; RtState.inst, dev and n_seq;
                         * decode (RtBatch), the one entry point (forward removed);
-                        * kv_bytes(n_ctx, n_seq) */
+                        * kv_bytes(n_ctx, n_seq); 6: init may return RT_INIT_DEVICE,
+                        * device_info */
+
+/* What init returns when the model's device is missing or unusable: no driver, no device,
+ * a device older than the code or with too little memory (the message in err says
+ * which). The program exits 3 (bitnetc.h: BN_E_DEVICE). */
+#define RT_INIT_DEVICE (-2)
 
 typedef struct {
 	int abi; /* RT_MODEL_ABI */
@@ -105,11 +114,11 @@ typedef struct {
 	 * n_vocab, in out's order: the output head, the largest matmul, runs for those rows
 	 * alone (their numerics stay those of an n-row call). A prompt's call is n contiguous
 	 * positions of sequence 0, out = {n-1} when only the last row's logits are wanted.
-	 * Returns 0, RT_FORWARD_NONFINITE (bad_token is the row), RT_FORWARD_CPU or
-	 * RT_FORWARD_BATCH. */
+	 * Returns 0, RT_FORWARD_NONFINITE (bad_token is the row), RT_FORWARD_CPU,
+	 * RT_FORWARD_BATCH or RT_FORWARD_DEVICE. */
 	int (*decode)(RtState *st, const RtBatch *b, float *logits);
-	/* Once per model, after the weights are mapped and the CPU checked: 0, or -1 with a
-	 * message in err. *inst gets the backend's per-model data (NULL allowed), which every
+	/* Once per model, after the weights are mapped and the CPU checked: 0, or -1 (or
+	 * RT_INIT_DEVICE: no usable device) with a message in err. *inst gets the backend's per-model data (NULL allowed), which every
 	 * RtState of the model carries. The CPU backend fills its f16 -> f32 table here (under
 	 * pthread_once: two models or threads opening at once are safe); nothing in the model
 	 * is initialized lazily by decode. NULL: nothing to do. */
@@ -123,6 +132,10 @@ typedef struct {
 	/* Waits for queued device work so that the logits are readable; NULL: decode is
 	 * synchronous. 0 or a decode status. */
 	int (*sync)(RtState *st);
+	/* A device backend's: one line about the device the program would run on ("NVIDIA
+	 * H100 80GB HBM3, compute capability 9.0, ..."), or why there is none, into buf. It
+	 * probes and keeps nothing open; --info prints it. NULL on the CPU. */
+	void (*device_info)(char *buf, size_t n);
 } RtModel;
 
 /* The generated model.c defines the model under this name (default rt_model), and nothing

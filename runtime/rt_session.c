@@ -280,7 +280,9 @@ static int rt_run_map(const RtOpts *o, const char *argv0, RtRun *run)
 	if (run->m)
 		return 0;
 	if (!(run->m = bn_model_open_ex(o->weights_file, argv0, 0, &code, err, sizeof err)))
-		return code == BN_E_CPU_MASK ? rt_usage("%s", err) : rt_fail("%s", err);
+		return code == BN_E_CPU_MASK ? rt_usage("%s", err)
+		       : code == BN_E_DEVICE ? rt_complain(RT_EXIT_DEVICE, "%s", err)
+					     : rt_fail("%s", err);
 	return 0;
 }
 
@@ -904,6 +906,9 @@ static int rt_info(const RtOpts *o, const char *argv0)
 	       (long long)bn_model_meta_int(NULL, "eos"));
 	const char *cpu = bn_model_meta(NULL, "cpu_features");
 	printf("cpu:         %s\n", cpu[0] ? cpu : "baseline");
+	char dev[512];
+	if (bn_model_device_info(dev, sizeof dev))
+		printf("device:      %s\n", dev);
 	printf("max_batch:   %lld\n", (long long)bn_model_meta_int(NULL, "max_batch"));
 	printf("templates:  ");
 	int32_t sizes[64];

@@ -13,6 +13,7 @@
 
 #define RT_EXIT_USAGE 1
 #define RT_EXIT_RUNTIME 2
+#define RT_EXIT_DEVICE 3 /* a program built for a GPU found no usable one (BN_E_DEVICE) */
 
 typedef struct {
 	const char *prompt;      /* -p: text (token ids when the program has no tokenizer) */

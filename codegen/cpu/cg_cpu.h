@@ -69,27 +69,16 @@ typedef struct {
  * (--cc, e.g. a cross compiler) decides what the program runs on. */
 const CgCpuTarget *cg_cpu_target(const char *name);
 
-/* The runtime sources, embedded in bitnetc at its build (cg_runtime_src.c, generated). */
-extern const CgSource cg_runtime_sources[];
-extern const int cg_n_runtime_sources;
-
 /* Compiles and links the sources in dir into out_path (absolute) with the target's flags,
  * running the compiler inside dir with relative source paths (reproducible). cmd gets the
  * command line. A missing compiler or a failed compile: an error with the first lines
  * of its output. */
 int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *out_path, char *cmd,
 	  size_t cmd_n, BnErr *e);
-/* Runs the compiler command argv (argv[0] the compiler) inside dir without a shell; a
- * failure is an error with the first lines of its output. */
-int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e);
 
 /* ---- cg_cpu_out.c ---- */
 
-/* Checks what the compiler cc wrote to path (named shown in messages): present,
- * non-empty, an object file (object) or an executable, ELF or Mach-O, for the
- * architecture of target (cpu-generic: any). */
-int cg_check_output(const char *path, const char *shown, const char *cc, const char *target,
-		    bool object, BnErr *e);
+/* cg_check_output: cg.h */
 
 /* ---- cg_cpu_lut.c ---- */
 

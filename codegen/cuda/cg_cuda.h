@@ -15,9 +15,19 @@ typedef struct {
 	char ptxas[1024];      /* path of ptxas (validates PTX in tests), "" if not found */
 } CgCudaInfo;
 
+/* ---- cg_cuda_emit.c ---- */
+
+/* The backend's emit: model.c (host), model_ptx.h, model.ptx, model.ll, and with
+ * o->host_kernels model_host.o (the kernels for this host). */
+int cg_cuda_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e);
+
 /* ---- cg_cuda_backend.c ---- */
 
-/* The CUDA backend as the registry holds it: its targets list, none builds yet. */
+/* The compute capability of target name: cuda-smNN -> NN; "cuda": the GPU found here, else
+ * 80; 0 for a name that is not a CUDA target or a capability the backend does not build. */
+int cg_cuda_target_cc(const char *name);
+
+/* The CUDA backend as the registry holds it. */
 extern const CgBackend cg_backend_cuda;
 
 /* ---- cg_cuda_probe.c ---- */
@@ -25,9 +35,11 @@ extern const CgBackend cg_backend_cuda;
 /* Initializes LLVM's NVPTX target, looks it up by triple and searches for ptxas
  * ($CUDA_PATH/bin, /usr/local/cuda/bin, then $PATH). Cannot fail: absence is reported. */
 void cg_cuda_probe(CgCudaInfo *ci);
-/* The CUDA targets and whether this host can emit them (usable: LLVM has NVPTX); none is
- * buildable yet. Returns how many were written. */
+/* The CUDA targets and whether this host can emit them (usable and buildable: LLVM has
+ * NVPTX). Returns how many were written. */
 int cg_cuda_targets(const CgCudaInfo *ci, CgTargetInfo *out, int max);
+/* The compute capability of this host's first GPU (e.g. 90), 0 when there is none. */
+int cg_cuda_host_cc(void);
 
 /* ---- kernels (cg_cuda_k_*.c) -------------------------------------------------------
  * One function per op: it builds the kernels the node needs into c->S (once per name:
@@ -45,9 +57,7 @@ int cg_cuda_targets(const CgCudaInfo *ci, CgTargetInfo *out, int max);
  *   OUTR   RtDevPtr: int32 [n_out] the rows whose logits are computed (ascending)
  *   LOG    RtDevPtr: float [n_out][n_vocab], the logits
  *   FLAG   RtDevPtr: int32, the first non-finite activation (cu_op_check)
- *   ROPE   RtDevPtr: the rope tables; c->rope_table gives a node's byte offset in it
- *   SCORES RtDevPtr: the attention's scratch in the step template, 8-aligned, of
- *          cu_attention_scores_bytes(g, n_ctx) bytes (cg_cuda_k_attn.c)
+ *   ROPE   RtDevPtr: the rope tables; a node's starts at ROPE + n_ctx * c->rope_table()
  * c->addr(value) gives a value's device address as such an expression ("S + 4096",
  * "W + 81920"). */
 
@@ -68,8 +78,9 @@ typedef struct CuCtx {
 	int64_t max_batch; /* rows of the largest template */
 	int tmpl;          /* rows of the template being written: 1 = the step mode */
 	const char *(*addr)(struct CuCtx *c, IrId value);
-	/* byte offset of rope node nd's cos/sin table in ROPE: [n_ctx][n_rot/2] float pairs
-	 * (cos, sin) of the interpreter's angles */
+	/* where rope node nd's cos/sin table starts in ROPE, in bytes per position (the table
+	 * is at ROPE + n_ctx * this): [n_ctx][n_rot/2] float pairs (cos, sin) of the
+	 * interpreter's angles, made by the host at state_init */
 	uint64_t (*rope_table)(struct CuCtx *c, const IrNode *nd);
 	void *ud;
 } CuCtx;
@@ -95,10 +106,6 @@ int cu_op_rope(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr 
 int cu_op_ternary_matmul(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
 int cu_op_matmul(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
 int cu_op_attention(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
-/* Bytes of the SCORES scratch the step template's attention launches need for contexts of
- * n_ctx positions: 16 * H * (n_ctx + D), H and D the largest n_head and head_dim of g's
- * attention nodes (0 when it has none). */
-uint64_t cu_attention_scores_bytes(const IrGraph *g, int64_t n_ctx);
 /* A check of value v ([row, T] f32) for NaN/inf: the first bad (check, row) goes into FLAG
  * as atomicMin(check << 16 | row). */
 int cu_op_check(CuCtx *c, IrId v, int check, CuLaunch *L, int *nl, int max, BnErr *e);

@@ -537,7 +537,7 @@ int cu_op_rope(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr 
 	if (!l)
 		return full(nd, e);
 	cu_arg(l, SIMT_P_PTR, "%s", c->addr(c, nd->in[0]));
-	cu_arg(l, SIMT_P_PTR, "ROPE + %" PRIu64, c->rope_table(c, nd));
+	cu_arg(l, SIMT_P_PTR, "ROPE + (RtDevPtr)n_ctx * %" PRIu64, c->rope_table(c, nd));
 	cu_arg(l, SIMT_P_PTR, "%s", c->addr(c, nd->out[0]));
 	cu_arg(l, SIMT_P_PTR, "POS");
 	cu_arg(l, SIMT_P_I32, "n");

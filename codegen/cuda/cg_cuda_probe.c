@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dlfcn.h>
 
 #include <llvm-c/Core.h>
 #include <llvm-c/Target.h>
@@ -70,21 +71,51 @@ void cg_cuda_probe(CgCudaInfo *ci)
 	find_ptxas(ci);
 }
 
+/* The first GPU's compute capability through the driver, if this host has one: a few
+ * driver calls, no context. */
+int cg_cuda_host_cc(void)
+{
+	void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return 0;
+	typedef int (*init_fn)(unsigned);
+	typedef int (*get_fn)(int *, int);
+	typedef int (*attr_fn)(int *, int, int);
+	init_fn cu_init = (init_fn)dlsym(h, "cuInit");
+	get_fn cu_get = (get_fn)dlsym(h, "cuDeviceGet");
+	attr_fn cu_attr = (attr_fn)dlsym(h, "cuDeviceGetAttribute");
+	int dev = 0, major = 0, minor = 0, cc = 0;
+	/* CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR 75, _MINOR 76 */
+	if (cu_init && cu_get && cu_attr && cu_init(0) == 0 && cu_get(&dev, 0) == 0 &&
+	    cu_attr(&major, 75, dev) == 0 && cu_attr(&minor, 76, dev) == 0)
+		cc = major * 10 + minor;
+	dlclose(h);
+	return cc;
+}
+
 int cg_cuda_targets(const CgCudaInfo *ci, CgTargetInfo *out, int max)
 {
-	if (max < 1)
-		return 0;
-	CgTargetInfo *t = out;
-	memset(t, 0, sizeof *t);
-	t->name = "cuda-sm<NN>";
-	t->backend = "cuda";
-	t->desc = "NVIDIA GPUs of compute capability NN (e.g. cuda-sm80, cuda-sm90): PTX "
-		  "from LLVM NVPTX";
-	t->usable = ci->nvptx;
-	if (ci->nvptx)
-		snprintf(t->note, sizeof t->note, "LLVM %u.%u.%u NVPTX; ptxas %s", ci->llvm_major,
-			 ci->llvm_minor, ci->llvm_patch, ci->ptxas[0] ? "found" : "not found");
-	else
-		snprintf(t->note, sizeof t->note, "%.150s", ci->nvptx_note);
-	return 1;
+	int n = 0;
+	for (int k = 0; k < 2 && n < max; k++) {
+		CgTargetInfo *t = &out[n++];
+		memset(t, 0, sizeof *t);
+		t->backend = "cuda";
+		t->usable = ci->nvptx;
+		t->buildable = ci->nvptx;
+		if (k == 0) {
+			t->name = "cuda-sm<NN>";
+			t->desc = "NVIDIA GPUs of compute capability NN (cuda-sm80, -sm86, -sm89, "
+				  "-sm90): PTX from LLVM NVPTX";
+		} else {
+			t->name = "cuda";
+			t->desc = "the GPU found at build time (else sm80)";
+		}
+		if (ci->nvptx)
+			snprintf(t->note, sizeof t->note, "LLVM %u.%u.%u NVPTX; ptxas %s; runs "
+				 "where libcuda.so.1 and a GPU are", ci->llvm_major, ci->llvm_minor,
+				 ci->llvm_patch, ci->ptxas[0] ? "found" : "not found");
+		else
+			snprintf(t->note, sizeof t->note, "%.150s", ci->nvptx_note);
+	}
+	return n;
 }

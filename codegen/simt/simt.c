@@ -94,6 +94,17 @@ void simt_begin(Simt *S, const char *name, const SimtParam *p, int n)
 		}
 		S->th = NULL;
 	} else {
+		/* NAME__psize: each parameter's bytes, then 0 (simt_abi.h), for a driver that
+		 * keeps a launch's parameters (graph capture) */
+		LLVMValueRef sz[SIMT_MAX_PARAMS + 1];
+		for (int i = 0; i < n; i++)
+			sz[i] = LLVMConstInt(S->t_i8, p[i] == SIMT_P_PTR || p[i] == SIMT_P_I64 ? 8 : 4, 0);
+		sz[n] = LLVMConstInt(S->t_i8, 0, 0);
+		char gname[300];
+		snprintf(gname, sizeof gname, "%s%s", name, SIMT_PSIZE_SUFFIX);
+		LLVMValueRef g = LLVMAddGlobal(S->mod, LLVMArrayType2(S->t_i8, (uint64_t)n + 1), gname);
+		LLVMSetInitializer(g, LLVMConstArray2(S->t_i8, sz, (uint64_t)n + 1));
+		LLVMSetGlobalConstant(g, 1);
 		S->th = LLVMGetParam(S->fn, 0);
 		LLVMValueRef pp = LLVMGetParam(S->fn, 1);
 		for (int i = 0; i < n; i++) {

@@ -13,7 +13,7 @@
 #define BITNETC_SIMT_H
 
 #include "../cg.h"
-#include "simt_abi.h" /* SIMT_SHFL_* */
+#include "simt_abi.h"
 
 #include <llvm-c/Core.h>
 

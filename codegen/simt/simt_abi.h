@@ -34,4 +34,10 @@ struct SimtThread {
  * int64, floats float). */
 typedef void (*SimtKernelFn)(SimtThread *th, void **params);
 
+/* Beside each kernel NAME the host object exports `const uint8_t NAME__psize[]`: the size in
+ * bytes of each parameter, then 0. A driver that keeps a launch's parameters for later (stream
+ * capture into a graph) copies that many bytes of each, as CUDA does from a module's
+ * metadata; the fake driver refuses to capture a kernel without it. */
+#define SIMT_PSIZE_SUFFIX "__psize"
+
 #endif

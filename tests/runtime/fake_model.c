@@ -14,11 +14,19 @@
  * Built with -DFAKE_FAULTS (a second program of test_main.c), some tokens break the run as a
  * model with broken weights would: token 12 has a NaN embedding row, token 13 overflows in
  * layer 1 (decode returns RT_FORWARD_NONFINITE for both), token 14 gets a NaN in its
- * logits row while decode reports success. */
+ * logits row while decode reports success.
+ * Built with -DFAKE_DEVICE and runtime/rt_cuda.c (a third program), it stands in for a model
+ * built for a GPU: init opens the CUDA driver (rt_cuda_open, compute capability 8.0 or
+ * newer) and returns what it says, RT_INIT_DEVICE included, and device_info probes it;
+ * decode still runs on the CPU. */
 #include "rt_model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#if defined(FAKE_DEVICE)
+#include "rt_cuda.h"
+#endif
 
 #define FAKE_VOCAB 16
 #define FAKE_WBYTES 5000
@@ -112,6 +120,34 @@ static int fake_decode(RtState *st, const RtBatch *b, float *logits)
 
 static const int32_t fake_sizes[] = {1, 2, 4};
 
+#if defined(FAKE_DEVICE)
+#define FAKE_MIN_CC 80
+
+static int fake_init(const uint8_t *w, uint64_t w_bytes, void **inst, char *err, size_t n)
+{
+	(void)w;
+	(void)w_bytes;
+	RtCuda *c = NULL;
+	int rc = rt_cuda_open(FAKE_MIN_CC, 0, &c, err, n);
+	*inst = c;
+	return rc == RT_CUDA_ENODEV ? RT_INIT_DEVICE : rc ? -1 : 0;
+}
+
+static void fake_fini(void *inst)
+{
+	rt_cuda_close(inst);
+}
+
+static void fake_device_info(char *buf, size_t n)
+{
+	char line[512];
+	if (rt_cuda_probe(FAKE_MIN_CC, 0, line, sizeof line))
+		snprintf(buf, n, "none: %s", line);
+	else
+		snprintf(buf, n, "%s", line);
+}
+#endif
+
 const RtModel BN_MODEL_SYMBOL = {
 	.abi = RT_MODEL_ABI,
 	.cpu_features = "",
@@ -135,4 +171,9 @@ const RtModel BN_MODEL_SYMBOL = {
 	.scratch_bytes = 100,
 	.kv_bytes = fake_kv_bytes,
 	.decode = fake_decode,
+#if defined(FAKE_DEVICE)
+	.init = fake_init,
+	.fini = fake_fini,
+	.device_info = fake_device_info,
+#endif
 };

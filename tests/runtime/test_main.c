@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 /* What fake_model.c expects (see its header comment). */
@@ -16,6 +17,13 @@ static char prog[1200];    /* the program with its payload appended */
 static char bare[1200];    /* the same program without a payload */
 static char wfile[1200];   /* the payload alone, as a --weights-file */
 static char faulty[1200];  /* fake_model.c with -DFAKE_FAULTS, payload appended */
+static char device[1200];  /* fake_model.c with -DFAKE_DEVICE and rt_cuda.c, payload appended */
+/* The fake driver of a sanitized build is sanitized, and a program that loads it must be too. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FAKE_DEVICE_SAN "-fsanitize=address,undefined -fno-omit-frame-pointer"
+#else
+#define FAKE_DEVICE_SAN ""
+#endif
 
 static uint8_t *fake_payload(void)
 {
@@ -48,18 +56,43 @@ static int append_payload(const char *path, const uint8_t *pay, size_t n)
 	return rc ? rc : chmod(path, 0755);
 }
 
+/* The runtime sources every program compiles (runtime/ less rt_cuda.c, which only a device
+ * program adds), quoted for the shell. */
+static int runtime_sources(char *buf, size_t n)
+{
+	char dir[1100];
+	snprintf(dir, sizeof dir, "%s/runtime", src_dir);
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	size_t len = 0;
+	buf[0] = 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		size_t l = strlen(e->d_name);
+		if (l < 3 || strcmp(e->d_name + l - 2, ".c") || !strcmp(e->d_name, "rt_cuda.c"))
+			continue;
+		int k = snprintf(buf + len, n - len, " '%s/%s'", dir, e->d_name);
+		if (k < 0 || (size_t)k >= n - len)
+			break;
+		len += (size_t)k;
+	}
+	closedir(d);
+	return 0;
+}
+
 /* fake_model.c + runtime/ into path, with the flags bitnetc build uses for generated
- * programs and the extra defines defs. */
-static int compile_fake(const char *path, const char *defs, const uint8_t *pay)
+ * programs, the extra defines (and sources) defs and the extra libraries libs. */
+static int compile_fake(const char *path, const char *defs, const char *libs, const uint8_t *pay)
 {
 	const char *cc = getenv("CC");
-	char *out = NULL;
+	char *out = NULL, srcs[8192];
+	if (runtime_sources(srcs, sizeof srcs))
+		return -1;
 	int rc = tu_run(&out,
 			"%s -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -DFAKE_HASH=0x%llxull %s "
-			"-I'%s/runtime' '%s/tests/runtime/fake_model.c' '%s'/runtime/*.c -o '%s' "
-			"-lm -lpthread",
+			"-I'%s/runtime' '%s/tests/runtime/fake_model.c'%s -o '%s' -lm -lpthread %s",
 			cc && *cc ? cc : "cc", (unsigned long long)rt_weights_hash(pay, WBYTES), defs,
-			src_dir, src_dir, src_dir, path);
+			src_dir, src_dir, srcs, path, libs);
 	if (rc != 0)
 		fprintf(stderr, "building the fake program failed:\n%s\n", out);
 	free(out);
@@ -75,9 +108,14 @@ static int build_fake(void **state)
 	snprintf(prog, sizeof prog, "%s", tu_tmp("fake_prog"));
 	snprintf(wfile, sizeof wfile, "%s", tu_tmp("fake_weights.bin"));
 	snprintf(faulty, sizeof faulty, "%s", tu_tmp("fake_prog_faults"));
+	snprintf(device, sizeof device, "%s", tu_tmp("fake_prog_device"));
 	uint8_t *pay = fake_payload();
-	if (compile_fake(bare, "", pay) || compile_fake(faulty, "-DFAKE_FAULTS", pay) ||
-	    append_payload(faulty, pay, WBYTES)) {
+	char cuda[1200];
+	snprintf(cuda, sizeof cuda, "-DFAKE_DEVICE '%s/runtime/rt_cuda.c' %s", src_dir,
+		 FAKE_DEVICE_SAN);
+	if (compile_fake(bare, "", "", pay) || compile_fake(faulty, "-DFAKE_FAULTS", "", pay) ||
+	    append_payload(faulty, pay, WBYTES) || compile_fake(device, cuda, "-ldl", pay) ||
+	    append_payload(device, pay, WBYTES)) {
 		free(pay);
 		return -1;
 	}
@@ -123,6 +161,7 @@ static void test_info(void **state)
 	(void)state;
 	char *out = NULL;
 	assert_int_equal(run_prog(&out, 1, "--info"), 0);
+	assert_null(strstr(out, "device:")); /* a CPU program has no device */
 	const char *frags[] = {"fake-16", "cpu-generic", "n_vocab:     16", "max_batch:   4",
 			       "templates:   1 2 4 (tokens per forward function",
 			       "5000 bytes", "embedded", "ok", "a hand-written test model",
@@ -134,7 +173,8 @@ static void test_info(void **state)
 	assert_int_equal(run_prog(&out, 1, "--help"), 0);
 	assert_non_null(strstr(out, "--tokens"));
 	assert_non_null(strstr(out, "built without a tokenizer"));
-	assert_non_null(strstr(out, "exit codes"));
+	assert_non_null(strstr(out, "exit codes: 0 ok, 1 usage error, 2 runtime error\n"));
+	assert_null(strstr(out, "no usable GPU")); /* a CPU program never exits 3 */
 	free(out);
 	assert_int_equal(run_prog(&out, 1, "--version"), 0);
 	assert_non_null(strstr(out, "fake-16"));
@@ -659,6 +699,53 @@ static void test_verify(void **state)
 	free(out);
 }
 
+/* A program built for a GPU that finds none exits 3 with the model's message and says
+ * so in --info. */
+static void test_device(void **state)
+{
+	(void)state;
+	char *out = NULL;
+	const char *nodrv = "BITNETC_LIBCUDA=/nonexistent/libcuda.so.1";
+	int rc = tu_run(&out, "%s '%s' --tokens 1,2 -n 2 --temp 0", nodrv, device);
+	if (rc != 3 || !strstr(out, "fake_prog_device: no CUDA driver: /nonexistent/libcuda.so.1"))
+		tu_fail_log(out, "no driver: exit %d, want 3 and the driver's path", rc);
+	free(out);
+	/* --info probes the device but needs none */
+	out = tu_run_ok(0, "%s '%s' --info", nodrv, device);
+	tu_expect_has(out, "device:      none: no CUDA driver: /nonexistent/libcuda.so.1");
+	tu_expect_has(out, "n_vocab:     16");
+	free(out);
+	out = tu_run_ok(0, "'%s' --help", device);
+	tu_expect_has(out, "3 no usable GPU (no driver, no device, one older than\nthe program");
+	free(out);
+}
+
+/* The same program with the fake driver of tests/simt: a device, or one too old. */
+static void test_device_fake(void **state)
+{
+	(void)state;
+#ifdef BN_FAKE_CUDA_PATH
+	char *out = NULL;
+	int rc;
+	const char *fake = "BITNETC_LIBCUDA='" BN_FAKE_CUDA_PATH "'";
+	out = tu_run_ok(0, "%s '%s' --info", fake, device);
+	tu_expect_has(out, "device:      bitnetc SIMT emulator, compute capability 9.0");
+	free(out);
+	/* the device is there: the model runs (on the CPU, in this fake) */
+	out = tu_run_ok(0, "{ %s '%s' --tokens 1,2 -n 2 --temp 0 2>/dev/null; }", fake, device);
+	assert_string_equal(out, "3 4\n");
+	free(out);
+	rc = tu_run(&out, "%s BN_FAKE_CUDA_CC=75 '%s' --tokens 1 -n 1", fake, device);
+	if (rc != 3 || !strstr(out, "compute capability 7.5, older than the program's"))
+		tu_fail_log(out, "an sm_75 device: exit %d, want 3", rc);
+	free(out);
+#else
+	fprintf(stderr, "skipped: a program finding its device (no fake CUDA driver in this "
+			"build, the bn_fake_cuda target of tests/simt)\n");
+	skip();
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -673,6 +760,8 @@ int main(void)
 		cmocka_unit_test(test_nonfinite),
 		cmocka_unit_test(test_output_errors),
 		cmocka_unit_test(test_verify),
+		cmocka_unit_test(test_device),
+		cmocka_unit_test(test_device_fake),
 	};
 	return cmocka_run_group_tests(tests, build_fake, NULL);
 }

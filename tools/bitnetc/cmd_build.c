@@ -63,6 +63,12 @@ const char usage_build[] =
 	"                        record the winners in the tuning file, which later builds\n"
 	"                        read (passes lut_specialize, tune_kernels)\n"
 	"  --tune-file F         the tuning file (default ~/.cache/bitnetc/tune.tsv)\n"
+	"  --cubin               cuda targets: also embed SASS from ptxas (the CUDA toolkit)\n"
+	"                        for the target's GPU, so the program starts without the\n"
+	"                        driver's PTX compilation on it\n"
+	"  --host-kernels        cuda targets: also compile the kernels for this host\n"
+	"                        (model_host.o in --emit-c DIR), which the tests run under a\n"
+	"                        SIMT emulator in place of a GPU\n"
 	"  -v, --verbose         per-pass detail, the full compiler command line\n";
 
 typedef struct {
@@ -77,6 +83,8 @@ typedef struct {
 	PassOpts pass_opts;     /* --pass-opt PASS.KEY=VALUE */
 	const char *dump_after; /* --dump-after PASS */
 	bool verify_each;       /* --verify-each */
+	bool host_kernels;      /* --host-kernels */
+	bool cubin;             /* --cubin */
 	PassLuaOpts lua;        /* --lua-timeout, --lua-memory, --lua-unsafe */
 } BuildOpts;
 
@@ -222,7 +230,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		     .batch_sizes = bsz, .n_batch_sizes = n_bsz,
 		     .pipeline = o->pipeline ? o->pipeline : "default.lua", .bos = bos, .eos = eos, .tok_blob = tok.blob,
 		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
-		     .verbose = o->verbose};
+		     .verbose = o->verbose, .host_kernels = o->host_kernels,
+		     .cubin = o->cubin};
 	if (be->emit(g, &co, &out, &e) != BN_OK) {
 		rc = fail_err(o->path, &e);
 		goto out;
@@ -398,6 +407,10 @@ int cmd_build(int argc, char **argv)
 			o.tokenizer_pre = v;
 		} else if (flag(&a, NULL, "--verify-each")) {
 			o.verify_each = true;
+		} else if (flag(&a, NULL, "--host-kernels")) {
+			o.host_kernels = true;
+		} else if (flag(&a, NULL, "--cubin")) {
+			o.cubin = true;
 		} else if (flag(&a, NULL, "--tune")) {
 			BnErr pe = {0};
 			if (pass_opts_parse(&o.pass_opts, "tune_kernels.tune=1", &pe) != BN_OK ||
@@ -458,6 +471,11 @@ int cmd_build(int argc, char **argv)
 		return usage_err(a.cmd, "--target %s: the %s backend cannot build programs yet "
 					"(not yet buildable; buildable: %s; see 'bitnetc targets')",
 				 o.target, t.backend->name, cg_target_names());
+	}
+	if ((o.cubin || o.host_kernels) && strcmp(t.backend->name, "cuda") != 0) {
+		pass_opts_free(&o.pass_opts);
+		return usage_err(a.cmd, "%s: only for cuda targets (--target %s is a %s target)",
+				 o.cubin ? "--cubin" : "--host-kernels", o.target, t.backend->name);
 	}
 	/* before any work: no output may be an input, another output or a special file */
 	BnErr fe = {0};

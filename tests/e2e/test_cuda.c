@@ -1,0 +1,227 @@
+/* test_cuda.c - the CUDA target end to end without a GPU: `bitnetc build --target
+ * cuda-smNN` writes PTX that ptxas accepts (when the CUDA toolkit is here), and the whole
+ * program (its host code and the same kernels compiled for this host with --host-kernels)
+ * runs against the fake driver (tests/simt/fake_cuda.c: the kernels under the SIMT
+ * emulator) and matches the interpreter and the golden logits. A program that finds no
+ * driver or no usable GPU stops with exit code 3 and one line saying which. */
+#include "testutil.h"
+
+#include "rt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef BN_FAKE_CUDA_PATH
+#define BN_FAKE_CUDA_PATH ""
+#endif
+#ifndef BN_TEST_CC
+#define BN_TEST_CC "cc"
+#endif
+
+/* The CUDA toolkit's ptxas ($CUDA_PATH/bin, /usr/local/cuda/bin, $PATH), or NULL. */
+static const char *ptxas(void)
+{
+	static char path[4096];
+	const char *cuda = getenv("CUDA_PATH");
+	if (cuda && *cuda) {
+		snprintf(path, sizeof path, "%s/bin/ptxas", cuda);
+		if (access(path, X_OK) == 0)
+			return path;
+	}
+	snprintf(path, sizeof path, "/usr/local/cuda/bin/ptxas");
+	if (access(path, X_OK) == 0)
+		return path;
+	if (tu_run(NULL, "command -v ptxas >/dev/null 2>&1") == 0)
+		return "ptxas";
+	return NULL;
+}
+
+/* Builds model (a golden name or a path) for target into a program (returned, a tu_tmp
+ * slot) with its sources and the host kernels in dir, plus kernels.so from them. */
+static const char *build_cuda(const char *gguf, const char *name, const char *target,
+			      const char *extra, char *dir, size_t dir_n)
+{
+	static char prog[4096];
+	snprintf(prog, sizeof prog, "%s", tu_tmp(name));
+	snprintf(dir, dir_n, "%s.src", prog);
+	char *log = NULL;
+	tu_run(NULL, "rm -rf '%s'", dir);
+	int rc = tu_run(&log, "'%s' build '%s' --target %s --host-kernels --emit-c '%s' -o '%s' %s",
+			tu_bitnetc(), gguf, target, dir, prog, extra ? extra : "");
+	if (rc != 0)
+		tu_fail_log(log, "cuda build of %s failed (%d)", gguf, rc);
+	free(log);
+	rc = tu_run(&log, "'%s' -shared -o '%s/kernels.so' '%s/model_host.o'", BN_TEST_CC, dir, dir);
+	if (rc != 0)
+		tu_fail_log(log, "linking the host kernels failed (%d)", rc);
+	free(log);
+	return prog;
+}
+
+/* The environment that runs a CUDA program on the fake driver with dir's kernels. */
+static const char *fake_env(const char *dir)
+{
+	static char env[8192];
+	snprintf(env, sizeof env, "BITNETC_LIBCUDA='%s' BN_FAKE_CUDA_KERNELS='%s/kernels.so'",
+		 BN_FAKE_CUDA_PATH, dir);
+	return env;
+}
+
+static char *join_ids(const int32_t *t, int n)
+{
+	char *s = malloc((size_t)n * 12 + 1);
+	size_t len = 0;
+	s[0] = 0;
+	for (int i = 0; i < n; i++)
+		len += (size_t)sprintf(s + len, "%s%d", i ? "," : "", t[i]);
+	return s;
+}
+
+static float *run_prog(const char *env, const char *prog, const int32_t *tok, int n, int gen,
+		       int *rows, const char *extra)
+{
+	const char *lf = tu_tmp("cuda_logits.f32");
+	unlink(lf);
+	char *ids = join_ids(tok, n);
+	char *log = NULL;
+	int rc = tu_run(&log, "%s '%s' --tokens %s -n %d --temp 0 --ignore-eos --logits-out '%s' %s",
+			env, prog, ids, gen, lf, extra ? extra : "");
+	free(ids);
+	if (rc != 0)
+		tu_fail_log(log, "%s failed (%d)", prog, rc);
+	free(log);
+	size_t sz;
+	float *x = tu_hold(tu_read_file(lf, &sz));
+	assert_non_null(x);
+	*rows = (int)(sz / sizeof(float));
+	return x;
+}
+
+static bool have_fake(void)
+{
+	return BN_FAKE_CUDA_PATH[0] && access(BN_FAKE_CUDA_PATH, R_OK) == 0;
+}
+
+/* Every kernel of a golden model's program assembles with ptxas for the target it was
+ * built for: sm_80 and sm_90. */
+static void test_ptxas(void **state)
+{
+	(void)state;
+	const char *px = ptxas();
+	if (!px) {
+		printf("skipped: ptxas not found ($CUDA_PATH/bin, /usr/local/cuda/bin, $PATH): the "
+		       "PTX is not assembled here\n");
+		skip();
+		return;
+	}
+	static const char *const targets[] = {"cuda-sm80", "cuda-sm86", "cuda-sm89", "cuda-sm90"};
+	for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+		char dir[4200], name[64];
+		snprintf(name, sizeof name, "ptx-%s", targets[i]);
+		build_cuda(tu_data("golden/models/tiny-b158-i2_s.gguf"), name, targets[i], NULL, dir,
+			   sizeof dir);
+		char *log = NULL;
+		int rc = tu_run(&log, "'%s' -arch=sm_%s '%s/model.ptx' -o '%s/model.cubin'", px,
+				targets[i] + 7, dir, dir);
+		if (rc != 0)
+			tu_fail_log(log, "ptxas -arch=sm_%s rejected %s/model.ptx", targets[i] + 7, dir);
+		free(log);
+		char path[4300];
+		snprintf(path, sizeof path, "%s/model.ptx", dir);
+		size_t n;
+		char *ptx = tu_hold(tu_read_file(path, &n));
+		assert_non_null(ptx);
+		ptx[n - 1] = 0;
+		assert_non_null(strstr(ptx, ".visible .entry "));
+		tu_free(ptx);
+	}
+}
+
+static const TuCalls calls_8 = {2, {1, 8}}; /* --max-batch 8 */
+
+/* The golden models under the emulator: teacher-forced in multi-token calls and in
+ * single-token steps, and free-running; every row within the golden bounds and within
+ * 1e-4 relative of the interpreter run with the same calls. */
+static void test_golden_emulated(void **state)
+{
+	(void)state;
+	if (!have_fake()) {
+		printf("skipped: the fake CUDA driver (bn_fake_cuda) was not built\n");
+		skip();
+		return;
+	}
+	static const char *const goldens[] = {"tiny-b158-i2_s", "tinyold-bitnet-i2_s",
+					      "tiny-b158-tq2_0", "tiny-b158-tq1_0"};
+	for (size_t mi = 0; mi < sizeof goldens / sizeof goldens[0]; mi++) {
+		char rel[256], gguf[4096], dir[4200];
+		snprintf(rel, sizeof rel, "golden/models/%s.gguf", goldens[mi]);
+		snprintf(gguf, sizeof gguf, "%s", tu_data(rel));
+		char name[128];
+		snprintf(name, sizeof name, "cuda-%s", goldens[mi]);
+		const char *prog = build_cuda(gguf, name, "cuda-sm80", "--max-batch 8", dir, sizeof dir);
+		const char *env = fake_env(dir);
+		TuModel m;
+		tu_model_open(&m, gguf);
+		/* the prompt teacher-forced (multi-token calls), then 8 greedy steps */
+		static const int32_t prompt[] = {496, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114};
+		int rows;
+		float *got = run_prog(env, prog, prompt, 13, 8, &rows, NULL);
+		assert_int_equal(rows, 21 * m.nv);
+		double d = tu_vs_interp(&m, got, 21, prompt, 13, &calls_8);
+		tu_free(got);
+		/* one token per call: the step mode throughout */
+		got = run_prog(env, prog, prompt, 13, 2, &rows, "-ub 1");
+		assert_int_equal(rows, 15 * m.nv);
+		double d1 = tu_vs_interp(&m, got, 15, prompt, 13, &(TuCalls){1, {1}});
+		tu_free(got);
+		printf("cuda (emulated) %-20s vs interpreter: batch %.2g, step %.2g relative\n",
+		       goldens[mi], d, d1);
+		tu_model_close(&m);
+	}
+}
+
+/* No driver, no device, an older GPU, too little memory: exit 3 and one line naming it. */
+static void test_no_gpu(void **state)
+{
+	(void)state;
+	char dir[4200];
+	const char *prog = build_cuda(tu_data("golden/models/tiny-b158-i2_s.gguf"), "cuda-nogpu",
+				      "cuda-sm80", "--max-batch 8", dir, sizeof dir);
+	char *out = tu_run_ok(3, "BITNETC_LIBCUDA=/nonexistent/libcuda.so.1 '%s' --tokens 496,84 -n 1 2>&1",
+			      prog);
+	tu_expect_has(out, "/nonexistent/libcuda.so.1");
+	free(out);
+	if (!have_fake())
+		return;
+	char env[8400];
+	snprintf(env, sizeof env, "%s BN_FAKE_CUDA_DEVICES=0", fake_env(dir));
+	out = tu_run_ok(3, "%s '%s' --tokens 496,84 -n 1 2>&1", env, prog);
+	tu_expect_has(out, "device");
+	free(out);
+	snprintf(env, sizeof env, "%s BN_FAKE_CUDA_CC=75", fake_env(dir));
+	out = tu_run_ok(3, "%s '%s' --tokens 496,84 -n 1 2>&1", env, prog);
+	tu_expect_has(out, "7.5");
+	free(out);
+	snprintf(env, sizeof env, "%s BN_FAKE_CUDA_MEM=4096", fake_env(dir));
+	out = tu_run_ok(3, "%s '%s' --tokens 496,84 -n 1 2>&1", env, prog);
+	tu_expect_has(out, "memory");
+	free(out);
+	/* --info names the device */
+	out = tu_run_ok(0, "%s '%s' --info 2>&1", fake_env(dir), prog);
+	tu_expect_has(out, "device:");
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_ptxas, tu_teardown),
+		cmocka_unit_test_teardown(test_no_gpu, tu_teardown),
+		cmocka_unit_test_teardown(test_golden_emulated, tu_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -58,6 +58,8 @@ int cg_cuda_host_cc(void);
  *   LOG    RtDevPtr: float [n_out][n_vocab], the logits
  *   FLAG   RtDevPtr: int32, the first non-finite activation (cu_op_check)
  *   ROPE   RtDevPtr: the rope tables; a node's starts at ROPE + n_ctx * c->rope_table()
+ *   SCORES RtDevPtr: the attention's scratch in the step template, 8-aligned, of
+ *          cu_attention_scores_bytes(g, n_ctx) bytes (cg_cuda_k_attn.c)
  * c->addr(value) gives a value's device address as such an expression ("S + 4096",
  * "W + 81920"). */
 
@@ -106,6 +108,10 @@ int cu_op_rope(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr 
 int cu_op_ternary_matmul(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
 int cu_op_matmul(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
 int cu_op_attention(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e);
+/* Bytes of the SCORES scratch the step template's attention launches need for contexts of
+ * n_ctx positions: 16 * H * (n_ctx + D), H and D the largest n_head and head_dim of g's
+ * attention nodes (0 when it has none). */
+uint64_t cu_attention_scores_bytes(const IrGraph *g, int64_t n_ctx);
 /* A check of value v ([row, T] f32) for NaN/inf: the first bad (check, row) goes into FLAG
  * as atomicMin(check << 16 | row). */
 int cu_op_check(CuCtx *c, IrId v, int check, CuLaunch *L, int *nl, int max, BnErr *e);

@@ -254,8 +254,12 @@ static void put_head(CuEm *m, CgBuf *b)
 		     "#define MIN_CC %d /* the compute capability the PTX was built for */\n"
 		     "#define KV_ELEMS %" PRId64 " /* f16 K and V elements per position of a sequence, all layers */\n"
 		     "#define ROPE_BYTES %" PRIu64 " /* rope tables per position */\n"
-		     "#define N_KERNELS %d\n\n",
-		  m->o->max_batch, g->hp.n_vocab, m->c.cc, m->kv.elems, m->rope_bytes, m->n_kname);
+		     "#define N_KERNELS %d\n"
+		     "/* the step attention's scratch (SCORES) for n_ctx positions */\n"
+		     "#define SCORES_BYTES(n_ctx) ((uint64_t)(n_ctx) * %" PRIu64 "u + %" PRIu64 "u)\n\n",
+		  m->o->max_batch, g->hp.n_vocab, m->c.cc, m->kv.elems, m->rope_bytes, m->n_kname,
+		  cu_attention_scores_bytes(g, 1) - cu_attention_scores_bytes(g, 0),
+		  cu_attention_scores_bytes(g, 0) ? cu_attention_scores_bytes(g, 0) : 64);
 	cg_printf(b, "static const char *const kernel_names[N_KERNELS] = {\n");
 	for (int i = 0; i < m->n_kname; i++)
 		cg_printf(b, "\t\"%s\",\n", m->kname[i]);
@@ -275,7 +279,7 @@ static void put_head(CuEm *m, CgBuf *b)
 		  "/* per context: activations, KV cache, rope tables, the batch, the logits */\n"
 		  "typedef struct {\n"
 		  "\tInst *inst;\n"
-		  "\tRtDevPtr s, kv, rope, batch, log;\n"
+		  "\tRtDevPtr s, kv, rope, batch, log, scores;\n"
 		  "\tint32_t *stage; /* host copy of the batch: tok, pos, seq, out (MAX_BATCH each), flag */\n"
 		  "\tvoid *step;     /* the one-token forward with its logits row, captured once as a graph */\n"
 		  "\tint no_graph;   /* the driver cannot capture: launch one by one */\n"
@@ -315,10 +319,12 @@ static void put_forward_head(CgBuf *b, int nt, int lo)
 		     "\tconst int64_t n_ctx = st->n_ctx;\n"
 		     "\tconst int64_t kvs = n_ctx * (st->n_seq > 0 ? st->n_seq : 1);\n"
 		     "\tconst RtDevPtr W = d->inst->w, S = d->s, KV = d->kv, ROPE = d->rope, LOG = d->log;\n"
+		     "\tconst RtDevPtr SCORES = d->scores;\n"
 		     "\tconst RtDevPtr TOK = d->batch, POS = TOK + 4 * MAX_BATCH, SEQ = POS + 4 * MAX_BATCH;\n"
 		     "\tconst RtDevPtr OUTR = SEQ + 4 * MAX_BATCH, FLAG = OUTR + 4 * MAX_BATCH;\n"
 		     "\t(void)n_ctx, (void)kvs, (void)W, (void)S, (void)KV, (void)ROPE, (void)LOG;\n"
-		     "\t(void)TOK, (void)POS, (void)SEQ, (void)OUTR, (void)FLAG, (void)n, (void)n_out;\n",
+		     "\t(void)TOK, (void)POS, (void)SEQ, (void)OUTR, (void)FLAG, (void)n, (void)n_out;\n"
+		     "\t(void)SCORES;\n",
 		  nt);
 }
 
@@ -399,8 +405,8 @@ static void put_rest(CuEm *m, CgBuf *b, const int *bs, int n_bs, const CgOutput 
 		  "\t\treturn;\n"
 		  "\tRtCuda *cu = d->inst->cu;\n"
 		  "\trt_cuda_graph_free(cu, d->step);\n"
-		  "\tRtDevPtr bufs[5] = {d->s, d->kv, d->rope, d->batch, d->log};\n"
-		  "\tfor (int i = 0; i < 5; i++)\n"
+		  "\tRtDevPtr bufs[6] = {d->s, d->kv, d->rope, d->batch, d->log, d->scores};\n"
+		  "\tfor (int i = 0; i < 6; i++)\n"
 		  "\t\tif (bufs[i])\n"
 		  "\t\t\trt_cuda_free(cu, bufs[i]);\n"
 		  "\tfree(d->stage);\n"
@@ -423,7 +429,8 @@ static void put_rest(CuEm *m, CgBuf *b, const int *bs, int n_bs, const CgOutput 
 		  "\t    rt_cuda_alloc(cu, kv_bytes(st->n_ctx, st->n_seq), &d->kv, err, err_len) ||\n"
 		  "\t    rt_cuda_alloc(cu, rope_bytes ? rope_bytes : 64, &d->rope, err, err_len) ||\n"
 		  "\t    rt_cuda_alloc(cu, (4 * MAX_BATCH + 1) * sizeof(int32_t), &d->batch, err, err_len) ||\n"
-		  "\t    rt_cuda_alloc(cu, (uint64_t)MAX_BATCH * N_VOCAB * sizeof(float), &d->log, err, err_len)) {\n"
+		  "\t    rt_cuda_alloc(cu, (uint64_t)MAX_BATCH * N_VOCAB * sizeof(float), &d->log, err, err_len) ||\n"
+		  "\t    rt_cuda_alloc(cu, SCORES_BYTES(st->n_ctx), &d->scores, err, err_len)) {\n"
 		  "\t\tfree(rope);\n"
 		  "\t\tstate_fini(st);\n"
 		  "\t\treturn -1;\n"

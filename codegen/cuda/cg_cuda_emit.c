@@ -598,7 +598,8 @@ static void put_rest(CuEm *m, CgBuf *b, const int *bs, int n_bs, const CgOutput 
 		  out->payload.hash, n_bs, out->scratch_bytes);
 }
 
-/* The PTX as a C string for model.c (model_ptx.h) and as files to read (model.ptx, .ll). */
+/* The PTX as a C string for model.c (model_ptx.h) and as files to read (model.ptx, .ll).
+ * Each artifact is written as soon as it is added: adding one may move the others. */
 static int put_ptx(CgOutput *out, const CgBuf *ptx, const CgBuf *ll, BnErr *e)
 {
 	CgBuf *h = cg_output_add(out, "model_ptx.h", CG_ART_HEADER);

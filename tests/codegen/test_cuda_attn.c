@@ -12,9 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef BN_HAVE_SIMT_EMU
 #include "simt_emu.h"
-#endif
 
 enum { MAX_L = 16 };
 
@@ -243,8 +241,6 @@ static void test_unsupported(void **state)
 }
 
 /* ---- numerics under the emulator ---------------------------------------------------- */
-
-#ifdef BN_HAVE_SIMT_EMU
 
 /* The kernels of both templates as a shared object, dlopened. */
 typedef struct {
@@ -649,16 +645,6 @@ static void test_long_context_2b4t(void **state)
 	ag_free(&a);
 }
 
-#else
-
-static void test_emulator_absent(void **state)
-{
-	(void)state;
-	skip_msg("the SIMT emulator (tests/simt/simt_emu.c) is not in this tree: the attention "
-		 "kernels' numerics against the interpreter were not run");
-}
-
-#endif
 
 int main(void)
 {
@@ -666,16 +652,12 @@ int main(void)
 		cmocka_unit_test_teardown(test_ptx, tu_teardown),
 		cmocka_unit_test_teardown(test_ptxas_2b4t, tu_teardown),
 		cmocka_unit_test_teardown(test_unsupported, tu_teardown),
-#ifdef BN_HAVE_SIMT_EMU
 		cmocka_unit_test_teardown(test_prompt_steps_hd64, tu_teardown),
 		cmocka_unit_test_teardown(test_grouped_hd128, tu_teardown),
 		cmocka_unit_test_teardown(test_two_sequences, tu_teardown),
 		cmocka_unit_test_teardown(test_context_end, tu_teardown),
 		cmocka_unit_test_teardown(test_tiles, tu_teardown),
 		cmocka_unit_test_teardown(test_long_context_2b4t, tu_teardown),
-#else
-		cmocka_unit_test(test_emulator_absent),
-#endif
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

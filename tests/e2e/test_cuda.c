@@ -22,6 +22,12 @@
 #ifndef BN_TEST_CC
 #define BN_TEST_CC "cc"
 #endif
+/* The fake driver of a sanitized build is sanitized, and a program that loads it must be too. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_CFLAGS "--cflags '-fsanitize=address,undefined -fno-omit-frame-pointer'"
+#else
+#define SAN_CFLAGS ""
+#endif
 
 /* The CUDA toolkit's ptxas ($CUDA_PATH/bin, /usr/local/cuda/bin, $PATH), or NULL. */
 static const char *ptxas(void)
@@ -51,8 +57,8 @@ static const char *build_cuda(const char *gguf, const char *name, const char *ta
 	snprintf(dir, dir_n, "%s.src", prog);
 	char *log = NULL;
 	tu_run(NULL, "rm -rf '%s'", dir);
-	int rc = tu_run(&log, "'%s' build '%s' --target %s --host-kernels --emit-c '%s' -o '%s' %s",
-			tu_bitnetc(), gguf, target, dir, prog, extra ? extra : "");
+	int rc = tu_run(&log, "'%s' build '%s' --target %s --host-kernels --emit-c '%s' -o '%s' %s %s",
+			tu_bitnetc(), gguf, target, dir, prog, extra ? extra : "", SAN_CFLAGS);
 	if (rc != 0)
 		tu_fail_log(log, "cuda build of %s failed (%d)", gguf, rc);
 	free(log);

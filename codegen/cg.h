@@ -107,6 +107,12 @@ CgBuf *cg_output_add(CgOutput *o, const char *name, CgArtifactKind kind);
 /* NULL if o has no artifact of that name. */
 const CgArtifact *cg_output_find(const CgOutput *o, const char *name);
 void cg_output_free(CgOutput *o);
+/* The RtModel initializer's facts every backend writes alike, from ",\n\t.version" to
+ * "\t.decode = decode,\n": what the model is, its payload, its batch templates (n_bs of
+ * them, in batch_sizes) and scratch; the generated file defines model_info, MAX_BATCH,
+ * batch_sizes, kv_bytes and decode. */
+void cg_put_model_facts(CgBuf *b, const IrGraph *g, const CgOpts *o, const CgOutput *out,
+			int n_bs);
 
 /* One file embedded in bitnetc at its build (the runtime sources: cg_runtime_src.c,
  * generated). */

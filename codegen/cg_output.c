@@ -2,6 +2,8 @@
  * binaries) and the payload plan, and writing them into the build's source directory. */
 #include "cg.h"
 
+#include <inttypes.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -86,4 +88,31 @@ int cg_sources_write(const CgBackend *b, const char *dir, const CgOutput *out, B
 		if (cg_write_file(dir, rt[i].name, rt[i].data, rt[i].size, e))
 			return e ? e->code : BN_EIO;
 	return 0;
+}
+
+void cg_put_model_facts(CgBuf *b, const IrGraph *g, const CgOpts *o, const CgOutput *out,
+			int n_bs)
+{
+	cg_printf(b, ",\n\t.version = \"%s\",\n"
+		     "\t.info = model_info,\n"
+		     "\t.n_vocab = %" PRId64 ",\n"
+		     "\t.n_ctx_train = %" PRId64 ",\n"
+		     "\t.n_layer = %" PRId64 ",\n"
+		     "\t.n_embd = %" PRId64 ",\n"
+		     "\t.bos = %" PRId64 ",\n"
+		     "\t.eos = %" PRId64 ",\n"
+		     "\t.tok_offset = %" PRIu64 "u,\n"
+		     "\t.tok_bytes = %" PRIu64 "u,\n"
+		     "\t.chat_template = %d,\n"
+		     "\t.weights_bytes = %" PRIu64 "u,\n"
+		     "\t.weights_hash = 0x%016" PRIx64 "u,\n"
+		     "\t.max_batch = MAX_BATCH,\n"
+		     "\t.batch_sizes = batch_sizes,\n"
+		     "\t.n_batch_sizes = %d,\n"
+		     "\t.scratch_bytes = %" PRIu64 "u,\n"
+		     "\t.kv_bytes = kv_bytes,\n"
+		     "\t.decode = decode,\n",
+		  BITNETC_VERSION, g->hp.n_vocab, g->hp.n_ctx_train, g->hp.n_layer, g->hp.n_embd,
+		  o->bos, o->eos, out->payload.tok_off, out->payload.tok_bytes, o->chat_template,
+		  out->payload.size, out->payload.hash, n_bs, out->scratch_bytes);
 }

@@ -1099,7 +1099,6 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 			     "#endif\n\n");
 	}
 	emit_info(&m, b, out->scratch_bytes, bs, n_bs);
-	int64_t bos = o->bos, eos = o->eos;
 	cg_printf(b, "#ifndef BN_MODEL_SYMBOL\n"
 		     "#define BN_MODEL_SYMBOL rt_model\n"
 		     "#endif\n"
@@ -1117,30 +1116,9 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		cg_printf(b, " BN_AMX_FEATURES");
 	cg_printf(b, ",\n\t.pipeline = ");
 	put_cstr(b, o->pipeline ? o->pipeline : "dce");
-	cg_printf(b, ",\n\t.version = \"%s\",\n"
-		     "\t.info = model_info,\n"
-		     "\t.n_vocab = %" PRId64 ",\n"
-		     "\t.n_ctx_train = %" PRId64 ",\n"
-		     "\t.n_layer = %" PRId64 ",\n"
-		     "\t.n_embd = %" PRId64 ",\n"
-		     "\t.bos = %" PRId64 ",\n"
-		     "\t.eos = %" PRId64 ",\n"
-		     "\t.tok_offset = %" PRIu64 "u,\n"
-		     "\t.tok_bytes = %" PRIu64 "u,\n"
-		     "\t.chat_template = %d,\n"
-		     "\t.weights_bytes = %" PRIu64 "u,\n"
-		     "\t.weights_hash = 0x%016" PRIx64 "u,\n"
-		     "\t.max_batch = MAX_BATCH,\n"
-		     "\t.batch_sizes = batch_sizes,\n"
-		     "\t.n_batch_sizes = %d,\n"
-		     "\t.scratch_bytes = %" PRIu64 "u,\n"
-		     "\t.kv_bytes = kv_bytes,\n"
-		     "\t.decode = decode,\n"
-		     "\t.init = init, /* kv, scratch: host memory (no state_init); synchronous */\n"
-		     "};\n",
-		  BITNETC_VERSION, g->hp.n_vocab, g->hp.n_ctx_train, g->hp.n_layer, g->hp.n_embd, bos,
-		  eos, out->payload.tok_off, out->payload.tok_bytes, o->chat_template,
-		  out->payload.size, out->payload.hash, n_bs, out->scratch_bytes);
+	cg_put_model_facts(b, g, o, out, n_bs);
+	cg_printf(b, "\t.init = init, /* kv, scratch: host memory (no state_init); synchronous */\n"
+		     "};\n");
 	out->n_kernels = m.n_kern;
 	rc = 0;
 	if (b->oom || fwd.oom)

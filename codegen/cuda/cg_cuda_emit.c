@@ -568,34 +568,13 @@ static void put_rest(CuEm *m, CgBuf *b, const int *bs, int n_bs, const CgOutput 
 	put_cstr(b, g->arch ? g->arch : "", strlen(g->arch ? g->arch : ""));
 	cg_printf(b, ",\n\t.target = \"%s\",\n\t.cpu_features = \"\",\n\t.pipeline = ", o->target);
 	put_cstr(b, o->pipeline ? o->pipeline : "dce", strlen(o->pipeline ? o->pipeline : "dce"));
-	cg_printf(b, ",\n\t.version = \"%s\",\n"
-		     "\t.info = model_info,\n"
-		     "\t.n_vocab = %" PRId64 ",\n"
-		     "\t.n_ctx_train = %" PRId64 ",\n"
-		     "\t.n_layer = %" PRId64 ",\n"
-		     "\t.n_embd = %" PRId64 ",\n"
-		     "\t.bos = %" PRId64 ",\n"
-		     "\t.eos = %" PRId64 ",\n"
-		     "\t.tok_offset = %" PRIu64 "u,\n"
-		     "\t.tok_bytes = %" PRIu64 "u,\n"
-		     "\t.chat_template = %d,\n"
-		     "\t.weights_bytes = %" PRIu64 "u,\n"
-		     "\t.weights_hash = 0x%016" PRIx64 "u,\n"
-		     "\t.max_batch = MAX_BATCH,\n"
-		     "\t.batch_sizes = batch_sizes,\n"
-		     "\t.n_batch_sizes = %d,\n"
-		     "\t.scratch_bytes = %" PRIu64 "u,\n"
-		     "\t.kv_bytes = kv_bytes,\n"
-		     "\t.decode = decode,\n"
-		     "\t.init = init,\n"
+	cg_put_model_facts(b, g, o, out, n_bs);
+	cg_printf(b, "\t.init = init,\n"
 		     "\t.fini = fini,\n"
 		     "\t.state_init = state_init,\n"
 		     "\t.state_fini = state_fini,\n"
 		     "\t.device_info = device_info,\n"
-		     "};\n",
-		  BITNETC_VERSION, hp->n_vocab, hp->n_ctx_train, hp->n_layer, hp->n_embd, o->bos, o->eos,
-		  out->payload.tok_off, out->payload.tok_bytes, o->chat_template, out->payload.size,
-		  out->payload.hash, n_bs, out->scratch_bytes);
+		     "};\n");
 }
 
 /* The PTX as a C string for model.c (model_ptx.h) and as files to read (model.ptx, .ll).

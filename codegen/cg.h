@@ -144,6 +144,10 @@ int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *
  * architecture of CPU target (cpu-generic: any). */
 int cg_check_output(const char *path, const char *shown, const char *cc, const char *target,
 		    bool object, BnErr *e);
+/* Appends argv (NULL-terminated) to cmd as one shell-like line (for -v and messages). */
+void cg_cmd_append(char *cmd, size_t cmd_n, const char *const *argv);
+/* Splits o->cflags at spaces into words (in buf, pointers in w); returns how many. */
+int cg_split_cflags(const CgOpts *o, char *buf, size_t bn, const char **w, int max);
 /* ---- the plans every backend shares (cg_plan.c) ------------------------------- */
 
 enum { CG_PAYLOAD_ALIGN = 64 };

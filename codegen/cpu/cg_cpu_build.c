@@ -219,8 +219,7 @@ int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *
 }
 
 
-/* Appends argv[0..n) to cmd as one shell-like line (for -v and error messages). */
-static void put_cmd(char *cmd, size_t cmd_n, const char *const *argv)
+void cg_cmd_append(char *cmd, size_t cmd_n, const char *const *argv)
 {
 	size_t len = strlen(cmd);
 	for (int i = 0; argv[i] && len < cmd_n; i++) {
@@ -231,8 +230,7 @@ static void put_cmd(char *cmd, size_t cmd_n, const char *const *argv)
 	}
 }
 
-/* Splits o->cflags at spaces into words (in buf, pointers in w); returns how many. */
-static int split_cflags(const CgOpts *o, char *buf, size_t bn, const char **w, int max)
+int cg_split_cflags(const CgOpts *o, char *buf, size_t bn, const char **w, int max)
 {
 	int n = 0;
 	snprintf(buf, bn, "%s", o->cflags ? o->cflags : "");
@@ -254,7 +252,7 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 	enum { MAX_ARGS = 96, MAX_EXTRA = 16 };
 	const char *argv[MAX_ARGS], *extra[MAX_EXTRA];
 	char extra_buf[1024];
-	int n = 0, n_extra = split_cflags(o, extra_buf, sizeof extra_buf, extra, MAX_EXTRA);
+	int n = 0, n_extra = cg_split_cflags(o, extra_buf, sizeof extra_buf, extra, MAX_EXTRA);
 	const char *cc = o->cc ? o->cc : "cc";
 	cmd[0] = 0;
 	/* model.c with the target's flags... */
@@ -273,7 +271,7 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 	argv[n++] = "model.o";
 	argv[n++] = "model.c";
 	argv[n] = NULL;
-	put_cmd(cmd, cmd_n, argv);
+	cg_cmd_append(cmd, cmd_n, argv);
 	char obj[4200];
 	snprintf(obj, sizeof obj, "%s/model.o", dir);
 	unlink(obj); /* an earlier --emit-c's must not pass for this one */
@@ -316,6 +314,6 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 	argv[n] = NULL;
 	if (strlen(cmd) + 4 < cmd_n)
 		strcat(cmd, " && ");
-	put_cmd(cmd, cmd_n, argv);
+	cg_cmd_append(cmd, cmd_n, argv);
 	return cg_run_cc(o, argv, dir, e);
 }

@@ -117,18 +117,6 @@ static int cuda_emit_files(const char **names, int max)
 	return n;
 }
 
-/* Appends argv to cmd as one line (for -v and messages). */
-static void put_cmd(char *cmd, size_t cmd_n, const char *const *argv)
-{
-	size_t len = strlen(cmd);
-	for (int i = 0; argv[i] && len < cmd_n; i++) {
-		int k = snprintf(cmd + len, cmd_n - len, "%s%s", len ? " " : "", argv[i]);
-		if (k < 0)
-			break;
-		len += (size_t)k;
-	}
-}
-
 /* Writes dir/model_cubin.h: the SASS ptxas makes of model.ptx for the target (--cubin), or
  * none (the driver compiles the PTX when the program starts). */
 static int put_cubin(const CgOpts *o, const char *dir, int cc, BnErr *e)
@@ -187,16 +175,10 @@ static int cuda_build(const CgOpts *o, const char *dir, const char *out_path, co
 	argv[n++] = o->opt ? o->opt : "-O2";
 	argv[n++] = "-ffp-contract=off";
 	argv[n++] = "-D_GNU_SOURCE";
-	snprintf(flags, sizeof flags, "%s", o->cflags ? o->cflags : "");
-	for (char *p = flags; *p && n < MAX_ARGS - 48;) {
-		while (*p == ' ' || *p == '\t')
-			*p++ = 0;
-		if (!*p)
-			break;
-		argv[n++] = p;
-		while (*p && *p != ' ' && *p != '\t')
-			p++;
-	}
+	const char *extra[32];
+	int n_extra = cg_split_cflags(o, flags, sizeof flags, extra, 32);
+	for (int i = 0; i < n_extra; i++)
+		argv[n++] = extra[i];
 	argv[n++] = "-o";
 	argv[n++] = out_path;
 	argv[n++] = "model.c";
@@ -216,7 +198,7 @@ static int cuda_build(const CgOpts *o, const char *dir, const char *out_path, co
 	int rc = put_cubin(o, dir, cg_cuda_target_cc(o->target), e);
 	if (rc)
 		return rc;
-	put_cmd(cmd, cmd_n, argv);
+	cg_cmd_append(cmd, cmd_n, argv);
 	rc = cg_run_cc(o, argv, dir, e);
 	if (rc)
 		return bn_err_prefix(e, "build");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gpu-check.sh - the one-shot check of the CUDA backend on a machine with an NVIDIA GPU:
 # (a) the driver and GPU; (b) every golden model built for the GPU against the reference
-# interpreter (`bitnetc run`): max relative difference per logits row and the greedy tokens;
+# interpreter (`bitnetc run`, and `run --step` for the program's -ub 1): max relative
+# difference per logits row and the greedy tokens, for each prompt of prompts.tsv;
 # (c) the 2B-4T shape (a synthetic model) built for the GPU and benchmarked (pp512, tg128);
 # (d) a profiled decode run of it ($BITNETC_CUDA_PROFILE=1): per-kernel mean time and the
 # GB/s of the ternary matmuls and the head. Prints tables; writes JSON to
@@ -20,15 +21,17 @@
 #   fake driver of tests/simt ($BITNETC_LIBCUDA must name build/tests/libbn_fake_cuda.so,
 #   and BITNETC must be a full build: build/bitnetc); GPU_CHECK_TARGET (default cuda, the
 #   GPU found at build time; cuda-sm90 with the fake); GPU_CHECK_TOL (default 1e-4);
+#   GPU_CHECK_MODELS: the golden models to check (names, default all);
 #   GPU_CHECK_OUT: a folder that also gets gpu-check.log and the JSON; GPU_CHECK_WORK: the
 #   scratch folder (default a new one under /tmp, about 2.5 GiB with the 2B-4T model).
 #
 # The device tool call a session makes (its checkout holds build-portable/bitnetc-portable,
 # built as above; the working tree plus it is about 47 MiB, under the 64 MiB limit):
-#   run(command="GPU_CHECK_OUT=$OUT tools/gpu-check.sh build-portable/bitnetc-portable",
-#       carry=["build-portable/bitnetc-portable"], timeout_s=540)
-# The whole check takes a few minutes on one H100 (most of it building and writing the
-# 1.1 GiB model); the log and gpu-check.json come back from $OUT.
+#   run(command="GPU_CHECK_OUT=$OUT bash tools/gpu-check.sh build-portable/bitnetc-portable",
+#       carry=["build-portable/bitnetc-portable"], timeout_s=480)
+# Expected: a few minutes on one H100 (most of it writing and building the 1.1 GiB model;
+# each step has its own timeout); gpu-check.log and gpu-check.json come back from $OUT.
+# With time short, GPU_CHECK_SKIP_2B=1 first runs the golden part alone.
 #
 # Dry run here, without a GPU (about a minute; the 2B-4T part skipped):
 #   BITNETC_LIBCUDA=$PWD/build/tests/libbn_fake_cuda.so GPU_CHECK_FAKE=1 GPU_CHECK_SKIP_2B=1 \
@@ -51,6 +54,7 @@ command -v "$CC" >/dev/null 2>&1 || CC=gcc
 if [ -n "$OUTDIR" ]; then
 	mkdir -p "$OUTDIR" || exit 2
 	exec > >(tee "$OUTDIR/gpu-check.log") 2>&1
+	tee_pid=$!
 fi
 WORK=${GPU_CHECK_WORK:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
 mkdir -p "$WORK" || exit 2
@@ -247,7 +251,7 @@ build() {
 	rm -rf "$dir"
 	local extra=()
 	[ "$FAKE" = 1 ] && extra=(--host-kernels)
-	if ! timeout 600 "$BITNETC" build "$gguf" --target "$TARGET" --emit-c "$dir" -o "$WORK/$name" \
+	if ! timeout 300 "$BITNETC" build "$gguf" --target "$TARGET" --emit-c "$dir" -o "$WORK/$name" \
 		"${extra[@]}" "$@" >"$WORK/$name.build.log" 2>&1; then
 		cat "$WORK/$name.build.log" >&2
 		return 1
@@ -276,6 +280,7 @@ declare -a table=()
 first_m="" first_env=""
 for gguf in "$ROOT"/tests/data/golden/models/*.gguf; do
 	m=$(basename "$gguf" .gguf)
+	case " ${GPU_CHECK_MODELS:-$m} " in *" $m "*) ;; *) continue ;; esac
 	say "-- $m"
 	if ! build "$gguf" "g-$m"; then
 		fail "$m: bitnetc build --target $TARGET"
@@ -289,15 +294,17 @@ for gguf in "$ROOT"/tests/data/golden/models/*.gguf; do
 		[ "$p" = name ] && continue
 		n=$(($(tr -cd , <<<"$toks" | wc -c) + 1))
 		for mode in batch step; do
-			ub=()
-			[ "$mode" = step ] && ub=(-ub 1)
+			# step: one token per call in both (their numerics differ from a batch's, as
+			# the reference's do: tests/data/golden has both)
+			ub=() step=()
+			[ "$mode" = step ] && ub=(-ub 1) step=(--step)
 			base=$WORK/g-$m.$p.$mode
-			if ! timeout 300 "$BITNETC" run "$gguf" --tokens "$toks" -n $GEN --ignore-eos \
+			if ! timeout 120 "$BITNETC" run "$gguf" --tokens "$toks" -n $GEN --ignore-eos "${step[@]}" \
 				--logits-out "$base.ref.f32" >"$base.ref.ids" 2>"$base.ref.log"; then
 				fail "$m $p: bitnetc run: $(tail -1 "$base.ref.log")"
 				continue
 			fi
-			if ! env $env timeout 300 "$WORK/g-$m" --tokens "$toks" -n $GEN --temp 0 --ignore-eos \
+			if ! env $env timeout 120 "$WORK/g-$m" --tokens "$toks" -n $GEN --temp 0 --ignore-eos \
 				"${ub[@]}" --logits-out "$base.f32" >"$base.ids" 2>"$base.log"; then
 				fail "$m $p $mode: the program failed: $(tail -1 "$base.log")"
 				table+=("$(printf '%-22s %-4s %-6s %6s %12s %-7s %s' "$m" "$p" "$mode" - - FAIL 'program failed')")
@@ -333,7 +340,7 @@ else
 	mkdir -p "$WORK/data/llama3"
 	for f in tokens.txt merges.txt; do gzip -dc "$ROOT/tests/data/tokenizer/$f.gz" >"$WORK/data/llama3/$f"; done
 	cp "$ROOT/tests/data/tokenizer/special.tsv" "$WORK/data/llama3/"
-	if ! BITNETC_DATA_DIR=$WORK/data timeout 600 "$BITNETC" mkmodel --shape 2b4t --type i2_s --seed 1 \
+	if ! BITNETC_DATA_DIR=$WORK/data timeout 300 "$BITNETC" mkmodel --shape 2b4t --type i2_s --seed 1 \
 		--llama3-vocab -o "$WORK/2b4t.gguf" >"$WORK/mkmodel.log" 2>&1; then
 		cat "$WORK/mkmodel.log"
 		fail "mkmodel --shape 2b4t"
@@ -343,7 +350,7 @@ else
 		rm -f "$WORK/2b4t.gguf" # the program holds the weights
 		env=$(env_for 2b4t)
 		env $env "$WORK/2b4t" --info 2>&1 | grep -iE 'device|target|templates' | sed 's/^/    /'
-		if env $env timeout 600 "$WORK/2b4t" --bench --pp 512 --tg 128 --reps 3 --json \
+		if env $env timeout 300 "$WORK/2b4t" --bench --pp 512 --tg 128 --reps 3 --json \
 			>"$WORK/bench.json" 2>"$WORK/bench.log"; then
 			b=$(python3 "$PY" bench "$WORK/bench.json") || b=""
 			if [ -n "$b" ]; then
@@ -364,10 +371,10 @@ fi
 # ---- (d) per-kernel times of a decode run -----------------------------------------------
 if [ -n "$prof_prog" ]; then
 	say ""
-	say "== profile: $prof_model, 8 prompt tokens + 128 generated, each launch synchronized (BITNETC_CUDA_PROFILE=1)"
 	ntg=128
 	[ "$FAKE" = 1 ] && ntg=8
-	if env $prof_env BITNETC_CUDA_PROFILE=1 timeout 300 "$prof_prog" --tokens "$prof_toks" -n $ntg \
+	say "== profile: $prof_model, 8 prompt tokens + $ntg generated, each launch synchronized (BITNETC_CUDA_PROFILE=1)"
+	if env $prof_env BITNETC_CUDA_PROFILE=1 timeout 180 "$prof_prog" --tokens "$prof_toks" -n $ntg \
 		--temp 0 --ignore-eos >"$WORK/prof.ids" 2>"$WORK/prof.txt"; then
 		if python3 "$PY" profile "$WORK/prof.txt" "$WORK/prof.json"; then
 			record profile "\"model\": \"$prof_model\", \"file\": \"$WORK/prof.json\""
@@ -389,4 +396,10 @@ else
 	fail "writing $JSON"
 fi
 say "== gpu-check: $fails failure(s), $(elapsed) s on $gpu"
-[ "$fails" -eq 0 ]
+status=0
+[ "$fails" -eq 0 ] || status=1
+if [ -n "$OUTDIR" ]; then
+	exec >&- 2>&- # let tee finish the log before the exit
+	wait "$tee_pid" 2>/dev/null
+fi
+exit $status

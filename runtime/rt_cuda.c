@@ -6,7 +6,12 @@
  * cuda.h's. Copies run on the RtCuda's own non-blocking stream: the synchronous ones are
  * an asynchronous copy and a stream synchronize, since the driver's cuMemcpyHtoD runs on
  * the legacy stream, which a non-blocking stream does not wait for (and pageable copies may
- * return before the data has arrived). */
+ * return before the data has arrived).
+ *
+ * Profile mode ($BITNETC_CUDA_PROFILE=1): every launch waits for the stream before and
+ * after it and is timed on the host (CLOCK_MONOTONIC: launch + run + synchronize), per
+ * kernel name; rt_cuda_close prints the table to stderr. Graphs are refused then
+ * (capture_begin says RT_CUDA_ENOTSUP, so model.c launches each kernel itself). */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -19,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 _Static_assert(sizeof(size_t) == 8 && sizeof(void *) == 8, "CUDA programs are 64-bit");
 _Static_assert(RT_CUDA_ENODEV == RT_INIT_DEVICE, "a model's init returns rt_cuda_open's code");
@@ -143,6 +149,14 @@ _Static_assert(sizeof rt_cu_syms / sizeof *rt_cu_syms == sizeof(RtCuApi) / sizeo
 /* Uploads go in chunks of this size, so that progress is reported as they go. */
 #define RT_CU_CHUNK ((uint64_t)64 << 20)
 
+/* One kernel's launches in profile mode. */
+typedef struct {
+	void *fn;
+	char name[128];
+	uint64_t calls;
+	double ns;
+} RtCuProf;
+
 struct RtCuda {
 	void *lib;
 	char path[512]; /* the driver library as loaded (for messages) */
@@ -159,6 +173,9 @@ struct RtCuda {
 	int capturing;
 	char desc[512];
 	char err[1024]; /* the last failed call's message */
+	int prof;	/* $BITNETC_CUDA_PROFILE: time each launch */
+	RtCuProf *pk;	/* the functions rt_cuda_func returned, with their times */
+	int npk, cap_pk;
 };
 
 /* ---- messages ---------------------------------------------------------------- */
@@ -347,6 +364,98 @@ static int rt_cu_context(RtCuda *c, uint64_t need, char *err, size_t n)
 	return RT_CU_CALL(c, cuStreamCreate, (&c->stream, CU_STREAM_NON_BLOCKING), err, n);
 }
 
+/* ---- profile mode --------------------------------------------------------------- */
+
+static double rt_cu_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Remembers fn's name (once per function); out of memory only loses its row. */
+static void rt_cu_prof_add(RtCuda *c, void *fn, const char *name)
+{
+	for (int i = 0; i < c->npk; i++)
+		if (c->pk[i].fn == fn)
+			return;
+	if (c->npk == c->cap_pk) {
+		int cap = c->cap_pk ? 2 * c->cap_pk : 64;
+		RtCuProf *p = realloc(c->pk, (size_t)cap * sizeof *p);
+		if (!p)
+			return;
+		c->pk = p;
+		c->cap_pk = cap;
+	}
+	RtCuProf *k = &c->pk[c->npk++];
+	memset(k, 0, sizeof *k);
+	k->fn = fn;
+	snprintf(k->name, sizeof k->name, "%s", name);
+}
+
+static RtCuProf *rt_cu_prof_find(RtCuda *c, void *fn)
+{
+	for (int i = 0; i < c->npk; i++)
+		if (c->pk[i].fn == fn)
+			return &c->pk[i];
+	return NULL;
+}
+
+static int rt_cu_prof_cmp(const void *a, const void *b)
+{
+	double x = ((const RtCuProf *)a)->ns, y = ((const RtCuProf *)b)->ns;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The table, the most total time first: name, calls, mean and total. */
+static void rt_cu_prof_print(RtCuda *c)
+{
+	qsort(c->pk, (size_t)c->npk, sizeof *c->pk, rt_cu_prof_cmp);
+	double all = 0;
+	for (int i = 0; i < c->npk; i++)
+		all += c->pk[i].ns;
+	fprintf(stderr, "bitnetc CUDA profile (%s): each launch synchronized and timed on the "
+		"host (launch + run + sync)\n", c->desc[0] ? c->desc : "?");
+	fprintf(stderr, "%-56s %10s %12s %12s %6s\n", "kernel", "calls", "mean_us", "total_ms",
+		"share");
+	for (int i = 0; i < c->npk; i++) {
+		const RtCuProf *k = &c->pk[i];
+		if (!k->calls)
+			continue;
+		fprintf(stderr, "%-56s %10llu %12.2f %12.3f %5.1f%%\n", k->name,
+			(unsigned long long)k->calls, k->ns / 1e3 / (double)k->calls, k->ns / 1e6,
+			all > 0 ? 100.0 * k->ns / all : 0.0);
+	}
+	fprintf(stderr, "%-56s %10s %12s %12.3f\n", "total", "", "", all / 1e6);
+}
+
+/* A launch in profile mode: the stream drained first, the time from the launch to the end
+ * of the stream's work added to fn's row. */
+static int rt_cu_prof_launch(RtCuda *c, void *fn, unsigned gx, unsigned gy, unsigned gz,
+			     unsigned block, unsigned smem, void **params, CUresult *r)
+{
+	if (RT_CU_CALL(c, cuStreamSynchronize, (c->stream), NULL, 0))
+		return RT_CUDA_EDRIVER;
+	double t0 = rt_cu_now_ns();
+	*r = c->api.cuLaunchKernel((CUfunction)fn, gx, gy, gz, block, 1, 1, smem, c->stream,
+				   params, NULL);
+	if (*r != CUDA_SUCCESS)
+		return 0;
+	if (RT_CU_CALL(c, cuStreamSynchronize, (c->stream), NULL, 0))
+		return RT_CUDA_EDRIVER;
+	RtCuProf *k = rt_cu_prof_find(c, fn);
+	if (k) {
+		k->calls++;
+		k->ns += rt_cu_now_ns() - t0;
+	}
+	return 0;
+}
+
+int rt_cuda_profiling(const RtCuda *c)
+{
+	return c->prof;
+}
+
 int rt_cuda_open(int min_cc, uint64_t need_bytes, RtCuda **out, char *err, size_t n)
 {
 	*out = NULL;
@@ -355,6 +464,8 @@ int rt_cuda_open(int min_cc, uint64_t need_bytes, RtCuda **out, char *err, size_
 	RtCuda *c = calloc(1, sizeof *c);
 	if (!c)
 		return rt_cu_say(NULL, err, n, RT_CUDA_EDRIVER, "rt_cuda_open: out of memory");
+	const char *prof = getenv(RT_CUDA_ENV_PROFILE);
+	c->prof = prof && *prof && strcmp(prof, "0") != 0;
 	int rc = rt_cu_load(c, err, n);
 	if (!rc && rt_cu_check(c, c->api.cuInit(0), "cuInit", NULL, 0, RT_CUDA_ENODEV))
 		rc = rt_cu_say(c, err, n, RT_CUDA_ENODEV, "the CUDA driver (%s) did not start: %s",
@@ -377,6 +488,9 @@ void rt_cuda_close(RtCuda *c)
 {
 	if (!c)
 		return;
+	if (c->prof)
+		rt_cu_prof_print(c);
+	free(c->pk);
 	if (c->ctx && c->api.cuCtxSetCurrent(c->ctx) == CUDA_SUCCESS) {
 		/* errors are ignored: after a sticky error every call fails, and all that is
 		 * left to do is let go */
@@ -502,6 +616,8 @@ int rt_cuda_func(RtCuda *c, const char *name, void **fn, char *err, size_t n)
 		return rt_cu_say(c, err, n, RT_CUDA_EDRIVER, "cuModuleGetFunction %s: %s", name, en);
 	}
 	*fn = f;
+	if (c->prof)
+		rt_cu_prof_add(c, f, name);
 	return 0;
 }
 
@@ -604,8 +720,14 @@ int rt_cuda_launch(RtCuda *c, void *fn, unsigned gx, unsigned gy, unsigned gz, u
 	int rc = rt_cu_bind(c, NULL, 0);
 	if (rc)
 		return rc;
-	CUresult r = c->api.cuLaunchKernel((CUfunction)fn, gx, gy, gz, block, 1, 1, smem, c->stream,
-					   params, NULL);
+	CUresult r;
+	if (c->prof) {
+		if ((rc = rt_cu_prof_launch(c, fn, gx, gy, gz, block, smem, params, &r)))
+			return rc;
+	} else {
+		r = c->api.cuLaunchKernel((CUfunction)fn, gx, gy, gz, block, 1, 1, smem, c->stream,
+					  params, NULL);
+	}
 	if (r == CUDA_SUCCESS)
 		return 0;
 	char name[256];
@@ -630,6 +752,10 @@ int rt_cuda_has_graphs(const RtCuda *c)
 
 int rt_cuda_capture_begin(RtCuda *c)
 {
+	if (c->prof)
+		return rt_cu_say(c, NULL, 0, RT_CUDA_ENOTSUP,
+				 "no graphs in profile mode ($" RT_CUDA_ENV_PROFILE "): each launch "
+				 "is timed by itself");
 	if (!c->graphs)
 		return rt_cu_say(c, NULL, 0, RT_CUDA_ENOTSUP,
 				 "the CUDA driver (%s, CUDA %d.%d) has no graphs (CUDA 11.4 or newer "

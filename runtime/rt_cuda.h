@@ -34,6 +34,9 @@ extern "C" {
  * installs) and the device's index (default 0). */
 #define RT_CUDA_ENV_LIB "BITNETC_LIBCUDA"
 #define RT_CUDA_ENV_DEVICE "BITNETC_CUDA_DEVICE"
+/* Profile mode (set and not "0"): each launch synchronized and timed on the host per kernel
+ * name, graphs refused (RT_CUDA_ENOTSUP), the table printed to stderr by rt_cuda_close. */
+#define RT_CUDA_ENV_PROFILE "BITNETC_CUDA_PROFILE"
 
 typedef struct RtCuda RtCuda;
 typedef unsigned long long RtDevPtr; /* a device address (CUdeviceptr) */
@@ -119,6 +122,8 @@ int rt_cuda_sync(RtCuda *c, char *err, size_t n);
 /* Whether the driver has the graph functions (else capture_begin says RT_CUDA_ENOTSUP and
  * the caller launches directly). */
 int rt_cuda_has_graphs(const RtCuda *c);
+/* Whether $BITNETC_CUDA_PROFILE turned profile mode on for c. */
+int rt_cuda_profiling(const RtCuda *c);
 /* Starts recording the stream: until rt_cuda_capture_end, launches, async copies and
  * memsets are recorded, not run (the synchronous calls are not allowed). 0,
  * RT_CUDA_ENOTSUP or RT_CUDA_EDRIVER. */

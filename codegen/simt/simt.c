@@ -670,6 +670,12 @@ int simt_emit_ptx(Simt *S, const char *sm, CgBuf *ptx, CgBuf *ll, BnErr *e)
 int simt_emit_host_object(Simt *S, CgBuf *obj, BnErr *e)
 {
 	BN_ASSERT(S->flavor == SIMT_HOST);
+#ifdef BITNETC_NO_HOST_CODEGEN
+	/* a portable bitnetc links LLVM's NVPTX backend alone (CMake's BITNETC_PORTABLE) */
+	(void)obj;
+	return bn_err(e, BN_EUNSUPPORTED, "this bitnetc has no host code generator (a portable "
+		      "build: NVPTX only), so it cannot write host kernels");
+#else
 	if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter())
 		return bn_err(e, BN_EUNSUPPORTED, "LLVM has no code generator for this host");
 	char *triple = LLVMGetDefaultTargetTriple();
@@ -693,4 +699,5 @@ int simt_emit_host_object(Simt *S, CgBuf *obj, BnErr *e)
 	LLVMDisposeMessage(cpu);
 	LLVMDisposeMessage(feat);
 	return rc;
+#endif
 }

@@ -3,7 +3,8 @@
  * BN_FAKE_CUDA_PATH) opening and describing the device, every reason for "no usable
  * device" through the fake's knobs, memory, copies with progress, streams, graphs, kernels
  * (rt_cuda_kernels.c) launched directly and from a graph, a failing kernel's sticky error,
- * and two RtCuda open at once, in one thread and in two. */
+ * two RtCuda open at once, in one thread and in two, and profile mode
+ * ($BITNETC_CUDA_PROFILE: per-kernel times, no graphs). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Every knob this test sets, cleared before each test. */
 static void clear_env(void)
@@ -23,7 +25,7 @@ static void clear_env(void)
 	static const char *const vars[] = {
 		RT_CUDA_ENV_LIB,         RT_CUDA_ENV_DEVICE,  "BN_FAKE_CUDA_DEVICES",
 		"BN_FAKE_CUDA_CC",       "BN_FAKE_CUDA_MEM",  "BN_FAKE_CUDA_INIT_FAIL",
-		"BN_FAKE_CUDA_NAME",     "BN_FAKE_CUDA_KERNELS",
+		"BN_FAKE_CUDA_NAME",     "BN_FAKE_CUDA_KERNELS", RT_CUDA_ENV_PROFILE,
 	};
 	for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
 		unsetenv(vars[i]);
@@ -421,6 +423,76 @@ static void test_launch(void **state)
 #endif
 }
 
+/* Profile mode: graphs refused, launches still run, and rt_cuda_close prints one row per
+ * launched kernel with its count (stderr captured in a temporary file). "0" is off. */
+static void test_profile(void **state)
+{
+	(void)state;
+	NEED_FAKE();
+#ifndef BN_RT_CUDA_KERNELS
+	skip_msg("skipped: no kernels library for the fake driver in this build");
+#else
+	setenv("BN_FAKE_CUDA_KERNELS", BN_RT_CUDA_KERNELS, 1);
+	setenv(RT_CUDA_ENV_PROFILE, "0", 1);
+	RtCuda *c = open_fake(80, 0);
+	assert_false(rt_cuda_profiling(c));
+	rt_cuda_close(c);
+	setenv(RT_CUDA_ENV_PROFILE, "1", 1);
+	c = open_fake(80, 0);
+	assert_true(rt_cuda_profiling(c));
+	char err[512];
+	assert_int_equal(rt_cuda_module(c, "// fake\n", NULL, 0, 0, err, sizeof err), 0);
+	void *fill = NULL, *bad = NULL;
+	assert_int_equal(rt_cuda_func(c, "rt_cuda_test_fill", &fill, err, sizeof err), 0);
+	assert_int_equal(rt_cuda_func(c, "rt_cuda_test_fill", &fill, err, sizeof err), 0);
+	assert_int_equal(rt_cuda_func(c, "rt_cuda_test_bad", &bad, err, sizeof err), 0);
+	assert_int_equal(rt_cuda_capture_begin(c), RT_CUDA_ENOTSUP);
+	expect_has(rt_cuda_error(c), "no graphs in profile mode");
+	enum { N = 300 };
+	int32_t out[N];
+	RtDevPtr p;
+	assert_int_equal(rt_cuda_alloc(c, sizeof out, &p, err, sizeof err), 0);
+	uint64_t ptr = p;
+	int32_t base = 5, n = N;
+	void *params[] = {&ptr, &base, &n};
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(rt_cuda_launch(c, fill, 2, 1, 1, 256, 0, params), 0);
+	assert_int_equal(rt_cuda_download(c, out, p, sizeof out, err, sizeof err), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(out[i], 5 + i);
+	rt_cuda_free(c, p);
+
+	char path[] = "/tmp/test_rt_cuda_profXXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	int saved = dup(2);
+	assert_true(saved >= 0);
+	assert_true(dup2(fd, 2) == 2);
+	rt_cuda_close(c);
+	fflush(stderr);
+	assert_true(dup2(saved, 2) == 2);
+	close(saved);
+	char text[4096] = {0};
+	assert_true(lseek(fd, 0, SEEK_SET) == 0);
+	ssize_t got = read(fd, text, sizeof text - 1);
+	close(fd);
+	unlink(path);
+	assert_true(got > 0);
+	expect_has(text, "bitnetc CUDA profile");
+	expect_has(text, "mean_us");
+	/* one row for fill with 3 calls; none for bad, which never ran */
+	const char *row = strstr(text, "\nrt_cuda_test_fill ");
+	assert_non_null(row);
+	unsigned long long calls = 0;
+	double mean = -1;
+	assert_int_equal(sscanf(row + 1, "rt_cuda_test_fill %llu %lf", &calls, &mean), 2);
+	assert_int_equal(calls, 3);
+	assert_true(mean > 0);
+	assert_null(strstr(text, "rt_cuda_test_bad"));
+#endif
+}
+
 /* Two RtCuda at once in one process: both hold the primary context, each its own stream
  * and memory, and closing one leaves the other working. */
 static void test_two_open(void **state)
@@ -513,6 +585,7 @@ int main(void)
 		cmocka_unit_test_setup(test_round_trip, setup),
 		cmocka_unit_test_setup(test_async, setup),
 		cmocka_unit_test_setup(test_graph, setup),
+		cmocka_unit_test_setup(test_profile, setup),
 		cmocka_unit_test_setup(test_module_errors, setup),
 		cmocka_unit_test_setup(test_launch, setup),
 		cmocka_unit_test_setup(test_two_open, setup),

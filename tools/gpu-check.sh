@@ -25,12 +25,13 @@
 #   GPU_CHECK_OUT: a folder that also gets gpu-check.log and the JSON; GPU_CHECK_WORK: the
 #   scratch folder (default a new one under /tmp, about 2.5 GiB with the 2B-4T model).
 #
-# The device tool call a session makes (its checkout holds build-portable/bitnetc-portable,
-# built as above; the working tree plus it is about 47 MiB, under the 64 MiB limit):
-#   run(command="GPU_CHECK_OUT=$OUT bash tools/gpu-check.sh build-portable/bitnetc-portable",
-#       carry=["build-portable/bitnetc-portable"], timeout_s=480)
+# On a GPU machine that gets a copy of the working tree: copy build-portable/bitnetc-portable
+# (built as above) along with it (about 47 MiB in all) and run, with OUT a folder to collect
+# the results in:
+#   GPU_CHECK_OUT=$OUT bash tools/gpu-check.sh build-portable/bitnetc-portable
 # Expected: a few minutes on one H100 (most of it writing and building the 1.1 GiB model;
-# each step has its own timeout); gpu-check.log and gpu-check.json come back from $OUT.
+# each step has its own timeout, 480 s in all is plenty); gpu-check.log and gpu-check.json
+# go to $OUT.
 # With time short, GPU_CHECK_SKIP_2B=1 first runs the golden part alone.
 #
 # Dry run here, without a GPU (about a minute; the 2B-4T part skipped):

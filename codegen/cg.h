@@ -111,6 +111,11 @@ void cg_output_free(CgOutput *o);
  * "\t.decode = decode,\n": what the model is, its payload, its batch templates (n_bs of
  * them, in batch_sizes) and scratch; the generated file defines model_info, MAX_BATCH,
  * batch_sizes, kv_bytes and decode. */
+/* s[0..n) as a C string literal, escaped, split into lines after each newline. */
+void cg_put_cstr(CgBuf *b, const char *s, size_t n);
+/* The forward templates of a build: the pipeline's batch sizes (o->batch_sizes), or 1 and
+ * max_batch (in two); checked: ascending, from 1 to max_batch, max_batch in range. */
+int cg_batch_templates(const CgOpts *o, int two[2], const int **bs, int *n_bs, BnErr *e);
 void cg_put_model_facts(CgBuf *b, const IrGraph *g, const CgOpts *o, const CgOutput *out,
 			int n_bs);
 

@@ -1,10 +1,32 @@
-/* cg_buf.c - the growable text buffer all source emitters append to through cg_printf. */
+/* cg_buf.c - the growable buffer all emitters append to: text through cg_printf, bytes
+ * through cg_put. */
 #include "cg.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Room for more than n bytes after len: grows geometrically, so that emitting a large
+ * model stays linear. -1 and b->oom when memory runs out. */
+static int reserve(CgBuf *b, size_t n)
+{
+	if (b->oom)
+		return -1;
+	if (b->data && b->cap - b->len > n)
+		return 0;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap - b->len <= n)
+		cap *= 2;
+	char *p = realloc(b->data, cap);
+	if (!p) {
+		b->oom = true;
+		return -1;
+	}
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
 
 int cg_printf(CgBuf *b, const char *fmt, ...)
 {
@@ -24,18 +46,19 @@ int cg_printf(CgBuf *b, const char *fmt, ...)
 			b->len += (size_t)k;
 			return k;
 		}
-		/* grow geometrically so that emitting a large model stays linear */
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap - b->len <= (size_t)k)
-			cap *= 2;
-		char *p = realloc(b->data, cap);
-		if (!p) {
-			b->oom = true;
+		if (reserve(b, (size_t)k))
 			return -1;
-		}
-		b->data = p;
-		b->cap = cap;
 	}
+}
+
+int cg_put(CgBuf *b, const void *data, size_t n)
+{
+	if (reserve(b, n))
+		return -1;
+	memcpy(b->data + b->len, data, n);
+	b->len += n;
+	b->data[b->len] = 0;
+	return 0;
 }
 
 void cg_buf_free(CgBuf *b)
@@ -44,26 +67,4 @@ void cg_buf_free(CgBuf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 	b->oom = false;
-}
-
-int cg_put(CgBuf *b, const void *data, size_t n)
-{
-	if (b->oom)
-		return -1;
-	if (b->cap - b->len <= n) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap - b->len <= n)
-			cap *= 2;
-		char *p = realloc(b->data, cap);
-		if (!p) {
-			b->oom = true;
-			return -1;
-		}
-		b->data = p;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, data, n);
-	b->len += n;
-	b->data[b->len] = 0;
-	return 0;
 }

@@ -2,6 +2,8 @@
  * binaries) and the payload plan, and writing them into the build's source directory. */
 #include "cg.h"
 
+#include "rt_batch.h"
+
 #include <inttypes.h>
 
 #include <errno.h>
@@ -115,4 +117,37 @@ void cg_put_model_facts(CgBuf *b, const IrGraph *g, const CgOpts *o, const CgOut
 		  BITNETC_VERSION, g->hp.n_vocab, g->hp.n_ctx_train, g->hp.n_layer, g->hp.n_embd,
 		  o->bos, o->eos, out->payload.tok_off, out->payload.tok_bytes, o->chat_template,
 		  out->payload.size, out->payload.hash, n_bs, out->scratch_bytes);
+}
+
+void cg_put_cstr(CgBuf *b, const char *s, size_t n)
+{
+	cg_printf(b, "\"");
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\')
+			cg_printf(b, "\\%c", c);
+		else if (c == '\n')
+			cg_printf(b, "\\n\"\n\t\"");
+		else if (c < 0x20 || c >= 0x7f || c == '?') /* '?': no trigraphs */
+			cg_printf(b, "\\%03o", c);
+		else
+			cg_printf(b, "%c", c);
+	}
+	cg_printf(b, "\"");
+}
+
+int cg_batch_templates(const CgOpts *o, int two[2], const int **bs, int *n_bs, BnErr *e)
+{
+	if (!rt_max_batch_ok(o->max_batch))
+		return bn_err(e, BN_EINVAL, "codegen: max_batch %d out of range (1..%d)",
+			      o->max_batch, RT_MAX_BATCH);
+	two[0] = 1;
+	two[1] = o->max_batch;
+	*bs = o->batch_sizes ? o->batch_sizes : two;
+	*n_bs = o->batch_sizes ? o->n_batch_sizes : o->max_batch > 1 ? 2 : 1;
+	if (!rt_batch_sizes_ok(*bs, *n_bs, o->max_batch))
+		return bn_err(e, BN_EINVAL, "codegen: batch sizes must start at 1, ascend and end at "
+					    "max_batch %d (%d sizes given)",
+			      o->max_batch, *n_bs);
+	return 0;
 }

@@ -786,22 +786,9 @@ static int plan_kv(Em *m)
 
 /* cg_cpu_prelude (codegen/cpu/cg_cpu_prelude.h, embedded at build time) starts the file. */
 
-/* A C string literal, escaped. */
 static void put_cstr(CgBuf *b, const char *s)
 {
-	cg_printf(b, "\"");
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			cg_printf(b, "\\%c", c);
-		else if (c == '\n')
-			cg_printf(b, "\\n\"\n\t\"");
-		else if (c < 0x20 || c >= 0x7f || c == '?') /* '?': no trigraphs */
-			cg_printf(b, "\\%03o", c);
-		else
-			cg_printf(b, "%c", c);
-	}
-	cg_printf(b, "\"");
+	cg_put_cstr(b, s, strlen(s));
 }
 
 /* The residual stream is what every layer adds to: the embedding rows, then each add of
@@ -942,17 +929,11 @@ void em_free(Em *m)
 int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 {
 	memset(out, 0, sizeof *out);
-	if (!rt_max_batch_ok(o->max_batch))
-		return bn_err(e, BN_EINVAL, "codegen: max_batch %d out of range (1..%d)",
-			      o->max_batch, RT_MAX_BATCH);
 	/* the forward templates: the pipeline's batch sizes, or 1 and max_batch */
-	const int two[2] = {1, o->max_batch};
-	const int *bs = o->batch_sizes ? o->batch_sizes : two;
-	int n_bs = o->batch_sizes ? o->n_batch_sizes : o->max_batch > 1 ? 2 : 1;
-	if (!rt_batch_sizes_ok(bs, n_bs, o->max_batch))
-		return bn_err(e, BN_EINVAL, "codegen: batch sizes must start at 1, ascend and end at "
-					    "max_batch %d (%d sizes given)",
-			      o->max_batch, n_bs);
+	int two[2], n_bs;
+	const int *bs;
+	if (cg_batch_templates(o, two, &bs, &n_bs, e))
+		return e ? e->code : BN_EINVAL;
 	Em m = {.g = g, .o = o, .e = e};
 	char isa_features[256];
 	cg_cpu_target_isa(o->target, &m.isa, isa_features, sizeof isa_features);

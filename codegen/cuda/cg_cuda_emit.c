@@ -139,7 +139,7 @@ static const char *c_type(SimtParam t)
 	return "int";
 }
 
-static void put_launch(CuEm *m, CgBuf *b, const CuLaunch *l, int k)
+static void put_launch(CgBuf *b, const CuLaunch *l, int k)
 {
 	cg_printf(b, "\t{\n");
 	for (int i = 0; i < l->n_args; i++)
@@ -152,7 +152,6 @@ static void put_launch(CuEm *m, CgBuf *b, const CuLaunch *l, int k)
 		     "\t\t\treturn RT_FORWARD_DEVICE;\n"
 		     "\t}\n",
 		  k, l->kernel, l->grid[0], l->grid[1], l->grid[2], l->block, l->smem);
-	(void)m;
 }
 
 /* Every node's launches for template nt into b (NULL: kernels only, the host flavour). */
@@ -197,28 +196,15 @@ static int walk(CuEm *m, CgBuf *b, int nt)
 			int k = kname_index(m, L[i].kernel);
 			if (k < 0)
 				return bn_err(m->e, BN_ENOMEM, "codegen: out of memory");
-			put_launch(m, b, &L[i], k);
+			put_launch(b, &L[i], k);
 		}
 	}
 	return 0;
 }
 
-/* A C string literal of s, split into lines. */
 static void put_cstr(CgBuf *b, const char *s, size_t n)
 {
-	cg_printf(b, "\"");
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			cg_printf(b, "\\%c", c);
-		else if (c == '\n')
-			cg_printf(b, "\\n\"\n\t\"");
-		else if (c < 0x20 || c >= 0x7f || c == '?')
-			cg_printf(b, "\\%03o", c);
-		else
-			cg_printf(b, "%c", c);
-	}
-	cg_printf(b, "\"");
+	cg_put_cstr(b, s, n);
 }
 
 static void put_hexf(CgBuf *b, float f)
@@ -611,15 +597,10 @@ static int plan_kv(CuEm *m)
 int cg_cuda_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 {
 	memset(out, 0, sizeof *out);
-	if (!rt_max_batch_ok(o->max_batch))
-		return bn_err(e, BN_EINVAL, "codegen: max_batch %d out of range (1..%d)",
-			      o->max_batch, RT_MAX_BATCH);
-	const int two[2] = {1, o->max_batch};
-	const int *bs = o->batch_sizes ? o->batch_sizes : two;
-	int n_bs = o->batch_sizes ? o->n_batch_sizes : o->max_batch > 1 ? 2 : 1;
-	if (!rt_batch_sizes_ok(bs, n_bs, o->max_batch))
-		return bn_err(e, BN_EINVAL, "codegen: batch sizes must start at 1, ascend and end at "
-					    "max_batch %d (%d sizes given)", o->max_batch, n_bs);
+	int two[2], n_bs;
+	const int *bs;
+	if (cg_batch_templates(o, two, &bs, &n_bs, e))
+		return e ? e->code : BN_EINVAL;
 	int cc = cg_cuda_target_cc(o->target);
 	if (cc <= 0)
 		return bn_err(e, BN_EINVAL, "codegen: '%s' is not a CUDA target", o->target ? o->target : "");

@@ -38,36 +38,12 @@ static void build(const char *model, const char *out, const char *extra)
 	assert_true(exists(out));
 }
 
-static char *join_ids(const int32_t *t, int n)
-{
-	char *s = malloc((size_t)n * 12 + 1);
-	size_t len = 0;
-	s[0] = 0;
-	for (int i = 0; i < n; i++)
-		len += (size_t)sprintf(s + len, "%s%d", i ? "," : "", t[i]);
-	return s;
-}
-
 /* Runs prog on the tokens (teacher-forced, -n gen greedy); returns the logits rows
- * (*rows of them). */
+ * (*rows floats). */
 static float *run_prog(const char *prog, const int32_t *tok, int n, int gen, int *rows,
 		       const char *extra)
 {
-	const char *lf = tu_tmp("build_logits.f32");
-	unlink(lf);
-	char *ids = join_ids(tok, n);
-	char *log = NULL;
-	int rc = tu_run(&log, "'%s' --tokens %s -n %d --temp 0 --ignore-eos -t 2 --logits-out '%s' %s",
-			prog, ids, gen, lf, extra ? extra : "");
-	free(ids);
-	if (rc != 0)
-		tu_fail_log(log, "%s failed (%d)", prog, rc);
-	free(log);
-	size_t sz;
-	float *x = tu_hold(tu_read_file(lf, &sz));
-	assert_non_null(x);
-	*rows = (int)(sz / sizeof(float));
-	return x;
+	return tu_run_logits(NULL, prog, tok, n, gen, rows, extra);
 }
 
 static const TuCalls calls_default = {4, {1, 8, 32, 128}}; /* passes/default.lua */

@@ -78,34 +78,10 @@ static const char *fake_env(const char *dir)
 	return env;
 }
 
-static char *join_ids(const int32_t *t, int n)
-{
-	char *s = malloc((size_t)n * 12 + 1);
-	size_t len = 0;
-	s[0] = 0;
-	for (int i = 0; i < n; i++)
-		len += (size_t)sprintf(s + len, "%s%d", i ? "," : "", t[i]);
-	return s;
-}
-
 static float *run_prog(const char *env, const char *prog, const int32_t *tok, int n, int gen,
 		       int *rows, const char *extra)
 {
-	const char *lf = tu_tmp("cuda_logits.f32");
-	unlink(lf);
-	char *ids = join_ids(tok, n);
-	char *log = NULL;
-	int rc = tu_run(&log, "%s '%s' --tokens %s -n %d --temp 0 --ignore-eos --logits-out '%s' %s",
-			env, prog, ids, gen, lf, extra ? extra : "");
-	free(ids);
-	if (rc != 0)
-		tu_fail_log(log, "%s failed (%d)", prog, rc);
-	free(log);
-	size_t sz;
-	float *x = tu_hold(tu_read_file(lf, &sz));
-	assert_non_null(x);
-	*rows = (int)(sz / sizeof(float));
-	return x;
+	return tu_run_logits(env, prog, tok, n, gen, rows, extra);
 }
 
 static bool have_fake(void)

@@ -1,6 +1,8 @@
 /* testutil.c - helpers shared by the cmocka tests. */
 #include "testutil.h"
 
+#include <unistd.h>
+
 #include "pass.h"
 #include "rt.h"
 
@@ -436,4 +438,32 @@ double tu_vs_interp(TuModel *m, const float *got, int rows, const int32_t *tok, 
 	if (msg[0])
 		fail_msg("%s", msg);
 	return worst;
+}
+
+float *tu_run_logits(const char *env, const char *prog, const int32_t *tok, int n, int gen,
+		     int *rows, const char *extra)
+{
+	char name[64];
+	snprintf(name, sizeof name, "run_logits.%d.f32", (int)getpid()); /* tests run in parallel */
+	const char *lf = tu_tmp(name);
+	unlink(lf);
+	char *ids = malloc((size_t)n * 12 + 1);
+	assert_non_null(ids);
+	size_t len = 0;
+	ids[0] = 0;
+	for (int i = 0; i < n; i++)
+		len += (size_t)sprintf(ids + len, "%s%d", i ? "," : "", tok[i]);
+	char *log = NULL;
+	int rc = tu_run(&log, "%s '%s' --tokens %s -n %d --temp 0 --ignore-eos -t 2 --logits-out '%s' %s",
+			env ? env : "", prog, ids, gen, lf, extra ? extra : "");
+	free(ids);
+	if (rc != 0)
+		tu_fail_log(log, "%s failed (%d)", prog, rc);
+	free(log);
+	size_t sz;
+	float *x = tu_hold(tu_read_file(lf, &sz));
+	unlink(lf);
+	assert_non_null(x);
+	*rows = (int)(sz / sizeof(float));
+	return x;
 }

@@ -77,6 +77,11 @@ typedef struct {
 } TuCalls;
 /* The program's call split (runtime/rt_api.c, bn_decode_split) of rem prompt tokens. */
 int tu_chunk(int rem, const TuCalls *c);
+/* Runs program prog (after env, e.g. "VAR=x", may be NULL) on the token ids, teacher-forced,
+ * then gen greedy tokens, 2 threads, extra flags (may be NULL); fails the test unless it
+ * exits 0. Returns its --logits-out rows (held: tu_free; *rows gets the number of floats). */
+float *tu_run_logits(const char *env, const char *prog, const int32_t *tok, int n, int gen,
+		     int *rows, const char *extra);
 /* max |d| / max(1, max |ref|) over one row of nv logits. */
 double tu_rel_diff(const float *got, const float *ref, int nv);
 /* A program's logits rows (n prompt rows, then rows - n generated, each from the token the

@@ -42,6 +42,9 @@ void cg_buf_free(CgBuf *b);
 
 /* ---- options and results of one build ---------------------------------- */
 
+/* What a build makes: a program, or the model as a static or shared library. */
+typedef enum { CG_LIB_NONE, CG_LIB_STATIC, CG_LIB_SHARED } CgLib;
+
 typedef struct {
 	const char *target;   /* --target name */
 	const char *cc;       /* C compiler (default "cc") */
@@ -66,6 +69,14 @@ typedef struct {
 	 * tests' SIMT emulator), and embed SASS from ptxas when it is found (cubin) */
 	bool host_kernels;
 	bool cubin;
+	/* a library instead of a program (bitnetc build --lib / --shared): every API function
+	 * named prefix_ (cg_lib.c), the runtime less the program's files (main.c,
+	 * rt_session.c), and with linked_weights the payload linked in (weights.c, from
+	 * weights.bin in the source directory) */
+	CgLib lib;
+	const char *prefix;
+	bool linked_weights;
+	const char *soname; /* a shared library's file name (its DT_SONAME) */
 } CgOpts;
 
 /* Where each constant of the graph lives in the weights payload: back to back, each at a
@@ -138,6 +149,38 @@ extern const int cg_n_runtime_cuda_sources;
 
 /* Creates dir/name (never through a symbolic link) holding data. Errors name the path. */
 int cg_write_file(const char *dir, const char *name, const void *data, size_t n, BnErr *e);
+
+/* ---- a model as a library (cg_lib.c) ---------------------------------------------- */
+
+enum { CG_LIB_PREFIX_MAX = 48 };
+/* Whether p may prefix a library's functions: a C identifier, not the runtime's rt. */
+int cg_lib_prefix_check(const char *p, BnErr *e);
+/* The prefix a library named out gets by default: its file name less "lib" and any
+ * extension, made an identifier (libtiny-2b.so.1 -> tiny_2b). */
+void cg_lib_default_prefix(const char *out, char *buf, size_t n);
+/* The files that name the API's functions prefix_X (bitnetc.h's bn_X, read from the
+ * runtime's copy): bn_names.h (#define bn_X prefix_X, for compiling the library with
+ * BN_NAMES), the product's header prefix.h (about: what it is the API of, for its
+ * comment), the exported names one per line (objcopy --keep-global-symbols) and a linker
+ * version script exporting them alone. */
+typedef struct {
+	CgBuf names_h, header, exports, version_script;
+	int n_functions;
+} CgLibFiles;
+int cg_lib_files(const char *prefix, const char *about, CgLibFiles *out, BnErr *e);
+void cg_lib_files_free(CgLibFiles *f);
+/* weights.c: weights.bin (payload and trailer) linked in with .incbin (cg_lib.c says where
+ * and the size limits), rt_linked_weights its start and end for the runtime. */
+void cg_lib_weights_c(CgBuf *b);
+/* Adds those files to out as artifacts (bn_names.h, bn_lib.h: the product's header under a
+ * fixed name, bn_exports.txt, bn_exports.map) and with linked weights.c. */
+int cg_lib_add_artifacts(CgOutput *out, const char *prefix, const char *about, bool linked,
+			 BnErr *e);
+/* The fixed names a library build writes into its source directory besides the runtime's
+ * objects (cg_lib_object_name(i): rt_api.o, ...; NULL past the last). */
+extern const char *const cg_lib_file_names[];
+extern const int cg_n_lib_file_names;
+const char *cg_lib_object_name(int i);
 
 /* ---- the C compiler, for every backend whose program has C in it (codegen/cpu/) ---- */
 

@@ -24,7 +24,7 @@
 /* The registry is written with the signals blocked and read by the handler, which only
  * calls async-signal-safe functions: kill, waitid, waitpid, nanosleep, unlink, rmdir,
  * sigaction, sigprocmask, raise. */
-enum { CLEAN_MAX = 8, CLEAN_FILE = 1, CLEAN_DIR = 2, CLEAN_NAMES = 96 };
+enum { CLEAN_MAX = 8, CLEAN_FILE = 1, CLEAN_DIR = 2, CLEAN_NAMES = 160 };
 typedef struct {
 	int kind;
 	char path[4096];
@@ -456,7 +456,7 @@ static int emit_dir_check(const char *dir, const char *const *names, int n, BnEr
 
 int cg_build_files_check(const CgBuildFiles *f, BnErr *e)
 {
-	enum { MAX_EMIT = 64 };
+	enum { MAX_EMIT = 128 };
 	const char *names[MAX_EMIT];
 	int n_names = f->emit_dir && f->backend && f->backend->emit_files
 			      ? f->backend->emit_files(names, MAX_EMIT) : 0;

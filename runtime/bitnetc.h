@@ -6,9 +6,19 @@
  * in bn_ctx_last_error.
  *
  * A program that uses it compiles every .c file `bitnetc build --emit-c DIR` writes except
- * DIR/main.c (the command-line program, itself a client of this API) with its own main. */
+ * DIR/main.c (the command-line program, itself a client of this API) with its own main.
+ *
+ * A library built with `bitnetc build --lib` or `--shared` (or by the tree `bitnetc emit`
+ * writes) exports these functions named PREFIX_ in place of bn_ (tiny_decode for
+ * bn_decode, with --prefix tiny), so that several models link into one product: its header
+ * PREFIX.h declares them, with the types and codes from here. Its sources are compiled with
+ * BN_NAMES, which maps the names below through bn_names.h (written beside them). */
 #ifndef BITNETC_API_H
 #define BITNETC_API_H
+
+#ifdef BN_NAMES
+#include "bn_names.h"
+#endif
 
 #include <stddef.h>
 #include <stdint.h>
@@ -64,8 +74,9 @@ enum {
  * BN_E_CPU_MASK or BN_E_CPU, with the reason in err. bn_model_open does it too. */
 int bn_model_check(char *err, size_t err_len);
 /* Opens the model linked into this program: checks it (bn_model_check), asks the OS for
- * the CPU state it needs (the AMX tiles), maps the weights (weights_path, or NULL: the
- * payload appended to the running executable, found through /proc/self/exe), compares
+ * the CPU state it needs (the AMX tiles), maps the weights (weights_path, or NULL: those
+ * linked into the library, else the payload appended to the running executable, found
+ * through /proc/self/exe; a library built with --weights-file needs the path), compares
  * their hash, opens the tokenizer in them and runs the model's init (for a model built
  * for a GPU: BN_E_DEVICE when there is no usable one). NULL on failure, with the reason in
  * err (err_len 0: no message). */
@@ -97,8 +108,8 @@ int32_t bn_model_n_ctx_train(const bn_model *m); /* the training context; 0: unk
 const char *bn_model_meta(const bn_model *m, const char *key);
 /* Numbers: "n_layer", "n_embd", "bos", "eos" (-1: none), "max_batch" (tokens per forward
  * call), "scratch_bytes", "weights_bytes", "weights_hash" (its 64 bits), "tok_bytes" (the
- * tokenizer's bytes in the weights; 0: none), "weights_embedded" (1 if in the executable;
- * needs m), and n_vocab, n_ctx_train. -1 for an unknown key. */
+ * tokenizer's bytes in the weights; 0: none), "weights_embedded" (1 if in the executable
+ * or linked into the library; needs m), and n_vocab, n_ctx_train. -1 for an unknown key. */
 int64_t bn_model_meta_int(const bn_model *m, const char *key);
 /* The token counts the model has a forward function for (ascending, the first 1, the last
  * max_batch): up to cap of them into sizes; returns how many there are. */

@@ -120,7 +120,8 @@ void rt_sampler_reset(RtSampler *s);
 typedef struct {
 	const uint8_t *data; /* the payload: a read-only mapping, never a heap copy */
 	uint64_t size;
-	int embedded;        /* 1: appended to the executable, 0: a --weights-file */
+	int embedded;        /* 1: appended to the executable (or linked into a library),
+	                      * 0: a --weights-file */
 	char path[4096];     /* the file as named in messages */
 	void *map;           /* what rt_weights_unmap releases */
 	size_t map_len;
@@ -133,6 +134,11 @@ typedef struct {
  * truncated, misaligned, another model's weights. */
 int rt_weights_map(RtWeights *w, const char *path, const char *argv0, uint64_t want_bytes,
 		   uint64_t want_hash, RtErr *e);
+/* The payload linked into a library: blob is n bytes, the payload then its trailer, as a
+ * weights file holds them (bitnetc build --lib). Checked as rt_weights_map checks a file;
+ * nothing is mapped or copied. name is how messages name it. */
+int rt_weights_mem(RtWeights *w, const void *blob, uint64_t n, const char *name,
+		   uint64_t want_bytes, uint64_t want_hash, RtErr *e);
 void rt_weights_unmap(RtWeights *w);
 /* The 32 on-disk trailer bytes (little-endian) for a payload at offset (4096-aligned). */
 void rt_weights_trailer_pack(unsigned char out[32], uint64_t offset, uint64_t size,

@@ -152,6 +152,32 @@ static int rt_open_tok(bn_model *m)
 	return m->tok_status = BN_E_TOKENIZER;
 }
 
+#ifdef BN_LINKED_WEIGHTS
+/* The weights linked into this library (weights.c, generated): where they begin and end. */
+extern const unsigned char *const rt_linked_weights[2];
+#endif
+
+/* The weights: the file at path; else those linked into a library (BN_LINKED_WEIGHTS); else
+ * the payload appended to the running executable. A library built with --weights-file has
+ * no executable of its own to look in. */
+static int rt_weights_open(RtWeights *w, const char *path, const char *argv0,
+			   const RtModel *rm, RtErr *e)
+{
+	(void)argv0;
+#if defined(BN_LINKED_WEIGHTS)
+	if (!path)
+		return rt_weights_mem(w, rt_linked_weights[0],
+				      (uint64_t)(rt_linked_weights[1] - rt_linked_weights[0]),
+				      "the weights linked into the library", rm->weights_bytes,
+				      rm->weights_hash, e);
+#elif defined(BN_LIBRARY)
+	if (!path)
+		return rt_err(e, RT_EINVAL, "this library was built with --weights-file: give "
+					    "bn_model_open the path of that weights file");
+#endif
+	return rt_weights_map(w, path, argv0, rm->weights_bytes, rm->weights_hash, e);
+}
+
 static int rt_open(bn_model *m, const char *path, const char *argv0, int flags, char *err,
 		   size_t err_len)
 {
@@ -165,7 +191,7 @@ static int rt_open(bn_model *m, const char *path, const char *argv0, int flags, 
 		return rt_say(err, err_len, BN_E_CPU,
 			      "the OS refused this program the CPU state it was built for: %s", why);
 	RtErr e = {0};
-	if (rt_weights_map(&m->w, path, argv0, rm->weights_bytes, rm->weights_hash, &e)) {
+	if (rt_weights_open(&m->w, path, argv0, rm, &e)) {
 		m->w.data = NULL;
 		return rt_say(err, err_len, e.code == RT_ENOMEM ? BN_E_NOMEM : BN_E_WEIGHTS, "%s",
 			      e.msg);

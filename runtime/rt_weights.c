@@ -194,16 +194,21 @@ int rt_exe_path(const char *argv0, char *out, size_t n, RtErr *e)
 
 /* ---- mapping ----------------------------------------------------------- */
 
-/* Reads and checks the trailer of the open file fd (size fsize) into off, size, hash. */
-static int rt_trailer_read(int fd, uint64_t fsize, const char *name, int embedded, uint64_t *off,
-			   uint64_t *size, uint64_t *hash, RtErr *e)
+/* The hint after "no trailer" and "truncated": what the weights were supposed to be. */
+static const char *rt_weights_hint(int embedded)
 {
-	const char *hint = embedded ? ": was the binary stripped or truncated? rebuild it with "
-				      "bitnetc build, or give --weights-file"
-				    : ": is it a weights file written by bitnetc build?";
-	unsigned char t[RT_TRAILER_BYTES];
-	if (fsize < RT_TRAILER_BYTES ||
-	    pread(fd, t, sizeof t, (off_t)(fsize - RT_TRAILER_BYTES)) != (ssize_t)sizeof t ||
+	return embedded ? ": was the binary stripped or truncated? rebuild it with bitnetc build, "
+			  "or give --weights-file"
+			: ": is it a weights file written by bitnetc build?";
+}
+
+/* Checks the 32 trailer bytes t (nt of them there) at the end of something of fsize bytes
+ * and reads off, size, hash from them. */
+static int rt_trailer_parse(const unsigned char *t, size_t nt, uint64_t fsize, const char *name,
+			    const char *hint, uint64_t *off, uint64_t *size, uint64_t *hash,
+			    RtErr *e)
+{
+	if (fsize < RT_TRAILER_BYTES || nt != RT_TRAILER_BYTES ||
 	    memcmp(t, RT_WEIGHTS_MAGIC, 8) != 0)
 		return rt_err(e, RT_EINVAL, "%s: weights payload not found (no trailer)%s", name,
 			      hint);
@@ -220,6 +225,47 @@ static int rt_trailer_read(int fd, uint64_t fsize, const char *name, int embedde
 			      "but the file has %llu bytes%s",
 			      name, (unsigned long long)*size, (unsigned long long)*off,
 			      (unsigned long long)fsize, hint);
+	return RT_OK;
+}
+
+/* The payload of the trailer is the one this model code was built with. */
+static int rt_payload_match(const RtWeights *w, uint64_t size, uint64_t hash, uint64_t want_bytes,
+			    uint64_t want_hash, RtErr *e)
+{
+	const char *what = w->embedded ? "the weights payload" : "the weights file";
+	if (size != want_bytes)
+		return rt_err(e, RT_EINVAL,
+			      "%s: weights payload has %llu bytes but this program expects %llu: "
+			      "%s belongs to another model",
+			      w->path, (unsigned long long)size, (unsigned long long)want_bytes, what);
+	if (hash != want_hash)
+		return rt_err(e, RT_EINVAL,
+			      "%s: %s belongs to another model (hash %016llx, this program expects "
+			      "%016llx)",
+			      w->path, what, (unsigned long long)hash, (unsigned long long)want_hash);
+	return RT_OK;
+}
+
+int rt_weights_mem(RtWeights *w, const void *blob, uint64_t n, const char *name,
+		   uint64_t want_bytes, uint64_t want_hash, RtErr *e)
+{
+	memset(w, 0, sizeof *w);
+	w->embedded = 1;
+	snprintf(w->path, sizeof w->path, "%s", name);
+	uint64_t off = 0, size = 0, hash = 0;
+	const unsigned char *p = blob;
+	int rc = rt_trailer_parse(n >= RT_TRAILER_BYTES ? p + n - RT_TRAILER_BYTES : p,
+				  n >= RT_TRAILER_BYTES ? RT_TRAILER_BYTES : 0, n, name,
+				  ": the library's weights are damaged; build it again", &off, &size,
+				  &hash, e);
+	if (rc == RT_OK)
+		rc = rt_payload_match(w, size, hash, want_bytes, want_hash, e);
+	if (rc != RT_OK)
+		return rc;
+	w->size = size;
+	w->data = p + off;
+	if ((uintptr_t)w->data % 64 != 0)
+		return rt_err(e, RT_EINVAL, "%s: the linked weights are not 64-byte aligned", name);
 	return RT_OK;
 }
 
@@ -246,20 +292,14 @@ int rt_weights_map(RtWeights *w, const char *path, const char *argv0, uint64_t w
 		close(fd);
 		return rt_err(e, RT_EIO, "%s: not a regular file", name);
 	}
-	uint64_t off = 0, size = 0, hash = 0;
-	int rc = rt_trailer_read(fd, (uint64_t)st.st_size, name, w->embedded, &off, &size, &hash, e);
-	if (rc == RT_OK && size != want_bytes)
-		rc = rt_err(e, RT_EINVAL,
-			    "%s: weights payload has %llu bytes but this program expects %llu: "
-			    "%s belongs to another model",
-			    name, (unsigned long long)size, (unsigned long long)want_bytes,
-			    w->embedded ? "the payload" : "the weights file");
-	if (rc == RT_OK && hash != want_hash)
-		rc = rt_err(e, RT_EINVAL,
-			    "%s: %s belongs to another model (hash %016llx, this program expects "
-			    "%016llx)",
-			    name, w->embedded ? "the weights payload" : "weights file",
-			    (unsigned long long)hash, (unsigned long long)want_hash);
+	uint64_t off = 0, size = 0, hash = 0, fsize = (uint64_t)st.st_size;
+	unsigned char t[RT_TRAILER_BYTES];
+	ssize_t got = fsize < RT_TRAILER_BYTES ? 0
+		      : pread(fd, t, sizeof t, (off_t)(fsize - RT_TRAILER_BYTES));
+	int rc = rt_trailer_parse(t, got > 0 ? (size_t)got : 0, fsize, name,
+				  rt_weights_hint(w->embedded), &off, &size, &hash, e);
+	if (rc == RT_OK)
+		rc = rt_payload_match(w, size, hash, want_bytes, want_hash, e);
 	if (rc != RT_OK) {
 		close(fd);
 		return rc;
@@ -301,7 +341,7 @@ int rt_weights_map(RtWeights *w, const char *path, const char *argv0, uint64_t w
 
 void rt_weights_unmap(RtWeights *w)
 {
-	if (w->map)
+	if (w->map) /* linked weights have none */
 		munmap(w->map, w->map_len);
 	w->map = NULL;
 	w->map_len = 0;

@@ -121,6 +121,11 @@ static int cpu_emit_files(const char **names, int max)
 		names[n++] = "model.o";
 	for (int i = 0; i < cg_n_runtime_sources && n < max; i++)
 		names[n++] = cg_runtime_sources[i].name;
+	/* a library's (--lib, --shared): its files and the runtime's objects */
+	for (int i = 0; i < cg_n_lib_file_names && n < max; i++)
+		names[n++] = cg_lib_file_names[i];
+	for (int i = 0; cg_lib_object_name(i) && n < max; i++)
+		names[n++] = cg_lib_object_name(i);
 	return n;
 }
 
@@ -144,7 +149,13 @@ static int cpu_build(const CgOpts *o, const char *dir, const char *out_path, con
 		return bn_err(e, BN_EINVAL, "build: '%s' is not a CPU target", name);
 	if (cg_cc(o, t, dir, out_path, cmd, cmd_n, e))
 		return bn_err_prefix(e, "build");
-	return cg_check_output(out_path, shown, o->cc ? o->cc : "cc", t->name, false, e);
+	const char *cc = o->cc ? o->cc : "cc";
+	if (o->lib == CG_LIB_STATIC) { /* an archive of one object: that object */
+		char obj[4200];
+		snprintf(obj, sizeof obj, "%s/bn_lib.o", dir);
+		return cg_check_output(obj, shown, cc, t->name, true, e);
+	}
+	return cg_check_output(out_path, shown, cc, t->name, false, e);
 }
 
 const CgBackend cg_backend_cpu = {

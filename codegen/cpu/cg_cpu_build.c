@@ -2,6 +2,7 @@
  * (model.c with the target's flags, then the runtime and the link). */
 #include "cg_cpu.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -246,6 +247,150 @@ int cg_split_cflags(const CgOpts *o, char *buf, size_t bn, const char **w, int m
 	return n;
 }
 
+/* " && " and argv after the command lines in cmd. */
+static void cmd_and(char *cmd, size_t cmd_n, const char *const *argv)
+{
+	size_t l = strlen(cmd);
+	if (l && l + 4 < cmd_n)
+		strcat(cmd, " && ");
+	cg_cmd_append(cmd, cmd_n, argv);
+}
+
+/* Runs a binutils tool (objcopy, ar) like the compiler; env names the variable that picks
+ * another. */
+static int run_tool(const CgOpts *o, const char *const *argv, const char *dir, const char *env,
+		    char *cmd, size_t cmd_n, BnErr *e)
+{
+	cmd_and(cmd, cmd_n, argv);
+	if (!cc_exists(argv[0]))
+		return bn_err(e, BN_EIO, "'%s' not found: a static library needs it (binutils; "
+					 "set %s to name another)", argv[0], env);
+	if (cg_run_cc(o, argv, dir, e))
+		return bn_err_prefix(e, "%s", argv[0]);
+	return 0;
+}
+
+/* A binutils tool for the compiler cc: the cross prefix of its name with tool
+ * (aarch64-linux-gnu-gcc-12 -> aarch64-linux-gnu-objcopy, in cc's directory when cc is a
+ * path), or $ENV (OBJCOPY, AR) when set. */
+static const char *binutil(const char *cc, const char *tool, const char *env, char *buf, size_t n)
+{
+	const char *v = getenv(env);
+	if (v && *v)
+		return v;
+	const char *base = strrchr(cc, '/');
+	size_t dir_len = base ? (size_t)(base - cc + 1) : 0;
+	base = base ? base + 1 : cc;
+	size_t l = strlen(base);
+	while (l && (isdigit((unsigned char)base[l - 1]) || base[l - 1] == '.'))
+		l--; /* gcc-12, clang-19 */
+	if (l && base[l - 1] == '-')
+		l--;
+	static const char *const drivers[] = {"gcc", "clang", "cc"};
+	size_t pre = 0;
+	for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++) {
+		size_t dl = strlen(drivers[i]);
+		if (l >= dl && strncmp(base + l - dl, drivers[i], dl) == 0) {
+			pre = l - dl;
+			break;
+		}
+	}
+	snprintf(buf, n, "%.*s%.*s%s", (int)dir_len, cc, (int)pre, base, tool);
+	if (dir_len && !cc_exists(buf))
+		snprintf(buf, n, "%.*s%s", (int)pre, base, tool); /* on $PATH instead */
+	return buf;
+}
+
+/* The library: the runtime less the program's own files (main.c, rt_session.c) and the
+ * linked weights compiled like model.o (argv[0..n_common): the compiler and the common
+ * flags), then one relocatable object whose only global symbols are the API's (ld -r,
+ * objcopy --keep-global-symbols) archived, or a shared library exporting those alone (a
+ * version script). */
+static int cc_lib(const CgOpts *o, const char **argv, int n_common, const char *const *extra,
+		  int n_extra, const char *dir, const char *out_path, char *cmd, size_t cmd_n,
+		  BnErr *e)
+{
+	enum { MAX_ARGS = 96 };
+	int n = n_common;
+	argv[n++] = "-fPIC";
+	argv[n++] = "-DBN_NAMES";
+	argv[n++] = "-DBN_LIBRARY";
+	if (o->linked_weights)
+		argv[n++] = "-DBN_LINKED_WEIGHTS";
+	for (int i = 0; i < n_extra; i++)
+		argv[n++] = extra[i];
+	argv[n++] = "-c";
+	int first = n;
+	for (int i = 0; i < cg_n_runtime_sources && n < MAX_ARGS - 2; i++) {
+		const char *s = cg_runtime_sources[i].name;
+		size_t l = strlen(s);
+		if (l > 2 && strcmp(s + l - 2, ".c") == 0 && strcmp(s, "main.c") != 0 &&
+		    strcmp(s, "rt_session.c") != 0)
+			argv[n++] = s;
+	}
+	if (o->linked_weights)
+		argv[n++] = "weights.c";
+	argv[n] = NULL;
+	int last = n;
+	cmd_and(cmd, cmd_n, argv);
+	int rc = cg_run_cc(o, argv, dir, e);
+	if (rc)
+		return rc;
+	/* the objects: model.o, then one per source compiled above */
+	static char objs[MAX_ARGS][64];
+	const char *ov[MAX_ARGS + 16];
+	int no = 0;
+	ov[no++] = "model.o";
+	for (int i = first; i < last; i++) {
+		snprintf(objs[i], sizeof objs[i], "%.*s.o", (int)(strlen(argv[i]) - 2), argv[i]);
+		ov[no++] = objs[i];
+	}
+	const char *cc = argv[0];
+	const char *lv[MAX_ARGS + 32];
+	int k = 0;
+	char tool[4200], soname[300];
+	if (o->lib == CG_LIB_SHARED) {
+		const char *name = o->soname ? o->soname : out_path, *base = strrchr(name, '/');
+		snprintf(soname, sizeof soname, "-Wl,-soname,%s", base ? base + 1 : name);
+		lv[k++] = cc;
+		lv[k++] = "-shared";
+		for (int i = 0; i < n_extra; i++)
+			lv[k++] = extra[i];
+		lv[k++] = "-o";
+		lv[k++] = out_path;
+		for (int i = 0; i < no; i++)
+			lv[k++] = ov[i];
+		lv[k++] = "-Wl,--version-script=bn_exports.map";
+		lv[k++] = soname;
+		lv[k++] = "-lm";
+		lv[k++] = "-lpthread";
+		lv[k] = NULL;
+		cmd_and(cmd, cmd_n, lv);
+		return cg_run_cc(o, lv, dir, e);
+	}
+	/* static: one object with the API global and everything else local, in an archive */
+	lv[k++] = cc;
+	lv[k++] = "-r";
+	lv[k++] = "-nostdlib";
+	lv[k++] = "-o";
+	lv[k++] = "bn_lib.o";
+	for (int i = 0; i < no; i++)
+		lv[k++] = ov[i];
+	lv[k] = NULL;
+	cmd_and(cmd, cmd_n, lv);
+	if ((rc = cg_run_cc(o, lv, dir, e)))
+		return rc;
+	const char *oc[] = {binutil(cc, "objcopy", "OBJCOPY", tool, sizeof tool),
+			    "--keep-global-symbols=bn_exports.txt", "bn_lib.o", NULL};
+	if ((rc = run_tool(o, oc, dir, "OBJCOPY", cmd, cmd_n, e)))
+		return rc;
+	unlink(out_path); /* ar adds to an archive that is there: the temporary is empty */
+	const char *ar[] = {binutil(cc, "ar", "AR", tool, sizeof tool), "rcsD", out_path,
+			    "bn_lib.o", NULL};
+	return run_tool(o, ar, dir, "AR", cmd, cmd_n, e);
+	return 0;
+}
+
 int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *out_path, char *cmd,
 	  size_t cmd_n, BnErr *e)
 {
@@ -262,8 +407,15 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 	/* the generated kernels reproduce the interpreter's float order: no fused a*b+c */
 	argv[n++] = "-ffp-contract=off";
 	argv[n++] = "-D_GNU_SOURCE";
+	int n_common = n;
 	for (int i = 0; t->cflags && t->cflags[i] && n < MAX_ARGS - 16 - MAX_EXTRA; i++)
 		argv[n++] = t->cflags[i];
+	if (o->lib) {
+		/* every object of a library is position-independent (a product may be a PIE, or
+		 * this a shared library) and names the API's functions prefix_ */
+		argv[n++] = "-fPIC";
+		argv[n++] = "-DBN_NAMES";
+	}
 	for (int i = 0; i < n_extra; i++)
 		argv[n++] = extra[i];
 	argv[n++] = "-c";
@@ -295,6 +447,8 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 		}
 		return rc;
 	}
+	if (o->lib)
+		return cc_lib(o, argv, n_common, extra, n_extra, dir, out_path, cmd, cmd_n, e);
 	/* ...and the runtime for the architecture's baseline: main() checks the CPU has what
 	 * model.o needs before calling into it, and must not use those instructions itself */
 	n = 5;

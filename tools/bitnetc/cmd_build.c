@@ -69,6 +69,15 @@ const char usage_build[] =
 	"  --host-kernels        cuda targets: also compile the kernels for this host\n"
 	"                        (model_host.o in --emit-c DIR), which the tests run under a\n"
 	"                        SIMT emulator in place of a GPU\n"
+	"  --lib                 write a static library (OUT: libNAME.a) instead of a program:\n"
+	"                        the model, the runtime and the weights (linked in; with\n"
+	"                        --weights-file opened from that file at run time), every\n"
+	"                        function of bitnetc.h named PREFIX_ in place of bn_ and\n"
+	"                        nothing else global; bitnetc.h and PREFIX.h are written\n"
+	"                        beside OUT (see README: Embedding)\n"
+	"  --shared              the same as a shared library (OUT: libNAME.so)\n"
+	"  --prefix NAME         the library's function prefix (default: OUT's file name less\n"
+	"                        lib and its extension: libtiny.a -> tiny_decode)\n"
 	"  -v, --verbose         per-pass detail, the full compiler command line\n";
 
 typedef struct {
@@ -86,6 +95,9 @@ typedef struct {
 	bool host_kernels;      /* --host-kernels */
 	bool cubin;             /* --cubin */
 	PassLuaOpts lua;        /* --lua-timeout, --lua-memory, --lua-unsafe */
+	CgLib lib;              /* --lib, --shared */
+	char prefix[CG_LIB_PREFIX_MAX + 1]; /* --prefix, or from -o */
+	char hdr_api[4200], hdr_lib[4200];  /* bitnetc.h and PREFIX.h beside OUT */
 } BuildOpts;
 
 enum { N_STAGES = 5 };
@@ -161,6 +173,63 @@ static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph 
 	return 0;
 }
 
+/* A header a library build writes beside OUT: new, or one bitnetc wrote (its first line
+ * "NAME - " after the comment opener, and bitnetc), so that a product's own file of that name
+ * is never replaced. */
+static int lib_header_check(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return 0;
+	if (!S_ISREG(st.st_mode))
+		return fail(EXIT_RUNTIME, "%s: a library build writes its header here, and this is "
+					  "not a regular file", path);
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	char want[300], head[512] = "";
+	snprintf(want, sizeof want, "/* %s - ", base);
+	FILE *f = fopen(path, "rb");
+	size_t r = f ? fread(head, 1, sizeof head - 1, f) : 0;
+	if (f)
+		fclose(f);
+	head[r] = 0;
+	head[strcspn(head, "\n")] = 0;
+	if (strncmp(head, want, strlen(want)) != 0 || !strstr(head, "bitnetc"))
+		return fail(EXIT_RUNTIME, "%s: a library build would overwrite this file, which "
+					  "bitnetc did not write (build into another directory, or "
+					  "choose another --prefix)", path);
+	return 0;
+}
+
+/* bitnetc.h and PREFIX.h beside OUT, as temporaries (renamed with OUT). */
+static int lib_headers_temp(const BuildOpts *o, const CgOutput *out, char *tmp_api,
+			    char *tmp_lib, int slot[2])
+{
+	BnErr e = {0};
+	const CgArtifact *lib = cg_output_find(out, "bn_lib.h");
+	const CgSource *api = NULL;
+	for (int i = 0; i < cg_n_runtime_sources; i++)
+		if (strcmp(cg_runtime_sources[i].name, "bitnetc.h") == 0)
+			api = &cg_runtime_sources[i];
+	if (!lib || !api)
+		return fail(EXIT_RUNTIME, "%s: the library's headers are missing", o->out);
+	const char *paths[2] = {o->hdr_api, o->hdr_lib};
+	char *tmps[2] = {tmp_api, tmp_lib};
+	const void *data[2] = {api->data, lib->bytes.data};
+	size_t len[2] = {api->size, lib->bytes.len};
+	for (int i = 0; i < 2; i++) {
+		if (cg_out_temp(paths[i], tmps[i], 4300, &slot[i], &e) != BN_OK)
+			return fail(EXIT_RUNTIME, "%s", e.msg);
+		FILE *f = fopen(tmps[i], "wb");
+		bool ok = f && fwrite(data[i], 1, len[i], f) == len[i];
+		if (f && fclose(f) != 0)
+			ok = false;
+		if (!ok)
+			return fail(EXIT_RUNTIME, "%s: cannot write: %s", tmps[i], strerror(errno));
+	}
+	return 0;
+}
+
 static int build_model(const BuildOpts *o, const CgTarget *t)
 {
 	const CgBackend *be = t->backend;
@@ -172,6 +241,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	char srcdir[4096] = "", tmp_out[6144] = "", tmp_w[6144] = "", cmd[8192];
 	char out_path[4096], w_path[4096];
 	int slot_src = -1, slot_out = -1, slot_w = -1; /* temporaries, removed unless renamed */
+	int slot_hdr[2] = {-1, -1};
+	char tmp_api[4300] = "", tmp_lib[4300] = "";
 	int rc = 0;
 
 	/* [1] frontend */
@@ -232,7 +303,18 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
 		     .verbose = o->verbose, .host_kernels = o->host_kernels,
 		     .cubin = o->cubin};
-	if (be->emit(g, &co, &out, &e) != BN_OK) {
+	if (o->lib) {
+		co.lib = o->lib;
+		co.prefix = o->prefix;
+		co.linked_weights = !o->weights_file;
+		const char *base = strrchr(o->out, '/');
+		co.soname = base ? base + 1 : o->out;
+	}
+	char about[5000];
+	snprintf(about, sizeof about, "%s\n * (model %s, target %s)", co.soname ? co.soname : o->out,
+		 o->path, t->name);
+	if (be->emit(g, &co, &out, &e) != BN_OK ||
+	    (o->lib && cg_lib_add_artifacts(&out, o->prefix, about, co.linked_weights, &e))) {
 		rc = fail_err(o->path, &e);
 		goto out;
 	}
@@ -277,6 +359,19 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		goto out;
 	}
 	cmd[0] = 0;
+	double t_linked = 0;
+	if (co.linked_weights) {
+		/* the payload first: weights.c links it in */
+		double t1 = now_s();
+		char wb[4200];
+		snprintf(wb, sizeof wb, "%s/weights.bin", srcdir);
+		if (cg_payload_write(g, &out.payload, wb, false, wb, &e) != BN_OK) {
+			rc = fail(EXIT_RUNTIME, "%s", e.msg);
+			goto out;
+		}
+		t_linked = now_s() - t1;
+		t0 += t_linked;
+	}
 	if (be->build(&co, srcdir, tmp_out, o->out, cmd, sizeof cmd, &e) != BN_OK) {
 		if (o->verbose && cmd[0])
 			fprintf(stderr, "bitnetc: build: %s\n", cmd);
@@ -290,10 +385,14 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		      co.cflags ? co.cflags : "", t->name);
 
 	/* [5] payload */
-	t0 = now_s();
+	t0 = now_s() - t_linked;
 	mode_t um = umask(0), wmode = 0666 & ~um;
 	umask(um);
-	if (o->weights_file) {
+	if (o->lib && (rc = lib_headers_temp(o, &out, tmp_api, tmp_lib, slot_hdr)))
+		goto out;
+	if (co.linked_weights) {
+		/* linked in by the build */
+	} else if (o->weights_file) {
 		/* FILE too is written beside itself and renamed: the old one stays whole until
 		 * the new one is */
 		struct stat wst;
@@ -309,12 +408,19 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
 	}
-	/* both renames or neither (a signal waits until they are done) */
+	/* all renames or none (a signal waits until they are done) */
 	cg_cleanup_hold();
 	if (cg_out_check(out_path, "-o", &e) != BN_OK ||
 	    (o->weights_file && cg_out_commit(slot_w, tmp_w, w_path, o->weights_file,
 					      "--weights-file", wmode, &e) != BN_OK) ||
-	    cg_out_commit(slot_out, tmp_out, out_path, o->out, "-o", 0777 & ~um, &e) != BN_OK) {
+	    (o->lib && (cg_out_commit(slot_hdr[0], tmp_api, o->hdr_api, o->hdr_api, "header",
+				      0666 & ~um, &e) != BN_OK ||
+			(slot_hdr[0] = -1, 0) ||
+			cg_out_commit(slot_hdr[1], tmp_lib, o->hdr_lib, o->hdr_lib, "header",
+				      0666 & ~um, &e) != BN_OK ||
+			(slot_hdr[1] = -1, 0))) ||
+	    cg_out_commit(slot_out, tmp_out, out_path, o->out, "-o",
+			  (o->lib == CG_LIB_STATIC ? 0666 : 0777) & ~um, &e) != BN_OK) {
 		cg_cleanup_release();
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);
 		goto out;
@@ -322,13 +428,19 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	slot_w = slot_out = -1;
 	cg_cleanup_release();
 	stage(5, "payload", now_s() - t0, "%.1f MiB of weights %s %s (hash %016" PRIx64 ")",
-	      (double)out.payload.size / 1048576.0, o->weights_file ? "written to" : "appended to",
+	      (double)out.payload.size / 1048576.0,
+	      o->weights_file ? "written to" : o->lib ? "linked into" : "appended to",
 	      o->weights_file ? o->weights_file : o->out, out.payload.hash);
+	if (o->lib)
+		printf("wrote %s and %s (the library's API: %s_* functions)\n", o->hdr_api,
+		       o->hdr_lib, o->prefix);
 	struct stat st;
 	printf("wrote %s (%.1f MiB)\n", o->out,
 	       stat(o->out, &st) == 0 ? (double)st.st_size / 1048576.0 : 0.0);
 out:
 	/* only what this run created */
+	cg_cleanup_remove(slot_hdr[0]);
+	cg_cleanup_remove(slot_hdr[1]);
 	cg_cleanup_remove(slot_w);
 	cg_cleanup_remove(slot_out);
 	cg_cleanup_remove(slot_src);
@@ -341,6 +453,49 @@ out:
 	return finish(rc);
 }
 
+/* --lib, --shared, --prefix: one kind, a CPU target, the prefix (checked, else from -o), and
+ * the headers beside OUT (checked: new or bitnetc's). */
+static int lib_opts(const Args *a, BuildOpts *o, const CgTarget *t, int n_lib, const char *prefix)
+{
+	if (n_lib > 1)
+		return usage_err(a->cmd, "--lib and --shared: give one (a static or a shared library)");
+	if (!o->lib) {
+		if (prefix)
+			return usage_err(a->cmd, "--prefix: only with --lib or --shared");
+		return 0;
+	}
+	if (strcmp(t->backend->name, "cpu") != 0)
+		return usage_err(a->cmd, "%s: a library is built for cpu targets (--target %s is a %s "
+					 "target; build a program for it)",
+				 o->lib == CG_LIB_STATIC ? "--lib" : "--shared", o->target,
+				 t->backend->name);
+	if (prefix) {
+		snprintf(o->prefix, sizeof o->prefix, "%s", prefix);
+	} else {
+		BnErr pe = {0};
+		cg_lib_default_prefix(o->out, o->prefix, sizeof o->prefix);
+		if (cg_lib_prefix_check(o->prefix, &pe))
+			return usage_err(a->cmd, "-o %s: no prefix from that name (%s): give --prefix",
+					 o->out, pe.msg);
+	}
+	if (strcmp(o->prefix, "bitnetc") == 0)
+		return usage_err(a->cmd, "--prefix bitnetc: its header would be bitnetc.h, the API's "
+					 "own; choose another");
+	const char *slash = strrchr(o->out, '/');
+	int dl = slash ? (int)(slash - o->out + 1) : 0;
+	snprintf(o->hdr_api, sizeof o->hdr_api, "%.*sbitnetc.h", dl, o->out);
+	snprintf(o->hdr_lib, sizeof o->hdr_lib, "%.*s%s.h", dl, o->out, o->prefix);
+	for (int i = 0; i < 2; i++) {
+		const char *h = i ? o->hdr_lib : o->hdr_api;
+		if (!strcmp(h, o->out) || (o->weights_file && !strcmp(h, o->weights_file)))
+			return usage_err(a->cmd, "%s: the library's header goes there; name the %s "
+						 "otherwise", h, !strcmp(h, o->out) ? "library (-o)"
+										  : "weights file");
+	}
+	int rc = lib_header_check(o->hdr_api);
+	return rc ? rc : lib_header_check(o->hdr_lib);
+}
+
 int cmd_build(int argc, char **argv)
 {
 	Args a = {.cmd = "build", .argc = argc, .argv = argv};
@@ -348,6 +503,8 @@ int cmd_build(int argc, char **argv)
 	BuildOpts o = {.target = "native", .cc = cc_env && *cc_env ? cc_env : "cc",
 		       .opt = "-O2", .max_batch = 0 /* from the pipeline */};
 	static const char *const levels[] = {"-O0", "-O1", "-O2", "-O3"};
+	int n_lib = 0;
+	const char *prefix = NULL;
 	for (a.i = 0; a.i < argc; a.i++) {
 		const char *v;
 		int r;
@@ -411,6 +568,19 @@ int cmd_build(int argc, char **argv)
 			o.host_kernels = true;
 		} else if (flag(&a, NULL, "--cubin")) {
 			o.cubin = true;
+		} else if (flag(&a, NULL, "--lib")) {
+			o.lib = CG_LIB_STATIC;
+			n_lib++;
+		} else if (flag(&a, NULL, "--shared")) {
+			o.lib = CG_LIB_SHARED;
+			n_lib++;
+		} else if ((r = opt(&a, NULL, "--prefix", &v)) != 0) {
+			BnErr pe = {0};
+			if (r < 0)
+				return EXIT_USAGE;
+			if (cg_lib_prefix_check(v, &pe))
+				return usage_err(a.cmd, "%s", pe.msg);
+			prefix = v;
 		} else if (flag(&a, NULL, "--tune")) {
 			BnErr pe = {0};
 			if (pass_opts_parse(&o.pass_opts, "tune_kernels.tune=1", &pe) != BN_OK ||
@@ -476,6 +646,10 @@ int cmd_build(int argc, char **argv)
 					   "every later GPU"
 					 : "",
 				 cg_target_names());
+	}
+	if ((urc = lib_opts(&a, &o, &t, n_lib, prefix))) {
+		pass_opts_free(&o.pass_opts);
+		return urc;
 	}
 	if ((o.cubin || o.host_kernels) && strcmp(t.backend->name, "cuda") != 0) {
 		pass_opts_free(&o.pass_opts);

@@ -277,8 +277,8 @@ const char *cg_lib_object_name(int i)
 	return i >= 0 && i < n ? names[i] : NULL;
 }
 
-int cg_lib_add_artifacts(CgOutput *out, const char *prefix, const char *about, bool linked,
-			 BnErr *e)
+int cg_lib_add_artifacts(CgOutput *out, const char *prefix, const char *about,
+			 const char *header, bool linked, BnErr *e)
 {
 	CgLibFiles f;
 	if (cg_lib_files(prefix, about, &f, e))
@@ -288,7 +288,7 @@ int cg_lib_add_artifacts(CgOutput *out, const char *prefix, const char *about, b
 		CgArtifactKind kind;
 		CgBuf *b;
 	} arts[] = {{"bn_names.h", CG_ART_HEADER, &f.names_h},
-		    {"bn_lib.h", CG_ART_HEADER, &f.header},
+		    {header, CG_ART_HEADER, &f.header},
 		    {"bn_exports.txt", CG_ART_BINARY, &f.exports},
 		    {"bn_exports.map", CG_ART_BINARY, &f.version_script}};
 	int rc = 0;

@@ -429,13 +429,14 @@ static bool emitted_before(const char *dir, const char *main)
 	return r == l && memcmp(head, sig, (size_t)l) == 0;
 }
 
-static int emit_dir_check(const char *dir, const char *const *names, int n, BnErr *e)
+static int emit_dir_check(const char *dir, const char *role, const char *const *names, int n,
+			  BnErr *e)
 {
 	struct stat st;
 	if (stat(dir, &st) != 0)
 		return 0; /* made by the build */
 	if (!S_ISDIR(st.st_mode))
-		return bn_err(e, BN_EINVAL, "%s: --emit-c names a %s, not a directory", dir,
+		return bn_err(e, BN_EINVAL, "%s: %s names a %s, not a directory", dir, role,
 			      kind_name(st.st_mode));
 	bool ours = n > 0 && emitted_before(dir, names[0]);
 	for (int i = 0; i < n; i++) {
@@ -444,12 +445,12 @@ static int emit_dir_check(const char *dir, const char *const *names, int n, BnEr
 		if (lstat(p, &st) != 0)
 			continue;
 		if (!S_ISREG(st.st_mode))
-			return bn_err(e, BN_EINVAL, "%s: --emit-c would replace this %s (name a new "
-						    "or empty directory)", p, kind_name(st.st_mode));
+			return bn_err(e, BN_EINVAL, "%s: %s would replace this %s (name a new or "
+						    "empty directory)", p, role, kind_name(st.st_mode));
 		if (!ours)
-			return bn_err(e, BN_EINVAL, "%s: --emit-c would overwrite this file, which "
-						    "bitnetc did not write (name a new or empty "
-						    "directory)", p);
+			return bn_err(e, BN_EINVAL, "%s: %s would overwrite this file, which bitnetc "
+						    "did not write (name a new or empty directory)", p,
+				      role);
 	}
 	return 0;
 }
@@ -460,6 +461,9 @@ int cg_build_files_check(const CgBuildFiles *f, BnErr *e)
 	const char *names[MAX_EMIT];
 	int n_names = f->emit_dir && f->backend && f->backend->emit_files
 			      ? f->backend->emit_files(names, MAX_EMIT) : 0;
+	for (int i = 0; f->emit_dir && i < f->n_extra && n_names < MAX_EMIT; i++)
+		names[n_names++] = f->extra[i];
+	const char *role = f->emit_role ? f->emit_role : "--emit-c";
 	int rc;
 	/* made first, as the build would: -o may name a file inside it */
 	struct stat st;
@@ -467,11 +471,11 @@ int cg_build_files_check(const CgBuildFiles *f, BnErr *e)
 	    mkdir(f->emit_dir, 0777) != 0)
 		return bn_err(e, BN_EIO, "%s: cannot create the directory: %s", f->emit_dir,
 			      strerror(errno));
-	if ((rc = cg_out_check(f->out, "-o", e)))
+	if (f->out && (rc = cg_out_check(f->out, "-o", e)))
 		return rc;
 	if (f->weights && (rc = cg_out_check(f->weights, "--weights-file", e)))
 		return rc;
-	if (f->emit_dir && (rc = emit_dir_check(f->emit_dir, names, n_names, e)))
+	if (f->emit_dir && (rc = emit_dir_check(f->emit_dir, role, names, n_names, e)))
 		return rc;
 
 	/* every file read or written, readers first; no writer may be any earlier one */
@@ -501,7 +505,7 @@ int cg_build_files_check(const CgBuildFiles *f, BnErr *e)
 		if (!file_id(emitted[i], &fs[n].id))
 			continue; /* the directory is made by the build: nothing there yet */
 		fs[n].path = emitted[i];
-		fs[n].role = "--emit-c";
+		fs[n].role = role;
 		fs[n].writes = true;
 		n++;
 	}

@@ -35,6 +35,11 @@ extern const CgBackend cg_backend_cpu;
  * written (at most max). */
 int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max);
 
+/* ---- cg_cpu_tree.c ---- */
+
+/* The Makefile, CMakeLists.txt and README.md of a `bitnetc emit` tree (CgBackend.tree). */
+int cg_cpu_tree(const CgOpts *o, const char *about, CgOutput *out, BnErr *e);
+
 /* ---- cg_cpu_emit.c ---- */
 
 /* Renders a (post-dce) graph into the artifact "model.c" (one C file defining rt_model) and plans

@@ -172,6 +172,7 @@ const CgBackend cg_backend_cpu = {
 	.runtime = cpu_runtime,
 	.build = cpu_build,
 	.emit_files = cpu_emit_files,
+	.tree = cg_cpu_tree,
 	.product = CG_PRODUCT_EXECUTABLE,
 	.host_info = cpu_host_info,
 };

@@ -66,6 +66,7 @@ int load_model(const char *path, GgufFile **fp, IrGraph **gp);
 
 /* cmd_*.c: each command and its usage text */
 int cmd_build(int argc, char **argv);
+int cmd_emit(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_ir(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -77,7 +78,7 @@ int cmd_targets(int argc, char **argv);
 int cmd_passes(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
-extern const char usage_build[], usage_inspect[], usage_ir[], usage_run[], usage_tokenize[],
+extern const char usage_build[], usage_emit[], usage_inspect[], usage_ir[], usage_run[], usage_tokenize[],
 	usage_mkmodel[], usage_quantize[], usage_version[], usage_targets[], usage_passes[],
 	usage_help[];
 

@@ -80,6 +80,41 @@ const char usage_build[] =
 	"                        lib and its extension: libtiny.a -> tiny_decode)\n"
 	"  -v, --verbose         per-pass detail, the full compiler command line\n";
 
+const char usage_emit[] =
+	"usage: bitnetc emit MODEL.gguf DIR [options]\n"
+	"\n"
+	"Writes a self-contained source tree that a product can vendor: the generated model.c,\n"
+	"the runtime sources, the API header bitnetc.h and PREFIX.h (every function named\n"
+	"PREFIX_ in place of bn_), the weights (weights.bin, linked in by weights.c), a\n"
+	"Makefile and a CMakeLists.txt (the target bitnetc::PREFIX) that build the static and\n"
+	"shared library and the command-line program with any C11 compiler (gcc, clang), and\n"
+	"a README saying how; nothing there needs bitnetc. Cross builds: make CC=... DIR is\n"
+	"made, or must be empty or an earlier emit's.\n"
+	"  --prefix NAME         the functions' prefix (default: DIR's name as an identifier)\n"
+	"  --target T            as for bitnetc build (default native: -march=native in the\n"
+	"                        tree's flags; name a target for other machines)\n"
+	"  --max-batch N, --pipeline F, --pass-opt P.K=V, --chat-template NAME,\n"
+	"  --no-tokenizer, --tokenizer-pre NAME, --lua-*, --tune, --tune-file F,\n"
+	"  --dump-after PASS, --verify-each, -v   as for bitnetc build\n";
+
+/* Options of build that emit has no use for: a usage error naming it. */
+static bool emit_refuses(const Args *a)
+{
+	static const char *const no[] = {"-o", "--output", "--emit-c", "--weights-file", "--lib",
+					 "--shared", "--cubin", "--host-kernels", "--cc",
+					 "--cflags", "-O0", "-O1", "-O2", "-O3"};
+	const char *arg = a->argv[a->i];
+	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+		size_t l = strlen(no[i]);
+		if (!strncmp(arg, no[i], l) && (arg[l] == 0 || arg[l] == '=')) {
+			usage_err(a->cmd, "%s: not an option of emit (the tree is compiled by its own "
+					  "Makefile or CMakeLists.txt: CC, CFLAGS there)", no[i]);
+			return true;
+		}
+	}
+	return false;
+}
+
 typedef struct {
 	const char *path, *out, *target, *cc, *cflags, *opt, *emit_dir, *weights_file;
 	const char *tune_file;     /* --tune-file (appended to by --tune) */
@@ -95,19 +130,20 @@ typedef struct {
 	bool host_kernels;      /* --host-kernels */
 	bool cubin;             /* --cubin */
 	PassLuaOpts lua;        /* --lua-timeout, --lua-memory, --lua-unsafe */
+	bool emit_tree;         /* bitnetc emit MODEL DIR (emit_dir) */
 	CgLib lib;              /* --lib, --shared */
 	char prefix[CG_LIB_PREFIX_MAX + 1]; /* --prefix, or from -o */
 	char hdr_api[4200], hdr_lib[4200];  /* bitnetc.h and PREFIX.h beside OUT */
 } BuildOpts;
 
-enum { N_STAGES = 5 };
+static int n_stages = 5; /* bitnetc emit: 4 */
 
 static void stage(int i, const char *name, double secs, const char *fmt, ...) BN_PRINTF(4, 5);
 static void stage(int i, const char *name, double secs, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	printf("[%d/%d] %-9s %6.2f s  ", i, N_STAGES, name, secs);
+	printf("[%d/%d] %-9s %6.2f s  ", i, n_stages, name, secs);
 	vprintf(fmt, ap);
 	putchar('\n');
 	fflush(stdout);
@@ -230,6 +266,31 @@ static int lib_headers_temp(const BuildOpts *o, const CgOutput *out, char *tmp_a
 	return 0;
 }
 
+/* bitnetc emit: the payload and its trailer as DIR/weights.bin (written beside itself and
+ * renamed), the last stage. */
+static int emit_weights(const BuildOpts *o, const IrGraph *g, const CgOutput *out,
+			const char *dir)
+{
+	BnErr e = {0};
+	char path[4200], tmp[4400];
+	int slot = -1;
+	double t0 = now_s();
+	snprintf(path, sizeof path, "%s/weights.bin", dir);
+	mode_t um = umask(0);
+	umask(um);
+	if (cg_out_temp(path, tmp, sizeof tmp, &slot, &e) != BN_OK ||
+	    cg_payload_write(g, &out->payload, tmp, false, path, &e) != BN_OK ||
+	    cg_out_commit(slot, tmp, path, path, "weights.bin", 0666 & ~um, &e) != BN_OK) {
+		cg_cleanup_remove(slot);
+		return fail(EXIT_RUNTIME, "%s", e.msg);
+	}
+	stage(4, "payload", now_s() - t0, "%.1f MiB of weights written to %s (hash %016" PRIx64 ")",
+	      (double)out->payload.size / 1048576.0, path, out->payload.hash);
+	printf("wrote %s: lib%s.a with make or cmake, every API function %s_* (%s/README.md)\n",
+	       dir, o->prefix, o->prefix, dir);
+	return 0;
+}
+
 static int build_model(const BuildOpts *o, const CgTarget *t)
 {
 	const CgBackend *be = t->backend;
@@ -307,14 +368,20 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		co.lib = o->lib;
 		co.prefix = o->prefix;
 		co.linked_weights = !o->weights_file;
-		const char *base = strrchr(o->out, '/');
-		co.soname = base ? base + 1 : o->out;
+		const char *name = o->emit_tree ? o->emit_dir : o->out, *base = strrchr(name, '/');
+		co.soname = base ? base + 1 : name;
 	}
 	char about[5000];
-	snprintf(about, sizeof about, "%s\n * (model %s, target %s)", co.soname ? co.soname : o->out,
-		 o->path, t->name);
+	if (o->emit_tree)
+		snprintf(about, sizeof about, "The model %s (target %s)", o->path, t->name);
+	else
+		snprintf(about, sizeof about, "%s\n * (model %s, target %s)",
+			 co.soname ? co.soname : o->out, o->path, t->name);
 	if (be->emit(g, &co, &out, &e) != BN_OK ||
-	    (o->lib && cg_lib_add_artifacts(&out, o->prefix, about, co.linked_weights, &e))) {
+	    (o->lib && cg_lib_add_artifacts(&out, o->prefix, about,
+					    o->emit_tree ? o->hdr_lib : "bn_lib.h",
+					    co.linked_weights, &e)) ||
+	    (o->emit_tree && be->tree(&co, about, &out, &e))) {
 		rc = fail_err(o->path, &e);
 		goto out;
 	}
@@ -349,6 +416,10 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	      art ? (double)art->bytes.len / 1024.0 : 0.0, out.n_kernels,
 	      (double)out.scratch_bytes / 1024.0, co.max_batch, tmpl,
 	      o->emit_dir ? ", sources in " : "", o->emit_dir ? o->emit_dir : "");
+	if (o->emit_tree) {
+		rc = emit_weights(o, g, &out, srcdir);
+		goto out;
+	}
 
 	/* [4] cc: link next to OUT (a symbolic link: the file it names) under a temporary
 	 * name, renamed once complete */
@@ -464,23 +535,32 @@ static int lib_opts(const Args *a, BuildOpts *o, const CgTarget *t, int n_lib, c
 			return usage_err(a->cmd, "--prefix: only with --lib or --shared");
 		return 0;
 	}
-	if (strcmp(t->backend->name, "cpu") != 0)
+	if (strcmp(t->backend->name, "cpu") != 0 || !t->backend->tree)
 		return usage_err(a->cmd, "%s: a library is built for cpu targets (--target %s is a %s "
 					 "target; build a program for it)",
-				 o->lib == CG_LIB_STATIC ? "--lib" : "--shared", o->target,
-				 t->backend->name);
+				 o->emit_tree ? "emit" : o->lib == CG_LIB_STATIC ? "--lib" : "--shared",
+				 o->target, t->backend->name);
+	const char *from = o->emit_tree ? o->emit_dir : o->out;
 	if (prefix) {
 		snprintf(o->prefix, sizeof o->prefix, "%s", prefix);
 	} else {
 		BnErr pe = {0};
-		cg_lib_default_prefix(o->out, o->prefix, sizeof o->prefix);
+		char trimmed[4200];
+		snprintf(trimmed, sizeof trimmed, "%s", from);
+		for (size_t l = strlen(trimmed); l > 1 && trimmed[l - 1] == '/'; l--)
+			trimmed[l - 1] = 0; /* DIR/ */
+		cg_lib_default_prefix(trimmed, o->prefix, sizeof o->prefix);
 		if (cg_lib_prefix_check(o->prefix, &pe))
-			return usage_err(a->cmd, "-o %s: no prefix from that name (%s): give --prefix",
-					 o->out, pe.msg);
+			return usage_err(a->cmd, "%s: no prefix from that name (%s): give --prefix", from,
+					 pe.msg);
 	}
 	if (strcmp(o->prefix, "bitnetc") == 0)
 		return usage_err(a->cmd, "--prefix bitnetc: its header would be bitnetc.h, the API's "
 					 "own; choose another");
+	if (o->emit_tree) { /* in the tree, checked with its other files */
+		snprintf(o->hdr_lib, sizeof o->hdr_lib, "%s.h", o->prefix);
+		return 0;
+	}
 	const char *slash = strrchr(o->out, '/');
 	int dl = slash ? (int)(slash - o->out + 1) : 0;
 	snprintf(o->hdr_api, sizeof o->hdr_api, "%.*sbitnetc.h", dl, o->out);
@@ -496,9 +576,11 @@ static int lib_opts(const Args *a, BuildOpts *o, const CgTarget *t, int n_lib, c
 	return rc ? rc : lib_header_check(o->hdr_lib);
 }
 
-int cmd_build(int argc, char **argv)
+/* bitnetc build, or with emit bitnetc emit MODEL DIR (the same options less those about
+ * the product: a library tree, never compiled here). */
+static int build_main(int argc, char **argv, bool emit)
 {
-	Args a = {.cmd = "build", .argc = argc, .argv = argv};
+	Args a = {.cmd = emit ? "emit" : "build", .argc = argc, .argv = argv};
 	const char *cc_env = getenv("CC");
 	BuildOpts o = {.target = "native", .cc = cc_env && *cc_env ? cc_env : "cc",
 		       .opt = "-O2", .max_batch = 0 /* from the pipeline */};
@@ -509,7 +591,11 @@ int cmd_build(int argc, char **argv)
 		const char *v;
 		int r;
 		if (is_help(argv[a.i]))
-			return show_usage(usage_build);
+			return show_usage(emit ? usage_emit : usage_build);
+		if (emit && emit_refuses(&a)) {
+			pass_opts_free(&o.pass_opts);
+			return EXIT_USAGE;
+		}
 		bool level = false;
 		for (int k = 0; k < 4; k++)
 			if (strcmp(argv[a.i], levels[k]) == 0) {
@@ -618,13 +704,21 @@ int cmd_build(int argc, char **argv)
 				pass_opts_free(&o.pass_opts);
 				return usage_err(a.cmd, "--pass-opt: %s", pe.msg);
 			}
-		} else if (!positional(&a, 1)) {
+		} else if (!positional(&a, emit ? 2 : 1)) {
 			pass_opts_free(&o.pass_opts);
 			return EXIT_USAGE;
 		}
 	}
+	if (emit && a.n_pos == 2) {
+		o.emit_tree = true;
+		o.emit_dir = a.pos[1];
+		o.lib = CG_LIB_STATIC;
+		n_lib = 1;
+		n_stages = 4;
+	}
 	int urc = !need_model(&a) ? EXIT_USAGE
-		  : !o.out ? usage_err(a.cmd, "missing -o OUT (the program to write)") : 0;
+		  : emit && a.n_pos < 2 ? usage_err(a.cmd, "missing DIR (where to write the tree)")
+		  : !emit && !o.out ? usage_err(a.cmd, "missing -o OUT (the program to write)") : 0;
 	if (urc) {
 		pass_opts_free(&o.pass_opts);
 		return urc;
@@ -658,9 +752,12 @@ int cmd_build(int argc, char **argv)
 	}
 	/* before any work: no output may be an input, another output or a special file */
 	BnErr fe = {0};
+	const char *tree_names[] = {"Makefile", "CMakeLists.txt", "README.md", o.hdr_lib};
 	CgBuildFiles files = {.model = o.path, .pipeline = o.pipeline, .out = o.out,
 			      .weights = o.weights_file, .tune_file = o.tune_file,
-			      .emit_dir = o.emit_dir, .backend = t.backend};
+			      .emit_dir = o.emit_dir, .backend = t.backend,
+			      .extra = o.emit_tree ? tree_names : NULL, .n_extra = o.emit_tree ? 4 : 0,
+			      .emit_role = o.emit_tree ? "emit" : NULL};
 	if (cg_build_files_check(&files, &fe) != BN_OK) {
 		pass_opts_free(&o.pass_opts);
 		return fail(EXIT_RUNTIME, "%s", fe.msg);
@@ -669,4 +766,14 @@ int cmd_build(int argc, char **argv)
 	int rc = build_model(&o, &t);
 	pass_opts_free(&o.pass_opts);
 	return rc;
+}
+
+int cmd_build(int argc, char **argv)
+{
+	return build_main(argc, argv, false);
+}
+
+int cmd_emit(int argc, char **argv)
+{
+	return build_main(argc, argv, true);
 }

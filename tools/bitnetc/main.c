@@ -69,6 +69,7 @@ double now_s(void)
 
 static const Command commands[] = {
 	{"build", cmd_build, "compile a model into a standalone executable", usage_build},
+	{"emit", cmd_emit, "write a model as a C source tree a product can vendor", usage_emit},
 	{"inspect", cmd_inspect, "print a GGUF file's header, metadata, tensors, hyperparameters",
 	 usage_inspect},
 	{"ir", cmd_ir, "print the model's graph IR", usage_ir},

@@ -293,6 +293,52 @@ static void test_refusals(void **state)
 	free(o);
 }
 
+/* examples/embed: the C example linked with libdemo.a and the Python one over libdemo.so
+ * (where python3 is) stream the text the program of the same model prints. */
+static void test_examples(void **state)
+{
+	(void)state;
+	char ex[1300], cmd[8000];
+	snprintf(ex, sizeof ex, "%s/examples", dir);
+	snprintf(cmd, sizeof cmd,
+		 "rm -rf '%s' && mkdir -p '%s' && cd '%s' && '%s' mkmodel --shape tiny "
+		 "--llama3-vocab --layers 1 --hidden 256 --ffn 256 --heads 2 --kv-heads 1 --vocab "
+		 "128256 --seed 5 -o ex.gguf && '%s' build ex.gguf -o prog && '%s' build ex.gguf "
+		 "--lib -o libdemo.a --cflags '-O2%s' && '%s' build ex.gguf --shared -o libdemo.so && "
+		 "cc -std=c11 -O2 -Wall -Wextra -Werror%s -I. -o generate '%s' libdemo.a -lm -lpthread",
+		 ex, ex, ex, tu_bitnetc(), tu_bitnetc(), tu_bitnetc(), SAN, tu_bitnetc(), SAN,
+		 tu_data("../../examples/embed/c/generate.c"));
+	run_ok("building the examples", cmd);
+	static const char prompt[] = "Hello, world: caf\xc3\xa9";
+	char *want = tu_run_ok(0, "cd '%s' && ./prog -p '%s' -n 24 --temp 0 2>/dev/null", ex,
+			       prompt);
+	char *got = tu_run_ok(0, "cd '%s' && ./generate '%s' 24 2>/dev/null", ex, prompt);
+	printf("program: [%s]\nexample: [%s]\n", want, got);
+	assert_true(strlen(want) > 4);
+	assert_string_equal(got, want);
+	char *log = NULL;
+	if (SAN[0] || tu_run(&log, "command -v python3") != 0) {
+		free(log);
+		free(want);
+		free(got);
+		print_message("skipped: the Python example: %s\n",
+			      SAN[0] ? "a sanitized libdemo.so needs the sanitizer runtime preloaded"
+				     : "python3 not found");
+		skip();
+	}
+	free(log);
+	char *py = tu_run_ok(0, "cd '%s' && python3 '%s' ./libdemo.so demo '%s' 24 2>/dev/null", ex,
+			     tu_data("../../examples/embed/python/demo.py"), prompt);
+	assert_string_equal(py, want);
+	char *err = tu_run_ok(0, "cd '%s' && python3 '%s' ./libdemo.so demo '%s' 24 2>&1 >/dev/null",
+			      ex, tu_data("../../examples/embed/python/demo.py"), prompt);
+	tu_expect_has(err, "left after 3 pieces");
+	free(err);
+	free(py);
+	free(want);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -302,6 +348,7 @@ int main(void)
 		cmocka_unit_test(test_emit_cmake),
 		cmocka_unit_test(test_emit_cross),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_examples),
 	};
 	return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

@@ -533,7 +533,7 @@ static int rt_chat_turn(const RtOpts *o, RtRun *run, RtChat *c, const char *user
 		return rc;
 	if (o->verbose)
 		fprintf(stderr, "%s: turn %d: generated %lld tokens, %lld of %lld positions used\n",
-			rt_prog, c->turn, (long long)r.n_generated, (long long)bn_ctx_pos(run->ctx),
+			rt_prog, c->turn, (long long)r.n_decoded, (long long)bn_ctx_pos(run->ctx),
 			(long long)n_ctx);
 	if (r.stop == BN_STOP_CTX_FULL) /* bn_chat starts the next turn over */
 		fprintf(stderr, "%s: the context (%lld tokens) is full: starting a new conversation\n",

@@ -382,8 +382,9 @@ void bn_chat_reset(bn_chat *ch);
 int bn_chat_prepare(bn_chat *ch, const char *user, int32_t *n_tokens, int *restarted);
 /* Evaluates the prepared turn and generates the reply (bn_generate with p; NULL: the
  * defaults). A turn whose tokens were not all decoded (cancelled, failed) is taken back:
- * the conversation is as it was before it. After BN_STOP_CTX_FULL the next turn starts a
- * new conversation. BN_E_ARG when no turn is prepared; else bn_generate's codes. */
+ * the cache is as it was before it (the sampler's window keeps them). After
+ * BN_STOP_CTX_FULL the next turn starts a new conversation. BN_E_ARG when no turn is
+ * prepared; else bn_generate's codes. */
 int bn_chat_reply(bn_chat *ch, const bn_generate_params *p, bn_generate_result *r);
 /* bn_chat_prepare then bn_chat_reply. */
 int bn_chat_turn(bn_chat *ch, const char *user, const bn_generate_params *p,

@@ -1,7 +1,8 @@
 /* rt_session.c - what the generated program runs once main.c has parsed its flags: the
- * prompt, generation, chat, bench, --info and --verify, all through bitnetc.h (and the
- * runtime's helpers that no model owns: token lists, float output, UTF-8 holdback). The
- * weights are opened only when needed, so usage errors come first. */
+ * prompt, generation and chat (bn_generate, bn_chat: this file prints what they give),
+ * bench, --info and --verify, all through bitnetc.h (and the runtime's helpers that no
+ * model owns: token lists, float output). The weights are opened only when needed, so
+ * usage errors come first. */
 /* POSIX (getline, isatty, clock_gettime) under a strict -std=c11 as well. */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L

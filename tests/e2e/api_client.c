@@ -286,6 +286,14 @@ static int chat_matches(bn_model *m, int32_t n_ctx, const char *sys, const char 
 	static char all[16384];
 	size_t len = 0;
 	int ok = ch != NULL;
+	if (ok) { /* a turn cancelled before it ran is taken back: the transcript is the same */
+		bn_generate_result r;
+		bn_ctx_cancel(c, 1);
+		ok = bn_chat_turn(ch, turns[0], NULL, &r) == BN_E_CANCELLED &&
+		     r.stop == BN_STOP_CANCELLED && bn_ctx_pos(c) == 0;
+		if (!ok)
+			printf("  a cancelled turn: %s\n", bn_ctx_last_error(c));
+	}
 	for (int i = 0; ok && i < n_turns; i++) {
 		bn_generate_params p = gen_params(&o, max, BN_GEN_IGNORE_EOG | BN_GEN_RAW_TEXT);
 		bn_generate_result r;

@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BN_API_VERSION 1
+#define BN_API_VERSION 2
 
 /* ---- status codes --------------------------------------------------------------- */
 
@@ -50,6 +50,8 @@ enum {
 	BN_E_DEVICE = -14,      /* no usable GPU for a model built for one: no driver, no
 	                         * device, one older than the program was built for, or too
 	                         * little device memory */
+	BN_E_CANCELLED = -15,   /* bn_ctx_cancel asked the call to stop; it did, between two
+	                         * forward calls */
 };
 
 /* A short description of a code ("out of memory"); never NULL. */
@@ -147,6 +149,17 @@ int32_t bn_ctx_ubatch(const bn_ctx *c);
 int32_t bn_ctx_pos(const bn_ctx *c);
 /* Starts over at position 0 (the cache is overwritten as decoding goes). */
 void bn_ctx_reset(bn_ctx *c);
+/* Keeps positions [0, n_keep) of the cache: the next bn_decode appends at n_keep, and
+ * gives the bits it would give after decoding those n_keep tokens alone (with the same
+ * call split). BN_OK; BN_E_ARG when n_keep < 0 or n_keep > bn_ctx_pos(c). */
+int bn_ctx_trim(bn_ctx *c, int32_t n_keep);
+/* Asks the context's running (or next) bn_decode, bn_decode_ex, bn_generate or chat turn
+ * to stop (on 1), or withdraws the request (on 0). Safe from any thread and from a signal
+ * handler (it only sets a flag). The decode sees it before each forward call, so a long
+ * prompt stops between two calls: the positions decoded so far stay in the cache and
+ * bn_ctx_pos is after them. The call that stops returns BN_E_CANCELLED and withdraws the
+ * request itself; a request no call has seen stays until one does. */
+void bn_ctx_cancel(bn_ctx *c, int on);
 /* The message of the context's last failed call ("" if none). */
 const char *bn_ctx_last_error(const bn_ctx *c);
 /* After BN_E_NONFINITE: the position and token where the first NaN or infinity showed,
@@ -276,6 +289,117 @@ int32_t bn_sampler_sample(bn_sampler *s, const float *logits);
 void bn_sampler_accept(bn_sampler *s, int32_t token);
 /* Empties the window (the random stream goes on). */
 void bn_sampler_reset(bn_sampler *s);
+
+/* ---- generation ----------------------------------------------------------------- */
+
+enum {
+	BN_GEN_IGNORE_EOG = 1, /* an end-of-generation token is generated as any other */
+	BN_GEN_SPECIAL = 2,    /* control tokens give their text (else none) */
+	/* invalid UTF-8 goes to on_text as the tokens give it (an unfinished character at
+	 * the end too), not as U+FFFD: the generated program's output */
+	BN_GEN_RAW_TEXT = 4,
+	/* the token that reaches max_tokens is not decoded (its logits would go unused):
+	 * one forward call less, and bn_ctx_pos ends one short of the text. The program
+	 * does this unless --logits-out asks for the row */
+	BN_GEN_SKIP_LAST = 8,
+	/* on_logits gets every row of the prompt as well (the prompt decoded call by call,
+	 * as bn_decode_split gives them), not only its last */
+	BN_GEN_PROMPT_LOGITS = 16,
+};
+
+typedef struct {
+	int32_t max_tokens; /* -1: until an end of generation or the context is full */
+	int flags;          /* BN_GEN_* */
+	/* stop strings: generation stops once the text holds one; it and what follows it
+	 * are not given to on_text. Empty strings are ignored. */
+	const char *const *stop;
+	int32_t n_stop;
+	/* The text as it is decided: whole UTF-8 characters only (a character split across
+	 * tokens waits for its end; an invalid one, or one unfinished at the end, becomes
+	 * U+FFFD), and text that may begin a stop string held back until it cannot. Return
+	 * nonzero to stop (BN_STOP_CALLBACK). NULL: no text (nor a tokenizer) needed unless
+	 * there are stop strings. */
+	int (*on_text)(void *user, const char *text, size_t len);
+	/* Each generated token, before its text (optional; nonzero stops). */
+	int (*on_token)(void *user, int32_t token);
+	/* Each logits row the generation decodes (optional; nonzero stops): the prompt's
+	 * last (all of them with BN_GEN_PROMPT_LOGITS, in n rows of n_vocab per call), then
+	 * one per generated token decoded. */
+	int (*on_logits)(void *user, const float *rows, int32_t n);
+	void *user;
+} bn_generate_params;
+
+enum {
+	BN_STOP_EOG = 1,         /* an end-of-generation token (not emitted, not decoded) */
+	BN_STOP_MAX_TOKENS = 2,  /* max_tokens generated */
+	BN_STOP_CTX_FULL = 3,    /* the last token generated did not fit the context to be
+	                          * decoded (it was emitted) */
+	BN_STOP_STRING = 4,      /* a stop string */
+	BN_STOP_CALLBACK = 5,    /* a callback returned nonzero */
+	BN_STOP_CANCELLED = 6,   /* bn_ctx_cancel (the call returns BN_E_CANCELLED) */
+	BN_STOP_ERROR = 7,       /* a decode failed (the call returns its code) */
+};
+
+typedef struct {
+	int32_t n_prompt;    /* prompt tokens decoded (all, unless it was stopped there) */
+	int32_t n_generated; /* tokens generated and emitted (an EOG that stops is not) */
+	int32_t n_decoded;   /* of those, the ones decoded into the cache */
+	int stop;            /* BN_STOP_* */
+	double prompt_s;     /* seconds decoding the prompt */
+	double gen_s;        /* seconds decoding the generated tokens */
+} bn_generate_result;
+
+/* max_tokens -1, no flags, no stop strings, no callbacks. */
+bn_generate_params bn_generate_defaults(void);
+/* Appends the prompt (n_prompt >= 1 tokens) at bn_ctx_pos(c), recording it in the
+ * sampler's repeat-penalty window, then generates: sample from the last logits row,
+ * record, emit (on_token, on_text), decode, one token a step, as the generated program
+ * does. A sampled end-of-generation token stops it (not emitted, not decoded); so do a
+ * stop string and a callback (the token that completed it stays undecoded); at
+ * max_tokens the last token is decoded (BN_GEN_SKIP_LAST: not). Text held back is given
+ * to on_text when generation ends, except after BN_STOP_CALLBACK. r (may be NULL) gets
+ * the counts, the reason and the times even on failure. Returns BN_OK; BN_E_ARG;
+ * BN_E_NO_TOKENIZER / BN_E_TOKENIZER (text asked of a model without a usable one);
+ * BN_E_CANCELLED; bn_decode's codes (BN_E_CTX: the prompt does not fit). The message is
+ * in bn_ctx_last_error. Needs n_vocab floats (ubatch rows with BN_GEN_PROMPT_LOGITS). */
+int bn_generate(bn_ctx *c, bn_sampler *s, const int32_t *prompt, int32_t n_prompt,
+		const bn_generate_params *p, bn_generate_result *r);
+
+/* ---- chat turns ----------------------------------------------------------------- */
+
+/* A conversation over one context: each turn evaluates only its own tokens after the
+ * ones before, as the program's -cnv does (the reply's end of message, when its end was
+ * not decoded, goes in front of the next turn; BOS and the system message at the start).
+ * Between turns the conversation owns the context: bn_chat_reset (or bn_ctx_reset, which
+ * leaves the sampler's window as it is) starts a new one. */
+typedef struct bn_chat bn_chat;
+
+/* A conversation on c with sampler s (both the caller's, used by every turn, and
+ * outliving it), chat template tmpl (NULL: the built-in one) and a system message (NULL
+ * or "": none; copied). NULL on failure, with the code in *code (may be NULL):
+ * BN_E_ARG, BN_E_NOMEM, BN_E_NO_TOKENIZER or BN_E_TEMPLATE (bn_chat_check's), why in err. */
+bn_chat *bn_chat_new(bn_ctx *c, bn_sampler *s, const char *tmpl, const char *system,
+		     int *code, char *err, size_t err_len);
+void bn_chat_free(bn_chat *ch);
+/* Starts a new conversation: the context back to position 0, the sampler's window
+ * emptied. */
+void bn_chat_reset(bn_chat *ch);
+/* Formats and encodes the user's next turn (the first of a conversation: BOS and the
+ * system message before it) for bn_chat_reply; *n_tokens (may be NULL) gets its length.
+ * When the turn and one reply token do not fit after the conversation, it starts a new
+ * one first and sets *restarted (may be NULL). BN_OK; BN_E_CTX when the turn does not fit
+ * even an empty context (the conversation was started over, the turn is dropped);
+ * BN_E_NOMEM; the tokenizer's codes. */
+int bn_chat_prepare(bn_chat *ch, const char *user, int32_t *n_tokens, int *restarted);
+/* Evaluates the prepared turn and generates the reply (bn_generate with p; NULL: the
+ * defaults). A turn whose tokens were not all decoded (cancelled, failed) is taken back:
+ * the cache is as it was before it (the sampler's window keeps them). After
+ * BN_STOP_CTX_FULL the next turn starts a new conversation. BN_E_ARG when no turn is
+ * prepared; else bn_generate's codes. */
+int bn_chat_reply(bn_chat *ch, const bn_generate_params *p, bn_generate_result *r);
+/* bn_chat_prepare then bn_chat_reply. */
+int bn_chat_turn(bn_chat *ch, const char *user, const bn_generate_params *p,
+		 bn_generate_result *r);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ struct bn_ctx {
 	/* the last BN_E_NONFINITE: position, token, layer */
 	int bad_set;
 	int32_t bad_pos, bad_tok, bad_layer;
+	atomic_int cancel; /* bn_ctx_cancel's request (lock-free: set from signal handlers) */
 	char err[512];
 };
 
@@ -80,6 +82,7 @@ const char *bn_strerror(int code)
 	case BN_E_THREADS: return "cannot start threads";
 	case BN_E_TEMPLATE: return "unknown or unusable chat template";
 	case BN_E_DEVICE: return "no usable GPU";
+	case BN_E_CANCELLED: return "cancelled";
 	default: return "unknown error";
 	}
 }
@@ -455,6 +458,7 @@ bn_ctx *bn_ctx_new_ex(bn_model *m, int32_t n_ctx, int32_t n_threads, int *code, 
 		rc = rt_say(err, err_len, BN_E_NOMEM, "out of memory");
 	if (c) {
 		c->m = m;
+		atomic_init(&c->cancel, 0);
 		c->st.w = m->w.data;
 		c->st.inst = m->inst;
 		c->st.n_ctx = n_ctx ? n_ctx : bn_model_default_ctx(m);
@@ -535,6 +539,32 @@ int32_t bn_ctx_pos(const bn_ctx *c)
 void bn_ctx_reset(bn_ctx *c)
 {
 	c->pos = 0;
+}
+
+/* The cache needs no clearing: position p is read only after a decode wrote it (each row
+ * attends to 0..pos of its own sequence), so what lies past n_keep is overwritten first. */
+int bn_ctx_trim(bn_ctx *c, int32_t n_keep)
+{
+	if (n_keep < 0 || n_keep > c->pos)
+		return rt_say(c->err, sizeof c->err, BN_E_ARG,
+			      "bn_ctx_trim: %d positions (the cache holds %d)", (int)n_keep,
+			      (int)c->pos);
+	c->pos = n_keep;
+	return BN_OK;
+}
+
+void bn_ctx_cancel(bn_ctx *c, int on)
+{
+	atomic_store(&c->cancel, on != 0);
+}
+
+int rt_api_ctx_say(bn_ctx *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof c->err, fmt, ap);
+	va_end(ap);
+	return code;
 }
 
 const char *bn_ctx_last_error(const bn_ctx *c)
@@ -702,6 +732,10 @@ int bn_decode_ex(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits, int
 		int32_t m = flags & BN_DECODE_ONE_CALL ? n : bn_decode_split(c, n - off);
 		int final = off + m == n;
 		float *out = !logits ? NULL : !last ? logits + (size_t)off * nv : final ? logits : NULL;
+		if (atomic_exchange(&c->cancel, 0))
+			return rt_say(c->err, msz, BN_E_CANCELLED,
+				      "cancelled at position %d (%d of %d tokens decoded)", (int)c->pos,
+				      (int)off, (int)n);
 		int rc = rt_call(c, tokens + off, m, out, last);
 		if (rc)
 			return rc;

@@ -1,7 +1,8 @@
 /* rt_session.c - what the generated program runs once main.c has parsed its flags: the
- * prompt, generation, chat, bench, --info and --verify, all through bitnetc.h (and the
- * runtime's helpers that no model owns: token lists, float output, UTF-8 holdback). The
- * weights are opened only when needed, so usage errors come first. */
+ * prompt, generation and chat (bn_generate, bn_chat: this file prints what they give),
+ * bench, --info and --verify, all through bitnetc.h (and the runtime's helpers that no
+ * model owns: token lists, float output). The weights are opened only when needed, so
+ * usage errors come first. */
 /* POSIX (getline, isatty, clock_gettime) under a strict -std=c11 as well. */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -327,30 +328,14 @@ static int rt_decode(RtRun *run, const int32_t *toks, int64_t n, float *logits, 
 	return 0;
 }
 
-/* Evaluates toks[0..n) at the end of the context in calls of bn_decode_split's sizes; rows
- * go to lf when it is open, the last row stays in run->logits at *last. Without lf only the
- * final call computes logits, and only its last row (the head runs for one row). Returns
- * seconds spent in forward calls. */
-static int rt_eval(RtRun *run, const char *lpath, const int32_t *toks, int64_t n, float **last,
-		   double *secs)
+/* Evaluates toks[0..n) at the end of the context in calls of bn_decode_split's sizes, only
+ * the final call computing logits (its last row, into run->logits). Returns seconds spent
+ * in forward calls. */
+static int rt_eval(RtRun *run, const int32_t *toks, int64_t n, double *secs)
 {
-	size_t nv = (size_t)bn_model_n_vocab(run->m);
 	double t = rt_now();
-	if (!run->lf) {
-		if (rt_decode(run, toks, n, run->logits, BN_DECODE_LAST))
-			return RT_EXIT_RUNTIME;
-		*last = run->logits;
-	}
-	for (int64_t off = 0; run->lf && off < n;) {
-		int32_t m = bn_decode_split(run->ctx, (int32_t)(n - off));
-		if (rt_decode(run, toks + off, m, run->logits, BN_DECODE_ONE_CALL))
-			return RT_EXIT_RUNTIME;
-		RtErr e = {0};
-		if (rt_write_f32(run->lf, lpath, run->logits, (size_t)m * nv, &e))
-			return rt_fail("%s", e.msg);
-		*last = run->logits + (size_t)(m - 1) * nv;
-		off += m;
-	}
+	if (rt_decode(run, toks, n, run->logits, BN_DECODE_LAST))
+		return RT_EXIT_RUNTIME;
 	*secs = rt_now() - t;
 	return 0;
 }
@@ -366,47 +351,75 @@ int rt_stdout_ok(void)
 	return 0;
 }
 
-/* Prints a generated token: its text (a UTF-8 character split across tokens waits for
- * its end) or its id. 0, or an exit code when the output cannot be written. */
-static int rt_put_token(const RtOpts *o, RtRun *run, int32_t tok)
+/* Where the generation's output goes: stdout (text or ids) and --logits-out. */
+typedef struct {
+	const RtOpts *o;
+	RtRun *run;
+	int rc; /* an exit code once the output failed (the message printed) */
+} RtOut;
+
+static int rt_out_text(void *user, const char *text, size_t len)
 {
-	if (!run->text_out) {
-		printf("%s%d", run->n_out++ ? " " : "", (int)tok);
-		return rt_stdout_ok();
-	}
-	char small[256], *piece = small, *out = NULL;
-	int n = bn_token_to_piece_ex(run->m, tok, o->special, small, (int32_t)sizeof small);
-	if (n > (int)sizeof small && (piece = malloc((size_t)n)) != NULL)
-		n = bn_token_to_piece_ex(run->m, tok, o->special, piece, n);
-	if (n > 0 && piece && (out = malloc((size_t)n + 8)) != NULL) {
-		size_t k = rt_detok_push(&run->detok, piece, (size_t)n, out);
-		fwrite(out, 1, k, stdout);
-	}
-	int oom = n > 0 && (!piece || !out);
-	free(out);
-	if (piece != small)
-		free(piece);
-	run->n_out++;
-	if (oom)
-		return rt_fail("out of memory for the text of token %d", (int)tok);
-	return rt_stdout_ok();
+	RtOut *w = user;
+	fwrite(text, 1, len, stdout);
+	return (w->rc = rt_stdout_ok()) != 0;
 }
 
-/* Ends the output: what the detokenizer held back, then a newline. */
+static int rt_out_id(void *user, int32_t tok)
+{
+	RtOut *w = user;
+	printf("%s%d", w->run->n_out++ ? " " : "", (int)tok);
+	return (w->rc = rt_stdout_ok()) != 0;
+}
+
+static int rt_out_logits(void *user, const float *rows, int32_t n)
+{
+	RtOut *w = user;
+	RtErr e = {0};
+	if (rt_write_f32(w->run->lf, w->o->logits_out, rows,
+			 (size_t)n * (size_t)bn_model_n_vocab(w->run->m), &e))
+		w->rc = rt_fail("%s", e.msg);
+	return w->rc != 0;
+}
+
+/* The generation parameters of a run: text or ids to stdout, rows to --logits-out. */
+static bn_generate_params rt_out_params(const RtOpts *o, RtRun *run, RtOut *w)
+{
+	bn_generate_params p = bn_generate_defaults();
+	*w = (RtOut){o, run, 0};
+	p.user = w;
+	p.flags = BN_GEN_RAW_TEXT | (o->ignore_eos ? BN_GEN_IGNORE_EOG : 0) |
+		  (o->special ? BN_GEN_SPECIAL : 0);
+	if (run->text_out)
+		p.on_text = rt_out_text;
+	else
+		p.on_token = rt_out_id;
+	if (run->lf) {
+		p.on_logits = rt_out_logits;
+		p.flags |= BN_GEN_PROMPT_LOGITS;
+	}
+	return p;
+}
+
+/* Ends the output: a newline (bn_generate gave what the text held back). */
 static int rt_put_end(RtRun *run)
 {
-	char out[8];
-	size_t k = rt_detok_flush(&run->detok, out);
-	fwrite(out, 1, k, stdout);
 	printf("\n");
 	run->n_out = 0;
 	return rt_stdout_ok();
 }
 
-/* Whether generation stops at tok: any end-of-generation id of the tokenizer, else EOS. */
-static int rt_is_stop(const RtRun *run, int32_t tok)
+/* After bn_generate: 0, or the exit code of a failure, printed. What was printed keeps
+ * its line when the failure came after a token. */
+static int rt_gen_done(RtRun *run, const RtOut *w, int rc, const bn_generate_result *r)
 {
-	return bn_token_is_eog(run->m, tok);
+	if (w->rc)
+		return w->rc;
+	if (rc && r->n_generated)
+		rt_put_end(run);
+	if (rc)
+		return rt_fail("%s", bn_ctx_last_error(run->ctx));
+	return rt_put_end(run);
 }
 
 static void rt_print_stats(const RtRun *run, double pp_s, int64_t pp_n, double tg_s, int64_t tg_n)
@@ -453,44 +466,17 @@ static int rt_sampler_setup(const RtOpts *o, RtRun *run)
 static int rt_generate(const RtOpts *o, RtRun *run)
 {
 	RtErr e = {0};
-	int64_t nv = bn_model_n_vocab(run->m), n_ctx = bn_ctx_n_ctx(run->ctx);
 	int rc = rt_sampler_setup(o, run);
 	if (rc)
 		return rc;
-	for (int64_t i = 0; i < run->n_prompt; i++)
-		bn_sampler_accept(run->smp, run->prompt[i]);
-
-	float *last = NULL;
-	double pp_s = 0, tg_s = 0;
-	rc = rt_eval(run, o->logits_out, run->prompt, run->n_prompt, &last, &pp_s);
-	if (rc)
-		return rc;
-	int64_t pos = run->n_prompt, runs = 0;
-	for (int64_t gen = 0; gen < o->n_predict; gen++) {
-		if (pos >= n_ctx)
-			break; /* the context is full */
-		int32_t tok = bn_sampler_sample(run->smp, last);
-		if (!o->ignore_eos && rt_is_stop(run, tok))
-			break;
-		if ((rc = rt_put_token(o, run, tok)))
-			return rc;
-		bn_sampler_accept(run->smp, tok);
-		/* The last token needs feeding only for its logits row. */
-		if (!run->lf && gen + 1 == o->n_predict)
-			break;
-		double t = rt_now();
-		if ((rc = rt_decode(run, &tok, 1, run->logits, BN_DECODE_LAST))) {
-			rt_put_end(run); /* what was printed keeps its line */
-			return rc;
-		}
-		tg_s += rt_now() - t;
-		runs++;
-		pos++;
-		last = run->logits;
-		if (run->lf && rt_write_f32(run->lf, o->logits_out, last, (size_t)nv, &e))
-			return rt_fail("%s", e.msg);
-	}
-	if ((rc = rt_put_end(run)))
+	RtOut w;
+	bn_generate_params p = rt_out_params(o, run, &w);
+	p.max_tokens = (int32_t)o->n_predict;
+	if (!run->lf) /* the last token needs feeding only for its logits row */
+		p.flags |= BN_GEN_SKIP_LAST;
+	bn_generate_result r;
+	rc = bn_generate(run->ctx, run->smp, run->prompt, (int32_t)run->n_prompt, &p, &r);
+	if ((rc = rt_gen_done(run, &w, rc, &r)))
 		return rc;
 	if (run->lf) {
 		FILE *f = run->lf;
@@ -498,139 +484,61 @@ static int rt_generate(const RtOpts *o, RtRun *run)
 		if (rt_f32_close(f, o->logits_out, &e))
 			return rt_fail("%s", e.msg);
 	}
-	rt_print_stats(run, pp_s, run->n_prompt, tg_s, runs);
+	rt_print_stats(run, r.prompt_s, run->n_prompt, r.gen_s, r.n_decoded);
 	return 0;
 }
 
 /* ---- -cnv: interactive chat -------------------------------------------- */
 
-/* One conversation. The KV cache holds positions [0, pos); a turn evaluates only its own
- * tokens there. A reply ends at an end-of-generation token that is not fed back, or at
- * -n: either way the template's end of message goes in front of the next turn. */
+/* One conversation (bn_chat: each turn evaluates only its own tokens after the ones
+ * before) and what the program reports about it. */
 typedef struct {
-	const char *tmpl; /* --chat-template, or NULL: the one built in */
-	int64_t pos;      /* bn_ctx_pos of the run's context */
-	int started;    /* BOS and the system message are in the cache */
-	int reply_open; /* a reply is in the cache without its end of message */
+	bn_chat *ch;
 	int turn;
 	double pp_s, tg_s;
 	int64_t pp_n, tg_n;
 } RtChat;
 
-/* A user turn as tokens: the open reply's end of message, at the start BOS and the system
- * message, the user message, the assistant prefix. */
-static int rt_chat_tokens(const RtOpts *o, RtRun *run, const RtChat *c, const char *user,
-			  int32_t **ids, int *n)
-{
-	bn_chat_msg msgs[2];
-	int k = 0;
-	if (!c->started && o->system && *o->system)
-		msgs[k++] = (bn_chat_msg){"system", o->system};
-	msgs[k++] = (bn_chat_msg){"user", user};
-	int flags = BN_CHAT_ADD_ASSISTANT | (c->reply_open ? BN_CHAT_CLOSE_REPLY : 0);
-	int32_t len = bn_chat_format(run->m, c->tmpl, msgs, k, flags, NULL, 0);
-	char *all = len >= 0 && len < INT32_MAX ? malloc((size_t)len + 1) : NULL;
-	if (!all || bn_chat_format(run->m, c->tmpl, msgs, k, flags, all, len + 1) != len) {
-		free(all);
-		return rt_fail("out of memory for the chat turn");
-	}
-	int tf = BN_TOKENIZE_PARSE_SPECIAL;
-	if (!c->started && bn_model_add_bos(run->m))
-		tf |= BN_TOKENIZE_ADD_BOS;
-	int rc = rt_encode(run->m, all, (size_t)len, tf, ids, n);
-	free(all);
-	if (rc)
-		return rt_fail("tokenizer: %s", bn_strerror(rc));
-	return 0;
-}
-
-static void rt_chat_reset(RtRun *run, RtChat *c)
-{
-	c->pos = 0;
-	bn_ctx_reset(run->ctx);
-	c->started = c->reply_open = 0;
-	bn_sampler_reset(run->smp);
-}
-
-/* Evaluates the turn at the end of the cache (starting over when it does not fit). */
-static int rt_chat_feed(const RtOpts *o, RtRun *run, RtChat *c, const char *user, float **last)
-{
-	int32_t *ids = NULL;
-	int n = 0, rc = rt_chat_tokens(o, run, c, user, &ids, &n);
-	int64_t n_ctx = bn_ctx_n_ctx(run->ctx);
-	if (!rc && c->pos + n + 1 > n_ctx && c->started) {
-		fprintf(stderr, "%s: the context (%lld tokens) is full: starting a new conversation\n",
-			rt_prog, (long long)n_ctx);
-		rt_chat_reset(run, c);
-		free(ids);
-		ids = NULL;
-		rc = rt_chat_tokens(o, run, c, user, &ids, &n);
-	}
-	if (!rc && n + 1 > n_ctx) {
-		fprintf(stderr, "%s: this message (%d tokens) does not fit the context of %lld "
-			"tokens (-c): skipped\n", rt_prog, n, (long long)n_ctx);
-		rc = -1;
-	}
-	if (rc) {
-		free(ids);
-		return rc;
-	}
-	for (int i = 0; i < n; i++)
-		bn_sampler_accept(run->smp, ids[i]);
-	double secs = 0;
-	rc = rt_eval(run, NULL, ids, n, last, &secs);
-	free(ids);
-	if (o->verbose)
-		fprintf(stderr, "%s: turn %d: evaluated %d tokens at positions %lld..%lld\n", rt_prog,
-			c->turn + 1, n, (long long)c->pos, (long long)(c->pos + n - 1));
-	c->pos += n;
-	c->pp_s += secs;
-	c->pp_n += n;
-	c->started = c->reply_open = 1;
-	c->turn++;
-	return rc;
-}
-
 /* One user turn and the reply, printed as it comes. */
 static int rt_chat_turn(const RtOpts *o, RtRun *run, RtChat *c, const char *user)
 {
-	float *last = NULL;
-	int rc = rt_chat_feed(o, run, c, user, &last);
-	if (rc)
-		return rc < 0 ? 0 : rc; /* -1: the turn was skipped */
-	int64_t gen = 0, n_ctx = bn_ctx_n_ctx(run->ctx);
-	int full = 0;
-	for (; !o->n_given || gen < o->n_predict; gen++) {
-		int32_t tok = bn_sampler_sample(run->smp, last);
-		if (!o->ignore_eos && rt_is_stop(run, tok))
-			break;
-		if ((rc = rt_put_token(o, run, tok)))
-			return rc;
-		bn_sampler_accept(run->smp, tok);
-		if (c->pos >= n_ctx) {
-			full = 1;
-			break;
-		}
-		double t = rt_now();
-		if ((rc = rt_decode(run, &tok, 1, run->logits, BN_DECODE_LAST))) {
-			rt_put_end(run);
-			return rc;
-		}
-		c->tg_s += rt_now() - t;
-		c->tg_n++;
-		c->pos++;
-		last = run->logits;
+	int64_t n_ctx = bn_ctx_n_ctx(run->ctx);
+	int32_t n = 0;
+	int restarted = 0;
+	int rc = bn_chat_prepare(c->ch, user, &n, &restarted);
+	if (restarted)
+		fprintf(stderr, "%s: the context (%lld tokens) is full: starting a new conversation\n",
+			rt_prog, (long long)n_ctx);
+	if (rc == BN_E_CTX) {
+		fprintf(stderr, "%s: this message (%d tokens) does not fit the context of %lld "
+			"tokens (-c): skipped\n", rt_prog, (int)n, (long long)n_ctx);
+		return 0;
 	}
-	if ((rc = rt_put_end(run)))
+	if (rc)
+		return rt_fail("%s", bn_ctx_last_error(run->ctx));
+	int64_t pos = bn_ctx_pos(run->ctx);
+	if (o->verbose)
+		fprintf(stderr, "%s: turn %d: evaluated %d tokens at positions %lld..%lld\n", rt_prog,
+			c->turn + 1, (int)n, (long long)pos, (long long)(pos + n - 1));
+	c->turn++;
+	RtOut w;
+	bn_generate_params p = rt_out_params(o, run, &w);
+	p.max_tokens = o->n_given ? (int32_t)o->n_predict : -1;
+	bn_generate_result r;
+	rc = bn_chat_reply(c->ch, &p, &r);
+	c->pp_s += r.prompt_s;
+	c->pp_n += r.n_prompt;
+	c->tg_s += r.gen_s;
+	c->tg_n += r.n_decoded;
+	if ((rc = rt_gen_done(run, &w, rc, &r)))
 		return rc;
 	if (o->verbose)
 		fprintf(stderr, "%s: turn %d: generated %lld tokens, %lld of %lld positions used\n",
-			rt_prog, c->turn, (long long)gen, (long long)c->pos, (long long)n_ctx);
-	if (full) {
+			rt_prog, c->turn, (long long)r.n_decoded, (long long)bn_ctx_pos(run->ctx),
+			(long long)n_ctx);
+	if (r.stop == BN_STOP_CTX_FULL) /* bn_chat starts the next turn over */
 		fprintf(stderr, "%s: the context (%lld tokens) is full: starting a new conversation\n",
 			rt_prog, (long long)n_ctx);
-		rt_chat_reset(run, c);
-	}
 	return 0;
 }
 
@@ -654,14 +562,17 @@ int rt_chat_check(const RtOpts *o)
 /* Reads user turns, one per line, until /exit or the end of input. */
 static int rt_chat(const RtOpts *o, RtRun *run)
 {
-	RtChat c = {.tmpl = o->chat_template};
+	RtChat c = {0};
 	char why[256];
-	if (bn_chat_check(run->m, c.tmpl, why, sizeof why) != BN_OK)
+	if (bn_chat_check(run->m, o->chat_template, why, sizeof why) != BN_OK)
 		return rt_fail("-cnv: %s; pick the template the model was trained with "
 			       "(--chat-template)", why);
 	int rc = rt_sampler_setup(o, run);
 	if (rc)
 		return rc;
+	if (!(c.ch = bn_chat_new(run->ctx, run->smp, o->chat_template, o->system, &rc, why,
+				 sizeof why)))
+		return rt_fail("-cnv: %s", why);
 	run->text_out = !o->show_ids;
 	int tty = isatty(0);
 	if (tty)
@@ -695,7 +606,7 @@ static int rt_chat(const RtOpts *o, RtRun *run)
 		if (!strcmp(line, "/exit"))
 			break;
 		if (!strcmp(line, "/reset")) {
-			rt_chat_reset(run, &c);
+			bn_chat_reset(c.ch);
 			fprintf(stderr, "%s: conversation reset\n", rt_prog);
 			continue;
 		}
@@ -705,6 +616,7 @@ static int rt_chat(const RtOpts *o, RtRun *run)
 			break;
 	}
 	free(line);
+	bn_chat_free(c.ch);
 	if (!rc)
 		rt_print_stats(run, c.pp_s, c.pp_n, c.tg_s, c.tg_n);
 	return rc;
@@ -834,10 +746,9 @@ static int rt_bench(const RtOpts *o, RtRun *run)
 	/* One untimed warm-up: pages the weights in and wakes the threads. */
 	int rc = 0;
 	for (int r = -1; r < o->reps && !rc; r++) {
-		float *last = NULL;
 		double secs = 0;
 		bn_ctx_reset(run->ctx);
-		if (o->pp && (rc = rt_eval(run, NULL, toks, o->pp, &last, &secs)))
+		if (o->pp && (rc = rt_eval(run, toks, o->pp, &secs)))
 			break;
 		if (r >= 0 && o->pp)
 			pp[r] = (double)o->pp / (secs > 0 ? secs : 1e-9);

@@ -53,7 +53,6 @@ typedef struct {
 	int32_t *prompt;
 	int64_t n_prompt;
 	int text_out;   /* print tokens as text (else ids) */
-	RtDetok detok;  /* holds a UTF-8 character split across tokens */
 	int64_t n_out;  /* tokens printed so far (for the ids' separators) */
 	double t_start, t_load_ms;
 } RtRun;

@@ -117,5 +117,33 @@ const RtTok *rt_api_tok(const struct bn_model *m);
 /* Why m has no usable tokenizer: its status (BN_E_NO_TOKENIZER, BN_E_TOKENIZER) and the
  * tokenizer's own message. */
 int rt_api_tok_error(const struct bn_model *m, char *why, size_t n);
+struct bn_ctx;
+/* Sets the context's bn_ctx_last_error (for rt_generate.c); returns code. */
+int rt_api_ctx_say(struct bn_ctx *c, int code, const char *fmt, ...) RT_PRINTF(3, 4);
+
+/* ---- generated text (rt_generate.c): bn_generate's text stream ------------ */
+
+/* Bytes as tokens give them in, decided text out to on_text: whole UTF-8 characters
+ * (U+FFFD for an invalid one; with raw, the bytes as RtDetok lets them through), with
+ * what may begin a stop string held back until it cannot. */
+typedef struct {
+	int (*on_text)(void *user, const char *text, size_t len);
+	void *user;
+	const char *const *stop;
+	int32_t n_stop;
+	int raw;
+	RtDetok detok;        /* raw: the character split across tokens */
+	unsigned char u8[4];  /* else: the valid start of a character still waiting */
+	int n_u8, len_u8;
+	char *pend;           /* decided text not given to on_text yet */
+	size_t n_pend, cap_pend;
+} RtGenText;
+
+enum { RT_GEN_TEXT_STOP = 1, RT_GEN_TEXT_CALLBACK = 2 };
+/* Takes n bytes (end: also the end of the text, everything held is decided). 0,
+ * RT_GEN_TEXT_STOP (a stop string: the text before it was given), RT_GEN_TEXT_CALLBACK
+ * (on_text returned nonzero) or BN_E_NOMEM. */
+int rt_gen_text_push(RtGenText *t, const char *bytes, size_t n, int end);
+void rt_gen_text_free(RtGenText *t);
 
 #endif

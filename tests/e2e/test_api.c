@@ -1,6 +1,8 @@
 /* test_api.c - the runtime API (bitnetc.h) from a program of its own: a model with the Llama 3
  * vocabulary built with --emit-c and --weights-file, tests/e2e/api_client.c compiled with
- * every file --emit-c wrote except main.c, and run against the built program's output. */
+ * every file --emit-c wrote except main.c, and run against the built program's output
+ * (--logits-out, -p text, -cnv transcripts). In a sanitized build (BITNETC_SANITIZE) the
+ * client is built with AddressSanitizer and UBSan too. */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -10,6 +12,17 @@
 static char gguf[1200], prog[1200], dir[1200], wfile[1200], client[1200];
 
 static const char text[] = "Hello, world: caf\xc3\xa9";
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CLIENT_SAN "-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CLIENT_SAN "-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+#endif
+#endif
+#ifndef CLIENT_SAN
+#define CLIENT_SAN ""
+#endif
 
 /* 1 layer, n_embd 256, the 128256-token vocabulary and its chat template. */
 static int setup(void **state)
@@ -33,9 +46,9 @@ static int setup(void **state)
 	/* model.c as bitnetc compiles it for native; the rest (less main.c) for the baseline */
 	rc = tu_run(&log, "{ cd '%s' && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -march=native "
 			"-c model.c -o api_model.o && cc -std=c11 -O2 -Wall -Wextra -Werror "
-			"-ffp-contract=off -D_GNU_SOURCE -I. -o '%s' '%s' api_model.o "
+			"-ffp-contract=off -D_GNU_SOURCE %s -I. -o '%s' '%s' api_model.o "
 			"$(ls *.c | grep -v -e '^main.c$' -e '^model.c$') -lm -lpthread; }",
-			dir, client, tu_data("../e2e/api_client.c"));
+			dir, CLIENT_SAN, client, tu_data("../e2e/api_client.c"));
 	if (rc)
 		fprintf(stderr, "building api_client failed:\n%s\n", log);
 	free(log);
@@ -59,11 +72,25 @@ static void run_client(int big)
 	char *out = tu_run_ok(0, "'%s' --weights-file '%s' --tokens '%s' -n 0 --logits-out '%s' "
 				 "2>/dev/null", prog, wfile, ids, lf);
 	free(out);
+	/* what the program generates and chats, greedy, for the client to match */
+	const char *gen = tu_tmp("api_l3_gen.txt"), *chat = tu_tmp("api_l3_chat.txt");
+	const char *full = tu_tmp("api_l3_full.txt");
+	free(tu_run_ok(0, "'%s' --weights-file '%s' -p '%s' -n 24 --temp 0 --ignore-eos >'%s' "
+		       "2>/dev/null", prog, wfile, text, gen));
+	free(tu_run_ok(0, "printf 'Hi there\\nHow are you?\\n' | '%s' --weights-file '%s' -cnv "
+		       "-sys 'Be brief.' -n 6 --temp 0 --ignore-eos >'%s' 2>/dev/null", prog, wfile,
+		       chat));
+	free(tu_run_ok(0, "printf 'Hi\\nHi\\nHi\\n' | '%s' --weights-file '%s' -cnv -c 24 -n 8 "
+		       "--temp 0 --ignore-eos >'%s' 2>/dev/null", prog, wfile, full));
 	char *err = NULL;
-	int rc = tu_run(&out, "{ '%s' '%s' '%s' '%s' '%s' %s 2>/dev/null; }", client, wfile, lf,
-			ids, text, big ? "big" : "");
-	tu_run(&err, "{ '%s' '%s' '%s' '%s' '%s' %s 2>&1 >/dev/null; }", client, wfile, lf, ids,
-	       text, big ? "big" : "");
+	/* a sanitized client: the too large KV cache is NULL from calloc, as without ASan */
+	int rc = tu_run(&out, "{ ASAN_OPTIONS=allocator_may_return_null=1 '%s' '%s' '%s' '%s' '%s' "
+			"'%s' '%s' '%s' %s 2>/dev/null; }", client,
+			wfile, lf, ids, text, gen, chat, full, big ? "big" : "");
+	tu_run(&err, "{ ASAN_OPTIONS=allocator_may_return_null=1 '%s' '%s' '%s' '%s' '%s' '%s' '%s' "
+	       "'%s' %s 2>&1 >/dev/null | grep -v 'WARNING: AddressSanitizer failed to allocate'; }",
+	       client, wfile,
+	       lf, ids, text, gen, chat, full, big ? "big" : "");
 	printf("%s", out);
 	if (rc != 0 || !strstr(out, "\n0 failed\n") || strstr(out, "FAIL"))
 		fail_msg("api_client: exit %d:\n%s", rc, out);
@@ -71,6 +98,9 @@ static void run_client(int big)
 		fail_msg("the API printed on stderr: %s", err);
 	assert_non_null(strstr(out, "ok bn_decode's logits are the program's --logits-out"));
 	assert_non_null(strstr(out, "ok the two contexts' logits are the same bits"));
+	assert_non_null(strstr(out, "ok bn_generate's text is the program's -p output"));
+	assert_non_null(strstr(out, "ok chat turns are the program's -cnv transcript"));
+	assert_non_null(strstr(out, "ok chat turns in a full context are the program's"));
 	free(out);
 	free(err);
 	free(ids);

@@ -1,6 +1,8 @@
 /* test_rt_api.c - the runtime API (bitnetc.h) in this process, on the hand-written model of
  * fake_model.c (linked in; see its header for its logits): opening, metadata, contexts,
- * the call split, decoding and its errors, contexts in two threads at once. */
+ * the call split, decoding and its errors, contexts in two threads at once, trimming,
+ * cancelling from another thread, bn_generate (the fake continues t+1 greedily; 15 is its
+ * EOS) and the text stream under it (rt_generate.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,8 +10,10 @@
 #include <cmocka.h>
 
 #include "bitnetc.h"
+#include "rt_tok.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,12 +210,381 @@ static void test_threads(void **state)
 	bn_model_close(m);
 }
 
+/* Trim: A+B then back to |A| and C gives A+C's rows, which read the token before them
+ * from the cache. */
+static void test_trim(void **state)
+{
+	(void)state;
+	bn_model *m = open_model();
+	bn_ctx *c = bn_ctx_new(m, 32, 1, NULL, 0);
+	assert_non_null(c);
+	int32_t a[3] = {1, 2, 3}, b[4] = {9, 9, 9, 9}, cc[2] = {5, 6};
+	float want[2 * NV], got[2 * NV];
+	assert_int_equal(bn_decode(c, a, 3, NULL), BN_OK);
+	assert_int_equal(bn_decode(c, cc, 2, want), BN_OK);
+	bn_ctx_reset(c);
+	assert_int_equal(bn_decode(c, a, 3, NULL), BN_OK);
+	assert_int_equal(bn_decode(c, b, 4, NULL), BN_OK);
+	assert_int_equal(bn_ctx_trim(c, 8), BN_E_ARG);
+	assert_int_equal(bn_ctx_trim(c, -1), BN_E_ARG);
+	assert_int_equal(bn_ctx_pos(c), 7);
+	assert_int_equal(bn_ctx_trim(c, 3), BN_OK);
+	assert_int_equal(bn_ctx_pos(c), 3);
+	assert_int_equal(bn_decode(c, cc, 2, got), BN_OK);
+	assert_memory_equal(got, want, sizeof got);
+	check_row(got, 5, 2, 3);
+	assert_int_equal(bn_ctx_trim(c, 0), BN_OK);
+	assert_int_equal(bn_ctx_pos(c), 0);
+	bn_ctx_free(c);
+	bn_model_close(m);
+}
+
+/* The long decode a second thread cancels. */
+typedef struct {
+	bn_ctx *c;
+	const int32_t *toks;
+	int32_t n;
+	float *last;
+	atomic_int started;
+	int rc;
+} Long;
+
+static void *long_decode(void *arg)
+{
+	Long *l = arg;
+	atomic_store(&l->started, 1);
+	l->rc = bn_decode_ex(l->c, l->toks, l->n, l->last, BN_DECODE_LAST);
+	return NULL;
+}
+
+/* bn_ctx_cancel from another thread: a long decode (2000 calls of one token) stops between
+ * two calls with what it decoded in the cache, or had finished first; either way the
+ * cache goes on to give the uncancelled run's bits. A request before a decode stops it
+ * at once; a withdrawn one does nothing. */
+static void test_cancel(void **state)
+{
+	(void)state;
+	bn_model *m = open_model();
+	enum { N = 2000 };
+	static int32_t toks[N];
+	for (int i = 0; i < N; i++)
+		toks[i] = (i * 7 + 3) % 15;
+	bn_ctx *c = bn_ctx_new(m, N, 1, NULL, 0);
+	assert_non_null(c);
+	bn_ctx_set_ubatch(c, 1);
+	float want[NV], got[NV];
+	assert_int_equal(bn_decode_ex(c, toks, N, want, BN_DECODE_LAST), BN_OK);
+	int cancelled = 0;
+	for (int rep = 0; rep < 5; rep++) {
+		bn_ctx_reset(c);
+		static Long l;
+		l = (Long){c, toks, N, got, 0, 0};
+		atomic_init(&l.started, 0);
+		pthread_t th;
+		assert_int_equal(pthread_create(&th, NULL, long_decode, &l), 0);
+		while (!atomic_load(&l.started))
+			;
+		bn_ctx_cancel(c, 1);
+		pthread_join(th, NULL);
+		int32_t pos = bn_ctx_pos(c);
+		if (l.rc == BN_OK) {
+			assert_int_equal(pos, N);
+			bn_ctx_cancel(c, 0); /* it came too late: withdrawn */
+			continue;
+		}
+		assert_int_equal(l.rc, BN_E_CANCELLED);
+		assert_non_null(strstr(bn_ctx_last_error(c), "cancelled"));
+		assert_true(pos >= 0 && pos < N);
+		cancelled++;
+		/* the request was withdrawn by the call that saw it: the rest decodes */
+		assert_int_equal(bn_decode_ex(c, toks + pos, N - pos, got, BN_DECODE_LAST), BN_OK);
+		assert_memory_equal(got, want, sizeof got);
+	}
+	print_message("%d of 5 long decodes stopped between calls\n", cancelled);
+	bn_ctx_reset(c);
+	bn_ctx_cancel(c, 1);
+	assert_int_equal(bn_decode(c, toks, 4, NULL), BN_E_CANCELLED);
+	assert_int_equal(bn_ctx_pos(c), 0);
+	assert_int_equal(bn_decode(c, toks, 4, NULL), BN_OK);
+	bn_ctx_cancel(c, 1);
+	bn_ctx_cancel(c, 0);
+	assert_int_equal(bn_decode(c, toks + 4, 4, NULL), BN_OK);
+	assert_int_equal(bn_ctx_pos(c), 8);
+	assert_string_equal(bn_strerror(BN_E_CANCELLED), "cancelled");
+	bn_ctx_free(c);
+	bn_model_close(m);
+}
+
+typedef struct {
+	int32_t ids[64];
+	int n, stop_at;
+	int rows;
+	/* the handshake with the cancelling thread */
+	bn_ctx *c;
+	int cancel_at;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int asked, done;
+} Gen;
+
+static int on_token(void *user, int32_t tok)
+{
+	Gen *g = user;
+	g->ids[g->n++] = tok;
+	if (g->n == g->cancel_at) { /* the other thread cancels; wait until it has */
+		pthread_mutex_lock(&g->mu);
+		g->asked = 1;
+		pthread_cond_broadcast(&g->cv);
+		while (!g->done)
+			pthread_cond_wait(&g->cv, &g->mu);
+		pthread_mutex_unlock(&g->mu);
+	}
+	return g->n == g->stop_at;
+}
+
+static int on_logits(void *user, const float *rows, int32_t n)
+{
+	Gen *g = user;
+	(void)rows;
+	g->rows += n;
+	return 0;
+}
+
+static void *canceller(void *arg)
+{
+	Gen *g = arg;
+	pthread_mutex_lock(&g->mu);
+	while (!g->asked)
+		pthread_cond_wait(&g->cv, &g->mu);
+	bn_ctx_cancel(g->c, 1);
+	g->done = 1;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+	return NULL;
+}
+
+static int gen(bn_ctx *c, bn_sampler *s, const int32_t *prompt, int32_t n, int max, int flags,
+	       Gen *g, bn_generate_result *r)
+{
+	bn_generate_params p = bn_generate_defaults();
+	p.max_tokens = max;
+	p.flags = flags;
+	p.on_token = on_token;
+	p.on_logits = on_logits;
+	p.user = g;
+	g->n = g->rows = 0;
+	return bn_generate(c, s, prompt, n, &p, r);
+}
+
+/* bn_generate: the fake counts up from the prompt's last token to its EOS (15). */
+static void test_generate(void **state)
+{
+	(void)state;
+	bn_model *m = open_model();
+	bn_ctx *c = bn_ctx_new(m, 32, 1, NULL, 0);
+	bn_sampler_params sp = bn_sampler_defaults();
+	sp.temp = 0;
+	bn_sampler *s = bn_sampler_new(m, &sp);
+	assert_non_null(c);
+	assert_non_null(s);
+	static Gen g;
+	memset(&g, 0, sizeof g);
+	bn_generate_result r;
+	int32_t prompt[2] = {1, 3};
+	assert_int_equal(gen(c, s, prompt, 2, -1, 0, &g, &r), BN_OK);
+	assert_int_equal(r.stop, BN_STOP_EOG);
+	assert_int_equal(g.n, 11); /* 4..14 */
+	for (int i = 0; i < g.n; i++)
+		assert_int_equal(g.ids[i], 4 + i);
+	assert_int_equal(r.n_prompt, 2);
+	assert_int_equal(r.n_generated, 11);
+	assert_int_equal(r.n_decoded, 11);
+	assert_int_equal(g.rows, 12);
+	assert_int_equal(bn_ctx_pos(c), 13);
+	/* max_tokens, with and without the last token decoded; the EOG generated */
+	bn_ctx_reset(c);
+	assert_int_equal(gen(c, s, prompt, 2, 14, BN_GEN_IGNORE_EOG, &g, &r), BN_OK);
+	assert_int_equal(r.stop, BN_STOP_MAX_TOKENS);
+	assert_int_equal(g.n, 14);
+	assert_int_equal(g.ids[11], 15);
+	assert_int_equal(g.ids[12], 0);
+	assert_int_equal(bn_ctx_pos(c), 16);
+	bn_ctx_reset(c);
+	assert_int_equal(gen(c, s, prompt, 2, 3, BN_GEN_SKIP_LAST, &g, &r), BN_OK);
+	assert_int_equal(r.stop, BN_STOP_MAX_TOKENS);
+	assert_int_equal(r.n_generated, 3);
+	assert_int_equal(r.n_decoded, 2);
+	assert_int_equal(bn_ctx_pos(c), 4);
+	/* the generation goes on from the cache: 7 after 6 */
+	assert_int_equal(gen(c, s, (int32_t[]){6}, 1, 0, 0, &g, &r), BN_OK);
+	assert_int_equal(r.stop, BN_STOP_MAX_TOKENS);
+	assert_int_equal(g.rows, 1);
+	/* every prompt row, in calls */
+	bn_ctx_reset(c);
+	int32_t five[5] = {1, 2, 3, 4, 5};
+	assert_int_equal(gen(c, s, five, 5, 2, BN_GEN_PROMPT_LOGITS, &g, &r), BN_OK);
+	assert_int_equal(g.rows, 5 + 2);
+	assert_int_equal(g.ids[0], 6);
+	/* a callback stops it, its token undecoded */
+	bn_ctx_reset(c);
+	g.stop_at = 3;
+	assert_int_equal(gen(c, s, prompt, 2, -1, 0, &g, &r), BN_OK);
+	g.stop_at = 0;
+	assert_int_equal(r.stop, BN_STOP_CALLBACK);
+	assert_int_equal(r.n_generated, 3);
+	assert_int_equal(bn_ctx_pos(c), 4);
+	/* the context fills: its last token is generated, not decoded */
+	bn_ctx *small = bn_ctx_new(m, 8, 1, NULL, 0);
+	assert_int_equal(gen(small, s, prompt, 2, -1, BN_GEN_IGNORE_EOG, &g, &r), BN_OK);
+	assert_int_equal(r.stop, BN_STOP_CTX_FULL);
+	assert_int_equal(r.n_generated, 7);
+	assert_int_equal(r.n_decoded, 6);
+	assert_int_equal(bn_ctx_pos(small), 8);
+	assert_int_equal(gen(small, s, prompt, 2, -1, 0, &g, &r), BN_E_CTX);
+	assert_int_equal(r.stop, BN_STOP_ERROR);
+	bn_ctx_free(small);
+	/* cancelled from another thread after the 4th token: it is not decoded */
+	bn_ctx_reset(c);
+	g.c = c;
+	g.cancel_at = 4;
+	pthread_mutex_init(&g.mu, NULL);
+	pthread_cond_init(&g.cv, NULL);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, canceller, &g), 0);
+	assert_int_equal(gen(c, s, prompt, 2, -1, 0, &g, &r), BN_E_CANCELLED);
+	pthread_join(th, NULL);
+	g.cancel_at = 0;
+	assert_int_equal(r.stop, BN_STOP_CANCELLED);
+	assert_int_equal(r.n_generated, 4);
+	assert_int_equal(r.n_decoded, 3);
+	assert_int_equal(bn_ctx_pos(c), 5);
+	assert_int_equal(gen(c, s, (int32_t[]){8}, 1, 1, 0, &g, &r), BN_OK);
+	assert_int_equal(g.ids[0], 9);
+	pthread_mutex_destroy(&g.mu);
+	pthread_cond_destroy(&g.cv);
+	/* bad arguments; text from a model without a tokenizer */
+	bn_generate_params p = bn_generate_defaults();
+	assert_int_equal(bn_generate(c, s, prompt, 0, &p, &r), BN_E_ARG);
+	assert_int_equal(bn_generate(c, NULL, prompt, 2, &p, &r), BN_E_ARG);
+	p.flags = 1 << 20;
+	assert_int_equal(bn_generate(c, s, prompt, 2, &p, &r), BN_E_ARG);
+	p = bn_generate_defaults();
+	const char *stop[1] = {"x"};
+	p.stop = stop;
+	p.n_stop = 1;
+	assert_int_equal(bn_generate(c, s, prompt, 2, &p, &r), BN_E_NO_TOKENIZER);
+	assert_non_null(strstr(bn_ctx_last_error(c), "tokenizer"));
+	bn_sampler_free(s);
+	bn_ctx_free(c);
+	bn_model_close(m);
+}
+
+/* What the text stream gave on_text, chunk by chunk. */
+typedef struct {
+	char buf[256];
+	size_t len;
+	int chunks, bad_chunks, stop_after;
+} Text;
+
+/* Whether the len bytes are whole UTF-8 characters. */
+static int utf8_whole(const unsigned char *s, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		unsigned c = s[i];
+		size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+			 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		if (!n || i + n > len)
+			return 0;
+		for (size_t k = 1; k < n; k++)
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+		i += n;
+	}
+	return 1;
+}
+
+static int on_text(void *user, const char *text, size_t len)
+{
+	Text *t = user;
+	memcpy(t->buf + t->len, text, len);
+	t->len += len;
+	t->buf[t->len] = 0;
+	t->chunks++;
+	t->bad_chunks += !utf8_whole((const unsigned char *)text, len);
+	return t->stop_after && t->chunks == t->stop_after;
+}
+
+/* Pushes the pieces (NULL-terminated) through a stream; the last push ends it. */
+static int stream(Text *t, int raw, const char *const *stop, int n_stop, const char **pieces)
+{
+	memset(t->buf, 0, sizeof t->buf);
+	t->len = 0;
+	t->chunks = t->bad_chunks = 0;
+	RtGenText s = {.on_text = on_text, .user = t, .stop = stop, .n_stop = n_stop, .raw = raw};
+	int rc = 0;
+	for (int i = 0; pieces[i] && !rc; i++)
+		rc = rt_gen_text_push(&s, pieces[i], strlen(pieces[i]), 0);
+	if (!rc)
+		rc = rt_gen_text_push(&s, NULL, 0, 1);
+	rt_gen_text_free(&s);
+	return rc;
+}
+
+/* bn_generate's text: whole characters only, U+FFFD for what is not one, stop strings. */
+static void test_text_stream(void **state)
+{
+	(void)state;
+	static Text t;
+	/* a character split across tokens waits for its end */
+	assert_int_equal(stream(&t, 0, NULL, 0, (const char *[]){"caf\xc3", "\xa9!", "\xe2\x82",
+								   "\xac", NULL}), 0);
+	assert_string_equal(t.buf, "caf\xc3\xa9!\xe2\x82\xac");
+	assert_int_equal(t.chunks, 3);
+	assert_int_equal(t.bad_chunks, 0);
+	/* invalid bytes, an overlong form, a surrogate, an unfinished end: U+FFFD each */
+	assert_int_equal(stream(&t, 0, NULL, 0, (const char *[]){"a\xff", "b\xe0\x80", "\xed\xa0\x80",
+								   "c\xf0\x9f\x98", NULL}), 0);
+	assert_string_equal(t.buf, "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd"
+				   "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "c\xef\xbf\xbd");
+	assert_int_equal(t.bad_chunks, 0);
+	/* raw: the bytes as they come, a split character still whole */
+	assert_int_equal(stream(&t, 1, NULL, 0, (const char *[]){"a\xff", "\xc3", "\xa9", "\xe2\x82",
+								   NULL}), 0);
+	assert_string_equal(t.buf, "a\xff\xc3\xa9\xe2\x82");
+	/* a stop string across pieces: held back until decided, then neither it nor what
+	 * follows */
+	const char *stop[3] = {"", "END", "zz"};
+	assert_int_equal(stream(&t, 0, stop, 3, (const char *[]){"abcE", "N", "Dxyz", "more", NULL}),
+			 RT_GEN_TEXT_STOP);
+	assert_string_equal(t.buf, "abc");
+	assert_int_equal(t.chunks, 1);
+	/* what began one and did not go on is given */
+	assert_int_equal(stream(&t, 0, stop, 3, (const char *[]){"abE", "x", "yz", NULL}), 0);
+	assert_string_equal(t.buf, "abExyz");
+	assert_int_equal(t.chunks, 4); /* "ab", "Ex", "y" then "z" at the end */
+	assert_int_equal(stream(&t, 0, stop, 3, (const char *[]){"abEN", NULL}), 0);
+	assert_string_equal(t.buf, "abEN");
+	/* the earliest of two, inside one piece */
+	assert_int_equal(stream(&t, 0, stop, 3, (const char *[]){"1zz2END", NULL}), RT_GEN_TEXT_STOP);
+	assert_string_equal(t.buf, "1");
+	/* on_text asks to stop */
+	t.stop_after = 2;
+	assert_int_equal(stream(&t, 0, NULL, 0, (const char *[]){"a", "b", "c", NULL}),
+			 RT_GEN_TEXT_CALLBACK);
+	t.stop_after = 0;
+	assert_string_equal(t.buf, "ab");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open),
 		cmocka_unit_test(test_decode),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_trim),
+		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_generate),
+		cmocka_unit_test(test_text_stream),
 	};
 	return cmocka_run_group_tests(tests, write_weights, NULL);
 }

@@ -376,7 +376,7 @@ typedef struct bn_chat bn_chat;
 
 /* A conversation on c with sampler s (both the caller's, used by every turn, and
  * outliving it), chat template tmpl (NULL: the built-in one) and a system message (NULL
- * or "": none; copied). NULL on failure, with the code in *code (may be NULL):
+ * or "": none; copied). Its first turn starts as bn_chat_reset does. NULL on failure, with the code in *code (may be NULL):
  * BN_E_ARG, BN_E_NOMEM, BN_E_NO_TOKENIZER or BN_E_TEMPLATE (bn_chat_check's), why in err. */
 bn_chat *bn_chat_new(bn_ctx *c, bn_sampler *s, const char *tmpl, const char *system,
 		     int *code, char *err, size_t err_len);

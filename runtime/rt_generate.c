@@ -29,6 +29,8 @@ static double rt_gen_now(void)
 
 static int rt_pend_add(RtGenText *t, const char *b, size_t n)
 {
+	if (!n)
+		return 0;
 	if (t->n_pend + n > t->cap_pend) {
 		size_t cap = t->cap_pend ? t->cap_pend : 64;
 		while (cap < t->n_pend + n)
@@ -123,6 +125,8 @@ static int rt_pend_emit(RtGenText *t, int end)
 {
 	size_t give = t->n_pend, hold = 0;
 	int stop = 0;
+	if (!t->n_pend)
+		return 0;
 	for (int32_t i = 0; i < t->n_stop; i++) {
 		const char *s = t->stop[i];
 		size_t sn = s ? strlen(s) : 0;
@@ -389,8 +393,7 @@ bn_chat *bn_chat_new(bn_ctx *c, bn_sampler *s, const char *tmpl, const char *sys
 	ch->c = c;
 	ch->s = s;
 	ch->tmpl = tmpl ? bn_chat_template_name(bn_ctx_model(c), tmpl) : NULL;
-	ch->pos = bn_ctx_pos(c);
-	ch->started = ch->reply_open = ch->pos > 0;
+	ch->restart = 1; /* the first turn starts at position 0 */
 	return ch;
 }
 

@@ -567,6 +567,10 @@ static void test_text_stream(void **state)
 	/* the earliest of two, inside one piece */
 	assert_int_equal(stream(&t, 0, stop, 3, (const char *[]){"1zz2END", NULL}), RT_GEN_TEXT_STOP);
 	assert_string_equal(t.buf, "1");
+	/* nothing at all: no call */
+	assert_int_equal(stream(&t, 0, stop, 3, (const char *[]){NULL}), 0);
+	assert_int_equal(stream(&t, 1, stop, 3, (const char *[]){"", NULL}), 0);
+	assert_int_equal(t.chunks, 0);
 	/* on_text asks to stop */
 	t.stop_after = 2;
 	assert_int_equal(stream(&t, 0, NULL, 0, (const char *[]){"a", "b", "c", NULL}),

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-static double rt_gen_now(void)
+double rt_now(void)
 {
 	struct timespec ts;
 #if defined(CLOCK_MONOTONIC)
@@ -229,7 +229,7 @@ static int rt_gen_prompt(RtGen *g, const int32_t *prompt, int32_t n, bn_generate
 {
 	const bn_generate_params *p = g->p;
 	int32_t pos0 = bn_ctx_pos(g->c);
-	double t = rt_gen_now();
+	double t = rt_now();
 	int rc = 0;
 	if (!(p->flags & BN_GEN_PROMPT_LOGITS)) {
 		rc = bn_decode_ex(g->c, prompt, n, g->logits, BN_DECODE_LAST);
@@ -245,7 +245,7 @@ static int rt_gen_prompt(RtGen *g, const int32_t *prompt, int32_t n, bn_generate
 			memmove(g->logits, g->logits + (size_t)(k - 1) * g->nv, g->nv * sizeof(float));
 		off += k;
 	}
-	r->prompt_s = rt_gen_now() - t;
+	r->prompt_s = rt_now() - t;
 	r->n_prompt = bn_ctx_pos(g->c) - pos0;
 	return rc;
 }
@@ -272,9 +272,9 @@ static int rt_gen_step(RtGen *g, int last, bn_generate_result *r)
 		return BN_STOP_MAX_TOKENS;
 	if (bn_ctx_pos(g->c) >= bn_ctx_n_ctx(g->c))
 		return BN_STOP_CTX_FULL;
-	double t = rt_gen_now();
+	double t = rt_now();
 	int rc = bn_decode_ex(g->c, &tok, 1, g->logits, BN_DECODE_LAST);
-	r->gen_s += rt_gen_now() - t;
+	r->gen_s += rt_now() - t;
 	if (rc)
 		return rc;
 	r->n_decoded++;

@@ -34,16 +34,6 @@ int rt_complain(int rc, const char *fmt, ...)
 #define rt_usage(...) rt_complain(RT_EXIT_USAGE, __VA_ARGS__)
 #define rt_fail(...) rt_complain(RT_EXIT_RUNTIME, __VA_ARGS__)
 
-double rt_now(void)
-{
-	struct timespec ts;
-#if defined(CLOCK_MONOTONIC)
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
-		return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-#endif
-	timespec_get(&ts, TIME_UTC);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static double rt_mib(uint64_t b)
 {

@@ -63,8 +63,6 @@ extern const char *rt_prog;
 int rt_complain(int rc, const char *fmt, ...) RT_PRINTF(2, 3);
 #define rt_usage(...) rt_complain(RT_EXIT_USAGE, __VA_ARGS__)
 #define rt_fail(...) rt_complain(RT_EXIT_RUNTIME, __VA_ARGS__)
-/* Seconds on a monotonic clock. */
-double rt_now(void);
 /* stdout after a write: 0, or an error (a full disk, a closed pipe). */
 int rt_stdout_ok(void);
 

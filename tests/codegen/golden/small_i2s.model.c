@@ -174,9 +174,10 @@ static void deq_f16_k128(const uint8_t *src, float *dst)
 #if defined(__F16C__) && defined(__AVX__)
 	for (; i + 8 <= 128; i += 8)
 		_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * i))));
-#endif
+#else
 	for (; i < 128; i++)
 		dst[i] = f16_table[rd16(src + 2 * i)];
+#endif
 }
 
 /* embed_f16_k128_v320, used by:

@@ -177,6 +177,9 @@ void cg_lib_weights_c(CgBuf *b);
  * bn_exports.map) and with linked weights.c. */
 int cg_lib_add_artifacts(CgOutput *out, const char *prefix, const char *about,
 			 const char *header, bool linked, BnErr *e);
+/* Whether runtime source name is compiled into a library: every .c less the program's
+ * own (main.c, rt_session.c). */
+bool cg_lib_source(const char *name);
 /* The fixed names a library build writes into its source directory besides the runtime's
  * objects (cg_lib_object_name(i): rt_api.o, ...; NULL past the last). */
 extern const char *const cg_lib_file_names[];

@@ -258,6 +258,13 @@ const char *const cg_lib_file_names[] = {"bn_names.h",  "bn_lib.h",   "bn_export
 					 "weights.o",   "bn_lib.o"};
 const int cg_n_lib_file_names = sizeof cg_lib_file_names / sizeof cg_lib_file_names[0];
 
+bool cg_lib_source(const char *name)
+{
+	size_t l = strlen(name);
+	return l > 2 && strcmp(name + l - 2, ".c") == 0 && strcmp(name, "main.c") != 0 &&
+	       strcmp(name, "rt_session.c") != 0;
+}
+
 const char *cg_lib_object_name(int i)
 {
 	/* runtime .c -> .o, made once */
@@ -268,7 +275,7 @@ const char *cg_lib_object_name(int i)
 		for (int k = 0; k < cg_n_runtime_sources && n < 128; k++) {
 			const char *s = cg_runtime_sources[k].name;
 			size_t l = strlen(s);
-			if (l > 2 && l < 64 && strcmp(s + l - 2, ".c") == 0) {
+			if (l < 64 && cg_lib_source(s)) {
 				snprintf(names[n], sizeof names[n], "%.*s.o", (int)(l - 2), s);
 				n++;
 			}

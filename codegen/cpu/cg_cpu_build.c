@@ -322,11 +322,8 @@ static int cc_lib(const CgOpts *o, const char **argv, int n_common, const char *
 	argv[n++] = "-c";
 	int first = n;
 	for (int i = 0; i < cg_n_runtime_sources && n < MAX_ARGS - 2; i++) {
-		const char *s = cg_runtime_sources[i].name;
-		size_t l = strlen(s);
-		if (l > 2 && strcmp(s + l - 2, ".c") == 0 && strcmp(s, "main.c") != 0 &&
-		    strcmp(s, "rt_session.c") != 0)
-			argv[n++] = s;
+		if (cg_lib_source(cg_runtime_sources[i].name))
+			argv[n++] = cg_runtime_sources[i].name;
 	}
 	if (o->linked_weights)
 		argv[n++] = "weights.c";

@@ -7,21 +7,13 @@
 
 #include <string.h>
 
-/* The runtime sources a library compiles: every .c less the program's own. */
-static bool lib_source(const char *s)
-{
-	size_t l = strlen(s);
-	return l > 2 && strcmp(s + l - 2, ".c") == 0 && strcmp(s, "main.c") != 0 &&
-	       strcmp(s, "rt_session.c") != 0;
-}
-
 /* The runtime sources a library compiles, as .c or .o names, wrapped in lines. */
 static void put_list(CgBuf *b, const char *indent, const char *suffix, bool cont)
 {
 	int col = 0;
 	for (int i = 0; i < cg_n_runtime_sources; i++) {
 		const char *s = cg_runtime_sources[i].name;
-		if (!lib_source(s))
+		if (!cg_lib_source(s))
 			continue;
 		if (col > 60) {
 			cg_printf(b, "%s\n%s", cont ? " \\" : "", indent);

@@ -251,8 +251,8 @@ int cg_split_cflags(const CgOpts *o, char *buf, size_t bn, const char **w, int m
 static void cmd_and(char *cmd, size_t cmd_n, const char *const *argv)
 {
 	size_t l = strlen(cmd);
-	if (l && l + 4 < cmd_n)
-		strcat(cmd, " && ");
+	if (l && l + 3 < cmd_n)
+		strcat(cmd, " &&"); /* cg_cmd_append puts a space before argv */
 	cg_cmd_append(cmd, cmd_n, argv);
 }
 
@@ -463,8 +463,6 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 	argv[n++] = "-lm";
 	argv[n++] = "-lpthread";
 	argv[n] = NULL;
-	if (strlen(cmd) + 4 < cmd_n)
-		strcat(cmd, " && ");
-	cg_cmd_append(cmd, cmd_n, argv);
+	cmd_and(cmd, cmd_n, argv);
 	return cg_run_cc(o, argv, dir, e);
 }

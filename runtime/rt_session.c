@@ -728,6 +728,8 @@ static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp,
 		rt_stats(tg, o->reps, &tgm, &tgs);
 	int th = bn_ctx_n_threads(run->ctx);
 	const char *name = bn_model_meta(run->m, "name");
+	uint64_t rss_end, peak;
+	rt_rss(&rss_end, &peak); /* after decoding: a lazy mapping's pages are in by now */
 	uint64_t wbytes = (uint64_t)bn_model_meta_int(run->m, "weights_bytes");
 	if (o->json) {
 		printf("{\"model\": ");
@@ -756,7 +758,7 @@ static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp,
 		       (int)bn_model_meta_int(run->m, "weights_copied"),
 		       (long long)bn_model_meta_int(run->m, "weights_huge_pages"),
 		       (double)bn_model_meta_int(run->m, "weights_load_us") * 1e-6, run->t_load_ms,
-		       rt_mib(run->rss), rt_mib(run->peak_rss));
+		       rt_mib(run->rss), rt_mib(peak));
 		printf("}\n");
 		return;
 	}
@@ -779,9 +781,9 @@ static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp,
 	printf("(%lld reps; weights %s)\n", (long long)o->reps,
 	       bn_model_meta_int(run->m, "weights_embedded") == 1
 		       ? "embedded" : bn_model_meta(run->m, "weights_path"));
-	printf("(weights %s; ready in %.0f ms, RSS %.0f MiB, peak %.0f MiB)\n",
+	printf("(weights %s; ready in %.0f ms, RSS %.0f MiB when ready, peak %.0f MiB)\n",
 	       bn_model_meta(run->m, "weights_held"), run->t_load_ms, rt_mib(run->rss),
-	       rt_mib(run->peak_rss));
+	       rt_mib(peak));
 }
 
 /* One prefill of pp tokens (logits only for the last chunk) and tg decode steps per rep,
@@ -997,7 +999,8 @@ static int rt_session(RtOpts o, const char *argv0, RtRun *run)
 		return rc;
 	run->t_load_ms = (rt_now() - run->t_start) * 1e3;
 	if (o.bench) {
-		rt_rss(&run->rss, &run->peak_rss);
+		uint64_t peak;
+		rt_rss(&run->rss, &peak);
 		return rt_bench(&o, run);
 	}
 	return o.cnv ? rt_chat(&o, run) : rt_generate(&o, run);

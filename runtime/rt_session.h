@@ -57,7 +57,7 @@ typedef struct {
 	int text_out;   /* print tokens as text (else ids) */
 	int64_t n_out;  /* tokens printed so far (for the ids' separators) */
 	double t_start, t_load_ms;
-	uint64_t rss, peak_rss; /* bytes when ready (--bench) */
+	uint64_t rss;   /* resident bytes when ready (--bench) */
 } RtRun;
 
 /* The program's name in messages (argv[0]'s last component; "model" before main sets it). */

@@ -142,6 +142,10 @@ typedef struct {
 enum {
 	RT_WEIGHTS_MMAP = 1,  /* keep the lazy mapping (or the library's linked bytes) */
 	RT_WEIGHTS_MLOCK = 2, /* mlock() whichever memory holds the payload */
+	/* The blob is a read-only file mapping (weights linked into a library): the pages of
+	 * it the copy read are dropped from the process (MADV_DONTNEED; they stay in the page
+	 * cache), so that the copy does not double the resident set. Never for heap memory. */
+	RT_WEIGHTS_DROP_BLOB = 4,
 };
 /* Called in the loading thread as the copy proceeds (done of total bytes). */
 typedef void (*RtProgressFn)(void *user, uint64_t done, uint64_t total);

@@ -169,16 +169,18 @@ static int rt_weights_open(RtWeights *w, const char *path, const char *argv0,
 {
 	const void *blob = NULL;
 	uint64_t blob_n = 0;
+	RtLoadOpts o = *lo;
 #if defined(BN_LINKED_WEIGHTS)
 	blob = rt_linked_weights[0];
 	blob_n = (uint64_t)(rt_linked_weights[1] - rt_linked_weights[0]);
+	o.flags |= RT_WEIGHTS_DROP_BLOB; /* the library file's read-only pages */
 #elif defined(BN_LIBRARY)
 	if (!path)
 		return rt_err(e, RT_EINVAL, "this library was built with --weights-file: give "
 					    "bn_model_open the path of that weights file");
 #endif
 	return rt_weights_load(w, path, argv0, blob, blob_n, "the weights linked into the library",
-			       rm->weights_bytes, rm->weights_hash, lo, e);
+			       rm->weights_bytes, rm->weights_hash, &o, e);
 }
 
 static int rt_open(bn_model *m, const char *path, const char *argv0, int flags,

@@ -388,6 +388,7 @@ typedef struct {
 	atomic_uint_fast64_t next; /* the next chunk's offset */
 	atomic_uint_fast64_t done; /* bytes read */
 	atomic_int err;        /* errno of the first failure; -1: the file ended early */
+	int drop_src;          /* RT_WEIGHTS_DROP_BLOB */
 	RtProgressFn progress;
 	void *user;
 } RtFill;
@@ -397,6 +398,15 @@ static int rt_fill_chunk(RtFill *f, uint64_t at, uint64_t n)
 {
 	if (f->src) {
 		memcpy(f->dst + at, f->src + at, (size_t)n);
+#if defined(MADV_DONTNEED)
+		/* only the pages wholly inside the blob: its neighbours may be written data */
+		long pg = sysconf(_SC_PAGESIZE);
+		uintptr_t page = pg > 0 ? (uintptr_t)pg : 4096;
+		uintptr_t lo = ((uintptr_t)(f->src + at) + page - 1) / page * page;
+		uintptr_t hi = (uintptr_t)(f->src + at + n) / page * page;
+		if (f->drop_src && hi > lo)
+			madvise((void *)lo, hi - lo, MADV_DONTNEED);
+#endif
 		return 0;
 	}
 	while (n) {
@@ -551,7 +561,8 @@ static int rt_weights_copy(RtWeights *w, int fd, uint64_t off, const uint8_t *sr
 			      w->path, (double)w->size / 1048576.0,
 			      "try --mmap, which maps them from the file instead");
 	RtFill f = {.fd = fd, .off = off, .src = src, .dst = dst, .size = w->size,
-		    .progress = lo ? lo->progress : NULL, .user = lo ? lo->user : NULL};
+		    .progress = lo ? lo->progress : NULL, .user = lo ? lo->user : NULL,
+		    .drop_src = src && lo && (lo->flags & RT_WEIGHTS_DROP_BLOB)};
 	atomic_init(&f.next, 0);
 	atomic_init(&f.done, 0);
 	atomic_init(&f.err, 0);

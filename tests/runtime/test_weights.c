@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* How to spoil the file that put_payload writes. */
 typedef struct {
@@ -323,6 +326,68 @@ static void test_load_blob(void **state)
 	free(pay);
 }
 
+/* The Rss of the mapping that starts at addr, in kB (/proc/self/smaps); -1 if none. */
+static long map_rss_kb(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return -1;
+	char line[512];
+	int in = 0;
+	long kb = -1;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long lo, hi;
+		char dash;
+		if (sscanf(line, "%llx%c%llx ", &lo, &dash, &hi) == 3 && dash == '-') {
+			if (in)
+				break;
+			in = lo == (unsigned long long)(uintptr_t)addr;
+		} else if (in && sscanf(line, "Rss: %llu kB", &lo) == 1) {
+			kb = (long)lo;
+			break;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
+/* Weights linked into a library are a read-only file mapping: the copy drops the pages it
+ * read from the process (RT_WEIGHTS_DROP_BLOB), so that they are not resident twice. */
+static void test_load_blob_drop(void **state)
+{
+	(void)state;
+	enum { N = 4 << 20 };
+	const char *path = tu_tmp("test_weights_blob.bin");
+	uint8_t *pay = pattern(N);
+	put_payload(path, pay, N, &(Spoil){.lead = 100}); /* the payload at 4096 */
+	size_t total = 4096 + N + 32;
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	uint8_t *blob = mmap(NULL, total, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	assert_true(blob != MAP_FAILED);
+	volatile uint8_t sink = 0;
+	for (size_t i = 0; i < total; i += 4096) /* resident before, as after a lazy run */
+		sink ^= blob[i];
+	(void)sink;
+	assert_true(map_rss_kb(blob) >= N / 1024);
+	RtWeights w;
+	RtErr e = {0};
+	RtLoadOpts lo = {.flags = RT_WEIGHTS_DROP_BLOB};
+	if (rt_weights_load(&w, NULL, NULL, blob, total, "linked", N, rt_weights_hash(pay, N), &lo,
+			    &e))
+		fail_msg("%s", e.msg);
+	assert_memory_equal(w.data, pay, N);
+	long kb = map_rss_kb(blob);
+	if (kb < 0 || kb > 8) /* at most the two partial pages at the ends */
+		fail_msg("the blob's mapping still has %ld kB resident after the copy", kb);
+	assert_memory_equal(blob + 4096, pay, N); /* still readable: from the page cache */
+	rt_weights_unmap(&w);
+	munmap(blob, total);
+	free(pay);
+	remove(path);
+}
+
 /* A truncated file is refused the same with or without the copy. */
 static void test_load_truncated(void **state)
 {
@@ -422,6 +487,7 @@ int main(void)
 		cmocka_unit_test(test_map_self),
 		cmocka_unit_test(test_load_copy),
 		cmocka_unit_test(test_load_blob),
+		cmocka_unit_test(test_load_blob_drop),
 		cmocka_unit_test(test_load_truncated),
 		cmocka_unit_test(test_load_mlock_limit),
 		cmocka_unit_test(test_exe_search_path),

@@ -300,7 +300,7 @@ static void test_load_blob(void **state)
 	enum { N = 3 << 20 };
 	uint8_t *pay = pattern(N);
 	size_t total = 4096 + N + 32;
-	uint8_t *blob = aligned_alloc(4096, total);
+	uint8_t *blob = aligned_alloc(4096, (total + 4095) / 4096 * 4096); /* C11: a multiple */
 	assert_non_null(blob);
 	memset(blob, 0, 4096);
 	memcpy(blob + 4096, pay, N);

@@ -291,7 +291,7 @@ void rt_progress_line(void *user, uint64_t done, uint64_t total)
 
 /* bn_model_open_progress with the progress line, for the runs that decode, --info and
  * --verify. */
-static bn_model *rt_model_open(const RtOpts *o, const char *argv0, int flags, int *code,
+static bn_model *rt_open_model(const RtOpts *o, const char *argv0, int flags, int *code,
 			       char *err, size_t err_len)
 {
 	RtProgress p = {.t0 = rt_now(), .tty = isatty(2)};
@@ -309,7 +309,7 @@ static int rt_run_map(const RtOpts *o, const char *argv0, RtRun *run)
 	int code = 0;
 	if (run->m)
 		return 0;
-	if (!(run->m = rt_model_open(o, argv0, 0, &code, err, sizeof err)))
+	if (!(run->m = rt_open_model(o, argv0, 0, &code, err, sizeof err)))
 		return code == BN_E_CPU_MASK ? rt_usage("%s", err)
 		       : code == BN_E_DEVICE ? rt_complain(RT_EXIT_DEVICE, "%s", err)
 					     : rt_fail("%s", err);
@@ -895,7 +895,7 @@ static int rt_info(const RtOpts *o, const char *argv0)
 	       rt_mib(wb), (unsigned long long)bn_model_meta_int(NULL, "weights_hash"));
 	char err[1024];
 	int rc = RT_EXIT_RUNTIME;
-	bn_model *m = rt_model_open(o, argv0, BN_OPEN_INSPECT, NULL, err, sizeof err);
+	bn_model *m = rt_open_model(o, argv0, BN_OPEN_INSPECT, NULL, err, sizeof err);
 	if (m) {
 		printf("weights in:  %s (%s), ok\n", bn_model_meta(m, "weights_path"),
 		       bn_model_meta_int(m, "weights_embedded") == 1 ? "embedded" : "file");
@@ -920,7 +920,7 @@ static int rt_info(const RtOpts *o, const char *argv0)
 static int rt_verify(const RtOpts *o, const char *argv0)
 {
 	char err[1024];
-	bn_model *m = rt_model_open(o, argv0, BN_OPEN_INSPECT, NULL, err, sizeof err);
+	bn_model *m = rt_open_model(o, argv0, BN_OPEN_INSPECT, NULL, err, sizeof err);
 	if (!m)
 		return rt_fail("%s", err);
 	uint64_t size = (uint64_t)bn_model_meta_int(m, "weights_bytes");

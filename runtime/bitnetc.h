@@ -69,14 +69,26 @@ enum {
 	 * no CPU check, no model init, no contexts. A broken tokenizer does not fail the
 	 * open (bn_model_tokenizer_status says why). For --info and --verify. */
 	BN_OPEN_INSPECT = 1,
+	/* Maps the weights lazily from their file (or, for a library with linked weights,
+	 * keeps them where the loader put them) instead of copying them into anonymous
+	 * huge-page memory, the default: faster to start, but the decode speed then depends on
+	 * where the page cache placed the file. */
+	BN_OPEN_MMAP = 2,
+	/* mlock()s the memory holding the weights; BN_E_NOMEM when RLIMIT_MEMLOCK is smaller. */
+	BN_OPEN_MLOCK = 4,
 };
+
+/* Called in the opening thread while the weights are copied: done of total bytes (the
+ * last call has done == total). The library itself never prints. */
+typedef void (*bn_progress_fn)(void *user, uint64_t done, uint64_t total);
 
 /* Checks that the model code is sound and that this CPU has what it was compiled for
  * (less what BITNETC_CPU_MASK hides), without opening anything: BN_OK, BN_E_MODEL,
  * BN_E_CPU_MASK or BN_E_CPU, with the reason in err. bn_model_open does it too. */
 int bn_model_check(char *err, size_t err_len);
 /* Opens the model linked into this program: checks it (bn_model_check), asks the OS for
- * the CPU state it needs (the AMX tiles), maps the weights (weights_path, or NULL: those
+ * the CPU state it needs (the AMX tiles), reads the weights into anonymous memory
+ * (BN_OPEN_MMAP: maps them) (weights_path, or NULL: those
  * linked into the library, else the payload appended to the running executable, found
  * through /proc/self/exe; a library built with --weights-file needs the path), compares
  * their hash, opens the tokenizer in them and runs the model's init (for a model built
@@ -88,6 +100,10 @@ bn_model *bn_model_open(const char *weights_path, char *err, size_t err_len);
  * status in *code (may be NULL). */
 bn_model *bn_model_open_ex(const char *weights_path, const char *argv0, int flags, int *code,
 			   char *err, size_t err_len);
+/* The same with a progress callback (NULL: none) and its user pointer. */
+bn_model *bn_model_open_progress(const char *weights_path, const char *argv0, int flags,
+				 bn_progress_fn progress, void *user, int *code, char *err,
+				 size_t err_len);
 void bn_model_close(bn_model *m);
 /* For a model built for a GPU: one line about the device it would run on, or why there is
  * none, into buf (this probes the driver and keeps nothing open); returns 1. A model that
@@ -105,13 +121,18 @@ int32_t bn_model_n_ctx_train(const bn_model *m); /* the training context; 0: unk
 /* Text: "name", "arch", "target" (the code generation target), "pipeline", "version" (of
  * bitnetc), "cpu_features" (those required, space-separated; "" for none), "info"
  * (multi-line: shapes, kernels, batch sizes), "chat_template" (the built-in one's name,
- * "none" without), "weights_path" (how messages name the weights; needs m). NULL for an
+ * "none" without), "weights_path" (how messages name the weights; needs m),
+ * "weights_held" (one line: how they are held, copied or mapped; needs m), "thp" (the
+ * transparent huge page mode: always, madvise, never, "" unknown; needs m). NULL for an
  * unknown key. */
 const char *bn_model_meta(const bn_model *m, const char *key);
 /* Numbers: "n_layer", "n_embd", "bos", "eos" (-1: none), "max_batch" (tokens per forward
  * call), "scratch_bytes", "weights_bytes", "weights_hash" (its 64 bits), "tok_bytes" (the
  * tokenizer's bytes in the weights; 0: none), "weights_embedded" (1 if in the executable
- * or linked into the library; needs m), and n_vocab, n_ctx_train. -1 for an unknown key. */
+ * or linked into the library; needs m), "weights_copied" (1: copied into anonymous memory,
+ * 0: mapped or linked; needs m), "weights_locked", "weights_huge_pages" (2 MiB pages
+ * backing the copy), "weights_held_bytes" (of the copy), "weights_load_us" (the time to
+ * copy or map them), and n_vocab, n_ctx_train. -1 for an unknown key. */
 int64_t bn_model_meta_int(const bn_model *m, const char *key);
 /* The token counts the model has a forward function for (ascending, the first 1, the last
  * max_batch): up to cap of them into sizes; returns how many there are. */

@@ -89,6 +89,14 @@ static void rt_help(void)
 	       "                          chat template (and the GPU it would run on, for a\n"
 	       "                          program built for one)\n"
 	       "      --weights-file FILE take the weights from FILE instead of this executable\n"
+	       "      --no-mmap           (default) copy the weights into anonymous huge-page\n"
+	       "                          memory at start (progress on stderr past 1 s), so\n"
+	       "                          the decode speed does not depend on where the page\n"
+	       "                          cache put the file\n"
+	       "      --mmap              map the weights lazily from the file instead (faster\n"
+	       "                          start, shared page cache)\n"
+	       "      --mlock             lock the weights in memory (needs ulimit -l >= their\n"
+	       "                          size)\n"
 	       "      --verify            read the whole weights payload and check its hash (a\n"
 	       "                          normal start only checks the trailer): exit 0 and\n"
 	       "                          \"weights OK\", or 2 if a byte changed\n"
@@ -242,6 +250,12 @@ static int rt_parse_switch(const char *a, RtOpts *o)
 		o->cnv = 1;
 	else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
 		o->verbose = 1;
+	else if (!strcmp(a, "--mmap"))
+		o->mmap = 1;
+	else if (!strcmp(a, "--no-mmap"))
+		o->mmap = 0;
+	else if (!strcmp(a, "--mlock"))
+		o->mlock = 1;
 	else
 		return -1;
 	return 0;

@@ -121,14 +121,40 @@ double rt_now(void);
 /* ---- the weights payload (rt_weights.c; hash and trailer in rt_model.h) ------ */
 
 typedef struct {
-	const uint8_t *data; /* the payload: a read-only mapping, never a heap copy */
+	const uint8_t *data; /* the payload: read-only (a mapping, or the anonymous copy) */
 	uint64_t size;
 	int embedded;        /* 1: appended to the executable (or linked into a library),
 	                      * 0: a --weights-file */
 	char path[4096];     /* the file as named in messages */
 	void *map;           /* what rt_weights_unmap releases */
 	size_t map_len;
+	/* how the payload is held (rt_weights_load) */
+	int copied;          /* 1: copied into anonymous memory (map), 0: mapped or linked */
+	int locked;          /* mlock()ed */
+	const void *lock_addr; /* what rt_weights_unmap munlocks when map does not cover it */
+	size_t lock_len;
+	uint64_t huge_pages; /* 2 MiB pages backing the copy, from /proc/self/smaps */
+	double load_s;       /* seconds to read (copy) or map the payload */
+	char thp[16];        /* transparent huge pages mode (always, madvise, never; "" unknown) */
 } RtWeights;
+
+/* How rt_weights_load holds the payload. */
+enum {
+	RT_WEIGHTS_MMAP = 1,  /* keep the lazy mapping (or the library's linked bytes) */
+	RT_WEIGHTS_MLOCK = 2, /* mlock() whichever memory holds the payload */
+	/* The blob is a read-only file mapping (weights linked into a library): the pages of
+	 * it the copy read are dropped from the process (MADV_DONTNEED; they stay in the page
+	 * cache), so that the copy does not double the resident set. Never for heap memory. */
+	RT_WEIGHTS_DROP_BLOB = 4,
+};
+/* Called in the loading thread as the copy proceeds (done of total bytes). */
+typedef void (*RtProgressFn)(void *user, uint64_t done, uint64_t total);
+typedef struct {
+	int flags;       /* RT_WEIGHTS_* */
+	int threads;     /* readers of the copy; 0: up to 4, one per online CPU */
+	RtProgressFn progress; /* NULL: none */
+	void *user;
+} RtLoadOpts;
 
 /* Maps the payload described by the trailer (RtWeightsTrailer) at the end of path, or of
  * the running executable when path is NULL (argv0 finds it where /proc/self/exe is
@@ -143,6 +169,18 @@ int rt_weights_map(RtWeights *w, const char *path, const char *argv0, uint64_t w
 int rt_weights_mem(RtWeights *w, const void *blob, uint64_t n, const char *name,
 		   uint64_t want_bytes, uint64_t want_hash, RtErr *e);
 void rt_weights_unmap(RtWeights *w);
+/* rt_weights_map (path) or rt_weights_mem (blob, when path is NULL and blob is not), then
+ * how lo says to hold the payload: by default copied into 2 MiB-aligned anonymous memory
+ * (madvise MADV_HUGEPAGE) by a few threads reading large blocks, then made read-only, so
+ * that where the page cache put the file does not decide the decode speed; or the lazy
+ * mapping (RT_WEIGHTS_MMAP). RT_WEIGHTS_MLOCK locks it, refused (RT_ENOMEM) when
+ * RLIMIT_MEMLOCK is smaller than the payload. */
+int rt_weights_load(RtWeights *w, const char *path, const char *argv0, const void *blob,
+		    uint64_t blob_n, const char *blob_name, uint64_t want_bytes,
+		    uint64_t want_hash, const RtLoadOpts *lo, RtErr *e);
+/* One line on how w holds the payload: "copied into 1178 MiB of anonymous memory, 589 huge
+ * pages (transparent huge pages: madvise), 0.41 s" or "mapped lazily from FILE". */
+void rt_weights_describe(const RtWeights *w, char *buf, size_t n);
 /* The 32 on-disk trailer bytes (little-endian) for a payload at offset (4096-aligned). */
 void rt_weights_trailer_pack(unsigned char out[32], uint64_t offset, uint64_t size,
 			     uint64_t hash);

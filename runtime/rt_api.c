@@ -28,6 +28,7 @@ struct bn_model {
 	char tok_err[512]; /* why the tokenizer is unusable */
 	void *inst;        /* what init returned */
 	int inited, inspect;
+	char held[4200];   /* how the weights are held (rt_weights_describe) */
 };
 
 struct bn_ctx {
@@ -162,27 +163,28 @@ extern const unsigned char *const rt_linked_weights[2];
 
 /* The weights: the file at path; else those linked into a library (BN_LINKED_WEIGHTS); else
  * the payload appended to the running executable. A library built with --weights-file has
- * no executable of its own to look in. */
+ * no executable of its own to look in. Copied into anonymous memory unless BN_OPEN_MMAP. */
 static int rt_weights_open(RtWeights *w, const char *path, const char *argv0,
-			   const RtModel *rm, RtErr *e)
+			   const RtModel *rm, const RtLoadOpts *lo, RtErr *e)
 {
-	(void)argv0;
+	const void *blob = NULL;
+	uint64_t blob_n = 0;
+	RtLoadOpts o = *lo;
 #if defined(BN_LINKED_WEIGHTS)
-	if (!path)
-		return rt_weights_mem(w, rt_linked_weights[0],
-				      (uint64_t)(rt_linked_weights[1] - rt_linked_weights[0]),
-				      "the weights linked into the library", rm->weights_bytes,
-				      rm->weights_hash, e);
+	blob = rt_linked_weights[0];
+	blob_n = (uint64_t)(rt_linked_weights[1] - rt_linked_weights[0]);
+	o.flags |= RT_WEIGHTS_DROP_BLOB; /* the library file's read-only pages */
 #elif defined(BN_LIBRARY)
 	if (!path)
 		return rt_err(e, RT_EINVAL, "this library was built with --weights-file: give "
 					    "bn_model_open the path of that weights file");
 #endif
-	return rt_weights_map(w, path, argv0, rm->weights_bytes, rm->weights_hash, e);
+	return rt_weights_load(w, path, argv0, blob, blob_n, "the weights linked into the library",
+			       rm->weights_bytes, rm->weights_hash, &o, e);
 }
 
-static int rt_open(bn_model *m, const char *path, const char *argv0, int flags, char *err,
-		   size_t err_len)
+static int rt_open(bn_model *m, const char *path, const char *argv0, int flags,
+		   bn_progress_fn progress, void *user, char *err, size_t err_len)
 {
 	const RtModel *rm = m->rm;
 	int rc = bn_model_check(err, err_len);
@@ -194,11 +196,15 @@ static int rt_open(bn_model *m, const char *path, const char *argv0, int flags, 
 		return rt_say(err, err_len, BN_E_CPU,
 			      "the OS refused this program the CPU state it was built for: %s", why);
 	RtErr e = {0};
-	if (rt_weights_open(&m->w, path, argv0, rm, &e)) {
+	RtLoadOpts lo = {.flags = ((flags & BN_OPEN_MMAP) ? RT_WEIGHTS_MMAP : 0) |
+				  ((flags & BN_OPEN_MLOCK) ? RT_WEIGHTS_MLOCK : 0),
+			 .progress = progress, .user = user};
+	if (rt_weights_open(&m->w, path, argv0, rm, &lo, &e)) {
 		m->w.data = NULL;
 		return rt_say(err, err_len, e.code == RT_ENOMEM ? BN_E_NOMEM : BN_E_WEIGHTS, "%s",
 			      e.msg);
 	}
+	rt_weights_describe(&m->w, m->held, sizeof m->held);
 	if (rt_open_tok(m) == BN_E_TOKENIZER && !m->inspect)
 		return rt_say(err, err_len, BN_E_TOKENIZER, "the tokenizer in %s is unusable: %s",
 			      m->w.path, m->tok_err);
@@ -215,15 +221,16 @@ static int rt_open(bn_model *m, const char *path, const char *argv0, int flags, 
 	return BN_OK;
 }
 
-bn_model *bn_model_open_ex(const char *weights_path, const char *argv0, int flags, int *code,
-			   char *err, size_t err_len)
+bn_model *bn_model_open_progress(const char *weights_path, const char *argv0, int flags,
+				 bn_progress_fn progress, void *user, int *code, char *err,
+				 size_t err_len)
 {
 	if (err && err_len)
 		err[0] = 0;
 	bn_model *m = calloc(1, sizeof *m);
 	if (m)
 		m->rm = RT_MODEL;
-	int rc = m ? rt_open(m, weights_path, argv0, flags, err, err_len)
+	int rc = m ? rt_open(m, weights_path, argv0, flags, progress, user, err, err_len)
 		   : rt_say(err, err_len, BN_E_NOMEM, "out of memory");
 	if (code)
 		*code = rc;
@@ -232,6 +239,12 @@ bn_model *bn_model_open_ex(const char *weights_path, const char *argv0, int flag
 		m = NULL;
 	}
 	return m;
+}
+
+bn_model *bn_model_open_ex(const char *weights_path, const char *argv0, int flags, int *code,
+			   char *err, size_t err_len)
+{
+	return bn_model_open_progress(weights_path, argv0, flags, NULL, NULL, code, err, err_len);
 }
 
 bn_model *bn_model_open(const char *weights_path, char *err, size_t err_len)
@@ -330,6 +343,10 @@ const char *bn_model_meta(const bn_model *m, const char *key)
 		return rt_chat_name((RtChatTemplate)rm->chat_template);
 	if (!strcmp(key, "weights_path"))
 		return m ? m->w.path : NULL;
+	if (!strcmp(key, "weights_held"))
+		return m ? m->held : NULL;
+	if (!strcmp(key, "thp"))
+		return m ? m->w.thp : NULL;
 	return NULL;
 }
 
@@ -366,6 +383,16 @@ int64_t bn_model_meta_int(const bn_model *m, const char *key)
 		return (int64_t)rm->tok_bytes;
 	if (!strcmp(key, "weights_embedded"))
 		return m ? m->w.embedded : -1;
+	if (!strcmp(key, "weights_copied"))
+		return m ? m->w.copied : -1;
+	if (!strcmp(key, "weights_locked"))
+		return m ? m->w.locked : -1;
+	if (!strcmp(key, "weights_huge_pages"))
+		return m ? (int64_t)m->w.huge_pages : -1;
+	if (!strcmp(key, "weights_held_bytes"))
+		return m ? (int64_t)(m->w.copied ? m->w.map_len : 0) : -1;
+	if (!strcmp(key, "weights_load_us"))
+		return m ? (int64_t)(m->w.load_s * 1e6) : -1;
 	return -1;
 }
 

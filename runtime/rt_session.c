@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -263,6 +264,44 @@ static int64_t rt_default_ctx(void)
 
 /* ---- setting up and tearing down --------------------------------------- */
 
+int rt_open_flags(const RtOpts *o)
+{
+	return (o->mmap ? BN_OPEN_MMAP : 0) | (o->mlock ? BN_OPEN_MLOCK : 0);
+}
+
+void rt_progress_line(void *user, uint64_t done, uint64_t total)
+{
+	RtProgress *p = user;
+	double t = rt_now() - p->t0;
+	if (t < 1.0 || (!p->tty && done < total))
+		return;
+	if (p->tty) {
+		fprintf(stderr, "\r%s: loading the weights: %3d%% (%.0f of %.0f MiB, %.1f s)", rt_prog,
+			total ? (int)(done * 100 / total) : 100, rt_mib(done), rt_mib(total), t);
+		p->shown = 1;
+		if (done < total)
+			return;
+	} else {
+		fprintf(stderr, "%s: loaded the weights: %.0f MiB in %.1f s", rt_prog,
+			rt_mib(total), t);
+	}
+	fprintf(stderr, "\n");
+	p->shown = 0;
+}
+
+/* bn_model_open_progress with the progress line, for the runs that decode, --info and
+ * --verify. */
+static bn_model *rt_open_model(const RtOpts *o, const char *argv0, int flags, int *code,
+			       char *err, size_t err_len)
+{
+	RtProgress p = {.t0 = rt_now(), .tty = isatty(2)};
+	bn_model *m = bn_model_open_progress(o->weights_file, argv0, flags | rt_open_flags(o),
+					     rt_progress_line, &p, code, err, err_len);
+	if (p.shown) /* the copy failed half way */
+		fprintf(stderr, "\n");
+	return m;
+}
+
 /* Opens the model: the CPU state, the weights and the tokenizer in them (once). */
 static int rt_run_map(const RtOpts *o, const char *argv0, RtRun *run)
 {
@@ -270,7 +309,7 @@ static int rt_run_map(const RtOpts *o, const char *argv0, RtRun *run)
 	int code = 0;
 	if (run->m)
 		return 0;
-	if (!(run->m = bn_model_open_ex(o->weights_file, argv0, 0, &code, err, sizeof err)))
+	if (!(run->m = rt_open_model(o, argv0, 0, &code, err, sizeof err)))
 		return code == BN_E_CPU_MASK ? rt_usage("%s", err)
 		       : code == BN_E_DEVICE ? rt_complain(RT_EXIT_DEVICE, "%s", err)
 					     : rt_fail("%s", err);
@@ -614,6 +653,24 @@ static int rt_chat(const RtOpts *o, RtRun *run)
 
 /* ---- --bench ----------------------------------------------------------- */
 
+/* The resident set now (/proc/self/statm) and its peak (getrusage), in bytes; 0 unknown. */
+static void rt_rss(uint64_t *rss, uint64_t *peak)
+{
+	*rss = *peak = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long long size, res;
+	long pg = sysconf(_SC_PAGESIZE);
+	if (f && fscanf(f, "%llu %llu", &size, &res) == 2 && pg > 0)
+		*rss = res * (uint64_t)pg;
+	if (f)
+		fclose(f);
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		*peak = (uint64_t)ru.ru_maxrss * 1024; /* kilobytes on Linux */
+	if (*peak < *rss)
+		*peak = *rss;
+}
+
 static int rt_cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -671,6 +728,8 @@ static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp,
 		rt_stats(tg, o->reps, &tgm, &tgs);
 	int th = bn_ctx_n_threads(run->ctx);
 	const char *name = bn_model_meta(run->m, "name");
+	uint64_t rss_end, peak;
+	rt_rss(&rss_end, &peak); /* after decoding: a lazy mapping's pages are in by now */
 	uint64_t wbytes = (uint64_t)bn_model_meta_int(run->m, "weights_bytes");
 	if (o->json) {
 		printf("{\"model\": ");
@@ -691,6 +750,15 @@ static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp,
 		       (long long)o->pp, (long long)o->tg, (long long)o->reps, ppm, pps, tgm, tgs);
 		rt_json_samples("pp_samples", pp, o->pp ? o->reps : 0);
 		rt_json_samples("tg_samples", tg, o->tg ? o->reps : 0);
+		printf(", \"weights_held\": ");
+		rt_json_str(bn_model_meta(run->m, "weights_held"));
+		printf(", \"weights_copied\": %d, \"weights_huge_pages\": %lld, "
+		       "\"weights_load_s\": %.3f, \"load_ms\": %.1f, \"rss_mib\": %.1f, "
+		       "\"peak_rss_mib\": %.1f",
+		       (int)bn_model_meta_int(run->m, "weights_copied"),
+		       (long long)bn_model_meta_int(run->m, "weights_huge_pages"),
+		       (double)bn_model_meta_int(run->m, "weights_load_us") * 1e-6, run->t_load_ms,
+		       rt_mib(run->rss), rt_mib(peak));
 		printf("}\n");
 		return;
 	}
@@ -713,6 +781,9 @@ static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp,
 	printf("(%lld reps; weights %s)\n", (long long)o->reps,
 	       bn_model_meta_int(run->m, "weights_embedded") == 1
 		       ? "embedded" : bn_model_meta(run->m, "weights_path"));
+	printf("(weights %s; ready in %.0f ms, RSS %.0f MiB when ready, peak %.0f MiB)\n",
+	       bn_model_meta(run->m, "weights_held"), run->t_load_ms, rt_mib(run->rss),
+	       rt_mib(peak));
 }
 
 /* One prefill of pp tokens (logits only for the last chunk) and tg decode steps per rep,
@@ -824,11 +895,11 @@ static int rt_info(const RtOpts *o, const char *argv0)
 	       rt_mib(wb), (unsigned long long)bn_model_meta_int(NULL, "weights_hash"));
 	char err[1024];
 	int rc = RT_EXIT_RUNTIME;
-	bn_model *m = bn_model_open_ex(o->weights_file, argv0, BN_OPEN_INSPECT, NULL, err,
-				       sizeof err);
+	bn_model *m = rt_open_model(o, argv0, BN_OPEN_INSPECT, NULL, err, sizeof err);
 	if (m) {
 		printf("weights in:  %s (%s), ok\n", bn_model_meta(m, "weights_path"),
 		       bn_model_meta_int(m, "weights_embedded") == 1 ? "embedded" : "file");
+		printf("weights:     %s\n", bn_model_meta(m, "weights_held"));
 		rc = rt_info_tok(o, m);
 		bn_model_close(m);
 	} else {
@@ -849,8 +920,7 @@ static int rt_info(const RtOpts *o, const char *argv0)
 static int rt_verify(const RtOpts *o, const char *argv0)
 {
 	char err[1024];
-	bn_model *m = bn_model_open_ex(o->weights_file, argv0, BN_OPEN_INSPECT, NULL, err,
-				       sizeof err);
+	bn_model *m = rt_open_model(o, argv0, BN_OPEN_INSPECT, NULL, err, sizeof err);
 	if (!m)
 		return rt_fail("%s", err);
 	uint64_t size = (uint64_t)bn_model_meta_int(m, "weights_bytes");
@@ -928,8 +998,11 @@ static int rt_session(RtOpts o, const char *argv0, RtRun *run)
 	if ((rc = rt_run_setup(&o, argv0, n_ctx, run)))
 		return rc;
 	run->t_load_ms = (rt_now() - run->t_start) * 1e3;
-	if (o.bench)
+	if (o.bench) {
+		uint64_t peak;
+		rt_rss(&run->rss, &peak);
 		return rt_bench(&o, run);
+	}
 	return o.cnv ? rt_chat(&o, run) : rt_generate(&o, run);
 }
 

@@ -41,6 +41,8 @@ typedef struct {
 	const char *system;        /* -sys */
 	const char *chat_template; /* --chat-template: overrides the built-in one */
 	int verbose;               /* -v */
+	int mmap;                  /* --mmap: map the weights lazily (else --no-mmap: copied) */
+	int mlock;                 /* --mlock */
 } RtOpts;
 
 /* What a session holds; rt_session_run releases it. */
@@ -55,6 +57,7 @@ typedef struct {
 	int text_out;   /* print tokens as text (else ids) */
 	int64_t n_out;  /* tokens printed so far (for the ids' separators) */
 	double t_start, t_load_ms;
+	uint64_t rss;   /* resident bytes when ready (--bench) */
 } RtRun;
 
 /* The program's name in messages (argv[0]'s last component; "model" before main sets it). */
@@ -75,5 +78,16 @@ int rt_session_run(const RtOpts *o, const char *argv0, double t_start);
  * run->m open), and -cnv's check of the model. 0 or an exit code, the error printed. */
 int rt_prompt_load(const RtOpts *o, RtRun *run);
 int rt_chat_check(const RtOpts *o);
+/* The BN_OPEN_* flags of --mmap and --mlock. */
+int rt_open_flags(const RtOpts *o);
+/* The progress of the weights' copy on stderr (user: an RtProgress): nothing for the first
+ * second; then, on a terminal, one line rewritten in place, and elsewhere one line when the
+ * copy ends. */
+typedef struct {
+	double t0;  /* when the open began (rt_now) */
+	int tty;    /* stderr is a terminal */
+	int shown;  /* a line is on the terminal, to end with a newline */
+} RtProgress;
+void rt_progress_line(void *user, uint64_t done, uint64_t total);
 
 #endif

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "bitnetc.h"
+#include "rt_session.h"
 #include "rt_tok.h"
 
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NV 16
 #define WBYTES 5000
@@ -101,6 +103,95 @@ static void test_open(void **state)
 	bn_model_close(m);
 	for (int c = BN_E_DEVICE; c < BN_OK; c++)
 		assert_string_not_equal(bn_strerror(c), bn_strerror(c + 1));
+}
+
+typedef struct {
+	int calls;
+	uint64_t last, total;
+} Seen;
+
+static void seen_progress(void *user, uint64_t done, uint64_t total)
+{
+	Seen *s = user;
+	s->calls++;
+	s->last = done;
+	s->total = total;
+}
+
+/* The weights copied by default (the progress callback up to the total) or mapped with
+ * BN_OPEN_MMAP (no copy, no callback); how they are held in the metadata. */
+static void test_open_held(void **state)
+{
+	(void)state;
+	char err[512];
+	int code = -99;
+	Seen seen = {0};
+	bn_model *m = bn_model_open_progress(wpath, NULL, 0, seen_progress, &seen, &code, err,
+					     sizeof err);
+	if (!m)
+		fail_msg("%s", err);
+	assert_int_equal(code, BN_OK);
+	assert_true(seen.calls >= 1);
+	assert_int_equal(seen.last, WBYTES);
+	assert_int_equal(seen.total, WBYTES);
+	assert_int_equal(bn_model_meta_int(m, "weights_copied"), 1);
+	assert_true(bn_model_meta_int(m, "weights_held_bytes") >= WBYTES);
+	assert_non_null(strstr(bn_model_meta(m, "weights_held"), "copied into"));
+	assert_non_null(bn_model_meta(m, "thp"));
+	bn_model_close(m);
+	seen = (Seen){0};
+	m = bn_model_open_progress(wpath, NULL, BN_OPEN_MMAP, seen_progress, &seen, &code, err,
+				   sizeof err);
+	assert_non_null(m);
+	assert_int_equal(seen.calls, 0);
+	assert_int_equal(bn_model_meta_int(m, "weights_copied"), 0);
+	assert_non_null(strstr(bn_model_meta(m, "weights_held"), "mapped lazily from"));
+	assert_int_equal(bn_model_meta_int(NULL, "weights_copied"), -1);
+	bn_model_close(m);
+}
+
+/* What rt_progress_line writes to stderr for these calls (from a start secs ago). */
+static char *progress_text(int tty, double secs, const uint64_t *done, int n)
+{
+	char path[] = "/tmp/test_rt_api_progress_XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	int saved = dup(2);
+	assert_true(saved >= 0);
+	dup2(fd, 2);
+	RtProgress p = {.t0 = rt_now() - secs, .tty = tty};
+	for (int i = 0; i < n; i++)
+		rt_progress_line(&p, done[i], 100u << 20);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	static char buf[1024];
+	ssize_t k = pread(fd, buf, sizeof buf - 1, 0);
+	buf[k > 0 ? k : 0] = 0;
+	close(fd);
+	unlink(path);
+	return buf;
+}
+
+/* The program's progress line: nothing in the first second; past it one line rewritten in
+ * place on a terminal, one line at the end elsewhere. */
+static void test_progress_line(void **state)
+{
+	(void)state;
+	const uint64_t steps[] = {50u << 20, 100u << 20};
+	assert_string_equal(progress_text(0, 0, steps, 2), "");
+	assert_string_equal(progress_text(1, 0, steps, 2), "");
+	char *s = progress_text(0, 2.0, steps, 1);
+	assert_string_equal(s, "");
+	s = progress_text(0, 2.0, steps, 2);
+	if (!strstr(s, "loaded the weights: 100 MiB in 2.") || strchr(s, '\r') ||
+	    strchr(s, '\n') != s + strlen(s) - 1)
+		fail_msg("not a terminal: \"%s\"", s);
+	s = progress_text(1, 2.0, steps, 2);
+	if (s[0] != '\r' || !strstr(s, "loading the weights:  50% (50 of 100 MiB") ||
+	    !strstr(s, "100% (100 of 100 MiB") || s[strlen(s) - 1] != '\n')
+		fail_msg("a terminal: \"%s\"", s);
 }
 
 /* The row the fake writes for token t in a call of size call after token prev. */
@@ -589,6 +680,8 @@ int main(void)
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_generate),
 		cmocka_unit_test(test_text_stream),
+		cmocka_unit_test(test_open_held),
+		cmocka_unit_test(test_progress_line),
 	};
 	return cmocka_run_group_tests(tests, write_weights, NULL);
 }

@@ -1,11 +1,15 @@
-/* test_weights.c - the weights payload: hash, trailer, mapping, and every way a payload file can be wrong. */
+/* test_weights.c - the weights payload: hash, trailer, mapping or copying, and every way a payload file can be wrong. */
 #include "testutil.h"
 #include "rt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* How to spoil the file that put_payload writes. */
 typedef struct {
@@ -186,6 +190,270 @@ static void test_map_self(void **state)
 	assert_int_equal(rt_exe_path("test_weights", buf, sizeof buf, &e), RT_OK);
 }
 
+#define skip_msg(...)                          \
+	do {                                   \
+		print_message(__VA_ARGS__);    \
+		print_message("\n");           \
+		skip();                        \
+	} while (0)
+
+/* The permissions /proc/self/maps gives the mapping that starts at addr ("?" if none). */
+static void map_perms(const void *addr, char perms[8])
+{
+	strcpy(perms, "?");
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return;
+	char line[512];
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long lo, hi;
+		char p[8];
+		if (sscanf(line, "%llx-%llx %7s", &lo, &hi, p) == 3 &&
+		    lo == (unsigned long long)(uintptr_t)addr) {
+			strcpy(perms, p);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/* Progress calls: how many, whether done only grew, the last. */
+typedef struct {
+	int calls, backwards;
+	uint64_t last, total;
+} Seen;
+
+static void seen_progress(void *user, uint64_t done, uint64_t total)
+{
+	Seen *s = user;
+	s->backwards |= done < s->last;
+	s->calls++;
+	s->last = done;
+	s->total = total;
+}
+
+/* The default copy: the same bytes in anonymous memory (not the file), read-only, 2 MiB
+ * aligned when over a huge page, progress up to the total; --mmap's mapping alike. */
+static void test_load_copy(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp("test_weights_copy.bin");
+	size_t sizes[] = {0, 1, 70000, (size_t)(40u << 20) + 12345}; /* several 16 MiB chunks */
+	for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+		size_t n = sizes[k];
+		uint8_t *pay = pattern(n);
+		put_payload(path, pay, n, &(Spoil){.lead = 5000});
+		uint64_t h = rt_weights_hash(pay, n);
+		for (int threads = 1; threads <= 3; threads += 2) {
+			RtWeights w;
+			RtErr e = {0};
+			Seen seen = {0};
+			RtLoadOpts lo = {.threads = threads, .progress = seen_progress, .user = &seen};
+			if (rt_weights_load(&w, path, NULL, NULL, 0, NULL, n, h, &lo, &e))
+				fail_msg("%s", e.msg);
+			assert_int_equal(w.copied, 1);
+			assert_int_equal(w.size, n);
+			if (n)
+				assert_memory_equal(w.data, pay, n);
+			if (n >= (2u << 20)) {
+				assert_int_equal((uintptr_t)w.data % (2u << 20), 0);
+				assert_int_equal(w.map_len % (2u << 20), 0);
+			}
+			if (n) {
+				assert_int_equal(seen.total, n);
+				assert_int_equal(seen.last, n);
+				assert_int_equal(seen.backwards, 0);
+				/* read-only once filled */
+				char perms[8];
+				map_perms(w.map, perms);
+				assert_string_equal(perms, "r--p");
+			}
+			char desc[4400];
+			rt_weights_describe(&w, desc, sizeof desc);
+			assert_non_null(strstr(desc, "copied into"));
+			assert_non_null(strstr(desc, "anonymous memory"));
+			rt_weights_unmap(&w);
+			assert_null(w.data);
+		}
+		RtWeights w;
+		RtErr e = {0};
+		RtLoadOpts lo = {.flags = RT_WEIGHTS_MMAP};
+		if (rt_weights_load(&w, path, NULL, NULL, 0, NULL, n, h, &lo, &e))
+			fail_msg("%s", e.msg);
+		assert_int_equal(w.copied, 0);
+		if (n)
+			assert_memory_equal(w.data, pay, n);
+		char desc[4400];
+		rt_weights_describe(&w, desc, sizeof desc);
+		assert_non_null(strstr(desc, "mapped lazily from"));
+		rt_weights_unmap(&w);
+		free(pay);
+	}
+	remove(path);
+}
+
+/* Weights linked into a library: copied out of the blob by default, left in it with
+ * RT_WEIGHTS_MMAP. */
+static void test_load_blob(void **state)
+{
+	(void)state;
+	enum { N = 3 << 20 };
+	uint8_t *pay = pattern(N);
+	size_t total = 4096 + N + 32;
+	uint8_t *blob = aligned_alloc(4096, (total + 4095) / 4096 * 4096); /* C11: a multiple */
+	assert_non_null(blob);
+	memset(blob, 0, 4096);
+	memcpy(blob + 4096, pay, N);
+	rt_weights_trailer_pack(blob + 4096 + N, 4096, N, rt_weights_hash(pay, N));
+	RtWeights w;
+	RtErr e = {0};
+	RtLoadOpts lo = {0};
+	if (rt_weights_load(&w, NULL, NULL, blob, total, "linked", N, rt_weights_hash(pay, N), &lo,
+			    &e))
+		fail_msg("%s", e.msg);
+	assert_int_equal(w.copied, 1);
+	assert_ptr_not_equal(w.data, blob + 4096);
+	assert_memory_equal(w.data, pay, N);
+	rt_weights_unmap(&w);
+	lo.flags = RT_WEIGHTS_MMAP;
+	if (rt_weights_load(&w, NULL, NULL, blob, total, "linked", N, rt_weights_hash(pay, N), &lo,
+			    &e))
+		fail_msg("%s", e.msg);
+	assert_int_equal(w.copied, 0);
+	assert_ptr_equal(w.data, blob + 4096);
+	rt_weights_unmap(&w);
+	free(blob);
+	free(pay);
+}
+
+/* The Rss of the mapping that starts at addr, in kB (/proc/self/smaps); -1 if none. */
+static long map_rss_kb(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return -1;
+	char line[512];
+	int in = 0;
+	long kb = -1;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long lo, hi;
+		char dash;
+		if (sscanf(line, "%llx%c%llx ", &lo, &dash, &hi) == 3 && dash == '-') {
+			if (in)
+				break;
+			in = lo == (unsigned long long)(uintptr_t)addr;
+		} else if (in && sscanf(line, "Rss: %llu kB", &lo) == 1) {
+			kb = (long)lo;
+			break;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
+/* Weights linked into a library are a read-only file mapping: the copy drops the pages it
+ * read from the process (RT_WEIGHTS_DROP_BLOB), so that they are not resident twice. */
+static void test_load_blob_drop(void **state)
+{
+	(void)state;
+	enum { N = 4 << 20 };
+	const char *path = tu_tmp("test_weights_blob.bin");
+	uint8_t *pay = pattern(N);
+	put_payload(path, pay, N, &(Spoil){.lead = 100}); /* the payload at 4096 */
+	size_t total = 4096 + N + 32;
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	uint8_t *blob = mmap(NULL, total, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	assert_true(blob != MAP_FAILED);
+	volatile uint8_t sink = 0;
+	for (size_t i = 0; i < total; i += 4096) /* resident before, as after a lazy run */
+		sink ^= blob[i];
+	(void)sink;
+	assert_true(map_rss_kb(blob) >= N / 1024);
+	RtWeights w;
+	RtErr e = {0};
+	RtLoadOpts lo = {.flags = RT_WEIGHTS_DROP_BLOB};
+	if (rt_weights_load(&w, NULL, NULL, blob, total, "linked", N, rt_weights_hash(pay, N), &lo,
+			    &e))
+		fail_msg("%s", e.msg);
+	assert_memory_equal(w.data, pay, N);
+	long kb = map_rss_kb(blob);
+	if (kb < 0 || kb > 8) /* at most the two partial pages at the ends */
+		fail_msg("the blob's mapping still has %ld kB resident after the copy", kb);
+	assert_memory_equal(blob + 4096, pay, N); /* still readable: from the page cache */
+	rt_weights_unmap(&w);
+	munmap(blob, total);
+	free(pay);
+	remove(path);
+}
+
+/* A truncated file is refused the same with or without the copy. */
+static void test_load_truncated(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp("test_weights_trunc.bin");
+	enum { N = 9000 };
+	uint8_t *pay = pattern(N);
+	put_payload(path, pay, N, &(Spoil){.lead = 5000, .cut = 100});
+	for (int mode = 0; mode < 2; mode++) {
+		RtWeights w;
+		RtErr e = {0};
+		RtLoadOpts lo = {.flags = mode ? RT_WEIGHTS_MMAP : 0};
+		assert_int_not_equal(rt_weights_load(&w, path, NULL, NULL, 0, NULL, N,
+						     rt_weights_hash(pay, N), &lo, &e),
+				     RT_OK);
+		assert_null(w.data);
+		if (!strstr(e.msg, path) || !strstr(e.msg, "truncated"))
+			fail_msg("mode %d: \"%s\"", mode, e.msg);
+	}
+	free(pay);
+	remove(path);
+}
+
+/* RT_WEIGHTS_MLOCK under a locked-memory limit smaller than the weights: refused with a
+ * message naming the limit, in both modes (root included: the limit is checked first). */
+static void test_load_mlock_limit(void **state)
+{
+	(void)state;
+	struct rlimit old;
+	assert_int_equal(getrlimit(RLIMIT_MEMLOCK, &old), 0);
+	const char *path = tu_tmp("test_weights_mlock.bin");
+	enum { N = 70000 };
+	uint8_t *pay = pattern(N);
+	put_payload(path, pay, N, &(Spoil){.lead = 0});
+	struct rlimit low = {.rlim_cur = 16384, .rlim_max = old.rlim_max};
+	assert_int_equal(setrlimit(RLIMIT_MEMLOCK, &low), 0);
+	for (int mode = 0; mode < 2; mode++) {
+		RtWeights w;
+		RtErr e = {0};
+		RtLoadOpts lo = {.flags = RT_WEIGHTS_MLOCK | (mode ? RT_WEIGHTS_MMAP : 0)};
+		int rc = rt_weights_load(&w, path, NULL, NULL, 0, NULL, N, rt_weights_hash(pay, N),
+					 &lo, &e);
+		assert_int_equal(rc, RT_ENOMEM);
+		assert_null(w.data);
+		if (!strstr(e.msg, "RLIMIT_MEMLOCK") || !strstr(e.msg, "ulimit -l") ||
+		    !strstr(e.msg, path))
+			fail_msg("mode %d: \"%s\"", mode, e.msg);
+	}
+	assert_int_equal(setrlimit(RLIMIT_MEMLOCK, &old), 0);
+	/* within the limit: locked (skipped where even 1 MiB cannot be locked) */
+	if (old.rlim_cur != RLIM_INFINITY && old.rlim_cur < (1u << 20)) {
+		free(pay);
+		skip_msg("RLIMIT_MEMLOCK is below 1 MiB here: the locked load is not tried");
+	}
+	RtWeights w;
+	RtErr e = {0};
+	RtLoadOpts lo = {.flags = RT_WEIGHTS_MLOCK};
+	if (rt_weights_load(&w, path, NULL, NULL, 0, NULL, N, rt_weights_hash(pay, N), &lo, &e))
+		fail_msg("%s", e.msg);
+	assert_int_equal(w.locked, 1);
+	assert_memory_equal(w.data, pay, N);
+	rt_weights_unmap(&w);
+	free(pay);
+	remove(path);
+}
+
 static void test_exe_search_path(void **state)
 {
 	(void)state;
@@ -217,6 +485,11 @@ int main(void)
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_map_errors),
 		cmocka_unit_test(test_map_self),
+		cmocka_unit_test(test_load_copy),
+		cmocka_unit_test(test_load_blob),
+		cmocka_unit_test(test_load_blob_drop),
+		cmocka_unit_test(test_load_truncated),
+		cmocka_unit_test(test_load_mlock_limit),
 		cmocka_unit_test(test_exe_search_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,6 +47,8 @@ static const PassOptInfo lut_specialize_opts[] = {
 
 static const PassOptInfo quantize_head_opts[] = {
 	{"type", PASS_OPT_STR, "q8_0", "q8_0 or q6_k"},
+	{"threads", PASS_OPT_INT, "0",
+	 "threads quantizing the rows (0: the online CPUs; 1..256); the bytes do not depend on it"},
 	{NULL, PASS_OPT_INT, NULL, NULL},
 };
 

@@ -22,6 +22,9 @@ static const PassOptInfo permute_weights_opts[] = {
 	 "auto (i2s_x16 where the weight fits it; a node's \"layout\" attribute overrides), "
 	 "gguf or i2s_x16"},
 	{"match", PASS_OPT_STR, "*", "only weights whose names match this glob"},
+	{"threads", PASS_OPT_INT, "0",
+	 "threads repacking the weights (0: the online CPUs; 1..256); the bytes do not depend on "
+	 "it"},
 	{NULL, PASS_OPT_INT, NULL, NULL},
 };
 

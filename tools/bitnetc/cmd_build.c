@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 const char usage_build[] =
 	"usage: bitnetc build MODEL.gguf -o OUT [options]\n"
@@ -329,6 +330,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 			  .dump_file = stdout, .verbose = o->verbose, .cli_opts = &o->pass_opts,
 			  .stats = &stats, .target = pass_target_for(o->target), .cc = o->cc,
 			  .lua = o->lua};
+	if (!o->verbose && isatty(STDOUT_FILENO))
+		ro.progress = stdout; /* -v prints every pass's time at the end */
 	if (pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {
 		pass_stats_free(&stats);
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);

@@ -265,10 +265,32 @@ static void dequant_q6_k(const uint8_t *src, float *dst, int64_t nb)
 	}
 }
 
-/* Codes for 16 values at step scale (codes -32..31), and the squared error. */
+/* Codes for 16 values at step scale (codes -32..31), and the squared error (summed in
+ * element order). lrintf is a library call (it may set errno) and was most of Q6_K's
+ * time: where every quotient is below 2^22 in magnitude, adding and subtracting 1.5 * 2^23
+ * rounds it to an integer exactly as lrintf does (to nearest, ties to even), in loops the
+ * compiler can vectorize; otherwise (large, infinite, NaN) lrintf itself. */
 static float q6k_group_codes(const float *x, float scale, int *q)
 {
-	float err = 0;
+	float err = 0, v[16], r[16];
+	int big = 0;
+	if (scale != 0 && FLT_EVAL_METHOD == 0) {
+		for (int i = 0; i < 16; i++)
+			v[i] = x[i] / scale;
+		for (int i = 0; i < 16; i++)
+			big |= !(fabsf(v[i]) < 0x1p22f);
+	}
+	if (scale != 0 && FLT_EVAL_METHOD == 0 && !big) {
+		for (int i = 0; i < 16; i++) {
+			float c = (v[i] + 0x1.8p23f) - 0x1.8p23f;
+			c = c < -32 ? -32 : c > 31 ? 31 : c;
+			q[i] = (int)c;
+			r[i] = x[i] - scale * c;
+		}
+		for (int i = 0; i < 16; i++)
+			err += r[i] * r[i];
+		return err;
+	}
 	for (int i = 0; i < 16; i++) {
 		int c = 0;
 		if (scale != 0) {
@@ -276,8 +298,8 @@ static float q6k_group_codes(const float *x, float scale, int *q)
 			c = c < -32 ? -32 : c > 31 ? 31 : c;
 		}
 		q[i] = c;
-		float r = x[i] - scale * (float)c;
-		err += r * r;
+		float d = x[i] - scale * (float)c;
+		err += d * d;
 	}
 	return err;
 }

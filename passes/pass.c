@@ -22,6 +22,9 @@ static const PassOptInfo permute_weights_opts[] = {
 	 "auto (i2s_x16 where the weight fits it; a node's \"layout\" attribute overrides), "
 	 "gguf or i2s_x16"},
 	{"match", PASS_OPT_STR, "*", "only weights whose names match this glob"},
+	{"threads", PASS_OPT_INT, "0",
+	 "threads repacking the weights (0: the online CPUs; 1..256); the bytes do not depend on "
+	 "it"},
 	{NULL, PASS_OPT_INT, NULL, NULL},
 };
 
@@ -47,6 +50,8 @@ static const PassOptInfo lut_specialize_opts[] = {
 
 static const PassOptInfo quantize_head_opts[] = {
 	{"type", PASS_OPT_STR, "q8_0", "q8_0 or q6_k"},
+	{"threads", PASS_OPT_INT, "0",
+	 "threads quantizing the rows (0: the online CPUs; 1..256); the bytes do not depend on it"},
 	{NULL, PASS_OPT_INT, NULL, NULL},
 };
 

@@ -178,6 +178,9 @@ typedef struct {
 				    * the host's; NULL: pass_target_host() */
 	const char *cc;            /* graph attribute "cc": the C compiler of the build; may be NULL */
 	PassStats *stats;          /* NULL or where per-pass times are appended */
+	FILE *progress;            /* NULL, or a terminal: the running pass's name on a line
+				    * erased when it ends, and a line for each pass that took
+				    * a second or more */
 	PassLuaOpts lua;           /* the sandbox and its limits */
 } PassRunOpts;
 

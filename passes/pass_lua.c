@@ -1699,6 +1699,24 @@ static int run_lua_step(lua_State *L, Ctx *c, IrGraph *g, const Step *s, BnErr *
 	return rc;
 }
 
+/* On a terminal (ro->progress): the step now running ("pass dce", "lua pass 'x' at
+ * f.lua:4"), then, when it is done, the line erased, or replaced by one with its time if
+ * it took a second or more. */
+static void progress(const PassRunOpts *ro, const Step *s, double secs)
+{
+	FILE *f = ro->progress;
+	if (!f)
+		return;
+	if (secs < 0)
+		fprintf(f, "          %s%s ...", s->pass ? "pass " : "", s->name);
+	else if (secs < 1)
+		fputs("\r\033[K", f);
+	else
+		fprintf(f, "\r\033[K          %s%s: %.1f s\n", s->pass ? "pass " : "", s->name,
+			secs);
+	fflush(f);
+}
+
 static int run_steps(lua_State *L, Ctx *c, IrGraph *g, const PipelineUd *p,
 		     const PassRunOpts *ro, BnErr *e)
 {
@@ -1713,6 +1731,7 @@ static int run_steps(lua_State *L, Ctx *c, IrGraph *g, const PipelineUd *p,
 		const Step *s = &p->steps[i];
 		double t0 = now_s();
 		int rc;
+		progress(ro, s, -1);
 		if (s->pass) {
 			PassOpts view = {0};
 			const PassOpts *srcs[2] = {&s->opts, ro->cli_opts};
@@ -1721,10 +1740,12 @@ static int run_steps(lua_State *L, Ctx *c, IrGraph *g, const PipelineUd *p,
 			if (!rc)
 				rc = s->pass->fn(g, &view, e);
 			pass_opts_free(&view);
+			progress(ro, s, rc ? 0 : now_s() - t0);
 			if (rc)
 				return bn_err_prefix(e, "pass %s (%s)", s->name, s->where);
 		} else {
 			rc = run_lua_step(L, c, g, s, e);
+			progress(ro, s, rc ? 0 : now_s() - t0);
 			if (rc)
 				return rc;
 		}

@@ -5,17 +5,26 @@
  * produces: ternary_matmul weights in layout i2s_x16 (I2_S weights whose row count is a
  * multiple of 16, for a target with SIMD kernels; the others, and every weight for the
  * portable target, keep "gguf"), their data in the graph's arena; invalidates: the constants' data pointers (the GGUF mapping is no longer
- * what they point at). */
+ * what they point at). The repacks run on threads (option threads; default the online
+ * CPUs), one weight at a time each, the bytes the same for any count. */
 #include "pass.h"
 #include "cg.h"
 
 #include <fnmatch.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-int pass_relayout(IrGraph *g, IrId id, const char *layout, BnErr *e)
+/* The checks of a repack of constant id into layout, and its destination in g's arena
+ * (*dst, *name); *dst NULL: nothing to do (it is in that layout already). */
+static int relayout_prepare(IrGraph *g, IrId id, const char *layout, void **dst,
+			    const char **name, BnErr *e)
 {
 	IrValue *v = &g->values[id];
+	*dst = NULL;
 	if (v->kind != IR_VAL_CONST || !v->data)
 		return bn_err(e, BN_EINVAL, "value '%s' is not a constant weight: only weights are "
 					    "repacked", v->name ? v->name : "?");
@@ -30,18 +39,84 @@ int pass_relayout(IrGraph *g, IrId id, const char *layout, BnErr *e)
 		return bn_err(e, BN_EINVAL, "value '%s': cannot convert layout %s to %s (weights are "
 					    "repacked from their GGUF layout once)",
 			      v->name ? v->name : "?", cur, layout);
-	void *d = bn_arena_alloc(g->arena, (size_t)v->nbytes);
-	const char *name = bn_arena_strdup(g->arena, layout);
-	if (!d || !name)
+	*dst = bn_arena_alloc(g->arena, (size_t)v->nbytes);
+	*name = bn_arena_strdup(g->arena, layout);
+	if (!*dst || !*name)
 		return bn_err(e, BN_ENOMEM, "out of memory repacking '%s' (%" PRIu64 " bytes)",
 			      v->name ? v->name : "?", v->nbytes);
-	int rc = ir_layout_pack(layout, v->dtype, v->data, d, v->ne[0], v->ne[1]);
-	if (rc)
-		return bn_err(e, rc == -2 ? BN_ENOMEM : BN_EINVAL, "value '%s': cannot repack into %s",
-			      v->name ? v->name : "?", layout);
+	return 0;
+}
+
+/* The repack itself (ir_layout_pack: -2 out of memory); no graph state is touched. */
+static int relayout_pack(const IrValue *v, const char *layout, void *dst)
+{
+	return ir_layout_pack(layout, v->dtype, v->data, dst, v->ne[0], v->ne[1]);
+}
+
+static int relayout_err(const IrValue *v, const char *layout, int rc, BnErr *e)
+{
+	return bn_err(e, rc == -2 ? BN_ENOMEM : BN_EINVAL, "value '%s': cannot repack into %s",
+		      v->name ? v->name : "?", layout);
+}
+
+int pass_relayout(IrGraph *g, IrId id, const char *layout, BnErr *e)
+{
+	void *d;
+	const char *name;
+	int rc = relayout_prepare(g, id, layout, &d, &name, e);
+	if (rc || !d)
+		return rc;
+	IrValue *v = &g->values[id];
+	if ((rc = relayout_pack(v, layout, d)) != 0)
+		return relayout_err(v, layout, rc, e);
 	v->data = d;
 	v->layout = name;
 	return 0;
+}
+
+/* One weight to repack: its value, layout and destination; rc its ir_layout_pack result. */
+typedef struct {
+	IrId id;
+	IrId node;
+	const char *to, *name;
+	void *dst;
+	int rc;
+} PwJob;
+
+typedef struct {
+	const IrGraph *g;
+	PwJob *jobs;
+	int n;
+	atomic_int next;
+} PwQueue;
+
+/* Takes weights off the queue until it is empty (sizes differ: no fixed split). */
+static void *pw_worker(void *p)
+{
+	PwQueue *q = p;
+	for (int i; (i = atomic_fetch_add(&q->next, 1)) < q->n;) {
+		PwJob *j = &q->jobs[i];
+		j->rc = relayout_pack(&q->g->values[j->id], j->to, j->dst);
+	}
+	return NULL;
+}
+
+/* The jobs packed on nt threads (the calling thread one of them; if none starts, all on it). */
+static void pw_run(const IrGraph *g, PwJob *jobs, int n, int nt)
+{
+	enum { MAX = 256 };
+	pthread_t th[MAX];
+	bool started[MAX] = {0};
+	PwQueue q = {.g = g, .jobs = jobs, .n = n};
+	atomic_init(&q.next, 0);
+	if (nt > MAX)
+		nt = MAX;
+	for (int i = 1; i < nt; i++)
+		started[i] = pthread_create(&th[i], NULL, pw_worker, &q) == 0;
+	pw_worker(&q);
+	for (int i = 1; i < nt; i++)
+		if (started[i])
+			pthread_join(th[i], NULL);
 }
 
 int pass_permute_weights(IrGraph *g, const PassOpts *opts, BnErr *e)
@@ -64,7 +139,19 @@ int pass_permute_weights(IrGraph *g, const PassOpts *opts, BnErr *e)
 		if (!d.weight_layout || strcmp(d.weight_layout, "gguf") == 0)
 			want = "gguf";
 	}
-	int n_done = 0, n_kept = 0;
+	int64_t threads = pass_opt_int(opts, "threads", 0);
+	if (threads < 0 || threads > 256)
+		return bn_err(e, BN_EINVAL, "option threads is %" PRId64 "; expected 0 (the online "
+					    "CPUs) to 256", threads);
+	if (threads == 0) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = ncpu < 1 ? 1 : ncpu > 256 ? 256 : ncpu;
+	}
+	/* decided and allocated in node order here; packed (the time) on threads below */
+	PwJob *jobs = malloc((size_t)(g->n_nodes > 0 ? g->n_nodes : 1) * sizeof *jobs);
+	if (!jobs)
+		return bn_err(e, BN_ENOMEM, "out of memory");
+	int n_jobs = 0, n_done = 0, n_kept = 0;
 	uint64_t bytes = 0;
 	for (int ni = 0; ni < g->n_nodes; ni++) {
 		const IrNode *n = &g->nodes[ni];
@@ -82,14 +169,51 @@ int pass_permute_weights(IrGraph *g, const PassOpts *opts, BnErr *e)
 			n_kept++;
 			continue;
 		}
-		int rc = pass_relayout(g, n->in[2], to, e);
+		/* a weight two nodes read: the first one's repack stands (as if done already) */
+		const PwJob *first = NULL;
+		for (int i = 0; i < n_jobs && !first; i++)
+			if (jobs[i].id == n->in[2])
+				first = &jobs[i];
+		if (first && strcmp(first->to, to) == 0) {
+			n_kept++;
+			continue;
+		}
+		if (first) {
+			bn_err(e, BN_EINVAL, "node '%s': value '%s': cannot convert layout %s to %s "
+					     "(weights are repacked from their GGUF layout once)",
+			       n->name, w->name, first->to, to);
+			free(jobs);
+			return BN_EINVAL;
+		}
+		PwJob *j = &jobs[n_jobs];
+		*j = (PwJob){.id = n->in[2], .node = ni, .to = to};
+		int rc = relayout_prepare(g, n->in[2], to, &j->dst, &j->name, e);
 		if (rc) {
+			free(jobs);
 			bn_err_prefix(e, "node '%s'", n->name);
 			return rc;
 		}
+		if (!j->dst) {
+			n_kept++;
+			continue;
+		}
+		n_jobs++;
+	}
+	pw_run(g, jobs, n_jobs, (int)(threads < n_jobs ? threads : n_jobs > 0 ? n_jobs : 1));
+	for (int i = 0; i < n_jobs; i++) {
+		IrValue *w = &g->values[jobs[i].id];
+		if (jobs[i].rc) {
+			int rc = relayout_err(w, jobs[i].to, jobs[i].rc, e);
+			bn_err_prefix(e, "node '%s'", g->nodes[jobs[i].node].name);
+			free(jobs);
+			return rc;
+		}
+		w->data = jobs[i].dst;
+		w->layout = jobs[i].name;
 		n_done++;
 		bytes += w->nbytes;
 	}
+	free(jobs);
 	if (opts->verbose > 0)
 		fprintf(stderr, "permute_weights: %d weights repacked (%.1f MiB), %d kept\n", n_done,
 			(double)bytes / (1 << 20), n_kept);

@@ -1,4 +1,5 @@
-/* test_passes.c - the pass registry, pass_run's verification, and dead code elimination. */
+/* test_passes.c - the pass registry, pass_run's verification, dead code elimination, and
+ * permute_weights' thread count (the same bytes for any). */
 #include "testutil.h"
 #include "frontend.h"
 #include "pass.h"
@@ -202,6 +203,75 @@ static void test_dce_model(void **state)
 	gguf_close(f);
 }
 
+/* Every repacked weight's bytes, in value order, after permute_weights with `threads`
+ * (malloc'd; *n the size; *count the weights). */
+static uint8_t *permuted(const char *threads, uint64_t *n, int *count)
+{
+	GgufFile *f;
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
+	BnErr e = {0};
+	PassOpts o = {0};
+	if (pass_opts_set(&o, "permute_weights", "layout", "i2s_x16", &e) ||
+	    pass_opts_set(&o, "permute_weights", "threads", threads, &e) ||
+	    pass_run(g, "permute_weights", &o, &e))
+		fail_msg("%s", e.msg);
+	pass_opts_free(&o);
+	uint8_t *all = NULL;
+	*n = 0;
+	*count = 0;
+	for (int i = 0; i < g->n_values; i++) {
+		const IrValue *v = &g->values[i];
+		if (!v->layout || strcmp(v->layout, "i2s_x16") != 0)
+			continue;
+		all = realloc(all, *n + v->nbytes);
+		assert_non_null(all);
+		memcpy(all + *n, v->data, v->nbytes);
+		*n += v->nbytes;
+		(*count)++;
+	}
+	pass_gattr_clear(g);
+	ir_graph_free(g);
+	gguf_close(f);
+	return all;
+}
+
+static void test_permute_threads(void **state)
+{
+	(void)state;
+	uint64_t n1, n;
+	int c1, c;
+	uint8_t *one = permuted("1", &n1, &c1);
+	assert_true(c1 > 1);
+	static const char *const counts[] = {"2", "3", "256", "0"};
+	for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+		uint8_t *many = permuted(counts[i], &n, &c);
+		assert_int_equal(c, c1);
+		assert_int_equal(n, n1);
+		if (memcmp(one, many, n) != 0)
+			fail_msg("permute_weights: %s threads give other bytes than 1", counts[i]);
+		free(many);
+	}
+	free(one);
+	/* out of range: refused, nothing repacked */
+	static const char *const bad[] = {"-1", "257"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		GgufFile *f;
+		IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
+		BnErr e = {0};
+		PassOpts o = {0};
+		assert_int_equal(pass_opts_set(&o, "permute_weights", "threads", bad[i], &e), 0);
+		assert_int_not_equal(pass_run(g, "permute_weights", &o, &e), 0);
+		assert_non_null(strstr(e.msg, "threads"));
+		assert_non_null(strstr(e.msg, bad[i]));
+		for (int k = 0; k < g->n_values; k++)
+			assert_true(!g->values[k].layout || strcmp(g->values[k].layout, "i2s_x16") != 0);
+		pass_opts_free(&o);
+		pass_gattr_clear(g);
+		ir_graph_free(g);
+		gguf_close(f);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -210,6 +280,7 @@ int main(void)
 		cmocka_unit_test(test_dce_follows_uses),
 		cmocka_unit_test(test_pass_run_reports_verifier),
 		cmocka_unit_test(test_dce_model),
+		cmocka_unit_test(test_permute_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -383,6 +383,35 @@ static void test_dump_and_describe(void **state)
 	free(buf);
 }
 
+/* progress (a terminal's stdout in bitnetc build): each pass is named while it runs and
+ * the name erased after; a pass of a second or more leaves a line with its time. */
+static void test_progress(void **state)
+{
+	(void)state;
+	GgufFile *f;
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
+	char *buf = NULL;
+	size_t n = 0;
+	FILE *mf = open_memstream(&buf, &n);
+	BnErr e = {0};
+	/* a Lua pass that spins for 1.1 s of CPU time (os.clock: the full libraries) */
+	const char *path = tu_tmp_text("pl_progress.lua",
+				       HEAD "p:add('dce')\np:add(function(g)\n\tlocal t = os.clock()\n"
+					    "\twhile os.clock() - t < 1.1 do end\nend, 'spin')\n"
+					    "return p\n");
+	PassRunOpts ro = {.progress = mf, .lua = {.unsafe = true, .timeout = -1}};
+	if (pass_pipeline_run(g, path, &ro, &e))
+		fail_msg("%s", e.msg);
+	fclose(mf);
+	assert_non_null(strstr(buf, "          pass dce ...\r\033[K"));
+	assert_null(strstr(buf, "pass dce: "));
+	const char *spin = strstr(buf, "pl_progress.lua:4 ...\r\033[K          lua pass 'spin' at ");
+	assert_non_null(spin);
+	assert_non_null(strstr(spin, " s\n"));
+	free(buf);
+	tu_golden_graph_free(g, f);
+}
+
 /* The build's target and compiler reach the passes that measure kernels as graph
  * attributes (they once were cleared with the earlier run's attributes, so every target
  * measured the host's kernels); without a target none is set and they use native. */
@@ -572,6 +601,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_options),
 		cmocka_unit_test(test_dump_and_describe),
+		cmocka_unit_test(test_progress),
 		cmocka_unit_test(test_build_attrs),
 		cmocka_unit_test(test_time_limit),
 		cmocka_unit_test(test_memory_limit),

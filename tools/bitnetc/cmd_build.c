@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 const char usage_build[] =
 	"usage: bitnetc build MODEL.gguf -o OUT [options]\n"
@@ -19,7 +20,8 @@ const char usage_build[] =
 	"script; default: the embedded passes/default.lua, see 'bitnetc passes'), code\n"
 	"generation (one C file, every shape a constant), the C compiler (model + the\n"
 	"runtime), then the weights payload appended to the executable (mapped read-only at\n"
-	"run time). One progress line per stage.\n"
+	"run time). One progress line per stage; on a terminal the pass running too, and a\n"
+	"line for each pass that took a second or more.\n"
 	"  -o, --output OUT      the program to write (required)\n"
 	"  --target T            native (default: the best kernels for this host, compiled with\n"
 	"                        -march=native), cpu-generic (portable C, runs anywhere),\n"
@@ -329,6 +331,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 			  .dump_file = stdout, .verbose = o->verbose, .cli_opts = &o->pass_opts,
 			  .stats = &stats, .target = pass_target_for(o->target), .cc = o->cc,
 			  .lua = o->lua};
+	if (!o->verbose && isatty(STDOUT_FILENO))
+		ro.progress = stdout; /* -v prints every pass's time at the end */
 	if (pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {
 		pass_stats_free(&stats);
 		rc = fail(EXIT_RUNTIME, "%s", e.msg);

@@ -579,7 +579,7 @@ static void tmm_i2s_k128_n256(void *arg, int ith, int nth)
 static void relu2_glu_n256(const float *g, const float *u, float *y, int n)
 {
 	for (int64_t i = 0; i < (int64_t)n * 256; i++) {
-		float a = g[i] > 0.0f ? g[i] : 0.0f;
+		float a = bits_f32(f32_bits(g[i]) & (g[i] > 0.0f ? 0xffffffffu : 0u));
 		a = a * a; /* in f32: relu(gate)^2 overflows f16 */
 		y[i] = a * u[i];
 	}

@@ -218,6 +218,33 @@ int bn_decode_ex(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits, int
  * same logits, bit for bit. */
 int32_t bn_decode_split(const bn_ctx *c, int32_t n);
 
+/* ---- profiling ------------------------------------------------------------------ */
+
+/* Where the forwards' time went, per kernel family. The families, in this order: gemv,
+ * gemm, amx (ternary matmuls of one token, of several, on the AMX tiles), quant (activation
+ * quantization), rmsnorm (alone or fused with the residual add and the quantization),
+ * rope, attention (with the KV store), glu, add (residual), embed, head, other (the
+ * non-finite checks, the rest), wait (the thread pool's dispatch and its threads' idle
+ * time at each kernel's end). */
+#define BN_PROFILE_FAMILIES 13
+typedef struct {
+	const char *family; /* "gemv", ..., "wait" (static) */
+	double seconds;     /* summed over the forwards (a pooled kernel: its threads' mean) */
+	int64_t calls;      /* kernel calls (wait: pooled calls) */
+} bn_profile_row;
+
+/* on != 0: zeroes the counters and times every forward call from now on (a test of a
+ * flag per kernel call when off; two clock reads per kernel call and thread when on);
+ * 0: stops timing, the counters stay. BN_OK or BN_E_NOMEM. A backend that does not time
+ * its kernels (the GPU's) leaves them at zero. */
+int bn_ctx_profile(bn_ctx *c, int on);
+/* The counters since the last bn_ctx_profile(c, 1): rows gets BN_PROFILE_FAMILIES rows
+ * (NULL: not wanted), *forward_s the forwards' wall time, timed apart (the rows add up to
+ * it), and *forwards their number (either NULL allowed). BN_OK, or BN_E_ARG when the
+ * context was never profiled. */
+int bn_ctx_profile_read(const bn_ctx *c, bn_profile_row *rows, double *forward_s,
+			int64_t *forwards);
+
 /* ---- tokens and text (a model built with a tokenizer; needs m) ------------------ */
 
 enum {

@@ -84,7 +84,9 @@ static void rt_help(void)
 	       "\n"
 	       "other modes:\n"
 	       "      --bench             time prefill and decode; --pp N (default 128),\n"
-	       "                          --tg M (default 128), --reps R (default 5), --json\n"
+	       "                          --tg M (default 128), --reps R (default 5), --json;\n"
+	       "                          --profile: where a forward's time goes, per kernel\n"
+	       "                          family, for prefill and for decode\n"
 	       "      --info              what this program was compiled from, its tokenizer and\n"
 	       "                          chat template (and the GPU it would run on, for a\n"
 	       "                          program built for one)\n"
@@ -238,6 +240,8 @@ static int rt_parse_switch(const char *a, RtOpts *o)
 		o->bench = 1;
 	else if (!strcmp(a, "--json"))
 		o->json = 1;
+	else if (!strcmp(a, "--profile"))
+		o->profile = 1;
 	else if (!strcmp(a, "--ignore-eos"))
 		o->ignore_eos = 1;
 	else if (!strcmp(a, "--no-parse-special") || !strcmp(a, "--no-special"))
@@ -309,6 +313,8 @@ int rt_parse_args(int argc, char **argv, RtOpts *o)
 				"-sys, not -p, -f or --tokens");
 	if (o->cnv && (o->logits_out || o->bench))
 		return rt_usage("-cnv does not go with %s", o->bench ? "--bench" : "--logits-out");
+	if (o->profile && !o->bench)
+		return rt_usage("--profile goes with --bench");
 	if (o->bench && o->pp + o->tg == 0)
 		return rt_usage("--bench: --pp and --tg are both 0: nothing to time");
 	return 0;

@@ -44,6 +44,7 @@ struct bn_ctx {
 	int bad_set;
 	int32_t bad_pos, bad_tok, bad_layer;
 	atomic_int cancel; /* bn_ctx_cancel's request (lock-free: set from signal handlers) */
+	RtProfile *prof;   /* bn_ctx_profile's counters (st.prof points here while on) */
 	char err[512];
 };
 
@@ -515,6 +516,7 @@ void bn_ctx_free(bn_ctx *c)
 	if (!c)
 		return;
 	rt_pool_free(c->st.pool);
+	free(c->prof);
 	if (c->own_mem) {
 		free(c->st.scratch);
 		free(c->st.kv);
@@ -583,6 +585,41 @@ int bn_ctx_trim(bn_ctx *c, int32_t n_keep)
 void bn_ctx_cancel(bn_ctx *c, int on)
 {
 	atomic_store(&c->cancel, on != 0);
+}
+
+/* ORDER RT_PROF */
+static const char *const rt_prof_names[RT_PROF_FAMILIES] = {
+	"gemv", "gemm", "amx", "quant", "rmsnorm", "rope", "attention", "glu", "add", "embed",
+	"head", "other", "wait",
+};
+_Static_assert(RT_PROF_FAMILIES == BN_PROFILE_FAMILIES, "bitnetc.h counts the families");
+
+int bn_ctx_profile(bn_ctx *c, int on)
+{
+	if (!on) {
+		c->st.prof = NULL;
+		return BN_OK;
+	}
+	if (!c->prof && !(c->prof = malloc(sizeof *c->prof)))
+		return rt_say(c->err, sizeof c->err, BN_E_NOMEM, "bn_ctx_profile: out of memory");
+	memset(c->prof, 0, sizeof *c->prof);
+	c->st.prof = c->prof;
+	return BN_OK;
+}
+
+int bn_ctx_profile_read(const bn_ctx *c, bn_profile_row *rows, double *forward_s,
+			int64_t *forwards)
+{
+	const RtProfile *p = c->prof;
+	if (!p)
+		return BN_E_ARG;
+	for (int i = 0; rows && i < RT_PROF_FAMILIES; i++)
+		rows[i] = (bn_profile_row){rt_prof_names[i], p->sec[i], p->calls[i]};
+	if (forward_s)
+		*forward_s = p->forward_sec;
+	if (forwards)
+		*forwards = p->forwards;
+	return BN_OK;
 }
 
 int rt_api_ctx_say(bn_ctx *c, int code, const char *fmt, ...)

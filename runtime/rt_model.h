@@ -18,6 +18,46 @@ int rt_pool_threads(const RtPool *p);
 /* Runs fn(arg, ith, nth) on every thread (ith = 0..nth-1; the caller is ith 0) and returns
  * when all have finished. Cheap enough to call once per kernel. */
 void rt_pool_run(RtPool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
+/* rt_pool_run timed for a profiled decode: each thread's time in fn, and their mean's
+ * difference to the call's wall time (dispatch and idle threads) added to
+ * prof->sec[RT_PROF_WAIT]. prof NULL: rt_pool_run. */
+struct RtProfile;
+void rt_pool_run_prof(RtPool *p, void (*fn)(void *arg, int ith, int nth), void *arg,
+		      struct RtProfile *prof);
+/* Seconds of a monotonic clock (the profile's). */
+double rt_pool_clock(void);
+
+/* ---- profiling (bn_ctx_profile) ----------------------------------------- */
+
+/* The kernel families a profiled forward accounts its time to. Every stretch of a forward
+ * goes to one family: a kernel's to its own, the pool's dispatch and the threads' idle time
+ * at its end (their mean) to RT_PROF_WAIT. ORDER RT_PROF (rt_api.c names them) */
+enum {
+	RT_PROF_GEMV,  /* ternary matmul, one token */
+	RT_PROF_GEMM,  /* ternary matmul, several tokens */
+	RT_PROF_AMX,   /* ternary matmul on the AMX tiles */
+	RT_PROF_QUANT, /* activation quantization */
+	RT_PROF_NORM,  /* rmsnorm, alone or fused with the residual add and the quantization */
+	RT_PROF_ROPE,
+	RT_PROF_ATTN,  /* attention and the KV store */
+	RT_PROF_GLU,   /* relu2 / silu gating */
+	RT_PROF_ADD,   /* residual add */
+	RT_PROF_EMBED,
+	RT_PROF_HEAD,  /* the float output head */
+	RT_PROF_OTHER, /* the non-finite checks, elementwise multiplies */
+	RT_PROF_WAIT,  /* thread pool: dispatch and idle threads */
+	RT_PROF_FAMILIES
+};
+
+/* What a profiled decode adds to (the runtime zeroes it; the model only adds). Seconds of
+ * a monotonic clock: a pooled kernel counts its threads' mean busy time, the rest of its
+ * wall time is wait. */
+typedef struct RtProfile {
+	double sec[RT_PROF_FAMILIES];
+	int64_t calls[RT_PROF_FAMILIES];
+	double forward_sec; /* the forwards' wall time, timed apart from the families */
+	int64_t forwards;
+} RtProfile;
 
 /* ---- the state of one running model ------------------------------------ */
 
@@ -35,6 +75,10 @@ typedef struct {
 	int bad_token, bad_layer;
 	/* sequences the KV cache holds (>= 1; 0 reads as 1, for states made before it existed) */
 	int32_t n_seq;
+	/* NULL: no profiling (the model's only cost is a test of it per kernel call); else
+	 * the CPU backend's decode adds its kernels' times here. A device backend may ignore
+	 * it. */
+	RtProfile *prof;
 } RtState;
 
 /* The rows of one decode call (llama.cpp's llama_batch). */
@@ -65,13 +109,13 @@ typedef struct {
 
 /* ---- what a generated model defines ------------------------------------ */
 
-#define RT_MODEL_ABI 6 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
+#define RT_MODEL_ABI 7 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
                         * forward(last_only); 4: forward returns a status (non-finite
                         * activations), the payload hash of rt_hash_*; 5: init, fini,
                         * state_init, state_fini, sync; RtState.inst, dev and n_seq;
                         * decode (RtBatch), the one entry point (forward removed);
                         * kv_bytes(n_ctx, n_seq); 6: init may return RT_INIT_DEVICE,
-                        * device_info */
+                        * device_info; 7: RtState.prof */
 
 /* What init returns when the model's device is missing or unusable: no driver, no device,
  * a device older than the code or with too little memory (the message in err says

@@ -1,10 +1,15 @@
 /* rt_pool.c - the persistent thread pool that generated kernels split their work over. */
+/* POSIX (clock_gettime) under a strict -std=c11 as well. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include "rt_model.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 /*
  * One job at a time. rt_pool_run stores (fn, arg), sets pending = n-1 and bumps the
@@ -27,6 +32,7 @@ struct RtPool {
 	int n;
 	pthread_t *th;  /* n-1 workers */
 	struct RtWorker *ws;
+	double *busy; /* [n] each thread's time in the job (rt_pool_run_prof) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv_job;  /* workers sleep here waiting for a new generation */
 	pthread_cond_t cv_done; /* the caller sleeps here waiting for pending == 0 */
@@ -122,6 +128,7 @@ static void rt_pool_destroy(RtPool *p)
 	}
 	free(p->ws);
 	free(p->th);
+	free(p->busy);
 	free(p);
 }
 
@@ -153,9 +160,11 @@ RtPool *rt_pool_new(int n)
 		return p; /* no workers: rt_pool_run calls fn directly */
 	p->ws = calloc((size_t)n - 1, sizeof *p->ws);
 	p->th = calloc((size_t)n - 1, sizeof *p->th);
-	if (!p->ws || !p->th || pthread_mutex_init(&p->mu, NULL) != 0) {
+	p->busy = calloc((size_t)n, sizeof *p->busy);
+	if (!p->ws || !p->th || !p->busy || pthread_mutex_init(&p->mu, NULL) != 0) {
 		free(p->ws);
 		free(p->th);
+		free(p->busy);
 		free(p);
 		return NULL;
 	}
@@ -204,4 +213,48 @@ void rt_pool_run(RtPool *p, void (*fn)(void *arg, int ith, int nth), void *arg)
 	}
 	fn(arg, 0, p->n);
 	rt_pool_wait_done(p);
+}
+
+double rt_pool_clock(void)
+{
+	struct timespec ts;
+#if defined(CLOCK_MONOTONIC)
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+		return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
+	timespec_get(&ts, TIME_UTC);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+	void (*fn)(void *arg, int ith, int nth);
+	void *arg;
+	double *busy;
+} RtTimedJob;
+
+static void rt_pool_timed(void *arg, int ith, int nth)
+{
+	RtTimedJob *j = arg;
+	double t = rt_pool_clock();
+	j->fn(j->arg, ith, nth);
+	j->busy[ith] = rt_pool_clock() - t;
+}
+
+void rt_pool_run_prof(RtPool *p, void (*fn)(void *arg, int ith, int nth), void *arg,
+		      struct RtProfile *prof)
+{
+	if (!prof || !p || p->n == 1) {
+		rt_pool_run(p, fn, arg); /* one thread: nothing waits */
+		return;
+	}
+	RtTimedJob j = {fn, arg, p->busy};
+	double t = rt_pool_clock();
+	rt_pool_run(p, rt_pool_timed, &j);
+	double wall = rt_pool_clock() - t, busy = 0;
+	/* the workers' stores happen before their pending count-down, which rt_pool_run
+	 * waited for */
+	for (int i = 0; i < p->n; i++)
+		busy += p->busy[i];
+	prof->sec[RT_PROF_WAIT] += wall - busy / p->n;
+	prof->calls[RT_PROF_WAIT]++;
 }

@@ -719,7 +719,79 @@ static void rt_json_samples(const char *key, const double *v, int64_t n)
 	printf("]");
 }
 
-static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp, const double *tg)
+/* --bench --profile: one phase's counters (bn_ctx_profile_read), summed over the reps */
+typedef struct {
+	bn_profile_row row[BN_PROFILE_FAMILIES];
+	double fwd_s;
+	int64_t fwds;
+} RtProf;
+
+static void rt_prof_add(const RtRun *run, RtProf *acc)
+{
+	bn_profile_row r[BN_PROFILE_FAMILIES];
+	double s;
+	int64_t n;
+	if (bn_ctx_profile_read(run->ctx, r, &s, &n))
+		return;
+	for (int i = 0; i < BN_PROFILE_FAMILIES; i++) {
+		acc->row[i].family = r[i].family;
+		acc->row[i].seconds += r[i].seconds;
+		acc->row[i].calls += r[i].calls;
+	}
+	acc->fwd_s += s;
+	acc->fwds += n;
+}
+
+static int rt_cmp_prof(const void *a, const void *b)
+{
+	double x = ((const bn_profile_row *)a)->seconds, y = ((const bn_profile_row *)b)->seconds;
+	return x > y ? -1 : x < y;
+}
+
+/* One phase's table (test: "pp128", "tg32"): per family, largest first, ms per forward,
+ * its share of the forward's time and calls per forward; or its JSON object. */
+static void rt_prof_report(const RtOpts *o, const char *test, const RtProf *pr)
+{
+	bn_profile_row r[BN_PROFILE_FAMILIES];
+	memcpy(r, pr->row, sizeof r);
+	qsort(r, BN_PROFILE_FAMILIES, sizeof r[0], rt_cmp_prof);
+	double fwds = pr->fwds > 0 ? (double)pr->fwds : 1, sum = 0;
+	for (int i = 0; i < BN_PROFILE_FAMILIES; i++)
+		sum += r[i].seconds;
+	if (o->json) {
+		printf("\"%s\": {\"forwards\": %lld, \"forward_ms\": %.4f, \"families_ms\": %.4f, "
+		       "\"families\": [",
+		       test, (long long)pr->fwds, pr->fwd_s * 1e3 / fwds, sum * 1e3 / fwds);
+		for (int i = 0, k = 0; i < BN_PROFILE_FAMILIES; i++) {
+			if (!r[i].calls)
+				continue;
+			printf("%s{\"family\": \"%s\", \"ms\": %.4f, \"pct\": %.2f, \"calls\": %.2f}",
+			       k++ ? ", " : "", r[i].family, r[i].seconds * 1e3 / fwds,
+			       pr->fwd_s > 0 ? 100 * r[i].seconds / pr->fwd_s : 0.0,
+			       (double)r[i].calls / fwds);
+		}
+		printf("]}");
+		return;
+	}
+	if (!pr->fwds) {
+		printf("\nprofile %s: no forward was timed (the model's backend does not time its "
+		       "kernels)\n", test);
+		return;
+	}
+	printf("\nprofile %s: %lld forwards, %.3f ms per forward (the families: %.3f ms)\n", test,
+	       (long long)pr->fwds, pr->fwd_s * 1e3 / fwds, sum * 1e3 / fwds);
+	printf("| %-10s | %10s | %6s | %8s |\n", "family", "ms/forward", "%", "calls");
+	printf("| ---------- | ---------: | -----: | -------: |\n");
+	for (int i = 0; i < BN_PROFILE_FAMILIES; i++)
+		if (r[i].calls)
+			printf("| %-10s | %10.3f | %5.1f%% | %8.1f |\n", r[i].family,
+			       r[i].seconds * 1e3 / fwds,
+			       pr->fwd_s > 0 ? 100 * r[i].seconds / pr->fwd_s : 0.0,
+			       (double)r[i].calls / fwds);
+}
+
+static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp, const double *tg,
+			    const RtProf *prof)
 {
 	double ppm = 0, pps = 0, tgm = 0, tgs = 0;
 	if (o->pp)
@@ -759,6 +831,16 @@ static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp,
 		       (long long)bn_model_meta_int(run->m, "weights_huge_pages"),
 		       (double)bn_model_meta_int(run->m, "weights_load_us") * 1e-6, run->t_load_ms,
 		       rt_mib(run->rss), rt_mib(peak));
+		if (o->profile) {
+			printf(", \"profile\": {");
+			if (o->pp)
+				rt_prof_report(o, "pp", &prof[0]);
+			if (o->tg) {
+				printf("%s", o->pp ? ", " : "");
+				rt_prof_report(o, "tg", &prof[1]);
+			}
+			printf("}");
+		}
 		printf("}\n");
 		return;
 	}
@@ -784,6 +866,14 @@ static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp,
 	printf("(weights %s; ready in %.0f ms, RSS %.0f MiB when ready, peak %.0f MiB)\n",
 	       bn_model_meta(run->m, "weights_held"), run->t_load_ms, rt_mib(run->rss),
 	       rt_mib(peak));
+	if (o->profile && o->pp) {
+		snprintf(test, sizeof test, "pp%lld", (long long)o->pp);
+		rt_prof_report(o, test, &prof[0]);
+	}
+	if (o->profile && o->tg) {
+		snprintf(test, sizeof test, "tg%lld", (long long)o->tg);
+		rt_prof_report(o, test, &prof[1]);
+	}
 }
 
 /* One prefill of pp tokens (logits only for the last chunk) and tg decode steps per rep,
@@ -804,15 +894,25 @@ static int rt_bench(const RtOpts *o, RtRun *run)
 		s = s * 6364136223846793005ull + 1442695040888963407ull;
 		toks[i] = (int32_t)((s >> 33) % (uint64_t)nv);
 	}
-	/* One untimed warm-up: pages the weights in and wakes the threads. */
+	/* One untimed warm-up: pages the weights in and wakes the threads. --profile: the
+	 * timed reps' prefill and decode forwards, each phase apart (prof[0], prof[1]). */
 	int rc = 0;
+	RtProf prof[2];
+	memset(prof, 0, sizeof prof);
 	for (int r = -1; r < o->reps && !rc; r++) {
 		double secs = 0;
 		bn_ctx_reset(run->ctx);
+		if (o->profile && r >= 0 && (rc = bn_ctx_profile(run->ctx, 1)))
+			break;
 		if (o->pp && (rc = rt_eval(run, toks, o->pp, &secs)))
 			break;
 		if (r >= 0 && o->pp)
 			pp[r] = (double)o->pp / (secs > 0 ? secs : 1e-9);
+		if (o->profile && r >= 0) {
+			rt_prof_add(run, &prof[0]);
+			if ((rc = bn_ctx_profile(run->ctx, 1)))
+				break;
+		}
 		int64_t steps = r < 0 ? (o->tg ? 1 : 0) : o->tg;
 		double t = rt_now();
 		for (int64_t j = 0; j < steps && !rc; j++)
@@ -820,9 +920,14 @@ static int rt_bench(const RtOpts *o, RtRun *run)
 		secs = rt_now() - t;
 		if (r >= 0 && o->tg)
 			tg[r] = (double)o->tg / (secs > 0 ? secs : 1e-9);
+		if (o->profile && r >= 0)
+			rt_prof_add(run, &prof[1]);
 	}
+	bn_ctx_profile(run->ctx, 0);
+	if (rc == BN_E_NOMEM)
+		rc = rt_fail("out of memory for --profile");
 	if (!rc)
-		rt_bench_report(o, run, pp, tg);
+		rt_bench_report(o, run, pp, tg, prof);
 	free(toks);
 	free(pp);
 	free(tg);

@@ -31,6 +31,7 @@ typedef struct {
 	const char *logits_out;
 	const char *weights_file;
 	int bench, json;
+	int profile;               /* --profile: per kernel family (with --bench) */
 	int64_t pp, tg, reps;
 	int info, help, version;
 	int verify;                /* --verify: hash the whole payload */

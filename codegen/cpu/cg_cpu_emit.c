@@ -468,7 +468,7 @@ static int emit_rmsnorm_quant(Em *m, const IrNode *n)
 			  add ? "a->r + (int64_t)lo * K, a->xs + (int64_t)lo * K, " : "", quant);
 	cg_printf(m->fwd, "\t{\n"
 			  "\t\tRnqArg a = {%s, %s, %s, %s, (float *)(S + %" PRIu64 "), %s, %s, n, %s};\n"
-			  "\t\trt_pool_run(st->pool, %s, &a);\n"
+			  "\t\tpool_run(st, %s, &a);\n"
 			  "\t}\n",
 		  x, r, w, xs, m->tmp[n - m->g->nodes], q, s, eps, par);
 	return 0;
@@ -662,7 +662,7 @@ static int emit_attention(Em *m, const IrNode *n)
 			  "\t\tuint16_t *K = st->kv + kvs * %" PRId64 ", *V = K + kvs * %" PRId64 ";\n"
 			  "\t\t%s(%s, %s, K, V, n, pos, seq, st->n_ctx);\n"
 			  "\t\tAttnArg a = {%s, K, V, (float *)(st->kv + kvs * KV_ELEMS), %s, n, pos, seq, st->n_ctx, %s};\n"
-			  "\t\trt_pool_run(st->pool, %s, &a);\n"
+			  "\t\tpool_run(st, %s, &a);\n"
 			  "\t}\n",
 		  m->kv_off[layer], kw, store, ref(m, n->in[1], "float", k, sizeof k),
 		  ref(m, n->in[2], "float", v, sizeof v), ref(m, n->in[0], "float", q, sizeof q),
@@ -688,7 +688,9 @@ static int emit_glu(Em *m, const IrNode *n, bool silu)
 			     "\t}\n}\n",
 			  name, k,
 			  silu ? "\t\tfloat a = g[i] / (1.0f + expf(-g[i]));\n"
-			       : "\t\tfloat a = g[i] > 0.0f ? g[i] : 0.0f;\n"
+			       /* g > 0 ? g : +0 as a mask, without a branch: the loop vectorizes
+				* (a branch on the gate's sign mispredicts half the time) */
+			       : "\t\tfloat a = bits_f32(f32_bits(g[i]) & (g[i] > 0.0f ? 0xffffffffu : 0u));\n"
 				 "\t\ta = a * a; /* in f32: relu(gate)^2 overflows f16 */\n");
 	cg_printf(m->fwd, "\t%s(%s, %s, %s, n);\n", name, ref(m, n->in[0], "float", g, sizeof g),
 		  ref(m, n->in[1], "float", u, sizeof u), ref(m, n->out[0], "float", y, sizeof y));
@@ -796,8 +798,9 @@ static void put_cstr(CgBuf *b, const char *s)
 /* The residual stream is what every layer adds to: the embedding rows, then each add of
  * two activations of n_embd (plain or fused with the next norm). After each, the forward
  * checks its n_embd floats per token for NaN or infinity and returns
- * RT_FORWARD_NONFINITE at the first, so the runtime can name the token and the layer. */
-static void emit_finite_check(Em *m, const IrNode *n, int64_t layer)
+ * RT_FORWARD_NONFINITE at the first, so the runtime can name the token and the layer.
+ * Whether it emitted one. */
+static bool emit_finite_check(Em *m, const IrNode *n, int64_t layer)
 {
 	const IrValue *y = V(m, n->out[0]);
 	int64_t k = m->g->hp.n_embd;
@@ -805,16 +808,50 @@ static void emit_finite_check(Em *m, const IrNode *n, int64_t layer)
 			(n->op == IR_OP_ADD && ir_value_has_t(V(m, n->in[1])));
 	if (!residual || k <= 0 || !ir_value_has_t(y) || ir_value_row(y) != k ||
 	    m->soff[n->out[0]] == NO_OFF)
-		return;
+		return false;
 	char x[64];
 	cg_printf(m->fwd, "\tif (nonfinite_rows(st, %s, %" PRId64 ", n, %d))\n"
 			  "\t\treturn RT_FORWARD_NONFINITE;\n",
 		  ref(m, n->out[0], "float", x, sizeof x), k,
 		  n->op == IR_OP_EMBED ? -1 : (int)layer);
+	return true;
+}
+
+/* The profile family (RT_PROF_*) of node n, whose code was just emitted; amx: it runs
+ * on the AMX tiles. */
+static const char *prof_family(const Em *m, const IrNode *n, bool amx)
+{
+	switch (n->op) {
+	case IR_OP_EMBED:
+		return "RT_PROF_EMBED";
+	case IR_OP_RMSNORM:
+	case IR_OP_RMSNORM_QUANT:
+	case IR_OP_ADD_RMSNORM_QUANT:
+		return "RT_PROF_NORM";
+	case IR_OP_QUANT_ACT:
+		return "RT_PROF_QUANT";
+	case IR_OP_TERNARY_MATMUL:
+		return amx ? "RT_PROF_AMX" : m->nt == 1 ? "RT_PROF_GEMV" : "RT_PROF_GEMM";
+	case IR_OP_MATMUL:
+		return "RT_PROF_HEAD";
+	case IR_OP_ROPE:
+		return "RT_PROF_ROPE";
+	case IR_OP_ATTENTION:
+		return "RT_PROF_ATTN";
+	case IR_OP_RELU2_GLU:
+	case IR_OP_SILU_GLU:
+		return "RT_PROF_GLU";
+	case IR_OP_ADD:
+		return "RT_PROF_ADD";
+	default:
+		return "RT_PROF_OTHER";
+	}
 }
 
 /* The forward function of template size nt: forward_t1 (one token, step mode) or
- * forward_t<nt> for lo..nt tokens, in which the kernels may rely on n <= nt. */
+ * forward_t<nt> for lo..nt tokens, in which the kernels may rely on n <= nt. Profiled
+ * (st->prof), each node's code and each non-finite check ends with a lap (prof_lap) to
+ * its family; otherwise that costs one test per lap. */
 static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 {
 	m->fwd = b;
@@ -840,7 +877,12 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 		     "\tconst uint8_t *W = st->w;\n"
 		     "\t(void)pos;\n"
 		     "\t(void)seq;\n"
-		     "\t(void)kvs;\n");
+		     "\t(void)kvs;\n"
+		     "\tdouble pt0 = 0, pt = 0, pw = 0; /* profiled: the start, the last lap, its wait */\n"
+		     "\tif (st->prof) {\n"
+		     "\t\tpt0 = pt = rt_pool_clock();\n"
+		     "\t\tpw = st->prof->sec[RT_PROF_WAIT];\n"
+		     "\t}\n");
 	int64_t layer = -1; /* that of the last attention node: the layer being computed */
 	for (int ni = 0; ni < m->g->n_nodes; ni++) {
 		const IrNode *n = &m->g->nodes[ni];
@@ -852,11 +894,21 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 		cg_printf(b, " (%s) */\n", ir_op_name(n->op));
 		if (n->op == IR_OP_ATTENTION)
 			layer = ir_attr_int(n, "layer", layer);
+		int amx = m->kcount[CG_KERN_AMX];
 		if (emit_fn[n->op](m, n))
 			return m->e->code;
-		emit_finite_check(m, n, layer);
+		cg_printf(b, "\tif (st->prof)\n"
+			     "\t\tprof_lap(st, %s, &pt, &pw);\n",
+			  prof_family(m, n, m->kcount[CG_KERN_AMX] != amx));
+		if (emit_finite_check(m, n, layer))
+			cg_printf(b, "\tif (st->prof)\n"
+				     "\t\tprof_lap(st, RT_PROF_OTHER, &pt, &pw);\n");
 	}
-	cg_printf(b, "\treturn 0;\n"
+	cg_printf(b, "\tif (st->prof) {\n"
+		     "\t\tst->prof->forward_sec += rt_pool_clock() - pt0;\n"
+		     "\t\tst->prof->forwards++;\n"
+		     "\t}\n"
+		     "\treturn 0;\n"
 		     "}\n\n");
 	return 0;
 }

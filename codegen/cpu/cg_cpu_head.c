@@ -774,7 +774,7 @@ int emit_matmul(Em *m, const IrNode *n)
 				  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
 				  "\t\t%s(%s, xr, 1, 1);\n"
 				  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, 1};\n"
-				  "\t\trt_pool_run(st->pool, %s%s, &a);\n"
+				  "\t\tpool_run(st, %s%s, &a);\n"
 				  "\t}\n",
 			  m->tmp[n - m->g->nodes], prep, ref(m, n->in[0], "float", x, sizeof x),
 			  m->woff[n->in[1]], name, head_has_gemv(w->dtype, k) ? "_gemv" : "");
@@ -790,7 +790,7 @@ int emit_matmul(Em *m, const IrNode *n)
 				  "\t\t\t\t%s(x + (int64_t)b->out[rows] * %" PRId64 ", xr + (int64_t)rows * %" PRId64 ", 1, 0);\n"
 				  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, rows};\n"
 				  "\t\tif (rows > 0)\n"
-				  "\t\t\trt_pool_run(st->pool, %s, &a);\n"
+				  "\t\t\tpool_run(st, %s, &a);\n"
 				  "\t}\n",
 			  ref(m, n->in[0], "float", x, sizeof x), m->tmp[n - m->g->nodes], prep, prep,
 			  k, k, m->woff[n->in[1]], name);

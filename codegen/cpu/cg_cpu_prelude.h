@@ -1,7 +1,7 @@
 /* cg_cpu_prelude.h - the start of every generated model.c (and of the tuning program):
  * f16/bf16 conversions as ir_quant.c's (round to nearest even), little-endian loads, the
- * f16 table the model's init fills, the non-finite check and the argument blocks of the
- * threaded kernels. Not included anywhere: the build embeds it into bitnetc
+ * f16 table the model's init fills, the non-finite check, the profiled pool and the
+ * argument blocks of the threaded kernels. Not included anywhere: the build embeds it into bitnetc
  * (codegen/cpu/embed_sources.cmake), without this comment, as cg_cpu_prelude. */
 #include "rt_model.h"
 
@@ -120,6 +120,27 @@ MAYBE_UNUSED static int nonfinite_rows(RtState *st, const float *x, int64_t k, i
 		}
 	}
 	return 0;
+}
+
+/* The pool for the forward's kernels: timed when the decode is profiled (st->prof). */
+MAYBE_UNUSED static inline void pool_run(RtState *st, void (*fn)(void *, int, int), void *arg)
+{
+	if (st->prof)
+		rt_pool_run_prof(st->pool, fn, arg, st->prof);
+	else
+		rt_pool_run(st->pool, fn, arg);
+}
+
+/* A profiled forward is a chain of laps: each gives the time since the last (*t), less the
+ * pool's wait in it (the wait total was *w), to family f, so that the families add up to
+ * the forward's time. */
+MAYBE_UNUSED static void prof_lap(RtState *st, int f, double *t, double *w)
+{
+	double now = rt_pool_clock(), wait = st->prof->sec[RT_PROF_WAIT];
+	st->prof->sec[f] += (now - *t) - (wait - *w);
+	st->prof->calls[f]++;
+	*t = now;
+	*w = wait;
 }
 
 /* ternary matmul: int8 codes q [n][K], scales s, weight w -> y [n][N] */

@@ -216,7 +216,7 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 	else if (b)
 		tmm_tq_body(b, name, w->dtype, k, nr);
 	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
-			  "\t\trt_pool_run(st->pool, %s, &a);\n\t}\n",
+			  "\t\tpool_run(st, %s, &a);\n\t}\n",
 		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
 		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y), name);
 	return 0;
@@ -620,7 +620,7 @@ int emit_tmm_x16_named(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driv
 	m->kcount[kind]++;
 	char q[64], s[64], y[64];
 	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
-			  "\t\trt_pool_run(st->pool, %s, &a);\n\t}\n",
+			  "\t\tpool_run(st, %s, &a);\n\t}\n",
 		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
 		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y),
 		  driver);

@@ -349,6 +349,54 @@ static void check_meta(const bn_model *m)
 	      "bn_model_meta: name, arch, target, chat template, shapes, weights size");
 }
 
+/* A profiled context (bn_ctx_profile): the prompt (a multi-token forward) and one step give
+ * the same logits bits as unprofiled (want: the prompt's rows, step: the row of the step
+ * after it); the families add up to the forwards' time; off, the counters stay. */
+static void check_profile(bn_model *m, const int32_t *ids, int32_t n, const float *want,
+			  const float *step)
+{
+	char err[512];
+	int32_t nv = bn_model_n_vocab(m), next = ids[0];
+	bn_ctx *c = bn_ctx_new(m, 64, 2, err, sizeof err);
+	float *rows = calloc((size_t)n * (size_t)nv, sizeof(float));
+	if (!c || !rows) {
+		check(0, "bn_ctx_new for the profile");
+		bn_ctx_free(c);
+		free(rows);
+		return;
+	}
+	bn_profile_row r[BN_PROFILE_FAMILIES];
+	double fwd = -1, sum = 0;
+	int64_t nf = -1, mm = 0, gemv = 0;
+	check(bn_ctx_profile_read(c, r, &fwd, &nf) == BN_E_ARG,
+	      "bn_ctx_profile_read before bn_ctx_profile: BN_E_ARG");
+	check(bn_ctx_profile(c, 1) == BN_OK, "bn_ctx_profile(c, 1)");
+	check(bn_decode(c, ids, n, rows) == BN_OK && want &&
+		      !memcmp(rows, want, (size_t)n * (size_t)nv * sizeof(float)),
+	      "profiled: the prompt's logits, the same bits");
+	check(bn_decode(c, &next, 1, rows) == BN_OK && !memcmp(rows, step, (size_t)nv * sizeof(float)),
+	      "profiled: a step's logits, the same bits");
+	check(bn_ctx_profile_read(c, r, &fwd, &nf) == BN_OK && nf >= 2 && fwd > 0,
+	      "bn_ctx_profile_read: the forwards and their time");
+	for (int i = 0; i < BN_PROFILE_FAMILIES; i++) {
+		sum += r[i].seconds;
+		mm += !strcmp(r[i].family, "gemm") || !strcmp(r[i].family, "amx") ? r[i].calls : 0;
+		gemv += !strcmp(r[i].family, "gemv") ? r[i].calls : 0;
+	}
+	printf("  forwards %lld: %.6f s, the families %.6f s\n", (long long)nf, fwd, sum);
+	check(sum <= fwd * (1 + 1e-9) && sum >= 0.98 * fwd, "the families add up to the forwards' time");
+	check(mm > 0 && gemv > 0 && !strcmp(r[BN_PROFILE_FAMILIES - 1].family, "wait"),
+	      "ternary matmuls of several tokens and of one, and the wait");
+	check(bn_ctx_profile(c, 0) == BN_OK && bn_decode(c, &next, 1, rows) == BN_OK,
+	      "bn_ctx_profile(c, 0), then a step");
+	int64_t nf2 = -1;
+	double fwd2 = -1;
+	check(bn_ctx_profile_read(c, NULL, &fwd2, &nf2) == BN_OK && nf2 == nf && fwd2 == fwd,
+	      "off: the counters stay");
+	bn_ctx_free(c);
+	free(rows);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 8) {
@@ -424,6 +472,9 @@ int main(int argc, char **argv)
 		if (last[i] > last[best])
 			best = i;
 	check(s && bn_sampler_sample(s, last) == best, "a greedy sampler: the argmax");
+	int32_t next = ids[0];
+	check(bn_decode(jobs[1].c, &next, 1, last) == BN_OK, "a step after the prompt");
+	check_profile(m, ids, n, want, last);
 	bn_sampler_free(s);
 	free(last);
 	free(want);

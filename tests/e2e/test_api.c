@@ -101,6 +101,8 @@ static void run_client(int big)
 	assert_non_null(strstr(out, "ok bn_generate's text is the program's -p output"));
 	assert_non_null(strstr(out, "ok chat turns are the program's -cnv transcript"));
 	assert_non_null(strstr(out, "ok chat turns in a full context are the program's"));
+	assert_non_null(strstr(out, "ok profiled: a step's logits, the same bits"));
+	assert_non_null(strstr(out, "ok the families add up to the forwards' time"));
 	free(out);
 	free(err);
 	free(ids);

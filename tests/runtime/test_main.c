@@ -422,6 +422,17 @@ static void test_bench(void **state)
 	assert_int_equal(run_prog(&out, 1, "--bench --pp 40 --tg 40 -c 80 --reps 1"), 0);
 	assert_non_null(strstr(out, "beyond the model's training context"));
 	free(out);
+	/* --profile on a model that does not time its kernels (this hand-written one, as a
+	 * GPU backend's): no forward timed, said per phase; the JSON carries zero forwards */
+	assert_int_equal(run_prog(&out, 0, "--bench --profile --pp 8 --tg 4 --reps 2"), 0);
+	assert_non_null(strstr(out, "profile pp8: no forward was timed"));
+	assert_non_null(strstr(out, "profile tg4: no forward was timed"));
+	free(out);
+	assert_int_equal(run_prog(&out, 0, "--bench --profile --pp 8 --tg 4 --reps 2 --json"), 0);
+	if (!json_object_ok(out) || !strstr(out, "\"profile\": {\"pp\": {\"forwards\": 0,") ||
+	    !strstr(out, "\"tg\": {\"forwards\": 0,"))
+		fail_msg("--profile --json: %s", out);
+	free(out);
 }
 
 static void test_moved_and_weights_file(void **state)
@@ -569,6 +580,7 @@ static void test_bad_cli(void **state)
 	usage_error("-p 1 --tokens 2", "only one of");
 	usage_error("--tokens 1 --logits-out /nonexistent/dir/x.f32", "/nonexistent/dir/x.f32");
 	usage_error("--bench --pp 0 --tg 0", "nothing to time");
+	usage_error("--profile --tokens 1", "--profile goes with --bench");
 	/* -n 0 only evaluates the prompt */
 	expect_out("--tokens 1 -n 0", "\n");
 	/* without -n, the default 128 stops when the 64-token context is full */

@@ -121,6 +121,27 @@ MAYBE_UNUSED static int nonfinite_rows(RtState *st, const float *x, int64_t k, i
 	return 0;
 }
 
+/* The pool for the forward's kernels: timed when the decode is profiled (st->prof). */
+MAYBE_UNUSED static inline void pool_run(RtState *st, void (*fn)(void *, int, int), void *arg)
+{
+	if (st->prof)
+		rt_pool_run_prof(st->pool, fn, arg, st->prof);
+	else
+		rt_pool_run(st->pool, fn, arg);
+}
+
+/* A profiled forward is a chain of laps: each gives the time since the last (*t), less the
+ * pool's wait in it (the wait total was *w), to family f, so that the families add up to
+ * the forward's time. */
+MAYBE_UNUSED static void prof_lap(RtState *st, int f, double *t, double *w)
+{
+	double now = rt_pool_clock(), wait = st->prof->sec[RT_PROF_WAIT];
+	st->prof->sec[f] += (now - *t) - (wait - *w);
+	st->prof->calls[f]++;
+	*t = now;
+	*w = wait;
+}
+
 /* ternary matmul: int8 codes q [n][K], scales s, weight w -> y [n][N] */
 typedef struct {
 	const uint8_t *w;
@@ -558,7 +579,7 @@ static void tmm_i2s_k128_n256(void *arg, int ith, int nth)
 static void relu2_glu_n256(const float *g, const float *u, float *y, int n)
 {
 	for (int64_t i = 0; i < (int64_t)n * 256; i++) {
-		float a = g[i] > 0.0f ? g[i] : 0.0f;
+		float a = bits_f32(f32_bits(g[i]) & (g[i] > 0.0f ? 0xffffffffu : 0u));
 		a = a * a; /* in f32: relu(gate)^2 overflows f16 */
 		y[i] = a * u[i];
 	}
@@ -1477,90 +1498,153 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 	(void)pos;
 	(void)seq;
 	(void)kvs;
+	double pt0 = 0, pt = 0, pw = 0; /* profiled: the start, the last lap, its wait */
+	if (st->prof) {
+		pt0 = pt = rt_pool_clock();
+		pw = st->prof->sec[RT_PROF_WAIT];
+	}
 	/* 0: inp_embd (embed) */
 	embed_f16_k128_v320(W + 0, tok, n, (float *)(S + 0));
+	if (st->prof)
+		prof_lap(st, RT_PROF_EMBED, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 0), 128, n, -1))
 		return RT_FORWARD_NONFINITE;
+	if (st->prof)
+		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 1: blk.0.attn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 0), (const float *)(W + 81920), (float *)(S + 4096), n, 0x1.4f8b58p-17f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 2: blk.0.attn_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 4096), (int8_t *)(S + 8192), (float *)(S + 9216), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 3: blk.0.attn_q (ternary_matmul) */
 	{
 		TmmArg a = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n128, &a);
+		pool_run(st, tmm_i2s_k128_n128, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 4: blk.0.attn_k (ternary_matmul) */
 	{
 		TmmArg a = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n64, &a);
+		pool_run(st, tmm_i2s_k128_n64, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 5: blk.0.attn_v (ternary_matmul) */
 	{
 		TmmArg a = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n64, &a);
+		pool_run(st, tmm_i2s_k128_n64, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 6: blk.0.attn_q.rope (rope) */
 	rope_neox_hd64_nrot64_nh2((float *)(S + 4096), NULL, (float *)(S + 13376), n, pos, 0x1.53c38ap-1f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_ROPE, &pt, &pw);
 	/* 7: blk.0.attn_k.rope (rope) */
 	rope_neox_hd64_nrot64_nh1((float *)(S + 9280), NULL, (float *)(S + 4096), n, pos, 0x1.53c38ap-1f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_ROPE, &pt, &pw);
 	/* 8: blk.0.kqv_out (attention) */
 	{
 		uint16_t *K = st->kv + kvs * 0, *V = K + kvs * 64;
 		kv_store_w64((float *)(S + 4096), (float *)(S + 11328), K, V, n, pos, seq, st->n_ctx);
 		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + kvs * KV_ELEMS), (float *)(S + 6144), n, pos, seq, st->n_ctx, 0x1p-3f};
-		rt_pool_run(st->pool, attn_h2_kv1_hd64, &a);
+		pool_run(st, attn_h2_kv1_hd64, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_ATTN, &pt, &pw);
 	/* 9: blk.0.attn_sub_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 6144), (const float *)(W + 90816), (float *)(S + 10240), n, 0x1.4f8b58p-17f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 10: blk.0.attn_sub_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 10240), (int8_t *)(S + 4096), (float *)(S + 5120), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 11: blk.0.attn_output (ternary_matmul) */
 	{
 		TmmArg a = {W + 91328, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 5184), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n128, &a);
+		pool_run(st, tmm_i2s_k128_n128, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 12: blk.0.ffn_inp (add) */
 	add_n128((float *)(S + 0), (float *)(S + 5184), (float *)(S + 9280), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_ADD, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 9280), 128, n, 0))
 		return RT_FORWARD_NONFINITE;
+	if (st->prof)
+		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 13: blk.0.ffn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 9280), (const float *)(W + 95488), (float *)(S + 0), n, 0x1.4f8b58p-17f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 14: blk.0.ffn_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 0), (int8_t *)(S + 4096), (float *)(S + 5120), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 15: blk.0.ffn_gate (ternary_matmul) */
 	{
 		TmmArg a = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n256, &a);
+		pool_run(st, tmm_i2s_k128_n256, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 16: blk.0.ffn_up (ternary_matmul) */
 	{
 		TmmArg a = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n256, &a);
+		pool_run(st, tmm_i2s_k128_n256, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 17: blk.0.ffn_out (relu2_glu) */
 	relu2_glu_n256((float *)(S + 13376), (float *)(S + 21568), (float *)(S + 0), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_GLU, &pt, &pw);
 	/* 18: blk.0.ffn_sub_norm (rmsnorm) */
 	rmsnorm_n256((float *)(S + 0), (const float *)(W + 112512), (float *)(S + 13376), n, 0x1.4f8b58p-17f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 19: blk.0.ffn_sub_norm.q8 (quant_act) */
 	quant_tok_k256((float *)(S + 13376), (int8_t *)(S + 0), (float *)(S + 2048), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 20: blk.0.ffn_down (ternary_matmul) */
 	{
 		TmmArg a = {W + 113536, (int8_t *)(S + 0), (float *)(S + 2048), (float *)(S + 2112), n};
-		rt_pool_run(st->pool, tmm_i2s_k256_n128, &a);
+		pool_run(st, tmm_i2s_k256_n128, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 21: blk.0.l_out (add) */
 	add_n128((float *)(S + 9280), (float *)(S + 2112), (float *)(S + 13376), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_ADD, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 13376), 128, n, 0))
 		return RT_FORWARD_NONFINITE;
+	if (st->prof)
+		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 22: result_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 13376), (const float *)(W + 121792), (float *)(S + 0), n, 0x1.4f8b58p-17f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 23: result_output (matmul) */
 	if (logits && (!b->out || b->n_out > 0)) {
 		float *xr = (float *)(S + 4096);
 		head_prep_f16_k128((float *)(S + 0), xr, 1, 1);
 		HeadArg a = {W + 0, xr, logits, 1};
-		rt_pool_run(st->pool, head_f16_k128_n320_gemv, &a);
+		pool_run(st, head_f16_k128_n320_gemv, &a);
+	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_HEAD, &pt, &pw);
+	if (st->prof) {
+		st->prof->forward_sec += rt_pool_clock() - pt0;
+		st->prof->forwards++;
 	}
 	return 0;
 }
@@ -1577,84 +1661,141 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	(void)pos;
 	(void)seq;
 	(void)kvs;
+	double pt0 = 0, pt = 0, pw = 0; /* profiled: the start, the last lap, its wait */
+	if (st->prof) {
+		pt0 = pt = rt_pool_clock();
+		pw = st->prof->sec[RT_PROF_WAIT];
+	}
 	/* 0: inp_embd (embed) */
 	embed_f16_k128_v320(W + 0, tok, n, (float *)(S + 0));
+	if (st->prof)
+		prof_lap(st, RT_PROF_EMBED, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 0), 128, n, -1))
 		return RT_FORWARD_NONFINITE;
+	if (st->prof)
+		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 1: blk.0.attn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 0), (const float *)(W + 81920), (float *)(S + 4096), n, 0x1.4f8b58p-17f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 2: blk.0.attn_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 4096), (int8_t *)(S + 8192), (float *)(S + 9216), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 3: blk.0.attn_q (ternary_matmul) */
 	{
 		TmmArg a = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n128, &a);
+		pool_run(st, tmm_i2s_k128_n128, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 4: blk.0.attn_k (ternary_matmul) */
 	{
 		TmmArg a = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n64, &a);
+		pool_run(st, tmm_i2s_k128_n64, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 5: blk.0.attn_v (ternary_matmul) */
 	{
 		TmmArg a = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n64, &a);
+		pool_run(st, tmm_i2s_k128_n64, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 6: blk.0.attn_q.rope (rope) */
 	rope_neox_hd64_nrot64_nh2((float *)(S + 4096), NULL, (float *)(S + 13376), n, pos, 0x1.53c38ap-1f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_ROPE, &pt, &pw);
 	/* 7: blk.0.attn_k.rope (rope) */
 	rope_neox_hd64_nrot64_nh1((float *)(S + 9280), NULL, (float *)(S + 4096), n, pos, 0x1.53c38ap-1f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_ROPE, &pt, &pw);
 	/* 8: blk.0.kqv_out (attention) */
 	{
 		uint16_t *K = st->kv + kvs * 0, *V = K + kvs * 64;
 		kv_store_w64((float *)(S + 4096), (float *)(S + 11328), K, V, n, pos, seq, st->n_ctx);
 		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + kvs * KV_ELEMS), (float *)(S + 6144), n, pos, seq, st->n_ctx, 0x1p-3f};
-		rt_pool_run(st->pool, attn_h2_kv1_hd64, &a);
+		pool_run(st, attn_h2_kv1_hd64, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_ATTN, &pt, &pw);
 	/* 9: blk.0.attn_sub_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 6144), (const float *)(W + 90816), (float *)(S + 10240), n, 0x1.4f8b58p-17f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 10: blk.0.attn_sub_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 10240), (int8_t *)(S + 4096), (float *)(S + 5120), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 11: blk.0.attn_output (ternary_matmul) */
 	{
 		TmmArg a = {W + 91328, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 5184), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n128, &a);
+		pool_run(st, tmm_i2s_k128_n128, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 12: blk.0.ffn_inp (add) */
 	add_n128((float *)(S + 0), (float *)(S + 5184), (float *)(S + 9280), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_ADD, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 9280), 128, n, 0))
 		return RT_FORWARD_NONFINITE;
+	if (st->prof)
+		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 13: blk.0.ffn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 9280), (const float *)(W + 95488), (float *)(S + 0), n, 0x1.4f8b58p-17f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 14: blk.0.ffn_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 0), (int8_t *)(S + 4096), (float *)(S + 5120), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 15: blk.0.ffn_gate (ternary_matmul) */
 	{
 		TmmArg a = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n256, &a);
+		pool_run(st, tmm_i2s_k128_n256, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 16: blk.0.ffn_up (ternary_matmul) */
 	{
 		TmmArg a = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n};
-		rt_pool_run(st->pool, tmm_i2s_k128_n256, &a);
+		pool_run(st, tmm_i2s_k128_n256, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 17: blk.0.ffn_out (relu2_glu) */
 	relu2_glu_n256((float *)(S + 13376), (float *)(S + 21568), (float *)(S + 0), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_GLU, &pt, &pw);
 	/* 18: blk.0.ffn_sub_norm (rmsnorm) */
 	rmsnorm_n256((float *)(S + 0), (const float *)(W + 112512), (float *)(S + 13376), n, 0x1.4f8b58p-17f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 19: blk.0.ffn_sub_norm.q8 (quant_act) */
 	quant_tok_k256((float *)(S + 13376), (int8_t *)(S + 0), (float *)(S + 2048), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 20: blk.0.ffn_down (ternary_matmul) */
 	{
 		TmmArg a = {W + 113536, (int8_t *)(S + 0), (float *)(S + 2048), (float *)(S + 2112), n};
-		rt_pool_run(st->pool, tmm_i2s_k256_n128, &a);
+		pool_run(st, tmm_i2s_k256_n128, &a);
 	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 21: blk.0.l_out (add) */
 	add_n128((float *)(S + 9280), (float *)(S + 2112), (float *)(S + 13376), n);
+	if (st->prof)
+		prof_lap(st, RT_PROF_ADD, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 13376), 128, n, 0))
 		return RT_FORWARD_NONFINITE;
+	if (st->prof)
+		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 22: result_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 13376), (const float *)(W + 121792), (float *)(S + 0), n, 0x1.4f8b58p-17f);
+	if (st->prof)
+		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 23: result_output (matmul) */
 	if (logits) {
 		const float *x = (float *)(S + 0);
@@ -1667,7 +1808,13 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 				head_prep_f16_k128(x + (int64_t)b->out[rows] * 128, xr + (int64_t)rows * 128, 1, 0);
 		HeadArg a = {W + 0, xr, logits, rows};
 		if (rows > 0)
-			rt_pool_run(st->pool, head_f16_k128_n320, &a);
+			pool_run(st, head_f16_k128_n320, &a);
+	}
+	if (st->prof)
+		prof_lap(st, RT_PROF_HEAD, &pt, &pw);
+	if (st->prof) {
+		st->prof->forward_sec += rt_pool_clock() - pt0;
+		st->prof->forwards++;
 	}
 	return 0;
 }

@@ -13,7 +13,7 @@
 # Where the page cache put a mapped file decides much of decode speed (the same program runs
 # 40% faster from a fresh copy of itself on some machines): every program and peer model is
 # copied afresh just before it is measured (FRESH=0: not), so all are placed alike. The
-# machine's read bandwidth (bench/bwprobe.c, 2 threads) gives decode's ceiling (bandwidth /
+# machine's read bandwidth (bench/membw.c, 2 threads) gives decode's ceiling (bandwidth /
 # bytes read per token); the table shows each system's decode as % of it.
 #
 # Knobs (environment): PP (128), TG (128), REPS (5), THREADS ("1 2"), TARGET (native),
@@ -72,8 +72,8 @@ fresh() {
 }
 
 # the read-bandwidth ceiling
-${CC:-cc} -O2 -march=native -pthread -o "$OUT/bwprobe" bench/bwprobe.c
-bw=$("$OUT/bwprobe" 2 1024 5 | awk '{ print $2 }')
+${CC:-cc} -O3 -march=native -pthread -o "$OUT/membw" bench/membw.c
+bw=$("$OUT/membw" 2)
 # pct TOK_S BYTES: decode tok/s as % of bw / bytes per token
 pct() {
 	awk -v r="$1" -v b="$2" -v bw="$bw" 'BEGIN { if (b > 0 && r > 0) printf "%.0f%%", 100 * r * b / (bw * 1e9); else printf "-" }'
@@ -103,7 +103,7 @@ wbytes=$(stat -c %s "$MODEL")
 echo
 echo "model: $(basename "$MODEL") ($((wbytes / 1048576)) MiB), CPU: $cpu, $(date -u +%Y-%m-%d)"
 echo "pp$PP / tg$TG, medians of $REPS runs (baseline: tg$BASE_TG, $BASE_REPS runs)"
-echo "read bandwidth (bench/bwprobe.c, 2 threads): $bw GB/s; each file copied afresh before its run: $([ "$FRESH" = 1 ] && echo yes || echo no)"
+echo "read bandwidth (bench/membw.c, 2 threads): $bw GB/s; each file copied afresh before its run: $([ "$FRESH" = 1 ] && echo yes || echo no)"
 echo
 echo "| system | threads | pp$PP tok/s | tg tok/s | pp vs portable | tg vs portable | decode GB/s | tg % of ceiling |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"

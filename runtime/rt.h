@@ -115,7 +115,7 @@ void rt_sampler_accept(RtSampler *s, int32_t token);
 /* Empties the repeat-penalty window (the PRNG stream goes on). */
 void rt_sampler_reset(RtSampler *s);
 
-/* Seconds on a monotonic clock (rt_generate.c), for timings. */
+/* Seconds on a monotonic clock (rt_pool.c), for timings. */
 double rt_now(void);
 
 /* ---- the weights payload (rt_weights.c; hash and trailer in rt_model.h) ------ */

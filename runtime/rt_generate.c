@@ -14,17 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-double rt_now(void)
-{
-	struct timespec ts;
-#if defined(CLOCK_MONOTONIC)
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
-		return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-#endif
-	timespec_get(&ts, TIME_UTC);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ---- the text stream -------------------------------------------------------------- */
 
 static int rt_pend_add(RtGenText *t, const char *b, size_t n)

@@ -163,6 +163,9 @@ typedef struct {
  * truncated, misaligned, another model's weights. */
 int rt_weights_map(RtWeights *w, const char *path, const char *argv0, uint64_t want_bytes,
 		   uint64_t want_hash, RtErr *e);
+/* A field ("Rss", "AnonHugePages") of the mapping that starts at addr, in kB, from
+ * /proc/self/smaps; -1 when unknown. */
+int64_t rt_smaps_kb(const void *addr, const char *field);
 /* The payload linked into a library: blob is n bytes, the payload then its trailer, as a
  * weights file holds them (bitnetc build --lib). Checked as rt_weights_map checks a file;
  * nothing is mapped or copied. name is how messages name it. */

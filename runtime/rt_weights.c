@@ -483,16 +483,15 @@ static void rt_thp_mode(char *out, size_t n)
 	fclose(f);
 }
 
-/* The huge pages backing the mapping that starts at addr: its AnonHugePages in
- * /proc/self/smaps, in 2 MiB pages; 0 if unknown. */
-static uint64_t rt_huge_pages(const void *addr)
+int64_t rt_smaps_kb(const void *addr, const char *field)
 {
 	FILE *f = fopen("/proc/self/smaps", "r");
 	if (!f)
-		return 0;
+		return -1;
 	char line[512];
+	size_t fl = strlen(field);
 	int in = 0;
-	uint64_t kb = 0;
+	int64_t kb = -1;
 	while (fgets(line, sizeof line, f)) {
 		unsigned long long lo, hi;
 		char dash;
@@ -500,13 +499,21 @@ static uint64_t rt_huge_pages(const void *addr)
 			if (in)
 				break;
 			in = lo == (unsigned long long)(uintptr_t)addr;
-		} else if (in && sscanf(line, "AnonHugePages: %llu kB", &lo) == 1) {
-			kb = lo;
+		} else if (in && !strncmp(line, field, fl) && line[fl] == ':' &&
+			   sscanf(line + fl + 1, "%llu kB", &lo) == 1) {
+			kb = (int64_t)lo;
 			break;
 		}
 	}
 	fclose(f);
-	return kb / (RT_HUGE >> 10);
+	return kb;
+}
+
+/* The huge pages backing the mapping that starts at addr, in 2 MiB pages; 0 if unknown. */
+static uint64_t rt_huge_pages(const void *addr)
+{
+	int64_t kb = rt_smaps_kb(addr, "AnonHugePages");
+	return kb > 0 ? (uint64_t)kb / (RT_HUGE >> 10) : 0;
 }
 
 /* 2 MiB-aligned anonymous memory for n bytes (a multiple of 2 MiB when n is over one

@@ -326,30 +326,6 @@ static void test_load_blob(void **state)
 	free(pay);
 }
 
-/* The Rss of the mapping that starts at addr, in kB (/proc/self/smaps); -1 if none. */
-static long map_rss_kb(const void *addr)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	if (!f)
-		return -1;
-	char line[512];
-	int in = 0;
-	long kb = -1;
-	while (fgets(line, sizeof line, f)) {
-		unsigned long long lo, hi;
-		char dash;
-		if (sscanf(line, "%llx%c%llx ", &lo, &dash, &hi) == 3 && dash == '-') {
-			if (in)
-				break;
-			in = lo == (unsigned long long)(uintptr_t)addr;
-		} else if (in && sscanf(line, "Rss: %llu kB", &lo) == 1) {
-			kb = (long)lo;
-			break;
-		}
-	}
-	fclose(f);
-	return kb;
-}
 
 /* Weights linked into a library are a read-only file mapping: the copy drops the pages it
  * read from the process (RT_WEIGHTS_DROP_BLOB), so that they are not resident twice. */
@@ -370,7 +346,7 @@ static void test_load_blob_drop(void **state)
 	for (size_t i = 0; i < total; i += 4096) /* resident before, as after a lazy run */
 		sink ^= blob[i];
 	(void)sink;
-	assert_true(map_rss_kb(blob) >= N / 1024);
+	assert_true((long)rt_smaps_kb(blob, "Rss") >= N / 1024);
 	RtWeights w;
 	RtErr e = {0};
 	RtLoadOpts lo = {.flags = RT_WEIGHTS_DROP_BLOB};
@@ -378,7 +354,7 @@ static void test_load_blob_drop(void **state)
 			    &e))
 		fail_msg("%s", e.msg);
 	assert_memory_equal(w.data, pay, N);
-	long kb = map_rss_kb(blob);
+	long kb = (long)rt_smaps_kb(blob, "Rss");
 	if (kb < 0 || kb > 8) /* at most the two partial pages at the ends */
 		fail_msg("the blob's mapping still has %ld kB resident after the copy", kb);
 	assert_memory_equal(blob + 4096, pay, N); /* still readable: from the page cache */

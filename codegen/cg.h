@@ -77,6 +77,9 @@ typedef struct {
 	const char *prefix;
 	bool linked_weights;
 	const char *soname; /* a shared library's file name (its DT_SONAME) */
+	/* --server: the compiler and linker flags of libmicrohttpd and libcjson (pkg-config's,
+	 * split at spaces); the link adds the server's sources and -DBN_SERVER. NULL: none */
+	const char *server_libs;
 } CgOpts;
 
 /* Where each constant of the graph lives in the weights payload: back to back, each at a
@@ -146,6 +149,11 @@ extern const int cg_n_runtime_sources;
  * with -ldl) and rt_cuda.h (cg_runtime_cuda_src.c, generated). */
 extern const CgSource cg_runtime_cuda_sources[];
 extern const int cg_n_runtime_cuda_sources;
+/* What a program built with --server writes and compiles besides them: the HTTP server
+ * (runtime/rt_http*; cg_runtime_server_src.c, generated), linked with libmicrohttpd and
+ * libcjson (CgOpts.server_libs). */
+extern const CgSource cg_runtime_server_sources[];
+extern const int cg_n_runtime_server_sources;
 
 /* Creates dir/name (never through a symbolic link) holding data. Errors name the path. */
 int cg_write_file(const char *dir, const char *name, const void *data, size_t n, BnErr *e);

@@ -9,6 +9,9 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "rt_session.h"
+#ifdef BN_SERVER
+#include "rt_http.h"
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +20,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* --server: the HTTP server of a program built with it (rt_http.c), else why not. */
+static int rt_server_run(const RtOpts *o, const char *argv0)
+{
+#ifdef BN_SERVER
+	return rt_http_main(o, argv0);
+#else
+	(void)o;
+	(void)argv0;
+	return rt_usage("this program was built without the server: build it with `bitnetc "
+			"build MODEL --server -o PROG` (needs libmicrohttpd and libcjson)");
+#endif
+}
 
 /* ---- command line ------------------------------------------------------ */
 
@@ -81,6 +97,23 @@ static void rt_help(void)
 	       "      --logits-out FILE   write float32 little-endian logits rows of n_vocab: one\n"
 	       "                          per prompt token, then one per generated token (the\n"
 	       "                          logits after feeding it)\n"
+	       "\n"
+	       "server (a program built with bitnetc build --server; see README: Serving):\n"
+	       "      --server            serve the OpenAI API over HTTP (/v1/chat/completions,\n"
+	       "                          /v1/completions, /v1/models, /health, /metrics)\n"
+	       "                          until SIGTERM or SIGINT, which drains\n"
+	       "      --host H            the address to bind (default 127.0.0.1)\n"
+	       "      --port P            the port (default 8080; 0: a free one, printed)\n"
+	       "  -np, --parallel N       slots: requests decoded together (default 4); -c is\n"
+	       "                          the total context, split evenly over the slots\n"
+	       "      --queue N           requests that may wait for a slot (default 64; more:\n"
+	       "                          503)\n"
+	       "      --api-key K         require \"Authorization: Bearer K\" (not /health)\n"
+	       "      --drain-timeout S   seconds running requests get to finish after SIGTERM\n"
+	       "                          (default 10)\n"
+	       "      --timeout S         close a connection idle for S seconds (default 600)\n"
+	       "      --body-limit N      the largest request body in bytes (default 4 MiB;\n"
+	       "                          larger: 413)\n"
 	       "\n"
 	       "other modes:\n"
 	       "      --bench             time prefill and decode; --pp N (default 128),\n"
@@ -216,6 +249,27 @@ static int rt_parse_value(const char *a, const char *v, RtOpts *o)
 		return rt_parse_i64(a, v, 1, 100000, "1 or more repetitions", &o->reps);
 	else if (!strcmp(a, "-sys") || !strcmp(a, "--system-prompt"))
 		o->system = v;
+	else if (!strcmp(a, "--host"))
+		o->host = v;
+	else if (!strcmp(a, "--port"))
+		return rt_parse_int(a, v, 0, 65535, "a port, 0 to 65535", &o->port);
+	else if (!strcmp(a, "-np") || !strcmp(a, "--parallel"))
+		return rt_parse_int(a, v, 1, 256, "1 to 256 slots", &o->parallel);
+	else if (!strcmp(a, "--queue"))
+		return rt_parse_int(a, v, 0, 100000, "0 to 100000 requests", &o->queue);
+	else if (!strcmp(a, "--api-key")) {
+		if (!*v)
+			return rt_usage("--api-key: empty key");
+		o->api_key = v;
+	} else if (!strcmp(a, "--drain-timeout")) {
+		float t;
+		int rc = rt_parse_f32(a, v, 0, 86400, "0 to 86400 seconds", &t);
+		o->drain_timeout = t;
+		return rc;
+	} else if (!strcmp(a, "--timeout"))
+		return rt_parse_int(a, v, 1, 86400, "1 to 86400 seconds", &o->http_timeout);
+	else if (!strcmp(a, "--body-limit"))
+		return rt_parse_i64(a, v, 1024, (int64_t)1 << 30, "1024 bytes to 1 GiB", &o->body_max);
 	else if (!strcmp(a, "--chat-template")) {
 		if (!bn_chat_template_name(NULL, v))
 			return rt_usage("--chat-template: unknown template \"%s\" (bitnet or llama3)",
@@ -260,6 +314,8 @@ static int rt_parse_switch(const char *a, RtOpts *o)
 		o->mmap = 0;
 	else if (!strcmp(a, "--mlock"))
 		o->mlock = 1;
+	else if (!strcmp(a, "--server"))
+		o->server = 1;
 	else
 		return -1;
 	return 0;
@@ -270,6 +326,8 @@ static const char *const rt_value_flags[] = {
 	"-c", "--ctx-size", "-ub", "--ubatch-size", "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
 	"--repeat-last-n", "--seed", "--logits-out", "--weights-file", "--pp", "--tg", "--reps",
 	"-sys", "--system-prompt", "--chat-template",
+	"--host", "--port", "-np", "--parallel", "--queue", "--api-key", "--drain-timeout",
+	"--timeout", "--body-limit",
 };
 
 static int rt_takes_value(const char *a)
@@ -290,6 +348,11 @@ int rt_parse_args(int argc, char **argv, RtOpts *o)
 	o->pp = 128;
 	o->tg = 128;
 	o->reps = 5;
+	o->port = 8080;
+	o->parallel = 4;
+	o->queue = 64;
+	o->drain_timeout = 10;
+	o->http_timeout = 600;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (rt_takes_value(a)) {
@@ -313,6 +376,9 @@ int rt_parse_args(int argc, char **argv, RtOpts *o)
 				"-sys, not -p, -f or --tokens");
 	if (o->cnv && (o->logits_out || o->bench))
 		return rt_usage("-cnv does not go with %s", o->bench ? "--bench" : "--logits-out");
+	if (o->server && (sources || o->cnv || o->bench || o->logits_out))
+		return rt_usage("--server takes its prompts over HTTP: not with -p, -f, --tokens, "
+				"-cnv, --bench or --logits-out");
 	if (o->profile && !o->bench)
 		return rt_usage("--profile goes with --bench");
 	if (o->bench && o->pp + o->tg == 0)
@@ -339,6 +405,8 @@ int main(int argc, char **argv)
 		printf("%s: %s (%s) built by bitnetc %s for %s\n", rt_prog, bn_model_meta(NULL, "name"),
 		       bn_model_meta(NULL, "arch"), bn_model_meta(NULL, "version"),
 		       bn_model_meta(NULL, "target"));
+	else if (!rc && o.server)
+		rc = rt_server_run(&o, argv[0]);
 	else if (!rc)
 		rc = rt_session_run(&o, argv[0], t_start);
 	/* stdout may be a full disk or a closed pipe: say so instead of exiting 0 */

@@ -987,6 +987,10 @@ static int rt_info(const RtOpts *o, const char *argv0)
 	if (bn_model_device_info(dev, sizeof dev))
 		printf("device:      %s\n", dev);
 	printf("max_batch:   %lld\n", (long long)bn_model_meta_int(NULL, "max_batch"));
+#ifdef BN_SERVER
+	printf("server:      --server (built in: needs the shared libraries libmicrohttpd and "
+	       "libcjson)\n");
+#endif
 	printf("templates:  ");
 	int32_t sizes[64];
 	int32_t ns = bn_model_batch_sizes(NULL, sizes, 64);

@@ -44,6 +44,16 @@ typedef struct {
 	int verbose;               /* -v */
 	int mmap;                  /* --mmap: map the weights lazily (else --no-mmap: copied) */
 	int mlock;                 /* --mlock */
+	/* --server (a program built with it: rt_http.c) */
+	int server;
+	const char *host;          /* --host (default 127.0.0.1) */
+	int port;                  /* --port (default 8080; 0: any free one) */
+	int parallel;              /* --parallel, -np: slots (default 4) */
+	int queue;                 /* --queue: requests waiting for a slot (default 64) */
+	const char *api_key;       /* --api-key */
+	double drain_timeout;      /* --drain-timeout seconds (default 10) */
+	int http_timeout;          /* --timeout: idle connection seconds (default 600) */
+	int64_t body_max;          /* --body-limit bytes (default 4 MiB) */
 } RtOpts;
 
 /* What a session holds; rt_session_run releases it. */

@@ -121,6 +121,9 @@ static int cpu_emit_files(const char **names, int max)
 		names[n++] = "model.o";
 	for (int i = 0; i < cg_n_runtime_sources && n < max; i++)
 		names[n++] = cg_runtime_sources[i].name;
+	/* a --server program's */
+	for (int i = 0; i < cg_n_runtime_server_sources && n < max; i++)
+		names[n++] = cg_runtime_server_sources[i].name;
 	/* a library's (--lib, --shared): its files and the runtime's objects */
 	for (int i = 0; i < cg_n_lib_file_names && n < max; i++)
 		names[n++] = cg_lib_file_names[i];

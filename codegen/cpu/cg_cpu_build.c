@@ -460,6 +460,22 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 		if (l > 2 && strcmp(s + l - 2, ".c") == 0)
 			argv[n++] = s;
 	}
+	/* --server: the HTTP server's sources, its define and libraries */
+	char server_buf[1024];
+	const char *server[MAX_EXTRA];
+	CgOpts so = {.cflags = o->server_libs};
+	int n_server = cg_split_cflags(&so, server_buf, sizeof server_buf, server, MAX_EXTRA);
+	if (o->server_libs && n + n_server + cg_n_runtime_server_sources + 4 < MAX_ARGS) {
+		argv[n++] = "-DBN_SERVER";
+		for (int i = 0; i < cg_n_runtime_server_sources; i++) {
+			const char *s = cg_runtime_server_sources[i].name;
+			size_t l = strlen(s);
+			if (l > 2 && strcmp(s + l - 2, ".c") == 0)
+				argv[n++] = s;
+		}
+		for (int i = 0; i < n_server; i++)
+			argv[n++] = server[i];
+	}
 	argv[n++] = "-lm";
 	argv[n++] = "-lpthread";
 	argv[n] = NULL;

@@ -71,6 +71,11 @@ const char usage_build[] =
 	"  --host-kernels        cuda targets: also compile the kernels for this host\n"
 	"                        (model_host.o in --emit-c DIR), which the tests run under a\n"
 	"                        SIMT emulator in place of a GPU\n"
+	"  --server              also build in the OpenAI-compatible HTTP server (PROG\n"
+	"                        --server, see README: Serving); needs libmicrohttpd and\n"
+	"                        libcjson (Debian: libmicrohttpd-dev libcjson-dev) found by\n"
+	"                        pkg-config, and the program then needs their shared\n"
+	"                        libraries\n"
 	"  --lib                 write a static library (OUT: libNAME.a) instead of a program:\n"
 	"                        the model, the runtime and the weights (linked in; with\n"
 	"                        --weights-file opened from that file at run time), every\n"
@@ -98,6 +103,18 @@ const char usage_emit[] =
 	"  --max-batch N, --pipeline F, --pass-opt P.K=V, --chat-template NAME,\n"
 	"  --no-tokenizer, --tokenizer-pre NAME, --lua-*, --tune, --tune-file F,\n"
 	"  --dump-after PASS, --verify-each, -v   as for bitnetc build\n";
+
+/* --server: the HTTP server's sources beside model.c. */
+static int server_sources(CgOutput *out, BnErr *e)
+{
+	for (int i = 0; i < cg_n_runtime_server_sources; i++) {
+		const CgSource *src = &cg_runtime_server_sources[i];
+		CgBuf *b = cg_output_add(out, src->name, CG_ART_SOURCE);
+		if (!b || cg_put(b, src->data, src->size))
+			return bn_err(e, BN_ENOMEM, "out of memory for the server's sources");
+	}
+	return 0;
+}
 
 /* Options of build that emit has no use for: a usage error naming it. */
 static bool emit_refuses(const Args *a)
@@ -131,6 +148,8 @@ typedef struct {
 	bool verify_each;       /* --verify-each */
 	bool host_kernels;      /* --host-kernels */
 	bool cubin;             /* --cubin */
+	bool server;            /* --server */
+	char server_libs[1024]; /* pkg-config's flags for it */
 	PassLuaOpts lua;        /* --lua-timeout, --lua-memory, --lua-unsafe */
 	bool emit_tree;         /* bitnetc emit MODEL DIR (emit_dir) */
 	CgLib lib;              /* --lib, --shared */
@@ -368,6 +387,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
 		     .verbose = o->verbose, .host_kernels = o->host_kernels,
 		     .cubin = o->cubin};
+	if (o->server)
+		co.server_libs = o->server_libs;
 	if (o->lib) {
 		co.lib = o->lib;
 		co.prefix = o->prefix;
@@ -381,7 +402,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	else
 		snprintf(about, sizeof about, "%s\n * (model %s, target %s)",
 			 co.soname ? co.soname : o->out, o->path, t->name);
-	if (be->emit(g, &co, &out, &e) != BN_OK ||
+	if (be->emit(g, &co, &out, &e) != BN_OK || (o->server && server_sources(&out, &e)) ||
 	    (o->lib && cg_lib_add_artifacts(&out, o->prefix, about,
 					    o->emit_tree ? o->hdr_lib : "bn_lib.h",
 					    co.linked_weights, &e)) ||
@@ -582,6 +603,27 @@ static int lib_opts(const Args *a, BuildOpts *o, const CgTarget *t, int n_lib, c
 
 /* bitnetc build, or with emit bitnetc emit MODEL DIR (the same options less those about
  * the product: a library tree, never compiled here). */
+/* --server: the flags of libmicrohttpd and libcjson from pkg-config into o->server_libs;
+ * 0, or the exit code after saying what to install. */
+static int server_libs(BuildOpts *o)
+{
+	FILE *p = popen("pkg-config --cflags --libs libmicrohttpd libcjson 2>/dev/null", "r");
+	size_t n = p ? fread(o->server_libs, 1, sizeof o->server_libs - 1, p) : 0;
+	int st = p ? pclose(p) : -1;
+	o->server_libs[n] = 0;
+	while (n && (o->server_libs[n - 1] == '\n' || o->server_libs[n - 1] == ' '))
+		o->server_libs[--n] = 0;
+	for (char *c = o->server_libs; *c; c++)
+		if (*c == '\n' || *c == '\t')
+			*c = ' ';
+	if (st != 0 || !n)
+		return fail(EXIT_RUNTIME, "--server needs libmicrohttpd and libcjson with their "
+					  "headers, found through pkg-config: not found (Debian, "
+					  "Ubuntu: apt-get install libmicrohttpd-dev libcjson-dev "
+					  "pkg-config)");
+	return 0;
+}
+
 static int build_main(int argc, char **argv, bool emit)
 {
 	Args a = {.cmd = emit ? "emit" : "build", .argc = argc, .argv = argv};
@@ -656,6 +698,8 @@ static int build_main(int argc, char **argv, bool emit)
 			o.verify_each = true;
 		} else if (flag(&a, NULL, "--host-kernels")) {
 			o.host_kernels = true;
+		} else if (flag(&a, NULL, "--server")) {
+			o.server = true;
 		} else if (flag(&a, NULL, "--cubin")) {
 			o.cubin = true;
 		} else if (flag(&a, NULL, "--lib")) {
@@ -753,6 +797,15 @@ static int build_main(int argc, char **argv, bool emit)
 		pass_opts_free(&o.pass_opts);
 		return usage_err(a.cmd, "%s: only for cuda targets (--target %s is a %s target)",
 				 o.cubin ? "--cubin" : "--host-kernels", o.target, t.backend->name);
+	}
+	if (o.server && (o.lib || strcmp(t.backend->name, "cpu") != 0)) {
+		pass_opts_free(&o.pass_opts);
+		return usage_err(a.cmd, "--server: only for a program of a CPU target (not %s)",
+				 o.lib ? (o.emit_tree ? "emit" : "--lib or --shared") : o.target);
+	}
+	if (o.server && (urc = server_libs(&o))) {
+		pass_opts_free(&o.pass_opts);
+		return urc;
 	}
 	/* before any work: no output may be an input, another output or a special file */
 	BnErr fe = {0};

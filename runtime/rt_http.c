@@ -141,6 +141,8 @@ static void rt_count_status(RtHttp *s, int status)
 }
 
 /* Queues a response of bytes (taken: freed here) with status and content type. */
+static _Thread_local const char *rt_allow; /* a 405's Allow header */
+
 static enum MHD_Result rt_send(RtHttp *s, struct MHD_Connection *conn, int status, char *bytes,
 			       const char *type)
 {
@@ -155,10 +157,10 @@ static enum MHD_Result rt_send(RtHttp *s, struct MHD_Connection *conn, int statu
 	MHD_add_response_header(r, "Content-Type", type);
 	if (atomic_load(&s->draining))
 		MHD_add_response_header(r, "Connection", "close");
-	if (status == 405)
-		MHD_add_response_header(r, "Allow", "GET, POST");
 	if (status == 401)
 		MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+	if (status == 405 && rt_allow)
+		MHD_add_response_header(r, "Allow", rt_allow);
 	enum MHD_Result ok = MHD_queue_response(conn, (unsigned)status, r);
 	MHD_destroy_response(r);
 	rt_count_status(s, status);
@@ -614,6 +616,13 @@ static char *rt_metrics_text(RtHttp *s)
 		   "# TYPE bitnetc_draining gauge\nbitnetc_draining %d\n",
 		s->n_slots, st.active, st.queued, (unsigned long long)st.steps,
 		(unsigned long long)st.step_rows, atomic_load(&s->draining));
+	static const char *const reasons[] = {NULL, "stop", "length", "cancelled", "error"};
+	fprintf(f, "# HELP bitnetc_requests_finished_total Requests the engine finished, by how "
+		   "(cancelled: the client went away, or the drain's end).\n"
+		   "# TYPE bitnetc_requests_finished_total counter\n");
+	for (int i = 1; i < 5; i++)
+		fprintf(f, "bitnetc_requests_finished_total{reason=\"%s\"} %llu\n", reasons[i],
+			(unsigned long long)st.finished[i]);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
@@ -674,7 +683,7 @@ static int rt_first(RtHttp *s, struct MHD_Connection *conn, const char *url, con
 							 "/v1/chat/completions, /v1/completions, "
 							 "/health, /metrics)", method, url);
 	else if (strcmp(method, post ? "POST" : "GET") &&
-		 !(!post && !strcmp(method, "HEAD")))
+		 !(!post && !strcmp(method, "HEAD")) && (rt_allow = post ? "POST" : "GET, HEAD"))
 		*ok = rt_reply_err(s, conn, 405, "method_not_allowed", "%.200s takes %s, not %.16s", url,
 			      post ? "POST" : "GET", method);
 	else if (hc->route != R_HEALTH && !rt_authorized(s, conn))

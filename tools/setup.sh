@@ -9,6 +9,9 @@ set -eu
 # unicode-data (not needed to build): only tools/gen_unicode.py reads it, to regenerate
 # runtime/rt_unicode_tab.h, which is committed.
 PKGS="cmake make gcc libc6-dev pkg-config gzip llvm-19-dev liblua5.4-dev libcmocka-dev clang libclang-rt-dev"
+# The HTTP server of programs built with --server: libmicrohttpd and cJSON (headers and
+# shared libraries), and curl, which its tests talk to it with.
+PKGS="$PKGS libmicrohttpd-dev libcjson-dev curl"
 # On x86-64 also an aarch64 cross compiler with its libc (a recommends, which
 # --no-install-recommends would skip) and qemu-user: the NEON kernels' tests build for
 # aarch64 and run there under emulation (tests/e2e/test_kernels.c skips them without).

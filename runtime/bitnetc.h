@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BN_API_VERSION 2
+#define BN_API_VERSION 3
 
 /* ---- status codes --------------------------------------------------------------- */
 
@@ -157,6 +157,15 @@ bn_ctx *bn_ctx_new(bn_model *m, int32_t n_ctx, int32_t n_threads, char *err, siz
 /* The same with the status in *code (may be NULL). */
 bn_ctx *bn_ctx_new_ex(bn_model *m, int32_t n_ctx, int32_t n_threads, int *code, char *err,
 		      size_t err_len);
+/* The most sequences one context holds. */
+#define BN_MAX_SEQ 1024
+/* A context of n_seq sequences (1..BN_MAX_SEQ) of n_ctx positions each (0:
+ * bn_model_default_ctx / n_seq), decoded together by bn_decode_batch (llama.cpp's
+ * n_seq_max): its KV cache holds n_seq times what one sequence's does. bn_ctx_new_ex is
+ * n_seq 1. The same codes; BN_E_ARG for n_seq out of range. */
+bn_ctx *bn_ctx_new_seq(bn_model *m, int32_t n_ctx, int32_t n_seq, int32_t n_threads, int *code,
+		       char *err, size_t err_len);
+int32_t bn_ctx_n_seq(const bn_ctx *c);
 void bn_ctx_free(bn_ctx *c);
 const bn_model *bn_ctx_model(const bn_ctx *c);
 int32_t bn_ctx_n_ctx(const bn_ctx *c);
@@ -166,14 +175,20 @@ int32_t bn_ctx_n_threads(const bn_ctx *c);
  * (bn_decode_split); n 1 feeds token by token, the reference's step mode. */
 int bn_ctx_set_ubatch(bn_ctx *c, int32_t n);
 int32_t bn_ctx_ubatch(const bn_ctx *c);
-/* The positions the KV cache holds: where the next bn_decode appends. */
+/* The positions the KV cache holds of sequence 0: where the next bn_decode appends. */
 int32_t bn_ctx_pos(const bn_ctx *c);
-/* Starts over at position 0 (the cache is overwritten as decoding goes). */
+/* The positions sequence seq holds (its length); BN_E_ARG for a seq outside 0..n_seq-1. */
+int32_t bn_ctx_seq_pos(const bn_ctx *c, int32_t seq);
+/* Starts over at position 0, every sequence (the cache is overwritten as decoding goes). */
 void bn_ctx_reset(bn_ctx *c);
 /* Keeps positions [0, n_keep) of the cache: the next bn_decode appends at n_keep, and
  * gives the bits it would give after decoding those n_keep tokens alone (with the same
  * call split). BN_OK; BN_E_ARG when n_keep < 0 or n_keep > bn_ctx_pos(c). */
 int bn_ctx_trim(bn_ctx *c, int32_t n_keep);
+/* bn_ctx_trim for sequence seq, the others untouched; seq -1: every sequence longer than
+ * n_keep is cut to n_keep (bn_ctx_seq_trim(c, -1, 0) empties them all). BN_OK; BN_E_ARG
+ * for a seq outside -1..n_seq-1, n_keep < 0, or n_keep past the sequence's length. */
+int bn_ctx_seq_trim(bn_ctx *c, int32_t seq, int32_t n_keep);
 /* Asks the context's running (or next) bn_decode, bn_decode_ex, bn_generate or chat turn
  * to stop (on 1), or withdraws the request (on 0). Safe from any thread and from a signal
  * handler (it only sets a flag). The decode sees it before each forward call, so a long
@@ -217,6 +232,33 @@ int bn_decode_ex(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits, int
  * last call of one token (sizes up to 32, 33 tokens: 31 + 2). The same split gives the
  * same logits, bit for bit. */
 int32_t bn_decode_split(const bn_ctx *c, int32_t n);
+
+/* Rows of several sequences for bn_decode_batch (llama.cpp's llama_batch, one sequence a
+ * row). */
+typedef struct {
+	int32_t n;            /* rows, >= 1 */
+	const int32_t *token; /* [n] */
+	const int32_t *pos;   /* [n] the row's position in its sequence */
+	const int32_t *seq;   /* [n] the row's sequence, 0..n_seq-1; NULL: all 0 */
+	const int8_t *logits; /* [n] nonzero: the row's logits are wanted; NULL: none */
+} bn_batch;
+
+/* Evaluates the rows of b, each at its position of its sequence, attending to positions
+ * 0..pos of its own sequence only. A sequence's rows (in row order; other sequences' rows
+ * may come between them) are consecutive positions starting at or below its length: they
+ * append, or overwrite from that position on (which first trims the sequence there).
+ * logits gets n_vocab floats for each row that wants them, in row order (NULL when none
+ * does). The rows go in forward calls of up to bn_ctx_ubatch rows, in row order (a
+ * one-row call, the step mode, only for a one-row batch); rows in one call do not change
+ * each other's logits, so a row gets the bits it would get with its own sequence's rows
+ * alone in a call of several rows. Returns BN_OK; BN_E_ARG (no rows, a sequence out of
+ * range, positions that are not such a run, wanted logits and no buffer), BN_E_TOKEN,
+ * BN_E_CTX (a position past n_ctx) before anything runs; BN_E_CANCELLED (bn_ctx_cancel,
+ * seen before each forward call), BN_E_NONFINITE (the message and bn_ctx_nonfinite name
+ * the row's position; the message its sequence), BN_E_CPU or BN_E_DEVICE when a call
+ * failed: the calls before it stay in the cache and each sequence's length is after its
+ * rows they decoded. The message is in bn_ctx_last_error. */
+int bn_decode_batch(bn_ctx *c, const bn_batch *b, float *logits);
 
 /* ---- profiling ------------------------------------------------------------------ */
 
@@ -311,7 +353,8 @@ int32_t bn_chat_format(const bn_model *m, const char *tmpl, const bn_chat_msg *m
 /* ---- sampling ------------------------------------------------------------------- */
 
 /* llama.cpp's chain and defaults, in this order: repeat penalty (tokens among the last
- * repeat_last_n accepted) -> top-k -> top-p -> min-p -> temperature -> a draw from the
+ * repeat_last_n accepted), then the presence and frequency penalties over the same window
+ * (OpenAI's and llama.cpp's: logit -= count * frequency + (count > 0) * presence) -> top-k -> top-p -> min-p -> temperature -> a draw from the
  * softmax. temp <= 0 is greedy: the argmax, ties to the lowest id. */
 typedef struct {
 	float temp;            /* 0.8; <= 0: greedy */
@@ -321,6 +364,8 @@ typedef struct {
 	float repeat_penalty;  /* 1.0 (off) */
 	int32_t repeat_last_n; /* 64; 0: off */
 	uint64_t seed;         /* the random stream; same seed, same draws */
+	float presence_penalty;  /* 0 (off) */
+	float frequency_penalty; /* 0 (off) */
 } bn_sampler_params;
 
 typedef struct bn_sampler bn_sampler;

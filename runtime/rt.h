@@ -82,8 +82,9 @@ int rt_cpu_enable(const char *features, char *why, size_t n);
 
 /* A sampler with llama.cpp's defaults and semantics. Each step applies, in this order
  * (llama.cpp's common sampler chain):
- *   repeat penalty (tokens among the last repeat_last_n accepted: l > 0 ? l/pen : l*pen)
- *   -> top-k -> top-p (over the softmax of what is left) -> min-p (p >= min_p * p_max)
+ *   repeat penalty (tokens among the last repeat_last_n accepted: l > 0 ? l/pen : l*pen),
+ *   then the presence and frequency penalties over the same window (l -= count * frequency
+ *   + (count > 0) * presence, OpenAI's definition) -> top-k -> top-p (over the softmax of what is left) -> min-p (p >= min_p * p_max)
  *   -> temperature -> draw from the softmax.
  * temp <= 0 is greedy: the argmax of the penalized logits, ties to the lowest id. */
 typedef struct {
@@ -94,6 +95,8 @@ typedef struct {
 	float repeat_penalty;  /* 1.0 (off) */
 	int32_t repeat_last_n; /* 64; 0: off (the caller turns llama.cpp's -1 into n_ctx) */
 	uint64_t seed;         /* the PRNG stream; same seed, same draws */
+	float presence_penalty;  /* 0 (off) */
+	float frequency_penalty; /* 0 (off) */
 } RtSamplerParams;
 
 typedef struct RtSampler RtSampler;

@@ -39,7 +39,9 @@ struct bn_ctx {
 	int32_t ubatch;
 	int32_t calls[64]; /* the call sizes (ascending): batch sizes below ubatch, then ubatch */
 	int n_calls;
-	int32_t pos;
+	/* per sequence (st.n_seq of each): the positions it holds; bn_decode_batch's first
+	 * position and next one (-1: no row) */
+	int32_t *len, *bstart, *bnext;
 	/* the last BN_E_NONFINITE: position, token, layer */
 	int bad_set;
 	int32_t bad_pos, bad_tok, bad_layer;
@@ -454,9 +456,15 @@ static int rt_ctx_alloc(bn_ctx *c, char *err, size_t err_len)
 		return BN_OK;
 	}
 	c->own_mem = 1;
-	uint64_t kvb = rm->kv_bytes(c->st.n_ctx, 1);
+	uint64_t kvb = rm->kv_bytes(c->st.n_ctx, c->st.n_seq);
 	/* calloc of a large block is fresh zero pages from the OS: nothing is touched yet. */
 	c->st.kv = kvb > SIZE_MAX ? NULL : calloc(1, kvb ? (size_t)kvb : 1);
+	if (!c->st.kv && c->st.n_seq > 1)
+		return rt_say(err, err_len, BN_E_CTX,
+			      "cannot allocate the KV cache: %.1f MiB for %d sequences of %lld "
+			      "tokens",
+			      (double)kvb / (1024.0 * 1024.0), (int)c->st.n_seq,
+			      (long long)c->st.n_ctx);
 	if (!c->st.kv)
 		return rt_say(err, err_len, BN_E_CTX,
 			      "cannot allocate the KV cache: %.1f MiB for %lld tokens",
@@ -469,8 +477,8 @@ static int rt_ctx_alloc(bn_ctx *c, char *err, size_t err_len)
 	return BN_OK;
 }
 
-bn_ctx *bn_ctx_new_ex(bn_model *m, int32_t n_ctx, int32_t n_threads, int *code, char *err,
-		      size_t err_len)
+bn_ctx *bn_ctx_new_seq(bn_model *m, int32_t n_ctx, int32_t n_seq, int32_t n_threads, int *code,
+		       char *err, size_t err_len)
 {
 	int rc = BN_OK;
 	bn_ctx *c = NULL;
@@ -482,15 +490,23 @@ bn_ctx *bn_ctx_new_ex(bn_model *m, int32_t n_ctx, int32_t n_threads, int *code, 
 	else if (n_ctx < 0 || n_threads < 0 || n_threads > 512)
 		rc = rt_say(err, err_len, BN_E_ARG, "bad context size %d or thread count %d",
 			    (int)n_ctx, (int)n_threads);
-	else if (!(c = calloc(1, sizeof *c)))
+	else if (n_seq < 1 || n_seq > BN_MAX_SEQ)
+		rc = rt_say(err, err_len, BN_E_ARG, "bad sequence count %d (1 to %d)", (int)n_seq,
+			    BN_MAX_SEQ);
+	else if (!(c = calloc(1, sizeof *c)) ||
+		 !(c->len = calloc(3 * (size_t)n_seq, sizeof *c->len)))
 		rc = rt_say(err, err_len, BN_E_NOMEM, "out of memory");
-	if (c) {
+	if (c && !rc) {
 		c->m = m;
 		atomic_init(&c->cancel, 0);
+		c->bstart = c->len + n_seq;
+		c->bnext = c->bstart + n_seq;
 		c->st.w = m->w.data;
 		c->st.inst = m->inst;
-		c->st.n_ctx = n_ctx ? n_ctx : bn_model_default_ctx(m);
-		c->st.n_seq = 1;
+		if (!n_ctx && (n_ctx = bn_model_default_ctx(m) / n_seq) < 1)
+			n_ctx = 1;
+		c->st.n_ctx = n_ctx;
+		c->st.n_seq = n_seq;
 		bn_ctx_set_ubatch(c, 0);
 		int th = n_threads ? n_threads : bn_default_threads();
 		rc = rt_ctx_alloc(c, err, err_len);
@@ -504,6 +520,12 @@ bn_ctx *bn_ctx_new_ex(bn_model *m, int32_t n_ctx, int32_t n_threads, int *code, 
 		return NULL;
 	}
 	return c;
+}
+
+bn_ctx *bn_ctx_new_ex(bn_model *m, int32_t n_ctx, int32_t n_threads, int *code, char *err,
+		      size_t err_len)
+{
+	return bn_ctx_new_seq(m, n_ctx, 1, n_threads, code, err, err_len);
 }
 
 bn_ctx *bn_ctx_new(bn_model *m, int32_t n_ctx, int32_t n_threads, char *err, size_t err_len)
@@ -523,6 +545,7 @@ void bn_ctx_free(bn_ctx *c)
 	} else if (c->dev_init && c->m->rm->state_fini) {
 		c->m->rm->state_fini(&c->st);
 	}
+	free(c->len);
 	free(c);
 }
 
@@ -560,25 +583,51 @@ int32_t bn_ctx_ubatch(const bn_ctx *c)
 	return c->ubatch;
 }
 
+int32_t bn_ctx_n_seq(const bn_ctx *c)
+{
+	return c->st.n_seq;
+}
+
 int32_t bn_ctx_pos(const bn_ctx *c)
 {
-	return c->pos;
+	return c->len[0];
+}
+
+int32_t bn_ctx_seq_pos(const bn_ctx *c, int32_t seq)
+{
+	return seq >= 0 && seq < c->st.n_seq ? c->len[seq] : BN_E_ARG;
 }
 
 void bn_ctx_reset(bn_ctx *c)
 {
-	c->pos = 0;
+	for (int32_t s = 0; s < c->st.n_seq; s++)
+		c->len[s] = 0;
 }
 
 /* The cache needs no clearing: position p is read only after a decode wrote it (each row
  * attends to 0..pos of its own sequence), so what lies past n_keep is overwritten first. */
 int bn_ctx_trim(bn_ctx *c, int32_t n_keep)
 {
-	if (n_keep < 0 || n_keep > c->pos)
+	if (n_keep < 0 || n_keep > c->len[0])
 		return rt_say(c->err, sizeof c->err, BN_E_ARG,
 			      "bn_ctx_trim: %d positions (the cache holds %d)", (int)n_keep,
-			      (int)c->pos);
-	c->pos = n_keep;
+			      (int)c->len[0]);
+	c->len[0] = n_keep;
+	return BN_OK;
+}
+
+int bn_ctx_seq_trim(bn_ctx *c, int32_t seq, int32_t n_keep)
+{
+	if (seq < -1 || seq >= c->st.n_seq || n_keep < 0 || (seq >= 0 && n_keep > c->len[seq]))
+		return rt_say(c->err, sizeof c->err, BN_E_ARG,
+			      "bn_ctx_seq_trim: sequence %d, %d positions (the context has %d "
+			      "sequences%s%d positions)",
+			      (int)seq, (int)n_keep, (int)c->st.n_seq,
+			      seq >= 0 && seq < c->st.n_seq ? ", that one holds " : "; ",
+			      seq >= 0 && seq < c->st.n_seq ? (int)c->len[seq] : 0);
+	for (int32_t s = seq < 0 ? 0 : seq; s < (seq < 0 ? c->st.n_seq : seq + 1); s++)
+		if (c->len[s] > n_keep)
+			c->len[s] = n_keep;
 	return BN_OK;
 }
 
@@ -694,59 +743,60 @@ static int rt_bad(bn_ctx *c, int64_t pos, int32_t tok, int32_t layer)
 	return BN_E_NONFINITE;
 }
 
-/* The model's decode of n tokens at positions pos..pos+n-1 of sequence 0 (n <= max_batch,
- * checked by bn_model_check against RT_MAX_BATCH); last_only: the last row's logits alone. */
-static int rt_decode_seq0(const RtModel *rm, RtState *st, const int32_t *toks, int n,
-			  int64_t pos, float *logits, int last_only)
+/* "position P" of a one-sequence context, "position P of sequence S" of a larger one. */
+static const char *rt_where(const bn_ctx *c, char *buf, size_t n, int64_t pos, int32_t seq)
 {
-	int32_t p[RT_MAX_BATCH], last = n - 1;
-	if (n < 1 || n > rm->max_batch || n > RT_MAX_BATCH || pos < 0 || pos > INT32_MAX - n)
-		return RT_FORWARD_BATCH;
-	for (int t = 0; t < n; t++)
-		p[t] = (int32_t)pos + t;
-	RtBatch b = {n, toks, p, NULL, last_only ? &last : NULL, 1};
-	return rm->decode(st, &b, logits);
+	if (c->st.n_seq > 1)
+		snprintf(buf, n, "position %lld of sequence %d", (long long)pos, (int)seq);
+	else
+		snprintf(buf, n, "position %lld", (long long)pos);
+	return buf;
 }
 
-/* One forward call at c->pos. An activation (the model checks the residual stream after
- * the embedding and each layer) or a logit that is NaN or infinite fails it: the weights
- * are broken or overflow float, and every token after it would be noise. */
-static int rt_call(bn_ctx *c, const int32_t *toks, int n, float *logits, int last_only)
+/* One forward call of the rows of b (1..max_batch, checked by bn_model_check against
+ * RT_MAX_BATCH). An activation (the model checks the residual stream after the embedding
+ * and each layer) or a logit that is NaN or infinite fails it: the weights are broken or
+ * overflow float, and every token after it would be noise. */
+static int rt_forward(bn_ctx *c, const RtBatch *b, float *logits)
 {
 	const RtModel *rm = c->m->rm;
 	RtState *st = &c->st;
-	int64_t pos = c->pos;
 	size_t msz = sizeof c->err;
+	char at[96];
+	int n = b->n;
 	st->bad_token = 0;
 	st->bad_layer = INT_MIN; /* the model did not say */
-	int s = rt_decode_seq0(rm, st, toks, n, pos, logits, last_only);
+	int s = rm->decode(st, b, logits);
 	if (!s && rm->sync)
 		s = rm->sync(st);
 	if (s == RT_FORWARD_NONFINITE) {
 		int t = st->bad_token >= 0 && st->bad_token < n ? st->bad_token : 0;
+		int32_t seq = b->seq ? b->seq[t] : 0, tok = b->token[t];
+		int64_t pos = b->pos[t];
+		rt_where(c, at, sizeof at, pos, seq);
 		if (st->bad_layer == INT_MIN) {
-			rt_bad(c, pos + t, toks[t], BN_LAYER_UNKNOWN);
+			rt_bad(c, pos, tok, BN_LAYER_UNKNOWN);
 			return rt_say(c->err, msz, BN_E_NONFINITE,
-				      "activations went NaN or Inf at position %lld (token %d): the "
-				      "weights overflow float; stopping",
-				      (long long)(pos + t), (int)toks[t]);
+				      "activations went NaN or Inf at %s (token %d): the weights "
+				      "overflow float; stopping",
+				      at, (int)tok);
 		}
-		rt_bad(c, pos + t, toks[t], st->bad_layer < 0 ? -1 : st->bad_layer);
+		rt_bad(c, pos, tok, st->bad_layer < 0 ? -1 : st->bad_layer);
 		if (st->bad_layer < 0)
 			return rt_say(c->err, msz, BN_E_NONFINITE,
-				      "the embedding row of token %d (position %lld) is not finite "
-				      "(NaN or Inf): the model's weights are broken; stopping",
-				      (int)toks[t], (long long)(pos + t));
+				      "the embedding row of token %d (%s) is not finite (NaN or Inf): "
+				      "the model's weights are broken; stopping",
+				      (int)tok, at);
 		return rt_say(c->err, msz, BN_E_NONFINITE,
-			      "activations went NaN or Inf in layer %d at position %lld (token "
-			      "%d): the weights overflow float there; stopping",
-			      st->bad_layer, (long long)(pos + t), (int)toks[t]);
+			      "activations went NaN or Inf in layer %d at %s (token %d): the "
+			      "weights overflow float there; stopping",
+			      st->bad_layer, at, (int)tok);
 	}
 	if (s == RT_FORWARD_DEVICE)
 		return rt_say(c->err, msz, BN_E_DEVICE,
 			      "the GPU failed the forward call at positions %lld..%lld (a launch, a "
 			      "copy or a kernel fault reported by the driver)",
-			      (long long)pos, (long long)(pos + n - 1));
+			      (long long)b->pos[0], (long long)b->pos[n - 1]);
 	if (s == RT_FORWARD_CPU)
 		return rt_say(c->err, msz, BN_E_CPU,
 			      "the OS refused the AMX tile state the model's kernels need "
@@ -755,19 +805,39 @@ static int rt_call(bn_ctx *c, const int32_t *toks, int n, float *logits, int las
 		return rt_say(c->err, msz, BN_E_MODEL,
 			      "the model's forward call failed (status %d) at positions "
 			      "%lld..%lld",
-			      s, (long long)pos, (long long)(pos + n - 1));
-	int64_t rows = !logits ? 0 : last_only ? 1 : n;
+			      s, (long long)b->pos[0], (long long)b->pos[n - 1]);
+	int64_t rows = !logits ? 0 : b->out ? b->n_out : n;
 	int64_t r = rt_nonfinite_row(logits, rows, rm->n_vocab);
 	if (r >= 0) {
-		int t = last_only ? n - 1 : (int)r;
-		rt_bad(c, pos + t, toks[t], BN_LAYER_LOGITS);
+		int t = b->out ? b->out[r] : (int)r;
+		int32_t seq = b->seq ? b->seq[t] : 0;
+		rt_bad(c, b->pos[t], b->token[t], BN_LAYER_LOGITS);
 		return rt_say(c->err, msz, BN_E_NONFINITE,
-			      "the logits of position %lld (token %d) are NaN or Inf: the "
-			      "model's weights overflow float; stopping",
-			      (long long)(pos + t), (int)toks[t]);
+			      "the logits of %s (token %d) are NaN or Inf: the model's weights "
+			      "overflow float; stopping",
+			      rt_where(c, at, sizeof at, b->pos[t], seq), (int)b->token[t]);
 	}
-	c->pos += n;
 	return BN_OK;
+}
+
+/* One forward call of n tokens at sequence 0's end; last_only: the last row's logits
+ * alone. */
+static int rt_call(bn_ctx *c, const int32_t *toks, int n, float *logits, int last_only)
+{
+	int32_t p[RT_MAX_BATCH], last = n - 1;
+	int64_t pos = c->len[0];
+	if (n < 1 || n > c->m->rm->max_batch || n > RT_MAX_BATCH || pos > INT32_MAX - n)
+		return rt_say(c->err, sizeof c->err, BN_E_MODEL,
+			      "the model's forward call failed (status %d) at positions "
+			      "%lld..%lld",
+			      RT_FORWARD_BATCH, (long long)pos, (long long)(pos + n - 1));
+	for (int t = 0; t < n; t++)
+		p[t] = (int32_t)pos + t;
+	RtBatch b = {n, toks, p, NULL, last_only ? &last : NULL, 1};
+	int rc = rt_forward(c, &b, logits);
+	if (!rc)
+		c->len[0] += n;
+	return rc;
 }
 
 int bn_decode_ex(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits, int flags)
@@ -780,10 +850,10 @@ int bn_decode_ex(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits, int
 	    ((flags & BN_DECODE_ONE_CALL) && n > c->ubatch))
 		return rt_say(c->err, msz, BN_E_ARG, "bn_decode: %d tokens (one call holds 1 to %d)",
 			      (int)n, (int)c->ubatch);
-	if ((int64_t)c->pos + n > c->st.n_ctx)
+	if ((int64_t)c->len[0] + n > c->st.n_ctx)
 		return rt_say(c->err, msz, BN_E_CTX,
 			      "the context is full: %d tokens at position %d do not fit its %lld",
-			      (int)n, (int)c->pos, (long long)c->st.n_ctx);
+			      (int)n, (int)c->len[0], (long long)c->st.n_ctx);
 	for (int32_t i = 0; i < n; i++)
 		if (tokens[i] < 0 || tokens[i] >= rm->n_vocab)
 			return rt_say(c->err, msz, BN_E_TOKEN,
@@ -798,7 +868,7 @@ int bn_decode_ex(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits, int
 		float *out = !logits ? NULL : !last ? logits + (size_t)off * nv : final ? logits : NULL;
 		if (atomic_exchange(&c->cancel, 0))
 			return rt_say(c->err, msz, BN_E_CANCELLED,
-				      "cancelled at position %d (%d of %d tokens decoded)", (int)c->pos,
+				      "cancelled at position %d (%d of %d tokens decoded)", (int)c->len[0],
 				      (int)off, (int)n);
 		int rc = rt_call(c, tokens + off, m, out, last);
 		if (rc)
@@ -811,6 +881,102 @@ int bn_decode_ex(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits, int
 int bn_decode(bn_ctx *c, const int32_t *tokens, int32_t n, float *logits)
 {
 	return bn_decode_ex(c, tokens, n, logits, 0);
+}
+
+/* The rows of bn_decode_batch's next forward call: up to ubatch, never leaving a last call
+ * of one row behind (a one-row call is the step mode: only a one-row batch gets one). */
+static int32_t rt_batch_split(const bn_ctx *c, int32_t rem)
+{
+	int32_t m = rem < c->ubatch ? rem : c->ubatch;
+	if (rem - m == 1 && m > 1)
+		m--;
+	return m;
+}
+
+/* bn_decode_batch's checks, before anything runs: every row's sequence, token and
+ * position (each sequence's rows consecutive positions from at most its length); fills
+ * c->bstart and c->bnext (-1: the sequence has no row). */
+static int rt_batch_check(bn_ctx *c, const bn_batch *b, const float *logits)
+{
+	const RtModel *rm = c->m->rm;
+	size_t msz = sizeof c->err;
+	if (!b || b->n < 1 || !b->token || !b->pos)
+		return rt_say(c->err, msz, BN_E_ARG, "bn_decode_batch: %s",
+			      !b ? "no batch" : b->n < 1 ? "no rows" : "no token or pos array");
+	for (int32_t s = 0; s < c->st.n_seq; s++)
+		c->bnext[s] = -1;
+	int32_t n_out = 0;
+	for (int32_t i = 0; i < b->n; i++) {
+		int32_t s = b->seq ? b->seq[i] : 0, p = b->pos[i], t = b->token[i];
+		if (s < 0 || s >= c->st.n_seq)
+			return rt_say(c->err, msz, BN_E_ARG,
+				      "bn_decode_batch: row %d: sequence %d is outside 0..%d", (int)i,
+				      (int)s, (int)c->st.n_seq - 1);
+		if (t < 0 || t >= rm->n_vocab)
+			return rt_say(c->err, msz, BN_E_TOKEN,
+				      "token %d (row %d) is out of range: the vocabulary has %lld "
+				      "tokens",
+				      (int)t, (int)i, (long long)rm->n_vocab);
+		if (c->bnext[s] < 0 && (p < 0 || p > c->len[s]))
+			return rt_say(c->err, msz, BN_E_ARG,
+				      "bn_decode_batch: row %d: position %d of sequence %d: it holds %d "
+				      "positions (its rows append at its end or overwrite from a "
+				      "position below it)",
+				      (int)i, (int)p, (int)s, (int)c->len[s]);
+		if (c->bnext[s] >= 0 && p != c->bnext[s])
+			return rt_say(c->err, msz, BN_E_ARG,
+				      "bn_decode_batch: row %d: position %d of sequence %d does not "
+				      "follow its row before (position %d): a sequence's rows are "
+				      "consecutive positions",
+				      (int)i, (int)p, (int)s, (int)c->bnext[s] - 1);
+		if (p >= c->st.n_ctx)
+			return rt_say(c->err, msz, BN_E_CTX,
+				      "the context is full: row %d (position %d of sequence %d) does "
+				      "not fit its %lld positions",
+				      (int)i, (int)p, (int)s, (long long)c->st.n_ctx);
+		if (c->bnext[s] < 0)
+			c->bstart[s] = p;
+		c->bnext[s] = p + 1;
+		n_out += b->logits && b->logits[i];
+	}
+	if (n_out && !logits)
+		return rt_say(c->err, msz, BN_E_ARG,
+			      "bn_decode_batch: %d rows want logits and the logits buffer is NULL",
+			      (int)n_out);
+	return BN_OK;
+}
+
+int bn_decode_batch(bn_ctx *c, const bn_batch *b, float *logits)
+{
+	size_t nv = (size_t)c->m->rm->n_vocab, done = 0;
+	c->err[0] = 0;
+	c->bad_set = 0;
+	int rc = rt_batch_check(c, b, logits);
+	if (rc)
+		return rc;
+	for (int32_t s = 0; s < c->st.n_seq; s++)
+		if (c->bnext[s] >= 0)
+			c->len[s] = c->bstart[s]; /* an overwrite trims the sequence first */
+	int32_t out[RT_MAX_BATCH];
+	for (int32_t off = 0; off < b->n;) {
+		int32_t m = rt_batch_split(c, b->n - off), n_out = 0;
+		if (atomic_exchange(&c->cancel, 0))
+			return rt_say(c->err, sizeof c->err, BN_E_CANCELLED,
+				      "cancelled (%d of %d rows decoded)", (int)off, (int)b->n);
+		for (int32_t i = 0; b->logits && i < m; i++)
+			if (b->logits[off + i])
+				out[n_out++] = i;
+		RtBatch rb = {m, b->token + off, b->pos + off, b->seq ? b->seq + off : NULL, out,
+			      n_out};
+		rc = rt_forward(c, &rb, n_out ? logits + done * nv : NULL);
+		if (rc)
+			return rc;
+		for (int32_t i = 0; i < m; i++)
+			c->len[b->seq ? b->seq[off + i] : 0] = b->pos[off + i] + 1;
+		done += (size_t)n_out;
+		off += m;
+	}
+	return BN_OK;
 }
 
 uint64_t rt_phys_ram(void)

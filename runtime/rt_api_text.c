@@ -224,7 +224,8 @@ bn_sampler_params bn_sampler_defaults(void)
 {
 	RtSamplerParams d = rt_sampler_defaults();
 	return (bn_sampler_params){d.temp, d.top_k, d.top_p, d.min_p, d.repeat_penalty,
-				   d.repeat_last_n, d.seed};
+				   d.repeat_last_n, d.seed, d.presence_penalty,
+				   d.frequency_penalty};
 }
 
 uint64_t bn_seed_random(void)
@@ -237,7 +238,7 @@ bn_sampler *bn_sampler_new(const bn_model *m, const bn_sampler_params *p)
 	if (!p)
 		return NULL;
 	RtSamplerParams sp = {p->temp, p->top_k, p->top_p, p->min_p, p->repeat_penalty,
-			      p->repeat_last_n, p->seed};
+			      p->repeat_last_n, p->seed, p->presence_penalty, p->frequency_penalty};
 	/* Embedding rows past the tokenizer's last token (a padded vocabulary) have no text:
 	 * the sampler sees only the rows that do, so they are never picked. */
 	int64_t nv = rt_api_model(m)->n_vocab;

@@ -185,19 +185,17 @@ bn_generate_params bn_generate_defaults(void)
 typedef struct {
 	bn_ctx *c;
 	const bn_model *m;
-	bn_sampler *s;
 	const bn_generate_params *p;
-	RtGenText text;
-	int use_text;
+	RtGenPick pick;
 	float *logits;
 	size_t nv;
 } RtGen;
 
 /* The token's text into the stream: 0, an RT_GEN_TEXT_* stop, or a code. */
-static int rt_gen_piece(RtGen *g, int32_t tok)
+static int rt_gen_piece(RtGenPick *g, int32_t tok)
 {
 	char small[256], *piece = small;
-	int special = (g->p->flags & BN_GEN_SPECIAL) != 0;
+	int special = (g->flags & BN_GEN_SPECIAL) != 0;
 	int32_t n = bn_token_to_piece_ex(g->m, tok, special, small, (int32_t)sizeof small);
 	if (n > (int32_t)sizeof small) {
 		if (!(piece = malloc((size_t)n)))
@@ -239,30 +237,48 @@ static int rt_gen_prompt(RtGen *g, const int32_t *prompt, int32_t n, bn_generate
 	return rc;
 }
 
+int rt_gen_pick(RtGenPick *g, const float *logits, int32_t *tok)
+{
+	int32_t t = *tok = bn_sampler_sample(g->s, logits);
+	if (!(g->flags & BN_GEN_IGNORE_EOG) && bn_token_is_eog(g->m, t))
+		return BN_STOP_EOG;
+	bn_sampler_accept(g->s, t);
+	g->n_generated++;
+	if (g->on_token && g->on_token(g->user, t))
+		return BN_STOP_CALLBACK;
+	if (g->use_text) {
+		int rc = rt_gen_piece(g, t);
+		if (rc)
+			return rc == RT_GEN_TEXT_STOP ? BN_STOP_STRING
+			       : rc == RT_GEN_TEXT_CALLBACK ? BN_STOP_CALLBACK : rc;
+	}
+	return 0;
+}
+
+int rt_gen_pick_end(RtGenPick *g, int stop)
+{
+	if (!g->use_text || stop == BN_STOP_CALLBACK || stop == BN_STOP_STRING)
+		return 0;
+	int e = rt_gen_text_push(&g->text, NULL, 0, 1);
+	return e == BN_E_NOMEM ? e : 0;
+}
+
 /* One step: sample, record, emit, decode. 0 to go on, a BN_STOP_* reason (> 0), or a
  * code (< 0). */
 static int rt_gen_step(RtGen *g, int last, bn_generate_result *r)
 {
 	const bn_generate_params *p = g->p;
-	int32_t tok = bn_sampler_sample(g->s, g->logits);
-	if (!(p->flags & BN_GEN_IGNORE_EOG) && bn_token_is_eog(g->m, tok))
-		return BN_STOP_EOG;
-	bn_sampler_accept(g->s, tok);
-	r->n_generated++;
-	if (p->on_token && p->on_token(p->user, tok))
-		return BN_STOP_CALLBACK;
-	if (g->use_text) {
-		int rc = rt_gen_piece(g, tok);
-		if (rc)
-			return rc == RT_GEN_TEXT_STOP ? BN_STOP_STRING
-			       : rc == RT_GEN_TEXT_CALLBACK ? BN_STOP_CALLBACK : rc;
-	}
+	int32_t tok;
+	int rc = rt_gen_pick(&g->pick, g->logits, &tok);
+	r->n_generated = g->pick.n_generated;
+	if (rc)
+		return rc;
 	if (last && (p->flags & BN_GEN_SKIP_LAST))
 		return BN_STOP_MAX_TOKENS;
 	if (bn_ctx_pos(g->c) >= bn_ctx_n_ctx(g->c))
 		return BN_STOP_CTX_FULL;
 	double t = rt_now();
-	int rc = bn_decode_ex(g->c, &tok, 1, g->logits, BN_DECODE_LAST);
+	rc = bn_decode_ex(g->c, &tok, 1, g->logits, BN_DECODE_LAST);
 	r->gen_s += rt_now() - t;
 	if (rc)
 		return rc;
@@ -309,13 +325,15 @@ int bn_generate(bn_ctx *c, bn_sampler *s, const int32_t *prompt, int32_t n_promp
 	int rc = rt_gen_check(c, s, prompt, n_prompt, p, use_text);
 	if (rc)
 		return rc;
-	RtGen g = {c, bn_ctx_model(c), s, p, {0}, use_text, NULL, 0};
+	RtGen g = {c, bn_ctx_model(c), p, {0}, NULL, 0};
 	g.nv = (size_t)bn_model_n_vocab(g.m);
+	g.pick = (RtGenPick){.c = c, .m = g.m, .s = s, .flags = p->flags, .use_text = use_text,
+			     .on_token = p->on_token, .user = p->user};
 	size_t rows = p->flags & BN_GEN_PROMPT_LOGITS ? (size_t)bn_ctx_ubatch(c) : 1;
 	if (!(g.logits = malloc(rows * g.nv * sizeof(float))))
 		return rt_api_ctx_say(c, BN_E_NOMEM, "out of memory for %zu logits rows", rows);
-	g.text = (RtGenText){.on_text = p->on_text, .user = p->user, .stop = p->stop,
-			     .n_stop = p->n_stop, .raw = (p->flags & BN_GEN_RAW_TEXT) != 0};
+	g.pick.text = (RtGenText){.on_text = p->on_text, .user = p->user, .stop = p->stop,
+				  .n_stop = p->n_stop, .raw = (p->flags & BN_GEN_RAW_TEXT) != 0};
 	for (int32_t i = 0; i < n_prompt; i++)
 		bn_sampler_accept(s, prompt[i]);
 	rc = rt_gen_prompt(&g, prompt, n_prompt, r);
@@ -326,12 +344,9 @@ int bn_generate(bn_ctx *c, bn_sampler *s, const int32_t *prompt, int32_t n_promp
 		rc = BN_STOP_MAX_TOKENS; /* max_tokens 0 */
 	r->stop = rc > 0 ? rc : rc == BN_E_CANCELLED ? BN_STOP_CANCELLED : BN_STOP_ERROR;
 	/* the end of the text: what was held back is decided */
-	if (use_text && r->stop != BN_STOP_CALLBACK && r->stop != BN_STOP_STRING) {
-		int e = rt_gen_text_push(&g.text, NULL, 0, 1);
-		if (e == BN_E_NOMEM && rc > 0)
-			rc = rt_api_ctx_say(c, e, "out of memory for the generated text");
-	}
-	rt_gen_text_free(&g.text);
+	if (rt_gen_pick_end(&g.pick, r->stop) == BN_E_NOMEM && rc > 0)
+		rc = rt_api_ctx_say(c, BN_E_NOMEM, "out of memory for the generated text");
+	rt_gen_text_free(&g.pick.text);
 	free(g.logits);
 	return rc > 0 ? BN_OK : rc;
 }

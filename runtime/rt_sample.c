@@ -53,6 +53,8 @@ RtSamplerParams rt_sampler_defaults(void)
 		.repeat_penalty = 1.0f,
 		.repeat_last_n = 64,
 		.seed = 0,
+		.presence_penalty = 0.0f,
+		.frequency_penalty = 0.0f,
 	};
 	return p;
 }
@@ -162,19 +164,25 @@ void rt_sampler_accept(RtSampler *s, int32_t token)
 }
 
 /* Copies logits into out with the repeat penalty applied once per distinct token of the
- * window (llama.cpp's rule, whatever the count); NaN becomes -inf so it never wins. */
+ * window (llama.cpp's rule, whatever the count), then the presence and frequency
+ * penalties (logit -= count * frequency + presence, count the token's occurrences in the
+ * window); NaN becomes -inf so it never wins. */
 static void rt_penalize(RtSampler *s, const float *logits, float *out)
 {
 	for (int64_t i = 0; i < s->n_vocab; i++)
 		out[i] = logits[i] != logits[i] ? -INFINITY : logits[i];
-	float pen = s->p.repeat_penalty;
-	if (pen == 1.0f || s->ring_len == 0)
+	float pen = s->p.repeat_penalty, pres = s->p.presence_penalty;
+	float freq = s->p.frequency_penalty;
+	if ((pen == 1.0f && pres == 0.0f && freq == 0.0f) || s->ring_len == 0)
 		return;
 	/* Negating count marks a token as done; the second loop restores it. */
 	for (int i = 0; i < s->ring_len; i++) {
 		int32_t t = s->ring[i];
 		if (s->count[t] > 0) {
-			out[t] = out[t] > 0 ? out[t] / pen : out[t] * pen;
+			if (pen != 1.0f)
+				out[t] = out[t] > 0 ? out[t] / pen : out[t] * pen;
+			if (pres != 0.0f || freq != 0.0f)
+				out[t] -= (float)s->count[t] * freq + pres;
 			s->count[t] = -s->count[t];
 		}
 	}

@@ -146,4 +146,25 @@ enum { RT_GEN_TEXT_STOP = 1, RT_GEN_TEXT_CALLBACK = 2 };
 int rt_gen_text_push(RtGenText *t, const char *bytes, size_t n, int end);
 void rt_gen_text_free(RtGenText *t);
 
+/* One generated token at a time, as bn_generate takes it (and the serving engine,
+ * rt_serve.c, for each of its requests): sampled, checked for an end of generation,
+ * recorded in the sampler's window, given to on_token, its text into the stream. */
+typedef struct {
+	struct bn_ctx *c;     /* where an out-of-memory message goes */
+	const struct bn_model *m;
+	struct bn_sampler *s;
+	int flags;            /* BN_GEN_* */
+	int use_text;         /* text is made (on_text or stop strings) */
+	RtGenText text;
+	int (*on_token)(void *user, int32_t token);
+	void *user;
+	int32_t n_generated;  /* tokens picked and emitted */
+} RtGenPick;
+/* Samples *tok from the logits row and emits it: 0 (the token is to be decoded next),
+ * BN_STOP_EOG (not emitted), BN_STOP_STRING, BN_STOP_CALLBACK, or BN_E_NOMEM. */
+int rt_gen_pick(RtGenPick *g, const float *logits, int32_t *tok);
+/* The end of the generation (stop: its BN_STOP_*): the text held back is decided and
+ * given, except after a stop string or a callback's stop. 0 or BN_E_NOMEM. */
+int rt_gen_pick_end(RtGenPick *g, int stop);
+
 #endif

@@ -36,8 +36,7 @@ typedef struct {
 	int32_t *prompt_ids; /* completion: the prompt as token ids, used as given */
 	int32_t n_prompt_ids;
 	int32_t max_tokens; /* -1: none given */
-	bn_sampler_params sp;
-	float presence_penalty, frequency_penalty;
+	bn_sampler_params sp; /* presence_penalty and frequency_penalty included */
 	char *stop[RT_HTTP_STOP_MAX];
 	int32_t n_stop;
 	int stream, include_usage;

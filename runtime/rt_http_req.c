@@ -254,8 +254,8 @@ static int rt_sampling(const cJSON *o, RtHttpReq *rq, RtHttpErr *err)
 	static const char *const names[] = {"temperature", "top_p", "min_p", "presence_penalty",
 					    "frequency_penalty"};
 	static const double lo[] = {0, 0, 0, -2, -2}, hi[] = {2e9, 1, 1, 2, 2};
-	float *dst[] = {&rq->sp.temp, &rq->sp.top_p, &rq->sp.min_p, &rq->presence_penalty,
-			&rq->frequency_penalty};
+	float *dst[] = {&rq->sp.temp, &rq->sp.top_p, &rq->sp.min_p, &rq->sp.presence_penalty,
+			&rq->sp.frequency_penalty};
 	for (int i = 0; i < 5; i++) {
 		const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, names[i]);
 		double v;

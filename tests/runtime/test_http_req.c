@@ -78,7 +78,7 @@ static void test_chat_fields(void **state)
 	assert_int_equal(rq.sp.top_k, 3);
 	assert_true(rq.sp.min_p == 0.1f);
 	assert_true(rq.sp.seed == 42);
-	assert_true(rq.presence_penalty == 0.5f && rq.frequency_penalty == -1.0f);
+	assert_true(rq.sp.presence_penalty == 0.5f && rq.sp.frequency_penalty == -1.0f);
 	assert_int_equal(rq.n_stop, 2);
 	assert_string_equal(rq.stop[1], "\n");
 	assert_true(rq.stream && rq.include_usage);

@@ -26,6 +26,18 @@
 #include <cjson/cJSON.h>
 #endif
 
+/* In a sanitized build the server program is built with AddressSanitizer and UBSan too. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PROG_SAN "--cflags '-fsanitize=address,undefined -fno-sanitize-recover=undefined'"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PROG_SAN "--cflags '-fsanitize=address,undefined -fno-sanitize-recover=undefined'"
+#endif
+#endif
+#ifndef PROG_SAN
+#define PROG_SAN ""
+#endif
+
 static char gguf[1200], prog[1200], plain[1200];
 static const char *skip_why; /* set by setup: why every test skips */
 
@@ -66,7 +78,8 @@ static int setup(void **state)
 	if (!rc) {
 		free(log);
 		log = NULL;
-		rc = tu_run(&log, "'%s' build '%s' --server -o '%s'", tu_bitnetc(), gguf, prog);
+		rc = tu_run(&log, "'%s' build '%s' --server -o '%s' %s", tu_bitnetc(), gguf, prog,
+			    PROG_SAN);
 		if (rc && log && strstr(log, "--server needs libmicrohttpd")) {
 			skip_why = "libmicrohttpd or libcjson (with headers) not found by pkg-config";
 			rc = 0;
@@ -356,6 +369,27 @@ static void test_without_server(void **state)
 	tu_expect_has(out, "built without the server");
 	tu_expect_has(out, "--server");
 	free(out);
+}
+
+/* --server where pkg-config finds no libmicrohttpd or libcjson, and with --lib. */
+static void test_build_refusals(void **state)
+{
+	(void)state;
+	if (!gguf[0]) {
+		print_message("skipped: %s\n", skip_why);
+		skip();
+	}
+	const char *out = tu_tmp("server_nolibs");
+	char *log = tu_run_ok(2, "PKG_CONFIG_LIBDIR=/nonexistent PKG_CONFIG_PATH= '%s' build '%s' "
+				 "--server -o '%s'",
+			      tu_bitnetc(), gguf, out);
+	tu_expect_has(log, "--server needs libmicrohttpd and libcjson");
+	tu_expect_has(log, "libmicrohttpd-dev libcjson-dev");
+	free(log);
+	assert_int_not_equal(access(out, F_OK), 0);
+	log = tu_run_ok(1, "'%s' build '%s' --server --lib -o '%s.a'", tu_bitnetc(), gguf, out);
+	tu_expect_has(log, "--server: only for a program");
+	free(log);
 }
 
 #ifdef BN_HAVE_CJSON
@@ -788,6 +822,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_without_server),
+		cmocka_unit_test(test_build_refusals),
 #ifdef BN_HAVE_CJSON
 		cmocka_unit_test(test_endpoints), cmocka_unit_test(test_matches_program),
 		cmocka_unit_test(test_stream),    cmocka_unit_test(test_errors),

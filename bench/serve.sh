@@ -47,8 +47,10 @@ esac
 
 cc -std=c11 -O2 -pthread -o "$OUT/serve_client" bench/serve_client.c
 PROG=$OUT/$(basename "$GGUF" .gguf)-server
-echo "building $PROG" >&2
-"$BITNETC" build "$GGUF" --server -o "$PROG" >/dev/null
+if [ ! -x "$PROG" ] || [ "$BITNETC" -nt "$PROG" ] || [ "$GGUF" -nt "$PROG" ]; then
+	echo "building $PROG" >&2
+	"$BITNETC" build "$GGUF" --server -o "$PROG" >/dev/null
+fi
 
 # start_server LOG CMD...: runs CMD in the background, waits for /health; sets PID, PORT
 start_server() {

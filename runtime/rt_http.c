@@ -904,11 +904,17 @@ int rt_http_main(const RtOpts *o, const char *argv0)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	unsigned char addr[16];
+	if (o->host && inet_pton(AF_INET, o->host, addr) != 1 &&
+	    inet_pton(AF_INET6, o->host, addr) != 1)
+		return rt_usage("--host: \"%s\" is not an IPv4 or IPv6 address (e.g. 127.0.0.1, "
+				"0.0.0.0, ::1)", o->host);
 	int port = 0;
+	errno = 0;
 	struct MHD_Daemon *d = rt_http_listen(s, o, &port);
 	if (!d)
 		return rt_fail("cannot listen on %s port %d: %s", o->host ? o->host : "127.0.0.1",
-			       o->port, errno ? strerror(errno) : "not an IP address");
+			       o->port, errno ? strerror(errno) : "libmicrohttpd refused to start");
 	const char *host = o->host ? o->host : "127.0.0.1";
 	fprintf(stderr, "%s: listening on http://%s%s%s:%d\n", rt_prog, strchr(host, ':') ? "[" : "",
 		host, strchr(host, ':') ? "]" : "", port);

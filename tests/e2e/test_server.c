@@ -369,6 +369,27 @@ static void test_without_server(void **state)
 	tu_expect_has(out, "built without the server");
 	tu_expect_has(out, "--server");
 	free(out);
+	out = tu_run_ok(0, "'%s' --info", plain);
+	if (strstr(out, "libmicrohttpd"))
+		tu_fail_log(out, "--info of a program without the server names libmicrohttpd");
+	free(out);
+	if (skip_why)
+		return;
+	out = tu_run_ok(0, "'%s' --info", prog);
+	tu_expect_has(out, "needs the shared libraries libmicrohttpd and libcjson");
+	free(out);
+	/* a --host that is no address; flags that do not go with --server */
+	out = tu_run_ok(1, "'%s' --server --host localhost", prog);
+	tu_expect_has(out, "is not an IPv4 or IPv6 address");
+	free(out);
+	out = tu_run_ok(1, "'%s' --server -p hello", prog);
+	tu_expect_has(out, "--server takes its prompts over HTTP");
+	free(out);
+	/* a port in use */
+	Srv *s = main_srv();
+	out = tu_run_ok(2, "'%s' --server --port %d", prog, s->port);
+	tu_expect_has(out, "cannot listen on 127.0.0.1 port");
+	free(out);
 }
 
 /* --server where pkg-config finds no libmicrohttpd or libcjson, and with --lib. */

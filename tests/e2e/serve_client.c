@@ -387,11 +387,11 @@ static void reference(const Prompt *p, const bn_sampler_params *sp, int32_t max,
 	bn_ctx_free(c);
 }
 
-static RtServe *engine(int32_t slots, int32_t queue, int32_t chunk)
+static RtServe *engine_ex(int32_t slots, int32_t queue, int32_t chunk, int32_t step_alone)
 {
 	char err[512];
 	int code = 0;
-	RtServeConfig cfg = {slots, 96, 2, queue, chunk};
+	RtServeConfig cfg = {slots, 96, 2, queue, chunk, step_alone};
 	RtServe *s = rt_serve_new(model, &cfg, &code, err, sizeof err);
 	if (!s) {
 		printf("FAIL rt_serve_new: %s\n", err);
@@ -414,10 +414,15 @@ static RtServeRequest request(const Prompt *p, const bn_sampler_params *sp, int3
 	return rq;
 }
 
-/* The requests one after the other through the engine (each alone in it). */
-static void alone(int32_t slots, const bn_sampler_params *sp, Out *o, int n)
+static RtServe *engine(int32_t slots, int32_t queue, int32_t chunk)
 {
-	RtServe *s = engine(slots, 1, 0);
+	return engine_ex(slots, queue, chunk, 0);
+}
+
+/* The requests one after the other through the engine (each alone in it). */
+static void alone(int32_t slots, int32_t step_alone, const bn_sampler_params *sp, Out *o, int n)
+{
+	RtServe *s = engine_ex(slots, 1, 0, step_alone);
 	memset(o, 0, sizeof *o * (size_t)n);
 	for (int i = 0; i < n; i++) {
 		RtServeRequest rq = request(&prompts[i % N_PROMPTS], &sp[i], 20 + i % 5, &o[i]);
@@ -462,7 +467,7 @@ static void test_engine_same(int32_t slots, int32_t chunk, int greedy)
 			reference(&prompts[i % N_PROMPTS], &sp[i], 20 + i % 5, &want[i]);
 	}
 	if (slots > 1)
-		alone(slots, sp, want, N);
+		alone(slots, 0, sp, want, N);
 	RtServe *s = engine(slots, N, chunk);
 	memset(got, 0, sizeof got);
 	int ok = 1;
@@ -492,6 +497,26 @@ static int out_len(Out *o)
 	int n = (int)o->len;
 	pthread_mutex_unlock(&mu);
 	return n;
+}
+
+/* step_alone: a request alone in an engine of several slots gets bn_generate's text (its
+ * steps are one-row calls, as bn_generate's). */
+static void test_engine_step_alone(int greedy)
+{
+	enum { N = N_PROMPTS };
+	Out want[N], got[N];
+	bn_sampler_params sp[N];
+	for (int i = 0; i < N; i++) {
+		sp[i] = bn_sampler_defaults();
+		sp[i].seed = 300 + (uint64_t)i;
+		if (greedy)
+			sp[i].temp = 0;
+		reference(&prompts[i], &sp[i], 20 + i % 5, &want[i]);
+	}
+	alone(4, 1, sp, got, N);
+	check(same_out(got, want, N), "step_alone: %d %s requests, each alone in 4 slots: "
+				      "bn_generate's text",
+	      N, greedy ? "greedy" : "seeded sampling");
 }
 
 /* A stop string cuts the text as bn_generate cuts it. */
@@ -735,6 +760,8 @@ int main(int argc, char **argv)
 	test_engine_same(16, 0, 1);
 	test_engine_same(1, 0, 0);
 	test_engine_same(4, 7, 0);
+	test_engine_step_alone(1);
+	test_engine_step_alone(0);
 	test_engine_stop();
 	test_engine_control();
 	test_engine_drain();

@@ -1,109 +1,45 @@
 #!/bin/sh
-# bench/serve.sh - a --server program under load: generated tokens/s over all streams, and
-# p50 / p99 of the time to first token (TTFT) and of the inter-token latency (ITL), at 1,
-# 2, 4, 8 and 16 concurrent streams (bench/serve_client.c: streamed /v1/completions over
-# loopback, greedy, ignore_eos where the server knows it), each level bounded in requests
-# and seconds. With ik_llama.cpp's (or llama.cpp's) llama-server given, the same levels
-# against it in the same run, on the same GGUF, as the baseline.
-#
-#   bench/serve.sh                                   # the tiny model (fast, a smoke run)
-#   MODEL=2b4t bench/serve.sh                        # the 2B-4T shape (~1.2 GB, made once)
-#   LLAMA_SERVER=/path/llama-server MODEL=2b4t bench/serve.sh
-#
-# Knobs (environment): MODEL (tiny, 2b4t, or a GGUF path), STREAMS ("1 2 4 8 16"),
-# REQUESTS (per level; default 2 x streams, at least 4), SECONDS (per level, 60),
-# MAX_TOKENS (64), THREADS (-t, default: online CPUs), CTX (total context, 8192),
-# OUT (tmp/serve-bench), BUILD (build), LLAMA_SERVER, LLAMA_ARGS (extra flags for it).
-# A shared machine makes timings noisy: compare only the rows of one run.
+# bench/serve.sh - the serving engine's throughput (bench/serve_engine.c) on the tiny golden
+# model and on the synthetic 2B4T shape: aggregate generated tokens/s of 1..16 concurrent
+# greedy requests and the cost of one decode step of k rows. Knobs (environment): TOKENS
+# (64), REPS (3), THREADS (0: one per CPU), OUT (bench/out), BUILD (build), MODELS (both:
+# "tiny 2b4t").
 set -eu
 cd "$(dirname "$0")/.."
-
-STREAMS=${STREAMS:-"1 2 4 8 16"}
-SECONDS_MAX=${SECONDS:-60}
-MAX_TOKENS=${MAX_TOKENS:-64}
-THREADS=${THREADS:-$(nproc)}
-CTX=${CTX:-8192}
-OUT=${OUT:-tmp/serve-bench}
+TOKENS=${TOKENS:-64}
+REPS=${REPS:-3}
+THREADS=${THREADS:-0}
+OUT=${OUT:-bench/out}
 BUILD=${BUILD:-build}
-MODEL=${MODEL:-tiny}
+MODELS=${MODELS:-"tiny 2b4t"}
 mkdir -p "$OUT"
-BITNETC=$BUILD/bitnetc
-[ -x "$BITNETC" ] || { echo "serve.sh: $BITNETC missing: build bitnetc first" >&2; exit 1; }
-command -v cc >/dev/null || { echo "serve.sh: no cc" >&2; exit 1; }
-
-case "$MODEL" in
-tiny)
-	GGUF=$OUT/tiny-l3.gguf
-	[ -f "$GGUF" ] || "$BITNETC" mkmodel --shape tiny --llama3-vocab --vocab 128256 \
-		--seed 1 -o "$GGUF" >&2 ;;
-2b4t)
-	GGUF=$OUT/2b4t-i2_s.gguf
-	if [ ! -f "$GGUF" ]; then
-		echo "generating the 2B-4T-shape model (random ternary weights, ~1.2 GB): $GGUF" >&2
-		"$BITNETC" mkmodel --shape 2b4t --type i2_s --llama3-vocab --seed 1 -o "$GGUF" >&2
-	fi ;;
-*) GGUF=$MODEL ;;
-esac
-
-cc -std=c11 -O2 -pthread -o "$OUT/serve_client" bench/serve_client.c
-PROG=$OUT/$(basename "$GGUF" .gguf)-server
-if [ ! -x "$PROG" ] || [ "$BITNETC" -nt "$PROG" ] || [ "$GGUF" -nt "$PROG" ]; then
-	echo "building $PROG" >&2
-	"$BITNETC" build "$GGUF" --server -o "$PROG" >/dev/null
+if [ ! -x "$BUILD/bitnetc" ]; then
+	cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build "$BUILD" -j"$(nproc)" --target bitnetc >/dev/null
 fi
-
-# start_server LOG CMD...: runs CMD in the background, waits for /health; sets PID, PORT
-start_server() {
-	log=$1
-	shift
-	"$@" >"$log" 2>&1 &
-	PID=$!
-	i=0
-	while [ $i -lt 1200 ]; do
-		if curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
-			return 0
+BITNETC=$(pwd)/$BUILD/bitnetc
+ROOT=$(pwd)
+for name in $MODELS; do
+	case $name in
+	tiny) gguf=tests/data/golden/models/tiny-b158-i2_s.gguf ;;
+	2b4t)
+		gguf=$OUT/2b4t-i2_s.gguf
+		if [ ! -f "$gguf" ]; then
+			echo "generating the 2B4T-shape model (random ternary weights, ~1.1 GiB): $gguf" >&2
+			"$BITNETC" mkmodel --shape 2b4t --type i2_s --seed 1 -o "$gguf" >&2
 		fi
-		kill -0 "$PID" 2>/dev/null || { echo "serve.sh: the server exited:" >&2; cat "$log" >&2; exit 2; }
-		sleep 0.25
-		i=$((i + 1))
-	done
-	echo "serve.sh: no /health after 300 s" >&2
-	kill "$PID"
-	exit 2
-}
-
-free_port() {
-	p=$(( (($$ * 7919) % 20000) + 20000 ))
-	while curl -s "http://127.0.0.1:$p/" >/dev/null 2>&1; do p=$((p + 1)); done
-	echo "$p"
-}
-
-# run_levels NAME: every level of STREAMS against the server on PORT
-run_levels() {
-	for n in $STREAMS; do
-		req=${REQUESTS:-$((2 * n < 4 ? 4 : 2 * n))}
-		printf '%-10s ' "$1"
-		"$OUT/serve_client" 127.0.0.1 "$PORT" "$n" "$req" "$SECONDS_MAX" "$MAX_TOKENS"
-	done
-}
-
-maxs=1
-for n in $STREAMS; do [ "$n" -gt "$maxs" ] && maxs=$n; done
-echo "model $GGUF, $MAX_TOKENS tokens per request, -t $THREADS, context $CTX over $maxs slots" >&2
-echo "(the machine may be shared: compare rows of one run only)" >&2
-
-PORT=$(free_port)
-start_server "$OUT/bitnetc.log" "$PROG" --server --port "$PORT" -np "$maxs" -c "$CTX" -t "$THREADS"
-run_levels bitnetc
-kill -TERM "$PID"
-wait "$PID" || true
-
-if [ -n "${LLAMA_SERVER:-}" ]; then
-	PORT=$(free_port)
-	# shellcheck disable=SC2086
-	start_server "$OUT/llama-server.log" "$LLAMA_SERVER" -m "$GGUF" --host 127.0.0.1 \
-		--port "$PORT" -np "$maxs" -c "$CTX" -t "$THREADS" ${LLAMA_ARGS:-}
-	run_levels llama-srv
-	kill -TERM "$PID"
-	wait "$PID" || true
-fi
+		;;
+	*) echo "unknown model $name (tiny, 2b4t)" >&2; exit 1 ;;
+	esac
+	src=$OUT/serve_$name
+	rm -rf "$src"
+	"$BITNETC" build "$gguf" -o "$OUT/serve_$name.prog" --emit-c "$src" \
+		--weights-file "$OUT/serve_$name.weights" >&2
+	(cd "$src" && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -march=native -c model.c -o model.o &&
+		cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -march=native -I. -o "../serve_engine_$name" \
+			"$ROOT/bench/serve_engine.c" model.o $(ls *.c | grep -v -e '^main.c$' -e '^model.c$') \
+			-lm -lpthread)
+	echo "## $name"
+	"$OUT/serve_engine_$name" "$OUT/serve_$name.weights" "$TOKENS" "$REPS" "$THREADS"
+	echo
+done

@@ -6,7 +6,7 @@
  * the inter-token latency (between two events that carry text).
  *
  * Usage: serve_client HOST PORT STREAMS REQUESTS SECONDS MAX_TOKENS [PROMPT]
- * Built by bench/serve.sh (cc -O2 -pthread); libc only. */
+ * Built by bench/serve_http.sh (cc -O2 -pthread); libc only. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netdb.h>

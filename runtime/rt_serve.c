@@ -12,7 +12,7 @@
  * sequence of its own (the context's last, never read), so that every row is computed in
  * the batch mode: a request's tokens then do not depend on what else the engine runs, but
  * may differ from bn_generate's (whose steps are one-row calls) where a logit's last bits
- * decide. */
+ * decide. cfg.step_alone turns the padding off (RtServeConfig). */
 /* POSIX (pthreads, clock_gettime) under a strict -std=c11 as well. */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -158,8 +158,8 @@ static void rt_req_done(RtServe *s, RtReq *r, int finish, int32_t n_generated,
 
 /* ---- slots ------------------------------------------------------------------------ */
 
-/* Takes the request into the slot: its sampler (the prompt in its window) and text
- * stream. 0, or -1 when out of memory. */
+/* Starts the request rt_step_admit put in the slot: its sampler (the prompt in its
+ * window) and text stream. 0, or -1 when out of memory. */
 static int rt_slot_start(RtServe *s, RtSlot *sl, RtReq *r)
 {
 	bn_sampler *smp = bn_sampler_new(s->m, &r->sp);
@@ -167,7 +167,6 @@ static int rt_slot_start(RtServe *s, RtSlot *sl, RtReq *r)
 		return -1;
 	for (int32_t i = 0; i < r->n_prompt; i++)
 		bn_sampler_accept(smp, r->prompt[i]);
-	sl->rq = r;
 	sl->n_fed = 0;
 	sl->gen = 0;
 	sl->row = -1;
@@ -424,7 +423,8 @@ RtServe *rt_serve_new(bn_model *m, const RtServeConfig *cfg, int *code, char *er
 	if (err && err_len)
 		err[0] = 0;
 	if (!m || !cfg || cfg->n_slots < 1 || cfg->n_slots >= BN_MAX_SEQ || cfg->n_ctx < 0 ||
-	    cfg->n_threads < 0 || cfg->queue_max < 0 || cfg->chunk < 0) {
+	    cfg->n_threads < 0 || cfg->queue_max < 0 || cfg->chunk < 0 || cfg->step_alone < 0 ||
+	    cfg->step_alone > 1) {
 		if (err && err_len)
 			snprintf(err, err_len, "rt_serve_new: a bad configuration (%d slots of %d "
 					       "positions, queue %d, chunk %d; slots 1..%d)",
@@ -446,7 +446,8 @@ RtServe *rt_serve_new(bn_model *m, const RtServeConfig *cfg, int *code, char *er
 	pthread_cond_init(&s->idle, NULL);
 	s->m = m;
 	s->cfg = *cfg;
-	s->pad_seq = cfg->n_slots > 1 && bn_model_meta_int(m, "max_batch") > 1 ? cfg->n_slots : -1;
+	s->pad_seq = cfg->n_slots > 1 && !cfg->step_alone && bn_model_meta_int(m, "max_batch") > 1
+			     ? cfg->n_slots : -1;
 	int32_t n_ctx = cfg->n_ctx;
 	if (!n_ctx && (n_ctx = bn_model_default_ctx(m) / cfg->n_slots) < 1)
 		n_ctx = 1;

@@ -319,10 +319,10 @@ typedef struct {
 	char text[4096];
 	size_t len;
 	int done, finish, stop_after;
+	int sleep_us; /* on_text waits this long (a slow request, for the tests of cancel) */
 	int32_t n_generated;
+	double ttft_s, queue_s;
 	char error[256];
-	pthread_mutex_t *mu;
-	pthread_cond_t *cv;
 } Out;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -335,6 +335,8 @@ static int on_text(void *user, const char *t, size_t n)
 		memcpy(o->text + o->len, t, n);
 		o->len += n;
 	}
+	if (o->sleep_us)
+		usleep((useconds_t)o->sleep_us);
 	return o->stop_after && o->len >= (size_t)o->stop_after;
 }
 
@@ -345,6 +347,8 @@ static void on_done(void *user, const RtServeResult *r)
 	o->done++;
 	o->finish = r->finish;
 	o->n_generated = r->n_generated;
+	o->ttft_s = r->ttft_s;
+	o->queue_s = r->queue_s;
 	snprintf(o->error, sizeof o->error, "%s", r->error);
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
@@ -383,11 +387,11 @@ static void reference(const Prompt *p, const bn_sampler_params *sp, int32_t max,
 	bn_ctx_free(c);
 }
 
-static RtServe *engine(int32_t slots, int32_t queue, int32_t chunk)
+static RtServe *engine_ex(int32_t slots, int32_t queue, int32_t chunk, int32_t step_alone)
 {
 	char err[512];
 	int code = 0;
-	RtServeConfig cfg = {slots, 96, 2, queue, chunk};
+	RtServeConfig cfg = {slots, 96, 2, queue, chunk, step_alone};
 	RtServe *s = rt_serve_new(model, &cfg, &code, err, sizeof err);
 	if (!s) {
 		printf("FAIL rt_serve_new: %s\n", err);
@@ -410,10 +414,15 @@ static RtServeRequest request(const Prompt *p, const bn_sampler_params *sp, int3
 	return rq;
 }
 
-/* The requests one after the other through the engine (each alone in it). */
-static void alone(int32_t slots, const bn_sampler_params *sp, Out *o, int n)
+static RtServe *engine(int32_t slots, int32_t queue, int32_t chunk)
 {
-	RtServe *s = engine(slots, 1, 0);
+	return engine_ex(slots, queue, chunk, 0);
+}
+
+/* The requests one after the other through the engine (each alone in it). */
+static void alone(int32_t slots, int32_t step_alone, const bn_sampler_params *sp, Out *o, int n)
+{
+	RtServe *s = engine_ex(slots, 1, 0, step_alone);
 	memset(o, 0, sizeof *o * (size_t)n);
 	for (int i = 0; i < n; i++) {
 		RtServeRequest rq = request(&prompts[i % N_PROMPTS], &sp[i], 20 + i % 5, &o[i]);
@@ -458,7 +467,7 @@ static void test_engine_same(int32_t slots, int32_t chunk, int greedy)
 			reference(&prompts[i % N_PROMPTS], &sp[i], 20 + i % 5, &want[i]);
 	}
 	if (slots > 1)
-		alone(slots, sp, want, N);
+		alone(slots, 0, sp, want, N);
 	RtServe *s = engine(slots, N, chunk);
 	memset(got, 0, sizeof got);
 	int ok = 1;
@@ -479,6 +488,254 @@ static void test_engine_same(int32_t slots, int32_t chunk, int greedy)
 		      st.finished[RT_SERVE_FINISH_LENGTH] + st.finished[RT_SERVE_FINISH_STOP] == N &&
 		      st.active == 0 && st.queued == 0 && st.n_slots == slots,
 	      "the statistics count them");
+	rt_serve_free(s);
+}
+
+static int out_len(Out *o)
+{
+	pthread_mutex_lock(&mu);
+	int n = (int)o->len;
+	pthread_mutex_unlock(&mu);
+	return n;
+}
+
+/* step_alone: a request alone in an engine of several slots gets bn_generate's text (its
+ * steps are one-row calls, as bn_generate's). */
+static void test_engine_step_alone(int greedy)
+{
+	enum { N = N_PROMPTS };
+	Out want[N], got[N];
+	bn_sampler_params sp[N];
+	for (int i = 0; i < N; i++) {
+		sp[i] = bn_sampler_defaults();
+		sp[i].seed = 300 + (uint64_t)i;
+		if (greedy)
+			sp[i].temp = 0;
+		reference(&prompts[i], &sp[i], 20 + i % 5, &want[i]);
+	}
+	alone(4, 1, sp, got, N);
+	check(same_out(got, want, N), "step_alone: %d %s requests, each alone in 4 slots: "
+				      "bn_generate's text",
+	      N, greedy ? "greedy" : "seeded sampling");
+}
+
+/* A stop string cuts the text as bn_generate cuts it. */
+static void test_engine_stop(void)
+{
+	bn_sampler_params sp = bn_sampler_defaults();
+	sp.temp = 0;
+	Out full, want, got;
+	reference(&prompts[0], &sp, 24, &full);
+	char stop[8];
+	snprintf(stop, sizeof stop, "%.3s", full.text + full.len / 2);
+	const char *stops[2] = {"", stop};
+	bn_ctx *c = ctx(96, 1);
+	bn_sampler *smp = bn_sampler_new(model, &sp);
+	bn_generate_params gp = bn_generate_defaults();
+	gp.max_tokens = 24;
+	gp.on_text = gen_text;
+	gp.user = &want;
+	gp.stop = stops;
+	gp.n_stop = 2;
+	memset(&want, 0, sizeof want);
+	bn_generate_result r;
+	bn_generate(c, smp, prompts[0].ids, prompts[0].n, &gp, &r);
+	bn_sampler_free(smp);
+	bn_ctx_free(c);
+	RtServe *s = engine(1, 4, 0);
+	memset(&got, 0, sizeof got);
+	RtServeRequest rq = request(&prompts[0], &sp, 24, &got);
+	rq.stop = stops;
+	rq.n_stop = 2;
+	int rc = rt_serve_submit(s, &rq, NULL);
+	wait_done(&got, 1);
+	check(!rc && r.stop == BN_STOP_STRING && got.finish == RT_SERVE_FINISH_STOP &&
+	      got.len == want.len && !memcmp(got.text, want.text, got.len) && got.len < full.len &&
+	      got.n_generated == r.n_generated,
+	      "a stop string ('%s') cuts the text where bn_generate cuts it (%d of %d bytes)", stop,
+	      (int)got.len, (int)full.len);
+	rt_serve_free(s);
+}
+
+/* Refusals, a full queue, cancelling a queued and a running request, on_text's stop. */
+static void test_engine_control(void)
+{
+	bn_sampler_params sp = bn_sampler_defaults();
+	sp.temp = 0;
+	RtServe *s = engine(1, 1, 0);
+	Out o[4];
+	memset(o, 0, sizeof o);
+	int32_t big[96], bad[2] = {496, nv};
+	for (int i = 0; i < 96; i++)
+		big[i] = 496;
+	Prompt pbig = {big, 96}, pfit = {big, 95}, pbad = {bad, 2}, pnone = {big, 0};
+	RtServeRequest rq = request(&pbig, &sp, 4, &o[0]);
+	check(rt_serve_submit(s, &rq, NULL) == RT_SERVE_TOO_LONG,
+	      "a prompt of the whole slot (96 positions): RT_SERVE_TOO_LONG");
+	rq = request(&pbad, &sp, 4, &o[0]);
+	int a = rt_serve_submit(s, &rq, NULL);
+	rq = request(&pnone, &sp, 4, &o[0]);
+	int b = rt_serve_submit(s, &rq, NULL);
+	rq = request(&prompts[0], &sp, -2, &o[0]);
+	int c = rt_serve_submit(s, &rq, NULL);
+	check(a == RT_SERVE_ARG && b == RT_SERVE_ARG && c == RT_SERVE_ARG,
+	      "a token outside the vocabulary, no prompt, max_tokens -2: RT_SERVE_ARG");
+	/* a slow request in the slot, one queued, the next refused */
+	uint64_t id0 = 0, id1 = 0, id2 = 0;
+	o[0].sleep_us = 20000;
+	rq = request(&pfit, &sp, -1, &o[0]);
+	a = rt_serve_submit(s, &rq, &id0);
+	rq = request(&prompts[1], &sp, 8, &o[1]);
+	b = rt_serve_submit(s, &rq, &id1);
+	rq = request(&prompts[2], &sp, 8, &o[2]);
+	c = rt_serve_submit(s, &rq, &id2);
+	check(a == RT_SERVE_OK && b == RT_SERVE_OK && c == RT_SERVE_BUSY && id0 && id1 && !id2 &&
+	      id0 != id1, "one slot and a queue of one: the third request is RT_SERVE_BUSY");
+	rt_serve_cancel(s, id1);
+	wait_done(&o[1], 1);
+	check(o[1].finish == RT_SERVE_FINISH_CANCELLED && o[1].n_generated == 0 && o[1].len == 0,
+	      "a queued request cancelled: on_done, nothing generated");
+	while (out_len(&o[0]) < 1)
+		usleep(1000);
+	rt_serve_cancel(s, id0);
+	wait_done(&o[0], 1);
+	check(o[0].finish == RT_SERVE_FINISH_CANCELLED && o[0].n_generated >= 1,
+	      "a running request cancelled after %d tokens: on_done", o[0].n_generated);
+	rt_serve_cancel(s, id0); /* done: ignored */
+	/* on_text returns nonzero once 5 bytes came */
+	o[3].stop_after = 5;
+	rq = request(&prompts[0], &sp, 40, &o[3]);
+	a = rt_serve_submit(s, &rq, NULL);
+	wait_done(&o[3], 1);
+	check(!a && o[3].finish == RT_SERVE_FINISH_CANCELLED && o[3].len >= 5 &&
+	      o[3].n_generated < 40 && o[3].ttft_s > 0 && o[3].queue_s >= 0,
+	      "on_text's nonzero cancels the request (%d bytes, %d tokens)", (int)o[3].len,
+	      o[3].n_generated);
+	RtServeStats st;
+	rt_serve_stats(s, &st);
+	check(st.requests == 3 && st.finished[RT_SERVE_FINISH_CANCELLED] == 3 && !st.active &&
+	      !st.queued, "the statistics: 3 accepted, 3 cancelled");
+	rt_serve_free(s);
+}
+
+/* A drain that runs out of time cancels what is left; one in time lets it finish; then
+ * new requests are refused. */
+static void test_engine_drain(void)
+{
+	bn_sampler_params sp = bn_sampler_defaults();
+	sp.temp = 0;
+	RtServe *s = engine(2, 8, 0);
+	Out o[4];
+	memset(o, 0, sizeof o);
+	for (int i = 0; i < 4; i++) {
+		o[i].sleep_us = 10000;
+		RtServeRequest rq = request(&prompts[i], &sp, 60, &o[i]);
+		rt_serve_submit(s, &rq, NULL);
+	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rt_serve_drain(s, 0.2);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double dt = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+	int all = 1, cancelled = 0;
+	for (int i = 0; i < 4; i++) {
+		all &= o[i].done == 1;
+		cancelled += o[i].finish == RT_SERVE_FINISH_CANCELLED;
+	}
+	RtServeRequest rq = request(&prompts[0], &sp, 4, &o[0]);
+	check(all && cancelled == 4 && dt >= 0.2 && dt < 5 &&
+	      rt_serve_submit(s, &rq, NULL) == RT_SERVE_DRAINING,
+	      "a drain of 0.2 s: every request done (%d cancelled) after %.2f s, then "
+	      "RT_SERVE_DRAINING", cancelled, dt);
+	rt_serve_free(s);
+	s = engine(2, 8, 0);
+	memset(o, 0, sizeof o);
+	for (int i = 0; i < 4; i++) {
+		RtServeRequest r2 = request(&prompts[i], &sp, 8, &o[i]);
+		rt_serve_submit(s, &r2, NULL);
+	}
+	rt_serve_drain(s, 30);
+	all = 1;
+	for (int i = 0; i < 4; i++)
+		all &= o[i].done == 1 && (o[i].finish == RT_SERVE_FINISH_LENGTH ||
+					  o[i].finish == RT_SERVE_FINISH_STOP);
+	check(all, "a drain in time: every request finished");
+	rt_serve_free(s);
+	/* freed with requests running: each gets its on_done */
+	s = engine(2, 8, 0);
+	memset(o, 0, sizeof o);
+	for (int i = 0; i < 4; i++) {
+		RtServeRequest r3 = request(&prompts[i], &sp, 60, &o[i]);
+		rt_serve_submit(s, &r3, NULL);
+	}
+	rt_serve_free(s);
+	all = 1;
+	for (int i = 0; i < 4; i++)
+		all &= o[i].done == 1;
+	check(all, "rt_serve_free with requests running: each had its on_done once");
+}
+
+/* More requests than slots from several threads, some cancelled: every accepted one
+ * gets exactly one on_done and the counts add up. */
+enum { STRESS_THREADS = 4, STRESS_EACH = 12 };
+typedef struct {
+	RtServe *s;
+	int t;
+	Out o[STRESS_EACH];
+	int accepted;
+} Stress;
+
+static void *stress_thread(void *arg)
+{
+	Stress *st = arg;
+	for (int i = 0; i < STRESS_EACH; i++) {
+		bn_sampler_params sp = bn_sampler_defaults();
+		sp.seed = (uint64_t)(st->t * 100 + i + 1);
+		sp.temp = i % 2 ? 0.0f : 0.9f;
+		sp.presence_penalty = 0.5f;
+		RtServeRequest rq = request(&prompts[(st->t + i) % N_PROMPTS], &sp, 4 + i % 9, &st->o[i]);
+		uint64_t id = 0;
+		int rc = rt_serve_submit(st->s, &rq, &id);
+		st->accepted += rc == RT_SERVE_OK;
+		if (rc != RT_SERVE_OK)
+			st->o[i].done = -1; /* refused: no callback */
+		if (rc == RT_SERVE_OK && i % 3 == 0)
+			rt_serve_cancel(st->s, id);
+	}
+	return NULL;
+}
+
+static void test_engine_stress(void)
+{
+	RtServe *s = engine(3, 20, 4);
+	static Stress st[STRESS_THREADS];
+	pthread_t th[STRESS_THREADS];
+	memset(st, 0, sizeof st);
+	for (int t = 0; t < STRESS_THREADS; t++) {
+		st[t].s = s;
+		st[t].t = t;
+		pthread_create(&th[t], NULL, stress_thread, &st[t]);
+	}
+	int accepted = 0;
+	for (int t = 0; t < STRESS_THREADS; t++) {
+		pthread_join(th[t], NULL);
+		accepted += st[t].accepted;
+	}
+	rt_serve_drain(s, 60);
+	int once = 1;
+	for (int t = 0; t < STRESS_THREADS; t++)
+		for (int i = 0; i < STRESS_EACH; i++)
+			once &= st[t].o[i].done == 1 || st[t].o[i].done == -1;
+	RtServeStats ss;
+	rt_serve_stats(s, &ss);
+	uint64_t fin = 0;
+	for (int k = 1; k <= 4; k++)
+		fin += ss.finished[k];
+	check(once && accepted > 0 && ss.requests == (uint64_t)accepted && fin == ss.requests &&
+	      ss.finished[RT_SERVE_FINISH_ERROR] == 0 && ss.draining,
+	      "%d requests from %d threads through 3 slots (%d accepted, some cancelled): one "
+	      "on_done each, the counts add up",
+	      STRESS_THREADS * STRESS_EACH, STRESS_THREADS, accepted);
 	rt_serve_free(s);
 }
 
@@ -503,6 +760,12 @@ int main(int argc, char **argv)
 	test_engine_same(16, 0, 1);
 	test_engine_same(1, 0, 0);
 	test_engine_same(4, 7, 0);
+	test_engine_step_alone(1);
+	test_engine_step_alone(0);
+	test_engine_stop();
+	test_engine_control();
+	test_engine_drain();
+	test_engine_stress();
 	bn_model_close(model);
 	printf("%d failed\n", fails);
 	return fails ? 1 : 0;

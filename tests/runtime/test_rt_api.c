@@ -467,6 +467,91 @@ static int gen(bn_ctx *c, bn_sampler *s, const int32_t *prompt, int32_t n, int m
 	return bn_generate(c, s, prompt, n, &p, r);
 }
 
+/* bn_sampler_params' presence and frequency penalties reach the sampler: the fake's best
+ * next token (t + 1, logit 10) is in the window, and 20 off its logit lets the second best
+ * (t + 2, the call size) win. */
+static void test_sampler_penalties(void **state)
+{
+	(void)state;
+	bn_model *m = open_model();
+	bn_ctx *c = bn_ctx_new(m, 32, 1, NULL, 0);
+	static Gen g;
+	bn_generate_result r;
+	int32_t prompt[3] = {3, 4, 3};
+	for (int k = 0; k < 3; k++) {
+		bn_sampler_params sp = bn_sampler_defaults();
+		sp.temp = 0;
+		sp.presence_penalty = k == 1 ? 20.0f : 0.0f;
+		sp.frequency_penalty = k == 2 ? 20.0f : 0.0f;
+		bn_sampler *s = bn_sampler_new(m, &sp);
+		memset(&g, 0, sizeof g);
+		bn_ctx_reset(c);
+		assert_int_equal(gen(c, s, prompt, 3, 1, 0, &g, &r), BN_OK);
+		assert_int_equal(g.n, 1);
+		assert_int_equal(g.ids[0], k ? 5 : 4);
+		bn_sampler_free(s);
+	}
+	bn_ctx_free(c);
+	bn_model_close(m);
+}
+
+/* bn_decode_batch on the fake: each row's logit (t + 3) % 16 says the token before it in
+ * its own sequence (0.01 * (prev + 1)), so rows of sequences interleaved in one call read
+ * their own sequence's cache. */
+static void test_decode_batch(void **state)
+{
+	(void)state;
+	bn_model *m = open_model();
+	int code = 0;
+	char err[256];
+	bn_ctx *c = bn_ctx_new_seq(m, 8, 3, 1, &code, err, sizeof err);
+	assert_non_null(c);
+	assert_int_equal(bn_ctx_n_seq(c), 3);
+	int32_t tok[6] = {1, 7, 2, 9, 3, 11}, pos[6] = {0, 0, 1, 1, 2, 0}, seq[6] = {0, 2, 0, 2, 0, 1};
+	int8_t want[6] = {0, 1, 1, 1, 1, 1};
+	float l[5 * NV];
+	bn_batch b = {6, tok, pos, seq, want};
+	assert_int_equal(bn_decode_batch(c, &b, l), BN_OK); /* two calls: 4 rows, 2 rows */
+	/* row 2 (token 2 after 1 in sequence 0), row 3 (9 after 7 in 2), row 4 (3 after 2) */
+	assert_float_equal(l[1 * NV + (2 + 3) % NV], 0.01f * 2, 1e-6);
+	assert_float_equal(l[2 * NV + (9 + 3) % NV], 0.01f * 8, 1e-6);
+	assert_float_equal(l[3 * NV + (3 + 3) % NV], 0.01f * 3, 1e-6);
+	assert_float_equal(l[4 * NV + (11 + 3) % NV], 0.0f, 1e-6); /* position 0: no token before */
+	assert_float_equal(l[0 * NV + (7 + 1) % NV], 10.0f, 0);
+	assert_int_equal(bn_ctx_seq_pos(c, 0), 3);
+	assert_int_equal(bn_ctx_seq_pos(c, 1), 1);
+	assert_int_equal(bn_ctx_seq_pos(c, 2), 2);
+	assert_int_equal(bn_ctx_pos(c), 3);
+	/* overwrite sequence 0 from position 1: it is trimmed there first */
+	int32_t t2[1] = {5}, p2[1] = {1}, s2[1] = {0};
+	int8_t w2[1] = {1};
+	bn_batch b2 = {1, t2, p2, s2, w2};
+	assert_int_equal(bn_decode_batch(c, &b2, l), BN_OK);
+	assert_float_equal(l[(5 + 3) % NV], 0.01f * 2, 1e-6);
+	assert_int_equal(bn_ctx_seq_pos(c, 0), 2);
+	/* cancelled before its first forward call: nothing changes */
+	bn_ctx_cancel(c, 1);
+	int32_t t3[1] = {6}, p3[1] = {2};
+	bn_batch b3 = {1, t3, p3, s2, NULL};
+	assert_int_equal(bn_decode_batch(c, &b3, NULL), BN_E_CANCELLED);
+	assert_int_equal(bn_ctx_seq_pos(c, 0), 2);
+	assert_int_equal(bn_decode_batch(c, &b3, NULL), BN_OK);
+	assert_int_equal(bn_ctx_seq_pos(c, 0), 3);
+	/* a sequence out of range, a gap: nothing runs */
+	int32_t p4[1] = {9};
+	bn_batch b4 = {1, t3, p4, s2, NULL};
+	assert_int_equal(bn_decode_batch(c, &b4, NULL), BN_E_ARG);
+	assert_non_null(strstr(bn_ctx_last_error(c), "position 9 of sequence 0"));
+	assert_int_equal(bn_ctx_seq_trim(c, 2, 1), BN_OK);
+	assert_int_equal(bn_ctx_seq_pos(c, 2), 1);
+	assert_int_equal(bn_ctx_seq_pos(c, 0), 3);
+	bn_ctx_free(c);
+	/* the KV cache of 3 sequences: 3 times one's (the fake: 16 bytes a position) */
+	assert_null(bn_ctx_new_seq(m, 8, 0, 1, &code, err, sizeof err));
+	assert_int_equal(code, BN_E_ARG);
+	bn_model_close(m);
+}
+
 /* bn_generate: the fake counts up from the prompt's last token to its EOS (15). */
 static void test_generate(void **state)
 {
@@ -679,6 +764,8 @@ int main(void)
 		cmocka_unit_test(test_trim),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_generate),
+		cmocka_unit_test(test_sampler_penalties),
+		cmocka_unit_test(test_decode_batch),
 		cmocka_unit_test(test_text_stream),
 		cmocka_unit_test(test_open_held),
 		cmocka_unit_test(test_progress_line),

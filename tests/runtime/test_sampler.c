@@ -1,4 +1,5 @@
-/* test_sampler.c - the runtime's sampler: greedy, the llama.cpp chain's filters, repeat penalty, seeds. */
+/* test_sampler.c - the runtime's sampler: greedy, the llama.cpp chain's filters, repeat penalty,
+ * presence and frequency penalties, seeds. */
 #include "testutil.h"
 #include "rt.h"
 
@@ -54,6 +55,8 @@ static void test_defaults(void **state)
 	assert_float_equal(p.min_p, 0.05f, 0);
 	assert_float_equal(p.repeat_penalty, 1.0f, 0);
 	assert_int_equal(p.repeat_last_n, 64);
+	assert_float_equal(p.presence_penalty, 0.0f, 0);
+	assert_float_equal(p.frequency_penalty, 0.0f, 0);
 	assert_null(rt_sampler_new(&p, 0));
 	/* Random seeds differ from call to call (almost surely) and stay 32-bit. */
 	uint64_t a = rt_seed_random(), b = rt_seed_random();
@@ -326,6 +329,77 @@ static void test_repeat_penalty(void **state)
 	rt_sampler_free(s);
 }
 
+/* OpenAI's penalties over the repeat window: logit -= count * frequency + presence for a
+ * token the window holds (count its occurrences there), after the repeat penalty. */
+static void test_presence_frequency(void **state)
+{
+	(void)state;
+	RtSamplerParams p = rt_sampler_defaults();
+	p.temp = 0.0f;
+	p.repeat_last_n = 4;
+	p.presence_penalty = 1.0f;
+	RtSampler *s = rt_sampler_new(&p, 3);
+	const float a[] = {3.0f, 2.5f, 0.0f}, b[] = {3.0f, 1.9f, 0.0f};
+	assert_int_equal(rt_sampler_sample(s, a), 0);
+	rt_sampler_accept(s, 0);
+	assert_int_equal(rt_sampler_sample(s, a), 1); /* 3 - 1 = 2 < 2.5 */
+	rt_sampler_accept(s, 0);
+	assert_int_equal(rt_sampler_sample(s, b), 0); /* presence: once, whatever the count */
+	rt_sampler_free(s);
+
+	p.presence_penalty = 0.0f;
+	p.frequency_penalty = 0.5f;
+	s = rt_sampler_new(&p, 3);
+	const float c[] = {3.0f, 2.1f, 0.0f}, d[] = {3.0f, 2.4f, 0.0f};
+	rt_sampler_accept(s, 0);
+	assert_int_equal(rt_sampler_sample(s, c), 0); /* 3 - 0.5 = 2.5 > 2.1 */
+	rt_sampler_accept(s, 0);
+	assert_int_equal(rt_sampler_sample(s, c), 1); /* 3 - 2 * 0.5 = 2 < 2.1 */
+	rt_sampler_accept(s, 1);
+	rt_sampler_accept(s, 1);
+	rt_sampler_accept(s, 2); /* the window (4) is 0 1 1 2: token 0 once, 1 twice */
+	assert_int_equal(rt_sampler_sample(s, d), 0); /* 2.5 against 2.4 - 1 */
+	rt_sampler_reset(s);
+	assert_int_equal(rt_sampler_sample(s, c), 0);
+	rt_sampler_free(s);
+
+	/* after the repeat penalty, on negative logits too */
+	p.repeat_penalty = 2.0f;
+	p.presence_penalty = 0.5f;
+	p.frequency_penalty = 0.25f;
+	s = rt_sampler_new(&p, 3);
+	rt_sampler_accept(s, 0);
+	rt_sampler_accept(s, 0);
+	const float e[] = {3.0f, 0.6f, 0.0f}, f[] = {3.0f, 0.4f, 0.0f}; /* 3/2 - 1 = 0.5 */
+	assert_int_equal(rt_sampler_sample(s, e), 1);
+	assert_int_equal(rt_sampler_sample(s, f), 0);
+	const float g[] = {-1.0f, -2.9f, -9.0f}, h[] = {-1.0f, -3.1f, -9.0f}; /* -2 - 1 = -3 */
+	assert_int_equal(rt_sampler_sample(s, g), 1);
+	assert_int_equal(rt_sampler_sample(s, h), 0);
+	rt_sampler_free(s);
+
+	/* no window, no penalties */
+	p.repeat_last_n = 0;
+	s = rt_sampler_new(&p, 3);
+	rt_sampler_accept(s, 0);
+	assert_int_equal(rt_sampler_sample(s, e), 0);
+	rt_sampler_free(s);
+
+	/* sampled: the penalized token's share is that of its shifted logit (1 - 1 = 0 against
+	 * 0: half the draws of two tokens) */
+	RtSamplerParams q = plain(1.0f, 5);
+	q.repeat_last_n = 8;
+	q.presence_penalty = 1.0f;
+	s = rt_sampler_new(&q, 2);
+	rt_sampler_accept(s, 0);
+	const float two[] = {1.0f, 0.0f};
+	int n0 = 0;
+	for (int i = 0; i < 4000; i++)
+		n0 += rt_sampler_sample(s, two) == 0;
+	assert_in_range(n0, 1800, 2200);
+	rt_sampler_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -337,6 +411,7 @@ int main(void)
 		cmocka_unit_test(test_top_p),
 		cmocka_unit_test(test_min_p),
 		cmocka_unit_test(test_repeat_penalty),
+		cmocka_unit_test(test_presence_frequency),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,7 +48,9 @@ typedef struct {
 	char log[1200];
 } Srv;
 
-static Srv srv_main; /* -np 4, shared by the tests that need no flags of their own */
+static Srv srv_main; /* -np 8, shared by the tests that need no flags of their own */
+static pid_t started[16]; /* every server started, killed at the end if still running */
+static int n_started;
 
 static void sleep_ms(int ms)
 {
@@ -111,6 +113,8 @@ static void srv_start(Srv *s, const char *name, const char *extra)
 	s->port = 0;
 	s->pid = fork();
 	assert_true(s->pid >= 0);
+	if (s->pid > 0 && n_started < 16)
+		started[n_started++] = s->pid;
 	if (s->pid == 0) {
 		int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd < 0)
@@ -182,10 +186,11 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (srv_main.pid > 0) {
-		kill(srv_main.pid, SIGKILL);
-		waitpid(srv_main.pid, NULL, 0);
-	}
+	for (int i = 0; i < n_started; i++)
+		if (waitpid(started[i], NULL, WNOHANG) == 0) {
+			kill(started[i], SIGKILL);
+			waitpid(started[i], NULL, 0);
+		}
 	return 0;
 }
 

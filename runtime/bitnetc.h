@@ -249,9 +249,10 @@ typedef struct {
  * append, or overwrite from that position on (which first trims the sequence there).
  * logits gets n_vocab floats for each row that wants them, in row order (NULL when none
  * does). The rows go in forward calls of up to bn_ctx_ubatch rows, in row order (a
- * one-row call, the step mode, only for a one-row batch); rows in one call do not change
- * each other's logits, so a row gets the bits it would get with its own sequence's rows
- * alone in a call of several rows. Returns BN_OK; BN_E_ARG (no rows, a sequence out of
+ * one-row call, the step mode, only for a one-row batch); on the CPU, rows in one call do
+ * not change each other's logits, so a row gets the bits it would get with its own
+ * sequence's rows alone in a call of several rows (a one-row call differs in the last
+ * bits: the step mode's f16 roundings). Returns BN_OK; BN_E_ARG (no rows, a sequence out of
  * range, positions that are not such a run, wanted logits and no buffer), BN_E_TOKEN,
  * BN_E_CTX (a position past n_ctx) before anything runs; BN_E_CANCELLED (bn_ctx_cancel,
  * seen before each forward call), BN_E_NONFINITE (the message and bn_ctx_nonfinite name

@@ -621,9 +621,8 @@ int bn_ctx_seq_trim(bn_ctx *c, int32_t seq, int32_t n_keep)
 	if (seq < -1 || seq >= c->st.n_seq || n_keep < 0 || (seq >= 0 && n_keep > c->len[seq]))
 		return rt_say(c->err, sizeof c->err, BN_E_ARG,
 			      "bn_ctx_seq_trim: sequence %d, %d positions (the context has %d "
-			      "sequences%s%d positions)",
+			      "sequences; that one holds %d positions)",
 			      (int)seq, (int)n_keep, (int)c->st.n_seq,
-			      seq >= 0 && seq < c->st.n_seq ? ", that one holds " : "; ",
 			      seq >= 0 && seq < c->st.n_seq ? (int)c->len[seq] : 0);
 	for (int32_t s = seq < 0 ? 0 : seq; s < (seq < 0 ? c->st.n_seq : seq + 1); s++)
 		if (c->len[s] > n_keep)

@@ -3,7 +3,9 @@
  * (continuous batching: every step gathers the next token of each generating slot and a
  * chunk of any slot's prompt into one bn_decode_batch call). The HTTP layer (rt_http*.c)
  * calls it and knows nothing of decoding; the engine knows nothing of HTTP or JSON. Built
- * on bitnetc.h alone, libc + pthreads. */
+ * on bitnetc.h alone, libc + pthreads. rt_serve.c is a runtime source like the others (the
+ * runtime library the tests link, every tree --emit-c writes); which programs compile it
+ * is the program sources list's to say. */
 #ifndef BITNETC_RT_SERVE_H
 #define BITNETC_RT_SERVE_H
 

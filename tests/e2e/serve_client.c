@@ -331,13 +331,16 @@ static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int on_text(void *user, const char *t, size_t n)
 {
 	Out *o = user;
+	pthread_mutex_lock(&mu);
 	if (o->len + n < sizeof o->text) {
 		memcpy(o->text + o->len, t, n);
 		o->len += n;
 	}
+	int stop = o->stop_after && o->len >= (size_t)o->stop_after;
+	pthread_mutex_unlock(&mu);
 	if (o->sleep_us)
 		usleep((useconds_t)o->sleep_us);
-	return o->stop_after && o->len >= (size_t)o->stop_after;
+	return stop;
 }
 
 static void on_done(void *user, const RtServeResult *r)
@@ -583,7 +586,7 @@ static void test_engine_control(void)
 	/* a slow request in the slot, one queued, the next refused */
 	uint64_t id0 = 0, id1 = 0, id2 = 0;
 	o[0].sleep_us = 20000;
-	rq = request(&pfit, &sp, -1, &o[0]);
+	rq = request(&prompts[0], &sp, -1, &o[0]);
 	a = rt_serve_submit(s, &rq, &id0);
 	rq = request(&prompts[1], &sp, 8, &o[1]);
 	b = rt_serve_submit(s, &rq, &id1);
@@ -611,10 +614,18 @@ static void test_engine_control(void)
 	      o[3].n_generated < 40 && o[3].ttft_s > 0 && o[3].queue_s >= 0,
 	      "on_text's nonzero cancels the request (%d bytes, %d tokens)", (int)o[3].len,
 	      o[3].n_generated);
+	/* a prompt one short of the slot: two tokens, the second fills it */
+	memset(&o[2], 0, sizeof o[2]);
+	rq = request(&pfit, &sp, -1, &o[2]);
+	a = rt_serve_submit(s, &rq, NULL);
+	wait_done(&o[2], 1);
+	check(!a && (o[2].finish == RT_SERVE_FINISH_LENGTH || o[2].finish == RT_SERVE_FINISH_STOP) &&
+	      o[2].n_generated <= 2, "a prompt of 95 of 96 positions: accepted, %d tokens",
+	      o[2].n_generated);
 	RtServeStats st;
 	rt_serve_stats(s, &st);
-	check(st.requests == 3 && st.finished[RT_SERVE_FINISH_CANCELLED] == 3 && !st.active &&
-	      !st.queued, "the statistics: 3 accepted, 3 cancelled");
+	check(st.requests == 4 && st.finished[RT_SERVE_FINISH_CANCELLED] == 3 && !st.active &&
+	      !st.queued, "the statistics: 4 accepted, 3 cancelled");
 	rt_serve_free(s);
 }
 

@@ -77,6 +77,10 @@ typedef struct {
 	const char *prefix;
 	bool linked_weights;
 	const char *soname; /* a shared library's file name (its DT_SONAME) */
+	/* compiler runs at once (bitnetc build -j; 0: $BITNETC_JOBS, else one per online CPU),
+	 * and no_cache: compile the runtime even when the cache of its objects has them */
+	int jobs;
+	bool no_cache;
 } CgOpts;
 
 /* Where each constant of the graph lives in the weights payload: back to back, each at a
@@ -191,6 +195,15 @@ const char *cg_lib_object_name(int i);
 /* Runs the compiler command argv (argv[0] the compiler) inside dir without a shell; a
  * failure is an error with the first lines of its output. */
 int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e);
+/* Several compiler commands (cmds[i], each NULL-terminated) inside dir, up to cg_cc_jobs(o)
+ * at once; secs[i] and ok[i] (either may be NULL) get each one's wall time and whether it
+ * ran and exited 0. The first failing command (in cmds' order) is the error; no new one
+ * starts after a failure. */
+int cg_run_cc_all(const CgOpts *o, const char *const *const *cmds, int n, const char *dir,
+		  double *secs, bool *ok, BnErr *e);
+/* How many compiler runs a build starts at once: o->jobs, else $BITNETC_JOBS, else one per
+ * online CPU (at least 1, at most the cleanup handler's limit). */
+int cg_cc_jobs(const CgOpts *o);
 /* Checks what the compiler cc wrote to path (named shown in messages): present,
  * non-empty, an object file (object) or an executable, ELF or Mach-O, for the
  * architecture of CPU target (cpu-generic: any). */

@@ -80,7 +80,12 @@ const char usage_build[] =
 	"  --shared              the same as a shared library (OUT: libNAME.so)\n"
 	"  --prefix NAME         the library's function prefix (default: OUT's file name less\n"
 	"                        lib and its extension: libtiny.a -> tiny_decode)\n"
-	"  -v, --verbose         per-pass detail, the full compiler command line\n";
+	"  -v, --verbose         per-pass detail, the full compiler command line\n"
+	"  -j, --jobs N          compiler runs at once: model.c and each runtime source\n"
+	"                        (default: $BITNETC_JOBS, else one per online CPU)\n"
+	"  --no-cache            compile the runtime even when the cache of its objects\n"
+	"                        (~/.cache/bitnetc/runtime, or $XDG_CACHE_HOME/bitnetc/\n"
+	"                        runtime) has them; the cache is left as it is\n";
 
 const char usage_emit[] =
 	"usage: bitnetc emit MODEL.gguf DIR [options]\n"
@@ -104,7 +109,8 @@ static bool emit_refuses(const Args *a)
 {
 	static const char *const no[] = {"-o", "--output", "--emit-c", "--weights-file", "--lib",
 					 "--shared", "--cubin", "--host-kernels", "--cc",
-					 "--cflags", "-O0", "-O1", "-O2", "-O3"};
+					 "--cflags", "-O0", "-O1", "-O2", "-O3", "-j", "--jobs",
+					 "--no-cache"};
 	const char *arg = a->argv[a->i];
 	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
 		size_t l = strlen(no[i]);
@@ -120,6 +126,8 @@ static bool emit_refuses(const Args *a)
 typedef struct {
 	const char *path, *out, *target, *cc, *cflags, *opt, *emit_dir, *weights_file;
 	const char *tune_file;     /* --tune-file (appended to by --tune) */
+	int jobs;                  /* -j N: compiler runs at once (0: cg_cc_jobs's default) */
+	bool no_cache;             /* --no-cache: compile the runtime whatever the cache holds */
 	const char *chat_template; /* --chat-template, or NULL: the file's */
 	bool no_tokenizer;
 	const char *tokenizer_pre; /* --tokenizer-pre, or NULL: the file's */
@@ -368,6 +376,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		     .tok_bytes = tok.size, .chat_template = tok.chat_template,
 		     .verbose = o->verbose, .host_kernels = o->host_kernels,
 		     .cubin = o->cubin};
+	co.jobs = o->jobs;
+	co.no_cache = o->no_cache;
 	if (o->lib) {
 		co.lib = o->lib;
 		co.prefix = o->prefix;
@@ -631,6 +641,15 @@ static int build_main(int argc, char **argv, bool emit)
 		} else if ((r = opt(&a, NULL, "--max-batch", &v)) != 0) {
 			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, RT_MAX_BATCH, &o.max_batch))
 				return EXIT_USAGE;
+		} else if ((r = opt(&a, "-j", "--jobs", &v)) != 0 ||
+			   (!strncmp(a.argv[a.i], "-j", 2) && a.argv[a.i][2] >= '0' &&
+			    a.argv[a.i][2] <= '9' && (a.opt = "-j", v = a.argv[a.i] + 2, r = 1))) {
+			int64_t j; /* -j N, --jobs N or -jN */
+			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, cg_cleanup_max_children(), &j))
+				return EXIT_USAGE;
+			o.jobs = (int)j;
+		} else if (flag(&a, NULL, "--no-cache")) {
+			o.no_cache = true;
 		} else if ((r = opt(&a, NULL, "--emit-c", &v)) != 0) {
 			if (r < 0)
 				return EXIT_USAGE;

@@ -93,6 +93,11 @@ typedef struct {
 	uint64_t tok_off, tok_bytes;
 	uint64_t size;    /* payload bytes */
 	uint64_t hash;    /* rt_weights_hash of the payload */
+	/* the mapped model file the constants may come from unchanged (src_fd: that file open,
+	 * -1 or src_size 0: none): such bytes are copied file to file (copy_file_range) */
+	const void *src_base;
+	uint64_t src_size;
+	int src_fd;
 } CgPayload;
 
 /* ---- what emit produces (cg_output.c) ------------------------------------- */

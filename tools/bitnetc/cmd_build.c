@@ -6,6 +6,7 @@
 #include "rt_tok.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -301,6 +302,23 @@ static int emit_weights(const BuildOpts *o, const IrGraph *g, const CgOutput *ou
 	return 0;
 }
 
+/* The model file again, for the payload's unchanged bytes to be copied from it (file to
+ * file): when it is still the mapped file (device and inode). Returns the fd, -1: none. */
+static int payload_source(const GgufFile *f, CgPayload *p)
+{
+	struct stat st;
+	int fd = f->mapped ? open(f->path, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd >= 0 && (fstat(fd, &st) != 0 || (uint64_t)st.st_dev != f->dev ||
+			(uint64_t)st.st_ino != f->ino || (uint64_t)st.st_size != f->size)) {
+		close(fd);
+		fd = -1;
+	}
+	p->src_fd = fd;
+	p->src_base = fd >= 0 ? f->base : NULL;
+	p->src_size = fd >= 0 ? f->size : 0;
+	return fd;
+}
+
 static int build_model(const BuildOpts *o, const CgTarget *t)
 {
 	const CgBackend *be = t->backend;
@@ -314,7 +332,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	int slot_src = -1, slot_out = -1, slot_w = -1; /* temporaries, removed unless renamed */
 	int slot_hdr[2] = {-1, -1};
 	char tmp_api[4300] = "", tmp_lib[4300] = "";
-	int rc = 0;
+	int rc = 0, src_fd = -1;
 
 	/* [1] frontend */
 	double t0 = now_s();
@@ -399,6 +417,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		rc = fail_err(o->path, &e);
 		goto out;
 	}
+	src_fd = payload_source(f, &out.payload);
 	if (o->emit_dir) {
 		snprintf(srcdir, sizeof srcdir, "%s", o->emit_dir);
 		if (mkdir(srcdir, 0777) != 0 && errno != EEXIST) {
@@ -530,6 +549,8 @@ out:
 	cg_cleanup_remove(slot_out);
 	cg_cleanup_remove(slot_src);
 	cg_output_free(&out);
+	if (src_fd >= 0)
+		close(src_fd);
 	bnm_tok_free(&tok);
 	if (g)
 		pass_gattr_clear(g);

@@ -80,6 +80,10 @@ typedef struct {
 	/* --server: the compiler and linker flags of libmicrohttpd and libcjson (pkg-config's,
 	 * split at spaces); the link adds the server's sources and -DBN_SERVER. NULL: none */
 	const char *server_libs;
+	/* compiler runs at once (bitnetc build -j; 0: $BITNETC_JOBS, else one per online CPU),
+	 * and no_cache: compile the runtime even when the cache of its objects has them */
+	int jobs;
+	bool no_cache;
 } CgOpts;
 
 /* Where each constant of the graph lives in the weights payload: back to back, each at a
@@ -92,6 +96,11 @@ typedef struct {
 	uint64_t tok_off, tok_bytes;
 	uint64_t size;    /* payload bytes */
 	uint64_t hash;    /* rt_weights_hash of the payload */
+	/* the mapped model file the constants may come from unchanged (src_fd: that file open,
+	 * -1 or src_size 0: none): such bytes are copied file to file (copy_file_range) */
+	const void *src_base;
+	uint64_t src_size;
+	int src_fd;
 } CgPayload;
 
 /* ---- what emit produces (cg_output.c) ------------------------------------- */
@@ -199,6 +208,15 @@ const char *cg_lib_object_name(int i);
 /* Runs the compiler command argv (argv[0] the compiler) inside dir without a shell; a
  * failure is an error with the first lines of its output. */
 int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e);
+/* Several compiler commands (cmds[i], each NULL-terminated) inside dir, up to cg_cc_jobs(o)
+ * at once; secs[i] and ok[i] (either may be NULL) get each one's wall time and whether it
+ * ran and exited 0. The first failing command (in cmds' order) is the error; no new one
+ * starts after a failure. */
+int cg_run_cc_all(const CgOpts *o, const char *const *const *cmds, int n, const char *dir,
+		  double *secs, bool *ok, BnErr *e);
+/* How many compiler runs a build starts at once: o->jobs, else $BITNETC_JOBS, else one per
+ * online CPU (at least 1, at most the cleanup handler's limit). */
+int cg_cc_jobs(const CgOpts *o);
 /* Checks what the compiler cc wrote to path (named shown in messages): present,
  * non-empty, an object file (object) or an executable, ELF or Mach-O, for the
  * architecture of CPU target (cpu-generic: any). */

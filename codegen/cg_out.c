@@ -33,7 +33,9 @@ static CleanEntry clean[CLEAN_MAX];
 /* the names the handler removes from a private directory (cg_cleanup_names) */
 static const char *clean_names[CLEAN_NAMES];
 static int n_clean_names;
-static volatile pid_t clean_child; /* the running compiler (its own process group) */
+/* the running compilers (each in its own process group); 0: a free slot */
+enum { CLEAN_KIDS = 64 };
+static volatile pid_t clean_kids[CLEAN_KIDS];
 static pid_t clean_owner;          /* the process that registered (not a forked child) */
 /* SIGPIPE: `bitnetc build ... | head` ends the build at its next progress line */
 static const int clean_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
@@ -65,28 +67,45 @@ static void path_cat(char *buf, size_t n, const char *dir, const char *name)
 	buf[i] = 0;
 }
 
-/* Stops the compiler: SIGTERM to its process group, up to 3 s to exit, then SIGKILL to
- * what is left of the group (its own children), and reaps it. */
-static void stop_child(void)
+/* Whether child pid has exited (a zombie, not reaped: WNOWAIT keeps its group id from
+ * being reused until the kill below). */
+static bool child_exited(pid_t pid)
 {
-	pid_t pid = clean_child;
-	if (pid <= 0)
-		return;
-	kill(-pid, SIGTERM);
-	for (int i = 0; i < 300; i++) {
-		siginfo_t si;
-		si.si_pid = 0;
-		/* WNOWAIT: the zombie keeps the group id from being reused until the kill */
-		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
-		    si.si_pid == pid)
+	siginfo_t si;
+	si.si_pid = 0;
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+	       si.si_pid == pid;
+}
+
+/* Stops every running compiler: SIGTERM to each one's process group, up to 3 s for all of
+ * them to exit, then SIGKILL to what is left of each group (their own children), and
+ * reaps them. */
+static void stop_children(void)
+{
+	bool any = false;
+	for (int k = 0; k < CLEAN_KIDS; k++)
+		if (clean_kids[k] > 0) {
+			kill(-clean_kids[k], SIGTERM);
+			any = true;
+		}
+	for (int i = 0; any && i < 300; i++) {
+		bool all = true;
+		for (int k = 0; k < CLEAN_KIDS && all; k++)
+			all = clean_kids[k] <= 0 || child_exited(clean_kids[k]);
+		if (all)
 			break;
 		struct timespec ts = {0, 10 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
-	kill(-pid, SIGKILL);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
-	clean_child = 0;
+	for (int k = 0; k < CLEAN_KIDS; k++) {
+		pid_t pid = clean_kids[k];
+		if (pid <= 0)
+			continue;
+		kill(-pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		clean_kids[k] = 0;
+	}
 }
 
 static void remove_entry(CleanEntry *c)
@@ -109,7 +128,7 @@ static void on_signal(int sig)
 {
 	int saved = errno;
 	if (getpid() == clean_owner) {
-		stop_child();
+		stop_children();
 		for (int i = CLEAN_MAX - 1; i >= 0; i--)
 			remove_entry(&clean[i]);
 	}
@@ -248,18 +267,36 @@ pid_t cg_cleanup_spawn(const char *const *argv, const char *dir, int out_fd, int
 	}
 	if (pid > 0 && own_group) {
 		setpgid(pid, pid); /* also here: the handler may run before the child does */
-		clean_child = pid;
+		int k = 0;
+		while (k < CLEAN_KIDS && clean_kids[k] > 0)
+			k++;
+		if (k < CLEAN_KIDS) {
+			clean_kids[k] = pid;
+		} else {
+			/* callers run at most CLEAN_KIDS at once (cg_cleanup_max_children) */
+			kill(-pid, SIGKILL);
+			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+				;
+			pid = -1;
+			errno = EAGAIN;
+		}
 	}
 	sigs_restore(&old);
 	return pid;
+}
+
+int cg_cleanup_max_children(void)
+{
+	return CLEAN_KIDS;
 }
 
 void cg_cleanup_reaped(pid_t pid)
 {
 	sigset_t old;
 	sigs_block(&old);
-	if (clean_child == pid)
-		clean_child = 0;
+	for (int k = 0; k < CLEAN_KIDS; k++)
+		if (clean_kids[k] == pid)
+			clean_kids[k] = 0;
 	sigs_restore(&old);
 }
 

@@ -43,7 +43,7 @@ int cg_out_temp(const char *dest, char *tmp, size_t n, int *slot, BnErr *e);
 int cg_out_commit(int slot, const char *tmp, const char *dest, const char *shown,
 		  const char *role, mode_t mode, BnErr *e);
 /* Installs the handler of SIGINT, SIGTERM, SIGHUP and SIGPIPE (those not ignored): it stops the
- * running compiler, removes every registered path and lets the signal kill the process. The
+ * running compilers, removes every registered path and lets the signal kill the process. The
  * names backend b writes into a source directory (its emit_files; b NULL: none) are those
  * the handler removes from a registered directory, with any cg_cleanup_names adds. */
 void cg_cleanup_install(const CgBackend *b);
@@ -61,10 +61,12 @@ void cg_cleanup_remove(int slot);
 void cg_cleanup_hold(void);
 void cg_cleanup_release(void);
 /* Forks argv (execvp) inside dir, stdout and stderr to out_fd, close_fd closed; with the
- * handler installed in its own process group, stopped by it. cg_cleanup_reaped once
- * waited for. Returns the pid, -1 on failure (errno). */
+ * handler installed in its own process group, stopped by it (every one running: up to
+ * cg_cleanup_max_children at once). cg_cleanup_reaped once waited for. Returns the pid,
+ * -1 on failure (errno). */
 pid_t cg_cleanup_spawn(const char *const *argv, const char *dir, int out_fd, int close_fd);
 void cg_cleanup_reaped(pid_t pid);
+int cg_cleanup_max_children(void);
 /* Removes everything in a private source directory (whatever the compiler left there
  * too), then dir itself. */
 void cg_remove_sources(const char *dir);

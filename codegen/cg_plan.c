@@ -5,6 +5,7 @@
 #include "rt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,16 +76,67 @@ static void put_le64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static int put_zeros(FILE *f, uint64_t n)
+/* The payload's file: written with large write()s, and the bytes that come unchanged from
+ * the mapped model copied file to file by the kernel (no page faults on the mapping, no
+ * copy through user memory) while copy_file_range works there. */
+typedef struct {
+	int fd;
+	bool cfr; /* copy_file_range still worth trying */
+} PayOut;
+
+static int put_bytes(PayOut *o, const void *data, uint64_t n)
 {
-	static const uint8_t zero[4096];
+	const uint8_t *p = data;
 	while (n) {
-		size_t k = n > sizeof zero ? sizeof zero : (size_t)n;
-		if (fwrite(zero, 1, k, f) != k)
+		size_t k = n > (1u << 30) ? (size_t)1 << 30 : (size_t)n;
+		ssize_t w = write(o->fd, p, k);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (uint64_t)w;
+	}
+	return 0;
+}
+
+static int put_zeros(PayOut *o, uint64_t n)
+{
+	static const uint8_t zero[65536];
+	while (n) {
+		uint64_t k = n > sizeof zero ? sizeof zero : n;
+		if (put_bytes(o, zero, k))
 			return -1;
 		n -= k;
 	}
 	return 0;
+}
+
+/* n bytes at data: from the model file when they lie in its mapping, else written. */
+static int put_value(PayOut *o, const CgPayload *p, const void *data, uint64_t n)
+{
+	const uint8_t *d = data, *b = p->src_base;
+	uint64_t done = 0;
+	if (o->cfr && p->src_size && p->src_fd >= 0 && b && d >= b && n <= p->src_size &&
+	    (uint64_t)(d - b) <= p->src_size - n) {
+		loff_t in = (loff_t)(d - b);
+		while (done < n) {
+			ssize_t w = copy_file_range(p->src_fd, &in, o->fd, NULL, (size_t)(n - done), 0);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				/* not here (another file system, an old kernel, a file that shrank):
+				 * the rest through memory */
+				o->cfr = false;
+				break;
+			}
+			done += (uint64_t)w;
+		}
+	}
+	return put_bytes(o, d + done, n - done);
 }
 
 int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, bool append,
@@ -92,34 +144,35 @@ int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, boo
 {
 	if (!shown)
 		shown = path;
-	FILE *f = fopen(path, append ? "r+b" : "wb");
-	if (!f)
+	PayOut o = {.fd = open(path, append ? O_RDWR : O_WRONLY | O_CREAT | O_TRUNC, 0666),
+		    .cfr = true};
+	if (o.fd < 0)
 		return bn_err(e, BN_EIO, "%s: cannot open: %s", shown, strerror(errno));
 	uint64_t start = 0;
 	int bad = 0, err = 0;
 	if (append) {
 		/* the program, zero-padded to a page so that the payload can be mapped */
-		if (fseeko(f, 0, SEEK_END) != 0) {
+		off_t end = lseek(o.fd, 0, SEEK_END);
+		if (end < 0) {
 			err = errno;
-			fclose(f);
+			close(o.fd);
 			return bn_err(e, BN_EIO, "%s: cannot seek: %s", shown, strerror(err));
 		}
-		off_t end = ftello(f);
 		start = ((uint64_t)end + 4095) / 4096 * 4096;
-		bad |= put_zeros(f, start - (uint64_t)end);
+		bad |= put_zeros(&o, start - (uint64_t)end);
 	}
 	uint64_t at = 0;
 	for (int i = 0; i < p->n && !bad; i++) {
 		const IrValue *v = &g->values[p->ids[i]];
-		bad |= put_zeros(f, p->off[i] - at);
-		if (!bad && v->nbytes && fwrite(v->data, 1, (size_t)v->nbytes, f) != v->nbytes)
-			bad = 1;
+		bad |= put_zeros(&o, p->off[i] - at);
+		if (!bad && v->nbytes)
+			bad |= put_value(&o, p, v->data, v->nbytes);
 		at = p->off[i] + v->nbytes;
 	}
 	if (p->tok && !bad) {
-		bad |= put_zeros(f, p->tok_off - at);
-		if (!bad && fwrite(p->tok, 1, (size_t)p->tok_bytes, f) != p->tok_bytes)
-			bad = 1;
+		bad |= put_zeros(&o, p->tok_off - at);
+		if (!bad)
+			bad |= put_bytes(&o, p->tok, p->tok_bytes);
 		at = p->tok_off + p->tok_bytes;
 	}
 	uint8_t tr[32];
@@ -127,15 +180,15 @@ int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, boo
 	put_le64(tr + 8, start);
 	put_le64(tr + 16, p->size);
 	put_le64(tr + 24, p->hash);
-	if (!bad && fwrite(tr, 1, sizeof tr, f) != sizeof tr)
-		bad = 1;
+	if (!bad)
+		bad |= put_bytes(&o, tr, sizeof tr);
 	/* on disk before the caller renames it into place: after a crash the old file or
 	 * the complete new one, never a part */
-	if (!bad && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+	if (!bad && fsync(o.fd) != 0)
 		bad = 1;
 	if (bad)
 		err = errno;
-	if (fclose(f) != 0 && !bad) {
+	if (close(o.fd) != 0 && !bad) {
 		bad = 1;
 		err = errno;
 	}

@@ -66,6 +66,7 @@ typedef struct {
 	const uint8_t *base; /* the mapped file (or caller's buffer) */
 	uint64_t size;
 	bool mapped;
+	uint64_t dev, ino; /* the mapped file's device and inode (gguf_open; else 0) */
 	uint64_t n_kv;
 	GgufKV *kv;
 	uint64_t n_tensors;

@@ -770,6 +770,8 @@ GgufFile *gguf_open(const char *path, BnErr *e)
 		return NULL;
 	}
 	f->mapped = map != NULL;
+	f->dev = (uint64_t)st.st_dev;
+	f->ino = (uint64_t)st.st_ino;
 	return f;
 }
 

@@ -41,33 +41,29 @@ int ir_layout_pack(const char *to, IrDtype dt, const void *src, void *dst, int64
 	if (ir_layout_check(to, dt, 2, ne) || strcmp(to, "gguf") == 0)
 		return -1;
 	uint64_t codes = (uint64_t)k * (uint64_t)rows / 4;
-	/* i2s_x16, one group of 16 rows at a time: decode the rows to codes (the GGUF row's
-	 * 32-byte blocks hold elements 128b + 32g + p in byte 32b + p at bits (7-2g):(6-2g)),
-	 * then pack them chunk by chunk. */
+	/* i2s_x16 straight from the GGUF bytes: element e = 128b + 32q + i of a row is byte
+	 * 32b + i at bits (7-2q):(6-2q), so the 16 elements 16c..16c+15 of one chunk are the 16
+	 * bytes from 32b + (16c mod 32) at one shift, and the chunk's four output bytes j take
+	 * elements j, j+4, j+8, j+12: four 32-bit words (bytes are lanes: the masks keep each
+	 * byte's own two bits, on any byte order) */
 	const uint8_t *s = src;
 	uint8_t *d = dst;
-	uint8_t *c16 = malloc((size_t)k * 16);
-	if (!c16)
-		return -2;
 	for (int64_t g = 0; g < rows / 16; g++) {
-		for (int r = 0; r < 16; r++) {
-			const uint8_t *p = s + (16 * g + r) * (k / 4);
-			uint8_t *cr = c16 + (size_t)r * (size_t)k;
-			for (int64_t b = 0; b < k / 128; b++)
-				for (int q = 0; q < 4; q++)
-					for (int i = 0; i < 32; i++)
-						cr[128 * b + 32 * q + i] = (p[32 * b + i] >> (6 - 2 * q)) & 3;
-		}
 		uint8_t *dg = d + (uint64_t)g * (uint64_t)(k / 16) * 64;
-		for (int64_t c = 0; c < k / 16; c++)
-			for (int r = 0; r < 16; r++)
-				for (int j = 0; j < 4; j++) {
-					const uint8_t *cr = c16 + (size_t)r * (size_t)k + 16 * c + j;
-					dg[64 * c + 4 * r + j] = (uint8_t)(cr[0] | cr[4] << 2 | cr[8] << 4 |
-									   cr[12] << 6);
-				}
+		for (int r = 0; r < 16; r++) {
+			const uint8_t *p = s + (uint64_t)(16 * g + r) * (uint64_t)(k / 4);
+			for (int64_t c = 0; c < k / 16; c++) {
+				int64_t e = 16 * c;
+				const uint8_t *q = p + 32 * (e / 128) + e % 32;
+				int sh = 6 - 2 * (int)((e % 128) / 32);
+				uint32_t w[4], o = 0;
+				memcpy(w, q, sizeof w);
+				for (int m = 0; m < 4; m++)
+					o |= ((w[m] >> sh) & 0x03030303u) << (2 * m);
+				memcpy(dg + 64 * c + 4 * r, &o, 4);
+			}
+		}
 	}
-	free(c16);
 	memcpy(d + codes, s + codes, 32); /* the scale and its padding */
 	return 0;
 }

@@ -81,6 +81,27 @@ const CgCpuTarget *cg_cpu_target(const char *name);
 int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *out_path, char *cmd,
 	  size_t cmd_n, BnErr *e);
 
+/* ---- cg_cpu_cache.c ---- */
+
+/* One entry of the cache of the runtime's compiled objects ($XDG_CACHE_HOME/bitnetc/runtime,
+ * else ~/.cache/bitnetc/runtime): path "" when there is none to use. */
+typedef struct {
+	char key[33]; /* 128-bit hex */
+	char path[4200];
+} CgRtCache;
+/* The entry for the runtime compiled with flags (the command less the compiler, the
+ * sources and outputs) by o->cc: keyed by those, the compiler's path, size, time and
+ * --version output, the runtime sources and bitnetc's version. False (path "") with
+ * o->no_cache or when there is no cache directory or compiler. */
+bool cg_rt_cache_key(const CgOpts *o, const char *const *flags, int n_flags, CgRtCache *c);
+/* Writes the entry's objects names[0..n) into dir: 1 when it held exactly them, intact; 0
+ * when missing, damaged or foreign (why says which). */
+int cg_rt_cache_get(const CgRtCache *c, const char *dir, const char *const *names, int n,
+		    char *why, size_t why_n);
+/* Stores dir's objects names[0..n) as the entry (written beside it, renamed into place;
+ * nothing when one is not an object file). Returns whether it did. */
+bool cg_rt_cache_put(const CgRtCache *c, const char *dir, const char *const *names, int n);
+
 /* ---- cg_cpu_out.c ---- */
 
 /* cg_check_output: cg.h */

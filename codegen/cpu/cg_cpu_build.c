@@ -5,11 +5,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- targets ------------------------------------------------------------------ */
@@ -142,83 +144,197 @@ static void first_lines(const char *log, char *out, size_t n, int max_lines)
 	out[len] = 0;
 }
 
-/* Runs argv[0] with argv inside dir (no shell); its output becomes the error message. */
-int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e)
-{
-	const char *cc = argv[0];
-	if (!cc_exists(cc))
-		return bn_err(e, BN_EIO, "C compiler '%s' not found (install one, or name it with --cc)",
-			      cc);
+/* One compiler run of cg_run_cc_all: its command (argv[0] absolute when it was a relative
+ * path: the child runs inside dir), the pipe of its output and what it wrote. */
+typedef struct {
+	const char *av[128];
+	char abs_cc[4096];
+	pid_t pid;
+	int fd;
+	char *log;
+	size_t log_n, log_cap;
+	int st;
+	double t0;
+	bool run, done;
+} CcJob;
 
-	/* the child runs inside dir so that every source path is relative: a relative
-	 * compiler path (./mycc) is made absolute first */
-	enum { MAX_ARGV = 128 };
-	const char *av[MAX_ARGV];
-	char abs_cc[4096], cwd[4096];
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int cg_cc_jobs(const CgOpts *o)
+{
+	long j = o ? o->jobs : 0;
+	const char *env = getenv("BITNETC_JOBS");
+	if (j <= 0 && env && *env)
+		j = strtol(env, NULL, 10);
+	if (j <= 0)
+		j = sysconf(_SC_NPROCESSORS_ONLN);
+	if (j < 1)
+		j = 1;
+	if (j > cg_cleanup_max_children())
+		j = cg_cleanup_max_children();
+	return (int)j;
+}
+
+static void job_prepare(CcJob *j, const char *const *argv)
+{
+	memset(j, 0, sizeof *j);
+	j->fd = -1;
 	int n = 0;
-	for (; argv[n] && n < MAX_ARGV - 1; n++)
-		av[n] = argv[n];
-	av[n] = NULL;
+	for (; argv[n] && n < (int)(sizeof j->av / sizeof j->av[0]) - 1; n++)
+		j->av[n] = argv[n];
+	j->av[n] = NULL;
+	char cwd[4096];
+	const char *cc = argv[0];
 	if (strchr(cc, '/') && cc[0] != '/' && getcwd(cwd, sizeof cwd) &&
-	    (size_t)snprintf(abs_cc, sizeof abs_cc, "%s/%s", cwd, cc) < sizeof abs_cc)
-		av[0] = abs_cc;
+	    (size_t)snprintf(j->abs_cc, sizeof j->abs_cc, "%s/%s", cwd, cc) < sizeof j->abs_cc)
+		j->av[0] = j->abs_cc;
+}
+
+static int job_start(CcJob *j, const char *dir, BnErr *e)
+{
 	int fds[2];
 	if (pipe(fds) != 0)
 		return bn_err(e, BN_EIO, "cannot create a pipe: %s", strerror(errno));
-	pid_t pid = cg_cleanup_spawn(av, dir, fds[1], fds[0]);
+	/* the read end stays out of the other compilers (each sees its own EOF) */
+	fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+	pid_t pid = cg_cleanup_spawn(j->av, dir, fds[1], fds[0]);
 	if (pid < 0) {
 		int err = errno;
 		close(fds[0]);
 		close(fds[1]);
-		return bn_err(e, BN_EIO, "cannot start %s: %s", cc, strerror(err));
+		return bn_err(e, BN_EIO, "cannot start %s: %s", j->av[0], strerror(err));
 	}
 	close(fds[1]);
-	char *log = NULL;
-	size_t log_n = 0, log_cap = 0;
-	for (;;) {
-		char buf[4096];
-		ssize_t r = read(fds[0], buf, sizeof buf);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		if (log_n + (size_t)r + 1 > log_cap) {
-			size_t cap = log_cap ? 2 * log_cap : 8192;
-			while (cap < log_n + (size_t)r + 1)
+	j->pid = pid;
+	j->fd = fds[0];
+	j->run = true;
+	j->t0 = mono_s();
+	return 0;
+}
+
+/* Reads what is there of j's output; at its end, waits for j. Returns whether it ended. */
+static bool job_read(CcJob *j)
+{
+	char buf[4096];
+	ssize_t r = read(j->fd, buf, sizeof buf);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN))
+		return false;
+	if (r > 0) {
+		if (j->log_n + (size_t)r + 1 > j->log_cap) {
+			size_t cap = j->log_cap ? 2 * j->log_cap : 8192;
+			while (cap < j->log_n + (size_t)r + 1)
 				cap *= 2;
-			char *p = realloc(log, cap);
+			char *p = realloc(j->log, cap);
 			if (!p)
-				continue; /* keep draining; the message just gets shorter */
-			log = p;
-			log_cap = cap;
+				return false; /* keep draining; the message just gets shorter */
+			j->log = p;
+			j->log_cap = cap;
 		}
-		memcpy(log + log_n, buf, (size_t)r);
-		log_n += (size_t)r;
+		memcpy(j->log + j->log_n, buf, (size_t)r);
+		j->log_n += (size_t)r;
+		j->log[j->log_n] = 0;
+		return false;
 	}
-	close(fds[0]);
-	if (log)
-		log[log_n] = 0;
-	int st = 0;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+	close(j->fd);
+	j->fd = -1;
+	while (waitpid(j->pid, &j->st, 0) < 0 && errno == EINTR)
 		;
-	cg_cleanup_reaped(pid);
-	int rc = 0;
+	cg_cleanup_reaped(j->pid);
+	j->done = true;
+	return true;
+}
+
+static int job_result(const CgOpts *o, const CcJob *j, BnErr *e)
+{
+	int st = j->st;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		char head[400];
-		first_lines(log ? log : "", head, sizeof head, 6);
+		first_lines(j->log ? j->log : "", head, sizeof head, 6);
 		if (WIFEXITED(st))
-			rc = bn_err(e, BN_EIO, "the C compiler failed (exit %d): %s%s", WEXITSTATUS(st),
-				    head[0] ? "\n" : "", head);
-		else
-			rc = bn_err(e, BN_EIO, "the C compiler was killed by signal %d%s%s",
-				    WIFSIGNALED(st) ? WTERMSIG(st) : 0, head[0] ? ": " : "", head);
-	} else if (o->verbose && log && log_n) {
-		fputs(log, stderr); /* warnings, shown on request */
+			return bn_err(e, BN_EIO, "the C compiler failed (exit %d): %s%s",
+				      WEXITSTATUS(st), head[0] ? "\n" : "", head);
+		return bn_err(e, BN_EIO, "the C compiler was killed by signal %d%s%s",
+			      WIFSIGNALED(st) ? WTERMSIG(st) : 0, head[0] ? ": " : "", head);
 	}
-	free(log);
+	if (o->verbose && j->log && j->log_n)
+		fputs(j->log, stderr); /* warnings, shown on request */
+	return 0;
+}
+
+int cg_run_cc_all(const CgOpts *o, const char *const *const *cmds, int n, const char *dir,
+		  double *secs, bool *ok, BnErr *e)
+{
+	for (int i = 0; ok && i < n; i++)
+		ok[i] = false;
+	for (int i = 0; i < n; i++)
+		if (!cc_exists(cmds[i][0]))
+			return bn_err(e, BN_EIO, "C compiler '%s' not found (install one, or name it "
+						 "with --cc)", cmds[i][0]);
+	CcJob *jobs = calloc((size_t)(n ? n : 1), sizeof *jobs);
+	if (!jobs)
+		return bn_err(e, BN_ENOMEM, "out of memory");
+	int max = cg_cc_jobs(o), next = 0, running = 0, rc = 0;
+	for (;;) {
+		while (!rc && next < n && running < max) {
+			job_prepare(&jobs[next], cmds[next]);
+			if ((rc = job_start(&jobs[next], dir, e)))
+				break;
+			next++;
+			running++;
+		}
+		if (!running)
+			break;
+		/* one poll over every running compiler's output */
+		struct pollfd pf[64];
+		int who[64], np = 0;
+		for (int i = 0; i < next && np < 64; i++)
+			if (jobs[i].run && !jobs[i].done) {
+				pf[np].fd = jobs[i].fd;
+				pf[np].events = POLLIN;
+				pf[np].revents = 0;
+				who[np++] = i;
+			}
+		if (poll(pf, (nfds_t)np, -1) < 0 && errno != EINTR)
+			rc = rc ? rc : bn_err(e, BN_EIO, "poll: %s", strerror(errno));
+		for (int k = 0; k < np; k++) {
+			CcJob *j = &jobs[who[k]];
+			if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR)) || !job_read(j))
+				continue;
+			running--;
+			if (secs)
+				secs[who[k]] = mono_s() - j->t0;
+			if (ok)
+				ok[who[k]] = WIFEXITED(j->st) && WEXITSTATUS(j->st) == 0;
+			/* no new compiler after a failure; the running ones finish */
+			if (!rc && (!WIFEXITED(j->st) || WEXITSTATUS(j->st) != 0))
+				rc = BN_EIO;
+		}
+	}
+	/* the first failure in the commands' order is the message (else a failed start's) */
+	int first = rc;
+	rc = 0;
+	for (int i = 0; i < next && !rc; i++)
+		if (jobs[i].done)
+			rc = job_result(o, &jobs[i], e);
+	if (!rc)
+		rc = first;
+	for (int i = 0; i < next; i++)
+		free(jobs[i].log);
+	free(jobs);
 	return rc;
 }
 
+/* Runs argv[0] with argv inside dir (no shell); its output becomes the error message. */
+int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *e)
+{
+	const char *const *cmds[1] = {argv};
+	return cg_run_cc_all(o, cmds, 1, dir, NULL, NULL, e);
+}
 
 void cg_cmd_append(char *cmd, size_t cmd_n, const char *const *argv)
 {
@@ -388,6 +504,60 @@ static int cc_lib(const CgOpts *o, const char **argv, int n_common, const char *
 	return 0;
 }
 
+/* The hint for a failed compile of an AArch64 target by the host's own compiler (a name
+ * that says aarch64 or arm64 is taken to be a cross compiler), put first so that the
+ * compiler's output cannot crowd it out. */
+static int neon_hint(const CgCpuTarget *t, const char *cc, int rc, BnErr *e)
+{
+	CgIsa isa;
+	char feat[64];
+	cg_cpu_target_isa(t->name, &isa, feat, sizeof feat);
+	if (isa.level == CG_ISA_NEON && strcmp(cg_cpu_arch(), "aarch64") != 0 &&
+	    !strstr(cc, "aarch64") && !strstr(cc, "arm64") && e) {
+		char log[sizeof e->msg];
+		snprintf(log, sizeof log, "%s", e->msg);
+		bn_err(e, rc, "%s is AArch64 code and this host is %s: is '%s' a cross "
+			      "compiler? (e.g. --cc aarch64-linux-gnu-gcc)\n%s",
+		       t->name, cg_cpu_arch(), cc, log);
+	}
+	return rc;
+}
+
+/* The runtime's objects, in the runtime's order: main.o, rt_api.o, ... (static names the
+ * signal handler may remove). */
+enum { MAX_RT = 64 };
+static int runtime_objects(const char **src, const char **obj, bool server)
+{
+	static char names[MAX_RT][64];
+	int n = 0;
+	int n_all = cg_n_runtime_sources + (server ? cg_n_runtime_server_sources : 0);
+	for (int i = 0; i < n_all && n < MAX_RT; i++) {
+		const char *s = i < cg_n_runtime_sources
+					? cg_runtime_sources[i].name
+					: cg_runtime_server_sources[i - cg_n_runtime_sources].name;
+		size_t l = strlen(s);
+		if (l < 2 || l >= 60 || strcmp(s + l - 2, ".c") != 0)
+			continue;
+		snprintf(names[n], sizeof names[n], "%.*s.o", (int)(l - 2), s);
+		src[n] = s;
+		obj[n] = names[n];
+		n++;
+	}
+	cg_cleanup_names(obj, n);
+	return n;
+}
+
+/* cmd (for -v): a line per compiler run with its time, after the commands. */
+static void cmd_times(char *cmd, size_t cmd_n, const char *const *what, const double *secs,
+		      int n)
+{
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(cmd);
+		if (l + 1 < cmd_n)
+			snprintf(cmd + l, cmd_n - l, "\n  %-28s %8.3f s", what[i], secs[i]);
+	}
+}
+
 int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *out_path, char *cmd,
 	  size_t cmd_n, BnErr *e)
 {
@@ -424,61 +594,118 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 	char obj[4200];
 	snprintf(obj, sizeof obj, "%s/model.o", dir);
 	unlink(obj); /* an earlier --emit-c's must not pass for this one */
-	int rc = cg_run_cc(o, argv, dir, e);
-	if (!rc)
-		rc = cg_check_output(obj, "model.o", cc, t->name, true, e);
-	if (rc) {
-		/* the likeliest cause: the host's own compiler given AArch64 flags (a name
-		 * that says aarch64 or arm64 is taken to be a cross compiler) */
-		CgIsa isa;
-		char feat[64];
-		cg_cpu_target_isa(t->name, &isa, feat, sizeof feat);
-		if (isa.level == CG_ISA_NEON && strcmp(cg_cpu_arch(), "aarch64") != 0 &&
-		    !strstr(cc, "aarch64") && !strstr(cc, "arm64") && e) {
-			/* first, so that the compiler's output cannot crowd it out */
-			char log[sizeof e->msg];
-			snprintf(log, sizeof log, "%s", e->msg);
-			bn_err(e, rc, "%s is AArch64 code and this host is %s: is '%s' a cross "
-				      "compiler? (e.g. --cc aarch64-linux-gnu-gcc)\n%s",
-			       t->name, cg_cpu_arch(), cc, log);
-		}
-		return rc;
-	}
-	if (o->lib)
+	if (o->lib) {
+		int rc = cg_run_cc(o, argv, dir, e);
+		if (!rc)
+			rc = cg_check_output(obj, "model.o", cc, t->name, true, e);
+		if (rc)
+			return neon_hint(t, cc, rc, e);
 		return cc_lib(o, argv, n_common, extra, n_extra, dir, out_path, cmd, cmd_n, e);
-	/* ...and the runtime for the architecture's baseline: main() checks the CPU has what
-	 * model.o needs before calling into it, and must not use those instructions itself */
-	n = 5;
+	}
+
+	/* ...and each runtime source for the architecture's baseline (main() checks the CPU
+	 * has what model.o needs before calling into it, and must not use those instructions
+	 * itself), at the same time, unless the cache has their objects */
+	const char *src[MAX_RT], *objs[MAX_RT], *rv[MAX_RT][2 * MAX_EXTRA + 12];
+	int n_rt = runtime_objects(src, objs, o->server_libs != NULL), n_flags = 0;
+	const char *flags[2 * MAX_EXTRA + 8];
+	for (int i = 1; i < n_common; i++)
+		flags[n_flags++] = argv[i];
 	for (int i = 0; i < n_extra; i++)
-		argv[n++] = extra[i];
-	argv[n++] = "-o";
-	argv[n++] = out_path;
-	argv[n++] = "model.o";
-	for (int i = 0; i < cg_n_runtime_sources && n < MAX_ARGS - 3; i++) {
-		const char *s = cg_runtime_sources[i].name;
-		size_t l = strlen(s);
-		if (l > 2 && strcmp(s + l - 2, ".c") == 0)
-			argv[n++] = s;
-	}
-	/* --server: the HTTP server's sources, its define and libraries */
+		flags[n_flags++] = extra[i];
+	/* --server: the HTTP server's sources (above), its define and its libraries' compiler
+	 * flags (-I, -D) for every runtime object; the rest of those flags at the link */
 	char server_buf[1024];
-	const char *server[MAX_EXTRA];
+	const char *server[MAX_EXTRA], *server_link[MAX_EXTRA];
 	CgOpts so = {.cflags = o->server_libs};
-	int n_server = cg_split_cflags(&so, server_buf, sizeof server_buf, server, MAX_EXTRA);
-	if (o->server_libs && n + n_server + cg_n_runtime_server_sources + 4 < MAX_ARGS) {
-		argv[n++] = "-DBN_SERVER";
-		for (int i = 0; i < cg_n_runtime_server_sources; i++) {
-			const char *s = cg_runtime_server_sources[i].name;
-			size_t l = strlen(s);
-			if (l > 2 && strcmp(s + l - 2, ".c") == 0)
-				argv[n++] = s;
-		}
+	int n_server = o->server_libs ? cg_split_cflags(&so, server_buf, sizeof server_buf, server,
+							MAX_EXTRA)
+				      : 0,
+	    n_server_link = 0;
+	if (o->server_libs) {
+		flags[n_flags++] = "-DBN_SERVER";
 		for (int i = 0; i < n_server; i++)
-			argv[n++] = server[i];
+			if (!strncmp(server[i], "-I", 2) || !strncmp(server[i], "-D", 2))
+				flags[n_flags++] = server[i];
+			else
+				server_link[n_server_link++] = server[i];
 	}
-	argv[n++] = "-lm";
-	argv[n++] = "-lpthread";
-	argv[n] = NULL;
-	cmd_and(cmd, cmd_n, argv);
-	return cg_run_cc(o, argv, dir, e);
+	CgRtCache cache;
+	char why[200] = "";
+	bool cached = cg_rt_cache_key(o, flags, n_flags, &cache);
+	bool hit = cached && cg_rt_cache_get(&cache, dir, objs, n_rt, why, sizeof why);
+	const char *const *cmds[MAX_RT + 1];
+	const char *what[MAX_RT + 1];
+	double secs[MAX_RT + 1];
+	bool ok[MAX_RT + 1];
+	int n_cmds = 0;
+	cmds[n_cmds] = argv;
+	what[n_cmds++] = "model.c";
+	for (int i = 0; !hit && i < n_rt; i++) {
+		int k = 0;
+		rv[i][k++] = cc;
+		for (int f = 0; f < n_flags; f++)
+			rv[i][k++] = flags[f];
+		rv[i][k++] = "-c";
+		rv[i][k++] = "-o";
+		rv[i][k++] = objs[i];
+		rv[i][k++] = src[i];
+		rv[i][k] = NULL;
+		cmd_and(cmd, cmd_n, rv[i]);
+		cmds[n_cmds] = rv[i];
+		what[n_cmds++] = src[i];
+	}
+	int rc = cg_run_cc_all(o, cmds, n_cmds, dir, secs, ok, e);
+	if (ok[0]) {
+		/* what model.c's compiler made comes first: a runtime failure may follow from it */
+		BnErr e2 = {0};
+		int rc2 = cg_check_output(obj, "model.o", cc, t->name, true, &e2);
+		if (rc2) {
+			if (e)
+				*e = e2;
+			rc = rc2;
+		}
+	}
+	if (rc)
+		return neon_hint(t, cc, rc, e);
+	bool stored = cached && !hit && cg_rt_cache_put(&cache, dir, objs, n_rt);
+
+	/* the link: model.o and the runtime's objects, in the runtime's order */
+	const char *lv[MAX_ARGS + MAX_RT + MAX_EXTRA];
+	n = 0;
+	for (int i = 0; i < n_common; i++)
+		lv[n++] = argv[i];
+	for (int i = 0; i < n_extra; i++)
+		lv[n++] = extra[i];
+	lv[n++] = "-o";
+	lv[n++] = out_path;
+	lv[n++] = "model.o";
+	for (int i = 0; i < n_rt; i++)
+		lv[n++] = objs[i];
+	for (int i = 0; i < n_server_link; i++)
+		lv[n++] = server_link[i];
+	lv[n++] = "-lm";
+	lv[n++] = "-lpthread";
+	lv[n] = NULL;
+	cmd_and(cmd, cmd_n, lv);
+	double t0 = mono_s();
+	if ((rc = cg_run_cc(o, lv, dir, e)))
+		return rc;
+	secs[n_cmds] = mono_s() - t0;
+	what[n_cmds] = "link";
+	if (o->verbose) {
+		size_t l = strlen(cmd);
+		if (hit)
+			snprintf(cmd + l, cmd_n - l, "\n  runtime objects from the cache: %s",
+				 cache.path);
+		else if (cached)
+			snprintf(cmd + l, cmd_n - l, "\n  runtime compiled (cache %s: %s)%s",
+				 cache.path, why, stored ? ", stored" : ", not stored");
+		else
+			snprintf(cmd + l, cmd_n - l, "\n  runtime compiled (no cache)");
+		l = strlen(cmd);
+		snprintf(cmd + l, cmd_n - l, "\n  %d compiler runs at once", cg_cc_jobs(o));
+		cmd_times(cmd, cmd_n, what, secs, n_cmds + 1);
+	}
+	return 0;
 }

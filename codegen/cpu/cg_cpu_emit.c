@@ -851,7 +851,7 @@ static const char *prof_family(const Em *m, const IrNode *n, bool amx)
 /* The forward function of template size nt: forward_t1 (one token, step mode) or
  * forward_t<nt> for lo..nt tokens, in which the kernels may rely on n <= nt. Profiled
  * (st->prof), each node's code and each non-finite check ends with a lap (prof_lap) to
- * its family; otherwise that costs one test per lap. */
+ * its family; otherwise that costs one test per lap (PROFILED: none with -DBN_NO_PROFILE). */
 static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 {
 	m->fwd = b;
@@ -879,7 +879,7 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 		     "\t(void)seq;\n"
 		     "\t(void)kvs;\n"
 		     "\tdouble pt0 = 0, pt = 0, pw = 0; /* profiled: the start, the last lap, its wait */\n"
-		     "\tif (st->prof) {\n"
+		     "\tif (PROFILED(st)) {\n"
 		     "\t\tpt0 = pt = rt_pool_clock();\n"
 		     "\t\tpw = st->prof->sec[RT_PROF_WAIT];\n"
 		     "\t}\n");
@@ -897,14 +897,14 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 		int amx = m->kcount[CG_KERN_AMX];
 		if (emit_fn[n->op](m, n))
 			return m->e->code;
-		cg_printf(b, "\tif (st->prof)\n"
+		cg_printf(b, "\tif (PROFILED(st))\n"
 			     "\t\tprof_lap(st, %s, &pt, &pw);\n",
 			  prof_family(m, n, m->kcount[CG_KERN_AMX] != amx));
 		if (emit_finite_check(m, n, layer))
-			cg_printf(b, "\tif (st->prof)\n"
+			cg_printf(b, "\tif (PROFILED(st))\n"
 				     "\t\tprof_lap(st, RT_PROF_OTHER, &pt, &pw);\n");
 	}
-	cg_printf(b, "\tif (st->prof) {\n"
+	cg_printf(b, "\tif (PROFILED(st)) {\n"
 		     "\t\tst->prof->forward_sec += rt_pool_clock() - pt0;\n"
 		     "\t\tst->prof->forwards++;\n"
 		     "\t}\n"

@@ -122,10 +122,19 @@ MAYBE_UNUSED static int nonfinite_rows(RtState *st, const float *x, int64_t k, i
 	return 0;
 }
 
+/* Whether this decode is profiled (st->prof: --profile). -DBN_NO_PROFILE compiles the hooks
+ * out, the test per kernel call with them, to measure what they cost when off (--profile
+ * then times nothing). */
+#ifdef BN_NO_PROFILE
+#define PROFILED(st) ((void)(st), 0)
+#else
+#define PROFILED(st) ((st)->prof != NULL)
+#endif
+
 /* The pool for the forward's kernels: timed when the decode is profiled (st->prof). */
 MAYBE_UNUSED static inline void pool_run(RtState *st, void (*fn)(void *, int, int), void *arg)
 {
-	if (st->prof)
+	if (PROFILED(st))
 		rt_pool_run_prof(st->pool, fn, arg, st->prof);
 	else
 		rt_pool_run(st->pool, fn, arg);

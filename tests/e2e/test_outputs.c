@@ -458,20 +458,28 @@ static bool pid_alive(pid_t pid)
 /* Starts a build whose compiler (a script) records its pid and waits; sends sig once the
  * build is inside it (compile: the first call, which is the tuning program's with tune;
  * else the link), and checks that the build died of sig, the compiler is gone and W and T
- * hold nothing new. */
-static void killed_in_cc(int sig, bool at_link, const char *extra, bool tune)
+ * hold nothing new. With par > 1 the build runs -j par with an empty cache of the runtime's
+ * objects (root/cache): the signal comes once par compilers run at once, and every one of
+ * them must be gone, and the cache hold no temporary. */
+static void killed_in_cc_par(int sig, bool at_link, const char *extra, bool tune, int par)
 {
-	char pidf[1200], ccp[1200], s[4096];
+	char pidf[1200], allf[1300], ccp[1200], cache[1200], s[4096];
 	snprintf(pidf, sizeof pidf, "%s/cc.pid", root);
+	snprintf(allf, sizeof allf, "%s/cc.pids", root);
 	snprintf(ccp, sizeof ccp, "%s/cc-wait", root);
+	snprintf(cache, sizeof cache, "%s/cache", root);
 	unlink(pidf);
+	unlink(allf);
+	assert_int_equal(tu_run(NULL, "rm -rf '%s' && mkdir '%s'", cache, cache), 0);
 	const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
 	assert_true(snprintf(s, sizeof s,
 		 "#!/bin/sh\n"
+		 "[ \"$1\" = --version ] && exec %s --version\n"
 		 "for a in \"$@\"; do [ \"$a\" = -c ] && [ %d = 1 ] && exec %s \"$@\"; done\n"
+		 "echo $$ >> '%s'\n"
 		 "echo $$ > '%s.new' && mv '%s.new' '%s'\n"
 		 "exec sleep 300\n",
-		 at_link ? 1 : 0, cc, pidf, pidf, pidf) < (int)sizeof s);
+		 cc, at_link ? 1 : 0, cc, allf, pidf, pidf, pidf) < (int)sizeof s);
 	assert_int_equal(tu_write_file(ccp, s, strlen(s)), 0);
 	assert_int_equal(chmod(ccp, 0755), 0);
 	char *before = listing(W);
@@ -492,6 +500,12 @@ static void killed_in_cc(int sig, bool at_link, const char *extra, bool tune)
 		setenv("TMPDIR", T, 1);
 		const char *argv[16] = {tu_bitnetc(), "build", "in.gguf", "-o", "p", "--cc", ccp};
 		int n = 7;
+		char jobs[16];
+		if (par > 1) {
+			snprintf(jobs, sizeof jobs, "-j%d", par);
+			argv[n++] = jobs;
+			setenv("XDG_CACHE_HOME", cache, 1);
+		}
 		if (extra) {
 			argv[n++] = "--weights-file";
 			argv[n++] = extra;
@@ -508,8 +522,11 @@ static void killed_in_cc(int sig, bool at_link, const char *extra, bool tune)
 	int st = 0;
 	bool ended = false;
 	for (;;) {
-		char *txt = read_text(pidf);
-		if (strchr(txt, '\n')) {
+		char *txt = read_text(par > 1 ? allf : pidf);
+		int lines = 0;
+		for (const char *p = txt; (p = strchr(p, '\n')); p++)
+			lines++;
+		if (lines >= (par > 1 ? par : 1)) {
 			cc_pid = (pid_t)atoi(txt);
 			free(txt);
 			break;
@@ -534,6 +551,28 @@ static void killed_in_cc(int sig, bool at_link, const char *extra, bool tune)
 		kill(cc_pid, SIGKILL);
 		fail_msg("signal %d: the compiler (pid %d) still runs", sig, (int)cc_pid);
 	}
+	/* every compiler that ran at once */
+	char *all = read_text(allf);
+	int n_all = 0;
+	for (char *p = all; *p; n_all++) {
+		pid_t q = (pid_t)atoi(p);
+		if (pid_alive(q)) {
+			kill(q, SIGKILL);
+			fail_msg("signal %d: compiler %d of %d (pid %d) still runs", sig, n_all + 1,
+				 par, (int)q);
+		}
+		p += strcspn(p, "\n");
+		p += *p == '\n';
+	}
+	free(all);
+	if (par > 1) {
+		assert_true(n_all >= par);
+		char rt[1300];
+		snprintf(rt, sizeof rt, "%s/bitnetc/runtime", cache);
+		struct stat cst;
+		if (stat(rt, &cst) == 0)
+			assert_true(empty_dir(rt));
+	}
 	char *after = listing(W);
 	if (strcmp(before, after) != 0)
 		fail_msg("signal %d changed the directory:\nbefore:\n%safter:\n%s", sig, before,
@@ -545,6 +584,11 @@ static void killed_in_cc(int sig, bool at_link, const char *extra, bool tune)
 
 /* stdout a pipe that its reader closes while the build is in the compiler: the next
  * progress line raises SIGPIPE, which must clean up as the other signals do. */
+static void killed_in_cc(int sig, bool at_link, const char *extra, bool tune)
+{
+	killed_in_cc_par(sig, at_link, extra, tune, 1);
+}
+
 static void test_closed_stdout(void **state)
 {
 	(void)state;
@@ -618,6 +662,9 @@ static void test_killed_build(void **state)
 	killed_in_cc(SIGTERM, true, NULL, false);
 	killed_in_cc(SIGHUP, true, "w", false);
 	killed_in_cc(SIGTERM, false, NULL, true); /* in the tuning program's compiler */
+	/* model.c and runtime sources compiled at once: every compiler stopped */
+	killed_in_cc_par(SIGINT, false, NULL, false, 4);
+	killed_in_cc_par(SIGTERM, false, "w", false, 3);
 }
 
 /* ---- --emit-c ------------------------------------------------------------------------ */

@@ -6,6 +6,7 @@
 #include "rt_tok.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -85,7 +86,12 @@ const char usage_build[] =
 	"  --shared              the same as a shared library (OUT: libNAME.so)\n"
 	"  --prefix NAME         the library's function prefix (default: OUT's file name less\n"
 	"                        lib and its extension: libtiny.a -> tiny_decode)\n"
-	"  -v, --verbose         per-pass detail, the full compiler command line\n";
+	"  -v, --verbose         per-pass detail, the full compiler command line\n"
+	"  -j, --jobs N          compiler runs at once: model.c and each runtime source\n"
+	"                        (default: $BITNETC_JOBS, else one per online CPU)\n"
+	"  --no-cache            compile the runtime even when the cache of its objects\n"
+	"                        (~/.cache/bitnetc/runtime, or $XDG_CACHE_HOME/bitnetc/\n"
+	"                        runtime) has them; the cache is left as it is\n";
 
 const char usage_emit[] =
 	"usage: bitnetc emit MODEL.gguf DIR [options]\n"
@@ -121,7 +127,8 @@ static bool emit_refuses(const Args *a)
 {
 	static const char *const no[] = {"-o", "--output", "--emit-c", "--weights-file", "--lib",
 					 "--shared", "--cubin", "--host-kernels", "--cc",
-					 "--cflags", "-O0", "-O1", "-O2", "-O3"};
+					 "--cflags", "-O0", "-O1", "-O2", "-O3", "-j", "--jobs",
+					 "--no-cache"};
 	const char *arg = a->argv[a->i];
 	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
 		size_t l = strlen(no[i]);
@@ -137,6 +144,8 @@ static bool emit_refuses(const Args *a)
 typedef struct {
 	const char *path, *out, *target, *cc, *cflags, *opt, *emit_dir, *weights_file;
 	const char *tune_file;     /* --tune-file (appended to by --tune) */
+	int jobs;                  /* -j N: compiler runs at once (0: cg_cc_jobs's default) */
+	bool no_cache;             /* --no-cache: compile the runtime whatever the cache holds */
 	const char *chat_template; /* --chat-template, or NULL: the file's */
 	bool no_tokenizer;
 	const char *tokenizer_pre; /* --tokenizer-pre, or NULL: the file's */
@@ -312,6 +321,23 @@ static int emit_weights(const BuildOpts *o, const IrGraph *g, const CgOutput *ou
 	return 0;
 }
 
+/* The model file again, for the payload's unchanged bytes to be copied from it (file to
+ * file): when it is still the mapped file (device and inode). Returns the fd, -1: none. */
+static int payload_source(const GgufFile *f, CgPayload *p)
+{
+	struct stat st;
+	int fd = f->mapped ? open(f->path, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd >= 0 && (fstat(fd, &st) != 0 || (uint64_t)st.st_dev != f->dev ||
+			(uint64_t)st.st_ino != f->ino || (uint64_t)st.st_size != f->size)) {
+		close(fd);
+		fd = -1;
+	}
+	p->src_fd = fd;
+	p->src_base = fd >= 0 ? f->base : NULL;
+	p->src_size = fd >= 0 ? f->size : 0;
+	return fd;
+}
+
 static int build_model(const BuildOpts *o, const CgTarget *t)
 {
 	const CgBackend *be = t->backend;
@@ -325,7 +351,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	int slot_src = -1, slot_out = -1, slot_w = -1; /* temporaries, removed unless renamed */
 	int slot_hdr[2] = {-1, -1};
 	char tmp_api[4300] = "", tmp_lib[4300] = "";
-	int rc = 0;
+	int rc = 0, src_fd = -1;
 
 	/* [1] frontend */
 	double t0 = now_s();
@@ -389,6 +415,8 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		     .cubin = o->cubin};
 	if (o->server)
 		co.server_libs = o->server_libs;
+	co.jobs = o->jobs;
+	co.no_cache = o->no_cache;
 	if (o->lib) {
 		co.lib = o->lib;
 		co.prefix = o->prefix;
@@ -410,6 +438,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		rc = fail_err(o->path, &e);
 		goto out;
 	}
+	src_fd = payload_source(f, &out.payload);
 	if (o->emit_dir) {
 		snprintf(srcdir, sizeof srcdir, "%s", o->emit_dir);
 		if (mkdir(srcdir, 0777) != 0 && errno != EEXIST) {
@@ -541,6 +570,8 @@ out:
 	cg_cleanup_remove(slot_out);
 	cg_cleanup_remove(slot_src);
 	cg_output_free(&out);
+	if (src_fd >= 0)
+		close(src_fd);
 	bnm_tok_free(&tok);
 	if (g)
 		pass_gattr_clear(g);
@@ -673,6 +704,15 @@ static int build_main(int argc, char **argv, bool emit)
 		} else if ((r = opt(&a, NULL, "--max-batch", &v)) != 0) {
 			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, RT_MAX_BATCH, &o.max_batch))
 				return EXIT_USAGE;
+		} else if ((r = opt(&a, "-j", "--jobs", &v)) != 0 ||
+			   (!strncmp(a.argv[a.i], "-j", 2) && a.argv[a.i][2] >= '0' &&
+			    a.argv[a.i][2] <= '9' && (a.opt = "-j", v = a.argv[a.i] + 2, r = 1))) {
+			int64_t j; /* -j N, --jobs N or -jN */
+			if (r < 0 || !parse_int(a.cmd, a.opt, v, 1, cg_cleanup_max_children(), &j))
+				return EXIT_USAGE;
+			o.jobs = (int)j;
+		} else if (flag(&a, NULL, "--no-cache")) {
+			o.no_cache = true;
 		} else if ((r = opt(&a, NULL, "--emit-c", &v)) != 0) {
 			if (r < 0)
 				return EXIT_USAGE;

@@ -121,10 +121,19 @@ MAYBE_UNUSED static int nonfinite_rows(RtState *st, const float *x, int64_t k, i
 	return 0;
 }
 
+/* Whether this decode is profiled (st->prof: --profile). -DBN_NO_PROFILE compiles the hooks
+ * out, the test per kernel call with them, to measure what they cost when off (--profile
+ * then times nothing). */
+#ifdef BN_NO_PROFILE
+#define PROFILED(st) ((void)(st), 0)
+#else
+#define PROFILED(st) ((st)->prof != NULL)
+#endif
+
 /* The pool for the forward's kernels: timed when the decode is profiled (st->prof). */
 MAYBE_UNUSED static inline void pool_run(RtState *st, void (*fn)(void *, int, int), void *arg)
 {
-	if (st->prof)
+	if (PROFILED(st))
 		rt_pool_run_prof(st->pool, fn, arg, st->prof);
 	else
 		rt_pool_run(st->pool, fn, arg);
@@ -1499,54 +1508,54 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 	(void)seq;
 	(void)kvs;
 	double pt0 = 0, pt = 0, pw = 0; /* profiled: the start, the last lap, its wait */
-	if (st->prof) {
+	if (PROFILED(st)) {
 		pt0 = pt = rt_pool_clock();
 		pw = st->prof->sec[RT_PROF_WAIT];
 	}
 	/* 0: inp_embd (embed) */
 	embed_f16_k128_v320(W + 0, tok, n, (float *)(S + 0));
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_EMBED, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 0), 128, n, -1))
 		return RT_FORWARD_NONFINITE;
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 1: blk.0.attn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 0), (const float *)(W + 81920), (float *)(S + 4096), n, 0x1.4f8b58p-17f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 2: blk.0.attn_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 4096), (int8_t *)(S + 8192), (float *)(S + 9216), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 3: blk.0.attn_q (ternary_matmul) */
 	{
 		TmmArg a = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n};
 		pool_run(st, tmm_i2s_k128_n128, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 4: blk.0.attn_k (ternary_matmul) */
 	{
 		TmmArg a = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n};
 		pool_run(st, tmm_i2s_k128_n64, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 5: blk.0.attn_v (ternary_matmul) */
 	{
 		TmmArg a = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n};
 		pool_run(st, tmm_i2s_k128_n64, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 6: blk.0.attn_q.rope (rope) */
 	rope_neox_hd64_nrot64_nh2((float *)(S + 4096), NULL, (float *)(S + 13376), n, pos, 0x1.53c38ap-1f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ROPE, &pt, &pw);
 	/* 7: blk.0.attn_k.rope (rope) */
 	rope_neox_hd64_nrot64_nh1((float *)(S + 9280), NULL, (float *)(S + 4096), n, pos, 0x1.53c38ap-1f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ROPE, &pt, &pw);
 	/* 8: blk.0.kqv_out (attention) */
 	{
@@ -1555,83 +1564,83 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + kvs * KV_ELEMS), (float *)(S + 6144), n, pos, seq, st->n_ctx, 0x1p-3f};
 		pool_run(st, attn_h2_kv1_hd64, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ATTN, &pt, &pw);
 	/* 9: blk.0.attn_sub_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 6144), (const float *)(W + 90816), (float *)(S + 10240), n, 0x1.4f8b58p-17f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 10: blk.0.attn_sub_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 10240), (int8_t *)(S + 4096), (float *)(S + 5120), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 11: blk.0.attn_output (ternary_matmul) */
 	{
 		TmmArg a = {W + 91328, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 5184), n};
 		pool_run(st, tmm_i2s_k128_n128, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 12: blk.0.ffn_inp (add) */
 	add_n128((float *)(S + 0), (float *)(S + 5184), (float *)(S + 9280), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ADD, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 9280), 128, n, 0))
 		return RT_FORWARD_NONFINITE;
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 13: blk.0.ffn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 9280), (const float *)(W + 95488), (float *)(S + 0), n, 0x1.4f8b58p-17f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 14: blk.0.ffn_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 0), (int8_t *)(S + 4096), (float *)(S + 5120), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 15: blk.0.ffn_gate (ternary_matmul) */
 	{
 		TmmArg a = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n};
 		pool_run(st, tmm_i2s_k128_n256, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 16: blk.0.ffn_up (ternary_matmul) */
 	{
 		TmmArg a = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n};
 		pool_run(st, tmm_i2s_k128_n256, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 17: blk.0.ffn_out (relu2_glu) */
 	relu2_glu_n256((float *)(S + 13376), (float *)(S + 21568), (float *)(S + 0), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GLU, &pt, &pw);
 	/* 18: blk.0.ffn_sub_norm (rmsnorm) */
 	rmsnorm_n256((float *)(S + 0), (const float *)(W + 112512), (float *)(S + 13376), n, 0x1.4f8b58p-17f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 19: blk.0.ffn_sub_norm.q8 (quant_act) */
 	quant_tok_k256((float *)(S + 13376), (int8_t *)(S + 0), (float *)(S + 2048), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 20: blk.0.ffn_down (ternary_matmul) */
 	{
 		TmmArg a = {W + 113536, (int8_t *)(S + 0), (float *)(S + 2048), (float *)(S + 2112), n};
 		pool_run(st, tmm_i2s_k256_n128, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
 	/* 21: blk.0.l_out (add) */
 	add_n128((float *)(S + 9280), (float *)(S + 2112), (float *)(S + 13376), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ADD, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 13376), 128, n, 0))
 		return RT_FORWARD_NONFINITE;
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 22: result_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 13376), (const float *)(W + 121792), (float *)(S + 0), n, 0x1.4f8b58p-17f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 23: result_output (matmul) */
 	if (logits && (!b->out || b->n_out > 0)) {
@@ -1640,9 +1649,9 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 		HeadArg a = {W + 0, xr, logits, 1};
 		pool_run(st, head_f16_k128_n320_gemv, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_HEAD, &pt, &pw);
-	if (st->prof) {
+	if (PROFILED(st)) {
 		st->prof->forward_sec += rt_pool_clock() - pt0;
 		st->prof->forwards++;
 	}
@@ -1662,54 +1671,54 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	(void)seq;
 	(void)kvs;
 	double pt0 = 0, pt = 0, pw = 0; /* profiled: the start, the last lap, its wait */
-	if (st->prof) {
+	if (PROFILED(st)) {
 		pt0 = pt = rt_pool_clock();
 		pw = st->prof->sec[RT_PROF_WAIT];
 	}
 	/* 0: inp_embd (embed) */
 	embed_f16_k128_v320(W + 0, tok, n, (float *)(S + 0));
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_EMBED, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 0), 128, n, -1))
 		return RT_FORWARD_NONFINITE;
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 1: blk.0.attn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 0), (const float *)(W + 81920), (float *)(S + 4096), n, 0x1.4f8b58p-17f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 2: blk.0.attn_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 4096), (int8_t *)(S + 8192), (float *)(S + 9216), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 3: blk.0.attn_q (ternary_matmul) */
 	{
 		TmmArg a = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n};
 		pool_run(st, tmm_i2s_k128_n128, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 4: blk.0.attn_k (ternary_matmul) */
 	{
 		TmmArg a = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n};
 		pool_run(st, tmm_i2s_k128_n64, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 5: blk.0.attn_v (ternary_matmul) */
 	{
 		TmmArg a = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n};
 		pool_run(st, tmm_i2s_k128_n64, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 6: blk.0.attn_q.rope (rope) */
 	rope_neox_hd64_nrot64_nh2((float *)(S + 4096), NULL, (float *)(S + 13376), n, pos, 0x1.53c38ap-1f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ROPE, &pt, &pw);
 	/* 7: blk.0.attn_k.rope (rope) */
 	rope_neox_hd64_nrot64_nh1((float *)(S + 9280), NULL, (float *)(S + 4096), n, pos, 0x1.53c38ap-1f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ROPE, &pt, &pw);
 	/* 8: blk.0.kqv_out (attention) */
 	{
@@ -1718,83 +1727,83 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + kvs * KV_ELEMS), (float *)(S + 6144), n, pos, seq, st->n_ctx, 0x1p-3f};
 		pool_run(st, attn_h2_kv1_hd64, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ATTN, &pt, &pw);
 	/* 9: blk.0.attn_sub_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 6144), (const float *)(W + 90816), (float *)(S + 10240), n, 0x1.4f8b58p-17f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 10: blk.0.attn_sub_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 10240), (int8_t *)(S + 4096), (float *)(S + 5120), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 11: blk.0.attn_output (ternary_matmul) */
 	{
 		TmmArg a = {W + 91328, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 5184), n};
 		pool_run(st, tmm_i2s_k128_n128, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 12: blk.0.ffn_inp (add) */
 	add_n128((float *)(S + 0), (float *)(S + 5184), (float *)(S + 9280), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ADD, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 9280), 128, n, 0))
 		return RT_FORWARD_NONFINITE;
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 13: blk.0.ffn_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 9280), (const float *)(W + 95488), (float *)(S + 0), n, 0x1.4f8b58p-17f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 14: blk.0.ffn_norm.q8 (quant_act) */
 	quant_tok_k128((float *)(S + 0), (int8_t *)(S + 4096), (float *)(S + 5120), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 15: blk.0.ffn_gate (ternary_matmul) */
 	{
 		TmmArg a = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n};
 		pool_run(st, tmm_i2s_k128_n256, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 16: blk.0.ffn_up (ternary_matmul) */
 	{
 		TmmArg a = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n};
 		pool_run(st, tmm_i2s_k128_n256, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 17: blk.0.ffn_out (relu2_glu) */
 	relu2_glu_n256((float *)(S + 13376), (float *)(S + 21568), (float *)(S + 0), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GLU, &pt, &pw);
 	/* 18: blk.0.ffn_sub_norm (rmsnorm) */
 	rmsnorm_n256((float *)(S + 0), (const float *)(W + 112512), (float *)(S + 13376), n, 0x1.4f8b58p-17f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 19: blk.0.ffn_sub_norm.q8 (quant_act) */
 	quant_tok_k256((float *)(S + 13376), (int8_t *)(S + 0), (float *)(S + 2048), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 20: blk.0.ffn_down (ternary_matmul) */
 	{
 		TmmArg a = {W + 113536, (int8_t *)(S + 0), (float *)(S + 2048), (float *)(S + 2112), n};
 		pool_run(st, tmm_i2s_k256_n128, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 21: blk.0.l_out (add) */
 	add_n128((float *)(S + 9280), (float *)(S + 2112), (float *)(S + 13376), n);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ADD, &pt, &pw);
 	if (nonfinite_rows(st, (float *)(S + 13376), 128, n, 0))
 		return RT_FORWARD_NONFINITE;
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_OTHER, &pt, &pw);
 	/* 22: result_norm (rmsnorm) */
 	rmsnorm_n128((float *)(S + 13376), (const float *)(W + 121792), (float *)(S + 0), n, 0x1.4f8b58p-17f);
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 23: result_output (matmul) */
 	if (logits) {
@@ -1810,9 +1819,9 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 		if (rows > 0)
 			pool_run(st, head_f16_k128_n320, &a);
 	}
-	if (st->prof)
+	if (PROFILED(st))
 		prof_lap(st, RT_PROF_HEAD, &pt, &pw);
-	if (st->prof) {
+	if (PROFILED(st)) {
 		st->prof->forward_sec += rt_pool_clock() - pt0;
 		st->prof->forwards++;
 	}

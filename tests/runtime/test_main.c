@@ -69,7 +69,9 @@ static int runtime_sources(char *buf, size_t n)
 	buf[0] = 0;
 	for (struct dirent *e; (e = readdir(d));) {
 		size_t l = strlen(e->d_name);
-		if (l < 3 || strcmp(e->d_name + l - 2, ".c") || !strcmp(e->d_name, "rt_cuda.c"))
+		/* rt_cuda.c: device programs only; rt_http*.c: --server programs only */
+		if (l < 3 || strcmp(e->d_name + l - 2, ".c") || !strcmp(e->d_name, "rt_cuda.c") ||
+		    !strncmp(e->d_name, "rt_http", 7))
 			continue;
 		int k = snprintf(buf + len, n - len, " '%s/%s'", dir, e->d_name);
 		if (k < 0 || (size_t)k >= n - len)

@@ -282,6 +282,13 @@ static void test_usage_errors(void **state)
 	EXPECT(1, FRAGS("--layers: 'two' is not a number"), "mkmodel --layers two -o x.gguf");
 	EXPECT(1, FRAGS("--hidden: 0 is out of range"), "mkmodel --hidden 0 -o x.gguf");
 	EXPECT(1, FRAGS("mkmodel: unexpected argument 'extra'"), "mkmodel -o x.gguf extra");
+	/* a vocabulary directory sets n_vocab; a --vocab that disagrees is named */
+	const char *vm = tu_tmp("cli-l3v.gguf");
+	EXPECT(0, FRAGS("vocab 128256"), "mkmodel --shape tiny --llama3-vocab --layers 1 --hidden 128 "
+	       "--ffn 128 --heads 2 --kv-heads 1 -o '%s'", vm);
+	EXPECT(2, FRAGS("the vocabulary has 128256 tokens", "n_vocab is 512"),
+	       "mkmodel --shape tiny --llama3-vocab --layers 1 --vocab 512 -o '%s'", vm);
+	unlink(vm);
 }
 
 /* ---- bad files (exit 2, message naming the file and the problem) -------------------- */

@@ -28,7 +28,7 @@ const char usage_mkmodel[] =
 	"                        carry, instead of the byte-level BPE one\n"
 	"  --seed N              random seed (default 1)\n"
 	"  --vocab-dir DIR       vocabulary from DIR (tokens.txt, merges.txt, special.tsv)\n"
-	"  --llama3-vocab        the Llama 3 vocabulary shipped with bitnetc\n"
+	"  --llama3-vocab        the Llama 3 vocabulary shipped with bitnetc (n_vocab 128256)\n"
 	"                        ($BITNETC_DATA_DIR/llama3 overrides the built-in path)\n"
 	"  -o, --output FILE     where to write (required)\n";
 
@@ -165,6 +165,9 @@ int cmd_mkmodel(int argc, char **argv)
 	if (vocab_dir && !is_dir(vocab_dir))
 		return fail(EXIT_RUNTIME, "%s: not a directory (--vocab-dir)", vocab_dir);
 	s.vocab_dir = vocab_dir;
+	/* A vocabulary directory sets n_vocab unless --vocab does (then they must agree). */
+	if (vocab_dir && ov[5] <= 0 && bnm_synth_vocab_size(vocab_dir, &s.n_vocab, &e) != BN_OK)
+		return fail_err(vocab_dir, &e);
 
 	if (bnm_synth_write(&s, out, &e) != BN_OK)
 		return fail_err(out, &e);

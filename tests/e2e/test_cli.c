@@ -222,6 +222,20 @@ static void test_info_commands(void **state)
 	EXPECT(0, FRAGS("dce", "requires"), "ir --list-passes");
 	/* ir --pass dce: output.weight-free graph that still verifies and prints. */
 	EXPECT(0, FRAGS("output %"), "ir '%s' --pass dce", model("golden/models/tiny-b158-i2_s.gguf"));
+	/* ir takes build's --pass-opt, --dump-after and --target: the options reach the passes */
+	const char *g = model("golden/models/tiny-b158-i2_s.gguf");
+	char *out = expect(0, FRAGS("layout=i2s_x16"), "ir '%s' --pass permute_weights --target "
+			   "cpu-avx2", g);
+	free(out);
+	out = expect(0, FRAGS("layout=gguf"), "ir '%s' --pass permute_weights --target cpu-avx2 "
+		     "--pass-opt permute_weights.layout=gguf", g);
+	assert_null(strstr(out, "i2s_x16"));
+	free(out);
+	out = expect(0, FRAGS("# after permute_weights", "layout=gguf"), "ir '%s' --pipeline "
+		     "default --target cpu-avx2 --pass-opt permute_weights.layout=gguf --dump-after "
+		     "permute_weights", g);
+	assert_null(strstr(out, "i2s_x16"));
+	free(out);
 }
 
 /* ---- usage errors (exit 1) ----------------------------------------------------------- */
@@ -274,6 +288,9 @@ static void test_usage_errors(void **state)
 	assert_int_equal(access(prog, F_OK), -1);
 	EXPECT(1, FRAGS("help: unknown command 'nope'"), "help nope");
 	EXPECT(1, FRAGS("--pass: no pass named 'nope'"), "ir '%s' --pass nope", m);
+	EXPECT(1, FRAGS("--target: unknown target 'cpu-zz'"), "ir '%s' --target cpu-zz", m);
+	EXPECT(1, FRAGS("--dump-after: no pass named 'nope'"), "ir '%s' --dump-after nope", m);
+	EXPECT(1, FRAGS("--pass-opt", "no pass named 'nope'"), "ir '%s' --pass-opt nope.x=1", m);
 	EXPECT(1, FRAGS("mkmodel: missing -o FILE"), "mkmodel --shape tiny");
 	EXPECT(1, FRAGS("--shape: unknown shape 'huge'"), "mkmodel --shape huge -o x.gguf");
 	EXPECT(1, FRAGS("--type: unknown ternary format 'q4_0'"), "mkmodel --type q4_0 -o x.gguf");

@@ -5,10 +5,11 @@ set -eu
 
 # The compiler toolchain, LLVM 19's C API (NVPTX backend), Lua 5.4, cmocka for the tests,
 # and clang with its runtime libraries for the libFuzzer build (libclang-rt-dev follows the
-# distribution's default clang, which is what `clang` runs).
+# distribution's default clang, which is what `clang` runs); dpkg-dev for cpack's
+# dpkg-shlibdeps (the .deb package and its test).
 # unicode-data (not needed to build): only tools/gen_unicode.py reads it, to regenerate
 # runtime/rt_unicode_tab.h, which is committed.
-PKGS="cmake make gcc libc6-dev pkg-config gzip llvm-19-dev liblua5.4-dev libcmocka-dev clang libclang-rt-dev"
+PKGS="cmake make gcc libc6-dev pkg-config gzip llvm-19-dev liblua5.4-dev libcmocka-dev clang libclang-rt-dev dpkg-dev"
 # On x86-64 also an aarch64 cross compiler with its libc (a recommends, which
 # --no-install-recommends would skip) and qemu-user: the NEON kernels' tests build for
 # aarch64 and run there under emulation (tests/e2e/test_kernels.c skips them without).

@@ -216,6 +216,7 @@ static void test_info_commands(void **state)
 	EXPECT(0, FRAGS("usage: bitnetc COMMAND", "inspect", "mkmodel"), "help");
 	EXPECT(0, FRAGS("usage: bitnetc COMMAND"), "--help");
 	EXPECT(0, FRAGS("usage: bitnetc run", "--logits-out", "--step"), "help run");
+	EXPECT(0, FRAGS("usage: bitnetc help"), "help --help");
 	const char *cmds[] = {"inspect", "ir", "run", "mkmodel", "version", "targets"};
 	for (int i = 0; i < 6; i++)
 		EXPECT(0, FRAGS("usage: bitnetc ", cmds[i]), "%s --help", cmds[i]);

@@ -748,6 +748,20 @@ static int rt_cmp_prof(const void *a, const void *b)
 	return x > y ? -1 : x < y;
 }
 
+static int rt_max_int(int a, int b)
+{
+	return a > b ? a : b;
+}
+
+/* A markdown table's rule of n columns, right-aligned (ending in ':') or not. */
+static void rt_dashes(int n, int right)
+{
+	for (int i = 0; i < n - right; i++)
+		putchar('-');
+	if (right)
+		putchar(':');
+}
+
 /* One phase's table (test: "pp128", "tg32"): per family, largest first, ms per forward,
  * its share of the forward's time and calls per forward; or its JSON object. */
 static void rt_prof_report(const RtOpts *o, const char *test, const RtProf *pr)
@@ -844,36 +858,42 @@ static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp,
 		printf("}\n");
 		return;
 	}
-	printf("| %-24s | %10s | %7s | %8s | %20s |\n", "model", "size", "threads", "test",
-	       "t/s (median ± sd)");
-	printf("| %.24s | %.10s | %.7s | %.8s | %.20s |\n", "------------------------",
-	       "---------:", "------:", "-------:", "-------------------:");
-	char size[32], test[32];
+	/* llama-bench's table, its columns as wide as their widest cell */
+	char size[32], test[2][32], tps[2][64];
 	snprintf(size, sizeof size, "%.2f MiB", rt_mib(wbytes));
-	if (o->pp) {
-		snprintf(test, sizeof test, "pp%lld", (long long)o->pp);
-		printf("| %-24.24s | %10s | %7d | %8s | %11.2f ± %6.2f |\n", name, size, th,
-		       test, ppm, pps);
-	}
-	if (o->tg) {
-		snprintf(test, sizeof test, "tg%lld", (long long)o->tg);
-		printf("| %-24.24s | %10s | %7d | %8s | %11.2f ± %6.2f |\n", name, size, th,
-		       test, tgm, tgs);
-	}
+	snprintf(test[0], sizeof test[0], "pp%lld", (long long)o->pp);
+	snprintf(test[1], sizeof test[1], "tg%lld", (long long)o->tg);
+	snprintf(tps[0], sizeof tps[0], "%.2f ± %.2f", ppm, pps);
+	snprintf(tps[1], sizeof tps[1], "%.2f ± %.2f", tgm, tgs);
+	int wn = rt_max_int(24, (int)strlen(name)), ws = rt_max_int(10, (int)strlen(size));
+	int wt = rt_max_int(8, rt_max_int((int)strlen(test[0]), (int)strlen(test[1])));
+	/* "±" is two bytes and one column */
+	int wr = rt_max_int(20, rt_max_int((int)strlen(tps[0]), (int)strlen(tps[1])) - 1);
+	printf("| %-*s | %*s | %7s | %*s | %*s |\n", wn, "model", ws, "size", "threads", wt,
+	       "test", wr + 1, "t/s (median ± sd)");
+	printf("| ");
+	rt_dashes(wn, 0);
+	printf(" | ");
+	rt_dashes(ws, 1);
+	printf(" | ------: | ");
+	rt_dashes(wt, 1);
+	printf(" | ");
+	rt_dashes(wr, 1);
+	printf(" |\n");
+	for (int k = 0; k < 2; k++)
+		if (k ? o->tg : o->pp)
+			printf("| %-*s | %*s | %7d | %*s | %*s |\n", wn, name, ws, size, th, wt,
+			       test[k], wr + 1, tps[k]);
 	printf("(%lld reps; weights %s)\n", (long long)o->reps,
 	       bn_model_meta_int(run->m, "weights_embedded") == 1
 		       ? "embedded" : bn_model_meta(run->m, "weights_path"));
 	printf("(weights %s; ready in %.0f ms, RSS %.0f MiB when ready, peak %.0f MiB)\n",
 	       bn_model_meta(run->m, "weights_held"), run->t_load_ms, rt_mib(run->rss),
 	       rt_mib(peak));
-	if (o->profile && o->pp) {
-		snprintf(test, sizeof test, "pp%lld", (long long)o->pp);
-		rt_prof_report(o, test, &prof[0]);
-	}
-	if (o->profile && o->tg) {
-		snprintf(test, sizeof test, "tg%lld", (long long)o->tg);
-		rt_prof_report(o, test, &prof[1]);
-	}
+	if (o->profile && o->pp)
+		rt_prof_report(o, test[0], &prof[0]);
+	if (o->profile && o->tg)
+		rt_prof_report(o, test[1], &prof[1]);
 }
 
 /* One prefill of pp tokens (logits only for the last chunk) and tg decode steps per rep,

@@ -44,6 +44,13 @@ typedef struct {
 	int verbose;               /* -v */
 	int mmap;                  /* --mmap: map the weights lazily (else --no-mmap: copied) */
 	int mlock;                 /* --mlock */
+	int no_display_prompt;     /* --no-display-prompt: the prompt is not echoed */
+	int no_escape;             /* --no-escape: -p, -r, --in-prefix/suffix, -sys as given */
+	int interactive;           /* -i: the user continues the text after each stop */
+	const char *rev[16];       /* -r: reverse prompts (-i: generation stops after one) */
+	int n_rev;
+	const char *in_prefix, *in_suffix; /* -i: around each user line */
+	float presence_penalty, frequency_penalty;
 } RtOpts;
 
 /* What a session holds; rt_session_run releases it. */

@@ -363,6 +363,14 @@ static void test_llama_habits(void **state)
 	tu_expect_has(out, "exit 130");
 	tu_expect_has(out, "eval time");
 	free(out);
+	/* in -cnv: the reply stops, the next line is read (here /exit: exit 0, the timings) */
+	out = tu_run_ok(0, "{ echo 'Hi there'; sleep 3; echo /exit; } | '%s' -cnv -n -1 -c 100000 "
+		     "--ignore-eos --temp 0 >/dev/null 2>'%s' & pid=$!; sleep 1.5; "
+		     "kill -INT $pid; wait $pid; echo \"exit $?\"; cat '%s'", prog,
+		     tu_tmp("text_sigint.err"), tu_tmp("text_sigint.err"));
+	tu_expect_has(out, "exit 0");
+	tu_expect_has(out, "eval time");
+	free(out);
 }
 
 int main(void)

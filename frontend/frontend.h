@@ -218,5 +218,8 @@ typedef struct {
 /* Fills spec for a named shape: "tiny" (the golden shape) or "2b4t". */
 int bnm_synth_shape(BnmSynthSpec *s, const char *shape, BnErr *e);
 int bnm_synth_write(const BnmSynthSpec *s, const char *path, BnErr *e);
+/* The tokens of vocabulary directory dir (tokens.txt + special.tsv): a --vocab-dir model's
+ * n_vocab unless one is given. */
+int bnm_synth_vocab_size(const char *dir, int64_t *n, BnErr *e);
 
 #endif

@@ -505,6 +505,25 @@ static int read_lines(const char *path, char **buf, char ***lines, uint64_t *n, 
 	return 0;
 }
 
+/* The tokens a vocabulary directory holds: tokens.txt's lines and special.tsv's. */
+int bnm_synth_vocab_size(const char *dir, int64_t *n, BnErr *e)
+{
+	static const char *const files[] = {"tokens.txt", "special.tsv"};
+	*n = 0;
+	for (int f = 0; f < 2; f++) {
+		char path[1024], *buf = NULL, **lines = NULL;
+		uint64_t count = 0;
+		snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+		int rc = read_lines(path, &buf, &lines, &count, e);
+		free(buf);
+		free(lines);
+		if (rc)
+			return rc;
+		*n += (int64_t)count;
+	}
+	return BN_OK;
+}
+
 /* tokens.txt, then special.tsv's names; merges.txt. */
 static int llama3_vocab(Vocab *v, const BnmSynthSpec *s, BnErr *e)
 {

@@ -13,9 +13,11 @@
 #include "rt_http.h"
 #endif
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,18 @@ static int rt_server_run(const RtOpts *o, const char *argv0)
 }
 
 /* ---- command line ------------------------------------------------------ */
+
+/* A one-line note on stderr about a flag taken from llama.cpp that changes nothing here. */
+static void rt_note(const char *fmt, ...) RT_PRINTF(1, 2);
+static void rt_note(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "%s: note: ", rt_prog);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
 
 static void rt_help(void)
 {
@@ -63,9 +77,9 @@ static void rt_help(void)
 	       "      --chat-template N   bitnet or llama3 (default: the one built in)\n"
 	       "\n"
 	       "generation:\n"
-	       "  -n, --n-predict N       tokens to generate (default 128, or fewer if the context\n"
-	       "                          fills up; stops early at end of text; 0 = only\n"
-	       "                          evaluate the prompt)\n"
+	       "  -n, --n-predict N       tokens to generate (default 128; -1 = until the end of\n"
+	       "                          text; either way no more than the context holds, and\n"
+	       "                          fewer at end of text; 0 = only evaluate the prompt)\n"
 	       "  -c, --ctx-size N        context (KV cache) size in tokens (default: the model's\n"
 	       "                          training context, capped so the KV cache stays under\n"
 	       "                          25%% of RAM)\n"
@@ -75,6 +89,13 @@ static void rt_help(void)
 	       "                          built for, see --info; 1 feeds the prompt token by\n"
 	       "                          token, the reference's step mode)\n"
 	       "      --ignore-eos        keep going past the end-of-generation tokens\n"
+	       "  -i, --interactive       after the prompt's reply, read a line from stdin and go\n"
+	       "                          on with it as more text (no chat template; -cnv is the\n"
+	       "                          chat), until end of input; Ctrl-C stops a reply and\n"
+	       "                          returns to the input, a second Ctrl-C exits\n"
+	       "  -r, --reverse-prompt T  stop generating once the text ends with T and hand over\n"
+	       "                          to the user (-i; else generation ends there); repeatable\n"
+	       "      --in-prefix T, --in-suffix T   text put before / after each -i input line\n"
 	       "\n"
 	       "sampling (llama.cpp's chain and defaults; order: repeat penalty -> top-k ->\n"
 	       "top-p -> min-p -> temperature -> draw):\n"
@@ -86,11 +107,18 @@ static void rt_help(void)
 	       "                          (default 0.05; 0 = off)\n"
 	       "      --repeat-penalty R  penalize tokens seen in the window (default 1.0 = off)\n"
 	       "      --repeat-last-n N   the penalty's window (default 64; 0 = off, -1 = context)\n"
-	       "      --seed S            random seed (default -1 = pick one, printed to stderr)\n"
+	       "      --presence-penalty P   subtract P from tokens in the window (default 0 = off)\n"
+	       "      --frequency-penalty F  subtract F x their count in the window (default 0)\n"
+	       "  -s, --seed S            random seed (default -1 = pick one, printed to stderr)\n"
 	       "\n"
 	       "output:\n"
-	       "  (stdout gets the generated text as it comes; ids, space-separated, without a\n"
-	       "  tokenizer, for --tokens prompts and with --show-ids)\n"
+	       "  (stdout gets the prompt's text, then the generated text as it comes; ids,\n"
+	       "  space-separated, without a tokenizer, for --tokens prompts and with\n"
+	       "  --show-ids; Ctrl-C stops, prints the timings and exits 130)\n"
+	       "      --no-display-prompt don't print the prompt first\n"
+	       "  -e, --escape            (default) \\n \\t \\r \\\\ \\' \\\" \\xHH in -p, -r, -sys,\n"
+	       "                          --in-prefix and --in-suffix are their characters\n"
+	       "      --no-escape         take those texts as given\n"
 	       "      --show-ids          print token ids instead of text\n"
 	       "  -sp, --special          print the text of control tokens\n"
 	       "  -v, --verbose           the prompt's ids and per-turn token counts on stderr\n"
@@ -135,6 +163,10 @@ static void rt_help(void)
 	       "      --verify            read the whole weights payload and check its hash (a\n"
 	       "                          normal start only checks the trailer): exit 0 and\n"
 	       "                          \"weights OK\", or 2 if a byte changed\n"
+	       "\n"
+	       "accepted from llama.cpp command lines, with a note that they change nothing here:\n"
+	       "  -m FILE (the model is built in), -ngl N, -fa, -b N, --keep N, --color,\n"
+	       "  --log-disable, -no-cnv; --temperature is --temp\n"
 	       "  -h, --help              this text\n"
 	       "      --version           versions\n"
 	       "\n"
@@ -213,7 +245,11 @@ static int rt_parse_value(const char *a, const char *v, RtOpts *o)
 		o->tokens = v;
 	else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
 		o->n_given = 1;
-		return rt_parse_i64(a, v, 0, INT32_MAX, "a count >= 0", &o->n_predict);
+		int rc = rt_parse_i64(a, v, -2, INT32_MAX, "a count >= 0, or -1 = until the end",
+				      &o->n_predict);
+		if (!rc && o->n_predict < 0)
+			o->n_predict = -1; /* llama.cpp's -2 (until the context is full) too */
+		return rc;
 	}
 	else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
 		return rt_parse_int(a, v, 1, 512, "1 to 512 threads", &o->threads);
@@ -221,7 +257,7 @@ static int rt_parse_value(const char *a, const char *v, RtOpts *o)
 		return rt_parse_i64(a, v, 1, INT32_MAX, "a count >= 1", &o->ubatch);
 	else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
 		return rt_parse_i64(a, v, 1, INT32_MAX, "a context size >= 1", &o->n_ctx);
-	else if (!strcmp(a, "--temp"))
+	else if (!strcmp(a, "--temp") || !strcmp(a, "--temperature"))
 		return rt_parse_f32(a, v, -1e30, 1e30, "a temperature; <= 0 = greedy", &o->sp.temp);
 	else if (!strcmp(a, "--top-k"))
 		return rt_parse_int(a, v, 0, INT32_MAX, "a count >= 0; 0 = off", &o->sp.top_k);
@@ -235,8 +271,33 @@ static int rt_parse_value(const char *a, const char *v, RtOpts *o)
 	else if (!strcmp(a, "--repeat-last-n"))
 		return rt_parse_i64(a, v, -1, INT32_MAX, "-1 (the context), 0 (off) or a count",
 				    &o->repeat_last_n);
-	else if (!strcmp(a, "--seed"))
+	else if (!strcmp(a, "--seed") || !strcmp(a, "-s"))
 		return rt_parse_seed(v, o);
+	else if (!strcmp(a, "--presence-penalty"))
+		return rt_parse_f32(a, v, -1e30, 1e30, "a penalty; 0 = off", &o->sp.presence_penalty);
+	else if (!strcmp(a, "--frequency-penalty"))
+		return rt_parse_f32(a, v, -1e30, 1e30, "a penalty; 0 = off", &o->sp.frequency_penalty);
+	else if (!strcmp(a, "-r") || !strcmp(a, "--reverse-prompt")) {
+		if (!*v)
+			return rt_usage("%s: an empty reverse prompt would stop at once", a);
+		if (o->n_rev == (int)(sizeof o->rev / sizeof o->rev[0]))
+			return rt_usage("%s: at most %d reverse prompts", a,
+					(int)(sizeof o->rev / sizeof o->rev[0]));
+		o->rev[o->n_rev++] = v;
+	} else if (!strcmp(a, "--in-prefix"))
+		o->in_prefix = v;
+	else if (!strcmp(a, "--in-suffix"))
+		o->in_suffix = v;
+	else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+		rt_note("-m %s: the model is built into this program; the file is not read", v);
+	else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers"))
+		rt_note("%s: this program decides its device when it is built (its target: %s)", a,
+			bn_model_meta(NULL, "target"));
+	else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size"))
+		rt_note("%s: no effect; -ub sets the tokens of one forward call", a);
+	else if (!strcmp(a, "--keep"))
+		rt_note("--keep: no effect; generation stops when the context is full (no context "
+			"shift)");
 	else if (!strcmp(a, "--logits-out"))
 		o->logits_out = v;
 	else if (!strcmp(a, "--weights-file"))
@@ -316,6 +377,20 @@ static int rt_parse_switch(const char *a, RtOpts *o)
 		o->mlock = 1;
 	else if (!strcmp(a, "--server"))
 		o->server = 1;
+	else if (!strcmp(a, "--no-display-prompt"))
+		o->no_display_prompt = 1;
+	else if (!strcmp(a, "--display-prompt"))
+		o->no_display_prompt = 0;
+	else if (!strcmp(a, "-e") || !strcmp(a, "--escape"))
+		o->no_escape = 0;
+	else if (!strcmp(a, "--no-escape"))
+		o->no_escape = 1;
+	else if (!strcmp(a, "-i") || !strcmp(a, "--interactive"))
+		o->interactive = 1;
+	else if (!strcmp(a, "-no-cnv") || !strcmp(a, "--no-conversation"))
+		o->cnv = 0;
+	else if (!strcmp(a, "--color") || !strcmp(a, "--log-disable"))
+		rt_note("%s: no effect here", a);
 	else
 		return -1;
 	return 0;
@@ -328,7 +403,55 @@ static const char *const rt_value_flags[] = {
 	"-sys", "--system-prompt", "--chat-template",
 	"--host", "--port", "-np", "--parallel", "--queue", "--api-key", "--drain-timeout",
 	"--timeout", "--body-limit",
+	"-sys", "--system-prompt", "--chat-template", "--temperature", "-s", "--presence-penalty",
+	"--frequency-penalty", "-r", "--reverse-prompt", "--in-prefix", "--in-suffix", "-m",
+	"--model", "-ngl", "--n-gpu-layers", "--gpu-layers", "-b", "--batch-size", "--keep",
 };
+
+/* -fa / --flash-attn: a switch in older llama.cpp, on|off|auto in newer: either is accepted
+ * (attention here is what the program was built with). Returns the arguments it used. */
+static int rt_flash_attn(int argc, char **argv, int i)
+{
+	if (strcmp(argv[i], "-fa") && strcmp(argv[i], "--flash-attn"))
+		return 0;
+	int val = i + 1 < argc && (!strcmp(argv[i + 1], "on") || !strcmp(argv[i + 1], "off") ||
+				   !strcmp(argv[i + 1], "auto"));
+	rt_note("%s: no effect; attention is the kernel the program was built with", argv[i]);
+	return 1 + val;
+}
+
+/* llama.cpp's escapes, in place (the text only shrinks): \n \r \t \\ \' \" and \xHH;
+ * any other backslash stays. */
+static void rt_unescape(char *s)
+{
+	char *w = s;
+	for (const char *r = s; *r; r++) {
+		if (*r != '\\' || !r[1]) {
+			*w++ = *r;
+			continue;
+		}
+		char c = *++r;
+		if (c == 'n' || c == 'r' || c == 't')
+			*w++ = c == 'n' ? '\n' : c == 'r' ? '\r' : '\t';
+		else if (c == '\\' || c == '\'' || c == '"')
+			*w++ = c;
+		else if (c == 'x' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+			char hex[3] = {r[1], r[2], 0};
+			long v = strtol(hex, NULL, 16);
+			if (v > 0) {
+				*w++ = (char)v;
+				r += 2;
+			} else {
+				*w++ = '\\';
+				*w++ = c;
+			}
+		} else {
+			*w++ = '\\';
+			*w++ = c;
+		}
+	}
+	*w = 0;
+}
 
 static int rt_takes_value(const char *a)
 {
@@ -355,7 +478,10 @@ int rt_parse_args(int argc, char **argv, RtOpts *o)
 	o->http_timeout = 600;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if (rt_takes_value(a)) {
+		int fa = rt_flash_attn(argc, argv, i);
+		if (fa) {
+			i += fa - 1;
+		} else if (rt_takes_value(a)) {
 			if (i + 1 >= argc)
 				return rt_usage("%s needs a value (see --help)", a);
 			int rc = rt_parse_value(a, argv[++i], o);
@@ -368,17 +494,38 @@ int rt_parse_args(int argc, char **argv, RtOpts *o)
 					a);
 		}
 	}
+	if (!o->no_escape) {
+		/* argv's strings are the program's to change; -f's text is taken as it is */
+		char *texts[4] = {(char *)o->prompt, (char *)o->system, (char *)o->in_prefix,
+				  (char *)o->in_suffix};
+		for (int k = 0; k < 4; k++)
+			if (texts[k])
+				rt_unescape(texts[k]);
+		for (int k = 0; k < o->n_rev; k++)
+			rt_unescape((char *)o->rev[k]);
+	}
 	int sources = !!o->prompt + !!o->prompt_file + !!o->tokens;
 	if (sources > 1)
 		return rt_usage("give only one of -p, -f and --tokens");
 	if (o->cnv && sources)
 		return rt_usage("-cnv reads the conversation from stdin: give a system prompt with "
 				"-sys, not -p, -f or --tokens");
+	if (o->system && !o->cnv)
+		return rt_usage("-sys: a system message goes with -cnv (the chat template places "
+				"it); for plain text put it in the prompt");
+	if (o->interactive && o->cnv)
+		o->interactive = 0; /* -cnv is the interactive chat */
+	if (o->interactive && (o->logits_out || o->bench || o->tokens || o->show_ids))
+		return rt_usage("-i does not go with %s", o->bench ? "--bench"
+					: o->logits_out ? "--logits-out" : o->tokens ? "--tokens"
+					: "--show-ids");
+	if ((o->in_prefix || o->in_suffix) && !o->interactive && !o->cnv)
+		return rt_usage("--in-prefix and --in-suffix go with -i");
 	if (o->cnv && (o->logits_out || o->bench))
 		return rt_usage("-cnv does not go with %s", o->bench ? "--bench" : "--logits-out");
-	if (o->server && (sources || o->cnv || o->bench || o->logits_out))
+	if (o->server && (sources || o->cnv || o->interactive || o->bench || o->logits_out))
 		return rt_usage("--server takes its prompts over HTTP: not with -p, -f, --tokens, "
-				"-cnv, --bench or --logits-out");
+				"-cnv, -i, --bench or --logits-out");
 	if (o->profile && !o->bench)
 		return rt_usage("--profile goes with --bench");
 	if (o->bench && o->pp + o->tg == 0)

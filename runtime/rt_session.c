@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,7 +418,8 @@ static bn_generate_params rt_out_params(const RtOpts *o, RtRun *run, RtOut *w)
 	bn_generate_params p = bn_generate_defaults();
 	*w = (RtOut){o, run, 0};
 	p.user = w;
-	p.flags = BN_GEN_RAW_TEXT | (o->ignore_eos ? BN_GEN_IGNORE_EOG : 0) |
+	/* whole UTF-8 characters: a broken one, or one unfinished at the end, is U+FFFD */
+	p.flags = (o->ignore_eos ? BN_GEN_IGNORE_EOG : 0) |
 		  (o->special ? BN_GEN_SPECIAL : 0);
 	if (run->text_out)
 		p.on_text = rt_out_text;
@@ -480,16 +482,79 @@ static int rt_sampler_setup(const RtOpts *o, RtRun *run)
 	if (sp.temp > 0)
 		fprintf(stderr,
 			"%s: sampling: seed %llu, temp %.2f, top_k %d, top_p %.2f, min_p %.2f, "
-			"repeat_penalty %.2f (last %d)\n",
+			"repeat_penalty %.2f, presence %.2f, frequency %.2f (last %d)\n",
 			rt_prog, (unsigned long long)sp.seed, sp.temp, sp.top_k, sp.top_p, sp.min_p,
-			sp.repeat_penalty, sp.repeat_last_n);
+			sp.repeat_penalty, sp.presence_penalty, sp.frequency_penalty,
+			sp.repeat_last_n);
 	else
-		fprintf(stderr, "%s: sampling: greedy (temp <= 0), repeat_penalty %.2f (last %d)\n",
-			rt_prog, sp.repeat_penalty, sp.repeat_last_n);
+		fprintf(stderr, "%s: sampling: greedy (temp <= 0), repeat_penalty %.2f, presence "
+			"%.2f, frequency %.2f (last %d)\n",
+			rt_prog, sp.repeat_penalty, sp.presence_penalty, sp.frequency_penalty,
+			sp.repeat_last_n);
 	/* the sampler never picks the rows of a padded vocabulary, which have no text */
 	if (!(run->smp = bn_sampler_new(run->m, &sp)))
 		return rt_fail("out of memory for the sampler");
 	return 0;
+}
+
+/* ---- Ctrl-C ------------------------------------------------------------- */
+
+/* llama-cli's habit: Ctrl-C during a reply stops it (the context keeps what was decoded);
+ * in -cnv and -i that returns to the input line, where (or with a second Ctrl-C before the
+ * reply stopped) it exits with the timings. The handler only sets flags and asks the
+ * context to stop (bn_ctx_cancel is safe in a signal handler). */
+static bn_ctx *volatile rt_sig_ctx;
+static volatile sig_atomic_t rt_sig_busy, rt_sig_count, rt_sig_exit;
+
+#define RT_EXIT_SIGINT 130
+
+static void rt_on_sigint(int sig)
+{
+	(void)sig;
+	if (!rt_sig_busy || rt_sig_count++ > 0)
+		rt_sig_exit = 1;
+	if (rt_sig_ctx)
+		bn_ctx_cancel(rt_sig_ctx, 1);
+}
+
+/* Installs the handler for run's context (without SA_RESTART, so that a read of the next
+ * input line returns); NULL puts the default back. */
+static void rt_sigint_install(RtRun *run)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = run ? rt_on_sigint : SIG_DFL;
+	rt_sig_ctx = run ? run->ctx : NULL;
+	rt_sig_busy = rt_sig_count = rt_sig_exit = 0;
+	sigaction(SIGINT, &sa, NULL);
+}
+
+/* A reply starts (busy) or ends; the Ctrl-Cs counted so far are forgotten when it starts. */
+static void rt_sig_reply(int busy)
+{
+	if (busy)
+		rt_sig_count = 0;
+	rt_sig_busy = busy;
+}
+
+/* ---- generation ---------------------------------------------------------- */
+
+/* The prompt as llama-cli shows it before the reply: its tokens' text (control tokens only
+ * with -sp). */
+static int rt_echo_prompt(const RtOpts *o, RtRun *run)
+{
+	if (!run->text_out || o->no_display_prompt || (!o->prompt && !o->prompt_file))
+		return 0;
+	char piece[256];
+	for (int64_t i = 0; i < run->n_prompt; i++) {
+		int32_t n = bn_token_to_piece_ex(run->m, run->prompt[i], o->special, piece,
+						 (int32_t)sizeof piece);
+		if (n > 0)
+			fwrite(piece, 1, (size_t)(n < (int32_t)sizeof piece ? n : (int32_t)sizeof piece),
+			       stdout);
+	}
+	return rt_stdout_ok();
 }
 
 static int rt_generate(const RtOpts *o, RtRun *run)
@@ -504,7 +569,16 @@ static int rt_generate(const RtOpts *o, RtRun *run)
 	if (!run->lf) /* the last token needs feeding only for its logits row */
 		p.flags |= BN_GEN_SKIP_LAST;
 	bn_generate_result r;
+	if ((rc = rt_echo_prompt(o, run)))
+		return rc;
+	rt_sig_reply(1);
 	rc = bn_generate(run->ctx, run->smp, run->prompt, (int32_t)run->n_prompt, &p, &r);
+	rt_sig_reply(0);
+	if (rc == BN_E_CANCELLED) { /* Ctrl-C: what came so far, then the timings */
+		rt_put_end(run);
+		rt_print_stats(run, r.prompt_s, r.n_prompt, r.gen_s, r.n_decoded);
+		return RT_EXIT_SIGINT;
+	}
 	if ((rc = rt_gen_done(run, &w, rc, &r)))
 		return rc;
 	if (run->lf) {
@@ -515,6 +589,177 @@ static int rt_generate(const RtOpts *o, RtRun *run)
 	}
 	rt_print_stats(run, r.prompt_s, run->n_prompt, r.gen_s, r.n_decoded);
 	return 0;
+}
+
+/* ---- -i: interactive text ----------------------------------------------- */
+
+/* One reply of -i: the text printed as it comes, its last bytes kept to spot a reverse
+ * prompt, and the last token generated (a stop leaves it undecoded: it goes first next). */
+typedef struct {
+	RtOut out; /* first: the RtOut callbacks take it */
+	char tail[1024];
+	size_t n_tail;
+	int32_t last;
+} RtInter;
+
+static int rt_inter_token(void *user, int32_t tok)
+{
+	((RtInter *)user)->last = tok;
+	return 0;
+}
+
+/* Prints the text; nonzero (stop, the text stays printed) once it holds a reverse prompt
+ * that the new text completed. */
+static int rt_inter_text(void *user, const char *text, size_t len)
+{
+	RtInter *it = user;
+	if (rt_out_text(&it->out, text, len))
+		return 1;
+	if (len >= sizeof it->tail) {
+		text += len - (sizeof it->tail - 1);
+		len = sizeof it->tail - 1;
+	}
+	if (it->n_tail + len >= sizeof it->tail) {
+		size_t drop = it->n_tail + len - (sizeof it->tail - 1);
+		memmove(it->tail, it->tail + drop, it->n_tail - drop);
+		it->n_tail -= drop;
+	}
+	memcpy(it->tail + it->n_tail, text, len);
+	it->n_tail += len;
+	it->tail[it->n_tail] = 0;
+	const RtOpts *o = it->out.o;
+	for (int k = 0; k < o->n_rev; k++) {
+		size_t rl = strlen(o->rev[k]);
+		/* where a match would end in the new text: start at most rl - 1 bytes before it */
+		size_t from = it->n_tail > len + rl ? it->n_tail - len - rl + 1 : 0;
+		if (rl < sizeof it->tail && strstr(it->tail + from, o->rev[k]))
+			return 1;
+	}
+	return 0;
+}
+
+/* The user's next line as tokens (after the token a stop left undecoded, if any), with
+ * --in-prefix / --in-suffix around it and its newline. 0 with *n tokens; -1 at the end of
+ * input; or an exit code. */
+static int rt_inter_read(const RtOpts *o, RtRun *run, int32_t pending, int32_t **toks,
+			 int64_t *n, char **line, size_t *cap)
+{
+	if (isatty(0)) {
+		fprintf(stderr, "\n> ");
+		fflush(stderr);
+	}
+	if (o->in_prefix && (fputs(o->in_prefix, stdout), rt_stdout_ok()))
+		return RT_EXIT_RUNTIME;
+	errno = 0;
+	ssize_t len = rt_sig_exit ? -1 : getline(line, cap, stdin);
+	if (len < 0 && rt_sig_exit)
+		return RT_EXIT_SIGINT;
+	if (len < 0)
+		return ferror(stdin) ? rt_fail("cannot read from standard input: %s",
+					       errno ? strerror(errno) : "read error")
+				     : -1;
+	while (len && ((*line)[len - 1] == '\n' || (*line)[len - 1] == '\r'))
+		(*line)[--len] = 0;
+	if (memchr(*line, 0, (size_t)len))
+		return rt_usage("-i: an input line holds a NUL byte: text cannot hold NUL bytes");
+	if (o->in_suffix && (fputs(o->in_suffix, stdout), rt_stdout_ok()))
+		return RT_EXIT_RUNTIME;
+	const char *pre = o->in_prefix ? o->in_prefix : "", *suf = o->in_suffix ? o->in_suffix : "";
+	size_t tl = strlen(pre) + (size_t)len + 1 + strlen(suf);
+	char *text = malloc(tl + 1);
+	if (!text)
+		return rt_fail("out of memory");
+	snprintf(text, tl + 1, "%s%s\n%s", pre, *line, suf);
+	int32_t *ids = NULL;
+	int k = 0, rc = rt_encode(run->m, text, tl, o->no_special ? 0 : BN_TOKENIZE_PARSE_SPECIAL,
+				  &ids, &k);
+	free(text);
+	if (rc)
+		return rt_fail("-i: tokenizer: %s", bn_strerror(rc));
+	int32_t *all = malloc(((size_t)k + 1) * sizeof *all);
+	if (!all) {
+		free(ids);
+		return rt_fail("out of memory");
+	}
+	*n = 0;
+	if (pending >= 0)
+		all[(*n)++] = pending;
+	memcpy(all + *n, ids, (size_t)k * sizeof *ids);
+	*n += k;
+	free(ids);
+	free(*toks);
+	*toks = all;
+	return 0;
+}
+
+/* -i: the prompt's reply, then turn by turn the user's line and the text that follows it,
+ * all in one context, until the end of input, a full context or Ctrl-C at the input. */
+static int rt_interact(const RtOpts *o, RtRun *run)
+{
+	int rc = rt_sampler_setup(o, run);
+	if (rc || (rc = rt_echo_prompt(o, run)))
+		return rc;
+	int64_t n_ctx = bn_ctx_n_ctx(run->ctx), n = run->n_prompt;
+	int32_t *toks = NULL, pending = -1;
+	const int32_t *cur = run->prompt;
+	double pp_s = 0, tg_s = 0;
+	int64_t pp_n = 0, tg_n = 0;
+	char *line = NULL;
+	size_t cap = 0;
+	for (;;) {
+		RtInter it = {.last = -1};
+		bn_generate_params p = rt_out_params(o, run, &it.out);
+		p.user = &it;
+		p.on_text = rt_inter_text;
+		p.on_token = rt_inter_token;
+		p.max_tokens = o->n_given ? (int32_t)o->n_predict : -1;
+		bn_generate_result r;
+		rt_sig_reply(1);
+		rc = bn_generate(run->ctx, run->smp, cur, (int32_t)n, &p, &r);
+		rt_sig_reply(0);
+		pp_s += r.prompt_s;
+		pp_n += r.n_prompt;
+		tg_s += r.gen_s;
+		tg_n += r.n_decoded;
+		if (it.out.rc) {
+			rc = it.out.rc;
+			break;
+		}
+		if (rc == BN_E_CANCELLED) {
+			rc = rt_sig_exit ? RT_EXIT_SIGINT : 0;
+			if (rc)
+				break;
+		} else if (rc) {
+			rc = rt_fail("%s", bn_ctx_last_error(run->ctx));
+			break;
+		}
+		if (r.stop == BN_STOP_CTX_FULL) {
+			fprintf(stderr, "\n%s: the context (%lld tokens) is full\n", rt_prog,
+				(long long)n_ctx);
+			break;
+		}
+		pending = r.n_generated > r.n_decoded && it.last >= 0 ? it.last : -1;
+		do
+			rc = rt_inter_read(o, run, pending, &toks, &n, &line, &cap);
+		while (!rc && n == 0);
+		if (rc)
+			break;
+		if (bn_ctx_pos(run->ctx) + n + 1 > n_ctx) {
+			fprintf(stderr, "%s: this input (%lld tokens) does not fit the context of %lld "
+				"tokens (-c)\n", rt_prog, (long long)n, (long long)n_ctx);
+			break;
+		}
+		cur = toks;
+	}
+	free(line);
+	free(toks);
+	if (rc == -1)
+		rc = 0; /* the end of input */
+	if (rc == 0 || rc == RT_EXIT_SIGINT) {
+		rt_put_end(run);
+		rt_print_stats(run, pp_s, pp_n, tg_s, tg_n);
+	}
+	return rc;
 }
 
 /* ---- -cnv: interactive chat -------------------------------------------- */
@@ -554,11 +799,17 @@ static int rt_chat_turn(const RtOpts *o, RtRun *run, RtChat *c, const char *user
 	bn_generate_params p = rt_out_params(o, run, &w);
 	p.max_tokens = o->n_given ? (int32_t)o->n_predict : -1;
 	bn_generate_result r;
+	rt_sig_reply(1);
 	rc = bn_chat_reply(c->ch, &p, &r);
+	rt_sig_reply(0);
 	c->pp_s += r.prompt_s;
 	c->pp_n += r.n_prompt;
 	c->tg_s += r.gen_s;
 	c->tg_n += r.n_decoded;
+	if (rc == BN_E_CANCELLED) { /* Ctrl-C: the reply stops, the conversation goes on */
+		rt_put_end(run);
+		return rt_sig_exit ? RT_EXIT_SIGINT : 0;
+	}
 	if ((rc = rt_gen_done(run, &w, rc, &r)))
 		return rc;
 	if (o->verbose)
@@ -615,7 +866,12 @@ static int rt_chat(const RtOpts *o, RtRun *run)
 			fflush(stderr);
 		}
 		errno = 0;
-		ssize_t len = getline(&line, &cap, stdin);
+		ssize_t len = rt_sig_exit ? -1 : getline(&line, &cap, stdin);
+		if (len < 0 && rt_sig_exit) { /* Ctrl-C at the input line */
+			fputc('\n', stderr);
+			rc = RT_EXIT_SIGINT;
+			break;
+		}
 		if (len < 0) {
 			if (ferror(stdin))
 				rc = rt_fail("cannot read the conversation from standard input: %s",
@@ -646,7 +902,7 @@ static int rt_chat(const RtOpts *o, RtRun *run)
 	}
 	free(line);
 	bn_chat_free(c.ch);
-	if (!rc)
+	if (!rc || rc == RT_EXIT_SIGINT)
 		rt_print_stats(run, c.pp_s, c.pp_n, c.tg_s, c.tg_n);
 	return rc;
 }
@@ -748,6 +1004,20 @@ static int rt_cmp_prof(const void *a, const void *b)
 	return x > y ? -1 : x < y;
 }
 
+static int rt_max_int(int a, int b)
+{
+	return a > b ? a : b;
+}
+
+/* A markdown table's rule of n columns, right-aligned (ending in ':') or not. */
+static void rt_dashes(int n, int right)
+{
+	for (int i = 0; i < n - right; i++)
+		putchar('-');
+	if (right)
+		putchar(':');
+}
+
 /* One phase's table (test: "pp128", "tg32"): per family, largest first, ms per forward,
  * its share of the forward's time and calls per forward; or its JSON object. */
 static void rt_prof_report(const RtOpts *o, const char *test, const RtProf *pr)
@@ -844,36 +1114,42 @@ static void rt_bench_report(const RtOpts *o, const RtRun *run, const double *pp,
 		printf("}\n");
 		return;
 	}
-	printf("| %-24s | %10s | %7s | %8s | %20s |\n", "model", "size", "threads", "test",
-	       "t/s (median ± sd)");
-	printf("| %.24s | %.10s | %.7s | %.8s | %.20s |\n", "------------------------",
-	       "---------:", "------:", "-------:", "-------------------:");
-	char size[32], test[32];
+	/* llama-bench's table, its columns as wide as their widest cell */
+	char size[32], test[2][32], tps[2][64];
 	snprintf(size, sizeof size, "%.2f MiB", rt_mib(wbytes));
-	if (o->pp) {
-		snprintf(test, sizeof test, "pp%lld", (long long)o->pp);
-		printf("| %-24.24s | %10s | %7d | %8s | %11.2f ± %6.2f |\n", name, size, th,
-		       test, ppm, pps);
-	}
-	if (o->tg) {
-		snprintf(test, sizeof test, "tg%lld", (long long)o->tg);
-		printf("| %-24.24s | %10s | %7d | %8s | %11.2f ± %6.2f |\n", name, size, th,
-		       test, tgm, tgs);
-	}
+	snprintf(test[0], sizeof test[0], "pp%lld", (long long)o->pp);
+	snprintf(test[1], sizeof test[1], "tg%lld", (long long)o->tg);
+	snprintf(tps[0], sizeof tps[0], "%.2f ± %.2f", ppm, pps);
+	snprintf(tps[1], sizeof tps[1], "%.2f ± %.2f", tgm, tgs);
+	int wn = rt_max_int(24, (int)strlen(name)), ws = rt_max_int(10, (int)strlen(size));
+	int wt = rt_max_int(8, rt_max_int((int)strlen(test[0]), (int)strlen(test[1])));
+	/* "±" is two bytes and one column */
+	int wr = rt_max_int(20, rt_max_int((int)strlen(tps[0]), (int)strlen(tps[1])) - 1);
+	printf("| %-*s | %*s | %7s | %*s | %*s |\n", wn, "model", ws, "size", "threads", wt,
+	       "test", wr + 1, "t/s (median ± sd)");
+	printf("| ");
+	rt_dashes(wn, 0);
+	printf(" | ");
+	rt_dashes(ws, 1);
+	printf(" | ------: | ");
+	rt_dashes(wt, 1);
+	printf(" | ");
+	rt_dashes(wr, 1);
+	printf(" |\n");
+	for (int k = 0; k < 2; k++)
+		if (k ? o->tg : o->pp)
+			printf("| %-*s | %*s | %7d | %*s | %*s |\n", wn, name, ws, size, th, wt,
+			       test[k], wr + 1, tps[k]);
 	printf("(%lld reps; weights %s)\n", (long long)o->reps,
 	       bn_model_meta_int(run->m, "weights_embedded") == 1
 		       ? "embedded" : bn_model_meta(run->m, "weights_path"));
 	printf("(weights %s; ready in %.0f ms, RSS %.0f MiB when ready, peak %.0f MiB)\n",
 	       bn_model_meta(run->m, "weights_held"), run->t_load_ms, rt_mib(run->rss),
 	       rt_mib(peak));
-	if (o->profile && o->pp) {
-		snprintf(test, sizeof test, "pp%lld", (long long)o->pp);
-		rt_prof_report(o, test, &prof[0]);
-	}
-	if (o->profile && o->tg) {
-		snprintf(test, sizeof test, "tg%lld", (long long)o->tg);
-		rt_prof_report(o, test, &prof[1]);
-	}
+	if (o->profile && o->pp)
+		rt_prof_report(o, test[0], &prof[0]);
+	if (o->profile && o->tg)
+		rt_prof_report(o, test[1], &prof[1]);
 }
 
 /* One prefill of pp tokens (logits only for the last chunk) and tg decode steps per rep,
@@ -1087,13 +1363,10 @@ static int rt_session(RtOpts o, const char *argv0, RtRun *run)
 		if (run->n_prompt > n_ctx)
 			return rt_usage("the prompt has %lld tokens but the context holds %lld (-c)",
 					(long long)run->n_prompt, (long long)n_ctx);
-		if (!o.n_given && run->n_prompt + o.n_predict > n_ctx)
-			o.n_predict = n_ctx - run->n_prompt; /* the default: stop when full */
-		if (run->n_prompt + o.n_predict > n_ctx)
-			return rt_usage("context overflow: %lld prompt tokens + -n %lld exceed the "
-					"context of %lld tokens (raise -c or lower -n)",
-					(long long)run->n_prompt, (long long)o.n_predict,
-					(long long)n_ctx);
+		/* -n -1, or more than the context holds: generate until it is full (or the
+		 * end of text), as llama.cpp does */
+		if (o.n_predict < 0 || run->n_prompt + o.n_predict > n_ctx)
+			o.n_predict = n_ctx - run->n_prompt;
 		if (o.logits_out) {
 			RtErr e = {0};
 			if (!(run->lf = rt_f32_open(o.logits_out, &e)))
@@ -1112,7 +1385,10 @@ static int rt_session(RtOpts o, const char *argv0, RtRun *run)
 		rt_rss(&run->rss, &peak);
 		return rt_bench(&o, run);
 	}
-	return o.cnv ? rt_chat(&o, run) : rt_generate(&o, run);
+	rt_sigint_install(run);
+	rc = o.cnv ? rt_chat(&o, run) : o.interactive ? rt_interact(&o, run) : rt_generate(&o, run);
+	rt_sigint_install(NULL);
+	return rc;
 }
 
 int rt_session_run(const RtOpts *o, const char *argv0, double t_start)

@@ -54,6 +54,12 @@ typedef struct {
 	double drain_timeout;      /* --drain-timeout seconds (default 10) */
 	int http_timeout;          /* --timeout: idle connection seconds (default 600) */
 	int64_t body_max;          /* --body-limit bytes (default 4 MiB) */
+	int no_display_prompt;     /* --no-display-prompt: the prompt is not echoed */
+	int no_escape;             /* --no-escape: -p, -r, --in-prefix/suffix, -sys as given */
+	int interactive;           /* -i: the user continues the text after each stop */
+	const char *rev[16];       /* -r: reverse prompts (-i: generation stops after one) */
+	int n_rev;
+	const char *in_prefix, *in_suffix; /* -i: around each user line */
 } RtOpts;
 
 /* What a session holds; rt_session_run releases it. */

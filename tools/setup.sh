@@ -5,10 +5,11 @@ set -eu
 
 # The compiler toolchain, LLVM 19's C API (NVPTX backend), Lua 5.4, cmocka for the tests,
 # and clang with its runtime libraries for the libFuzzer build (libclang-rt-dev follows the
-# distribution's default clang, which is what `clang` runs).
+# distribution's default clang, which is what `clang` runs); dpkg-dev for cpack's
+# dpkg-shlibdeps (the .deb package and its test).
 # unicode-data (not needed to build): only tools/gen_unicode.py reads it, to regenerate
 # runtime/rt_unicode_tab.h, which is committed.
-PKGS="cmake make gcc libc6-dev pkg-config gzip llvm-19-dev liblua5.4-dev libcmocka-dev clang libclang-rt-dev"
+PKGS="cmake make gcc libc6-dev pkg-config gzip llvm-19-dev liblua5.4-dev libcmocka-dev clang libclang-rt-dev dpkg-dev"
 # The HTTP server of programs built with --server: libmicrohttpd and cJSON (headers and
 # shared libraries), and curl, which its tests talk to it with.
 PKGS="$PKGS libmicrohttpd-dev libcjson-dev curl"

@@ -1063,8 +1063,13 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 		  m.max_heads);
 	for (int i = 0; i < m.n_kern; i++) {
 		Kern *k = &m.kern[i];
-		cg_printf(b, "/* %s, used by:\n%s */\n%s\n", k->name, k->users.data ? k->users.data : "",
-			  k->body.data ? k->body.data : "");
+		/* a kernel no node runs is a helper the kernels after it call */
+		if (k->users.data && k->users.len)
+			cg_printf(b, "/* %s, used by:\n%s */\n%s\n", k->name, k->users.data,
+				  k->body.data ? k->body.data : "");
+		else
+			cg_printf(b, "/* %s: a helper of the kernels after it */\n%s\n", k->name,
+				  k->body.data ? k->body.data : "");
 	}
 	cg_printf(b, "%s", fwd.data);
 	/* decode checks the batch, then runs the smallest template that holds its rows */

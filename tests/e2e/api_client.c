@@ -209,7 +209,8 @@ static void check_generate(bn_model *m, const int32_t *ids, int32_t n, const cha
 	check(want && c && s, "a context and a greedy sampler for bn_generate");
 	if (!want || !c || !s)
 		return;
-	bn_generate_params p = gen_params(&o, 24, BN_GEN_IGNORE_EOG | BN_GEN_RAW_TEXT);
+	/* the program's path: whole UTF-8 characters, U+FFFD for broken ones */
+	bn_generate_params p = gen_params(&o, 24, BN_GEN_IGNORE_EOG);
 	int rc = bn_generate(c, s, ids, n, &p, &r);
 	size_t wl = strlen(want);
 	check(rc == BN_OK && wl > 0 && want[wl - 1] == '\n' && o.len == wl - 1 &&
@@ -218,17 +219,20 @@ static void check_generate(bn_model *m, const int32_t *ids, int32_t n, const cha
 	check(r.stop == BN_STOP_MAX_TOKENS && r.n_generated == 24 && o.tokens == 24 &&
 		      r.n_decoded == 24 && r.n_prompt == n && bn_ctx_pos(c) == n + 24,
 	      "max_tokens: 24 tokens generated and decoded, the stop reason");
+	check(o.bad_chunks == 0 && utf8_whole((unsigned char *)o.text, o.len),
+	      "on_text gets whole UTF-8 characters only");
+	char whole[8192];
+	memcpy(whole, o.text, o.len + 1);
+	/* the same with BN_GEN_RAW_TEXT: the bytes as the tokens give them */
+	bn_ctx_reset(c);
+	bn_sampler_reset(s);
+	p = gen_params(&o, 24, BN_GEN_IGNORE_EOG | BN_GEN_RAW_TEXT);
+	rc = bn_generate(c, s, ids, n, &p, &r);
 	char raw[8192];
 	size_t rl = o.len;
 	memcpy(raw, o.text, rl + 1);
-	/* the same without BN_GEN_RAW_TEXT: whole characters, U+FFFD for broken ones */
-	bn_ctx_reset(c);
-	bn_sampler_reset(s);
-	p = gen_params(&o, 24, BN_GEN_IGNORE_EOG);
-	rc = bn_generate(c, s, ids, n, &p, &r);
-	check(rc == BN_OK && o.bad_chunks == 0 && utf8_whole((unsigned char *)o.text, o.len) &&
-		      (!utf8_whole((unsigned char *)raw, rl) || !strcmp(o.text, raw)),
-	      "on_text gets whole UTF-8 characters only");
+	check(rc == BN_OK && (!utf8_whole((unsigned char *)raw, rl) || !strcmp(whole, raw)),
+	      "BN_GEN_RAW_TEXT: the same text where it is whole UTF-8");
 	printf("  (%d chunks of text for 24 tokens; the raw text %s UTF-8)\n", o.chunks,
 	       utf8_whole((unsigned char *)raw, rl) ? "is" : "is not");
 	/* a stop string from the middle of the text: what comes before its first occurrence */

@@ -75,7 +75,7 @@ static void run_client(int big)
 	/* what the program generates and chats, greedy, for the client to match */
 	const char *gen = tu_tmp("api_l3_gen.txt"), *chat = tu_tmp("api_l3_chat.txt");
 	const char *full = tu_tmp("api_l3_full.txt");
-	free(tu_run_ok(0, "'%s' --weights-file '%s' -p '%s' -n 24 --temp 0 --ignore-eos >'%s' "
+	free(tu_run_ok(0, "'%s' --weights-file '%s' -p '%s' -n 24 --temp 0 --ignore-eos --no-display-prompt >'%s' "
 		       "2>/dev/null", prog, wfile, text, gen));
 	free(tu_run_ok(0, "printf 'Hi there\\nHow are you?\\n' | '%s' --weights-file '%s' -cnv "
 		       "-sys 'Be brief.' -n 6 --temp 0 --ignore-eos >'%s' 2>/dev/null", prog, wfile,

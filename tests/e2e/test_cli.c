@@ -216,12 +216,27 @@ static void test_info_commands(void **state)
 	EXPECT(0, FRAGS("usage: bitnetc COMMAND", "inspect", "mkmodel"), "help");
 	EXPECT(0, FRAGS("usage: bitnetc COMMAND"), "--help");
 	EXPECT(0, FRAGS("usage: bitnetc run", "--logits-out", "--step"), "help run");
+	EXPECT(0, FRAGS("usage: bitnetc help"), "help --help");
 	const char *cmds[] = {"inspect", "ir", "run", "mkmodel", "version", "targets"};
 	for (int i = 0; i < 6; i++)
 		EXPECT(0, FRAGS("usage: bitnetc ", cmds[i]), "%s --help", cmds[i]);
 	EXPECT(0, FRAGS("dce", "requires"), "ir --list-passes");
 	/* ir --pass dce: output.weight-free graph that still verifies and prints. */
 	EXPECT(0, FRAGS("output %"), "ir '%s' --pass dce", model("golden/models/tiny-b158-i2_s.gguf"));
+	/* ir takes build's --pass-opt, --dump-after and --target: the options reach the passes */
+	const char *g = model("golden/models/tiny-b158-i2_s.gguf");
+	char *out = expect(0, FRAGS("layout=i2s_x16"), "ir '%s' --pass permute_weights --target "
+			   "cpu-avx2", g);
+	free(out);
+	out = expect(0, FRAGS("layout=gguf"), "ir '%s' --pass permute_weights --target cpu-avx2 "
+		     "--pass-opt permute_weights.layout=gguf", g);
+	assert_null(strstr(out, "i2s_x16"));
+	free(out);
+	out = expect(0, FRAGS("# after permute_weights", "layout=gguf"), "ir '%s' --pipeline "
+		     "default --target cpu-avx2 --pass-opt permute_weights.layout=gguf --dump-after "
+		     "permute_weights", g);
+	assert_null(strstr(out, "i2s_x16"));
+	free(out);
 }
 
 /* ---- usage errors (exit 1) ----------------------------------------------------------- */
@@ -274,6 +289,9 @@ static void test_usage_errors(void **state)
 	assert_int_equal(access(prog, F_OK), -1);
 	EXPECT(1, FRAGS("help: unknown command 'nope'"), "help nope");
 	EXPECT(1, FRAGS("--pass: no pass named 'nope'"), "ir '%s' --pass nope", m);
+	EXPECT(1, FRAGS("--target: unknown target 'cpu-zz'"), "ir '%s' --target cpu-zz", m);
+	EXPECT(1, FRAGS("--dump-after: no pass named 'nope'"), "ir '%s' --dump-after nope", m);
+	EXPECT(1, FRAGS("--pass-opt", "no pass named 'nope'"), "ir '%s' --pass-opt nope.x=1", m);
 	EXPECT(1, FRAGS("mkmodel: missing -o FILE"), "mkmodel --shape tiny");
 	EXPECT(1, FRAGS("--shape: unknown shape 'huge'"), "mkmodel --shape huge -o x.gguf");
 	EXPECT(1, FRAGS("--type: unknown ternary format 'q4_0'"), "mkmodel --type q4_0 -o x.gguf");
@@ -282,6 +300,13 @@ static void test_usage_errors(void **state)
 	EXPECT(1, FRAGS("--layers: 'two' is not a number"), "mkmodel --layers two -o x.gguf");
 	EXPECT(1, FRAGS("--hidden: 0 is out of range"), "mkmodel --hidden 0 -o x.gguf");
 	EXPECT(1, FRAGS("mkmodel: unexpected argument 'extra'"), "mkmodel -o x.gguf extra");
+	/* a vocabulary directory sets n_vocab; a --vocab that disagrees is named */
+	const char *vm = tu_tmp("cli-l3v.gguf");
+	EXPECT(0, FRAGS("vocab 128256"), "mkmodel --shape tiny --llama3-vocab --layers 1 --hidden 128 "
+	       "--ffn 128 --heads 2 --kv-heads 1 -o '%s'", vm);
+	EXPECT(2, FRAGS("the vocabulary has 128256 tokens", "n_vocab is 512"),
+	       "mkmodel --shape tiny --llama3-vocab --layers 1 --vocab 512 -o '%s'", vm);
+	unlink(vm);
 }
 
 /* ---- bad files (exit 2, message naming the file and the problem) -------------------- */

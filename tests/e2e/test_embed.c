@@ -324,7 +324,7 @@ static void test_examples(void **state)
 		 tu_data("../../examples/embed/c/generate.c"));
 	run_ok("building the examples", cmd);
 	static const char prompt[] = "Hello, world: caf\xc3\xa9";
-	char *want = tu_run_ok(0, "cd '%s' && ./prog -p '%s' -n 24 --temp 0 2>/dev/null", ex,
+	char *want = tu_run_ok(0, "cd '%s' && ./prog -p '%s' -n 24 --temp 0 --no-display-prompt 2>/dev/null", ex,
 			       prompt);
 	char *got = tu_run_ok(0, "cd '%s' && ./generate '%s' 24 2>/dev/null", ex, prompt);
 	printf("program: [%s]\nexample: [%s]\n", want, got);

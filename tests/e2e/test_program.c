@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define N_VOCAB 600
 #define N_TOK 590 /* the padded model's tokenizer: its last 10 embedding rows have no token */
@@ -285,6 +286,39 @@ static void test_padded_vocab(void **state)
 	free(out);
 }
 
+/* --bench's table keeps its columns aligned for a model name longer than the column's
+ * 24 characters (mkmodel's "synthetic-l1-e128-...") : every row as wide as the header. */
+static void test_bench_table(void **state)
+{
+	(void)state;
+	char g[1200], p[1200];
+	snprintf(g, sizeof g, "%s", tu_tmp("bench-long.gguf"));
+	snprintf(p, sizeof p, "%s", tu_tmp("bench-long"));
+	free(tu_run_ok(0, "'%s' mkmodel --layers 1 --hidden 128 --ffn 128 --heads 2 --kv-heads 1 "
+			  "-o '%s' && '%s' build '%s' -o '%s' --target cpu-generic -O1",
+		       tu_bitnetc(), g, tu_bitnetc(), g, p));
+	char *out = tu_run_ok(0, "'%s' --bench --pp 4 --tg 4 --reps 1 -t 1", p);
+	tu_expect_has(out, "| synthetic-l1-");
+	int rows = 0, width = -1;
+	for (char *line = out; line && *line == '|';) {
+		char *nl = strchr(line, '\n');
+		int cols = 0; /* display columns: UTF-8 continuation bytes take none */
+		for (char *c = line; c < (nl ? nl : line + strlen(line)); c++)
+			cols += ((unsigned char)*c & 0xC0) != 0x80;
+		if (width < 0)
+			width = cols;
+		if (cols != width)
+			fail_msg("row %d is %d columns wide, the header %d:\n%s", rows, cols, width,
+				 out);
+		rows++;
+		line = nl ? nl + 1 : NULL;
+	}
+	assert_int_equal(rows, 4);
+	free(out);
+	unlink(g);
+	unlink(p);
+}
+
 /* NUL bytes cannot be text: -f and -cnv both refuse them (exit 1, naming where). */
 static void test_nul(void **state)
 {
@@ -348,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_nul),
 		cmocka_unit_test(test_chat_tokens),
 		cmocka_unit_test(test_output_full),
+		cmocka_unit_test(test_bench_table),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -525,7 +525,7 @@ static void test_matches_program(void **state)
 	cJSON *j = parse_json(b);
 	free(b);
 	int ct = at(j, "usage.completion_tokens")->valueint;
-	char *out = tu_run_ok(0, "'%s' -p 'The capital of France' -n %d --temp 0 -t 2 2>/dev/null",
+	char *out = tu_run_ok(0, "'%s' -p 'The capital of France' -n %d --temp 0 -t 2 --no-display-prompt 2>/dev/null",
 			      prog, ct);
 	size_t ol = strlen(out);
 	if (ol && out[ol - 1] == '\n') /* the program ends its output with a newline */

@@ -280,10 +280,103 @@ static void test_spm_vocab(void **state)
 	free(text);
 }
 
+/* What people bring from llama-cli: the prompt echoed (--no-display-prompt: not), escapes
+ * in -p (--no-escape: not), -n -1 and an -n past the context generate until it is full,
+ * llama.cpp's flags with no meaning here accepted with a note, -sys without -cnv refused,
+ * -i with a reverse prompt, and Ctrl-C: the timings, exit 130. */
+static void test_llama_habits(void **state)
+{
+	(void)state;
+	char *out = tu_run_ok(0, "'%s' -p 'Hello, world' -n 0 2>/dev/null", prog);
+	assert_string_equal(out, "Hello, world\n");
+	free(out);
+	out = tu_run_ok(0, "'%s' -p 'Hello, world' -n 0 --no-display-prompt 2>/dev/null", prog);
+	assert_string_equal(out, "\n");
+	free(out);
+	out = tu_run_ok(0, "'%s' -p 'a\\tb\\x41\\\\n\\q' -n 0 2>/dev/null", prog);
+	assert_string_equal(out, "a\tbA\\n\\q\n");
+	free(out);
+	out = tu_run_ok(0, "'%s' -p 'a\\tb' -n 0 --no-escape 2>/dev/null", prog);
+	assert_string_equal(out, "a\\tb\n");
+	free(out);
+	/* until the context is full: 4 prompt tokens in a context of 9 leave 5 */
+	static const char *const ns[] = {"-1", "-2", "100"};
+	for (int i = 0; i < 3; i++) {
+		out = tu_run_ok(0, "'%s' -p 'Hello, world' -c 9 -n %s --temp 0 --ignore-eos "
+			     "--show-ids 2>/dev/null", prog, ns[i]);
+		int ids = 0;
+		for (char *t = strtok(out, " \n"); t; t = strtok(NULL, " \n"))
+			ids++;
+		if (ids != 5)
+			fail_msg("-c 9 -n %s: %d ids, want 5", ns[i], ids);
+		free(out);
+	}
+	out = tu_run_ok(0, "'%s' -m model.gguf -ngl 99 -fa on -b 512 --keep 4 --color --log-disable "
+		     "-no-cnv -s 5 --temperature 0 -p 'Hello' -n 2 2>&1 >/dev/null", prog);
+	tu_expect_has(out, "note: -m model.gguf: the model is built into this program");
+	tu_expect_has(out, "note: -ngl");
+	tu_expect_has(out, "note: -fa");
+	tu_expect_has(out, "note: --keep");
+	tu_expect_has(out, "greedy");
+	free(out);
+	out = tu_run_ok(1, "'%s' -p 'Hello' -sys 'Be brief.' 2>&1", prog);
+	tu_expect_has(out, "-sys: a system message goes with -cnv");
+	free(out);
+	out = tu_run_ok(1, "'%s' -p 'Hello' --in-prefix x 2>&1", prog);
+	tu_expect_has(out, "--in-prefix and --in-suffix go with -i");
+	free(out);
+
+	/* -i -r R: the text up to the token that completes R, then the user's turn (no input:
+	 * the end); R is two letters from the middle of the greedy continuation */
+	char *cont = tu_run_ok(0, "'%s' -p 'Hello' -n 12 --temp 0 --ignore-eos --no-display-prompt "
+			       "2>/dev/null", prog);
+	char rev[3] = {0};
+	size_t cl = strlen(cont);
+	for (size_t k = cl / 3; k + 1 < cl && !rev[0]; k++)
+		if (cont[k] >= 'a' && cont[k] <= 'z' && cont[k + 1] >= 'a' && cont[k + 1] <= 'z') {
+			rev[0] = cont[k];
+			rev[1] = cont[k + 1];
+		}
+	if (rev[0]) {
+		out = tu_run_ok(0, "'%s' -p 'Hello' -i -r '%s' -n 12 --temp 0 --ignore-eos "
+			     "</dev/null 2>/dev/null", prog, rev);
+		size_t at = (size_t)(strstr(cont, rev) - cont) + 2;
+		if (strncmp(out, "Hello", 5) || strncmp(out + 5, cont, at) ||
+		    strlen(out) >= 5 + cl)
+			fail_msg("-i -r '%s': \"%s\"; the text without it: \"%s\"", rev, out, cont);
+		free(out);
+	} else {
+		printf("(the greedy continuation has no two letters in a row: -r not checked)\n");
+	}
+	free(cont);
+	/* -i: the user's line continues the text */
+	out = tu_run_ok(0, "printf 'more text\\n' | '%s' -p 'Hello' -i -n 3 --temp 0 --ignore-eos "
+		     "--in-prefix '[' --in-suffix ']' 2>&1", prog);
+	tu_expect_has(out, "[]");
+	tu_expect_has(out, "eval time");
+	free(out);
+
+	/* Ctrl-C: stops, the timings, exit 130 */
+	out = tu_run_ok(0, "'%s' -p 'Hello' -n -1 -c 100000 --ignore-eos --temp 0 >/dev/null "
+		     "2>'%s' & pid=$!; sleep 1; kill -INT $pid; wait $pid; echo \"exit $?\"; "
+		     "cat '%s'", prog, tu_tmp("text_sigint.err"), tu_tmp("text_sigint.err"));
+	tu_expect_has(out, "exit 130");
+	tu_expect_has(out, "eval time");
+	free(out);
+	/* in -cnv: the reply stops, the next line is read (here /exit: exit 0, the timings) */
+	out = tu_run_ok(0, "{ echo 'Hi there'; sleep 3; echo /exit; } | '%s' -cnv -n -1 -c 100000 "
+		     "--ignore-eos --temp 0 >/dev/null 2>'%s' & pid=$!; sleep 1.5; "
+		     "kill -INT $pid; wait $pid; echo \"exit $?\"; cat '%s'", prog,
+		     tu_tmp("text_sigint.err"), tu_tmp("text_sigint.err"));
+	tu_expect_has(out, "exit 0");
+	tu_expect_has(out, "eval time");
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_spm_vocab),
+		cmocka_unit_test(test_spm_vocab),  cmocka_unit_test(test_llama_habits),
 		cmocka_unit_test(test_tokenize),   cmocka_unit_test(test_prompt),
 		cmocka_unit_test(test_info),       cmocka_unit_test(test_chat),
 		cmocka_unit_test(test_reset),      cmocka_unit_test(test_context_full),

@@ -194,6 +194,9 @@ static void test_generate(void **state)
 	expect_out("--tokens 12 -n 5 --temp 0 --ignore-eos", "13 14 15 0 1\n");
 	/* filling the context exactly (8 positions: 1 prompt + 7 generated) */
 	expect_out("--tokens 3 -n 7 -c 8 --temp 0 --ignore-eos", "4 5 6 7 8 9 10\n");
+	/* more than fits, or -n -1: until the context is full */
+	expect_out("--tokens 3 -n 70 -c 8 --temp 0 --ignore-eos", "4 5 6 7 8 9 10\n");
+	expect_out("--tokens 3 -n -1 -c 8 --temp 0 --ignore-eos", "4 5 6 7 8 9 10\n");
 	/* no prompt: starts from BOS (0) */
 	expect_out("-n 3 --temp 0", "1 2 3\n");
 	/* a prompt file, whitespace-separated */
@@ -539,8 +542,7 @@ static void test_bad_cli(void **state)
 	usage_error("stray", "unexpected argument \"stray\"");
 	usage_error("--tokens 1 -n", "-n needs a value");
 	usage_error("--tokens", "--tokens needs a value");
-	usage_error("--tokens 1 -n -2", "-n: -2 is out of range");
-	usage_error("--tokens 1 -n -1", "-n: -1 is out of range");
+	usage_error("--tokens 1 -n -3", "-n: -3 is out of range");
 	usage_error("--tokens 1 -n x", "-n: \"x\" is not an integer");
 	usage_error("--tokens 1 -n 5x", "-n: \"5x\"");
 	usage_error("--tokens 1 -c 0", "-c: 0 is out of range");
@@ -549,8 +551,6 @@ static void test_bad_cli(void **state)
 	usage_error("--tokens 1 --top-p 1.5", "--top-p: 1.5 is out of range");
 	usage_error("--tokens 1 --repeat-penalty 0", "--repeat-penalty");
 	usage_error("--tokens 1 --seed -5", "--seed");
-	usage_error("--tokens 1,2,3 -n 6 -c 8", "context overflow");
-	usage_error("--tokens 1 -n 64", "context of 64"); /* default context: n_ctx_train 64 */
 	usage_error("--tokens 1,2,3 -c 2", "the prompt has 3 tokens");
 	usage_error("-f /nonexistent/prompt.txt", "-f /nonexistent/prompt.txt: cannot read");
 	usage_error("-p 'hello world'", "built without a tokenizer: give the prompt as token ids");

@@ -25,6 +25,11 @@ int fail_err(const char *path, const BnErr *e);
 int finish(int rc);
 int show_usage(const char *usage);
 double now_s(void);
+/* main.c: the folder of bitnetc's data holding file rel ("llama3/tokens.txt"):
+ * $BITNETC_DATA_DIR, else found from where the running bitnetc is: data/ beside it (its
+ * build tree), ../share/bitnetc (installed). No path of the build is compiled in. Fills
+ * dir and returns true; false with the places looked in, in where. */
+bool data_dir(const char *rel, char *dir, size_t n, char *where, size_t where_n);
 
 /* main.c: the commands */
 typedef struct {

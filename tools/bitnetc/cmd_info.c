@@ -106,7 +106,7 @@ int cmd_help(int argc, char **argv)
 	}
 	if (argc > 1)
 		return usage_err("help", "unexpected argument '%s'", argv[1]);
-	const Command *c = find_command(argv[0]);
+	const Command *c = is_help(argv[0]) ? find_command("help") : find_command(argv[0]);
 	if (!c)
 		return usage_err("help", "unknown command '%s'", argv[0]);
 	return show_usage(c->usage);

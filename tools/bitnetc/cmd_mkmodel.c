@@ -6,9 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#ifndef BITNETC_DATA_DIR
-#define BITNETC_DATA_DIR "data"
-#endif
 
 const char usage_mkmodel[] =
 	"usage: bitnetc mkmodel -o FILE [options]\n"
@@ -28,8 +25,9 @@ const char usage_mkmodel[] =
 	"                        carry, instead of the byte-level BPE one\n"
 	"  --seed N              random seed (default 1)\n"
 	"  --vocab-dir DIR       vocabulary from DIR (tokens.txt, merges.txt, special.tsv)\n"
-	"  --llama3-vocab        the Llama 3 vocabulary shipped with bitnetc\n"
-	"                        ($BITNETC_DATA_DIR/llama3 overrides the built-in path)\n"
+	"  --llama3-vocab        the Llama 3 vocabulary shipped with bitnetc (n_vocab 128256)\n"
+	"                        (from $BITNETC_DATA_DIR/llama3, else beside bitnetc: data/\n"
+	"                        in its build tree, ../share/bitnetc when installed)\n"
 	"  -o, --output FILE     where to write (required)\n";
 
 static bool is_dir(const char *p)
@@ -155,16 +153,21 @@ int cmd_mkmodel(int argc, char **argv)
 
 	char vdir[4096];
 	if (llama3) {
-		const char *base = getenv("BITNETC_DATA_DIR");
-		snprintf(vdir, sizeof vdir, "%s/llama3", base && *base ? base : BITNETC_DATA_DIR);
-		if (!is_dir(vdir))
-			return fail(EXIT_RUNTIME, "the Llama 3 vocabulary is not at %s (build the "
-						  "bn_data target, or set BITNETC_DATA_DIR)", vdir);
+		char where[4096];
+		if (!data_dir("llama3/tokens.txt", vdir, sizeof vdir, where, sizeof where))
+			return fail(EXIT_RUNTIME, "the Llama 3 vocabulary is not installed (looked in "
+						  "%s; set BITNETC_DATA_DIR to the folder holding "
+						  "llama3/)", where);
+		size_t l = strlen(vdir);
+		snprintf(vdir + l, sizeof vdir - l, "/llama3");
 		vocab_dir = vdir;
 	}
 	if (vocab_dir && !is_dir(vocab_dir))
 		return fail(EXIT_RUNTIME, "%s: not a directory (--vocab-dir)", vocab_dir);
 	s.vocab_dir = vocab_dir;
+	/* A vocabulary directory sets n_vocab unless --vocab does (then they must agree). */
+	if (vocab_dir && ov[5] <= 0 && bnm_synth_vocab_size(vocab_dir, &s.n_vocab, &e) != BN_OK)
+		return fail_err(vocab_dir, &e);
 
 	if (bnm_synth_write(&s, out, &e) != BN_OK)
 		return fail_err(out, &e);

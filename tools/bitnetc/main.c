@@ -4,9 +4,12 @@
 #include "bitnetc_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- messages -------------------------------------------------------------- */
 
@@ -40,6 +43,41 @@ int fail_err(const char *path, const BnErr *e)
 	if (path && !strstr(e->msg, path))
 		return fail(EXIT_RUNTIME, "%s: %s", path, e->msg);
 	return fail(EXIT_RUNTIME, "%s", e->msg);
+}
+
+bool data_dir(const char *rel, char *dir, size_t n, char *where, size_t where_n)
+{
+	char cand[3][PATH_MAX + 32];
+	int nc = 0;
+	const char *env = getenv("BITNETC_DATA_DIR");
+	if (env && *env) {
+		snprintf(cand[nc++], sizeof cand[0], "%s", env);
+	} else {
+		char exe[PATH_MAX];
+		ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+		char *slash = l > 0 ? (exe[l] = 0, strrchr(exe, '/')) : NULL;
+		if (slash) {
+			*slash = 0;
+			snprintf(cand[nc++], sizeof cand[0], "%s/data", exe);
+			snprintf(cand[nc++], sizeof cand[0], "%s/../share/bitnetc", exe);
+		}
+	}
+	size_t w = 0;
+	if (where_n)
+		where[0] = 0;
+	for (int i = 0; i < nc; i++) {
+		char path[PATH_MAX + 320];
+		int k = snprintf(path, sizeof path, "%s/%s", cand[i], rel);
+		if (k > 0 && (size_t)k < sizeof path && access(path, R_OK) == 0) {
+			snprintf(dir, n, "%s", cand[i]);
+			return true;
+		}
+		if (w < where_n)
+			w += (size_t)snprintf(where + w, where_n - w, "%s%s", i ? ", " : "", cand[i]);
+	}
+	if (!nc && where_n)
+		snprintf(where, where_n, "nowhere: the path of bitnetc is unknown");
+	return false;
 }
 
 /* stdout may be a closed pipe or a full disk: say so instead of exiting 0. */

@@ -196,8 +196,7 @@ typedef struct {
 #define KV_ELEMS 128 /* f16 K and V elements per position of a sequence, all layers */
 #define N_SCORE_ROWS 2 /* float score rows (one per q head) after the cache */
 
-/* deq_f16_k128, used by:
- */
+/* deq_f16_k128: a helper of the kernels after it */
 static void deq_f16_k128(const uint8_t *src, float *dst)
 {
 	int i = 0;

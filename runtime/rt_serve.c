@@ -202,24 +202,25 @@ static void rt_slot_end(RtServe *s, RtSlot *sl, int finish, int stop, const char
 static void rt_slot_pick(RtServe *s, RtSlot *sl, const float *row)
 {
 	RtReq *r = sl->rq;
-	int32_t tok;
-	if (r->max_tokens == 0)
-		return rt_slot_end(s, sl, RT_SERVE_FINISH_LENGTH, BN_STOP_MAX_TOKENS, NULL);
-	int rc = rt_gen_pick(&sl->pick, row, &tok);
+	int32_t tok = 0;
+	int rc = r->max_tokens == 0 ? BN_STOP_MAX_TOKENS : rt_gen_pick(&sl->pick, row, &tok);
 	if (sl->pick.n_generated == 1 && r->t_first == 0)
 		r->t_first = rt_now();
+	if (!rc && ((r->max_tokens >= 0 && sl->pick.n_generated >= r->max_tokens) ||
+		    bn_ctx_seq_pos(s->c, sl->seq) >= bn_ctx_n_ctx(s->c)))
+		rc = BN_STOP_MAX_TOKENS; /* max_tokens, or the slot is full */
 	if (rc == BN_STOP_EOG || rc == BN_STOP_STRING)
-		return rt_slot_end(s, sl, RT_SERVE_FINISH_STOP, rc, NULL);
-	if (rc == BN_STOP_CALLBACK)
-		return rt_slot_end(s, sl, RT_SERVE_FINISH_CANCELLED, rc, NULL);
-	if (rc)
-		return rt_slot_end(s, sl, RT_SERVE_FINISH_ERROR, 0,
-				   "out of memory for the generated text");
-	if ((r->max_tokens >= 0 && sl->pick.n_generated >= r->max_tokens) ||
-	    bn_ctx_seq_pos(s->c, sl->seq) >= bn_ctx_n_ctx(s->c))
-		return rt_slot_end(s, sl, RT_SERVE_FINISH_LENGTH, BN_STOP_MAX_TOKENS, NULL);
-	sl->tok = tok;
-	sl->gen = 1;
+		rt_slot_end(s, sl, RT_SERVE_FINISH_STOP, rc, NULL);
+	else if (rc == BN_STOP_CALLBACK)
+		rt_slot_end(s, sl, RT_SERVE_FINISH_CANCELLED, rc, NULL);
+	else if (rc == BN_STOP_MAX_TOKENS)
+		rt_slot_end(s, sl, RT_SERVE_FINISH_LENGTH, rc, NULL);
+	else if (rc)
+		rt_slot_end(s, sl, RT_SERVE_FINISH_ERROR, 0, "out of memory for the generated text");
+	else {
+		sl->tok = tok;
+		sl->gen = 1;
+	}
 }
 
 /* ---- the engine's step ------------------------------------------------------------ */
@@ -374,8 +375,9 @@ static void rt_step(RtServe *s)
 	s->st.step_rows += (uint64_t)(n == 2 && s->seq[1] == s->pad_seq ? 1 : n);
 	pthread_mutex_unlock(&s->mu);
 	if (rc)
-		return rt_step_fail(s, rc);
-	rt_step_pick(s, n);
+		rt_step_fail(s, rc);
+	else
+		rt_step_pick(s, n);
 }
 
 static void *rt_serve_main(void *arg)

@@ -12,9 +12,10 @@
  * move and blend (AVX-512), or with x ^ 0x80 (a progression of its own: 3 * 128 = 128 mod
  * 256) two signed byte compares and two subtractions (AVX2, which has no unsigned byte
  * compare). That is 6 vector operations per trit against i2s_x16's 2 per shift, for 1.25x
- * the weights per byte: the GEMV gains only where memory bandwidth, not these operations,
- * bounds it, and the GEMM, bound by arithmetic, is slower than i2s_x16's (README "Speed").
- * A plain base-3 byte (q itself) would need a division by 3 per trit. A byte table
+ * the weights per byte, which the GEMM (bound by arithmetic) pays: it is slower than
+ * i2s_x16's (README "Speed"). The AVX-512 one-token GEMV skips the codes altogether
+ * (t5_avx512_gemv: two vpdpbusd on the raw bytes per trit), so it does about the work of
+ * i2s_x16's per weight and reads 20% fewer bytes. A plain base-3 byte (q itself) would need a division by 3 per trit. A byte table
  * (vpermb on x_i >> 2, vpermi2b on x_i >> 1, with or without an offset added first)
  * cannot replace the compares: the code changes between 170 and 171 (and 85 and 86),
  * values that both occur, so no table of 64 or 128 entries decodes every byte. */

@@ -129,11 +129,22 @@ IrTernRule ir_ternarize(float *w, int64_t n, IrDtype src, float *scale, int64_t 
  *            k = 16c + 4s + j in bits 2s+1:2s (s = 0..3). Unpacking one chunk with the
  *            shifts 0, 2, 4, 6 gives four [16 rows][4 k] byte tiles: the operand order of
  *            vpdpbusd (and of an AMX B tile). Then the f32 scale and 28 zero bytes, as I2_S.
+ *   t5_x16   I2_S [K, N], N % 16 == 0: 5 trits per byte (1.6 bits per weight, 20% fewer
+ *            bytes than i2s_x16). Rows in groups of 16; group g is KC = ceil(K/20) chunks
+ *            of 64 bytes; byte 4r + j of chunk c holds the codes t_i = w + 1 of row 16g + r
+ *            at k = 20c + 4i + j (i = 0..4; a k >= K holds code 1) as
+ *            x = ceil(q * 256 / 243), q = sum t_i * 3^(4-i) (TQ1_0's packing): t_i is the
+ *            top of 3 * x_i, x_i = x * 3^i mod 256, i.e. t_i = (x_i >= 86) + (x_i >= 171).
+ *            Each trit of a chunk is a [16 rows][4 k] byte tile, as a shift of i2s_x16 is.
+ *            Then the f32 scale and 28 zero bytes (at N/16 * KC * 64).
  * ir_layout_check: NULL if the layout is known and fits value v's dtype and shape, else
  * why not. */
 const char *ir_layout_check(const char *layout, IrDtype dt, int n_dims, const int64_t *ne);
-/* Repacks a GGUF-layout weight (dtype dt, [k, rows]) into layout `to` (same byte count,
- * another buffer); 0, -1 if that conversion does not exist (ir_layout_check first and
+/* The bytes of a [ne[0], ne[1]] weight of dtype dt in layout (checked), given its GGUF
+ * size gguf_bytes: the same for every layout but t5_x16. */
+uint64_t ir_layout_nbytes(const char *layout, IrDtype dt, const int64_t *ne, uint64_t gguf_bytes);
+/* Repacks a GGUF-layout weight (dtype dt, [k, rows]) into layout `to` (another buffer of
+ * ir_layout_nbytes bytes); 0, -1 if that conversion does not exist (ir_layout_check first and
  * skip "gguf"), -2 out of memory. */
 int ir_layout_pack(const char *to, IrDtype dt, const void *src, void *dst, int64_t k,
 		   int64_t rows);

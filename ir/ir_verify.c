@@ -611,6 +611,7 @@ static int check_value(const IrGraph *g, IrId id, bool unset_ok, BnErr *e)
 						    "%d-element blocks (or the size overflows)",
 					  dt_name(x->dtype), shape, x->ne[0],
 					  ir_dtype_info(x->dtype)->block);
+		want = ir_layout_nbytes(x->layout, x->dtype, x->ne, want);
 		if (x->nbytes != want)
 			return fail_value(g, id, e, "constant %s%s has %" PRIu64 " bytes, expected %" PRIu64,
 					  dt_name(x->dtype), shape, x->nbytes, want);

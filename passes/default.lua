@@ -25,7 +25,9 @@ p:add("dce")
 
 -- Repack the ternary weights once into the layout the CPU kernels read (i2s_x16: 16 rows
 -- interleaved so one 64-byte load feeds vpdpbusd for 16 rows); a weight that does not fit
--- it keeps its GGUF layout and the portable kernel. layout = "gguf" turns it off.
+-- it keeps its GGUF layout and the portable kernel. layout = "gguf" turns it off;
+-- layout = "t5_x16" packs 5 trits per byte (20% fewer weight bytes per decoded token, same
+-- logits; slower prefill GEMM, no LUT/AMX/NEON kernels: README "Speed" has the trade).
 p:add("permute_weights")
 
 -- Token counts to build forward functions for: 1 for decoding (GEMV), the larger ones for

@@ -20,7 +20,8 @@
  *
  * requires: batch_sizes (batch_templates), i2s_x16 weights (permute_weights), graph
  * attribute target (bitnetc build sets it; else native); produces: node attributes
- * kernel_t<S> on i2s_x16 ternary matmuls, graph attribute lut_forwards (node x template
+ * kernel_t<S> on i2s_x16 ternary matmuls (t5_x16 ones keep multiply-add: no LUT kernel reads
+ * that layout), graph attribute lut_forwards (node x template
  * pairs that run LUT); invalidates: nothing. Nodes whose "kernel" or "kernel_t<S>" a script
  * set are left as they are; on a target without LUT kernels (AVX2, AVX-512 without VBMI)
  * nothing is set. */
@@ -211,6 +212,16 @@ int pass_lut_specialize(IrGraph *g, const PassOpts *opts, BnErr *e)
 	if (!rc && opts->verbose > 0)
 		fprintf(stderr, "lut_specialize: target %s, mode %s: LUT on %d of %d matmul forwards\n",
 			target, mode, n_lut, n_set);
+	/* no LUT kernel reads t5_x16: those matmuls keep the multiply-add kernels */
+	int n_t5 = 0;
+	for (int ni = 0; ni < g->n_nodes; ni++) {
+		const IrNode *n = &g->nodes[ni];
+		n_t5 += n->op == IR_OP_TERNARY_MATMUL && n->n_in >= 3 && g->values[n->in[2]].layout &&
+			strcmp(g->values[n->in[2]].layout, "t5_x16") == 0;
+	}
+	if (!rc && n_t5 && opts->verbose > 0)
+		fprintf(stderr, "lut_specialize: %d matmuls with t5_x16 weights keep multiply-add (no "
+				"LUT kernel reads that layout)\n", n_t5);
 	free(ch);
 	return rc;
 }

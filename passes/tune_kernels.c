@@ -4,7 +4,9 @@
  * codegen/cpu/cg_cpu_tune.c), and the winners are appended to a tuning
  * file that later builds reuse without measuring; with tune = 0 only the file is read.
  * Shapes without a recorded choice keep codegen's default tile (its cost model: the
- * largest register tile of the ISA), as do nodes whose tile a script set.
+ * largest register tile of the ISA), as do nodes whose tile a script set, and matmuls whose
+ * weights are in t5_x16 (the candidates are timed on i2s_x16; t5_x16 takes the same tile
+ * attribute, set by a script, else the ISA's default).
  * requires: a verified graph with batch_sizes (batch_templates), weights repacked into
  * i2s_x16 (permute_weights), graph attribute "target" (set by bitnetc build; else native);
  * produces: node attributes tile = {rows, tokens}, graph attribute tuned_tiles (count);

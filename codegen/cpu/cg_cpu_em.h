@@ -96,6 +96,14 @@ int emit_ternary_matmul(Em *m, const IrNode *n);
 /* The i2s_x16 kernel of node n (a ternary_matmul over a [k, nr] weight in that layout)
  * with its micro kernels; *driver gets the kernel's name (the threaded entry point). */
 int emit_tmm_x16_named(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
+/* The i2s_x16 family's header (includes, helpers; once per file) and the tile of node n in
+ * the forward of m->nt tokens (attribute tile, else the ISA's default): groups, tokens.
+ * The t5_x16 family shares both. */
+int x16_common(Em *m, const IrNode *n);
+int x16_tile_of(Em *m, const IrNode *n, int *rg, int *tt);
+/* cg_cpu_t5.c: the t5_x16 kernel of node n (ternary_matmul over a [k, nr] weight in that
+ * layout) for the forward of m->nt tokens, and its call in the forward. */
+int emit_tmm_t5(Em *m, const IrNode *n, int64_t k, int64_t nr);
 /* The kernel node n runs in a forward of nt tokens (attributes kernel_t<nt>, kernel). */
 const char *cg_tmm_kernel(const IrNode *n, int nt);
 /* cg_cpu_lut.c: the table-lookup kernel of node n (i2s_x16 weight [k, nr]) for the

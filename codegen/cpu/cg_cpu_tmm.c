@@ -186,7 +186,8 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 	if (w->kind != IR_VAL_CONST)
 		return unsupported(m, n, "the ternary weight must be a constant");
 	const char *tag;
-	if (w->layout && strcmp(w->layout, "gguf") != 0 && strcmp(w->layout, "i2s_x16") != 0)
+	if (w->layout && strcmp(w->layout, "gguf") != 0 && strcmp(w->layout, "i2s_x16") != 0 &&
+	    strcmp(w->layout, "t5_x16") != 0)
 		return unsupported(m, n, "no kernel reads this weight layout");
 	switch (w->dtype) {
 	case IR_DT_I2_S:
@@ -195,6 +196,8 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 			return unsupported(m, n, "i2_s needs K % 128 == 0 and per-token scales");
 		if (w->layout && strcmp(w->layout, "i2s_x16") == 0)
 			return emit_tmm_x16(m, n, k, nr);
+		if (w->layout && strcmp(w->layout, "t5_x16") == 0)
+			return emit_tmm_t5(m, n, k, nr);
 		break;
 	case IR_DT_TQ1_0:
 	case IR_DT_TQ2_0:
@@ -246,7 +249,7 @@ static char isa_tag(const CgIsa *isa)
 }
 
 /* The helpers every micro kernel of the family uses: emitted once. */
-static int x16_common(Em *m, const IrNode *n)
+int x16_common(Em *m, const IrNode *n)
 {
 	CgBuf *b;
 	if (kern_for(m, n, "x16_common", &b))
@@ -556,6 +559,16 @@ static int x16_tile(Em *m, const IrNode *n, Tile *t)
 	 * group apart read markedly slower here). A tile, set or tuned, is for the GEMM. */
 	if (m->nt == 1)
 		t->rg = 1;
+	return 0;
+}
+
+int x16_tile_of(Em *m, const IrNode *n, int *rg, int *tt)
+{
+	Tile t;
+	if (x16_tile(m, n, &t))
+		return m->e->code;
+	*rg = t.rg;
+	*tt = t.tt;
 	return 0;
 }
 

@@ -93,16 +93,26 @@ static int load_ref(const char *m, const char *p, const char *mode, int32_t *tok
  *   while the continuation follows the reference's (it may part only at a margin < 0.05).
  * Teacher-forcing the continuation in batch calls is held to the row bounds only: batch
  * and step rounding differ enough to move a few near-tie argmaxes (the interpreter too). */
+static void golden_check(size_t mi, const char *extra);
+
 static void test_golden_models(void **state)
 {
 	(void)state;
-	for (size_t mi = 0; mi < sizeof goldens / sizeof goldens[0]; mi++) {
+	for (size_t mi = 0; mi < sizeof goldens / sizeof goldens[0]; mi++)
+		golden_check(mi, "");
+}
+
+/* Golden model mi built with the build options extra, held to the golden bounds (step,
+ * batch and free-running) and to the interpreter. */
+static void golden_check(size_t mi, const char *extra)
+{
+	{
 		char rel[256];
 		snprintf(rel, sizeof rel, "golden/models/%s.gguf", goldens[mi]);
 		char gguf[4096], prog[4096];
 		snprintf(gguf, sizeof gguf, "%s", tu_data(rel));
 		snprintf(prog, sizeof prog, "%s", tu_tmp(goldens[mi]));
-		build(gguf, prog, "");
+		build(gguf, prog, extra);
 		TuModel m;
 		tu_model_open(&m, gguf);
 		TuGolden forced = {0}, forced_step = {0}, free_run = {0};
@@ -146,8 +156,8 @@ static void test_golden_models(void **state)
 			tu_free(got);
 			tu_free(ref);
 		}
-		printf("build %-20s forced batch: rows %3d max|d| %.3g argmax %d  forced step: max|d| %.3g argmax %d  free: rows %3d max|d| %.3g argmax %d  vs interpreter %.2g rel\n",
-		       goldens[mi], forced.rows, forced.max_d, forced.agree, forced_step.max_d,
+		printf("build %-20s%s forced batch: rows %3d max|d| %.3g argmax %d  forced step: max|d| %.3g argmax %d  free: rows %3d max|d| %.3g argmax %d  vs interpreter %.2g rel\n",
+		       goldens[mi], extra, forced.rows, forced.max_d, forced.agree, forced_step.max_d,
 		       forced_step.agree, free_run.rows, free_run.max_d, free_run.agree, worst_rel);
 		/* the 97% argmax gate holds mode for mode (forced: multi-token calls, the
 		 * reference's batch mode, against its step rows, is bounded per row by
@@ -543,6 +553,7 @@ typedef struct {
 static const Target t_generic = {"cpu-generic", "--target cpu-generic", NEED_ANY};
 static const Target t_native = {"native", "--target native", NEED_ANY};
 static const Target t_avx2 = {"cpu-avx2", "--target cpu-avx2", NEED_AVX2};
+static const Target t_avx512 = {"cpu-avx512", "--target cpu-avx512", NEED_AVX512};
 static const Target t_amx_emu = {"cpu-amx-emulated", "--target cpu-amx --cflags -DBN_AMX_EMULATE",
 				 NEED_AVX512};
 static const Target t_amx = {"cpu-amx", "--target cpu-amx", NEED_AMX};
@@ -862,6 +873,20 @@ static void test_bad_builds(void **state)
 	free(log);
 }
 
+/* The i2_s golden models with their ternary weights in t5_x16 (5 trits per byte), per
+ * target (state): the same bounds as the default layout. */
+static void test_golden_t5(void **state)
+{
+	const Target *t = *state;
+	char what[128], extra[256];
+	snprintf(what, sizeof what, "golden models in t5_x16, %s", t->name);
+	need(t->need, what);
+	snprintf(extra, sizeof extra, " %s --pass-opt permute_weights.layout=t5_x16", t->opts);
+	for (size_t mi = 0; mi < sizeof goldens / sizeof goldens[0]; mi++)
+		if (strstr(goldens[mi], "i2_s"))
+			golden_check(mi, extra);
+}
+
 /* cmocka test NAME of fn with state target t, freed by tu_teardown on failure */
 #define TARGET_TEST(name, fn, t) {name, fn, NULL, tu_teardown, (void *)(uintptr_t)(t)}
 
@@ -878,6 +903,9 @@ int main(void)
 		TARGET_TEST("test_last_only native", test_last_only, &t_native),
 		TARGET_TEST("test_last_only cpu-amx emulated", test_last_only, &t_amx_emu),
 		TARGET_TEST("test_last_only cpu-amx", test_last_only, &t_amx),
+		TARGET_TEST("test_golden_t5 cpu-generic", test_golden_t5, &t_generic),
+		TARGET_TEST("test_golden_t5 cpu-avx2", test_golden_t5, &t_avx2),
+		TARGET_TEST("test_golden_t5 cpu-avx512", test_golden_t5, &t_avx512),
 		TARGET_TEST("test_decode cpu-generic", test_decode, &t_generic),
 		TARGET_TEST("test_decode native", test_decode, &t_native),
 		TARGET_TEST("test_simd_heads native", test_simd_heads, &t_native),

@@ -1,7 +1,7 @@
 /* test_kernels.c - every CPU kernel family this host can run (portable C, AVX2, AVX-512
  * VNNI; AMX, in software where the CPU lacks it; NEON under qemu-user when the aarch64
- * cross tools are here) x every weight layout (gguf, i2s_x16) x batch templates and tiles
- * with ragged edges, each compiled into a program and checked against the interpreter run
+ * cross tools are here) x every weight layout (gguf, i2s_x16, t5_x16) x batch templates and
+ * tiles with ragged edges, each compiled into a program and checked against the interpreter run
  * with the same forward calls (<= 1e-4 relative per row; the ternary sums themselves are
  * exact). A variant whose instructions the host lacks (or BITNETC_CPU_MASK hides) is
  * skipped with cmocka's skip() and a message; the others run. */
@@ -217,27 +217,45 @@ typedef struct {
 	const char *target, *layout, *tile; /* tile: rows, tokens with ragged edges */
 	const char *kernel;                  /* NULL: the default */
 	Need need;
+	const char *model; /* mkmodel options of the model, NULL: the tiny golden one */
 } Family;
+/* t5_x16 chunks hold 20 k: the tiny model's K (256, 768) end in chunks of 4 and 2 trits,
+ * these in 5 (640) and 3 (1152), and 1 (384, 1024) */
+#define T5_K20 "--hidden 640 --ffn 1152 --heads 10 --kv-heads 5 --layers 1"
+#define T5_K4 "--hidden 384 --ffn 1024 --heads 6 --kv-heads 2 --layers 1"
 static const Family families[] = {
-	{"cpu-generic", "gguf", NULL, NULL, NEED_ANY},
-	{"cpu-generic", "i2s_x16", NULL, NULL, NEED_ANY},
-	{"cpu-generic", "i2s_x16", NULL, "lut", NEED_ANY},
-	{"cpu-avx2", "i2s_x16", NULL, NULL, NEED_AVX2},
-	{"cpu-avx2", "i2s_x16", "{32, 3}", NULL, NEED_AVX2},
-	{"cpu-avx2", "i2s_x16", NULL, "lut_portable", NEED_AVX2},
-	{"cpu-avx512", "i2s_x16", NULL, NULL, NEED_AVX512},
-	{"cpu-avx512", "i2s_x16", "{48, 5}", NULL, NEED_AVX512},
-	{"native", "i2s_x16", NULL, NULL, NEED_ANY},
-	{"native", "i2s_x16", NULL, "lut", NEED_VBMI},
-	{"native", "i2s_x16", "{32, 2}", "lut", NEED_VBMI},
-	{"native", "i2s_x16", "{16, 3}", "lut", NEED_VBMI},
+	{"cpu-generic", "gguf", NULL, NULL, NEED_ANY, NULL},
+	{"cpu-generic", "i2s_x16", NULL, NULL, NEED_ANY, NULL},
+	{"cpu-generic", "i2s_x16", NULL, "lut", NEED_ANY, NULL},
+	{"cpu-avx2", "i2s_x16", NULL, NULL, NEED_AVX2, NULL},
+	{"cpu-avx2", "i2s_x16", "{32, 3}", NULL, NEED_AVX2, NULL},
+	{"cpu-avx2", "i2s_x16", NULL, "lut_portable", NEED_AVX2, NULL},
+	{"cpu-avx512", "i2s_x16", NULL, NULL, NEED_AVX512, NULL},
+	{"cpu-avx512", "i2s_x16", "{48, 5}", NULL, NEED_AVX512, NULL},
+	{"native", "i2s_x16", NULL, NULL, NEED_ANY, NULL},
+	{"native", "i2s_x16", NULL, "lut", NEED_VBMI, NULL},
+	{"native", "i2s_x16", "{32, 2}", "lut", NEED_VBMI, NULL},
+	{"native", "i2s_x16", "{16, 3}", "lut", NEED_VBMI, NULL},
+	{"cpu-generic", "t5_x16", NULL, NULL, NEED_ANY, NULL},
+	{"cpu-generic", "t5_x16", NULL, NULL, NEED_ANY, T5_K20},
+	{"cpu-avx2", "t5_x16", NULL, NULL, NEED_AVX2, NULL},
+	{"cpu-avx2", "t5_x16", "{32, 3}", NULL, NEED_AVX2, NULL},
+	{"cpu-avx2", "t5_x16", "{32, 3}", NULL, NEED_AVX2, T5_K20},
+	{"cpu-avx2", "t5_x16", NULL, NULL, NEED_AVX2, T5_K4},
+	{"cpu-avx512", "t5_x16", NULL, NULL, NEED_AVX512, NULL},
+	{"cpu-avx512", "t5_x16", "{48, 5}", NULL, NEED_AVX512, NULL},
+	{"cpu-avx512", "t5_x16", "{48, 5}", NULL, NEED_AVX512, T5_K20},
+	{"cpu-avx512", "t5_x16", "{32, 1}", NULL, NEED_AVX512, T5_K4},
+	{"cpu-avx512", "t5_x16", NULL, "portable", NEED_AVX512, T5_K4},
+	{"native", "t5_x16", NULL, NULL, NEED_ANY, NULL},
 };
 enum { N_FAMILIES = sizeof families / sizeof families[0] };
 
 static void family_name(const Family *v, char *buf, size_t n)
 {
-	snprintf(buf, n, "family %s %s %s tile %s", v->target, v->layout,
-		 kind_of(v->layout, v->kernel), v->tile ? v->tile : "default");
+	snprintf(buf, n, "family %s %s %s tile %s%s%s", v->target, v->layout,
+		 kind_of(v->layout, v->kernel), v->tile ? v->tile : "default",
+		 v->model ? " model " : "", v->model ? v->model : "");
 }
 
 static void test_family(void **state)
@@ -248,6 +266,13 @@ static void test_family(void **state)
 	need(v->need, what);
 	char gguf[4096];
 	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	if (v->model) {
+		snprintf(gguf, sizeof gguf, "%s", tu_tmp("kern_model.gguf"));
+		char *mlog = NULL;
+		if (tu_run(&mlog, "'%s' mkmodel --seed 3 %s -o '%s'", tu_bitnetc(), v->model, gguf))
+			tu_fail_log(mlog, "mkmodel %s", v->model);
+		free(mlog);
+	}
 	TuModel m = {0};
 	tu_model_open(&m, gguf);
 	char lua[4096], prog[4096];
@@ -262,15 +287,16 @@ static void test_family(void **state)
 	/* native picks AMX tiles for the multi-token forwards where the host has them (the
 	 * multiply-add kind only; a LUT kernel stays LUT) */
 	const char *k1 = kind_of(v->layout, v->kernel), *kn = k1;
-	if (strcmp(v->target, "native") == 0 && strcmp(k1, "simd") == 0 && host_has(NEED_AMX))
+	if (strcmp(v->target, "native") == 0 && strcmp(k1, "simd") == 0 && host_has(NEED_AMX) &&
+	    strcmp(v->layout, "i2s_x16") == 0) /* the AMX GEMM reads i2s_x16 only */
 		kn = "amx";
 	check_kinds2(&m, "", prog, k1, kn);
 	for (int ub = 1; ub <= 16; ub += 15) {
 		float *got = run(prog, ub, m.nv);
 		double d = vs_interp(&m, got, ub);
-		printf("%-11s %-8s %-12s tile %-8s calls of %2d: vs interpreter %.2g rel\n",
+		printf("%-11s %-8s %-12s tile %-8s calls of %2d: vs interpreter %.2g rel%s%s\n",
 		       v->target, v->layout, ub > 1 ? kn : k1, v->tile ? v->tile : "default",
-		       ub > 1 ? prompt.n : 1, d);
+		       ub > 1 ? prompt.n : 1, d, v->model ? " " : "", v->model ? v->model : "");
 		tu_free(got);
 	}
 	tu_model_close(&m);
@@ -364,6 +390,35 @@ static void test_neon_qemu(void **state)
 		}
 	}
 	tu_model_close(&m);
+}
+
+/* t5_x16 where no kernel reads it: a LUT kernel asked for, and the NEON targets (refused
+ * at code generation, before any compiler runs: exit 2 naming the layout and target). */
+static void test_t5_refused(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *target, *kernel, *want;
+	} c[] = {
+		{"cpu-avx512", "lut", "no LUT kernel"},
+		{"cpu-generic", "lut_portable", "no LUT kernel"},
+		{"cpu-neon", NULL, "no NEON kernel (target cpu-neon)"},
+		{"cpu-neon-dot", NULL, "no NEON kernel (target cpu-neon-dot)"},
+	};
+	char gguf[4096], lua[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	snprintf(lua, sizeof lua, "%s", tu_tmp("t5_refused.lua"));
+	for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+		write_pipeline(lua, "t5_x16", NULL, c[i].kernel);
+		char *log = NULL;
+		int rc = tu_run(&log, "'%s' build '%s' -o '%s' --target %s --cc aarch64-linux-gnu-gcc "
+				      "--pipeline '%s'",
+				tu_bitnetc(), gguf, tu_tmp("t5_refused"), c[i].target, lua);
+		if (rc != 2 || !log || !strstr(log, "t5_x16") || !strstr(log, c[i].want))
+			tu_fail_log(log, "t5_x16 on %s kernel %s: want exit 2 and \"%s\", got %d",
+				    c[i].target, c[i].kernel ? c[i].kernel : "default", c[i].want, rc);
+		free(log);
+	}
 }
 
 /* The tile layer of the AMX kernels (cg_amx_tiles_src) on its own: TDPBSSD on random
@@ -800,6 +855,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_amx_refused, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_denied, tu_teardown),
 		cmocka_unit_test_teardown(test_neon_qemu, tu_teardown),
+		cmocka_unit_test_teardown(test_t5_refused, tu_teardown),
 		cmocka_unit_test(test_cpu_check),
 		cmocka_unit_test_setup_teardown(test_cpu_mask, mask_setup, mask_teardown),
 	};

@@ -272,6 +272,65 @@ static void test_permute_threads(void **state)
 	}
 }
 
+/* layout = "t5_x16": every ternary matmul weight repacked into 5 trits per byte (its byte
+ * count ir_layout_nbytes's, 0.8x plus the scale's 32), rows and scale decoded as the GGUF
+ * ones, the graph still verified; an unknown layout is refused naming the known ones. */
+static void test_permute_t5(void **state)
+{
+	(void)state;
+	GgufFile *f, *f0;
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
+	IrGraph *g0 = tu_golden_graph("tiny-b158-i2_s", &f0);
+	BnErr e = {0};
+	PassOpts o = {0};
+	if (pass_opts_set(&o, "permute_weights", "layout", "t5_x16", &e) ||
+	    pass_run(g, "permute_weights", &o, &e) || ir_verify(g, &e))
+		fail_msg("%s", e.msg);
+	pass_opts_free(&o);
+	int n = 0;
+	for (int i = 0; i < g->n_values; i++) {
+		const IrValue *v = &g->values[i], *v0 = &g0->values[i];
+		if (!v->layout || strcmp(v->layout, "t5_x16") != 0)
+			continue;
+		int64_t k = v->ne[0], rows = v->ne[1];
+		assert_int_equal(v->nbytes, (uint64_t)(rows / 16) * (uint64_t)((k + 19) / 20) * 64 + 32);
+		assert_true(v->nbytes < v0->nbytes);
+		int8_t *w = malloc((size_t)k), *w0 = malloc((size_t)k);
+		assert_non_null(w);
+		assert_non_null(w0);
+		for (int64_t r = 0; r < rows; r++) {
+			float s, s0;
+			ir_ternary_row_at(v->layout, v->dtype, v->data, k, rows, r, w, &s);
+			ir_ternary_row_at("gguf", v0->dtype, v0->data, k, rows, r, w0, &s0);
+			assert_memory_equal(w, w0, (size_t)k);
+			assert_true(s == s0);
+		}
+		free(w);
+		free(w0);
+		n++;
+	}
+	assert_true(n >= 7 * 4); /* q k v o gate up down per layer */
+	pass_gattr_clear(g);
+	ir_graph_free(g);
+	gguf_close(f);
+	ir_graph_free(g0);
+	gguf_close(f0);
+	/* a layout that does not exist: refused before anything is repacked */
+	g = tu_golden_graph("tiny-b158-i2_s", &f);
+	o = (PassOpts){0};
+	assert_int_equal(pass_opts_set(&o, "permute_weights", "layout", "t4_x16", &e), 0);
+	assert_int_not_equal(pass_run(g, "permute_weights", &o, &e), 0);
+	tu_expect_has(e.msg, "'t4_x16'");
+	tu_expect_has(e.msg, "t5_x16");
+	for (int k = 0; k < g->n_values; k++)
+		assert_true(!g->values[k].layout || (strcmp(g->values[k].layout, "t5_x16") != 0 &&
+						     strcmp(g->values[k].layout, "t4_x16") != 0));
+	pass_opts_free(&o);
+	pass_gattr_clear(g);
+	ir_graph_free(g);
+	gguf_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_pass_run_reports_verifier),
 		cmocka_unit_test(test_dce_model),
 		cmocka_unit_test(test_permute_threads),
+		cmocka_unit_test(test_permute_t5),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -181,6 +181,31 @@ static void test_examples(void **state)
 	}
 }
 
+/* t5_weights.lua on the i2_s golden model: every ternary matmul weight in t5_x16, none
+ * given a LUT kernel, the graph verified after each pass. */
+static void test_example_t5(void **state)
+{
+	(void)state;
+	BnErr e = {0};
+	GgufFile *f;
+	IrGraph *g = tu_golden_graph("tiny-b158-i2_s", &f);
+	if (pass_pipeline_run(g, tu_data("../../examples/pipelines/t5_weights.lua"),
+			      &(PassRunOpts){.verify_each = true}, &e))
+		fail_msg("t5_weights: %s", e.msg);
+	int n = 0;
+	for (int i = 0; i < g->n_nodes; i++) {
+		const IrNode *nd = &g->nodes[i];
+		if (nd->op != IR_OP_TERNARY_MATMUL)
+			continue;
+		assert_string_equal(g->values[nd->in[2]].layout, "t5_x16");
+		for (int a = 0; a < nd->n_attrs; a++)
+			assert_true(nd->attrs[a].type != IR_ATTR_STR || strcmp(nd->attrs[a].s, "lut") != 0);
+		n++;
+	}
+	assert_int_equal(n, 7 * (int)g->hp.n_layer);
+	tu_golden_graph_free(g, f);
+}
+
 /* Attributes a pipeline adds are hints: the interpreter's logits do not move. */
 static void test_examples_keep_logits(void **state)
 {
@@ -597,6 +622,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_default),
 		cmocka_unit_test(test_examples),
+		cmocka_unit_test(test_example_t5),
 		cmocka_unit_test(test_examples_keep_logits),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_options),

@@ -84,6 +84,9 @@ typedef struct {
 	 * and no_cache: compile the runtime even when the cache of its objects has them */
 	int jobs;
 	bool no_cache;
+	/* --emit-c DIR: leave only sources there, and a Makefile with the commands the build
+	 * ran (the CPU backend) */
+	bool emit_makefile;
 } CgOpts;
 
 /* Where each constant of the graph lives in the weights payload: back to back, each at a

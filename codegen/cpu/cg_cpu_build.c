@@ -558,6 +558,73 @@ static void cmd_times(char *cmd, size_t cmd_n, const char *const *what, const do
 	}
 }
 
+/* One Makefile recipe line: argv as the shell reads it, '$' doubled for make. */
+static void mk_line(FILE *f, const char *const *argv)
+{
+	char line[8192] = "";
+	cg_cmd_append(line, sizeof line, argv);
+	fputc('\t', f);
+	for (const char *c = line[0] == ' ' ? line + 1 : line; *c; c++)
+		fputs(*c == '$' ? "$$" : (char[2]){*c, 0}, f);
+	fputc('\n', f);
+}
+
+/* --emit-c DIR: DIR/Makefile with the commands the build ran (model.c's, each runtime
+ * source's, the link to `program`), then the objects removed, so that DIR holds sources.
+ * The weights are not in DIR: bitnetc build appends them to its program; `make` gives a
+ * program that takes them with --weights-file. */
+static int emit_makefile(const char *dir, const char *const *model_argv, const char *const *src,
+			 const char *const *objs, int n_rt, const char *const *rt_flags, int n_flags,
+			 const char *cc, const char *const *link, BnErr *e)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/Makefile", dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return bn_err(e, BN_EIO, "%s: cannot write: %s", path, strerror(errno));
+	fprintf(f, "# Makefile - written by bitnetc build --emit-c: the commands that compiled and\n"
+		   "# linked the program from these sources. `make` builds ./program without its\n"
+		   "# weights (bitnetc build appends them to the program it writes): run it with\n"
+		   "# --weights-file FILE, as `bitnetc build --weights-file FILE` writes them.\n\n"
+		   "OBJS = model.o");
+	for (int i = 0; i < n_rt; i++)
+		fprintf(f, " %s", objs[i]);
+	fprintf(f, "\n\nprogram: $(OBJS)\n");
+	const char *lv[256];
+	int n = 0;
+	for (int i = 0; link[i] && n < 250; i++)
+		lv[n++] = i > 0 && !strcmp(link[i - 1], "-o") ? "program" : link[i];
+	lv[n] = NULL;
+	mk_line(f, lv);
+	fprintf(f, "\nmodel.o: model.c\n");
+	mk_line(f, model_argv);
+	for (int i = 0; i < n_rt; i++) {
+		const char *rv[64];
+		int k = 0;
+		rv[k++] = cc;
+		for (int j = 0; j < n_flags && k < 58; j++)
+			rv[k++] = rt_flags[j];
+		rv[k++] = "-c";
+		rv[k++] = "-o";
+		rv[k++] = objs[i];
+		rv[k++] = src[i];
+		rv[k] = NULL;
+		fprintf(f, "\n%s: %s\n", objs[i], src[i]);
+		mk_line(f, rv);
+	}
+	fprintf(f, "\nclean:\n\trm -f $(OBJS) program\n\n.PHONY: clean\n");
+	if (fclose(f) != 0)
+		return bn_err(e, BN_EIO, "%s: cannot write: %s", path, strerror(errno));
+	char obj[4200];
+	snprintf(obj, sizeof obj, "%s/model.o", dir);
+	unlink(obj);
+	for (int i = 0; i < n_rt; i++) {
+		snprintf(obj, sizeof obj, "%s/%s", dir, objs[i]);
+		unlink(obj);
+	}
+	return 0;
+}
+
 int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *out_path, char *cmd,
 	  size_t cmd_n, BnErr *e)
 {
@@ -690,6 +757,9 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 	cmd_and(cmd, cmd_n, lv);
 	double t0 = mono_s();
 	if ((rc = cg_run_cc(o, lv, dir, e)))
+		return rc;
+	if (o->emit_makefile &&
+	    (rc = emit_makefile(dir, argv, src, objs, n_rt, flags, n_flags, cc, lv, e)))
 		return rc;
 	secs[n_cmds] = mono_s() - t0;
 	what[n_cmds] = "link";

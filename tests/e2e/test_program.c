@@ -319,6 +319,33 @@ static void test_bench_table(void **state)
 	unlink(p);
 }
 
+/* --emit-c DIR keeps sources only, with a Makefile of the build's commands: `make` there
+ * gives a program that, with the weights of a --weights-file build, says what the built
+ * program says. */
+static void test_emit_makefile(void **state)
+{
+	(void)state;
+	char d[1200], p[1200], w[1200];
+	snprintf(d, sizeof d, "%s", tu_tmp("emitmk"));
+	snprintf(p, sizeof p, "%s", tu_tmp("emitmk-prog"));
+	snprintf(w, sizeof w, "%s", tu_tmp("emitmk.weights"));
+	free(tu_run_ok(0, "rm -rf '%s' && '%s' build '%s' -o '%s' --emit-c '%s' --weights-file '%s' "
+			  "--target cpu-generic -O1", d, tu_bitnetc(),
+		       tu_data("golden/models/tiny-b158-i2_s.gguf"), p, d, w));
+	char *objs = tu_run_ok(0, "ls '%s' | grep -c '\\.o$' || true", d);
+	assert_string_equal(objs, "0\n");
+	free(objs);
+	free(tu_run_ok(0, "make -s -C '%s' program", d));
+	char *want = tu_run_ok(0, "'%s' --weights-file '%s' --tokens 1,2,3 -n 6 --temp 0 "
+			       "2>/dev/null", p, w);
+	char *got = tu_run_ok(0, "'%s/program' --weights-file '%s' --tokens 1,2,3 -n 6 --temp 0 "
+			      "2>/dev/null", d, w);
+	assert_string_equal(got, want);
+	free(want);
+	free(got);
+	tu_run(NULL, "rm -rf '%s' '%s' '%s'", d, p, w);
+}
+
 /* NUL bytes cannot be text: -f and -cnv both refuse them (exit 1, naming where). */
 static void test_nul(void **state)
 {
@@ -383,6 +410,7 @@ int main(void)
 		cmocka_unit_test(test_chat_tokens),
 		cmocka_unit_test(test_output_full),
 		cmocka_unit_test(test_bench_table),
+		cmocka_unit_test(test_emit_makefile),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

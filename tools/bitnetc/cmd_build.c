@@ -41,7 +41,8 @@ const char usage_build[] =
 	"                        the pipeline's batch_templates, else 32; 1..4096): the\n"
 	"                        largest forward template, the pipeline's smaller ones kept\n"
 	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR (new,\n"
-	"                        or without files of those names but an earlier --emit-c's)\n"
+	"                        or without files of those names but an earlier --emit-c's),\n"
+	"                        with a Makefile of the commands the build ran (CPU targets)\n"
 	"  --weights-file FILE   write the weights to FILE instead of appending them; the\n"
 	"                        program then needs --weights-file FILE at run time. OUT\n"
 	"                        and FILE are replaced whole once complete, never in place;\n"
@@ -416,6 +417,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	if (o->server)
 		co.server_libs = o->server_libs;
 	co.jobs = o->jobs;
+	co.emit_makefile = o->emit_dir && !o->emit_tree && !o->lib;
 	co.no_cache = o->no_cache;
 	if (o->lib) {
 		co.lib = o->lib;

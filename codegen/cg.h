@@ -87,6 +87,9 @@ typedef struct {
 	/* --emit-c DIR: leave only sources there, and a Makefile with the commands the build
 	 * ran (the CPU backend) */
 	bool emit_makefile;
+	/* bitnetc build --weights-file: the file's name (its last component), which the
+	 * program's --help, --info and "no trailer" error name; NULL: weights appended */
+	const char *weights_file;
 } CgOpts;
 
 /* Where each constant of the graph lives in the weights payload: back to back, each at a

@@ -54,7 +54,7 @@ static void rt_help(void)
 {
 	printf("usage: %s [options]\n"
 	       "\n"
-	       "Runs %s (%s, built by bitnetc %s for %s). The weights travel inside this file.\n"
+	       "Runs %s (%s, built by bitnetc %s for %s). %s\n"
 	       "\n"
 	       "prompt (with a tokenizer, text: encoded as the model's own tokenizer does,\n"
 	       "special-token text such as <|eot_id|> included, BOS added when the model says\n"
@@ -173,6 +173,12 @@ static void rt_help(void)
 	       "exit codes: 0 ok, 1 usage error, 2 runtime error%s\n",
 	       rt_prog, bn_model_meta(NULL, "name"), bn_model_meta(NULL, "arch"),
 	       bn_model_meta(NULL, "version"), bn_model_meta(NULL, "target"),
+#ifdef BN_WEIGHTS_FILE
+	       "Its weights are in a file\nof their own: give --weights-file FILE (bitnetc build "
+	       "wrote " BN_WEIGHTS_FILE ").",
+#else
+	       "The weights travel inside this file.",
+#endif
 	       bn_model_device_info(NULL, 0)
 		       ? ", 3 no usable GPU (no driver, no device, one older than\n"
 			 "the program was built for, too little device memory)"

@@ -1291,6 +1291,11 @@ static int rt_info(const RtOpts *o, const char *argv0)
 		printf("weights in:  %s, NOT USABLE: %s\n", o->weights_file ? "file" : "embedded",
 		       err);
 	}
+#ifdef BN_WEIGHTS_FILE
+	if (!o->weights_file)
+		printf("weights in:  expected in a file of their own (--weights-file FILE; bitnetc "
+		       "build wrote " BN_WEIGHTS_FILE ")\n");
+#endif
 	const char *info = bn_model_meta(NULL, "info");
 	if (*info)
 		printf("\n%s%s", info, info[strlen(info) - 1] == '\n' ? "" : "\n");

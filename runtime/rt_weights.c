@@ -211,6 +211,12 @@ int rt_exe_path(const char *argv0, char *out, size_t n, RtErr *e)
 /* The hint after "no trailer" and "truncated": what the weights were supposed to be. */
 static const char *rt_weights_hint(int embedded)
 {
+#ifdef BN_WEIGHTS_FILE
+	/* built with bitnetc build --weights-file: the program never held them */
+	if (embedded)
+		return ": this program was built to take its weights from a file: give "
+		       "--weights-file FILE (bitnetc build wrote " BN_WEIGHTS_FILE ")";
+#endif
 	return embedded ? ": was the binary stripped or truncated? rebuild it with bitnetc build, "
 			  "or give --weights-file"
 			: ": is it a weights file written by bitnetc build?";

@@ -558,14 +558,22 @@ static void cmd_times(char *cmd, size_t cmd_n, const char *const *what, const do
 	}
 }
 
-/* One Makefile recipe line: argv as the shell reads it, '$' doubled for make. */
+/* One Makefile recipe line: argv as the shell reads it (a word with anything but plain
+ * characters single-quoted), '$' doubled for make. */
 static void mk_line(FILE *f, const char *const *argv)
 {
-	char line[8192] = "";
-	cg_cmd_append(line, sizeof line, argv);
 	fputc('\t', f);
-	for (const char *c = line[0] == ' ' ? line + 1 : line; *c; c++)
-		fputs(*c == '$' ? "$$" : (char[2]){*c, 0}, f);
+	for (int i = 0; argv[i]; i++) {
+		const char *a = argv[i];
+		bool plain = *a != 0;
+		for (const char *c = a; *c && plain; c++)
+			plain = isalnum((unsigned char)*c) || strchr("_./=+,:-", *c);
+		fputs(i ? (plain ? " " : " '") : (plain ? "" : "'"), f);
+		for (const char *c = a; *c; c++)
+			fputs(*c == '$' ? "$$" : *c == '\'' ? "'\\''" : (char[2]){*c, 0}, f);
+		if (!plain)
+			fputc('\'', f);
+	}
 	fputc('\n', f);
 }
 
@@ -689,6 +697,18 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 							MAX_EXTRA)
 				      : 0,
 	    n_server_link = 0;
+	/* a program whose weights are in a file of their own names it (a name only of
+	 * characters that need no quoting in a C string) */
+	char wdef[300];
+	if (o->weights_file) {
+		const char *b = strrchr(o->weights_file, '/');
+		b = b ? b + 1 : o->weights_file;
+		bool plain = *b && strlen(b) < 200;
+		for (const char *c = b; *c && plain; c++)
+			plain = isalnum((unsigned char)*c) || strchr("._-+", *c);
+		snprintf(wdef, sizeof wdef, "-DBN_WEIGHTS_FILE=\"%s\"", plain ? b : "a weights file");
+		flags[n_flags++] = wdef;
+	}
 	if (o->server_libs) {
 		flags[n_flags++] = "-DBN_SERVER";
 		for (int i = 0; i < n_server; i++)

@@ -321,7 +321,7 @@ static void test_bench_table(void **state)
 
 /* --emit-c DIR keeps sources only, with a Makefile of the build's commands: `make` there
  * gives a program that, with the weights of a --weights-file build, says what the built
- * program says. */
+ * program says; that program names its weights file where it is asked. */
 static void test_emit_makefile(void **state)
 {
 	(void)state;
@@ -343,6 +343,16 @@ static void test_emit_makefile(void **state)
 	assert_string_equal(got, want);
 	free(want);
 	free(got);
+	/* a program built with --weights-file says so: in --help, --info and when run alone */
+	char *out = tu_run_ok(0, "'%s' --help", p);
+	tu_expect_has(out, "give --weights-file FILE (bitnetc build wrote emitmk.weights)");
+	free(out);
+	out = tu_run_ok(2, "'%s' --info", p);
+	tu_expect_has(out, "expected in a file of their own");
+	free(out);
+	out = tu_run_ok(2, "'%s' --tokens 1 -n 1 2>&1", p);
+	tu_expect_has(out, "built to take its weights from a file: give --weights-file FILE");
+	free(out);
 	tu_run(NULL, "rm -rf '%s' '%s' '%s'", d, p, w);
 }
 

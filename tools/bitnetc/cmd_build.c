@@ -418,6 +418,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 		co.server_libs = o->server_libs;
 	co.jobs = o->jobs;
 	co.emit_makefile = o->emit_dir && !o->emit_tree && !o->lib;
+	co.weights_file = o->lib ? NULL : o->weights_file;
 	co.no_cache = o->no_cache;
 	if (o->lib) {
 		co.lib = o->lib;

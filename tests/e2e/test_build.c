@@ -559,7 +559,8 @@ static const Target t_amx_emu = {"cpu-amx-emulated", "--target cpu-amx --cflags 
 static const Target t_amx = {"cpu-amx", "--target cpu-amx", NEED_AMX};
 
 /* Builds gguf for target t with --emit-c and --weights-file, writes the harness main()
- * text as DIR/NAME.c and compiles it with model.o and the runtime (no main.c) into hb; wf
+ * text as DIR/NAME.c and compiles it with model.o (made by DIR's Makefile, as the build
+ * made it) and the runtime (no main.c) into hb; wf
  * gets the weights file. tag names the case in the temporary paths. */
 static void harness_build(const char *gguf, const char *tag, const Target *t, const char *name,
 			  const char *text, char *hb, char *wf)
@@ -576,8 +577,9 @@ static void harness_build(const char *gguf, const char *tag, const Target *t, co
 	snprintf(src, sizeof src, "%s/%s.c", dir, name);
 	assert_int_equal(tu_write_file(src, text, strlen(text)), 0);
 	char *log = NULL;
-	int rc = tu_run(&log, "cd '%s' && cc -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE -o '%s' "
-			      "model.o %s.c rt_*.c -lm -lpthread",
+	/* model.o as the build compiled it: --emit-c's Makefile has the command */
+	int rc = tu_run(&log, "cd '%s' && make -s model.o && cc -std=c11 -O2 -ffp-contract=off "
+			      "-D_GNU_SOURCE -o '%s' model.o %s.c rt_*.c -lm -lpthread",
 			dir, hb, name);
 	if (rc != 0)
 		tu_fail_log(log, "compiling the %s harness failed", name);

@@ -295,7 +295,7 @@ static int rt_parse_value(const char *a, const char *v, RtOpts *o)
 	else if (!strcmp(a, "--in-suffix"))
 		o->in_suffix = v;
 	else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
-		rt_note("-m %s: the model is built into this program; the file is not read", v);
+		rt_note("%s: the model is built into this program; the file is not read", a);
 	else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers"))
 		rt_note("%s: this program decides its device when it is built (its target: %s)", a,
 			bn_model_meta(NULL, "target"));

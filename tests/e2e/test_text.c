@@ -313,7 +313,7 @@ static void test_llama_habits(void **state)
 	}
 	out = tu_run_ok(0, "'%s' -m model.gguf -ngl 99 -fa on -b 512 --keep 4 --color --log-disable "
 		     "-no-cnv -s 5 --temperature 0 -p 'Hello' -n 2 2>&1 >/dev/null", prog);
-	tu_expect_has(out, "note: -m model.gguf: the model is built into this program");
+	tu_expect_has(out, "note: -m: the model is built into this program");
 	tu_expect_has(out, "note: -ngl");
 	tu_expect_has(out, "note: -fa");
 	tu_expect_has(out, "note: --keep");

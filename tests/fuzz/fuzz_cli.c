@@ -35,7 +35,7 @@ static void check_opts(const RtOpts *o)
 {
 	if (!!o->prompt + !!o->prompt_file + !!o->tokens > 1)
 		abort();
-	if (o->n_predict < 0 || o->n_predict > INT32_MAX || o->threads < 1 || o->threads > 512 ||
+	if (o->n_predict < -1 || o->n_predict > INT32_MAX || o->threads < 1 || o->threads > 512 ||
 	    o->ubatch < 0 || o->ubatch > INT32_MAX || o->n_ctx < 0 || o->n_ctx > INT32_MAX)
 		abort();
 	if (!(o->sp.top_p >= 0 && o->sp.top_p <= 1) || !(o->sp.min_p >= 0 && o->sp.min_p <= 1) ||
@@ -46,6 +46,12 @@ static void check_opts(const RtOpts *o)
 	if (o->chat_template && !bn_chat_template_name(NULL, o->chat_template))
 		abort();
 	if (o->cnv && (o->prompt || o->prompt_file || o->tokens || o->bench || o->logits_out))
+		abort();
+	/* -1: until the end of text or a full context; -sys only with -cnv; -i alone */
+	if ((o->system && !o->cnv) || (o->interactive && (o->cnv || o->bench || o->tokens)))
+		abort();
+	if (!(o->sp.presence_penalty == o->sp.presence_penalty) ||
+	    !(o->sp.frequency_penalty == o->sp.frequency_penalty))
 		abort();
 }
 

@@ -336,14 +336,34 @@ int cg_run_cc(const CgOpts *o, const char *const *argv, const char *dir, BnErr *
 	return cg_run_cc_all(o, cmds, 1, dir, NULL, NULL, e);
 }
 
+/* argv as a shell reads it back: a word of anything but plain characters single-quoted
+ * (a ' inside as '\''), so that the -v line and --emit-c's Makefile can be run as they are. */
 void cg_cmd_append(char *cmd, size_t cmd_n, const char *const *argv)
 {
 	size_t len = strlen(cmd);
-	for (int i = 0; argv[i] && len < cmd_n; i++) {
-		int k = snprintf(cmd + len, cmd_n - len, "%s%s", len ? " " : "", argv[i]);
+	for (int i = 0; argv[i] && len + 1 < cmd_n; i++) {
+		const char *a = argv[i];
+		bool plain = *a != 0;
+		for (const char *c = a; *c && plain; c++)
+			plain = isalnum((unsigned char)*c) || strchr("_./=+,:-@%", *c);
+		char word[4096];
+		size_t w = 0;
+		if (!plain)
+			word[w++] = '\'';
+		for (const char *c = a; *c && w + 6 < sizeof word; c++)
+			if (*c == '\'') {
+				memcpy(word + w, "'\\''", 4);
+				w += 4;
+			} else {
+				word[w++] = *c;
+			}
+		if (!plain)
+			word[w++] = '\'';
+		word[w] = 0;
+		int k = snprintf(cmd + len, cmd_n - len, "%s%s", len ? " " : "", word);
 		if (k < 0)
 			break;
-		len += (size_t)k;
+		len += (size_t)k < cmd_n - len ? (size_t)k : cmd_n - len - 1;
 	}
 }
 
@@ -558,22 +578,14 @@ static void cmd_times(char *cmd, size_t cmd_n, const char *const *what, const do
 	}
 }
 
-/* One Makefile recipe line: argv as the shell reads it (a word with anything but plain
- * characters single-quoted), '$' doubled for make. */
+/* One Makefile recipe line: argv as cg_cmd_append writes it, '$' doubled for make. */
 static void mk_line(FILE *f, const char *const *argv)
 {
+	char line[16384] = "";
+	cg_cmd_append(line, sizeof line, argv);
 	fputc('\t', f);
-	for (int i = 0; argv[i]; i++) {
-		const char *a = argv[i];
-		bool plain = *a != 0;
-		for (const char *c = a; *c && plain; c++)
-			plain = isalnum((unsigned char)*c) || strchr("_./=+,:-", *c);
-		fputs(i ? (plain ? " " : " '") : (plain ? "" : "'"), f);
-		for (const char *c = a; *c; c++)
-			fputs(*c == '$' ? "$$" : *c == '\'' ? "'\\''" : (char[2]){*c, 0}, f);
-		if (!plain)
-			fputc('\'', f);
-	}
+	for (const char *c = line; *c; c++)
+		fputs(*c == '$' ? "$$" : (char[2]){*c, 0}, f);
 	fputc('\n', f);
 }
 

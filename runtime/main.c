@@ -8,6 +8,7 @@
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include "rt_ppl.h"
 #include "rt_session.h"
 #ifdef BN_SERVER
 #include "rt_http.h"
@@ -148,6 +149,18 @@ static void rt_help(void)
 	       "                          --tg M (default 128), --reps R (default 5), --json;\n"
 	       "                          --profile: where a forward's time goes, per kernel\n"
 	       "                          family, for prefill and for decode\n"
+	       "      --perplexity        llama-perplexity's measure over the text of -f FILE:\n"
+	       "                          chunks of -c tokens (default 512 here), each from an\n"
+	       "                          empty cache, the second half of each scored; --chunks N\n"
+	       "                          at most N chunks (default -1 = all); -ub as above;\n"
+	       "                          [1]PPL,[2]... on stderr, then \"Final estimate: PPL = X\n"
+	       "                          +/- Y\" (--json: one JSON object)\n"
+	       "      --kl-base FILE      with --perplexity: write the scored tokens' log-\n"
+	       "                          probabilities to FILE (llama-perplexity's format; also\n"
+	       "                          --kl-divergence-base, --save-all-logits)\n"
+	       "      --kl-divergence     with --kl-base FILE: compare with that file instead (of\n"
+	       "                          the same text, -c and vocabulary): KL divergence, top-1\n"
+	       "                          agreement, delta p and both PPLs\n"
 	       "      --info              what this program was compiled from, its tokenizer and\n"
 	       "                          chat template (and the GPU it would run on, for a\n"
 	       "                          program built for one)\n"
@@ -337,7 +350,18 @@ static int rt_parse_value(const char *a, const char *v, RtOpts *o)
 		return rt_parse_int(a, v, 1, 86400, "1 to 86400 seconds", &o->http_timeout);
 	else if (!strcmp(a, "--body-limit"))
 		return rt_parse_i64(a, v, 1024, (int64_t)1 << 30, "1024 bytes to 1 GiB", &o->body_max);
-	else if (!strcmp(a, "--chat-template")) {
+	else if (!strcmp(a, "--chunks")) {
+		o->chunks_given = 1;
+		int rc = rt_parse_i64(a, v, -1, INT32_MAX, "a count >= 1, or -1 = all", &o->chunks);
+		if (!rc && o->chunks == 0)
+			return rt_usage("--chunks 0: nothing to evaluate (a count >= 1, or -1 = all)");
+		return rc;
+	} else if (!strcmp(a, "--kl-base") || !strcmp(a, "--kl-divergence-base") ||
+		   !strcmp(a, "--save-all-logits")) {
+		if (!*v)
+			return rt_usage("%s: empty file name", a);
+		o->kl_base = v;
+	} else if (!strcmp(a, "--chat-template")) {
 		if (!bn_chat_template_name(NULL, v))
 			return rt_usage("--chat-template: unknown template \"%s\" (bitnet or llama3)",
 					v);
@@ -383,6 +407,10 @@ static int rt_parse_switch(const char *a, RtOpts *o)
 		o->mlock = 1;
 	else if (!strcmp(a, "--server"))
 		o->server = 1;
+	else if (!strcmp(a, "--perplexity"))
+		o->perplexity = 1;
+	else if (!strcmp(a, "--kl-divergence"))
+		o->kl_divergence = 1;
 	else if (!strcmp(a, "--no-display-prompt"))
 		o->no_display_prompt = 1;
 	else if (!strcmp(a, "--display-prompt"))
@@ -412,6 +440,7 @@ static const char *const rt_value_flags[] = {
 	"-sys", "--system-prompt", "--chat-template", "--temperature", "-s", "--presence-penalty",
 	"--frequency-penalty", "-r", "--reverse-prompt", "--in-prefix", "--in-suffix", "-m",
 	"--model", "-ngl", "--n-gpu-layers", "--gpu-layers", "-b", "--batch-size", "--keep",
+	"--chunks", "--kl-base", "--kl-divergence-base", "--save-all-logits",
 };
 
 /* -fa / --flash-attn: a switch in older llama.cpp, on|off|auto in newer: either is accepted
@@ -467,6 +496,32 @@ static int rt_takes_value(const char *a)
 	return 0;
 }
 
+/* --perplexity and the flags that go with it. */
+static int rt_ppl_args(const RtOpts *o)
+{
+	if (!o->perplexity) {
+		const char *f = o->kl_base ? "--kl-base" : o->kl_divergence ? "--kl-divergence"
+				: o->chunks_given ? "--chunks" : NULL;
+		return f ? rt_usage("%s goes with --perplexity (see --help)", f) : 0;
+	}
+	const char *other = o->prompt ? "-p" : o->tokens ? "--tokens" : o->cnv ? "-cnv"
+			    : o->interactive ? "-i" : o->bench ? "--bench" : o->server ? "--server"
+			    : o->logits_out ? "--logits-out" : NULL;
+	if (other)
+		return rt_usage("--perplexity reads its text from -f FILE: not with %s", other);
+	if (!o->prompt_file)
+		return rt_usage("--perplexity needs a text: -f FILE (llama-perplexity's -f)");
+	if (o->n_ctx && o->n_ctx < RT_PPL_MIN_CTX)
+		return rt_usage("-c %lld is too small for --perplexity: at least %d (a chunk scores "
+				"its second half)",
+				(long long)o->n_ctx, RT_PPL_MIN_CTX);
+	if (o->kl_divergence && !o->kl_base)
+		return rt_usage("--kl-divergence compares with a base file: give it with --kl-base "
+				"FILE (written by --perplexity --kl-base FILE without "
+				"--kl-divergence)");
+	return 0;
+}
+
 int rt_parse_args(int argc, char **argv, RtOpts *o)
 {
 	memset(o, 0, sizeof *o);
@@ -482,6 +537,7 @@ int rt_parse_args(int argc, char **argv, RtOpts *o)
 	o->queue = 64;
 	o->drain_timeout = 10;
 	o->http_timeout = 600;
+	o->chunks = -1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		int fa = rt_flash_attn(argc, argv, i);
@@ -529,6 +585,9 @@ int rt_parse_args(int argc, char **argv, RtOpts *o)
 		return rt_usage("--in-prefix and --in-suffix go with -i");
 	if (o->cnv && (o->logits_out || o->bench))
 		return rt_usage("-cnv does not go with %s", o->bench ? "--bench" : "--logits-out");
+	int ppl_rc = rt_ppl_args(o);
+	if (ppl_rc)
+		return ppl_rc;
 	if (o->server && (sources || o->cnv || o->interactive || o->bench || o->logits_out))
 		return rt_usage("--server takes its prompts over HTTP: not with -p, -f, --tokens, "
 				"-cnv, -i, --bench or --logits-out");

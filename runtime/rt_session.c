@@ -7,6 +7,7 @@
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include "rt_ppl.h"
 #include "rt_session.h"
 
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1326,6 +1328,291 @@ static int rt_verify(const RtOpts *o, const char *argv0)
 	return rc;
 }
 
+/* ---- --perplexity --------------------------------------------------------- */
+
+/* llama-perplexity's default context (its -c), not the model's. */
+#define RT_PPL_CTX 512
+
+/* The text of -f as llama-perplexity reads it: one final newline dropped, tokenized once
+ * with BOS when the model adds one, special-token text kept as text. A program without a
+ * tokenizer reads token ids, as -f does. */
+static int rt_ppl_text(const RtOpts *o, RtRun *run)
+{
+	if (!rt_has_tok(run))
+		return rt_prompt_load(o, run);
+	char *text = NULL;
+	size_t len = 0;
+	int rc = rt_read_text(o->prompt_file, &text, &len);
+	if (rc)
+		return rc;
+	const char *nul = memchr(text, 0, len);
+	int32_t *ids = NULL;
+	int n = 0, code = 0;
+	if (nul) {
+		rc = rt_usage("-f %s: byte %lld is a NUL: a text cannot hold NUL bytes",
+			      o->prompt_file, (long long)(nul - text));
+	} else {
+		if (len && text[len - 1] == '\n')
+			len--;
+		code = rt_encode(run->m, text, len, bn_model_add_bos(run->m) ? BN_TOKENIZE_ADD_BOS : 0,
+				 &ids, &n);
+		if (code)
+			rc = rt_fail("-f %s: tokenizer: %s", o->prompt_file, bn_strerror(code));
+	}
+	free(text);
+	run->prompt = ids;
+	run->n_prompt = n;
+	if (!rc && o->verbose)
+		fprintf(stderr, "%s: -f %s: %d tokens\n", rt_prog, o->prompt_file, n);
+	return rc;
+}
+
+/* Whether a and b name one file (through any link). */
+static int rt_same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+/* The file --kl-base writes may not be the text, the weights or this program. */
+static int rt_ppl_out_check(const RtOpts *o)
+{
+	const char *what = rt_same_file(o->kl_base, o->prompt_file)  ? "the text of -f"
+			   : rt_same_file(o->kl_base, o->weights_file) ? "the weights file"
+			   : rt_same_file(o->kl_base, "/proc/self/exe") ? "this program"
+									: NULL;
+	if (what)
+		return rt_usage("--kl-base %s is %s: the base file is written there (give "
+				"--kl-divergence to read it)",
+				o->kl_base, what);
+	return 0;
+}
+
+typedef struct {
+	const RtOpts *o;
+	RtPplRun *r;
+} RtPplShow;
+
+/* After each chunk, on stderr: llama-perplexity's [1]PPL,[2]PPL,... or, comparing, its
+ * table row; the time of a pass and the ETA after the first. */
+static int rt_ppl_on_chunk(void *user, int64_t ch, double secs)
+{
+	RtPplShow *s = user;
+	RtPplRun *r = s->r;
+	if (ch == 0) {
+		double eta = secs * (double)r->n_chunk;
+		fprintf(stderr, "%s: %.2f seconds per pass - ETA ", rt_prog, secs);
+		if (eta >= 3600)
+			fprintf(stderr, "%d hours ", (int)(eta / 3600));
+		fprintf(stderr, "%.2f minutes\n", fmod((double)(int)eta, 3600) / 60.0);
+		if (r->kld)
+			fprintf(stderr, "chunk             PPL               ln(PPL(Q)/PPL(base))    "
+					"      KL Divergence              Δp RMS            Same top p\n");
+	}
+	if (!r->kld) {
+		fprintf(stderr, "[%lld]%.4f,", (long long)ch + 1, rt_ppl_value(&r->sum));
+	} else {
+		RtKldStats k;
+		rt_kld_stats(r->kld, 0, &k);
+		fprintf(stderr, "%4lld    %9.4f ± %9.4f    %10.5f ± %10.5f    %10.5f ± %10.5f    "
+				"%6.3f ± %6.3f %%    %6.3f ± %6.3f %%\n",
+			(long long)ch + 1, k.ppl, k.ppl_err, k.ln_ratio, k.ln_ratio_err, k.kld, k.kld_err,
+			100.0 * k.dp_rms, 100.0 * k.dp_rms_err, 100.0 * k.same_top,
+			100.0 * k.same_top_err);
+	}
+	fflush(stderr);
+	return 0;
+}
+
+/* A JSON number (null for what JSON cannot hold). */
+static void rt_ppl_jnum(const char *key, double v, int comma)
+{
+	if (isfinite(v))
+		printf("\"%s\": %.9g%s", key, v, comma ? ", " : "");
+	else
+		printf("\"%s\": null%s", key, comma ? ", " : "");
+}
+
+/* The comparison's statistics as llama-perplexity prints them. */
+static void rt_ppl_kld_report(const RtKldStats *k)
+{
+	printf("====== Perplexity statistics ======\n");
+	printf("Mean PPL(Q)                   : %10.6f ± %10.6f\n", k->ppl, k->ppl_err);
+	printf("Mean PPL(base)                : %10.6f ± %10.6f\n", k->ppl_base, k->ppl_base_err);
+	printf("Cor(ln(PPL(Q)), ln(PPL(base))): %6.2f%%\n", 100.0 * k->cor);
+	printf("Mean ln(PPL(Q)/PPL(base))     : %10.6f ± %10.6f\n", k->ln_ratio, k->ln_ratio_err);
+	printf("Mean PPL(Q)/PPL(base)         : %10.6f ± %10.6f\n", k->ratio, k->ratio_err);
+	printf("Mean PPL(Q)-PPL(base)         : %10.6f ± %10.6f\n", k->diff, k->diff_err);
+	printf("\n====== KL divergence statistics ======\n");
+	printf("Mean    KLD: %10.6f ± %10.6f\n", k->kld, k->kld_err);
+	printf("Maximum KLD: %10.6f\n", k->kld_max);
+	printf("99.9%%   KLD: %10.6f\n", k->kld_p999);
+	printf("99.0%%   KLD: %10.6f\n", k->kld_p99);
+	printf("Median  KLD: %10.6f\n", k->kld_median);
+	printf("10.0%%   KLD: %10.6f\n", k->kld_p10);
+	printf(" 5.0%%   KLD: %10.6f\n", k->kld_p05);
+	printf(" 1.0%%   KLD: %10.6f\n", k->kld_p01);
+	printf("Minimum KLD: %10.6f\n", k->kld_min);
+	printf("\n====== Token probability statistics ======\n");
+	printf("Mean    Δp: %6.3f ± %5.3f %%\n", 100.0 * k->dp_mean, 100.0 * k->dp_mean_err);
+	printf("Maximum Δp: %6.3f%%\n", 100.0 * k->dp_max);
+	printf("99.9%%   Δp: %6.3f%%\n", 100.0 * k->dp_p999);
+	printf("99.0%%   Δp: %6.3f%%\n", 100.0 * k->dp_p99);
+	printf("95.0%%   Δp: %6.3f%%\n", 100.0 * k->dp_p95);
+	printf("90.0%%   Δp: %6.3f%%\n", 100.0 * k->dp_p90);
+	printf("75.0%%   Δp: %6.3f%%\n", 100.0 * k->dp_p75);
+	printf("Median  Δp: %6.3f%%\n", 100.0 * k->dp_median);
+	printf("25.0%%   Δp: %6.3f%%\n", 100.0 * k->dp_p25);
+	printf("10.0%%   Δp: %6.3f%%\n", 100.0 * k->dp_p10);
+	printf(" 5.0%%   Δp: %6.3f%%\n", 100.0 * k->dp_p05);
+	printf(" 1.0%%   Δp: %6.3f%%\n", 100.0 * k->dp_p01);
+	printf(" 0.1%%   Δp: %6.3f%%\n", 100.0 * k->dp_p001);
+	printf("Minimum Δp: %6.3f%%\n", 100.0 * k->dp_min);
+	printf("Max   |Δp|: %6.3f%%\n", 100.0 * k->dp_abs_max);
+	printf("RMS Δp    : %6.3f ± %5.3f %%\n", 100.0 * k->dp_rms, 100.0 * k->dp_rms_err);
+	printf("Same top p: %6.3f ± %5.3f %%\n", 100.0 * k->same_top, 100.0 * k->same_top_err);
+}
+
+/* The result: "Final estimate: PPL = X +/- Y" (stdout; stderr with --json, whose object
+ * goes to stdout), and the comparison's statistics. */
+static int rt_ppl_report(const RtOpts *o, RtPplRun *r, double secs)
+{
+	double ppl, err;
+	if (rt_ppl_final(&r->sum, &ppl, &err))
+		fprintf(stderr, "%s: the log-probabilities do not spread (variance <= 0): no error "
+				"estimate\n",
+			rt_prog);
+	FILE *fin = o->json ? stderr : stdout;
+	fprintf(fin, "Final estimate: PPL = %.4f +/- %.5f\n", ppl, err);
+	RtKldStats k;
+	if (r->kld)
+		rt_kld_stats(r->kld, 1, &k);
+	if (r->kld && !o->json)
+		rt_ppl_kld_report(&k);
+	if (o->json) {
+		printf("{");
+		rt_ppl_jnum("ppl", ppl, 1);
+		rt_ppl_jnum("ppl_err", err, 1);
+		printf("\"chunks\": %lld, \"n_ctx\": %d, \"tokens\": %lld, ", (long long)r->n_chunk,
+		       (int)r->n_ctx, (long long)r->sum.count);
+		if (r->kld) {
+			rt_ppl_jnum("ppl_base", k.ppl_base, 1);
+			rt_ppl_jnum("ppl_base_err", k.ppl_base_err, 1);
+			rt_ppl_jnum("ln_ppl_ratio", k.ln_ratio, 1);
+			rt_ppl_jnum("kld", k.kld, 1);
+			rt_ppl_jnum("kld_err", k.kld_err, 1);
+			rt_ppl_jnum("kld_median", k.kld_median, 1);
+			rt_ppl_jnum("kld_p99", k.kld_p99, 1);
+			rt_ppl_jnum("kld_max", k.kld_max, 1);
+			rt_ppl_jnum("same_top_pct", 100.0 * k.same_top, 1);
+			rt_ppl_jnum("max_dp_pct", 100.0 * k.dp_abs_max, 1);
+			rt_ppl_jnum("rms_dp_pct", 100.0 * k.dp_rms, 1);
+		}
+		if (o->kl_base) {
+			printf("\"kl_base\": ");
+			rt_json_str(o->kl_base);
+			printf(", ");
+		}
+		rt_ppl_jnum("seconds", secs, 0);
+		printf("}\n");
+	}
+	return rt_stdout_ok();
+}
+
+/* The chunks' count and the base file: opened and checked against this text (comparing),
+ * or the text long enough (measuring). 0 or an exit code. */
+static int rt_ppl_plan(const RtOpts *o, RtRun *run, int32_t n_ctx, int64_t *n_chunk,
+		       RtPplBase *base)
+{
+	*n_chunk = rt_ppl_n_chunk(run->n_prompt, n_ctx, o->chunks);
+	if (o->kl_divergence) {
+		RtErr e = {0};
+		int rc = rt_ppl_base_open(base, o->kl_base, n_ctx, bn_model_n_vocab(run->m),
+					  o->chunks_given ? *n_chunk : -1, run->prompt,
+					  run->n_prompt, &e);
+		if (rc)
+			return rc == RT_PPL_BAD || rc == RT_ENOMEM ? rt_fail("--kl-base %s", e.msg)
+								    : rt_usage("--kl-base %s", e.msg);
+		*n_chunk = base->n_chunk;
+		return 0;
+	}
+	if (run->n_prompt < 2 * (int64_t)n_ctx)
+		return rt_usage("-f %s: the text is %lld tokens; perplexity with a context of %d "
+				"needs at least %lld (2 x -c, as llama-perplexity asks): give a "
+				"longer text or a smaller -c",
+				o->prompt_file, (long long)run->n_prompt, (int)n_ctx,
+				2 * (long long)n_ctx);
+	return o->kl_base ? rt_ppl_out_check(o) : 0;
+}
+
+/* --perplexity: the text of -f in chunks of -c, as llama-perplexity; with --kl-base, the
+ * scored log-probabilities written to that file, or (--kl-divergence) compared with it. */
+static int rt_ppl_session(const RtOpts *o, const char *argv0, RtRun *run)
+{
+	int32_t n_ctx = o->n_ctx ? (int32_t)o->n_ctx : RT_PPL_CTX;
+	int64_t n_chunk = 0;
+	RtPplBase base = {0};
+	RtPplOut out = {0};
+	RtKld kld = {0};
+	int rc = rt_run_map(o, argv0, run);
+	if (rc || (rc = rt_ppl_text(o, run)) || (rc = rt_ppl_plan(o, run, n_ctx, &n_chunk, &base)))
+		return rc;
+	int64_t train = bn_model_n_ctx_train(NULL);
+	if (n_ctx > train && train > 0)
+		fprintf(stderr, "%s: warning: -c %d is beyond the model's training context %lld\n",
+			rt_prog, (int)n_ctx, (long long)train);
+	int32_t nv = bn_model_n_vocab(run->m);
+	uint16_t *row = malloc(rt_ppl_row_u16(nv) * sizeof *row);
+	RtErr e = {0};
+	if (!row || (o->kl_divergence &&
+		     rt_kld_init(&kld, n_chunk * rt_ppl_scored(n_ctx)) != RT_OK))
+		rc = rt_fail("out of memory for --perplexity");
+	if (!rc)
+		rc = rt_run_setup(o, argv0, n_ctx, run);
+	if (!rc && o->kl_base && !o->kl_divergence &&
+	    rt_ppl_out_open(&out, o->kl_base, n_ctx, nv, (int32_t)n_chunk, run->prompt, &e))
+		rc = e.code == RT_EINVAL ? rt_usage("--kl-base %s", e.msg) : rt_fail("%s", e.msg);
+	RtPplRun r = {.tokens = run->prompt,
+		      .n_ctx = n_ctx,
+		      .n_chunk = n_chunk,
+		      .bos = bn_model_add_bos(run->m) ? bn_token_bos(run->m) : -1,
+		      .logits = run->logits,
+		      .row = row,
+		      .out = out.f ? &out : NULL,
+		      .base = base.f ? &base : NULL,
+		      .kld = base.f ? &kld : NULL};
+	RtPplShow show = {o, &r};
+	r.on_chunk = rt_ppl_on_chunk;
+	r.user = &show;
+	double t = rt_now();
+	if (!rc) {
+		fprintf(stderr, "%s: perplexity over %lld chunks of %d tokens (%d scored each), "
+				"forward calls of up to %d tokens\n",
+			rt_prog, (long long)n_chunk, (int)n_ctx, (int)rt_ppl_scored(n_ctx),
+			(int)bn_ctx_ubatch(run->ctx));
+		rt_sigint_install(run);
+		int code = rt_ppl_eval(run->ctx, &r, &e);
+		rt_sigint_install(NULL);
+		if (!r.kld)
+			fprintf(stderr, "\n");
+		if (code == BN_E_CANCELLED)
+			rc = rt_complain(RT_EXIT_SIGINT, "interrupted after %lld of %lld chunks",
+					 (long long)(r.sum.count / rt_ppl_scored(n_ctx)),
+					 (long long)n_chunk);
+		else if (code)
+			rc = rt_fail("%s", e.msg);
+	}
+	if (out.f && rt_ppl_out_close(&out, !rc, &e) && !rc)
+		rc = rt_fail("%s", e.msg);
+	if (!rc)
+		rc = rt_ppl_report(o, &r, rt_now() - t);
+	rt_ppl_base_close(&base);
+	rt_kld_free(&kld);
+	free(row);
+	return rc;
+}
+
 /* ---- the session ------------------------------------------------------- */
 
 static int rt_session(RtOpts o, const char *argv0, RtRun *run)
@@ -1338,6 +1625,8 @@ static int rt_session(RtOpts o, const char *argv0, RtRun *run)
 		return rt_info(&o, argv0);
 	if (o.verify)
 		return rt_verify(&o, argv0);
+	if (o.perplexity)
+		return rt_ppl_session(&o, argv0, run);
 
 	int64_t n_ctx = o.n_ctx;
 	if (o.bench) {

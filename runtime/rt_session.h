@@ -60,6 +60,11 @@ typedef struct {
 	const char *rev[16];       /* -r: reverse prompts (-i: generation stops after one) */
 	int n_rev;
 	const char *in_prefix, *in_suffix; /* -i: around each user line */
+	int perplexity;            /* --perplexity: llama-perplexity over the text of -f */
+	int64_t chunks;            /* --chunks: at most this many chunks (-1: all) */
+	int chunks_given;
+	const char *kl_base;       /* --kl-base FILE: the scored log-probabilities' file */
+	int kl_divergence;         /* --kl-divergence: compare against kl_base, not write it */
 } RtOpts;
 
 /* What a session holds; rt_session_run releases it. */

@@ -1,7 +1,7 @@
 /* rt_ppl.c - perplexity and KL divergence as llama.cpp's llama-perplexity computes them
  * (rt_ppl.h): per-token negative log-likelihoods, the final estimate, the base file of
- * scored log-probabilities and the comparison against it, and the chunks of a text run
- * through a context (rt_ppl_eval). Float and double are used where the reference uses
+ * scored log-probabilities and the comparison against it (the chunks of a text run through
+ * a context are rt_ppl_eval.c's, so that this file links without a model). Float and double are used where the reference uses
  * them, so that the figures are its own; the runtime is compiled with -ffp-contract=off,
  * so no product is fused into a sum the reference rounds apart. */
 /* POSIX (fileno, fdopen, fstat, rename) under a strict -std=c11 as well. */
@@ -621,86 +621,4 @@ void rt_kld_stats(RtKld *k, int sorted, RtKldStats *s)
 	s->dp_p01 = rt_percentile(d, n, 0.010f);
 	s->dp_p001 = rt_percentile(d, n, 0.001f);
 	s->dp_min = d[0];
-}
-
-/* ---- a text through a context -------------------------------------------------------- */
-
-/* The scored rows of one forward call: row j of r->logits is position p. */
-static int rt_ppl_score(RtPplRun *r, const float *row, int32_t n_vocab, int32_t tok, RtErr *e)
-{
-	double nll;
-	int rc;
-	if (r->out) {
-		nll = rt_ppl_base_row(row, n_vocab, tok, r->row);
-		if ((rc = rt_ppl_out_row(r->out, r->row, rt_ppl_row_u16(n_vocab), e)))
-			return rc;
-	} else if (r->base) {
-		if ((rc = rt_ppl_base_read(r->base, r->row, e)))
-			return rc;
-		nll = rt_kld_row(r->kld, row, n_vocab, r->row, tok);
-	} else {
-		nll = rt_ppl_nll(row, n_vocab, tok);
-	}
-	rt_ppl_add(&r->sum, nll);
-	return RT_OK;
-}
-
-/* One chunk (its tokens in toks, BOS first when asked), positions 0..n_ctx-1. */
-static int rt_ppl_chunk(bn_ctx *c, RtPplRun *r, int64_t ch, int32_t *toks, const int32_t *pos,
-			const int8_t *want, RtErr *e)
-{
-	int32_t n_ctx = r->n_ctx, ub = bn_ctx_ubatch(c), nv = bn_model_n_vocab(bn_ctx_model(c));
-	const int32_t *text = r->tokens + (size_t)ch * (size_t)n_ctx;
-	memcpy(toks, text, (size_t)n_ctx * sizeof *toks);
-	if (r->bos >= 0)
-		toks[0] = r->bos;
-	bn_ctx_reset(c);
-	for (int32_t off = 0, m; off < n_ctx; off += m) {
-		int32_t rem = n_ctx - off, n_out = 0;
-		m = rem < ub ? rem : ub;
-		if (rem - m == 1 && m > 1) /* no last call of one row: that is the step mode */
-			m--;
-		for (int32_t i = 0; i < m; i++)
-			n_out += want[off + i];
-		bn_batch b = {m, toks + off, pos + off, NULL, want + off};
-		int rc = bn_decode_batch(c, &b, n_out ? r->logits : NULL);
-		if (rc)
-			return rt_err(e, rc, "%s", bn_ctx_last_error(c));
-		for (int32_t i = 0, j = 0; i < m; i++) {
-			if (!want[off + i])
-				continue;
-			const float *row = r->logits + (size_t)j++ * (size_t)nv;
-			if ((rc = rt_ppl_score(r, row, nv, text[off + i + 1], e)))
-				return rc;
-		}
-	}
-	return RT_OK;
-}
-
-int rt_ppl_eval(bn_ctx *c, RtPplRun *r, RtErr *e)
-{
-	int32_t n_ctx = r->n_ctx, first = rt_ppl_first(n_ctx);
-	if (n_ctx < 2 || n_ctx > bn_ctx_n_ctx(c))
-		return rt_err(e, BN_E_ARG, "rt_ppl_eval: n_ctx %d (the context holds %d)", (int)n_ctx,
-			      (int)bn_ctx_n_ctx(c));
-	int32_t *toks = malloc((size_t)n_ctx * sizeof *toks);
-	int32_t *pos = malloc((size_t)n_ctx * sizeof *pos);
-	int8_t *want = malloc((size_t)n_ctx);
-	int rc = RT_OK;
-	if (!toks || !pos || !want)
-		rc = rt_err(e, BN_E_NOMEM, "out of memory for a chunk of %d tokens", (int)n_ctx);
-	for (int32_t p = 0; !rc && p < n_ctx; p++) {
-		pos[p] = p;
-		want[p] = p >= first && p <= n_ctx - 2; /* the last position predicts nothing */
-	}
-	for (int64_t ch = 0; !rc && ch < r->n_chunk; ch++) {
-		double t = rt_now();
-		rc = rt_ppl_chunk(c, r, ch, toks, pos, want, e);
-		if (!rc && r->on_chunk && (rc = r->on_chunk(r->user, ch, rt_now() - t)))
-			rt_err(e, rc, "stopped after chunk %lld", (long long)ch + 1);
-	}
-	free(toks);
-	free(pos);
-	free(want);
-	return rc;
 }

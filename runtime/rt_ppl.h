@@ -2,8 +2,8 @@
  * (examples/perplexity/perplexity.cpp): the chunks of a text, each token's negative
  * log-likelihood, the final estimate and its error, the file of a base model's scored
  * log-probabilities (llama-perplexity's --kl-divergence-base layout) and the statistics of
- * a comparison against it, and the chunks of a text run through a context (rt_ppl_eval,
- * over bitnetc.h). Everything but rt_ppl_eval is arithmetic and a file layout, so that the
+ * a comparison against it (rt_ppl.c), and the chunks of a text run through a context
+ * (rt_ppl_eval.c, over bitnetc.h). rt_ppl.c is arithmetic and a file layout, so that the
  * program's --perplexity (rt_session.c prints what rt_ppl_eval gives) and the tests (over
  * the interpreter's logits) share it. libc and libm.
  *
@@ -17,8 +17,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "bitnetc.h"
 #include "rt.h"
+
+struct bn_ctx; /* bitnetc.h's context (rt_ppl_eval), which this header does not include so
+		* that the compiler's own headers go with it in the tests */
 
 /* The smallest -c that --perplexity takes (a chunk then scores 7 tokens). */
 #define RT_PPL_MIN_CTX 16
@@ -175,6 +177,6 @@ typedef struct {
  * r->base, the comparison r->kld. The context must hold n_ctx positions. Returns RT_OK; a
  * bn_decode_batch code (BN_E_CANCELLED, BN_E_NONFINITE, ...) or the base file's code, the
  * message in e. */
-int rt_ppl_eval(bn_ctx *c, RtPplRun *r, RtErr *e);
+int rt_ppl_eval(struct bn_ctx *c, RtPplRun *r, RtErr *e);
 
 #endif

@@ -1,5 +1,5 @@
 /* test_ppl.c - the program's --perplexity on the tiny golden model: its PPL against the one
- * the interpreter's logits give, the KL divergence of the program against itself and of the
+ * the interpreter's logits give and the one llama-perplexity printed, the KL divergence of the program against itself and of the
  * quantized-head pipeline against the default, base files of another run or damaged
  * refused with their reason, and the flags' errors. */
 #include "testutil.h"
@@ -168,6 +168,37 @@ static void test_vs_interpreter(void **state)
 	out = tu_run_ok(0, "'%s' --perplexity -f '%s' -c 256 --chunks -1 -t 2 --json", prog, text);
 	assert_int_equal((int)json_num(out, "chunks"), n / 256);
 	free(out);
+}
+
+/* The program's PPL equals llama-perplexity's (tests/data/ppl/reference.json: bitnet.cpp on
+ * the same model and text) to 3 significant digits, its error to 1%. */
+static void test_vs_reference(void **state)
+{
+	(void)state;
+	size_t n;
+	char *raw = tu_read_file(tu_data("ppl/reference.json"), &n);
+	assert_non_null(raw);
+	char *json = tu_hold(realloc(raw, n + 1)); /* NUL-terminated */
+	assert_non_null(json);
+	json[n] = 0;
+	int runs = 0;
+	for (const char *at = strstr(json, "\"runs\""); (at = strstr(at, "{\"n_ctx\": ")); at++) {
+		int c = (int)json_num(at, "n_ctx"), ch = (int)json_num(at, "chunks");
+		double want = json_num(at, "ppl"), want_err = json_num(at, "ppl_err");
+		char *out = tu_run_ok(0, "'%s' --perplexity -f '%s' -c %d --chunks %d -t 2 --json",
+				      prog, text, c, ch);
+		double got = json_num(out, "ppl");
+		/* half a unit of the third significant digit */
+		double tol = 0.5 * pow(10, floor(log10(fabs(want))) - 2);
+		if (!(fabs(got - want) <= tol))
+			fail_msg("-c %d --chunks %d: PPL %.4f, llama-perplexity %.4f (to 3 digits)", c,
+				 ch, got, want);
+		expect_close("ppl_err vs llama-perplexity", json_num(out, "ppl_err"), want_err, 1e-2);
+		assert_int_equal((int)json_num(out, "chunks"), ch);
+		free(out);
+		runs++;
+	}
+	assert_int_equal(runs, 4);
 }
 
 /* Writes a base file of the default program: -c 64, 4 chunks. */
@@ -404,6 +435,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_vs_interpreter, tu_teardown),
+		cmocka_unit_test_teardown(test_vs_reference, tu_teardown),
 		cmocka_unit_test_teardown(test_kld, tu_teardown),
 		cmocka_unit_test_teardown(test_kld_refused, tu_teardown),
 		cmocka_unit_test_teardown(test_kl_base_write, tu_teardown),

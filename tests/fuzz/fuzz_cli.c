@@ -50,6 +50,14 @@ static void check_opts(const RtOpts *o)
 	/* -1: until the end of text or a full context; -sys only with -cnv; -i alone */
 	if ((o->system && !o->cnv) || (o->interactive && (o->cnv || o->bench || o->tokens)))
 		abort();
+	/* --perplexity: a text, a count of chunks (-1: all), -c 0 (its default) or >= 16; the
+	 * base-file flags only with it */
+	if (o->perplexity && (!o->prompt_file || o->prompt || o->tokens || o->bench ||
+			      o->logits_out || o->chunks == 0 || o->chunks < -1 ||
+			      (o->n_ctx && o->n_ctx < RT_PPL_MIN_CTX) || (o->kl_divergence && !o->kl_base)))
+		abort();
+	if (!o->perplexity && (o->kl_base || o->kl_divergence || o->chunks_given))
+		abort();
 	if (!(o->sp.presence_penalty == o->sp.presence_penalty) ||
 	    !(o->sp.frequency_penalty == o->sp.frequency_penalty))
 		abort();

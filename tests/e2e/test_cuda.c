@@ -186,6 +186,72 @@ static void test_golden_emulated(void **state)
 	}
 }
 
+/* --perplexity on the device program: under the emulator, its PPL over two chunks of 16
+ * (calls of 8) is the one the interpreter's logits give with the same calls. */
+static void test_ppl_emulated(void **state)
+{
+	(void)state;
+	if (!have_fake()) {
+		printf("skipped: the fake CUDA driver (bn_fake_cuda) was not built\n");
+		skip();
+		return;
+	}
+	const char *gguf = tu_data("golden/models/tiny-b158-i2_s.gguf");
+	const char *text = tu_data("ppl/declaration.txt");
+	const char *prog = i2s_build();
+	char *out = tu_run_ok(0, "%s '%s' --perplexity -f '%s' -c 16 --chunks 2 -t 2 --json",
+			      fake_env(i2s_dir), prog, text);
+	const char *at = strstr(out, "{\"ppl\": ");
+	assert_non_null(at);
+	double got = strtod(at + 8, NULL);
+	free(out);
+	/* the text's first 32 tokens (a prefix of it tokenizes the same up to its last word) */
+	char *ids = tu_run_ok(0, "'%s' tokenize '%s' \"$(head -c 300 '%s')\"", tu_bitnetc(), gguf,
+			      text);
+	int32_t tok[32];
+	char *p = ids;
+	for (int i = 0; i < 32; i++) {
+		tok[i] = (int32_t)strtol(p, &p, 10);
+		assert_true(*p == ',');
+		p++;
+	}
+	free(ids);
+	TuModel m;
+	tu_model_open(&m, gguf);
+	BnErr e = {0};
+	IrInterp *it = ir_interp_new(m.g, 16, &e);
+	assert_non_null(it);
+	float *lg = tu_hold(malloc(8 * (size_t)m.nv * sizeof(float)));
+	double nll = 0;
+	for (int c = 0; c < 2; c++) {
+		int32_t chunk[16];
+		memcpy(chunk, tok + 16 * c, sizeof chunk);
+		chunk[0] = 496; /* BOS in place of the chunk's first token */
+		ir_interp_reset(it);
+		for (int off = 0; off < 16; off += 8) {
+			assert_int_equal(ir_interp_eval(it, chunk + off, 8, lg, &e), 0);
+			for (int r = 0; r < 8; r++) {
+				int pos = off + r;
+				if (pos < 8 || pos > 14) /* positions n_ctx/2 .. n_ctx-2 are scored */
+					continue;
+				const float *l = lg + (size_t)r * (size_t)m.nv;
+				double mx = l[0], sum = 0;
+				for (int i = 1; i < m.nv; i++)
+					mx = fmax(mx, l[i]);
+				for (int i = 0; i < m.nv; i++)
+					sum += exp(l[i] - mx);
+				nll += mx + log(sum) - l[tok[16 * c + pos + 1]];
+			}
+		}
+	}
+	ir_interp_free(it);
+	tu_free(lg);
+	tu_model_close(&m);
+	double want = exp(nll / 14);
+	if (!(fabs(got - want) <= 1e-3 * want))
+		fail_msg("cuda (emulated) --perplexity: %.6f, the interpreter's %.6f", got, want);
+}
+
 /* No driver, no device, an older GPU, too little memory: exit 3 and one line naming it. */
 static void test_no_gpu(void **state)
 {
@@ -274,6 +340,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_ptxas, tu_teardown),
 		cmocka_unit_test_teardown(test_no_gpu, tu_teardown),
 		cmocka_unit_test_teardown(test_golden_emulated, tu_teardown),
+		cmocka_unit_test_teardown(test_ppl_emulated, tu_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

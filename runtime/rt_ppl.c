@@ -1,9 +1,10 @@
 /* rt_ppl.c - perplexity and KL divergence as llama.cpp's llama-perplexity computes them
  * (rt_ppl.h): per-token negative log-likelihoods, the final estimate, the base file of
  * scored log-probabilities and the comparison against it (the chunks of a text run through
- * a context are rt_ppl_eval.c's, so that this file links without a model). Float and double are used where the reference uses
- * them, so that the figures are its own; the runtime is compiled with -ffp-contract=off,
- * so no product is fused into a sum the reference rounds apart. */
+ * a context are rt_ppl_eval.c's, so that this file links without a model). Float and
+ * double are used where the reference uses them, so that the figures are its own; the
+ * runtime is compiled with -ffp-contract=off, so no product is fused into a sum the
+ * reference rounds apart. */
 /* POSIX (fileno, fdopen, fstat, rename) under a strict -std=c11 as well. */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -161,7 +162,8 @@ double rt_ppl_base_row(const float *logits, int32_t n_vocab, int32_t tok, uint16
 	if (scale != 0) {
 		const float inv = 1 / scale;
 		for (int32_t i = 0; i < n_vocab; i++)
-			q[i] = logits[i] > min ? (uint16_t)rt_nearest_int(inv * (logits[i] - min)) : 0;
+			q[i] = logits[i] > min ? (uint16_t)rt_nearest_int(inv * (logits[i] - min))
+					       : 0;
 	}
 	float nll = max + log_sum_exp - logits[tok];
 	return nll;

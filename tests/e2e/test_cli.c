@@ -296,7 +296,7 @@ static void test_usage_errors(void **state)
 	EXPECT(1, FRAGS("--shape: unknown shape 'huge'"), "mkmodel --shape huge -o x.gguf");
 	EXPECT(1, FRAGS("--type: unknown ternary format 'q4_0'"), "mkmodel --type q4_0 -o x.gguf");
 	EXPECT(1, FRAGS("--embd-type: unknown type 'q4_k'"), "mkmodel --embd-type q4_k -o x.gguf");
-	EXPECT(1, FRAGS("--arch: unknown architecture 'llama'"), "mkmodel --arch llama -o x.gguf");
+	EXPECT(1, FRAGS("--arch: unknown architecture 'gemma'"), "mkmodel --arch gemma -o x.gguf");
 	EXPECT(1, FRAGS("--layers: 'two' is not a number"), "mkmodel --layers two -o x.gguf");
 	EXPECT(1, FRAGS("--hidden: 0 is out of range"), "mkmodel --hidden 0 -o x.gguf");
 	EXPECT(1, FRAGS("mkmodel: unexpected argument 'extra'"), "mkmodel -o x.gguf extra");

@@ -224,9 +224,9 @@ static void test_bad_specs(void **st)
 	s.n_head = 3;
 	assert_int_equal(bnm_synth_write(&s, tu_tmp("bad.gguf"), &e), BN_EINVAL);
 	spec(&s, 1);
-	s.arch = "llama";
+	s.arch = "gemma";
 	assert_int_equal(bnm_synth_write(&s, tu_tmp("bad.gguf"), &e), BN_EINVAL);
-	assert_non_null(strstr(e.msg, "'llama'"));
+	assert_non_null(strstr(e.msg, "'gemma'"));
 	spec(&s, 1);
 	s.n_layer = 1 << 20;
 	assert_int_equal(bnm_synth_write(&s, tu_tmp("bad.gguf"), &e), BN_EINVAL);

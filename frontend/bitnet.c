@@ -283,7 +283,8 @@ static int read_sizes(const GgufFile *f, Hparams *h, BnErr *e)
 }
 
 /* Keys the reference reads for every arch that change the graph in ways bitnetc does not
- * compute: experts (a llama-arch MoE) and RoPE frequency scaling. */
+ * compute: experts (a llama-arch MoE), a head size other than n_embd / n_head, and RoPE
+ * frequency scaling. */
 static int check_unsupported(const GgufFile *f, const Hparams *h, BnErr *e)
 {
 	static const char *const scale_keys[] = { "rope.scaling.factor", "rope.scale_linear" };
@@ -297,6 +298,18 @@ static int check_unsupported(const GgufFile *f, const Hparams *h, BnErr *e)
 		return bn_err(e, BN_EUNSUPPORTED,
 			      "%s: %s: %" PRId64 ": mixture-of-experts models are not supported",
 			      fpath(f), key, n_expert);
+	static const char *const len_keys[] = { "attention.key_length", "attention.value_length" };
+	for (int i = 0; i < 2; i++) {
+		int64_t len = 0;
+		if ((rc = get_int(f, akey(key, sizeof key, h, len_keys[i]), false, h->hp.head_dim, 1,
+				  MAX_EMBD, &len, e)))
+			return rc;
+		if (len != h->hp.head_dim)
+			return bn_err(e, BN_EUNSUPPORTED,
+				      "%s: %s: %" PRId64 ", expected the head size %" PRId64
+				      " (embedding_length / head_count)",
+				      fpath(f), key, len, h->hp.head_dim);
+	}
 	for (int i = 0; i < 2; i++) {
 		float factor = 0;
 		if ((rc = get_float(f, akey(key, sizeof key, h, scale_keys[i]), false, 0, &factor, e)))

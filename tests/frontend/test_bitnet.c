@@ -1123,6 +1123,16 @@ static void add_rope_scaling_one(const Edit *ed, GgufWriter *w)
 	gguf_writer_u32(w, "llama.expert_count", 0);
 }
 
+static void add_key_length(const Edit *ed, GgufWriter *w)
+{
+	gguf_writer_u32(w, "llama.attention.key_length", 128);
+}
+
+static void add_value_length_same(const Edit *ed, GgufWriter *w)
+{
+	gguf_writer_u32(w, "llama.attention.value_length", 64);
+}
+
 static void test_llama_unsupported_keys(void **st)
 {
 	const char *src = synth_llama("lk.src.gguf");
@@ -1132,6 +1142,11 @@ static void test_llama_unsupported_keys(void **st)
 	Edit ed2 = { .extra = add_rope_scaling };
 	expect_fail(edited(src, "lk2.gguf", &ed2), BN_EUNSUPPORTED,
 		    "llama.rope.scaling.factor: 8: RoPE frequency scaling is not supported");
+	Edit ed4 = { .extra = add_key_length };
+	expect_fail(edited(src, "lk4.gguf", &ed4), BN_EUNSUPPORTED,
+		    "llama.attention.key_length: 128, expected the head size 64");
+	Edit ed5 = { .extra = add_value_length_same };
+	check_llama(edited(src, "lk5.gguf", &ed5), 2, "output.weight");
 	/* the neutral values are accepted */
 	Edit ed3 = { .extra = add_rope_scaling_one };
 	check_llama(edited(src, "lk3.gguf", &ed3), 2, "output.weight");

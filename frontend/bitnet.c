@@ -1,4 +1,5 @@
-/* bitnet.c - BitNet architectures (bitnet-b1.58, bitnet-25, bitnet): GGUF lowered to graph IR. */
+/* bitnet.c - ternary architectures (bitnet-b1.58, bitnet-25, bitnet, llama): GGUF lowered to
+ * graph IR. */
 #include "frontend_int.h"
 
 #include <inttypes.h>
@@ -13,18 +14,25 @@
 /* clang-format off */
 static const BnmArch arch_table[] = {
 	{ .name = "bitnet-b1.58", .ffn_glu = IR_OP_RELU2_GLU, .rope_mode = "neox", .sub_norms = true,
-	  .rope_freqs = true, .proj_bias = true, .output_weight = true, .head = BNM_HEAD_TIED },
+	  .rope_freqs = true, .proj_bias = true, .output_weight = true, .head = BNM_HEAD_TIED,
+	  .float_proj = true },
 	/* bitnet-25 is the same graph under another name */
 	{ .name = "bitnet-25", .ffn_glu = IR_OP_RELU2_GLU, .rope_mode = "neox", .sub_norms = true,
-	  .rope_freqs = true, .proj_bias = true, .output_weight = true, .head = BNM_HEAD_TIED },
+	  .rope_freqs = true, .proj_bias = true, .output_weight = true, .head = BNM_HEAD_TIED,
+	  .float_proj = true },
 	/* 1bitLLM-style models: SiLU gate, optional per-projection output scales */
 	{ .name = "bitnet", .ffn_glu = IR_OP_SILU_GLU, .rope_mode = "neox", .sub_norms = true,
-	  .proj_scales = true, .proj_bias = true, .head = BNM_HEAD_TIED },
+	  .proj_scales = true, .proj_bias = true, .head = BNM_HEAD_TIED, .float_proj = true },
+	/* Llama3-8B-1.58 and Falcon3 1.58-bit: SiLU gate, no sub-norms, adjacent-pair RoPE, an
+	 * untied head. The reference computes float projections of this arch in float, so
+	 * only ternary ones (i2_s, tq1_0, tq2_0) are read. */
+	{ .name = "llama", .ffn_glu = IR_OP_SILU_GLU, .rope_mode = "normal", .rope_freqs = true,
+	  .proj_bias = true, .output_weight = true, .head = BNM_HEAD_OUTPUT },
 };
 /* clang-format on */
 #define N_ARCH ((int)(sizeof arch_table / sizeof arch_table[0]))
 
-static const char *const arch_names[] = { "bitnet-b1.58", "bitnet-25", "bitnet", NULL };
+static const char *const arch_names[] = { "bitnet-b1.58", "bitnet-25", "bitnet", "llama", NULL };
 _Static_assert(sizeof arch_names / sizeof arch_names[0] == N_ARCH + 1, "ORDER BNM_ARCH");
 
 const char *const *bnm_archs(void)
@@ -274,6 +282,46 @@ static int read_sizes(const GgufFile *f, Hparams *h, BnErr *e)
 	return 0;
 }
 
+/* Keys the reference reads for every arch that change the graph in ways bitnetc does not
+ * compute: experts (a llama-arch MoE), a head size other than n_embd / n_head, and RoPE
+ * frequency scaling. */
+static int check_unsupported(const GgufFile *f, const Hparams *h, BnErr *e)
+{
+	static const char *const scale_keys[] = { "rope.scaling.factor", "rope.scale_linear" };
+	char key[128];
+	int64_t n_expert = 0;
+	int rc = get_int(f, akey(key, sizeof key, h, "expert_count"), false, 0, 0, MAX_HEAD,
+			 &n_expert, e);
+	if (rc)
+		return rc;
+	if (n_expert > 0)
+		return bn_err(e, BN_EUNSUPPORTED,
+			      "%s: %s: %" PRId64 ": mixture-of-experts models are not supported",
+			      fpath(f), key, n_expert);
+	static const char *const len_keys[] = { "attention.key_length", "attention.value_length" };
+	for (int i = 0; i < 2; i++) {
+		int64_t len = 0;
+		if ((rc = get_int(f, akey(key, sizeof key, h, len_keys[i]), false, h->hp.head_dim, 1,
+				  MAX_EMBD, &len, e)))
+			return rc;
+		if (len != h->hp.head_dim)
+			return bn_err(e, BN_EUNSUPPORTED,
+				      "%s: %s: %" PRId64 ", expected the head size %" PRId64
+				      " (embedding_length / head_count)",
+				      fpath(f), key, len, h->hp.head_dim);
+	}
+	for (int i = 0; i < 2; i++) {
+		float factor = 0;
+		if ((rc = get_float(f, akey(key, sizeof key, h, scale_keys[i]), false, 0, &factor, e)))
+			return rc;
+		if (factor != 0 && factor != 1)
+			return bn_err(e, BN_EUNSUPPORTED,
+				      "%s: %s: %g: RoPE frequency scaling is not supported", fpath(f),
+				      key, factor);
+	}
+	return 0;
+}
+
 static int read_hparams(const GgufFile *f, Hparams *h, BnErr *e)
 {
 	char key[128], k2[128];
@@ -307,6 +355,8 @@ static int read_hparams(const GgufFile *f, Hparams *h, BnErr *e)
 	if (hp->rope_base <= 0)
 		return bn_err(e, BN_EFORMAT, "%s: %s: %g, expected > 0", fpath(f), key,
 			      hp->rope_base);
+	if ((rc = check_unsupported(f, h, e)))
+		return rc;
 	if ((rc = get_int(f, akey(key, sizeof key, h, "rope.dimension_count"), false, hp->head_dim,
 			  1, MAX_EMBD, &h->n_rot, e)))
 		return rc;
@@ -455,8 +505,18 @@ static int check_type(Ctx *c, const GgufTensor *t, TensorKind kind)
 {
 	IrDtype dt;
 	bool known = ir_dtype_from_ggml(t->ggml_type, &dt);
+	if (known && kind == TK_TERNARY && float_dtype(dt) && !c->h.arch->float_proj)
+		return fail(c, BN_EUNSUPPORTED,
+			    "%s: %s: unsupported type %s for arch %s (expected i2_s, tq1_0 or tq2_0: "
+			    "only ternary projections are supported for this arch)",
+			    fpath(c->f), t->name, type_str(t), c->h.arch->name);
 	if (known && kind_accepts(kind, dt))
 		return 0;
+	if (kind == TK_TERNARY && !c->h.arch->float_proj)
+		return fail(c, BN_EUNSUPPORTED,
+			    "%s: %s: unsupported type %s for arch %s (expected i2_s, tq1_0 or tq2_0: "
+			    "the projection kernels are int8 x ternary)",
+			    fpath(c->f), t->name, type_str(t), c->h.arch->name);
 	return fail(c, BN_EUNSUPPORTED, "%s: %s: unsupported type %s (expected %s)", fpath(c->f),
 		    t->name, type_str(t), kind_expects(kind));
 }

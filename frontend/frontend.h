@@ -201,7 +201,7 @@ void bnm_tok_free(BnmTok *t);
 /* ---- synthetic models (synth.c) ---------------------------------------- */
 
 typedef struct {
-	const char *arch; /* "bitnet-b1.58" (default), "bitnet-25" or "bitnet" */
+	const char *arch; /* "bitnet-b1.58" (default), "bitnet-25", "bitnet" or "llama" */
 	int64_t n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
 	float eps, rope_base;
 	IrDtype wtype;      /* ternary format: I2_S, TQ1_0, TQ2_0, or F16, BF16, F32 (the ternary
@@ -213,9 +213,11 @@ typedef struct {
 	bool proj_scales;      /* arch "bitnet": write blk.N.*.scale tensors */
 	bool spm_vocab;        /* a small SentencePiece ("llama") vocabulary instead, as the
 				* 1bitLLM models carry */
+	bool untied_head;      /* arch "llama": write output.weight (embd_type) after the layers */
 } BnmSynthSpec;
 
-/* Fills spec for a named shape: "tiny" (the golden shape) or "2b4t". */
+/* Fills spec for a named shape: "tiny", "tinyold", "tinyllama" (the golden shapes) or
+ * "2b4t". */
 int bnm_synth_shape(BnmSynthSpec *s, const char *shape, BnErr *e);
 int bnm_synth_write(const BnmSynthSpec *s, const char *path, BnErr *e);
 /* The tokens of vocabulary directory dir (tokens.txt + special.tsv): a --vocab-dir model's

@@ -24,6 +24,7 @@ typedef struct {
 	bool proj_bias;        /* blk.N.<proj>.bias (F32 [n_out]) may be added */
 	bool output_weight;    /* output.weight may be present */
 	BnmHead head;
+	bool float_proj;       /* f32/f16/bf16 projections are ternarized at load (else refused) */
 } BnmArch;
 
 /* The table row for an architecture name (len bytes, not NUL-terminated), or NULL. */

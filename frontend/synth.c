@@ -21,6 +21,11 @@ static const struct {
 	{ "tinyold", { .arch = "bitnet", .n_layer = 2, .n_embd = 256, .n_ff = 512, .n_head = 4,
 		       .n_head_kv = 4, .n_vocab = 512, .n_ctx = 512, .eps = 1e-6f, .rope_base = 10000.0f,
 		       .wtype = IR_DT_I2_S, .embd_type = IR_DT_F16, .seed = 1 } },
+	/* llama arch (Llama3-8B-1.58, Falcon3 1.58-bit): no sub-norms, a separate F16 head */
+	{ "tinyllama", { .arch = "llama", .n_layer = 4, .n_embd = 256, .n_ff = 768, .n_head = 4,
+			 .n_head_kv = 2, .n_vocab = 512, .n_ctx = 512, .eps = 1e-5f,
+			 .rope_base = 500000.0f, .wtype = IR_DT_I2_S, .embd_type = IR_DT_F16,
+			 .seed = 1, .untied_head = true } },
 	/* microsoft/bitnet-b1.58-2B-4T */
 	{ "2b4t", { .arch = "bitnet-b1.58", .n_layer = 30, .n_embd = 2560, .n_ff = 6912, .n_head = 20,
 		    .n_head_kv = 5, .n_vocab = 128256, .n_ctx = 4096, .eps = 1e-5f, .rope_base = 500000.0f,
@@ -44,17 +49,23 @@ int bnm_synth_shape(BnmSynthSpec *s, const char *shape, BnErr *e)
 		      shape ? shape : "(null)", list);
 }
 
-/* The shape's name when s has one of the named shapes' dimensions, for general.name. */
+/* The shape's name when s has one of the named shapes' dimensions, for general.name: the
+ * one of s's arch if several have them. */
 static const char *shape_name(const BnmSynthSpec *s)
 {
+	const char *found = NULL;
 	for (int i = 0; i < N_SHAPES; i++) {
 		const BnmSynthSpec *t = &shapes[i].s;
 		if (s->n_layer == t->n_layer && s->n_embd == t->n_embd && s->n_ff == t->n_ff &&
 		    s->n_head == t->n_head && s->n_head_kv == t->n_head_kv &&
-		    s->n_vocab == t->n_vocab)
-			return shapes[i].name;
+		    s->n_vocab == t->n_vocab) {
+			if (strcmp(s->arch ? s->arch : "bitnet-b1.58", t->arch) == 0)
+				return shapes[i].name;
+			if (!found)
+				found = shapes[i].name;
+		}
 	}
-	return NULL;
+	return found;
 }
 
 /* ---- random numbers: xoshiro256** seeded by splitmix64 ---------------------------- */
@@ -120,6 +131,7 @@ static float rng_normalish(Rng *r)
 typedef struct {
 	GgufWriter *w;
 	const BnmSynthSpec *s;
+	const BnmArch *arch;
 	const char *path;
 	BnErr *e;
 	int rc;
@@ -226,12 +238,12 @@ static void gen_ternary(Synth *sy, const char *name, int64_t k, int64_t rows)
 	add_tensor(sy, name, dt, k, rows, dst, nbytes);
 }
 
-/* token_embd: roughly normal, std 0.05 (like the golden models), quantized a slab of
- * rows at a time so that a 128k vocabulary never needs the whole table in f32. */
-static void gen_embd(Synth *sy)
+/* token_embd (or an untied output.weight): roughly normal, std 0.05 (like the golden
+ * models), quantized a slab of rows at a time so that a 128k vocabulary never needs the
+ * whole table in f32. */
+static void gen_embd(Synth *sy, const char *name)
 {
 	const BnmSynthSpec *s = sy->s;
-	const char *name = "token_embd.weight";
 	IrDtype dt = s->embd_type;
 	uint64_t n = (uint64_t)s->n_embd * (uint64_t)s->n_vocab, nbytes = 0, row_bytes = 0;
 	if (!ir_dtype_nbytes(dt, n, (uint64_t)s->n_embd, &nbytes) ||
@@ -280,21 +292,25 @@ static void gen_tensors(Synth *sy)
 {
 	const BnmSynthSpec *s = sy->s;
 	int64_t hd = s->n_embd / s->n_head, kv = hd * s->n_head_kv;
-	gen_embd(sy);
+	gen_embd(sy, "token_embd.weight");
 	for (int L = 0; L < s->n_layer && !sy->rc; L++) {
 		gen_norm(sy, L, "attn_norm", s->n_embd);
 		gen_proj(sy, L, "attn_q", s->n_embd, s->n_embd);
 		gen_proj(sy, L, "attn_k", s->n_embd, kv);
 		gen_proj(sy, L, "attn_v", s->n_embd, kv);
 		gen_proj(sy, L, "attn_output", s->n_embd, s->n_embd);
-		gen_norm(sy, L, "attn_sub_norm", s->n_embd);
+		if (sy->arch->sub_norms)
+			gen_norm(sy, L, "attn_sub_norm", s->n_embd);
 		gen_norm(sy, L, "ffn_norm", s->n_embd);
 		gen_proj(sy, L, "ffn_gate", s->n_embd, s->n_ff);
 		gen_proj(sy, L, "ffn_up", s->n_embd, s->n_ff);
 		gen_proj(sy, L, "ffn_down", s->n_ff, s->n_embd);
-		gen_norm(sy, L, "ffn_sub_norm", s->n_ff);
+		if (sy->arch->sub_norms)
+			gen_norm(sy, L, "ffn_sub_norm", s->n_ff);
 	}
 	gen_f32(sy, "output_norm.weight", s->n_embd, 0.8f, 1.2f);
+	if (s->untied_head)
+		gen_embd(sy, "output.weight");
 }
 
 /* ---- vocabularies ----------------------------------------------------------------------- */
@@ -757,6 +773,13 @@ static bool is_embd_type(IrDtype dt)
 		dt == IR_DT_Q6_K;
 }
 
+/* Float projections are written only for archs that ternarize them at load. */
+static bool is_float_wtype_ok(const BnmSynthSpec *s, const BnmArch *arch)
+{
+	return arch->float_proj ||
+	       !(s->wtype == IR_DT_F32 || s->wtype == IR_DT_F16 || s->wtype == IR_DT_BF16);
+}
+
 /* What the generator needs to produce a file; the loader's own checks (e.g. row
  * blocks) are left to the quantizer's and writer's errors. */
 static int check_spec(const BnmSynthSpec *s, const BnmArch **arch, BnErr *e)
@@ -794,6 +817,16 @@ static int check_spec(const BnmSynthSpec *s, const BnmArch **arch, BnErr *e)
 		return bn_err(e, BN_EINVAL,
 			      "synthetic model: proj_scales: arch %s has no projection scales",
 			      (*arch)->name);
+	if (s->untied_head && (*arch)->head != BNM_HEAD_OUTPUT)
+		return bn_err(e, BN_EINVAL,
+			      "synthetic model: untied_head: arch %s always uses token_embd as its "
+			      "head",
+			      (*arch)->name);
+	if (!is_float_wtype_ok(s, *arch))
+		return bn_err(e, BN_EINVAL,
+			      "synthetic model: wtype %s: arch %s reads only ternary projections "
+			      "(i2_s, tq1_0, tq2_0)",
+			      ir_dtype_name(s->wtype), (*arch)->name);
 	if (!(s->eps >= 0) || !isfinite(s->eps) || !(s->rope_base > 0) || !isfinite(s->rope_base))
 		return bn_err(e, BN_EINVAL, "synthetic model: eps %g / rope_base %g out of range",
 			      s->eps, s->rope_base);
@@ -814,7 +847,7 @@ int bnm_synth_write(const BnmSynthSpec *s, const char *path, BnErr *e)
 		bn_err_prefix(e, "%s", path);
 		return rc;
 	}
-	Synth sy = { .s = s, .path = path, .e = e };
+	Synth sy = { .s = s, .arch = arch, .path = path, .e = e };
 	sy.w = gguf_writer_new();
 	if (!sy.w) {
 		sy.rc = bn_err(e, BN_ENOMEM, "%s: out of memory", path);

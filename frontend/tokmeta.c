@@ -32,10 +32,12 @@ static void tokmeta_free(TokMeta *m)
 
 /* The tokenizer.ggml.pre values that split text as Llama 3 does (llama.cpp's LLAMA3 group:
  * the same regex, whole words looked up before merging, BOS added): the only byte-level BPE
- * split the runtime has. ORDER: the first is the name --tokenizer-pre suggests. */
+ * split the runtime has. ORDER: the first is the name --tokenizer-pre suggests. Not
+ * "falcon3" nor "falcon_e": upstream llama.cpp splits those as Llama 3, but the reference
+ * (bitnet.cpp's fork) splits punctuation runs, then GPT-2's regex, then single digits, and
+ * always merges, which gives other ids (e.g. "123" whole vs "1", "2", "3"). */
 static const char *const llama3_pres[] = {
-	"llama3", "llama-bpe", "llama-v3", "falcon3", "falcon-h1", "falcon_e", "pixtral",
-	"midm-2.0", "lfm2", NULL,
+	"llama3", "llama-bpe", "llama-v3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", NULL,
 };
 
 const char *const *bnm_tok_pres(void)

@@ -296,7 +296,7 @@ static void test_usage_errors(void **state)
 	EXPECT(1, FRAGS("--shape: unknown shape 'huge'"), "mkmodel --shape huge -o x.gguf");
 	EXPECT(1, FRAGS("--type: unknown ternary format 'q4_0'"), "mkmodel --type q4_0 -o x.gguf");
 	EXPECT(1, FRAGS("--embd-type: unknown type 'q4_k'"), "mkmodel --embd-type q4_k -o x.gguf");
-	EXPECT(1, FRAGS("--arch: unknown architecture 'llama'"), "mkmodel --arch llama -o x.gguf");
+	EXPECT(1, FRAGS("--arch: unknown architecture 'gemma'"), "mkmodel --arch gemma -o x.gguf");
 	EXPECT(1, FRAGS("--layers: 'two' is not a number"), "mkmodel --layers two -o x.gguf");
 	EXPECT(1, FRAGS("--hidden: 0 is out of range"), "mkmodel --hidden 0 -o x.gguf");
 	EXPECT(1, FRAGS("mkmodel: unexpected argument 'extra'"), "mkmodel -o x.gguf extra");
@@ -559,6 +559,7 @@ static void test_mkmodel(void **state)
 		{"--arch bitnet --type i2_s --scales --seed 4 --layers 2", "mk-old.gguf"},
 		{"--layers 1 --hidden 256 --ffn 512 --heads 4 --kv-heads 4 --vocab 300 --embd-type q6_k",
 		 "mk-shape.gguf"},
+		{"--shape tinyllama --type tq2_0 --seed 5 --layers 2", "mk-llama.gguf"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const char *p = tu_tmp(cases[i].file);
@@ -582,6 +583,10 @@ static void test_mkmodel(void **state)
 	if (rc != 0 && !(rc == 2 && strstr(out, "f16")))
 		fail_msg("inspect of an F16 model: exit %d\n%s", rc, out);
 	free(out);
+
+	/* arch llama reads only ternary projections: the generator does not write others */
+	EXPECT(2, FRAGS("arch llama reads only ternary projections"),
+	       "mkmodel --shape tinyllama --type f16 -o '%s'", tu_tmp("mk-llama-f16.gguf"));
 
 	/* Same seed, same bytes. */
 	const char *a = tu_tmp("mk-same-a.gguf"), *b = tu_tmp("mk-same-b.gguf");

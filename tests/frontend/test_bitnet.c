@@ -278,22 +278,24 @@ static void test_archs(void **st)
 	assert_string_equal(a[0], "bitnet-b1.58");
 	assert_string_equal(a[1], "bitnet-25");
 	assert_string_equal(a[2], "bitnet");
-	assert_null(a[3]);
+	assert_string_equal(a[3], "llama");
+	assert_null(a[4]);
 }
 
 /* ---- error paths ------------------------------------------------------------------- */
 
-static void set_arch_llama(const Edit *ed, GgufWriter *w)
+static void set_arch_gemma(const Edit *ed, GgufWriter *w)
 {
-	gguf_writer_str(w, "general.architecture", "llama");
+	gguf_writer_str(w, "general.architecture", "gemma");
 }
 
 static void test_unknown_arch(void **st)
 {
-	Edit ed = { .extra = set_arch_llama };
+	Edit ed = { .extra = set_arch_gemma };
 	const char *p = edited(synth("ua.src.gguf", NULL), "ua.gguf", &ed);
 	expect_fail(p, BN_EUNSUPPORTED,
-		    "unknown architecture 'llama' (supported: bitnet-b1.58, bitnet-25, bitnet)");
+		    "unknown architecture 'gemma' (supported: bitnet-b1.58, bitnet-25, bitnet, "
+		    "llama)");
 	expect_fail(p, BN_EUNSUPPORTED, "general.architecture");
 	expect_fail(p, BN_EUNSUPPORTED, "type 36 is read as I2_S only");
 	BnErr e = { 0 };
@@ -578,7 +580,8 @@ static void test_missing_key(void **st)
 		    "layer_norm_rms_epsilon: missing");
 	Edit ed3 = { .drop_key = "general.architecture" };
 	expect_fail(edited(synth("mk3.src.gguf", NULL), "mk3.gguf", &ed3), BN_EFORMAT,
-		    "general.architecture: missing (supported: bitnet-b1.58, bitnet-25, bitnet)");
+		    "general.architecture: missing (supported: bitnet-b1.58, bitnet-25, bitnet, "
+		    "llama)");
 }
 
 static void set_absurd(const Edit *ed, GgufWriter *w)
@@ -1008,6 +1011,162 @@ static void test_graph_name(void **st)
 	model_free(&m);
 }
 
+/* ---- arch llama ------------------------------------------------------------------ */
+
+/* The llama golden shape, 2 layers. */
+static const char *synth_llama(const char *name)
+{
+	BnmSynthSpec s;
+	BnErr e = { 0 };
+	assert_int_equal(bnm_synth_shape(&s, "tinyllama", &e), 0);
+	s.n_layer = 2;
+	const char *path = tu_tmp(name);
+	if (bnm_synth_write(&s, path, &e))
+		fail_msg("synth %s: %s", name, e.msg);
+	return path;
+}
+
+static void check_llama(const char *path, int n_layer, const char *head_name)
+{
+	BnErr e = { 0 };
+	Model m = load(path, &e);
+	if (!m.g)
+		fail_msg("%s", e.msg);
+	IrGraph *g = m.g;
+	assert_string_equal(g->arch, "llama");
+	assert_int_equal(g->hp.n_layer, n_layer);
+	/* no sub-norms: 2 norms per layer fewer than the bitnet archs */
+	assert_int_equal(g->n_nodes, expected_nodes(n_layer) - 2 * n_layer);
+	assert_int_equal(count_op(g, IR_OP_RMSNORM), 2 * n_layer + 1);
+	assert_int_equal(count_op(g, IR_OP_SILU_GLU), n_layer);
+	assert_int_equal(count_op(g, IR_OP_RELU2_GLU), 0);
+	assert_int_equal(count_op(g, IR_OP_TERNARY_MATMUL), 7 * n_layer);
+	assert_null(find_node(g, "blk.0.attn_sub_norm"));
+	assert_null(find_node(g, "blk.0.ffn_sub_norm"));
+	/* attention output straight into attn_output, the GLU straight into ffn_down */
+	const IrNode *o = find_node(g, "blk.1.attn_output");
+	const IrNode *qa = &g->nodes[g->values[o->in[0]].producer];
+	assert_int_equal(g->nodes[g->values[qa->in[0]].producer].op, IR_OP_ATTENTION);
+	const IrNode *d = find_node(g, "blk.1.ffn_down");
+	qa = &g->nodes[g->values[d->in[0]].producer];
+	assert_int_equal(g->nodes[g->values[qa->in[0]].producer].op, IR_OP_SILU_GLU);
+	const IrNode *rq = find_node(g, "blk.1.attn_k.rope");
+	assert_string_equal(ir_attr_str(rq, "mode", ""), "normal");
+	const IrNode *head = find_node(g, "result_output");
+	assert_string_equal(g->values[head->in[1]].name, head_name);
+	assert_int_equal(ir_verify(g, &e), 0);
+	model_free(&m);
+}
+
+static void test_llama(void **st)
+{
+	check_llama(synth_llama("ll.gguf"), 2, "output.weight");
+	/* without output.weight the head is token_embd, as the reference falls back */
+	Edit ed = { .drop_tensor = "output.weight" };
+	check_llama(edited(synth_llama("ll2.src.gguf"), "ll2.gguf", &ed), 2, "token_embd.weight");
+}
+
+/* blk.1.attn_k.weight retyped to ggml type retype_id, zero data (the reader itself refuses
+ * the types bitnetc has no format for, e.g. Q4_0) */
+static uint32_t retype_id;
+static bool retype_k(const Edit *ed, const GgufTensor *t, uint32_t *type, int *n_dims,
+		     int64_t *ne, const void **data, uint64_t *nbytes)
+{
+	if (strcmp(t->name, "blk.1.attn_k.weight") == 0) {
+		Edit *m = (Edit *)ed;
+		uint64_t n = (uint64_t)ne[0] * (uint64_t)ne[1];
+		*type = retype_id;
+		*nbytes = retype_id == 8	? n / 32 * 34
+			  : retype_id == 14 ? n / 256 * 210
+					    : n * (retype_id == 0 ? 4 : 2);
+		m->buf = calloc(1, *nbytes);
+		*data = m->buf;
+	}
+	return true;
+}
+
+static void test_llama_float_proj(void **st)
+{
+	/* The reference runs float or other quantized projections of arch llama as they are,
+	 * not ternary: refused, naming the tensor and its type. */
+	static const struct {
+		uint32_t id;
+		const char *msg;
+	} cases[] = {
+		{ 1, "blk.1.attn_k.weight: unsupported type f16 for arch llama (expected i2_s" },
+		{ 0, "blk.1.attn_k.weight: unsupported type f32 for arch llama" },
+		{ 30, "blk.1.attn_k.weight: unsupported type bf16 for arch llama" },
+		{ 8, "blk.1.attn_k.weight: unsupported type q8_0 for arch llama" },
+		{ 14, "blk.1.attn_k.weight: unsupported type q6_k for arch llama" },
+	};
+	const char *src = synth_llama("lf.src.gguf");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		retype_id = cases[i].id;
+		Edit ed = { .tensor = retype_k };
+		expect_fail(edited(src, "lf.gguf", &ed), BN_EUNSUPPORTED, cases[i].msg);
+	}
+}
+
+static void add_experts(const Edit *ed, GgufWriter *w)
+{
+	gguf_writer_u32(w, "llama.expert_count", 8);
+}
+
+static void add_rope_scaling(const Edit *ed, GgufWriter *w)
+{
+	gguf_writer_f32(w, "llama.rope.scaling.factor", 8.0f);
+}
+
+static void add_rope_scaling_one(const Edit *ed, GgufWriter *w)
+{
+	gguf_writer_f32(w, "llama.rope.scaling.factor", 1.0f);
+	gguf_writer_u32(w, "llama.expert_count", 0);
+}
+
+static void add_key_length(const Edit *ed, GgufWriter *w)
+{
+	gguf_writer_u32(w, "llama.attention.key_length", 128);
+}
+
+static void add_value_length_same(const Edit *ed, GgufWriter *w)
+{
+	gguf_writer_u32(w, "llama.attention.value_length", 64);
+}
+
+static void test_llama_unsupported_keys(void **st)
+{
+	const char *src = synth_llama("lk.src.gguf");
+	Edit ed = { .extra = add_experts };
+	expect_fail(edited(src, "lk.gguf", &ed), BN_EUNSUPPORTED,
+		    "llama.expert_count: 8: mixture-of-experts models are not supported");
+	Edit ed2 = { .extra = add_rope_scaling };
+	expect_fail(edited(src, "lk2.gguf", &ed2), BN_EUNSUPPORTED,
+		    "llama.rope.scaling.factor: 8: RoPE frequency scaling is not supported");
+	Edit ed4 = { .extra = add_key_length };
+	expect_fail(edited(src, "lk4.gguf", &ed4), BN_EUNSUPPORTED,
+		    "llama.attention.key_length: 128, expected the head size 64");
+	Edit ed5 = { .extra = add_value_length_same };
+	check_llama(edited(src, "lk5.gguf", &ed5), 2, "output.weight");
+	/* the neutral values are accepted */
+	Edit ed3 = { .extra = add_rope_scaling_one };
+	check_llama(edited(src, "lk3.gguf", &ed3), 2, "output.weight");
+}
+
+static void test_llama_synth_spec(void **st)
+{
+	/* the generator refuses what the loader would refuse */
+	BnmSynthSpec s;
+	BnErr e = { 0 };
+	assert_int_equal(bnm_synth_shape(&s, "tinyllama", &e), 0);
+	s.wtype = IR_DT_F16;
+	assert_int_equal(bnm_synth_write(&s, tu_tmp("lbad.gguf"), &e), BN_EINVAL);
+	assert_has(e.msg, "arch llama reads only ternary projections");
+	assert_int_equal(bnm_synth_shape(&s, "tinyllama", &e), 0);
+	s.arch = "bitnet-b1.58";
+	assert_int_equal(bnm_synth_write(&s, tu_tmp("lbad.gguf"), &e), BN_EINVAL);
+	assert_has(e.msg, "untied_head");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1038,6 +1197,10 @@ int main(void)
 		cmocka_unit_test(test_nonfinite_unread),
 		cmocka_unit_test(test_embd_types),
 		cmocka_unit_test(test_graph_name),
+		cmocka_unit_test(test_llama),
+		cmocka_unit_test(test_llama_float_proj),
+		cmocka_unit_test(test_llama_unsupported_keys),
+		cmocka_unit_test(test_llama_synth_spec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,9 +75,15 @@ static void test_shapes(void **st)
 	assert_int_equal(s.n_vocab, 128256);
 	assert_int_equal(s.n_ctx, 4096);
 	assert_true(s.rope_base == 500000.0f);
+	assert_int_equal(bnm_synth_shape(&s, "tinyllama", &e), 0);
+	assert_string_equal(s.arch, "llama");
+	assert_int_equal(s.n_layer, 4);
+	assert_int_equal(s.n_embd, 256);
+	assert_int_equal(s.n_head_kv, 2);
+	assert_true(s.untied_head);
 	assert_int_equal(bnm_synth_shape(&s, "huge", &e), BN_EINVAL);
 	assert_non_null(strstr(e.msg, "'huge'"));
-	assert_non_null(strstr(e.msg, "tiny, tinyold, 2b4t"));
+	assert_non_null(strstr(e.msg, "tiny, tinyold, tinyllama, 2b4t"));
 }
 
 static void test_deterministic(void **st)
@@ -224,9 +230,9 @@ static void test_bad_specs(void **st)
 	s.n_head = 3;
 	assert_int_equal(bnm_synth_write(&s, tu_tmp("bad.gguf"), &e), BN_EINVAL);
 	spec(&s, 1);
-	s.arch = "llama";
+	s.arch = "gemma";
 	assert_int_equal(bnm_synth_write(&s, tu_tmp("bad.gguf"), &e), BN_EINVAL);
-	assert_non_null(strstr(e.msg, "'llama'"));
+	assert_non_null(strstr(e.msg, "'gemma'"));
 	spec(&s, 1);
 	s.n_layer = 1 << 20;
 	assert_int_equal(bnm_synth_write(&s, tu_tmp("bad.gguf"), &e), BN_EINVAL);

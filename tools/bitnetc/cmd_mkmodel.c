@@ -11,9 +11,11 @@ const char usage_mkmodel[] =
 	"usage: bitnetc mkmodel -o FILE [options]\n"
 	"\n"
 	"Writes a synthetic BitNet model (seeded random ternary weights) as GGUF.\n"
-	"  --shape tiny|2b4t     base shape (default tiny: the golden test shape; 2b4t: the\n"
-	"                        full BitNet b1.58 2B-4T shape)\n"
-	"  --arch A              bitnet-b1.58 (default), bitnet-25 or bitnet\n"
+	"  --shape tiny|tinyllama|2b4t\n"
+	"                        base shape (default tiny: the golden test shape; tinyllama:\n"
+	"                        the golden llama-arch shape, with a separate output.weight;\n"
+	"                        2b4t: the full BitNet b1.58 2B-4T shape)\n"
+	"  --arch A              bitnet-b1.58 (default), bitnet-25, bitnet or llama\n"
 	"  --layers N --hidden N --ffn N --heads N --kv-heads N --vocab N --ctx N\n"
 	"                        override the shape\n"
 	"  --type T              ternary weight format: i2_s (default), tq1_0, tq2_0; or f16,\n"
@@ -116,8 +118,10 @@ int cmd_mkmodel(int argc, char **argv)
 	BnmSynthSpec s;
 	BnErr e = {0};
 	memset(&s, 0, sizeof s);
-	if (strcmp(shape, "tiny") != 0 && strcmp(shape, "2b4t") != 0)
-		return usage_err(a.cmd, "--shape: unknown shape '%s' (tiny or 2b4t)", shape);
+	if (strcmp(shape, "tiny") != 0 && strcmp(shape, "tinyllama") != 0 &&
+	    strcmp(shape, "2b4t") != 0)
+		return usage_err(a.cmd, "--shape: unknown shape '%s' (tiny, tinyllama or 2b4t)",
+				 shape);
 	if (bnm_synth_shape(&s, shape, &e) != BN_OK)
 		return usage_err(a.cmd, "--shape: %s", e.msg);
 	if (arch) {

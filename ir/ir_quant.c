@@ -371,67 +371,68 @@ static void q6k_block_ref(const float *src, uint8_t *dst)
 /* ---- Q6_K, the 16 groups of a block side by side -----------------------
  * The same float and double operations as the reference, in the same order for each
  * group, with the group as the inner (vector) index: x[i][g] is element i of group g.
- * Where the reference would take lrintf (a quotient of 2^22 or more in magnitude,
- * infinite or NaN) the block is left to the reference. A step of 0 gives codes 0 (the
- * divisor is then 1, so nothing divides by zero). Compiled once per instruction set
- * below; always_inline so that each copy is vectorized for its own. */
+ * Where the reference might take lrintf (a quotient of 2^22 or more in magnitude,
+ * infinite or NaN: seen as a group's sum of |quotient| not below 2^22) the block is left
+ * to the reference. Compiled once per instruction set below; always_inline so that each
+ * copy is vectorized for its own (with -ffp-contract=off, as all of bn_ir: a fused
+ * multiply-add would change the error sums). */
 
 #define Q6K_INLINE static inline __attribute__((always_inline))
 
-/* The code of x at step s (div: s, or 1 where s is 0), as a float -32..31: 0 where s
- * is 0; *big set where the quotient is out of the fast range. */
-Q6K_INLINE float q6k_lane_code(float x, float s, float div, int *big)
+/* The code of x at step s as a float -32..31, div being s, or infinity where s is 0
+ * (the quotient is then 0 for a finite x, the code 0 as in the reference). |quotient|
+ * is added to *mag, which stays below 2^22 only if every quotient is in the fast range
+ * (a NaN or infinity makes it NaN or infinite). */
+Q6K_INLINE float q6k_lane_code(float x, float div, float *mag)
 {
 	float v = x / div;
-	*big |= !(fabsf(v) < 0x1p22f) & (s != 0);
+	*mag += fabsf(v);
 	float r = (v + 0x1.8p23f) - 0x1.8p23f;
-	r = r < -32 ? -32 : r > 31 ? 31 : r;
-	return s != 0 ? r : 0;
+	r = r < -32 ? -32 : r;
+	return r > 31 ? 31 : r;
 }
 
-/* What q6k_lanes_* need before their loop: the divisors, no group out of range yet. */
-Q6K_INLINE void q6k_lanes_start(const float s[16], float div[16], int big[16])
+/* What q6k_lanes_* need before their loop: the divisors, no quotient yet. */
+Q6K_INLINE void q6k_lanes_start(const float s[16], float div[16], float mag[16])
 {
 	for (int g = 0; g < 16; g++) {
-		div[g] = s[g] != 0 ? s[g] : 1.0f;
-		big[g] = 0;
+		div[g] = s[g] != 0 ? s[g] : INFINITY;
+		mag[g] = 0;
 	}
 }
 
-Q6K_INLINE bool q6k_lanes_ok(const int big[16])
+Q6K_INLINE bool q6k_lanes_ok(const float mag[16])
 {
-	int any = 0;
+	int ok = 1;
 	for (int g = 0; g < 16; g++)
-		any |= big[g];
-	return !any;
+		ok &= mag[g] < 0x1p22f;
+	return ok;
 }
 
 /* The codes of every group at steps s[g] into c; false if a quotient is out of range. */
 Q6K_INLINE bool q6k_lanes_codes(const float x[16][16], const float s[16], float c[16][16])
 {
-	float div[16];
-	int big[16];
-	q6k_lanes_start(s, div, big);
+	float div[16], mag[16];
+	q6k_lanes_start(s, div, mag);
 	for (int i = 0; i < 16; i++)
 		for (int g = 0; g < 16; g++)
-			c[i][g] = q6k_lane_code(x[i][g], s[g], div[g], &big[g]);
-	return q6k_lanes_ok(big);
+			c[i][g] = q6k_lane_code(x[i][g], div[g], &mag[g]);
+	return q6k_lanes_ok(mag);
 }
 
 /* Their squared error, in element order per group. */
 Q6K_INLINE bool q6k_lanes_err(const float x[16][16], const float s[16], float err[16])
 {
-	float div[16];
-	int big[16];
-	q6k_lanes_start(s, div, big);
+	float div[16], mag[16];
+	q6k_lanes_start(s, div, mag);
 	for (int g = 0; g < 16; g++)
 		err[g] = 0;
 	for (int i = 0; i < 16; i++)
 		for (int g = 0; g < 16; g++) {
-			float d = x[i][g] - s[g] * q6k_lane_code(x[i][g], s[g], div[g], &big[g]);
+			float d = x[i][g] - s[g] * q6k_lane_code(x[i][g], div[g], &mag[g]);
 			err[g] += d * d;
 		}
-	return q6k_lanes_ok(big);
+	return q6k_lanes_ok(mag);
 }
 
 /* The sums of x * code (double, in element order) and code * code (exact in a float:
@@ -561,7 +562,7 @@ Q6K_ROWS(q6k_rows_portable, )
 #if defined(__x86_64__) && defined(__GNUC__)
 #define Q6K_X86 1
 Q6K_ROWS(q6k_rows_avx2, __attribute__((target("avx2"))))
-Q6K_ROWS(q6k_rows_avx512, __attribute__((target("avx512f,prefer-vector-width=512"))))
+Q6K_ROWS(q6k_rows_avx512, __attribute__((target("avx512f"))))
 #endif
 
 static int64_t q6k_rows_ref(const float *src, uint8_t *dst, int64_t nb)

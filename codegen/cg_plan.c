@@ -78,17 +78,35 @@ static void put_le64(uint8_t *p, uint64_t v)
 
 /* The payload's file: written with large write()s, and the bytes that come unchanged from
  * the mapped model copied file to file by the kernel (no page faults on the mapping, no
- * copy through user memory) while copy_file_range works there. */
+ * copy through user memory) while copy_file_range works there. The disk writes start
+ * every PAY_KICK bytes (sync_file_range, not waited for), so that they overlap the
+ * copying and the final fsync has little left to wait for. */
+enum { PAY_KICK = 32 << 20 };
+
 typedef struct {
 	int fd;
-	bool cfr; /* copy_file_range still worth trying */
+	bool cfr;	      /* copy_file_range still worth trying */
+	uint64_t pos, kicked; /* the file offset; written back from kicked on not yet started */
 } PayOut;
+
+static void put_advance(PayOut *o, uint64_t n)
+{
+	o->pos += n;
+#ifdef SYNC_FILE_RANGE_WRITE
+	if (o->pos - o->kicked >= PAY_KICK) {
+		/* a hint: where it fails, the fsync at the end does it all */
+		(void)sync_file_range(o->fd, (off_t)o->kicked, (off_t)(o->pos - o->kicked),
+				      SYNC_FILE_RANGE_WRITE);
+		o->kicked = o->pos;
+	}
+#endif
+}
 
 static int put_bytes(PayOut *o, const void *data, uint64_t n)
 {
 	const uint8_t *p = data;
 	while (n) {
-		size_t k = n > (1u << 30) ? (size_t)1 << 30 : (size_t)n;
+		size_t k = n > PAY_KICK ? (size_t)PAY_KICK : (size_t)n;
 		ssize_t w = write(o->fd, p, k);
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -99,6 +117,7 @@ static int put_bytes(PayOut *o, const void *data, uint64_t n)
 		}
 		p += w;
 		n -= (uint64_t)w;
+		put_advance(o, (uint64_t)w);
 	}
 	return 0;
 }
@@ -124,7 +143,8 @@ static int put_value(PayOut *o, const CgPayload *p, const void *data, uint64_t n
 	    (uint64_t)(d - b) <= p->src_size - n) {
 		loff_t in = (loff_t)(d - b);
 		while (done < n) {
-			ssize_t w = copy_file_range(p->src_fd, &in, o->fd, NULL, (size_t)(n - done), 0);
+			uint64_t k = n - done > PAY_KICK ? PAY_KICK : n - done;
+			ssize_t w = copy_file_range(p->src_fd, &in, o->fd, NULL, (size_t)k, 0);
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w <= 0) {
@@ -134,6 +154,7 @@ static int put_value(PayOut *o, const CgPayload *p, const void *data, uint64_t n
 				break;
 			}
 			done += (uint64_t)w;
+			put_advance(o, (uint64_t)w);
 		}
 	}
 	return put_bytes(o, d + done, n - done);
@@ -159,6 +180,7 @@ int cg_payload_write(const IrGraph *g, const CgPayload *p, const char *path, boo
 			return bn_err(e, BN_EIO, "%s: cannot seek: %s", shown, strerror(err));
 		}
 		start = ((uint64_t)end + 4095) / 4096 * 4096;
+		o.pos = o.kicked = (uint64_t)end;
 		bad |= put_zeros(&o, start - (uint64_t)end);
 	}
 	uint64_t at = 0;

@@ -101,6 +101,16 @@ void ir_dequant(IrDtype dt, const void *src, float *dst, int64_t n);
  * reference quantizers do. For I2_S, n is the whole tensor and dst gets n/4 + 32 bytes
  * (scale = max|x| over the tensor, zero padding). */
 void ir_quant(IrDtype dt, const float *src, void *dst, int64_t n);
+/* Q6_K's quantizers, which write the same bytes: the reference (one 16-element group at
+ * a time), the portable one (the 16 groups of a block side by side, as vectors of the
+ * build's ISA) and that code compiled for AVX2 and for AVX-512, picked at run time;
+ * a block the side-by-side code does not handle (a NaN, an infinity, a quotient of 2^22
+ * or more) is done by the reference. ir_quant takes the widest this host runs; the tests
+ * compare them all. ir_quant_q6_k_impl returns how many blocks the reference did, or -1
+ * (and writes nothing) if this host cannot run impl. */
+typedef enum { IR_Q6K_REF, IR_Q6K_PORTABLE, IR_Q6K_AVX2, IR_Q6K_AVX512, IR_Q6K_COUNT } IrQ6kImpl;
+const char *ir_q6k_impl_name(IrQ6kImpl impl);
+int64_t ir_quant_q6_k_impl(IrQ6kImpl impl, const float *src, void *dst, int64_t n);
 
 /* Ternary weights, one row of a [k x rows] tensor (ggml ne = {k, rows}):
  * w[i] in {-1, 0, +1} for i < k, and the scales that multiply it: for I2_S one

@@ -335,37 +335,285 @@ static float q6k_group_scale(const float *x)
 	return best;
 }
 
-static void quant_q6_k(const float *src, uint8_t *dst, int64_t nb)
+/* The reference: one block, one group at a time. The fast path below is tested to write
+ * the same bytes, and falls back to this for a block it does not handle. */
+static void q6k_block_ref(const float *src, uint8_t *dst)
 {
-	for (int64_t b = 0; b < nb; b++, src += 256, dst += Q6_K_BYTES) {
-		float gs[16], smax = 0;
-		for (int g = 0; g < 16; g++) {
-			gs[g] = q6k_group_scale(src + 16 * g);
-			smax = fmaxf(smax, fabsf(gs[g]));
-		}
-		uint16_t dh = bn_f32_to_f16(smax / 127);
-		float d = bn_f16_to_f32(dh);
-		memset(dst, 0, Q6_K_BYTES);
-		wr16(dst + 208, dh);
-		int8_t sc[16];
-		for (int g = 0; g < 16; g++) {
-			long v = d != 0 ? lrintf(gs[g] / d) : 0;
-			sc[g] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
-		}
-		memcpy(dst + 192, sc, 16);
-		/* codes against the scale the decoder will actually use */
-		for (int g = 0; g < 16; g++) {
-			int q[16];
-			q6k_group_codes(src + 16 * g, d * (float)sc[g], q);
-			for (int i = 0; i < 16; i++) {
-				int e = 16 * g + i, iql, sh, iqh, isc;
-				q6k_pos(e, &iql, &sh, &iqh, &isc);
-				int s = (e % 128) / 32, code = q[i] + 32;
-				dst[iql] |= (uint8_t)((code & 0xf) << sh);
-				dst[128 + iqh] |= (uint8_t)((code >> 4) << (2 * s));
-			}
+	float gs[16], smax = 0;
+	for (int g = 0; g < 16; g++) {
+		gs[g] = q6k_group_scale(src + 16 * g);
+		smax = fmaxf(smax, fabsf(gs[g]));
+	}
+	uint16_t dh = bn_f32_to_f16(smax / 127);
+	float d = bn_f16_to_f32(dh);
+	memset(dst, 0, Q6_K_BYTES);
+	wr16(dst + 208, dh);
+	int8_t sc[16];
+	for (int g = 0; g < 16; g++) {
+		long v = d != 0 ? lrintf(gs[g] / d) : 0;
+		sc[g] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+	}
+	memcpy(dst + 192, sc, 16);
+	/* codes against the scale the decoder will actually use */
+	for (int g = 0; g < 16; g++) {
+		int q[16];
+		q6k_group_codes(src + 16 * g, d * (float)sc[g], q);
+		for (int i = 0; i < 16; i++) {
+			int e = 16 * g + i, iql, sh, iqh, isc;
+			q6k_pos(e, &iql, &sh, &iqh, &isc);
+			int s = (e % 128) / 32, code = q[i] + 32;
+			dst[iql] |= (uint8_t)((code & 0xf) << sh);
+			dst[128 + iqh] |= (uint8_t)((code >> 4) << (2 * s));
 		}
 	}
+}
+
+/* ---- Q6_K, the 16 groups of a block side by side -----------------------
+ * The same float and double operations as the reference, in the same order for each
+ * group, with the group as the inner (vector) index: x[i][g] is element i of group g.
+ * Where the reference might take lrintf (a quotient of 2^22 or more in magnitude,
+ * infinite or NaN: seen as a group's sum of |quotient| not below 2^22) the block is left
+ * to the reference. Compiled once per instruction set below; always_inline so that each
+ * copy is vectorized for its own (with -ffp-contract=off, as all of bn_ir: a fused
+ * multiply-add would change the error sums). */
+
+#define Q6K_INLINE static inline __attribute__((always_inline))
+
+/* The code of x at step s as a float -32..31, div being s, or infinity where s is 0
+ * (the quotient is then 0 for a finite x, the code 0 as in the reference). |quotient|
+ * is added to *mag, which stays below 2^22 only if every quotient is in the fast range
+ * (a NaN or infinity makes it NaN or infinite). */
+Q6K_INLINE float q6k_lane_code(float x, float div, float *mag)
+{
+	float v = x / div;
+	*mag += fabsf(v);
+	float r = (v + 0x1.8p23f) - 0x1.8p23f;
+	r = r < -32 ? -32 : r;
+	return r > 31 ? 31 : r;
+}
+
+/* What q6k_lanes_* need before their loop: the divisors, no quotient yet. */
+Q6K_INLINE void q6k_lanes_start(const float s[16], float div[16], float mag[16])
+{
+	for (int g = 0; g < 16; g++) {
+		div[g] = s[g] != 0 ? s[g] : INFINITY;
+		mag[g] = 0;
+	}
+}
+
+Q6K_INLINE bool q6k_lanes_ok(const float mag[16])
+{
+	int ok = 1;
+	for (int g = 0; g < 16; g++)
+		ok &= mag[g] < 0x1p22f;
+	return ok;
+}
+
+/* The codes of every group at steps s[g] into c; false if a quotient is out of range. */
+Q6K_INLINE bool q6k_lanes_codes(const float x[16][16], const float s[16], float c[16][16])
+{
+	float div[16], mag[16];
+	q6k_lanes_start(s, div, mag);
+	for (int i = 0; i < 16; i++)
+		for (int g = 0; g < 16; g++)
+			c[i][g] = q6k_lane_code(x[i][g], div[g], &mag[g]);
+	return q6k_lanes_ok(mag);
+}
+
+/* Their squared error, in element order per group. */
+Q6K_INLINE bool q6k_lanes_err(const float x[16][16], const float s[16], float err[16])
+{
+	float div[16], mag[16];
+	q6k_lanes_start(s, div, mag);
+	for (int g = 0; g < 16; g++)
+		err[g] = 0;
+	for (int i = 0; i < 16; i++)
+		for (int g = 0; g < 16; g++) {
+			float d = x[i][g] - s[g] * q6k_lane_code(x[i][g], div[g], &mag[g]);
+			err[g] += d * d;
+		}
+	return q6k_lanes_ok(mag);
+}
+
+/* The sums of x * code (double, in element order) and code * code (exact in a float:
+ * at most 16 * 1024) of every group. (The codes go through memory: with the double
+ * sums in the same loop, it does not vectorize.) */
+Q6K_INLINE bool q6k_lanes_sums(const float x[16][16], const float s[16], double sxq[16],
+			       float sqq[16])
+{
+	float c[16][16];
+	if (!q6k_lanes_codes(x, s, c))
+		return false;
+	for (int g = 0; g < 16; g++) {
+		sxq[g] = 0;
+		sqq[g] = 0;
+	}
+	for (int i = 0; i < 16; i++)
+		for (int g = 0; g < 16; g++) {
+			sxq[g] += (double)x[i][g] * (double)c[i][g];
+			sqq[g] += c[i][g] * c[i][g];
+		}
+	return true;
+}
+
+/* q6k_group_scale for every group; false where the reference must do the block. */
+Q6K_INLINE bool q6k_lanes_scales(const float x[16][16], float gs[16])
+{
+	float xm[16], s[16], best[16], best_err[16], err[16];
+	for (int g = 0; g < 16; g++)
+		xm[g] = 0;
+	for (int i = 0; i < 16; i++)
+		for (int g = 0; g < 16; g++)
+			xm[g] = fabsf(x[i][g]) > fabsf(xm[g]) ? x[i][g] : xm[g];
+	for (int g = 0; g < 16; g++) {
+		best[g] = -xm[g] / 32;
+		best_err[g] = INFINITY;
+	}
+	for (int t = -8; t <= 8; t++) {
+		float den = 32.0f + 0.25f * (float)t, sqq[16], fit[16];
+		double sxq[16];
+		for (int g = 0; g < 16; g++)
+			s[g] = -xm[g] / den;
+		if (!q6k_lanes_sums(x, s, sxq, sqq))
+			return false;
+		/* the refit where sqq > 0 (so at least 1): the division is done for every
+		 * group (by 1 where sqq is 0, and then unused), so that no loop branches */
+		for (int g = 0; g < 16; g++)
+			fit[g] = (float)(sxq[g] / ((double)sqq[g] + (double)(sqq[g] == 0)));
+		for (int g = 0; g < 16; g++)
+			s[g] = sqq[g] > 0 ? fit[g] : s[g];
+		if (!q6k_lanes_err(x, s, err))
+			return false;
+		for (int g = 0; g < 16; g++)
+			best[g] = err[g] < best_err[g] ? s[g] : best[g];
+		for (int g = 0; g < 16; g++)
+			best_err[g] = err[g] < best_err[g] ? err[g] : best_err[g];
+	}
+	for (int g = 0; g < 16; g++)
+		gs[g] = xm[g] == 0 ? 0 : best[g];
+	return true;
+}
+
+/* One block as q6k_block_ref writes it; false (dst undefined) where it must do it. */
+Q6K_INLINE bool q6k_block_lanes(const float *src, uint8_t *dst)
+{
+	float x[16][16], gs[16], s[16], c[16][16];
+	for (int g = 0; g < 16; g++)
+		for (int i = 0; i < 16; i++)
+			x[i][g] = src[16 * g + i];
+	if (!q6k_lanes_scales(x, gs))
+		return false;
+	float smax = 0;
+	for (int g = 0; g < 16; g++)
+		smax = fmaxf(smax, fabsf(gs[g]));
+	uint16_t dh = bn_f32_to_f16(smax / 127);
+	float d = bn_f16_to_f32(dh);
+	/* the group scales in units of d, rounded as lrintf does where it is exact */
+	float r[16];
+	int big = 0;
+	for (int g = 0; g < 16; g++) {
+		float v = gs[g] / (d != 0 ? d : 1.0f);
+		big |= !(fabsf(v) < 0x1p22f);
+		v = (v + 0x1.8p23f) - 0x1.8p23f;
+		r[g] = d != 0 ? (v < -128 ? -128 : v > 127 ? 127 : v) : 0;
+	}
+	if (big && d != 0)
+		return false;
+	int8_t sc[16];
+	for (int g = 0; g < 16; g++) {
+		sc[g] = (int8_t)r[g];
+		s[g] = d * (float)sc[g];
+	}
+	if (!q6k_lanes_codes(x, s, c))
+		return false;
+	/* element e = 16g + i: half e / 128, slot (e % 128) / 32, l = e % 32 */
+	uint8_t code[256];
+	for (int i = 0; i < 16; i++)
+		for (int g = 0; g < 16; g++)
+			code[16 * g + i] = (uint8_t)((int)c[i][g] + 32);
+	for (int h = 0; h < 2; h++) {
+		const uint8_t *q = code + 128 * h;
+		for (int l = 0; l < 32; l++) {
+			dst[64 * h + l] = (uint8_t)((q[l] & 0xf) | (q[64 + l] & 0xf) << 4);
+			dst[64 * h + 32 + l] = (uint8_t)((q[32 + l] & 0xf) | (q[96 + l] & 0xf) << 4);
+			dst[128 + 32 * h + l] = (uint8_t)(q[l] >> 4 | (q[32 + l] >> 4) << 2 |
+							  (q[64 + l] >> 4) << 4 | (q[96 + l] >> 4) << 6);
+		}
+	}
+	memcpy(dst + 192, sc, 16);
+	wr16(dst + 208, dh);
+	return true;
+}
+
+/* Blocks the fast path could not do are done by the reference; their number returned. */
+#define Q6K_ROWS(name, attr)                                                            \
+	attr static int64_t name(const float *src, uint8_t *dst, int64_t nb)            \
+	{                                                                               \
+		int64_t slow = 0;                                                       \
+		for (int64_t b = 0; b < nb; b++, src += 256, dst += Q6_K_BYTES)         \
+			if (!q6k_block_lanes(src, dst)) {                               \
+				q6k_block_ref(src, dst);                                \
+				slow++;                                                 \
+			}                                                               \
+		return slow;                                                            \
+	}
+
+Q6K_ROWS(q6k_rows_portable, )
+#if defined(__x86_64__) && defined(__GNUC__)
+#define Q6K_X86 1
+Q6K_ROWS(q6k_rows_avx2, __attribute__((target("avx2"))))
+Q6K_ROWS(q6k_rows_avx512, __attribute__((target("avx512f"))))
+#endif
+
+static int64_t q6k_rows_ref(const float *src, uint8_t *dst, int64_t nb)
+{
+	for (int64_t b = 0; b < nb; b++, src += 256, dst += Q6_K_BYTES)
+		q6k_block_ref(src, dst);
+	return nb;
+}
+
+typedef int64_t (*Q6kRowsFn)(const float *src, uint8_t *dst, int64_t nb);
+
+/* The implementation, or NULL if this host cannot run it. */
+static Q6kRowsFn q6k_impl_fn(IrQ6kImpl impl)
+{
+	switch (impl) {
+	case IR_Q6K_REF:
+		return q6k_rows_ref;
+	case IR_Q6K_PORTABLE:
+		return q6k_rows_portable;
+#ifdef Q6K_X86
+	case IR_Q6K_AVX2:
+		return __builtin_cpu_supports("avx2") ? q6k_rows_avx2 : NULL;
+	case IR_Q6K_AVX512:
+		return __builtin_cpu_supports("avx512f") ? q6k_rows_avx512 : NULL;
+#endif
+	default:
+		return NULL;
+	}
+}
+
+const char *ir_q6k_impl_name(IrQ6kImpl impl)
+{
+	static const char *const names[] = {"reference", "portable", "avx2", "avx512"};
+	_Static_assert(sizeof names / sizeof names[0] == IR_Q6K_COUNT, "names vs IrQ6kImpl");
+	return (unsigned)impl < IR_Q6K_COUNT ? names[impl] : "invalid";
+}
+
+int64_t ir_quant_q6_k_impl(IrQ6kImpl impl, const float *src, void *dst, int64_t n)
+{
+	BN_ASSERT(n >= 0 && n % 256 == 0);
+	Q6kRowsFn fn = q6k_impl_fn(impl);
+	return fn ? fn(src, dst, n / 256) : -1;
+}
+
+/* The widest implementation this host runs; all write the same bytes. */
+static void quant_q6_k(const float *src, uint8_t *dst, int64_t nb)
+{
+	Q6kRowsFn fn = q6k_impl_fn(IR_Q6K_AVX512);
+	if (!fn)
+		fn = q6k_impl_fn(IR_Q6K_AVX2);
+	(fn ? fn : q6k_rows_portable)(src, dst, nb);
 }
 
 /* ---- ternary formats (FORMATS.md 6) -------------------------------------- */

@@ -1,6 +1,7 @@
 /* test_quant.c - dtype table, f16/bf16 conversion and the weight codecs of ir_quant.c. */
 #include "testutil.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -506,6 +507,129 @@ static void test_q6_k_roundtrip(void **state)
 	free(b);
 }
 
+/* ---- Q6_K: the fast quantizers against the reference ----------------------- */
+
+enum { Q6K_NB = 3000 };
+
+/* Weights as a model's f16 head holds them: gaussian-ish, a spread per block, a few
+ * outliers, some zero groups; every quotient in the fast range. */
+static void q6k_fill_plain(float *x, int64_t nb, uint64_t seed)
+{
+	uint64_t rs = seed;
+	for (int64_t b = 0; b < nb; b++) {
+		float spread = 0.002f * (float)(1 + tu_rand(&rs) % 50);
+		for (int i = 0; i < 256; i++) {
+			float v = (tu_randf(&rs) + tu_randf(&rs) + tu_randf(&rs)) * spread;
+			if (tu_rand(&rs) % 97 == 0)
+				v *= 20;
+			x[256 * b + i] = bn_f16_to_f32(bn_f32_to_f16(v));
+		}
+		if (b % 11 == 0)
+			memset(x + 256 * b + 16 * (int)(tu_rand(&rs) % 16), 0, 16 * sizeof *x);
+	}
+}
+
+/* One element of a hostile block of kind k (see q6k_fill_hostile). */
+static float q6k_hostile_value(int k, int i, float scale, uint64_t *rs)
+{
+	float u = tu_randf(rs);
+	switch (k) {
+	case 0: /* uniform at a random power of two, from all-subnormal to f16-d overflow */
+		return u * scale;
+	case 1: /* zeros, negative zeros and zero groups among values */
+		return i % 3 == 0 ? 0.0f : i % 3 == 1 ? -0.0f : (i / 16 % 2 ? u : 0);
+	case 2: /* one huge value in each group of small ones */
+		return i % 16 == 5 ? ldexpf(i & 32 ? 1 : -1, 8 + i / 32) : u * 0x1p-12f;
+	case 3: /* ties: half-integer steps of a group whose extreme is exactly -32 steps */
+		return i % 16 == 0 ? -32 * scale : (float)((int)(tu_rand(rs) % 63) - 32) * scale +
+						      (i & 1 ? 0.5f * scale : 0);
+	case 4: /* subnormals: random bits below the smallest normal */
+		return bitsf((uint32_t)(tu_rand(rs) & 0x807fffffu));
+	case 5: /* extremes (the largest are with NaN, below: d overflows f16) */
+	{
+		static const float ext[] = {FLT_MIN, -FLT_MIN, FLT_TRUE_MIN, -FLT_TRUE_MIN,
+					    0x1p22f, -0x1p22f, 1, -1, 0x1p-100f, 0x1.fffffep-1f};
+		return ext[tu_rand(rs) % (sizeof ext / sizeof ext[0])];
+	}
+	case 6: /* groups of very different size: scales that round to 0, and the clamp */
+		return u * (i / 16 == 3 ? 1.0f : 0x1p-30f * (float)(i / 16));
+	case 7: /* f16 values that are exact ties of the f16 d */
+		return bn_f16_to_f32((uint16_t)(tu_rand(rs) & 0xfbff));
+	default: /* infinities, NaN and FLT_MAX among values: the reference's lrintf path */
+		return i == 7 ? INFINITY : i == 100 ? -INFINITY : i == 200 ? NAN :
+		       i == 255 ? -FLT_MAX : u;
+	}
+}
+
+/* nb blocks of kind b % 9 at random scales: values that reach every branch of the
+ * reference (zero groups, zero and subnormal steps, ties, clamps, lrintf). */
+static void q6k_fill_hostile(float *x, int64_t nb, uint64_t seed)
+{
+	uint64_t rs = seed;
+	for (int64_t b = 0; b < nb; b++) {
+		int k = (int)(b % 9), e = (int)(tu_rand(&rs) % 276) - 150;
+		float scale = ldexpf(1, k == 3 ? e % 32 : e); /* ties at moderate scales */
+		for (int i = 0; i < 256; i++)
+			x[256 * b + i] = q6k_hostile_value(k, i, scale, &rs);
+	}
+}
+
+/* impl writes the reference's bytes for plain and for hostile blocks; it does every
+ * plain block itself, and leaves the reference some hostile ones (NaN, infinity). */
+static void check_q6k_impl(IrQ6kImpl impl)
+{
+	float *x = malloc(256 * Q6K_NB * sizeof *x);
+	uint8_t *want = malloc(210 * Q6K_NB), *got = malloc(210 * Q6K_NB);
+	assert_true(x && want && got);
+	for (int kind = 0; kind < 2; kind++) {
+		if (kind == 0)
+			q6k_fill_plain(x, Q6K_NB, 7);
+		else
+			q6k_fill_hostile(x, Q6K_NB, 8);
+		assert_int_equal(ir_quant_q6_k_impl(IR_Q6K_REF, x, want, 256 * Q6K_NB), Q6K_NB);
+		memset(got, 0xa5, 210 * Q6K_NB);
+		int64_t slow = ir_quant_q6_k_impl(impl, x, got, 256 * Q6K_NB);
+		if (slow < 0) {
+			print_message("skipped: this CPU cannot run the %s Q6_K quantizer\n",
+				      ir_q6k_impl_name(impl));
+			free(x), free(want), free(got);
+			skip();
+		}
+		for (int b = 0; b < Q6K_NB; b++)
+			if (memcmp(want + 210 * b, got + 210 * b, 210) != 0)
+				fail_msg("%s: Q6_K block %d (%s data) differs from the reference",
+					 ir_q6k_impl_name(impl), b, kind ? "hostile" : "plain");
+		if (kind == 0)
+			assert_int_equal(slow, 0);
+		else
+			assert_true(slow >= Q6K_NB / 9 && slow < Q6K_NB / 2);
+	}
+	/* ir_quant takes one of them */
+	ir_quant(IR_DT_Q6_K, x, got, 256 * Q6K_NB);
+	assert_memory_equal(want, got, 210 * Q6K_NB);
+	free(x);
+	free(want);
+	free(got);
+}
+
+static void test_q6_k_portable(void **state)
+{
+	(void)state;
+	check_q6k_impl(IR_Q6K_PORTABLE);
+}
+
+static void test_q6_k_avx2(void **state)
+{
+	(void)state;
+	check_q6k_impl(IR_Q6K_AVX2);
+}
+
+static void test_q6_k_avx512(void **state)
+{
+	(void)state;
+	check_q6k_impl(IR_Q6K_AVX512);
+}
+
 /* ---- ternary formats ----------------------------------------------------- */
 
 /* Random ternary weights; every 256-element block gets at least one non-zero so its
@@ -856,6 +980,9 @@ int main(void)
 		cmocka_unit_test(test_q8_0_roundtrip),
 		cmocka_unit_test(test_q6_k_known),
 		cmocka_unit_test(test_q6_k_roundtrip),
+		cmocka_unit_test(test_q6_k_portable),
+		cmocka_unit_test(test_q6_k_avx2),
+		cmocka_unit_test(test_q6_k_avx512),
 		cmocka_unit_test(test_i2s_known_bytes),
 		cmocka_unit_test(test_i2s_roundtrip),
 		cmocka_unit_test(test_tq2_0_known_bytes),

@@ -41,10 +41,10 @@ static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
  * registers as they stream by (no row buffer). Tokens share each converted weight vector
  * across a register tile of 4 rows x tt tokens, which prefetches the next 4 rows itself;
  * one token (the GEMV, bound by memory bandwidth: 657 MB of f16 per token for the 2B
- * model) runs the 4 x 1 tile. Every (row, token) is one accumulator over the vectors in
- * order, then its lanes summed, in every tile and in the 1 x 1 of the rows left over: a
- * row's logit has the same bits whatever the token count (a step-mode row in a call of
- * several rows is the one-row call's). */
+ * model) streams each thread's rows in order through the 1 x 1. Every (row, token) is one
+ * accumulator over the vectors in order, then its lanes summed, in every tile and in the
+ * 1 x 1: a row's logit has the same bits whatever the token count (a step-mode row in a
+ * call of several rows is the one-row call's). */
 typedef struct {
 	const char *guard; /* the #if condition */
 	int vw;            /* floats per vector */
@@ -121,6 +121,30 @@ static void head_row(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, i
 		  s->sum ? s->sum : name, s->sum ? "" : "_hsum");
 }
 
+/* name_1x1s4(w, d, x, y, dy): four rows d bytes apart (their logits dy apart) times one
+ * token, each as name_1x1 sums it, in four independent chains: the GEMV's four streams,
+ * each over consecutive rows, which the hardware prefetcher follows as it follows one. */
+static void head_row4(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, int64_t k)
+{
+	const char *const *wl = head_wload(s, dt);
+	int es = head_es(dt), vw = s->vw;
+	char fb[128];
+	const char *fma = head_fma(s, name, fb, sizeof fb);
+	cg_printf(b, "static inline void %s_1x1s4(const uint8_t *w, uint64_t d, const float *x, float *y, int64_t dy)\n{\n"
+		     "\t%s s0 = %s, s1 = %s, s2 = %s, s3 = %s;\n"
+		     "\tfor (int i = 0; i < %" PRId64 "; i += %d) {\n"
+		     "\t\t%s xv = %s(x + i);\n",
+		  name, s->vec, s->zero, s->zero, s->zero, s->zero, k, vw, s->vec, s->loadx);
+	for (int j = 0; j < 4; j++)
+		cg_printf(b, "\t\ts%d = %s(%sw + %d * d + %d * i%s, xv, s%d);\n", j, fma, wl[0], j, es,
+			  wl[1], j);
+	cg_printf(b, "\t}\n");
+	for (int j = 0; j < 4; j++)
+		cg_printf(b, "\ty[%d * dy] = %s%s(s%d);\n", j, s->sum ? s->sum : name,
+			  s->sum ? "" : "_hsum", j);
+	cg_printf(b, "}\n\n");
+}
+
 /* name_4xT(w, x, y): rows w.. (4 of them, rb bytes apart) times tokens x.. (T rows of k
  * floats) into y[t * nr + r]: per lane FMA over i, then the lanes summed. Each 64-byte
  * line of the next 4 rows is prefetched once per pass (the first token tile reads them
@@ -187,6 +211,7 @@ static void head_simd_tiles(CgBuf *b, const HeadIsa *s, const char *name, IrDtyp
 			     "}\n\n",
 			  s->vec, name, s->vec, s->vec, s->vec);
 	head_row(b, s, name, dt, k);
+	head_row4(b, s, name, dt, k);
 	for (int t = 1; t <= s->tt; t++)
 		head_tile(b, s, name, dt, k, nr, rb, t);
 }
@@ -704,6 +729,38 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 	if (n_simd || n_q8)
 		cg_printf(b, "#endif\n");
 	cg_printf(b, "}\n");
+	if (!n_simd)
+		return;
+	/* One row of x (the GEMV): each thread's rows in four quarters, streamed in order side
+	 * by side (1x1s4: four chains of FMAs; one chain, row by row, was latency-bound and
+	 * the 4 x 1 tile's rows, 5 KB apart, read side by side, both ~30% slower), the rest
+	 * through the 1 x 1; each row summed as the tiles sum it, so the same bits. */
+	cg_printf(b, "\n/* one row of x */\n"
+		     "static void %s_gemv(void *arg, int ith, int nth)\n{\n", name);
+	for (int i = 0; i < n_simd; i++)
+		cg_printf(b, "#%s %s\n"
+			     "\tconst HeadArg *a = arg;\n"
+			     "\tconst int64_t N = %" PRId64 ";\n"
+			     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;\n"
+			     "\tfor (int64_t o = lo; o < lo + q; o++)\n"
+			     "\t\t%s_1x1s4(a->w + (uint64_t)o * %" PRIu64 ", (uint64_t)q * %" PRIu64 ", a->x, a->y + o, q);\n"
+			     "\tfor (int64_t o = lo + 4 * q; o < hi; o++)\n"
+			     "\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x, a->y + o);\n",
+			  i ? "elif" : "if", simd[i]->guard, nr, name, rb, rb, name, rb);
+	cg_printf(b, "#else\n"
+		     "\t%s(arg, ith, nth);\n"
+		     "#endif\n"
+		     "}\n",
+		  name);
+}
+
+/* Whether head_body emits name_gemv (the SIMD paths of f16, bf16 and f32 weights). */
+static bool head_has_gemv(IrDtype dt, int64_t k)
+{
+	for (size_t i = 0; i < sizeof head_isas / sizeof head_isas[0]; i++)
+		if (head_simd_type(dt) && k % head_isas[i].vw == 0)
+			return true;
+	return false;
 }
 
 int emit_matmul(Em *m, const IrNode *n)
@@ -748,9 +805,10 @@ int emit_matmul(Em *m, const IrNode *n)
 			  "\t\t}\n"
 			  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, rows};\n"
 			  "\t\tif (rows > 0)\n"
-			  "\t\t\tpool_run(st, %s, &a);\n"
+			  "\t\t\tpool_run(st, %s%s%s%s, &a);\n"
 			  "\t}\n",
 		  ref(m, n->in[0], "float", x, sizeof x), m->tmp[n - m->g->nodes], prep, k, k,
-		  m->woff[n->in[1]], name);
+		  m->woff[n->in[1]], head_has_gemv(w->dtype, k) ? "rows == 1 ? " : "", name,
+		  head_has_gemv(w->dtype, k) ? "_gemv : " : "", head_has_gemv(w->dtype, k) ? name : "");
 	return 0;
 }

@@ -725,6 +725,22 @@ static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, floa
 	y[0] = _mm512_reduce_add_ps(s);
 }
 
+static inline void head_f16_k128_n320_1x1s4(const uint8_t *w, uint64_t d, const float *x, float *y, int64_t dy)
+{
+	__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 16) {
+		__m512 xv = _mm512_loadu_ps(x + i);
+		s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 * d + 2 * i))), xv, s0);
+		s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 1 * d + 2 * i))), xv, s1);
+		s2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * d + 2 * i))), xv, s2);
+		s3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 3 * d + 2 * i))), xv, s3);
+	}
+	y[0 * dy] = _mm512_reduce_add_ps(s0);
+	y[1 * dy] = _mm512_reduce_add_ps(s1);
+	y[2 * dy] = _mm512_reduce_add_ps(s2);
+	y[3 * dy] = _mm512_reduce_add_ps(s3);
+}
+
 static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
 {
 	__m512 s0_0 = _mm512_setzero_ps();
@@ -1053,6 +1069,22 @@ static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, floa
 	y[0] = head_f16_k128_n320_hsum(s);
 }
 
+static inline void head_f16_k128_n320_1x1s4(const uint8_t *w, uint64_t d, const float *x, float *y, int64_t dy)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+	for (int i = 0; i < 128; i += 8) {
+		__m256 xv = _mm256_loadu_ps(x + i);
+		s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 * d + 2 * i))), xv, s0);
+		s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1 * d + 2 * i))), xv, s1);
+		s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * d + 2 * i))), xv, s2);
+		s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 3 * d + 2 * i))), xv, s3);
+	}
+	y[0 * dy] = head_f16_k128_n320_hsum(s0);
+	y[1 * dy] = head_f16_k128_n320_hsum(s1);
+	y[2 * dy] = head_f16_k128_n320_hsum(s2);
+	y[3 * dy] = head_f16_k128_n320_hsum(s3);
+}
+
 static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
 {
 	__m256 s0_0 = _mm256_setzero_ps();
@@ -1181,6 +1213,22 @@ static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, floa
 	for (int i = 0; i < 128; i += 4)
 		s = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * i)))), vld1q_f32(x + i), s);
 	y[0] = vaddvq_f32(s);
+}
+
+static inline void head_f16_k128_n320_1x1s4(const uint8_t *w, uint64_t d, const float *x, float *y, int64_t dy)
+{
+	float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f), s2 = vdupq_n_f32(0.0f), s3 = vdupq_n_f32(0.0f);
+	for (int i = 0; i < 128; i += 4) {
+		float32x4_t xv = vld1q_f32(x + i);
+		s0 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 0 * d + 2 * i)))), xv, s0);
+		s1 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 1 * d + 2 * i)))), xv, s1);
+		s2 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * d + 2 * i)))), xv, s2);
+		s3 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 3 * d + 2 * i)))), xv, s3);
+	}
+	y[0 * dy] = vaddvq_f32(s0);
+	y[1 * dy] = vaddvq_f32(s1);
+	y[2 * dy] = vaddvq_f32(s2);
+	y[3 * dy] = vaddvq_f32(s3);
 }
 
 static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
@@ -1462,6 +1510,38 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 #endif
 }
 
+/* one row of x */
+static void head_f16_k128_n320_gemv(void *arg, int ith, int nth)
+{
+#if defined(__AVX512F__)
+	const HeadArg *a = arg;
+	const int64_t N = 320;
+	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;
+	for (int64_t o = lo; o < lo + q; o++)
+		head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
+	for (int64_t o = lo + 4 * q; o < hi; o++)
+		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+	const HeadArg *a = arg;
+	const int64_t N = 320;
+	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;
+	for (int64_t o = lo; o < lo + q; o++)
+		head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
+	for (int64_t o = lo + 4 * q; o < hi; o++)
+		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+#elif defined(__aarch64__)
+	const HeadArg *a = arg;
+	const int64_t N = 320;
+	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;
+	for (int64_t o = lo; o < lo + q; o++)
+		head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
+	for (int64_t o = lo + 4 * q; o < hi; o++)
+		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+#else
+	head_f16_k128_n320(arg, ith, nth);
+#endif
+}
+
 /* one token: the reference's step mode (f16 roundings of the softmax
  * weights and of the head input) */
 static int forward_t1(RtState *st, const RtBatch *b, float *logits)
@@ -1620,7 +1700,7 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 		}
 		HeadArg a = {W + 0, xr, logits, rows};
 		if (rows > 0)
-			pool_run(st, head_f16_k128_n320, &a);
+			pool_run(st, rows == 1 ? head_f16_k128_n320_gemv : head_f16_k128_n320, &a);
 	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_HEAD, &pt, &pw);
@@ -1789,7 +1869,7 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 		}
 		HeadArg a = {W + 0, xr, logits, rows};
 		if (rows > 0)
-			pool_run(st, head_f16_k128_n320, &a);
+			pool_run(st, rows == 1 ? head_f16_k128_n320_gemv : head_f16_k128_n320, &a);
 	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_HEAD, &pt, &pw);

@@ -47,7 +47,7 @@ static double run(bn_model *m, int n, int tokens, int threads, long long *gen)
 {
 	char err[512];
 	int code = 0;
-	RtServeConfig cfg = {n, 128, threads, n, 0, 0};
+	RtServeConfig cfg = {n, 128, threads, n, 0};
 	RtServe *s = rt_serve_new(m, &cfg, &code, err, sizeof err);
 	if (!s) {
 		fprintf(stderr, "rt_serve_new: %s\n", err);
@@ -96,7 +96,7 @@ static double step_cost(bn_model *m, int k, int threads, int reps)
 		exit(1);
 	}
 	int32_t nv = bn_model_n_vocab(m), tok[64], pos[64], seq[64];
-	int8_t want[64];
+	int8_t want[64], step[64];
 	float *l = malloc(sizeof(float) * (size_t)nv * (size_t)k);
 	double t[64];
 	for (int r = 0; r < reps + 1; r++) {
@@ -105,8 +105,9 @@ static double step_cost(bn_model *m, int k, int threads, int reps)
 			pos[i] = r;
 			seq[i] = i;
 			want[i] = 1;
+			step[i] = 1; /* generated tokens, as the engine decodes them */
 		}
-		bn_batch b = {k, tok, pos, seq, want};
+		bn_batch b = {k, tok, pos, seq, want, step};
 		double t0 = now();
 		if (bn_decode_batch(c, &b, l)) {
 			fprintf(stderr, "bn_decode_batch: %s\n", bn_ctx_last_error(c));
@@ -122,7 +123,7 @@ static double step_cost(bn_model *m, int k, int threads, int reps)
 		bn_ctx_profile(c, 1);
 		for (int i = 0; i < k; i++)
 			pos[i] = reps + 1;
-		bn_batch b = {k, tok, pos, seq, want};
+		bn_batch b = {k, tok, pos, seq, want, step};
 		bn_decode_batch(c, &b, l);
 		bn_ctx_profile_read(c, rows, &fwd, NULL);
 		printf("  %d rows:", k);

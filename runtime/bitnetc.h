@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BN_API_VERSION 3
+#define BN_API_VERSION 4
 
 /* ---- status codes --------------------------------------------------------------- */
 
@@ -241,6 +241,10 @@ typedef struct {
 	const int32_t *pos;   /* [n] the row's position in its sequence */
 	const int32_t *seq;   /* [n] the row's sequence, 0..n_seq-1; NULL: all 0 */
 	const int8_t *logits; /* [n] nonzero: the row's logits are wanted; NULL: none */
+	/* [n] nonzero: the row is computed as a one-row call computes it, bit for bit (the
+	 * reference's step mode), whatever else the call holds; zero: the batch mode. NULL:
+	 * the step mode for a one-row batch alone, as bn_decode. */
+	const int8_t *step;
 } bn_batch;
 
 /* Evaluates the rows of b, each at its position of its sequence, attending to positions
@@ -249,10 +253,10 @@ typedef struct {
  * append, or overwrite from that position on (which first trims the sequence there).
  * logits gets n_vocab floats for each row that wants them, in row order (NULL when none
  * does). The rows go in forward calls of up to bn_ctx_ubatch rows, in row order (a
- * one-row call, the step mode, only for a one-row batch); on the CPU, rows in one call do
- * not change each other's logits, so a row gets the bits it would get with its own
- * sequence's rows alone in a call of several rows (a one-row call differs in the last
- * bits: the step mode's f16 roundings). Returns BN_OK; BN_E_ARG (no rows, a sequence out of
+ * one-row call only for a one-row batch); rows in one call do not change each other's
+ * logits, so a row gets the bits it would get with its own sequence's rows alone in a
+ * call of several rows, and a row flagged in b->step the bits of a one-row call (the
+ * step mode's f16 roundings; without b->step, a one-row batch alone). Returns BN_OK; BN_E_ARG (no rows, a sequence out of
  * range, positions that are not such a run, wanted logits and no buffer), BN_E_TOKEN,
  * BN_E_CTX (a position past n_ctx) before anything runs; BN_E_CANCELLED (bn_ctx_cancel,
  * seen before each forward call), BN_E_NONFINITE (the message and bn_ctx_nonfinite name

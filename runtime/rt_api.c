@@ -832,7 +832,7 @@ static int rt_call(bn_ctx *c, const int32_t *toks, int n, float *logits, int las
 			      RT_FORWARD_BATCH, (long long)pos, (long long)(pos + n - 1));
 	for (int t = 0; t < n; t++)
 		p[t] = (int32_t)pos + t;
-	RtBatch b = {n, toks, p, NULL, last_only ? &last : NULL, 1};
+	RtBatch b = {n, toks, p, NULL, last_only ? &last : NULL, 1, NULL};
 	int rc = rt_forward(c, &b, logits);
 	if (!rc)
 		c->len[0] += n;
@@ -966,7 +966,7 @@ int bn_decode_batch(bn_ctx *c, const bn_batch *b, float *logits)
 			if (b->logits[off + i])
 				out[n_out++] = i;
 		RtBatch rb = {m, b->token + off, b->pos + off, b->seq ? b->seq + off : NULL, out,
-			      n_out};
+			      n_out, b->step ? b->step + off : NULL};
 		rc = rt_forward(c, &rb, n_out ? logits + done * nv : NULL);
 		if (rc)
 			return rc;

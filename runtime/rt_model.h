@@ -90,6 +90,10 @@ typedef struct {
 	const int32_t *out;   /* the rows whose logits are written (ascending, distinct),
 	                       * n_out of them; NULL: all n rows */
 	int32_t n_out;
+	/* [n] nonzero: the row is in the reference's step mode (the f16 roundings of the
+	 * softmax weights and the head's input), computed bit for bit as a one-row call
+	 * computes it, in any template; zero: the batch mode. NULL: step mode iff n == 1. */
+	const int8_t *step;
 } RtBatch;
 
 /* What decode returns: 0, or RT_FORWARD_NONFINITE when an activation of the residual
@@ -109,13 +113,13 @@ typedef struct {
 
 /* ---- what a generated model defines ------------------------------------ */
 
-#define RT_MODEL_ABI 7 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
+#define RT_MODEL_ABI 8 /* 2: tokenizer blob and chat template; 3: cpu_features, batch_sizes,
                         * forward(last_only); 4: forward returns a status (non-finite
                         * activations), the payload hash of rt_hash_*; 5: init, fini,
                         * state_init, state_fini, sync; RtState.inst, dev and n_seq;
                         * decode (RtBatch), the one entry point (forward removed);
                         * kv_bytes(n_ctx, n_seq); 6: init may return RT_INIT_DEVICE,
-                        * device_info; 7: RtState.prof */
+                        * device_info; 7: RtState.prof; 8: RtBatch.step */
 
 /* What init returns when the model's device is missing or unusable: no driver, no device,
  * a device older than the code or with too little memory (the message in err says
@@ -151,7 +155,8 @@ typedef struct {
 	/* the KV cache for n_seq sequences of n_ctx positions each */
 	uint64_t (*kv_bytes)(int64_t n_ctx, int32_t n_seq);
 	/* The one forward entry point: evaluates the rows of b in one call, in the smallest
-	 * batch template that holds its n rows (n == 1 is the reference's step mode). Each
+	 * batch template that holds its n rows (a row's mode, step or batch, is b->step's;
+	 * without it n == 1 is the reference's step mode). Each
 	 * row's K and V are stored at (its seq, its pos) before any attention runs; each row
 	 * attends to positions 0..pos of its own sequence, which must all be in the cache
 	 * after the stores. logits (may be NULL) gets n_out rows (n when out is NULL) of

@@ -5,14 +5,13 @@
  * bn_generate does (rt_gen_pick, rt_generate.c). Sleeps on a condition variable when
  * there is nothing to do. bitnetc.h, libc and pthreads only.
  *
- * Numerics: a one-row forward call is the reference's step mode (f16 roundings a call of
- * several rows does not make), and rows of one call of several do not change each other's
- * bits. With one slot the engine makes bn_generate's calls, so a request gets exactly
- * bn_generate's tokens. With several, a step of a single row gets a padding row in a
- * sequence of its own (the context's last, never read), so that every row is computed in
- * the batch mode: a request's tokens then do not depend on what else the engine runs, but
- * may differ from bn_generate's (whose steps are one-row calls) where a logit's last bits
- * decide. cfg.step_alone turns the padding off (RtServeConfig). */
+ * Numerics: a row is in the reference's step mode (the f16 roundings of a one-row call)
+ * or in its batch mode, and rows of one call do not change each other's bits. Each row of
+ * a step is flagged (bn_batch.step) as bn_generate would decode it: a generated token in
+ * the step mode (bn_generate's one-row calls), prompt rows in the batch mode unless
+ * bn_generate would decode them in one-row calls (a one-token prompt, or calls of one
+ * row). So a request gets exactly bn_generate's tokens whatever else the engine runs, and
+ * a request alone costs one-row steps. */
 /* POSIX (pthreads, clock_gettime) under a strict -std=c11 as well. */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -63,7 +62,6 @@ struct RtServe {
 	bn_ctx *c;
 	RtServeConfig cfg;
 	int32_t n_vocab, max_batch;
-	int32_t pad_seq; /* the padding row's sequence (several slots); -1: none */
 	pthread_t th;
 	int th_started;
 	pthread_mutex_t mu;
@@ -79,7 +77,7 @@ struct RtServe {
 	RtSlot *slots;
 	/* one step's rows */
 	int32_t *tok, *pos, *seq;
-	int8_t *want;
+	int8_t *want, *step;
 	float *logits;
 };
 
@@ -279,6 +277,7 @@ static int32_t rt_step_rows(RtServe *s)
 		s->pos[n] = bn_ctx_seq_pos(s->c, sl->seq);
 		s->seq[n] = sl->seq;
 		s->want[n] = 1;
+		s->step[n] = 1;
 		sl->row = n++;
 	}
 	for (int32_t i = 0; i < s->cfg.n_slots && n < s->max_batch; i++) {
@@ -296,19 +295,13 @@ static int32_t rt_step_rows(RtServe *s)
 			s->pos[n] = sl->n_fed + j;
 			s->seq[n] = sl->seq;
 			s->want[n] = 0;
+			s->step[n] = sl->rq->n_prompt == 1 || s->max_batch == 1;
 		}
 		sl->n_fed += k;
 		if (sl->n_fed == sl->rq->n_prompt) {
 			s->want[n - 1] = 1;
 			sl->row = n - 1;
 		}
-	}
-	if (n == 1 && s->pad_seq >= 0) { /* a call of several rows: the batch mode */
-		s->tok[1] = s->tok[0];
-		s->pos[1] = 0;
-		s->seq[1] = s->pad_seq;
-		s->want[1] = 0;
-		n = 2;
 	}
 	return n;
 }
@@ -368,11 +361,11 @@ static void rt_step(RtServe *s)
 	int32_t n = rt_step_rows(s);
 	if (!n)
 		return;
-	bn_batch b = {n, s->tok, s->pos, s->seq, s->want};
+	bn_batch b = {n, s->tok, s->pos, s->seq, s->want, s->step};
 	int rc = bn_decode_batch(s->c, &b, s->logits);
 	pthread_mutex_lock(&s->mu);
 	s->st.steps++;
-	s->st.step_rows += (uint64_t)(n == 2 && s->seq[1] == s->pad_seq ? 1 : n);
+	s->st.step_rows += (uint64_t)n;
 	pthread_mutex_unlock(&s->mu);
 	if (rc)
 		rt_step_fail(s, rc);
@@ -408,6 +401,7 @@ static void rt_serve_release(RtServe *s)
 	free(s->pos);
 	free(s->seq);
 	free(s->want);
+	free(s->step);
 	free(s->logits);
 	bn_ctx_free(s->c);
 	pthread_cond_destroy(&s->wake);
@@ -425,8 +419,7 @@ RtServe *rt_serve_new(bn_model *m, const RtServeConfig *cfg, int *code, char *er
 	if (err && err_len)
 		err[0] = 0;
 	if (!m || !cfg || cfg->n_slots < 1 || cfg->n_slots >= BN_MAX_SEQ || cfg->n_ctx < 0 ||
-	    cfg->n_threads < 0 || cfg->queue_max < 0 || cfg->chunk < 0 || cfg->step_alone < 0 ||
-	    cfg->step_alone > 1) {
+	    cfg->n_threads < 0 || cfg->queue_max < 0 || cfg->chunk < 0) {
 		if (err && err_len)
 			snprintf(err, err_len, "rt_serve_new: a bad configuration (%d slots of %d "
 					       "positions, queue %d, chunk %d; slots 1..%d)",
@@ -448,13 +441,10 @@ RtServe *rt_serve_new(bn_model *m, const RtServeConfig *cfg, int *code, char *er
 	pthread_cond_init(&s->idle, NULL);
 	s->m = m;
 	s->cfg = *cfg;
-	s->pad_seq = cfg->n_slots > 1 && !cfg->step_alone && bn_model_meta_int(m, "max_batch") > 1
-			     ? cfg->n_slots : -1;
 	int32_t n_ctx = cfg->n_ctx;
 	if (!n_ctx && (n_ctx = bn_model_default_ctx(m) / cfg->n_slots) < 1)
 		n_ctx = 1;
-	s->c = bn_ctx_new_seq(m, n_ctx, cfg->n_slots + (s->pad_seq >= 0), cfg->n_threads, &rc,
-			      err, err_len);
+	s->c = bn_ctx_new_seq(m, n_ctx, cfg->n_slots, cfg->n_threads, &rc, err, err_len);
 	if (!s->c) {
 		if (code)
 			*code = rc;
@@ -474,8 +464,9 @@ RtServe *rt_serve_new(bn_model *m, const RtServeConfig *cfg, int *code, char *er
 	s->pos = malloc(mb * sizeof *s->pos);
 	s->seq = malloc(mb * sizeof *s->seq);
 	s->want = malloc(mb);
+	s->step = malloc(mb);
 	s->logits = malloc(rows * (size_t)s->n_vocab * sizeof *s->logits);
-	rc = !s->slots || !s->tok || !s->pos || !s->seq || !s->want || !s->logits ? BN_E_NOMEM : 0;
+	rc = !s->slots || !s->tok || !s->pos || !s->seq || !s->want || !s->step || !s->logits ? BN_E_NOMEM : 0;
 	if (rc && err && err_len)
 		snprintf(err, err_len, "out of memory for %d slots", (int)cfg->n_slots);
 	for (int32_t i = 0; !rc && i < cfg->n_slots; i++)

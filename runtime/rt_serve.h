@@ -22,13 +22,6 @@ typedef struct {
 	int32_t n_threads; /* 0: bn_default_threads() */
 	int32_t queue_max; /* requests that may wait for a slot; more: RT_SERVE_BUSY */
 	int32_t chunk;     /* prompt tokens one step takes from a slot's prompt (0: max_batch) */
-	/* 0: with several slots, a step of one row gets a padding row, so that every row is
-	 * computed in the batch mode and a request's tokens never depend on what else runs
-	 * (a one-row forward call is the reference's step mode, whose f16 roundings a call of
-	 * several rows does not make). 1: a step of one row is a one-row call, faster for a
-	 * request alone (and then exactly bn_generate's tokens), but its tokens may change
-	 * with the load where a logit's last bits decide. One slot always runs as 1. */
-	int32_t step_alone;
 } RtServeConfig;
 
 /* How a request ended (RtServeResult.finish); the first two are OpenAI's finish_reason

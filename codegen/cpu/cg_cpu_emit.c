@@ -530,10 +530,10 @@ static int emit_rope(Em *m, const IrNode *n)
 
 /* Attention per (row, q head), threaded over q heads; each head has its own row of n_ctx
  * scores after the KV cache. Float order as the interpreter: q rounded to f16, q.K in
- * double, softmax with exp in float and the sum in double, weights rounded to f16 in
- * single-token steps, .V in double (per output element, keys in order). Row t attends to
- * positions 0..pos[t] of its sequence seq[t] (seq NULL: 0), whose K and V rows start
- * seq[t] * n_ctx rows into the layer's cache. */
+ * double, softmax with exp in float and the sum in double, weights rounded to f16 in the
+ * rows in step mode (b->step; without it, single-token calls), .V in double (per output
+ * element, keys in order). Row t attends to positions 0..pos[t] of its sequence seq[t]
+ * (seq NULL: 0), whose K and V rows start seq[t] * n_ctx rows into the layer's cache. */
 /* Attention for n rows, heads split over threads, exactly as the
  * interpreter's op_attention: q.K in 8 double lanes (i % 8) reduced by a fixed tree, the
  * softmax in the same order, .V per dimension in key order. With AVX-512 the 8 lanes are
@@ -592,9 +592,10 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		     "\t\t\t\tsum += (double)w[j];\n"
 		     "\t\t\t}\n"
 		     "\t\t\tfloat inv = (float)(1.0 / sum);\n"
+		     "\t\t\tint step = a->step ? a->step[t] != 0 : a->n == 1;\n"
 		     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
 		     "\t\t\t\tw[j] = w[j] * inv;\n"
-		     "\t\t\t\tif (a->n == 1)\n"
+		     "\t\t\t\tif (step)\n"
 		     "\t\t\t\t\tw[j] = round_f16(w[j]);\n"
 		     "\t\t\t}\n"
 		     "\t\t\tfloat *o = a->y + (int64_t)t * QW + h * HD;\n");
@@ -661,7 +662,7 @@ static int emit_attention(Em *m, const IrNode *n)
 	cg_printf(m->fwd, "\t{\n"
 			  "\t\tuint16_t *K = st->kv + kvs * %" PRId64 ", *V = K + kvs * %" PRId64 ";\n"
 			  "\t\t%s(%s, %s, K, V, n, pos, seq, st->n_ctx);\n"
-			  "\t\tAttnArg a = {%s, K, V, (float *)(st->kv + kvs * KV_ELEMS), %s, n, pos, seq, st->n_ctx, %s};\n"
+			  "\t\tAttnArg a = {%s, K, V, (float *)(st->kv + kvs * KV_ELEMS), %s, n, pos, seq, st->n_ctx, %s, b->step};\n"
 			  "\t\tpool_run(st, %s, &a);\n"
 			  "\t}\n",
 		  m->kv_off[layer], kw, store, ref(m, n->in[1], "float", k, sizeof k),

@@ -4,10 +4,9 @@
 
 static void head_prep_q(CgBuf *b, IrDtype dt, int64_t k);
 
-/* The head's x preparation, exactly as the interpreter's head_prepare. step: the call is
- * the reference's step mode (one token), which rounds x to the weight's half type first;
- * it is a parameter, not n == 1, because a batch call that wants the last row alone
- * prepares one row in batch mode. */
+/* The head's x preparation, exactly as the interpreter's head_prepare. step: the rows are
+ * in the reference's step mode, which rounds x to the weight's half type first; a
+ * parameter, as the mode is a row's (RtBatch.step), not the call's. */
 static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
 {
 	cg_printf(b, "static void %s(const float *x, float *xr, int n, int step)\n{\n"
@@ -39,12 +38,13 @@ static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
 /* ---- SIMD heads: f16, bf16 and f32 weights ------------------------------------------ */
 
 /* One vector instruction set for the head. The weight rows are converted to float in
- * registers as they stream by (no row buffer). One token (GEMV) is bound by memory
- * bandwidth (657 MB of f16 per token for the 2B model): each thread streams its rows in
- * order, one row at a time with 4 accumulators, which the hardware prefetcher follows
- * best (row groups read side by side, 5 KB apart, ran at 2/3 of the speed). Several
- * tokens share each converted weight vector across a register tile of 4 rows x tt
- * tokens, which prefetches the next 4 rows itself. */
+ * registers as they stream by (no row buffer). Tokens share each converted weight vector
+ * across a register tile of 4 rows x tt tokens, which prefetches the next 4 rows itself;
+ * one token (the GEMV, bound by memory bandwidth: 657 MB of f16 per token for the 2B
+ * model) streams each thread's rows in order through the 1 x 1. Every (row, token) is one
+ * accumulator over the vectors in order, then its lanes summed, in every tile and in the
+ * 1 x 1: a row's logit has the same bits whatever the token count (a step-mode row in a
+ * call of several rows is the one-row call's). */
 typedef struct {
 	const char *guard; /* the #if condition */
 	int vw;            /* floats per vector */
@@ -102,28 +102,47 @@ static int head_es(IrDtype dt)
 	return dt == IR_DT_F32 ? 4 : 2;
 }
 
-/* name_1x1(w, x, y): one row times one token, 4 accumulators over consecutive vectors
- * (the GEMV, and rows left over after the 4-row tiles). */
+/* name_1x1(w, x, y): one row times one token in one accumulator, vector by vector, then
+ * its lanes summed: a (row, token) of a 4 x T tile in the same float order, so a row's
+ * logit does not depend on the tile that computes it (the rows left over after the 4-row
+ * groups). */
 static void head_row(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, int64_t k)
 {
 	const char *const *wl = head_wload(s, dt);
 	int es = head_es(dt), vw = s->vw;
-	int64_t k4 = k / (4 * vw) * (4 * vw);
 	char fb[128];
 	const char *fma = head_fma(s, name, fb, sizeof fb);
 	cg_printf(b, "static inline void %s_1x1(const uint8_t *w, const float *x, float *y)\n{\n"
+		     "\t%s s = %s;\n"
+		     "\tfor (int i = 0; i < %" PRId64 "; i += %d)\n"
+		     "\t\ts = %s(%sw + %d * i%s, %s(x + i), s);\n"
+		     "\ty[0] = %s%s(s);\n}\n\n",
+		  name, s->vec, s->zero, k, vw, fma, wl[0], es, wl[1], s->loadx,
+		  s->sum ? s->sum : name, s->sum ? "" : "_hsum");
+}
+
+/* name_1x1s4(w, d, x, y, dy): four rows d bytes apart (their logits dy apart) times one
+ * token, each as name_1x1 sums it, in four independent chains: the GEMV's four streams,
+ * each over consecutive rows, which the hardware prefetcher follows as it follows one. */
+static void head_row4(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, int64_t k)
+{
+	const char *const *wl = head_wload(s, dt);
+	int es = head_es(dt), vw = s->vw;
+	char fb[128];
+	const char *fma = head_fma(s, name, fb, sizeof fb);
+	cg_printf(b, "static inline void %s_1x1s4(const uint8_t *w, uint64_t d, const float *x, float *y, int64_t dy)\n{\n"
 		     "\t%s s0 = %s, s1 = %s, s2 = %s, s3 = %s;\n"
-		     "\tfor (int i = 0; i < %" PRId64 "; i += %d) {\n",
-		  name, s->vec, s->zero, s->zero, s->zero, s->zero, k4, 4 * vw);
+		     "\tfor (int i = 0; i < %" PRId64 "; i += %d) {\n"
+		     "\t\t%s xv = %s(x + i);\n",
+		  name, s->vec, s->zero, s->zero, s->zero, s->zero, k, vw, s->vec, s->loadx);
 	for (int j = 0; j < 4; j++)
-		cg_printf(b, "\t\ts%d = %s(%sw + %d * (i + %d)%s, %s(x + i + %d), s%d);\n", j, fma,
-			  wl[0], es, j * vw, wl[1], s->loadx, j * vw, j);
+		cg_printf(b, "\t\ts%d = %s(%sw + %d * d + %d * i%s, xv, s%d);\n", j, fma, wl[0], j, es,
+			  wl[1], j);
 	cg_printf(b, "\t}\n");
-	for (int64_t i = k4, j = 0; i < k; i += vw, j++) /* K is whole vectors, not always 4 */
-		cg_printf(b, "\ts%d = %s(%sw + %" PRId64 "%s, %s(x + %" PRId64 "), s%d);\n", (int)j,
-			  fma, wl[0], es * i, wl[1], s->loadx, i, (int)j);
-	cg_printf(b, "\ty[0] = %s%s(%s(%s(s0, s1), %s(s2, s3)));\n}\n\n", s->sum ? s->sum : name,
-		  s->sum ? "" : "_hsum", s->add, s->add, s->add);
+	for (int j = 0; j < 4; j++)
+		cg_printf(b, "\ty[%d * dy] = %s%s(s%d);\n", j, s->sum ? s->sum : name,
+			  s->sum ? "" : "_hsum", j);
+	cg_printf(b, "}\n\n");
 }
 
 /* name_4xT(w, x, y): rows w.. (4 of them, rb bytes apart) times tokens x.. (T rows of k
@@ -192,6 +211,7 @@ static void head_simd_tiles(CgBuf *b, const HeadIsa *s, const char *name, IrDtyp
 			     "}\n\n",
 			  s->vec, name, s->vec, s->vec, s->vec);
 	head_row(b, s, name, dt, k);
+	head_row4(b, s, name, dt, k);
 	for (int t = 1; t <= s->tt; t++)
 		head_tile(b, s, name, dt, k, nr, rb, t);
 }
@@ -711,18 +731,22 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 	cg_printf(b, "}\n");
 	if (!n_simd)
 		return;
-	/* The step forward's one token: rows streamed in order, one at a time (see HeadIsa);
-	 * its float order differs from the tiles', which the step mode's rounding already
-	 * sets apart. */
-	cg_printf(b, "\n/* one token (the step forward) */\n"
+	/* One row of x (the GEMV): each thread's rows in four quarters, streamed in order side
+	 * by side (1x1s4: four chains of FMAs; one chain, row by row, was latency-bound and
+	 * the 4 x 1 tile's rows, 5 KB apart, read side by side, both ~30% slower), the rest
+	 * through the 1 x 1; each row summed as the tiles sum it, so the same bits. */
+	cg_printf(b, "\n/* one row of x */\n"
 		     "static void %s_gemv(void *arg, int ith, int nth)\n{\n", name);
 	for (int i = 0; i < n_simd; i++)
 		cg_printf(b, "#%s %s\n"
 			     "\tconst HeadArg *a = arg;\n"
 			     "\tconst int64_t N = %" PRId64 ";\n"
-			     "\tfor (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)\n"
+			     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;\n"
+			     "\tfor (int64_t o = lo; o < lo + q; o++)\n"
+			     "\t\t%s_1x1s4(a->w + (uint64_t)o * %" PRIu64 ", (uint64_t)q * %" PRIu64 ", a->x, a->y + o, q);\n"
+			     "\tfor (int64_t o = lo + 4 * q; o < hi; o++)\n"
 			     "\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x, a->y + o);\n",
-			  i ? "elif" : "if", simd[i]->guard, nr, name, rb);
+			  i ? "elif" : "if", simd[i]->guard, nr, name, rb, rb, name, rb);
 	cg_printf(b, "#else\n"
 		     "\t%s(arg, ith, nth);\n"
 		     "#endif\n"
@@ -730,7 +754,7 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 		  name);
 }
 
-/* Whether head_body emits SIMD paths, and with them name_gemv. */
+/* Whether head_body emits name_gemv (the SIMD paths of f16, bf16 and f32 weights). */
 static bool head_has_gemv(IrDtype dt, int64_t k)
 {
 	for (size_t i = 0; i < sizeof head_isas / sizeof head_isas[0]; i++)
@@ -768,31 +792,23 @@ int emit_matmul(Em *m, const IrNode *n)
 		return m->e->code;
 	if (b)
 		head_body(b, name, deq, w->dtype, k, nr);
-	/* without a logits buffer nothing reads the head: skip the largest matmul */
-	if (m->t1)
-		cg_printf(m->fwd, "\tif (logits && (!b->out || b->n_out > 0)) {\n"
-				  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
-				  "\t\t%s(%s, xr, 1, 1);\n"
-				  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, 1};\n"
-				  "\t\tpool_run(st, %s%s, &a);\n"
-				  "\t}\n",
-			  m->tmp[n - m->g->nodes], prep, ref(m, n->in[0], "float", x, sizeof x),
-			  m->woff[n->in[1]], name, head_has_gemv(w->dtype, k) ? "_gemv" : "");
-	else /* the rows b->out asks for alone, still prepared as batch rows (no rounding) */
-		cg_printf(m->fwd, "\tif (logits) {\n"
-				  "\t\tconst float *x = %s;\n"
-				  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
-				  "\t\tint rows = n;\n"
-				  "\t\tif (!b->out)\n"
-				  "\t\t\t%s(x, xr, n, 0);\n"
-				  "\t\telse\n"
-				  "\t\t\tfor (rows = 0; rows < b->n_out; rows++)\n"
-				  "\t\t\t\t%s(x + (int64_t)b->out[rows] * %" PRId64 ", xr + (int64_t)rows * %" PRId64 ", 1, 0);\n"
-				  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, rows};\n"
-				  "\t\tif (rows > 0)\n"
-				  "\t\t\tpool_run(st, %s, &a);\n"
-				  "\t}\n",
-			  ref(m, n->in[0], "float", x, sizeof x), m->tmp[n - m->g->nodes], prep, prep,
-			  k, k, m->woff[n->in[1]], name);
+	/* without a logits buffer nothing reads the head: skip the largest matmul. The rows
+	 * b->out asks for alone (all: none in b->out), each prepared in its own mode (b->step;
+	 * without it, the step mode in a one-row call): the same kernel for any row count */
+	cg_printf(m->fwd, "\tif (logits) {\n"
+			  "\t\tconst float *x = %s;\n"
+			  "\t\tfloat *xr = (float *)(S + %" PRIu64 ");\n"
+			  "\t\tint rows = b->out ? b->n_out : n;\n"
+			  "\t\tfor (int r = 0; r < rows; r++) {\n"
+			  "\t\t\tint t = b->out ? b->out[r] : r;\n"
+			  "\t\t\t%s(x + (int64_t)t * %" PRId64 ", xr + (int64_t)r * %" PRId64 ", 1, b->step ? b->step[t] != 0 : n == 1);\n"
+			  "\t\t}\n"
+			  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, rows};\n"
+			  "\t\tif (rows > 0)\n"
+			  "\t\t\tpool_run(st, %s%s%s%s, &a);\n"
+			  "\t}\n",
+		  ref(m, n->in[0], "float", x, sizeof x), m->tmp[n - m->g->nodes], prep, k, k,
+		  m->woff[n->in[1]], head_has_gemv(w->dtype, k) ? "rows == 1 ? " : "", name,
+		  head_has_gemv(w->dtype, k) ? "_gemv : " : "", head_has_gemv(w->dtype, k) ? name : "");
 	return 0;
 }

@@ -181,7 +181,8 @@ typedef struct {
 } RnqArg;
 
 /* attention of n rows, row t at position pos[t] of sequence seq[t] (seq NULL: 0), over
- * the layer's K and V cache ([n_seq][n_ctx] rows each) */
+ * the layer's K and V cache ([n_seq][n_ctx] rows each); step[t] nonzero: row t in the step
+ * mode (step NULL: iff n == 1) */
 typedef struct {
 	const float *q;
 	const uint16_t *K, *V;
@@ -191,4 +192,5 @@ typedef struct {
 	const int32_t *pos, *seq;
 	int64_t n_ctx;
 	float scale;
+	const int8_t *step;
 } AttnArg;

@@ -279,12 +279,14 @@ static void test_templates(void **state)
 	assert_non_null(strstr(c, "static const int32_t batch_sizes[] = {1, 3, 8};"));
 	assert_non_null(strstr(c, ".n_batch_sizes = 3,"));
 	assert_non_null(strstr(c, "forward templates: 1 token (step), 3, 8 tokens (batch)"));
-	/* the step forward prepares the head's x in step mode, the others in batch mode and
-	 * for the out rows alone when asked */
-	assert_non_null(strstr(c, "head_prep_f16_k128((float *)"));
-	assert_non_null(strstr(c, ", xr, 1, 1);"));
-	assert_non_null(strstr(c, "head_prep_f16_k128(x, xr, n, 0);"));
-	assert_non_null(strstr(c, "head_prep_f16_k128(x + (int64_t)b->out[rows] * 128, xr + (int64_t)rows * 128, 1, 0);"));
+	/* every forward prepares the head's x per row in the row's mode (b->step; without
+	 * it, the step mode in a one-row call), for the out rows alone when asked */
+	assert_non_null(strstr(c, "head_prep_f16_k128(x + (int64_t)t * 128, xr + (int64_t)r * 128, 1, "
+				  "b->step ? b->step[t] != 0 : n == 1);"));
+	assert_non_null(strstr(c, "int t = b->out ? b->out[r] : r;"));
+	/* attention rounds the softmax weights in the step mode's rows */
+	assert_non_null(strstr(c, "int step = a->step ? a->step[t] != 0 : a->n == 1;"));
+	assert_null(strstr(c, "if (a->n == 1)\n\t\t\t\t\tw[j] = round_f16(w[j]);"));
 	/* each kernel's users are listed once, not once per template */
 	const char *u = strstr(c, "/* rmsnorm_n128, used by:\n");
 	assert_non_null(u);

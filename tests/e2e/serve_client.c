@@ -71,22 +71,25 @@ typedef struct {
 
 /* Runs the plan on c: every row wants logits; rows (per prompt, in position order) go to
  * out[prompt] (n_vocab each). Single-token steps after the prompt feed tokens
- * gen[prompt][..]. Returns the worst status. */
+ * gen[prompt][..]. flag: a sequence's row is flagged step (bn_batch.step) when it is its
+ * step's only row of that sequence, as a call of its own would compute it. Returns the
+ * worst status. */
 static int run_plan(bn_ctx *c, const Plan *pl, const int32_t *const *toks, const int32_t *lens,
-		    float **out)
+		    float **out, int flag)
 {
 	int32_t fed[8] = {0}, tok[512], pos[512], seq[512], who[512];
-	int8_t want[512];
+	int8_t want[512], step[512];
 	float *rows = malloc(sizeof(float) * 512 * (size_t)nv);
 	int rc = 0;
 	for (int k = 0; k < 16 && !rc; k++) {
 		int32_t n = 0;
 		/* interleave: one row of each sequence in turn while it has rows this step */
-		int left[8], any = 1;
+		int left[8], one[8], any = 1;
 		for (int s = 0; s < pl->n; s++) {
 			left[s] = pl->chunk[s][k];
 			if (fed[s] + left[s] > lens[s])
 				left[s] = lens[s] - fed[s];
+			one[s] = flag && left[s] == 1;
 		}
 		while (any) {
 			any = 0;
@@ -97,6 +100,7 @@ static int run_plan(bn_ctx *c, const Plan *pl, const int32_t *const *toks, const
 					seq[n] = pl->seq[s];
 					who[n] = s;
 					want[n] = 1;
+					step[n] = (int8_t)one[s];
 					fed[s]++;
 					left[s]--;
 					n++;
@@ -105,7 +109,7 @@ static int run_plan(bn_ctx *c, const Plan *pl, const int32_t *const *toks, const
 		}
 		if (!n)
 			continue;
-		bn_batch b = {n, tok, pos, seq, want};
+		bn_batch b = {n, tok, pos, seq, want, flag ? step : NULL};
 		rc = bn_decode_batch(c, &b, rows);
 		if (rc) {
 			printf("FAIL bn_decode_batch: %s\n", bn_ctx_last_error(c));
@@ -165,7 +169,7 @@ static void test_batch(void)
 	for (int s = 0; s < 3; s++)
 		pa.chunk[s][15] = 4; /* the rest, as a call of several rows */
 	bn_ctx *ca = ctx(96, 3);
-	int rc = run_plan(ca, &pa, (const int32_t *const *)toks, lens, a);
+	int rc = run_plan(ca, &pa, (const int32_t *const *)toks, lens, a, 0);
 	check(!rc, "bn_decode_batch: three sequences interleaved, calls of 2 to 40 rows");
 	for (int s = 0; s < 3; s++)
 		check(bn_ctx_seq_pos(ca, pa.seq[s]) == lens[s], "sequence %d holds its %d positions",
@@ -184,7 +188,7 @@ static void test_batch(void)
 		float *bb[2] = {b[s], calloc((size_t)dl * nv, sizeof(float))};
 		/* the same chunk boundaries as in pa for the prompt rows of s */
 		memcpy(pb.chunk[0], pa.chunk[s], sizeof pb.chunk[0]);
-		rc = run_plan(cb, &pb, tt, ll, bb);
+		rc = run_plan(cb, &pb, tt, ll, bb, 0);
 		check(!rc && same_bits(a[s], b[s], (size_t)lens[s] * nv),
 		      "sequence %d of the interleaved batch: the same bits beside another sequence", s);
 		free(bb[1]);
@@ -215,6 +219,15 @@ static void test_batch(void)
 		      "single tokens alone are one-row calls, the step mode)", s, d);
 		bn_ctx_free(c1);
 	}
+	/* again, each sequence's single rows flagged step: every row the bits of the
+	 * sequence alone (its single rows one-row calls), whatever shares its calls */
+	bn_ctx *cs = ctx(96, 3);
+	rc = run_plan(cs, &pa, (const int32_t *const *)toks, lens, b, 1);
+	for (int s = 0; s < 3; s++)
+		check(!rc && same_bits(b[s], alone[s], (size_t)lens[s] * nv),
+		      "sequence %d interleaved, its single rows flagged step: the bits of the "
+		      "sequence alone, one-row calls included", s);
+	bn_ctx_free(cs);
 	bn_ctx_free(ca);
 	for (int s = 0; s < 3; s++) {
 		free(toks[s]);
@@ -232,7 +245,7 @@ static void test_batch_state(void)
 	float *l = malloc(sizeof(float) * 8 * (size_t)nv), *r = malloc(sizeof(float) * 8 * (size_t)nv);
 	int32_t tok[4] = {496, 84, 496, 84}, pos[4] = {0, 1, 0, 1}, seq[4] = {0, 0, 1, 1};
 	int8_t want[4] = {0, 1, 0, 1};
-	bn_batch b = {4, tok, pos, seq, want};
+	bn_batch b = {4, tok, pos, seq, want, NULL};
 	check(bn_decode_batch(c, &b, l) == BN_OK && bn_ctx_seq_pos(c, 0) == 2 &&
 	      bn_ctx_seq_pos(c, 1) == 2, "two sequences of two rows each");
 	check(same_bits(l, l + nv, (size_t)nv), "the same tokens in two sequences: the same bits");
@@ -241,12 +254,12 @@ static void test_batch_state(void)
 	      bn_ctx_seq_pos(c, 0) == 2, "bn_ctx_seq_trim of sequence 1 leaves sequence 0");
 	int32_t t2[3] = {300, 301, 104}, p2_[3] = {1, 2, 2}, s2[3] = {1, 1, 0};
 	int8_t w2[3] = {0, 0, 1};
-	bn_batch b2 = {3, t2, p2_, s2, w2};
+	bn_batch b2 = {3, t2, p2_, s2, w2, NULL};
 	check(bn_decode_batch(c, &b2, l) == BN_OK, "sequence 1 refilled, sequence 0 one more");
 	int32_t t3[3] = {496, 84, 104};
 	int32_t t4[2] = {104, 105}, pp[2] = {2, 0}, ss[2] = {0, 1};
 	int8_t ww[2] = {1, 0};
-	bn_batch b4 = {2, t4, pp, ss, ww};
+	bn_batch b4 = {2, t4, pp, ss, ww, NULL};
 	bn_ctx *c2 = ctx(40, 2); /* a two-row call for the reference, as in c */
 	bn_decode(c2, t3, 2, NULL);
 	check(bn_decode_batch(c2, &b4, r) == BN_OK && same_bits(l, r, (size_t)nv),
@@ -254,25 +267,25 @@ static void test_batch_state(void)
 	bn_ctx_free(c2);
 	/* overwrite from position 1 of sequence 0: it is trimmed there first */
 	int32_t t5[2] = {84, 104}, p5_[2] = {1, 2}, s5[2] = {0, 0};
-	bn_batch b5 = {2, t5, p5_, s5, NULL};
+	bn_batch b5 = {2, t5, p5_, s5, NULL, NULL};
 	check(bn_decode_batch(c, &b5, NULL) == BN_OK && bn_ctx_seq_pos(c, 0) == 3,
 	      "rows from position 1 overwrite sequence 0 from there");
 	/* errors, before anything runs */
 	int32_t p6[2] = {5, 6};
-	bn_batch b6 = {2, t5, p6, s5, NULL};
+	bn_batch b6 = {2, t5, p6, s5, NULL, NULL};
 	check(bn_decode_batch(c, &b6, NULL) == BN_E_ARG && bn_ctx_seq_pos(c, 0) == 3 &&
 	      strstr(bn_ctx_last_error(c), "position 5 of sequence 0"),
 	      "a gap after a sequence's end: BN_E_ARG (%s)", bn_ctx_last_error(c));
 	int32_t p7[2] = {1, 3};
-	bn_batch b7 = {2, t5, p7, s5, NULL};
+	bn_batch b7 = {2, t5, p7, s5, NULL, NULL};
 	check(bn_decode_batch(c, &b7, NULL) == BN_E_ARG && strstr(bn_ctx_last_error(c), "consecutive"),
 	      "rows of a sequence that skip a position: BN_E_ARG");
 	int32_t s8[2] = {0, 2};
-	bn_batch b8 = {2, t5, p5_, s8, NULL};
+	bn_batch b8 = {2, t5, p5_, s8, NULL, NULL};
 	check(bn_decode_batch(c, &b8, NULL) == BN_E_ARG && strstr(bn_ctx_last_error(c), "sequence 2"),
 	      "a sequence outside the context: BN_E_ARG");
 	int32_t t9[2] = {84, 100000};
-	bn_batch b9 = {2, t9, p5_, s5, NULL};
+	bn_batch b9 = {2, t9, p5_, s5, NULL, NULL};
 	check(bn_decode_batch(c, &b9, NULL) == BN_E_TOKEN, "a token outside the vocabulary");
 	int32_t p10[2] = {39, 40}, t10[2] = {1, 2}, s10[2] = {1, 1};
 	bn_ctx_seq_trim(c, 1, 0);
@@ -283,14 +296,14 @@ static void test_batch_state(void)
 		fpos[i] = i;
 		fseq[i] = 1;
 	}
-	bn_batch bf = {39, fill, fpos, fseq, NULL};
+	bn_batch bf = {39, fill, fpos, fseq, NULL, NULL};
 	bn_decode_batch(c, &bf, NULL);
-	bn_batch b10 = {2, t10, p10, s10, NULL};
+	bn_batch b10 = {2, t10, p10, s10, NULL, NULL};
 	check(bn_decode_batch(c, &b10, NULL) == BN_E_CTX && bn_ctx_seq_pos(c, 1) == 39,
 	      "past the end of a sequence's positions: BN_E_CTX");
-	bn_batch b11 = {2, t5, p5_, s5, want};
+	bn_batch b11 = {2, t5, p5_, s5, want, NULL};
 	check(bn_decode_batch(c, &b11, NULL) == BN_E_ARG, "wanted logits, no buffer: BN_E_ARG");
-	bn_batch b12 = {0, t5, p5_, s5, NULL};
+	bn_batch b12 = {0, t5, p5_, s5, NULL, NULL};
 	check(bn_decode_batch(c, &b12, NULL) == BN_E_ARG, "no rows: BN_E_ARG");
 	check(bn_ctx_seq_trim(c, 2, 0) == BN_E_ARG && bn_ctx_seq_trim(c, 0, 9) == BN_E_ARG &&
 	      bn_ctx_seq_pos(c, 2) == BN_E_ARG, "trim and pos of no such sequence: BN_E_ARG");
@@ -390,11 +403,11 @@ static void reference(const Prompt *p, const bn_sampler_params *sp, int32_t max,
 	bn_ctx_free(c);
 }
 
-static RtServe *engine_ex(int32_t slots, int32_t queue, int32_t chunk, int32_t step_alone)
+static RtServe *engine(int32_t slots, int32_t queue, int32_t chunk)
 {
 	char err[512];
 	int code = 0;
-	RtServeConfig cfg = {slots, 96, 2, queue, chunk, step_alone};
+	RtServeConfig cfg = {slots, 96, 2, queue, chunk};
 	RtServe *s = rt_serve_new(model, &cfg, &code, err, sizeof err);
 	if (!s) {
 		printf("FAIL rt_serve_new: %s\n", err);
@@ -417,15 +430,10 @@ static RtServeRequest request(const Prompt *p, const bn_sampler_params *sp, int3
 	return rq;
 }
 
-static RtServe *engine(int32_t slots, int32_t queue, int32_t chunk)
-{
-	return engine_ex(slots, queue, chunk, 0);
-}
-
 /* The requests one after the other through the engine (each alone in it). */
-static void alone(int32_t slots, int32_t step_alone, const bn_sampler_params *sp, Out *o, int n)
+static void alone(int32_t slots, const bn_sampler_params *sp, Out *o, int n)
 {
-	RtServe *s = engine_ex(slots, 1, 0, step_alone);
+	RtServe *s = engine(slots, 1, 0);
 	memset(o, 0, sizeof *o * (size_t)n);
 	for (int i = 0; i < n; i++) {
 		RtServeRequest rq = request(&prompts[i % N_PROMPTS], &sp[i], 20 + i % 5, &o[i]);
@@ -453,9 +461,8 @@ static int same_out(const Out *got, const Out *want, int n)
 }
 
 /* Every prompt at once (twice over) through an engine of `slots` slots, greedy or seeded
- * sampling (seed 100 + i): with one slot each request's text is bn_generate's for its
- * prompt alone; with several, the engine's for that request alone in it (every row in the
- * batch mode, whatever runs beside it). */
+ * sampling (seed 100 + i): each request's text is bn_generate's for its prompt alone
+ * (each row in the mode bn_generate's call gives it, whatever runs beside it). */
 static void test_engine_same(int32_t slots, int32_t chunk, int greedy)
 {
 	enum { N = N_PROMPTS * 2 };
@@ -466,11 +473,8 @@ static void test_engine_same(int32_t slots, int32_t chunk, int greedy)
 		sp[i].seed = 100 + (uint64_t)i;
 		if (greedy)
 			sp[i].temp = 0;
-		if (slots == 1)
-			reference(&prompts[i % N_PROMPTS], &sp[i], 20 + i % 5, &want[i]);
+		reference(&prompts[i % N_PROMPTS], &sp[i], 20 + i % 5, &want[i]);
 	}
-	if (slots > 1)
-		alone(slots, 0, sp, want, N);
 	RtServe *s = engine(slots, N, chunk);
 	memset(got, 0, sizeof got);
 	int ok = 1;
@@ -484,8 +488,7 @@ static void test_engine_same(int32_t slots, int32_t chunk, int greedy)
 	rt_serve_stats(s, &st);
 	check(ok && same, "%d %s requests at once through %d slots (chunk %d): each the text %s "
 			  "(%llu steps, %.2f rows a step)",
-	      N, greedy ? "greedy" : "seeded sampling", slots, chunk,
-	      slots == 1 ? "bn_generate gives it alone" : "it gets alone in the engine",
+	      N, greedy ? "greedy" : "seeded sampling", slots, chunk, "bn_generate gives it alone",
 	      (unsigned long long)st.steps, st.steps ? (double)st.step_rows / (double)st.steps : 0.0);
 	check(st.requests == N &&
 		      st.finished[RT_SERVE_FINISH_LENGTH] + st.finished[RT_SERVE_FINISH_STOP] == N &&
@@ -502,9 +505,8 @@ static int out_len(Out *o)
 	return n;
 }
 
-/* step_alone: a request alone in an engine of several slots gets bn_generate's text (its
- * steps are one-row calls, as bn_generate's). */
-static void test_engine_step_alone(int greedy)
+/* A request alone in an engine of several slots gets bn_generate's text. */
+static void test_engine_alone(int greedy)
 {
 	enum { N = N_PROMPTS };
 	Out want[N], got[N];
@@ -516,9 +518,8 @@ static void test_engine_step_alone(int greedy)
 			sp[i].temp = 0;
 		reference(&prompts[i], &sp[i], 20 + i % 5, &want[i]);
 	}
-	alone(4, 1, sp, got, N);
-	check(same_out(got, want, N), "step_alone: %d %s requests, each alone in 4 slots: "
-				      "bn_generate's text",
+	alone(4, sp, got, N);
+	check(same_out(got, want, N), "%d %s requests, each alone in 4 slots: bn_generate's text",
 	      N, greedy ? "greedy" : "seeded sampling");
 }
 
@@ -771,8 +772,8 @@ int main(int argc, char **argv)
 	test_engine_same(16, 0, 1);
 	test_engine_same(1, 0, 0);
 	test_engine_same(4, 7, 0);
-	test_engine_step_alone(1);
-	test_engine_step_alone(0);
+	test_engine_alone(1);
+	test_engine_alone(0);
 	test_engine_stop();
 	test_engine_control();
 	test_engine_drain();

@@ -334,7 +334,7 @@ static void test_pipelines(void **state)
 	"\tint32_t p[64], last = n - 1;\n" \
 	"\tfor (int t = 0; t < n; t++)\n" \
 	"\t\tp[t] = pos + t;\n" \
-	"\tRtBatch b = {n, tok, p, NULL, last_only ? &last : NULL, 1};\n" \
+	"\tRtBatch b = {n, tok, p, NULL, last_only ? &last : NULL, 1, NULL};\n" \
 	"\treturn rt_model.decode(st, &b, y);\n" \
 	"}\n"
 
@@ -450,14 +450,14 @@ static const char decode_main[] =
 	"\t/* the prompts: A0 B0 A1 B1 A2 B2 A3 B3 A4 */\n"
 	"\tconst int32_t t1[9] = {A[0], B[0], A[1], B[1], A[2], B[2], A[3], B[3], A[4]};\n"
 	"\tconst int32_t p1[9] = {0, 0, 1, 1, 2, 2, 3, 3, 4}, q1[9] = {0, 1, 0, 1, 0, 1, 0, 1, 0};\n"
-	"\tRtBatch b = {9, t1, p1, q1, NULL, 0};\n"
+	"\tRtBatch b = {9, t1, p1, q1, NULL, 0, NULL};\n"
 	"\trc |= rt_model.decode(&s2, &b, y);\n"
 	"\tfor (int r = 0; r < 9; r++)\n"
 	"\t\tsame(y + r * nv, (q1[r] ? yb : ya) + p1[r] * nv, nv, \"prompt\", r);\n"
 	"\t/* the continuations: B4 A5 A6 B5 A7 */\n"
 	"\tconst int32_t t2[5] = {B[4], A[5], A[6], B[5], A[7]};\n"
 	"\tconst int32_t p2[5] = {4, 5, 6, 5, 7}, q2[5] = {1, 0, 0, 1, 0}, out[2] = {1, 3};\n"
-	"\tb = (RtBatch){5, t2, p2, q2, NULL, 0};\n"
+	"\tb = (RtBatch){5, t2, p2, q2, NULL, 0, NULL};\n"
 	"\trc |= rt_model.decode(&s2, &b, y + 9 * nv);\n"
 	"\tfor (int r = 0; r < 5; r++)\n"
 	"\t\tsame(y + (9 + r) * nv, (q2[r] ? yb : ya) + p2[r] * nv, nv, \"continuation\", r);\n"
@@ -472,12 +472,12 @@ static const char decode_main[] =
 	"\t\tfails++;\n"
 	"\t}\n"
 	"\tconst int32_t p3 = 6, q3 = 1;\n"
-	"\tb = (RtBatch){1, B + 6, &p3, &q3, NULL, 0};\n"
+	"\tb = (RtBatch){1, B + 6, &p3, &q3, NULL, 0, NULL};\n"
 	"\trc |= rt_model.decode(&s2, &b, y + 16 * nv);\n"
 	"\tsame(y + 16 * nv, yb + 6 * nv, nv, \"step\", 0);\n"
 	"\t/* malformed: a position past the context, a sequence past n_seq, out rows not ascending */\n"
 	"\tconst int32_t bad_p = 32, bad_q = 2, bad_out[2] = {3, 1};\n"
-	"\tRtBatch bad[3] = {{1, A, &bad_p, NULL, NULL, 0}, {1, A, &p3, &bad_q, NULL, 0}, {5, t2, p2, q2, bad_out, 2}};\n"
+	"\tRtBatch bad[3] = {{1, A, &bad_p, NULL, NULL, 0, NULL}, {1, A, &p3, &bad_q, NULL, 0, NULL}, {5, t2, p2, q2, bad_out, 2, NULL}};\n"
 	"\tfor (int i = 0; i < 3; i++)\n"
 	"\t\tif (rt_model.decode(&s2, &bad[i], y + 17 * nv) != RT_FORWARD_BATCH) {\n"
 	"\t\t\tfprintf(stderr, \"malformed batch %d was not refused\\n\", i);\n"
@@ -490,6 +490,124 @@ static const char decode_main[] =
 	"\t}\n"
 	"\tprintf(\"decode: 17 rows checked, %d failed\\n\", fails);\n"
 	"\treturn fails != 0;\n"
+	"}\n";
+
+/* A main() that calls the model's decode directly (as last_only_main): rows in the step
+ * mode (RtBatch.step) beside rows in the batch mode, in calls of many sizes up to
+ * max_batch. Three sequences read a prompt of 3 rows, then generate: one row each a call,
+ * flagged step, in calls with the rows of a fourth sequence (unflagged, 0 to 40 a call,
+ * between and after them; some calls a single row of either mode). Each
+ * flagged row must be bit for bit its sequence alone in one-row calls (step NULL: the step
+ * mode), which also holds its KV entries to those of the one-row calls; each unflagged row
+ * the fourth sequence alone in calls of max_batch rows (the batch mode), a prompt row its
+ * prompt alone in one call. */
+static const char step_main[] =
+	"#include \"rt.h\"\n"
+	"#include \"rt_model.h\"\n"
+	"#include <stdio.h>\n"
+	"#include <stdlib.h>\n"
+	"#include <string.h>\n"
+	"enum { CTX = 96, NG = 3, NP = 3, STEPS = 16, NF = 90 };\n"
+	"static RtState state(const RtWeights *w, void *inst, int32_t n_seq)\n"
+	"{\n"
+	"\tRtState st = {.w = w->data, .kv = calloc(1, (size_t)rt_model.kv_bytes(CTX, n_seq)),\n"
+	"\t\t      .scratch = aligned_alloc(64, (size_t)(rt_model.scratch_bytes + 63) / 64 * 64),\n"
+	"\t\t      .n_ctx = CTX, .pool = rt_pool_new(2), .inst = inst, .n_seq = n_seq};\n"
+	"\treturn st;\n"
+	"}\n"
+	"static int fails, rc;\n"
+	"static void same(const float *got, const float *want, size_t nv, const char *what, int s, int p)\n"
+	"{\n"
+	"\tif (memcmp(got, want, nv * sizeof(float)) != 0) {\n"
+	"\t\tfprintf(stderr, \"%s row (sequence %d, position %d) differs from its reference\\n\", what, s, p);\n"
+	"\t\tfails++;\n"
+	"\t}\n"
+	"}\n"
+	"/* n rows of one sequence at pos.. in one call, all logits; step NULL */\n"
+	"static void run(RtState *st, const int32_t *tok, int n, int32_t pos, float *y)\n"
+	"{\n"
+	"\tint32_t p[128];\n"
+	"\tfor (int t = 0; t < n; t++)\n"
+	"\t\tp[t] = pos + t;\n"
+	"\tRtBatch b = {n, tok, p, NULL, NULL, 0, NULL};\n"
+	"\trc |= rt_model.decode(st, &b, y);\n"
+	"}\n"
+	"int main(int argc, char **argv)\n"
+	"{\n"
+	"\tRtWeights w;\n"
+	"\tRtErr e = {0};\n"
+	"\tif (argc < 2 || rt_weights_map(&w, argv[1], argv[0], rt_model.weights_bytes, rt_model.weights_hash, &e)) {\n"
+	"\t\tfprintf(stderr, \"weights: %s\\n\", e.msg);\n"
+	"\t\treturn 2;\n"
+	"\t}\n"
+	"\tvoid *inst = NULL;\n"
+	"\tchar ierr[256] = \"\";\n"
+	"\tif (rt_model.init && rt_model.init(w.data, w.size, &inst, ierr, sizeof ierr)) {\n"
+	"\t\tfprintf(stderr, \"init: %s\\n\", ierr);\n"
+	"\t\treturn 2;\n"
+	"\t}\n"
+	"\tsize_t nv = (size_t)rt_model.n_vocab;\n"
+	"\tint mb = (int)rt_model.max_batch;\n"
+	"\tint32_t tok[NG + 1][CTX];\n"
+	"\tfor (int s = 0; s <= NG; s++)\n"
+	"\t\tfor (int i = 0; i < CTX; i++)\n"
+	"\t\t\ttok[s][i] = (int32_t)((i * 37 + s * 101 + 11) % (int)nv);\n"
+	"\t/* the references, each sequence alone: a generator's prompt in one call (the batch\n"
+	"\t * mode), its tokens in one-row calls (the step mode); the fourth in calls of mb */\n"
+	"\tfloat *ref[NG + 1];\n"
+	"\tfor (int s = 0; s <= NG; s++) {\n"
+	"\t\tref[s] = malloc(CTX * nv * sizeof(float));\n"
+	"\t\tRtState a = state(&w, inst, 1);\n"
+	"\t\tif (s == NG) {\n"
+	"\t\t\tfor (int p = 0; p < NF; p += mb)\n"
+	"\t\t\t\trun(&a, tok[s] + p, NF - p < mb ? NF - p : mb, p, ref[s] + p * nv);\n"
+	"\t\t} else {\n"
+	"\t\t\trun(&a, tok[s], NP, 0, ref[s]);\n"
+	"\t\t\tfor (int p = NP; p < NP + STEPS; p++)\n"
+	"\t\t\t\trun(&a, tok[s] + p, 1, p, ref[s] + p * nv);\n"
+	"\t\t}\n"
+	"\t}\n"
+	"\t/* together: a state of NG + 1 sequences; call c: the prompt of generator c (c < NG),\n"
+	"\t * then a row of each generator active in it (flagged step), rows of the fourth\n"
+	"\t * (fill[c] of them) between and after them */\n"
+	"\tRtState st = state(&w, inst, NG + 1);\n"
+	"\tfloat *y = malloc((size_t)mb * nv * sizeof(float));\n"
+	"\tint32_t bt[128], bp[128], bs[128];\n"
+	"\tint8_t step[128];\n"
+	"\tint fed[NG + 1] = {0}, checked = 0, sizes[129] = {0};\n"
+	"\tstatic const int fill[] = {1, 0, 3, 0, 1, 7, 0, 2, 12, 37, 5, 1, 30, 4, 9, 6, 0, 40, 1, 3};\n"
+	"\tint calls = (int)(sizeof fill / sizeof fill[0]);\n"
+	"\tfor (int c = 0; c < calls; c++) {\n"
+	"\t\tint n = 0, f = fill[c];\n"
+	"\t\tfor (int s = 0; s < NG; s++) {\n"
+	"\t\t\tint rows = c < NG ? (s == c ? NP : 0) : c == 18 ? 0 : c == 3 || c == 16 ? s == 1 : (c + s) % 4 != 0;\n"
+	"\t\t\tfor (int r = 0; r < rows && n < mb && fed[s] < NP + STEPS; r++) {\n"
+	"\t\t\t\tif (f > 0 && n % 2 == 1 && n < mb - 1 && fed[NG] < NF) {\n"
+	"\t\t\t\t\tbt[n] = tok[NG][fed[NG]], bp[n] = fed[NG]++, bs[n] = NG, step[n++] = 0;\n"
+	"\t\t\t\t\tf--;\n"
+	"\t\t\t\t}\n"
+	"\t\t\t\tbt[n] = tok[s][fed[s]], bp[n] = fed[s], bs[n] = s, step[n++] = fed[s] >= NP;\n"
+	"\t\t\t\tfed[s]++;\n"
+	"\t\t\t}\n"
+	"\t\t}\n"
+	"\t\tfor (; f > 0 && n < mb && fed[NG] < NF; f--)\n"
+	"\t\t\tbt[n] = tok[NG][fed[NG]], bp[n] = fed[NG]++, bs[n] = NG, step[n++] = 0;\n"
+	"\t\tif (!n)\n"
+	"\t\t\tcontinue;\n"
+	"\t\tRtBatch b = {n, bt, bp, bs, NULL, 0, step};\n"
+	"\t\trc |= rt_model.decode(&st, &b, y);\n"
+	"\t\tsizes[n]++;\n"
+	"\t\tfor (int r = 0; r < n; r++, checked++)\n"
+	"\t\t\tsame(y + r * nv, ref[bs[r]] + bp[r] * nv, nv, step[r] ? \"step\" : \"batch\", bs[r], bp[r]);\n"
+	"\t}\n"
+	"\tprintf(\"step: %d rows checked in calls of\", checked);\n"
+	"\tfor (int i = 1; i <= 128; i++)\n"
+	"\t\tif (sizes[i])\n"
+	"\t\t\tprintf(\" %d\", i);\n"
+	"\tprintf(\" rows, %d failed\\n\", fails);\n"
+	"\tif (rc)\n"
+	"\t\tfprintf(stderr, \"decode failed (%d)\\n\", rc);\n"
+	"\treturn fails != 0 || rc != 0;\n"
 	"}\n";
 
 /* The interpreter on decode_main's calls (a cache of two sequences): 17 rows. */
@@ -652,6 +770,50 @@ static void test_decode(void **state)
 	tu_free(got);
 	tu_free(want);
 	tu_model_close(&m);
+}
+
+/* Builds step_main for target t on gguf and runs it. */
+static void step_check(const char *gguf, const char *tag, const Target *t, const char *extra)
+{
+	char hb[4096], wf[4096];
+	Target te = *t;
+	char opts[256];
+	snprintf(opts, sizeof opts, "%s%s", t->opts, extra);
+	te.opts = opts;
+	harness_build(gguf, tag, &te, "step_main", step_main, hb, wf);
+	char *log = NULL;
+	int rc = tu_run(&log, "'%s' '%s'", hb, wf);
+	if (rc != 0 || !strstr(log, " 0 failed"))
+		tu_fail_log(log, "%s (%s %s): exit %d", hb, tag, t->name, rc);
+	printf("step rows (%s %s%s): %s", tag, t->name, extra, log);
+	free(log);
+}
+
+/* Rows flagged step (RtBatch.step) in calls of several rows: bit for bit one-row calls;
+ * rows not flagged: bit for bit the batch mode (step_main), per target (state): the f16
+ * golden model in the default templates and in --max-batch 4; the bf16, f32, q8_0 and q6_k
+ * heads (mkmodel) in the default templates. */
+static void test_step_rows(void **state)
+{
+	const Target *t = *state;
+	char what[128];
+	snprintf(what, sizeof what, "step-mode rows under their own main(), %s", t->name);
+	need(t->need, what);
+	const char *gguf = tu_data("golden/models/tiny-b158-i2_s.gguf");
+	step_check(gguf, "f16", t, "");
+	step_check(gguf, "f16-mb4", t, " --max-batch 4");
+	static const char *const types[] = {"bf16", "f32", "q8_0", "q6_k"};
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+		char g[4096], name[64];
+		snprintf(name, sizeof name, "stephead-%s", types[i]);
+		snprintf(g, sizeof g, "%s-%s.gguf", tu_tmp(name), t->name);
+		char *log = NULL;
+		if (tu_run(&log, "'%s' mkmodel --seed 5 --layers 1 --hidden 512 --vocab 517 --embd-type %s -o '%s'",
+			   tu_bitnetc(), types[i], g))
+			tu_fail_log(log, "mkmodel --embd-type %s", types[i]);
+		free(log);
+		step_check(g, types[i], t, "");
+	}
 }
 
 /* The head's SIMD paths (AVX-512, AVX2+F16C+FMA where the host has them; any host runs
@@ -909,6 +1071,10 @@ int main(void)
 		TARGET_TEST("test_golden_t5 cpu-generic", test_golden_t5, &t_generic),
 		TARGET_TEST("test_golden_t5 cpu-avx2", test_golden_t5, &t_avx2),
 		TARGET_TEST("test_golden_t5 cpu-avx512", test_golden_t5, &t_avx512),
+		TARGET_TEST("test_step_rows cpu-generic", test_step_rows, &t_generic),
+		TARGET_TEST("test_step_rows native", test_step_rows, &t_native),
+		TARGET_TEST("test_step_rows cpu-avx2", test_step_rows, &t_avx2),
+		TARGET_TEST("test_step_rows cpu-amx emulated", test_step_rows, &t_amx_emu),
 		TARGET_TEST("test_decode cpu-generic", test_decode, &t_generic),
 		TARGET_TEST("test_decode native", test_decode, &t_native),
 		TARGET_TEST("test_simd_heads native", test_simd_heads, &t_native),
@@ -919,5 +1085,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_quant_heads_pass, tu_teardown),
 		cmocka_unit_test_teardown(test_bad_builds, tu_teardown),
 	};
+	if (getenv("BN_TEST_FILTER")) /* a pattern of test names to run ("test_step_rows*") */
+		cmocka_set_test_filter(getenv("BN_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* test_server.c - a program built with --server, over real HTTP with curl: every endpoint,
  * streaming (SSE framing, [DONE], deltas that add up to the whole response), every refusal
  * (400, 401, 404, 405, 413, 503), 8 concurrent greedy streams that each equal their request
- * alone, a client that hangs up mid-stream (its slot freed), and SIGTERM's drain (a running
+ * alone, 8 concurrent completions (greedy and seeded) that each equal the program's own
+ * output, a client that hangs up mid-stream (its slot freed), and SIGTERM's drain (a running
  * request completes, exit 0). The model: 1 layer, the Llama 3 vocabulary and chat
  * template. Skipped where curl or libmicrohttpd / libcjson are missing. */
 #include <setjmp.h>
@@ -791,6 +792,75 @@ static void test_drain(void **state)
 	free(log);
 }
 
+/* 8 completions at once (4 greedy, 4 sampled with a seed), each the text the program
+ * itself generates for the same prompt and seed: each row of the engine's steps is in the
+ * mode the program's call gives it (one-row calls for generated tokens), whatever runs
+ * beside it. */
+static void test_concurrent_program(void **state)
+{
+	(void)state;
+	SKIP_UNLESS_READY();
+	Srv *s = main_srv();
+	static const char *const prompts[8] = {"Once upon a time", "The capital of France",
+					       "one two three", "A", "Tell me a story",
+					       "The quick brown fox", "seven 7", "Hello there"};
+	char cmd[16384] = "", path[8][1200], out[8][1200];
+	size_t n = 0;
+	for (int i = 0; i < 8; i++) {
+		char name[64], body[512];
+		if (i % 2)
+			snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":%d,"
+						    "\"temperature\":0.8,\"seed\":%d}",
+				 prompts[i], 10 + 2 * i, 40 + i);
+		else
+			snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":%d,"
+						    "\"temperature\":0}",
+				 prompts[i], 10 + 2 * i);
+		snprintf(name, sizeof name, "server_prog_%d.json", i);
+		snprintf(path[i], sizeof path[i], "%s", tu_tmp_text(name, body));
+		snprintf(name, sizeof name, "server_prog_%d.out", i);
+		snprintf(out[i], sizeof out[i], "%s", tu_tmp(name));
+		n += (size_t)snprintf(cmd + n, sizeof cmd - n,
+				      "curl -sS -o '%s' -H 'Content-Type: application/json' "
+				      "--data-binary @'%s' %s & ",
+				      out[i], path[i], url(s, "/v1/completions"));
+	}
+	snprintf(cmd + n, sizeof cmd - n, "wait");
+	char *log = tu_run_ok(0, "%s", cmd);
+	free(log);
+	for (int i = 0; i < 8; i++) {
+		size_t len;
+		char *b = tu_read_file(out[i], &len);
+		assert_non_null(b);
+		b = realloc(b, len + 1);
+		b[len] = 0;
+		cJSON *j = parse_json(b);
+		int ct = at(j, "usage.completion_tokens")->valueint;
+		char *prog_out;
+		if (i % 2)
+			prog_out = tu_run_ok(0, "'%s' -p '%s' -n %d --temp 0.8 --seed %d -t 2 "
+						"--no-display-prompt 2>/dev/null",
+					     prog, prompts[i], ct, 40 + i);
+		else
+			prog_out = tu_run_ok(0, "'%s' -p '%s' -n %d --temp 0 -t 2 "
+						"--no-display-prompt 2>/dev/null",
+					     prog, prompts[i], ct);
+		size_t ol = strlen(prog_out);
+		if (ol && prog_out[ol - 1] == '\n') /* the program ends its output with a newline */
+			prog_out[ol - 1] = 0;
+		const char *text = at(j, "choices.0.text")->valuestring;
+		if (strcmp(text, prog_out))
+			fail_msg("completion %d of 8 (%s): the server said \"%s\", the program \"%s\"",
+				 i, i % 2 ? "seeded" : "greedy", text, prog_out);
+		free(prog_out);
+		cJSON_Delete(j);
+		free(b);
+		unlink(out[i]);
+		unlink(path[i]);
+	}
+	assert_true(metric_wait(s, "bitnetc_slots_active", 0) == 0);
+}
+
 /* 8 greedy streams at once, each the text of its request alone. */
 static void test_concurrent(void **state)
 {
@@ -856,7 +926,8 @@ int main(void)
 #ifdef BN_HAVE_CJSON
 		cmocka_unit_test(test_endpoints), cmocka_unit_test(test_matches_program),
 		cmocka_unit_test(test_stream),    cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_concurrent), cmocka_unit_test(test_api_key),
+		cmocka_unit_test(test_concurrent), cmocka_unit_test(test_concurrent_program),
+		cmocka_unit_test(test_api_key),
 		cmocka_unit_test(test_busy_and_disconnect), cmocka_unit_test(test_drain),
 #endif
 	};

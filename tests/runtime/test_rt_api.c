@@ -510,7 +510,7 @@ static void test_decode_batch(void **state)
 	int32_t tok[6] = {1, 7, 2, 9, 3, 11}, pos[6] = {0, 0, 1, 1, 2, 0}, seq[6] = {0, 2, 0, 2, 0, 1};
 	int8_t want[6] = {0, 1, 1, 1, 1, 1};
 	float l[5 * NV];
-	bn_batch b = {6, tok, pos, seq, want};
+	bn_batch b = {6, tok, pos, seq, want, NULL};
 	assert_int_equal(bn_decode_batch(c, &b, l), BN_OK); /* two calls: 4 rows, 2 rows */
 	/* row 2 (token 2 after 1 in sequence 0), row 3 (9 after 7 in 2), row 4 (3 after 2) */
 	assert_float_equal(l[1 * NV + (2 + 3) % NV], 0.01f * 2, 1e-6);
@@ -525,21 +525,21 @@ static void test_decode_batch(void **state)
 	/* overwrite sequence 0 from position 1: it is trimmed there first */
 	int32_t t2[1] = {5}, p2[1] = {1}, s2[1] = {0};
 	int8_t w2[1] = {1};
-	bn_batch b2 = {1, t2, p2, s2, w2};
+	bn_batch b2 = {1, t2, p2, s2, w2, NULL};
 	assert_int_equal(bn_decode_batch(c, &b2, l), BN_OK);
 	assert_float_equal(l[(5 + 3) % NV], 0.01f * 2, 1e-6);
 	assert_int_equal(bn_ctx_seq_pos(c, 0), 2);
 	/* cancelled before its first forward call: nothing changes */
 	bn_ctx_cancel(c, 1);
 	int32_t t3[1] = {6}, p3[1] = {2};
-	bn_batch b3 = {1, t3, p3, s2, NULL};
+	bn_batch b3 = {1, t3, p3, s2, NULL, NULL};
 	assert_int_equal(bn_decode_batch(c, &b3, NULL), BN_E_CANCELLED);
 	assert_int_equal(bn_ctx_seq_pos(c, 0), 2);
 	assert_int_equal(bn_decode_batch(c, &b3, NULL), BN_OK);
 	assert_int_equal(bn_ctx_seq_pos(c, 0), 3);
 	/* a sequence out of range, a gap: nothing runs */
 	int32_t p4[1] = {9};
-	bn_batch b4 = {1, t3, p4, s2, NULL};
+	bn_batch b4 = {1, t3, p4, s2, NULL, NULL};
 	assert_int_equal(bn_decode_batch(c, &b4, NULL), BN_E_ARG);
 	assert_non_null(strstr(bn_ctx_last_error(c), "position 9 of sequence 0"));
 	assert_int_equal(bn_ctx_seq_trim(c, 2, 1), BN_OK);

@@ -180,7 +180,8 @@ typedef struct {
 } RnqArg;
 
 /* attention of n rows, row t at position pos[t] of sequence seq[t] (seq NULL: 0), over
- * the layer's K and V cache ([n_seq][n_ctx] rows each) */
+ * the layer's K and V cache ([n_seq][n_ctx] rows each); step[t] nonzero: row t in the step
+ * mode (step NULL: iff n == 1) */
 typedef struct {
 	const float *q;
 	const uint16_t *K, *V;
@@ -190,6 +191,7 @@ typedef struct {
 	const int32_t *pos, *seq;
 	int64_t n_ctx;
 	float scale;
+	const int8_t *step;
 } AttnArg;
 
 #define MAX_BATCH 8
@@ -493,9 +495,10 @@ static void attn_h2_kv1_hd64(void *arg, int ith, int nth)
 				sum += (double)w[j];
 			}
 			float inv = (float)(1.0 / sum);
+			int step = a->step ? a->step[t] != 0 : a->n == 1;
 			for (int64_t j = 0; j < n_keys; j++) {
 				w[j] = w[j] * inv;
-				if (a->n == 1)
+				if (step)
 					w[j] = round_f16(w[j]);
 			}
 			float *o = a->y + (int64_t)t * QW + h * HD;
@@ -716,14 +719,26 @@ static void head_prep_f16_k128(const float *x, float *xr, int n, int step)
 
 static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, float *y)
 {
+	__m512 s = _mm512_setzero_ps();
+	for (int i = 0; i < 128; i += 16)
+		s = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * i))), _mm512_loadu_ps(x + i), s);
+	y[0] = _mm512_reduce_add_ps(s);
+}
+
+static inline void head_f16_k128_n320_1x1s4(const uint8_t *w, uint64_t d, const float *x, float *y, int64_t dy)
+{
 	__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
-	for (int i = 0; i < 128; i += 64) {
-		s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * (i + 0)))), _mm512_loadu_ps(x + i + 0), s0);
-		s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * (i + 16)))), _mm512_loadu_ps(x + i + 16), s1);
-		s2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * (i + 32)))), _mm512_loadu_ps(x + i + 32), s2);
-		s3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * (i + 48)))), _mm512_loadu_ps(x + i + 48), s3);
+	for (int i = 0; i < 128; i += 16) {
+		__m512 xv = _mm512_loadu_ps(x + i);
+		s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 * d + 2 * i))), xv, s0);
+		s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 1 * d + 2 * i))), xv, s1);
+		s2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * d + 2 * i))), xv, s2);
+		s3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 3 * d + 2 * i))), xv, s3);
 	}
-	y[0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+	y[0 * dy] = _mm512_reduce_add_ps(s0);
+	y[1 * dy] = _mm512_reduce_add_ps(s1);
+	y[2 * dy] = _mm512_reduce_add_ps(s2);
+	y[3 * dy] = _mm512_reduce_add_ps(s3);
 }
 
 static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
@@ -1048,14 +1063,26 @@ static inline float head_f16_k128_n320_hsum(__m256 v)
 
 static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, float *y)
 {
+	__m256 s = _mm256_setzero_ps();
+	for (int i = 0; i < 128; i += 8)
+		s = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i))), _mm256_loadu_ps(x + i), s);
+	y[0] = head_f16_k128_n320_hsum(s);
+}
+
+static inline void head_f16_k128_n320_1x1s4(const uint8_t *w, uint64_t d, const float *x, float *y, int64_t dy)
+{
 	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-	for (int i = 0; i < 128; i += 32) {
-		s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * (i + 0)))), _mm256_loadu_ps(x + i + 0), s0);
-		s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * (i + 8)))), _mm256_loadu_ps(x + i + 8), s1);
-		s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * (i + 16)))), _mm256_loadu_ps(x + i + 16), s2);
-		s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * (i + 24)))), _mm256_loadu_ps(x + i + 24), s3);
+	for (int i = 0; i < 128; i += 8) {
+		__m256 xv = _mm256_loadu_ps(x + i);
+		s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 0 * d + 2 * i))), xv, s0);
+		s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1 * d + 2 * i))), xv, s1);
+		s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * d + 2 * i))), xv, s2);
+		s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 3 * d + 2 * i))), xv, s3);
 	}
-	y[0] = head_f16_k128_n320_hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	y[0 * dy] = head_f16_k128_n320_hsum(s0);
+	y[1 * dy] = head_f16_k128_n320_hsum(s1);
+	y[2 * dy] = head_f16_k128_n320_hsum(s2);
+	y[3 * dy] = head_f16_k128_n320_hsum(s3);
 }
 
 static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
@@ -1182,14 +1209,26 @@ static inline float32x4_t head_f16_k128_n320_fma(float32x4_t a, float32x4_t b, f
 
 static inline void head_f16_k128_n320_1x1(const uint8_t *w, const float *x, float *y)
 {
+	float32x4_t s = vdupq_n_f32(0.0f);
+	for (int i = 0; i < 128; i += 4)
+		s = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * i)))), vld1q_f32(x + i), s);
+	y[0] = vaddvq_f32(s);
+}
+
+static inline void head_f16_k128_n320_1x1s4(const uint8_t *w, uint64_t d, const float *x, float *y, int64_t dy)
+{
 	float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f), s2 = vdupq_n_f32(0.0f), s3 = vdupq_n_f32(0.0f);
-	for (int i = 0; i < 128; i += 16) {
-		s0 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * (i + 0))))), vld1q_f32(x + i + 0), s0);
-		s1 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * (i + 4))))), vld1q_f32(x + i + 4), s1);
-		s2 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * (i + 8))))), vld1q_f32(x + i + 8), s2);
-		s3 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * (i + 12))))), vld1q_f32(x + i + 12), s3);
+	for (int i = 0; i < 128; i += 4) {
+		float32x4_t xv = vld1q_f32(x + i);
+		s0 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 0 * d + 2 * i)))), xv, s0);
+		s1 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 1 * d + 2 * i)))), xv, s1);
+		s2 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 2 * d + 2 * i)))), xv, s2);
+		s3 = head_f16_k128_n320_fma(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(w + 3 * d + 2 * i)))), xv, s3);
 	}
-	y[0] = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+	y[0 * dy] = vaddvq_f32(s0);
+	y[1 * dy] = vaddvq_f32(s1);
+	y[2 * dy] = vaddvq_f32(s2);
+	y[3 * dy] = vaddvq_f32(s3);
 }
 
 static inline void head_f16_k128_n320_4x1(const uint8_t *w, const float *x, float *y)
@@ -1471,23 +1510,32 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 #endif
 }
 
-/* one token (the step forward) */
+/* one row of x */
 static void head_f16_k128_n320_gemv(void *arg, int ith, int nth)
 {
 #if defined(__AVX512F__)
 	const HeadArg *a = arg;
 	const int64_t N = 320;
-	for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
+	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;
+	for (int64_t o = lo; o < lo + q; o++)
+		head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
+	for (int64_t o = lo + 4 * q; o < hi; o++)
 		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 	const HeadArg *a = arg;
 	const int64_t N = 320;
-	for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
+	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;
+	for (int64_t o = lo; o < lo + q; o++)
+		head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
+	for (int64_t o = lo + 4 * q; o < hi; o++)
 		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
 #elif defined(__aarch64__)
 	const HeadArg *a = arg;
 	const int64_t N = 320;
-	for (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)
+	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;
+	for (int64_t o = lo; o < lo + q; o++)
+		head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
+	for (int64_t o = lo + 4 * q; o < hi; o++)
 		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
 #else
 	head_f16_k128_n320(arg, ith, nth);
@@ -1560,7 +1608,7 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 	{
 		uint16_t *K = st->kv + kvs * 0, *V = K + kvs * 64;
 		kv_store_w64((float *)(S + 4096), (float *)(S + 11328), K, V, n, pos, seq, st->n_ctx);
-		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + kvs * KV_ELEMS), (float *)(S + 6144), n, pos, seq, st->n_ctx, 0x1p-3f};
+		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + kvs * KV_ELEMS), (float *)(S + 6144), n, pos, seq, st->n_ctx, 0x1p-3f, b->step};
 		pool_run(st, attn_h2_kv1_hd64, &a);
 	}
 	if (PROFILED(st))
@@ -1642,11 +1690,17 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 23: result_output (matmul) */
-	if (logits && (!b->out || b->n_out > 0)) {
+	if (logits) {
+		const float *x = (float *)(S + 0);
 		float *xr = (float *)(S + 4096);
-		head_prep_f16_k128((float *)(S + 0), xr, 1, 1);
-		HeadArg a = {W + 0, xr, logits, 1};
-		pool_run(st, head_f16_k128_n320_gemv, &a);
+		int rows = b->out ? b->n_out : n;
+		for (int r = 0; r < rows; r++) {
+			int t = b->out ? b->out[r] : r;
+			head_prep_f16_k128(x + (int64_t)t * 128, xr + (int64_t)r * 128, 1, b->step ? b->step[t] != 0 : n == 1);
+		}
+		HeadArg a = {W + 0, xr, logits, rows};
+		if (rows > 0)
+			pool_run(st, rows == 1 ? head_f16_k128_n320_gemv : head_f16_k128_n320, &a);
 	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_HEAD, &pt, &pw);
@@ -1723,7 +1777,7 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	{
 		uint16_t *K = st->kv + kvs * 0, *V = K + kvs * 64;
 		kv_store_w64((float *)(S + 4096), (float *)(S + 11328), K, V, n, pos, seq, st->n_ctx);
-		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + kvs * KV_ELEMS), (float *)(S + 6144), n, pos, seq, st->n_ctx, 0x1p-3f};
+		AttnArg a = {(float *)(S + 13376), K, V, (float *)(st->kv + kvs * KV_ELEMS), (float *)(S + 6144), n, pos, seq, st->n_ctx, 0x1p-3f, b->step};
 		pool_run(st, attn_h2_kv1_hd64, &a);
 	}
 	if (PROFILED(st))
@@ -1808,15 +1862,14 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	if (logits) {
 		const float *x = (float *)(S + 0);
 		float *xr = (float *)(S + 4096);
-		int rows = n;
-		if (!b->out)
-			head_prep_f16_k128(x, xr, n, 0);
-		else
-			for (rows = 0; rows < b->n_out; rows++)
-				head_prep_f16_k128(x + (int64_t)b->out[rows] * 128, xr + (int64_t)rows * 128, 1, 0);
+		int rows = b->out ? b->n_out : n;
+		for (int r = 0; r < rows; r++) {
+			int t = b->out ? b->out[r] : r;
+			head_prep_f16_k128(x + (int64_t)t * 128, xr + (int64_t)r * 128, 1, b->step ? b->step[t] != 0 : n == 1);
+		}
 		HeadArg a = {W + 0, xr, logits, rows};
 		if (rows > 0)
-			pool_run(st, head_f16_k128_n320, &a);
+			pool_run(st, rows == 1 ? head_f16_k128_n320_gemv : head_f16_k128_n320, &a);
 	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_HEAD, &pt, &pw);

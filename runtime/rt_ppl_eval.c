@@ -45,7 +45,7 @@ static int rt_ppl_chunk(bn_ctx *c, RtPplRun *r, int64_t ch, int32_t *toks, const
 			m--;
 		for (int32_t i = 0; i < m; i++)
 			n_out += want[off + i];
-		bn_batch b = {m, toks + off, pos + off, NULL, want + off};
+		bn_batch b = {.n = m, .token = toks + off, .pos = pos + off, .logits = want + off};
 		int rc = bn_decode_batch(c, &b, n_out ? r->logits : NULL);
 		if (rc)
 			return rt_err(e, rc, "%s", bn_ctx_last_error(c));

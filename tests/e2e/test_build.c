@@ -338,6 +338,25 @@ static void test_pipelines(void **state)
 	"\treturn rt_model.decode(st, &b, y);\n" \
 	"}\n"
 
+/* The opening of main() in the mains below: the weights file argv[1] mapped (at least
+ * ARGC arguments), the model initialized (inst), nv its vocabulary size. */
+#define MAIN_OPEN(ARGC) \
+	"int main(int argc, char **argv)\n" \
+	"{\n" \
+	"\tRtWeights w;\n" \
+	"\tRtErr e = {0};\n" \
+	"\tif (argc < " #ARGC " || rt_weights_map(&w, argv[1], argv[0], rt_model.weights_bytes, rt_model.weights_hash, &e)) {\n" \
+	"\t\tfprintf(stderr, \"weights: %s\\n\", e.msg);\n" \
+	"\t\treturn 2;\n" \
+	"\t}\n" \
+	"\tvoid *inst = NULL;\n" \
+	"\tchar ierr[256] = \"\";\n" \
+	"\tif (rt_model.init && rt_model.init(w.data, w.size, &inst, ierr, sizeof ierr)) {\n" \
+	"\t\tfprintf(stderr, \"init: %s\\n\", ierr);\n" \
+	"\t\treturn 2;\n" \
+	"\t}\n" \
+	"\tsize_t nv = (size_t)rt_model.n_vocab;\n"
+
 /* A main() that calls the model's init and decode directly (model.o and the runtime of a
  * build with --emit-c and --weights-file, without main.c): for every n up to 40 (full and partial templates,
  * and n == 1), a call of n contiguous rows with out = {n-1} (the runtime's last-only call)
@@ -350,21 +369,7 @@ static const char last_only_main[] =
 	"#include <stdlib.h>\n"
 	"#include <string.h>\n"
 	FWD_SRC
-	"int main(int argc, char **argv)\n"
-	"{\n"
-	"\tRtWeights w;\n"
-	"\tRtErr e = {0};\n"
-	"\tif (argc < 2 || rt_weights_map(&w, argv[1], argv[0], rt_model.weights_bytes, rt_model.weights_hash, &e)) {\n"
-	"\t\tfprintf(stderr, \"weights: %s\\n\", e.msg);\n"
-	"\t\treturn 2;\n"
-	"\t}\n"
-	"\tvoid *inst = NULL;\n"
-	"\tchar ierr[256] = \"\";\n"
-	"\tif (rt_model.init && rt_model.init(w.data, w.size, &inst, ierr, sizeof ierr)) {\n"
-	"\t\tfprintf(stderr, \"init: %s\\n\", ierr);\n"
-	"\t\treturn 2;\n"
-	"\t}\n"
-	"\tsize_t nv = (size_t)rt_model.n_vocab;\n"
+	MAIN_OPEN(2)
 	"\tint64_t n_ctx = 64;\n"
 	"\tRtState st = {.w = w.data, .kv = calloc(1, (size_t)rt_model.kv_bytes(n_ctx, 1)),\n"
 	"\t\t      .scratch = aligned_alloc(64, (size_t)(rt_model.scratch_bytes + 63) / 64 * 64),\n"
@@ -425,21 +430,7 @@ static const char decode_main[] =
 	"\t\tfails++;\n"
 	"\t}\n"
 	"}\n"
-	"int main(int argc, char **argv)\n"
-	"{\n"
-	"\tRtWeights w;\n"
-	"\tRtErr e = {0};\n"
-	"\tif (argc < 3 || rt_weights_map(&w, argv[1], argv[0], rt_model.weights_bytes, rt_model.weights_hash, &e)) {\n"
-	"\t\tfprintf(stderr, \"weights: %s\\n\", e.msg);\n"
-	"\t\treturn 2;\n"
-	"\t}\n"
-	"\tvoid *inst = NULL;\n"
-	"\tchar ierr[256] = \"\";\n"
-	"\tif (rt_model.init && rt_model.init(w.data, w.size, &inst, ierr, sizeof ierr)) {\n"
-	"\t\tfprintf(stderr, \"init: %s\\n\", ierr);\n"
-	"\t\treturn 2;\n"
-	"\t}\n"
-	"\tsize_t nv = (size_t)rt_model.n_vocab;\n"
+	MAIN_OPEN(3)
 	"\tconst int32_t A[8] = {496, 84, 104, 101, 32, 113, 117, 105}, B[7] = {12, 250, 7, 99, 31, 200, 77};\n"
 	"\tRtState s1 = state(&w, 1), s2 = state(&w, 2);\n"
 	"\tfloat *ya = malloc(8 * nv * sizeof(float)), *yb = malloc(7 * nv * sizeof(float));\n"
@@ -532,21 +523,7 @@ static const char step_main[] =
 	"\tRtBatch b = {n, tok, p, NULL, NULL, 0, NULL};\n"
 	"\trc |= rt_model.decode(st, &b, y);\n"
 	"}\n"
-	"int main(int argc, char **argv)\n"
-	"{\n"
-	"\tRtWeights w;\n"
-	"\tRtErr e = {0};\n"
-	"\tif (argc < 2 || rt_weights_map(&w, argv[1], argv[0], rt_model.weights_bytes, rt_model.weights_hash, &e)) {\n"
-	"\t\tfprintf(stderr, \"weights: %s\\n\", e.msg);\n"
-	"\t\treturn 2;\n"
-	"\t}\n"
-	"\tvoid *inst = NULL;\n"
-	"\tchar ierr[256] = \"\";\n"
-	"\tif (rt_model.init && rt_model.init(w.data, w.size, &inst, ierr, sizeof ierr)) {\n"
-	"\t\tfprintf(stderr, \"init: %s\\n\", ierr);\n"
-	"\t\treturn 2;\n"
-	"\t}\n"
-	"\tsize_t nv = (size_t)rt_model.n_vocab;\n"
+	MAIN_OPEN(2)
 	"\tint mb = (int)rt_model.max_batch;\n"
 	"\tint32_t tok[NG + 1][CTX];\n"
 	"\tfor (int s = 0; s <= NG; s++)\n"

@@ -72,8 +72,10 @@ start_server() {
 	exit 2
 }
 
+# free_port [OFFSET]: a port nothing answers on (another OFFSET for a second server: the
+# first one's port may still be in TIME_WAIT, which a server without SO_REUSEADDR cannot bind)
 free_port() {
-	p=$(( (($$ * 7919) % 20000) + 20000 ))
+	p=$(( (($$ * 7919 + ${1:-0}) % 20000) + 20000 ))
 	while curl -s "http://127.0.0.1:$p/" >/dev/null 2>&1; do p=$((p + 1)); done
 	echo "$p"
 }
@@ -99,7 +101,7 @@ kill -TERM "$PID"
 wait "$PID" || true
 
 if [ -n "${LLAMA_SERVER:-}" ]; then
-	PORT=$(free_port)
+	PORT=$(free_port 1000)
 	# shellcheck disable=SC2086
 	start_server "$OUT/llama-server.log" "$LLAMA_SERVER" -m "$GGUF" --host 127.0.0.1 \
 		--port "$PORT" -np "$maxs" -c "$CTX" -t "$THREADS" ${LLAMA_ARGS:-}

@@ -792,6 +792,39 @@ static void test_drain(void **state)
 	free(log);
 }
 
+/* The 8 bodies posted to route at once (curl in one shell: started together, waited for
+ * together; flags: extra curl flags, "-N" to stream); res[i] gets the i-th response body,
+ * NUL-terminated (the caller frees them). tag names the temporary files. */
+static void post_eight(Srv *s, const char *tag, const char *flags, const char *route,
+		       char body[8][1024], char *res[8])
+{
+	char cmd[16384] = "", path[8][1200], out[8][1200];
+	size_t n = 0;
+	for (int i = 0; i < 8; i++) {
+		char name[64];
+		snprintf(name, sizeof name, "%s_%d.json", tag, i);
+		snprintf(path[i], sizeof path[i], "%s", tu_tmp_text(name, body[i]));
+		snprintf(name, sizeof name, "%s_%d.out", tag, i);
+		snprintf(out[i], sizeof out[i], "%s", tu_tmp(name));
+		n += (size_t)snprintf(cmd + n, sizeof cmd - n,
+				      "curl -sS %s -o '%s' -H 'Content-Type: application/json' "
+				      "--data-binary @'%s' %s & ",
+				      flags, out[i], path[i], url(s, route));
+	}
+	snprintf(cmd + n, sizeof cmd - n, "wait");
+	free(tu_run_ok(0, "%s", cmd));
+	for (int i = 0; i < 8; i++) {
+		size_t len;
+		char *b = tu_read_file(out[i], &len);
+		assert_non_null(b);
+		b = realloc(b, len + 1);
+		b[len] = 0;
+		res[i] = b;
+		unlink(out[i]);
+		unlink(path[i]);
+	}
+}
+
 /* 8 completions at once (4 greedy, 4 sampled with a seed), each the text the program
  * itself generates for the same prompt and seed: each row of the engine's steps is in the
  * mode the program's call gives it (one-row calls for generated tokens), whatever runs
@@ -804,36 +837,20 @@ static void test_concurrent_program(void **state)
 	static const char *const prompts[8] = {"Once upon a time", "The capital of France",
 					       "one two three", "A", "Tell me a story",
 					       "The quick brown fox", "seven 7", "Hello there"};
-	char cmd[16384] = "", path[8][1200], out[8][1200];
-	size_t n = 0;
+	char body[8][1024], *res[8];
 	for (int i = 0; i < 8; i++) {
-		char name[64], body[512];
 		if (i % 2)
-			snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":%d,"
-						    "\"temperature\":0.8,\"seed\":%d}",
+			snprintf(body[i], sizeof body[i], "{\"prompt\":\"%s\",\"max_tokens\":%d,"
+							  "\"temperature\":0.8,\"seed\":%d}",
 				 prompts[i], 10 + 2 * i, 40 + i);
 		else
-			snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":%d,"
-						    "\"temperature\":0}",
+			snprintf(body[i], sizeof body[i], "{\"prompt\":\"%s\",\"max_tokens\":%d,"
+							  "\"temperature\":0}",
 				 prompts[i], 10 + 2 * i);
-		snprintf(name, sizeof name, "server_prog_%d.json", i);
-		snprintf(path[i], sizeof path[i], "%s", tu_tmp_text(name, body));
-		snprintf(name, sizeof name, "server_prog_%d.out", i);
-		snprintf(out[i], sizeof out[i], "%s", tu_tmp(name));
-		n += (size_t)snprintf(cmd + n, sizeof cmd - n,
-				      "curl -sS -o '%s' -H 'Content-Type: application/json' "
-				      "--data-binary @'%s' %s & ",
-				      out[i], path[i], url(s, "/v1/completions"));
 	}
-	snprintf(cmd + n, sizeof cmd - n, "wait");
-	char *log = tu_run_ok(0, "%s", cmd);
-	free(log);
+	post_eight(s, "server_prog", "", "/v1/completions", body, res);
 	for (int i = 0; i < 8; i++) {
-		size_t len;
-		char *b = tu_read_file(out[i], &len);
-		assert_non_null(b);
-		b = realloc(b, len + 1);
-		b[len] = 0;
+		char *b = res[i];
 		cJSON *j = parse_json(b);
 		int ct = at(j, "usage.completion_tokens")->valueint;
 		char *prog_out;
@@ -855,8 +872,6 @@ static void test_concurrent_program(void **state)
 		free(prog_out);
 		cJSON_Delete(j);
 		free(b);
-		unlink(out[i]);
-		unlink(path[i]);
 	}
 	assert_true(metric_wait(s, "bitnetc_slots_active", 0) == 0);
 }
@@ -882,37 +897,16 @@ static void test_concurrent(void **state)
 		alone[i] = stream_text(b, 1, finish, NULL);
 		free(b);
 	}
-	/* all 8 in one shell: started together, waited for together */
-	char cmd[16384] = "", path[8][1200], out[8][1200];
-	size_t n = 0;
+	char *res[8];
+	post_eight(s, "server_conc", "-N", "/v1/chat/completions", body, res);
 	for (int i = 0; i < 8; i++) {
-		char name[64];
-		snprintf(name, sizeof name, "server_conc_%d.json", i);
-		snprintf(path[i], sizeof path[i], "%s", tu_tmp_text(name, body[i]));
-		snprintf(name, sizeof name, "server_conc_%d.out", i);
-		snprintf(out[i], sizeof out[i], "%s", tu_tmp(name));
-		n += (size_t)snprintf(cmd + n, sizeof cmd - n,
-				      "curl -sSN -o '%s' -H 'Content-Type: application/json' "
-				      "--data-binary @'%s' %s & ",
-				      out[i], path[i], url(s, "/v1/chat/completions"));
-	}
-	snprintf(cmd + n, sizeof cmd - n, "wait");
-	char *log = tu_run_ok(0, "%s", cmd);
-	free(log);
-	for (int i = 0; i < 8; i++) {
-		size_t len;
-		char *b = tu_read_file(out[i], &len);
-		assert_non_null(b);
-		b = realloc(b, len + 1);
-		b[len] = 0;
+		char *b = res[i];
 		char *text = stream_text(b, 1, finish, NULL);
 		if (strcmp(text, alone[i]))
 			fail_msg("stream %d of 8: \"%s\", alone \"%s\"", i, text, alone[i]);
 		free(text);
 		free(b);
 		free(alone[i]);
-		unlink(out[i]);
-		unlink(path[i]);
 	}
 	assert_true(metric_wait(s, "bitnetc_slots_active", 0) == 0);
 }

@@ -214,6 +214,8 @@ typedef struct {
 	bool spm_vocab;        /* a small SentencePiece ("llama") vocabulary instead, as the
 				* 1bitLLM models carry */
 	bool untied_head;      /* arch "llama": write output.weight (embd_type) after the layers */
+	bool proj_bias;        /* write blk.N.<proj>.bias (F32) after every projection */
+	bool rope_freqs;       /* write rope_freqs.weight: Llama 3.1's long-context factors */
 } BnmSynthSpec;
 
 /* Fills spec for a named shape: "tiny", "tinyold", "tinyllama" (the golden shapes) or

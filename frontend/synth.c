@@ -278,6 +278,38 @@ static void gen_proj(Synth *sy, int layer, const char *proj, int64_t k, int64_t 
 		snprintf(name, sizeof name, "blk.%d.%s.scale", layer, proj);
 		gen_f32(sy, name, 1, 0.5f, 1.5f);
 	}
+	if (sy->s->proj_bias) {
+		snprintf(name, sizeof name, "blk.%d.%s.bias", layer, proj);
+		gen_f32(sy, name, rows, -0.25f, 0.25f);
+	}
+}
+
+/* rope_freqs.weight, as Llama 3.1's converter writes it: per rotary pair i the factor that
+ * divides theta_i, 1 for short wavelengths, 8 for long ones and a smooth step between
+ * (scaling factor 8, low/high frequency factors 1 and 4, an original context of 8192). */
+static void gen_rope_freqs(Synth *sy)
+{
+	const BnmSynthSpec *s = sy->s;
+	int64_t hd = s->n_embd / s->n_head, n = hd / 2;
+	float *p = keep(sy, (size_t)n * sizeof(float));
+	if (!p)
+		return;
+	const double factor = 8, lo = 1, hi = 4, old_ctx = 8192;
+	const double lo_wl = old_ctx / lo, hi_wl = old_ctx / hi, pi = 3.14159265358979323846;
+	for (int64_t i = 0; i < n; i++) {
+		double freq = pow((double)s->rope_base, -2.0 * (double)i / (double)hd);
+		double wl = 2 * pi / freq, f;
+		if (wl < hi_wl)
+			f = 1;
+		else if (wl > lo_wl)
+			f = factor;
+		else {
+			double smooth = (old_ctx / wl - lo) / (hi - lo);
+			f = 1 / ((1 - smooth) / factor + smooth);
+		}
+		p[i] = (float)f;
+	}
+	add_tensor(sy, "rope_freqs.weight", IR_DT_F32, n, 0, p, (uint64_t)n * sizeof(float));
 }
 
 static void gen_norm(Synth *sy, int layer, const char *what, int64_t n)
@@ -293,6 +325,8 @@ static void gen_tensors(Synth *sy)
 	const BnmSynthSpec *s = sy->s;
 	int64_t hd = s->n_embd / s->n_head, kv = hd * s->n_head_kv;
 	gen_embd(sy, "token_embd.weight");
+	if (s->rope_freqs)
+		gen_rope_freqs(sy);
 	for (int L = 0; L < s->n_layer && !sy->rc; L++) {
 		gen_norm(sy, L, "attn_norm", s->n_embd);
 		gen_proj(sy, L, "attn_q", s->n_embd, s->n_embd);
@@ -817,6 +851,12 @@ static int check_spec(const BnmSynthSpec *s, const BnmArch **arch, BnErr *e)
 		return bn_err(e, BN_EINVAL,
 			      "synthetic model: proj_scales: arch %s has no projection scales",
 			      (*arch)->name);
+	if (s->proj_bias && !(*arch)->proj_bias)
+		return bn_err(e, BN_EINVAL, "synthetic model: proj_bias: arch %s has no projection "
+			      "biases", (*arch)->name);
+	if (s->rope_freqs && !(*arch)->rope_freqs)
+		return bn_err(e, BN_EINVAL, "synthetic model: rope_freqs: arch %s reads no "
+			      "rope_freqs.weight", (*arch)->name);
 	if (s->untied_head && (*arch)->head != BNM_HEAD_OUTPUT)
 		return bn_err(e, BN_EINVAL,
 			      "synthetic model: untied_head: arch %s always uses token_embd as its "

@@ -18,7 +18,7 @@
 
 static const char *const goldens[] = {
 	"tiny-b158-i2_s", "tiny-b158-tq2_0", "tiny-b158-tq1_0", "tinyold-bitnet-i2_s",
-	"tinyllama-i2_s",
+	"tinyllama-i2_s", "tinyllama-tq1_0", "tinyllama-rf-i2_s",
 };
 static const char *const prompts[] = {"p1", "p2", "p3"};
 

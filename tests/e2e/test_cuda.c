@@ -156,7 +156,7 @@ static void test_golden_emulated(void **state)
 	}
 	static const char *const goldens[] = {"tiny-b158-i2_s", "tinyold-bitnet-i2_s",
 					      "tiny-b158-tq2_0", "tiny-b158-tq1_0",
-					      "tinyllama-i2_s"};
+					      "tinyllama-i2_s", "tinyllama-rf-i2_s"};
 	for (size_t mi = 0; mi < sizeof goldens / sizeof goldens[0]; mi++) {
 		char rel[256], gguf[4096], dir[4200];
 		snprintf(rel, sizeof rel, "golden/models/%s.gguf", goldens[mi]);
@@ -299,7 +299,7 @@ static void test_real_gpu(void **state)
 	}
 	static const char *const goldens[] = {"tiny-b158-i2_s", "tinyold-bitnet-i2_s",
 					      "tiny-b158-tq2_0", "tiny-b158-tq1_0",
-					      "tinyllama-i2_s"};
+					      "tinyllama-i2_s", "tinyllama-rf-i2_s"};
 	for (size_t mi = 0; mi < sizeof goldens / sizeof goldens[0]; mi++) {
 		char rel[256], gguf[4096], prog[4096], name[128];
 		snprintf(rel, sizeof rel, "golden/models/%s.gguf", goldens[mi]);

@@ -211,6 +211,43 @@ static void test_bitnet_scales(void **st)
 	assert_non_null(strstr(e.msg, "proj_scales"));
 }
 
+/* --biases and --rope-freqs: the tensors a llama-arch file may carry, read back by the
+ * loader (a bias add per projection, rope_freqs in every rope), refused where the arch
+ * reads neither. */
+static void test_llama_extras(void **st)
+{
+	BnmSynthSpec s;
+	BnErr e = { 0 };
+	assert_int_equal(bnm_synth_shape(&s, "tinyllama", &e), 0);
+	s.proj_bias = s.rope_freqs = true;
+	GgufFile *f = gguf_open(write_or_fail(&s, "rf.gguf"), &e);
+	assert_non_null(f);
+	const GgufTensor *t = gguf_find_tensor(f, "blk.3.attn_k.bias");
+	assert_non_null(t);
+	assert_int_equal(t->dtype, IR_DT_F32);
+	assert_int_equal(t->ne[0], 128); /* 2 kv heads of 64 */
+	t = gguf_find_tensor(f, "rope_freqs.weight");
+	assert_non_null(t);
+	assert_int_equal(t->ne[0], 32);
+	const float *fr = (const float *)t->data;
+	assert_true(fr[0] == 1.0f);  /* the shortest wavelength is kept */
+	assert_true(fr[31] == 8.0f); /* the longest is divided by the scaling factor */
+	IrGraph *g = bnm_load(f, &e);
+	if (!g)
+		fail_msg("%s", e.msg);
+	int add = 0;
+	for (int i = 0; i < g->n_nodes; i++)
+		add += g->nodes[i].op == IR_OP_ADD;
+	assert_int_equal(add, 4 * (7 + 2)); /* 7 biases and 2 residuals per layer */
+	ir_graph_free(g);
+	gguf_close(f);
+
+	assert_int_equal(bnm_synth_shape(&s, "tinyold", &e), 0);
+	s.rope_freqs = true;
+	assert_int_equal(bnm_synth_write(&s, tu_tmp("bad.gguf"), &e), BN_EINVAL);
+	assert_non_null(strstr(e.msg, "rope_freqs"));
+}
+
 static void test_bad_specs(void **st)
 {
 	BnmSynthSpec s;
@@ -384,7 +421,7 @@ int main(void)
 		cmocka_unit_test(test_formats_agree), cmocka_unit_test(test_loads),
 		cmocka_unit_test(test_bitnet_scales), cmocka_unit_test(test_bad_specs),
 		cmocka_unit_test(test_synth_vocab),   cmocka_unit_test(test_llama3_vocab),
-		cmocka_unit_test(test_runs),
+		cmocka_unit_test(test_llama_extras),  cmocka_unit_test(test_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,8 @@
 #include <string.h>
 
 static const char *const models[] = {"tiny-b158-i2_s", "tiny-b158-tq1_0", "tiny-b158-tq2_0",
-				     "tinyold-bitnet-i2_s", "tinyllama-i2_s"};
+				     "tinyold-bitnet-i2_s", "tinyllama-i2_s",
+				     "tinyllama-tq2_0", "tinyllama-tq1_0", "tinyllama-rf-i2_s"};
 
 
 /* The default pipeline, checking the graph after every pass. */

@@ -23,6 +23,9 @@ const char usage_mkmodel[] =
 	"                        ternarizes them back when it loads the model)\n"
 	"  --embd-type T         token embedding type: f16 (default), f32, bf16, q8_0, q6_k\n"
 	"  --scales              arch bitnet: write per-projection .scale tensors\n"
+	"  --biases              write a bias (F32) after every projection (archs llama,\n"
+	"                        bitnet-b1.58, bitnet-25, bitnet)\n"
+	"  --rope-freqs          write rope_freqs.weight (Llama 3.1's long-context factors)\n"
 	"  --spm-vocab           a small SentencePiece (\"llama\") vocabulary, as 1bitLLM models\n"
 	"                        carry, instead of the byte-level BPE one\n"
 	"  --seed N              random seed (default 1)\n"
@@ -43,7 +46,7 @@ int cmd_mkmodel(int argc, char **argv)
 	Args a = {.cmd = "mkmodel", .argc = argc, .argv = argv};
 	const char *shape = "tiny", *arch = NULL, *type = NULL, *embd = NULL, *vocab_dir = NULL;
 	const char *out = NULL;
-	bool llama3 = false, scales = false, spm = false;
+	bool llama3 = false, scales = false, spm = false, biases = false, rope_freqs = false;
 	int64_t seed = 1;
 	/* Shape overrides: -1 = keep the shape's value. ORDER ov_names */
 	static const char *const ov_names[] = {"--layers", "--hidden", "--ffn", "--heads",
@@ -64,6 +67,14 @@ int cmd_mkmodel(int argc, char **argv)
 		}
 		if (flag(&a, NULL, "--scales")) {
 			scales = true;
+			continue;
+		}
+		if (flag(&a, NULL, "--biases")) {
+			biases = true;
+			continue;
+		}
+		if (flag(&a, NULL, "--rope-freqs")) {
+			rope_freqs = true;
 			continue;
 		}
 		if (flag(&a, NULL, "--spm-vocab")) {
@@ -154,6 +165,8 @@ int cmd_mkmodel(int argc, char **argv)
 	s.seed = (uint64_t)seed;
 	s.proj_scales = scales;
 	s.spm_vocab = spm;
+	s.proj_bias = biases;
+	s.rope_freqs = rope_freqs;
 
 	char vdir[4096];
 	if (llama3) {

@@ -173,7 +173,8 @@ typedef struct {
 
 /* Each chunk from an empty cache (bn_ctx_reset), in forward calls of up to bn_ctx_ubatch
  * rows (none of one row unless the cap is 1), with the logits of the scored positions
- * alone; each scored token goes into r->sum and, with r->out, the base file, or, with
+ * alone; as many chunks side by side as the context has sequences and a call has room for
+ * (llama-perplexity's n_seq), which changes no logit; each scored token goes into r->sum and, with r->out, the base file, or, with
  * r->base, the comparison r->kld. The context must hold n_ctx positions. Returns RT_OK; a
  * bn_decode_batch code (BN_E_CANCELLED, BN_E_NONFINITE, ...) or the base file's code, the
  * message in e. */

@@ -8,6 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A group's rows: tokens, positions, sequences and which rows are scored. */
+typedef struct {
+	int32_t *tok, *pos, *seq;
+	int8_t *want;
+} RtPplRows;
+
 /* One scored token: its logits row and the token that follows it. */
 static int rt_ppl_score(RtPplRun *r, const float *row, int32_t n_vocab, int32_t tok, RtErr *e)
 {
@@ -60,30 +66,72 @@ static int rt_ppl_chunk(bn_ctx *c, RtPplRun *r, int64_t ch, int32_t *toks, const
 	return RT_OK;
 }
 
+/* Chunks ch..ch+k-1 side by side, chunk j as sequence j, in one bn_decode_batch (calls of
+ * up to bn_ctx_ubatch rows, none of one row): a row's logits have the bits they have when
+ * its chunk runs alone, and the scored rows come back in chunk order. */
+static int rt_ppl_chunks(bn_ctx *c, RtPplRun *r, int64_t ch, int32_t k, RtPplRows *w, RtErr *e)
+{
+	int32_t n_ctx = r->n_ctx, nv = bn_model_n_vocab(bn_ctx_model(c));
+	int32_t first = rt_ppl_first(n_ctx), n = k * n_ctx;
+	for (int32_t j = 0; j < k; j++) {
+		const int32_t *text = r->tokens + (size_t)(ch + j) * (size_t)n_ctx;
+		int32_t *t = w->tok + (size_t)j * (size_t)n_ctx;
+		memcpy(t, text, (size_t)n_ctx * sizeof *t);
+		if (r->bos >= 0)
+			t[0] = r->bos;
+		for (int32_t p = 0; p < n_ctx; p++)
+			w->seq[(size_t)j * (size_t)n_ctx + (size_t)p] = j;
+	}
+	bn_ctx_reset(c);
+	bn_batch b = {.n = n, .token = w->tok, .pos = w->pos, .seq = w->seq, .logits = w->want};
+	int rc = bn_decode_batch(c, &b, r->logits);
+	if (rc)
+		return rt_err(e, rc, "%s", bn_ctx_last_error(c));
+	const float *row = r->logits;
+	for (int32_t j = 0; j < k; j++) {
+		const int32_t *text = r->tokens + (size_t)(ch + j) * (size_t)n_ctx;
+		for (int32_t p = first; p <= n_ctx - 2; p++, row += nv)
+			if ((rc = rt_ppl_score(r, row, nv, text[p + 1], e)))
+				return rc;
+	}
+	return RT_OK;
+}
+
 int rt_ppl_eval(bn_ctx *c, RtPplRun *r, RtErr *e)
 {
 	int32_t n_ctx = r->n_ctx, first = rt_ppl_first(n_ctx);
 	if (n_ctx < 2 || n_ctx > bn_ctx_n_ctx(c))
 		return rt_err(e, BN_E_ARG, "rt_ppl_eval: n_ctx %d (the context holds %d)", (int)n_ctx,
 			      (int)bn_ctx_n_ctx(c));
-	int32_t *toks = malloc((size_t)n_ctx * sizeof *toks);
-	int32_t *pos = malloc((size_t)n_ctx * sizeof *pos);
-	int8_t *want = malloc((size_t)n_ctx);
+	/* chunks at a time: one per sequence, as many as fill a forward call */
+	int32_t k = bn_ctx_ubatch(c) / n_ctx;
+	k = k < bn_ctx_n_seq(c) ? k : bn_ctx_n_seq(c);
+	k = k > 1 ? k : 1;
+	size_t n = (size_t)k * (size_t)n_ctx;
+	RtPplRows w = {malloc(n * sizeof *w.tok), malloc(n * sizeof *w.pos),
+		       malloc(n * sizeof *w.seq), malloc(n)};
 	int rc = RT_OK;
-	if (!toks || !pos || !want)
-		rc = rt_err(e, BN_E_NOMEM, "out of memory for a chunk of %d tokens", (int)n_ctx);
-	for (int32_t p = 0; !rc && p < n_ctx; p++) {
-		pos[p] = p;
-		want[p] = p >= first && p <= n_ctx - 2; /* the last position predicts nothing */
+	if (!w.tok || !w.pos || !w.seq || !w.want)
+		rc = rt_err(e, BN_E_NOMEM, "out of memory for %d chunks of %d tokens", (int)k,
+			    (int)n_ctx);
+	for (size_t i = 0; !rc && i < n; i++) {
+		int32_t p = (int32_t)(i % (size_t)n_ctx);
+		w.pos[i] = p;
+		w.want[i] = p >= first && p <= n_ctx - 2; /* the last position predicts nothing */
 	}
-	for (int64_t ch = 0; !rc && ch < r->n_chunk; ch++) {
+	for (int64_t ch = 0; !rc && ch < r->n_chunk; ch += k) {
+		int32_t kk = r->n_chunk - ch < k ? (int32_t)(r->n_chunk - ch) : k;
 		double t = rt_now();
-		rc = rt_ppl_chunk(c, r, ch, toks, pos, want, e);
-		if (!rc && r->on_chunk && (rc = r->on_chunk(r->user, ch, rt_now() - t)))
-			rt_err(e, rc, "stopped after chunk %lld", (long long)ch + 1);
+		rc = kk > 1 ? rt_ppl_chunks(c, r, ch, kk, &w, e)
+			    : rt_ppl_chunk(c, r, ch, w.tok, w.pos, w.want, e);
+		double each = (rt_now() - t) / kk;
+		for (int32_t j = 0; !rc && j < kk; j++)
+			if (r->on_chunk && (rc = r->on_chunk(r->user, ch + j, each)))
+				rt_err(e, rc, "stopped after chunk %lld", (long long)(ch + j) + 1);
 	}
-	free(toks);
-	free(pos);
-	free(want);
+	free(w.tok);
+	free(w.pos);
+	free(w.seq);
+	free(w.want);
 	return rc;
 }

@@ -319,14 +319,17 @@ static int rt_run_map(const RtOpts *o, const char *argv0, RtRun *run)
 	return 0;
 }
 
-static int rt_run_setup(const RtOpts *o, const char *argv0, int64_t n_ctx, RtRun *run)
+/* The context: n_seq sequences of n_ctx positions each (1 but for --perplexity). */
+static int rt_run_setup(const RtOpts *o, const char *argv0, int64_t n_ctx, int32_t n_seq,
+			RtRun *run)
 {
 	int rc = rt_run_map(o, argv0, run);
 	if (rc)
 		return rc;
 	char err[1024];
 	int code = 0;
-	run->ctx = bn_ctx_new_ex(run->m, (int32_t)n_ctx, o->threads, &code, err, sizeof err);
+	run->ctx = bn_ctx_new_seq(run->m, (int32_t)n_ctx, n_seq, o->threads, &code, err,
+				  sizeof err);
 	if (!run->ctx)
 		return code == BN_E_CTX ? rt_fail("%s (try a smaller -c)", err) : rt_fail("%s", err);
 	bn_ctx_set_ubatch(run->ctx, (int32_t)o->ubatch);
@@ -1568,8 +1571,16 @@ static int rt_ppl_session(const RtOpts *o, const char *argv0, RtRun *run)
 	if (!row || (o->kl_divergence &&
 		     rt_kld_init(&kld, n_chunk * rt_ppl_scored(n_ctx)) != RT_OK))
 		rc = rt_fail("out of memory for --perplexity");
+	/* chunks side by side, one sequence each, as many as fill a forward call */
+	int64_t ub = bn_model_meta_int(run->m, "max_batch"), per_call = 1;
+	if (o->ubatch > 0 && o->ubatch < ub)
+		ub = o->ubatch;
+	if (ub / n_ctx > per_call)
+		per_call = ub / n_ctx;
+	per_call = per_call < n_chunk ? per_call : n_chunk > 0 ? n_chunk : 1;
+	per_call = per_call < BN_MAX_SEQ ? per_call : BN_MAX_SEQ;
 	if (!rc)
-		rc = rt_run_setup(o, argv0, n_ctx, run);
+		rc = rt_run_setup(o, argv0, n_ctx, (int32_t)per_call, run);
 	if (!rc && o->kl_base && !o->kl_divergence &&
 	    rt_ppl_out_open(&out, o->kl_base, n_ctx, nv, (int32_t)n_chunk, run->prompt, &e))
 		rc = e.code == RT_EINVAL ? rt_usage("--kl-base %s", e.msg) : rt_fail("%s", e.msg);
@@ -1588,9 +1599,9 @@ static int rt_ppl_session(const RtOpts *o, const char *argv0, RtRun *run)
 	double t = rt_now();
 	if (!rc) {
 		fprintf(stderr, "%s: perplexity over %lld chunks of %d tokens (%d scored each), "
-				"forward calls of up to %d tokens\n",
+				"forward calls of up to %d tokens, %d chunk%s at a time\n",
 			rt_prog, (long long)n_chunk, (int)n_ctx, (int)rt_ppl_scored(n_ctx),
-			(int)bn_ctx_ubatch(run->ctx));
+			(int)bn_ctx_ubatch(run->ctx), (int)per_call, per_call > 1 ? "s" : "");
 		rt_sigint_install(run);
 		int code = rt_ppl_eval(run->ctx, &r, &e);
 		rt_sigint_install(NULL);
@@ -1671,7 +1682,7 @@ static int rt_session(RtOpts o, const char *argv0, RtRun *run)
 	if (o.n_ctx > train && train > 0)
 		fprintf(stderr, "%s: warning: -c %lld is beyond the model's training context %lld\n",
 			rt_prog, (long long)o.n_ctx, (long long)train);
-	if ((rc = rt_run_setup(&o, argv0, n_ctx, run)))
+	if ((rc = rt_run_setup(&o, argv0, n_ctx, 1, run)))
 		return rc;
 	run->t_load_ms = (rt_now() - run->t_start) * 1e3;
 	if (o.bench) {

@@ -80,9 +80,11 @@ static double nll_exact(const float *l, int nv, int tok)
 }
 
 /* The perplexity of n_chunk chunks of n_ctx from the interpreter's logits, each chunk fed
- * in calls of ub tokens as the program feeds it; its error as rt_ppl_final gives it. */
+ * in calls of ub tokens as the program feeds it (the whole chunk when ub is larger); its
+ * error as rt_ppl_final gives it. */
 static double interp_ppl(const int32_t *ids, int n_ctx, int n_chunk, int ub, double *err)
 {
+	ub = ub < n_ctx ? ub : n_ctx;
 	TuModel m;
 	tu_model_open(&m, model);
 	BnErr e = {0};
@@ -137,7 +139,7 @@ static void test_vs_interpreter(void **state)
 	int32_t *ids = text_tokens(text, &n);
 	static const struct {
 		int n_ctx, chunks, ub;
-	} runs[] = {{64, 5, 64}, {128, 3, 128}, {64, 3, 16}};
+	} runs[] = {{64, 5, 64}, {128, 3, 128}, {64, 3, 16}, {16, 11, 128}};
 	for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
 		int c = runs[k].n_ctx, ch = runs[k].chunks, ub = runs[k].ub;
 		assert_true(n >= c * ch);
@@ -168,6 +170,38 @@ static void test_vs_interpreter(void **state)
 	out = tu_run_ok(0, "'%s' --perplexity -f '%s' -c 256 --chunks -1 -t 2 --json", prog, text);
 	assert_int_equal((int)json_num(out, "chunks"), n / 256);
 	free(out);
+}
+
+/* Small -c: as many chunks side by side as fill a forward call (one sequence each), which
+ * changes no logit: the figures equal those of one chunk at a time (-ub = -c), also when
+ * the last group is short (7 chunks of 32 in groups of 4). */
+static void test_chunks_side_by_side(void **state)
+{
+	(void)state;
+	static const struct {
+		int n_ctx, chunks;
+		const char *at_a_time;
+	} runs[] = {{16, 20, "8 chunks at a time"}, {32, 7, "4 chunks at a time"}};
+	for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+		int c = runs[k].n_ctx, ch = runs[k].chunks;
+		char *packed = tu_run_ok(0, "'%s' --perplexity -f '%s' -c %d --chunks %d -t 2 -ub 128 "
+					    "--json 2>&1",
+					 prog, text, c, ch);
+		char *alone = tu_run_ok(0, "'%s' --perplexity -f '%s' -c %d --chunks %d -t 2 -ub %d "
+					   "--json 2>&1",
+					prog, text, c, ch, c);
+		tu_expect_has(packed, runs[k].at_a_time);
+		tu_expect_has(alone, "1 chunk at a time");
+		assert_true(json_num(packed, "ppl") == json_num(alone, "ppl"));
+		assert_true(json_num(packed, "ppl_err") == json_num(alone, "ppl_err"));
+		assert_int_equal((int)json_num(packed, "chunks"), ch);
+		/* the progress line names every chunk, in order */
+		char last[16];
+		snprintf(last, sizeof last, ",[%d]", ch);
+		tu_expect_has(packed, last);
+		free(packed);
+		free(alone);
+	}
 }
 
 /* The program's PPL equals llama-perplexity's (tests/data/ppl/reference.json: bitnet.cpp on
@@ -435,6 +469,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_vs_interpreter, tu_teardown),
+		cmocka_unit_test_teardown(test_chunks_side_by_side, tu_teardown),
 		cmocka_unit_test_teardown(test_vs_reference, tu_teardown),
 		cmocka_unit_test_teardown(test_kld, tu_teardown),
 		cmocka_unit_test_teardown(test_kld_refused, tu_teardown),

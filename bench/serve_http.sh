@@ -4,16 +4,20 @@
 # 2, 4, 8 and 16 concurrent streams (bench/serve_client.c: streamed /v1/completions over
 # loopback, greedy, ignore_eos where the server knows it), each level bounded in requests
 # and seconds. With ik_llama.cpp's (or llama.cpp's) llama-server given, the same levels
-# against it in the same run, on the same GGUF, as the baseline.
+# against it in the same run, as the baseline: on the same GGUF, or on LLAMA_MODEL (the same
+# weights in the peer's own format: ik_llama.cpp computes I2_S files wrongly; give it
+# IQ2_BN made by its llama-quantize from `bitnetc mkmodel --type f16` of the same seed).
 #
 #   bench/serve_http.sh                                   # the tiny model (fast, a smoke run)
 #   MODEL=2b4t bench/serve_http.sh                        # the 2B-4T shape (~1.2 GB, made once)
 #   LLAMA_SERVER=/path/llama-server MODEL=2b4t bench/serve_http.sh
+#   LLAMA_SERVER=/path/llama-server LLAMA_MODEL=/path/2b-iq2_bn.gguf MODEL=2b4t bench/serve_http.sh
 #
 # Knobs (environment): MODEL (tiny, 2b4t, or a GGUF path), STREAMS ("1 2 4 8 16"),
 # REQUESTS (per level; default 2 x streams, at least 4), SECONDS (per level, 60),
 # MAX_TOKENS (64), THREADS (-t, default: online CPUs), CTX (total context, 8192),
-# OUT (tmp/serve-bench), BUILD (build), LLAMA_SERVER, LLAMA_ARGS (extra flags for it).
+# OUT (tmp/serve-bench), BUILD (build), LLAMA_SERVER, LLAMA_MODEL (its GGUF; default the
+# same), LLAMA_ARGS (extra flags for it).
 # A shared machine makes timings noisy: compare only the rows of one run.
 set -eu
 cd "$(dirname "$0")/.."
@@ -103,7 +107,7 @@ wait "$PID" || true
 if [ -n "${LLAMA_SERVER:-}" ]; then
 	PORT=$(free_port 1000)
 	# shellcheck disable=SC2086
-	start_server "$OUT/llama-server.log" "$LLAMA_SERVER" -m "$GGUF" --host 127.0.0.1 \
+	start_server "$OUT/llama-server.log" "$LLAMA_SERVER" -m "${LLAMA_MODEL:-$GGUF}" --host 127.0.0.1 \
 		--port "$PORT" -np "$maxs" -c "$CTX" -t "$THREADS" ${LLAMA_ARGS:-}
 	run_levels llama-srv
 	kill -TERM "$PID"

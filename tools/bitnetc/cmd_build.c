@@ -227,6 +227,7 @@ static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph 
 	for (int i = 0; i < tok->n_eog; i++)
 		printf(" %" PRId32, tok->eog[i]);
 	const char *from = o->chat_template ? " (--chat-template)" : note[0] ? ""
+			   : tok->chat_from_pre ? " (the file has none; its pre-tokenizer's)"
 			   : !tok->has_chat_jinja ? " (the file has none)"
 			   : tok->chat_template ? " (recognized)" : " (not recognized)";
 	printf("; chat template %s%s%s\n", rt_chat_name((RtChatTemplate)tok->chat_template), from,

@@ -715,6 +715,19 @@ static void test_corrupt_blob(void **state)
 	memcpy(b, L.blob, L.size);
 	put32(b + 12, 7); /* n_tokens 7: the sections no longer fit the counts */
 	expect_open_error(b, L.size, "a wrong token count");
+	memcpy(b, L.blob, L.size);
+	put32(b + 4 * 14, 2); /* the split word: 0 Llama 3, 1 Falcon 3 */
+	expect_open_error(b, L.size, "an unknown split");
+	put32(b + 4 * 14, 1);
+	RtErr se = {0};
+	RtTok *st = rt_tok_open(b, L.size, &se);
+	assert_non_null(st); /* the same blob split as Falcon 3: "x 123" as x, ' ', 1, 2, 3 */
+	int32_t *sids;
+	int sn;
+	assert_int_equal(rt_tok_encode(st, "x 123", 5, 0, &sids, &sn, &se), 0);
+	assert_int_equal(sn, 5);
+	free(sids);
+	rt_tok_free(st);
 	/* A blob whose tables point nowhere still opens if its sizes agree, and then must
 	 * not crash: scramble the token offsets and hash slots and encode. */
 	memcpy(b, L.blob, L.size);

@@ -137,8 +137,8 @@ size_t rt_tok_pretok_next(const uint8_t *s, size_t n, size_t i)
  *   [\p{P}\$\+<=>\^~\|`]+  a run of punctuation or ASCII symbols is a piece, and so is
  *                          what lies between two runs;
  *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
- *                          GPT-2's regex (the rest of a piece, unmatched, is a piece too:
- *                          only white space at a piece's end can be, and \s+ takes it);
+ *                          GPT-2's regex, with |\s+ last as the reference's hand-written
+ *                          version has it (white space at a piece's end stays whole);
  *   [0-9]                  each ASCII digit alone.
  * A punctuation run stays whole: all of it is [^\s\p{L}\p{N}], and no apostrophe in it can
  * be followed by a letter. Outside ASCII, punctuation is General_Category P*; the other

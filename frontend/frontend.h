@@ -173,8 +173,10 @@ typedef struct {
 	int n_eog;
 	int chat_template;   /* RtChatTemplate recognized in tokenizer.chat_template; 0: none */
 	bool has_chat_jinja; /* the file has a tokenizer.chat_template */
+	bool chat_from_pre;  /* none, and chat_template follows from the pre-tokenizer */
 	char split[160];     /* BPE: how text is split into words and why ("the Llama 3 split
-			      * (tokenizer.ggml.pre 'llama-bpe')"); "" for SentencePiece */
+			      * (tokenizer.ggml.pre 'llama-bpe')", "the Falcon 3 split (...)");
+			      * "" for SentencePiece */
 } BnmTok;
 
 /* Reads tokenizer.ggml.* ("gpt2": tokens, token_type, merges; "llama": tokens, scores,
@@ -186,12 +188,14 @@ int bnm_tok_load(const GgufFile *f, BnmTok *t, BnErr *e);
  * (others split text differently: BN_EUNSUPPORTED, listing them) unless force_pre (such a
  * name, or NULL) overrides it. */
 int bnm_tok_load_pre(const GgufFile *f, const char *force_pre, BnmTok *t, BnErr *e);
-/* The tokenizer.ggml.pre values whose split the runtime implements (Llama 3's),
- * NULL-terminated; the first is the one to suggest. */
+/* The tokenizer.ggml.pre values whose split the runtime implements (Llama 3's or Falcon
+ * 3's), NULL-terminated; the first is the one to suggest. */
 const char *const *bnm_tok_pres(void);
 /* "a, b, c" of bnm_tok_pres, for a message. */
 void bnm_tok_pres_list(char *buf, size_t n);
 bool bnm_tok_pre_supported(const char *pre);
+/* "Llama 3" or "Falcon 3": the split a supported pre names, for messages. */
+const char *bnm_tok_split_name(const char *pre);
 /* Whether the vocabulary has, as special tokens, what chat_template's text holds (e.g.
  * <|start_header_id|> for llama3); else nonzero and why says which are missing. No
  * tokenizer or no template: 0. */
@@ -216,6 +220,9 @@ typedef struct {
 	bool untied_head;      /* arch "llama": write output.weight (embd_type) after the layers */
 	bool proj_bias;        /* write blk.N.<proj>.bias (F32) after every projection */
 	bool rope_freqs;       /* write rope_freqs.weight: Llama 3.1's long-context factors */
+	const char *pre;       /* BPE: tokenizer.ggml.pre to write, and then no add_bos_token nor
+				* chat template (the readers' defaults for it apply); NULL: the
+				* usual metadata */
 } BnmSynthSpec;
 
 /* Fills spec for a named shape: "tiny", "tinyold", "tinyllama" (the golden shapes) or

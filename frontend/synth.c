@@ -759,7 +759,7 @@ static void put_meta(GgufWriter *w, const BnmSynthSpec *s, const char *arch)
 	put_arch_u32(w, arch, "rope.dimension_count", s->n_embd / s->n_head);
 }
 
-static void put_vocab(GgufWriter *w, const Vocab *v, int64_t n_vocab)
+static void put_vocab(GgufWriter *w, const Vocab *v, int64_t n_vocab, const char *pre)
 {
 	if (v->spm) {
 		gguf_writer_str(w, "tokenizer.ggml.model", "llama");
@@ -777,7 +777,9 @@ static void put_vocab(GgufWriter *w, const Vocab *v, int64_t n_vocab)
 	}
 	gguf_writer_str(w, "tokenizer.ggml.model", "gpt2");
 	/* the official 2B-4T file has no pre key: readers take Llama 3's pre-tokenizer */
-	if (!v->llama3)
+	if (pre)
+		gguf_writer_str(w, "tokenizer.ggml.pre", pre);
+	else if (!v->llama3)
 		gguf_writer_str(w, "tokenizer.ggml.pre", "llama-bpe");
 	gguf_writer_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens,
 			    (uint64_t)n_vocab);
@@ -786,8 +788,9 @@ static void put_vocab(GgufWriter *w, const Vocab *v, int64_t n_vocab)
 			    v->n_merges);
 	gguf_writer_u32(w, "tokenizer.ggml.bos_token_id", v->bos);
 	gguf_writer_u32(w, "tokenizer.ggml.eos_token_id", v->eos);
-	gguf_writer_bool(w, "tokenizer.ggml.add_bos_token", true);
-	if (v->llama3)
+	if (!pre)
+		gguf_writer_bool(w, "tokenizer.ggml.add_bos_token", true);
+	if (v->llama3 && !pre)
 		gguf_writer_str(w, "tokenizer.chat_template", chat_template_bitnet);
 	gguf_writer_u32(w, "general.quantization_version", 2);
 }
@@ -862,6 +865,9 @@ static int check_spec(const BnmSynthSpec *s, const BnmArch **arch, BnErr *e)
 			      "synthetic model: untied_head: arch %s always uses token_embd as its "
 			      "head",
 			      (*arch)->name);
+	if (s->pre && s->spm_vocab)
+		return bn_err(e, BN_EINVAL, "synthetic model: pre '%s': a SentencePiece vocabulary "
+			      "has no pre-tokenizer", s->pre);
 	if (!is_float_wtype_ok(s, *arch))
 		return bn_err(e, BN_EINVAL,
 			      "synthetic model: wtype %s: arch %s reads only ternary projections "
@@ -893,7 +899,7 @@ int bnm_synth_write(const BnmSynthSpec *s, const char *path, BnErr *e)
 		sy.rc = bn_err(e, BN_ENOMEM, "%s: out of memory", path);
 	} else {
 		put_meta(sy.w, s, arch->name);
-		put_vocab(sy.w, &v, s->n_vocab);
+		put_vocab(sy.w, &v, s->n_vocab, s->pre);
 		vocab_free(&v); /* the writer copied the metadata */
 		memset(&v, 0, sizeof v);
 		gen_tensors(&sy);

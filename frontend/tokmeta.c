@@ -30,34 +30,41 @@ static void tokmeta_free(TokMeta *m)
 	free(m->merge_len);
 }
 
-/* The tokenizer.ggml.pre values that split text as Llama 3 does (llama.cpp's LLAMA3 group:
- * the same regex, whole words looked up before merging, BOS added): the only byte-level BPE
- * split the runtime has. ORDER: the first is the name --tokenizer-pre suggests. Not
- * "falcon3" nor "falcon_e": upstream llama.cpp splits those as Llama 3, but the reference
- * (bitnet.cpp's fork) splits punctuation runs, then GPT-2's regex, then single digits, and
- * always merges, which gives other ids (e.g. "123" whole vs "1", "2", "3"). */
-static const char *const llama3_pres[] = {
-	"llama3", "llama-bpe", "llama-v3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", NULL,
+/* The tokenizer.ggml.pre values whose split the runtime has (rt_tok_pre_split says which):
+ * first those split as Llama 3 does (llama.cpp's LLAMA3 group: the same regex, whole words
+ * looked up before merging, BOS added), then Falcon 3's, as the reference (bitnet.cpp's
+ * fork) splits "falcon3" and "falcon_e": punctuation runs, then GPT-2's regex, then single
+ * digits, always merged, no BOS unless the file asks (upstream llama.cpp splits those two
+ * as Llama 3, which gives other ids: e.g. "123" whole vs "1", "2", "3"). ORDER: the first
+ * is the name --tokenizer-pre suggests. */
+static const char *const known_pres[] = {
+	"llama3", "llama-bpe", "llama-v3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
+	"falcon3", "falcon_e", NULL,
 };
 
 const char *const *bnm_tok_pres(void)
 {
-	return llama3_pres;
+	return known_pres;
 }
 
 bool bnm_tok_pre_supported(const char *pre)
 {
-	for (const char *const *p = llama3_pres; pre && *p; p++)
+	for (const char *const *p = known_pres; pre && *p; p++)
 		if (!strcmp(*p, pre))
 			return true;
 	return false;
+}
+
+const char *bnm_tok_split_name(const char *pre)
+{
+	return rt_tok_pre_split(pre) == RT_TOK_SPLIT_FALCON3 ? "Falcon 3" : "Llama 3";
 }
 
 void bnm_tok_pres_list(char *buf, size_t n)
 {
 	size_t len = 0;
 	buf[0] = 0;
-	for (const char *const *p = llama3_pres; *p && len < n; p++) {
+	for (const char *const *p = known_pres; *p && len < n; p++) {
 		int k = snprintf(buf + len, n - len, "%s%s", len ? ", " : "", *p);
 		if (k < 0)
 			break;
@@ -204,14 +211,16 @@ static int meta_eog(const GgufFile *f, TokMeta *m, BnErr *e)
 }
 
 /* tokenizer.ggml.add_bos_token, or what llama.cpp assumes without it: yes for
- * SentencePiece and for Llama 3's BPE (the official 2B-4T file says nothing). */
+ * SentencePiece and for Llama 3's BPE (the official 2B-4T file says nothing), no for the
+ * Falcon 3 split (the reference sets no BOS for "falcon3" and "falcon_e"). */
 static int meta_add_bos(const GgufFile *f, TokMeta *m, BnErr *e)
 {
 	const char *key = "tokenizer.ggml.add_bos_token";
 	const GgufKV *kv = gguf_find(f, key);
 	if (!kv) {
 		m->spec.add_bos = m->spec.kind == RT_TOK_SPM || !m->spec.pre ||
-				  bnm_tok_pre_supported(m->spec.pre);
+				  (bnm_tok_pre_supported(m->spec.pre) &&
+				   rt_tok_pre_split(m->spec.pre) == RT_TOK_SPLIT_LLAMA3);
 		return 0;
 	}
 	int64_t v;
@@ -250,10 +259,11 @@ static int meta_kind(const GgufFile *f, TokMeta *m, const char **why, BnErr *e)
 }
 
 /* A byte-level BPE vocabulary is split into words before merging, and how is named by
- * tokenizer.ggml.pre; the runtime splits as Llama 3 does. Another split would give other
- * ids without a word of warning, so an unknown pre is refused unless force_pre (a
- * supported name) says to split as Llama 3 anyway. A missing pre keeps the Llama 3 split
- * (what the 2B-4T conversions need). SentencePiece has no split: pre is not read. */
+ * tokenizer.ggml.pre; the runtime splits as Llama 3 or as Falcon 3 does. Another split
+ * would give other ids without a word of warning, so an unknown pre is refused unless
+ * force_pre (a supported name) says which split to use anyway. A missing pre keeps the
+ * Llama 3 split (what the 2B-4T conversions need). SentencePiece has no split: pre is not
+ * read. */
 static int meta_pre(const GgufFile *f, TokMeta *m, const char *force_pre, char *note, size_t n,
 		    BnErr *e)
 {
@@ -261,9 +271,9 @@ static int meta_pre(const GgufFile *f, TokMeta *m, const char *force_pre, char *
 		return 0;
 	const char *file_pre = m->spec.pre;
 	if (force_pre) {
-		snprintf(note, n, "the Llama 3 split (--tokenizer-pre %s; the file says %s%s%s)",
-			 force_pre, file_pre ? "'" : "", file_pre ? file_pre : "nothing",
-			 file_pre ? "'" : "");
+		snprintf(note, n, "the %s split (--tokenizer-pre %s; the file says %s%s%s)",
+			 bnm_tok_split_name(force_pre), force_pre, file_pre ? "'" : "",
+			 file_pre ? file_pre : "nothing", file_pre ? "'" : "");
 		m->spec.pre = force_pre;
 		return 0;
 	}
@@ -272,16 +282,17 @@ static int meta_pre(const GgufFile *f, TokMeta *m, const char *force_pre, char *
 		return 0;
 	}
 	if (bnm_tok_pre_supported(file_pre)) {
-		snprintf(note, n, "the Llama 3 split (tokenizer.ggml.pre '%s')", file_pre);
+		snprintf(note, n, "the %s split (tokenizer.ggml.pre '%s')",
+			 bnm_tok_split_name(file_pre), file_pre);
 		return 0;
 	}
 	char list[256];
 	bnm_tok_pres_list(list, sizeof list);
 	return bn_err(e, BN_EUNSUPPORTED,
 		      "%s: tokenizer.ggml.pre: unknown pre-tokenizer '%s': bitnetc splits text as "
-		      "Llama 3 does, which is right only for %s (--tokenizer-pre %s forces that "
-		      "split; --no-tokenizer builds without a tokenizer)",
-		      f->path, file_pre, list, llama3_pres[0]);
+		      "Llama 3 or Falcon 3 does, which is right only for %s (--tokenizer-pre %s "
+		      "forces the Llama 3 split; --no-tokenizer builds without a tokenizer)",
+		      f->path, file_pre, list, known_pres[0]);
 }
 
 /* The vocabulary, types, scores and merges. */
@@ -365,6 +376,7 @@ int bnm_tok_load_pre(const GgufFile *f, const char *force_pre, BnmTok *t, BnErr 
 	TokMeta m;
 	memset(&m, 0, sizeof m);
 	const char *why = NULL;
+	bool falcon = false;
 	int rc = tokmeta_read(f, &m, force_pre, t, &why, e);
 	if (!rc && why) {
 		snprintf(t->none_why, sizeof t->none_why, "%s", why);
@@ -380,6 +392,8 @@ int bnm_tok_load_pre(const GgufFile *f, const char *force_pre, BnmTok *t, BnErr 
 		t->add_bos = m.spec.add_bos;
 		t->n_eog = m.spec.n_eog;
 		memcpy(t->eog, m.eog, sizeof m.eog);
+		falcon = m.spec.kind == RT_TOK_BPE &&
+			 rt_tok_pre_split(m.spec.pre) == RT_TOK_SPLIT_FALCON3;
 	}
 	tokmeta_free(&m);
 	if (!rc) {
@@ -391,6 +405,10 @@ int bnm_tok_load_pre(const GgufFile *f, const char *force_pre, BnmTok *t, BnErr 
 			else
 				t->chat_template = (int)rt_chat_detect(s.ptr, (size_t)s.len);
 			t->has_chat_jinja = true;
+		} else if (falcon) {
+			/* a Falcon 3 / Falcon-E vocabulary without a template: their format */
+			t->chat_template = RT_CHAT_FALCON3;
+			t->chat_from_pre = true;
 		}
 	}
 	if (rc)

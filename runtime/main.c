@@ -75,7 +75,7 @@ static void rt_help(void)
 	       "                          its own tokens; -n caps each reply (default: until\n"
 	       "                          the end of the turn)\n"
 	       "  -sys, --system-prompt T the system message of the conversation\n"
-	       "      --chat-template N   bitnet or llama3 (default: the one built in)\n"
+	       "      --chat-template N   bitnet, llama3 or falcon3 (default: the one built in)\n"
 	       "\n"
 	       "generation:\n"
 	       "  -n, --n-predict N       tokens to generate (default 128; -1 = until the end of\n"
@@ -363,8 +363,8 @@ static int rt_parse_value(const char *a, const char *v, RtOpts *o)
 		o->kl_base = v;
 	} else if (!strcmp(a, "--chat-template")) {
 		if (!bn_chat_template_name(NULL, v))
-			return rt_usage("--chat-template: unknown template \"%s\" (bitnet or llama3)",
-					v);
+			return rt_usage("--chat-template: unknown template \"%s\" (bitnet, llama3 "
+					"or falcon3)", v);
 		o->chat_template = v;
 	} else
 		return -1; /* not a flag with a value */

@@ -20,7 +20,7 @@ static const char rt_jinja_llama3[] =
 	"{% endif %}{{ content }}{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}";
 
 /* ORDER RtChatTemplate */
-static const char *const rt_chat_names[] = {"none", "bitnet", "llama3"};
+static const char *const rt_chat_names[] = {"none", "bitnet", "llama3", "falcon3"};
 
 const char *rt_chat_name(RtChatTemplate t)
 {
@@ -82,6 +82,13 @@ RtChatTemplate rt_chat_detect(const char *jinja, size_t len)
 		return RT_CHAT_BITNET;
 	if (rt_same_but_space(jinja, len, rt_jinja_llama3))
 		return RT_CHAT_LLAMA3;
+	/* Falcon 3's role markers, as the reference recognizes them (after ChatML's
+	 * <|im_start|>, Llama 2's [INST] and Phi 3's <|end|>, formats bitnetc does not have). */
+	if (rt_has(jinja, len, "<|assistant|>") && rt_has(jinja, len, "<|user|>"))
+		return rt_has(jinja, len, "<|im_start|>") || rt_has(jinja, len, "[INST]") ||
+				       rt_has(jinja, len, "<|end|>")
+			       ? RT_CHAT_NONE
+			       : RT_CHAT_FALCON3;
 	/* Variants of the same formats (the official Llama 3 template, edited copies). */
 	if (rt_has(jinja, len, "<|start_header_id|>") && rt_has(jinja, len, "<|eot_id|>"))
 		return RT_CHAT_LLAMA3;
@@ -182,6 +189,21 @@ static void rt_render_llama3(RtStr *b, const RtChatMsg *msgs, int n, bool add_as
 		rt_str_cat(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
+/* "<|role|>\ncontent\n" per message (content as it is), "<|assistant|>\n" to ask for a
+ * reply: the reference's "falcon3" format. */
+static void rt_render_falcon3(RtStr *b, const RtChatMsg *msgs, int n, bool add_assistant)
+{
+	for (int i = 0; i < n; i++) {
+		rt_str_cat(b, "<|");
+		rt_str_cat(b, msgs[i].role ? msgs[i].role : "");
+		rt_str_cat(b, "|>\n");
+		rt_str_cat(b, msgs[i].content ? msgs[i].content : "");
+		rt_str_cat(b, "\n");
+	}
+	if (add_assistant)
+		rt_str_cat(b, "<|assistant|>\n");
+}
+
 char *rt_chat_render(RtChatTemplate t, const RtChatMsg *msgs, int n, bool add_assistant)
 {
 	RtStr b = {0};
@@ -190,6 +212,8 @@ char *rt_chat_render(RtChatTemplate t, const RtChatMsg *msgs, int n, bool add_as
 		rt_render_bitnet(&b, msgs, n, add_assistant);
 	else if (t == RT_CHAT_LLAMA3)
 		rt_render_llama3(&b, msgs, n, add_assistant);
+	else if (t == RT_CHAT_FALCON3)
+		rt_render_falcon3(&b, msgs, n, add_assistant);
 	if (b.oom) {
 		free(b.s);
 		return NULL;
@@ -202,6 +226,8 @@ static const char *const chat_needs[][4] = {
 	[RT_CHAT_NONE] = {NULL},
 	[RT_CHAT_BITNET] = {"<|eot_id|>", NULL},
 	[RT_CHAT_LLAMA3] = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", NULL},
+	/* the role markers are special tokens in some vocabularies, plain text in others */
+	[RT_CHAT_FALCON3] = {NULL},
 };
 
 /* Whether text is one token when special-token text is parsed: the way a rendered

@@ -59,6 +59,10 @@ static int open_header(RtTok *t, const uint8_t *p, size_t size, RtErr *e)
 		if (ids[i] < -1 || ids[i] >= t->n_tokens)
 			return rt_err(e, RT_EINVAL, "tokenizer blob: bos/eos/unk id %d out of range",
 				      ids[i]);
+	if (h[RT_TOKH_SPLIT] > RT_TOK_SPLIT_FALCON3 ||
+	    (kind == RT_TOK_SPM && h[RT_TOKH_SPLIT] != RT_TOK_SPLIT_LLAMA3))
+		return rt_err(e, RT_EINVAL, "tokenizer blob: unknown split %u", h[RT_TOKH_SPLIT]);
+	t->split = (RtTokSplit)h[RT_TOKH_SPLIT];
 	t->flags = h[RT_TOKH_FLAGS];
 	t->n_eog = h[RT_TOKH_N_EOG];
 	t->n_special = h[RT_TOKH_N_SPECIAL];
@@ -251,9 +255,7 @@ static int encode_run(const RtTok *t, const uint8_t *s, size_t n, bool after_spe
 	if (t->kind == RT_TOK_SPM)
 		return rt_tok_spm_encode(t, s, n, after_special && (t->flags & RT_TOKF_SPACE_PREFIX),
 					 o);
-	/* Every BPE vocabulary uses the Llama 3 split: only "llama-bpe" (or no pre key) is
-	 * built today; another pre would need its own rt_tok_pretok_next. */
-	return rt_tok_bpe_encode(t, s, n, o);
+	return rt_tok_bpe_encode(t, s, n, o); /* split as t->split says */
 }
 
 int rt_tok_encode(const RtTok *t, const char *text, size_t len, int flags, int32_t **ids, int *n,

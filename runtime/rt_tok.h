@@ -14,6 +14,17 @@
 
 typedef enum { RT_TOK_BPE = 1, RT_TOK_SPM = 2 } RtTokKind;
 
+/* How a byte-level BPE tokenizer splits text into words before merging. */
+typedef enum {
+	RT_TOK_SPLIT_LLAMA3 = 0,  /* Llama 3's regex; a word that is a token is not merged */
+	RT_TOK_SPLIT_FALCON3 = 1, /* the reference's Falcon 3 / Falcon-E split: punctuation runs,
+				   * then GPT-2's regex, then each ASCII digit alone; always
+				   * merged */
+} RtTokSplit;
+/* The split of a tokenizer.ggml.pre value: Falcon 3's for "falcon3" and "falcon_e", Llama 3's
+ * for anything else (NULL included: which names are known is the caller's to check). */
+RtTokSplit rt_tok_pre_split(const char *pre);
+
 /* GGUF tokenizer.ggml.token_type values */
 enum { RT_TT_NORMAL = 1, RT_TT_UNKNOWN = 2, RT_TT_CONTROL = 3, RT_TT_USER = 4, RT_TT_UNUSED = 5,
        RT_TT_BYTE = 6 };
@@ -34,7 +45,8 @@ typedef struct {
 	const int32_t *eog;        /* extra end-of-generation ids (e.g. <|eot_id|>) */
 	int n_eog;
 	bool add_bos;
-	const char *pre;           /* tokenizer.ggml.pre, or NULL */
+	const char *pre;           /* tokenizer.ggml.pre, or NULL: picks the split
+				    * (rt_tok_pre_split) */
 } RtTokSpec;
 
 /* Validates spec and lays out the blob (malloc'd, *size bytes; position independent,
@@ -89,6 +101,7 @@ typedef enum {
 	RT_CHAT_NONE = 0,
 	RT_CHAT_BITNET, /* "Role: content<|eot_id|>" per message, "Assistant: " to reply */
 	RT_CHAT_LLAMA3, /* <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|> */
+	RT_CHAT_FALCON3, /* <|role|>\ncontent\n per message, <|assistant|>\n to reply */
 } RtChatTemplate;
 
 typedef struct {
@@ -96,7 +109,7 @@ typedef struct {
 	const char *content;
 } RtChatMsg;
 
-const char *rt_chat_name(RtChatTemplate t);           /* "bitnet", "llama3", "none" */
+const char *rt_chat_name(RtChatTemplate t);  /* "bitnet", "llama3", "falcon3", "none" */
 RtChatTemplate rt_chat_from_name(const char *name);    /* RT_CHAT_NONE if unknown */
 /* Recognizes a GGUF tokenizer.chat_template (Jinja text) as one of the known ones. */
 RtChatTemplate rt_chat_detect(const char *jinja, size_t len);

@@ -1,5 +1,6 @@
-/* rt_tok_bpe.c - byte-level BPE as Llama 3 does it: the pre-tokenizer regex written out by
- * hand, then each pre-token whole if it is a token (ignore_merges), else merged bytes. */
+/* rt_tok_bpe.c - byte-level BPE: Llama 3's pre-tokenizer regex written out by hand, each
+ * pre-token whole if it is a token (ignore_merges), else merged bytes; or the reference's
+ * Falcon 3 split (three regexes in turn), every word merged from its bytes. */
 #include "rt_tok_int.h"
 
 #include <stdlib.h>
@@ -130,6 +131,68 @@ size_t rt_tok_pretok_next(const uint8_t *s, size_t n, size_t i)
 	return spaces(s, n, i);
 }
 
+/* ---- Falcon 3's split -----------------------------------------------------------------
+ * The reference (bitnet.cpp's llama.cpp, pre "falcon3" and "falcon_e") applies three regexes
+ * in turn, each to the pieces the one before left, a piece's end acting as the text's end:
+ *   [\p{P}\$\+<=>\^~\|`]+  a run of punctuation or ASCII symbols is a piece, and so is
+ *                          what lies between two runs;
+ *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
+ *                          GPT-2's regex, with |\s+ last as the reference's hand-written
+ *                          version has it (white space at a piece's end stays whole);
+ *   [0-9]                  each ASCII digit alone.
+ * A punctuation run stays whole: all of it is [^\s\p{L}\p{N}], and no apostrophe in it can
+ * be followed by a letter. Outside ASCII, punctuation is General_Category P*; the other
+ * ASCII characters of the first regex are all of !-/ :-@ [-` {-~. */
+
+static bool falcon_punct(const Ch *c)
+{
+	if (c->cp < 0x80)
+		return (c->cp >= 0x21 && c->cp <= 0x2f) || (c->cp >= 0x3a && c->cp <= 0x40) ||
+		       (c->cp >= 0x5b && c->cp <= 0x60) || (c->cp >= 0x7b && c->cp <= 0x7e);
+	return c->len && c->cp != RT_UTF8_INVALID && rt_uc_class_p(c->cp) == RT_UC_PUNCT;
+}
+
+size_t rt_tok_punct_run(const uint8_t *s, size_t n, size_t i, bool *punct)
+{
+	Ch c = ch_at(s, n, i);
+	*punct = falcon_punct(&c);
+	for (i += c.len; i < n; i += c.len) {
+		c = ch_at(s, n, i);
+		if (falcon_punct(&c) != *punct)
+			break;
+	}
+	return i;
+}
+
+size_t rt_tok_gpt2_next(const uint8_t *s, size_t n, size_t i)
+{
+	/* 's|'t|'re|'ve|'m|'ll|'d (lower case only) */
+	if (s[i] == '\'' && i + 1 < n) {
+		uint8_t a = s[i + 1], b = i + 2 < n ? s[i + 2] : 0;
+		if (a == 's' || a == 't' || a == 'm' || a == 'd')
+			return i + 2;
+		if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
+			return i + 3;
+	}
+	/* ' ?\p{L}+', ' ?\p{N}+', ' ?[^\s\p{L}\p{N}]+': a space leads a run of one class */
+	Ch c0 = ch_at(s, n, i);
+	size_t j = c0.cp == ' ' ? i + 1 : i;
+	Ch c = ch_at(s, n, j);
+	if (c.len && c.cls != RT_UC_SPACE)
+		return skip_class(s, n, j, c.cls);
+	/* \s+(?!\S): before a non-space, all but the last space if that leaves any; else \s+ */
+	size_t k = i, last = i;
+	int count = 0;
+	for (Ch w = c0; w.len && w.cls == RT_UC_SPACE; w = ch_at(s, n, k)) {
+		last = k;
+		k += w.len;
+		count++;
+	}
+	if (count > 1 && k < n)
+		return last;
+	return count ? k : i + c0.len;
+}
+
 /* ---- merging -----------------------------------------------------------------------
  * The symbols of a pre-token start as its bytes; the pair with the lowest merge rank (the
  * leftmost among equals) merges first, until no pair has a merge. A min-heap of candidate
@@ -253,9 +316,45 @@ static int merge_word(const RtTok *t, Work *w, const uint8_t *s, size_t n, RtIds
 	return RT_OK;
 }
 
-int rt_tok_bpe_encode(const RtTok *t, const uint8_t *s, size_t n, RtIds *out)
+static bool is_digit(uint8_t c)
 {
-	Work w = {0};
+	return c >= '0' && c <= '9';
+}
+
+/* One piece of GPT-2's split, each ASCII digit a word of its own. */
+static int falcon_piece(const RtTok *t, Work *w, const uint8_t *s, size_t n, RtIds *out)
+{
+	int rc = RT_OK;
+	for (size_t i = 0, j; i < n && !rc; i = j) {
+		j = i + 1;
+		if (!is_digit(s[i]))
+			while (j < n && !is_digit(s[j]))
+				j++;
+		rc = merge_word(t, w, s + i, j - i, out);
+	}
+	return rc;
+}
+
+static int falcon_encode(const RtTok *t, Work *w, const uint8_t *s, size_t n, RtIds *out)
+{
+	int rc = RT_OK;
+	for (size_t i = 0, end; i < n && !rc; i = end) {
+		bool punct;
+		end = rt_tok_punct_run(s, n, i, &punct);
+		if (punct) {
+			rc = merge_word(t, w, s + i, end - i, out);
+			continue;
+		}
+		for (size_t j = i, k; j < end && !rc; j = k) {
+			k = rt_tok_gpt2_next(s, end, j);
+			rc = falcon_piece(t, w, s + j, k - j, out);
+		}
+	}
+	return rc;
+}
+
+static int llama3_encode(const RtTok *t, Work *w, const uint8_t *s, size_t n, RtIds *out)
+{
 	int rc = RT_OK;
 	for (size_t i = 0; i < n && !rc;) {
 		size_t j = rt_tok_pretok_next(s, n, i);
@@ -263,9 +362,17 @@ int rt_tok_bpe_encode(const RtTok *t, const uint8_t *s, size_t n, RtIds *out)
 		if (id >= 0)
 			rt_ids_push(out, id);
 		else
-			rc = merge_word(t, &w, s + i, j - i, out);
+			rc = merge_word(t, w, s + i, j - i, out);
 		i = j;
 	}
+	return rc;
+}
+
+int rt_tok_bpe_encode(const RtTok *t, const uint8_t *s, size_t n, RtIds *out)
+{
+	Work w = {0};
+	int rc = t->split == RT_TOK_SPLIT_FALCON3 ? falcon_encode(t, &w, s, n, out)
+						  : llama3_encode(t, &w, s, n, out);
 	free(w.sym);
 	free(w.heap);
 	return rc;

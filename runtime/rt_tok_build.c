@@ -170,6 +170,13 @@ static int build_merge(Build *b, const int16_t inv[324], int32_t k, uint8_t *scr
 	}
 }
 
+RtTokSplit rt_tok_pre_split(const char *pre)
+{
+	if (pre && (!strcmp(pre, "falcon3") || !strcmp(pre, "falcon_e")))
+		return RT_TOK_SPLIT_FALCON3;
+	return RT_TOK_SPLIT_LLAMA3;
+}
+
 static int check_spec(const RtTokSpec *s, RtErr *e)
 {
 	if (s->kind != RT_TOK_BPE && s->kind != RT_TOK_SPM)
@@ -393,8 +400,7 @@ int rt_tok_build(const RtTokSpec *spec, void **blob, size_t *size, RtErr *e)
 	for (int i = 0; i < spec->n_eog; i++)
 		rt_put_le32(b.blob + soff[RT_TOKS_EOG] + 4 * (size_t)i, (uint32_t)spec->eog[i]);
 
-	/* The header last: pre is not stored, since every pre this builds for uses the Llama 3
-	 * split (only "llama-bpe" and a missing key exist for this vocabulary today). */
+	/* The header last: of pre, only the split it names is stored. */
 	uint32_t hdr[RT_TOKH_WORDS] = {
 		[RT_TOKH_MAGIC] = RT_TOK_MAGIC,
 		[RT_TOKH_VERSION] = RT_TOK_VERSION,
@@ -414,6 +420,8 @@ int rt_tok_build(const RtTokSpec *spec, void **blob, size_t *size, RtErr *e)
 		[RT_TOKH_HASH_SIZE] = hsize,
 		[RT_TOKH_MERGE_SIZE] = msize,
 		[RT_TOKH_TOTAL] = (uint32_t)total,
+		[RT_TOKH_SPLIT] = spec->kind == RT_TOK_BPE ? (uint32_t)rt_tok_pre_split(spec->pre)
+							  : RT_TOK_SPLIT_LLAMA3,
 	};
 	for (int k = 0; k < RT_TOKS_COUNT; k++) {
 		hdr[RT_TOKH_SECT + 2 * k] = (uint32_t)soff[k];

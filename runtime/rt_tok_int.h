@@ -35,6 +35,7 @@ enum {
 	RT_TOKH_MAGIC, RT_TOKH_VERSION, RT_TOKH_KIND, RT_TOKH_N_TOKENS, RT_TOKH_N_MERGES,
 	RT_TOKH_BOS, RT_TOKH_EOS, RT_TOKH_UNK, RT_TOKH_FLAGS, RT_TOKH_N_EOG, RT_TOKH_N_SPECIAL,
 	RT_TOKH_HASH_SIZE, RT_TOKH_MERGE_SIZE, RT_TOKH_TOTAL,
+	RT_TOKH_SPLIT, /* BPE: RtTokSplit, how text is split into words (0 in older blobs) */
 	RT_TOKH_SECT = 16, /* RT_TOKS_COUNT (offset, size) pairs from here */
 	RT_TOKH_WORDS = 40,
 };
@@ -83,6 +84,7 @@ static inline uint32_t rt_tok_hash_pair(uint32_t a, uint32_t b)
 
 struct RtTok {
 	RtTokKind kind;
+	RtTokSplit split;
 	int32_t n_tokens, n_merges, bos, eos, unk;
 	uint32_t flags, n_eog, n_special, hash_mask, merge_mask, bytes_size;
 	const uint8_t *offs, *bytes, *types, *scores, *hash, *merges, *special, *eog, *byteid,
@@ -109,11 +111,16 @@ void rt_ids_push(RtIds *o, int32_t id);
 int rt_tok_bpe_encode(const RtTok *t, const uint8_t *s, size_t n, RtIds *out);
 /* End of the Llama 3 pre-token that starts at i < n. */
 size_t rt_tok_pretok_next(const uint8_t *s, size_t n, size_t i);
+/* End of the piece of GPT-2's split that starts at i < n, n being the end of the text. */
+size_t rt_tok_gpt2_next(const uint8_t *s, size_t n, size_t i);
+/* End of the run that starts at i < n of characters that are all, or all not, punctuation
+ * as Falcon 3's first regex has it (ASCII symbols and \p{P}). */
+size_t rt_tok_punct_run(const uint8_t *s, size_t n, size_t i, bool *punct);
 int rt_tok_spm_encode(const RtTok *t, const uint8_t *s, size_t n, bool space_prefix, RtIds *out);
 
 /* ---- Unicode (rt_unicode.c) --------------------------------------------------- */
 
-enum { RT_UC_OTHER, RT_UC_LETTER, RT_UC_NUMBER, RT_UC_SPACE };
+enum { RT_UC_OTHER, RT_UC_LETTER, RT_UC_NUMBER, RT_UC_SPACE, RT_UC_PUNCT };
 #define RT_UTF8_INVALID 0xffffffffu
 
 /* Decodes the character at s[0..n) (n >= 1): returns its length; an invalid or truncated
@@ -121,8 +128,10 @@ enum { RT_UC_OTHER, RT_UC_LETTER, RT_UC_NUMBER, RT_UC_SPACE };
  * or code points past U+10FFFF. */
 size_t rt_utf8_next(const uint8_t *s, size_t n, uint32_t *cp);
 /* RT_UC_* of a code point (RT_UTF8_INVALID: other). Letters are L*, numbers N*, spaces
- * White_Space; marks and the rest are other. */
+ * White_Space; punctuation (P*), marks and the rest are other. */
 int rt_uc_class(uint32_t cp);
+/* The same with punctuation told apart: RT_UC_PUNCT for General_Category P*. */
+int rt_uc_class_p(uint32_t cp);
 /* Length of the UTF-8 sequence a lead byte starts (1 for a continuation or invalid byte). */
 int rt_utf8_len(uint8_t lead);
 

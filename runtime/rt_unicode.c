@@ -1,4 +1,5 @@
-/* rt_unicode.c - strict UTF-8 decoding and the letter/number/space classes of code points. */
+/* rt_unicode.c - strict UTF-8 decoding and the letter/number/space/punctuation classes of code
+ * points. */
 #include "rt_tok_int.h"
 #include "rt_unicode_tab.h"
 
@@ -51,6 +52,12 @@ int rt_utf8_len(uint8_t lead)
 }
 
 int rt_uc_class(uint32_t cp)
+{
+	int c = rt_uc_class_p(cp);
+	return c == RT_UC_PUNCT ? RT_UC_OTHER : c;
+}
+
+int rt_uc_class_p(uint32_t cp)
 {
 	if (cp < 256)
 		return rt_uc_latin1[cp];

@@ -1,21 +1,22 @@
 #!/usr/bin/env python3
-# gen_unicode.py - writes runtime/rt_unicode_tab.h, the character classes the Llama 3
-# pre-tokenizer needs (letter, number, white space), from Debian's unicode-data package.
+# gen_unicode.py - writes runtime/rt_unicode_tab.h, the character classes the pre-tokenizers
+# need (letter, number, white space, punctuation), from Debian's unicode-data package.
 # Usage: tools/gen_unicode.py [UCD_DIR] > runtime/rt_unicode_tab.h   (UCD_DIR: /usr/share/unicode)
 import sys, os
 
 ucd = sys.argv[1] if len(sys.argv) > 1 else "/usr/share/unicode"
-OTHER, LETTER, NUMBER, SPACE = 0, 1, 2, 3
+OTHER, LETTER, NUMBER, SPACE, PUNCT = 0, 1, 2, 3, 4
 cls = {}
 
-# UnicodeData.txt: General_Category L* -> letter, N* -> number (M* and the rest: other).
+# UnicodeData.txt: General_Category L* -> letter, N* -> number, P* -> punctuation (M* and the
+# rest: other).
 # "<..., First>" / "<..., Last>" pairs stand for whole ranges (CJK, Hangul, ...).
 first = None
 with open(os.path.join(ucd, "UnicodeData.txt"), encoding="utf-8") as f:
     for line in f:
         fld = line.split(";")
         cp, name, gc = int(fld[0], 16), fld[1], fld[2]
-        c = LETTER if gc[0] == "L" else NUMBER if gc[0] == "N" else OTHER
+        c = {"L": LETTER, "N": NUMBER, "P": PUNCT}.get(gc[0], OTHER)
         if name.endswith(", First>"):
             first = cp
             continue
@@ -25,7 +26,7 @@ with open(os.path.join(ucd, "UnicodeData.txt"), encoding="utf-8") as f:
             for x in range(lo, cp + 1):
                 cls[x] = c
 
-# PropList.txt: White_Space (disjoint from L and N).
+# PropList.txt: White_Space (disjoint from L, N and P).
 with open(os.path.join(ucd, "PropList.txt"), encoding="utf-8") as f:
     for line in f:
         line = line.split("#")[0].strip()
@@ -57,7 +58,7 @@ out.write("/* rt_unicode_tab.h - character classes for the pre-tokenizer: GENERA
 out.write(" * tools/gen_unicode.py from %s and UnicodeData.txt; do not edit. */\n" % ver)
 out.write("#ifndef BITNETC_RT_UNICODE_TAB_H\n#define BITNETC_RT_UNICODE_TAB_H\n\n")
 out.write("#include <stdint.h>\n\n")
-out.write("/* RT_UC_*: 0 other, 1 letter (L*), 2 number (N*), 3 White_Space */\n")
+out.write("/* RT_UC_*: 0 other, 1 letter (L*), 2 number (N*), 3 White_Space, 4 punctuation (P*) */\n")
 out.write("static const uint8_t rt_uc_latin1[256] = {\n")
 row = [str(cls.get(cp, OTHER)) for cp in range(256)]
 for i in range(0, 256, 32):

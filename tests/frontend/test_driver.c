@@ -194,7 +194,8 @@ static void test_pre_tokenizer(void **state)
 			    "llama3, llama-bpe", "--tokenizer-pre llama3"),
 		   "tokenize '%s' 'Hello, world'", p);
 	expect_cmd(2, FRAGS(p, "unknown pre-tokenizer 'stablelm2'"), "build '%s' -o never", p);
-	expect_cmd(1, FRAGS("--tokenizer-pre: unknown pre-tokenizer 'bogus'", "llama3, llama-bpe"),
+	expect_cmd(1, FRAGS("--tokenizer-pre: unknown pre-tokenizer 'bogus'", "llama3, llama-bpe",
+			    "bitnetc has the Llama 3 and Falcon 3 splits", "falcon3, falcon_e"),
 		   "tokenize '%s' x --tokenizer-pre bogus", p);
 	expect_cmd(1, FRAGS("--tokenizer-pre: unknown pre-tokenizer 'default'"),
 		   "build '%s' -o never --tokenizer-pre default", p);

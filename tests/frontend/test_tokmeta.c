@@ -208,12 +208,9 @@ static void test_pre(void **state)
 	assert_string_equal(t.split, "the Llama 3 split (the file has no tokenizer.ggml.pre)");
 	bnm_tok_free(&t);
 	/* another split: refused, naming the value, what is supported and the way out;
-	 * "default" too, which llama.cpp splits with another regex, and "falcon3"/"falcon_e",
-	 * which the reference's fork splits its own way: with a vocabulary holding "12",
-	 * "123", ".\n" and "$h", its llama-tokenize gives "x 123" -> x, ' ', 1, 2, 3 (Llama 3:
-	 * x, ' ', 123), "a.\nb" -> a . \n b (Llama 3: a, ".\n", b), "$hello" -> $ h e l l o
-	 * (Llama 3: "$h" e l l o) */
-	const char *bad[] = {"qwen2", "default", "gpt-2", "LLAMA-BPE", "falcon3", "falcon_e"};
+	 * "default" too, which llama.cpp splits with another regex, and "falcon", whose
+	 * reference split keeps digits in threes */
+	const char *bad[] = {"qwen2", "default", "gpt-2", "LLAMA-BPE", "falcon", "Falcon3"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		memset(&e, 0, sizeof e);
 		if (!load_pre(bad[i], NULL, &t, &e))
@@ -242,6 +239,10 @@ static void test_pre(void **state)
 	const char *const *pres = bnm_tok_pres();
 	assert_string_equal(pres[0], "llama3");
 	assert_true(bnm_tok_pre_supported("lfm2"));
+	assert_true(bnm_tok_pre_supported("falcon3"));
+	assert_true(bnm_tok_pre_supported("falcon_e"));
+	assert_string_equal(bnm_tok_split_name("falcon_e"), "Falcon 3");
+	assert_string_equal(bnm_tok_split_name("lfm2"), "Llama 3");
 	assert_false(bnm_tok_pre_supported("default"));
 	assert_false(bnm_tok_pre_supported(NULL));
 }
@@ -260,6 +261,77 @@ static void test_pre_add_bos(void **state)
 		assert_true(t.add_bos);
 		bnm_tok_free(&t);
 	}
+}
+
+/* "falcon3" and "falcon_e": the Falcon 3 split, said so and stored in the blob; no BOS
+ * without add_bos_token (the reference's default for them); without a chat template, the
+ * Falcon 3 format. Forced on another file, the same split. */
+static void test_pre_falcon(void **state)
+{
+	(void)state;
+	const char *pres[] = {"falcon3", "falcon_e"};
+	for (size_t i = 0; i < 2; i++) {
+		BnErr e = {0};
+		BnmTok t;
+		if (load_pre(pres[i], NULL, &t, &e))
+			fail_msg("%s: %s", pres[i], e.msg);
+		char want[96];
+		snprintf(want, sizeof want, "the Falcon 3 split (tokenizer.ggml.pre '%s')", pres[i]);
+		assert_string_equal(t.split, want);
+		assert_false(t.add_bos);
+		assert_int_equal(t.chat_template, RT_CHAT_FALCON3);
+		assert_true(t.chat_from_pre);
+		assert_false(t.has_chat_jinja);
+		/* the blob (whose split test_tok checks on the real vocabulary) opens and agrees */
+		RtErr re = {0};
+		RtTok *rt = rt_tok_open(t.blob, t.size, &re);
+		assert_non_null(rt);
+		assert_false(rt_tok_add_bos(rt));
+		rt_tok_free(rt);
+		bnm_tok_free(&t);
+	}
+	BnErr e = {0};
+	BnmTok t;
+	if (load_pre("llama-bpe", "falcon_e", &t, &e))
+		fail_msg("%s", e.msg);
+	assert_string_equal(t.split, "the Falcon 3 split (--tokenizer-pre falcon_e; the file says "
+				     "'llama-bpe')");
+	assert_false(t.add_bos);
+	assert_int_equal(t.chat_template, RT_CHAT_FALCON3); /* no template: the split's format */
+	bnm_tok_free(&t);
+	if (load_pre("falcon3", "llama3", &t, &e))
+		fail_msg("%s", e.msg);
+	assert_string_equal(t.split, "the Llama 3 split (--tokenizer-pre llama3; the file says "
+				     "'falcon3')");
+	assert_true(t.add_bos);
+	bnm_tok_free(&t);
+}
+
+/* A Falcon file that says add_bos_token or has its own chat template keeps them. */
+static void falcon_with_keys(GgufWriter *w)
+{
+	gguf_writer_str(w, "tokenizer.ggml.pre", "falcon3");
+	gguf_writer_bool(w, "tokenizer.ggml.add_bos_token", true);
+	gguf_writer_str(w, "tokenizer.chat_template",
+			"{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '\n' }}"
+			"{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+			"{# <|user|> #}");
+}
+
+static void test_pre_falcon_keys(void **state)
+{
+	(void)state;
+	BnErr e = {0};
+	GgufFile *f = write_and_open("tm-falcon.gguf", falcon_with_keys, &e);
+	BnmTok t;
+	if (bnm_tok_load(f, &t, &e))
+		fail_msg("%s", e.msg);
+	assert_true(t.add_bos);
+	assert_true(t.has_chat_jinja);
+	assert_false(t.chat_from_pre);
+	assert_int_equal(t.chat_template, RT_CHAT_FALCON3);
+	bnm_tok_free(&t);
+	gguf_close(f);
 }
 
 /* SentencePiece has no split: its pre ("default" in 1bitLLM conversions) is not read. */
@@ -372,6 +444,8 @@ int main(void)
 		cmocka_unit_test(test_golden),
 		cmocka_unit_test(test_pre),
 		cmocka_unit_test(test_pre_add_bos),
+		cmocka_unit_test(test_pre_falcon),
+		cmocka_unit_test(test_pre_falcon_keys),
 		cmocka_unit_test(test_pre_spm),
 		cmocka_unit_test(test_chat_tokens),
 	};

@@ -1,9 +1,9 @@
 /* fuzz_tok.c - libFuzzer harness: arbitrary bytes (up to 4 KiB) through the program's
- * tokenizer, encoded and decoded with two vocabularies: the Llama 3 byte-level BPE one
- * (tests/data/tokenizer, as `bitnetc mkmodel --llama3-vocab` writes it) and the small
- * SentencePiece one of `bitnetc mkmodel --spm-vocab`. Both are built once, at start-up, the
- * way `bitnetc build` builds them: a GGUF's tokenizer.ggml.* through bnm_tok_load into the
- * blob, opened with rt_tok_open.
+ * tokenizer, encoded and decoded with three vocabularies: the Llama 3 byte-level BPE one
+ * (tests/data/tokenizer, as `bitnetc mkmodel --llama3-vocab` writes it), the same split as
+ * Falcon 3 (`--pre falcon3`) and the small SentencePiece one of `bitnetc mkmodel
+ * --spm-vocab`. All are built once, at start-up, the way `bitnetc build` builds them: a
+ * GGUF's tokenizer.ggml.* through bnm_tok_load into the blob, opened with rt_tok_open.
  *
  * Encoding never fails on content, and its ids are in range. Round trips, for any bytes s
  * (valid UTF-8 or not: both vocabularies have a token for every byte, so no byte is lost),
@@ -47,7 +47,7 @@ typedef struct {
 	RtTok *t;
 } Vocab;
 
-static Vocab vocabs[2];
+static Vocab vocabs[3];
 
 static void die(const char *what, const char *why)
 {
@@ -100,8 +100,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	bpe.vocab_dir = dir;
 	bpe.n_vocab = 128256;
 	spm.spm_vocab = true;
+	BnmSynthSpec falcon = bpe;
+	falcon.pre = "falcon3";
 	load(&vocabs[0], "Llama 3 BPE", &bpe);
 	load(&vocabs[1], "SentencePiece", &spm);
+	load(&vocabs[2], "Falcon 3 BPE", &falcon);
 	return 0;
 }
 
@@ -205,7 +208,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > MAX_TEXT)
 		return 0;
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		check(&vocabs[i], data, size);
 	return 0;
 }

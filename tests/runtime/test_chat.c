@@ -417,6 +417,9 @@ static void test_names(void **state)
 	assert_int_equal(rt_chat_from_name("llama3"), RT_CHAT_LLAMA3);
 	assert_int_equal(rt_chat_from_name("llama-3"), RT_CHAT_LLAMA3);
 	assert_int_equal(rt_chat_from_name("chatml"), RT_CHAT_NONE);
+	assert_string_equal(rt_chat_name(RT_CHAT_FALCON3), "falcon3");
+	assert_int_equal(rt_chat_from_name("falcon3"), RT_CHAT_FALCON3);
+	assert_int_equal(rt_chat_from_name("falcon_e"), RT_CHAT_NONE); /* the reference: -1 too */
 	assert_int_equal(rt_chat_from_name("none"), RT_CHAT_NONE);
 	assert_int_equal(rt_chat_from_name(NULL), RT_CHAT_NONE);
 }
@@ -447,12 +450,47 @@ static void test_render(void **state)
 	expect_render(RT_CHAT_NONE, m, 3, true, "");
 }
 
+/* Falcon 3: recognized by its role markers where the reference recognizes them, rendered as
+ * the reference's llama_chat_apply_template renders "falcon3" (its 6-message test
+ * conversation, content as it is), plain text where the vocabulary lacks the markers. */
+static void test_falcon3(void **state)
+{
+	(void)state;
+	assert_int_equal(detect("{%- for message in messages %}{%- if message['role'] == 'system' "
+				"%}{{- '<|system|>\\n' + message['content'] + '\\n' }}{%- elif "
+				"message['role'] == 'user' %}{{- '<|user|>\\n' + message['content'] + "
+				"'\\n' }}{%- elif message['role'] == 'assistant' %}{{- '<|assistant|>"
+				"\\n' + message['content'] + eos_token }}{%- endif %}{%- endfor %}"),
+			 RT_CHAT_FALCON3);
+	/* Phi 3's <|end|>, ChatML, Llama 2: other formats with the same markers */
+	assert_int_equal(detect("{{ '<|user|>\n' + m + '<|end|>\n<|assistant|>\n' }}"),
+			 RT_CHAT_NONE);
+	assert_int_equal(detect("<|im_start|><|user|><|assistant|>"), RT_CHAT_NONE);
+	assert_int_equal(detect("[INST] <|user|><|assistant|>"), RT_CHAT_NONE);
+	assert_int_equal(detect("{{ '<|user|>\n' + m + eos_token }}"), RT_CHAT_NONE); /* zephyr */
+	RtChatMsg c[] = {{"system", "You are a helpful assistant"}, {"user", "Hello"},
+			 {"assistant", "Hi there"}, {"user", "Who are you"},
+			 {"assistant", "   I am an assistant   "}, {"user", "Another question"}};
+	expect_render(RT_CHAT_FALCON3, c, 6, true,
+		      "<|system|>\nYou are a helpful assistant\n<|user|>\nHello\n<|assistant|>\n"
+		      "Hi there\n<|user|>\nWho are you\n<|assistant|>\n   I am an assistant   \n"
+		      "<|user|>\nAnother question\n<|assistant|>\n");
+	expect_render(RT_CHAT_FALCON3, c + 4, 1, false, "<|assistant|>\n   I am an assistant   \n");
+	RtChatMsg odd[] = {{NULL, NULL}};
+	expect_render(RT_CHAT_FALCON3, odd, 1, false, "<||>\n\n");
+	/* the Llama 3 vocabulary has no <|user|>: the text is encoded as text, and that is fine */
+	char why[256];
+	assert_int_equal(rt_chat_tokens_ok(RT_CHAT_FALCON3, l3_tok, why, sizeof why), 1);
+	assert_string_equal(why, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_detect),
 		cmocka_unit_test(test_render),
+		cmocka_unit_test(test_falcon3),
 		cmocka_unit_test(test_vectors),
 	};
 	return cmocka_run_group_tests(tests, load_llama3, free_llama3);

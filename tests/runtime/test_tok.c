@@ -1,5 +1,6 @@
 /* test_tok.c - the Llama 3 tokenizer built from tests/data: every reference vector, special
- * tokens both ways, round trips, invalid UTF-8, corrupt blobs, streaming decode. */
+ * tokens both ways, round trips, invalid UTF-8, corrupt blobs, streaming decode; the same
+ * vocabulary split as Falcon 3 (pre "falcon3", "falcon_e") against its reference vectors. */
 #include "testutil.h"
 #include "rt_tok.h"
 
@@ -16,9 +17,9 @@ typedef struct {
 	uint32_t *token_len, *merge_len;
 	int32_t *types;
 	int n_tokens, n_merges;
-	void *blob;
-	size_t size;
-	RtTok *tok;
+	void *blob, *fblob;
+	size_t size, fsize;
+	RtTok *tok, *ftok; /* ftok: the Falcon 3 split */
 } Llama3;
 
 static Llama3 L;
@@ -113,6 +114,12 @@ static int setup(void **state)
 		fail_msg("rt_tok_open: %s", e.msg);
 	printf("[ tok ] Llama 3 blob: %zu bytes, built in %.1f ms, opened in %.1f us\n", L.size,
 	       1e3 * (t1 - t0), 1e6 * (t2 - t1));
+	spec.pre = "falcon3";
+	spec.add_bos = false;
+	if (rt_tok_build(&spec, &L.fblob, &L.fsize, &e))
+		fail_msg("rt_tok_build (falcon3): %s", e.msg);
+	if (!(L.ftok = rt_tok_open(L.fblob, L.fsize, &e)))
+		fail_msg("rt_tok_open (falcon3): %s", e.msg);
 	return 0;
 }
 
@@ -121,6 +128,8 @@ static int teardown(void **state)
 	(void)state;
 	rt_tok_free(L.tok);
 	free(L.blob);
+	rt_tok_free(L.ftok);
+	free(L.fblob);
 	free(L.tokens);
 	free(L.token_len);
 	free(L.types);
@@ -253,13 +262,18 @@ static void jsonl_read(Jsonl *j, const char *rel)
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
-static int encode(const char *s, size_t n, int flags, int32_t **ids)
+static int encode_with(const RtTok *t, const char *s, size_t n, int flags, int32_t **ids)
 {
 	int cnt;
 	RtErr e = {0};
-	if (rt_tok_encode(L.tok, s, n, flags, ids, &cnt, &e))
+	if (rt_tok_encode(t, s, n, flags, ids, &cnt, &e))
 		fail_msg("encode: %s", e.msg);
 	return cnt;
+}
+
+static int encode(const char *s, size_t n, int flags, int32_t **ids)
+{
+	return encode_with(L.tok, s, n, flags, ids);
 }
 
 /* The concatenated pieces (special ones as text); malloc'd, *n bytes. */
@@ -299,15 +313,16 @@ static void show_diff(const char *what, const char *text, const int32_t *got, in
 	printf("\n");
 }
 
-/* Encodes the text, compares to key's ids, and checks the round trip; returns 1 on a
- * full match. */
-static int check_vector(const char *line, const char *key, int flags, bool quiet)
+/* Encodes the text with t, compares to key's ids, and checks the round trip; returns 1 on
+ * a full match. */
+static int check_vector_with(const RtTok *t, const char *line, const char *key, int flags,
+			     bool quiet)
 {
 	size_t n;
 	char *text = json_string(json_key(line, "text"), &n);
 	int32_t want[4096], *got;
 	int nw = json_ids(json_key(line, key), want, 4096);
-	int ng = encode(text, n, flags, &got);
+	int ng = encode_with(t, text, n, flags, &got);
 	bool ok = same_ids(got, ng, want, nw);
 	if (!ok && !quiet)
 		show_diff(key, text, got, ng, want, nw);
@@ -320,6 +335,11 @@ static int check_vector(const char *line, const char *key, int flags, bool quiet
 	free(got);
 	free(text);
 	return ok && rt;
+}
+
+static int check_vector(const char *line, const char *key, int flags, bool quiet)
+{
+	return check_vector_with(L.tok, line, key, flags, quiet);
 }
 
 /* ---- tests ------------------------------------------------------------------------ */
@@ -372,6 +392,83 @@ static void test_ws_divergent(void **state)
 	assert_int_equal(j.n, 13);
 	assert_int_equal(pass, j.n);
 	free(j.file);
+}
+
+/* The Falcon 3 split against the reference's llama-tokenize on a "falcon3" GGUF with this
+ * vocabulary (tests/data/tokenizer/README.md): Llama 3's inputs and ones that stress where
+ * the splits differ. The reference gives "falcon_e" the same split and flags, so a
+ * "falcon_e" blob must be the "falcon3" one byte for byte. */
+static void test_falcon3_vectors(void **state)
+{
+	(void)state;
+	Jsonl j;
+	jsonl_read(&j, "tokenizer/vectors_falcon3.jsonl");
+	int pass = 0, differ = 0;
+	for (int i = 0; i < j.n; i++) {
+		pass += check_vector_with(L.ftok, j.lines[i], "ids", 0, false);
+		differ += !check_vector_with(L.tok, j.lines[i], "ids", 0, true);
+	}
+	printf("[ tok ] vectors_falcon3.jsonl: %d/%d match and round-trip (%d split otherwise by "
+	       "Llama 3)\n", pass, j.n, differ);
+	assert_true(j.n > 300);
+	assert_int_equal(pass, j.n);
+	assert_true(differ > 50);
+	free(j.file);
+}
+
+static void test_falcon_e_same(void **state)
+{
+	(void)state;
+	int32_t eog = 128009;
+	RtTokSpec spec = {
+		.kind = RT_TOK_BPE, .n_tokens = L.n_tokens, .tokens = L.tokens,
+		.token_len = L.token_len, .types = L.types, .n_merges = L.n_merges,
+		.merges = L.merges, .merge_len = L.merge_len, .bos = 128000, .eos = 128001,
+		.unk = -1, .eog = &eog, .n_eog = 1, .add_bos = false, .pre = "falcon_e",
+	};
+	void *blob;
+	size_t size;
+	RtErr e = {0};
+	assert_int_equal(rt_tok_build(&spec, &blob, &size, &e), RT_OK);
+	assert_int_equal(size, L.fsize);
+	assert_memory_equal(blob, L.fblob, size);
+	free(blob);
+	assert_int_equal(rt_tok_pre_split("falcon3"), RT_TOK_SPLIT_FALCON3);
+	assert_int_equal(rt_tok_pre_split("falcon_e"), RT_TOK_SPLIT_FALCON3);
+	assert_int_equal(rt_tok_pre_split("falcon"), RT_TOK_SPLIT_LLAMA3);
+	assert_int_equal(rt_tok_pre_split("llama-bpe"), RT_TOK_SPLIT_LLAMA3);
+	assert_int_equal(rt_tok_pre_split(NULL), RT_TOK_SPLIT_LLAMA3);
+	assert_false(rt_tok_add_bos(L.ftok));
+}
+
+/* Where the two splits part, by hand (ids from the reference, as in the vectors): digits one
+ * by one, the apostrophe cut from its contraction, a punctuation run apart from what follows,
+ * white space whole at a piece's end. */
+static void test_falcon3_split(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int n;
+		int32_t ids[8];
+	} cases[] = {
+		{"x 123", 5, {87, 220, 16, 17, 18}}, /* Llama 3: x, " 123" */
+		{"it's", 3, {275, 6, 82}},           /* Llama 3: it, 's */
+		{"a.\nb", 4, {64, 13, 198, 65}},     /* Llama 3: a, ".\n", b */
+		{"hi  !", 3, {6151, 256, 0}},        /* Llama 3: hi, " ", " !" */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int32_t *a, *b;
+		size_t n = strlen(cases[i].text);
+		int na = encode_with(L.tok, cases[i].text, n, 0, &a);
+		int nb = encode_with(L.ftok, cases[i].text, n, 0, &b);
+		if (!same_ids(b, nb, cases[i].ids, cases[i].n))
+			show_diff("falcon3", cases[i].text, b, nb, cases[i].ids, cases[i].n);
+		assert_true(same_ids(b, nb, cases[i].ids, cases[i].n));
+		assert_false(same_ids(a, na, cases[i].ids, cases[i].n));
+		free(a);
+		free(b);
+	}
 }
 
 /* The token of a single raw byte, found through its GPT-2 character in tokens.txt. */
@@ -517,8 +614,9 @@ static void test_streaming(void **state)
 	free(ids);
 }
 
-/* Random byte strings drawn from what stresses the split (letters, digits, spaces, CR/LF,
- * apostrophes, '<|', multi-byte and invalid UTF-8) round-trip exactly, both modes. */
+/* Random byte strings drawn from what stresses the splits (letters, digits, spaces, CR/LF,
+ * apostrophes, '<|', punctuation, multi-byte and invalid UTF-8) round-trip exactly, both
+ * splits, both modes. */
 static void test_random_roundtrip(void **state)
 {
 	(void)state;
@@ -526,6 +624,7 @@ static void test_random_roundtrip(void **state)
 		"a", "Z", "7", " ", "  ", "\t", "\r", "\n", "'", "'s", "'LL", "<|", "|>", "<|eot_id|>",
 		"\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80", "\xcc\x81", "\xc2\x85", "\xef\xbb\xbf",
 		"\xe3\x80\x80", "\x80", "\xff", "\xe4\xb8", "\xf0\x9f", "\xc0", ".", "!?", "_", "\xd9\xa3",
+		"$", "123", "\xc2\xab", "\xe2\x80\x94", "\xe3\x80\x8c",
 	};
 	uint64_t rng = 42;
 	char buf[512];
@@ -538,9 +637,10 @@ static void test_random_roundtrip(void **state)
 			memcpy(buf + n, a, l);
 			n += l;
 		}
-		for (int flags = 0; flags <= RT_TOK_PARSE_SPECIAL; flags += RT_TOK_PARSE_SPECIAL) {
+		for (int v = 0; v < 4; v++) { /* both splits, both modes */
 			int32_t *ids;
-			int m = encode(buf, n, flags, &ids);
+			int m = encode_with(v & 1 ? L.ftok : L.tok, buf, n,
+					    v & 2 ? RT_TOK_PARSE_SPECIAL : 0, &ids);
 			assert_true(n == 0 ? m == 0 : m > 0);
 			size_t dn;
 			char *back = decode(ids, m, &dn);
@@ -615,6 +715,19 @@ static void test_corrupt_blob(void **state)
 	memcpy(b, L.blob, L.size);
 	put32(b + 12, 7); /* n_tokens 7: the sections no longer fit the counts */
 	expect_open_error(b, L.size, "a wrong token count");
+	memcpy(b, L.blob, L.size);
+	put32(b + 4 * 14, 2); /* the split word: 0 Llama 3, 1 Falcon 3 */
+	expect_open_error(b, L.size, "an unknown split");
+	put32(b + 4 * 14, 1);
+	RtErr se = {0};
+	RtTok *st = rt_tok_open(b, L.size, &se);
+	assert_non_null(st); /* the same blob split as Falcon 3: "x 123" as x, ' ', 1, 2, 3 */
+	int32_t *sids;
+	int sn;
+	assert_int_equal(rt_tok_encode(st, "x 123", 5, 0, &sids, &sn, &se), 0);
+	assert_int_equal(sn, 5);
+	free(sids);
+	rt_tok_free(st);
 	/* A blob whose tables point nowhere still opens if its sizes agree, and then must
 	 * not crash: scramble the token offsets and hash slots and encode. */
 	memcpy(b, L.blob, L.size);
@@ -668,6 +781,9 @@ int main(void)
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_special_vectors),
 		cmocka_unit_test(test_ws_divergent),
+		cmocka_unit_test(test_falcon3_vectors),
+		cmocka_unit_test(test_falcon_e_same),
+		cmocka_unit_test(test_falcon3_split),
 		cmocka_unit_test(test_invalid_utf8),
 		cmocka_unit_test(test_empty_and_bos),
 		cmocka_unit_test(test_pieces),

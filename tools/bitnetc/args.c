@@ -125,7 +125,7 @@ bool tokenizer_pre_ok(const char *cmd, const char *name)
 		return true;
 	bnm_tok_pres_list(list, sizeof list);
 	usage_err(cmd, "--tokenizer-pre: unknown pre-tokenizer '%s' (bitnetc has the Llama 3 "
-		  "split, named %s)", name, list);
+		  "and Falcon 3 splits, named %s)", name, list);
 	return false;
 }
 

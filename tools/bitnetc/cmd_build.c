@@ -47,12 +47,14 @@ const char usage_build[] =
 	"                        program then needs --weights-file FILE at run time. OUT\n"
 	"                        and FILE are replaced whole once complete, never in place;\n"
 	"                        neither may be the model, the other or a special file\n"
-	"  --chat-template NAME  the chat format baked into the program: bitnet, llama3 or\n"
-	"                        none (default: recognized from tokenizer.chat_template)\n"
+	"  --chat-template NAME  the chat format baked into the program: bitnet, llama3,\n"
+	"                        falcon3 or none (default: recognized from\n"
+	"                        tokenizer.chat_template; without one, falcon3 for a falcon3\n"
+	"                        or falcon_e pre-tokenizer)\n"
 	"  --no-tokenizer        leave the tokenizer out: the program takes token ids only\n"
-	"  --tokenizer-pre NAME  split text as NAME (llama3: the one split bitnetc has) whatever\n"
-	"                        the file's tokenizer.ggml.pre says; without it an unknown\n"
-	"                        pre-tokenizer is refused (-v says which split is used)\n"
+	"  --tokenizer-pre NAME  split text as NAME (llama3 or falcon3: the splits bitnetc has)\n"
+	"                        whatever the file's tokenizer.ggml.pre says; without it an\n"
+	"                        unknown pre-tokenizer is refused (-v says which split is used)\n"
 	"  --pipeline FILE.lua   run this pass pipeline instead of the default one\n"
 	"  --lua-timeout S       seconds the pipeline's Lua may run (default 60; 0: no limit)\n"
 	"  --lua-memory MIB      MiB the pipeline's Lua may hold (default 1024; 0: no limit)\n"
@@ -227,6 +229,7 @@ static int build_tokenizer(const BuildOpts *o, const GgufFile *f, const IrGraph 
 	for (int i = 0; i < tok->n_eog; i++)
 		printf(" %" PRId32, tok->eog[i]);
 	const char *from = o->chat_template ? " (--chat-template)" : note[0] ? ""
+			   : tok->chat_from_pre ? " (the file has none; its pre-tokenizer's)"
 			   : !tok->has_chat_jinja ? " (the file has none)"
 			   : tok->chat_template ? " (recognized)" : " (not recognized)";
 	printf("; chat template %s%s%s\n", rt_chat_name((RtChatTemplate)tok->chat_template), from,
@@ -729,7 +732,7 @@ static int build_main(int argc, char **argv, bool emit)
 				return EXIT_USAGE;
 			if (chat_template_id(v) < 0)
 				return usage_err(a.cmd, "--chat-template: unknown template '%s' "
-							"(bitnet, llama3 or none)", v);
+							"(bitnet, llama3, falcon3 or none)", v);
 			o.chat_template = v;
 		} else if (flag(&a, NULL, "--no-tokenizer")) {
 			o.no_tokenizer = true;

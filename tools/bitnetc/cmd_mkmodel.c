@@ -30,6 +30,9 @@ const char usage_mkmodel[] =
 	"                        carry, instead of the byte-level BPE one\n"
 	"  --seed N              random seed (default 1)\n"
 	"  --vocab-dir DIR       vocabulary from DIR (tokens.txt, merges.txt, special.tsv)\n"
+	"  --pre NAME            byte-level BPE: tokenizer.ggml.pre NAME (e.g. falcon3), and\n"
+	"                        then no add_bos_token nor chat template: readers' defaults\n"
+	"                        for NAME apply\n"
 	"  --llama3-vocab        the Llama 3 vocabulary shipped with bitnetc (n_vocab 128256)\n"
 	"                        (from $BITNETC_DATA_DIR/llama3, else beside bitnetc: data/\n"
 	"                        in its build tree, ../share/bitnetc when installed)\n"
@@ -45,7 +48,7 @@ int cmd_mkmodel(int argc, char **argv)
 {
 	Args a = {.cmd = "mkmodel", .argc = argc, .argv = argv};
 	const char *shape = "tiny", *arch = NULL, *type = NULL, *embd = NULL, *vocab_dir = NULL;
-	const char *out = NULL;
+	const char *out = NULL, *pre = NULL;
 	bool llama3 = false, scales = false, spm = false, biases = false, rope_freqs = false;
 	int64_t seed = 1;
 	/* Shape overrides: -1 = keep the shape's value. ORDER ov_names */
@@ -92,6 +95,8 @@ int cmd_mkmodel(int argc, char **argv)
 			dst = &embd;
 		else if ((r = opt(&a, NULL, "--vocab-dir", &v)) != 0)
 			dst = &vocab_dir;
+		else if ((r = opt(&a, NULL, "--pre", &v)) != 0)
+			dst = &pre;
 		else if ((r = opt(&a, "-o", "--output", &v)) != 0)
 			dst = &out;
 		if (r < 0)
@@ -125,6 +130,9 @@ int cmd_mkmodel(int argc, char **argv)
 		return usage_err(a.cmd, "--vocab-dir and --llama3-vocab exclude each other");
 	if (spm && (llama3 || vocab_dir))
 		return usage_err(a.cmd, "--spm-vocab excludes --llama3-vocab and --vocab-dir");
+	if (pre && (spm || !*pre || strlen(pre) >= 64))
+		return usage_err(a.cmd, "--pre: %s", spm ? "a SentencePiece vocabulary (--spm-vocab) "
+				 "has no pre-tokenizer" : "expected a name of 1 to 63 characters");
 
 	BnmSynthSpec s;
 	BnErr e = {0};
@@ -167,6 +175,7 @@ int cmd_mkmodel(int argc, char **argv)
 	s.spm_vocab = spm;
 	s.proj_bias = biases;
 	s.rope_freqs = rope_freqs;
+	s.pre = pre;
 
 	char vdir[4096];
 	if (llama3) {

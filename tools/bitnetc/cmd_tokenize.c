@@ -17,8 +17,9 @@ const char usage_tokenize[] =
 	"  --no-bos       no BOS (default: added when the model says so)\n"
 	"  --pieces       one line per token: id, then its bytes as a C string\n"
 	"  --tokenizer-pre NAME\n"
-	"                 split text as NAME (llama3) whatever the file's tokenizer.ggml.pre\n"
-	"                 says (default: an unknown pre-tokenizer is refused)\n";
+	"                 split text as NAME (llama3, falcon3) whatever the file's\n"
+	"                 tokenizer.ggml.pre says (default: an unknown pre-tokenizer is\n"
+	"                 refused)\n";
 
 /* A token's bytes as a C string literal body. */
 static void print_piece(const char *p, int n)

@@ -392,6 +392,97 @@ static void test_neon_qemu(void **state)
 	tu_model_close(&m);
 }
 
+/* The RISC-V targets on any host: cpu-rv64 (riscv64-linux-gnu-gcc, the portable kernels)
+ * and cpu-rvv (clang with --target=riscv64-linux-gnu: gcc 12 has no RVV intrinsics)
+ * cross-built and run under qemu-user, checked as test_neon_qemu checks: cpu-rvv at VLEN
+ * 128 and 256 (its kernels are vector-length agnostic) in calls of 1, 7 (token tiles of 4
+ * and 3, then 4 and 2) and 13 tokens, on i2s_x16 (the portable families) too; cpu-rv64 on
+ * a CPU without the vector extension, where cpu-rvv must refuse to start. Skipped without
+ * the tools, and while BITNETC_CPU_MASK is on (it masks this host, not the emulated one). */
+static void test_rvv_qemu(void **state)
+{
+	(void)state;
+	char *log = NULL, why[256];
+	if (mask_note()[0]) {
+		print_message("skipped: RISC-V under qemu: nothing here depends on this host's "
+			      "features%s\n", mask_note());
+		skip();
+	}
+	char gguf[4096];
+	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	/* x86-64's own compiler cannot build it: the error says to name a cross compiler */
+	if (tu_run(NULL, "[ \"$(uname -m)\" = x86_64 ] && command -v cc >/dev/null") == 0) {
+		int rc = tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-rvv --cc cc", tu_bitnetc(),
+				gguf, tu_tmp("rvv_host_prog"));
+		if (rc == 0 || !log || !strstr(log, "--target=riscv64-linux-gnu") ||
+		    !strstr(log, "RISC-V code"))
+			tu_fail_log(log, "cpu-rvv with the host's cc: want a failure that names a "
+					 "cross compiler, got exit %d", rc);
+		free(log);
+	}
+	const char *clang = tu_rvv_cc(why, sizeof why);
+	if (!clang || tu_run(NULL, "command -v riscv64-linux-gnu-gcc") != 0) {
+		print_message("skipped: RISC-V under qemu: %s, and riscv64-linux-gnu-gcc "
+			      "(tools/setup.sh)\n", why);
+		skip();
+	}
+	static const struct {
+		const char *target, *layout, *kernel, *cpu; /* cpu: qemu's -cpu */
+		int ubs[3];
+	} v[] = {
+		{"cpu-rv64", "gguf", NULL, "rv64,v=false", {1, 16, 0}},
+		{"cpu-rvv", "gguf", NULL, "rv64,v=true,vlen=128,vext_spec=v1.0", {1, 7, 16}},
+		{"cpu-rvv", "gguf", NULL, "rv64,v=true,vlen=256,vext_spec=v1.0", {1, 7, 16}},
+		{"cpu-rvv", "i2s_x16", NULL, "rv64,v=true,vlen=128,vext_spec=v1.0", {16, 0, 0}},
+	};
+	TuModel m = {0};
+	tu_model_open(&m, gguf);
+	char prog[4096] = "", built[64] = "";
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		char lua[4096], wrap[300], cc[300], key[64];
+		bool rvv = strcmp(v[i].target, "cpu-rvv") == 0;
+		snprintf(key, sizeof key, "%s %s", v[i].target, v[i].layout);
+		if (strcmp(key, built) != 0) { /* a program per target and layout */
+			snprintf(lua, sizeof lua, "%s", tu_tmp("rvv_pipeline.lua"));
+			snprintf(prog, sizeof prog, "%s", tu_tmp("rvv_prog"));
+			write_pipeline(lua, v[i].layout, NULL, v[i].kernel);
+			snprintf(cc, sizeof cc, rvv ? "%s --cflags --target=riscv64-linux-gnu" : "%s",
+				 rvv ? clang : "riscv64-linux-gnu-gcc");
+			if (tu_run(&log, "'%s' build '%s' -o '%s' --target %s --cc %s --pipeline '%s'",
+				   tu_bitnetc(), gguf, prog, v[i].target, cc, lua))
+				tu_fail_log(log, "build %s %s", v[i].target, v[i].layout);
+			free(log);
+			snprintf(built, sizeof built, "%s", key);
+		}
+		snprintf(wrap, sizeof wrap, "qemu-riscv64 -cpu %s -L %s", v[i].cpu, TU_RV_SYSROOT);
+		const char *kind = rvv || strcmp(v[i].layout, "gguf") != 0 ? "simd" : "portable";
+		check_kinds(&m, wrap, prog, kind);
+		if (rvv && strcmp(v[i].layout, "gguf") == 0) { /* --info says what is not RVV */
+			if (tu_run(&log, "%s '%s' --info", wrap, prog) || !strstr(log, "rvv kernels:"))
+				tu_fail_log(log, "%s --info: want the line on its rvv kernels", prog);
+			free(log);
+		}
+		for (int u = 0; u < 3 && v[i].ubs[u]; u++) {
+			int ub = v[i].ubs[u];
+			float *got = run_with(wrap, prog, &prompt, ub, m.nv);
+			double d = vs_interp(&m, got, ub);
+			printf("qemu %-9s %-8s %-8s -cpu %-36s calls of %2d: vs interpreter %.2g rel\n",
+			       v[i].target, v[i].layout, kind, v[i].cpu, ub > 1 ? (ub < 13 ? ub : 13) : 1, d);
+			tu_free(got);
+		}
+		if (rvv && i == 1) { /* no vector extension: refused at start, naming it */
+			int rc = tu_run(&log, "qemu-riscv64 -cpu rv64,v=false -L %s '%s' --tokens 496 -n 1",
+					TU_RV_SYSROOT, prog);
+			if (rc == 0 || !log || !strstr(log, "rvv"))
+				tu_fail_log(log, "cpu-rvv without the vector extension: want a refusal "
+						 "naming rvv, got exit %d", rc);
+			printf("qemu %-9s on rv64 without v: refused, exit %d\n", v[i].target, rc);
+			free(log);
+		}
+	}
+	tu_model_close(&m);
+}
+
 /* t5_x16 where no kernel reads it: a LUT kernel asked for, and the NEON targets (refused
  * at code generation, before any compiler runs: exit 2 naming the layout and target). */
 static void test_t5_refused(void **state)
@@ -855,6 +946,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_amx_refused, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_denied, tu_teardown),
 		cmocka_unit_test_teardown(test_neon_qemu, tu_teardown),
+		cmocka_unit_test_teardown(test_rvv_qemu, tu_teardown),
 		cmocka_unit_test_teardown(test_t5_refused, tu_teardown),
 		cmocka_unit_test(test_cpu_check),
 		cmocka_unit_test_setup_teardown(test_cpu_mask, mask_setup, mask_teardown),

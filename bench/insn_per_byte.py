@@ -5,9 +5,10 @@
 # model.c is compiled again with the same command and -S, and in the GEMV driver's
 # assembly the innermost loop around the dot-product instruction (vwmacc, sdot, smlal,
 # vpdpbusd) is counted from its label to its backward branch. The bytes one pass of that
-# loop reads: RVV, VLEN/8 x the LMUL of its e8 vsetvli (printed for VLEN 128, 256, 512);
-# the x16 kernels, 64 bytes (one chunk: 16 rows x 16 k) per 16 sdot / 4 vpdpbusd / 16
-# smull+smlal pairs. A static count: no cache or pipeline behaviour, and a target whose
+# loop reads: RVV, VLEN/8 x the LMUL of the e8 vsetvli in force (printed for VLEN 128, 256,
+# 512);
+# the x16 kernels, 64 bytes (one chunk: 16 rows x 16 k) per 16 sdot / 4 vpdpbusd / 24
+# smlal and smlal2. A static count: no cache or pipeline behaviour, and a target whose
 # compiler is missing is left out. Prints a markdown table.
 #
 # Usage: bench/insn_per_byte.py [MODEL]  (default tests/data/golden/models/tiny-b158-i2_s.gguf)
@@ -72,7 +73,8 @@ def functions(asm, pattern):
 
 
 def inner_loop(lines, marker):
-    """The instructions of the smallest loop (label .. backward branch) holding marker."""
+    """The instructions of the smallest loop (label .. backward branch) holding marker,
+    and the index of its label in lines."""
     labels = {}
     best = None
     for i, l in enumerate(lines):
@@ -87,8 +89,8 @@ def inner_loop(lines, marker):
             if tok in labels:
                 body = [x for x in lines[labels[tok] + 1:i + 1]
                         if not x.startswith(".") and not re.match(r"^[.\w$]+:", x)]
-                if any(re.search(marker, x) for x in body) and (best is None or len(body) < len(best)):
-                    best = body
+                if any(re.search(marker, x) for x in body) and (best is None or len(body) < len(best[1])):
+                    best = (labels[tok], body)
     return best
 
 
@@ -109,14 +111,17 @@ def main():
             print(f"{target}: no function matching {fn}", file=sys.stderr)
             continue
         name, lines = sorted(fns.items())[0]
-        loop = inner_loop(lines, marker)
-        if not loop:
+        found = inner_loop(lines, marker)
+        if not found:
             print(f"{target}: no loop around {marker} in {name}", file=sys.stderr)
             continue
+        start, loop = found
         n = len(loop)
         if per_chunk is None:
-            vs = [x for x in loop if x.startswith("vsetvli") and ",e8," in x.replace(" ", "")]
-            lmul = int(re.search(r"m(\d)", vs[0].split("e8")[1]).group(1)) if vs else 1
+            # the e8 vsetvli in force: in the loop, else the last one before it
+            vs = [x for x in loop + lines[start::-1]
+                  if x.startswith("vsetvli") and ",e8," in x.replace(" ", "")]
+            lmul = int(re.search(r"e8,\s*m(\d)", vs[0]).group(1)) if vs else 1
             for vlen in (128, 256, 512):
                 nbytes = vlen // 8 * lmul
                 rows.append((f"{target} (VLEN {vlen})", name, n, nbytes))

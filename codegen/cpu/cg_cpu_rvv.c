@@ -36,48 +36,104 @@ int rvv_common(Em *m, const IrNode *n)
 	return 0;
 }
 
+/* The codes of vl weight bytes at wr + i as four int8 vectors c0..c3 (plane order). */
+static void rvv_codes(CgBuf *b, const char *ind, const char *l8)
+{
+	cg_printf(b, "%sconst vuint8%s_t v = __riscv_vle8_v_u8%s(wr + i, vl);\n"
+		     "%sconst vint8%s_t c0 = __riscv_vreinterpret_v_u8%s_i8%s(__riscv_vsrl_vx_u8%s(v, 6, vl));\n",
+		  ind, l8, l8, ind, l8, l8, l8, l8);
+	for (int s = 1; s < 3; s++)
+		cg_printf(b, "%sconst vint8%s_t c%d = __riscv_vreinterpret_v_u8%s_i8%s("
+			     "__riscv_vand_vx_u8%s(__riscv_vsrl_vx_u8%s(v, %d, vl), 3, vl));\n",
+			  ind, l8, s, l8, l8, l8, l8, 6 - 2 * s);
+	cg_printf(b, "%sconst vint8%s_t c3 = __riscv_vreinterpret_v_u8%s_i8%s(__riscv_vand_vx_u8%s(v, 3, vl));\n",
+		  ind, l8, l8, l8, l8);
+}
+
+/* The products of token t's planes (at q) and the codes, summed in int16 lanes: into h
+ * (h = NULL: a fresh sum p). */
+static void rvv_products(CgBuf *b, const char *ind, const char *l8, const char *l16,
+			 const char *h, const char *vl)
+{
+	for (int s = 0; s < 4; s++) {
+		if (s == 0 && !h)
+			cg_printf(b, "%svint16%s_t p = __riscv_vwmul_vv_i16%s(c0, __riscv_vle8_v_i8%s(q, %s), %s);\n",
+				  ind, l16, l16, l8, vl, vl);
+		else
+			cg_printf(b, "%s%s = __riscv_vwmacc_vv_i16%s(%s, c%d, __riscv_vle8_v_i8%s(q + %d * kb, %s), %s);\n",
+				  ind, h ? h : "p", l16, h ? h : "p", s, l8, s, vl, vl);
+	}
+}
+
 /* The micro kernel for tt tokens: name(wr, qp, kb, d), d[t] = sum over the row of code *
- * activation for token t (planes at qp + 4 * kb * t). One token streams LMUL 2 (twice the
- * bytes per step); several keep LMUL 1 so that tt int32 accumulators of LMUL 4 fit. */
+ * activation for token t (planes at qp + 4 * kb * t). The whole steps (VLMAX bytes, read
+ * at run time: any VLEN) run with no tail; the last, partial step, if any, is summed on
+ * its own (vwredsum) into the row's sum, so no accumulator needs a tail-undisturbed
+ * policy. One token streams LMUL 2 and sums the products straight into int16 lanes
+ * (vwmacc) for blocks of at most 32 steps, widened into int32 once per block: a step adds
+ * four products code * q, code 0..2 and q -128..127, so -1024..1016 to a lane, and 32
+ * steps stay within -32768..32512, int16's range. Several tokens keep LMUL 1 so that tt
+ * int32 accumulators of LMUL 4 fit, and widen every step. */
 static void rvv_micro(CgBuf *b, const char *name, int tt)
 {
-	const char *l8 = tt == 1 ? "m2" : "m1", *l16 = tt == 1 ? "m4" : "m2",
-		   *l32 = tt == 1 ? "m8" : "m4";
+	bool one = tt == 1;
+	const char *l8 = one ? "m2" : "m1", *l16 = one ? "m4" : "m2", *l32 = one ? "m8" : "m4";
 	cg_printf(b, "static inline void %s(const uint8_t *wr, const int8_t *qp, int64_t kb, int32_t *d)\n"
 		     "{\n"
-		     "\tconst size_t vm = __riscv_vsetvlmax_e32%s();\n",
-		  name, l32);
+		     "\tconst size_t vx = __riscv_vsetvlmax_e8%s(), vm = __riscv_vsetvlmax_e32%s();\n"
+		     "\tconst int64_t full = kb - kb %% (int64_t)vx; /* the bytes of whole steps */\n",
+		  name, l8, l32);
 	for (int t = 0; t < tt; t++)
 		cg_printf(b, "\tvint32%s_t a%d = __riscv_vmv_v_x_i32%s(0, vm);\n", l32, t, l32);
-	cg_printf(b, "\tfor (int64_t i = 0; i < kb;) {\n"
-		     "\t\tconst size_t vl = __riscv_vsetvl_e8%s((size_t)(kb - i));\n"
-		     "\t\tconst vuint8%s_t v = __riscv_vle8_v_u8%s(wr + i, vl);\n"
-		     "\t\tconst vint8%s_t c0 = __riscv_vreinterpret_v_u8%s_i8%s(__riscv_vsrl_vx_u8%s(v, 6, vl));\n",
-		  l8, l8, l8, l8, l8, l8, l8);
-	for (int s = 1; s < 3; s++)
-		cg_printf(b, "\t\tconst vint8%s_t c%d = __riscv_vreinterpret_v_u8%s_i8%s("
-			     "__riscv_vand_vx_u8%s(__riscv_vsrl_vx_u8%s(v, %d, vl), 3, vl));\n",
-			  l8, s, l8, l8, l8, l8, 6 - 2 * s);
-	cg_printf(b, "\t\tconst vint8%s_t c3 = __riscv_vreinterpret_v_u8%s_i8%s(__riscv_vand_vx_u8%s(v, 3, vl));\n",
-		  l8, l8, l8, l8);
+	const char *ind = "\t\t";
+	if (one) {
+		cg_printf(b, "\tfor (int64_t i0 = 0; i0 < full; i0 += 32 * (int64_t)vx) {\n"
+			     "\t\tconst int64_t end = full - i0 < 32 * (int64_t)vx ? full : i0 + 32 * (int64_t)vx;\n"
+			     "\t\tvint16m4_t h = __riscv_vmv_v_x_i16m4(0, vx);\n"
+			     "\t\tfor (int64_t i = i0; i < end; i += (int64_t)vx) {\n"
+			     "\t\t\tconst size_t vl = vx;\n"
+			     "\t\t\tconst int8_t *q = qp + i;\n");
+		ind = "\t\t\t";
+	} else {
+		cg_printf(b, "\tfor (int64_t i = 0; i < full; i += (int64_t)vx) {\n"
+			     "\t\tconst size_t vl = vx;\n");
+	}
+	rvv_codes(b, ind, l8);
+	if (one) {
+		rvv_products(b, ind, l8, l16, "h", "vl");
+		cg_printf(b, "\t\t}\n"
+			     "\t\ta0 = __riscv_vwadd_wv_i32m8(a0, h, vm);\n"
+			     "\t}\n");
+	} else {
+		for (int t = 0; t < tt; t++) {
+			cg_printf(b, "\t\t{\n"
+				     "\t\t\tconst int8_t *q = qp + %d * kb + i;\n", 4 * t);
+			rvv_products(b, "\t\t\t", l8, l16, NULL, "vl");
+			cg_printf(b, "\t\t\ta%d = __riscv_vwadd_wv_i32%s(a%d, p, vl);\n"
+				     "\t\t}\n",
+				  t, l32, t);
+		}
+		cg_printf(b, "\t}\n");
+	}
+	for (int t = 0; t < tt; t++)
+		cg_printf(b, "\tvint32m1_t s%d = __riscv_vredsum_vs_i32%s_i32m1(a%d, __riscv_vmv_s_x_i32m1(0, 1), vm);\n",
+			  t, l32, t);
+	cg_printf(b, "\tif (full < kb) { /* the last, partial step */\n"
+		     "\t\tconst int64_t i = full;\n"
+		     "\t\tconst size_t vl = __riscv_vsetvl_e8%s((size_t)(kb - full));\n",
+		  l8);
+	rvv_codes(b, "\t\t", l8);
 	for (int t = 0; t < tt; t++) {
 		cg_printf(b, "\t\t{\n"
-			     "\t\t\tconst int8_t *q = qp + %d * kb + i;\n"
-			     "\t\t\tvint16%s_t p = __riscv_vwmul_vv_i16%s(c0, __riscv_vle8_v_i8%s(q, vl), vl);\n",
-			  4 * t, l16, l16, l8);
-		for (int s = 1; s < 4; s++)
-			cg_printf(b, "\t\t\tp = __riscv_vwmacc_vv_i16%s(p, c%d, __riscv_vle8_v_i8%s(q + %d * kb, vl), vl);\n",
-				  l16, s, l8, s);
-		cg_printf(b, "\t\t\ta%d = __riscv_vwadd_wv_i32%s_tu(a%d, a%d, p, vl);\n"
+			     "\t\t\tconst int8_t *q = qp + %d * kb + i;\n", 4 * t);
+		rvv_products(b, "\t\t\t", l8, l16, NULL, "vl");
+		cg_printf(b, "\t\t\ts%d = __riscv_vwredsum_vs_i16%s_i32m1(p, s%d, vl);\n"
 			     "\t\t}\n",
-			  t, l32, t, t);
+			  t, l16, t);
 	}
-	cg_printf(b, "\t\ti += (int64_t)vl;\n"
-		     "\t}\n"
-		     "\tconst vint32m1_t z = __riscv_vmv_s_x_i32m1(0, 1);\n");
+	cg_printf(b, "\t}\n");
 	for (int t = 0; t < tt; t++)
-		cg_printf(b, "\td[%d] = __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32%s_i32m1(a%d, z, vm));\n",
-			  t, l32, t);
+		cg_printf(b, "\td[%d] = __riscv_vmv_x_s_i32m1_i32(s%d);\n", t, t);
 	cg_printf(b, "}\n");
 }
 

@@ -394,11 +394,14 @@ static void test_neon_qemu(void **state)
 
 /* The RISC-V targets on any host: cpu-rv64 (riscv64-linux-gnu-gcc, the portable kernels)
  * and cpu-rvv (clang with --target=riscv64-linux-gnu: gcc 12 has no RVV intrinsics)
- * cross-built and run under qemu-user, checked as test_neon_qemu checks: cpu-rvv at VLEN
- * 128 and 256 (its kernels are vector-length agnostic) in calls of 1, 7 (token tiles of 4
- * and 3, then 4 and 2) and 13 tokens, on i2s_x16 (the portable families) too; cpu-rv64 on
- * a CPU without the vector extension, where cpu-rvv must refuse to start. Skipped without
- * the tools, and while BITNETC_CPU_MASK is on (it masks this host, not the emulated one). */
+ * cross-built and run under qemu-user, checked as test_neon_qemu checks, in calls of 1, 7
+ * (token tiles of 4 and 3, then 4 and 2) and 13 tokens. cpu-rvv's kernels are vector-length
+ * agnostic: at VLEN 128 the tiny model's rows are whole steps; at 512 its rows of 64 bytes
+ * are one partial step (no whole one); a synthetic model with rows of 96 and 1056 bytes
+ * takes 33 whole steps at VLEN 128 (two int16 blocks of the one-token kernel) and partial
+ * ones at 256. Also i2s_x16 (the portable families), and cpu-rv64 on a CPU without the
+ * vector extension, where cpu-rvv must refuse to start. Skipped without the tools, and
+ * while BITNETC_CPU_MASK is on (it masks this host, not the emulated one). */
 static void test_rvv_qemu(void **state)
 {
 	(void)state;
@@ -408,12 +411,12 @@ static void test_rvv_qemu(void **state)
 			      "features%s\n", mask_note());
 		skip();
 	}
-	char gguf[4096];
-	snprintf(gguf, sizeof gguf, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	char tiny[4096], synth[4096];
+	snprintf(tiny, sizeof tiny, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
 	/* x86-64's own compiler cannot build it: the error says to name a cross compiler */
 	if (tu_run(NULL, "[ \"$(uname -m)\" = x86_64 ] && command -v cc >/dev/null") == 0) {
 		int rc = tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-rvv --cc cc", tu_bitnetc(),
-				gguf, tu_tmp("rvv_host_prog"));
+				tiny, tu_tmp("rvv_host_prog"));
 		if (rc == 0 || !log || !strstr(log, "--target=riscv64-linux-gnu") ||
 		    !strstr(log, "RISC-V code"))
 			tu_fail_log(log, "cpu-rvv with the host's cc: want a failure that names a "
@@ -426,26 +429,36 @@ static void test_rvv_qemu(void **state)
 			      "(tools/setup.sh)\n", why);
 		skip();
 	}
+	snprintf(synth, sizeof synth, "%s", tu_tmp("rvv_synth.gguf"));
+	if (tu_run(&log, "'%s' mkmodel --hidden 384 --ffn 4224 --layers 1 --seed 3 -o '%s'",
+		   tu_bitnetc(), synth))
+		tu_fail_log(log, "mkmodel");
+	free(log);
+	static const char v128[] = "rv64,v=true,vlen=128,vext_spec=v1.0";
 	static const struct {
-		const char *target, *layout, *kernel, *cpu; /* cpu: qemu's -cpu */
+		bool synth; /* the synthetic model, else the tiny golden one */
+		const char *target, *layout, *cpu; /* cpu: qemu's -cpu */
 		int ubs[3];
 	} v[] = {
-		{"cpu-rv64", "gguf", NULL, "rv64,v=false", {1, 16, 0}},
-		{"cpu-rvv", "gguf", NULL, "rv64,v=true,vlen=128,vext_spec=v1.0", {1, 7, 16}},
-		{"cpu-rvv", "gguf", NULL, "rv64,v=true,vlen=256,vext_spec=v1.0", {1, 7, 16}},
-		{"cpu-rvv", "i2s_x16", NULL, "rv64,v=true,vlen=128,vext_spec=v1.0", {16, 0, 0}},
+		{false, "cpu-rv64", "gguf", "rv64,v=false", {1, 16, 0}},
+		{false, "cpu-rvv", "gguf", v128, {1, 7, 16}},
+		{false, "cpu-rvv", "gguf", "rv64,v=true,vlen=512,vext_spec=v1.0", {1, 16, 0}},
+		{false, "cpu-rvv", "i2s_x16", v128, {16, 0, 0}},
+		{true, "cpu-rvv", "gguf", v128, {1, 7, 0}},
+		{true, "cpu-rvv", "gguf", "rv64,v=true,vlen=256,vext_spec=v1.0", {1, 16, 0}},
 	};
-	TuModel m = {0};
-	tu_model_open(&m, gguf);
-	char prog[4096] = "", built[64] = "";
+	char prog[4096] = "", built[4400] = "";
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-		char lua[4096], wrap[300], cc[300], key[64];
+		char lua[4096], wrap[300], cc[300], key[4400];
+		const char *gguf = v[i].synth ? synth : tiny;
 		bool rvv = strcmp(v[i].target, "cpu-rvv") == 0;
-		snprintf(key, sizeof key, "%s %s", v[i].target, v[i].layout);
-		if (strcmp(key, built) != 0) { /* a program per target and layout */
+		TuModel m = {0};
+		tu_model_open(&m, gguf);
+		snprintf(key, sizeof key, "%s %s %s", gguf, v[i].target, v[i].layout);
+		if (strcmp(key, built) != 0) { /* a program per model, target and layout */
 			snprintf(lua, sizeof lua, "%s", tu_tmp("rvv_pipeline.lua"));
 			snprintf(prog, sizeof prog, "%s", tu_tmp("rvv_prog"));
-			write_pipeline(lua, v[i].layout, NULL, v[i].kernel);
+			write_pipeline(lua, v[i].layout, NULL, NULL);
 			snprintf(cc, sizeof cc, rvv ? "%s --cflags --target=riscv64-linux-gnu" : "%s",
 				 rvv ? clang : "riscv64-linux-gnu-gcc");
 			if (tu_run(&log, "'%s' build '%s' -o '%s' --target %s --cc %s --pipeline '%s'",
@@ -457,7 +470,7 @@ static void test_rvv_qemu(void **state)
 		snprintf(wrap, sizeof wrap, "qemu-riscv64 -cpu %s -L %s", v[i].cpu, TU_RV_SYSROOT);
 		const char *kind = rvv || strcmp(v[i].layout, "gguf") != 0 ? "simd" : "portable";
 		check_kinds(&m, wrap, prog, kind);
-		if (rvv && strcmp(v[i].layout, "gguf") == 0) { /* --info says what is not RVV */
+		if (rvv && i == 1) { /* --info says what is not RVV */
 			if (tu_run(&log, "%s '%s' --info", wrap, prog) || !strstr(log, "rvv kernels:"))
 				tu_fail_log(log, "%s --info: want the line on its rvv kernels", prog);
 			free(log);
@@ -466,8 +479,9 @@ static void test_rvv_qemu(void **state)
 			int ub = v[i].ubs[u];
 			float *got = run_with(wrap, prog, &prompt, ub, m.nv);
 			double d = vs_interp(&m, got, ub);
-			printf("qemu %-9s %-8s %-8s -cpu %-36s calls of %2d: vs interpreter %.2g rel\n",
-			       v[i].target, v[i].layout, kind, v[i].cpu, ub > 1 ? (ub < 13 ? ub : 13) : 1, d);
+			printf("qemu %-9s %-5s %-8s %-8s -cpu %-36s calls of %2d: vs interpreter %.2g rel\n",
+			       v[i].target, v[i].synth ? "synth" : "tiny", v[i].layout, kind, v[i].cpu,
+			       ub > 1 ? (ub < 13 ? ub : 13) : 1, d);
 			tu_free(got);
 		}
 		if (rvv && i == 1) { /* no vector extension: refused at start, naming it */
@@ -479,8 +493,8 @@ static void test_rvv_qemu(void **state)
 			printf("qemu %-9s on rv64 without v: refused, exit %d\n", v[i].target, rc);
 			free(log);
 		}
+		tu_model_close(&m);
 	}
-	tu_model_close(&m);
 }
 
 /* t5_x16 where no kernel reads it: a LUT kernel asked for, and the NEON targets (refused

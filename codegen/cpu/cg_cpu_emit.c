@@ -955,8 +955,9 @@ static void emit_info(Em *m, CgBuf *b, uint64_t scratch, const int *bs, int n_bs
 	if (m->kinfo.data)
 		cg_printf(&s, "%s\n", m->kinfo.data);
 	if (m->isa.level == CG_ISA_RVV)
-		cg_printf(&s, "rvv kernels: the i2_s ternary matmuls (gguf layout); portable C: the "
-			      "norms, quantizers, attention, head and other layouts\n");
+		cg_printf(&s, "rvv kernels: the i2_s ternary matmuls (gguf layout), the activation "
+			      "quantizer, the f16/bf16/f32 head; portable C: the norms, attention, "
+			      "rope, q8_0/q6_k heads and the other weight layouts\n");
 	cg_printf(&s, "kernels (%d):", m->n_kern);
 	for (int i = 0; i < m->n_kern; i++)
 		cg_printf(&s, " %s", m->kern[i].name);

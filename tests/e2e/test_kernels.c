@@ -399,7 +399,7 @@ static void test_neon_qemu(void **state)
  * agnostic: at VLEN 128 the tiny model's rows are whole steps; at 512 its rows of 64 bytes
  * are one partial step (no whole one); a synthetic model with rows of 96 and 1056 bytes
  * takes 33 whole steps at VLEN 128 (two int16 blocks of the one-token kernel) and partial
- * ones at 256. Also i2s_x16 (the portable families), and cpu-rv64 on a CPU without the
+ * ones at 256. The head: f16 (tiny), bf16 (synthetic). Also i2s_x16 (the portable families), and cpu-rv64 on a CPU without the
  * vector extension, where cpu-rvv must refuse to start. Skipped without the tools, and
  * while BITNETC_CPU_MASK is on (it masks this host, not the emulated one). */
 static void test_rvv_qemu(void **state)
@@ -430,7 +430,7 @@ static void test_rvv_qemu(void **state)
 		skip();
 	}
 	snprintf(synth, sizeof synth, "%s", tu_tmp("rvv_synth.gguf"));
-	if (tu_run(&log, "'%s' mkmodel --hidden 384 --ffn 4224 --layers 1 --seed 3 -o '%s'",
+	if (tu_run(&log, "'%s' mkmodel --hidden 384 --ffn 4224 --layers 1 --embd-type bf16 --seed 3 -o '%s'",
 		   tu_bitnetc(), synth))
 		tu_fail_log(log, "mkmodel");
 	free(log);

@@ -30,7 +30,8 @@ int rvv_common(Em *m, const IrNode *n)
 		     "#error \"the RVV kernels need the vector extension: -march=rv64gcv\"\n"
 		     "#elif !defined(__riscv_v_intrinsic) || __riscv_v_intrinsic < 12000\n"
 		     "#error \"the RVV kernels need the v1.0 intrinsics of <riscv_vector.h> (__riscv_ "
-		     "names): clang 16 or newer, gcc 13 or newer\"\n"
+		     "names): clang 16 or newer, gcc 13 or newer (e.g. --cc clang-19 --cflags "
+		     "--target=riscv64-linux-gnu)\"\n"
 		     "#endif\n"
 		     "#include <riscv_vector.h>\n");
 	return 0;

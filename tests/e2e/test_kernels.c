@@ -429,6 +429,16 @@ static void test_rvv_qemu(void **state)
 			      "(tools/setup.sh)\n", why);
 		skip();
 	}
+	/* a gcc without the RVV intrinsics (Debian 12's 12) is refused by model.c itself */
+	if (tu_run(NULL, "echo '#include <riscv_vector.h>' | riscv64-linux-gnu-gcc -march=rv64gcv "
+			 "-x c -c -o /dev/null -") != 0) {
+		int rc = tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-rvv --cc "
+				      "riscv64-linux-gnu-gcc", tu_bitnetc(), tiny, tu_tmp("rvv_gcc_prog"));
+		if (rc != 2 || !log || !strstr(log, "clang 16 or newer"))
+			tu_fail_log(log, "cpu-rvv with a gcc without RVV intrinsics: want exit 2 "
+					 "naming the compilers that have them, got exit %d", rc);
+		free(log);
+	}
 	snprintf(synth, sizeof synth, "%s", tu_tmp("rvv_synth.gguf"));
 	if (tu_run(&log, "'%s' mkmodel --hidden 384 --ffn 4224 --layers 1 --embd-type bf16 --seed 3 -o '%s'",
 		   tu_bitnetc(), synth))

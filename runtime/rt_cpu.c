@@ -23,6 +23,8 @@
 #endif
 #elif defined(__aarch64__) && defined(__APPLE__)
 #include <sys/sysctl.h>
+#elif defined(__riscv) && defined(__linux__)
+#include <sys/auxv.h>
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -86,7 +88,7 @@ static void detect_x86(RtCpuFeatures *f)
 
 /* BITNETC_CPU_MASK=FAMILY: the features each family keeps; everything else is hidden.
  * ORDER RtCpuFeatures */
-enum { KEEP_AVX2 = 1, KEEP_AVX512 = 2, KEEP_AMX = 4, KEEP_NEON = 8, KEEP_DOT = 16 };
+enum { KEEP_AVX2 = 1, KEEP_AVX512 = 2, KEEP_AMX = 4, KEEP_NEON = 8, KEEP_DOT = 16, KEEP_RVV = 32 };
 static const struct {
 	const char *name;
 	unsigned keep;
@@ -97,6 +99,7 @@ static const struct {
 	{"amx", KEEP_AVX2 | KEEP_AVX512 | KEEP_AMX},
 	{"neon", KEEP_NEON},
 	{"neon-dot", KEEP_NEON | KEEP_DOT},
+	{"rvv", KEEP_RVV},
 };
 enum { N_FAMILIES = sizeof rt_cpu_families / sizeof rt_cpu_families[0] };
 
@@ -123,7 +126,7 @@ int rt_cpu_mask(const char **family, char *why, size_t n)
 	if (i != -2)
 		return 0;
 	snprintf(why, n, "%s: '%.40s' is not a feature family (generic, avx2, avx512, amx, neon, "
-			 "neon-dot)", RT_CPU_MASK_ENV, v);
+			 "neon-dot, rvv)", RT_CPU_MASK_ENV, v);
 	return -1;
 }
 
@@ -151,6 +154,7 @@ static void mask_apply(RtCpuFeatures *f)
 	f->amx_int8 &= amx;
 	f->neon &= (k & KEEP_NEON) != 0;
 	f->dotprod &= (k & KEEP_DOT) != 0;
+	f->rvv &= (k & KEEP_RVV) != 0;
 }
 
 void rt_cpu_detect(RtCpuFeatures *f)
@@ -174,6 +178,11 @@ void rt_cpu_detect_unmasked(RtCpuFeatures *f)
 	size_t len = sizeof v;
 	f->dotprod = sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) == 0 && v;
 #endif
+#elif defined(__riscv) && defined(__linux__)
+	/* Linux sets the single-letter extensions as HWCAP bits (bit 'V' - 'A' for the vector
+	 * extension 1.0) when it enables the vector state for user space */
+	f->rv64 = __riscv_xlen == 64;
+	f->rvv = (getauxval(AT_HWCAP) & (1UL << ('V' - 'A'))) != 0;
 #endif
 }
 
@@ -192,6 +201,7 @@ static int rt_cpu_has(const RtCpuFeatures *f, const char *name)
 		{"avx512_vbmi", f->avx512_vbmi}, {"avx_vnni", f->avx_vnni},
 		{"amx_tile", f->amx_tile},   {"amx_int8", f->amx_int8},
 		{"neon", f->neon},	     {"dotprod", f->dotprod},
+		{"rvv", f->rvv},
 	};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
 		if (!strcmp(t[i].name, name))

@@ -16,8 +16,11 @@ PKGS="$PKGS libmicrohttpd-dev libcjson-dev curl"
 # On x86-64 also an aarch64 cross compiler with its libc (a recommends, which
 # --no-install-recommends would skip) and qemu-user: the NEON kernels' tests build for
 # aarch64 and run there under emulation (tests/e2e/test_kernels.c skips them without).
+# Likewise riscv64: its cross compiler and libc for cpu-rv64, and clang 19 for cpu-rvv (the
+# RVV 1.0 intrinsics need clang 16+ or gcc 13+; Debian 12's gcc 12 and clang 14 lack them).
 if [ "$(dpkg --print-architecture 2>/dev/null || true)" = amd64 ]; then
 	PKGS="$PKGS gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+	PKGS="$PKGS gcc-riscv64-linux-gnu libc6-dev-riscv64-cross clang-19"
 fi
 
 check_only=0

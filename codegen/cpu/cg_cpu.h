@@ -31,7 +31,7 @@ extern const CgBackend cg_backend_cpu;
 /* ---- cg_cpu_targets.c ---- */
 
 /* The CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon, cpu-neon-dot,
- * native) with their availability on a host with features f. Returns how many were
+ * cpu-rv64, cpu-rvv, native) with their availability on a host with features f. Returns how many were
  * written (at most max). */
 int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max);
 
@@ -49,11 +49,12 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e);
 /* ---- cg_cpu_build.c ---- */
 
 /* The instruction set a target's kernels are written for. */
-enum { CG_ISA_GENERIC, CG_ISA_AVX2, CG_ISA_AVX512, CG_ISA_NEON };
+enum { CG_ISA_GENERIC, CG_ISA_AVX2, CG_ISA_AVX512, CG_ISA_NEON, CG_ISA_RVV };
 typedef struct {
 	int level; /* CG_ISA_* */
 	bool vnni; /* AVX2: AVX-VNNI (vpdpbusd on ymm); AVX512: AVX512_VNNI; NEON: dotprod
-		    * (sdot), the same 4-byte dot product into int32 lanes */
+		    * (sdot), the same 4-byte dot product into int32 lanes. RVV (the vector
+		    * extension 1.0, any VLEN): none of these; its kernel widens (vwmul) */
 	bool vbmi; /* AVX512: AVX512_VBMI (vpermb, the 64-entry byte lookup of the LUT kernels) */
 	bool amx;  /* AVX512: AMX-TILE + AMX-INT8 (TDPBSSD), the GEMM of multi-token forwards */
 } CgIsa;
@@ -61,17 +62,28 @@ typedef struct {
  * program checks at start (rt_cpu_require: space-separated, "" for none). */
 void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n);
 
-/* One CPU target: one emitter for all of them; the target decides the kernels' instruction
- * set (cg_cpu_target_isa) and the extra flags model.c is compiled with (NULL-terminated). */
+/* One CPU target: one emitter for all of them; the target's row says everything else
+ * (docs/targets.md): the kernels' instruction set, the CPU features its program checks at
+ * start, the extra flags model.c is compiled with (NULL-terminated) and the machine its
+ * programs run on, with a cross compiler that builds them elsewhere. */
 typedef struct {
 	const char *name;
 	const char *desc;
 	const char *const *cflags;
+	CgIsa isa;
+	const char *features; /* rt_cpu_require's list ("" none) */
+	const char *arch;     /* the ELF machine of its programs ("x86-64", "aarch64",
+			       * "riscv"); NULL: whatever the compiler makes */
+	const char *cross;    /* how to build it on another host: the --cc (and --cflags) of a
+			       * cross compiler; NULL where arch is NULL */
+	const char *cc_marks; /* words in a compiler's name or --cflags that say it targets
+			       * arch (space-separated) */
 } CgCpuTarget;
 
 /* The buildable CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon,
- * cpu-neon-dot, native); NULL if name is none of them. Any of them builds on any host: the C compiler
- * (--cc, e.g. a cross compiler) decides what the program runs on. */
+ * cpu-neon-dot, cpu-rv64, cpu-rvv, native); NULL if name is none of them. Any of them builds
+ * on any host: the C compiler (--cc, e.g. a cross compiler) decides what the program runs
+ * on. */
 const CgCpuTarget *cg_cpu_target(const char *name);
 
 /* Compiles and links the sources in dir into out_path (absolute) with the target's flags,

@@ -24,6 +24,7 @@ static int isa_vector_bits(const CgIsa *isa)
 	case CG_ISA_AVX512: return 512;
 	case CG_ISA_AVX2: return 256;
 	case CG_ISA_NEON: return 128;
+	case CG_ISA_RVV: return 128; /* vector-length agnostic: the least VLEN of RVV 1.0 */
 	default: return 0;
 	}
 }
@@ -38,8 +39,10 @@ static void cpu_describe(const char *name, CgTargetDesc *d)
 	d->arch = cg_cpu_arch();
 	if (name) {
 		snprintf(d->features, sizeof d->features, "%s", feats);
-		if (isa.level == CG_ISA_NEON) /* a cross build: the program's machine */
-			d->arch = "aarch64";
+		const CgCpuTarget *t = cg_cpu_target(name);
+		if (t && t->arch) /* a cross build: the program's machine */
+			d->arch = !strcmp(t->arch, "x86-64") ? "x86_64"
+				  : !strcmp(t->arch, "riscv") ? "riscv64" : t->arch;
 	} else {
 		CgCpuFeatures f;
 		cg_cpu_detect(&f);
@@ -51,6 +54,9 @@ static void cpu_describe(const char *name, CgTargetDesc *d)
 	 * on prefill than the i2s_x16 LUT kernel and 3.9x faster than the i2s_x16
 	 * multiply-add one (2B shape, bench/run.sh PORTABLE_ROWS=1) */
 	d->weight_layout = isa.level == CG_ISA_GENERIC ? "gguf" : "i2s_x16";
+	/* RVV's kernel reads the GGUF rows themselves, vector-length agnostic (cg_cpu_rvv.c) */
+	if (isa.level == CG_ISA_RVV)
+		d->weight_layout = "gguf";
 }
 
 /* The cost model: the generated kernels' vector instruction counts per 64-byte chunk
@@ -90,6 +96,8 @@ static bool cpu_kernel_cost(const char *name, const char *kind, CgKernelCost *c,
 	CgIsa isa;
 	char feats[256];
 	cg_cpu_target_isa(name, &isa, feats, sizeof feats);
+	if (isa.level == CG_ISA_RVV) /* on i2s_x16 it runs the portable families */
+		isa.level = CG_ISA_GENERIC;
 	if (strcmp(kind, "simd") == 0) {
 		*c = mad_cost(&isa);
 		return true;

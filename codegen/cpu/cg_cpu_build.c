@@ -27,25 +27,48 @@ static const char *const amx_flags[] = {"-mavx2", "-mfma", "-mf16c", "-mavx512f"
 static const char *const neon_flags[] = {"-march=armv8-a", NULL};
 static const char *const neon_dot_flags[] = {"-march=armv8.2-a+dotprod", NULL};
 static const char *const native_flags[] = {"-march=native", NULL};
+/* RISC-V: the rv64gc baseline pinned for cpu-rv64 (a compiler defaulting to more must not
+ * put vector code into it), rv64gcv (the vector extension 1.0, any VLEN) for cpu-rvv. */
+static const char *const rv64_flags[] = {"-march=rv64gc", NULL};
+static const char *const rvv_flags[] = {"-march=rv64gcv", NULL};
 
-/* One emitter; the target decides the kernels' instruction set (cg_cpu_target_isa) and
- * the flags model.c is compiled with. The runtime is always compiled for the baseline,
- * so the program can check the CPU before it runs any model code. */
+#define F_AVX2 "avx2 fma f16c"
+#define F_AVX512 F_AVX2 " avx512f avx512bw avx512vl avx512_vnni"
+#define X86 "x86-64", "--cc x86_64-linux-gnu-gcc", "x86_64 x86-64 amd64"
+#define ARM64 "aarch64", "--cc aarch64-linux-gnu-gcc", "aarch64 arm64"
+/* clang names the machine with --target; gcc 12 has no <riscv_vector.h> (gcc 13 has) */
+#define RV64 "riscv", "--cc riscv64-linux-gnu-gcc", "riscv"
+#define RVV "riscv", "--cc clang-19 --cflags --target=riscv64-linux-gnu (clang 16+)", "riscv"
+
+/* One emitter; the target's row decides the kernels' instruction set, the features the
+ * program checks and the flags model.c is compiled with. The runtime is always compiled
+ * for the baseline, so the program can check the CPU before it runs any model code.
+ * Adding a target: docs/targets.md. */
 static const CgCpuTarget cpu_targets[] = {
-	{"cpu-generic", "portable C11, any CPU the C compiler targets", NULL},
-	{"cpu-avx2", "x86-64 AVX2 + FMA + F16C kernels", avx2_flags},
-	{"cpu-avx512", "x86-64 AVX-512 (F, BW, VL) + VNNI kernels", avx512_flags},
+	{"cpu-generic", "portable C11, any CPU the C compiler targets", NULL,
+	 {CG_ISA_GENERIC, false, false, false}, "", NULL, NULL, ""},
+	{"cpu-avx2", "x86-64 AVX2 + FMA + F16C kernels", avx2_flags,
+	 {CG_ISA_AVX2, false, false, false}, F_AVX2, X86},
+	{"cpu-avx512", "x86-64 AVX-512 (F, BW, VL) + VNNI kernels", avx512_flags,
+	 {CG_ISA_AVX512, true, false, false}, F_AVX512, X86},
+	/* a build with -DBN_AMX_EMULATE drops the amx names again (cg_cpu_emit) */
 	{"cpu-amx", "x86-64 AVX-512 VNNI kernels, AMX-INT8 tiles for multi-token forwards",
-	 amx_flags},
-	{"cpu-neon", "AArch64 NEON kernels (armv8-a)", neon_flags},
+	 amx_flags, {CG_ISA_AVX512, true, false, true}, F_AVX512 " amx_tile amx_int8", X86},
+	{"cpu-neon", "AArch64 NEON kernels (armv8-a)", neon_flags,
+	 {CG_ISA_NEON, false, false, false}, "neon", ARM64},
 	{"cpu-neon-dot", "AArch64 NEON + dot product (sdot) kernels (armv8.2-a+dotprod)",
-	 neon_dot_flags},
-	{"native", "the best kernels for this host, compiled with -march=native", native_flags},
+	 neon_dot_flags, {CG_ISA_NEON, true, false, false}, "neon dotprod", ARM64},
+	{"cpu-rv64", "RISC-V rv64gc, the portable kernels (no vector extension)", rv64_flags,
+	 {CG_ISA_GENERIC, false, false, false}, "", RV64},
+	{"cpu-rvv", "RISC-V vector 1.0 kernels (rv64gcv, any VLEN; RVV intrinsics)", rvv_flags,
+	 {CG_ISA_RVV, false, false, false}, "rvv", RVV},
+	{"native", "the best kernels for this host, compiled with -march=native", native_flags,
+	 {CG_ISA_GENERIC, false, false, false}, "", NULL, NULL, ""},
 };
 
 const CgCpuTarget *cg_cpu_target(const char *name)
 {
-	for (size_t i = 0; i < sizeof cpu_targets / sizeof cpu_targets[0]; i++)
+	for (size_t i = 0; name && i < sizeof cpu_targets / sizeof cpu_targets[0]; i++)
 		if (strcmp(cpu_targets[i].name, name) == 0)
 			return &cpu_targets[i];
 	return NULL;
@@ -53,57 +76,36 @@ const CgCpuTarget *cg_cpu_target(const char *name)
 
 void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 {
-	static const char f_avx2[] = "avx2 fma f16c";
-	static const char f_avx512[] = "avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni";
-	isa->level = CG_ISA_GENERIC;
-	isa->vnni = false;
-	isa->vbmi = false;
-	isa->amx = false;
-	snprintf(features, n, "%s", "");
-	if (!name)
+	const CgCpuTarget *t = cg_cpu_target(name);
+	*isa = (CgIsa){CG_ISA_GENERIC, false, false, false};
+	snprintf(features, n, "%s", t ? t->features : "");
+	if (t && strcmp(name, "native") != 0) {
+		*isa = t->isa;
 		return;
-	if (strcmp(name, "cpu-avx2") == 0) {
-		isa->level = CG_ISA_AVX2;
-		snprintf(features, n, "%s", f_avx2);
-	} else if (strcmp(name, "cpu-avx512") == 0) {
-		isa->level = CG_ISA_AVX512;
-		isa->vnni = true;
-		snprintf(features, n, "%s", f_avx512);
-	} else if (strcmp(name, "cpu-amx") == 0) {
-		isa->level = CG_ISA_AVX512;
-		isa->vnni = true;
-		isa->amx = true;
-		/* a build with -DBN_AMX_EMULATE drops the amx names again (cg_cpu_emit) */
-		snprintf(features, n, "%s amx_tile amx_int8", f_avx512);
-	} else if (strcmp(name, "cpu-neon") == 0) {
-		isa->level = CG_ISA_NEON;
-		snprintf(features, n, "%s", "neon");
-	} else if (strcmp(name, "cpu-neon-dot") == 0) {
-		isa->level = CG_ISA_NEON;
-		isa->vnni = true;
-		snprintf(features, n, "%s", "neon dotprod");
-	} else if (strcmp(name, "native") == 0) {
-		CgCpuFeatures f;
-		cg_cpu_detect(&f);
-		if (f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl &&
-		    f.avx512_vnni) {
-			isa->level = CG_ISA_AVX512;
-			isa->vnni = true;
-			isa->vbmi = f.avx512_vbmi;
-			isa->amx = f.amx_tile && f.amx_int8;
-		} else if (f.avx2 && f.fma && f.f16c) {
-			isa->level = CG_ISA_AVX2;
-			isa->vnni = f.avx_vnni;
-		} else if (f.neon) {
-			isa->level = CG_ISA_NEON;
-			isa->vnni = f.dotprod;
-		}
-		/* -march=native lets the compiler use anything the host has: the program asks
-		 * for every feature it can check */
-		cg_cpu_features_str(&f, features, n);
-		if (strcmp(features, "none") == 0)
-			features[0] = 0;
 	}
+	if (!t)
+		return;
+	CgCpuFeatures f;
+	cg_cpu_detect(&f);
+	if (f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni) {
+		isa->level = CG_ISA_AVX512;
+		isa->vnni = true;
+		isa->vbmi = f.avx512_vbmi;
+		isa->amx = f.amx_tile && f.amx_int8;
+	} else if (f.avx2 && f.fma && f.f16c) {
+		isa->level = CG_ISA_AVX2;
+		isa->vnni = f.avx_vnni;
+	} else if (f.neon) {
+		isa->level = CG_ISA_NEON;
+		isa->vnni = f.dotprod;
+	} else if (f.rvv) {
+		isa->level = CG_ISA_RVV;
+	}
+	/* -march=native lets the compiler use anything the host has: the program asks for
+	 * every feature it can check */
+	cg_cpu_features_str(&f, features, n);
+	if (strcmp(features, "none") == 0)
+		features[0] = 0;
 }
 
 /* ---- the compiler ------------------------------------------------------------- */
@@ -524,22 +526,37 @@ static int cc_lib(const CgOpts *o, const char **argv, int n_common, const char *
 	return 0;
 }
 
-/* The hint for a failed compile of an AArch64 target by the host's own compiler (a name
- * that says aarch64 or arm64 is taken to be a cross compiler), put first so that the
- * compiler's output cannot crowd it out. */
-static int neon_hint(const CgCpuTarget *t, const char *cc, int rc, BnErr *e)
+/* Whether the space-separated words of marks has one that is part of s. */
+static bool has_mark(const char *s, const char *marks)
 {
-	CgIsa isa;
-	char feat[64];
-	cg_cpu_target_isa(t->name, &isa, feat, sizeof feat);
-	if (isa.level == CG_ISA_NEON && strcmp(cg_cpu_arch(), "aarch64") != 0 &&
-	    !strstr(cc, "aarch64") && !strstr(cc, "arm64") && e) {
-		char log[sizeof e->msg];
-		snprintf(log, sizeof log, "%s", e->msg);
-		bn_err(e, rc, "%s is AArch64 code and this host is %s: is '%s' a cross "
-			      "compiler? (e.g. --cc aarch64-linux-gnu-gcc)\n%s",
-		       t->name, cg_cpu_arch(), cc, log);
+	for (const char *p = marks; *p;) {
+		size_t k = strcspn(p, " ");
+		char w[32];
+		snprintf(w, sizeof w, "%.*s", (int)(k < sizeof w ? k : sizeof w - 1), p);
+		if (k && strstr(s, w))
+			return true;
+		p += k + (p[k] == ' ');
 	}
+	return false;
+}
+
+/* The hint for a failed compile of a target for another machine by a compiler that does
+ * not say it makes code for that machine (its name or --cflags name it: a cross compiler),
+ * put first so that the compiler's output cannot crowd it out. */
+static int cross_hint(const CgOpts *o, const CgCpuTarget *t, const char *cc, int rc, BnErr *e)
+{
+	const char *host = cg_cpu_arch();
+	bool here = t->arch && (has_mark(host, t->cc_marks) ||
+				(!strcmp(host, "x86_64") && !strcmp(t->arch, "x86-64")));
+	if (!t->arch || here || has_mark(cc, t->cc_marks) ||
+	    (o->cflags && has_mark(o->cflags, t->cc_marks)) || !e)
+		return rc;
+	char log[sizeof e->msg];
+	snprintf(log, sizeof log, "%s", e->msg);
+	bn_err(e, rc, "%s is %s code and this host is %s: is '%s' a cross compiler? (e.g. %s)\n%s",
+	       t->name, !strcmp(t->arch, "aarch64") ? "AArch64" : !strcmp(t->arch, "riscv") ? "RISC-V"
+							  : t->arch,
+	       host, cc, t->cross, log);
 	return rc;
 }
 
@@ -686,7 +703,7 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 		if (!rc)
 			rc = cg_check_output(obj, "model.o", cc, t->name, true, e);
 		if (rc)
-			return neon_hint(t, cc, rc, e);
+			return cross_hint(o, t, cc, rc, e);
 		return cc_lib(o, argv, n_common, extra, n_extra, dir, out_path, cmd, cmd_n, e);
 	}
 
@@ -766,7 +783,7 @@ int cg_cc(const CgOpts *o, const CgCpuTarget *t, const char *dir, const char *ou
 		}
 	}
 	if (rc)
-		return neon_hint(t, cc, rc, e);
+		return cross_hint(o, t, cc, rc, e);
 	bool stored = cached && !hit && cg_rt_cache_put(&cache, dir, objs, n_rt);
 
 	/* the link: model.o and the runtime's objects, in the runtime's order */

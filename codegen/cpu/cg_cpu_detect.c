@@ -20,6 +20,8 @@ const char *cg_cpu_arch(void)
 	return "aarch64";
 #elif defined(__arm__)
 	return "arm";
+#elif defined(__riscv) && __riscv_xlen == 64
+	return "riscv64";
 #elif defined(__riscv)
 	return "riscv";
 #else
@@ -39,7 +41,7 @@ void cg_cpu_features_str(const CgCpuFeatures *f, char *buf, size_t n)
 		{f->avx512vl, "avx512vl"},     {f->avx512_vnni, "avx512_vnni"},
 		{f->avx512_vbmi, "avx512_vbmi"}, {f->avx_vnni, "avx_vnni"}, {f->amx_tile, "amx_tile"},
 		{f->amx_int8, "amx_int8"},     {f->neon, "neon"},
-		{f->dotprod, "dotprod"},
+		{f->dotprod, "dotprod"},       {f->rvv, "rvv"},
 	};
 	size_t len = 0;
 	if (n)

@@ -112,6 +112,15 @@ int emit_tmm_lut(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 /* cg_cpu_amx.c: the AMX-INT8 GEMM of node n (i2s_x16 weight [k, nr]) for the forward of
  * m->nt > 1 tokens on a target with amx; driver gets its name. */
 int emit_tmm_amx(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
+/* cg_cpu_rvv.c: the RVV 1.0 kernel of node n (an I2_S weight [k, nr] in the GGUF layout)
+ * for the forward of m->nt tokens; driver gets its name. emit_tmm_rvv_call also writes its
+ * call into the forward and counts it (CG_KERN_SIMD). */
+int emit_tmm_rvv(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
+int emit_tmm_rvv_call(Em *m, const IrNode *n, int64_t k, int64_t nr);
+/* The RVV kernels' header (once per file, through node n) and the per-token activation
+ * quantizer's body in RVV (the portable one's values). */
+int rvv_common(Em *m, const IrNode *n);
+void rvv_quant_tok_body(CgBuf *b, const char *name, int64_t k);
 /* cg_cpu_head.c */
 int emit_matmul(Em *m, const IrNode *n);
 

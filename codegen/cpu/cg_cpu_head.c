@@ -665,6 +665,55 @@ static void q_call(CgBuf *b, const QIsa *s, const char *name, const char *deq, i
 			  name, rb, 4 * k);
 }
 
+/* ---- the RVV head: f16, bf16 and f32 weights, any VLEN ------------------------------------ */
+
+/* The vector extension 1.0 with its intrinsics: the compiler says so (cpu-rvv's -march). */
+#define RVV_GUARD "defined(__riscv_vector) && defined(__riscv_v_intrinsic) && __riscv_v_intrinsic >= 12000"
+
+/* name_rw(w, i, vl): vl weights of a row from element i as floats. f16 without the Zvfh
+ * conversions (not in rv64gcv): the magnitude's bits moved into float's place and scaled
+ * by 2^112, exact for normal and subnormal halves, infinities and NaNs given the largest
+ * exponent, then the sign. name_1x1(w, x): one row times one token, a float FMA per lane
+ * over the whole steps (VLMAX at run time), lanes summed in order (vfredosum), then the
+ * last partial step's products in order: the same bits for a row whatever the token
+ * count; VLEN changes the order (~1e-7 relative from the interpreter, as the other SIMD
+ * heads). */
+static void head_rvv_row(CgBuf *b, const char *name, IrDtype dt, int64_t k)
+{
+	cg_printf(b, "static inline vfloat32m4_t %s_rw(const uint8_t *w, int64_t i, size_t vl)\n{\n", name);
+	if (dt == IR_DT_F32)
+		cg_printf(b, "\treturn __riscv_vle32_v_f32m4((const float *)w + i, vl);\n");
+	else
+		cg_printf(b, "\tvuint32m4_t u = __riscv_vzext_vf2_u32m4(__riscv_vle16_v_u16m2((const uint16_t *)w + i, vl), vl);\n");
+	if (dt == IR_DT_BF16)
+		cg_printf(b, "\treturn __riscv_vreinterpret_v_u32m4_f32m4(__riscv_vsll_vx_u32m4(u, 16, vl));\n");
+	if (dt == IR_DT_F16)
+		cg_printf(b, "\tvfloat32m4_t f = __riscv_vfmul_vf_f32m4(__riscv_vreinterpret_v_u32m4_f32m4("
+			     "__riscv_vsll_vx_u32m4(__riscv_vand_vx_u32m4(u, 0x7fff, vl), 13, vl)), 0x1p112f, vl);\n"
+			     "\tvuint32m4_t m = __riscv_vreinterpret_v_f32m4_u32m4(f);\n"
+			     "\tvbool8_t big = __riscv_vmsgeu_vx_u32m4_b8(__riscv_vand_vx_u32m4(u, 0x7c00, vl), 0x7c00, vl);\n"
+			     "\tm = __riscv_vor_vx_u32m4_mu(big, m, m, 0x7f800000, vl);\n"
+			     "\tm = __riscv_vor_vv_u32m4(m, __riscv_vsll_vx_u32m4(__riscv_vand_vx_u32m4(u, 0x8000, vl), 16, vl), vl);\n"
+			     "\treturn __riscv_vreinterpret_v_u32m4_f32m4(m);\n");
+	cg_printf(b, "}\n\n"
+		     "static inline float %s_1x1(const uint8_t *w, const float *x)\n{\n"
+		     "\tenum { K = %" PRId64 " };\n"
+		     "\tconst size_t vx = __riscv_vsetvlmax_e32m4();\n"
+		     "\tconst int64_t full = K - K %% (int64_t)vx;\n"
+		     "\tvfloat32m4_t s = __riscv_vfmv_v_f_f32m4(0.0f, vx);\n"
+		     "\tfor (int64_t i = 0; i < full; i += (int64_t)vx)\n"
+		     "\t\ts = __riscv_vfmacc_vv_f32m4(s, %s_rw(w, i, vx), __riscv_vle32_v_f32m4(x + i, vx), vx);\n"
+		     "\tvfloat32m1_t r = __riscv_vfredosum_vs_f32m4_f32m1(s, __riscv_vfmv_s_f_f32m1(0.0f, 1), vx);\n"
+		     "\tif (full < K) {\n"
+		     "\t\tconst size_t vl = __riscv_vsetvl_e32m4((size_t)(K - full));\n"
+		     "\t\tr = __riscv_vfredosum_vs_f32m4_f32m1(__riscv_vfmul_vv_f32m4(%s_rw(w, full, vl), "
+		     "__riscv_vle32_v_f32m4(x + full, vl), vl), r, vl);\n"
+		     "\t}\n"
+		     "\treturn __riscv_vfmv_f_s_f32m1_f32(r);\n"
+		     "}\n\n",
+		  name, k, name, name);
+}
+
 /* The float head: nothing is quantized after it, so it may sum in float in any order
  * (~1e-6 relative from the interpreter's double dot). f16/bf16/f32 weights get SIMD paths
  * where the target has AVX-512 or AVX2+F16C+FMA and K fills whole vectors, q8_0 and q6_k
@@ -690,7 +739,13 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 		cg_printf(b, "#%s %s\n#include <immintrin.h>\n\n", i ? "elif" : "if", q8[i]->guard);
 		q_tiles(b, q8[i], name, k, nr, rb);
 	}
-	if (n_simd || n_q8)
+	bool rvv = head_simd_type(dt); /* any K: the last step may be partial */
+	if (rvv) {
+		cg_printf(b, "#%s %s\n#include <riscv_vector.h>\n\n", n_simd || n_q8 ? "elif" : "if",
+			  RVV_GUARD);
+		head_rvv_row(b, name, dt, k);
+	}
+	if (n_simd || n_q8 || rvv)
 		cg_printf(b, "#endif\n");
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
 		     "\tconst HeadArg *a = arg;\n"
@@ -705,7 +760,15 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 		cg_printf(b, "#%s %s\n", i ? "elif" : "if", q8[i]->guard);
 		q_call(b, q8[i], name, deq, k, rb);
 	}
-	if (n_simd || n_q8)
+	if (rvv)
+		cg_printf(b, "#%s %s\n"
+			     "\t(void)%s; /* the portable path's row converter */\n"
+			     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;\n"
+			     "\tfor (int64_t o = lo; o < hi; o++)\n"
+			     "\t\tfor (int t = 0; t < a->n; t++)\n"
+			     "\t\t\ta->y[(int64_t)t * N + o] = %s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K);\n",
+			  n_simd || n_q8 ? "elif" : "if", RVV_GUARD, deq, name, rb);
+	if (n_simd || n_q8 || rvv)
 		cg_printf(b, "#else\n");
 	cg_printf(b, "\tfloat wr[K];\n"
 		     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;\n"
@@ -726,7 +789,7 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 		     "\t\t}\n"
 		     "\t}\n",
 		  deq, rb);
-	if (n_simd || n_q8)
+	if (n_simd || n_q8 || rvv)
 		cg_printf(b, "#endif\n");
 	cg_printf(b, "}\n");
 	if (!n_simd)

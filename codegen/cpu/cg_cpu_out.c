@@ -29,18 +29,17 @@ static const char *elf_machine(uint32_t m)
 	}
 }
 
-/* The architecture a target's program is for; NULL: any (the compiler decides). */
+/* The architecture a target's program is for (its row's); NULL: any (the compiler
+ * decides). */
 static const char *target_arch(const char *target)
 {
-	if (!target || !strcmp(target, "cpu-generic"))
-		return NULL;
-	if (!strncmp(target, "cpu-neon", 8))
-		return "aarch64";
-	if (!strcmp(target, "native")) {
+	if (target && !strcmp(target, "native")) {
 		const char *a = cg_cpu_arch();
-		return !strcmp(a, "x86_64") ? "x86-64" : !strcmp(a, "aarch64") ? "aarch64" : NULL;
+		return !strcmp(a, "x86_64") ? "x86-64" : !strcmp(a, "aarch64") ? "aarch64"
+						: !strcmp(a, "riscv64") ? "riscv" : NULL;
 	}
-	return "x86-64"; /* cpu-avx2, cpu-avx512, cpu-amx */
+	const CgCpuTarget *t = cg_cpu_target(target);
+	return t ? t->arch : NULL;
 }
 
 int cg_check_output(const char *path, const char *shown, const char *cc, const char *target,

@@ -189,6 +189,15 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 	if (w->layout && strcmp(w->layout, "gguf") != 0 && strcmp(w->layout, "i2s_x16") != 0 &&
 	    strcmp(w->layout, "t5_x16") != 0)
 		return unsupported(m, n, "no kernel reads this weight layout");
+	bool gguf = !w->layout || strcmp(w->layout, "gguf") == 0;
+	if (m->isa.level == CG_ISA_RVV && !gguf) {
+		/* RVV's kernel reads the GGUF layout: on the others the portable families run */
+		CgIsa keep = m->isa;
+		m->isa = (CgIsa){CG_ISA_GENERIC, false, false, false};
+		int rc = emit_ternary_matmul(m, n);
+		m->isa = keep;
+		return rc;
+	}
 	switch (w->dtype) {
 	case IR_DT_I2_S:
 		tag = "i2s";
@@ -198,6 +207,8 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 			return emit_tmm_x16(m, n, k, nr);
 		if (w->layout && strcmp(w->layout, "t5_x16") == 0)
 			return emit_tmm_t5(m, n, k, nr);
+		if (m->isa.level == CG_ISA_RVV && strcmp(cg_tmm_kernel(n, m->nt), "portable") != 0)
+			return emit_tmm_rvv_call(m, n, k, nr);
 		break;
 	case IR_DT_TQ1_0:
 	case IR_DT_TQ2_0:

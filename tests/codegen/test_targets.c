@@ -137,12 +137,12 @@ static const CgTargetInfo *find(const CgTargetInfo *t, int n, const char *name)
 static void test_cpu_targets(void **state)
 {
 	(void)state;
-	CgTargetInfo t[8];
+	CgTargetInfo t[12];
 	CgCpuFeatures f;
 	memset(&f, 0, sizeof f);
 	f.x86 = f.sse4_2 = f.avx2 = f.fma = f.f16c = true;
-	int n = cg_cpu_targets(&f, t, 8);
-	assert_int_equal(n, 7);
+	int n = cg_cpu_targets(&f, t, 12);
+	assert_int_equal(n, 9);
 	assert_true(find(t, n, "cpu-generic")->usable);
 	assert_true(find(t, n, "cpu-avx2")->usable);
 	assert_false(find(t, n, "cpu-avx512")->usable);
@@ -158,19 +158,19 @@ static void test_cpu_targets(void **state)
 	}
 
 	f.avx512f = f.avx512bw = f.avx512vl = true;
-	n = cg_cpu_targets(&f, t, 8);
+	n = cg_cpu_targets(&f, t, 12);
 	assert_true(find(t, n, "cpu-avx512")->usable);
 	assert_non_null(strstr(find(t, n, "native")->note, "cpu-avx512"));
 
 	/* AMX needs the tiles on top of AVX-512 VNNI; without them the note says what is
 	 * missing and how to build it anyway (emulated tiles) */
 	f.avx512_vnni = true;
-	n = cg_cpu_targets(&f, t, 8);
+	n = cg_cpu_targets(&f, t, 12);
 	assert_false(find(t, n, "cpu-amx")->usable);
 	assert_non_null(strstr(find(t, n, "cpu-amx")->note, "lacks amx_tile/amx_int8"));
 	assert_non_null(strstr(find(t, n, "cpu-amx")->note, "-DBN_AMX_EMULATE"));
 	f.amx_tile = f.amx_int8 = true;
-	n = cg_cpu_targets(&f, t, 8);
+	n = cg_cpu_targets(&f, t, 12);
 	assert_true(find(t, n, "cpu-amx")->usable);
 	assert_non_null(strstr(find(t, n, "native")->note, "cpu-amx"));
 	f.amx_tile = f.amx_int8 = f.avx512_vnni = false;
@@ -178,13 +178,13 @@ static void test_cpu_targets(void **state)
 	/* AVX2 without FMA is not enough for the AVX2 kernels. */
 	f.fma = false;
 	f.avx512f = false;
-	n = cg_cpu_targets(&f, t, 8);
+	n = cg_cpu_targets(&f, t, 12);
 	assert_false(find(t, n, "cpu-avx2")->usable);
 	assert_non_null(strstr(find(t, n, "native")->note, "cpu-generic"));
 
 	memset(&f, 0, sizeof f);
 	f.neon = true;
-	n = cg_cpu_targets(&f, t, 8);
+	n = cg_cpu_targets(&f, t, 12);
 	assert_true(find(t, n, "cpu-neon")->usable);
 	assert_false(find(t, n, "cpu-neon-dot")->usable);
 	assert_non_null(strstr(find(t, n, "cpu-neon-dot")->note, "lacks dotprod"));
@@ -192,9 +192,29 @@ static void test_cpu_targets(void **state)
 	assert_false(find(t, n, "cpu-avx2")->usable);
 	assert_non_null(strstr(find(t, n, "cpu-avx2")->note, "x86-64"));
 	f.dotprod = true;
-	n = cg_cpu_targets(&f, t, 8);
+	n = cg_cpu_targets(&f, t, 12);
 	assert_true(find(t, n, "cpu-neon-dot")->usable);
 	assert_non_null(strstr(find(t, n, "native")->note, "cpu-neon-dot"));
+
+	assert_false(find(t, n, "cpu-rv64")->usable);
+	assert_false(find(t, n, "cpu-rvv")->usable);
+
+	/* RISC-V: rv64gc runs the portable kernels, rvv needs the vector extension; not
+	 * runnable elsewhere, the notes say how to build them there */
+	memset(&f, 0, sizeof f);
+	n = cg_cpu_targets(&f, t, 12);
+	assert_non_null(strstr(find(t, n, "cpu-rv64")->note, "--cc riscv64-linux-gnu-gcc"));
+	assert_non_null(strstr(find(t, n, "cpu-rvv")->note, "--target=riscv64-linux-gnu"));
+	f.rv64 = true;
+	n = cg_cpu_targets(&f, t, 12);
+	assert_true(find(t, n, "cpu-rv64")->usable);
+	assert_false(find(t, n, "cpu-rvv")->usable);
+	assert_non_null(strstr(find(t, n, "cpu-rvv")->note, "lacks the vector extension"));
+	assert_non_null(strstr(find(t, n, "native")->note, "cpu-generic"));
+	f.rvv = true;
+	n = cg_cpu_targets(&f, t, 12);
+	assert_true(find(t, n, "cpu-rvv")->usable);
+	assert_non_null(strstr(find(t, n, "native")->note, "cpu-rvv"));
 
 	assert_int_equal(cg_cpu_targets(&f, t, 2), 2); /* honours max */
 }
@@ -260,6 +280,47 @@ static void test_neon_targets(void **state)
 	char feat[256];
 	cg_cpu_target_isa("native", &isa, feat, sizeof feat);
 	assert_int_equal(isa.level == CG_ISA_NEON, strcmp(cg_cpu_arch(), "aarch64") == 0);
+}
+
+/* The RISC-V targets: their ISA, the features the program checks at start, the -march the
+ * model is compiled with and the machine their programs are for (the check of what the
+ * compiler wrote and the hint for a host compiler use it). */
+static void test_riscv_targets(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name, *features, *march;
+		int level;
+	} v[] = {
+		{"cpu-rv64", "", "-march=rv64gc", CG_ISA_GENERIC},
+		{"cpu-rvv", "rvv", "-march=rv64gcv", CG_ISA_RVV},
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		CgIsa isa;
+		char feat[128];
+		cg_cpu_target_isa(v[i].name, &isa, feat, sizeof feat);
+		assert_int_equal(isa.level, v[i].level);
+		assert_false(isa.vnni || isa.vbmi || isa.amx);
+		assert_string_equal(feat, v[i].features);
+		const CgCpuTarget *t = cg_cpu_target(v[i].name);
+		assert_non_null(t);
+		assert_string_equal(t->cflags[0], v[i].march);
+		assert_null(t->cflags[1]);
+		assert_string_equal(t->arch, "riscv");
+		assert_non_null(strstr(cg_target_names(), v[i].name));
+	}
+	/* every row but the portable ones names its machine and a cross compiler for it */
+	static const char *const all[] = {"cpu-avx2", "cpu-avx512", "cpu-amx", "cpu-neon",
+					  "cpu-neon-dot", "cpu-rv64", "cpu-rvv"};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+		const CgCpuTarget *t = cg_cpu_target(all[i]);
+		assert_non_null(t);
+		assert_non_null(t->arch);
+		assert_non_null(strstr(t->cross, "--cc "));
+		assert_true(t->cc_marks[0] != 0);
+	}
+	assert_null(cg_cpu_target("cpu-generic")->arch);
+	assert_null(cg_cpu_target("native")->arch);
 }
 
 static void test_cuda_probe(void **state)
@@ -344,6 +405,7 @@ int main(void)
 		cmocka_unit_test(test_cpu_detect),   cmocka_unit_test(test_features_str),
 		cmocka_unit_test(test_cpu_targets),  cmocka_unit_test(test_amx_target),
 		cmocka_unit_test(test_neon_targets),
+		cmocka_unit_test(test_riscv_targets),
 		cmocka_unit_test(test_cuda_probe),
 		cmocka_unit_test(test_ptxas_search), cmocka_unit_test(test_metal),
 	};

@@ -95,6 +95,10 @@ static int load_ref(const char *m, const char *p, const char *mode, int32_t *tok
  * Teacher-forcing the continuation in batch calls is held to the row bounds only: batch
  * and step rounding differ enough to move a few near-tie argmaxes (the interpreter too). */
 static void golden_check(size_t mi, const char *extra);
+/* What golden_check runs its programs under (an emulator and its options; NULL: natively)
+ * and on how many of the prompts (0: all). */
+static const char *golden_env;
+static size_t golden_n_prompts;
 
 static void test_golden_models(void **state)
 {
@@ -118,13 +122,16 @@ static void golden_check(size_t mi, const char *extra)
 		tu_model_open(&m, gguf);
 		TuGolden forced = {0}, forced_step = {0}, free_run = {0};
 		double worst_rel = 0;
-		for (size_t pi = 0; pi < sizeof prompts / sizeof prompts[0]; pi++) {
+		size_t np = sizeof prompts / sizeof prompts[0];
+		if (golden_n_prompts && golden_n_prompts < np)
+			np = golden_n_prompts;
+		for (size_t pi = 0; pi < np; pi++) {
 			int32_t tok[128];
 			float *ref;
 			int n_prompt;
 			int n = load_ref(goldens[mi], prompts[pi], "step", tok, &n_prompt, &ref, m.nv);
 			int rows;
-			float *got = run_prog(prog, tok, n, 0, &rows, NULL);
+			float *got = tu_run_logits(golden_env, prog, tok, n, 0, &rows, NULL);
 			assert_int_equal(rows, n * m.nv);
 			for (int r = 0; r < n; r++)
 				tu_golden_row(&forced, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
@@ -132,7 +139,7 @@ static void golden_check(size_t mi, const char *extra)
 			tu_free(got);
 
 			/* the same, one token per call (-ub 1): the reference's step mode */
-			got = run_prog(prog, tok, n, 0, &rows, "-ub 1");
+			got = tu_run_logits(golden_env, prog, tok, n, 0, &rows, "-ub 1");
 			assert_int_equal(rows, n * m.nv);
 			for (int r = 0; r < n; r++)
 				tu_golden_row(&forced_step, got + (size_t)r * (size_t)m.nv, ref + (size_t)r * (size_t)m.nv, m.nv);
@@ -141,7 +148,7 @@ static void golden_check(size_t mi, const char *extra)
 			tu_free(ref);
 
 			n = load_ref(goldens[mi], prompts[pi], "batch", tok, &n_prompt, &ref, m.nv);
-			got = run_prog(prog, tok, n_prompt, n - n_prompt, &rows, NULL);
+			got = tu_run_logits(golden_env, prog, tok, n_prompt, n - n_prompt, &rows, NULL);
 			assert_int_equal(rows, n * m.nv);
 			for (int r = 0; r < n; r++) {
 				if (r >= n_prompt) { /* row r: after feeding the token chosen from row r - 1 */
@@ -1029,6 +1036,47 @@ static void test_golden_t5(void **state)
 			golden_check(mi, extra);
 }
 
+/* Native runs again after a test that set golden_env, failed or not. */
+static int golden_env_reset(void **state)
+{
+	golden_env = NULL;
+	golden_n_prompts = 0;
+	return tu_teardown(state);
+}
+
+/* The golden check of two i2_s models built for cpu-rvv (clang: tu_rvv_cc) and run under
+ * qemu-riscv64, one at VLEN 128 and one at 256, on the first prompt (qemu runs vector code
+ * slowly; test_kernels checks the kernels in more call shapes). Skipped without the RISC-V
+ * tools. */
+static void test_golden_rvv(void **state)
+{
+	(void)state;
+	char why[256], extra[300], env[300];
+	const char *cc = tu_rvv_cc(why, sizeof why);
+	if (!cc) {
+		print_message("skipped: golden models for cpu-rvv under qemu: %s\n", why);
+		skip();
+	}
+	snprintf(extra, sizeof extra, "--target cpu-rvv --cc %s --cflags --target=riscv64-linux-gnu",
+		 cc);
+	static const struct {
+		const char *model;
+		int vlen;
+	} v[] = {{"tiny-b158-i2_s", 128}, {"tinyllama-i2_s", 256}};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		snprintf(env, sizeof env, "qemu-riscv64 -cpu rv64,v=true,vlen=%d,vext_spec=v1.0 -L %s",
+			 v[i].vlen, TU_RV_SYSROOT);
+		golden_env = env;
+		golden_n_prompts = 1;
+		size_t mi = 0;
+		while (strcmp(goldens[mi], v[i].model) != 0)
+			mi++;
+		golden_check(mi, extra);
+		golden_env = NULL;
+		golden_n_prompts = 0;
+	}
+}
+
 /* cmocka test NAME of fn with state target t, freed by tu_teardown on failure */
 #define TARGET_TEST(name, fn, t) {name, fn, NULL, tu_teardown, (void *)(uintptr_t)(t)}
 
@@ -1036,6 +1084,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_golden_models, tu_teardown),
+		cmocka_unit_test_teardown(test_golden_rvv, golden_env_reset),
 		cmocka_unit_test_teardown(test_variants, tu_teardown),
 		cmocka_unit_test_teardown(test_split, tu_teardown),
 		cmocka_unit_test_teardown(test_fused_adds, tu_teardown),

@@ -392,6 +392,121 @@ static void test_neon_qemu(void **state)
 	tu_model_close(&m);
 }
 
+/* The RISC-V targets on any host: cpu-rv64 (riscv64-linux-gnu-gcc, the portable kernels)
+ * and cpu-rvv (clang with --target=riscv64-linux-gnu: gcc 12 has no RVV intrinsics)
+ * cross-built and run under qemu-user, checked as test_neon_qemu checks, in calls of 1, 7
+ * (token tiles of 4 and 3, then 4 and 2) and 13 tokens. cpu-rvv's kernels are vector-length
+ * agnostic: at VLEN 128 the tiny model's rows are whole steps; at 512 its rows of 64 bytes
+ * are one partial step (no whole one); a synthetic model with rows of 96 and 1056 bytes
+ * takes 33 whole steps at VLEN 128 (two int16 blocks of the one-token kernel) and partial
+ * ones at 256. The head: f16 (tiny), bf16 (synthetic). Also i2s_x16 (the portable families), and cpu-rv64 on a CPU without the
+ * vector extension, where cpu-rvv must refuse to start. Skipped without the tools, and
+ * while BITNETC_CPU_MASK is on (it masks this host, not the emulated one). */
+static void test_rvv_qemu(void **state)
+{
+	(void)state;
+	char *log = NULL, why[256];
+	if (mask_note()[0]) {
+		print_message("skipped: RISC-V under qemu: nothing here depends on this host's "
+			      "features%s\n", mask_note());
+		skip();
+	}
+	char tiny[4096], synth[4096];
+	snprintf(tiny, sizeof tiny, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	/* x86-64's own compiler cannot build it: the error says to name a cross compiler */
+	if (tu_run(NULL, "[ \"$(uname -m)\" = x86_64 ] && command -v cc >/dev/null") == 0) {
+		int rc = tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-rvv --cc cc", tu_bitnetc(),
+				tiny, tu_tmp("rvv_host_prog"));
+		if (rc == 0 || !log || !strstr(log, "--target=riscv64-linux-gnu") ||
+		    !strstr(log, "RISC-V code"))
+			tu_fail_log(log, "cpu-rvv with the host's cc: want a failure that names a "
+					 "cross compiler, got exit %d", rc);
+		free(log);
+	}
+	const char *clang = tu_rvv_cc(why, sizeof why);
+	if (!clang || tu_run(NULL, "command -v riscv64-linux-gnu-gcc") != 0) {
+		print_message("skipped: RISC-V under qemu: %s, and riscv64-linux-gnu-gcc "
+			      "(tools/setup.sh)\n", why);
+		skip();
+	}
+	/* a gcc without the RVV intrinsics (Debian 12's 12) is refused by model.c itself */
+	if (tu_run(NULL, "echo '#include <riscv_vector.h>' | riscv64-linux-gnu-gcc -march=rv64gcv "
+			 "-x c -c -o /dev/null -") != 0) {
+		int rc = tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-rvv --cc "
+				      "riscv64-linux-gnu-gcc", tu_bitnetc(), tiny, tu_tmp("rvv_gcc_prog"));
+		if (rc != 2 || !log || !strstr(log, "clang 16 or newer"))
+			tu_fail_log(log, "cpu-rvv with a gcc without RVV intrinsics: want exit 2 "
+					 "naming the compilers that have them, got exit %d", rc);
+		free(log);
+	}
+	snprintf(synth, sizeof synth, "%s", tu_tmp("rvv_synth.gguf"));
+	if (tu_run(&log, "'%s' mkmodel --hidden 384 --ffn 4224 --layers 1 --embd-type bf16 --seed 3 -o '%s'",
+		   tu_bitnetc(), synth))
+		tu_fail_log(log, "mkmodel");
+	free(log);
+	static const char v128[] = "rv64,v=true,vlen=128,vext_spec=v1.0";
+	static const struct {
+		bool synth; /* the synthetic model, else the tiny golden one */
+		const char *target, *layout, *cpu; /* cpu: qemu's -cpu */
+		int ubs[3];
+	} v[] = {
+		{false, "cpu-rv64", "gguf", "rv64,v=false", {1, 16, 0}},
+		{false, "cpu-rvv", "gguf", v128, {1, 7, 16}},
+		{false, "cpu-rvv", "gguf", "rv64,v=true,vlen=512,vext_spec=v1.0", {1, 16, 0}},
+		{false, "cpu-rvv", "i2s_x16", v128, {16, 0, 0}},
+		{true, "cpu-rvv", "gguf", v128, {1, 7, 0}},
+		{true, "cpu-rvv", "gguf", "rv64,v=true,vlen=256,vext_spec=v1.0", {1, 16, 0}},
+	};
+	char prog[4096] = "", built[4400] = "";
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		char lua[4096], wrap[300], cc[300], key[4400];
+		const char *gguf = v[i].synth ? synth : tiny;
+		bool rvv = strcmp(v[i].target, "cpu-rvv") == 0;
+		TuModel m = {0};
+		tu_model_open(&m, gguf);
+		snprintf(key, sizeof key, "%s %s %s", gguf, v[i].target, v[i].layout);
+		if (strcmp(key, built) != 0) { /* a program per model, target and layout */
+			snprintf(lua, sizeof lua, "%s", tu_tmp("rvv_pipeline.lua"));
+			snprintf(prog, sizeof prog, "%s", tu_tmp("rvv_prog"));
+			write_pipeline(lua, v[i].layout, NULL, NULL);
+			snprintf(cc, sizeof cc, rvv ? "%s --cflags --target=riscv64-linux-gnu" : "%s",
+				 rvv ? clang : "riscv64-linux-gnu-gcc");
+			if (tu_run(&log, "'%s' build '%s' -o '%s' --target %s --cc %s --pipeline '%s'",
+				   tu_bitnetc(), gguf, prog, v[i].target, cc, lua))
+				tu_fail_log(log, "build %s %s", v[i].target, v[i].layout);
+			free(log);
+			snprintf(built, sizeof built, "%s", key);
+		}
+		snprintf(wrap, sizeof wrap, "qemu-riscv64 -cpu %s -L %s", v[i].cpu, TU_RV_SYSROOT);
+		const char *kind = rvv || strcmp(v[i].layout, "gguf") != 0 ? "simd" : "portable";
+		check_kinds(&m, wrap, prog, kind);
+		if (rvv && i == 1) { /* --info says what is not RVV */
+			if (tu_run(&log, "%s '%s' --info", wrap, prog) || !strstr(log, "rvv kernels:"))
+				tu_fail_log(log, "%s --info: want the line on its rvv kernels", prog);
+			free(log);
+		}
+		for (int u = 0; u < 3 && v[i].ubs[u]; u++) {
+			int ub = v[i].ubs[u];
+			float *got = run_with(wrap, prog, &prompt, ub, m.nv);
+			double d = vs_interp(&m, got, ub);
+			printf("qemu %-9s %-5s %-8s %-8s -cpu %-36s calls of %2d: vs interpreter %.2g rel\n",
+			       v[i].target, v[i].synth ? "synth" : "tiny", v[i].layout, kind, v[i].cpu,
+			       ub > 1 ? (ub < 13 ? ub : 13) : 1, d);
+			tu_free(got);
+		}
+		if (rvv && i == 1) { /* no vector extension: refused at start, naming it */
+			int rc = tu_run(&log, "qemu-riscv64 -cpu rv64,v=false -L %s '%s' --tokens 496 -n 1",
+					TU_RV_SYSROOT, prog);
+			if (rc == 0 || !log || !strstr(log, "rvv"))
+				tu_fail_log(log, "cpu-rvv without the vector extension: want a refusal "
+						 "naming rvv, got exit %d", rc);
+			printf("qemu %-9s on rv64 without v: refused, exit %d\n", v[i].target, rc);
+			free(log);
+		}
+		tu_model_close(&m);
+	}
+}
+
 /* t5_x16 where no kernel reads it: a LUT kernel asked for, and the NEON targets (refused
  * at code generation, before any compiler runs: exit 2 naming the layout and target). */
 static void test_t5_refused(void **state)
@@ -855,6 +970,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_amx_refused, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_denied, tu_teardown),
 		cmocka_unit_test_teardown(test_neon_qemu, tu_teardown),
+		cmocka_unit_test_teardown(test_rvv_qemu, tu_teardown),
 		cmocka_unit_test_teardown(test_t5_refused, tu_teardown),
 		cmocka_unit_test(test_cpu_check),
 		cmocka_unit_test_setup_teardown(test_cpu_mask, mask_setup, mask_teardown),

@@ -467,3 +467,29 @@ float *tu_run_logits(const char *env, const char *prog, const int32_t *tok, int 
 	*rows = (int)(sz / sizeof(float));
 	return x;
 }
+
+const char *tu_rvv_cc(char *why, size_t n)
+{
+	static const char *const cands[] = {"clang", "clang-21", "clang-20", "clang-19",
+					    "clang-18", "clang-17", "clang-16"};
+	static int found = -2; /* -2: not looked yet; -1: none */
+	snprintf(why, n, "needs qemu-riscv64, %s (libc6-dev-riscv64-cross) and clang 16 or newer "
+			 "with the RISC-V target", TU_RV_SYSROOT);
+	if (found == -2) {
+		found = -1;
+		if (tu_run(NULL, "command -v qemu-riscv64 && test -e %s/lib/ld-linux-riscv64-lp64d.so.1",
+			   TU_RV_SYSROOT) != 0)
+			return NULL;
+		char src[1024], out[1024], name[64];
+		snprintf(name, sizeof name, "rvv_probe.%d.c", (int)getpid()); /* tests run at once */
+		snprintf(src, sizeof src, "%s", tu_tmp_text(name, "#include <riscv_vector.h>\n"
+					      "int main(void) { return (int)__riscv_vsetvlmax_e8m1() == 0; }\n"));
+		snprintf(name, sizeof name, "rvv_probe.%d", (int)getpid());
+		snprintf(out, sizeof out, "%s", tu_tmp(name));
+		for (int i = 0; found < 0 && i < (int)(sizeof cands / sizeof cands[0]); i++)
+			if (tu_run(NULL, "%s --target=riscv64-linux-gnu -march=rv64gcv -o '%s' '%s'",
+				   cands[i], out, src) == 0)
+				found = i;
+	}
+	return found >= 0 ? cands[found] : NULL;
+}

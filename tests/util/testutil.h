@@ -82,6 +82,11 @@ int tu_chunk(int rem, const TuCalls *c);
  * exits 0. Returns its --logits-out rows (held: tu_free; *rows gets the number of floats). */
 float *tu_run_logits(const char *env, const char *prog, const int32_t *tok, int n, int gen,
 		     int *rows, const char *extra);
+/* The RISC-V tools here: qemu-riscv64, the riscv64 cross libc (TU_RV_SYSROOT) and a C
+ * compiler with the RVV 1.0 intrinsics (clang 16+, --target=riscv64-linux-gnu; gcc 12 has
+ * none): its name, or NULL with why saying what is missing. Looked up once. */
+#define TU_RV_SYSROOT "/usr/riscv64-linux-gnu"
+const char *tu_rvv_cc(char *why, size_t n);
 /* max |d| / max(1, max |ref|) over one row of nv logits. */
 double tu_rel_diff(const float *got, const float *ref, int nv);
 /* A program's logits rows (n prompt rows, then rows - n generated, each from the token the

@@ -2,6 +2,7 @@
  * (frontend, passes, codegen, the C compiler, the weights payload). */
 #include "bitnetc_int.h"
 #include "cg_out.h"
+#include "metal/cg_metal.h"
 #include "rt_batch.h"
 #include "rt_tok.h"
 
@@ -317,8 +318,12 @@ static int emit_weights(const BuildOpts *o, const IrGraph *g, const CgOutput *ou
 	}
 	stage(4, "payload", now_s() - t0, "%.1f MiB of weights written to %s (hash %016" PRIx64 ")",
 	      (double)out->payload.size / 1048576.0, path, out->payload.hash);
-	printf("wrote %s: lib%s.a with make or cmake, every API function %s_* (%s/README.md)\n",
-	       dir, o->prefix, o->prefix, dir);
+	if (!o->emit_tree)
+		printf("wrote %s: a Metal project, built with make on macOS; run the program with "
+		       "--weights-file weights.bin (%s/Makefile)\n", dir, dir);
+	else
+		printf("wrote %s: lib%s.a with make or cmake, every API function %s_* (%s/README.md)\n",
+		       dir, o->prefix, o->prefix, dir);
 	return 0;
 }
 
@@ -474,6 +479,11 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	      (double)out.scratch_bytes / 1024.0, co.max_batch, tmpl,
 	      o->emit_dir ? ", sources in " : "", o->emit_dir ? o->emit_dir : "");
 	if (o->emit_tree) {
+		rc = emit_weights(o, g, &out, srcdir);
+		goto out;
+	}
+	if (o->emit_dir && be == &cg_backend_metal && !cg_metal_can_link()) {
+		/* no Metal here: the project (its Makefile) and weights.bin, for a Mac */
 		rc = emit_weights(o, g, &out, srcdir);
 		goto out;
 	}

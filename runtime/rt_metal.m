@@ -134,10 +134,13 @@ int rt_metal_module(RtMetal *c, const char *msl, const RtMetalKernel *kernels, i
 	}
 	MTLCompileOptions *o = [MTLCompileOptions new];
 	/* the numerics of the CPU path: no fast math, no reassociation */
+#if defined(__MAC_OS_X_VERSION_MAX_ALLOWED) && __MAC_OS_X_VERSION_MAX_ALLOWED >= 150000
 	if (@available(macOS 15.0, *)) {
 		o.mathMode = MTLMathModeSafe;
 		o.mathFloatingPointFunctions = MTLMathFloatingPointFunctionsPrecise;
-	} else {
+	} else
+#endif
+	{
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Wdeprecated-declarations"
 		o.fastMathEnabled = NO;

@@ -47,8 +47,10 @@ static int tr_fail(Tr *t, const char *fmt, const char *what)
 	if (!t->err) {
 		size_t n;
 		const char *name = LLVMGetValueName2(t->fn, &n);
-		t->err = bn_err(t->e, BN_EUNSUPPORTED, "codegen (metal): kernel '%.*s': %s %s",
-				(int)n, name, fmt, what ? what : "");
+		while (what && *what == ' ')
+			what++;
+		t->err = bn_err(t->e, BN_EUNSUPPORTED, "codegen (metal): kernel '%.*s': %s%s%.200s",
+				(int)n, name, fmt, what ? " " : "", what ? what : "");
 	}
 	return t->err;
 }
@@ -516,7 +518,9 @@ static void binop(Tr *t, LLVMValueRef in, LLVMOpcode op, int k)
 	default: break;
 	}
 	if (!sym) {
-		tr_fail(t, "an operation it cannot write:", LLVMGetValueName(in));
+		char *txt = LLVMPrintValueToString(in);
+		tr_fail(t, "an instruction it cannot write:", txt);
+		LLVMDisposeMessage(txt);
 		return;
 	}
 	if (is_f64(ty)) {
@@ -616,6 +620,17 @@ static void cast(Tr *t, LLVMValueRef in, LLVMOpcode op, int k)
 		return;
 	default:
 		tr_fail(t, "a cast it cannot write", NULL);
+	}
+}
+
+static bool is_cast(LLVMOpcode op)
+{
+	switch (op) {
+	case LLVMTrunc: case LLVMZExt: case LLVMSExt: case LLVMFPToUI: case LLVMFPToSI:
+	case LLVMUIToFP: case LLVMSIToFP: case LLVMFPTrunc: case LLVMFPExt: case LLVMBitCast:
+		return true;
+	default:
+		return false;
 	}
 }
 
@@ -774,7 +789,7 @@ static void instr(Tr *t, LLVMValueRef in, int d)
 			operand(t, LLVMGetOperand(in, 1), k);
 			cg_printf(b, " : ");
 			operand(t, LLVMGetOperand(in, 2), k);
-		} else if (op >= LLVMTrunc && op <= LLVMAddrSpaceCast) {
+		} else if (is_cast(op)) {
 			cast(t, in, op, k);
 		} else if (op == LLVMFreeze) {
 			operand(t, LLVMGetOperand(in, 0), k);
@@ -1187,7 +1202,9 @@ static const char prelude[] =
 	"#define bn_shfl(v, a, m) ((m) == 3 ? simd_shuffle_xor((v), (ushort)(a)) : \\\n"
 	"\t(m) == 2 ? simd_shuffle_down((v), (ushort)(a)) : \\\n"
 	"\t(m) == 1 ? simd_shuffle_up((v), (ushort)(a)) : simd_shuffle((v), (ushort)(a)))\n"
-	"#define bn_shfl_f64(v, a, m) bn_f64{bn_shfl((v).hi, a, m), bn_shfl((v).lo, a, m)}\n\n"
+	"#define bn_shfl_f64(v, a, m) bn_f64{bn_shfl((v).hi, a, m), bn_shfl((v).lo, a, m)}\n"
+	"#define bn_shfl_i64(v, a, m) ((int64_t)(((uint64_t)(uint32_t)bn_shfl((int32_t)((uint64_t)(v) >> 32), a, m) << 32) | \\\n"
+	"\t(uint64_t)(uint32_t)bn_shfl((int32_t)(v), a, m)))\n\n"
 	"/* c + the dot product of the four signed bytes of a and b */\n"
 	"static inline int32_t bn_dp4a(int32_t a, int32_t b, int32_t c)\n"
 	"{\n"

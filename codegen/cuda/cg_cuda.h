@@ -17,6 +17,35 @@ typedef struct {
 
 /* ---- cg_cuda_emit.c ---- */
 
+/* What the host code writer of cg_cuda_emit.c needs of a GPU runtime: model.c is the same
+ * for every GPU backend (the kernel plan of the cu_op_* functions, the launches in the
+ * graph's order, the batch staging, the scratch, KV and rope buffers), written against
+ * GPU(f) names that the backend's head defines (rt_cuda_f, rt_metal_f: the subset of
+ * rt_cuda.h's functions that model.c calls, with the same signatures). */
+typedef struct CgGpuApi {
+	const char *backend; /* "cuda", "metal": messages */
+	SimtFlavor flavor;   /* the kernels' IR: SIMT_PTX or SIMT_MSL */
+	const char *about;   /* model.c's head comment: what the program is */
+	const char *header;  /* the runtime's header model.c includes ("rt_cuda.h") */
+	/* lines after the includes: the kernel artifacts' headers, GPU(f), GPU_ENODEV and the
+	 * GpuDev type */
+	const char *head;
+	/* after now_s and progress: kernels_load(GpuDev *, err, err_len) and
+	 * weights_to_device(GpuDev *, w, w_bytes, RtDevPtr *, err, err_len) */
+	const char *helpers;
+	const char *cc_about; /* MIN_CC's comment */
+	const char *info;     /* --info's kernels ("PTX for sm_", followed by the cc) */
+	/* The kernels of module S into kb[0] and kb[1] (before model.c is written), then
+	 * added to out as artifacts after it. */
+	int (*kernels)(Simt *S, int cc, CgBuf kb[2], BnErr *e);
+	int (*artifacts)(CgOutput *out, const CgBuf kb[2], BnErr *e);
+} CgGpuApi;
+
+/* model.c for api's runtime with the kernels of g built in api->flavor, cc the target's
+ * (CuCtx.cc: 0 for a GPU without dp4a's PTX variants to pick), then the kernel artifacts. */
+int cg_gpu_emit(const IrGraph *g, const CgOpts *o, const CgGpuApi *api, int cc, CgOutput *out,
+		BnErr *e);
+
 /* The backend's emit: model.c (host), model_ptx.h, model.ptx, model.ll, and with
  * o->host_kernels model_host.o (the kernels for this host). */
 int cg_cuda_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e);

@@ -67,7 +67,7 @@ void simt_begin(Simt *S, const char *name, const SimtParam *p, int n)
 	BN_ASSERT(n <= SIMT_MAX_PARAMS && !simt_has(S, name));
 	LLVMTypeRef pt[SIMT_MAX_PARAMS];
 	LLVMTypeRef ft;
-	if (S->flavor == SIMT_PTX) {
+	if (S->flavor != SIMT_HOST) {
 		for (int i = 0; i < n; i++)
 			pt[i] = param_type(S, p[i]);
 		ft = LLVMFunctionType(S->t_void, pt, (unsigned)n, 0);
@@ -85,7 +85,7 @@ void simt_begin(Simt *S, const char *name, const SimtParam *p, int n)
 	LLVMPositionBuilderAtEnd(S->b, S->entry);
 	S->n_params = n;
 	S->smem = NULL;
-	if (S->flavor == SIMT_PTX) {
+	if (S->flavor != SIMT_HOST) {
 		for (int i = 0; i < n; i++) {
 			S->param[i] = LLVMGetParam(S->fn, (unsigned)i);
 			if (p[i] == SIMT_P_PTR)
@@ -163,6 +163,11 @@ static LLVMValueRef call_named(Simt *S, const char *name, LLVMTypeRef ret, LLVMT
 static LLVMValueRef sreg(Simt *S, const char *reg, size_t off, int dim)
 {
 	BN_ASSERT(dim >= 0 && dim < 3);
+	if (S->flavor == SIMT_MSL) {
+		char name[64];
+		snprintf(name, sizeof name, "msl:bn_%s_%c", reg, "xyz"[dim]);
+		return call_named(S, name, S->t_i32, NULL, NULL, 0);
+	}
 	if (S->flavor == SIMT_PTX) {
 		char name[64];
 		snprintf(name, sizeof name, "llvm.nvvm.read.ptx.sreg.%s.%c", reg, "xyz"[dim]);
@@ -201,6 +206,10 @@ static LLVMValueRef th_field(Simt *S, size_t off)
 
 void simt_sync(Simt *S)
 {
+	if (S->flavor == SIMT_MSL) {
+		call_named(S, "msl:bn_barrier", S->t_void, NULL, NULL, 0);
+		return;
+	}
 	if (S->flavor == SIMT_PTX) {
 		call_named(S, "llvm.nvvm.barrier0", S->t_void, NULL, NULL, 0);
 		return;
@@ -227,9 +236,24 @@ static LLVMValueRef shfl32(Simt *S, int mode, LLVMValueRef v, LLVMValueRef arg)
 	return LLVMBuildCall2(S->b, ft, th_field(S, offsetof(SimtThread, shfl)), args, 4, "");
 }
 
+/* MSL: bn_shfl(v, arg, mode) of the value's own type ("msl:bn_shfl|TYPE") */
+static LLVMValueRef shfl_msl(Simt *S, int mode, LLVMValueRef v, LLVMValueRef arg)
+{
+	LLVMTypeRef t = LLVMTypeOf(v);
+	static const char *const tn[] = {"i32", "f32", "i64", "f64"};
+	int k = t == S->t_i32 ? 0 : t == S->t_f32 ? 1 : t == S->t_i64 ? 2 : 3;
+	char name[64];
+	snprintf(name, sizeof name, "msl:bn_shfl|%s", tn[k]);
+	LLVMTypeRef pt[3] = {t, S->t_i32, S->t_i32};
+	LLVMValueRef args[3] = {v, arg, simt_i32(S, mode)};
+	return call_named(S, name, t, pt, args, 3);
+}
+
 LLVMValueRef simt_shfl(Simt *S, int mode, LLVMValueRef v, LLVMValueRef arg)
 {
 	LLVMTypeRef t = LLVMTypeOf(v);
+	if (S->flavor == SIMT_MSL)
+		return shfl_msl(S, mode, v, arg);
 	if (t == S->t_i32)
 		return shfl32(S, mode, v, arg);
 	if (t == S->t_f32)
@@ -320,7 +344,9 @@ LLVMValueRef simt_smem(Simt *S)
 	else
 		LLVMPositionBuilderAtEnd(S->b, S->entry);
 	(void)first;
-	if (S->flavor == SIMT_PTX) {
+	if (S->flavor == SIMT_MSL) {
+		S->smem = call_named(S, "msl:bn_smem", S->t_ptr, NULL, NULL, 0);
+	} else if (S->flavor == SIMT_PTX) {
 		LLVMValueRef g = LLVMGetNamedGlobal(S->mod, "bn_smem");
 		if (!g) {
 			g = LLVMAddGlobalInAddressSpace(S->mod, LLVMArrayType2(S->t_i8, 0), "bn_smem", 3);
@@ -339,6 +365,11 @@ LLVMValueRef simt_smem(Simt *S)
 
 LLVMValueRef simt_dp4a(Simt *S, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
 {
+	if (S->flavor == SIMT_MSL) {
+		LLVMTypeRef pt[3] = {S->t_i32, S->t_i32, S->t_i32};
+		LLVMValueRef args[3] = {a, b, c};
+		return call_named(S, "msl:bn_dp4a", S->t_i32, pt, args, 3);
+	}
 	if (S->flavor == SIMT_PTX) {
 		LLVMTypeRef pt[3] = {S->t_i32, S->t_i32, S->t_i32};
 		LLVMTypeRef ft = LLVMFunctionType(S->t_i32, pt, 3, 0);
@@ -526,6 +557,11 @@ LLVMValueRef simt_fmin(Simt *S, LLVMValueRef a, LLVMValueRef b)
 LLVMValueRef simt_expf(Simt *S, LLVMValueRef x)
 {
 	LLVMBuilderRef b = S->b;
+	if (S->flavor == SIMT_MSL) {
+		/* Apple GPUs have no double: the MSL prelude's bn_expf (codegen/metal) */
+		LLVMTypeRef pt[1] = {S->t_f32};
+		return call_named(S, "msl:bn_expf", S->t_f32, pt, &x, 1);
+	}
 	LLVMValueRef lo = simt_f32(S, -104.0f), hi = simt_f32(S, 88.72f);
 	LLVMValueRef xc = simt_fmin(S, simt_fmax(S, x, lo), hi);
 	LLVMValueRef xd = LLVMBuildFPExt(b, xc, S->t_f64, "");

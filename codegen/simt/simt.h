@@ -4,7 +4,9 @@
  * PTX, or host IR for the tests' SIMT emulator (indices read from the SimtThread record,
  * barriers and shuffles called through it: simt_abi.h), emitted as an object file. Math that
  * a GPU library would provide (expf) is built here from plain IR, so both flavours compute
- * the same thing.
+ * the same thing. A third flavour, SIMT_MSL, is the PTX one with every GPU operation a call
+ * to a function named "msl:NAME" (thread indices, barrier, shuffle, dp4a, shared memory,
+ * expf), which the Metal backend's translator (codegen/metal) writes as MSL.
  *
  * Writing a kernel reads like C: simt_begin, simt_var/simt_get/simt_set for mutable locals
  * (allocas that the optimizer promotes), simt_for/simt_if for control flow, LLVMBuild* on
@@ -17,7 +19,7 @@
 
 #include <llvm-c/Core.h>
 
-typedef enum { SIMT_PTX, SIMT_HOST } SimtFlavor;
+typedef enum { SIMT_PTX, SIMT_HOST, SIMT_MSL } SimtFlavor;
 typedef enum { SIMT_P_PTR, SIMT_P_I32, SIMT_P_I64, SIMT_P_F32 } SimtParam;
 
 enum { SIMT_MAX_PARAMS = 24 };

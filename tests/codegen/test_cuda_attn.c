@@ -1,9 +1,12 @@
 /* test_cuda_attn.c - the CUDA attention kernels (codegen/cuda/cg_cuda_k_attn.c): their PTX
  * verifies and passes ptxas for sm_80 and sm_90, and their host build under the SIMT
  * emulator matches the interpreter's attention over prompts and steps, several sequences in
- * one call, positions up to n_ctx - 1, grouped heads and rows longer than a score tile. */
+ * one call, positions up to n_ctx - 1, grouped heads and rows longer than a score tile.
+ * The same kernels translated to MSL by the Metal backend (tests/metal/msl_kernels.h) pass
+ * the same checks (test_msl_*). */
 #include "testutil.h"
 #include "cg_cuda.h"
+#include "msl_kernels.h"
 
 #include <dlfcn.h>
 #include <ctype.h>
@@ -249,12 +252,21 @@ typedef struct {
 	int nl[2];
 } Kern;
 
+/* the kernels are built as MSL and run through their trampolines (test_msl_*) */
+static bool use_msl;
+
 static void kern_build(Kern *k, AGraph *a, const char *tag)
 {
-	Simt *S = simt_new(SIMT_HOST, "attn");
+	Simt *S = simt_new(use_msl ? SIMT_MSL : SIMT_HOST, "attn");
 	assert_non_null(S);
 	launches(S, a, 1, k->L[0], &k->nl[0]);
 	launches(S, a, 8, k->L[1], &k->nl[1]);
+	if (use_msl) {
+		char sn[64];
+		snprintf(sn, sizeof sn, "attn_msl_%s.so", tag);
+		k->so = msl_so(S, tu_tmp(sn));
+		return;
+	}
 	CgBuf obj = {0};
 	BnErr e = {0};
 	if (simt_emit_host_object(S, &obj, &e))
@@ -395,7 +407,7 @@ static void run_launches(Kern *k, int t, const Env *env)
 		for (int d = 0; d < 3; d++)
 			grid[d] = (unsigned)eval(l->grid[d], env);
 		SimtKernelFn fn;
-		void *sym = dlsym(k->so, l->kernel);
+		void *sym = msl_sym(k->so, l->kernel, use_msl);
 		if (!sym)
 			fail_msg("kernel %s not in the host object", l->kernel);
 		memcpy(&fn, &sym, sizeof fn);
@@ -646,6 +658,21 @@ static void test_long_context_2b4t(void **state)
 }
 
 
+/* The same cases with the kernels in MSL: prompt and steps, two sequences in one call,
+ * the batch kernel's tiles (skipped without a clang++ for msl_host.h). */
+static void test_msl(void **state)
+{
+	if (!msl_available()) {
+		skip_msg("no clang++ found at configure time: the MSL kernels are not compiled here");
+		return;
+	}
+	use_msl = true;
+	test_prompt_steps_hd64(state);
+	test_two_sequences(state);
+	test_tiles(state);
+	use_msl = false;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -658,6 +685,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_context_end, tu_teardown),
 		cmocka_unit_test_teardown(test_tiles, tu_teardown),
 		cmocka_unit_test_teardown(test_long_context_2b4t, tu_teardown),
+		cmocka_unit_test_teardown(test_msl, tu_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * kernel verifies, has its .entry and assembles with ptxas for sm_80 and sm_90 (when the CUDA
  * toolkit is here); the host flavour of the same kernels, run under the SIMT emulator, gives
  * the reference interpreter's results: exactly for ternary_matmul (I2_S, TQ2_0, TQ1_0), within
- * 1e-5 of the largest |value| for the float head. */
+ * 1e-5 of the largest |value| for the float head. The same kernels translated to MSL by the
+ * Metal backend (tests/metal/msl_kernels.h) give the same results (test_msl_*). */
 #include "testutil.h"
 
 #include "cg_cuda.h"
@@ -17,6 +18,7 @@
 #ifdef BN_HAVE_SIMT_EMU
 #include "simt_emu.h"
 #endif
+#include "msl_kernels.h"
 
 #ifndef BN_CC
 #define BN_CC "cc"
@@ -382,10 +384,13 @@ typedef struct {
 } HostKernel;
 
 /* Builds the case's kernel for template tmpl as a host shared object and loads it. */
+/* the kernels are built as MSL and run through their trampolines (test_msl_*) */
+static bool use_msl;
+
 static void host_kernel(const Case *c, int tmpl, HostKernel *hk, CuLaunch *l)
 {
 	static int seq;
-	Simt *S = simt_new(SIMT_HOST, "mat");
+	Simt *S = simt_new(use_msl ? SIMT_MSL : SIMT_HOST, "mat");
 	CuLaunch L[MAX_LAUNCH];
 	int nl;
 	BnErr e = {0};
@@ -398,6 +403,12 @@ static void host_kernel(const Case *c, int tmpl, HostKernel *hk, CuLaunch *l)
 	snprintf(obj + strlen(obj), 64, "_%d_%d.o", (int)getpid(), seq);
 	snprintf(hk->path, sizeof hk->path, "%.*s.so", (int)strlen(obj) - 2, obj);
 	seq++;
+	if (use_msl) {
+		hk->so = msl_so(S, hk->path);
+		hk->fn = (SimtKernelFn)(uintptr_t)msl_sym(hk->so, l->kernel, true);
+		assert_non_null(hk->fn);
+		return;
+	}
 	CgBuf ob = {0};
 	if (simt_emit_host_object(S, &ob, &e))
 		fail_msg("%s", e.msg);
@@ -655,6 +666,49 @@ static void test_emu_head(void **state)
 	}
 }
 
+/* The same cases with the kernels in MSL (skipped without a clang++ for msl_host.h). */
+static bool msl_start(void)
+{
+	if (!msl_available()) {
+		printf("skipped: no clang++ found at configure time: the MSL kernels are not compiled here\n");
+		skip();
+		return false;
+	}
+	use_msl = true;
+	return true;
+}
+
+static void test_msl_i2s(void **state)
+{
+	(void)state;
+	if (!msl_start())
+		return;
+	check_ternary(IR_DT_I2_S, 640, 96, 4, 200);
+	use_msl = false;
+}
+
+static void test_msl_tq(void **state)
+{
+	(void)state;
+	if (!msl_start())
+		return;
+	check_ternary(IR_DT_TQ2_0, 256, 32, 2, 500);
+	check_ternary(IR_DT_TQ1_0, 256, 96, 2, 700);
+	use_msl = false;
+}
+
+static void test_msl_head(void **state)
+{
+	(void)state;
+	if (!msl_start())
+		return;
+	static const int32_t out0[1] = {0}, out7[3] = {1, 4, 6};
+	check_head(IR_DT_F16, 256, 320, 7, out7, 3, true, 1004);
+	check_head(IR_DT_BF16, 640, 4099, 1, out0, 1, true, 2003);
+	check_head(IR_DT_F32, 256, 96, 7, NULL, 0, false, 3008);
+	use_msl = false;
+}
+
 #else
 
 static void no_emu(void)
@@ -677,6 +731,24 @@ static void test_emu_tq(void **state)
 }
 
 static void test_emu_head(void **state)
+{
+	(void)state;
+	no_emu();
+}
+
+static void test_msl_i2s(void **state)
+{
+	(void)state;
+	no_emu();
+}
+
+static void test_msl_tq(void **state)
+{
+	(void)state;
+	no_emu();
+}
+
+static void test_msl_head(void **state)
 {
 	(void)state;
 	no_emu();
@@ -736,7 +808,8 @@ int main(void)
 		cmocka_unit_test(test_ptx_head),     cmocka_unit_test(test_ptx_rounding),
 		cmocka_unit_test(test_ptx_2b4t),     cmocka_unit_test(test_emu_i2s),
 		cmocka_unit_test(test_emu_tq),	     cmocka_unit_test(test_emu_head),
-		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_refused),	     cmocka_unit_test(test_msl_i2s),
+		cmocka_unit_test(test_msl_tq),	     cmocka_unit_test(test_msl_head),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

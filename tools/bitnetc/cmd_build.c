@@ -2,6 +2,7 @@
  * (frontend, passes, codegen, the C compiler, the weights payload). */
 #include "bitnetc_int.h"
 #include "cg_out.h"
+#include "metal/cg_metal.h"
 #include "rt_batch.h"
 #include "rt_tok.h"
 
@@ -43,7 +44,10 @@ const char usage_build[] =
 	"                        largest forward template, the pipeline's smaller ones kept\n"
 	"  --emit-c DIR          write (and keep) model.c and the runtime sources in DIR (new,\n"
 	"                        or without files of those names but an earlier --emit-c's),\n"
-	"                        with a Makefile of the commands the build ran (CPU targets)\n"
+	"                        with a Makefile of the commands the build ran (CPU targets).\n"
+	"                        --target metal: the macOS project (model.metal, the host,\n"
+	"                        a Makefile) and weights.bin; off macOS it is all a Metal\n"
+	"                        build does (without --emit-c it stops, exit 2)\n"
 	"  --weights-file FILE   write the weights to FILE instead of appending them; the\n"
 	"                        program then needs --weights-file FILE at run time. OUT\n"
 	"                        and FILE are replaced whole once complete, never in place;\n"
@@ -321,8 +325,12 @@ static int emit_weights(const BuildOpts *o, const IrGraph *g, const CgOutput *ou
 	}
 	stage(4, "payload", now_s() - t0, "%.1f MiB of weights written to %s (hash %016" PRIx64 ")",
 	      (double)out->payload.size / 1048576.0, path, out->payload.hash);
-	printf("wrote %s: lib%s.a with make or cmake, every API function %s_* (%s/README.md)\n",
-	       dir, o->prefix, o->prefix, dir);
+	if (!o->emit_tree)
+		printf("wrote %s: a Metal project, built with make on macOS; run the program with "
+		       "--weights-file weights.bin (%s/Makefile)\n", dir, dir);
+	else
+		printf("wrote %s: lib%s.a with make or cmake, every API function %s_* (%s/README.md)\n",
+		       dir, o->prefix, o->prefix, dir);
 	return 0;
 }
 
@@ -478,6 +486,11 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	      (double)out.scratch_bytes / 1024.0, co.max_batch, tmpl,
 	      o->emit_dir ? ", sources in " : "", o->emit_dir ? o->emit_dir : "");
 	if (o->emit_tree) {
+		rc = emit_weights(o, g, &out, srcdir);
+		goto out;
+	}
+	if (o->emit_dir && be == &cg_backend_metal && !cg_metal_can_link()) {
+		/* no Metal here: the project (its Makefile) and weights.bin, for a Mac */
 		rc = emit_weights(o, g, &out, srcdir);
 		goto out;
 	}

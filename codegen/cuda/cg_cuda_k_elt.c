@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { ROW_BLOCK = 256 };
+enum {
+	ROW_BLOCK = 256,
+	ROW_RED = ROW_BLOCK / 32 * 8, /* dynamic shared bytes: a block reduction's double per warp */
+};
 
 static const IrValue *V(const CuCtx *c, IrId id)
 {
@@ -340,6 +343,7 @@ static int row_op(CuCtx *c, const IrNode *nd, RowKind k, CuLaunch *L, int *nl, i
 	CuLaunch *l = cu_launch(L, nl, max, name, ROW_BLOCK, "n");
 	if (!l)
 		return full(nd, e);
+	snprintf(l->smem, sizeof l->smem, "%d", ROW_RED);
 	/* the input(s), the sum, the weight, the outputs */
 	int w_in = k.add ? 2 : 1;
 	cu_arg(l, SIMT_P_PTR, "%s", c->addr(c, nd->in[0]));

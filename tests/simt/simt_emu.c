@@ -421,15 +421,17 @@ fail:
 	return -1;
 }
 
+/* Exactly the launch's bytes (none: no buffer at all), so that a kernel reaching past what
+ * its launch asked for fails here (a NULL access, or AddressSanitizer's report) as it would
+ * on a GPU, rather than reading what an earlier launch left. */
 static int emu_reserve_smem(EmuState *s, size_t n)
 {
-	n = n ? (n + 63) / 64 * 64 : 64;
-	if (n <= s->smem_cap)
+	if (n == s->smem_cap)
 		return 0;
 	free(s->smem);
-	s->smem = aligned_alloc(64, n);
+	s->smem = n ? aligned_alloc(16, (n + 15) / 16 * 16) : NULL;
 	s->smem_cap = s->smem ? n : 0;
-	return s->smem ? 0 : -1;
+	return s->smem || !n ? 0 : -1;
 }
 
 /* ---- launch ---- */
@@ -498,7 +500,8 @@ static int emu_block(EmuState *s, char *err, size_t err_n)
 	s->at_bar = 0;
 	s->ndone = 0;
 	s->failed = 0;
-	memset(s->smem, SIMT_EMU_SMEM_FILL, s->smem_n);
+	if (s->smem_n)
+		memset(s->smem, SIMT_EMU_SMEM_FILL, s->smem_n);
 	emu_yield(s, &s->main, 0);
 	s->stats.blocks++;
 	s->stats.threads += s->n;

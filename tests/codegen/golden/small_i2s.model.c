@@ -1401,6 +1401,36 @@ static inline void head_f16_k128_n320_4x4(const uint8_t *w, const float *x, floa
 	y[963] = vaddvq_f32(s3_3);
 }
 
+#elif defined(__riscv_vector) && defined(__riscv_v_intrinsic) && __riscv_v_intrinsic >= 12000
+#include <riscv_vector.h>
+
+static inline vfloat32m4_t head_f16_k128_n320_rw(const uint8_t *w, int64_t i, size_t vl)
+{
+	vuint32m4_t u = __riscv_vzext_vf2_u32m4(__riscv_vle16_v_u16m2((const uint16_t *)w + i, vl), vl);
+	vfloat32m4_t f = __riscv_vfmul_vf_f32m4(__riscv_vreinterpret_v_u32m4_f32m4(__riscv_vsll_vx_u32m4(__riscv_vand_vx_u32m4(u, 0x7fff, vl), 13, vl)), 0x1p112f, vl);
+	vuint32m4_t m = __riscv_vreinterpret_v_f32m4_u32m4(f);
+	vbool8_t big = __riscv_vmsgeu_vx_u32m4_b8(__riscv_vand_vx_u32m4(u, 0x7c00, vl), 0x7c00, vl);
+	m = __riscv_vor_vx_u32m4_mu(big, m, m, 0x7f800000, vl);
+	m = __riscv_vor_vv_u32m4(m, __riscv_vsll_vx_u32m4(__riscv_vand_vx_u32m4(u, 0x8000, vl), 16, vl), vl);
+	return __riscv_vreinterpret_v_u32m4_f32m4(m);
+}
+
+static inline float head_f16_k128_n320_1x1(const uint8_t *w, const float *x)
+{
+	enum { K = 128 };
+	const size_t vx = __riscv_vsetvlmax_e32m4();
+	const int64_t full = K - K % (int64_t)vx;
+	vfloat32m4_t s = __riscv_vfmv_v_f_f32m4(0.0f, vx);
+	for (int64_t i = 0; i < full; i += (int64_t)vx)
+		s = __riscv_vfmacc_vv_f32m4(s, head_f16_k128_n320_rw(w, i, vx), __riscv_vle32_v_f32m4(x + i, vx), vx);
+	vfloat32m1_t r = __riscv_vfredosum_vs_f32m4_f32m1(s, __riscv_vfmv_s_f_f32m1(0.0f, 1), vx);
+	if (full < K) {
+		const size_t vl = __riscv_vsetvl_e32m4((size_t)(K - full));
+		r = __riscv_vfredosum_vs_f32m4_f32m1(__riscv_vfmul_vv_f32m4(head_f16_k128_n320_rw(w, full, vl), __riscv_vle32_v_f32m4(x + full, vl), vl), r, vl);
+	}
+	return __riscv_vfmv_f_s_f32m1_f32(r);
+}
+
 #endif
 static void head_f16_k128_n320(void *arg, int ith, int nth)
 {
@@ -1488,6 +1518,12 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 	for (; o < hi; o++)
 		for (int t = 0; t < a->n; t++)
 			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+#elif defined(__riscv_vector) && defined(__riscv_v_intrinsic) && __riscv_v_intrinsic >= 12000
+	(void)deq_f16_k128; /* the portable path's row converter */
+	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;
+	for (int64_t o = lo; o < hi; o++)
+		for (int t = 0; t < a->n; t++)
+			a->y[(int64_t)t * N + o] = head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K);
 #else
 	float wr[K];
 	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;

@@ -223,6 +223,9 @@ typedef struct {
  * these in 5 (640) and 3 (1152), and 1 (384, 1024) */
 #define T5_K20 "--hidden 640 --ffn 1152 --heads 10 --kv-heads 5 --layers 1"
 #define T5_K4 "--hidden 384 --ffn 1024 --heads 6 --kv-heads 2 --layers 1"
+/* arch llama with heads of 256 (Falcon3-1B/7B's head size): attention, RoPE and the KV
+ * cache at that width */
+#define HEAD256 "--shape tinyllama --hidden 512 --heads 2 --kv-heads 1 --layers 2"
 static const Family families[] = {
 	{"cpu-generic", "gguf", NULL, NULL, NEED_ANY, NULL},
 	{"cpu-generic", "i2s_x16", NULL, NULL, NEED_ANY, NULL},
@@ -248,6 +251,7 @@ static const Family families[] = {
 	{"cpu-avx512", "t5_x16", "{32, 1}", NULL, NEED_AVX512, T5_K4},
 	{"cpu-avx512", "t5_x16", NULL, "portable", NEED_AVX512, T5_K4},
 	{"native", "t5_x16", NULL, NULL, NEED_ANY, NULL},
+	{"native", "i2s_x16", NULL, NULL, NEED_ANY, HEAD256},
 };
 enum { N_FAMILIES = sizeof families / sizeof families[0] };
 

@@ -31,6 +31,14 @@ int32_t rt_ppl_scored(int32_t n_ctx)
 	return n_ctx - 1 - n_ctx / 2;
 }
 
+int32_t rt_ppl_per_call(int32_t ub, int32_t n_ctx, int64_t n_chunk, int32_t max_seq)
+{
+	int64_t k = n_ctx > 0 ? ub / n_ctx : 1;
+	k = k < n_chunk ? k : n_chunk;
+	k = k < max_seq ? k : max_seq;
+	return k > 1 ? (int32_t)k : 1;
+}
+
 int64_t rt_ppl_n_chunk(int64_t n_tokens, int32_t n_ctx, int64_t max_chunks)
 {
 	int64_t n = n_ctx > 0 ? n_tokens / n_ctx : 0;

@@ -28,6 +28,9 @@ struct bn_ctx; /* bitnetc.h's context (rt_ppl_eval), which this header does not 
 /* The first position of a chunk whose logits are scored, and how many are. */
 int32_t rt_ppl_first(int32_t n_ctx);
 int32_t rt_ppl_scored(int32_t n_ctx);
+/* Chunks evaluated side by side, one sequence each: as many of the n_chunk as calls of up
+ * to ub rows hold whole (at least 1, at most max_seq). */
+int32_t rt_ppl_per_call(int32_t ub, int32_t n_ctx, int64_t n_chunk, int32_t max_seq);
 /* The chunks a text of n_tokens gives: n_tokens / n_ctx, at most max_chunks (< 0: all). */
 int64_t rt_ppl_n_chunk(int64_t n_tokens, int32_t n_ctx, int64_t max_chunks);
 

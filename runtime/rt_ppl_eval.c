@@ -104,9 +104,7 @@ int rt_ppl_eval(bn_ctx *c, RtPplRun *r, RtErr *e)
 		return rt_err(e, BN_E_ARG, "rt_ppl_eval: n_ctx %d (the context holds %d)", (int)n_ctx,
 			      (int)bn_ctx_n_ctx(c));
 	/* chunks at a time: one per sequence, as many as fill a forward call */
-	int32_t k = bn_ctx_ubatch(c) / n_ctx;
-	k = k < bn_ctx_n_seq(c) ? k : bn_ctx_n_seq(c);
-	k = k > 1 ? k : 1;
+	int32_t k = rt_ppl_per_call(bn_ctx_ubatch(c), n_ctx, r->n_chunk, bn_ctx_n_seq(c));
 	size_t n = (size_t)k * (size_t)n_ctx;
 	RtPplRows w = {malloc(n * sizeof *w.tok), malloc(n * sizeof *w.pos),
 		       malloc(n * sizeof *w.seq), malloc(n)};

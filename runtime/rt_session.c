@@ -1572,15 +1572,12 @@ static int rt_ppl_session(const RtOpts *o, const char *argv0, RtRun *run)
 		     rt_kld_init(&kld, n_chunk * rt_ppl_scored(n_ctx)) != RT_OK))
 		rc = rt_fail("out of memory for --perplexity");
 	/* chunks side by side, one sequence each, as many as fill a forward call */
-	int64_t ub = bn_model_meta_int(run->m, "max_batch"), per_call = 1;
+	int64_t ub = bn_model_meta_int(run->m, "max_batch");
 	if (o->ubatch > 0 && o->ubatch < ub)
 		ub = o->ubatch;
-	if (ub / n_ctx > per_call)
-		per_call = ub / n_ctx;
-	per_call = per_call < n_chunk ? per_call : n_chunk > 0 ? n_chunk : 1;
-	per_call = per_call < BN_MAX_SEQ ? per_call : BN_MAX_SEQ;
+	int32_t per_call = rt_ppl_per_call((int32_t)ub, n_ctx, n_chunk, BN_MAX_SEQ);
 	if (!rc)
-		rc = rt_run_setup(o, argv0, n_ctx, (int32_t)per_call, run);
+		rc = rt_run_setup(o, argv0, n_ctx, per_call, run);
 	if (!rc && o->kl_base && !o->kl_divergence &&
 	    rt_ppl_out_open(&out, o->kl_base, n_ctx, nv, (int32_t)n_chunk, run->prompt, &e))
 		rc = e.code == RT_EINVAL ? rt_usage("--kl-base %s", e.msg) : rt_fail("%s", e.msg);

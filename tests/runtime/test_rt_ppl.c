@@ -79,6 +79,13 @@ static void test_chunks(void **state)
 	assert_int_equal(rt_ppl_n_chunk(1000, 128, -1), 7);
 	assert_int_equal(rt_ppl_n_chunk(1000, 128, 3), 3);
 	assert_int_equal(rt_ppl_n_chunk(1000, 128, 30), 7);
+	/* chunks side by side: whole chunks per call, no more than there are or sequences */
+	assert_int_equal(rt_ppl_per_call(128, 16, 238, 1024), 8);
+	assert_int_equal(rt_ppl_per_call(128, 32, 7, 1024), 4);
+	assert_int_equal(rt_ppl_per_call(128, 16, 3, 1024), 3);
+	assert_int_equal(rt_ppl_per_call(128, 16, 238, 2), 2);
+	assert_int_equal(rt_ppl_per_call(128, 512, 4, 1024), 1);
+	assert_int_equal(rt_ppl_per_call(128, 16, 0, 1024), 1);
 	assert_int_equal(rt_ppl_n_chunk(127, 128, -1), 0);
 	assert_int_equal(rt_ppl_row_u16(37), 42);
 	assert_int_equal(rt_ppl_row_u16(512), 516);

@@ -78,11 +78,16 @@ static LLVMValueRef ldf(Simt *S, LLVMValueRef p, LLVMValueRef i)
 	return simt_load(S, S->t_f32, p, i, 4);
 }
 
-/* y = fl(fl(D / s) * wscale): dot_i2s's epilogue */
+/* y = fl(fl(D / s) * wscale) for D as a float (exact: |D| < 2^24): dot_i2s's epilogue */
+static LLVMValueRef i2s_outf(Simt *S, LLVMValueRef f, LLVMValueRef s, LLVMValueRef wscale)
+{
+	return LLVMBuildFMul(S->b, LLVMBuildFDiv(S->b, f, s, ""), wscale, "");
+}
+
+/* the same for D as an i32 */
 static LLVMValueRef i2s_out(Simt *S, LLVMValueRef d, LLVMValueRef s, LLVMValueRef wscale)
 {
-	LLVMValueRef f = LLVMBuildSIToFP(S->b, d, S->t_f32, "");
-	return LLVMBuildFMul(S->b, LLVMBuildFDiv(S->b, f, s, ""), wscale, "");
+	return i2s_outf(S, LLVMBuildSIToFP(S->b, d, S->t_f32, ""), s, wscale);
 }
 
 /* The codes (w + 1) of group g (0..3) of a 32-bit word of an I2_S block as four bytes. */
@@ -265,6 +270,130 @@ static void build_i2s_gemm(Simt *S, const char *name, int64_t K, int64_t N)
 	simt_end(S);
 }
 
+/* ---- I2_S, batch templates on Metal: the SIMD-group matrix GEMM ------------------------------
+ * The same tile as the dp4a GEMM (64 rows x 16 tokens, 128 threads: the launch is the same
+ * but for its threadgroup memory), multiplied by simdgroup_matrix operations. Per 128 inputs
+ * the weights are unpacked once to half (code - 1: -1, 0, 1) and the tokens' int8 values
+ * converted to half (exact: |q| <= 128), both in threadgroup memory, rows padded to 136
+ * halves (272 bytes: every 8x8 block starts 16-byte aligned, rows spread over the banks).
+ * SIMD-group g (of 4) owns rows 16g..16g+15 x the 16 tokens: four 8x8 float accumulators,
+ * each 8-input step two weight blocks, two transposed token blocks and four
+ * multiply-accumulates (every block loaded once per use, each weight block used for two
+ * token blocks, each token block for two row blocks). The products are integers, the sums
+ * integers of at most K * 128 in magnitude: exact in float in any order while that is below
+ * 2^24 (I2S_SGMM_MAX_K), so D is the dp4a kernel's exact integer and the epilogue
+ * (i2s_outf) gives its bits. At the end the accumulators go through threadgroup memory
+ * (token-major) so that each thread writes consecutive rows of y. */
+enum {
+	SGMM_STRIDE = I2S_KC + 8,                         /* halves per staged row */
+	SGMM_A_OFF = GEMM_BO * SGMM_STRIDE * 2,           /* the tokens' bytes after the weights' */
+	SGMM_SMEM = (GEMM_BO + GEMM_BT) * SGMM_STRIDE * 2,
+	SGMM_C_STRIDE = GEMM_BO + 4,                      /* floats per token in the epilogue */
+	/* |D| <= K * 128 (q may be -128) must stay below 2^24 */
+	I2S_SGMM_MAX_K = (1 << 24) / 128 - 1,
+};
+
+_Static_assert(GEMM_BT * SGMM_C_STRIDE * 4 <= SGMM_SMEM, "the epilogue's staging fits");
+_Static_assert(SGMM_SMEM <= 32768, "Metal's threadgroup memory (32 KiB)");
+
+static LLVMValueRef splat_i8(Simt *S, int v, int n)
+{
+	LLVMValueRef e[16];
+	for (int i = 0; i < n; i++)
+		e[i] = LLVMConstInt(S->t_i8, (unsigned long long)v, 1);
+	return LLVMConstVector(e, (unsigned)n);
+}
+
+static void build_i2s_sgmm(Simt *S, const char *name, int64_t K, int64_t N)
+{
+	BN_ASSERT(K <= I2S_SGMM_MAX_K && K % I2S_KC == 0);
+	static const SimtParam p[] = {SIMT_P_PTR, SIMT_P_PTR, SIMT_P_PTR, SIMT_P_PTR, SIMT_P_I32};
+	simt_begin(S, name, p, 5);
+	LLVMBuilderRef b = S->b;
+	LLVMValueRef q = simt_param(S, 0), s = simt_param(S, 1), w = simt_param(S, 2), y = simt_param(S, 3);
+	LLVMValueRef n = simt_param(S, 4);
+	LLVMValueRef tid = simt_tid(S, 0), sm = simt_smem(S);
+	LLVMValueRef as_ = at(S, sm, c32(S, SGMM_A_OFF));
+	LLVMValueRef o0 = mul(S, simt_ctaid(S, 0), c32(S, GEMM_BO));
+	LLVMValueRef t0 = mul(S, simt_ctaid(S, 1), c32(S, GEMM_BT));
+	LLVMTypeRef v16i8 = LLVMVectorType(S->t_i8, 16), v16h = LLVMVectorType(S->t_f16, 16);
+	/* staging: weights row ws_r, half ws_h of its 32 bytes; tokens a_j, part a_p of 8 */
+	LLVMValueRef ws_r = lshr(S, tid, c32(S, 1)), ws_h = band(S, tid, c32(S, 1));
+	LLVMValueRef ws_o = imin(S, add(S, o0, ws_r), c32(S, N - 1));
+	LLVMValueRef ws_src = at(S, w, LLVMBuildAdd(b, LLVMBuildMul(b, to64(S, ws_o), simt_i64(S, K / 4), ""),
+						      to64(S, mul(S, ws_h, c32(S, 16))), ""));
+	LLVMValueRef ws_dst = at(S, sm, mul(S, add(S, mul(S, ws_r, c32(S, SGMM_STRIDE)), mul(S, ws_h, c32(S, 16))),
+					    c32(S, 2)));
+	LLVMValueRef a_j = lshr(S, tid, c32(S, 3)), a_p = band(S, tid, c32(S, 7));
+	LLVMValueRef a_t = imin(S, add(S, t0, a_j), sub(S, n, c32(S, 1)));
+	LLVMValueRef a_src = at(S, q, LLVMBuildAdd(b, LLVMBuildMul(b, to64(S, a_t), simt_i64(S, K), ""),
+						   to64(S, mul(S, a_p, c32(S, 16))), ""));
+	LLVMValueRef a_dst = at(S, as_, mul(S, add(S, mul(S, a_j, c32(S, SGMM_STRIDE)), mul(S, a_p, c32(S, 16))),
+					    c32(S, 2)));
+	/* SIMD-group sg: rows 16 sg + 8 i, tokens 8 j */
+	LLVMValueRef sg = simt_warp(S);
+	LLVMValueRef wblk[2], ablk[2], acc[2][2];
+	for (int i = 0; i < 2; i++) {
+		wblk[i] = simt_mat(S, SIMT_MAT_F16);
+		ablk[i] = simt_mat(S, SIMT_MAT_F16);
+		for (int j = 0; j < 2; j++) {
+			acc[i][j] = simt_mat(S, SIMT_MAT_F32);
+			simt_mat_fill(S, acc[i][j], 0.0f);
+		}
+	}
+	LLVMValueRef wrow[2];
+	for (int i = 0; i < 2; i++)
+		wrow[i] = at(S, sm, mul(S, add(S, mul(S, sg, c32(S, 16)), c32(S, 8 * i)), c32(S, SGMM_STRIDE * 2)));
+	LLVMValueRef stride = c32(S, SGMM_STRIDE);
+	SimtFor L;
+	LLVMValueRef kc = simt_for(S, &L, c32(S, 0), c32(S, K / I2S_KC), c32(S, 1));
+	LLVMValueRef wq = simt_load(S, v16i8, at(S, ws_src, to64(S, mul(S, kc, c32(S, I2S_KC / 4)))), NULL, 16);
+	LLVMValueRef aq = simt_load(S, v16i8, at(S, a_src, to64(S, mul(S, kc, c32(S, I2S_KC)))), NULL, 16);
+	for (int g = 0; g < 4; g++) {
+		LLVMValueRef codes = LLVMBuildAnd(b, LLVMBuildLShr(b, wq, splat_i8(S, 6 - 2 * g, 16), ""),
+						  splat_i8(S, 3, 16), "");
+		LLVMValueRef wv = LLVMBuildSIToFP(b, LLVMBuildSub(b, codes, splat_i8(S, 1, 16), ""), v16h, "");
+		simt_store(S, wv, at(S, ws_dst, c32(S, 2 * 32 * g)), NULL, 16);
+	}
+	simt_store(S, LLVMBuildSIToFP(b, aq, v16h, ""), a_dst, NULL, 16);
+	simt_sync(S);
+	for (int kk = 0; kk < I2S_KC / 8; kk++) {
+		for (int i = 0; i < 2; i++)
+			simt_mat_load(S, wblk[i], at(S, wrow[i], c32(S, 2 * 8 * kk)), stride, false);
+		for (int j = 0; j < 2; j++)
+			simt_mat_load(S, ablk[j], at(S, as_, c32(S, 2 * (8 * j * SGMM_STRIDE + 8 * kk))), stride, true);
+		for (int i = 0; i < 2; i++)
+			for (int j = 0; j < 2; j++)
+				simt_mat_mac(S, acc[i][j], wblk[i], ablk[j], acc[i][j]);
+	}
+	simt_sync(S);
+	simt_for_end(S, &L);
+	/* the accumulators token-major: cs[t][o] (the loop's last barrier freed the memory) */
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++) {
+			LLVMValueRef o = add(S, mul(S, sg, c32(S, 16)), c32(S, 8 * i));
+			LLVMValueRef dst = simt_gep(S, S->t_f32, sm, add(S, c32(S, 8 * j * SGMM_C_STRIDE), o));
+			simt_mat_store(S, acc[i][j], dst, c32(S, SGMM_C_STRIDE), true);
+		}
+	simt_sync(S);
+	LLVMValueRef wscale = ldf(S, at(S, w, simt_i64(S, N * K / 4)), NULL);
+	LLVMValueRef ol = band(S, tid, c32(S, GEMM_BO - 1)), tp = lshr(S, tid, c32(S, 6));
+	LLVMValueRef o = add(S, o0, ol);
+	SimtIf oi;
+	simt_if(S, &oi, lt(S, o, c32(S, N)));
+	for (int m = 0; m < GEMM_BT / 2; m++) {
+		LLVMValueRef tl = add(S, tp, c32(S, 2 * m)), t = add(S, t0, tl);
+		SimtIf ti;
+		simt_if(S, &ti, lt(S, t, n));
+		LLVMValueRef d = ldf(S, sm, add(S, mul(S, tl, c32(S, SGMM_C_STRIDE)), ol));
+		LLVMValueRef idx = LLVMBuildAdd(b, LLVMBuildMul(b, to64(S, t), simt_i64(S, N), ""), to64(S, o), "");
+		simt_store(S, i2s_outf(S, d, ldf(S, s, t), wscale), y, idx, 4);
+		simt_endif(S, &ti);
+	}
+	simt_endif(S, &oi);
+	simt_end(S);
+}
+
 /* ---- TQ1_0 / TQ2_0: dot_tq's order --------------------------------------------------------
  * One warp per (row, token). Lane (L = lane % 8, h = lane / 8) adds, per block, the codes
  * times q over elements 32g + 4L..4L+3 for g = 2h, 2h + 1 minus q over 32L + 8h..+7: the
@@ -395,15 +524,22 @@ int cu_op_ternary_matmul(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int m
 		if (!(l = cu_launch(L, nl, max, name, I2S_GEMV_THREADS, grid)))
 			goto full;
 	} else {
-		snprintf(name, sizeof name, "tmm_i2s_k%lld_n%lld_gemm", (long long)K, (long long)N);
-		if (!simt_has(c->S, name))
-			build_i2s_gemm(c->S, name, K, N);
+		/* Metal: SIMD-group matrices while their float sums are exact, else dp4a */
+		bool sgmm = c->S->flavor == SIMT_MSL && K <= I2S_SGMM_MAX_K;
+		snprintf(name, sizeof name, "tmm_i2s_k%lld_n%lld_%s", (long long)K, (long long)N,
+			 sgmm ? "sgmm" : "gemm");
+		if (!simt_has(c->S, name)) {
+			if (sgmm)
+				build_i2s_sgmm(c->S, name, K, N);
+			else
+				build_i2s_gemm(c->S, name, K, N);
+		}
 		/* grid: 64 rows x 16 tokens per block */
 		snprintf(grid, sizeof grid, "%lld", (long long)((N + GEMM_BO - 1) / GEMM_BO));
 		if (!(l = cu_launch(L, nl, max, name, GEMM_THREADS, grid)))
 			goto full;
 		snprintf(l->grid[1], sizeof l->grid[1], "(n + %d) / %d", GEMM_BT - 1, GEMM_BT);
-		snprintf(l->smem, sizeof l->smem, "%d", I2S_SMEM);
+		snprintf(l->smem, sizeof l->smem, "%d", sgmm ? SGMM_SMEM : I2S_SMEM);
 	}
 	for (int i = 0; i < 2; i++)
 		cu_arg(l, SIMT_P_PTR, "%s", c->addr(c, nd->in[i]));

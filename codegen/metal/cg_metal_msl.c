@@ -357,6 +357,66 @@ static const char *intrinsic_name(const char *n)
 	return NULL;
 }
 
+/* The element type of a SIMD-group matrix (an alloca of [64 x half|float]), NULL if v is
+ * not one. */
+static const char *mat_elem(LLVMValueRef v)
+{
+	if (!LLVMIsAAllocaInst(v))
+		return NULL;
+	LLVMTypeRef at = LLVMGetAllocatedType(v);
+	if (kind(at) != LLVMArrayTypeKind || LLVMGetArrayLength2(at) != 64)
+		return NULL;
+	LLVMTypeKind ek = kind(LLVMGetElementType(at));
+	return ek == LLVMHalfTypeKind ? "half" : ek == LLVMFloatTypeKind ? "float" : NULL;
+}
+
+/* The builder's SIMD-group matrix calls (msl:sg_*, codegen/simt/simt.h) as Metal's
+ * simdgroup_matrix functions; the matrices are locals, the memory threadgroup memory. */
+static void mat_call(Tr *t, LLVMValueRef in, const char *op, int d)
+{
+	CgBuf *b = t->b;
+	int na = LLVMGetNumArgOperands(in);
+	LLVMValueRef a[4] = {0};
+	for (int i = 0; i < na && i < 4; i++)
+		a[i] = LLVMGetOperand(in, (unsigned)i);
+	const char *et = na > 0 ? mat_elem(a[0]) : NULL;
+	indent(t, d);
+	if (strcmp(op, "sg_fill") == 0 && na == 2 && et) {
+		operand(t, a[0], -1);
+		cg_printf(b, " = make_filled_simdgroup_matrix<%s, 8, 8>((%s)", et, et);
+		operand(t, a[1], -1);
+		cg_printf(b, ");\n");
+		return;
+	}
+	if ((strcmp(op, "sg_load") == 0 || strcmp(op, "sg_store") == 0) && na == 4 && et) {
+		if (space_of(t, a[1], 0) != SP_THREADGROUP) {
+			tr_fail(t, "a SIMD-group matrix moved to or from memory that is not threadgroup memory", NULL);
+			return;
+		}
+		bool ld = op[3] == 'l';
+		cg_printf(b, "simdgroup_%s(", ld ? "load" : "store");
+		operand(t, a[0], -1);
+		cg_printf(b, ", (threadgroup %s%s *)", ld ? "const " : "", et);
+		operand(t, a[1], -1);
+		cg_printf(b, ", (ulong)");
+		operand(t, a[2], -1);
+		cg_printf(b, ", ulong2(0, 0), ");
+		operand(t, a[3], -1);
+		cg_printf(b, ");\n");
+		return;
+	}
+	if (strcmp(op, "sg_mac") == 0 && na == 4 && et && mat_elem(a[1]) && mat_elem(a[2]) && mat_elem(a[3])) {
+		cg_printf(b, "simdgroup_multiply_accumulate(");
+		for (int i = 0; i < 4; i++) {
+			cg_printf(b, "%s", i ? ", " : "");
+			operand(t, a[i], -1);
+		}
+		cg_printf(b, ");\n");
+		return;
+	}
+	tr_fail(t, "a SIMD-group matrix call it cannot write:", op);
+}
+
 static void call(Tr *t, LLVMValueRef in, int d)
 {
 	CgBuf *b = t->b;
@@ -364,6 +424,10 @@ static void call(Tr *t, LLVMValueRef in, int d)
 	size_t n;
 	const char *name = callee ? LLVMGetValueName2(callee, &n) : "";
 	char fn[64];
+	if (strncmp(name, "msl:sg_", 7) == 0) {
+		mat_call(t, in, name + 4, d);
+		return;
+	}
 	if (strncmp(name, "msl:", 4) == 0) {
 		size_t l = strcspn(name + 4, "|");
 		snprintf(fn, sizeof fn, "%.*s%s", (int)(l < 50 ? l : 50), name + 4,
@@ -1023,7 +1087,13 @@ static int kernel(Tr *t, LLVMValueRef fn, CgBuf *sigs)
 			continue;
 		LLVMTypeRef at = LLVMGetAllocatedType(in);
 		const char *tn = kind(at) == LLVMPointerTypeKind ? NULL : tname(at, false);
+		const char *me = mat_elem(in);
 		cg_printf(&body, "\t");
+		if (me) {
+			/* a SIMD-group matrix: set by its first simdgroup_load or fill */
+			cg_printf(&body, "simdgroup_%s8x8 v%d;\n", me, id_of(t, in));
+			continue;
+		}
 		if (kind(at) == LLVMPointerTypeKind) {
 			/* the space of what is stored in it */
 			LLVMValueRef src = NULL;

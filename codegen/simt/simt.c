@@ -390,6 +390,79 @@ LLVMValueRef simt_dp4a(Simt *S, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
 	return s;
 }
 
+/* ---- SIMD-group matrices --------------------------------------------------------------
+ * A matrix is an alloca of [64 x half] or [64 x float] that only the "msl:sg_*" calls use:
+ * the translator declares it as simdgroup_half8x8 / simdgroup_float8x8 and writes the calls
+ * as Metal's simdgroup_load / _store / _multiply_accumulate. */
+
+static void mat_only_msl(Simt *S, const char *what)
+{
+	if (S->flavor != SIMT_MSL) {
+		fprintf(stderr, "bitnetc: internal error: %s (a SIMD-group matrix) in a kernel that is "
+			"not MSL\n", what);
+		BN_ASSERT(S->flavor == SIMT_MSL);
+	}
+}
+
+LLVMValueRef simt_mat(Simt *S, SimtMatType t)
+{
+	mat_only_msl(S, "simt_mat");
+	return simt_var(S, LLVMArrayType2(t == SIMT_MAT_F16 ? S->t_f16 : S->t_f32, 64), NULL);
+}
+
+static bool mat_is(Simt *S, LLVMValueRef m, SimtMatType t)
+{
+	if (!LLVMIsAAllocaInst(m))
+		return false;
+	LLVMTypeRef at = LLVMGetAllocatedType(m);
+	return LLVMGetTypeKind(at) == LLVMArrayTypeKind && LLVMGetArrayLength2(at) == 64 &&
+	       LLVMGetElementType(at) == (t == SIMT_MAT_F16 ? S->t_f16 : S->t_f32);
+}
+
+static bool mat_any(Simt *S, LLVMValueRef m)
+{
+	return mat_is(S, m, SIMT_MAT_F16) || mat_is(S, m, SIMT_MAT_F32);
+}
+
+void simt_mat_fill(Simt *S, LLVMValueRef m, float v)
+{
+	mat_only_msl(S, "simt_mat_fill");
+	BN_ASSERT(mat_any(S, m));
+	LLVMTypeRef pt[2] = {S->t_ptr, S->t_f32};
+	LLVMValueRef args[2] = {m, simt_f32(S, v)};
+	call_named(S, "msl:sg_fill", S->t_void, pt, args, 2);
+}
+
+static void mat_move(Simt *S, const char *name, LLVMValueRef m, LLVMValueRef p, LLVMValueRef stride,
+		     bool transpose)
+{
+	mat_only_msl(S, name);
+	BN_ASSERT(mat_any(S, m) && LLVMTypeOf(stride) == S->t_i32);
+	LLVMTypeRef pt[4] = {S->t_ptr, S->t_ptr, S->t_i32, S->t_i1};
+	LLVMValueRef args[4] = {m, p, stride, LLVMConstInt(S->t_i1, transpose, 0)};
+	call_named(S, name, S->t_void, pt, args, 4);
+}
+
+void simt_mat_load(Simt *S, LLVMValueRef m, LLVMValueRef p, LLVMValueRef stride, bool transpose)
+{
+	mat_move(S, "msl:sg_load", m, p, stride, transpose);
+}
+
+void simt_mat_store(Simt *S, LLVMValueRef m, LLVMValueRef p, LLVMValueRef stride, bool transpose)
+{
+	mat_move(S, "msl:sg_store", m, p, stride, transpose);
+}
+
+void simt_mat_mac(Simt *S, LLVMValueRef d, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
+{
+	mat_only_msl(S, "simt_mat_mac");
+	BN_ASSERT(mat_is(S, d, SIMT_MAT_F32) && mat_is(S, a, SIMT_MAT_F16) && mat_is(S, b, SIMT_MAT_F16) &&
+		  mat_is(S, c, SIMT_MAT_F32));
+	LLVMTypeRef pt[4] = {S->t_ptr, S->t_ptr, S->t_ptr, S->t_ptr};
+	LLVMValueRef args[4] = {d, a, b, c};
+	call_named(S, "msl:sg_mac", S->t_void, pt, args, 4);
+}
+
 /* ---- constants and memory ------------------------------------------------------------ */
 
 LLVMValueRef simt_i32(Simt *S, int64_t v) { return LLVMConstInt(S->t_i32, (unsigned long long)v, 1); }

@@ -81,6 +81,26 @@ LLVMValueRef simt_smem(Simt *S);
 /* c + the dot product of the four signed bytes of a and b (i32s): dp4a.s32.s32. */
 LLVMValueRef simt_dp4a(Simt *S, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
 
+/* ---- SIMD-group matrices (SIMT_MSL only) ----
+ * Metal's simdgroup_matrix: an 8x8 matrix that the 32 threads of a SIMD-group hold
+ * together, loaded from and stored to threadgroup memory and multiplied by all of them at
+ * once. Every call must be made by all threads of the SIMD-group with the same arguments
+ * (uniform control flow). A matrix is a local (simt_mat); the translator declares it as
+ * simdgroup_half8x8 / simdgroup_float8x8. Other flavours have no such operation: a call
+ * there is an internal error (the PTX kernels use dp4a). */
+typedef enum { SIMT_MAT_F16, SIMT_MAT_F32 } SimtMatType;
+/* A new 8x8 matrix of element type t (its contents undefined until filled or loaded). */
+LLVMValueRef simt_mat(Simt *S, SimtMatType t);
+/* Every element of m set to v. */
+void simt_mat_fill(Simt *S, LLVMValueRef m, float v);
+/* m = the 8x8 block at threadgroup address p (elements of m's type), rows stride elements
+ * apart (i32); transposed: m(r, c) = p[c * stride + r]. */
+void simt_mat_load(Simt *S, LLVMValueRef m, LLVMValueRef p, LLVMValueRef stride, bool transpose);
+/* The 8x8 block at threadgroup address p = m (same layout as simt_mat_load). */
+void simt_mat_store(Simt *S, LLVMValueRef m, LLVMValueRef p, LLVMValueRef stride, bool transpose);
+/* d = a * b + c (a, b: F16; c, d: F32; d may be c). */
+void simt_mat_mac(Simt *S, LLVMValueRef d, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
+
 /* ---- constants, memory ---- */
 LLVMValueRef simt_i32(Simt *S, int64_t v);
 LLVMValueRef simt_i64(Simt *S, int64_t v);

@@ -24,7 +24,7 @@
 #define BN_CC "cc"
 #endif
 
-enum { MAX_LAUNCH = 8, MAX_BATCH = 20 };
+enum { MAX_LAUNCH = 8, MAX_BATCH = 20, MAX_TOK = 128 };
 
 /* ---- a graph with one node under test ------------------------------------------------------
  * tokens -> embed (an F32 table whose row t is x row t) -> [quant_act ->] the node, whose
@@ -533,10 +533,11 @@ static void quant_rows(const float *x, int64_t k, int rows, bool block, int8_t *
 static float *reference(Case *c, int n, const int32_t *out, int n_out, int64_t row)
 {
 	BnErr e = {0};
-	IrInterp *it = ir_interp_new(c->g, 64, &e);
+	IrInterp *it = ir_interp_new(c->g, MAX_TOK, &e);
 	if (!it)
 		fail_msg("%s", e.msg);
-	int32_t tok[MAX_BATCH], pos[MAX_BATCH];
+	int32_t tok[MAX_TOK], pos[MAX_TOK];
+	BN_ASSERT(n <= MAX_TOK);
 	for (int i = 0; i < n; i++)
 		tok[i] = pos[i] = i;
 	IrBatch b = {.n = n, .token = tok, .pos = pos, .out = out, .n_out = out ? n_out : n};
@@ -687,6 +688,70 @@ static void test_msl_i2s(void **state)
 	use_msl = false;
 }
 
+/* The batch kernel of an I2_S matmul of k x nn on n tokens in MSL (msl) or the host flavour:
+ * its name ends in want ("_sgmm": the SIMD-group matrix GEMM, "_gemm": dp4a) and its output
+ * is the interpreter's, bit for bit. */
+static void check_i2s_batch(int64_t k, int64_t nn, int n, bool msl, const char *want, uint64_t seed)
+{
+	Case c;
+	case_ternary(&c, IR_DT_I2_S, k, nn, n, seed);
+	float *ref = reference(&c, n, NULL, 0, nn);
+	int8_t *q = aligned_alloc(64, (size_t)(k * n + 63) / 64 * 64);
+	float *s = malloc((size_t)n * sizeof(float));
+	quant_rows(c.x, k, n, false, q, s);
+	float *y = malloc((size_t)(nn * n) * sizeof(float));
+	const IrNode *nd = &c.g->nodes[c.node];
+	Binding bd = {{nd->in[0], nd->in[1], nd->in[2], nd->out[0]}, {q, s, c.w, y}, 4, NULL, NULL};
+	use_msl = msl;
+	HostKernel hk;
+	CuLaunch l;
+	host_kernel(&c, MAX_BATCH, &hk, &l);
+	use_msl = false;
+	size_t ln = strlen(l.kernel), wn = strlen(want);
+	if (ln < wn || strcmp(l.kernel + ln - wn, want) != 0)
+		fail_msg("k=%lld n_rows=%lld: the batch kernel is %s, not a '%s' one", (long long)k,
+			 (long long)nn, l.kernel, want);
+	memset(y, 0xff, (size_t)(nn * n) * sizeof(float));
+	run_launch(&l, hk.fn, &bd, n, n);
+	for (int64_t i = 0; i < nn * n; i++)
+		if (memcmp(&y[i], &ref[i], sizeof(float)) != 0)
+			fail_msg("%s k=%lld n_rows=%lld n=%d: y[%lld][%lld] = %.9g, the interpreter %.9g", l.kernel,
+				 (long long)k, (long long)nn, n, (long long)(i / nn), (long long)(i % nn),
+				 (double)y[i], (double)ref[i]);
+	host_kernel_free(&hk);
+	free(q);
+	free(s);
+	free(y);
+	free(ref);
+	case_free(&c);
+}
+
+/* The Metal batch kernel for I2_S (simdgroup_matrix, codegen/cuda/cg_cuda_k_mat.c) on shapes
+ * whose rows and tokens are not multiples of its 64 x 16 tile, 2..128 tokens, K from one
+ * block to thousands: the interpreter's bits, as the dp4a kernel (run on the same cases)
+ * gives them. Past the K where its float sums could round (131071), the dp4a kernel. */
+static void test_msl_i2s_sgmm(void **state)
+{
+	(void)state;
+	if (!msl_available()) {
+		printf("skipped: no clang++ found at configure time: the MSL kernels are not compiled here\n");
+		skip();
+		return;
+	}
+	static const struct {
+		int64_t k, nn;
+		int n;
+	} cs[] = {{128, 32, 2}, {128, 8, 3}, {256, 72, 16}, {640, 96, 17}, {384, 130, 33},
+		  {1280, 64, 5}, {2560, 200, 24}, {4096, 40, 128}, {6912, 24, 9}, {768, 96, 127}};
+	for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+		check_i2s_batch(cs[i].k, cs[i].nn, cs[i].n, true, "_sgmm", 900 + (uint64_t)i);
+		check_i2s_batch(cs[i].k, cs[i].nn, cs[i].n, false, "_gemm", 900 + (uint64_t)i);
+	}
+	/* the largest K it takes, and the next one (the dp4a kernel in MSL) */
+	check_i2s_batch(130944, 8, 3, true, "_sgmm", 950);
+	check_i2s_batch(131072, 8, 2, true, "_gemm", 951);
+}
+
 static void test_msl_tq(void **state)
 {
 	(void)state;
@@ -743,6 +808,12 @@ static void test_msl_i2s(void **state)
 }
 
 static void test_msl_tq(void **state)
+{
+	(void)state;
+	no_emu();
+}
+
+static void test_msl_i2s_sgmm(void **state)
 {
 	(void)state;
 	no_emu();
@@ -810,6 +881,7 @@ int main(void)
 		cmocka_unit_test(test_emu_tq),	     cmocka_unit_test(test_emu_head),
 		cmocka_unit_test(test_refused),	     cmocka_unit_test(test_msl_i2s),
 		cmocka_unit_test(test_msl_tq),	     cmocka_unit_test(test_msl_head),
+		cmocka_unit_test(test_msl_i2s_sgmm),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -108,6 +108,71 @@ static inline float exp(float x)
 }
 } // namespace precise
 
+/* SIMD-group matrices (8x8, row-major e[row * 8 + col]). On the GPU the 32 threads of a
+ * SIMD-group hold one together and every call is made by all of them with the same
+ * arguments; here each thread holds a whole copy and does the whole operation, which gives
+ * the same result because the arguments are the same in every thread (a store writes the
+ * same values once per thread). The product sums in float, k in order, after c: for the
+ * integer-valued operands the kernels use, every order gives the same exact sum. */
+typedef uint64_t ulong;
+struct ulong2 {
+	ulong x, y;
+	ulong2(ulong a, ulong b) : x(a), y(b) {}
+};
+
+template <typename T> struct bn_sg_matrix {
+	T e[64];
+};
+typedef bn_sg_matrix<half> simdgroup_half8x8;
+typedef bn_sg_matrix<float> simdgroup_float8x8;
+
+template <typename T, int C, int R> static inline bn_sg_matrix<T> make_filled_simdgroup_matrix(T v)
+{
+	static_assert(C == 8 && R == 8, "8x8 SIMD-group matrices only");
+	bn_sg_matrix<T> m;
+	for (int i = 0; i < 64; i++)
+		m.e[i] = v;
+	return m;
+}
+
+/* m(r, c) = p[(o.y + r) * n + o.x + c]; transposed m(r, c) = p[(o.y + c) * n + o.x + r] */
+template <typename T>
+static inline void simdgroup_load(bn_sg_matrix<T> &m, const T *p, ulong n, ulong2 o, bool tr)
+{
+	for (int r = 0; r < 8; r++)
+		for (int c = 0; c < 8; c++)
+			m.e[r * 8 + c] = tr ? p[(o.y + c) * n + o.x + r] : p[(o.y + r) * n + o.x + c];
+}
+
+template <typename T>
+static inline void simdgroup_store(const bn_sg_matrix<T> &m, T *p, ulong n, ulong2 o, bool tr)
+{
+	for (int r = 0; r < 8; r++)
+		for (int c = 0; c < 8; c++)
+			(tr ? p[(o.y + c) * n + o.x + r] : p[(o.y + r) * n + o.x + c]) = m.e[r * 8 + c];
+}
+
+/* d = a * b + c */
+template <typename TD, typename TA, typename TB, typename TC>
+static inline void simdgroup_multiply_accumulate(bn_sg_matrix<TD> &d, const bn_sg_matrix<TA> &a,
+						 const bn_sg_matrix<TB> &b, const bn_sg_matrix<TC> &c)
+{
+	float fa[64], fb[64], r[64];
+	for (int i = 0; i < 64; i++) {
+		fa[i] = (float)a.e[i];
+		fb[i] = (float)b.e[i];
+	}
+	for (int i = 0; i < 8; i++)
+		for (int j = 0; j < 8; j++) {
+			float s = (float)c.e[i * 8 + j];
+			for (int k = 0; k < 8; k++)
+				s += fa[i * 8 + k] * fb[k * 8 + j];
+			r[i * 8 + j] = s;
+		}
+	for (int i = 0; i < 64; i++)
+		d.e[i] = TD(r[i]);
+}
+
 /* the barrier: every thread of the threadgroup (the emulator's block) */
 #define threadgroup_barrier(flags) bn_th->barrier(bn_th)
 

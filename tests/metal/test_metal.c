@@ -3,7 +3,8 @@
  * of model.metal compiles as C++17 with msl_host.h, and with xcrun's Metal compiler where
  * there is one; the generated host code (model.c and the runtime) linked with
  * tests/metal/fake_metal.c runs those kernels under the SIMT emulator and matches the
- * interpreter on the golden models, in multi-token calls and in steps. */
+ * interpreter on the golden models, in multi-token calls and in steps (the I2_S models'
+ * batches through the SIMD-group matrix GEMM). */
 #include "testutil.h"
 
 #include <dlfcn.h>
@@ -230,6 +231,13 @@ static void test_golden_emulated(void **state)
 		snprintf(name, sizeof name, "metal-%s", goldens[mi]);
 		char dir[4096];
 		snprintf(dir, sizeof dir, "%s", emit(gguf, name, "--max-batch 8"));
+		/* the I2_S matmuls of the batch template are the SIMD-group matrix GEMM */
+		char msl[4200];
+		snprintf(msl, sizeof msl, "%s/model.metal", dir);
+		bool i2s = strstr(goldens[mi], "i2_s") != NULL;
+		int sg = count(msl, "simdgroup_multiply_accumulate("), sgk = count(msl, "_sgmm(");
+		if (i2s ? sg == 0 || sgk == 0 : sg != 0)
+			fail_msg("%s: %d simdgroup_multiply_accumulate calls in %d _sgmm kernels", msl, sg, sgk);
 		compile_kernels(dir);
 		const char *prog = program(dir);
 		char env[4400], extra[4400], extra1[4500];

@@ -1,8 +1,10 @@
 /* test_msl.c - the translator of SIMT_MSL kernels into MSL (codegen/metal/cg_metal_msl.c) on
  * kernels written here: nested loops, if/else, an early return, a vector load, shuffles of
  * every type, a block reduction through threadgroup memory, double sums (the prelude's
- * double-float arithmetic) and an atomic run under the SIMT emulator and give what C gives;
- * what it cannot write (a phi, a double's bits) is refused naming the kernel. */
+ * double-float arithmetic), an atomic and SIMD-group matrices (loads, transposed loads and
+ * stores, a multiply-accumulate) run under the SIMT emulator and give what C gives; what it
+ * cannot write (a phi, a double's bits, a matrix in device memory) is refused naming the
+ * kernel. */
 #include "msl_kernels.h"
 
 #include "simt_emu.h"
@@ -103,6 +105,80 @@ static void test_kernel(void **state)
 	dlclose(h);
 }
 
+/* mm(x, y), one SIMD-group: A = x[0..64) and M = x[64..128) as half 8x8 row-major in
+ * threadgroup memory; C = A * B + 1 with B loaded transposed from M (B(k, c) = M(c, k)),
+ * stored row-major to y[0..64) and transposed to y[64..128), both through threadgroup
+ * memory: the SIMD-group matrix calls as the translator writes them and msl_host.h runs
+ * them. */
+static void build_mm(Simt *S)
+{
+	LLVMBuilderRef b = S->b;
+	static const SimtParam p[2] = {SIMT_P_PTR, SIMT_P_PTR};
+	simt_begin(S, "mm", p, 2);
+	LLVMValueRef x = simt_param(S, 0), y = simt_param(S, 1), sm = simt_smem(S);
+	LLVMValueRef t = simt_tid(S, 0);
+	for (int i = 0; i < 128; i += 32) {
+		LLVMValueRef e = LLVMBuildAdd(b, t, simt_i32(S, i), "");
+		LLVMValueRef h = LLVMBuildFPTrunc(b, simt_load(S, S->t_f32, x, e, 4), S->t_f16, "");
+		simt_store(S, h, simt_gep(S, S->t_f16, sm, e), NULL, 2);
+	}
+	simt_sync(S);
+	LLVMValueRef a = simt_mat(S, SIMT_MAT_F16), m = simt_mat(S, SIMT_MAT_F16), c = simt_mat(S, SIMT_MAT_F32);
+	simt_mat_load(S, a, sm, simt_i32(S, 8), false);
+	simt_mat_load(S, m, simt_gep(S, S->t_f16, sm, simt_i32(S, 64)), simt_i32(S, 8), true);
+	simt_mat_fill(S, c, 1.0f);
+	simt_mat_mac(S, c, a, m, c);
+	LLVMValueRef out = simt_gep(S, S->t_f32, sm, simt_i32(S, 64));
+	simt_mat_store(S, c, out, simt_i32(S, 8), false);
+	simt_mat_store(S, c, simt_gep(S, S->t_f32, out, simt_i32(S, 64)), simt_i32(S, 8), true);
+	simt_sync(S);
+	for (int i = 0; i < 128; i += 32) {
+		LLVMValueRef e = LLVMBuildAdd(b, t, simt_i32(S, i), "");
+		simt_store(S, simt_load(S, S->t_f32, out, e, 4), y, e, 4);
+	}
+	simt_end(S);
+}
+
+static void test_matrix(void **state)
+{
+	(void)state;
+	if (!msl_available()) {
+		printf("skipped: no clang++ found at configure time: the MSL is not compiled here\n");
+		skip();
+		return;
+	}
+	Simt *S = simt_new(SIMT_MSL, "t");
+	assert_non_null(S);
+	build_mm(S);
+	char so[1024];
+	snprintf(so, sizeof so, "%s", tu_tmp("msl_mm.so"));
+	void *h = msl_so(S, so);
+	SimtKernelFn fn;
+	void *sym = msl_sym(h, "mm", true);
+	assert_non_null(sym);
+	memcpy(&fn, &sym, sizeof fn);
+	float x[128], y[128];
+	uint64_t rng = 9;
+	for (int i = 0; i < 128; i++)
+		x[i] = rintf(tu_randf(&rng) * 3.0f);
+	uint64_t px = (uint64_t)(uintptr_t)x, py = (uint64_t)(uintptr_t)y;
+	void *params[2] = {&px, &py};
+	const unsigned grid[3] = {1, 1, 1}, block[3] = {32, 1, 1};
+	char err[256];
+	if (simt_emu_launch(fn, grid, block, 128 * 2 + 128 * 4, params, err, sizeof err))
+		fail_msg("%s", err);
+	for (int r = 0; r < 8; r++)
+		for (int c = 0; c < 8; c++) {
+			float want = 1.0f;
+			for (int k = 0; k < 8; k++)
+				want += x[r * 8 + k] * x[64 + c * 8 + k];
+			if (y[r * 8 + c] != want || y[64 + c * 8 + r] != want)
+				fail_msg("C(%d, %d): %g, transposed %g, want %g", r, c, (double)y[r * 8 + c],
+					 (double)y[64 + c * 8 + r], (double)want);
+		}
+	dlclose(h);
+}
+
 /* A phi and a double's bits have no MSL here: refused, naming the kernel. */
 static void test_refused(void **state)
 {
@@ -132,12 +208,30 @@ static void test_refused(void **state)
 		cg_buf_free(&sigs);
 		simt_free(S);
 	}
+	/* a SIMD-group matrix loaded from device memory (Metal loads them from threadgroup
+	 * memory only, as the builder's callers do) */
+	Simt *S = simt_new(SIMT_MSL, "bad");
+	static const SimtParam p[1] = {SIMT_P_PTR};
+	simt_begin(S, "mat_from_device", p, 1);
+	LLVMValueRef m = simt_mat(S, SIMT_MAT_F16);
+	simt_mat_load(S, m, simt_param(S, 0), simt_i32(S, 8), false);
+	simt_end(S);
+	CgBuf msl = {0}, sigs = {0};
+	BnErr e = {0};
+	assert_int_equal(cg_msl_module(S->mod, &msl, &sigs, &e), BN_EUNSUPPORTED);
+	assert_non_null(strstr(e.msg, "kernel 'mat_from_device'"));
+	assert_non_null(strstr(e.msg, "threadgroup memory"));
+	print_message("refused: %s\n", e.msg);
+	cg_buf_free(&msl);
+	cg_buf_free(&sigs);
+	simt_free(S);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kernel),
+		cmocka_unit_test(test_matrix),
 		cmocka_unit_test(test_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

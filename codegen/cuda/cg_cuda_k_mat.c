@@ -748,6 +748,107 @@ static void build_head_gemm(Simt *S, const char *name, IrDtype dt, int64_t K, in
 	simt_end(S);
 }
 
+/* The F16 head's GEMM on Metal through SIMD-group matrices: the same tile and launch as
+ * build_head_gemm (64 vocabulary rows x 16 rows of x, 128 threads), 64 inputs at a time
+ * staged in threadgroup memory: the weights' half bits as they are (rows of 72 halves), x
+ * as float (rows of 68 floats: the batch head takes x unrounded, as head_prepare does).
+ * SIMD-group g owns vocabulary rows 16g..16g+15: per 8 inputs two half weight blocks, two
+ * transposed float x blocks, four float multiply-accumulates. The sums are float in the
+ * hardware's order, as the dp4a-era kernel's are float in its own: the head is held to a
+ * tolerance, not to the interpreter's bits. */
+enum {
+	HSG_KC = 64, HSG_WSTRIDE = HSG_KC + 8, HSG_XSTRIDE = HSG_KC + 4,
+	HSG_X_OFF = GEMM_BO * HSG_WSTRIDE * 2,
+	HSG_SMEM = HSG_X_OFF + GEMM_BT * HSG_XSTRIDE * 4,
+};
+
+_Static_assert(GEMM_BT * SGMM_C_STRIDE * 4 <= HSG_SMEM, "the epilogue's staging fits");
+
+static void build_head_sgmm(Simt *S, const char *name, int64_t K, int64_t V, bool pick)
+{
+	BN_ASSERT(K % HSG_KC == 0);
+	SimtParam p[5] = {SIMT_P_PTR, SIMT_P_PTR, SIMT_P_PTR, SIMT_P_I32, SIMT_P_PTR};
+	simt_begin(S, name, p, pick ? 5 : 4);
+	LLVMBuilderRef b = S->b;
+	LLVMValueRef x = simt_param(S, 0), w = simt_param(S, 1), y = simt_param(S, 2), nrows = simt_param(S, 3);
+	LLVMValueRef t0 = mul(S, simt_ctaid(S, 1), c32(S, GEMM_BT));
+	/* uniform over the threadgroup: before any barrier */
+	simt_return_if(S, LLVMBuildICmp(b, LLVMIntSGE, t0, nrows, ""));
+	LLVMValueRef tid = simt_tid(S, 0), sm = simt_smem(S);
+	LLVMValueRef xs = at(S, sm, c32(S, HSG_X_OFF));
+	LLVMValueRef o0 = mul(S, simt_ctaid(S, 0), c32(S, GEMM_BO));
+	LLVMTypeRef v8i16 = LLVMVectorType(S->t_i16, 8);
+	/* staging: weight row ws_r, half ws_h of its 64 inputs (64 bytes); x row a_j, part a_p
+	 * of 8 floats */
+	LLVMValueRef ws_r = lshr(S, tid, c32(S, 1)), ws_h = band(S, tid, c32(S, 1));
+	LLVMValueRef ws_o = imin(S, add(S, o0, ws_r), c32(S, V - 1));
+	LLVMValueRef ws_src = at(S, w, LLVMBuildAdd(b, LLVMBuildMul(b, to64(S, ws_o), simt_i64(S, K * 2), ""),
+						      to64(S, mul(S, ws_h, c32(S, 64))), ""));
+	LLVMValueRef ws_dst = at(S, sm, add(S, mul(S, ws_r, c32(S, HSG_WSTRIDE * 2)), mul(S, ws_h, c32(S, 64))));
+	LLVMValueRef a_j = lshr(S, tid, c32(S, 3)), a_p = band(S, tid, c32(S, 7));
+	LLVMValueRef a_t = imin(S, add(S, t0, a_j), sub(S, nrows, c32(S, 1)));
+	LLVMValueRef a_row = pick ? simt_load(S, S->t_i32, simt_param(S, 4), a_t, 4) : a_t;
+	LLVMValueRef a_src = simt_gep(S, S->t_f32, x, LLVMBuildAdd(b, LLVMBuildMul(b, to64(S, a_row), simt_i64(S, K), ""),
+								    to64(S, mul(S, a_p, c32(S, 8))), ""));
+	LLVMValueRef a_dst = simt_gep(S, S->t_f32, xs, add(S, mul(S, a_j, c32(S, HSG_XSTRIDE)), mul(S, a_p, c32(S, 8))));
+	LLVMValueRef sg = simt_warp(S);
+	LLVMValueRef wblk[2], xblk[2], acc[2][2], wrow[2];
+	for (int i = 0; i < 2; i++) {
+		wblk[i] = simt_mat(S, SIMT_MAT_F16);
+		xblk[i] = simt_mat(S, SIMT_MAT_F32);
+		for (int j = 0; j < 2; j++) {
+			acc[i][j] = simt_mat(S, SIMT_MAT_F32);
+			simt_mat_fill(S, acc[i][j], 0.0f);
+		}
+		wrow[i] = at(S, sm, mul(S, add(S, mul(S, sg, c32(S, 16)), c32(S, 8 * i)), c32(S, HSG_WSTRIDE * 2)));
+	}
+	SimtFor F;
+	LLVMValueRef kc = simt_for(S, &F, c32(S, 0), c32(S, K / HSG_KC), c32(S, 1));
+	LLVMValueRef wsrc = at(S, ws_src, LLVMBuildMul(b, to64(S, kc), simt_i64(S, HSG_KC * 2), ""));
+	for (int part = 0; part < 4; part++)
+		simt_store(S, simt_load(S, v8i16, at(S, wsrc, c32(S, 16 * part)), NULL, 16),
+			   at(S, ws_dst, c32(S, 16 * part)), NULL, 16);
+	LLVMValueRef xsrc = simt_gep(S, S->t_f32, a_src, mul(S, kc, c32(S, HSG_KC)));
+	for (int part = 0; part < 2; part++)
+		simt_store(S, simt_load(S, v4(S, S->t_f32), simt_gep(S, S->t_f32, xsrc, c32(S, 4 * part)), NULL, 16),
+			   simt_gep(S, S->t_f32, a_dst, c32(S, 4 * part)), NULL, 16);
+	simt_sync(S);
+	for (int kk = 0; kk < HSG_KC / 8; kk++) {
+		for (int i = 0; i < 2; i++)
+			simt_mat_load(S, wblk[i], at(S, wrow[i], c32(S, 2 * 8 * kk)), c32(S, HSG_WSTRIDE), false);
+		for (int j = 0; j < 2; j++)
+			simt_mat_load(S, xblk[j], simt_gep(S, S->t_f32, xs, c32(S, 8 * j * HSG_XSTRIDE + 8 * kk)),
+				      c32(S, HSG_XSTRIDE), true);
+		for (int i = 0; i < 2; i++)
+			for (int j = 0; j < 2; j++)
+				simt_mat_mac(S, acc[i][j], wblk[i], xblk[j], acc[i][j]);
+	}
+	simt_sync(S);
+	simt_for_end(S, &F);
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++) {
+			LLVMValueRef o = add(S, mul(S, sg, c32(S, 16)), c32(S, 8 * i));
+			LLVMValueRef dst = simt_gep(S, S->t_f32, sm, add(S, c32(S, 8 * j * SGMM_C_STRIDE), o));
+			simt_mat_store(S, acc[i][j], dst, c32(S, SGMM_C_STRIDE), true);
+		}
+	simt_sync(S);
+	LLVMValueRef ol = band(S, tid, c32(S, GEMM_BO - 1)), tp = lshr(S, tid, c32(S, 6));
+	LLVMValueRef o = add(S, o0, ol);
+	SimtIf oi;
+	simt_if(S, &oi, lt(S, o, c32(S, V)));
+	for (int m = 0; m < GEMM_BT / 2; m++) {
+		LLVMValueRef tl = add(S, tp, c32(S, 2 * m)), t = add(S, t0, tl);
+		SimtIf ti;
+		simt_if(S, &ti, lt(S, t, nrows));
+		LLVMValueRef d = ldf(S, sm, add(S, mul(S, tl, c32(S, SGMM_C_STRIDE)), ol));
+		LLVMValueRef idx = LLVMBuildAdd(b, LLVMBuildMul(b, to64(S, t), simt_i64(S, V), ""), to64(S, o), "");
+		simt_store(S, d, y, idx, 4);
+		simt_endif(S, &ti);
+	}
+	simt_endif(S, &oi);
+	simt_end(S);
+}
+
 int cu_op_matmul(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnErr *e)
 {
 	const IrValue *wv = &c->g->values[nd->in[1]];
@@ -761,9 +862,11 @@ int cu_op_matmul(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnEr
 		return bn_err(e, BN_EUNSUPPORTED, "%s: no CUDA kernel for a %s matmul of %lld x %lld",
 			      nd->name, ir_dtype_name(dt), (long long)K, (long long)V);
 	bool pick = nd->out[0] == c->g->logits, step = c->tmpl == 1;
+	/* Metal, F16 weights: SIMD-group matrices (half weights, float x and sums) */
+	bool sgmm = !step && c->S->flavor == SIMT_MSL && dt == IR_DT_F16 && K % HSG_KC == 0;
 	char name[128], grid[96];
 	snprintf(name, sizeof name, "mm_%s_k%lld_v%lld_%s%s", ir_dtype_name(dt), (long long)K, (long long)V,
-		 step ? "gemv" : "gemm", pick ? "_out" : "");
+		 step ? "gemv" : sgmm ? "sgmm" : "gemm", pick ? "_out" : "");
 	CuLaunch *l;
 	if (step) {
 		if (!simt_has(c->S, name))
@@ -774,14 +877,18 @@ int cu_op_matmul(CuCtx *c, const IrNode *nd, CuLaunch *L, int *nl, int max, BnEr
 			goto full;
 		snprintf(l->smem, sizeof l->smem, "%lld", (long long)(K * 4));
 	} else {
-		if (!simt_has(c->S, name))
-			build_head_gemm(c->S, name, dt, K, V, pick);
+		if (!simt_has(c->S, name)) {
+			if (sgmm)
+				build_head_sgmm(c->S, name, K, V, pick);
+			else
+				build_head_gemm(c->S, name, dt, K, V, pick);
+		}
 		/* grid: 64 rows x 16 rows of x per block; blocks past n_out return at once */
 		snprintf(grid, sizeof grid, "%lld", (long long)((V + GEMM_BO - 1) / GEMM_BO));
 		if (!(l = cu_launch(L, nl, max, name, GEMM_THREADS, grid)))
 			goto full;
 		snprintf(l->grid[1], sizeof l->grid[1], "(n + %d) / %d", GEMM_BT - 1, GEMM_BT);
-		snprintf(l->smem, sizeof l->smem, "%d", HEAD_SMEM);
+		snprintf(l->smem, sizeof l->smem, "%d", sgmm ? HSG_SMEM : HEAD_SMEM);
 	}
 	cu_arg(l, SIMT_P_PTR, "%s", c->addr(c, nd->in[0]));
 	cu_arg(l, SIMT_P_PTR, "%s", c->addr(c, nd->in[1]));

@@ -456,7 +456,7 @@ void simt_mat_store(Simt *S, LLVMValueRef m, LLVMValueRef p, LLVMValueRef stride
 void simt_mat_mac(Simt *S, LLVMValueRef d, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
 {
 	mat_only_msl(S, "simt_mat_mac");
-	BN_ASSERT(mat_is(S, d, SIMT_MAT_F32) && mat_is(S, a, SIMT_MAT_F16) && mat_is(S, b, SIMT_MAT_F16) &&
+	BN_ASSERT(mat_is(S, d, SIMT_MAT_F32) && mat_is(S, a, SIMT_MAT_F16) && mat_any(S, b) &&
 		  mat_is(S, c, SIMT_MAT_F32));
 	LLVMTypeRef pt[4] = {S->t_ptr, S->t_ptr, S->t_ptr, S->t_ptr};
 	LLVMValueRef args[4] = {d, a, b, c};

@@ -98,7 +98,7 @@ void simt_mat_fill(Simt *S, LLVMValueRef m, float v);
 void simt_mat_load(Simt *S, LLVMValueRef m, LLVMValueRef p, LLVMValueRef stride, bool transpose);
 /* The 8x8 block at threadgroup address p = m (same layout as simt_mat_load). */
 void simt_mat_store(Simt *S, LLVMValueRef m, LLVMValueRef p, LLVMValueRef stride, bool transpose);
-/* d = a * b + c (a, b: F16; c, d: F32; d may be c). */
+/* d = a * b + c (a: F16; b: F16 or F32; c, d: F32; d may be c). */
 void simt_mat_mac(Simt *S, LLVMValueRef d, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
 
 /* ---- constants, memory ---- */

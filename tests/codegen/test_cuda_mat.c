@@ -604,6 +604,9 @@ static void test_emu_tq(void **state)
 	check_ternary(IR_DT_TQ1_0, 768, 4096, 1, 800);
 }
 
+/* When set, the part of the head kernel's name that tells which kernel it is. */
+static const char *head_want;
+
 /* The head: n rows, out rows (NULL: the plain matmul, all rows, in step or batch mode). */
 static void check_head(IrDtype dt, int64_t k, int64_t v, int n, const int32_t *out, int n_out, bool pick,
 		       uint64_t seed)
@@ -631,10 +634,19 @@ static void check_head(IrDtype dt, int64_t k, int64_t v, int n, const int32_t *o
 	CuLaunch l;
 	int tmpl = n == 1 ? 1 : MAX_BATCH;
 	host_kernel(&c, tmpl, &hk, &l);
+	if (head_want && !strstr(l.kernel, head_want))
+		fail_msg("k=%lld v=%lld n=%d: the head kernel is %s, not a '%s' one", (long long)k, (long long)v, n,
+			 l.kernel, head_want);
 	run_launch(&l, hk.fn, &bd, n, n_out);
 	double amax = 0.0;
 	for (int64_t i = 0; i < v * rows; i++)
 		amax = fmax(amax, fabs((double)ref[i]));
+	double dmax = 0.0;
+	for (int64_t i = 0; i < v * rows; i++)
+		dmax = fmax(dmax, fabs((double)y[i] - (double)ref[i]));
+	if (getenv("BN_TEST_VERBOSE"))
+		print_message("%s k=%lld n=%d: max |y - ref| %.3g of max |ref| %.3g\n", l.kernel, (long long)k, n,
+			      dmax, amax);
 	for (int64_t i = 0; i < v * rows; i++)
 		if (!(fabs((double)y[i] - (double)ref[i]) <= 1e-5 * amax))
 			fail_msg("%s k=%lld n=%d: y[%lld][%lld] = %.9g, the interpreter %.9g (max |ref| %g)",
@@ -767,10 +779,20 @@ static void test_msl_head(void **state)
 	(void)state;
 	if (!msl_start())
 		return;
-	static const int32_t out0[1] = {0}, out7[3] = {1, 4, 6};
+	static const int32_t out0[1] = {0}, out7[3] = {1, 4, 6}, last[1] = {16};
+	static const int32_t all[MAX_BATCH] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19};
 	check_head(IR_DT_F16, 256, 320, 7, out7, 3, true, 1004);
 	check_head(IR_DT_BF16, 640, 4099, 1, out0, 1, true, 2003);
 	check_head(IR_DT_F32, 256, 96, 7, NULL, 0, false, 3008);
+	/* the F16 batches: the SIMD-group matrix GEMM where K is a multiple of 64 */
+	head_want = "_sgmm";
+	check_head(IR_DT_F16, 640, 4099, MAX_BATCH, all, MAX_BATCH, true, 1010);
+	check_head(IR_DT_F16, 2560, 200, 17, last, 1, true, 1011);
+	check_head(IR_DT_F16, 128, 96, 7, NULL, 0, false, 1012);
+	check_head(IR_DT_F16, 1024, 72, 2, NULL, 0, false, 1013);
+	head_want = "_gemm";
+	check_head(IR_DT_F16, 160, 96, 3, NULL, 0, false, 1014);
+	head_want = NULL;
 	use_msl = false;
 }
 

@@ -1,7 +1,9 @@
 /* cg_cuda_k_mat.c - the CUDA kernels of the matrix products: ternary_matmul with I2_S weights
- * as GGUF stores them (a dp4a GEMV for the step template, a tiled dp4a GEMM for batches), with
+ * as GGUF stores them (a dp4a GEMV for the step template, a tiled dp4a GEMM for batches, in
+ * the Metal build a SIMD-group matrix GEMM instead while its float sums are exact), with
  * TQ1_0 / TQ2_0 weights (the reference's float order, one warp per output), and the float head
- * matmul with F16, BF16 or F32 weights (a GEMV and a tiled GEMM, f32 accumulation).
+ * matmul with F16, BF16 or F32 weights (a GEMV and a tiled GEMM, f32 accumulation; in the
+ * Metal build the F16 GEMM on SIMD-group matrices).
  * Numerics: ir/ir_interp.c (dot_i2s, dot_tq, head_prepare) and FORMATS.md sections 5-6.
  * The I2_S and head kernels load 16 bytes at a time: their weights, codes and x must start at
  * 16-byte aligned device addresses (the scratch arena's are; so must the weights' offsets).

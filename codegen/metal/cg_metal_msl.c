@@ -3,8 +3,10 @@
  * flavour, and this file writes that LLVM IR, unoptimized, as MSL source: one statement per
  * instruction, locals for the builder's variables, structured control flow recovered from
  * the builder's loops and branches (a loop header is a block named "for*", an if's join
- * its immediate post-dominator), vectors split into lanes, and the builder's "msl:NAME"
- * calls as the prelude's bn_* helpers. Apple GPUs have no double: the builder's f64 values
+ * its immediate post-dominator), vectors split into lanes, the builder's "msl:NAME"
+ * calls as the prelude's bn_* helpers, and its SIMD-group matrices ("msl:sg_*" calls on
+ * [64 x half|float] locals) as simdgroup_half8x8 / simdgroup_float8x8 variables and
+ * Metal's simdgroup_load / _store / _multiply_accumulate. Apple GPUs have no double: the builder's f64 values
  * are bn_f64 here, a pair of floats (hi + lo, about 48 bits of significand) with the
  * prelude's double-float arithmetic, so that the sums the CUDA kernels keep in double
  * (RMSNorm, attention) round to the same floats in all but rare cases.

@@ -3,7 +3,8 @@
  * toolkit is here); the host flavour of the same kernels, run under the SIMT emulator, gives
  * the reference interpreter's results: exactly for ternary_matmul (I2_S, TQ2_0, TQ1_0), within
  * 1e-5 of the largest |value| for the float head. The same kernels translated to MSL by the
- * Metal backend (tests/metal/msl_kernels.h) give the same results (test_msl_*). */
+ * Metal backend (tests/metal/msl_kernels.h) give the same results (test_msl_*), the Metal
+ * build's own batch kernels (simdgroup_matrix GEMMs for I2_S and the F16 head) included. */
 #include "testutil.h"
 
 #include "cg_cuda.h"

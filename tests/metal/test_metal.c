@@ -88,6 +88,25 @@ static int count(const char *path, const char *what)
 	return c;
 }
 
+/* How many kernels of the MSL file at path have a name that starts with prefix and ends
+ * with suffix. */
+static int kernels_like(const char *path, const char *prefix, const char *suffix)
+{
+	size_t n;
+	char *s = tu_read_file(path, &n);
+	assert_non_null(s);
+	int c = 0;
+	size_t lp = strlen(prefix), ls = strlen(suffix);
+	for (const char *p = s; (p = strstr(p, "\nkernel void ")); p++) {
+		const char *name = p + strlen("\nkernel void ");
+		size_t l = strcspn(name, "(");
+		if (l >= lp + ls && strncmp(name, prefix, lp) == 0 && strncmp(name + l - ls, suffix, ls) == 0)
+			c++;
+	}
+	free(s);
+	return c;
+}
+
 /* Off macOS, a Metal program cannot be linked: exit 2 and one line saying so, nothing at
  * OUT; with --emit-c the project and its weights are written, exit 0. */
 static void test_project(void **state)
@@ -231,13 +250,18 @@ static void test_golden_emulated(void **state)
 		snprintf(name, sizeof name, "metal-%s", goldens[mi]);
 		char dir[4096];
 		snprintf(dir, sizeof dir, "%s", emit(gguf, name, "--max-batch 8"));
-		/* the I2_S matmuls of the batch template are the SIMD-group matrix GEMM */
+		/* the I2_S matmuls of the batch template are the SIMD-group matrix GEMM, and only
+		 * the _sgmm kernels multiply SIMD-group matrices */
 		char msl[4200];
 		snprintf(msl, sizeof msl, "%s/model.metal", dir);
 		bool i2s = strstr(goldens[mi], "i2_s") != NULL;
-		int sg = count(msl, "simdgroup_multiply_accumulate("), sgk = count(msl, "_sgmm(");
-		if (i2s ? sg == 0 || sgk == 0 : sg != 0)
-			fail_msg("%s: %d simdgroup_multiply_accumulate calls in %d _sgmm kernels", msl, sg, sgk);
+		int sg = count(msl, "simdgroup_multiply_accumulate("), sgk = kernels_like(msl, "", "_sgmm") +
+			 kernels_like(msl, "", "_sgmm_out");
+		int tsg = kernels_like(msl, "tmm_i2s_", "_sgmm"), tgemm = kernels_like(msl, "tmm_i2s_", "_gemm");
+		if ((i2s && tsg == 0) || tgemm != 0 || (sg == 0) != (sgk == 0))
+			fail_msg("%s: %d simdgroup_multiply_accumulate calls in %d _sgmm kernels, %d I2_S "
+				 "_sgmm and %d I2_S _gemm kernels", msl, sg, sgk, tsg, tgemm);
+		printf("%s: %d SIMD-group matrix kernels (%d of them I2_S)\n", goldens[mi], sgk, tsg);
 		compile_kernels(dir);
 		const char *prog = program(dir);
 		char env[4400], extra[4400], extra1[4500];

@@ -395,18 +395,14 @@ LLVMValueRef simt_dp4a(Simt *S, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
  * the translator declares it as simdgroup_half8x8 / simdgroup_float8x8 and writes the calls
  * as Metal's simdgroup_load / _store / _multiply_accumulate. */
 
-static void mat_only_msl(Simt *S, const char *what)
+static void mat_only_msl(Simt *S)
 {
-	if (S->flavor != SIMT_MSL) {
-		fprintf(stderr, "bitnetc: internal error: %s (a SIMD-group matrix) in a kernel that is "
-			"not MSL\n", what);
-		BN_ASSERT(S->flavor == SIMT_MSL);
-	}
+	BN_ASSERT(S->flavor == SIMT_MSL && "SIMD-group matrices exist in the MSL flavour only");
 }
 
 LLVMValueRef simt_mat(Simt *S, SimtMatType t)
 {
-	mat_only_msl(S, "simt_mat");
+	mat_only_msl(S);
 	return simt_var(S, LLVMArrayType2(t == SIMT_MAT_F16 ? S->t_f16 : S->t_f32, 64), NULL);
 }
 
@@ -426,7 +422,7 @@ static bool mat_any(Simt *S, LLVMValueRef m)
 
 void simt_mat_fill(Simt *S, LLVMValueRef m, float v)
 {
-	mat_only_msl(S, "simt_mat_fill");
+	mat_only_msl(S);
 	BN_ASSERT(mat_any(S, m));
 	LLVMTypeRef pt[2] = {S->t_ptr, S->t_f32};
 	LLVMValueRef args[2] = {m, simt_f32(S, v)};
@@ -436,7 +432,7 @@ void simt_mat_fill(Simt *S, LLVMValueRef m, float v)
 static void mat_move(Simt *S, const char *name, LLVMValueRef m, LLVMValueRef p, LLVMValueRef stride,
 		     bool transpose)
 {
-	mat_only_msl(S, name);
+	mat_only_msl(S);
 	BN_ASSERT(mat_any(S, m) && LLVMTypeOf(stride) == S->t_i32);
 	LLVMTypeRef pt[4] = {S->t_ptr, S->t_ptr, S->t_i32, S->t_i1};
 	LLVMValueRef args[4] = {m, p, stride, LLVMConstInt(S->t_i1, transpose, 0)};
@@ -455,7 +451,7 @@ void simt_mat_store(Simt *S, LLVMValueRef m, LLVMValueRef p, LLVMValueRef stride
 
 void simt_mat_mac(Simt *S, LLVMValueRef d, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
 {
-	mat_only_msl(S, "simt_mat_mac");
+	mat_only_msl(S);
 	BN_ASSERT(mat_is(S, d, SIMT_MAT_F32) && mat_is(S, a, SIMT_MAT_F16) && mat_any(S, b) &&
 		  mat_is(S, c, SIMT_MAT_F32));
 	LLVMTypeRef pt[4] = {S->t_ptr, S->t_ptr, S->t_ptr, S->t_ptr};

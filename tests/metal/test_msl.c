@@ -10,6 +10,9 @@
 #include "simt_emu.h"
 
 #include <math.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* k(x, y, n): one block of 64 threads; thread t sums x[i] for i = t, t + 64, ... < n in
  * double, then the block's sum (simt_block_sum: shuffles and threadgroup memory) divided by
@@ -227,12 +230,35 @@ static void test_refused(void **state)
 	simt_free(S);
 }
 
+/* A SIMD-group matrix in a PTX or host kernel is the emitter's bug: an internal error
+ * (abort), not a kernel that computes something else. */
+static void test_matrix_not_msl(void **state)
+{
+	(void)state;
+	for (int f = 0; f < 2; f++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			Simt *S = simt_new(f ? SIMT_HOST : SIMT_PTX, "bad");
+			static const SimtParam p[1] = {SIMT_P_PTR};
+			simt_begin(S, "mat_in_ptx", p, 1);
+			simt_mat(S, SIMT_MAT_F32);
+			_exit(0);
+		}
+		int st = 0;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kernel),
 		cmocka_unit_test(test_matrix),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_matrix_not_msl),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

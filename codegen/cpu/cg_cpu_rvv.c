@@ -257,19 +257,22 @@ int rvv_float_common(Em *m, const IrNode *n)
 	static const struct {
 		const char *l, *mb;
 	} lm[] = {{"m1", "32"}, {"m2", "16"}};
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 2; i++) {
+		const char *l = lm[i].l;
 		cg_printf(b, "static inline vfloat32%s_t rvv_h2f_%s(vuint32%s_t u, size_t vl)\n{\n"
-			     "\tvfloat32%s_t f = __riscv_vfmul_vf_f32%s(__riscv_vreinterpret_v_u32%s_f32%s("
-			     "__riscv_vsll_vx_u32%s(__riscv_vand_vx_u32%s(u, 0x7fff, vl), 13, vl)), 0x1p112f, vl);\n"
-			     "\tvuint32%s_t m = __riscv_vreinterpret_v_f32%s_u32%s(f);\n"
-			     "\tvbool%s_t big = __riscv_vmsgeu_vx_u32%s_b%s(__riscv_vand_vx_u32%s(u, 0x7c00, vl), 0x7c00, vl);\n"
-			     "\tm = __riscv_vor_vx_u32%s_mu(big, m, m, 0x7f800000, vl);\n"
-			     "\tm = __riscv_vor_vv_u32%s(m, __riscv_vsll_vx_u32%s(__riscv_vand_vx_u32%s(u, 0x8000, vl), 16, vl), vl);\n"
+			     "\tvuint32%s_t em = __riscv_vand_vx_u32%s(u, 0x7fff, vl);\n",
+			  l, l, l, l, l);
+		cg_printf(b, "\tvuint32%s_t m = __riscv_vreinterpret_v_f32%s_u32%s(__riscv_vfmul_vf_f32%s("
+			     "__riscv_vreinterpret_v_u32%s_f32%s(__riscv_vsll_vx_u32%s(em, 13, vl)), 0x1p112f, vl));\n",
+			  l, l, l, l, l, l, l);
+		cg_printf(b, "\tvbool%s_t big = __riscv_vmsgtu_vx_u32%s_b%s(em, 0x7bff, vl);\n"
+			     "\tm = __riscv_vor_vx_u32%s_mu(big, m, m, 0x7f800000, vl);\n",
+			  lm[i].mb, l, lm[i].mb, l);
+		cg_printf(b, "\tm = __riscv_vor_vv_u32%s(m, __riscv_vsll_vx_u32%s(__riscv_vand_vx_u32%s(u, 0x8000, vl), 16, vl), vl);\n"
 			     "\treturn __riscv_vreinterpret_v_u32%s_f32%s(m);\n"
 			     "}\n",
-			  lm[i].l, lm[i].l, lm[i].l, lm[i].l, lm[i].l, lm[i].l, lm[i].l, lm[i].l, lm[i].l,
-			  lm[i].l, lm[i].l, lm[i].l, lm[i].mb, lm[i].l, lm[i].mb, lm[i].l, lm[i].l,
-			  lm[i].l, lm[i].l, lm[i].l, lm[i].l, lm[i].l);
+			  l, l, l, l, l);
+	}
 	return 0;
 }
 

@@ -9,8 +9,9 @@
  * gives the codes 0..2 that one plane multiplies (vwmul/vwmacc into int16: four products
  * of |.| <= 256 per lane), vwadd.wv adds them into int32 lanes, and vredsum ends the row.
  * The integer sum is exact, so y = ((float)(D - qsum) / s) * wscale is the interpreter's
- * float. The activation quantizer is here too; everything else on cpu-rvv is the portable
- * C (docs/targets.md). */
+ * float. The activation quantizer is here too, and the float kernels between the matmuls
+ * (RMSNorm, attention, RoPE, the relu^2 GLU, the adds), each in the portable kernel's float
+ * order; the rest of cpu-rvv is the portable C (docs/targets.md). */
 #include "cg_cpu_em.h"
 
 /* Tokens per tile of a multi-token forward: four int32 accumulators of LMUL 4 (e8m1 rows). */

@@ -261,8 +261,9 @@ static void test_emit_rvv(void **state)
 	const char *clang = tu_rvv_cc(why, sizeof why);
 	if (!clang || tu_run(NULL, "command -v riscv64-linux-gnu-objcopy && "
 				   "command -v riscv64-linux-gnu-ar") != 0) {
-		print_message("skipped: a cpu-rvv tree under qemu: %s, and riscv64-linux-gnu-objcopy "
-			      "and -ar (binutils-riscv64-linux-gnu)\n", clang ? "" : why);
+		print_message("skipped: a cpu-rvv tree under qemu: %s%sriscv64-linux-gnu-objcopy "
+			      "and -ar (binutils-riscv64-linux-gnu)\n", clang ? "" : why,
+			      clang ? "needs " : ", and ");
 		skip();
 	}
 	char tree[1300], cmd[6000];

@@ -121,6 +121,16 @@ int emit_tmm_rvv_call(Em *m, const IrNode *n, int64_t k, int64_t nr);
  * quantizer's body in RVV (the portable one's values). */
 int rvv_common(Em *m, const IrNode *n);
 void rvv_quant_tok_body(CgBuf *b, const char *name, int64_t k);
+/* The float kernels' helpers (rvv_common, then the exact f16 -> f32 conversions; once per
+ * file, through node n) and the bodies of the float kernels in RVV, each computing the
+ * portable kernel's bits: rmsnorm (add: add_rmsnorm), attention, rope, the relu^2 GLU and
+ * the binary add/mul (form as emit_binary's). */
+int rvv_float_common(Em *m, const IrNode *n);
+void rvv_rmsnorm_body(CgBuf *b, const char *name, int64_t k, bool add);
+void rvv_attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd);
+void rvv_rope_body(CgBuf *b, const char *name, int64_t row, int64_t hd, int64_t half, bool neox);
+void rvv_relu2_glu_body(CgBuf *b, const char *name, int64_t k);
+void rvv_binary_body(CgBuf *b, const char *name, int64_t row, const char *form, bool mul);
 /* cg_cpu_head.c */
 int emit_matmul(Em *m, const IrNode *n);
 

@@ -209,6 +209,12 @@ uint64_t dense_row_bytes(IrDtype dt, int64_t k)
 
 /* ---- per-op emitters ---------------------------------------------------------- */
 
+/* The kernels are RVV code (cg_cpu_rvv.c) where one exists for the op. */
+static bool rvv(const Em *m)
+{
+	return m->isa.level == CG_ISA_RVV;
+}
+
 typedef int (*EmitFn)(Em *m, const IrNode *n);
 
 int unsupported(Em *m, const IrNode *n, const char *why)
@@ -273,10 +279,14 @@ static int rmsnorm_kern(Em *m, const IrNode *n, int64_t k, bool add, char *name,
 	if (add && (!ir_value_has_t(V(m, n->in[1])) || ir_value_row(V(m, n->in[1])) != k))
 		return unsupported(m, n, "b must be an activation of a's shape");
 	CgBuf *b;
-	if (kern_for(m, n, name, &b))
+	if ((rvv(m) && rvv_float_common(m, n)) || kern_for(m, n, name, &b))
 		return m->e->code;
 	if (!b)
 		return 0;
+	if (rvv(m)) {
+		rvv_rmsnorm_body(b, name, k, add);
+		return 0;
+	}
 	/* sum of float squares in double, mean to float, then x*scale and a separate *w */
 	if (add)
 		cg_printf(b, "static void %s(const float *x, const float *r, float *xs, const float *w, float *y, int n, float eps)\n{\n"
@@ -367,9 +377,9 @@ static int quant_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
 		return unsupported(m, n, "block256 needs a row that is a multiple of 256");
 	snprintf(name, nn, "%s_k%" PRId64, block ? "quant_q8k" : "quant_tok", k);
 	CgBuf *b;
-	if ((m->isa.level == CG_ISA_RVV && !block && rvv_common(m, n)) || kern_for(m, n, name, &b))
+	if ((rvv(m) && !block && rvv_common(m, n)) || kern_for(m, n, name, &b))
 		return m->e->code;
-	if (b && !block && m->isa.level == CG_ISA_RVV)
+	if (b && !block && rvv(m))
 		rvv_quant_tok_body(b, name, k);
 	else if (b && !block)
 		/* per token: amax in double, s = (float)(127/amax), q = rint(x*s) clamped */
@@ -495,10 +505,12 @@ static int emit_rope(Em *m, const IrNode *n)
 	snprintf(name, sizeof name, "rope_%s_hd%" PRId64 "_nrot%" PRId64 "_nh%" PRId64, mode, hd,
 		 n_rot, row / hd);
 	CgBuf *b;
-	if (kern_for(m, n, name, &b))
+	if ((rvv(m) && rvv_float_common(m, n)) || kern_for(m, n, name, &b))
 		return m->e->code;
+	if (b && rvv(m))
+		rvv_rope_body(b, name, row, hd, n_rot / 2, neox);
 	/* theta_0 = the row's position, theta_{i+1} = theta_i * theta_scale iterated in float */
-	if (b)
+	else if (b)
 		cg_printf(b, "static void %s(const float *x, const float *ff, float *y, int n, const int32_t *pos, float theta_scale)\n{\n"
 			     "\tenum { ROW = %" PRId64 ", HD = %" PRId64 ", HALF = %" PRId64 " };\n"
 			     "\tfloat cs[2 * HALF];\n"
@@ -654,12 +666,15 @@ static int emit_attention(Em *m, const IrNode *n)
 			     "\t\t}\n"
 			     "\t}\n}\n",
 			  store, kw);
+	bool z = m->isa.level == CG_ISA_AVX512 && hd % 8 == 0;
 	snprintf(name, sizeof name, "attn%s_h%" PRId64 "_kv%" PRId64 "_hd%" PRId64,
-		 m->isa.level == CG_ISA_AVX512 && hd % 8 == 0 ? "z" : "", nh, nkv, hd);
-	if (kern_for(m, n, name, &b))
+		 z ? "z" : rvv(m) ? "v" : "", nh, nkv, hd);
+	if ((rvv(m) && rvv_float_common(m, n)) || kern_for(m, n, name, &b))
 		return m->e->code;
-	if (b)
-		attn_body(b, name, nh, nkv, hd, m->isa.level == CG_ISA_AVX512 && hd % 8 == 0);
+	if (b && rvv(m))
+		rvv_attn_body(b, name, nh, nkv, hd);
+	else if (b)
+		attn_body(b, name, nh, nkv, hd, z);
 	/* kvs: n_ctx * n_seq, the rows of one layer's K (or V) */
 	cg_printf(m->fwd, "\t{\n"
 			  "\t\tuint16_t *K = st->kv + kvs * %" PRId64 ", *V = K + kvs * %" PRId64 ";\n"
@@ -681,9 +696,11 @@ static int emit_glu(Em *m, const IrNode *n, bool silu)
 	char name[96], g[64], u[64], y[64];
 	snprintf(name, sizeof name, "%s_glu_n%" PRId64, silu ? "silu" : "relu2", k);
 	CgBuf *b;
-	if (kern_for(m, n, name, &b))
+	if ((rvv(m) && !silu && rvv_float_common(m, n)) || kern_for(m, n, name, &b))
 		return m->e->code;
-	if (b)
+	if (b && rvv(m) && !silu)
+		rvv_relu2_glu_body(b, name, k);
+	else if (b)
 		cg_printf(b, "static void %s(const float *g, const float *u, float *y, int n)\n{\n"
 			     "\tfor (int64_t i = 0; i < (int64_t)n * %" PRId64 "; i++) {\n"
 			     "%s"
@@ -733,9 +750,11 @@ static int emit_binary(Em *m, const IrNode *n, bool mul)
 	char name[96], x[64], y[64], o[64];
 	snprintf(name, sizeof name, "%s_n%" PRId64 "%s", mul ? "mul" : "add", row, form);
 	CgBuf *b;
-	if (kern_for(m, n, name, &b))
+	if ((rvv(m) && rvv_float_common(m, n)) || kern_for(m, n, name, &b))
 		return m->e->code;
-	if (b)
+	if (b && rvv(m))
+		rvv_binary_body(b, name, row, form, mul);
+	else if (b)
 		cg_printf(b, "static void %s(const float *a, const float *b, float *y, int n)\n{\n"
 			     "\tenum { ROW = %" PRId64 " };\n"
 			     "\tfor (int64_t t = 0; t < n; t++)\n"
@@ -956,8 +975,10 @@ static void emit_info(Em *m, CgBuf *b, uint64_t scratch, const int *bs, int n_bs
 		cg_printf(&s, "%s\n", m->kinfo.data);
 	if (m->isa.level == CG_ISA_RVV)
 		cg_printf(&s, "rvv kernels: the i2_s ternary matmuls (gguf layout), the activation "
-			      "quantizer, the f16/bf16/f32 head; portable C: the norms, attention, "
-			      "rope, q8_0/q6_k heads and the other weight layouts\n");
+			      "quantizer, the rmsnorms, attention (q.K, .V), rope, the relu2 glu, "
+			      "the adds and muls, the f16/bf16/f32 head; portable C: the softmax's "
+			      "exp, the silu glu, the q8_0/q6_k heads and the other weight "
+			      "layouts\n");
 	cg_printf(&s, "kernels (%d):", m->n_kern);
 	for (int i = 0; i < m->n_kern; i++)
 		cg_printf(&s, " %s", m->kern[i].name);

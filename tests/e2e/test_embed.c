@@ -248,6 +248,60 @@ static void test_emit_cross(void **state)
 	tu_free(got);
 }
 
+/* A cpu-rvv tree (its RVV kernels: the ternary matmuls, the quantizer, the norms,
+ * attention, rope, the GLU and the head) built with the tree's own Makefile and clang for
+ * riscv64 (make CC='clang --target=riscv64-linux-gnu': objcopy and ar of that triple),
+ * run under qemu-user at VLEN 128 and 256: the interpreter's logits; and refused, naming
+ * rvv, on a CPU without the vector extension. */
+static void test_emit_rvv(void **state)
+{
+	(void)state;
+	SKIP_UNDER_SANITIZERS("emit and a RISC-V make");
+	char why[256], *log = NULL;
+	const char *clang = tu_rvv_cc(why, sizeof why);
+	if (!clang || tu_run(NULL, "command -v riscv64-linux-gnu-objcopy && "
+				   "command -v riscv64-linux-gnu-ar") != 0) {
+		print_message("skipped: a cpu-rvv tree under qemu: %s%sriscv64-linux-gnu-objcopy "
+			      "and -ar (binutils-riscv64-linux-gnu)\n", clang ? "" : why,
+			      clang ? "needs " : ", and ");
+		skip();
+	}
+	char tree[1300], cmd[6000];
+	snprintf(tree, sizeof tree, "%s/tree_rv", dir);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' && '%s' emit '%s' '%s' --target cpu-rvv "
+				  "--prefix rv >/dev/null && cd '%s' && make -j2 "
+				  "CC='%s --target=riscv64-linux-gnu' >/dev/null 2>&1 && "
+				  "riscv64-linux-gnu-nm -g --defined-only librv.a | "
+				  "awk 'NF == 3 && $3 !~ /^rv_/ { exit 1 }' && "
+				  "grep -q __riscv_vfwredosum model.c && grep -q attnv_ model.c",
+		 tree, tu_bitnetc(), model(0), tree, tree, clang);
+	run_ok("emit --target cpu-rvv and a cross make with clang", cmd);
+	char prog[1400];
+	snprintf(prog, sizeof prog, "%s/rv", tree);
+	TuModel m;
+	tu_model_open(&m, model(0));
+	static const TuCalls calls = {4, {1, 8, 32, 128}};
+	static const int vlens[] = {128, 256};
+	for (int i = 0; i < 2; i++) {
+		char env[1400];
+		snprintf(env, sizeof env, "qemu-riscv64 -cpu rv64,v=true,vlen=%d,vext_spec=v1.0 -L %s",
+			 vlens[i], TU_RV_SYSROOT);
+		int rows = 0;
+		float *got = tu_run_logits(env, prog, toks, N_TOK, 2, &rows, NULL);
+		double worst = tu_vs_interp(&m, got, rows / m.nv, toks, N_TOK, &calls);
+		printf("cpu-rvv tree under qemu, VLEN %d, vs the interpreter: worst %.2e\n", vlens[i],
+		       worst);
+		tu_free(got);
+	}
+	tu_model_close(&m);
+	int rc = tu_run(&log, "qemu-riscv64 -cpu rv64,v=false -L %s '%s' --tokens 1 -n 1",
+			TU_RV_SYSROOT, prog);
+	if (rc == 0 || !log || !strstr(log, "rvv"))
+		tu_fail_log(log, "the cpu-rvv tree's program without the vector extension: want a "
+				 "refusal naming rvv, got exit %d", rc);
+	free(log);
+}
+
 /* Bad library and emit options: a usage error (1) or a refusal (2) that names the problem,
  * and nothing a product owns is overwritten. */
 static void test_refusals(void **state)
@@ -361,6 +415,7 @@ int main(void)
 		cmocka_unit_test(test_emit_make),
 		cmocka_unit_test(test_emit_cmake),
 		cmocka_unit_test(test_emit_cross),
+		cmocka_unit_test(test_emit_rvv),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_examples),
 	};

@@ -511,6 +511,150 @@ static void test_rvv_qemu(void **state)
 	}
 }
 
+/* The RVV f16 -> f32 conversions (rvv_h2f_m1, _m2 in a cpu-rvv model.c) against the
+ * prelude's f16_to_f32 for all 65536 halves (subnormals, infinities, NaNs), at VLEN 128 and
+ * 512: a program that includes the emitted model.c in dir (its runtime calls left
+ * unresolved: none runs). */
+static const char h2f_main[] =
+	"#include \"model.c\"\n"
+	"#include <stdio.h>\n"
+	"int main(void)\n{\n"
+	"\tstatic uint32_t u[65536];\n"
+	"\tstatic float f1[65536], f2[65536];\n"
+	"\tfor (uint32_t h = 0; h < 65536; h++)\n\t\tu[h] = h;\n"
+	"\tfor (size_t i = 0, vl; i < 65536; i += vl) {\n"
+	"\t\tvl = __riscv_vsetvl_e32m1(65536 - i);\n"
+	"\t\t__riscv_vse32_v_f32m1(f1 + i, rvv_h2f_m1(__riscv_vle32_v_u32m1(u + i, vl), vl), vl);\n"
+	"\t}\n"
+	"\tfor (size_t i = 0, vl; i < 65536; i += vl) {\n"
+	"\t\tvl = __riscv_vsetvl_e32m2(65536 - i);\n"
+	"\t\t__riscv_vse32_v_f32m2(f2 + i, rvv_h2f_m2(__riscv_vle32_v_u32m2(u + i, vl), vl), vl);\n"
+	"\t}\n"
+	"\tint bad = 0;\n"
+	"\tfor (uint32_t h = 0; h < 65536; h++) {\n"
+	"\t\tuint32_t want = f32_bits(f16_to_f32((uint16_t)h));\n"
+	"\t\tif ((f32_bits(f1[h]) != want || f32_bits(f2[h]) != want) && bad++ < 5)\n"
+	"\t\t\tprintf(\"half %04x: %08x %08x, want %08x\\n\", (unsigned)h, (unsigned)f32_bits(f1[h]),\n"
+	"\t\t\t       (unsigned)f32_bits(f2[h]), (unsigned)want);\n"
+	"\t}\n"
+	"\tprintf(\"%d of 65536 halves differ\\n\", bad);\n"
+	"\treturn bad != 0;\n}\n";
+
+static void check_rvv_h2f(const char *clang, const char *dir)
+{
+	char src[4400], prog[4400], *log = NULL;
+	if (snprintf(src, sizeof src, "%s/h2f_main.c", dir) >= (int)sizeof src ||
+	    snprintf(prog, sizeof prog, "%s/h2f", dir) >= (int)sizeof prog)
+		fail_msg("%s: too long a path", dir);
+	assert_int_equal(tu_write_file(src, h2f_main, strlen(h2f_main)), 0);
+	if (tu_run(&log, "cd '%s' && %s --target=riscv64-linux-gnu -march=rv64gcv -O2 -std=c11 "
+			 "-ffp-contract=off -D_GNU_SOURCE -o h2f h2f_main.c -lm -lpthread "
+			 "-Wl,--unresolved-symbols=ignore-all", dir, clang))
+		tu_fail_log(log, "compile the f16 conversion check");
+	free(log);
+	for (int vlen = 128; vlen <= 512; vlen *= 4) {
+		if (tu_run(&log, "qemu-riscv64 -cpu rv64,v=true,vlen=%d,vext_spec=v1.0 -L %s '%s'",
+			   vlen, TU_RV_SYSROOT, prog))
+			tu_fail_log(log, "rvv_h2f at VLEN %d: not f16_to_f32's bits", vlen);
+		printf("rvv_h2f at VLEN %d: %s", vlen, log);
+		free(log);
+	}
+}
+
+/* cpu-rvv's float kernels (rmsnorm, attention, rope, the relu^2 GLU, the adds) under qemu
+ * at VLEN 128, 256 and 512, on synthetic models of one layer: heads of 64 (grouped query
+ * attention, 2 q heads per KV head), 128, and 20 (arch llama: rope's normal mode; 20 is no
+ * multiple of 8, so q.K's accumulators get the head's last 4 elements alone, and no
+ * multiple of any VLEN's lanes; 4 q heads per KV head). The 37 prompt tokens and 2
+ * generated reach 39 keys: more than one step of keys at every VLEN (q.K holds VLEN/32
+ * keys a step), in calls of 1 (step mode) and of 16. The models' heads are q8_0, which
+ * runs the portable kernel on cpu-rvv, so the logits must be the very bits of the model
+ * built for cpu-rv64 (the portable kernels, gcc) at every VLEN: the RVV kernels keep the
+ * portable float order; and within 1e-4 of the interpreter. The programs' --info lists
+ * the RVV attention kernel and the f16 converter, whose every half is checked
+ * (check_rvv_h2f). Skipped as test_rvv_qemu. */
+static void test_rvv_float_qemu(void **state)
+{
+	(void)state;
+	char *log = NULL, why[256];
+	if (mask_note()[0]) {
+		print_message("skipped: RISC-V under qemu: nothing here depends on this host's "
+			      "features%s\n", mask_note());
+		skip();
+	}
+	const char *clang = tu_rvv_cc(why, sizeof why);
+	if (!clang || tu_run(NULL, "command -v riscv64-linux-gnu-gcc") != 0) {
+		print_message("skipped: RISC-V float kernels under qemu: %s, and "
+			      "riscv64-linux-gnu-gcc (tools/setup.sh)\n", why);
+		skip();
+	}
+	static const struct {
+		const char *name, *shape, *attn;
+		int vlens[3];
+	} v[] = {
+		{"hd64", "--hidden 256 --ffn 512 --heads 4 --kv-heads 2", "attnv_h4_kv2_hd64", {128, 512, 0}},
+		{"hd128", "--hidden 256 --ffn 384 --heads 2 --kv-heads 2", "attnv_h2_kv2_hd128", {128, 256, 0}},
+		{"hd20", "--arch llama --hidden 640 --ffn 640 --heads 32 --kv-heads 8",
+		 "attnv_h32_kv8_hd20", {128, 256, 512}},
+	};
+	static const int ubs[] = {1, 16};
+	char lua[4096], pwrap[300];
+	snprintf(lua, sizeof lua, "%s", tu_tmp("rvvf_pipeline.lua"));
+	write_pipeline(lua, "gguf", NULL, NULL);
+	snprintf(pwrap, sizeof pwrap, "qemu-riscv64 -cpu rv64,v=false -L %s", TU_RV_SYSROOT);
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		char gguf[4096], prog[4096], port[4200], name[64];
+		snprintf(name, sizeof name, "rvvf_%s.gguf", v[i].name);
+		snprintf(gguf, sizeof gguf, "%s", tu_tmp(name));
+		snprintf(name, sizeof name, "rvvf_%s", v[i].name);
+		snprintf(prog, sizeof prog, "%s", tu_tmp(name));
+		snprintf(port, sizeof port, "%s_rv64", prog);
+		char src[4400];
+		snprintf(src, sizeof src, "%s_src", prog); /* its model.c, for check_rvv_h2f */
+		if (tu_run(&log, "rm -rf '%s' && '%s' mkmodel %s --layers 1 --embd-type q8_0 --seed 5 "
+				 "-o '%s' && '%s' build '%s' -o '%s' --target cpu-rvv --cc %s --cflags "
+				 "--target=riscv64-linux-gnu --pipeline '%s' --emit-c '%s' && '%s' build "
+				 "'%s' -o '%s' --target cpu-rv64 --cc riscv64-linux-gnu-gcc --pipeline '%s'",
+			   src, tu_bitnetc(), v[i].shape, gguf, tu_bitnetc(), gguf, prog, clang, lua, src,
+			   tu_bitnetc(), gguf, port, lua))
+			tu_fail_log(log, "mkmodel and build %s for cpu-rvv and cpu-rv64", v[i].name);
+		free(log);
+		if (i == 0)
+			check_rvv_h2f(clang, src);
+		TuModel m = {0};
+		tu_model_open(&m, gguf);
+		size_t bytes = (size_t)(prompt37.n + N_GEN) * (size_t)m.nv * sizeof(float);
+		float *want[2];
+		for (int u = 0; u < 2; u++) /* each run's rows are a buffer of their own */
+			want[u] = run_with(pwrap, port, &prompt37, ubs[u], m.nv);
+		for (int k = 0; k < 3 && v[i].vlens[k]; k++) {
+			char wrap[300];
+			snprintf(wrap, sizeof wrap, "qemu-riscv64 -cpu rv64,v=true,vlen=%d,vext_spec=v1.0 -L %s",
+				 v[i].vlens[k], TU_RV_SYSROOT);
+			if (k == 0) {
+				if (tu_run(&log, "%s '%s' --info", wrap, prog) || !strstr(log, v[i].attn) ||
+				    !strstr(log, " rvv_h2f ") || !strstr(log, "attention (q.K, .V)"))
+					tu_fail_log(log, "%s --info: want %s, rvv_h2f and the rvv line",
+						    prog, v[i].attn);
+				free(log);
+			}
+			for (int u = 0; u < 2; u++) {
+				float *got = run_with(wrap, prog, &prompt37, ubs[u], m.nv);
+				if (memcmp(got, want[u], bytes) != 0)
+					fail_msg("%s at VLEN %d, calls of %d: not the bits of cpu-rv64's "
+						 "portable kernels", v[i].name, v[i].vlens[k], ubs[u]);
+				double d = vs_interp_p(&m, &prompt37, got, ubs[u]);
+				printf("qemu cpu-rvv %-5s vlen %3d, calls of %2d: cpu-rv64's bits, vs "
+				       "interpreter %.2g rel\n", v[i].name, v[i].vlens[k], ubs[u], d);
+				tu_free(got);
+			}
+		}
+		tu_free(want[0]);
+		tu_free(want[1]);
+		tu_model_close(&m);
+	}
+}
+
 /* t5_x16 where no kernel reads it: a LUT kernel asked for, and the NEON targets (refused
  * at code generation, before any compiler runs: exit 2 naming the layout and target). */
 static void test_t5_refused(void **state)
@@ -975,6 +1119,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_amx_denied, tu_teardown),
 		cmocka_unit_test_teardown(test_neon_qemu, tu_teardown),
 		cmocka_unit_test_teardown(test_rvv_qemu, tu_teardown),
+		cmocka_unit_test_teardown(test_rvv_float_qemu, tu_teardown),
 		cmocka_unit_test_teardown(test_t5_refused, tu_teardown),
 		cmocka_unit_test(test_cpu_check),
 		cmocka_unit_test_setup_teardown(test_cpu_mask, mask_setup, mask_teardown),

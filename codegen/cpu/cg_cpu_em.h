@@ -121,6 +121,12 @@ int emit_tmm_rvv_call(Em *m, const IrNode *n, int64_t k, int64_t nr);
  * quantizer's body in RVV (the portable one's values). */
 int rvv_common(Em *m, const IrNode *n);
 void rvv_quant_tok_body(CgBuf *b, const char *name, int64_t k);
+/* cg_cpu_sve.c: the same for SVE (any vector length): the I2_S kernel on the GGUF layout,
+ * its call, the header and the per-token quantizer. */
+int emit_tmm_sve(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
+int emit_tmm_sve_call(Em *m, const IrNode *n, int64_t k, int64_t nr);
+int sve_common(Em *m, const IrNode *n);
+void sve_quant_tok_body(CgBuf *b, const char *name, int64_t k);
 /* cg_cpu_head.c */
 int emit_matmul(Em *m, const IrNode *n);
 

@@ -367,10 +367,13 @@ static int quant_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
 		return unsupported(m, n, "block256 needs a row that is a multiple of 256");
 	snprintf(name, nn, "%s_k%" PRId64, block ? "quant_q8k" : "quant_tok", k);
 	CgBuf *b;
-	if ((m->isa.level == CG_ISA_RVV && !block && rvv_common(m, n)) || kern_for(m, n, name, &b))
+	if ((m->isa.level == CG_ISA_RVV && !block && rvv_common(m, n)) ||
+	    (m->isa.level == CG_ISA_SVE && !block && sve_common(m, n)) || kern_for(m, n, name, &b))
 		return m->e->code;
 	if (b && !block && m->isa.level == CG_ISA_RVV)
 		rvv_quant_tok_body(b, name, k);
+	else if (b && !block && m->isa.level == CG_ISA_SVE)
+		sve_quant_tok_body(b, name, k);
 	else if (b && !block)
 		/* per token: amax in double, s = (float)(127/amax), q = rint(x*s) clamped */
 		cg_printf(b, "static void %s(const float *x, int8_t *q, float *s, int n)\n{\n"
@@ -956,6 +959,10 @@ static void emit_info(Em *m, CgBuf *b, uint64_t scratch, const int *bs, int n_bs
 		cg_printf(&s, "%s\n", m->kinfo.data);
 	if (m->isa.level == CG_ISA_RVV)
 		cg_printf(&s, "rvv kernels: the i2_s ternary matmuls (gguf layout), the activation "
+			      "quantizer, the f16/bf16/f32 head; portable C: the norms, attention, "
+			      "rope, q8_0/q6_k heads and the other weight layouts\n");
+	if (m->isa.level == CG_ISA_SVE)
+		cg_printf(&s, "sve kernels: the i2_s ternary matmuls (gguf layout), the activation "
 			      "quantizer, the f16/bf16/f32 head; portable C: the norms, attention, "
 			      "rope, q8_0/q6_k heads and the other weight layouts\n");
 	cg_printf(&s, "kernels (%d):", m->n_kern);

@@ -973,7 +973,8 @@ static void test_cpu_mask(void **state)
 	rt_cpu_detect(&det);
 	assert_memory_equal(&raw, &det, sizeof raw); /* empty: the same */
 
-	static const char *const fams[] = {"generic", "avx2", "avx512", "amx", "neon", "neon-dot"};
+	static const char *const fams[] = {"generic", "avx2", "avx512", "amx", "neon", "neon-dot",
+					   "sve"};
 	for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
 		set_mask(fams[i]);
 		assert_int_equal(rt_cpu_mask(&fam, why, sizeof why), 0);
@@ -998,7 +999,8 @@ static void test_cpu_mask(void **state)
 			{f.amx_tile, raw.amx_tile && amx},
 			{f.amx_int8, raw.amx_int8 && amx},
 			{f.neon, raw.neon && i >= 4},
-			{f.dotprod, raw.dotprod && i == 5},
+			{f.dotprod, raw.dotprod && i >= 5},
+			{f.sve, raw.sve && i == 6},
 		};
 		for (size_t j = 0; j < sizeof t / sizeof t[0]; j++)
 			if (t[j].got != t[j].want)

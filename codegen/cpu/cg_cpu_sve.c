@@ -37,48 +37,53 @@ int sve_common(Em *m, const IrNode *n)
 	return 0;
 }
 
-/* The micro kernel for tt tokens: name(wr, qp, kb, d), d[t] = sum over the row of code *
- * activation for token t (planes at qp + 4 * kb * t). One token keeps two accumulators
- * (planes 0, 2 and 1, 3) so that consecutive sdots do not wait on each other; several
- * tokens have one each. A lane of an accumulator gets at most four sdots of four products
- * of |.| <= 256 a step: 2^19 steps before it could overflow, rows of 2^23 bytes (K = 2^25)
- * at the least vector length. */
-static void sve_micro(CgBuf *b, const char *name, int tt)
+/* The micro kernel for rr rows and tt tokens: name(wr, qp, kb, d), d[r * tt + t] = sum
+ * over row r (at wr + r * kb) of code * activation for token t (planes at qp + 4 * kb * t).
+ * The codes are not shifted down: plane 0 is byte >> 6, planes 1, 2, 3 the byte's bits
+ * masked in place (& 0x30, & 0x0c, & 3), i.e. 16, 4 and 1 times their codes, at most 32,
+ * still int8; so every row and token has three accumulators, of planes scaled by 1 (0 and
+ * 3), 4 (2) and 16 (1), and d = a1 + a4 / 4 + a16 / 16, each quotient exact. A lane of a16
+ * gets at most 4 x 16 x 2 x 128 a step: 2^17 steps before it could overflow, rows of 2^21
+ * bytes (K = 2^23) at the least vector length. Two rows share the activation loads (the
+ * GEMV); several tokens share the decoded codes (one row, the GEMM). */
+static void sve_micro(CgBuf *b, const char *name, int rr, int tt)
 {
+	static const int scale[4] = {1, 16, 4, 1}; /* each plane's accumulator */
 	cg_printf(b, "static inline void %s(const uint8_t *wr, const int8_t *qp, int64_t kb, int32_t *d)\n"
 		     "{\n"
 		     "\tconst int64_t vb = (int64_t)svcntb();\n",
 		  name);
-	for (int t = 0; t < tt; t++)
-		cg_printf(b, "\tsvint32_t a%d = svdup_n_s32(0);\n", t);
-	if (tt == 1)
-		cg_printf(b, "\tsvint32_t b0 = svdup_n_s32(0);\n");
+	for (int r = 0; r < rr; r++)
+		for (int t = 0; t < tt; t++)
+			cg_printf(b, "\tsvint32_t a1_%d_%d = svdup_n_s32(0), a4_%d_%d = svdup_n_s32(0), "
+				     "a16_%d_%d = svdup_n_s32(0);\n",
+				  r, t, r, t, r, t);
 	cg_printf(b, "\tfor (int64_t i = 0; i < kb; i += vb) {\n"
-		     "\t\tconst svbool_t pg = svwhilelt_b8_s64(i, kb);\n"
-		     "\t\tconst svuint8_t v = svld1_u8(pg, wr + i);\n"
-		     "\t\tconst svint8_t c0 = svreinterpret_s8_u8(svlsr_n_u8_x(pg, v, 6));\n");
-	for (int s = 1; s < 3; s++)
-		cg_printf(b, "\t\tconst svint8_t c%d = svreinterpret_s8_u8(svand_n_u8_x(pg, "
-			     "svlsr_n_u8_x(pg, v, %d), 3));\n",
-			  s, 6 - 2 * s);
-	cg_printf(b, "\t\tconst svint8_t c3 = svreinterpret_s8_u8(svand_n_u8_x(pg, v, 3));\n");
-	for (int t = 0; t < tt; t++) {
-		cg_printf(b, "\t\t{\n"
-			     "\t\t\tconst int8_t *q = qp + %d * kb + i;\n", 4 * t);
-		for (int p = 0; p < 4; p++) {
-			const char *acc = tt == 1 && p % 2 ? "b0" : NULL;
-			char an[8];
-			snprintf(an, sizeof an, "a%d", t);
-			cg_printf(b, "\t\t\t%s = svdot_s32(%s, c%d, svld1_s8(pg, q + %d * kb));\n",
-				  acc ? acc : an, acc ? acc : an, p, p);
-		}
-		cg_printf(b, "\t\t}\n");
-	}
-	cg_printf(b, "\t}\n");
-	if (tt == 1)
-		cg_printf(b, "\ta0 = svadd_s32_x(svptrue_b32(), a0, b0);\n");
+		     "\t\tconst svbool_t pg = svwhilelt_b8_s64(i, kb);\n");
+	for (int r = 0; r < rr; r++)
+		cg_printf(b, "\t\tconst svuint8_t v%d = svld1_u8(pg, wr + %d * kb + i);\n"
+			     "\t\tconst svint8_t c%d_0 = svreinterpret_s8_u8(svlsr_n_u8_x(pg, v%d, 6));\n"
+			     "\t\tconst svint8_t c%d_1 = svreinterpret_s8_u8(svand_n_u8_x(pg, v%d, 0x30));\n"
+			     "\t\tconst svint8_t c%d_2 = svreinterpret_s8_u8(svand_n_u8_x(pg, v%d, 0x0c));\n"
+			     "\t\tconst svint8_t c%d_3 = svreinterpret_s8_u8(svand_n_u8_x(pg, v%d, 3));\n",
+			  r, r, r, r, r, r, r, r, r, r);
 	for (int t = 0; t < tt; t++)
-		cg_printf(b, "\td[%d] = (int32_t)svaddv_s32(svptrue_b32(), a%d);\n", t, t);
+		for (int p = 0; p < 4; p++) {
+			cg_printf(b, "\t\t{\n"
+				     "\t\t\tconst svint8_t q = svld1_s8(pg, qp + %d * kb + i);\n",
+				  4 * t + p);
+			for (int r = 0; r < rr; r++)
+				cg_printf(b, "\t\t\ta%d_%d_%d = svdot_s32(a%d_%d_%d, c%d_%d, q);\n",
+					  scale[p], r, t, scale[p], r, t, r, p);
+			cg_printf(b, "\t\t}\n");
+		}
+	cg_printf(b, "\t}\n"
+		     "\tconst svbool_t all = svptrue_b32();\n");
+	for (int r = 0; r < rr; r++)
+		for (int t = 0; t < tt; t++)
+			cg_printf(b, "\td[%d] = (int32_t)(svaddv_s32(all, a1_%d_%d) + svaddv_s32(all, a4_%d_%d) / 4 + "
+				     "svaddv_s32(all, a16_%d_%d) / 16);\n",
+				  r * tt + t, r, t, r, t, r, t);
 	cg_printf(b, "}\n");
 }
 
@@ -94,7 +99,14 @@ int emit_tmm_sve(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 		if (kern_for(m, n, mk[tt - 1], &b))
 			return m->e->code;
 		if (b)
-			sve_micro(b, mk[tt - 1], tt);
+			sve_micro(b, mk[tt - 1], 1, tt);
+	}
+	if (tiles == 1) { /* the GEMV: two rows a pass */
+		CgBuf *b;
+		if (kern_for(m, n, "sve_i2s_r2_t1", &b))
+			return m->e->code;
+		if (b)
+			sve_micro(b, "sve_i2s_r2_t1", 2, 1);
 	}
 	snprintf(driver, dn, "tmm_i2ssve_k%" PRId64 "_n%" PRId64 "_t%d", k, nr, tiles);
 	CgBuf *b;
@@ -122,7 +134,17 @@ int emit_tmm_sve(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 		     "\t\t\tconst uint8_t *wr = a->w + o * KB;\n",
 		  driver, k, nr, tiles, tmm_prologue);
 	if (tiles == 1) {
-		cg_printf(b, "\t\t\t%s(wr, qp, KB, d);\n", mk[0]);
+		/* rows in pairs, the last of an odd share alone (a one-token forward: t0 = 0) */
+		cg_printf(b, "\t\t\tif (o + 1 < hi) {\n"
+			     "\t\t\t\tint32_t d2[2];\n"
+			     "\t\t\t\tsve_i2s_r2_t1(wr, qp, KB, d2);\n");
+		tmm_epilogue(b, "\t\t\t\t", "a->y[o]", "d2[0]", "qsum[0]", "a->s[0]");
+		tmm_epilogue(b, "\t\t\t\t", "a->y[o + 1]", "d2[1]", "qsum[0]", "a->s[0]");
+		cg_printf(b, "\t\t\t\to++;\n"
+			     "\t\t\t\tcontinue;\n"
+			     "\t\t\t}\n"
+			     "\t\t\t%s(wr, qp, KB, d);\n",
+			  mk[0]);
 	} else {
 		cg_printf(b, "\t\t\tswitch (tt) {\n");
 		for (int tt = 1; tt <= tiles; tt++)

@@ -311,7 +311,8 @@ static void test_family(void **state)
  * test_rvv_qemu checks (calls of 1, 7 and 13 tokens: token tiles of 4 and 3, 4 and 2). The
  * tiny model's rows (64 and 192 bytes) are whole steps at 128 and 512 bits; the synthetic
  * ones (rows of 96 and 1056 bytes) end in a partial step at 512 (1.5 and 16.5 steps) and
- * are whole at 256. Heads: f16 (tiny), bf16 and f32 (synthetic). Also i2s_x16 (the
+ * are whole at 256. Heads: f16 (tiny), bf16 and f32 (synthetic). With 3 threads the
+ * shares of rows are odd: the GEMV's pairs of rows end in one alone. Also i2s_x16 (the
  * portable families), and CPUs without SVE (cortex-a72, max with sve=off), where cpu-sve
  * must refuse to start. Skipped without the tools, and while BITNETC_CPU_MASK is on. */
 static void test_sve_qemu(void **state)
@@ -402,6 +403,17 @@ static void test_sve_qemu(void **state)
 			printf("qemu cpu-sve %-10s %-8s sve%-3d calls of %2d: vs interpreter %.2g rel\n",
 			       v[i].model ? embd[v[i].model - 1] : "tiny", v[i].layout, v[i].bits,
 			       ub > 1 ? (ub < 13 ? ub : 13) : 1, d);
+			tu_free(got);
+		}
+		if (i == 0 || i == 4) { /* 3 threads: odd shares of rows, the GEMV's one-row tail */
+			TuCalls one = {1, {1}};
+			int rows;
+			float *got = tu_run_logits(wrap, prog, prompt.ids, prompt.n, N_GEN, &rows,
+						   "-t 3 -ub 1");
+			assert_int_equal(rows, (prompt.n + N_GEN) * m.nv);
+			printf("qemu cpu-sve %-10s 3 threads, calls of  1: vs interpreter %.2g rel\n",
+			       v[i].model ? embd[v[i].model - 1] : "tiny",
+			       tu_vs_interp(&m, got, prompt.n + N_GEN, prompt.ids, prompt.n, &one));
 			tu_free(got);
 		}
 		for (int c = 0; i == 0 && c < 2; c++) { /* no SVE: refused at start, naming it */

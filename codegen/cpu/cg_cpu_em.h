@@ -127,6 +127,8 @@ int emit_tmm_sve(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 int emit_tmm_sve_call(Em *m, const IrNode *n, int64_t k, int64_t nr);
 int sve_common(Em *m, const IrNode *n);
 void sve_quant_tok_body(CgBuf *b, const char *name, int64_t k);
+/* The rmsnorm kernel (add: add_rmsnorm, x + r stored first) in SVE: the portable one's bits. */
+void sve_rmsnorm_body(CgBuf *b, const char *name, int64_t k, bool add);
 /* cg_cpu_head.c */
 int emit_matmul(Em *m, const IrNode *n);
 

@@ -273,9 +273,11 @@ static int rmsnorm_kern(Em *m, const IrNode *n, int64_t k, bool add, char *name,
 	if (add && (!ir_value_has_t(V(m, n->in[1])) || ir_value_row(V(m, n->in[1])) != k))
 		return unsupported(m, n, "b must be an activation of a's shape");
 	CgBuf *b;
-	if (kern_for(m, n, name, &b))
+	if ((m->isa.level == CG_ISA_SVE && sve_common(m, n)) || kern_for(m, n, name, &b))
 		return m->e->code;
-	if (!b)
+	if (b && m->isa.level == CG_ISA_SVE)
+		sve_rmsnorm_body(b, name, k, add);
+	if (!b || m->isa.level == CG_ISA_SVE)
 		return 0;
 	/* sum of float squares in double, mean to float, then x*scale and a separate *w */
 	if (add)
@@ -963,7 +965,7 @@ static void emit_info(Em *m, CgBuf *b, uint64_t scratch, const int *bs, int n_bs
 			      "rope, q8_0/q6_k heads and the other weight layouts\n");
 	if (m->isa.level == CG_ISA_SVE)
 		cg_printf(&s, "sve kernels: the i2_s ternary matmuls (gguf layout), the activation "
-			      "quantizer, the f16/bf16/f32 head; portable C: the norms, attention, "
+			      "quantizer, the rmsnorms, the f16/bf16/f32 head; portable C: the other norms, attention, "
 			      "rope, q8_0/q6_k heads and the other weight layouts\n");
 	cg_printf(&s, "kernels (%d):", m->n_kern);
 	for (int i = 0; i < m->n_kern; i++)

@@ -12,8 +12,8 @@
  * ends the row. Lanes past the row load as zero (the predicated loads zero them), so their
  * products add nothing whatever their codes. The integer sum is exact, so
  * y = ((float)(D - qsum) / s) * wscale is the interpreter's float. The activation
- * quantizer is here too; the head's SVE branch is in cg_cpu_head.c; the rest of cpu-sve is
- * the portable C (docs/targets.md). */
+ * quantizer and the rmsnorm are here too; the head's SVE branch is in cg_cpu_head.c; the
+ * rest of cpu-sve is the portable C (docs/targets.md). */
 #include "cg_cpu_em.h"
 
 /* Tokens per tile of a multi-token forward: the row's codes decoded once for four. */
@@ -203,4 +203,49 @@ void sve_quant_tok_body(CgBuf *b, const char *name, int64_t k)
 		     "\t\ts[t] = st;\n"
 		     "\t}\n}\n",
 		  name, k);
+}
+
+void sve_rmsnorm_body(CgBuf *b, const char *name, int64_t k, bool add)
+{
+	/* The portable kernel's bits: each square a float product widened to double (the
+	 * floats in the low halves of 64-bit lanes, fcvt), summed in element order by fadda
+	 * (SVE's strictly ordered reduction: sum += d[0], then d[1], ...); the scale in scalar
+	 * code as there; y = x * scale, then * w, two roundings as there. With add, x + r is
+	 * stored first and the sum reads back the stored floats. */
+	if (add)
+		cg_printf(b, "static void %s(const float *x, const float *r, float *xs, const float *w, float *y, int n, float eps)\n{\n",
+			  name);
+	else
+		cg_printf(b, "static void %s(const float *x, const float *w, float *y, int n, float eps)\n{\n",
+			  name);
+	cg_printf(b, "\tenum { K = %" PRId64 " };\n"
+		     "\tconst int64_t vw = (int64_t)svcntw(), vd = (int64_t)svcntd();\n"
+		     "\tfor (int t = 0; t < n; t++) {\n",
+		  k);
+	if (add)
+		cg_printf(b, "\t\tconst float *ar = x + (int64_t)t * K, *rr = r + (int64_t)t * K;\n"
+			     "\t\tfloat *xr = xs + (int64_t)t * K;\n"
+			     "\t\tfor (int64_t i = 0; i < K; i += vw) {\n"
+			     "\t\t\tconst svbool_t pg = svwhilelt_b32_s64(i, K);\n"
+			     "\t\t\tsvst1_f32(pg, xr + i, svadd_f32_x(pg, svld1_f32(pg, ar + i), svld1_f32(pg, rr + i)));\n"
+			     "\t\t}\n");
+	else
+		cg_printf(b, "\t\tconst float *xr = x + (int64_t)t * K;\n");
+	cg_printf(b, "\t\tfloat *yr = y + (int64_t)t * K;\n"
+		     "\t\tdouble sum = 0.0;\n"
+		     "\t\tfor (int64_t i = 0; i < K; i += vd) {\n"
+		     "\t\t\tconst svbool_t pg = svwhilelt_b64_s64(i, K);\n"
+		     "\t\t\tconst svfloat32_t v = svreinterpret_f32_u64(svld1uw_u64(pg, (const uint32_t *)(xr + i)));\n"
+		     "\t\t\tsum = svadda_f64(pg, sum, svcvt_f64_f32_x(pg, svmul_f32_x(svptrue_b32(), v, v)));\n"
+		     "\t\t}\n"
+		     "\t\tfloat mean = (float)(sum / (double)K);\n"
+		     "\t\tfloat scale = 1.0f / sqrtf(mean + eps);\n"
+		     "\t\tfor (int64_t i = 0; i < K; i += vw) {\n"
+		     "\t\t\tconst svbool_t pg = svwhilelt_b32_s64(i, K);\n"
+		     "\t\t\tsvfloat32_t v = svmul_n_f32_x(pg, svld1_f32(pg, xr + i), scale);\n"
+		     "\t\t\tif (w)\n"
+		     "\t\t\t\tv = svmul_f32_x(pg, v, svld1_f32(pg, w + i));\n"
+		     "\t\t\tsvst1_f32(pg, yr + i, v);\n"
+		     "\t\t}\n"
+		     "\t}\n}\n");
 }

@@ -7,9 +7,9 @@
  * bits 7-2p..6-2p. As on RVV (cg_cpu_rvv.c), the driver rearranges each token's activations
  * once per call into four planes of K/4 bytes (plane p, byte 32b + j: element
  * 128b + 32p + j), so that byte i of the row and byte i of every plane meet: the row
- * streams through ld1b, each shift-and-mask gives the codes 0..2 one plane multiplies, and
- * sdot (SVE's own int8 dot product, four products into each int32 lane) sums them; uaddv
- * ends the row. Lanes past the row load as zero (the predicated loads zero them), so their
+ * streams through ld1b, a shift (plane 0) or a mask in place (planes 1-3, scaled: see
+ * sve_micro) gives the codes one plane multiplies, and sdot (SVE's own int8 dot product,
+ * four products into each int32 lane) sums them; saddv ends the row. Lanes past the row load as zero (the predicated loads zero them), so their
  * products add nothing whatever their codes. The integer sum is exact, so
  * y = ((float)(D - qsum) / s) * wscale is the interpreter's float. The activation
  * quantizer and the rmsnorm are here too; the head's SVE branch is in cg_cpu_head.c; the

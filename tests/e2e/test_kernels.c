@@ -314,7 +314,9 @@ static void test_family(void **state)
  * are whole at 256. Heads: f16 (tiny), bf16 and f32 (synthetic). With 3 threads the
  * shares of rows are odd: the GEMV's pairs of rows end in one alone. Also i2s_x16 (the
  * portable families), and CPUs without SVE (cortex-a72, max with sve=off), where cpu-sve
- * must refuse to start. Skipped without the tools, and while BITNETC_CPU_MASK is on. */
+ * must refuse to start. Last, a model with a q8_0 head (portable C on every AArch64
+ * target): cpu-sve's logits must be cpu-generic's bit for bit. Skipped without the tools,
+ * and while BITNETC_CPU_MASK is on. */
 static void test_sve_qemu(void **state)
 {
 	(void)state;
@@ -428,6 +430,39 @@ static void test_sve_qemu(void **state)
 		}
 		tu_model_close(&m);
 	}
+	/* Everything but the float head gives the portable kernels' bits (the integer sums,
+	 * the quantizer's values, the norms): with a q8_0 head, which is portable C on
+	 * every AArch64 target, cpu-sve's logits are cpu-generic's, bit for bit. */
+	char q8[4096], lf[2][4096];
+	snprintf(q8, sizeof q8, "%s", tu_tmp("sve_q8.gguf"));
+	if (tu_run(&log, "'%s' mkmodel --embd-type q8_0 --seed 4 -o '%s'", tu_bitnetc(), q8))
+		tu_fail_log(log, "mkmodel");
+	free(log);
+	static const char *const bt[2] = {"cpu-sve", "cpu-generic"};
+	for (int i = 0; i < 2; i++) {
+		char name[64];
+		snprintf(prog, sizeof prog, "%s", tu_tmp("sve_q8_prog"));
+		snprintf(name, sizeof name, "sve_q8_%d.f32", i);
+		snprintf(lf[i], sizeof lf[i], "%s", tu_tmp(name));
+		if (tu_run(&log, "'%s' build '%s' -o '%s' --target %s --cc aarch64-linux-gnu-gcc && "
+				 "qemu-aarch64 -cpu max,sve256=on -L %s '%s' --tokens 496,84,104,101,32,113,117 "
+				 "-n 3 --temp 0 --ignore-eos -t 2 --logits-out '%s'",
+			   tu_bitnetc(), q8, prog, bt[i], sysroot, prog, lf[i]))
+			tu_fail_log(log, "%s with a q8_0 head", bt[i]);
+		free(log);
+	}
+	size_t na, nb;
+	char *la = tu_read_file(lf[0], &na), *lb = tu_read_file(lf[1], &nb);
+	assert_non_null(la);
+	assert_non_null(lb);
+	assert_true(na > 0);
+	assert_int_equal(na, nb);
+	if (memcmp(la, lb, na) != 0)
+		fail_msg("cpu-sve and cpu-generic with a q8_0 head: the logits differ; want the same "
+			 "bits");
+	printf("qemu cpu-sve q8_0 head: the logits of cpu-generic, bit for bit\n");
+	free(la);
+	free(lb);
 }
 
 /* The NEON kernels on any host: each variant cross-compiled for aarch64 (Debian's

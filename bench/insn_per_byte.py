@@ -6,7 +6,8 @@
 # assembly the innermost loop around the dot-product instruction (vwmacc, sdot, smlal,
 # vpdpbusd) is counted from its label to its backward branch. The bytes one pass of that
 # loop reads: RVV, VLEN/8 x the LMUL of the e8 vsetvli in force (printed for VLEN 128, 256,
-# 512);
+# 512); SVE, one vector of bytes (svcntb(): printed for 128, 256 and 512 bits) per row, the
+# rows a pass reads being its sdots / 4 (the loop with the most sdots: two rows a pass);
 # the x16 kernels, 64 bytes (one chunk: 16 rows x 16 k) per 16 sdot / 4 vpdpbusd / 24
 # smlal and smlal2. A static count: no cache or pipeline behaviour, and a target whose
 # compiler is missing is left out. Prints a markdown table.
@@ -27,9 +28,11 @@ MODEL = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     ROOT, "tests", "data", "golden", "models", "tiny-b158-i2_s.gguf")
 
 # target, compiler and its --cflags, the GEMV driver's name, the loop's marker, and how
-# many of the marker one 64-byte chunk takes (None: RVV, from its vsetvli)
+# many of the marker one 64-byte chunk takes (None: RVV, from its vsetvli; "vl": SVE, one
+# vector of weight bytes per pass)
 TARGETS = [
     ("cpu-rvv", RVV_CC, "--target=riscv64-linux-gnu", r"tmm_i2sv_k\d+_n\d+_t1", r"vwmacc", None),
+    ("cpu-sve", "aarch64-linux-gnu-gcc", "", r"tmm_i2ssve_k\d+_n\d+_t1", r"\bsdot\b", "vl"),
     ("cpu-neon-dot", "aarch64-linux-gnu-gcc", "", r"tmm_x16n_k\d+_n\d+_r1_t1", r"\bsdot\b", 16),
     ("cpu-neon", "aarch64-linux-gnu-gcc", "", r"tmm_x16n_k\d+_n\d+_r1_t1", r"\bsmlal2?\b", 24),
     ("cpu-avx512", "cc", "", r"tmm_x16z_k\d+_n\d+_r1_t1", r"vpdpbusd", 4),
@@ -72,11 +75,12 @@ def functions(asm, pattern):
     return out
 
 
-def inner_loop(lines, marker):
-    """The instructions of the smallest loop (label .. backward branch) holding marker,
-    and the index of its label in lines."""
+def inner_loop(lines, marker, most=False):
+    """The instructions of the smallest loop (label .. backward branch) holding marker
+    (most: of the innermost loops, the one holding the most of them), and the index of its
+    label in lines."""
     labels = {}
-    best = None
+    loops = []  # (label index, branch index, body)
     for i, l in enumerate(lines):
         m = re.match(r"^([.\w$]+):", l)
         if m:
@@ -89,9 +93,18 @@ def inner_loop(lines, marker):
             if tok in labels:
                 body = [x for x in lines[labels[tok] + 1:i + 1]
                         if not x.startswith(".") and not re.match(r"^[.\w$]+:", x)]
-                if any(re.search(marker, x) for x in body) and (best is None or len(body) < len(best[1])):
-                    best = (labels[tok], body)
-    return best
+                if any(re.search(marker, x) for x in body):
+                    loops.append((labels[tok], i, body))
+    if most:  # innermost: no other loop inside
+        loops = [a for a in loops
+                 if not any(b is not a and a[0] <= b[0] and b[1] <= a[1] for b in loops)]
+    best = None
+    for start, _, body in loops:
+        k = sum(bool(re.search(marker, x)) for x in body)
+        key = (-k if most else 0, len(body))
+        if best is None or key < best[2]:
+            best = (start, body, key)
+    return best[:2] if best else None
 
 
 def main():
@@ -111,13 +124,17 @@ def main():
             print(f"{target}: no function matching {fn}", file=sys.stderr)
             continue
         name, lines = sorted(fns.items())[0]
-        found = inner_loop(lines, marker)
+        found = inner_loop(lines, marker, per_chunk == "vl")
         if not found:
             print(f"{target}: no loop around {marker} in {name}", file=sys.stderr)
             continue
         start, loop = found
         n = len(loop)
-        if per_chunk is None:
+        if per_chunk == "vl":
+            rows_per_pass = sum(bool(re.search(marker, x)) for x in loop) // 4
+            for bits in (128, 256, 512):
+                rows.append((f"{target} ({bits}-bit)", name, n, bits // 8 * rows_per_pass))
+        elif per_chunk is None:
             # the e8 vsetvli in force: in the loop, else the last one before it
             vs = [x for x in loop + lines[start::-1]
                   if x.startswith("vsetvli") and ",e8," in x.replace(" ", "")]

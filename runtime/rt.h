@@ -57,6 +57,8 @@ typedef struct {
 	bool dotprod; /* aarch64: SDOT/UDOT (FEAT_DotProd; "asimddp" in /proc/cpuinfo) */
 	bool rv64;    /* a riscv64 CPU (rv64gc: the baseline of Linux distributions) */
 	bool rvv;     /* riscv64: the Vector extension 1.0 ("v" in the ISA string, HWCAP bit V) */
+	bool sve;     /* aarch64: the Scalable Vector Extension (HWCAP_SVE; "sve" in /proc/cpuinfo) */
+	int sve_bits; /* aarch64 with sve: this thread's vector length in bits (128..2048) */
 } RtCpuFeatures;
 /* What this CPU has, less what BITNETC_CPU_MASK hides (the compiler's native and targets
  * and the program's check all use it). */
@@ -66,7 +68,8 @@ void rt_cpu_detect_unmasked(RtCpuFeatures *f);
 /* BITNETC_CPU_MASK=FAMILY, a host-feature override for tests: rt_cpu_detect keeps only the
  * features of FAMILY and hides the rest: generic (none), avx2 (sse4.2 avx2 fma f16c
  * avx_vnni), avx512 (those and avx512f avx512bw avx512vl avx512_vnni avx512_vbmi), amx
- * (those and amx_tile amx_int8), neon, neon-dot (neon dotprod), rvv (rvv). It only hides: a feature
+ * (those and amx_tile amx_int8), neon, neon-dot (neon dotprod), sve (neon dotprod sve), rvv
+ * (rvv). It only hides: a feature
  * the CPU lacks stays absent. Unset or empty: nothing hidden. rt_cpu_mask returns 0 with
  * *family the family (NULL when unset), or -1 for a value that names no family (then
  * rt_cpu_detect hides everything), with the reason in why. */

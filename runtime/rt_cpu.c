@@ -21,6 +21,18 @@
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1UL << 20)
 #endif
+/* Set when the CPU has SVE and the kernel saves its registers; PR_SVE_GET_VL reads the
+ * thread's vector length without an SVE instruction (this file is built without +sve). */
+#include <sys/prctl.h>
+#ifndef HWCAP_SVE
+#define HWCAP_SVE (1UL << 22)
+#endif
+#ifndef PR_SVE_GET_VL
+#define PR_SVE_GET_VL 51
+#endif
+#ifndef PR_SVE_VL_LEN_MASK
+#define PR_SVE_VL_LEN_MASK 0xffff
+#endif
 #elif defined(__aarch64__) && defined(__APPLE__)
 #include <sys/sysctl.h>
 #elif defined(__riscv) && defined(__linux__)
@@ -88,7 +100,8 @@ static void detect_x86(RtCpuFeatures *f)
 
 /* BITNETC_CPU_MASK=FAMILY: the features each family keeps; everything else is hidden.
  * ORDER RtCpuFeatures */
-enum { KEEP_AVX2 = 1, KEEP_AVX512 = 2, KEEP_AMX = 4, KEEP_NEON = 8, KEEP_DOT = 16, KEEP_RVV = 32 };
+enum { KEEP_AVX2 = 1, KEEP_AVX512 = 2, KEEP_AMX = 4, KEEP_NEON = 8, KEEP_DOT = 16, KEEP_RVV = 32,
+       KEEP_SVE = 64 };
 static const struct {
 	const char *name;
 	unsigned keep;
@@ -99,6 +112,7 @@ static const struct {
 	{"amx", KEEP_AVX2 | KEEP_AVX512 | KEEP_AMX},
 	{"neon", KEEP_NEON},
 	{"neon-dot", KEEP_NEON | KEEP_DOT},
+	{"sve", KEEP_NEON | KEEP_DOT | KEEP_SVE},
 	{"rvv", KEEP_RVV},
 };
 enum { N_FAMILIES = sizeof rt_cpu_families / sizeof rt_cpu_families[0] };
@@ -126,7 +140,7 @@ int rt_cpu_mask(const char **family, char *why, size_t n)
 	if (i != -2)
 		return 0;
 	snprintf(why, n, "%s: '%.40s' is not a feature family (generic, avx2, avx512, amx, neon, "
-			 "neon-dot, rvv)", RT_CPU_MASK_ENV, v);
+			 "neon-dot, sve, rvv)", RT_CPU_MASK_ENV, v);
 	return -1;
 }
 
@@ -155,6 +169,9 @@ static void mask_apply(RtCpuFeatures *f)
 	f->neon &= (k & KEEP_NEON) != 0;
 	f->dotprod &= (k & KEEP_DOT) != 0;
 	f->rvv &= (k & KEEP_RVV) != 0;
+	f->sve &= (k & KEEP_SVE) != 0;
+	if (!f->sve)
+		f->sve_bits = 0;
 }
 
 void rt_cpu_detect(RtCpuFeatures *f)
@@ -173,6 +190,11 @@ void rt_cpu_detect_unmasked(RtCpuFeatures *f)
 	/* The ID registers are privileged: ask the OS, which also knows whether it lets us. */
 #if defined(__linux__)
 	f->dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+	f->sve = (getauxval(AT_HWCAP) & HWCAP_SVE) != 0;
+	if (f->sve) {
+		int vl = prctl(PR_SVE_GET_VL, 0, 0, 0, 0);
+		f->sve_bits = vl > 0 ? (vl & PR_SVE_VL_LEN_MASK) * 8 : 128; /* 128: the least */
+	}
 #elif defined(__APPLE__)
 	int v = 0;
 	size_t len = sizeof v;
@@ -201,7 +223,7 @@ static int rt_cpu_has(const RtCpuFeatures *f, const char *name)
 		{"avx512_vbmi", f->avx512_vbmi}, {"avx_vnni", f->avx_vnni},
 		{"amx_tile", f->amx_tile},   {"amx_int8", f->amx_int8},
 		{"neon", f->neon},	     {"dotprod", f->dotprod},
-		{"rvv", f->rvv},
+		{"rvv", f->rvv},	     {"sve", f->sve},
 	};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
 		if (!strcmp(t[i].name, name))

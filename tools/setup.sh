@@ -14,7 +14,7 @@ PKGS="cmake make gcc libc6-dev pkg-config gzip llvm-19-dev liblua5.4-dev libcmoc
 # shared libraries), and curl, which its tests talk to it with.
 PKGS="$PKGS libmicrohttpd-dev libcjson-dev curl"
 # On x86-64 also an aarch64 cross compiler with its libc (a recommends, which
-# --no-install-recommends would skip) and qemu-user: the NEON kernels' tests build for
+# --no-install-recommends would skip) and qemu-user: the NEON and SVE kernels' tests build for
 # aarch64 and run there under emulation (tests/e2e/test_kernels.c skips them without).
 # Likewise riscv64: its cross compiler and libc for cpu-rv64, and clang 19 for cpu-rvv (the
 # RVV 1.0 intrinsics need clang 16+ or gcc 13+; Debian 12's gcc 12 and clang 14 lack them).

@@ -49,13 +49,14 @@ step "build (-Werror)" sh -c "cmake -S . -B build-test -DBITNETC_WERROR=ON >/dev
 # The tests whose paths depend on the host's CPU, again with the host shown as a lesser one
 # (BITNETC_CPU_MASK hides features from the detection that native, targets and the
 # programs use): an AMX machine also runs its AVX-512-only and AVX2-only paths, an AVX-512
-# one its AVX2 paths, an AVX2 one the portable paths.
+# one its AVX2 paths, an AVX2 one the portable paths, an SVE one its NEON dot paths.
 host_masks() {
 	feats=$(build-test/bitnetc version 2>/dev/null | sed -n 's/^host: .*CPU features: //p')
 	case " $feats " in
 	*" amx_int8 "*) echo "avx512 avx2" ;;
 	*" avx512_vnni "*) echo "avx2" ;;
 	*" avx2 "*) echo "generic" ;;
+	*" sve "*) echo "neon-dot" ;; # an SVE host also runs its NEON paths
 	esac
 }
 # (test_build is left out: its native builds are the explicit cpu-avx2/cpu-generic ones it

@@ -31,7 +31,7 @@ extern const CgBackend cg_backend_cpu;
 /* ---- cg_cpu_targets.c ---- */
 
 /* The CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon, cpu-neon-dot,
- * cpu-rv64, cpu-rvv, native) with their availability on a host with features f. Returns how many were
+ * cpu-sve, cpu-rv64, cpu-rvv, native) with their availability on a host with features f. Returns how many were
  * written (at most max). */
 int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max);
 
@@ -49,12 +49,13 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e);
 /* ---- cg_cpu_build.c ---- */
 
 /* The instruction set a target's kernels are written for. */
-enum { CG_ISA_GENERIC, CG_ISA_AVX2, CG_ISA_AVX512, CG_ISA_NEON, CG_ISA_RVV };
+enum { CG_ISA_GENERIC, CG_ISA_AVX2, CG_ISA_AVX512, CG_ISA_NEON, CG_ISA_RVV, CG_ISA_SVE };
 typedef struct {
 	int level; /* CG_ISA_* */
 	bool vnni; /* AVX2: AVX-VNNI (vpdpbusd on ymm); AVX512: AVX512_VNNI; NEON: dotprod
 		    * (sdot), the same 4-byte dot product into int32 lanes. RVV (the vector
-		    * extension 1.0, any VLEN): none of these; its kernel widens (vwmul) */
+		    * extension 1.0, any VLEN): none of these; its kernel widens (vwmul). SVE
+		    * (any vector length): none; its sdot is part of SVE itself */
 	bool vbmi; /* AVX512: AVX512_VBMI (vpermb, the 64-entry byte lookup of the LUT kernels) */
 	bool amx;  /* AVX512: AMX-TILE + AMX-INT8 (TDPBSSD), the GEMM of multi-token forwards */
 } CgIsa;
@@ -81,7 +82,7 @@ typedef struct {
 } CgCpuTarget;
 
 /* The buildable CPU targets (cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, cpu-neon,
- * cpu-neon-dot, cpu-rv64, cpu-rvv, native); NULL if name is none of them. Any of them builds
+ * cpu-neon-dot, cpu-sve, cpu-rv64, cpu-rvv, native); NULL if name is none of them. Any of them builds
  * on any host: the C compiler (--cc, e.g. a cross compiler) decides what the program runs
  * on. */
 const CgCpuTarget *cg_cpu_target(const char *name);

@@ -25,6 +25,7 @@ static int isa_vector_bits(const CgIsa *isa)
 	case CG_ISA_AVX2: return 256;
 	case CG_ISA_NEON: return 128;
 	case CG_ISA_RVV: return 128; /* vector-length agnostic: the least VLEN of RVV 1.0 */
+	case CG_ISA_SVE: return 128; /* vector-length agnostic: SVE's least */
 	default: return 0;
 	}
 }
@@ -55,7 +56,7 @@ static void cpu_describe(const char *name, CgTargetDesc *d)
 	 * multiply-add one (2B shape, bench/run.sh PORTABLE_ROWS=1) */
 	d->weight_layout = isa.level == CG_ISA_GENERIC ? "gguf" : "i2s_x16";
 	/* RVV's kernel reads the GGUF rows themselves, vector-length agnostic (cg_cpu_rvv.c) */
-	if (isa.level == CG_ISA_RVV)
+	if (isa.level == CG_ISA_RVV || isa.level == CG_ISA_SVE) /* and SVE's (cg_cpu_sve.c) */
 		d->weight_layout = "gguf";
 }
 
@@ -96,7 +97,7 @@ static bool cpu_kernel_cost(const char *name, const char *kind, CgKernelCost *c,
 	CgIsa isa;
 	char feats[256];
 	cg_cpu_target_isa(name, &isa, feats, sizeof feats);
-	if (isa.level == CG_ISA_RVV) /* on i2s_x16 it runs the portable families */
+	if (isa.level == CG_ISA_RVV || isa.level == CG_ISA_SVE) /* i2s_x16: the portable ones */
 		isa.level = CG_ISA_GENERIC;
 	if (strcmp(kind, "simd") == 0) {
 		*c = mad_cost(&isa);

@@ -26,6 +26,9 @@ static const char *const amx_flags[] = {"-mavx2", "-mfma", "-mf16c", "-mavx512f"
  * v8.2+ instructions into cpu-neon), and v8.2 with the dot product for cpu-neon-dot. */
 static const char *const neon_flags[] = {"-march=armv8-a", NULL};
 static const char *const neon_dot_flags[] = {"-march=armv8.2-a+dotprod", NULL};
+/* SVE came with v8.2, and its int8 dot product (sdot on Z registers) is SVE's own: no
+ * +dotprod, so an SVE CPU without the Advanced SIMD dot product still runs cpu-sve. */
+static const char *const sve_flags[] = {"-march=armv8.2-a+sve", NULL};
 static const char *const native_flags[] = {"-march=native", NULL};
 /* RISC-V: the rv64gc baseline pinned for cpu-rv64 (a compiler defaulting to more must not
  * put vector code into it), rv64gcv (the vector extension 1.0, any VLEN) for cpu-rvv. */
@@ -58,6 +61,8 @@ static const CgCpuTarget cpu_targets[] = {
 	 {CG_ISA_NEON, false, false, false}, "neon", ARM64},
 	{"cpu-neon-dot", "AArch64 NEON + dot product (sdot) kernels (armv8.2-a+dotprod)",
 	 neon_dot_flags, {CG_ISA_NEON, true, false, false}, "neon dotprod", ARM64},
+	{"cpu-sve", "AArch64 SVE kernels (armv8.2-a+sve, any vector length; ACLE intrinsics)",
+	 sve_flags, {CG_ISA_SVE, false, false, false}, "neon sve", ARM64},
 	{"cpu-rv64", "RISC-V rv64gc, the portable kernels (no vector extension)", rv64_flags,
 	 {CG_ISA_GENERIC, false, false, false}, "", RV64},
 	{"cpu-rvv", "RISC-V vector 1.0 kernels (rv64gcv, any VLEN; RVV intrinsics)", rvv_flags,
@@ -95,6 +100,8 @@ void cg_cpu_target_isa(const char *name, CgIsa *isa, char *features, size_t n)
 	} else if (f.avx2 && f.fma && f.f16c) {
 		isa->level = CG_ISA_AVX2;
 		isa->vnni = f.avx_vnni;
+	} else if (f.sve && f.sve_bits > 128) { /* at 128 bits, NEON's tiles: cg_cpu_targets */
+		isa->level = CG_ISA_SVE;
 	} else if (f.neon) {
 		isa->level = CG_ISA_NEON;
 		isa->vnni = f.dotprod;

@@ -41,7 +41,7 @@ void cg_cpu_features_str(const CgCpuFeatures *f, char *buf, size_t n)
 		{f->avx512vl, "avx512vl"},     {f->avx512_vnni, "avx512_vnni"},
 		{f->avx512_vbmi, "avx512_vbmi"}, {f->avx_vnni, "avx_vnni"}, {f->amx_tile, "amx_tile"},
 		{f->amx_int8, "amx_int8"},     {f->neon, "neon"},
-		{f->dotprod, "dotprod"},       {f->rvv, "rvv"},
+		{f->dotprod, "dotprod"},       {f->rvv, "rvv"},           {f->sve, "sve"},
 	};
 	size_t len = 0;
 	if (n)

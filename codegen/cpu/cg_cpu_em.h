@@ -131,6 +131,14 @@ void rvv_attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t 
 void rvv_rope_body(CgBuf *b, const char *name, int64_t row, int64_t hd, int64_t half, bool neox);
 void rvv_relu2_glu_body(CgBuf *b, const char *name, int64_t k);
 void rvv_binary_body(CgBuf *b, const char *name, int64_t row, const char *form, bool mul);
+/* cg_cpu_sve.c: the same for SVE (any vector length): the I2_S kernel on the GGUF layout,
+ * its call, the header and the per-token quantizer. */
+int emit_tmm_sve(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
+int emit_tmm_sve_call(Em *m, const IrNode *n, int64_t k, int64_t nr);
+int sve_common(Em *m, const IrNode *n);
+void sve_quant_tok_body(CgBuf *b, const char *name, int64_t k);
+/* The rmsnorm kernel (add: add_rmsnorm, x + r stored first) in SVE: the portable one's bits. */
+void sve_rmsnorm_body(CgBuf *b, const char *name, int64_t k, bool add);
 /* cg_cpu_head.c */
 int emit_matmul(Em *m, const IrNode *n);
 

@@ -279,10 +279,15 @@ static int rmsnorm_kern(Em *m, const IrNode *n, int64_t k, bool add, char *name,
 	if (add && (!ir_value_has_t(V(m, n->in[1])) || ir_value_row(V(m, n->in[1])) != k))
 		return unsupported(m, n, "b must be an activation of a's shape");
 	CgBuf *b;
-	if ((rvv(m) && rvv_float_common(m, n)) || kern_for(m, n, name, &b))
+	if ((rvv(m) && rvv_float_common(m, n)) || (m->isa.level == CG_ISA_SVE && sve_common(m, n)) ||
+	    kern_for(m, n, name, &b))
 		return m->e->code;
 	if (!b)
 		return 0;
+	if (m->isa.level == CG_ISA_SVE) {
+		sve_rmsnorm_body(b, name, k, add);
+		return 0;
+	}
 	if (rvv(m)) {
 		rvv_rmsnorm_body(b, name, k, add);
 		return 0;
@@ -377,10 +382,13 @@ static int quant_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
 		return unsupported(m, n, "block256 needs a row that is a multiple of 256");
 	snprintf(name, nn, "%s_k%" PRId64, block ? "quant_q8k" : "quant_tok", k);
 	CgBuf *b;
-	if ((rvv(m) && !block && rvv_common(m, n)) || kern_for(m, n, name, &b))
+	if ((rvv(m) && !block && rvv_common(m, n)) ||
+	    (m->isa.level == CG_ISA_SVE && !block && sve_common(m, n)) || kern_for(m, n, name, &b))
 		return m->e->code;
 	if (b && !block && rvv(m))
 		rvv_quant_tok_body(b, name, k);
+	else if (b && !block && m->isa.level == CG_ISA_SVE)
+		sve_quant_tok_body(b, name, k);
 	else if (b && !block)
 		/* per token: amax in double, s = (float)(127/amax), q = rint(x*s) clamped */
 		cg_printf(b, "static void %s(const float *x, int8_t *q, float *s, int n)\n{\n"
@@ -979,6 +987,10 @@ static void emit_info(Em *m, CgBuf *b, uint64_t scratch, const int *bs, int n_bs
 			      "the adds and muls, the f16/bf16/f32 head; portable C: the softmax's "
 			      "exp, the silu glu, the q8_0/q6_k heads and the other weight "
 			      "layouts\n");
+	if (m->isa.level == CG_ISA_SVE)
+		cg_printf(&s, "sve kernels: the i2_s ternary matmuls (gguf layout), the activation "
+			      "quantizer, the rmsnorms, the f16/bf16/f32 head; portable C: the other norms, attention, "
+			      "rope, q8_0/q6_k heads and the other weight layouts\n");
 	cg_printf(&s, "kernels (%d):", m->n_kern);
 	for (int i = 0; i < m->n_kern; i++)
 		cg_printf(&s, " %s", m->kern[i].name);

@@ -714,6 +714,43 @@ static void head_rvv_row(CgBuf *b, const char *name, IrDtype dt, int64_t k)
 		  name, k, name, name);
 }
 
+/* ---- the SVE head: f16, bf16 and f32 weights, any vector length -------------------------- */
+
+/* SVE with the ACLE: the compiler says so (cpu-sve's -march, or -march=native on an SVE
+ * host, whose program then checks sve too). */
+#define SVE_GUARD "defined(__ARM_FEATURE_SVE)"
+
+/* name_rw(pg, w, i): the weights of a row from element i under pg as floats (f16: ld1h into
+ * the low half of each 32-bit lane, fcvt widens exactly; bf16: the bits moved up).
+ * name_1x1(w, x): one row times one token, a float FMA per lane, the last step under a
+ * svwhilelt predicate (its other lanes keep their sums), the lanes added by faddv: the same
+ * bits for a row whatever the token count; the vector length changes the order (~1e-7
+ * relative from the interpreter, as the other SIMD heads). */
+static void head_sve_row(CgBuf *b, const char *name, IrDtype dt, int64_t k)
+{
+	cg_printf(b, "static inline svfloat32_t %s_rw(svbool_t pg, const uint8_t *w, int64_t i)\n{\n",
+		  name);
+	if (dt == IR_DT_F32)
+		cg_printf(b, "\treturn svld1_f32(pg, (const float *)w + i);\n");
+	else if (dt == IR_DT_BF16)
+		cg_printf(b, "\treturn svreinterpret_f32_u32(svlsl_n_u32_x(pg, svld1uh_u32(pg, "
+			     "(const uint16_t *)w + i), 16));\n");
+	else
+		cg_printf(b, "\treturn svcvt_f32_f16_x(pg, svreinterpret_f16_u32(svld1uh_u32(pg, "
+			     "(const uint16_t *)w + i)));\n");
+	cg_printf(b, "}\n\n"
+		     "static inline float %s_1x1(const uint8_t *w, const float *x)\n{\n"
+		     "\tenum { K = %" PRId64 " };\n"
+		     "\tsvfloat32_t s = svdup_n_f32(0.0f);\n"
+		     "\tfor (int64_t i = 0; i < K; i += (int64_t)svcntw()) {\n"
+		     "\t\tconst svbool_t pg = svwhilelt_b32_s64(i, K);\n"
+		     "\t\ts = svmla_f32_m(pg, s, %s_rw(pg, w, i), svld1_f32(pg, x + i));\n"
+		     "\t}\n"
+		     "\treturn svaddv_f32(svptrue_b32(), s);\n"
+		     "}\n\n",
+		  name, k, name);
+}
+
 /* The float head: nothing is quantized after it, so it may sum in float in any order
  * (~1e-6 relative from the interpreter's double dot). f16/bf16/f32 weights get SIMD paths
  * where the target has AVX-512 or AVX2+F16C+FMA and K fills whole vectors, q8_0 and q6_k
@@ -744,6 +781,8 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 		cg_printf(b, "#%s %s\n#include <riscv_vector.h>\n\n", n_simd || n_q8 ? "elif" : "if",
 			  RVV_GUARD);
 		head_rvv_row(b, name, dt, k);
+		cg_printf(b, "#elif %s\n#include <arm_sve.h>\n\n", SVE_GUARD);
+		head_sve_row(b, name, dt, k);
 	}
 	if (n_simd || n_q8 || rvv)
 		cg_printf(b, "#endif\n");
@@ -768,6 +807,14 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 			     "\t\tfor (int t = 0; t < a->n; t++)\n"
 			     "\t\t\ta->y[(int64_t)t * N + o] = %s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K);\n",
 			  n_simd || n_q8 ? "elif" : "if", RVV_GUARD, deq, name, rb);
+	if (rvv) /* the same loop over SVE's name_1x1 */
+		cg_printf(b, "#elif %s\n"
+			     "\t(void)%s; /* the portable path's row converter */\n"
+			     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;\n"
+			     "\tfor (int64_t o = lo; o < hi; o++)\n"
+			     "\t\tfor (int t = 0; t < a->n; t++)\n"
+			     "\t\t\ta->y[(int64_t)t * N + o] = %s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K);\n",
+			  SVE_GUARD, deq, name, rb);
 	if (n_simd || n_q8 || rvv)
 		cg_printf(b, "#else\n");
 	cg_printf(b, "\tfloat wr[K];\n"

@@ -18,7 +18,7 @@ static void put(CgTargetInfo *t, const char *name, const char *desc, bool usable
 
 int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max)
 {
-	enum { NT = 9 };
+	enum { NT = 10 };
 	CgTargetInfo t[NT];
 	bool avx2 = f->avx2 && f->fma && f->f16c;
 	bool avx512 = f->avx512f && f->avx512bw && f->avx512vl;
@@ -51,24 +51,29 @@ int cg_cpu_targets(const CgCpuFeatures *f, CgTargetInfo *out, int max)
 	put(&t[5], "cpu-neon-dot", "AArch64 NEON + dot product (sdot) kernels (armv8.2-a)",
 	    f->neon && f->dotprod,
 	    !f->neon ? not_arm : f->dotprod ? "neon dotprod present" : "host lacks dotprod");
+	put(&t[6], "cpu-sve", "AArch64 SVE kernels (armv8.2-a+sve, any vector length)", f->sve,
+	    !f->neon ? not_arm : f->sve ? "sve present" : "host lacks sve");
 	const char *not_rv = "needs a riscv64 host (build it here with a cross compiler: ";
 	char rv_note[sizeof t[0].note], rvv_note[sizeof t[0].note];
 	snprintf(rv_note, sizeof rv_note, "%s%s)", not_rv, cg_cpu_target("cpu-rv64")->cross);
 	snprintf(rvv_note, sizeof rvv_note, "%s%s)", not_rv, cg_cpu_target("cpu-rvv")->cross);
-	put(&t[6], "cpu-rv64", "RISC-V rv64gc, the portable kernels", f->rv64,
+	put(&t[7], "cpu-rv64", "RISC-V rv64gc, the portable kernels", f->rv64,
 	    f->rv64 ? "riscv64 host" : rv_note);
-	put(&t[7], "cpu-rvv", "RISC-V vector 1.0 kernels (rv64gcv, any VLEN)", f->rvv,
+	put(&t[8], "cpu-rvv", "RISC-V vector 1.0 kernels (rv64gcv, any VLEN)", f->rvv,
 	    f->rvv ? "rvv present" : f->rv64 ? "host lacks the vector extension (rvv)" : rvv_note);
-	/* native resolves to the best variant this host runs. */
+	/* native resolves to the best variant this host runs. SVE only where its vectors are
+	 * wider than NEON's: at 128 bits both do 16 byte products per sdot, and the NEON
+	 * kernels read the i2s_x16 layout in register tiles the SVE ones do not have. */
 	const char *best = amx			   ? "cpu-amx"
 			   : avx512		   ? "cpu-avx512"
 			   : avx2		   ? "cpu-avx2"
+			   : f->sve && f->sve_bits > 128 ? "cpu-sve"
 			   : f->neon && f->dotprod ? "cpu-neon-dot"
 			   : f->neon		   ? "cpu-neon"
 			   : f->rvv		   ? "cpu-rvv"
 						   : "cpu-generic";
-	put(&t[8], "native", "the best CPU variant for this host", true, "");
-	snprintf(t[8].note, sizeof t[8].note, "here: %s", best);
+	put(&t[9], "native", "the best CPU variant for this host", true, "");
+	snprintf(t[9].note, sizeof t[9].note, "here: %s", best);
 
 	int n = 0;
 	for (; n < NT && n < max; n++)

@@ -190,8 +190,9 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 	    strcmp(w->layout, "t5_x16") != 0)
 		return unsupported(m, n, "no kernel reads this weight layout");
 	bool gguf = !w->layout || strcmp(w->layout, "gguf") == 0;
-	if (m->isa.level == CG_ISA_RVV && !gguf) {
-		/* RVV's kernel reads the GGUF layout: on the others the portable families run */
+	if ((m->isa.level == CG_ISA_RVV || m->isa.level == CG_ISA_SVE) && !gguf) {
+		/* RVV's and SVE's kernels read the GGUF layout: on the others the portable
+		 * families run */
 		CgIsa keep = m->isa;
 		m->isa = (CgIsa){CG_ISA_GENERIC, false, false, false};
 		int rc = emit_ternary_matmul(m, n);
@@ -209,6 +210,8 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 			return emit_tmm_t5(m, n, k, nr);
 		if (m->isa.level == CG_ISA_RVV && strcmp(cg_tmm_kernel(n, m->nt), "portable") != 0)
 			return emit_tmm_rvv_call(m, n, k, nr);
+		if (m->isa.level == CG_ISA_SVE && strcmp(cg_tmm_kernel(n, m->nt), "portable") != 0)
+			return emit_tmm_sve_call(m, n, k, nr);
 		break;
 	case IR_DT_TQ1_0:
 	case IR_DT_TQ2_0:

@@ -71,7 +71,7 @@ static void test_buildable_names_listed(void **state)
 		want += t[i].buildable;
 	assert_int_equal(seen, want);
 	assert_string_equal(cg_target_names(), "cpu-generic, cpu-avx2, cpu-avx512, cpu-amx, "
-					       "cpu-neon, cpu-neon-dot, cpu-rv64, cpu-rvv, native, "
+					       "cpu-neon, cpu-neon-dot, cpu-sve, cpu-rv64, cpu-rvv, native, "
 					       "cuda-sm80, cuda-sm86, "
 					       "cuda-sm89, cuda-sm90, cuda, metal");
 }

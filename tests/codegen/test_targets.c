@@ -142,7 +142,7 @@ static void test_cpu_targets(void **state)
 	memset(&f, 0, sizeof f);
 	f.x86 = f.sse4_2 = f.avx2 = f.fma = f.f16c = true;
 	int n = cg_cpu_targets(&f, t, 12);
-	assert_int_equal(n, 9);
+	assert_int_equal(n, 10);
 	assert_true(find(t, n, "cpu-generic")->usable);
 	assert_true(find(t, n, "cpu-avx2")->usable);
 	assert_false(find(t, n, "cpu-avx512")->usable);
@@ -195,6 +195,18 @@ static void test_cpu_targets(void **state)
 	n = cg_cpu_targets(&f, t, 12);
 	assert_true(find(t, n, "cpu-neon-dot")->usable);
 	assert_non_null(strstr(find(t, n, "native")->note, "cpu-neon-dot"));
+	assert_false(find(t, n, "cpu-sve")->usable);
+	assert_non_null(strstr(find(t, n, "cpu-sve")->note, "lacks sve"));
+	/* SVE: native takes it only where its vectors are wider than NEON's */
+	f.sve = true;
+	f.sve_bits = 128;
+	n = cg_cpu_targets(&f, t, 12);
+	assert_true(find(t, n, "cpu-sve")->usable);
+	assert_non_null(strstr(find(t, n, "native")->note, "cpu-neon-dot"));
+	f.sve_bits = 256;
+	n = cg_cpu_targets(&f, t, 12);
+	assert_non_null(strstr(find(t, n, "native")->note, "cpu-sve"));
+	f.sve = f.dotprod = false;
 
 	assert_false(find(t, n, "cpu-rv64")->usable);
 	assert_false(find(t, n, "cpu-rvv")->usable);
@@ -205,6 +217,8 @@ static void test_cpu_targets(void **state)
 	n = cg_cpu_targets(&f, t, 12);
 	assert_non_null(strstr(find(t, n, "cpu-rv64")->note, "--cc riscv64-linux-gnu-gcc"));
 	assert_non_null(strstr(find(t, n, "cpu-rvv")->note, "--target=riscv64-linux-gnu"));
+	assert_false(find(t, n, "cpu-sve")->usable);
+	assert_non_null(strstr(find(t, n, "cpu-sve")->note, "--cc aarch64-linux-gnu-gcc"));
 	f.rv64 = true;
 	n = cg_cpu_targets(&f, t, 12);
 	assert_true(find(t, n, "cpu-rv64")->usable);
@@ -282,6 +296,29 @@ static void test_neon_targets(void **state)
 	assert_int_equal(isa.level == CG_ISA_NEON, strcmp(cg_cpu_arch(), "aarch64") == 0);
 }
 
+/* cpu-sve: its ISA, the features the program checks at start, the -march model.c is
+ * compiled with (no +dotprod: SVE's sdot is its own) and its machine. */
+static void test_sve_target(void **state)
+{
+	(void)state;
+	CgIsa isa;
+	char feat[128];
+	cg_cpu_target_isa("cpu-sve", &isa, feat, sizeof feat);
+	assert_int_equal(isa.level, CG_ISA_SVE);
+	assert_false(isa.vnni || isa.vbmi || isa.amx);
+	assert_string_equal(feat, "neon sve");
+	const CgCpuTarget *t = cg_cpu_target("cpu-sve");
+	assert_non_null(t);
+	assert_string_equal(t->cflags[0], "-march=armv8.2-a+sve");
+	assert_null(t->cflags[1]);
+	assert_string_equal(t->arch, "aarch64");
+	assert_non_null(strstr(cg_target_names(), "cpu-sve"));
+	/* native takes SVE only on an aarch64 host */
+	cg_cpu_target_isa("native", &isa, feat, sizeof feat);
+	if (isa.level == CG_ISA_SVE)
+		assert_string_equal(cg_cpu_arch(), "aarch64");
+}
+
 /* The RISC-V targets: their ISA, the features the program checks at start, the -march the
  * model is compiled with and the machine their programs are for (the check of what the
  * compiler wrote and the hint for a host compiler use it). */
@@ -311,7 +348,7 @@ static void test_riscv_targets(void **state)
 	}
 	/* every row but the portable ones names its machine and a cross compiler for it */
 	static const char *const all[] = {"cpu-avx2", "cpu-avx512", "cpu-amx", "cpu-neon",
-					  "cpu-neon-dot", "cpu-rv64", "cpu-rvv"};
+					  "cpu-neon-dot", "cpu-sve", "cpu-rv64", "cpu-rvv"};
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
 		const CgCpuTarget *t = cg_cpu_target(all[i]);
 		assert_non_null(t);
@@ -405,6 +442,7 @@ int main(void)
 		cmocka_unit_test(test_cpu_detect),   cmocka_unit_test(test_features_str),
 		cmocka_unit_test(test_cpu_targets),  cmocka_unit_test(test_amx_target),
 		cmocka_unit_test(test_neon_targets),
+		cmocka_unit_test(test_sve_target),
 		cmocka_unit_test(test_riscv_targets),
 		cmocka_unit_test(test_cuda_probe),
 		cmocka_unit_test(test_ptxas_search), cmocka_unit_test(test_metal),

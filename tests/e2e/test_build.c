@@ -1077,6 +1077,38 @@ static void test_golden_rvv(void **state)
 	}
 }
 
+/* The golden check of three i2_s models built for cpu-sve (Debian's aarch64-linux-gnu-gcc)
+ * and run under qemu-aarch64 at vector lengths of 128, 256 and 512 bits, on the first
+ * prompt. Skipped without the tools. */
+static void test_golden_sve(void **state)
+{
+	(void)state;
+	static const char sysroot[] = "/usr/aarch64-linux-gnu";
+	char env[300];
+	if (tu_run(NULL, "command -v qemu-aarch64 && test -e %s/lib/ld-linux-aarch64.so.1 && "
+			 "echo '#include <arm_sve.h>' | aarch64-linux-gnu-gcc -march=armv8.2-a+sve "
+			 "-x c -c -o /dev/null -", sysroot) != 0) {
+		print_message("skipped: golden models for cpu-sve under qemu: needs qemu-aarch64, %s "
+			      "and an aarch64-linux-gnu-gcc with <arm_sve.h> (tools/setup.sh)\n", sysroot);
+		skip();
+	}
+	static const struct {
+		const char *model;
+		int bits;
+	} v[] = {{"tiny-b158-i2_s", 128}, {"tinyllama-i2_s", 256}, {"tinyold-bitnet-i2_s", 512}};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		snprintf(env, sizeof env, "qemu-aarch64 -cpu max,sve%d=on -L %s", v[i].bits, sysroot);
+		golden_env = env;
+		golden_n_prompts = 1;
+		size_t mi = 0;
+		while (strcmp(goldens[mi], v[i].model) != 0)
+			mi++;
+		golden_check(mi, "--target cpu-sve --cc aarch64-linux-gnu-gcc");
+		golden_env = NULL;
+		golden_n_prompts = 0;
+	}
+}
+
 /* cmocka test NAME of fn with state target t, freed by tu_teardown on failure */
 #define TARGET_TEST(name, fn, t) {name, fn, NULL, tu_teardown, (void *)(uintptr_t)(t)}
 
@@ -1084,6 +1116,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_golden_models, tu_teardown),
+		cmocka_unit_test_teardown(test_golden_sve, golden_env_reset),
 		cmocka_unit_test_teardown(test_golden_rvv, golden_env_reset),
 		cmocka_unit_test_teardown(test_variants, tu_teardown),
 		cmocka_unit_test_teardown(test_split, tu_teardown),

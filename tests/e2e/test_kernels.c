@@ -306,6 +306,165 @@ static void test_family(void **state)
 	tu_model_close(&m);
 }
 
+/* cpu-sve on any host: cross-built with Debian's aarch64-linux-gnu-gcc (12 has <arm_sve.h>)
+ * and run under qemu-aarch64 at vector lengths of 128, 256 and 512 bits, checked as
+ * test_rvv_qemu checks (calls of 1, 7 and 13 tokens: token tiles of 4 and 3, 4 and 2). The
+ * tiny model's rows (64 and 192 bytes) are whole steps at 128 and 512 bits; the synthetic
+ * ones (rows of 96 and 1056 bytes) end in a partial step at 512 (1.5 and 16.5 steps) and
+ * are whole at 256. Heads: f16 (tiny), bf16 and f32 (synthetic). With 3 threads the
+ * shares of rows are odd: the GEMV's pairs of rows end in one alone. Also i2s_x16 (the
+ * portable families), and CPUs without SVE (cortex-a72, max with sve=off), where cpu-sve
+ * must refuse to start. Last, a model with a q8_0 head (portable C on every AArch64
+ * target): cpu-sve's logits must be cpu-generic's bit for bit. Skipped without the tools,
+ * and while BITNETC_CPU_MASK is on. */
+static void test_sve_qemu(void **state)
+{
+	(void)state;
+	static const char sysroot[] = "/usr/aarch64-linux-gnu";
+	char *log = NULL;
+	if (mask_note()[0]) {
+		print_message("skipped: SVE under qemu: nothing here depends on this host's "
+			      "features%s\n", mask_note());
+		skip();
+	}
+	char tiny[4096], synth[2][4096];
+	snprintf(tiny, sizeof tiny, "%s", tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	/* x86-64's own compiler cannot build it: model.c says so and the error names the cross
+	 * compiler */
+	if (tu_run(NULL, "[ \"$(uname -m)\" = x86_64 ] && command -v cc >/dev/null") == 0) {
+		int rc = tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-sve --cc cc", tu_bitnetc(),
+				tiny, tu_tmp("sve_host_prog"));
+		if (rc == 0 || !log || !strstr(log, "--cc aarch64-linux-gnu-gcc") ||
+		    !strstr(log, "AArch64 code"))
+			tu_fail_log(log, "cpu-sve with the host's cc: want a failure that names a "
+					 "cross compiler, got exit %d", rc);
+		free(log);
+	}
+	if (tu_run(&log, "command -v qemu-aarch64 && test -e %s/lib/ld-linux-aarch64.so.1 && "
+			 "echo '#include <arm_sve.h>' | aarch64-linux-gnu-gcc -march=armv8.2-a+sve "
+			 "-x c -c -o /dev/null -", sysroot) != 0) {
+		free(log);
+		print_message("skipped: SVE under qemu: needs qemu-aarch64, %s and an "
+			      "aarch64-linux-gnu-gcc with <arm_sve.h> (gcc 10+; apt-get install "
+			      "gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)\n", sysroot);
+		skip();
+	}
+	free(log);
+	static const char *const embd[2] = {"bf16", "f32"};
+	for (int i = 0; i < 2; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "sve_synth_%s.gguf", embd[i]);
+		snprintf(synth[i], sizeof synth[i], "%s", tu_tmp(name));
+		if (tu_run(&log, "'%s' mkmodel --hidden 384 --ffn 4224 --layers 1 --embd-type %s "
+				 "--seed 3 -o '%s'", tu_bitnetc(), embd[i], synth[i]))
+			tu_fail_log(log, "mkmodel");
+		free(log);
+	}
+	static const struct {
+		int model; /* 0 tiny, 1 synthetic with a bf16 head, 2 with an f32 one */
+		const char *layout;
+		int bits; /* the vector length qemu gives */
+		int ubs[3];
+	} v[] = {
+		{0, "gguf", 128, {1, 7, 16}},
+		{0, "gguf", 512, {1, 16, 0}},
+		{0, "i2s_x16", 128, {16, 0, 0}},
+		{1, "gguf", 256, {1, 7, 0}},
+		{1, "gguf", 512, {1, 16, 0}},
+		{2, "gguf", 512, {1, 7, 0}},
+	};
+	char prog[4096] = "", built[4400] = "";
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		char lua[4096], wrap[300], key[4400];
+		const char *gguf = v[i].model ? synth[v[i].model - 1] : tiny;
+		TuModel m = {0};
+		tu_model_open(&m, gguf);
+		snprintf(key, sizeof key, "%s %s", gguf, v[i].layout);
+		if (strcmp(key, built) != 0) { /* a program per model and layout */
+			snprintf(lua, sizeof lua, "%s", tu_tmp("sve_pipeline.lua"));
+			snprintf(prog, sizeof prog, "%s", tu_tmp("sve_prog"));
+			write_pipeline(lua, v[i].layout, NULL, NULL);
+			if (tu_run(&log, "'%s' build '%s' -o '%s' --target cpu-sve --cc "
+					 "aarch64-linux-gnu-gcc --pipeline '%s'",
+				   tu_bitnetc(), gguf, prog, lua))
+				tu_fail_log(log, "build cpu-sve %s", v[i].layout);
+			free(log);
+			snprintf(built, sizeof built, "%s", key);
+		}
+		snprintf(wrap, sizeof wrap, "qemu-aarch64 -cpu max,sve%d=on -L %s", v[i].bits, sysroot);
+		check_kinds(&m, wrap, prog, "simd");
+		if (i == 0) { /* --info says what is not SVE */
+			if (tu_run(&log, "%s '%s' --info", wrap, prog) || !strstr(log, "sve kernels:"))
+				tu_fail_log(log, "%s --info: want the line on its sve kernels", prog);
+			free(log);
+		}
+		for (int u = 0; u < 3 && v[i].ubs[u]; u++) {
+			int ub = v[i].ubs[u];
+			float *got = run_with(wrap, prog, &prompt, ub, m.nv);
+			double d = vs_interp(&m, got, ub);
+			printf("qemu cpu-sve %-10s %-8s sve%-3d calls of %2d: vs interpreter %.2g rel\n",
+			       v[i].model ? embd[v[i].model - 1] : "tiny", v[i].layout, v[i].bits,
+			       ub > 1 ? (ub < 13 ? ub : 13) : 1, d);
+			tu_free(got);
+		}
+		if (i == 0 || i == 4) { /* 3 threads: odd shares of rows, the GEMV's one-row tail */
+			TuCalls one = {1, {1}};
+			int rows;
+			float *got = tu_run_logits(wrap, prog, prompt.ids, prompt.n, N_GEN, &rows,
+						   "-t 3 -ub 1");
+			assert_int_equal(rows, (prompt.n + N_GEN) * m.nv);
+			printf("qemu cpu-sve %-10s 3 threads, calls of  1: vs interpreter %.2g rel\n",
+			       v[i].model ? embd[v[i].model - 1] : "tiny",
+			       tu_vs_interp(&m, got, prompt.n + N_GEN, prompt.ids, prompt.n, &one));
+			tu_free(got);
+		}
+		for (int c = 0; i == 0 && c < 2; c++) { /* no SVE: refused at start, naming it */
+			const char *cpu = c ? "max,sve=off" : "cortex-a72";
+			int rc = tu_run(&log, "qemu-aarch64 -cpu %s -L %s '%s' --tokens 496 -n 1", cpu,
+					sysroot, prog);
+			if (rc == 0 || !log || !strstr(log, "lacks: sve"))
+				tu_fail_log(log, "cpu-sve on %s: want a refusal naming sve, got exit %d",
+					    cpu, rc);
+			printf("qemu cpu-sve on %s: refused, exit %d\n", cpu, rc);
+			free(log);
+		}
+		tu_model_close(&m);
+	}
+	/* Everything but the float head gives the portable kernels' bits (the integer sums,
+	 * the quantizer's values, the norms): with a q8_0 head, which is portable C on
+	 * every AArch64 target, cpu-sve's logits are cpu-generic's, bit for bit. */
+	char q8[4096], lf[2][4096];
+	snprintf(q8, sizeof q8, "%s", tu_tmp("sve_q8.gguf"));
+	if (tu_run(&log, "'%s' mkmodel --embd-type q8_0 --seed 4 -o '%s'", tu_bitnetc(), q8))
+		tu_fail_log(log, "mkmodel");
+	free(log);
+	static const char *const bt[2] = {"cpu-sve", "cpu-generic"};
+	for (int i = 0; i < 2; i++) {
+		char name[64];
+		snprintf(prog, sizeof prog, "%s", tu_tmp("sve_q8_prog"));
+		snprintf(name, sizeof name, "sve_q8_%d.f32", i);
+		snprintf(lf[i], sizeof lf[i], "%s", tu_tmp(name));
+		if (tu_run(&log, "'%s' build '%s' -o '%s' --target %s --cc aarch64-linux-gnu-gcc && "
+				 "qemu-aarch64 -cpu max,sve256=on -L %s '%s' --tokens 496,84,104,101,32,113,117 "
+				 "-n 3 --temp 0 --ignore-eos -t 2 --logits-out '%s'",
+			   tu_bitnetc(), q8, prog, bt[i], sysroot, prog, lf[i]))
+			tu_fail_log(log, "%s with a q8_0 head", bt[i]);
+		free(log);
+	}
+	size_t na, nb;
+	char *la = tu_read_file(lf[0], &na), *lb = tu_read_file(lf[1], &nb);
+	assert_non_null(la);
+	assert_non_null(lb);
+	assert_true(na > 0);
+	assert_int_equal(na, nb);
+	if (memcmp(la, lb, na) != 0)
+		fail_msg("cpu-sve and cpu-generic with a q8_0 head: the logits differ; want the same "
+			 "bits");
+	printf("qemu cpu-sve q8_0 head: the logits of cpu-generic, bit for bit\n");
+	free(la);
+	free(lb);
+}
+
 /* The NEON kernels on any host: each variant cross-compiled for aarch64 (Debian's
  * aarch64-linux-gnu-gcc) and run under qemu-user, checked as test_families checks (calls
  * of 1 and of 13 tokens). qemu's default CPU has the dot product; on an emulated
@@ -1005,7 +1164,8 @@ static void test_cpu_mask(void **state)
 	rt_cpu_detect(&det);
 	assert_memory_equal(&raw, &det, sizeof raw); /* empty: the same */
 
-	static const char *const fams[] = {"generic", "avx2", "avx512", "amx", "neon", "neon-dot"};
+	static const char *const fams[] = {"generic", "avx2", "avx512", "amx", "neon", "neon-dot",
+					   "sve"};
 	for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
 		set_mask(fams[i]);
 		assert_int_equal(rt_cpu_mask(&fam, why, sizeof why), 0);
@@ -1030,7 +1190,8 @@ static void test_cpu_mask(void **state)
 			{f.amx_tile, raw.amx_tile && amx},
 			{f.amx_int8, raw.amx_int8 && amx},
 			{f.neon, raw.neon && i >= 4},
-			{f.dotprod, raw.dotprod && i == 5},
+			{f.dotprod, raw.dotprod && i >= 5},
+			{f.sve, raw.sve && i == 6},
 		};
 		for (size_t j = 0; j < sizeof t / sizeof t[0]; j++)
 			if (t[j].got != t[j].want)
@@ -1118,6 +1279,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_amx_refused, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_denied, tu_teardown),
 		cmocka_unit_test_teardown(test_neon_qemu, tu_teardown),
+		cmocka_unit_test_teardown(test_sve_qemu, tu_teardown),
 		cmocka_unit_test_teardown(test_rvv_qemu, tu_teardown),
 		cmocka_unit_test_teardown(test_rvv_float_qemu, tu_teardown),
 		cmocka_unit_test_teardown(test_t5_refused, tu_teardown),

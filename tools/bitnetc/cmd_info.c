@@ -10,7 +10,8 @@ const char usage_version[] =
 	"\n"
 	"Prints the bitnetc version, the LLVM it uses (and whether LLVM has the NVPTX\n"
 	"backend), ptxas if found, and the host CPU's features (less those the environment\n"
-	"variable BITNETC_CPU_MASK=generic|avx2|avx512|amx|neon|neon-dot|rvv hides, for tests).\n";
+	"variable BITNETC_CPU_MASK=generic|avx2|avx512|amx|neon|neon-dot|sve|rvv hides, for\n"
+	"tests).\n";
 
 const char usage_targets[] =
 	"usage: bitnetc targets\n"

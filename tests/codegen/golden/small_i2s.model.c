@@ -1431,6 +1431,25 @@ static inline float head_f16_k128_n320_1x1(const uint8_t *w, const float *x)
 	return __riscv_vfmv_f_s_f32m1_f32(r);
 }
 
+#elif defined(__ARM_FEATURE_SVE)
+#include <arm_sve.h>
+
+static inline svfloat32_t head_f16_k128_n320_rw(svbool_t pg, const uint8_t *w, int64_t i)
+{
+	return svcvt_f32_f16_x(pg, svreinterpret_f16_u32(svld1uh_u32(pg, (const uint16_t *)w + i)));
+}
+
+static inline float head_f16_k128_n320_1x1(const uint8_t *w, const float *x)
+{
+	enum { K = 128 };
+	svfloat32_t s = svdup_n_f32(0.0f);
+	for (int64_t i = 0; i < K; i += (int64_t)svcntw()) {
+		const svbool_t pg = svwhilelt_b32_s64(i, K);
+		s = svmla_f32_m(pg, s, head_f16_k128_n320_rw(pg, w, i), svld1_f32(pg, x + i));
+	}
+	return svaddv_f32(svptrue_b32(), s);
+}
+
 #endif
 static void head_f16_k128_n320(void *arg, int ith, int nth)
 {
@@ -1519,6 +1538,12 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 		for (int t = 0; t < a->n; t++)
 			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 #elif defined(__riscv_vector) && defined(__riscv_v_intrinsic) && __riscv_v_intrinsic >= 12000
+	(void)deq_f16_k128; /* the portable path's row converter */
+	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;
+	for (int64_t o = lo; o < hi; o++)
+		for (int t = 0; t < a->n; t++)
+			a->y[(int64_t)t * N + o] = head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K);
+#elif defined(__ARM_FEATURE_SVE)
 	(void)deq_f16_k128; /* the portable path's row converter */
 	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;
 	for (int64_t o = lo; o < hi; o++)

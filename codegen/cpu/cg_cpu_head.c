@@ -49,6 +49,7 @@ typedef struct {
 	const char *guard; /* the #if condition */
 	int vw;            /* floats per vector */
 	int tt;            /* tokens per multi-token tile (4 rows): 4*tt + tt + 1 registers */
+	int cr, ct;        /* the blocked path's tile: cr rows x ct tokens, all in registers */
 	const char *vec, *zero, *loadx, *add;
 	const char *fma; /* fma(a, b, c) = a * b + c; NULL: emit NAME_fma (vfmaq_f32 is c + a * b) */
 	/* a weight vector at a byte pointer, as floats: the text before and after it */
@@ -58,20 +59,20 @@ typedef struct {
 } HeadIsa;
 
 static const HeadIsa head_isas[] = {
-	{"defined(__AVX512F__)", 16, 6, "__m512", "_mm512_setzero_ps()", "_mm512_loadu_ps",
+	{"defined(__AVX512F__)", 16, 6, 2, 8, "__m512", "_mm512_setzero_ps()", "_mm512_loadu_ps",
 	 "_mm512_add_ps", "_mm512_fmadd_ps",
 	 {"_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(", ")))"},
 	 {"_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(",
 	  "))), 16))"},
 	 {"_mm512_loadu_ps((const float *)(", "))"}, "_mm512_reduce_add_ps", "immintrin.h"},
-	{"defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 8, 3, "__m256",
+	{"defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 8, 3, 4, 3, "__m256",
 	 "_mm256_setzero_ps()", "_mm256_loadu_ps", "_mm256_add_ps", "_mm256_fmadd_ps",
 	 {"_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(", ")))"},
 	 {"_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(",
 	  "))), 16))"},
 	 {"_mm256_loadu_ps((const float *)(", "))"}, NULL, "immintrin.h"},
 	/* AArch64 (NEON is part of the base architecture, fcvtl converts f16) */
-	{"defined(__aarch64__)", 4, 4, "float32x4_t", "vdupq_n_f32(0.0f)", "vld1q_f32", "vaddq_f32",
+	{"defined(__aarch64__)", 4, 4, 4, 4, "float32x4_t", "vdupq_n_f32(0.0f)", "vld1q_f32", "vaddq_f32",
 	 NULL,
 	 {"vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(", "))))"},
 	 {"vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(", ")), 16))"},
@@ -193,6 +194,65 @@ static void head_tile(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, 
 	cg_printf(b, "}\n\n");
 }
 
+/* Rows and tokens of the blocked multi-token path (head_simd_call): a thread's rows go in
+ * blocks of HEAD_RB rows, each block over K in chunks of HEAD_KC elements, every (row,
+ * token) accumulator of the block kept in an L1 buffer between chunks. A call of up to
+ * HEAD_BLK_N tokens reads each token's x chunk from L2 once per block instead of once per
+ * 4 rows (8 tokens of 2560 floats are 80 KB, more than L1), and the tile (HeadIsa cr x ct)
+ * keeps x in registers: AVX-512's 2 rows x 8 tokens (16 accumulators, 8 x, 2 weights)
+ * loads 10 vectors for 16 FMAs, where the 4 x 6 tile, 31 registers, had the compiler load
+ * x as a memory operand of every FMA. At 16 rows, 512 floats and 8 tokens: 16 KB of x,
+ * 16 KB of f16 weights, 8 KB of accumulators. */
+enum { HEAD_RB = 16, HEAD_KC = 512, HEAD_BLK_N = 16, HEAD_PD = 4 };
+
+/* name_cRxT(w, x, acc, i0, i1, pf): R rows (rb bytes apart) times T tokens (rows of k
+ * floats) over elements i0..i1 only, the accumulators read from and written back to
+ * acc[R * t + r] (the vector, not its sum: every (row, token) is still one accumulator over
+ * all of K in order, so the same bits as name_4xT and name_1x1). pf: the weight the caller
+ * reads next (the next tile's rows at i0), prefetched a line per 64 bytes as name_4xT
+ * prefetches the next 4 rows. */
+static void head_tile_c(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, int64_t k,
+			uint64_t rb, int R, int T)
+{
+	const char *const *wl = head_wload(s, dt);
+	int es = head_es(dt), line = 64 / es;
+	char fb[128];
+	const char *fma = head_fma(s, name, fb, sizeof fb);
+	cg_printf(b, "static inline void %s_c%dx%d(const uint8_t *w, const float *x, %s *acc, int i0, int i1, const uint8_t *pf)\n{\n",
+		  name, R, T, s->vec);
+	for (int r = 0; r < R; r++) {
+		cg_printf(b, "\t%s", s->vec);
+		for (int t = 0; t < T; t++)
+			cg_printf(b, "%s s%d_%d = acc[%d]", t ? "," : "", r, t, R * t + r);
+		cg_printf(b, ";\n");
+	}
+	cg_printf(b, "\tfor (int i = i0; i < i1; i += %d) {\n", s->vw);
+	const char *ind = "\t\t";
+	if (line > s->vw) {
+		cg_printf(b, "\t\tif ((i & %d) == 0) {\n", line - 1);
+		ind = "\t\t\t";
+	}
+	for (int r = 0; r < R; r++)
+		cg_printf(b, "%s__builtin_prefetch((const char *)(pf + %" PRIu64 " + %d * (i - i0)), 0, 3);\n",
+			  ind, (uint64_t)r * rb, es);
+	if (line > s->vw)
+		cg_printf(b, "\t\t}\n");
+	for (int t = 0; t < T; t++)
+		cg_printf(b, "\t\t%s x%d = %s(x + %" PRId64 " + i);\n", s->vec, t, s->loadx,
+			  (int64_t)t * k);
+	for (int r = 0; r < R; r++) {
+		cg_printf(b, "\t\t%s w%d = %sw + %" PRIu64 " + %d * i%s;\n", s->vec, r, wl[0],
+			  (uint64_t)r * rb, es, wl[1]);
+		for (int t = 0; t < T; t++)
+			cg_printf(b, "\t\ts%d_%d = %s(w%d, x%d, s%d_%d);\n", r, t, fma, r, t, r, t);
+	}
+	cg_printf(b, "\t}\n");
+	for (int r = 0; r < R; r++)
+		for (int t = 0; t < T; t++)
+			cg_printf(b, "\tacc[%d] = s%d_%d;\n", R * t + r, r, t);
+	cg_printf(b, "}\n\n");
+}
+
 /* The tiles of one instruction set, before the kernel. */
 static void head_simd_tiles(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt,
 			    int64_t k, int64_t nr, uint64_t rb)
@@ -214,6 +274,8 @@ static void head_simd_tiles(CgBuf *b, const HeadIsa *s, const char *name, IrDtyp
 	head_row4(b, s, name, dt, k);
 	for (int t = 1; t <= s->tt; t++)
 		head_tile(b, s, name, dt, k, nr, rb, t);
+	for (int t = 1; t <= s->ct; t++)
+		head_tile_c(b, s, name, dt, k, rb, s->cr, t);
 }
 
 /* The kernel's body for one instruction set: 4 x tt tiles (and their token tails) over
@@ -222,8 +284,61 @@ static void head_simd_tiles(CgBuf *b, const HeadIsa *s, const char *name, IrDtyp
  * token's place in the call, so a last_only call (one row) gives bit for bit the last
  * row of the call with all rows. */
 static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const char *deq,
-			   uint64_t rb)
+			   IrDtype dt, uint64_t rb)
 {
+	const char *sum = s->sum ? s->sum : name, *sfx = s->sum ? "" : "_hsum";
+	/* 2..HEAD_BLK_N tokens: the blocked path (HEAD_RB); the rows left over (fewer than 4
+	 * after the thread's last group) through the 1 x 1, as below */
+	int cr = s->cr, ct = s->ct;
+	cg_printf(b, "\tif (a->n > 1 && a->n <= %d) {\n"
+		     "\t\tenum { RB = %d, KC = %d, ES = %d, CR = %d, PD = %d };\n"
+		     "\t\t%s acc[RB * %d];\n"
+		     "\t\tconst int n = a->n;\n"
+		     "\t\tint64_t ng = N / 4, lo = 4 * (ng * ith / nth);\n"
+		     "\t\tint64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);\n"
+		     "\t\tint64_t hq = lo + (hi - lo) / 4 * 4;\n"
+		     "\t\tfor (int64_t ob = lo; ob < hq; ob += RB) {\n"
+		     "\t\t\tint nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);\n"
+		     "\t\t\tconst uint8_t *wb = a->w + (uint64_t)ob * %" PRIu64 ";\n"
+		     "\t\t\tmemset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));\n"
+		     "\t\t\tfor (int i0 = 0; i0 < K; i0 += KC) {\n"
+		     "\t\t\t\tint i1 = K - i0 < KC ? K : i0 + KC;\n"
+		     "\t\t\t\tfor (int q = 0; q < nq; q++) {\n"
+		     "\t\t\t\t\tconst uint8_t *w = wb + (uint64_t)(CR * q) * %" PRIu64 ";\n"
+		     "\t\t\t\t\t/* the tile read PD tiles later: here, at a later chunk or in the next block */\n"
+		     "\t\t\t\t\tint qn = q + PD, cn = i0;\n"
+		     "\t\t\t\t\tfor (; qn >= nq; qn -= nq)\n"
+		     "\t\t\t\t\t\tcn += KC;\n"
+		     "\t\t\t\t\tconst uint8_t *pf = wb + (uint64_t)(CR * qn) * %" PRIu64 " + (cn < K ? ES * cn : (int64_t)RB * %" PRIu64 ");\n"
+		     "\t\t\t\t\t%s *aq = acc + CR * q * n;\n"
+		     "\t\t\t\t\tint t = 0;\n"
+		     "\t\t\t\t\tfor (; t + %d <= n; t += %d)\n"
+		     "\t\t\t\t\t\t%s_c%dx%d(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);\n"
+		     "\t\t\t\t\tswitch (n - t) {\n",
+		  HEAD_BLK_N, HEAD_RB, HEAD_KC, head_es(dt), cr, HEAD_PD, s->vec, HEAD_BLK_N, rb, rb, rb, rb,
+		  s->vec, ct, ct, name, cr, ct);
+	for (int t = ct - 1; t >= 1; t--)
+		cg_printf(b, "\t\t\t\t\tcase %d:\n"
+			     "\t\t\t\t\t\t%s_c%dx%d(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);\n"
+			     "\t\t\t\t\t\tbreak;\n",
+			  t, name, cr, t);
+	cg_printf(b, "\t\t\t\t\tdefault:\n"
+		     "\t\t\t\t\t\tbreak;\n"
+		     "\t\t\t\t\t}\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t}\n"
+		     "\t\t\tfor (int q = 0; q < nq; q++)\n"
+		     "\t\t\t\tfor (int t = 0; t < n; t++)\n"
+		     "\t\t\t\t\tfor (int r = 0; r < CR; r++)\n"
+		     "\t\t\t\t\t\ta->y[(int64_t)t * N + ob + CR * q + r] = %s%s(acc[CR * q * n + CR * t + r]);\n"
+		     "\t\t}\n"
+		     "\t\tfor (int64_t o = hq; o < hi; o++)\n"
+		     "\t\t\tfor (int t = 0; t < n; t++)\n"
+		     "\t\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
+		     "\t\t(void)%s; /* the portable path's row converter */\n"
+		     "\t\treturn;\n"
+		     "\t}\n",
+		  sum, sfx, name, rb, deq);
 	cg_printf(b, "\t(void)%s; /* the portable path's row converter */\n"
 		     "\tint64_t ng = N / 4, o = 4 * (ng * ith / nth);\n"
 		     "\tint64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);\n"
@@ -793,7 +908,7 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 		  name, k, nr);
 	for (int i = 0; i < n_simd; i++) {
 		cg_printf(b, "#%s %s\n", i ? "elif" : "if", simd[i]->guard);
-		head_simd_call(b, simd[i], name, deq, rb);
+		head_simd_call(b, simd[i], name, deq, dt, rb);
 	}
 	for (int i = 0; i < n_q8; i++) {
 		cg_printf(b, "#%s %s\n", i ? "elif" : "if", q8[i]->guard);

@@ -299,10 +299,26 @@ static const char mk_params[] =
 	"(const uint8_t *w, int64_t gs, int64_t kc, const int8_t *q, int64_t K,\n"
 	"\t\t const int32_t *qs, const float *sc, float wscale, float *y, int64_t N)";
 
-/* AVX-512 VNNI micro kernel: rg groups x tt tokens. */
+/* How far ahead of its loads a multi-token AVX-512 micro kernel prefetches each group's
+ * weights: 16 chunks (bytes). */
+enum { X16_PF = 1024 };
+
+/* Calls of up to this many tokens run one group of 16 rows at a time whatever the tile's
+ * rows (2 and 4 tokens of the 2B-4T shape ~10% faster than two groups side by side; 8
+ * the same either way). */
+enum { X16_ONE_STREAM = 4 };
+
+/* AVX-512 VNNI micro kernel: rg groups x tt tokens. Each (group, token) sums its four
+ * shifts of a chunk in pa accumulators (4: one per shift; 2: shifts 0, 2 and 1, 3), so
+ * that the rg x tt x pa chains, each 4 / pa dot products deep per chunk, cover vpdpbusd's
+ * latency: one group of 2 tokens in one accumulator each was 2 chains of 4 a chunk, bound
+ * by it. The sums are exact integers: any split gives the same y. */
 static void mk_avx512(CgBuf *b, const char *name, int rg, int tt)
 {
-	int na = tt == 1 ? 4 : tt; /* accumulators per group */
+	/* accumulators per (group, token): 4 for one token, else 2 while all fit 24
+	 * registers (4 for 2..4 tokens measured slower at 4 tokens) */
+	int pa = tt == 1 ? 4 : rg * tt * 2 <= 24 ? 2 : 1;
+	int na = tt * pa;                        /* per group */
 	cg_printf(b, "static inline void %s%s\n{\n", name, mk_params);
 	for (int r = 0; r < rg; r++)
 		for (int i = 0; i < na; i++)
@@ -310,6 +326,14 @@ static void mk_avx512(CgBuf *b, const char *name, int rg, int tt)
 	cg_printf(b, "\tconst __m512i m3 = _mm512_set1_epi8(3);\n"
 		     "\tfor (int64_t c = 0; c < kc; c++) {\n"
 		     "\t\tconst int8_t *qc = q + 16 * c;\n");
+	/* Several tokens: a chunk takes 4 tt dot products per group, time in which the
+	 * hardware prefetcher alone did not keep the rg streams ahead (the loads at the top
+	 * of the loop stalled; 8 tokens of the 2B-4T shape ~15% faster with this). One
+	 * token stays a plain stream, bound by memory either way. */
+	if (tt > 1)
+		for (int r = 0; r < rg; r++)
+			cg_printf(b, "\t\t_mm_prefetch((const char *)(w + %d * gs + 64 * c + %d), _MM_HINT_T0);\n",
+				  r, X16_PF);
 	for (int r = 0; r < rg; r++)
 		cg_printf(b, "\t\tconst __m512i v%d = _mm512_loadu_si512((const void *)(w + %d * gs + 64 * c));\n",
 			  r, r);
@@ -325,7 +349,7 @@ static void mk_avx512(CgBuf *b, const char *name, int rg, int tt)
 			cg_printf(b, "\t\t\tconst __m512i b%d = _mm512_set1_epi32(ld_i32(qc + %d * K + %d));\n",
 				  t, t, 4 * s);
 			for (int r = 0; r < rg; r++) {
-				int ai = tt == 1 ? s : t;
+				int ai = t * pa + s % pa;
 				cg_printf(b, "\t\t\ta%d_%d = _mm512_dpbusd_epi32(a%d_%d, c%d, b%d);\n", r, ai,
 					  r, ai, r, t);
 			}
@@ -333,14 +357,22 @@ static void mk_avx512(CgBuf *b, const char *name, int rg, int tt)
 		cg_printf(b, "\t\t}\n");
 	}
 	cg_printf(b, "\t}\n");
-	if (tt == 1)
+	if (pa == 4)
 		for (int r = 0; r < rg; r++)
-			cg_printf(b, "\ta%d_0 = _mm512_add_epi32(_mm512_add_epi32(a%d_0, a%d_1), _mm512_add_epi32(a%d_2, a%d_3));\n",
-				  r, r, r, r, r);
+			for (int t = 0; t < tt; t++) {
+				int a0 = 4 * t;
+				cg_printf(b, "\ta%d_%d = _mm512_add_epi32(_mm512_add_epi32(a%d_%d, a%d_%d), _mm512_add_epi32(a%d_%d, a%d_%d));\n",
+					  r, a0, r, a0, r, a0 + 1, r, a0 + 2, r, a0 + 3);
+			}
+	if (pa == 2)
+		for (int r = 0; r < rg; r++)
+			for (int t = 0; t < tt; t++)
+				cg_printf(b, "\ta%d_%d = _mm512_add_epi32(a%d_%d, a%d_%d);\n", r, 2 * t,
+					  r, 2 * t, r, 2 * t + 1);
 	for (int t = 0; t < tt; t++)
 		for (int r = 0; r < rg; r++) {
 			char acc[32], qs[16], sc[16], y[48];
-			snprintf(acc, sizeof acc, "a%d_%d", r, tt == 1 ? 0 : t);
+			snprintf(acc, sizeof acc, "a%d_%d", r, t * pa);
 			tmm_epilogue_args(t, 16 * r, qs, sc, y);
 			cg_printf(b, "\t{\n");
 			tmm_epilogue_vec(b, CG_ISA_AVX512, "\t\t", acc, qs, sc, y);
@@ -677,18 +709,21 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 			     "\tenum { K = %" PRId64 ", N = %" PRId64 ", NG = N / 16, RG = %d, TT = %d };\n"
 			     "%s"
 			     "\tconst int64_t gs = (int64_t)K * 4; /* bytes per group of 16 rows */\n"
-			     "\tint64_t nu = (NG + RG - 1) / RG;\n"
+			     "\t/* up to %d tokens (a decode step of few sequences) one group at a time: one\n"
+			     "\t * weight stream, as the GEMV (RG streams a group apart read slower) */\n"
+			     "\tconst int ru = a->n <= %d ? 1 : RG;\n"
+			     "\tint64_t nu = (NG + ru - 1) / ru;\n"
 			     "\tint64_t lo = nu * ith / nth, hi = nu * (ith + 1) / nth;\n"
 			     "\tfor (int64_t u = lo; u < hi; u++) {\n"
-			     "\t\tint64_t g = u * RG;\n"
-			     "\t\tint rg = NG - g < RG ? (int)(NG - g) : RG;\n"
+			     "\t\tint64_t g = u * ru;\n"
+			     "\t\tint rg = NG - g < ru ? (int)(NG - g) : ru;\n"
 			     "\t\tconst uint8_t *w = a->w + g * gs;\n"
 			     "\t\tfor (int t0 = 0; t0 < a->n; t0 += TT) {\n"
 			     "\t\t\tint tt = a->n - t0 < TT ? a->n - t0 : TT;\n"
 			     "\t\t\tconst int8_t *q = a->q + (int64_t)t0 * K;\n"
 			     "\t\t\tfloat *y = a->y + (int64_t)t0 * N + 16 * g;\n"
 			     "\t\t\tswitch (rg * 1000 + tt) {\n",
-			  name, k, nr, tl.rg, tl.tt, tmm_prologue);
+			  name, k, nr, tl.rg, tl.tt, tmm_prologue, X16_ONE_STREAM, X16_ONE_STREAM);
 		for (int rg = 1; rg <= tl.rg; rg++)
 			for (int tt = 1; tt <= tl.tt; tt++) {
 				x16_micro(m, n, rg, tt, mk, sizeof mk);

@@ -594,6 +594,76 @@ static const char step_main[] =
 	"\treturn fails != 0 || rc != 0;\n"
 	"}\n";
 
+/* A main() that calls the model's decode directly (as step_main) with every row count n
+ * = 1..16: a state of n sequences, RC_P calls of n rows, one per sequence, each flagged
+ * step (the serving engine's decode step: the multi-row ternary GEMM tiles and token
+ * tails, the head's blocked path, attention per sequence). Every row must be bit for bit
+ * its sequence alone in one-row calls; all rows go to argv[2] in call order (n, then
+ * position, then sequence) for the test to hold against the interpreter. */
+static const char rows_main[] =
+	"#include \"rt.h\"\n"
+	"#include \"rt_model.h\"\n"
+	"#include <stdio.h>\n"
+	"#include <stdlib.h>\n"
+	"#include <string.h>\n"
+	"enum { CTX = 8, NS = 16, P = 3 };\n"
+	"static RtState state(const RtWeights *w, void *inst, int32_t n_seq)\n"
+	"{\n"
+	"\tRtState st = {.w = w->data, .kv = calloc(1, (size_t)rt_model.kv_bytes(CTX, n_seq)),\n"
+	"\t\t      .scratch = aligned_alloc(64, (size_t)(rt_model.scratch_bytes + 63) / 64 * 64),\n"
+	"\t\t      .n_ctx = CTX, .pool = rt_pool_new(2), .inst = inst, .n_seq = n_seq};\n"
+	"\treturn st;\n"
+	"}\n"
+	"static void state_free(RtState *st)\n"
+	"{\n"
+	"\tfree(st->kv);\n"
+	"\tfree(st->scratch);\n"
+	"\trt_pool_free(st->pool);\n"
+	"}\n"
+	MAIN_OPEN(3)
+	"\tint32_t tok[NS][P];\n"
+	"\tfor (int s = 0; s < NS; s++)\n"
+	"\t\tfor (int p = 0; p < P; p++)\n"
+	"\t\t\ttok[s][p] = (int32_t)((p * 53 + s * 97 + 5) % (int)nv);\n"
+	"\tfloat *ref = malloc((size_t)NS * P * nv * sizeof(float));\n"
+	"\tfloat *y = malloc((size_t)NS * nv * sizeof(float));\n"
+	"\tint rc = 0, fails = 0, checked = 0;\n"
+	"\tfor (int s = 0; s < NS; s++) {\n"
+	"\t\tRtState a = state(&w, inst, 1);\n"
+	"\t\tfor (int32_t p = 0; p < P; p++) {\n"
+	"\t\t\tRtBatch b = {1, &tok[s][p], &p, NULL, NULL, 0, NULL};\n"
+	"\t\t\trc |= rt_model.decode(&a, &b, ref + ((size_t)s * P + (size_t)p) * nv);\n"
+	"\t\t}\n"
+	"\t\tstate_free(&a);\n"
+	"\t}\n"
+	"\tFILE *f = fopen(argv[2], \"wb\");\n"
+	"\tif (!f)\n"
+	"\t\treturn 2;\n"
+	"\tfor (int n = 1; n <= NS && n <= rt_model.max_batch; n++) {\n"
+	"\t\tRtState st = state(&w, inst, n);\n"
+	"\t\tfor (int32_t p = 0; p < P; p++) {\n"
+	"\t\t\tint32_t bt[NS], bp[NS], bs[NS];\n"
+	"\t\t\tint8_t step[NS];\n"
+	"\t\t\tfor (int s = 0; s < n; s++)\n"
+	"\t\t\t\tbt[s] = tok[s][p], bp[s] = p, bs[s] = s, step[s] = 1;\n"
+	"\t\t\tRtBatch b = {n, bt, bp, bs, NULL, 0, step};\n"
+	"\t\t\trc |= rt_model.decode(&st, &b, y);\n"
+	"\t\t\tfor (int s = 0; s < n; s++, checked++)\n"
+	"\t\t\t\tif (memcmp(y + (size_t)s * nv, ref + ((size_t)s * P + (size_t)p) * nv, nv * sizeof(float)) != 0) {\n"
+	"\t\t\t\t\tfprintf(stderr, \"%d rows: sequence %d at %d differs from its one-row call\\n\", n, s, (int)p);\n"
+	"\t\t\t\t\tfails++;\n"
+	"\t\t\t\t}\n"
+	"\t\t\tfwrite(y, sizeof(float), (size_t)n * nv, f);\n"
+	"\t\t}\n"
+	"\t\tstate_free(&st);\n"
+	"\t}\n"
+	"\tfclose(f);\n"
+	"\tprintf(\"row counts: %d rows checked, %d failed\\n\", checked, fails);\n"
+	"\tif (rc)\n"
+	"\t\tfprintf(stderr, \"decode failed (%d)\\n\", rc);\n"
+	"\treturn fails != 0 || rc != 0;\n"
+	"}\n";
+
 /* The interpreter on decode_main's calls (a cache of two sequences): 17 rows. */
 static float *decode_want(TuModel *m)
 {
@@ -798,6 +868,77 @@ static void test_step_rows(void **state)
 		free(log);
 		step_check(g, types[i], t, "");
 	}
+}
+
+/* rows_main for target t on gguf, then its rows against the interpreter: each sequence
+ * alone in one-row calls (the step mode), <= 1e-4 relative per row. */
+static void row_counts_check(const char *gguf, const char *tag, const Target *t)
+{
+	char hb[4096], wf[4096], lf[4096];
+	harness_build(gguf, tag, t, "rows_main", rows_main, hb, wf);
+	snprintf(lf, sizeof lf, "%s-%s-%s", tu_tmp("rows.logits"), tag, t->name);
+	char *log = NULL;
+	int rc = tu_run(&log, "'%s' '%s' '%s'", hb, wf, lf);
+	if (rc != 0 || !strstr(log, " 0 failed"))
+		tu_fail_log(log, "%s (%s %s): exit %d", hb, tag, t->name, rc);
+	free(log);
+	enum { NS = 16, P = 3 };
+	TuModel m;
+	tu_model_open(&m, gguf);
+	size_t nv = (size_t)m.nv;
+	BnErr e = {0};
+	IrInterp *it = ir_interp_new_seq(m.g, 8, NS, &e);
+	if (!it)
+		fail_msg("%s", e.msg);
+	float *want = tu_hold(malloc((size_t)NS * P * nv * sizeof(float)));
+	for (int s = 0; s < NS; s++)
+		for (int32_t p = 0; p < P; p++) {
+			int32_t tk = (int32_t)((p * 53 + s * 97 + 5) % (int)nv), sq = s;
+			IrBatch b = {1, &tk, &p, &sq, NULL, 0};
+			if (ir_interp_decode(it, &b, want + ((size_t)s * P + (size_t)p) * nv, &e))
+				fail_msg("%s", e.msg);
+		}
+	ir_interp_free(it);
+	size_t sz = 0;
+	float *got = tu_hold(tu_read_file(lf, &sz));
+	assert_non_null(got);
+	assert_int_equal(sz, (size_t)NS * (NS + 1) / 2 * P * nv * sizeof(float));
+	double worst = 0;
+	const float *g = got;
+	for (int n = 1; n <= NS; n++)
+		for (int p = 0; p < P; p++)
+			for (int s = 0; s < n; s++, g += nv) {
+				double d = tu_rel_diff(g, want + ((size_t)s * P + (size_t)p) * nv, (int)nv);
+				if (d > 1e-4)
+					fail_msg("%s %s: %d rows, sequence %d at %d: %.3g relative to the "
+						 "interpreter", tag, t->name, n, s, p, d);
+				worst = d > worst ? d : worst;
+			}
+	printf("row counts 1..16 (%s %s): every row bit for bit its one-row call, within %.2g "
+	       "of the interpreter\n", tag, t->name, worst);
+	tu_free(got);
+	tu_free(want);
+	tu_model_close(&m);
+}
+
+/* Decode steps of every row count 1..16 (rows_main), per target (state): the f16 golden
+ * model, and an f16 head over rows of 1280 (the head's blocked path in chunks of 512, the
+ * last one partial; 517 rows: some left over after the 4-row groups). */
+static void test_step_row_counts(void **state)
+{
+	const Target *t = *state;
+	char what[128];
+	snprintf(what, sizeof what, "decode steps of 1..16 rows, %s", t->name);
+	need(t->need, what);
+	row_counts_check(tu_data("golden/models/tiny-b158-i2_s.gguf"), "f16", t);
+	char g[4096];
+	snprintf(g, sizeof g, "%s-%s.gguf", tu_tmp("rows-k1280"), t->name);
+	char *log = NULL;
+	if (tu_run(&log, "'%s' mkmodel --seed 7 --layers 1 --hidden 1280 --vocab 517 -o '%s'",
+		   tu_bitnetc(), g))
+		tu_fail_log(log, "mkmodel --hidden 1280");
+	free(log);
+	row_counts_check(g, "k1280", t);
 }
 
 /* The head's SIMD paths (AVX-512, AVX2+F16C+FMA where the host has them; any host runs
@@ -1134,6 +1275,9 @@ int main(void)
 		TARGET_TEST("test_step_rows native", test_step_rows, &t_native),
 		TARGET_TEST("test_step_rows cpu-avx2", test_step_rows, &t_avx2),
 		TARGET_TEST("test_step_rows cpu-amx emulated", test_step_rows, &t_amx_emu),
+		TARGET_TEST("test_step_row_counts cpu-generic", test_step_row_counts, &t_generic),
+		TARGET_TEST("test_step_row_counts native", test_step_row_counts, &t_native),
+		TARGET_TEST("test_step_row_counts cpu-avx2", test_step_row_counts, &t_avx2),
 		TARGET_TEST("test_decode cpu-generic", test_decode, &t_generic),
 		TARGET_TEST("test_decode native", test_decode, &t_native),
 		TARGET_TEST("test_simd_heads native", test_simd_heads, &t_native),

@@ -113,10 +113,8 @@ int emit_tmm_lut(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
  * m->nt > 1 tokens on a target with amx; driver gets its name. */
 int emit_tmm_amx(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
 /* cg_cpu_rvv.c: the RVV 1.0 kernel of node n (an I2_S weight [k, nr] in the GGUF layout)
- * for the forward of m->nt tokens; driver gets its name. emit_tmm_rvv_call also writes its
- * call into the forward and counts it (CG_KERN_SIMD). */
+ * for the forward of m->nt tokens; driver gets its name (its call: cg_cpu_tmm.c). */
 int emit_tmm_rvv(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
-int emit_tmm_rvv_call(Em *m, const IrNode *n, int64_t k, int64_t nr);
 /* The RVV kernels' header (once per file, through node n) and the per-token activation
  * quantizer's body in RVV (the portable one's values). */
 int rvv_common(Em *m, const IrNode *n);
@@ -132,9 +130,8 @@ void rvv_rope_body(CgBuf *b, const char *name, int64_t row, int64_t hd, int64_t 
 void rvv_relu2_glu_body(CgBuf *b, const char *name, int64_t k);
 void rvv_binary_body(CgBuf *b, const char *name, int64_t row, const char *form, bool mul);
 /* cg_cpu_sve.c: the same for SVE (any vector length): the I2_S kernel on the GGUF layout,
- * its call, the header and the per-token quantizer. */
+ * the header and the per-token quantizer. */
 int emit_tmm_sve(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
-int emit_tmm_sve_call(Em *m, const IrNode *n, int64_t k, int64_t nr);
 int sve_common(Em *m, const IrNode *n);
 void sve_quant_tok_body(CgBuf *b, const char *name, int64_t k);
 /* The rmsnorm kernel (add: add_rmsnorm, x + r stored first) in SVE: the portable one's bits. */

@@ -195,20 +195,6 @@ int emit_tmm_rvv(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 	return 0;
 }
 
-int emit_tmm_rvv_call(Em *m, const IrNode *n, int64_t k, int64_t nr)
-{
-	char drv[96], q[64], s[64], y[64];
-	if (emit_tmm_rvv(m, n, k, nr, drv, sizeof drv))
-		return m->e->code;
-	m->kcount[CG_KERN_SIMD]++;
-	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
-			  "\t\tpool_run(st, %s, &a);\n\t}\n",
-		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
-		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y),
-		  drv);
-	return 0;
-}
-
 void rvv_quant_tok_body(CgBuf *b, const char *name, int64_t k)
 {
 	/* amax: |x| never rounds, and the largest float widened is the largest widened float;

@@ -179,6 +179,22 @@ static void tmm_tq_body(CgBuf *b, const char *name, IrDtype dt, int64_t k, int64
 		     "\t}\n}\n");
 }
 
+/* The RVV or SVE kernel of node n (an I2_S weight [k, nr] in the GGUF layout), its call
+ * written into the forward and counted (CG_KERN_SIMD). */
+static int emit_tmm_vla_call(Em *m, const IrNode *n, int64_t k, int64_t nr)
+{
+	char drv[96], q[64], s[64], y[64];
+	if ((m->isa.level == CG_ISA_SVE ? emit_tmm_sve : emit_tmm_rvv)(m, n, k, nr, drv, sizeof drv))
+		return m->e->code;
+	m->kcount[CG_KERN_SIMD]++;
+	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
+			  "\t\tpool_run(st, %s, &a);\n\t}\n",
+		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
+		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y),
+		  drv);
+	return 0;
+}
+
 int emit_ternary_matmul(Em *m, const IrNode *n)
 {
 	const IrValue *w = V(m, n->in[2]), *sc = V(m, n->in[1]);
@@ -208,10 +224,9 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 			return emit_tmm_x16(m, n, k, nr);
 		if (w->layout && strcmp(w->layout, "t5_x16") == 0)
 			return emit_tmm_t5(m, n, k, nr);
-		if (m->isa.level == CG_ISA_RVV && strcmp(cg_tmm_kernel(n, m->nt), "portable") != 0)
-			return emit_tmm_rvv_call(m, n, k, nr);
-		if (m->isa.level == CG_ISA_SVE && strcmp(cg_tmm_kernel(n, m->nt), "portable") != 0)
-			return emit_tmm_sve_call(m, n, k, nr);
+		if ((m->isa.level == CG_ISA_RVV || m->isa.level == CG_ISA_SVE) &&
+		    strcmp(cg_tmm_kernel(n, m->nt), "portable") != 0)
+			return emit_tmm_vla_call(m, n, k, nr);
 		break;
 	case IR_DT_TQ1_0:
 	case IR_DT_TQ2_0:

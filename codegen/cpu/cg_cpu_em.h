@@ -115,6 +115,10 @@ int emit_tmm_amx(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 /* cg_cpu_rvv.c: the RVV 1.0 kernel of node n (an I2_S weight [k, nr] in the GGUF layout)
  * for the forward of m->nt tokens; driver gets its name (its call: cg_cpu_tmm.c). */
 int emit_tmm_rvv(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
+/* cg_cpu_tmm.c: the driver the RVV and SVE kernels share (mk: their micro kernels by token
+ * count; pair: a two-row one-token kernel, or NULL). */
+int tmm_planes_driver(Em *m, const IrNode *n, const char *driver, int64_t k, int64_t nr,
+		      int tiles, const char (*mk)[48], const char *pair);
 /* The RVV kernels' header (once per file, through node n) and the per-token activation
  * quantizer's body in RVV (the portable one's values). */
 int rvv_common(Em *m, const IrNode *n);

@@ -154,45 +154,7 @@ int emit_tmm_rvv(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 			rvv_micro(b, mk[tt - 1], tt);
 	}
 	snprintf(driver, dn, "tmm_i2sv_k%" PRId64 "_n%" PRId64 "_t%d", k, nr, tiles);
-	CgBuf *b;
-	if (kern_for(m, n, driver, &b))
-		return m->e->code;
-	if (!b)
-		return 0;
-	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
-		     "\tconst TmmArg *a = arg;\n"
-		     "\tenum { K = %" PRId64 ", N = %" PRId64 ", KB = K / 4, TT = %d };\n"
-		     "%s"
-		     "\tint64_t lo = (int64_t)N * ith / nth, hi = (int64_t)N * (ith + 1) / nth;\n"
-		     "\tif (lo >= hi)\n"
-		     "\t\treturn;\n"
-		     "\tint8_t qp[TT * K]; /* the tile's tokens, each as four planes of KB bytes */\n"
-		     "\tint32_t d[TT];\n"
-		     "\tfor (int t0 = 0; t0 < a->n; t0 += TT) {\n"
-		     "\t\tint tt = a->n - t0 < TT ? a->n - t0 : TT;\n"
-		     "\t\tfor (int t = 0; t < tt; t++)\n"
-		     "\t\t\tfor (int bl = 0; bl < K / 128; bl++)\n"
-		     "\t\t\t\tfor (int p = 0; p < 4; p++)\n"
-		     "\t\t\t\t\tmemcpy(qp + t * K + p * KB + 32 * bl,\n"
-		     "\t\t\t\t\t       a->q + (int64_t)(t0 + t) * K + 128 * bl + 32 * p, 32);\n"
-		     "\t\tfor (int64_t o = lo; o < hi; o++) {\n"
-		     "\t\t\tconst uint8_t *wr = a->w + o * KB;\n",
-		  driver, k, nr, tiles, tmm_prologue);
-	if (tiles == 1) {
-		cg_printf(b, "\t\t\t%s(wr, qp, KB, d);\n", mk[0]);
-	} else {
-		cg_printf(b, "\t\t\tswitch (tt) {\n");
-		for (int tt = 1; tt <= tiles; tt++)
-			cg_printf(b, "\t\t\tcase %d: %s(wr, qp, KB, d); break;\n", tt, mk[tt - 1]);
-		cg_printf(b, "\t\t\t}\n");
-	}
-	cg_printf(b, "\t\t\tfor (int t = 0; t < tt; t++)\n");
-	tmm_epilogue(b, "\t\t\t\t", "a->y[(int64_t)(t0 + t) * N + o]", "d[t]", "qsum[t0 + t]",
-		     "a->s[t0 + t]");
-	cg_printf(b, "\t\t}\n"
-		     "\t}\n"
-		     "}\n");
-	return 0;
+	return tmm_planes_driver(m, n, driver, k, nr, tiles, mk, NULL);
 }
 
 void rvv_quant_tok_body(CgBuf *b, const char *name, int64_t k)

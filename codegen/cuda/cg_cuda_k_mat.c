@@ -298,6 +298,25 @@ enum {
 _Static_assert(GEMM_BT * SGMM_C_STRIDE * 4 <= SGMM_SMEM, "the epilogue's staging fits");
 _Static_assert(SGMM_SMEM <= 32768, "Metal's threadgroup memory (32 KiB)");
 
+/* The SIMD-group GEMMs' 2 x 2 blocks of 8 x 8: acc[i][j] += w[i] x a[j]; then the
+ * accumulators stored token-major into sm (cs[t][o], SIMD-group sg's 16 rows). */
+static void sgmm_mac(Simt *S, LLVMValueRef acc[2][2], LLVMValueRef w[2], LLVMValueRef a[2])
+{
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++)
+			simt_mat_mac(S, acc[i][j], w[i], a[j], acc[i][j]);
+}
+
+static void sgmm_store(Simt *S, LLVMValueRef acc[2][2], LLVMValueRef sg, LLVMValueRef sm)
+{
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++) {
+			LLVMValueRef o = add(S, mul(S, sg, c32(S, 16)), c32(S, 8 * i));
+			LLVMValueRef dst = simt_gep(S, S->t_f32, sm, add(S, c32(S, 8 * j * SGMM_C_STRIDE), o));
+			simt_mat_store(S, acc[i][j], dst, c32(S, SGMM_C_STRIDE), true);
+		}
+}
+
 static LLVMValueRef splat_i8(Simt *S, int v, int n)
 {
 	LLVMValueRef e[16];
@@ -364,19 +383,12 @@ static void build_i2s_sgmm(Simt *S, const char *name, int64_t K, int64_t N)
 			simt_mat_load(S, wblk[i], at(S, wrow[i], c32(S, 2 * 8 * kk)), stride, false);
 		for (int j = 0; j < 2; j++)
 			simt_mat_load(S, ablk[j], at(S, as_, c32(S, 2 * (8 * j * SGMM_STRIDE + 8 * kk))), stride, true);
-		for (int i = 0; i < 2; i++)
-			for (int j = 0; j < 2; j++)
-				simt_mat_mac(S, acc[i][j], wblk[i], ablk[j], acc[i][j]);
+		sgmm_mac(S, acc, wblk, ablk);
 	}
 	simt_sync(S);
 	simt_for_end(S, &L);
 	/* the accumulators token-major: cs[t][o] (the loop's last barrier freed the memory) */
-	for (int i = 0; i < 2; i++)
-		for (int j = 0; j < 2; j++) {
-			LLVMValueRef o = add(S, mul(S, sg, c32(S, 16)), c32(S, 8 * i));
-			LLVMValueRef dst = simt_gep(S, S->t_f32, sm, add(S, c32(S, 8 * j * SGMM_C_STRIDE), o));
-			simt_mat_store(S, acc[i][j], dst, c32(S, SGMM_C_STRIDE), true);
-		}
+	sgmm_store(S, acc, sg, sm);
 	simt_sync(S);
 	LLVMValueRef wscale = ldf(S, at(S, w, simt_i64(S, N * K / 4)), NULL);
 	LLVMValueRef ol = band(S, tid, c32(S, GEMM_BO - 1)), tp = lshr(S, tid, c32(S, 6));
@@ -821,18 +833,11 @@ static void build_head_sgmm(Simt *S, const char *name, int64_t K, int64_t V, boo
 		for (int j = 0; j < 2; j++)
 			simt_mat_load(S, xblk[j], simt_gep(S, S->t_f32, xs, c32(S, 8 * j * HSG_XSTRIDE + 8 * kk)),
 				      c32(S, HSG_XSTRIDE), true);
-		for (int i = 0; i < 2; i++)
-			for (int j = 0; j < 2; j++)
-				simt_mat_mac(S, acc[i][j], wblk[i], xblk[j], acc[i][j]);
+		sgmm_mac(S, acc, wblk, xblk);
 	}
 	simt_sync(S);
 	simt_for_end(S, &F);
-	for (int i = 0; i < 2; i++)
-		for (int j = 0; j < 2; j++) {
-			LLVMValueRef o = add(S, mul(S, sg, c32(S, 16)), c32(S, 8 * i));
-			LLVMValueRef dst = simt_gep(S, S->t_f32, sm, add(S, c32(S, 8 * j * SGMM_C_STRIDE), o));
-			simt_mat_store(S, acc[i][j], dst, c32(S, SGMM_C_STRIDE), true);
-		}
+	sgmm_store(S, acc, sg, sm);
 	simt_sync(S);
 	LLVMValueRef ol = band(S, tid, c32(S, GEMM_BO - 1)), tp = lshr(S, tid, c32(S, 6));
 	LLVMValueRef o = add(S, o0, ol);

@@ -1278,6 +1278,7 @@ int main(void)
 		TARGET_TEST("test_step_row_counts cpu-generic", test_step_row_counts, &t_generic),
 		TARGET_TEST("test_step_row_counts native", test_step_row_counts, &t_native),
 		TARGET_TEST("test_step_row_counts cpu-avx2", test_step_row_counts, &t_avx2),
+		TARGET_TEST("test_step_row_counts cpu-amx emulated", test_step_row_counts, &t_amx_emu),
 		TARGET_TEST("test_decode cpu-generic", test_decode, &t_generic),
 		TARGET_TEST("test_decode native", test_decode, &t_native),
 		TARGET_TEST("test_simd_heads native", test_simd_heads, &t_native),

@@ -914,22 +914,16 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 		cg_printf(b, "#%s %s\n", i ? "elif" : "if", q8[i]->guard);
 		q_call(b, q8[i], name, deq, k, rb);
 	}
-	if (rvv)
+	/* RVV and SVE: each row's name_1x1, the thread's share of rows in order */
+	static const char *const vla_guards[] = {RVV_GUARD, SVE_GUARD};
+	for (int i = 0; rvv && i < 2; i++)
 		cg_printf(b, "#%s %s\n"
 			     "\t(void)%s; /* the portable path's row converter */\n"
 			     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;\n"
 			     "\tfor (int64_t o = lo; o < hi; o++)\n"
 			     "\t\tfor (int t = 0; t < a->n; t++)\n"
 			     "\t\t\ta->y[(int64_t)t * N + o] = %s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K);\n",
-			  n_simd || n_q8 ? "elif" : "if", RVV_GUARD, deq, name, rb);
-	if (rvv) /* the same loop over SVE's name_1x1 */
-		cg_printf(b, "#elif %s\n"
-			     "\t(void)%s; /* the portable path's row converter */\n"
-			     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;\n"
-			     "\tfor (int64_t o = lo; o < hi; o++)\n"
-			     "\t\tfor (int t = 0; t < a->n; t++)\n"
-			     "\t\t\ta->y[(int64_t)t * N + o] = %s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K);\n",
-			  SVE_GUARD, deq, name, rb);
+			  i || n_simd || n_q8 ? "elif" : "if", vla_guards[i], deq, name, rb);
 	if (n_simd || n_q8 || rvv)
 		cg_printf(b, "#else\n");
 	cg_printf(b, "\tfloat wr[K];\n"

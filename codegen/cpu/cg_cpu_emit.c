@@ -266,6 +266,145 @@ static int emit_embed(Em *m, const IrNode *n)
 	return 0;
 }
 
+/* Vector width in floats of the elementwise loops the x86 and NEON targets write with
+ * intrinsics (0: plain C, as cpu-generic and any other target). */
+static int simd_floats(const Em *m)
+{
+	return m->isa.level == CG_ISA_AVX512 ? 16
+	       : m->isa.level == CG_ISA_AVX2 ? 8
+	       : m->isa.level == CG_ISA_NEON ? 4 : 0;
+}
+
+/* The header of those intrinsics, written before each kernel that uses them (a kernel may
+ * come first in model.c); NEON's only on AArch64, where x16_common says what is wrong. */
+static void simd_include(CgBuf *b, int vw)
+{
+	if (vw == 16 || vw == 8)
+		cg_printf(b, "#include <immintrin.h>\n");
+	else if (vw == 4)
+		cg_printf(b, "#if defined(__aarch64__)\n#include <arm_neon.h>\n#endif\n");
+}
+
+/* y = x * v (v a vector of the scalar) and, with w, y = (x * v) * w: the two roundings of the
+ * two passes the interpreter makes, vectorized; i runs on, the caller finishes the tail. */
+static void simd_scale_loop(CgBuf *b, int vw, const char *ind)
+{
+	if (vw == 16)
+		cg_printf(b, "%s__m512 sv = _mm512_set1_ps(scale);\n"
+			     "%sif (w)\n"
+			     "%s\tfor (; i + 16 <= K; i += 16)\n"
+			     "%s\t\t_mm512_storeu_ps(yr + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(xr + i), sv), _mm512_loadu_ps(w + i)));\n"
+			     "%selse\n"
+			     "%s\tfor (; i + 16 <= K; i += 16)\n"
+			     "%s\t\t_mm512_storeu_ps(yr + i, _mm512_mul_ps(_mm512_loadu_ps(xr + i), sv));\n",
+			  ind, ind, ind, ind, ind, ind, ind);
+	else if (vw == 8)
+		cg_printf(b, "%s__m256 sv = _mm256_set1_ps(scale);\n"
+			     "%sif (w)\n"
+			     "%s\tfor (; i + 8 <= K; i += 8)\n"
+			     "%s\t\t_mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), sv), _mm256_loadu_ps(w + i)));\n"
+			     "%selse\n"
+			     "%s\tfor (; i + 8 <= K; i += 8)\n"
+			     "%s\t\t_mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_loadu_ps(xr + i), sv));\n",
+			  ind, ind, ind, ind, ind, ind, ind);
+	else if (vw == 4)
+		cg_printf(b, "#if defined(__aarch64__)\n"
+			     "%sfloat32x4_t sv = vdupq_n_f32(scale);\n"
+			     "%sif (w)\n"
+			     "%s\tfor (; i + 4 <= K; i += 4)\n"
+			     "%s\t\tvst1q_f32(yr + i, vmulq_f32(vmulq_f32(vld1q_f32(xr + i), sv), vld1q_f32(w + i)));\n"
+			     "%selse\n"
+			     "%s\tfor (; i + 4 <= K; i += 4)\n"
+			     "%s\t\tvst1q_f32(yr + i, vmulq_f32(vld1q_f32(xr + i), sv));\n"
+			     "#endif\n",
+			  ind, ind, ind, ind, ind, ind, ind);
+}
+
+/* The rmsnorm of the targets without a kernel of their own (x86, NEON, portable C): each
+ * row's squares summed in double in index order, as the interpreter does, so the sum is a
+ * chain of dependent adds; rows go four at a time so that four chains are in flight (a
+ * group short of rows repeats its last row and keeps one result). Then mean to float,
+ * scale = 1/sqrt(mean + eps), y = (x * scale) * w: the helper <name>_row, vectorized where
+ * the target has intrinsics. With add, x + r is summed into xs first, row by row (the
+ * floats the add kernel would store; xs may be x or r: elementwise, in place is safe). */
+static int rmsnorm_generic(Em *m, const IrNode *n, const char *name, int64_t k, bool add)
+{
+	char row[112];
+	snprintf(row, sizeof row, "rmsnorm_row_n%" PRId64, k);
+	int vw = simd_floats(m);
+	CgBuf *h, *b;
+	if (kern_for(m, n, row, &h))
+		return m->e->code;
+	if (h) {
+		simd_include(h, vw);
+		cg_printf(h, "static inline void %s(const float *xr, const float *w, float *yr, double sum, float eps)\n{\n"
+			     "\tenum { K = %" PRId64 " };\n"
+			     "\tfloat mean = (float)(sum / (double)K);\n"
+			     "\tfloat scale = 1.0f / sqrtf(mean + eps);\n"
+			     "\tint i = 0;\n",
+			  row, k);
+		simd_scale_loop(h, vw, "\t");
+		cg_printf(h, "\tfor (; i < K; i++)\n"
+			     "\t\tyr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale;\n"
+			     "}\n");
+	}
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (!b)
+		return 0;
+	simd_include(b, vw);
+	if (add)
+		cg_printf(b, "static void %s(const float *x, const float *r, float *xs, const float *w, float *y, int n, float eps)\n{\n",
+			  name);
+	else
+		cg_printf(b, "static void %s(const float *x, const float *w, float *y, int n, float eps)\n{\n",
+			  name);
+	cg_printf(b, "\tenum { K = %" PRId64 " };\n"
+		     "\tfor (int t = 0; t < n; t += 4) {\n"
+		     "\t\tconst float *xr[4];\n"
+		     "\t\tfor (int j = 0; j < 4; j++) {\n"
+		     "\t\t\tint64_t o = (int64_t)(t + j < n ? t + j : n - 1) * K;\n",
+		  k);
+	if (add) {
+		cg_printf(b, "\t\t\tfloat *d = xs + o;\n"
+			     "\t\t\txr[j] = d;\n"
+			     "\t\t\tif (t + j >= n)\n"
+			     "\t\t\t\tcontinue;\n"
+			     "\t\t\tconst float *ar = x + o, *rr = r + o;\n"
+			     "\t\t\tint i = 0;\n");
+		if (vw == 16)
+			cg_printf(b, "\t\t\tfor (; i + 16 <= K; i += 16)\n"
+				     "\t\t\t\t_mm512_storeu_ps(d + i, _mm512_add_ps(_mm512_loadu_ps(ar + i), _mm512_loadu_ps(rr + i)));\n");
+		else if (vw == 8)
+			cg_printf(b, "\t\t\tfor (; i + 8 <= K; i += 8)\n"
+				     "\t\t\t\t_mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(ar + i), _mm256_loadu_ps(rr + i)));\n");
+		else if (vw == 4)
+			cg_printf(b, "#if defined(__aarch64__)\n"
+				     "\t\t\tfor (; i + 4 <= K; i += 4)\n"
+				     "\t\t\t\tvst1q_f32(d + i, vaddq_f32(vld1q_f32(ar + i), vld1q_f32(rr + i)));\n"
+				     "#endif\n");
+		cg_printf(b, "\t\t\tfor (; i < K; i++)\n"
+			     "\t\t\t\td[i] = ar[i] + rr[i];\n");
+	} else {
+		cg_printf(b, "\t\t\txr[j] = x + o;\n");
+	}
+	cg_printf(b, "\t\t}\n"
+		     "\t\tconst float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3];\n"
+		     "\t\tdouble s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;\n"
+		     "\t\tfor (int i = 0; i < K; i++) {\n"
+		     "\t\t\ts0 += (double)(x0[i] * x0[i]);\n"
+		     "\t\t\ts1 += (double)(x1[i] * x1[i]);\n"
+		     "\t\t\ts2 += (double)(x2[i] * x2[i]);\n"
+		     "\t\t\ts3 += (double)(x3[i] * x3[i]);\n"
+		     "\t\t}\n"
+		     "\t\tdouble s[4] = {s0, s1, s2, s3};\n"
+		     "\t\tfor (int j = 0; j < 4 && t + j < n; j++)\n"
+		     "\t\t\t%s(xr[j], w, y + (int64_t)(t + j) * K, s[j], eps);\n"
+		     "\t}\n}\n",
+		  row);
+	return 0;
+}
+
 /* The rmsnorm kernel for rows of k (written once); name gets its name. With add (node n is
  * an add_rmsnorm_quant), add_rmsnorm_n<k>(x, r, xs, w, y, n, eps) first sums x + r into xs,
  * in the loop that sums the squares, then norms xs: the floats the add kernel would store
@@ -278,53 +417,17 @@ static int rmsnorm_kern(Em *m, const IrNode *n, int64_t k, bool add, char *name,
 		return unsupported(m, n, "the weight must be f32 without a token dim");
 	if (add && (!ir_value_has_t(V(m, n->in[1])) || ir_value_row(V(m, n->in[1])) != k))
 		return unsupported(m, n, "b must be an activation of a's shape");
+	bool sve = m->isa.level == CG_ISA_SVE;
+	if (!rvv(m) && !sve)
+		return rmsnorm_generic(m, n, name, k, add);
 	CgBuf *b;
-	if ((rvv(m) && rvv_float_common(m, n)) || (m->isa.level == CG_ISA_SVE && sve_common(m, n)) ||
+	if ((rvv(m) && rvv_float_common(m, n)) || (sve && sve_common(m, n)) ||
 	    kern_for(m, n, name, &b))
 		return m->e->code;
-	if (!b)
-		return 0;
-	if (m->isa.level == CG_ISA_SVE) {
+	if (b && sve)
 		sve_rmsnorm_body(b, name, k, add);
-		return 0;
-	}
-	if (rvv(m)) {
+	else if (b)
 		rvv_rmsnorm_body(b, name, k, add);
-		return 0;
-	}
-	/* sum of float squares in double, mean to float, then x*scale and a separate *w */
-	if (add)
-		cg_printf(b, "static void %s(const float *x, const float *r, float *xs, const float *w, float *y, int n, float eps)\n{\n"
-			     "\tenum { K = %" PRId64 " };\n"
-			     "\tfor (int t = 0; t < n; t++) {\n"
-			     "\t\tconst float *ar = x + (int64_t)t * K, *rr = r + (int64_t)t * K;\n"
-			     "\t\tfloat *xr = xs + (int64_t)t * K;\n"
-			     "\t\tfloat *yr = y + (int64_t)t * K;\n"
-			     "\t\tdouble sum = 0.0;\n"
-			     "\t\tfor (int i = 0; i < K; i++) {\n"
-			     "\t\t\tfloat v = ar[i] + rr[i];\n"
-			     "\t\t\txr[i] = v;\n"
-			     "\t\t\tsum += (double)(v * v);\n"
-			     "\t\t}\n",
-			  name, k);
-	else
-		cg_printf(b, "static void %s(const float *x, const float *w, float *y, int n, float eps)\n{\n"
-			     "\tenum { K = %" PRId64 " };\n"
-			     "\tfor (int t = 0; t < n; t++) {\n"
-			     "\t\tconst float *xr = x + (int64_t)t * K;\n"
-			     "\t\tfloat *yr = y + (int64_t)t * K;\n"
-			     "\t\tdouble sum = 0.0;\n"
-			     "\t\tfor (int i = 0; i < K; i++)\n"
-			     "\t\t\tsum += (double)(xr[i] * xr[i]);\n",
-			  name, k);
-	cg_printf(b, "\t\tfloat mean = (float)(sum / (double)K);\n"
-		     "\t\tfloat scale = 1.0f / sqrtf(mean + eps);\n"
-		     "\t\tfor (int i = 0; i < K; i++)\n"
-		     "\t\t\tyr[i] = xr[i] * scale;\n"
-		     "\t\tif (w)\n"
-		     "\t\t\tfor (int i = 0; i < K; i++)\n"
-		     "\t\t\t\tyr[i] = yr[i] * w[i];\n"
-		     "\t}\n}\n");
 	return 0;
 }
 
@@ -371,6 +474,94 @@ void q8k_body(CgBuf *b, const char *name, int64_t k)
 			  name, k);
 }
 
+/* Per token: amax = the largest |x| in double (a NaN never wins), s = (float)(127/amax),
+ * q = rint(x*s) clamped to [-128, 127]. With vw (simd_floats) the max runs in float
+ * vectors (|x| converts to double exactly, and a max does not depend on the order) and the
+ * rounding in vectors: MINPS/MAXPS (and the NEON compare-select) keep a NaN where the plain
+ * code's comparisons do, and its int32 conversion keeps the low byte, as (int8_t) does. */
+static void quant_tok_body(CgBuf *b, const char *name, int64_t k, int vw)
+{
+	simd_include(b, vw);
+	cg_printf(b, "static void %s(const float *x, int8_t *q, float *s, int n)\n{\n"
+		     "\tenum { K = %" PRId64 " };\n"
+		     "\tfor (int t = 0; t < n; t++) {\n"
+		     "\t\tconst float *xr = x + (int64_t)t * K;\n"
+		     "\t\tint8_t *qr = q + (int64_t)t * K;\n"
+		     "\t\tint i = 0;\n",
+		  name, k);
+	if (vw == 16)
+		cg_printf(b, "\t\t__m512 mv = _mm512_setzero_ps();\n"
+			     "\t\tfor (; i + 16 <= K; i += 16)\n"
+			     "\t\t\tmv = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xr + i)), mv);\n"
+			     "\t\tdouble amax = (double)_mm512_reduce_max_ps(mv);\n");
+	else if (vw == 8)
+		cg_printf(b, "\t\t__m256 mv = _mm256_setzero_ps();\n"
+			     "\t\tconst __m256 ab = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));\n"
+			     "\t\tfor (; i + 8 <= K; i += 8)\n"
+			     "\t\t\tmv = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(xr + i), ab), mv);\n"
+			     "\t\t__m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));\n"
+			     "\t\tm4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));\n"
+			     "\t\tm4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));\n"
+			     "\t\tdouble amax = (double)_mm_cvtss_f32(m4);\n");
+	else if (vw == 4)
+		cg_printf(b, "#if defined(__aarch64__)\n"
+			     "\t\tfloat32x4_t mv = vdupq_n_f32(0.0f);\n"
+			     "\t\tfor (; i + 4 <= K; i += 4) {\n"
+			     "\t\t\tfloat32x4_t a = vabsq_f32(vld1q_f32(xr + i));\n"
+			     "\t\t\tmv = vbslq_f32(vcgtq_f32(a, mv), a, mv);\n"
+			     "\t\t}\n"
+			     "\t\tdouble amax = (double)vmaxvq_f32(mv);\n"
+			     "#else\n"
+			     "\t\tdouble amax = 0.0;\n"
+			     "#endif\n");
+	else
+		cg_printf(b, "\t\tdouble amax = 0.0;\n");
+	cg_printf(b, "\t\tfor (; i < K; i++) {\n"
+		     /* fmax's value (amax is never NaN, a NaN x never wins) without fmax:
+		      * GCC 12.2 for aarch64 (Debian 12) dies vectorizing an fmax reduction
+		      * over widened floats (ICE in vect_transform_reduction) */
+		     "\t\t\tdouble a = fabs((double)xr[i]);\n"
+		     "\t\t\tamax = a > amax ? a : amax;\n"
+		     "\t\t}\n"
+		     "\t\tamax = fmax(amax, 1e-5);\n"
+		     "\t\tfloat st = (float)(127.0 / amax);\n"
+		     "\t\ti = 0;\n");
+	if (vw == 16)
+		cg_printf(b, "\t\tconst __m512 sv = _mm512_set1_ps(st), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-128.0f);\n"
+			     "\t\tfor (; i + 16 <= K; i += 16) {\n"
+			     "\t\t\t__m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(xr + i), sv), _MM_FROUND_CUR_DIRECTION);\n"
+			     "\t\t\tv = _mm512_max_ps(lo, _mm512_min_ps(hi, v));\n"
+			     "\t\t\t_mm_storeu_si128((__m128i *)(qr + i), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));\n"
+			     "\t\t}\n");
+	else if (vw == 8)
+		cg_printf(b, "\t\tconst __m256 sv = _mm256_set1_ps(st), hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-128.0f);\n"
+			     "\t\tconst __m256i lb = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);\n"
+			     "\t\tfor (; i + 8 <= K; i += 8) {\n"
+			     "\t\t\t__m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), sv), _MM_FROUND_CUR_DIRECTION);\n"
+			     "\t\t\tv = _mm256_max_ps(lo, _mm256_min_ps(hi, v));\n"
+			     "\t\t\t__m256i d = _mm256_shuffle_epi8(_mm256_cvttps_epi32(v), lb);\n"
+			     "\t\t\t_mm_storel_epi64((__m128i *)(qr + i), _mm_unpacklo_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1)));\n"
+			     "\t\t}\n");
+	else if (vw == 4)
+		cg_printf(b, "#if defined(__aarch64__)\n"
+			     "\t\tconst float32x4_t sv = vdupq_n_f32(st), hi = vdupq_n_f32(127.0f), lo = vdupq_n_f32(-128.0f);\n"
+			     "\t\tfor (; i + 8 <= K; i += 8) {\n"
+			     "\t\t\tfloat32x4_t v0 = vrndiq_f32(vmulq_f32(vld1q_f32(xr + i), sv));\n"
+			     "\t\t\tfloat32x4_t v1 = vrndiq_f32(vmulq_f32(vld1q_f32(xr + i + 4), sv));\n"
+			     "\t\t\tv0 = vmaxq_f32(vminq_f32(v0, hi), lo);\n"
+			     "\t\t\tv1 = vmaxq_f32(vminq_f32(v1, hi), lo);\n"
+			     "\t\t\tint16x8_t h = vcombine_s16(vmovn_s32(vcvtq_s32_f32(v0)), vmovn_s32(vcvtq_s32_f32(v1)));\n"
+			     "\t\t\tvst1_s8(qr + i, vmovn_s16(h));\n"
+			     "\t\t}\n"
+			     "#endif\n");
+	cg_printf(b, "\t\tfor (; i < K; i++) {\n"
+		     "\t\t\tfloat v = rintf(xr[i] * st);\n"
+		     "\t\t\tqr[i] = (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);\n"
+		     "\t\t}\n"
+		     "\t\ts[t] = st;\n"
+		     "\t}\n}\n");
+}
+
 /* The quantizer kernel of node n (quant_act or rmsnorm_quant) for rows of k (written
  * once); name gets its name. */
 static int quant_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
@@ -390,29 +581,7 @@ static int quant_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
 	else if (b && !block && m->isa.level == CG_ISA_SVE)
 		sve_quant_tok_body(b, name, k);
 	else if (b && !block)
-		/* per token: amax in double, s = (float)(127/amax), q = rint(x*s) clamped */
-		cg_printf(b, "static void %s(const float *x, int8_t *q, float *s, int n)\n{\n"
-			     "\tenum { K = %" PRId64 " };\n"
-			     "\tfor (int t = 0; t < n; t++) {\n"
-			     "\t\tconst float *xr = x + (int64_t)t * K;\n"
-			     "\t\tint8_t *qr = q + (int64_t)t * K;\n"
-			     "\t\tdouble amax = 0.0;\n"
-			     "\t\tfor (int i = 0; i < K; i++) {\n"
-			     /* fmax's value (amax is never NaN, a NaN x never wins) without fmax:
-			      * GCC 12.2 for aarch64 (Debian 12) dies vectorizing an fmax reduction
-			      * over widened floats (ICE in vect_transform_reduction) */
-			     "\t\t\tdouble a = fabs((double)xr[i]);\n"
-			     "\t\t\tamax = a > amax ? a : amax;\n"
-			     "\t\t}\n"
-			     "\t\tamax = fmax(amax, 1e-5);\n"
-			     "\t\tfloat st = (float)(127.0 / amax);\n"
-			     "\t\tfor (int i = 0; i < K; i++) {\n"
-			     "\t\t\tfloat v = rintf(xr[i] * st);\n"
-			     "\t\t\tqr[i] = (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);\n"
-			     "\t\t}\n"
-			     "\t\ts[t] = st;\n"
-			     "\t}\n}\n",
-			  name, k);
+		quant_tok_body(b, name, k, simd_floats(m));
 	if (b && block)
 		q8k_body(b, name, k);
 	return 0;

@@ -748,8 +748,7 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		     "\t\t\tint64_t n_keys = (int64_t)a->pos[t] + 1;\n"
 		     "\t\t\tint64_t sb = a->seq ? (int64_t)a->seq[t] * a->n_ctx * KW : 0;\n"
 		     "\t\t\tconst uint16_t *Kg = Kh + sb, *Vg = Vh + sb;\n"
-		     "\t\t\tfor (int i = 0; i < HD; i++)\n"
-		     "\t\t\t\tqh[i] = round_f16(a->q[(int64_t)t * QW + h * HD + i]);\n"
+		     "\t\t\tround_f16_n(a->q + (int64_t)t * QW + h * HD, qh, HD);\n"
 		     "\t\t\tfloat mx = -INFINITY;\n");
 	if (z)
 		cg_printf(b, "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
@@ -784,11 +783,10 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		     "\t\t\t}\n"
 		     "\t\t\tfloat inv = (float)(1.0 / sum);\n"
 		     "\t\t\tint step = a->step ? a->step[t] != 0 : a->n == 1;\n"
-		     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+		     "\t\t\tfor (int64_t j = 0; j < n_keys; j++)\n"
 		     "\t\t\t\tw[j] = w[j] * inv;\n"
-		     "\t\t\t\tif (step)\n"
-		     "\t\t\t\t\tw[j] = round_f16(w[j]);\n"
-		     "\t\t\t}\n"
+		     "\t\t\tif (step)\n"
+		     "\t\t\t\tround_f16_n(w, w, n_keys);\n"
 		     "\t\t\tfloat *o = a->y + (int64_t)t * QW + h * HD;\n");
 	if (z)
 		cg_printf(b, "\t\t\tfor (int i = 0; i < HD / 8; i++)\n"
@@ -837,10 +835,8 @@ static int emit_attention(Em *m, const IrNode *n)
 			     "\tenum { KW = %" PRId64 " };\n"
 			     "\tfor (int t = 0; t < n; t++) {\n"
 			     "\t\tint64_t at = ((seq ? (int64_t)seq[t] * n_ctx : 0) + pos[t]) * KW;\n"
-			     "\t\tfor (int64_t i = 0; i < KW; i++) {\n"
-			     "\t\t\tK[at + i] = f32_to_f16(k[(int64_t)t * KW + i]);\n"
-			     "\t\t\tV[at + i] = f32_to_f16(v[(int64_t)t * KW + i]);\n"
-			     "\t\t}\n"
+			     "\t\tf32_to_f16_n(k + (int64_t)t * KW, K + at, KW);\n"
+			     "\t\tf32_to_f16_n(v + (int64_t)t * KW, V + at, KW);\n"
 			     "\t}\n}\n",
 			  store, kw);
 	bool z = m->isa.level == CG_ISA_AVX512 && hd % 8 == 0;

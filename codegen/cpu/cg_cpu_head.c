@@ -19,10 +19,14 @@ static void head_prep_body(CgBuf *b, const char *name, IrDtype dt, int64_t k)
 		     "\t\tfloat *xo = xr + (int64_t)t * K;\n");
 	switch (dt) {
 	case IR_DT_F16:
+		cg_printf(b, "\t\tif (step)\n"
+			     "\t\t\tround_f16_n(xt, xo, K);\n"
+			     "\t\telse\n"
+			     "\t\t\tmemmove(xo, xt, K * sizeof(float));\n");
+		break;
 	case IR_DT_BF16:
 		cg_printf(b, "\t\tfor (int i = 0; i < K; i++)\n"
-			     "\t\t\txo[i] = step ? %s : xt[i];\n",
-			  dt == IR_DT_F16 ? "round_f16(xt[i])" : "bf16_to_f32(f32_to_bf16(xt[i]))");
+			     "\t\t\txo[i] = step ? bf16_to_f32(f32_to_bf16(xt[i])) : xt[i];\n");
 		break;
 	case IR_DT_Q8_0:
 	case IR_DT_Q6_K:

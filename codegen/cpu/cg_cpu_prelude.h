@@ -91,6 +91,30 @@ MAYBE_UNUSED static inline float round_f16(float f)
 	return f16_to_f32(f32_to_f16(f));
 }
 
+/* round_f16 and f32_to_f16 of n floats; with F16C eight at a time (VCVTPS2PH, rounding to
+ * nearest even, gives f32_to_f16's bits for each of the 2^32 floats, NaNs included) */
+MAYBE_UNUSED static void round_f16_n(const float *x, float *y, int64_t n)
+{
+	int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+#endif
+	for (; i < n; i++)
+		y[i] = round_f16(x[i]);
+}
+
+MAYBE_UNUSED static void f32_to_f16_n(const float *x, uint16_t *y, int64_t n)
+{
+	int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+	for (; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+	for (; i < n; i++)
+		y[i] = f32_to_f16(x[i]);
+}
+
 MAYBE_UNUSED static inline float bf16_to_f32(uint16_t h)
 {
 	return bits_f32((uint32_t)h << 16);

@@ -97,7 +97,7 @@ MAYBE_UNUSED static void round_f16_n(const float *x, float *y, int64_t n)
 {
 	int64_t i = 0;
 #if defined(__F16C__) && defined(__AVX__)
-	for (; i + 8 <= n; i += 8)
+	for (int64_t nv = n / 8 * 8; i < nv; i += 8)
 		_mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
 #endif
 	for (; i < n; i++)
@@ -108,7 +108,7 @@ MAYBE_UNUSED static void f32_to_f16_n(const float *x, uint16_t *y, int64_t n)
 {
 	int64_t i = 0;
 #if defined(__F16C__) && defined(__AVX__)
-	for (; i + 8 <= n; i += 8)
+	for (int64_t nv = n / 8 * 8; i < nv; i += 8)
 		_mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
 #endif
 	for (; i < n; i++)

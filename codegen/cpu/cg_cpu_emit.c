@@ -663,6 +663,62 @@ static int emit_rmsnorm_quant(Em *m, const IrNode *n)
 	return 0;
 }
 
+/* The rotation of position p: cos and sin of theta_i, theta_0 = p, theta_{i+1} = theta_i *
+ * theta_scale iterated in float, divided by ff[i] where the model has frequency factors.
+ * They are the same for every layer and head, q and k, so each position's row is kept once
+ * computed (ROPE_POS positions, a process-wide table in .bss that only the positions used
+ * touch): a decode step of n rows makes 2 * n_layer rope calls that would each compute
+ * them again (2 * HALF sines and cosines a row). The table serves one (ff, theta_scale),
+ * the first one asked for; other keys, and positions past the table, are computed into own
+ * each time: the same floats either way. A row is published with release/acquire (state
+ * 0 none, 1 being written by one thread, 2 ready), so contexts on other threads share it
+ * safely. The helper is written once for all rope kernels of the same HALF, the nodes'
+ * sizes and theta_scale being arguments. */
+static int rope_angles(Em *m, const IrNode *n, int64_t half, const char *name)
+{
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (!b)
+		return 0;
+	cg_printf(b, "#include <stdatomic.h>\n"
+		     "enum { %s_POS = 8192 };\n"
+		     "static float %s_tab[%s_POS][%" PRId64 "];\n"
+		     "static atomic_uchar %s_ok[%s_POS];\n"
+		     "static atomic_int %s_key; /* 0 none, 1 being set, 2 set: */\n"
+		     "static const float *%s_ff; /* the table's ff */\n"
+		     "static uint32_t %s_ts; /* and theta_scale's bits */\n\n"
+		     "static const float *%s(const float *ff, int32_t p, float theta_scale, float *own)\n{\n"
+		     "\tenum { HALF = %" PRId64 " };\n"
+		     "\tint key = atomic_load_explicit(&%s_key, memory_order_acquire), z = 0;\n"
+		     "\tif (key == 0 && atomic_compare_exchange_strong(&%s_key, &z, 1)) {\n"
+		     "\t\t%s_ff = ff;\n"
+		     "\t\t%s_ts = f32_bits(theta_scale);\n"
+		     "\t\tatomic_store_explicit(&%s_key, 2, memory_order_release);\n"
+		     "\t\tkey = 2;\n"
+		     "\t}\n"
+		     "\tint keep = key == 2 && %s_ff == ff && %s_ts == f32_bits(theta_scale) && p >= 0 && p < %s_POS;\n"
+		     "\tif (keep && atomic_load_explicit(&%s_ok[p], memory_order_acquire) == 2)\n"
+		     "\t\treturn %s_tab[p];\n"
+		     "\tfloat theta = (float)p;\n"
+		     "\tfor (int i = 0; i < HALF; i++) {\n"
+		     "\t\tfloat th = ff ? theta / ff[i] : theta;\n"
+		     "\t\town[2 * i] = cosf(th);\n"
+		     "\t\town[2 * i + 1] = sinf(th);\n"
+		     "\t\ttheta *= theta_scale;\n"
+		     "\t}\n"
+		     "\tunsigned char none = 0;\n"
+		     "\tif (keep && atomic_compare_exchange_strong(&%s_ok[p], &none, 1)) {\n"
+		     "\t\tmemcpy(%s_tab[p], own, sizeof %s_tab[p]);\n"
+		     "\t\tatomic_store_explicit(&%s_ok[p], 2, memory_order_release);\n"
+		     "\t}\n"
+		     "\treturn own;\n"
+		     "}\n",
+		  name, name, name, 2 * half, name, name, name, name, name, name, half, name, name,
+		  name, name, name, name, name, name, name, name, name, name, name, name);
+	return 0;
+}
+
 static int emit_rope(Em *m, const IrNode *n)
 {
 	int64_t row = ir_value_row(V(m, n->in[0]));
@@ -678,28 +734,23 @@ static int emit_rope(Em *m, const IrNode *n)
 		return unsupported(m, n, "frequency factors must be f32 with n_rot/2 elements");
 	float base = (float)ir_attr_float(n, "freq_base", 10000.0);
 	float theta_scale = powf(base, -2.0f / (float)n_rot);
-	char name[96], x[64], ff[64], y[64], ts[48];
+	char name[96], cs[96], x[64], ff[64], y[64], ts[48];
 	snprintf(name, sizeof name, "rope_%s_hd%" PRId64 "_nrot%" PRId64 "_nh%" PRId64, mode, hd,
 		 n_rot, row / hd);
+	snprintf(cs, sizeof cs, "rope_angles_half%" PRId64, n_rot / 2);
 	CgBuf *b;
-	if ((rvv(m) && rvv_float_common(m, n)) || kern_for(m, n, name, &b))
+	if ((rvv(m) && rvv_float_common(m, n)) || (!rvv(m) && rope_angles(m, n, n_rot / 2, cs)) ||
+	    kern_for(m, n, name, &b))
 		return m->e->code;
 	if (b && rvv(m))
 		rvv_rope_body(b, name, row, hd, n_rot / 2, neox);
-	/* theta_0 = the row's position, theta_{i+1} = theta_i * theta_scale iterated in float */
 	else if (b)
 		cg_printf(b, "static void %s(const float *x, const float *ff, float *y, int n, const int32_t *pos, float theta_scale)\n{\n"
 			     "\tenum { ROW = %" PRId64 ", HD = %" PRId64 ", HALF = %" PRId64 " };\n"
-			     "\tfloat cs[2 * HALF];\n"
+			     "\tfloat own[2 * HALF];\n"
 			     "\tmemcpy(y, x, (size_t)n * ROW * sizeof(float));\n"
 			     "\tfor (int t = 0; t < n; t++) {\n"
-			     "\t\tfloat theta = (float)pos[t];\n"
-			     "\t\tfor (int i = 0; i < HALF; i++) {\n"
-			     "\t\t\tfloat th = ff ? theta / ff[i] : theta;\n"
-			     "\t\t\tcs[2 * i] = cosf(th);\n"
-			     "\t\t\tcs[2 * i + 1] = sinf(th);\n"
-			     "\t\t\ttheta *= theta_scale;\n"
-			     "\t\t}\n"
+			     "\t\tconst float *cs = %s(ff, pos[t], theta_scale, own);\n"
 			     "\t\tfor (int h = 0; h < ROW / HD; h++) {\n"
 			     "\t\t\tconst float *xh = x + (int64_t)t * ROW + h * HD;\n"
 			     "\t\t\tfloat *yh = y + (int64_t)t * ROW + h * HD;\n"
@@ -711,7 +762,7 @@ static int emit_rope(Em *m, const IrNode *n)
 			     "\t\t\t}\n"
 			     "\t\t}\n"
 			     "\t}\n}\n",
-			  name, row, hd, n_rot / 2, neox ? "i" : "2 * i", neox ? "i + HALF" : "2 * i + 1");
+			  name, row, hd, n_rot / 2, cs, neox ? "i" : "2 * i", neox ? "i + HALF" : "2 * i + 1");
 	cg_printf(m->fwd, "\t%s(%s, %s, %s, n, pos, %s);\n", name,
 		  ref(m, n->in[0], "float", x, sizeof x),
 		  n->n_in > 1 ? ref(m, n->in[1], "float", ff, sizeof ff) : "NULL",

@@ -54,6 +54,8 @@ typedef struct {
 	int vw;            /* floats per vector */
 	int tt;            /* tokens per multi-token tile (4 rows): 4*tt + tt + 1 registers */
 	int cr, ct;        /* the blocked path's tile: cr rows x ct tokens, all in registers */
+	int sr, st;        /* calls of 2..st tokens: sr rows x up to st tokens instead (0: none) */
+	const char *pin;   /* asm constraint that holds a vector in a register (NULL: none) */
 	const char *vec, *zero, *loadx, *add;
 	const char *fma; /* fma(a, b, c) = a * b + c; NULL: emit NAME_fma (vfmaq_f32 is c + a * b) */
 	/* a weight vector at a byte pointer, as floats: the text before and after it */
@@ -63,20 +65,20 @@ typedef struct {
 } HeadIsa;
 
 static const HeadIsa head_isas[] = {
-	{"defined(__AVX512F__)", 16, 6, 2, 8, "__m512", "_mm512_setzero_ps()", "_mm512_loadu_ps",
+	{"defined(__AVX512F__)", 16, 6, 2, 8, 4, 4, "v", "__m512", "_mm512_setzero_ps()", "_mm512_loadu_ps",
 	 "_mm512_add_ps", "_mm512_fmadd_ps",
 	 {"_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(", ")))"},
 	 {"_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(",
 	  "))), 16))"},
 	 {"_mm512_loadu_ps((const float *)(", "))"}, "_mm512_reduce_add_ps", "immintrin.h"},
-	{"defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 8, 3, 4, 3, "__m256",
+	{"defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)", 8, 3, 4, 3, 0, 0, NULL, "__m256",
 	 "_mm256_setzero_ps()", "_mm256_loadu_ps", "_mm256_add_ps", "_mm256_fmadd_ps",
 	 {"_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(", ")))"},
 	 {"_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(",
 	  "))), 16))"},
 	 {"_mm256_loadu_ps((const float *)(", "))"}, NULL, "immintrin.h"},
 	/* AArch64 (NEON is part of the base architecture, fcvtl converts f16) */
-	{"defined(__aarch64__)", 4, 4, 4, 4, "float32x4_t", "vdupq_n_f32(0.0f)", "vld1q_f32", "vaddq_f32",
+	{"defined(__aarch64__)", 4, 4, 4, 4, 0, 0, NULL, "float32x4_t", "vdupq_n_f32(0.0f)", "vld1q_f32", "vaddq_f32",
 	 NULL,
 	 {"vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(", "))))"},
 	 {"vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(", ")), 16))"},
@@ -200,14 +202,19 @@ static void head_tile(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt, 
 
 /* Rows and tokens of the blocked multi-token path (head_simd_call): a thread's rows go in
  * blocks of HEAD_RB rows, each block over K in chunks of HEAD_KC elements, every (row,
- * token) accumulator of the block kept in an L1 buffer between chunks. A call of up to
- * HEAD_BLK_N tokens reads each token's x chunk from L2 once per block instead of once per
- * 4 rows (8 tokens of 2560 floats are 80 KB, more than L1), and the tile (HeadIsa cr x ct)
- * keeps x in registers: AVX-512's 2 rows x 8 tokens (16 accumulators, 8 x, 2 weights)
- * loads 10 vectors for 16 FMAs, where the 4 x 6 tile, 31 registers, had the compiler load
- * x as a memory operand of every FMA. At 16 rows, 512 floats and 8 tokens: 16 KB of x,
- * 16 KB of f16 weights, 8 KB of accumulators. */
-enum { HEAD_RB = 16, HEAD_KC = 512, HEAD_BLK_N = 16, HEAD_PD = 4 };
+ * token) accumulator of the block kept in a buffer between chunks. A call of up to
+ * HEAD_BLK_N tokens reads each token's x chunk from L1 once per tile instead of from L2
+ * (8 tokens of 2560 floats are 80 KB, more than L1), and the tile (HeadIsa cr x ct, or sr
+ * x st for few tokens) keeps x in registers: AVX-512's 2 rows x 8 tokens (16
+ * accumulators, 8 x, 2 weights) loads 10 vectors for 16 FMAs and runs at the FMA units'
+ * rate from L1; its 4 x 4 for 2..4 tokens converts one weight vector per 4 FMAs instead
+ * of per 2 or 3. At 32 rows, 256 floats and 8 tokens: 8 KB of x and 16 KB of f16 weights
+ * per chunk (16 tokens: 16 KB of x), which stay in L1 for the chunk's tiles; the
+ * accumulators (16 KB at 8 tokens) are read and written once per tile call. Measured on
+ * the 2B head (2 threads, Zen 5): 256-element chunks beat 512 at 16 tokens (32 KB of x at
+ * 512 leaves L1 too little for the weights), 32-row blocks equal 16 at 8 tokens and beat
+ * them at 16, and the prefetch distance (HEAD_PD tiles) matters little between 2 and 8. */
+enum { HEAD_RB = 32, HEAD_KC = 256, HEAD_BLK_N = 16, HEAD_PD = 4 };
 
 /* name_cRxT(w, x, acc, i0, i1, pf): R rows (rb bytes apart) times T tokens (rows of k
  * floats) over elements i0..i1 only, the accumulators read from and written back to
@@ -244,6 +251,12 @@ static void head_tile_c(CgBuf *b, const HeadIsa *s, const char *name, IrDtype dt
 	for (int t = 0; t < T; t++)
 		cg_printf(b, "\t\t%s x%d = %s(x + %" PRId64 " + i);\n", s->vec, t, s->loadx,
 			  (int64_t)t * k);
+	/* x in registers: left to itself, gcc folds each x load into every FMA that uses it
+	 * (R loads of it per step instead of one), and the loads, not the FMAs, bound the
+	 * loop; an empty asm that "changes" each x keeps it loaded once */
+	if (s->pin && R > 1)
+		for (int t = 0; t < T; t++)
+			cg_printf(b, "\t\t__asm__(\"\" : \"+%s\"(x%d));\n", s->pin, t);
 	for (int r = 0; r < R; r++) {
 		cg_printf(b, "\t\t%s w%d = %sw + %" PRIu64 " + %d * i%s;\n", s->vec, r, wl[0],
 			  (uint64_t)r * rb, es, wl[1]);
@@ -280,20 +293,17 @@ static void head_simd_tiles(CgBuf *b, const HeadIsa *s, const char *name, IrDtyp
 		head_tile(b, s, name, dt, k, nr, rb, t);
 	for (int t = 1; t <= s->ct; t++)
 		head_tile_c(b, s, name, dt, k, rb, s->cr, t);
+	for (int t = 1; t <= s->st; t++)
+		head_tile_c(b, s, name, dt, k, rb, s->sr, t);
 }
 
-/* The kernel's body for one instruction set: 4 x tt tiles (and their token tails) over
- * groups of 4 rows, the groups split evenly over the threads (the rows left over, fewer
- * than 4, to the last). A row's float order depends on neither the token count nor the
- * token's place in the call, so a last_only call (one row) gives bit for bit the last
- * row of the call with all rows. */
-static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const char *deq,
-			   IrDtype dt, uint64_t rb)
+/* The blocked path for calls of 2..maxn tokens: blocks of HEAD_RB rows over chunks of
+ * HEAD_KC elements through cr x (up to ct) tiles; cr divides 4 (the thread's rows are
+ * groups of 4) and HEAD_RB. */
+static void head_simd_blocked(CgBuf *b, const HeadIsa *s, const char *name, const char *deq,
+			      IrDtype dt, uint64_t rb, int cr, int ct, int maxn)
 {
 	const char *sum = s->sum ? s->sum : name, *sfx = s->sum ? "" : "_hsum";
-	/* 2..HEAD_BLK_N tokens: the blocked path (HEAD_RB); the rows left over (fewer than 4
-	 * after the thread's last group) through the 1 x 1, as below */
-	int cr = s->cr, ct = s->ct;
 	cg_printf(b, "\tif (a->n > 1 && a->n <= %d) {\n"
 		     "\t\tenum { RB = %d, KC = %d, ES = %d, CR = %d, PD = %d };\n"
 		     "\t\t%s acc[RB * %d];\n"
@@ -319,7 +329,7 @@ static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const c
 		     "\t\t\t\t\tfor (; t + %d <= n; t += %d)\n"
 		     "\t\t\t\t\t\t%s_c%dx%d(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);\n"
 		     "\t\t\t\t\tswitch (n - t) {\n",
-		  HEAD_BLK_N, HEAD_RB, HEAD_KC, head_es(dt), cr, HEAD_PD, s->vec, HEAD_BLK_N, rb, rb, rb, rb,
+		  maxn, HEAD_RB, HEAD_KC, head_es(dt), cr, HEAD_PD, s->vec, maxn, rb, rb, rb, rb,
 		  s->vec, ct, ct, name, cr, ct);
 	for (int t = ct - 1; t >= 1; t--)
 		cg_printf(b, "\t\t\t\t\tcase %d:\n"
@@ -343,6 +353,23 @@ static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const c
 		     "\t\treturn;\n"
 		     "\t}\n",
 		  sum, sfx, name, rb, deq);
+}
+
+/* The kernel's body for one instruction set: 4 x tt tiles (and their token tails) over
+ * groups of 4 rows, the groups split evenly over the threads (the rows left over, fewer
+ * than 4, to the last). A row's float order depends on neither the token count nor the
+ * token's place in the call, so a last_only call (one row) gives bit for bit the last
+ * row of the call with all rows. */
+static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const char *deq,
+			   IrDtype dt, uint64_t rb)
+{
+	/* 2..HEAD_BLK_N tokens: the blocked path (HEAD_RB), its sr x st tile first where the
+	 * ISA has one (few tokens: more rows per x vector, fewer weight conversions per FMA);
+	 * the rows left over (fewer than 4 after the thread's last group) through the 1 x 1,
+	 * as below */
+	if (s->sr)
+		head_simd_blocked(b, s, name, deq, dt, rb, s->sr, s->st, s->st);
+	head_simd_blocked(b, s, name, deq, dt, rb, s->cr, s->ct, HEAD_BLK_N);
 	cg_printf(b, "\t(void)%s; /* the portable path's row converter */\n"
 		     "\tint64_t ng = N / 4, o = 4 * (ng * ith / nth);\n"
 		     "\tint64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);\n"

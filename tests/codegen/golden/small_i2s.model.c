@@ -1060,6 +1060,7 @@ static inline void head_f16_k128_n320_c2x1(const uint8_t *w, const float *x, __m
 			__builtin_prefetch((const char *)(pf + 256 + 2 * (i - i0)), 0, 3);
 		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__asm__("" : "+v"(x0));
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
 		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
 		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
@@ -1080,6 +1081,8 @@ static inline void head_f16_k128_n320_c2x2(const uint8_t *w, const float *x, __m
 		}
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
+		__asm__("" : "+v"(x0));
+		__asm__("" : "+v"(x1));
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
 		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
 		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
@@ -1105,6 +1108,9 @@ static inline void head_f16_k128_n320_c2x3(const uint8_t *w, const float *x, __m
 		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
 		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
+		__asm__("" : "+v"(x0));
+		__asm__("" : "+v"(x1));
+		__asm__("" : "+v"(x2));
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
 		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
 		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
@@ -1135,6 +1141,10 @@ static inline void head_f16_k128_n320_c2x4(const uint8_t *w, const float *x, __m
 		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
 		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
 		__m512 x3 = _mm512_loadu_ps(x + 384 + i);
+		__asm__("" : "+v"(x0));
+		__asm__("" : "+v"(x1));
+		__asm__("" : "+v"(x2));
+		__asm__("" : "+v"(x3));
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
 		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
 		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
@@ -1170,6 +1180,11 @@ static inline void head_f16_k128_n320_c2x5(const uint8_t *w, const float *x, __m
 		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
 		__m512 x3 = _mm512_loadu_ps(x + 384 + i);
 		__m512 x4 = _mm512_loadu_ps(x + 512 + i);
+		__asm__("" : "+v"(x0));
+		__asm__("" : "+v"(x1));
+		__asm__("" : "+v"(x2));
+		__asm__("" : "+v"(x3));
+		__asm__("" : "+v"(x4));
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
 		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
 		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
@@ -1210,6 +1225,12 @@ static inline void head_f16_k128_n320_c2x6(const uint8_t *w, const float *x, __m
 		__m512 x3 = _mm512_loadu_ps(x + 384 + i);
 		__m512 x4 = _mm512_loadu_ps(x + 512 + i);
 		__m512 x5 = _mm512_loadu_ps(x + 640 + i);
+		__asm__("" : "+v"(x0));
+		__asm__("" : "+v"(x1));
+		__asm__("" : "+v"(x2));
+		__asm__("" : "+v"(x3));
+		__asm__("" : "+v"(x4));
+		__asm__("" : "+v"(x5));
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
 		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
 		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
@@ -1255,6 +1276,13 @@ static inline void head_f16_k128_n320_c2x7(const uint8_t *w, const float *x, __m
 		__m512 x4 = _mm512_loadu_ps(x + 512 + i);
 		__m512 x5 = _mm512_loadu_ps(x + 640 + i);
 		__m512 x6 = _mm512_loadu_ps(x + 768 + i);
+		__asm__("" : "+v"(x0));
+		__asm__("" : "+v"(x1));
+		__asm__("" : "+v"(x2));
+		__asm__("" : "+v"(x3));
+		__asm__("" : "+v"(x4));
+		__asm__("" : "+v"(x5));
+		__asm__("" : "+v"(x6));
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
 		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
 		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
@@ -1305,6 +1333,14 @@ static inline void head_f16_k128_n320_c2x8(const uint8_t *w, const float *x, __m
 		__m512 x5 = _mm512_loadu_ps(x + 640 + i);
 		__m512 x6 = _mm512_loadu_ps(x + 768 + i);
 		__m512 x7 = _mm512_loadu_ps(x + 896 + i);
+		__asm__("" : "+v"(x0));
+		__asm__("" : "+v"(x1));
+		__asm__("" : "+v"(x2));
+		__asm__("" : "+v"(x3));
+		__asm__("" : "+v"(x4));
+		__asm__("" : "+v"(x5));
+		__asm__("" : "+v"(x6));
+		__asm__("" : "+v"(x7));
 		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
 		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
 		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
@@ -1340,6 +1376,186 @@ static inline void head_f16_k128_n320_c2x8(const uint8_t *w, const float *x, __m
 	acc[11] = s1_5;
 	acc[13] = s1_6;
 	acc[15] = s1_7;
+}
+
+static inline void head_f16_k128_n320_c4x1(const uint8_t *w, const float *x, __m512 *acc, int i0, int i1, const uint8_t *pf)
+{
+	__m512 s0_0 = acc[0];
+	__m512 s1_0 = acc[1];
+	__m512 s2_0 = acc[2];
+	__m512 s3_0 = acc[3];
+	for (int i = i0; i < i1; i += 16) {
+		if ((i & 31) == 0) {
+			__builtin_prefetch((const char *)(pf + 0 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 256 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 512 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 768 + 2 * (i - i0)), 0, 3);
+		}
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__asm__("" : "+v"(x0));
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+	}
+	acc[0] = s0_0;
+	acc[1] = s1_0;
+	acc[2] = s2_0;
+	acc[3] = s3_0;
+}
+
+static inline void head_f16_k128_n320_c4x2(const uint8_t *w, const float *x, __m512 *acc, int i0, int i1, const uint8_t *pf)
+{
+	__m512 s0_0 = acc[0], s0_1 = acc[4];
+	__m512 s1_0 = acc[1], s1_1 = acc[5];
+	__m512 s2_0 = acc[2], s2_1 = acc[6];
+	__m512 s3_0 = acc[3], s3_1 = acc[7];
+	for (int i = i0; i < i1; i += 16) {
+		if ((i & 31) == 0) {
+			__builtin_prefetch((const char *)(pf + 0 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 256 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 512 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 768 + 2 * (i - i0)), 0, 3);
+		}
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
+		__asm__("" : "+v"(x0));
+		__asm__("" : "+v"(x1));
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		s1_1 = _mm512_fmadd_ps(w1, x1, s1_1);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		s2_1 = _mm512_fmadd_ps(w2, x1, s2_1);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+		s3_1 = _mm512_fmadd_ps(w3, x1, s3_1);
+	}
+	acc[0] = s0_0;
+	acc[4] = s0_1;
+	acc[1] = s1_0;
+	acc[5] = s1_1;
+	acc[2] = s2_0;
+	acc[6] = s2_1;
+	acc[3] = s3_0;
+	acc[7] = s3_1;
+}
+
+static inline void head_f16_k128_n320_c4x3(const uint8_t *w, const float *x, __m512 *acc, int i0, int i1, const uint8_t *pf)
+{
+	__m512 s0_0 = acc[0], s0_1 = acc[4], s0_2 = acc[8];
+	__m512 s1_0 = acc[1], s1_1 = acc[5], s1_2 = acc[9];
+	__m512 s2_0 = acc[2], s2_1 = acc[6], s2_2 = acc[10];
+	__m512 s3_0 = acc[3], s3_1 = acc[7], s3_2 = acc[11];
+	for (int i = i0; i < i1; i += 16) {
+		if ((i & 31) == 0) {
+			__builtin_prefetch((const char *)(pf + 0 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 256 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 512 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 768 + 2 * (i - i0)), 0, 3);
+		}
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
+		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
+		__asm__("" : "+v"(x0));
+		__asm__("" : "+v"(x1));
+		__asm__("" : "+v"(x2));
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
+		s0_2 = _mm512_fmadd_ps(w0, x2, s0_2);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		s1_1 = _mm512_fmadd_ps(w1, x1, s1_1);
+		s1_2 = _mm512_fmadd_ps(w1, x2, s1_2);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		s2_1 = _mm512_fmadd_ps(w2, x1, s2_1);
+		s2_2 = _mm512_fmadd_ps(w2, x2, s2_2);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+		s3_1 = _mm512_fmadd_ps(w3, x1, s3_1);
+		s3_2 = _mm512_fmadd_ps(w3, x2, s3_2);
+	}
+	acc[0] = s0_0;
+	acc[4] = s0_1;
+	acc[8] = s0_2;
+	acc[1] = s1_0;
+	acc[5] = s1_1;
+	acc[9] = s1_2;
+	acc[2] = s2_0;
+	acc[6] = s2_1;
+	acc[10] = s2_2;
+	acc[3] = s3_0;
+	acc[7] = s3_1;
+	acc[11] = s3_2;
+}
+
+static inline void head_f16_k128_n320_c4x4(const uint8_t *w, const float *x, __m512 *acc, int i0, int i1, const uint8_t *pf)
+{
+	__m512 s0_0 = acc[0], s0_1 = acc[4], s0_2 = acc[8], s0_3 = acc[12];
+	__m512 s1_0 = acc[1], s1_1 = acc[5], s1_2 = acc[9], s1_3 = acc[13];
+	__m512 s2_0 = acc[2], s2_1 = acc[6], s2_2 = acc[10], s2_3 = acc[14];
+	__m512 s3_0 = acc[3], s3_1 = acc[7], s3_2 = acc[11], s3_3 = acc[15];
+	for (int i = i0; i < i1; i += 16) {
+		if ((i & 31) == 0) {
+			__builtin_prefetch((const char *)(pf + 0 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 256 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 512 + 2 * (i - i0)), 0, 3);
+			__builtin_prefetch((const char *)(pf + 768 + 2 * (i - i0)), 0, 3);
+		}
+		__m512 x0 = _mm512_loadu_ps(x + 0 + i);
+		__m512 x1 = _mm512_loadu_ps(x + 128 + i);
+		__m512 x2 = _mm512_loadu_ps(x + 256 + i);
+		__m512 x3 = _mm512_loadu_ps(x + 384 + i);
+		__asm__("" : "+v"(x0));
+		__asm__("" : "+v"(x1));
+		__asm__("" : "+v"(x2));
+		__asm__("" : "+v"(x3));
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 0 + 2 * i)));
+		s0_0 = _mm512_fmadd_ps(w0, x0, s0_0);
+		s0_1 = _mm512_fmadd_ps(w0, x1, s0_1);
+		s0_2 = _mm512_fmadd_ps(w0, x2, s0_2);
+		s0_3 = _mm512_fmadd_ps(w0, x3, s0_3);
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256 + 2 * i)));
+		s1_0 = _mm512_fmadd_ps(w1, x0, s1_0);
+		s1_1 = _mm512_fmadd_ps(w1, x1, s1_1);
+		s1_2 = _mm512_fmadd_ps(w1, x2, s1_2);
+		s1_3 = _mm512_fmadd_ps(w1, x3, s1_3);
+		__m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 512 + 2 * i)));
+		s2_0 = _mm512_fmadd_ps(w2, x0, s2_0);
+		s2_1 = _mm512_fmadd_ps(w2, x1, s2_1);
+		s2_2 = _mm512_fmadd_ps(w2, x2, s2_2);
+		s2_3 = _mm512_fmadd_ps(w2, x3, s2_3);
+		__m512 w3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 768 + 2 * i)));
+		s3_0 = _mm512_fmadd_ps(w3, x0, s3_0);
+		s3_1 = _mm512_fmadd_ps(w3, x1, s3_1);
+		s3_2 = _mm512_fmadd_ps(w3, x2, s3_2);
+		s3_3 = _mm512_fmadd_ps(w3, x3, s3_3);
+	}
+	acc[0] = s0_0;
+	acc[4] = s0_1;
+	acc[8] = s0_2;
+	acc[12] = s0_3;
+	acc[1] = s1_0;
+	acc[5] = s1_1;
+	acc[9] = s1_2;
+	acc[13] = s1_3;
+	acc[2] = s2_0;
+	acc[6] = s2_1;
+	acc[10] = s2_2;
+	acc[14] = s2_3;
+	acc[3] = s3_0;
+	acc[7] = s3_1;
+	acc[11] = s3_2;
+	acc[15] = s3_3;
 }
 
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
@@ -2033,8 +2249,58 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 	enum { K = 128, K16 = K / 16 * 16 };
 	const int64_t N = 320;
 #if defined(__AVX512F__)
+	if (a->n > 1 && a->n <= 4) {
+		enum { RB = 32, KC = 256, ES = 2, CR = 4, PD = 4 };
+		__m512 acc[RB * 4];
+		const int n = a->n;
+		int64_t ng = N / 4, lo = 4 * (ng * ith / nth);
+		int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
+		int64_t hq = lo + (hi - lo) / 4 * 4;
+		for (int64_t ob = lo; ob < hq; ob += RB) {
+			int nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);
+			const uint8_t *wb = a->w + (uint64_t)ob * 256;
+			memset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));
+			for (int i0 = 0; i0 < K; i0 += KC) {
+				int i1 = K - i0 < KC ? K : i0 + KC;
+				for (int q = 0; q < nq; q++) {
+					const uint8_t *w = wb + (uint64_t)(CR * q) * 256;
+					/* the tile read PD tiles later: here, at a later chunk or in the next block */
+					int qn = q + PD, cn = i0;
+					for (; qn >= nq; qn -= nq)
+						cn += KC;
+					const uint8_t *pf = wb + (uint64_t)(CR * qn) * 256 + (cn < K ? ES * cn : (int64_t)RB * 256);
+					__m512 *aq = acc + CR * q * n;
+					int t = 0;
+					for (; t + 4 <= n; t += 4)
+						head_f16_k128_n320_c4x4(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+					switch (n - t) {
+					case 3:
+						head_f16_k128_n320_c4x3(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+						break;
+					case 2:
+						head_f16_k128_n320_c4x2(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+						break;
+					case 1:
+						head_f16_k128_n320_c4x1(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+						break;
+					default:
+						break;
+					}
+				}
+			}
+			for (int q = 0; q < nq; q++)
+				for (int t = 0; t < n; t++)
+					for (int r = 0; r < CR; r++)
+						a->y[(int64_t)t * N + ob + CR * q + r] = _mm512_reduce_add_ps(acc[CR * q * n + CR * t + r]);
+		}
+		for (int64_t o = hq; o < hi; o++)
+			for (int t = 0; t < n; t++)
+				head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+		(void)deq_f16_k128; /* the portable path's row converter */
+		return;
+	}
 	if (a->n > 1 && a->n <= 16) {
-		enum { RB = 16, KC = 512, ES = 2, CR = 2, PD = 4 };
+		enum { RB = 32, KC = 256, ES = 2, CR = 2, PD = 4 };
 		__m512 acc[RB * 16];
 		const int n = a->n;
 		int64_t ng = N / 4, lo = 4 * (ng * ith / nth);
@@ -2128,7 +2394,7 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 	if (a->n > 1 && a->n <= 16) {
-		enum { RB = 16, KC = 512, ES = 2, CR = 4, PD = 4 };
+		enum { RB = 32, KC = 256, ES = 2, CR = 4, PD = 4 };
 		__m256 acc[RB * 16];
 		const int n = a->n;
 		int64_t ng = N / 4, lo = 4 * (ng * ith / nth);
@@ -2198,7 +2464,7 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 #elif defined(__aarch64__)
 	if (a->n > 1 && a->n <= 16) {
-		enum { RB = 16, KC = 512, ES = 2, CR = 4, PD = 4 };
+		enum { RB = 32, KC = 256, ES = 2, CR = 4, PD = 4 };
 		float32x4_t acc[RB * 16];
 		const int n = a->n;
 		int64_t ng = N / 4, lo = 4 * (ng * ith / nth);

@@ -90,6 +90,30 @@ MAYBE_UNUSED static inline float round_f16(float f)
 	return f16_to_f32(f32_to_f16(f));
 }
 
+/* round_f16 and f32_to_f16 of n floats; with F16C eight at a time (VCVTPS2PH, rounding to
+ * nearest even, gives f32_to_f16's bits for each of the 2^32 floats, NaNs included) */
+MAYBE_UNUSED static void round_f16_n(const float *x, float *y, int64_t n)
+{
+	int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+	for (int64_t nv = n / 8 * 8; i < nv; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+#endif
+	for (; i < n; i++)
+		y[i] = round_f16(x[i]);
+}
+
+MAYBE_UNUSED static void f32_to_f16_n(const float *x, uint16_t *y, int64_t n)
+{
+	int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+	for (int64_t nv = n / 8 * 8; i < nv; i += 8)
+		_mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+	for (; i < n; i++)
+		y[i] = f32_to_f16(x[i]);
+}
+
 MAYBE_UNUSED static inline float bf16_to_f32(uint16_t h)
 {
 	return bits_f32((uint32_t)h << 16);
@@ -225,6 +249,22 @@ static void embed_f16_k128_v320(const uint8_t *w, const int32_t *tok, int n, flo
 	}
 }
 
+/* rmsnorm_row_n128, used by:
+ *   blk.0.attn_norm (rmsnorm): blk.0.attn_norm.weight f32 [128] layout=gguf
+ *   blk.0.attn_sub_norm (rmsnorm): blk.0.attn_sub_norm.weight f32 [128] layout=gguf
+ *   blk.0.ffn_norm (rmsnorm): blk.0.ffn_norm.weight f32 [128] layout=gguf
+ *   result_norm (rmsnorm): output_norm.weight f32 [128] layout=gguf
+ */
+static inline void rmsnorm_row_n128(const float *xr, const float *w, float *yr, double sum, float eps)
+{
+	enum { K = 128 };
+	float mean = (float)(sum / (double)K);
+	float scale = 1.0f / sqrtf(mean + eps);
+	int i = 0;
+	for (; i < K; i++)
+		yr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale;
+}
+
 /* rmsnorm_n128, used by:
  *   blk.0.attn_norm (rmsnorm): blk.0.attn_norm.weight f32 [128] layout=gguf
  *   blk.0.attn_sub_norm (rmsnorm): blk.0.attn_sub_norm.weight f32 [128] layout=gguf
@@ -234,19 +274,23 @@ static void embed_f16_k128_v320(const uint8_t *w, const int32_t *tok, int n, flo
 static void rmsnorm_n128(const float *x, const float *w, float *y, int n, float eps)
 {
 	enum { K = 128 };
-	for (int t = 0; t < n; t++) {
-		const float *xr = x + (int64_t)t * K;
-		float *yr = y + (int64_t)t * K;
-		double sum = 0.0;
-		for (int i = 0; i < K; i++)
-			sum += (double)(xr[i] * xr[i]);
-		float mean = (float)(sum / (double)K);
-		float scale = 1.0f / sqrtf(mean + eps);
-		for (int i = 0; i < K; i++)
-			yr[i] = xr[i] * scale;
-		if (w)
-			for (int i = 0; i < K; i++)
-				yr[i] = yr[i] * w[i];
+	for (int t = 0; t < n; t += 4) {
+		const float *xr[4];
+		for (int j = 0; j < 4; j++) {
+			int64_t o = (int64_t)(t + j < n ? t + j : n - 1) * K;
+			xr[j] = x + o;
+		}
+		const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3];
+		double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+		for (int i = 0; i < K; i++) {
+			s0 += (double)(x0[i] * x0[i]);
+			s1 += (double)(x1[i] * x1[i]);
+			s2 += (double)(x2[i] * x2[i]);
+			s3 += (double)(x3[i] * x3[i]);
+		}
+		double s[4] = {s0, s1, s2, s3};
+		for (int j = 0; j < 4 && t + j < n; j++)
+			rmsnorm_row_n128(xr[j], w, y + (int64_t)(t + j) * K, s[j], eps);
 	}
 }
 
@@ -261,14 +305,16 @@ static void quant_tok_k128(const float *x, int8_t *q, float *s, int n)
 	for (int t = 0; t < n; t++) {
 		const float *xr = x + (int64_t)t * K;
 		int8_t *qr = q + (int64_t)t * K;
+		int i = 0;
 		double amax = 0.0;
-		for (int i = 0; i < K; i++) {
+		for (; i < K; i++) {
 			double a = fabs((double)xr[i]);
 			amax = a > amax ? a : amax;
 		}
 		amax = fmax(amax, 1e-5);
 		float st = (float)(127.0 / amax);
-		for (int i = 0; i < K; i++) {
+		i = 0;
+		for (; i < K; i++) {
 			float v = rintf(xr[i] * st);
 			qr[i] = (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
 		}
@@ -388,22 +434,56 @@ static void tmm_i2s_k128_n64(void *arg, int ith, int nth)
 	}
 }
 
+/* rope_angles_half32, used by:
+ *   blk.0.attn_q.rope (rope)
+ *   blk.0.attn_k.rope (rope)
+ */
+#include <stdatomic.h>
+enum { rope_angles_half32_POS = 8192 };
+static float rope_angles_half32_tab[rope_angles_half32_POS][64];
+static atomic_int rope_angles_half32_ok[rope_angles_half32_POS]; /* words: RISC-V has no byte-wide compare-exchange without libatomic */
+static atomic_int rope_angles_half32_key; /* 0 none, 1 being set, 2 set: */
+static const float *rope_angles_half32_ff; /* the table's ff */
+static uint32_t rope_angles_half32_ts; /* and theta_scale's bits */
+
+static const float *rope_angles_half32(const float *ff, int32_t p, float theta_scale, float *own)
+{
+	enum { HALF = 32 };
+	int key = atomic_load_explicit(&rope_angles_half32_key, memory_order_acquire), z = 0;
+	if (key == 0 && atomic_compare_exchange_strong(&rope_angles_half32_key, &z, 1)) {
+		rope_angles_half32_ff = ff;
+		rope_angles_half32_ts = f32_bits(theta_scale);
+		atomic_store_explicit(&rope_angles_half32_key, 2, memory_order_release);
+		key = 2;
+	}
+	int keep = key == 2 && rope_angles_half32_ff == ff && rope_angles_half32_ts == f32_bits(theta_scale) && p >= 0 && p < rope_angles_half32_POS;
+	if (keep && atomic_load_explicit(&rope_angles_half32_ok[p], memory_order_acquire) == 2)
+		return rope_angles_half32_tab[p];
+	float theta = (float)p;
+	for (int i = 0; i < HALF; i++) {
+		float th = ff ? theta / ff[i] : theta;
+		own[2 * i] = cosf(th);
+		own[2 * i + 1] = sinf(th);
+		theta *= theta_scale;
+	}
+	int none = 0;
+	if (keep && atomic_compare_exchange_strong(&rope_angles_half32_ok[p], &none, 1)) {
+		memcpy(rope_angles_half32_tab[p], own, sizeof rope_angles_half32_tab[p]);
+		atomic_store_explicit(&rope_angles_half32_ok[p], 2, memory_order_release);
+	}
+	return own;
+}
+
 /* rope_neox_hd64_nrot64_nh2, used by:
  *   blk.0.attn_q.rope (rope)
  */
 static void rope_neox_hd64_nrot64_nh2(const float *x, const float *ff, float *y, int n, const int32_t *pos, float theta_scale)
 {
 	enum { ROW = 128, HD = 64, HALF = 32 };
-	float cs[2 * HALF];
+	float own[2 * HALF];
 	memcpy(y, x, (size_t)n * ROW * sizeof(float));
 	for (int t = 0; t < n; t++) {
-		float theta = (float)pos[t];
-		for (int i = 0; i < HALF; i++) {
-			float th = ff ? theta / ff[i] : theta;
-			cs[2 * i] = cosf(th);
-			cs[2 * i + 1] = sinf(th);
-			theta *= theta_scale;
-		}
+		const float *cs = rope_angles_half32(ff, pos[t], theta_scale, own);
 		for (int h = 0; h < ROW / HD; h++) {
 			const float *xh = x + (int64_t)t * ROW + h * HD;
 			float *yh = y + (int64_t)t * ROW + h * HD;
@@ -423,16 +503,10 @@ static void rope_neox_hd64_nrot64_nh2(const float *x, const float *ff, float *y,
 static void rope_neox_hd64_nrot64_nh1(const float *x, const float *ff, float *y, int n, const int32_t *pos, float theta_scale)
 {
 	enum { ROW = 64, HD = 64, HALF = 32 };
-	float cs[2 * HALF];
+	float own[2 * HALF];
 	memcpy(y, x, (size_t)n * ROW * sizeof(float));
 	for (int t = 0; t < n; t++) {
-		float theta = (float)pos[t];
-		for (int i = 0; i < HALF; i++) {
-			float th = ff ? theta / ff[i] : theta;
-			cs[2 * i] = cosf(th);
-			cs[2 * i + 1] = sinf(th);
-			theta *= theta_scale;
-		}
+		const float *cs = rope_angles_half32(ff, pos[t], theta_scale, own);
 		for (int h = 0; h < ROW / HD; h++) {
 			const float *xh = x + (int64_t)t * ROW + h * HD;
 			float *yh = y + (int64_t)t * ROW + h * HD;
@@ -454,10 +528,8 @@ static void kv_store_w64(const float *k, const float *v, uint16_t *K, uint16_t *
 	enum { KW = 64 };
 	for (int t = 0; t < n; t++) {
 		int64_t at = ((seq ? (int64_t)seq[t] * n_ctx : 0) + pos[t]) * KW;
-		for (int64_t i = 0; i < KW; i++) {
-			K[at + i] = f32_to_f16(k[(int64_t)t * KW + i]);
-			V[at + i] = f32_to_f16(v[(int64_t)t * KW + i]);
-		}
+		f32_to_f16_n(k + (int64_t)t * KW, K + at, KW);
+		f32_to_f16_n(v + (int64_t)t * KW, V + at, KW);
 	}
 }
 
@@ -477,8 +549,7 @@ static void attn_h2_kv1_hd64(void *arg, int ith, int nth)
 			int64_t n_keys = (int64_t)a->pos[t] + 1;
 			int64_t sb = a->seq ? (int64_t)a->seq[t] * a->n_ctx * KW : 0;
 			const uint16_t *Kg = Kh + sb, *Vg = Vh + sb;
-			for (int i = 0; i < HD; i++)
-				qh[i] = round_f16(a->q[(int64_t)t * QW + h * HD + i]);
+			round_f16_n(a->q + (int64_t)t * QW + h * HD, qh, HD);
 			float mx = -INFINITY;
 			for (int64_t j = 0; j < n_keys; j++) {
 				const uint16_t *kj = Kg + j * KW;
@@ -496,11 +567,10 @@ static void attn_h2_kv1_hd64(void *arg, int ith, int nth)
 			}
 			float inv = (float)(1.0 / sum);
 			int step = a->step ? a->step[t] != 0 : a->n == 1;
-			for (int64_t j = 0; j < n_keys; j++) {
+			for (int64_t j = 0; j < n_keys; j++)
 				w[j] = w[j] * inv;
-				if (step)
-					w[j] = round_f16(w[j]);
-			}
+			if (step)
+				round_f16_n(w, w, n_keys);
 			float *o = a->y + (int64_t)t * QW + h * HD;
 			for (int i = 0; i < HD; i++)
 				acc[i] = 0.0;
@@ -596,25 +666,42 @@ static void relu2_glu_n256(const float *g, const float *u, float *y, int n)
 	}
 }
 
+/* rmsnorm_row_n256, used by:
+ *   blk.0.ffn_sub_norm (rmsnorm): blk.0.ffn_sub_norm.weight f32 [256] layout=gguf
+ */
+static inline void rmsnorm_row_n256(const float *xr, const float *w, float *yr, double sum, float eps)
+{
+	enum { K = 256 };
+	float mean = (float)(sum / (double)K);
+	float scale = 1.0f / sqrtf(mean + eps);
+	int i = 0;
+	for (; i < K; i++)
+		yr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale;
+}
+
 /* rmsnorm_n256, used by:
  *   blk.0.ffn_sub_norm (rmsnorm): blk.0.ffn_sub_norm.weight f32 [256] layout=gguf
  */
 static void rmsnorm_n256(const float *x, const float *w, float *y, int n, float eps)
 {
 	enum { K = 256 };
-	for (int t = 0; t < n; t++) {
-		const float *xr = x + (int64_t)t * K;
-		float *yr = y + (int64_t)t * K;
-		double sum = 0.0;
-		for (int i = 0; i < K; i++)
-			sum += (double)(xr[i] * xr[i]);
-		float mean = (float)(sum / (double)K);
-		float scale = 1.0f / sqrtf(mean + eps);
-		for (int i = 0; i < K; i++)
-			yr[i] = xr[i] * scale;
-		if (w)
-			for (int i = 0; i < K; i++)
-				yr[i] = yr[i] * w[i];
+	for (int t = 0; t < n; t += 4) {
+		const float *xr[4];
+		for (int j = 0; j < 4; j++) {
+			int64_t o = (int64_t)(t + j < n ? t + j : n - 1) * K;
+			xr[j] = x + o;
+		}
+		const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3];
+		double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+		for (int i = 0; i < K; i++) {
+			s0 += (double)(x0[i] * x0[i]);
+			s1 += (double)(x1[i] * x1[i]);
+			s2 += (double)(x2[i] * x2[i]);
+			s3 += (double)(x3[i] * x3[i]);
+		}
+		double s[4] = {s0, s1, s2, s3};
+		for (int j = 0; j < 4 && t + j < n; j++)
+			rmsnorm_row_n256(xr[j], w, y + (int64_t)(t + j) * K, s[j], eps);
 	}
 }
 
@@ -627,14 +714,16 @@ static void quant_tok_k256(const float *x, int8_t *q, float *s, int n)
 	for (int t = 0; t < n; t++) {
 		const float *xr = x + (int64_t)t * K;
 		int8_t *qr = q + (int64_t)t * K;
+		int i = 0;
 		double amax = 0.0;
-		for (int i = 0; i < K; i++) {
+		for (; i < K; i++) {
 			double a = fabs((double)xr[i]);
 			amax = a > amax ? a : amax;
 		}
 		amax = fmax(amax, 1e-5);
 		float st = (float)(127.0 / amax);
-		for (int i = 0; i < K; i++) {
+		i = 0;
+		for (; i < K; i++) {
 			float v = rintf(xr[i] * st);
 			qr[i] = (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
 		}
@@ -706,8 +795,10 @@ static void head_prep_f16_k128(const float *x, float *xr, int n, int step)
 	for (int t = 0; t < n; t++) {
 		const float *xt = x + (int64_t)t * K;
 		float *xo = xr + (int64_t)t * K;
-		for (int i = 0; i < K; i++)
-			xo[i] = step ? round_f16(xt[i]) : xt[i];
+		if (step)
+			round_f16_n(xt, xo, K);
+		else
+			memmove(xo, xt, K * sizeof(float));
 	}
 }
 
@@ -2989,7 +3080,7 @@ static const char model_info[] =
 	"target cpu-generic, forward templates: 1 token (step), 8 tokens (batch)\n"
 	"scratch 29760 bytes, KV 264 bytes per position\n"
 	"ternary matmul kernels per forward: t1: 0 simd, 0 lut, 7 portable, 0 lut_portable; t8: 0 simd, 0 lut, 7 portable, 0 lut_portable\n"
-	"kernels (18): deq_f16_k128 embed_f16_k128_v320 rmsnorm_n128 quant_tok_k128 tmm_i2s_k128_n128 tmm_i2s_k128_n64 rope_neox_hd64_nrot64_nh2 rope_neox_hd64_nrot64_nh1 kv_store_w64 attn_h2_kv1_hd64 add_n128 tmm_i2s_k128_n256 relu2_glu_n256 rmsnorm_n256 quant_tok_k256 tmm_i2s_k256_n128 head_prep_f16_k128 head_f16_k128_n320\n"
+	"kernels (21): deq_f16_k128 embed_f16_k128_v320 rmsnorm_row_n128 rmsnorm_n128 quant_tok_k128 tmm_i2s_k128_n128 tmm_i2s_k128_n64 rope_angles_half32 rope_neox_hd64_nrot64_nh2 rope_neox_hd64_nrot64_nh1 kv_store_w64 attn_h2_kv1_hd64 add_n128 tmm_i2s_k128_n256 relu2_glu_n256 rmsnorm_row_n256 rmsnorm_n256 quant_tok_k256 tmm_i2s_k256_n128 head_prep_f16_k128 head_f16_k128_n320\n"
 	"";
 
 #ifndef BN_MODEL_SYMBOL

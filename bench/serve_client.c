@@ -94,7 +94,10 @@ static int one_request(double *ttft_out, double **gaps, size_t *n_gaps, long *n_
 	char body[8192], req[9000];
 	int bl = snprintf(body, sizeof body,
 			  "{\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":0,\"stream\":true,"
-			  "\"stream_options\":{\"include_usage\":true},\"ignore_eos\":true}",
+			  "\"stream_options\":{\"include_usage\":true},\"ignore_eos\":true,"
+			  /* llama-server keeps each slot's prompt and would process 1 of its tokens
+			   * from the second request on; every request here costs its whole prompt */
+			  "\"cache_prompt\":false}",
 			  prompt, max_tokens);
 	int rl = snprintf(req, sizeof req,
 			  "POST /v1/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: "

@@ -17,7 +17,8 @@
 # REQUESTS (per level; default 2 x streams, at least 4), SECONDS (per level, 60),
 # MAX_TOKENS (64), THREADS (-t, default: online CPUs), CTX (total context, 8192),
 # OUT (tmp/serve-bench), BUILD (build), LLAMA_SERVER, LLAMA_MODEL (its GGUF; default the
-# same), LLAMA_ARGS (extra flags for it).
+# same), LLAMA_ARGS (extra flags for it), LLAMA_OMP_WAIT (its OMP_WAIT_POLICY: unset, the
+# default spinning; passive where other jobs share the cores: say which with the figures).
 # A shared machine makes timings noisy: compare only the rows of one run.
 set -eu
 cd "$(dirname "$0")/.."
@@ -107,7 +108,10 @@ wait "$PID" || true
 if [ -n "${LLAMA_SERVER:-}" ]; then
 	PORT=$(free_port 1000)
 	# shellcheck disable=SC2086
-	start_server "$OUT/llama-server.log" "$LLAMA_SERVER" -m "${LLAMA_MODEL:-$GGUF}" --host 127.0.0.1 \
+	# its OpenMP threads spin while they wait: fastest on a quiet machine, ~10x slower when
+	# other jobs share the cores; LLAMA_OMP_WAIT=passive makes them sleep instead
+	start_server "$OUT/llama-server.log" env ${LLAMA_OMP_WAIT:+OMP_WAIT_POLICY=$LLAMA_OMP_WAIT} \
+		"$LLAMA_SERVER" -m "${LLAMA_MODEL:-$GGUF}" --host 127.0.0.1 \
 		--port "$PORT" -np "$maxs" -c "$CTX" -t "$THREADS" ${LLAMA_ARGS:-}
 	run_levels llama-srv
 	kill -TERM "$PID"

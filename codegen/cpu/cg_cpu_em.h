@@ -68,6 +68,9 @@ uint64_t dense_row_bytes(IrDtype dt, int64_t k);
 int unsupported(Em *m, const IrNode *n, const char *why);
 /* Looks up (or starts) the kernel called name for node n; *body is NULL if it exists. */
 int kern_for(Em *m, const IrNode *n, const char *name, CgBuf **body);
+/* The first line of an rmsnorm kernel (add: add_rmsnorm's, which also takes r and xs),
+ * through the opening brace: one signature for every target's body. */
+void rmsnorm_sig(CgBuf *b, const char *name, bool add);
 /* The Q8_K quantizer kernel body (256-element blocks). */
 void q8k_body(CgBuf *b, const char *name, int64_t k);
 

@@ -266,6 +266,12 @@ static int emit_embed(Em *m, const IrNode *n)
 	return 0;
 }
 
+void rmsnorm_sig(CgBuf *b, const char *name, bool add)
+{
+	cg_printf(b, "static void %s(const float *x, %sconst float *w, float *y, int n, float eps)\n{\n",
+		  name, add ? "const float *r, float *xs, " : "");
+}
+
 /* Vector width in floats of the elementwise loops the x86 and NEON targets write with
  * intrinsics (0: plain C, as cpu-generic and any other target). */
 static int simd_floats(const Em *m)
@@ -289,24 +295,17 @@ static void simd_include(CgBuf *b, int vw)
  * two passes the interpreter makes, vectorized; i runs on, the caller finishes the tail. */
 static void simd_scale_loop(CgBuf *b, int vw, const char *ind)
 {
-	if (vw == 16)
-		cg_printf(b, "%s__m512 sv = _mm512_set1_ps(scale);\n"
+	if (vw == 16 || vw == 8) {
+		const char *v = vw == 16 ? "__m512" : "__m256", *p = vw == 16 ? "_mm512" : "_mm256";
+		cg_printf(b, "%s%s sv = %s_set1_ps(scale);\n"
 			     "%sif (w)\n"
-			     "%s\tfor (; i + 16 <= K; i += 16)\n"
-			     "%s\t\t_mm512_storeu_ps(yr + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(xr + i), sv), _mm512_loadu_ps(w + i)));\n"
+			     "%s\tfor (; i + %d <= K; i += %d)\n"
+			     "%s\t\t%s_storeu_ps(yr + i, %s_mul_ps(%s_mul_ps(%s_loadu_ps(xr + i), sv), %s_loadu_ps(w + i)));\n"
 			     "%selse\n"
-			     "%s\tfor (; i + 16 <= K; i += 16)\n"
-			     "%s\t\t_mm512_storeu_ps(yr + i, _mm512_mul_ps(_mm512_loadu_ps(xr + i), sv));\n",
-			  ind, ind, ind, ind, ind, ind, ind);
-	else if (vw == 8)
-		cg_printf(b, "%s__m256 sv = _mm256_set1_ps(scale);\n"
-			     "%sif (w)\n"
-			     "%s\tfor (; i + 8 <= K; i += 8)\n"
-			     "%s\t\t_mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), sv), _mm256_loadu_ps(w + i)));\n"
-			     "%selse\n"
-			     "%s\tfor (; i + 8 <= K; i += 8)\n"
-			     "%s\t\t_mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_loadu_ps(xr + i), sv));\n",
-			  ind, ind, ind, ind, ind, ind, ind);
+			     "%s\tfor (; i + %d <= K; i += %d)\n"
+			     "%s\t\t%s_storeu_ps(yr + i, %s_mul_ps(%s_loadu_ps(xr + i), sv));\n",
+			  ind, v, p, ind, ind, vw, vw, ind, p, p, p, p, p, ind, ind, vw, vw, ind, p, p, p);
+	}
 	else if (vw == 4)
 		cg_printf(b, "#if defined(__aarch64__)\n"
 			     "%sfloat32x4_t sv = vdupq_n_f32(scale);\n"
@@ -353,12 +352,7 @@ static int rmsnorm_generic(Em *m, const IrNode *n, const char *name, int64_t k, 
 	if (!b)
 		return 0;
 	simd_include(b, vw);
-	if (add)
-		cg_printf(b, "static void %s(const float *x, const float *r, float *xs, const float *w, float *y, int n, float eps)\n{\n",
-			  name);
-	else
-		cg_printf(b, "static void %s(const float *x, const float *w, float *y, int n, float eps)\n{\n",
-			  name);
+	rmsnorm_sig(b, name, add);
 	cg_printf(b, "\tenum { K = %" PRId64 " };\n"
 		     "\tfor (int t = 0; t < n; t += 4) {\n"
 		     "\t\tconst float *xr[4];\n"

@@ -232,9 +232,9 @@ int rvv_float_common(Em *m, const IrNode *n)
  * ordered reduction is sequential in hardware, which the norm's O(K) per token affords. */
 void rvv_rmsnorm_body(CgBuf *b, const char *name, int64_t k, bool add)
 {
+	rmsnorm_sig(b, name, add);
 	if (add)
-		cg_printf(b, "static void %s(const float *x, const float *r, float *xs, const float *w, float *y, int n, float eps)\n{\n"
-			     "\tenum { K = %" PRId64 " };\n"
+		cg_printf(b, "\tenum { K = %" PRId64 " };\n"
 			     "\tfor (int t = 0; t < n; t++) {\n"
 			     "\t\tconst float *ar = x + (int64_t)t * K, *rr = r + (int64_t)t * K;\n"
 			     "\t\tfloat *xr = xs + (int64_t)t * K;\n"
@@ -244,10 +244,9 @@ void rvv_rmsnorm_body(CgBuf *b, const char *name, int64_t k, bool add)
 			     "\t\t\tconst size_t vl = __riscv_vsetvl_e32m4((size_t)(K - i));\n"
 			     "\t\t\tvfloat32m4_t v = __riscv_vfadd_vv_f32m4(__riscv_vle32_v_f32m4(ar + i, vl), __riscv_vle32_v_f32m4(rr + i, vl), vl);\n"
 			     "\t\t\t__riscv_vse32_v_f32m4(xr + i, v, vl);\n",
-			  name, k);
+			  k);
 	else
-		cg_printf(b, "static void %s(const float *x, const float *w, float *y, int n, float eps)\n{\n"
-			     "\tenum { K = %" PRId64 " };\n"
+		cg_printf(b, "\tenum { K = %" PRId64 " };\n"
 			     "\tfor (int t = 0; t < n; t++) {\n"
 			     "\t\tconst float *xr = x + (int64_t)t * K;\n"
 			     "\t\tfloat *yr = y + (int64_t)t * K;\n"
@@ -255,7 +254,7 @@ void rvv_rmsnorm_body(CgBuf *b, const char *name, int64_t k, bool add)
 			     "\t\tfor (int i = 0; i < K;) {\n"
 			     "\t\t\tconst size_t vl = __riscv_vsetvl_e32m4((size_t)(K - i));\n"
 			     "\t\t\tvfloat32m4_t v = __riscv_vle32_v_f32m4(xr + i, vl);\n",
-			  name, k);
+			  k);
 	cg_printf(b, "\t\t\ts = __riscv_vfwredosum_vs_f32m4_f64m1(__riscv_vfmul_vv_f32m4(v, v, vl), s, vl);\n"
 		     "\t\t\ti += (int)vl;\n"
 		     "\t\t}\n"

@@ -150,12 +150,7 @@ void sve_rmsnorm_body(CgBuf *b, const char *name, int64_t k, bool add)
 	 * (SVE's strictly ordered reduction: sum += d[0], then d[1], ...); the scale in scalar
 	 * code as there; y = x * scale, then * w, two roundings as there. With add, x + r is
 	 * stored first and the sum reads back the stored floats. */
-	if (add)
-		cg_printf(b, "static void %s(const float *x, const float *r, float *xs, const float *w, float *y, int n, float eps)\n{\n",
-			  name);
-	else
-		cg_printf(b, "static void %s(const float *x, const float *w, float *y, int n, float eps)\n{\n",
-			  name);
+	rmsnorm_sig(b, name, add);
 	cg_printf(b, "\tenum { K = %" PRId64 " };\n"
 		     "\tconst int64_t vw = (int64_t)svcntw(), vd = (int64_t)svcntd();\n"
 		     "\tfor (int t = 0; t < n; t++) {\n",

@@ -107,11 +107,17 @@ wait "$PID" || true
 
 if [ -n "${LLAMA_SERVER:-}" ]; then
 	PORT=$(free_port 1000)
-	# shellcheck disable=SC2086
 	# its OpenMP threads spin while they wait: fastest on a quiet machine, ~10x slower when
 	# other jobs share the cores; LLAMA_OMP_WAIT=passive makes them sleep instead
-	start_server "$OUT/llama-server.log" env ${LLAMA_OMP_WAIT:+OMP_WAIT_POLICY=$LLAMA_OMP_WAIT} \
-		"$LLAMA_SERVER" -m "${LLAMA_MODEL:-$GGUF}" --host 127.0.0.1 \
+	# run from $OUT: it writes llama.log into its working directory
+	lm=${LLAMA_MODEL:-$GGUF}
+	case $lm in /*) ;; *) lm=$(pwd)/$lm ;; esac
+	ls=$LLAMA_SERVER
+	case $ls in /*) ;; */*) ls=$(pwd)/$ls ;; esac
+	# shellcheck disable=SC2086
+	start_server "$OUT/llama-server.log" sh -c 'cd "$0" && exec "$@"' "$OUT" \
+		env ${LLAMA_OMP_WAIT:+OMP_WAIT_POLICY=$LLAMA_OMP_WAIT} \
+		"$ls" -m "$lm" --host 127.0.0.1 \
 		--port "$PORT" -np "$maxs" -c "$CTX" -t "$THREADS" ${LLAMA_ARGS:-}
 	run_levels llama-srv
 	kill -TERM "$PID"

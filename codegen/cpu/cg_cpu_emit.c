@@ -322,8 +322,9 @@ static void simd_scale_loop(CgBuf *b, int vw, const char *ind)
 /* The rmsnorm of the targets without a kernel of their own (x86, NEON, portable C): each
  * row's squares summed in double in index order, as the interpreter does, so the sum is a
  * chain of dependent adds; rows go four at a time so that four chains are in flight (a
- * group short of rows repeats its last row and keeps one result). Then mean to float,
- * scale = 1/sqrt(mean + eps), y = (x * scale) * w: the helper <name>_row, vectorized where
+ * group short of rows repeats its last row and keeps one result: the chains run side by
+ * side, so a lone row costs about what it did alone). Then mean to float, scale =
+ * 1/sqrt(mean + eps), y = (x * scale) * w: the helper rmsnorm_row_n<k>, vectorized where
  * the target has intrinsics. With add, x + r is summed into xs first, row by row (the
  * floats the add kernel would store; xs may be x or r: elementwise, in place is safe). */
 static int rmsnorm_generic(Em *m, const IrNode *n, const char *name, int64_t k, bool add)

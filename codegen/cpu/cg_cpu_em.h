@@ -29,6 +29,9 @@ enum { CG_KERN_SIMD, CG_KERN_PORTABLE, CG_KERN_LUT, CG_KERN_LUT_PORTABLE, CG_KER
        CG_KERN_KINDS };
 enum { CG_KERN_ATTR_KINDS = CG_KERN_AMX };
 
+/* The most ternary matmuls one launch runs (emit_forward: siblings reading the same codes). */
+enum { CG_LAUNCH_MAX = 8 };
+
 /* The emitter's state for one graph. */
 typedef struct {
 	const IrGraph *g;
@@ -53,6 +56,10 @@ typedef struct {
 	int kcount[CG_KERN_KINDS]; /* ternary matmuls of the forward being emitted, per kernel kind
 				    * (CG_KERN_*) */
 	CgBuf kinfo;        /* per forward: its kernel counts (for --info) */
+	/* a shared launch being emitted (emit_forward, tmm_launch): its matmuls' drivers */
+	bool launch_open;
+	int launch_n;
+	char launch_fn[CG_LAUNCH_MAX][160];
 } Em;
 
 const IrValue *V(const Em *m, IrId id);
@@ -81,6 +88,10 @@ void em_free(Em *m);
 extern const char cg_cpu_prelude[];
 
 /* cg_cpu_tmm.c */
+/* The call of ternary matmul node n's driver (a TmmArg of its weight, codes, scales and
+ * output): a launch of its own, or one more job of the shared launch emit_forward has open
+ * (m->launch_open). */
+void tmm_launch(Em *m, const IrNode *n, const char *driver);
 /* The start of every I2_S matmul driver (after its enum with K and N): wscale, the float
  * after the codes, and qsum[t], each token's sum of activations (D = sum(code * q) - qsum). */
 extern const char tmm_prologue[];

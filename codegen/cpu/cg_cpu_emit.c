@@ -1089,6 +1089,77 @@ static const char *prof_family(const Em *m, const IrNode *n, bool amx)
 	}
 }
 
+/* Whether value a's and value b's scratch bytes overlap (either not in scratch: no). */
+static bool scratch_overlap(const Em *m, IrId a, IrId b)
+{
+	uint64_t na, nb, oa = m->soff[a], ob = m->soff[b];
+	if (oa == NO_OFF || ob == NO_OFF || !ir_mem_value_bytes(V(m, a), m->nt, &na) ||
+	    !ir_mem_value_bytes(V(m, b), m->nt, &nb))
+		return oa != NO_OFF && ob != NO_OFF; /* unknown sizes: assume they do */
+	return oa < ob + nb && ob < oa + na;
+}
+
+/* How many ternary matmuls from node ni on run as one launch: those right after it that
+ * read the same codes and scales (a layer's q, k, v; its gate and up), none of them
+ * reading another's output or writing over one or over the codes, none with node
+ * attribute own_launch = 1. Each matmul's threads write only their own rows, so the
+ * launch needs no join between them: a thread goes from its rows of q to its rows of k
+ * while the other is still in q, and the forward waits once instead of once per matmul. */
+static int launch_group(const Em *m, int ni)
+{
+	const IrNode *n0 = &m->g->nodes[ni];
+	if (n0->op != IR_OP_TERNARY_MATMUL || n0->n_in < 3 || ir_attr_int(n0, "own_launch", 0))
+		return 1;
+	int k = 1;
+	while (ni + k < m->g->n_nodes && k < CG_LAUNCH_MAX) {
+		const IrNode *n = &m->g->nodes[ni + k];
+		if (n->op != IR_OP_TERNARY_MATMUL || n->n_in < 3 || n->in[0] != n0->in[0] ||
+		    n->in[1] != n0->in[1] || ir_attr_int(n, "own_launch", 0))
+			break;
+		bool ok = !scratch_overlap(m, n->out[0], n0->in[0]) &&
+			  !scratch_overlap(m, n->out[0], n0->in[1]);
+		for (int j = 0; ok && j < k; j++) {
+			const IrNode *p = &m->g->nodes[ni + j];
+			ok = p->out[0] != n->in[2] && !scratch_overlap(m, n->out[0], p->out[0]);
+		}
+		if (!ok)
+			break;
+		k++;
+	}
+	return k;
+}
+
+/* Emits nodes ni..ni+k-1 (launch_group) as one launch: their TmmArgs, then one
+ * pool_run_jobs. */
+static int emit_launch(Em *m, CgBuf *b, int ni, int k)
+{
+	cg_printf(b, "\t/* %d..%d: one launch */\n\t{\n", ni, ni + k - 1);
+	m->launch_open = true;
+	m->launch_n = 0;
+	for (int j = 0; j < k; j++) {
+		const IrNode *n = &m->g->nodes[ni + j];
+		cg_printf(b, "\t\t/* %d: ", ni + j);
+		put_comment_text(b, n->name);
+		cg_printf(b, " (%s) */\n", ir_op_name(n->op));
+		int before = m->launch_n;
+		if (emit_fn[n->op](m, n)) {
+			m->launch_open = false;
+			return m->e->code;
+		}
+		if (m->launch_n != before + 1) {
+			m->launch_open = false;
+			return bn_err(m->e, BN_EUNSUPPORTED, "codegen (cpu): node '%s': its matmul "
+							     "was not written as a launch job", n->name);
+		}
+	}
+	m->launch_open = false;
+	cg_printf(b, "\t\tconst PoolJob jobs[] = {");
+	for (int j = 0; j < k; j++)
+		cg_printf(b, "%s{%s, &a%d}", j ? ", " : "", m->launch_fn[j], j);
+	cg_printf(b, "};\n\t\tpool_run_jobs(st, jobs, %d);\n\t}\n", k);
+	return 0;
+}
+
 /* The forward function of template size nt: forward_t1 (one token, step mode) or
  * forward_t<nt> for lo..nt tokens, in which the kernels may rely on n <= nt. Profiled
  * (st->prof), each node's code and each non-finite check ends with a lap (prof_lap) to
@@ -1130,14 +1201,21 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 		if ((unsigned)n->op >= IR_OP_COUNT)
 			return bn_err(m->e, BN_EUNSUPPORTED, "codegen (cpu): node '%s': unknown op %d",
 				      n->name, (int)n->op);
-		cg_printf(b, "\t/* %d: ", ni);
-		put_comment_text(b, n->name);
-		cg_printf(b, " (%s) */\n", ir_op_name(n->op));
 		if (n->op == IR_OP_ATTENTION)
 			layer = ir_attr_int(n, "layer", layer);
-		int amx = m->kcount[CG_KERN_AMX];
-		if (emit_fn[n->op](m, n))
-			return m->e->code;
+		int amx = m->kcount[CG_KERN_AMX], k = launch_group(m, ni);
+		if (k > 1) {
+			if (emit_launch(m, b, ni, k))
+				return m->e->code;
+			ni += k - 1; /* the lap below is the last one's (the same family) */
+			n = &m->g->nodes[ni];
+		} else {
+			cg_printf(b, "\t/* %d: ", ni);
+			put_comment_text(b, n->name);
+			cg_printf(b, " (%s) */\n", ir_op_name(n->op));
+			if (emit_fn[n->op](m, n))
+				return m->e->code;
+		}
 		cg_printf(b, "\tif (PROFILED(st))\n"
 			     "\t\tprof_lap(st, %s, &pt, &pw);\n",
 			  prof_family(m, n, m->kcount[CG_KERN_AMX] != amx));

@@ -164,6 +164,28 @@ MAYBE_UNUSED static inline void pool_run(RtState *st, void (*fn)(void *, int, in
 		rt_pool_run(st->pool, fn, arg);
 }
 
+/* Several kernels as one launch, without a join between them (their threads write
+ * disjoint rows of different outputs): each thread runs its share of each in turn. */
+typedef struct {
+	void (*fn)(void *, int, int);
+	void *arg;
+} PoolJob;
+typedef struct {
+	const PoolJob *job;
+	int n;
+} PoolJobs;
+MAYBE_UNUSED static void pool_jobs(void *arg, int ith, int nth)
+{
+	const PoolJobs *j = arg;
+	for (int i = 0; i < j->n; i++)
+		j->job[i].fn(j->job[i].arg, ith, nth);
+}
+MAYBE_UNUSED static inline void pool_run_jobs(RtState *st, const PoolJob *job, int n)
+{
+	PoolJobs j = {job, n};
+	pool_run(st, pool_jobs, &j);
+}
+
 /* A profiled forward is a chain of laps: each gives the time since the last (*t), less the
  * pool's wait in it (the wait total was *w), to family f, so that the families add up to
  * the forward's time. */

@@ -383,10 +383,6 @@ int emit_tmm_t5(Em *m, const IrNode *n, int64_t k, int64_t nr)
 	if (rc)
 		return rc;
 	m->kcount[portable ? CG_KERN_PORTABLE : CG_KERN_SIMD]++;
-	char q[64], s[64], y[64];
-	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
-			  "\t\tpool_run(st, %s, &a);\n\t}\n",
-		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
-		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y), drv);
+	tmm_launch(m, n, drv);
 	return 0;
 }

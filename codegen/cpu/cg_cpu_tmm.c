@@ -242,15 +242,11 @@ int tmm_planes_driver(Em *m, const IrNode *n, const char *driver, int64_t k, int
  * written into the forward and counted (CG_KERN_SIMD). */
 static int emit_tmm_vla_call(Em *m, const IrNode *n, int64_t k, int64_t nr)
 {
-	char drv[96], q[64], s[64], y[64];
+	char drv[96];
 	if ((m->isa.level == CG_ISA_SVE ? emit_tmm_sve : emit_tmm_rvv)(m, n, k, nr, drv, sizeof drv))
 		return m->e->code;
 	m->kcount[CG_KERN_SIMD]++;
-	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
-			  "\t\tpool_run(st, %s, &a);\n\t}\n",
-		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
-		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y),
-		  drv);
+	tmm_launch(m, n, drv);
 	return 0;
 }
 
@@ -297,7 +293,7 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 		return unsupported(m, n, "the weight must be i2_s, tq1_0 or tq2_0");
 	}
 	m->kcount[CG_KERN_PORTABLE]++; /* portable C on the GGUF layouts */
-	char name[96], q[64], s[64], y[64];
+	char name[96];
 	snprintf(name, sizeof name, "tmm_%s_k%" PRId64 "_n%" PRId64, tag, k, nr);
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
@@ -306,11 +302,25 @@ int emit_ternary_matmul(Em *m, const IrNode *n)
 		tmm_i2s_body(b, name, k, nr);
 	else if (b)
 		tmm_tq_body(b, name, w->dtype, k, nr);
+	tmm_launch(m, n, name);
+	return 0;
+}
+
+void tmm_launch(Em *m, const IrNode *n, const char *driver)
+{
+	char qb[64], sb[64], yb[64];
+	const char *q = ref(m, n->in[0], "int8_t", qb, sizeof qb);
+	const char *s = ref(m, n->in[1], "float", sb, sizeof sb);
+	const char *y = ref(m, n->out[0], "float", yb, sizeof yb);
+	if (m->launch_open && m->launch_n < CG_LAUNCH_MAX) {
+		cg_printf(m->fwd, "\t\tTmmArg a%d = {W + %" PRIu64 ", %s, %s, %s, n};\n",
+			  m->launch_n, m->woff[n->in[2]], q, s, y);
+		snprintf(m->launch_fn[m->launch_n++], sizeof m->launch_fn[0], "%s", driver);
+		return;
+	}
 	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
 			  "\t\tpool_run(st, %s, &a);\n\t}\n",
-		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
-		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y), name);
-	return 0;
+		  m->woff[n->in[2]], q, s, y, driver);
 }
 
 
@@ -762,12 +772,7 @@ int emit_tmm_x16_named(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driv
 	if (rc)
 		return rc;
 	m->kcount[kind]++;
-	char q[64], s[64], y[64];
-	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
-			  "\t\tpool_run(st, %s, &a);\n\t}\n",
-		  m->woff[n->in[2]], ref(m, n->in[0], "int8_t", q, sizeof q),
-		  ref(m, n->in[1], "float", s, sizeof s), ref(m, n->out[0], "float", y, sizeof y),
-		  driver);
+	tmm_launch(m, n, driver);
 	return 0;
 }
 

@@ -163,6 +163,28 @@ MAYBE_UNUSED static inline void pool_run(RtState *st, void (*fn)(void *, int, in
 		rt_pool_run(st->pool, fn, arg);
 }
 
+/* Several kernels as one launch, without a join between them (their threads write
+ * disjoint rows of different outputs): each thread runs its share of each in turn. */
+typedef struct {
+	void (*fn)(void *, int, int);
+	void *arg;
+} PoolJob;
+typedef struct {
+	const PoolJob *job;
+	int n;
+} PoolJobs;
+MAYBE_UNUSED static void pool_jobs(void *arg, int ith, int nth)
+{
+	const PoolJobs *j = arg;
+	for (int i = 0; i < j->n; i++)
+		j->job[i].fn(j->job[i].arg, ith, nth);
+}
+MAYBE_UNUSED static inline void pool_run_jobs(RtState *st, const PoolJob *job, int n)
+{
+	PoolJobs j = {job, n};
+	pool_run(st, pool_jobs, &j);
+}
+
 /* A profiled forward is a chain of laps: each gives the time since the last (*t), less the
  * pool's wait in it (the wait total was *w), to family f, so that the families add up to
  * the forward's time. */
@@ -2728,24 +2750,16 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 	quant_tok_k128((float *)(S + 4096), (int8_t *)(S + 8192), (float *)(S + 9216), n);
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
-	/* 3: blk.0.attn_q (ternary_matmul) */
+	/* 3..5: one launch */
 	{
-		TmmArg a = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n};
-		pool_run(st, tmm_i2s_k128_n128, &a);
-	}
-	if (PROFILED(st))
-		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
-	/* 4: blk.0.attn_k (ternary_matmul) */
-	{
-		TmmArg a = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n};
-		pool_run(st, tmm_i2s_k128_n64, &a);
-	}
-	if (PROFILED(st))
-		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
-	/* 5: blk.0.attn_v (ternary_matmul) */
-	{
-		TmmArg a = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n};
-		pool_run(st, tmm_i2s_k128_n64, &a);
+		/* 3: blk.0.attn_q (ternary_matmul) */
+		TmmArg a0 = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n};
+		/* 4: blk.0.attn_k (ternary_matmul) */
+		TmmArg a1 = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n};
+		/* 5: blk.0.attn_v (ternary_matmul) */
+		TmmArg a2 = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n};
+		const PoolJob jobs[] = {{tmm_i2s_k128_n128, &a0}, {tmm_i2s_k128_n64, &a1}, {tmm_i2s_k128_n64, &a2}};
+		pool_run_jobs(st, jobs, 3);
 	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
@@ -2797,17 +2811,14 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 	quant_tok_k128((float *)(S + 0), (int8_t *)(S + 4096), (float *)(S + 5120), n);
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
-	/* 15: blk.0.ffn_gate (ternary_matmul) */
+	/* 15..16: one launch */
 	{
-		TmmArg a = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n};
-		pool_run(st, tmm_i2s_k128_n256, &a);
-	}
-	if (PROFILED(st))
-		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
-	/* 16: blk.0.ffn_up (ternary_matmul) */
-	{
-		TmmArg a = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n};
-		pool_run(st, tmm_i2s_k128_n256, &a);
+		/* 15: blk.0.ffn_gate (ternary_matmul) */
+		TmmArg a0 = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n};
+		/* 16: blk.0.ffn_up (ternary_matmul) */
+		TmmArg a1 = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n};
+		const PoolJob jobs[] = {{tmm_i2s_k128_n256, &a0}, {tmm_i2s_k128_n256, &a1}};
+		pool_run_jobs(st, jobs, 2);
 	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMV, &pt, &pw);
@@ -2897,24 +2908,16 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	quant_tok_k128((float *)(S + 4096), (int8_t *)(S + 8192), (float *)(S + 9216), n);
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
-	/* 3: blk.0.attn_q (ternary_matmul) */
+	/* 3..5: one launch */
 	{
-		TmmArg a = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n};
-		pool_run(st, tmm_i2s_k128_n128, &a);
-	}
-	if (PROFILED(st))
-		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
-	/* 4: blk.0.attn_k (ternary_matmul) */
-	{
-		TmmArg a = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n};
-		pool_run(st, tmm_i2s_k128_n64, &a);
-	}
-	if (PROFILED(st))
-		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
-	/* 5: blk.0.attn_v (ternary_matmul) */
-	{
-		TmmArg a = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n};
-		pool_run(st, tmm_i2s_k128_n64, &a);
+		/* 3: blk.0.attn_q (ternary_matmul) */
+		TmmArg a0 = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n};
+		/* 4: blk.0.attn_k (ternary_matmul) */
+		TmmArg a1 = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n};
+		/* 5: blk.0.attn_v (ternary_matmul) */
+		TmmArg a2 = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n};
+		const PoolJob jobs[] = {{tmm_i2s_k128_n128, &a0}, {tmm_i2s_k128_n64, &a1}, {tmm_i2s_k128_n64, &a2}};
+		pool_run_jobs(st, jobs, 3);
 	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
@@ -2966,17 +2969,14 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	quant_tok_k128((float *)(S + 0), (int8_t *)(S + 4096), (float *)(S + 5120), n);
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
-	/* 15: blk.0.ffn_gate (ternary_matmul) */
+	/* 15..16: one launch */
 	{
-		TmmArg a = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n};
-		pool_run(st, tmm_i2s_k128_n256, &a);
-	}
-	if (PROFILED(st))
-		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
-	/* 16: blk.0.ffn_up (ternary_matmul) */
-	{
-		TmmArg a = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n};
-		pool_run(st, tmm_i2s_k128_n256, &a);
+		/* 15: blk.0.ffn_gate (ternary_matmul) */
+		TmmArg a0 = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n};
+		/* 16: blk.0.ffn_up (ternary_matmul) */
+		TmmArg a1 = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n};
+		const PoolJob jobs[] = {{tmm_i2s_k128_n256, &a0}, {tmm_i2s_k128_n256, &a1}};
+		pool_run_jobs(st, jobs, 2);
 	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);

@@ -273,6 +273,53 @@ static void test_fused_adds(void **state)
 	}
 }
 
+/* The matmuls that read the same codes (q, k, v; gate, up) run as one launch of the pool
+ * (codegen's launch groups): the emitted forward has launches of 3 and of 2, and with
+ * node attribute own_launch = 1 on every matmul (set from Lua) none; the logits are the
+ * same bits either way, in multi-token calls and in steps, on two threads. */
+static void test_launch_groups(void **state)
+{
+	(void)state;
+	static const char *const models[] = {"tiny-b158-i2_s", "tiny-b158-tq1_0"};
+	char pl[4096];
+	snprintf(pl, sizeof pl, "%s", tu_tmp("own_launch.lua"));
+	static const char script[] =
+		"local p = require('bitnetc').pipeline()\n"
+		"p:add('infer_shapes')\np:add('dce')\np:add('fuse')\np:add('dce')\n"
+		"p:add('permute_weights')\np:add('batch_templates', {sizes = {1, 8, 32, 128}})\n"
+		"p:add(function(g)\n"
+		"\tfor _, n in ipairs(g:match_nodes('*')) do\n"
+		"\t\tif n.op == 'ternary_matmul' then n:set_attr('own_launch', 1) end\n"
+		"\tend\n"
+		"end, 'own_launch')\n"
+		"p:add('plan_kv')\np:add('plan_memory')\nreturn p\n";
+	assert_int_equal(tu_write_file(pl, script, sizeof script - 1), 0);
+	for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
+		char rel[256], gguf[4096], a[4096], b[4096], ca[4096], cb[4096], extra[8400];
+		snprintf(rel, sizeof rel, "golden/models/%s.gguf", models[mi]);
+		snprintf(gguf, sizeof gguf, "%s", tu_data(rel));
+		snprintf(a, sizeof a, "%s", tu_tmp("launch-groups"));
+		snprintf(b, sizeof b, "%s", tu_tmp("launch-own"));
+		snprintf(ca, sizeof ca, "%s", tu_tmp("launch-groups-c"));
+		snprintf(cb, sizeof cb, "%s", tu_tmp("launch-own-c"));
+		snprintf(extra, sizeof extra, "--emit-c '%s' --pipeline '%s/../../passes/default.lua'",
+			 ca, tu_data(""));
+		build(gguf, a, extra);
+		snprintf(extra, sizeof extra, "--emit-c '%s' --pipeline '%s'", cb, pl);
+		build(gguf, b, extra);
+		assert_int_equal(tu_run(NULL, "grep -q 'pool_run_jobs(st, jobs, 3);' '%s/model.c'", ca), 0);
+		assert_int_equal(tu_run(NULL, "grep -q 'pool_run_jobs(st, jobs, 2);' '%s/model.c'", ca), 0);
+		assert_int_not_equal(tu_run(NULL, "grep -q 'pool_run_jobs(st,' '%s/model.c'", cb), 0);
+		int ra, rb;
+		float *la = run_prog(a, prompt13, 13, 4, &ra, NULL);
+		float *lb = run_prog(b, prompt13, 13, 4, &rb, NULL);
+		assert_int_equal(ra, rb);
+		assert_memory_equal(la, lb, (size_t)ra * sizeof(float));
+		tu_free(la);
+		tu_free(lb);
+	}
+}
+
 /* Every example pipeline builds a golden model into a program whose logits match the
  * interpreter run with the same calls (decode_only: one token per call); a broken pipeline
  * is an error naming the script line, and leaves no program behind. */
@@ -1262,6 +1309,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_variants, tu_teardown),
 		cmocka_unit_test_teardown(test_split, tu_teardown),
 		cmocka_unit_test_teardown(test_fused_adds, tu_teardown),
+		cmocka_unit_test_teardown(test_launch_groups, tu_teardown),
 		cmocka_unit_test_teardown(test_pipelines, tu_teardown),
 		cmocka_unit_test_teardown(test_reproducible_and_relocatable, tu_teardown),
 		TARGET_TEST("test_last_only cpu-generic", test_last_only, &t_generic),

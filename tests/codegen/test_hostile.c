@@ -29,7 +29,8 @@
 static const int ks[] = {5, 17, 256, 263, 768, 2560};
 enum {
 	N_K = sizeof ks / sizeof ks[0],
-	N_CLASS = 8,          /* kinds of row (row_fill) */
+	N_CLASS = 9,          /* kinds of row (row_fill) */
+	KIND_ZERO = 5, KIND_ORDER = 8,
 	N_SET = N_CLASS,      /* sets of rows: set s, row j is of kind (s + j) % N_CLASS */
 	ROWS = 9,             /* rows per set: calls of 1..9 rows (four-row groups and the rest) */
 	N_ROW = N_SET * ROWS, /* rows per K */
@@ -126,6 +127,40 @@ static void row_fill(float *y, int k, int c, uint64_t *rs)
 		for (int i = 0; i < k; i++)
 			y[i] = fbits((uint32_t)tu_rand(rs));
 		break;
+	case KIND_ORDER: { /* a sum of squares whose double rounding depends on the order:
+			    * squares that add up to exactly K (1 + 2^-24) in index order, so the
+			    * mean is a tie of f32 (to even: 1), then 128 or 256 squares of
+			    * u/64 or u/128 each, u the ulp of that sum in double: each alone
+			    * is lost (below u/2), added up first they are 2u, and the mean
+			    * rounds up instead. Rows too short for it (K < 176) stay ordinary. */
+		if (k < 176)
+			break;
+		int n = 0, top = 0;
+		for (int b = 0; b < 31; b++)
+			if ((k >> b) & 1)
+				top = b;
+		for (int b = 0; b <= top; b++) {
+			if (!((k >> b) & 1))
+				continue;
+			for (int e = b; e >= b - 24; e -= 24) /* 2^b and 2^(b-24): squares */
+				if (e % 2 == 0) {
+					y[n++] = ldexpf(1.0f, e / 2);
+				} else {
+					y[n++] = ldexpf(1.0f, (e - 1) / 2);
+					y[n++] = ldexpf(1.0f, (e - 1) / 2);
+				}
+		}
+		int tiny = top - 58, m = 128; /* u = 2^(top - 52) */
+		if (tiny % 2) {
+			tiny--;
+			m = 256;
+		}
+		for (int i = 0; i < m; i++)
+			y[n++] = ldexpf(1.0f, tiny / 2);
+		while (n < k)
+			y[n++] = 0.0f;
+		break;
+	}
 	case 7: { /* amax 127, so the scale is 1 and the codes are rint of the values: ties
 		   * (to even), and the edges of the int8 range */
 		static const float ties[] = {0.5f,   1.5f,	2.5f,	-0.5f,	-1.5f, -2.5f, 126.5f,
@@ -295,8 +330,11 @@ static int setup(void **state)
 			for (int j = 0; j < ROWS; j++) {
 				size_t o = (size_t)(s * ROWS + j) * k;
 				row_fill(H.x[i] + o, (int)k, (s + j) % N_CLASS, &rs);
-				/* r three kinds on: the sums meet inf - inf, FLT_MAX + FLT_MAX, ... */
-				row_fill(H.r[i] + o, (int)k, (s + j + 3) % N_CLASS, &rs);
+				/* r three kinds on: the sums meet inf - inf, FLT_MAX + FLT_MAX, ...;
+				 * zeros beside the order row, so that add_rmsnorm sums it too */
+				row_fill(H.r[i] + o, (int)k,
+					 (s + j) % N_CLASS == KIND_ORDER ? KIND_ZERO : (s + j + 3) % N_CLASS,
+					 &rs);
 			}
 	}
 	H.head_w = malloc((size_t)ks[HEAD_K] * N_VOCAB * sizeof(float));

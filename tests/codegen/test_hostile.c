@@ -128,37 +128,50 @@ static void row_fill(float *y, int k, int c, uint64_t *rs)
 			y[i] = fbits((uint32_t)tu_rand(rs));
 		break;
 	case KIND_ORDER: { /* a sum of squares whose double rounding depends on the order:
-			    * squares that add up to exactly K (1 + 2^-24) in index order, so the
-			    * mean is a tie of f32 (to even: 1), then 128 or 256 squares of
-			    * u/64 or u/128 each, u the ulp of that sum in double: each alone
-			    * is lost (below u/2), added up first they are 2u, and the mean
-			    * rounds up instead. Rows too short for it (K < 176) stay ordinary. */
+			    * squares that add up to exactly K (1 + 2^-24) 4^h in index order, so
+			    * the mean is a tie of f32 (to even: 4^h), then 128 or 256 squares of
+			    * u/64 or u/128 each, u the ulp of that sum in double: each alone is
+			    * lost (below u/2), added up first they are 2u, and the mean rounds
+			    * up instead. h is the first of 0, 1, -1, 2, ... where the two means
+			    * give two scales 1/sqrt(mean + eps). Rows too short for it (K <
+			    * 176) stay ordinary. */
 		if (k < 176)
 			break;
-		int n = 0, top = 0;
+		int top = 0;
 		for (int b = 0; b < 31; b++)
 			if ((k >> b) & 1)
 				top = b;
-		for (int b = 0; b <= top; b++) {
-			if (!((k >> b) & 1))
-				continue;
-			for (int e = b; e >= b - 24; e -= 24) /* 2^b and 2^(b-24): squares */
-				if (e % 2 == 0) {
-					y[n++] = ldexpf(1.0f, e / 2);
-				} else {
-					y[n++] = ldexpf(1.0f, (e - 1) / 2);
-					y[n++] = ldexpf(1.0f, (e - 1) / 2);
-				}
+		for (int h = 0; h < 41; h++) {
+			int sh = h % 2 ? (h + 1) / 2 : -h / 2, n = 0;
+			for (int b = 0; b <= top; b++) {
+				if (!((k >> b) & 1))
+					continue;
+				for (int e = b; e >= b - 24; e -= 24) /* 2^b and 2^(b-24) */
+					if (e % 2 == 0) {
+						y[n++] = ldexpf(1.0f, e / 2 + sh);
+					} else {
+						y[n++] = ldexpf(1.0f, (e - 1) / 2 + sh);
+						y[n++] = ldexpf(1.0f, (e - 1) / 2 + sh);
+					}
+			}
+			int tiny = top - 58, m = 128; /* u = 2^(top - 52) */
+			if (tiny % 2) {
+				tiny--;
+				m = 256;
+			}
+			for (int i = 0; i < m; i++)
+				y[n++] = ldexpf(1.0f, tiny / 2 + sh);
+			for (int i = n; i < k; i++)
+				y[i] = 0.0f;
+			double fw = 0.0, bw = 0.0;
+			for (int i = 0; i < k; i++)
+				fw += (double)(y[i] * y[i]);
+			for (int i = k - 1; i >= 0; i--)
+				bw += (double)(y[i] * y[i]);
+			float mf = (float)(fw / (double)k), mb = (float)(bw / (double)k);
+			if (1.0f / sqrtf(mf + EPS) != 1.0f / sqrtf(mb + EPS))
+				break;
 		}
-		int tiny = top - 58, m = 128; /* u = 2^(top - 52) */
-		if (tiny % 2) {
-			tiny--;
-			m = 256;
-		}
-		for (int i = 0; i < m; i++)
-			y[n++] = ldexpf(1.0f, tiny / 2);
-		while (n < k)
-			y[n++] = 0.0f;
 		break;
 	}
 	case 7: { /* amax 127, so the scale is 1 and the codes are rint of the values: ties

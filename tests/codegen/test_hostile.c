@@ -27,7 +27,7 @@
 #include <string.h>
 
 /* The row lengths: odd ones end in a vector tail (5 is all tail), 256 and 768 are whole
- * vectors, 2560 the largest model width. ORDER HOSTILE_K */
+ * vectors, 2560 the largest model width (the last is the longest). */
 static const int ks[] = {5, 17, 256, 263, 768, 2560};
 enum {
 	N_K = sizeof ks / sizeof ks[0],
@@ -79,7 +79,7 @@ static float fbits(uint32_t u)
 	return f;
 }
 
-/* One row of kind c (set s, row j): see CASES-hostile.md. */
+/* One row of k elements of kind c. */
 static void row_fill(float *y, int k, int c, uint64_t *rs)
 {
 	static const uint32_t nans[] = {0x7fc00000u, 0x7f800001u, 0x7fa00000u, 0xffc00001u,
@@ -110,7 +110,7 @@ static void row_fill(float *y, int k, int c, uint64_t *rs)
 		} else {
 			y[p] = FLT_MAX;
 			y[q] = -1e38f;
-			y[k - 1] = 1.8e19f; /* its square is just past FLT_MAX */
+			y[k - 1] = 1.85e19f; /* its square is just past FLT_MAX */
 		}
 		break;
 	case 4: /* subnormals only, a few zeros among them */
@@ -418,7 +418,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* The program: model.c's kernels by K (HOSTILE_KS, written before this), called on each
+/* The program: model.c's kernels by K (HOSTILE_KS and the norms' HOSTILE_EPS, defined
+ * before this), called on each
  * set's first n rows for n = 1..ROWS; every output buffer has a guard row after the n
  * rows that must stay untouched (exit 4 names the kernel otherwise). Then the F16
  * helpers over all patterns at once, in chunks of 1..37 (the tails), and the scalar
@@ -445,7 +446,7 @@ static const char harness_src[] =
 	"\treturn p;\n}\n"
 	"static void wr(const void *p, size_t n)\n{\n"
 	"\tif (n && fwrite(p, n, 1, out) != 1)\n\t\texit(3);\n}\n"
-	"static void *guarded(size_t n)\n{\n"
+	"static void *mem(size_t n) /* malloc, or exit 2 */\n{\n"
 	"\tvoid *p = malloc(n);\n"
 	"\tif (!p)\n\t\texit(2);\n"
 	"\treturn p;\n}\n"
@@ -462,14 +463,14 @@ static const char harness_src[] =
 	"\tint32_t *hd = rd(3 * sizeof(int32_t));\n"
 	"\tint sets = hd[0], rows = hd[1];\n"
 	"\tsize_t nf = (size_t)hd[2];\n"
-	"\tconst float eps = 1e-5f;\n"
+	"\tconst float eps = HOSTILE_EPS;\n"
 	"\tfor (size_t ki = 0; ki < sizeof kern / sizeof kern[0]; ki++) {\n"
 	"\t\tint k = kern[ki].k;\n"
 	"\t\tsize_t rk = (size_t)rows * k, all = rk + k; /* a guard row */\n"
 	"\t\tfloat *w = rd(k * sizeof(float)), *x = rd(sets * rk * sizeof(float)), *r = rd(sets * rk * sizeof(float));\n"
-	"\t\tfloat *y[8], *s1 = guarded((rows + 1) * sizeof(float)), *s2 = guarded((rows + 1) * sizeof(float));\n"
-	"\t\tint8_t *q1 = guarded(all), *q2 = guarded(all);\n"
-	"\t\tfor (int b = 0; b < 8; b++)\n\t\t\ty[b] = guarded(all * sizeof(float));\n"
+	"\t\tfloat *y[8], *s1 = mem((rows + 1) * sizeof(float)), *s2 = mem((rows + 1) * sizeof(float));\n"
+	"\t\tint8_t *q1 = mem(all), *q2 = mem(all);\n"
+	"\t\tfor (int b = 0; b < 8; b++)\n\t\t\ty[b] = mem(all * sizeof(float));\n"
 	"\t\tfor (int s = 0; s < sets; s++) {\n"
 	"\t\t\tconst float *xr = x + s * rk, *rr = r + s * rk;\n"
 	"\t\t\tfor (int n = 1; n <= rows; n++) {\n"
@@ -495,9 +496,11 @@ static const char harness_src[] =
 	"\t\t\t\tcheck(s2, n * sizeof(float), (rows + 1) * sizeof(float), \"quant_tok\", k, n);\n"
 	"\t\t\t\twr(s1, n * sizeof(float)), wr(s2, n * sizeof(float)), wr(q1, m), wr(q2, m);\n"
 	"\t\t\t}\n\t\t}\n"
+	"\t\tfree(w), free(x), free(r), free(s1), free(s2), free(q1), free(q2);\n"
+	"\t\tfor (int b = 0; b < 8; b++)\n\t\t\tfree(y[b]);\n"
 	"\t}\n"
-	"\tfloat *p = rd(nf * sizeof(float)), *f = guarded(nf * sizeof(float));\n"
-	"\tuint16_t *h = guarded(nf * sizeof(uint16_t));\n"
+	"\tfloat *p = rd(nf * sizeof(float)), *f = mem(nf * sizeof(float));\n"
+	"\tuint16_t *h = mem(nf * sizeof(uint16_t));\n"
 	"\tf32_to_f16_n(p, h, (int64_t)nf);\n"
 	"\tround_f16_n(p, f, (int64_t)nf);\n"
 	"\twr(h, nf * sizeof(uint16_t)), wr(f, nf * sizeof(float));\n"
@@ -599,7 +602,8 @@ static void mismatch(Cmp *c, const char *fmt, ...)
 /* The rows part of the program's output at *p, checked call by call; *p moves past it. */
 static void check_rows(Cmp *c, const uint8_t **p, const uint8_t *end)
 {
-	int8_t *wq1 = tu_hold(malloc((size_t)ROWS * 2560)), *wq2 = tu_hold(malloc((size_t)ROWS * 2560));
+	size_t most = (size_t)ROWS * (size_t)ks[N_K - 1];
+	int8_t *wq1 = tu_hold(malloc(most)), *wq2 = tu_hold(malloc(most));
 	for (int i = 0; i < N_K; i++) {
 		int k = ks[i];
 		for (int s = 0; s < N_SET; s++) {
@@ -713,7 +717,7 @@ static void test_target(void **state)
 	fprintf(f, "#define HOSTILE_KS");
 	for (int i = 0; i < N_K; i++)
 		fprintf(f, " X(%d)", ks[i]);
-	fprintf(f, "\n%s", harness_src);
+	fprintf(f, "\n#define HOSTILE_EPS %af\n%s", (double)EPS, harness_src);
 	assert_int_equal(fclose(f), 0);
 
 	/* compiled as bitnetc compiles model.c for the target (cg_cc), run */

@@ -61,7 +61,7 @@ host_masks() {
 }
 # (test_build is left out: its native builds are the explicit cpu-avx2/cpu-generic ones it
 # also makes, and it is the slowest test)
-host_tests='e2e/test_kernels|codegen/test_targets|passes/test_pipeline|passes/test_lut_specialize'
+host_tests='e2e/test_kernels|codegen/test_hostile|codegen/test_targets|passes/test_pipeline|passes/test_lut_specialize'
 if [ -x build-test/bitnetc ]; then
 	for mask in $(host_masks); do
 		step "ctest (BITNETC_CPU_MASK=$mask)" sh -c "cd build-test &&

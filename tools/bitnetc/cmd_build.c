@@ -390,7 +390,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	PassRunOpts ro = {.verify_each = o->verify_each, .dump_after = o->dump_after,
 			  .dump_file = stdout, .verbose = o->verbose, .cli_opts = &o->pass_opts,
 			  .stats = &stats, .target = pass_target_for(o->target), .cc = o->cc,
-			  .lua = o->lua};
+			  .cflags = o->cflags, .lua = o->lua};
 	if (!o->verbose && isatty(STDOUT_FILENO))
 		ro.progress = stdout; /* -v prints every pass's time at the end */
 	if (pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {

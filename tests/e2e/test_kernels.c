@@ -4,7 +4,8 @@
  * tiles with ragged edges, each compiled into a program and checked against the interpreter run
  * with the same forward calls (<= 1e-4 relative per row; the ternary sums themselves are
  * exact). A variant whose instructions the host lacks (or BITNETC_CPU_MASK hides) is
- * skipped with cmocka's skip() and a message; the others run. */
+ * skipped with cmocka's skip() and a message; the others run. Also --tune on cpu-amx: the
+ * AMX blocks timed (emulated here), recorded, applied and read back. */
 #include "testutil.h"
 
 #include "cg_cpu.h"

@@ -1132,19 +1132,21 @@ static void amx_drivers(const char *model_c, int64_t k, int64_t n, int r, int t,
 	}
 }
 
-/* bitnetc build --tune on cpu-amx with the tiles in software (-DBN_AMX_EMULATE): the
- * tuning program times the AMX blocks (the emulated ones: a test of the plumbing), the
- * winners go into the tuning file under kind amx_emu and become amx_tile on every
+/* bitnetc build --tune on cpu-amx with the tiles in software (emu: -DBN_AMX_EMULATE) or
+ * the instructions: the tuning program times the AMX blocks (the emulated ones: a test of
+ * the plumbing), the winners go into the tuning file under kind amx_emu (emulated) or amx
+ * and become amx_tile on every
  * ternary matmul (the drivers in model.c carry the block), and the logits are the
  * untuned build's bit for bit (a block changes only which C tiles are summed together,
  * each over all of K in int32, not the order of any sum). A file line of another kind (the
- * register tile, the hardware's amx), tokens in flight or an invalid block is not read;
+ * register tile, the other of amx and amx_emu), tokens in flight or an invalid block is
+ * not read;
  * a build without --tune reads the file back (the last valid line for a shape wins). */
-static void test_amx_tune_emulated(void **state)
+static void amx_tune(bool emu)
 {
-	(void)state;
-	need(NEED_AVX512, "--tune on cpu-amx, emulated tiles (the other kernels are AVX-512 "
-			  "VNNI)");
+	const char *flags = emu ? "--cflags -DBN_AMX_EMULATE" : "";
+	const char *kind = emu ? "amx_emu" : "amx", *other = emu ? "amx" : "amx_emu";
+	const char *how = emu ? "emulated" : "hardware";
 	char cpu[256], tune[4096], prog[4096], emit[4096], model_c[4200], pre[2048];
 	pass_tune_cpu_model(cpu, sizeof cpu);
 	snprintf(tune, sizeof tune, "%s", tu_tmp("amx_tune.tsv"));
@@ -1158,7 +1160,7 @@ static void test_amx_tune_emulated(void **state)
 		n_mm += m.g->nodes[i].op == IR_OP_TERNARY_MATMUL;
 	/* untuned: no file */
 	unlink(tune);
-	char *log = amx_tune_build(prog, emit, tune, "--cflags -DBN_AMX_EMULATE");
+	char *log = amx_tune_build(prog, emit, tune, flags);
 	if (!strstr(log, "amx_tile set on 0 matmuls"))
 		tu_fail_log(log, "untuned: want no amx_tile set");
 	free(log);
@@ -1166,41 +1168,43 @@ static void test_amx_tune_emulated(void **state)
 	size_t bytes = (size_t)(prompt37.n + N_GEN) * (size_t)m.nv * sizeof(float);
 	/* lines this build must not read, for every shape of the model (k 256 n 768 is one) */
 	snprintf(pre, sizeof pre,
-		 "%s\tcpu-amx\t256\t768\t128\t48\t5\t1\n"	  /* the register tile's */
-		 "%s\tcpu-amx\t256\t768\t128\tamx\t16\t16\t1\n"  /* the instructions' */
-		 "%s\tcpu-amx\t256\t768\t64\tamx_emu\t16\t16\t1\n" /* 64 tokens in flight */
-		 "%s\tcpu-amx\t256\t768\t128\tamx_emu\t64\t64\t1\n" /* 4 + 4 + 16 tiles */
-		 "%s\tcpu-amx\t256\t768\t128\tamx_emu\t32\t48\t1\n", /* 2 + 3 + 6 tiles */
-		 cpu, cpu, cpu, cpu, cpu);
+		 "%s\tcpu-amx\t256\t768\t128\t48\t5\t1\n" /* the register tile's */
+		 "%s\tcpu-amx\t256\t768\t128\t%s\t16\t16\t1\n" /* the other kind's */
+		 "%s\tcpu-amx\t256\t768\t64\t%s\t16\t16\t1\n" /* 64 tokens in flight */
+		 "%s\tcpu-amx\t256\t768\t128\t%s\t64\t64\t1\n" /* 4 + 4 + 16 tiles */
+		 "%s\tcpu-amx\t256\t768\t128\t%s\t32\t48\t1\n", /* 2 + 3 + 6 tiles */
+		 cpu, cpu, other, cpu, kind, cpu, kind, cpu, kind);
 	assert_int_equal(tu_write_file(tune, pre, strlen(pre)), 0);
-	log = amx_tune_build(prog, emit, tune, "--cflags -DBN_AMX_EMULATE --tune");
-	char want[160];
+	char want[160], flags_tune[96], kind_is[32];
+	snprintf(flags_tune, sizeof flags_tune, "%s --tune", flags);
+	log = amx_tune_build(prog, emit, tune, flags_tune);
 	snprintf(want, sizeof want, "4 measured now, amx_tile set on %d matmuls", n_mm);
-	if (!strstr(log, want) || !strstr(log, "kind amx_emu") ||
-	    !strstr(log, "AMX blocks, emulated tiles") ||
-	    !strstr(log, "emulated tiles: a test of the plumbing"))
-		tu_fail_log(log, "--tune, emulated: want \"%s\", kind amx_emu and the emulated "
-				 "timings named", want);
+	snprintf(kind_is, sizeof kind_is, "kind %s)", kind);
+	if (!strstr(log, want) || !strstr(log, kind_is) ||
+	    !strstr(log, emu ? "AMX blocks, emulated tiles" : "AMX blocks):") ||
+	    (strstr(log, "emulated tiles: a test of the plumbing") != NULL) != emu)
+		tu_fail_log(log, "--tune, %s: want \"%s\", \"%s\" and the timings named", how,
+			    want, kind_is);
 	free(log);
 	float *tuned = run_with("", prog, &prompt37, 64, m.nv);
 	if (memcmp(tuned, untuned, bytes))
-		fail_msg("cpu-amx --tune (emulated): logits differ from the untuned build's");
+		fail_msg("cpu-amx --tune (%s): logits differ from the untuned build's", how);
 	tu_free(tuned);
-	/* the file: the lines above, then one amx_emu line per shape; each shape's drivers
+	/* the file: the lines above, then one line of the kind per shape; each shape's drivers
 	 * in model.c carry its block (the 128-token forward: the block itself) */
 	char *file = read_text(tune), *code = read_text(model_c);
 	assert_true(strncmp(file, pre, strlen(pre)) == 0);
 	int shapes = 0, all = 0;
 	int64_t ks[4], ns[4];
 	for (char *line = file + strlen(pre); *line; line = strchr(line, '\n') + 1) {
-		char tgt[32], kind[16];
+		char tgt[32], lk[16];
 		int64_t k, n;
 		int t, rows, tokens;
 		const char *tab = strchr(line, '\t');
 		assert_non_null(strchr(line, '\n'));
 		if (!tab || sscanf(tab + 1, "%31s\t%" SCNd64 "\t%" SCNd64 "\t%d\t%15s\t%d\t%d", tgt, &k,
-				   &n, &t, kind, &rows, &tokens) != 7 ||
-		    strcmp(tgt, "cpu-amx") || strcmp(kind, "amx_emu") || t != 128 || shapes >= 4)
+				   &n, &t, lk, &rows, &tokens) != 7 ||
+		    strcmp(tgt, "cpu-amx") || strcmp(lk, kind) || t != 128 || shapes >= 4)
 			fail_msg("tuning file %s: unexpected line %.*s", tune,
 				 (int)strcspn(line, "\n"), line);
 		int match;
@@ -1208,7 +1212,7 @@ static void test_amx_tune_emulated(void **state)
 		if (!match)
 			fail_msg("model.c: no driver tmm_amx_k%" PRId64 "_n%" PRId64 "_r%d_t%d for "
 				 "the block the file records", k, n, rows / 16, tokens);
-		printf("cpu-amx --tune (emulated): k %" PRId64 " n %" PRId64 ": amx_tile %dx%d\n",
+		printf("cpu-amx --tune (%s): k %" PRId64 " n %" PRId64 ": amx_tile %dx%d\n", how,
 		       k, n, rows, tokens);
 		ks[shapes] = k;
 		ns[shapes++] = n;
@@ -1217,7 +1221,7 @@ static void test_amx_tune_emulated(void **state)
 	tu_free(file);
 	tu_free(code);
 	/* read back without --tune: the same blocks, nothing measured */
-	log = amx_tune_build(prog, emit, tune, "--cflags -DBN_AMX_EMULATE");
+	log = amx_tune_build(prog, emit, tune, flags);
 	snprintf(want, sizeof want, "0 measured now, amx_tile set on %d matmuls", n_mm);
 	if (!strstr(log, want))
 		tu_fail_log(log, "read back: want \"%s\"", want);
@@ -1227,11 +1231,11 @@ static void test_amx_tune_emulated(void **state)
 	FILE *f = fopen(tune, "a");
 	assert_non_null(f);
 	for (int i = 0; i < shapes; i++)
-		fprintf(f, "%s\tcpu-amx\t%" PRId64 "\t%" PRId64 "\t128\tamx_emu\t48\t16\t1\n"
-			   "%s\tcpu-amx\t%" PRId64 "\t%" PRId64 "\t128\tamx_emu\t48\t32\t1\n",
-			cpu, ks[i], ns[i], cpu, ks[i], ns[i]);
+		fprintf(f, "%s\tcpu-amx\t%" PRId64 "\t%" PRId64 "\t128\t%s\t48\t16\t1\n"
+			   "%s\tcpu-amx\t%" PRId64 "\t%" PRId64 "\t128\t%s\t48\t32\t1\n",
+			cpu, ks[i], ns[i], kind, cpu, ks[i], ns[i], kind);
 	assert_int_equal(fclose(f), 0);
-	log = amx_tune_build(prog, emit, tune, "--cflags -DBN_AMX_EMULATE");
+	log = amx_tune_build(prog, emit, tune, flags);
 	free(log);
 	code = read_text(model_c);
 	int r3 = 0;
@@ -1251,6 +1255,21 @@ static void test_amx_tune_emulated(void **state)
 	tu_free(tuned);
 	tu_free(untuned);
 	tu_model_close(&m);
+}
+
+static void test_amx_tune_emulated(void **state)
+{
+	(void)state;
+	need(NEED_AVX512, "--tune on cpu-amx, emulated tiles (the other kernels are AVX-512 "
+			  "VNNI)");
+	amx_tune(true);
+}
+
+static void test_amx_tune_hardware(void **state)
+{
+	(void)state;
+	need(NEED_AMX, "--tune on cpu-amx, the instructions");
+	amx_tune(false);
 }
 
 /* --tune on cpu-amx where the tiles cannot be timed: a host without AMX (and no
@@ -1489,6 +1508,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_amx_refused, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_denied, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_tune_emulated, tu_teardown),
+		cmocka_unit_test_teardown(test_amx_tune_hardware, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_tune_untimed, tu_teardown),
 		cmocka_unit_test_teardown(test_neon_qemu, tu_teardown),
 		cmocka_unit_test_teardown(test_sve_qemu, tu_teardown),

@@ -325,24 +325,6 @@ void cg_cpu_gemm_tile(const char *target, const char *cflags, CgGemmTile *t)
 	}
 }
 
-/* Removes word w (and the space before it) from the space-separated list s. */
-static void drop_word(char *s, const char *w)
-{
-	size_t len = strlen(w);
-	for (char *p = s; (p = strstr(p, w)) != NULL;) {
-		bool start = p == s || p[-1] == ' ', end = p[len] == 0 || p[len] == ' ';
-		if (!start || !end) {
-			p += len;
-			continue;
-		}
-		char *from = p + len, *to = p > s ? p - 1 : p;
-		if (to == p && *from == ' ')
-			from++;
-		memmove(to, from, strlen(from) + 1);
-		p = to;
-	}
-}
-
 /* The AMX blocks of each shape at nt tokens: timed where the host runs them (the
  * instructions with the OS's tile state, or the software tiles of -DBN_AMX_EMULATE on an
  * AVX-512 VNNI CPU), else nothing timed and note says why. */
@@ -356,8 +338,8 @@ static int tune_amx(const char *target, const char *cc, const char *cflags, CgTu
 	/* what the tuning program needs of this CPU: the target's features (the AVX-512
 	 * kernels that unpack B tiles), less the tiles when they run in software */
 	if (emu) {
-		drop_word(feats, "amx_tile");
-		drop_word(feats, "amx_int8");
+		cg_cpu_strip_word(feats, "amx_tile");
+		cg_cpu_strip_word(feats, "amx_int8");
 	}
 	if (rt_cpu_require(feats, missing, sizeof missing) != 0) {
 		if (!emu && strstr(missing, "amx_") && !strstr(missing, "avx"))

@@ -280,6 +280,21 @@ typedef struct {
 	double ns;         /* its time for nt tokens, one thread */
 	double ns_default; /* the default tile's, for the report */
 } CgTuneShape;
+/* The GEMM tile a target's multi-token forwards read, for tune_kernels: which node
+ * attribute holds it and under which kind its choices go into the tuning file. */
+enum { CG_GEMM_TILE_MAX_CAND = 8 };
+typedef struct {
+	const char *attr; /* "tile" (the SIMD register tile) or "amx_tile" (the AMX block) */
+	const char *kind; /* its tuning-file kind: "" for the register tile (those lines name
+			   * no kind, as files written before AMX tiles did), "amx", or
+			   * "amx_emu" (timed on the software tiles of -DBN_AMX_EMULATE: a
+			   * test of the plumbing, never read by a build of the instructions) */
+	/* the tiles a file line may name ({rows, tokens}); 0: any rows 16..128 in steps of
+	 * 16 with tokens 1..64 (the register tile's range) */
+	int n_cand;
+	int cand[CG_GEMM_TILE_MAX_CAND][2];
+} CgGemmTile;
+
 /* One kernel to time: a ternary matmul of an i2s_x16 weight [k, n] over nt tokens with
  * kernel kind ("simd", "lut", ...) and tile {rows, tokens} (0: the kind's default); ns gets
  * its best time on one thread. */
@@ -317,13 +332,20 @@ typedef struct CgBackend {
 	 * name; false when the target has no such family (why gets the reason). */
 	bool (*kernel_cost)(const char *name, const char *kind, CgKernelCost *c, char *why,
 			    size_t why_n);
-	/* Times every case in one program built for target name with the compiler cc. */
-	int (*tune_run)(const char *name, const char *cc, CgTuneCase *cases, int n_cases,
-			int verbose, BnErr *e);
-	/* Times every candidate GEMM tile of each shape at nt tokens and fills in the fastest;
-	 * a target without tiles to choose does nothing. */
-	int (*tune_tiles)(const char *name, const char *cc, CgTuneShape *shapes, int n_shapes,
-			  int nt, int verbose, BnErr *e);
+	/* Times every case in one program built for target name with the compiler cc and the
+	 * build's extra flags cflags (--cflags; NULL: none). */
+	int (*tune_run)(const char *name, const char *cc, const char *cflags, CgTuneCase *cases,
+			int n_cases, int verbose, BnErr *e);
+	/* The GEMM tile of target name built with cflags: its attribute, tuning-file kind
+	 * and valid choices. NULL hook: "tile", kind "", any register tile. */
+	void (*gemm_tile)(const char *name, const char *cflags, CgGemmTile *t);
+	/* Times every candidate GEMM tile (gemm_tile's kind) of each shape at nt tokens and
+	 * fills in the fastest; a target without tiles to choose does nothing. When this
+	 * host cannot time them (no AMX, the OS refuses the tile state) it times nothing,
+	 * says why in note (note_n bytes; "" otherwise) and returns 0. */
+	int (*tune_tiles)(const char *name, const char *cc, const char *cflags,
+			  CgTuneShape *shapes, int n_shapes, int nt, int verbose, char *note,
+			  size_t note_n, BnErr *e);
 
 	/* -- emit and build (NULL: the backend cannot build yet) -- */
 	/* Renders a (post-dce) graph into out's artifacts and plans the payload. */

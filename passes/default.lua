@@ -39,8 +39,9 @@ p:add("batch_templates", {sizes = {1, 8, 32, 128}})
 -- (multiply-add where the target has int8 dot products, LUT for portable C on i2s_x16).
 p:add("lut_specialize")
 
--- Each ternary matmul's GEMM tile: measured on this machine with `bitnetc build --tune`
--- (recorded in ~/.cache/bitnetc/tune.tsv), else read from that file, else codegen's default.
+-- Each ternary matmul's GEMM tile (with AMX: its block of AMX tiles): measured on this
+-- machine with `bitnetc build --tune` (recorded in ~/.cache/bitnetc/tune.tsv), else read
+-- from that file, else codegen's default.
 p:add("tune_kernels")
 
 -- Place each attention layer's K and V in the KV cache (per layer K then V, each

@@ -75,7 +75,8 @@ static void read_file(const char *path, const char *cpu, const char *target, Cho
 
 /* Measures the choices still open and appends them to the tuning file. */
 static int measure(const CgBackend *be, Choice *ch, int n_ch, const char *target,
-		   const char *cc, const char *cpu, const char *path, int verbose, BnErr *e)
+		   const char *cc, const char *cflags, const char *cpu, const char *path,
+		   int verbose, BnErr *e)
 {
 	CgTuneCase *cs = calloc((size_t)n_ch * 2 + 1, sizeof *cs);
 	int *who = calloc((size_t)n_ch + 1, sizeof *who);
@@ -96,7 +97,7 @@ static int measure(const CgBackend *be, Choice *ch, int n_ch, const char *target
 		}
 	int rc = 0;
 	if (n && be->tune_run)
-		rc = be->tune_run(target, cc, cs, n, verbose, e);
+		rc = be->tune_run(target, cc, cflags, cs, n, verbose, e);
 	else if (n)
 		rc = bn_err(e, BN_EUNSUPPORTED, "target %s: its backend (%s) cannot time kernels",
 			    target, be->name);
@@ -144,6 +145,8 @@ int pass_lut_specialize(IrGraph *g, const PassOpts *opts, BnErr *e)
 	const IrAttr *ta = pass_gattr_find(g, "target"), *ca = pass_gattr_find(g, "cc");
 	const char *target = ta && ta->type == IR_ATTR_STR ? ta->s : "native";
 	const char *cc = ca && ca->type == IR_ATTR_STR ? ca->s : "cc";
+	const IrAttr *fa = pass_gattr_find(g, "cflags");
+	const char *cflags = fa && fa->type == IR_ATTR_STR ? fa->s : NULL;
 	if (!bs || bs->type != IR_ATTR_INTS || bs->n_ints < 1)
 		return bn_err(e, BN_EINVAL, "no graph attribute batch_sizes: run batch_templates first");
 	const CgBackend *be = cg_backend_of(target);
@@ -180,7 +183,7 @@ int pass_lut_specialize(IrGraph *g, const PassOpts *opts, BnErr *e)
 		pass_tune_path(pass_opt_str(opts, "file", ""), path, sizeof path);
 		read_file(path, cpu, target, ch, n_ch);
 		if (tune)
-			rc = measure(be, ch, n_ch, target, cc, cpu, path, opts->verbose, e);
+			rc = measure(be, ch, n_ch, target, cc, cflags, cpu, path, opts->verbose, e);
 		for (int i = 0; i < n_ch; i++)
 			if (ch[i].lut < 0)
 				ch[i].lut = !has_mad || cost_at(lc, ch[i].s) < cost_at(mc, ch[i].s);

@@ -177,6 +177,8 @@ typedef struct {
 	const PassTarget *target;  /* bitnetc.target, and graph attribute "target" unless it is
 				    * the host's; NULL: pass_target_host() */
 	const char *cc;            /* graph attribute "cc": the C compiler of the build; may be NULL */
+	const char *cflags;        /* graph attribute "cflags": the build's --cflags, which the
+				    * timing programs get too; may be NULL */
 	PassStats *stats;          /* NULL or where per-pass times are appended */
 	FILE *progress;            /* NULL, or a terminal: the running pass's name on a line
 				    * erased when it ends, and a line for each pass that took

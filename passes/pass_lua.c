@@ -1793,7 +1793,8 @@ int pass_pipeline_run(IrGraph *g, const char *script, const PassRunOpts *opts, B
 	pass_gattr_clear(g);
 	if ((ro->target && strcmp(ro->target->name, "host") != 0 &&
 	     pass_gattr_set_str(g, "target", ro->target->name, er) != BN_OK) ||
-	    (ro->cc && pass_gattr_set_str(g, "cc", ro->cc, er) != BN_OK))
+	    (ro->cc && pass_gattr_set_str(g, "cc", ro->cc, er) != BN_OK) ||
+	    (ro->cflags && *ro->cflags && pass_gattr_set_str(g, "cflags", ro->cflags, er) != BN_OK))
 		return er->code;
 	const PassLuaOpts *lo = &ro->lua;
 	Ctx c = {.target = ro->target ? ro->target : pass_target_host(),

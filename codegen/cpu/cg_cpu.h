@@ -136,13 +136,20 @@ extern const char cg_amx_tiles_src[];
 
 /* ---- cg_cpu_tune.c ---- */
 
-/* Times every case in one generated program compiled for target with cc. */
-int cg_cpu_tune_run(const char *target, const char *cc, CgTuneCase *cases, int n_cases,
-		    int verbose, BnErr *e);
-/* Times every candidate tile of the i2s_x16 GEMM for each shape at nt tokens on this
- * machine (one generated program compiled for target with cc, run once) and fills in the
- * fastest. Only targets with SIMD kernels have tiles to tune (others: nothing to do). */
-int cg_cpu_tune_tiles(const char *target, const char *cc, CgTuneShape *shapes, int n_shapes,
-		      int nt, int verbose, BnErr *e);
+/* Times every case in one generated program compiled for target with cc and cflags. */
+int cg_cpu_tune_run(const char *target, const char *cc, const char *cflags, CgTuneCase *cases,
+		    int n_cases, int verbose, BnErr *e);
+/* The GEMM tile of target built with cflags: the AMX block (amx_tile; kind amx, or amx_emu
+ * with -DBN_AMX_EMULATE) on a target with AMX, else the register tile. */
+void cg_cpu_gemm_tile(const char *target, const char *cflags, CgGemmTile *t);
+/* Times every candidate tile of the i2s_x16 GEMM (the AMX block on a target with AMX) for
+ * each shape at nt tokens on this machine (one generated program compiled for target with
+ * cc and cflags, run once) and fills in the fastest. Only targets with SIMD kernels have
+ * tiles to tune (others: nothing to do); AMX blocks are timed only where the host has AMX
+ * and the OS grants the tile state, or in software with -DBN_AMX_EMULATE (else note says
+ * why not). */
+int cg_cpu_tune_tiles(const char *target, const char *cc, const char *cflags,
+		      CgTuneShape *shapes, int n_shapes, int nt, int verbose, char *note,
+		      size_t note_n, BnErr *e);
 
 #endif

@@ -179,6 +179,7 @@ const CgBackend cg_backend_cpu = {
 	.describe = cpu_describe,
 	.kernel_cost = cpu_kernel_cost,
 	.tune_run = cg_cpu_tune_run,
+	.gemm_tile = cg_cpu_gemm_tile,
 	.tune_tiles = cg_cpu_tune_tiles,
 	.emit = cg_cpu_emit,
 	.runtime = cpu_runtime,

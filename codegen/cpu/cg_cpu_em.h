@@ -126,6 +126,9 @@ int emit_tmm_lut(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, si
 /* cg_cpu_amx.c: the AMX-INT8 GEMM of node n (i2s_x16 weight [k, nr]) for the forward of
  * m->nt > 1 tokens on a target with amx; driver gets its name. */
 int emit_tmm_amx(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);
+/* cg_cpu_emit.c: removes the first word w (and a space beside it) from the
+ * space-separated list s (a feature list: the AMX names of an emulated build). */
+void cg_cpu_strip_word(char *s, const char *w);
 /* cg_cpu_rvv.c: the RVV 1.0 kernel of node n (an I2_S weight [k, nr] in the GGUF layout)
  * for the forward of m->nt tokens; driver gets its name (its call: cg_cpu_tmm.c). */
 int emit_tmm_rvv(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driver, size_t dn);

@@ -1233,7 +1233,7 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 }
 
 /* Removes the space-separated word w from the list s (and one space beside it). */
-static void strip_word(char *s, const char *w)
+void cg_cpu_strip_word(char *s, const char *w)
 {
 	size_t wl = strlen(w);
 	for (char *p = s; (p = strstr(p, w)) != NULL; p++) {
@@ -1457,8 +1457,8 @@ int cg_cpu_emit(const IrGraph *g, const CgOpts *o, CgOutput *out, BnErr *e)
 	if (m.isa.amx) {
 		/* the tiles may run in software (-DBN_AMX_EMULATE, for hosts without AMX): then
 		 * the program must not ask the CPU for them, nor the OS for their state */
-		strip_word(isa_features, "amx_tile");
-		strip_word(isa_features, "amx_int8");
+		cg_cpu_strip_word(isa_features, "amx_tile");
+		cg_cpu_strip_word(isa_features, "amx_int8");
 		cg_printf(b, "#if defined(BN_AMX_EMULATE)\n"
 			     "#define BN_AMX_FEATURES \"\"\n"
 			     "#define BN_AMX_INFO \"AMX tiles: emulated in software (BN_AMX_EMULATE)\\n\"\n"

@@ -4,7 +4,8 @@
  * tiles with ragged edges, each compiled into a program and checked against the interpreter run
  * with the same forward calls (<= 1e-4 relative per row; the ternary sums themselves are
  * exact). A variant whose instructions the host lacks (or BITNETC_CPU_MASK hides) is
- * skipped with cmocka's skip() and a message; the others run. */
+ * skipped with cmocka's skip() and a message; the others run. Also --tune on cpu-amx: the
+ * AMX blocks timed (emulated here), recorded, applied and read back. */
 #include "testutil.h"
 
 #include "cg_cpu.h"
@@ -12,6 +13,7 @@
 #include "pass.h"
 #include "rt.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1088,6 +1090,233 @@ static void test_amx_denied(void **state)
 	free(log);
 }
 
+/* File path as a NUL-terminated string ("" when absent); tu_free it. */
+static char *read_text(const char *path)
+{
+	size_t n = 0;
+	char *raw = tu_read_file(path, &n);
+	char *t = tu_hold(malloc(n + 1));
+	assert_non_null(t);
+	if (raw)
+		memcpy(t, raw, n);
+	t[n] = 0;
+	free(raw);
+	return t;
+}
+
+/* One build of the tiny golden model for cpu-amx with extra (--cflags, --tune, ...), the
+ * tuning file tune, -v, its model.c emitted into emit; the log (free it) back. */
+static char *amx_tune_build(const char *prog, const char *emit, const char *tune,
+			    const char *extra)
+{
+	char *log = NULL;
+	if (tu_run(&log, "rm -rf '%s' && '%s' build '%s' -o '%s' --target cpu-amx --tune-file '%s' "
+			 "-v --emit-c '%s' %s",
+		   emit, tu_bitnetc(), tu_data("golden/models/tiny-b158-i2_s.gguf"), prog, tune, emit,
+		   extra))
+		tu_fail_log(log, "build cpu-amx %s", extra);
+	return log;
+}
+
+/* How many of model.c's AMX drivers (tmm_amx_k*_n*_r*_t*) there are, and how many of
+ * them are for shape k x n with block {16 r, t}. */
+static void amx_drivers(const char *model_c, int64_t k, int64_t n, int r, int t, int *all,
+			int *match)
+{
+	char want[96];
+	snprintf(want, sizeof want, "tmm_amx_k%" PRId64 "_n%" PRId64 "_r%d_t%d(", k, n, r, t);
+	*all = *match = 0;
+	for (const char *p = model_c; (p = strstr(p, "static void tmm_amx_k")) != NULL; p++) {
+		(*all)++;
+		*match += strncmp(p + strlen("static void "), want, strlen(want)) == 0;
+	}
+}
+
+/* bitnetc build --tune on cpu-amx with the tiles in software (emu: -DBN_AMX_EMULATE) or
+ * the instructions: the tuning program times the AMX blocks (the emulated ones: a test of
+ * the plumbing), the winners go into the tuning file under kind amx_emu (emulated) or amx
+ * and become amx_tile on every
+ * ternary matmul (the drivers in model.c carry the block), and the logits are the
+ * untuned build's bit for bit (a block changes only which C tiles are summed together,
+ * each over all of K in int32, not the order of any sum). A file line of another kind (the
+ * register tile, the other of amx and amx_emu), tokens in flight or an invalid block is
+ * not read;
+ * a build without --tune reads the file back (the last valid line for a shape wins). */
+static void amx_tune(bool emu)
+{
+	const char *flags = emu ? "--cflags -DBN_AMX_EMULATE" : "";
+	const char *kind = emu ? "amx_emu" : "amx", *other = emu ? "amx" : "amx_emu";
+	const char *how = emu ? "emulated" : "hardware";
+	char cpu[256], tune[4096], prog[4096], emit[4096], model_c[4200], pre[2048];
+	pass_tune_cpu_model(cpu, sizeof cpu);
+	snprintf(tune, sizeof tune, "%s", tu_tmp("amx_tune.tsv"));
+	snprintf(prog, sizeof prog, "%s", tu_tmp("amx_tune_prog"));
+	snprintf(emit, sizeof emit, "%s", tu_tmp("amx_tune_emit"));
+	snprintf(model_c, sizeof model_c, "%s/model.c", emit);
+	TuModel m = {0};
+	tu_model_open(&m, tu_data("golden/models/tiny-b158-i2_s.gguf"));
+	int n_mm = 0;
+	for (int i = 0; i < m.g->n_nodes; i++)
+		n_mm += m.g->nodes[i].op == IR_OP_TERNARY_MATMUL;
+	/* untuned: no file */
+	unlink(tune);
+	char *log = amx_tune_build(prog, emit, tune, flags);
+	if (!strstr(log, "amx_tile set on 0 matmuls"))
+		tu_fail_log(log, "untuned: want no amx_tile set");
+	free(log);
+	float *untuned = run_with("", prog, &prompt37, 64, m.nv);
+	size_t bytes = (size_t)(prompt37.n + N_GEN) * (size_t)m.nv * sizeof(float);
+	/* lines this build must not read, for every shape of the model (k 256 n 768 is one) */
+	snprintf(pre, sizeof pre,
+		 "%s\tcpu-amx\t256\t768\t128\t48\t5\t1\n" /* the register tile's */
+		 "%s\tcpu-amx\t256\t768\t128\t%s\t16\t16\t1\n" /* the other kind's */
+		 "%s\tcpu-amx\t256\t768\t64\t%s\t16\t16\t1\n" /* 64 tokens in flight */
+		 "%s\tcpu-amx\t256\t768\t128\t%s\t64\t64\t1\n" /* 4 + 4 + 16 tiles */
+		 "%s\tcpu-amx\t256\t768\t128\t%s\t32\t48\t1\n", /* 2 + 3 + 6 tiles */
+		 cpu, cpu, other, cpu, kind, cpu, kind, cpu, kind);
+	assert_int_equal(tu_write_file(tune, pre, strlen(pre)), 0);
+	char want[160], flags_tune[96], kind_is[32];
+	snprintf(flags_tune, sizeof flags_tune, "%s --tune", flags);
+	log = amx_tune_build(prog, emit, tune, flags_tune);
+	snprintf(want, sizeof want, "4 measured now, amx_tile set on %d matmuls", n_mm);
+	snprintf(kind_is, sizeof kind_is, "kind %s)", kind);
+	if (!strstr(log, want) || !strstr(log, kind_is) ||
+	    !strstr(log, emu ? "AMX blocks, emulated tiles" : "AMX blocks):") ||
+	    (strstr(log, "emulated tiles: a test of the plumbing") != NULL) != emu)
+		tu_fail_log(log, "--tune, %s: want \"%s\", \"%s\" and the timings named", how,
+			    want, kind_is);
+	free(log);
+	float *tuned = run_with("", prog, &prompt37, 64, m.nv);
+	if (memcmp(tuned, untuned, bytes))
+		fail_msg("cpu-amx --tune (%s): logits differ from the untuned build's", how);
+	tu_free(tuned);
+	/* the file: the lines above, then one line of the kind per shape; each shape's drivers
+	 * in model.c carry its block (the 128-token forward: the block itself) */
+	char *file = read_text(tune), *code = read_text(model_c);
+	assert_true(strncmp(file, pre, strlen(pre)) == 0);
+	int shapes = 0, all = 0;
+	int64_t ks[4], ns[4];
+	for (char *line = file + strlen(pre); *line; line = strchr(line, '\n') + 1) {
+		char tgt[32], lk[16];
+		int64_t k, n;
+		int t, rows, tokens;
+		const char *tab = strchr(line, '\t');
+		assert_non_null(strchr(line, '\n'));
+		if (!tab || sscanf(tab + 1, "%31s\t%" SCNd64 "\t%" SCNd64 "\t%d\t%15s\t%d\t%d", tgt, &k,
+				   &n, &t, lk, &rows, &tokens) != 7 ||
+		    strcmp(tgt, "cpu-amx") || strcmp(lk, kind) || t != 128 || shapes >= 4)
+			fail_msg("tuning file %s: unexpected line %.*s", tune,
+				 (int)strcspn(line, "\n"), line);
+		int match;
+		amx_drivers(code, k, n, rows / 16, tokens, &all, &match);
+		if (!match)
+			fail_msg("model.c: no driver tmm_amx_k%" PRId64 "_n%" PRId64 "_r%d_t%d for "
+				 "the block the file records", k, n, rows / 16, tokens);
+		printf("cpu-amx --tune (%s): k %" PRId64 " n %" PRId64 ": amx_tile %dx%d\n", how,
+		       k, n, rows, tokens);
+		ks[shapes] = k;
+		ns[shapes++] = n;
+	}
+	assert_int_equal(shapes, 4);
+	tu_free(file);
+	tu_free(code);
+	/* read back without --tune: the same blocks, nothing measured */
+	log = amx_tune_build(prog, emit, tune, flags);
+	snprintf(want, sizeof want, "0 measured now, amx_tile set on %d matmuls", n_mm);
+	if (!strstr(log, want))
+		tu_fail_log(log, "read back: want \"%s\"", want);
+	free(log);
+	/* a choice for every shape that no timing makes (48 x 16), then an invalid one, which
+	 * is not read: every driver is that block's */
+	FILE *f = fopen(tune, "a");
+	assert_non_null(f);
+	for (int i = 0; i < shapes; i++)
+		fprintf(f, "%s\tcpu-amx\t%" PRId64 "\t%" PRId64 "\t128\t%s\t48\t16\t1\n"
+			   "%s\tcpu-amx\t%" PRId64 "\t%" PRId64 "\t128\t%s\t48\t32\t1\n",
+			cpu, ks[i], ns[i], kind, cpu, ks[i], ns[i], kind);
+	assert_int_equal(fclose(f), 0);
+	log = amx_tune_build(prog, emit, tune, flags);
+	free(log);
+	code = read_text(model_c);
+	int r3 = 0;
+	for (int i = 0; i < shapes; i++) {
+		int match;
+		amx_drivers(code, ks[i], ns[i], 3, 16, &all, &match);
+		r3 += match;
+	}
+	if (r3 != shapes || all != shapes)
+		fail_msg("read back 48 x 16: want %d drivers, all _r3_t16, got %d of %d", shapes, r3,
+			 all);
+	tu_free(code);
+	tuned = run_with("", prog, &prompt37, 64, m.nv);
+	if (memcmp(tuned, untuned, bytes))
+		fail_msg("cpu-amx amx_tile 48 x 16 from the tuning file: logits differ from the "
+			 "untuned build's");
+	tu_free(tuned);
+	tu_free(untuned);
+	tu_model_close(&m);
+}
+
+static void test_amx_tune_emulated(void **state)
+{
+	(void)state;
+	need(NEED_AVX512, "--tune on cpu-amx, emulated tiles (the other kernels are AVX-512 "
+			  "VNNI)");
+	amx_tune(true);
+}
+
+static void test_amx_tune_hardware(void **state)
+{
+	(void)state;
+	need(NEED_AMX, "--tune on cpu-amx, the instructions");
+	amx_tune(false);
+}
+
+/* --tune on cpu-amx where the tiles cannot be timed: a host without AMX (and no
+ * emulation), and an OS that refuses the tile state (played by the emulation): tune_kernels
+ * says so, records nothing, sets no amx_tile, and the build succeeds. */
+static void test_amx_tune_untimed(void **state)
+{
+	(void)state;
+	need(NEED_AVX512, "--tune on cpu-amx, tiles not timed (the other kernels are AVX-512 "
+			  "VNNI)");
+	char tune[4096], prog[4096], emit[4096];
+	snprintf(tune, sizeof tune, "%s", tu_tmp("amx_tune_none.tsv"));
+	snprintf(prog, sizeof prog, "%s", tu_tmp("amx_tune_none_prog"));
+	snprintf(emit, sizeof emit, "%s", tu_tmp("amx_tune_none_emit"));
+	static const struct {
+		const char *flags, *why;
+		bool amx_host_skips; /* the instructions would be timed there */
+	} v[] = {
+		{"", "this host has no AMX", true},
+		{"--cflags '-DBN_AMX_EMULATE -DBN_AMX_EMULATE_DENY'",
+		 "the OS refused the AMX tile state", false},
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		if (v[i].amx_host_skips && host_has(NEED_AMX)) {
+			printf("--tune on cpu-amx without emulation: this host has AMX, so the "
+			       "tiles are timed; not checked here\n");
+			continue;
+		}
+		unlink(tune);
+		char extra[256];
+		snprintf(extra, sizeof extra, "%s --tune", v[i].flags);
+		char *log = amx_tune_build(prog, emit, tune, extra);
+		if (!strstr(log, "AMX tiles were not timed") || !strstr(log, v[i].why) ||
+		    !strstr(log, "0 measured now, amx_tile set on 0 matmuls"))
+			tu_fail_log(log, "--tune %s: want \"AMX tiles were not timed: %s\" and no "
+					 "amx_tile", v[i].flags, v[i].why);
+		free(log);
+		char *file = read_text(tune);
+		if (file[0])
+			fail_msg("--tune %s: nothing timed, yet the tuning file has: %s", v[i].flags,
+				 file);
+		tu_free(file);
+		printf("--tune on cpu-amx %s: not timed (%s), build ok\n",
+		       v[i].flags[0] ? v[i].flags : "(the instructions)", v[i].why);
+	}
+}
+
 /* A program built for instructions this CPU lacks says so and exits non-zero. The
  * check runs before any model code, so only a host without AVX-512 can show it. */
 static void test_cpu_check(void **state)
@@ -1278,6 +1507,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_amx_hardware, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_refused, tu_teardown),
 		cmocka_unit_test_teardown(test_amx_denied, tu_teardown),
+		cmocka_unit_test_teardown(test_amx_tune_emulated, tu_teardown),
+		cmocka_unit_test_teardown(test_amx_tune_hardware, tu_teardown),
+		cmocka_unit_test_teardown(test_amx_tune_untimed, tu_teardown),
 		cmocka_unit_test_teardown(test_neon_qemu, tu_teardown),
 		cmocka_unit_test_teardown(test_sve_qemu, tu_teardown),
 		cmocka_unit_test_teardown(test_rvv_qemu, tu_teardown),

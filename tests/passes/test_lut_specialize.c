@@ -142,8 +142,8 @@ static void test_modes(void **state)
 }
 
 /* A measurement recorded for one (shape, batch size) overrides the cost model there only;
- * a line for another CPU or target is ignored, and tune_kernels' tile lines do not confuse
- * it. */
+ * a line for another CPU or target is ignored, and tune_kernels' tile lines (register tiles
+ * and AMX blocks) do not confuse it. */
 static void test_tuning_file(void **state)
 {
 	(void)state;
@@ -154,8 +154,9 @@ static void test_tuning_file(void **state)
 		 "%s\tcpu-neon-dot\t256\t768\t1\tlut\t2000\t1000\n"
 		 "%s\tcpu-neon\t256\t256\t1\tlut\t2000\t1000\n"
 		 "another cpu\tcpu-neon-dot\t256\t256\t1\tlut\t2000\t1000\n"
-		 "%s\tcpu-neon-dot\t256\t256\t16\t32\t4\t5000\n",
-		 cpu, cpu, cpu);
+		 "%s\tcpu-neon-dot\t256\t256\t16\t32\t4\t5000\n"
+		 "%s\tcpu-neon-dot\t256\t256\t1\tamx_emu\t32\t16\t5000\n",
+		 cpu, cpu, cpu, cpu);
 	assert_int_equal(tu_write_file(tu_tmp("lut_tune.tsv"), text, strlen(text)), 0);
 	GgufFile *f;
 	IrGraph *g = prepared("cpu-neon-dot", &f);

@@ -36,8 +36,9 @@ const char usage_build[] =
 	"                        --cc aarch64-linux-gnu-gcc on x86-64 (cpu-sve too: gcc 10+\n"
 	"                        has its intrinsics; cpu-rvv: --cc clang-19\n"
 	"                        --cflags --target=riscv64-linux-gnu)\n"
-	"  --cflags \"FLAGS\"      extra flags for every compiler command (model.c, and the\n"
-	"                        runtime with the link), split at spaces; e.g. --target\n"
+	"  --cflags \"FLAGS\"      extra flags for every compiler command (model.c, the\n"
+	"                        runtime with the link, --tune's timing programs), split\n"
+	"                        at spaces; e.g. --target\n"
 	"                        cpu-amx --cflags -DBN_AMX_EMULATE runs the AMX tiles in\n"
 	"                        software (hosts without AMX: for tests, not for speed)\n"
 	"  -O0 | -O1 | -O2 | -O3 optimization level of the generated code (default -O2)\n"
@@ -72,9 +73,10 @@ const char usage_build[] =
 	"  --dump-after PASS     print the IR after PASS ('lua': after every Lua pass)\n"
 	"  --verify-each         run the IR verifier after every pass\n"
 	"  --tune                time the candidate kernels on this machine (seconds): LUT vs\n"
-	"                        multiply-add per shape and batch size, and the GEMM tiles;\n"
-	"                        record the winners in the tuning file, which later builds\n"
-	"                        read (passes lut_specialize, tune_kernels)\n"
+	"                        multiply-add per shape and batch size, and the GEMM tiles\n"
+	"                        (cpu-amx: the AMX blocks, where the host has AMX or with\n"
+	"                        -DBN_AMX_EMULATE); record the winners in the tuning file,\n"
+	"                        which later builds read (passes lut_specialize, tune_kernels)\n"
 	"  --tune-file F         the tuning file (default ~/.cache/bitnetc/tune.tsv)\n"
 	"  --cubin               cuda targets: also embed SASS from ptxas (the CUDA toolkit)\n"
 	"                        for the target's GPU, so the program starts without the\n"
@@ -390,7 +392,7 @@ static int build_model(const BuildOpts *o, const CgTarget *t)
 	PassRunOpts ro = {.verify_each = o->verify_each, .dump_after = o->dump_after,
 			  .dump_file = stdout, .verbose = o->verbose, .cli_opts = &o->pass_opts,
 			  .stats = &stats, .target = pass_target_for(o->target), .cc = o->cc,
-			  .lua = o->lua};
+			  .cflags = o->cflags, .lua = o->lua};
 	if (!o->verbose && isatty(STDOUT_FILENO))
 		ro.progress = stdout; /* -v prints every pass's time at the end */
 	if (pass_pipeline_run(g, o->pipeline, &ro, &e) != BN_OK) {

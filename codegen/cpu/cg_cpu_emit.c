@@ -778,9 +778,8 @@ static int emit_rope(Em *m, const IrNode *n)
  * bits (the products of f16 values, and of an f16 value by a float, are exact in double).
  * q.K takes four keys at a time there: one key's sum is a chain of HD / 8 dependent adds,
  * and four chains side by side took decode attention at 1024 positions of the 2B-4T shape
- * from ~19.8 to ~17.5 ms per token (2 threads, Zen 5). What remains is mostly .V (~9.5 ms
- * of it there), bound by the f16 -> double conversions that each of the GROUP q heads of
- * a KV head repeats. */
+ * from ~19.8 to ~17.5 ms per token (2 threads, Zen 5). With head_dim a multiple of 32,
+ * attn_body_zg also shares .V's conversions among the q heads of a KV head. */
 static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd, bool z)
 {
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
@@ -886,6 +885,124 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		     "\t}\n}\n");
 }
 
+/* The AVX-512 attention when head_dim is a multiple of 32: q.K and the softmax per q head
+ * as attn_body's, then .V for the q heads of one KV head together (up to 4 at a time;
+ * the heads a thread owns of one group), so that each 32 dimensions of a key's V row are
+ * converted to double once for them all instead of once per head (.V was ~9.5 of the
+ * ~17.5 ms of decode attention at 1024 positions of the 2B-4T shape, bound by those
+ * conversions; with this, attention took ~12 ms). Per head and dimension the sum is the
+ * same chain in key order: the same bits. */
+static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
+{
+	/* .V of k heads: acc a<h>_<i> for 32 dimensions at a time */
+	for (int k = 1; k <= 4; k++) {
+		cg_printf(b, "static inline void %s_v%d(const uint16_t *Vg, float *const *w, int64_t n_keys, float *const *o)\n{\n"
+			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 " };\n"
+			     "\tfor (int d = 0; d < HD; d += 32) {\n",
+			  name, k, hd, nkv * hd);
+		for (int h = 0; h < k; h++)
+			cg_printf(b, "\t\t__m512d a%d_0 = _mm512_setzero_pd(), a%d_1 = a%d_0, a%d_2 = a%d_0, a%d_3 = a%d_0;\n",
+				  h, h, h, h, h, h, h);
+		cg_printf(b, "\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+			     "\t\t\tconst uint16_t *vj = Vg + j * KW + d;\n");
+		for (int i = 0; i < 4; i++)
+			cg_printf(b, "\t\t\tconst __m512d v%d = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + %d))));\n",
+				  i, 8 * i);
+		for (int h = 0; h < k; h++) {
+			cg_printf(b, "\t\t\tconst __m512d w%d = _mm512_set1_pd((double)w[%d][j]);\n", h, h);
+			for (int i = 0; i < 4; i++)
+				cg_printf(b, "\t\t\ta%d_%d = _mm512_add_pd(a%d_%d, _mm512_mul_pd(v%d, w%d));\n",
+					  h, i, h, i, i, h);
+		}
+		cg_printf(b, "\t\t}\n");
+		for (int h = 0; h < k; h++)
+			for (int i = 0; i < 4; i++)
+				cg_printf(b, "\t\t_mm256_storeu_ps(o[%d] + d + %d, _mm512_cvtpd_ps(a%d_%d));\n",
+					  h, 8 * i, h, i);
+		cg_printf(b, "\t}\n}\n\n");
+	}
+	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+		     "\tconst AttnArg *a = arg;\n"
+		     "\tenum { NH = %" PRId64 ", HD = %" PRId64 ", KW = %" PRId64 ", QW = NH * HD, GROUP = NH / %" PRId64 " };\n"
+		     "\tfloat qh[HD];\n"
+		     "\t__m512d qv[HD / 8];\n"
+		     "\tint hend = NH * (ith + 1) / nth;\n"
+		     "\tfor (int h0 = NH * ith / nth; h0 < hend;) {\n"
+		     "\t\t/* this thread's heads h0..h1-1 of KV head h0 / GROUP */\n"
+		     "\t\tint h1 = (h0 / GROUP + 1) * GROUP < hend ? (h0 / GROUP + 1) * GROUP : hend;\n"
+		     "\t\tconst uint16_t *Kh = a->K + (h0 / GROUP) * HD, *Vh = a->V + (h0 / GROUP) * HD;\n"
+		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
+		     "\t\t\tint64_t n_keys = (int64_t)a->pos[t] + 1;\n"
+		     "\t\t\tint64_t sb = a->seq ? (int64_t)a->seq[t] * a->n_ctx * KW : 0;\n"
+		     "\t\t\tconst uint16_t *Kg = Kh + sb, *Vg = Vh + sb;\n"
+		     "\t\t\tint step = a->step ? a->step[t] != 0 : a->n == 1;\n"
+		     "\t\t\tfor (int h = h0; h < h1; h++) {\n"
+		     "\t\t\t\tfloat *w = a->scores + (int64_t)h * a->n_ctx;\n"
+		     "\t\t\t\tround_f16_n(a->q + (int64_t)t * QW + h * HD, qh, HD);\n"
+		     "\t\t\t\tfloat mx = -INFINITY;\n"
+		     "\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
+		     "\t\t\t\t\tqv[i / 8] = _mm512_cvtps_pd(_mm256_loadu_ps(qh + i));\n"
+		     "\t\t\t\tint64_t j = 0;\n"
+		     "\t\t\t\tfor (; j + 4 <= n_keys; j += 4) {\n"
+		     "\t\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
+		     "\t\t\t\t\t__m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;\n"
+		     "\t\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"
+		     "\t\t\t\t\t\ts0 = _mm512_add_pd(s0, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)))), qv[i / 8]));\n"
+		     "\t\t\t\t\t\ts1 = _mm512_add_pd(s1, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + KW + i)))), qv[i / 8]));\n"
+		     "\t\t\t\t\t\ts2 = _mm512_add_pd(s2, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + 2 * KW + i)))), qv[i / 8]));\n"
+		     "\t\t\t\t\t\ts3 = _mm512_add_pd(s3, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + 3 * KW + i)))), qv[i / 8]));\n"
+		     "\t\t\t\t\t}\n"
+		     "\t\t\t\t\tconst __m512d sk[4] = {s0, s1, s2, s3};\n"
+		     "\t\t\t\t\tfor (int u = 0; u < 4; u++) {\n"
+		     "\t\t\t\t\t\t__m256d r4 = _mm256_add_pd(_mm512_castpd512_pd256(sk[u]), _mm512_extractf64x4_pd(sk[u], 1));\n"
+		     "\t\t\t\t\t\t__m128d r2 = _mm_add_pd(_mm256_castpd256_pd128(r4), _mm256_extractf128_pd(r4, 1));\n"
+		     "\t\t\t\t\t\tdouble d = _mm_cvtsd_f64(r2) + _mm_cvtsd_f64(_mm_unpackhi_pd(r2, r2));\n"
+		     "\t\t\t\t\t\tw[j + u] = (float)d * a->scale;\n"
+		     "\t\t\t\t\t\tmx = fmaxf(mx, w[j + u]);\n"
+		     "\t\t\t\t\t}\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t\tfor (; j < n_keys; j++) {\n"
+		     "\t\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
+		     "\t\t\t\t\t__m512d s = _mm512_setzero_pd();\n"
+		     "\t\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
+		     "\t\t\t\t\t\ts = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)))), qv[i / 8]));\n"
+		     "\t\t\t\t\t__m256d r4 = _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));\n"
+		     "\t\t\t\t\t__m128d r2 = _mm_add_pd(_mm256_castpd256_pd128(r4), _mm256_extractf128_pd(r4, 1));\n"
+		     "\t\t\t\t\tdouble d = _mm_cvtsd_f64(r2) + _mm_cvtsd_f64(_mm_unpackhi_pd(r2, r2));\n"
+		     "\t\t\t\t\tw[j] = (float)d * a->scale;\n"
+		     "\t\t\t\t\tmx = fmaxf(mx, w[j]);\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t\tdouble sum = 0.0;\n"
+		     "\t\t\t\tfor (j = 0; j < n_keys; j++) {\n"
+		     "\t\t\t\t\tw[j] = expf(w[j] - mx);\n"
+		     "\t\t\t\t\tsum += (double)w[j];\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t\tfloat inv = (float)(1.0 / sum);\n"
+		     "\t\t\t\tfor (j = 0; j < n_keys; j++)\n"
+		     "\t\t\t\t\tw[j] = w[j] * inv;\n"
+		     "\t\t\t\tif (step)\n"
+		     "\t\t\t\t\tround_f16_n(w, w, n_keys);\n"
+		     "\t\t\t}\n"
+		     "\t\t\tfor (int h = h0; h < h1; h += 4) {\n"
+		     "\t\t\t\tfloat *w[4], *o[4];\n"
+		     "\t\t\t\tint k = h1 - h < 4 ? h1 - h : 4;\n"
+		     "\t\t\t\tfor (int u = 0; u < k; u++) {\n"
+		     "\t\t\t\t\tw[u] = a->scores + (int64_t)(h + u) * a->n_ctx;\n"
+		     "\t\t\t\t\to[u] = a->y + (int64_t)t * QW + (h + u) * HD;\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t\tswitch (k) {\n"
+		     "\t\t\t\tcase 4: %s_v4(Vg, w, n_keys, o); break;\n"
+		     "\t\t\t\tcase 3: %s_v3(Vg, w, n_keys, o); break;\n"
+		     "\t\t\t\tcase 2: %s_v2(Vg, w, n_keys, o); break;\n"
+		     "\t\t\t\tdefault: %s_v1(Vg, w, n_keys, o); break;\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t}\n"
+		     "\t\t}\n"
+		     "\t\th0 = h1;\n"
+		     "\t}\n}\n",
+		  name, nh, hd, nkv * hd, nkv, name, name, name, name);
+}
+
 static int emit_attention(Em *m, const IrNode *n)
 {
 	int64_t nh = ir_attr_int(n, "n_head", 1), nkv = ir_attr_int(n, "n_head_kv", nh);
@@ -918,6 +1035,8 @@ static int emit_attention(Em *m, const IrNode *n)
 		return m->e->code;
 	if (b && rvv(m))
 		rvv_attn_body(b, name, nh, nkv, hd);
+	else if (b && z && hd % 32 == 0)
+		attn_body_zg(b, name, nh, nkv, hd);
 	else if (b)
 		attn_body(b, name, nh, nkv, hd, z);
 	/* kvs: n_ctx * n_seq, the rows of one layer's K (or V) */

@@ -320,6 +320,34 @@ static void test_launch_groups(void **state)
 	}
 }
 
+/* The thread count never changes a bit: a program's logits with 1, 2 and 3 threads, in
+ * multi-token calls and in steps, for the default target. 3 threads split the q heads of
+ * tinyllama-rf (4 heads, 2 KV heads) 1 / 1 / 2, so that a thread owns part of a KV head's
+ * group (the AVX-512 attention runs .V per group), and the matmuls' rows unevenly. */
+static void test_thread_counts(void **state)
+{
+	(void)state;
+	static const char *const models[] = {"tinyllama-rf-i2_s", "tiny-b158-i2_s"};
+	for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
+		char rel[256], gguf[4096], prog[4096];
+		snprintf(rel, sizeof rel, "golden/models/%s.gguf", models[mi]);
+		snprintf(gguf, sizeof gguf, "%s", tu_data(rel));
+		snprintf(prog, sizeof prog, "%s", tu_tmp("thread-counts"));
+		build(gguf, prog, "");
+		int r1, rn;
+		float *l1 = run_prog(prog, prompt13, 13, 4, &r1, "-t 1");
+		for (int t = 2; t <= 3; t++) {
+			char extra[16];
+			snprintf(extra, sizeof extra, "-t %d", t);
+			float *ln = run_prog(prog, prompt13, 13, 4, &rn, extra);
+			assert_int_equal(r1, rn);
+			assert_memory_equal(l1, ln, (size_t)r1 * sizeof(float));
+			tu_free(ln);
+		}
+		tu_free(l1);
+	}
+}
+
 /* Every example pipeline builds a golden model into a program whose logits match the
  * interpreter run with the same calls (decode_only: one token per call); a broken pipeline
  * is an error naming the script line, and leaves no program behind. */
@@ -1310,6 +1338,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_split, tu_teardown),
 		cmocka_unit_test_teardown(test_fused_adds, tu_teardown),
 		cmocka_unit_test_teardown(test_launch_groups, tu_teardown),
+		cmocka_unit_test_teardown(test_thread_counts, tu_teardown),
 		cmocka_unit_test_teardown(test_pipelines, tu_teardown),
 		cmocka_unit_test_teardown(test_reproducible_and_relocatable, tu_teardown),
 		TARGET_TEST("test_last_only cpu-generic", test_last_only, &t_generic),

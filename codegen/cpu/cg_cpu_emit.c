@@ -885,15 +885,68 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		     "\t}\n}\n");
 }
 
-/* The AVX-512 attention when head_dim is a multiple of 32: q.K and the softmax per q head
- * as attn_body's, then .V for the q heads of one KV head together (up to 4 at a time;
- * the heads a thread owns of one group), so that each 32 dimensions of a key's V row are
- * converted to double once for them all instead of once per head (.V was ~9.5 of the
+/* The AVX-512 attention when head_dim is a multiple of 32: the q heads of one KV head
+ * together (up to 4 at a time; the heads a thread owns of one group), so that each key's
+ * K row (q.K, four keys at a time) and V row (.V, 32 dimensions at a time) is converted
+ * to double once for them all instead of once per head: .V was ~9.5 and q.K ~7 of the
  * ~17.5 ms of decode attention at 1024 positions of the 2B-4T shape, bound by those
- * conversions; with this, attention took ~12 ms). Per head and dimension the sum is the
- * same chain in key order: the same bits. */
+ * conversions; with this, ~11 ms. The softmax stays per head. Each q.K is the same chain
+ * as attn_body's, each .V sum the same chain in key order: the same bits. */
 static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
 {
+	/* one key's q.K from its 8 double lanes, by attn_body's tree */
+	cg_printf(b, "static inline double %s_lanes(__m512d s)\n{\n"
+		     "\t__m256d r4 = _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));\n"
+		     "\t__m128d r2 = _mm_add_pd(_mm256_castpd256_pd128(r4), _mm256_extractf128_pd(r4, 1));\n"
+		     "\treturn _mm_cvtsd_f64(r2) + _mm_cvtsd_f64(_mm_unpackhi_pd(r2, r2));\n"
+		     "}\n\n",
+		  name);
+	/* q.K of k heads, four keys at a time: the k x 4 sums s<h>_<u>, each the chain of
+	 * attn_body's (8 double lanes over i, then the tree) */
+	for (int k = 1; k <= 4; k++) {
+		cg_printf(b, "static inline void %s_qk%d(const uint16_t *Kg, const double *qd, int64_t n_keys, float *const *w, float *mx, float scale)\n{\n"
+			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 " };\n"
+			     "\tint64_t j = 0;\n"
+			     "\tfor (; j + 4 <= n_keys; j += 4) {\n"
+			     "\t\tconst uint16_t *kj = Kg + j * KW;\n",
+			  name, k, hd, nkv * hd);
+		for (int h = 0; h < k; h++)
+			cg_printf(b, "\t\t__m512d s%d_0 = _mm512_setzero_pd(), s%d_1 = s%d_0, s%d_2 = s%d_0, s%d_3 = s%d_0;\n",
+				  h, h, h, h, h, h, h);
+		cg_printf(b, "\t\tfor (int i = 0; i < HD; i += 8) {\n");
+		for (int u = 0; u < 4; u++)
+			cg_printf(b, "\t\t\tconst __m512d k%d = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + %d * KW + i))));\n",
+				  u, u);
+		for (int h = 0; h < k; h++) {
+			cg_printf(b, "\t\t\tconst __m512d q%d = _mm512_loadu_pd(qd + %d * HD + i);\n", h, h);
+			for (int u = 0; u < 4; u++)
+				cg_printf(b, "\t\t\ts%d_%d = _mm512_add_pd(s%d_%d, _mm512_mul_pd(k%d, q%d));\n",
+					  h, u, h, u, u, h);
+		}
+		cg_printf(b, "\t\t}\n");
+		for (int h = 0; h < k; h++)
+			cg_printf(b, "\t\t{\n"
+				     "\t\t\tconst __m512d sk[4] = {s%d_0, s%d_1, s%d_2, s%d_3};\n"
+				     "\t\t\tfor (int u = 0; u < 4; u++) {\n"
+				     "\t\t\t\tw[%d][j + u] = (float)%s_lanes(sk[u]) * scale;\n"
+				     "\t\t\t\tmx[%d] = fmaxf(mx[%d], w[%d][j + u]);\n"
+				     "\t\t\t}\n"
+				     "\t\t}\n",
+				  h, h, h, h, h, name, h, h, h);
+		cg_printf(b, "\t}\n"
+			     "\tfor (; j < n_keys; j++) {\n"
+			     "\t\tconst uint16_t *kj = Kg + j * KW;\n"
+			     "\t\tfor (int h = 0; h < %d; h++) {\n"
+			     "\t\t\t__m512d s = _mm512_setzero_pd();\n"
+			     "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
+			     "\t\t\t\ts = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)))), _mm512_loadu_pd(qd + h * HD + i)));\n"
+			     "\t\t\tw[h][j] = (float)%s_lanes(s) * scale;\n"
+			     "\t\t\tmx[h] = fmaxf(mx[h], w[h][j]);\n"
+			     "\t\t}\n"
+			     "\t}\n"
+			     "}\n\n",
+			  k, name);
+	}
 	/* .V of k heads: acc a<h>_<i> for 32 dimensions at a time */
 	for (int k = 1; k <= 4; k++) {
 		cg_printf(b, "static inline void %s_v%d(const uint16_t *Vg, float *const *w, int64_t n_keys, float *const *o)\n{\n"
@@ -925,7 +978,7 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 		     "\tconst AttnArg *a = arg;\n"
 		     "\tenum { NH = %" PRId64 ", HD = %" PRId64 ", KW = %" PRId64 ", QW = NH * HD, GROUP = NH / %" PRId64 " };\n"
 		     "\tfloat qh[HD];\n"
-		     "\t__m512d qv[HD / 8];\n"
+		     "\tdouble qd[4 * HD];\n"
 		     "\tint hend = NH * (ith + 1) / nth;\n"
 		     "\tfor (int h0 = NH * ith / nth; h0 < hend;) {\n"
 		     "\t\t/* this thread's heads h0..h1-1 of KV head h0 / GROUP */\n"
@@ -936,59 +989,35 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 		     "\t\t\tint64_t sb = a->seq ? (int64_t)a->seq[t] * a->n_ctx * KW : 0;\n"
 		     "\t\t\tconst uint16_t *Kg = Kh + sb, *Vg = Vh + sb;\n"
 		     "\t\t\tint step = a->step ? a->step[t] != 0 : a->n == 1;\n"
-		     "\t\t\tfor (int h = h0; h < h1; h++) {\n"
-		     "\t\t\t\tfloat *w = a->scores + (int64_t)h * a->n_ctx;\n"
-		     "\t\t\t\tround_f16_n(a->q + (int64_t)t * QW + h * HD, qh, HD);\n"
-		     "\t\t\t\tfloat mx = -INFINITY;\n"
-		     "\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
-		     "\t\t\t\t\tqv[i / 8] = _mm512_cvtps_pd(_mm256_loadu_ps(qh + i));\n"
-		     "\t\t\t\tint64_t j = 0;\n"
-		     "\t\t\t\tfor (; j + 4 <= n_keys; j += 4) {\n"
-		     "\t\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
-		     "\t\t\t\t\t__m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;\n"
-		     "\t\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"
-		     "\t\t\t\t\t\ts0 = _mm512_add_pd(s0, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)))), qv[i / 8]));\n"
-		     "\t\t\t\t\t\ts1 = _mm512_add_pd(s1, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + KW + i)))), qv[i / 8]));\n"
-		     "\t\t\t\t\t\ts2 = _mm512_add_pd(s2, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + 2 * KW + i)))), qv[i / 8]));\n"
-		     "\t\t\t\t\t\ts3 = _mm512_add_pd(s3, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + 3 * KW + i)))), qv[i / 8]));\n"
-		     "\t\t\t\t\t}\n"
-		     "\t\t\t\t\tconst __m512d sk[4] = {s0, s1, s2, s3};\n"
-		     "\t\t\t\t\tfor (int u = 0; u < 4; u++) {\n"
-		     "\t\t\t\t\t\t__m256d r4 = _mm256_add_pd(_mm512_castpd512_pd256(sk[u]), _mm512_extractf64x4_pd(sk[u], 1));\n"
-		     "\t\t\t\t\t\t__m128d r2 = _mm_add_pd(_mm256_castpd256_pd128(r4), _mm256_extractf128_pd(r4, 1));\n"
-		     "\t\t\t\t\t\tdouble d = _mm_cvtsd_f64(r2) + _mm_cvtsd_f64(_mm_unpackhi_pd(r2, r2));\n"
-		     "\t\t\t\t\t\tw[j + u] = (float)d * a->scale;\n"
-		     "\t\t\t\t\t\tmx = fmaxf(mx, w[j + u]);\n"
-		     "\t\t\t\t\t}\n"
-		     "\t\t\t\t}\n"
-		     "\t\t\t\tfor (; j < n_keys; j++) {\n"
-		     "\t\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
-		     "\t\t\t\t\t__m512d s = _mm512_setzero_pd();\n"
-		     "\t\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
-		     "\t\t\t\t\t\ts = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)))), qv[i / 8]));\n"
-		     "\t\t\t\t\t__m256d r4 = _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));\n"
-		     "\t\t\t\t\t__m128d r2 = _mm_add_pd(_mm256_castpd256_pd128(r4), _mm256_extractf128_pd(r4, 1));\n"
-		     "\t\t\t\t\tdouble d = _mm_cvtsd_f64(r2) + _mm_cvtsd_f64(_mm_unpackhi_pd(r2, r2));\n"
-		     "\t\t\t\t\tw[j] = (float)d * a->scale;\n"
-		     "\t\t\t\t\tmx = fmaxf(mx, w[j]);\n"
-		     "\t\t\t\t}\n"
-		     "\t\t\t\tdouble sum = 0.0;\n"
-		     "\t\t\t\tfor (j = 0; j < n_keys; j++) {\n"
-		     "\t\t\t\t\tw[j] = expf(w[j] - mx);\n"
-		     "\t\t\t\t\tsum += (double)w[j];\n"
-		     "\t\t\t\t}\n"
-		     "\t\t\t\tfloat inv = (float)(1.0 / sum);\n"
-		     "\t\t\t\tfor (j = 0; j < n_keys; j++)\n"
-		     "\t\t\t\t\tw[j] = w[j] * inv;\n"
-		     "\t\t\t\tif (step)\n"
-		     "\t\t\t\t\tround_f16_n(w, w, n_keys);\n"
-		     "\t\t\t}\n"
 		     "\t\t\tfor (int h = h0; h < h1; h += 4) {\n"
-		     "\t\t\t\tfloat *w[4], *o[4];\n"
+		     "\t\t\t\tfloat *w[4], *o[4], mx[4];\n"
 		     "\t\t\t\tint k = h1 - h < 4 ? h1 - h : 4;\n"
 		     "\t\t\t\tfor (int u = 0; u < k; u++) {\n"
 		     "\t\t\t\t\tw[u] = a->scores + (int64_t)(h + u) * a->n_ctx;\n"
 		     "\t\t\t\t\to[u] = a->y + (int64_t)t * QW + (h + u) * HD;\n"
+		     "\t\t\t\t\tmx[u] = -INFINITY;\n"
+		     "\t\t\t\t\tround_f16_n(a->q + (int64_t)t * QW + (h + u) * HD, qh, HD);\n"
+		     "\t\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
+		     "\t\t\t\t\t\t_mm512_storeu_pd(qd + u * HD + i, _mm512_cvtps_pd(_mm256_loadu_ps(qh + i)));\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t\tswitch (k) {\n"
+		     "\t\t\t\tcase 4: %s_qk4(Kg, qd, n_keys, w, mx, a->scale); break;\n"
+		     "\t\t\t\tcase 3: %s_qk3(Kg, qd, n_keys, w, mx, a->scale); break;\n"
+		     "\t\t\t\tcase 2: %s_qk2(Kg, qd, n_keys, w, mx, a->scale); break;\n"
+		     "\t\t\t\tdefault: %s_qk1(Kg, qd, n_keys, w, mx, a->scale); break;\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t\tfor (int u = 0; u < k; u++) {\n"
+		     "\t\t\t\t\tfloat *wu = w[u];\n"
+		     "\t\t\t\t\tdouble sum = 0.0;\n"
+		     "\t\t\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+		     "\t\t\t\t\t\twu[j] = expf(wu[j] - mx[u]);\n"
+		     "\t\t\t\t\t\tsum += (double)wu[j];\n"
+		     "\t\t\t\t\t}\n"
+		     "\t\t\t\t\tfloat inv = (float)(1.0 / sum);\n"
+		     "\t\t\t\t\tfor (int64_t j = 0; j < n_keys; j++)\n"
+		     "\t\t\t\t\t\twu[j] = wu[j] * inv;\n"
+		     "\t\t\t\t\tif (step)\n"
+		     "\t\t\t\t\t\tround_f16_n(wu, wu, n_keys);\n"
 		     "\t\t\t\t}\n"
 		     "\t\t\t\tswitch (k) {\n"
 		     "\t\t\t\tcase 4: %s_v4(Vg, w, n_keys, o); break;\n"
@@ -1000,7 +1029,7 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 		     "\t\t}\n"
 		     "\t\th0 = h1;\n"
 		     "\t}\n}\n",
-		  name, nh, hd, nkv * hd, nkv, name, name, name, name);
+		  name, nh, hd, nkv * hd, nkv, name, name, name, name, name, name, name, name);
 }
 
 static int emit_attention(Em *m, const IrNode *n)

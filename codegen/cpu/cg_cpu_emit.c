@@ -776,10 +776,8 @@ static int emit_rope(Em *m, const IrNode *n)
  * softmax in the same order, .V per dimension in key order. With AVX-512 the 8 lanes are
  * one zmm of doubles and .V runs 8 dimensions per vector: the same operations, so the same
  * bits (the products of f16 values, and of an f16 value by a float, are exact in double).
- * q.K takes four keys at a time there: one key's sum is a chain of HD / 8 dependent adds,
- * and four chains side by side took decode attention at 1024 positions of the 2B-4T shape
- * from ~19.8 to ~17.5 ms per token (2 threads, Zen 5). With head_dim a multiple of 32,
- * attn_body_zg also shares .V's conversions among the q heads of a KV head. */
+ * With head_dim a multiple of 32 (the usual 64 and 128) AVX-512 runs attn_body_zg
+ * instead: several keys' and heads' chains in flight, the conversions shared. */
 static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd, bool z)
 {
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
@@ -803,28 +801,7 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 	if (z)
 		cg_printf(b, "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
 			     "\t\t\t\tqv[i / 8] = _mm512_cvtps_pd(_mm256_loadu_ps(qh + i));\n"
-			     "\t\t\tint64_t j = 0;\n"
-			     "\t\t\t/* four keys side by side: four sum chains in flight (one key's\n"
-			     "\t\t\t * chain is HD / 8 dependent adds), each key's sum as below */\n"
-			     "\t\t\tfor (; j + 4 <= n_keys; j += 4) {\n"
-			     "\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
-			     "\t\t\t\t__m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;\n"
-			     "\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"
-			     "\t\t\t\t\ts0 = _mm512_add_pd(s0, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)))), qv[i / 8]));\n"
-			     "\t\t\t\t\ts1 = _mm512_add_pd(s1, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + KW + i)))), qv[i / 8]));\n"
-			     "\t\t\t\t\ts2 = _mm512_add_pd(s2, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + 2 * KW + i)))), qv[i / 8]));\n"
-			     "\t\t\t\t\ts3 = _mm512_add_pd(s3, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + 3 * KW + i)))), qv[i / 8]));\n"
-			     "\t\t\t\t}\n"
-			     "\t\t\t\tconst __m512d sk[4] = {s0, s1, s2, s3};\n"
-			     "\t\t\t\tfor (int u = 0; u < 4; u++) {\n"
-			     "\t\t\t\t\t__m256d r4 = _mm256_add_pd(_mm512_castpd512_pd256(sk[u]), _mm512_extractf64x4_pd(sk[u], 1));\n"
-			     "\t\t\t\t\t__m128d r2 = _mm_add_pd(_mm256_castpd256_pd128(r4), _mm256_extractf128_pd(r4, 1));\n"
-			     "\t\t\t\t\tdouble d = _mm_cvtsd_f64(r2) + _mm_cvtsd_f64(_mm_unpackhi_pd(r2, r2));\n"
-			     "\t\t\t\t\tw[j + u] = (float)d * a->scale;\n"
-			     "\t\t\t\t\tmx = fmaxf(mx, w[j + u]);\n"
-			     "\t\t\t\t}\n"
-			     "\t\t\t}\n"
-			     "\t\t\tfor (; j < n_keys; j++) {\n"
+			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
 			     "\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
 			     "\t\t\t\t__m512d s = _mm512_setzero_pd();\n"
 			     "\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"

@@ -325,6 +325,18 @@ void cg_cpu_gemm_tile(const char *target, const char *cflags, CgGemmTile *t)
 	}
 }
 
+/* The shape's choice: the fastest of its n timed cases (the first of equals). */
+static void take_fastest(CgTuneShape *sh, const CgTuneCase *sc, int n)
+{
+	int best = 0;
+	for (int c = 1; c < n; c++)
+		if (sc[c].ns < sc[best].ns)
+			best = c;
+	sh->rows = sc[best].rows;
+	sh->tokens = sc[best].tokens;
+	sh->ns = sc[best].ns;
+}
+
 /* The AMX blocks of each shape at nt tokens: timed where the host runs them (the
  * instructions with the OS's tile state, or the software tiles of -DBN_AMX_EMULATE on an
  * AVX-512 VNNI CPU), else nothing timed and note says why. */
@@ -381,13 +393,7 @@ static int tune_amx(const char *target, const char *cc, const char *cflags, CgTu
 	}
 	for (int s = 0; s < n_shapes && !rc; s++) {
 		const CgTuneCase *sc = cs + s * n_cand;
-		int best = 0;
-		for (int c = 1; c < n_cand; c++)
-			if (sc[c].ns < sc[best].ns)
-				best = c;
-		shapes[s].rows = sc[best].rows;
-		shapes[s].tokens = sc[best].tokens;
-		shapes[s].ns = sc[best].ns;
+		take_fastest(&shapes[s], sc, n_cand);
 		shapes[s].ns_default = dflt >= 0 ? sc[dflt].ns : 0;
 		if (verbose > 0) {
 			fprintf(stderr, "tune k %" PRId64 " n %" PRId64 " (%d tokens, AMX blocks%s):",
@@ -432,13 +438,7 @@ int cg_cpu_tune_tiles(const char *target, const char *cc, const char *cflags,
 	int rc = cg_cpu_tune_run(target, cc, cflags, cs, n_shapes * n_cand, verbose, e);
 	for (int s = 0; s < n_shapes && !rc; s++) {
 		const CgTuneCase *sc = cs + s * n_cand;
-		int best = 0;
-		for (int c = 1; c < n_cand; c++)
-			if (sc[c].ns < sc[best].ns)
-				best = c;
-		shapes[s].rows = cand[best].rows;
-		shapes[s].tokens = cand[best].tokens;
-		shapes[s].ns = sc[best].ns;
+		take_fastest(&shapes[s], sc, n_cand);
 		/* the ISA's default tile (x16_tile) is among the candidates */
 		int dr = isa.level == CG_ISA_AVX512 ? 32 : 16, dt = isa.level == CG_ISA_AVX512 ? 8 : 4;
 		for (int c = 0; c < n_cand; c++)

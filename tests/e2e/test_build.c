@@ -241,6 +241,19 @@ static void test_split(void **state)
 	tu_model_close(&m);
 }
 
+/* Programs a and b (run with extra flags ea, eb) give the same logits bit for bit on
+ * prompt13 and 4 greedy steps (multi-token calls, then single-token steps). */
+static void same_logits(const char *a, const char *ea, const char *b, const char *eb)
+{
+	int ra, rb;
+	float *la = run_prog(a, prompt13, 13, 4, &ra, ea);
+	float *lb = run_prog(b, prompt13, 13, 4, &rb, eb);
+	assert_int_equal(ra, rb);
+	assert_memory_equal(la, lb, (size_t)ra * sizeof(float));
+	tu_free(la);
+	tu_free(lb);
+}
+
 /* The residual adds fused into the next norm (the default pipeline) against the same
  * model with norms fused alone (fuse.match="*.q8*" names no add): the same logits, bit for
  * bit, in multi-token calls and in single-token steps, on two threads; per token and per
@@ -263,13 +276,7 @@ static void test_fused_adds(void **state)
 		build(gguf, b, extra);
 		assert_int_equal(tu_run(NULL, "grep -q 'static void add_rmsnorm_n' '%s/model.c'", ca), 0);
 		assert_int_not_equal(tu_run(NULL, "grep -q 'add_rmsnorm_n' '%s/model.c'", cb), 0);
-		int ra, rb;
-		float *la = run_prog(a, prompt13, 13, 4, &ra, NULL);
-		float *lb = run_prog(b, prompt13, 13, 4, &rb, NULL);
-		assert_int_equal(ra, rb);
-		assert_memory_equal(la, lb, (size_t)ra * sizeof(float));
-		tu_free(la);
-		tu_free(lb);
+		same_logits(a, NULL, b, NULL);
 	}
 }
 
@@ -310,13 +317,7 @@ static void test_launch_groups(void **state)
 		assert_int_equal(tu_run(NULL, "grep -q 'pool_run_jobs(st, jobs, 3);' '%s/model.c'", ca), 0);
 		assert_int_equal(tu_run(NULL, "grep -q 'pool_run_jobs(st, jobs, 2);' '%s/model.c'", ca), 0);
 		assert_int_not_equal(tu_run(NULL, "grep -q 'pool_run_jobs(st,' '%s/model.c'", cb), 0);
-		int ra, rb;
-		float *la = run_prog(a, prompt13, 13, 4, &ra, NULL);
-		float *lb = run_prog(b, prompt13, 13, 4, &rb, NULL);
-		assert_int_equal(ra, rb);
-		assert_memory_equal(la, lb, (size_t)ra * sizeof(float));
-		tu_free(la);
-		tu_free(lb);
+		same_logits(a, NULL, b, NULL);
 	}
 }
 
@@ -334,17 +335,8 @@ static void test_thread_counts(void **state)
 		snprintf(gguf, sizeof gguf, "%s", tu_data(rel));
 		snprintf(prog, sizeof prog, "%s", tu_tmp("thread-counts"));
 		build(gguf, prog, "");
-		int r1, rn;
-		float *l1 = run_prog(prog, prompt13, 13, 4, &r1, "-t 1");
-		for (int t = 2; t <= 3; t++) {
-			char extra[16];
-			snprintf(extra, sizeof extra, "-t %d", t);
-			float *ln = run_prog(prog, prompt13, 13, 4, &rn, extra);
-			assert_int_equal(r1, rn);
-			assert_memory_equal(l1, ln, (size_t)r1 * sizeof(float));
-			tu_free(ln);
-		}
-		tu_free(l1);
+		same_logits(prog, "-t 1", prog, "-t 2");
+		same_logits(prog, "-t 1", prog, "-t 3");
 	}
 }
 

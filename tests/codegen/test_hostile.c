@@ -531,18 +531,6 @@ static const Target targets[] = {
 };
 enum { N_TARGETS = sizeof targets / sizeof targets[0] };
 
-/* " (BITNETC_CPU_MASK=F hides the rest)" while the mask is on, else "". */
-static const char *mask_note(void)
-{
-	static char note[96];
-	const char *fam;
-	char why[160];
-	note[0] = 0;
-	if (!rt_cpu_mask(&fam, why, sizeof why) && fam)
-		snprintf(note, sizeof note, " (%s=%s hides the rest)", RT_CPU_MASK_ENV, fam);
-	return note;
-}
-
 /* Skips the calling test, saying why, unless this host can run target t. */
 static void need(const Target *t)
 {
@@ -551,19 +539,19 @@ static void need(const Target *t)
 	bool avx2 = f.avx2 && f.fma && f.f16c;
 	bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
 	if (t->need == NEED_AVX2 && !avx2) {
-		print_message("skipped: %s: no AVX2 + FMA + F16C here%s\n", t->target, mask_note());
+		print_message("skipped: %s: no AVX2 + FMA + F16C here%s\n", t->target, tu_mask_note());
 		skip();
 	}
 	if (t->need == NEED_AVX512 && !avx512) {
 		print_message("skipped: %s: no AVX-512 (F, BW, VL) + VNNI here%s\n", t->target,
-			      mask_note());
+			      tu_mask_note());
 		skip();
 	}
 	if (t->need != NEED_QEMU)
 		return;
-	if (mask_note()[0]) {
+	if (tu_mask_note()[0]) {
 		print_message("skipped: %s under qemu: nothing here depends on this host's "
-			      "features%s\n", t->target, mask_note());
+			      "features%s\n", t->target, tu_mask_note());
 		skip();
 	}
 	if (tu_run(NULL, "command -v %s && command -v qemu-aarch64 && test -e %s/lib/"

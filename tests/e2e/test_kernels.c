@@ -191,18 +191,6 @@ static bool host_has(Need n)
 	return false;
 }
 
-/* " (BITNETC_CPU_MASK=F hides the rest)" while the mask is on, else "". */
-static const char *mask_note(void)
-{
-	static char note[96];
-	const char *fam;
-	char why[160];
-	note[0] = 0;
-	if (!rt_cpu_mask(&fam, why, sizeof why) && fam)
-		snprintf(note, sizeof note, " (%s=%s hides the rest)", RT_CPU_MASK_ENV, fam);
-	return note;
-}
-
 /* Skips the calling test, saying what and why, unless the host has n. */
 static void need(Need n, const char *what)
 {
@@ -210,7 +198,7 @@ static void need(Need n, const char *what)
 					    "AVX-512 VBMI", "AVX-512 VNNI + AMX-INT8", "x86-64"};
 	if (host_has(n))
 		return;
-	print_message("skipped: %s: no %s here%s\n", what, names[n], mask_note());
+	print_message("skipped: %s: no %s here%s\n", what, names[n], tu_mask_note());
 	skip();
 }
 
@@ -324,9 +312,9 @@ static void test_sve_qemu(void **state)
 	(void)state;
 	static const char sysroot[] = "/usr/aarch64-linux-gnu";
 	char *log = NULL;
-	if (mask_note()[0]) {
+	if (tu_mask_note()[0]) {
 		print_message("skipped: SVE under qemu: nothing here depends on this host's "
-			      "features%s\n", mask_note());
+			      "features%s\n", tu_mask_note());
 		skip();
 	}
 	char tiny[4096], synth[2][4096];
@@ -480,9 +468,9 @@ static void test_neon_qemu(void **state)
 	(void)state;
 	static const char sysroot[] = "/usr/aarch64-linux-gnu"; /* Debian's cross libc */
 	char *log = NULL;
-	if (mask_note()[0]) {
+	if (tu_mask_note()[0]) {
 		print_message("skipped: NEON under qemu: nothing here depends on this host's "
-			      "features%s\n", mask_note());
+			      "features%s\n", tu_mask_note());
 		skip();
 	}
 	char gguf[4096], wrap[256], wrap_a53[300];
@@ -571,9 +559,9 @@ static void test_rvv_qemu(void **state)
 {
 	(void)state;
 	char *log = NULL, why[256];
-	if (mask_note()[0]) {
+	if (tu_mask_note()[0]) {
 		print_message("skipped: RISC-V under qemu: nothing here depends on this host's "
-			      "features%s\n", mask_note());
+			      "features%s\n", tu_mask_note());
 		skip();
 	}
 	char tiny[4096], synth[4096];
@@ -738,9 +726,9 @@ static void test_rvv_float_qemu(void **state)
 {
 	(void)state;
 	char *log = NULL, why[256];
-	if (mask_note()[0]) {
+	if (tu_mask_note()[0]) {
 		print_message("skipped: RISC-V under qemu: nothing here depends on this host's "
-			      "features%s\n", mask_note());
+			      "features%s\n", tu_mask_note());
 		skip();
 	}
 	const char *clang = tu_rvv_cc(why, sizeof why);
@@ -1054,9 +1042,9 @@ static void test_amx_refused(void **state)
 	free(log);
 	int rc = tu_run(&log, "'%s' --tokens 496 -n 1", prog);
 	if (rc == 0 || !log || !strstr(log, "amx_tile amx_int8") ||
-	    (mask_note()[0] && !strstr(log, "masked by " RT_CPU_MASK_ENV)))
+	    (tu_mask_note()[0] && !strstr(log, "masked by " RT_CPU_MASK_ENV)))
 		tu_fail_log(log, "cpu-amx without AMX: want a refusal naming amx_tile amx_int8%s, "
-				 "got exit %d", mask_note(), rc);
+				 "got exit %d", tu_mask_note(), rc);
 	printf("cpu-amx (the instructions) on this CPU: refused, exit %d\n", rc);
 	free(log);
 }

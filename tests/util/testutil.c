@@ -493,3 +493,15 @@ const char *tu_rvv_cc(char *why, size_t n)
 	}
 	return found >= 0 ? cands[found] : NULL;
 }
+
+/* " (BITNETC_CPU_MASK=F hides the rest)" while the mask is on, else "". */
+const char *tu_mask_note(void)
+{
+	static char note[96];
+	const char *fam;
+	char why[160];
+	note[0] = 0;
+	if (!rt_cpu_mask(&fam, why, sizeof why) && fam)
+		snprintf(note, sizeof note, " (%s=%s hides the rest)", RT_CPU_MASK_ENV, fam);
+	return note;
+}

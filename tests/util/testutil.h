@@ -99,6 +99,10 @@ double tu_vs_interp(TuModel *m, const float *got, int rows, const int32_t *tok, 
 char *tu_print_graph(const IrGraph *g);
 /* The little-endian u64 at p. */
 uint64_t tu_le64(const uint8_t *p);
+/* " (BITNETC_CPU_MASK=F hides the rest)" while the host features are masked, else "":
+ * for the message of a test skipped for want of a feature. */
+const char *tu_mask_note(void);
+
 /* Deterministic random numbers for tests. */
 uint64_t tu_rand(uint64_t *state);
 float tu_randf(uint64_t *state); /* uniform in [-1, 1) */

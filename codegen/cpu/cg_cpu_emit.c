@@ -1338,14 +1338,17 @@ static int emit_forward(Em *m, CgBuf *b, int nt, int lo)
 		     "\tconst int64_t kvs = st->n_ctx * (st->n_seq > 0 ? st->n_seq : 1);\n"
 		     "\tuint8_t *S = st->scratch;\n"
 		     "\tconst uint8_t *W = st->w;\n"
+		     "\tShare sh[%d]; /* the work sharing of a launch's matmuls (or the head) */\n"
 		     "\t(void)pos;\n"
 		     "\t(void)seq;\n"
 		     "\t(void)kvs;\n"
+		     "\t(void)sh;\n"
 		     "\tdouble pt0 = 0, pt = 0, pw = 0; /* profiled: the start, the last lap, its wait */\n"
 		     "\tif (PROFILED(st)) {\n"
 		     "\t\tpt0 = pt = rt_pool_clock();\n"
 		     "\t\tpw = st->prof->sec[RT_PROF_WAIT];\n"
-		     "\t}\n");
+		     "\t}\n",
+		  CG_LAUNCH_MAX);
 	int64_t layer = -1; /* that of the last attention node: the layer being computed */
 	for (int ni = 0; ni < m->g->n_nodes; ni++) {
 		const IrNode *n = &m->g->nodes[ni];

@@ -308,47 +308,50 @@ static void head_simd_blocked(CgBuf *b, const HeadIsa *s, const char *name, cons
 		     "\t\tenum { RB = %d, KC = %d, ES = %d, CR = %d, PD = %d };\n"
 		     "\t\t%s acc[RB * %d];\n"
 		     "\t\tconst int n = a->n;\n"
-		     "\t\tint64_t ng = N / 4, lo = 4 * (ng * ith / nth);\n"
-		     "\t\tint64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);\n"
-		     "\t\tint64_t hq = lo + (hi - lo) / 4 * 4;\n"
-		     "\t\tfor (int64_t ob = lo; ob < hq; ob += RB) {\n"
-		     "\t\t\tint nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);\n"
-		     "\t\t\tconst uint8_t *wb = a->w + (uint64_t)ob * %" PRIu64 ";\n"
-		     "\t\t\tmemset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));\n"
-		     "\t\t\tfor (int i0 = 0; i0 < K; i0 += KC) {\n"
-		     "\t\t\t\tint i1 = K - i0 < KC ? K : i0 + KC;\n"
-		     "\t\t\t\tfor (int q = 0; q < nq; q++) {\n"
-		     "\t\t\t\t\tconst uint8_t *w = wb + (uint64_t)(CR * q) * %" PRIu64 ";\n"
-		     "\t\t\t\t\t/* the tile read PD tiles later: here, at a later chunk or in the next block */\n"
-		     "\t\t\t\t\tint qn = q + PD, cn = i0;\n"
-		     "\t\t\t\t\tfor (; qn >= nq; qn -= nq)\n"
-		     "\t\t\t\t\t\tcn += KC;\n"
-		     "\t\t\t\t\tconst uint8_t *pf = wb + (uint64_t)(CR * qn) * %" PRIu64 " + (cn < K ? ES * cn : (int64_t)RB * %" PRIu64 ");\n"
-		     "\t\t\t\t\t%s *aq = acc + CR * q * n;\n"
-		     "\t\t\t\t\tint t = 0;\n"
-		     "\t\t\t\t\tfor (; t + %d <= n; t += %d)\n"
-		     "\t\t\t\t\t\t%s_c%dx%d(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);\n"
-		     "\t\t\t\t\tswitch (n - t) {\n",
-		  maxn, HEAD_RB, HEAD_KC, head_es(dt), cr, HEAD_PD, s->vec, maxn, rb, rb, rb, rb,
+		     "\t\tShareIt it = share_begin(a->sh, (N + 3) / 4, 4 * %" PRIu64 ", ith, nth);\n"
+		     "\t\tfor (int64_t lo, hi; share_next(&it, &lo, &hi);) {\n"
+		     "\t\t\tlo *= 4;\n"
+		     "\t\t\thi = 4 * hi < N ? 4 * hi : N;\n"
+		     "\t\t\tint64_t hq = lo + (hi - lo) / 4 * 4;\n"
+		     "\t\t\tfor (int64_t ob = lo; ob < hq; ob += RB) {\n"
+		     "\t\t\t\tint nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);\n"
+		     "\t\t\t\tconst uint8_t *wb = a->w + (uint64_t)ob * %" PRIu64 ";\n"
+		     "\t\t\t\tmemset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));\n"
+		     "\t\t\t\tfor (int i0 = 0; i0 < K; i0 += KC) {\n"
+		     "\t\t\t\t\tint i1 = K - i0 < KC ? K : i0 + KC;\n"
+		     "\t\t\t\t\tfor (int q = 0; q < nq; q++) {\n"
+		     "\t\t\t\t\t\tconst uint8_t *w = wb + (uint64_t)(CR * q) * %" PRIu64 ";\n"
+		     "\t\t\t\t\t\t/* the tile read PD tiles later: here, at a later chunk or in the next block */\n"
+		     "\t\t\t\t\t\tint qn = q + PD, cn = i0;\n"
+		     "\t\t\t\t\t\tfor (; qn >= nq; qn -= nq)\n"
+		     "\t\t\t\t\t\t\tcn += KC;\n"
+		     "\t\t\t\t\t\tconst uint8_t *pf = wb + (uint64_t)(CR * qn) * %" PRIu64 " + (cn < K ? ES * cn : (int64_t)RB * %" PRIu64 ");\n"
+		     "\t\t\t\t\t\t%s *aq = acc + CR * q * n;\n"
+		     "\t\t\t\t\t\tint t = 0;\n"
+		     "\t\t\t\t\t\tfor (; t + %d <= n; t += %d)\n"
+		     "\t\t\t\t\t\t\t%s_c%dx%d(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);\n"
+		     "\t\t\t\t\t\tswitch (n - t) {\n",
+		  maxn, HEAD_RB, HEAD_KC, head_es(dt), cr, HEAD_PD, s->vec, maxn, rb, rb, rb, rb, rb,
 		  s->vec, ct, ct, name, cr, ct);
 	for (int t = ct - 1; t >= 1; t--)
-		cg_printf(b, "\t\t\t\t\tcase %d:\n"
-			     "\t\t\t\t\t\t%s_c%dx%d(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);\n"
-			     "\t\t\t\t\t\tbreak;\n",
+		cg_printf(b, "\t\t\t\t\t\tcase %d:\n"
+			     "\t\t\t\t\t\t\t%s_c%dx%d(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);\n"
+			     "\t\t\t\t\t\t\tbreak;\n",
 			  t, name, cr, t);
-	cg_printf(b, "\t\t\t\t\tdefault:\n"
-		     "\t\t\t\t\t\tbreak;\n"
+	cg_printf(b, "\t\t\t\t\t\tdefault:\n"
+		     "\t\t\t\t\t\t\tbreak;\n"
+		     "\t\t\t\t\t\t}\n"
 		     "\t\t\t\t\t}\n"
 		     "\t\t\t\t}\n"
+		     "\t\t\t\tfor (int q = 0; q < nq; q++)\n"
+		     "\t\t\t\t\tfor (int t = 0; t < n; t++)\n"
+		     "\t\t\t\t\t\tfor (int r = 0; r < CR; r++)\n"
+		     "\t\t\t\t\t\t\ta->y[(int64_t)t * N + ob + CR * q + r] = %s%s(acc[CR * q * n + CR * t + r]);\n"
 		     "\t\t\t}\n"
-		     "\t\t\tfor (int q = 0; q < nq; q++)\n"
+		     "\t\t\tfor (int64_t o = hq; o < hi; o++)\n"
 		     "\t\t\t\tfor (int t = 0; t < n; t++)\n"
-		     "\t\t\t\t\tfor (int r = 0; r < CR; r++)\n"
-		     "\t\t\t\t\t\ta->y[(int64_t)t * N + ob + CR * q + r] = %s%s(acc[CR * q * n + CR * t + r]);\n"
+		     "\t\t\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
 		     "\t\t}\n"
-		     "\t\tfor (int64_t o = hq; o < hi; o++)\n"
-		     "\t\t\tfor (int t = 0; t < n; t++)\n"
-		     "\t\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
 		     "\t\t(void)%s; /* the portable path's row converter */\n"
 		     "\t\treturn;\n"
 		     "\t}\n",
@@ -356,8 +359,7 @@ static void head_simd_blocked(CgBuf *b, const HeadIsa *s, const char *name, cons
 }
 
 /* The kernel's body for one instruction set: 4 x tt tiles (and their token tails) over
- * groups of 4 rows, the groups split evenly over the threads (the rows left over, fewer
- * than 4, to the last). A row's float order depends on neither the token count nor the
+ * groups of 4 rows (the last group may be short) that the threads share (share_next). A row's float order depends on neither the token count nor the
  * token's place in the call, so a last_only call (one row) gives bit for bit the last
  * row of the call with all rows. */
 static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const char *deq,
@@ -365,33 +367,36 @@ static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const c
 {
 	/* 2..HEAD_BLK_N tokens: the blocked path (HEAD_RB), its sr x st tile first where the
 	 * ISA has one (few tokens: more rows per x vector, fewer weight conversions per FMA);
-	 * the rows left over (fewer than 4 after the thread's last group) through the 1 x 1,
+	 * the rows left over (fewer than 4 at the end of the last group) through the 1 x 1,
 	 * as below */
 	if (s->sr)
 		head_simd_blocked(b, s, name, deq, dt, rb, s->sr, s->st, s->st);
 	head_simd_blocked(b, s, name, deq, dt, rb, s->cr, s->ct, HEAD_BLK_N);
 	cg_printf(b, "\t(void)%s; /* the portable path's row converter */\n"
-		     "\tint64_t ng = N / 4, o = 4 * (ng * ith / nth);\n"
-		     "\tint64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);\n"
-		     "\tfor (; o + 4 <= hi; o += 4) {\n"
-		     "\t\tconst uint8_t *w = a->w + (uint64_t)o * %" PRIu64 ";\n"
-		     "\t\tint t = 0;\n"
-		     "\t\tfor (; t + %d <= a->n; t += %d)\n"
-		     "\t\t\t%s_4x%d(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
-		     "\t\tswitch (a->n - t) {\n",
-		  deq, rb, s->tt, s->tt, name, s->tt);
+		     "\tShareIt it = share_begin(a->sh, (N + 3) / 4, 4 * %" PRIu64 ", ith, nth);\n"
+		     "\tfor (int64_t o, hi; share_next(&it, &o, &hi);) {\n"
+		     "\t\to *= 4;\n"
+		     "\t\thi = 4 * hi < N ? 4 * hi : N;\n"
+		     "\t\tfor (; o + 4 <= hi; o += 4) {\n"
+		     "\t\t\tconst uint8_t *w = a->w + (uint64_t)o * %" PRIu64 ";\n"
+		     "\t\t\tint t = 0;\n"
+		     "\t\t\tfor (; t + %d <= a->n; t += %d)\n"
+		     "\t\t\t\t%s_4x%d(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
+		     "\t\t\tswitch (a->n - t) {\n",
+		  deq, rb, rb, s->tt, s->tt, name, s->tt);
 	for (int t = s->tt - 1; t >= 1; t--)
-		cg_printf(b, "\t\tcase %d:\n"
-			     "\t\t\t%s_4x%d(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
-			     "\t\t\tbreak;\n",
+		cg_printf(b, "\t\t\tcase %d:\n"
+			     "\t\t\t\t%s_4x%d(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
+			     "\t\t\t\tbreak;\n",
 			  t, name, t);
-	cg_printf(b, "\t\tdefault:\n"
-		     "\t\t\tbreak;\n"
+	cg_printf(b, "\t\t\tdefault:\n"
+		     "\t\t\t\tbreak;\n"
+		     "\t\t\t}\n"
 		     "\t\t}\n"
-		     "\t}\n"
-		     "\tfor (; o < hi; o++)\n"
-		     "\t\tfor (int t = 0; t < a->n; t++)\n"
-		     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n",
+		     "\t\tfor (; o < hi; o++)\n"
+		     "\t\t\tfor (int t = 0; t < a->n; t++)\n"
+		     "\t\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);\n"
+		     "\t}\n",
 		  name, rb);
 }
 
@@ -981,22 +986,26 @@ static void head_body(CgBuf *b, const char *name, const char *deq, IrDtype dt, i
 	cg_printf(b, "}\n");
 	if (!n_simd)
 		return;
-	/* One row of x (the GEMV): each thread's rows in four quarters, streamed in order side
-	 * by side (1x1s4: four chains of FMAs; one chain, row by row, was latency-bound and
-	 * the 4 x 1 tile's rows, 5 KB apart, read side by side, both ~30% slower), the rest
-	 * through the 1 x 1; each row summed as the tiles sum it, so the same bits. */
+	/* One row of x (the GEMV): each chunk of rows a thread takes (share_next) in four
+	 * quarters, streamed in order side by side (1x1s4: four chains of FMAs; one chain, row
+	 * by row, was latency-bound and the 4 x 1 tile's rows, 5 KB apart, read side by side,
+	 * both ~30% slower), the rest through the 1 x 1; each row summed as the tiles sum it,
+	 * so the same bits. */
 	cg_printf(b, "\n/* one row of x */\n"
 		     "static void %s_gemv(void *arg, int ith, int nth)\n{\n", name);
 	for (int i = 0; i < n_simd; i++)
 		cg_printf(b, "#%s %s\n"
 			     "\tconst HeadArg *a = arg;\n"
 			     "\tconst int64_t N = %" PRId64 ";\n"
-			     "\tint64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;\n"
-			     "\tfor (int64_t o = lo; o < lo + q; o++)\n"
-			     "\t\t%s_1x1s4(a->w + (uint64_t)o * %" PRIu64 ", (uint64_t)q * %" PRIu64 ", a->x, a->y + o, q);\n"
-			     "\tfor (int64_t o = lo + 4 * q; o < hi; o++)\n"
-			     "\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x, a->y + o);\n",
-			  i ? "elif" : "if", simd[i]->guard, nr, name, rb, rb, name, rb);
+			     "\tShareIt it = share_begin(a->sh, N, %" PRIu64 ", ith, nth);\n"
+			     "\tfor (int64_t lo, hi; share_next(&it, &lo, &hi);) {\n"
+			     "\t\tint64_t q = (hi - lo) / 4;\n"
+			     "\t\tfor (int64_t o = lo; o < lo + q; o++)\n"
+			     "\t\t\t%s_1x1s4(a->w + (uint64_t)o * %" PRIu64 ", (uint64_t)q * %" PRIu64 ", a->x, a->y + o, q);\n"
+			     "\t\tfor (int64_t o = lo + 4 * q; o < hi; o++)\n"
+			     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", a->x, a->y + o);\n"
+			     "\t}\n",
+			  i ? "elif" : "if", simd[i]->guard, nr, rb, name, rb, rb, name, rb);
 	cg_printf(b, "#else\n"
 		     "\t%s(arg, ith, nth);\n"
 		     "#endif\n"
@@ -1053,7 +1062,7 @@ int emit_matmul(Em *m, const IrNode *n)
 			  "\t\t\tint t = b->out ? b->out[r] : r;\n"
 			  "\t\t\t%s(x + (int64_t)t * %" PRId64 ", xr + (int64_t)r * %" PRId64 ", 1, b->step ? b->step[t] != 0 : n == 1);\n"
 			  "\t\t}\n"
-			  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, rows};\n"
+			  "\t\tHeadArg a = {W + %" PRIu64 ", xr, logits, rows, share_reset(&sh[0])};\n"
 			  "\t\tif (rows > 0)\n"
 			  "\t\t\tpool_run(st, %s%s%s%s, &a);\n"
 			  "\t}\n",

@@ -313,12 +313,12 @@ void tmm_launch(Em *m, const IrNode *n, const char *driver)
 	const char *s = ref(m, n->in[1], "float", sb, sizeof sb);
 	const char *y = ref(m, n->out[0], "float", yb, sizeof yb);
 	if (m->launch_open && m->launch_n < CG_LAUNCH_MAX) {
-		cg_printf(m->fwd, "\t\tTmmArg a%d = {W + %" PRIu64 ", %s, %s, %s, n};\n",
-			  m->launch_n, m->woff[n->in[2]], q, s, y);
+		cg_printf(m->fwd, "\t\tTmmArg a%d = {W + %" PRIu64 ", %s, %s, %s, n, share_reset(&sh[%d])};\n",
+			  m->launch_n, m->woff[n->in[2]], q, s, y, m->launch_n);
 		snprintf(m->launch_fn[m->launch_n++], sizeof m->launch_fn[0], "%s", driver);
 		return;
 	}
-	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n};\n"
+	cg_printf(m->fwd, "\t{\n\t\tTmmArg a = {W + %" PRIu64 ", %s, %s, %s, n, share_reset(&sh[0])};\n"
 			  "\t\tpool_run(st, %s, &a);\n\t}\n",
 		  m->woff[n->in[2]], q, s, y, driver);
 }
@@ -804,37 +804,39 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
 		return m->e->code;
-	if (b) {
-		cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
-			     "\tconst TmmArg *a = arg;\n"
-			     "\tenum { K = %" PRId64 ", N = %" PRId64 ", NG = N / 16, RG = %d, TT = %d };\n"
-			     "%s"
-			     "\tconst int64_t gs = (int64_t)K * 4; /* bytes per group of 16 rows */\n"
-			     "\t/* up to %d tokens (a decode step of few sequences) one group at a time: one\n"
-			     "\t * weight stream, as the GEMV (RG streams a group apart read slower) */\n"
-			     "\tconst int ru = a->n <= %d ? 1 : RG;\n"
-			     "\tint64_t nu = (NG + ru - 1) / ru;\n"
-			     "\tint64_t lo = nu * ith / nth, hi = nu * (ith + 1) / nth;\n"
-			     "\tfor (int64_t u = lo; u < hi; u++) {\n"
-			     "\t\tint64_t g = u * ru;\n"
-			     "\t\tint rg = NG - g < ru ? (int)(NG - g) : ru;\n"
-			     "\t\tconst uint8_t *w = a->w + g * gs;\n"
-			     "\t\tfor (int t0 = 0; t0 < a->n; t0 += TT) {\n"
-			     "\t\t\tint tt = a->n - t0 < TT ? a->n - t0 : TT;\n"
-			     "\t\t\tconst int8_t *q = a->q + (int64_t)t0 * K;\n"
-			     "\t\t\tfloat *y = a->y + (int64_t)t0 * N + 16 * g;\n"
-			     "\t\t\tswitch (rg * 1000 + tt) {\n",
-			  name, k, nr, tl.rg, tl.tt, tmm_prologue, X16_ONE_STREAM, X16_ONE_STREAM);
-		for (int rg = 1; rg <= tl.rg; rg++)
-			for (int tt = 1; tt <= tl.tt; tt++) {
-				x16_micro(m, n, rg, tt, mk, sizeof mk);
-				cg_printf(b, "\t\t\tcase %d: %s(w, gs, K / 16, q, K, qsum + t0, a->s + t0, wscale, y, N); break;\n",
-					  rg * 1000 + tt, mk);
-			}
-		cg_printf(b, "\t\t\t}\n"
-			     "\t\t}\n"
-			     "\t}\n"
-			     "}\n");
-	}
+	if (!b)
+		return 0;
+	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+		     "\tconst TmmArg *a = arg;\n"
+		     "\tenum { K = %" PRId64 ", N = %" PRId64 ", NG = N / 16, RG = %d, TT = %d };\n"
+		     "%s"
+		     "\tconst int64_t gs = (int64_t)K * 4; /* bytes per group of 16 rows */\n"
+		     "\t/* up to %d tokens (a decode step of few sequences) one group at a time: one\n"
+		     "\t * weight stream, as the GEMV (RG streams a group apart read slower) */\n"
+		     "\tconst int ru = a->n <= %d ? 1 : RG;\n"
+		     "\tint64_t nu = (NG + ru - 1) / ru;\n"
+		     "\tShareIt it = share_begin(a->sh, nu, ru * gs, ith, nth);\n"
+		     "\tfor (int64_t lo, hi; share_next(&it, &lo, &hi);) {\n",
+		  name, k, nr, tl.rg, tl.tt, tmm_prologue, X16_ONE_STREAM, X16_ONE_STREAM);
+	cg_printf(b, "\t\tfor (int64_t u = lo; u < hi; u++) {\n"
+		     "\t\t\tint64_t g = u * ru;\n"
+		     "\t\t\tint rg = NG - g < ru ? (int)(NG - g) : ru;\n"
+		     "\t\t\tconst uint8_t *w = a->w + g * gs;\n"
+		     "\t\t\tfor (int t0 = 0; t0 < a->n; t0 += TT) {\n"
+		     "\t\t\t\tint tt = a->n - t0 < TT ? a->n - t0 : TT;\n"
+		     "\t\t\t\tconst int8_t *q = a->q + (int64_t)t0 * K;\n"
+		     "\t\t\t\tfloat *y = a->y + (int64_t)t0 * N + 16 * g;\n"
+		     "\t\t\t\tswitch (rg * 1000 + tt) {\n");
+	for (int rg = 1; rg <= tl.rg; rg++)
+		for (int tt = 1; tt <= tl.tt; tt++) {
+			x16_micro(m, n, rg, tt, mk, sizeof mk);
+			cg_printf(b, "\t\t\t\tcase %d: %s(w, gs, K / 16, q, K, qsum + t0, a->s + t0, wscale, y, N); break;\n",
+				  rg * 1000 + tt, mk);
+		}
+	cg_printf(b, "\t\t\t\t}\n"
+		     "\t\t\t}\n"
+		     "\t\t}\n"
+		     "\t}\n"
+		     "}\n");
 	return 0;
 }

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__F16C__) && defined(__AVX__)
@@ -197,21 +198,97 @@ MAYBE_UNUSED static void prof_lap(RtState *st, int f, double *t, double *w)
 	*w = wait;
 }
 
-/* ternary matmul: int8 codes q [n][K], scales s, weight w -> y [n][N] */
+/* Work sharing with stealing, for the matmul and head drivers. A job's nu units (groups of
+ * rows) are split into L = min(threads, SHARE_LANES) lanes of consecutive units, as the
+ * static split would cut them; thread ith takes chunks from the front of lane ith % L in
+ * order (one stream from memory), then chunks of the other lanes from where they stand.
+ * A thread that runs slower (its memory, an interrupt, a busy core) is helped with the
+ * rest of its share instead of waited for: the 2B-4T decode step's pool waits went from
+ * ~2 to ~0.8 ms (2 threads, Zen 5). Each lane hands out each of its chunks once (one
+ * atomic count per lane, on its own cache line); which thread computes a row does not
+ * change its bits. The forward resets a Share per call; a driver called without one
+ * (NULL: the tuning program) takes its static share. */
+enum { SHARE_LANES = 8 };
+typedef struct {
+	struct {
+		_Alignas(64) atomic_llong next;
+	} lane[SHARE_LANES];
+} Share;
+
+MAYBE_UNUSED static inline Share *share_reset(Share *sh)
+{
+	for (int l = 0; l < SHARE_LANES; l++)
+		atomic_init(&sh->lane[l].next, 0);
+	return sh;
+}
+
+typedef struct {
+	Share *sh;
+	int64_t nu, cs, lo, hi; /* units, chunk; without sh, the static share [lo, hi) */
+	int nl, l0, k;          /* lanes, this thread's own, lanes done */
+} ShareIt;
+
+/* Chunks of about 1/16 of a lane, at least 64 KiB and at most 2 MiB of weights (ub bytes
+ * per unit): long enough to stream, short enough that the last one ends the job about
+ * together on every thread. */
+MAYBE_UNUSED static inline ShareIt share_begin(Share *sh, int64_t nu, int64_t ub, int ith, int nth)
+{
+	ShareIt it = {sh, nu, 1, nu * ith / nth, nu * (ith + 1) / nth, 0, 0, 0};
+	if (!sh)
+		return it;
+	it.nl = nth < SHARE_LANES ? nth : SHARE_LANES;
+	it.l0 = ith % it.nl;
+	int64_t lane = (nu + it.nl - 1) / it.nl, lo = ((int64_t)64 << 10) / ub, hi = ((int64_t)2 << 20) / ub;
+	int64_t cs = lane / 16;
+	if (cs > hi)
+		cs = hi;
+	if (cs < lo)
+		cs = lo;
+	it.cs = cs < 1 ? 1 : cs;
+	return it;
+}
+
+/* The next chunk [*lo, *hi) of units this thread computes; 0 when the job has none left. */
+MAYBE_UNUSED static inline int share_next(ShareIt *it, int64_t *lo, int64_t *hi)
+{
+	if (!it->sh) {
+		if (it->k++ || it->lo >= it->hi)
+			return 0;
+		*lo = it->lo;
+		*hi = it->hi;
+		return 1;
+	}
+	for (; it->k < it->nl; it->k++) {
+		int l = (it->l0 + it->k) % it->nl;
+		int64_t a = it->nu * l / it->nl, b = it->nu * (l + 1) / it->nl;
+		int64_t c = atomic_fetch_add_explicit(&it->sh->lane[l].next, 1, memory_order_relaxed);
+		if (c < (b - a + it->cs - 1) / it->cs) {
+			*lo = a + c * it->cs;
+			*hi = b - *lo < it->cs ? b : *lo + it->cs;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* ternary matmul: int8 codes q [n][K], scales s, weight w -> y [n][N]; sh: the Share of
+ * the rows (NULL: static) */
 typedef struct {
 	const uint8_t *w;
 	const int8_t *q;
 	const float *s;
 	float *y;
 	int n;
+	Share *sh;
 } TmmArg;
 
-/* float head: prepared x [n][K], weight w -> y [n][N] */
+/* float head: prepared x [n][K], weight w -> y [n][N]; sh as TmmArg's */
 typedef struct {
 	const uint8_t *w;
 	const float *x;
 	float *y;
 	int n;
+	Share *sh;
 } HeadArg;
 
 /* rmsnorm then quantization of n tokens (xn: the normed rows); with r (add_rmsnorm_quant),
@@ -2366,49 +2443,52 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 		enum { RB = 32, KC = 256, ES = 2, CR = 4, PD = 4 };
 		__m512 acc[RB * 4];
 		const int n = a->n;
-		int64_t ng = N / 4, lo = 4 * (ng * ith / nth);
-		int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
-		int64_t hq = lo + (hi - lo) / 4 * 4;
-		for (int64_t ob = lo; ob < hq; ob += RB) {
-			int nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);
-			const uint8_t *wb = a->w + (uint64_t)ob * 256;
-			memset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));
-			for (int i0 = 0; i0 < K; i0 += KC) {
-				int i1 = K - i0 < KC ? K : i0 + KC;
-				for (int q = 0; q < nq; q++) {
-					const uint8_t *w = wb + (uint64_t)(CR * q) * 256;
-					/* the tile read PD tiles later: here, at a later chunk or in the next block */
-					int qn = q + PD, cn = i0;
-					for (; qn >= nq; qn -= nq)
-						cn += KC;
-					const uint8_t *pf = wb + (uint64_t)(CR * qn) * 256 + (cn < K ? ES * cn : (int64_t)RB * 256);
-					__m512 *aq = acc + CR * q * n;
-					int t = 0;
-					for (; t + 4 <= n; t += 4)
-						head_f16_k128_n320_c4x4(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-					switch (n - t) {
-					case 3:
-						head_f16_k128_n320_c4x3(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 2:
-						head_f16_k128_n320_c4x2(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 1:
-						head_f16_k128_n320_c4x1(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					default:
-						break;
+		ShareIt it = share_begin(a->sh, (N + 3) / 4, 4 * 256, ith, nth);
+		for (int64_t lo, hi; share_next(&it, &lo, &hi);) {
+			lo *= 4;
+			hi = 4 * hi < N ? 4 * hi : N;
+			int64_t hq = lo + (hi - lo) / 4 * 4;
+			for (int64_t ob = lo; ob < hq; ob += RB) {
+				int nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);
+				const uint8_t *wb = a->w + (uint64_t)ob * 256;
+				memset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));
+				for (int i0 = 0; i0 < K; i0 += KC) {
+					int i1 = K - i0 < KC ? K : i0 + KC;
+					for (int q = 0; q < nq; q++) {
+						const uint8_t *w = wb + (uint64_t)(CR * q) * 256;
+						/* the tile read PD tiles later: here, at a later chunk or in the next block */
+						int qn = q + PD, cn = i0;
+						for (; qn >= nq; qn -= nq)
+							cn += KC;
+						const uint8_t *pf = wb + (uint64_t)(CR * qn) * 256 + (cn < K ? ES * cn : (int64_t)RB * 256);
+						__m512 *aq = acc + CR * q * n;
+						int t = 0;
+						for (; t + 4 <= n; t += 4)
+							head_f16_k128_n320_c4x4(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+						switch (n - t) {
+						case 3:
+							head_f16_k128_n320_c4x3(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 2:
+							head_f16_k128_n320_c4x2(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 1:
+							head_f16_k128_n320_c4x1(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						default:
+							break;
+						}
 					}
 				}
+				for (int q = 0; q < nq; q++)
+					for (int t = 0; t < n; t++)
+						for (int r = 0; r < CR; r++)
+							a->y[(int64_t)t * N + ob + CR * q + r] = _mm512_reduce_add_ps(acc[CR * q * n + CR * t + r]);
 			}
-			for (int q = 0; q < nq; q++)
+			for (int64_t o = hq; o < hi; o++)
 				for (int t = 0; t < n; t++)
-					for (int r = 0; r < CR; r++)
-						a->y[(int64_t)t * N + ob + CR * q + r] = _mm512_reduce_add_ps(acc[CR * q * n + CR * t + r]);
+					head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 		}
-		for (int64_t o = hq; o < hi; o++)
-			for (int t = 0; t < n; t++)
-				head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 		(void)deq_f16_k128; /* the portable path's row converter */
 		return;
 	}
@@ -2416,241 +2496,259 @@ static void head_f16_k128_n320(void *arg, int ith, int nth)
 		enum { RB = 32, KC = 256, ES = 2, CR = 2, PD = 4 };
 		__m512 acc[RB * 16];
 		const int n = a->n;
-		int64_t ng = N / 4, lo = 4 * (ng * ith / nth);
-		int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
-		int64_t hq = lo + (hi - lo) / 4 * 4;
-		for (int64_t ob = lo; ob < hq; ob += RB) {
-			int nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);
-			const uint8_t *wb = a->w + (uint64_t)ob * 256;
-			memset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));
-			for (int i0 = 0; i0 < K; i0 += KC) {
-				int i1 = K - i0 < KC ? K : i0 + KC;
-				for (int q = 0; q < nq; q++) {
-					const uint8_t *w = wb + (uint64_t)(CR * q) * 256;
-					/* the tile read PD tiles later: here, at a later chunk or in the next block */
-					int qn = q + PD, cn = i0;
-					for (; qn >= nq; qn -= nq)
-						cn += KC;
-					const uint8_t *pf = wb + (uint64_t)(CR * qn) * 256 + (cn < K ? ES * cn : (int64_t)RB * 256);
-					__m512 *aq = acc + CR * q * n;
-					int t = 0;
-					for (; t + 8 <= n; t += 8)
-						head_f16_k128_n320_c2x8(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-					switch (n - t) {
-					case 7:
-						head_f16_k128_n320_c2x7(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 6:
-						head_f16_k128_n320_c2x6(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 5:
-						head_f16_k128_n320_c2x5(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 4:
-						head_f16_k128_n320_c2x4(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 3:
-						head_f16_k128_n320_c2x3(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 2:
-						head_f16_k128_n320_c2x2(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 1:
-						head_f16_k128_n320_c2x1(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					default:
-						break;
+		ShareIt it = share_begin(a->sh, (N + 3) / 4, 4 * 256, ith, nth);
+		for (int64_t lo, hi; share_next(&it, &lo, &hi);) {
+			lo *= 4;
+			hi = 4 * hi < N ? 4 * hi : N;
+			int64_t hq = lo + (hi - lo) / 4 * 4;
+			for (int64_t ob = lo; ob < hq; ob += RB) {
+				int nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);
+				const uint8_t *wb = a->w + (uint64_t)ob * 256;
+				memset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));
+				for (int i0 = 0; i0 < K; i0 += KC) {
+					int i1 = K - i0 < KC ? K : i0 + KC;
+					for (int q = 0; q < nq; q++) {
+						const uint8_t *w = wb + (uint64_t)(CR * q) * 256;
+						/* the tile read PD tiles later: here, at a later chunk or in the next block */
+						int qn = q + PD, cn = i0;
+						for (; qn >= nq; qn -= nq)
+							cn += KC;
+						const uint8_t *pf = wb + (uint64_t)(CR * qn) * 256 + (cn < K ? ES * cn : (int64_t)RB * 256);
+						__m512 *aq = acc + CR * q * n;
+						int t = 0;
+						for (; t + 8 <= n; t += 8)
+							head_f16_k128_n320_c2x8(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+						switch (n - t) {
+						case 7:
+							head_f16_k128_n320_c2x7(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 6:
+							head_f16_k128_n320_c2x6(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 5:
+							head_f16_k128_n320_c2x5(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 4:
+							head_f16_k128_n320_c2x4(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 3:
+							head_f16_k128_n320_c2x3(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 2:
+							head_f16_k128_n320_c2x2(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 1:
+							head_f16_k128_n320_c2x1(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						default:
+							break;
+						}
 					}
 				}
+				for (int q = 0; q < nq; q++)
+					for (int t = 0; t < n; t++)
+						for (int r = 0; r < CR; r++)
+							a->y[(int64_t)t * N + ob + CR * q + r] = _mm512_reduce_add_ps(acc[CR * q * n + CR * t + r]);
 			}
-			for (int q = 0; q < nq; q++)
+			for (int64_t o = hq; o < hi; o++)
 				for (int t = 0; t < n; t++)
-					for (int r = 0; r < CR; r++)
-						a->y[(int64_t)t * N + ob + CR * q + r] = _mm512_reduce_add_ps(acc[CR * q * n + CR * t + r]);
+					head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 		}
-		for (int64_t o = hq; o < hi; o++)
-			for (int t = 0; t < n; t++)
-				head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 		(void)deq_f16_k128; /* the portable path's row converter */
 		return;
 	}
 	(void)deq_f16_k128; /* the portable path's row converter */
-	int64_t ng = N / 4, o = 4 * (ng * ith / nth);
-	int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
-	for (; o + 4 <= hi; o += 4) {
-		const uint8_t *w = a->w + (uint64_t)o * 256;
-		int t = 0;
-		for (; t + 6 <= a->n; t += 6)
-			head_f16_k128_n320_4x6(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-		switch (a->n - t) {
-		case 5:
-			head_f16_k128_n320_4x5(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-			break;
-		case 4:
-			head_f16_k128_n320_4x4(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-			break;
-		case 3:
-			head_f16_k128_n320_4x3(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-			break;
-		case 2:
-			head_f16_k128_n320_4x2(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-			break;
-		case 1:
-			head_f16_k128_n320_4x1(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-			break;
-		default:
-			break;
+	ShareIt it = share_begin(a->sh, (N + 3) / 4, 4 * 256, ith, nth);
+	for (int64_t o, hi; share_next(&it, &o, &hi);) {
+		o *= 4;
+		hi = 4 * hi < N ? 4 * hi : N;
+		for (; o + 4 <= hi; o += 4) {
+			const uint8_t *w = a->w + (uint64_t)o * 256;
+			int t = 0;
+			for (; t + 6 <= a->n; t += 6)
+				head_f16_k128_n320_4x6(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			switch (a->n - t) {
+			case 5:
+				head_f16_k128_n320_4x5(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+				break;
+			case 4:
+				head_f16_k128_n320_4x4(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+				break;
+			case 3:
+				head_f16_k128_n320_4x3(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+				break;
+			case 2:
+				head_f16_k128_n320_4x2(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+				break;
+			case 1:
+				head_f16_k128_n320_4x1(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+				break;
+			default:
+				break;
+			}
 		}
+		for (; o < hi; o++)
+			for (int t = 0; t < a->n; t++)
+				head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 	}
-	for (; o < hi; o++)
-		for (int t = 0; t < a->n; t++)
-			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 	if (a->n > 1 && a->n <= 16) {
 		enum { RB = 32, KC = 256, ES = 2, CR = 4, PD = 4 };
 		__m256 acc[RB * 16];
 		const int n = a->n;
-		int64_t ng = N / 4, lo = 4 * (ng * ith / nth);
-		int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
-		int64_t hq = lo + (hi - lo) / 4 * 4;
-		for (int64_t ob = lo; ob < hq; ob += RB) {
-			int nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);
-			const uint8_t *wb = a->w + (uint64_t)ob * 256;
-			memset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));
-			for (int i0 = 0; i0 < K; i0 += KC) {
-				int i1 = K - i0 < KC ? K : i0 + KC;
-				for (int q = 0; q < nq; q++) {
-					const uint8_t *w = wb + (uint64_t)(CR * q) * 256;
-					/* the tile read PD tiles later: here, at a later chunk or in the next block */
-					int qn = q + PD, cn = i0;
-					for (; qn >= nq; qn -= nq)
-						cn += KC;
-					const uint8_t *pf = wb + (uint64_t)(CR * qn) * 256 + (cn < K ? ES * cn : (int64_t)RB * 256);
-					__m256 *aq = acc + CR * q * n;
-					int t = 0;
-					for (; t + 3 <= n; t += 3)
-						head_f16_k128_n320_c4x3(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-					switch (n - t) {
-					case 2:
-						head_f16_k128_n320_c4x2(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 1:
-						head_f16_k128_n320_c4x1(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					default:
-						break;
+		ShareIt it = share_begin(a->sh, (N + 3) / 4, 4 * 256, ith, nth);
+		for (int64_t lo, hi; share_next(&it, &lo, &hi);) {
+			lo *= 4;
+			hi = 4 * hi < N ? 4 * hi : N;
+			int64_t hq = lo + (hi - lo) / 4 * 4;
+			for (int64_t ob = lo; ob < hq; ob += RB) {
+				int nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);
+				const uint8_t *wb = a->w + (uint64_t)ob * 256;
+				memset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));
+				for (int i0 = 0; i0 < K; i0 += KC) {
+					int i1 = K - i0 < KC ? K : i0 + KC;
+					for (int q = 0; q < nq; q++) {
+						const uint8_t *w = wb + (uint64_t)(CR * q) * 256;
+						/* the tile read PD tiles later: here, at a later chunk or in the next block */
+						int qn = q + PD, cn = i0;
+						for (; qn >= nq; qn -= nq)
+							cn += KC;
+						const uint8_t *pf = wb + (uint64_t)(CR * qn) * 256 + (cn < K ? ES * cn : (int64_t)RB * 256);
+						__m256 *aq = acc + CR * q * n;
+						int t = 0;
+						for (; t + 3 <= n; t += 3)
+							head_f16_k128_n320_c4x3(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+						switch (n - t) {
+						case 2:
+							head_f16_k128_n320_c4x2(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 1:
+							head_f16_k128_n320_c4x1(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						default:
+							break;
+						}
 					}
 				}
+				for (int q = 0; q < nq; q++)
+					for (int t = 0; t < n; t++)
+						for (int r = 0; r < CR; r++)
+							a->y[(int64_t)t * N + ob + CR * q + r] = head_f16_k128_n320_hsum(acc[CR * q * n + CR * t + r]);
 			}
-			for (int q = 0; q < nq; q++)
+			for (int64_t o = hq; o < hi; o++)
 				for (int t = 0; t < n; t++)
-					for (int r = 0; r < CR; r++)
-						a->y[(int64_t)t * N + ob + CR * q + r] = head_f16_k128_n320_hsum(acc[CR * q * n + CR * t + r]);
+					head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 		}
-		for (int64_t o = hq; o < hi; o++)
-			for (int t = 0; t < n; t++)
-				head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 		(void)deq_f16_k128; /* the portable path's row converter */
 		return;
 	}
 	(void)deq_f16_k128; /* the portable path's row converter */
-	int64_t ng = N / 4, o = 4 * (ng * ith / nth);
-	int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
-	for (; o + 4 <= hi; o += 4) {
-		const uint8_t *w = a->w + (uint64_t)o * 256;
-		int t = 0;
-		for (; t + 3 <= a->n; t += 3)
-			head_f16_k128_n320_4x3(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-		switch (a->n - t) {
-		case 2:
-			head_f16_k128_n320_4x2(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-			break;
-		case 1:
-			head_f16_k128_n320_4x1(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-			break;
-		default:
-			break;
+	ShareIt it = share_begin(a->sh, (N + 3) / 4, 4 * 256, ith, nth);
+	for (int64_t o, hi; share_next(&it, &o, &hi);) {
+		o *= 4;
+		hi = 4 * hi < N ? 4 * hi : N;
+		for (; o + 4 <= hi; o += 4) {
+			const uint8_t *w = a->w + (uint64_t)o * 256;
+			int t = 0;
+			for (; t + 3 <= a->n; t += 3)
+				head_f16_k128_n320_4x3(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			switch (a->n - t) {
+			case 2:
+				head_f16_k128_n320_4x2(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+				break;
+			case 1:
+				head_f16_k128_n320_4x1(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+				break;
+			default:
+				break;
+			}
 		}
+		for (; o < hi; o++)
+			for (int t = 0; t < a->n; t++)
+				head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 	}
-	for (; o < hi; o++)
-		for (int t = 0; t < a->n; t++)
-			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 #elif defined(__aarch64__)
 	if (a->n > 1 && a->n <= 16) {
 		enum { RB = 32, KC = 256, ES = 2, CR = 4, PD = 4 };
 		float32x4_t acc[RB * 16];
 		const int n = a->n;
-		int64_t ng = N / 4, lo = 4 * (ng * ith / nth);
-		int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
-		int64_t hq = lo + (hi - lo) / 4 * 4;
-		for (int64_t ob = lo; ob < hq; ob += RB) {
-			int nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);
-			const uint8_t *wb = a->w + (uint64_t)ob * 256;
-			memset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));
-			for (int i0 = 0; i0 < K; i0 += KC) {
-				int i1 = K - i0 < KC ? K : i0 + KC;
-				for (int q = 0; q < nq; q++) {
-					const uint8_t *w = wb + (uint64_t)(CR * q) * 256;
-					/* the tile read PD tiles later: here, at a later chunk or in the next block */
-					int qn = q + PD, cn = i0;
-					for (; qn >= nq; qn -= nq)
-						cn += KC;
-					const uint8_t *pf = wb + (uint64_t)(CR * qn) * 256 + (cn < K ? ES * cn : (int64_t)RB * 256);
-					float32x4_t *aq = acc + CR * q * n;
-					int t = 0;
-					for (; t + 4 <= n; t += 4)
-						head_f16_k128_n320_c4x4(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-					switch (n - t) {
-					case 3:
-						head_f16_k128_n320_c4x3(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 2:
-						head_f16_k128_n320_c4x2(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					case 1:
-						head_f16_k128_n320_c4x1(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
-						break;
-					default:
-						break;
+		ShareIt it = share_begin(a->sh, (N + 3) / 4, 4 * 256, ith, nth);
+		for (int64_t lo, hi; share_next(&it, &lo, &hi);) {
+			lo *= 4;
+			hi = 4 * hi < N ? 4 * hi : N;
+			int64_t hq = lo + (hi - lo) / 4 * 4;
+			for (int64_t ob = lo; ob < hq; ob += RB) {
+				int nq = (int)((hq - ob < RB ? hq - ob : RB) / CR);
+				const uint8_t *wb = a->w + (uint64_t)ob * 256;
+				memset(acc, 0, sizeof(acc[0]) * (size_t)(CR * nq * n));
+				for (int i0 = 0; i0 < K; i0 += KC) {
+					int i1 = K - i0 < KC ? K : i0 + KC;
+					for (int q = 0; q < nq; q++) {
+						const uint8_t *w = wb + (uint64_t)(CR * q) * 256;
+						/* the tile read PD tiles later: here, at a later chunk or in the next block */
+						int qn = q + PD, cn = i0;
+						for (; qn >= nq; qn -= nq)
+							cn += KC;
+						const uint8_t *pf = wb + (uint64_t)(CR * qn) * 256 + (cn < K ? ES * cn : (int64_t)RB * 256);
+						float32x4_t *aq = acc + CR * q * n;
+						int t = 0;
+						for (; t + 4 <= n; t += 4)
+							head_f16_k128_n320_c4x4(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+						switch (n - t) {
+						case 3:
+							head_f16_k128_n320_c4x3(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 2:
+							head_f16_k128_n320_c4x2(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						case 1:
+							head_f16_k128_n320_c4x1(w, a->x + (int64_t)t * K, aq + CR * t, i0, i1, pf);
+							break;
+						default:
+							break;
+						}
 					}
 				}
+				for (int q = 0; q < nq; q++)
+					for (int t = 0; t < n; t++)
+						for (int r = 0; r < CR; r++)
+							a->y[(int64_t)t * N + ob + CR * q + r] = vaddvq_f32(acc[CR * q * n + CR * t + r]);
 			}
-			for (int q = 0; q < nq; q++)
+			for (int64_t o = hq; o < hi; o++)
 				for (int t = 0; t < n; t++)
-					for (int r = 0; r < CR; r++)
-						a->y[(int64_t)t * N + ob + CR * q + r] = vaddvq_f32(acc[CR * q * n + CR * t + r]);
+					head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 		}
-		for (int64_t o = hq; o < hi; o++)
-			for (int t = 0; t < n; t++)
-				head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 		(void)deq_f16_k128; /* the portable path's row converter */
 		return;
 	}
 	(void)deq_f16_k128; /* the portable path's row converter */
-	int64_t ng = N / 4, o = 4 * (ng * ith / nth);
-	int64_t hi = ith == nth - 1 ? N : 4 * (ng * (ith + 1) / nth);
-	for (; o + 4 <= hi; o += 4) {
-		const uint8_t *w = a->w + (uint64_t)o * 256;
-		int t = 0;
-		for (; t + 4 <= a->n; t += 4)
-			head_f16_k128_n320_4x4(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-		switch (a->n - t) {
-		case 3:
-			head_f16_k128_n320_4x3(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-			break;
-		case 2:
-			head_f16_k128_n320_4x2(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-			break;
-		case 1:
-			head_f16_k128_n320_4x1(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
-			break;
-		default:
-			break;
+	ShareIt it = share_begin(a->sh, (N + 3) / 4, 4 * 256, ith, nth);
+	for (int64_t o, hi; share_next(&it, &o, &hi);) {
+		o *= 4;
+		hi = 4 * hi < N ? 4 * hi : N;
+		for (; o + 4 <= hi; o += 4) {
+			const uint8_t *w = a->w + (uint64_t)o * 256;
+			int t = 0;
+			for (; t + 4 <= a->n; t += 4)
+				head_f16_k128_n320_4x4(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+			switch (a->n - t) {
+			case 3:
+				head_f16_k128_n320_4x3(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+				break;
+			case 2:
+				head_f16_k128_n320_4x2(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+				break;
+			case 1:
+				head_f16_k128_n320_4x1(w, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
+				break;
+			default:
+				break;
+			}
 		}
+		for (; o < hi; o++)
+			for (int t = 0; t < a->n; t++)
+				head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 	}
-	for (; o < hi; o++)
-		for (int t = 0; t < a->n; t++)
-			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x + (int64_t)t * K, a->y + (int64_t)t * N + o);
 #elif defined(__riscv_vector) && defined(__riscv_v_intrinsic) && __riscv_v_intrinsic >= 12000
 	(void)deq_f16_k128; /* the portable path's row converter */
 	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth;
@@ -2691,27 +2789,36 @@ static void head_f16_k128_n320_gemv(void *arg, int ith, int nth)
 #if defined(__AVX512F__)
 	const HeadArg *a = arg;
 	const int64_t N = 320;
-	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;
-	for (int64_t o = lo; o < lo + q; o++)
-		head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
-	for (int64_t o = lo + 4 * q; o < hi; o++)
-		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+	ShareIt it = share_begin(a->sh, N, 256, ith, nth);
+	for (int64_t lo, hi; share_next(&it, &lo, &hi);) {
+		int64_t q = (hi - lo) / 4;
+		for (int64_t o = lo; o < lo + q; o++)
+			head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
+		for (int64_t o = lo + 4 * q; o < hi; o++)
+			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+	}
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 	const HeadArg *a = arg;
 	const int64_t N = 320;
-	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;
-	for (int64_t o = lo; o < lo + q; o++)
-		head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
-	for (int64_t o = lo + 4 * q; o < hi; o++)
-		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+	ShareIt it = share_begin(a->sh, N, 256, ith, nth);
+	for (int64_t lo, hi; share_next(&it, &lo, &hi);) {
+		int64_t q = (hi - lo) / 4;
+		for (int64_t o = lo; o < lo + q; o++)
+			head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
+		for (int64_t o = lo + 4 * q; o < hi; o++)
+			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+	}
 #elif defined(__aarch64__)
 	const HeadArg *a = arg;
 	const int64_t N = 320;
-	int64_t lo = N * ith / nth, hi = N * (ith + 1) / nth, q = (hi - lo) / 4;
-	for (int64_t o = lo; o < lo + q; o++)
-		head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
-	for (int64_t o = lo + 4 * q; o < hi; o++)
-		head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+	ShareIt it = share_begin(a->sh, N, 256, ith, nth);
+	for (int64_t lo, hi; share_next(&it, &lo, &hi);) {
+		int64_t q = (hi - lo) / 4;
+		for (int64_t o = lo; o < lo + q; o++)
+			head_f16_k128_n320_1x1s4(a->w + (uint64_t)o * 256, (uint64_t)q * 256, a->x, a->y + o, q);
+		for (int64_t o = lo + 4 * q; o < hi; o++)
+			head_f16_k128_n320_1x1(a->w + (uint64_t)o * 256, a->x, a->y + o);
+	}
 #else
 	head_f16_k128_n320(arg, ith, nth);
 #endif
@@ -2726,9 +2833,11 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 	const int64_t kvs = st->n_ctx * (st->n_seq > 0 ? st->n_seq : 1);
 	uint8_t *S = st->scratch;
 	const uint8_t *W = st->w;
+	Share sh[8]; /* the work sharing of a launch's matmuls (or the head) */
 	(void)pos;
 	(void)seq;
 	(void)kvs;
+	(void)sh;
 	double pt0 = 0, pt = 0, pw = 0; /* profiled: the start, the last lap, its wait */
 	if (PROFILED(st)) {
 		pt0 = pt = rt_pool_clock();
@@ -2753,11 +2862,11 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 	/* 3..5: one launch */
 	{
 		/* 3: blk.0.attn_q (ternary_matmul) */
-		TmmArg a0 = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n};
+		TmmArg a0 = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n, share_reset(&sh[0])};
 		/* 4: blk.0.attn_k (ternary_matmul) */
-		TmmArg a1 = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n};
+		TmmArg a1 = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n, share_reset(&sh[1])};
 		/* 5: blk.0.attn_v (ternary_matmul) */
-		TmmArg a2 = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n};
+		TmmArg a2 = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n, share_reset(&sh[2])};
 		const PoolJob jobs[] = {{tmm_i2s_k128_n128, &a0}, {tmm_i2s_k128_n64, &a1}, {tmm_i2s_k128_n64, &a2}};
 		pool_run_jobs(st, jobs, 3);
 	}
@@ -2790,7 +2899,7 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 11: blk.0.attn_output (ternary_matmul) */
 	{
-		TmmArg a = {W + 91328, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 5184), n};
+		TmmArg a = {W + 91328, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 5184), n, share_reset(&sh[0])};
 		pool_run(st, tmm_i2s_k128_n128, &a);
 	}
 	if (PROFILED(st))
@@ -2814,9 +2923,9 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 	/* 15..16: one launch */
 	{
 		/* 15: blk.0.ffn_gate (ternary_matmul) */
-		TmmArg a0 = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n};
+		TmmArg a0 = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n, share_reset(&sh[0])};
 		/* 16: blk.0.ffn_up (ternary_matmul) */
-		TmmArg a1 = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n};
+		TmmArg a1 = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n, share_reset(&sh[1])};
 		const PoolJob jobs[] = {{tmm_i2s_k128_n256, &a0}, {tmm_i2s_k128_n256, &a1}};
 		pool_run_jobs(st, jobs, 2);
 	}
@@ -2836,7 +2945,7 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 20: blk.0.ffn_down (ternary_matmul) */
 	{
-		TmmArg a = {W + 113536, (int8_t *)(S + 0), (float *)(S + 2048), (float *)(S + 2112), n};
+		TmmArg a = {W + 113536, (int8_t *)(S + 0), (float *)(S + 2048), (float *)(S + 2112), n, share_reset(&sh[0])};
 		pool_run(st, tmm_i2s_k256_n128, &a);
 	}
 	if (PROFILED(st))
@@ -2862,7 +2971,7 @@ static int forward_t1(RtState *st, const RtBatch *b, float *logits)
 			int t = b->out ? b->out[r] : r;
 			head_prep_f16_k128(x + (int64_t)t * 128, xr + (int64_t)r * 128, 1, b->step ? b->step[t] != 0 : n == 1);
 		}
-		HeadArg a = {W + 0, xr, logits, rows};
+		HeadArg a = {W + 0, xr, logits, rows, share_reset(&sh[0])};
 		if (rows > 0)
 			pool_run(st, rows == 1 ? head_f16_k128_n320_gemv : head_f16_k128_n320, &a);
 	}
@@ -2884,9 +2993,11 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	const int64_t kvs = st->n_ctx * (st->n_seq > 0 ? st->n_seq : 1);
 	uint8_t *S = st->scratch;
 	const uint8_t *W = st->w;
+	Share sh[8]; /* the work sharing of a launch's matmuls (or the head) */
 	(void)pos;
 	(void)seq;
 	(void)kvs;
+	(void)sh;
 	double pt0 = 0, pt = 0, pw = 0; /* profiled: the start, the last lap, its wait */
 	if (PROFILED(st)) {
 		pt0 = pt = rt_pool_clock();
@@ -2911,11 +3022,11 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	/* 3..5: one launch */
 	{
 		/* 3: blk.0.attn_q (ternary_matmul) */
-		TmmArg a0 = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n};
+		TmmArg a0 = {W + 82432, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 4096), n, share_reset(&sh[0])};
 		/* 4: blk.0.attn_k (ternary_matmul) */
-		TmmArg a1 = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n};
+		TmmArg a1 = {W + 86592, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 9280), n, share_reset(&sh[1])};
 		/* 5: blk.0.attn_v (ternary_matmul) */
-		TmmArg a2 = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n};
+		TmmArg a2 = {W + 88704, (int8_t *)(S + 8192), (float *)(S + 9216), (float *)(S + 11328), n, share_reset(&sh[2])};
 		const PoolJob jobs[] = {{tmm_i2s_k128_n128, &a0}, {tmm_i2s_k128_n64, &a1}, {tmm_i2s_k128_n64, &a2}};
 		pool_run_jobs(st, jobs, 3);
 	}
@@ -2948,7 +3059,7 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 11: blk.0.attn_output (ternary_matmul) */
 	{
-		TmmArg a = {W + 91328, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 5184), n};
+		TmmArg a = {W + 91328, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 5184), n, share_reset(&sh[0])};
 		pool_run(st, tmm_i2s_k128_n128, &a);
 	}
 	if (PROFILED(st))
@@ -2972,9 +3083,9 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	/* 15..16: one launch */
 	{
 		/* 15: blk.0.ffn_gate (ternary_matmul) */
-		TmmArg a0 = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n};
+		TmmArg a0 = {W + 96000, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 13376), n, share_reset(&sh[0])};
 		/* 16: blk.0.ffn_up (ternary_matmul) */
-		TmmArg a1 = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n};
+		TmmArg a1 = {W + 104256, (int8_t *)(S + 4096), (float *)(S + 5120), (float *)(S + 21568), n, share_reset(&sh[1])};
 		const PoolJob jobs[] = {{tmm_i2s_k128_n256, &a0}, {tmm_i2s_k128_n256, &a1}};
 		pool_run_jobs(st, jobs, 2);
 	}
@@ -2994,7 +3105,7 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 20: blk.0.ffn_down (ternary_matmul) */
 	{
-		TmmArg a = {W + 113536, (int8_t *)(S + 0), (float *)(S + 2048), (float *)(S + 2112), n};
+		TmmArg a = {W + 113536, (int8_t *)(S + 0), (float *)(S + 2048), (float *)(S + 2112), n, share_reset(&sh[0])};
 		pool_run(st, tmm_i2s_k256_n128, &a);
 	}
 	if (PROFILED(st))
@@ -3020,7 +3131,7 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 			int t = b->out ? b->out[r] : r;
 			head_prep_f16_k128(x + (int64_t)t * 128, xr + (int64_t)r * 128, 1, b->step ? b->step[t] != 0 : n == 1);
 		}
-		HeadArg a = {W + 0, xr, logits, rows};
+		HeadArg a = {W + 0, xr, logits, rows, share_reset(&sh[0])};
 		if (rows > 0)
 			pool_run(st, rows == 1 ? head_f16_k128_n320_gemv : head_f16_k128_n320, &a);
 	}

@@ -776,10 +776,10 @@ static void q_tiles(CgBuf *b, const QIsa *s, const char *name, int64_t k, int64_
 		q_tile(b, s, name, k, nr, rb, s->R, t);
 }
 
-/* The kernel's body for one instruction set: one token streams each thread's share of the
- * rows (split evenly) one at a time; several go through R x T tiles (and their token
- * tails) over groups of R rows split evenly over the threads (the rows left over, fewer
- * than R, to the last). */
+/* The kernel's body for one instruction set: one token streams the chunks of rows a thread
+ * takes (share_next) one row at a time; several go through R x T tiles (and their token
+ * tails) over groups of R rows that the threads share (the last group may be short:
+ * its rows through the 1 x 1). */
 static void q_call(CgBuf *b, const QIsa *s, const char *name, const char *deq, int64_t k,
 		   uint64_t rb)
 {
@@ -787,33 +787,38 @@ static void q_call(CgBuf *b, const QIsa *s, const char *name, const char *deq, i
 	cg_printf(b, "\t(void)%s; /* the portable path's row converter */\n"
 		     "\tconst uint8_t *x = (const uint8_t *)a->x;\n"
 		     "\tif (a->n == 1) {\n"
-		     "\t\tfor (int64_t o = N * ith / nth; o < N * (ith + 1) / nth; o++)\n"
-		     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", x, a->y + o);\n"
+		     "\t\tShareIt it = share_begin(a->sh, N, %" PRIu64 ", ith, nth);\n"
+		     "\t\tfor (int64_t lo, hi; share_next(&it, &lo, &hi);)\n"
+		     "\t\t\tfor (int64_t o = lo; o < hi; o++)\n"
+		     "\t\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", x, a->y + o);\n"
 		     "\t\treturn;\n"
 		     "\t}\n"
-		     "\tint64_t ng = N / %d, o = %d * (ng * ith / nth);\n"
-		     "\tint64_t hi = ith == nth - 1 ? N : %d * (ng * (ith + 1) / nth);\n"
-		     "\tfor (; o + %d <= hi; o += %d) {\n"
-		     "\t\tconst uint8_t *w = a->w + (uint64_t)o * %" PRIu64 ";\n"
-		     "\t\tint t = 0;\n"
-		     "\t\tfor (; t + %d <= a->n; t += %d)\n"
-		     "\t\t\t%s_%dx%d(w, x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n"
-		     "\t\tswitch (a->n - t) {\n",
-		  deq, name, rb, R, R, R, R, R, rb, T, T, name, R, T, 4 * k);
+		     "\tShareIt it = share_begin(a->sh, (N + %d) / %d, %d * %" PRIu64 ", ith, nth);\n"
+		     "\tfor (int64_t o, hi; share_next(&it, &o, &hi);) {\n"
+		     "\t\to *= %d;\n"
+		     "\t\thi = %d * hi < N ? %d * hi : N;\n"
+		     "\t\tfor (; o + %d <= hi; o += %d) {\n"
+		     "\t\t\tconst uint8_t *w = a->w + (uint64_t)o * %" PRIu64 ";\n"
+		     "\t\t\tint t = 0;\n"
+		     "\t\t\tfor (; t + %d <= a->n; t += %d)\n"
+		     "\t\t\t\t%s_%dx%d(w, x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n"
+		     "\t\t\tswitch (a->n - t) {\n",
+		  deq, rb, name, rb, R - 1, R, R, rb, R, R, R, R, R, rb, T, T, name, R, T, 4 * k);
 	for (int t = T - 1; t >= 1; t--)
-		cg_printf(b, "\t\tcase %d:\n"
-			     "\t\t\t%s_%dx%d(w, x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n"
-			     "\t\t\tbreak;\n",
+		cg_printf(b, "\t\t\tcase %d:\n"
+			     "\t\t\t\t%s_%dx%d(w, x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n"
+			     "\t\t\t\tbreak;\n",
 			  t, name, R, t, 4 * k);
-	cg_printf(b, "\t\tdefault:\n"
-		     "\t\t\tbreak;\n"
-		     "\t\t}\n"
-		     "\t}\n");
+	cg_printf(b, "\t\t\tdefault:\n"
+		     "\t\t\t\tbreak;\n"
+		     "\t\t\t}\n"
+		     "\t\t}\n");
 	if (R > 1)
-		cg_printf(b, "\tfor (; o < hi; o++)\n"
-			     "\t\tfor (int t = 0; t < a->n; t++)\n"
-			     "\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n",
+		cg_printf(b, "\t\tfor (; o < hi; o++)\n"
+			     "\t\t\tfor (int t = 0; t < a->n; t++)\n"
+			     "\t\t\t\t%s_1x1(a->w + (uint64_t)o * %" PRIu64 ", x + (int64_t)t * %" PRId64 ", a->y + (int64_t)t * N + o);\n",
 			  name, rb, 4 * k);
+	cg_printf(b, "\t}\n");
 }
 
 /* ---- the RVV head: f16, bf16 and f32 weights, any VLEN ------------------------------------ */

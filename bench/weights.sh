@@ -3,7 +3,9 @@
 # (the default) against --mmap (the lazy file mapping), each from the program as built (an
 # "old" file whose page cache was laid out when it was written) and from a fresh `cp` of
 # it; plus start-up time, RSS, and the machine's read bandwidth (bench/membw.c), to say
-# what share of the ceiling (bandwidth / weight bytes read per token) decode reaches.
+# what share of the ceiling (bandwidth / weight bytes read per token) decode reaches: the
+# probe runs once at the start and again before every run (this kind of VM moves between
+# bandwidth regimes minute to minute), and each run is also compared with its own probe.
 # Prints a markdown table of medians over RUNS runs of `--bench --json`, interleaved.
 #
 # Knobs (environment): PROG (a program built earlier from MODEL, used as the old file;
@@ -41,10 +43,11 @@ while [ "$run" -lt "$RUNS" ]; do
 			[ "$prog" = fresh ] && p=$FRESH
 			flag=--no-mmap
 			[ "$mode" = mmap ] && flag=--mmap
+			bw=$("$OUT/membw" "$THREADS") # this run's own probe: the bandwidth moves
 			j=$("$p" $flag --bench --json --pp 0 --tg "$TG" --reps "$REPS" -t "$THREADS" 2>/dev/null)
 			echo "$prog $mode $(echo "$j" | field tg_tok_s) $(echo "$j" | field load_ms)" \
 			     "$(echo "$j" | field rss_mib) $(echo "$j" | field weights_huge_pages)" \
-			     "$(echo "$j" | field peak_rss_mib)" >> "$RES"
+			     "$(echo "$j" | field peak_rss_mib) $bw" >> "$RES"
 		done
 	done
 	run=$((run + 1))
@@ -52,17 +55,22 @@ done
 WB=$("$OLD" --bench --json --pp 0 --tg 1 --reps 1 2>/dev/null | field weights_bytes)
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 CEIL=$(awk -v bw="$BW" -v wb="$WB" 'BEGIN {printf "%.1f", bw * 1e9 / wb}')
-echo "read bandwidth: $BW GB/s ($THREADS threads); weights $WB bytes per token: ceiling $CEIL tok/s"
+RANGE=$(awk '{print $8}' "$RES" | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "-" hi}')
+echo "read bandwidth: $BW GB/s ($THREADS threads) at the start, $RANGE GB/s before the runs;" \
+     "weights $WB bytes per token: ceiling $CEIL tok/s at the start"
 echo
-echo "| weights | program file | tg$TG tok/s (median) | % of ceiling | ready in ms | RSS MiB ready | peak RSS MiB | huge pages |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|"
+echo "| weights | program file | tg$TG tok/s (median) | % of the start's ceiling | % of its run's ceiling (median) | ready in ms | RSS MiB ready | peak RSS MiB | huge pages |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for mode in copy mmap; do
 	for prog in old fresh; do
 		sel() { awk -v p="$prog" -v m="$mode" -v c="$1" '$1 == p && $2 == m {print $c}' "$RES" | median; }
 		tg=$(sel 3)
 		pct=$(awk -v t="$tg" -v c="$CEIL" 'BEGIN {printf "%.0f%%", 100 * t / c}')
+		# each run against the ceiling its own probe gave just before it
+		own=$(awk -v p="$prog" -v m="$mode" -v wb="$WB" '$1 == p && $2 == m && $8 > 0 {print 100 * $3 / ($8 * 1e9 / wb)}' "$RES" |
+		      median | awk '{printf "%.0f%%", $1}')
 		label=copied
 		[ "$mode" = mmap ] && label="--mmap"
-		echo "| $label | $prog | $tg | $pct | $(sel 4) | $(sel 5) | $(sel 7) | $(sel 6) |"
+		echo "| $label | $prog | $tg | $pct | $own | $(sel 4) | $(sel 5) | $(sel 7) | $(sel 6) |"
 	done
 done

@@ -92,16 +92,7 @@ static void test_relu2_glu_vs_interp(void **state)
 {
 	(void)state;
 	const char *dir = tu_tmp("glu");
-	char *log = tu_run_ok(0, "rm -rf '%s' && '%s' emit '%s' '%s' --target native", dir,
-			      tu_bitnetc(), tu_data("golden/models/tiny-b158-i2_s.gguf"), dir);
-	free(log);
-	char path[1200];
-	snprintf(path, sizeof path, "%s/model.c", dir);
-	size_t n;
-	char *raw = tu_hold(tu_read_file(path, &n));
-	assert_non_null(raw);
-	char *src = tu_hold(calloc(1, n + 1));
-	memcpy(src, raw, n);
+	char *src = tu_emit_model_c("glu", "golden/models/tiny-b158-i2_s.gguf", "native");
 	/* the kernel and the size it was made for */
 	const char *at = strstr(src, "static void relu2_glu_n");
 	assert_non_null(at);
@@ -149,7 +140,7 @@ static void test_relu2_glu_vs_interp(void **state)
 	const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
 	static const char *const flags[] = {"-O2", "-O2 -march=native", "-O3 -march=native"};
 	for (size_t fl = 0; fl < sizeof flags / sizeof flags[0]; fl++) {
-		log = tu_run_ok(0, "%s -std=c11 -ffp-contract=off -D_GNU_SOURCE %s -o '%s' '%s' -lm "
+		char *log = tu_run_ok(0, "%s -std=c11 -ffp-contract=off -D_GNU_SOURCE %s -o '%s' '%s' -lm "
 				   "&& '%s' '%s' '%s'",
 				cc, flags[fl], prog, hs, prog, in, out);
 		free(log);

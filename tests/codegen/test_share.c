@@ -131,16 +131,7 @@ static void test_share_hands_out_each_unit_once(void **state)
 {
 	(void)state;
 	const char *dir = tu_tmp("share");
-	char *log = tu_run_ok(0, "rm -rf '%s' && '%s' emit '%s' '%s' --target native", dir,
-			      tu_bitnetc(), tu_data("golden/models/tiny-b158-i2_s.gguf"), dir);
-	free(log);
-	char path[1200];
-	snprintf(path, sizeof path, "%s/model.c", dir);
-	size_t n;
-	char *raw = tu_hold(tu_read_file(path, &n));
-	assert_non_null(raw);
-	char *src = tu_hold(calloc(1, n + 1));
-	memcpy(src, raw, n);
+	char *src = tu_emit_model_c("share", "golden/models/tiny-b158-i2_s.gguf", "native");
 	/* the matmul drivers and the head take their rows through it */
 	assert_non_null(strstr(src, "share_next(&it, &lo, &hi)"));
 	assert_non_null(strstr(src, "share_reset(&sh[0])"));
@@ -157,7 +148,7 @@ static void test_share_hands_out_each_unit_once(void **state)
 		share, harness_main);
 	assert_int_equal(fclose(f), 0);
 	const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
-	log = tu_run_ok(0, "%s -std=c11 -O2 -D_GNU_SOURCE -pthread -o '%s' '%s' && '%s'", cc, prog,
+	char *log = tu_run_ok(0, "%s -std=c11 -O2 -D_GNU_SOURCE -pthread -o '%s' '%s' && '%s'", cc, prog,
 			hs, prog);
 	free(log);
 }

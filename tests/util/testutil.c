@@ -188,6 +188,24 @@ const char *tu_tmp_text(const char *name, const char *text)
 	return path;
 }
 
+char *tu_emit_model_c(const char *dir, const char *rel, const char *target)
+{
+	const char *d = tu_tmp(dir);
+	char *log = tu_run_ok(0, "rm -rf '%s' && '%s' emit '%s' '%s' --target %s", d, tu_bitnetc(),
+			      tu_data(rel), d, target);
+	free(log);
+	char path[1200];
+	snprintf(path, sizeof path, "%s/model.c", d);
+	size_t n;
+	char *raw = tu_read_file(path, &n);
+	assert_non_null(raw);
+	char *src = tu_hold(calloc(1, n + 1));
+	assert_non_null(src);
+	memcpy(src, raw, n);
+	free(raw);
+	return src;
+}
+
 int tu_run(char **out, const char *fmt, ...)
 {
 	char cmd[8192];

@@ -32,6 +32,9 @@ int tu_write_file(const char *path, const void *data, size_t n);
 /* Writes text to tu_tmp(name), failing the test if it cannot; returns that path (a tu_tmp
  * slot). */
 const char *tu_tmp_text(const char *name, const char *text);
+/* `bitnetc emit` of the golden model rel (under tests/data) for target into the fresh
+ * directory tu_tmp(dir); its model.c as a NUL-terminated string (held: tu_teardown). */
+char *tu_emit_model_c(const char *dir, const char *rel, const char *target);
 /* Runs a shell command; returns its exit status (-1 if it did not exit normally) and,
  * if out is non-NULL, a malloc'd NUL-terminated copy of stdout+stderr. */
 int tu_run(char **out, const char *fmt, ...) BN_PRINTF(2, 3);

@@ -359,9 +359,10 @@ static void head_simd_blocked(CgBuf *b, const HeadIsa *s, const char *name, cons
 }
 
 /* The kernel's body for one instruction set: 4 x tt tiles (and their token tails) over
- * groups of 4 rows (the last group may be short) that the threads share (share_next). A row's float order depends on neither the token count nor the
- * token's place in the call, so a last_only call (one row) gives bit for bit the last
- * row of the call with all rows. */
+ * groups of 4 rows (the last group may be short) that the threads share (share_next). A
+ * row's float order depends on neither the token count nor the token's place in the call,
+ * so a last_only call (one row) gives bit for bit the last row of the call with all
+ * rows. */
 static void head_simd_call(CgBuf *b, const HeadIsa *s, const char *name, const char *deq,
 			   IrDtype dt, uint64_t rb)
 {

@@ -330,24 +330,25 @@ static int t5_driver(Em *m, const IrNode *n, int64_t k, int64_t nr, int rg_max, 
 		     "\tconst int64_t gs = (int64_t)KC * 64; /* bytes per group */\n"
 		     "\tint64_t nu = (NG + RG - 1) / RG;\n"
 		     "\tShareIt it = share_begin(a->sh, nu, RG * gs, ith, nth);\n"
-		     "\tfor (int64_t lo, hi; share_next(&it, &lo, &hi);)\n"
-		     "\tfor (int64_t u = lo; u < hi; u++) {\n"
-		     "\t\tint64_t g = u * RG;\n"
-		     "\t\tint rg = NG - g < RG ? (int)(NG - g) : RG;\n"
-		     "\t\tconst uint8_t *w = a->w + g * gs;\n"
-		     "\t\tfor (int t0 = 0; t0 < a->n; t0 += TT) {\n"
-		     "\t\t\tint tt = a->n - t0 < TT ? a->n - t0 : TT;\n"
-		     "\t\t\tconst int8_t *q = a->q + (int64_t)t0 * K;\n"
-		     "\t\t\tfloat *y = a->y + (int64_t)t0 * N + 16 * g;\n"
-		     "\t\t\tswitch (rg * 1000 + tt) {\n",
+		     "\tfor (int64_t lo, hi; share_next(&it, &lo, &hi);) {\n"
+		     "\t\tfor (int64_t u = lo; u < hi; u++) {\n"
+		     "\t\t\tint64_t g = u * RG;\n"
+		     "\t\t\tint rg = NG - g < RG ? (int)(NG - g) : RG;\n"
+		     "\t\t\tconst uint8_t *w = a->w + g * gs;\n"
+		     "\t\t\tfor (int t0 = 0; t0 < a->n; t0 += TT) {\n"
+		     "\t\t\t\tint tt = a->n - t0 < TT ? a->n - t0 : TT;\n"
+		     "\t\t\t\tconst int8_t *q = a->q + (int64_t)t0 * K;\n"
+		     "\t\t\t\tfloat *y = a->y + (int64_t)t0 * N + 16 * g;\n"
+		     "\t\t\t\tswitch (rg * 1000 + tt) {\n",
 		  name, k, nr, rg_max, tt_max);
 	for (int rg = 1; rg <= rg_max; rg++)
 		for (int tt = 1; tt <= tt_max; tt++) {
 			t5_micro(m, n, k, rg, tt, mk, sizeof mk);
-			cg_printf(b, "\t\t\tcase %d: %s(w, gs, KC, q, K, qsum + t0, a->s + t0, wscale, y, N); break;\n",
+			cg_printf(b, "\t\t\t\tcase %d: %s(w, gs, KC, q, K, qsum + t0, a->s + t0, wscale, y, N); break;\n",
 				  rg * 1000 + tt, mk);
 		}
-	cg_printf(b, "\t\t\t}\n"
+	cg_printf(b, "\t\t\t\t}\n"
+		     "\t\t\t}\n"
 		     "\t\t}\n"
 		     "\t}\n"
 		     "}\n");

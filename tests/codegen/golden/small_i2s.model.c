@@ -204,7 +204,7 @@ MAYBE_UNUSED static void prof_lap(RtState *st, int f, double *t, double *w)
  * order (one stream from memory), then chunks of the other lanes from where they stand.
  * A thread that runs slower (its memory, an interrupt, a busy core) is helped with the
  * rest of its share instead of waited for: the 2B-4T decode step's pool waits went from
- * ~2 to ~0.8 ms (2 threads, Zen 5). Each lane hands out each of its chunks once (one
+ * 2-3 ms to ~0.5 ms (2 threads, Zen 5). Each lane hands out each of its chunks once (one
  * atomic count per lane, on its own cache line); which thread computes a row does not
  * change its bits. The forward resets a Share per call; a driver called without one
  * (NULL: the tuning program) takes its static share. */
@@ -238,6 +238,8 @@ MAYBE_UNUSED static inline ShareIt share_begin(Share *sh, int64_t nu, int64_t ub
 		return it;
 	it.nl = nth < SHARE_LANES ? nth : SHARE_LANES;
 	it.l0 = ith % it.nl;
+	if (ub < 1)
+		ub = 1;
 	int64_t lane = (nu + it.nl - 1) / it.nl, lo = ((int64_t)64 << 10) / ub, hi = ((int64_t)2 << 20) / ub;
 	int64_t cs = lane / 16;
 	if (cs > hi)

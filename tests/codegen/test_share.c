@@ -3,8 +3,9 @@
  * threaded program: for 1..17 threads (more than SHARE_LANES), job sizes from 0 units to
  * tens of thousands and unit sizes from a byte to megabytes, every unit is handed out
  * exactly once and every chunk lies inside the job; without a Share (the tuning program's
- * calls) the static shares cover the job once too; a thread that starts late has its lane
- * finished by the others (stealing), and a reset Share hands out a job again. */
+ * calls) the static shares cover the job once too; a thread that starts only after the
+ * others finished finds its lane taken by them (stealing), and a reset Share hands out a
+ * job again. */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -22,13 +23,15 @@ static const char harness_main[] =
 	"\tint ith, nth, late;\n"
 	"\tatomic_int *count; /* [nu] times each unit was handed out */\n"
 	"\tint *owner;        /* [nu] the thread that got it */\n"
+	"\tatomic_int *done;  /* threads finished */\n"
 	"\tint bad;\n"
 	"} Job;\n"
 	"static void *run(void *arg)\n"
 	"{\n"
 	"\tJob *j = arg;\n"
-	"\tif (j->late) {\n"
-	"\t\tstruct timespec ts = {0, 50000000};\n"
+	"\t/* late: starts once every other thread has finished (so the others took its lane) */\n"
+	"\twhile (j->late && atomic_load(j->done) < j->nth - 1) {\n"
+	"\t\tstruct timespec ts = {0, 1000000};\n"
 	"\t\tnanosleep(&ts, NULL);\n"
 	"\t}\n"
 	"\tShareIt it = share_begin(j->sh, j->nu, j->ub, j->ith, j->nth);\n"
@@ -40,6 +43,7 @@ static const char harness_main[] =
 	"\t\t\tj->owner[u] = j->ith;\n"
 	"\t\t}\n"
 	"\t}\n"
+	"\tatomic_fetch_add(j->done, 1);\n"
 	"\treturn NULL;\n"
 	"}\n"
 	"/* Runs a job of nu units on nth threads (thread 0 late when late); 0 when every unit\n"
@@ -50,10 +54,11 @@ static const char harness_main[] =
 	"\tint *owner = calloc((size_t)nu + 1, sizeof *owner);\n"
 	"\tJob js[32];\n"
 	"\tpthread_t th[32];\n"
+	"\tatomic_int done = 0;\n"
 	"\tif (!count || !owner)\n"
 	"\t\treturn 2;\n"
 	"\tfor (int i = 0; i < nth; i++) {\n"
-	"\t\tjs[i] = (Job){sh, nu, ub, i, nth, late && i == 0, count, owner, 0};\n"
+	"\t\tjs[i] = (Job){sh, nu, ub, i, nth, late && i == 0, count, owner, &done, 0};\n"
 	"\t\tif (pthread_create(&th[i], NULL, run, &js[i]) != 0)\n"
 	"\t\t\treturn 2;\n"
 	"\t}\n"

@@ -115,6 +115,13 @@ int emit_tmm_x16_named(Em *m, const IrNode *n, int64_t k, int64_t nr, char *driv
  * The t5_x16 family shares both. */
 int x16_common(Em *m, const IrNode *n);
 int x16_tile_of(Em *m, const IrNode *n, int *rg, int *tt);
+/* The one-token path of an AVX-512 matmul driver (after its prologue and gs, the bytes of
+ * a group of 16 rows): X16_STREAMS chunks side by side per share_next_ns, a group of each
+ * per kernel call: four (then two) through the stream kernels four and two, of parameters
+ * tmm_streams_params (w[j] -> y[j]), a last one through one, of the micro kernel's; kc: the
+ * expression of a group's 64-byte chunks. The i2s_x16 and t5_x16 drivers share it. */
+extern const char tmm_streams_params[];
+void tmm_streams_path(CgBuf *b, const char *kc, const char *one, const char *two, const char *four);
 /* cg_cpu_t5.c: the t5_x16 kernel of node n (ternary_matmul over a [k, nr] weight in that
  * layout) for the forward of m->nt tokens, and its call in the forward. */
 int emit_tmm_t5(Em *m, const IrNode *n, int64_t k, int64_t nr);

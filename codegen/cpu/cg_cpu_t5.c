@@ -128,10 +128,12 @@ static void t5_avx512(CgBuf *b, const char *name, int rg, int tt)
  * int32 sums wrap (SIMD adds are modular) but 3A - B = 256 D is exact while |256 D| <
  * 2^31, |D| <= 256 K: K < 32768 (the driver checks). One accumulator pair per trit and
  * group (for rg <= 2) so no vpdpbusd waits on the one before it in the same chunk. */
-static void t5_avx512_gemv(CgBuf *b, const char *name, int rg)
+static void t5_avx512_gemv(CgBuf *b, const char *name, int rg, bool streams)
 {
 	int na = rg <= 2 ? 5 : 1;
-	cg_printf(b, "static inline void %s%s\n{\n", name, t5_params);
+	cg_printf(b, "static inline void %s%s\n{\n", name, streams ? tmm_streams_params : t5_params);
+	for (int r = 0; r < rg && streams; r++)
+		cg_printf(b, "\tconst uint8_t *w%d = w[%d];\n", r, r);
 	for (int r = 0; r < rg; r++)
 		for (int i = 0; i < na; i++)
 			cg_printf(b, "\t__m512i A%d_%d = _mm512_setzero_si512(), B%d_%d = _mm512_setzero_si512();\n",
@@ -143,7 +145,8 @@ static void t5_avx512_gemv(CgBuf *b, const char *name, int rg)
 				  : "\tfor (int64_t c = 0; c < kf; c++) {\n");
 		cg_printf(b, "\t\tconst int8_t *qc = q + 20 * c;\n");
 		for (int r = 0; r < rg; r++)
-			cg_printf(b, "\t\t__m512i v%d = _mm512_loadu_si512((const void *)(w + %d * gs + 64 * c));\n",
+			cg_printf(b, streams ? "\t\t__m512i v%d = _mm512_loadu_si512((const void *)(w%d + 64 * c));\n"
+					     : "\t\t__m512i v%d = _mm512_loadu_si512((const void *)(w + %d * gs + 64 * c));\n",
 				  r, r);
 		int open = 0;
 		for (int i = 0; i < 5; i++) {
@@ -174,6 +177,8 @@ static void t5_avx512_gemv(CgBuf *b, const char *name, int rg)
 		char acc[32], qs[16], sc[16], y[48];
 		snprintf(acc, sizeof acc, "d%d", r);
 		tmm_epilogue_args(0, 16 * r, qs, sc, y);
+		if (streams)
+			snprintf(y, sizeof y, "y[%d]", r);
 		cg_printf(b, "\t{\n");
 		tmm_epilogue_vec(b, CG_ISA_AVX512, "\t\t", acc, qs, sc, y);
 		cg_printf(b, "\t}\n");
@@ -287,7 +292,7 @@ static int t5_micro(Em *m, const IrNode *n, int64_t k, int rg, int tt, char *nam
 	if (!b)
 		return 0;
 	if (gemv)
-		t5_avx512_gemv(b, name, rg);
+		t5_avx512_gemv(b, name, rg, false);
 	else if (m->isa.level == CG_ISA_AVX512)
 		t5_avx512(b, name, rg, tt);
 	else if (m->isa.level == CG_ISA_AVX2)
@@ -297,7 +302,20 @@ static int t5_micro(Em *m, const IrNode *n, int64_t k, int rg, int tt, char *nam
 	return 0;
 }
 
-/* The driver: units of RG groups split over the threads, tokens in tiles of TT. */
+/* Emits (once) the AVX-512 one-token kernel over ns streams (tmm_streams_path). */
+static int t5_stream_micro(Em *m, const IrNode *n, int ns, char *name, size_t nn)
+{
+	snprintf(name, nn, "t5zs_s%d", ns);
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (b)
+		t5_avx512_gemv(b, name, ns, true);
+	return 0;
+}
+
+/* The driver: units of RG groups split over the threads, tokens in tiles of TT; one token
+ * on AVX-512 over several streams a thread, as i2s_x16's. */
 static int t5_driver(Em *m, const IrNode *n, int64_t k, int64_t nr, int rg_max, int tt_max,
 		     char *name, size_t nn)
 {
@@ -309,6 +327,9 @@ static int t5_driver(Em *m, const IrNode *n, int64_t k, int64_t nr, int rg_max, 
 		for (int tt = 1; tt <= tt_max; tt++)
 			if (t5_micro(m, n, k, rg, tt, mk, sizeof mk))
 				return m->e->code;
+	bool streams = m->isa.level == CG_ISA_AVX512 && k < 32768;
+	if (streams && (t5_stream_micro(m, n, 2, mk, sizeof mk) || t5_stream_micro(m, n, 4, mk, sizeof mk)))
+		return m->e->code;
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
 		return m->e->code;
@@ -327,8 +348,11 @@ static int t5_driver(Em *m, const IrNode *n, int64_t k, int64_t nr, int rg_max, 
 		     "\t\t\ts += a->q[(int64_t)t * K + i];\n"
 		     "\t\tqsum[t] = s;\n"
 		     "\t}\n"
-		     "\tconst int64_t gs = (int64_t)KC * 64; /* bytes per group */\n"
-		     "\tint64_t nu = (NG + RG - 1) / RG;\n"
+		     "\tconst int64_t gs = (int64_t)KC * 64; /* bytes per group */\n",
+		  name, k, nr, rg_max, tt_max);
+	if (streams)
+		tmm_streams_path(b, "KC", "t5zs_r1_t1", "t5zs_s2", "t5zs_s4");
+	cg_printf(b, "\tint64_t nu = (NG + RG - 1) / RG;\n"
 		     "\tShareIt it = share_begin(a->sh, nu, RG * gs, ith, nth);\n"
 		     "\tfor (int64_t lo, hi; share_next(&it, &lo, &hi);) {\n"
 		     "\t\tfor (int64_t u = lo; u < hi; u++) {\n"
@@ -339,8 +363,7 @@ static int t5_driver(Em *m, const IrNode *n, int64_t k, int64_t nr, int rg_max, 
 		     "\t\t\t\tint tt = a->n - t0 < TT ? a->n - t0 : TT;\n"
 		     "\t\t\t\tconst int8_t *q = a->q + (int64_t)t0 * K;\n"
 		     "\t\t\t\tfloat *y = a->y + (int64_t)t0 * N + 16 * g;\n"
-		     "\t\t\t\tswitch (rg * 1000 + tt) {\n",
-		  name, k, nr, rg_max, tt_max);
+		     "\t\t\t\tswitch (rg * 1000 + tt) {\n");
 	for (int rg = 1; rg <= rg_max; rg++)
 		for (int tt = 1; tt <= tt_max; tt++) {
 			t5_micro(m, n, k, rg, tt, mk, sizeof mk);

@@ -395,6 +395,15 @@ enum { X16_PF = 1024 };
  * fetches the next one's first lines, and past the weights it does not fault. */
 enum { X16_PF1 = 4096 };
 
+/* One token on AVX-512: each thread reads this many streams side by side (its own lanes of
+ * the job's Share, share_next_ns), a group of each per kernel call, the activations'
+ * broadcasts shared. One stream per thread left memory idle: the one-token matmuls of the
+ * 2B-4T shape took ~12% less time per decode step with 4 (2 threads, Zen 5, 12 ABBA pairs;
+ * decode ~5% faster), and a 2-thread read of 1 GiB through the kernel went from ~82% to
+ * ~99% of a plain sum's speed. Streams of a few tens of KiB read slower than one: the
+ * lanes are the job cut in threads x streams, never split finer. */
+enum { X16_STREAMS = 4 };
+
 /* Calls of up to this many tokens run one group of 16 rows at a time whatever the tile's
  * rows (2 and 4 tokens of the 2B-4T shape ~10% faster than two groups side by side; 8
  * the same either way). */
@@ -484,6 +493,50 @@ static void mk_avx512(CgBuf *b, const char *name, int rg, int tt)
 			tmm_epilogue_vec(b, CG_ISA_AVX512, "\t\t", acc, qs, sc, y);
 			cg_printf(b, "\t}\n");
 		}
+	cg_printf(b, "}\n");
+}
+
+/* AVX-512 VNNI kernel of one token over ns groups from ns streams (w[j] -> y[j]): each
+ * chunk's four activation broadcasts serve every stream, each (stream, shift) sums in an
+ * accumulator of its own; the same exact integer sums and epilogue as x16z_r1_t1. */
+static void mk_avx512_streams(CgBuf *b, const char *name, int ns)
+{
+	cg_printf(b, "static inline void %s%s\n{\n"
+		     "\t(void)K; /* the activations of one token are contiguous */\n",
+		  name, tmm_streams_params);
+	for (int j = 0; j < ns; j++)
+		cg_printf(b, "\tconst uint8_t *w%d = w[%d];\n", j, j);
+	for (int j = 0; j < ns; j++)
+		for (int s = 0; s < 4; s++)
+			cg_printf(b, "\t__m512i a%d_%d = _mm512_setzero_si512();\n", j, s);
+	cg_printf(b, "\tconst __m512i m3 = _mm512_set1_epi8(3);\n"
+		     "\tfor (int64_t c = 0; c < kc; c++) {\n"
+		     "\t\tconst int8_t *qc = q + 16 * c;\n");
+	for (int s = 0; s < 4; s++)
+		cg_printf(b, "\t\tconst __m512i b%d = _mm512_set1_epi32(ld_i32(qc + %d));\n", s, 4 * s);
+	for (int j = 0; j < ns; j++) {
+		cg_printf(b, "\t\t{\n"
+			     "\t\t\tconst __m512i v = _mm512_loadu_si512((const void *)(w%d + 64 * c));\n", j);
+		for (int s = 0; s < 4; s++)
+			if (s == 0)
+				cg_printf(b, "\t\t\ta%d_0 = _mm512_dpbusd_epi32(a%d_0, _mm512_and_si512(v, m3), b0);\n",
+					  j, j);
+			else
+				cg_printf(b, "\t\t\ta%d_%d = _mm512_dpbusd_epi32(a%d_%d, _mm512_and_si512(_mm512_srli_epi16(v, %d), m3), b%d);\n",
+					  j, s, j, s, 2 * s, s);
+		cg_printf(b, "\t\t}\n");
+	}
+	cg_printf(b, "\t}\n");
+	for (int j = 0; j < ns; j++) {
+		char acc[16], y[16];
+		snprintf(acc, sizeof acc, "a%d_0", j);
+		snprintf(y, sizeof y, "y[%d]", j);
+		cg_printf(b, "\t{\n"
+			     "\t\ta%d_0 = _mm512_add_epi32(_mm512_add_epi32(a%d_0, a%d_1), _mm512_add_epi32(a%d_2, a%d_3));\n",
+			  j, j, j, j, j);
+		tmm_epilogue_vec(b, CG_ISA_AVX512, "\t\t", acc, "qs[0]", "sc[0]", y);
+		cg_printf(b, "\t}\n");
+	}
 	cg_printf(b, "}\n");
 }
 
@@ -669,6 +722,54 @@ static int x16_micro(Em *m, const IrNode *n, int rg, int tt, char *name, size_t 
 	return 0;
 }
 
+/* Emits (once) the AVX-512 kernel of one token over ns streams; name gets its name. */
+static int x16_stream_micro(Em *m, const IrNode *n, int ns, char *name, size_t nn)
+{
+	snprintf(name, nn, "x16%c_s%d", isa_tag(&m->isa), ns);
+	CgBuf *b;
+	if (kern_for(m, n, name, &b))
+		return m->e->code;
+	if (b)
+		mk_avx512_streams(b, name, ns);
+	return 0;
+}
+
+const char tmm_streams_params[] =
+	"(const uint8_t *const *w, int64_t kc, const int8_t *q, int64_t K,\n"
+	"\t\t const int32_t *qs, const float *sc, float wscale, float *const *y)";
+
+void tmm_streams_path(CgBuf *b, const char *kc, const char *one, const char *two, const char *four)
+{
+	cg_printf(b, "\t/* one token: %d streams a thread (X16_STREAMS) */\n"
+		     "\tif (a->n == 1) {\n"
+		     "\t\tShareIt it = share_begin_ns(a->sh, NG, gs, ith, nth, %d);\n"
+		     "\t\tint64_t lo[%d], hi[%d];\n"
+		     "\t\tfor (int c; (c = share_next_ns(&it, lo, hi)) > 0;)\n"
+		     "\t\t\tfor (;;) {\n"
+		     "\t\t\t\tconst uint8_t *w[%d];\n"
+		     "\t\t\t\tfloat *y[%d];\n"
+		     "\t\t\t\tint m = 0;\n"
+		     "\t\t\t\tfor (int j = 0; j < c; j++)\n"
+		     "\t\t\t\t\tif (lo[j] < hi[j]) {\n"
+		     "\t\t\t\t\t\tw[m] = a->w + lo[j] * gs;\n"
+		     "\t\t\t\t\t\ty[m++] = a->y + 16 * lo[j]++;\n"
+		     "\t\t\t\t\t}\n"
+		     "\t\t\t\tif (m == 0)\n"
+		     "\t\t\t\t\tbreak;\n"
+		     "\t\t\t\tint j = 0;\n"
+		     "\t\t\t\tfor (; j + 4 <= m; j += 4)\n"
+		     "\t\t\t\t\t%s(w + j, %s, a->q, K, qsum, a->s, wscale, y + j);\n"
+		     "\t\t\t\tfor (; j + 2 <= m; j += 2)\n"
+		     "\t\t\t\t\t%s(w + j, %s, a->q, K, qsum, a->s, wscale, y + j);\n"
+		     "\t\t\t\tif (j < m)\n"
+		     "\t\t\t\t\t%s(w[j], gs, %s, a->q, K, qsum, a->s, wscale, y[j], N);\n"
+		     "\t\t\t}\n"
+		     "\t\treturn;\n"
+		     "\t}\n",
+		  X16_STREAMS, X16_STREAMS, X16_STREAMS, X16_STREAMS, X16_STREAMS, X16_STREAMS, four,
+		  kc, two, kc, one, kc);
+}
+
 /* The tile for node n in a forward of m->nt tokens: the node's "tile" attribute {rows,
  * tokens} (set from Lua), else the ISA's default. Rows are whole groups of 16. */
 static int x16_tile(Em *m, const IrNode *n, Tile *t)
@@ -801,6 +902,10 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 		for (int tt = 1; tt <= tl.tt; tt++)
 			if (x16_micro(m, n, rg, tt, mk, sizeof mk))
 				return m->e->code;
+	/* and those of the one-token path over several streams */
+	if (m->isa.level == CG_ISA_AVX512 &&
+	    (x16_stream_micro(m, n, 2, mk, sizeof mk) || x16_stream_micro(m, n, 4, mk, sizeof mk)))
+		return m->e->code;
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
 		return m->e->code;
@@ -810,14 +915,23 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 		     "\tconst TmmArg *a = arg;\n"
 		     "\tenum { K = %" PRId64 ", N = %" PRId64 ", NG = N / 16, RG = %d, TT = %d };\n"
 		     "%s"
-		     "\tconst int64_t gs = (int64_t)K * 4; /* bytes per group of 16 rows */\n"
-		     "\t/* up to %d tokens (a decode step of few sequences) one group at a time: one\n"
+		     "\tconst int64_t gs = (int64_t)K * 4; /* bytes per group of 16 rows */\n",
+		  name, k, nr, tl.rg, tl.tt, tmm_prologue);
+	if (m->isa.level == CG_ISA_AVX512) {
+		/* the kernels exist already (asked for before the driver) */
+		char one[32], two[32], four[32], t = isa_tag(&m->isa);
+		snprintf(one, sizeof one, "x16%c_r1_t1", t);
+		snprintf(two, sizeof two, "x16%c_s2", t);
+		snprintf(four, sizeof four, "x16%c_s4", t);
+		tmm_streams_path(b, "K / 16", one, two, four);
+	}
+	cg_printf(b, "\t/* up to %d tokens (a decode step of few sequences) one group at a time: one\n"
 		     "\t * weight stream, as the GEMV (RG streams a group apart read slower) */\n"
 		     "\tconst int ru = a->n <= %d ? 1 : RG;\n"
 		     "\tint64_t nu = (NG + ru - 1) / ru;\n"
 		     "\tShareIt it = share_begin(a->sh, nu, ru * gs, ith, nth);\n"
 		     "\tfor (int64_t lo, hi; share_next(&it, &lo, &hi);) {\n",
-		  name, k, nr, tl.rg, tl.tt, tmm_prologue, X16_ONE_STREAM, X16_ONE_STREAM);
+		  X16_ONE_STREAM, X16_ONE_STREAM);
 	cg_printf(b, "\t\tfor (int64_t u = lo; u < hi; u++) {\n"
 		     "\t\t\tint64_t g = u * ru;\n"
 		     "\t\t\tint rg = NG - g < ru ? (int)(NG - g) : ru;\n"

@@ -207,7 +207,15 @@ MAYBE_UNUSED static void prof_lap(RtState *st, int f, double *t, double *w)
  * 2-3 ms to ~0.5 ms (2 threads, Zen 5). Each lane hands out each of its chunks once (one
  * atomic count per lane, on its own cache line); which thread computes a row does not
  * change its bits. The forward resets a Share per call; a driver called without one
- * (NULL: the tuning program) takes its static share. */
+ * (NULL: the tuning program) takes its static share.
+ *
+ * With ns streams (share_begin_ns, share_next_ns), thread ith owns ns lanes side by side
+ * (ns x threads lanes, at most SHARE_LANES: ns shrinks to fit) and takes one chunk of each
+ * per call, for a kernel that reads them together, then steals one chunk at a time. The
+ * one-token AVX-512 matmuls read 4 such streams per thread: one long stream per core
+ * left memory idle (a 2-thread read of 1 GiB through that kernel ran at ~82% of a plain
+ * sum's speed, through 4 streams of 256 MiB at ~99%; streams of 40 KiB ran slower than
+ * one). */
 enum { SHARE_LANES = 8 };
 typedef struct {
 	struct {
@@ -225,19 +233,26 @@ MAYBE_UNUSED static inline Share *share_reset(Share *sh)
 typedef struct {
 	Share *sh;
 	int64_t nu, cs, lo, hi; /* units, chunk; without sh, the static share [lo, hi) */
-	int nl, l0, k;          /* lanes, this thread's own, lanes done */
+	int nl, l0, k;          /* lanes, this thread's first own lane, lanes done */
+	int ns;                 /* own lanes (streams) */
+	unsigned own;           /* bit j: own lane l0 + j may have chunks left */
 } ShareIt;
 
 /* Chunks of about 1/16 of a lane, at least 64 KiB and at most 2 MiB of weights (ub bytes
  * per unit): long enough to stream, short enough that the last one ends the job about
  * together on every thread. */
-MAYBE_UNUSED static inline ShareIt share_begin(Share *sh, int64_t nu, int64_t ub, int ith, int nth)
+MAYBE_UNUSED static inline ShareIt share_begin_ns(Share *sh, int64_t nu, int64_t ub, int ith, int nth,
+						  int ns)
 {
-	ShareIt it = {sh, nu, 1, nu * ith / nth, nu * (ith + 1) / nth, 0, 0, 0};
+	ShareIt it = {sh, nu, 1, nu * ith / nth, nu * (ith + 1) / nth, 0, 0, 0, 1, 1};
 	if (!sh)
 		return it;
-	it.nl = nth < SHARE_LANES ? nth : SHARE_LANES;
-	it.l0 = ith % it.nl;
+	if (ns > SHARE_LANES / nth)
+		ns = SHARE_LANES / nth;
+	it.ns = ns < 1 ? 1 : ns;
+	it.own = (1u << it.ns) - 1;
+	it.nl = nth * it.ns < SHARE_LANES ? nth * it.ns : SHARE_LANES;
+	it.l0 = ith * it.ns % it.nl;
 	if (ub < 1)
 		ub = 1;
 	int64_t lane = (nu + it.nl - 1) / it.nl, lo = ((int64_t)64 << 10) / ub, hi = ((int64_t)2 << 20) / ub;
@@ -250,6 +265,23 @@ MAYBE_UNUSED static inline ShareIt share_begin(Share *sh, int64_t nu, int64_t ub
 	return it;
 }
 
+MAYBE_UNUSED static inline ShareIt share_begin(Share *sh, int64_t nu, int64_t ub, int ith, int nth)
+{
+	return share_begin_ns(sh, nu, ub, ith, nth, 1);
+}
+
+/* Lane l's next chunk [*lo, *hi); 0 when it has none left. */
+MAYBE_UNUSED static inline int share_take(ShareIt *it, int l, int64_t *lo, int64_t *hi)
+{
+	int64_t a = it->nu * l / it->nl, b = it->nu * (l + 1) / it->nl;
+	int64_t c = atomic_fetch_add_explicit(&it->sh->lane[l].next, 1, memory_order_relaxed);
+	if (c >= (b - a + it->cs - 1) / it->cs)
+		return 0;
+	*lo = a + c * it->cs;
+	*hi = b - *lo < it->cs ? b : *lo + it->cs;
+	return 1;
+}
+
 /* The next chunk [*lo, *hi) of units this thread computes; 0 when the job has none left. */
 MAYBE_UNUSED static inline int share_next(ShareIt *it, int64_t *lo, int64_t *hi)
 {
@@ -260,17 +292,31 @@ MAYBE_UNUSED static inline int share_next(ShareIt *it, int64_t *lo, int64_t *hi)
 		*hi = it->hi;
 		return 1;
 	}
-	for (; it->k < it->nl; it->k++) {
-		int l = (it->l0 + it->k) % it->nl;
-		int64_t a = it->nu * l / it->nl, b = it->nu * (l + 1) / it->nl;
-		int64_t c = atomic_fetch_add_explicit(&it->sh->lane[l].next, 1, memory_order_relaxed);
-		if (c < (b - a + it->cs - 1) / it->cs) {
-			*lo = a + c * it->cs;
-			*hi = b - *lo < it->cs ? b : *lo + it->cs;
+	for (; it->k < it->nl; it->k++)
+		if (share_take(it, (it->l0 + it->k) % it->nl, lo, hi))
 			return 1;
-		}
-	}
 	return 0;
+}
+
+/* The next chunks [lo[i], hi[i]) (lo, hi: it->ns entries) this thread computes side by
+ * side: one from each own lane that has one left, then (own lanes done) one chunk of
+ * another lane at a time; returns how many, 0 when the job has none left. */
+MAYBE_UNUSED static inline int share_next_ns(ShareIt *it, int64_t *lo, int64_t *hi)
+{
+	if (it->sh && it->own) {
+		int c = 0;
+		for (int j = 0; j < it->ns; j++)
+			if (it->own >> j & 1) {
+				if (share_take(it, it->l0 + j, lo + c, hi + c))
+					c++;
+				else
+					it->own &= ~(1u << j);
+			}
+		if (c)
+			return c;
+		it->k = it->ns; /* lanes l0 .. l0 + ns - 1 are done */
+	}
+	return share_next(it, lo, hi);
 }
 
 /* ternary matmul: int8 codes q [n][K], scales s, weight w -> y [n][N]; sh: the Share of

@@ -144,6 +144,9 @@ static void t5_avx512_gemv(CgBuf *b, const char *name, int rg, bool streams)
 		cg_printf(b, last ? "\t{\n\t\tconst int64_t c = kf;\n"
 				  : "\tfor (int64_t c = 0; c < kf; c++) {\n");
 		cg_printf(b, "\t\tconst int8_t *qc = q + 20 * c;\n");
+		for (int r = 0; r < rg && streams; r++)
+			cg_printf(b, "\t\t_mm_prefetch((const char *)(w%d + 64 * c + %d), _MM_HINT_T0);\n",
+				  r, X16_PFS);
 		for (int r = 0; r < rg; r++)
 			cg_printf(b, streams ? "\t\t__m512i v%d = _mm512_loadu_si512((const void *)(w%d + 64 * c));\n"
 					     : "\t\t__m512i v%d = _mm512_loadu_si512((const void *)(w + %d * gs + 64 * c));\n",

@@ -512,6 +512,9 @@ static void mk_avx512_streams(CgBuf *b, const char *name, int ns)
 	cg_printf(b, "\tconst __m512i m3 = _mm512_set1_epi8(3);\n"
 		     "\tfor (int64_t c = 0; c < kc; c++) {\n"
 		     "\t\tconst int8_t *qc = q + 16 * c;\n");
+	for (int j = 0; j < ns; j++)
+		cg_printf(b, "\t\t_mm_prefetch((const char *)(w%d + 64 * c + %d), _MM_HINT_T0);\n", j,
+			  X16_PFS);
 	for (int s = 0; s < 4; s++)
 		cg_printf(b, "\t\tconst __m512i b%d = _mm512_set1_epi32(ld_i32(qc + %d));\n", s, 4 * s);
 	for (int j = 0; j < ns; j++) {

@@ -398,10 +398,11 @@ enum { X16_PF1 = 4096 };
 /* One token on AVX-512: each thread reads this many streams side by side (its own lanes of
  * the job's Share, share_next_ns), a group of each per kernel call, the activations'
  * broadcasts shared. One stream per thread left memory idle: the one-token matmuls of the
- * 2B-4T shape took ~12% less time per decode step with 4 (2 threads, Zen 5, 12 ABBA pairs;
- * decode ~5% faster), and a 2-thread read of 1 GiB through the kernel went from ~82% to
- * ~99% of a plain sum's speed. Streams of a few tens of KiB read slower than one: the
- * lanes are the job cut in threads x streams, never split finer. */
+ * 2B-4T shape took ~9% less time per decode step with 4 (2 threads, Zen 5, 16 ABBA pairs;
+ * decode ~3% faster; level in the slower bandwidth regimes, ~16% less time in the fast
+ * ones), and a 2-thread read of 1 GiB through the kernel went from ~82% to ~99% of a plain
+ * sum's speed. Streams of a few tens of KiB read slower than one: the lanes are the job
+ * cut in threads x streams, never split finer. */
 enum { X16_STREAMS = 4 };
 
 /* Calls of up to this many tokens run one group of 16 rows at a time whatever the tile's

@@ -125,7 +125,7 @@ extern const char tmm_streams_params[];
  * cold at every matmul (210 a decode step), and with the lines 2 KiB ahead asked for, the
  * one-token matmuls of the 2B-4T shape took 2-20% less time than without (ABBA pairs,
  * 2 threads, Zen 5; the most in the slower bandwidth regimes; t5_x16's 8% less), 1 KiB
- * 4-6% more than 2. */
+ * 4-7% more than 2 (6 pairs). */
 enum { X16_PFS = 2048 };
 void tmm_streams_path(CgBuf *b, const char *kc, const char *one, const char *two, const char *four);
 /* cg_cpu_t5.c: the t5_x16 kernel of node n (ternary_matmul over a [k, nr] weight in that

@@ -319,24 +319,51 @@ static void simd_scale_loop(CgBuf *b, int vw, const char *ind)
 			  ind, ind, ind, ind, ind, ind, ind);
 }
 
-/* The rmsnorm of the targets without a kernel of their own (x86, NEON, portable C): each
- * row's squares summed in double in index order, as the interpreter does, so the sum is a
- * chain of dependent adds; rows go four at a time so that four chains are in flight (a
- * group short of rows repeats its last row and keeps one result: the chains run side by
- * side, so a lone row costs about what it did alone). Then mean to float, scale =
- * 1/sqrt(mean + eps), y = (x * scale) * w: the helper rmsnorm_row_n<k>, vectorized where
- * the target has intrinsics. With add, x + r is summed into xs first, row by row (the
- * floats the add kernel would store; xs may be x or r: elementwise, in place is safe). */
+/* The rmsnorm of the targets without a kernel of their own (x86, NEON, portable C). The
+ * reference sums each row's squares in double in index order, a chain of dependent adds
+ * (~K x the add latency), and reads only the float mean = (float)(sum / K). The helper
+ * sumsq_n<k> sums them in 16 lanes instead (vectorized; the float products are the same)
+ * and keeps that sum only where it provably gives the in-order sum's mean: both sums are
+ * within (K-1)u/(1-(K-1)u) x the exact sum of the exact one (u = 2^-53, nonnegative terms,
+ * any order), so within 4Ku x the lane sum of each other; where both ends of that interval
+ * give the same float mean (mean is monotonic in the sum), that is the mean. Else (about
+ * 1 row in 10^4 to 10^5, a NaN or an infinity) the in-order chain runs: the bits are the
+ * interpreter's either way. Then scale = 1/sqrt(mean + eps), y = (x * scale) * w: the
+ * helper rmsnorm_row_n<k>, vectorized where the target has intrinsics. With add, x + r is
+ * summed into xs first, row by row (the floats the add kernel would store; xs may be x or
+ * r: elementwise, in place is safe). */
 static int rmsnorm_generic(Em *m, const IrNode *n, const char *name, int64_t k, bool add)
 {
-	char row[112];
+	char row[112], sq[112];
 	snprintf(row, sizeof row, "rmsnorm_row_n%" PRId64, k);
+	snprintf(sq, sizeof sq, "sumsq_n%" PRId64, k);
 	int vw = simd_floats(m);
 	CgBuf *h, *b;
 	if (kern_for(m, n, row, &h))
 		return m->e->code;
 	if (h) {
 		simd_include(h, vw);
+		cg_printf(h, "static inline double %s(const float *x)\n{\n"
+			     "\tenum { K = %" PRId64 " };\n"
+			     "\tdouble a[16] = {0};\n"
+			     "\tint i = 0;\n"
+			     "\tfor (; i + 16 <= K; i += 16)\n"
+			     "\t\tfor (int j = 0; j < 16; j++)\n"
+			     "\t\t\ta[j] += (double)(x[i + j] * x[i + j]);\n"
+			     "\tdouble s = 0.0;\n"
+			     "\tfor (int j = 0; j < 16; j++)\n"
+			     "\t\ts += a[j];\n"
+			     "\tfor (; i < K; i++)\n"
+			     "\t\ts += (double)(x[i] * x[i]);\n"
+			     "\tdouble d = s * (4.0 * K * 0x1p-53);\n"
+			     "\tif ((float)((s - d) / (double)K) == (float)((s + d) / (double)K))\n"
+			     "\t\treturn s;\n"
+			     "\ts = 0.0;\n"
+			     "\tfor (i = 0; i < K; i++)\n"
+			     "\t\ts += (double)(x[i] * x[i]);\n"
+			     "\treturn s;\n"
+			     "}\n\n",
+			  sq, k);
 		cg_printf(h, "static inline void %s(const float *xr, const float *w, float *yr, double sum, float eps)\n{\n"
 			     "\tenum { K = %" PRId64 " };\n"
 			     "\tfloat mean = (float)(sum / (double)K);\n"
@@ -355,48 +382,32 @@ static int rmsnorm_generic(Em *m, const IrNode *n, const char *name, int64_t k, 
 	simd_include(b, vw);
 	rmsnorm_sig(b, name, add);
 	cg_printf(b, "\tenum { K = %" PRId64 " };\n"
-		     "\tfor (int t = 0; t < n; t += 4) {\n"
-		     "\t\tconst float *xr[4];\n"
-		     "\t\tfor (int j = 0; j < 4; j++) {\n"
-		     "\t\t\tint64_t o = (int64_t)(t + j < n ? t + j : n - 1) * K;\n",
+		     "\tfor (int t = 0; t < n; t++) {\n"
+		     "\t\tint64_t o = (int64_t)t * K;\n",
 		  k);
 	if (add) {
-		cg_printf(b, "\t\t\tfloat *d = xs + o;\n"
-			     "\t\t\txr[j] = d;\n"
-			     "\t\t\tif (t + j >= n)\n"
-			     "\t\t\t\tcontinue;\n"
-			     "\t\t\tconst float *ar = x + o, *rr = r + o;\n"
-			     "\t\t\tint i = 0;\n");
+		cg_printf(b, "\t\tfloat *d = xs + o;\n"
+			     "\t\tconst float *ar = x + o, *rr = r + o, *xr = d;\n"
+			     "\t\tint i = 0;\n");
 		if (vw == 16)
-			cg_printf(b, "\t\t\tfor (; i + 16 <= K; i += 16)\n"
-				     "\t\t\t\t_mm512_storeu_ps(d + i, _mm512_add_ps(_mm512_loadu_ps(ar + i), _mm512_loadu_ps(rr + i)));\n");
+			cg_printf(b, "\t\tfor (; i + 16 <= K; i += 16)\n"
+				     "\t\t\t_mm512_storeu_ps(d + i, _mm512_add_ps(_mm512_loadu_ps(ar + i), _mm512_loadu_ps(rr + i)));\n");
 		else if (vw == 8)
-			cg_printf(b, "\t\t\tfor (; i + 8 <= K; i += 8)\n"
-				     "\t\t\t\t_mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(ar + i), _mm256_loadu_ps(rr + i)));\n");
+			cg_printf(b, "\t\tfor (; i + 8 <= K; i += 8)\n"
+				     "\t\t\t_mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(ar + i), _mm256_loadu_ps(rr + i)));\n");
 		else if (vw == 4)
 			cg_printf(b, "#if defined(__aarch64__)\n"
-				     "\t\t\tfor (; i + 4 <= K; i += 4)\n"
-				     "\t\t\t\tvst1q_f32(d + i, vaddq_f32(vld1q_f32(ar + i), vld1q_f32(rr + i)));\n"
+				     "\t\tfor (; i + 4 <= K; i += 4)\n"
+				     "\t\t\tvst1q_f32(d + i, vaddq_f32(vld1q_f32(ar + i), vld1q_f32(rr + i)));\n"
 				     "#endif\n");
-		cg_printf(b, "\t\t\tfor (; i < K; i++)\n"
-			     "\t\t\t\td[i] = ar[i] + rr[i];\n");
+		cg_printf(b, "\t\tfor (; i < K; i++)\n"
+			     "\t\t\td[i] = ar[i] + rr[i];\n");
 	} else {
-		cg_printf(b, "\t\t\txr[j] = x + o;\n");
+		cg_printf(b, "\t\tconst float *xr = x + o;\n");
 	}
-	cg_printf(b, "\t\t}\n"
-		     "\t\tconst float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3];\n"
-		     "\t\tdouble s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;\n"
-		     "\t\tfor (int i = 0; i < K; i++) {\n"
-		     "\t\t\ts0 += (double)(x0[i] * x0[i]);\n"
-		     "\t\t\ts1 += (double)(x1[i] * x1[i]);\n"
-		     "\t\t\ts2 += (double)(x2[i] * x2[i]);\n"
-		     "\t\t\ts3 += (double)(x3[i] * x3[i]);\n"
-		     "\t\t}\n"
-		     "\t\tdouble s[4] = {s0, s1, s2, s3};\n"
-		     "\t\tfor (int j = 0; j < 4 && t + j < n; j++)\n"
-		     "\t\t\t%s(xr[j], w, y + (int64_t)(t + j) * K, s[j], eps);\n"
+	cg_printf(b, "\t\t%s(xr, w, y + o, %s(xr), eps);\n"
 		     "\t}\n}\n",
-		  row);
+		  row, sq);
 	return 0;
 }
 

@@ -402,6 +402,28 @@ static void embed_f16_k128_v320(const uint8_t *w, const int32_t *tok, int n, flo
  *   blk.0.ffn_norm (rmsnorm): blk.0.ffn_norm.weight f32 [128] layout=gguf
  *   result_norm (rmsnorm): output_norm.weight f32 [128] layout=gguf
  */
+static inline double sumsq_n128(const float *x)
+{
+	enum { K = 128 };
+	double a[16] = {0};
+	int i = 0;
+	for (; i + 16 <= K; i += 16)
+		for (int j = 0; j < 16; j++)
+			a[j] += (double)(x[i + j] * x[i + j]);
+	double s = 0.0;
+	for (int j = 0; j < 16; j++)
+		s += a[j];
+	for (; i < K; i++)
+		s += (double)(x[i] * x[i]);
+	double d = s * (4.0 * K * 0x1p-53);
+	if ((float)((s - d) / (double)K) == (float)((s + d) / (double)K))
+		return s;
+	s = 0.0;
+	for (i = 0; i < K; i++)
+		s += (double)(x[i] * x[i]);
+	return s;
+}
+
 static inline void rmsnorm_row_n128(const float *xr, const float *w, float *yr, double sum, float eps)
 {
 	enum { K = 128 };
@@ -421,23 +443,10 @@ static inline void rmsnorm_row_n128(const float *xr, const float *w, float *yr, 
 static void rmsnorm_n128(const float *x, const float *w, float *y, int n, float eps)
 {
 	enum { K = 128 };
-	for (int t = 0; t < n; t += 4) {
-		const float *xr[4];
-		for (int j = 0; j < 4; j++) {
-			int64_t o = (int64_t)(t + j < n ? t + j : n - 1) * K;
-			xr[j] = x + o;
-		}
-		const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3];
-		double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-		for (int i = 0; i < K; i++) {
-			s0 += (double)(x0[i] * x0[i]);
-			s1 += (double)(x1[i] * x1[i]);
-			s2 += (double)(x2[i] * x2[i]);
-			s3 += (double)(x3[i] * x3[i]);
-		}
-		double s[4] = {s0, s1, s2, s3};
-		for (int j = 0; j < 4 && t + j < n; j++)
-			rmsnorm_row_n128(xr[j], w, y + (int64_t)(t + j) * K, s[j], eps);
+	for (int t = 0; t < n; t++) {
+		int64_t o = (int64_t)t * K;
+		const float *xr = x + o;
+		rmsnorm_row_n128(xr, w, y + o, sumsq_n128(xr), eps);
 	}
 }
 
@@ -816,6 +825,28 @@ static void relu2_glu_n256(const float *g, const float *u, float *y, int n)
 /* rmsnorm_row_n256, used by:
  *   blk.0.ffn_sub_norm (rmsnorm): blk.0.ffn_sub_norm.weight f32 [256] layout=gguf
  */
+static inline double sumsq_n256(const float *x)
+{
+	enum { K = 256 };
+	double a[16] = {0};
+	int i = 0;
+	for (; i + 16 <= K; i += 16)
+		for (int j = 0; j < 16; j++)
+			a[j] += (double)(x[i + j] * x[i + j]);
+	double s = 0.0;
+	for (int j = 0; j < 16; j++)
+		s += a[j];
+	for (; i < K; i++)
+		s += (double)(x[i] * x[i]);
+	double d = s * (4.0 * K * 0x1p-53);
+	if ((float)((s - d) / (double)K) == (float)((s + d) / (double)K))
+		return s;
+	s = 0.0;
+	for (i = 0; i < K; i++)
+		s += (double)(x[i] * x[i]);
+	return s;
+}
+
 static inline void rmsnorm_row_n256(const float *xr, const float *w, float *yr, double sum, float eps)
 {
 	enum { K = 256 };
@@ -832,23 +863,10 @@ static inline void rmsnorm_row_n256(const float *xr, const float *w, float *yr, 
 static void rmsnorm_n256(const float *x, const float *w, float *y, int n, float eps)
 {
 	enum { K = 256 };
-	for (int t = 0; t < n; t += 4) {
-		const float *xr[4];
-		for (int j = 0; j < 4; j++) {
-			int64_t o = (int64_t)(t + j < n ? t + j : n - 1) * K;
-			xr[j] = x + o;
-		}
-		const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3];
-		double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-		for (int i = 0; i < K; i++) {
-			s0 += (double)(x0[i] * x0[i]);
-			s1 += (double)(x1[i] * x1[i]);
-			s2 += (double)(x2[i] * x2[i]);
-			s3 += (double)(x3[i] * x3[i]);
-		}
-		double s[4] = {s0, s1, s2, s3};
-		for (int j = 0; j < 4 && t + j < n; j++)
-			rmsnorm_row_n256(xr[j], w, y + (int64_t)(t + j) * K, s[j], eps);
+	for (int t = 0; t < n; t++) {
+		int64_t o = (int64_t)t * K;
+		const float *xr = x + o;
+		rmsnorm_row_n256(xr, w, y + o, sumsq_n256(xr), eps);
 	}
 }
 

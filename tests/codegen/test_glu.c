@@ -27,23 +27,6 @@ static const float cases[][2] = {
 };
 enum { N_CASES = sizeof cases / sizeof cases[0], T = 3 };
 
-/* The text of the function that starts with head in src (through the "}" that closes it
- * at the start of a line). */
-static char *function_text(const char *src, const char *head)
-{
-	const char *a = strstr(src, head);
-	if (!a)
-		return NULL;
-	const char *b = strstr(a, "\n}\n");
-	if (!b)
-		return NULL;
-	size_t n = (size_t)(b + 3 - a);
-	char *t = malloc(n + 1);
-	memcpy(t, a, n);
-	t[n] = 0;
-	return t;
-}
-
 /* The interpreter's relu2_glu of rows (gate, up) of k elements, T tokens. */
 static float *interp_glu(const float *gate, const float *up, int64_t k)
 {
@@ -100,9 +83,9 @@ static void test_relu2_glu_vs_interp(void **state)
 	assert_true(k > 0 && k % 16 == 0);
 	char name[64];
 	snprintf(name, sizeof name, "relu2_glu_n%lld", k);
-	char *kern = tu_hold(function_text(src, "static void relu2_glu_n"));
-	char *bits = tu_hold(function_text(src, "MAYBE_UNUSED static inline uint32_t f32_bits"));
-	char *fbits = tu_hold(function_text(src, "MAYBE_UNUSED static inline float bits_f32"));
+	char *kern = tu_hold(tu_function_text(src, "static void relu2_glu_n"));
+	char *bits = tu_hold(tu_function_text(src, "MAYBE_UNUSED static inline uint32_t f32_bits"));
+	char *fbits = tu_hold(tu_function_text(src, "MAYBE_UNUSED static inline float bits_f32"));
 	assert_non_null(kern);
 	assert_non_null(bits);
 	assert_non_null(fbits);

@@ -16,23 +16,6 @@
 
 enum { MAX_ROWS = 16, N_STEER = 4 };
 
-/* The text of the function that starts with head in src (through the "}" that closes it
- * at the start of a line). */
-static char *function_text(const char *src, const char *head)
-{
-	const char *a = strstr(src, head);
-	if (!a)
-		return NULL;
-	const char *b = strstr(a, "\n}\n");
-	if (!b)
-		return NULL;
-	size_t n = (size_t)(b + 3 - a);
-	char *t = malloc(n + 1);
-	memcpy(t, a, n);
-	t[n] = 0;
-	return t;
-}
-
 /* The reference's sum: in index order, in double, each square in float. */
 static double sum_in_order(const float *x, int64_t k)
 {
@@ -164,9 +147,9 @@ static void check_target(const char *target, const char *const *flags, int nflag
 	assert_true(k >= 100); /* the steering rows need ~100 vanishing squares */
 	char name[64];
 	snprintf(name, sizeof name, "rmsnorm_n%lld", k);
-	char *sq = tu_hold(function_text(src, "static inline double sumsq_n"));
-	char *row = tu_hold(function_text(src, "static inline void rmsnorm_row_n"));
-	char *kern = tu_hold(function_text(src, "static void rmsnorm_n"));
+	char *sq = tu_hold(tu_function_text(src, "static inline double sumsq_n"));
+	char *row = tu_hold(tu_function_text(src, "static inline void rmsnorm_row_n"));
+	char *kern = tu_hold(tu_function_text(src, "static void rmsnorm_n"));
 	assert_non_null(sq);
 	assert_non_null(row);
 	assert_non_null(kern);

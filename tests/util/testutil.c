@@ -523,3 +523,20 @@ const char *tu_mask_note(void)
 		snprintf(note, sizeof note, " (%s=%s hides the rest)", RT_CPU_MASK_ENV, fam);
 	return note;
 }
+
+char *tu_function_text(const char *src, const char *head)
+{
+	const char *a = strstr(src, head);
+	if (!a)
+		return NULL;
+	const char *b = strstr(a, "\n}\n");
+	if (!b)
+		return NULL;
+	size_t n = (size_t)(b + 3 - a);
+	char *t = malloc(n + 1);
+	if (!t)
+		return NULL;
+	memcpy(t, a, n);
+	t[n] = 0;
+	return t;
+}

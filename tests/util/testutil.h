@@ -35,6 +35,9 @@ const char *tu_tmp_text(const char *name, const char *text);
 /* `bitnetc emit` of the golden model rel (under tests/data) for target into the fresh
  * directory tu_tmp(dir); its model.c as a NUL-terminated string (held: tu_teardown). */
 char *tu_emit_model_c(const char *dir, const char *rel, const char *target);
+/* A malloc'd copy of the function in src that starts with head, through the "}" that closes
+ * it at the start of a line (emitted C: a kernel to compile alone); NULL if none. */
+char *tu_function_text(const char *src, const char *head);
 /* Runs a shell command; returns its exit status (-1 if it did not exit normally) and,
  * if out is non-NULL, a malloc'd NUL-terminated copy of stdout+stderr. */
 int tu_run(char **out, const char *fmt, ...) BN_PRINTF(2, 3);

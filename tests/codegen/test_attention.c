@@ -1,0 +1,192 @@
+/* test_attention.c - the CPU emitter's attention kernels against the portable C one, bit for
+ * bit. The portable kernel is the interpreter's op_attention written out (q.K in 8 double
+ * lanes reduced by a fixed tree, the softmax in key order, .V per dimension in key order);
+ * the AVX2 kernel (two ymm of doubles for the 8 lanes) and the AVX-512 one (one zmm; with
+ * head_dim a multiple of 32, several heads and keys in flight) must give the same floats.
+ * Each target's model.c of a golden model (heads 4, KV heads 2, head_dim 64) is included
+ * by a small program that calls its attention kernel directly on random q rows and f16 K
+ * and V caches: calls of 1..3 rows at positions 0..n_ctx-1, in step mode and not, on one
+ * thread and split over two and three (ith 0..nth-1 called in turn); its outputs are
+ * compared with cpu-generic's. A target this host cannot run is skipped, saying so. */
+#include "testutil.h"
+
+#include "cg_cpu.h"
+#include "rt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The program: model.c with the runtime functions it names stubbed, then (harness_main:
+ * KV width, q width, the kernel's name) the attention kernel on the K and V caches and q
+ * rows it reads (argv[1]), each case's outputs to argv[2]. */
+static const char harness_src[] =
+	"#include \"model.c\"\n"
+	"#include <stdio.h>\n"
+	"#include <stdlib.h>\n"
+	"void rt_pool_run(RtPool *p, void (*fn)(void *, int, int), void *arg)\n{\n"
+	"\t(void)p, (void)fn, (void)arg;\n\tabort();\n}\n"
+	"void rt_pool_run_prof(RtPool *p, void (*fn)(void *, int, int), void *arg, struct RtProfile *prof)\n{\n"
+	"\t(void)p, (void)fn, (void)arg, (void)prof;\n\tabort();\n}\n"
+	"double rt_pool_clock(void)\n{\n\tabort();\n}\n";
+static const char harness_main[] =
+	"enum { T_CTX = 64, ROWS = 3, T_KW = %d, T_QW = %d };\n"
+	"#define ATTN %s\n"
+	"int main(int argc, char **argv)\n{\n"
+	"\tstatic uint16_t K[T_CTX * T_KW], V[T_CTX * T_KW];\n"
+	"\tstatic float q[ROWS * T_QW], y[ROWS * T_QW], sc[T_QW * T_CTX];\n"
+	"\tFILE *in, *out;\n"
+	"\tif (argc < 3 || !(in = fopen(argv[1], \"rb\")) || fread(K, sizeof K, 1, in) != 1 ||\n"
+	"\t    fread(V, sizeof V, 1, in) != 1 || fread(q, sizeof q, 1, in) != 1 || !(out = fopen(argv[2], \"wb\")))\n"
+	"\t\treturn 2;\n"
+	"\tstatic const int32_t at[][ROWS] = {{0}, {1}, {7}, {33}, {T_CTX - 1}, {5, 6}, {30, 31, 32}, {0, 1, 2}, {61, 62, 63}};\n"
+	"\tstatic const int rows[] = {1, 1, 1, 1, 1, 2, 3, 3, 3};\n"
+	"\tfor (size_t c = 0; c < sizeof rows / sizeof rows[0]; c++)\n"
+	"\t\tfor (int st = 0; st < 2; st++)\n"
+	"\t\t\tfor (int nth = 1; nth <= 3; nth++) {\n"
+	"\t\t\t\tint8_t step[ROWS] = {(int8_t)st, (int8_t)st, (int8_t)st};\n"
+	"\t\t\t\tmemset(y, 0, sizeof y);\n"
+	"\t\t\t\tAttnArg a = {q, K, V, sc, y, rows[c], at[c], NULL, T_CTX, 0x1.6a09e6p-4f, step};\n"
+	"\t\t\t\tfor (int ith = 0; ith < nth; ith++)\n"
+	"\t\t\t\t\tATTN(&a, ith, nth);\n"
+	"\t\t\t\tif (fwrite(y, sizeof y, 1, out) != 1)\n"
+	"\t\t\t\t\treturn 3;\n"
+	"\t\t\t}\n"
+	"\treturn fclose(out) != 0 ? 3 : 0;\n}\n";
+
+typedef enum { NEED_ANY, NEED_AVX2, NEED_AVX512 } Need;
+
+/* The attention kernel of target's model.c run by the program on in_path; its outputs
+ * (malloc'd, *n bytes), or the test skips when the host cannot run the target. */
+static uint8_t *run_target(const char *target, Need need, const char *in_path, size_t *n,
+			   char *kname, size_t kn)
+{
+	RtCpuFeatures f;
+	rt_cpu_detect(&f);
+	bool avx2 = f.avx2 && f.fma && f.f16c;
+	bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni;
+	if ((need == NEED_AVX2 && !avx2) || (need == NEED_AVX512 && !avx512)) {
+		print_message("skipped: %s: this host lacks its instructions%s\n", target, tu_mask_note());
+		skip();
+	}
+	char dir[64];
+	snprintf(dir, sizeof dir, "attn-%s", target);
+	char *src = tu_emit_model_c(dir, "golden/models/tiny-b158-i2_s.gguf", target);
+	const char *at = strstr(src, "\nstatic void attn");
+	assert_non_null(at);
+	at += strlen("\nstatic void ");
+	size_t len = strcspn(at, "(");
+	assert_true(len < kn);
+	memcpy(kname, at, len);
+	kname[len] = 0;
+	const char *h = strstr(kname, "_h"), *kv = strstr(kname, "_kv"), *hd = strstr(kname, "_hd");
+	assert_true(h && kv && hd);
+	int nh = atoi(h + 2), nkv = atoi(kv + 3), hdim = atoi(hd + 3);
+	assert_true(nh > 0 && nkv > 0 && hdim > 0);
+	assert_true(nkv * hdim == 128 && nh * hdim == 256); /* write_input's shapes */
+
+	const char *d = tu_tmp(dir);
+	char path[1300];
+	snprintf(path, sizeof path, "%s/attn_test.c", d);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fprintf(fp, "%s", harness_src);
+	fprintf(fp, harness_main, nkv * hdim, nh * hdim, kname);
+	assert_int_equal(fclose(fp), 0);
+	const CgCpuTarget *ct = cg_cpu_target(target);
+	assert_non_null(ct);
+	char flags[512] = "";
+	for (size_t o = 0, i = 0; ct->cflags && ct->cflags[i]; i++)
+		o += (size_t)snprintf(flags + o, sizeof flags - o, " %s", ct->cflags[i]);
+	const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+	char out[1300];
+	snprintf(out, sizeof out, "%s/attn.out", d);
+	free(tu_run_ok(0, "cd '%s' && %s -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE%s -I '%s/../../runtime' "
+			  "-o attn_test attn_test.c -lm -lpthread && ./attn_test '%s' '%s'",
+		       d, cc, flags, tu_data("."), in_path, out));
+	uint8_t *got = tu_read_file(out, n);
+	assert_non_null(got);
+	return got;
+}
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static double u01(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (double)(rng >> 11) * 0x1p-53;
+}
+
+/* Half the values of ordinary size, half spread over 2^-20 .. 2^12 (most of f16's range).
+ * (An order of the double sums other than the reference's would rarely show here: each q.K
+ * and .V sum is rounded to float after it. What this catches is a lane, element, head or
+ * key taken for another, a missed tail, a wrong split over threads.) */
+static float wide(void)
+{
+	double v = u01() < 0.5 ? (u01() - 0.5) * 6.0 : ldexp(1.0 + u01(), (int)(u01() * 32.0) - 20);
+	return (float)(u01() < 0.5 ? -v : v);
+}
+
+/* The caches and q rows every program reads: f16 K and V of 64 positions of the widest
+ * shape a golden model has here (KV width 128), q rows of 3 x 4 heads x 64. */
+static const char *write_input(void)
+{
+	enum { CTX = 64, KW = 128, Q = 3 * 4 * 64 };
+	static uint16_t kv[2 * CTX * KW];
+	static float q[Q];
+	rng = 0x2545f4914f6cdd1dull;
+	for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+		kv[i] = bn_f32_to_f16(wide());
+	for (size_t i = 0; i < Q; i++)
+		q[i] = wide();
+	const char *path = tu_tmp("attn.in");
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(kv, sizeof kv, 1, f), 1);
+	assert_int_equal(fwrite(q, sizeof q, 1, f), 1);
+	assert_int_equal(fclose(f), 0);
+	return path;
+}
+
+static void check(const char *target, Need need)
+{
+	const char *in = write_input();
+	char ref_name[96], got_name[96];
+	size_t nr, ng;
+	uint8_t *ref = tu_hold(run_target("cpu-generic", NEED_ANY, in, &nr, ref_name, sizeof ref_name));
+	uint8_t *got = tu_hold(run_target(target, need, in, &ng, got_name, sizeof got_name));
+	assert_int_equal(nr, ng);
+	assert_true(nr > 0);
+	if (memcmp(ref, got, nr) != 0) {
+		size_t i = 0;
+		while (i < nr && ref[i] == got[i])
+			i++;
+		fail_msg("%s's %s: output byte %zu differs from cpu-generic's %s", target, got_name, i,
+			 ref_name);
+	}
+	printf("%s's %s: cpu-generic's %s bit for bit (%zu bytes of outputs)\n", target, got_name,
+	       ref_name, nr);
+}
+
+static void test_avx2(void **state)
+{
+	(void)state;
+	check("cpu-avx2", NEED_AVX2);
+}
+
+static void test_avx512(void **state)
+{
+	(void)state;
+	check("cpu-avx512", NEED_AVX512);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_avx2, tu_teardown),
+		cmocka_unit_test_teardown(test_avx512, tu_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -544,72 +544,86 @@ static void mk_avx512_streams(CgBuf *b, const char *name, int ns)
 	cg_printf(b, "}\n");
 }
 
-/* Chunks whose maddubs results the one-token AVX2 kernel sums in int16 before it widens
- * them (one madd by ones and one int32 add per half-group per X16_I16 chunks instead of per
- * shift). Exact: a maddubs lane is c0 q0 + c1 q1 with codes 0..3 (3 only in a broken file)
- * and |q| <= 128, |.| <= 768; 4 shifts x 8 chunks of them, |.| <= 24576 < 32767. The kernel
- * read ~15% faster than with one madd per shift, in cache and streaming 1 GiB (2 threads,
- * Zen 5), where it is bound by its arithmetic (~44 GB/s in cache before, ~52 with this; a
- * plain sum streams at ~64): the 2B-4T decode step's matmuls -12%, decode +6-17%. */
+/* Chunks whose maddubs results the AVX2 kernels without VNNI sum in int16 before they widen
+ * them (one madd by ones and one int32 add per half-group and token per X16_I16 chunks
+ * instead of per shift). Exact: a maddubs lane is c0 q0 + c1 q1 with codes 0..3 (3 only in
+ * a broken file) and |q| <= 128, |.| <= 768; 4 shifts x 8 chunks of them, |.| <= 24576 <
+ * 32767. These kernels are bound by their arithmetic (2 threads, Zen 5: the one-token
+ * kernel read ~44 GB/s with its weights in cache before, ~52 with this; a plain sum streams
+ * ~64 from memory): 2B-4T shape, the decode step's matmuls -9% to -15% (decode +6-17%),
+ * the pp128 GEMM -11% to -19% (prefill +12-20%), ABBA pairs against one madd per shift. */
 enum { X16_I16 = 8 };
 
-/* One token without VNNI (mk_avx2's rg x 1 case): each half-group's products summed in an
- * int16 register over X16_I16 chunks, then widened into its int32 accumulator. */
-static void mk_avx2_t1_i16(CgBuf *b, const char *name, int rg)
+/* Without VNNI (mk_avx2's kernels): each (half-group, token)'s products summed in an int16
+ * register over X16_I16 chunks, then widened into its int32 accumulator; a chunk's codes of
+ * one shift serve every token. The int32 accumulators are touched once per X16_I16 chunks,
+ * so where tokens x half-groups do not fit the registers twice, they are what waits in
+ * memory. */
+static void mk_avx2_i16(CgBuf *b, const char *name, int rg, int tt)
 {
 	int nv = 2 * rg; /* half-groups */
-	cg_printf(b, "static inline void %s%s\n{\n"
-		     "\t(void)K; /* one token */\n",
-		  name, mk_params);
+	cg_printf(b, "static inline void %s%s\n{\n", name, mk_params);
+	if (tt == 1)
+		cg_printf(b, "\t(void)K; /* one token */\n");
 	for (int v = 0; v < nv; v++)
-		cg_printf(b, "\t__m256i a%d = _mm256_setzero_si256();\n", v);
+		for (int t = 0; t < tt; t++)
+			cg_printf(b, "\t__m256i a%d_%d = _mm256_setzero_si256();\n", v, t);
 	cg_printf(b, "\tconst __m256i m3 = _mm256_set1_epi8(3);\n"
 		     "\tconst __m256i ones = _mm256_set1_epi16(1);\n"
 		     "\tfor (int64_t c0 = 0; c0 < kc; c0 += %d) {\n"
 		     "\t\tconst int64_t ce = kc - c0 < %d ? kc : c0 + %d;\n",
 		  X16_I16, X16_I16, X16_I16);
 	for (int v = 0; v < nv; v++)
-		cg_printf(b, "\t\t__m256i h%d = _mm256_setzero_si256();\n", v);
+		for (int t = 0; t < tt; t++)
+			cg_printf(b, "\t\t__m256i h%d_%d = _mm256_setzero_si256();\n", v, t);
 	cg_printf(b, "\t\tfor (int64_t c = c0; c < ce; c++) {\n"
 		     "\t\t\tconst int8_t *qc = q + 16 * c;\n");
 	for (int v = 0; v < nv; v++)
 		cg_printf(b, "\t\t\tconst __m256i v%d = _mm256_loadu_si256((const __m256i *)(w + %d * gs + 64 * c + %d));\n",
 			  v, v / 2, 32 * (v % 2));
 	for (int s = 0; s < 4; s++) {
-		cg_printf(b, "\t\t\t{\n"
-			     "\t\t\t\tconst __m256i bs = _mm256_set1_epi32(ld_i32(qc + %d));\n",
-			  4 * s);
+		cg_printf(b, "\t\t\t{\n");
 		for (int v = 0; v < nv; v++)
 			if (s == 0)
-				cg_printf(b, "\t\t\t\th%d = _mm256_add_epi16(h%d, _mm256_maddubs_epi16(_mm256_and_si256(v%d, m3), bs));\n",
-					  v, v, v);
+				cg_printf(b, "\t\t\t\tconst __m256i c%d = _mm256_and_si256(v%d, m3);\n", v, v);
 			else
-				cg_printf(b, "\t\t\t\th%d = _mm256_add_epi16(h%d, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v%d, %d), m3), bs));\n",
-					  v, v, v, 2 * s);
+				cg_printf(b, "\t\t\t\tconst __m256i c%d = _mm256_and_si256(_mm256_srli_epi16(v%d, %d), m3);\n",
+					  v, v, 2 * s);
+		for (int t = 0; t < tt; t++) {
+			cg_printf(b, "\t\t\t\t{\n"
+				     "\t\t\t\t\tconst __m256i bs = _mm256_set1_epi32(ld_i32(qc + %d * K + %d));\n",
+				  t, 4 * s);
+			for (int v = 0; v < nv; v++)
+				cg_printf(b, "\t\t\t\t\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, bs));\n",
+					  v, t, v, t, v);
+			cg_printf(b, "\t\t\t\t}\n");
+		}
 		cg_printf(b, "\t\t\t}\n");
 	}
 	cg_printf(b, "\t\t}\n");
 	for (int v = 0; v < nv; v++)
-		cg_printf(b, "\t\ta%d = _mm256_add_epi32(a%d, _mm256_madd_epi16(h%d, ones));\n", v, v, v);
+		for (int t = 0; t < tt; t++)
+			cg_printf(b, "\t\ta%d_%d = _mm256_add_epi32(a%d_%d, _mm256_madd_epi16(h%d_%d, ones));\n",
+				  v, t, v, t, v, t);
 	cg_printf(b, "\t}\n");
-	for (int v = 0; v < nv; v++) {
-		char acc[16], qs[16], sc[16], y[48];
-		snprintf(acc, sizeof acc, "a%d", v);
-		tmm_epilogue_args(0, 8 * v, qs, sc, y);
-		cg_printf(b, "\t{\n");
-		tmm_epilogue_vec(b, CG_ISA_AVX2, "\t\t", acc, qs, sc, y);
-		cg_printf(b, "\t}\n");
-	}
+	for (int t = 0; t < tt; t++)
+		for (int v = 0; v < nv; v++) {
+			char acc[32], qs[16], sc[16], y[48];
+			snprintf(acc, sizeof acc, "a%d_%d", v, t);
+			tmm_epilogue_args(t, 8 * v, qs, sc, y);
+			cg_printf(b, "\t{\n");
+			tmm_epilogue_vec(b, CG_ISA_AVX2, "\t\t", acc, qs, sc, y);
+			cg_printf(b, "\t}\n");
+		}
 	cg_printf(b, "}\n");
 }
 
 /* AVX2 micro kernel: each group is two ymm halves of 8 rows (bytes 0..31 and 32..63 of
- * a chunk); vpdpbusd with AVX-VNNI, else maddubs (codes <= 2, |q| <= 127: no int16
- * saturation) + madd by ones. */
+ * a chunk); vpdpbusd with AVX-VNNI (here), else mk_avx2_i16's maddubs summed in int16. */
 static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
 {
-	if (!vnni && tt == 1) {
-		mk_avx2_t1_i16(b, name, rg);
+	if (!vnni) {
+		mk_avx2_i16(b, name, rg, tt);
 		return;
 	}
 	int na = tt == 1 ? 2 : tt;
@@ -619,8 +633,6 @@ static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
 		for (int i = 0; i < na; i++)
 			cg_printf(b, "\t__m256i a%d_%d = _mm256_setzero_si256();\n", v, i);
 	cg_printf(b, "\tconst __m256i m3 = _mm256_set1_epi8(3);\n");
-	if (!vnni)
-		cg_printf(b, "\tconst __m256i ones = _mm256_set1_epi16(1);\n");
 	cg_printf(b, "\tfor (int64_t c = 0; c < kc; c++) {\n"
 		     "\t\tconst int8_t *qc = q + 16 * c;\n");
 	for (int v = 0; v < nv; v++)
@@ -639,12 +651,8 @@ static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
 				  t, t, 4 * s);
 			for (int v = 0; v < nv; v++) {
 				int ai = tt == 1 ? s % 2 : t;
-				if (vnni)
-					cg_printf(b, "\t\t\ta%d_%d = _mm256_dpbusd_avx_epi32(a%d_%d, c%d, b%d);\n",
-						  v, ai, v, ai, v, t);
-				else
-					cg_printf(b, "\t\t\ta%d_%d = _mm256_add_epi32(a%d_%d, _mm256_madd_epi16(_mm256_maddubs_epi16(c%d, b%d), ones));\n",
-						  v, ai, v, ai, v, t);
+				cg_printf(b, "\t\t\ta%d_%d = _mm256_dpbusd_avx_epi32(a%d_%d, c%d, b%d);\n",
+					  v, ai, v, ai, v, t);
 			}
 		}
 		cg_printf(b, "\t\t}\n");

@@ -70,8 +70,10 @@ static CgKernelCost mad_cost(const CgIsa *isa)
 	switch (isa->level) {
 	case CG_ISA_AVX512: /* load, 3 shifts, 4 ands; 4 broadcasts + 4 vpdpbusd */
 		return (CgKernelCost){8, 8, 8};
-	case CG_ISA_AVX2: /* two ymm halves; vpdpbusd, or maddubs + madd + add */
-		return (CgKernelCost){16, isa->vnni ? 12 : 28, 4};
+	case CG_ISA_AVX2:
+		/* two ymm halves; 4 broadcasts + 8 vpdpbusd, or + 8 maddubs + 8 int16 adds (the
+		 * madd and int32 add once per 8 chunks) */
+		return (CgKernelCost){16, isa->vnni ? 12 : 20, 4};
 	case CG_ISA_NEON: /* four q registers; sdot, or smull/smlal + addp + sadalp */
 		return isa->vnni ? (CgKernelCost){20, 17, 4} : (CgKernelCost){20, 44, 2};
 	default: /* scalar: per byte 4 x (shift, and, multiply, add) plus the loop */

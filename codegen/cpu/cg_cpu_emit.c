@@ -786,9 +786,9 @@ static int emit_rope(Em *m, const IrNode *n)
  * interpreter's op_attention: q.K in 8 double lanes (i % 8) reduced by a fixed tree, the
  * softmax in the same order, .V per dimension in key order. With AVX-512 the 8 lanes are
  * one zmm of doubles and .V runs 8 dimensions per vector (AVX2, vec 'y': two ymm of 4, and
- * 4 dimensions per vector; ~3.7x less time than the plain C in the 2B-4T decode step, Zen 5): the
- * same operations, so the same bits (the products of f16 values, and of an f16 value by a
- * float, are exact in double).
+ * 4 dimensions per vector; ~3.7x less time than the plain C in the 2B-4T decode step, Zen
+ * 5): the same operations, so the same bits (the products of f16 values, and of an f16
+ * value by a float, are exact in double).
  * With head_dim a multiple of 32 (the usual 64 and 128) AVX-512 runs attn_body_zg
  * instead: several keys' and heads' chains in flight, the conversions shared. */
 static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd, char vec)

@@ -198,9 +198,15 @@ static void load_avx2(CgBuf *b, int rg)
 			  v, v / 2, 32 * (v % 2));
 }
 
+/* Without VNNI a chunk's maddubs results are summed in int16 h<v>_<t> (5 trits of lanes
+ * |c0 q0 + c1 q1| <= 2 x 2 x 128: |.| <= 2560) and widened once per chunk, not per trit. */
 static void chunk_avx2(CgBuf *b, int rg, int tt, int na, bool guarded, bool vnni)
 {
 	int nv = 2 * rg;
+	if (!vnni)
+		for (int v = 0; v < nv; v++)
+			for (int t = 0; t < tt; t++)
+				cg_printf(b, "\t\t__m256i h%d_%d = _mm256_setzero_si256();\n", v, t);
 	for (int i = 0; i < 5; i++) {
 		cg_printf(b, guarded && i ? "\t\tif (tl > %d) {\n" : "\t\t{ /* trit %d */\n", i);
 		for (int v = 0; v < nv && i; v++)
@@ -219,15 +225,21 @@ static void chunk_avx2(CgBuf *b, int rg, int tt, int na, bool guarded, bool vnni
 					cg_printf(b, "\t\t\ta%d_%d = _mm256_dpbusd_avx_epi32(a%d_%d, c%d, b%d);\n",
 						  v, ai, v, ai, v, t);
 				else
-					cg_printf(b, "\t\t\ta%d_%d = _mm256_add_epi32(a%d_%d, _mm256_madd_epi16(_mm256_maddubs_epi16(c%d, b%d), ones));\n",
-						  v, ai, v, ai, v, t);
+					cg_printf(b, "\t\t\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, b%d));\n",
+						  v, t, v, t, v, t);
 			}
 		}
 		cg_printf(b, "\t\t}\n");
 	}
+	if (!vnni)
+		for (int v = 0; v < nv; v++)
+			for (int t = 0; t < tt; t++)
+				cg_printf(b, "\t\ta%d_%d = _mm256_add_epi32(a%d_%d, _mm256_madd_epi16(h%d_%d, ones));\n",
+					  v, tt == 1 ? 0 : t, v, tt == 1 ? 0 : t, v, t);
 }
 
-/* AVX2 micro kernel (maddubs: codes <= 2, |q| <= 128, no int16 saturation). */
+/* AVX2 micro kernel (maddubs: codes <= 2, |q| <= 128, no int16 saturation; summed in int16
+ * per chunk, chunk_avx2). */
 static void t5_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
 {
 	int na = tt == 1 ? 2 : tt;

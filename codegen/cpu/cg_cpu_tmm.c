@@ -554,6 +554,40 @@ static void mk_avx512_streams(CgBuf *b, const char *name, int ns)
  * the pp128 GEMM -11% to -19% (prefill +12-20%), ABBA pairs against one madd per shift. */
 enum { X16_I16 = 8 };
 
+/* The AVX2 kernels' common lines: a chunk's half-group loads v<v> (ind: the indent), ... */
+static void avx2_loads(CgBuf *b, int nv, const char *ind)
+{
+	for (int v = 0; v < nv; v++)
+		cg_printf(b, "%sconst __m256i v%d = _mm256_loadu_si256((const __m256i *)(w + %d * gs + 64 * c + %d));\n",
+			  ind, v, v / 2, 32 * (v % 2));
+}
+
+/* ... the codes c<v> of shift s ... */
+static void avx2_codes(CgBuf *b, int nv, int s, const char *ind)
+{
+	for (int v = 0; v < nv; v++)
+		if (s == 0)
+			cg_printf(b, "%sconst __m256i c%d = _mm256_and_si256(v%d, m3);\n", ind, v, v);
+		else
+			cg_printf(b, "%sconst __m256i c%d = _mm256_and_si256(_mm256_srli_epi16(v%d, %d), m3);\n",
+				  ind, v, v, 2 * s);
+}
+
+/* ... and the epilogue of the sums a<v>_<t>. */
+static void avx2_epilogue(CgBuf *b, int nv, int tt)
+{
+	for (int t = 0; t < tt; t++)
+		for (int v = 0; v < nv; v++) {
+			char acc[32], qs[16], sc[16], y[48];
+			snprintf(acc, sizeof acc, "a%d_%d", v, t);
+			tmm_epilogue_args(t, 8 * v, qs, sc, y);
+			cg_printf(b, "\t{\n");
+			tmm_epilogue_vec(b, CG_ISA_AVX2, "\t\t", acc, qs, sc, y);
+			cg_printf(b, "\t}\n");
+		}
+	cg_printf(b, "}\n");
+}
+
 /* Without VNNI (mk_avx2's kernels): each (half-group, token)'s products summed in an int16
  * register over X16_I16 chunks, then widened into its int32 accumulator; a chunk's codes of
  * one shift serve every token. The int32 accumulators are touched once per X16_I16 chunks,
@@ -578,17 +612,10 @@ static void mk_avx2_i16(CgBuf *b, const char *name, int rg, int tt)
 			cg_printf(b, "\t\t__m256i h%d_%d = _mm256_setzero_si256();\n", v, t);
 	cg_printf(b, "\t\tfor (int64_t c = c0; c < ce; c++) {\n"
 		     "\t\t\tconst int8_t *qc = q + 16 * c;\n");
-	for (int v = 0; v < nv; v++)
-		cg_printf(b, "\t\t\tconst __m256i v%d = _mm256_loadu_si256((const __m256i *)(w + %d * gs + 64 * c + %d));\n",
-			  v, v / 2, 32 * (v % 2));
+	avx2_loads(b, nv, "\t\t\t");
 	for (int s = 0; s < 4; s++) {
 		cg_printf(b, "\t\t\t{\n");
-		for (int v = 0; v < nv; v++)
-			if (s == 0)
-				cg_printf(b, "\t\t\t\tconst __m256i c%d = _mm256_and_si256(v%d, m3);\n", v, v);
-			else
-				cg_printf(b, "\t\t\t\tconst __m256i c%d = _mm256_and_si256(_mm256_srli_epi16(v%d, %d), m3);\n",
-					  v, v, 2 * s);
+		avx2_codes(b, nv, s, "\t\t\t\t");
 		for (int t = 0; t < tt; t++) {
 			cg_printf(b, "\t\t\t\t{\n"
 				     "\t\t\t\t\tconst __m256i bs = _mm256_set1_epi32(ld_i32(qc + %d * K + %d));\n",
@@ -606,16 +633,7 @@ static void mk_avx2_i16(CgBuf *b, const char *name, int rg, int tt)
 			cg_printf(b, "\t\ta%d_%d = _mm256_add_epi32(a%d_%d, _mm256_madd_epi16(h%d_%d, ones));\n",
 				  v, t, v, t, v, t);
 	cg_printf(b, "\t}\n");
-	for (int t = 0; t < tt; t++)
-		for (int v = 0; v < nv; v++) {
-			char acc[32], qs[16], sc[16], y[48];
-			snprintf(acc, sizeof acc, "a%d_%d", v, t);
-			tmm_epilogue_args(t, 8 * v, qs, sc, y);
-			cg_printf(b, "\t{\n");
-			tmm_epilogue_vec(b, CG_ISA_AVX2, "\t\t", acc, qs, sc, y);
-			cg_printf(b, "\t}\n");
-		}
-	cg_printf(b, "}\n");
+	avx2_epilogue(b, nv, tt);
 }
 
 /* AVX2 micro kernel: each group is two ymm halves of 8 rows (bytes 0..31 and 32..63 of
@@ -635,17 +653,10 @@ static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
 	cg_printf(b, "\tconst __m256i m3 = _mm256_set1_epi8(3);\n");
 	cg_printf(b, "\tfor (int64_t c = 0; c < kc; c++) {\n"
 		     "\t\tconst int8_t *qc = q + 16 * c;\n");
-	for (int v = 0; v < nv; v++)
-		cg_printf(b, "\t\tconst __m256i v%d = _mm256_loadu_si256((const __m256i *)(w + %d * gs + 64 * c + %d));\n",
-			  v, v / 2, 32 * (v % 2));
+	avx2_loads(b, nv, "\t\t");
 	for (int s = 0; s < 4; s++) {
 		cg_printf(b, "\t\t{\n");
-		for (int v = 0; v < nv; v++)
-			if (s == 0)
-				cg_printf(b, "\t\t\tconst __m256i c%d = _mm256_and_si256(v%d, m3);\n", v, v);
-			else
-				cg_printf(b, "\t\t\tconst __m256i c%d = _mm256_and_si256(_mm256_srli_epi16(v%d, %d), m3);\n",
-					  v, v, 2 * s);
+		avx2_codes(b, nv, s, "\t\t\t");
 		for (int t = 0; t < tt; t++) {
 			cg_printf(b, "\t\t\tconst __m256i b%d = _mm256_set1_epi32(ld_i32(qc + %d * K + %d));\n",
 				  t, t, 4 * s);
@@ -661,16 +672,7 @@ static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
 	if (tt == 1)
 		for (int v = 0; v < nv; v++)
 			cg_printf(b, "\ta%d_0 = _mm256_add_epi32(a%d_0, a%d_1);\n", v, v, v);
-	for (int t = 0; t < tt; t++)
-		for (int v = 0; v < nv; v++) {
-			char acc[32], qs[16], sc[16], y[48];
-			snprintf(acc, sizeof acc, "a%d_%d", v, tt == 1 ? 0 : t);
-			tmm_epilogue_args(t, 8 * v, qs, sc, y);
-			cg_printf(b, "\t{\n");
-			tmm_epilogue_vec(b, CG_ISA_AVX2, "\t\t", acc, qs, sc, y);
-			cg_printf(b, "\t}\n");
-		}
-	cg_printf(b, "}\n");
+	avx2_epilogue(b, nv, tt);
 }
 
 /* NEON micro kernel: each group is four q registers of 4 rows (bytes 16v..16v+15 of a

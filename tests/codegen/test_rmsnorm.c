@@ -96,19 +96,7 @@ static float *interp_rmsnorm(const float *rows, const float *w, int64_t k, int t
 	IrId in[2] = {x, wv};
 	g->logits = ir_node1(g, IR_OP_RMSNORM, "norm", in, 2, IR_DT_F32, 2, one);
 	ir_attr_set_float(g, g->values[g->logits].producer, "eps", eps);
-	BnErr e = {0};
-	IrInterp *it = ir_interp_new(g, 16, &e);
-	if (!it)
-		fail_msg("%s", e.msg);
-	float *y = malloc((size_t)(k * t) * sizeof(float));
-	int32_t tok[MAX_ROWS];
-	for (int i = 0; i < t; i++)
-		tok[i] = i;
-	if (ir_interp_eval(it, tok, t, y, &e))
-		fail_msg("%s", e.msg);
-	ir_interp_free(it);
-	ir_graph_free(g);
-	return y;
+	return tu_interp_rows(g, t, k);
 }
 
 static const char harness_main[] =

@@ -540,3 +540,24 @@ char *tu_function_text(const char *src, const char *head)
 	t[n] = 0;
 	return t;
 }
+
+float *tu_interp_rows(IrGraph *g, int t, int64_t row)
+{
+	BnErr e = {0};
+	IrInterp *it = ir_interp_new(g, t, &e);
+	float *y = malloc((size_t)(row * t) * sizeof(float));
+	int32_t *tok = malloc((size_t)t * sizeof(int32_t));
+	bool ok = it && y && tok;
+	for (int i = 0; ok && i < t; i++)
+		tok[i] = i;
+	if (ok && ir_interp_eval(it, tok, t, y, &e))
+		ok = false;
+	ir_interp_free(it);
+	ir_graph_free(g);
+	free(tok);
+	if (!ok) {
+		free(y);
+		fail_msg("interpreter: %s", e.msg[0] ? e.msg : "out of memory");
+	}
+	return y;
+}

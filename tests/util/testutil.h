@@ -35,6 +35,9 @@ const char *tu_tmp_text(const char *name, const char *text);
 /* `bitnetc emit` of the golden model rel (under tests/data) for target into the fresh
  * directory tu_tmp(dir); its model.c as a NUL-terminated string (held: tu_teardown). */
 char *tu_emit_model_c(const char *dir, const char *rel, const char *target);
+/* The interpreter's output of graph g (which it frees) fed the tokens 0..t-1, each row of
+ * the embedding tables a test built: a malloc'd t x row floats; fails the test on an error. */
+float *tu_interp_rows(IrGraph *g, int t, int64_t row);
 /* A malloc'd copy of the function in src that starts with head, through the "}" that closes
  * it at the start of a line (emitted C: a kernel to compile alone); NULL if none. */
 char *tu_function_text(const char *src, const char *head);

@@ -669,6 +669,49 @@ static int emit_rmsnorm_quant(Em *m, const IrNode *n)
 	return 0;
 }
 
+/* The call of row kernel kern (glu or rope: rows of row floats, each on its own) on args
+ * (its arguments but the row count, each row pointer first: x, ff|u, y): with several
+ * tokens, rows split over the threads by kern_par (a RowsArg), once n * row floats are
+ * worth a pool launch (BN_ROWS_PAR_MIN, 16384: a few microseconds of work; a decode step's
+ * one row and a few short rows stay on the calling thread). The same code per row, so the
+ * same bits. pp128 on the 2B-4T shape, 2 threads, Zen 5: glu 22 -> 9 ms, rope 13 -> 4.5 ms
+ * a forward (the glu's rows are read where the matmul's thread left them). */
+static int rows_call(Em *m, const IrNode *n, const char *kern, int64_t row, bool rope,
+		     const char *x, const char *b2, const char *y, const char *ts)
+{
+	if (m->nt == 1) {
+		if (rope)
+			cg_printf(m->fwd, "\t%s(%s, %s, %s, n, pos, %s);\n", kern, x, b2, y, ts);
+		else
+			cg_printf(m->fwd, "\t%s(%s, %s, %s, n);\n", kern, x, b2, y);
+		return 0;
+	}
+	char par[128];
+	snprintf(par, sizeof par, "%s_par", kern);
+	CgBuf *b;
+	if (kern_for(m, n, par, &b))
+		return m->e->code;
+	if (b)
+		cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+			     "\tconst RowsArg *a = arg;\n"
+			     "\tenum { ROW = %" PRId64 " };\n"
+			     "\tint lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;\n"
+			     "\tif (lo < hi)\n"
+			     "\t\t%s(a->a + (int64_t)lo * ROW, %s, a->y + (int64_t)lo * ROW, hi - lo%s);\n"
+			     "}\n",
+			  par, row, kern, rope ? "a->b" : "a->b + (int64_t)lo * ROW",
+			  rope ? ", a->pos + lo, a->f" : "");
+	cg_printf(m->fwd, "\t{\n"
+			  "\t\tRowsArg a = {%s, %s, %s, n, %s, %s};\n"
+			  "\t\tif ((int64_t)n * %" PRId64 " >= BN_ROWS_PAR_MIN)\n"
+			  "\t\t\tpool_run(st, %s, &a);\n"
+			  "\t\telse\n"
+			  "\t\t\t%s(&a, 0, 1);\n"
+			  "\t}\n",
+		  x, b2, y, rope ? "pos" : "NULL", rope ? ts : "0", row, par, par);
+	return 0;
+}
+
 /* The rotation of position p: cos and sin of theta_i, theta_0 = p, theta_{i+1} = theta_i *
  * theta_scale iterated in float, divided by ff[i] where the model has frequency factors.
  * They are the same for every layer and head, q and k, so each position's row is kept once
@@ -769,11 +812,9 @@ static int emit_rope(Em *m, const IrNode *n)
 			     "\t\t}\n"
 			     "\t}\n}\n",
 			  name, row, hd, n_rot / 2, cs, neox ? "i" : "2 * i", neox ? "i + HALF" : "2 * i + 1");
-	cg_printf(m->fwd, "\t%s(%s, %s, %s, n, pos, %s);\n", name,
-		  ref(m, n->in[0], "float", x, sizeof x),
-		  n->n_in > 1 ? ref(m, n->in[1], "float", ff, sizeof ff) : "NULL",
-		  ref(m, n->out[0], "float", y, sizeof y), flit(theta_scale, ts, sizeof ts));
-	return 0;
+	return rows_call(m, n, name, row, true, ref(m, n->in[0], "float", x, sizeof x),
+			 n->n_in > 1 ? ref(m, n->in[1], "float", ff, sizeof ff) : "NULL",
+			 ref(m, n->out[0], "float", y, sizeof y), flit(theta_scale, ts, sizeof ts));
 }
 
 /* Attention per (row, q head), threaded over q heads; each head has its own row of n_ctx
@@ -787,8 +828,11 @@ static int emit_rope(Em *m, const IrNode *n)
  * softmax in the same order, .V per dimension in key order. With AVX-512 the 8 lanes are
  * one zmm of doubles and .V runs 8 dimensions per vector (AVX2, vec 'y': two ymm of 4, and
  * 4 dimensions per vector; ~3.7x less time than the plain C in the 2B-4T decode step, Zen
- * 5): the same operations, so the same bits (the products of f16 values, and of an f16
- * value by a float, are exact in double).
+ * 5): the same operations, so the same bits. Each product and its add are one FMA: the
+ * products of f16 values (11 x 11 significant bits), and of an f16 value by a float (11 x
+ * 24), are exact in double, far from its overflow and underflow, so the fused add rounds
+ * what the add of the rounded product rounds (pp128 on the 2B-4T shape, Zen 5: attention
+ * -19%; on cores where adds and multiplies share the FMA ports, half the operations).
  * With head_dim a multiple of 32 (the usual 64 and 128) AVX-512 runs attn_body_zg
  * instead: several keys' and heads' chains in flight, the conversions shared. */
 static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd, char vec)
@@ -822,7 +866,7 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 			     "\t\t\t\t__m512d s = _mm512_setzero_pd();\n"
 			     "\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"
 			     "\t\t\t\t\t__m512d kd = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i))));\n"
-			     "\t\t\t\t\ts = _mm512_add_pd(s, _mm512_mul_pd(kd, qv[i / 8]));\n"
+			     "\t\t\t\t\ts = _mm512_fmadd_pd(kd, qv[i / 8], s);\n"
 			     "\t\t\t\t}\n"
 			     "\t\t\t\t__m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));\n"
 			     "\t\t\t\t__m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));\n"
@@ -839,8 +883,8 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 			     "\t\t\t\t__m256d sa = _mm256_setzero_pd(), sb = sa;\n"
 			     "\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"
 			     "\t\t\t\t\tconst __m256 kf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)));\n"
-			     "\t\t\t\t\tsa = _mm256_add_pd(sa, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(kf)), qv[i / 4]));\n"
-			     "\t\t\t\t\tsb = _mm256_add_pd(sb, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(kf, 1)), qv[i / 4 + 1]));\n"
+			     "\t\t\t\t\tsa = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(kf)), qv[i / 4], sa);\n"
+			     "\t\t\t\t\tsb = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(kf, 1)), qv[i / 4 + 1], sb);\n"
 			     "\t\t\t\t}\n"
 			     "\t\t\t\t__m256d s4 = _mm256_add_pd(sa, sb);\n"
 			     "\t\t\t\t__m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));\n"
@@ -877,7 +921,7 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW;\n"
 			     "\t\t\t\t__m512d wj = _mm512_set1_pd((double)w[j]);\n"
 			     "\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
-			     "\t\t\t\t\tacc[i / 8] = _mm512_add_pd(acc[i / 8], _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + i)))), wj));\n"
+			     "\t\t\t\t\tacc[i / 8] = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + i)))), wj, acc[i / 8]);\n"
 			     "\t\t\t}\n"
 			     "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
 			     "\t\t\t\t_mm256_storeu_ps(o + i, _mm512_cvtpd_ps(acc[i / 8]));\n");
@@ -889,8 +933,8 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 			     "\t\t\t\tconst __m256d wj = _mm256_set1_pd((double)w[j]);\n"
 			     "\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"
 			     "\t\t\t\t\tconst __m256 vf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + i)));\n"
-			     "\t\t\t\t\tacc[i / 4] = _mm256_add_pd(acc[i / 4], _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(vf)), wj));\n"
-			     "\t\t\t\t\tacc[i / 4 + 1] = _mm256_add_pd(acc[i / 4 + 1], _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(vf, 1)), wj));\n"
+			     "\t\t\t\t\tacc[i / 4] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(vf)), wj, acc[i / 4]);\n"
+			     "\t\t\t\t\tacc[i / 4 + 1] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(vf, 1)), wj, acc[i / 4 + 1]);\n"
 			     "\t\t\t\t}\n"
 			     "\t\t\t}\n"
 			     "\t\t\tfor (int i = 0; i < HD; i += 4)\n"
@@ -926,6 +970,21 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 		     "\treturn _mm_cvtsd_f64(r2) + _mm_cvtsd_f64(_mm_unpackhi_pd(r2, r2));\n"
 		     "}\n\n",
 		  name);
+	/* four keys' q.K by the same tree, reduced side by side: lanes i + (i + 4) of a, b
+	 * (then c, d) in one add; then, for all four, the first two of those plus the last
+	 * two; then each pair summed (a sum and its mirror are the same double). ~15
+	 * operations for the four instead of ~6 each, plus the conversions and the scale
+	 * done four at a time. */
+	cg_printf(b, "static inline __m128 %s_lanes4(__m512d a, __m512d b, __m512d c, __m512d d, float scale)\n{\n"
+		     "\tconst __m512d ab = _mm512_add_pd(_mm512_shuffle_f64x2(a, b, 0x44), _mm512_shuffle_f64x2(a, b, 0xee));\n"
+		     "\tconst __m512d cd = _mm512_add_pd(_mm512_shuffle_f64x2(c, d, 0x44), _mm512_shuffle_f64x2(c, d, 0xee));\n"
+		     "\tconst __m512d z = _mm512_add_pd(_mm512_permutex2var_pd(ab, _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0), cd),\n"
+		     "\t\t\t\t\t _mm512_permutex2var_pd(ab, _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2), cd));\n"
+		     "\tconst __m512d s = _mm512_add_pd(z, _mm512_permute_pd(z, 0x55));\n"
+		     "\tconst __m256d r = _mm512_castpd512_pd256(_mm512_permutexvar_pd(_mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0), s));\n"
+		     "\treturn _mm_mul_ps(_mm256_cvtpd_ps(r), _mm_set1_ps(scale));\n"
+		     "}\n\n",
+		  name);
 	/* q.K of k heads, four keys at a time: the k x 4 sums s<h>_<u>, each the chain of
 	 * attn_body's (8 double lanes over i, then the tree) */
 	for (int k = 1; k <= 4; k++) {
@@ -945,26 +1004,22 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 		for (int h = 0; h < k; h++) {
 			cg_printf(b, "\t\t\tconst __m512d q%d = _mm512_loadu_pd(qd + %d * HD + i);\n", h, h);
 			for (int u = 0; u < 4; u++)
-				cg_printf(b, "\t\t\ts%d_%d = _mm512_add_pd(s%d_%d, _mm512_mul_pd(k%d, q%d));\n",
-					  h, u, h, u, u, h);
+				cg_printf(b, "\t\t\ts%d_%d = _mm512_fmadd_pd(k%d, q%d, s%d_%d);\n",
+					  h, u, u, h, h, u);
 		}
 		cg_printf(b, "\t\t}\n");
 		for (int h = 0; h < k; h++)
-			cg_printf(b, "\t\t{\n"
-				     "\t\t\tconst __m512d sk[4] = {s%d_0, s%d_1, s%d_2, s%d_3};\n"
-				     "\t\t\tfor (int u = 0; u < 4; u++) {\n"
-				     "\t\t\t\tw[%d][j + u] = (float)%s_lanes(sk[u]) * scale;\n"
-				     "\t\t\t\tmx[%d] = fmaxf(mx[%d], w[%d][j + u]);\n"
-				     "\t\t\t}\n"
-				     "\t\t}\n",
-				  h, h, h, h, h, name, h, h, h);
+			cg_printf(b, "\t\t_mm_storeu_ps(w[%d] + j, %s_lanes4(s%d_0, s%d_1, s%d_2, s%d_3, scale));\n"
+				     "\t\tfor (int u = 0; u < 4; u++)\n"
+				     "\t\t\tmx[%d] = fmaxf(mx[%d], w[%d][j + u]);\n",
+				  h, name, h, h, h, h, h, h, h);
 		cg_printf(b, "\t}\n"
 			     "\tfor (; j < n_keys; j++) {\n"
 			     "\t\tconst uint16_t *kj = Kg + j * KW;\n"
 			     "\t\tfor (int h = 0; h < %d; h++) {\n"
 			     "\t\t\t__m512d s = _mm512_setzero_pd();\n"
 			     "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
-			     "\t\t\t\ts = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)))), _mm512_loadu_pd(qd + h * HD + i)));\n"
+			     "\t\t\t\ts = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)))), _mm512_loadu_pd(qd + h * HD + i), s);\n"
 			     "\t\t\tw[h][j] = (float)%s_lanes(s) * scale;\n"
 			     "\t\t\tmx[h] = fmaxf(mx[h], w[h][j]);\n"
 			     "\t\t}\n"
@@ -989,8 +1044,8 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 		for (int h = 0; h < k; h++) {
 			cg_printf(b, "\t\t\tconst __m512d w%d = _mm512_set1_pd((double)w[%d][j]);\n", h, h);
 			for (int i = 0; i < 4; i++)
-				cg_printf(b, "\t\t\ta%d_%d = _mm512_add_pd(a%d_%d, _mm512_mul_pd(v%d, w%d));\n",
-					  h, i, h, i, i, h);
+				cg_printf(b, "\t\t\ta%d_%d = _mm512_fmadd_pd(v%d, w%d, a%d_%d);\n",
+					  h, i, i, h, h, i);
 		}
 		cg_printf(b, "\t\t}\n");
 		for (int h = 0; h < k; h++)
@@ -1131,9 +1186,9 @@ static int emit_glu(Em *m, const IrNode *n, bool silu)
 				* (a branch on the gate's sign mispredicts half the time) */
 			       : "\t\tfloat a = bits_f32(f32_bits(g[i]) & (g[i] > 0.0f ? 0xffffffffu : 0u));\n"
 				 "\t\ta = a * a; /* in f32: relu(gate)^2 overflows f16 */\n");
-	cg_printf(m->fwd, "\t%s(%s, %s, %s, n);\n", name, ref(m, n->in[0], "float", g, sizeof g),
-		  ref(m, n->in[1], "float", u, sizeof u), ref(m, n->out[0], "float", y, sizeof y));
-	return 0;
+	return rows_call(m, n, name, k, false, ref(m, n->in[0], "float", g, sizeof g),
+			 ref(m, n->in[1], "float", u, sizeof u), ref(m, n->out[0], "float", y, sizeof y),
+			 NULL);
 }
 
 static int emit_relu2_glu(Em *m, const IrNode *n)

@@ -351,6 +351,21 @@ typedef struct {
 	float eps;
 } RnqArg;
 
+/* a kernel of n independent rows of ROW floats split over the threads (the glu: a gate, b
+ * up; rope: a x, b the frequency factors or NULL, pos, f theta_scale) */
+typedef struct {
+	const float *a, *b;
+	float *y;
+	int n;
+	const int32_t *pos;
+	float f;
+} RowsArg;
+/* the floats of a row kernel's call (n * ROW) from which it is a pool launch;
+ * -DBN_ROWS_PAR_MIN=1 splits every multi-token call (tests) */
+#ifndef BN_ROWS_PAR_MIN
+#define BN_ROWS_PAR_MIN 16384
+#endif
+
 /* attention of n rows, row t at position pos[t] of sequence seq[t] (seq NULL: 0), over
  * the layer's K and V cache ([n_seq][n_ctx] rows each); step[t] nonzero: row t in the step
  * mode (step NULL: iff n == 1) */

@@ -3,8 +3,10 @@
  * lanes reduced by a fixed tree, the softmax in key order, .V per dimension in key order);
  * the AVX2 kernel (two ymm of doubles for the 8 lanes) and the AVX-512 one (one zmm; with
  * head_dim a multiple of 32, several heads and keys in flight) must give the same floats.
- * Each target's model.c of a golden model (heads 4, KV heads 2, head_dim 64) is included
- * by a small program that calls its attention kernel directly on random q rows and f16 K
+ * Each target's model.c of a golden model (heads 4, KV heads 2, head_dim 64) and of two
+ * synthetic ones (16 heads over 4 KV heads of head_dim 32: groups of 4, as the 2B-4T
+ * shape's; 16 over 8 of head_dim 16: AVX-512's one-head kernel) is included by a small
+ * program that calls its attention kernel directly on random q rows and f16 K
  * and V caches: calls of 1..3 rows at positions 0..n_ctx-1, in step mode and not, on one
  * thread and split over two and three (ith 0..nth-1 called in turn); its outputs are
  * compared with cpu-generic's. A target this host cannot run is skipped, saying so. */
@@ -31,7 +33,7 @@ static const char harness_src[] =
 	"\t(void)p, (void)fn, (void)arg, (void)prof;\n\tabort();\n}\n"
 	"double rt_pool_clock(void)\n{\n\tabort();\n}\n";
 static const char harness_main[] =
-	"enum { T_CTX = 64, ROWS = 3, T_KW = %d, T_QW = %d };\n"
+	"enum { T_CTX = 160, ROWS = 3, T_KW = %d, T_QW = %d };\n"
 	"#define ATTN %s\n"
 	"int main(int argc, char **argv)\n{\n"
 	"\tstatic uint16_t K[T_CTX * T_KW], V[T_CTX * T_KW];\n"
@@ -40,8 +42,8 @@ static const char harness_main[] =
 	"\tif (argc < 3 || !(in = fopen(argv[1], \"rb\")) || fread(K, sizeof K, 1, in) != 1 ||\n"
 	"\t    fread(V, sizeof V, 1, in) != 1 || fread(q, sizeof q, 1, in) != 1 || !(out = fopen(argv[2], \"wb\")))\n"
 	"\t\treturn 2;\n"
-	"\tstatic const int32_t at[][ROWS] = {{0}, {1}, {7}, {33}, {T_CTX - 1}, {5, 6}, {30, 31, 32}, {0, 1, 2}, {61, 62, 63}};\n"
-	"\tstatic const int rows[] = {1, 1, 1, 1, 1, 2, 3, 3, 3};\n"
+	"\tstatic const int32_t at[][ROWS] = {{0}, {1}, {7}, {33}, {63}, {64}, {T_CTX - 1}, {5, 6}, {30, 31, 32}, {0, 1, 2}, {61, 62, 63}, {126, 127, 128}};\n"
+	"\tstatic const int rows[] = {1, 1, 1, 1, 1, 1, 1, 2, 3, 3, 3, 3};\n"
 	"\tfor (size_t c = 0; c < sizeof rows / sizeof rows[0]; c++)\n"
 	"\t\tfor (int st = 0; st < 2; st++)\n"
 	"\t\t\tfor (int nth = 1; nth <= 3; nth++) {\n"
@@ -59,8 +61,8 @@ typedef enum { NEED_ANY, NEED_AVX2, NEED_AVX512 } Need;
 
 /* The attention kernel of target's model.c run by the program on in_path; its outputs
  * (malloc'd, *n bytes), or the test skips when the host cannot run the target. */
-static uint8_t *run_target(const char *target, Need need, const char *in_path, size_t *n,
-			   char *kname, size_t kn)
+static uint8_t *run_target(const char *model, const char *target, Need need,
+			   const char *in_path, size_t *n, char *kname, size_t kn)
 {
 	RtCpuFeatures f;
 	rt_cpu_detect(&f);
@@ -72,7 +74,7 @@ static uint8_t *run_target(const char *target, Need need, const char *in_path, s
 	}
 	char dir[64];
 	snprintf(dir, sizeof dir, "attn-%s", target);
-	char *src = tu_emit_model_c(dir, "golden/models/tiny-b158-i2_s.gguf", target);
+	char *src = tu_emit_model_c(dir, model, target);
 	const char *at = strstr(src, "\nstatic void attn");
 	assert_non_null(at);
 	at += strlen("\nstatic void ");
@@ -84,7 +86,7 @@ static uint8_t *run_target(const char *target, Need need, const char *in_path, s
 	assert_true(h && kv && hd);
 	int nh = atoi(h + 2), nkv = atoi(kv + 3), hdim = atoi(hd + 3);
 	assert_true(nh > 0 && nkv > 0 && hdim > 0);
-	assert_true(nkv * hdim == 128 && nh * hdim == 256); /* write_input's shapes */
+	assert_true(nkv * hdim <= 128 && nh * hdim <= 512); /* write_input's shapes */
 
 	const char *d = tu_tmp(dir);
 	char path[1300];
@@ -129,11 +131,12 @@ static float wide(void)
 	return (float)(u01() < 0.5 ? -v : v);
 }
 
-/* The caches and q rows every program reads: f16 K and V of 64 positions of the widest
- * shape a golden model has here (KV width 128), q rows of 3 x 4 heads x 64. */
+/* The caches and q rows every program reads: f16 K and V of 160 positions of the widest
+ * shape here (KV width 128), q rows of 3 x 512 (a program reads the first K, V and q of
+ * its own widths). */
 static const char *write_input(void)
 {
-	enum { CTX = 64, KW = 128, Q = 3 * 4 * 64 };
+	enum { CTX = 160, KW = 128, Q = 3 * 512 };
 	static uint16_t kv[2 * CTX * KW];
 	static float q[Q];
 	rng = 0x2545f4914f6cdd1dull;
@@ -150,13 +153,28 @@ static const char *write_input(void)
 	return path;
 }
 
-static void check(const char *target, Need need)
+/* A synthetic model of heads q heads of head_dim hd over kv KV heads (its path). */
+static const char *synth_model(int heads, int kv, int hd)
+{
+	static char path[2][1024];
+	static int slot;
+	char name[64], *p = path[slot++ % 2];
+	snprintf(name, sizeof name, "attn-h%d-kv%d-hd%d.gguf", heads, kv, hd);
+	snprintf(p, sizeof path[0], "%s", tu_tmp(name));
+	free(tu_run_ok(0, "'%s' mkmodel --hidden %d --heads %d --kv-heads %d --ffn 256 --layers 1 "
+			  "-o '%s'",
+		       tu_bitnetc(), heads * hd, heads, kv, p));
+	return p;
+}
+
+static void check1(const char *model, const char *target, Need need)
 {
 	const char *in = write_input();
 	char ref_name[96], got_name[96];
 	size_t nr, ng;
-	uint8_t *ref = tu_hold(run_target("cpu-generic", NEED_ANY, in, &nr, ref_name, sizeof ref_name));
-	uint8_t *got = tu_hold(run_target(target, need, in, &ng, got_name, sizeof got_name));
+	uint8_t *ref = tu_hold(run_target(model, "cpu-generic", NEED_ANY, in, &nr, ref_name,
+					  sizeof ref_name));
+	uint8_t *got = tu_hold(run_target(model, target, need, in, &ng, got_name, sizeof got_name));
 	assert_int_equal(nr, ng);
 	assert_true(nr > 0);
 	if (memcmp(ref, got, nr) != 0) {
@@ -168,6 +186,13 @@ static void check(const char *target, Need need)
 	}
 	printf("%s's %s: cpu-generic's %s bit for bit (%zu bytes of outputs)\n", target, got_name,
 	       ref_name, nr);
+}
+
+static void check(const char *target, Need need)
+{
+	check1("golden/models/tiny-b158-i2_s.gguf", target, need);
+	check1(synth_model(16, 4, 32), target, need); /* groups of 4, split 5 / 5 / 6 heads */
+	check1(synth_model(16, 8, 16), target, need);
 }
 
 static void test_avx2(void **state)

@@ -192,7 +192,7 @@ char *tu_emit_model_c(const char *dir, const char *rel, const char *target)
 {
 	const char *d = tu_tmp(dir);
 	char *log = tu_run_ok(0, "rm -rf '%s' && '%s' emit '%s' '%s' --target %s", d, tu_bitnetc(),
-			      tu_data(rel), d, target);
+			      rel[0] == '/' ? rel : tu_data(rel), d, target);
 	free(log);
 	char path[1200];
 	snprintf(path, sizeof path, "%s/model.c", d);

@@ -32,8 +32,9 @@ int tu_write_file(const char *path, const void *data, size_t n);
 /* Writes text to tu_tmp(name), failing the test if it cannot; returns that path (a tu_tmp
  * slot). */
 const char *tu_tmp_text(const char *name, const char *text);
-/* `bitnetc emit` of the golden model rel (under tests/data) for target into the fresh
- * directory tu_tmp(dir); its model.c as a NUL-terminated string (held: tu_teardown). */
+/* `bitnetc emit` of the golden model rel (under tests/data; an absolute path as it is) for
+ * target into the fresh directory tu_tmp(dir); its model.c as a NUL-terminated string
+ * (held: tu_teardown). */
 char *tu_emit_model_c(const char *dir, const char *rel, const char *target);
 /* The interpreter's output of graph g (which it frees) fed the tokens 0..t-1, each row of
  * the embedding tables a test built: a malloc'd t x row floats; fails the test on an error. */

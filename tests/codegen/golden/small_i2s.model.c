@@ -350,6 +350,21 @@ typedef struct {
 	float eps;
 } RnqArg;
 
+/* a kernel of n independent rows of ROW floats split over the threads (the glu: a gate, b
+ * up; rope: a x, b the frequency factors or NULL, pos, f theta_scale) */
+typedef struct {
+	const float *a, *b;
+	float *y;
+	int n;
+	const int32_t *pos;
+	float f;
+} RowsArg;
+/* the floats of a row kernel's call (n * ROW) from which it is a pool launch;
+ * -DBN_ROWS_PAR_MIN=1 splits every multi-token call (tests) */
+#ifndef BN_ROWS_PAR_MIN
+#define BN_ROWS_PAR_MIN 16384
+#endif
+
 /* attention of n rows, row t at position pos[t] of sequence seq[t] (seq NULL: 0), over
  * the layer's K and V cache ([n_seq][n_ctx] rows each); step[t] nonzero: row t in the step
  * mode (step NULL: iff n == 1) */
@@ -2890,6 +2905,42 @@ static void head_f16_k128_n320_gemv(void *arg, int ith, int nth)
 #endif
 }
 
+/* rope_neox_hd64_nrot64_nh2_par, used by:
+ *   blk.0.attn_q.rope (rope)
+ */
+static void rope_neox_hd64_nrot64_nh2_par(void *arg, int ith, int nth)
+{
+	const RowsArg *a = arg;
+	enum { ROW = 128 };
+	int lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;
+	if (lo < hi)
+		rope_neox_hd64_nrot64_nh2(a->a + (int64_t)lo * ROW, a->b, a->y + (int64_t)lo * ROW, hi - lo, a->pos + lo, a->f);
+}
+
+/* rope_neox_hd64_nrot64_nh1_par, used by:
+ *   blk.0.attn_k.rope (rope)
+ */
+static void rope_neox_hd64_nrot64_nh1_par(void *arg, int ith, int nth)
+{
+	const RowsArg *a = arg;
+	enum { ROW = 64 };
+	int lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;
+	if (lo < hi)
+		rope_neox_hd64_nrot64_nh1(a->a + (int64_t)lo * ROW, a->b, a->y + (int64_t)lo * ROW, hi - lo, a->pos + lo, a->f);
+}
+
+/* relu2_glu_n256_par, used by:
+ *   blk.0.ffn_out (relu2_glu)
+ */
+static void relu2_glu_n256_par(void *arg, int ith, int nth)
+{
+	const RowsArg *a = arg;
+	enum { ROW = 256 };
+	int lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;
+	if (lo < hi)
+		relu2_glu_n256(a->a + (int64_t)lo * ROW, a->b + (int64_t)lo * ROW, a->y + (int64_t)lo * ROW, hi - lo);
+}
+
 /* one token: the reference's step mode (f16 roundings of the softmax
  * weights and of the head input) */
 static int forward_t1(RtState *st, const RtBatch *b, float *logits)
@@ -3099,11 +3150,23 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 6: blk.0.attn_q.rope (rope) */
-	rope_neox_hd64_nrot64_nh2((float *)(S + 4096), NULL, (float *)(S + 13376), n, pos, 0x1.53c38ap-1f);
+	{
+		RowsArg a = {(float *)(S + 4096), NULL, (float *)(S + 13376), n, pos, 0x1.53c38ap-1f};
+		if ((int64_t)n * 128 >= BN_ROWS_PAR_MIN)
+			pool_run(st, rope_neox_hd64_nrot64_nh2_par, &a);
+		else
+			rope_neox_hd64_nrot64_nh2_par(&a, 0, 1);
+	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ROPE, &pt, &pw);
 	/* 7: blk.0.attn_k.rope (rope) */
-	rope_neox_hd64_nrot64_nh1((float *)(S + 9280), NULL, (float *)(S + 4096), n, pos, 0x1.53c38ap-1f);
+	{
+		RowsArg a = {(float *)(S + 9280), NULL, (float *)(S + 4096), n, pos, 0x1.53c38ap-1f};
+		if ((int64_t)n * 64 >= BN_ROWS_PAR_MIN)
+			pool_run(st, rope_neox_hd64_nrot64_nh1_par, &a);
+		else
+			rope_neox_hd64_nrot64_nh1_par(&a, 0, 1);
+	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_ROPE, &pt, &pw);
 	/* 8: blk.0.kqv_out (attention) */
@@ -3158,7 +3221,13 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GEMM, &pt, &pw);
 	/* 17: blk.0.ffn_out (relu2_glu) */
-	relu2_glu_n256((float *)(S + 13376), (float *)(S + 21568), (float *)(S + 0), n);
+	{
+		RowsArg a = {(float *)(S + 13376), (float *)(S + 21568), (float *)(S + 0), n, NULL, 0};
+		if ((int64_t)n * 256 >= BN_ROWS_PAR_MIN)
+			pool_run(st, relu2_glu_n256_par, &a);
+		else
+			relu2_glu_n256_par(&a, 0, 1);
+	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_GLU, &pt, &pw);
 	/* 18: blk.0.ffn_sub_norm (rmsnorm) */
@@ -3257,7 +3326,7 @@ static const char model_info[] =
 	"target cpu-generic, forward templates: 1 token (step), 8 tokens (batch)\n"
 	"scratch 29760 bytes, KV 264 bytes per position\n"
 	"ternary matmul kernels per forward: t1: 0 simd, 0 lut, 7 portable, 0 lut_portable; t8: 0 simd, 0 lut, 7 portable, 0 lut_portable\n"
-	"kernels (21): deq_f16_k128 embed_f16_k128_v320 rmsnorm_row_n128 rmsnorm_n128 quant_tok_k128 tmm_i2s_k128_n128 tmm_i2s_k128_n64 rope_angles_half32 rope_neox_hd64_nrot64_nh2 rope_neox_hd64_nrot64_nh1 kv_store_w64 attn_h2_kv1_hd64 add_n128 tmm_i2s_k128_n256 relu2_glu_n256 rmsnorm_row_n256 rmsnorm_n256 quant_tok_k256 tmm_i2s_k256_n128 head_prep_f16_k128 head_f16_k128_n320\n"
+	"kernels (24): deq_f16_k128 embed_f16_k128_v320 rmsnorm_row_n128 rmsnorm_n128 quant_tok_k128 tmm_i2s_k128_n128 tmm_i2s_k128_n64 rope_angles_half32 rope_neox_hd64_nrot64_nh2 rope_neox_hd64_nrot64_nh1 kv_store_w64 attn_h2_kv1_hd64 add_n128 tmm_i2s_k128_n256 relu2_glu_n256 rmsnorm_row_n256 rmsnorm_n256 quant_tok_k256 tmm_i2s_k256_n128 head_prep_f16_k128 head_f16_k128_n320 rope_neox_hd64_nrot64_nh2_par rope_neox_hd64_nrot64_nh1_par relu2_glu_n256_par\n"
 	"";
 
 #ifndef BN_MODEL_SYMBOL

@@ -990,8 +990,8 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 	 * at 4 KiB pages, leave each key a miss. The first row of each sequence in a call
 	 * asks for them ATTN_PF keys ahead (later rows of that sequence find them in cache):
 	 * 30 layers of 2B-4T attention at 1024 positions, one thread, KV not in cache, 20.3
-	 * -> 12.5-14 ms a step; in cache ~5% slower, hence not for the later rows. */
-	cg_printf(b, "#ifndef ATTN_PF\n#define ATTN_PF 16\n#endif\n");
+	 * -> 12.5-14 ms a step; in cache ~5% slower, hence not for the later rows. ATTN_PF:
+	 * the prelude. */
 	/* q.K of k heads, four keys at a time: the k x 4 sums s<h>_<u>, each the chain of
 	 * attn_body's (8 double lanes over i, then the tree) */
 	for (int k = 1; k <= 4; k++) {

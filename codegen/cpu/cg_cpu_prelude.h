@@ -366,6 +366,12 @@ typedef struct {
 #define BN_ROWS_PAR_MIN 16384
 #endif
 
+/* how many keys ahead the AVX-512 attention asks for the K and V rows of a call's first
+ * row of each sequence (attn_body_zg) */
+#ifndef ATTN_PF
+#define ATTN_PF 16
+#endif
+
 /* attention of n rows, row t at position pos[t] of sequence seq[t] (seq NULL: 0), over
  * the layer's K and V cache ([n_seq][n_ctx] rows each); step[t] nonzero: row t in the step
  * mode (step NULL: iff n == 1) */

@@ -153,18 +153,18 @@ static const char *write_input(void)
 	return path;
 }
 
-/* A synthetic model of heads q heads of head_dim hd over kv KV heads (its path). */
+/* A synthetic model of heads q heads of head_dim hd over kv KV heads (its path, valid until
+ * the next call). */
 static const char *synth_model(int heads, int kv, int hd)
 {
-	static char path[2][1024];
-	static int slot;
-	char name[64], *p = path[slot++ % 2];
+	static char path[1024];
+	char name[64];
 	snprintf(name, sizeof name, "attn-h%d-kv%d-hd%d.gguf", heads, kv, hd);
-	snprintf(p, sizeof path[0], "%s", tu_tmp(name));
+	snprintf(path, sizeof path, "%s", tu_tmp(name));
 	free(tu_run_ok(0, "'%s' mkmodel --hidden %d --heads %d --kv-heads %d --ffn 256 --layers 1 "
 			  "-o '%s'",
-		       tu_bitnetc(), heads * hd, heads, kv, p));
-	return p;
+		       tu_bitnetc(), heads * hd, heads, kv, path));
+	return path;
 }
 
 static void check1(const char *model, const char *target, Need need)

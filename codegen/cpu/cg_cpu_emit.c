@@ -826,18 +826,19 @@ static int emit_rope(Em *m, const IrNode *n)
 /* Attention for n rows, heads split over threads, exactly as the
  * interpreter's op_attention: q.K in 8 double lanes (i % 8) reduced by a fixed tree, the
  * softmax in the same order, .V per dimension in key order. With AVX-512 the 8 lanes are
- * one zmm of doubles and .V runs 8 dimensions per vector (AVX2, vec 'y': two ymm of 4, and
- * 4 dimensions per vector; ~3.7x less time than the plain C in the 2B-4T decode step, Zen
- * 5): the same operations, so the same bits. Each product and its add are one FMA: the
+ * one zmm of doubles and .V runs 8 dimensions per vector: the same operations, so the same
+ * bits. Each product and its add are one FMA: the
  * products of f16 values (11 x 11 significant bits), and of an f16 value by a float (11 x
  * 24), are exact in double, far from its overflow and underflow, so the fused add rounds
  * what the add of the rounded product rounds (pp128 on the 2B-4T shape, Zen 5: attention
  * -19%; on cores where adds and multiplies share the FMA ports, half the operations).
  * With head_dim a multiple of 32 (the usual 64 and 128) AVX-512 runs attn_body_zg
+ * instead, and AVX2 (head_dim a multiple of 8) attn_body_yg: several heads' chains in
+ * flight, the conversions shared.
  * instead: several keys' and heads' chains in flight, the conversions shared. */
 static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd, char vec)
 {
-	bool z = vec == 'z', y = vec == 'y';
+	bool z = vec == 'z';
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
 		     "\tconst AttnArg *a = arg;\n"
 		     "\tenum { NH = %" PRId64 ", HD = %" PRId64 ", KW = %" PRId64 ", QW = NH * HD, GROUP = NH / %" PRId64 " };\n"
@@ -845,8 +846,6 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		  name, nh, hd, nkv * hd, nkv);
 	if (z)
 		cg_printf(b, "\t__m512d qv[HD / 8], acc[HD / 8];\n");
-	else if (y)
-		cg_printf(b, "\t__m256d qv[HD / 4], acc[HD / 4];\n");
 	else
 		cg_printf(b, "\tdouble acc[HD];\n");
 	cg_printf(b, "\tfor (int h = NH * ith / nth; h < NH * (ith + 1) / nth; h++) {\n"
@@ -869,24 +868,6 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 			     "\t\t\t\t\ts = _mm512_fmadd_pd(kd, qv[i / 8], s);\n"
 			     "\t\t\t\t}\n"
 			     "\t\t\t\t__m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));\n"
-			     "\t\t\t\t__m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));\n"
-			     "\t\t\t\tdouble d = _mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2));\n"
-			     "\t\t\t\tw[j] = (float)d * a->scale;\n"
-			     "\t\t\t\tmx = fmaxf(mx, w[j]);\n"
-			     "\t\t\t}\n");
-	else if (y)
-		/* lanes 0..3 of the 8 in sa, 4..7 in sb; sa + sb is the first level of the tree */
-		cg_printf(b, "\t\t\tfor (int i = 0; i < HD; i += 4)\n"
-			     "\t\t\t\tqv[i / 4] = _mm256_cvtps_pd(_mm_loadu_ps(qh + i));\n"
-			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-			     "\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
-			     "\t\t\t\t__m256d sa = _mm256_setzero_pd(), sb = sa;\n"
-			     "\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"
-			     "\t\t\t\t\tconst __m256 kf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)));\n"
-			     "\t\t\t\t\tsa = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(kf)), qv[i / 4], sa);\n"
-			     "\t\t\t\t\tsb = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(kf, 1)), qv[i / 4 + 1], sb);\n"
-			     "\t\t\t\t}\n"
-			     "\t\t\t\t__m256d s4 = _mm256_add_pd(sa, sb);\n"
 			     "\t\t\t\t__m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));\n"
 			     "\t\t\t\tdouble d = _mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2));\n"
 			     "\t\t\t\tw[j] = (float)d * a->scale;\n"
@@ -925,20 +906,6 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 			     "\t\t\t}\n"
 			     "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
 			     "\t\t\t\t_mm256_storeu_ps(o + i, _mm512_cvtpd_ps(acc[i / 8]));\n");
-	else if (y)
-		cg_printf(b, "\t\t\tfor (int i = 0; i < HD / 4; i++)\n"
-			     "\t\t\t\tacc[i] = _mm256_setzero_pd();\n"
-			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW;\n"
-			     "\t\t\t\tconst __m256d wj = _mm256_set1_pd((double)w[j]);\n"
-			     "\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"
-			     "\t\t\t\t\tconst __m256 vf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + i)));\n"
-			     "\t\t\t\t\tacc[i / 4] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(vf)), wj, acc[i / 4]);\n"
-			     "\t\t\t\t\tacc[i / 4 + 1] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(vf, 1)), wj, acc[i / 4 + 1]);\n"
-			     "\t\t\t\t}\n"
-			     "\t\t\t}\n"
-			     "\t\t\tfor (int i = 0; i < HD; i += 4)\n"
-			     "\t\t\t\t_mm_storeu_ps(o + i, _mm256_cvtpd_ps(acc[i / 4]));\n");
 	else
 		cg_printf(b, "\t\t\tfor (int i = 0; i < HD; i++)\n"
 			     "\t\t\t\tacc[i] = 0.0;\n"
@@ -952,6 +919,75 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 			     "\t\t\t\to[i] = (float)acc[i];\n");
 	cg_printf(b, "\t\t}\n"
 		     "\t}\n}\n");
+}
+
+/* The grouped kernels' entry (AVX-512 attn_body_zg, AVX2 attn_body_yg): the q heads a thread
+ * owns of one KV head, up to 4 at a time, through <name>_qk<k> and <name>_v<k>; q rounded to
+ * f16 and widened to double once per row and head; the softmax per head in key order. */
+static void attn_group_main(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd, bool z)
+{
+	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+		     "\tconst AttnArg *a = arg;\n"
+		     "\tenum { NH = %" PRId64 ", HD = %" PRId64 ", KW = %" PRId64 ", QW = NH * HD, GROUP = NH / %" PRId64 " };\n"
+		     "\tfloat qh[HD];\n"
+		     "\tdouble qd[4 * HD];\n"
+		     "\tint hend = NH * (ith + 1) / nth;\n"
+		     "\tfor (int h0 = NH * ith / nth; h0 < hend;) {\n"
+		     "\t\t/* this thread's heads h0..h1-1 of KV head h0 / GROUP */\n"
+		     "\t\tint h1 = (h0 / GROUP + 1) * GROUP < hend ? (h0 / GROUP + 1) * GROUP : hend;\n"
+		     "\t\tconst uint16_t *Kh = a->K + (h0 / GROUP) * HD, *Vh = a->V + (h0 / GROUP) * HD;\n"
+		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
+		     "\t\t\tint64_t n_keys = (int64_t)a->pos[t] + 1;\n"
+		     "\t\t\tint64_t sb = a->seq ? (int64_t)a->seq[t] * a->n_ctx * KW : 0;\n"
+		     "\t\t\tconst uint16_t *Kg = Kh + sb, *Vg = Vh + sb;\n"
+		     "\t\t\tint step = a->step ? a->step[t] != 0 : a->n == 1;\n"
+		     "\t\t\t/* the first row of a sequence in this call finds its keys cold */\n"
+		     "\t\t\tint pf = t == 0 || (a->seq && a->seq[t] != a->seq[t - 1]);\n"
+		     "\t\t\tfor (int h = h0; h < h1; h += 4) {\n"
+		     "\t\t\t\tfloat *w[4], *o[4], mx[4];\n"
+		     "\t\t\t\tint k = h1 - h < 4 ? h1 - h : 4;\n"
+		     "\t\t\t\tfor (int u = 0; u < k; u++) {\n"
+		     "\t\t\t\t\tw[u] = a->scores + (int64_t)(h + u) * a->n_ctx;\n"
+		     "\t\t\t\t\to[u] = a->y + (int64_t)t * QW + (h + u) * HD;\n"
+		     "\t\t\t\t\tmx[u] = -INFINITY;\n"
+		     "\t\t\t\t\tround_f16_n(a->q + (int64_t)t * QW + (h + u) * HD, qh, HD);\n"
+		     "%s"
+		     "\t\t\t\t}\n"
+		     "\t\t\t\tswitch (k) {\n"
+		     "\t\t\t\tcase 4: %s_qk4(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
+		     "\t\t\t\tcase 3: %s_qk3(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
+		     "\t\t\t\tcase 2: %s_qk2(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
+		     "\t\t\t\tdefault: %s_qk1(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t\tfor (int u = 0; u < k; u++) {\n"
+		     "\t\t\t\t\tfloat *wu = w[u];\n"
+		     "\t\t\t\t\tdouble sum = 0.0;\n"
+		     "\t\t\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+		     "\t\t\t\t\t\twu[j] = expf(wu[j] - mx[u]);\n"
+		     "\t\t\t\t\t\tsum += (double)wu[j];\n"
+		     "\t\t\t\t\t}\n"
+		     "\t\t\t\t\tfloat inv = (float)(1.0 / sum);\n"
+		     "\t\t\t\t\tfor (int64_t j = 0; j < n_keys; j++)\n"
+		     "\t\t\t\t\t\twu[j] = wu[j] * inv;\n"
+		     "\t\t\t\t\tif (step)\n"
+		     "\t\t\t\t\t\tround_f16_n(wu, wu, n_keys);\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t\tswitch (k) {\n"
+		     "\t\t\t\tcase 4: %s_v4(Vg, w, n_keys, o, pf); break;\n"
+		     "\t\t\t\tcase 3: %s_v3(Vg, w, n_keys, o, pf); break;\n"
+		     "\t\t\t\tcase 2: %s_v2(Vg, w, n_keys, o, pf); break;\n"
+		     "\t\t\t\tdefault: %s_v1(Vg, w, n_keys, o, pf); break;\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t}\n"
+		     "\t\t}\n"
+		     "\t\th0 = h1;\n"
+		     "\t}\n}\n",
+		  name, nh, hd, nkv * hd, nkv,
+		  z ? "\t\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
+		      "\t\t\t\t\t\t_mm512_storeu_pd(qd + u * HD + i, _mm512_cvtps_pd(_mm256_loadu_ps(qh + i)));\n"
+		    : "\t\t\t\t\tfor (int i = 0; i < HD; i += 4)\n"
+		      "\t\t\t\t\t\t_mm256_storeu_pd(qd + u * HD + i, _mm256_cvtps_pd(_mm_loadu_ps(qh + i)));\n",
+		  name, name, name, name, name, name, name, name);
 }
 
 /* The AVX-512 attention when head_dim is a multiple of 32: the q heads of one KV head
@@ -1067,64 +1103,91 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 					  h, 8 * i, h, i);
 		cg_printf(b, "\t}\n}\n\n");
 	}
-	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
-		     "\tconst AttnArg *a = arg;\n"
-		     "\tenum { NH = %" PRId64 ", HD = %" PRId64 ", KW = %" PRId64 ", QW = NH * HD, GROUP = NH / %" PRId64 " };\n"
-		     "\tfloat qh[HD];\n"
-		     "\tdouble qd[4 * HD];\n"
-		     "\tint hend = NH * (ith + 1) / nth;\n"
-		     "\tfor (int h0 = NH * ith / nth; h0 < hend;) {\n"
-		     "\t\t/* this thread's heads h0..h1-1 of KV head h0 / GROUP */\n"
-		     "\t\tint h1 = (h0 / GROUP + 1) * GROUP < hend ? (h0 / GROUP + 1) * GROUP : hend;\n"
-		     "\t\tconst uint16_t *Kh = a->K + (h0 / GROUP) * HD, *Vh = a->V + (h0 / GROUP) * HD;\n"
-		     "\t\tfor (int t = 0; t < a->n; t++) {\n"
-		     "\t\t\tint64_t n_keys = (int64_t)a->pos[t] + 1;\n"
-		     "\t\t\tint64_t sb = a->seq ? (int64_t)a->seq[t] * a->n_ctx * KW : 0;\n"
-		     "\t\t\tconst uint16_t *Kg = Kh + sb, *Vg = Vh + sb;\n"
-		     "\t\t\tint step = a->step ? a->step[t] != 0 : a->n == 1;\n"
-		     "\t\t\t/* the first row of a sequence in this call finds its keys cold */\n"
-		     "\t\t\tint pf = t == 0 || (a->seq && a->seq[t] != a->seq[t - 1]);\n"
-		     "\t\t\tfor (int h = h0; h < h1; h += 4) {\n"
-		     "\t\t\t\tfloat *w[4], *o[4], mx[4];\n"
-		     "\t\t\t\tint k = h1 - h < 4 ? h1 - h : 4;\n"
-		     "\t\t\t\tfor (int u = 0; u < k; u++) {\n"
-		     "\t\t\t\t\tw[u] = a->scores + (int64_t)(h + u) * a->n_ctx;\n"
-		     "\t\t\t\t\to[u] = a->y + (int64_t)t * QW + (h + u) * HD;\n"
-		     "\t\t\t\t\tmx[u] = -INFINITY;\n"
-		     "\t\t\t\t\tround_f16_n(a->q + (int64_t)t * QW + (h + u) * HD, qh, HD);\n"
-		     "\t\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
-		     "\t\t\t\t\t\t_mm512_storeu_pd(qd + u * HD + i, _mm512_cvtps_pd(_mm256_loadu_ps(qh + i)));\n"
-		     "\t\t\t\t}\n"
-		     "\t\t\t\tswitch (k) {\n"
-		     "\t\t\t\tcase 4: %s_qk4(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
-		     "\t\t\t\tcase 3: %s_qk3(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
-		     "\t\t\t\tcase 2: %s_qk2(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
-		     "\t\t\t\tdefault: %s_qk1(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
-		     "\t\t\t\t}\n"
-		     "\t\t\t\tfor (int u = 0; u < k; u++) {\n"
-		     "\t\t\t\t\tfloat *wu = w[u];\n"
-		     "\t\t\t\t\tdouble sum = 0.0;\n"
-		     "\t\t\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-		     "\t\t\t\t\t\twu[j] = expf(wu[j] - mx[u]);\n"
-		     "\t\t\t\t\t\tsum += (double)wu[j];\n"
-		     "\t\t\t\t\t}\n"
-		     "\t\t\t\t\tfloat inv = (float)(1.0 / sum);\n"
-		     "\t\t\t\t\tfor (int64_t j = 0; j < n_keys; j++)\n"
-		     "\t\t\t\t\t\twu[j] = wu[j] * inv;\n"
-		     "\t\t\t\t\tif (step)\n"
-		     "\t\t\t\t\t\tround_f16_n(wu, wu, n_keys);\n"
-		     "\t\t\t\t}\n"
-		     "\t\t\t\tswitch (k) {\n"
-		     "\t\t\t\tcase 4: %s_v4(Vg, w, n_keys, o, pf); break;\n"
-		     "\t\t\t\tcase 3: %s_v3(Vg, w, n_keys, o, pf); break;\n"
-		     "\t\t\t\tcase 2: %s_v2(Vg, w, n_keys, o, pf); break;\n"
-		     "\t\t\t\tdefault: %s_v1(Vg, w, n_keys, o, pf); break;\n"
-		     "\t\t\t\t}\n"
-		     "\t\t\t}\n"
-		     "\t\t}\n"
-		     "\t\th0 = h1;\n"
-		     "\t}\n}\n",
-		  name, nh, hd, nkv * hd, nkv, name, name, name, name, name, name, name, name);
+	attn_group_main(b, name, nh, nkv, hd, true);
+}
+
+/* The AVX2 attention when head_dim is a multiple of 8: attn_body's 8 lanes as two ymm of
+ * doubles (lanes 0..3 and 4..7; their sum is the tree's first level), the q heads of one KV
+ * head together (up to 4 at a time, as attn_body_zg), each key's K and V
+ * row converted to double once for them all, and attn_body_zg's prefetch in the first row
+ * of each sequence in a call. 16 ymm registers: q.K one key at a time (two chains per head,
+ * the lanes 0..3 and 4..7 of attn_body's 8), .V 8 dimensions at a time (two accumulators
+ * per head) over blocks of 64 keys, so that the 8-dimension passes over a block's V rows
+ * find them in L1; the accumulators carry from block to block in memory, exactly. The same
+ * chains in the same order: the same bits. */
+static void attn_body_yg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
+{
+	for (int k = 1; k <= 4; k++) {
+		cg_printf(b, "static inline void %s_qk%d(const uint16_t *Kg, const double *qd, int64_t n_keys, float *const *w, float *mx, float scale, int pf)\n{\n"
+			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 " };\n"
+			     "\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+			     "\t\tconst uint16_t *kj = Kg + j * KW;\n"
+			     "\t\tif (pf)\n"
+			     "\t\t\tfor (int i = 0; i < HD; i += 32)\n"
+			     "\t\t\t\t_mm_prefetch((const char *)(kj + ATTN_PF * KW + i), _MM_HINT_T0);\n",
+			  name, k, hd, nkv * hd);
+		for (int h = 0; h < k; h++)
+			cg_printf(b, "\t\t__m256d a%d = _mm256_setzero_pd(), b%d = a%d;\n", h, h, h);
+		cg_printf(b, "\t\tfor (int i = 0; i < HD; i += 8) {\n"
+			     "\t\t\tconst __m256 kf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)));\n"
+			     "\t\t\tconst __m256d kl = _mm256_cvtps_pd(_mm256_castps256_ps128(kf)), kh = _mm256_cvtps_pd(_mm256_extractf128_ps(kf, 1));\n");
+		for (int h = 0; h < k; h++)
+			cg_printf(b, "\t\t\ta%d = _mm256_fmadd_pd(kl, _mm256_loadu_pd(qd + %d * HD + i), a%d);\n"
+				     "\t\t\tb%d = _mm256_fmadd_pd(kh, _mm256_loadu_pd(qd + %d * HD + i + 4), b%d);\n",
+				  h, h, h, h, h, h);
+		cg_printf(b, "\t\t}\n");
+		for (int h = 0; h < k; h++)
+			cg_printf(b, "\t\t{\n"
+				     "\t\t\tconst __m256d s4 = _mm256_add_pd(a%d, b%d);\n"
+				     "\t\t\tconst __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));\n"
+				     "\t\t\tw[%d][j] = (float)(_mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2))) * scale;\n"
+				     "\t\t\tmx[%d] = fmaxf(mx[%d], w[%d][j]);\n"
+				     "\t\t}\n",
+				  h, h, h, h, h, h);
+		cg_printf(b, "\t}\n}\n\n");
+	}
+	for (int k = 1; k <= 4; k++) {
+		cg_printf(b, "static inline void %s_v%d(const uint16_t *Vg, float *const *w, int64_t n_keys, float *const *o, int pf)\n{\n"
+			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 ", JB = 64 };\n"
+			     "\tdouble acc[%d * HD];\n"
+			     "\tfor (int i = 0; i < %d * HD; i++)\n"
+			     "\t\tacc[i] = 0.0;\n"
+			     "\tdouble wd[%d][JB];\n"
+			     "\tfor (int64_t j0 = 0; j0 < n_keys; j0 += JB) {\n"
+			     "\t\tconst int64_t j1 = n_keys - j0 < JB ? n_keys : j0 + JB;\n"
+			     "\t\tfor (int h = 0; h < %d; h++)\n"
+			     "\t\t\tfor (int64_t j = j0; j < j1; j++)\n"
+			     "\t\t\t\twd[h][j - j0] = (double)w[h][j];\n"
+			     "\t\tfor (int d = 0; d < HD; d += 8) {\n",
+			  name, k, hd, nkv * hd, k, k, k, k);
+		for (int h = 0; h < k; h++)
+			cg_printf(b, "\t\t\t__m256d a%d = _mm256_loadu_pd(acc + %d * HD + d), b%d = _mm256_loadu_pd(acc + %d * HD + d + 4);\n",
+				  h, h, h, h);
+		cg_printf(b, "\t\t\tfor (int64_t j = j0; j < j1; j++) {\n"
+			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW + d;\n"
+			     "\t\t\t\tif (pf && d %% 32 == 0)\n"
+			     "\t\t\t\t\t_mm_prefetch((const char *)(vj + ATTN_PF * KW), _MM_HINT_T0);\n"
+			     "\t\t\t\tconst __m256 vf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)vj));\n"
+			     "\t\t\t\tconst __m256d vl = _mm256_cvtps_pd(_mm256_castps256_ps128(vf)), vh = _mm256_cvtps_pd(_mm256_extractf128_ps(vf, 1));\n");
+		for (int h = 0; h < k; h++)
+			cg_printf(b, "\t\t\t\tconst __m256d w%d = _mm256_broadcast_sd(&wd[%d][j - j0]);\n"
+				     "\t\t\t\ta%d = _mm256_fmadd_pd(vl, w%d, a%d);\n"
+				     "\t\t\t\tb%d = _mm256_fmadd_pd(vh, w%d, b%d);\n",
+				  h, h, h, h, h, h, h, h);
+		cg_printf(b, "\t\t\t}\n");
+		for (int h = 0; h < k; h++)
+			cg_printf(b, "\t\t\t_mm256_storeu_pd(acc + %d * HD + d, a%d);\n"
+				     "\t\t\t_mm256_storeu_pd(acc + %d * HD + d + 4, b%d);\n",
+				  h, h, h, h);
+		cg_printf(b, "\t\t}\n"
+			     "\t}\n"
+			     "\tfor (int h = 0; h < %d; h++)\n"
+			     "\t\tfor (int i = 0; i < HD; i += 4)\n"
+			     "\t\t\t_mm_storeu_ps(o[h] + i, _mm256_cvtpd_ps(_mm256_loadu_pd(acc + h * HD + i)));\n"
+			     "}\n\n",
+			  k);
+	}
+	attn_group_main(b, name, nh, nkv, hd, false);
 }
 
 static int emit_attention(Em *m, const IrNode *n)
@@ -1162,8 +1225,10 @@ static int emit_attention(Em *m, const IrNode *n)
 		rvv_attn_body(b, name, nh, nkv, hd);
 	else if (b && z && hd % 32 == 0)
 		attn_body_zg(b, name, nh, nkv, hd);
+	else if (b && yv)
+		attn_body_yg(b, name, nh, nkv, hd);
 	else if (b)
-		attn_body(b, name, nh, nkv, hd, z ? 'z' : yv ? 'y' : 0);
+		attn_body(b, name, nh, nkv, hd, z ? 'z' : 0);
 	/* kvs: n_ctx * n_seq, the rows of one layer's K (or V) */
 	cg_printf(m->fwd, "\t{\n"
 			  "\t\tuint16_t *K = st->kv + kvs * %" PRId64 ", *V = K + kvs * %" PRId64 ";\n"

@@ -395,7 +395,8 @@ enum { X16_PF = 1024 };
  * fetches the next one's first lines, and past the weights it does not fault. */
 enum { X16_PF1 = 4096 };
 
-/* One token on AVX-512: each thread reads this many streams side by side (its own lanes of
+/* One token on AVX-512 (and AVX2 without VNNI: mk_avx2_streams): each thread reads this
+ * many streams side by side (its own lanes of
  * the job's Share, share_next_ns), a group of each per kernel call, the activations'
  * broadcasts shared. One stream per thread left memory idle: the one-token matmuls of the
  * 2B-4T shape took ~9% less time per decode step with 4 (2 threads, Zen 5, 16 ABBA pairs;
@@ -636,6 +637,69 @@ static void mk_avx2_i16(CgBuf *b, const char *name, int rg, int tt)
 	avx2_epilogue(b, nv, tt);
 }
 
+/* AVX2 kernel without VNNI of one token over ns groups from ns streams (w[j] -> y[j]), as
+ * mk_avx512_streams is AVX-512's: each chunk's four activation broadcasts serve every
+ * stream; each stream's two halves sum their maddubs results in int16 over X16_I16 chunks
+ * and widen them, the exact sums of mk_avx2_i16 (so the epilogue gives x16y_r1_t1's
+ * floats). The one-group kernel read one stream a thread, without prefetch: the decode
+ * step's matmuls of the 2B-4T shape (cpu-avx2, 2 threads, Zen 5) ran at ~35 GB/s where
+ * the kernel in cache reads ~52 and memory gives ~60. */
+static void mk_avx2_streams(CgBuf *b, const char *name, int ns)
+{
+	cg_printf(b, "static inline void %s%s\n{\n"
+		     "\t(void)K; /* the activations of one token are contiguous */\n",
+		  name, tmm_streams_params);
+	for (int j = 0; j < ns; j++)
+		cg_printf(b, "\tconst uint8_t *w%d = w[%d];\n", j, j);
+	for (int j = 0; j < ns; j++)
+		cg_printf(b, "\t__m256i a%d_0 = _mm256_setzero_si256(), a%d_1 = a%d_0;\n", j, j, j);
+	cg_printf(b, "\tconst __m256i m3 = _mm256_set1_epi8(3);\n"
+		     "\tconst __m256i ones = _mm256_set1_epi16(1);\n"
+		     "\tfor (int64_t c0 = 0; c0 < kc; c0 += %d) {\n"
+		     "\t\tconst int64_t ce = kc - c0 < %d ? kc : c0 + %d;\n",
+		  X16_I16, X16_I16, X16_I16);
+	for (int j = 0; j < ns; j++)
+		cg_printf(b, "\t\t__m256i h%d_0 = _mm256_setzero_si256(), h%d_1 = h%d_0;\n", j, j, j);
+	cg_printf(b, "\t\tfor (int64_t c = c0; c < ce; c++) {\n"
+		     "\t\t\tconst int8_t *qc = q + 16 * c;\n");
+	for (int j = 0; j < ns; j++)
+		cg_printf(b, "\t\t\t_mm_prefetch((const char *)(w%d + 64 * c + %d), _MM_HINT_T0);\n", j,
+			  X16_PFS);
+	for (int s = 0; s < 4; s++)
+		cg_printf(b, "\t\t\tconst __m256i b%d = _mm256_set1_epi32(ld_i32(qc + %d));\n", s, 4 * s);
+	for (int j = 0; j < ns; j++) {
+		cg_printf(b, "\t\t\t{\n"
+			     "\t\t\t\tconst __m256i v0 = _mm256_loadu_si256((const __m256i *)(w%d + 64 * c));\n"
+			     "\t\t\t\tconst __m256i v1 = _mm256_loadu_si256((const __m256i *)(w%d + 64 * c + 32));\n",
+			  j, j);
+		for (int s = 0; s < 4; s++) {
+			cg_printf(b, "\t\t\t\t{\n");
+			avx2_codes(b, 2, s, "\t\t\t\t\t");
+			for (int v = 0; v < 2; v++)
+				cg_printf(b, "\t\t\t\t\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, b%d));\n",
+					  j, v, j, v, v, s);
+			cg_printf(b, "\t\t\t\t}\n");
+		}
+		cg_printf(b, "\t\t\t}\n");
+	}
+	cg_printf(b, "\t\t}\n");
+	for (int j = 0; j < ns; j++)
+		for (int v = 0; v < 2; v++)
+			cg_printf(b, "\t\ta%d_%d = _mm256_add_epi32(a%d_%d, _mm256_madd_epi16(h%d_%d, ones));\n",
+				  j, v, j, v, j, v);
+	cg_printf(b, "\t}\n");
+	for (int j = 0; j < ns; j++)
+		for (int v = 0; v < 2; v++) {
+			char acc[16], y[24];
+			snprintf(acc, sizeof acc, "a%d_%d", j, v);
+			snprintf(y, sizeof y, "y[%d] + %d", j, 8 * v);
+			cg_printf(b, "\t{\n");
+			tmm_epilogue_vec(b, CG_ISA_AVX2, "\t\t", acc, "qs[0]", "sc[0]", y);
+			cg_printf(b, "\t}\n");
+		}
+	cg_printf(b, "}\n");
+}
+
 /* AVX2 micro kernel: each group is two ymm halves of 8 rows (bytes 0..31 and 32..63 of
  * a chunk); vpdpbusd with AVX-VNNI (here), else mk_avx2_i16's maddubs summed in int16. */
 static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
@@ -806,9 +870,18 @@ static int x16_stream_micro(Em *m, const IrNode *n, int ns, char *name, size_t n
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
 		return m->e->code;
-	if (b)
+	if (b && m->isa.level == CG_ISA_AVX512)
 		mk_avx512_streams(b, name, ns);
+	else if (b)
+		mk_avx2_streams(b, name, ns);
 	return 0;
+}
+
+/* Whether the one-token path reads several streams a thread: AVX-512, and AVX2 without
+ * VNNI (mk_avx2_streams; AVX-VNNI keeps one group at a time, untimed on such a CPU). */
+static bool x16_streams(const Em *m)
+{
+	return m->isa.level == CG_ISA_AVX512 || (m->isa.level == CG_ISA_AVX2 && !m->isa.vnni);
 }
 
 const char tmm_streams_params[] =
@@ -980,7 +1053,7 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 			if (x16_micro(m, n, rg, tt, mk, sizeof mk))
 				return m->e->code;
 	/* and those of the one-token path over several streams */
-	if (m->isa.level == CG_ISA_AVX512 &&
+	if (x16_streams(m) &&
 	    (x16_stream_micro(m, n, 2, mk, sizeof mk) || x16_stream_micro(m, n, 4, mk, sizeof mk)))
 		return m->e->code;
 	CgBuf *b;
@@ -994,7 +1067,7 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 		     "%s"
 		     "\tconst int64_t gs = (int64_t)K * 4; /* bytes per group of 16 rows */\n",
 		  name, k, nr, tl.rg, tl.tt, tmm_prologue);
-	if (m->isa.level == CG_ISA_AVX512) {
+	if (x16_streams(m)) {
 		/* the kernels exist already (asked for before the driver) */
 		char one[32], two[32], four[32], t = isa_tag(&m->isa);
 		snprintf(one, sizeof one, "x16%c_r1_t1", t);

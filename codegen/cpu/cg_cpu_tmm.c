@@ -626,6 +626,10 @@ static void mk_avx2_i16(CgBuf *b, const char *name, int rg, int tt)
 					  v, t, v, t, v);
 			cg_printf(b, "\t\t\t\t}\n");
 		}
+		/* as mk_avx2_u's: no reassociation of the int16 sums across shifts */
+		for (int v = 0; v < nv; v++)
+			for (int t = 0; t < tt; t++)
+				cg_printf(b, "\t\t\t\t__asm__(\"\" : \"+x\"(h%d_%d));\n", v, t);
 		cg_printf(b, "\t\t\t}\n");
 	}
 	cg_printf(b, "\t\t}\n");
@@ -676,8 +680,9 @@ static void mk_avx2_streams(CgBuf *b, const char *name, int ns)
 			cg_printf(b, "\t\t\t\t{\n");
 			avx2_codes(b, 2, s, "\t\t\t\t\t");
 			for (int v = 0; v < 2; v++)
-				cg_printf(b, "\t\t\t\t\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, b%d));\n",
-					  j, v, j, v, v, s);
+				cg_printf(b, "\t\t\t\t\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, b%d));\n"
+					     "\t\t\t\t\t__asm__(\"\" : \"+x\"(h%d_%d)); /* as mk_avx2_u's */\n",
+					  j, v, j, v, v, s, j, v);
 			cg_printf(b, "\t\t\t\t}\n");
 		}
 		cg_printf(b, "\t\t\t}\n");
@@ -698,6 +703,118 @@ static void mk_avx2_streams(CgBuf *b, const char *name, int ns)
 			cg_printf(b, "\t}\n");
 		}
 	cg_printf(b, "}\n");
+}
+
+/* The AVX2 GEMM without VNNI (calls of more than X16_ONE_STREAM tokens) unpacks each group's
+ * codes once per block of X16_I16 chunks into a buffer that every token tile then reads
+ * (mk_avx2_u), instead of each tile shifting and masking them again: the micro kernels of
+ * mk_avx2_i16 spent 7 operations a half-group and chunk on that, shared by only tt tokens,
+ * and at 4 tokens gcc spilled their registers (the tuner chose 2 tokens, ~10% faster). The
+ * buffer: for chunk c of the block, shift s, half v of group r, the 32 codes at
+ * r * X16_UB + 256 c + 64 s + 32 v. */
+enum { X16_UB = 256 * X16_I16 };
+
+/* The micro kernel over unpacked codes: rg groups x tt tokens over cn <= X16_I16 chunks of
+ * cb (the activations q of the block's first chunk, token t at q + t K), each (half-group,
+ * token) summed in int16 as mk_avx2_i16 does, then widened into the int32 sums acc + t as
+ * + 16 r + 8 v, which the driver carries from block to block. The same exact integers. */
+static void mk_avx2_u(CgBuf *b, const char *name, int rg, int tt)
+{
+	int nv = 2 * rg;
+	cg_printf(b, "static inline void %s(const uint8_t *cb, int64_t cn, const int8_t *q, int64_t K, int32_t *acc, int64_t as)\n{\n",
+		  name);
+	for (int v = 0; v < nv; v++)
+		for (int t = 0; t < tt; t++)
+			cg_printf(b, "\t__m256i h%d_%d = _mm256_setzero_si256();\n", v, t);
+	cg_printf(b, "\tfor (int64_t c = 0; c < cn; c++) {\n"
+		     "\t\tconst int8_t *qc = q + 16 * c;\n"
+		     "\t\tconst uint8_t *cc = cb + 256 * c;\n");
+	for (int s = 0; s < 4; s++) {
+		cg_printf(b, "\t\t{\n");
+		for (int v = 0; v < nv; v++)
+			cg_printf(b, "\t\t\tconst __m256i c%d = _mm256_load_si256((const __m256i *)(cc + %d));\n",
+				  v, (v / 2) * X16_UB + 64 * s + 32 * (v % 2));
+		for (int t = 0; t < tt; t++) {
+			cg_printf(b, "\t\t\t{\n"
+				     "\t\t\t\tconst __m256i bs = _mm256_set1_epi32(ld_i32(qc + %d * K + %d));\n",
+				  t, 4 * s);
+			for (int v = 0; v < nv; v++)
+				cg_printf(b, "\t\t\t\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, bs));\n",
+					  v, t, v, t, v);
+			cg_printf(b, "\t\t\t}\n");
+		}
+		/* each sum pinned after each shift: gcc otherwise reassociates the int16 adds
+		 * (exact either way) into trees of products held at once, and spills */
+		for (int v = 0; v < nv; v++)
+			for (int t = 0; t < tt; t++)
+				cg_printf(b, "\t\t\t__asm__(\"\" : \"+x\"(h%d_%d));\n", v, t);
+		cg_printf(b, "\t\t}\n");
+	}
+	cg_printf(b, "\t}\n"
+		     "\tconst __m256i ones = _mm256_set1_epi16(1);\n");
+	for (int t = 0; t < tt; t++)
+		for (int v = 0; v < nv; v++)
+			cg_printf(b, "\t_mm256_storeu_si256((__m256i *)(acc + %d * as + %d), _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(acc + %d * as + %d)), _mm256_madd_epi16(h%d_%d, ones)));\n",
+				  t, 8 * v, t, 8 * v, v, t);
+	cg_printf(b, "}\n\n");
+}
+
+/* The driver's path for it: per unit of rg groups and block of up to X16_UT tokens (the
+ * int32 sums on the stack), per block of X16_I16 chunks the codes unpacked, then every token
+ * tile; last the epilogue of each (token, half-group), as the micro kernels' own. */
+enum { X16_UT = 64 };
+static void avx2_u_path(CgBuf *b, const Tile *tl, const char *tag)
+{
+	cg_printf(b, "\t/* several tokens: the codes unpacked once per block of chunks (mk_avx2_u) */\n"
+		     "\tif (a->n > %d) {\n"
+		     "\t\tenum { KC = K / 16, UB = %d, UT = %d };\n"
+		     "\t\t_Alignas(32) uint8_t cb[RG * UB];\n"
+		     "\t\tint32_t acc[UT * 16 * RG];\n"
+		     "\t\tShareIt it = share_begin(a->sh, (NG + RG - 1) / RG, RG * gs, ith, nth);\n"
+		     "\t\tfor (int64_t lo, hi; share_next(&it, &lo, &hi);)\n"
+		     "\t\t\tfor (int64_t u = lo; u < hi; u++) {\n"
+		     "\t\t\t\tconst int64_t g = u * RG;\n"
+		     "\t\t\t\tconst int rg = NG - g < RG ? (int)(NG - g) : RG;\n"
+		     "\t\t\t\tconst int64_t as = 16 * rg;\n"
+		     "\t\t\t\tconst __m256i m3 = _mm256_set1_epi8(3);\n"
+		     "\t\t\t\tfor (int tb = 0; tb < a->n; tb += UT) {\n"
+		     "\t\t\t\t\tconst int nb = a->n - tb < UT ? a->n - tb : UT;\n"
+		     "\t\t\t\t\tmemset(acc, 0, sizeof(int32_t) * (size_t)(nb * as));\n"
+		     "\t\t\t\t\tfor (int64_t c0 = 0; c0 < KC; c0 += %d) {\n"
+		     "\t\t\t\t\t\tconst int64_t cn = KC - c0 < %d ? KC - c0 : %d;\n"
+		     "\t\t\t\t\t\tfor (int r = 0; r < rg; r++)\n"
+		     "\t\t\t\t\t\t\tfor (int64_t c = 0; c < cn; c++)\n"
+		     "\t\t\t\t\t\t\t\tfor (int v = 0; v < 2; v++) {\n"
+		     "\t\t\t\t\t\t\t\t\tconst __m256i x = _mm256_loadu_si256((const __m256i *)(a->w + (g + r) * gs + 64 * (c0 + c) + 32 * v));\n"
+		     "\t\t\t\t\t\t\t\t\tuint8_t *o = cb + r * UB + 256 * c + 32 * v;\n"
+		     "\t\t\t\t\t\t\t\t\t_mm256_store_si256((__m256i *)o, _mm256_and_si256(x, m3));\n"
+		     "\t\t\t\t\t\t\t\t\t_mm256_store_si256((__m256i *)(o + 64), _mm256_and_si256(_mm256_srli_epi16(x, 2), m3));\n"
+		     "\t\t\t\t\t\t\t\t\t_mm256_store_si256((__m256i *)(o + 128), _mm256_and_si256(_mm256_srli_epi16(x, 4), m3));\n"
+		     "\t\t\t\t\t\t\t\t\t_mm256_store_si256((__m256i *)(o + 192), _mm256_and_si256(_mm256_srli_epi16(x, 6), m3));\n"
+		     "\t\t\t\t\t\t\t\t}\n"
+		     "\t\t\t\t\t\tfor (int t0 = 0; t0 < nb; t0 += TT) {\n"
+		     "\t\t\t\t\t\t\tconst int tt = nb - t0 < TT ? nb - t0 : TT;\n"
+		     "\t\t\t\t\t\t\tconst int8_t *q = a->q + (int64_t)(tb + t0) * K + 16 * c0;\n"
+		     "\t\t\t\t\t\t\tint32_t *ac = acc + t0 * as;\n"
+		     "\t\t\t\t\t\t\tswitch (rg * 1000 + tt) {\n",
+		  X16_ONE_STREAM, X16_UB, X16_UT, X16_I16, X16_I16, X16_I16);
+	for (int rg = 1; rg <= tl->rg; rg++)
+		for (int tt = 1; tt <= tl->tt; tt++)
+			cg_printf(b, "\t\t\t\t\t\t\tcase %d: x16%s_r%d_t%d(cb, cn, q, K, ac, as); break;\n",
+				  rg * 1000 + tt, tag, rg, tt);
+	cg_printf(b, "\t\t\t\t\t\t\t}\n"
+		     "\t\t\t\t\t\t}\n"
+		     "\t\t\t\t\t}\n"
+		     "\t\t\t\t\tfor (int t = 0; t < nb; t++)\n"
+		     "\t\t\t\t\t\tfor (int v = 0; v < 2 * rg; v++) {\n"
+		     "\t\t\t\t\t\t\tconst __m256i s = _mm256_loadu_si256((const __m256i *)(acc + t * as + 8 * v));\n");
+	tmm_epilogue_vec(b, CG_ISA_AVX2, "\t\t\t\t\t\t\t", "s", "qsum[tb + t]", "a->s[tb + t]",
+			 "a->y + (int64_t)(tb + t) * N + 16 * g + 8 * v");
+	cg_printf(b, "\t\t\t\t\t\t}\n"
+		     "\t\t\t\t}\n"
+		     "\t\t\t}\n"
+		     "\t\treturn;\n"
+		     "\t}\n");
 }
 
 /* AVX2 micro kernel: each group is two ymm halves of 8 rows (bytes 0..31 and 32..63 of
@@ -1052,6 +1169,17 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 		for (int tt = 1; tt <= tl.tt; tt++)
 			if (x16_micro(m, n, rg, tt, mk, sizeof mk))
 				return m->e->code;
+	/* the AVX2 GEMM's over unpacked codes */
+	bool upath = m->isa.level == CG_ISA_AVX2 && !m->isa.vnni && m->nt > X16_ONE_STREAM;
+	for (int rg = 1; upath && rg <= tl.rg; rg++)
+		for (int tt = 1; tt <= tl.tt; tt++) {
+			CgBuf *ub;
+			snprintf(mk, sizeof mk, "x16u_r%d_t%d", rg, tt);
+			if (kern_for(m, n, mk, &ub))
+				return m->e->code;
+			if (ub)
+				mk_avx2_u(ub, mk, rg, tt);
+		}
 	/* and those of the one-token path over several streams */
 	if (x16_streams(m) &&
 	    (x16_stream_micro(m, n, 2, mk, sizeof mk) || x16_stream_micro(m, n, 4, mk, sizeof mk)))
@@ -1075,6 +1203,8 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 		snprintf(four, sizeof four, "x16%c_s4", t);
 		tmm_streams_path(b, "K / 16", one, two, four);
 	}
+	if (upath)
+		avx2_u_path(b, &tl, "u");
 	cg_printf(b, "\t/* up to %d tokens (a decode step of few sequences) one group at a time: one\n"
 		     "\t * weight stream, as the GEMV (RG streams a group apart read slower) */\n"
 		     "\tconst int ru = a->n <= %d ? 1 : RG;\n"

@@ -22,7 +22,13 @@
  * Lost wake-ups are ruled out Dekker-style with sequentially consistent atomics: a
  * sleeper announces itself (sleepers / caller_waiting) under the mutex and then re-checks
  * the condition; the waker changes the condition and then looks at the announcement, and
- * signals under the mutex only if someone is (or is about to be) asleep.
+ * signals under the mutex only if someone is (or is about to be) asleep. Each side's write
+ * before its read is a read-modify-write (fetch_add, fetch_sub, exchange), not a plain
+ * store: C11 orders a seq_cst store before a later seq_cst load too, but an emulator may
+ * not (qemu-user translates AArch64's store-release / load-acquire pair on an x86 host
+ * without the fence between them, and a 2-thread program under it hung with the caller
+ * waiting for the worker and the worker for a job), while an atomic read-modify-write is
+ * a full barrier there as on every host.
  */
 
 /* Spin iterations before sleeping: about tens of microseconds, enough to bridge two
@@ -112,7 +118,7 @@ static void rt_pool_wait_done(RtPool *p)
 		rt_cpu_relax(i);
 	}
 	pthread_mutex_lock(&p->mu);
-	atomic_store(&p->caller_waiting, 1);
+	atomic_exchange(&p->caller_waiting, 1);
 	while (atomic_load(&p->pending) != 0)
 		pthread_cond_wait(&p->cv_done, &p->mu);
 	atomic_store(&p->caller_waiting, 0);

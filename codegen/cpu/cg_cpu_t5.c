@@ -229,7 +229,7 @@ static void chunk_avx2(CgBuf *b, int rg, int tt, int na, bool guarded, bool vnni
 						  v, t, v, t, v, t);
 			}
 		}
-		/* each int16 sum pinned after each trit, as cg_cpu_tmm.c's mk_avx2_u: gcc
+		/* each int16 sum pinned after each trit, as cg_cpu_tmm.c's avx2_i16_shift: gcc
 		 * otherwise reassociates them (exact either way) and spills */
 		for (int v = 0; v < nv && !vnni; v++)
 			for (int t = 0; t < tt; t++)

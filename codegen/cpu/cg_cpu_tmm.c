@@ -574,6 +574,26 @@ static void avx2_codes(CgBuf *b, int nv, int s, const char *ind)
 				  ind, v, v, 2 * s);
 }
 
+/* ... the int16 sums h<v>_<t> += maddubs(c<v>, token t's four activations of shift s), each
+ * pinned to its register after the shift (gcc otherwise reassociates these exact int16 adds
+ * into trees that hold all four shifts' products at once, and spills: 42 stack accesses a
+ * chunk in the 4-token kernel) ... */
+static void avx2_i16_shift(CgBuf *b, int nv, int tt, int s, const char *ind)
+{
+	for (int t = 0; t < tt; t++) {
+		cg_printf(b, "%s{\n"
+			     "%s\tconst __m256i bs = _mm256_set1_epi32(ld_i32(qc + %d * K + %d));\n",
+			  ind, ind, t, 4 * s);
+		for (int v = 0; v < nv; v++)
+			cg_printf(b, "%s\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, bs));\n",
+				  ind, v, t, v, t, v);
+		cg_printf(b, "%s}\n", ind);
+	}
+	for (int v = 0; v < nv; v++)
+		for (int t = 0; t < tt; t++)
+			cg_printf(b, "%s__asm__(\"\" : \"+x\"(h%d_%d));\n", ind, v, t);
+}
+
 /* ... and the epilogue of the sums a<v>_<t>. */
 static void avx2_epilogue(CgBuf *b, int nv, int tt)
 {
@@ -617,19 +637,7 @@ static void mk_avx2_i16(CgBuf *b, const char *name, int rg, int tt)
 	for (int s = 0; s < 4; s++) {
 		cg_printf(b, "\t\t\t{\n");
 		avx2_codes(b, nv, s, "\t\t\t\t");
-		for (int t = 0; t < tt; t++) {
-			cg_printf(b, "\t\t\t\t{\n"
-				     "\t\t\t\t\tconst __m256i bs = _mm256_set1_epi32(ld_i32(qc + %d * K + %d));\n",
-				  t, 4 * s);
-			for (int v = 0; v < nv; v++)
-				cg_printf(b, "\t\t\t\t\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, bs));\n",
-					  v, t, v, t, v);
-			cg_printf(b, "\t\t\t\t}\n");
-		}
-		/* as mk_avx2_u's: no reassociation of the int16 sums across shifts */
-		for (int v = 0; v < nv; v++)
-			for (int t = 0; t < tt; t++)
-				cg_printf(b, "\t\t\t\t__asm__(\"\" : \"+x\"(h%d_%d));\n", v, t);
+		avx2_i16_shift(b, nv, tt, s, "\t\t\t\t");
 		cg_printf(b, "\t\t\t}\n");
 	}
 	cg_printf(b, "\t\t}\n");
@@ -681,7 +689,7 @@ static void mk_avx2_streams(CgBuf *b, const char *name, int ns)
 			avx2_codes(b, 2, s, "\t\t\t\t\t");
 			for (int v = 0; v < 2; v++)
 				cg_printf(b, "\t\t\t\t\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, b%d));\n"
-					     "\t\t\t\t\t__asm__(\"\" : \"+x\"(h%d_%d)); /* as mk_avx2_u's */\n",
+					     "\t\t\t\t\t__asm__(\"\" : \"+x\"(h%d_%d)); /* as avx2_i16_shift's */\n",
 					  j, v, j, v, v, s, j, v);
 			cg_printf(b, "\t\t\t\t}\n");
 		}
@@ -709,7 +717,7 @@ static void mk_avx2_streams(CgBuf *b, const char *name, int ns)
  * codes once per block of X16_I16 chunks into a buffer that every token tile then reads
  * (mk_avx2_u), instead of each tile shifting and masking them again: the micro kernels of
  * mk_avx2_i16 spent 7 operations a half-group and chunk on that, shared by only tt tokens,
- * and at 4 tokens gcc spilled their registers (the tuner chose 2 tokens, ~10% faster). The
+ * and at 4 tokens gcc spilled their registers (the tuner chose 2 tokens, ~8% faster). The
  * buffer: for chunk c of the block, shift s, half v of group r, the 32 codes at
  * r * X16_UB + 256 c + 64 s + 32 v. */
 enum { X16_UB = 256 * X16_I16 };
@@ -734,20 +742,7 @@ static void mk_avx2_u(CgBuf *b, const char *name, int rg, int tt)
 		for (int v = 0; v < nv; v++)
 			cg_printf(b, "\t\t\tconst __m256i c%d = _mm256_load_si256((const __m256i *)(cc + %d));\n",
 				  v, (v / 2) * X16_UB + 64 * s + 32 * (v % 2));
-		for (int t = 0; t < tt; t++) {
-			cg_printf(b, "\t\t\t{\n"
-				     "\t\t\t\tconst __m256i bs = _mm256_set1_epi32(ld_i32(qc + %d * K + %d));\n",
-				  t, 4 * s);
-			for (int v = 0; v < nv; v++)
-				cg_printf(b, "\t\t\t\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, bs));\n",
-					  v, t, v, t, v);
-			cg_printf(b, "\t\t\t}\n");
-		}
-		/* each sum pinned after each shift: gcc otherwise reassociates the int16 adds
-		 * (exact either way) into trees of products held at once, and spills */
-		for (int v = 0; v < nv; v++)
-			for (int t = 0; t < tt; t++)
-				cg_printf(b, "\t\t\t__asm__(\"\" : \"+x\"(h%d_%d));\n", v, t);
+		avx2_i16_shift(b, nv, tt, s, "\t\t\t");
 		cg_printf(b, "\t\t}\n");
 	}
 	cg_printf(b, "\t}\n"

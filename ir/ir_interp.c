@@ -509,11 +509,14 @@ static int op_attention(Ctx *c)
 				w[j] = (float)acc * scale;
 				mx = fmaxf(mx, w[j]);
 			}
-			double sum = 0.0;
+			/* the softmax: exp by bn_softmax_exp (the same bits in vector code), the sum
+			 * in 8 double lanes (j % 8) reduced by q.K's tree */
+			double l[8] = {0};
 			for (int64_t j = 0; j < n_keys; j++) {
-				w[j] = expf(w[j] - mx);
-				sum += (double)w[j];
+				w[j] = bn_softmax_exp(w[j] - mx);
+				l[j % 8] += (double)w[j];
 			}
+			double sum = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 			float inv = (float)(1.0 / sum);
 			for (int64_t j = 0; j < n_keys; j++) {
 				w[j] = w[j] * inv;

@@ -181,6 +181,42 @@ float bn_round_f16(float f)
 	return bn_f16_to_f32(bn_f32_to_f16(f));
 }
 
+/* exp(x) as the attention's softmax computes it: double arithmetic of IEEE's basic
+ * operations only, each rounded on its own (bn_ir builds with -ffp-contract=off), so that
+ * vector code gets the same bits lane by lane and no host's libm decides them (the
+ * generated programs' softmax_exp, codegen/cpu/cg_cpu_prelude.h, is this function). x
+ * clamped to [-150, 89] (NaN stays NaN), z = x * 16/ln2, k = z rounded to an integer (the
+ * 1.5 * 2^52 shift), r = z - k in [-1/2, 1/2], 2^(r/16) = exp(r ln2/16) by its Taylor
+ * polynomial of degree 5 (|r ln2/16| <= 0.0217: relative error ~1.4e-13), times 2^(k/16)
+ * = 2^floor(k/16) * 2^((k mod 16)/16) (a table of the 16 doubles nearest), rounded to
+ * float: within an ulp of exp(x) everywhere, the float nearest exp(x) but where exp(x) lies
+ * within ~2^-42 of a midpoint between two floats. */
+float bn_softmax_exp(float x)
+{
+	static const uint64_t tab[16] = {
+		0x3ff0000000000000u, 0x3ff0b5586cf9890fu, 0x3ff172b83c7d517bu, 0x3ff2387a6e756238u,
+		0x3ff306fe0a31b715u, 0x3ff3dea64c123422u, 0x3ff4bfdad5362a27u, 0x3ff5ab07dd485429u,
+		0x3ff6a09e667f3bcdu, 0x3ff7a11473eb0187u, 0x3ff8ace5422aa0dbu, 0x3ff9c49182a3f090u,
+		0x3ffae89f995ad3adu, 0x3ffc199bdd85529cu, 0x3ffd5818dcfba487u, 0x3ffea4afa2a490dau,
+	};
+	float xc = x < -150.0f ? -150.0f : x > 89.0f ? 89.0f : x;
+	double z = (double)xc * 0x1.71547652b82fep+4;
+	double kd = z + 0x1.8p52;
+	uint64_t ki, sb;
+	memcpy(&ki, &kd, sizeof ki);
+	kd = kd - 0x1.8p52;
+	double r = z - kd;
+	double p = 1.0 + r * (0x1.62e42fefa39efp-5 +
+			      r * (0x1.ebfbdff82c58fp-11 +
+				   r * (0x1.c6b08d704a0c0p-17 + r * (0x1.3b2ab6fba4e77p-23 + r * 0x1.5d87fe78a6731p-30))));
+	/* kd's significand ends in k (two's complement): its low 4 bits pick the table entry,
+	 * the rest, shifted into the exponent field, scale it (the bits above k's fall off) */
+	sb = tab[ki & 15] + ((ki >> 4) << 52);
+	double s;
+	memcpy(&s, &sb, sizeof s);
+	return (float)(p * s);
+}
+
 /* ---- little-endian helpers (every format is little-endian on disk) ------- */
 
 static uint16_t rd16(const uint8_t *p)

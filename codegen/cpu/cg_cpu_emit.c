@@ -819,9 +819,10 @@ static int emit_rope(Em *m, const IrNode *n)
 
 /* Attention per (row, q head), threaded over q heads; each head has its own row of n_ctx
  * scores after the KV cache. Float order as the interpreter: q rounded to f16, q.K in
- * double, softmax with exp in float and the sum in double, weights rounded to f16 in the
- * rows in step mode (b->step; without it, single-token calls), .V in double (per output
- * element, keys in order). Row t attends to positions 0..pos[t] of its sequence seq[t]
+ * double, the softmax as the prelude's softmax_row (exp by softmax_exp, the sum in 8 double
+ * lanes; vectors on AVX2 and AVX-512), weights rounded to f16 in the rows in step mode
+ * (b->step; without it, single-token calls), .V in double (per output element, keys in
+ * order). Row t attends to positions 0..pos[t] of its sequence seq[t]
  * (seq NULL: 0), whose K and V rows start seq[t] * n_ctx rows into the layer's cache. */
 /* Attention for n rows, heads split over threads, exactly as the
  * interpreter's op_attention: q.K in 8 double lanes (i % 8) reduced by a fixed tree, the
@@ -871,7 +872,7 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 			     "\t\t\t\t__m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));\n"
 			     "\t\t\t\tdouble d = _mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2));\n"
 			     "\t\t\t\tw[j] = (float)d * a->scale;\n"
-			     "\t\t\t\tmx = fmaxf(mx, w[j]);\n"
+			     "\t\t\t\tmx = max_score(mx, w[j]);\n"
 			     "\t\t\t}\n");
 	else
 		cg_printf(b, "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
@@ -881,19 +882,10 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 			     "\t\t\t\t\tl[i %% 8] += (double)f16_to_f32(kj[i]) * (double)qh[i];\n"
 			     "\t\t\t\tdouble d = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));\n"
 			     "\t\t\t\tw[j] = (float)d * a->scale;\n"
-			     "\t\t\t\tmx = fmaxf(mx, w[j]);\n"
+			     "\t\t\t\tmx = max_score(mx, w[j]);\n"
 			     "\t\t\t}\n");
-	cg_printf(b, "\t\t\tdouble sum = 0.0;\n"
-		     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-		     "\t\t\t\tw[j] = expf(w[j] - mx);\n"
-		     "\t\t\t\tsum += (double)w[j];\n"
-		     "\t\t\t}\n"
-		     "\t\t\tfloat inv = (float)(1.0 / sum);\n"
-		     "\t\t\tint step = a->step ? a->step[t] != 0 : a->n == 1;\n"
-		     "\t\t\tfor (int64_t j = 0; j < n_keys; j++)\n"
-		     "\t\t\t\tw[j] = w[j] * inv;\n"
-		     "\t\t\tif (step)\n"
-		     "\t\t\t\tround_f16_n(w, w, n_keys);\n"
+	cg_printf(b, "\t\t\tint step = a->step ? a->step[t] != 0 : a->n == 1;\n"
+		     "\t\t\tsoftmax_row(w, n_keys, mx, step);\n"
 		     "\t\t\tfloat *o = a->y + (int64_t)t * QW + h * HD;\n");
 	if (z)
 		cg_printf(b, "\t\t\tfor (int i = 0; i < HD / 8; i++)\n"
@@ -959,19 +951,8 @@ static void attn_group_main(CgBuf *b, const char *name, int64_t nh, int64_t nkv,
 		     "\t\t\t\tcase 2: %s_qk2(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
 		     "\t\t\t\tdefault: %s_qk1(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
 		     "\t\t\t\t}\n"
-		     "\t\t\t\tfor (int u = 0; u < k; u++) {\n"
-		     "\t\t\t\t\tfloat *wu = w[u];\n"
-		     "\t\t\t\t\tdouble sum = 0.0;\n"
-		     "\t\t\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-		     "\t\t\t\t\t\twu[j] = expf(wu[j] - mx[u]);\n"
-		     "\t\t\t\t\t\tsum += (double)wu[j];\n"
-		     "\t\t\t\t\t}\n"
-		     "\t\t\t\t\tfloat inv = (float)(1.0 / sum);\n"
-		     "\t\t\t\t\tfor (int64_t j = 0; j < n_keys; j++)\n"
-		     "\t\t\t\t\t\twu[j] = wu[j] * inv;\n"
-		     "\t\t\t\t\tif (step)\n"
-		     "\t\t\t\t\t\tround_f16_n(wu, wu, n_keys);\n"
-		     "\t\t\t\t}\n"
+		     "\t\t\t\tfor (int u = 0; u < k; u++)\n"
+		     "\t\t\t\t\tsoftmax_row(w[u], n_keys, mx[u], step);\n"
 		     "\t\t\t\tswitch (k) {\n"
 		     "\t\t\t\tcase 4: %s_v4(Vg, w, n_keys, o, pf); break;\n"
 		     "\t\t\t\tcase 3: %s_v3(Vg, w, n_keys, o, pf); break;\n"
@@ -1058,7 +1039,7 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 		for (int h = 0; h < k; h++)
 			cg_printf(b, "\t\t_mm_storeu_ps(w[%d] + j, %s_lanes4(s%d_0, s%d_1, s%d_2, s%d_3, scale));\n"
 				     "\t\tfor (int u = 0; u < 4; u++)\n"
-				     "\t\t\tmx[%d] = fmaxf(mx[%d], w[%d][j + u]);\n",
+				     "\t\t\tmx[%d] = max_score(mx[%d], w[%d][j + u]);\n",
 				  h, name, h, h, h, h, h, h, h);
 		cg_printf(b, "\t}\n"
 			     "\tfor (; j < n_keys; j++) {\n"
@@ -1068,7 +1049,7 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 			     "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
 			     "\t\t\t\ts = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)))), _mm512_loadu_pd(qd + h * HD + i), s);\n"
 			     "\t\t\tw[h][j] = (float)%s_lanes(s) * scale;\n"
-			     "\t\t\tmx[h] = fmaxf(mx[h], w[h][j]);\n"
+			     "\t\t\tmx[h] = max_score(mx[h], w[h][j]);\n"
 			     "\t\t}\n"
 			     "\t}\n"
 			     "}\n\n",
@@ -1141,7 +1122,7 @@ static void attn_body_yg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 				     "\t\t\tconst __m256d s4 = _mm256_add_pd(a%d, b%d);\n"
 				     "\t\t\tconst __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));\n"
 				     "\t\t\tw[%d][j] = (float)(_mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2))) * scale;\n"
-				     "\t\t\tmx[%d] = fmaxf(mx[%d], w[%d][j]);\n"
+				     "\t\t\tmx[%d] = max_score(mx[%d], w[%d][j]);\n"
 				     "\t\t}\n",
 				  h, h, h, h, h, h);
 		cg_printf(b, "\t}\n}\n\n");

@@ -285,7 +285,7 @@ static void rvv_key_el(CgBuf *b, const char *at)
  * multiply-added into eight double accumulators l[i % 8] (vfwmacc: the product of two
  * floats is exact in double, so fused or not the same sum), reduced by the interpreter's
  * tree; the scores' max by vfredmax (fmaxf's: a NaN never wins). The softmax is the
- * portable scalar loop (expf). .V runs dimensions across the lanes (double accumulators
+ * prelude's softmax_row (scalar here). .V runs dimensions across the lanes (double accumulators
  * at LMUL 4), keys in order. */
 void rvv_attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
 {
@@ -335,18 +335,8 @@ void rvv_attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t 
 		     "\t\t\t\tj += (int64_t)vl;\n"
 		     "\t\t\t}\n"
 		     "\t\t\tfloat mx = __riscv_vfmv_f_s_f32m1_f32(vmx);\n"
-		     "\t\t\tdouble sum = 0.0;\n"
-		     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-		     "\t\t\t\tw[j] = expf(w[j] - mx);\n"
-		     "\t\t\t\tsum += (double)w[j];\n"
-		     "\t\t\t}\n"
-		     "\t\t\tfloat inv = (float)(1.0 / sum);\n"
 		     "\t\t\tint step = a->step ? a->step[t] != 0 : a->n == 1;\n"
-		     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-		     "\t\t\t\tw[j] = w[j] * inv;\n"
-		     "\t\t\t\tif (step)\n"
-		     "\t\t\t\t\tw[j] = round_f16(w[j]);\n"
-		     "\t\t\t}\n"
+		     "\t\t\tsoftmax_row(w, n_keys, mx, step);\n"
 		     "\t\t\tfloat *o = a->y + (int64_t)t * QW + h * HD;\n"
 		     "\t\t\tfor (int i = 0; i < HD;) {\n"
 		     "\t\t\t\tconst size_t vl = __riscv_vsetvl_e64m4((size_t)(HD - i));\n"

@@ -9,12 +9,18 @@
  * program that calls its attention kernel directly on random q rows and f16 K
  * and V caches: calls of 1..3 rows at positions 0..n_ctx-1, in step mode and not, on one
  * thread and split over two and three (ith 0..nth-1 called in turn); its outputs are
- * compared with cpu-generic's. A target this host cannot run is skipped, saying so. */
+ * compared with cpu-generic's. The same program runs the prelude's softmax_row alone on
+ * rows of 13 lengths from 1 to 2999 (vector tails of 1 to 15 keys; exps that underflow to
+ * subnormals and to 0, -inf, signed zeros) and softmax_exp on -110..95 and a NaN: all of it
+ * must be the interpreter's bits (bn_softmax_exp, the 8-lane sum). A target this host
+ * cannot run is skipped, saying so. */
 #include "testutil.h"
 
 #include "cg_cpu.h"
+#include "ir.h"
 #include "rt.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +39,8 @@ static const char harness_src[] =
 	"\t(void)p, (void)fn, (void)arg, (void)prof;\n\tabort();\n}\n"
 	"double rt_pool_clock(void)\n{\n\tabort();\n}\n";
 static const char harness_main[] =
-	"enum { T_CTX = 160, ROWS = 3, T_KW = %d, T_QW = %d };\n"
+	"enum { T_CTX = 160, ROWS = 3, T_KW = %d, T_QW = %d, SX_N = %d, SX_ROWS = %d };\n"
+	"static const int64_t sx_len[] = {%s};\n"
 	"#define ATTN %s\n"
 	"int main(int argc, char **argv)\n{\n"
 	"\tstatic uint16_t K[T_CTX * T_KW], V[T_CTX * T_KW];\n"
@@ -55,14 +62,43 @@ static const char harness_main[] =
 	"\t\t\t\tif (fwrite(y, sizeof y, 1, out) != 1)\n"
 	"\t\t\t\t\treturn 3;\n"
 	"\t\t\t}\n"
+	"\tif (fclose(out) != 0)\n"
+	"\t\treturn 3;\n"
+	"\t/* the softmax alone (softmax_sx's rows) and softmax_exp of each input */\n"
+	"\tstatic float sx[SX_N], sw[SX_N];\n"
+	"\tif (argc < 5 || !(in = fopen(argv[3], \"rb\")) || fread(sx, sizeof sx, 1, in) != 1 || !(out = fopen(argv[4], \"wb\")))\n"
+	"\t\treturn 2;\n"
+	"\tfclose(in);\n"
+	"\tfor (int r = 0; r < SX_ROWS; r++)\n"
+	"\t\tfor (int st = 0; st < 2; st++) {\n"
+	"\t\t\tconst int64_t n = sx_len[r];\n"
+	"\t\t\tfloat mx = -INFINITY;\n"
+	"\t\t\tfor (int64_t j = 0; j < n; j++)\n"
+	"\t\t\t\tmx = max_score(mx, sx[j]);\n"
+	"\t\t\tmemcpy(sw, sx, sizeof sw);\n"
+	"\t\t\tsoftmax_row(sw, n, mx, st);\n"
+	"\t\t\tif (fwrite(sw, sizeof sw[0], (size_t)n + 1, out) != (size_t)n + 1)\n"
+	"\t\t\t\treturn 3;\n"
+	"\t\t}\n"
+	"\tfor (int j = 0; j < SX_N; j++)\n"
+	"\t\tsw[j] = softmax_exp(sx[j]);\n"
+	"\tif (fwrite(sw, sizeof sw, 1, out) != 1)\n"
+	"\t\treturn 3;\n"
 	"\treturn fclose(out) != 0 ? 3 : 0;\n}\n";
+
+/* The softmax alone: rows of the first sx_len[r] of SX_N scores (their max subtracted as
+ * the kernels do), in step mode and not, then softmax_exp of all SX_N; the scores from
+ * SX_ROW_END on are for softmax_exp only (a NaN among them). */
+enum { SX_N = 4096, SX_ROWS = 13, SX_ROW_END = 3000 };
+static const int sx_len[SX_ROWS] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 100, 1000, 2999};
 
 typedef enum { NEED_ANY, NEED_AVX2, NEED_AVX512 } Need;
 
 /* The attention kernel of target's model.c run by the program on in_path; its outputs
  * (malloc'd, *n bytes), or the test skips when the host cannot run the target. */
 static uint8_t *run_target(const char *model, const char *target, Need need,
-			   const char *in_path, size_t *n, char *kname, size_t kn)
+			   const char *in_path, size_t *n, char *kname, size_t kn, const char *sx_in,
+			   uint8_t **sx_out, size_t *sx_n)
 {
 	RtCpuFeatures f;
 	rt_cpu_detect(&f);
@@ -94,7 +130,10 @@ static uint8_t *run_target(const char *model, const char *target, Need need,
 	FILE *fp = fopen(path, "w");
 	assert_non_null(fp);
 	fprintf(fp, "%s", harness_src);
-	fprintf(fp, harness_main, nkv * hdim, nh * hdim, kname);
+	char lens[256] = "";
+	for (size_t o = 0, i = 0; i < SX_ROWS; i++)
+		o += (size_t)snprintf(lens + o, sizeof lens - o, "%s%d", i ? ", " : "", sx_len[i]);
+	fprintf(fp, harness_main, nkv * hdim, nh * hdim, SX_N, SX_ROWS, lens, kname);
 	assert_int_equal(fclose(fp), 0);
 	const CgCpuTarget *ct = cg_cpu_target(target);
 	assert_non_null(ct);
@@ -102,13 +141,16 @@ static uint8_t *run_target(const char *model, const char *target, Need need,
 	for (size_t o = 0, i = 0; ct->cflags && ct->cflags[i]; i++)
 		o += (size_t)snprintf(flags + o, sizeof flags - o, " %s", ct->cflags[i]);
 	const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
-	char out[1300];
+	char out[1300], sout[1300];
 	snprintf(out, sizeof out, "%s/attn.out", d);
+	snprintf(sout, sizeof sout, "%s/softmax.out", d);
 	free(tu_run_ok(0, "cd '%s' && %s -std=c11 -O2 -ffp-contract=off -D_GNU_SOURCE%s -I '%s/../../runtime' "
-			  "-o attn_test attn_test.c -lm -lpthread && ./attn_test '%s' '%s'",
-		       d, cc, flags, tu_data("."), in_path, out));
+			  "-o attn_test attn_test.c -lm -lpthread && ./attn_test '%s' '%s' '%s' '%s'",
+		       d, cc, flags, tu_data("."), in_path, out, sx_in, sout));
 	uint8_t *got = tu_read_file(out, n);
 	assert_non_null(got);
+	*sx_out = tu_read_file(sout, sx_n);
+	assert_non_null(*sx_out);
 	return got;
 }
 
@@ -153,6 +195,60 @@ static const char *write_input(void)
 	return path;
 }
 
+/* The softmax's scores: ordinary ones, some of 2^-30 .. 2^8, some far below the rest
+ * (their exp 0 or subnormal once the max is off), -inf, both zeros, a subnormal; from
+ * SX_ROW_END on (softmax_exp only) -110 .. 95 evenly (subnormal results, the overflow
+ * edge) and a NaN. */
+static float sx[SX_N];
+static const char *write_sx_input(void)
+{
+	rng = 0x9e3779b97f4a7c15ull;
+	for (int j = 0; j < SX_ROW_END; j++) {
+		double u = u01();
+		sx[j] = (float)(u < 0.6 ? (u01() - 0.5) * 60.0 : u < 0.8 ? wide() : -100.0 - u01() * 1e4);
+	}
+	sx[3] = -0.0f, sx[4] = 0.0f, sx[5] = -INFINITY, sx[6] = 0x1p-140f, sx[11] = -FLT_MAX;
+	for (int j = SX_ROW_END; j < SX_N; j++)
+		sx[j] = (float)(-110.0 + 205.0 * (j - SX_ROW_END) / (SX_N - SX_ROW_END - 1));
+	sx[SX_N - 7] = NAN;
+	const char *path = tu_tmp("softmax.in");
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(sx, sizeof sx, 1, f), 1);
+	assert_int_equal(fclose(f), 0);
+	return path;
+}
+
+/* What the harness writes for sx, by the interpreter's functions: op_attention's softmax
+ * (bn_softmax_exp, the sum in 8 double lanes and its tree) and bn_softmax_exp (malloc'd,
+ * *n bytes). */
+static uint8_t *softmax_want(size_t *n)
+{
+	size_t cap = 2 * SX_N * SX_ROWS + SX_N, k = 0;
+	float *o = malloc(cap * sizeof(float));
+	assert_non_null(o);
+	for (int r = 0; r < SX_ROWS; r++)
+		for (int st = 0; st < 2; st++) {
+			float mx = -INFINITY;
+			for (int j = 0; j < sx_len[r]; j++)
+				mx = fmaxf(mx, sx[j]);
+			double l[8] = {0};
+			for (int j = 0; j < sx_len[r]; j++) {
+				o[k + j] = bn_softmax_exp(sx[j] - mx);
+				l[j % 8] += (double)o[k + j];
+			}
+			float inv = (float)(1.0 / (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))));
+			for (int j = 0; j < sx_len[r]; j++)
+				o[k + j] = st ? bn_round_f16(o[k + j] * inv) : o[k + j] * inv;
+			o[k + sx_len[r]] = sx[sx_len[r]]; /* the score after the row, untouched */
+			k += (size_t)sx_len[r] + 1;
+		}
+	for (int j = 0; j < SX_N; j++)
+		o[k++] = bn_softmax_exp(sx[j]);
+	*n = k * sizeof(float);
+	return (uint8_t *)o;
+}
+
 /* A synthetic model of heads q heads of head_dim hd over kv KV heads (its path, valid until
  * the next call). */
 static const char *synth_model(int heads, int kv, int hd)
@@ -167,14 +263,34 @@ static const char *synth_model(int heads, int kv, int hd)
 	return path;
 }
 
+/* The first float at which a and b (n bytes each) differ. */
+static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	size_t i = 0;
+	while (i < n && a[i] == b[i])
+		i++;
+	return i / sizeof(float);
+}
+
 static void check1(const char *model, const char *target, Need need)
 {
-	const char *in = write_input();
+	const char *in = write_input(), *sin = write_sx_input();
 	char ref_name[96], got_name[96];
-	size_t nr, ng;
+	size_t nr, ng, nsr, nsg, nw;
+	uint8_t *sref, *sgot;
 	uint8_t *ref = tu_hold(run_target(model, "cpu-generic", NEED_ANY, in, &nr, ref_name,
-					  sizeof ref_name));
-	uint8_t *got = tu_hold(run_target(model, target, need, in, &ng, got_name, sizeof got_name));
+					  sizeof ref_name, sin, &sref, &nsr));
+	tu_hold(sref);
+	uint8_t *got = tu_hold(run_target(model, target, need, in, &ng, got_name, sizeof got_name,
+					  sin, &sgot, &nsg));
+	tu_hold(sgot);
+	uint8_t *want = tu_hold(softmax_want(&nw));
+	assert_int_equal(nsr, nw);
+	if (memcmp(sref, want, nw) != 0)
+		fail_msg("cpu-generic's softmax: float %zu differs from the interpreter's", first_diff(sref, want, nw));
+	assert_int_equal(nsg, nw);
+	if (memcmp(sgot, want, nw) != 0)
+		fail_msg("%s's softmax: float %zu differs from the interpreter's", target, first_diff(sgot, want, nw));
 	assert_int_equal(nr, ng);
 	assert_true(nr > 0);
 	if (memcmp(ref, got, nr) != 0) {

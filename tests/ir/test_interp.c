@@ -4,6 +4,7 @@
 
 #include "frontend.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,47 @@ static void test_attention_by_hand(void **state)
 	}
 	free(y);
 	mini_free(&m);
+}
+
+/* bn_softmax_exp, the softmax's exp, against libm's double exp rounded to float over every
+ * 1009th float of [-150, 89] and the edges: never more than an ulp apart, the same float
+ * all but rarely (where exp(x) lies within ~2^-42 of a midpoint, or where the double
+ * result's rounding to float is itself a double rounding); 0 below ~-103.97, inf from
+ * ~88.73, NaN for NaN. */
+static float ulp_up(float f)
+{
+	return nextafterf(f, INFINITY);
+}
+
+static void test_softmax_exp(void **state)
+{
+	(void)state;
+	long n = 0, same = 0;
+	const uint32_t ranges[2][2] = {{0x80000000u, 0xc3160000u}, {0x00000000u, 0x42b20000u}};
+	for (int r = 0; r < 2; r++)
+		for (uint64_t b = ranges[r][0]; b <= ranges[r][1]; b += 1009) {
+			uint32_t u = (uint32_t)b;
+			float x;
+			memcpy(&x, &u, sizeof x);
+			float got = bn_softmax_exp(x), want = (float)exp((double)x);
+			n++;
+			if (got == want) {
+				same++;
+				continue;
+			}
+			if (!(got == ulp_up(want) || want == ulp_up(got)))
+				fail_msg("bn_softmax_exp(%a) = %a, exp = %a: more than an ulp", (double)x, (double)got,
+					 (double)want);
+		}
+	printf("bn_softmax_exp: %ld of %ld sampled floats the same as (float)exp(x), the rest an ulp off\n",
+	       same, n);
+	assert_true(n > 2000000 && same >= n - n / 10000);
+	assert_true(bn_softmax_exp(0.0f) == 1.0f && bn_softmax_exp(-0.0f) == 1.0f);
+	assert_true(bn_softmax_exp(-INFINITY) == 0.0f && bn_softmax_exp(-104.0f) == 0.0f);
+	assert_true(bn_softmax_exp(-103.0f) > 0.0f && bn_softmax_exp(-103.0f) < FLT_MIN);
+	assert_true(bn_softmax_exp(INFINITY) == INFINITY && bn_softmax_exp(88.75f) == INFINITY);
+	assert_true(bn_softmax_exp(88.7f) < INFINITY && bn_softmax_exp(88.7f) > 1e38f);
+	assert_true(isnan(bn_softmax_exp(NAN)));
 }
 
 /* RoPE (NeoX) at position 0 is the identity; at position p pair i turns by
@@ -526,6 +568,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_i2s_matmul_by_hand),
 		cmocka_unit_test(test_attention_by_hand),
+		cmocka_unit_test(test_softmax_exp),
 		cmocka_unit_test(test_rope_by_hand),
 		cmocka_unit_test(test_add_rmsnorm_quant),
 		cmocka_unit_test(test_intermediates),

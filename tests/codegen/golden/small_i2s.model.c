@@ -9,7 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__F16C__) && defined(__AVX__)
+#if (defined(__F16C__) && defined(__AVX__)) || defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -113,6 +113,148 @@ MAYBE_UNUSED static void f32_to_f16_n(const float *x, uint16_t *y, int64_t n)
 #endif
 	for (; i < n; i++)
 		y[i] = f32_to_f16(x[i]);
+}
+
+/* fmaxf(m, w) for the scores' running max from -INFINITY (a NaN w never wins; of +0 and -0
+ * either, which the softmax's w - m does not tell apart), inline: without -ffast-math
+ * fmaxf is a call */
+MAYBE_UNUSED static inline float max_score(float m, float w)
+{
+	return w > m ? w : m;
+}
+
+/* The attention's softmax (the interpreter's op_attention, ir_interp.c, computes the same
+ * bits): e[j] = softmax_exp(w[j] - mx), their sum in 8 double lanes (j % 8) reduced by
+ * q.K's tree, each e[j] times the float of 1 / sum, rounded to f16 in step mode.
+ * softmax_exp(x) is exp(x) through double arithmetic of IEEE's basic operations only
+ * (each rounded on its own: -ffp-contract=off; no libm, so no host's expf decides): x
+ * clamped to [-150, 89] (a NaN stays), z = x * 16/ln2, k = z rounded to an integer, r = z
+ * - k (|r| <= 1/2), 2^(r/16) by its Taylor polynomial of degree 5 (relative error ~1.4e-13),
+ * times 2^(k/16) = 2^(k >> 4) * T[k & 15], rounded to float: within an ulp of exp(x) for
+ * every float, correctly rounded but where exp(x) lies within ~2^-42 of a midpoint. The
+ * AVX-512 and AVX2 versions run the same operations per lane, 8 keys a step. */
+MAYBE_UNUSED static const uint64_t softmax_exp_tab[16] = {
+	0x3ff0000000000000u, 0x3ff0b5586cf9890fu, 0x3ff172b83c7d517bu, 0x3ff2387a6e756238u,
+	0x3ff306fe0a31b715u, 0x3ff3dea64c123422u, 0x3ff4bfdad5362a27u, 0x3ff5ab07dd485429u,
+	0x3ff6a09e667f3bcdu, 0x3ff7a11473eb0187u, 0x3ff8ace5422aa0dbu, 0x3ff9c49182a3f090u,
+	0x3ffae89f995ad3adu, 0x3ffc199bdd85529cu, 0x3ffd5818dcfba487u, 0x3ffea4afa2a490dau,
+};
+MAYBE_UNUSED static const double SMX_INVLN2N = 0x1.71547652b82fep+4, SMX_SHIFT = 0x1.8p52,
+				 SMX_C1 = 0x1.62e42fefa39efp-5, SMX_C2 = 0x1.ebfbdff82c58fp-11,
+				 SMX_C3 = 0x1.c6b08d704a0c0p-17, SMX_C4 = 0x1.3b2ab6fba4e77p-23,
+				 SMX_C5 = 0x1.5d87fe78a6731p-30;
+
+MAYBE_UNUSED static inline float softmax_exp(float x)
+{
+	float xc = x < -150.0f ? -150.0f : x > 89.0f ? 89.0f : x;
+	double z = (double)xc * SMX_INVLN2N;
+	double kd = z + SMX_SHIFT;
+	uint64_t ki, sb;
+	memcpy(&ki, &kd, sizeof ki);
+	kd = kd - SMX_SHIFT;
+	double r = z - kd;
+	double p = 1.0 + r * (SMX_C1 + r * (SMX_C2 + r * (SMX_C3 + r * (SMX_C4 + r * SMX_C5))));
+	/* the low bits of kd's significand are k (two's complement): T[k & 15] with k >> 4
+	 * added to its exponent (the shift drops the bits above k's) */
+	sb = softmax_exp_tab[ki & 15] + ((ki >> 4) << 52);
+	double s;
+	memcpy(&s, &sb, sizeof s);
+	return (float)(p * s);
+}
+
+#if defined(__AVX512F__)
+/* softmax_exp of 8 floats, in doubles */
+MAYBE_UNUSED static inline __m256 softmax_exp8z(__m256 x, __m512d tlo, __m512d thi)
+{
+	x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-150.0f), x));
+	const __m512d z = _mm512_mul_pd(_mm512_cvtps_pd(x), _mm512_set1_pd(SMX_INVLN2N));
+	__m512d kd = _mm512_add_pd(z, _mm512_set1_pd(SMX_SHIFT));
+	const __m512i ki = _mm512_castpd_si512(kd);
+	kd = _mm512_sub_pd(kd, _mm512_set1_pd(SMX_SHIFT));
+	const __m512d r = _mm512_sub_pd(z, kd);
+	__m512d p = _mm512_add_pd(_mm512_set1_pd(SMX_C4), _mm512_mul_pd(r, _mm512_set1_pd(SMX_C5)));
+	p = _mm512_add_pd(_mm512_set1_pd(SMX_C3), _mm512_mul_pd(r, p));
+	p = _mm512_add_pd(_mm512_set1_pd(SMX_C2), _mm512_mul_pd(r, p));
+	p = _mm512_add_pd(_mm512_set1_pd(SMX_C1), _mm512_mul_pd(r, p));
+	p = _mm512_add_pd(_mm512_set1_pd(1.0), _mm512_mul_pd(r, p));
+	const __m512i t = _mm512_castpd_si512(_mm512_permutex2var_pd(tlo, ki, thi));
+	const __m512i sb = _mm512_add_epi64(t, _mm512_slli_epi64(_mm512_srli_epi64(ki, 4), 52));
+	return _mm512_cvtpd_ps(_mm512_mul_pd(p, _mm512_castsi512_pd(sb)));
+}
+#elif defined(__AVX2__)
+/* softmax_exp of 4 floats, in doubles */
+MAYBE_UNUSED static inline __m128 softmax_exp4y(__m128 x)
+{
+	x = _mm_min_ps(_mm_set1_ps(89.0f), _mm_max_ps(_mm_set1_ps(-150.0f), x));
+	const __m256d z = _mm256_mul_pd(_mm256_cvtps_pd(x), _mm256_set1_pd(SMX_INVLN2N));
+	__m256d kd = _mm256_add_pd(z, _mm256_set1_pd(SMX_SHIFT));
+	const __m256i ki = _mm256_castpd_si256(kd);
+	kd = _mm256_sub_pd(kd, _mm256_set1_pd(SMX_SHIFT));
+	const __m256d r = _mm256_sub_pd(z, kd);
+	__m256d p = _mm256_add_pd(_mm256_set1_pd(SMX_C4), _mm256_mul_pd(r, _mm256_set1_pd(SMX_C5)));
+	p = _mm256_add_pd(_mm256_set1_pd(SMX_C3), _mm256_mul_pd(r, p));
+	p = _mm256_add_pd(_mm256_set1_pd(SMX_C2), _mm256_mul_pd(r, p));
+	p = _mm256_add_pd(_mm256_set1_pd(SMX_C1), _mm256_mul_pd(r, p));
+	p = _mm256_add_pd(_mm256_set1_pd(1.0), _mm256_mul_pd(r, p));
+	const __m256i t = _mm256_i64gather_epi64((const long long *)softmax_exp_tab,
+						 _mm256_and_si256(ki, _mm256_set1_epi64x(15)), 8);
+	const __m256i sb = _mm256_add_epi64(t, _mm256_slli_epi64(_mm256_srli_epi64(ki, 4), 52));
+	return _mm256_cvtpd_ps(_mm256_mul_pd(p, _mm256_castsi256_pd(sb)));
+}
+#endif
+
+/* the softmax of a row of n scores whose max is mx, in place (above) */
+MAYBE_UNUSED static void softmax_row(float *w, int64_t n, float mx, int step)
+{
+	int64_t j = 0;
+	double sum;
+#if defined(__AVX512F__)
+	const __m512d tlo = _mm512_loadu_pd((const double *)softmax_exp_tab);
+	const __m512d thi = _mm512_loadu_pd((const double *)softmax_exp_tab + 8);
+	const __m256 m = _mm256_set1_ps(mx);
+	__m512d l = _mm512_setzero_pd();
+	for (; j + 8 <= n; j += 8) {
+		const __m256 e = softmax_exp8z(_mm256_sub_ps(_mm256_loadu_ps(w + j), m), tlo, thi);
+		_mm256_storeu_ps(w + j, e);
+		l = _mm512_add_pd(l, _mm512_cvtps_pd(e));
+	}
+	if (j < n) {
+		const __mmask8 k = (__mmask8)((1u << (n - j)) - 1);
+		const __m256 e = softmax_exp8z(_mm256_sub_ps(_mm256_maskz_loadu_ps(k, w + j), m), tlo, thi);
+		_mm256_mask_storeu_ps(w + j, k, e);
+		l = _mm512_mask_add_pd(l, k, l, _mm512_cvtps_pd(e));
+		j = n;
+	}
+	__m256d l4 = _mm256_add_pd(_mm512_castpd512_pd256(l), _mm512_extractf64x4_pd(l, 1));
+	__m128d l2 = _mm_add_pd(_mm256_castpd256_pd128(l4), _mm256_extractf128_pd(l4, 1));
+	sum = _mm_cvtsd_f64(l2) + _mm_cvtsd_f64(_mm_unpackhi_pd(l2, l2));
+#else
+	double l[8] = {0};
+#if defined(__AVX2__)
+	__m256d la = _mm256_setzero_pd(), lb = la;
+	const __m128 m = _mm_set1_ps(mx);
+	for (; j + 8 <= n; j += 8) {
+		const __m128 ea = softmax_exp4y(_mm_sub_ps(_mm_loadu_ps(w + j), m));
+		const __m128 eb = softmax_exp4y(_mm_sub_ps(_mm_loadu_ps(w + j + 4), m));
+		_mm_storeu_ps(w + j, ea);
+		_mm_storeu_ps(w + j + 4, eb);
+		la = _mm256_add_pd(la, _mm256_cvtps_pd(ea));
+		lb = _mm256_add_pd(lb, _mm256_cvtps_pd(eb));
+	}
+	_mm256_storeu_pd(l, la);
+	_mm256_storeu_pd(l + 4, lb);
+#endif
+	for (; j < n; j++) {
+		w[j] = softmax_exp(w[j] - mx);
+		l[j % 8] += (double)w[j];
+	}
+	sum = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+#endif
+	const float inv = (float)(1.0 / sum);
+	for (j = 0; j < n; j++)
+		w[j] = w[j] * inv;
+	if (step)
+		round_f16_n(w, w, n);
 }
 
 MAYBE_UNUSED static inline float bf16_to_f32(uint16_t h)
@@ -735,19 +877,10 @@ static void attn_h2_kv1_hd64(void *arg, int ith, int nth)
 					l[i % 8] += (double)f16_to_f32(kj[i]) * (double)qh[i];
 				double d = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 				w[j] = (float)d * a->scale;
-				mx = fmaxf(mx, w[j]);
+				mx = max_score(mx, w[j]);
 			}
-			double sum = 0.0;
-			for (int64_t j = 0; j < n_keys; j++) {
-				w[j] = expf(w[j] - mx);
-				sum += (double)w[j];
-			}
-			float inv = (float)(1.0 / sum);
 			int step = a->step ? a->step[t] != 0 : a->n == 1;
-			for (int64_t j = 0; j < n_keys; j++)
-				w[j] = w[j] * inv;
-			if (step)
-				round_f16_n(w, w, n_keys);
+			softmax_row(w, n_keys, mx, step);
 			float *o = a->y + (int64_t)t * QW + h * HD;
 			for (int i = 0; i < HD; i++)
 				acc[i] = 0.0;

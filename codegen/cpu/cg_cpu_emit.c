@@ -1055,34 +1055,58 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 			     "}\n\n",
 			  k, name);
 	}
-	/* .V of k heads: acc a<h>_<i> for 32 dimensions at a time */
+	/* .V of k heads over blocks of 64 keys: each block's weights widened to double once
+	 * (wd), then 32 dimensions at a time (acc a<h>_<i>, carried from block to block in
+	 * memory, exactly), so that the passes over a block's V rows find them in L1. With pf
+	 * the V rows are asked for a block ahead, in the block's first pass (the first block
+	 * on entry): ATTN_PF keys of one 32-dimension pass (~8 cycles of FMAs a key) had
+	 * left each line a miss from memory. */
 	for (int k = 1; k <= 4; k++) {
 		cg_printf(b, "static inline void %s_v%d(const uint16_t *Vg, float *const *w, int64_t n_keys, float *const *o, int pf)\n{\n"
-			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 " };\n"
-			     "\tfor (int d = 0; d < HD; d += 32) {\n",
-			  name, k, hd, nkv * hd);
+			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 ", JB = 64 };\n"
+			     "\t__m512d acc[%d * HD / 8];\n"
+			     "\tfor (int i = 0; i < %d * HD / 8; i++)\n"
+			     "\t\tacc[i] = _mm512_setzero_pd();\n"
+			     "\tdouble wd[%d][JB];\n"
+			     "\tif (pf)\n"
+			     "\t\tfor (int64_t j = 0; j < JB && j < n_keys; j++)\n"
+			     "\t\t\tfor (int i = 0; i < HD; i += 32)\n"
+			     "\t\t\t\t_mm_prefetch((const char *)(Vg + j * KW + i), _MM_HINT_T0);\n"
+			     "\tfor (int64_t j0 = 0; j0 < n_keys; j0 += JB) {\n"
+			     "\t\tconst int64_t j1 = n_keys - j0 < JB ? n_keys : j0 + JB;\n"
+			     "\t\tfor (int h = 0; h < %d; h++)\n"
+			     "\t\t\tfor (int64_t j = j0; j < j1; j++)\n"
+			     "\t\t\t\twd[h][j - j0] = (double)w[h][j];\n"
+			     "\t\tfor (int d = 0; d < HD; d += 32) {\n",
+			  name, k, hd, nkv * hd, k, k, k, k);
 		for (int h = 0; h < k; h++)
-			cg_printf(b, "\t\t__m512d a%d_0 = _mm512_setzero_pd(), a%d_1 = a%d_0, a%d_2 = a%d_0, a%d_3 = a%d_0;\n",
-				  h, h, h, h, h, h, h);
-		cg_printf(b, "\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
-			     "\t\t\tconst uint16_t *vj = Vg + j * KW + d;\n"
-			     "\t\t\tif (pf)\n"
-			     "\t\t\t\t_mm_prefetch((const char *)(vj + ATTN_PF * KW), _MM_HINT_T0);\n");
+			for (int i = 0; i < 4; i++)
+				cg_printf(b, "\t\t\t__m512d a%d_%d = acc[%d * HD / 8 + d / 8 + %d];\n", h, i, h, i);
+		cg_printf(b, "\t\t\tfor (int64_t j = j0; j < j1; j++) {\n"
+			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW + d;\n"
+			     "\t\t\t\tif (pf && d == 0)\n"
+			     "\t\t\t\t\tfor (int i = 0; i < HD; i += 32)\n"
+			     "\t\t\t\t\t\t_mm_prefetch((const char *)(vj + JB * KW + i), _MM_HINT_T0);\n");
 		for (int i = 0; i < 4; i++)
-			cg_printf(b, "\t\t\tconst __m512d v%d = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + %d))));\n",
+			cg_printf(b, "\t\t\t\tconst __m512d v%d = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + %d))));\n",
 				  i, 8 * i);
 		for (int h = 0; h < k; h++) {
-			cg_printf(b, "\t\t\tconst __m512d w%d = _mm512_set1_pd((double)w[%d][j]);\n", h, h);
+			cg_printf(b, "\t\t\t\tconst __m512d w%d = _mm512_set1_pd(wd[%d][j - j0]);\n", h, h);
 			for (int i = 0; i < 4; i++)
-				cg_printf(b, "\t\t\ta%d_%d = _mm512_fmadd_pd(v%d, w%d, a%d_%d);\n",
+				cg_printf(b, "\t\t\t\ta%d_%d = _mm512_fmadd_pd(v%d, w%d, a%d_%d);\n",
 					  h, i, i, h, h, i);
 		}
-		cg_printf(b, "\t\t}\n");
+		cg_printf(b, "\t\t\t}\n");
 		for (int h = 0; h < k; h++)
 			for (int i = 0; i < 4; i++)
-				cg_printf(b, "\t\t_mm256_storeu_ps(o[%d] + d + %d, _mm512_cvtpd_ps(a%d_%d));\n",
-					  h, 8 * i, h, i);
-		cg_printf(b, "\t}\n}\n\n");
+				cg_printf(b, "\t\t\tacc[%d * HD / 8 + d / 8 + %d] = a%d_%d;\n", h, i, h, i);
+		cg_printf(b, "\t\t}\n"
+			     "\t}\n"
+			     "\tfor (int h = 0; h < %d; h++)\n"
+			     "\t\tfor (int i = 0; i < HD; i += 8)\n"
+			     "\t\t\t_mm256_storeu_ps(o[h] + i, _mm512_cvtpd_ps(acc[h * HD / 8 + i / 8]));\n"
+			     "}\n\n",
+			  k);
 	}
 	attn_group_main(b, name, nh, nkv, hd, true);
 }
@@ -1134,6 +1158,7 @@ static void attn_body_yg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 			     "\tfor (int i = 0; i < %d * HD; i++)\n"
 			     "\t\tacc[i] = 0.0;\n"
 			     "\tdouble wd[%d][JB];\n"
+
 			     "\tfor (int64_t j0 = 0; j0 < n_keys; j0 += JB) {\n"
 			     "\t\tconst int64_t j1 = n_keys - j0 < JB ? n_keys : j0 + JB;\n"
 			     "\t\tfor (int h = 0; h < %d; h++)\n"

@@ -1158,7 +1158,6 @@ static void attn_body_yg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 			     "\tfor (int i = 0; i < %d * HD; i++)\n"
 			     "\t\tacc[i] = 0.0;\n"
 			     "\tdouble wd[%d][JB];\n"
-
 			     "\tfor (int64_t j0 = 0; j0 < n_keys; j0 += JB) {\n"
 			     "\t\tconst int64_t j1 = n_keys - j0 < JB ? n_keys : j0 + JB;\n"
 			     "\t\tfor (int h = 0; h < %d; h++)\n"

@@ -285,8 +285,8 @@ static void rvv_key_el(CgBuf *b, const char *at)
  * multiply-added into eight double accumulators l[i % 8] (vfwmacc: the product of two
  * floats is exact in double, so fused or not the same sum), reduced by the interpreter's
  * tree; the scores' max by vfredmax (fmaxf's: a NaN never wins). The softmax is the
- * prelude's softmax_row (scalar here). .V runs dimensions across the lanes (double accumulators
- * at LMUL 4), keys in order. */
+ * prelude's softmax_row (scalar here). .V runs dimensions across the lanes (double
+ * accumulators at LMUL 4), keys in order. */
 void rvv_attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
 {
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"

@@ -826,7 +826,7 @@ static int emit_rope(Em *m, const IrNode *n)
  * (seq NULL: 0), whose K and V rows start seq[t] * n_ctx rows into the layer's cache. */
 /* Attention for n rows, heads split over threads, exactly as the
  * interpreter's op_attention: q.K in 8 double lanes (i % 8) reduced by a fixed tree, the
- * softmax in the same order, .V per dimension in key order. With AVX-512 the 8 lanes are
+ * prelude's softmax_row, .V per dimension in key order. With AVX-512 the 8 lanes are
  * one zmm of doubles and .V runs 8 dimensions per vector: the same operations, so the same
  * bits. Each product and its add are one FMA: the
  * products of f16 values (11 x 11 significant bits), and of an f16 value by a float (11 x
@@ -835,8 +835,7 @@ static int emit_rope(Em *m, const IrNode *n)
  * -19%; on cores where adds and multiplies share the FMA ports, half the operations).
  * With head_dim a multiple of 32 (the usual 64 and 128) AVX-512 runs attn_body_zg
  * instead, and AVX2 (head_dim a multiple of 8) attn_body_yg: several heads' chains in
- * flight, the conversions shared.
- * instead: several keys' and heads' chains in flight, the conversions shared. */
+ * flight, the conversions shared. */
 static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd, char vec)
 {
 	bool z = vec == 'z';

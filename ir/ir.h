@@ -56,8 +56,8 @@ float bn_bf16_to_f32(uint16_t h);
 uint16_t bn_f32_to_bf16(float f);
 /* f32 -> f16 -> f32, the rounding the reference applies to some operands. */
 float bn_round_f16(float f);
-/* exp(x) of the attention's softmax: the same bits on every host and in every vector width
- * (ir_quant.c) */
+/* exp(x) of the attention's softmax and the SiLU gate: the same bits on every host and in
+ * every vector width (ir_quant.c) */
 float bn_softmax_exp(float x);
 
 /* Per-graph bump allocator: memory is zeroed, 16-byte aligned, freed as a whole. */

@@ -545,7 +545,9 @@ static int op_glu(Ctx *c, bool silu)
 	for (int64_t i = 0; i < n; i++) {
 		float a;
 		if (silu) {
-			a = g[i] / (1.0f + expf(-g[i]));
+			/* exp by the softmax's bn_softmax_exp: the same bits in every program's
+			 * vector code, whatever the host's libm */
+			a = g[i] / (1.0f + bn_softmax_exp(-g[i]));
 		} else {
 			a = g[i] > 0.0f ? g[i] : 0.0f; /* relu, then square in f32 (f16 would overflow) */
 			a = a * a;

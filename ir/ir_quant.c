@@ -181,7 +181,7 @@ float bn_round_f16(float f)
 	return bn_f16_to_f32(bn_f32_to_f16(f));
 }
 
-/* exp(x) as the attention's softmax computes it: double arithmetic of IEEE's basic
+/* exp(x) as the attention's softmax and the SiLU gate compute it: double arithmetic of IEEE's basic
  * operations only, each rounded on its own (bn_ir builds with -ffp-contract=off), so that
  * vector code gets the same bits lane by lane and no host's libm decides them (the
  * generated programs' softmax_exp, codegen/cpu/cg_cpu_prelude.h, is this function). x

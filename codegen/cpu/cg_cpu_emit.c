@@ -1258,18 +1258,23 @@ static int emit_glu(Em *m, const IrNode *n, bool silu)
 		return m->e->code;
 	if (b && rvv(m) && !silu)
 		rvv_relu2_glu_body(b, name, k);
+	else if (b && silu)
+		/* the prelude's silu_glu: its exp is the softmax's, in vectors where the target
+		 * has them */
+		cg_printf(b, "static void %s(const float *g, const float *u, float *y, int n)\n{\n"
+			     "\tsilu_glu(g, u, y, (int64_t)n * %" PRId64 ");\n"
+			     "}\n",
+			  name, k);
 	else if (b)
+		/* g > 0 ? g : +0 as a mask, without a branch: the loop vectorizes (a branch on the
+		 * gate's sign mispredicts half the time) */
 		cg_printf(b, "static void %s(const float *g, const float *u, float *y, int n)\n{\n"
 			     "\tfor (int64_t i = 0; i < (int64_t)n * %" PRId64 "; i++) {\n"
-			     "%s"
+			     "\t\tfloat a = bits_f32(f32_bits(g[i]) & (g[i] > 0.0f ? 0xffffffffu : 0u));\n"
+			     "\t\ta = a * a; /* in f32: relu(gate)^2 overflows f16 */\n"
 			     "\t\ty[i] = a * u[i];\n"
 			     "\t}\n}\n",
-			  name, k,
-			  silu ? "\t\tfloat a = g[i] / (1.0f + expf(-g[i]));\n"
-			       /* g > 0 ? g : +0 as a mask, without a branch: the loop vectorizes
-				* (a branch on the gate's sign mispredicts half the time) */
-			       : "\t\tfloat a = bits_f32(f32_bits(g[i]) & (g[i] > 0.0f ? 0xffffffffu : 0u));\n"
-				 "\t\ta = a * a; /* in f32: relu(gate)^2 overflows f16 */\n");
+			  name, k);
 	return rows_call(m, n, name, k, false, ref(m, n->in[0], "float", g, sizeof g),
 			 ref(m, n->in[1], "float", u, sizeof u), ref(m, n->out[0], "float", y, sizeof y),
 			 NULL);

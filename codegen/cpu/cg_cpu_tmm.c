@@ -395,7 +395,7 @@ enum { X16_PF = 1024 };
  * fetches the next one's first lines, and past the weights it does not fault. */
 enum { X16_PF1 = 4096 };
 
-/* One token on AVX-512 (and AVX2 without VNNI: mk_avx2_streams): each thread reads this
+/* One token on AVX-512 (and AVX2: mk_avx2_streams): each thread reads this
  * many streams side by side (its own lanes of
  * the job's Share, share_next_ns), a group of each per kernel call, the activations'
  * broadcasts shared. One stream per thread left memory idle: the one-token matmuls of the
@@ -655,9 +655,15 @@ static void mk_avx2_i16(CgBuf *b, const char *name, int rg, int tt)
  * and widen them, the exact sums of mk_avx2_i16 (so the epilogue gives x16y_r1_t1's
  * floats). The one-group kernel read one stream a thread, without prefetch: the decode
  * step's matmuls of the 2B-4T shape (cpu-avx2, 2 threads, Zen 5) ran at ~35 GB/s where
- * the kernel in cache reads ~52 and memory gives ~60. */
-static void mk_avx2_streams(CgBuf *b, const char *name, int ns)
+ * the kernel in cache reads ~52 and memory gives ~60. With VNNI, mk_avx2_streams_vnni. */
+static void mk_avx2_streams_vnni(CgBuf *b, const char *name, int ns);
+
+static void mk_avx2_streams(CgBuf *b, const char *name, int ns, bool vnni)
 {
+	if (vnni) {
+		mk_avx2_streams_vnni(b, name, ns);
+		return;
+	}
 	cg_printf(b, "static inline void %s%s\n{\n"
 		     "\t(void)K; /* the activations of one token are contiguous */\n",
 		  name, tmm_streams_params);
@@ -700,6 +706,55 @@ static void mk_avx2_streams(CgBuf *b, const char *name, int ns)
 		for (int v = 0; v < 2; v++)
 			cg_printf(b, "\t\ta%d_%d = _mm256_add_epi32(a%d_%d, _mm256_madd_epi16(h%d_%d, ones));\n",
 				  j, v, j, v, j, v);
+	cg_printf(b, "\t}\n");
+	for (int j = 0; j < ns; j++)
+		for (int v = 0; v < 2; v++) {
+			char acc[16], y[24];
+			snprintf(acc, sizeof acc, "a%d_%d", j, v);
+			snprintf(y, sizeof y, "y[%d] + %d", j, 8 * v);
+			cg_printf(b, "\t{\n");
+			tmm_epilogue_vec(b, CG_ISA_AVX2, "\t\t", acc, "qs[0]", "sc[0]", y);
+			cg_printf(b, "\t}\n");
+		}
+	cg_printf(b, "}\n");
+}
+
+/* With AVX-VNNI: ns streams side by side as above, each (stream, half-group) summing its
+ * four shifts' vpdpbusd in one int32 accumulator (the exact sums of x16y_r1_t1's two
+ * accumulators a half-group, so its floats). It had read one group at a time without
+ * prefetch, as the kernel without VNNI did before it read streams. */
+static void mk_avx2_streams_vnni(CgBuf *b, const char *name, int ns)
+{
+	cg_printf(b, "static inline void %s%s\n{\n"
+		     "\t(void)K; /* the activations of one token are contiguous */\n",
+		  name, tmm_streams_params);
+	for (int j = 0; j < ns; j++)
+		cg_printf(b, "\tconst uint8_t *w%d = w[%d];\n", j, j);
+	for (int j = 0; j < ns; j++)
+		cg_printf(b, "\t__m256i a%d_0 = _mm256_setzero_si256(), a%d_1 = a%d_0;\n", j, j, j);
+	cg_printf(b, "\tconst __m256i m3 = _mm256_set1_epi8(3);\n"
+		     "\tfor (int64_t c = 0; c < kc; c++) {\n"
+		     "\t\tconst int8_t *qc = q + 16 * c;\n");
+	for (int j = 0; j < ns; j++)
+		cg_printf(b, "\t\t_mm_prefetch((const char *)(w%d + 64 * c + %d), _MM_HINT_T0);\n", j,
+			  X16_PFS);
+	for (int s = 0; s < 4; s++)
+		cg_printf(b, "\t\tconst __m256i b%d = _mm256_set1_epi32(ld_i32(qc + %d));\n", s, 4 * s);
+	for (int j = 0; j < ns; j++) {
+		cg_printf(b, "\t\t{\n"
+			     "\t\t\tconst __m256i v0 = _mm256_loadu_si256((const __m256i *)(w%d + 64 * c));\n"
+			     "\t\t\tconst __m256i v1 = _mm256_loadu_si256((const __m256i *)(w%d + 64 * c + 32));\n",
+			  j, j);
+		for (int s = 0; s < 4; s++) {
+			cg_printf(b, "\t\t\t{\n");
+			avx2_codes(b, 2, s, "\t\t\t\t");
+			for (int v = 0; v < 2; v++)
+				cg_printf(b, "\t\t\t\ta%d_%d = _mm256_dpbusd_avx_epi32(a%d_%d, c%d, b%d);\n",
+					  j, v, j, v, v, s);
+			cg_printf(b, "\t\t\t}\n");
+		}
+		cg_printf(b, "\t\t}\n");
+	}
 	cg_printf(b, "\t}\n");
 	for (int j = 0; j < ns; j++)
 		for (int v = 0; v < 2; v++) {
@@ -950,15 +1005,17 @@ static void mk_generic(CgBuf *b, const char *name)
 	cg_printf(b, "}\n");
 }
 
+/* The micro kernels' tag: the ISA's, with VNNI (AVX-VNNI, dotprod) one of its own */
+static char micro_tag(const Em *m)
+{
+	char t = isa_tag(&m->isa);
+	return t == 'y' && m->isa.vnni ? 'v' : t == 'n' && m->isa.vnni ? 'd' : t;
+}
+
 /* Emits (once) the micro kernel for rg groups x tt tokens; name gets its name. */
 static int x16_micro(Em *m, const IrNode *n, int rg, int tt, char *name, size_t nn)
 {
-	char t = isa_tag(&m->isa);
-	if (t == 'y' && m->isa.vnni)
-		t = 'v';
-	else if (t == 'n' && m->isa.vnni)
-		t = 'd';
-	snprintf(name, nn, "x16%c_r%d_t%d", t, rg, tt);
+	snprintf(name, nn, "x16%c_r%d_t%d", micro_tag(m), rg, tt);
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
 		return m->e->code;
@@ -975,25 +1032,26 @@ static int x16_micro(Em *m, const IrNode *n, int rg, int tt, char *name, size_t 
 	return 0;
 }
 
-/* Emits (once) the AVX-512 kernel of one token over ns streams; name gets its name. */
+/* Emits (once) the AVX-512 or AVX2 kernel of one token over ns streams; name gets its
+ * name. */
 static int x16_stream_micro(Em *m, const IrNode *n, int ns, char *name, size_t nn)
 {
-	snprintf(name, nn, "x16%c_s%d", isa_tag(&m->isa), ns);
+	snprintf(name, nn, "x16%c_s%d", micro_tag(m), ns);
 	CgBuf *b;
 	if (kern_for(m, n, name, &b))
 		return m->e->code;
 	if (b && m->isa.level == CG_ISA_AVX512)
 		mk_avx512_streams(b, name, ns);
 	else if (b)
-		mk_avx2_streams(b, name, ns);
+		mk_avx2_streams(b, name, ns, m->isa.vnni);
 	return 0;
 }
 
-/* Whether the one-token path reads several streams a thread: AVX-512, and AVX2 without
- * VNNI (mk_avx2_streams; AVX-VNNI keeps one group at a time, untimed on such a CPU). */
+/* Whether the one-token path reads several streams a thread: AVX-512 and AVX2
+ * (mk_avx2_streams, with or without VNNI). */
 static bool x16_streams(const Em *m)
 {
-	return m->isa.level == CG_ISA_AVX512 || (m->isa.level == CG_ISA_AVX2 && !m->isa.vnni);
+	return m->isa.level == CG_ISA_AVX512 || m->isa.level == CG_ISA_AVX2;
 }
 
 const char tmm_streams_params[] =
@@ -1192,7 +1250,7 @@ static int emit_tmm_x16_isa(Em *m, const IrNode *n, int64_t k, int64_t nr)
 		  name, k, nr, tl.rg, tl.tt, tmm_prologue);
 	if (x16_streams(m)) {
 		/* the kernels exist already (asked for before the driver) */
-		char one[32], two[32], four[32], t = isa_tag(&m->isa);
+		char one[32], two[32], four[32], t = micro_tag(m);
 		snprintf(one, sizeof one, "x16%c_r1_t1", t);
 		snprintf(two, sizeof two, "x16%c_s2", t);
 		snprintf(four, sizeof four, "x16%c_s4", t);

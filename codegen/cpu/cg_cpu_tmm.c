@@ -649,21 +649,18 @@ static void mk_avx2_i16(CgBuf *b, const char *name, int rg, int tt)
 	avx2_epilogue(b, nv, tt);
 }
 
-/* AVX2 kernel without VNNI of one token over ns groups from ns streams (w[j] -> y[j]), as
+/* AVX2 kernel of one token over ns groups from ns streams (w[j] -> y[j]), as
  * mk_avx512_streams is AVX-512's: each chunk's four activation broadcasts serve every
  * stream; each stream's two halves sum their maddubs results in int16 over X16_I16 chunks
  * and widen them, the exact sums of mk_avx2_i16 (so the epilogue gives x16y_r1_t1's
  * floats). The one-group kernel read one stream a thread, without prefetch: the decode
  * step's matmuls of the 2B-4T shape (cpu-avx2, 2 threads, Zen 5) ran at ~35 GB/s where
- * the kernel in cache reads ~52 and memory gives ~60. With VNNI, mk_avx2_streams_vnni. */
-static void mk_avx2_streams_vnni(CgBuf *b, const char *name, int ns);
-
+ * the kernel in cache reads ~52 and memory gives ~60. With AVX-VNNI (vnni), each (stream,
+ * half-group) sums its four shifts' vpdpbusd in one int32 accumulator instead (the exact
+ * sums of x16v_r1_t1, so its floats); its one-group kernel had read one group at a time
+ * without prefetch too. */
 static void mk_avx2_streams(CgBuf *b, const char *name, int ns, bool vnni)
 {
-	if (vnni) {
-		mk_avx2_streams_vnni(b, name, ns);
-		return;
-	}
 	cg_printf(b, "static inline void %s%s\n{\n"
 		     "\t(void)K; /* the activations of one token are contiguous */\n",
 		  name, tmm_streams_params);
@@ -671,89 +668,57 @@ static void mk_avx2_streams(CgBuf *b, const char *name, int ns, bool vnni)
 		cg_printf(b, "\tconst uint8_t *w%d = w[%d];\n", j, j);
 	for (int j = 0; j < ns; j++)
 		cg_printf(b, "\t__m256i a%d_0 = _mm256_setzero_si256(), a%d_1 = a%d_0;\n", j, j, j);
-	cg_printf(b, "\tconst __m256i m3 = _mm256_set1_epi8(3);\n"
-		     "\tconst __m256i ones = _mm256_set1_epi16(1);\n"
-		     "\tfor (int64_t c0 = 0; c0 < kc; c0 += %d) {\n"
-		     "\t\tconst int64_t ce = kc - c0 < %d ? kc : c0 + %d;\n",
-		  X16_I16, X16_I16, X16_I16);
-	for (int j = 0; j < ns; j++)
-		cg_printf(b, "\t\t__m256i h%d_0 = _mm256_setzero_si256(), h%d_1 = h%d_0;\n", j, j, j);
-	cg_printf(b, "\t\tfor (int64_t c = c0; c < ce; c++) {\n"
-		     "\t\t\tconst int8_t *qc = q + 16 * c;\n");
-	for (int j = 0; j < ns; j++)
-		cg_printf(b, "\t\t\t_mm_prefetch((const char *)(w%d + 64 * c + %d), _MM_HINT_T0);\n", j,
-			  X16_PFS);
-	for (int s = 0; s < 4; s++)
-		cg_printf(b, "\t\t\tconst __m256i b%d = _mm256_set1_epi32(ld_i32(qc + %d));\n", s, 4 * s);
-	for (int j = 0; j < ns; j++) {
-		cg_printf(b, "\t\t\t{\n"
-			     "\t\t\t\tconst __m256i v0 = _mm256_loadu_si256((const __m256i *)(w%d + 64 * c));\n"
-			     "\t\t\t\tconst __m256i v1 = _mm256_loadu_si256((const __m256i *)(w%d + 64 * c + 32));\n",
-			  j, j);
-		for (int s = 0; s < 4; s++) {
-			cg_printf(b, "\t\t\t\t{\n");
-			avx2_codes(b, 2, s, "\t\t\t\t\t");
-			for (int v = 0; v < 2; v++)
-				cg_printf(b, "\t\t\t\t\th%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, b%d));\n"
-					     "\t\t\t\t\t__asm__(\"\" : \"+x\"(h%d_%d)); /* as avx2_i16_shift's */\n",
-					  j, v, j, v, v, s, j, v);
-			cg_printf(b, "\t\t\t\t}\n");
-		}
-		cg_printf(b, "\t\t\t}\n");
+	cg_printf(b, "\tconst __m256i m3 = _mm256_set1_epi8(3);\n");
+	/* without VNNI the int16 sums h (one block of X16_I16 chunks at a time), with VNNI
+	 * vpdpbusd into the int32 sums a directly */
+	const char *in = vnni ? "\t" : "\t\t";
+	if (vnni)
+		cg_printf(b, "\tfor (int64_t c = 0; c < kc; c++) {\n");
+	else {
+		cg_printf(b, "\tconst __m256i ones = _mm256_set1_epi16(1);\n"
+			     "\tfor (int64_t c0 = 0; c0 < kc; c0 += %d) {\n"
+			     "\t\tconst int64_t ce = kc - c0 < %d ? kc : c0 + %d;\n",
+			  X16_I16, X16_I16, X16_I16);
+		for (int j = 0; j < ns; j++)
+			cg_printf(b, "\t\t__m256i h%d_0 = _mm256_setzero_si256(), h%d_1 = h%d_0;\n", j,
+				  j, j);
+		cg_printf(b, "\t\tfor (int64_t c = c0; c < ce; c++) {\n");
 	}
-	cg_printf(b, "\t\t}\n");
+	cg_printf(b, "%s\tconst int8_t *qc = q + 16 * c;\n", in);
 	for (int j = 0; j < ns; j++)
-		for (int v = 0; v < 2; v++)
-			cg_printf(b, "\t\ta%d_%d = _mm256_add_epi32(a%d_%d, _mm256_madd_epi16(h%d_%d, ones));\n",
-				  j, v, j, v, j, v);
-	cg_printf(b, "\t}\n");
-	for (int j = 0; j < ns; j++)
-		for (int v = 0; v < 2; v++) {
-			char acc[16], y[24];
-			snprintf(acc, sizeof acc, "a%d_%d", j, v);
-			snprintf(y, sizeof y, "y[%d] + %d", j, 8 * v);
-			cg_printf(b, "\t{\n");
-			tmm_epilogue_vec(b, CG_ISA_AVX2, "\t\t", acc, "qs[0]", "sc[0]", y);
-			cg_printf(b, "\t}\n");
-		}
-	cg_printf(b, "}\n");
-}
-
-/* With AVX-VNNI: ns streams side by side as above, each (stream, half-group) summing its
- * four shifts' vpdpbusd in one int32 accumulator (the exact sums of x16y_r1_t1's two
- * accumulators a half-group, so its floats). It had read one group at a time without
- * prefetch, as the kernel without VNNI did before it read streams. */
-static void mk_avx2_streams_vnni(CgBuf *b, const char *name, int ns)
-{
-	cg_printf(b, "static inline void %s%s\n{\n"
-		     "\t(void)K; /* the activations of one token are contiguous */\n",
-		  name, tmm_streams_params);
-	for (int j = 0; j < ns; j++)
-		cg_printf(b, "\tconst uint8_t *w%d = w[%d];\n", j, j);
-	for (int j = 0; j < ns; j++)
-		cg_printf(b, "\t__m256i a%d_0 = _mm256_setzero_si256(), a%d_1 = a%d_0;\n", j, j, j);
-	cg_printf(b, "\tconst __m256i m3 = _mm256_set1_epi8(3);\n"
-		     "\tfor (int64_t c = 0; c < kc; c++) {\n"
-		     "\t\tconst int8_t *qc = q + 16 * c;\n");
-	for (int j = 0; j < ns; j++)
-		cg_printf(b, "\t\t_mm_prefetch((const char *)(w%d + 64 * c + %d), _MM_HINT_T0);\n", j,
-			  X16_PFS);
+		cg_printf(b, "%s\t_mm_prefetch((const char *)(w%d + 64 * c + %d), _MM_HINT_T0);\n", in,
+			  j, X16_PFS);
 	for (int s = 0; s < 4; s++)
-		cg_printf(b, "\t\tconst __m256i b%d = _mm256_set1_epi32(ld_i32(qc + %d));\n", s, 4 * s);
+		cg_printf(b, "%s\tconst __m256i b%d = _mm256_set1_epi32(ld_i32(qc + %d));\n", in, s,
+			  4 * s);
 	for (int j = 0; j < ns; j++) {
-		cg_printf(b, "\t\t{\n"
-			     "\t\t\tconst __m256i v0 = _mm256_loadu_si256((const __m256i *)(w%d + 64 * c));\n"
-			     "\t\t\tconst __m256i v1 = _mm256_loadu_si256((const __m256i *)(w%d + 64 * c + 32));\n",
-			  j, j);
+		cg_printf(b, "%s\t{\n"
+			     "%s\t\tconst __m256i v0 = _mm256_loadu_si256((const __m256i *)(w%d + 64 * c));\n"
+			     "%s\t\tconst __m256i v1 = _mm256_loadu_si256((const __m256i *)(w%d + 64 * c + 32));\n",
+			  in, in, j, in, j);
+		char ind[8];
+		snprintf(ind, sizeof ind, "%s\t\t\t", in);
 		for (int s = 0; s < 4; s++) {
-			cg_printf(b, "\t\t\t{\n");
-			avx2_codes(b, 2, s, "\t\t\t\t");
+			cg_printf(b, "%s\t\t{\n", in);
+			avx2_codes(b, 2, s, ind);
 			for (int v = 0; v < 2; v++)
-				cg_printf(b, "\t\t\t\ta%d_%d = _mm256_dpbusd_avx_epi32(a%d_%d, c%d, b%d);\n",
-					  j, v, j, v, v, s);
-			cg_printf(b, "\t\t\t}\n");
+				if (vnni)
+					cg_printf(b, "%sa%d_%d = _mm256_dpbusd_avx_epi32(a%d_%d, c%d, b%d);\n",
+						  ind, j, v, j, v, v, s);
+				else
+					cg_printf(b, "%sh%d_%d = _mm256_add_epi16(h%d_%d, _mm256_maddubs_epi16(c%d, b%d));\n"
+						     "%s__asm__(\"\" : \"+x\"(h%d_%d)); /* as avx2_i16_shift's */\n",
+						  ind, j, v, j, v, v, s, ind, j, v);
+			cg_printf(b, "%s\t\t}\n", in);
 		}
+		cg_printf(b, "%s\t}\n", in);
+	}
+	if (!vnni) {
 		cg_printf(b, "\t\t}\n");
+		for (int j = 0; j < ns; j++)
+			for (int v = 0; v < 2; v++)
+				cg_printf(b, "\t\ta%d_%d = _mm256_add_epi32(a%d_%d, _mm256_madd_epi16(h%d_%d, ones));\n",
+					  j, v, j, v, j, v);
 	}
 	cg_printf(b, "\t}\n");
 	for (int j = 0; j < ns; j++)

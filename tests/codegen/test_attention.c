@@ -32,12 +32,7 @@
 static const char harness_src[] =
 	"#include \"model.c\"\n"
 	"#include <stdio.h>\n"
-	"#include <stdlib.h>\n"
-	"void rt_pool_run(RtPool *p, void (*fn)(void *, int, int), void *arg)\n{\n"
-	"\t(void)p, (void)fn, (void)arg;\n\tabort();\n}\n"
-	"void rt_pool_run_prof(RtPool *p, void (*fn)(void *, int, int), void *arg, struct RtProfile *prof)\n{\n"
-	"\t(void)p, (void)fn, (void)arg, (void)prof;\n\tabort();\n}\n"
-	"double rt_pool_clock(void)\n{\n\tabort();\n}\n";
+	"#include <stdlib.h>\n";
 static const char harness_main[] =
 	"enum { T_CTX = 160, ROWS = 3, T_KW = %d, T_QW = %d, SX_N = %d, SX_ROWS = %d };\n"
 	"static const int64_t sx_len[] = {%s};\n"
@@ -129,7 +124,7 @@ static uint8_t *run_target(const char *model, const char *target, Need need,
 	snprintf(path, sizeof path, "%s/attn_test.c", d);
 	FILE *fp = fopen(path, "w");
 	assert_non_null(fp);
-	fprintf(fp, "%s", harness_src);
+	fprintf(fp, "%s%s", harness_src, tu_model_c_stubs);
 	char lens[256] = "";
 	for (size_t o = 0, i = 0; i < SX_ROWS; i++)
 		o += (size_t)snprintf(lens + o, sizeof lens - o, "%s%d", i ? ", " : "", sx_len[i]);

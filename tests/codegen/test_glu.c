@@ -153,14 +153,6 @@ static void test_relu2_glu_vs_interp(void **state)
  * kernel on T rows, then the prelude's silu_glu on spans [o, LEN - o - 1) for o = 1..16
  * (unaligned starts, vector tails of every length) into a second output. */
 static const char silu_main[] =
-	"#include \"model.c\"\n"
-	"#include <stdio.h>\n"
-	"#include <stdlib.h>\n"
-	"void rt_pool_run(RtPool *p, void (*fn)(void *, int, int), void *arg)\n{\n"
-	"\t(void)p, (void)fn, (void)arg;\n\tabort();\n}\n"
-	"void rt_pool_run_prof(RtPool *p, void (*fn)(void *, int, int), void *arg, struct RtProfile *prof)\n{\n"
-	"\t(void)p, (void)fn, (void)arg, (void)prof;\n\tabort();\n}\n"
-	"double rt_pool_clock(void)\n{\n\tabort();\n}\n"
 	"enum { LEN = %lld };\n"
 	"int main(int argc, char **argv)\n"
 	"{\n"
@@ -232,6 +224,8 @@ static void silu_target(const char *target, bool need_avx2, bool need_avx512)
 	snprintf(out, sizeof out, "%s/silu.out", d);
 	FILE *fp = fopen(hs, "w");
 	assert_non_null(fp);
+	fprintf(fp, "#include \"model.c\"\n#include <stdio.h>\n#include <stdlib.h>\n%s",
+		tu_model_c_stubs);
 	fprintf(fp, silu_main, (long long)len, name, T);
 	assert_int_equal(fclose(fp), 0);
 	fp = fopen(in, "wb");

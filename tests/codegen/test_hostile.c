@@ -433,12 +433,6 @@ static const char harness_src[] =
 	"typedef void (*QuantFn)(const float *, int8_t *, float *, int);\n"
 	"#define X(k) {k, rmsnorm_n##k, add_rmsnorm_n##k, quant_tok_k##k},\n"
 	"static const struct { int k; NormFn norm; AddFn add; QuantFn quant; } kern[] = {HOSTILE_KS};\n"
-	"/* the runtime the forwards call (rt_model.h); no forward runs here */\n"
-	"void rt_pool_run(RtPool *p, void (*fn)(void *, int, int), void *arg)\n{\n"
-	"\t(void)p, (void)fn, (void)arg;\n\tabort();\n}\n"
-	"void rt_pool_run_prof(RtPool *p, void (*fn)(void *, int, int), void *arg, struct RtProfile *prof)\n{\n"
-	"\t(void)p, (void)fn, (void)arg, (void)prof;\n\tabort();\n}\n"
-	"double rt_pool_clock(void)\n{\n\tabort();\n}\n"
 	"static FILE *in, *out;\n"
 	"static void *rd(size_t n)\n{\n"
 	"\tvoid *p = malloc(n ? n : 1);\n"
@@ -705,7 +699,7 @@ static void test_target(void **state)
 	fprintf(f, "#define HOSTILE_KS");
 	for (int i = 0; i < N_K; i++)
 		fprintf(f, " X(%d)", ks[i]);
-	fprintf(f, "\n#define HOSTILE_EPS %af\n%s", (double)EPS, harness_src);
+	fprintf(f, "\n#define HOSTILE_EPS %af\n%s%s", (double)EPS, harness_src, tu_model_c_stubs);
 	assert_int_equal(fclose(f), 0);
 
 	/* compiled as bitnetc compiles model.c for the target (cg_cc), run */

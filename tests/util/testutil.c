@@ -524,6 +524,13 @@ const char *tu_mask_note(void)
 	return note;
 }
 
+const char tu_model_c_stubs[] =
+	"void rt_pool_run(RtPool *p, void (*fn)(void *, int, int), void *arg)\n{\n"
+	"\t(void)p, (void)fn, (void)arg;\n\tabort();\n}\n"
+	"void rt_pool_run_prof(RtPool *p, void (*fn)(void *, int, int), void *arg, struct RtProfile *prof)\n{\n"
+	"\t(void)p, (void)fn, (void)arg, (void)prof;\n\tabort();\n}\n"
+	"double rt_pool_clock(void)\n{\n\tabort();\n}\n";
+
 char *tu_function_text(const char *src, const char *head)
 {
 	const char *a = strstr(src, head);

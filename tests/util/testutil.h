@@ -39,6 +39,10 @@ char *tu_emit_model_c(const char *dir, const char *rel, const char *target);
 /* The interpreter's output of graph g (which it frees) fed the tokens 0..t-1, each row of
  * the embedding tables a test built: a malloc'd t x row floats; fails the test on an error. */
 float *tu_interp_rows(IrGraph *g, int t, int64_t row);
+/* C text: the runtime functions a model.c names (rt_model.h), each aborting, for a test
+ * program that includes model.c (and <stdlib.h>) to call its kernels directly: no forward
+ * runs there. */
+extern const char tu_model_c_stubs[];
 /* A malloc'd copy of the function in src that starts with head, through the "}" that closes
  * it at the start of a line (emitted C: a kernel to compile alone); NULL if none. */
 char *tu_function_text(const char *src, const char *head);

@@ -563,6 +563,16 @@ static void avx2_loads(CgBuf *b, int nv, const char *ind)
 			  ind, v, v / 2, 32 * (v % 2));
 }
 
+/* ... for several tokens, each group's weights X16_PF bytes ahead (as mk_avx512's: a call
+ * of 2..4 tokens, a decode step of few sequences, reads one group at a time, one stream a
+ * thread that the hardware prefetcher alone kept behind) ... */
+static void avx2_prefetch(CgBuf *b, int rg, int tt, const char *ind)
+{
+	for (int r = 0; tt > 1 && r < rg; r++)
+		cg_printf(b, "%s_mm_prefetch((const char *)(w + %d * gs + 64 * c + %d), _MM_HINT_T0);\n",
+			  ind, r, X16_PF);
+}
+
 /* ... the codes c<v> of shift s ... */
 static void avx2_codes(CgBuf *b, int nv, int s, const char *ind)
 {
@@ -633,6 +643,7 @@ static void mk_avx2_i16(CgBuf *b, const char *name, int rg, int tt)
 			cg_printf(b, "\t\t__m256i h%d_%d = _mm256_setzero_si256();\n", v, t);
 	cg_printf(b, "\t\tfor (int64_t c = c0; c < ce; c++) {\n"
 		     "\t\t\tconst int8_t *qc = q + 16 * c;\n");
+	avx2_prefetch(b, rg, tt, "\t\t\t");
 	avx2_loads(b, nv, "\t\t\t");
 	for (int s = 0; s < 4; s++) {
 		cg_printf(b, "\t\t\t{\n");
@@ -849,6 +860,7 @@ static void mk_avx2(CgBuf *b, const char *name, int rg, int tt, bool vnni)
 	cg_printf(b, "\tconst __m256i m3 = _mm256_set1_epi8(3);\n");
 	cg_printf(b, "\tfor (int64_t c = 0; c < kc; c++) {\n"
 		     "\t\tconst int8_t *qc = q + 16 * c;\n");
+	avx2_prefetch(b, rg, tt, "\t\t");
 	avx2_loads(b, nv, "\t\t");
 	for (int s = 0; s < 4; s++) {
 		cg_printf(b, "\t\t{\n");

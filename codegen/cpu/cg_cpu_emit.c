@@ -593,14 +593,46 @@ static int quant_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
 	return 0;
 }
 
+/* The quantizer alone (the input of a projection that no norm precedes: the llama and
+ * bitnet archs' attention output and GLU): with several tokens split over the threads by
+ * tokens from BN_ROWS_PAR_MIN floats, as rows_call splits glu and rope (per-token work, so
+ * the same bits). */
 static int emit_quant_act(Em *m, const IrNode *n)
 {
 	int64_t k = ir_value_row(V(m, n->in[0]));
 	char name[96], x[64], q[64], s[64];
 	if (quant_kern(m, n, k, name, sizeof name))
 		return m->e->code;
-	cg_printf(m->fwd, "\t%s(%s, %s, %s, n);\n", name, ref(m, n->in[0], "float", x, sizeof x),
-		  ref(m, n->out[0], "int8_t", q, sizeof q), ref(m, n->out[1], "float", s, sizeof s));
+	ref(m, n->in[0], "float", x, sizeof x);
+	ref(m, n->out[0], "int8_t", q, sizeof q);
+	ref(m, n->out[1], "float", s, sizeof s);
+	if (m->nt == 1) {
+		cg_printf(m->fwd, "\t%s(%s, %s, %s, n);\n", name, x, q, s);
+		return 0;
+	}
+	char par[128];
+	snprintf(par, sizeof par, "%s_par", name);
+	CgBuf *b;
+	if (kern_for(m, n, par, &b))
+		return m->e->code;
+	bool block = strcmp(ir_attr_str(n, "mode", "token"), "block256") == 0;
+	if (b)
+		cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+			     "\tconst RnqArg *a = arg;\n"
+			     "\tenum { K = %" PRId64 ", NS = %" PRId64 " };\n"
+			     "\tint lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;\n"
+			     "\tif (lo < hi)\n"
+			     "\t\t%s(a->x + (int64_t)lo * K, a->q + (int64_t)lo * K, a->s + (int64_t)lo * NS, hi - lo);\n"
+			     "}\n",
+			  par, k, block ? k / 256 : (int64_t)1, name);
+	cg_printf(m->fwd, "\t{\n"
+			  "\t\tRnqArg a = {%s, NULL, NULL, NULL, NULL, %s, %s, n, 0.0f};\n"
+			  "\t\tif ((int64_t)n * %" PRId64 " >= BN_ROWS_PAR_MIN)\n"
+			  "\t\t\tpool_run(st, %s, &a);\n"
+			  "\t\telse\n"
+			  "\t\t\t%s(&a, 0, 1);\n"
+			  "\t}\n",
+		  x, q, s, k, par, par);
 	return 0;
 }
 

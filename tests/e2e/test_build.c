@@ -325,9 +325,9 @@ static void test_launch_groups(void **state)
  * multi-token calls and in steps, for the default target. 3 threads split the q heads of
  * tinyllama-rf (4 heads, 2 KV heads) 1 / 1 / 2, so that a thread owns part of a KV head's
  * group (the AVX-512 attention runs .V per group), and the matmuls' rows unevenly. The
- * row kernels (glu, rope) split a call's rows over the threads only from BN_ROWS_PAR_MIN
- * floats, more than these models' calls have: built again with it at 1, every
- * multi-token call splits, and must give the default build's bits. */
+ * row kernels (glu, rope, tinyllama's quantizer alone) split a call's rows over the threads
+ * only from BN_ROWS_PAR_MIN floats, more than these models' calls have: built again with it
+ * at 1, every multi-token call splits, and must give the default build's bits. */
 static void test_thread_counts(void **state)
 {
 	(void)state;

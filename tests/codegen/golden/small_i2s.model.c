@@ -3081,6 +3081,20 @@ static void head_f16_k128_n320_gemv(void *arg, int ith, int nth)
 #endif
 }
 
+/* quant_tok_k128_par, used by:
+ *   blk.0.attn_norm.q8 (quant_act)
+ *   blk.0.attn_sub_norm.q8 (quant_act)
+ *   blk.0.ffn_norm.q8 (quant_act)
+ */
+static void quant_tok_k128_par(void *arg, int ith, int nth)
+{
+	const RnqArg *a = arg;
+	enum { K = 128, NS = 1 };
+	int lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;
+	if (lo < hi)
+		quant_tok_k128(a->x + (int64_t)lo * K, a->q + (int64_t)lo * K, a->s + (int64_t)lo * NS, hi - lo);
+}
+
 /* rope_neox_hd64_nrot64_nh2_par, used by:
  *   blk.0.attn_q.rope (rope)
  */
@@ -3115,6 +3129,18 @@ static void relu2_glu_n256_par(void *arg, int ith, int nth)
 	int lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;
 	if (lo < hi)
 		relu2_glu_n256(a->a + (int64_t)lo * ROW, a->b + (int64_t)lo * ROW, a->y + (int64_t)lo * ROW, hi - lo);
+}
+
+/* quant_tok_k256_par, used by:
+ *   blk.0.ffn_sub_norm.q8 (quant_act)
+ */
+static void quant_tok_k256_par(void *arg, int ith, int nth)
+{
+	const RnqArg *a = arg;
+	enum { K = 256, NS = 1 };
+	int lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;
+	if (lo < hi)
+		quant_tok_k256(a->x + (int64_t)lo * K, a->q + (int64_t)lo * K, a->s + (int64_t)lo * NS, hi - lo);
 }
 
 /* one token: the reference's step mode (f16 roundings of the softmax
@@ -3309,7 +3335,13 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 2: blk.0.attn_norm.q8 (quant_act) */
-	quant_tok_k128((float *)(S + 4096), (int8_t *)(S + 8192), (float *)(S + 9216), n);
+	{
+		RnqArg a = {(float *)(S + 4096), NULL, NULL, NULL, NULL, (int8_t *)(S + 8192), (float *)(S + 9216), n, 0.0f};
+		if ((int64_t)n * 128 >= BN_ROWS_PAR_MIN)
+			pool_run(st, quant_tok_k128_par, &a);
+		else
+			quant_tok_k128_par(&a, 0, 1);
+	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 3..5: one launch */
@@ -3359,7 +3391,13 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 10: blk.0.attn_sub_norm.q8 (quant_act) */
-	quant_tok_k128((float *)(S + 10240), (int8_t *)(S + 4096), (float *)(S + 5120), n);
+	{
+		RnqArg a = {(float *)(S + 10240), NULL, NULL, NULL, NULL, (int8_t *)(S + 4096), (float *)(S + 5120), n, 0.0f};
+		if ((int64_t)n * 128 >= BN_ROWS_PAR_MIN)
+			pool_run(st, quant_tok_k128_par, &a);
+		else
+			quant_tok_k128_par(&a, 0, 1);
+	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 11: blk.0.attn_output (ternary_matmul) */
@@ -3382,7 +3420,13 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 14: blk.0.ffn_norm.q8 (quant_act) */
-	quant_tok_k128((float *)(S + 0), (int8_t *)(S + 4096), (float *)(S + 5120), n);
+	{
+		RnqArg a = {(float *)(S + 0), NULL, NULL, NULL, NULL, (int8_t *)(S + 4096), (float *)(S + 5120), n, 0.0f};
+		if ((int64_t)n * 128 >= BN_ROWS_PAR_MIN)
+			pool_run(st, quant_tok_k128_par, &a);
+		else
+			quant_tok_k128_par(&a, 0, 1);
+	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 15..16: one launch */
@@ -3411,7 +3455,13 @@ static int forward_t8(RtState *st, const RtBatch *b, float *logits)
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_NORM, &pt, &pw);
 	/* 19: blk.0.ffn_sub_norm.q8 (quant_act) */
-	quant_tok_k256((float *)(S + 13376), (int8_t *)(S + 0), (float *)(S + 2048), n);
+	{
+		RnqArg a = {(float *)(S + 13376), NULL, NULL, NULL, NULL, (int8_t *)(S + 0), (float *)(S + 2048), n, 0.0f};
+		if ((int64_t)n * 256 >= BN_ROWS_PAR_MIN)
+			pool_run(st, quant_tok_k256_par, &a);
+		else
+			quant_tok_k256_par(&a, 0, 1);
+	}
 	if (PROFILED(st))
 		prof_lap(st, RT_PROF_QUANT, &pt, &pw);
 	/* 20: blk.0.ffn_down (ternary_matmul) */
@@ -3502,7 +3552,7 @@ static const char model_info[] =
 	"target cpu-generic, forward templates: 1 token (step), 8 tokens (batch)\n"
 	"scratch 29760 bytes, KV 264 bytes per position\n"
 	"ternary matmul kernels per forward: t1: 0 simd, 0 lut, 7 portable, 0 lut_portable; t8: 0 simd, 0 lut, 7 portable, 0 lut_portable\n"
-	"kernels (24): deq_f16_k128 embed_f16_k128_v320 rmsnorm_row_n128 rmsnorm_n128 quant_tok_k128 tmm_i2s_k128_n128 tmm_i2s_k128_n64 rope_angles_half32 rope_neox_hd64_nrot64_nh2 rope_neox_hd64_nrot64_nh1 kv_store_w64 attn_h2_kv1_hd64 add_n128 tmm_i2s_k128_n256 relu2_glu_n256 rmsnorm_row_n256 rmsnorm_n256 quant_tok_k256 tmm_i2s_k256_n128 head_prep_f16_k128 head_f16_k128_n320 rope_neox_hd64_nrot64_nh2_par rope_neox_hd64_nrot64_nh1_par relu2_glu_n256_par\n"
+	"kernels (26): deq_f16_k128 embed_f16_k128_v320 rmsnorm_row_n128 rmsnorm_n128 quant_tok_k128 tmm_i2s_k128_n128 tmm_i2s_k128_n64 rope_angles_half32 rope_neox_hd64_nrot64_nh2 rope_neox_hd64_nrot64_nh1 kv_store_w64 attn_h2_kv1_hd64 add_n128 tmm_i2s_k128_n256 relu2_glu_n256 rmsnorm_row_n256 rmsnorm_n256 quant_tok_k256 tmm_i2s_k256_n128 head_prep_f16_k128 head_f16_k128_n320 quant_tok_k128_par rope_neox_hd64_nrot64_nh2_par rope_neox_hd64_nrot64_nh1_par relu2_glu_n256_par quant_tok_k256_par\n"
 	"";
 
 #ifndef BN_MODEL_SYMBOL

@@ -181,16 +181,16 @@ float bn_round_f16(float f)
 	return bn_f16_to_f32(bn_f32_to_f16(f));
 }
 
-/* exp(x) as the attention's softmax and the SiLU gate compute it: double arithmetic of IEEE's basic
- * operations only, each rounded on its own (bn_ir builds with -ffp-contract=off), so that
- * vector code gets the same bits lane by lane and no host's libm decides them (the
- * generated programs' softmax_exp, codegen/cpu/cg_cpu_prelude.h, is this function). x
- * clamped to [-150, 89] (NaN stays NaN), z = x * 16/ln2, k = z rounded to an integer (the
- * 1.5 * 2^52 shift), r = z - k in [-1/2, 1/2], 2^(r/16) = exp(r ln2/16) by its Taylor
- * polynomial of degree 5 (|r ln2/16| <= 0.0217: relative error ~1.4e-13), times 2^(k/16)
- * = 2^floor(k/16) * 2^((k mod 16)/16) (a table of the 16 doubles nearest), rounded to
- * float: within an ulp of exp(x) everywhere, the float nearest exp(x) but where exp(x) lies
- * within ~2^-42 of a midpoint between two floats. */
+/* exp(x) as the attention's softmax and the SiLU gate compute it: double arithmetic of
+ * IEEE's basic operations only, each rounded on its own (bn_ir builds with
+ * -ffp-contract=off), so that vector code gets the same bits lane by lane and no host's
+ * libm decides them (the generated programs' softmax_exp, codegen/cpu/cg_cpu_prelude.h, is
+ * this function). x clamped to [-150, 89] (NaN stays NaN), z = x * 16/ln2, k = z rounded to
+ * an integer (the 1.5 * 2^52 shift), r = z - k in [-1/2, 1/2], 2^(r/16) = exp(r ln2/16) by
+ * its Taylor polynomial of degree 5 (|r ln2/16| <= 0.0217: relative error ~1.4e-13), times
+ * 2^(k/16) = 2^floor(k/16) * 2^((k mod 16)/16) (a table of the 16 doubles nearest), rounded
+ * to float: within an ulp of exp(x) everywhere, the float nearest exp(x) but where exp(x)
+ * lies within ~2^-42 of a midpoint between two floats. */
 float bn_softmax_exp(float x)
 {
 	static const uint64_t tab[16] = {

@@ -124,8 +124,9 @@ MAYBE_UNUSED static inline float max_score(float m, float w)
 }
 
 /* The attention's softmax (the interpreter's op_attention, ir_interp.c, computes the same
- * bits; silu_glu below takes its exp too): e[j] = softmax_exp(w[j] - mx), their sum in 8 double lanes (j % 8) reduced by
- * q.K's tree, each e[j] times the float of 1 / sum, rounded to f16 in step mode.
+ * bits; silu_glu below takes its exp too): e[j] = softmax_exp(w[j] - mx), their sum in 8
+ * double lanes (j % 8) reduced by q.K's tree, each e[j] times the float of 1 / sum,
+ * rounded to f16 in step mode.
  * softmax_exp(x) is exp(x) through double arithmetic of IEEE's basic operations only
  * (each rounded on its own: -ffp-contract=off; no libm, so no host's expf decides): x
  * clamped to [-150, 89] (a NaN stays), z = x * 16/ln2, k = z rounded to an integer, r = z

@@ -593,6 +593,18 @@ static int quant_kern(Em *m, const IrNode *n, int64_t k, char *name, size_t nn)
 	return 0;
 }
 
+/* The start of a pool kernel over a call's tokens (RnqArg; K floats and NS scales a token,
+ * the quantizer's mode deciding NS): each thread's tokens lo..hi. */
+static void rnq_par_head(CgBuf *b, const IrNode *n, const char *par, int64_t k)
+{
+	bool block = strcmp(ir_attr_str(n, "mode", "token"), "block256") == 0;
+	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
+		     "\tconst RnqArg *a = arg;\n"
+		     "\tenum { K = %" PRId64 ", NS = %" PRId64 " };\n"
+		     "\tint lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;\n",
+		  par, k, block ? k / 256 : (int64_t)1);
+}
+
 /* The quantizer alone (the input of a projection that no norm precedes: the llama and
  * bitnet archs' attention output and GLU): with several tokens split over the threads by
  * tokens from BN_ROWS_PAR_MIN floats, as rows_call splits glu and rope (per-token work, so
@@ -615,16 +627,13 @@ static int emit_quant_act(Em *m, const IrNode *n)
 	CgBuf *b;
 	if (kern_for(m, n, par, &b))
 		return m->e->code;
-	bool block = strcmp(ir_attr_str(n, "mode", "token"), "block256") == 0;
-	if (b)
-		cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
-			     "\tconst RnqArg *a = arg;\n"
-			     "\tenum { K = %" PRId64 ", NS = %" PRId64 " };\n"
-			     "\tint lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;\n"
-			     "\tif (lo < hi)\n"
+	if (b) {
+		rnq_par_head(b, n, par, k);
+		cg_printf(b, "\tif (lo < hi)\n"
 			     "\t\t%s(a->x + (int64_t)lo * K, a->q + (int64_t)lo * K, a->s + (int64_t)lo * NS, hi - lo);\n"
 			     "}\n",
-			  par, k, block ? k / 256 : (int64_t)1, name);
+			  name);
+	}
 	cg_printf(m->fwd, "\t{\n"
 			  "\t\tRnqArg a = {%s, NULL, NULL, NULL, NULL, %s, %s, n, 0.0f};\n"
 			  "\t\tif ((int64_t)n * %" PRId64 " >= BN_ROWS_PAR_MIN)\n"
@@ -680,19 +689,15 @@ static int emit_rmsnorm_quant(Em *m, const IrNode *n)
 	CgBuf *b;
 	if (kern_for(m, n, par, &b))
 		return m->e->code;
-	bool block = strcmp(ir_attr_str(n, "mode", "token"), "block256") == 0;
-	if (b)
-		cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
-			     "\tconst RnqArg *a = arg;\n"
-			     "\tenum { K = %" PRId64 ", NS = %" PRId64 " };\n"
-			     "\tint lo = a->n * ith / nth, hi = a->n * (ith + 1) / nth;\n"
-			     "\tif (lo == hi)\n"
+	if (b) {
+		rnq_par_head(b, n, par, k);
+		cg_printf(b, "\tif (lo == hi)\n"
 			     "\t\treturn;\n"
 			     "\t%s(a->x + (int64_t)lo * K, %sa->w, a->xn + (int64_t)lo * K, hi - lo, a->eps);\n"
 			     "\t%s(a->xn + (int64_t)lo * K, a->q + (int64_t)lo * K, a->s + (int64_t)lo * NS, hi - lo);\n"
 			     "}\n",
-			  par, k, block ? k / 256 : (int64_t)1, norm,
-			  add ? "a->r + (int64_t)lo * K, a->xs + (int64_t)lo * K, " : "", quant);
+			  norm, add ? "a->r + (int64_t)lo * K, a->xs + (int64_t)lo * K, " : "", quant);
+	}
 	cg_printf(m->fwd, "\t{\n"
 			  "\t\tRnqArg a = {%s, %s, %s, %s, (float *)(S + %" PRIu64 "), %s, %s, n, %s};\n"
 			  "\t\tpool_run(st, %s, &a);\n"

@@ -499,18 +499,22 @@ static int op_attention(Ctx *c)
 			float mx = -INFINITY;
 			for (int64_t j = 0; j < n_keys; j++) {
 				const uint16_t *kj = ks + j * kw + g * hd;
-				/* 8 partial sums (lane i % 8), then a fixed tree: the order a vector
-				 * unit of 8 doubles (or 2 x 4) computes; each product of two f16
-				 * values is exact in double, so only the adds round */
-				double l[8] = {0};
+				/* 16 partial sums in float (lane i % 16), then a fixed tree: the
+				 * order a vector unit of 16 floats (or 2 x 8) computes; each product
+				 * of two f16 values (11 x 11 significant bits) is exact in float, so
+				 * only the adds round (as the reference's f16 dot products, which
+				 * accumulate in float) */
+				float l[16] = {0};
 				for (int64_t i = 0; i < hd; i++)
-					l[i % 8] += (double)bn_f16_to_f32(kj[i]) * (double)qh[i];
-				double acc = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
-				w[j] = (float)acc * scale;
+					l[i % 16] += bn_f16_to_f32(kj[i]) * qh[i];
+				for (int i = 0; i < 8; i++)
+					l[i] += l[i + 8];
+				float acc = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+				w[j] = acc * scale;
 				mx = fmaxf(mx, w[j]);
 			}
 			/* the softmax: exp by bn_softmax_exp (the same bits in vector code), the sum
-			 * in 8 double lanes (j % 8) reduced by q.K's tree */
+			 * in 8 double lanes (j % 8) reduced by the tree of q.K's last 8 lanes */
 			double l[8] = {0};
 			for (int64_t j = 0; j < n_keys; j++) {
 				w[j] = bn_softmax_exp(w[j] - mx);

@@ -855,24 +855,22 @@ static int emit_rope(Em *m, const IrNode *n)
 }
 
 /* Attention per (row, q head), threaded over q heads; each head has its own row of n_ctx
- * scores after the KV cache. Float order as the interpreter: q rounded to f16, q.K in
- * double, the softmax as the prelude's softmax_row (exp by softmax_exp, the sum in 8 double
- * lanes; vectors on AVX2 and AVX-512), weights rounded to f16 in the rows in step mode
- * (b->step; without it, single-token calls), .V in double (per output element, keys in
- * order). Row t attends to positions 0..pos[t] of its sequence seq[t]
- * (seq NULL: 0), whose K and V rows start seq[t] * n_ctx rows into the layer's cache. */
-/* Attention for n rows, heads split over threads, exactly as the
- * interpreter's op_attention: q.K in 8 double lanes (i % 8) reduced by a fixed tree, the
- * prelude's softmax_row, .V per dimension in key order. With AVX-512 the 8 lanes are
- * one zmm of doubles and .V runs 8 dimensions per vector: the same operations, so the same
- * bits. Each product and its add are one FMA: the
- * products of f16 values (11 x 11 significant bits), and of an f16 value by a float (11 x
- * 24), are exact in double, far from its overflow and underflow, so the fused add rounds
- * what the add of the rounded product rounds (pp128 on the 2B-4T shape, Zen 5: attention
- * -19%; on cores where adds and multiplies share the FMA ports, half the operations).
- * With head_dim a multiple of 32 (the usual 64 and 128) AVX-512 runs attn_body_zg
- * instead, and AVX2 (head_dim a multiple of 8) attn_body_yg: several heads' chains in
- * flight, the conversions shared. */
+ * scores after the KV cache. Float order as the interpreter's op_attention: q rounded to
+ * f16; q.K in 16 float lanes (i % 16) reduced by a fixed tree (lane i plus lane i + 8,
+ * then ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))): each product of two f16 values
+ * (11 x 11 significant bits) is exact in float, so only the adds round and a fused
+ * multiply-add rounds what the add of the product rounds; the softmax as the prelude's
+ * softmax_row (exp by softmax_exp, the sum in 8 double lanes; vectors on AVX2 and
+ * AVX-512), weights rounded to f16 in the rows in step mode (b->step; without it,
+ * single-token calls); .V in double (per output element, keys in order: an f16 value
+ * times a float weight, 11 x 24 bits, is exact in double, so there too the FMA rounds
+ * what the add rounds). Row t attends to positions 0..pos[t] of its sequence seq[t]
+ * (seq NULL: 0), whose K and V rows start seq[t] * n_ctx rows into the layer's cache.
+ * With AVX-512 (head_dim a multiple of 16) the 16 lanes are one zmm and .V runs 8
+ * dimensions per vector of doubles: the same operations, so the same bits. With head_dim
+ * a multiple of 32 (the usual 64 and 128) AVX-512 runs attn_body_zg instead, and AVX2
+ * (head_dim a multiple of 8) attn_body_yg: several heads' chains in flight, the
+ * conversions shared. */
 static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd, char vec)
 {
 	bool z = vec == 'z';
@@ -882,7 +880,7 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		     "\tfloat qh[HD];\n",
 		  name, nh, hd, nkv * hd, nkv);
 	if (z)
-		cg_printf(b, "\t__m512d qv[HD / 8], acc[HD / 8];\n");
+		cg_printf(b, "\t__m512d acc[HD / 8];\n");
 	else
 		cg_printf(b, "\tdouble acc[HD];\n");
 	cg_printf(b, "\tfor (int h = NH * ith / nth; h < NH * (ith + 1) / nth; h++) {\n"
@@ -895,29 +893,23 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		     "\t\t\tround_f16_n(a->q + (int64_t)t * QW + h * HD, qh, HD);\n"
 		     "\t\t\tfloat mx = -INFINITY;\n");
 	if (z)
-		cg_printf(b, "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
-			     "\t\t\t\tqv[i / 8] = _mm512_cvtps_pd(_mm256_loadu_ps(qh + i));\n"
-			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
+		cg_printf(b, "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
 			     "\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
-			     "\t\t\t\t__m512d s = _mm512_setzero_pd();\n"
-			     "\t\t\t\tfor (int i = 0; i < HD; i += 8) {\n"
-			     "\t\t\t\t\t__m512d kd = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i))));\n"
-			     "\t\t\t\t\ts = _mm512_fmadd_pd(kd, qv[i / 8], s);\n"
-			     "\t\t\t\t}\n"
-			     "\t\t\t\t__m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));\n"
-			     "\t\t\t\t__m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));\n"
-			     "\t\t\t\tdouble d = _mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2));\n"
-			     "\t\t\t\tw[j] = (float)d * a->scale;\n"
+			     "\t\t\t\t__m512 s = _mm512_setzero_ps();\n"
+			     "\t\t\t\tfor (int i = 0; i < HD; i += 16)\n"
+			     "\t\t\t\t\ts = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kj + i))), _mm512_loadu_ps(qh + i), s);\n"
+			     "\t\t\t\tw[j] = qk_lanes16(s) * a->scale;\n"
 			     "\t\t\t\tmx = max_score(mx, w[j]);\n"
 			     "\t\t\t}\n");
 	else
 		cg_printf(b, "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
 			     "\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n"
-			     "\t\t\t\tdouble l[8] = {0};\n"
+			     "\t\t\t\tfloat l[16] = {0};\n"
 			     "\t\t\t\tfor (int i = 0; i < HD; i++)\n"
-			     "\t\t\t\t\tl[i %% 8] += (double)f16_to_f32(kj[i]) * (double)qh[i];\n"
-			     "\t\t\t\tdouble d = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));\n"
-			     "\t\t\t\tw[j] = (float)d * a->scale;\n"
+			     "\t\t\t\t\tl[i %% 16] += f16_to_f32(kj[i]) * qh[i];\n"
+			     "\t\t\t\tfor (int i = 0; i < 8; i++)\n"
+			     "\t\t\t\t\tl[i] += l[i + 8];\n"
+			     "\t\t\t\tw[j] = (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))) * a->scale;\n"
 			     "\t\t\t\tmx = max_score(mx, w[j]);\n"
 			     "\t\t\t}\n");
 	cg_printf(b, "\t\t\tint step = a->step ? a->step[t] != 0 : a->n == 1;\n"
@@ -951,14 +943,13 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 
 /* The grouped kernels' entry (AVX-512 attn_body_zg, AVX2 attn_body_yg): the q heads a thread
  * owns of one KV head, up to 4 at a time, through <name>_qk<k> and <name>_v<k>; q rounded to
- * f16 and widened to double once per row and head; the softmax per head in key order. */
-static void attn_group_main(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd, bool z)
+ * f16 once per row and head (qf); the softmax per head in key order. */
+static void attn_group_main(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
 {
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
 		     "\tconst AttnArg *a = arg;\n"
 		     "\tenum { NH = %" PRId64 ", HD = %" PRId64 ", KW = %" PRId64 ", QW = NH * HD, GROUP = NH / %" PRId64 " };\n"
-		     "\tfloat qh[HD];\n"
-		     "\tdouble qd[4 * HD];\n"
+		     "\tfloat qf[4 * HD];\n"
 		     "\tint hend = NH * (ith + 1) / nth;\n"
 		     "\tfor (int h0 = NH * ith / nth; h0 < hend;) {\n"
 		     "\t\t/* this thread's heads h0..h1-1 of KV head h0 / GROUP */\n"
@@ -978,14 +969,13 @@ static void attn_group_main(CgBuf *b, const char *name, int64_t nh, int64_t nkv,
 		     "\t\t\t\t\tw[u] = a->scores + (int64_t)(h + u) * a->n_ctx;\n"
 		     "\t\t\t\t\to[u] = a->y + (int64_t)t * QW + (h + u) * HD;\n"
 		     "\t\t\t\t\tmx[u] = -INFINITY;\n"
-		     "\t\t\t\t\tround_f16_n(a->q + (int64_t)t * QW + (h + u) * HD, qh, HD);\n"
-		     "%s"
+		     "\t\t\t\t\tround_f16_n(a->q + (int64_t)t * QW + (h + u) * HD, qf + u * HD, HD);\n"
 		     "\t\t\t\t}\n"
 		     "\t\t\t\tswitch (k) {\n"
-		     "\t\t\t\tcase 4: %s_qk4(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
-		     "\t\t\t\tcase 3: %s_qk3(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
-		     "\t\t\t\tcase 2: %s_qk2(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
-		     "\t\t\t\tdefault: %s_qk1(Kg, qd, n_keys, w, mx, a->scale, pf); break;\n"
+		     "\t\t\t\tcase 4: %s_qk4(Kg, qf, n_keys, w, mx, a->scale, pf); break;\n"
+		     "\t\t\t\tcase 3: %s_qk3(Kg, qf, n_keys, w, mx, a->scale, pf); break;\n"
+		     "\t\t\t\tcase 2: %s_qk2(Kg, qf, n_keys, w, mx, a->scale, pf); break;\n"
+		     "\t\t\t\tdefault: %s_qk1(Kg, qf, n_keys, w, mx, a->scale, pf); break;\n"
 		     "\t\t\t\t}\n"
 		     "\t\t\t\tfor (int u = 0; u < k; u++)\n"
 		     "\t\t\t\t\tsoftmax_row(w[u], n_keys, mx[u], step);\n"
@@ -999,43 +989,31 @@ static void attn_group_main(CgBuf *b, const char *name, int64_t nh, int64_t nkv,
 		     "\t\t}\n"
 		     "\t\th0 = h1;\n"
 		     "\t}\n}\n",
-		  name, nh, hd, nkv * hd, nkv,
-		  z ? "\t\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
-		      "\t\t\t\t\t\t_mm512_storeu_pd(qd + u * HD + i, _mm512_cvtps_pd(_mm256_loadu_ps(qh + i)));\n"
-		    : "\t\t\t\t\tfor (int i = 0; i < HD; i += 4)\n"
-		      "\t\t\t\t\t\t_mm256_storeu_pd(qd + u * HD + i, _mm256_cvtps_pd(_mm_loadu_ps(qh + i)));\n",
-		  name, name, name, name, name, name, name, name);
+		  name, nh, hd, nkv * hd, nkv, name, name, name, name, name, name, name, name);
 }
 
 /* The AVX-512 attention when head_dim is a multiple of 32: the q heads of one KV head
  * together (up to 4 at a time; the heads a thread owns of one group), so that each key's
- * K row (q.K, four keys at a time) and V row (.V, 32 dimensions at a time) is converted
- * to double once for them all instead of once per head: .V was ~9.5 and q.K ~7 of the
- * ~17.5 ms of decode attention at 1024 positions of the 2B-4T shape, bound by those
+ * K row (q.K in float, four keys at a time) and V row (.V in double, 32 dimensions at a
+ * time) is converted once for them all instead of once per head: .V was ~9.5 and q.K ~7
+ * of the ~17.5 ms of decode attention at 1024 positions of the 2B-4T shape, bound by those
  * conversions; with this, ~11 ms. The softmax stays per head. Each q.K is the same chain
  * as attn_body's, each .V sum the same chain in key order: the same bits. */
 static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
 {
-	/* one key's q.K from its 8 double lanes, by attn_body's tree */
-	cg_printf(b, "static inline double %s_lanes(__m512d s)\n{\n"
-		     "\t__m256d r4 = _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));\n"
-		     "\t__m128d r2 = _mm_add_pd(_mm256_castpd256_pd128(r4), _mm256_extractf128_pd(r4, 1));\n"
-		     "\treturn _mm_cvtsd_f64(r2) + _mm_cvtsd_f64(_mm_unpackhi_pd(r2, r2));\n"
-		     "}\n\n",
-		  name);
-	/* four keys' q.K by the same tree, reduced side by side: lanes i + (i + 4) of a, b
-	 * (then c, d) in one add; then, for all four, the first two of those plus the last
-	 * two; then each pair summed (a sum and its mirror are the same double). ~15
-	 * operations for the four instead of ~6 each, plus the conversions and the scale
-	 * done four at a time. */
-	cg_printf(b, "static inline __m128 %s_lanes4(__m512d a, __m512d b, __m512d c, __m512d d, float scale)\n{\n"
-		     "\tconst __m512d ab = _mm512_add_pd(_mm512_shuffle_f64x2(a, b, 0x44), _mm512_shuffle_f64x2(a, b, 0xee));\n"
-		     "\tconst __m512d cd = _mm512_add_pd(_mm512_shuffle_f64x2(c, d, 0x44), _mm512_shuffle_f64x2(c, d, 0xee));\n"
-		     "\tconst __m512d z = _mm512_add_pd(_mm512_permutex2var_pd(ab, _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0), cd),\n"
-		     "\t\t\t\t\t _mm512_permutex2var_pd(ab, _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2), cd));\n"
-		     "\tconst __m512d s = _mm512_add_pd(z, _mm512_permute_pd(z, 0x55));\n"
-		     "\tconst __m256d r = _mm512_castpd512_pd256(_mm512_permutexvar_pd(_mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0), s));\n"
-		     "\treturn _mm_mul_ps(_mm256_cvtpd_ps(r), _mm_set1_ps(scale));\n"
+	/* four keys' q.K by qk_lanes16's tree, reduced side by side: lanes i + (i + 8) of a
+	 * and b (then c and d) in one add; then, for all four, lanes i + (i + 4) of those;
+	 * then i + (i + 2), then i + (i + 1), each key's sum in lane 0 of its 128-bit block
+	 * (a sum and its mirror are the same float). ~13 operations for the four instead of
+	 * ~6 each, plus the scale done four at a time. */
+	cg_printf(b, "static inline __m128 %s_lanes4(__m512 a, __m512 b, __m512 c, __m512 d, float scale)\n{\n"
+		     "\tconst __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));\n"
+		     "\tconst __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xee));\n"
+		     "\tconst __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));\n"
+		     "\tconst __m512 y = _mm512_add_ps(z, _mm512_permute_ps(z, 0x4e));\n"
+		     "\tconst __m512 s = _mm512_add_ps(y, _mm512_permute_ps(y, 0xb1));\n"
+		     "\tconst __m512 r = _mm512_permutexvar_ps(_mm512_set_epi32(15, 14, 13, 11, 10, 9, 7, 6, 5, 3, 2, 1, 12, 8, 4, 0), s);\n"
+		     "\treturn _mm_mul_ps(_mm512_castps512_ps128(r), _mm_set1_ps(scale));\n"
 		     "}\n\n",
 		  name);
 	/* In a decode step the K and V rows come from memory, one position's 2 * HD bytes of
@@ -1046,50 +1024,65 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 	 * -> 12.5-14 ms a step; in cache ~5% slower, hence not for the later rows. ATTN_PF:
 	 * the prelude. */
 	/* q.K of k heads, four keys at a time: the k x 4 sums s<h>_<u>, each the chain of
-	 * attn_body's (8 double lanes over i, then the tree) */
+	 * attn_body's (16 float lanes over i, then the tree) */
 	for (int k = 1; k <= 4; k++) {
-		cg_printf(b, "static inline void %s_qk%d(const uint16_t *Kg, const double *qd, int64_t n_keys, float *const *w, float *mx, float scale, int pf)\n{\n"
+		cg_printf(b, "static inline void %s_qk%d(const uint16_t *Kg, const float *qf, int64_t n_keys, float *const *w, float *mx, float scale, int pf)\n{\n"
 			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 " };\n"
 			     "\tint64_t j = 0;\n"
+			     "\t__m128 mv[%d];\n"
+			     "\tfor (int h = 0; h < %d; h++)\n"
+			     "\t\tmv[h] = _mm_set1_ps(-INFINITY);\n"
 			     "\tfor (; j + 4 <= n_keys; j += 4) {\n"
 			     "\t\tconst uint16_t *kj = Kg + j * KW;\n"
 			     "\t\tif (pf)\n"
 			     "\t\t\tfor (int u = 0; u < 4; u++)\n"
 			     "\t\t\t\tfor (int i = 0; i < HD; i += 32)\n"
 			     "\t\t\t\t\t_mm_prefetch((const char *)(kj + (ATTN_PF + u) * KW + i), _MM_HINT_T0);\n",
-			  name, k, hd, nkv * hd);
+			  name, k, hd, nkv * hd, k, k);
 		for (int h = 0; h < k; h++)
-			cg_printf(b, "\t\t__m512d s%d_0 = _mm512_setzero_pd(), s%d_1 = s%d_0, s%d_2 = s%d_0, s%d_3 = s%d_0;\n",
+			cg_printf(b, "\t\t__m512 s%d_0 = _mm512_setzero_ps(), s%d_1 = s%d_0, s%d_2 = s%d_0, s%d_3 = s%d_0;\n",
 				  h, h, h, h, h, h, h);
-		cg_printf(b, "\t\tfor (int i = 0; i < HD; i += 8) {\n");
+		cg_printf(b, "\t\tfor (int i = 0; i < HD; i += 16) {\n");
 		for (int u = 0; u < 4; u++)
-			cg_printf(b, "\t\t\tconst __m512d k%d = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + %d * KW + i))));\n",
+			cg_printf(b, "\t\t\tconst __m512 k%d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kj + %d * KW + i)));\n",
 				  u, u);
 		for (int h = 0; h < k; h++) {
-			cg_printf(b, "\t\t\tconst __m512d q%d = _mm512_loadu_pd(qd + %d * HD + i);\n", h, h);
+			cg_printf(b, "\t\t\tconst __m512 q%d = _mm512_loadu_ps(qf + %d * HD + i);\n", h, h);
 			for (int u = 0; u < 4; u++)
-				cg_printf(b, "\t\t\ts%d_%d = _mm512_fmadd_pd(k%d, q%d, s%d_%d);\n",
+				cg_printf(b, "\t\t\ts%d_%d = _mm512_fmadd_ps(k%d, q%d, s%d_%d);\n",
 					  h, u, u, h, h, u);
 		}
 		cg_printf(b, "\t\t}\n");
 		for (int h = 0; h < k; h++)
-			cg_printf(b, "\t\t_mm_storeu_ps(w[%d] + j, %s_lanes4(s%d_0, s%d_1, s%d_2, s%d_3, scale));\n"
-				     "\t\tfor (int u = 0; u < 4; u++)\n"
-				     "\t\t\tmx[%d] = max_score(mx[%d], w[%d][j + u]);\n",
-				  h, name, h, h, h, h, h, h, h);
+			cg_printf(b, "\t\t{\n"
+				     "\t\t\tconst __m128 r = %s_lanes4(s%d_0, s%d_1, s%d_2, s%d_3, scale);\n"
+				     "\t\t\t_mm_storeu_ps(w[%d] + j, r);\n"
+				     "\t\t\tmv[%d] = _mm_max_ps(r, mv[%d]);\n"
+				     "\t\t}\n",
+				  name, h, h, h, h, h, h, h);
+		/* each lane keeps max_score's maximum of its keys (maxps: r > mv ? r : mv, so a
+		 * NaN never wins), then the lanes' maximum: the same as in key order but for
+		 * which zero wins a tie of +0 and -0, which w - mx does not tell apart */
 		cg_printf(b, "\t}\n"
-			     "\tfor (; j < n_keys; j++) {\n"
+			     "\tfor (int h = 0; h < %d; h++) {\n"
+			     "\t\tfloat t[4];\n"
+			     "\t\t_mm_storeu_ps(t, mv[h]);\n"
+			     "\t\tfor (int u = 0; u < 4; u++)\n"
+			     "\t\t\tmx[h] = max_score(mx[h], t[u]);\n"
+			     "\t}\n",
+			  k);
+		cg_printf(b, "\tfor (; j < n_keys; j++) {\n"
 			     "\t\tconst uint16_t *kj = Kg + j * KW;\n"
 			     "\t\tfor (int h = 0; h < %d; h++) {\n"
-			     "\t\t\t__m512d s = _mm512_setzero_pd();\n"
-			     "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
-			     "\t\t\t\ts = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)))), _mm512_loadu_pd(qd + h * HD + i), s);\n"
-			     "\t\t\tw[h][j] = (float)%s_lanes(s) * scale;\n"
+			     "\t\t\t__m512 s = _mm512_setzero_ps();\n"
+			     "\t\t\tfor (int i = 0; i < HD; i += 16)\n"
+			     "\t\t\t\ts = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kj + i))), _mm512_loadu_ps(qf + h * HD + i), s);\n"
+			     "\t\t\tw[h][j] = qk_lanes16(s) * scale;\n"
 			     "\t\t\tmx[h] = max_score(mx[h], w[h][j]);\n"
 			     "\t\t}\n"
 			     "\t}\n"
 			     "}\n\n",
-			  k, name);
+			  k);
 	}
 	/* .V of k heads over blocks of 64 keys: each block's weights widened to double once
 	 * (wd), then 32 dimensions at a time (acc a<h>_<i>, carried from block to block in
@@ -1144,22 +1137,22 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 			     "}\n\n",
 			  k);
 	}
-	attn_group_main(b, name, nh, nkv, hd, true);
+	attn_group_main(b, name, nh, nkv, hd);
 }
 
-/* The AVX2 attention when head_dim is a multiple of 8: attn_body's 8 lanes as two ymm of
- * doubles (lanes 0..3 and 4..7; their sum is the tree's first level), the q heads of one KV
- * head together (up to 4 at a time, as attn_body_zg), each key's K and V
- * row converted to double once for them all, and attn_body_zg's prefetch in the first row
- * of each sequence in a call. 16 ymm registers: q.K one key at a time (two chains per head,
- * the lanes 0..3 and 4..7 of attn_body's 8), .V 8 dimensions at a time (two accumulators
- * per head) over blocks of 64 keys, so that the 8-dimension passes over a block's V rows
- * find them in L1; the accumulators carry from block to block in memory, exactly. The same
- * chains in the same order: the same bits. */
+/* The AVX2 attention when head_dim is a multiple of 8: attn_body's 16 float lanes of q.K
+ * as two ymm (lanes 0..7 and 8..15; their sum is the tree's first level, qk_lanes8x2), the
+ * q heads of one KV head together (up to 4 at a time, as attn_body_zg), each key's K and V
+ * row converted once for them all, and attn_body_zg's prefetch in the first row of each
+ * sequence in a call. 16 ymm registers: q.K one key at a time (two chains per head), .V
+ * in double, 8 dimensions at a time (two accumulators per head) over blocks of 64 keys,
+ * so that the 8-dimension passes over a block's V rows find them in L1; the accumulators
+ * carry from block to block in memory, exactly. The same chains in the same order: the
+ * same bits. */
 static void attn_body_yg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
 {
 	for (int k = 1; k <= 4; k++) {
-		cg_printf(b, "static inline void %s_qk%d(const uint16_t *Kg, const double *qd, int64_t n_keys, float *const *w, float *mx, float scale, int pf)\n{\n"
+		cg_printf(b, "static inline void %s_qk%d(const uint16_t *Kg, const float *qf, int64_t n_keys, float *const *w, float *mx, float scale, int pf)\n{\n"
 			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 " };\n"
 			     "\tfor (int64_t j = 0; j < n_keys; j++) {\n"
 			     "\t\tconst uint16_t *kj = Kg + j * KW;\n"
@@ -1168,22 +1161,27 @@ static void attn_body_yg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 			     "\t\t\t\t_mm_prefetch((const char *)(kj + ATTN_PF * KW + i), _MM_HINT_T0);\n",
 			  name, k, hd, nkv * hd);
 		for (int h = 0; h < k; h++)
-			cg_printf(b, "\t\t__m256d a%d = _mm256_setzero_pd(), b%d = a%d;\n", h, h, h);
-		cg_printf(b, "\t\tfor (int i = 0; i < HD; i += 8) {\n"
-			     "\t\t\tconst __m256 kf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)));\n"
-			     "\t\t\tconst __m256d kl = _mm256_cvtps_pd(_mm256_castps256_ps128(kf)), kh = _mm256_cvtps_pd(_mm256_extractf128_ps(kf, 1));\n");
+			cg_printf(b, "\t\t__m256 a%d = _mm256_setzero_ps(), b%d = a%d;\n", h, h, h);
+		cg_printf(b, "\t\tfor (int i = 0; i + 16 <= HD; i += 16) {\n"
+			     "\t\t\tconst __m256 kl = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i)));\n"
+			     "\t\t\tconst __m256 kh = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + i + 8)));\n");
 		for (int h = 0; h < k; h++)
-			cg_printf(b, "\t\t\ta%d = _mm256_fmadd_pd(kl, _mm256_loadu_pd(qd + %d * HD + i), a%d);\n"
-				     "\t\t\tb%d = _mm256_fmadd_pd(kh, _mm256_loadu_pd(qd + %d * HD + i + 4), b%d);\n",
+			cg_printf(b, "\t\t\ta%d = _mm256_fmadd_ps(kl, _mm256_loadu_ps(qf + %d * HD + i), a%d);\n"
+				     "\t\t\tb%d = _mm256_fmadd_ps(kh, _mm256_loadu_ps(qf + %d * HD + i + 8), b%d);\n",
 				  h, h, h, h, h, h);
 		cg_printf(b, "\t\t}\n");
-		for (int h = 0; h < k; h++)
+		if (hd % 16) {
+			/* the last 8 elements: lanes 0..7 */
 			cg_printf(b, "\t\t{\n"
-				     "\t\t\tconst __m256d s4 = _mm256_add_pd(a%d, b%d);\n"
-				     "\t\t\tconst __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));\n"
-				     "\t\t\tw[%d][j] = (float)(_mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2))) * scale;\n"
-				     "\t\t\tmx[%d] = max_score(mx[%d], w[%d][j]);\n"
-				     "\t\t}\n",
+				     "\t\t\tconst __m256 kl = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + HD - 8)));\n");
+			for (int h = 0; h < k; h++)
+				cg_printf(b, "\t\t\ta%d = _mm256_fmadd_ps(kl, _mm256_loadu_ps(qf + %d * HD + HD - 8), a%d);\n",
+					  h, h, h);
+			cg_printf(b, "\t\t}\n");
+		}
+		for (int h = 0; h < k; h++)
+			cg_printf(b, "\t\tw[%d][j] = qk_lanes8x2(a%d, b%d) * scale;\n"
+				     "\t\tmx[%d] = max_score(mx[%d], w[%d][j]);\n",
 				  h, h, h, h, h, h);
 		cg_printf(b, "\t}\n}\n\n");
 	}
@@ -1228,7 +1226,7 @@ static void attn_body_yg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 			     "}\n\n",
 			  k);
 	}
-	attn_group_main(b, name, nh, nkv, hd, false);
+	attn_group_main(b, name, nh, nkv, hd);
 }
 
 static int emit_attention(Em *m, const IrNode *n)
@@ -1256,7 +1254,7 @@ static int emit_attention(Em *m, const IrNode *n)
 			     "\t\tf32_to_f16_n(v + (int64_t)t * KW, V + at, KW);\n"
 			     "\t}\n}\n",
 			  store, kw);
-	bool z = m->isa.level == CG_ISA_AVX512 && hd % 8 == 0;
+	bool z = m->isa.level == CG_ISA_AVX512 && hd % 16 == 0;
 	bool yv = m->isa.level == CG_ISA_AVX2 && hd % 8 == 0;
 	snprintf(name, sizeof name, "attn%s_h%" PRId64 "_kv%" PRId64 "_hd%" PRId64,
 		 z ? "z" : yv ? "y" : rvv(m) ? "v" : "", nh, nkv, hd);

@@ -124,10 +124,32 @@ MAYBE_UNUSED static inline float max_score(float m, float w)
 	return w > m ? w : m;
 }
 
+/* q.K's 16 float lanes (lane i sums the products of the elements i, i + 16, ...) reduced
+ * as the interpreter's op_attention reduces them: lane i plus lane i + 8, then ((l0 + l4) +
+ * (l2 + l6)) + ((l1 + l5) + (l3 + l7)); on AVX2 the lanes 0..7 and 8..15 in two vectors */
+#if defined(__AVX512F__)
+MAYBE_UNUSED static inline float qk_lanes16(__m512 s)
+{
+	const __m256 r8 = _mm256_add_ps(_mm512_castps512_ps256(s),
+					_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+	const __m128 r4 = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps(r8, 1));
+	const __m128 r2 = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
+	return _mm_cvtss_f32(_mm_add_ss(r2, _mm_movehdup_ps(r2)));
+}
+#elif defined(__AVX2__)
+MAYBE_UNUSED static inline float qk_lanes8x2(__m256 a, __m256 b)
+{
+	const __m256 r8 = _mm256_add_ps(a, b);
+	const __m128 r4 = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps(r8, 1));
+	const __m128 r2 = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
+	return _mm_cvtss_f32(_mm_add_ss(r2, _mm_movehdup_ps(r2)));
+}
+#endif
+
 /* The attention's softmax (the interpreter's op_attention, ir_interp.c, computes the same
  * bits; silu_glu below takes its exp too): e[j] = softmax_exp(w[j] - mx), their sum in 8
- * double lanes (j % 8) reduced by q.K's tree, each e[j] times the float of 1 / sum,
- * rounded to f16 in step mode.
+ * double lanes (j % 8) reduced as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), each
+ * e[j] times the float of 1 / sum, rounded to f16 in step mode.
  * softmax_exp(x) is exp(x) through double arithmetic of IEEE's basic operations only
  * (each rounded on its own: -ffp-contract=off; no libm, so no host's expf decides): x
  * clamped to [-150, 89] (a NaN stays), z = x * 16/ln2, k = z rounded to an integer, r = z

@@ -272,7 +272,7 @@ void rvv_rmsnorm_body(CgBuf *b, const char *name, int64_t k, bool add)
 }
 
 /* Element at of every key in the step, as floats (from kj + at, a row of KW halves apart),
- * then the end of the vfwmacc that takes it. */
+ * then the end of the vfmacc that takes it. */
 static void rvv_key_el(CgBuf *b, const char *at)
 {
 	cg_printf(b, "rvv_h2f_m1(__riscv_vzext_vf2_u32m1(__riscv_vlse16_v_u16mf2(kj + %s, "
@@ -280,12 +280,12 @@ static void rvv_key_el(CgBuf *b, const char *at)
 }
 
 /* Attention as attn_body computes it, the interpreter's bits. q.K runs keys across the
- * lanes (as many as a vector of doubles at LMUL 2 holds: any VLEN): the keys' elements
- * i are read with a strided load (vlse16, one K row apart), converted (rvv_h2f) and
- * multiply-added into eight double accumulators l[i % 8] (vfwmacc: the product of two
- * floats is exact in double, so fused or not the same sum), reduced by the interpreter's
- * tree; the scores' max by vfredmax (fmaxf's: a NaN never wins). The softmax is the
- * prelude's softmax_row (scalar here). .V runs dimensions across the lanes (double
+ * lanes (as many as a vector of floats at LMUL 1 holds: any VLEN): the keys' elements i
+ * are read with a strided load (vlse16, one K row apart), converted (rvv_h2f) and
+ * multiply-added into sixteen float accumulators l[i % 16] (vfmacc: the product of two
+ * f16 values is exact in float, so fused or not the same sum), reduced by the
+ * interpreter's tree; the scores' max by vfredmax (fmaxf's: a NaN never wins). The softmax
+ * is the prelude's softmax_row (scalar here). .V runs dimensions across the lanes (double
  * accumulators at LMUL 4), keys in order. */
 void rvv_attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
 {
@@ -304,32 +304,34 @@ void rvv_attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t 
 		     "\t\t\t\tqh[i] = round_f16(a->q[(int64_t)t * QW + h * HD + i]);\n"
 		     "\t\t\tvfloat32m1_t vmx = __riscv_vfmv_s_f_f32m1(-INFINITY, 1);\n"
 		     "\t\t\tfor (int64_t j = 0; j < n_keys;) {\n"
-		     "\t\t\t\tconst size_t vl = __riscv_vsetvl_e64m2((size_t)(n_keys - j));\n"
+		     "\t\t\t\tconst size_t vl = __riscv_vsetvl_e32m1((size_t)(n_keys - j));\n"
 		     "\t\t\t\tconst uint16_t *kj = Kg + j * KW;\n",
 		  name, nh, hd, nkv * hd, nkv);
-	for (int l = 0; l < 8; l++)
-		cg_printf(b, "\t\t\t\tvfloat64m2_t l%d = __riscv_vfmv_v_f_f64m2(0.0, vl);\n", l);
-	if (hd >= 8) {
-		cg_printf(b, "\t\t\t\tfor (int i = 0; i < %" PRId64 "; i += 8) {\n", hd / 8 * 8);
-		for (int l = 0; l < 8; l++) {
+	for (int l = 0; l < 16; l++)
+		cg_printf(b, "\t\t\t\tvfloat32m1_t l%d = __riscv_vfmv_v_f_f32m1(0.0f, vl);\n", l);
+	if (hd >= 16) {
+		cg_printf(b, "\t\t\t\tfor (int i = 0; i < %" PRId64 "; i += 16) {\n", hd / 16 * 16);
+		for (int l = 0; l < 16; l++) {
 			char at[16];
 			snprintf(at, sizeof at, "i + %d", l);
-			cg_printf(b, "\t\t\t\t\tl%d = __riscv_vfwmacc_vf_f64m2(l%d, qh[i + %d], ", l, l, l);
+			cg_printf(b, "\t\t\t\t\tl%d = __riscv_vfmacc_vf_f32m1(l%d, qh[i + %d], ", l, l, l);
 			rvv_key_el(b, at);
 		}
 		cg_printf(b, "\t\t\t\t}\n");
 	}
-	for (int64_t i = hd / 8 * 8; i < hd; i++) { /* the head's last elements, if HD % 8 */
+	for (int64_t i = hd / 16 * 16; i < hd; i++) { /* the head's last elements, if HD % 16 */
 		char at[24];
 		snprintf(at, sizeof at, "%" PRId64, i);
-		cg_printf(b, "\t\t\t\tl%d = __riscv_vfwmacc_vf_f64m2(l%d, qh[%" PRId64 "], ", (int)(i % 8),
-			  (int)(i % 8), i);
+		cg_printf(b, "\t\t\t\tl%d = __riscv_vfmacc_vf_f32m1(l%d, qh[%" PRId64 "], ", (int)(i % 16),
+			  (int)(i % 16), i);
 		rvv_key_el(b, at);
 	}
-	cg_printf(b, "\t\t\t\tvfloat64m2_t d = __riscv_vfadd_vv_f64m2(\n"
-		     "\t\t\t\t\t__riscv_vfadd_vv_f64m2(__riscv_vfadd_vv_f64m2(l0, l4, vl), __riscv_vfadd_vv_f64m2(l2, l6, vl), vl),\n"
-		     "\t\t\t\t\t__riscv_vfadd_vv_f64m2(__riscv_vfadd_vv_f64m2(l1, l5, vl), __riscv_vfadd_vv_f64m2(l3, l7, vl), vl), vl);\n"
-		     "\t\t\t\tvfloat32m1_t s = __riscv_vfmul_vf_f32m1(__riscv_vfncvt_f_f_w_f32m1(d, vl), a->scale, vl);\n"
+	for (int l = 0; l < 8; l++)
+		cg_printf(b, "\t\t\t\tl%d = __riscv_vfadd_vv_f32m1(l%d, l%d, vl);\n", l, l, l + 8);
+	cg_printf(b, "\t\t\t\tvfloat32m1_t d = __riscv_vfadd_vv_f32m1(\n"
+		     "\t\t\t\t\t__riscv_vfadd_vv_f32m1(__riscv_vfadd_vv_f32m1(l0, l4, vl), __riscv_vfadd_vv_f32m1(l2, l6, vl), vl),\n"
+		     "\t\t\t\t\t__riscv_vfadd_vv_f32m1(__riscv_vfadd_vv_f32m1(l1, l5, vl), __riscv_vfadd_vv_f32m1(l3, l7, vl), vl), vl);\n"
+		     "\t\t\t\tvfloat32m1_t s = __riscv_vfmul_vf_f32m1(d, a->scale, vl);\n"
 		     "\t\t\t\t__riscv_vse32_v_f32m1(w + j, s, vl);\n"
 		     "\t\t\t\tvmx = __riscv_vfredmax_vs_f32m1_f32m1(s, vmx, vl);\n"
 		     "\t\t\t\tj += (int64_t)vl;\n"

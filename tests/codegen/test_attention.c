@@ -304,6 +304,7 @@ static void check(const char *target, Need need)
 	check1("golden/models/tiny-b158-i2_s.gguf", target, need);
 	check1(synth_model(16, 4, 32), target, need); /* groups of 4, split 5 / 5 / 6 heads */
 	check1(synth_model(16, 8, 16), target, need);
+	check1(synth_model(16, 4, 24), target, need); /* AVX2's q.K tail of 8 elements */
 }
 
 static void test_avx2(void **state)

@@ -527,12 +527,15 @@ static int op_attention(Ctx *c)
 				if (step)
 					w[j] = bn_round_f16(w[j]);
 			}
+			/* .V per output element in float, keys in order, each step one fused
+			 * multiply-add (one rounding: a weight is a float, and its product with an
+			 * f16 value, 24 x 11 significant bits, is not exact in float) */
 			float *o = y + t * qw + h * hd;
 			for (int64_t i = 0; i < hd; i++) {
-				double acc = 0.0;
+				float acc = 0.0f;
 				for (int64_t j = 0; j < n_keys; j++)
-					acc += (double)bn_f16_to_f32(vs[j * kw + g * hd + i]) * (double)w[j];
-				o[i] = (float)acc;
+					acc = fmaf(bn_f16_to_f32(vs[j * kw + g * hd + i]), w[j], acc);
+				o[i] = acc;
 			}
 		}
 	}

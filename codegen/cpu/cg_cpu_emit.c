@@ -862,12 +862,12 @@ static int emit_rope(Em *m, const IrNode *n)
  * multiply-add rounds what the add of the product rounds; the softmax as the prelude's
  * softmax_row (exp by softmax_exp, the sum in 8 double lanes; vectors on AVX2 and
  * AVX-512), weights rounded to f16 in the rows in step mode (b->step; without it,
- * single-token calls); .V in double (per output element, keys in order: an f16 value
- * times a float weight, 11 x 24 bits, is exact in double, so there too the FMA rounds
- * what the add rounds). Row t attends to positions 0..pos[t] of its sequence seq[t]
+ * single-token calls); .V in float per output element, keys in order, each step one
+ * fused multiply-add (fmaf; an f16 value times a float weight, 11 x 24 bits, is not exact
+ * in float, so the one rounding is part of the definition). Row t attends to positions 0..pos[t] of its sequence seq[t]
  * (seq NULL: 0), whose K and V rows start seq[t] * n_ctx rows into the layer's cache.
- * With AVX-512 (head_dim a multiple of 16) the 16 lanes are one zmm and .V runs 8
- * dimensions per vector of doubles: the same operations, so the same bits. With head_dim
+ * With AVX-512 (head_dim a multiple of 16) the 16 lanes are one zmm and .V runs 16
+ * dimensions per vector: the same operations, so the same bits. With head_dim
  * a multiple of 32 (the usual 64 and 128) AVX-512 runs attn_body_zg instead, and AVX2
  * (head_dim a multiple of 8) attn_body_yg: several heads' chains in flight, the
  * conversions shared. */
@@ -880,9 +880,9 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		     "\tfloat qh[HD];\n",
 		  name, nh, hd, nkv * hd, nkv);
 	if (z)
-		cg_printf(b, "\t__m512d acc[HD / 8];\n");
+		cg_printf(b, "\t__m512 acc[HD / 16];\n");
 	else
-		cg_printf(b, "\tdouble acc[HD];\n");
+		cg_printf(b, "\tfloat acc[HD];\n");
 	cg_printf(b, "\tfor (int h = NH * ith / nth; h < NH * (ith + 1) / nth; h++) {\n"
 		     "\t\tfloat *w = a->scores + (int64_t)h * a->n_ctx;\n"
 		     "\t\tconst uint16_t *Kh = a->K + (h / GROUP) * HD, *Vh = a->V + (h / GROUP) * HD;\n"
@@ -916,27 +916,26 @@ static void attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64
 		     "\t\t\tsoftmax_row(w, n_keys, mx, step);\n"
 		     "\t\t\tfloat *o = a->y + (int64_t)t * QW + h * HD;\n");
 	if (z)
-		cg_printf(b, "\t\t\tfor (int i = 0; i < HD / 8; i++)\n"
-			     "\t\t\t\tacc[i] = _mm512_setzero_pd();\n"
+		cg_printf(b, "\t\t\tfor (int i = 0; i < HD / 16; i++)\n"
+			     "\t\t\t\tacc[i] = _mm512_setzero_ps();\n"
 			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
 			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW;\n"
-			     "\t\t\t\t__m512d wj = _mm512_set1_pd((double)w[j]);\n"
-			     "\t\t\t\tfor (int i = 0; i < HD; i += 8)\n"
-			     "\t\t\t\t\tacc[i / 8] = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + i)))), wj, acc[i / 8]);\n"
+			     "\t\t\t\tconst __m512 wj = _mm512_set1_ps(w[j]);\n"
+			     "\t\t\t\tfor (int i = 0; i < HD; i += 16)\n"
+			     "\t\t\t\t\tacc[i / 16] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vj + i))), wj, acc[i / 16]);\n"
 			     "\t\t\t}\n"
-			     "\t\t\tfor (int i = 0; i < HD; i += 8)\n"
-			     "\t\t\t\t_mm256_storeu_ps(o + i, _mm512_cvtpd_ps(acc[i / 8]));\n");
+			     "\t\t\tfor (int i = 0; i < HD; i += 16)\n"
+			     "\t\t\t\t_mm512_storeu_ps(o + i, acc[i / 16]);\n");
 	else
 		cg_printf(b, "\t\t\tfor (int i = 0; i < HD; i++)\n"
-			     "\t\t\t\tacc[i] = 0.0;\n"
+			     "\t\t\t\tacc[i] = 0.0f;\n"
 			     "\t\t\tfor (int64_t j = 0; j < n_keys; j++) {\n"
 			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW;\n"
-			     "\t\t\t\tdouble wj = (double)w[j];\n"
 			     "\t\t\t\tfor (int i = 0; i < HD; i++)\n"
-			     "\t\t\t\t\tacc[i] += (double)f16_to_f32(vj[i]) * wj;\n"
+			     "\t\t\t\t\tacc[i] = fmaf(f16_to_f32(vj[i]), w[j], acc[i]);\n"
 			     "\t\t\t}\n"
 			     "\t\t\tfor (int i = 0; i < HD; i++)\n"
-			     "\t\t\t\to[i] = (float)acc[i];\n");
+			     "\t\t\t\to[i] = acc[i];\n");
 	cg_printf(b, "\t\t}\n"
 		     "\t}\n}\n");
 }
@@ -994,8 +993,8 @@ static void attn_group_main(CgBuf *b, const char *name, int64_t nh, int64_t nkv,
 
 /* The AVX-512 attention when head_dim is a multiple of 32: the q heads of one KV head
  * together (up to 4 at a time; the heads a thread owns of one group), so that each key's
- * K row (q.K in float, four keys at a time) and V row (.V in double, 32 dimensions at a
- * time) is converted once for them all instead of once per head: .V was ~9.5 and q.K ~7
+ * K row (q.K, four keys at a time) and V row (.V, 32 or 64 dimensions at a time) is
+ * converted once for them all instead of once per head: .V was ~9.5 and q.K ~7
  * of the ~17.5 ms of decode attention at 1024 positions of the 2B-4T shape, bound by those
  * conversions; with this, ~11 ms. The softmax stays per head. Each q.K is the same chain
  * as attn_body's, each .V sum the same chain in key order: the same bits. */
@@ -1084,56 +1083,52 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 			     "}\n\n",
 			  k);
 	}
-	/* .V of k heads over blocks of 64 keys: each block's weights widened to double once
-	 * (wd), then 32 dimensions at a time (acc a<h>_<i>, carried from block to block in
-	 * memory, exactly), so that the passes over a block's V rows find them in L1. With pf
-	 * the V rows are asked for a block ahead, in the block's first pass (the first block
-	 * on entry): ATTN_PF keys of one 32-dimension pass (~8 cycles of FMAs a key) had
-	 * left each line a miss from memory. */
+	/* .V of k heads over blocks of 64 keys, DW dimensions at a time (acc a<h>_<i>, 16 floats
+	 * each, carried from block to block in memory, exactly), so that the passes over a
+	 * block's V rows find them in L1. With pf the V rows are asked for a block ahead, in
+	 * the block's first pass (the first block on entry): ATTN_PF keys of one pass had left
+	 * each line a miss from memory. */
+	int dw = hd % 64 == 0 ? 64 : 32;
 	for (int k = 1; k <= 4; k++) {
 		cg_printf(b, "static inline void %s_v%d(const uint16_t *Vg, float *const *w, int64_t n_keys, float *const *o, int pf)\n{\n"
-			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 ", JB = 64 };\n"
-			     "\t__m512d acc[%d * HD / 8];\n"
-			     "\tfor (int i = 0; i < %d * HD / 8; i++)\n"
-			     "\t\tacc[i] = _mm512_setzero_pd();\n"
-			     "\tdouble wd[%d][JB];\n"
+			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 ", JB = 64, DW = %d };\n"
+			     "\t__m512 acc[%d * HD / 16];\n"
+			     "\tfor (int i = 0; i < %d * HD / 16; i++)\n"
+			     "\t\tacc[i] = _mm512_setzero_ps();\n"
 			     "\tif (pf)\n"
 			     "\t\tfor (int64_t j = 0; j < JB && j < n_keys; j++)\n"
 			     "\t\t\tfor (int i = 0; i < HD; i += 32)\n"
 			     "\t\t\t\t_mm_prefetch((const char *)(Vg + j * KW + i), _MM_HINT_T0);\n"
 			     "\tfor (int64_t j0 = 0; j0 < n_keys; j0 += JB) {\n"
 			     "\t\tconst int64_t j1 = n_keys - j0 < JB ? n_keys : j0 + JB;\n"
-			     "\t\tfor (int h = 0; h < %d; h++)\n"
-			     "\t\t\tfor (int64_t j = j0; j < j1; j++)\n"
-			     "\t\t\t\twd[h][j - j0] = (double)w[h][j];\n"
-			     "\t\tfor (int d = 0; d < HD; d += 32) {\n",
-			  name, k, hd, nkv * hd, k, k, k, k);
+			     "\t\tfor (int d = 0; d < HD; d += DW) {\n",
+			  name, k, hd, nkv * hd, dw, k, k);
 		for (int h = 0; h < k; h++)
-			for (int i = 0; i < 4; i++)
-				cg_printf(b, "\t\t\t__m512d a%d_%d = acc[%d * HD / 8 + d / 8 + %d];\n", h, i, h, i);
+			for (int i = 0; i < dw / 16; i++)
+				cg_printf(b, "\t\t\t__m512 a%d_%d = acc[%d * HD / 16 + d / 16 + %d];\n", h, i, h, i);
 		cg_printf(b, "\t\t\tfor (int64_t j = j0; j < j1; j++) {\n"
 			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW + d;\n"
 			     "\t\t\t\tif (pf && d == 0)\n"
 			     "\t\t\t\t\tfor (int i = 0; i < HD; i += 32)\n"
 			     "\t\t\t\t\t\t_mm_prefetch((const char *)(vj + JB * KW + i), _MM_HINT_T0);\n");
-		for (int i = 0; i < 4; i++)
-			cg_printf(b, "\t\t\t\tconst __m512d v%d = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + %d))));\n",
-				  i, 8 * i);
+		for (int i = 0; i < dw / 16; i++)
+			cg_printf(b, "\t\t\t\tconst __m512 v%d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vj + %d)));\n",
+				  i, 16 * i);
 		for (int h = 0; h < k; h++) {
-			cg_printf(b, "\t\t\t\tconst __m512d w%d = _mm512_set1_pd(wd[%d][j - j0]);\n", h, h);
-			for (int i = 0; i < 4; i++)
-				cg_printf(b, "\t\t\t\ta%d_%d = _mm512_fmadd_pd(v%d, w%d, a%d_%d);\n",
+			cg_printf(b, "\t\t\t\tconst __m512 w%d = _mm512_set1_ps(w[%d][j]);\n", h, h);
+			for (int i = 0; i < dw / 16; i++)
+				cg_printf(b, "\t\t\t\ta%d_%d = _mm512_fmadd_ps(v%d, w%d, a%d_%d);\n",
 					  h, i, i, h, h, i);
 		}
 		cg_printf(b, "\t\t\t}\n");
 		for (int h = 0; h < k; h++)
-			for (int i = 0; i < 4; i++)
-				cg_printf(b, "\t\t\tacc[%d * HD / 8 + d / 8 + %d] = a%d_%d;\n", h, i, h, i);
+			for (int i = 0; i < dw / 16; i++)
+				cg_printf(b, "\t\t\tacc[%d * HD / 16 + d / 16 + %d] = a%d_%d;\n", h, i, h, i);
 		cg_printf(b, "\t\t}\n"
 			     "\t}\n"
 			     "\tfor (int h = 0; h < %d; h++)\n"
-			     "\t\tfor (int i = 0; i < HD; i += 8)\n"
-			     "\t\t\t_mm256_storeu_ps(o[h] + i, _mm512_cvtpd_ps(acc[h * HD / 8 + i / 8]));\n"
+			     "\t\tfor (int i = 0; i < HD; i += 16)\n"
+			     "\t\t\t_mm512_storeu_ps(o[h] + i, acc[h * HD / 16 + i / 16]);\n"
 			     "}\n\n",
 			  k);
 	}
@@ -1145,9 +1140,9 @@ static void attn_body_zg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
  * q heads of one KV head together (up to 4 at a time, as attn_body_zg), each key's K and V
  * row converted once for them all, and attn_body_zg's prefetch in the first row of each
  * sequence in a call. 16 ymm registers: q.K one key at a time (two chains per head), .V
- * in double, 8 dimensions at a time (two accumulators per head) over blocks of 64 keys,
- * so that the 8-dimension passes over a block's V rows find them in L1; the accumulators
- * carry from block to block in memory, exactly. The same chains in the same order: the
+ * 16 dimensions at a time (8 if head_dim is not a multiple of 16; two accumulators per
+ * head) over blocks of 64 keys, so that the passes over a block's V rows find them in
+ * L1; the accumulators carry from block to block in memory, exactly. The same chains in the same order: the
  * same bits. */
 static void attn_body_yg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
 {
@@ -1185,44 +1180,41 @@ static void attn_body_yg(CgBuf *b, const char *name, int64_t nh, int64_t nkv, in
 				  h, h, h, h, h, h);
 		cg_printf(b, "\t}\n}\n\n");
 	}
+	/* .V: DW dimensions a pass, 8 floats a vector */
+	int dw = hd % 16 == 0 ? 16 : 8;
 	for (int k = 1; k <= 4; k++) {
 		cg_printf(b, "static inline void %s_v%d(const uint16_t *Vg, float *const *w, int64_t n_keys, float *const *o, int pf)\n{\n"
-			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 ", JB = 64 };\n"
-			     "\tdouble acc[%d * HD];\n"
+			     "\tenum { HD = %" PRId64 ", KW = %" PRId64 ", JB = 64, DW = %d };\n"
+			     "\tfloat acc[%d * HD];\n"
 			     "\tfor (int i = 0; i < %d * HD; i++)\n"
-			     "\t\tacc[i] = 0.0;\n"
-			     "\tdouble wd[%d][JB];\n"
+			     "\t\tacc[i] = 0.0f;\n"
 			     "\tfor (int64_t j0 = 0; j0 < n_keys; j0 += JB) {\n"
 			     "\t\tconst int64_t j1 = n_keys - j0 < JB ? n_keys : j0 + JB;\n"
-			     "\t\tfor (int h = 0; h < %d; h++)\n"
-			     "\t\t\tfor (int64_t j = j0; j < j1; j++)\n"
-			     "\t\t\t\twd[h][j - j0] = (double)w[h][j];\n"
-			     "\t\tfor (int d = 0; d < HD; d += 8) {\n",
-			  name, k, hd, nkv * hd, k, k, k, k);
+			     "\t\tfor (int d = 0; d < HD; d += DW) {\n",
+			  name, k, hd, nkv * hd, dw, k, k);
 		for (int h = 0; h < k; h++)
-			cg_printf(b, "\t\t\t__m256d a%d = _mm256_loadu_pd(acc + %d * HD + d), b%d = _mm256_loadu_pd(acc + %d * HD + d + 4);\n",
-				  h, h, h, h);
+			for (int i = 0; i < dw / 8; i++)
+				cg_printf(b, "\t\t\t__m256 a%d_%d = _mm256_loadu_ps(acc + %d * HD + d + %d);\n", h, i, h, 8 * i);
 		cg_printf(b, "\t\t\tfor (int64_t j = j0; j < j1; j++) {\n"
 			     "\t\t\t\tconst uint16_t *vj = Vg + j * KW + d;\n"
 			     "\t\t\t\tif (pf && d %% 32 == 0)\n"
-			     "\t\t\t\t\t_mm_prefetch((const char *)(vj + ATTN_PF * KW), _MM_HINT_T0);\n"
-			     "\t\t\t\tconst __m256 vf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)vj));\n"
-			     "\t\t\t\tconst __m256d vl = _mm256_cvtps_pd(_mm256_castps256_ps128(vf)), vh = _mm256_cvtps_pd(_mm256_extractf128_ps(vf, 1));\n");
-		for (int h = 0; h < k; h++)
-			cg_printf(b, "\t\t\t\tconst __m256d w%d = _mm256_broadcast_sd(&wd[%d][j - j0]);\n"
-				     "\t\t\t\ta%d = _mm256_fmadd_pd(vl, w%d, a%d);\n"
-				     "\t\t\t\tb%d = _mm256_fmadd_pd(vh, w%d, b%d);\n",
-				  h, h, h, h, h, h, h, h);
+			     "\t\t\t\t\t_mm_prefetch((const char *)(vj + ATTN_PF * KW), _MM_HINT_T0);\n");
+		for (int i = 0; i < dw / 8; i++)
+			cg_printf(b, "\t\t\t\tconst __m256 v%d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + %d)));\n",
+				  i, 8 * i);
+		for (int h = 0; h < k; h++) {
+			cg_printf(b, "\t\t\t\tconst __m256 w%d = _mm256_broadcast_ss(&w[%d][j]);\n", h, h);
+			for (int i = 0; i < dw / 8; i++)
+				cg_printf(b, "\t\t\t\ta%d_%d = _mm256_fmadd_ps(v%d, w%d, a%d_%d);\n", h, i, i, h, h, i);
+		}
 		cg_printf(b, "\t\t\t}\n");
 		for (int h = 0; h < k; h++)
-			cg_printf(b, "\t\t\t_mm256_storeu_pd(acc + %d * HD + d, a%d);\n"
-				     "\t\t\t_mm256_storeu_pd(acc + %d * HD + d + 4, b%d);\n",
-				  h, h, h, h);
+			for (int i = 0; i < dw / 8; i++)
+				cg_printf(b, "\t\t\t_mm256_storeu_ps(acc + %d * HD + d + %d, a%d_%d);\n", h, 8 * i, h, i);
 		cg_printf(b, "\t\t}\n"
 			     "\t}\n"
 			     "\tfor (int h = 0; h < %d; h++)\n"
-			     "\t\tfor (int i = 0; i < HD; i += 4)\n"
-			     "\t\t\t_mm_storeu_ps(o[h] + i, _mm256_cvtpd_ps(_mm256_loadu_pd(acc + h * HD + i)));\n"
+			     "\t\tmemcpy(o[h], acc + h * HD, sizeof(float) * HD);\n"
 			     "}\n\n",
 			  k);
 	}

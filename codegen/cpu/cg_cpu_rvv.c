@@ -285,8 +285,8 @@ static void rvv_key_el(CgBuf *b, const char *at)
  * multiply-added into sixteen float accumulators l[i % 16] (vfmacc: the product of two
  * f16 values is exact in float, so fused or not the same sum), reduced by the
  * interpreter's tree; the scores' max by vfredmax (fmaxf's: a NaN never wins). The softmax
- * is the prelude's softmax_row (scalar here). .V runs dimensions across the lanes (double
- * accumulators at LMUL 4), keys in order. */
+ * is the prelude's softmax_row (scalar here). .V runs dimensions across the lanes (float
+ * accumulators at LMUL 2, vfmacc: fused, as the interpreter's fmaf), keys in order. */
 void rvv_attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t hd)
 {
 	cg_printf(b, "static void %s(void *arg, int ith, int nth)\n{\n"
@@ -341,12 +341,12 @@ void rvv_attn_body(CgBuf *b, const char *name, int64_t nh, int64_t nkv, int64_t 
 		     "\t\t\tsoftmax_row(w, n_keys, mx, step);\n"
 		     "\t\t\tfloat *o = a->y + (int64_t)t * QW + h * HD;\n"
 		     "\t\t\tfor (int i = 0; i < HD;) {\n"
-		     "\t\t\t\tconst size_t vl = __riscv_vsetvl_e64m4((size_t)(HD - i));\n"
-		     "\t\t\t\tvfloat64m4_t acc = __riscv_vfmv_v_f_f64m4(0.0, vl);\n"
+		     "\t\t\t\tconst size_t vl = __riscv_vsetvl_e32m2((size_t)(HD - i));\n"
+		     "\t\t\t\tvfloat32m2_t acc = __riscv_vfmv_v_f_f32m2(0.0f, vl);\n"
 		     "\t\t\t\tfor (int64_t j = 0; j < n_keys; j++)\n"
-		     "\t\t\t\t\tacc = __riscv_vfwmacc_vf_f64m4(acc, w[j], rvv_h2f_m2(__riscv_vzext_vf2_u32m2("
+		     "\t\t\t\t\tacc = __riscv_vfmacc_vf_f32m2(acc, w[j], rvv_h2f_m2(__riscv_vzext_vf2_u32m2("
 		     "__riscv_vle16_v_u16m1(Vg + j * KW + i, vl), vl), vl), vl);\n"
-		     "\t\t\t\t__riscv_vse32_v_f32m2(o + i, __riscv_vfncvt_f_f_w_f32m2(acc, vl), vl);\n"
+		     "\t\t\t\t__riscv_vse32_v_f32m2(o + i, acc, vl);\n"
 		     "\t\t\t\ti += (int)vl;\n"
 		     "\t\t\t}\n"
 		     "\t\t}\n"

@@ -920,7 +920,7 @@ static void attn_h2_kv1_hd64(void *arg, int ith, int nth)
 	const AttnArg *a = arg;
 	enum { NH = 2, HD = 64, KW = 64, QW = NH * HD, GROUP = NH / 1 };
 	float qh[HD];
-	double acc[HD];
+	float acc[HD];
 	for (int h = NH * ith / nth; h < NH * (ith + 1) / nth; h++) {
 		float *w = a->scores + (int64_t)h * a->n_ctx;
 		const uint16_t *Kh = a->K + (h / GROUP) * HD, *Vh = a->V + (h / GROUP) * HD;
@@ -944,15 +944,14 @@ static void attn_h2_kv1_hd64(void *arg, int ith, int nth)
 			softmax_row(w, n_keys, mx, step);
 			float *o = a->y + (int64_t)t * QW + h * HD;
 			for (int i = 0; i < HD; i++)
-				acc[i] = 0.0;
+				acc[i] = 0.0f;
 			for (int64_t j = 0; j < n_keys; j++) {
 				const uint16_t *vj = Vg + j * KW;
-				double wj = (double)w[j];
 				for (int i = 0; i < HD; i++)
-					acc[i] += (double)f16_to_f32(vj[i]) * wj;
+					acc[i] = fmaf(f16_to_f32(vj[i]), w[j], acc[i]);
 			}
 			for (int i = 0; i < HD; i++)
-				o[i] = (float)acc[i];
+				o[i] = acc[i];
 		}
 	}
 }

@@ -514,7 +514,7 @@ static int op_attention(Ctx *c)
 				mx = fmaxf(mx, w[j]);
 			}
 			/* the softmax: exp by bn_softmax_exp (the same bits in vector code), the sum
-			 * in 8 double lanes (j % 8) reduced by the tree of q.K's last 8 lanes */
+			 * in 8 double lanes (j % 8) reduced by the tree above */
 			double l[8] = {0};
 			for (int64_t j = 0; j < n_keys; j++) {
 				w[j] = bn_softmax_exp(w[j] - mx);

@@ -410,6 +410,10 @@ int64_t ir_interp_pos(const IrInterp *it);
 /* Threads that split the matmuls' output rows (default 1); results are identical
  * for any count. */
 void ir_interp_set_threads(IrInterp *it, int n);
+/* The attention's q.K and .V summed in double (on: the CUDA and Metal kernels' numerics,
+ * their tests' oracle) instead of float (off, the default: the reference's and the CPU
+ * kernels'). */
+void ir_interp_set_attn_f64(IrInterp *it, bool on);
 void ir_interp_reset(IrInterp *it);
 /* Optional: called after every node with its first f32 output (T rows); for
  * comparing intermediates against the reference. */

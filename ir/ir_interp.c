@@ -26,6 +26,7 @@ struct IrInterp {
 	void **buf;       /* per value: activation buffer for the current call */
 	int *last_use;    /* per value: index of the last node reading it (-1: none) */
 	int n_threads;    /* for splitting matmul rows; results do not depend on it */
+	bool attn_f64;    /* attention sums in double (ir_interp_set_attn_f64) */
 	IrInterpTrace trace;
 	void *trace_ud;
 };
@@ -505,6 +506,15 @@ static int op_attention(Ctx *c)
 				 * only the adds round (as the reference's f16 dot products, which
 				 * accumulate in float) */
 				float l[16] = {0};
+				if (it->attn_f64) {
+					/* in double: 8 lanes (i % 8), the same tree */
+					double d[8] = {0};
+					for (int64_t i = 0; i < hd; i++)
+						d[i % 8] += (double)bn_f16_to_f32(kj[i]) * (double)qh[i];
+					w[j] = (float)(((d[0] + d[4]) + (d[2] + d[6])) + ((d[1] + d[5]) + (d[3] + d[7]))) * scale;
+					mx = fmaxf(mx, w[j]);
+					continue;
+				}
 				for (int64_t i = 0; i < hd; i++)
 					l[i % 16] += bn_f16_to_f32(kj[i]) * qh[i];
 				for (int i = 0; i < 8; i++)
@@ -533,9 +543,15 @@ static int op_attention(Ctx *c)
 			float *o = y + t * qw + h * hd;
 			for (int64_t i = 0; i < hd; i++) {
 				float acc = 0.0f;
-				for (int64_t j = 0; j < n_keys; j++)
-					acc = fmaf(bn_f16_to_f32(vs[j * kw + g * hd + i]), w[j], acc);
-				o[i] = acc;
+				double dacc = 0.0;
+				for (int64_t j = 0; j < n_keys; j++) {
+					float vf = bn_f16_to_f32(vs[j * kw + g * hd + i]);
+					if (it->attn_f64)
+						dacc += (double)vf * (double)w[j];
+					else
+						acc = fmaf(vf, w[j], acc);
+				}
+				o[i] = it->attn_f64 ? (float)dacc : acc;
 			}
 		}
 	}
@@ -709,6 +725,11 @@ void ir_interp_reset(IrInterp *it)
 void ir_interp_set_threads(IrInterp *it, int n)
 {
 	it->n_threads = n < 1 ? 1 : n;
+}
+
+void ir_interp_set_attn_f64(IrInterp *it, bool on)
+{
+	it->attn_f64 = on;
 }
 
 void ir_interp_set_trace(IrInterp *it, IrInterpTrace fn, void *ud)

@@ -300,7 +300,7 @@ for gguf in "$ROOT"/tests/data/golden/models/*.gguf; do
 			ub=() step=()
 			[ "$mode" = step ] && ub=(-ub 1) step=(--step)
 			base=$WORK/g-$m.$p.$mode
-			if ! timeout 120 "$BITNETC" run "$gguf" --tokens "$toks" -n $GEN --ignore-eos "${step[@]}" \
+			if ! timeout 120 "$BITNETC" run "$gguf" --tokens "$toks" -n $GEN --ignore-eos --attn-f64 "${step[@]}" \
 				--logits-out "$base.ref.f32" >"$base.ref.ids" 2>"$base.ref.log"; then
 				fail "$m $p: bitnetc run: $(tail -1 "$base.ref.log")"
 				continue

@@ -459,6 +459,7 @@ static void run_new(Run *r, AGraph *a, int64_t n_ctx, int n_seq, const char *tag
 	r->it = ir_interp_new_seq(a->g, n_ctx, n_seq, &e);
 	if (!r->it)
 		fail_msg("%s", e.msg);
+	ir_interp_set_attn_f64(r->it, true); /* the kernels' attention sums */
 	kern_build(&r->k, a, tag);
 	IrKvPlan p;
 	bool found;

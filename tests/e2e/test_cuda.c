@@ -169,6 +169,7 @@ static void test_golden_emulated(void **state)
 		const char *env = fake_env(dir);
 		TuModel m;
 		tu_model_open(&m, gguf);
+		m.attn_f64 = true; /* the CUDA kernels' attention sums */
 		/* the prompt teacher-forced (multi-token calls), then 8 greedy steps */
 		static const int32_t prompt[] = {496, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114};
 		int rows;
@@ -222,6 +223,7 @@ static void test_ppl_emulated(void **state)
 	BnErr e = {0};
 	IrInterp *it = ir_interp_new(m.g, 16, &e);
 	assert_non_null(it);
+	ir_interp_set_attn_f64(it, true); /* the CUDA kernels' attention sums */
 	float *lg = tu_hold(malloc(8 * (size_t)m.nv * sizeof(float)));
 	double nll = 0;
 	for (int c = 0; c < 2; c++) {
@@ -312,6 +314,7 @@ static void test_real_gpu(void **state)
 		free(log);
 		TuModel m;
 		tu_model_open(&m, gguf);
+		m.attn_f64 = true; /* the CUDA kernels' attention sums */
 		static const int32_t prompt[] = {496, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114};
 		int rows;
 		float *got = run_prog("", prog, prompt, 13, 16, &rows, NULL);

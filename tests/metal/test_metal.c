@@ -270,6 +270,7 @@ static void test_golden_emulated(void **state)
 		snprintf(extra1, sizeof extra1, "%s -ub 1", extra);
 		TuModel m;
 		tu_model_open(&m, gguf);
+		m.attn_f64 = true; /* the kernels' attention sums (double, as pairs of floats) */
 		static const int32_t prompt[] = {496, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114};
 		int rows;
 		float *got = tu_run_logits(env, prog, prompt, 13, 8, &rows, extra);

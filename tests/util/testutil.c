@@ -353,6 +353,7 @@ char *tu_print_graph(const IrGraph *g)
 void tu_model_open(TuModel *m, const char *path)
 {
 	BnErr e = {0};
+	m->attn_f64 = false;
 	m->f = gguf_open(path, &e);
 	if (!m->f)
 		fail_msg("%s", e.msg);
@@ -418,6 +419,7 @@ double tu_vs_interp(TuModel *m, const float *got, int rows, const int32_t *tok, 
 	if (!it)
 		fail_msg("%s", e.msg);
 	ir_interp_set_threads(it, 2);
+	ir_interp_set_attn_f64(it, m->attn_f64);
 	float *ref = malloc((size_t)calls->s[calls->n - 1] * (size_t)m->nv * sizeof(float));
 	double worst = 0;
 	char msg[512] = "";

@@ -80,6 +80,7 @@ typedef struct {
 	GgufFile *f;
 	IrGraph *g;
 	int nv;
+	bool attn_f64; /* tu_vs_interp's interpreter sums attention in double (the GPU kernels') */
 } TuModel;
 void tu_model_open(TuModel *m, const char *path);
 void tu_model_close(TuModel *m);

@@ -22,13 +22,16 @@ const char usage_run[] =
 	"                     (the logits after feeding it)\n"
 	"  --step             feed the prompt one token per call (the reference's step mode)\n"
 	"                     instead of one batch\n"
-	"  --ignore-eos       keep generating after the end-of-text token\n";
+	"  --ignore-eos       keep generating after the end-of-text token\n"
+	"  --attn-f64         sum the attention's q.K and .V in double, as the CUDA and Metal\n"
+	"                     programs do (default: float, as the reference and the CPU\n"
+	"                     programs)\n";
 
 typedef struct {
 	const char *path, *tokens, *logits_out;
 	int64_t n_predict, n_ctx; /* n_ctx 0: default */
 	int64_t n_threads;        /* 0: one per online CPU */
-	bool step, ignore_eos;
+	bool step, ignore_eos, attn_f64;
 } RunOpts;
 
 /* Evaluates n tokens (one call, or one call per token in step mode) into rows. */
@@ -109,6 +112,7 @@ static int run_model(const RunOpts *o, const int32_t *prompt, int n_prompt)
 	}
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	ir_interp_set_threads(it, o->n_threads ? (int)o->n_threads : ncpu > 0 ? (int)ncpu : 1);
+	ir_interp_set_attn_f64(it, o->attn_f64);
 	if (o->logits_out && !(lf = rt_f32_open(o->logits_out, &re))) {
 		rc = fail(EXIT_RUNTIME, "%s", re.msg);
 		goto out;
@@ -192,6 +196,8 @@ int cmd_run(int argc, char **argv)
 			o.step = true;
 		} else if (flag(&a, NULL, "--ignore-eos")) {
 			o.ignore_eos = true;
+		} else if (flag(&a, NULL, "--attn-f64")) {
+			o.attn_f64 = true;
 		} else if ((r = opt(&a, NULL, "--tokens", &v)) != 0) {
 			if (r < 0)
 				return EXIT_USAGE;

@@ -136,7 +136,9 @@ MAYBE_UNUSED static inline float qk_lanes16(__m512 s)
 	const __m128 r2 = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
 	return _mm_cvtss_f32(_mm_add_ss(r2, _mm_movehdup_ps(r2)));
 }
-#elif defined(__AVX2__)
+#endif
+/* (the AVX2 kernels' too where the compiler targets AVX-512: a masked native build) */
+#if defined(__AVX2__)
 MAYBE_UNUSED static inline float qk_lanes8x2(__m256 a, __m256 b)
 {
 	const __m256 r8 = _mm256_add_ps(a, b);

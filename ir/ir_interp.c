@@ -505,7 +505,6 @@ static int op_attention(Ctx *c)
 				 * of two f16 values (11 x 11 significant bits) is exact in float, so
 				 * only the adds round (as the reference's f16 dot products, which
 				 * accumulate in float) */
-				float l[16] = {0};
 				if (it->attn_f64) {
 					/* in double: 8 lanes (i % 8), the same tree */
 					double d[8] = {0};
@@ -515,6 +514,7 @@ static int op_attention(Ctx *c)
 					mx = fmaxf(mx, w[j]);
 					continue;
 				}
+				float l[16] = {0};
 				for (int64_t i = 0; i < hd; i++)
 					l[i % 16] += bn_f16_to_f32(kj[i]) * qh[i];
 				for (int i = 0; i < 8; i++)
@@ -542,16 +542,18 @@ static int op_attention(Ctx *c)
 			 * f16 value, 24 x 11 significant bits, is not exact in float) */
 			float *o = y + t * qw + h * hd;
 			for (int64_t i = 0; i < hd; i++) {
-				float acc = 0.0f;
-				double dacc = 0.0;
-				for (int64_t j = 0; j < n_keys; j++) {
-					float vf = bn_f16_to_f32(vs[j * kw + g * hd + i]);
-					if (it->attn_f64)
-						dacc += (double)vf * (double)w[j];
-					else
-						acc = fmaf(vf, w[j], acc);
+				const uint16_t *vi = vs + g * hd + i;
+				if (it->attn_f64) {
+					double acc = 0.0;
+					for (int64_t j = 0; j < n_keys; j++)
+						acc += (double)bn_f16_to_f32(vi[j * kw]) * (double)w[j];
+					o[i] = (float)acc;
+					continue;
 				}
-				o[i] = it->attn_f64 ? (float)dacc : acc;
+				float acc = 0.0f;
+				for (int64_t j = 0; j < n_keys; j++)
+					acc = fmaf(bn_f16_to_f32(vi[j * kw]), w[j], acc);
+				o[i] = acc;
 			}
 		}
 	}
